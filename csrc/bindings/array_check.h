@@ -1,0 +1,89 @@
+// Argument checking shared by every binding. The bindings are public (fastconv._C), so each
+// one validates dtype, contiguity, rank and shapes itself and raises a Python exception that
+// names the argument; nothing reaches a kernel unchecked.
+//
+// Policy: the raw bindings REJECT (TypeError) arrays that are not float32 (int64 for labels)
+// or not C-contiguous; they never copy silently. fastconv.functional converts for the user.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <array>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace fastconv::bind {
+
+namespace py = pybind11;
+
+inline std::string shape_str(const py::array& a) {
+  std::ostringstream os;
+  os << "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) os << (i ? ", " : "") << a.shape(i);
+  if (a.ndim() == 1) os << ",";
+  os << ")";
+  return os.str();
+}
+
+template <typename T>
+inline py::array_t<T> require_array(const py::handle& obj, const char* name, int ndim,
+                                    const char* expected, const char* dtype_name) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + " must be a numpy.ndarray of " + dtype_name + " " +
+                         expected + ", got " + std::string(py::str(py::type::of(obj))));
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  if (!py::isinstance<py::array_t<T>>(arr) || arr.dtype().kind() != py::dtype::of<T>().kind() ||
+      arr.itemsize() != sizeof(T))
+    throw py::type_error(std::string(name) + " must have dtype " + dtype_name + ", got " +
+                         std::string(py::str(arr.dtype())) + " (convert with .astype)");
+  if (!(arr.flags() & py::array::c_style))
+    throw py::type_error(std::string(name) + " must be C-contiguous (use numpy.ascontiguousarray)");
+  if (ndim >= 0 && arr.ndim() != ndim)
+    throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) + "-D " + expected +
+                          ", got shape " + shape_str(arr));
+  return py::array_t<T>(arr);
+}
+
+// float32, C-contiguous, given rank (-1: any rank). `expected` describes the layout, e.g.
+// "(N, H, W, C)".
+inline py::array_t<float> require_f32(const py::handle& obj, const char* name, int ndim,
+                                      const char* expected) {
+  return require_array<float>(obj, name, ndim, expected, "float32");
+}
+
+inline py::array_t<int64_t> require_i64(const py::handle& obj, const char* name, int ndim,
+                                        const char* expected) {
+  return require_array<int64_t>(obj, name, ndim, expected, "int64");
+}
+
+// Optional float32 vector of length n (None allowed); returns nullptr for None.
+inline const float* optional_vec_f32(const py::handle& obj, const char* name, int64_t n,
+                                     py::array_t<float>& keep) {
+  if (obj.is_none()) return nullptr;
+  keep = require_f32(obj, name, 1, "(C,)");
+  if (keep.shape(0) != n)
+    throw py::value_error(std::string(name) + " must have shape (" + std::to_string(n) +
+                          ",), got " + shape_str(keep));
+  return keep.data();
+}
+
+inline void require_shape(const py::array& a, const char* name, const std::vector<int64_t>& want) {
+  bool ok = a.ndim() == (py::ssize_t)want.size();
+  for (size_t i = 0; ok && i < want.size(); ++i) ok = a.shape(i) == want[i];
+  if (!ok) {
+    std::ostringstream os;
+    os << name << " must have shape (";
+    for (size_t i = 0; i < want.size(); ++i) os << (i ? ", " : "") << want[i];
+    os << (want.size() == 1 ? ",)" : ")") << ", got " << shape_str(a);
+    throw py::value_error(os.str());
+  }
+}
+
+inline py::array_t<float> empty_f32(const std::vector<int64_t>& shape) {
+  std::vector<py::ssize_t> s(shape.begin(), shape.end());
+  return py::array_t<float>(s);
+}
+
+}  // namespace fastconv::bind

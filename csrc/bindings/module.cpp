@@ -1,0 +1,27 @@
+// fastconv._C: the pybind11 module. Each bind_*.cpp registers one family of kernels;
+// C++ std::invalid_argument becomes ValueError (pybind11's default translation).
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+namespace fastconv::bind {
+void bind_threads(py::module_& m);
+void bind_conv(py::module_& m);
+void bind_dense(py::module_& m);
+void bind_pool(py::module_& m);
+void bind_norm(py::module_& m);
+void bind_activation(py::module_& m);
+void bind_softmax(py::module_& m);
+}  // namespace fastconv::bind
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fastconv native CPU kernels (NHWC float32, HWIO weights). See fastconv.functional.";
+  using namespace fastconv::bind;
+  bind_threads(m);
+  bind_conv(m);
+  bind_dense(m);
+  bind_pool(m);
+  bind_norm(m);
+  bind_activation(m);
+  bind_softmax(m);
+}

@@ -1,0 +1,91 @@
+// Every native kernel, declared once. The CPU versions live in csrc/cpu/, the CUDA twins
+// (issue 7) in csrc/cuda/ with the same signatures in namespace fastconv::cuda.
+//
+// Kernels take raw float32 pointers to C-contiguous buffers, NHWC activations and HWIO
+// weights, plus a geometry struct that csrc/common/geometry.h has already validated. They do
+// not allocate Python objects and do not touch the GIL; the bindings (csrc/bindings/) check
+// dtypes/shapes, allocate outputs and release the GIL around these calls.
+#pragma once
+#include <cstdint>
+
+#include "common/geometry.h"
+
+namespace fastconv {
+
+enum class Activation { Linear, Relu, Sigmoid, Tanh };
+
+namespace cpu {
+
+// ---- threads (threads.cpp): one knob for OpenMP and OpenBLAS ----
+void set_num_threads(int n);
+int get_num_threads();
+// Upper bound on the im2col workspace of one conv call, in bytes (default 32 MiB).
+void set_workspace_limit(int64_t bytes);
+int64_t get_workspace_limit();
+// Runs OpenBLAS sgemm with the library's thread setting: C = alpha*op(A)*op(B) + beta*C,
+// row-major. Exposed so every kernel goes through one place (and the benchmark's ceiling).
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+           int64_t ldc);
+
+// ---- convolution (conv2d.cpp, im2col.cpp, depthwise.cpp) ----
+// y = conv(x, w) + b; b may be null.
+void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                    float* y);
+// dx = conv_transpose(dy, w); dx is fully overwritten.
+void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx);
+// dw (and db if non-null) fully overwritten.
+void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                             float* db);
+
+// ---- dense (dense.cpp): x (n, k), w (k, m), y (n, m) ----
+void dense_forward(int64_t n, int64_t k, int64_t m, const float* x, const float* w,
+                   const float* b, float* y);
+// Any of dx, dw, db may be null (not needed).
+void dense_backward(int64_t n, int64_t k, int64_t m, const float* dy, const float* x,
+                    const float* w, float* dx, float* dw, float* db);
+
+// ---- pooling (pool2d.cpp) ----
+// Max pool: padded cells never win; ties go to the first cell in row-major window order.
+void max_pool2d_forward(const PoolGeometry& g, const float* x, float* y);
+void max_pool2d_backward(const PoolGeometry& g, const float* dy, const float* x, float* dx);
+// Average pool: divides by the number of real (unpadded) cells in each window.
+void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* y);
+void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx);
+// x (n, hw, c) -> y (n, c)
+void global_avg_pool2d_forward(int64_t n, int64_t hw, int64_t c, const float* x, float* y);
+void global_avg_pool2d_backward(int64_t n, int64_t hw, int64_t c, const float* dy, float* dx);
+
+// ---- batch normalisation (batchnorm.cpp): x viewed as (m, c), statistics per channel ----
+// var is the biased batch variance (Keras); inv_std = 1/sqrt(var + eps).
+void batch_norm_forward_train(int64_t m, int64_t c, const float* x, const float* gamma,
+                              const float* beta, float eps, float* y, float* mean, float* var,
+                              float* inv_std);
+void batch_norm_forward_inference(int64_t m, int64_t c, const float* x, const float* gamma,
+                                  const float* beta, const float* mean, const float* var,
+                                  float eps, float* y);
+void batch_norm_backward(int64_t m, int64_t c, const float* dy, const float* x,
+                         const float* gamma, const float* mean, const float* inv_std, float* dx,
+                         float* dgamma, float* dbeta);
+
+// ---- bias + activation (activation.cpp): x viewed as (m, c) ----
+// y = act(x + b); b may be null.
+void bias_act_forward(int64_t m, int64_t c, const float* x, const float* b, Activation act,
+                      float* y);
+// dz = dy * act'(z) computed from the output y; db = sum over m of dz (if non-null).
+void bias_act_backward(int64_t m, int64_t c, const float* dy, const float* y, Activation act,
+                       float* dz, float* db);
+
+// ---- softmax and loss (softmax.cpp): rows of length c ----
+void softmax_forward(int64_t n, int64_t c, const float* x, float* y);
+void softmax_backward(int64_t n, int64_t c, const float* dy, const float* y, float* dx);
+// loss[i] = -log softmax(logits[i])[labels[i]], computed stably (max-shifted log-sum-exp).
+// Labels must already be validated in [0, c).
+void softmax_cross_entropy_forward(int64_t n, int64_t c, const float* logits,
+                                   const int64_t* labels, float* loss, float* probs);
+// dlogits[i] = dloss[i] * (probs[i] - onehot(labels[i]))
+void softmax_cross_entropy_backward(int64_t n, int64_t c, const float* probs,
+                                    const int64_t* labels, const float* dloss, float* dlogits);
+
+}  // namespace cpu
+}  // namespace fastconv

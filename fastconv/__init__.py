@@ -1,0 +1,38 @@
+"""fastconv: a convolution engine with C++/CUDA kernels, a NumPy oracle and a Keras-style API.
+
+>>> import numpy as np, fastconv
+>>> x = np.ones((1, 5, 5, 1), np.float32); w = np.ones((3, 3, 1, 1), np.float32)
+>>> fastconv.functional.conv2d(x, w, padding="same")[0, :, :, 0][0]
+array([4., 6., 6., 6., 4.], dtype=float32)
+"""
+import os as _os
+
+from ._loader import preload_openblas as _preload_openblas
+
+_preload_openblas()
+from . import _C  # noqa: E402
+from .backend import Backend, backend, get_backend, set_backend  # noqa: E402,F401
+from . import functional  # noqa: E402,F401
+
+__version__ = "0.1.0"
+
+
+def set_num_threads(n):
+    """Set the thread count used by every native kernel (OpenMP and OpenBLAS alike)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int >= 1, got {n!r}")
+    _C.set_num_threads(n)
+
+
+def get_num_threads():
+    """Thread count used by the native kernels."""
+    return _C.get_num_threads()
+
+
+def set_workspace_limit(nbytes):
+    """Cap, in bytes, on the im2col workspace one convolution may allocate (default 32 MiB)."""
+    _C.set_workspace_limit(int(nbytes))
+
+
+# OpenBLAS and OpenMP read different environment variables; start them in agreement.
+_C.set_num_threads(int(_os.environ.get("OMP_NUM_THREADS", 0) or _C.get_num_threads()))
