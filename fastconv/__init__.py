@@ -13,6 +13,7 @@ _preload_openblas()
 from . import _C  # noqa: E402
 from .backend import Backend, backend, get_backend, set_backend  # noqa: E402,F401
 from . import functional  # noqa: E402,F401
+from .random import set_seed  # noqa: E402,F401
 
 __version__ = "0.1.0"
 
