@@ -57,8 +57,7 @@ def test_same_seed_same_numbers():
     runs = []
     for _ in range(2):
         model = small_cnn(seed=11, dropout=0.3)
-        model.compile("sgd", "sparse_categorical_crossentropy" if False else
-                      fc.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile("sgd", fc.losses.SparseCategoricalCrossentropy(from_logits=True))
         h = model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=True)
         runs.append((h.history["loss"], [w.copy() for w in model.get_weights()]))
     assert runs[0][0] == runs[1][0]
