@@ -91,7 +91,8 @@ def test_small_ops_hand_worked():
     np.testing.assert_allclose(R.softmax_forward(np.array([[0.0, np.log(3.0)]])), [[0.25, 0.75]])
     y, mean, var, inv_std = R.batch_norm_forward_train(np.array([[1.0], [3.0]]), np.array([2.0]),
                                                        np.array([0.5]), 1e-3)
-    np.testing.assert_allclose(mean, [2.0]) and np.testing.assert_allclose(var, [1.0])  # biased
+    np.testing.assert_allclose(mean, [2.0])
+    np.testing.assert_allclose(var, [1.0])   # biased: divides by m = 2, not m - 1
     np.testing.assert_allclose(inv_std, [1 / np.sqrt(1.001)])
     np.testing.assert_allclose(y[:, 0], [0.5 - 2 / np.sqrt(1.001), 0.5 + 2 / np.sqrt(1.001)])
     y = R.batch_norm_forward_inference(np.array([[4.0]]), np.array([2.0]), np.array([1.0]),
