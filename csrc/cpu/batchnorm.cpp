@@ -14,14 +14,17 @@ namespace fastconv::cpu {
 
 namespace {
 
-// y[r, :] = x[r, :] * scale + shift, rows in parallel.
-void affine_rows(int64_t m, int64_t c, const float* x, const float* scale, const float* shift,
-                 float* y) {
+// y[r, :] = (x[r, :] - center) * scale + shift, rows in parallel. Subtracting a center near
+// the data first matters: x*scale + (beta - mean*scale) cancels two large terms when
+// |mean| * inv_std is large (e.g. mean 50, eps 1e-5 at m == 1 loses 3 digits).
+void affine_rows(int64_t m, int64_t c, const float* __restrict x, const float* __restrict center,
+                 const float* __restrict scale, const float* __restrict shift,
+                 float* __restrict y) {
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < m; ++r) {
     const float* xr = x + r * c;
     float* yr = y + r * c;
-    for (int64_t j = 0; j < c; ++j) yr[j] = xr[j] * scale[j] + shift[j];
+    for (int64_t j = 0; j < c; ++j) yr[j] = (xr[j] - center[j]) * scale[j] + shift[j];
   }
 }
 
@@ -52,22 +55,21 @@ void batch_norm_forward_train(int64_t m, int64_t c, const float* x, const float*
     mean[j] = (float)mu;
     var[j] = (float)v;
     inv_std[j] = (float)is;
+    // Centre on the pivot row (a float, so x - pivot is exact for nearby x) and fold the
+    // double-precision remainder pivot - mean into the shift.
     scale[j] = (float)((double)gamma[j] * is);
-    shift[j] = (float)((double)beta[j] - mu * (double)gamma[j] * is);
+    shift[j] = (float)((double)beta[j] - md * (double)gamma[j] * is);
   }
-  affine_rows(m, c, x, scale.data(), shift.data(), y);
+  affine_rows(m, c, x, pivot, scale.data(), shift.data(), y);
 }
 
 void batch_norm_forward_inference(int64_t m, int64_t c, const float* x, const float* gamma,
                                   const float* beta, const float* mean, const float* var,
                                   float eps, float* y) {
-  std::vector<float> scale(c), shift(c);
-  for (int64_t j = 0; j < c; ++j) {
-    const double is = 1.0 / std::sqrt((double)var[j] + (double)eps);
-    scale[j] = (float)((double)gamma[j] * is);
-    shift[j] = (float)((double)beta[j] - (double)mean[j] * (double)gamma[j] * is);
-  }
-  affine_rows(m, c, x, scale.data(), shift.data(), y);
+  std::vector<float> scale(c);
+  for (int64_t j = 0; j < c; ++j)
+    scale[j] = (float)((double)gamma[j] / std::sqrt((double)var[j] + (double)eps));
+  affine_rows(m, c, x, mean, scale.data(), beta, y);
 }
 
 // With xhat = (x - mean) * inv_std:
@@ -88,7 +90,10 @@ void batch_norm_backward(int64_t m, int64_t c, const float* dy, const float* x,
     }
   });
   // dx = k * (dy - a - (x - mean) * b) per channel.
-  std::vector<float> k(c), a(c), b(c);
+  std::vector<float> kv(c), av(c), bv(c);
+  float* __restrict k = kv.data();
+  float* __restrict a = av.data();
+  float* __restrict b = bv.data();
   for (int64_t j = 0; j < c; ++j) {
     const double is = inv_std[j];
     dbeta[j] = (float)sums[j];
