@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 #include <vector>
 
@@ -69,41 +70,66 @@ void max_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
   });
 }
 
-void max_pool2d_backward(const PoolGeometry& g, const float* dy, const float* x, float* dx) {
+namespace {
+
+// One (image, channel block) task of the max-pool backward. The winner of each window is
+// kept as its offset from the window's first cell, (iy - lo)*W + (ix - lo), in an integer
+// as wide as a float lane (Offset = int32_t whenever kh*W fits), so the compare-and-select
+// loop vectorises; 64-bit offsets remain for absurdly wide images.
+template <typename Offset>
+void max_backward_task(const PoolGeometry& g, const float* dy, const float* x, float* dx,
+                       int64_t img, int64_t c0, int64_t c1) {
   const Window2d& w = g.win;
-  const int64_t C = g.c;
-  for_each_task(g.n, C, [&](int64_t img, int64_t c0, int64_t c1) {
-    const int64_t nc = c1 - c0;
-    std::vector<float> best(nc);
-    std::vector<int64_t> where(nc);  // pixel index (iy*W + ix) of the winner, per channel
-    const float* xi = x + img * g.h * g.w * C + c0;
-    float* dxi = dx + img * g.h * g.w * C + c0;
-    // Each task zeroes its own slice (in parallel, and on the thread that will scatter to it).
-    for (int64_t p = 0; p < g.h * g.w; ++p) std::memset(dxi + p * C, 0, sizeof(float) * nc);
-    for (int64_t oy = 0; oy < g.oh; ++oy) {
-      const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
-      for (int64_t ox = 0; ox < g.ow; ++ox) {
-        const AxisRange cols = pool_window(ox, w.sw, w.pl, w.kw, g.w);
-        // Recompute the forward's argmax with the same first-wins rule.
-        const int64_t p0 = rows.lo * g.w + cols.lo;
-        for (int64_t c = 0; c < nc; ++c) {
-          best[c] = xi[p0 * C + c];
-          where[c] = p0;
-        }
-        for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
-          for (int64_t ix = cols.lo; ix < cols.hi; ++ix) {
-            const int64_t p = iy * g.w + ix;
-            const float* cell = xi + p * C;
-            for (int64_t c = 0; c < nc; ++c) {
-              const bool win = cell[c] > best[c];
-              best[c] = win ? cell[c] : best[c];
-              where[c] = win ? p : where[c];
-            }
-          }
-        const float* g_out = dy + ((img * g.oh + oy) * g.ow + ox) * C + c0;
-        for (int64_t c = 0; c < nc; ++c) dxi[where[c] * C + c] += g_out[c];
+  const int64_t C = g.c, nc = c1 - c0;
+  std::vector<float> best(nc);
+  std::vector<Offset> which(nc);
+  float* __restrict b = best.data();
+  Offset* __restrict wh = which.data();
+  const float* xi = x + img * g.h * g.w * C + c0;
+  float* dxi = dx + img * g.h * g.w * C + c0;
+  // dx rows are zeroed just before the first window reaches them (window rows only move
+  // down), so they are still in cache when the scatter adds to them.
+  int64_t zeroed = 0;
+  auto zero_rows_until = [&](int64_t end) {
+    for (; zeroed < end; ++zeroed)
+      for (int64_t ix = 0; ix < g.w; ++ix)
+        std::memset(dxi + (zeroed * g.w + ix) * C, 0, sizeof(float) * nc);
+  };
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
+    zero_rows_until(rows.hi);
+    for (int64_t ox = 0; ox < g.ow; ++ox) {
+      const AxisRange cols = pool_window(ox, w.sw, w.pl, w.kw, g.w);
+      // Recompute the forward's argmax with the same first-wins rule.
+      const int64_t base = rows.lo * g.w + cols.lo;
+      for (int64_t c = 0; c < nc; ++c) {
+        b[c] = xi[base * C + c];
+        wh[c] = 0;
       }
+      for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+        for (int64_t ix = cols.lo; ix < cols.hi; ++ix) {
+          const Offset t = (Offset)((iy - rows.lo) * g.w + (ix - cols.lo));
+          const float* cell = xi + (iy * g.w + ix) * C;
+          for (int64_t c = 0; c < nc; ++c) {
+            const bool win = cell[c] > b[c];
+            b[c] = win ? cell[c] : b[c];
+            wh[c] = win ? t : wh[c];
+          }
+        }
+      const float* g_out = dy + ((img * g.oh + oy) * g.ow + ox) * C + c0;
+      for (int64_t c = 0; c < nc; ++c) dxi[(base + (int64_t)wh[c]) * C + c] += g_out[c];
     }
+  }
+  zero_rows_until(g.h);  // rows below the last window (stride > pool)
+}
+
+}  // namespace
+
+void max_pool2d_backward(const PoolGeometry& g, const float* dy, const float* x, float* dx) {
+  const bool narrow = g.win.kh * g.w < (int64_t)INT32_MAX;
+  for_each_task(g.n, g.c, [&](int64_t img, int64_t c0, int64_t c1) {
+    if (narrow) max_backward_task<int32_t>(g, dy, x, dx, img, c0, c1);
+    else max_backward_task<int64_t>(g, dy, x, dx, img, c0, c1);
   });
 }
 
