@@ -158,24 +158,31 @@ void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
 
 // Gather form: each input cell sums dy/count over the outputs whose window covers it, so dx
 // is written once, with no zeroing pass and the same order of additions as the CUDA twin.
+// The per-axis ranges and the 1/count table are computed once per call, not per cell.
 void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx) {
   const Window2d& w = g.win;
   const int64_t C = g.c;
+  std::vector<AxisRange> cover_y(g.h), cover_x(g.w);
+  for (int64_t i = 0; i < g.h; ++i) cover_y[i] = pool_outputs_covering(i, w.sh, w.pt, w.kh, g.oh);
+  for (int64_t i = 0; i < g.w; ++i) cover_x[i] = pool_outputs_covering(i, w.sw, w.pl, w.kw, g.ow);
+  std::vector<float> inv_count(g.oh * g.ow);
+  for (int64_t oy = 0; oy < g.oh; ++oy)
+    for (int64_t ox = 0; ox < g.ow; ++ox)
+      inv_count[oy * g.ow + ox] = pool_inv_count(pool_window(oy, w.sh, w.pt, w.kh, g.h),
+                                                 pool_window(ox, w.sw, w.pl, w.kw, g.w));
   for_each_task(g.n, C, [&](int64_t img, int64_t c0, int64_t c1) {
     for (int64_t iy = 0; iy < g.h; ++iy) {
-      const AxisRange oys = pool_outputs_covering(iy, w.sh, w.pt, w.kh, g.oh);
+      const AxisRange oys = cover_y[iy];
       for (int64_t ix = 0; ix < g.w; ++ix) {
-        const AxisRange oxs = pool_outputs_covering(ix, w.sw, w.pl, w.kw, g.ow);
-        float* out = dx + ((img * g.h + iy) * g.w + ix) * C;
+        const AxisRange oxs = cover_x[ix];
+        float* __restrict out = dx + ((img * g.h + iy) * g.w + ix) * C;
         for (int64_t c = c0; c < c1; ++c) out[c] = 0.f;
-        for (int64_t oy = oys.lo; oy < oys.hi; ++oy) {
-          const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
+        for (int64_t oy = oys.lo; oy < oys.hi; ++oy)
           for (int64_t ox = oxs.lo; ox < oxs.hi; ++ox) {
-            const float scale = pool_inv_count(rows, pool_window(ox, w.sw, w.pl, w.kw, g.w));
+            const float scale = inv_count[oy * g.ow + ox];
             const float* src = dy + ((img * g.oh + oy) * g.ow + ox) * C;
             for (int64_t c = c0; c < c1; ++c) out[c] += src[c] * scale;
           }
-        }
       }
     }
   });
