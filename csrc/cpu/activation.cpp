@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cpu/column_reduce.h"
+#include "cpu/fast_exp.h"
 #include "kernels.h"
 
 namespace fastconv::cpu {
@@ -14,7 +15,7 @@ namespace fastconv::cpu {
 namespace {
 
 // exp(-z) overflows to inf for z < -88, giving 1/inf = 0: the right limit, no NaN.
-inline float sigmoid(float z) { return 1.0f / (1.0f + std::exp(-z)); }
+inline float sigmoid(float z) { return 1.0f / (1.0f + exp_vec(-z)); }
 
 template <Activation A>
 inline float apply(float z) {
