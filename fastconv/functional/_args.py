@@ -1,0 +1,132 @@
+"""Keras-style arguments -> the explicit values the kernels take, and input coercion."""
+import numbers
+
+import numpy as np
+
+from ..backend import Backend, _current, kernels
+
+
+def array_module(x):
+    """numpy, or cupy for CuPy arrays (without importing cupy when it is not in use)."""
+    mod = type(x).__module__
+    if mod.startswith("cupy"):
+        import cupy
+        return cupy
+    return np
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def pair(value, name, minimum=1):
+    """An int or a pair of ints -> (a, b), each >= minimum."""
+    if _is_int(value):
+        out = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
+        out = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(out) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return out
+
+
+def same_padding(in_size, kernel, stride, dilation=1):
+    """TensorFlow's 'same' split for one axis: (before, after), the extra cell at the end."""
+    out = -(-in_size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - in_size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_padding(padding, in_hw, kernel, strides, dilation=(1, 1)):
+    """padding ('valid' | 'same' | int | (ph, pw) | ((t, b), (l, r))) -> (t, b, l, r)."""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0, 0, 0, 0)
+        if mode == "same":
+            t, b = same_padding(in_hw[0], kernel[0], strides[0], dilation[0])
+            l, r = same_padding(in_hw[1], kernel[1], strides[1], dilation[1])
+            return (t, b, l, r)
+        raise ValueError(f"padding must be 'valid' or 'same' (or ints), got {padding!r}")
+    if _is_int(padding):
+        pads = (padding,) * 4
+    elif isinstance(padding, (tuple, list)) and len(padding) == 2:
+        if all(_is_int(p) for p in padding):
+            pads = (padding[0], padding[0], padding[1], padding[1])
+        elif all(isinstance(p, (tuple, list)) and len(p) == 2 and all(_is_int(v) for v in p) for p in padding):
+            pads = (padding[0][0], padding[0][1], padding[1][0], padding[1][1])
+        else:
+            pads = None
+    else:
+        pads = None
+    if pads is None:
+        raise TypeError("padding must be 'valid', 'same', an int, (ph, pw) or ((top, bottom), (left, right)), "
+                        f"got {padding!r}")
+    if min(pads) < 0:
+        raise ValueError(f"padding must be >= 0, got {padding!r}")
+    return tuple(int(p) for p in pads)
+
+
+def conv_output_size(in_size, kernel, stride=1, padding="valid", dilation=1):
+    """Output length of one spatial axis (TensorFlow rules).
+
+    >>> conv_output_size(28, 5, padding="same"), conv_output_size(14, 5), conv_output_size(224, 7, 2, "same")
+    (28, 10, 112)
+    """
+    if isinstance(padding, str) and padding.lower() == "same":
+        before, after = same_padding(in_size, kernel, stride, dilation)
+    elif isinstance(padding, str) and padding.lower() == "valid":
+        before = after = 0
+    else:
+        before, after = (padding, padding) if _is_int(padding) else padding
+    span = (kernel - 1) * dilation + 1
+    return max((in_size + before + after - span) // stride + 1, 0)
+
+
+def floats(x, name):
+    """Coerce an input array for the active backend.
+
+    cpu: converted to C-contiguous float32 (float64 and non-contiguous inputs are copied).
+    numpy: kept in its float dtype (float32 or float64; other dtypes become float32).
+    """
+    if x is None:
+        return None
+    if hasattr(x, "requires_grad"):
+        raise TypeError(f"{name} must be an array, got a Tensor; use fastconv.autograd.ops on Tensors")
+    b = _current.get()
+    if b is Backend.CPU:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    xp = array_module(x)
+    x = xp.asarray(x)
+    if x.dtype not in (xp.float32, xp.float64):
+        x = x.astype(xp.float32)
+    return xp.ascontiguousarray(x)
+
+
+def labels_array(labels, n, num_classes):
+    """Sparse integer labels -> contiguous int64 (N,), checked against the class count."""
+    xp = array_module(labels)
+    lab = xp.asarray(labels)
+    if lab.ndim == 2 and lab.shape[1] == 1:
+        lab = lab[:, 0]
+    if lab.ndim != 1 or lab.shape[0] != n:
+        raise ValueError(f"labels must have shape ({n},) to match logits, got {tuple(lab.shape)}")
+    if lab.dtype.kind == "f":
+        if not bool(xp.all(lab == xp.floor(lab))):
+            raise ValueError("labels must be integer class indices")
+    elif lab.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integer class indices, got dtype {lab.dtype}")
+    lab = xp.ascontiguousarray(lab, dtype=xp.int64)
+    if n and (int(lab.min()) < 0 or int(lab.max()) >= num_classes):
+        raise ValueError(f"labels must be in [0, {num_classes}), got values in [{int(lab.min())}, {int(lab.max())}]")
+    return lab
+
+
+def require_rank(x, name, ndim, layout):
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {tuple(x.shape)}")
+
+
+__all__ = ["array_module", "pair", "same_padding", "resolve_padding", "conv_output_size", "kernels"]

@@ -1,0 +1,90 @@
+"""Convolution and dense layers on arrays: forward and backward, any backend.
+
+>>> import numpy as np
+>>> from fastconv import functional as F
+>>> x = np.ones((2, 6, 6, 4), np.float32); w = np.ones((3, 3, 2, 8), np.float32)
+>>> F.conv2d(x, w, strides=2, padding="same", groups=2).shape
+(2, 3, 3, 8)
+"""
+from ._args import floats, kernels, pair, require_rank, resolve_padding
+
+
+def _conv_args(x, w, strides, padding, dilation_rate, groups):
+    require_rank(x, "x", 4, "(N, H, W, C)")
+    require_rank(w, "w", 4, "(KH, KW, Cin/groups, Cout)")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups must be an int >= 1, got {groups!r}")
+    strides = pair(strides, "strides")
+    dilation = pair(dilation_rate, "dilation_rate")
+    pads = resolve_padding(padding, x.shape[1:3], w.shape[:2], strides, dilation)
+    return strides, pads, dilation
+
+
+def conv2d(x, w, b=None, *, strides=1, padding="valid", dilation_rate=1, groups=1):
+    """2-D convolution (cross-correlation, as every framework computes it).
+
+    x (N, H, W, C), w (KH, KW, C/groups, Cout), b (Cout,) or None -> (N, OH, OW, Cout).
+    padding: 'valid', 'same' (TensorFlow's split: the extra cell at the bottom/right), an int,
+    (ph, pw), or ((top, bottom), (left, right)).
+    """
+    x, w, b = floats(x, "x"), floats(w, "w"), floats(b, "b")
+    strides, pads, dilation = _conv_args(x, w, strides, padding, dilation_rate, groups)
+    return kernels().conv2d_forward(x, w, b, strides, pads, dilation, groups)
+
+
+def conv2d_backward(dy, x, w, *, strides=1, padding="valid", dilation_rate=1, groups=1,
+                    need_dx=True, need_db=True):
+    """Gradients of conv2d: (dx or None, dw, db or None) for upstream gradient dy."""
+    dy, x, w = floats(dy, "dy"), floats(x, "x"), floats(w, "w")
+    strides, pads, dilation = _conv_args(x, w, strides, padding, dilation_rate, groups)
+    k = kernels()
+    dx = k.conv2d_backward_data(dy, w, tuple(x.shape), strides, pads, dilation, groups) if need_dx else None
+    dw, db = k.conv2d_backward_weights(dy, x, tuple(w.shape), strides, pads, dilation, groups, need_db)
+    return dx, dw, db
+
+
+def _depthwise_as_grouped(x, w):
+    # Keras's depthwise kernel (KH, KW, C, M) is a grouped HWIO kernel (KH, KW, 1, C*M) with
+    # groups == C: output channel c*M + m reads input channel c. A reshape, no copy.
+    require_rank(w, "w", 4, "(KH, KW, C, depth_multiplier)")
+    require_rank(x, "x", 4, "(N, H, W, C)")
+    if w.shape[2] != x.shape[3]:
+        raise ValueError(f"depthwise kernel w {tuple(w.shape)} expects {w.shape[2]} input channels, "
+                         f"x {tuple(x.shape)} has {x.shape[3]}")
+    kh, kw, c, m = w.shape
+    return w.reshape(kh, kw, 1, c * m), c
+
+
+def depthwise_conv2d(x, w, b=None, *, strides=1, padding="valid", dilation_rate=1):
+    """Depthwise convolution, Keras layout: w (KH, KW, C, M) -> output (N, OH, OW, C*M)."""
+    x, w, b = floats(x, "x"), floats(w, "w"), floats(b, "b")
+    wg, c = _depthwise_as_grouped(x, w)
+    return conv2d(x, wg, b, strides=strides, padding=padding, dilation_rate=dilation_rate, groups=c)
+
+
+def depthwise_conv2d_backward(dy, x, w, *, strides=1, padding="valid", dilation_rate=1,
+                              need_dx=True, need_db=True):
+    """Gradients of depthwise_conv2d: (dx or None, dw (KH, KW, C, M), db or None)."""
+    x, w = floats(x, "x"), floats(w, "w")
+    wg, c = _depthwise_as_grouped(x, w)
+    dx, dw, db = conv2d_backward(dy, x, wg, strides=strides, padding=padding,
+                                 dilation_rate=dilation_rate, groups=c, need_dx=need_dx, need_db=need_db)
+    return dx, dw.reshape(w.shape), db
+
+
+def dense(x, w, b=None):
+    """x (N, K) @ w (K, M) + b -> (N, M)."""
+    x, w, b = floats(x, "x"), floats(w, "w"), floats(b, "b")
+    require_rank(x, "x", 2, "(N, K)")
+    require_rank(w, "w", 2, "(K, M)")
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(f"dense: x {tuple(x.shape)} has {x.shape[1]} features but w {tuple(w.shape)} expects {w.shape[0]}")
+    return kernels().dense_forward(x, w, b)
+
+
+def dense_backward(dy, x, w):
+    """Gradients of dense: (dx, dw, db)."""
+    dy, x, w = floats(dy, "dy"), floats(x, "x"), floats(w, "w")
+    if dy.ndim != 2 or dy.shape != (x.shape[0], w.shape[1]):
+        raise ValueError(f"dy must have shape {(x.shape[0], w.shape[1])}, got {tuple(dy.shape)}")
+    return kernels().dense_backward(dy, x, w)

@@ -1,0 +1,38 @@
+"""Batch normalisation on arrays (channels last), any backend.
+
+Keras semantics: normalise with the biased batch variance; `var` returned is biased.
+"""
+from ._args import floats, kernels
+
+
+def _check(x, name, c):
+    if x.ndim < 2:
+        raise ValueError(f"x must have a batch axis and a channel axis (..., C), got shape {tuple(x.shape)}")
+    for arr, arg in name:
+        if arr is not None and tuple(arr.shape) != (c,):
+            raise ValueError(f"{arg} must have shape ({c},) to match x {tuple(x.shape)}, got {tuple(arr.shape)}")
+
+
+def batch_norm_train(x, gamma, beta, epsilon=1e-3):
+    """Training forward with batch statistics -> (y, mean, var, inv_std)."""
+    x, gamma, beta = floats(x, "x"), floats(gamma, "gamma"), floats(beta, "beta")
+    _check(x, [(gamma, "gamma"), (beta, "beta")], x.shape[-1])
+    return kernels().batch_norm_forward_train(x, gamma, beta, float(epsilon))
+
+
+def batch_norm_inference(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3):
+    """Inference forward with moving statistics."""
+    x, gamma, beta = floats(x, "x"), floats(gamma, "gamma"), floats(beta, "beta")
+    mean, var = floats(moving_mean, "moving_mean"), floats(moving_var, "moving_var")
+    _check(x, [(gamma, "gamma"), (beta, "beta"), (mean, "moving_mean"), (var, "moving_var")], x.shape[-1])
+    return kernels().batch_norm_forward_inference(x, gamma, beta, mean, var, float(epsilon))
+
+
+def batch_norm_backward(dy, x, gamma, mean, inv_std):
+    """Gradients of the training forward -> (dx, dgamma, dbeta)."""
+    dy, x, gamma = floats(dy, "dy"), floats(x, "x"), floats(gamma, "gamma")
+    mean, inv_std = floats(mean, "mean"), floats(inv_std, "inv_std")
+    _check(x, [(gamma, "gamma"), (mean, "mean"), (inv_std, "inv_std")], x.shape[-1])
+    if tuple(dy.shape) != tuple(x.shape):
+        raise ValueError(f"dy must have the shape of x {tuple(x.shape)}, got {tuple(dy.shape)}")
+    return kernels().batch_norm_backward(dy, x, gamma, mean, inv_std)

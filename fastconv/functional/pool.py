@@ -1,0 +1,71 @@
+"""Pooling on arrays (NHWC), forward and backward, any backend.
+
+Max pool: padded cells never win. Average pool: divides by the real (unpadded) cells only,
+as TensorFlow does for 'same'.
+
+>>> import numpy as np
+>>> from fastconv import functional as F
+>>> x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+>>> F.max_pool2d(x, 2)[0, :, :, 0]
+array([[ 5.,  7.],
+       [13., 15.]], dtype=float32)
+"""
+from ._args import floats, kernels, pair, require_rank, resolve_padding
+
+
+def _pool_args(x_shape, pool_size, strides, padding):
+    if len(x_shape) != 4:
+        raise ValueError(f"x must be 4-D (N, H, W, C), got shape {tuple(x_shape)}")
+    pool = pair(pool_size, "pool_size")
+    strides = pool if strides is None else pair(strides, "strides")
+    pads = resolve_padding(padding, x_shape[1:3], pool, strides)
+    return pool, strides, pads
+
+
+def max_pool2d(x, pool_size=2, strides=None, padding="valid"):
+    """Max pooling; strides default to pool_size (Keras)."""
+    x = floats(x, "x")
+    return kernels().max_pool2d_forward(x, *_pool_args(x.shape, pool_size, strides, padding))
+
+
+def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
+    """dx: each dy goes to the window's first maximal input cell."""
+    dy, x = floats(dy, "dy"), floats(x, "x")
+    return kernels().max_pool2d_backward(dy, x, *_pool_args(x.shape, pool_size, strides, padding))
+
+
+def avg_pool2d(x, pool_size=2, strides=None, padding="valid"):
+    """Average pooling over the real cells of each window."""
+    x = floats(x, "x")
+    return kernels().avg_pool2d_forward(x, *_pool_args(x.shape, pool_size, strides, padding))
+
+
+def avg_pool2d_backward(dy, x_shape, pool_size=2, strides=None, padding="valid"):
+    dy = floats(dy, "dy")
+    x_shape = tuple(int(s) for s in x_shape)
+    return kernels().avg_pool2d_backward(dy, x_shape, *_pool_args(x_shape, pool_size, strides, padding))
+
+
+def global_avg_pool2d(x):
+    """(N, H, W, C) -> (N, C) mean over H and W."""
+    x = floats(x, "x")
+    require_rank(x, "x", 4, "(N, H, W, C)")
+    return kernels().global_avg_pool2d_forward(x)
+
+
+def global_avg_pool2d_backward(dy, x_shape):
+    return kernels().global_avg_pool2d_backward(floats(dy, "dy"), tuple(int(s) for s in x_shape))
+
+
+def global_max_pool2d(x):
+    """(N, H, W, C) -> (N, C) max over H and W: one max-pool window covering the image."""
+    x = floats(x, "x")
+    require_rank(x, "x", 4, "(N, H, W, C)")
+    n, h, w, c = x.shape
+    return max_pool2d(x, (h, w)).reshape(n, c)
+
+
+def global_max_pool2d_backward(dy, x):
+    x = floats(x, "x")
+    n, h, w, c = x.shape
+    return max_pool2d_backward(floats(dy, "dy").reshape(n, 1, 1, c), x, (h, w))
