@@ -1,43 +1,89 @@
 // Convolution by im2col + sgemm (NHWC input, HWIO weights); depthwise goes to depthwise.cpp.
 //
-// Thread policy (one level per kernel, see threads.cpp): packing (im2col/col2im) runs as an
-// OpenMP loop, then the GEMM runs alone on OpenBLAS's threads, in sequence. The alternative,
-// OpenMP over images each calling a single-threaded sgemm, needs one col workspace per thread
-// (halving the chunk under the same cap) and calls OpenBLAS from inside OpenMP threads, which
-// this pthreads OpenBLAS serialises. Measured on the 2-core machine (bench_conv.py, N=32
-// 56x56 64->64 k3 forward): threaded sgemm on whole chunks is within a few percent of the
-// 2048^3 sgemm rate, and the packing is a small fraction of the time, so nothing is left
-// for per-image parallelism to win.
+// Thread policy (one level per kernel, see threads.cpp): OpenMP over chunks of output lines;
+// each thread packs its chunk into its own col buffer and runs a single-threaded sgemm on it
+// (OpenBLAS's thread-local thread count set to 1). Measured on the 2-core machine (N=32 56x56
+// 64->64 k3): the other policy, OpenMP packing then OpenBLAS threads on big chunks, ran at
+// 54 GFLOP/s with 2 threads, no faster than 1 thread (59): the two thread pools hand the
+// cores back and forth at every chunk, and a 32 MiB col is written to and re-read from
+// memory. Per-thread chunks of ~1 MiB stay in L2 between packing and GEMM and never
+// synchronise; see bench_conv.py for the numbers. The pointwise (1x1) case has no packing,
+// so it is one GEMM on OpenBLAS's threads.
 //
 // GEMM shapes per chunk of `rows` output positions and group gi (K = KH*KW*Cin_g):
 //   forward          y_g  (rows, Cout_g)  = col_g (rows, K) @ W_g (K, Cout_g)
 //   backward data    dcol_g (rows, K)     = dy_g (rows, Cout_g) @ W_g^T
-//   backward weights dW_g (K, Cout_g)    += col_g^T @ dy_g          (beta = 1 after chunk 0)
+//   backward weights dW_g (K, Cout_g)    += col_g^T @ dy_g
 // Sub-matrices are addressed in place via leading dimensions: W_g = w + gi*Cout_g (ld Cout),
 // y_g/dy_g = base + gi*Cout_g (ld Cout), col_g = col + gi*K (ld groups*K).
 #include <omp.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <vector>
 
 #include "cpu/im2col.h"
 #include "kernels.h"
+
+#include <cblas.h>
 
 namespace fastconv::cpu {
 
 namespace {
 
-std::unique_ptr<float[]> workspace(const ConvGeometry& g, int64_t lines) {
-  return std::unique_ptr<float[]>(new float[std::max<int64_t>(1, lines * g.ow * detail::col_width(g))]);
+// Chunk size target per thread: col small enough to still be in L2 when the GEMM reads it.
+constexpr int64_t kChunkBytes = 1 << 20;
+
+// While alive, OpenBLAS runs every call on its calling thread. This pthreads OpenBLAS has
+// no per-thread setting, so the global count is lowered to 1 and restored when the last
+// concurrent conv leaves (a dense call from another Python thread meanwhile is only slower).
+// Created outside the OpenMP region, which then calls sgemm from several threads at once.
+std::mutex g_serial_mutex;
+int g_serial_users = 0, g_serial_saved = 1;
+
+struct SerialBlas {
+  SerialBlas() {
+    std::lock_guard<std::mutex> lock(g_serial_mutex);
+    if (g_serial_users++ == 0) {
+      g_serial_saved = scipy_openblas_get_num_threads();
+      scipy_openblas_set_num_threads(1);
+    }
+  }
+  ~SerialBlas() {
+    std::lock_guard<std::mutex> lock(g_serial_mutex);
+    if (--g_serial_users == 0) scipy_openblas_set_num_threads(g_serial_saved);
+  }
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+};
+
+struct Plan {
+  int threads;
+  int64_t lines, chunk, nchunks, k, ldcol, chunk_floats;
+};
+
+Plan make_plan(const ConvGeometry& g) {
+  Plan p;
+  p.threads = std::max(1, get_num_threads());
+  p.lines = g.n * g.oh;
+  const int64_t budget = std::min(get_workspace_limit() / p.threads, kChunkBytes);
+  p.chunk = detail::lines_per_chunk(g, budget);
+  p.nchunks = (p.lines + p.chunk - 1) / p.chunk;
+  p.k = g.win.kh * g.win.kw * g.cin_g;
+  p.ldcol = detail::col_width(g);
+  p.chunk_floats = std::max<int64_t>(1, p.chunk * g.ow * p.ldcol);
+  // sgemm throws on 32-bit overflow; no exception may escape an OpenMP region, so check here.
+  if (p.chunk * g.ow > INT_MAX || p.ldcol > INT_MAX || g.oc > INT_MAX)
+    throw std::length_error("conv2d: a GEMM dimension exceeds the 32-bit BLAS interface");
+  return p;
 }
 
-void parallel_zero(float* p, int64_t count) {
-  const int64_t block = 1 << 16;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < count; i += block)
-    std::memset(p + i, 0, sizeof(float) * std::min(block, count - i));
-}
+std::unique_ptr<float[]> workspace(int64_t floats) { return std::unique_ptr<float[]>(new float[floats]); }
 
 }  // namespace
 
@@ -58,16 +104,21 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
             w + gi * g.cout_g, g.oc, beta, y + gi * g.cout_g, g.oc);
     return;
   }
-  const int64_t lines = g.n * g.oh, chunk = detail::lines_per_chunk(g);
-  const int64_t k = g.win.kh * g.win.kw * g.cin_g, ldcol = detail::col_width(g);
-  auto col = workspace(g, std::min(chunk, lines));
-  for (int64_t l0 = 0; l0 < lines; l0 += chunk) {
-    const int64_t l1 = std::min(lines, l0 + chunk), rows = (l1 - l0) * g.ow;
-    detail::im2col_lines(g, x, l0, l1, col.get());
-    float* yc = y + l0 * g.ow * g.oc;
-    for (int64_t gi = 0; gi < g.groups; ++gi)
-      sgemm(false, false, rows, g.cout_g, k, 1.f, col.get() + gi * k, ldcol, w + gi * g.cout_g,
-            g.oc, beta, yc + gi * g.cout_g, g.oc);
+  const Plan p = make_plan(g);
+  auto ws = workspace(p.threads * p.chunk_floats);
+  SerialBlas serial;
+#pragma omp parallel num_threads(p.threads)
+  {
+    float* col = ws.get() + omp_get_thread_num() * p.chunk_floats;
+#pragma omp for schedule(dynamic)
+    for (int64_t c = 0; c < p.nchunks; ++c) {
+      const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
+      detail::im2col_lines(g, x, l0, l1, col);
+      float* yc = y + l0 * g.ow * g.oc;
+      for (int64_t gi = 0; gi < g.groups; ++gi)
+        sgemm(false, false, rows, g.cout_g, p.k, 1.f, col + gi * p.k, p.ldcol,
+              w + gi * g.cout_g, g.oc, beta, yc + gi * g.cout_g, g.oc);
+    }
   }
 }
 
@@ -79,17 +130,28 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
             w + gi * g.cout_g, g.oc, 0.f, dx + gi * g.cin_g, g.c);
     return;
   }
-  parallel_zero(dx, g.input_size());  // col2im accumulates (overlapping windows)
-  const int64_t lines = g.n * g.oh, chunk = detail::lines_per_chunk(g);
-  const int64_t k = g.win.kh * g.win.kw * g.cin_g, ldcol = detail::col_width(g);
-  auto dcol = workspace(g, std::min(chunk, lines));
-  for (int64_t l0 = 0; l0 < lines; l0 += chunk) {
-    const int64_t l1 = std::min(lines, l0 + chunk), rows = (l1 - l0) * g.ow;
-    const float* dyc = dy + l0 * g.ow * g.oc;
-    for (int64_t gi = 0; gi < g.groups; ++gi)
-      sgemm(false, true, rows, k, g.cout_g, 1.f, dyc + gi * g.cout_g, g.oc, w + gi * g.cout_g,
-            g.oc, 0.f, dcol.get() + gi * k, ldcol);
-    detail::col2im_lines(g, dcol.get(), l0, l1, dx);
+  const Plan p = make_plan(g);
+  // col2im accumulates into overlapping windows, so a thread owns whole images (their chunks
+  // run in order on it). With fewer images than threads, one image runs on OpenBLAS threads.
+  const int threads = (int)std::min<int64_t>(p.threads, std::max<int64_t>(g.n, 1));
+  auto ws = workspace(threads * p.chunk_floats);
+  const int64_t image_bytes = g.h * g.w * g.c * (int64_t)sizeof(float);
+  std::unique_ptr<SerialBlas> serial(threads > 1 ? new SerialBlas : nullptr);
+#pragma omp parallel num_threads(threads)
+  {
+    float* dcol = ws.get() + omp_get_thread_num() * p.chunk_floats;
+#pragma omp for schedule(dynamic)
+    for (int64_t n = 0; n < g.n; ++n) {
+      std::memset(dx + n * g.h * g.w * g.c, 0, image_bytes);
+      for (int64_t l0 = n * g.oh; l0 < (n + 1) * g.oh; l0 += p.chunk) {
+        const int64_t l1 = std::min((n + 1) * g.oh, l0 + p.chunk), rows = (l1 - l0) * g.ow;
+        const float* dyc = dy + l0 * g.ow * g.oc;
+        for (int64_t gi = 0; gi < g.groups; ++gi)
+          sgemm(false, true, rows, p.k, g.cout_g, 1.f, dyc + gi * g.cout_g, g.oc,
+                w + gi * g.cout_g, g.oc, 0.f, dcol + gi * p.k, p.ldcol);
+        detail::col2im_lines(g, dcol, l0, l1, dx);
+      }
+    }
   }
 }
 
@@ -104,21 +166,37 @@ void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float
             dy + gi * g.cout_g, g.oc, 0.f, dw + gi * g.cout_g, g.oc);
     return;
   }
-  const int64_t lines = g.n * g.oh, chunk = detail::lines_per_chunk(g);
-  const int64_t k = g.win.kh * g.win.kw * g.cin_g, ldcol = detail::col_width(g);
-  if (lines == 0) {  // empty batch: no chunk will write dw
-    std::memset(dw, 0, sizeof(float) * g.weight_size());
-    return;
+  const Plan p = make_plan(g);
+  const int64_t wsize = g.weight_size();
+  // Thread t accumulates chunks t, t+T, ... into its own dW (beta = 1 after its first chunk);
+  // the partials are then added in thread order, so results do not vary between runs.
+  const int threads = (int)std::min<int64_t>(p.threads, std::max<int64_t>(p.nchunks, 1));
+  auto ws = workspace(threads * p.chunk_floats);
+  std::vector<float> part((size_t)((threads - 1) * wsize));
+  std::vector<char> touched(threads, 0);
+  SerialBlas serial;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    float* col = ws.get() + t * p.chunk_floats;
+    float* acc = t == 0 ? dw : part.data() + (t - 1) * wsize;
+#pragma omp for schedule(static, 1)
+    for (int64_t c = 0; c < p.nchunks; ++c) {
+      const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
+      detail::im2col_lines(g, x, l0, l1, col);
+      const float* dyc = dy + l0 * g.ow * g.oc;
+      const float beta = touched[t] ? 1.f : 0.f;
+      for (int64_t gi = 0; gi < g.groups; ++gi)
+        sgemm(true, false, p.k, g.cout_g, rows, 1.f, col + gi * p.k, p.ldcol, dyc + gi * g.cout_g,
+              g.oc, beta, acc + gi * g.cout_g, g.oc);
+      touched[t] = 1;
+    }
   }
-  auto col = workspace(g, std::min(chunk, lines));
-  for (int64_t l0 = 0; l0 < lines; l0 += chunk) {
-    const int64_t l1 = std::min(lines, l0 + chunk), rows = (l1 - l0) * g.ow;
-    detail::im2col_lines(g, x, l0, l1, col.get());
-    const float* dyc = dy + l0 * g.ow * g.oc;
-    const float beta = l0 == 0 ? 0.f : 1.f;
-    for (int64_t gi = 0; gi < g.groups; ++gi)
-      sgemm(true, false, k, g.cout_g, rows, 1.f, col.get() + gi * k, ldcol, dyc + gi * g.cout_g,
-            g.oc, beta, dw + gi * g.cout_g, g.oc);
+  if (!touched[0]) std::memset(dw, 0, sizeof(float) * wsize);  // empty batch
+  for (int t = 1; t < threads; ++t) {
+    if (!touched[t]) continue;
+    const float* pt = part.data() + (t - 1) * wsize;
+    for (int64_t i = 0; i < wsize; ++i) dw[i] += pt[i];
   }
 }
 

@@ -1,8 +1,6 @@
 // im2col / col2im for NHWC input (layout described in im2col.h).
 #include "cpu/im2col.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 
@@ -10,9 +8,9 @@
 
 namespace fastconv::cpu::detail {
 
-int64_t lines_per_chunk(const ConvGeometry& g) {
+int64_t lines_per_chunk(const ConvGeometry& g, int64_t budget_bytes) {
   const int64_t line_bytes = g.ow * col_width(g) * (int64_t)sizeof(float);
-  const int64_t lines = get_workspace_limit() / std::max<int64_t>(line_bytes, 1);
+  const int64_t lines = budget_bytes / std::max<int64_t>(line_bytes, 1);
   // A single line over the cap is still processed whole: it is the smallest unit whose rows
   // are contiguous in y, and it is at most OW*KH*KW*C floats.
   return std::max<int64_t>(1, std::min(lines, g.n * g.oh));
@@ -38,7 +36,6 @@ void im2col_lines(const ConvGeometry& g, const float* x, int64_t l0, int64_t l1,
   // groups == 1 and unit horizontal dilation: the valid taps of one kernel row are one
   // contiguous run of x, and land contiguously in col, so a single copy per kernel row.
   const bool row_copy = g.groups == 1 && v.dw == 1;
-#pragma omp parallel for schedule(static)
   for (int64_t l = l0; l < l1; ++l) {
     const int64_t n = l / g.oh, oy = l % g.oh;
     const float* xn = x + n * hwc;
@@ -82,7 +79,6 @@ void col2im_lines(const ConvGeometry& g, const float* dcol, int64_t l0, int64_t 
   const int64_t kcols = v.kh * v.kw * g.cin_g, ldcol = g.groups * kcols;
   const int64_t hwc = g.h * g.w * g.c;
   const int64_t n0 = l0 / g.oh, n1 = (l1 - 1) / g.oh + 1;
-#pragma omp parallel for schedule(static)
   for (int64_t n = n0; n < n1; ++n) {
     float* dxn = dx + n * hwc;
     const int64_t la = std::max(l0, n * g.oh), lb = std::min(l1, (n + 1) * g.oh);

@@ -20,15 +20,15 @@ namespace fastconv::cpu::detail {
 // Columns of col (= groups * KH*KW*Cin_g).
 inline int64_t col_width(const ConvGeometry& g) { return g.groups * g.win.kh * g.win.kw * g.cin_g; }
 
-// Lines per chunk so that the col workspace stays under get_workspace_limit() (at least 1).
-int64_t lines_per_chunk(const ConvGeometry& g);
+// Lines per chunk so that one chunk's col stays under budget_bytes (at least 1 line).
+int64_t lines_per_chunk(const ConvGeometry& g, int64_t budget_bytes);
 
 // Packs lines [l0, l1) of the batch x into col ((l1-l0)*OW rows of col_width(g)).
-// Padded cells are written as zeros. OpenMP over lines.
+// Padded cells are written as zeros. Serial: the callers parallelise over chunks.
 void im2col_lines(const ConvGeometry& g, const float* x, int64_t l0, int64_t l1, float* col);
 
-// dx += scatter of dcol (same layout as im2col_lines) for lines [l0, l1). OpenMP over images:
-// windows of one image overlap, windows of different images never do, so no races.
+// dx += scatter of dcol (same layout as im2col_lines) for lines [l0, l1). Serial: windows of
+// one image overlap, so concurrent callers must work on different images.
 void col2im_lines(const ConvGeometry& g, const float* dcol, int64_t l0, int64_t l1, float* dx);
 
 // Depthwise (groups == C, Cin_g == 1, multiplier M = Cout_g) direct kernels, depthwise.cpp.
