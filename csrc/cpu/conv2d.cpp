@@ -7,8 +7,8 @@
 // 54 GFLOP/s with 2 threads, no faster than 1 thread (59): the two thread pools hand the
 // cores back and forth at every chunk, and a 32 MiB col is written to and re-read from
 // memory. Per-thread chunks of ~1 MiB stay in L2 between packing and GEMM and never
-// synchronise; see bench_conv.py for the numbers. The pointwise (1x1) case has no packing,
-// so it is one GEMM on OpenBLAS's threads.
+// synchronise; see bench_conv.py for the numbers. The pointwise case (1x1, stride 1, no pad)
+// skips im2col: x is already the col matrix, chunked the same way.
 //
 // GEMM shapes per chunk of `rows` output positions and group gi (K = KH*KW*Cin_g):
 //   forward          y_g  (rows, Cout_g)  = col_g (rows, K) @ W_g (K, Cout_g)
@@ -90,47 +90,44 @@ std::unique_ptr<float[]> workspace(int64_t floats) { return std::unique_ptr<floa
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                     float* y) {
   if (g.is_depthwise()) return detail::depthwise_forward(g, x, w, b, y);
-  const int64_t positions = g.n * g.oh * g.ow;
-  // Bias is written first and the GEMM accumulates onto it (beta = 1): one pass over y.
-  float beta = 0.f;
-  if (b) {
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < positions; ++r) std::memcpy(y + r * g.oc, b, sizeof(float) * g.oc);
-    beta = 1.f;
-  }
-  if (g.is_pointwise()) {  // 1x1, stride 1, no padding: x itself is the col matrix.
-    for (int64_t gi = 0; gi < g.groups; ++gi)
-      sgemm(false, false, positions, g.cout_g, g.cin_g, 1.f, x + gi * g.cin_g, g.c,
-            w + gi * g.cout_g, g.oc, beta, y + gi * g.cout_g, g.oc);
-    return;
-  }
   const Plan p = make_plan(g);
-  auto ws = workspace(p.threads * p.chunk_floats);
+  const bool pointwise = g.is_pointwise();
+  auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
   SerialBlas serial;
 #pragma omp parallel num_threads(p.threads)
   {
-    float* col = ws.get() + omp_get_thread_num() * p.chunk_floats;
+    float* buf = ws.get() + (pointwise ? 0 : omp_get_thread_num() * p.chunk_floats);
 #pragma omp for schedule(dynamic)
     for (int64_t c = 0; c < p.nchunks; ++c) {
       const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
-      detail::im2col_lines(g, x, l0, l1, col);
+      const float* col = pointwise ? x + l0 * g.ow * g.c : buf;
+      if (!pointwise) detail::im2col_lines(g, x, l0, l1, buf);
       float* yc = y + l0 * g.ow * g.oc;
+      // Bias is written first and the GEMM accumulates onto it (beta = 1), chunk by chunk
+      // while y's rows are in cache.
+      if (b)
+        for (int64_t r = 0; r < rows; ++r) std::memcpy(yc + r * g.oc, b, sizeof(float) * g.oc);
       for (int64_t gi = 0; gi < g.groups; ++gi)
         sgemm(false, false, rows, g.cout_g, p.k, 1.f, col + gi * p.k, p.ldcol,
-              w + gi * g.cout_g, g.oc, beta, yc + gi * g.cout_g, g.oc);
+              w + gi * g.cout_g, g.oc, b ? 1.f : 0.f, yc + gi * g.cout_g, g.oc);
     }
   }
 }
 
 void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   if (g.is_depthwise()) return detail::depthwise_backward_data(g, dy, w, dx);
-  if (g.is_pointwise()) {  // dx_g = dy_g @ W_g^T, written straight into x's layout.
-    for (int64_t gi = 0; gi < g.groups; ++gi)
-      sgemm(false, true, g.n * g.h * g.w, g.cin_g, g.cout_g, 1.f, dy + gi * g.cout_g, g.oc,
-            w + gi * g.cout_g, g.oc, 0.f, dx + gi * g.cin_g, g.c);
+  const Plan p = make_plan(g);
+  if (g.is_pointwise()) {  // dcol is dx itself: chunks write disjoint rows, nothing to scatter.
+    SerialBlas serial;
+#pragma omp parallel for schedule(dynamic) num_threads(p.threads)
+    for (int64_t c = 0; c < p.nchunks; ++c) {
+      const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
+      for (int64_t gi = 0; gi < g.groups; ++gi)
+        sgemm(false, true, rows, g.cin_g, g.cout_g, 1.f, dy + l0 * g.ow * g.oc + gi * g.cout_g,
+              g.oc, w + gi * g.cout_g, g.oc, 0.f, dx + l0 * g.ow * g.c + gi * g.cin_g, g.c);
+    }
     return;
   }
-  const Plan p = make_plan(g);
   // col2im accumulates into overlapping windows, so a thread owns whole images (their chunks
   // run in order on it). With fewer images than threads, one image runs on OpenBLAS threads.
   const int threads = (int)std::min<int64_t>(p.threads, std::max<int64_t>(g.n, 1));
@@ -160,30 +157,26 @@ void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float
   if (g.is_depthwise()) return detail::depthwise_backward_weights(g, dy, x, dw, db);
   const int64_t positions = g.n * g.oh * g.ow;
   if (db) detail::column_sums(positions, g.oc, dy, db);
-  if (g.is_pointwise()) {  // dW_g = x_g^T @ dy_g over every position at once.
-    for (int64_t gi = 0; gi < g.groups; ++gi)
-      sgemm(true, false, g.cin_g, g.cout_g, positions, 1.f, x + gi * g.cin_g, g.c,
-            dy + gi * g.cout_g, g.oc, 0.f, dw + gi * g.cout_g, g.oc);
-    return;
-  }
   const Plan p = make_plan(g);
+  const bool pointwise = g.is_pointwise();  // x itself is the col matrix
   const int64_t wsize = g.weight_size();
   // Thread t accumulates chunks t, t+T, ... into its own dW (beta = 1 after its first chunk);
   // the partials are then added in thread order, so results do not vary between runs.
   const int threads = (int)std::min<int64_t>(p.threads, std::max<int64_t>(p.nchunks, 1));
-  auto ws = workspace(threads * p.chunk_floats);
+  auto ws = workspace(pointwise ? 1 : threads * p.chunk_floats);
   std::vector<float> part((size_t)((threads - 1) * wsize));
   std::vector<char> touched(threads, 0);
   SerialBlas serial;
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num();
-    float* col = ws.get() + t * p.chunk_floats;
+    float* buf = ws.get() + (pointwise ? 0 : t * p.chunk_floats);
     float* acc = t == 0 ? dw : part.data() + (t - 1) * wsize;
 #pragma omp for schedule(static, 1)
     for (int64_t c = 0; c < p.nchunks; ++c) {
       const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
-      detail::im2col_lines(g, x, l0, l1, col);
+      const float* col = pointwise ? x + l0 * g.ow * g.c : buf;
+      if (!pointwise) detail::im2col_lines(g, x, l0, l1, buf);
       const float* dyc = dy + l0 * g.ow * g.oc;
       const float beta = touched[t] ? 1.f : 0.f;
       for (int64_t gi = 0; gi < g.groups; ++gi)
