@@ -103,6 +103,8 @@ def tiny_workspace():
     (2, 20, 20, 64, 8, 1, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),
     # grouped + strided + dilated under chunking
     (2, 30, 31, 6, 4, 2, (3, 3), (2, 1), (2, 1, 2, 1), (2, 1)),
+    # pointwise: x is chunked in place (no im2col), grouped
+    (3, 33, 35, 12, 5, 2, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),
 ])
 def test_chunked_workspace(tiny_workspace, cfg):
     assert _C.get_workspace_limit() == 65536
