@@ -83,9 +83,15 @@ def conv_configs(draw):
 
 
 @settings(max_examples=25, deadline=None)
-@given(conv_configs(), st.booleans(), st.integers(0, 2**32 - 1))
-def test_conv_random_shapes(cfg, bias, seed):
-    _check_conv(np.random.default_rng(seed), *cfg, bias=bias)
+@given(conv_configs(), st.booleans(), st.booleans(), st.integers(0, 2**32 - 1))
+def test_conv_random_shapes(cfg, bias, tiny_limit, seed):
+    old = _C.get_workspace_limit()
+    try:
+        if tiny_limit:  # the smallest cap: many chunks, often one output row each
+            _C.set_workspace_limit(65536)
+        _check_conv(np.random.default_rng(seed), *cfg, bias=bias)
+    finally:
+        _C.set_workspace_limit(old)
 
 
 @pytest.fixture
