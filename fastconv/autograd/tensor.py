@@ -44,12 +44,10 @@ def as_array(value, dtype=None):
     arr = np.asarray(value)
     if dtype is not None:
         return arr.astype(dtype, copy=False)
-    if arr.dtype.kind in "fc" and arr.dtype != np.float64:
-        return arr.astype(np.float32, copy=False)
-    if arr.dtype.kind in "biu" and not isinstance(value, np.ndarray):
-        return arr.astype(np.float32)  # python ints/bools used as values
-    if arr.dtype == np.float64 and not isinstance(value, np.ndarray):
-        return arr.astype(np.float32)  # python floats: float32 like every framework
+    if isinstance(value, (bool, int, float, list, tuple)) and not isinstance(value, np.generic):
+        return arr.astype(np.float32)  # Python numbers: float32, like every framework
+    if arr.dtype.kind == "f" and arr.dtype not in (np.float32, np.float64):
+        return arr.astype(np.float32)
     return arr
 
 

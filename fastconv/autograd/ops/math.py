@@ -158,7 +158,7 @@ class Sqrt(Function):
 class Abs(Function):
     def forward(self, a):
         self.a = a
-        return abs(a)
+        return array_module(a).abs(a)
 
     def backward(self, g):
         return (g * array_module(g).sign(self.a),)
