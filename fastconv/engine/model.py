@@ -74,7 +74,7 @@ class Model(Layer):
         if self.built:
             return
         self._build_shape = input_shape
-        if type(self).build is not Model.build:
+        if type(self).build.__wrapped__ is not Model.build.__wrapped__:
             self.build(input_shape)
         self.built = True  # sublayers build themselves during the call that follows
 

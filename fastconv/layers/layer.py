@@ -19,6 +19,7 @@ its weights counted once. `trainable` is recursive as in Keras 3.
 15
 """
 import contextvars
+import functools
 import inspect
 import re
 from collections import Counter
@@ -95,6 +96,22 @@ def _accepts(fn, arg):
 
 class Layer:
     """Base layer. Subclasses override `build`, `call` and `compute_output_shape`."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # As Keras does, a layer counts as built once any build() returns, also when the user
+        # calls build(input_shape) directly.
+        orig = cls.__dict__.get("build")
+        if orig is not None and not getattr(orig, "_marks_built", False):
+            @functools.wraps(orig)
+            def build(self, *args, **kw):
+                out = orig(self, *args, **kw)
+                self.built = True
+                if self._build_shape is None and args:
+                    self._build_shape = args[0]
+                return out
+            build._marks_built = True
+            cls.build = build
 
     def __init__(self, trainable=True, name=None, dtype=None, **kwargs):
         input_shape = kwargs.pop("input_shape", None)
