@@ -124,6 +124,7 @@ class Layer:
         self._tracked = []            # sublayers held by containers (Sequential, graphs)
         self._own_trainable = []      # Variables created trainable (the `trainable` setter toggles them)
         self._own_weights = []
+        self._weight_keys = []
         self._regularized = []        # (Variable, regularizer) pairs
         self._activity_losses = []
         self._trainable = bool(trainable)
@@ -160,8 +161,8 @@ class Layer:
         init = _get_initializer(initializer)
         value = np.asarray(init(shape, dtype), dtype=dtype).reshape(shape)
         var = Variable(value, name=f"{self.name}/{name}", trainable=bool(trainable) and self._trainable)
-        var._key = name  # stable per-layer key used in weight files
         self._own_weights.append(var)
+        self._weight_keys.append(name)  # the stable per-layer key used in weight files
         if trainable:
             self._own_trainable.append(var)
         reg = get_regularizer(regularizer)
