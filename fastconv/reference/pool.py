@@ -1,8 +1,8 @@
 """Max, average and global average pooling over NHWC inputs.
 
 Windows are gathered tap by tap like conv's im2col (pooling has no dilation). Max pool pads
-with -inf and then also masks the pads out explicitly, so a padded cell never wins even when
-the real cells are -inf; ties go to the first cell in row-major window order, and backward
+with -inf and picks the first *real* cell equal to the max, so a padded cell never wins even
+when the real cells are -inf; ties go to the first cell in row-major window order, and backward
 routes each output's gradient to that one cell. Average pool divides by the count of real
 cells in each window.
 """
@@ -27,10 +27,10 @@ def _real_cells(g):
 def _argmax_cells(x, g):
     """Index (N, OH, OW, C) of the winning window cell: the first real cell holding the max."""
     cells = _windows_flat(_pad(x, g.pads, -np.inf), g)
-    real = _real_cells(g)
-    best = np.where(real, cells, -np.inf).max(axis=3, keepdims=True)
-    # argmax of a bool array is its first True: the first real cell equal to the max.
-    return np.argmax(real & (cells == best), axis=3)
+    # Every window holds a real cell (pads < pool), so the max over -inf-padded cells is the
+    # max over real ones; argmax of a bool array is its first True: the first real cell at max.
+    best = cells.max(axis=3, keepdims=True)
+    return np.argmax(_real_cells(g) & (cells == best), axis=3)
 
 
 def max_pool2d_forward(x, pool, strides, pads):
