@@ -26,6 +26,7 @@ from collections import Counter
 
 import numpy as np
 
+from .. import initializers, regularizers
 from ..autograd import Tensor, Variable, no_grad
 
 _name_counts = Counter()
@@ -50,19 +51,6 @@ def clear_session():
     _name_counts.clear()
 
 
-def _get_initializer(identifier):
-    try:
-        from .. import initializers
-    except ImportError:  # FALLBACK until fastconv.initializers (branch `training`) is merged
-        from . import _fallback_init as initializers
-    return initializers.get(identifier)
-
-
-def get_regularizer(identifier):
-    if identifier is None:
-        return None
-    from .. import regularizers
-    return regularizers.get(identifier)
 
 
 def flatten(structure):
@@ -158,14 +146,14 @@ class Layer:
         """Create, register and return a Variable of `shape` drawn from `initializer`."""
         dtype = np.dtype(dtype or self.dtype).name
         shape = tuple(int(s) for s in shape)
-        init = _get_initializer(initializer)
+        init = initializers.get(initializer)
         value = np.asarray(init(shape, dtype), dtype=dtype).reshape(shape)
         var = Variable(value, name=f"{self.name}/{name}", trainable=bool(trainable) and self._trainable)
         self._own_weights.append(var)
         self._weight_keys.append(name)  # the stable per-layer key used in weight files
         if trainable:
             self._own_trainable.append(var)
-        reg = get_regularizer(regularizer)
+        reg = regularizers.get(regularizer)
         if reg is not None:
             self._regularized.append((var, reg))
         return var
