@@ -236,3 +236,54 @@ def test_strict_load_lists_missing_unexpected_and_wrong_shapes(tmp_path):
     np.testing.assert_array_equal(other.get_weights()[0], before[0])  # mismatched left alone
     with pytest.raises(ValueError, match="build"):
         MLP().load_weights(path)
+
+
+# -- regularisation, compile and steps ----------------------------------------------------
+def test_layer_losses_collect_regularizer_penalties():
+    from fastconv import regularizers
+    d = layers.Dense(3, kernel_regularizer=regularizers.L2(0.1), bias_regularizer="l1",
+                     bias_initializer="ones")
+    m = models.Sequential([layers.Input((4,)), d, layers.Dense(2, kernel_regularizer=regularizers.L1(0.5))])
+    got = sorted(float(p.numpy()) for p in m.losses)
+    k0, k1 = d.kernel.numpy(), m.layers[1].kernel.numpy()
+    expect = sorted([0.1 * float((k0 ** 2).sum()), 0.01 * 3.0, 0.5 * float(np.abs(k1).sum())])
+    np.testing.assert_allclose(got, expect, rtol=1e-6)
+
+
+def test_train_step_is_one_sgd_step_on_mse_plus_l2(rng):
+    from fastconv import optimizers, regularizers
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    y = rng.standard_normal((6, 2)).astype(np.float32)
+    d = layers.Dense(2, kernel_regularizer=regularizers.L2(0.1), dtype="float32")
+    model = models.Sequential([layers.Input((4,)), d])
+    model.compile(optimizers.SGD(0.1), "mse")
+    w, b = d.kernel.numpy().copy(), d.bias.numpy().copy()
+    pred = x @ w + b
+    loss = ((pred - y) ** 2).mean() + 0.1 * (w ** 2).sum()
+    g = 2 * (pred - y) / pred.size
+    logs = model.train_step(x, y)
+    assert logs["loss"] == pytest.approx(loss, rel=1e-5)
+    np.testing.assert_allclose(d.kernel.numpy(), w - 0.1 * (x.T @ g + 0.2 * w), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(d.bias.numpy(), b - 0.1 * g.sum(0), rtol=1e-5, atol=1e-6)
+    # running mean over steps until reset_metrics(), as Keras reports within an epoch
+    second = model.test_step(x, y)["loss"]
+    assert model.train_on_batch(x, y) == pytest.approx(second, rel=1e-5)  # resets, one batch
+
+
+def test_train_step_skips_frozen_layers_and_updates_bn_stats_only_in_training(rng):
+    x = rng.standard_normal((8, 3)).astype(np.float32) + 2
+    y = rng.integers(0, 2, 8)
+    model = models.Sequential([layers.Input((3,)), layers.Dense(4, name="frozen"),
+                               layers.BatchNormalization(), layers.Dense(2)])
+    model.get_layer("frozen").trainable = False
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    frozen = model.get_layer("frozen").get_weights()
+    bn = model.layers[1]
+    logs = model.test_step(x, y)
+    assert set(logs) == {"loss", "accuracy"}
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), 0)   # inference: stats untouched
+    model.train_step(x, y)
+    assert np.abs(bn.moving_mean.numpy()).max() > 0
+    for a, b in zip(frozen, model.get_layer("frozen").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.predict_step(x).shape == (8, 2)
