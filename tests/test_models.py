@@ -186,6 +186,16 @@ def test_subclassed_tracks_lists_dicts_and_nested_models_and_training_flag():
     assert (dropped == 0).any()
 
 
+def test_subclassed_model_inside_a_functional_graph(rng):
+    sub = MLP()
+    x = layers.Input((784,))
+    y = layers.Softmax()(sub(x))       # output shape by a dry run of the subclassed call
+    model = models.Model(x, y)
+    assert y.shape == (None, 10) and model.count_params() == 682_090
+    out = model(rng.standard_normal((2, 784)).astype(np.float32)).numpy()
+    np.testing.assert_allclose(out.sum(1), 1.0, rtol=1e-5)
+
+
 def test_get_set_weights_round_trip_and_errors():
     a, b = mlp_sequential(), mlp_sequential()
     b.set_weights(a.get_weights())
