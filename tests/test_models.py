@@ -276,8 +276,11 @@ def test_train_step_is_one_sgd_step_on_mse_plus_l2(rng):
     np.testing.assert_allclose(d.kernel.numpy(), w - 0.1 * (x.T @ g + 0.2 * w), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(d.bias.numpy(), b - 0.1 * g.sum(0), rtol=1e-5, atol=1e-6)
     # running mean over steps until reset_metrics(), as Keras reports within an epoch
-    second = model.test_step(x, y)["loss"]
-    assert model.train_on_batch(x, y) == pytest.approx(second, rel=1e-5)  # resets, one batch
+    mixed = model.test_step(x, y)["loss"]
+    model.reset_metrics()
+    after = model.test_step(x, y)["loss"]
+    assert mixed == pytest.approx((loss + after) / 2, rel=1e-5)
+    assert model.train_on_batch(x, y) == pytest.approx(after, rel=1e-5)  # resets: this batch only
 
 
 def test_train_step_skips_frozen_layers_and_updates_bn_stats_only_in_training(rng):
