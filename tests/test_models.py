@@ -258,6 +258,8 @@ def test_layer_losses_collect_regularizer_penalties():
     k0, k1 = d.kernel.numpy(), m.layers[1].kernel.numpy()
     expect = sorted([0.1 * float((k0 ** 2).sum()), 0.01 * 3.0, 0.5 * float(np.abs(k1).sum())])
     np.testing.assert_allclose(got, expect, rtol=1e-6)
+    d.trainable = False
+    assert len(m.losses) == 1  # frozen weights are not penalised (Keras 3)
 
 
 def test_train_step_is_one_sgd_step_on_mse_plus_l2(rng):

@@ -241,7 +241,8 @@ class Layer:
         added with add_loss during the last call, for this layer and all sublayers."""
         out = []
         for layer in self._walk():
-            out.extend(reg(v) for v, reg in layer._regularized)
+            # Keras 3 penalises trainable weights only: a frozen layer adds nothing.
+            out.extend(reg(v) for v, reg in layer._regularized if v.trainable)
             out.extend(layer._activity_losses)
         return out
 
