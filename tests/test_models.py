@@ -302,3 +302,17 @@ def test_train_step_skips_frozen_layers_and_updates_bn_stats_only_in_training(rn
     for a, b in zip(frozen, model.get_layer("frozen").get_weights()):
         np.testing.assert_array_equal(a, b)
     assert model.predict_step(x).shape == (8, 2)
+
+
+def test_numpy_and_cpu_backends_agree_on_a_cnn(rng):
+    fc.set_seed(4)
+    model = models.Sequential([layers.Input((9, 9, 3)), layers.Conv2D(4, 3, strides=2, padding="same"),
+                               layers.BatchNormalization(), layers.ReLU(), layers.DepthwiseConv2D(3, padding="same"),
+                               layers.SeparableConv2D(5, 2, activation="tanh"), layers.AveragePooling2D(2),
+                               layers.GlobalMaxPooling2D(), layers.Dense(3, activation="softmax")])
+    x = rng.standard_normal((2, 9, 9, 3)).astype(np.float32)
+    want = model(x, training=True).numpy()        # numpy backend (fixture); moves BN stats
+    with fc.backend("cpu"):
+        got = model(x).numpy()
+    np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-5, atol=1e-6)
+    assert want.shape == got.shape == (2, 3)
