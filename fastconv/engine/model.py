@@ -65,6 +65,7 @@ class Model(Layer):
         super().__init__(**kwargs)
         self.optimizer = None
         self.compiled = False
+        self.stop_training = False  # set by callbacks (EarlyStopping) to end fit()
         self._loss_fn = None
         self._compiled_metrics = []
         self._loss_tracker = _LossTracker()
