@@ -28,16 +28,27 @@ class Loss:
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         y_pred = y_pred if isinstance(y_pred, Tensor) else Tensor(y_pred)
-        y_true = as_array(y_true)
+        # Targets usually arrive as host arrays; they join y_pred on its device.
+        y_true = array_module(y_pred.data).asarray(as_array(y_true))
         n = y_pred.shape[0] if y_pred.ndim else 1
         if y_true.ndim and y_true.shape[0] != n:
             raise ValueError(f"{self.name}: y_true has {y_true.shape[0]} samples but y_pred has {n} "
                              f"(shapes {tuple(y_true.shape)} and {y_pred.shape})")
         per_sample = self.call(y_true, y_pred)
-        if sample_weight is not None:
-            w = as_array(sample_weight).astype(per_sample.dtype).reshape(per_sample.shape)
-            return (per_sample * w).sum() / float(max(n, 1))
-        return per_sample.mean()
+        if sample_weight is None:
+            return per_sample.mean()
+        w = self._weights(sample_weight, per_sample)
+        # Keras's "sum over batch size": weighted sum / number of losses (not sum of weights).
+        return (per_sample * w).sum() / float(max(per_sample.size, 1))
+
+    def _weights(self, sample_weight, per_sample):
+        w = array_module(per_sample.data).asarray(as_array(sample_weight), dtype=per_sample.dtype)
+        if w.size == per_sample.size:
+            return w.reshape(per_sample.shape)
+        if w.ndim <= per_sample.ndim and per_sample.shape[:w.ndim] == tuple(w.shape):
+            return w.reshape(tuple(w.shape) + (1,) * (per_sample.ndim - w.ndim))
+        raise ValueError(f"{self.name}: sample_weight of shape {tuple(w.shape)} does not match "
+                         f"the per-sample losses of shape {per_sample.shape}")
 
     def call(self, y_true, y_pred):
         raise NotImplementedError
@@ -71,13 +82,19 @@ class SparseCategoricalCrossentropy(Loss):
     def call(self, y_true, y_pred):
         if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
             y_true = y_true[..., 0]
+        if tuple(y_true.shape) != y_pred.shape[:-1]:
+            raise ValueError(f"{self.name}: y_true {tuple(y_true.shape)} must hold one class index "
+                             f"per row of y_pred {y_pred.shape}")
         labels = _check_sparse(y_true, y_pred.shape[-1], self.name)
-        logits = y_pred.reshape(-1, y_pred.shape[-1])
+        rows2d = y_pred if y_pred.ndim == 2 else y_pred.reshape(-1, y_pred.shape[-1])
         if self.from_logits:
-            return ops.softmax_cross_entropy(logits, labels)
-        rows = np.arange(labels.shape[0])
-        picked = logits / logits.sum(axis=-1, keepdims=True)
-        return -_clipped(picked[rows, labels]).log()
+            per = ops.softmax_cross_entropy(rows2d, labels)
+        else:
+            # Keras normalises the probabilities to sum 1, then clips, then takes the log.
+            probs = rows2d / rows2d.sum(axis=-1, keepdims=True)
+            rows = array_module(labels).arange(labels.shape[0])
+            per = -_clipped(probs[rows, labels]).log()
+        return per if y_pred.ndim == 2 else per.reshape(y_pred.shape[:-1])
 
 
 class CategoricalCrossentropy(Loss):

@@ -7,7 +7,13 @@ import fastconv as fc
 from fastconv.autograd import Tensor, Variable, no_grad, ops
 from fastconv.reference.gradcheck import check_grad
 
-pytestmark = pytest.mark.usefixtures("numpy_backend")
+
+
+@pytest.fixture(autouse=True)
+def _numpy_backend():
+    # float64 finite differences need the NumPy oracle backend (it keeps the dtype).
+    with fc.backend("numpy"):
+        yield
 
 
 def check_op(fn, *arrays, seed=0, skip_kinks=False, rtol=1e-5, atol=1e-7):
@@ -159,3 +165,90 @@ def test_cpu_backend_runs_the_same_graph():
     assert results["cpu"][0] == pytest.approx(results["numpy"][0], rel=1e-5)
     np.testing.assert_allclose(results["cpu"][1], results["numpy"][1], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(results["cpu"][2], results["numpy"][2], rtol=1e-4, atol=1e-6)
+
+
+def test_batch_norm_without_scale_center_and_under_no_grad():
+    x = r(5, 3)
+    mm, mv = Variable(np.zeros(3), trainable=False), Variable(np.ones(3), trainable=False)
+    check_op(lambda x: ops.batch_norm(x, None, None, mm, mv, training=True), x, rtol=1e-4, atol=1e-6)
+    mm2, mv2 = Variable(np.ones(3), trainable=False), Variable(np.ones(3), trainable=False)
+    with no_grad():  # no graph recorded: the moving statistics are still updated
+        y = ops.batch_norm(Tensor(x), None, None, mm2, mv2, training=True, momentum=0.5)
+    np.testing.assert_allclose(mm2.data, 0.5 + 0.5 * x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(mv2.data, 0.5 + 0.5 * x.var(0), rtol=1e-12)
+    np.testing.assert_allclose(y.data, (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-3), rtol=1e-10)
+
+
+def test_moving_statistics_over_two_steps_by_hand():
+    x1, x2 = np.array([[1.0, 2.0], [3.0, 6.0]]), np.array([[0.0, 0.0], [2.0, 4.0]])
+    mm, mv = Variable(np.zeros(2), trainable=False), Variable(np.ones(2), trainable=False)
+    g, b = Variable(np.ones(2)), Variable(np.zeros(2))
+    for x in (x1, x2):
+        ops.batch_norm(Tensor(x), g, b, mm, mv, training=True, momentum=0.99)
+    # step 1: mean [2, 4], var [1, 4]; step 2: mean [1, 2], var [1, 4]
+    np.testing.assert_allclose(mm.data, [(0.01 * 2) * 0.99 + 0.01 * 1, (0.01 * 4) * 0.99 + 0.01 * 2])
+    np.testing.assert_allclose(mv.data, [(0.99 + 0.01) * 0.99 + 0.01, (0.99 + 0.04) * 0.99 + 0.04])
+
+
+def test_dropout_gradient_and_rate_zero():
+    rng = np.random.default_rng(3)
+    mask_rng = lambda: np.random.default_rng(7)  # noqa: E731 - same mask for every evaluation
+    check_op(lambda x: ops.dropout(x, 0.5, mask_rng(), training=True) * x, r(4, 5), seed=rng.integers(9))
+    x = Tensor(r(3))
+    assert ops.dropout(x, 0.0, mask_rng(), training=True) is x
+    with pytest.raises(ValueError, match="rate"):
+        ops.dropout(x, 1.0, mask_rng(), training=True)
+
+
+def test_intermediate_grads_are_not_kept():
+    x = Tensor(r(3), requires_grad=True)
+    h = x.exp()
+    (h * 2).sum().backward()
+    assert h.grad is None
+    np.testing.assert_allclose(x.grad, 2 * np.exp(x.data))
+
+
+def test_second_root_through_a_freed_graph_raises():
+    x = Tensor(r(3), requires_grad=True)
+    h = x.exp()
+    h.sum().backward()
+    with pytest.raises(RuntimeError, match="already backpropagated"):
+        (h * 2).sum().backward()
+
+
+def test_deep_chain_backward_is_iterative():
+    x = Tensor(np.array([1.0]), requires_grad=True)
+    y = x
+    for _ in range(5000):  # far beyond Python's recursion limit
+        y = y * 1.0001
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [1.0001 ** 5000], rtol=1e-10)
+
+
+def test_conv_skips_dx_when_the_input_needs_no_grad(monkeypatch):
+    calls = []
+    real = fc.functional.conv2d_backward
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["need_dx"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fc.functional, "conv2d_backward", spy)
+    x, w = Tensor(r(1, 4, 4, 2)), Variable(r(3, 3, 2, 2))
+    ops.conv2d(x, w, padding="same").sum().backward()
+    assert calls == [False] and x.grad is None
+    # dw of sum(conv(x, w)) = sum over output positions of the input patch
+    expected = real(np.ones((1, 4, 4, 2)), x.data, w.data, padding="same")[1]
+    np.testing.assert_allclose(w.grad, expected)
+
+
+def test_variable_assign_and_trainable():
+    v = Variable(np.zeros(3), name="v")
+    data = v.data
+    v.assign([1.0, 2.0, 3.0])
+    assert v.data is data and v.requires_grad
+    np.testing.assert_array_equal(v.value, [1, 2, 3])
+    v.trainable = False
+    assert not v.requires_grad
+    with pytest.raises(ValueError, match=r"\(2,\).*\(3,\)"):
+        v.assign(np.zeros(2))

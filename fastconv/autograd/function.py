@@ -4,6 +4,7 @@ A subclass implements `forward(*arrays, **options) -> array` and `backward(grad)
 (one gradient, or None, per Tensor input, in order). Whatever backward needs is stored on
 `self` during forward; `release()` drops it after backward has run.
 """
+from ..functional import array_module
 from .tensor import Tensor, as_array, is_grad_enabled
 
 
@@ -12,7 +13,8 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **options):
-        tensors = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
+        like = next((x.data for x in inputs if isinstance(x, Tensor)), None)
+        tensors = [x if isinstance(x, Tensor) else Tensor(_constant(x, like)) for x in inputs]
         fn = cls()
         fn.needs = tuple(t.requires_grad for t in tensors)
         out = fn.forward(*[t.data for t in tensors], **options)
@@ -36,6 +38,14 @@ class Function:
         self.__dict__.clear()
         self.needs = needs
         self.parents = ()
+
+
+def _constant(value, like):
+    # Python numbers are "weak" (as in numpy and torch): they take the tensor operand's float
+    # dtype and device, so `float64_tensor * 1.0001` keeps float64 precision.
+    if like is not None and isinstance(value, (int, float)) and like.dtype.kind == "f":
+        return array_module(like).asarray(value, dtype=like.dtype)
+    return value
 
 
 def unbroadcast(grad, shape):

@@ -117,9 +117,14 @@ class Tensor:
             if g is None:
                 continue
             node = t._node
-            if node is None:  # a leaf
-                if t.requires_grad:
-                    t.grad = g if t.grad is None else t.grad + g
+            if node is None:
+                if not t._is_leaf:
+                    # Reached from a second root through a graph whose arrays a previous
+                    # backward() freed: its gradient can no longer be propagated.
+                    raise RuntimeError("backward() reached a tensor whose graph was already "
+                                       "backpropagated and freed; compute both outputs' loss "
+                                       "first and call backward() once on their sum")
+                t.grad = g if t.grad is None else t.grad + g
                 continue
             for parent, pg in zip(node.parents, node.backward(g)):
                 if pg is None or not parent.requires_grad:

@@ -124,8 +124,16 @@ class GetItem(Function):
     def backward(self, g):
         xp = array_module(g)
         out = xp.zeros(self.shape, self.dtype)
-        xp.add.at(out, self.index, g)  # integer indices may repeat: accumulate
+        if _is_basic(self.index):
+            out[self.index] = g  # slices never repeat an element: a plain store suffices
+        else:
+            xp.add.at(out, self.index, g)  # integer arrays may repeat indices: accumulate
         return (out,)
+
+
+def _is_basic(index):
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, (int, slice)) for p in parts)
 
 
 class Exp(Function):
