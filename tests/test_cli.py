@@ -1,0 +1,84 @@
+"""The ``fastconv`` command line: info, data set selection, and a real short training run."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastconv.__main__ import load_dataset, main, split_validation
+from fastconv.datasets import _files
+
+
+def test_info_reports_version_backends_and_blas(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "fastconv: 0.1.0" in out
+    assert "cpu: available" in out
+    assert "cuda_available:" in out
+    blas = [ln for ln in out.splitlines() if ln.startswith("blas:")][0]
+    assert "openblas" in blas.lower()
+
+
+def test_python_dash_m_entry_point():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd()] + sys.path))
+    r = subprocess.run([sys.executable, "-m", "fastconv", "--help"], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert r.returncode == 0 and "train" in r.stdout and "info" in r.stdout
+
+
+def test_default_dataset_falls_back_to_digits_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("FASTCONV_DATA", raising=False)
+    from fastconv.datasets import fashion_mnist
+    monkeypatch.setattr(fashion_mnist, "SPEC", _files.Spec(
+        name="fashion-mnist", mirrors=fashion_mnist.SPEC.mirrors, sha256=fashion_mnist.SPEC.sha256))
+    (x, y), (xt, yt), name = load_dataset(None, seed=0, limit=50)
+    assert name == "digits"
+    assert "using the embedded UCI digits set" in capsys.readouterr().err
+    assert x.shape == (50, 28, 28, 1) and x.dtype == np.float32 and y.dtype == np.int64
+    assert 0.0 == x.min() and x.max() == 1.0
+    with pytest.raises(ValueError, match="--dataset must be one of"):
+        load_dataset("no-such-set")
+
+
+def test_missing_fashion_mnist_is_a_clear_cli_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("FASTCONV_DATA", raising=False)
+    monkeypatch.setattr(_files, "_urlopen", lambda url, timeout: (_ for _ in ()).throw(OSError("offline")))
+    from fastconv.datasets import fashion_mnist
+    monkeypatch.setattr(fashion_mnist, "SPEC", _files.Spec(
+        name="fashion-mnist", mirrors=fashion_mnist.SPEC.mirrors, sha256=fashion_mnist.SPEC.sha256,
+        debian_package="dataset-fashion-mnist"))
+    rc = main(["train", "lenet5", "--dataset", "fashion-mnist", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "dataset-fashion-mnist" in err and "train-images-idx3-ubyte.gz" in err
+
+
+def test_split_validation_is_seeded_and_disjoint():
+    x = np.arange(100)
+    (a, ya), (b, yb) = split_validation(x, x, 0.2, seed=3)
+    assert len(a) == 80 and len(b) == 20 and not set(a) & set(b)
+    (a2, _), _ = split_validation(x, x, 0.2, seed=3)
+    np.testing.assert_array_equal(a, a2)
+
+
+def test_train_digits_end_to_end(tmp_path, capsys):
+    for mod in ("fastconv.models", "fastconv.callbacks", "fastconv.optimizers", "fastconv.layers"):
+        pytest.importorskip(mod, reason="the model/training API is not merged yet")
+    out = tmp_path / "run"
+    rc = main(["train", "lenet5", "--dataset", "digits", "--epochs", "2", "--limit", "600",
+               "--batch-size", "32", "--lr", "0.003", "--out", str(out), "--verbose", "2"])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    for name in ("best.weights.npz", "last.weights.npz", "history.json", "history.csv", "run.json"):
+        assert (out / name).stat().st_size > 0, name
+    run = json.loads((out / "run.json").read_text())
+    hist = json.loads((out / "history.json").read_text())["history"]
+    assert len(hist["loss"]) == 2 and "val_accuracy" in hist
+    assert hist["loss"][1] < hist["loss"][0]
+    # 10 classes: chance is 0.1; two short epochs of LeNet-5 on digits are far above it
+    assert run["test_accuracy"] > 0.3, run
+    assert f"test accuracy {run['test_accuracy']:.4f}" in printed
+    assert len(run["epoch_seconds"]) == 2
