@@ -45,6 +45,8 @@ def _build_parser():
                    help="image size for a directory data set")
     t.add_argument("--color-mode", default="grayscale", choices=("grayscale", "rgb"),
                    help="colour mode for a directory data set")
+    t.add_argument("--augment", action="store_true",
+                   help="random shifts (2 px), rotations (10 deg) and zooms (10%%) each epoch")
     t.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
 
     s = sub.add_parser("summary", help="print a zoo model's layers, output shapes and parameters")
@@ -197,9 +199,13 @@ def cmd_train(args):
     cbs = [callbacks.ModelCheckpoint(best, monitor="val_accuracy" if have_val else "accuracy",
                                      mode="max", save_best_only=True, save_weights_only=True), timer]
     try:
-        hist = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, verbose=args.verbose,
-                         validation_data=(xv, yv) if have_val else None, callbacks=cbs, shuffle=True)
-        history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+        fit_kw = dict(batch_size=args.batch_size, verbose=args.verbose, callbacks=cbs, shuffle=True,
+                      validation_data=(xv, yv) if have_val else None)
+        if not args.augment:
+            hist = model.fit(x, y, epochs=args.epochs, **fit_kw)
+            history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+        else:
+            history = _fit_augmented(model, x, y, args, fit_kw, dname)
     except KeyboardInterrupt:
         model.save_weights(os.path.join(out, "interrupted.weights.npz"))
         partial = getattr(getattr(model, "history", None), "history", None) or {}
@@ -214,14 +220,30 @@ def cmd_train(args):
     test_acc = _evaluate_accuracy(model, xt, yt, max(args.batch_size, 256)) if len(xt) else float("nan")
     run = {"model": args.model, "dataset": dname, "backend": args.backend, "epochs": args.epochs,
            "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr, "seed": args.seed,
-           "limit": args.limit, "test_accuracy": test_acc, "epoch_seconds": timer.seconds,
-           "command": "fastconv " + " ".join(sys.argv[1:]) if sys.argv else None}
+           "limit": args.limit, "augment": args.augment, "test_accuracy": test_acc, "epoch_seconds": timer.seconds,
+           "command": "fastconv " + " ".join(args.argv)}
     with open(os.path.join(out, "run.json"), "w") as f:
         json.dump(run, f, indent=1)
     mean_s = float(np.mean(timer.seconds)) if timer.seconds else float("nan")
     print(f"test accuracy {test_acc:.4f} ({len(xt)} images, best weights by validation accuracy); "
           f"{mean_s:.2f} s/epoch; files in {out}")
     return 0
+
+
+def _fit_augmented(model, x, y, args, fit_kw, dataset):
+    """One fit call per epoch on a freshly augmented copy of the training set (`initial_epoch`
+    keeps the epoch numbering, and the same callback objects keep their best-so-far state)."""
+    import numpy as np
+    from .augment import Augment
+    aug = Augment(shift=2, rotation=10.0, zoom=0.1, horizontal_flip=dataset == "fashion-mnist")
+    history = {}
+    for epoch in range(args.epochs):
+        # in chunks, so the bilinear resampling's temporaries stay small
+        xa = np.concatenate([aug(x[i:i + 4096])[0] for i in range(0, len(x), 4096)])
+        hist = model.fit(xa, y, epochs=epoch + 1, initial_epoch=epoch, **fit_kw)
+        for k, vals in hist.history.items():
+            history.setdefault(k, []).extend(float(v) for v in vals)
+    return history
 
 
 def _EpochTimer(base):
@@ -313,7 +335,9 @@ def cmd_info(args):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return {"train": cmd_train, "summary": cmd_summary, "info": cmd_info}[args.command](args)
     except (FileNotFoundError, ValueError, ImportError) as e:
