@@ -1,6 +1,137 @@
-// Placeholder: replaced by the conv kernel bindings.
+// Bindings of the conv kernels: conv2d_forward, conv2d_backward_data, conv2d_backward_weights.
+// Every argument is checked here (array_check.h, geometry.h) before the GIL is released.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <array>
+#include <string>
+
+#include "bindings/array_check.h"
+#include "kernels.h"
+
+namespace py = pybind11;
+
 namespace fastconv::bind {
-void bind_conv(pybind11::module_&) {}
+
+namespace {
+
+// A tuple/list of exactly N Python ints; `layout` names the entries for the message.
+template <size_t N>
+std::array<int64_t, N> int_tuple(const py::handle& obj, const char* name, const char* layout) {
+  const std::string want = std::string(name) + " must be a tuple of " + std::to_string(N) +
+                           " ints " + layout;
+  if (!py::isinstance<py::tuple>(obj) && !py::isinstance<py::list>(obj))
+    throw py::type_error(want + ", got " + std::string(py::str(py::type::of(obj))));
+  auto seq = py::reinterpret_borrow<py::sequence>(obj);
+  if (seq.size() != N)
+    throw py::value_error(want + ", got " + std::to_string(seq.size()) + " values: " +
+                          std::string(py::repr(obj)));
+  std::array<int64_t, N> out{};
+  for (size_t i = 0; i < N; ++i) {
+    py::handle item = seq[i];
+    // Python and NumPy integers (anything with __index__), but not bool or float.
+    if (py::isinstance<py::bool_>(item) || !PyIndex_Check(item.ptr()))
+      throw py::type_error(want + ", got " + std::string(py::repr(obj)));
+    out[i] = py::int_(py::reinterpret_borrow<py::object>(item)).cast<int64_t>();
+  }
+  return out;
+}
+
+Window2d make_window(const py::handle& strides, const py::handle& pads, const py::handle& dilation) {
+  const auto s = int_tuple<2>(strides, "strides", "(sh, sw)");
+  const auto p = int_tuple<4>(pads, "pads", "(top, bottom, left, right)");
+  const auto d = int_tuple<2>(dilation, "dilation", "(dh, dw)");
+  Window2d win;
+  win.sh = s[0]; win.sw = s[1];
+  win.pt = p[0]; win.pb = p[1]; win.pl = p[2]; win.pr = p[3];
+  win.dh = d[0]; win.dw = d[1];
+  return win;
+}
+
+ConvGeometry geometry(const std::array<int64_t, 4>& xs, const std::array<int64_t, 4>& ws,
+                      const Window2d& win, int64_t groups) {
+  return make_conv_geometry(xs[0], xs[1], xs[2], xs[3], ws[0], ws[1], ws[2], ws[3], win, groups);
+}
+
+std::array<int64_t, 4> shape4(const py::array& a) {
+  return {(int64_t)a.shape(0), (int64_t)a.shape(1), (int64_t)a.shape(2), (int64_t)a.shape(3)};
+}
+
+constexpr const char* kX = "(N, H, W, C)";
+constexpr const char* kW = "(KH, KW, Cin/groups, Cout)";
+constexpr const char* kY = "(N, OH, OW, Cout)";
+
+py::array_t<float> conv2d_forward(py::handle x_, py::handle w_, py::handle b_, py::handle strides,
+                                  py::handle pads, py::handle dilation, int64_t groups) {
+  auto x = require_f32(x_, "x", 4, kX);
+  auto w = require_f32(w_, "w", 4, kW);
+  const ConvGeometry g = geometry(shape4(x), shape4(w), make_window(strides, pads, dilation), groups);
+  py::array_t<float> b_keep;
+  const float* b = optional_vec_f32(b_, "b", g.oc, b_keep);
+  auto y = empty_f32({g.n, g.oh, g.ow, g.oc});
+  float* yp = y.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::conv2d_forward(g, x.data(), w.data(), b, yp);
+  }
+  return y;
+}
+
+py::array_t<float> conv2d_backward_data(py::handle dy_, py::handle w_, py::handle x_shape,
+                                        py::handle strides, py::handle pads, py::handle dilation,
+                                        int64_t groups) {
+  auto w = require_f32(w_, "w", 4, kW);
+  const auto xs = int_tuple<4>(x_shape, "x_shape", kX);
+  const ConvGeometry g = geometry(xs, shape4(w), make_window(strides, pads, dilation), groups);
+  auto dy = require_f32(dy_, "dy", 4, kY);
+  require_shape(dy, "dy", {g.n, g.oh, g.ow, g.oc});
+  auto dx = empty_f32({g.n, g.h, g.w, g.c});
+  float* dxp = dx.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::conv2d_backward_data(g, dy.data(), w.data(), dxp);
+  }
+  return dx;
+}
+
+py::tuple conv2d_backward_weights(py::handle dy_, py::handle x_, py::handle w_shape,
+                                  py::handle strides, py::handle pads, py::handle dilation,
+                                  int64_t groups, bool with_bias) {
+  auto x = require_f32(x_, "x", 4, kX);
+  const auto ws = int_tuple<4>(w_shape, "w_shape", kW);
+  const ConvGeometry g = geometry(shape4(x), ws, make_window(strides, pads, dilation), groups);
+  auto dy = require_f32(dy_, "dy", 4, kY);
+  require_shape(dy, "dy", {g.n, g.oh, g.ow, g.oc});
+  auto dw = empty_f32({ws[0], ws[1], ws[2], ws[3]});
+  py::object db_obj = py::none();
+  float* dbp = nullptr;
+  if (with_bias) {
+    auto db = empty_f32({g.oc});
+    dbp = db.mutable_data();
+    db_obj = db;
+  }
+  float* dwp = dw.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::conv2d_backward_weights(g, dy.data(), x.data(), dwp, dbp);
+  }
+  return py::make_tuple(dw, db_obj);
+}
+
+}  // namespace
+
+void bind_conv(py::module_& m) {
+  m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("w"), py::arg("b"),
+        py::arg("strides"), py::arg("pads"), py::arg("dilation"), py::arg("groups"),
+        "y = conv2d(x, w) + b. x (N, H, W, C) float32, w (KH, KW, C/groups, Cout), b (Cout,) "
+        "or None, strides (sh, sw), pads (top, bottom, left, right), dilation (dh, dw).");
+  m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("dy"), py::arg("w"),
+        py::arg("x_shape"), py::arg("strides"), py::arg("pads"), py::arg("dilation"),
+        py::arg("groups"), "dx (x_shape) = gradient of conv2d_forward with respect to x.");
+  m.def("conv2d_backward_weights", &conv2d_backward_weights, py::arg("dy"), py::arg("x"),
+        py::arg("w_shape"), py::arg("strides"), py::arg("pads"), py::arg("dilation"),
+        py::arg("groups"), py::arg("with_bias"),
+        "(dw (w_shape), db (Cout,) or None) = gradients of conv2d_forward with respect to w, b.");
+}
+
 }  // namespace fastconv::bind

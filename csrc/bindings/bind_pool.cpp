@@ -1,6 +1,163 @@
-// Placeholder: replaced by the pool kernel bindings.
+// Bindings of the pooling kernels. Geometry (window, strides, pads vs input) is validated by
+// make_pool_geometry, shared with the CUDA twins; this file checks the arrays.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <array>
+#include <string>
+#include <vector>
+
+#include "bindings/array_check.h"
+#include "kernels.h"
+
+namespace py = pybind11;
+
 namespace fastconv::bind {
-void bind_pool(pybind11::module_&) {}
+
+namespace {
+
+// A tuple/list of exactly N ints (bool rejected), e.g. pool=(3, 3).
+template <size_t N>
+std::array<int64_t, N> int_tuple(const py::handle& obj, const char* name, const char* layout) {
+  const std::string want = std::string(name) + " must be a tuple of " + std::to_string(N) +
+                           " ints " + layout;
+  if (!py::isinstance<py::tuple>(obj) && !py::isinstance<py::list>(obj))
+    throw py::type_error(want + ", got " + std::string(py::str(py::type::of(obj))));
+  auto seq = py::reinterpret_borrow<py::sequence>(obj);
+  if (seq.size() != N)
+    throw py::value_error(want + ", got " + std::to_string(seq.size()) + " values");
+  std::array<int64_t, N> out{};
+  for (size_t i = 0; i < N; ++i) {
+    py::handle v = seq[i];
+    // Any integer (Python or NumPy, via __index__), but not bool.
+    if (py::isinstance<py::bool_>(v) || !PyIndex_Check(v.ptr()))
+      throw py::type_error(want + ", got element " + std::string(py::repr(v)));
+    out[i] = py::reinterpret_steal<py::object>(PyNumber_Index(v.ptr())).cast<int64_t>();
+  }
+  return out;
+}
+
+std::array<int64_t, 4> x_shape_tuple(const py::handle& obj) {
+  return int_tuple<4>(obj, "x_shape", "(N, H, W, C)");
+}
+
+PoolGeometry geometry(const std::array<int64_t, 4>& xs, const py::handle& pool,
+                      const py::handle& strides, const py::handle& pads, const char* what) {
+  const auto k = int_tuple<2>(pool, "pool", "(ph, pw)");
+  const auto s = int_tuple<2>(strides, "strides", "(sh, sw)");
+  const auto p = int_tuple<4>(pads, "pads", "(top, bottom, left, right)");
+  Window2d win;
+  win.kh = k[0]; win.kw = k[1]; win.sh = s[0]; win.sw = s[1];
+  win.pt = p[0]; win.pb = p[1]; win.pl = p[2]; win.pr = p[3];
+  return make_pool_geometry(xs[0], xs[1], xs[2], xs[3], win, what);
+}
+
+std::array<int64_t, 4> shape4(const py::array& a) {
+  return {(int64_t)a.shape(0), (int64_t)a.shape(1), (int64_t)a.shape(2), (int64_t)a.shape(3)};
+}
+
+using PoolFwd = void (*)(const PoolGeometry&, const float*, float*);
+
+py::array_t<float> pool_forward(const py::handle& x_obj, const py::handle& pool,
+                                const py::handle& strides, const py::handle& pads,
+                                const char* what, PoolFwd kernel) {
+  auto x = require_f32(x_obj, "x", 4, "(N, H, W, C)");
+  const PoolGeometry g = geometry(shape4(x), pool, strides, pads, what);
+  auto y = empty_f32({g.n, g.oh, g.ow, g.c});
+  if (g.n > 0) {
+    py::gil_scoped_release nogil;
+    kernel(g, x.data(), y.mutable_data());
+  }
+  return y;
+}
+
+py::array_t<float> max_backward(const py::handle& dy_obj, const py::handle& x_obj,
+                                const py::handle& pool, const py::handle& strides,
+                                const py::handle& pads) {
+  auto x = require_f32(x_obj, "x", 4, "(N, H, W, C)");
+  auto dy = require_f32(dy_obj, "dy", 4, "(N, OH, OW, C)");
+  const PoolGeometry g = geometry(shape4(x), pool, strides, pads, "max_pool2d_backward");
+  require_shape(dy, "dy", {g.n, g.oh, g.ow, g.c});
+  auto dx = empty_f32({g.n, g.h, g.w, g.c});
+  if (g.n > 0) {
+    py::gil_scoped_release nogil;
+    cpu::max_pool2d_backward(g, dy.data(), x.data(), dx.mutable_data());
+  }
+  return dx;
+}
+
+py::array_t<float> avg_backward(const py::handle& dy_obj, const py::handle& x_shape,
+                                const py::handle& pool, const py::handle& strides,
+                                const py::handle& pads) {
+  auto dy = require_f32(dy_obj, "dy", 4, "(N, OH, OW, C)");
+  const PoolGeometry g = geometry(x_shape_tuple(x_shape), pool, strides, pads, "avg_pool2d_backward");
+  require_shape(dy, "dy", {g.n, g.oh, g.ow, g.c});
+  auto dx = empty_f32({g.n, g.h, g.w, g.c});
+  if (g.n > 0) {
+    py::gil_scoped_release nogil;
+    cpu::avg_pool2d_backward(g, dy.data(), dx.mutable_data());
+  }
+  return dx;
+}
+
+void check_global_shape(const std::array<int64_t, 4>& s, const char* name) {
+  if (s[0] < 0 || s[1] < 1 || s[2] < 1 || s[3] < 1)
+    throw py::value_error(std::string(name) + " must be (N, H, W, C) with H, W, C >= 1, got " +
+                          dims_str({s[0], s[1], s[2], s[3]}));
+}
+
+py::array_t<float> global_forward(const py::handle& x_obj) {
+  auto x = require_f32(x_obj, "x", 4, "(N, H, W, C)");
+  const auto s = shape4(x);
+  check_global_shape(s, "x");
+  auto y = empty_f32({s[0], s[3]});
+  if (s[0] > 0) {
+    py::gil_scoped_release nogil;
+    cpu::global_avg_pool2d_forward(s[0], s[1] * s[2], s[3], x.data(), y.mutable_data());
+  }
+  return y;
+}
+
+py::array_t<float> global_backward(const py::handle& dy_obj, const py::handle& x_shape) {
+  const auto s = x_shape_tuple(x_shape);
+  check_global_shape(s, "x_shape");
+  auto dy = require_f32(dy_obj, "dy", 2, "(N, C)");
+  require_shape(dy, "dy", {s[0], s[3]});
+  auto dx = empty_f32({s[0], s[1], s[2], s[3]});
+  if (s[0] > 0) {
+    py::gil_scoped_release nogil;
+    cpu::global_avg_pool2d_backward(s[0], s[1] * s[2], s[3], dy.data(), dx.mutable_data());
+  }
+  return dx;
+}
+
+}  // namespace
+
+void bind_pool(py::module_& m) {
+  m.def(
+      "max_pool2d_forward",
+      [](py::object x, py::object pool, py::object strides, py::object pads) {
+        return pool_forward(x, pool, strides, pads, "max_pool2d_forward", &cpu::max_pool2d_forward);
+      },
+      py::arg("x"), py::arg("pool"), py::arg("strides"), py::arg("pads"),
+      "Max pool on x (N, H, W, C); padded cells never win, ties go to the first cell in "
+      "row-major window order. pads = (top, bottom, left, right), each < pool.");
+  m.def("max_pool2d_backward", &max_backward, py::arg("dy"), py::arg("x"), py::arg("pool"),
+        py::arg("strides"), py::arg("pads"),
+        "dx of max_pool2d_forward: each dy goes to its window's winning cell of x.");
+  m.def(
+      "avg_pool2d_forward",
+      [](py::object x, py::object pool, py::object strides, py::object pads) {
+        return pool_forward(x, pool, strides, pads, "avg_pool2d_forward", &cpu::avg_pool2d_forward);
+      },
+      py::arg("x"), py::arg("pool"), py::arg("strides"), py::arg("pads"),
+      "Average pool on x (N, H, W, C), dividing by the count of real (unpadded) cells.");
+  m.def("avg_pool2d_backward", &avg_backward, py::arg("dy"), py::arg("x_shape"), py::arg("pool"),
+        py::arg("strides"), py::arg("pads"), "dx of avg_pool2d_forward for an input of x_shape.");
+  m.def("global_avg_pool2d_forward", &global_forward, py::arg("x"),
+        "Mean over H and W: (N, H, W, C) -> (N, C).");
+  m.def("global_avg_pool2d_backward", &global_backward, py::arg("dy"), py::arg("x_shape"),
+        "dx of global_avg_pool2d_forward: dy / (H*W) broadcast over H and W.");
+}
+
 }  // namespace fastconv::bind

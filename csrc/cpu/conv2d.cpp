@@ -1,0 +1,196 @@
+// Convolution by im2col + sgemm (NHWC input, HWIO weights); depthwise goes to depthwise.cpp.
+//
+// Thread policy (one level per kernel, see threads.cpp): OpenMP over chunks of output lines;
+// each thread packs its chunk into its own col buffer and runs a single-threaded sgemm on it
+// (OpenBLAS's thread-local thread count set to 1). Measured on the 2-core machine (N=32 56x56
+// 64->64 k3): the other policy, OpenMP packing then OpenBLAS threads on big chunks, ran at
+// 54 GFLOP/s with 2 threads, no faster than 1 thread (59): the two thread pools hand the
+// cores back and forth at every chunk, and a 32 MiB col is written to and re-read from
+// memory. Per-thread chunks of ~1 MiB stay in L2 between packing and GEMM and never
+// synchronise; see bench_conv.py for the numbers. The pointwise case (1x1, stride 1, no pad)
+// skips im2col: x is already the col matrix, chunked the same way.
+//
+// GEMM shapes per chunk of `rows` output positions and group gi (K = KH*KW*Cin_g):
+//   forward          y_g  (rows, Cout_g)  = col_g (rows, K) @ W_g (K, Cout_g)
+//   backward data    dcol_g (rows, K)     = dy_g (rows, Cout_g) @ W_g^T
+//   backward weights dW_g (K, Cout_g)    += col_g^T @ dy_g
+// Sub-matrices are addressed in place via leading dimensions: W_g = w + gi*Cout_g (ld Cout),
+// y_g/dy_g = base + gi*Cout_g (ld Cout), col_g = col + gi*K (ld groups*K).
+#include <omp.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <vector>
+
+#include "cpu/im2col.h"
+#include "kernels.h"
+
+#include <cblas.h>
+
+namespace fastconv::cpu {
+
+namespace {
+
+// Chunk size target per thread: col small enough to still be in L2 when the GEMM reads it.
+constexpr int64_t kChunkBytes = 1 << 20;
+
+// While alive, OpenBLAS runs every call on its calling thread. This pthreads OpenBLAS has
+// no per-thread setting, so the global count is lowered to 1 and restored when the last
+// concurrent conv leaves (a dense call from another Python thread meanwhile is only slower).
+// Created outside the OpenMP region, which then calls sgemm from several threads at once.
+std::mutex g_serial_mutex;
+int g_serial_users = 0, g_serial_saved = 1;
+
+struct SerialBlas {
+  SerialBlas() {
+    std::lock_guard<std::mutex> lock(g_serial_mutex);
+    if (g_serial_users++ == 0) {
+      g_serial_saved = scipy_openblas_get_num_threads();
+      scipy_openblas_set_num_threads(1);
+    }
+  }
+  ~SerialBlas() {
+    std::lock_guard<std::mutex> lock(g_serial_mutex);
+    if (--g_serial_users == 0) scipy_openblas_set_num_threads(g_serial_saved);
+  }
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+};
+
+struct Plan {
+  int threads;
+  int64_t lines, chunk, nchunks, k, ldcol, chunk_floats;
+};
+
+Plan make_plan(const ConvGeometry& g) {
+  Plan p;
+  p.threads = std::max(1, get_num_threads());
+  p.lines = g.n * g.oh;
+  const int64_t budget = std::min(get_workspace_limit() / p.threads, kChunkBytes);
+  p.chunk = detail::lines_per_chunk(g, budget);
+  p.nchunks = (p.lines + p.chunk - 1) / p.chunk;
+  p.k = g.win.kh * g.win.kw * g.cin_g;
+  p.ldcol = detail::col_width(g);
+  p.chunk_floats = std::max<int64_t>(1, p.chunk * g.ow * p.ldcol);
+  // sgemm throws on 32-bit overflow; no exception may escape an OpenMP region, so check here.
+  if (p.chunk * g.ow > INT_MAX || p.ldcol > INT_MAX || g.oc > INT_MAX)
+    throw std::length_error("conv2d: a GEMM dimension exceeds the 32-bit BLAS interface");
+  return p;
+}
+
+std::unique_ptr<float[]> workspace(int64_t floats) { return std::unique_ptr<float[]>(new float[floats]); }
+
+}  // namespace
+
+void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                    float* y) {
+  if (g.is_depthwise()) return detail::depthwise_forward(g, x, w, b, y);
+  const Plan p = make_plan(g);
+  const bool pointwise = g.is_pointwise();
+  auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
+  SerialBlas serial;
+#pragma omp parallel num_threads(p.threads)
+  {
+    float* buf = ws.get() + (pointwise ? 0 : omp_get_thread_num() * p.chunk_floats);
+#pragma omp for schedule(dynamic)
+    for (int64_t c = 0; c < p.nchunks; ++c) {
+      const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
+      const float* col = pointwise ? x + l0 * g.ow * g.c : buf;
+      if (!pointwise) detail::im2col_lines(g, x, l0, l1, buf);
+      float* yc = y + l0 * g.ow * g.oc;
+      // Bias is written first and the GEMM accumulates onto it (beta = 1), chunk by chunk
+      // while y's rows are in cache.
+      if (b)
+        for (int64_t r = 0; r < rows; ++r) std::memcpy(yc + r * g.oc, b, sizeof(float) * g.oc);
+      for (int64_t gi = 0; gi < g.groups; ++gi)
+        sgemm(false, false, rows, g.cout_g, p.k, 1.f, col + gi * p.k, p.ldcol,
+              w + gi * g.cout_g, g.oc, b ? 1.f : 0.f, yc + gi * g.cout_g, g.oc);
+    }
+  }
+}
+
+void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  if (g.is_depthwise()) return detail::depthwise_backward_data(g, dy, w, dx);
+  const Plan p = make_plan(g);
+  if (g.is_pointwise()) {  // dcol is dx itself: chunks write disjoint rows, nothing to scatter.
+    SerialBlas serial;
+#pragma omp parallel for schedule(dynamic) num_threads(p.threads)
+    for (int64_t c = 0; c < p.nchunks; ++c) {
+      const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
+      for (int64_t gi = 0; gi < g.groups; ++gi)
+        sgemm(false, true, rows, g.cin_g, g.cout_g, 1.f, dy + l0 * g.ow * g.oc + gi * g.cout_g,
+              g.oc, w + gi * g.cout_g, g.oc, 0.f, dx + l0 * g.ow * g.c + gi * g.cin_g, g.c);
+    }
+    return;
+  }
+  // col2im accumulates into overlapping windows, so a thread owns whole images (their chunks
+  // run in order on it). With fewer images than threads, one image runs on OpenBLAS threads.
+  const int threads = (int)std::min<int64_t>(p.threads, std::max<int64_t>(g.n, 1));
+  auto ws = workspace(threads * p.chunk_floats);
+  const int64_t image_bytes = g.h * g.w * g.c * (int64_t)sizeof(float);
+  std::unique_ptr<SerialBlas> serial(threads > 1 ? new SerialBlas : nullptr);
+#pragma omp parallel num_threads(threads)
+  {
+    float* dcol = ws.get() + omp_get_thread_num() * p.chunk_floats;
+#pragma omp for schedule(dynamic)
+    for (int64_t n = 0; n < g.n; ++n) {
+      std::memset(dx + n * g.h * g.w * g.c, 0, image_bytes);
+      for (int64_t l0 = n * g.oh; l0 < (n + 1) * g.oh; l0 += p.chunk) {
+        const int64_t l1 = std::min((n + 1) * g.oh, l0 + p.chunk), rows = (l1 - l0) * g.ow;
+        const float* dyc = dy + l0 * g.ow * g.oc;
+        for (int64_t gi = 0; gi < g.groups; ++gi)
+          sgemm(false, true, rows, p.k, g.cout_g, 1.f, dyc + gi * g.cout_g, g.oc,
+                w + gi * g.cout_g, g.oc, 0.f, dcol + gi * p.k, p.ldcol);
+        detail::col2im_lines(g, dcol, l0, l1, dx);
+      }
+    }
+  }
+}
+
+void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                             float* db) {
+  if (g.is_depthwise()) return detail::depthwise_backward_weights(g, dy, x, dw, db);
+  const int64_t positions = g.n * g.oh * g.ow;
+  if (db) detail::column_sums(positions, g.oc, dy, db);
+  const Plan p = make_plan(g);
+  const bool pointwise = g.is_pointwise();  // x itself is the col matrix
+  const int64_t wsize = g.weight_size();
+  // Thread t accumulates chunks t, t+T, ... into its own dW (beta = 1 after its first chunk);
+  // the partials are then added in thread order, so results do not vary between runs.
+  const int threads = (int)std::min<int64_t>(p.threads, std::max<int64_t>(p.nchunks, 1));
+  auto ws = workspace(pointwise ? 1 : threads * p.chunk_floats);
+  std::vector<float> part((size_t)((threads - 1) * wsize));
+  std::vector<char> touched(threads, 0);
+  SerialBlas serial;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    float* buf = ws.get() + (pointwise ? 0 : t * p.chunk_floats);
+    float* acc = t == 0 ? dw : part.data() + (t - 1) * wsize;
+#pragma omp for schedule(static, 1)
+    for (int64_t c = 0; c < p.nchunks; ++c) {
+      const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
+      const float* col = pointwise ? x + l0 * g.ow * g.c : buf;
+      if (!pointwise) detail::im2col_lines(g, x, l0, l1, buf);
+      const float* dyc = dy + l0 * g.ow * g.oc;
+      const float beta = touched[t] ? 1.f : 0.f;
+      for (int64_t gi = 0; gi < g.groups; ++gi)
+        sgemm(true, false, p.k, g.cout_g, rows, 1.f, col + gi * p.k, p.ldcol, dyc + gi * g.cout_g,
+              g.oc, beta, acc + gi * g.cout_g, g.oc);
+      touched[t] = 1;
+    }
+  }
+  if (!touched[0]) std::memset(dw, 0, sizeof(float) * wsize);  // empty batch
+  for (int t = 1; t < threads; ++t) {
+    if (!touched[t]) continue;
+    const float* pt = part.data() + (t - 1) * wsize;
+    for (int64_t i = 0; i < wsize; ++i) dw[i] += pt[i];
+  }
+}
+
+}  // namespace fastconv::cpu

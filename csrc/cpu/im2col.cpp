@@ -1,0 +1,112 @@
+// im2col / col2im for NHWC input (layout described in im2col.h).
+#include "cpu/im2col.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels.h"
+
+namespace fastconv::cpu::detail {
+
+int64_t lines_per_chunk(const ConvGeometry& g, int64_t budget_bytes) {
+  const int64_t line_bytes = g.ow * col_width(g) * (int64_t)sizeof(float);
+  const int64_t lines = budget_bytes / std::max<int64_t>(line_bytes, 1);
+  // A single line over the cap is still processed whole: it is the smallest unit whose rows
+  // are contiguous in y, and it is at most OW*KH*KW*C floats.
+  return std::max<int64_t>(1, std::min(lines, g.n * g.oh));
+}
+
+namespace {
+
+// Valid kernel taps along one axis: taps k in [k0, k1) land inside [0, size).
+inline void valid_taps(int64_t origin, int64_t k, int64_t dil, int64_t size, int64_t& k0,
+                       int64_t& k1) {
+  // origin + t*dil >= 0  and  origin + t*dil < size
+  k0 = origin >= 0 ? 0 : std::min<int64_t>(k, (-origin + dil - 1) / dil);
+  k1 = origin >= size ? 0 : std::min<int64_t>(k, (size - origin + dil - 1) / dil);
+  if (k1 < k0) k1 = k0;
+}
+
+}  // namespace
+
+void im2col_lines(const ConvGeometry& g, const float* x, int64_t l0, int64_t l1, float* col) {
+  const Window2d& v = g.win;
+  const int64_t kcols = v.kh * v.kw * g.cin_g, ldcol = g.groups * kcols;
+  const int64_t hwc = g.h * g.w * g.c;
+  // groups == 1 and unit horizontal dilation: the valid taps of one kernel row are one
+  // contiguous run of x, and land contiguously in col, so a single copy per kernel row.
+  const bool row_copy = g.groups == 1 && v.dw == 1;
+  for (int64_t l = l0; l < l1; ++l) {
+    const int64_t n = l / g.oh, oy = l % g.oh;
+    const float* xn = x + n * hwc;
+    float* crow = col + (l - l0) * g.ow * ldcol;
+    const int64_t iy0 = oy * v.sh - v.pt;
+    int64_t ky0, ky1;
+    valid_taps(iy0, v.kh, v.dh, g.h, ky0, ky1);
+    for (int64_t ox = 0; ox < g.ow; ++ox) {
+      float* dst = crow + ox * ldcol;
+      const int64_t ix0 = ox * v.sw - v.pl;
+      int64_t kx0, kx1;
+      valid_taps(ix0, v.kw, v.dw, g.w, kx0, kx1);
+      for (int64_t ky = 0; ky < v.kh; ++ky) {
+        const bool row_ok = ky >= ky0 && ky < ky1;
+        const float* xrow = xn + (iy0 + ky * v.dh) * g.w * g.c;
+        if (row_copy) {
+          float* d = dst + ky * v.kw * g.c;
+          if (!row_ok) { std::memset(d, 0, sizeof(float) * v.kw * g.c); continue; }
+          std::memset(d, 0, sizeof(float) * kx0 * g.c);
+          std::memcpy(d + kx0 * g.c, xrow + (ix0 + kx0) * g.c, sizeof(float) * (kx1 - kx0) * g.c);
+          std::memset(d + kx1 * g.c, 0, sizeof(float) * (v.kw - kx1) * g.c);
+          continue;
+        }
+        for (int64_t kx = 0; kx < v.kw; ++kx) {
+          const bool ok = row_ok && kx >= kx0 && kx < kx1;
+          const float* src = xrow + (ix0 + kx * v.dw) * g.c;
+          for (int64_t gi = 0; gi < g.groups; ++gi) {
+            float* d = dst + gi * kcols + (ky * v.kw + kx) * g.cin_g;
+            if (ok) std::memcpy(d, src + gi * g.cin_g, sizeof(float) * g.cin_g);
+            else std::memset(d, 0, sizeof(float) * g.cin_g);
+          }
+        }
+      }
+    }
+  }
+}
+
+void col2im_lines(const ConvGeometry& g, const float* dcol, int64_t l0, int64_t l1, float* dx) {
+  if (l1 <= l0) return;
+  const Window2d& v = g.win;
+  const int64_t kcols = v.kh * v.kw * g.cin_g, ldcol = g.groups * kcols;
+  const int64_t hwc = g.h * g.w * g.c;
+  const int64_t n0 = l0 / g.oh, n1 = (l1 - 1) / g.oh + 1;
+  for (int64_t n = n0; n < n1; ++n) {
+    float* dxn = dx + n * hwc;
+    const int64_t la = std::max(l0, n * g.oh), lb = std::min(l1, (n + 1) * g.oh);
+    for (int64_t l = la; l < lb; ++l) {
+      const int64_t oy = l % g.oh;
+      const float* crow = dcol + (l - l0) * g.ow * ldcol;
+      const int64_t iy0 = oy * v.sh - v.pt;
+      int64_t ky0, ky1;
+      valid_taps(iy0, v.kh, v.dh, g.h, ky0, ky1);
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        const float* src = crow + ox * ldcol;
+        const int64_t ix0 = ox * v.sw - v.pl;
+        int64_t kx0, kx1;
+        valid_taps(ix0, v.kw, v.dw, g.w, kx0, kx1);
+        for (int64_t ky = ky0; ky < ky1; ++ky) {
+          float* dxrow = dxn + (iy0 + ky * v.dh) * g.w * g.c;
+          for (int64_t kx = kx0; kx < kx1; ++kx) {
+            float* d = dxrow + (ix0 + kx * v.dw) * g.c;
+            for (int64_t gi = 0; gi < g.groups; ++gi) {
+              const float* s = src + gi * kcols + (ky * v.kw + kx) * g.cin_g;
+              float* dg = d + gi * g.cin_g;
+              for (int64_t ci = 0; ci < g.cin_g; ++ci) dg[ci] += s[ci];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace fastconv::cpu::detail

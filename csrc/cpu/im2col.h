@@ -1,0 +1,44 @@
+// Internals shared by the CPU conv kernels (conv2d.cpp, im2col.cpp, depthwise.cpp, dense.cpp).
+//
+// Layout of the im2col matrix ("col"): one row per output position, rows ordered as the NHWC
+// output (n, oy, ox), so `col @ W` lands directly in y without a transpose. A row holds
+// `groups` blocks of K = KH*KW*Cin_g values ordered (ky, kx, ci), which is exactly the HWIO
+// weight layout: group g's weights are the (K, Cout_g) sub-matrix W[:, g*Cout_g:] with
+// leading dimension Cout, and its A operand is col + g*K with leading dimension groups*K.
+//
+// Work is cut into "lines": a line is one output row (n, oy) of OW positions, numbered
+// l = n*OH + oy across the whole batch. A chunk is a contiguous range of lines, so it may
+// span several whole images or, when one image alone would exceed the workspace cap, part
+// of one; either way its rows in col, y and dy are contiguous.
+#pragma once
+#include <cstdint>
+
+#include "common/geometry.h"
+
+namespace fastconv::cpu::detail {
+
+// Columns of col (= groups * KH*KW*Cin_g).
+inline int64_t col_width(const ConvGeometry& g) { return g.groups * g.win.kh * g.win.kw * g.cin_g; }
+
+// Lines per chunk so that one chunk's col stays under budget_bytes (at least 1 line).
+int64_t lines_per_chunk(const ConvGeometry& g, int64_t budget_bytes);
+
+// Packs lines [l0, l1) of the batch x into col ((l1-l0)*OW rows of col_width(g)).
+// Padded cells are written as zeros. Serial: the callers parallelise over chunks.
+void im2col_lines(const ConvGeometry& g, const float* x, int64_t l0, int64_t l1, float* col);
+
+// dx += scatter of dcol (same layout as im2col_lines) for lines [l0, l1). Serial: windows of
+// one image overlap, so concurrent callers must work on different images.
+void col2im_lines(const ConvGeometry& g, const float* dcol, int64_t l0, int64_t l1, float* dx);
+
+// Depthwise (groups == C, Cin_g == 1, multiplier M = Cout_g) direct kernels, depthwise.cpp.
+void depthwise_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                       float* y);
+void depthwise_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx);
+void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
+                                float* dw, float* db);
+
+// out[j] = sum_i a[i*cols + j]; deterministic for a fixed thread count (dense.cpp).
+void column_sums(int64_t rows, int64_t cols, const float* a, float* out);
+
+}  // namespace fastconv::cpu::detail

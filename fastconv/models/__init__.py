@@ -1,0 +1,3 @@
+"""Models: `Model` (functional or subclassed) and `Sequential` (the model zoo joins later)."""
+from ..engine import Functional, Model, Sequential  # noqa: F401
+from ..layers import Input  # noqa: F401

@@ -1,0 +1,309 @@
+"""Native pooling, batch-norm, bias+activation and softmax kernels (fastconv._C) against the
+NumPy oracle (fastconv.reference) run in float64 on the same float32 inputs.
+
+Tolerances: pools and elementwise ops rtol 1e-5 (max pool forward exact); batch norm 1e-4.
+Outputs that come from cancelling sums (batch-norm dx, softmax dx) are compared with an
+absolute floor of rtol * max|reference|, the scale at which float32 rounding shows.
+"""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+
+import fastconv
+from fastconv import _C
+from fastconv import reference as R
+
+RNG = np.random.default_rng(7)
+
+
+def randn(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def f64(a):
+    return None if a is None else np.asarray(a, np.float64)
+
+
+def close(actual, expected, rtol, floor=True, scale=None):
+    """assert_allclose with atol = rtol * max|expected| when floor (cancellation-prone outputs);
+    `scale` overrides max|expected| when the terms that cancel are known to be larger."""
+    expected = np.asarray(expected)
+    if scale is None:
+        scale = float(np.abs(expected).max(initial=0.0))
+    atol = rtol * scale if floor else 0.0
+    assert actual.dtype == np.float32 and actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=max(atol, 1e-30))
+
+
+# ---------------------------------------------------------------- pooling
+
+def same_pads(size, k, s):
+    out = -(-size // s)
+    total = max((out - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+@st.composite
+def pool_cases(draw):
+    n = draw(st.integers(1, 3))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    c = draw(st.sampled_from([1, 3, 8, 17, 40]))  # > 16 with n < 4 splits channels into blocks
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 5)), draw(st.integers(1, 5))  # stride may exceed the pool
+    mode = draw(st.sampled_from(["valid", "same", "after+1", "random"]))
+    if mode == "valid":
+        pads = (0, 0, 0, 0)
+    elif mode == "same":
+        pads = same_pads(h, kh, sh) + same_pads(w, kw, sw)
+    elif mode == "after+1":  # 'same'-style asymmetry: pad_after = pad_before + 1
+        pt, pl = draw(st.integers(0, max(kh - 2, 0))), draw(st.integers(0, max(kw - 2, 0)))
+        pads = (pt, min(pt + 1, kh - 1), pl, min(pl + 1, kw - 1))
+    else:
+        pads = tuple(draw(st.integers(0, k - 1)) for k in (kh, kh, kw, kw))
+    assume(h + pads[0] + pads[1] >= kh and w + pads[2] + pads[3] >= kw)
+    ties = draw(st.booleans())  # small integers: many equal maxima in one window
+    shape = (n, h, w, c)
+    x = (RNG.integers(-2, 3, shape) if ties else RNG.standard_normal(shape)).astype(np.float32)
+    return x, (kh, kw), (sh, sw), pads
+
+
+@given(pool_cases())
+def test_max_pool_matches_oracle(case):
+    x, pool, strides, pads = case
+    y = _C.max_pool2d_forward(x, pool, strides, pads)
+    np.testing.assert_array_equal(y, R.max_pool2d_forward(x, pool, strides, pads))
+    dy = randn(*y.shape)
+    dx = _C.max_pool2d_backward(dy, x, pool, strides, pads)
+    close(dx, R.max_pool2d_backward(f64(dy), f64(x), pool, strides, pads), 1e-5)
+
+
+@given(pool_cases())
+def test_avg_pool_matches_oracle(case):
+    x, pool, strides, pads = case
+    y = _C.avg_pool2d_forward(x, pool, strides, pads)
+    close(y, R.avg_pool2d_forward(f64(x), pool, strides, pads), 1e-5)
+    dy = randn(*y.shape)
+    dx = _C.avg_pool2d_backward(dy, x.shape, pool, strides, pads)
+    close(dx, R.avg_pool2d_backward(f64(dy), x.shape, pool, strides, pads), 1e-5)
+
+
+def test_max_pool_padding_never_wins_and_ties_go_first():
+    x = np.full((1, 2, 2, 1), -5.0, np.float32)  # every real cell below the implicit pad 0
+    y = _C.max_pool2d_forward(x, (3, 3), (1, 1), (1, 1, 1, 1))
+    assert (y == -5.0).all()
+    dx = _C.max_pool2d_backward(np.ones_like(y), x, (3, 3), (1, 1), (1, 1, 1, 1))
+    # All four windows cover the whole image, all tie: each routes to cell (0, 0).
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[4, 0], [0, 0]])
+
+
+def test_pool_1x1_is_identity_and_global_pool_is_full_window():
+    x = randn(2, 5, 7, 3)
+    np.testing.assert_array_equal(_C.max_pool2d_forward(x, (1, 1), (1, 1), (0, 0, 0, 0)), x)
+    np.testing.assert_array_equal(_C.avg_pool2d_forward(x, (1, 1), (1, 1), (0, 0, 0, 0)), x)
+    g = _C.avg_pool2d_forward(x, (5, 7), (1, 1), (0, 0, 0, 0))
+    close(g.reshape(2, 3), f64(x).mean(axis=(1, 2)), 1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 7, 5, 3), (3, 4, 4, 40), (2, 112, 3, 17)])
+def test_global_avg_pool_matches_oracle(shape):
+    x = randn(*shape) + 3.0
+    close(_C.global_avg_pool2d_forward(x), R.global_avg_pool2d_forward(f64(x)), 1e-5)
+    dy = randn(shape[0], shape[3])
+    close(_C.global_avg_pool2d_backward(dy, shape), R.global_avg_pool2d_backward(f64(dy), shape), 1e-5)
+
+
+def test_pool_results_do_not_depend_on_thread_count():
+    x = RNG.integers(-3, 4, (3, 9, 9, 40)).astype(np.float32)
+    dy = randn(3, 5, 5, 40)
+    args = ((3, 3), (2, 2), (1, 1, 1, 1))
+    old = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(1)
+        one = _C.max_pool2d_backward(dy, x, *args), _C.avg_pool2d_backward(dy, x.shape, *args)
+        fastconv.set_num_threads(4)
+        four = _C.max_pool2d_backward(dy, x, *args), _C.avg_pool2d_backward(dy, x.shape, *args)
+    finally:
+        fastconv.set_num_threads(old)
+    for a, b in zip(one, four):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- batch normalisation
+
+@given(st.sampled_from([2, 4]), st.integers(1, 4), st.integers(1, 6), st.integers(1, 19),
+       st.floats(1e-5, 1e-2), st.sampled_from([0.0, 50.0]))
+def test_batch_norm_matches_oracle(rank, n, hw, c, eps, offset):
+    shape = (n * hw, c) if rank == 2 else (n, hw, hw + 1, c)
+    x = randn(*shape) * 2.0 + np.float32(offset)
+    gamma, beta = randn(c), randn(c)
+    y, mean, var, inv_std = _C.batch_norm_forward_train(x, gamma, beta, eps)
+    ry, rmean, rvar, rinv = R.batch_norm_forward_train(f64(x), f64(gamma), f64(beta), eps)
+    close(mean, rmean, 1e-5)
+    close(var, rvar, 1e-4)
+    close(inv_std, rinv, 1e-4, floor=False)
+    close(y, ry, 1e-4)
+    yi = _C.batch_norm_forward_inference(x, gamma, beta, mean, var, eps)
+    close(yi, R.batch_norm_forward_inference(f64(x), f64(gamma), f64(beta), f64(mean), f64(var), eps), 1e-4)
+    dy = randn(*shape)
+    dx, dgamma, dbeta = _C.batch_norm_backward(dy, x, gamma, mean, inv_std)
+    rdx, rdgamma, rdbeta = R.batch_norm_backward(f64(dy), f64(x), f64(gamma), f64(mean), f64(inv_std))
+    # dx = gamma*inv_std*(dy - mean(dy) - xhat*mean(dy*xhat)) can cancel to ~0 (e.g. m == 2):
+    # judge it on the scale of its terms.
+    close(dx, rdx, 1e-4, scale=float(np.abs(f64(dy) * f64(gamma * inv_std)).max()))
+    close(dgamma, rdgamma, 1e-4)
+    close(dbeta, rdbeta, 1e-4)
+
+
+def test_batch_norm_large_offset_does_not_cancel():
+    # mean 1000, std 0.1: a float32 E[x^2] - E[x]^2 would lose the variance entirely.
+    x = (1000.0 + 0.1 * RNG.standard_normal((4096, 3))).astype(np.float32)
+    _, mean, var, _ = _C.batch_norm_forward_train(x, np.ones(3, np.float32), np.zeros(3, np.float32), 1e-3)
+    np.testing.assert_allclose(var, f64(x).var(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(mean, f64(x).mean(axis=0), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- bias + activation
+
+@given(st.sampled_from(["linear", "relu", "sigmoid", "tanh"]), st.booleans(),
+       st.lists(st.integers(1, 5), min_size=1, max_size=4), st.floats(0.1, 30.0))
+def test_bias_act_matches_oracle(act, with_bias, shape, scale):
+    x = randn(*shape) * np.float32(scale)
+    b = randn(shape[-1]) if with_bias else None
+    y = _C.bias_act_forward(x, b, act)
+    close(y, R.bias_act_forward(f64(x), f64(b), act), 1e-5, floor=False if act == "linear" else True)
+    dy = randn(*shape)
+    dz, db = _C.bias_act_backward(dy, y, act, with_bias)
+    rdz, rdb = R.bias_act_backward(f64(dy), f64(y), act, with_bias)
+    close(dz, rdz, 1e-5)
+    if with_bias:
+        close(db, rdb, 1e-5)
+    else:
+        assert db is None
+
+
+def test_bias_act_large_inputs_stay_finite():
+    x = np.array([[-1e4, -100.0, 0.0, 100.0, 1e4]], np.float32)
+    np.testing.assert_array_equal(_C.bias_act_forward(x, None, "sigmoid"), [[0, 0, 0.5, 1, 1]])
+    np.testing.assert_array_equal(_C.bias_act_forward(x, None, "tanh"), [[-1, -1, 0, 1, 1]])
+
+
+# ---------------------------------------------------------------- softmax and cross-entropy
+
+@given(st.integers(1, 9), st.integers(1, 30), st.sampled_from([1.0, 30.0, 1e4]))
+def test_softmax_and_cross_entropy_match_oracle(n, c, scale):
+    x = randn(n, c) * np.float32(scale)
+    y = _C.softmax_forward(x)
+    close(y, R.softmax_forward(f64(x)), 1e-5)
+    dy = randn(n, c)
+    # y * (dy - sum(dy*y)) cancels when y is one-hot-like: judge it on the scale of |y*dy|.
+    close(_C.softmax_backward(dy, y), R.softmax_backward(f64(dy), f64(y)), 1e-5,
+          scale=float(np.abs(f64(dy)).max() * np.abs(f64(y)).max()))
+    labels = RNG.integers(0, c, n)
+    loss, probs = _C.softmax_cross_entropy_forward(x, labels)
+    rloss, rprobs = R.softmax_cross_entropy_forward(f64(x), labels)
+    assert np.isfinite(loss).all()
+    np.testing.assert_allclose(loss, rloss, rtol=1e-5, atol=1e-6)
+    close(probs, rprobs, 1e-5)
+    dloss = randn(n)
+    close(_C.softmax_cross_entropy_backward(probs, labels, dloss),
+          R.softmax_cross_entropy_backward(f64(probs), labels, f64(dloss)), 1e-5,
+          scale=float(np.abs(dloss).max()))
+
+
+def test_cross_entropy_hand_worked():
+    logits = np.array([[0.0, math.log(3.0)], [1e4, -1e4]], np.float32)
+    loss, probs = _C.softmax_cross_entropy_forward(logits, np.array([0, 1]))
+    np.testing.assert_allclose(loss, [math.log(4.0), 2e4], rtol=1e-6)
+    np.testing.assert_allclose(probs, [[0.25, 0.75], [1.0, 0.0]], rtol=1e-6)
+
+
+# ---------------------------------------------------------------- empty batches
+
+def test_empty_batch_gives_empty_outputs():
+    x = np.zeros((0, 6, 6, 3), np.float32)
+    args = ((2, 2), (2, 2), (0, 0, 0, 0))
+    assert _C.max_pool2d_forward(x, *args).shape == (0, 3, 3, 3)
+    assert _C.max_pool2d_backward(np.zeros((0, 3, 3, 3), np.float32), x, *args).shape == x.shape
+    assert _C.avg_pool2d_forward(x, *args).shape == (0, 3, 3, 3)
+    assert _C.avg_pool2d_backward(np.zeros((0, 3, 3, 3), np.float32), x.shape, *args).shape == x.shape
+    assert _C.global_avg_pool2d_forward(x).shape == (0, 3)
+    assert _C.global_avg_pool2d_backward(np.zeros((0, 3), np.float32), x.shape).shape == x.shape
+    assert _C.bias_act_forward(x, np.ones(3, np.float32), "relu").shape == x.shape
+    dz, db = _C.bias_act_backward(x, x, "relu", True)
+    assert dz.shape == x.shape and (db == 0).all() and db.shape == (3,)
+    assert _C.softmax_forward(np.zeros((0, 4), np.float32)).shape == (0, 4)
+    loss, probs = _C.softmax_cross_entropy_forward(np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
+    assert loss.shape == (0,) and probs.shape == (0, 4)
+    assert _C.batch_norm_forward_inference(x, *[np.ones(3, np.float32)] * 4, 1e-3).shape == x.shape
+    with pytest.raises(ValueError, match="empty batch"):
+        _C.batch_norm_forward_train(x, np.ones(3, np.float32), np.zeros(3, np.float32), 1e-3)
+
+
+# ---------------------------------------------------------------- binding errors
+
+X = np.zeros((2, 6, 6, 3), np.float32)
+POOL = ((2, 2), (2, 2), (0, 0, 0, 0))
+ONES3 = np.ones(3, np.float32)
+
+
+@pytest.mark.parametrize("call, exc, pattern", [
+    (lambda: _C.max_pool2d_forward(X.astype(np.float64), *POOL), TypeError, "x must have dtype float32"),
+    (lambda: _C.avg_pool2d_forward(X[:, ::2], *POOL), TypeError, "x must be C-contiguous"),
+    (lambda: _C.max_pool2d_forward(X[0], *POOL), ValueError, r"x must be 4-D"),
+    (lambda: _C.max_pool2d_forward(X, (2, 2), (2, 2), (2, 0, 0, 0)), ValueError, "smaller than the pool"),
+    (lambda: _C.max_pool2d_forward(X, (2, 2), (2, 2), (0, 0, 0)), ValueError, "pads must be a tuple of 4"),
+    (lambda: _C.max_pool2d_forward(X, (2, 2), (0, 2), (0, 0, 0, 0)), ValueError, "strides must be >= 1"),
+    (lambda: _C.max_pool2d_forward(X, (7, 2), (1, 1), (0, 0, 0, 0)), ValueError, "larger than the padded"),
+    (lambda: _C.max_pool2d_backward(np.zeros((2, 2, 3, 3), np.float32), X, *POOL), ValueError,
+     r"dy must have shape \(2, 3, 3, 3\), got \(2, 2, 3, 3\)"),
+    (lambda: _C.avg_pool2d_backward(np.zeros((2, 3, 3, 3), np.float32), (2, 6, 6), *POOL), ValueError,
+     "x_shape must be a tuple of 4"),
+    (lambda: _C.global_avg_pool2d_backward(np.zeros((2, 4), np.float32), X.shape), ValueError,
+     r"dy must have shape \(2, 3\)"),
+    (lambda: _C.batch_norm_forward_train(np.zeros(3, np.float32), ONES3, ONES3, 1e-3), ValueError,
+     "x must be at least 2-D"),
+    (lambda: _C.batch_norm_forward_train(X, np.ones(4, np.float32), ONES3, 1e-3), ValueError,
+     r"gamma must have shape \(3,\)"),
+    (lambda: _C.batch_norm_forward_inference(X, ONES3, ONES3, ONES3, ONES3.astype(np.float64), 1e-3),
+     TypeError, "var must have dtype float32"),
+    (lambda: _C.batch_norm_backward(X[:1], X, ONES3, ONES3, ONES3), ValueError, "dy must have shape"),
+    (lambda: _C.bias_act_forward(X, ONES3, "gelu"), ValueError, "'linear', 'relu', 'sigmoid', 'tanh'"),
+    (lambda: _C.bias_act_forward(X, ONES3, None), TypeError, "activation must be a str"),
+    (lambda: _C.bias_act_forward(X, np.ones(2, np.float32), "relu"), ValueError, r"b must have shape \(3,\)"),
+    (lambda: _C.bias_act_backward(X, X[:1], "relu", True), ValueError, "dy must have shape"),
+    (lambda: _C.softmax_forward(X), ValueError, "x must be 2-D"),
+    (lambda: _C.softmax_forward(np.zeros((2, 3))), TypeError, "x must have dtype float32"),
+    (lambda: _C.softmax_cross_entropy_forward(np.zeros((2, 3), np.float32), np.array([0, 3])), ValueError,
+     r"labels must be in \[0, 3\).*labels\[1\] = 3"),
+    (lambda: _C.softmax_cross_entropy_forward(np.zeros((2, 3), np.float32), np.array([-1, 0])), ValueError,
+     r"labels must be in \[0, 3\)"),
+    (lambda: _C.softmax_cross_entropy_forward(np.zeros((2, 3), np.float32), np.array([0.0, 1.0])), TypeError,
+     "labels must have dtype int64"),
+    (lambda: _C.softmax_cross_entropy_backward(np.zeros((2, 3), np.float32), np.array([0, 5]),
+                                               np.ones(2, np.float32)), ValueError, r"labels must be in \[0, 3\)"),
+    (lambda: _C.softmax_cross_entropy_backward(np.zeros((2, 3), np.float32), np.array([0, 1]),
+                                               np.ones(3, np.float32)), ValueError, r"dloss must have shape \(2,\)"),
+])
+def test_binding_errors(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_sigmoid_relative_accuracy_over_the_float_range():
+    # Exercises the vectorised exp (csrc/cpu/fast_exp.h) at every binade down to ~1e-35.
+    z = np.linspace(-80, 80, 200001, dtype=np.float32)[None, :]
+    y = _C.bias_act_forward(z, None, "sigmoid")
+    np.testing.assert_allclose(y, 1 / (1 + np.exp(-f64(z))), rtol=1e-6, atol=0)
+    p = _C.softmax_forward(np.stack([np.zeros_like(z[0]), z[0]], axis=1))[:, 1]
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-f64(z[0]))), rtol=1e-6, atol=0)
+
+
+def test_batch_norm_none_gamma_beta_mean_scale_one_shift_zero():
+    x = randn(6, 4)
+    ones, zeros = np.ones(4, np.float32), np.zeros(4, np.float32)
+    with_params = _C.batch_norm_forward_train(x, ones, zeros, 1e-3)
+    without = _C.batch_norm_forward_train(x, None, None, 1e-3)
+    for a, b in zip(with_params, without):
+        np.testing.assert_array_equal(a, b)
