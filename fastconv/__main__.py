@@ -2,6 +2,7 @@
 
     fastconv train lenet5                       # Fashion-MNIST if found, else the embedded digits
     fastconv train lenet5 --dataset digits --epochs 3 --out runs/digits
+    fastconv evaluate runs/digits/best.weights.npz
     fastconv summary lenet5 --input-shape 28 28 1
     fastconv info
 
@@ -48,6 +49,12 @@ def _build_parser():
     t.add_argument("--augment", action="store_true",
                    help="random shifts (2 px), rotations (10 deg) and zooms (10%%) each epoch")
     t.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+
+    e = sub.add_parser("evaluate", help="test accuracy of a checkpoint written by 'train'")
+    e.add_argument("checkpoint", help="a .weights.npz from a train --out directory (its run.json "
+                                      "names the model and data set)")
+    e.add_argument("--dataset", default=None, help="override the data set recorded in run.json")
+    e.add_argument("--batch-size", type=int, default=256)
 
     s = sub.add_parser("summary", help="print a zoo model's layers, output shapes and parameters")
     s.add_argument("model")
@@ -167,11 +174,25 @@ def _history_files(out, history, epoch_seconds):
         pass  # matplotlib is optional
 
 
-def _evaluate_accuracy(model, x, y, batch_size):
+def _predict_classes(model, x, batch_size):
     import numpy as np
     probs = model.predict(x, batch_size=batch_size, verbose=0)
     probs = probs.numpy() if hasattr(probs, "numpy") else np.asarray(probs)
-    return float(np.mean(np.argmax(probs, axis=-1) == y))
+    return np.argmax(probs, axis=-1)
+
+
+def _pictures(model, x, y, pred, out):
+    """Confusion matrix, first-layer filters and its feature maps, when matplotlib is installed."""
+    try:
+        from . import viz
+        viz.plot_confusion_matrix(y, pred, os.path.join(out, "confusion.png"))
+        convs = [lay for lay in getattr(model, "layers", []) if getattr(lay, "kernel", None) is not None
+                 and getattr(lay.kernel, "ndim", 0) == 4]
+        if convs:
+            viz.plot_filters(convs[0].kernel.numpy(), os.path.join(out, "filters.png"))
+            viz.plot_feature_maps(viz.layer_output(model, convs[0], x[:6]), os.path.join(out, "feature_maps.png"))
+    except ImportError:
+        pass
 
 
 def cmd_train(args):
@@ -217,10 +238,14 @@ def cmd_train(args):
     _history_files(out, history, timer.seconds)
     if os.path.exists(best):
         model.load_weights(best)
-    test_acc = _evaluate_accuracy(model, xt, yt, max(args.batch_size, 256)) if len(xt) else float("nan")
+    test_acc = float("nan")
+    if len(xt):
+        pred = _predict_classes(model, xt, max(args.batch_size, 256))
+        test_acc = float(np.mean(pred == yt))
+        _pictures(model, xt, yt, pred, out)
     run = {"model": args.model, "dataset": dname, "backend": args.backend, "epochs": args.epochs,
            "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr, "seed": args.seed,
-           "limit": args.limit, "augment": args.augment, "test_accuracy": test_acc, "epoch_seconds": timer.seconds,
+           "limit": args.limit, "augment": args.augment, "classes": classes, "test_accuracy": test_acc, "epoch_seconds": timer.seconds,
            "command": "fastconv " + " ".join(args.argv)}
     with open(os.path.join(out, "run.json"), "w") as f:
         json.dump(run, f, indent=1)
@@ -259,6 +284,26 @@ def _EpochTimer(base):
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(round(time.perf_counter() - self._t, 3))
     return EpochTimer()
+
+
+def cmd_evaluate(args):
+    import numpy as np
+    run_file = os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "run.json")
+    if not os.path.isfile(args.checkpoint):
+        raise FileNotFoundError(f"checkpoint {args.checkpoint!r} not found")
+    if not os.path.isfile(run_file):
+        raise FileNotFoundError(f"{run_file} not found: evaluate needs the run.json that "
+                                "'fastconv train' writes beside its checkpoints")
+    with open(run_file) as f:
+        run = json.load(f)
+    import fastconv
+    fastconv.set_backend(run.get("backend", "cpu"))
+    _, (xt, yt), dname = load_dataset(args.dataset or run["dataset"], run.get("seed", 0), run.get("limit"))
+    model = build_model(run["model"], xt.shape[1:], int(run.get("classes", int(yt.max()) + 1)))
+    model.load_weights(args.checkpoint)
+    acc = float(np.mean(_predict_classes(model, xt, args.batch_size) == yt))
+    print(f"{run['model']} on {dname}: test accuracy {acc:.4f} ({len(xt)} images)")
+    return 0
 
 
 # ----------------------------------------------------------------------------- summary / info
@@ -339,7 +384,7 @@ def main(argv=None):
     args = _build_parser().parse_args(argv)
     args.argv = argv
     try:
-        return {"train": cmd_train, "summary": cmd_summary, "info": cmd_info}[args.command](args)
+        return {"train": cmd_train, "evaluate": cmd_evaluate, "summary": cmd_summary, "info": cmd_info}[args.command](args)
     except (FileNotFoundError, ValueError, ImportError) as e:
         if os.environ.get("FASTCONV_DEBUG"):
             raise

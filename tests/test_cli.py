@@ -82,3 +82,13 @@ def test_train_digits_end_to_end(tmp_path, capsys):
     assert run["test_accuracy"] > 0.3, run
     assert f"test accuracy {run['test_accuracy']:.4f}" in printed
     assert len(run["epoch_seconds"]) == 2
+    # evaluate reloads the best checkpoint through run.json and reproduces the test accuracy
+    assert main(["evaluate", str(out / "best.weights.npz")]) == 0
+    assert f"test accuracy {run['test_accuracy']:.4f}" in capsys.readouterr().out
+
+
+def test_evaluate_needs_run_json(tmp_path, capsys):
+    ckpt = tmp_path / "w.weights.npz"
+    np.savez(ckpt, a=np.zeros(1))
+    assert main(["evaluate", str(ckpt)]) == 2
+    assert "run.json" in capsys.readouterr().err
