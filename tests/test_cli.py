@@ -92,3 +92,22 @@ def test_evaluate_needs_run_json(tmp_path, capsys):
     np.savez(ckpt, a=np.zeros(1))
     assert main(["evaluate", str(ckpt)]) == 2
     assert "run.json" in capsys.readouterr().err
+
+
+def test_default_dataset_prefers_fashion_mnist_when_found(tmp_path, monkeypatch, capsys):
+    from fastconv.datasets import fashion_mnist
+    from fastconv.datasets.idx import write_idx
+    rng = np.random.default_rng(0)
+    d = tmp_path / "fashion-mnist"
+    d.mkdir()
+    arrays = [rng.integers(0, 256, (8, 28, 28), dtype=np.uint8), rng.integers(0, 10, 8, dtype=np.uint8),
+              rng.integers(0, 256, (3, 28, 28), dtype=np.uint8), rng.integers(0, 10, 3, dtype=np.uint8)]
+    for base, a in zip(_files.FILES, arrays):
+        write_idx(d / (base + ".gz"), a)
+    monkeypatch.setenv("FASTCONV_DATA", str(tmp_path))
+    monkeypatch.setattr(fashion_mnist, "SPEC", _files.Spec(
+        name="fashion-mnist", mirrors=(), sha256={}, shapes=((8, 28, 28), (8,), (3, 28, 28), (3,))))
+    (x, y), (xt, yt), name = load_dataset(None)
+    assert name == "fashion-mnist" and "digits" not in capsys.readouterr().err
+    np.testing.assert_allclose(x[..., 0], arrays[0] / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(yt, arrays[3])
