@@ -111,3 +111,36 @@ def test_default_dataset_prefers_fashion_mnist_when_found(tmp_path, monkeypatch,
     assert name == "fashion-mnist" and "digits" not in capsys.readouterr().err
     np.testing.assert_allclose(x[..., 0], arrays[0] / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(yt, arrays[3])
+
+
+def test_resume_after_interrupt_gives_same_weights(tmp_path, monkeypatch, capsys):
+    for mod in ("fastconv.models", "fastconv.optimizers", "fastconv.layers", "fastconv.training"):
+        pytest.importorskip(mod, reason="the model/training API is not merged yet")
+    from fastconv import _cli_train
+    base = ["train", "lenet5", "--dataset", "digits", "--epochs", "3", "--limit", "200",
+            "--batch-size", "32", "--verbose", "0", "--seed", "4"]
+    assert main(base + ["--out", str(tmp_path / "full")]) == 0
+
+    real = _cli_train._fit_one_epoch
+    calls = []
+
+    def interrupted(model, x, y, epoch, fit_kw):
+        calls.append(epoch)
+        if epoch == 2:  # half-way through the last epoch: train a little, then Ctrl-C
+            model.train_on_batch(x[:32], y[:32])
+            raise KeyboardInterrupt
+        return real(model, x, y, epoch, fit_kw)
+    monkeypatch.setattr(_cli_train, "_fit_one_epoch", interrupted)
+    assert main(base + ["--out", str(tmp_path / "cut")]) == 130
+    assert "--resume" in capsys.readouterr().err
+    monkeypatch.setattr(_cli_train, "_fit_one_epoch", real)
+    assert main(base + ["--out", str(tmp_path / "cut"), "--resume"]) == 0
+    assert calls == [0, 1, 2]
+    full = np.load(tmp_path / "full" / "last.weights.npz")
+    cut = np.load(tmp_path / "cut" / "last.weights.npz")
+    assert sorted(full.files) == sorted(cut.files) and full.files
+    for k in full.files:
+        np.testing.assert_array_equal(full[k], cut[k], err_msg=k)
+    h1 = json.loads((tmp_path / "full" / "history.json").read_text())["history"]
+    h2 = json.loads((tmp_path / "cut" / "history.json").read_text())["history"]
+    assert h1 == h2
