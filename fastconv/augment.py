@@ -72,18 +72,18 @@ def random_brightness(x, rng, max_delta, value_range=(0.0, 1.0)):
     return np.clip(x + delta[:, None, None, None], *value_range).astype(x.dtype)
 
 
-def random_affine(x, rng, rotation=0.0, zoom=0.0, fill=0.0):
-    """Rotate by a uniform angle in ``[-rotation, rotation]`` degrees and zoom by a uniform factor
-    in ``[1 - zoom, 1 + zoom]`` about the image centre, bilinear, `fill` outside the image."""
+def affine(x, theta, scale, shift=None, fill=0.0):
+    """Rotate each image by `theta[i]` radians (counter-clockwise), scale it by `scale[i]` (> 1
+    enlarges) about its centre and move it by `shift[i]` = (dy, dx) pixels; bilinear, `fill`
+    outside the source image. theta, scale: (N,) arrays; shift: (N, 2) or None."""
     x = _check(x)
-    if rotation == 0 and zoom == 0:
-        return x.copy()
     n, h, w, c = x.shape
-    theta = np.deg2rad(rng.uniform(-rotation, rotation, n))
-    scale = rng.uniform(1 - zoom, 1 + zoom, n)
+    theta, scale = np.broadcast_to(theta, (n,)), np.broadcast_to(scale, (n,))
+    ty, tx = (np.zeros(n), np.zeros(n)) if shift is None else np.asarray(shift, float).T
     cy, cx = (h - 1) / 2, (w - 1) / 2
     yy, xx = np.meshgrid(np.arange(h) - cy, np.arange(w) - cx, indexing="ij")
     cos, sin = (np.cos(theta) / scale)[:, None, None], (np.sin(theta) / scale)[:, None, None]
+    yy, xx = yy - ty[:, None, None], xx - tx[:, None, None]
     # inverse map: for each output pixel, where it comes from in the source image; a positive
     # angle turns the picture counter-clockwise as displayed (row 0 on top), as Keras does
     sy = cos * yy + sin * xx + cy
@@ -98,6 +98,17 @@ def random_affine(x, rng, rotation=0.0, zoom=0.0, fill=0.0):
     out = ((1 - fy) * (1 - fx) * tap(y0, x0) + (1 - fy) * fx * tap(y0, x0 + 1)
            + fy * (1 - fx) * tap(y0 + 1, x0) + fy * fx * tap(y0 + 1, x0 + 1))
     return out.astype(x.dtype)
+
+
+def random_affine(x, rng, rotation=0.0, zoom=0.0, fill=0.0):
+    """Rotate by a uniform angle in ``[-rotation, rotation]`` degrees and zoom by a uniform factor
+    in ``[1 - zoom, 1 + zoom]`` about the image centre, bilinear, `fill` outside the image."""
+    x = _check(x)
+    if rotation == 0 and zoom == 0:
+        return x.copy()
+    theta = np.deg2rad(rng.uniform(-rotation, rotation, len(x)))
+    scale = rng.uniform(1 - zoom, 1 + zoom, len(x))
+    return affine(x, theta, scale, None, fill)
 
 
 class Augment:

@@ -99,3 +99,26 @@ def test_bad_arguments():
         A.Augment(zoom=1.5)
     with pytest.raises(ValueError, match="shift"):
         A.Augment(shift=1.5)
+
+
+def test_affine_translation_is_an_integer_shift_when_integral():
+    x = np.random.default_rng(0).random((2, 6, 6, 1)).astype(np.float32)
+    out = A.affine(x, np.zeros(2), np.ones(2), np.array([[1, 0], [0, -2]]))
+    np.testing.assert_allclose(out[0, 1:], x[0, :-1], atol=1e-6)   # down by one row
+    assert np.all(out[0, 0] == 0)
+    np.testing.assert_allclose(out[1, :, :-2], x[1, :, 2:], atol=1e-6)  # left by two columns
+
+
+def test_preprocessing_layers_train_only():
+    P = pytest.importorskip("fastconv.preprocessing", reason="layers/autograd not merged yet")
+    x = np.random.default_rng(0).random((4, 6, 6, 2)).astype(np.float32)
+    for layer in (P.RandomFlip("horizontal", seed=0), P.RandomRotation(0.1, seed=0),
+                  P.RandomZoom(0.2, seed=0), P.RandomTranslation(0.2, 0.2, seed=0)):
+        np.testing.assert_array_equal(np.asarray(layer(x).numpy()), x)       # inference: identity
+        y = layer(x, training=True).numpy()
+        assert y.shape == x.shape and not np.array_equal(y, x), type(layer).__name__
+    flipped = P.RandomFlip("horizontal", seed=1)(x, training=True).numpy()
+    for i in range(4):
+        assert np.array_equal(flipped[i], x[i]) or np.array_equal(flipped[i], x[i, :, ::-1])
+    a = P.RandomRotation(0.1, seed=3)(x, training=True).numpy()
+    np.testing.assert_array_equal(a, P.RandomRotation(0.1, seed=3)(x, training=True).numpy())
