@@ -144,3 +144,15 @@ def test_resume_after_interrupt_gives_same_weights(tmp_path, monkeypatch, capsys
     h1 = json.loads((tmp_path / "full" / "history.json").read_text())["history"]
     h2 = json.loads((tmp_path / "cut" / "history.json").read_text())["history"]
     assert h1 == h2
+
+
+def test_directory_dataset(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    for c, name in enumerate(["circle", "square"]):
+        (tmp_path / name).mkdir()
+        for i in range(5):
+            Image.fromarray(np.full((12, 10), 100 * c + i, np.uint8)).save(tmp_path / name / f"{i}.png")
+    (x, y), (xt, yt), name = load_dataset(str(tmp_path), seed=1, image_size=(8, 8))
+    assert x.shape == (8, 8, 8, 1) and xt.shape == (2, 8, 8, 1) and x.dtype == np.float32
+    allx, ally = np.concatenate([x, xt]), np.concatenate([y, yt])
+    np.testing.assert_allclose(allx[:, 0, 0, 0] * 255 // 100, ally)  # pixels agree with labels
