@@ -113,11 +113,54 @@ def test_default_dataset_prefers_fashion_mnist_when_found(tmp_path, monkeypatch,
     np.testing.assert_array_equal(yt, arrays[3])
 
 
-def test_resume_after_interrupt_gives_same_weights(tmp_path, monkeypatch, capsys):
-    for mod in ("fastconv.models", "fastconv.optimizers", "fastconv.layers", "fastconv.training"):
-        pytest.importorskip(mod, reason="the model/training API is not merged yet")
+class FakeModel:
+    """Softmax regression with the Keras methods the CLI uses; shuffles from the seeded stream,
+    so resuming is exact only if the CLI restores the random streams and the weights."""
+
+    def __init__(self, d, k):
+        self.w = np.zeros((d, k))
+        self.layers = []
+
+    def compile(self, **kw):
+        pass
+
+    def _probs(self, x):
+        z = x.reshape(len(x), -1) @ self.w
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    def train_on_batch(self, x, y):
+        p = self._probs(x)
+        p[np.arange(len(y)), y] -= 1
+        self.w -= 0.5 * x.reshape(len(x), -1).T @ p / len(x)
+
+    def fit(self, x, y, epochs, initial_epoch=0, batch_size=32, validation_data=None, **kw):
+        import fastconv.random as fr
+        hist = {"loss": [], "accuracy": [], "val_accuracy": []}
+        for _ in range(initial_epoch, epochs):
+            order = fr.generator("shuffle").permutation(len(x))
+            for i in range(0, len(x), batch_size):
+                self.train_on_batch(x[order[i:i + batch_size]], y[order[i:i + batch_size]])
+            p = self._probs(x)
+            hist["loss"].append(float(-np.log(p[np.arange(len(y)), y] + 1e-9).mean()))
+            hist["accuracy"].append(float((p.argmax(1) == y).mean()))
+            hist["val_accuracy"].append(float((self.predict(validation_data[0]).argmax(1)
+                                               == validation_data[1]).mean()))
+        return type("History", (), {"history": hist})()
+
+    def predict(self, x, **kw):
+        return self._probs(x)
+
+    def save_weights(self, path):
+        np.savez(path, w=self.w)
+
+    def load_weights(self, path):
+        self.w = np.load(path)["w"]
+
+
+def _check_resume(tmp_path, monkeypatch, capsys, epochs=3):
     from fastconv import _cli_train
-    base = ["train", "lenet5", "--dataset", "digits", "--epochs", "3", "--limit", "200",
+    base = ["train", "lenet5", "--dataset", "digits", "--epochs", str(epochs), "--limit", "200",
             "--batch-size", "32", "--verbose", "0", "--seed", "4"]
     assert main(base + ["--out", str(tmp_path / "full")]) == 0
 
@@ -126,7 +169,7 @@ def test_resume_after_interrupt_gives_same_weights(tmp_path, monkeypatch, capsys
 
     def interrupted(model, x, y, epoch, fit_kw):
         calls.append(epoch)
-        if epoch == 2:  # half-way through the last epoch: train a little, then Ctrl-C
+        if epoch == epochs - 1:  # part-way through the last epoch: train a little, then Ctrl-C
             model.train_on_batch(x[:32], y[:32])
             raise KeyboardInterrupt
         return real(model, x, y, epoch, fit_kw)
@@ -135,7 +178,7 @@ def test_resume_after_interrupt_gives_same_weights(tmp_path, monkeypatch, capsys
     assert "--resume" in capsys.readouterr().err
     monkeypatch.setattr(_cli_train, "_fit_one_epoch", real)
     assert main(base + ["--out", str(tmp_path / "cut"), "--resume"]) == 0
-    assert calls == [0, 1, 2]
+    assert calls == list(range(epochs))
     full = np.load(tmp_path / "full" / "last.weights.npz")
     cut = np.load(tmp_path / "cut" / "last.weights.npz")
     assert sorted(full.files) == sorted(cut.files) and full.files
@@ -143,7 +186,29 @@ def test_resume_after_interrupt_gives_same_weights(tmp_path, monkeypatch, capsys
         np.testing.assert_array_equal(full[k], cut[k], err_msg=k)
     h1 = json.loads((tmp_path / "full" / "history.json").read_text())["history"]
     h2 = json.loads((tmp_path / "cut" / "history.json").read_text())["history"]
-    assert h1 == h2
+    assert h1 == h2 and len(h1["loss"]) == epochs
+    return h1
+
+
+def test_train_loop_resume_and_best_weights_with_a_fake_model(tmp_path, monkeypatch, capsys):
+    from fastconv import _cli_train
+    monkeypatch.setattr(_cli_train, "build_model", lambda name, shape, k: FakeModel(int(np.prod(shape)), k))
+    monkeypatch.setattr(_cli_train, "make_optimizer", lambda name, lr: None)
+    hist = _check_resume(tmp_path, monkeypatch, capsys, epochs=4)
+    run = json.loads((tmp_path / "full" / "run.json").read_text())
+    assert run["best_val_accuracy"] == max(hist["val_accuracy"])
+    # best.weights.npz holds the weights of the best validation epoch, and test accuracy uses them
+    m = FakeModel(1, 1)
+    m.load_weights(tmp_path / "full" / "best.weights.npz")
+    (_, _), (xt, yt), _ = load_dataset("digits", seed=4, limit=200)
+    assert abs(float((m.predict(xt).argmax(1) == yt).mean()) - run["test_accuracy"]) < 1e-12
+    assert run["test_accuracy"] > 0.5
+
+
+def test_resume_after_interrupt_gives_same_weights(tmp_path, monkeypatch, capsys):
+    for mod in ("fastconv.models", "fastconv.optimizers", "fastconv.layers", "fastconv.training"):
+        pytest.importorskip(mod, reason="the model/training API is not merged yet")
+    _check_resume(tmp_path, monkeypatch, capsys)
 
 
 def test_directory_dataset(tmp_path):
