@@ -253,6 +253,8 @@ GRAD_CASES = [
 
 def _check_layer_grads(layer, x, training):
     rng = np.random.default_rng(5)
+    for w in layer.weights:
+        w.zero_grad()  # .grad accumulates across backward passes
     xt = Tensor(x, requires_grad=True)
     y = layer(xt, training=training)
     dy = rng.standard_normal(y.shape)

@@ -83,9 +83,15 @@ def conv_configs(draw):
 
 
 @settings(max_examples=25, deadline=None)
-@given(conv_configs(), st.booleans(), st.integers(0, 2**32 - 1))
-def test_conv_random_shapes(cfg, bias, seed):
-    _check_conv(np.random.default_rng(seed), *cfg, bias=bias)
+@given(conv_configs(), st.booleans(), st.booleans(), st.integers(0, 2**32 - 1))
+def test_conv_random_shapes(cfg, bias, tiny_limit, seed):
+    old = _C.get_workspace_limit()
+    try:
+        if tiny_limit:  # the smallest cap: many chunks, often one output row each
+            _C.set_workspace_limit(65536)
+        _check_conv(np.random.default_rng(seed), *cfg, bias=bias)
+    finally:
+        _C.set_workspace_limit(old)
 
 
 @pytest.fixture
@@ -103,6 +109,8 @@ def tiny_workspace():
     (2, 20, 20, 64, 8, 1, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),
     # grouped + strided + dilated under chunking
     (2, 30, 31, 6, 4, 2, (3, 3), (2, 1), (2, 1, 2, 1), (2, 1)),
+    # pointwise: x is chunked in place (no im2col), grouped
+    (3, 33, 35, 12, 5, 2, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),
 ])
 def test_chunked_workspace(tiny_workspace, cfg):
     assert _C.get_workspace_limit() == 65536

@@ -115,8 +115,9 @@ def test_global_avg_pool_matches_oracle(shape):
 
 
 def test_pool_results_do_not_depend_on_thread_count():
-    x = RNG.integers(-3, 4, (3, 9, 9, 40)).astype(np.float32)
-    dy = randn(3, 5, 5, 40)
+    # Large enough (> kParallelGrain elements) that the kernels really use several threads.
+    x = RNG.integers(-3, 4, (3, 33, 33, 40)).astype(np.float32)
+    dy = randn(3, 17, 17, 40)
     args = ((3, 3), (2, 2), (1, 1, 1, 1))
     old = fastconv.get_num_threads()
     try:
@@ -307,3 +308,38 @@ def test_batch_norm_none_gamma_beta_mean_scale_one_shift_zero():
     without = _C.batch_norm_forward_train(x, None, None, 1e-3)
     for a, b in zip(with_params, without):
         np.testing.assert_array_equal(a, b)
+
+
+def test_multithreaded_paths_match_oracle():
+    # Sizes above kParallelGrain, so the per-thread partial sums of column_reduce and the
+    # parallel row loops run (hypothesis's small shapes stay on one thread).
+    old = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(3)  # uneven row split
+        x = randn(4, 30, 30, 16) + np.float32(2.0)
+        gamma, beta = randn(16), randn(16)
+        y, mean, var, inv_std = _C.batch_norm_forward_train(x, gamma, beta, 1e-3)
+        ry, rmean, rvar, _ = R.batch_norm_forward_train(f64(x), f64(gamma), f64(beta), 1e-3)
+        close(mean, rmean, 1e-5)
+        close(var, rvar, 1e-4)
+        close(y, ry, 1e-4)
+        dy = randn(*x.shape)
+        dx, dgamma, dbeta = _C.batch_norm_backward(dy, x, gamma, mean, inv_std)
+        rdx, rdgamma, rdbeta = R.batch_norm_backward(f64(dy), f64(x), f64(gamma), f64(mean), f64(inv_std))
+        close(dx, rdx, 1e-4, scale=float(np.abs(f64(dy) * f64(gamma * inv_std)).max()))
+        close(dgamma, rdgamma, 1e-4)
+        close(dbeta, rdbeta, 1e-4)
+        ya = _C.bias_act_forward(x, beta, "tanh")
+        close(ya, R.bias_act_forward(f64(x), f64(beta), "tanh"), 1e-5)
+        dz, db = _C.bias_act_backward(dy, ya, "tanh", True)
+        rdz, rdb = R.bias_act_backward(f64(dy), f64(ya), "tanh", True)
+        close(dz, rdz, 1e-5)
+        close(db, rdb, 1e-5)
+        logits = randn(64, 1000) * np.float32(5)
+        labels = RNG.integers(0, 1000, 64)
+        loss, probs = _C.softmax_cross_entropy_forward(logits, labels)
+        rloss, rprobs = R.softmax_cross_entropy_forward(f64(logits), labels)
+        np.testing.assert_allclose(loss, rloss, rtol=1e-5)
+        close(probs, rprobs, 1e-5)
+    finally:
+        fastconv.set_num_threads(old)

@@ -2,11 +2,11 @@
 //
 // Backward works from y, not z = x + b, so the forward input need not be kept:
 // relu' = (y > 0), sigmoid' = y (1 - y), tanh' = 1 - y^2. OpenMP over rows; the bias
-// gradient is a per-channel column sum (column_reduce.h).
+// gradient is a per-channel column sum (parallel.h).
 #include <cmath>
 #include <vector>
 
-#include "cpu/column_reduce.h"
+#include "cpu/parallel.h"
 #include "cpu/fast_exp.h"
 #include "kernels.h"
 
@@ -36,7 +36,7 @@ inline float derivative_from_y(float y) {
 template <Activation A>
 void forward(int64_t m, int64_t c, const float* __restrict x, const float* __restrict b,
              float* __restrict y) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * c >= kParallelGrain)
   for (int64_t r = 0; r < m; ++r) {
     const float* xr = x + r * c;
     float* yr = y + r * c;
@@ -57,7 +57,7 @@ void backward(int64_t m, int64_t c, const float* __restrict dy, const float* __r
     for (int64_t j = 0; j < c; ++j) out[j] = gr[j] * derivative_from_y<A>(yr[j]);
   };
   if (!db) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * c >= kParallelGrain)
     for (int64_t r = 0; r < m; ++r) row(r);
     return;
   }

@@ -3,11 +3,11 @@
 // Training forward = two passes over x: (1) per-channel sums of d and d^2 with d = x - x[0]
 // in double (the shift by the first row keeps E[d^2] - E[d]^2 from cancelling when
 // |mean| >> std), (2) y = x*scale + shift. Backward = two passes over (dy, x): (1) sum(dy)
-// and sum(dy*(x-mean)), (2) dx. OpenMP over rows in both; see column_reduce.h.
+// and sum(dy*(x-mean)), (2) dx. OpenMP over rows in both; see parallel.h.
 #include <cmath>
 #include <vector>
 
-#include "cpu/column_reduce.h"
+#include "cpu/parallel.h"
 #include "kernels.h"
 
 namespace fastconv::cpu {
@@ -20,7 +20,7 @@ namespace {
 void affine_rows(int64_t m, int64_t c, const float* __restrict x, const float* __restrict center,
                  const float* __restrict scale, const float* __restrict shift,
                  float* __restrict y) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * c >= kParallelGrain)
   for (int64_t r = 0; r < m; ++r) {
     const float* xr = x + r * c;
     float* yr = y + r * c;
@@ -102,7 +102,7 @@ void batch_norm_backward(int64_t m, int64_t c, const float* dy, const float* x,
     a[j] = (float)(sums[j] / (double)m);
     b[j] = (float)(sums[c + j] * is * is / (double)m);
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * c >= kParallelGrain)
   for (int64_t r = 0; r < m; ++r) {
     const float* xr = x + r * c;
     const float* gr = dy + r * c;

@@ -1,15 +1,17 @@
 // Convolution by im2col + sgemm (NHWC input, HWIO weights); depthwise goes to depthwise.cpp.
 //
 // Thread policy (one level per kernel, see threads.cpp): OpenMP over chunks of output lines;
-// each thread packs its chunk into its own col buffer and runs a single-threaded sgemm on it
-// (OpenBLAS's thread-local thread count set to 1). Measured on the 2-core machine (N=32 56x56
-// 64->64 k3): the other policy, OpenMP packing then OpenBLAS threads on big chunks, ran at
-// 54 GFLOP/s with 2 threads, no faster than 1 thread (59): the two thread pools hand the
-// cores back and forth at every chunk, and a 32 MiB col is written to and re-read from
-// memory. Per-thread chunks of ~1 MiB stay in L2 between packing and GEMM and never
-// synchronise; see bench_conv.py for the numbers. The pointwise case (1x1, stride 1, no pad)
-// skips im2col: x is already the col matrix, chunked the same way.
-//
+// each thread packs its chunk into its own col buffer and runs a single-threaded sgemm on it.
+// Measured on the 2-core machine, N=32 56x56 64->64 k3 forward (sgemm 2048^3: 150-180
+// GFLOP/s on 2 threads, 95 on 1):
+//   OpenMP packing, then OpenBLAS threads on 32 MiB chunks: 54 GFLOP/s (59 on 1 thread) --
+//     the two thread pools hand the cores back and forth at every chunk (each spins while
+//     the other works), and the col is written to memory and read back.
+//   per-thread ~1 MiB chunks, serial sgemm: 140-165 GFLOP/s (78 on 1 thread) -- the col is
+//     still in L2 when the GEMM reads it and threads never wait on each other mid-call.
+// The pointwise case (1x1, stride 1, no pad) skips im2col: x is already the col matrix,
+// chunked the same way (one threaded GEMM after the bias loop measured 50 vs 130 GFLOP/s).
+
 // GEMM shapes per chunk of `rows` output positions and group gi (K = KH*KW*Cin_g):
 //   forward          y_g  (rows, Cout_g)  = col_g (rows, K) @ W_g (K, Cout_g)
 //   backward data    dcol_g (rows, K)     = dy_g (rows, Cout_g) @ W_g^T

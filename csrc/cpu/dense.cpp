@@ -1,5 +1,8 @@
 // Dense (fully connected) layer on sgemm: x (n, k), w (k, m), y (n, m), all row-major.
-// Threading comes from OpenBLAS alone; the bias/column-sum loops are OpenMP, run in sequence.
+// Threading comes from OpenBLAS alone: the bias and column-sum loops stay serial (O(n*m),
+// small next to the GEMM), because an OpenMP loop next to a threaded sgemm makes the two
+// thread pools fight for the cores: n=256 k=800 m=128 with an OpenMP bias loop measured
+// 8.0 ms against 0.36 ms without.
 #include <omp.h>
 
 #include <cstring>
@@ -40,7 +43,6 @@ void dense_forward(int64_t n, int64_t k, int64_t m, const float* x, const float*
                    const float* b, float* y) {
   float beta = 0.f;
   if (b) {  // bias first, then the GEMM accumulates onto it
-#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) std::memcpy(y + i * m, b, sizeof(float) * m);
     beta = 1.f;
   }
@@ -52,7 +54,14 @@ void dense_backward(int64_t n, int64_t k, int64_t m, const float* dy, const floa
   // dx (n, k) = dy (n, m) @ w^T;  dw (k, m) = x^T @ dy;  db = column sums of dy.
   if (dx) sgemm(false, true, n, k, m, 1.f, dy, m, w, m, 0.f, dx, k);
   if (dw) sgemm(true, false, k, m, n, 1.f, x, k, dy, m, 0.f, dw, m);
-  if (db) detail::column_sums(n, m, dy, db);
+  if (db) {
+    std::memset(db, 0, sizeof(float) * m);
+    for (int64_t i = 0; i < n; ++i) {
+      const float* row = dy + i * m;
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) db[j] += row[j];
+    }
+  }
 }
 
 }  // namespace fastconv::cpu

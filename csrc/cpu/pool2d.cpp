@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/pool_index.h"
+#include "cpu/parallel.h"
 #include "kernels.h"
 
 namespace fastconv::cpu {
@@ -33,11 +34,12 @@ ChannelBlocks channel_blocks(int64_t n, int64_t c) {
   return {std::min(size, c), (c + size - 1) / size};
 }
 
+// `work`: elements the call touches, to decide whether threads are worth waking.
 template <typename Body>
-void for_each_task(int64_t n, int64_t c, Body body) {
+void for_each_task(int64_t n, int64_t c, int64_t work, Body body) {
   const ChannelBlocks cb = channel_blocks(n, c);
   const int64_t tasks = n * cb.count;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (work >= kParallelGrain)
   for (int64_t t = 0; t < tasks; ++t) {
     const int64_t img = t / cb.count, c0 = (t % cb.count) * cb.size;
     body(img, c0, std::min(c, c0 + cb.size));
@@ -49,7 +51,7 @@ void for_each_task(int64_t n, int64_t c, Body body) {
 void max_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
   const Window2d& w = g.win;
   const int64_t C = g.c;
-  for_each_task(g.n, C, [&](int64_t img, int64_t c0, int64_t c1) {
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t c0, int64_t c1) {
     const float* xi = x + img * g.h * g.w * C;
     for (int64_t oy = 0; oy < g.oh; ++oy) {
       const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
@@ -127,7 +129,7 @@ void max_backward_task(const PoolGeometry& g, const float* dy, const float* x, f
 
 void max_pool2d_backward(const PoolGeometry& g, const float* dy, const float* x, float* dx) {
   const bool narrow = g.win.kh * g.w < (int64_t)INT32_MAX;
-  for_each_task(g.n, g.c, [&](int64_t img, int64_t c0, int64_t c1) {
+  for_each_task(g.n, g.c, g.n * g.h * g.w * g.c, [&](int64_t img, int64_t c0, int64_t c1) {
     if (narrow) max_backward_task<int32_t>(g, dy, x, dx, img, c0, c1);
     else max_backward_task<int64_t>(g, dy, x, dx, img, c0, c1);
   });
@@ -136,7 +138,7 @@ void max_pool2d_backward(const PoolGeometry& g, const float* dy, const float* x,
 void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
   const Window2d& w = g.win;
   const int64_t C = g.c;
-  for_each_task(g.n, C, [&](int64_t img, int64_t c0, int64_t c1) {
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t c0, int64_t c1) {
     const float* xi = x + img * g.h * g.w * C;
     for (int64_t oy = 0; oy < g.oh; ++oy) {
       const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
@@ -170,7 +172,7 @@ void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx) {
     for (int64_t ox = 0; ox < g.ow; ++ox)
       inv_count[oy * g.ow + ox] = pool_inv_count(pool_window(oy, w.sh, w.pt, w.kh, g.h),
                                                  pool_window(ox, w.sw, w.pl, w.kw, g.w));
-  for_each_task(g.n, C, [&](int64_t img, int64_t c0, int64_t c1) {
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t c0, int64_t c1) {
     for (int64_t iy = 0; iy < g.h; ++iy) {
       const AxisRange oys = cover_y[iy];
       for (int64_t ix = 0; ix < g.w; ++ix) {
@@ -189,7 +191,7 @@ void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx) {
 }
 
 void global_avg_pool2d_forward(int64_t n, int64_t hw, int64_t c, const float* x, float* y) {
-  for_each_task(n, c, [&](int64_t img, int64_t c0, int64_t c1) {
+  for_each_task(n, c, n * hw * c, [&](int64_t img, int64_t c0, int64_t c1) {
     // Double accumulators: a 112x112 image sums 12544 terms per channel.
     std::vector<double> acc(c1 - c0, 0.0);
     const float* xi = x + img * hw * c + c0;
@@ -201,7 +203,7 @@ void global_avg_pool2d_forward(int64_t n, int64_t hw, int64_t c, const float* x,
 
 void global_avg_pool2d_backward(int64_t n, int64_t hw, int64_t c, const float* dy, float* dx) {
   const float scale = 1.0f / (float)hw;
-  for_each_task(n, c, [&](int64_t img, int64_t c0, int64_t c1) {
+  for_each_task(n, c, n * hw * c, [&](int64_t img, int64_t c0, int64_t c1) {
     const float* g_in = dy + img * c;
     float* out = dx + img * hw * c;
     for (int64_t p = 0; p < hw; ++p)

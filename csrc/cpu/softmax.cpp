@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "cpu/fast_exp.h"
+#include "cpu/parallel.h"
 #include "kernels.h"
 
 namespace fastconv::cpu {
@@ -54,7 +55,7 @@ inline double dot(int64_t c, const float* __restrict a, const float* __restrict 
 }  // namespace
 
 void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c >= kParallelGrain)
   for (int64_t i = 0; i < n; ++i) {
     float mx;
     double s;
@@ -66,7 +67,7 @@ void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
 
 // dx = y * (dy - sum(dy * y)) per row (Jacobian-vector product of softmax).
 void softmax_backward(int64_t n, int64_t c, const float* dy, const float* y, float* dx) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c >= kParallelGrain)
   for (int64_t i = 0; i < n; ++i) {
     const float* g = dy + i * c;
     const float* yr = y + i * c;
@@ -77,7 +78,7 @@ void softmax_backward(int64_t n, int64_t c, const float* dy, const float* y, flo
 
 void softmax_cross_entropy_forward(int64_t n, int64_t c, const float* logits,
                                    const int64_t* labels, float* loss, float* probs) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c >= kParallelGrain)
   for (int64_t i = 0; i < n; ++i) {
     const float* x = logits + i * c;
     float* p = probs + i * c;
@@ -93,7 +94,7 @@ void softmax_cross_entropy_forward(int64_t n, int64_t c, const float* logits,
 
 void softmax_cross_entropy_backward(int64_t n, int64_t c, const float* probs,
                                     const int64_t* labels, const float* dloss, float* dlogits) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * c >= kParallelGrain)
   for (int64_t i = 0; i < n; ++i) {
     const float g = dloss[i];
     for (int64_t j = 0; j < c; ++j) dlogits[i * c + j] = g * probs[i * c + j];

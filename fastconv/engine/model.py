@@ -65,6 +65,7 @@ class Model(Layer):
         super().__init__(**kwargs)
         self.optimizer = None
         self.compiled = False
+        self.stop_training = False  # set by callbacks (EarlyStopping) to end fit()
         self._loss_fn = None
         self._compiled_metrics = []
         self._loss_tracker = _LossTracker()
@@ -170,11 +171,12 @@ class Model(Layer):
         self._require_compiled()
         y = _array(y)
         sample_weight = _array(sample_weight)
+        y_pred = self(x, training=True)
+        loss = self.compute_loss(x, y, y_pred, sample_weight)
+        # Read after the forward pass: a model without an input shape builds during it.
         variables = self.trainable_weights
         for v in variables:
             v.zero_grad()
-        y_pred = self(x, training=True)
-        loss = self.compute_loss(x, y, y_pred, sample_weight)
         loss.backward()
         self.optimizer.apply_gradients([(v.grad, v) for v in variables if v.grad is not None])
         return self.compute_metrics(x, y, y_pred, sample_weight, loss)
@@ -226,6 +228,16 @@ class Model(Layer):
         return training.predict(self, x, **kwargs)
 
     # -- inspection and weights I/O ----------------------------------------------------------
+    def get_layer(self, name=None, index=None):
+        """A top-level layer by name or by index in `layers`."""
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r} in model {self.name!r}; layers: "
+                         f"{[l.name for l in self.layers]}")
+
     def summary(self, line_length=None, print_fn=None, **kwargs):
         from .summary import summary_text
         text = summary_text(self, line_length=line_length)

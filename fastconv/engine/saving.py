@@ -27,11 +27,10 @@ def weight_paths(model, root="model"):
             return
         seen_layers.add(id(layer))
         used = Counter()
-        for var in layer._own_weights:
+        for var, key in zip(layer._own_weights, layer._weight_keys):
             if id(var) in seen_vars:
                 continue
             seen_vars.add(id(var))
-            key = getattr(var, "_key", "var")
             n = used["w:" + key]
             used["w:" + key] += 1
             out[f"{prefix}/{key}" + (f"_{n}" if n else "")] = var

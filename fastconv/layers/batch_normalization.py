@@ -10,7 +10,8 @@ mode, as in Keras 3 (the fine-tuning rule).
 (256, 2)
 """
 from ..autograd import ops
-from .layer import Layer, get_regularizer
+from .. import regularizers
+from .layer import Layer
 
 
 class BatchNormalization(Layer):
@@ -27,7 +28,7 @@ class BatchNormalization(Layer):
         self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)
         self.center, self.scale = bool(center), bool(scale)
         self._inits = (gamma_initializer, beta_initializer, moving_mean_initializer, moving_variance_initializer)
-        self._regs = (get_regularizer(gamma_regularizer), get_regularizer(beta_regularizer))
+        self._regs = (regularizers.get(gamma_regularizer), regularizers.get(beta_regularizer))
 
     def build(self, input_shape):
         ndim = len(input_shape)

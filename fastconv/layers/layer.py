@@ -26,6 +26,7 @@ from collections import Counter
 
 import numpy as np
 
+from .. import initializers, regularizers
 from ..autograd import Tensor, Variable, no_grad
 
 _name_counts = Counter()
@@ -50,19 +51,6 @@ def clear_session():
     _name_counts.clear()
 
 
-def _get_initializer(identifier):
-    try:
-        from .. import initializers
-    except ImportError:  # FALLBACK until fastconv.initializers (branch `training`) is merged
-        from . import _fallback_init as initializers
-    return initializers.get(identifier)
-
-
-def get_regularizer(identifier):
-    if identifier is None:
-        return None
-    from .. import regularizers
-    return regularizers.get(identifier)
 
 
 def flatten(structure):
@@ -124,6 +112,7 @@ class Layer:
         self._tracked = []            # sublayers held by containers (Sequential, graphs)
         self._own_trainable = []      # Variables created trainable (the `trainable` setter toggles them)
         self._own_weights = []
+        self._weight_keys = []
         self._regularized = []        # (Variable, regularizer) pairs
         self._activity_losses = []
         self._trainable = bool(trainable)
@@ -157,14 +146,14 @@ class Layer:
         """Create, register and return a Variable of `shape` drawn from `initializer`."""
         dtype = np.dtype(dtype or self.dtype).name
         shape = tuple(int(s) for s in shape)
-        init = _get_initializer(initializer)
+        init = initializers.get(initializer)
         value = np.asarray(init(shape, dtype), dtype=dtype).reshape(shape)
         var = Variable(value, name=f"{self.name}/{name}", trainable=bool(trainable) and self._trainable)
-        var._key = name  # stable per-layer key used in weight files
         self._own_weights.append(var)
+        self._weight_keys.append(name)  # the stable per-layer key used in weight files
         if trainable:
             self._own_trainable.append(var)
-        reg = get_regularizer(regularizer)
+        reg = regularizers.get(regularizer)
         if reg is not None:
             self._regularized.append((var, reg))
         return var
@@ -252,7 +241,8 @@ class Layer:
         added with add_loss during the last call, for this layer and all sublayers."""
         out = []
         for layer in self._walk():
-            out.extend(reg(v) for v, reg in layer._regularized)
+            # Keras 3 penalises trainable weights only: a frozen layer adds nothing.
+            out.extend(reg(v) for v, reg in layer._regularized if v.trainable)
             out.extend(layer._activity_losses)
         return out
 
