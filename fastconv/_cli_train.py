@@ -151,6 +151,15 @@ def _fit_one_epoch(model, x, y, epoch, fit_kw):
     return {k: float(v[-1]) for k, v in hist.history.items()}
 
 
+def _rekey_optimizer(opt):
+    """The optimizer keys its slots by id(variable); unpickled variables have new ids, so rebuild
+    the keys from the (variable, slots) pairs it stores (otherwise the slots would restart at 0).
+    Belongs in Optimizer.__setstate__; kept here until the optimizer does it itself."""
+    st = getattr(opt, "_state", None)
+    if isinstance(st, dict) and all(isinstance(e, tuple) and len(e) == 2 for e in st.values()):
+        opt._state = {id(var): (var, slots) for var, slots in st.values()}
+
+
 def _save_state(path, state):
     # write-then-rename: a Ctrl-C while saving never leaves a half-written resume file
     tmp = path + ".part"
@@ -187,6 +196,7 @@ def cmd_train(args):
         with open(state_file, "rb") as f:
             state = pickle.load(f)
         model = state["model"]
+        _rekey_optimizer(getattr(model, "optimizer", None))
         fr._seed, fr._streams = state["random"]  # continue every random stream where it stopped
         print(f"resuming from {state_file} after epoch {state['epoch']}")
     else:
