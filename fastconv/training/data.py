@@ -44,9 +44,13 @@ def is_array_data(x):
     """True for an array or a (nested) list/tuple/dict whose leaves are all arrays."""
     if _is_array(x):
         return True
-    if isinstance(x, (list, tuple, dict)):
+    if isinstance(x, dict):
         ls = leaves(x)
         return bool(ls) and all(_is_array(a) for a in ls)
+    if isinstance(x, (list, tuple)):
+        # Multi-input x is a list of arrays (or dicts of them); a list of tuples is a list
+        # of (x, y) batches.
+        return bool(x) and all(_is_array(a) or (isinstance(a, dict) and is_array_data(a)) for a in x)
     return False
 
 

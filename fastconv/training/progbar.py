@@ -8,7 +8,6 @@ one line per epoch, written when the epoch ends:
 Redraws are throttled to one per `interval` seconds (the final one is always written).
 The values shown are the ones passed to `update` (the loop passes the running epoch means).
 """
-import math
 import sys
 import time
 
@@ -92,7 +91,3 @@ class Progbar:
             line = f"{steps} - {_duration(elapsed)} - {_per_step(elapsed / max(current, 1))}"
             self.stream.write(line + self._logs_text(values) + "\n")
             self.stream.flush()
-
-
-def steps_for(n, batch_size):
-    return math.ceil(n / batch_size)
