@@ -11,7 +11,7 @@ def _batch(batch, shape, classes, seed=0):
 def fastconv_model(name, shape, classes):
     from fastconv import models
     if name == "lenet5":
-        return models.lenet5(shape, classes)
+        return models.lenet5(shape, classes, classifier_activation=None)
     if name == "resnet18_cifar":
         return models.resnet18(shape, classes, stem="cifar")
     if name == "small_densenet":

@@ -67,37 +67,25 @@ def split_validation(x, y, fraction, seed):
 
 # ----------------------------------------------------------------------------- model
 def build_model(name, input_shape, classes):
-    """A zoo model; LeNet-5 (modern) is built from layers when the zoo is not available."""
+    """A zoo model (LeNet-5 in its modern variant), returning logits where the constructor allows."""
     import inspect
-    try:
-        from .models import zoo
-        fn = getattr(zoo, name, None)
-    except ImportError:
-        zoo = fn = None
+    from .models import zoo
+    fn = getattr(zoo, name, None) if name in zoo.__all__ and name[0].islower() else None
     if fn is None:
-        if name == "lenet5":
-            return _lenet5_fallback(input_shape, classes)
-        raise ValueError(f"unknown model {name!r}" + ("" if zoo else " (the model zoo is not installed)"))
+        raise ValueError(f"unknown model {name!r}; choose one of "
+                         f"{', '.join(n for n in zoo.__all__ if n[0].islower())}")
     params = inspect.signature(fn).parameters
-    kwargs = {"input_shape": tuple(input_shape), "classes": classes}
-    if name == "lenet5" and "variant" in params:
-        kwargs["variant"] = "modern"
+    kwargs = {"input_shape": tuple(input_shape), "classes": classes, "variant": "modern",
+              "classifier_activation": None}
     return fn(**{k: v for k, v in kwargs.items() if k in params})
 
 
-def _lenet5_fallback(input_shape, classes):
-    from . import layers
-    from .models import Sequential
-    return Sequential([
-        layers.Conv2D(6, 5, padding="same", activation="relu", input_shape=tuple(input_shape)),
-        layers.MaxPooling2D(2),
-        layers.Conv2D(16, 5, activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Flatten(),
-        layers.Dense(120, activation="relu"),
-        layers.Dense(84, activation="relu"),
-        layers.Dense(classes, activation="softmax"),
-    ], name="lenet5")
+def make_loss(model):
+    """Fused softmax cross-entropy on logits when the model ends without a softmax."""
+    from .losses import SparseCategoricalCrossentropy
+    last = (getattr(model, "layers", None) or [None])[-1]
+    logits = getattr(last, "activation", None) in (None, "linear")
+    return SparseCategoricalCrossentropy(from_logits=logits)
 
 
 def make_optimizer(name, lr):
@@ -204,7 +192,7 @@ def cmd_train(args):
             print(f"note: no {state_file} to resume from; starting a new run", file=sys.stderr)
         model = build_model(args.model, x.shape[1:], classes)
         model.compile(optimizer=make_optimizer(args.optimizer, args.lr),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                      loss=make_loss(model), metrics=["accuracy"])
         state = {"epoch": 0, "history": {}, "best": -np.inf, "epoch_seconds": []}
     monitor = "val_accuracy" if len(xv) else "accuracy"
     fit_kw = dict(batch_size=args.batch_size, verbose=args.verbose, shuffle=True,

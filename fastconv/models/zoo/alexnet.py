@@ -33,9 +33,9 @@ def nin_block(filters, kernel, strides, padding):
             layers.Conv2D(filters, 1, activation="relu")]
 
 
-def nin(input_shape=(224, 224, 3), classes=1000, dropout=0.5, name="nin"):
+def nin(input_shape=(224, 224, 3), classes=1000, dropout=0.5, classifier_activation="softmax", name="nin"):
     """Network in Network as in d2l §8.3: four NiN blocks, the last with `classes` filters,
-    then global average pooling instead of dense layers (logits out).
+    then global average pooling instead of dense layers (classifier_activation=None: logits).
 
     Parameters do not depend on the input size: 7,439,608 for 3 input channels and 1000 classes.
     """
@@ -47,4 +47,5 @@ def nin(input_shape=(224, 224, 3), classes=1000, dropout=0.5, name="nin"):
         layers.Dropout(dropout),
         *nin_block(classes, 3, 1, "same"),
         layers.GlobalAveragePooling2D(),
+        layers.Activation(classifier_activation),
     ], name=name)
