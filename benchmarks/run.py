@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 from . import harness, models, ops, specs
@@ -84,7 +85,8 @@ def peak_memory(framework, model, batch, threads):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = (f"import sys; sys.path.append({root!r}); from benchmarks.run import main; "
             f"main(['--memory-child', {framework!r}, {model!r}, '{batch}', '{threads}'])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # cwd elsewhere: `python -c` puts the cwd first on sys.path, which could shadow the install.
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir())
     try:
         return float(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

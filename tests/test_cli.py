@@ -21,10 +21,12 @@ def test_info_reports_version_backends_and_blas(capsys):
     assert "openblas" in blas.lower()
 
 
-def test_python_dash_m_entry_point():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd()] + sys.path))
+def test_python_dash_m_entry_point(tmp_path):
+    # Import the fastconv these tests import (installed or dev tree), never a stray source tree.
+    import fastconv
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastconv.__file__)))
     r = subprocess.run([sys.executable, "-m", "fastconv", "--help"], capture_output=True, text=True,
-                       env=env, timeout=60)
+                       env=env, timeout=60, cwd=tmp_path)
     assert r.returncode == 0 and "train" in r.stdout and "info" in r.stdout
 
 
