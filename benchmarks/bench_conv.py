@@ -18,17 +18,10 @@ import numpy as np
 from fastconv import _C
 from fastconv import reference as R
 
-# name, N, H, W, Cin, Cout, k, stride, padding, groups
-LAYERS = [
-    ("lenet conv1", 256, 28, 28, 1, 6, 5, 1, "same", 1),
-    ("lenet conv2", 256, 14, 14, 6, 16, 5, 1, "valid", 1),
-    ("stem 7x7 s2", 8, 224, 224, 3, 64, 7, 2, "same", 1),
-    ("56x56 64->64 k3", 32, 56, 56, 64, 64, 3, 1, "same", 1),
-    ("56x56 64->128 k3 s2", 32, 56, 56, 64, 128, 3, 2, "same", 1),
-    ("14x14 256->256 k3", 32, 14, 14, 256, 256, 3, 1, "same", 1),
-    ("28x28 256->64 k1", 32, 28, 28, 256, 64, 1, 1, "valid", 1),
-    ("depthwise 56x56 64 k3", 32, 56, 56, 64, 64, 3, 1, "same", 64),
-]
+try:  # run as a script (benchmarks/ on sys.path) or imported from the package
+    from specs import CONV_LAYERS as LAYERS
+except ImportError:
+    from benchmarks.specs import CONV_LAYERS as LAYERS
 ORACLE_BUDGET_S = 20.0
 
 

@@ -9,7 +9,6 @@ are interleaved; medians, min and max of the repeats; ratios are fastconv / peer
 Writes results.md, results.json and ratios.png (matplotlib optional) into --out.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys

@@ -1,7 +1,6 @@
 """fit / evaluate / predict with a stand-in model: a numpy linear regression trained by a real
 optimizer, recording every batch it sees."""
 import io
-import warnings
 
 import numpy as np
 import pytest

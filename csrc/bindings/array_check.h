@@ -81,6 +81,28 @@ inline void require_shape(const py::array& a, const char* name, const std::vecto
   }
 }
 
+// A tuple/list of exactly N integers (Python or NumPy, via __index__; bool rejected), e.g.
+// strides=(2, 2); `layout` names the entries in the message.
+template <size_t N>
+inline std::array<int64_t, N> int_tuple(const py::handle& obj, const char* name, const char* layout) {
+  const std::string want = std::string(name) + " must be a tuple of " + std::to_string(N) +
+                           " ints " + layout;
+  if (!py::isinstance<py::tuple>(obj) && !py::isinstance<py::list>(obj))
+    throw py::type_error(want + ", got " + std::string(py::str(py::type::of(obj))));
+  auto seq = py::reinterpret_borrow<py::sequence>(obj);
+  if (seq.size() != N)
+    throw py::value_error(want + ", got " + std::to_string(seq.size()) + " values: " +
+                          std::string(py::repr(obj)));
+  std::array<int64_t, N> out{};
+  for (size_t i = 0; i < N; ++i) {
+    py::handle v = seq[i];
+    if (py::isinstance<py::bool_>(v) || !PyIndex_Check(v.ptr()))
+      throw py::type_error(want + ", got " + std::string(py::repr(obj)));
+    out[i] = py::reinterpret_steal<py::object>(PyNumber_Index(v.ptr())).cast<int64_t>();
+  }
+  return out;
+}
+
 inline py::array_t<float> empty_f32(const std::vector<int64_t>& shape) {
   std::vector<py::ssize_t> s(shape.begin(), shape.end());
   return py::array_t<float>(s);

@@ -15,28 +15,6 @@ namespace fastconv::bind {
 
 namespace {
 
-// A tuple/list of exactly N Python ints; `layout` names the entries for the message.
-template <size_t N>
-std::array<int64_t, N> int_tuple(const py::handle& obj, const char* name, const char* layout) {
-  const std::string want = std::string(name) + " must be a tuple of " + std::to_string(N) +
-                           " ints " + layout;
-  if (!py::isinstance<py::tuple>(obj) && !py::isinstance<py::list>(obj))
-    throw py::type_error(want + ", got " + std::string(py::str(py::type::of(obj))));
-  auto seq = py::reinterpret_borrow<py::sequence>(obj);
-  if (seq.size() != N)
-    throw py::value_error(want + ", got " + std::to_string(seq.size()) + " values: " +
-                          std::string(py::repr(obj)));
-  std::array<int64_t, N> out{};
-  for (size_t i = 0; i < N; ++i) {
-    py::handle item = seq[i];
-    // Python and NumPy integers (anything with __index__), but not bool or float.
-    if (py::isinstance<py::bool_>(item) || !PyIndex_Check(item.ptr()))
-      throw py::type_error(want + ", got " + std::string(py::repr(obj)));
-    out[i] = py::int_(py::reinterpret_borrow<py::object>(item)).cast<int64_t>();
-  }
-  return out;
-}
-
 Window2d make_window(const py::handle& strides, const py::handle& pads, const py::handle& dilation) {
   const auto s = int_tuple<2>(strides, "strides", "(sh, sw)");
   const auto p = int_tuple<4>(pads, "pads", "(top, bottom, left, right)");

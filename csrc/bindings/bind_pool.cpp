@@ -16,27 +16,6 @@ namespace fastconv::bind {
 
 namespace {
 
-// A tuple/list of exactly N ints (bool rejected), e.g. pool=(3, 3).
-template <size_t N>
-std::array<int64_t, N> int_tuple(const py::handle& obj, const char* name, const char* layout) {
-  const std::string want = std::string(name) + " must be a tuple of " + std::to_string(N) +
-                           " ints " + layout;
-  if (!py::isinstance<py::tuple>(obj) && !py::isinstance<py::list>(obj))
-    throw py::type_error(want + ", got " + std::string(py::str(py::type::of(obj))));
-  auto seq = py::reinterpret_borrow<py::sequence>(obj);
-  if (seq.size() != N)
-    throw py::value_error(want + ", got " + std::to_string(seq.size()) + " values");
-  std::array<int64_t, N> out{};
-  for (size_t i = 0; i < N; ++i) {
-    py::handle v = seq[i];
-    // Any integer (Python or NumPy, via __index__), but not bool.
-    if (py::isinstance<py::bool_>(v) || !PyIndex_Check(v.ptr()))
-      throw py::type_error(want + ", got element " + std::string(py::repr(v)));
-    out[i] = py::reinterpret_steal<py::object>(PyNumber_Index(v.ptr())).cast<int64_t>();
-  }
-  return out;
-}
-
 std::array<int64_t, 4> x_shape_tuple(const py::handle& obj) {
   return int_tuple<4>(obj, "x_shape", "(N, H, W, C)");
 }
