@@ -134,8 +134,12 @@ def _pictures(model, x, y, pred, out):
         pass
 
 
-def _fit_one_epoch(model, x, y, epoch, fit_kw):
-    hist = model.fit(x, y, epochs=epoch + 1, initial_epoch=epoch, **fit_kw)
+def _fit_one_epoch(model, x, y, epoch, epochs, fit_kw):
+    # One fit() call per epoch (state is saved between them for --resume), so the epoch
+    # header is printed here: fit() itself only knows about this one epoch.
+    if fit_kw.get("verbose"):
+        print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+    hist = model.fit(x, y, epochs=1, **fit_kw)
     return {k: float(v[-1]) for k, v in hist.history.items()}
 
 
@@ -203,7 +207,7 @@ def cmd_train(args):
             t0 = time.perf_counter()
             # augmentation makes a fresh copy per epoch, in chunks to keep temporaries small
             xe = x if aug is None else np.concatenate([aug(x[i:i + 4096])[0] for i in range(0, len(x), 4096)])
-            logs = _fit_one_epoch(model, xe, y, epoch, fit_kw)
+            logs = _fit_one_epoch(model, xe, y, epoch, args.epochs, fit_kw)
             state["epoch_seconds"].append(round(time.perf_counter() - t0, 3))
             for k, v in logs.items():
                 state["history"].setdefault(k, []).append(v)

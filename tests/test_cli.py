@@ -169,12 +169,12 @@ def _check_resume(tmp_path, monkeypatch, capsys, epochs=3):
     real = _cli_train._fit_one_epoch
     calls = []
 
-    def interrupted(model, x, y, epoch, fit_kw):
+    def interrupted(model, x, y, epoch, total, fit_kw):
         calls.append(epoch)
         if epoch == epochs - 1:  # part-way through the last epoch: train a little, then Ctrl-C
             model.train_on_batch(x[:32], y[:32])
             raise KeyboardInterrupt
-        return real(model, x, y, epoch, fit_kw)
+        return real(model, x, y, epoch, total, fit_kw)
     monkeypatch.setattr(_cli_train, "_fit_one_epoch", interrupted)
     assert main(base + ["--out", str(tmp_path / "cut")]) == 130
     assert "--resume" in capsys.readouterr().err
