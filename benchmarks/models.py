@@ -78,6 +78,8 @@ def torch_model(torch, name, shape, classes):
             return x
 
     mods, cin = [nn.Conv2d(c, 64, 3, 1, 1, bias=False), bn(64), nn.ReLU()], 64
+    if min(h, w) >= 64:  # d2l's downsampling stem, as fastconv.models.small_densenet uses there
+        mods = [nn.Conv2d(c, 64, 7, 2, 3, bias=False), bn(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
     for i in range(4):
         mods.append(Dense(cin, 4))
         cin += 4 * 32
@@ -123,7 +125,10 @@ def tf_model(tf, name, shape, classes):
         x = L.BatchNormalization()(L.Conv2D(f, k, s, padding="same", use_bias=False)(x))
         return L.ReLU()(x) if relu else x
 
-    x = conv_bn(inputs, 64, 3)
+    if name == "small_densenet" and min(shape[:2]) >= 64:
+        x = L.MaxPooling2D(3, 2, padding="same")(conv_bn(inputs, 64, 7, 2))
+    else:
+        x = conv_bn(inputs, 64, 3)
     if name == "resnet18_cifar":
         for stage, f in enumerate((64, 128, 256, 512)):
             for i in range(2):

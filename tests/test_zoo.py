@@ -61,6 +61,21 @@ def test_counts_by_hand_for_the_rest():
     assert models.resnet20().count_params() == r20
 
 
+def test_small_densenet_counts_by_hand():
+    def count(stem_k):
+        total, c = stem_k * stem_k * 64 + 4 * 64, 64
+        for i in range(4):
+            for _ in range(4):
+                total += 4 * c + 9 * c * 32
+                c += 32
+            if i < 3:
+                total += 4 * c + c * (c // 2)
+                c //= 2
+        return total + 4 * c + c * 10 + 10
+    assert models.small_densenet((28, 28, 1)).count_params() == count(3) == 761_370
+    assert models.small_densenet((96, 96, 1)).count_params() == count(7) == 763_930
+
+
 def test_lenet5_layer_shapes():
     m = models.lenet5()
     shapes = [l.output_shape[1:] for l in m.layers]

@@ -91,8 +91,12 @@ def densenet201(input_shape=(224, 224, 3), classes=1000, include_top=True, pooli
 
 
 def small_densenet(input_shape=(96, 96, 1), classes=10, blocks=(4, 4, 4, 4), growth_rate=32, name="small_densenet"):
-    """A small DenseNet for 28-96 px inputs (d2l §8.7): a 3x3 64-filter stem without pooling,
-    four blocks of plain BN-ReLU-conv3x3 layers (growth 32), transitions halving channels and
-    size. 761,370 parameters for one input channel and 10 classes (counted by hand in the tests)."""
+    """A small DenseNet for 28-96 px inputs (d2l §8.7): four blocks of plain BN-ReLU-conv3x3
+    layers (growth 32) with transitions halving channels and size. Inputs of 64 px or more get
+    d2l's stem (7x7/2 convolution, 3x3/2 max-pool: 96 px -> 24 px); smaller ones a 3x3
+    convolution without pooling, so 28 px images survive three transitions. 761,370 parameters
+    (one input channel, 10 classes) with the small stem, 763,930 with d2l's (checked by hand in
+    the tests)."""
+    small = min(input_shape[0], input_shape[1]) < 64
     return densenet(blocks, input_shape, classes, True, None, growth_rate, 64, bottleneck=False,
-                    small_stem=True, name=name)
+                    small_stem=small, name=name)
