@@ -14,6 +14,9 @@ from . import _C  # noqa: E402
 from .backend import Backend, backend, get_backend, set_backend  # noqa: E402,F401
 from . import functional  # noqa: E402,F401
 from .random import set_seed  # noqa: E402,F401
+from . import autograd, initializers, regularizers, losses, metrics, optimizers  # noqa: E402,F401
+from . import layers, models, callbacks, training  # noqa: E402,F401
+from .autograd import Tensor, Variable, no_grad  # noqa: E402,F401
 
 __version__ = "0.1.0"
 

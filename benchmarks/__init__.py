@@ -1,0 +1,1 @@
+"""fastconv benchmarks: `python -m benchmarks [--quick]` (see run.py)."""

@@ -1,0 +1,230 @@
+"""Differentiable kernel ops. Each forward/backward pair calls fastconv.functional, so the
+same graph runs on the numpy, cpu and cuda backends."""
+from ... import functional as F
+from ...functional import array_module
+from ..function import Function
+from ..tensor import Tensor, as_array, no_grad
+
+
+class Conv2D(Function):
+    def forward(self, x, w, b=None, **conv):
+        self.x, self.w, self.conv = x, w, conv
+        return F.conv2d(x, w, b, **conv)
+
+    def backward(self, g):
+        dx, dw, db = F.conv2d_backward(g, self.x, self.w, need_dx=self.needs[0],
+                                       need_db=len(self.needs) > 2, **self.conv)
+        return dx, dw, db
+
+
+class DepthwiseConv2D(Function):
+    def forward(self, x, w, b=None, **conv):
+        self.x, self.w, self.conv = x, w, conv
+        return F.depthwise_conv2d(x, w, b, **conv)
+
+    def backward(self, g):
+        return F.depthwise_conv2d_backward(g, self.x, self.w, need_dx=self.needs[0],
+                                           need_db=len(self.needs) > 2, **self.conv)
+
+
+class Dense(Function):
+    # Keras's Dense acts on the last axis: fold leading axes into the batch.
+    def forward(self, x, w, b=None):
+        self.shape = x.shape
+        self.x2 = x.reshape(-1, x.shape[-1])
+        self.w = w
+        y = F.dense(self.x2, w, b)
+        return y.reshape(*x.shape[:-1], w.shape[1])
+
+    def backward(self, g):
+        dx, dw, db = F.dense_backward(g.reshape(-1, g.shape[-1]), self.x2, self.w)
+        return dx.reshape(self.shape), dw, db
+
+
+class BiasActivation(Function):
+    def forward(self, x, b=None, activation="linear"):
+        self.activation = activation
+        self.y = F.bias_activation(x, b, activation)
+        return self.y
+
+    def backward(self, g):
+        dz, db = F.bias_activation_backward(g, self.y, self.activation, need_db=len(self.needs) > 1)
+        return dz, db
+
+
+class MaxPool2D(Function):
+    def forward(self, x, **pool):
+        self.x, self.pool = x, pool
+        return F.max_pool2d(x, **pool)
+
+    def backward(self, g):
+        return (F.max_pool2d_backward(g, self.x, **self.pool),)
+
+
+class AvgPool2D(Function):
+    def forward(self, x, **pool):
+        self.shape, self.pool = x.shape, pool
+        return F.avg_pool2d(x, **pool)
+
+    def backward(self, g):
+        return (F.avg_pool2d_backward(g, self.shape, **self.pool),)
+
+
+class GlobalAvgPool2D(Function):
+    def forward(self, x):
+        self.shape = x.shape
+        return F.global_avg_pool2d(x)
+
+    def backward(self, g):
+        return (F.global_avg_pool2d_backward(g, self.shape),)
+
+
+class GlobalMaxPool2D(Function):
+    def forward(self, x):
+        self.x = x
+        return F.global_max_pool2d(x)
+
+    def backward(self, g):
+        return (F.global_max_pool2d_backward(g, self.x),)
+
+
+class BatchNormTrain(Function):
+    def forward(self, x, gamma, beta, epsilon=1e-3):
+        y, mean, var, inv_std = F.batch_norm_train(x, gamma, beta, epsilon)
+        self.x, self.gamma, self.mean, self.inv_std = x, gamma, mean, inv_std
+        self.batch_stats = mean, var
+        return y
+
+    def backward(self, g):
+        return F.batch_norm_backward(g, self.x, self.gamma, self.mean, self.inv_std)
+
+
+class BatchNormInference(Function):
+    # y = (x - mean) * inv_std * gamma + beta with fixed statistics: an affine map per channel.
+    def forward(self, x, gamma, beta, mean=None, var=None, epsilon=1e-3):
+        xp = array_module(x)
+        self.scale = gamma / xp.sqrt(var + epsilon)
+        self.xhat = (x - mean) / xp.sqrt(var + epsilon)
+        return F.batch_norm_inference(x, gamma, beta, mean, var, epsilon)
+
+    def backward(self, g):
+        axes = tuple(range(g.ndim - 1))
+        return g * self.scale, (g * self.xhat).sum(axis=axes), g.sum(axis=axes)
+
+
+class Softmax(Function):
+    def forward(self, x, axis=-1):
+        self.axis = axis
+        self.y = _move_last(F.softmax(_move_last(x, axis)), axis)
+        return self.y
+
+    def backward(self, g):
+        y, axis = self.y, self.axis
+        return (_move_last(F.softmax_backward(_move_last(g, axis), _move_last(y, axis)), axis),)
+
+
+class LogSoftmax(Function):
+    def forward(self, x, axis=-1):
+        xp = array_module(x)
+        shifted = x - x.max(axis=axis, keepdims=True)
+        self.out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        self.axis = axis
+        return self.out
+
+    def backward(self, g):
+        xp = array_module(g)
+        return (g - xp.exp(self.out) * g.sum(axis=self.axis, keepdims=True),)
+
+
+class SoftmaxCrossEntropy(Function):
+    def forward(self, logits, labels=None):
+        self.labels = labels
+        loss, self.probs = F.softmax_cross_entropy(logits, labels)
+        return loss
+
+    def backward(self, g):
+        return (F.softmax_cross_entropy_backward(self.probs, self.labels, g),)
+
+
+def _move_last(a, axis):
+    return a if axis in (-1, a.ndim - 1) else array_module(a).swapaxes(a, axis, -1)
+
+
+def conv2d(x, w, b=None, strides=1, padding="valid", dilation_rate=1, groups=1):
+    args = (x, w) if b is None else (x, w, b)
+    return Conv2D.apply(*args, strides=strides, padding=padding, dilation_rate=dilation_rate, groups=groups)
+
+
+def depthwise_conv2d(x, w, b=None, strides=1, padding="valid", dilation_rate=1):
+    args = (x, w) if b is None else (x, w, b)
+    return DepthwiseConv2D.apply(*args, strides=strides, padding=padding, dilation_rate=dilation_rate)
+
+
+def dense(x, w, b=None):
+    return Dense.apply(*((x, w) if b is None else (x, w, b)))
+
+
+def bias_activation(x, b=None, activation="linear"):
+    args = (x,) if b is None else (x, b)
+    return BiasActivation.apply(*args, activation="linear" if activation is None else activation)
+
+
+def relu(x): return bias_activation(x, None, "relu")
+def sigmoid(x): return bias_activation(x, None, "sigmoid")
+def tanh(x): return bias_activation(x, None, "tanh")
+
+
+def max_pool2d(x, pool_size=2, strides=None, padding="valid"):
+    return MaxPool2D.apply(x, pool_size=pool_size, strides=strides, padding=padding)
+
+
+def avg_pool2d(x, pool_size=2, strides=None, padding="valid"):
+    return AvgPool2D.apply(x, pool_size=pool_size, strides=strides, padding=padding)
+
+
+def global_avg_pool2d(x): return GlobalAvgPool2D.apply(x)
+def global_max_pool2d(x): return GlobalMaxPool2D.apply(x)
+
+
+def batch_norm(x, gamma, beta, moving_mean, moving_var, training, momentum=0.99, epsilon=1e-3):
+    """Batch normalisation over all axes but the last (Keras semantics).
+
+    training=True normalises with the batch statistics (biased variance) and updates the
+    moving Variables in place: moving = moving * momentum + batch * (1 - momentum).
+    gamma/beta may be None (scale/center off).
+    """
+    xd = as_array(x)
+    xp = array_module(xd)
+    c = xd.shape[-1]
+    gamma = Tensor(xp.ones(c, xd.dtype)) if gamma is None else gamma
+    beta = Tensor(xp.zeros(c, xd.dtype)) if beta is None else beta
+    if not training:
+        return BatchNormInference.apply(x, gamma, beta, mean=as_array(moving_mean),
+                                        var=as_array(moving_var), epsilon=epsilon)
+    y = BatchNormTrain.apply(x, gamma, beta, epsilon=epsilon)
+    mean, var = _last_batch_stats(x, gamma, beta, epsilon, y)
+    with no_grad():
+        for moving, batch in ((moving_mean, mean), (moving_var, var)):
+            m = moving.data
+            m *= momentum
+            m += (1.0 - momentum) * batch.astype(m.dtype, copy=False)
+    return y
+
+
+def _last_batch_stats(x, gamma, beta, epsilon, y):
+    node = y._node
+    if node is not None:
+        return node.batch_stats
+    # No graph was recorded (no_grad): recompute the statistics directly.
+    xd = as_array(x)
+    axes = tuple(range(xd.ndim - 1))
+    return xd.mean(axis=axes), xd.var(axis=axes)
+
+
+def softmax(x, axis=-1): return Softmax.apply(x, axis=axis)
+def log_softmax(x, axis=-1): return LogSoftmax.apply(x, axis=axis)
+
+
+def softmax_cross_entropy(logits, labels):
+    """Per-sample cross-entropy of integer labels against logits, (N,)."""
+    return SoftmaxCrossEntropy.apply(logits, labels=as_array(labels))

@@ -1,0 +1,427 @@
+"""Keras-style callbacks. The loop calls every hook of the `Callback` base; callbacks see the
+model through `self.model` and use only: `model.stop_training`, `model.optimizer.learning_rate`
+(float, settable), `model.get_weights()` / `set_weights()` and `model.save_weights(path)`
+(`model.save(path)` when ModelCheckpoint is asked for whole models and the model has one).
+"""
+import csv
+import math
+import os
+import sys
+import warnings
+
+import numpy as np
+
+from .training.progbar import Progbar
+
+
+class Callback:
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_params(self, params):
+        self.params = params
+
+    def on_train_begin(self, logs=None): pass
+    def on_train_end(self, logs=None): pass
+    def on_epoch_begin(self, epoch, logs=None): pass
+    def on_epoch_end(self, epoch, logs=None): pass
+    def on_train_batch_begin(self, batch, logs=None): self.on_batch_begin(batch, logs)
+    def on_train_batch_end(self, batch, logs=None): self.on_batch_end(batch, logs)
+    def on_test_begin(self, logs=None): pass
+    def on_test_end(self, logs=None): pass
+    def on_test_batch_begin(self, batch, logs=None): pass
+    def on_test_batch_end(self, batch, logs=None): pass
+    def on_predict_begin(self, logs=None): pass
+    def on_predict_end(self, logs=None): pass
+    def on_predict_batch_begin(self, batch, logs=None): pass
+    def on_predict_batch_end(self, batch, logs=None): pass
+
+    # Keras 2 names of the train-batch hooks, still called by the defaults above.
+    def on_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_batch_end(self, batch, logs=None):
+        pass
+
+
+_HOOKS = [n for n in vars(Callback) if n.startswith("on_") and n not in ("on_batch_begin", "on_batch_end")]
+
+
+class CallbackList(Callback):
+    """Calls a hook on every callback in order; optionally adds History and ProgbarLogger."""
+
+    def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None, **params):
+        super().__init__()
+        self.callbacks = list(callbacks or [])
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
+        if add_progbar and not any(isinstance(c, ProgbarLogger) for c in self.callbacks):
+            self.callbacks.append(ProgbarLogger())
+        if add_history and not any(isinstance(c, History) for c in self.callbacks):
+            self.callbacks.append(History())
+        if model is not None:
+            self.set_model(model)
+        if params:
+            self.set_params(params)
+
+    @property
+    def history(self):
+        return next((c for c in self.callbacks if isinstance(c, History)), None)
+
+    def set_model(self, model):
+        super().set_model(model)
+        for cb in self.callbacks:
+            cb.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        for cb in self.callbacks:
+            cb.set_params(params)
+
+    def __iter__(self):
+        return iter(self.callbacks)
+
+
+
+def _make_dispatch(hook):
+    def method(self, *args, **kwargs):
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args, **kwargs)
+    method.__name__ = hook
+    return method
+
+
+for _hook in _HOOKS:
+    setattr(CallbackList, _hook, _make_dispatch(_hook))
+
+
+class History(Callback):
+    """Records the epoch logs: `history` maps each key to its per-epoch values, `epoch` lists
+    the epoch indices. `fit` returns it."""
+
+    def __init__(self):
+        super().__init__()
+        self.history, self.epoch = {}, []
+
+    def on_train_begin(self, logs=None):
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(v)
+        if self.model is not None:
+            try:
+                self.model.history = self
+            except AttributeError:
+                pass
+
+
+class ProgbarLogger(Callback):
+    """Prints progress: verbose 1 a bar (redrawn in place on a terminal, one line per epoch
+    otherwise), verbose 2 one line per epoch. Reads verbose/epochs/steps from params."""
+
+    def __init__(self, stream=None):
+        super().__init__()
+        self.stream = stream
+        self._bar, self._in_fit, self._seen = None, False, 0
+
+    def _verbose(self):
+        return self.params.get("verbose", 1)
+
+    def _new_bar(self, target):
+        self._seen = 0
+        self._bar = Progbar(target, verbose=self._verbose(), stream=self.stream or sys.stdout)
+
+    def on_train_begin(self, logs=None):
+        self._in_fit = True
+
+    def on_train_end(self, logs=None):
+        self._in_fit = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        epochs = self.params.get("epochs", 1)
+        if self._verbose() and epochs > 1:
+            (self.stream or sys.stdout).write(f"Epoch {epoch + 1}/{epochs}\n")
+        self._new_bar(self.params.get("steps"))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._seen = batch + 1
+        self._bar.update(self._seen, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._bar.update(self._seen, logs, finalize=True)
+
+    def on_test_begin(self, logs=None):
+        if not self._in_fit:
+            self._new_bar(self.params.get("steps"))
+
+    def on_test_batch_end(self, batch, logs=None):
+        if not self._in_fit:
+            self._seen = batch + 1
+            self._bar.update(self._seen, logs)
+
+    def on_test_end(self, logs=None):
+        if not self._in_fit:
+            self._bar.update(self._seen, logs, finalize=True)
+
+    def on_predict_begin(self, logs=None):
+        self._new_bar(self.params.get("steps"))
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self._seen = batch + 1
+        self._bar.update(self._seen)
+
+    def on_predict_end(self, logs=None):
+        self._bar.update(self._seen, finalize=True)
+
+
+def _monitor_op(mode, monitor, owner):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        # Keras: quantities named like accuracy/AUC improve upwards, everything else down.
+        name = monitor.lower()
+        mode = "max" if ("acc" in name or "auc" in name) and not name.endswith("loss") else "min"
+    return mode
+
+
+def _missing(owner, monitor, logs):
+    warnings.warn(f"{owner}: metric {monitor!r} is not in the logs; available: {sorted(logs or {})}",
+                  RuntimeWarning, stacklevel=3)
+
+
+class ModelCheckpoint(Callback):
+    """Saves after each epoch to `filepath.format(epoch=epoch + 1, **logs)` (e.g.
+    'w-{epoch:02d}-{val_loss:.2f}.npz'). With save_best_only, only when `monitor` improves on
+    the best seen (strictly; no min_delta, as Keras). save_weights_only: `model.save_weights`;
+    otherwise `model.save` if the model has one, else `save_weights`."""
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
+                 save_weights_only=False, mode="auto", initial_value_threshold=None):
+        super().__init__()
+        self.filepath, self.monitor, self.verbose = os.fspath(filepath), monitor, verbose
+        self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
+        self.mode = _monitor_op(mode, monitor, "ModelCheckpoint")
+        if initial_value_threshold is not None:
+            self.best = float(initial_value_threshold)
+        else:
+            self.best = math.inf if self.mode == "min" else -math.inf
+
+    def _better(self, current):
+        return current < self.best if self.mode == "min" else current > self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except KeyError as e:
+            raise KeyError(f"ModelCheckpoint: filepath {self.filepath!r} names {e} which is not in the "
+                           f"logs; available: {sorted(logs)}") from None
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None:
+                _missing("ModelCheckpoint", self.monitor, logs)
+                return
+            if not self._better(current):
+                if self.verbose:
+                    print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+                return
+            if self.verbose:
+                print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to "
+                      f"{current:.5f}, saving model to {path}")
+            self.best = current
+        elif self.verbose:
+            print(f"\nEpoch {epoch + 1}: saving model to {path}")
+        self._save(path)
+
+    def _save(self, path):
+        folder = os.path.dirname(path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        if not self.save_weights_only and hasattr(self.model, "save"):
+            self.model.save(path)
+        else:
+            self.model.save_weights(path)
+
+
+class EarlyStopping(Callback):
+    """Stops training when `monitor` has not improved by more than min_delta for `patience`
+    epochs (epochs before start_from_epoch are ignored). restore_best_weights: at the end of
+    training the weights of the best epoch are put back (Keras 3: also when training ran to
+    the end without stopping)."""
+
+    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
+                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+        super().__init__()
+        self.monitor, self.patience, self.verbose = monitor, patience, verbose
+        self.min_delta = abs(min_delta)
+        self.mode = _monitor_op(mode, monitor, "EarlyStopping")
+        self.baseline, self.restore_best_weights = baseline, restore_best_weights
+        self.start_from_epoch = start_from_epoch
+
+    def _improves(self, current, reference):
+        if reference is None:
+            return True
+        if self.mode == "min":
+            return current + self.min_delta < reference
+        return current - self.min_delta > reference
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.stopped_epoch, self.best, self.best_weights, self.best_epoch = 0, 0, None, None, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            _missing("EarlyStopping", self.monitor, logs)
+            return
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights, self.best_epoch = self.model.get_weights(), epoch
+        self.wait += 1
+        if self._improves(current, self.best):
+            self.best, self.best_epoch = current, epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._improves(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+
+def _set_lr(model, value):
+    opt = getattr(model, "optimizer", None)
+    if opt is None or not hasattr(opt, "learning_rate"):
+        raise ValueError("this callback needs model.optimizer with a learning_rate (compile the model first)")
+    opt.learning_rate = float(value)
+
+
+class LearningRateScheduler(Callback):
+    """At each epoch start sets the learning rate to `schedule(epoch, lr)` (or
+    `schedule(epoch)` for a one-argument function); logs it as 'learning_rate'."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = float(self.model.optimizer.learning_rate)
+        try:
+            lr = self.schedule(epoch, lr)
+        except TypeError:
+            lr = self.schedule(epoch)
+        if not isinstance(lr, (float, int, np.floating, np.integer)):
+            raise ValueError(f"LearningRateScheduler: schedule must return a float, got {lr!r}")
+        _set_lr(self.model, lr)
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiplies the learning rate by `factor` (not below min_lr) after `patience` epochs
+    without an improvement larger than min_delta, then waits `cooldown` epochs."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+        super().__init__()
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau does not support factor >= 1.0, got {factor}")
+        self.monitor, self.factor, self.patience, self.verbose = monitor, float(factor), patience, verbose
+        self.mode = _monitor_op(mode, monitor, "ReduceLROnPlateau")
+        self.min_delta, self.cooldown, self.min_lr = abs(min_delta), cooldown, float(min_lr)
+        self._reset()
+
+    def _reset(self):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = self.cooldown_counter = 0
+
+    def _better(self, current):
+        if self.mode == "min":
+            return current < self.best - self.min_delta
+        return current > self.best + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {} if logs is None else logs
+        lr = float(self.model.optimizer.learning_rate)
+        logs["learning_rate"] = lr
+        current = logs.get(self.monitor)
+        if current is None:
+            _missing("ReduceLROnPlateau", self.monitor, logs)
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._better(current):
+            self.best, self.wait = current, 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience and lr > self.min_lr:
+                new_lr = max(lr * self.factor, self.min_lr)
+                _set_lr(self.model, new_lr)
+                if self.verbose:
+                    print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
+                self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+class CSVLogger(Callback):
+    """Writes one row per epoch: 'epoch' then the log keys in sorted order. append=True adds
+    to an existing file without repeating its header."""
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename, self.sep, self.append = os.fspath(filename), separator, append
+        self._file, self._writer, self._keys = None, None, None
+
+    def on_train_begin(self, logs=None):
+        has_rows = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
+        self._write_header = not has_rows
+        self._file = open(self.filename, "a" if self.append else "w", newline="")
+        self._writer, self._keys = None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._keys is None:
+            self._keys = sorted(logs)
+            self._writer = csv.writer(self._file, delimiter=self.sep)
+            if self._write_header:
+                self._writer.writerow(["epoch"] + self._keys)
+        self._writer.writerow([epoch] + [logs.get(k, "NA") for k in self._keys])
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class TerminateOnNaN(Callback):
+    """Stops training as soon as a batch reports a NaN or infinite loss."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True

@@ -1,0 +1,110 @@
+"""Functional: a model defined by a graph of layer calls from Input tensors to outputs.
+
+>>> from fastconv import layers, models
+>>> x = layers.Input((8,)); h = layers.Dense(4, activation="relu")(x)
+>>> m = models.Model(x, layers.add([h, layers.Dense(4)(x)]))
+>>> m.count_params(), m.output_shape
+(72, (None, 4))
+
+A tensor may feed several layers (residual graphs), and a layer may be called on several
+tensors (shared weights, counted once).
+"""
+from ..layers.input_layer import InputLayer, KerasTensor
+from ..layers.layer import flatten, map_structure
+from .model import Model
+
+
+def _topological_nodes(outputs):
+    """Every node the outputs depend on, parents before children."""
+    order, state = [], {}
+    for out in outputs:
+        stack = [(out._history[0], False)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                if state.get(id(node)) != "done":
+                    state[id(node)] = "done"
+                    order.append(node)
+                continue
+            if id(node) in state:
+                continue
+            state[id(node)] = "open"
+            stack.append((node, True))
+            for parent in reversed(node.parents):
+                if id(parent) not in state:
+                    stack.append((parent, False))
+    return order
+
+
+class Functional(Model):
+    def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
+        Model.__init__(self, name=name, trainable=trainable, **kwargs)
+        for role, struct in (("inputs", inputs), ("outputs", outputs)):
+            for t in flatten(struct):
+                if not isinstance(t, KerasTensor) or t._history is None:
+                    raise TypeError(f"Model {role} must be symbolic tensors from layers.Input(...) and layer "
+                                    f"calls on them, got {type(t).__name__}")
+        self._inputs_struct, self._outputs_struct = inputs, outputs
+        self._input_tensors, self._output_tensors = flatten(inputs), flatten(outputs)
+        for t in self._input_tensors:
+            if not isinstance(t._history[0].layer, InputLayer):
+                raise ValueError(f"Model inputs must come straight from layers.Input, got {t} "
+                                 f"(produced by layer {t._history[0].layer.name!r})")
+        self._nodes = _topological_nodes(self._output_tensors)
+        known = {id(t) for t in self._input_tensors}
+        for node in self._nodes:
+            if isinstance(node.layer, InputLayer) and id(node.outputs) not in known:
+                raise ValueError(f"graph disconnected: the outputs depend on input {node.layer.name!r}, "
+                                 f"which is not among the model's inputs "
+                                 f"{[t._history[0].layer.name for t in self._input_tensors]}")
+        layers = []
+        for node in self._nodes:
+            if not any(node.layer is l for l in layers):
+                layers.append(node.layer)
+        self._tracked = layers
+        self.built = True
+        self._build_shape = [t.shape for t in self._input_tensors]
+        if len(self._build_shape) == 1:
+            self._build_shape = self._build_shape[0]
+        self._output_shape = map_structure(lambda t: t.shape, outputs)
+
+    @property
+    def inputs(self):
+        return list(self._input_tensors)
+
+    @property
+    def outputs(self):
+        return list(self._output_tensors)
+
+    def _input_spec(self):
+        return [t.shape for t in self._input_tensors]
+
+    def _run(self, values, apply):
+        """Evaluate the graph: `values` maps id(input KerasTensor) -> value; apply(node, args)."""
+        for node in self._nodes:
+            if isinstance(node.layer, InputLayer):
+                continue
+            args = map_structure(lambda t: values[id(t)] if isinstance(t, KerasTensor) else t, node.inputs)
+            out = apply(node, args)
+            # Outputs are matched one level deep: a shape is itself a tuple, so no deep flatten.
+            outs = [out] if isinstance(node.outputs, KerasTensor) else list(out)
+            for t, v in zip(flatten(node.outputs), outs):
+                values[id(t)] = v
+        return map_structure(lambda t: values[id(t)], self._outputs_struct)
+
+    def call(self, inputs, training=None):
+        given = flatten(inputs)
+        values = {id(t): v for t, v in zip(self._input_tensors, given)}
+
+        def apply(node, args):
+            kwargs = dict(node.kwargs)
+            # training fixed at graph construction (e.g. a frozen base called with
+            # training=False) wins over the training mode of this call.
+            kwargs.setdefault("training", training)
+            return node.layer(args, *node.args, **kwargs)
+        return self._run(values, apply)
+
+    def compute_output_shape(self, input_shape):
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        values = {id(t): tuple(s) for t, s in zip(self._input_tensors, shapes)}
+        return self._run(values, lambda node, args: node.layer.compute_output_shape(args))

@@ -1,0 +1,254 @@
+"""Model: a Layer that can be compiled, trained, evaluated, summarised and saved.
+
+Three ways to make one, as in Keras:
+
+- functional: ``Model(inputs, outputs)`` (returns a `Functional`, see functional.py);
+- `Sequential([...])` (sequential.py);
+- subclassing: define layers as attributes in ``__init__`` and the forward pass in
+  ``call(self, inputs, training=None)``; layers, lists of layers and nested models are tracked.
+
+`train_step` / `test_step` return the running values (since the last `reset_metrics()`) of the
+loss and the compiled metrics, as python floats; the loss is the batch-size weighted mean of
+the total loss (data loss + regularisation), as Keras reports it. `fit/evaluate/predict` are
+the loop in `fastconv.training`.
+"""
+import numpy as np
+
+from ..autograd import Tensor, no_grad
+from ..layers.layer import Layer, flatten, map_structure
+
+
+class _LossTracker:
+    """Batch-size weighted running mean of the loss (Keras's loss tracker)."""
+
+    name = "loss"
+
+    def __init__(self):
+        self.reset_state()
+
+    def update_state(self, value, weight=1.0):
+        self.total += float(value) * weight
+        self.count += weight
+
+    def result(self):
+        return self.total / self.count if self.count else 0.0
+
+    def reset_state(self):
+        self.total, self.count = 0.0, 0.0
+
+
+def _array(y):
+    if y is None:
+        return None
+    if isinstance(y, Tensor):
+        return y.numpy()
+    return map_structure(np.asarray, y) if isinstance(y, (list, tuple, dict)) else np.asarray(y)
+
+
+def _batch_size(x):
+    first = flatten(x)[0]
+    return int(first.shape[0])
+
+
+class Model(Layer):
+    def __new__(cls, *args, **kwargs):
+        # Model(inputs, outputs) builds a graph model, as Keras does.
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            from .functional import Functional
+            return object.__new__(Functional)
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        if args or "inputs" in kwargs or "outputs" in kwargs:
+            raise TypeError("a subclassed Model takes only trainable/name/dtype; use "
+                            "Model(inputs, outputs) for a functional model")
+        super().__init__(**kwargs)
+        self.optimizer = None
+        self.compiled = False
+        self.stop_training = False  # set by callbacks (EarlyStopping) to end fit()
+        self._loss_fn = None
+        self._compiled_metrics = []
+        self._loss_tracker = _LossTracker()
+
+    # -- building and calling ----------------------------------------------------------------
+    def _maybe_build(self, input_shape):
+        if self.built:
+            return
+        self._build_shape = input_shape
+        if type(self).build.__wrapped__ is not Model.build.__wrapped__:
+            self.build(input_shape)
+        self.built = True  # sublayers build themselves during the call that follows
+
+    def build(self, input_shape):
+        """Build a subclassed model by a dry forward pass on zeros of `input_shape` (batch 1)."""
+        shapes = input_shape if isinstance(input_shape, list) else tuple(input_shape)
+        self.built, self._build_shape = True, shapes
+
+        def zeros(shape):
+            if any(s is None for s in tuple(shape)[1:]):
+                raise ValueError(f"{self.name}: build needs every non-batch dimension, got {tuple(shape)}")
+            return Tensor(np.zeros((1,) + tuple(shape)[1:], self.dtype))
+        dummy = [zeros(s) for s in shapes] if isinstance(shapes, list) else zeros(shapes)
+        with no_grad():
+            self(dummy, training=False)
+
+    def _input_spec(self):
+        """Expected input shapes (a list, batch axis None), or None when any shape goes."""
+        return None
+
+    def __call__(self, inputs, *args, **kwargs):
+        spec = self._input_spec()
+        if spec is not None:
+            from ..layers.input_layer import KerasTensor
+            got = flatten(inputs)
+            if len(got) != len(spec):
+                raise ValueError(f"model {self.name!r} expects {len(spec)} input(s) of shapes {spec}, "
+                                 f"got {len(got)}")
+            for i, (t, want) in enumerate(zip(got, spec)):
+                shape = tuple(t.shape) if isinstance(t, KerasTensor) else tuple(np.shape(t.data if isinstance(t, Tensor) else t))
+                if len(shape) != len(want) or any(w is not None and s is not None and s != w
+                                                  for s, w in zip(shape[1:], want[1:])):
+                    raise ValueError(f"input {i} of model {self.name!r} is incompatible: expected shape "
+                                     f"{tuple(want)}, got shape {shape}")
+        return super().__call__(inputs, *args, **kwargs)
+
+    def call(self, inputs, training=None):
+        raise NotImplementedError(f"{type(self).__name__} must implement call(inputs, training=None)")
+
+    # -- compile and steps -------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs):
+        """Resolve optimizer, loss and metrics by name or instance (Keras identifiers)."""
+        from .. import losses, metrics as metrics_mod, optimizers
+        if loss_weights is not None:
+            raise NotImplementedError("loss_weights (multi-output losses) is not supported")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = loss
+        self._loss_fn = None if loss is None else losses.get(loss)
+        metrics = [] if metrics is None else (list(metrics) if isinstance(metrics, (list, tuple)) else [metrics])
+        self._compiled_metrics = [metrics_mod.get(m, loss=loss) for m in metrics]
+        self._loss_tracker = _LossTracker()
+        self.compiled = True
+
+    def _require_compiled(self):
+        if not self.compiled:
+            raise RuntimeError(f"model {self.name!r} must be compiled before training/evaluation; "
+                               f"call model.compile(optimizer, loss, metrics)")
+
+    @property
+    def metrics(self):
+        return [self._loss_tracker] + list(self._compiled_metrics) if self.compiled else []
+
+    @property
+    def metrics_names(self):
+        return [m.name for m in self.metrics]
+
+    def reset_metrics(self):
+        for m in self.metrics:
+            m.reset_state()
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
+        """Data loss plus every regularisation penalty (`self.losses`), as a scalar Tensor."""
+        if self._loss_fn is None:
+            raise ValueError(f"model {self.name!r} was compiled without a loss")
+        total = self._loss_fn(y, y_pred, sample_weight) if sample_weight is not None else self._loss_fn(y, y_pred)
+        for penalty in self.losses:
+            total = total + penalty
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None, loss=None):
+        if loss is not None:
+            self._loss_tracker.update_state(float(np.ravel(loss.numpy())[0]), _batch_size(x))
+        pred = _array(y_pred)
+        for m in self._compiled_metrics:
+            if sample_weight is None:
+                m.update_state(y, pred)
+            else:
+                m.update_state(y, pred, sample_weight=sample_weight)
+        return {m.name: float(np.ravel(np.asarray(m.result()))[0]) for m in self.metrics}
+
+    def train_step(self, x, y, sample_weight=None):
+        """One optimisation step on a batch; returns the running loss/metric values."""
+        self._require_compiled()
+        y = _array(y)
+        sample_weight = _array(sample_weight)
+        y_pred = self(x, training=True)
+        loss = self.compute_loss(x, y, y_pred, sample_weight)
+        # Read after the forward pass: a model without an input shape builds during it.
+        variables = self.trainable_weights
+        for v in variables:
+            v.zero_grad()
+        loss.backward()
+        self.optimizer.apply_gradients([(v.grad, v) for v in variables if v.grad is not None])
+        return self.compute_metrics(x, y, y_pred, sample_weight, loss)
+
+    def test_step(self, x, y, sample_weight=None):
+        self._require_compiled()
+        y, sample_weight = _array(y), _array(sample_weight)
+        with no_grad():
+            y_pred = self(x, training=False)
+            loss = self.compute_loss(x, y, y_pred, sample_weight)
+        return self.compute_metrics(x, y, y_pred, sample_weight, loss)
+
+    def predict_step(self, x):
+        with no_grad():
+            return _array(self(x, training=False))
+
+    # -- batch-level API (Keras) -------------------------------------------------------------
+    def _batch_logs(self, logs, return_dict):
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def train_on_batch(self, x, y=None, sample_weight=None, reset_metrics=True, return_dict=False):
+        """One step; with reset_metrics (the default) the returned values are this batch's."""
+        if reset_metrics:
+            self.reset_metrics()
+        return self._batch_logs(self.train_step(x, y, sample_weight), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, reset_metrics=True, return_dict=False):
+        if reset_metrics:
+            self.reset_metrics()
+        return self._batch_logs(self.test_step(x, y, sample_weight), return_dict)
+
+    def predict_on_batch(self, x):
+        return self.predict_step(x)
+
+    # -- loops (fastconv.training) -----------------------------------------------------------
+    def fit(self, x=None, y=None, **kwargs):
+        from .. import training
+        return training.fit(self, x, y, **kwargs)
+
+    def evaluate(self, x=None, y=None, **kwargs):
+        from .. import training
+        return training.evaluate(self, x, y, **kwargs)
+
+    def predict(self, x, **kwargs):
+        from .. import training
+        return training.predict(self, x, **kwargs)
+
+    # -- inspection and weights I/O ----------------------------------------------------------
+    def get_layer(self, name=None, index=None):
+        """A top-level layer by name or by index in `layers`."""
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r} in model {self.name!r}; layers: "
+                         f"{[l.name for l in self.layers]}")
+
+    def summary(self, line_length=None, print_fn=None, **kwargs):
+        from .summary import summary_text
+        text = summary_text(self, line_length=line_length)
+        (print_fn or print)(text)
+
+    def save_weights(self, filepath, overwrite=True):
+        from .saving import save_weights
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, strict=True, skip_mismatch=False):
+        """Load a save_weights file. strict (default): any missing, unexpected or wrongly shaped
+        key is an error listing them all; strict=False / skip_mismatch=True loads what matches."""
+        from .saving import load_weights
+        return load_weights(self, filepath, strict=strict and not skip_mismatch)

@@ -1,0 +1,78 @@
+"""Sequential: a plain stack of layers, each feeding the next.
+
+The input shape comes from an `Input`/`InputLayer` added first, from `input_shape=` on the
+first layer, from `build(input_shape)`, or from the first call on data; once known, every
+layer is built and its output shape recorded (for summary()).
+
+>>> from fastconv import layers, models
+>>> m = models.Sequential([layers.Dense(520, activation="relu", input_shape=(784,)), layers.Dense(10)])
+>>> m.count_params(), m.output_shape
+(413410, (None, 10))
+"""
+from ..layers.input_layer import InputLayer, KerasTensor
+from ..layers.layer import Layer
+from .model import Model
+
+
+class Sequential(Model):
+    def __init__(self, layers=None, name=None, trainable=True, **kwargs):
+        super().__init__(name=name, trainable=trainable, **kwargs)
+        self._input_batch_shape = None
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer):
+        if isinstance(layer, KerasTensor) and isinstance(layer._history[0].layer, InputLayer):
+            layer = layer._history[0].layer
+        if isinstance(layer, InputLayer):
+            if self._tracked:
+                raise ValueError(f"{self.name}: an Input can only be added first, before any layer")
+            self._input_batch_shape = layer._batch_input_shape
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self.name}: Sequential.add expects a Layer, got {type(layer).__name__}")
+        if not self._tracked and self._input_batch_shape is None and layer._batch_input_shape is not None:
+            self._input_batch_shape = (None,) + tuple(layer._batch_input_shape[1:])
+        self._tracked.append(layer)
+        if self._input_batch_shape is not None:
+            self._build_graph()
+
+    def pop(self):
+        if not self._tracked:
+            raise ValueError(f"{self.name}: there is no layer to pop")
+        layer = self._tracked.pop()
+        if self._input_batch_shape is not None and self._tracked:
+            self._build_graph()
+        return layer
+
+    def _build_graph(self):
+        # A symbolic pass builds every layer and records its output shape.
+        x = KerasTensor(self._input_batch_shape)
+        for layer in self._tracked:
+            x = layer(x)
+        self.built = True
+        self._build_shape = self._input_batch_shape
+        self._output_shape = x.shape
+
+    def build(self, input_shape=None):
+        if input_shape is None:
+            input_shape = self._input_batch_shape
+        if input_shape is None:
+            raise ValueError(f"{self.name}: build() needs an input_shape (the model has no Input)")
+        self._input_batch_shape = (None,) + tuple(input_shape)[1:]
+        self._build_graph()
+
+    def _input_spec(self):
+        return None if self._input_batch_shape is None or not self.built else [self._input_batch_shape]
+
+    def call(self, inputs, training=None):
+        x = inputs
+        for layer in self._tracked:
+            x = layer(x, training=training)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self._tracked:
+            shape = layer.compute_output_shape(shape)
+        return shape

@@ -1,0 +1,114 @@
+"""Activation, ReLU and Softmax layers, and the activation lookup the other layers share.
+
+'relu', 'sigmoid', 'tanh' and 'linear' (or None) fuse with a bias into one
+`ops.bias_activation` kernel pass; 'softmax' and callables run after it.
+
+>>> import numpy as np
+>>> from fastconv import layers
+>>> layers.Activation("relu")(np.array([[-1.0, 2.0]], np.float32)).numpy()
+array([[0., 2.]], dtype=float32)
+"""
+from ..autograd import ops
+from .layer import Layer
+
+FUSED = ("linear", "relu", "sigmoid", "tanh")
+
+
+def _softmax(x):
+    return ops.softmax(x, axis=-1)
+
+
+_PLAIN = {"softmax": _softmax}
+
+
+def resolve(activation):
+    """activation name | None | callable -> canonical name (str) or the callable itself."""
+    if activation is None:
+        return "linear"
+    if callable(activation):
+        return activation
+    if isinstance(activation, str):
+        name = activation.lower()
+        if name in FUSED or name in _PLAIN:
+            return name
+    raise ValueError(f"unknown activation {activation!r}; expected one of "
+                     f"{list(FUSED) + list(_PLAIN)}, None or a callable")
+
+
+def apply(y, bias, activation):
+    """activation(y + bias) in as few passes as possible (`activation` from resolve)."""
+    if isinstance(activation, str) and activation in FUSED:
+        if bias is None and activation == "linear":
+            return y
+        return ops.bias_activation(y, bias, activation)
+    if bias is not None:
+        y = ops.bias_activation(y, bias, "linear")
+    return _PLAIN[activation](y) if isinstance(activation, str) else activation(y)
+
+
+def serialize(activation):
+    return activation if isinstance(activation, str) else getattr(activation, "__name__", repr(activation))
+
+
+class Activation(Layer):
+    """Applies an activation: 'relu' | 'sigmoid' | 'tanh' | 'softmax' | 'linear' | callable."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = resolve(activation)
+
+    def call(self, inputs):
+        return apply(inputs, None, self.activation)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "activation": serialize(self.activation)}
+
+
+class ReLU(Layer):
+    """Keras ReLU: f(x) = max_value if x >= max_value; x if threshold <= x; else
+    negative_slope * (x - threshold). With the defaults this is the fused relu kernel."""
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if max_value is not None and max_value < 0:
+            raise ValueError(f"max_value must be >= 0 or None, got {max_value}")
+        if negative_slope < 0:
+            raise ValueError(f"negative_slope must be >= 0, got {negative_slope}")
+        self.max_value, self.negative_slope, self.threshold = max_value, float(negative_slope), float(threshold)
+
+    def call(self, inputs):
+        x = inputs
+        if self.negative_slope == 0.0 and self.threshold == 0.0:
+            y = ops.relu(x)
+        else:
+            y = ops.where(x.data >= self.threshold, x, (x - self.threshold) * self.negative_slope)
+        if self.max_value is not None:
+            y = ops.minimum(y, float(self.max_value))
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "max_value": self.max_value,
+                "negative_slope": self.negative_slope, "threshold": self.threshold}
+
+
+class Softmax(Layer):
+    """Softmax along `axis` (default the last)."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+
+    def call(self, inputs):
+        return ops.softmax(inputs, axis=self.axis)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}

@@ -1,0 +1,89 @@
+"""Conv2D (NHWC input, HWIO kernel (kh, kw, Cin/groups, filters)), Keras arguments and TF
+'same' padding.
+
+>>> from fastconv import layers
+>>> c = layers.Conv2D(16, 3); _ = c.build((None, 28, 28, 3)); c.count_params()
+448
+>>> c.compute_output_shape((None, 28, 28, 3))
+(None, 26, 26, 16)
+"""
+from ..autograd import ops
+from ..functional import conv_output_size
+from ..functional._args import pair
+from . import activation as act
+from .layer import Layer
+
+
+def check_padding(padding):
+    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+    return padding.lower()
+
+
+def conv_out_hw(shape, kernel, strides, padding, dilation):
+    """(None, H, W, C) -> (H_out, W_out); unknown sizes stay None."""
+    return tuple(None if shape[1 + i] is None else
+                 conv_output_size(shape[1 + i], kernel[i], strides[i], padding, dilation[i]) for i in range(2))
+
+
+def check_nhwc(layer, shape, channels=None):
+    if len(shape) != 4:
+        raise ValueError(f"{layer.name}: {type(layer).__name__} expects NHWC inputs of rank 4, "
+                         f"got shape {tuple(shape)}")
+    if channels is not None and shape[-1] != channels:
+        raise ValueError(f"{layer.name}: expected inputs with {channels} channels, shape "
+                         f"(None, H, W, {channels}), got shape {tuple(shape)}")
+
+
+class Conv2D(Layer):
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", dilation_rate=(1, 1),
+                 groups=1, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
+            raise ValueError(f"filters must be a positive int, got {filters!r}")
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or filters % groups:
+            raise ValueError(f"groups must be a positive int dividing filters={filters}, got {groups!r}")
+        self.filters, self.groups = filters, groups
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.strides = pair(strides, "strides")
+        self.dilation_rate = pair(dilation_rate, "dilation_rate")
+        if self.strides != (1, 1) and self.dilation_rate != (1, 1):
+            raise ValueError(f"strides > 1 and dilation_rate > 1 cannot be combined (Keras), got "
+                             f"strides={self.strides}, dilation_rate={self.dilation_rate}")
+        self.padding = check_padding(padding)
+        self.activation = act.resolve(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
+
+    def build(self, input_shape):
+        check_nhwc(self, input_shape)
+        cin = input_shape[-1]
+        if cin is None or cin % self.groups:
+            raise ValueError(f"{self.name}: input channels ({cin}) must be known and divisible by "
+                             f"groups={self.groups}; input shape {tuple(input_shape)}")
+        self.kernel = self.add_weight("kernel", self.kernel_size + (cin // self.groups, self.filters),
+                                      self.kernel_initializer, regularizer=self.kernel_regularizer)
+        self.bias = (self.add_weight("bias", (self.filters,), self.bias_initializer,
+                                     regularizer=self.bias_regularizer) if self.use_bias else None)
+        self._in_channels = cin
+
+    def call(self, inputs):
+        check_nhwc(self, inputs.shape, self._in_channels)
+        fused = isinstance(self.activation, str) and self.activation == "linear"
+        # A linear conv adds the bias inside the conv kernel; otherwise bias + activation run
+        # together in one bias_activation pass over the output.
+        y = ops.conv2d(inputs, self.kernel, self.bias if fused else None, strides=self.strides,
+                       padding=self.padding, dilation_rate=self.dilation_rate, groups=self.groups)
+        return y if fused else act.apply(y, self.bias, self.activation)
+
+    def compute_output_shape(self, input_shape):
+        check_nhwc(self, input_shape)
+        h, w = conv_out_hw(input_shape, self.kernel_size, self.strides, self.padding, self.dilation_rate)
+        return (input_shape[0], h, w, self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding, "dilation_rate": self.dilation_rate,
+                "groups": self.groups, "activation": act.serialize(self.activation), "use_bias": self.use_bias}

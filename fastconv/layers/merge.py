@@ -1,0 +1,69 @@
+"""Merge layers: Concatenate(axis=-1) / concatenate(inputs) and Add / add(inputs).
+
+>>> from fastconv import layers
+>>> a, b = layers.Input((4, 4, 3)), layers.Input((4, 4, 5))
+>>> layers.concatenate([a, b]).shape
+(None, 4, 4, 8)
+"""
+from ..autograd import ops
+from .layer import Layer
+
+
+def _check_list(layer, shapes):
+    if not isinstance(shapes, (list, tuple)) or len(shapes) < 2:
+        raise ValueError(f"{layer.name}: {type(layer).__name__} needs a list of at least 2 inputs, got {shapes!r}")
+
+
+class Concatenate(Layer):
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+
+    def compute_output_shape(self, input_shape):
+        _check_list(self, input_shape)
+        ranks = {len(s) for s in input_shape}
+        if len(ranks) != 1:
+            raise ValueError(f"{self.name}: inputs must have equal ranks, got shapes {list(input_shape)}")
+        ndim = ranks.pop()
+        axis = self.axis % ndim
+        out = list(input_shape[0])
+        for s in input_shape[1:]:
+            for i in range(1, ndim):
+                if i != axis and None not in (s[i], out[i]) and s[i] != out[i]:
+                    raise ValueError(f"{self.name}: shapes must match except on axis {self.axis}, got "
+                                     f"{list(input_shape)}")
+        sizes = [s[axis] for s in input_shape]
+        out[axis] = None if None in sizes else sum(sizes)
+        return tuple(out)
+
+    def call(self, inputs):
+        self.compute_output_shape([tuple(t.shape) for t in inputs])
+        return ops.concatenate(list(inputs), axis=self.axis)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+class Add(Layer):
+    def compute_output_shape(self, input_shape):
+        _check_list(self, input_shape)
+        first = tuple(input_shape[0])
+        for s in input_shape[1:]:
+            if len(s) != len(first) or any(None not in (a, b) and a != b for a, b in zip(s[1:], first[1:])):
+                raise ValueError(f"{self.name}: Add needs inputs of one shape, got {list(input_shape)}")
+        return first
+
+    def call(self, inputs):
+        self.compute_output_shape([tuple(t.shape) for t in inputs])
+        out = inputs[0]
+        for t in inputs[1:]:
+            out = out + t
+        return out
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def add(inputs, **kwargs):
+    return Add(**kwargs)(inputs)

@@ -1,0 +1,16 @@
+"""The classic CNN family, like keras.applications: constructors returning ordinary models."""
+from .alexnet import alexnet, nin  # noqa: F401
+from .densenet import DenseBlock, TransitionBlock, densenet121, densenet169, densenet201, small_densenet  # noqa: F401
+from .googlenet import InceptionBlock, googlenet  # noqa: F401
+from .lenet import lenet5  # noqa: F401
+from .mobilenet import DepthwiseSeparableBlock, mobilenet  # noqa: F401
+from .resnet import (  # noqa: F401
+    BottleneckBlock, ResidualBlock, resnet18, resnet20, resnet32, resnet34, resnet50, resnet56, resnet101, resnet152)
+from .vgg import vgg11, vgg13, vgg16, vgg19  # noqa: F401
+
+__all__ = [
+    "alexnet", "nin", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet", "lenet5", "mobilenet",
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20", "resnet32", "resnet56",
+    "densenet121", "densenet169", "densenet201", "small_densenet",
+    "ResidualBlock", "BottleneckBlock", "InceptionBlock", "DenseBlock", "TransitionBlock", "DepthwiseSeparableBlock",
+]

@@ -1,0 +1,98 @@
+"""DenseNets (Huang et al. 2017): BN-ReLU-conv bottleneck layers, growth rate 32, transitions
+with compression 0.5, as Keras applications builds them."""
+from ... import layers
+from ...autograd import ops
+from ...layers import Layer
+from ._common import build, classifier_head
+
+_EPS = 1.001e-5  # Keras applications' DenseNet epsilon
+
+
+class DenseBlock(Layer):
+    """`num_layers` dense layers; each sees the concatenation of all earlier outputs and adds
+    `growth_rate` channels. bottleneck=True: BN-ReLU-conv1x1(4k)-BN-ReLU-conv3x3(k) (DenseNet-B);
+    False: BN-ReLU-conv3x3(k) (the d2l variant)."""
+
+    def __init__(self, num_layers, growth_rate=32, bottleneck=True, epsilon=_EPS, **kwargs):
+        super().__init__(**kwargs)
+        self.units = []
+        for _ in range(num_layers):
+            unit = []
+            if bottleneck:
+                unit += [layers.BatchNormalization(epsilon=epsilon), layers.ReLU(),
+                         layers.Conv2D(4 * growth_rate, 1, use_bias=False)]
+            unit += [layers.BatchNormalization(epsilon=epsilon), layers.ReLU(),
+                     layers.Conv2D(growth_rate, 3, padding="same", use_bias=False)]
+            self.units.append(unit)
+
+    def call(self, x, training=None):
+        for unit in self.units:
+            y = x
+            for layer in unit:
+                y = layer(y, training=training)
+            x = ops.concatenate([x, y], axis=-1)
+        return x
+
+
+class TransitionBlock(Layer):
+    """BN-ReLU-conv1x1 keeping `compression` of the channels, then 2x2 average pooling."""
+
+    def __init__(self, compression=0.5, epsilon=_EPS, **kwargs):
+        super().__init__(**kwargs)
+        self.compression = compression
+        self.bn = layers.BatchNormalization(epsilon=epsilon)
+        self.relu = layers.ReLU()
+        self.pool = layers.AveragePooling2D(2, 2)
+        self.conv = None
+
+    def build(self, input_shape):
+        self.conv = layers.Conv2D(int(input_shape[-1] * self.compression), 1, use_bias=False)
+
+    def call(self, x, training=None):
+        return self.pool(self.conv(self.relu(self.bn(x, training=training))))
+
+
+def densenet(blocks, input_shape=(224, 224, 3), classes=1000, include_top=True, pooling=None, growth_rate=32,
+             stem_filters=64, bottleneck=True, small_stem=False, name="densenet"):
+    """A DenseNet from the number of layers per dense block."""
+    inputs = layers.Input(input_shape)
+    if small_stem:
+        x = layers.Conv2D(stem_filters, 3, padding="same", use_bias=False)(inputs)
+    else:
+        x = layers.ZeroPadding2D(3)(inputs)
+        x = layers.Conv2D(stem_filters, 7, strides=2, use_bias=False)(x)
+    x = layers.BatchNormalization(epsilon=_EPS)(x)
+    x = layers.ReLU()(x)
+    if not small_stem:
+        x = layers.ZeroPadding2D(1)(x)
+        x = layers.MaxPooling2D(3, 2)(x)
+    for i, n in enumerate(blocks):
+        x = DenseBlock(n, growth_rate, bottleneck)(x)
+        if i < len(blocks) - 1:
+            x = TransitionBlock(0.5)(x)
+    x = layers.BatchNormalization(epsilon=_EPS)(x)
+    x = layers.ReLU()(x)
+    return build(inputs, classifier_head(x, classes, include_top, pooling), name)
+
+
+def densenet121(input_shape=(224, 224, 3), classes=1000, include_top=True, pooling=None, name="densenet121"):
+    """DenseNet-121: 8,062,504 parameters at 224x224x3/1000 (Keras applications.DenseNet121)."""
+    return densenet((6, 12, 24, 16), input_shape, classes, include_top, pooling, name=name)
+
+
+def densenet169(input_shape=(224, 224, 3), classes=1000, include_top=True, pooling=None, name="densenet169"):
+    """DenseNet-169: 14,307,880 parameters (Keras applications.DenseNet169)."""
+    return densenet((6, 12, 32, 32), input_shape, classes, include_top, pooling, name=name)
+
+
+def densenet201(input_shape=(224, 224, 3), classes=1000, include_top=True, pooling=None, name="densenet201"):
+    """DenseNet-201: 20,242,984 parameters (Keras applications.DenseNet201)."""
+    return densenet((6, 12, 48, 32), input_shape, classes, include_top, pooling, name=name)
+
+
+def small_densenet(input_shape=(96, 96, 1), classes=10, blocks=(4, 4, 4, 4), growth_rate=32, name="small_densenet"):
+    """A small DenseNet for 28-96 px inputs (d2l §8.7): a 3x3 64-filter stem without pooling,
+    four blocks of plain BN-ReLU-conv3x3 layers (growth 32), transitions halving channels and
+    size. 761,370 parameters for one input channel and 10 classes (counted by hand in the tests)."""
+    return densenet(blocks, input_shape, classes, True, None, growth_rate, 64, bottleneck=False,
+                    small_stem=True, name=name)

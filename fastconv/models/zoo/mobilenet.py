@@ -1,0 +1,49 @@
+"""MobileNet v1 (Howard et al. 2017): depthwise-separable convolutions, width multiplier."""
+from ... import layers
+from ...layers import Layer
+from ._common import build
+
+_CONFIG = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
+
+
+class DepthwiseSeparableBlock(Layer):
+    """Depthwise 3x3 (stride) - BN - ReLU6 - pointwise 1x1 - BN - ReLU6, biases off.
+    Strided blocks pad bottom/right by one and convolve 'valid', as Keras does."""
+
+    def __init__(self, filters, strides=1, depth_multiplier=1, **kwargs):
+        super().__init__(**kwargs)
+        pad = [] if strides == 1 else [layers.ZeroPadding2D(((0, 1), (0, 1)))]
+        self.seq = pad + [
+            layers.DepthwiseConv2D(3, strides=strides, padding="same" if strides == 1 else "valid",
+                                   depth_multiplier=depth_multiplier, use_bias=False),
+            layers.BatchNormalization(), layers.ReLU(6.0),
+            layers.Conv2D(filters, 1, use_bias=False),
+            layers.BatchNormalization(), layers.ReLU(6.0)]
+
+    def call(self, x, training=None):
+        for layer in self.seq:
+            x = layer(x, training=training)
+        return x
+
+
+def mobilenet(input_shape=(224, 224, 3), classes=1000, alpha=1.0, depth_multiplier=1, dropout=1e-3,
+              include_top=True, pooling=None, name="mobilenet"):
+    """MobileNet v1 as Keras applications builds it: 4,253,864 parameters at alpha=1.0,
+    224x224x3/1000 (a 1x1 convolution with bias as the classifier)."""
+    inputs = layers.Input(input_shape)
+    x = layers.Conv2D(int(32 * alpha), 3, strides=2, padding="same", use_bias=False)(inputs)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU(6.0)(x)
+    for filters, strides in _CONFIG:
+        x = DepthwiseSeparableBlock(int(filters * alpha), strides, depth_multiplier)(x)
+    if include_top:
+        x = layers.GlobalAveragePooling2D(keepdims=True)(x)
+        x = layers.Dropout(dropout)(x)
+        x = layers.Conv2D(classes, 1, padding="same", name="conv_preds")(x)
+        x = layers.Reshape((classes,))(x)
+        x = layers.Activation("softmax", name="predictions")(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D()(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D()(x)
+    return build(inputs, x, name)

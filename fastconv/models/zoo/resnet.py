@@ -1,0 +1,121 @@
+"""ResNets (He et al. 2015): basic and bottleneck residual blocks, ImageNet and CIFAR stems."""
+from ... import layers
+from ...autograd import ops
+from ...layers import Layer
+from ._common import build, classifier_head
+
+
+class ResidualBlock(Layer):
+    """Basic block: conv3x3-BN-ReLU-conv3x3-BN plus the shortcut, then ReLU.
+
+    The shortcut is the identity, or a 1x1 convolution + BN (projection) when the stride or the
+    channel count changes. Convolutions carry no bias by default (BN follows; torchvision).
+    """
+
+    expansion = 1
+
+    def __init__(self, filters, strides=1, use_bias=False, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.strides, self.use_bias, self.epsilon = filters, strides, use_bias, epsilon
+        self.path = self.make_path()
+        self.proj = None
+
+    def conv_bn(self, filters, kernel, strides=1):
+        return [layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=self.use_bias),
+                layers.BatchNormalization(epsilon=self.epsilon)]
+
+    def make_path(self):
+        return [*self.conv_bn(self.filters, 3, self.strides), layers.ReLU(), *self.conv_bn(self.filters, 3)]
+
+    def build(self, input_shape):
+        if self.strides != 1 or input_shape[-1] != self.filters * self.expansion:
+            self.proj = self.conv_bn(self.filters * self.expansion, 1, self.strides)
+
+    def call(self, x, training=None):
+        y, shortcut = x, x
+        for layer in self.path:
+            y = layer(y, training=training)
+        for layer in self.proj or ():
+            shortcut = layer(shortcut, training=training)
+        return ops.relu(y + shortcut)
+
+
+class BottleneckBlock(ResidualBlock):
+    """Bottleneck block: 1x1 (stride) → 3x3 → 1x1 with 4x expansion, as Keras applications
+    build it (stride on the first 1x1, convolutions with bias, BN epsilon 1.001e-5)."""
+
+    expansion = 4
+
+    def __init__(self, filters, strides=1, use_bias=True, epsilon=1.001e-5, **kwargs):
+        super().__init__(filters, strides, use_bias=use_bias, epsilon=epsilon, **kwargs)
+
+    def make_path(self):
+        f = self.filters
+        return [*self.conv_bn(f, 1, self.strides), layers.ReLU(), *self.conv_bn(f, 3), layers.ReLU(),
+                *self.conv_bn(4 * f, 1)]
+
+
+def _stem(x, stem, filters, use_bias):
+    if stem == "imagenet":
+        x = layers.ZeroPadding2D(3)(x)
+        x = layers.Conv2D(filters, 7, strides=2, use_bias=use_bias)(x)
+        x = layers.BatchNormalization(epsilon=1.001e-5 if use_bias else 1e-5)(x)
+        x = layers.ReLU()(x)
+        x = layers.ZeroPadding2D(1)(x)
+        return layers.MaxPooling2D(3, 2)(x)
+    if stem == "cifar":
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=use_bias)(x)
+        x = layers.BatchNormalization(epsilon=1.001e-5 if use_bias else 1e-5)(x)
+        return layers.ReLU()(x)
+    raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+
+
+def resnet(block, blocks_per_stage, widths, input_shape, classes, include_top, pooling, stem, name):
+    """A ResNet from a block class, blocks per stage and stage widths (stride 2 from stage 2)."""
+    use_bias = block is BottleneckBlock
+    inputs = layers.Input(input_shape)
+    x = _stem(inputs, stem, widths[0] if stem == "cifar" and block is ResidualBlock else 64, use_bias)
+    for stage, (n, width) in enumerate(zip(blocks_per_stage, widths)):
+        for i in range(n):
+            x = block(width, strides=2 if stage > 0 and i == 0 else 1)(x)
+    return build(inputs, classifier_head(x, classes, include_top, pooling), name)
+
+
+def _imagenet_resnet(block, counts, doc_name):
+    def constructor(input_shape=(224, 224, 3), classes=1000, include_top=True, pooling=None, stem="imagenet",
+                    name=doc_name):
+        return resnet(block, counts, (64, 128, 256, 512), input_shape, classes, include_top, pooling, stem, name)
+    constructor.__name__ = doc_name
+    return constructor
+
+
+resnet18 = _imagenet_resnet(ResidualBlock, (2, 2, 2, 2), "resnet18")
+resnet18.__doc__ = """ResNet-18 (basic blocks). Trainable parameters at 224x224x3/1000: 11,689,512,
+torchvision's resnet18 count; the total adds 9,600 BN moving statistics (Keras counts them).
+stem="cifar" replaces the 7x7/2 convolution and max-pool with one 3x3 convolution."""
+resnet34 = _imagenet_resnet(ResidualBlock, (3, 4, 6, 3), "resnet34")
+resnet34.__doc__ = """ResNet-34 (basic blocks). Trainable parameters 21,797,672 (torchvision's
+resnet34) plus 2x the BN channels as non-trainable moving statistics."""
+resnet50 = _imagenet_resnet(BottleneckBlock, (3, 4, 6, 3), "resnet50")
+resnet50.__doc__ = """ResNet-50 as Keras applications builds it: 25,636,712 parameters at 224x224x3/1000."""
+resnet101 = _imagenet_resnet(BottleneckBlock, (3, 4, 23, 3), "resnet101")
+resnet101.__doc__ = """ResNet-101 as Keras applications builds it: 44,707,176 parameters."""
+resnet152 = _imagenet_resnet(BottleneckBlock, (3, 8, 36, 3), "resnet152")
+resnet152.__doc__ = """ResNet-152 as Keras applications builds it: 60,419,944 parameters."""
+
+
+def _cifar_resnet(n, doc_name):
+    def constructor(input_shape=(32, 32, 3), classes=10, include_top=True, pooling=None, name=doc_name):
+        return resnet(ResidualBlock, (n, n, n), (16, 32, 64), input_shape, classes, include_top, pooling,
+                      "cifar", name)
+    constructor.__name__ = doc_name
+    constructor.__doc__ = (f"CIFAR ResNet-{6 * n + 2} (He et al. §4.2): a 3x3 16-filter stem and three "
+                           f"stages of {n} basic blocks with 16/32/64 filters. Shortcuts are projections "
+                           "(option B) where the shape changes, so the count is the paper's option-A count "
+                           "plus two 1x1 convolutions with BN.")
+    return constructor
+
+
+resnet20 = _cifar_resnet(3, "resnet20")
+resnet32 = _cifar_resnet(5, "resnet32")
+resnet56 = _cifar_resnet(9, "resnet56")

@@ -1,0 +1,165 @@
+"""Optimizer base: gradient clipping, learning-rate schedules, decoupled weight decay, lazily
+created per-variable state, and in-place updates.
+
+A variable is anything with a `.data` array (numpy, or cupy later) and ideally a `.name`;
+`apply_gradients` updates `var.data` IN PLACE (the same array object), so layers and the
+autograd graph keep seeing the new values. Subclasses implement
+`_update(var, grad, state, lr, step)`; `state` is the dict of slot arrays returned by
+`_build_state(var)` the first time the variable is seen, and `step` is the 1-based count of
+this update (Keras's local_step, used for bias correction).
+
+Keras 3 semantics: the schedule sees `iterations` before the increment (first step is 0);
+only one of clipnorm / clipvalue / global_clipnorm may be set; weight decay
+`w -= lr * weight_decay * w` is applied before the update.
+"""
+import math
+import warnings
+
+import numpy as np
+
+from .schedules import LearningRateSchedule
+
+
+def _check_optional_positive(name, value):
+    if value is not None and not (isinstance(value, (int, float)) and value > 0):
+        raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+
+
+class Optimizer:
+    def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 weight_decay=None, name=None):
+        for arg, val in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
+            _check_optional_positive(arg, val)
+        if sum(v is not None for v in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError("only one of clipnorm, clipvalue and global_clipnorm can be set, got "
+                             f"clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}")
+        if weight_decay is not None and not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0 or None, got {weight_decay!r}")
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        self.weight_decay = weight_decay
+        self.name = name or type(self).__name__.lower()
+        self.iterations = 0
+        self._learning_rate = self._check_lr(learning_rate)
+        self._state = {}  # id(var) -> (var, slots); the var is kept so its id cannot be reused
+
+    # -- learning rate ------------------------------------------------------------------------
+    @staticmethod
+    def _check_lr(value):
+        if isinstance(value, LearningRateSchedule) or callable(value):
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not value >= 0:
+            raise ValueError(f"learning_rate must be a float >= 0 or a schedule, got {value!r}")
+        return float(value)
+
+    @property
+    def learning_rate(self):
+        """The current learning rate as a float (a schedule is evaluated at `iterations`)."""
+        return self._current_lr()
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        value = self._check_lr(value)
+        if callable(self._learning_rate) and not callable(value):
+            # Keras refuses too: a float would silently discard the schedule.
+            raise TypeError("this optimizer was created with a learning-rate schedule, so its "
+                            "learning rate cannot be set to a float; assign a new schedule instead")
+        self._learning_rate = value
+
+    def _current_lr(self):
+        lr = self._learning_rate
+        return float(lr(self.iterations)) if callable(lr) else lr
+
+    # -- state --------------------------------------------------------------------------------
+    def _build_state(self, var):
+        return {}
+
+    def get_state(self, var):
+        """The slot arrays of `var` (empty dict before its first update)."""
+        entry = self._state.get(id(var))
+        return {} if entry is None else entry[1]
+
+    @property
+    def variables(self):
+        return [v for v, _ in self._state.values()]
+
+    # -- clipping -----------------------------------------------------------------------------
+    def _clip(self, grads):
+        if self.clipnorm is not None:
+            return [g * (self.clipnorm / max(_norm(g), self.clipnorm)) for g in grads]
+        if self.global_clipnorm is not None:
+            total = math.sqrt(sum(_norm(g) ** 2 for g in grads))
+            scale = self.global_clipnorm / max(total, self.global_clipnorm)
+            return [g * scale for g in grads]
+        if self.clipvalue is not None:
+            return [g.clip(-self.clipvalue, self.clipvalue) for g in grads]
+        return grads
+
+    # -- updates ------------------------------------------------------------------------------
+    def apply_gradients(self, grads_and_vars):
+        """Apply one step to every (gradient, variable) pair; pairs with a None gradient are
+        skipped (with a warning). Increments `iterations` once per call."""
+        pairs = list(grads_and_vars)
+        grads, variables = [], []
+        for i, pair in enumerate(pairs):
+            try:
+                g, v = pair
+            except (TypeError, ValueError):
+                raise TypeError(f"grads_and_vars must hold (gradient, variable) pairs; item {i} is {pair!r}") from None
+            if not hasattr(v, "data"):
+                raise TypeError(f"item {i}: variable must have a .data array, got {type(v).__name__}")
+            if g is None:
+                warnings.warn(f"no gradient for variable {getattr(v, 'name', i)!r}; it is not updated")
+                continue
+            g = _as_like(g, v.data)
+            if g.shape != v.data.shape:
+                raise ValueError(f"gradient for variable {getattr(v, 'name', i)!r} has shape {g.shape}, "
+                                 f"expected the variable's shape {v.data.shape}")
+            grads.append(g)
+            variables.append(v)
+        grads = self._clip(grads)
+        lr = self._current_lr()
+        step = self.iterations + 1
+        for g, v in zip(grads, variables):
+            entry = self._state.get(id(v))
+            if entry is None:
+                entry = self._state[id(v)] = (v, self._build_state(v))
+            if self.weight_decay:
+                v.data -= v.data * (lr * self.weight_decay)
+            self._update(v, g, entry[1], lr, step)
+        self.iterations += 1
+        return self.iterations
+
+    def apply(self, grads, variables):
+        """Keras 3 spelling: `apply(grads, trainable_variables)`."""
+        grads, variables = list(grads), list(variables)
+        if len(grads) != len(variables):
+            raise ValueError(f"got {len(grads)} gradients for {len(variables)} variables")
+        return self.apply_gradients(zip(grads, variables))
+
+    def _update(self, var, grad, state, lr, step):
+        raise NotImplementedError
+
+    # -- config -------------------------------------------------------------------------------
+    def get_config(self):
+        lr = self._learning_rate
+        return dict(name=self.name, learning_rate=lr, clipnorm=self.clipnorm, clipvalue=self.clipvalue,
+                    global_clipnorm=self.global_clipnorm, weight_decay=self.weight_decay)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(learning_rate={self._learning_rate!r})"
+
+
+def _norm(g):
+    return float(np.sqrt((g.astype(np.float64) ** 2).sum()))
+
+
+def _as_like(g, like):
+    """The gradient as an array of the variable's dtype (copying only when needed)."""
+    data = getattr(g, "data", g) if not isinstance(g, np.ndarray) and hasattr(g, "requires_grad") else g
+    if isinstance(like, np.ndarray):
+        return np.asarray(data, dtype=like.dtype)
+    return data.astype(like.dtype, copy=False)

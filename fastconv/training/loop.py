@@ -1,0 +1,206 @@
+"""fit / evaluate / predict for any model object with the Keras step interface:
+`train_step(x, y[, sample_weight]) -> {name: value}`, `test_step(...)` likewise,
+`predict_step(x) -> array (or a structure of arrays)`, and optionally `reset_metrics()`,
+`metrics_names`, `optimizer`, `stop_training`.
+
+The step dicts hold running values since the last `reset_metrics()` (Keras semantics); the
+loop resets at each epoch start and before each evaluation, so an epoch's logs are the values
+after its last batch.
+
+Non-finite loss: fit stops (as Keras's TerminateOnNaN) after the batch that produced it, with
+a RuntimeWarning naming the epoch and batch; that epoch (validation included) is still
+logged, then callbacks' on_train_end run (EarlyStopping(restore_best_weights=True) can put
+good weights back). It does not raise, so the History up to the failure is returned.
+"""
+import math
+import warnings
+
+import numpy as np
+
+from .data import make_iterator, map_structure, train_validation_split, is_array_data
+
+
+def _verbose(verbose):
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2) or isinstance(verbose, float):
+        raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    return int(verbose)
+
+
+def _count(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _scalar(v):
+    if hasattr(v, "requires_grad") and hasattr(v, "data"):
+        v = v.data
+    if hasattr(v, "get") and not isinstance(v, (np.ndarray, dict)):
+        v = v.get()
+    try:
+        return float(np.ravel(np.asarray(v))[0])
+    except (TypeError, ValueError, IndexError):
+        return v
+
+
+def _logs(out):
+    if isinstance(out, dict):
+        return {k: _scalar(v) for k, v in out.items()}
+    return {"loss": _scalar(out)}
+
+
+def _step(fn, xb, yb, swb):
+    return _logs(fn(xb, yb) if swb is None else fn(xb, yb, swb))
+
+
+def _reset(model):
+    reset = getattr(model, "reset_metrics", None)
+    if callable(reset):
+        reset()
+
+
+def _callback_list(model, callbacks, verbose, **params):
+    from ..callbacks import CallbackList
+    if callbacks is not None and not isinstance(callbacks, (list, tuple, CallbackList)):
+        callbacks = [callbacks]
+    if isinstance(callbacks, CallbackList):
+        callbacks = callbacks.callbacks
+    return CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=model,
+                        verbose=verbose, **params)
+
+
+def _validation_iterator(validation_data, batch_size, steps):
+    if isinstance(validation_data, tuple) and 2 <= len(validation_data) <= 3 and is_array_data(validation_data[0]):
+        return make_iterator(*validation_data, batch_size=batch_size, steps=steps, name="validation_data")
+    if isinstance(validation_data, tuple) and len(validation_data) not in (2, 3):
+        raise ValueError(f"validation_data must be (x, y), (x, y, sample_weight) or an iterable of batches; "
+                         f"got a tuple of {len(validation_data)} elements")
+    return make_iterator(validation_data, batch_size=batch_size, steps=steps, name="validation_data")
+
+
+def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+        validation_split=0.0, validation_data=None, shuffle=True, sample_weight=None,
+        initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None):
+    """Train `model`; returns the History (history['loss'], metric keys, 'val_' keys).
+    batch_size defaults to 32 for arrays and is ignored for iterables of batches."""
+    verbose = _verbose(verbose)
+    epochs, initial_epoch = _count("epochs", epochs, 0), _count("initial_epoch", initial_epoch, 0)
+    if validation_split and validation_data is None:
+        if not is_array_data(x):
+            raise ValueError("validation_split needs array inputs; pass validation_data for iterables")
+        (x, y, sample_weight), validation_data = train_validation_split((x, y, sample_weight), validation_split)
+    train = make_iterator(x, y, sample_weight, batch_size, shuffle, steps_per_epoch)
+    val = None
+    if validation_data is not None:
+        val = _validation_iterator(validation_data, validation_batch_size or batch_size, validation_steps)
+    cbs = _callback_list(model, callbacks, verbose, epochs=epochs, steps=train.steps)
+    model.stop_training = False
+    cbs.on_train_begin()
+    logs = {}
+    for epoch in range(initial_epoch, epochs):
+        _reset(model)
+        cbs.on_epoch_begin(epoch)
+        batch_logs = None
+        for step, (xb, yb, swb) in enumerate(train):
+            cbs.on_train_batch_begin(step)
+            batch_logs = _step(model.train_step, xb, yb, swb)
+            cbs.on_train_batch_end(step, batch_logs)
+            loss = batch_logs.get("loss")
+            if isinstance(loss, float) and not math.isfinite(loss):
+                warnings.warn(f"fit: the loss became {loss} at epoch {epoch + 1}, batch {step + 1}; "
+                              "training stopped (lower the learning rate or check the data)",
+                              RuntimeWarning, stacklevel=2)
+                model.stop_training = True
+            if model.stop_training:
+                break
+        if batch_logs is None:
+            if epoch == initial_epoch:
+                raise ValueError("fit: the training data yielded no batches")
+            warnings.warn(f"fit: the input ran out of data at epoch {epoch + 1}; training stopped "
+                          "(a generator is consumed once: pass steps_per_epoch * epochs batches, "
+                          "or a re-iterable object)", RuntimeWarning, stacklevel=2)
+            break
+        epoch_logs = dict(batch_logs)
+        if val is not None:
+            val_logs = _evaluate_loop(model, val, cbs)
+            epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
+        cbs.on_epoch_end(epoch, epoch_logs)
+        logs = epoch_logs
+        if model.stop_training:
+            break
+        if train.exhausted:
+            warnings.warn(f"fit: the input ran out of data during epoch {epoch + 1}; training stopped",
+                          RuntimeWarning, stacklevel=2)
+            break
+    cbs.on_train_end(logs)
+    return cbs.history
+
+
+def _evaluate_loop(model, iterator, cbs):
+    _reset(model)
+    cbs.on_test_begin()
+    logs = None
+    for step, (xb, yb, swb) in enumerate(iterator):
+        cbs.on_test_batch_begin(step)
+        logs = _step(model.test_step, xb, yb, swb)
+        cbs.on_test_batch_end(step, logs)
+    if logs is None:
+        raise ValueError("evaluation data yielded no batches")
+    cbs.on_test_end(logs)
+    return logs
+
+
+def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+             callbacks=None, return_dict=False):
+    """Loss and metrics over the data: a dict with return_dict, else a list in
+    `model.metrics_names` order (a bare float when there is only one value)."""
+    verbose = _verbose(verbose)
+    it = make_iterator(x, y, sample_weight, batch_size, False, steps)
+    cbs = _callback_list(model, callbacks, verbose, epochs=1, steps=it.steps)
+    logs = _evaluate_loop(model, it, cbs)
+    if return_dict:
+        return logs
+    names = list(getattr(model, "metrics_names", None) or [])
+    if sorted(names) != sorted(logs):
+        names = list(logs)
+    values = [logs[k] for k in names]
+    return values[0] if len(values) == 1 else values
+
+
+def _to_numpy(a):
+    if hasattr(a, "requires_grad") and hasattr(a, "data"):
+        a = a.data
+    if hasattr(a, "get") and not isinstance(a, (np.ndarray, dict)):
+        a = a.get()
+    return np.asarray(a)
+
+
+def _concat(outputs):
+    first = outputs[0]
+    if isinstance(first, (list, tuple)):
+        return type(first)(_concat([o[i] for o in outputs]) for i in range(len(first)))
+    if isinstance(first, dict):
+        return {k: _concat([o[k] for o in outputs]) for k in first}
+    return np.concatenate(outputs, axis=0)
+
+
+def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+    """Outputs of `model.predict_step` over every batch, concatenated along the batch axis as
+    numpy arrays (the same structure as one step's output). Batches of an iterable may be
+    x or tuples whose first element is x."""
+    verbose = _verbose(verbose)
+    it = make_iterator(x, batch_size=batch_size, shuffle=False, steps=steps)
+    cbs = _callback_list(model, callbacks, verbose, epochs=1, steps=it.steps)
+    cbs.on_predict_begin()
+    outputs = []
+    for step, (xb, _, _) in enumerate(it):
+        cbs.on_predict_batch_begin(step)
+        out = map_structure(_to_numpy, model.predict_step(xb))
+        outputs.append(out)
+        cbs.on_predict_batch_end(step, {"outputs": out})
+    cbs.on_predict_end()
+    if not outputs:
+        raise ValueError("predict: the input yielded no batches")
+    return _concat(outputs)

@@ -1,0 +1,124 @@
+"""Augmentation invariants: shapes, identity at zero strength, exact geometry, seeding."""
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import augment as A
+from fastconv.data import BatchLoader
+
+
+@pytest.fixture
+def x():
+    return np.random.default_rng(0).random((6, 7, 9, 2)).astype(np.float32)
+
+
+class _Max:
+    """A stand-in Generator whose uniform draws are the top of the range (fixed geometry)."""
+    def uniform(self, lo, hi, n):
+        return np.full(n, float(hi))
+
+
+def test_zero_strength_is_identity(x):
+    rng = np.random.default_rng(1)
+    for out in (A.random_shift(x, rng, 0), A.random_brightness(x, rng, 0.0),
+                A.random_affine(x, rng, 0.0, 0.0), A.random_flip(x, rng, p=0.0),
+                A.random_crop_with_padding(x, rng, 0), A.Augment(seed=0)(x)[0]):
+        assert out.shape == x.shape and out.dtype == x.dtype
+        np.testing.assert_array_equal(out, x)
+        assert out is not x
+
+
+def test_flip_always_mirrors(x):
+    out = A.random_flip(x, np.random.default_rng(0), horizontal=True, vertical=True, p=1.0)
+    np.testing.assert_array_equal(out, x[:, ::-1, ::-1])
+
+
+def test_shift_matches_loop_reference(x):
+    out = A.random_shift(x, np.random.default_rng(5), (2, 3), fill=-1.0)
+    rng = np.random.default_rng(5)
+    sy, sx = rng.integers(-2, 3, len(x)), rng.integers(-3, 4, len(x))
+    assert len(set(zip(sy, sx))) > 1
+    for i in range(len(x)):
+        ref = np.full_like(x[i], -1.0)
+        h, w = x.shape[1:3]
+        for r in range(h):
+            for c in range(w):
+                if 0 <= r - sy[i] < h and 0 <= c - sx[i] < w:
+                    ref[r, c] = x[i, r - sy[i], c - sx[i]]
+        np.testing.assert_array_equal(out[i], ref)
+
+
+def test_crop_with_padding_keeps_pixels_or_zero(x):
+    out = A.random_crop_with_padding(x, np.random.default_rng(2), padding=2)
+    assert out.shape == x.shape
+    assert np.isin(out, np.concatenate([x.ravel(), [0.0]])).all()
+
+
+def test_brightness_is_one_clipped_offset_per_image(x):
+    out = A.random_brightness(x, np.random.default_rng(3), 0.2)
+    assert out.min() >= 0 and out.max() <= 1
+    for i in range(len(x)):
+        inside = (out[i] > 0) & (out[i] < 1)
+        d = out[i][inside] - x[i][inside]
+        assert np.ptp(d) < 1e-6 and abs(d[0]) <= 0.2 + 1e-6
+
+
+def test_rotation_90_and_zoom_geometry():
+    x = np.random.default_rng(0).random((2, 5, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(A.random_affine(x, _Max(), rotation=90), np.rot90(x, 1, axes=(1, 2)),
+                               atol=1e-6)
+    z = A.random_affine(x, _Max(), zoom=0.5)  # factor 1.5: the centre stays, edges come inwards
+    np.testing.assert_allclose(z[:, 2, 2], x[:, 2, 2], atol=1e-6)
+    np.testing.assert_allclose(z[:, 2, 0], (x[:, 2, 0] + 2 * x[:, 2, 1]) / 3, atol=1e-6)
+
+
+def test_seeded_and_different_per_seed(x):
+    kw = dict(horizontal_flip=True, rotation=15, zoom=0.1, shift=2, brightness=0.1)
+    a, b, c = A.Augment(seed=4, **kw)(x)[0], A.Augment(seed=4, **kw)(x)[0], A.Augment(seed=5, **kw)(x)[0]
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    fastconv.set_seed(9)
+    d = A.Augment(**kw)(x)[0]
+    fastconv.set_seed(9)
+    np.testing.assert_array_equal(A.Augment(**kw)(x)[0], d)
+
+
+def test_as_loader_transform(x):
+    y = np.arange(len(x))
+    loader = BatchLoader(x, y, batch_size=4, shuffle=False, transform=A.Augment(horizontal_flip=True, seed=0))
+    xb, yb = next(iter(loader))
+    assert xb.shape == (4, 7, 9, 2) and yb.tolist() == [0, 1, 2, 3]
+    for i in range(4):  # each image is itself or its mirror, labels untouched
+        assert np.array_equal(xb[i], x[i]) or np.array_equal(xb[i], x[i, :, ::-1])
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="NHWC"):
+        A.random_flip(np.zeros((3, 3)), np.random.default_rng())
+    with pytest.raises(ValueError, match="zoom"):
+        A.Augment(zoom=1.5)
+    with pytest.raises(ValueError, match="shift"):
+        A.Augment(shift=1.5)
+
+
+def test_affine_translation_is_an_integer_shift_when_integral():
+    x = np.random.default_rng(0).random((2, 6, 6, 1)).astype(np.float32)
+    out = A.affine(x, np.zeros(2), np.ones(2), np.array([[1, 0], [0, -2]]))
+    np.testing.assert_allclose(out[0, 1:], x[0, :-1], atol=1e-6)   # down by one row
+    assert np.all(out[0, 0] == 0)
+    np.testing.assert_allclose(out[1, :, :-2], x[1, :, 2:], atol=1e-6)  # left by two columns
+
+
+def test_preprocessing_layers_train_only():
+    P = pytest.importorskip("fastconv.preprocessing", reason="layers/autograd not merged yet")
+    x = np.random.default_rng(0).random((4, 6, 6, 2)).astype(np.float32)
+    for layer in (P.RandomFlip("horizontal", seed=0), P.RandomRotation(0.1, seed=0),
+                  P.RandomZoom(0.2, seed=0), P.RandomTranslation(0.2, 0.2, seed=0)):
+        np.testing.assert_array_equal(np.asarray(layer(x).numpy()), x)       # inference: identity
+        y = layer(x, training=True).numpy()
+        assert y.shape == x.shape and not np.array_equal(y, x), type(layer).__name__
+    flipped = P.RandomFlip("horizontal", seed=1)(x, training=True).numpy()
+    for i in range(4):
+        assert np.array_equal(flipped[i], x[i]) or np.array_equal(flipped[i], x[i, :, ::-1])
+    a = P.RandomRotation(0.1, seed=3)(x, training=True).numpy()
+    np.testing.assert_array_equal(a, P.RandomRotation(0.1, seed=3)(x, training=True).numpy())

@@ -1,0 +1,23 @@
+"""The benchmark runner's --quick path on fastconv's own backends (no peers, tiny sizes), so it
+does not rot. Asserts the report files and their keys, never speed."""
+import json
+import os
+import sys
+
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # after site-packages
+
+from benchmarks.run import main  # noqa: E402
+
+
+def test_quick_run_writes_report(tmp_path, capsys):
+    main(["--quick", "--no-peers", "--threads", "1", "--repeats", "1", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "results.json").read_text())
+    cases = {r["case"]: r for r in data["results"]}
+    assert "56x56 64->64 k3" in cases and "max pool 3x3 s2 same" in cases and "lenet5 b4" in cases
+    for row in data["results"]:
+        assert set(row["frameworks"]) >= {"fastconv"}
+        assert row["frameworks"]["fastconv"]["median_ms"] > 0
+    assert data["machine"]["threads"] == 1 and "blas" in data["machine"]
+    assert data["memory_mib"]["fastconv"] > 0
+    md = (tmp_path / "results.md").read_text()
+    assert "| op: lenet conv1 |" in md and "fastconv/numpy" in md
