@@ -94,6 +94,22 @@ def to_host(x):
     return np.asarray(x)
 
 
+def model_to_device(model):
+    """Move every weight of a built model (trainable or not, e.g. BN moving statistics) to
+    the GPU, in place; run it once after building, before the first step on the cuda backend."""
+    require()
+    for v in model.weights:
+        v.data = cp.ascontiguousarray(cp.asarray(v.data))
+    return model
+
+
+def model_to_host(model):
+    """Move every weight of a model back to NumPy arrays, in place."""
+    for v in model.weights:
+        v.data = to_host(v.data)
+    return model
+
+
 # ---- argument handling ----
 
 def _f32(a, name):
