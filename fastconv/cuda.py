@@ -497,3 +497,33 @@ def softmax_cross_entropy_backward(probs, labels, dloss):
     dlogits = cp.empty((n, c), cp.float32)
     _K.softmax_cross_entropy_backward(_p(probs), _p(labels), _p(dloss), _p(dlogits), n, c, _s())
     return dlogits
+
+
+# ---- fused optimizer updates (in place; Keras formulas of fastconv.optimizers) ----
+
+def _state(a, name, like):
+    if a is None:
+        return None
+    if not isinstance(a, cp.ndarray) or a.dtype != cp.float32 or not a.flags.c_contiguous or a.shape != like.shape:
+        raise TypeError(f"{name} must be a C-contiguous float32 cupy array of shape {like.shape}")
+    return a
+
+
+def sgd_update(w, g, velocity, lr, momentum=0.0, nesterov=False):
+    """In place: w -= lr*g, or with velocity: v = momentum*v - lr*g; w += v (Nesterov: momentum*v - lr*g)."""
+    _ready()
+    w = _state(w, "w", w)
+    g = _state(cp.ascontiguousarray(g, dtype=cp.float32), "g", w)
+    velocity = _state(velocity, "velocity", w)
+    _K.sgd_update(_p(w), _p(g), _p(velocity), w.size, float(lr), float(momentum), bool(nesterov), _s())
+
+
+def adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon, v_hat=None):
+    """In place, one fused pass: m, v (and v_hat for amsgrad) then w -= alpha*m/(sqrt(v)+eps);
+    alpha = lr*sqrt(1-beta_2^t)/(1-beta_1^t) is computed by the caller."""
+    _ready()
+    w = _state(w, "w", w)
+    g = _state(cp.ascontiguousarray(g, dtype=cp.float32), "g", w)
+    m, v, v_hat = _state(m, "m", w), _state(v, "v", w), _state(v_hat, "v_hat", w)
+    _K.adam_update(_p(w), _p(g), _p(m), _p(v), _p(v_hat), w.size, float(alpha), float(beta_1),
+                   float(beta_2), float(epsilon), _s())

@@ -2,6 +2,8 @@
 oracle on random shapes, determinism of the gather/reduction kernels, and models trained on
 cpu and cuda giving the same losses. Skipped when CuPy, fastconv._cuda or a GPU is missing.
 """
+import types
+
 import numpy as np
 import pytest
 
@@ -183,6 +185,36 @@ def test_tf32_is_off_unless_allowed():
     b = dev(np.ones((64, 64)))
     exact = host(fcuda.dense_forward(a, b, None))[0, 0]
     assert exact == np.float32(64 * (1 + 2.0 ** -12))
+
+
+@pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_fused_sgd_matches_the_optimizer(momentum, nesterov):
+    from fastconv import optimizers
+    rng = np.random.default_rng(1)
+    w0, grads = rng.standard_normal(1000).astype(np.float32), rng.standard_normal((3, 1000)).astype(np.float32)
+    var = types.SimpleNamespace(data=w0.copy(), name="w")
+    opt = optimizers.SGD(0.1, momentum=momentum, nesterov=nesterov)
+    w, vel = dev(w0), (dev(np.zeros(1000)) if momentum else None)
+    for g in grads:
+        opt.apply_gradients([(g, var)])
+        fcuda.sgd_update(w, dev(g), vel, 0.1, momentum, nesterov)
+    np.testing.assert_allclose(host(w), var.data, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_fused_adam_matches_the_optimizer(amsgrad):
+    from fastconv import optimizers
+    rng = np.random.default_rng(2)
+    w0, grads = rng.standard_normal(1000).astype(np.float32), rng.standard_normal((3, 1000)).astype(np.float32)
+    var = types.SimpleNamespace(data=w0.copy(), name="w")
+    opt = optimizers.Adam(0.01, amsgrad=amsgrad)
+    w, m, v = dev(w0), dev(np.zeros(1000)), dev(np.zeros(1000))
+    v_hat = dev(np.zeros(1000)) if amsgrad else None
+    for t, g in enumerate(grads, 1):
+        opt.apply_gradients([(g, var)])
+        alpha = 0.01 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        fcuda.adam_update(w, dev(g), m, v, alpha, 0.9, 0.999, 1e-7, v_hat)
+    np.testing.assert_allclose(host(w), var.data, rtol=1e-5, atol=1e-6)
 
 
 def _train_losses(backend, steps=4):
