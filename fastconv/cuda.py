@@ -47,6 +47,7 @@ def require():
         raise RuntimeError(f"the cuda backend needs a CUDA GPU, and none is usable: {e}") from None
     if ndev < 1:
         raise RuntimeError("the cuda backend needs a CUDA GPU, and none is visible")
+    kmod.set_device(cupy.cuda.runtime.getDevice())
     cp, _K = cupy, kmod
     _apply_tf32()
 
@@ -63,8 +64,12 @@ def is_available():
 def _apply_tf32():
     # CuPy caches its float32 GEMM compute type on first use (from CUPY_TF32); set it
     # explicitly so only allow_tf32() turns TF32 on.
-    from cupy._core import _routines_linalg as rl
-    rl.set_compute_type(cp.float32, rl.COMPUTE_TYPE_TF32 if _tf32 else rl.COMPUTE_TYPE_DEFAULT)
+    try:
+        from cupy._core import _routines_linalg as rl
+        rl.set_compute_type(cp.float32, rl.COMPUTE_TYPE_TF32 if _tf32 else rl.COMPUTE_TYPE_DEFAULT)
+    except (ImportError, AttributeError):  # private CuPy API moved: fall back to its env switch
+        import os
+        os.environ["CUPY_TF32"] = "1" if _tf32 else "0"
 
 
 def allow_tf32(flag=True):

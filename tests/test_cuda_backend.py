@@ -47,7 +47,7 @@ def test_missing_extension_is_named(fresh):
 
 def test_missing_gpu_is_named(fresh):
     fresh.setitem(sys.modules, "cupy", _fake_cupy(RuntimeError("cudaErrorNoDevice")))
-    fresh.setitem(sys.modules, "fastconv._cuda", types.SimpleNamespace(device_count=lambda: 1))
+    fresh.setitem(sys.modules, "fastconv._cuda", types.SimpleNamespace(device_count=lambda: 1, set_device=lambda d: None))
     _expect("needs a CUDA GPU.*cudaErrorNoDevice")
     fresh.setitem(sys.modules, "cupy", _fake_cupy(0))
     _expect("needs a CUDA GPU, and none is visible")

@@ -70,6 +70,12 @@ PYBIND11_MODULE(_cuda, m) {
   m.doc() = "fastconv CUDA kernels on raw device pointers (use fastconv.cuda, not this module).";
 
   m.def("device_count", &fc::device_count);
+  // This module links its own (static) CUDA runtime: point it at CuPy's current device.
+  m.def("set_device", [](int device) {
+    const cudaError_t err = cudaSetDevice(device);
+    if (err != cudaSuccess)
+      throw std::runtime_error(std::string("fastconv._cuda.set_device: ") + cudaGetErrorString(err));
+  });
   // Output shapes through the shared validation (ValueError on bad geometry), so Python can
   // allocate outputs without repeating the rules.
   m.def("conv_output_shape", [](Shape4 xs, Shape4 ws, Pair s, Shape4 p, Pair d, int64_t groups) {
