@@ -57,3 +57,18 @@ def test_to_host_passes_numpy_through():
     import numpy as np
     a = np.arange(3.0)
     assert fcuda.to_host(a) is a
+
+
+def test_cuda_module_implements_the_whole_kernel_interface():
+    # DESIGN.md "Kernel interface" (minus the _C-only thread/workspace knobs).
+    names = """conv2d_forward conv2d_backward_data conv2d_backward_weights dense_forward dense_backward
+        max_pool2d_forward max_pool2d_backward avg_pool2d_forward avg_pool2d_backward
+        global_avg_pool2d_forward global_avg_pool2d_backward batch_norm_forward_train
+        batch_norm_forward_inference batch_norm_backward bias_act_forward bias_act_backward
+        softmax_forward softmax_backward softmax_cross_entropy_forward softmax_cross_entropy_backward""".split()
+    from fastconv import reference
+    import inspect
+    for name in names:
+        assert callable(getattr(fcuda, name, None)), name
+        want = list(inspect.signature(getattr(reference, name)).parameters)
+        assert list(inspect.signature(getattr(fcuda, name)).parameters) == want, name

@@ -50,6 +50,27 @@ def _fake_kernels():
         if db is not None:
             put(db, dz.reshape(m, c).sum(0))
     k.bias_act_backward = bias_act_bwd
+
+    def bn_train(x, g, b, eps, y, mean, var, inv, m, c, st):
+        for out, val in zip((y, mean, var, inv), R.batch_norm_forward_train(x.reshape(m, c), g, b, eps)):
+            put(out, val)
+    k.batch_norm_forward_train = bn_train
+    k.batch_norm_forward_inference = lambda x, g, b, mu, var, eps, y, m, c, st: put(
+        y, R.batch_norm_forward_inference(x.reshape(m, c), g, b, mu, var, eps))
+
+    def bn_bwd(dy, x, g, mu, inv, dx, dg, db, m, c, st):
+        for out, val in zip((dx, dg, db), R.batch_norm_backward(dy.reshape(m, c), x.reshape(m, c), g, mu, inv)):
+            put(out, val)
+    k.batch_norm_backward = bn_bwd
+    k.softmax_forward = lambda x, y, n, c, st: put(y, R.softmax_forward(x))
+    k.softmax_backward = lambda dy, y, dx, n, c, st: put(dx, R.softmax_backward(dy, y))
+
+    def sce_fwd(logits, labels, loss, probs, n, c, st):
+        for out, val in zip((loss, probs), R.softmax_cross_entropy_forward(logits, labels)):
+            put(out, val)
+    k.softmax_cross_entropy_forward = sce_fwd
+    k.softmax_cross_entropy_backward = lambda probs, labels, dloss, dl, n, c, st: put(
+        dl, R.softmax_cross_entropy_backward(probs, labels, dloss))
     return k
 
 
@@ -60,6 +81,37 @@ def emulated(monkeypatch):
     monkeypatch.setattr(fcuda, "_p", lambda a: a)  # "pointers" are the arrays themselves
     monkeypatch.setattr(fcuda, "_s", lambda: 0)
     return monkeypatch
+
+
+def test_norm_and_softmax_wrappers_pass_arguments_in_kernel_order(emulated):
+    # The fakes are the oracle, so this checks the wrappers: shapes, (m, c) views, which
+    # buffer goes where, and the argument order of every _cuda call.
+    rng = np.random.default_rng(5)
+    x, dy = rng.standard_normal((2, 3, 3, 4)).astype(np.float32), rng.standard_normal((2, 3, 3, 4)).astype(np.float32)
+    g, b = rng.standard_normal(4).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    got = fcuda.batch_norm_forward_train(x, g, b, 1e-3)
+    want = R.batch_norm_forward_train(x, g, b, 1e-3)
+    assert got[0].shape == x.shape
+    for a, w in zip(got, want):
+        np.testing.assert_allclose(a, w, rtol=1e-6, atol=1e-6)
+    mean, var = want[1], want[2] + 1
+    np.testing.assert_allclose(fcuda.batch_norm_forward_inference(x, g, b, mean, var, 1e-3),
+                               R.batch_norm_forward_inference(x, g, b, mean, var, 1e-3), rtol=1e-6, atol=1e-6)
+    for a, w in zip(fcuda.batch_norm_backward(dy, x, g, want[1], want[3]), R.batch_norm_backward(dy, x, g, want[1], want[3])):
+        np.testing.assert_allclose(a, w, rtol=1e-6, atol=1e-6)
+    logits, labels = rng.standard_normal((6, 5)).astype(np.float32), rng.integers(0, 5, 6)
+    p = fcuda.softmax_forward(logits)
+    np.testing.assert_allclose(p, R.softmax_forward(logits), rtol=1e-6)
+    np.testing.assert_allclose(fcuda.softmax_backward(logits, p), R.softmax_backward(logits, p), rtol=1e-6, atol=1e-7)
+    loss, probs = fcuda.softmax_cross_entropy_forward(logits, labels)
+    want_loss, want_probs = R.softmax_cross_entropy_forward(logits, labels)
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-6)
+    np.testing.assert_allclose(probs, want_probs, rtol=1e-6)
+    dloss = rng.standard_normal(6).astype(np.float32)
+    np.testing.assert_allclose(fcuda.softmax_cross_entropy_backward(probs, labels, dloss),
+                               R.softmax_cross_entropy_backward(probs, labels, dloss), rtol=1e-6)
+    with pytest.raises(ValueError, match="gamma must have shape"):
+        fcuda.batch_norm_forward_train(x, g[:3], b, 1e-3)
 
 
 CONV_CASES = [
