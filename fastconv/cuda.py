@@ -7,6 +7,14 @@ from ``fastconv._cuda`` (csrc/cuda/); GEMMs run through cuBLAS via ``cupy.matmul
 im2col / col2im operands, in full float32 unless :func:`allow_tf32` is switched on.
 Every kernel launches on CuPy's current stream and never synchronises with the host.
 
+Usage (weights are created as NumPy arrays; move a built model once)::
+
+    import fastconv, fastconv.cuda
+    fastconv.set_backend("cuda")              # RuntimeError if CuPy, _cuda or a GPU is missing
+    model = fastconv.models.resnet18((32, 32, 3), 10)
+    fastconv.cuda.model_to_device(model)
+    x, y = fastconv.cuda.to_device(x_np), fastconv.cuda.to_device(y_np)
+
 This module imports without CuPy, without ``fastconv._cuda`` and without a GPU; the backend
 then reports which of the three is missing (:func:`require`).
 """
