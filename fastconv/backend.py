@@ -4,7 +4,7 @@ Three backends implement the same low-level kernel interface (DESIGN.md, "Kernel
 
 - ``"numpy"``: :mod:`fastconv.reference`, the NumPy oracle (float32 or float64).
 - ``"cpu"``: ``fastconv._C``, the native C++/OpenMP/OpenBLAS kernels (float32). The default.
-- ``"cuda"``: the CUDA kernels on CuPy arrays (issue 7; not built yet).
+- ``"cuda"``: the CUDA kernels on CuPy arrays (:mod:`fastconv.cuda`).
 
 >>> import fastconv
 >>> with fastconv.backend("numpy"):
@@ -70,10 +70,9 @@ def kernels_for(b):
     if b is Backend.CPU:
         from . import _C
         return _C
-    try:
-        return importlib.import_module("fastconv.cuda")
-    except ModuleNotFoundError as e:
-        raise RuntimeError(f"the cuda backend is not available: {e}") from None
+    mod = importlib.import_module("fastconv.cuda")
+    mod.require()  # RuntimeError naming what is missing: CuPy, fastconv._cuda or a GPU
+    return mod
 
 
 def kernels():

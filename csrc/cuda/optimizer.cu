@@ -1,0 +1,63 @@
+// Fused optimizer updates (Keras formulas, as fastconv/optimizers/): one pass over the
+// parameter, gradient and state per step instead of one CuPy kernel per arithmetic op.
+#include <math.h>
+
+#include "cuda/kernels_cuda.h"
+#include "cuda/launch.cuh"
+
+namespace fastconv::cuda {
+
+namespace {
+
+template <class F>
+__global__ void for_each_kernel(int64_t n, F f) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    f(i);
+}
+
+template <class F>
+void launch_each(int64_t n, F f, cudaStream_t s, const char* what) {
+  if (n <= 0) return;
+  for_each_kernel<<<detail::grid_for(n), detail::kThreads, 0, s>>>(n, f);
+  detail::check_launch(what);
+}
+
+}  // namespace
+
+void sgd_update(int64_t n, float* w, const float* g, float* velocity, float lr, float momentum,
+                bool nesterov, cudaStream_t s) {
+  if (!velocity) {
+    launch_each(n, [=] __device__(int64_t i) { w[i] -= lr * g[i]; }, s, "sgd_update");
+    return;
+  }
+  launch_each(
+      n,
+      [=] __device__(int64_t i) {
+        const float v = velocity[i] * momentum - lr * g[i];
+        velocity[i] = v;
+        w[i] += nesterov ? momentum * v - lr * g[i] : v;
+      },
+      s, "sgd_update");
+}
+
+void adam_update(int64_t n, float* w, const float* g, float* m, float* v, float* v_hat,
+                 float alpha, float beta_1, float beta_2, float eps, cudaStream_t s) {
+  launch_each(
+      n,
+      [=] __device__(int64_t i) {
+        const float gi = g[i];
+        const float mi = m[i] + (gi - m[i]) * (1.f - beta_1);
+        float vi = v[i] + (gi * gi - v[i]) * (1.f - beta_2);
+        m[i] = mi;
+        v[i] = vi;
+        if (v_hat) {
+          vi = fmaxf(v_hat[i], vi);
+          v_hat[i] = vi;
+        }
+        w[i] -= alpha * mi / (sqrtf(vi) + eps);
+      },
+      s, "adam_update");
+}
+
+}  // namespace fastconv::cuda
