@@ -105,7 +105,13 @@ def memory_child(framework, model, batch, threads):
         step = models.tf_step(peers["tensorflow"], model, batch, spec[2], spec[3])
     step()
     step()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    # VmHWM is this process's own peak; ru_maxrss can report the parent's after fork/exec.
+    try:
+        with open("/proc/self/status") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(kib / 1024.0)
 
 
 def main(argv=None):
