@@ -7,6 +7,7 @@
 // dtypes/shapes, allocate outputs and release the GIL around these calls.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "common/geometry.h"
 
@@ -37,6 +38,15 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
 // dw (and db if non-null) fully overwritten.
 void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db);
+
+// ---- conv algorithm choice (winograd.cpp) ----
+// Global setting: "auto" (default: Winograd where eligible and measured to win), "im2col"
+// (never Winograd), "winograd" (wherever eligible). Other names: std::invalid_argument.
+enum class ConvPass { Forward, BackwardData, BackwardWeights };
+void set_conv_algorithm(const std::string& name);
+std::string get_conv_algorithm();
+// What the given pass of this conv runs with now: "winograd", "im2col" or "depthwise".
+std::string conv_algorithm(const ConvGeometry& g, ConvPass pass);
 
 // ---- dense (dense.cpp): x (n, k), w (k, m), y (n, m) ----
 void dense_forward(int64_t n, int64_t k, int64_t m, const float* x, const float* w,

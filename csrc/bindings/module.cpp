@@ -6,6 +6,7 @@ namespace py = pybind11;
 
 namespace fastconv::bind {
 void bind_threads(py::module_& m);
+void bind_algorithm(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_dense(py::module_& m);
 void bind_pool(py::module_& m);
@@ -19,6 +20,7 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "fastconv native CPU kernels (NHWC float32, HWIO weights). See fastconv.functional.";
   using namespace fastconv::bind;
   bind_threads(m);
+  bind_algorithm(m);
   bind_conv(m);
   bind_dense(m);
   bind_pool(m);

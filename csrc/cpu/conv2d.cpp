@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "cpu/im2col.h"
+#include "cpu/winograd.h"
 #include "kernels.h"
 
 #include <cblas.h>
@@ -92,6 +93,10 @@ std::unique_ptr<float[]> workspace(int64_t floats) { return std::unique_ptr<floa
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                     float* y) {
   if (g.is_depthwise()) return detail::depthwise_forward(g, x, w, b, y);
+  if (detail::use_winograd(g, ConvPass::Forward)) {
+    SerialBlas serial;
+    return detail::winograd_forward(g, x, w, b, y);
+  }
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
@@ -118,6 +123,10 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
 
 void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   if (g.is_depthwise()) return detail::depthwise_backward_data(g, dy, w, dx);
+  if (detail::use_winograd(g, ConvPass::BackwardData)) {
+    SerialBlas serial;
+    return detail::winograd_backward_data(g, dy, w, dx);
+  }
   const Plan p = make_plan(g);
   if (g.is_pointwise()) {  // dcol is dx itself: chunks write disjoint rows, nothing to scatter.
     SerialBlas serial;
@@ -157,6 +166,10 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
 void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db) {
   if (g.is_depthwise()) return detail::depthwise_backward_weights(g, dy, x, dw, db);
+  if (detail::use_winograd(g, ConvPass::BackwardWeights)) {
+    SerialBlas serial;
+    return detail::winograd_backward_weights(g, dy, x, dw, db);
+  }
   const int64_t positions = g.n * g.oh * g.ow;
   if (db) detail::column_sums(positions, g.oc, dy, db);
   const Plan p = make_plan(g);

@@ -1,0 +1,521 @@
+// Winograd convolution F(m x m, 3 x 3) (Lavin & Gray, "Fast Algorithms for Convolutional
+// Neural Networks", 2015) for NHWC activations and HWIO weights.
+//
+// One output tile of m x m cells needs an alpha x alpha input tile (alpha = m + 2):
+//     y_tile = A^T [ U (.) V ] A,   U = G g G^T (filter),   V = B^T d B (input)
+// where (.) is elementwise over the alpha^2 positions and, with channels, becomes one GEMM per
+// position: M_p (tiles x Cout) = V_p (tiles x Cin) @ U_p (Cin x Cout). That trades the 9
+// multiply-adds per output cell of direct convolution for alpha^2/m^2 (2.25 for m = 4, 4 for
+// m = 2) in the GEMMs, plus transforms linear in the channel counts.
+//
+// NHWC makes every tile cell a contiguous channel vector, so each transform is a small
+// constexpr matrix applied to whole vectors: the unrolled sums over the matrix entries sit
+// outside a `#pragma omp simd` loop over channels, and entries that are 0 or +-1 cost nothing
+// or a sign (folded at compile time, see combine_row).
+//
+// Work is cut into blocks of tb consecutive tiles (tiles numbered (n, tile row, tile col)).
+// Per block, one thread transforms the inputs into V [alpha^2][tb][Cin], runs alpha^2 serial
+// GEMMs into M [alpha^2][tb][Cout] and transforms M straight into y; tb is chosen so V and M
+// stay in L2 between those steps (the same reason im2col chunks are ~1 MiB, conv2d.cpp).
+//
+// Backward data is the forward kernel on dy with the flipped, Cin/Cout-swapped filter and
+// pads 2 - pad. Backward weights follows from the forward formula by the chain rule:
+//     dg = G^T [ sum over tiles of V (.) (A dy_tile A^T) ] G
+// where the sum over tiles, per position p, is the GEMM dU_p (Cin x Cout) += V_p^T @ Y_p.
+#include "cpu/winograd.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <memory>
+#include <stdexcept>
+#include <utility>
+
+#include "cpu/im2col.h"
+#include "kernels.h"
+
+namespace fastconv::cpu {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// Transform matrices. A matrix type has R rows, K columns and a constexpr at(r, k), so every
+// coefficient is known where it is used.
+
+template <int Rows, int Cols>
+struct Matrix {
+  static constexpr int R = Rows, K = Cols;
+};
+
+// F(4x4, 3x3), interpolation points 0, +-1, +-2, infinity.
+struct BT4 : Matrix<6, 6> {
+  static constexpr float v[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0},
+                                    {0, 4, -4, -1, 1, 0}, {0, -2, -1, 2, 1, 0},
+                                    {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  static constexpr float at(int r, int k) { return v[r][k]; }
+};
+struct G4 : Matrix<6, 3> {
+  static constexpr float v[6][3] = {{1.f / 4, 0, 0},
+                                    {-1.f / 6, -1.f / 6, -1.f / 6},
+                                    {-1.f / 6, 1.f / 6, -1.f / 6},
+                                    {1.f / 24, 1.f / 12, 1.f / 6},
+                                    {1.f / 24, -1.f / 12, 1.f / 6},
+                                    {0, 0, 1}};
+  static constexpr float at(int r, int k) { return v[r][k]; }
+};
+struct AT4 : Matrix<4, 6> {
+  static constexpr float v[4][6] = {
+      {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+  static constexpr float at(int r, int k) { return v[r][k]; }
+};
+
+// F(2x2, 3x3), points 0, +-1, infinity.
+struct BT2 : Matrix<4, 4> {
+  static constexpr float v[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+  static constexpr float at(int r, int k) { return v[r][k]; }
+};
+struct G2 : Matrix<4, 3> {
+  static constexpr float v[4][3] = {{1, 0, 0}, {.5f, .5f, .5f}, {.5f, -.5f, .5f}, {0, 0, 1}};
+  static constexpr float at(int r, int k) { return v[r][k]; }
+};
+struct AT2 : Matrix<2, 4> {
+  static constexpr float v[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+  static constexpr float at(int r, int k) { return v[r][k]; }
+};
+
+template <class Mat>
+struct Transposed : Matrix<Mat::K, Mat::R> {
+  static constexpr float at(int r, int k) { return Mat::at(k, r); }
+};
+
+template <int M>
+struct Wino;
+template <>
+struct Wino<4> {
+  using BT = BT4;
+  using G = G4;
+  using AT = AT4;
+};
+template <>
+struct Wino<2> {
+  using BT = BT2;
+  using G = G2;
+  using AT = AT2;
+};
+
+// ---------------------------------------------------------------------------------------
+// Applying a matrix to grids of channel vectors.
+
+// Channels handled per transform call: the alpha x alpha x kChunk temporary (9 KiB for
+// alpha = 6) stays in L1 between the column and the row pass.
+constexpr int64_t kChunk = 64;
+// Stands in for padded and out-of-range cells: they read as zero.
+alignas(64) const float kZeros[kChunk] = {};
+
+// One coefficient times v. A zero entry returns -0.f, and x + (-0.f) == x exactly for every
+// x, so the compiler drops the term (x + 0.f is not foldable: -0 + 0 = +0).
+template <class Mat, int r, int k>
+inline float term(float v) {
+  constexpr float c = Mat::at(r, k);
+  if constexpr (c == 0.f)
+    return -0.f;
+  else
+    return c * v;  // c = +-1 folds to v / -v
+}
+
+// dst[c] = (add ? add[c] : 0) + sum_k Mat(r, k) * src[k][c] for c < nc.
+template <class Mat, int r, int... k>
+inline void combine_row(const float* const* src, float* __restrict dst, const float* add,
+                        int64_t nc, std::integer_sequence<int, k...>) {
+  const float* s[] = {src[k]...};
+  if (add) {
+#pragma omp simd
+    for (int64_t c = 0; c < nc; ++c) dst[c] = add[c] + (-0.f + ... + term<Mat, r, k>(s[k][c]));
+  } else {
+#pragma omp simd
+    for (int64_t c = 0; c < nc; ++c) dst[c] = (-0.f + ... + term<Mat, r, k>(s[k][c]));
+  }
+}
+
+// dst[r] = Mat(r, :) . src for every row r: the matrix times a K-vector of channel vectors.
+template <class Mat, int... r>
+inline void combine_rows(const float* const* src, float* const* dst, const float* add,
+                         int64_t nc, std::integer_sequence<int, r...>) {
+  (combine_row<Mat, r>(src, dst[r], add, nc, std::make_integer_sequence<int, Mat::K>{}), ...);
+}
+
+// out = Mat . in . Mat^T over a K x K grid of channel vectors (in[i*K + j]), giving an R x R
+// grid (out[i*R + j]), nc <= kChunk channels each; add (if non-null) is added to every output.
+template <class Mat>
+void transform2d(const float* const* in, float* const* out, const float* add, int64_t nc) {
+  constexpr int R = Mat::R, K = Mat::K;
+  constexpr auto rows = std::make_integer_sequence<int, R>{};
+  alignas(64) float tmp[R * K * kChunk];
+  const float* src[K];
+  float* dst[R];
+  for (int j = 0; j < K; ++j) {  // columns: tmp[i][j] = sum_k Mat(i, k) in[k][j]
+    for (int k = 0; k < K; ++k) src[k] = in[k * K + j];
+    for (int i = 0; i < R; ++i) dst[i] = tmp + (i * K + j) * kChunk;
+    combine_rows<Mat>(src, dst, nullptr, nc, rows);
+  }
+  for (int i = 0; i < R; ++i) {  // rows: out[i][j] = sum_k tmp[i][k] Mat(j, k)
+    for (int k = 0; k < K; ++k) src[k] = tmp + (i * K + k) * kChunk;
+    combine_rows<Mat>(src, out + i * R, add, nc, rows);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Problems, tiles and plans.
+
+// A stride-1 3x3 correlation of x (n, h, w, cin), top/left pads pt/pl, into (n, oh, ow, cout).
+// Cells outside x read as zero. Backward data is the same problem on dy.
+struct Problem {
+  int64_t n, h, w, cin, cout, pt, pl, oh, ow;
+};
+
+Problem forward_problem(const ConvGeometry& g) {
+  return {g.n, g.h, g.w, g.c, g.oc, g.win.pt, g.win.pl, g.oh, g.ow};
+}
+
+// dx[iy] = sum_ky dy[iy + pt - ky] w[ky] = correlation of dy, padded by 2 - pt on top, with
+// the flipped filter; the bottom pad 2 - pb then gives exactly H rows (same for columns).
+Problem backward_data_problem(const ConvGeometry& g) {
+  return {g.n, g.oh, g.ow, g.oc, g.c, 2 - g.win.pt, 2 - g.win.pl, g.h, g.w};
+}
+
+template <int M>
+struct Grid {
+  int64_t th, tw, tiles;
+  explicit Grid(const Problem& p)
+      : th((p.oh + M - 1) / M), tw((p.ow + M - 1) / M), tiles(p.n * th * tw) {}
+  // Image and top-left output cell of tile t.
+  void locate(int64_t t, int64_t& n, int64_t& oy, int64_t& ox) const {
+    n = t / (th * tw);
+    const int64_t r = t % (th * tw);
+    oy = r / tw * M;
+    ox = r % tw * M;
+  }
+};
+
+// Per-thread block working sets: V and M (forward), V and Y (backward weights). For the
+// forward, 1 MiB keeps them in L2. Backward weights accumulates rank-tb updates into a
+// per-thread dU that is alpha^2*Cin*Cout floats (9 MiB at 256 channels, so not in cache):
+// larger blocks mean fewer passes over it.
+constexpr int64_t kForwardBlockBytes = 1 << 20;
+constexpr int64_t kWeightsBlockBytes = 4 << 20;
+
+struct Plan {
+  int m, alpha, threads;
+  int64_t tiles, tb, nblocks;
+  int64_t bytes;  // whole workspace of the pass
+};
+
+// Output tile size. F(4x4) needs half the GEMM work of F(2x2) (2.25 vs 4 multiply-adds per
+// output per channel pair) at a somewhat larger error; measured faster on every benchmark
+// layer (benchmarks/bench_winograd.py).
+int tile_size(const ConvGeometry&) { return 4; }
+
+Plan make_plan(const Problem& p, int m, ConvPass pass) {
+  Plan pl;
+  pl.m = m;
+  pl.alpha = m + 2;
+  const int64_t aa = (int64_t)pl.alpha * pl.alpha, L = p.cin * p.cout;
+  const int64_t threads = std::max(1, get_num_threads());
+  pl.tiles = p.n * ((p.oh + m - 1) / m) * ((p.ow + m - 1) / m);
+  const int64_t tile_bytes = aa * (p.cin + p.cout) * (int64_t)sizeof(float);
+  const int64_t target =
+      pass == ConvPass::BackwardWeights ? kWeightsBlockBytes : kForwardBlockBytes;
+  pl.tb = std::max<int64_t>(1, std::min(target, get_workspace_limit() / threads) / tile_bytes);
+  pl.tb = std::max<int64_t>(1, std::min(pl.tb, (pl.tiles + threads - 1) / threads));
+  pl.nblocks = (pl.tiles + pl.tb - 1) / pl.tb;
+  pl.threads = (int)std::max<int64_t>(1, std::min(threads, pl.nblocks));
+  const int64_t fixed = pass == ConvPass::BackwardWeights
+                            ? pl.threads * aa * L                        // per-thread dU
+                            : aa * L + (pass == ConvPass::BackwardData ? 9 * L : 0);  // U (+ w')
+  pl.bytes = fixed * (int64_t)sizeof(float) + pl.threads * pl.tb * tile_bytes;
+  return pl;
+}
+
+bool plan_fits(const Problem& p, const Plan& pl) {
+  return pl.bytes <= get_workspace_limit() && p.cin <= INT_MAX && p.cout <= INT_MAX;
+}
+
+Problem problem_for(const ConvGeometry& g, ConvPass pass) {
+  return pass == ConvPass::BackwardData ? backward_data_problem(g) : forward_problem(g);
+}
+
+std::unique_ptr<float[]> buffer(int64_t floats) {
+  return std::unique_ptr<float[]>(new float[std::max<int64_t>(floats, 1)]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Tile transforms. Each covers all channels of one tile, kChunk at a time.
+
+// V_p[tile] = (B^T d B)_p for p < alpha^2, written to v + p*vstride (+ channel).
+template <int M>
+void input_tile(const Problem& p, const Grid<M>& grid, const float* x, int64_t t, float* v,
+                int64_t vstride) {
+  constexpr int A = M + 2;
+  int64_t n, oy, ox;
+  grid.locate(t, n, oy, ox);
+  const float* cell[A * A];
+  for (int i = 0; i < A; ++i)
+    for (int j = 0; j < A; ++j) {
+      const int64_t iy = oy - p.pt + i, ix = ox - p.pl + j;
+      const bool inside = iy >= 0 && iy < p.h && ix >= 0 && ix < p.w;
+      cell[i * A + j] = inside ? x + ((n * p.h + iy) * p.w + ix) * p.cin : nullptr;
+    }
+  const float* in[A * A];
+  float* out[A * A];
+  for (int64_t c0 = 0; c0 < p.cin; c0 += kChunk) {
+    for (int q = 0; q < A * A; ++q) {
+      in[q] = cell[q] ? cell[q] + c0 : kZeros;
+      out[q] = v + q * vstride + c0;
+    }
+    transform2d<typename Wino<M>::BT>(in, out, nullptr, std::min(kChunk, p.cin - c0));
+  }
+}
+
+// y_tile = A^T M A + b, for the cells of the tile inside y (the rest go to a scratch vector).
+template <int M>
+void output_tile(const Problem& p, const Grid<M>& grid, const float* mt, int64_t mstride,
+                 const float* b, int64_t t, float* y) {
+  constexpr int A = M + 2;
+  alignas(64) float scratch[kChunk];
+  int64_t n, oy, ox;
+  grid.locate(t, n, oy, ox);
+  float* cell[M * M];
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < M; ++j) {
+      const bool inside = oy + i < p.oh && ox + j < p.ow;
+      cell[i * M + j] = inside ? y + ((n * p.oh + oy + i) * p.ow + ox + j) * p.cout : nullptr;
+    }
+  const float* in[A * A];
+  float* out[M * M];
+  for (int64_t c0 = 0; c0 < p.cout; c0 += kChunk) {
+    for (int q = 0; q < A * A; ++q) in[q] = mt + q * mstride + c0;
+    for (int q = 0; q < M * M; ++q) out[q] = cell[q] ? cell[q] + c0 : scratch;
+    transform2d<typename Wino<M>::AT>(in, out, b ? b + c0 : nullptr, std::min(kChunk, p.cout - c0));
+  }
+}
+
+// Y_p[tile] = (A dy_tile A^T)_p; dy cells outside the output (clipped tiles) read as zero.
+template <int M>
+void output_grad_tile(const Problem& p, const Grid<M>& grid, const float* dy, int64_t t,
+                      float* yt, int64_t ystride) {
+  constexpr int A = M + 2;
+  int64_t n, oy, ox;
+  grid.locate(t, n, oy, ox);
+  const float* cell[M * M];
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < M; ++j) {
+      const bool inside = oy + i < p.oh && ox + j < p.ow;
+      cell[i * M + j] = inside ? dy + ((n * p.oh + oy + i) * p.ow + ox + j) * p.cout : nullptr;
+    }
+  const float* in[M * M];
+  float* out[A * A];
+  for (int64_t c0 = 0; c0 < p.cout; c0 += kChunk) {
+    for (int q = 0; q < M * M; ++q) in[q] = cell[q] ? cell[q] + c0 : kZeros;
+    for (int q = 0; q < A * A; ++q) out[q] = yt + q * ystride + c0;
+    transform2d<Transposed<typename Wino<M>::AT>>(in, out, nullptr, std::min(kChunk, p.cout - c0));
+  }
+}
+
+// U_p = (G g G^T)_p for every (ci, co): the 3x3 HWIO filter seen as 9 vectors of L = Cin*Cout
+// values, transformed kChunk values at a time. U is [alpha^2][Cin][Cout].
+template <int M>
+void filter_transform(const float* w, int64_t L, float* u, int threads) {
+  constexpr int A = M + 2;
+  const int64_t chunks = (L + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t l0 = c * kChunk;
+    const float* in[9];
+    float* out[A * A];
+    for (int q = 0; q < 9; ++q) in[q] = w + q * L + l0;
+    for (int q = 0; q < A * A; ++q) out[q] = u + q * L + l0;
+    transform2d<typename Wino<M>::G>(in, out, nullptr, std::min(kChunk, L - l0));
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Passes.
+
+template <int M>
+void run_forward(const Problem& p, const Plan& pl, const float* x, const float* u,
+                 const float* b, float* y) {
+  constexpr int AA = (M + 2) * (M + 2);
+  const Grid<M> grid(p);
+  const int64_t vstride = pl.tb * p.cin, mstride = pl.tb * p.cout;
+  const int64_t per_thread = AA * (vstride + mstride);
+  auto ws = buffer(pl.threads * per_thread);
+#pragma omp parallel num_threads(pl.threads)
+  {
+    float* v = ws.get() + omp_get_thread_num() * per_thread;
+    float* mt = v + AA * vstride;
+#pragma omp for schedule(dynamic)
+    for (int64_t blk = 0; blk < pl.nblocks; ++blk) {
+      const int64_t t0 = blk * pl.tb, cnt = std::min(pl.tb, grid.tiles - t0);
+      for (int64_t j = 0; j < cnt; ++j) input_tile<M>(p, grid, x, t0 + j, v + j * p.cin, vstride);
+      for (int q = 0; q < AA; ++q)
+        sgemm(false, false, cnt, p.cout, p.cin, 1.f, v + q * vstride, p.cin,
+              u + q * p.cin * p.cout, p.cout, 0.f, mt + q * mstride, p.cout);
+      for (int64_t j = 0; j < cnt; ++j) output_tile<M>(p, grid, mt + j * p.cout, mstride, b, t0 + j, y);
+    }
+  }
+}
+
+template <int M>
+void forward_impl(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                  float* y) {
+  const Problem p = forward_problem(g);
+  const Plan pl = make_plan(p, M, ConvPass::Forward);
+  auto u = buffer((M + 2) * (M + 2) * p.cin * p.cout);
+  filter_transform<M>(w, p.cin * p.cout, u.get(), pl.threads);
+  run_forward<M>(p, pl, x, u.get(), b, y);
+}
+
+template <int M>
+void backward_data_impl(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  const Problem p = backward_data_problem(g);  // cin = Cout of the conv, cout = its Cin
+  const Plan pl = make_plan(p, M, ConvPass::BackwardData);
+  const int64_t L = p.cin * p.cout;
+  // w'[ky][kx][co][ci] = w[2-ky][2-kx][ci][co]: flipped in space, channels swapped.
+  auto wf = buffer(9 * L);
+#pragma omp parallel for schedule(static) num_threads(pl.threads)
+  for (int64_t q = 0; q < 9; ++q) {
+    const float* src = w + (8 - q) * L;  // (2-ky)*3 + (2-kx) == 8 - (ky*3 + kx)
+    float* dst = wf.get() + q * L;
+    for (int64_t ci = 0; ci < p.cout; ++ci)
+      for (int64_t co = 0; co < p.cin; ++co) dst[co * p.cout + ci] = src[ci * p.cin + co];
+  }
+  auto u = buffer((M + 2) * (M + 2) * L);
+  filter_transform<M>(wf.get(), L, u.get(), pl.threads);
+  run_forward<M>(p, pl, dy, u.get(), nullptr, dx);
+}
+
+template <int M>
+void backward_weights_impl(const ConvGeometry& g, const float* dy, const float* x, float* dw) {
+  constexpr int A = M + 2, AA = A * A;
+  const Problem p = forward_problem(g);
+  const Plan pl = make_plan(p, M, ConvPass::BackwardWeights);
+  const Grid<M> grid(p);
+  const int64_t L = p.cin * p.cout;
+  const int64_t vstride = pl.tb * p.cin, ystride = pl.tb * p.cout;
+  const int64_t per_thread = AA * (L + vstride + ystride);
+  auto ws = buffer(pl.threads * per_thread);
+  // Thread t owns blocks t, t+T, ... (static schedule) and its own dU; its first block
+  // overwrites (beta = 0). Every thread has a block: make_plan keeps threads <= blocks.
+#pragma omp parallel num_threads(pl.threads)
+  {
+    float* du = ws.get() + omp_get_thread_num() * per_thread;
+    float* v = du + AA * L;
+    float* yt = v + AA * vstride;
+#pragma omp for schedule(static, 1)
+    for (int64_t blk = 0; blk < pl.nblocks; ++blk) {
+      const int64_t t0 = blk * pl.tb, cnt = std::min(pl.tb, grid.tiles - t0);
+      for (int64_t j = 0; j < cnt; ++j) {
+        input_tile<M>(p, grid, x, t0 + j, v + j * p.cin, vstride);
+        output_grad_tile<M>(p, grid, dy, t0 + j, yt + j * p.cout, ystride);
+      }
+      const float beta = blk < pl.threads ? 0.f : 1.f;
+      for (int q = 0; q < AA; ++q)
+        sgemm(true, false, p.cin, p.cout, cnt, 1.f, v + q * vstride, p.cin, yt + q * ystride,
+              p.cout, beta, du + q * L, p.cout);
+    }
+  }
+  // Partials added in thread order (deterministic), then dg = G^T dU G, kChunk values of
+  // (ci, co) at a time; the chunks are independent, so they run in parallel.
+  const int64_t chunks = (L + kChunk - 1) / kChunk;
+  float* du0 = ws.get();
+#pragma omp parallel for schedule(static) num_threads(pl.threads)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t l0 = c * kChunk, nc = std::min(kChunk, L - l0);
+    const float* in[AA];
+    float* out[9];
+    for (int q = 0; q < AA; ++q) {
+      float* acc = du0 + q * L + l0;
+      for (int t = 1; t < pl.threads; ++t) {
+        const float* part = ws.get() + t * per_thread + q * L + l0;
+#pragma omp simd
+        for (int64_t i = 0; i < nc; ++i) acc[i] += part[i];
+      }
+      in[q] = acc;
+    }
+    for (int q = 0; q < 9; ++q) out[q] = dw + q * L + l0;
+    transform2d<Transposed<typename Wino<M>::G>>(in, out, nullptr, nc);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Algorithm choice.
+
+enum class Algo { Auto, Im2col, Winograd };
+std::atomic<int> g_algo{(int)Algo::Auto};
+constexpr const char* kAlgoNames[] = {"auto", "im2col", "winograd"};
+
+// "auto": Winograd only where it was measured to beat im2col (see the comment in the body).
+bool winograd_pays(const ConvGeometry& g, ConvPass pass) {
+  (void)pass;
+  return std::min(g.c, g.oc) >= 32;
+}
+
+}  // namespace
+
+namespace detail {
+
+bool winograd_eligible(const ConvGeometry& g) {
+  const Window2d& w = g.win;
+  const auto pad_ok = [](int64_t v) { return v >= 0 && v <= 2; };
+  return g.n > 0 && g.groups == 1 && w.kh == 3 && w.kw == 3 && w.sh == 1 && w.sw == 1 &&
+         w.dh == 1 && w.dw == 1 && pad_ok(w.pt) && pad_ok(w.pb) && pad_ok(w.pl) && pad_ok(w.pr);
+}
+
+bool use_winograd(const ConvGeometry& g, ConvPass pass) {
+  const Algo algo = (Algo)g_algo.load();
+  if (algo == Algo::Im2col || !winograd_eligible(g)) return false;
+  const Problem p = problem_for(g, pass);
+  if (!plan_fits(p, make_plan(p, tile_size(g), pass))) return false;
+  return algo == Algo::Winograd || winograd_pays(g, pass);
+}
+
+void winograd_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                      float* y) {
+  if (tile_size(g) == 4) forward_impl<4>(g, x, w, b, y);
+  else forward_impl<2>(g, x, w, b, y);
+}
+
+void winograd_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  if (tile_size(g) == 4) backward_data_impl<4>(g, dy, w, dx);
+  else backward_data_impl<2>(g, dy, w, dx);
+}
+
+void winograd_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                               float* db) {
+  if (db) column_sums(g.n * g.oh * g.ow, g.oc, dy, db);
+  if (tile_size(g) == 4) backward_weights_impl<4>(g, dy, x, dw);
+  else backward_weights_impl<2>(g, dy, x, dw);
+}
+
+}  // namespace detail
+
+void set_conv_algorithm(const std::string& name) {
+  for (int i = 0; i < 3; ++i)
+    if (name == kAlgoNames[i]) {
+      g_algo = i;
+      return;
+    }
+  throw std::invalid_argument("set_conv_algorithm: name must be one of 'auto', 'im2col', "
+                              "'winograd', got '" + name + "'");
+}
+
+std::string get_conv_algorithm() { return kAlgoNames[g_algo.load()]; }
+
+std::string conv_algorithm(const ConvGeometry& g, ConvPass pass) {
+  if (g.is_depthwise()) return "depthwise";
+  return detail::use_winograd(g, pass) ? "winograd" : "im2col";
+}
+
+}  // namespace fastconv::cpu

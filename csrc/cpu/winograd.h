@@ -1,0 +1,31 @@
+// Winograd convolution F(m x m, 3 x 3) (winograd.cpp), internal to the CPU kernels.
+//
+// conv2d.cpp asks use_winograd() at the top of each pass and, when it says yes, hands the
+// whole pass to the matching winograd_* function; the public query and the global setting
+// (conv_algorithm, set_conv_algorithm in kernels.h) are built on the same decision.
+#pragma once
+#include <cstdint>
+
+#include "common/geometry.h"
+#include "kernels.h"
+
+namespace fastconv::cpu::detail {
+
+// Geometry Winograd can compute at all: 3x3, stride 1, dilation 1, groups 1, pads in [0, 2],
+// a non-empty batch.
+bool winograd_eligible(const ConvGeometry& g);
+
+// True when this pass runs as Winograd under the current algorithm setting, thread count
+// and workspace limit (the same answer conv_algorithm() gives).
+bool use_winograd(const ConvGeometry& g, ConvPass pass);
+
+// The passes, on geometry for which use_winograd() said yes. Same contracts as the
+// conv2d_* kernels in kernels.h (outputs fully overwritten). They call the serial sgemm from
+// inside OpenMP regions, so the caller keeps OpenBLAS on one thread meanwhile.
+void winograd_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                      float* y);
+void winograd_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx);
+void winograd_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                               float* db);
+
+}  // namespace fastconv::cpu::detail
