@@ -203,8 +203,10 @@ struct Grid {
 // forward, 1 MiB keeps them in L2. Backward weights accumulates rank-tb updates into a
 // per-thread dU that is alpha^2*Cin*Cout floats (9 MiB at 256 channels, so not in cache):
 // larger blocks mean fewer passes over it.
-constexpr int64_t kForwardBlockBytes = 1 << 20;
-constexpr int64_t kWeightsBlockBytes = 4 << 20;
+#include <cstdlib>
+static int64_t envi(const char* n, int64_t d) { const char* v = std::getenv(n); return v ? std::atoll(v) : d; }
+static const int64_t kForwardBlockBytes = envi("FC_FB", 1 << 20);
+static const int64_t kWeightsBlockBytes = envi("FC_WB", 4 << 20);
 
 struct Plan {
   int m, alpha, threads;
@@ -215,26 +217,55 @@ struct Plan {
 // Output tile size. F(4x4) needs half the GEMM work of F(2x2) (2.25 vs 4 multiply-adds per
 // output per channel pair) at a somewhat larger error; measured faster on every benchmark
 // layer (benchmarks/bench_winograd.py).
-int tile_size(const ConvGeometry&) { return 4; }
+int tile_size(const ConvGeometry&) { static int t = (int)envi("FC_WT", 4); return t; }
+
+// Distance between the alpha^2 position slices of V, M, Y, U and dU. A tile's transform
+// touches all alpha^2 slices at once; if their distance were a multiple of 4 KiB (tb*Cin
+// floats often is) the streams would all map to the same cache sets and evict each other.
+// One cache line of skew separates them.
+int64_t position_stride(int64_t floats) { return floats + 16; }
+
+// Floats of V and M (forward) or V and Y (backward weights) for one thread.
+int64_t block_floats(const Problem& p, const Plan& pl) {
+  const int64_t aa = (int64_t)pl.alpha * pl.alpha;
+  return aa * (position_stride(pl.tb * p.cin) + position_stride(pl.tb * p.cout));
+}
+
+// Floats of U (or one dU partial).
+int64_t filter_floats(const Problem& p, const Plan& pl) {
+  return (int64_t)pl.alpha * pl.alpha * position_stride(p.cin * p.cout);
+}
+
+// Whole workspace of a pass: U (+ the flipped filter for backward data) and each thread's
+// blocks; for backward weights, each thread's dU partial and blocks.
+int64_t workspace_floats(const Problem& p, const Plan& pl, ConvPass pass) {
+  if (pass == ConvPass::BackwardWeights)
+    return pl.threads * (filter_floats(p, pl) + block_floats(p, pl));
+  return filter_floats(p, pl) + (pass == ConvPass::BackwardData ? 9 * p.cin * p.cout : 0) +
+         pl.threads * block_floats(p, pl);
+}
 
 Plan make_plan(const Problem& p, int m, ConvPass pass) {
   Plan pl;
   pl.m = m;
   pl.alpha = m + 2;
-  const int64_t aa = (int64_t)pl.alpha * pl.alpha, L = p.cin * p.cout;
+  const int64_t aa = (int64_t)pl.alpha * pl.alpha;
   const int64_t threads = std::max(1, get_num_threads());
   pl.tiles = p.n * ((p.oh + m - 1) / m) * ((p.ow + m - 1) / m);
   const int64_t tile_bytes = aa * (p.cin + p.cout) * (int64_t)sizeof(float);
   const int64_t target =
       pass == ConvPass::BackwardWeights ? kWeightsBlockBytes : kForwardBlockBytes;
   pl.tb = std::max<int64_t>(1, std::min(target, get_workspace_limit() / threads) / tile_bytes);
+  { static int64_t ftb = envi("FC_TB", 0), wtb = envi("FC_WTB", 0);
+    int64_t o = pass == ConvPass::BackwardWeights ? wtb : ftb; if (o) pl.tb = o; }
   pl.tb = std::max<int64_t>(1, std::min(pl.tb, (pl.tiles + threads - 1) / threads));
+  // Whole rounds of blocks: every thread gets the same number of (equal) blocks.
+  pl.nblocks = (pl.tiles + pl.tb - 1) / pl.tb;
+  pl.nblocks = (pl.nblocks + threads - 1) / threads * threads;
+  pl.tb = (pl.tiles + pl.nblocks - 1) / pl.nblocks;
   pl.nblocks = (pl.tiles + pl.tb - 1) / pl.tb;
   pl.threads = (int)std::max<int64_t>(1, std::min(threads, pl.nblocks));
-  const int64_t fixed = pass == ConvPass::BackwardWeights
-                            ? pl.threads * aa * L                        // per-thread dU
-                            : aa * L + (pass == ConvPass::BackwardData ? 9 * L : 0);  // U (+ w')
-  pl.bytes = fixed * (int64_t)sizeof(float) + pl.threads * pl.tb * tile_bytes;
+  pl.bytes = workspace_floats(p, pl, pass) * (int64_t)sizeof(float);
   return pl;
 }
 
@@ -246,8 +277,19 @@ Problem problem_for(const ConvGeometry& g, ConvPass pass) {
   return pass == ConvPass::BackwardData ? backward_data_problem(g) : forward_problem(g);
 }
 
-std::unique_ptr<float[]> buffer(int64_t floats) {
-  return std::unique_ptr<float[]>(new float[std::max<int64_t>(floats, 1)]);
+// The workspace of a pass, kept between calls (one per calling thread, so concurrent convs
+// from several Python threads do not share it). A fresh multi-MiB allocation is fresh pages:
+// faulting in U, V and M cost 25-40% of a 256-channel pass (single thread, measured). It
+// holds at most the largest workspace used so far, itself capped by the workspace limit.
+float* workspace(int64_t floats) {
+  thread_local std::unique_ptr<float[]> buf;
+  thread_local int64_t capacity = 0;
+  if (floats > capacity) {
+    buf.reset();
+    buf.reset(new float[floats]);
+    capacity = floats;
+  }
+  return buf.get();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -324,9 +366,9 @@ void output_grad_tile(const Problem& p, const Grid<M>& grid, const float* dy, in
 }
 
 // U_p = (G g G^T)_p for every (ci, co): the 3x3 HWIO filter seen as 9 vectors of L = Cin*Cout
-// values, transformed kChunk values at a time. U is [alpha^2][Cin][Cout].
+// values, transformed kChunk values at a time. U is [alpha^2][Cin][Cout], slices ustride apart.
 template <int M>
-void filter_transform(const float* w, int64_t L, float* u, int threads) {
+void filter_transform(const float* w, int64_t L, float* u, int64_t ustride, int threads) {
   constexpr int A = M + 2;
   const int64_t chunks = (L + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static) num_threads(threads)
@@ -335,7 +377,7 @@ void filter_transform(const float* w, int64_t L, float* u, int threads) {
     const float* in[9];
     float* out[A * A];
     for (int q = 0; q < 9; ++q) in[q] = w + q * L + l0;
-    for (int q = 0; q < A * A; ++q) out[q] = u + q * L + l0;
+    for (int q = 0; q < A * A; ++q) out[q] = u + q * ustride + l0;
     transform2d<typename Wino<M>::G>(in, out, nullptr, std::min(kChunk, L - l0));
   }
 }
@@ -343,26 +385,28 @@ void filter_transform(const float* w, int64_t L, float* u, int threads) {
 // ---------------------------------------------------------------------------------------
 // Passes.
 
+// Blocks of tiles: input transform, alpha^2 GEMMs, output transform; ws holds every
+// thread's V and M.
 template <int M>
 void run_forward(const Problem& p, const Plan& pl, const float* x, const float* u,
-                 const float* b, float* y) {
+                 int64_t ustride, const float* b, float* y, float* ws) {
   constexpr int AA = (M + 2) * (M + 2);
   const Grid<M> grid(p);
-  const int64_t vstride = pl.tb * p.cin, mstride = pl.tb * p.cout;
-  const int64_t per_thread = AA * (vstride + mstride);
-  auto ws = buffer(pl.threads * per_thread);
+  const int64_t vstride = position_stride(pl.tb * p.cin);
+  const int64_t mstride = position_stride(pl.tb * p.cout);
 #pragma omp parallel num_threads(pl.threads)
   {
-    float* v = ws.get() + omp_get_thread_num() * per_thread;
+    float* v = ws + omp_get_thread_num() * block_floats(p, pl);
     float* mt = v + AA * vstride;
 #pragma omp for schedule(dynamic)
     for (int64_t blk = 0; blk < pl.nblocks; ++blk) {
       const int64_t t0 = blk * pl.tb, cnt = std::min(pl.tb, grid.tiles - t0);
       for (int64_t j = 0; j < cnt; ++j) input_tile<M>(p, grid, x, t0 + j, v + j * p.cin, vstride);
       for (int q = 0; q < AA; ++q)
-        sgemm(false, false, cnt, p.cout, p.cin, 1.f, v + q * vstride, p.cin,
-              u + q * p.cin * p.cout, p.cout, 0.f, mt + q * mstride, p.cout);
-      for (int64_t j = 0; j < cnt; ++j) output_tile<M>(p, grid, mt + j * p.cout, mstride, b, t0 + j, y);
+        sgemm(false, false, cnt, p.cout, p.cin, 1.f, v + q * vstride, p.cin, u + q * ustride,
+              p.cout, 0.f, mt + q * mstride, p.cout);
+      for (int64_t j = 0; j < cnt; ++j)
+        output_tile<M>(p, grid, mt + j * p.cout, mstride, b, t0 + j, y);
     }
   }
 }
@@ -372,28 +416,29 @@ void forward_impl(const ConvGeometry& g, const float* x, const float* w, const f
                   float* y) {
   const Problem p = forward_problem(g);
   const Plan pl = make_plan(p, M, ConvPass::Forward);
-  auto u = buffer((M + 2) * (M + 2) * p.cin * p.cout);
-  filter_transform<M>(w, p.cin * p.cout, u.get(), pl.threads);
-  run_forward<M>(p, pl, x, u.get(), b, y);
+  const int64_t ustride = position_stride(p.cin * p.cout);
+  float* u = workspace(workspace_floats(p, pl, ConvPass::Forward));
+  filter_transform<M>(w, p.cin * p.cout, u, ustride, pl.threads);
+  run_forward<M>(p, pl, x, u, ustride, b, y, u + filter_floats(p, pl));
 }
 
 template <int M>
 void backward_data_impl(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   const Problem p = backward_data_problem(g);  // cin = Cout of the conv, cout = its Cin
   const Plan pl = make_plan(p, M, ConvPass::BackwardData);
-  const int64_t L = p.cin * p.cout;
+  const int64_t L = p.cin * p.cout, ustride = position_stride(L);
+  float* u = workspace(workspace_floats(p, pl, ConvPass::BackwardData));
+  float* wf = u + filter_floats(p, pl);
   // w'[ky][kx][co][ci] = w[2-ky][2-kx][ci][co]: flipped in space, channels swapped.
-  auto wf = buffer(9 * L);
 #pragma omp parallel for schedule(static) num_threads(pl.threads)
   for (int64_t q = 0; q < 9; ++q) {
     const float* src = w + (8 - q) * L;  // (2-ky)*3 + (2-kx) == 8 - (ky*3 + kx)
-    float* dst = wf.get() + q * L;
+    float* dst = wf + q * L;
     for (int64_t ci = 0; ci < p.cout; ++ci)
       for (int64_t co = 0; co < p.cin; ++co) dst[co * p.cout + ci] = src[ci * p.cin + co];
   }
-  auto u = buffer((M + 2) * (M + 2) * L);
-  filter_transform<M>(wf.get(), L, u.get(), pl.threads);
-  run_forward<M>(p, pl, dy, u.get(), nullptr, dx);
+  filter_transform<M>(wf, L, u, ustride, pl.threads);
+  run_forward<M>(p, pl, dy, u, ustride, nullptr, dx, wf + 9 * L);
 }
 
 template <int M>
@@ -402,16 +447,17 @@ void backward_weights_impl(const ConvGeometry& g, const float* dy, const float* 
   const Problem p = forward_problem(g);
   const Plan pl = make_plan(p, M, ConvPass::BackwardWeights);
   const Grid<M> grid(p);
-  const int64_t L = p.cin * p.cout;
-  const int64_t vstride = pl.tb * p.cin, ystride = pl.tb * p.cout;
-  const int64_t per_thread = AA * (L + vstride + ystride);
-  auto ws = buffer(pl.threads * per_thread);
+  const int64_t L = p.cin * p.cout, ustride = position_stride(L);
+  const int64_t vstride = position_stride(pl.tb * p.cin);
+  const int64_t ystride = position_stride(pl.tb * p.cout);
+  const int64_t per_thread = filter_floats(p, pl) + block_floats(p, pl);
+  float* ws = workspace(pl.threads * per_thread);
   // Thread t owns blocks t, t+T, ... (static schedule) and its own dU; its first block
   // overwrites (beta = 0). Every thread has a block: make_plan keeps threads <= blocks.
 #pragma omp parallel num_threads(pl.threads)
   {
-    float* du = ws.get() + omp_get_thread_num() * per_thread;
-    float* v = du + AA * L;
+    float* du = ws + omp_get_thread_num() * per_thread;
+    float* v = du + filter_floats(p, pl);
     float* yt = v + AA * vstride;
 #pragma omp for schedule(static, 1)
     for (int64_t blk = 0; blk < pl.nblocks; ++blk) {
@@ -423,22 +469,21 @@ void backward_weights_impl(const ConvGeometry& g, const float* dy, const float* 
       const float beta = blk < pl.threads ? 0.f : 1.f;
       for (int q = 0; q < AA; ++q)
         sgemm(true, false, p.cin, p.cout, cnt, 1.f, v + q * vstride, p.cin, yt + q * ystride,
-              p.cout, beta, du + q * L, p.cout);
+              p.cout, beta, du + q * ustride, p.cout);
     }
   }
   // Partials added in thread order (deterministic), then dg = G^T dU G, kChunk values of
   // (ci, co) at a time; the chunks are independent, so they run in parallel.
   const int64_t chunks = (L + kChunk - 1) / kChunk;
-  float* du0 = ws.get();
 #pragma omp parallel for schedule(static) num_threads(pl.threads)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t l0 = c * kChunk, nc = std::min(kChunk, L - l0);
     const float* in[AA];
     float* out[9];
     for (int q = 0; q < AA; ++q) {
-      float* acc = du0 + q * L + l0;
+      float* acc = ws + q * ustride + l0;
       for (int t = 1; t < pl.threads; ++t) {
-        const float* part = ws.get() + t * per_thread + q * L + l0;
+        const float* part = ws + t * per_thread + q * ustride + l0;
 #pragma omp simd
         for (int64_t i = 0; i < nc; ++i) acc[i] += part[i];
       }
