@@ -199,25 +199,18 @@ struct Grid {
   }
 };
 
-// Per-thread block working sets: V and M (forward), V and Y (backward weights). For the
-// forward, 1 MiB keeps them in L2. Backward weights accumulates rank-tb updates into a
-// per-thread dU that is alpha^2*Cin*Cout floats (9 MiB at 256 channels, so not in cache):
-// larger blocks mean fewer passes over it.
-#include <cstdlib>
-static int64_t envi(const char* n, int64_t d) { const char* v = std::getenv(n); return v ? std::atoll(v) : d; }
-static const int64_t kForwardBlockBytes = envi("FC_FB", 1 << 20);
-static const int64_t kWeightsBlockBytes = envi("FC_WB", 4 << 20);
+// Tiles per block. Each of the alpha^2 GEMMs per block makes OpenBLAS pack U_p (Cin x Cout)
+// afresh, work proportional to one pass over U_p, against tb multiply-adds per U_p element;
+// so blocks must be long even though V and M then spill out of L2 into L3. Measured single
+// thread, 256->256 on 14x14 (forward ms): tb 14 (V+M = 1 MiB): 24; 32: 17; 64: 15; 128: 14.5;
+// 256: 13.6. At 64 channels the curve is flat (5.9-6.8 ms for tb 32..256).
+constexpr int64_t kBlockTiles = 256;
 
 struct Plan {
   int m, alpha, threads;
   int64_t tiles, tb, nblocks;
   int64_t bytes;  // whole workspace of the pass
 };
-
-// Output tile size. F(4x4) needs half the GEMM work of F(2x2) (2.25 vs 4 multiply-adds per
-// output per channel pair) at a somewhat larger error; measured faster on every benchmark
-// layer (benchmarks/bench_winograd.py).
-int tile_size(const ConvGeometry&) { static int t = (int)envi("FC_WT", 4); return t; }
 
 // Distance between the alpha^2 position slices of V, M, Y, U and dU. A tile's transform
 // touches all alpha^2 slices at once; if their distance were a multiple of 4 KiB (tb*Cin
@@ -245,21 +238,32 @@ int64_t workspace_floats(const Problem& p, const Plan& pl, ConvPass pass) {
          pl.threads * block_floats(p, pl);
 }
 
-Plan make_plan(const Problem& p, int m, ConvPass pass) {
+// Output tile size m: the one needing fewer GEMM multiply-adds, tiles * alpha^2 (F(4x4) does
+// 2.25 per output cell, F(2x2) 4, but clipped tiles waste more of a larger tile). Ties go to
+// F(2x2), whose error is smaller. F(4x4) measured 1.2-1.6x faster than F(2x2) on every
+// benchmark layer (256->256 14x14: 13.5 vs 16.2 ms forward, one thread).
+int tile_size(const Problem& p) {
+  const auto cost = [&](int64_t m) {
+    return ((p.oh + m - 1) / m) * ((p.ow + m - 1) / m) * (m + 2) * (m + 2);
+  };
+  return cost(4) < cost(2) ? 4 : 2;
+}
+
+// Blocks of up to kBlockTiles tiles, fewer when the workspace limit demands it, in whole
+// rounds so that every thread gets the same number of equal blocks.
+Plan make_plan(const Problem& p, ConvPass pass) {
   Plan pl;
-  pl.m = m;
-  pl.alpha = m + 2;
+  pl.m = tile_size(p);
+  pl.alpha = pl.m + 2;
   const int64_t aa = (int64_t)pl.alpha * pl.alpha;
   const int64_t threads = std::max(1, get_num_threads());
-  pl.tiles = p.n * ((p.oh + m - 1) / m) * ((p.ow + m - 1) / m);
-  const int64_t tile_bytes = aa * (p.cin + p.cout) * (int64_t)sizeof(float);
-  const int64_t target =
-      pass == ConvPass::BackwardWeights ? kWeightsBlockBytes : kForwardBlockBytes;
-  pl.tb = std::max<int64_t>(1, std::min(target, get_workspace_limit() / threads) / tile_bytes);
-  { static int64_t ftb = envi("FC_TB", 0), wtb = envi("FC_WTB", 0);
-    int64_t o = pass == ConvPass::BackwardWeights ? wtb : ftb; if (o) pl.tb = o; }
-  pl.tb = std::max<int64_t>(1, std::min(pl.tb, (pl.tiles + threads - 1) / threads));
-  // Whole rounds of blocks: every thread gets the same number of (equal) blocks.
+  pl.tiles = p.n * ((p.oh + pl.m - 1) / pl.m) * ((p.ow + pl.m - 1) / pl.m);
+  pl.threads = (int)threads;
+  pl.tb = 0;
+  const int64_t fixed = workspace_floats(p, pl, pass);  // with tb = 0: U, w', dU partials
+  const int64_t free_floats = get_workspace_limit() / (int64_t)sizeof(float) - fixed;
+  pl.tb = std::max<int64_t>(1, std::min(kBlockTiles, free_floats / threads / (aa * (p.cin + p.cout) + 32)));
+  pl.tb = std::min(pl.tb, (pl.tiles + threads - 1) / threads);
   pl.nblocks = (pl.tiles + pl.tb - 1) / pl.tb;
   pl.nblocks = (pl.nblocks + threads - 1) / threads * threads;
   pl.tb = (pl.tiles + pl.nblocks - 1) / pl.nblocks;
@@ -412,10 +416,8 @@ void run_forward(const Problem& p, const Plan& pl, const float* x, const float* 
 }
 
 template <int M>
-void forward_impl(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                  float* y) {
-  const Problem p = forward_problem(g);
-  const Plan pl = make_plan(p, M, ConvPass::Forward);
+void forward_impl(const Problem& p, const Plan& pl, const float* x, const float* w,
+                  const float* b, float* y) {
   const int64_t ustride = position_stride(p.cin * p.cout);
   float* u = workspace(workspace_floats(p, pl, ConvPass::Forward));
   filter_transform<M>(w, p.cin * p.cout, u, ustride, pl.threads);
@@ -423,9 +425,9 @@ void forward_impl(const ConvGeometry& g, const float* x, const float* w, const f
 }
 
 template <int M>
-void backward_data_impl(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
-  const Problem p = backward_data_problem(g);  // cin = Cout of the conv, cout = its Cin
-  const Plan pl = make_plan(p, M, ConvPass::BackwardData);
+void backward_data_impl(const Problem& p, const Plan& pl, const float* dy, const float* w,
+                        float* dx) {
+  // p is backward_data_problem: its cin is the conv's Cout, its cout the conv's Cin.
   const int64_t L = p.cin * p.cout, ustride = position_stride(L);
   float* u = workspace(workspace_floats(p, pl, ConvPass::BackwardData));
   float* wf = u + filter_floats(p, pl);
@@ -442,10 +444,9 @@ void backward_data_impl(const ConvGeometry& g, const float* dy, const float* w, 
 }
 
 template <int M>
-void backward_weights_impl(const ConvGeometry& g, const float* dy, const float* x, float* dw) {
+void backward_weights_impl(const Problem& p, const Plan& pl, const float* dy, const float* x,
+                           float* dw) {
   constexpr int A = M + 2, AA = A * A;
-  const Problem p = forward_problem(g);
-  const Plan pl = make_plan(p, M, ConvPass::BackwardWeights);
   const Grid<M> grid(p);
   const int64_t L = p.cin * p.cout, ustride = position_stride(L);
   const int64_t vstride = position_stride(pl.tb * p.cin);
@@ -522,26 +523,32 @@ bool use_winograd(const ConvGeometry& g, ConvPass pass) {
   const Algo algo = (Algo)g_algo.load();
   if (algo == Algo::Im2col || !winograd_eligible(g)) return false;
   const Problem p = problem_for(g, pass);
-  if (!plan_fits(p, make_plan(p, tile_size(g), pass))) return false;
+  if (!plan_fits(p, make_plan(p, pass))) return false;
   return algo == Algo::Winograd || winograd_pays(g, pass);
 }
 
 void winograd_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                       float* y) {
-  if (tile_size(g) == 4) forward_impl<4>(g, x, w, b, y);
-  else forward_impl<2>(g, x, w, b, y);
+  const Problem p = forward_problem(g);
+  const Plan pl = make_plan(p, ConvPass::Forward);
+  if (pl.m == 4) forward_impl<4>(p, pl, x, w, b, y);
+  else forward_impl<2>(p, pl, x, w, b, y);
 }
 
 void winograd_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
-  if (tile_size(g) == 4) backward_data_impl<4>(g, dy, w, dx);
-  else backward_data_impl<2>(g, dy, w, dx);
+  const Problem p = backward_data_problem(g);
+  const Plan pl = make_plan(p, ConvPass::BackwardData);
+  if (pl.m == 4) backward_data_impl<4>(p, pl, dy, w, dx);
+  else backward_data_impl<2>(p, pl, dy, w, dx);
 }
 
 void winograd_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                                float* db) {
   if (db) column_sums(g.n * g.oh * g.ow, g.oc, dy, db);
-  if (tile_size(g) == 4) backward_weights_impl<4>(g, dy, x, dw);
-  else backward_weights_impl<2>(g, dy, x, dw);
+  const Problem p = forward_problem(g);
+  const Plan pl = make_plan(p, ConvPass::BackwardWeights);
+  if (pl.m == 4) backward_weights_impl<4>(p, pl, dy, x, dw);
+  else backward_weights_impl<2>(p, pl, dy, x, dw);
 }
 
 }  // namespace detail
