@@ -231,11 +231,11 @@ int64_t filter_floats(const Problem& p, const Plan& pl) {
 
 // Whole workspace of a pass: U (+ the flipped filter for backward data) and each thread's
 // blocks; for backward weights, each thread's dU partial and blocks.
+// (pass is unused but for backward weights: backward data needs no more than the forward.)
 int64_t workspace_floats(const Problem& p, const Plan& pl, ConvPass pass) {
   if (pass == ConvPass::BackwardWeights)
     return pl.threads * (filter_floats(p, pl) + block_floats(p, pl));
-  return filter_floats(p, pl) + (pass == ConvPass::BackwardData ? 9 * p.cin * p.cout : 0) +
-         pl.threads * block_floats(p, pl);
+  return filter_floats(p, pl) + pl.threads * block_floats(p, pl);
 }
 
 // Output tile size m: the one needing fewer GEMM multiply-adds, tiles * alpha^2 (F(4x4) does
@@ -371,8 +371,10 @@ void output_grad_tile(const Problem& p, const Grid<M>& grid, const float* dy, in
 
 // U_p = (G g G^T)_p for every (ci, co): the 3x3 HWIO filter seen as 9 vectors of L = Cin*Cout
 // values, transformed kChunk values at a time. U is [alpha^2][Cin][Cout], slices ustride apart.
+// flip: transform w[2-ky][2-kx] instead (backward data), by reading the 9 slices backwards.
 template <int M>
-void filter_transform(const float* w, int64_t L, float* u, int64_t ustride, int threads) {
+void filter_transform(const float* w, int64_t L, bool flip, float* u, int64_t ustride,
+                      int threads) {
   constexpr int A = M + 2;
   const int64_t chunks = (L + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static) num_threads(threads)
@@ -380,7 +382,7 @@ void filter_transform(const float* w, int64_t L, float* u, int64_t ustride, int 
     const int64_t l0 = c * kChunk;
     const float* in[9];
     float* out[A * A];
-    for (int q = 0; q < 9; ++q) in[q] = w + q * L + l0;
+    for (int q = 0; q < 9; ++q) in[q] = w + (flip ? 8 - q : q) * L + l0;
     for (int q = 0; q < A * A; ++q) out[q] = u + q * ustride + l0;
     transform2d<typename Wino<M>::G>(in, out, nullptr, std::min(kChunk, L - l0));
   }
@@ -390,10 +392,10 @@ void filter_transform(const float* w, int64_t L, float* u, int64_t ustride, int 
 // Passes.
 
 // Blocks of tiles: input transform, alpha^2 GEMMs, output transform; ws holds every
-// thread's V and M.
+// thread's V and M. u_transposed: the slices U_p are stored (Cout x Cin) and used transposed.
 template <int M>
 void run_forward(const Problem& p, const Plan& pl, const float* x, const float* u,
-                 int64_t ustride, const float* b, float* y, float* ws) {
+                 int64_t ustride, bool u_transposed, const float* b, float* y, float* ws) {
   constexpr int AA = (M + 2) * (M + 2);
   const Grid<M> grid(p);
   const int64_t vstride = position_stride(pl.tb * p.cin);
@@ -407,8 +409,8 @@ void run_forward(const Problem& p, const Plan& pl, const float* x, const float* 
       const int64_t t0 = blk * pl.tb, cnt = std::min(pl.tb, grid.tiles - t0);
       for (int64_t j = 0; j < cnt; ++j) input_tile<M>(p, grid, x, t0 + j, v + j * p.cin, vstride);
       for (int q = 0; q < AA; ++q)
-        sgemm(false, false, cnt, p.cout, p.cin, 1.f, v + q * vstride, p.cin, u + q * ustride,
-              p.cout, 0.f, mt + q * mstride, p.cout);
+        sgemm(false, u_transposed, cnt, p.cout, p.cin, 1.f, v + q * vstride, p.cin,
+              u + q * ustride, u_transposed ? p.cin : p.cout, 0.f, mt + q * mstride, p.cout);
       for (int64_t j = 0; j < cnt; ++j)
         output_tile<M>(p, grid, mt + j * p.cout, mstride, b, t0 + j, y);
     }
@@ -420,8 +422,8 @@ void forward_impl(const Problem& p, const Plan& pl, const float* x, const float*
                   const float* b, float* y) {
   const int64_t ustride = position_stride(p.cin * p.cout);
   float* u = workspace(workspace_floats(p, pl, ConvPass::Forward));
-  filter_transform<M>(w, p.cin * p.cout, u, ustride, pl.threads);
-  run_forward<M>(p, pl, x, u, ustride, b, y, u + filter_floats(p, pl));
+  filter_transform<M>(w, p.cin * p.cout, false, u, ustride, pl.threads);
+  run_forward<M>(p, pl, x, u, ustride, false, b, y, u + filter_floats(p, pl));
 }
 
 template <int M>
@@ -430,17 +432,12 @@ void backward_data_impl(const Problem& p, const Plan& pl, const float* dy, const
   // p is backward_data_problem: its cin is the conv's Cout, its cout the conv's Cin.
   const int64_t L = p.cin * p.cout, ustride = position_stride(L);
   float* u = workspace(workspace_floats(p, pl, ConvPass::BackwardData));
-  float* wf = u + filter_floats(p, pl);
-  // w'[ky][kx][co][ci] = w[2-ky][2-kx][ci][co]: flipped in space, channels swapped.
-#pragma omp parallel for schedule(static) num_threads(pl.threads)
-  for (int64_t q = 0; q < 9; ++q) {
-    const float* src = w + (8 - q) * L;  // (2-ky)*3 + (2-kx) == 8 - (ky*3 + kx)
-    float* dst = wf + q * L;
-    for (int64_t ci = 0; ci < p.cout; ++ci)
-      for (int64_t co = 0; co < p.cin; ++co) dst[co * p.cout + ci] = src[ci * p.cin + co];
-  }
-  filter_transform<M>(wf, L, u, ustride, pl.threads);
-  run_forward<M>(p, pl, dy, u, ustride, nullptr, dx, wf + 9 * L);
+  // The conv's weights w'[ky][kx][co][ci] = w[2-ky][2-kx][ci][co]: the flip happens in the
+  // filter transform, the channel swap in the GEMM (U_p used transposed), so w' is never
+  // formed (an explicit transpose measured 1-2 ms at 256 channels, more than the GEMMs of a
+  // small batch).
+  filter_transform<M>(w, L, true, u, ustride, pl.threads);
+  run_forward<M>(p, pl, dy, u, ustride, true, nullptr, dx, u + filter_floats(p, pl));
 }
 
 template <int M>
