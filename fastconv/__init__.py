@@ -38,5 +38,29 @@ def set_workspace_limit(nbytes):
     _C.set_workspace_limit(int(nbytes))
 
 
+_CONV_ALGORITHMS = ("auto", "im2col", "winograd")
+
+
+def set_conv_algorithm(name):
+    """Choose how the cpu backend computes convolutions (all three passes).
+
+    'auto' (default): Winograd F(4x4, 3x3) where eligible and measured faster than im2col
+    (at least 8 input and output channels and 8 tiles); 'im2col': never Winograd;
+    'winograd': wherever eligible (3x3, stride 1, dilation 1, groups 1, each pad <= 2, and
+    its workspace within the limit). Other convolutions always use im2col (depthwise: the
+    direct depthwise kernel). See fastconv.functional.conv2d_algorithm for one layer's choice.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, one of {list(_CONV_ALGORITHMS)}, got {type(name).__name__}")
+    if name.lower() not in _CONV_ALGORITHMS:
+        raise ValueError(f"name must be one of {list(_CONV_ALGORITHMS)}, got {name!r}")
+    _C.set_conv_algorithm(name.lower())
+
+
+def get_conv_algorithm():
+    """The current convolution algorithm setting: 'auto', 'im2col' or 'winograd'."""
+    return _C.get_conv_algorithm()
+
+
 # OpenBLAS and OpenMP read different environment variables; start them in agreement.
 _C.set_num_threads(int(_os.environ.get("OMP_NUM_THREADS", 0) or _C.get_num_threads()))

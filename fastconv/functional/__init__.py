@@ -10,7 +10,7 @@ from .activation import (  # noqa: F401
     bias_activation, bias_activation_backward, softmax, softmax_backward, softmax_cross_entropy,
     softmax_cross_entropy_backward)
 from .conv import (  # noqa: F401
-    conv2d, conv2d_backward, dense, dense_backward, depthwise_conv2d, depthwise_conv2d_backward)
+    conv2d, conv2d_algorithm, conv2d_backward, dense, dense_backward, depthwise_conv2d, depthwise_conv2d_backward)
 from .norm import batch_norm_backward, batch_norm_inference, batch_norm_train  # noqa: F401
 from .pool import (  # noqa: F401
     avg_pool2d, avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d,

@@ -6,6 +6,8 @@
 >>> F.conv2d(x, w, strides=2, padding="same", groups=2).shape
 (2, 3, 3, 8)
 """
+import numbers
+
 from ._args import floats, kernels, pair, require_rank, resolve_padding
 
 
@@ -30,6 +32,36 @@ def conv2d(x, w, b=None, *, strides=1, padding="valid", dilation_rate=1, groups=
     x, w, b = floats(x, "x"), floats(w, "w"), floats(b, "b")
     strides, pads, dilation = _conv_args(x, w, strides, padding, dilation_rate, groups)
     return kernels().conv2d_forward(x, w, b, strides, pads, dilation, groups)
+
+
+def _shape4(shape, name, layout):
+    if (not isinstance(shape, (tuple, list)) or len(shape) != 4
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in shape)):
+        raise TypeError(f"{name} must be a tuple of 4 ints {layout}, got {shape!r}")
+    return tuple(int(v) for v in shape)
+
+
+def conv2d_algorithm(x_shape, w_shape, strides=1, padding="valid", dilation_rate=1, groups=1):
+    """Which algorithm the cpu backend uses for each pass of this convolution, now.
+
+    Returns {'forward': a, 'backward_data': a, 'backward_weights': a} with a in 'winograd',
+    'im2col', 'depthwise'. The answer follows fastconv.set_conv_algorithm, the thread count
+    and the workspace limit, and describes the cpu backend whichever backend is active.
+
+    >>> conv2d_algorithm((8, 56, 56, 64), (3, 3, 64, 64), padding="same")["forward"]
+    'winograd'
+    >>> conv2d_algorithm((8, 56, 56, 64), (3, 3, 64, 64), strides=2, padding="same")["forward"]
+    'im2col'
+    """
+    xs = _shape4(x_shape, "x_shape", "(N, H, W, C)")
+    ws = _shape4(w_shape, "w_shape", "(KH, KW, Cin/groups, Cout)")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups must be an int >= 1, got {groups!r}")
+    strides = pair(strides, "strides")
+    dilation = pair(dilation_rate, "dilation_rate")
+    pads = resolve_padding(padding, xs[1:3], ws[:2], strides, dilation)
+    from .. import _C
+    return dict(_C.conv_algorithm(xs, ws, strides, pads, dilation, groups))
 
 
 def conv2d_backward(dy, x, w, *, strides=1, padding="valid", dilation_rate=1, groups=1,

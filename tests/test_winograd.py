@@ -1,0 +1,222 @@
+"""Winograd convolution (csrc/cpu/winograd.cpp) against the float64 oracle, and the algorithm
+setting and query.
+
+Tolerance: max|err| / max|ref| <= 1e-4 per pass (an elementwise rtol would be meaningless:
+Winograd's error scales with the magnitude of the whole tile's inputs, not of one output).
+Measured (benchmarks/bench_winograd.py, random normal data, 'same', first 2 images):
+    N=32 56x56 64->64:   forward 6.5e-6, backward data 6.2e-6, backward weights 8.7e-6
+    N=32 14x14 256->256: forward 9.9e-6, backward data 1.1e-5, backward weights 2.5e-6
+(im2col: 2e-7 to 5e-7 on the same layers), so 1e-4 leaves a 10x margin.
+"""
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings, strategies as st
+
+import fastconv
+from fastconv import _C
+from fastconv import functional as F
+from fastconv import reference as R
+
+TOL = 1e-4
+PASSES = ("forward", "backward_data", "backward_weights")
+
+
+@pytest.fixture
+def winograd():
+    """Force Winograd wherever eligible; restore the setting afterwards."""
+    saved = fastconv.get_conv_algorithm()
+    fastconv.set_conv_algorithm("winograd")
+    yield
+    fastconv.set_conv_algorithm(saved)
+
+
+@pytest.fixture
+def small_workspace():
+    saved = _C.get_workspace_limit()
+    yield
+    _C.set_workspace_limit(saved)
+
+
+def _rel_err(got, ref):
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    scale = float(np.abs(ref).max(initial=0.0))
+    return float(np.abs(got - ref).max(initial=0.0)) / scale if scale > 0 else float(np.abs(got).max(initial=0.0))
+
+
+def _inputs(rng, n, h, w, cin, cout, bias):
+    x = rng.standard_normal((n, h, w, cin)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, cin, cout)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32) if bias else None
+    return x, wt, b
+
+
+def _passes(x, wt, b, dy, args):
+    y = _C.conv2d_forward(x, wt, b, *args)
+    dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
+    dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, b is not None)
+    return y, dx, dw, db
+
+
+def _check(rng, n, h, w, cin, cout, pads, bias=True, expect="winograd"):
+    """All three passes against the oracle; the query must say `expect` for every pass."""
+    args = ((1, 1), pads, (1, 1), 1)
+    x, wt, b = _inputs(rng, n, h, w, cin, cout, bias)
+    assert set(_C.conv_algorithm(x.shape, wt.shape, *args).values()) == {expect}
+    oh, ow = h + pads[0] + pads[1] - 2, w + pads[2] + pads[3] - 2
+    dy = rng.standard_normal((n, oh, ow, cout)).astype(np.float32)
+    y, dx, dw, db = _passes(x, wt, b, dy, args)
+    x64, w64, dy64 = x.astype(np.float64), wt.astype(np.float64), dy.astype(np.float64)
+    b64 = None if b is None else b.astype(np.float64)
+    assert _rel_err(y, R.conv2d_forward(x64, w64, b64, *args)) <= TOL
+    assert _rel_err(dx, R.conv2d_backward_data(dy64, w64, x.shape, *args)) <= TOL
+    rdw, rdb = R.conv2d_backward_weights(dy64, x64, wt.shape, *args, bias)
+    assert _rel_err(dw, rdw) <= TOL
+    if bias:
+        assert _rel_err(db, rdb) <= 1e-5
+    else:
+        assert db is None
+
+
+# name: (n, h, w, cin, cout, (top, bottom, left, right), bias)
+CASES = {
+    "odd_hw_same": (2, 7, 9, 3, 5, (1, 1, 1, 1), True),
+    "batch1_valid": (1, 11, 6, 4, 3, (0, 0, 0, 0), False),
+    "tiny_1x1": (2, 1, 1, 5, 6, (1, 1, 1, 1), True),
+    "tiny_2x3": (1, 2, 3, 2, 7, (1, 1, 1, 1), True),
+    "tiny_2x3_pads2": (1, 2, 3, 3, 2, (2, 2, 2, 2), False),
+    "valid_exact_3x3": (3, 3, 3, 6, 4, (0, 0, 0, 0), True),
+    "asym_pads": (2, 10, 13, 5, 9, (0, 2, 1, 0), True),
+    "asym_pads_2": (1, 9, 8, 7, 3, (2, 1, 0, 2), False),
+    "tf_same_even": (2, 8, 8, 6, 6, (1, 1, 1, 1), True),
+    "wide_channels": (1, 9, 9, 70, 65, (1, 1, 1, 1), True),
+    "cin1": (2, 12, 12, 1, 70, (1, 1, 1, 1), True),
+    "cout1": (2, 12, 12, 70, 1, (1, 1, 1, 1), False),
+    "chunk_edge": (1, 6, 7, 64, 129, (1, 1, 0, 0), True),  # 64 = one channel chunk, 129 = 2 + 1
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_winograd_cases(winograd, case):
+    n, h, w, cin, cout, pads, bias = CASES[case]
+    _check(np.random.default_rng(len(case)), n, h, w, cin, cout, pads, bias)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 3), h=st.integers(1, 13), w=st.integers(1, 13), cin=st.integers(1, 70),
+       cout=st.integers(1, 70), pads=st.tuples(*[st.integers(0, 2)] * 4), bias=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_winograd_random(n, h, w, cin, cout, pads, bias, seed):
+    assume(h + pads[0] + pads[1] >= 3 and w + pads[2] + pads[3] >= 3)
+    saved = fastconv.get_conv_algorithm()
+    fastconv.set_conv_algorithm("winograd")  # hypothesis runs examples outside fixtures
+    try:
+        _check(np.random.default_rng(seed), n, h, w, cin, cout, pads, bias)
+    finally:
+        fastconv.set_conv_algorithm(saved)
+
+
+def test_many_blocks_per_thread(winograd, small_workspace):
+    # A 64 KiB workspace forces blocks of a few tiles: several blocks per thread, so the
+    # backward-weights partials accumulate (beta = 1) and the dynamic schedule interleaves.
+    _C.set_workspace_limit(1 << 16)
+    _check(np.random.default_rng(3), 3, 17, 19, 8, 8, (1, 1, 1, 1))
+
+
+def test_workspace_limit_falls_back_to_im2col(winograd, small_workspace):
+    # U alone (36 * 64 * 64 floats = 576 KiB) is over a 64 KiB limit: im2col, same results.
+    _C.set_workspace_limit(1 << 16)
+    _check(np.random.default_rng(4), 1, 6, 6, 64, 64, (1, 1, 1, 1), expect="im2col")
+
+
+def test_typical_layer_error(winograd):
+    # A 64->64 layer at the bound: the measured errors above, on a smaller batch.
+    _check(np.random.default_rng(5), 2, 16, 16, 64, 64, (1, 1, 1, 1))
+
+
+def test_deterministic(winograd):
+    rng = np.random.default_rng(6)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    x, wt, b = _inputs(rng, 3, 21, 18, 24, 40, True)
+    dy = rng.standard_normal((3, 21, 18, 40)).astype(np.float32)
+    first, second = _passes(x, wt, b, dy, args), _passes(x, wt, b, dy, args)
+    for a, c in zip(first, second):
+        assert np.array_equal(a, c)
+
+
+def test_auto_matches_im2col():
+    rng = np.random.default_rng(7)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    x, wt, b = _inputs(rng, 2, 12, 12, 16, 24, True)
+    dy = rng.standard_normal((2, 12, 12, 24)).astype(np.float32)
+    saved = fastconv.get_conv_algorithm()
+    try:
+        fastconv.set_conv_algorithm("auto")
+        assert _C.conv_algorithm(x.shape, wt.shape, *args)["forward"] == "winograd"
+        auto = _passes(x, wt, b, dy, args)
+        fastconv.set_conv_algorithm("im2col")
+        assert set(_C.conv_algorithm(x.shape, wt.shape, *args).values()) == {"im2col"}
+        ref = _passes(x, wt, b, dy, args)
+    finally:
+        fastconv.set_conv_algorithm(saved)
+    for got, want in zip(auto, ref):
+        assert _rel_err(got, want.astype(np.float64)) <= TOL
+
+
+def test_query_eligible_and_not(winograd):
+    assert F.conv2d_algorithm((2, 16, 16, 8), (3, 3, 8, 8), padding="same") == dict.fromkeys(PASSES, "winograd")
+    assert F.conv2d_algorithm((2, 16, 16, 8), (3, 3, 8, 8), padding=((0, 2), (2, 1))) == dict.fromkeys(PASSES, "winograd")
+    ineligible = [
+        dict(w_shape=(3, 3, 8, 8), strides=2, padding="same"),
+        dict(w_shape=(5, 5, 8, 8), padding="same"),
+        dict(w_shape=(3, 3, 8, 8), dilation_rate=2, padding="same"),
+        dict(w_shape=(3, 3, 4, 8), groups=2, padding="same"),
+        dict(w_shape=(3, 3, 8, 8), padding=3),
+        dict(w_shape=(3, 1, 8, 8), padding="same"),
+    ]
+    for kw in ineligible:
+        w_shape = kw.pop("w_shape")
+        assert F.conv2d_algorithm((2, 16, 16, 8), w_shape, **kw) == dict.fromkeys(PASSES, "im2col"), kw
+    assert F.conv2d_algorithm((2, 16, 16, 8), (3, 3, 1, 8), padding="same", groups=8) == \
+        dict.fromkeys(PASSES, "depthwise")
+
+
+def test_query_follows_setting():
+    saved = fastconv.get_conv_algorithm()
+    try:
+        big, small = ((8, 28, 28, 32), (3, 3, 32, 32)), ((8, 28, 28, 3), (3, 3, 3, 16))
+        fastconv.set_conv_algorithm("auto")
+        assert fastconv.get_conv_algorithm() == "auto"
+        assert F.conv2d_algorithm(*big, padding="same")["forward"] == "winograd"
+        assert F.conv2d_algorithm(*small, padding="same")["forward"] == "im2col"  # 3 channels
+        fastconv.set_conv_algorithm("winograd")
+        assert F.conv2d_algorithm(*small, padding="same")["forward"] == "winograd"
+        fastconv.set_conv_algorithm("Im2Col")
+        assert fastconv.get_conv_algorithm() == "im2col"
+        assert F.conv2d_algorithm(*big, padding="same")["forward"] == "im2col"
+    finally:
+        fastconv.set_conv_algorithm(saved)
+
+
+def test_bad_algorithm_names():
+    saved = fastconv.get_conv_algorithm()
+    for bad in ("fft", "", "winograd4"):
+        with pytest.raises(ValueError, match="name"):
+            fastconv.set_conv_algorithm(bad)
+        with pytest.raises(ValueError, match="auto"):
+            _C.set_conv_algorithm(bad)
+    with pytest.raises(TypeError, match="name"):
+        fastconv.set_conv_algorithm(None)
+    assert fastconv.get_conv_algorithm() == saved
+
+
+def test_query_validation():
+    with pytest.raises(TypeError, match="x_shape"):
+        F.conv2d_algorithm((2, 16, 16), (3, 3, 8, 8))
+    with pytest.raises(TypeError, match="w_shape"):
+        F.conv2d_algorithm((2, 16, 16, 8), "3x3")
+    with pytest.raises(ValueError, match="groups"):
+        F.conv2d_algorithm((2, 16, 16, 8), (3, 3, 8, 8), groups=0)
+    with pytest.raises(TypeError, match="strides"):
+        F.conv2d_algorithm((2, 16, 16, 8), (3, 3, 8, 8), strides="1")
+    with pytest.raises(ValueError, match="channel"):
+        F.conv2d_algorithm((2, 16, 16, 8), (3, 3, 4, 8))
