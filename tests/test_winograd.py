@@ -220,3 +220,17 @@ def test_query_validation():
         F.conv2d_algorithm((2, 16, 16, 8), (3, 3, 8, 8), strides="1")
     with pytest.raises(ValueError, match="channel"):
         F.conv2d_algorithm((2, 16, 16, 8), (3, 3, 4, 8))
+
+
+def test_bench_winograd_quick():
+    # The benchmark's --quick path, so it does not rot (asserts shape of the report, not speed).
+    import os
+    import sys
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks.bench_winograd import main
+    saved = fastconv.get_conv_algorithm()
+    rows = main(["--quick", "--repeats", "1", "--only", "r18c 8x8"])
+    assert fastconv.get_conv_algorithm() == saved
+    assert len(rows) == 1 and set(rows[0]["times"]) == set(PASSES)
+    assert rows[0]["used"] == dict.fromkeys(PASSES, "winograd")
+    assert all(e["winograd"] <= TOL for e in rows[0]["errors"].values())

@@ -15,8 +15,9 @@
 //
 // Work is cut into blocks of tb consecutive tiles (tiles numbered (n, tile row, tile col)).
 // Per block, one thread transforms the inputs into V [alpha^2][tb][Cin], runs alpha^2 serial
-// GEMMs into M [alpha^2][tb][Cout] and transforms M straight into y; tb is chosen so V and M
-// stay in L2 between those steps (the same reason im2col chunks are ~1 MiB, conv2d.cpp).
+// GEMMs into M [alpha^2][tb][Cout] and transforms M straight into y (see kBlockTiles for why
+// blocks are long rather than L2-sized). U = the filter transform, [alpha^2][Cin][Cout], is
+// computed once per call and shared by the threads.
 //
 // Backward data is the forward kernel on dy with the flipped, Cin/Cout-swapped filter and
 // pads 2 - pad. Backward weights follows from the forward formula by the chain rule:
@@ -216,7 +217,8 @@ struct Plan {
 // touches all alpha^2 slices at once; if their distance were a multiple of 4 KiB (tb*Cin
 // floats often is) the streams would all map to the same cache sets and evict each other.
 // One cache line of skew separates them.
-int64_t position_stride(int64_t floats) { return floats + 16; }
+constexpr int64_t kSkew = 16;
+int64_t position_stride(int64_t floats) { return floats + kSkew; }
 
 // Floats of V and M (forward) or V and Y (backward weights) for one thread.
 int64_t block_floats(const Problem& p, const Plan& pl) {
@@ -229,9 +231,8 @@ int64_t filter_floats(const Problem& p, const Plan& pl) {
   return (int64_t)pl.alpha * pl.alpha * position_stride(p.cin * p.cout);
 }
 
-// Whole workspace of a pass: U (+ the flipped filter for backward data) and each thread's
-// blocks; for backward weights, each thread's dU partial and blocks.
-// (pass is unused but for backward weights: backward data needs no more than the forward.)
+// Whole workspace of a pass: U and each thread's blocks; for backward weights, each
+// thread's dU partial and blocks.
 int64_t workspace_floats(const Problem& p, const Plan& pl, ConvPass pass) {
   if (pass == ConvPass::BackwardWeights)
     return pl.threads * (filter_floats(p, pl) + block_floats(p, pl));
@@ -260,9 +261,11 @@ Plan make_plan(const Problem& p, ConvPass pass) {
   pl.tiles = p.n * ((p.oh + pl.m - 1) / pl.m) * ((p.ow + pl.m - 1) / pl.m);
   pl.threads = (int)threads;
   pl.tb = 0;
-  const int64_t fixed = workspace_floats(p, pl, pass);  // with tb = 0: U, w', dU partials
+  const int64_t fixed = workspace_floats(p, pl, pass);  // tb = 0: U or the dU partials
   const int64_t free_floats = get_workspace_limit() / (int64_t)sizeof(float) - fixed;
-  pl.tb = std::max<int64_t>(1, std::min(kBlockTiles, free_floats / threads / (aa * (p.cin + p.cout) + 32)));
+  const int64_t tile_floats = aa * (p.cin + p.cout);
+  const int64_t per_thread = free_floats / threads - 2 * kSkew * aa;  // see block_floats
+  pl.tb = std::max<int64_t>(1, std::min(kBlockTiles, per_thread / tile_floats));
   pl.tb = std::min(pl.tb, (pl.tiles + threads - 1) / threads);
   pl.nblocks = (pl.tiles + pl.tb - 1) / pl.tb;
   pl.nblocks = (pl.nblocks + threads - 1) / threads * threads;
