@@ -117,7 +117,8 @@ def main():
     if a.memory:
         peak_rss_check()
     ceiling = sgemm_ceiling(256 if a.quick else 2048)
-    print(f"threads {_C.get_num_threads()}, sgemm ceiling (_C.dense_forward "
+    print(f"threads {_C.get_num_threads()}, conv algorithm {_C.get_conv_algorithm()!r} (3x3 stride-1 "
+          f"layers: Winograd; im2col vs Winograd: benchmarks/bench_winograd.py), sgemm ceiling (_C.dense_forward "
           f"{256 if a.quick else 2048}^3): {ceiling:.1f} GFLOP/s")
     hdr = (f"{'layer':<22} {'shape':<34} {'fwd ms':>8} {'bwd-d ms':>9} {'bwd-w ms':>9} "
            f"{'fwd GF/s':>8} {'bd GF/s':>8} {'bw GF/s':>8} {'fwd/ceil':>8} {'oracle s':>9} {'speedup':>8}")
