@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 
 def set_num_threads(n):
-    """Set the thread count used by every native kernel (OpenMP and OpenBLAS alike)."""
+    """Set the thread count of the native kernels (one OpenMP pool; OpenBLAS runs inside it)."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int >= 1, got {n!r}")
     _C.set_num_threads(n)
@@ -38,5 +38,5 @@ def set_workspace_limit(nbytes):
     _C.set_workspace_limit(int(nbytes))
 
 
-# OpenBLAS and OpenMP read different environment variables; start them in agreement.
+# OMP_NUM_THREADS, when set, is the starting count (OpenBLAS's own variables are not read).
 _C.set_num_threads(int(_os.environ.get("OMP_NUM_THREADS", 0) or _C.get_num_threads()))

@@ -8,7 +8,7 @@ namespace fastconv::bind {
 
 void bind_threads(py::module_& m) {
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"),
-        "Set the thread count of both OpenMP and OpenBLAS.");
+        "Set the OpenMP thread count of the native kernels (OpenBLAS stays single-threaded inside them).");
   m.def("get_num_threads", &cpu::get_num_threads);
   m.def("set_workspace_limit", &cpu::set_workspace_limit, py::arg("bytes"),
         "Cap (bytes) on the im2col workspace of one conv call.");
