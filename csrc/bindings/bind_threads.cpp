@@ -1,9 +1,12 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <string>
 #include <stdexcept>
 
 #include "kernels.h"
+
+#include <cblas.h>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -21,6 +24,8 @@ void bind_threads(py::module_& m) {
         "Cap (bytes) on the im2col workspace of one conv call.");
   m.def("get_workspace_limit", &cpu::get_workspace_limit);
   m.attr("has_openmp") = true;
+  m.def("blas_corename", [] { return std::string(scipy_openblas_get_corename()); },
+        "The CPU kernel family OpenBLAS runs here (e.g. 'Haswell', 'SkylakeX').");
   m.def(
       "keep_freed_memory",
       [](int64_t max_block_bytes) {
