@@ -1,6 +1,6 @@
 #include <pybind11/pybind11.h>
 
-#include <algorithm>
+#include <climits>
 #include <string>
 #include <stdexcept>
 
@@ -28,23 +28,18 @@ void bind_threads(py::module_& m) {
         "The CPU kernel family OpenBLAS runs here (e.g. 'Haswell', 'SkylakeX').");
   m.def(
       "keep_freed_memory",
-      [](int64_t max_block_bytes) {
+      [] {
 #if defined(__GLIBC__)
-        if (max_block_bytes < 0)
-          throw std::invalid_argument("keep_freed_memory: max_block_bytes must be >= 0");
-        // Blocks up to max_block_bytes come from the heap instead of fresh mmaps, and the
-        // heap top is not trimmed, so a training step reuses the previous step's pages.
-        const int threshold = (int)std::min<int64_t>(max_block_bytes, 32ll << 20);
-        return mallopt(M_MMAP_THRESHOLD, threshold) == 1 &&
-               mallopt(M_TRIM_THRESHOLD, threshold > 0 ? 1 << 30 : 128 << 10) == 1;
+        // Every block comes from the heap (no per-block mmap) and the heap top is never
+        // trimmed, so a freed activation's pages serve the next step's same-sized array
+        // instead of being unmapped and faulted in (zeroed) again.
+        return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
 #else
-        (void)max_block_bytes;
         return false;
 #endif
       },
-      py::arg("max_block_bytes"),
-      "glibc malloc: serve blocks up to max_block_bytes (capped at glibc's 32 MiB) from the "
-      "heap and keep freed pages; returns False where unsupported.");
+      "glibc malloc: serve every block from the heap and keep freed pages for reuse (the "
+      "process's resident size then stays at its peak); returns False where unsupported.");
 }
 
 }  // namespace fastconv::bind
