@@ -34,9 +34,14 @@ void parallel_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                     float* c, int64_t ldc);
 
 // ---- convolution (conv2d.cpp, im2col.cpp, depthwise.cpp) ----
-// y = conv(x, w) + b; b may be null.
+// y = act(conv(x, w) + b); b may be null. The activation is applied chunk by chunk while
+// the output is in cache (epilogue.cpp).
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                    float* y);
+                    float* y, Activation act = Activation::Linear);
+// y[0 .. count) = act(y) in place: serial (for use inside a kernel's own threads) and
+// OpenMP-parallel (epilogue.cpp).
+void activation_inplace(int64_t count, float* y, Activation act);
+void activation_inplace_parallel(int64_t count, float* y, Activation act);
 // dx = conv_transpose(dy, w); dx is fully overwritten.
 void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx);
 // dw (and db if non-null) fully overwritten.

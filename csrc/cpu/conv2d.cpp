@@ -66,8 +66,11 @@ std::unique_ptr<float[]> workspace(int64_t floats) { return std::unique_ptr<floa
 }  // namespace
 
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                    float* y) {
-  if (g.is_depthwise()) return detail::depthwise_forward(g, x, w, b, y);
+                    float* y, Activation act) {
+  if (g.is_depthwise()) {
+    detail::depthwise_forward(g, x, w, b, y);
+    return activation_inplace_parallel(g.output_size(), y, act);
+  }
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
@@ -87,6 +90,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
       for (int64_t gi = 0; gi < g.groups; ++gi)
         sgemm(false, false, rows, g.cout_g, p.k, 1.f, col + gi * p.k, p.ldcol,
               w + gi * g.cout_g, g.oc, b ? 1.f : 0.f, yc + gi * g.cout_g, g.oc);
+      activation_inplace(rows * g.oc, yc, act);
     }
   }
 }

@@ -71,12 +71,13 @@ class Conv2D(Layer):
 
     def call(self, inputs):
         check_nhwc(self, inputs.shape, self._in_channels)
-        fused = isinstance(self.activation, str) and self.activation == "linear"
-        # A linear conv adds the bias inside the conv kernel; otherwise bias + activation run
-        # together in one bias_activation pass over the output.
-        y = ops.conv2d(inputs, self.kernel, self.bias if fused else None, strides=self.strides,
-                       padding=self.padding, dilation_rate=self.dilation_rate, groups=self.groups)
-        return y if fused else act.apply(y, self.bias, self.activation)
+        # Bias and the elementwise activations run inside the conv kernel (one pass over the
+        # output); softmax or a callable follows as its own op.
+        fused = act.fusable(self.activation)
+        y = ops.conv2d(inputs, self.kernel, self.bias, strides=self.strides, padding=self.padding,
+                       dilation_rate=self.dilation_rate, groups=self.groups,
+                       activation=self.activation if fused else "linear")
+        return y if fused else act.apply(y, None, self.activation)
 
     def compute_output_shape(self, input_shape):
         check_nhwc(self, input_shape)
