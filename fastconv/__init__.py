@@ -17,6 +17,7 @@ from .random import set_seed  # noqa: E402,F401
 from . import autograd, initializers, regularizers, losses, metrics, optimizers  # noqa: E402,F401
 from . import layers, models, callbacks, training  # noqa: E402,F401
 from .autograd import Tensor, Variable, no_grad  # noqa: E402,F401
+from .engine.fusion import get_fusion, set_fusion  # noqa: E402,F401
 
 __version__ = "0.1.0"
 
