@@ -39,6 +39,9 @@ namespace {
 
 // Chunk size target per thread: col small enough to still be in L2 when the GEMM reads it.
 constexpr int64_t kChunkBytes = 1 << 20;
+// Below this many multiply-adds a pass runs on one thread: a LeNet conv at batch 8 (~1 M)
+// takes tens of microseconds, less than waking a team costs on a busy machine.
+constexpr int64_t kParallelMacs = 1 << 21;
 
 struct Plan {
   int threads;
@@ -53,6 +56,8 @@ Plan make_plan(const ConvGeometry& g) {
   p.chunk = detail::lines_per_chunk(g, budget);
   p.nchunks = (p.lines + p.chunk - 1) / p.chunk;
   p.k = g.win.kh * g.win.kw * g.cin_g;
+  const int64_t macs = g.output_size() * p.k;
+  p.threads = (int)std::min<int64_t>(macs < kParallelMacs ? 1 : p.threads, std::max<int64_t>(p.nchunks, 1));
   p.ldcol = detail::col_width(g);
   p.chunk_floats = std::max<int64_t>(1, p.chunk * g.ow * p.ldcol);
   // sgemm throws on 32-bit overflow; no exception may escape an OpenMP region, so check here.
