@@ -50,6 +50,7 @@ def machine_info(threads, peers):
         info["blas"] = f"scipy-openblas32 {version('scipy-openblas32')}"
     except Exception:  # pragma: no cover - metadata missing in odd installs
         info["blas"] = "scipy-openblas32"
+    info["blas"] += f" ({fastconv._C.blas_corename()} kernels)"
     for name, mod in peers.items():
         info[name] = getattr(mod, "__version__", "?")
     return info

@@ -17,22 +17,32 @@ enum class Activation { Linear, Relu, Sigmoid, Tanh };
 
 namespace cpu {
 
-// ---- threads (threads.cpp): one knob for OpenMP and OpenBLAS ----
+// ---- threads (threads.cpp): one OpenMP pool; OpenBLAS stays single-threaded ----
 void set_num_threads(int n);
 int get_num_threads();
 // Upper bound on the im2col workspace of one conv call, in bytes (default 32 MiB).
 void set_workspace_limit(int64_t bytes);
 int64_t get_workspace_limit();
-// Runs OpenBLAS sgemm with the library's thread setting: C = alpha*op(A)*op(B) + beta*C,
-// row-major. Exposed so every kernel goes through one place (and the benchmark's ceiling).
+// Serial OpenBLAS sgemm on the calling thread: C = alpha*op(A)*op(B) + beta*C, row-major.
+// Every kernel goes through here; safe to call from several OpenMP threads at once.
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
            int64_t ldc);
+// The same product split across the OpenMP threads (serial when small or already inside a
+// parallel region).
+void parallel_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                    float* c, int64_t ldc);
 
 // ---- convolution (conv2d.cpp, im2col.cpp, depthwise.cpp) ----
-// y = conv(x, w) + b; b may be null.
+// y = act(conv(x, w) + b); b may be null. The activation is applied chunk by chunk while
+// the output is in cache (epilogue.cpp).
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                    float* y);
+                    float* y, Activation act = Activation::Linear);
+// y[0 .. count) = act(y) in place: serial (for use inside a kernel's own threads) and
+// OpenMP-parallel (epilogue.cpp).
+void activation_inplace(int64_t count, float* y, Activation act);
+void activation_inplace_parallel(int64_t count, float* y, Activation act);
 // dx = conv_transpose(dy, w); dx is fully overwritten.
 void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx);
 // dw (and db if non-null) fully overwritten.

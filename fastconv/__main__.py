@@ -99,6 +99,11 @@ def _cpu_features():
     return []
 
 
+def _C_corename():
+    from . import _C
+    return _C.blas_corename()
+
+
 def info():
     """A dict describing this installation (also printed by ``fastconv info``)."""
     import platform
@@ -121,7 +126,7 @@ def info():
     return {"fastconv": fastconv.__version__, "python": platform.python_version(),
             "numpy": np.__version__, "default_backend": fastconv.get_backend(),
             "backends": backends, "threads": fastconv.get_num_threads(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "blas": _blas_path(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "blas": _blas_path(), "blas_kernels": _C_corename(),
             "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "cpu_features": _cpu_features(), "cuda_available": backends["cuda"] == "available",
             "gpu": gpu}

@@ -217,8 +217,9 @@ def _grouped(a, rows, groups, width):
     return a.reshape(rows, groups, width).transpose(1, 0, 2)
 
 
-def conv2d_forward(x, w, b, strides, pads, dilation, groups):
+def conv2d_forward(x, w, b, strides, pads, dilation, groups, activation="linear"):
     _ready()
+    act = _act(activation)
     x, w = _f32(x, "x"), _f32(w, "w")
     n, oh, ow, oc = _conv_shapes(x, w, strides, pads, dilation, groups)
     if b is not None:
@@ -227,6 +228,8 @@ def conv2d_forward(x, w, b, strides, pads, dilation, groups):
     args = (tuple(strides), tuple(pads), tuple(dilation))
     if _is_depthwise(x.shape, w.shape, groups):
         _K.depthwise_forward(_p(x), _p(w), _p(b), _p(y), tuple(x.shape), tuple(w.shape), *args, _s())
+        if act:
+            _K.bias_act_forward(_p(y), 0, act, _p(y), n * oh * ow, oc, _s())
         return y
     kh, kw, cin_g, _ = w.shape
     k = kh * kw * cin_g
@@ -245,8 +248,8 @@ def conv2d_forward(x, w, b, strides, pads, dilation, groups):
                 cg = oc // groups
                 yg = cp.matmul(_grouped(col, col.shape[0], groups, k), _grouped(w.reshape(k, oc), k, groups, cg))
                 yc[...] = yg.transpose(1, 0, 2).reshape(-1, oc)
-    if b is not None:
-        _K.bias_act_forward(_p(y), _p(b), 0, _p(y), n * oh * ow, oc, _s())
+    if b is not None or act:
+        _K.bias_act_forward(_p(y), _p(b), act, _p(y), n * oh * ow, oc, _s())
     return y
 
 

@@ -343,3 +343,16 @@ def test_multithreaded_paths_match_oracle():
         close(probs, rprobs, 1e-5)
     finally:
         fastconv.set_num_threads(old)
+
+
+def test_blas_coretype_override_respects_the_environment(monkeypatch):
+    from fastconv import _loader
+    monkeypatch.setattr(_loader, "_cpu_flags", lambda: {"avx2", *_loader._AVX512_FLAGS})
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    assert _loader.blas_coretype_override() == "SKYLAKEX"
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")  # a site's own choice wins
+    assert _loader.blas_coretype_override() is None
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    monkeypatch.setattr(_loader, "_cpu_flags", lambda: {"avx2", "avx512f"})  # no AVX-512BW/DQ/VL
+    assert _loader.blas_coretype_override() is None
+    assert isinstance(fastconv._C.blas_corename(), str) and fastconv._C.blas_corename()

@@ -115,6 +115,19 @@ def test_winograd_random(n, h, w, cin, cout, pads, bias, seed):
         fastconv.set_conv_algorithm(saved)
 
 
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+def test_fused_activation(winograd, activation):
+    # The activation is applied per output tile (clipped cells included) in the Winograd kernel.
+    rng = np.random.default_rng(8)
+    x, wt, b = _inputs(rng, 2, 9, 7, 12, 10, True)
+    args = ((1, 1), (1, 1, 0, 2), (1, 1), 1)
+    assert _C.conv_algorithm(x.shape, wt.shape, *args)["forward"] == "winograd"
+    z = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
+    ref = {"relu": np.maximum(z, 0), "sigmoid": 1 / (1 + np.exp(-z)), "tanh": np.tanh(z)}[activation]
+    got = _C.conv2d_forward(x, wt, b, *args, activation=activation)
+    assert np.abs(got - ref).max() <= TOL * np.abs(z).max()
+
+
 def test_many_blocks_per_thread(winograd, small_workspace):
     # A 64 KiB workspace forces blocks of a few tiles: several blocks per thread, so the
     # backward-weights partials accumulate (beta = 1) and the dynamic schedule interleaves.

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels.h"
+
 namespace fastconv::bind {
 
 namespace py = pybind11;
@@ -106,6 +108,20 @@ inline std::array<int64_t, N> int_tuple(const py::handle& obj, const char* name,
 inline py::array_t<float> empty_f32(const std::vector<int64_t>& shape) {
   std::vector<py::ssize_t> s(shape.begin(), shape.end());
   return py::array_t<float>(s);
+}
+
+// 'linear' | 'relu' | 'sigmoid' | 'tanh' -> the kernels' Activation (TypeError/ValueError).
+inline Activation parse_activation(const py::handle& obj) {
+  if (!py::isinstance<py::str>(obj))
+    throw py::type_error("activation must be a str, one of 'linear', 'relu', 'sigmoid', 'tanh', got " +
+                         std::string(py::str(py::type::of(obj))));
+  const std::string name = obj.cast<std::string>();
+  if (name == "linear") return Activation::Linear;
+  if (name == "relu") return Activation::Relu;
+  if (name == "sigmoid") return Activation::Sigmoid;
+  if (name == "tanh") return Activation::Tanh;
+  throw py::value_error("activation must be one of 'linear', 'relu', 'sigmoid', 'tanh', got '" +
+                        name + "'");
 }
 
 }  // namespace fastconv::bind

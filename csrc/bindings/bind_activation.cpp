@@ -14,19 +14,6 @@ namespace fastconv::bind {
 
 namespace {
 
-Activation parse_activation(const py::handle& obj) {
-  if (!py::isinstance<py::str>(obj))
-    throw py::type_error("activation must be a str, one of 'linear', 'relu', 'sigmoid', 'tanh', got " +
-                         std::string(py::str(py::type::of(obj))));
-  const std::string name = obj.cast<std::string>();
-  if (name == "linear") return Activation::Linear;
-  if (name == "relu") return Activation::Relu;
-  if (name == "sigmoid") return Activation::Sigmoid;
-  if (name == "tanh") return Activation::Tanh;
-  throw py::value_error("activation must be one of 'linear', 'relu', 'sigmoid', 'tanh', got '" +
-                        name + "'");
-}
-
 std::vector<int64_t> shape_of(const py::array& a, const char* name) {
   if (a.ndim() < 1)
     throw py::value_error(std::string(name) + " must be at least 1-D (..., C), got a 0-D array");

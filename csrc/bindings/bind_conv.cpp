@@ -40,7 +40,9 @@ constexpr const char* kW = "(KH, KW, Cin/groups, Cout)";
 constexpr const char* kY = "(N, OH, OW, Cout)";
 
 py::array_t<float> conv2d_forward(py::handle x_, py::handle w_, py::handle b_, py::handle strides,
-                                  py::handle pads, py::handle dilation, int64_t groups) {
+                                  py::handle pads, py::handle dilation, int64_t groups,
+                                  py::handle activation) {
+  const Activation act = parse_activation(activation);
   auto x = require_f32(x_, "x", 4, kX);
   auto w = require_f32(w_, "w", 4, kW);
   const ConvGeometry g = geometry(shape4(x), shape4(w), make_window(strides, pads, dilation), groups);
@@ -50,7 +52,7 @@ py::array_t<float> conv2d_forward(py::handle x_, py::handle w_, py::handle b_, p
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    cpu::conv2d_forward(g, x.data(), w.data(), b, yp);
+    cpu::conv2d_forward(g, x.data(), w.data(), b, yp, act);
   }
   return y;
 }
@@ -101,8 +103,10 @@ py::tuple conv2d_backward_weights(py::handle dy_, py::handle x_, py::handle w_sh
 void bind_conv(py::module_& m) {
   m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("w"), py::arg("b"),
         py::arg("strides"), py::arg("pads"), py::arg("dilation"), py::arg("groups"),
-        "y = conv2d(x, w) + b. x (N, H, W, C) float32, w (KH, KW, C/groups, Cout), b (Cout,) "
-        "or None, strides (sh, sw), pads (top, bottom, left, right), dilation (dh, dw).");
+        py::arg("activation") = "linear",
+        "y = activation(conv2d(x, w) + b). x (N, H, W, C) float32, w (KH, KW, C/groups, Cout), "
+        "b (Cout,) or None, strides (sh, sw), pads (top, bottom, left, right), dilation (dh, dw), "
+        "activation 'linear' | 'relu' | 'sigmoid' | 'tanh'.");
   m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("dy"), py::arg("w"),
         py::arg("x_shape"), py::arg("strides"), py::arg("pads"), py::arg("dilation"),
         py::arg("groups"), "dx (x_shape) = gradient of conv2d_forward with respect to x.");

@@ -1,7 +1,7 @@
 // Convolution by im2col + sgemm (NHWC input, HWIO weights); depthwise goes to depthwise.cpp.
 //
-// Thread policy (one level per kernel, see threads.cpp): OpenMP over chunks of output lines;
-// each thread packs its chunk into its own col buffer and runs a single-threaded sgemm on it.
+// Thread policy (one OpenMP pool, see threads.cpp): OpenMP over chunks of output lines; each
+// thread packs its chunk into its own col buffer and runs a single-threaded sgemm on it.
 // Measured on the 2-core machine, N=32 56x56 64->64 k3 forward (sgemm 2048^3: 150-180
 // GFLOP/s on 2 threads, 95 on 1):
 //   OpenMP packing, then OpenBLAS threads on 32 MiB chunks: 54 GFLOP/s (59 on 1 thread) --
@@ -25,7 +25,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <vector>
 
@@ -41,29 +40,9 @@ namespace {
 
 // Chunk size target per thread: col small enough to still be in L2 when the GEMM reads it.
 constexpr int64_t kChunkBytes = 1 << 20;
-
-// While alive, OpenBLAS runs every call on its calling thread. This pthreads OpenBLAS has
-// no per-thread setting, so the global count is lowered to 1 and restored when the last
-// concurrent conv leaves (a dense call from another Python thread meanwhile is only slower).
-// Created outside the OpenMP region, which then calls sgemm from several threads at once.
-std::mutex g_serial_mutex;
-int g_serial_users = 0, g_serial_saved = 1;
-
-struct SerialBlas {
-  SerialBlas() {
-    std::lock_guard<std::mutex> lock(g_serial_mutex);
-    if (g_serial_users++ == 0) {
-      g_serial_saved = scipy_openblas_get_num_threads();
-      scipy_openblas_set_num_threads(1);
-    }
-  }
-  ~SerialBlas() {
-    std::lock_guard<std::mutex> lock(g_serial_mutex);
-    if (--g_serial_users == 0) scipy_openblas_set_num_threads(g_serial_saved);
-  }
-  SerialBlas(const SerialBlas&) = delete;
-  SerialBlas& operator=(const SerialBlas&) = delete;
-};
+// Below this many multiply-adds a pass runs on one thread: a LeNet conv at batch 8 (~1 M)
+// takes tens of microseconds, less than waking a team costs on a busy machine.
+constexpr int64_t kParallelMacs = 1 << 21;
 
 struct Plan {
   int threads;
@@ -78,6 +57,8 @@ Plan make_plan(const ConvGeometry& g) {
   p.chunk = detail::lines_per_chunk(g, budget);
   p.nchunks = (p.lines + p.chunk - 1) / p.chunk;
   p.k = g.win.kh * g.win.kw * g.cin_g;
+  const int64_t macs = g.output_size() * p.k;
+  p.threads = (int)std::min<int64_t>(macs < kParallelMacs ? 1 : p.threads, std::max<int64_t>(p.nchunks, 1));
   p.ldcol = detail::col_width(g);
   p.chunk_floats = std::max<int64_t>(1, p.chunk * g.ow * p.ldcol);
   // sgemm throws on 32-bit overflow; no exception may escape an OpenMP region, so check here.
@@ -91,16 +72,15 @@ std::unique_ptr<float[]> workspace(int64_t floats) { return std::unique_ptr<floa
 }  // namespace
 
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                    float* y) {
-  if (g.is_depthwise()) return detail::depthwise_forward(g, x, w, b, y);
-  if (detail::use_winograd(g, ConvPass::Forward)) {
-    SerialBlas serial;
-    return detail::winograd_forward(g, x, w, b, y);
+                    float* y, Activation act) {
+  if (g.is_depthwise()) {
+    detail::depthwise_forward(g, x, w, b, y);
+    return activation_inplace_parallel(g.output_size(), y, act);
   }
+  if (detail::use_winograd(g, ConvPass::Forward)) return detail::winograd_forward(g, x, w, b, y, act);
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
-  SerialBlas serial;
 #pragma omp parallel num_threads(p.threads)
   {
     float* buf = ws.get() + (pointwise ? 0 : omp_get_thread_num() * p.chunk_floats);
@@ -117,20 +97,17 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
       for (int64_t gi = 0; gi < g.groups; ++gi)
         sgemm(false, false, rows, g.cout_g, p.k, 1.f, col + gi * p.k, p.ldcol,
               w + gi * g.cout_g, g.oc, b ? 1.f : 0.f, yc + gi * g.cout_g, g.oc);
+      activation_inplace(rows * g.oc, yc, act);
     }
   }
 }
 
 void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   if (g.is_depthwise()) return detail::depthwise_backward_data(g, dy, w, dx);
-  if (detail::use_winograd(g, ConvPass::BackwardData)) {
-    SerialBlas serial;
-    return detail::winograd_backward_data(g, dy, w, dx);
-  }
+  if (detail::use_winograd(g, ConvPass::BackwardData)) return detail::winograd_backward_data(g, dy, w, dx);
   const Plan p = make_plan(g);
   if (g.is_pointwise()) {  // dcol is dx itself: chunks write disjoint rows, nothing to scatter.
-    SerialBlas serial;
-#pragma omp parallel for schedule(dynamic) num_threads(p.threads)
+  #pragma omp parallel for schedule(dynamic) num_threads(p.threads)
     for (int64_t c = 0; c < p.nchunks; ++c) {
       const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
       for (int64_t gi = 0; gi < g.groups; ++gi)
@@ -140,36 +117,38 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
     return;
   }
   // col2im accumulates into overlapping windows, so a thread owns whole images (their chunks
-  // run in order on it). With fewer images than threads, one image runs on OpenBLAS threads.
+  // run in order on it). With a single image the GEMM alone is split across the threads.
   const int threads = (int)std::min<int64_t>(p.threads, std::max<int64_t>(g.n, 1));
   auto ws = workspace(threads * p.chunk_floats);
   const int64_t image_bytes = g.h * g.w * g.c * (int64_t)sizeof(float);
-  std::unique_ptr<SerialBlas> serial(threads > 1 ? new SerialBlas : nullptr);
+  auto image = [&](int64_t n, float* dcol) {
+    std::memset(dx + n * g.h * g.w * g.c, 0, image_bytes);
+    for (int64_t l0 = n * g.oh; l0 < (n + 1) * g.oh; l0 += p.chunk) {
+      const int64_t l1 = std::min((n + 1) * g.oh, l0 + p.chunk), rows = (l1 - l0) * g.ow;
+      const float* dyc = dy + l0 * g.ow * g.oc;
+      for (int64_t gi = 0; gi < g.groups; ++gi)  // parallel_sgemm is serial inside a team
+        parallel_sgemm(false, true, rows, p.k, g.cout_g, 1.f, dyc + gi * g.cout_g, g.oc,
+                       w + gi * g.cout_g, g.oc, 0.f, dcol + gi * p.k, p.ldcol);
+      detail::col2im_lines(g, dcol, l0, l1, dx);
+    }
+  };
+  if (threads == 1) {
+    for (int64_t n = 0; n < g.n; ++n) image(n, ws.get());
+    return;
+  }
 #pragma omp parallel num_threads(threads)
   {
     float* dcol = ws.get() + omp_get_thread_num() * p.chunk_floats;
 #pragma omp for schedule(dynamic)
-    for (int64_t n = 0; n < g.n; ++n) {
-      std::memset(dx + n * g.h * g.w * g.c, 0, image_bytes);
-      for (int64_t l0 = n * g.oh; l0 < (n + 1) * g.oh; l0 += p.chunk) {
-        const int64_t l1 = std::min((n + 1) * g.oh, l0 + p.chunk), rows = (l1 - l0) * g.ow;
-        const float* dyc = dy + l0 * g.ow * g.oc;
-        for (int64_t gi = 0; gi < g.groups; ++gi)
-          sgemm(false, true, rows, p.k, g.cout_g, 1.f, dyc + gi * g.cout_g, g.oc,
-                w + gi * g.cout_g, g.oc, 0.f, dcol + gi * p.k, p.ldcol);
-        detail::col2im_lines(g, dcol, l0, l1, dx);
-      }
-    }
+    for (int64_t n = 0; n < g.n; ++n) image(n, dcol);
   }
 }
 
 void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db) {
   if (g.is_depthwise()) return detail::depthwise_backward_weights(g, dy, x, dw, db);
-  if (detail::use_winograd(g, ConvPass::BackwardWeights)) {
-    SerialBlas serial;
+  if (detail::use_winograd(g, ConvPass::BackwardWeights))
     return detail::winograd_backward_weights(g, dy, x, dw, db);
-  }
   const int64_t positions = g.n * g.oh * g.ow;
   if (db) detail::column_sums(positions, g.oc, dy, db);
   const Plan p = make_plan(g);
@@ -181,7 +160,6 @@ void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float
   auto ws = workspace(pointwise ? 1 : threads * p.chunk_floats);
   std::vector<float> part((size_t)((threads - 1) * wsize));
   std::vector<char> touched(threads, 0);
-  SerialBlas serial;
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num();

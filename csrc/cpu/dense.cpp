@@ -1,14 +1,13 @@
 // Dense (fully connected) layer on sgemm: x (n, k), w (k, m), y (n, m), all row-major.
-// Threading comes from OpenBLAS alone: the bias and column-sum loops stay serial (O(n*m),
-// small next to the GEMM), because an OpenMP loop next to a threaded sgemm makes the two
-// thread pools fight for the cores: n=256 k=800 m=128 with an OpenMP bias loop measured
-// 8.0 ms against 0.36 ms without.
+// The products are split across OpenMP threads by parallel_sgemm (OpenBLAS itself stays
+// single-threaded, see threads.cpp).
 #include <omp.h>
 
 #include <cstring>
 #include <vector>
 
 #include "cpu/im2col.h"
+#include "cpu/parallel.h"
 #include "kernels.h"
 
 namespace fastconv::cpu {
@@ -20,7 +19,7 @@ void column_sums(int64_t rows, int64_t cols, const float* a, float* out) {
   const int nthreads = omp_get_max_threads();
   std::vector<float> part((size_t)(nthreads * cols), 0.f);
   int used = 1;
-#pragma omp parallel num_threads(nthreads)
+#pragma omp parallel num_threads(rows * cols >= kParallelGrain ? nthreads : 1)
   {
     float* p = part.data() + omp_get_thread_num() * cols;
 #pragma omp single
@@ -46,22 +45,15 @@ void dense_forward(int64_t n, int64_t k, int64_t m, const float* x, const float*
     for (int64_t i = 0; i < n; ++i) std::memcpy(y + i * m, b, sizeof(float) * m);
     beta = 1.f;
   }
-  sgemm(false, false, n, m, k, 1.f, x, k, w, m, beta, y, m);
+  parallel_sgemm(false, false, n, m, k, 1.f, x, k, w, m, beta, y, m);
 }
 
 void dense_backward(int64_t n, int64_t k, int64_t m, const float* dy, const float* x,
                     const float* w, float* dx, float* dw, float* db) {
   // dx (n, k) = dy (n, m) @ w^T;  dw (k, m) = x^T @ dy;  db = column sums of dy.
-  if (dx) sgemm(false, true, n, k, m, 1.f, dy, m, w, m, 0.f, dx, k);
-  if (dw) sgemm(true, false, k, m, n, 1.f, x, k, dy, m, 0.f, dw, m);
-  if (db) {
-    std::memset(db, 0, sizeof(float) * m);
-    for (int64_t i = 0; i < n; ++i) {
-      const float* row = dy + i * m;
-#pragma omp simd
-      for (int64_t j = 0; j < m; ++j) db[j] += row[j];
-    }
-  }
+  if (dx) parallel_sgemm(false, true, n, k, m, 1.f, dy, m, w, m, 0.f, dx, k);
+  if (dw) parallel_sgemm(true, false, k, m, n, 1.f, x, k, dy, m, 0.f, dw, m);
+  if (db) detail::column_sums(n, m, dy, db);
 }
 
 }  // namespace fastconv::cpu

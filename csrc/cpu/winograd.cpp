@@ -206,6 +206,9 @@ struct Grid {
 // thread, 256->256 on 14x14 (forward ms): tb 14 (V+M = 1 MiB): 24; 32: 17; 64: 15; 128: 14.5;
 // 256: 13.6. At 64 channels the curve is flat (5.9-6.8 ms for tb 32..256).
 constexpr int64_t kBlockTiles = 256;
+// Below this many (direct-convolution) multiply-adds a pass runs on one thread: conv2d.cpp's
+// threshold, for the same reason.
+constexpr int64_t kParallelMacs = 1 << 21;
 
 struct Plan {
   int m, alpha, threads;
@@ -257,7 +260,9 @@ Plan make_plan(const Problem& p, ConvPass pass) {
   pl.m = tile_size(p);
   pl.alpha = pl.m + 2;
   const int64_t aa = (int64_t)pl.alpha * pl.alpha;
-  const int64_t threads = std::max(1, get_num_threads());
+  // Small passes stay on one thread, as in conv2d.cpp (waking a team costs more).
+  const int64_t macs = p.n * p.oh * p.ow * 9 * p.cin * p.cout;
+  const int64_t threads = macs < kParallelMacs ? 1 : std::max(1, get_num_threads());
   pl.tiles = p.n * ((p.oh + pl.m - 1) / pl.m) * ((p.ow + pl.m - 1) / pl.m);
   pl.threads = (int)threads;
   pl.tb = 0;
@@ -284,19 +289,11 @@ Problem problem_for(const ConvGeometry& g, ConvPass pass) {
   return pass == ConvPass::BackwardData ? backward_data_problem(g) : forward_problem(g);
 }
 
-// The workspace of a pass, kept between calls (one per calling thread, so concurrent convs
-// from several Python threads do not share it). A fresh multi-MiB allocation is fresh pages:
-// faulting in U, V and M cost 25-40% of a 256-channel pass (single thread, measured). It
-// holds at most the largest workspace used so far, itself capped by the workspace limit.
-float* workspace(int64_t floats) {
-  thread_local std::unique_ptr<float[]> buf;
-  thread_local int64_t capacity = 0;
-  if (floats > capacity) {
-    buf.reset();
-    buf.reset(new float[floats]);
-    capacity = floats;
-  }
-  return buf.get();
+// The workspace of a pass, allocated per call: with fastconv's keep_freed_memory (on by
+// default) the heap hands back the previous call's pages, so there are no page faults to
+// amortise (measured equal to a buffer cached across calls, 256->256 14x14).
+std::unique_ptr<float[]> workspace(int64_t floats) {
+  return std::unique_ptr<float[]>(new float[std::max<int64_t>(floats, 1)]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -327,10 +324,11 @@ void input_tile(const Problem& p, const Grid<M>& grid, const float* x, int64_t t
   }
 }
 
-// y_tile = A^T M A + b, for the cells of the tile inside y (the rest go to a scratch vector).
+// y_tile = act(A^T M A + b), for the cells of the tile inside y (the rest go to a scratch
+// vector).
 template <int M>
 void output_tile(const Problem& p, const Grid<M>& grid, const float* mt, int64_t mstride,
-                 const float* b, int64_t t, float* y) {
+                 const float* b, Activation act, int64_t t, float* y) {
   constexpr int A = M + 2;
   alignas(64) float scratch[kChunk];
   int64_t n, oy, ox;
@@ -346,7 +344,11 @@ void output_tile(const Problem& p, const Grid<M>& grid, const float* mt, int64_t
   for (int64_t c0 = 0; c0 < p.cout; c0 += kChunk) {
     for (int q = 0; q < A * A; ++q) in[q] = mt + q * mstride + c0;
     for (int q = 0; q < M * M; ++q) out[q] = cell[q] ? cell[q] + c0 : scratch;
-    transform2d<typename Wino<M>::AT>(in, out, b ? b + c0 : nullptr, std::min(kChunk, p.cout - c0));
+    const int64_t nc = std::min(kChunk, p.cout - c0);
+    transform2d<typename Wino<M>::AT>(in, out, b ? b + c0 : nullptr, nc);
+    if (act != Activation::Linear)
+      for (int q = 0; q < M * M; ++q)
+        if (cell[q]) activation_inplace(nc, cell[q] + c0, act);
   }
 }
 
@@ -398,7 +400,8 @@ void filter_transform(const float* w, int64_t L, bool flip, float* u, int64_t us
 // thread's V and M. u_transposed: the slices U_p are stored (Cout x Cin) and used transposed.
 template <int M>
 void run_forward(const Problem& p, const Plan& pl, const float* x, const float* u,
-                 int64_t ustride, bool u_transposed, const float* b, float* y, float* ws) {
+                 int64_t ustride, bool u_transposed, const float* b, Activation act, float* y,
+                 float* ws) {
   constexpr int AA = (M + 2) * (M + 2);
   const Grid<M> grid(p);
   const int64_t vstride = position_stride(pl.tb * p.cin);
@@ -415,18 +418,19 @@ void run_forward(const Problem& p, const Plan& pl, const float* x, const float* 
         sgemm(false, u_transposed, cnt, p.cout, p.cin, 1.f, v + q * vstride, p.cin,
               u + q * ustride, u_transposed ? p.cin : p.cout, 0.f, mt + q * mstride, p.cout);
       for (int64_t j = 0; j < cnt; ++j)
-        output_tile<M>(p, grid, mt + j * p.cout, mstride, b, t0 + j, y);
+        output_tile<M>(p, grid, mt + j * p.cout, mstride, b, act, t0 + j, y);
     }
   }
 }
 
 template <int M>
 void forward_impl(const Problem& p, const Plan& pl, const float* x, const float* w,
-                  const float* b, float* y) {
+                  const float* b, Activation act, float* y) {
   const int64_t ustride = position_stride(p.cin * p.cout);
-  float* u = workspace(workspace_floats(p, pl, ConvPass::Forward));
+  auto ws = workspace(workspace_floats(p, pl, ConvPass::Forward));
+  float* u = ws.get();
   filter_transform<M>(w, p.cin * p.cout, false, u, ustride, pl.threads);
-  run_forward<M>(p, pl, x, u, ustride, false, b, y, u + filter_floats(p, pl));
+  run_forward<M>(p, pl, x, u, ustride, false, b, act, y, u + filter_floats(p, pl));
 }
 
 template <int M>
@@ -434,13 +438,15 @@ void backward_data_impl(const Problem& p, const Plan& pl, const float* dy, const
                         float* dx) {
   // p is backward_data_problem: its cin is the conv's Cout, its cout the conv's Cin.
   const int64_t L = p.cin * p.cout, ustride = position_stride(L);
-  float* u = workspace(workspace_floats(p, pl, ConvPass::BackwardData));
+  auto ws = workspace(workspace_floats(p, pl, ConvPass::BackwardData));
+  float* u = ws.get();
   // The conv's weights w'[ky][kx][co][ci] = w[2-ky][2-kx][ci][co]: the flip happens in the
   // filter transform, the channel swap in the GEMM (U_p used transposed), so w' is never
   // formed (an explicit transpose measured 1-2 ms at 256 channels, more than the GEMMs of a
   // small batch).
   filter_transform<M>(w, L, true, u, ustride, pl.threads);
-  run_forward<M>(p, pl, dy, u, ustride, true, nullptr, dx, u + filter_floats(p, pl));
+  run_forward<M>(p, pl, dy, u, ustride, true, nullptr, Activation::Linear, dx,
+                 u + filter_floats(p, pl));
 }
 
 template <int M>
@@ -452,7 +458,8 @@ void backward_weights_impl(const Problem& p, const Plan& pl, const float* dy, co
   const int64_t vstride = position_stride(pl.tb * p.cin);
   const int64_t ystride = position_stride(pl.tb * p.cout);
   const int64_t per_thread = filter_floats(p, pl) + block_floats(p, pl);
-  float* ws = workspace(pl.threads * per_thread);
+  auto buf = workspace(pl.threads * per_thread);
+  float* ws = buf.get();
   // Thread t owns blocks t, t+T, ... (static schedule) and its own dU; its first block
   // overwrites (beta = 0). Every thread has a block: make_plan keeps threads <= blocks.
 #pragma omp parallel num_threads(pl.threads)
@@ -536,11 +543,11 @@ bool use_winograd(const ConvGeometry& g, ConvPass pass) {
 }
 
 void winograd_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                      float* y) {
+                      float* y, Activation act) {
   const Problem p = forward_problem(g);
   const Plan pl = make_plan(p, ConvPass::Forward);
-  if (pl.m == 4) forward_impl<4>(p, pl, x, w, b, y);
-  else forward_impl<2>(p, pl, x, w, b, y);
+  if (pl.m == 4) forward_impl<4>(p, pl, x, w, b, act, y);
+  else forward_impl<2>(p, pl, x, w, b, act, y);
 }
 
 void winograd_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {

@@ -21,9 +21,10 @@ bool use_winograd(const ConvGeometry& g, ConvPass pass);
 
 // The passes, on geometry for which use_winograd() said yes. Same contracts as the
 // conv2d_* kernels in kernels.h (outputs fully overwritten). They call the serial sgemm from
-// inside OpenMP regions, so the caller keeps OpenBLAS on one thread meanwhile.
+// inside OpenMP regions (OpenBLAS itself stays single-threaded, threads.cpp).
+// y = act(conv(x, w) + b), the activation applied tile by tile while the output is in cache.
 void winograd_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                      float* y);
+                      float* y, Activation act);
 void winograd_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx);
 void winograd_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                                float* db);

@@ -10,7 +10,8 @@ A tensor may feed several layers (residual graphs), and a layer may be called on
 tensors (shared weights, counted once).
 """
 from ..layers.input_layer import InputLayer, KerasTensor
-from ..layers.layer import flatten, map_structure
+from ..layers.layer import _training_ctx, flatten, map_structure
+from . import fusion
 from .model import Model
 
 
@@ -79,32 +80,74 @@ class Functional(Model):
     def _input_spec(self):
         return [t.shape for t in self._input_tensors]
 
-    def _run(self, values, apply):
-        """Evaluate the graph: `values` maps id(input KerasTensor) -> value; apply(node, args)."""
+    def _run(self, values, apply, plan=None):
+        """Evaluate the graph: `values` maps id(input KerasTensor) -> value; apply(node, args,
+        chain). plan: {id(node): (Chain, last node)} from _fusion; a chain's other nodes are
+        skipped ((None, None)) and its result is the last node's output."""
+        plan = plan or {}
         for node in self._nodes:
-            if isinstance(node.layer, InputLayer):
+            chain, last = plan.get(id(node), (None, node))
+            if isinstance(node.layer, InputLayer) or last is None:
                 continue
             args = map_structure(lambda t: values[id(t)] if isinstance(t, KerasTensor) else t, node.inputs)
-            out = apply(node, args)
+            out = apply(node, args, chain)
             # Outputs are matched one level deep: a shape is itself a tuple, so no deep flatten.
-            outs = [out] if isinstance(node.outputs, KerasTensor) else list(out)
-            for t, v in zip(flatten(node.outputs), outs):
+            outs = [out] if isinstance(last.outputs, KerasTensor) else list(out)
+            for t, v in zip(flatten(last.outputs), outs):
                 values[id(t)] = v
         return map_structure(lambda t: values[id(t)], self._outputs_struct)
+
+    def _fusion(self, training):
+        """{id(node): (Chain, last node)} for the head of each fusable chain, (None, None) for
+        the nodes it absorbs. A link must be the only consumer of the previous link's output."""
+        if not fusion.get_fusion():
+            return {}
+        consumers, model_outputs = {}, {id(t) for t in self._output_tensors}
+        for node in self._nodes:
+            for t in flatten(node.inputs):
+                if isinstance(t, KerasTensor):
+                    consumers.setdefault(id(t), []).append(node)
+
+        def next_node(node):
+            outs = flatten(node.outputs)
+            users = consumers.get(id(outs[0]), []) if len(outs) == 1 else []
+            if len(users) != 1 or id(outs[0]) in model_outputs:
+                return None
+            user = users[0]
+            return user if len(flatten(user.inputs)) == 1 and not user.args else None
+
+        plan = {}
+        for node in self._nodes:
+            if id(node) in plan:
+                continue
+            run = [node]
+            while len(run) < 3 and run[-1] is not None:
+                run.append(next_node(run[-1]))
+            run = [n for n in run if n is not None]
+            chain = fusion.chain_from(lambda j: (run[j].layer, run[j].kwargs) if j < len(run) else None,
+                                      lambda j: True, training)
+            if chain is not None:
+                members = run[:len(chain.links)]
+                plan[id(node)] = (chain, members[-1])
+                plan.update({id(n): (None, None) for n in members[1:]})
+        return plan
 
     def call(self, inputs, training=None):
         given = flatten(inputs)
         values = {id(t): v for t, v in zip(self._input_tensors, given)}
 
-        def apply(node, args):
+        def apply(node, args, chain):
             kwargs = dict(node.kwargs)
             # training fixed at graph construction (e.g. a frozen base called with
             # training=False) wins over the training mode of this call.
             kwargs.setdefault("training", training)
+            if chain is not None:
+                return chain(args, node.args, kwargs)
             return node.layer(args, *node.args, **kwargs)
-        return self._run(values, apply)
+        plan = self._fusion(bool(_training_ctx.get() if training is None else training))
+        return self._run(values, apply, plan)
 
     def compute_output_shape(self, input_shape):
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
         values = {id(t): tuple(s) for t, s in zip(self._input_tensors, shapes)}
-        return self._run(values, lambda node, args: node.layer.compute_output_shape(args))
+        return self._run(values, lambda node, args, chain: node.layer.compute_output_shape(args))

@@ -71,6 +71,12 @@ class Model(Layer):
         self._loss_tracker = _LossTracker()
 
     # -- building and calling ----------------------------------------------------------------
+    def fusion_plan(self, training=False):
+        """The layer chains this model runs as single ops in the given mode, e.g.
+        ['conv2d + batch_normalization + re_lu'] (engine/fusion.py); [] for subclassed models."""
+        plan = self._fusion(bool(training)) if hasattr(self, "_fusion") else {}
+        return [" + ".join(layer.name for layer in chain.layers) for chain in _chains(plan)]
+
     def _maybe_build(self, input_shape):
         if self.built:
             return
@@ -252,3 +258,12 @@ class Model(Layer):
         key is an error listing them all; strict=False / skip_mismatch=True loads what matches."""
         from .saving import load_weights
         return load_weights(self, filepath, strict=strict and not skip_mismatch)
+
+
+def _chains(plan):
+    seen = []
+    for entry in plan.values():
+        chain = entry[0] if isinstance(entry, tuple) else entry
+        if chain is not None and not any(chain is c for c in seen):
+            seen.append(chain)
+    return seen

@@ -11,6 +11,7 @@ layer is built and its output shape recorded (for summary()).
 """
 from ..layers.input_layer import InputLayer, KerasTensor
 from ..layers.layer import Layer
+from . import fusion
 from .model import Model
 
 
@@ -65,11 +66,11 @@ class Sequential(Model):
     def _input_spec(self):
         return None if self._input_batch_shape is None or not self.built else [self._input_batch_shape]
 
+    def _fusion(self, training):
+        return fusion.plan_layers(self._tracked, training)
+
     def call(self, inputs, training=None):
-        x = inputs
-        for layer in self._tracked:
-            x = layer(x, training=training)
-        return x
+        return fusion.run_layers(self._tracked, inputs, training)
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)

@@ -9,6 +9,7 @@
 import numbers
 
 from ._args import floats, kernels, pair, require_rank, resolve_padding
+from .activation import _activation_name
 
 
 def _conv_args(x, w, strides, padding, dilation_rate, groups):
@@ -22,16 +23,20 @@ def _conv_args(x, w, strides, padding, dilation_rate, groups):
     return strides, pads, dilation
 
 
-def conv2d(x, w, b=None, *, strides=1, padding="valid", dilation_rate=1, groups=1):
+def conv2d(x, w, b=None, *, strides=1, padding="valid", dilation_rate=1, groups=1, activation=None):
     """2-D convolution (cross-correlation, as every framework computes it).
 
     x (N, H, W, C), w (KH, KW, C/groups, Cout), b (Cout,) or None -> (N, OH, OW, Cout).
     padding: 'valid', 'same' (TensorFlow's split: the extra cell at the bottom/right), an int,
-    (ph, pw), or ((top, bottom), (left, right)).
+    (ph, pw), or ((top, bottom), (left, right)). activation: None/'linear', 'relu', 'sigmoid'
+    or 'tanh', applied inside the conv kernel while the output is in cache (no extra pass).
     """
     x, w, b = floats(x, "x"), floats(w, "w"), floats(b, "b")
+    act = _activation_name(activation)
     strides, pads, dilation = _conv_args(x, w, strides, padding, dilation_rate, groups)
-    return kernels().conv2d_forward(x, w, b, strides, pads, dilation, groups)
+    if act == "linear":  # the kernel interface's short form, which every backend takes
+        return kernels().conv2d_forward(x, w, b, strides, pads, dilation, groups)
+    return kernels().conv2d_forward(x, w, b, strides, pads, dilation, groups, act)
 
 
 def _shape4(shape, name, layout):

@@ -35,6 +35,11 @@ def resolve(activation):
                      f"{list(FUSED) + list(_PLAIN)}, None or a callable")
 
 
+def fusable(activation):
+    """True for the activations the native kernels apply in place (relu, sigmoid, tanh, linear)."""
+    return isinstance(activation, str) and activation in FUSED
+
+
 def apply(y, bias, activation):
     """activation(y + bias) in as few passes as possible (`activation` from resolve)."""
     if isinstance(activation, str) and activation in FUSED:

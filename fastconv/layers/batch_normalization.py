@@ -43,7 +43,20 @@ class BatchNormalization(Layer):
         self.moving_mean = self.add_weight("moving_mean", c, self._inits[2], trainable=False)
         self.moving_variance = self.add_weight("moving_variance", c, self._inits[3], trainable=False)
 
-    def call(self, inputs, training=None):
+    def folded_into(self, kernel, bias):
+        """(kernel', bias') of a conv whose output this layer normalises with its moving
+        statistics: y = conv(x, kernel) + bias, then (y - mean) * s + beta with
+        s = gamma / sqrt(var + eps), equals conv(x, kernel * s) + (bias - mean) * s + beta.
+        Autograd ops, so gradients still reach the conv and the gamma/beta weights."""
+        s = 1.0 / ops.sqrt(self.moving_variance.data + self.epsilon)
+        if self.gamma is not None:
+            s = self.gamma * s
+        shift = (-self.moving_mean.data) * s if bias is None else (bias - self.moving_mean.data) * s
+        if self.beta is not None:
+            shift = shift + self.beta
+        return kernel * s, shift
+
+    def call(self, inputs, training=None, _activation=None):
         if inputs.ndim != self._ndim or inputs.shape[self._axis] != self.moving_mean.shape[0]:
             raise ValueError(f"{self.name}: expected rank {self._ndim} inputs with {self.moving_mean.shape[0]} "
                              f"features on axis {self._axis}, got shape {tuple(inputs.shape)}")
@@ -54,6 +67,8 @@ class BatchNormalization(Layer):
         x = inputs if last else inputs.transpose(*perm)
         y = ops.batch_norm(x, self.gamma, self.beta, self.moving_mean, self.moving_variance,
                            training, momentum=self.momentum, epsilon=self.epsilon)
+        if _activation == "relu":  # a fused BatchNormalization -> ReLU chain (engine/fusion.py)
+            y = ops.relu(y)
         if last:
             return y
         inverse = [0] * self._ndim

@@ -9,6 +9,7 @@ the other way (`_col2im` scatters columns back onto the padded input and crops t
 import numpy as np
 
 from ._checks import conv_geometry, float_array, optional_vector, require_shape
+from .activation import bias_act_forward
 
 
 def _tap_slices(g, i, j):
@@ -55,8 +56,8 @@ def _grouped_weights(w, g):
     return w.reshape(g.kh, g.kw, g.cin_g, g.groups, g.cout_g)
 
 
-def conv2d_forward(x, w, b, strides, pads, dilation, groups):
-    """y (N, OH, OW, Cout) = conv(x, w) + b."""
+def conv2d_forward(x, w, b, strides, pads, dilation, groups, activation="linear"):
+    """y (N, OH, OW, Cout) = activation(conv(x, w) + b)."""
     x = float_array(x, "x", 4, "(N, H, W, C)")
     w = float_array(w, "w", 4, "(KH, KW, Cin/groups, Cout)", x.dtype)
     g = conv_geometry(x.shape, w.shape, strides, pads, dilation, groups)
@@ -66,7 +67,7 @@ def conv2d_forward(x, w, b, strides, pads, dilation, groups):
     y = y.reshape(g.n, g.oh, g.ow, g.oc)
     if b is not None:
         y = y + b
-    return np.ascontiguousarray(y, dtype=x.dtype)
+    return bias_act_forward(np.ascontiguousarray(y, dtype=x.dtype), None, activation)
 
 
 def conv2d_backward_data(dy, w, x_shape, strides, pads, dilation, groups):

@@ -7,11 +7,17 @@ from ..tensor import Tensor, as_array, no_grad
 
 
 class Conv2D(Function):
-    def forward(self, x, w, b=None, **conv):
-        self.x, self.w, self.conv = x, w, conv
-        return F.conv2d(x, w, b, **conv)
+    # activation(conv(x, w) + b) in one kernel; backward first turns g into the gradient of
+    # the pre-activation from the saved output (as BiasActivation does), then runs the conv's.
+    def forward(self, x, w, b=None, activation="linear", **conv):
+        self.x, self.w, self.conv, self.activation = x, w, conv, activation
+        y = F.conv2d(x, w, b, activation=activation, **conv)
+        self.y = None if activation == "linear" else y
+        return y
 
     def backward(self, g):
+        if self.y is not None:
+            g, _ = F.bias_activation_backward(g, self.y, self.activation, need_db=False)
         dx, dw, db = F.conv2d_backward(g, self.x, self.w, need_dx=self.needs[0],
                                        need_db=len(self.needs) > 2, **self.conv)
         return dx, dw, db
@@ -150,9 +156,10 @@ def _move_last(a, axis):
     return a if axis in (-1, a.ndim - 1) else array_module(a).swapaxes(a, axis, -1)
 
 
-def conv2d(x, w, b=None, strides=1, padding="valid", dilation_rate=1, groups=1):
+def conv2d(x, w, b=None, strides=1, padding="valid", dilation_rate=1, groups=1, activation="linear"):
     args = (x, w) if b is None else (x, w, b)
-    return Conv2D.apply(*args, strides=strides, padding=padding, dilation_rate=dilation_rate, groups=groups)
+    return Conv2D.apply(*args, strides=strides, padding=padding, dilation_rate=dilation_rate, groups=groups,
+                        activation=activation)
 
 
 def depthwise_conv2d(x, w, b=None, strides=1, padding="valid", dilation_rate=1):

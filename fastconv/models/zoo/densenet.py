@@ -2,6 +2,7 @@
 with compression 0.5, as Keras applications builds them."""
 from ... import layers
 from ...autograd import ops
+from ...engine.fusion import run_layers
 from ...layers import Layer
 from ._common import build, classifier_head
 
@@ -27,10 +28,7 @@ class DenseBlock(Layer):
 
     def call(self, x, training=None):
         for unit in self.units:
-            y = x
-            for layer in unit:
-                y = layer(y, training=training)
-            x = ops.concatenate([x, y], axis=-1)
+            x = ops.concatenate([x, run_layers(unit, x, training)], axis=-1)
         return x
 
 
@@ -49,7 +47,7 @@ class TransitionBlock(Layer):
         self.conv = layers.Conv2D(int(input_shape[-1] * self.compression), 1, use_bias=False)
 
     def call(self, x, training=None):
-        return self.pool(self.conv(self.relu(self.bn(x, training=training))))
+        return self.pool(run_layers([self.bn, self.relu, self.conv], x, training))
 
 
 def densenet(blocks, input_shape=(224, 224, 3), classes=1000, include_top=True, pooling=None, growth_rate=32,

@@ -1,6 +1,7 @@
 """GoogLeNet / Inception v1 (Szegedy et al. 2014), without the auxiliary classifiers."""
 from ... import layers
 from ...autograd import ops
+from ...engine.fusion import run_layers
 from ...layers import Layer
 from ._common import build
 
@@ -28,13 +29,7 @@ class InceptionBlock(Layer):
         ]
 
     def call(self, x, training=None):
-        outs = []
-        for branch in self.branches:
-            y = x
-            for layer in branch:
-                y = layer(y)
-            outs.append(y)
-        return ops.concatenate(outs, axis=-1)
+        return ops.concatenate([run_layers(branch, x, training) for branch in self.branches], axis=-1)
 
 
 def googlenet(input_shape=(224, 224, 3), classes=1000, dropout=0.4, name="googlenet"):

@@ -1,5 +1,6 @@
 """MobileNet v1 (Howard et al. 2017): depthwise-separable convolutions, width multiplier."""
 from ... import layers
+from ...engine.fusion import run_layers
 from ...layers import Layer
 from ._common import build
 
@@ -21,9 +22,7 @@ class DepthwiseSeparableBlock(Layer):
             layers.BatchNormalization(), layers.ReLU(6.0)]
 
     def call(self, x, training=None):
-        for layer in self.seq:
-            x = layer(x, training=training)
-        return x
+        return run_layers(self.seq, x, training)
 
 
 def mobilenet(input_shape=(224, 224, 3), classes=1000, alpha=1.0, depth_multiplier=1, dropout=1e-3,

@@ -1,6 +1,7 @@
 """ResNets (He et al. 2015): basic and bottleneck residual blocks, ImageNet and CIFAR stems."""
 from ... import layers
 from ...autograd import ops
+from ...engine.fusion import run_layers
 from ...layers import Layer
 from ._common import build, classifier_head
 
@@ -32,11 +33,8 @@ class ResidualBlock(Layer):
             self.proj = self.conv_bn(self.filters * self.expansion, 1, self.strides)
 
     def call(self, x, training=None):
-        y, shortcut = x, x
-        for layer in self.path:
-            y = layer(y, training=training)
-        for layer in self.proj or ():
-            shortcut = layer(shortcut, training=training)
+        y = run_layers(self.path, x, training)
+        shortcut = run_layers(self.proj, x, training) if self.proj else x
         return ops.relu(y + shortcut)
 
 

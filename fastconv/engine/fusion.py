@@ -1,0 +1,131 @@
+"""Layer fusion in Sequential and functional models: fewer passes over the activations.
+
+A chain of layers is run as one op when each link's output feeds only the next link (and is
+not a model output):
+
+- ``Conv2D -> ReLU``: the activation runs inside the conv kernel (any mode).
+- ``Conv2D -> BatchNormalization [-> ReLU]`` at inference: the batch norm is folded into the
+  convolution (kernel * s, (bias - mean) * s + beta with s = gamma / sqrt(var + eps)), so
+  predict() pays for one conv and nothing else. The fold is made of autograd ops, so a model
+  run with training=False still gets gradients for its conv and BN weights.
+- ``BatchNormalization -> ReLU``: one batch-norm kernel that applies the ReLU (and, in
+  training, masks its gradient by recomputing the sign instead of saving another array).
+
+Only the exact built-in classes fuse (a subclass may override ``call``); ``ReLU`` only with its
+defaults; the conv only with a linear activation and the batch norm only on the last axis.
+``fastconv.set_fusion(False)`` turns it off; ``model.fusion_plan(training)`` lists the chains.
+Layers that run a list of sublayers themselves (the zoo's residual and dense blocks) use
+``run_layers`` to get the same treatment.
+"""
+from ..layers.activation import Activation, ReLU
+from ..layers.batch_normalization import BatchNormalization
+from ..layers.conv2d import Conv2D
+
+
+_enabled = [True]
+
+
+def set_fusion(enabled):
+    """Run fusable layer chains as single ops (default True); False runs every layer alone."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, got {enabled!r}")
+    _enabled[0] = enabled
+
+
+def get_fusion():
+    return _enabled[0]
+
+
+def _is_relu(layer):
+    if type(layer) is ReLU:
+        return layer.max_value is None and layer.negative_slope == 0.0 and layer.threshold == 0.0
+    return type(layer) is Activation and layer.activation == "relu"
+
+
+def _bn_training(layer, kwargs, training):
+    fixed = kwargs.get("training")
+    return bool(training if fixed is None else fixed) and layer.trainable
+
+
+def _is_conv(layer):
+    return type(layer) is Conv2D and layer.built and layer.activation == "linear"
+
+
+def _is_bn(layer):
+    return type(layer) is BatchNormalization and layer.built and layer._axis == layer._ndim - 1
+
+
+class Chain:
+    """Links [(layer, kwargs), ...] run as one call of the first layer."""
+
+    def __init__(self, links, training):
+        self.links = links
+        head, kwargs = links[0]
+        self.layers = [layer for layer, _ in links]
+        if _is_conv(head):
+            rest = self.layers[1:]
+            self.fold = rest[0] if rest and _is_bn(rest[0]) else None
+            self.call_kwargs = {"_fold": self.fold, "_activation": "relu" if _is_relu(self.layers[-1]) else None}
+        else:  # batch norm + relu
+            self.call_kwargs = {"training": _bn_training(head, kwargs, training), "_activation": "relu"}
+
+    def __call__(self, args, extra_args, kwargs):
+        head = self.layers[0]
+        return head(args, *extra_args, **{**kwargs, **self.call_kwargs})
+
+    def describe(self):
+        return " + ".join(type(layer).__name__ for layer in self.layers)
+
+
+def chain_from(links_at, single_consumer, training):
+    """The longest fusable chain starting at position 0 of links_at (a callable i -> (layer,
+    kwargs) or None), where single_consumer(i) says link i's output feeds only link i + 1."""
+    first = links_at(0)
+    if first is None:
+        return None
+    links = [first]
+
+    def extend(accept):
+        nxt = links_at(len(links)) if single_consumer(len(links) - 1) else None
+        if nxt is not None and accept(nxt):
+            links.append(nxt)
+            return True
+        return False
+
+    head, kwargs = first
+    if _is_conv(head):
+        if extend(lambda l: _is_bn(l[0]) and not _bn_training(l[0], l[1], training)):
+            extend(lambda l: _is_relu(l[0]))
+        else:
+            extend(lambda l: _is_relu(l[0]))
+    elif _is_bn(head):
+        extend(lambda l: _is_relu(l[0]))
+    return Chain(links, training) if len(links) > 1 else None
+
+
+def plan_layers(layers, training):
+    """{start index: Chain} for the fusable runs of consecutive layers in a plain list."""
+    plan, i = {}, 0
+    while _enabled[0] and i < len(layers):
+        chain = chain_from(lambda j, i=i: (layers[i + j], {}) if i + j < len(layers) else None,
+                           lambda j: True, training)
+        if chain is not None:
+            plan[i] = chain
+        i += len(chain.links) if chain is not None else 1
+    return plan
+
+
+def run_layers(layers, x, training=None):
+    """x through a list of layers, each feeding the next, with fusable runs fused."""
+    from ..layers.layer import _training_ctx
+    plan = plan_layers(layers, bool(_training_ctx.get() if training is None else training))
+    i = 0
+    while i < len(layers):
+        chain = plan.get(i)
+        if chain is None:
+            x = layers[i](x, training=training)
+            i += 1
+        else:
+            x = chain(x, (), {"training": training})
+            i += len(chain.links)
+    return x
