@@ -7,10 +7,11 @@ array([4., 6., 6., 6., 4.], dtype=float32)
 """
 import os as _os
 
-from ._loader import preload_openblas as _preload_openblas
+from . import _loader
 
-_preload_openblas()
-from . import _C  # noqa: E402
+_loader.preload_openblas()
+with _loader.openmp_environment():
+    from . import _C  # noqa: E402
 from .backend import Backend, backend, get_backend, set_backend  # noqa: E402,F401
 from . import functional  # noqa: E402,F401
 from .random import set_seed  # noqa: E402,F401
