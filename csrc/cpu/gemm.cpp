@@ -162,6 +162,16 @@ void micro_kernel(int64_t kc, const float* __restrict ap, const float* __restric
   for (int i = 0; i < kMR; ++i)
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  // The C tile is touched only after the k loop: start fetching it now so its misses overlap
+  // the FMAs instead of stalling the stores.
+#ifndef FASTCONV_GEMM_NO_PREFETCH_C
+#pragma GCC unroll 14
+  for (int i = 0; i < kMR; ++i) {
+    if (i >= mr) break;
+    _mm_prefetch((const char*)(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char*)(c + i * ldc + 16 * NV - 1), _MM_HINT_T0);
+  }
+#endif
 
   for (int64_t p = 0; p < kc; ++p, ap += kMR, bp += kNR) {
     __m512 bv[NV];
