@@ -10,7 +10,9 @@
 #include <climits>
 #include <algorithm>
 #include <stdexcept>
+#include <string>
 
+#include "cpu/gemm.h"
 #include "kernels.h"
 
 #include <cblas.h>  // scipy-openblas32: symbols carry the scipy_ prefix
@@ -26,6 +28,23 @@ const bool g_blas_pinned = (scipy_openblas_set_num_threads(1), true);
 // Below this many multiply-adds a product runs on the calling thread: waking the team costs
 // more than the work (a 256x120x84 dense layer is 2.6 M).
 constexpr int64_t kParallelGemmWork = 1 << 21;
+
+// Which serial sgemm runs: fastconv's own AVX-512 kernel (gemm.cpp) or OpenBLAS.
+enum class GemmBackend { Auto, OpenBlas, Native };
+std::atomic<GemmBackend> g_gemm_backend{GemmBackend::Auto};
+
+// "auto" picks the native kernel wherever it was compiled in. Measured on one core of the
+// 2-core Zen 5 EPYC (benchmarks/bench_gemm.py, best of 41 interleaved runs, 1 thread):
+//   shape (m x n x k)          native  OpenBLAS Haswell  OpenBLAS SkylakeX   GFLOP/s
+//   2048^3                     218     125               ~245 (not selectable here)
+//   conv fwd 1024 x 64 x 576   220     118
+//   conv fwd 256 x 256 x 2304  230     125
+// (FMA peak 261.) OPENBLAS_CORETYPE=Haswell, which this site sets, leaves OpenBLAS on its
+// 256-bit kernels; the native kernel runs 512-bit whatever the environment says.
+bool use_native_gemm() {
+  const GemmBackend b = g_gemm_backend.load(std::memory_order_relaxed);
+  return b == GemmBackend::Native || (b == GemmBackend::Auto && gemm_avx512_available());
+}
 }
 
 void set_num_threads(int n) {
@@ -45,9 +64,37 @@ void set_workspace_limit(int64_t bytes) {
 
 int64_t get_workspace_limit() { return g_workspace_limit; }
 
-void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-           int64_t ldc) {
+void set_gemm_backend(const std::string& name) {
+  GemmBackend b;
+  if (name == "auto")
+    b = GemmBackend::Auto;
+  else if (name == "openblas")
+    b = GemmBackend::OpenBlas;
+  else if (name == "native")
+    b = GemmBackend::Native;
+  else
+    throw std::invalid_argument("set_gemm_backend: backend must be 'auto', 'openblas' or 'native', got '" +
+                                name + "'");
+  if (b == GemmBackend::Native && !gemm_avx512_available())
+    throw std::invalid_argument(
+        "set_gemm_backend: 'native' needs AVX-512, and fastconv was built without it (build "
+        "with FASTCONV_NATIVE_ARCH=ON on an AVX-512 CPU)");
+  g_gemm_backend = b;
+}
+
+std::string get_gemm_backend() {
+  switch (g_gemm_backend.load()) {
+    case GemmBackend::OpenBlas: return "openblas";
+    case GemmBackend::Native: return "native";
+    default: return "auto";
+  }
+}
+
+std::string active_gemm_backend() { return use_native_gemm() ? "native" : "openblas"; }
+
+void sgemm_openblas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                    float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   if (m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX)
     throw std::length_error("sgemm: a dimension exceeds the 32-bit BLAS interface");
@@ -60,6 +107,15 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
                     trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a,
                     (int)(lda < 1 ? 1 : lda), b, (int)(ldb < 1 ? 1 : ldb), beta, c,
                     (int)(ldc < 1 ? 1 : ldc));
+}
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+           int64_t ldc) {
+  if (use_native_gemm())
+    gemm_avx512(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  else
+    sgemm_openblas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void parallel_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
