@@ -55,6 +55,10 @@ constexpr int kNR = 32;  // columns of the micro-tile (two zmm)
 constexpr int64_t kKC = FASTCONV_GEMM_KC;
 constexpr int64_t kMC = FASTCONV_GEMM_MC;  // a multiple of kMR
 constexpr int64_t kNC = FASTCONV_GEMM_NC;  // a multiple of kNR
+#ifndef FASTCONV_GEMM_INPLACE_A_MAX_N
+#define FASTCONV_GEMM_INPLACE_A_MAX_N 256
+#endif
+constexpr int64_t kInPlaceAMaxN = FASTCONV_GEMM_INPLACE_A_MAX_N;
 static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks must hold whole micro-tiles");
 
 // ---- packing ------------------------------------------------------------------------------
@@ -154,12 +158,14 @@ void pack_b(bool trans, const float* b, int64_t ldb, int64_t kc, int64_t nc, flo
 
 // ---- micro-kernel -------------------------------------------------------------------------
 
-// C[0:mr, 0:nr] = alpha * (A strip @ B strip) + beta * C[0:mr, 0:nr] for one packed MR-strip
-// of A and NR-strip of B over kc steps. NV = number of 16-wide column vectors computed (2 for
-// a full strip, 1 when nr <= 16). beta == 0 never reads C.
-template <int NV>
-void micro_kernel(int64_t kc, const float* __restrict ap, const float* __restrict bp, float* c,
-                  int64_t ldc, int mr, int nr, float alpha, float beta) {
+// C[0:mr, 0:nr] = alpha * (A strip @ B strip) + beta * C[0:mr, 0:nr] for one MR-strip of A
+// and one packed NR-strip of B over kc steps. NV = number of 16-wide column vectors computed
+// (2 for a full strip, 1 when nr <= 16). The A strip is either packed (kRowsA false: MR values
+// per step) or MR whole rows of A read in place (kRowsA true: row i at ap + i * lda, which
+// skips packing A when few B strips would reuse the packed copy). beta == 0 never reads C.
+template <int NV, bool kRowsA>
+void micro_kernel(int64_t kc, const float* __restrict ap, int64_t lda, const float* __restrict bp,
+                  float* c, int64_t ldc, int mr, int nr, float alpha, float beta) {
   __m512 acc[kMR][NV];
 #pragma GCC unroll 14
   for (int i = 0; i < kMR; ++i)
@@ -167,22 +173,20 @@ void micro_kernel(int64_t kc, const float* __restrict ap, const float* __restric
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
   // The C tile is touched only after the k loop: start fetching it now so its misses overlap
   // the FMAs instead of stalling the stores.
-#ifndef FASTCONV_GEMM_NO_PREFETCH_C
 #pragma GCC unroll 14
   for (int i = 0; i < kMR; ++i) {
     if (i >= mr) break;
     _mm_prefetch((const char*)(c + i * ldc), _MM_HINT_T0);
     _mm_prefetch((const char*)(c + i * ldc + 16 * NV - 1), _MM_HINT_T0);
   }
-#endif
 
-  for (int64_t p = 0; p < kc; ++p, ap += kMR, bp += kNR) {
+  for (int64_t p = 0; p < kc; ++p, ap += kRowsA ? 1 : kMR, bp += kNR) {
     __m512 bv[NV];
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(bp + 16 * v);
 #pragma GCC unroll 14
     for (int i = 0; i < kMR; ++i) {
-      const __m512 ai = _mm512_set1_ps(ap[i]);
+      const __m512 ai = _mm512_set1_ps(kRowsA ? ap[i * lda] : ap[i]);
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
     }
@@ -243,20 +247,30 @@ void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
   }
 }
 
-// All tiles of one packed A block (mc x kc) against one packed B panel (kc x nc).
-void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const float* ap, const float* bp,
-                  float alpha, float beta, float* c, int64_t ldc) {
+// All tiles of one A block (mc x kc) against one packed B panel (kc x nc). A is either packed
+// whole (a_rows null, packed strips at a_packed) or read in place from a_rows (leading
+// dimension lda), with only its last strip, when shorter than MR, packed at a_packed.
+void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const float* a_rows, int64_t lda,
+                  const float* a_packed, const float* bp, float alpha, float beta, float* c,
+                  int64_t ldc) {
   for (int64_t j = 0; j < nc; j += kNR) {
     const int nr = (int)std::min<int64_t>(kNR, nc - j);
     const float* bs = bp + j * kc;  // strip j / NR starts at (j / NR) * kc * NR
     for (int64_t i = 0; i < mc; i += kMR) {
       const int mr = (int)std::min<int64_t>(kMR, mc - i);
-      const float* as = ap + i * kc;
       float* ct = c + i * ldc + j;
-      if (nr > 16)
-        micro_kernel<2>(kc, as, bs, ct, ldc, mr, nr, alpha, beta);
-      else
-        micro_kernel<1>(kc, as, bs, ct, ldc, mr, nr, alpha, beta);
+      if (a_rows && mr == kMR) {
+        if (nr > 16)
+          micro_kernel<2, true>(kc, a_rows + i * lda, lda, bs, ct, ldc, mr, nr, alpha, beta);
+        else
+          micro_kernel<1, true>(kc, a_rows + i * lda, lda, bs, ct, ldc, mr, nr, alpha, beta);
+      } else {
+        const float* as = a_rows ? a_packed : a_packed + i * kc;
+        if (nr > 16)
+          micro_kernel<2, false>(kc, as, 0, bs, ct, ldc, mr, nr, alpha, beta);
+        else
+          micro_kernel<1, false>(kc, as, 0, bs, ct, ldc, mr, nr, alpha, beta);
+      }
     }
   }
 }
@@ -274,6 +288,9 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
   const int64_t kc_max = balanced_block(k, kKC, 1);
   const int64_t mc_max = balanced_block(m, kMC, kMR);
   const int64_t nc_max = balanced_block(n, kNC, kNR);
+  // Untransposed A is read in place when the B panel has few strips: packing it (a
+  // transpose) would then cost a large share of the FMAs that reuse it.
+  const bool a_in_place = !trans_a && nc_max <= kInPlaceAMaxN;
   for (int64_t jc = 0; jc < n; jc += nc_max) {
     const int64_t nc = std::min(nc_max, n - jc);
     for (int64_t pc = 0; pc < k; pc += kc_max) {
@@ -282,10 +299,15 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
       const float beta_here = pc == 0 ? beta : 1.f;  // later slices accumulate
       for (int64_t ic = 0; ic < m; ic += mc_max) {
         const int64_t mc = std::min(mc_max, m - ic);
-        pack_a(trans_a, trans_a ? a + pc * lda + ic : a + ic * lda + pc, lda, mc, kc,
-               buf.a.get());
-        macro_kernel(mc, nc, kc, buf.a.get(), buf.b.get(), alpha, beta_here,
-                     c + ic * ldc + jc, ldc);
+        const float* a_block = trans_a ? a + pc * lda + ic : a + ic * lda + pc;
+        if (a_in_place) {
+          const int64_t full = mc / kMR * kMR;  // only a short last strip is packed
+          if (full < mc) pack_a(false, a_block + full * lda, lda, mc - full, kc, buf.a.get());
+        } else {
+          pack_a(trans_a, a_block, lda, mc, kc, buf.a.get());
+        }
+        macro_kernel(mc, nc, kc, a_in_place ? a_block : nullptr, lda, buf.a.get(), buf.b.get(),
+                     alpha, beta_here, c + ic * ldc + jc, ldc);
       }
     }
   }
