@@ -55,10 +55,19 @@ constexpr int kNR = 32;  // columns of the micro-tile (two zmm)
 constexpr int64_t kKC = FASTCONV_GEMM_KC;
 constexpr int64_t kMC = FASTCONV_GEMM_MC;  // a multiple of kMR
 constexpr int64_t kNC = FASTCONV_GEMM_NC;  // a multiple of kNR
+// Operands read in place instead of packed (see gemm_avx512): A when the B panel is at most
+// this wide, untransposed B when C has at most this many rows. Measured (best of 41 runs,
+// GFLOP/s, packed -> in place): A, 448x64x576 223 -> 249, 576x64x448 (A transposed) 215 -> 251,
+// 2048^3 and 256x1000x4096 within noise either way; B, 56x512x4608 205 -> 244, 64x256x256
+// 222 -> 245, 128x512x512 217 -> 239, 2048^3 226 -> 219.
 #ifndef FASTCONV_GEMM_INPLACE_A_MAX_N
 #define FASTCONV_GEMM_INPLACE_A_MAX_N 256
 #endif
 constexpr int64_t kInPlaceAMaxN = FASTCONV_GEMM_INPLACE_A_MAX_N;
+#ifndef FASTCONV_GEMM_INPLACE_B_MAX_M
+#define FASTCONV_GEMM_INPLACE_B_MAX_M 1024
+#endif
+constexpr int64_t kInPlaceBMaxM = FASTCONV_GEMM_INPLACE_B_MAX_M;
 static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks must hold whole micro-tiles");
 
 // ---- packing ------------------------------------------------------------------------------
@@ -159,13 +168,17 @@ void pack_b(bool trans, const float* b, int64_t ldb, int64_t kc, int64_t nc, flo
 // ---- micro-kernel -------------------------------------------------------------------------
 
 // C[0:mr, 0:nr] = alpha * (A strip @ B strip) + beta * C[0:mr, 0:nr] for one MR-strip of A
-// and one packed NR-strip of B over kc steps. NV = number of 16-wide column vectors computed
-// (2 for a full strip, 1 when nr <= 16). The A strip is either packed (kRowsA false: MR values
-// per step) or MR whole rows of A read in place (kRowsA true: row i at ap + i * lda, which
-// skips packing A when few B strips would reuse the packed copy). beta == 0 never reads C.
+// and one NR-strip of B over kc steps. NV = number of 16-wide column vectors computed (2 for a
+// full strip, 1 when nr <= 16). beta == 0 never reads C.
+// A strip: kRowsA true: MR rows of untransposed A in place, op(A)(i, p) at ap[i * a_stride + p];
+// kRowsA false: MR contiguous values per step, op(A)(i, p) at ap[p * a_stride + i] (packed,
+// a_stride = MR, or transposed A in place, a_stride = lda).
+// B strip: NR contiguous values per step, step p at bp + p * b_step (packed, b_step = NR, or
+// untransposed B in place, b_step = ldb).
 template <int NV, bool kRowsA>
-void micro_kernel(int64_t kc, const float* __restrict ap, int64_t lda, const float* __restrict bp,
-                  float* c, int64_t ldc, int mr, int nr, float alpha, float beta) {
+void micro_kernel(int64_t kc, const float* __restrict ap, int64_t a_stride,
+                  const float* __restrict bp, int64_t b_step, float* c, int64_t ldc, int mr, int nr,
+                  float alpha, float beta) {
   __m512 acc[kMR][NV];
 #pragma GCC unroll 14
   for (int i = 0; i < kMR; ++i)
@@ -180,13 +193,13 @@ void micro_kernel(int64_t kc, const float* __restrict ap, int64_t lda, const flo
     _mm_prefetch((const char*)(c + i * ldc + 16 * NV - 1), _MM_HINT_T0);
   }
 
-  for (int64_t p = 0; p < kc; ++p, ap += kRowsA ? 1 : kMR, bp += kNR) {
+  for (int64_t p = 0; p < kc; ++p, ap += kRowsA ? 1 : a_stride, bp += b_step) {
     __m512 bv[NV];
 #pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(bp + 16 * v);
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(bp + 16 * v);
 #pragma GCC unroll 14
     for (int i = 0; i < kMR; ++i) {
-      const __m512 ai = _mm512_set1_ps(kRowsA ? ap[i * lda] : ap[i]);
+      const __m512 ai = _mm512_set1_ps(kRowsA ? ap[i * a_stride] : ap[i]);
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
     }
@@ -247,29 +260,39 @@ void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
   }
 }
 
-// All tiles of one A block (mc x kc) against one packed B panel (kc x nc). A is either packed
-// whole (a_rows null, packed strips at a_packed) or read in place from a_rows (leading
-// dimension lda), with only its last strip, when shorter than MR, packed at a_packed.
-void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const float* a_rows, int64_t lda,
-                  const float* a_packed, const float* bp, float alpha, float beta, float* c,
-                  int64_t ldc) {
+// An operand block as the macro-kernel sees it: strips read in place from `in_place` (null:
+// every strip packed at `packed`), with only a short last strip packed (at `packed`).
+struct Block {
+  const float* in_place;
+  int64_t ld;
+  const float* packed;
+};
+
+// All tiles of one A block (mc x kc) against one B panel (kc x nc).
+void macro_kernel(int64_t mc, int64_t nc, int64_t kc, bool trans_a, const Block& a,
+                  const Block& b, float alpha, float beta, float* c, int64_t ldc) {
   for (int64_t j = 0; j < nc; j += kNR) {
     const int nr = (int)std::min<int64_t>(kNR, nc - j);
-    const float* bs = bp + j * kc;  // strip j / NR starts at (j / NR) * kc * NR
+    const bool b_here = b.in_place && nr == kNR;
+    const float* bs = b_here ? b.in_place + j : b.in_place ? b.packed : b.packed + j * kc;
+    const int64_t b_step = b_here ? b.ld : kNR;
     for (int64_t i = 0; i < mc; i += kMR) {
       const int mr = (int)std::min<int64_t>(kMR, mc - i);
       float* ct = c + i * ldc + j;
-      if (a_rows && mr == kMR) {
+      if (a.in_place && mr == kMR && !trans_a) {
+        const float* as = a.in_place + i * a.ld;
         if (nr > 16)
-          micro_kernel<2, true>(kc, a_rows + i * lda, lda, bs, ct, ldc, mr, nr, alpha, beta);
+          micro_kernel<2, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta);
         else
-          micro_kernel<1, true>(kc, a_rows + i * lda, lda, bs, ct, ldc, mr, nr, alpha, beta);
+          micro_kernel<1, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta);
       } else {
-        const float* as = a_rows ? a_packed : a_packed + i * kc;
+        const bool a_here = a.in_place && mr == kMR;  // transposed A in place
+        const float* as = a_here ? a.in_place + i : a.in_place ? a.packed : a.packed + i * kc;
+        const int64_t a_step = a_here ? a.ld : kMR;
         if (nr > 16)
-          micro_kernel<2, false>(kc, as, 0, bs, ct, ldc, mr, nr, alpha, beta);
+          micro_kernel<2, false>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta);
         else
-          micro_kernel<1, false>(kc, as, 0, bs, ct, ldc, mr, nr, alpha, beta);
+          micro_kernel<1, false>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta);
       }
     }
   }
@@ -288,26 +311,37 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
   const int64_t kc_max = balanced_block(k, kKC, 1);
   const int64_t mc_max = balanced_block(m, kMC, kMR);
   const int64_t nc_max = balanced_block(n, kNC, kNR);
-  // Untransposed A is read in place when the B panel has few strips: packing it (a
-  // transpose) would then cost a large share of the FMAs that reuse it.
-  const bool a_in_place = !trans_a && nc_max <= kInPlaceAMaxN;
+  // Packing an operand pays off only when the packed copy is reused enough: A is read in
+  // place when the B panel has few strips, untransposed B when C has few rows. (Transposed B
+  // is always packed: in place its NR values per step would be a strided gather.)
+  const bool a_in_place = nc_max <= kInPlaceAMaxN;
+  const bool b_in_place = !trans_b && m <= kInPlaceBMaxM;
+  float* const abuf = buf.a.get();
+  float* const bbuf = buf.b.get();
   for (int64_t jc = 0; jc < n; jc += nc_max) {
     const int64_t nc = std::min(nc_max, n - jc);
     for (int64_t pc = 0; pc < k; pc += kc_max) {
       const int64_t kc = std::min(kc_max, k - pc);
-      pack_b(trans_b, trans_b ? b + jc * ldb + pc : b + pc * ldb + jc, ldb, kc, nc, buf.b.get());
+      const float* b_panel = trans_b ? b + jc * ldb + pc : b + pc * ldb + jc;
+      if (!b_in_place) {
+        pack_b(trans_b, b_panel, ldb, kc, nc, bbuf);
+      } else if (const int64_t full = nc / kNR * kNR; full < nc) {
+        pack_b(false, b_panel + full, ldb, kc, nc - full, bbuf);  // the short last strip
+      }
+      const Block bblock{b_in_place ? b_panel : nullptr, ldb, bbuf};
       const float beta_here = pc == 0 ? beta : 1.f;  // later slices accumulate
       for (int64_t ic = 0; ic < m; ic += mc_max) {
         const int64_t mc = std::min(mc_max, m - ic);
         const float* a_block = trans_a ? a + pc * lda + ic : a + ic * lda + pc;
-        if (a_in_place) {
-          const int64_t full = mc / kMR * kMR;  // only a short last strip is packed
-          if (full < mc) pack_a(false, a_block + full * lda, lda, mc - full, kc, buf.a.get());
-        } else {
-          pack_a(trans_a, a_block, lda, mc, kc, buf.a.get());
+        if (!a_in_place) {
+          pack_a(trans_a, a_block, lda, mc, kc, abuf);
+        } else if (const int64_t full = mc / kMR * kMR; full < mc) {
+          pack_a(trans_a, trans_a ? a_block + full : a_block + full * lda, lda, mc - full, kc,
+                 abuf);  // the short last strip
         }
-        macro_kernel(mc, nc, kc, a_in_place ? a_block : nullptr, lda, buf.a.get(), buf.b.get(),
-                     alpha, beta_here, c + ic * ldc + jc, ldc);
+        const Block ablock{a_in_place ? a_block : nullptr, lda, abuf};
+        macro_kernel(mc, nc, kc, trans_a, ablock, bblock, alpha, beta_here, c + ic * ldc + jc,
+                     ldc);
       }
     }
   }
