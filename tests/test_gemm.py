@@ -80,9 +80,13 @@ def test_random_shapes(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_blocking_boundaries(backend):
-    # Several MC (336), KC (256) and NC (1024) blocks, and the beta carried across k slices.
+    # Several MC (336), KC (256) and NC (1024) blocks, and the beta carried across k slices;
+    # both operands packed, or read in place (A when n <= 256, untransposed B when m <= 1024)
+    # with their short last strips packed.
     _run(backend, False, False, 700, 1100, 600, alpha=0.75, beta=0.5, pads=(1, 2, 3))
     _run(backend, True, True, 350, 1030, 520, alpha=1.0, beta=1.0)
+    _run(backend, False, False, 1100, 250, 300, alpha=1.0, beta=0.5, pads=(3, 0, 1))
+    _run(backend, True, False, 1031, 47, 270, alpha=1.0, beta=0.0, pads=(0, 5, 0))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
