@@ -33,14 +33,16 @@ constexpr int64_t kParallelGemmWork = 1 << 21;
 enum class GemmBackend { Auto, OpenBlas, Native };
 std::atomic<GemmBackend> g_gemm_backend{GemmBackend::Auto};
 
-// "auto" picks the native kernel wherever it was compiled in. Measured on one core of the
-// 2-core Zen 5 EPYC (benchmarks/bench_gemm.py, best of 41 interleaved runs, 1 thread):
-//   shape (m x n x k)          native  OpenBLAS Haswell  OpenBLAS SkylakeX   GFLOP/s
-//   2048^3                     218     125               ~245 (not selectable here)
-//   conv fwd 1024 x 64 x 576   220     118
-//   conv fwd 256 x 256 x 2304  230     125
-// (FMA peak 261.) OPENBLAS_CORETYPE=Haswell, which this site sets, leaves OpenBLAS on its
-// 256-bit kernels; the native kernel runs 512-bit whatever the environment says.
+// "auto" picks the native kernel wherever it was compiled in: it was faster on every shape
+// measured. 2-core Zen 5 EPYC, OPENBLAS_CORETYPE=Haswell (as this site sets), FMA peak 270
+// GFLOP/s per core; `PYTHONPATH=. python benchmarks/bench_gemm.py --repeats 9`, medians,
+// GFLOP/s, OpenBLAS -> native:
+//   serial  2048^3 126 -> 203; conv forward chunks 448x64x576 119 -> 244, 112x256x2304
+//           122 -> 239; backward data 448x576x64 (B^T) 121 -> 237; backward weights
+//           576x64x448 (A^T) 117 -> 235; Winograd-sized 64x256x256 111 -> 223; dense
+//           256x1000x4096 119 -> 201; slowest ratio 1.61 (2048^3).
+//   2 threads, whole conv/dense kernels: 1.4x-2.1x (56x56 64->64 k3 forward 212 -> 388).
+// OpenBLAS's own AVX-512 (SkylakeX) kernels reach ~245 on 2048^3 where they are allowed.
 bool use_native_gemm() {
   const GemmBackend b = g_gemm_backend.load(std::memory_order_relaxed);
   return b == GemmBackend::Native || (b == GemmBackend::Auto && gemm_avx512_available());
