@@ -9,6 +9,9 @@
 // Packing handles the transposes: whatever trans_a/trans_b are, the micro-kernel reads A as
 // MR values per k step and B as NR values per k step, both contiguous and zero-padded past
 // the matrix edge, so it has one code path; only its stores to C are masked at the edges.
+// Exception: when a packed copy would be reused too little to repay the copy (B panel <= 256
+// wide for A, C <= 1024 rows for untransposed B), full strips are read in place from the
+// matrix and only a short last strip is packed (kInPlaceAMaxN / kInPlaceBMaxM).
 //
 // Micro-kernel 14 x 32: 28 zmm accumulators + 2 for the B row + 1 for the broadcast A value
 // fill the 32 registers. Per k step it does 28 FMAs for 2 vector loads and 14 broadcasts, so
