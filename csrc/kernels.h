@@ -23,11 +23,21 @@ int get_num_threads();
 // Upper bound on the im2col workspace of one conv call, in bytes (default 32 MiB).
 void set_workspace_limit(int64_t bytes);
 int64_t get_workspace_limit();
-// Serial OpenBLAS sgemm on the calling thread: C = alpha*op(A)*op(B) + beta*C, row-major.
+// Serial sgemm implementation: "native" (fastconv's AVX-512 kernel, gemm.h), "openblas", or
+// "auto" (native where compiled in). set_gemm_backend throws std::invalid_argument on another
+// name, or on "native" in a build without AVX-512. active_gemm_backend() resolves "auto".
+void set_gemm_backend(const std::string& name);
+std::string get_gemm_backend();
+std::string active_gemm_backend();
+// Serial sgemm (backend above) on the calling thread: C = alpha*op(A)*op(B) + beta*C, row-major.
 // Every kernel goes through here; safe to call from several OpenMP threads at once.
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
            int64_t ldc);
+// The OpenBLAS path of sgemm whatever the backend setting (tests and benchmarks compare).
+void sgemm_openblas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                    float* c, int64_t ldc);
 // The same product split across the OpenMP threads (serial when small or already inside a
 // parallel region).
 void parallel_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

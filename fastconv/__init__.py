@@ -64,6 +64,32 @@ def get_conv_algorithm():
     return _C.get_conv_algorithm()
 
 
+_GEMM_BACKENDS = ("auto", "openblas", "native")
+
+
+def set_gemm_backend(name):
+    """Choose the serial matrix product under every conv/dense kernel.
+
+    'native' is fastconv's own AVX-512 SGEMM (only in builds for an AVX-512 CPU), 'openblas'
+    the bundled OpenBLAS, 'auto' (the default) native where it was compiled in. The
+    environment variable FASTCONV_GEMM sets the starting value.
+    """
+    if name not in _GEMM_BACKENDS:
+        raise ValueError(f"gemm backend must be one of {', '.join(map(repr, _GEMM_BACKENDS))}, got {name!r}")
+    if name == "native" and not _C.has_native_gemm:
+        raise ValueError("gemm backend 'native' needs a build with AVX-512 (FASTCONV_NATIVE_ARCH=ON "
+                         "on an AVX-512 CPU); use 'auto' or 'openblas'")
+    _C.set_gemm_backend(name)
+
+
+def get_gemm_backend():
+    """The selected gemm backend: 'auto', 'openblas' or 'native' (see set_gemm_backend)."""
+    return _C.get_gemm_backend()
+
+
+if _os.environ.get("FASTCONV_GEMM"):
+    set_gemm_backend(_os.environ["FASTCONV_GEMM"])
+
 # OMP_NUM_THREADS, when set, is the starting count (OpenBLAS's own variables are not read).
 _C.set_num_threads(int(_os.environ.get("OMP_NUM_THREADS", 0) or _C.get_num_threads()))
 

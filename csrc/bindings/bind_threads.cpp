@@ -1,9 +1,13 @@
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <chrono>
 #include <climits>
 #include <string>
 #include <stdexcept>
 
+#include "array_check.h"
+#include "cpu/gemm.h"
 #include "kernels.h"
 
 #include <cblas.h>
@@ -16,6 +20,71 @@ namespace py = pybind11;
 
 namespace fastconv::bind {
 
+namespace {
+
+// Checks that a flat float32 buffer holds a rows x cols row-major matrix with leading
+// dimension ld (the last row may end at cols, as BLAS allows).
+void check_operand(const py::array_t<float>& arr, const char* name, int64_t rows, int64_t cols,
+                   int64_t ld) {
+  if (ld < std::max<int64_t>(1, cols))
+    throw py::value_error(std::string("ld") + name + " must be >= max(1, " + std::to_string(cols) +
+                          "), got " + std::to_string(ld));
+  const int64_t need = rows == 0 || cols == 0 ? 0 : (rows - 1) * ld + cols;
+  if (arr.size() < need)
+    throw py::value_error(std::string(name) + " holds " + std::to_string(arr.size()) +
+                          " floats, a " + std::to_string(rows) + " x " + std::to_string(cols) +
+                          " matrix with ld " + std::to_string(ld) + " needs " +
+                          std::to_string(need));
+}
+
+// Test/benchmark hook: one serial sgemm on flat float32 buffers, C updated in place.
+// backend: "" = the selected one (set_gemm_backend), or "native" / "openblas" for this call.
+void sgemm_hook(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                const py::object& a_obj, int64_t lda, const py::object& b_obj, int64_t ldb,
+                float beta, const py::object& c_obj, int64_t ldc, const std::string& backend) {
+  if (m < 0 || n < 0 || k < 0) throw py::value_error("m, n, k must be >= 0");
+  auto a = require_f32(a_obj, "a", -1, "buffer");
+  auto b = require_f32(b_obj, "b", -1, "buffer");
+  auto c = require_f32(c_obj, "c", -1, "buffer");
+  if (!c.writeable()) throw py::value_error("c must be writeable");
+  check_operand(a, "a", trans_a ? k : m, trans_a ? m : k, lda);
+  check_operand(b, "b", trans_b ? n : k, trans_b ? k : n, ldb);
+  check_operand(c, "c", m, n, ldc);
+  if (backend != "" && backend != "native" && backend != "openblas")
+    throw py::value_error("backend must be '', 'native' or 'openblas', got '" + backend + "'");
+  float* cp = c.mutable_data();
+  py::gil_scoped_release nogil;
+  if (backend == "native") {
+    if (!cpu::gemm_avx512_available()) throw std::invalid_argument("native gemm not compiled in");
+    cpu::gemm_avx512(trans_a, trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, cp, ldc);
+  } else if (backend == "openblas") {
+    cpu::sgemm_openblas(trans_a, trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, cp,
+                        ldc);
+  } else {
+    cpu::sgemm(trans_a, trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, cp, ldc);
+  }
+}
+
+// GFLOP/s of a 512-bit FMA loop on the calling thread (0 without AVX-512): the peak the GEMM
+// is measured against. Best of `repeats` runs of ~`seconds` / repeats each.
+double fma_peak_gflops(double seconds, int repeats) {
+  using clock = std::chrono::steady_clock;
+  double best = 0;
+  const int64_t iters = 1 << 20;
+  const auto end = clock::now() + std::chrono::duration<double>(seconds);
+  for (int r = 0; r < repeats || clock::now() < end; ++r) {
+    const auto t0 = clock::now();
+    const int64_t flops = cpu::fma_peak_loop(iters);
+    const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+    if (flops == 0) return 0;
+    best = std::max(best, flops / dt * 1e-9);
+    if (r >= repeats && clock::now() >= end) break;
+  }
+  return best;
+}
+
+}  // namespace
+
 void bind_threads(py::module_& m) {
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"),
         "Set the OpenMP thread count of the native kernels (OpenBLAS stays single-threaded inside them).");
@@ -24,6 +93,19 @@ void bind_threads(py::module_& m) {
         "Cap (bytes) on the im2col workspace of one conv call.");
   m.def("get_workspace_limit", &cpu::get_workspace_limit);
   m.attr("has_openmp") = true;
+  m.def("set_gemm_backend", &cpu::set_gemm_backend, py::arg("name"),
+        "Serial sgemm used by every kernel: 'auto' (native where compiled in), 'openblas' or "
+        "'native' (fastconv's AVX-512 kernel).");
+  m.def("get_gemm_backend", &cpu::get_gemm_backend);
+  m.def("active_gemm_backend", &cpu::active_gemm_backend,
+        "The sgemm that runs now: 'native' or 'openblas' ('auto' resolved).");
+  m.attr("has_native_gemm") = cpu::gemm_avx512_available();
+  m.def("_sgemm", &sgemm_hook, py::arg("trans_a"), py::arg("trans_b"), py::arg("m"), py::arg("n"),
+        py::arg("k"), py::arg("alpha"), py::arg("a"), py::arg("lda"), py::arg("b"), py::arg("ldb"),
+        py::arg("beta"), py::arg("c"), py::arg("ldc"), py::arg("backend") = "",
+        "Test hook: cblas-style row-major sgemm on flat float32 buffers, c updated in place.");
+  m.def("_fma_peak_gflops", &fma_peak_gflops, py::arg("seconds") = 0.2, py::arg("repeats") = 20,
+        "GFLOP/s of a 512-bit FMA loop on one thread (0 without AVX-512).");
   m.def("blas_corename", [] { return std::string(scipy_openblas_get_corename()); },
         "The CPU kernel family OpenBLAS runs here (e.g. 'Haswell', 'SkylakeX').");
   m.def(

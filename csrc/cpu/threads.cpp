@@ -10,7 +10,9 @@
 #include <climits>
 #include <algorithm>
 #include <stdexcept>
+#include <string>
 
+#include "cpu/gemm.h"
 #include "kernels.h"
 
 #include <cblas.h>  // scipy-openblas32: symbols carry the scipy_ prefix
@@ -26,6 +28,25 @@ const bool g_blas_pinned = (scipy_openblas_set_num_threads(1), true);
 // Below this many multiply-adds a product runs on the calling thread: waking the team costs
 // more than the work (a 256x120x84 dense layer is 2.6 M).
 constexpr int64_t kParallelGemmWork = 1 << 21;
+
+// Which serial sgemm runs: fastconv's own AVX-512 kernel (gemm.cpp) or OpenBLAS.
+enum class GemmBackend { Auto, OpenBlas, Native };
+std::atomic<GemmBackend> g_gemm_backend{GemmBackend::Auto};
+
+// "auto" picks the native kernel wherever it was compiled in: it was faster on every shape
+// measured. 2-core Zen 5 EPYC, OPENBLAS_CORETYPE=Haswell (as this site sets), FMA peak 270
+// GFLOP/s per core; `PYTHONPATH=. python benchmarks/bench_gemm.py --repeats 9`, medians,
+// GFLOP/s, OpenBLAS -> native:
+//   serial  2048^3 126 -> 203; conv forward chunks 448x64x576 119 -> 244, 112x256x2304
+//           122 -> 239; backward data 448x576x64 (B^T) 121 -> 237; backward weights
+//           576x64x448 (A^T) 117 -> 235; Winograd-sized 64x256x256 111 -> 223; dense
+//           256x1000x4096 119 -> 201; slowest ratio 1.61 (2048^3).
+//   2 threads, whole conv/dense kernels: 1.4x-2.1x (56x56 64->64 k3 forward 212 -> 388).
+// OpenBLAS's own AVX-512 (SkylakeX) kernels reach ~245 on 2048^3 where they are allowed.
+bool use_native_gemm() {
+  const GemmBackend b = g_gemm_backend.load(std::memory_order_relaxed);
+  return b == GemmBackend::Native || (b == GemmBackend::Auto && gemm_avx512_available());
+}
 }
 
 void set_num_threads(int n) {
@@ -45,9 +66,37 @@ void set_workspace_limit(int64_t bytes) {
 
 int64_t get_workspace_limit() { return g_workspace_limit; }
 
-void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-           int64_t ldc) {
+void set_gemm_backend(const std::string& name) {
+  GemmBackend b;
+  if (name == "auto")
+    b = GemmBackend::Auto;
+  else if (name == "openblas")
+    b = GemmBackend::OpenBlas;
+  else if (name == "native")
+    b = GemmBackend::Native;
+  else
+    throw std::invalid_argument("set_gemm_backend: backend must be 'auto', 'openblas' or 'native', got '" +
+                                name + "'");
+  if (b == GemmBackend::Native && !gemm_avx512_available())
+    throw std::invalid_argument(
+        "set_gemm_backend: 'native' needs AVX-512, and fastconv was built without it (build "
+        "with FASTCONV_NATIVE_ARCH=ON on an AVX-512 CPU)");
+  g_gemm_backend = b;
+}
+
+std::string get_gemm_backend() {
+  switch (g_gemm_backend.load()) {
+    case GemmBackend::OpenBlas: return "openblas";
+    case GemmBackend::Native: return "native";
+    default: return "auto";
+  }
+}
+
+std::string active_gemm_backend() { return use_native_gemm() ? "native" : "openblas"; }
+
+void sgemm_openblas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                    float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   if (m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldb > INT_MAX || ldc > INT_MAX)
     throw std::length_error("sgemm: a dimension exceeds the 32-bit BLAS interface");
@@ -60,6 +109,15 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
                     trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a,
                     (int)(lda < 1 ? 1 : lda), b, (int)(ldb < 1 ? 1 : ldb), beta, c,
                     (int)(ldc < 1 ? 1 : ldc));
+}
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+           int64_t ldc) {
+  if (use_native_gemm())
+    gemm_avx512(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  else
+    sgemm_openblas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void parallel_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

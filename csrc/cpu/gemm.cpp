@@ -1,0 +1,384 @@
+// Serial AVX-512 SGEMM, BLIS-style (see gemm.h for the contract).
+//
+// Loop nest, outermost first, for C (m x n) += op(A) (m x k) @ op(B) (k x n):
+//   jc: columns of C in panels of NC     -- B panel (KC x NC) packed once, reused over all rows
+//   pc: the reduction in slices of KC    -- C is read-modified-written once per slice
+//   ic: rows of C in blocks of MC        -- A block (MC x KC) packed, stays in L2
+//   jr: NR-wide strips of the B panel    -- the B strip (KC x NR) stays in L1 across ir
+//   ir: MR-tall strips of the A block    -- one micro-kernel call: an MR x NR tile of C
+// Packing handles the transposes: whatever trans_a/trans_b are, the micro-kernel reads A as
+// MR values per k step and B as NR values per k step, both contiguous and zero-padded past
+// the matrix edge, so it has one code path; only its stores to C are masked at the edges.
+// Exception: when a packed copy would be reused too little to repay the copy (B panel <= 256
+// wide for A, C <= 1024 rows for untransposed B), full strips are read in place from the
+// matrix and only a short last strip is packed (kInPlaceAMaxN / kInPlaceBMaxM).
+//
+// Micro-kernel 14 x 32: 28 zmm accumulators + 2 for the B row + 1 for the broadcast A value
+// fill the 32 registers. Per k step it does 28 FMAs for 2 vector loads and 14 broadcasts, so
+// the two 512-bit FMA pipes of Zen 4/5 (and Skylake-X) stay busy and each accumulator chain
+// has 14 cycles between its FMAs (FMA latency 4). A strip only 1..16 columns wide runs the
+// 14 x 16 variant instead of computing a half-empty 32-wide tile.
+#include "cpu/gemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+// GCC 12's AVX-512 headers build masked loads from an uninitialised vector and then warn
+// about it at every use (a known false positive); the loads here are all zero-masked.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace fastconv::cpu {
+
+#if defined(__AVX512F__)
+
+namespace {
+
+constexpr int kMR = 14;  // rows of the micro-tile
+constexpr int kNR = 32;  // columns of the micro-tile (two zmm)
+
+// Cache blocking (Zen 5: 48 KiB L1d, 1 MiB L2 per core, 32 MiB L3). The B strip KC x NR
+// (32 KiB at KC = 256) plus the streamed A strip fill L1; the A block MC x KC (336 KiB) sits in
+// L2 with room for C tiles; the B panel KC x NC (1 MiB) lives in L2/L3. Measured, see
+// benchmarks/bench_gemm.py.
+#ifndef FASTCONV_GEMM_KC
+#define FASTCONV_GEMM_KC 256
+#endif
+#ifndef FASTCONV_GEMM_MC
+#define FASTCONV_GEMM_MC 336
+#endif
+#ifndef FASTCONV_GEMM_NC
+#define FASTCONV_GEMM_NC 1024
+#endif
+constexpr int64_t kKC = FASTCONV_GEMM_KC;
+constexpr int64_t kMC = FASTCONV_GEMM_MC;  // a multiple of kMR
+constexpr int64_t kNC = FASTCONV_GEMM_NC;  // a multiple of kNR
+// Operands read in place instead of packed (see gemm_avx512): A when the B panel is at most
+// this wide, untransposed B when C has at most this many rows. Measured (best of 41 runs,
+// GFLOP/s, packed -> in place): A, 448x64x576 223 -> 249, 576x64x448 (A transposed) 215 -> 251,
+// 2048^3 and 256x1000x4096 within noise either way; B, 56x512x4608 205 -> 244, 64x256x256
+// 222 -> 245, 128x512x512 217 -> 239, 2048^3 226 -> 219.
+#ifndef FASTCONV_GEMM_INPLACE_A_MAX_N
+#define FASTCONV_GEMM_INPLACE_A_MAX_N 256
+#endif
+constexpr int64_t kInPlaceAMaxN = FASTCONV_GEMM_INPLACE_A_MAX_N;
+#ifndef FASTCONV_GEMM_INPLACE_B_MAX_M
+#define FASTCONV_GEMM_INPLACE_B_MAX_M 1024
+#endif
+constexpr int64_t kInPlaceBMaxM = FASTCONV_GEMM_INPLACE_B_MAX_M;
+static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks must hold whole micro-tiles");
+
+// ---- packing ------------------------------------------------------------------------------
+
+// Transposes the rows x cols corner (rows, cols <= 16) of the row-major block at src (leading
+// dimension ld): out[c] holds column c, i.e. src[r * ld + c] in lane r, zero in lanes r >= rows.
+// Entries past cols are unspecified-but-finite (zero). Three shuffle stages: interleave pairs
+// of rows, then pairs of pairs (64-bit), then 128-bit lanes.
+inline void transpose16(const float* src, int64_t ld, int rows, int cols, __m512 out[16]) {
+  const __mmask16 colmask = (__mmask16)((1u << cols) - 1);
+  __m512 r[16];
+  for (int i = 0; i < 16; ++i)
+    r[i] = i < rows ? _mm512_maskz_loadu_ps(colmask, src + i * ld) : _mm512_setzero_ps();
+  // Per 128-bit lane (columns 4L..4L+3): t[2q] = rows 2q, 2q+1 interleaved at columns 0, 1 of
+  // the lane, t[2q+1] the same at columns 2, 3.
+  __m512 t[16];
+  for (int q = 0; q < 8; ++q) {
+    t[2 * q] = _mm512_unpacklo_ps(r[2 * q], r[2 * q + 1]);
+    t[2 * q + 1] = _mm512_unpackhi_ps(r[2 * q], r[2 * q + 1]);
+  }
+  // v[4g + c]: lane L holds rows 4g..4g+3 of column 4L + c.
+  __m512 v[16];
+  for (int g = 0; g < 4; ++g) {
+    const __m512d t0 = _mm512_castps_pd(t[4 * g]), t1 = _mm512_castps_pd(t[4 * g + 1]);
+    const __m512d t2 = _mm512_castps_pd(t[4 * g + 2]), t3 = _mm512_castps_pd(t[4 * g + 3]);
+    v[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    v[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    v[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    v[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+  // Gather lane L of v[c], v[4 + c], v[8 + c], v[12 + c] into column 4L + c.
+  for (int c = 0; c < 4; ++c) {
+    const __m512 s0 = _mm512_shuffle_f32x4(v[c], v[4 + c], 0x44);   // v[c].L0 L1, v[4+c].L0 L1
+    const __m512 s1 = _mm512_shuffle_f32x4(v[c], v[4 + c], 0xEE);   // ... lanes 2, 3
+    const __m512 s2 = _mm512_shuffle_f32x4(v[8 + c], v[12 + c], 0x44);
+    const __m512 s3 = _mm512_shuffle_f32x4(v[8 + c], v[12 + c], 0xEE);
+    out[c] = _mm512_shuffle_f32x4(s0, s2, 0x88);
+    out[4 + c] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
+    out[8 + c] = _mm512_shuffle_f32x4(s1, s3, 0x88);
+    out[12 + c] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
+  }
+}
+
+inline __mmask16 low_mask(int64_t count) {  // the first min(count, 16) lanes
+  return count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << count) - 1);
+}
+
+// Packs op(A) rows [0, mc) x reduction [0, kc) into MR-tall strips: strip s, step p holds
+// op(A)(s*MR + i, p) for i < MR at dst[(s * kc + p) * MR + i], zero for rows past mc.
+// op(A)(i, p) = a[i * lda + p], or a[p * lda + i] when trans.
+void pack_a(bool trans, const float* a, int64_t lda, int64_t mc, int64_t kc, float* dst) {
+  constexpr __mmask16 tile = (1u << kMR) - 1;
+  for (int64_t i0 = 0; i0 < mc; i0 += kMR, dst += kc * kMR) {
+    const int rows = (int)std::min<int64_t>(kMR, mc - i0);
+    if (trans) {  // the MR values of one step are contiguous in A already
+      const __mmask16 m = low_mask(rows);
+      for (int64_t p = 0; p < kc; ++p)
+        _mm512_mask_storeu_ps(dst + p * kMR, tile, _mm512_maskz_loadu_ps(m, a + p * lda + i0));
+    } else {  // rows of A are contiguous along k: transpose 16-step blocks
+      __m512 col[16];
+      for (int64_t p0 = 0; p0 < kc; p0 += 16) {
+        const int cols = (int)std::min<int64_t>(16, kc - p0);
+        transpose16(a + i0 * lda + p0, lda, rows, cols, col);
+        for (int c = 0; c < cols; ++c) _mm512_mask_storeu_ps(dst + (p0 + c) * kMR, tile, col[c]);
+      }
+    }
+  }
+}
+
+// Packs op(B) reduction [0, kc) x columns [0, nc) into NR-wide strips: strip s, step p holds
+// op(B)(p, s*NR + j) at dst[(s * kc + p) * NR + j], zero past nc.
+// op(B)(p, j) = b[p * ldb + j], or b[j * ldb + p] when trans.
+void pack_b(bool trans, const float* b, int64_t ldb, int64_t kc, int64_t nc, float* dst) {
+  for (int64_t j0 = 0; j0 < nc; j0 += kNR, dst += kc * kNR) {
+    const int64_t cols = std::min<int64_t>(kNR, nc - j0);
+    if (!trans) {  // a row of B is contiguous: two masked loads per step
+      const __mmask16 m0 = low_mask(cols), m1 = low_mask(cols - 16);
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* row = b + p * ldb + j0;
+        _mm512_store_ps(dst + p * kNR, _mm512_maskz_loadu_ps(m0, row));
+        _mm512_store_ps(dst + p * kNR + 16, cols > 16 ? _mm512_maskz_loadu_ps(m1, row + 16)
+                                                      : _mm512_setzero_ps());
+      }
+    } else {  // columns of op(B) are rows of B: transpose 16 x 16 blocks, two per strip step
+      __m512 col[16];
+      for (int64_t p0 = 0; p0 < kc; p0 += 16) {
+        const int steps = (int)std::min<int64_t>(16, kc - p0);
+        for (int h = 0; h < 2; ++h) {
+          const int rows = (int)std::max<int64_t>(0, std::min<int64_t>(16, cols - 16 * h));
+          transpose16(b + (j0 + 16 * h) * ldb + p0, ldb, rows, steps, col);
+          for (int c = 0; c < steps; ++c) _mm512_store_ps(dst + (p0 + c) * kNR + 16 * h, col[c]);
+        }
+      }
+    }
+  }
+}
+
+// ---- micro-kernel -------------------------------------------------------------------------
+
+// C[0:mr, 0:nr] = alpha * (A strip @ B strip) + beta * C[0:mr, 0:nr] for one MR-strip of A
+// and one NR-strip of B over kc steps. NV = number of 16-wide column vectors computed (2 for a
+// full strip, 1 when nr <= 16). beta == 0 never reads C.
+// A strip: kRowsA true: MR rows of untransposed A in place, op(A)(i, p) at ap[i * a_stride + p];
+// kRowsA false: MR contiguous values per step, op(A)(i, p) at ap[p * a_stride + i] (packed,
+// a_stride = MR, or transposed A in place, a_stride = lda).
+// B strip: NR contiguous values per step, step p at bp + p * b_step (packed, b_step = NR, or
+// untransposed B in place, b_step = ldb).
+template <int NV, bool kRowsA>
+void micro_kernel(int64_t kc, const float* __restrict ap, int64_t a_stride,
+                  const float* __restrict bp, int64_t b_step, float* c, int64_t ldc, int mr, int nr,
+                  float alpha, float beta) {
+  __m512 acc[kMR][NV];
+#pragma GCC unroll 14
+  for (int i = 0; i < kMR; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  // The C tile is touched only after the k loop: start fetching it now so its misses overlap
+  // the FMAs instead of stalling the stores.
+#pragma GCC unroll 14
+  for (int i = 0; i < kMR; ++i) {
+    if (i >= mr) break;
+    _mm_prefetch((const char*)(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char*)(c + i * ldc + 16 * NV - 1), _MM_HINT_T0);
+  }
+
+  for (int64_t p = 0; p < kc; ++p, ap += kRowsA ? 1 : a_stride, bp += b_step) {
+    __m512 bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(bp + 16 * v);
+#pragma GCC unroll 14
+    for (int i = 0; i < kMR; ++i) {
+      const __m512 ai = _mm512_set1_ps(kRowsA ? ap[i * a_stride] : ap[i]);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+    }
+  }
+
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  __mmask16 mask[NV];
+  for (int v = 0; v < NV; ++v) mask[v] = low_mask(nr - 16 * v);
+#pragma GCC unroll 14
+  for (int i = 0; i < kMR; ++i) {
+    if (i >= mr) break;
+    float* ci = c + i * ldc;
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) {
+      __m512 r = _mm512_mul_ps(acc[i][v], va);
+      if (beta != 0.f) r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask[v], ci + 16 * v), vb, r);
+      _mm512_mask_storeu_ps(ci + 16 * v, mask[v], r);
+    }
+  }
+}
+
+// ---- driver -------------------------------------------------------------------------------
+
+// Per-thread packing buffers, 64-byte aligned, sized for the largest blocks once
+// ((MC x KC + KC x NC) floats = 1.3 MiB at the default blocking).
+struct PackBuffers {
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> a, b;
+  PackBuffers()
+      : a(static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kMC * kKC))),
+        b(static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kKC * kNC))) {
+    if (!a || !b) throw std::bad_alloc();
+  }
+};
+
+PackBuffers& pack_buffers() {
+  thread_local PackBuffers buffers;
+  return buffers;
+}
+
+// Splits `total` into ceil(total / cap) nearly equal blocks, each rounded up to a multiple of
+// `unit` (a 600-deep reduction runs as 3 x 200, not 256 + 256 + 88).
+int64_t balanced_block(int64_t total, int64_t cap, int64_t unit) {
+  const int64_t blocks = (total + cap - 1) / cap;
+  const int64_t each = (total + blocks - 1) / blocks;
+  return std::min(cap, (each + unit - 1) / unit * unit);
+}
+
+void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i) {
+    float* row = c + i * ldc;
+    if (beta == 0.f)
+      std::memset(row, 0, sizeof(float) * n);
+    else
+      for (int64_t j = 0; j < n; ++j) row[j] *= beta;
+  }
+}
+
+// An operand block as the macro-kernel sees it: strips read in place from `in_place` (null:
+// every strip packed at `packed`), with only a short last strip packed (at `packed`).
+struct Block {
+  const float* in_place;
+  int64_t ld;
+  const float* packed;
+};
+
+// All tiles of one A block (mc x kc) against one B panel (kc x nc).
+void macro_kernel(int64_t mc, int64_t nc, int64_t kc, bool trans_a, const Block& a,
+                  const Block& b, float alpha, float beta, float* c, int64_t ldc) {
+  for (int64_t j = 0; j < nc; j += kNR) {
+    const int nr = (int)std::min<int64_t>(kNR, nc - j);
+    const bool b_here = b.in_place && nr == kNR;
+    const float* bs = b_here ? b.in_place + j : b.in_place ? b.packed : b.packed + j * kc;
+    const int64_t b_step = b_here ? b.ld : kNR;
+    for (int64_t i = 0; i < mc; i += kMR) {
+      const int mr = (int)std::min<int64_t>(kMR, mc - i);
+      float* ct = c + i * ldc + j;
+      if (a.in_place && mr == kMR && !trans_a) {
+        const float* as = a.in_place + i * a.ld;
+        if (nr > 16)
+          micro_kernel<2, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta);
+        else
+          micro_kernel<1, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta);
+      } else {
+        const bool a_here = a.in_place && mr == kMR;  // transposed A in place
+        const float* as = a_here ? a.in_place + i : a.in_place ? a.packed : a.packed + i * kc;
+        const int64_t a_step = a_here ? a.ld : kMR;
+        if (nr > 16)
+          micro_kernel<2, false>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta);
+        else
+          micro_kernel<1, false>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool gemm_avx512_available() { return true; }
+
+void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                 int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0 || alpha == 0.f) return scale_c(m, n, beta, c, ldc);
+  PackBuffers& buf = pack_buffers();
+  const int64_t kc_max = balanced_block(k, kKC, 1);
+  const int64_t mc_max = balanced_block(m, kMC, kMR);
+  const int64_t nc_max = balanced_block(n, kNC, kNR);
+  // Packing an operand pays off only when the packed copy is reused enough: A is read in
+  // place when the B panel has few strips, untransposed B when C has few rows. (Transposed B
+  // is always packed: in place its NR values per step would be a strided gather.)
+  const bool a_in_place = nc_max <= kInPlaceAMaxN;
+  const bool b_in_place = !trans_b && m <= kInPlaceBMaxM;
+  float* const abuf = buf.a.get();
+  float* const bbuf = buf.b.get();
+  for (int64_t jc = 0; jc < n; jc += nc_max) {
+    const int64_t nc = std::min(nc_max, n - jc);
+    for (int64_t pc = 0; pc < k; pc += kc_max) {
+      const int64_t kc = std::min(kc_max, k - pc);
+      const float* b_panel = trans_b ? b + jc * ldb + pc : b + pc * ldb + jc;
+      if (!b_in_place) {
+        pack_b(trans_b, b_panel, ldb, kc, nc, bbuf);
+      } else if (const int64_t full = nc / kNR * kNR; full < nc) {
+        pack_b(false, b_panel + full, ldb, kc, nc - full, bbuf);  // the short last strip
+      }
+      const Block bblock{b_in_place ? b_panel : nullptr, ldb, bbuf};
+      const float beta_here = pc == 0 ? beta : 1.f;  // later slices accumulate
+      for (int64_t ic = 0; ic < m; ic += mc_max) {
+        const int64_t mc = std::min(mc_max, m - ic);
+        const float* a_block = trans_a ? a + pc * lda + ic : a + ic * lda + pc;
+        if (!a_in_place) {
+          pack_a(trans_a, a_block, lda, mc, kc, abuf);
+        } else if (const int64_t full = mc / kMR * kMR; full < mc) {
+          pack_a(trans_a, trans_a ? a_block + full : a_block + full * lda, lda, mc - full, kc,
+                 abuf);  // the short last strip
+        }
+        const Block ablock{a_in_place ? a_block : nullptr, lda, abuf};
+        macro_kernel(mc, nc, kc, trans_a, ablock, bblock, alpha, beta_here, c + ic * ldc + jc,
+                     ldc);
+      }
+    }
+  }
+}
+
+int64_t fma_peak_loop(int64_t iters) {
+  // 24 independent chains: enough to cover FMA latency x throughput on current cores.
+  __m512 acc[24];
+  for (int i = 0; i < 24; ++i) acc[i] = _mm512_set1_ps(1.f + i * 1e-3f);
+  const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+  for (int64_t t = 0; t < iters; ++t) {
+#pragma GCC unroll 24
+    for (int i = 0; i < 24; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < 24; ++i) s = _mm512_add_ps(s, acc[i]);
+  alignas(64) float lanes[16];  // keeps the chains live
+  _mm512_store_ps(lanes, s);
+  volatile float sink = lanes[0];
+  (void)sink;
+  return iters * 24 * 16 * 2;
+}
+
+#else  // no AVX-512 at compile time
+
+bool gemm_avx512_available() { return false; }
+
+void gemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                 const float*, int64_t, float, float*, int64_t) {
+  throw std::runtime_error("gemm_avx512: fastconv was built without AVX-512 support");
+}
+
+int64_t fma_peak_loop(int64_t) { return 0; }
+
+#endif
+
+}  // namespace fastconv::cpu

@@ -1,0 +1,27 @@
+// fastconv's own single-precision GEMM (gemm.cpp): BLIS-style blocking around an AVX-512
+// micro-kernel. Serial: each caller thread runs its own product (the OpenMP policy lives in
+// threads.cpp). Compiled in only when the compiler targets AVX-512F (-march=native on an
+// AVX-512 CPU); gemm_avx512_available() says whether it was.
+#pragma once
+#include <cstdint>
+
+namespace fastconv::cpu {
+
+// True when gemm_avx512 was compiled with AVX-512 code (otherwise calling it throws).
+bool gemm_avx512_available();
+
+// C = alpha * op(A) @ op(B) + beta * C, row-major, cblas semantics: op(A) is m x k (A is
+// stored k x m when trans_a), op(B) is k x n (stored n x k when trans_b), C is m x n. With
+// beta == 0 C's old contents are never read (NaN there does not propagate); with k == 0 or
+// alpha == 0 the result is beta * C and A, B are not read. Leading dimensions may exceed
+// the row length. No size limit beyond int64. Serial and thread-safe (per-thread buffers).
+void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                 int64_t ldc);
+
+// Runs `iters` rounds of independent 512-bit FMAs (24 chains) on the calling thread and
+// returns the number of floating-point operations done: the machine's FMA peak, timed by the
+// caller. Returns 0 without AVX-512.
+int64_t fma_peak_loop(int64_t iters);
+
+}  // namespace fastconv::cpu
