@@ -136,9 +136,16 @@ def test_many_blocks_per_thread(winograd, small_workspace):
 
 
 def test_workspace_limit_falls_back_to_im2col(winograd, small_workspace):
-    # U alone (36 * 64 * 64 floats = 576 KiB) is over a 64 KiB limit: im2col, same results.
+    # One tile's V and M at 300 -> 300 channels (36 * 600 floats = 84 KiB) is over a 64 KiB
+    # limit: im2col, same results. (U, 4x the weights, is not counted against the limit.)
     _C.set_workspace_limit(1 << 16)
-    _check(np.random.default_rng(4), 1, 6, 6, 64, 64, (1, 1, 1, 1), expect="im2col")
+    _check(np.random.default_rng(4), 1, 4, 4, 300, 300, (1, 1, 1, 1), expect="im2col")
+
+
+def test_filter_transform_is_not_counted_against_the_limit(winograd, small_workspace):
+    # U of 64 -> 64 is 576 KiB, over a 64 KiB limit; the blocks fit, so Winograd still runs.
+    _C.set_workspace_limit(1 << 16)
+    _check(np.random.default_rng(8), 1, 6, 6, 64, 64, (1, 1, 1, 1))
 
 
 def test_typical_layer_error(winograd):

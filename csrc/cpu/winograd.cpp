@@ -265,9 +265,10 @@ Plan make_plan(const Problem& p, ConvPass pass) {
   const int64_t threads = macs < kParallelMacs ? 1 : std::max(1, get_num_threads());
   pl.tiles = p.n * ((p.oh + pl.m - 1) / pl.m) * ((p.ow + pl.m - 1) / pl.m);
   pl.threads = (int)threads;
-  pl.tb = 0;
-  const int64_t fixed = workspace_floats(p, pl, pass);  // tb = 0: U or the dU partials
-  const int64_t free_floats = get_workspace_limit() / (int64_t)sizeof(float) - fixed;
+  // The limit bounds the activation-sized blocks. U and the dU partials are 4x the weights
+  // (per thread for dU): bounded by the layer itself, and counting them would keep every
+  // 512->512 layer (U = 36 MiB) off Winograd at the default 32 MiB.
+  const int64_t free_floats = get_workspace_limit() / (int64_t)sizeof(float);
   const int64_t tile_floats = aa * (p.cin + p.cout);
   const int64_t per_thread = free_floats / threads - 2 * kSkew * aa;  // see block_floats
   pl.tb = std::max<int64_t>(1, std::min(kBlockTiles, per_thread / tile_floats));
@@ -277,7 +278,7 @@ Plan make_plan(const Problem& p, ConvPass pass) {
   pl.tb = (pl.tiles + pl.nblocks - 1) / pl.nblocks;
   pl.nblocks = (pl.tiles + pl.tb - 1) / pl.tb;
   pl.threads = (int)std::max<int64_t>(1, std::min(threads, pl.nblocks));
-  pl.bytes = workspace_floats(p, pl, pass) * (int64_t)sizeof(float);
+  pl.bytes = pl.threads * block_floats(p, pl) * (int64_t)sizeof(float);
   return pl;
 }
 
