@@ -21,3 +21,10 @@ def test_quick_run_writes_report(tmp_path, capsys):
     assert data["memory_mib"]["fastconv"] > 0
     md = (tmp_path / "results.md").read_text()
     assert "| op: lenet conv1 |" in md and "fastconv/numpy" in md
+
+
+def test_overhead_bench_runs(capsys):
+    from benchmarks import bench_overhead
+    rows = bench_overhead.main(["--repeats", "1", "--calls", "2", "--no-torch"])
+    assert rows["LeNet-5 train step b1"]["fastconv"] > 0
+    assert "| Conv2D layer call |" in capsys.readouterr().out
