@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "cpu/direct_conv.h"
 #include "cpu/im2col.h"
 #include "kernels.h"
 
@@ -68,6 +69,7 @@ std::unique_ptr<float[]> workspace(int64_t floats) { return std::unique_ptr<floa
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                     float* y) {
   if (g.is_depthwise()) return detail::depthwise_forward(g, x, w, b, y);
+  if (detail::direct_eligible(g)) return detail::direct_forward(g, x, w, b, y);
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
@@ -93,6 +95,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
 
 void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   if (g.is_depthwise()) return detail::depthwise_backward_data(g, dy, w, dx);
+  if (detail::direct_eligible(g)) return detail::direct_backward_data(g, dy, w, dx);
   const Plan p = make_plan(g);
   if (g.is_pointwise()) {  // dcol is dx itself: chunks write disjoint rows, nothing to scatter.
   #pragma omp parallel for schedule(dynamic) num_threads(p.threads)
@@ -135,6 +138,7 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
 void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db) {
   if (g.is_depthwise()) return detail::depthwise_backward_weights(g, dy, x, dw, db);
+  if (detail::direct_eligible(g)) return detail::direct_backward_weights(g, dy, x, dw, db);
   const int64_t positions = g.n * g.oh * g.ow;
   if (db) detail::column_sums(positions, g.oc, dy, db);
   const Plan p = make_plan(g);

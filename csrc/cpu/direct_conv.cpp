@@ -1,0 +1,457 @@
+// Direct convolution for few channels (groups == 1, Cin <= 8, Cout <= 32; rule in
+// direct_eligible below), NHWC activations, HWIO weights.
+//
+// Why: im2col + sgemm turns LeNet's conv1 (28x28x1 -> 6, 5x5) into a GEMM with N = Cout = 6
+// and K = 25, where OpenBLAS reaches ~5 GFLOP/s. Here the vector runs along the output row
+// instead (16 output columns per 512-bit register, whatever the channel counts), with one
+// accumulator per output channel held in registers across all KH*KW*Cin taps.
+//
+// Layout trick shared by the three passes: the input rows a block of output rows needs are
+// first repacked ("pack_row") into planar, zero-padded rows split into stride phases: padded
+// column px goes to phase px % sw at index px / sw. Output column ox with tap kx then reads
+// phase (kx*dw) % sw at index ox + (kx*dw)/sw, so 16 consecutive output columns are 16
+// consecutive floats for every stride and dilation, and padding needs no branch (vertical
+// padding is packed as zero rows). Each tap becomes one offset into the packed block.
+//
+//   forward          y[oy, ox0..+16, co]  = b[co] + sum_taps packed_x[off + ox] * w[tap, co]
+//   backward data    the same kernel on packed dy rows with transposed weights: dx column
+//                    ix = j*sw + r (phase r) gathers the taps kx whose output column
+//                    (r + pl - kx*dw)/sw + j is on the stride grid, rows likewise per
+//                    (iy + pt) % sh; no zero-stuffing, no wasted multiply.
+//   backward weights dw[tap, co] = sum over output pixels of packed_x[off + p] * dy[p, co]:
+//                    register tiles of taps x Cout, vectorised over the output columns,
+//                    reduced over all rows of a block; per-thread double partials summed in
+//                    thread order (deterministic for a fixed thread count).
+//
+// Measured (2-core EPYC Zen 5, median ms, old = im2col+sgemm; see the table in the report
+// of the commit that added this file, command: /tmp-style side-by-side script loading both
+// modules in one process):
+//   filled in below by measurement (direct_eligible).
+#include "cpu/direct_conv.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "cpu/im2col.h"
+#include "kernels.h"
+
+namespace fastconv::cpu::detail {
+
+namespace {
+
+constexpr int kLanes = 16;
+typedef float v16 __attribute__((vector_size(64)));  // one zmm with -march=native on AVX-512
+
+inline v16 load(const float* p) {
+  v16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
+inline v16 splat(float s) { return v16{} + s; }
+
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+// Below this many multiply-adds a pass runs on the calling thread (the GEMM path's bound,
+// threads.cpp: waking the team costs more than the work).
+constexpr int64_t kParallelWork = 1 << 21;
+// Packed rows of one work item, in floats (64 KiB: stays in L2 next to the other buffers).
+constexpr int64_t kPackFloats = 1 << 14;
+
+int pass_threads(const ConvGeometry& g) {
+  const int64_t work = g.n * g.oh * g.ow * g.oc * g.win.kh * g.win.kw * g.c;
+  return work < kParallelWork ? 1 : std::max(1, get_num_threads());
+}
+
+// dst[(ph*c + ci)*len + j] = src[(j*p + ph - shift)*c + ci] when that column is in [0, w),
+// else 0: one NHWC row of w pixels as c planar rows per stride phase, shifted right by
+// `shift` >= 0 (the left pad). src == nullptr packs a zero row (vertical padding).
+void pack_row(const float* src, int64_t w, int64_t c, int64_t p, int64_t shift, int64_t len,
+              float* dst) {
+  std::memset(dst, 0, sizeof(float) * p * c * len);
+  if (!src) return;
+  if (p == 1 && c == 1) {
+    if (shift < len) std::memcpy(dst + shift, src, sizeof(float) * std::min(w, len - shift));
+    return;
+  }
+  for (int64_t q = 0; q < w; ++q) {
+    const int64_t pos = q + shift, j = pos / p;
+    if (j >= len) break;
+    float* d = dst + (pos % p) * c * len + j;
+    for (int64_t ci = 0; ci < c; ++ci) d[ci * len] = src[q * c + ci];
+  }
+}
+
+// out[c*block + j] -> dst[j*col_stride + c] for the first `cols` columns: one block of the
+// planar accumulators back into an NHWC row.
+void scatter(const float* out, int64_t block, int64_t cb, int64_t cols, float* dst,
+             int64_t col_stride) {
+  for (int64_t j = 0; j < cols; ++j)
+    for (int64_t c = 0; c < cb; ++c) dst[j * col_stride + c] = out[c * block + j];
+}
+
+// ---- the forward / backward-data micro-kernel ----
+
+// One term of the reduction: an offset from the block's base, and the weight row of this
+// tap (output channel c at w[c]).
+struct Tap {
+  int64_t off;
+  const float* w;
+};
+
+// out[c][j] = bias[c] + sum_t src[taps[t].off + j] * taps[t].w[c0 + c], for CB channels
+// and NV*16 columns, all accumulators in registers.
+template <int CB, int NV>
+void tap_block(const float* src, const Tap* taps, int64_t ntaps, int64_t c0, const float* bias,
+               float* out) {
+  v16 acc[CB][NV];
+#pragma GCC unroll 16
+  for (int c = 0; c < CB; ++c)
+    for (int v = 0; v < NV; ++v) acc[c][v] = bias ? splat(bias[c]) : v16{};
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const float* s = src + taps[t].off;
+    const float* w = taps[t].w + c0;
+    v16 xv[NV];
+    for (int v = 0; v < NV; ++v) xv[v] = load(s + v * kLanes);
+#pragma GCC unroll 16
+    for (int c = 0; c < CB; ++c) {
+      const v16 wc = splat(w[c]);
+      for (int v = 0; v < NV; ++v) acc[c][v] += xv[v] * wc;
+    }
+  }
+#pragma GCC unroll 16
+  for (int c = 0; c < CB; ++c)
+    for (int v = 0; v < NV; ++v) store(out + (c * NV + v) * kLanes, acc[c][v]);
+}
+
+using TapBlockFn = void (*)(const float*, const Tap*, int64_t, int64_t, const float*, float*);
+// Channels per register block: CB*NV accumulators plus NV inputs fit the 32 zmm registers.
+constexpr int kMaxBlock = 12;
+
+template <int NV, size_t... I>
+constexpr std::array<TapBlockFn, sizeof...(I)> tap_block_table(std::index_sequence<I...>) {
+  return {&tap_block<int(I) + 1, NV>...};
+}
+
+TapBlockFn pick_tap_block(int64_t cb, int nv) {
+  static constexpr auto one = tap_block_table<1>(std::make_index_sequence<kMaxBlock>());
+  static constexpr auto two = tap_block_table<2>(std::make_index_sequence<kMaxBlock>());
+  return (nv == 1 ? one : two)[cb - 1];
+}
+
+// Channels [0, total) in equal blocks of cb <= max; the last block starts at total - cb and
+// may overlap the previous one (those channels are computed twice and written the same).
+struct ChannelBlocks {
+  int64_t total, cb, count;
+  ChannelBlocks(int64_t total_, int64_t max) : total(total_) {
+    count = (total + max - 1) / max;
+    cb = (total + count - 1) / count;
+  }
+  int64_t start(int64_t i) const { return std::min(i * cb, total - cb); }
+};
+
+// Work items: blocks of `rows` consecutive rows of one image (rows of y, or of dx).
+struct RowTasks {
+  int64_t rows_total, rows, per_image, count;
+  RowTasks(int64_t n, int64_t rows_total_, int64_t rows_fit, int threads)
+      : rows_total(rows_total_) {
+    // At least ~4 items per thread when the batch alone does not provide them.
+    const int64_t spread = std::max<int64_t>(1, n * rows_total / (4 * threads));
+    rows = std::max<int64_t>(1, std::min({rows_fit, rows_total, spread}));
+    per_image = (rows_total + rows - 1) / rows;
+    count = n * per_image;
+  }
+  void get(int64_t i, int64_t& img, int64_t& r0, int64_t& r1) const {
+    img = i / per_image;
+    r0 = (i % per_image) * rows;
+    r1 = std::min(rows_total, r0 + rows);
+  }
+};
+
+// Input rows packed for the forward and weight passes (phase-split, see the top comment).
+// `cols` = output columns computed per row (OW rounded up to whole vector blocks).
+struct InputPack {
+  int64_t len, row, span;
+  InputPack(const ConvGeometry& g, int64_t cols) {
+    len = cols + (g.win.kw - 1) * g.win.dw / g.win.sw;
+    row = g.win.sw * g.c * len;
+    span = (g.win.kh - 1) * g.win.dh + 1;
+  }
+  // Output rows whose packed input fits in `floats`.
+  int64_t rows_fit(const ConvGeometry& g, int64_t floats) const {
+    return std::max<int64_t>(1, (floats / row - span) / g.win.sh + 1);
+  }
+  // Input rows iy0 .. iy0 + rows - 1 of image n (zero rows outside [0, H)).
+  void pack(const ConvGeometry& g, const float* x, int64_t n, int64_t iy0, int64_t rows,
+            float* buf) const {
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t iy = iy0 + r;
+      const float* src = iy >= 0 && iy < g.h ? x + (n * g.h + iy) * g.w * g.c : nullptr;
+      pack_row(src, g.w, g.c, g.win.sw, g.win.pl, len, buf + r * row);
+    }
+  }
+  // Offset of tap (ky, kx, ci) from the packed row of an output row's first input row.
+  int64_t tap_offset(const ConvGeometry& g, int64_t ky, int64_t kx, int64_t ci) const {
+    const int64_t cx = kx * g.win.dw;
+    return ky * g.win.dh * row + ((cx % g.win.sw) * g.c + ci) * len + cx / g.win.sw;
+  }
+  int64_t in_rows(const ConvGeometry& g, int64_t out_rows) const {
+    return (out_rows - 1) * g.win.sh + span;
+  }
+};
+
+// ---- the weight-gradient micro-kernel ----
+
+// Taps per register tile for CB output channels: TT*CB accumulators (<= 24 zmm).
+constexpr int taps_per_tile(int cb) { return cb >= 8 ? 3 : cb >= 6 ? 4 : cb >= 4 ? 6 : 8; }
+constexpr int kMaxDwBlock = 8;
+
+// out[t*CB + c] = sum over `lines` rows l and nvec vectors of columns:
+//   x[l*xstep + offs[t] + col] * d[l*dstep + c*dlen + col]
+template <int CB>
+void tap_dot(const float* x, int64_t xstep, const int64_t* offs, const float* d, int64_t dlen,
+             int64_t dstep, int64_t lines, int64_t nvec, float* out) {
+  constexpr int TT = taps_per_tile(CB);
+  v16 acc[TT][CB];
+#pragma GCC unroll 32
+  for (int t = 0; t < TT; ++t)
+    for (int c = 0; c < CB; ++c) acc[t][c] = v16{};
+  for (int64_t l = 0; l < lines; ++l) {
+    const float* xl = x + l * xstep;
+    const float* dl = d + l * dstep;
+    for (int64_t vi = 0; vi < nvec; ++vi) {
+      v16 dv[CB];
+#pragma GCC unroll 8
+      for (int c = 0; c < CB; ++c) dv[c] = load(dl + c * dlen + vi * kLanes);
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; ++t) {
+        const v16 xv = load(xl + offs[t] + vi * kLanes);
+        for (int c = 0; c < CB; ++c) acc[t][c] += xv * dv[c];
+      }
+    }
+  }
+  for (int t = 0; t < TT; ++t)
+    for (int c = 0; c < CB; ++c) {
+      float s = 0.f;
+      for (int i = 0; i < kLanes; ++i) s += acc[t][c][i];
+      out[t * CB + c] = s;
+    }
+}
+
+using TapDotFn = void (*)(const float*, int64_t, const int64_t*, const float*, int64_t, int64_t,
+                          int64_t, int64_t, float*);
+
+template <size_t... I>
+constexpr std::array<TapDotFn, sizeof...(I)> tap_dot_table(std::index_sequence<I...>) {
+  return {&tap_dot<int(I) + 1>...};
+}
+
+TapDotFn pick_tap_dot(int64_t cb) {
+  static constexpr auto table = tap_dot_table(std::make_index_sequence<kMaxDwBlock>());
+  return table[cb - 1];
+}
+
+int tile_taps(int64_t cb) {
+  static constexpr std::array<int, kMaxDwBlock> tt = {taps_per_tile(1), taps_per_tile(2),
+      taps_per_tile(3), taps_per_tile(4), taps_per_tile(5), taps_per_tile(6), taps_per_tile(7),
+      taps_per_tile(8)};
+  return tt[cb - 1];
+}
+
+}  // namespace
+
+bool direct_eligible(const ConvGeometry& g) {
+  return g.groups == 1 && g.c <= 8 && g.oc <= 32;
+}
+
+void direct_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                    float* y) {
+  const Window2d& v = g.win;
+  const int nv = g.ow > kLanes ? 2 : 1;
+  const int64_t block = nv * kLanes;
+  const InputPack pk(g, round_up(g.ow, block));
+  std::vector<Tap> taps;
+  for (int64_t ky = 0; ky < v.kh; ++ky)
+    for (int64_t kx = 0; kx < v.kw; ++kx)
+      for (int64_t ci = 0; ci < g.c; ++ci)
+        taps.push_back({pk.tap_offset(g, ky, kx, ci), w + ((ky * v.kw + kx) * g.c + ci) * g.oc});
+  const ChannelBlocks cbk(g.oc, kMaxBlock);
+  const TapBlockFn kernel = pick_tap_block(cbk.cb, nv);
+  const int threads = pass_threads(g);
+  const RowTasks tasks(g.n, g.oh, pk.rows_fit(g, kPackFloats), threads);
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> buf(pk.row * pk.in_rows(g, tasks.rows)), out(cbk.cb * block);
+#pragma omp for schedule(dynamic)
+    for (int64_t i = 0; i < tasks.count; ++i) {
+      int64_t n, oy0, oy1;
+      tasks.get(i, n, oy0, oy1);
+      pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, oy1 - oy0), buf.data());
+      for (int64_t oy = oy0; oy < oy1; ++oy) {
+        const float* base = buf.data() + (oy - oy0) * v.sh * pk.row;
+        float* yrow = y + (n * g.oh + oy) * g.ow * g.oc;
+        for (int64_t ox0 = 0; ox0 < g.ow; ox0 += block)
+          for (int64_t bi = 0; bi < cbk.count; ++bi) {
+            const int64_t c0 = cbk.start(bi);
+            kernel(base + ox0, taps.data(), (int64_t)taps.size(), c0, b ? b + c0 : nullptr,
+                   out.data());
+            scatter(out.data(), block, cbk.cb, std::min(block, g.ow - ox0), yrow + ox0 * g.oc + c0,
+                    g.oc);
+          }
+      }
+    }
+  }
+}
+
+void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  const Window2d& v = g.win;
+  // dx column ix = j*sw + r (phase r); tap kx reaches it from dy column j + dc when
+  // dc = (r + pl - kx*dw) / sw is exact. Packed dy rows cover columns [lo, lo + len).
+  const int64_t jmax = (g.w + v.sw - 1) / v.sw;
+  const int nv = jmax > kLanes ? 2 : 1;
+  const int64_t block = nv * kLanes, cols = round_up(jmax, block);
+  int64_t cmin = INT64_MAX, cmax = INT64_MIN;
+  for (int64_t r = 0; r < v.sw; ++r)
+    for (int64_t kx = 0; kx < v.kw; ++kx)
+      if ((r + v.pl - kx * v.dw) % v.sw == 0) {
+        const int64_t dc = (r + v.pl - kx * v.dw) / v.sw;
+        cmin = std::min(cmin, dc);
+        cmax = std::max(cmax, dc);
+      }
+  const int64_t lo = std::min<int64_t>(0, cmin);
+  const int64_t len = std::max(cols + cmax, g.ow) - lo, row = g.oc * len;
+
+  // Weights as (KH, KW, Cout, Cin): a tap (ky, kx, co) reads the Cin weights contiguously.
+  const int64_t nk = v.kh * v.kw;
+  std::vector<float> wt((size_t)(nk * g.c * g.oc));
+  for (int64_t k = 0; k < nk; ++k)
+    for (int64_t ci = 0; ci < g.c; ++ci)
+      for (int64_t co = 0; co < g.oc; ++co)
+        wt[(k * g.oc + co) * g.c + ci] = w[(k * g.c + ci) * g.oc + co];
+  // Tap lists per (row phase rho = (iy + pt) % sh, column phase r): ky reaches dx row iy
+  // from dy row (iy + pt - ky*dh) / sh when exact, i.e. (rho - ky*dh) % sh == 0.
+  std::vector<std::vector<Tap>> taps((size_t)(v.sh * v.sw));
+  for (int64_t rho = 0; rho < v.sh; ++rho)
+    for (int64_t r = 0; r < v.sw; ++r)
+      for (int64_t ky = 0; ky < v.kh; ++ky) {
+        if ((rho - ky * v.dh) % v.sh != 0) continue;
+        const int64_t dr = (rho - ky * v.dh) / v.sh;
+        for (int64_t kx = 0; kx < v.kw; ++kx) {
+          if ((r + v.pl - kx * v.dw) % v.sw != 0) continue;
+          const int64_t dc = (r + v.pl - kx * v.dw) / v.sw;
+          for (int64_t co = 0; co < g.oc; ++co)
+            taps[rho * v.sw + r].push_back(
+                {dr * row + co * len + dc - lo, wt.data() + ((ky * v.kw + kx) * g.oc + co) * g.c});
+        }
+      }
+
+  const ChannelBlocks cbk(g.c, kMaxBlock);
+  const TapBlockFn kernel = pick_tap_block(cbk.cb, nv);
+  const int threads = pass_threads(g);
+  // dy rows for R dx rows: at most (R - 1 + (KH-1)*dh) / sh + 2.
+  auto dy_rows = [&](int64_t rows) { return (rows - 1 + (v.kh - 1) * v.dh) / v.sh + 2; };
+  int64_t fit = 1;
+  while (fit < g.h && dy_rows(fit + 1) * row <= kPackFloats) ++fit;
+  const RowTasks tasks(g.n, g.h, fit, threads);
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> buf(row * dy_rows(tasks.rows)), out(cbk.cb * block);
+#pragma omp for schedule(dynamic)
+    for (int64_t i = 0; i < tasks.count; ++i) {
+      int64_t n, iy0, iy1;
+      tasks.get(i, n, iy0, iy1);
+      const int64_t oy_lo = floor_div(iy0 + v.pt - (v.kh - 1) * v.dh, v.sh);
+      const int64_t oy_hi = floor_div(iy1 - 1 + v.pt, v.sh);
+      for (int64_t oy = oy_lo; oy <= oy_hi; ++oy) {
+        const float* src = oy >= 0 && oy < g.oh ? dy + (n * g.oh + oy) * g.ow * g.oc : nullptr;
+        pack_row(src, g.ow, g.oc, 1, -lo, len, buf.data() + (oy - oy_lo) * row);
+      }
+      for (int64_t iy = iy0; iy < iy1; ++iy) {
+        const int64_t q = iy + v.pt, rho = q % v.sh;
+        const float* base = buf.data() + (q / v.sh - oy_lo) * row;
+        float* dxrow = dx + (n * g.h + iy) * g.w * g.c;
+        for (int64_t r = 0; r < v.sw && r < g.w; ++r) {
+          const std::vector<Tap>& tl = taps[rho * v.sw + r];
+          const int64_t jr = (g.w - r + v.sw - 1) / v.sw;
+          for (int64_t j0 = 0; j0 < jr; j0 += block)
+            for (int64_t bi = 0; bi < cbk.count; ++bi) {
+              const int64_t c0 = cbk.start(bi);
+              kernel(base + j0, tl.data(), (int64_t)tl.size(), c0, nullptr, out.data());
+              scatter(out.data(), block, cbk.cb, std::min(block, jr - j0),
+                      dxrow + (j0 * v.sw + r) * g.c + c0, v.sw * g.c);
+            }
+        }
+      }
+    }
+  }
+}
+
+void direct_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                             float* db) {
+  const Window2d& v = g.win;
+  if (db) column_sums(g.n * g.oh * g.ow, g.oc, dy, db);
+  const int64_t cols = round_up(g.ow, kLanes), nvec = cols / kLanes;
+  const InputPack pk(g, cols);
+  const int64_t ntaps = v.kh * v.kw * g.c, wsize = ntaps * g.oc;
+  std::vector<int64_t> offs;
+  for (int64_t ky = 0; ky < v.kh; ++ky)
+    for (int64_t kx = 0; kx < v.kw; ++kx)
+      for (int64_t ci = 0; ci < g.c; ++ci) offs.push_back(pk.tap_offset(g, ky, kx, ci));
+  // Output channels in blocks of <= 8 (sizes cb, ..., cb, last).
+  const int64_t nblocks = (g.oc + kMaxDwBlock - 1) / kMaxDwBlock;
+  const int64_t cb = (g.oc + nblocks - 1) / nblocks;
+  // Taps padded to whole tiles of the widest tile by repeating the last one (results dropped).
+  const int64_t tmax = tile_taps(1);
+  offs.resize((size_t)(ntaps + tmax), offs.back());
+
+  const int threads = pass_threads(g);
+  const int64_t dline = g.oc * cols;  // packed dy floats per output row
+  const int64_t fit = std::min(pk.rows_fit(g, kPackFloats), std::max<int64_t>(1, kPackFloats / dline));
+  const RowTasks tasks(g.n, g.oh, fit, threads);
+  std::vector<double> part((size_t)(threads * wsize), 0.0);
+  int used = 1;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+#pragma omp single
+    used = omp_get_num_threads();
+    double* acc = part.data() + t * wsize;
+    std::vector<float> xbuf(pk.row * pk.in_rows(g, tasks.rows)), dbuf(dline * tasks.rows);
+    float out[kMaxDwBlock * 8];
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < tasks.count; ++i) {
+      int64_t n, oy0, oy1;
+      tasks.get(i, n, oy0, oy1);
+      const int64_t lines = oy1 - oy0;
+      pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, lines), xbuf.data());
+      for (int64_t l = 0; l < lines; ++l)
+        pack_row(dy + (n * g.oh + oy0 + l) * g.ow * g.oc, g.ow, g.oc, 1, 0, cols,
+                 dbuf.data() + l * dline);
+      for (int64_t c0 = 0; c0 < g.oc; c0 += cb) {
+        const int64_t cn = std::min(cb, g.oc - c0);
+        const TapDotFn kernel = pick_tap_dot(cn);
+        const int64_t tt = tile_taps(cn);
+        for (int64_t t0 = 0; t0 < ntaps; t0 += tt) {
+          kernel(xbuf.data(), v.sh * pk.row, offs.data() + t0, dbuf.data() + c0 * cols, cols,
+                 dline, lines, nvec, out);
+          for (int64_t tap = t0; tap < std::min(ntaps, t0 + tt); ++tap)
+            for (int64_t c = 0; c < cn; ++c) acc[tap * g.oc + c0 + c] += out[(tap - t0) * cn + c];
+        }
+      }
+    }
+  }
+  for (int64_t k = 0; k < wsize; ++k) {
+    double s = 0.0;
+    for (int tt = 0; tt < used; ++tt) s += part[tt * wsize + k];
+    dw[k] = (float)s;
+  }
+}
+
+}  // namespace fastconv::cpu::detail
