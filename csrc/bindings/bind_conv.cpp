@@ -123,6 +123,9 @@ void bind_conv(py::module_& m) {
   m.def("_conv_uses_direct", &conv_uses_direct, py::arg("x_shape"), py::arg("w_shape"),
         py::arg("strides"), py::arg("pads"), py::arg("dilation"), py::arg("groups"),
         "True when the CPU conv kernels use the direct small-channel path for this geometry.");
+  m.def("_set_direct_conv", &cpu::detail::set_direct_mode, py::arg("mode"),
+        "Direct small-channel conv path: 0 never, 1 by the eligibility rule (default), 2 every "
+        "groups == 1 conv (benchmarks, tests). Returns the previous mode.");
 }
 
 }  // namespace fastconv::bind

@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <climits>
 #include <cstring>
 #include <utility>
@@ -54,7 +55,9 @@ inline v16 load(const float* p) {
   return v;
 }
 inline void store(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
-inline v16 splat(float s) { return v16{} + s; }
+inline v16 splat(float s) {  // one vbroadcastss (v16{} + s would cost an add: 0 + -0 is +0)
+  return v16{s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s};
+}
 
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
@@ -107,28 +110,41 @@ struct Tap {
 };
 
 // out[c][j] = bias[c] + sum_t src[taps[t].off + j] * taps[t].w[c0 + c], for CB channels
-// and NV*16 columns, all accumulators in registers.
+// and NV*16 columns, all accumulators in registers. With fewer than 8 accumulators the taps
+// are dealt round-robin to K independent sets (summed at the end), so that the FMA latency
+// (4 cycles, 2 pipes) is covered: conv1's backward data has CB = 1.
 template <int CB, int NV>
 void tap_block(const float* src, const Tap* taps, int64_t ntaps, int64_t c0, const float* bias,
                float* out) {
-  v16 acc[CB][NV];
+  constexpr int K = CB * NV >= 8 ? 1 : (8 + CB * NV - 1) / (CB * NV);
+  v16 acc[K][CB][NV];
 #pragma GCC unroll 16
-  for (int c = 0; c < CB; ++c)
-    for (int v = 0; v < NV; ++v) acc[c][v] = bias ? splat(bias[c]) : v16{};
-  for (int64_t t = 0; t < ntaps; ++t) {
-    const float* s = src + taps[t].off;
-    const float* w = taps[t].w + c0;
+  for (int k = 0; k < K; ++k)
+    for (int c = 0; c < CB; ++c)
+      for (int v = 0; v < NV; ++v) acc[k][c][v] = v16{};
+  auto step = [&](v16(&a)[CB][NV], const Tap& tap) {
+    const float* s = src + tap.off;
+    const float* w = tap.w + c0;
     v16 xv[NV];
     for (int v = 0; v < NV; ++v) xv[v] = load(s + v * kLanes);
 #pragma GCC unroll 16
     for (int c = 0; c < CB; ++c) {
       const v16 wc = splat(w[c]);
-      for (int v = 0; v < NV; ++v) acc[c][v] += xv[v] * wc;
+      for (int v = 0; v < NV; ++v) a[c][v] += xv[v] * wc;
     }
-  }
+  };
+  int64_t t = 0;
+  for (; t + K <= ntaps; t += K)
+#pragma GCC unroll 8
+    for (int k = 0; k < K; ++k) step(acc[k], taps[t + k]);
+  for (; t < ntaps; ++t) step(acc[0], taps[t]);
 #pragma GCC unroll 16
   for (int c = 0; c < CB; ++c)
-    for (int v = 0; v < NV; ++v) store(out + (c * NV + v) * kLanes, acc[c][v]);
+    for (int v = 0; v < NV; ++v) {
+      v16 sum = bias ? splat(bias[c]) : v16{};
+      for (int k = 0; k < K; ++k) sum += acc[k][c][v];
+      store(out + (c * NV + v) * kLanes, sum);
+    }
 }
 
 using TapBlockFn = void (*)(const float*, const Tap*, int64_t, int64_t, const float*, float*);
@@ -213,11 +229,14 @@ struct InputPack {
 constexpr int taps_per_tile(int cb) { return cb >= 8 ? 3 : cb >= 6 ? 4 : cb >= 4 ? 6 : 8; }
 constexpr int kMaxDwBlock = 8;
 
-// out[t*CB + c] = sum over `lines` rows l and nvec vectors of columns:
-//   x[l*xstep + offs[t] + col] * d[l*dstep + c*dlen + col]
+// vout[t*vstride + c*16 ..] += per-lane sums over `lines` rows l and nvec vectors of columns
+// of x[l*xstep + offs[t] + col] * d[l*dstep + c*dlen + col], for the first `real` taps of
+// the tile (the others repeat a tap to fill it). The lanes are summed once at the end of the
+// pass, not per call: with LeNet's 10x10 conv2 a call is only 10 vectors per tap.
 template <int CB>
-void tap_dot(const float* x, int64_t xstep, const int64_t* offs, const float* d, int64_t dlen,
-             int64_t dstep, int64_t lines, int64_t nvec, float* out) {
+void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const float* d,
+             int64_t dlen, int64_t dstep, int64_t lines, int64_t nvec, float* vout,
+             int64_t vstride) {
   constexpr int TT = taps_per_tile(CB);
   v16 acc[TT][CB];
 #pragma GCC unroll 32
@@ -237,16 +256,18 @@ void tap_dot(const float* x, int64_t xstep, const int64_t* offs, const float* d,
       }
     }
   }
-  for (int t = 0; t < TT; ++t)
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; ++t) {
+    if (t >= real) break;
     for (int c = 0; c < CB; ++c) {
-      float s = 0.f;
-      for (int i = 0; i < kLanes; ++i) s += acc[t][c][i];
-      out[t * CB + c] = s;
+      float* o = vout + t * vstride + c * kLanes;
+      store(o, load(o) + acc[t][c]);
     }
+  }
 }
 
-using TapDotFn = void (*)(const float*, int64_t, const int64_t*, const float*, int64_t, int64_t,
-                          int64_t, int64_t, float*);
+using TapDotFn = void (*)(const float*, int64_t, const int64_t*, int, const float*, int64_t,
+                          int64_t, int64_t, int64_t, float*, int64_t);
 
 template <size_t... I>
 constexpr std::array<TapDotFn, sizeof...(I)> tap_dot_table(std::index_sequence<I...>) {
@@ -267,7 +288,16 @@ int tile_taps(int64_t cb) {
 
 }  // namespace
 
+namespace {
+std::atomic<int> g_direct_mode{1};
+}
+
+int set_direct_mode(int mode) { return g_direct_mode.exchange(mode); }
+
 bool direct_eligible(const ConvGeometry& g) {
+  const int mode = g_direct_mode;
+  if (mode == 0 || g.groups != 1) return false;
+  if (mode == 2) return true;
   return g.groups == 1 && g.c <= 8 && g.oc <= 32;
 }
 
@@ -422,9 +452,9 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
     const int t = omp_get_thread_num();
 #pragma omp single
     used = omp_get_num_threads();
-    double* acc = part.data() + t * wsize;
+    // Per-lane partial sums of this thread, (tap, co, lane).
+    std::vector<float> vacc((size_t)(wsize * kLanes), 0.f);
     std::vector<float> xbuf(pk.row * pk.in_rows(g, tasks.rows)), dbuf(dline * tasks.rows);
-    float out[kMaxDwBlock * 8];
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < tasks.count; ++i) {
       int64_t n, oy0, oy1;
@@ -438,14 +468,15 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
         const int64_t cn = std::min(cb, g.oc - c0);
         const TapDotFn kernel = pick_tap_dot(cn);
         const int64_t tt = tile_taps(cn);
-        for (int64_t t0 = 0; t0 < ntaps; t0 += tt) {
-          kernel(xbuf.data(), v.sh * pk.row, offs.data() + t0, dbuf.data() + c0 * cols, cols,
-                 dline, lines, nvec, out);
-          for (int64_t tap = t0; tap < std::min(ntaps, t0 + tt); ++tap)
-            for (int64_t c = 0; c < cn; ++c) acc[tap * g.oc + c0 + c] += out[(tap - t0) * cn + c];
-        }
+        for (int64_t t0 = 0; t0 < ntaps; t0 += tt)
+          kernel(xbuf.data(), v.sh * pk.row, offs.data() + t0, (int)std::min(tt, ntaps - t0),
+                 dbuf.data() + c0 * cols, cols, dline, lines, nvec,
+                 vacc.data() + (t0 * g.oc + c0) * kLanes, g.oc * kLanes);
       }
     }
+    double* acc = part.data() + t * wsize;
+    for (int64_t k = 0; k < wsize; ++k)
+      for (int i = 0; i < kLanes; ++i) acc[k] += vacc[k * kLanes + i];
   }
   for (int64_t k = 0; k < wsize; ++k) {
     double s = 0.0;

@@ -7,6 +7,10 @@
 namespace fastconv::cpu::detail {
 
 bool direct_eligible(const ConvGeometry& g);
+// 0: never take the direct path, 1: when the rule says so (default), 2: for every groups == 1
+// conv. Returns the previous mode. For benchmarks and tests that compare the direct path
+// with im2col + sgemm in one process, and for measuring the rule.
+int set_direct_mode(int mode);
 
 // Same contracts as conv2d_forward / conv2d_backward_data / conv2d_backward_weights.
 void direct_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
