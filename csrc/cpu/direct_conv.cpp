@@ -230,18 +230,22 @@ struct InputPack {
 
 // ---- the weight-gradient micro-kernel ----
 
-// Taps per register tile for CB output channels: TT*CB accumulators (<= 24 zmm).
-constexpr int taps_per_tile(int cb) { return cb >= 8 ? 3 : cb >= 6 ? 4 : cb >= 4 ? 6 : 8; }
-constexpr int kMaxDwBlock = 8;
+// Taps per register tile for CB output channels: TT*CB accumulators (<= 24 zmm), plus the
+// CB dy vectors and one x vector, all in the 32 registers up to CB = 6. (CB = 8, TT = 3 did
+// not fit: the dy operands were re-read from memory for every tap, 27 loads per 24 FMAs.)
+constexpr int taps_per_tile(int cb) { return cb >= 6 ? 4 : cb >= 4 ? 6 : 8; }
+constexpr int kMaxDwBlock = 6;
 
-// vout[t*vstride + c*16 ..] += per-lane sums over `lines` rows l and nvec vectors of columns
-// of x[l*xstep + offs[t] + col] * d[l*dstep + c*dlen + col], for the first `real` taps of
-// the tile (the others repeat a tap to fill it). The lanes are summed once at the end of the
-// pass, not per call: with LeNet's 10x10 conv2 a call is only 10 vectors per tap.
+// vout[t*vstride + c*16 ..] += per-lane sums over `lines` rows l and nvec vectors vi of
+// columns of x[l*xstep + offs[t] + vi*16 ..] * d[(l*nvec + vi)*dvec + c*16 ..], for the
+// first `real` taps of the tile (the others repeat a tap to fill it). The CB dy vectors of
+// one (l, vi) are adjacent, so one pointer reaches them all (with dy planar per channel,
+// 8 pointers plus 3 tap pointers did not fit the registers: LeNet conv2 ran at 55 GFLOP/s).
+// The lanes are summed once at the end of the pass, not per call: with LeNet's 10x10 conv2
+// a call is only 10 vectors per tap.
 template <int CB>
 void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const float* d,
-             int64_t dlen, int64_t dstep, int64_t lines, int64_t nvec, float* vout,
-             int64_t vstride) {
+             int64_t dvec, int64_t lines, int64_t nvec, float* vout, int64_t vstride) {
   constexpr int TT = taps_per_tile(CB);
   v16 acc[TT][CB];
 #pragma GCC unroll 32
@@ -249,11 +253,10 @@ void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const
     for (int c = 0; c < CB; ++c) acc[t][c] = v16{};
   for (int64_t l = 0; l < lines; ++l) {
     const float* xl = x + l * xstep;
-    const float* dl = d + l * dstep;
-    for (int64_t vi = 0; vi < nvec; ++vi) {
+    for (int64_t vi = 0; vi < nvec; ++vi, d += dvec) {
       v16 dv[CB];
 #pragma GCC unroll 8
-      for (int c = 0; c < CB; ++c) dv[c] = load(dl + c * dlen + vi * kLanes);
+      for (int c = 0; c < CB; ++c) dv[c] = load(d + c * kLanes);
 #pragma GCC unroll 8
       for (int t = 0; t < TT; ++t) {
         const v16 xv = load(xl + offs[t] + vi * kLanes);
@@ -272,7 +275,17 @@ void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const
 }
 
 using TapDotFn = void (*)(const float*, int64_t, const int64_t*, int, const float*, int64_t,
-                          int64_t, int64_t, int64_t, float*, int64_t);
+                          int64_t, int64_t, float*, int64_t);
+
+// One NHWC dy row (ow pixels, oc channels) as nvec groups of oc vectors of 16 columns:
+// dst[(vi*oc + c)*16 + lane] = dy[(vi*16 + lane)*oc + c], zero past ow.
+void pack_dy_vectors(const float* src, int64_t ow, int64_t oc, int64_t nvec, float* dst) {
+  std::memset(dst, 0, sizeof(float) * nvec * oc * kLanes);
+  for (int64_t ox = 0; ox < ow; ++ox) {
+    float* d = dst + (ox / kLanes) * oc * kLanes + ox % kLanes;
+    for (int64_t c = 0; c < oc; ++c) d[c * kLanes] = src[ox * oc + c];
+  }
+}
 
 template <size_t... I>
 constexpr std::array<TapDotFn, sizeof...(I)> tap_dot_table(std::index_sequence<I...>) {
@@ -285,10 +298,7 @@ TapDotFn pick_tap_dot(int64_t cb) {
 }
 
 int tile_taps(int64_t cb) {
-  static constexpr std::array<int, kMaxDwBlock> tt = {taps_per_tile(1), taps_per_tile(2),
-      taps_per_tile(3), taps_per_tile(4), taps_per_tile(5), taps_per_tile(6), taps_per_tile(7),
-      taps_per_tile(8)};
-  return tt[cb - 1];
+  return taps_per_tile((int)cb);
 }
 
 }  // namespace
@@ -438,7 +448,7 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
   for (int64_t ky = 0; ky < v.kh; ++ky)
     for (int64_t kx = 0; kx < v.kw; ++kx)
       for (int64_t ci = 0; ci < g.c; ++ci) offs.push_back(pk.tap_offset(g, ky, kx, ci));
-  // Output channels in blocks of <= 8 (sizes cb, ..., cb, last).
+  // Output channels in blocks of <= kMaxDwBlock (sizes cb, ..., cb, last).
   const int64_t nblocks = (g.oc + kMaxDwBlock - 1) / kMaxDwBlock;
   const int64_t cb = (g.oc + nblocks - 1) / nblocks;
   // Taps padded to whole tiles of the widest tile by repeating the last one (results dropped).
@@ -471,11 +481,11 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
       pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, lines), xbuf.data());
       for (int64_t l = 0; l < lines; ++l) {
         float* dl = dbuf.data() + l * dline;
-        pack_row(dy + (n * g.oh + oy0 + l) * g.ow * g.oc, g.ow, g.oc, 1, 0, cols, dl);
+        pack_dy_vectors(dy + (n * g.oh + oy0 + l) * g.ow * g.oc, g.ow, g.oc, nvec, dl);
         if (db)
           for (int64_t c = 0; c < g.oc; ++c) {
             v16 s = load(vdb + c * kLanes);
-            for (int64_t vi = 0; vi < nvec; ++vi) s += load(dl + c * cols + vi * kLanes);
+            for (int64_t vi = 0; vi < nvec; ++vi) s += load(dl + (vi * g.oc + c) * kLanes);
             store(vdb + c * kLanes, s);
           }
       }
@@ -485,7 +495,7 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
         const int64_t tt = tile_taps(cn);
         for (int64_t t0 = 0; t0 < ntaps; t0 += tt)
           kernel(xbuf.data(), v.sh * pk.row, offs.data() + t0, (int)std::min(tt, ntaps - t0),
-                 dbuf.data() + c0 * cols, cols, dline, lines, nvec,
+                 dbuf.data() + c0 * kLanes, g.oc * kLanes, lines, nvec,
                  vacc.data() + (t0 * g.oc + c0) * kLanes, g.oc * kLanes);
       }
     }
