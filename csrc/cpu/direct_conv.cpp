@@ -76,15 +76,23 @@ int pass_threads(const ConvGeometry& g) {
 // dst[(ph*c + ci)*len + j] = src[(j*p + ph - shift)*c + ci] when that column is in [0, w),
 // else 0: one NHWC row of w pixels as c planar rows per stride phase, shifted right by
 // `shift` >= 0 (the left pad). src == nullptr packs a zero row (vertical padding).
+void pack_row_planes(const float* src, int64_t w, int64_t c, int64_t p, int64_t shift,
+                     int64_t len, int64_t plane, float* dst);
+
 void pack_row(const float* src, int64_t w, int64_t c, int64_t p, int64_t shift, int64_t len,
               float* dst) {
   std::memset(dst, 0, sizeof(float) * p * c * len);
-  if (!src) return;
+  if (src) pack_row_planes(src, w, c, p, shift, len, len, dst);
+}
+
+// pack_row into planes `plane` floats apart, onto a zeroed destination.
+void pack_row_planes(const float* src, int64_t w, int64_t c, int64_t p, int64_t shift,
+                     int64_t len, int64_t plane, float* dst) {
   if (p == 1) {  // plane by plane: contiguous writes, reads strided by c (a few lines)
     const int64_t n = std::max<int64_t>(0, std::min(w, len - shift));
     if (c == 1) return (void)std::memcpy(dst + shift, src, sizeof(float) * n);
     for (int64_t ci = 0; ci < c; ++ci) {
-      float* d = dst + ci * len + shift;
+      float* d = dst + ci * plane + shift;
       for (int64_t q = 0; q < n; ++q) d[q] = src[q * c + ci];
     }
     return;
@@ -92,8 +100,8 @@ void pack_row(const float* src, int64_t w, int64_t c, int64_t p, int64_t shift, 
   for (int64_t q = 0; q < w; ++q) {
     const int64_t pos = q + shift, j = pos / p;
     if (j >= len) break;
-    float* d = dst + (pos % p) * c * len + j;
-    for (int64_t ci = 0; ci < c; ++ci) d[ci * len] = src[q * c + ci];
+    float* d = dst + (pos % p) * c * plane + j;
+    for (int64_t ci = 0; ci < c; ++ci) d[ci * plane] = src[q * c + ci];
   }
 }
 
@@ -277,15 +285,6 @@ void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const
 using TapDotFn = void (*)(const float*, int64_t, const int64_t*, int, const float*, int64_t,
                           int64_t, int64_t, float*, int64_t);
 
-// One NHWC dy row (ow pixels, oc channels) as nvec groups of oc vectors of 16 columns:
-// dst[(vi*oc + c)*16 + lane] = dy[(vi*16 + lane)*oc + c], zero past ow.
-void pack_dy_vectors(const float* src, int64_t ow, int64_t oc, int64_t nvec, float* dst) {
-  std::memset(dst, 0, sizeof(float) * nvec * oc * kLanes);
-  for (int64_t ox = 0; ox < ow; ++ox) {
-    float* d = dst + (ox / kLanes) * oc * kLanes + ox % kLanes;
-    for (int64_t c = 0; c < oc; ++c) d[c * kLanes] = src[ox * oc + c];
-  }
-}
 
 template <size_t... I>
 constexpr std::array<TapDotFn, sizeof...(I)> tap_dot_table(std::index_sequence<I...>) {
@@ -438,27 +437,83 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
   }
 }
 
+namespace {
+
+// Input block of the weight pass, split into stride phases in both directions: plane
+// (rho, ph, ci) holds rows j (input row oy0*sh - pt + j*sh + rho) of `len` columns (padded
+// column j*sw + ph). Output pixel (l, ox) with tap (ky, kx, ci) then sits at a fixed offset
+// per tap from p = l*len + ox, so the pixels of all rows of a work item form ONE stream of
+// vectors (columns ox >= OW meet dy = 0 and drop out). Per-row loops with LeNet conv2's
+// 10-column rows spent a third of the time in loop overhead, and 10 of 16 lanes worked;
+// the stream uses 10 of 14.
+struct StreamPack {
+  int64_t len, rows, plane, pixels, floats;
+  StreamPack(const ConvGeometry& g, int64_t lines) {
+    const Window2d& v = g.win;
+    len = g.ow + (v.kw - 1) * v.dw / v.sw;
+    rows = lines + (v.kh - 1) * v.dh / v.sh;
+    plane = rows * len;
+    pixels = round_up(lines * len, kLanes);
+    floats = v.sh * v.sw * g.c * plane + len + kLanes;  // + the stream's overrun
+  }
+  int64_t tap_offset(const ConvGeometry& g, int64_t ky, int64_t kx, int64_t ci) const {
+    const Window2d& v = g.win;
+    const int64_t cy = ky * v.dh, cx = kx * v.dw;
+    return (((cy % v.sh) * v.sw + cx % v.sw) * g.c + ci) * plane + (cy / v.sh) * len + cx / v.sw;
+  }
+  void pack_x(const ConvGeometry& g, const float* x, int64_t n, int64_t oy0, float* buf) const {
+    const Window2d& v = g.win;
+    std::memset(buf, 0, sizeof(float) * floats);
+    for (int64_t j = 0; j < rows; ++j)
+      for (int64_t rho = 0; rho < v.sh; ++rho) {
+        const int64_t iy = oy0 * v.sh - v.pt + j * v.sh + rho;
+        if (iy < 0 || iy >= g.h) continue;
+        pack_row_planes(x + (n * g.h + iy) * g.w * g.c, g.w, g.c, v.sw, v.pl, len, plane,
+                        buf + rho * v.sw * g.c * plane + j * len);
+      }
+  }
+  // dy rows oy0 .. oy0 + lines - 1 as the stream, in groups of oc vectors of 16 pixels:
+  // dst[((p / 16)*oc + c)*16 + p % 16] = dy[pixel p, c], zero where p is no output pixel.
+  void pack_dy(const ConvGeometry& g, const float* dy, int64_t n, int64_t oy0, int64_t lines,
+               float* dst) const {
+    std::memset(dst, 0, sizeof(float) * pixels * g.oc);
+    for (int64_t l = 0; l < lines; ++l) {
+      const float* src = dy + (n * g.oh + oy0 + l) * g.ow * g.oc;
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        const int64_t p = l * len + ox;
+        float* d = dst + (p / kLanes) * g.oc * kLanes + p % kLanes;
+        for (int64_t c = 0; c < g.oc; ++c) d[c * kLanes] = src[ox * g.oc + c];
+      }
+    }
+  }
+};
+
+}  // namespace
+
 void direct_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db) {
   const Window2d& v = g.win;
-  const int64_t cols = round_up(g.ow, kLanes), nvec = cols / kLanes;
-  const InputPack pk(g, cols);
   const int64_t ntaps = v.kh * v.kw * g.c, wsize = ntaps * g.oc;
+  const int threads = pass_threads(g);
+  // Output rows per work item: the x block and the dy stream each within kPackFloats.
+  int64_t fit = 1;
+  while (fit < g.oh) {
+    const StreamPack next(g, fit + 1);
+    if (next.floats > kPackFloats || next.pixels * g.oc > kPackFloats) break;
+    ++fit;
+  }
+  const RowTasks tasks(g.n, g.oh, fit, threads);
+  const StreamPack full(g, tasks.rows);
   std::vector<int64_t> offs;
   for (int64_t ky = 0; ky < v.kh; ++ky)
     for (int64_t kx = 0; kx < v.kw; ++kx)
-      for (int64_t ci = 0; ci < g.c; ++ci) offs.push_back(pk.tap_offset(g, ky, kx, ci));
+      for (int64_t ci = 0; ci < g.c; ++ci) offs.push_back(full.tap_offset(g, ky, kx, ci));
+  // Taps padded to whole tiles of the widest tile by repeating the last one (results dropped).
+  offs.resize((size_t)(ntaps + tile_taps(1)), offs.back());
   // Output channels in blocks of <= kMaxDwBlock (sizes cb, ..., cb, last).
   const int64_t nblocks = (g.oc + kMaxDwBlock - 1) / kMaxDwBlock;
   const int64_t cb = (g.oc + nblocks - 1) / nblocks;
-  // Taps padded to whole tiles of the widest tile by repeating the last one (results dropped).
-  const int64_t tmax = tile_taps(1);
-  offs.resize((size_t)(ntaps + tmax), offs.back());
 
-  const int threads = pass_threads(g);
-  const int64_t dline = g.oc * cols;  // packed dy floats per output row
-  const int64_t fit = std::min(pk.rows_fit(g, kPackFloats), std::max<int64_t>(1, kPackFloats / dline));
-  const RowTasks tasks(g.n, g.oh, fit, threads);
   const int64_t psize = wsize + g.oc;  // dw, then db
   std::vector<double> part((size_t)(threads * psize), 0.0);
   int used = 1;
@@ -467,35 +522,34 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
     const int t = omp_get_thread_num();
 #pragma omp single
     used = omp_get_num_threads();
-    // Per-lane partial sums of this thread, (tap, co, lane).
-    // The bias gradient rides along as a last (tap, co) row: the lanes of the packed dy rows
-    // (zero past OW). detail::column_sums on the NHWC dy was 14% of conv1's pass (6 columns).
-    std::vector<float> vacc((size_t)((wsize + g.oc) * kLanes), 0.f);
+    // Per-lane partial sums of this thread, (tap, co, lane), then (co, lane) for db: the
+    // bias gradient is the lane sums of the packed dy (detail::column_sums on the NHWC dy
+    // was 14% of conv1's weight pass, 6 columns).
+    std::vector<float> vacc((size_t)(psize * kLanes), 0.f);
     float* vdb = vacc.data() + wsize * kLanes;
-    std::vector<float> xbuf(pk.row * pk.in_rows(g, tasks.rows)), dbuf(dline * tasks.rows);
+    std::vector<float> xbuf(full.floats), dbuf(full.pixels * g.oc);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < tasks.count; ++i) {
       int64_t n, oy0, oy1;
       tasks.get(i, n, oy0, oy1);
-      const int64_t lines = oy1 - oy0;
-      pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, lines), xbuf.data());
-      for (int64_t l = 0; l < lines; ++l) {
-        float* dl = dbuf.data() + l * dline;
-        pack_dy_vectors(dy + (n * g.oh + oy0 + l) * g.ow * g.oc, g.ow, g.oc, nvec, dl);
-        if (db)
-          for (int64_t c = 0; c < g.oc; ++c) {
-            v16 s = load(vdb + c * kLanes);
-            for (int64_t vi = 0; vi < nvec; ++vi) s += load(dl + (vi * g.oc + c) * kLanes);
-            store(vdb + c * kLanes, s);
-          }
-      }
+      // A short last item keeps the full item's layout (same tap offsets); only its stream
+      // is shorter.
+      const int64_t lines = oy1 - oy0, nvec = round_up(lines * full.len, kLanes) / kLanes;
+      full.pack_x(g, x, n, oy0, xbuf.data());
+      full.pack_dy(g, dy, n, oy0, lines, dbuf.data());
+      if (db)
+        for (int64_t c = 0; c < g.oc; ++c) {
+          v16 s = load(vdb + c * kLanes);
+          for (int64_t vi = 0; vi < nvec; ++vi) s += load(dbuf.data() + (vi * g.oc + c) * kLanes);
+          store(vdb + c * kLanes, s);
+        }
       for (int64_t c0 = 0; c0 < g.oc; c0 += cb) {
         const int64_t cn = std::min(cb, g.oc - c0);
         const TapDotFn kernel = pick_tap_dot(cn);
         const int64_t tt = tile_taps(cn);
         for (int64_t t0 = 0; t0 < ntaps; t0 += tt)
-          kernel(xbuf.data(), v.sh * pk.row, offs.data() + t0, (int)std::min(tt, ntaps - t0),
-                 dbuf.data() + c0 * kLanes, g.oc * kLanes, lines, nvec,
+          kernel(xbuf.data(), 0, offs.data() + t0, (int)std::min(tt, ntaps - t0),
+                 dbuf.data() + c0 * kLanes, g.oc * kLanes, 1, nvec,
                  vacc.data() + (t0 * g.oc + c0) * kLanes, g.oc * kLanes);
       }
     }
