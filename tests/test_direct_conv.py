@@ -66,7 +66,7 @@ CASES = {
     "dilation_stride": (2, 15, 23, 2, 6, (3, 2), (2, 3), (2, 1, 1, 2), (2, 3)),
     "even_kernel_asym": (2, 8, 18, 3, 5, (4, 2), (1, 1), (1, 2, 0, 1), (1, 1)),
     "pads_wider_than_kernel": (1, 5, 6, 2, 2, (2, 2), (2, 2), (3, 4, 4, 3), (1, 1)),
-    "pointwise_small": (2, 7, 20, 5, 9, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),
+    "one_by_one_strided": (2, 7, 20, 5, 9, (1, 1), (2, 1), (0, 0, 0, 0), (1, 1)),
     "cin8_cout32": (2, 9, 17, 8, 32, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
     "cout1": (2, 10, 33, 3, 1, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),
     "cout13_blocks": (1, 6, 20, 2, 13, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
@@ -88,8 +88,10 @@ def direct_configs(draw):
     pads = tuple(draw(st.integers(0, 4)) for _ in range(4))
     h, w = draw(st.integers(1, 20)), draw(st.integers(1, 40))
     assume(h + pads[0] + pads[1] >= (kh - 1) * dh + 1 and w + pads[2] + pads[3] >= (kw - 1) * dw + 1)
+    strides = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    assume((kh, kw, strides, pads) != (1, 1, (1, 1), (0, 0, 0, 0)))  # pointwise: GEMM
     return (draw(st.integers(1, 3)), h, w, draw(st.integers(1, 8)), draw(st.integers(1, 32)),
-            (kh, kw), (draw(st.integers(1, 4)), draw(st.integers(1, 4))), pads, (dh, dw))
+            (kh, kw), strides, pads, (dh, dw))
 
 
 @settings(max_examples=40, deadline=None)
@@ -140,3 +142,35 @@ def test_empty_batch():
 ])
 def test_eligibility(x_shape, w_shape, strides, groups, expected):
     assert _C._conv_uses_direct(x_shape, w_shape, strides, (1, 1, 1, 1), (1, 1), groups) is expected
+
+
+def test_pointwise_stays_on_gemm():
+    # 1x1, stride 1, no pads: x is already the GEMM operand.
+    assert not _C._conv_uses_direct((8, 16, 16, 4), (1, 1, 4, 16), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+
+
+@pytest.mark.parametrize("name", ["lenet_conv1", "stride3_asym", "cin8_cout32"])
+def test_forced_modes_agree(name):
+    """_set_direct_conv(0) (GEMM) and the direct path give the same results; mode 2 forces
+    direct for a shape the rule leaves to the GEMM."""
+    n, h, w, cin, cout, k, s, p, d = CASES[name]
+    args = (s, p, d, 1)
+    rng = np.random.default_rng(4)
+    x, wt, b = _rand(rng, (n, h, w, cin)), _rand(rng, (k[0], k[1], cin, cout)), _rand(rng, (cout,))
+    dy = _rand(rng, _C.conv2d_forward(x, wt, b, *args).shape)
+    old = _C._set_direct_conv(0)
+    try:
+        assert not _C._conv_uses_direct(x.shape, wt.shape, *args)
+        gemm = _run(x, wt, b, dy, args, True)
+        _C._set_direct_conv(1)
+        direct = _run(x, wt, b, dy, args, True)
+    finally:
+        _C._set_direct_conv(old)
+    for a, c in zip(direct, gemm):
+        _close(a, c.astype(np.float64))
+    old = _C._set_direct_conv(2)
+    try:
+        assert _C._conv_uses_direct((2, 9, 9, 16), (3, 3, 16, 40), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+        _check(3, 2, 9, 9, 16, 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+    finally:
+        _C._set_direct_conv(old)

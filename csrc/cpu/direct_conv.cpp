@@ -1,10 +1,10 @@
-// Direct convolution for few channels (groups == 1, Cin <= 8, Cout <= 32; rule in
-// direct_eligible below), NHWC activations, HWIO weights.
+// Direct convolution for few channels (groups == 1, Cin <= 8, Cout <= 32, not 1x1; the rule
+// and its basis are at direct_eligible below), NHWC activations, HWIO weights.
 //
-// Why: im2col + sgemm turns LeNet's conv1 (28x28x1 -> 6, 5x5) into a GEMM with N = Cout = 6
-// and K = 25, where OpenBLAS reaches ~5 GFLOP/s. Here the vector runs along the output row
-// instead (16 output columns per 512-bit register, whatever the channel counts), with one
-// accumulator per output channel held in registers across all KH*KW*Cin taps.
+// Why: im2col + sgemm turns LeNet's conv1 (28x28x1 -> 6, 5x5) into GEMMs with N = Cout = 6
+// and K = 25, where OpenBLAS reaches ~5-10 GFLOP/s. Here the vector runs along the output
+// row instead (16 output columns per 512-bit register, whatever the channel counts), with
+// one accumulator per output channel held in registers across all KH*KW*Cin taps.
 //
 // Layout trick shared by the three passes: the input rows a block of output rows needs are
 // first repacked ("pack_row") into planar, zero-padded rows split into stride phases: padded
@@ -19,14 +19,19 @@
 //                    (r + pl - kx*dw)/sw + j is on the stride grid, rows likewise per
 //                    (iy + pt) % sh; no zero-stuffing, no wasted multiply.
 //   backward weights dw[tap, co] = sum over output pixels of packed_x[off + p] * dy[p, co]:
-//                    register tiles of taps x Cout, vectorised over the output columns,
-//                    reduced over all rows of a block; per-thread double partials summed in
-//                    thread order (deterministic for a fixed thread count).
+//                    register tiles of taps x Cout over one pixel stream per work item
+//                    (StreamPack); per-thread lane partials, summed in double in thread
+//                    order (deterministic for a fixed thread count). db in the same pass.
 //
-// Measured (2-core EPYC Zen 5, median ms, old = im2col+sgemm; see the table in the report
-// of the commit that added this file, command: /tmp-style side-by-side script loading both
-// modules in one process):
-//   filled in below by measurement (direct_eligible).
+// Measured on the shared 2-core EPYC Zen 5 (AVX-512), 1 thread, median ms of interleaved
+// runs in one process (benchmarks/direct_conv_side.py; gemm = this module with the direct
+// path switched off by _C._set_direct_conv(0)):
+//                                         forward        backward data   backward weights
+//                                         gemm  direct   gemm  direct    gemm  direct
+//   LeNet conv1 256x28x28x1 ->6 5x5 same   7.0   0.61     8.8   1.43      7.9   1.57
+//   LeNet conv2 256x14x14x6 ->16 5x5 valid 2.0   1.29     3.6   1.90      2.3   2.66
+//   stem 8x224x224x3 ->64 7x7 s2 (forced) 32.4  20.6     56.8  58.1      49.2  70.4
+// Two-thread timings on that machine were dominated by other jobs' preemption (4 ms ticks).
 #include "cpu/direct_conv.h"
 
 #include <omp.h>
@@ -308,11 +313,26 @@ std::atomic<int> g_direct_mode{1};
 
 int set_direct_mode(int mode) { return g_direct_mode.exchange(mode); }
 
+// The rule, from 1-thread timings of every pass forced through both paths (ms gemm/direct,
+// batch 32 32x32 3x3 'same' unless noted):
+//   3->32  fwd 1.31/0.54  data 1.61/0.83  weights 1.71/1.51
+//   8->32  fwd 6.0/1.04   data 6.4/1.27   weights 6.3/6.8
+//   3->64  fwd 6.0/1.16   data 6.5/6.1    weights 6.7/7.2    (Cout 64: no gain left)
+//   64x28x28 1->32 5x5: fwd 6.6/0.85  data 7.4/6.5  weights 7.0/6.3
+//   stem 7x7 s2 3->64: fwd 32/21  data 57/58  weights 49/70  -> Cout 64 stays on the GEMM
+//   LeNet conv2 (6->16, 10x10 out): fwd 2.0/1.3  data 3.6/1.9  weights 2.3/2.7 (sum 7.9/5.9)
+//   1x1 4->16: fwd 0.15/0.18  data 0.11/0.21  weights 0.21/0.25 -> x is already the GEMM
+//     operand, nothing to gain
+// Every pass of a training step counts, so the rule takes the shapes where the sum wins:
+// small Cin (each tap is one FMA per channel per 16 pixels, whatever Cin; the GEMM's K =
+// KH*KW*Cin grows with it) and Cout <= 32 (N of the GEMM; the weight pass, the direct
+// path's weakest, loses ground as Cout grows). Cin 16 -> 16 also measured a win (fwd
+// 6.6/1.0, weights 6.8/3.6) but is left to the GEMM until measured on a quiet machine.
 bool direct_eligible(const ConvGeometry& g) {
   const int mode = g_direct_mode;
   if (mode == 0 || g.groups != 1) return false;
   if (mode == 2) return true;
-  return g.groups == 1 && g.c <= 8 && g.oc <= 32;
+  return g.c <= 8 && g.oc <= 32 && !g.is_pointwise();
 }
 
 void direct_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
