@@ -494,17 +494,23 @@ struct StreamPack {
   }
   // dy rows oy0 .. oy0 + lines - 1 as the stream, in groups of oc vectors of 16 pixels:
   // dst[((p / 16)*oc + c)*16 + p % 16] = dy[pixel p, c], zero where p is no output pixel.
+  // Two vectorisable steps through `planar` (oc*pixels floats): channel planes, then
+  // 16-float copies; a direct scalar scatter was 40% of LeNet conv1's weight pass.
   void pack_dy(const ConvGeometry& g, const float* dy, int64_t n, int64_t oy0, int64_t lines,
-               float* dst) const {
-    std::memset(dst, 0, sizeof(float) * pixels * g.oc);
-    for (int64_t l = 0; l < lines; ++l) {
-      const float* src = dy + (n * g.oh + oy0 + l) * g.ow * g.oc;
-      for (int64_t ox = 0; ox < g.ow; ++ox) {
-        const int64_t p = l * len + ox;
-        float* d = dst + (p / kLanes) * g.oc * kLanes + p % kLanes;
-        for (int64_t c = 0; c < g.oc; ++c) d[c * kLanes] = src[ox * g.oc + c];
+               float* planar, float* dst) const {
+    for (int64_t c = 0; c < g.oc; ++c) {
+      float* pc = planar + c * pixels;
+      for (int64_t l = 0; l < lines; ++l) {
+        const float* src = dy + (n * g.oh + oy0 + l) * g.ow * g.oc + c;
+        float* d = pc + l * len;
+        for (int64_t ox = 0; ox < g.ow; ++ox) d[ox] = src[ox * g.oc];
+        for (int64_t ox = g.ow; ox < len; ++ox) d[ox] = 0.f;
       }
+      for (int64_t q = lines * len; q < pixels; ++q) pc[q] = 0.f;
     }
+    for (int64_t vi = 0; vi < pixels / kLanes; ++vi)
+      for (int64_t c = 0; c < g.oc; ++c)
+        store(dst + (vi * g.oc + c) * kLanes, load(planar + c * pixels + vi * kLanes));
   }
 };
 
@@ -556,7 +562,7 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
     // was 14% of conv1's weight pass, 6 columns).
     std::vector<float> vacc((size_t)(psize * kLanes), 0.f);
     float* vdb = vacc.data() + wsize * kLanes;
-    std::vector<float> xbuf(group * full.floats), dbuf(group * dfloats);
+    std::vector<float> xbuf(group * full.floats), dbuf(group * dfloats), planar(dfloats);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
       // Images [n0, n0 + nimg), output rows [oy0, oy1) of each. A short last row block keeps
@@ -571,7 +577,7 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
       const int64_t lines = oy1 - oy0, nvec = round_up(lines * full.len, kLanes) / kLanes;
       for (int64_t b = 0; b < nimg; ++b) {
         full.pack_x(g, x, n0 + b, oy0, xbuf.data() + b * full.floats);
-        full.pack_dy(g, dy, n0 + b, oy0, lines, dbuf.data() + b * dfloats);
+        full.pack_dy(g, dy, n0 + b, oy0, lines, planar.data(), dbuf.data() + b * dfloats);
       }
       if (db)
         for (int64_t c = 0; c < g.oc; ++c) {
