@@ -127,13 +127,14 @@ struct Tap {
   const float* w;
 };
 
-// out[c][j] = bias[c] + sum_t src[taps[t].off + j] * taps[t].w[c0 + c], for CB channels
-// and NV*16 columns, all accumulators in registers. With fewer than 8 accumulators the taps
+// out[c][v*16 + j] = bias[c] + sum_t src[taps[t].off + v*vstride + j] * taps[t].w[c0 + c],
+// for CB channels and NV vectors of 16 columns (vstride 16: one row of NV*16 columns; or
+// the same 16 columns of NV rows), all accumulators in registers. With fewer than 8 accumulators the taps
 // are dealt round-robin to K independent sets (summed at the end), so that the FMA latency
 // (4 cycles, 2 pipes) is covered: conv1's backward data has CB = 1.
 template <int CB, int NV>
-void tap_block(const float* src, const Tap* taps, int64_t ntaps, int64_t c0, const float* bias,
-               float* out) {
+void tap_block(const float* src, int64_t vstride, const Tap* taps, int64_t ntaps, int64_t c0,
+               const float* bias, float* out) {
   constexpr int K = CB * NV >= 8 ? 1 : (8 + CB * NV - 1) / (CB * NV);
   v16 acc[K][CB][NV];
 #pragma GCC unroll 16
@@ -144,7 +145,7 @@ void tap_block(const float* src, const Tap* taps, int64_t ntaps, int64_t c0, con
     const float* s = src + tap.off;
     const float* w = tap.w + c0;
     v16 xv[NV];
-    for (int v = 0; v < NV; ++v) xv[v] = load(s + v * kLanes);
+    for (int v = 0; v < NV; ++v) xv[v] = load(s + v * vstride);
 #pragma GCC unroll 16
     for (int c = 0; c < CB; ++c) {
       const v16 wc = splat(w[c]);
@@ -165,7 +166,8 @@ void tap_block(const float* src, const Tap* taps, int64_t ntaps, int64_t c0, con
     }
 }
 
-using TapBlockFn = void (*)(const float*, const Tap*, int64_t, int64_t, const float*, float*);
+using TapBlockFn = void (*)(const float*, int64_t, const Tap*, int64_t, int64_t, const float*,
+                           float*);
 // Channels per register block: CB*NV accumulators plus NV inputs fit the 32 zmm registers.
 constexpr int kMaxBlock = 12;
 
@@ -338,36 +340,40 @@ bool direct_eligible(const ConvGeometry& g) {
 void direct_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                     float* y) {
   const Window2d& v = g.win;
-  const int nv = g.ow > kLanes ? 2 : 1;
-  const int64_t block = nv * kLanes;
-  const InputPack pk(g, round_up(g.ow, block));
+  // Two vectors per block: two output rows of <= 16 columns (LeNet conv2's 10: each weight
+  // broadcast then feeds two FMAs), else 32 columns of one row.
+  const bool row_pairs = g.ow <= kLanes;
+  const int64_t colw = row_pairs ? kLanes : 2 * kLanes, rows_per = row_pairs ? 2 : 1;
+  const InputPack pk(g, round_up(g.ow, colw));
+  const int64_t vstride = row_pairs ? v.sh * pk.row : kLanes;
   std::vector<Tap> taps;
   for (int64_t ky = 0; ky < v.kh; ++ky)
     for (int64_t kx = 0; kx < v.kw; ++kx)
       for (int64_t ci = 0; ci < g.c; ++ci)
         taps.push_back({pk.tap_offset(g, ky, kx, ci), w + ((ky * v.kw + kx) * g.c + ci) * g.oc});
   const ChannelBlocks cbk(g.oc, kMaxBlock);
-  const TapBlockFn kernel = pick_tap_block(cbk.cb, nv);
+  const TapBlockFn kernel = pick_tap_block(cbk.cb, 2);
   const int threads = pass_threads(g);
   const RowTasks tasks(g.n, g.oh, pk.rows_fit(g, kPackFloats), threads);
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> buf(pk.row * pk.in_rows(g, tasks.rows)), out(cbk.cb * block);
+    // One spare output row of input: an odd last row is computed as a pair, its twin dropped.
+    std::vector<float> buf(pk.row * pk.in_rows(g, tasks.rows + 1)), out(cbk.cb * 2 * kLanes);
 #pragma omp for schedule(dynamic)
     for (int64_t i = 0; i < tasks.count; ++i) {
       int64_t n, oy0, oy1;
       tasks.get(i, n, oy0, oy1);
       pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, oy1 - oy0), buf.data());
-      for (int64_t oy = oy0; oy < oy1; ++oy) {
+      for (int64_t oy = oy0; oy < oy1; oy += rows_per) {
         const float* base = buf.data() + (oy - oy0) * v.sh * pk.row;
-        float* yrow = y + (n * g.oh + oy) * g.ow * g.oc;
-        for (int64_t ox0 = 0; ox0 < g.ow; ox0 += block)
+        for (int64_t ox0 = 0; ox0 < g.ow; ox0 += colw)
           for (int64_t bi = 0; bi < cbk.count; ++bi) {
             const int64_t c0 = cbk.start(bi);
-            kernel(base + ox0, taps.data(), (int64_t)taps.size(), c0, b ? b + c0 : nullptr,
-                   out.data());
-            scatter(out.data(), block, cbk.cb, std::min(block, g.ow - ox0), yrow + ox0 * g.oc + c0,
-                    g.oc);
+            kernel(base + ox0, vstride, taps.data(), (int64_t)taps.size(), c0,
+                   b ? b + c0 : nullptr, out.data());
+            for (int64_t r = 0; r < rows_per && oy + r < oy1; ++r)
+              scatter(out.data() + r * kLanes, 2 * kLanes, cbk.cb, std::min(colw, g.ow - ox0),
+                      y + ((n * g.oh + oy + r) * g.ow + ox0) * g.oc + c0, g.oc);
           }
       }
     }
@@ -379,8 +385,12 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
   // dx column ix = j*sw + r (phase r); tap kx reaches it from dy column j + dc when
   // dc = (r + pl - kx*dw) / sw is exact. Packed dy rows cover columns [lo, lo + len).
   const int64_t jmax = (g.w + v.sw - 1) / v.sw;
-  const int nv = jmax > kLanes ? 2 : 1;
-  const int64_t block = nv * kLanes, cols = round_up(jmax, block);
+  // As in the forward pass: two dx rows per block when rows are short (their taps coincide
+  // when sh == 1), else 32 columns of one row.
+  const bool row_pairs = jmax <= kLanes && v.sh == 1;
+  const int nv = row_pairs || jmax > kLanes ? 2 : 1;
+  const int64_t colw = row_pairs ? kLanes : nv * kLanes, rows_per = row_pairs ? 2 : 1;
+  const int64_t cols = round_up(jmax, colw);
   int64_t cmin = INT64_MAX, cmax = INT64_MIN;
   for (int64_t r = 0; r < v.sw; ++r)
     for (int64_t kx = 0; kx < v.kw; ++kx)
@@ -394,6 +404,7 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
 
   // Weights as (KH, KW, Cout, Cin): a tap (ky, kx, co) reads the Cin weights contiguously.
   const int64_t nk = v.kh * v.kw;
+  const int64_t vstride = row_pairs ? row : kLanes;
   std::vector<float> wt((size_t)(nk * g.c * g.oc));
   for (int64_t k = 0; k < nk; ++k)
     for (int64_t ci = 0; ci < g.c; ++ci)
@@ -426,7 +437,8 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
   const RowTasks tasks(g.n, g.h, fit, threads);
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> buf(row * dy_rows(tasks.rows)), out(cbk.cb * block);
+    // One spare dx row of dy: an odd last row is computed as a pair, its twin dropped.
+    std::vector<float> buf(row * dy_rows(tasks.rows + 1)), out(cbk.cb * nv * kLanes);
 #pragma omp for schedule(dynamic)
     for (int64_t i = 0; i < tasks.count; ++i) {
       int64_t n, iy0, iy1;
@@ -437,19 +449,19 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
         const float* src = oy >= 0 && oy < g.oh ? dy + (n * g.oh + oy) * g.ow * g.oc : nullptr;
         pack_row(src, g.ow, g.oc, 1, -lo, len, buf.data() + (oy - oy_lo) * row);
       }
-      for (int64_t iy = iy0; iy < iy1; ++iy) {
+      for (int64_t iy = iy0; iy < iy1; iy += rows_per) {
         const int64_t q = iy + v.pt, rho = q % v.sh;
         const float* base = buf.data() + (q / v.sh - oy_lo) * row;
-        float* dxrow = dx + (n * g.h + iy) * g.w * g.c;
         for (int64_t r = 0; r < v.sw && r < g.w; ++r) {
           const std::vector<Tap>& tl = taps[rho * v.sw + r];
           const int64_t jr = (g.w - r + v.sw - 1) / v.sw;
-          for (int64_t j0 = 0; j0 < jr; j0 += block)
+          for (int64_t j0 = 0; j0 < jr; j0 += colw)
             for (int64_t bi = 0; bi < cbk.count; ++bi) {
               const int64_t c0 = cbk.start(bi);
-              kernel(base + j0, tl.data(), (int64_t)tl.size(), c0, nullptr, out.data());
-              scatter(out.data(), block, cbk.cb, std::min(block, jr - j0),
-                      dxrow + (j0 * v.sw + r) * g.c + c0, v.sw * g.c);
+              kernel(base + j0, vstride, tl.data(), (int64_t)tl.size(), c0, nullptr, out.data());
+              for (int64_t rr = 0; rr < rows_per && iy + rr < iy1; ++rr)
+                scatter(out.data() + rr * kLanes, nv * kLanes, cbk.cb, std::min(colw, jr - j0),
+                        dx + ((n * g.h + iy + rr) * g.w + j0 * v.sw + r) * g.c + c0, v.sw * g.c);
             }
         }
       }
