@@ -271,7 +271,12 @@ void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const
     for (int64_t vi = 0; vi < nvec; ++vi, d += dvec) {
       v16 dv[CB];
 #pragma GCC unroll 8
-      for (int c = 0; c < CB; ++c) dv[c] = load(d + c * kLanes);
+      for (int c = 0; c < CB; ++c) {
+        dv[c] = load(d + c * kLanes);
+        // Keep dv in a register: GCC otherwise folds the load into each of the TT FMAs
+        // that use it (28 loads per 24 FMAs with CB = 6, TT = 4: load-bound).
+        asm("" : "+v"(dv[c]));
+      }
 #pragma GCC unroll 8
       for (int t = 0; t < TT; ++t) {
         const v16 xv = load(xl + offs[t] + vi * kLanes);
