@@ -127,14 +127,15 @@ struct Tap {
   const float* w;
 };
 
-// out[c][v*16 + j] = bias[c] + sum_t src[taps[t].off + v*vstride + j] * taps[t].w[c0 + c],
-// for CB channels and NV vectors of 16 columns (vstride 16: one row of NV*16 columns; or
-// the same 16 columns of NV rows), all accumulators in registers. With fewer than 8 accumulators the taps
-// are dealt round-robin to K independent sets (summed at the end), so that the FMA latency
-// (4 cycles, 2 pipes) is covered: conv1's backward data has CB = 1.
-template <int CB, int NV>
-void tap_block(const float* src, int64_t vstride, const Tap* taps, int64_t ntaps, int64_t c0,
+// out[c][(r*NC + v)*16 + j] = bias[c] + sum_t src[taps[t].off + r*rstride + v*16 + j] *
+// taps[t].w[c0 + c]: CB channels of an NR x (NC*16) block (NR rows rstride apart, NC vectors
+// of 16 columns each), all accumulators in registers. With fewer than 8 accumulators the
+// taps are dealt round-robin to K independent sets (summed at the end), so that the FMA
+// latency (4 cycles, 2 pipes) is covered.
+template <int CB, int NR, int NC>
+void tap_block(const float* src, int64_t rstride, const Tap* taps, int64_t ntaps, int64_t c0,
                const float* bias, float* out) {
+  constexpr int NV = NR * NC;
   constexpr int K = CB * NV >= 8 ? 1 : (8 + CB * NV - 1) / (CB * NV);
   v16 acc[K][CB][NV];
 #pragma GCC unroll 16
@@ -145,7 +146,8 @@ void tap_block(const float* src, int64_t vstride, const Tap* taps, int64_t ntaps
     const float* s = src + tap.off;
     const float* w = tap.w + c0;
     v16 xv[NV];
-    for (int v = 0; v < NV; ++v) xv[v] = load(s + v * vstride);
+    for (int r = 0; r < NR; ++r)
+      for (int v = 0; v < NC; ++v) xv[r * NC + v] = load(s + r * rstride + v * kLanes);
 #pragma GCC unroll 16
     for (int c = 0; c < CB; ++c) {
       const v16 wc = splat(w[c]);
@@ -168,19 +170,43 @@ void tap_block(const float* src, int64_t vstride, const Tap* taps, int64_t ntaps
 
 using TapBlockFn = void (*)(const float*, int64_t, const Tap*, int64_t, int64_t, const float*,
                            float*);
-// Channels per register block: CB*NV accumulators plus NV inputs fit the 32 zmm registers.
+// Channels per register block: CB*NR*NC accumulators plus the inputs fit the 32 registers.
 constexpr int kMaxBlock = 12;
 
-template <int NV, size_t... I>
+template <int NR, int NC, size_t... I>
 constexpr std::array<TapBlockFn, sizeof...(I)> tap_block_table(std::index_sequence<I...>) {
-  return {&tap_block<int(I) + 1, NV>...};
+  return {&tap_block<int(I) + 1, NR, NC>...};
 }
 
-TapBlockFn pick_tap_block(int64_t cb, int nv) {
-  static constexpr auto one = tap_block_table<1>(std::make_index_sequence<kMaxBlock>());
-  static constexpr auto two = tap_block_table<2>(std::make_index_sequence<kMaxBlock>());
-  return (nv == 1 ? one : two)[cb - 1];
-}
+// Block of output rows x columns a kernel call computes: nr rows (1, 2 or 4) of nc vectors.
+// Two vectors per row when the row is wider than 16; then as many rows (where their taps
+// coincide) as bring CB*nr*nc to 12 or more (at most 24 accumulators): each weight
+// broadcast then feeds nr*nc FMAs. Measured, 1 thread: LeNet conv2 forward (10 columns,
+// CB 8) 1 row 1.29 ms, 2 rows 0.97 ms; its backward data (14 columns, CB 6) 1 row 1.90,
+// 2 rows 1.28, 4 rows 1.41 (24 accumulators + 4 inputs spill); conv1's backward data (28
+// columns, CB 1) 1 row 1.44, 4 rows 1.14.
+struct BlockShape {
+  int nr, nc;
+  BlockShape(int64_t cb, int64_t cols, bool rows_ok) {
+    nc = cols > kLanes ? 2 : 1;
+    nr = 1;
+    if (rows_ok)
+      while (nr < 4 && cb * nr * nc < 12 && cb * 2 * nr * nc <= 24) nr *= 2;
+  }
+  int64_t colw() const { return nc * kLanes; }
+  int64_t block() const { return nr * nc * kLanes; }  // floats per channel in `out`
+  TapBlockFn kernel(int64_t cb) const {
+    static constexpr auto t11 = tap_block_table<1, 1>(std::make_index_sequence<kMaxBlock>());
+    static constexpr auto t12 = tap_block_table<1, 2>(std::make_index_sequence<kMaxBlock>());
+    static constexpr auto t21 = tap_block_table<2, 1>(std::make_index_sequence<kMaxBlock>());
+    static constexpr auto t22 = tap_block_table<2, 2>(std::make_index_sequence<kMaxBlock>());
+    static constexpr auto t41 = tap_block_table<4, 1>(std::make_index_sequence<kMaxBlock>());
+    static constexpr auto t42 = tap_block_table<4, 2>(std::make_index_sequence<kMaxBlock>());
+    const auto& t = nr == 1 ? (nc == 1 ? t11 : t12) : nr == 2 ? (nc == 1 ? t21 : t22)
+                                                              : (nc == 1 ? t41 : t42);
+    return t[cb - 1];
+  }
+};
 
 // Channels [0, total) in equal blocks of cb <= max; the last block starts at total - cb and
 // may overlap the previous one (those channels are computed twice and written the same).
@@ -345,39 +371,38 @@ bool direct_eligible(const ConvGeometry& g) {
 void direct_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                     float* y) {
   const Window2d& v = g.win;
-  // Two vectors per block: two output rows of <= 16 columns (LeNet conv2's 10: each weight
-  // broadcast then feeds two FMAs), else 32 columns of one row.
-  const bool row_pairs = g.ow <= kLanes;
-  const int64_t colw = row_pairs ? kLanes : 2 * kLanes, rows_per = row_pairs ? 2 : 1;
+  const ChannelBlocks cbk(g.oc, kMaxBlock);
+  const BlockShape bs(cbk.cb, g.ow, true);
+  const int64_t colw = bs.colw();
   const InputPack pk(g, round_up(g.ow, colw));
-  const int64_t vstride = row_pairs ? v.sh * pk.row : kLanes;
   std::vector<Tap> taps;
   for (int64_t ky = 0; ky < v.kh; ++ky)
     for (int64_t kx = 0; kx < v.kw; ++kx)
       for (int64_t ci = 0; ci < g.c; ++ci)
         taps.push_back({pk.tap_offset(g, ky, kx, ci), w + ((ky * v.kw + kx) * g.c + ci) * g.oc});
-  const ChannelBlocks cbk(g.oc, kMaxBlock);
-  const TapBlockFn kernel = pick_tap_block(cbk.cb, 2);
+  const TapBlockFn kernel = bs.kernel(cbk.cb);
   const int threads = pass_threads(g);
   const RowTasks tasks(g.n, g.oh, pk.rows_fit(g, kPackFloats), threads);
 #pragma omp parallel num_threads(threads)
   {
-    // One spare output row of input: an odd last row is computed as a pair, its twin dropped.
-    std::vector<float> buf(pk.row * pk.in_rows(g, tasks.rows + 1)), out(cbk.cb * 2 * kLanes);
+    // Spare input for nr - 1 output rows: a last partial block of rows is computed whole,
+    // the extra rows dropped.
+    std::vector<float> buf(pk.row * pk.in_rows(g, tasks.rows + bs.nr - 1)),
+        out(cbk.cb * bs.block());
 #pragma omp for schedule(dynamic)
     for (int64_t i = 0; i < tasks.count; ++i) {
       int64_t n, oy0, oy1;
       tasks.get(i, n, oy0, oy1);
       pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, oy1 - oy0), buf.data());
-      for (int64_t oy = oy0; oy < oy1; oy += rows_per) {
+      for (int64_t oy = oy0; oy < oy1; oy += bs.nr) {
         const float* base = buf.data() + (oy - oy0) * v.sh * pk.row;
         for (int64_t ox0 = 0; ox0 < g.ow; ox0 += colw)
           for (int64_t bi = 0; bi < cbk.count; ++bi) {
             const int64_t c0 = cbk.start(bi);
-            kernel(base + ox0, vstride, taps.data(), (int64_t)taps.size(), c0,
+            kernel(base + ox0, v.sh * pk.row, taps.data(), (int64_t)taps.size(), c0,
                    b ? b + c0 : nullptr, out.data());
-            for (int64_t r = 0; r < rows_per && oy + r < oy1; ++r)
-              scatter(out.data() + r * kLanes, 2 * kLanes, cbk.cb, std::min(colw, g.ow - ox0),
+            for (int64_t r = 0; r < bs.nr && oy + r < oy1; ++r)
+              scatter(out.data() + r * colw, bs.block(), cbk.cb, std::min(colw, g.ow - ox0),
                       y + ((n * g.oh + oy + r) * g.ow + ox0) * g.oc + c0, g.oc);
           }
       }
@@ -390,12 +415,11 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
   // dx column ix = j*sw + r (phase r); tap kx reaches it from dy column j + dc when
   // dc = (r + pl - kx*dw) / sw is exact. Packed dy rows cover columns [lo, lo + len).
   const int64_t jmax = (g.w + v.sw - 1) / v.sw;
-  // As in the forward pass: two dx rows per block when rows are short (their taps coincide
-  // when sh == 1), else 32 columns of one row.
-  const bool row_pairs = jmax <= kLanes && v.sh == 1;
-  const int nv = row_pairs || jmax > kLanes ? 2 : 1;
-  const int64_t colw = row_pairs ? kLanes : nv * kLanes, rows_per = row_pairs ? 2 : 1;
-  const int64_t cols = round_up(jmax, colw);
+  // Blocks as in the forward pass; several dx rows per block only when sh == 1 (then all
+  // rows have the same taps, one dy row apart).
+  const ChannelBlocks cbk(g.c, kMaxBlock);
+  const BlockShape bs(cbk.cb, jmax, v.sh == 1);
+  const int64_t colw = bs.colw(), cols = round_up(jmax, colw);
   int64_t cmin = INT64_MAX, cmax = INT64_MIN;
   for (int64_t r = 0; r < v.sw; ++r)
     for (int64_t kx = 0; kx < v.kw; ++kx)
@@ -409,7 +433,6 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
 
   // Weights as (KH, KW, Cout, Cin): a tap (ky, kx, co) reads the Cin weights contiguously.
   const int64_t nk = v.kh * v.kw;
-  const int64_t vstride = row_pairs ? row : kLanes;
   std::vector<float> wt((size_t)(nk * g.c * g.oc));
   for (int64_t k = 0; k < nk; ++k)
     for (int64_t ci = 0; ci < g.c; ++ci)
@@ -432,8 +455,7 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
         }
       }
 
-  const ChannelBlocks cbk(g.c, kMaxBlock);
-  const TapBlockFn kernel = pick_tap_block(cbk.cb, nv);
+  const TapBlockFn kernel = bs.kernel(cbk.cb);
   const int threads = pass_threads(g);
   // dy rows for R dx rows: at most (R - 1 + (KH-1)*dh) / sh + 2.
   auto dy_rows = [&](int64_t rows) { return (rows - 1 + (v.kh - 1) * v.dh) / v.sh + 2; };
@@ -442,8 +464,8 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
   const RowTasks tasks(g.n, g.h, fit, threads);
 #pragma omp parallel num_threads(threads)
   {
-    // One spare dx row of dy: an odd last row is computed as a pair, its twin dropped.
-    std::vector<float> buf(row * dy_rows(tasks.rows + 1)), out(cbk.cb * nv * kLanes);
+    // Spare dy for nr - 1 dx rows: a last partial block of rows is computed whole.
+    std::vector<float> buf(row * dy_rows(tasks.rows + bs.nr - 1)), out(cbk.cb * bs.block());
 #pragma omp for schedule(dynamic)
     for (int64_t i = 0; i < tasks.count; ++i) {
       int64_t n, iy0, iy1;
@@ -454,7 +476,7 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
         const float* src = oy >= 0 && oy < g.oh ? dy + (n * g.oh + oy) * g.ow * g.oc : nullptr;
         pack_row(src, g.ow, g.oc, 1, -lo, len, buf.data() + (oy - oy_lo) * row);
       }
-      for (int64_t iy = iy0; iy < iy1; iy += rows_per) {
+      for (int64_t iy = iy0; iy < iy1; iy += bs.nr) {
         const int64_t q = iy + v.pt, rho = q % v.sh;
         const float* base = buf.data() + (q / v.sh - oy_lo) * row;
         for (int64_t r = 0; r < v.sw && r < g.w; ++r) {
@@ -463,9 +485,9 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
           for (int64_t j0 = 0; j0 < jr; j0 += colw)
             for (int64_t bi = 0; bi < cbk.count; ++bi) {
               const int64_t c0 = cbk.start(bi);
-              kernel(base + j0, vstride, tl.data(), (int64_t)tl.size(), c0, nullptr, out.data());
-              for (int64_t rr = 0; rr < rows_per && iy + rr < iy1; ++rr)
-                scatter(out.data() + rr * kLanes, nv * kLanes, cbk.cb, std::min(colw, jr - j0),
+              kernel(base + j0, row, tl.data(), (int64_t)tl.size(), c0, nullptr, out.data());
+              for (int64_t rr = 0; rr < bs.nr && iy + rr < iy1; ++rr)
+                scatter(out.data() + rr * colw, bs.block(), cbk.cb, std::min(colw, jr - j0),
                         dx + ((n * g.h + iy + rr) * g.w + j0 * v.sw + r) * g.c + c0, v.sw * g.c);
             }
         }
