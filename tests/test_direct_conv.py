@@ -68,6 +68,7 @@ CASES = {
     "pads_wider_than_kernel": (1, 5, 6, 2, 2, (2, 2), (2, 2), (3, 4, 4, 3), (1, 1)),
     "one_by_one_strided": (2, 7, 20, 5, 9, (1, 1), (2, 1), (0, 0, 0, 0), (1, 1)),
     "cin8_cout32": (2, 9, 17, 8, 32, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    "cin3_cout64_s2": (2, 21, 23, 3, 64, (7, 7), (2, 2), (2, 3, 2, 3), (1, 1)),
     "cout1": (2, 10, 33, 3, 1, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),
     "cout13_blocks": (1, 6, 20, 2, 13, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
     "stem_like": (1, 30, 30, 3, 24, (7, 7), (2, 2), (2, 3, 2, 3), (1, 1)),
@@ -90,7 +91,7 @@ def direct_configs(draw):
     assume(h + pads[0] + pads[1] >= (kh - 1) * dh + 1 and w + pads[2] + pads[3] >= (kw - 1) * dw + 1)
     strides = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     assume((kh, kw, strides, pads) != (1, 1, (1, 1), (0, 0, 0, 0)))  # pointwise: GEMM
-    return (draw(st.integers(1, 3)), h, w, draw(st.integers(1, 8)), draw(st.integers(1, 32)),
+    return (draw(st.integers(1, 3)), h, w, draw(st.integers(1, 8)), draw(st.integers(1, 64)),
             (kh, kw), strides, pads, (dh, dw))
 
 
@@ -135,7 +136,8 @@ def test_empty_batch():
     ((256, 28, 28, 1), (5, 5, 1, 6), (1, 1), 1, True),     # LeNet conv1
     ((256, 14, 14, 6), (5, 5, 6, 16), (1, 1), 1, True),    # LeNet conv2
     ((8, 32, 32, 3), (3, 3, 3, 32), (1, 1), 1, True),      # 3 -> 32 first layer
-    ((8, 224, 224, 3), (7, 7, 3, 64), (2, 2), 1, False),   # ResNet stem: Cout 64
+    ((8, 224, 224, 3), (7, 7, 3, 64), (2, 2), 1, True),    # ResNet stem 3 -> 64
+    ((8, 32, 32, 8), (3, 3, 8, 96), (1, 1), 1, False),     # Cout 96: GEMM
     ((8, 32, 32, 16), (3, 3, 16, 16), (1, 1), 1, False),   # Cin 16: GEMM
     ((8, 32, 32, 8), (3, 3, 4, 8), (1, 1), 2, False),      # grouped
     ((8, 32, 32, 4), (3, 3, 1, 4), (1, 1), 4, False),      # depthwise has its own kernel
@@ -170,7 +172,7 @@ def test_forced_modes_agree(name):
         _close(a, c.astype(np.float64))
     old = _C._set_direct_conv(2)
     try:
-        assert _C._conv_uses_direct((2, 9, 9, 16), (3, 3, 16, 40), (1, 1), (1, 1, 1, 1), (1, 1), 1)
-        _check(3, 2, 9, 9, 16, 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+        assert _C._conv_uses_direct((2, 9, 9, 16), (3, 3, 16, 80), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+        _check(3, 2, 9, 9, 16, 80, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
     finally:
         _C._set_direct_conv(old)

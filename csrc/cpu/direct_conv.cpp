@@ -1,4 +1,4 @@
-// Direct convolution for few channels (groups == 1, Cin <= 8, Cout <= 32, not 1x1; the rule
+// Direct convolution for few channels (groups == 1, Cin <= 8, Cout <= 64, not 1x1; the rule
 // and its basis are at direct_eligible below), NHWC activations, HWIO weights.
 //
 // Why: im2col + sgemm turns LeNet's conv1 (28x28x1 -> 6, 5x5) into GEMMs with N = Cout = 6
@@ -347,25 +347,29 @@ std::atomic<int> g_direct_mode{1};
 int set_direct_mode(int mode) { return g_direct_mode.exchange(mode); }
 
 // The rule, from 1-thread timings of every pass forced through both paths (ms gemm/direct,
-// batch 32 32x32 3x3 'same' unless noted):
-//   3->32  fwd 1.31/0.54  data 1.61/0.83  weights 1.71/1.51
-//   8->32  fwd 6.0/1.04   data 6.4/1.27   weights 6.3/6.8
-//   3->64  fwd 6.0/1.16   data 6.5/6.1    weights 6.7/7.2    (Cout 64: no gain left)
-//   64x28x28 1->32 5x5: fwd 6.6/0.85  data 7.4/6.5  weights 7.0/6.3
-//   stem 7x7 s2 3->64: fwd 32/21  data 57/58  weights 49/70  -> Cout 64 stays on the GEMM
-//   LeNet conv2 (6->16, 10x10 out): fwd 2.0/1.3  data 3.6/1.9  weights 2.3/2.7 (sum 7.9/5.9)
-//   1x1 4->16: fwd 0.15/0.18  data 0.11/0.21  weights 0.21/0.25 -> x is already the GEMM
-//     operand, nothing to gain
-// Every pass of a training step counts, so the rule takes the shapes where the sum wins:
-// small Cin (each tap is one FMA per channel per 16 pixels, whatever Cin; the GEMM's K =
-// KH*KW*Cin grows with it) and Cout <= 32 (N of the GEMM; the weight pass, the direct
-// path's weakest, loses ground as Cout grows). Cin 16 -> 16 also measured a win (fwd
-// 6.6/1.0, weights 6.8/3.6) but is left to the GEMM until measured on a quiet machine.
+// benchmarks/direct_conv_side.py with MODE=2; batch 32, 32x32, 3x3 'same' unless noted):
+//                        forward     backward data  backward weights
+//   3 -> 32              1.10/0.53   1.33/0.70      1.40/1.22
+//   8 -> 32              1.96/0.95   2.01/0.99      2.09/1.71
+//   3 -> 64              1.66/1.12   2.00/1.41      2.14/2.01
+//   8 -> 64              3.38/1.86   3.35/2.13      3.41/3.62
+//   3 -> 64 5x5 s2 64x64 3.77/2.29   4.91/3.06      4.28/4.38
+//   16 -> 16             2.12/0.85   2.13/0.91      2.27/1.78
+//   stem 8x224x224x3 -> 64 7x7 s2: 22.3/12.7  28.0/28.8  24.5/20.8
+//   LeNet conv2 256x14x14 6 -> 16 5x5 valid: 1.92/0.96  3.34/1.30  2.10/1.66
+//   256x7x7 6 -> 16 (5x5 out):  0.23/0.24  0.38/0.30  0.27/0.36
+//   1x1 4 -> 16:          0.15/0.19   0.10/0.22      0.20/0.33   (x already is the GEMM operand)
+// The direct cost per output is one FMA per tap per 16 pixels whatever the channel counts,
+// while the GEMM's N = Cout and K = KH*KW*Cin only get efficient as they grow; the weight
+// pass, the direct path's weakest (dy and x both repacked), reaches par around Cout = 64.
+// Hence: Cin <= 8 (the brief's bound; 16 -> 16 also wins but overlaps the 3x3 shapes other
+// kernels target, left for a later measurement), Cout <= 64, and not the 1x1 stride-1
+// unpadded case.
 bool direct_eligible(const ConvGeometry& g) {
   const int mode = g_direct_mode;
   if (mode == 0 || g.groups != 1) return false;
   if (mode == 2) return true;
-  return g.c <= 8 && g.oc <= 32 && !g.is_pointwise();
+  return g.c <= 8 && g.oc <= 64 && !g.is_pointwise();
 }
 
 void direct_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
