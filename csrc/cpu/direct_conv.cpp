@@ -23,15 +23,19 @@
 //                    (StreamPack); per-thread lane partials, summed in double in thread
 //                    order (deterministic for a fixed thread count). db in the same pass.
 //
-// Measured on the shared 2-core EPYC Zen 5 (AVX-512), 1 thread, median ms of interleaved
-// runs in one process (benchmarks/direct_conv_side.py; gemm = this module with the direct
-// path switched off by _C._set_direct_conv(0)):
-//                                         forward        backward data   backward weights
-//                                         gemm  direct   gemm  direct    gemm  direct
-//   LeNet conv1 256x28x28x1 ->6 5x5 same   7.0   0.61     8.8   1.43      7.9   1.57
-//   LeNet conv2 256x14x14x6 ->16 5x5 valid 2.0   1.29     3.6   1.90      2.3   2.66
-//   stem 8x224x224x3 ->64 7x7 s2 (forced) 32.4  20.6     56.8  58.1      49.2  70.4
-// Two-thread timings on that machine were dominated by other jobs' preemption (4 ms ticks).
+// Measured on the shared 2-core EPYC Zen 5 (AVX-512), median ms of interleaved runs in one
+// process (PYTHONPATH=. python benchmarks/direct_conv_side.py only=conv1,conv2,stem; gemm =
+// this module with the direct path switched off by _C._set_direct_conv(0)):
+//                                     threads  forward       backward data  backward weights
+//                                              gemm  direct  gemm  direct   gemm  direct
+//   LeNet conv1 256x28x28x1 -> 6 5x5 same  1   6.86  0.62    8.24  1.18     7.89  0.78
+//                                          2   3.64  0.32    4.12  0.60     5.61  0.40
+//   LeNet conv2 256x14x14x6 -> 16 valid    1   1.97  0.99    3.46  1.34     2.19  1.73
+//                                          2   1.03  0.50    1.72  0.67     1.35  0.83
+//   stem 8x224x224x3 -> 64 7x7 s2          1   22.1  12.9    29.1  29.4     24.3  21.1
+// LeNet-5 b256 training step (benchmarks.models.fastconv_step): 1 thread 32.2 -> 15.2 ms,
+// 2 threads 18.3 -> 9.5 ms. (Two-thread stem timings were dominated by other jobs'
+// preemption on that machine.)
 #include "cpu/direct_conv.h"
 
 #include <omp.h>
