@@ -69,6 +69,7 @@ inline v16 splat(float s) {  // one vbroadcastss (v16{} + s would cost an add: 0
 }
 
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
 inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
 // Below this many multiply-adds a pass runs on the calling thread (the GEMM path's bound,
@@ -114,14 +115,6 @@ void pack_row_planes(const float* src, int64_t w, int64_t c, int64_t p, int64_t 
   }
 }
 
-// out[c*block + j] -> dst[j*col_stride + c] for the first `cols` columns: one block of the
-// planar accumulators back into an NHWC row.
-void scatter(const float* out, int64_t block, int64_t cb, int64_t cols, float* dst,
-             int64_t col_stride) {
-  for (int64_t j = 0; j < cols; ++j)
-    for (int64_t c = 0; c < cb; ++c) dst[j * col_stride + c] = out[c * block + j];
-}
-
 // ---- the forward / backward-data micro-kernel ----
 
 // One term of the reduction: an offset from the block's base, and the weight row of this
@@ -131,14 +124,20 @@ struct Tap {
   const float* w;
 };
 
-// out[c][(r*NC + v)*16 + j] = bias[c] + sum_t src[taps[t].off + r*rstride + v*16 + j] *
-// taps[t].w[c0 + c]: CB channels of an NR x (NC*16) block (NR rows rstride apart, NC vectors
-// of 16 columns each), all accumulators in registers. With fewer than 8 accumulators the
-// taps are dealt round-robin to K independent sets (summed at the end), so that the FMA
-// latency (4 cycles, 2 pipes) is covered.
+// An NR x (NC*16) block of CB output channels: rows rstride apart in src, NC vectors of 16
+// columns each; all accumulators in registers. For each pixel (r, j) of the block, r < rows
+// and j < cols:
+//   dst[r*dst_rstride + j*col_stride + c] = bias[c] + sum_t src[taps[t].off + r*rstride + j]
+//                                                          * taps[t].w[c0 + c]
+// With fewer than 8 accumulators the taps are dealt round-robin to K independent sets
+// (summed at the end), so that the FMA latency (4 cycles, 2 pipes) is covered. The block
+// goes to NHWC through a small planar buffer; the transpose is unrolled over CB here (a
+// runtime-cb loop outside was 40% of LeNet conv1's forward pass, and AVX-512 gathers were
+// slower still).
 template <int CB, int NR, int NC>
 void tap_block(const float* src, int64_t rstride, const Tap* taps, int64_t ntaps, int64_t c0,
-               const float* bias, float* out) {
+               const float* bias, float* dst, int64_t dst_rstride, int64_t col_stride,
+               int64_t rows, int64_t cols) {
   constexpr int NV = NR * NC;
   constexpr int K = CB * NV >= 8 ? 1 : (8 + CB * NV - 1) / (CB * NV);
   v16 acc[K][CB][NV];
@@ -163,17 +162,25 @@ void tap_block(const float* src, int64_t rstride, const Tap* taps, int64_t ntaps
 #pragma GCC unroll 8
     for (int k = 0; k < K; ++k) step(acc[k], taps[t + k]);
   for (; t < ntaps; ++t) step(acc[0], taps[t]);
+  float out[CB][NV * kLanes];
 #pragma GCC unroll 16
   for (int c = 0; c < CB; ++c)
     for (int v = 0; v < NV; ++v) {
-      v16 sum = bias ? splat(bias[c]) : v16{};
+      v16 sum = bias ? splat(bias[c0 + c]) : v16{};
       for (int k = 0; k < K; ++k) sum += acc[k][c][v];
-      store(out + (c * NV + v) * kLanes, sum);
+      store(out[c] + v * kLanes, sum);
+    }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) {
+      float* d = dst + r * dst_rstride + j * col_stride;
+      const int64_t jj = r * NC * kLanes + j;
+#pragma GCC unroll 16
+      for (int c = 0; c < CB; ++c) d[c] = out[c][jj];
     }
 }
 
 using TapBlockFn = void (*)(const float*, int64_t, const Tap*, int64_t, int64_t, const float*,
-                           float*);
+                           float*, int64_t, int64_t, int64_t, int64_t);
 // Channels per register block: CB*NR*NC accumulators plus the inputs fit the 32 registers.
 constexpr int kMaxBlock = 12;
 
@@ -198,7 +205,6 @@ struct BlockShape {
       while (nr < 4 && cb * nr * nc < 12 && cb * 2 * nr * nc <= 24) nr *= 2;
   }
   int64_t colw() const { return nc * kLanes; }
-  int64_t block() const { return nr * nc * kLanes; }  // floats per channel in `out`
   TapBlockFn kernel(int64_t cb) const {
     static constexpr auto t11 = tap_block_table<1, 1>(std::make_index_sequence<kMaxBlock>());
     static constexpr auto t12 = tap_block_table<1, 2>(std::make_index_sequence<kMaxBlock>());
@@ -395,8 +401,7 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
   {
     // Spare input for nr - 1 output rows: a last partial block of rows is computed whole,
     // the extra rows dropped.
-    std::vector<float> buf(pk.row * pk.in_rows(g, tasks.rows + bs.nr - 1)),
-        out(cbk.cb * bs.block());
+    std::vector<float> buf(pk.row * pk.in_rows(g, tasks.rows + bs.nr - 1));
 #pragma omp for schedule(dynamic)
     for (int64_t i = 0; i < tasks.count; ++i) {
       int64_t n, oy0, oy1;
@@ -404,14 +409,19 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
       pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, oy1 - oy0), buf.data());
       for (int64_t oy = oy0; oy < oy1; oy += bs.nr) {
         const float* base = buf.data() + (oy - oy0) * v.sh * pk.row;
+        // Kernel rows that reach a real input row from some output row of the block (taps
+        // are ordered by ky, kw*c per kernel row): padding rows cost nothing.
+        const int64_t top = oy * v.sh - v.pt, bottom = (oy + bs.nr - 1) * v.sh - v.pt;
+        const int64_t ky_lo = std::max<int64_t>(0, ceil_div(-bottom, v.dh));
+        const int64_t ky_hi = std::min<int64_t>(v.kh - 1, floor_div(g.h - 1 - top, v.dh));
+        const int64_t per_ky = v.kw * g.c;
+        const int64_t nt = ky_lo <= ky_hi ? (ky_hi - ky_lo + 1) * per_ky : 0;
         for (int64_t ox0 = 0; ox0 < g.ow; ox0 += colw)
           for (int64_t bi = 0; bi < cbk.count; ++bi) {
             const int64_t c0 = cbk.start(bi);
-            kernel(base + ox0, v.sh * pk.row, taps.data(), (int64_t)taps.size(), c0,
-                   b ? b + c0 : nullptr, out.data());
-            for (int64_t r = 0; r < bs.nr && oy + r < oy1; ++r)
-              scatter(out.data() + r * colw, bs.block(), cbk.cb, std::min(colw, g.ow - ox0),
-                      y + ((n * g.oh + oy + r) * g.ow + ox0) * g.oc + c0, g.oc);
+            kernel(base + ox0, v.sh * pk.row, taps.data() + (nt ? ky_lo * per_ky : 0), nt, c0, b,
+                   y + ((n * g.oh + oy) * g.ow + ox0) * g.oc + c0, g.ow * g.oc, g.oc,
+                   std::min<int64_t>(bs.nr, oy1 - oy), std::min(colw, g.ow - ox0));
           }
       }
     }
@@ -448,11 +458,15 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
         wt[(k * g.oc + co) * g.c + ci] = w[(k * g.c + ci) * g.oc + co];
   // Tap lists per (row phase rho = (iy + pt) % sh, column phase r): ky reaches dx row iy
   // from dy row (iy + pt - ky*dh) / sh when exact, i.e. (rho - ky*dh) % sh == 0.
+  // kstart[list][ky]: the list's first tap of kernel row ky or later (rows of dy that are
+  // all padding are skipped per block of dx rows: a quarter of LeNet conv2's taps).
   std::vector<std::vector<Tap>> taps((size_t)(v.sh * v.sw));
+  std::vector<std::vector<int64_t>> kstart((size_t)(v.sh * v.sw), std::vector<int64_t>(v.kh + 1));
   for (int64_t rho = 0; rho < v.sh; ++rho)
     for (int64_t r = 0; r < v.sw; ++r)
-      for (int64_t ky = 0; ky < v.kh; ++ky) {
-        if ((rho - ky * v.dh) % v.sh != 0) continue;
+      for (int64_t ky = 0; ky <= v.kh; ++ky) {
+        kstart[rho * v.sw + r][ky] = (int64_t)taps[rho * v.sw + r].size();
+        if (ky == v.kh || (rho - ky * v.dh) % v.sh != 0) continue;
         const int64_t dr = (rho - ky * v.dh) / v.sh;
         for (int64_t kx = 0; kx < v.kw; ++kx) {
           if ((r + v.pl - kx * v.dw) % v.sw != 0) continue;
@@ -473,7 +487,7 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
 #pragma omp parallel num_threads(threads)
   {
     // Spare dy for nr - 1 dx rows: a last partial block of rows is computed whole.
-    std::vector<float> buf(row * dy_rows(tasks.rows + bs.nr - 1)), out(cbk.cb * bs.block());
+    std::vector<float> buf(row * dy_rows(tasks.rows + bs.nr - 1));
 #pragma omp for schedule(dynamic)
     for (int64_t i = 0; i < tasks.count; ++i) {
       int64_t n, iy0, iy1;
@@ -487,16 +501,20 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
       for (int64_t iy = iy0; iy < iy1; iy += bs.nr) {
         const int64_t q = iy + v.pt, rho = q % v.sh;
         const float* base = buf.data() + (q / v.sh - oy_lo) * row;
+        // Kernel rows that reach a real dy row from some dx row of the block.
+        const int64_t ky_lo = std::max<int64_t>(0, ceil_div(q - (g.oh - 1) * v.sh, v.dh));
+        const int64_t ky_hi = std::min<int64_t>(v.kh - 1, floor_div(q + bs.nr - 1, v.dh));
         for (int64_t r = 0; r < v.sw && r < g.w; ++r) {
-          const std::vector<Tap>& tl = taps[rho * v.sw + r];
+          const std::vector<int64_t>& ks = kstart[rho * v.sw + r];
+          const Tap* tl = taps[rho * v.sw + r].data() + (ky_lo <= ky_hi ? ks[ky_lo] : 0);
+          const int64_t nt = ky_lo <= ky_hi ? ks[ky_hi + 1] - ks[ky_lo] : 0;
           const int64_t jr = (g.w - r + v.sw - 1) / v.sw;
           for (int64_t j0 = 0; j0 < jr; j0 += colw)
             for (int64_t bi = 0; bi < cbk.count; ++bi) {
               const int64_t c0 = cbk.start(bi);
-              kernel(base + j0, row, tl.data(), (int64_t)tl.size(), c0, nullptr, out.data());
-              for (int64_t rr = 0; rr < bs.nr && iy + rr < iy1; ++rr)
-                scatter(out.data() + rr * colw, bs.block(), cbk.cb, std::min(colw, jr - j0),
-                        dx + ((n * g.h + iy + rr) * g.w + j0 * v.sw + r) * g.c + c0, v.sw * g.c);
+              kernel(base + j0, row, tl, nt, c0, nullptr,
+                     dx + ((n * g.h + iy) * g.w + j0 * v.sw + r) * g.c + c0, g.w * g.c,
+                     v.sw * g.c, std::min<int64_t>(bs.nr, iy1 - iy), std::min(colw, jr - j0));
             }
         }
       }
