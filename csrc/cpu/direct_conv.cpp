@@ -315,7 +315,8 @@ void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const
       }
 #pragma GCC unroll 8
       for (int t = 0; t < TT; ++t) {
-        const v16 xv = load(xl + offs[t] + vi * kLanes);
+        v16 xv = load(xl + offs[t] + vi * kLanes);
+        asm("" : "+v"(xv));  // likewise (with CB = 4 the x vector was re-read per FMA)
         for (int c = 0; c < CB; ++c) acc[t][c] += xv * dv[c];
       }
     }
