@@ -28,14 +28,14 @@
 // this module with the direct path switched off by _C._set_direct_conv(0)):
 //                                     threads  forward       backward data  backward weights
 //                                              gemm  direct  gemm  direct   gemm  direct
-//   LeNet conv1 256x28x28x1 -> 6 5x5 same  1   6.86  0.62    8.24  1.18     7.89  0.78
-//                                          2   3.64  0.32    4.12  0.60     5.61  0.40
-//   LeNet conv2 256x14x14x6 -> 16 valid    1   1.97  0.99    3.46  1.34     2.19  1.73
-//                                          2   1.03  0.50    1.72  0.67     1.35  0.83
-//   stem 8x224x224x3 -> 64 7x7 s2          1   22.1  12.9    29.1  29.4     24.3  21.1
-// LeNet-5 b256 training step (benchmarks.models.fastconv_step): 1 thread 32.2 -> 15.2 ms,
-// 2 threads 18.3 -> 9.5 ms. (Two-thread stem timings were dominated by other jobs'
-// preemption on that machine.)
+//   LeNet conv1 256x28x28x1 -> 6 5x5 same  1   7.15  0.58    8.86  1.00     8.18  0.82
+//                                          2   3.80  0.36    4.46  0.53     4.90  0.43
+//   LeNet conv2 256x14x14x6 -> 16 valid    1   1.98  0.97    3.44  1.03     2.16  1.41
+//                                          2   1.07  0.52    1.72  0.62     1.34  0.81
+//   stem 8x224x224x3 -> 64 7x7 s2          1   22.1  12.2    29.2  25.4     24.2  20.7
+// LeNet-5 b256 training step (benchmarks.models.fastconv_step): 1 thread 31.9 -> 14.3 ms,
+// 2 threads 18.3 -> 9.5 ms. Two-thread timings on that machine swing with other jobs'
+// preemption (4 ms ticks); these are from quiet windows, the stem's never was.
 #include "cpu/direct_conv.h"
 
 #include <omp.h>
