@@ -51,6 +51,10 @@
 #include "cpu/im2col.h"
 #include "kernels.h"
 
+// Builds without AVX-512 (FASTCONV_NATIVE_ARCH=OFF) pass v16 in memory; GCC's note that
+// this differs from an AVX-512 caller's ABI is moot for these file-local helpers.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace fastconv::cpu::detail {
 
 namespace {
@@ -83,19 +87,9 @@ int pass_threads(const ConvGeometry& g) {
   return work < kParallelWork ? 1 : std::max(1, get_num_threads());
 }
 
-// dst[(ph*c + ci)*len + j] = src[(j*p + ph - shift)*c + ci] when that column is in [0, w),
-// else 0: one NHWC row of w pixels as c planar rows per stride phase, shifted right by
-// `shift` >= 0 (the left pad). src == nullptr packs a zero row (vertical padding).
-void pack_row_planes(const float* src, int64_t w, int64_t c, int64_t p, int64_t shift,
-                     int64_t len, int64_t plane, float* dst);
-
-void pack_row(const float* src, int64_t w, int64_t c, int64_t p, int64_t shift, int64_t len,
-              float* dst) {
-  std::memset(dst, 0, sizeof(float) * p * c * len);
-  if (src) pack_row_planes(src, w, c, p, shift, len, len, dst);
-}
-
-// pack_row into planes `plane` floats apart, onto a zeroed destination.
+// dst[(ph*c + ci)*plane + j] = src[(j*p + ph - shift)*c + ci] for the columns of src that
+// land at j < len: one NHWC row of w pixels as c planar rows per stride phase p, shifted
+// right by `shift` >= 0 (the left pad), written onto a zeroed destination.
 void pack_row_planes(const float* src, int64_t w, int64_t c, int64_t p, int64_t shift,
                      int64_t len, int64_t plane, float* dst) {
   if (p == 1) {  // plane by plane: contiguous writes, reads strided by c (a few lines)
@@ -115,6 +109,24 @@ void pack_row_planes(const float* src, int64_t w, int64_t c, int64_t p, int64_t 
   }
 }
 
+// pack_row_planes into p*c rows of len floats, zeros everywhere else; src == nullptr packs
+// a zero row (vertical padding).
+void pack_row(const float* src, int64_t w, int64_t c, int64_t p, int64_t shift, int64_t len,
+              float* dst) {
+  std::memset(dst, 0, sizeof(float) * p * c * len);
+  if (src) pack_row_planes(src, w, c, p, shift, len, len, dst);
+}
+
+// Keeps v in a register: an empty asm that claims to modify it, so GCC cannot fold its load
+// into every FMA that uses it. Only where v16 is one register (AVX-512).
+inline void pin(v16& v) {
+#if defined(__AVX512F__) && (defined(__x86_64__) || defined(__i386__))
+  asm("" : "+v"(v));
+#else
+  (void)v;
+#endif
+}
+
 // ---- the forward / backward-data micro-kernel ----
 
 // One term of the reduction: an offset from the block's base, and the weight row of this
@@ -127,8 +139,8 @@ struct Tap {
 // An NR x (NC*16) block of CB output channels: rows rstride apart in src, NC vectors of 16
 // columns each; all accumulators in registers. For each pixel (r, j) of the block, r < rows
 // and j < cols:
-//   dst[r*dst_rstride + j*col_stride + c] = bias[c] + sum_t src[taps[t].off + r*rstride + j]
-//                                                          * taps[t].w[c0 + c]
+//   dst[r*dst_rstride + j*col_stride + c] =
+//       bias[c0 + c] + sum_t src[taps[t].off + r*rstride + j] * taps[t].w[c0 + c]
 // With fewer than 8 accumulators the taps are dealt round-robin to K independent sets
 // (summed at the end), so that the FMA latency (4 cycles, 2 pipes) is covered. The block
 // goes to NHWC through a small planar buffer; the transpose is unrolled over CB here (a
@@ -309,14 +321,14 @@ void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const
 #pragma GCC unroll 8
       for (int c = 0; c < CB; ++c) {
         dv[c] = load(d + c * kLanes);
-        // Keep dv in a register: GCC otherwise folds the load into each of the TT FMAs
-        // that use it (28 loads per 24 FMAs with CB = 6, TT = 4: load-bound).
-        asm("" : "+v"(dv[c]));
+        // Otherwise GCC folds the load into each of the TT FMAs that use it (28 loads per
+        // 24 FMAs with CB = 6, TT = 4: load-bound).
+        pin(dv[c]);
       }
 #pragma GCC unroll 8
       for (int t = 0; t < TT; ++t) {
         v16 xv = load(xl + offs[t] + vi * kLanes);
-        asm("" : "+v"(xv));  // likewise (with CB = 4 the x vector was re-read per FMA)
+        pin(xv);  // likewise (with CB = 4 the x vector was re-read for each FMA)
         for (int c = 0; c < CB; ++c) acc[t][c] += xv * dv[c];
       }
     }
@@ -333,7 +345,6 @@ void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const
 
 using TapDotFn = void (*)(const float*, int64_t, const int64_t*, int, const float*, int64_t,
                           int64_t, int64_t, float*, int64_t);
-
 
 template <size_t... I>
 constexpr std::array<TapDotFn, sizeof...(I)> tap_dot_table(std::index_sequence<I...>) {
