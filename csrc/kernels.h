@@ -59,13 +59,14 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
 void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db);
 
-// ---- conv algorithm choice (winograd.cpp) ----
-// Global setting: "auto" (default: Winograd where eligible and measured to win), "im2col"
-// (never Winograd), "winograd" (wherever eligible). Other names: std::invalid_argument.
+// ---- conv algorithm choice (conv_algorithm.cpp) ----
+// Global setting: "auto" (default: the direct kernel for few channels, Winograd for 3x3
+// stride-1 convs where measured to win, im2col otherwise), "im2col" (always), "winograd"
+// (wherever it applies), "direct" (every groups == 1 conv). Other names: invalid_argument.
 enum class ConvPass { Forward, BackwardData, BackwardWeights };
 void set_conv_algorithm(const std::string& name);
 std::string get_conv_algorithm();
-// What the given pass of this conv runs with now: "winograd", "im2col" or "depthwise".
+// What the given pass of this conv runs with now: "depthwise", "direct", "winograd", "im2col".
 std::string conv_algorithm(const ConvGeometry& g, ConvPass pass);
 
 // ---- dense (dense.cpp): x (n, k), w (k, m), y (n, m) ----

@@ -27,17 +27,19 @@ def set_workspace_limit(nbytes):
     _C.set_workspace_limit(int(nbytes))
 
 
-_CONV_ALGORITHMS = ("auto", "im2col", "winograd")
+_CONV_ALGORITHMS = ("auto", "im2col", "winograd", "direct")
 
 
 def set_conv_algorithm(name):
     """Choose how the cpu backend computes convolutions (all three passes).
 
-    'auto' (default): Winograd F(4x4, 3x3) where eligible and measured faster than im2col
-    (at least 8 input and output channels and 8 tiles); 'im2col': never Winograd;
-    'winograd': wherever eligible (3x3, stride 1, dilation 1, groups 1, each pad <= 2, and
-    its workspace within the limit). Other convolutions always use im2col (depthwise: the
-    direct depthwise kernel). See fastconv.functional.conv2d_algorithm for one layer's choice.
+    'auto' (default): the kernel measured fastest per layer: the direct kernel for few
+    channels (groups 1, Cin <= 8, Cout <= 64, not a plain 1x1), Winograd F(4x4, 3x3) for
+    3x3 stride-1 convs with at least 8 input and output channels and 8 tiles, im2col + GEMM
+    otherwise. 'im2col': always im2col. 'winograd': wherever it applies (3x3, stride 1,
+    dilation 1, groups 1, each pad <= 2, blocks within the workspace limit), the 'auto'
+    choice elsewhere. 'direct': the direct kernel for every groups == 1 conv. Depthwise convs
+    always run the depthwise kernel. fastconv.functional.conv2d_algorithm tells one layer's choice.
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, one of {list(_CONV_ALGORITHMS)}, got {type(name).__name__}")
@@ -47,7 +49,7 @@ def set_conv_algorithm(name):
 
 
 def get_conv_algorithm():
-    """The current convolution algorithm setting: 'auto', 'im2col' or 'winograd'."""
+    """The current convolution algorithm setting: 'auto', 'im2col', 'winograd' or 'direct'."""
     return _C.get_conv_algorithm()
 
 

@@ -195,7 +195,11 @@ def test_query_eligible_and_not(winograd):
     ]
     for kw in ineligible:
         w_shape = kw.pop("w_shape")
-        assert F.conv2d_algorithm((2, 16, 16, 8), w_shape, **kw) == dict.fromkeys(PASSES, "im2col"), kw
+        # Groups 1 with 8 input channels is the direct kernel's range; grouped goes to im2col.
+        expected = "im2col" if kw.get("groups", 1) > 1 else "direct"
+        assert F.conv2d_algorithm((2, 16, 16, 8), w_shape, **kw) == dict.fromkeys(PASSES, expected), kw
+        w_wide = w_shape[:2] + (16 * w_shape[2] // 8, 16)  # 16 channels: past the direct kernel's range
+        assert F.conv2d_algorithm((2, 16, 16, 16), w_wide, **kw) == dict.fromkeys(PASSES, "im2col"), kw
     assert F.conv2d_algorithm((2, 16, 16, 8), (3, 3, 1, 8), padding="same", groups=8) == \
         dict.fromkeys(PASSES, "depthwise")
 
@@ -207,12 +211,15 @@ def test_query_follows_setting():
         fastconv.set_conv_algorithm("auto")
         assert fastconv.get_conv_algorithm() == "auto"
         assert F.conv2d_algorithm(*big, padding="same")["forward"] == "winograd"
-        assert F.conv2d_algorithm(*small, padding="same")["forward"] == "im2col"  # 3 channels
+        assert F.conv2d_algorithm(*small, padding="same")["forward"] == "direct"  # 3 channels
         fastconv.set_conv_algorithm("winograd")
         assert F.conv2d_algorithm(*small, padding="same")["forward"] == "winograd"
         fastconv.set_conv_algorithm("Im2Col")
         assert fastconv.get_conv_algorithm() == "im2col"
         assert F.conv2d_algorithm(*big, padding="same")["forward"] == "im2col"
+        assert F.conv2d_algorithm(*small, padding="same")["forward"] == "im2col"
+        fastconv.set_conv_algorithm("direct")
+        assert F.conv2d_algorithm(*big, padding="same")["forward"] == "direct"
     finally:
         fastconv.set_conv_algorithm(saved)
 

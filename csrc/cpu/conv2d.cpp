@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "cpu/direct_conv.h"
 #include "cpu/im2col.h"
 #include "cpu/winograd.h"
 #include "kernels.h"
@@ -73,8 +74,11 @@ std::unique_ptr<float[]> workspace(int64_t floats) { return std::unique_ptr<floa
 
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                     float* y, Activation act) {
-  if (g.is_depthwise()) {
-    detail::depthwise_forward(g, x, w, b, y);
+  // The direct kernels (depthwise, few channels) write y first; the activation follows.
+  const bool depthwise = g.is_depthwise();
+  if (depthwise || detail::direct_eligible(g)) {
+    if (depthwise) detail::depthwise_forward(g, x, w, b, y);
+    else detail::direct_forward(g, x, w, b, y);
     return activation_inplace_parallel(g.output_size(), y, act);
   }
   if (detail::use_winograd(g, ConvPass::Forward)) return detail::winograd_forward(g, x, w, b, y, act);
@@ -104,6 +108,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
 
 void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   if (g.is_depthwise()) return detail::depthwise_backward_data(g, dy, w, dx);
+  if (detail::direct_eligible(g)) return detail::direct_backward_data(g, dy, w, dx);
   if (detail::use_winograd(g, ConvPass::BackwardData)) return detail::winograd_backward_data(g, dy, w, dx);
   const Plan p = make_plan(g);
   if (g.is_pointwise()) {  // dcol is dx itself: chunks write disjoint rows, nothing to scatter.
@@ -147,6 +152,7 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
 void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db) {
   if (g.is_depthwise()) return detail::depthwise_backward_weights(g, dy, x, dw, db);
+  if (detail::direct_eligible(g)) return detail::direct_backward_weights(g, dy, x, dw, db);
   if (detail::use_winograd(g, ConvPass::BackwardWeights))
     return detail::winograd_backward_weights(g, dy, x, dw, db);
   const int64_t positions = g.n * g.oh * g.ow;

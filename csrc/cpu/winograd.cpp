@@ -34,6 +34,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "cpu/conv_algorithm.h"
 #include "cpu/im2col.h"
 #include "kernels.h"
 
@@ -506,10 +507,6 @@ void backward_weights_impl(const Problem& p, const Plan& pl, const float* dy, co
 // ---------------------------------------------------------------------------------------
 // Algorithm choice.
 
-enum class Algo { Auto, Im2col, Winograd };
-std::atomic<int> g_algo{(int)Algo::Auto};
-constexpr const char* kAlgoNames[] = {"auto", "im2col", "winograd"};
-
 // "auto": Winograd where it was measured to beat im2col. Single-thread CPU time, im2col /
 // Winograd (speed-up per pass fwd, bwd-data, bwd-weights), 3x3 'same':
 //   N=8 56x56  4->4: 0.97 1.21 0.87    8->8: 1.68 2.05 1.62    16->16: 2.3 2.3 2.2
@@ -535,8 +532,8 @@ bool winograd_eligible(const ConvGeometry& g) {
 }
 
 bool use_winograd(const ConvGeometry& g, ConvPass pass) {
-  const Algo algo = (Algo)g_algo.load();
-  if (algo == Algo::Im2col || !winograd_eligible(g)) return false;
+  const Algo algo = algorithm_setting();
+  if (algo == Algo::Im2col || algo == Algo::Direct || !winograd_eligible(g)) return false;
   const Problem p = problem_for(g, pass);
   const Plan pl = make_plan(p, pass);
   if (!plan_fits(p, pl)) return false;
@@ -568,22 +565,5 @@ void winograd_backward_weights(const ConvGeometry& g, const float* dy, const flo
 }
 
 }  // namespace detail
-
-void set_conv_algorithm(const std::string& name) {
-  for (int i = 0; i < 3; ++i)
-    if (name == kAlgoNames[i]) {
-      g_algo = i;
-      return;
-    }
-  throw std::invalid_argument("set_conv_algorithm: name must be one of 'auto', 'im2col', "
-                              "'winograd', got '" + name + "'");
-}
-
-std::string get_conv_algorithm() { return kAlgoNames[g_algo.load()]; }
-
-std::string conv_algorithm(const ConvGeometry& g, ConvPass pass) {
-  if (g.is_depthwise()) return "depthwise";
-  return detail::use_winograd(g, pass) ? "winograd" : "im2col";
-}
 
 }  // namespace fastconv::cpu

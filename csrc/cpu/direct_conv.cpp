@@ -1,0 +1,685 @@
+// Direct convolution for few channels (groups == 1, Cin <= 8, Cout <= 64, not 1x1; the rule
+// and its basis are at direct_eligible below), NHWC activations, HWIO weights.
+//
+// Why: im2col + sgemm turns LeNet's conv1 (28x28x1 -> 6, 5x5) into GEMMs with N = Cout = 6
+// and K = 25, where OpenBLAS reaches ~5-10 GFLOP/s. Here the vector runs along the output
+// row instead (16 output columns per 512-bit register, whatever the channel counts), with
+// one accumulator per output channel held in registers across all KH*KW*Cin taps.
+//
+// Layout trick shared by the three passes: the input rows a block of output rows needs are
+// first repacked ("pack_row") into planar, zero-padded rows split into stride phases: padded
+// column px goes to phase px % sw at index px / sw. Output column ox with tap kx then reads
+// phase (kx*dw) % sw at index ox + (kx*dw)/sw, so 16 consecutive output columns are 16
+// consecutive floats for every stride and dilation, and padding needs no branch (vertical
+// padding is packed as zero rows). Each tap becomes one offset into the packed block.
+//
+//   forward          y[oy, ox0..+16, co]  = b[co] + sum_taps packed_x[off + ox] * w[tap, co]
+//   backward data    the same kernel on packed dy rows with transposed weights: dx column
+//                    ix = j*sw + r (phase r) gathers the taps kx whose output column
+//                    (r + pl - kx*dw)/sw + j is on the stride grid, rows likewise per
+//                    (iy + pt) % sh; no zero-stuffing, no wasted multiply.
+//   backward weights dw[tap, co] = sum over output pixels of packed_x[off + p] * dy[p, co]:
+//                    register tiles of taps x Cout over one pixel stream per work item
+//                    (StreamPack); per-thread lane partials, summed in double in thread
+//                    order (deterministic for a fixed thread count). db in the same pass.
+//
+// Measured on the shared 2-core EPYC Zen 5 (AVX-512), median ms of interleaved runs in one
+// process (PYTHONPATH=. python benchmarks/bench_direct.py only=conv1,conv2,stem; gemm =
+// this module with fastconv.set_conv_algorithm('im2col')):
+//                                     threads  forward       backward data  backward weights
+//                                              gemm  direct  gemm  direct   gemm  direct
+//   LeNet conv1 256x28x28x1 -> 6 5x5 same  1   7.15  0.58    8.86  1.00     8.18  0.82
+//                                          2   3.80  0.36    4.46  0.53     4.90  0.43
+//   LeNet conv2 256x14x14x6 -> 16 valid    1   1.98  0.97    3.44  1.03     2.16  1.41
+//                                          2   1.07  0.52    1.72  0.62     1.34  0.81
+//   stem 8x224x224x3 -> 64 7x7 s2          1   22.1  12.2    29.2  25.4     24.2  20.7
+// LeNet-5 b256 training step (benchmarks.models.fastconv_step): 1 thread 31.9 -> 14.3 ms,
+// 2 threads 18.3 -> 9.5 ms. Two-thread timings on that machine swing with other jobs'
+// preemption (4 ms ticks); these are from quiet windows, the stem's never was.
+#include "cpu/direct_conv.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "cpu/conv_algorithm.h"
+#include "cpu/im2col.h"
+#include "cpu/winograd.h"
+#include "kernels.h"
+
+// Builds without AVX-512 (FASTCONV_NATIVE_ARCH=OFF) pass v16 in memory; GCC's note that
+// this differs from an AVX-512 caller's ABI is moot for these file-local helpers.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace fastconv::cpu::detail {
+
+namespace {
+
+constexpr int kLanes = 16;
+typedef float v16 __attribute__((vector_size(64)));  // one zmm with -march=native on AVX-512
+
+inline v16 load(const float* p) {
+  v16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
+inline v16 splat(float s) {  // one vbroadcastss (v16{} + s would cost an add: 0 + -0 is +0)
+  return v16{s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s};
+}
+
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
+inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+// Below this many multiply-adds a pass runs on the calling thread (the GEMM path's bound,
+// threads.cpp: waking the team costs more than the work).
+constexpr int64_t kParallelWork = 1 << 21;
+// Packed rows of one work item, in floats (64 KiB: stays in L2 next to the other buffers).
+constexpr int64_t kPackFloats = 1 << 14;
+
+int pass_threads(const ConvGeometry& g) {
+  const int64_t work = g.n * g.oh * g.ow * g.oc * g.win.kh * g.win.kw * g.c;
+  return work < kParallelWork ? 1 : std::max(1, get_num_threads());
+}
+
+// dst[(ph*c + ci)*plane + j] = src[(j*p + ph - shift)*c + ci] for the columns of src that
+// land at j < len: one NHWC row of w pixels as c planar rows per stride phase p, shifted
+// right by `shift` >= 0 (the left pad), written onto a zeroed destination.
+void pack_row_planes(const float* src, int64_t w, int64_t c, int64_t p, int64_t shift,
+                     int64_t len, int64_t plane, float* dst) {
+  if (p == 1) {  // plane by plane: contiguous writes, reads strided by c (a few lines)
+    const int64_t n = std::max<int64_t>(0, std::min(w, len - shift));
+    if (c == 1) return (void)std::memcpy(dst + shift, src, sizeof(float) * n);
+    for (int64_t ci = 0; ci < c; ++ci) {
+      float* d = dst + ci * plane + shift;
+      for (int64_t q = 0; q < n; ++q) d[q] = src[q * c + ci];
+    }
+    return;
+  }
+  for (int64_t q = 0; q < w; ++q) {
+    const int64_t pos = q + shift, j = pos / p;
+    if (j >= len) break;
+    float* d = dst + (pos % p) * c * plane + j;
+    for (int64_t ci = 0; ci < c; ++ci) d[ci * plane] = src[q * c + ci];
+  }
+}
+
+// pack_row_planes into p*c rows of len floats, zeros everywhere else; src == nullptr packs
+// a zero row (vertical padding).
+void pack_row(const float* src, int64_t w, int64_t c, int64_t p, int64_t shift, int64_t len,
+              float* dst) {
+  std::memset(dst, 0, sizeof(float) * p * c * len);
+  if (src) pack_row_planes(src, w, c, p, shift, len, len, dst);
+}
+
+// Keeps v in a register: an empty asm that claims to modify it, so GCC cannot fold its load
+// into every FMA that uses it. Only where v16 is one register (AVX-512).
+inline void pin(v16& v) {
+#if defined(__AVX512F__) && (defined(__x86_64__) || defined(__i386__))
+  asm("" : "+v"(v));
+#else
+  (void)v;
+#endif
+}
+
+// ---- the forward / backward-data micro-kernel ----
+
+// One term of the reduction: an offset from the block's base, and the weight row of this
+// tap (output channel c at w[c]).
+struct Tap {
+  int64_t off;
+  const float* w;
+};
+
+// An NR x (NC*16) block of CB output channels: rows rstride apart in src, NC vectors of 16
+// columns each; all accumulators in registers. For each pixel (r, j) of the block, r < rows
+// and j < cols:
+//   dst[r*dst_rstride + j*col_stride + c] =
+//       bias[c0 + c] + sum_t src[taps[t].off + r*rstride + j] * taps[t].w[c0 + c]
+// With fewer than 8 accumulators the taps are dealt round-robin to K independent sets
+// (summed at the end), so that the FMA latency (4 cycles, 2 pipes) is covered. The block
+// goes to NHWC through a small planar buffer; the transpose is unrolled over CB here (a
+// runtime-cb loop outside was 40% of LeNet conv1's forward pass, and AVX-512 gathers were
+// slower still).
+template <int CB, int NR, int NC>
+void tap_block(const float* src, int64_t rstride, const Tap* taps, int64_t ntaps, int64_t c0,
+               const float* bias, float* dst, int64_t dst_rstride, int64_t col_stride,
+               int64_t rows, int64_t cols) {
+  constexpr int NV = NR * NC;
+  constexpr int K = CB * NV >= 8 ? 1 : (8 + CB * NV - 1) / (CB * NV);
+  v16 acc[K][CB][NV];
+#pragma GCC unroll 16
+  for (int k = 0; k < K; ++k)
+    for (int c = 0; c < CB; ++c)
+      for (int v = 0; v < NV; ++v) acc[k][c][v] = v16{};
+  auto step = [&](v16(&a)[CB][NV], const Tap& tap) {
+    const float* s = src + tap.off;
+    const float* w = tap.w + c0;
+    v16 xv[NV];
+    for (int r = 0; r < NR; ++r)
+      for (int v = 0; v < NC; ++v) xv[r * NC + v] = load(s + r * rstride + v * kLanes);
+#pragma GCC unroll 16
+    for (int c = 0; c < CB; ++c) {
+      const v16 wc = splat(w[c]);
+      for (int v = 0; v < NV; ++v) a[c][v] += xv[v] * wc;
+    }
+  };
+  int64_t t = 0;
+  for (; t + K <= ntaps; t += K)
+#pragma GCC unroll 8
+    for (int k = 0; k < K; ++k) step(acc[k], taps[t + k]);
+  for (; t < ntaps; ++t) step(acc[0], taps[t]);
+  float out[CB][NV * kLanes];
+#pragma GCC unroll 16
+  for (int c = 0; c < CB; ++c)
+    for (int v = 0; v < NV; ++v) {
+      v16 sum = bias ? splat(bias[c0 + c]) : v16{};
+      for (int k = 0; k < K; ++k) sum += acc[k][c][v];
+      store(out[c] + v * kLanes, sum);
+    }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) {
+      float* d = dst + r * dst_rstride + j * col_stride;
+      const int64_t jj = r * NC * kLanes + j;
+#pragma GCC unroll 16
+      for (int c = 0; c < CB; ++c) d[c] = out[c][jj];
+    }
+}
+
+using TapBlockFn = void (*)(const float*, int64_t, const Tap*, int64_t, int64_t, const float*,
+                           float*, int64_t, int64_t, int64_t, int64_t);
+// Channels per register block: CB*NR*NC accumulators plus the inputs fit the 32 registers.
+constexpr int kMaxBlock = 12;
+
+template <int NR, int NC, size_t... I>
+constexpr std::array<TapBlockFn, sizeof...(I)> tap_block_table(std::index_sequence<I...>) {
+  return {&tap_block<int(I) + 1, NR, NC>...};
+}
+
+// Block of output rows x columns a kernel call computes: nr rows (1, 2 or 4) of nc vectors.
+// Two vectors per row when the row is wider than 16; then as many rows (where their taps
+// coincide) as bring CB*nr*nc to 12 or more (at most 24 accumulators): each weight
+// broadcast then feeds nr*nc FMAs. Measured, 1 thread: LeNet conv2 forward (10 columns,
+// CB 8) 1 row 1.29 ms, 2 rows 0.97 ms; its backward data (14 columns, CB 6) 1 row 1.90,
+// 2 rows 1.28, 4 rows 1.41 (24 accumulators + 4 inputs spill); conv1's backward data (28
+// columns, CB 1) 1 row 1.44, 4 rows 1.14.
+struct BlockShape {
+  int nr, nc;
+  BlockShape(int64_t cb, int64_t cols, bool rows_ok) {
+    nc = cols > kLanes ? 2 : 1;
+    nr = 1;
+    if (rows_ok)
+      while (nr < 4 && cb * nr * nc < 12 && cb * 2 * nr * nc <= 24) nr *= 2;
+  }
+  int64_t colw() const { return nc * kLanes; }
+  TapBlockFn kernel(int64_t cb) const {
+    static constexpr auto t11 = tap_block_table<1, 1>(std::make_index_sequence<kMaxBlock>());
+    static constexpr auto t12 = tap_block_table<1, 2>(std::make_index_sequence<kMaxBlock>());
+    static constexpr auto t21 = tap_block_table<2, 1>(std::make_index_sequence<kMaxBlock>());
+    static constexpr auto t22 = tap_block_table<2, 2>(std::make_index_sequence<kMaxBlock>());
+    static constexpr auto t41 = tap_block_table<4, 1>(std::make_index_sequence<kMaxBlock>());
+    static constexpr auto t42 = tap_block_table<4, 2>(std::make_index_sequence<kMaxBlock>());
+    const auto& t = nr == 1 ? (nc == 1 ? t11 : t12) : nr == 2 ? (nc == 1 ? t21 : t22)
+                                                              : (nc == 1 ? t41 : t42);
+    return t[cb - 1];
+  }
+};
+
+// Channels [0, total) in equal blocks of cb <= max; the last block starts at total - cb and
+// may overlap the previous one (those channels are computed twice and written the same).
+struct ChannelBlocks {
+  int64_t total, cb, count;
+  ChannelBlocks(int64_t total_, int64_t max) : total(total_) {
+    count = (total + max - 1) / max;
+    cb = (total + count - 1) / count;
+  }
+  int64_t start(int64_t i) const { return std::min(i * cb, total - cb); }
+};
+
+// Work items: blocks of `rows` consecutive rows of one image (rows of y, or of dx).
+struct RowTasks {
+  int64_t rows_total, rows, per_image, count;
+  RowTasks(int64_t n, int64_t rows_total_, int64_t rows_fit, int threads)
+      : rows_total(rows_total_) {
+    // At least ~4 items per thread when the batch alone does not provide them.
+    const int64_t spread = std::max<int64_t>(1, n * rows_total / (4 * threads));
+    rows = std::max<int64_t>(1, std::min({rows_fit, rows_total, spread}));
+    per_image = (rows_total + rows - 1) / rows;
+    count = n * per_image;
+  }
+  void get(int64_t i, int64_t& img, int64_t& r0, int64_t& r1) const {
+    img = i / per_image;
+    r0 = (i % per_image) * rows;
+    r1 = std::min(rows_total, r0 + rows);
+  }
+};
+
+// Input rows packed for the forward and weight passes (phase-split, see the top comment).
+// `cols` = output columns computed per row (OW rounded up to whole vector blocks).
+struct InputPack {
+  int64_t len, row, span;
+  InputPack(const ConvGeometry& g, int64_t cols) {
+    len = cols + (g.win.kw - 1) * g.win.dw / g.win.sw;
+    row = g.win.sw * g.c * len;
+    span = (g.win.kh - 1) * g.win.dh + 1;
+  }
+  // Output rows whose packed input fits in `floats`.
+  int64_t rows_fit(const ConvGeometry& g, int64_t floats) const {
+    return std::max<int64_t>(1, (floats / row - span) / g.win.sh + 1);
+  }
+  // Input rows iy0 .. iy0 + rows - 1 of image n (zero rows outside [0, H)).
+  void pack(const ConvGeometry& g, const float* x, int64_t n, int64_t iy0, int64_t rows,
+            float* buf) const {
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t iy = iy0 + r;
+      const float* src = iy >= 0 && iy < g.h ? x + (n * g.h + iy) * g.w * g.c : nullptr;
+      pack_row(src, g.w, g.c, g.win.sw, g.win.pl, len, buf + r * row);
+    }
+  }
+  // Offset of tap (ky, kx, ci) from the packed row of an output row's first input row.
+  int64_t tap_offset(const ConvGeometry& g, int64_t ky, int64_t kx, int64_t ci) const {
+    const int64_t cx = kx * g.win.dw;
+    return ky * g.win.dh * row + ((cx % g.win.sw) * g.c + ci) * len + cx / g.win.sw;
+  }
+  int64_t in_rows(const ConvGeometry& g, int64_t out_rows) const {
+    return (out_rows - 1) * g.win.sh + span;
+  }
+};
+
+// ---- the weight-gradient micro-kernel ----
+
+// Taps per register tile for CB output channels: TT*CB accumulators (<= 24 zmm), plus the
+// CB dy vectors and one x vector, all in the 32 registers up to CB = 6. (CB = 8, TT = 3 did
+// not fit: the dy operands were re-read from memory for every tap, 27 loads per 24 FMAs.)
+constexpr int taps_per_tile(int cb) { return cb >= 6 ? 4 : cb >= 4 ? 6 : 8; }
+constexpr int kMaxDwBlock = 6;
+
+// vout[t*vstride + c*16 ..] += per-lane sums over `lines` rows l and nvec vectors vi of
+// columns of x[l*xstep + offs[t] + vi*16 ..] * d[(l*nvec + vi)*dvec + c*16 ..], for the
+// first `real` taps of the tile (the others repeat a tap to fill it). The CB dy vectors of
+// one (l, vi) are adjacent, so one pointer reaches them all (with dy planar per channel,
+// 8 pointers plus 3 tap pointers did not fit the registers: LeNet conv2 ran at 55 GFLOP/s).
+// The lanes are summed once at the end of the pass, not per call: with LeNet's 10x10 conv2
+// a call is only 10 vectors per tap.
+template <int CB>
+void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const float* d,
+             int64_t dvec, int64_t lines, int64_t nvec, float* vout, int64_t vstride) {
+  constexpr int TT = taps_per_tile(CB);
+  v16 acc[TT][CB];
+#pragma GCC unroll 32
+  for (int t = 0; t < TT; ++t)
+    for (int c = 0; c < CB; ++c) acc[t][c] = v16{};
+  for (int64_t l = 0; l < lines; ++l) {
+    const float* xl = x + l * xstep;
+    for (int64_t vi = 0; vi < nvec; ++vi, d += dvec) {
+      v16 dv[CB];
+#pragma GCC unroll 8
+      for (int c = 0; c < CB; ++c) {
+        dv[c] = load(d + c * kLanes);
+        // Otherwise GCC folds the load into each of the TT FMAs that use it (28 loads per
+        // 24 FMAs with CB = 6, TT = 4: load-bound).
+        pin(dv[c]);
+      }
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; ++t) {
+        v16 xv = load(xl + offs[t] + vi * kLanes);
+        pin(xv);  // likewise (with CB = 4 the x vector was re-read for each FMA)
+        for (int c = 0; c < CB; ++c) acc[t][c] += xv * dv[c];
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < TT; ++t) {
+    if (t >= real) break;
+    for (int c = 0; c < CB; ++c) {
+      float* o = vout + t * vstride + c * kLanes;
+      store(o, load(o) + acc[t][c]);
+    }
+  }
+}
+
+using TapDotFn = void (*)(const float*, int64_t, const int64_t*, int, const float*, int64_t,
+                          int64_t, int64_t, float*, int64_t);
+
+template <size_t... I>
+constexpr std::array<TapDotFn, sizeof...(I)> tap_dot_table(std::index_sequence<I...>) {
+  return {&tap_dot<int(I) + 1>...};
+}
+
+TapDotFn pick_tap_dot(int64_t cb) {
+  static constexpr auto table = tap_dot_table(std::make_index_sequence<kMaxDwBlock>());
+  return table[cb - 1];
+}
+
+int tile_taps(int64_t cb) {
+  return taps_per_tile((int)cb);
+}
+
+}  // namespace
+
+// The rule, from 1-thread timings of every pass forced through both paths (ms gemm/direct,
+// benchmarks/bench_direct.py with MODE=2; batch 32, 32x32, 3x3 'same' unless noted):
+//                        forward     backward data  backward weights
+//   3 -> 32              1.10/0.53   1.33/0.70      1.40/1.22
+//   8 -> 32              1.96/0.95   2.01/0.99      2.09/1.71
+//   3 -> 64              1.66/1.12   2.00/1.41      2.14/2.01
+//   8 -> 64              3.38/1.86   3.35/2.13      3.41/3.62
+//   3 -> 64 5x5 s2 64x64 3.77/2.29   4.91/3.06      4.28/4.38
+//   16 -> 16             2.12/0.85   2.13/0.91      2.27/1.78
+//   stem 8x224x224x3 -> 64 7x7 s2: 22.3/12.7  28.0/28.8  24.5/20.8
+//   LeNet conv2 256x14x14 6 -> 16 5x5 valid: 1.92/0.96  3.34/1.30  2.10/1.66
+//   256x7x7 6 -> 16 (5x5 out):  0.23/0.24  0.38/0.30  0.27/0.36
+//   1x1 4 -> 16:          0.15/0.19   0.10/0.22      0.20/0.33   (x already is the GEMM operand)
+// The direct cost per output is one FMA per tap per 16 pixels whatever the channel counts,
+// while the GEMM's N = Cout and K = KH*KW*Cin only get efficient as they grow; the weight
+// pass, the direct path's weakest (dy and x both repacked), reaches par around Cout = 64.
+// Hence: Cin <= 8 (the brief's bound; 16 -> 16 also wins but overlaps the 3x3 shapes other
+// kernels target, left for a later measurement), Cout <= 64, and not the 1x1 stride-1
+// unpadded case.
+// Under the "winograd" setting, 3x3 convs Winograd can take go there instead.
+bool direct_eligible(const ConvGeometry& g) {
+  const Algo algo = algorithm_setting();
+  if (algo == Algo::Im2col || g.groups != 1) return false;
+  if (algo == Algo::Direct) return true;
+  if (algo == Algo::Winograd && winograd_eligible(g)) return false;
+  return g.c <= 8 && g.oc <= 64 && !g.is_pointwise();
+}
+
+void direct_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                    float* y) {
+  const Window2d& v = g.win;
+  const ChannelBlocks cbk(g.oc, kMaxBlock);
+  const BlockShape bs(cbk.cb, g.ow, true);
+  const int64_t colw = bs.colw();
+  const InputPack pk(g, round_up(g.ow, colw));
+  std::vector<Tap> taps;
+  for (int64_t ky = 0; ky < v.kh; ++ky)
+    for (int64_t kx = 0; kx < v.kw; ++kx)
+      for (int64_t ci = 0; ci < g.c; ++ci)
+        taps.push_back({pk.tap_offset(g, ky, kx, ci), w + ((ky * v.kw + kx) * g.c + ci) * g.oc});
+  const TapBlockFn kernel = bs.kernel(cbk.cb);
+  const int threads = pass_threads(g);
+  const RowTasks tasks(g.n, g.oh, pk.rows_fit(g, kPackFloats), threads);
+#pragma omp parallel num_threads(threads)
+  {
+    // Spare input for nr - 1 output rows: a last partial block of rows is computed whole,
+    // the extra rows dropped.
+    std::vector<float> buf(pk.row * pk.in_rows(g, tasks.rows + bs.nr - 1));
+#pragma omp for schedule(dynamic)
+    for (int64_t i = 0; i < tasks.count; ++i) {
+      int64_t n, oy0, oy1;
+      tasks.get(i, n, oy0, oy1);
+      pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, oy1 - oy0), buf.data());
+      for (int64_t oy = oy0; oy < oy1; oy += bs.nr) {
+        const float* base = buf.data() + (oy - oy0) * v.sh * pk.row;
+        // Kernel rows that reach a real input row from some output row of the block (taps
+        // are ordered by ky, kw*c per kernel row): padding rows cost nothing.
+        const int64_t top = oy * v.sh - v.pt, bottom = (oy + bs.nr - 1) * v.sh - v.pt;
+        const int64_t ky_lo = std::max<int64_t>(0, ceil_div(-bottom, v.dh));
+        const int64_t ky_hi = std::min<int64_t>(v.kh - 1, floor_div(g.h - 1 - top, v.dh));
+        const int64_t per_ky = v.kw * g.c;
+        const int64_t nt = ky_lo <= ky_hi ? (ky_hi - ky_lo + 1) * per_ky : 0;
+        for (int64_t ox0 = 0; ox0 < g.ow; ox0 += colw)
+          for (int64_t bi = 0; bi < cbk.count; ++bi) {
+            const int64_t c0 = cbk.start(bi);
+            kernel(base + ox0, v.sh * pk.row, taps.data() + (nt ? ky_lo * per_ky : 0), nt, c0, b,
+                   y + ((n * g.oh + oy) * g.ow + ox0) * g.oc + c0, g.ow * g.oc, g.oc,
+                   std::min<int64_t>(bs.nr, oy1 - oy), std::min(colw, g.ow - ox0));
+          }
+      }
+    }
+  }
+}
+
+void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  const Window2d& v = g.win;
+  // dx column ix = j*sw + r (phase r); tap kx reaches it from dy column j + dc when
+  // dc = (r + pl - kx*dw) / sw is exact. Packed dy rows cover columns [lo, lo + len).
+  const int64_t jmax = (g.w + v.sw - 1) / v.sw;
+  // Blocks as in the forward pass; several dx rows per block only when sh == 1 (then all
+  // rows have the same taps, one dy row apart).
+  const ChannelBlocks cbk(g.c, kMaxBlock);
+  const BlockShape bs(cbk.cb, jmax, v.sh == 1);
+  const int64_t colw = bs.colw(), cols = round_up(jmax, colw);
+  int64_t cmin = INT64_MAX, cmax = INT64_MIN;
+  for (int64_t r = 0; r < v.sw; ++r)
+    for (int64_t kx = 0; kx < v.kw; ++kx)
+      if ((r + v.pl - kx * v.dw) % v.sw == 0) {
+        const int64_t dc = (r + v.pl - kx * v.dw) / v.sw;
+        cmin = std::min(cmin, dc);
+        cmax = std::max(cmax, dc);
+      }
+  const int64_t lo = std::min<int64_t>(0, cmin);
+  const int64_t len = std::max(cols + cmax, g.ow) - lo, row = g.oc * len;
+
+  // Weights as (KH, KW, Cout, Cin): a tap (ky, kx, co) reads the Cin weights contiguously.
+  const int64_t nk = v.kh * v.kw;
+  std::vector<float> wt((size_t)(nk * g.c * g.oc));
+  for (int64_t k = 0; k < nk; ++k)
+    for (int64_t ci = 0; ci < g.c; ++ci)
+      for (int64_t co = 0; co < g.oc; ++co)
+        wt[(k * g.oc + co) * g.c + ci] = w[(k * g.c + ci) * g.oc + co];
+  // Tap lists per (row phase rho = (iy + pt) % sh, column phase r): ky reaches dx row iy
+  // from dy row (iy + pt - ky*dh) / sh when exact, i.e. (rho - ky*dh) % sh == 0.
+  // kstart[list][ky]: the list's first tap of kernel row ky or later (rows of dy that are
+  // all padding are skipped per block of dx rows: a quarter of LeNet conv2's taps).
+  std::vector<std::vector<Tap>> taps((size_t)(v.sh * v.sw));
+  std::vector<std::vector<int64_t>> kstart((size_t)(v.sh * v.sw), std::vector<int64_t>(v.kh + 1));
+  for (int64_t rho = 0; rho < v.sh; ++rho)
+    for (int64_t r = 0; r < v.sw; ++r)
+      for (int64_t ky = 0; ky <= v.kh; ++ky) {
+        kstart[rho * v.sw + r][ky] = (int64_t)taps[rho * v.sw + r].size();
+        if (ky == v.kh || (rho - ky * v.dh) % v.sh != 0) continue;
+        const int64_t dr = (rho - ky * v.dh) / v.sh;
+        for (int64_t kx = 0; kx < v.kw; ++kx) {
+          if ((r + v.pl - kx * v.dw) % v.sw != 0) continue;
+          const int64_t dc = (r + v.pl - kx * v.dw) / v.sw;
+          for (int64_t co = 0; co < g.oc; ++co)
+            taps[rho * v.sw + r].push_back(
+                {dr * row + co * len + dc - lo, wt.data() + ((ky * v.kw + kx) * g.oc + co) * g.c});
+        }
+      }
+
+  const TapBlockFn kernel = bs.kernel(cbk.cb);
+  const int threads = pass_threads(g);
+  // dy rows for R dx rows: at most (R - 1 + (KH-1)*dh) / sh + 2.
+  auto dy_rows = [&](int64_t rows) { return (rows - 1 + (v.kh - 1) * v.dh) / v.sh + 2; };
+  int64_t fit = 1;
+  while (fit < g.h && dy_rows(fit + 1) * row <= kPackFloats) ++fit;
+  const RowTasks tasks(g.n, g.h, fit, threads);
+#pragma omp parallel num_threads(threads)
+  {
+    // Spare dy for nr - 1 dx rows: a last partial block of rows is computed whole.
+    std::vector<float> buf(row * dy_rows(tasks.rows + bs.nr - 1));
+#pragma omp for schedule(dynamic)
+    for (int64_t i = 0; i < tasks.count; ++i) {
+      int64_t n, iy0, iy1;
+      tasks.get(i, n, iy0, iy1);
+      const int64_t oy_lo = floor_div(iy0 + v.pt - (v.kh - 1) * v.dh, v.sh);
+      const int64_t oy_hi = floor_div(iy1 - 1 + v.pt, v.sh);
+      for (int64_t oy = oy_lo; oy <= oy_hi; ++oy) {
+        const float* src = oy >= 0 && oy < g.oh ? dy + (n * g.oh + oy) * g.ow * g.oc : nullptr;
+        pack_row(src, g.ow, g.oc, 1, -lo, len, buf.data() + (oy - oy_lo) * row);
+      }
+      for (int64_t iy = iy0; iy < iy1; iy += bs.nr) {
+        const int64_t q = iy + v.pt, rho = q % v.sh;
+        const float* base = buf.data() + (q / v.sh - oy_lo) * row;
+        // Kernel rows that reach a real dy row from some dx row of the block.
+        const int64_t ky_lo = std::max<int64_t>(0, ceil_div(q - (g.oh - 1) * v.sh, v.dh));
+        const int64_t ky_hi = std::min<int64_t>(v.kh - 1, floor_div(q + bs.nr - 1, v.dh));
+        for (int64_t r = 0; r < v.sw && r < g.w; ++r) {
+          const std::vector<int64_t>& ks = kstart[rho * v.sw + r];
+          const Tap* tl = taps[rho * v.sw + r].data() + (ky_lo <= ky_hi ? ks[ky_lo] : 0);
+          const int64_t nt = ky_lo <= ky_hi ? ks[ky_hi + 1] - ks[ky_lo] : 0;
+          const int64_t jr = (g.w - r + v.sw - 1) / v.sw;
+          for (int64_t j0 = 0; j0 < jr; j0 += colw)
+            for (int64_t bi = 0; bi < cbk.count; ++bi) {
+              const int64_t c0 = cbk.start(bi);
+              kernel(base + j0, row, tl, nt, c0, nullptr,
+                     dx + ((n * g.h + iy) * g.w + j0 * v.sw + r) * g.c + c0, g.w * g.c,
+                     v.sw * g.c, std::min<int64_t>(bs.nr, iy1 - iy), std::min(colw, jr - j0));
+            }
+        }
+      }
+    }
+  }
+}
+
+namespace {
+
+// Input block of the weight pass, split into stride phases in both directions: plane
+// (rho, ph, ci) holds rows j (input row oy0*sh - pt + j*sh + rho) of `len` columns (padded
+// column j*sw + ph). Output pixel (l, ox) with tap (ky, kx, ci) then sits at a fixed offset
+// per tap from p = l*len + ox, so the pixels of all rows of a work item form ONE stream of
+// vectors (columns ox >= OW meet dy = 0 and drop out). Per-row loops with LeNet conv2's
+// 10-column rows spent a third of the time in loop overhead, and 10 of 16 lanes worked;
+// the stream uses 10 of 14.
+struct StreamPack {
+  int64_t len, rows, plane, pixels, floats;
+  StreamPack(const ConvGeometry& g, int64_t lines) {
+    const Window2d& v = g.win;
+    len = g.ow + (v.kw - 1) * v.dw / v.sw;
+    rows = lines + (v.kh - 1) * v.dh / v.sh;
+    plane = rows * len;
+    pixels = round_up(lines * len, kLanes);
+    floats = v.sh * v.sw * g.c * plane + len + kLanes;  // + the stream's overrun
+  }
+  int64_t tap_offset(const ConvGeometry& g, int64_t ky, int64_t kx, int64_t ci) const {
+    const Window2d& v = g.win;
+    const int64_t cy = ky * v.dh, cx = kx * v.dw;
+    return (((cy % v.sh) * v.sw + cx % v.sw) * g.c + ci) * plane + (cy / v.sh) * len + cx / v.sw;
+  }
+  void pack_x(const ConvGeometry& g, const float* x, int64_t n, int64_t oy0, float* buf) const {
+    const Window2d& v = g.win;
+    std::memset(buf, 0, sizeof(float) * floats);
+    for (int64_t j = 0; j < rows; ++j)
+      for (int64_t rho = 0; rho < v.sh; ++rho) {
+        const int64_t iy = oy0 * v.sh - v.pt + j * v.sh + rho;
+        if (iy < 0 || iy >= g.h) continue;
+        pack_row_planes(x + (n * g.h + iy) * g.w * g.c, g.w, g.c, v.sw, v.pl, len, plane,
+                        buf + rho * v.sw * g.c * plane + j * len);
+      }
+  }
+  // dy rows oy0 .. oy0 + lines - 1 as the stream, in groups of oc vectors of 16 pixels:
+  // dst[((p / 16)*oc + c)*16 + p % 16] = dy[pixel p, c], zero where p is no output pixel.
+  // Two vectorisable steps through `planar` (oc*pixels floats): channel planes, then
+  // 16-float copies; a direct scalar scatter was 40% of LeNet conv1's weight pass.
+  void pack_dy(const ConvGeometry& g, const float* dy, int64_t n, int64_t oy0, int64_t lines,
+               float* planar, float* dst) const {
+    for (int64_t c = 0; c < g.oc; ++c) {
+      float* pc = planar + c * pixels;
+      for (int64_t l = 0; l < lines; ++l) {
+        const float* src = dy + (n * g.oh + oy0 + l) * g.ow * g.oc + c;
+        float* d = pc + l * len;
+        for (int64_t ox = 0; ox < g.ow; ++ox) d[ox] = src[ox * g.oc];
+        for (int64_t ox = g.ow; ox < len; ++ox) d[ox] = 0.f;
+      }
+      for (int64_t q = lines * len; q < pixels; ++q) pc[q] = 0.f;
+    }
+    for (int64_t vi = 0; vi < pixels / kLanes; ++vi)
+      for (int64_t c = 0; c < g.oc; ++c)
+        store(dst + (vi * g.oc + c) * kLanes, load(planar + c * pixels + vi * kLanes));
+  }
+};
+
+}  // namespace
+
+void direct_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                             float* db) {
+  const Window2d& v = g.win;
+  const int64_t ntaps = v.kh * v.kw * g.c, wsize = ntaps * g.oc;
+  const int threads = pass_threads(g);
+  // Output rows per work item: the x block and the dy stream each within kPackFloats.
+  int64_t fit = 1;
+  while (fit < g.oh) {
+    const StreamPack next(g, fit + 1);
+    if (next.floats > kPackFloats || next.pixels * g.oc > kPackFloats) break;
+    ++fit;
+  }
+  const RowTasks tasks(g.n, g.oh, fit, threads);
+  const StreamPack full(g, tasks.rows);
+  const int64_t dfloats = full.pixels * g.oc;
+  // When whole images fit, a work item is a group of images, their streams back to back in
+  // one kernel call: a call's fixed cost (24 partial-sum updates) over one 10x10 image was
+  // a third of LeNet conv2's weight pass.
+  int64_t group = 1;
+  if (tasks.rows == g.oh)
+    group = std::max<int64_t>(1, std::min(2 * kPackFloats / (full.floats + dfloats),
+                                          g.n / (4 * threads)));
+  const int64_t items = tasks.rows == g.oh ? (g.n + group - 1) / group : tasks.count;
+  std::vector<int64_t> offs;
+  for (int64_t ky = 0; ky < v.kh; ++ky)
+    for (int64_t kx = 0; kx < v.kw; ++kx)
+      for (int64_t ci = 0; ci < g.c; ++ci) offs.push_back(full.tap_offset(g, ky, kx, ci));
+  // Taps padded to whole tiles of the widest tile by repeating the last one (results dropped).
+  offs.resize((size_t)(ntaps + tile_taps(1)), offs.back());
+  // Output channels in blocks of <= kMaxDwBlock (sizes cb, ..., cb, last).
+  const int64_t nblocks = (g.oc + kMaxDwBlock - 1) / kMaxDwBlock;
+  const int64_t cb = (g.oc + nblocks - 1) / nblocks;
+
+  const int64_t psize = wsize + g.oc;  // dw, then db
+  std::vector<double> part((size_t)(threads * psize), 0.0);
+  int used = 1;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+#pragma omp single
+    used = omp_get_num_threads();
+    // Per-lane partial sums of this thread, (tap, co, lane), then (co, lane) for db: the
+    // bias gradient is the lane sums of the packed dy (detail::column_sums on the NHWC dy
+    // was 14% of conv1's weight pass, 6 columns).
+    std::vector<float> vacc((size_t)(psize * kLanes), 0.f);
+    float* vdb = vacc.data() + wsize * kLanes;
+    std::vector<float> xbuf(group * full.floats), dbuf(group * dfloats), planar(dfloats);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < items; ++i) {
+      // Images [n0, n0 + nimg), output rows [oy0, oy1) of each. A short last row block keeps
+      // the full item's layout (same tap offsets); only its stream is shorter.
+      int64_t n0, oy0, oy1, nimg = 1;
+      if (tasks.rows == g.oh) {
+        n0 = i * group, oy0 = 0, oy1 = g.oh;
+        nimg = std::min(group, g.n - n0);
+      } else {
+        tasks.get(i, n0, oy0, oy1);
+      }
+      const int64_t lines = oy1 - oy0, nvec = round_up(lines * full.len, kLanes) / kLanes;
+      for (int64_t b = 0; b < nimg; ++b) {
+        full.pack_x(g, x, n0 + b, oy0, xbuf.data() + b * full.floats);
+        full.pack_dy(g, dy, n0 + b, oy0, lines, planar.data(), dbuf.data() + b * dfloats);
+      }
+      if (db)
+        for (int64_t c = 0; c < g.oc; ++c) {
+          v16 s = load(vdb + c * kLanes);
+          for (int64_t vi = 0; vi < nimg * nvec; ++vi)
+            s += load(dbuf.data() + (vi * g.oc + c) * kLanes);
+          store(vdb + c * kLanes, s);
+        }
+      for (int64_t c0 = 0; c0 < g.oc; c0 += cb) {
+        const int64_t cn = std::min(cb, g.oc - c0);
+        const TapDotFn kernel = pick_tap_dot(cn);
+        const int64_t tt = tile_taps(cn);
+        for (int64_t t0 = 0; t0 < ntaps; t0 += tt)
+          kernel(xbuf.data(), full.floats, offs.data() + t0, (int)std::min(tt, ntaps - t0),
+                 dbuf.data() + c0 * kLanes, g.oc * kLanes, nimg, nvec,
+                 vacc.data() + (t0 * g.oc + c0) * kLanes, g.oc * kLanes);
+      }
+    }
+    double* acc = part.data() + t * psize;
+    for (int64_t k = 0; k < psize; ++k)
+      for (int i = 0; i < kLanes; ++i) acc[k] += vacc[k * kLanes + i];
+  }
+  for (int64_t k = 0; k < psize; ++k) {
+    double s = 0.0;
+    for (int tt = 0; tt < used; ++tt) s += part[tt * psize + k];
+    if (k < wsize) dw[k] = (float)s;
+    else if (db) db[k - wsize] = (float)s;
+  }
+}
+
+}  // namespace fastconv::cpu::detail
