@@ -54,6 +54,11 @@ void dense_backward(int64_t n, int64_t k, int64_t m, const float* dy, const floa
 // Max pool: padded cells never win; ties go to the first cell in row-major window order.
 void max_pool2d_forward(const PoolGeometry& g, const float* x, float* y);
 void max_pool2d_backward(const PoolGeometry& g, const float* dy, const float* x, float* dx);
+// The same forward, also saving each output's winner as its position ky*kw + kx in the
+// (padded) window, so the backward reads dy + arg (uint8) instead of x. Needs kh*kw <= 256.
+void max_pool2d_forward_argmax(const PoolGeometry& g, const float* x, float* y, uint8_t* arg);
+void max_pool2d_backward_argmax(const PoolGeometry& g, const float* dy, const uint8_t* arg,
+                                float* dx);
 // Average pool: divides by the number of real (unpadded) cells in each window.
 void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* y);
 void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx);
