@@ -1,3 +1,4 @@
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <climits>
@@ -24,6 +25,23 @@ void bind_threads(py::module_& m) {
         "Cap (bytes) on the im2col workspace of one conv call.");
   m.def("get_workspace_limit", &cpu::get_workspace_limit);
   m.attr("has_openmp") = true;
+  m.def(
+      "parallel_copy",
+      [](py::array dst, py::array src) {
+        if (!(dst.flags() & py::array::c_style) || !(src.flags() & py::array::c_style))
+          throw py::type_error("parallel_copy: dst and src must be C-contiguous");
+        if (!dst.writeable()) throw py::value_error("parallel_copy: dst must be writeable");
+        if (dst.nbytes() != src.nbytes())
+          throw py::value_error("parallel_copy: dst has " + std::to_string(dst.nbytes()) +
+                                " bytes, src " + std::to_string(src.nbytes()));
+        void* d = dst.mutable_data();
+        const void* s = src.data();
+        const int64_t n = (int64_t)src.nbytes();
+        py::gil_scoped_release nogil;
+        cpu::parallel_copy(n, s, d);
+      },
+      py::arg("dst"), py::arg("src"),
+      "Copy src's bytes into dst (same byte size) with the OpenMP threads; a bandwidth baseline.");
   m.def("blas_corename", [] { return std::string(scipy_openblas_get_corename()); },
         "The CPU kernel family OpenBLAS runs here (e.g. 'Haswell', 'SkylakeX').");
   m.def(

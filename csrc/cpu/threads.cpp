@@ -9,7 +9,10 @@
 #include <atomic>
 #include <climits>
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
+
+#include "cpu/parallel.h"
 
 #include "kernels.h"
 
@@ -36,6 +39,19 @@ void set_num_threads(int n) {
 }
 
 int get_num_threads() { return omp_get_max_threads(); }
+
+// Each thread memcpys one contiguous share (whole 4 KiB pages): the copy-bandwidth baseline
+// of benchmarks/bench_bandwidth.py, with the same thread team as the kernels.
+void parallel_copy(int64_t nbytes, const void* src, void* dst) {
+  const int64_t pages = (nbytes + 4095) / 4096;
+#pragma omp parallel if (nbytes >= 4 * kParallelGrain)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t b0 = std::min(nbytes, pages * t / nt * 4096);
+    const int64_t b1 = std::min(nbytes, pages * (t + 1) / nt * 4096);
+    if (b1 > b0) std::memcpy((char*)dst + b0, (const char*)src + b0, (size_t)(b1 - b0));
+  }
+}
 
 void set_workspace_limit(int64_t bytes) {
   if (bytes < (1 << 16))
