@@ -8,6 +8,8 @@
 // like 1 - beta_1 arrive already rounded from double, as NumPy rounds the Python float
 // (float 1 - 0.9f is 0.100000024, not 0.1f).
 // OpenMP over the elements above kParallelGrain.
+#include <omp.h>
+
 #include <cmath>
 
 #include "cpu/parallel.h"
@@ -17,10 +19,17 @@ namespace fastconv::cpu {
 
 namespace {
 
+// body(i) for i in [0, n): OpenMP splits the range into one contiguous share per thread and
+// each share runs as a plain loop, which the compiler vectorises with contiguous loads.
+// (`omp parallel for simd` over the lambda compiled to gathers: 10x slower.)
 template <typename Body>
 void for_each_element(int64_t n, Body body) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) body(i);
+#pragma omp parallel if (n >= kParallelGrain)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
+    for (int64_t i = i0; i < i1; ++i) body(i);
+  }
 }
 
 }  // namespace
