@@ -21,7 +21,7 @@ template <Activation A>
 inline float apply(float z) {
   if constexpr (A == Activation::Relu) return z > 0.f ? z : 0.f;
   else if constexpr (A == Activation::Sigmoid) return sigmoid(z);
-  else if constexpr (A == Activation::Tanh) return std::tanh(z);
+  else if constexpr (A == Activation::Tanh) return tanh_vec(z);
   else return z;
 }
 
@@ -63,10 +63,15 @@ void backward(int64_t m, int64_t c, const float* __restrict dy, const float* __r
   }
   // One pass: each thread writes its rows of dz and sums them into its own accumulators.
   std::vector<double> sums(c);
-  column_reduce(m, c, 1, sums.data(), [&](int64_t r, double* acc) {
-    row(r);
-    const float* out = dz + r * c;
-    for (int64_t j = 0; j < c; ++j) acc[j] += (double)out[j];
+  column_reduce(m, c, 1, sums.data(), [&](int64_t r, float* __restrict acc) {
+    const float* __restrict gr = dy + r * c;
+    const float* __restrict yr = y + r * c;
+    float* __restrict out = dz + r * c;
+    for (int64_t j = 0; j < c; ++j) {
+      const float d = gr[j] * derivative_from_y<A>(yr[j]);
+      out[j] = d;
+      acc[j] += d;
+    }
   });
   for (int64_t j = 0; j < c; ++j) db[j] = (float)sums[j];
 }

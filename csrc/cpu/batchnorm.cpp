@@ -1,8 +1,8 @@
 // Batch normalisation over the rows of x viewed as (m, c) (every axis but the channel axis).
 //
 // Training forward = two passes over x: (1) per-channel sums of d and d^2 with d = x - x[0]
-// in double (the shift by the first row keeps E[d^2] - E[d]^2 from cancelling when
-// |mean| >> std), (2) y = x*scale + shift. Backward = two passes over (dy, x): (1) sum(dy)
+// (float within 64-row blocks, double across them: parallel.h; the shift by the first row
+// keeps E[d^2] - E[d]^2 from cancelling when |mean| >> std), (2) y = x*scale + shift. Backward = two passes over (dy, x): (1) sum(dy)
 // and sum(dy*(x-mean)), (2) dx. OpenMP over rows in both; see parallel.h.
 #include <cmath>
 #include <vector>
@@ -35,12 +35,12 @@ void batch_norm_forward_train(int64_t m, int64_t c, const float* x, const float*
                               float* inv_std) {
   const float* pivot = x;  // row 0; m >= 1 is checked by the binding
   std::vector<double> sums(2 * c);
-  column_reduce(m, c, 2, sums.data(), [&](int64_t r, double* acc) {
-    const float* xr = x + r * c;
-    double* s1 = acc;
-    double* s2 = acc + c;
+  column_reduce(m, c, 2, sums.data(), [&](int64_t r, float* acc) {
+    const float* __restrict xr = x + r * c;
+    float* __restrict s1 = acc;
+    float* __restrict s2 = acc + c;
     for (int64_t j = 0; j < c; ++j) {
-      const double d = (double)xr[j] - (double)pivot[j];
+      const float d = xr[j] - pivot[j];
       s1[j] += d;
       s2[j] += d * d;
     }
@@ -79,14 +79,14 @@ void batch_norm_backward(int64_t m, int64_t c, const float* dy, const float* x,
                          const float* gamma, const float* mean, const float* inv_std, float* dx,
                          float* dgamma, float* dbeta) {
   std::vector<double> sums(2 * c);
-  column_reduce(m, c, 2, sums.data(), [&](int64_t r, double* acc) {
-    const float* xr = x + r * c;
-    const float* gr = dy + r * c;
-    double* s_dy = acc;
-    double* s_dyx = acc + c;
+  column_reduce(m, c, 2, sums.data(), [&](int64_t r, float* acc) {
+    const float* __restrict xr = x + r * c;
+    const float* __restrict gr = dy + r * c;
+    float* __restrict s_dy = acc;
+    float* __restrict s_dyx = acc + c;
     for (int64_t j = 0; j < c; ++j) {
-      s_dy[j] += (double)gr[j];
-      s_dyx[j] += (double)gr[j] * ((double)xr[j] - (double)mean[j]);
+      s_dy[j] += gr[j];
+      s_dyx[j] += gr[j] * (xr[j] - mean[j]);
     }
   });
   // dx = k * (dy - a - (x - mean) * b) per channel.
