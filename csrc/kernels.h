@@ -19,6 +19,9 @@ namespace cpu {
 // ---- threads (threads.cpp): one OpenMP pool; OpenBLAS stays single-threaded ----
 void set_num_threads(int n);
 int get_num_threads();
+// Outputs of at least this many bytes are written with non-temporal stores (cpu/simd.h).
+void set_stream_threshold(int64_t bytes);
+int64_t get_stream_threshold();
 // memcpy split over the OpenMP threads (benchmark baseline for the bandwidth-bound kernels).
 void parallel_copy(int64_t nbytes, const void* src, void* dst);
 // Upper bound on the im2col workspace of one conv call, in bytes (default 32 MiB).

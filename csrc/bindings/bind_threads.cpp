@@ -25,6 +25,10 @@ void bind_threads(py::module_& m) {
         "Cap (bytes) on the im2col workspace of one conv call.");
   m.def("get_workspace_limit", &cpu::get_workspace_limit);
   m.attr("has_openmp") = true;
+  m.def("set_stream_threshold", &cpu::set_stream_threshold, py::arg("bytes"),
+        "Outputs of at least this many bytes (default 16 MiB) are written with non-temporal "
+        "stores by the bandwidth-bound kernels (0: always; a huge value: never).");
+  m.def("get_stream_threshold", &cpu::get_stream_threshold);
   m.def(
       "parallel_copy",
       [](py::array dst, py::array src) {

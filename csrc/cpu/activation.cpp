@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cpu/parallel.h"
+#include "cpu/simd.h"
 #include "cpu/fast_exp.h"
 #include "kernels.h"
 
@@ -34,44 +35,51 @@ inline float derivative_from_y(float y) {
 }
 
 template <Activation A>
-void forward(int64_t m, int64_t c, const float* __restrict x, const float* __restrict b,
-             float* __restrict y) {
-#pragma omp parallel for schedule(static) if (m * c >= kParallelGrain)
-  for (int64_t r = 0; r < m; ++r) {
-    const float* xr = x + r * c;
-    float* yr = y + r * c;
+void forward(int64_t m, int64_t c, const float* x, const float* b, float* y) {
+  const std::vector<float> bias = b ? tile(b, c, row_group(c)) : std::vector<float>();
+  for_each_run(m, c, y, [&](int64_t r0, int64_t rows, float* __restrict yr) {
+    const float* __restrict xr = x + r0 * c;
+    const float* __restrict bt = bias.data();
     if (b)
-      for (int64_t j = 0; j < c; ++j) yr[j] = apply<A>(xr[j] + b[j]);
+      for (int64_t e = 0; e < rows * c; ++e) yr[e] = apply<A>(xr[e] + bt[e]);
     else
-      for (int64_t j = 0; j < c; ++j) yr[j] = apply<A>(xr[j]);
+      for (int64_t e = 0; e < rows * c; ++e) yr[e] = apply<A>(xr[e]);
+  });
+}
+
+// dz[e] = dy[e] * act'(y[e]) for e < n; acc[e] += dz[e] when kSum. Relu is written with
+// explicit vectors: its select would otherwise become a masked load (simd.h load16_plain).
+template <Activation A, bool kSum>
+inline void grad_run(int64_t n, const float* __restrict gr, const float* __restrict yr,
+                     float* __restrict out, float* __restrict acc) {
+  int64_t e = 0;
+  if constexpr (A == Activation::Relu) {
+    for (; e + kLanes <= n; e += kLanes) {
+      const f32x16 d = load16(yr + e) > splat16(0.f) ? load16_plain(gr + e) : splat16(0.f);
+      store16(out + e, d);
+      if constexpr (kSum) store16(acc + e, load16(acc + e) + d);
+    }
+  }
+  for (; e < n; ++e) {
+    const float d = gr[e] * derivative_from_y<A>(yr[e]);
+    out[e] = d;
+    if constexpr (kSum) acc[e] += d;
   }
 }
 
 template <Activation A>
-void backward(int64_t m, int64_t c, const float* __restrict dy, const float* __restrict y,
-              float* __restrict dz, float* db) {
-  auto row = [=](int64_t r) {
-    const float* gr = dy + r * c;
-    const float* yr = y + r * c;
-    float* out = dz + r * c;
-    for (int64_t j = 0; j < c; ++j) out[j] = gr[j] * derivative_from_y<A>(yr[j]);
-  };
+void backward(int64_t m, int64_t c, const float* dy, const float* y, float* dz, float* db) {
   if (!db) {
-#pragma omp parallel for schedule(static) if (m * c >= kParallelGrain)
-    for (int64_t r = 0; r < m; ++r) row(r);
+    for_each_run(m, c, dz, [&](int64_t r0, int64_t rows, float* out) {
+      grad_run<A, false>(rows * c, dy + r0 * c, y + r0 * c, out, nullptr);
+    });
     return;
   }
   // One pass: each thread writes its rows of dz and sums them into its own accumulators.
   std::vector<double> sums(c);
-  column_reduce(m, c, 1, sums.data(), [&](int64_t r, float* __restrict acc) {
-    const float* __restrict gr = dy + r * c;
-    const float* __restrict yr = y + r * c;
-    float* __restrict out = dz + r * c;
-    for (int64_t j = 0; j < c; ++j) {
-      const float d = gr[j] * derivative_from_y<A>(yr[j]);
-      out[j] = d;
-      acc[j] += d;
-    }
+  column_reduce(m, c, 1, sums.data(), dz,
+                [&](int64_t r0, int64_t rows, float* acc, int64_t, float* out) {
+    grad_run<A, true>(rows * c, dy + r0 * c, y + r0 * c, out, acc);
   });
   for (int64_t j = 0; j < c; ++j) db[j] = (float)sums[j];
 }

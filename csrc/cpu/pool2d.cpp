@@ -174,7 +174,7 @@ inline void max_gather16(const PoolGeometry& g, const float* dyi, const uint8_t*
       const i32x16 t = splat16((int32_t)(ty + ix - (ox * w.sw - w.pl)));
       for (int v = 0; v < V; ++v) {
         const i32x16 mine = widen16(argi + o + v * kLanes) == t;
-        acc[v] += mine ? load16(dyi + o + v * kLanes) : splat16(0.f);
+        acc[v] += mine ? load16_plain(dyi + o + v * kLanes) : splat16(0.f);
       }
     }
   }
@@ -289,6 +289,35 @@ void max_pool2d_backward(const PoolGeometry& g, const float* dy, const float* x,
   });
 }
 
+namespace {
+
+// Mean over the real cells of one window for V * kLanes channels at xi (offset to the image
+// and the block's first channel), summed in row-major order like the CUDA twin.
+template <int V>
+inline void avg_window16(const PoolGeometry& g, const float* xi, AxisRange rows, AxisRange cols,
+                         float scale, float* out) {
+  f32x16 acc[V];
+  for (int v = 0; v < V; ++v) acc[v] = splat16(0.f);
+  for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+    for (int64_t ix = cols.lo; ix < cols.hi; ++ix) {
+      const float* cell = xi + (iy * g.w + ix) * g.c;
+      for (int v = 0; v < V; ++v) acc[v] += load16(cell + v * kLanes);
+    }
+  for (int v = 0; v < V; ++v) store16(out + v * kLanes, acc[v] * scale);
+}
+
+inline void avg_window_tail(const PoolGeometry& g, const float* xi, AxisRange rows,
+                            AxisRange cols, float scale, int64_t n, float* out) {
+  for (int64_t k = 0; k < n; ++k) {
+    float acc = 0.f;
+    for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+      for (int64_t ix = cols.lo; ix < cols.hi; ++ix) acc += xi[(iy * g.w + ix) * g.c + k];
+    out[k] = acc * scale;
+  }
+}
+
+}  // namespace
+
 void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
   const Window2d& w = g.win;
   const int64_t C = g.c;
@@ -300,13 +329,11 @@ void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
         const AxisRange cols = pool_window(ox, w.sw, w.pl, w.kw, g.w);
         const float scale = pool_inv_count(rows, cols);
         float* out = y + ((img * g.oh + oy) * g.ow + ox) * C;
-        for (int64_t c = c0; c < c1; ++c) out[c] = 0.f;
-        for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
-          for (int64_t ix = cols.lo; ix < cols.hi; ++ix) {
-            const float* cell = xi + (iy * g.w + ix) * C;
-            for (int64_t c = c0; c < c1; ++c) out[c] += cell[c];
-          }
-        for (int64_t c = c0; c < c1; ++c) out[c] *= scale;
+        int64_t c = c0;
+        for (; c + 4 * kLanes <= c1; c += 4 * kLanes)
+          avg_window16<4>(g, xi + c, rows, cols, scale, out + c);
+        for (; c + kLanes <= c1; c += kLanes) avg_window16<1>(g, xi + c, rows, cols, scale, out + c);
+        if (c < c1) avg_window_tail(g, xi + c, rows, cols, scale, c1 - c, out + c);
       }
     }
   });
@@ -346,12 +373,22 @@ void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx) {
 
 void global_avg_pool2d_forward(int64_t n, int64_t hw, int64_t c, const float* x, float* y) {
   for_each_task(n, c, n * hw * c, [&](int64_t img, int64_t c0, int64_t c1) {
-    // Double accumulators: a 112x112 image sums 12544 terms per channel.
-    std::vector<double> acc(c1 - c0, 0.0);
-    const float* xi = x + img * hw * c + c0;
-    for (int64_t p = 0; p < hw; ++p)
-      for (int64_t k = 0; k < c1 - c0; ++k) acc[k] += xi[p * c + k];
-    for (int64_t k = 0; k < c1 - c0; ++k) y[img * c + c0 + k] = (float)(acc[k] / (double)hw);
+    // A 112x112 image sums 12544 terms per channel: float sums over kReduceRows pixels
+    // (full-width vectors), added into double totals (parallel.h's column_reduce scheme).
+    const int64_t nc = c1 - c0;
+    std::vector<double> total(nc, 0.0);
+    std::vector<float> part(nc);
+    double* __restrict acc = total.data();
+    float* __restrict blk = part.data();
+    const float* __restrict xi = x + img * hw * c + c0;
+    for (int64_t p0 = 0; p0 < hw; p0 += kReduceRows) {
+      const int64_t p1 = p0 + kReduceRows < hw ? p0 + kReduceRows : hw;
+      for (int64_t k = 0; k < nc; ++k) blk[k] = 0.f;
+      for (int64_t p = p0; p < p1; ++p)
+        for (int64_t k = 0; k < nc; ++k) blk[k] += xi[p * c + k];
+      for (int64_t k = 0; k < nc; ++k) acc[k] += (double)blk[k];
+    }
+    for (int64_t k = 0; k < nc; ++k) y[img * c + c0 + k] = (float)(acc[k] / (double)hw);
   });
 }
 

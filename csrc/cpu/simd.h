@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <vector>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -48,7 +49,56 @@ inline void narrow16(uint8_t* p, i32x16 v) {
   for (int k = 0; k < 16; ++k) p[k] = (uint8_t)v[k];
 #endif
 }
+// A plain (unmasked) load for a value that feeds a select `mask ? v : 0`. GCC folds such a
+// select into a masked load from memory (vmovups m, zmm{k}{z}); on this Zen 5 that made
+// relu backward 2x slower than the same loop without the select. The empty asm makes the
+// loaded value opaque, so the select stays a register operation.
+inline f32x16 load16_plain(const float* p) {
+  f32x16 v = load16(p);
+  asm("" : "+v"(v));
+  return v;
+}
+
 inline f32x16 splat16(float x) { return f32x16{} + x; }
 inline i32x16 splat16(int32_t x) { return i32x16{} + x; }
+
+// ---- streaming (non-temporal) output ----
+// A plain store first reads the line it writes (read-for-ownership), so an op writing one
+// array moves it twice; non-temporal stores skip that read and leave the inputs in cache.
+// Measured worth it only for outputs that no longer fit in cache anyway: smaller ones are
+// better left in L2/L3 for the next op. Kernels fill a row (or run of rows) into a
+// thread-local scratch buffer in L1/L2 and stream_copy it out, then stream_fence().
+// The threshold (default 16 MiB) is a runtime setting (threads.cpp; _C.set_stream_threshold)
+// so tests can force the streaming path on small arrays and benchmarks can compare.
+int64_t get_stream_threshold();
+
+inline bool stream_output(int64_t bytes) { return bytes >= get_stream_threshold(); }
+
+// A thread's scratch buffer of at least n floats (grows, never shrinks).
+inline float* scratch(int64_t n) {
+  thread_local std::vector<float> buf;
+  if ((int64_t)buf.size() < n) buf.resize((size_t)n);
+  return buf.data();
+}
+
+// dst[0 .. n) = src[0 .. n): plain stores up to the first 64-byte boundary of dst and after
+// the last full line, non-temporal 64-byte stores between.
+inline void stream_copy(float* dst, const float* src, int64_t n) {
+#if defined(__AVX512F__)
+  int64_t i = 0;
+  for (; i < n && ((uintptr_t)(dst + i) & 63) != 0; ++i) dst[i] = src[i];
+  for (; i + kLanes <= n; i += kLanes) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+#else
+  std::memcpy(dst, src, sizeof(float) * (size_t)n);
+#endif
+}
+
+// Orders this thread's non-temporal stores before whatever reads the output next.
+inline void stream_fence() {
+#if defined(__AVX512F__)
+  _mm_sfence();
+#endif
+}
 
 }  // namespace fastconv::cpu

@@ -40,6 +40,17 @@ void set_num_threads(int n) {
 
 int get_num_threads() { return omp_get_max_threads(); }
 
+namespace {
+std::atomic<int64_t> g_stream_threshold{16 << 20};
+}
+
+void set_stream_threshold(int64_t bytes) {
+  if (bytes < 0)
+    throw std::invalid_argument("set_stream_threshold: bytes must be >= 0, got " + std::to_string(bytes));
+  g_stream_threshold = bytes;
+}
+int64_t get_stream_threshold() { return g_stream_threshold.load(std::memory_order_relaxed); }
+
 // Each thread memcpys one contiguous share (whole 4 KiB pages): the copy-bandwidth baseline
 // of benchmarks/bench_bandwidth.py, with the same thread team as the kernels.
 void parallel_copy(int64_t nbytes, const void* src, void* dst) {
