@@ -81,7 +81,7 @@ inline void max_window16(const PoolGeometry& g, const float* xi, AxisRange rows,
       const float* cell = xi + (iy * g.w + ix) * C;
       const i32x16 t = splat16((int32_t)((iy - row0) * kw + (ix - col0)));
       for (int v = 0; v < V; ++v) {
-        const f32x16 val = load16(cell + v * kLanes);
+        const f32x16 val = load16_plain(cell + v * kLanes);
         const i32x16 win = val > best[v];
         best[v] = win ? val : best[v];
         if constexpr (kArg) which[v] = win ? t : which[v];
