@@ -21,3 +21,17 @@ def test_quick_run_writes_report(tmp_path, capsys):
     assert data["memory_mib"]["fastconv"] > 0
     md = (tmp_path / "results.md").read_text()
     assert "| op: lenet conv1 |" in md and "fastconv/numpy" in md
+
+
+def test_bandwidth_bench_quick(capsys):
+    from benchmarks.bench_bandwidth import main as bandwidth_main
+    out = bandwidth_main(["--quick", "--threads", "1", "--repeats", "1"])
+    names = [r["op"] for r in out["rows"]]
+    for want in ("max pool 3x3 s2 same fwd", "max pool 3x3 s2 same bwd", "avg pool 2x2 bwd", "global avg pool fwd",
+                 "batch norm train fwd", "batch norm bwd", "batch norm inference", "bias+tanh bwd",
+                 "softmax xent 8x10 fwd", "SGD momentum update", "Adam update"):
+        assert want in names
+    assert all(r["ms"] > 0 and r["mb"] > 0 and r["gbs"] > 0 for r in out["rows"])
+    assert all({"np.copyto", "native copy"} <= set(bw) for bw in out["copies"].values())
+    table = capsys.readouterr().out
+    assert "| op | MB moved | ms | GB/s | % copy |" in table and "| copy np.copyto" in table

@@ -55,7 +55,7 @@ inline float tanh_vec(float x) {
   p = p * x2 - 17.f / 315.f;
   p = p * x2 + 2.f / 15.f;
   p = p * x2 - 1.f / 3.f;
-  const float small = x + x * x2 * p;
+  const float small = std::copysign(x + x * x2 * p, x);  // keeps tanh(-0) = -0
   return ax < 0.55f ? small : big;
 }
 
