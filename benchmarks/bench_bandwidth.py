@@ -2,12 +2,12 @@
 
     PYTHONPATH=. python benchmarks/bench_bandwidth.py [--quick] [--threads N] [--repeats R]
 
-First measures copy bandwidth at each tensor size used below (np.copyto, one thread, and
-fastconv's native OpenMP copy when the module has one; bytes = read + write), then times
-each op forward and backward. "bytes" is the minimum traffic: every input array read once,
-every output array written once (the sum of their nbytes). GB/s = bytes / median time;
-"% copy" compares with the best copy bandwidth at the op's largest tensor size, measured in
-the same run. Times are medians of --repeats runs (default 9, at least 7 unless --quick).
+Copy bandwidth is measured at each op's largest tensor size (np.copyto, one thread, and
+fastconv's native OpenMP memcpy when the module has one; bytes = read + write), interleaved
+repeat by repeat with the op itself so both see the same machine. "bytes" of an op is the
+minimum traffic: every input array read once, every output array written once (the sum of
+their nbytes). GB/s = bytes / median time; "% copy" compares with the faster copy of the same
+run. Times are medians of --repeats runs (default 9, at least 7 unless --quick).
 """
 import argparse
 import os
@@ -38,14 +38,22 @@ def _nbytes(obj):
 
 
 def median_seconds(fn, repeats, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
+    return interleaved_medians({"fn": fn}, repeats, warmup)["fn"]
+
+
+def interleaved_medians(fns, repeats, warmup=2):
+    """{name: median seconds}: each repeat runs every fn once in turn, so slow drift on a shared
+    machine (other processes' memory traffic) hits the op and its copy baseline alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 # ---------------------------------------------------------------- cases
@@ -191,15 +199,15 @@ def all_cases(quick):
 
 # ---------------------------------------------------------------- copy baseline
 
-def copy_bandwidth(elements, repeats):
-    """{"np.copyto": GB/s, "native copy": GB/s} for float32 arrays of `elements` (read+write)."""
+def copy_fns(elements):
+    """{"np.copyto": fn, "native copy": fn} copying float32 arrays of `elements`; each moves
+    2 * 4 * elements bytes (read + write)."""
     src = _rand((elements,), 9)
     dst = np.empty_like(src)
-    nbytes = 2 * src.nbytes
-    out = {"np.copyto": nbytes / median_seconds(lambda: np.copyto(dst, src), repeats) / 1e9}
+    fns = {"np.copyto": lambda: np.copyto(dst, src)}
     if hasattr(_C, "parallel_copy"):
-        out["native copy"] = nbytes / median_seconds(lambda: _C.parallel_copy(dst, src), repeats) / 1e9
-    return out
+        fns["native copy"] = lambda: _C.parallel_copy(dst, src)
+    return fns
 
 
 # ---------------------------------------------------------------- main
@@ -217,28 +225,36 @@ def main(argv=None):
     args = parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 9)
     fastconv.set_num_threads(args.threads)
-    rows, copies = [], {}
+    rows, copies, copy_cache = [], {}, {}
     for name, setup in all_cases(args.quick):
         if args.filter and args.filter not in name:
             continue
         fn, inputs, outputs, largest = setup()
-        if largest not in copies:
-            copies[largest] = copy_bandwidth(largest, repeats)
+        if largest not in copy_cache:
+            copy_cache[largest] = copy_fns(largest)
+        # The op and its copy baselines interleaved, repeat by repeat.
+        med = interleaved_medians({"op": fn, **copy_cache[largest]}, repeats)
+        copy_gbs = {k: 8 * largest / med[k] / 1e9 for k in copy_cache[largest]}
+        for k, gbs in copy_gbs.items():
+            copies.setdefault(largest, {}).setdefault(k, []).append(gbs)
         nbytes = _nbytes(inputs) + _nbytes(outputs)
-        sec = median_seconds(fn, repeats)
-        gbs = nbytes / sec / 1e9
-        best_copy = max(copies[largest].values())
-        rows.append(dict(op=name, mb=nbytes / 1e6, ms=sec * 1e3, gbs=gbs, pct=100 * gbs / best_copy,
-                         copy_elements=largest))
-    print(f"threads {args.threads}, {repeats} repeats (median), bytes = inputs read once + outputs written once\n")
-    print("| op | MB moved | ms | GB/s | % copy |")
-    print("|---|---:|---:|---:|---:|")
+        gbs = nbytes / med["op"] / 1e9
+        best_copy = max(copy_gbs.values())
+        rows.append(dict(op=name, mb=nbytes / 1e6, ms=med["op"] * 1e3, gbs=gbs, copy_gbs=best_copy,
+                         pct=100 * gbs / best_copy, copy_elements=largest))
+    copies = {n: {k: statistics.median(v) for k, v in bw.items()} for n, bw in copies.items()}
+    print(f"threads {args.threads}, {repeats} repeats (median), bytes = inputs read once + outputs written once;")
+    print("each op is timed interleaved with copies of its largest tensor's size; % copy is against the")
+    print("faster of those copies in that same run (its GB/s in the last column)\n")
+    print("| op | MB moved | ms | GB/s | % copy | copy GB/s |")
+    print("|---|---:|---:|---:|---:|---:|")
     for elements, bw in sorted(copies.items()):
         for kind, gbs in bw.items():
             mb = 8 * elements / 1e6
-            print(f"| copy {kind} {4 * elements / 1e6:.1f} MB | {mb:.1f} | {mb / gbs:.3f} | {gbs:.1f} | 100 |")
+            print(f"| copy {kind} {4 * elements / 1e6:.1f} MB (median over its ops) | {mb:.1f} | {mb / gbs:.3f} "
+                  f"| {gbs:.1f} | 100 | {gbs:.1f} |")
     for r in rows:
-        print(f"| {r['op']} | {r['mb']:.1f} | {r['ms']:.3f} | {r['gbs']:.1f} | {r['pct']:.0f} |")
+        print(f"| {r['op']} | {r['mb']:.1f} | {r['ms']:.3f} | {r['gbs']:.1f} | {r['pct']:.0f} | {r['copy_gbs']:.1f} |")
     return {"copies": copies, "rows": rows, "threads": args.threads, "repeats": repeats}
 
 
