@@ -79,7 +79,10 @@ inline void max_window16(const PoolGeometry& g, const float* xi, AxisRange rows,
   for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
     for (int64_t ix = cols.lo; ix < cols.hi; ++ix) {
       const float* cell = xi + (iy * g.w + ix) * C;
-      const i32x16 t = splat16((int32_t)((iy - row0) * kw + (ix - col0)));
+      // Materialised once per cell (the empty asm): the selects below are then register
+      // blends, not one GPR-to-vector broadcast per channel vector.
+      i32x16 t = splat16((int32_t)((iy - row0) * kw + (ix - col0)));
+      asm("" : "+v"(t));
       for (int v = 0; v < V; ++v) {
         const f32x16 val = load16_plain(cell + v * kLanes);
         const i32x16 win = val > best[v];
