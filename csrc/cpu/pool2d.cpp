@@ -63,8 +63,9 @@ namespace {
 // earliest cell in row-major order, padded cells are never visited.
 //
 // V vectors (V * kLanes channels) are walked together: each one's compare-and-select chain
-// is serial, so interleaving V independent chains keeps the core busy (V = 4 at C = 64
-// measured 2x faster than one vector at a time on data in cache).
+// is serial, so interleaving V independent chains keeps the core busy and amortises the
+// window bookkeeping (V = 4 at C = 64, data in cache: this walk ~10% faster, the backward
+// gather below 2.4x).
 template <int V, bool kArg>
 inline void max_window16(const PoolGeometry& g, const float* xi, AxisRange rows, AxisRange cols,
                          int64_t row0, int64_t col0, float* out, uint8_t* arg) {
