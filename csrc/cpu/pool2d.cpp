@@ -375,24 +375,45 @@ void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx) {
   });
 }
 
+namespace {
+
+// Sum over hw pixels of V * kLanes channels at x (pixel stride c), into total[0 .. V*kLanes):
+// float vectors in registers over kReduceRows pixels, folded into double between chunks.
+template <int V>
+inline void pixel_sums16(int64_t hw, int64_t c, const float* x, double* total) {
+  for (int64_t p0 = 0; p0 < hw; p0 += kReduceRows) {
+    const int64_t p1 = std::min(hw, p0 + kReduceRows);
+    f32x16 acc[V];
+    for (int v = 0; v < V; ++v) acc[v] = splat16(0.f);
+    for (int64_t p = p0; p < p1; ++p)
+      for (int v = 0; v < V; ++v) acc[v] += load16(x + p * c + v * kLanes);
+    for (int v = 0; v < V; ++v)
+      for (int k = 0; k < (int)kLanes; ++k) total[v * kLanes + k] += (double)acc[v][k];
+  }
+}
+
+inline void pixel_sums_tail(int64_t hw, int64_t c, int64_t n, const float* x, double* total) {
+  for (int64_t k = 0; k < n; ++k)
+    for (int64_t p0 = 0; p0 < hw; p0 += kReduceRows) {
+      float acc = 0.f;
+      for (int64_t p = p0; p < std::min(hw, p0 + kReduceRows); ++p) acc += x[p * c + k];
+      total[k] += (double)acc;
+    }
+}
+
+}  // namespace
+
 void global_avg_pool2d_forward(int64_t n, int64_t hw, int64_t c, const float* x, float* y) {
   for_each_task(n, c, n * hw * c, [&](int64_t img, int64_t c0, int64_t c1) {
     // A 112x112 image sums 12544 terms per channel: float sums over kReduceRows pixels
-    // (full-width vectors), added into double totals (parallel.h's column_reduce scheme).
-    const int64_t nc = c1 - c0;
-    std::vector<double> total(nc, 0.0);
-    std::vector<float> part(nc);
-    double* __restrict acc = total.data();
-    float* __restrict blk = part.data();
-    const float* __restrict xi = x + img * hw * c + c0;
-    for (int64_t p0 = 0; p0 < hw; p0 += kReduceRows) {
-      const int64_t p1 = p0 + kReduceRows < hw ? p0 + kReduceRows : hw;
-      for (int64_t k = 0; k < nc; ++k) blk[k] = 0.f;
-      for (int64_t p = p0; p < p1; ++p)
-        for (int64_t k = 0; k < nc; ++k) blk[k] += xi[p * c + k];
-      for (int64_t k = 0; k < nc; ++k) acc[k] += (double)blk[k];
-    }
-    for (int64_t k = 0; k < nc; ++k) y[img * c + c0 + k] = (float)(acc[k] / (double)hw);
+    // (register vectors, 4 independent ones at C >= 64), added into double totals.
+    std::vector<double> total(c1 - c0, 0.0);
+    const float* xi = x + img * hw * c;
+    int64_t k = c0;
+    for (; k + 4 * kLanes <= c1; k += 4 * kLanes) pixel_sums16<4>(hw, c, xi + k, &total[k - c0]);
+    for (; k + kLanes <= c1; k += kLanes) pixel_sums16<1>(hw, c, xi + k, &total[k - c0]);
+    if (k < c1) pixel_sums_tail(hw, c, c1 - k, xi + k, &total[k - c0]);
+    for (int64_t j = c0; j < c1; ++j) y[img * c + j] = (float)(total[j - c0] / (double)hw);
   });
 }
 
