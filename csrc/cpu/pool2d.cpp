@@ -343,6 +343,26 @@ void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
   });
 }
 
+namespace {
+
+// dx of one cell for V * kLanes channels: sum of dy/count over the covering outputs, in
+// (oy, ox) order (dyi: the image's dy at the block's first channel).
+template <int V>
+inline void avg_gather16(const PoolGeometry& g, const float* dyi, const float* inv_count,
+                         AxisRange oys, AxisRange oxs, float* out) {
+  f32x16 acc[V];
+  for (int v = 0; v < V; ++v) acc[v] = splat16(0.f);
+  for (int64_t oy = oys.lo; oy < oys.hi; ++oy)
+    for (int64_t ox = oxs.lo; ox < oxs.hi; ++ox) {
+      const f32x16 scale = splat16(inv_count[oy * g.ow + ox]);
+      const float* src = dyi + (oy * g.ow + ox) * g.c;
+      for (int v = 0; v < V; ++v) acc[v] += load16(src + v * kLanes) * scale;
+    }
+  for (int v = 0; v < V; ++v) store16(out + v * kLanes, acc[v]);
+}
+
+}  // namespace
+
 // Gather form: each input cell sums dy/count over the outputs whose window covers it, so dx
 // is written once, with no zeroing pass and the same order of additions as the CUDA twin.
 // The per-axis ranges and the 1/count table are computed once per call, not per cell.
@@ -362,14 +382,20 @@ void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx) {
       const AxisRange oys = cover_y[iy];
       for (int64_t ix = 0; ix < g.w; ++ix) {
         const AxisRange oxs = cover_x[ix];
-        float* __restrict out = dx + ((img * g.h + iy) * g.w + ix) * C;
-        for (int64_t c = c0; c < c1; ++c) out[c] = 0.f;
-        for (int64_t oy = oys.lo; oy < oys.hi; ++oy)
-          for (int64_t ox = oxs.lo; ox < oxs.hi; ++ox) {
-            const float scale = inv_count[oy * g.ow + ox];
-            const float* src = dy + ((img * g.oh + oy) * g.ow + ox) * C;
-            for (int64_t c = c0; c < c1; ++c) out[c] += src[c] * scale;
-          }
+        float* out = dx + ((img * g.h + iy) * g.w + ix) * C;
+        const float* dyi = dy + img * g.oh * g.ow * C;
+        int64_t c = c0;
+        for (; c + 4 * kLanes <= c1; c += 4 * kLanes)
+          avg_gather16<4>(g, dyi + c, inv_count.data(), oys, oxs, out + c);
+        for (; c + kLanes <= c1; c += kLanes)
+          avg_gather16<1>(g, dyi + c, inv_count.data(), oys, oxs, out + c);
+        for (; c < c1; ++c) {
+          float acc = 0.f;
+          for (int64_t oy = oys.lo; oy < oys.hi; ++oy)
+            for (int64_t ox = oxs.lo; ox < oxs.hi; ++ox)
+              acc += dyi[(oy * g.ow + ox) * C + c] * inv_count[oy * g.ow + ox];
+          out[c] = acc;
+        }
       }
     }
   });
