@@ -34,16 +34,30 @@ inline float derivative_from_y(float y) {
   else return 1.f;
 }
 
+// y[e] = act(x[e] + bias[e]) for e < n (bias may be null). Sigmoid and tanh run on explicit
+// vectors (fast_exp.h exp16: GCC's vectorisation of the scalar exp is ~25% slower).
+template <Activation A>
+inline void act_run(int64_t n, const float* __restrict x, const float* __restrict bias,
+                    float* __restrict y) {
+  int64_t e = 0;
+  if constexpr (A == Activation::Sigmoid || A == Activation::Tanh) {
+    for (; e + kLanes <= n; e += kLanes) {
+      f32x16 z = load16(x + e);
+      if (bias) z += load16(bias + e);
+      store16(y + e, A == Activation::Sigmoid ? sigmoid16(z) : tanh16(z));
+    }
+  }
+  if (bias)
+    for (; e < n; ++e) y[e] = apply<A>(x[e] + bias[e]);
+  else
+    for (; e < n; ++e) y[e] = apply<A>(x[e]);
+}
+
 template <Activation A>
 void forward(int64_t m, int64_t c, const float* x, const float* b, float* y) {
   const std::vector<float> bias = b ? tile(b, c, row_group(c)) : std::vector<float>();
-  for_each_run(m, c, y, [&](int64_t r0, int64_t rows, float* __restrict yr) {
-    const float* __restrict xr = x + r0 * c;
-    const float* __restrict bt = bias.data();
-    if (b)
-      for (int64_t e = 0; e < rows * c; ++e) yr[e] = apply<A>(xr[e] + bt[e]);
-    else
-      for (int64_t e = 0; e < rows * c; ++e) yr[e] = apply<A>(xr[e]);
+  for_each_run(m, c, y, [&](int64_t r0, int64_t rows, float* yr) {
+    act_run<A>(rows * c, x + r0 * c, b ? bias.data() : nullptr, yr);
   });
 }
 

@@ -84,4 +84,29 @@ inline float tanh_vec(float x) {
   return ax < 0.55f ? small : big;
 }
 
+// 16-lane twins of the activation formulas above (same operations, same results).
+inline f32x16 sigmoid16(f32x16 z) { return 1.0f / (1.0f + exp16(-z)); }
+
+inline f32x16 abs16(f32x16 x) { return (f32x16)((i32x16)x & 0x7fffffff); }
+inline f32x16 copysign16(f32x16 mag, f32x16 sign) {
+  return (f32x16)(((i32x16)mag & 0x7fffffff) | ((i32x16)sign & (int32_t)0x80000000));
+}
+
+inline f32x16 tanh16(f32x16 x) {
+  const f32x16 ax = abs16(x);
+  const f32x16 e = exp16(2.f * ax);
+  const f32x16 big = copysign16(1.f - 2.f / (e + 1.f), x);
+  const f32x16 x2 = x * x;
+  f32x16 p = splat16(6404582.f / 10854718875.f);
+  p = p * x2 - 929569.f / 638512875.f;
+  p = p * x2 + 21844.f / 6081075.f;
+  p = p * x2 - 1382.f / 155925.f;
+  p = p * x2 + 62.f / 2835.f;
+  p = p * x2 - 17.f / 315.f;
+  p = p * x2 + 2.f / 15.f;
+  p = p * x2 - 1.f / 3.f;
+  const f32x16 small = copysign16(x + x * x2 * p, x);
+  return ax < 0.55f ? small : big;
+}
+
 }  // namespace fastconv::cpu
