@@ -11,6 +11,7 @@ run. Times are medians of --repeats runs (default 9, at least 7 unless --quick).
 """
 import argparse
 import os
+import resource
 import statistics
 import sys
 import time
@@ -48,12 +49,21 @@ def interleaved_medians(fns, repeats, warmup=2):
         for _ in range(warmup):
             fn()
     times = {name: [] for name in fns}
+    faults = {name: 0 for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            f0 = _minor_faults()
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            faults[name] += _minor_faults() - f0
+    out = {name: statistics.median(ts) for name, ts in times.items()}
+    out["faults"] = faults.get("op", 0) / repeats
+    return out
+
+
+def _minor_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 # ---------------------------------------------------------------- cases
@@ -241,20 +251,21 @@ def main(argv=None):
         gbs = nbytes / med["op"] / 1e9
         best_copy = max(copy_gbs.values())
         rows.append(dict(op=name, mb=nbytes / 1e6, ms=med["op"] * 1e3, gbs=gbs, copy_gbs=best_copy,
-                         pct=100 * gbs / best_copy, copy_elements=largest))
+                         pct=100 * gbs / best_copy, copy_elements=largest, faults=med["faults"]))
     copies = {n: {k: statistics.median(v) for k, v in bw.items()} for n, bw in copies.items()}
     print(f"threads {args.threads}, {repeats} repeats (median), bytes = inputs read once + outputs written once;")
     print("each op is timed interleaved with copies of its largest tensor's size; % copy is against the")
     print("faster of those copies in that same run (its GB/s in the last column)\n")
-    print("| op | MB moved | ms | GB/s | % copy | copy GB/s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| op | MB moved | ms | GB/s | % copy | copy GB/s | page faults/call |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for elements, bw in sorted(copies.items()):
         for kind, gbs in bw.items():
             mb = 8 * elements / 1e6
             print(f"| copy {kind} {4 * elements / 1e6:.1f} MB (median over its ops) | {mb:.1f} | {mb / gbs:.3f} "
-                  f"| {gbs:.1f} | 100 | {gbs:.1f} |")
+                  f"| {gbs:.1f} | 100 | {gbs:.1f} | |")
     for r in rows:
-        print(f"| {r['op']} | {r['mb']:.1f} | {r['ms']:.3f} | {r['gbs']:.1f} | {r['pct']:.0f} | {r['copy_gbs']:.1f} |")
+        print(f"| {r['op']} | {r['mb']:.1f} | {r['ms']:.3f} | {r['gbs']:.1f} | {r['pct']:.0f} | {r['copy_gbs']:.1f} "
+              f"| {r['faults']:.0f} |")
     return {"copies": copies, "rows": rows, "threads": args.threads, "repeats": repeats}
 
 

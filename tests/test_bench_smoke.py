@@ -34,4 +34,4 @@ def test_bandwidth_bench_quick(capsys):
     assert all(r["ms"] > 0 and r["mb"] > 0 and r["gbs"] > 0 for r in out["rows"])
     assert all({"np.copyto", "native copy"} <= set(bw) for bw in out["copies"].values())
     table = capsys.readouterr().out
-    assert "| op | MB moved | ms | GB/s | % copy | copy GB/s |" in table and "| copy np.copyto" in table
+    assert "| op | MB moved | ms | GB/s | % copy | copy GB/s | page faults/call |" in table and "| copy np.copyto" in table
