@@ -40,6 +40,16 @@ def fastconv_op(spec):
             y, mean, _, inv = F.batch_norm_train(x, g, bt)
             F.batch_norm_backward(y, x, g, mean, inv)
         return bn
+    if kind == "maxpool":
+        # What the autograd op does: the forward keeps a uint8 argmax (where the backend has
+        # one), so the backward never reads x.
+        y, arg = F.max_pool2d_with_argmax(x, p, s, padding)
+        dy = _data(y.shape, 3)
+        if arg is not None:
+            def maxpool():
+                _, a = F.max_pool2d_with_argmax(x, p, s, padding)
+                F.max_pool2d_backward_argmax(dy, a, x.shape, p, s, padding)
+            return maxpool
     fwd, bwd = (F.max_pool2d, F.max_pool2d_backward) if kind == "maxpool" else (F.avg_pool2d, F.avg_pool2d_backward)
     dy = _data(fwd(x, p, s, padding).shape, 3)
     arg = x if kind == "maxpool" else x.shape

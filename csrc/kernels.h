@@ -20,6 +20,11 @@ namespace cpu {
 // ---- threads (threads.cpp): one OpenMP pool; OpenBLAS stays single-threaded ----
 void set_num_threads(int n);
 int get_num_threads();
+// Outputs of at least this many bytes are written with non-temporal stores (cpu/simd.h).
+void set_stream_threshold(int64_t bytes);
+int64_t get_stream_threshold();
+// memcpy split over the OpenMP threads (benchmark baseline for the bandwidth-bound kernels).
+void parallel_copy(int64_t nbytes, const void* src, void* dst);
 // Upper bound on the im2col workspace of one conv call, in bytes (default 32 MiB).
 void set_workspace_limit(int64_t bytes);
 int64_t get_workspace_limit();
@@ -80,6 +85,11 @@ void dense_backward(int64_t n, int64_t k, int64_t m, const float* dy, const floa
 // Max pool: padded cells never win; ties go to the first cell in row-major window order.
 void max_pool2d_forward(const PoolGeometry& g, const float* x, float* y);
 void max_pool2d_backward(const PoolGeometry& g, const float* dy, const float* x, float* dx);
+// The same forward, also saving each output's winner as its position ky*kw + kx in the
+// (padded) window, so the backward reads dy + arg (uint8) instead of x. Needs kh*kw <= 256.
+void max_pool2d_forward_argmax(const PoolGeometry& g, const float* x, float* y, uint8_t* arg);
+void max_pool2d_backward_argmax(const PoolGeometry& g, const float* dy, const uint8_t* arg,
+                                float* dx);
 // Average pool: divides by the number of real (unpadded) cells in each window.
 void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* y);
 void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx);
@@ -117,6 +127,21 @@ void softmax_cross_entropy_forward(int64_t n, int64_t c, const float* logits,
 // dlogits[i] = dloss[i] * (probs[i] - onehot(labels[i]))
 void softmax_cross_entropy_backward(int64_t n, int64_t c, const float* probs,
                                     const int64_t* labels, const float* dloss, float* dlogits);
+
+// ---- optimizer updates (optimizer.cpp): in place on float32 vectors of n elements ----
+// Keras formulas as in fastconv/optimizers/*.py; decay = lr * weight_decay (0: none), applied
+// to w first. Null slots: velocity (SGD without momentum), v_hat (no amsgrad), mg (RMSprop
+// not centered), mom (RMSprop without momentum).
+void sgd_update(int64_t n, float* w, const float* g, float* velocity, float lr, float momentum,
+                bool nesterov, float decay);
+// one_b1 = 1 - beta_1 etc., rounded to float from double.
+void adam_update(int64_t n, float* w, const float* g, float* m, float* v, float* v_hat,
+                 float alpha, float one_b1, float one_b2, float epsilon, float decay);
+void rmsprop_update(int64_t n, float* w, const float* g, float* ms, float* mg, float* mom,
+                    float lr, float rho, float one_rho, float momentum, float epsilon,
+                    float decay);
+void adagrad_update(int64_t n, float* w, const float* g, float* acc, float lr, float epsilon,
+                    float decay);
 
 }  // namespace cpu
 }  // namespace fastconv

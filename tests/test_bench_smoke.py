@@ -28,3 +28,17 @@ def test_overhead_bench_runs(capsys):
     rows = bench_overhead.main(["--repeats", "1", "--calls", "2", "--no-torch"])
     assert rows["LeNet-5 train step b1"]["fastconv"] > 0
     assert "| Conv2D layer call |" in capsys.readouterr().out
+
+
+def test_bandwidth_bench_quick(capsys):
+    from benchmarks.bench_bandwidth import main as bandwidth_main
+    out = bandwidth_main(["--quick", "--threads", "1", "--repeats", "1"])
+    names = [r["op"] for r in out["rows"]]
+    for want in ("max pool 3x3 s2 same fwd", "max pool 3x3 s2 same bwd", "avg pool 2x2 bwd", "global avg pool fwd",
+                 "batch norm train fwd", "batch norm bwd", "batch norm inference", "bias+tanh bwd",
+                 "softmax xent 8x10 fwd", "SGD momentum update", "Adam update"):
+        assert want in names
+    assert all(r["ms"] > 0 and r["mb"] > 0 and r["gbs"] > 0 for r in out["rows"])
+    assert all({"np.copyto", "native copy"} <= set(bw) for bw in out["copies"].values())
+    table = capsys.readouterr().out
+    assert "| op | MB moved | ms | GB/s | % copy | copy GB/s | page faults/call |" in table and "| copy np.copyto" in table

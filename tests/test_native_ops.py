@@ -49,7 +49,8 @@ def same_pads(size, k, s):
 def pool_cases(draw):
     n = draw(st.integers(1, 3))
     h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
-    c = draw(st.sampled_from([1, 3, 8, 17, 40]))  # > 16 with n < 4 splits channels into blocks
+    # > 16 with n < 4 splits channels into blocks; 16/64-channel vectors plus remainders
+    c = draw(st.sampled_from([1, 3, 8, 16, 17, 40, 64, 81]))
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     sh, sw = draw(st.integers(1, 5)), draw(st.integers(1, 5))  # stride may exceed the pool
     mode = draw(st.sampled_from(["valid", "same", "after+1", "random"]))
@@ -77,6 +78,31 @@ def test_max_pool_matches_oracle(case):
     dy = randn(*y.shape)
     dx = _C.max_pool2d_backward(dy, x, pool, strides, pads)
     close(dx, R.max_pool2d_backward(f64(dy), f64(x), pool, strides, pads), 1e-5)
+
+
+@given(pool_cases())
+def test_max_pool_argmax_matches_oracle(case):
+    x, pool, strides, pads = case
+    y, arg = _C.max_pool2d_forward_with_argmax(x, pool, strides, pads)
+    ry, rarg = R.max_pool2d_forward_with_argmax(x, pool, strides, pads)
+    np.testing.assert_array_equal(y, ry)
+    assert arg.dtype == np.uint8 and arg.shape == y.shape
+    np.testing.assert_array_equal(arg, rarg)
+    dy = randn(*y.shape)
+    dx = _C.max_pool2d_backward_argmax(dy, arg, x.shape, pool, strides, pads)
+    close(dx, R.max_pool2d_backward_argmax(f64(dy), arg, x.shape, pool, strides, pads), 1e-5)
+    # the same cells as the backward that recomputes the winners from x
+    close(dx, R.max_pool2d_backward(f64(dy), f64(x), pool, strides, pads), 1e-5)
+
+
+def test_max_pool_argmax_large_window_and_batch_one():
+    x = randn(1, 17, 17, 5)
+    y, arg = _C.max_pool2d_forward_with_argmax(x, (16, 16), (1, 1), (0, 0, 0, 0))  # 256 cells
+    np.testing.assert_array_equal(arg, R.max_pool2d_forward_with_argmax(x, (16, 16), (1, 1), (0, 0, 0, 0))[1])
+    with pytest.raises(ValueError, match="at most 256 cells"):
+        _C.max_pool2d_forward_with_argmax(x, (16, 17), (1, 1), (0, 0, 0, 0))
+    with pytest.raises(ValueError, match="at most 256 cells"):
+        _C.max_pool2d_backward_argmax(y[:, :1], arg[:, :1], x.shape, (17, 16), (1, 1), (0, 0, 0, 0))
 
 
 @given(pool_cases())
@@ -292,6 +318,29 @@ def test_binding_errors(call, exc, pattern):
         call()
 
 
+ARG = np.zeros((2, 3, 3, 3), np.uint8)
+
+
+@pytest.mark.parametrize("call, exc, pattern", [
+    (lambda: _C.max_pool2d_backward_argmax(np.zeros((2, 3, 3, 3), np.float32), ARG.astype(np.int32), X.shape,
+                                           *POOL), TypeError, "argmax must have dtype uint8"),
+    (lambda: _C.max_pool2d_backward_argmax(np.zeros((2, 3, 3, 3), np.float32), ARG[:1], X.shape, *POOL),
+     ValueError, r"argmax must have shape \(2, 3, 3, 3\)"),
+    (lambda: _C.max_pool2d_backward_argmax(np.zeros((2, 3, 3, 3), np.float32), ARG[:, ::2], X.shape, *POOL),
+     TypeError, "argmax must be C-contiguous"),
+    (lambda: _C.max_pool2d_backward_argmax(np.zeros((2, 2, 3, 3), np.float32), ARG, X.shape, *POOL),
+     ValueError, "dy must have shape"),
+    (lambda: _C.max_pool2d_backward_argmax(np.zeros((2, 3, 3, 3), np.float32), ARG, (2, 6, 6), *POOL),
+     ValueError, "x_shape must be a tuple of 4"),
+    (lambda: _C.max_pool2d_forward_with_argmax(X.astype(np.float64), *POOL), TypeError,
+     "x must have dtype float32"),
+    (lambda: _C.set_stream_threshold(-1), ValueError, "bytes must be >= 0"),
+])
+def test_argmax_binding_errors(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
 def test_sigmoid_relative_accuracy_over_the_float_range():
     # Exercises the vectorised exp (csrc/cpu/fast_exp.h) at every binade down to ~1e-35.
     z = np.linspace(-80, 80, 200001, dtype=np.float32)[None, :]
@@ -356,3 +405,67 @@ def test_blas_coretype_override_respects_the_environment(monkeypatch):
     monkeypatch.setattr(_loader, "_cpu_flags", lambda: {"avx2", "avx512f"})  # no AVX-512BW/DQ/VL
     assert _loader.blas_coretype_override() is None
     assert isinstance(fastconv._C.blas_corename(), str) and fastconv._C.blas_corename()
+
+
+# ---------------------------------------------------------------- streaming stores, row runs
+
+@pytest.fixture
+def stream_always():
+    """Every output through the non-temporal path (normally only outputs >= 16 MiB)."""
+    old = _C.get_stream_threshold()
+    _C.set_stream_threshold(0)
+    yield
+    _C.set_stream_threshold(old)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("m, c", [(1, 1), (7, 3), (97, 17), (515, 64), (33, 70), (9, 257), (5000, 13)])
+def test_streamed_row_runs_match_oracle(stream_always, threads, m, c):
+    # Odd row counts leave partial runs of row_group(c) rows; c >= 256 is one row per run;
+    # m*c above kParallelGrain with 3 threads splits runs unevenly.
+    old = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(threads)
+        x = randn(m, c) * np.float32(2) + np.float32(1)
+        gamma, beta, dy = randn(c), randn(c), randn(m, c)
+        y, mean, var, inv_std = _C.batch_norm_forward_train(x, gamma, beta, 1e-3)
+        ry, rmean, rvar, _ = R.batch_norm_forward_train(f64(x), f64(gamma), f64(beta), 1e-3)
+        close(mean, rmean, 1e-5)
+        close(var, rvar, 1e-4)
+        close(y, ry, 1e-4)
+        yi = _C.batch_norm_forward_inference(x, gamma, beta, mean, var, 1e-3)
+        close(yi, R.batch_norm_forward_inference(f64(x), f64(gamma), f64(beta), f64(mean), f64(var), 1e-3), 1e-4)
+        dx, dgamma, dbeta = _C.batch_norm_backward(dy, x, gamma, mean, inv_std)
+        rdx, rdgamma, rdbeta = R.batch_norm_backward(f64(dy), f64(x), f64(gamma), f64(mean), f64(inv_std))
+        close(dx, rdx, 1e-4, scale=float(np.abs(f64(dy) * f64(gamma * inv_std)).max()))
+        close(dgamma, rdgamma, 1e-4)
+        close(dbeta, rdbeta, 1e-4)
+        for act in ("linear", "relu", "sigmoid", "tanh"):
+            for b in (beta, None):
+                ya = _C.bias_act_forward(x, b, act)
+                close(ya, R.bias_act_forward(f64(x), f64(b), act), 1e-5)
+                for with_db in (True, False):
+                    dz, db = _C.bias_act_backward(dy, ya, act, with_db)
+                    rdz, rdb = R.bias_act_backward(f64(dy), f64(ya), act, with_db)
+                    close(dz, rdz, 1e-5)
+                    if with_db:
+                        close(db, rdb, 1e-5)
+    finally:
+        fastconv.set_num_threads(old)
+
+
+def test_tanh_accuracy_over_the_float_range():
+    # Both branches of the vectorised tanh (fast_exp.h): the odd series below |x| = 0.55 and
+    # 1 - 2/(exp(2|x|) + 1) above, subnormal to overflow, signed zeros, NaN.
+    z = np.concatenate([np.linspace(-20, 20, 400001), np.logspace(-40, 2, 3000), -np.logspace(-40, 2, 3000),
+                        [0.5499999, 0.55, 0.5500001, 88.0, 89.0, 1e30, np.inf]]).astype(np.float32)
+    y = _C.bias_act_forward(z[None, :], None, "tanh")[0]
+    np.testing.assert_allclose(y, np.tanh(f64(z)), rtol=5e-7, atol=0)
+    y = _C.bias_act_forward(np.array([[0.0, -0.0, -np.inf, np.nan]], np.float32), None, "tanh")[0]
+    assert y[0] == 0 and np.signbit(y[1]) and y[2] == -1 and np.isnan(y[3])
+
+
+def test_global_avg_pool_long_sums_stay_accurate():
+    # 112*112 pixels: float partial sums per 64 pixels, double across them.
+    x = (RNG.standard_normal((2, 112, 112, 70)) + 100.0).astype(np.float32)
+    close(_C.global_avg_pool2d_forward(x), R.global_avg_pool2d_forward(f64(x)), 1e-6, floor=False)

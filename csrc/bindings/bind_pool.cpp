@@ -65,6 +65,46 @@ py::array_t<float> max_backward(const py::handle& dy_obj, const py::handle& x_ob
   return dx;
 }
 
+// Window positions fit the uint8 argmax only up to 256 cells (ky*kw + kx <= 255).
+void require_small_window(const PoolGeometry& g, const char* what) {
+  if (g.win.kh * g.win.kw > 256)
+    throw py::value_error(std::string(what) + ": pool must have at most 256 cells for a uint8 "
+                          "argmax, got pool (" + std::to_string(g.win.kh) + ", " +
+                          std::to_string(g.win.kw) + "); use max_pool2d_backward with x");
+}
+
+py::tuple max_forward_argmax(const py::handle& x_obj, const py::handle& pool,
+                             const py::handle& strides, const py::handle& pads) {
+  auto x = require_f32(x_obj, "x", 4, "(N, H, W, C)");
+  const PoolGeometry g = geometry(shape4(x), pool, strides, pads, "max_pool2d_forward_with_argmax");
+  require_small_window(g, "max_pool2d_forward_with_argmax");
+  auto y = empty_f32({g.n, g.oh, g.ow, g.c});
+  py::array_t<uint8_t> arg(std::vector<py::ssize_t>{g.n, g.oh, g.ow, g.c});
+  if (g.n > 0) {
+    py::gil_scoped_release nogil;
+    cpu::max_pool2d_forward_argmax(g, x.data(), y.mutable_data(), arg.mutable_data());
+  }
+  return py::make_tuple(y, arg);
+}
+
+py::array_t<float> max_backward_argmax(const py::handle& dy_obj, const py::handle& arg_obj,
+                                       const py::handle& x_shape, const py::handle& pool,
+                                       const py::handle& strides, const py::handle& pads) {
+  auto dy = require_f32(dy_obj, "dy", 4, "(N, OH, OW, C)");
+  auto arg = require_array<uint8_t>(arg_obj, "argmax", 4, "(N, OH, OW, C)", "uint8");
+  const PoolGeometry g = geometry(x_shape_tuple(x_shape), pool, strides, pads,
+                                  "max_pool2d_backward_argmax");
+  require_small_window(g, "max_pool2d_backward_argmax");
+  require_shape(dy, "dy", {g.n, g.oh, g.ow, g.c});
+  require_shape(arg, "argmax", {g.n, g.oh, g.ow, g.c});
+  auto dx = empty_f32({g.n, g.h, g.w, g.c});
+  if (g.n > 0) {
+    py::gil_scoped_release nogil;
+    cpu::max_pool2d_backward_argmax(g, dy.data(), arg.data(), dx.mutable_data());
+  }
+  return dx;
+}
+
 py::array_t<float> avg_backward(const py::handle& dy_obj, const py::handle& x_shape,
                                 const py::handle& pool, const py::handle& strides,
                                 const py::handle& pads) {
@@ -124,6 +164,13 @@ void bind_pool(py::module_& m) {
   m.def("max_pool2d_backward", &max_backward, py::arg("dy"), py::arg("x"), py::arg("pool"),
         py::arg("strides"), py::arg("pads"),
         "dx of max_pool2d_forward: each dy goes to its window's winning cell of x.");
+  m.def("max_pool2d_forward_with_argmax", &max_forward_argmax, py::arg("x"), py::arg("pool"),
+        py::arg("strides"), py::arg("pads"),
+        "(y, argmax): max_pool2d_forward plus each output's winner as its position ky*kw + kx "
+        "in the padded window (uint8, same shape as y). Needs ph*pw <= 256.");
+  m.def("max_pool2d_backward_argmax", &max_backward_argmax, py::arg("dy"), py::arg("argmax"),
+        py::arg("x_shape"), py::arg("pool"), py::arg("strides"), py::arg("pads"),
+        "dx of max_pool2d_forward from the saved argmax (x is not needed).");
   m.def(
       "avg_pool2d_forward",
       [](py::object x, py::object pool, py::object strides, py::object pads) {

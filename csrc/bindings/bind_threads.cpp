@@ -1,3 +1,4 @@
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
@@ -106,6 +107,27 @@ void bind_threads(py::module_& m) {
         "Test hook: cblas-style row-major sgemm on flat float32 buffers, c updated in place.");
   m.def("_fma_peak_gflops", &fma_peak_gflops, py::arg("seconds") = 0.2, py::arg("repeats") = 20,
         "GFLOP/s of a 512-bit FMA loop on one thread (0 without AVX-512).");
+  m.def("set_stream_threshold", &cpu::set_stream_threshold, py::arg("bytes"),
+        "Outputs of at least this many bytes (default 16 MiB) are written with non-temporal "
+        "stores by the bandwidth-bound kernels (0: always; a huge value: never).");
+  m.def("get_stream_threshold", &cpu::get_stream_threshold);
+  m.def(
+      "parallel_copy",
+      [](py::array dst, py::array src) {
+        if (!(dst.flags() & py::array::c_style) || !(src.flags() & py::array::c_style))
+          throw py::type_error("parallel_copy: dst and src must be C-contiguous");
+        if (!dst.writeable()) throw py::value_error("parallel_copy: dst must be writeable");
+        if (dst.nbytes() != src.nbytes())
+          throw py::value_error("parallel_copy: dst has " + std::to_string(dst.nbytes()) +
+                                " bytes, src " + std::to_string(src.nbytes()));
+        void* d = dst.mutable_data();
+        const void* s = src.data();
+        const int64_t n = (int64_t)src.nbytes();
+        py::gil_scoped_release nogil;
+        cpu::parallel_copy(n, s, d);
+      },
+      py::arg("dst"), py::arg("src"),
+      "Copy src's bytes into dst (same byte size) with the OpenMP threads; a bandwidth baseline.");
   m.def("blas_corename", [] { return std::string(scipy_openblas_get_corename()); },
         "The CPU kernel family OpenBLAS runs here (e.g. 'Haswell', 'SkylakeX').");
   m.def(

@@ -13,6 +13,7 @@ void bind_pool(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_activation(py::module_& m);
 void bind_softmax(py::module_& m);
+void bind_optimizer(py::module_& m);
 void bind_index_check(py::module_& m);
 }  // namespace fastconv::bind
 
@@ -27,5 +28,6 @@ PYBIND11_MODULE(_C, m) {
   bind_norm(m);
   bind_activation(m);
   bind_softmax(m);
+  bind_optimizer(m);
   bind_index_check(m);
 }

@@ -1,8 +1,8 @@
 // Batch normalisation over the rows of x viewed as (m, c) (every axis but the channel axis).
 //
 // Training forward = two passes over x: (1) per-channel sums of d and d^2 with d = x - x[0]
-// in double (the shift by the first row keeps E[d^2] - E[d]^2 from cancelling when
-// |mean| >> std), (2) y = x*scale + shift. Backward = two passes over (dy, x): (1) sum(dy)
+// (float within 64-row blocks, double across them: parallel.h; the shift by the first row
+// keeps E[d^2] - E[d]^2 from cancelling when |mean| >> std), (2) y = x*scale + shift. Backward = two passes over (dy, x): (1) sum(dy)
 // and sum(dy*(x-mean)), (2) dx. OpenMP over rows in both; see parallel.h.
 #include <cmath>
 #include <vector>
@@ -17,15 +17,18 @@ namespace {
 // y[r, :] = (x[r, :] - center) * scale + shift, rows in parallel. Subtracting a center near
 // the data first matters: x*scale + (beta - mean*scale) cancels two large terms when
 // |mean| * inv_std is large (e.g. mean 50, eps 1e-5 at m == 1 loses 3 digits).
-void affine_rows(int64_t m, int64_t c, const float* __restrict x, const float* __restrict center,
-                 const float* __restrict scale, const float* __restrict shift,
-                 float* __restrict y) {
-#pragma omp parallel for schedule(static) if (m * c >= kParallelGrain)
-  for (int64_t r = 0; r < m; ++r) {
-    const float* xr = x + r * c;
-    float* yr = y + r * c;
-    for (int64_t j = 0; j < c; ++j) yr[j] = (xr[j] - center[j]) * scale[j] + shift[j];
-  }
+void affine_rows(int64_t m, int64_t c, const float* x, const float* center, const float* scale,
+                 const float* shift, float* y) {
+  const int64_t group = row_group(c);
+  const std::vector<float> ct = tile(center, c, group), sc = tile(scale, c, group),
+                           sh = tile(shift, c, group);
+  for_each_run(m, c, y, [&](int64_t r0, int64_t rows, float* __restrict yr) {
+    const float* __restrict xr = x + r0 * c;
+    const float* __restrict cen = ct.data();
+    const float* __restrict s = sc.data();
+    const float* __restrict b = sh.data();
+    for (int64_t e = 0; e < rows * c; ++e) yr[e] = (xr[e] - cen[e]) * s[e] + b[e];
+  });
 }
 
 }  // namespace
@@ -34,15 +37,18 @@ void batch_norm_forward_train(int64_t m, int64_t c, const float* x, const float*
                               const float* beta, float eps, float* y, float* mean, float* var,
                               float* inv_std) {
   const float* pivot = x;  // row 0; m >= 1 is checked by the binding
+  const std::vector<float> pivot_t = tile(pivot, c, row_group(c));
   std::vector<double> sums(2 * c);
-  column_reduce(m, c, 2, sums.data(), [&](int64_t r, double* acc) {
-    const float* xr = x + r * c;
-    double* s1 = acc;
-    double* s2 = acc + c;
-    for (int64_t j = 0; j < c; ++j) {
-      const double d = (double)xr[j] - (double)pivot[j];
-      s1[j] += d;
-      s2[j] += d * d;
+  column_reduce(m, c, 2, sums.data(), nullptr,
+                [&](int64_t r0, int64_t rows, float* acc, int64_t stride, float*) {
+    const float* __restrict xr = x + r0 * c;
+    const float* __restrict p = pivot_t.data();
+    float* __restrict s1 = acc;
+    float* __restrict s2 = acc + stride;
+    for (int64_t e = 0; e < rows * c; ++e) {
+      const float d = xr[e] - p[e];
+      s1[e] += d;
+      s2[e] += d * d;
     }
   });
   std::vector<float> scale(c), shift(c);
@@ -78,15 +84,19 @@ void batch_norm_forward_inference(int64_t m, int64_t c, const float* x, const fl
 void batch_norm_backward(int64_t m, int64_t c, const float* dy, const float* x,
                          const float* gamma, const float* mean, const float* inv_std, float* dx,
                          float* dgamma, float* dbeta) {
+  const int64_t group = row_group(c);
+  const std::vector<float> mean_t = tile(mean, c, group);
   std::vector<double> sums(2 * c);
-  column_reduce(m, c, 2, sums.data(), [&](int64_t r, double* acc) {
-    const float* xr = x + r * c;
-    const float* gr = dy + r * c;
-    double* s_dy = acc;
-    double* s_dyx = acc + c;
-    for (int64_t j = 0; j < c; ++j) {
-      s_dy[j] += (double)gr[j];
-      s_dyx[j] += (double)gr[j] * ((double)xr[j] - (double)mean[j]);
+  column_reduce(m, c, 2, sums.data(), nullptr,
+                [&](int64_t r0, int64_t rows, float* acc, int64_t stride, float*) {
+    const float* __restrict xr = x + r0 * c;
+    const float* __restrict gr = dy + r0 * c;
+    const float* __restrict mu = mean_t.data();
+    float* __restrict s_dy = acc;
+    float* __restrict s_dyx = acc + stride;
+    for (int64_t e = 0; e < rows * c; ++e) {
+      s_dy[e] += gr[e];
+      s_dyx[e] += gr[e] * (xr[e] - mu[e]);
     }
   });
   // dx = k * (dy - a - (x - mean) * b) per channel.
@@ -102,13 +112,17 @@ void batch_norm_backward(int64_t m, int64_t c, const float* dy, const float* x,
     a[j] = (float)(sums[j] / (double)m);
     b[j] = (float)(sums[c + j] * is * is / (double)m);
   }
-#pragma omp parallel for schedule(static) if (m * c >= kParallelGrain)
-  for (int64_t r = 0; r < m; ++r) {
-    const float* xr = x + r * c;
-    const float* gr = dy + r * c;
-    float* out = dx + r * c;
-    for (int64_t j = 0; j < c; ++j) out[j] = k[j] * (gr[j] - a[j] - (xr[j] - mean[j]) * b[j]);
-  }
+  const std::vector<float> kt = tile(k, c, group), at = tile(a, c, group), bt = tile(b, c, group);
+  for_each_run(m, c, dx, [&](int64_t r0, int64_t rows, float* __restrict out) {
+    const float* __restrict xr = x + r0 * c;
+    const float* __restrict gr = dy + r0 * c;
+    const float* __restrict mu = mean_t.data();
+    const float* __restrict kk = kt.data();
+    const float* __restrict aa = at.data();
+    const float* __restrict bb = bt.data();
+    for (int64_t e = 0; e < rows * c; ++e)
+      out[e] = kk[e] * (gr[e] - aa[e] - (xr[e] - mu[e]) * bb[e]);
+  });
 }
 
 }  // namespace fastconv::cpu

@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "cpu/simd.h"
+
 namespace fastconv::cpu {
 
 inline float exp_vec(float x) {
@@ -35,6 +37,76 @@ inline float exp_vec(float x) {
   const float scale = __builtin_bit_cast(float, bits);
   const float y = p * scale * 2.f;
   return x > 88.7228f ? INFINITY : (x != x ? x : y);
+}
+
+// exp_vec on 16 lanes, the same operations (bit-identical results). GCC if-converts the
+// scalar version's clamps into masked arithmetic when it vectorises the loop; spelled with
+// vectors, the clamps are min/max and the loop runs ~25% faster (measured in L1).
+inline f32x16 exp16(f32x16 x) {
+  f32x16 xc = x > -87.5f ? x : splat16(-87.5f);  // NaN -> -87.5; restored at the end
+  xc = xc < 88.5f ? xc : splat16(88.5f);
+  const f32x16 shifter = splat16(12582912.0f);
+  const f32x16 n = (xc * 1.44269504088896341f + shifter) - shifter;
+  f32x16 r = xc - n * 0.693145751953125f;
+  r = r - n * 1.42860682030941723e-6f;
+  f32x16 p = splat16(1.f / 5040.f);
+  p = p * r + 1.f / 720.f;
+  p = p * r + 1.f / 120.f;
+  p = p * r + 1.f / 24.f;
+  p = p * r + 1.f / 6.f;
+  p = p * r + 0.5f;
+  p = p * r + 1.f;
+  p = p * r + 1.f;
+  const i32x16 bits = (__builtin_convertvector(n, i32x16) + 126) << 23;
+  const f32x16 y = p * (f32x16)bits * 2.f;
+  return x > 88.7228f ? splat16(INFINITY) : (x != x ? x : y);
+}
+
+// tanh without libm (std::tanh is a call per element: bias+tanh ran at 1% of copy bandwidth).
+// |x| >= 0.55: 1 - 2/(exp(2|x|) + 1), where the result is >= 0.5 so nothing cancels (error a
+// few ulp from exp_vec); below, the odd Taylor series to x^17 (next term < 5e-9 relative at
+// 0.55). Both are computed and one selected, so the loop stays branch-free. exp overflow gives
+// 2/inf = 0, i.e. +-1; NaN stays NaN (it fails the |x| < 0.55 test and exp_vec keeps it).
+inline float tanh_vec(float x) {
+  const float ax = std::fabs(x);
+  const float e = exp_vec(2.f * ax);
+  const float big = std::copysign(1.f - 2.f / (e + 1.f), x);
+  const float x2 = x * x;
+  float p = 6404582.f / 10854718875.f;
+  p = p * x2 - 929569.f / 638512875.f;
+  p = p * x2 + 21844.f / 6081075.f;
+  p = p * x2 - 1382.f / 155925.f;
+  p = p * x2 + 62.f / 2835.f;
+  p = p * x2 - 17.f / 315.f;
+  p = p * x2 + 2.f / 15.f;
+  p = p * x2 - 1.f / 3.f;
+  const float small = std::copysign(x + x * x2 * p, x);  // keeps tanh(-0) = -0
+  return ax < 0.55f ? small : big;
+}
+
+// 16-lane twins of the activation formulas above (same operations, same results).
+inline f32x16 sigmoid16(f32x16 z) { return 1.0f / (1.0f + exp16(-z)); }
+
+inline f32x16 abs16(f32x16 x) { return (f32x16)((i32x16)x & 0x7fffffff); }
+inline f32x16 copysign16(f32x16 mag, f32x16 sign) {
+  return (f32x16)(((i32x16)mag & 0x7fffffff) | ((i32x16)sign & (int32_t)0x80000000));
+}
+
+inline f32x16 tanh16(f32x16 x) {
+  const f32x16 ax = abs16(x);
+  const f32x16 e = exp16(2.f * ax);
+  const f32x16 big = copysign16(1.f - 2.f / (e + 1.f), x);
+  const f32x16 x2 = x * x;
+  f32x16 p = splat16(6404582.f / 10854718875.f);
+  p = p * x2 - 929569.f / 638512875.f;
+  p = p * x2 + 21844.f / 6081075.f;
+  p = p * x2 - 1382.f / 155925.f;
+  p = p * x2 + 62.f / 2835.f;
+  p = p * x2 - 17.f / 315.f;
+  p = p * x2 + 2.f / 15.f;
+  p = p * x2 - 1.f / 3.f;
+  const f32x16 small = copysign16(x + x * x2 * p, x);
+  return ax < 0.55f ? small : big;
 }
 
 }  // namespace fastconv::cpu

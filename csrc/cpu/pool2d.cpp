@@ -8,11 +8,14 @@
 
 #include <algorithm>
 #include <climits>
+#include <type_traits>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
 #include "common/pool_index.h"
 #include "cpu/parallel.h"
+#include "cpu/simd.h"
 #include "kernels.h"
 
 namespace fastconv::cpu {
@@ -48,27 +51,182 @@ void for_each_task(int64_t n, int64_t c, int64_t work, Body body) {
 
 }  // namespace
 
-void max_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
-  const Window2d& w = g.win;
-  const int64_t C = g.c;
-  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t c0, int64_t c1) {
-    const float* xi = x + img * g.h * g.w * C;
-    for (int64_t oy = 0; oy < g.oh; ++oy) {
-      const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
-      for (int64_t ox = 0; ox < g.ow; ++ox) {
-        const AxisRange cols = pool_window(ox, w.sw, w.pl, w.kw, g.w);
-        float* out = y + ((img * g.oh + oy) * g.ow + ox) * C;
-        // Start from the first real cell; strict '>' afterwards keeps ties on the earliest
-        // cell in row-major order. Padded cells are simply never visited.
-        const float* first = xi + (rows.lo * g.w + cols.lo) * C;
-        for (int64_t c = c0; c < c1; ++c) out[c] = first[c];
-        for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
-          for (int64_t ix = cols.lo; ix < cols.hi; ++ix) {
-            const float* cell = xi + (iy * g.w + ix) * C;
-            for (int64_t c = c0; c < c1; ++c) out[c] = cell[c] > out[c] ? cell[c] : out[c];
-          }
+namespace {
+
+// Channel vectors of the pooling loops: full blocks of kLanes channels use simd.h vectors,
+// the remainder of a channel range (c % 16) the same steps one channel at a time.
+
+// Max over the window of one output for the kLanes channels at xi (already offset to the
+// image and first channel). row0/col0: the unclipped window's top-left, so
+// (iy - row0) * kw + (ix - col0) is a cell's position in the padded window; it goes to arg
+// (when kArg) as uint8. Starts from the first real cell; strict '>' keeps ties on the
+// earliest cell in row-major order, padded cells are never visited.
+//
+// V vectors (V * kLanes channels) are walked together: each one's compare-and-select chain
+// is serial, so interleaving V independent chains keeps the core busy and amortises the
+// window bookkeeping (V = 4 at C = 64, data in cache: this walk ~10% faster, the backward
+// gather below 2.4x).
+template <int V, bool kArg>
+inline void max_window16(const PoolGeometry& g, const float* xi, AxisRange rows, AxisRange cols,
+                         int64_t row0, int64_t col0, float* out, uint8_t* arg) {
+  const int64_t C = g.c, kw = g.win.kw;
+  const float* first = xi + (rows.lo * g.w + cols.lo) * C;
+  f32x16 best[V];
+  i32x16 which[V];
+  for (int v = 0; v < V; ++v) {
+    best[v] = load16(first + v * kLanes);
+    which[v] = splat16((int32_t)((rows.lo - row0) * kw + (cols.lo - col0)));
+  }
+  for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+    for (int64_t ix = cols.lo; ix < cols.hi; ++ix) {
+      const float* cell = xi + (iy * g.w + ix) * C;
+      // Materialised once per cell (the empty asm): the selects below are then register
+      // blends, not one GPR-to-vector broadcast per channel vector.
+      i32x16 t = splat16((int32_t)((iy - row0) * kw + (ix - col0)));
+      asm("" : "+v"(t));
+      for (int v = 0; v < V; ++v) {
+        const f32x16 val = load16_plain(cell + v * kLanes);
+        const i32x16 win = val > best[v];
+        best[v] = win ? val : best[v];
+        if constexpr (kArg) which[v] = win ? t : which[v];
       }
     }
+  for (int v = 0; v < V; ++v) {
+    store16(out + v * kLanes, best[v]);
+    if constexpr (kArg) narrow16(arg + v * kLanes, which[v]);
+  }
+}
+
+// The same for n < kLanes channels, one at a time.
+template <bool kArg>
+inline void max_window_tail(const PoolGeometry& g, const float* xi, AxisRange rows,
+                            AxisRange cols, int64_t row0, int64_t col0, int64_t n, float* out,
+                            uint8_t* arg) {
+  for (int64_t k = 0; k < n; ++k) {
+    const float* xk = xi + k;
+    float best = xk[(rows.lo * g.w + cols.lo) * g.c];
+    int64_t which = (rows.lo - row0) * g.win.kw + (cols.lo - col0);
+    for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+      for (int64_t ix = cols.lo; ix < cols.hi; ++ix) {
+        const float v = xk[(iy * g.w + ix) * g.c];
+        if (v > best) {
+          best = v;
+          which = (iy - row0) * g.win.kw + (ix - col0);
+        }
+      }
+    out[k] = best;
+    if constexpr (kArg) arg[k] = (uint8_t)which;
+  }
+}
+
+// Forward over one (image, channel block) task; arg may be null when !kArg.
+template <bool kArg>
+void max_forward_task(const PoolGeometry& g, const float* x, float* y, uint8_t* arg,
+                      int64_t img, int64_t c0, int64_t c1) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c;
+  const float* xi = x + img * g.h * g.w * C;
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
+    for (int64_t ox = 0; ox < g.ow; ++ox) {
+      const AxisRange cols = pool_window(ox, w.sw, w.pl, w.kw, g.w);
+      const int64_t o = ((img * g.oh + oy) * g.ow + ox) * C;
+      const int64_t row0 = oy * w.sh - w.pt, col0 = ox * w.sw - w.pl;
+      auto block = [&](auto vectors, int64_t c) {
+        max_window16<decltype(vectors)::value, kArg>(g, xi + c, rows, cols, row0, col0,
+                                                      y + o + c, kArg ? arg + o + c : nullptr);
+      };
+      int64_t c = c0;
+      for (; c + 4 * kLanes <= c1; c += 4 * kLanes) block(std::integral_constant<int, 4>{}, c);
+      for (; c + kLanes <= c1; c += kLanes) block(std::integral_constant<int, 1>{}, c);
+      if (c < c1)
+        max_window_tail<kArg>(g, xi + c, rows, cols, oy * w.sh - w.pt, ox * w.sw - w.pl, c1 - c,
+                              y + o + c, kArg ? arg + o + c : nullptr);
+    }
+  }
+}
+
+}  // namespace
+
+void max_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
+  for_each_task(g.n, g.c, g.n * g.h * g.w * g.c, [&](int64_t img, int64_t c0, int64_t c1) {
+    max_forward_task<false>(g, x, y, nullptr, img, c0, c1);
+  });
+}
+
+void max_pool2d_forward_argmax(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
+  for_each_task(g.n, g.c, g.n * g.h * g.w * g.c, [&](int64_t img, int64_t c0, int64_t c1) {
+    max_forward_task<true>(g, x, y, arg, img, c0, c1);
+  });
+}
+
+namespace {
+
+// Gather of one dx block of V * kLanes channels: the dy of every covering window (outputs
+// oys x oxs) whose saved winner is this cell (iy, ix). dyi/argi: the image's dy and argmax,
+// already offset to the block's first channel. V vectors per walk, as in the forward.
+template <int V>
+inline void max_gather16(const PoolGeometry& g, const float* dyi, const uint8_t* argi,
+                         int64_t iy, int64_t ix, AxisRange oys, AxisRange oxs, float* out) {
+  const Window2d& w = g.win;
+  f32x16 acc[V];
+  for (int v = 0; v < V; ++v) acc[v] = splat16(0.f);
+  for (int64_t oy = oys.lo; oy < oys.hi; ++oy) {
+    const int64_t ty = (iy - (oy * w.sh - w.pt)) * w.kw;
+    for (int64_t ox = oxs.lo; ox < oxs.hi; ++ox) {
+      const int64_t o = (oy * g.ow + ox) * g.c;
+      const i32x16 t = splat16((int32_t)(ty + ix - (ox * w.sw - w.pl)));
+      for (int v = 0; v < V; ++v) {
+        const i32x16 mine = widen16(argi + o + v * kLanes) == t;
+        acc[v] += mine ? load16_plain(dyi + o + v * kLanes) : splat16(0.f);
+      }
+    }
+  }
+  for (int v = 0; v < V; ++v) store16(out + v * kLanes, acc[v]);
+}
+
+inline void max_gather_tail(const PoolGeometry& g, const float* dyi, const uint8_t* argi,
+                            int64_t iy, int64_t ix, AxisRange oys, AxisRange oxs, int64_t n,
+                            float* out) {
+  const Window2d& w = g.win;
+  for (int64_t k = 0; k < n; ++k) {
+    float acc = 0.f;
+    for (int64_t oy = oys.lo; oy < oys.hi; ++oy)
+      for (int64_t ox = oxs.lo; ox < oxs.hi; ++ox) {
+        const int64_t o = (oy * g.ow + ox) * g.c + k;
+        const int64_t t = (iy - (oy * w.sh - w.pt)) * w.kw + ix - (ox * w.sw - w.pl);
+        if ((int64_t)argi[o] == t) acc += dyi[o];
+      }
+    out[k] = acc;
+  }
+}
+
+}  // namespace
+
+// Gather form, as the average-pool backward: each dx cell is written once, from the few dy
+// and argmax entries of the windows covering it (still in cache from the neighbouring cells),
+// so the pass moves dy + argmax + dx and never touches x.
+void max_pool2d_backward_argmax(const PoolGeometry& g, const float* dy, const uint8_t* arg,
+                                float* dx) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c;
+  std::vector<AxisRange> cover_y(g.h), cover_x(g.w);
+  for (int64_t i = 0; i < g.h; ++i) cover_y[i] = pool_outputs_covering(i, w.sh, w.pt, w.kh, g.oh);
+  for (int64_t i = 0; i < g.w; ++i) cover_x[i] = pool_outputs_covering(i, w.sw, w.pl, w.kw, g.ow);
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t c0, int64_t c1) {
+    const float* dyi = dy + img * g.oh * g.ow * C;
+    const uint8_t* argi = arg + img * g.oh * g.ow * C;
+    for (int64_t iy = 0; iy < g.h; ++iy)
+      for (int64_t ix = 0; ix < g.w; ++ix) {
+        float* out = dx + ((img * g.h + iy) * g.w + ix) * C;
+        int64_t c = c0;
+        for (; c + 4 * kLanes <= c1; c += 4 * kLanes)
+          max_gather16<4>(g, dyi + c, argi + c, iy, ix, cover_y[iy], cover_x[ix], out + c);
+        for (; c + kLanes <= c1; c += kLanes)
+          max_gather16<1>(g, dyi + c, argi + c, iy, ix, cover_y[iy], cover_x[ix], out + c);
+        if (c < c1)
+          max_gather_tail(g, dyi + c, argi + c, iy, ix, cover_y[iy], cover_x[ix], c1 - c, out + c);
+      }
   });
 }
 
@@ -135,6 +293,35 @@ void max_pool2d_backward(const PoolGeometry& g, const float* dy, const float* x,
   });
 }
 
+namespace {
+
+// Mean over the real cells of one window for V * kLanes channels at xi (offset to the image
+// and the block's first channel), summed in row-major order like the CUDA twin.
+template <int V>
+inline void avg_window16(const PoolGeometry& g, const float* xi, AxisRange rows, AxisRange cols,
+                         float scale, float* out) {
+  f32x16 acc[V];
+  for (int v = 0; v < V; ++v) acc[v] = splat16(0.f);
+  for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+    for (int64_t ix = cols.lo; ix < cols.hi; ++ix) {
+      const float* cell = xi + (iy * g.w + ix) * g.c;
+      for (int v = 0; v < V; ++v) acc[v] += load16(cell + v * kLanes);
+    }
+  for (int v = 0; v < V; ++v) store16(out + v * kLanes, acc[v] * scale);
+}
+
+inline void avg_window_tail(const PoolGeometry& g, const float* xi, AxisRange rows,
+                            AxisRange cols, float scale, int64_t n, float* out) {
+  for (int64_t k = 0; k < n; ++k) {
+    float acc = 0.f;
+    for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+      for (int64_t ix = cols.lo; ix < cols.hi; ++ix) acc += xi[(iy * g.w + ix) * g.c + k];
+    out[k] = acc * scale;
+  }
+}
+
+}  // namespace
+
 void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
   const Window2d& w = g.win;
   const int64_t C = g.c;
@@ -146,17 +333,35 @@ void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
         const AxisRange cols = pool_window(ox, w.sw, w.pl, w.kw, g.w);
         const float scale = pool_inv_count(rows, cols);
         float* out = y + ((img * g.oh + oy) * g.ow + ox) * C;
-        for (int64_t c = c0; c < c1; ++c) out[c] = 0.f;
-        for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
-          for (int64_t ix = cols.lo; ix < cols.hi; ++ix) {
-            const float* cell = xi + (iy * g.w + ix) * C;
-            for (int64_t c = c0; c < c1; ++c) out[c] += cell[c];
-          }
-        for (int64_t c = c0; c < c1; ++c) out[c] *= scale;
+        int64_t c = c0;
+        for (; c + 4 * kLanes <= c1; c += 4 * kLanes)
+          avg_window16<4>(g, xi + c, rows, cols, scale, out + c);
+        for (; c + kLanes <= c1; c += kLanes) avg_window16<1>(g, xi + c, rows, cols, scale, out + c);
+        if (c < c1) avg_window_tail(g, xi + c, rows, cols, scale, c1 - c, out + c);
       }
     }
   });
 }
+
+namespace {
+
+// dx of one cell for V * kLanes channels: sum of dy/count over the covering outputs, in
+// (oy, ox) order (dyi: the image's dy at the block's first channel).
+template <int V>
+inline void avg_gather16(const PoolGeometry& g, const float* dyi, const float* inv_count,
+                         AxisRange oys, AxisRange oxs, float* out) {
+  f32x16 acc[V];
+  for (int v = 0; v < V; ++v) acc[v] = splat16(0.f);
+  for (int64_t oy = oys.lo; oy < oys.hi; ++oy)
+    for (int64_t ox = oxs.lo; ox < oxs.hi; ++ox) {
+      const f32x16 scale = splat16(inv_count[oy * g.ow + ox]);
+      const float* src = dyi + (oy * g.ow + ox) * g.c;
+      for (int v = 0; v < V; ++v) acc[v] += load16(src + v * kLanes) * scale;
+    }
+  for (int v = 0; v < V; ++v) store16(out + v * kLanes, acc[v]);
+}
+
+}  // namespace
 
 // Gather form: each input cell sums dy/count over the outputs whose window covers it, so dx
 // is written once, with no zeroing pass and the same order of additions as the CUDA twin.
@@ -177,27 +382,64 @@ void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx) {
       const AxisRange oys = cover_y[iy];
       for (int64_t ix = 0; ix < g.w; ++ix) {
         const AxisRange oxs = cover_x[ix];
-        float* __restrict out = dx + ((img * g.h + iy) * g.w + ix) * C;
-        for (int64_t c = c0; c < c1; ++c) out[c] = 0.f;
-        for (int64_t oy = oys.lo; oy < oys.hi; ++oy)
-          for (int64_t ox = oxs.lo; ox < oxs.hi; ++ox) {
-            const float scale = inv_count[oy * g.ow + ox];
-            const float* src = dy + ((img * g.oh + oy) * g.ow + ox) * C;
-            for (int64_t c = c0; c < c1; ++c) out[c] += src[c] * scale;
-          }
+        float* out = dx + ((img * g.h + iy) * g.w + ix) * C;
+        const float* dyi = dy + img * g.oh * g.ow * C;
+        int64_t c = c0;
+        for (; c + 4 * kLanes <= c1; c += 4 * kLanes)
+          avg_gather16<4>(g, dyi + c, inv_count.data(), oys, oxs, out + c);
+        for (; c + kLanes <= c1; c += kLanes)
+          avg_gather16<1>(g, dyi + c, inv_count.data(), oys, oxs, out + c);
+        for (; c < c1; ++c) {
+          float acc = 0.f;
+          for (int64_t oy = oys.lo; oy < oys.hi; ++oy)
+            for (int64_t ox = oxs.lo; ox < oxs.hi; ++ox)
+              acc += dyi[(oy * g.ow + ox) * C + c] * inv_count[oy * g.ow + ox];
+          out[c] = acc;
+        }
       }
     }
   });
 }
 
+namespace {
+
+// Sum over hw pixels of V * kLanes channels at x (pixel stride c), into total[0 .. V*kLanes):
+// float vectors in registers over kReduceRows pixels, folded into double between chunks.
+template <int V>
+inline void pixel_sums16(int64_t hw, int64_t c, const float* x, double* total) {
+  for (int64_t p0 = 0; p0 < hw; p0 += kReduceRows) {
+    const int64_t p1 = std::min(hw, p0 + kReduceRows);
+    f32x16 acc[V];
+    for (int v = 0; v < V; ++v) acc[v] = splat16(0.f);
+    for (int64_t p = p0; p < p1; ++p)
+      for (int v = 0; v < V; ++v) acc[v] += load16(x + p * c + v * kLanes);
+    for (int v = 0; v < V; ++v)
+      for (int k = 0; k < (int)kLanes; ++k) total[v * kLanes + k] += (double)acc[v][k];
+  }
+}
+
+inline void pixel_sums_tail(int64_t hw, int64_t c, int64_t n, const float* x, double* total) {
+  for (int64_t k = 0; k < n; ++k)
+    for (int64_t p0 = 0; p0 < hw; p0 += kReduceRows) {
+      float acc = 0.f;
+      for (int64_t p = p0; p < std::min(hw, p0 + kReduceRows); ++p) acc += x[p * c + k];
+      total[k] += (double)acc;
+    }
+}
+
+}  // namespace
+
 void global_avg_pool2d_forward(int64_t n, int64_t hw, int64_t c, const float* x, float* y) {
   for_each_task(n, c, n * hw * c, [&](int64_t img, int64_t c0, int64_t c1) {
-    // Double accumulators: a 112x112 image sums 12544 terms per channel.
-    std::vector<double> acc(c1 - c0, 0.0);
-    const float* xi = x + img * hw * c + c0;
-    for (int64_t p = 0; p < hw; ++p)
-      for (int64_t k = 0; k < c1 - c0; ++k) acc[k] += xi[p * c + k];
-    for (int64_t k = 0; k < c1 - c0; ++k) y[img * c + c0 + k] = (float)(acc[k] / (double)hw);
+    // A 112x112 image sums 12544 terms per channel: float sums over kReduceRows pixels
+    // (register vectors, 4 independent ones at C >= 64), added into double totals.
+    std::vector<double> total(c1 - c0, 0.0);
+    const float* xi = x + img * hw * c;
+    int64_t k = c0;
+    for (; k + 4 * kLanes <= c1; k += 4 * kLanes) pixel_sums16<4>(hw, c, xi + k, &total[k - c0]);
+    for (; k + kLanes <= c1; k += kLanes) pixel_sums16<1>(hw, c, xi + k, &total[k - c0]);
+    if (k < c1) pixel_sums_tail(hw, c, c1 - k, xi + k, &total[k - c0]);
+    for (int64_t j = c0; j < c1; ++j) y[img * c + j] = (float)(total[j - c0] / (double)hw);
   });
 }
 

@@ -26,11 +26,19 @@ inline void shifted_exp(int64_t c, const float* __restrict x, float* __restrict 
 #pragma omp simd reduction(max : mx)
   for (int64_t j = 1; j < c; ++j) mx = x[j] > mx ? x[j] : mx;
   double total = 0.0;
+  const f32x16 shift = splat16(mx);
   for (int64_t j0 = 0; j0 < c; j0 += kBlock) {
     const int64_t j1 = j0 + kBlock < c ? j0 + kBlock : c;
+    f32x16 acc = splat16(0.f);
+    int64_t j = j0;
+    for (; j + kLanes <= j1; j += kLanes) {  // exp16: see fast_exp.h
+      const f32x16 e = exp16(load16(x + j) - shift);
+      store16(y + j, e);
+      acc += e;
+    }
     float s = 0.f;
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = j0; j < j1; ++j) {
+    for (int k = 0; k < (int)kLanes; ++k) s += acc[k];
+    for (; j < j1; ++j) {
       y[j] = exp_vec(x[j] - mx);
       s += y[j];
     }

@@ -6,13 +6,16 @@
 // EPYC, OpenMP at 2 threads in both). fastconv.set_num_threads(n) is the one knob.
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
-#include <algorithm>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "cpu/gemm.h"
+#include "cpu/parallel.h"
+
 #include "kernels.h"
 
 #include <cblas.h>  // scipy-openblas32: symbols carry the scipy_ prefix
@@ -57,6 +60,30 @@ void set_num_threads(int n) {
 }
 
 int get_num_threads() { return omp_get_max_threads(); }
+
+namespace {
+std::atomic<int64_t> g_stream_threshold{16 << 20};
+}
+
+void set_stream_threshold(int64_t bytes) {
+  if (bytes < 0)
+    throw std::invalid_argument("set_stream_threshold: bytes must be >= 0, got " + std::to_string(bytes));
+  g_stream_threshold = bytes;
+}
+int64_t get_stream_threshold() { return g_stream_threshold.load(std::memory_order_relaxed); }
+
+// Each thread memcpys one contiguous share (whole 4 KiB pages): the copy-bandwidth baseline
+// of benchmarks/bench_bandwidth.py, with the same thread team as the kernels.
+void parallel_copy(int64_t nbytes, const void* src, void* dst) {
+  const int64_t pages = (nbytes + 4095) / 4096;
+#pragma omp parallel if (nbytes >= 4 * kParallelGrain)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t b0 = std::min(nbytes, pages * t / nt * 4096);
+    const int64_t b1 = std::min(nbytes, pages * (t + 1) / nt * 4096);
+    if (b1 > b0) std::memcpy((char*)dst + b0, (const char*)src + b0, (size_t)(b1 - b0));
+  }
+}
 
 void set_workspace_limit(int64_t bytes) {
   if (bytes < (1 << 16))

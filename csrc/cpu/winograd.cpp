@@ -256,7 +256,7 @@ int tile_size(const Problem& p) {
 
 // Blocks of up to kBlockTiles tiles, fewer when the workspace limit demands it, in whole
 // rounds so that every thread gets the same number of equal blocks.
-Plan make_plan(const Problem& p, ConvPass pass) {
+Plan make_plan(const Problem& p, ConvPass /*pass: same plan for all three*/) {
   Plan pl;
   pl.m = tile_size(p);
   pl.alpha = pl.m + 2;

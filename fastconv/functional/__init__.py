@@ -14,4 +14,5 @@ from .conv import (  # noqa: F401
 from .norm import batch_norm_backward, batch_norm_inference, batch_norm_train  # noqa: F401
 from .pool import (  # noqa: F401
     avg_pool2d, avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d,
-    global_max_pool2d_backward, max_pool2d, max_pool2d_backward)
+    global_max_pool2d_backward, max_pool2d, max_pool2d_backward, max_pool2d_backward_argmax,
+    max_pool2d_with_argmax)

@@ -34,6 +34,28 @@ def max_pool2d_backward(dy, x, pool_size=2, strides=None, padding="valid"):
     return kernels().max_pool2d_backward(dy, x, *_pool_args(x.shape, pool_size, strides, padding))
 
 
+def max_pool2d_with_argmax(x, pool_size=2, strides=None, padding="valid"):
+    """(y, argmax): max_pool2d plus each output's winning cell as its position ky*kw + kx in
+    the padded window (uint8, y's shape), for max_pool2d_backward_argmax, which then needs
+    neither x nor a second pass over it. argmax is None where the backend has no such kernel
+    (cuda) or the window has more than 256 cells: use max_pool2d_backward with x then."""
+    x = floats(x, "x")
+    args = _pool_args(x.shape, pool_size, strides, padding)
+    k = kernels()
+    pool = args[0]
+    if pool[0] * pool[1] > 256 or not hasattr(k, "max_pool2d_forward_with_argmax"):
+        return k.max_pool2d_forward(x, *args), None
+    return k.max_pool2d_forward_with_argmax(x, *args)
+
+
+def max_pool2d_backward_argmax(dy, argmax, x_shape, pool_size=2, strides=None, padding="valid"):
+    """dx from the argmax saved by max_pool2d_with_argmax (same pooling arguments)."""
+    dy = floats(dy, "dy")
+    x_shape = tuple(int(s) for s in x_shape)
+    return kernels().max_pool2d_backward_argmax(dy, argmax, x_shape,
+                                                *_pool_args(x_shape, pool_size, strides, padding))
+
+
 def avg_pool2d(x, pool_size=2, strides=None, padding="valid"):
     """Average pooling over the real cells of each window."""
     x = floats(x, "x")

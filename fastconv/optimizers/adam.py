@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from .. import _C
 from .optimizer import Optimizer
 
 
@@ -25,8 +26,17 @@ class Adam(Optimizer):
             state["v_hat"] = np.zeros_like(var.data)
         return state
 
+    def _alpha(self, lr, step):
+        return lr * math.sqrt(1.0 - self.beta_2 ** step) / (1.0 - self.beta_1 ** step)
+
+    _has_fused = True
+
+    def _fused_update(self, w, grad, state, lr, step, decay):
+        _C.adam_update(w, grad, state["m"], state["v"], self._alpha(lr, step), self.beta_1, self.beta_2,
+                       self.epsilon, state.get("v_hat"), decay)
+
     def _update(self, var, grad, state, lr, step):
-        alpha = lr * math.sqrt(1.0 - self.beta_2 ** step) / (1.0 - self.beta_1 ** step)
+        alpha = self._alpha(lr, step)
         m, v = state["m"], state["v"]
         m += (grad - m) * (1.0 - self.beta_1)
         v += (grad * grad - v) * (1.0 - self.beta_2)

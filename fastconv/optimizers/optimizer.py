@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from ..backend import get_backend
 from .schedules import LearningRateSchedule
 
 
@@ -123,8 +124,12 @@ class Optimizer:
             entry = self._state.get(id(v))
             if entry is None:
                 entry = self._state[id(v)] = (v, self._build_state(v))
-            if self.weight_decay:
-                v.data -= v.data * (lr * self.weight_decay)
+            decay = lr * self.weight_decay if self.weight_decay else 0.0
+            if self._has_fused and _fusable(v.data, g, entry[1]):
+                self._fused_update(v.data, g, entry[1], lr, step, decay)
+                continue
+            if decay:
+                v.data -= v.data * decay
             self._update(v, g, entry[1], lr, step)
         self.iterations += 1
         return self.iterations
@@ -139,6 +144,14 @@ class Optimizer:
     def _update(self, var, grad, state, lr, step):
         raise NotImplementedError
 
+    # Subclasses with a native kernel (fastconv._C.*_update) set this and implement
+    # _fused_update(w, grad, state, lr, step, decay): the decay w -= w * decay and the step in
+    # one in-place pass, used on the cpu backend for float32 C-contiguous arrays (_fusable).
+    _has_fused = False
+
+    def _fused_update(self, w, grad, state, lr, step, decay):
+        raise NotImplementedError
+
     # -- config -------------------------------------------------------------------------------
     def get_config(self):
         lr = self._learning_rate
@@ -151,6 +164,19 @@ class Optimizer:
 
     def __repr__(self):
         return f"{type(self).__name__}(learning_rate={self._learning_rate!r})"
+
+
+def _fusable(w, grad, state):
+    """Whether the native fused update applies: cpu backend, and the parameter, gradient and
+    every slot are float32 C-contiguous NumPy arrays (the parameter and slots writeable).
+    Anything else (numpy backend, float64, cupy, views) keeps the NumPy formulas."""
+    if get_backend() != "cpu":
+        return False
+    slots = list(state.values())
+    for a in [w, grad] + slots:
+        if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous):
+            return False
+    return all(a.flags.writeable for a in [w] + slots)
 
 
 def _norm(g):

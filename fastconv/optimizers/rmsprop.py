@@ -5,6 +5,7 @@
   momentum > 0: mom = momentum * mom + inc; w -= mom, else w -= inc."""
 import numpy as np
 
+from .. import _C
 from .optimizer import Optimizer
 
 
@@ -44,6 +45,12 @@ class RMSprop(Optimizer):
             var.data -= mom
         else:
             var.data -= inc
+
+    _has_fused = True
+
+    def _fused_update(self, w, grad, state, lr, step, decay):
+        _C.rmsprop_update(w, grad, state["velocity"], lr, self.rho, self.momentum, self.epsilon,
+                          state.get("average_gradient"), state.get("momentum"), decay)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,

@@ -3,6 +3,7 @@ v = momentum * v - lr * g; plain momentum: w += v; Nesterov: w += momentum * v -
 (with the already updated v). Without momentum: w -= lr * g, and no state is kept."""
 import numpy as np
 
+from .. import _C
 from .optimizer import Optimizer
 
 
@@ -27,6 +28,11 @@ class SGD(Optimizer):
             var.data += self.momentum * v - lr * grad
         else:
             var.data += v
+
+    _has_fused = True
+
+    def _fused_update(self, w, grad, state, lr, step, decay):
+        _C.sgd_update(w, grad, state.get("momentum"), lr, self.momentum, self.nesterov, decay)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}

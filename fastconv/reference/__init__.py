@@ -11,14 +11,16 @@ from .conv import (conv2d_backward_data, conv2d_backward_weights, conv2d_forward
 from .dense import dense_backward, dense_forward
 from .norm import batch_norm_backward, batch_norm_forward_inference, batch_norm_forward_train
 from .pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool2d_backward,
-                   global_avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward)
+                   global_avg_pool2d_forward, max_pool2d_backward, max_pool2d_backward_argmax,
+                   max_pool2d_forward, max_pool2d_forward_with_argmax)
 from .softmax import (softmax_backward, softmax_cross_entropy_backward,
                       softmax_cross_entropy_forward, softmax_forward)
 
 __all__ = [
     "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weights", "conv2d_forward_naive",
     "dense_forward", "dense_backward",
-    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "max_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward_with_argmax",
+    "max_pool2d_backward_argmax", "avg_pool2d_forward", "avg_pool2d_backward",
     "global_avg_pool2d_forward", "global_avg_pool2d_backward",
     "batch_norm_forward_train", "batch_norm_forward_inference", "batch_norm_backward",
     "bias_act_forward", "bias_act_backward",

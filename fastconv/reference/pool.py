@@ -47,7 +47,38 @@ def max_pool2d_backward(dy, x, pool, strides, pads):
     x = float_array(x, "x", 4, "(N, H, W, C)", dy.dtype)
     g = pool_geometry(x.shape, pool, strides, pads, "max_pool2d")
     require_shape(dy, "dy", (g.n, g.oh, g.ow, g.c))
-    winner = _argmax_cells(x, g)
+    return _scatter_to_winner(dy, _argmax_cells(x, g), g)
+
+
+def _check_argmax_window(g, what):
+    if g.kh * g.kw > 256:
+        raise ValueError(f"{what}: pool must have at most 256 cells for a uint8 argmax, got "
+                         f"pool ({g.kh}, {g.kw}); use max_pool2d_backward with x")
+
+
+def max_pool2d_forward_with_argmax(x, pool, strides, pads):
+    """(y, argmax): argmax (uint8, y's shape) is the winner's position ky*kw + kx in the padded
+    window, the cell max_pool2d_backward would route the gradient to."""
+    x = float_array(x, "x", 4, "(N, H, W, C)")
+    g = pool_geometry(x.shape, pool, strides, pads, "max_pool2d")
+    _check_argmax_window(g, "max_pool2d_forward_with_argmax")
+    return max_pool2d_forward(x, pool, strides, pads), _argmax_cells(x, g).astype(np.uint8)
+
+
+def max_pool2d_backward_argmax(dy, argmax, x_shape, pool, strides, pads):
+    dy = float_array(dy, "dy", 4, "(N, OH, OW, C)")
+    g = pool_geometry(x_shape, pool, strides, pads, "max_pool2d")
+    _check_argmax_window(g, "max_pool2d_backward_argmax")
+    require_shape(dy, "dy", (g.n, g.oh, g.ow, g.c))
+    argmax = np.asarray(argmax)
+    if argmax.dtype != np.uint8:
+        raise TypeError(f"argmax must have dtype uint8, got {argmax.dtype}")
+    require_shape(argmax, "argmax", (g.n, g.oh, g.ow, g.c))
+    return _scatter_to_winner(dy, argmax.astype(np.int64), g)
+
+
+def _scatter_to_winner(dy, winner, g):
+    """dx from each output's winning window cell (N, OH, OW, C)."""
     cell = np.arange(g.kh * g.kw).reshape(1, 1, 1, -1, 1)
     dcells = np.where(winner[:, :, :, None, :] == cell, dy[:, :, :, None, :], 0).astype(dy.dtype)
     dcols = dcells.reshape(g.n, g.oh, g.ow, g.kh, g.kw, g.c)

@@ -59,12 +59,18 @@ class BiasActivation(Function):
 
 
 class MaxPool2D(Function):
+    # Keeps the uint8 argmax (a quarter of y's bytes) rather than x where the backend can;
+    # the backward then never reads x.
     def forward(self, x, **pool):
-        self.x, self.pool = x, pool
-        return F.max_pool2d(x, **pool)
+        self.pool, self.shape = pool, x.shape
+        y, self.argmax = F.max_pool2d_with_argmax(x, **pool)
+        self.x = x if self.argmax is None else None
+        return y
 
     def backward(self, g):
-        return (F.max_pool2d_backward(g, self.x, **self.pool),)
+        if self.argmax is None:
+            return (F.max_pool2d_backward(g, self.x, **self.pool),)
+        return (F.max_pool2d_backward_argmax(g, self.argmax, self.shape, **self.pool),)
 
 
 class AvgPool2D(Function):

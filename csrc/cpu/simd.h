@@ -1,0 +1,104 @@
+// Sixteen-lane float/int vectors (GCC/Clang vector extensions) for the channel loops of the
+// bandwidth-bound kernels. Loops of a compile-time 16 iterations get fully unrolled into
+// scalar code before GCC's vectoriser sees them, so the pooling kernels spell their vectors
+// out; with -march=native on an AVX-512 machine each is one zmm register, elsewhere the
+// compiler splits it. Loads and stores go through memcpy: any alignment, no aliasing UB.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <vector>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace fastconv::cpu {
+
+constexpr int64_t kLanes = 16;
+typedef float f32x16 __attribute__((vector_size(64)));
+typedef int32_t i32x16 __attribute__((vector_size(64)));
+typedef uint8_t u8x16 __attribute__((vector_size(16)));
+
+inline f32x16 load16(const float* p) {
+  f32x16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store16(float* p, f32x16 v) { std::memcpy(p, &v, sizeof v); }
+inline u8x16 load16(const uint8_t* p) {
+  u8x16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store16(uint8_t* p, u8x16 v) { std::memcpy(p, &v, sizeof v); }
+// uint8 <-> int32 lanes. GCC 12 builds __builtin_convertvector(u8x16 -> i32x16) from 16
+// scalar extracts (measured: max-pool backward 3x slower than its traffic), so AVX-512 gets
+// the one-instruction intrinsics.
+inline i32x16 widen16(const uint8_t* p) {
+#if defined(__AVX512F__)
+  return (i32x16)_mm512_maskz_cvtepu8_epi32(0xFFFF, _mm_loadu_si128((const __m128i*)p));
+#else
+  i32x16 v;
+  for (int k = 0; k < 16; ++k) v[k] = p[k];
+  return v;
+#endif
+}
+inline void narrow16(uint8_t* p, i32x16 v) {
+#if defined(__AVX512F__)
+  _mm_storeu_si128((__m128i*)p, _mm512_mask_cvtepi32_epi8(_mm_setzero_si128(), 0xFFFF, (__m512i)v));
+#else
+  for (int k = 0; k < 16; ++k) p[k] = (uint8_t)v[k];
+#endif
+}
+// A plain (unmasked) load for a value that feeds a select `mask ? v : 0`. GCC folds such a
+// select into a masked load from memory (vmovups m, zmm{k}{z}); on this Zen 5 that made
+// relu backward 2x slower than the same loop without the select. The empty asm makes the
+// loaded value opaque, so the select stays a register operation.
+inline f32x16 load16_plain(const float* p) {
+  f32x16 v = load16(p);
+  asm("" : "+v"(v));
+  return v;
+}
+
+inline f32x16 splat16(float x) { return f32x16{} + x; }
+inline i32x16 splat16(int32_t x) { return i32x16{} + x; }
+
+// ---- streaming (non-temporal) output ----
+// A plain store first reads the line it writes (read-for-ownership), so an op writing one
+// array moves it twice; non-temporal stores skip that read and leave the inputs in cache.
+// Measured worth it only for outputs that no longer fit in cache anyway: smaller ones are
+// better left in L2/L3 for the next op. Kernels fill a row (or run of rows) into a
+// thread-local scratch buffer in L1/L2 and stream_copy it out, then stream_fence().
+// The threshold (default 16 MiB) is a runtime setting (threads.cpp; _C.set_stream_threshold)
+// so tests can force the streaming path on small arrays and benchmarks can compare.
+int64_t get_stream_threshold();
+
+inline bool stream_output(int64_t bytes) { return bytes >= get_stream_threshold(); }
+
+// A thread's scratch buffer of at least n floats (grows, never shrinks).
+inline float* scratch(int64_t n) {
+  thread_local std::vector<float> buf;
+  if ((int64_t)buf.size() < n) buf.resize((size_t)n);
+  return buf.data();
+}
+
+// dst[0 .. n) = src[0 .. n): plain stores up to the first 64-byte boundary of dst and after
+// the last full line, non-temporal 64-byte stores between.
+inline void stream_copy(float* dst, const float* src, int64_t n) {
+#if defined(__AVX512F__)
+  int64_t i = 0;
+  for (; i < n && ((uintptr_t)(dst + i) & 63) != 0; ++i) dst[i] = src[i];
+  for (; i + kLanes <= n; i += kLanes) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+#else
+  std::memcpy(dst, src, sizeof(float) * (size_t)n);
+#endif
+}
+
+// Orders this thread's non-temporal stores before whatever reads the output next.
+inline void stream_fence() {
+#if defined(__AVX512F__)
+  _mm_sfence();
+#endif
+}
+
+}  // namespace fastconv::cpu
