@@ -98,16 +98,19 @@ void global_avg_pool2d_forward(int64_t n, int64_t hw, int64_t c, const float* x,
 void global_avg_pool2d_backward(int64_t n, int64_t hw, int64_t c, const float* dy, float* dx);
 
 // ---- batch normalisation (batchnorm.cpp): x viewed as (m, c), statistics per channel ----
-// var is the biased batch variance (Keras); inv_std = 1/sqrt(var + eps).
+// var is the biased batch variance (Keras); inv_std = 1/sqrt(var + eps). relu: y = max(y, 0)
+// in the same pass (a BatchNormalization -> ReLU chain).
 void batch_norm_forward_train(int64_t m, int64_t c, const float* x, const float* gamma,
                               const float* beta, float eps, float* y, float* mean, float* var,
-                              float* inv_std);
+                              float* inv_std, bool relu = false);
 void batch_norm_forward_inference(int64_t m, int64_t c, const float* x, const float* gamma,
                                   const float* beta, const float* mean, const float* var,
-                                  float eps, float* y);
+                                  float eps, float* y, bool relu = false);
+// relu_beta non-null: the forward applied a relu with this beta; dy is masked by the sign of
+// the recomputed output, so the relu's output need not be kept.
 void batch_norm_backward(int64_t m, int64_t c, const float* dy, const float* x,
                          const float* gamma, const float* mean, const float* inv_std, float* dx,
-                         float* dgamma, float* dbeta);
+                         float* dgamma, float* dbeta, const float* relu_beta = nullptr);
 
 // ---- bias + activation (activation.cpp): x viewed as (m, c) ----
 // y = act(x + b); b may be null.

@@ -80,7 +80,7 @@ def global_avg_pool2d_backward(dy, x_shape):
 
 # ---- batch normalisation, bias + activation, softmax ----
 
-def batch_norm_forward_train(x, gamma, beta, eps):
+def batch_norm_forward_train(x, gamma, beta, eps, relu=False):
     cp, K = _ready()
     x = _f32(x, "x")
     m, c = _channels(x, "x")
@@ -89,25 +89,32 @@ def batch_norm_forward_train(x, gamma, beta, eps):
     mean, var, inv_std = (cp.empty((c,), cp.float32) for _ in range(3))
     K.batch_norm_forward_train(_p(x), _p(gamma), _p(beta), float(eps), _p(y), _p(mean), _p(var),
                                 _p(inv_std), m, c, _s())
+    if relu:
+        K.bias_act_forward(_p(y), 0, _act("relu"), _p(y), m, c, _s())
     return y, mean, var, inv_std
 
 
-def batch_norm_forward_inference(x, gamma, beta, mean, var, eps):
+def batch_norm_forward_inference(x, gamma, beta, mean, var, eps, relu=False):
     cp, K = _ready()
     x = _f32(x, "x")
     m, c = _channels(x, "x")
     vs = [_vec(a, nm, c) for a, nm in ((gamma, "gamma"), (beta, "beta"), (mean, "mean"), (var, "var"))]
     y = cp.empty(x.shape, cp.float32)
     K.batch_norm_forward_inference(_p(x), *(_p(v) for v in vs), float(eps), _p(y), m, c, _s())
+    if relu:
+        K.bias_act_forward(_p(y), 0, _act("relu"), _p(y), m, c, _s())
     return y
 
 
-def batch_norm_backward(dy, x, gamma, mean, inv_std):
+def batch_norm_backward(dy, x, gamma, mean, inv_std, relu_beta=None):
     cp, K = _ready()
     dy, x = _f32(dy, "dy"), _f32(x, "x")
     _shape(x, "x", dy.shape)
     m, c = _channels(dy, "dy")
     gamma, mean, inv_std = _vec(gamma, "gamma", c), _vec(mean, "mean", c), _vec(inv_std, "inv_std", c)
+    if relu_beta is not None:  # through a fused relu: mask dy by the recomputed output's sign
+        y = (x - mean) * (gamma * inv_std) + _vec(relu_beta, "relu_beta", c)
+        dy = cp.ascontiguousarray(dy * (y > 0))
     dx = cp.empty(dy.shape, cp.float32)
     dgamma, dbeta = cp.empty((c,), cp.float32), cp.empty((c,), cp.float32)
     K.batch_norm_backward(_p(dy), _p(x), _p(gamma), _p(mean), _p(inv_std), _p(dx), _p(dgamma),

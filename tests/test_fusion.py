@@ -209,3 +209,73 @@ def test_zoo_blocks_run_fused_chains(monkeypatch):
 def test_set_fusion_rejects_non_bools():
     with pytest.raises(TypeError, match="enabled"):
         fc.set_fusion("yes")
+
+
+# ---- batch norm + relu in one kernel -----------------------------------------------------
+@pytest.mark.parametrize("shape", [(2, 5, 3, 7), (1, 1, 1, 4), (6, 33), (3, 4, 4, 64)])
+def test_batch_norm_relu_kernels_match_the_oracle(shape):
+    rng = np.random.default_rng(len(shape) * 100 + shape[-1])
+    c = shape[-1]
+    x = rng.standard_normal(shape).astype(np.float32) * 2 + 0.3
+    gamma, beta = rng.uniform(0.5, 1.5, c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    x64, g64, b64, dy64 = (a.astype(np.float64) for a in (x, gamma, beta, dy))
+    y, mean, var, inv_std = _C.batch_norm_forward_train(x, gamma, beta, 1e-3, True)
+    ry, rmean, rvar, rinv = R.batch_norm_forward_train(x64, g64, b64, 1e-3, relu=True)
+    _close(y, ry)
+    assert float(y.min()) >= 0.0
+    got = _C.batch_norm_backward(dy, x, gamma, mean, inv_std, beta)
+    ref = R.batch_norm_backward(dy64, x64, g64, rmean, rinv, relu_beta=b64)
+    for a, b in zip(got, ref):
+        _close(a, b)
+    # the fused backward equals the plain backward of the relu-masked gradient
+    plain = R.batch_norm_backward(dy64 * (ry > 0), x64, g64, rmean, rinv)
+    for a, b in zip(ref, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    yi = _C.batch_norm_forward_inference(x, gamma, beta, mean, var, 1e-3, True)
+    _close(yi, R.batch_norm_forward_inference(x64, g64, b64, rmean, rvar, 1e-3, relu=True))
+
+
+def test_batch_norm_relu_gradients_by_finite_differences():
+    rng = np.random.default_rng(11)
+    x, gamma, beta = rng.standard_normal((4, 3, 5)), rng.uniform(0.5, 1.5, 5), rng.standard_normal(5)
+    dy = rng.standard_normal((4, 3, 5))
+    with fc.backend("numpy"):
+        tx, tg, tb = (Tensor(a, requires_grad=True) for a in (x, gamma, beta))
+        mm, mv = fc.Variable(np.zeros(5), trainable=False), fc.Variable(np.ones(5), trainable=False)
+        (ops.batch_norm(tx, tg, tb, mm, mv, True, relu=True) * Tensor(dy)).sum().backward()
+
+        def loss(i):
+            def f(value):
+                args = [x, gamma, beta]
+                args[i] = value
+                return float((F.batch_norm_train(*args, relu=True)[0] * dy).sum())
+            return f
+        for i, (arr, t) in enumerate([(x, tx), (gamma, tg), (beta, tb)]):
+            check_grad(loss(i), arr, t.grad, name=f"input {i}", skip_kinks=True, rtol=1e-5, atol=1e-7)
+
+
+def test_batch_norm_relu_beta_is_validated():
+    x = np.ones((2, 3), np.float32)
+    y, mean, var, inv = _C.batch_norm_forward_train(x, None, None, 1e-3, True)
+    with pytest.raises(ValueError, match="relu_beta"):
+        _C.batch_norm_backward(x, x, None, mean, inv, np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="relu_beta"):
+        F.batch_norm_backward(x, x, np.ones(3, np.float32), mean, inv, relu_beta=np.zeros(2, np.float32))
+
+
+def test_fused_batch_norm_relu_training_gradients_equal_unfused():
+    rng = np.random.default_rng(9)
+    m = _seq()
+    _randomise_bn(m, rng)
+    x = rng.standard_normal((3, 9, 7, 3)).astype(np.float32)
+    grads = []
+    for enabled in (True, False):
+        fc.set_fusion(enabled)
+        for v in m.trainable_weights:
+            v.grad = None
+        (m(x, training=True) ** 2).sum().backward()
+        grads.append([np.array(v.grad) for v in m.trainable_weights])
+    fc.set_fusion(True)
+    for g_fused, g_plain in zip(*grads):
+        _close(g_fused, g_plain)

@@ -56,7 +56,7 @@ float check_eps(double eps) {
 }
 
 py::tuple forward_train(const py::handle& x_obj, const py::handle& gamma_obj,
-                        const py::handle& beta_obj, double eps) {
+                        const py::handle& beta_obj, double eps, bool relu) {
   auto x = require_f32(x_obj, "x", -1, "(..., C)");
   const Rows r = rows_of(x, "x", true);
   py::array_t<float> g_keep, b_keep;
@@ -68,14 +68,15 @@ py::tuple forward_train(const py::handle& x_obj, const py::handle& gamma_obj,
   {
     py::gil_scoped_release nogil;
     cpu::batch_norm_forward_train(r.m, r.c, x.data(), gamma, beta, e, y.mutable_data(),
-                                  mean.mutable_data(), var.mutable_data(), inv_std.mutable_data());
+                                  mean.mutable_data(), var.mutable_data(), inv_std.mutable_data(),
+                                  relu);
   }
   return py::make_tuple(y, mean, var, inv_std);
 }
 
 py::array_t<float> forward_inference(const py::handle& x_obj, const py::handle& gamma_obj,
                                      const py::handle& beta_obj, const py::handle& mean_obj,
-                                     const py::handle& var_obj, double eps) {
+                                     const py::handle& var_obj, double eps, bool relu) {
   auto x = require_f32(x_obj, "x", -1, "(..., C)");
   const Rows r = rows_of(x, "x", false);
   py::array_t<float> g_keep, b_keep, m_keep, v_keep;
@@ -88,13 +89,14 @@ py::array_t<float> forward_inference(const py::handle& x_obj, const py::handle& 
   if (r.m > 0) {
     py::gil_scoped_release nogil;
     cpu::batch_norm_forward_inference(r.m, r.c, x.data(), gamma, beta, mean, var, e,
-                                      y.mutable_data());
+                                      y.mutable_data(), relu);
   }
   return y;
 }
 
 py::tuple backward(const py::handle& dy_obj, const py::handle& x_obj, const py::handle& gamma_obj,
-                   const py::handle& mean_obj, const py::handle& inv_std_obj) {
+                   const py::handle& mean_obj, const py::handle& inv_std_obj,
+                   const py::handle& relu_beta_obj) {
   auto x = require_f32(x_obj, "x", -1, "(..., C)");
   const Rows r = rows_of(x, "x", true);
   auto dy = require_f32(dy_obj, "dy", -1, "(..., C)");
@@ -103,12 +105,15 @@ py::tuple backward(const py::handle& dy_obj, const py::handle& x_obj, const py::
   const float* gamma = param_or(gamma_obj, "gamma", r.c, 1.f, g_keep);
   const float* mean = vec_c(mean_obj, "mean", r.c, m_keep);
   const float* inv_std = vec_c(inv_std_obj, "inv_std", r.c, s_keep);
+  py::array_t<float> rb_keep;
+  const float* relu_beta = relu_beta_obj.is_none() ? nullptr : vec_c(relu_beta_obj, "relu_beta", r.c, rb_keep);
   auto dx = empty_f32(r.shape);
   auto dgamma = empty_f32({r.c}), dbeta = empty_f32({r.c});
   {
     py::gil_scoped_release nogil;
     cpu::batch_norm_backward(r.m, r.c, dy.data(), x.data(), gamma, mean, inv_std,
-                             dx.mutable_data(), dgamma.mutable_data(), dbeta.mutable_data());
+                             dx.mutable_data(), dgamma.mutable_data(), dbeta.mutable_data(),
+                             relu_beta);
   }
   return py::make_tuple(dx, dgamma, dbeta);
 }
@@ -117,15 +122,16 @@ py::tuple backward(const py::handle& dy_obj, const py::handle& x_obj, const py::
 
 void bind_norm(py::module_& m) {
   m.def("batch_norm_forward_train", &forward_train, py::arg("x"), py::arg("gamma"),
-        py::arg("beta"), py::arg("eps"),
+        py::arg("beta"), py::arg("eps"), py::arg("relu") = false,
         "Batch norm with batch statistics over all axes but the last -> (y, mean, var, inv_std); "
-        "var is biased (Keras). gamma/beta None mean 1/0.");
+        "var is biased (Keras). gamma/beta None mean 1/0. relu: max(y, 0) in the same pass.");
   m.def("batch_norm_forward_inference", &forward_inference, py::arg("x"), py::arg("gamma"),
-        py::arg("beta"), py::arg("mean"), py::arg("var"), py::arg("eps"),
-        "Batch norm with given (moving) statistics.");
+        py::arg("beta"), py::arg("mean"), py::arg("var"), py::arg("eps"), py::arg("relu") = false,
+        "Batch norm with given (moving) statistics (relu: max(y, 0) in the same pass).");
   m.def("batch_norm_backward", &backward, py::arg("dy"), py::arg("x"), py::arg("gamma"),
-        py::arg("mean"), py::arg("inv_std"),
-        "Gradients of batch_norm_forward_train -> (dx, dgamma, dbeta).");
+        py::arg("mean"), py::arg("inv_std"), py::arg("relu_beta") = py::none(),
+        "Gradients of batch_norm_forward_train -> (dx, dgamma, dbeta). relu_beta: the forward's "
+        "beta when it ran with relu=True (dy is masked by the recomputed output's sign).");
 }
 
 }  // namespace fastconv::bind

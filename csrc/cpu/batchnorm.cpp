@@ -4,10 +4,16 @@
 // (float within 64-row blocks, double across them: parallel.h; the shift by the first row
 // keeps E[d^2] - E[d]^2 from cancelling when |mean| >> std), (2) y = x*scale + shift. Backward = two passes over (dy, x): (1) sum(dy)
 // and sum(dy*(x-mean)), (2) dx. OpenMP over rows in both; see parallel.h.
+//
+// A following ReLU fuses in: the forward clamps in its write pass; the backward masks dy by
+// the sign of y, recomputed from x in both of its passes (x is read there anyway), so
+// neither the relu's output nor a separate relu pass over dy is needed.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "cpu/parallel.h"
+#include "cpu/simd.h"
 #include "kernels.h"
 
 namespace fastconv::cpu {
@@ -18,7 +24,7 @@ namespace {
 // the data first matters: x*scale + (beta - mean*scale) cancels two large terms when
 // |mean| * inv_std is large (e.g. mean 50, eps 1e-5 at m == 1 loses 3 digits).
 void affine_rows(int64_t m, int64_t c, const float* x, const float* center, const float* scale,
-                 const float* shift, float* y) {
+                 const float* shift, bool relu, float* y) {
   const int64_t group = row_group(c);
   const std::vector<float> ct = tile(center, c, group), sc = tile(scale, c, group),
                            sh = tile(shift, c, group);
@@ -27,7 +33,10 @@ void affine_rows(int64_t m, int64_t c, const float* x, const float* center, cons
     const float* __restrict cen = ct.data();
     const float* __restrict s = sc.data();
     const float* __restrict b = sh.data();
-    for (int64_t e = 0; e < rows * c; ++e) yr[e] = (xr[e] - cen[e]) * s[e] + b[e];
+    if (relu)
+      for (int64_t e = 0; e < rows * c; ++e) yr[e] = std::max((xr[e] - cen[e]) * s[e] + b[e], 0.f);
+    else
+      for (int64_t e = 0; e < rows * c; ++e) yr[e] = (xr[e] - cen[e]) * s[e] + b[e];
   });
 }
 
@@ -35,7 +44,7 @@ void affine_rows(int64_t m, int64_t c, const float* x, const float* center, cons
 
 void batch_norm_forward_train(int64_t m, int64_t c, const float* x, const float* gamma,
                               const float* beta, float eps, float* y, float* mean, float* var,
-                              float* inv_std) {
+                              float* inv_std, bool relu) {
   const float* pivot = x;  // row 0; m >= 1 is checked by the binding
   const std::vector<float> pivot_t = tile(pivot, c, row_group(c));
   std::vector<double> sums(2 * c);
@@ -66,26 +75,51 @@ void batch_norm_forward_train(int64_t m, int64_t c, const float* x, const float*
     scale[j] = (float)((double)gamma[j] * is);
     shift[j] = (float)((double)beta[j] - md * (double)gamma[j] * is);
   }
-  affine_rows(m, c, x, pivot, scale.data(), shift.data(), y);
+  affine_rows(m, c, x, pivot, scale.data(), shift.data(), relu, y);
 }
 
 void batch_norm_forward_inference(int64_t m, int64_t c, const float* x, const float* gamma,
                                   const float* beta, const float* mean, const float* var,
-                                  float eps, float* y) {
+                                  float eps, float* y, bool relu) {
   std::vector<float> scale(c);
   for (int64_t j = 0; j < c; ++j)
     scale[j] = (float)((double)gamma[j] / std::sqrt((double)var[j] + (double)eps));
-  affine_rows(m, c, x, mean, scale.data(), beta, y);
+  affine_rows(m, c, x, mean, scale.data(), beta, relu, y);
 }
 
 // With xhat = (x - mean) * inv_std:
 //   dbeta = sum dy,  dgamma = sum dy * xhat,
 //   dx = gamma * inv_std * (dy - dbeta/m - xhat * dgamma/m).
-void batch_norm_backward(int64_t m, int64_t c, const float* dy, const float* x,
-                         const float* gamma, const float* mean, const float* inv_std, float* dx,
-                         float* dgamma, float* dbeta) {
+// Through a fused relu, dy becomes dy * (y > 0) with y = (x - mean) * gamma * inv_std + beta.
+namespace {
+
+// dy * (y > 0) for one run (a few hundred elements) into a per-thread buffer that stays in
+// L1, y recomputed as (x - mean) * slope + beta. Explicit vectors with an opaque load of dy:
+// written as a plain select, GCC turns it into a masked load that ran the pass 10x slower.
+const float* relu_masked(int64_t n, const float* gr, const float* xr, const float* mu,
+                         const float* slope, const float* beta) {
+  thread_local std::vector<float> buf;
+  if ((int64_t)buf.size() < n) buf.resize((size_t)n);
+  float* out = buf.data();
+  int64_t e = 0;
+  for (; e + kLanes <= n; e += kLanes) {
+    const f32x16 y = (load16(xr + e) - load16(mu + e)) * load16(slope + e) + load16(beta + e);
+    store16(out + e, y > splat16(0.f) ? load16_plain(gr + e) : splat16(0.f));
+  }
+  for (; e < n; ++e) out[e] = (xr[e] - mu[e]) * slope[e] + beta[e] > 0.f ? gr[e] : 0.f;
+  return out;
+}
+
+template <bool Relu>
+void backward_impl(int64_t m, int64_t c, const float* dy, const float* x, const float* gamma,
+                   const float* mean, const float* inv_std, const float* relu_beta, float* dx,
+                   float* dgamma, float* dbeta) {
   const int64_t group = row_group(c);
-  const std::vector<float> mean_t = tile(mean, c, group);
+  std::vector<float> kv(c);  // gamma * inv_std: the output's slope per channel
+  for (int64_t j = 0; j < c; ++j) kv[j] = (float)((double)gamma[j] * inv_std[j]);
+  const std::vector<float> mean_t = tile(mean, c, group), slope_t = tile(kv.data(), c, group),
+                           beta_t = Relu ? tile(relu_beta, c, group) : std::vector<float>();
+  const float* beta_p = beta_t.data();
   std::vector<double> sums(2 * c);
   column_reduce(m, c, 2, sums.data(), nullptr,
                 [&](int64_t r0, int64_t rows, float* acc, int64_t stride, float*) {
@@ -94,35 +128,43 @@ void batch_norm_backward(int64_t m, int64_t c, const float* dy, const float* x,
     const float* __restrict mu = mean_t.data();
     float* __restrict s_dy = acc;
     float* __restrict s_dyx = acc + stride;
+    const float* __restrict g = Relu ? relu_masked(rows * c, gr, xr, mu, slope_t.data(), beta_p) : gr;
     for (int64_t e = 0; e < rows * c; ++e) {
-      s_dy[e] += gr[e];
-      s_dyx[e] += gr[e] * (xr[e] - mu[e]);
+      s_dy[e] += g[e];
+      s_dyx[e] += g[e] * (xr[e] - mu[e]);
     }
   });
   // dx = k * (dy - a - (x - mean) * b) per channel.
-  std::vector<float> kv(c), av(c), bv(c);
-  float* __restrict k = kv.data();
-  float* __restrict a = av.data();
-  float* __restrict b = bv.data();
+  std::vector<float> av(c), bv(c);
   for (int64_t j = 0; j < c; ++j) {
     const double is = inv_std[j];
     dbeta[j] = (float)sums[j];
     dgamma[j] = (float)(sums[c + j] * is);
-    k[j] = (float)((double)gamma[j] * is);
-    a[j] = (float)(sums[j] / (double)m);
-    b[j] = (float)(sums[c + j] * is * is / (double)m);
+    av[j] = (float)(sums[j] / (double)m);
+    bv[j] = (float)(sums[c + j] * is * is / (double)m);
   }
-  const std::vector<float> kt = tile(k, c, group), at = tile(a, c, group), bt = tile(b, c, group);
+  const std::vector<float> at = tile(av.data(), c, group), bt = tile(bv.data(), c, group);
   for_each_run(m, c, dx, [&](int64_t r0, int64_t rows, float* __restrict out) {
     const float* __restrict xr = x + r0 * c;
     const float* __restrict gr = dy + r0 * c;
     const float* __restrict mu = mean_t.data();
-    const float* __restrict kk = kt.data();
+    const float* __restrict kk = slope_t.data();
     const float* __restrict aa = at.data();
     const float* __restrict bb = bt.data();
-    for (int64_t e = 0; e < rows * c; ++e)
-      out[e] = kk[e] * (gr[e] - aa[e] - (xr[e] - mu[e]) * bb[e]);
+    const float* __restrict g = Relu ? relu_masked(rows * c, gr, xr, mu, kk, beta_p) : gr;
+    for (int64_t e = 0; e < rows * c; ++e) out[e] = kk[e] * (g[e] - aa[e] - (xr[e] - mu[e]) * bb[e]);
   });
+}
+
+}  // namespace
+
+void batch_norm_backward(int64_t m, int64_t c, const float* dy, const float* x,
+                         const float* gamma, const float* mean, const float* inv_std, float* dx,
+                         float* dgamma, float* dbeta, const float* relu_beta) {
+  if (relu_beta)
+    backward_impl<true>(m, c, dy, x, gamma, mean, inv_std, relu_beta, dx, dgamma, dbeta);
+  else
+    backward_impl<false>(m, c, dy, x, gamma, mean, inv_std, nullptr, dx, dgamma, dbeta);
 }
 
 }  // namespace fastconv::cpu

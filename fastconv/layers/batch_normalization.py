@@ -65,10 +65,10 @@ class BatchNormalization(Layer):
         # The kernels normalise the last axis; any other feature axis is moved there and back.
         perm = tuple(i for i in range(self._ndim) if i != self._axis) + (self._axis,)
         x = inputs if last else inputs.transpose(*perm)
+        # _activation: a fused BatchNormalization -> ReLU chain (engine/fusion.py).
         y = ops.batch_norm(x, self.gamma, self.beta, self.moving_mean, self.moving_variance,
-                           training, momentum=self.momentum, epsilon=self.epsilon)
-        if _activation == "relu":  # a fused BatchNormalization -> ReLU chain (engine/fusion.py)
-            y = ops.relu(y)
+                           training, momentum=self.momentum, epsilon=self.epsilon,
+                           relu=_activation == "relu")
         if last:
             return y
         inverse = [0] * self._ndim

@@ -101,25 +101,33 @@ class GlobalMaxPool2D(Function):
 
 
 class BatchNormTrain(Function):
-    def forward(self, x, gamma, beta, epsilon=1e-3):
-        y, mean, var, inv_std = F.batch_norm_train(x, gamma, beta, epsilon)
+    # relu=True: a fused BatchNormalization -> ReLU; backward masks g by the output's sign,
+    # recomputed from x and beta, so no output is kept.
+    def forward(self, x, gamma, beta, epsilon=1e-3, relu=False):
+        y, mean, var, inv_std = F.batch_norm_train(x, gamma, beta, epsilon, relu=relu)
         self.x, self.gamma, self.mean, self.inv_std = x, gamma, mean, inv_std
+        self.relu_beta = beta if relu else None
         self.batch_stats = mean, var
         return y
 
     def backward(self, g):
-        return F.batch_norm_backward(g, self.x, self.gamma, self.mean, self.inv_std)
+        return F.batch_norm_backward(g, self.x, self.gamma, self.mean, self.inv_std, relu_beta=self.relu_beta)
 
 
 class BatchNormInference(Function):
-    # y = (x - mean) * inv_std * gamma + beta with fixed statistics: an affine map per channel.
-    def forward(self, x, gamma, beta, mean=None, var=None, epsilon=1e-3):
+    # y = (x - mean) * inv_std * gamma + beta with fixed statistics: an affine map per channel
+    # (then max(y, 0) when relu, whose gradient mask is kept from the output).
+    def forward(self, x, gamma, beta, mean=None, var=None, epsilon=1e-3, relu=False):
         xp = array_module(x)
         self.scale = gamma / xp.sqrt(var + epsilon)
         self.xhat = (x - mean) / xp.sqrt(var + epsilon)
-        return F.batch_norm_inference(x, gamma, beta, mean, var, epsilon)
+        y = F.batch_norm_inference(x, gamma, beta, mean, var, epsilon, relu=relu)
+        self.mask = y > 0 if relu else None
+        return y
 
     def backward(self, g):
+        if self.mask is not None:
+            g = g * self.mask
         axes = tuple(range(g.ndim - 1))
         return g * self.scale, (g * self.xhat).sum(axis=axes), g.sum(axis=axes)
 
@@ -199,12 +207,12 @@ def global_avg_pool2d(x): return GlobalAvgPool2D.apply(x)
 def global_max_pool2d(x): return GlobalMaxPool2D.apply(x)
 
 
-def batch_norm(x, gamma, beta, moving_mean, moving_var, training, momentum=0.99, epsilon=1e-3):
+def batch_norm(x, gamma, beta, moving_mean, moving_var, training, momentum=0.99, epsilon=1e-3, relu=False):
     """Batch normalisation over all axes but the last (Keras semantics).
 
     training=True normalises with the batch statistics (biased variance) and updates the
     moving Variables in place: moving = moving * momentum + batch * (1 - momentum).
-    gamma/beta may be None (scale/center off).
+    gamma/beta may be None (scale/center off). relu=True: max(y, 0) fused into the same op.
     """
     xd = as_array(x)
     xp = array_module(xd)
@@ -213,8 +221,8 @@ def batch_norm(x, gamma, beta, moving_mean, moving_var, training, momentum=0.99,
     beta = Tensor(xp.zeros(c, xd.dtype)) if beta is None else beta
     if not training:
         return BatchNormInference.apply(x, gamma, beta, mean=as_array(moving_mean),
-                                        var=as_array(moving_var), epsilon=epsilon)
-    y = BatchNormTrain.apply(x, gamma, beta, epsilon=epsilon)
+                                        var=as_array(moving_var), epsilon=epsilon, relu=relu)
+    y = BatchNormTrain.apply(x, gamma, beta, epsilon=epsilon, relu=relu)
     mean, var = _last_batch_stats(x, gamma, beta, epsilon, y)
     with no_grad():
         for moving, batch in ((moving_mean, mean), (moving_var, var)):
