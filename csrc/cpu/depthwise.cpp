@@ -113,6 +113,20 @@ inline void tap_rows(const Gather& q, const float* in, const float* zeros, int64
   }
 }
 
+// Requests the input rows of `next` that `cur` does not already use (each kh rows of one
+// output row). The next output row's new input row would otherwise be first touched by the
+// channel-block passes 64 bytes out of every C*4, a pattern the hardware prefetchers follow
+// poorly: measured, the forward ran at 17 GB/s against 37 GB/s for a copy on one core.
+inline void prefetch_new_rows(const Gather& q, const float* const* cur, const float* const* next,
+                              const float* zeros) {
+  const int64_t bytes = q.iw * q.c * (int64_t)sizeof(float);
+  for (int64_t k = 0; k < q.kh; ++k) {
+    if (next[k] == zeros || std::find(cur, cur + q.kh, next[k]) != cur + q.kh) continue;
+    const char* p = (const char*)next[k];
+    for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
+  }
+}
+
 // One output row, channels [c0, c0 + n), of a gather pass. K = 3 pins the 9 weight vectors
 // in registers; K = 0 is any kernel size with the weights read from L1.
 template <int K, bool Full>
@@ -130,12 +144,14 @@ void gather_block(const Gather& q, const float* const* rows, const float* w,
   const f32x16 b = bias ? ld<Full>(bias + c0, n) : f32x16{};
   const int64_t base = c0 - q.pl * C;  // offset of column 0's first tap (ox = 0, kx = 0)
   for (int64_t ox = q.lo; ox < q.hi; ++ox) {
-    f32x16 acc = b;
+    // One accumulator per kernel row (up to 3): a single chain of KH*KW dependent FMAs
+    // would be latency-bound.
+    f32x16 acc[3] = {b, f32x16{}, f32x16{}};
     for (int64_t ky = 0; ky < kh; ++ky) {
       const float* p = rows[ky] + (base + ox * xs);
-      for (int64_t kx = 0; kx < kw; ++kx) acc += ld<Full>(p + kx * ts, n) * wt(ky * kw + kx);
+      for (int64_t kx = 0; kx < kw; ++kx) acc[ky % 3] += ld<Full>(p + kx * ts, n) * wt(ky * kw + kx);
     }
-    st<Full>(out + ox * C + c0, acc, n);
+    st<Full>(out + ox * C + c0, acc[0] + acc[1] + acc[2], n);
   }
   // Columns whose window overlaps the left or right padding.
   auto edge = [&](int64_t ox) {
@@ -173,9 +189,15 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
     const int64_t l0 = lines * t / nt, l1 = lines * (t + 1) / nt;
     float* buf = stream ? scratch(row_floats) : nullptr;
     const float* rows[kMaxKh];
+    const float* next[kMaxKh];
+    if (l0 < l1) tap_rows(q, in + l0 / q.oh * q.ih * q.iw * q.c, zeros.data(), l0 % q.oh, next);
     for (int64_t l = l0; l < l1; ++l) {
-      const int64_t img = l / q.oh, oy = l % q.oh;
-      tap_rows(q, in + img * q.ih * q.iw * q.c, zeros.data(), oy, rows);
+      std::copy(next, next + q.kh, rows);
+      if (l + 1 < l1) {
+        const int64_t img = (l + 1) / q.oh, oy = (l + 1) % q.oh;
+        tap_rows(q, in + img * q.ih * q.iw * q.c, zeros.data(), oy, next);
+        prefetch_new_rows(q, rows, next, zeros.data());
+      }
       float* dst = stream ? buf : out + l * row_floats;
       if (k3) gather_row<3>(q, rows, w, bias, dst);
       else gather_row<0>(q, rows, w, bias, dst);
