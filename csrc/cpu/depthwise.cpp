@@ -113,6 +113,10 @@ inline void tap_rows(const Gather& q, const float* in, const float* zeros, int64
   }
 }
 
+inline void prefetch_bytes(const void* p, int64_t bytes) {
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch((const char*)p + off, 0, 3);
+}
+
 // Requests the input rows of `next` that `cur` does not already use (each kh rows of one
 // output row). The next output row's new input row would otherwise be first touched by the
 // channel-block passes 64 bytes out of every C*4, a pattern the hardware prefetchers follow
@@ -122,8 +126,27 @@ inline void prefetch_new_rows(const Gather& q, const float* const* cur, const fl
   const int64_t bytes = q.iw * q.c * (int64_t)sizeof(float);
   for (int64_t k = 0; k < q.kh; ++k) {
     if (next[k] == zeros || std::find(cur, cur + q.kh, next[k]) != cur + q.kh) continue;
-    const char* p = (const char*)next[k];
-    for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
+    prefetch_bytes(next[k], bytes);
+  }
+}
+
+// fn(l, rows) for the lines l in [l0, l1) (line = image * q.oh + output row) in order, with
+// rows = that line's kh input row pointers into `in` (n images of q.ih x q.iw x q.c);
+// before each line, the next line's new input rows are requested.
+template <typename Fn>
+void walk_lines(const Gather& q, const float* in, const float* zeros, int64_t l0, int64_t l1,
+                Fn fn) {
+  const float* rows[kMaxKh];
+  const float* next[kMaxKh];
+  const int64_t plane = q.ih * q.iw * q.c;
+  if (l0 < l1) tap_rows(q, in + l0 / q.oh * plane, zeros, l0 % q.oh, next);
+  for (int64_t l = l0; l < l1; ++l) {
+    std::copy(next, next + q.kh, rows);
+    if (l + 1 < l1) {
+      tap_rows(q, in + (l + 1) / q.oh * plane, zeros, (l + 1) % q.oh, next);
+      prefetch_new_rows(q, rows, next, zeros);
+    }
+    fn(l, (const float* const*)rows);
   }
 }
 
@@ -188,21 +211,12 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t l0 = lines * t / nt, l1 = lines * (t + 1) / nt;
     float* buf = stream ? scratch(row_floats) : nullptr;
-    const float* rows[kMaxKh];
-    const float* next[kMaxKh];
-    if (l0 < l1) tap_rows(q, in + l0 / q.oh * q.ih * q.iw * q.c, zeros.data(), l0 % q.oh, next);
-    for (int64_t l = l0; l < l1; ++l) {
-      std::copy(next, next + q.kh, rows);
-      if (l + 1 < l1) {
-        const int64_t img = (l + 1) / q.oh, oy = (l + 1) % q.oh;
-        tap_rows(q, in + img * q.ih * q.iw * q.c, zeros.data(), oy, next);
-        prefetch_new_rows(q, rows, next, zeros.data());
-      }
+    walk_lines(q, in, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows) {
       float* dst = stream ? buf : out + l * row_floats;
       if (k3) gather_row<3>(q, rows, w, bias, dst);
       else gather_row<0>(q, rows, w, bias, dst);
       if (stream) stream_copy(out + l * row_floats, dst, row_floats);
-    }
+    });
     if (stream) stream_fence();
   }
 }
@@ -416,14 +430,12 @@ void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const fl
       double* pw = part.data() + t * stride;
       double* pb = db ? pw + wsize : nullptr;
       const bool k3 = g.win.kh == 3 && g.win.kw == 3;
-      const float* rows[kMaxKh];
-      for (int64_t l = l0; l < l1; ++l) {
-        const int64_t img = l / g.oh, oy = l % g.oh;
-        tap_rows(q, x + img * g.h * g.w * g.c, zeros.data(), oy, rows);
+      walk_lines(q, x, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows) {
         const float* dyrow = dy + l * g.ow * oc;
+        if (l + 1 < l1) prefetch_bytes(dyrow + g.ow * oc, g.ow * oc * (int64_t)sizeof(float));
         if (k3) weights_row<3>(q, rows, dyrow, pw, pb);
         else weights_row<0>(q, rows, dyrow, pw, pb);
-      }
+      });
     } else {
       float* pw = fpart.data() + t * stride;
       generic_weights_lines(g, dy, x, l0, l1, pw, pw + wsize);
