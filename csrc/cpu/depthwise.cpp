@@ -221,11 +221,12 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
   }
 }
 
-// Backward weights, M == 1, one output row, channels [c0, c0 + n): acc[tap] += sum over the
-// row's pixels of dy * x at the tap, dbpart += sum of dy.
+// Backward weights, M == 1, one output row, channels [c0, c0 + n): part[tap*cpad + c] += sum
+// over the row's pixels of dy * x at the tap, dbpart[c] += sum of dy (cpad = C rounded up to
+// a multiple of 16, so every block adds whole vectors).
 template <int K, bool Full>
 void weights_block(const Gather& q, const float* const* rows, const float* dyrow, int64_t c0,
-                   int n, double* part, double* dbpart) {
+                   int n, int64_t cpad, float* part, float* dbpart) {
   const int64_t kh = K ? K : q.kh, kw = K ? K : q.kw, C = q.c;
   const int64_t xs = q.sw * C, ts = q.dw * C;
   f32x16 acc[K ? K * K : kMaxTaps];
@@ -252,19 +253,18 @@ void weights_block(const Gather& q, const float* const* rows, const float* dyrow
   };
   for (int64_t ox = 0; ox < q.lo; ++ox) edge(ox);
   for (int64_t ox = q.hi; ox < q.ow; ++ox) edge(ox);
-  for (int64_t i = 0; i < kh * kw; ++i)
-    for (int j = 0; j < n; ++j) part[i * C + c0 + j] += acc[i][j];
-  if (dbpart)
-    for (int j = 0; j < n; ++j) dbpart[c0 + j] += s[j];
+  // Lanes >= n hold zeros (masked loads), so whole vectors are added to the padded rows.
+  for (int64_t i = 0; i < kh * kw; ++i) store16(part + i * cpad + c0, load16(part + i * cpad + c0) + acc[i]);
+  if (dbpart) store16(dbpart + c0, load16(dbpart + c0) + s);
 }
 
 template <int K>
-void weights_row(const Gather& q, const float* const* rows, const float* dyrow, double* part,
-                 double* dbpart) {
+void weights_row(const Gather& q, const float* const* rows, const float* dyrow, int64_t cpad,
+                 float* part, float* dbpart) {
   int64_t c0 = 0;
   for (; c0 + kLanes <= q.c; c0 += kLanes)
-    weights_block<K, true>(q, rows, dyrow, c0, kLanes, part, dbpart);
-  if (c0 < q.c) weights_block<K, false>(q, rows, dyrow, c0, (int)(q.c - c0), part, dbpart);
+    weights_block<K, true>(q, rows, dyrow, c0, kLanes, cpad, part, dbpart);
+  if (c0 < q.c) weights_block<K, false>(q, rows, dyrow, c0, (int)(q.c - c0), cpad, part, dbpart);
 }
 
 bool fast_m1(const ConvGeometry& g) {
@@ -413,8 +413,10 @@ void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const fl
   const bool fast = fast_m1(g);
   const Gather q = forward_gather(g);
   // Per-thread partial sums (dW then db), reduced in thread order afterwards: no atomics,
-  // and the result is the same on every run with the same thread count.
-  const int64_t stride = wsize + oc;
+  // and the result is the same on every run with the same thread count. The fast path
+  // keeps them in double, (taps + 1) rows of cpad channels.
+  const int64_t taps = g.win.kh * g.win.kw, cpad = (g.c + kLanes - 1) / kLanes * kLanes;
+  const int64_t stride = fast ? (taps + 1) * cpad : wsize + oc;
   const int max_threads = omp_get_max_threads();
   std::vector<double> part(fast ? (size_t)(max_threads * stride) : 0, 0.0);
   std::vector<float> fpart(fast ? 0 : (size_t)(max_threads * stride), 0.f);
@@ -427,26 +429,42 @@ void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const fl
     used = nt;
     const int64_t l0 = lines * t / nt, l1 = lines * (t + 1) / nt;
     if (fast) {
-      double* pw = part.data() + t * stride;
-      double* pb = db ? pw + wsize : nullptr;
+      // Rows add into float partials (whole vectors), folded into the thread's double
+      // totals every kFlushLines lines: the float error stays that of a short sum.
+      constexpr int64_t kFlushLines = 16;
+      float* fw = scratch(stride);
+      std::fill(fw, fw + stride, 0.f);
+      double* total = part.data() + t * stride;
+      auto flush = [&] {
+        for (int64_t i = 0; i < stride; ++i) total[i] += fw[i];
+        std::fill(fw, fw + stride, 0.f);
+      };
+      float* fb = db ? fw + taps * cpad : nullptr;
       const bool k3 = g.win.kh == 3 && g.win.kw == 3;
+      const int64_t row_bytes = g.ow * oc * (int64_t)sizeof(float);
       walk_lines(q, x, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows) {
         const float* dyrow = dy + l * g.ow * oc;
-        if (l + 1 < l1) prefetch_bytes(dyrow + g.ow * oc, g.ow * oc * (int64_t)sizeof(float));
-        if (k3) weights_row<3>(q, rows, dyrow, pw, pb);
-        else weights_row<0>(q, rows, dyrow, pw, pb);
+        if (l + 1 < l1) prefetch_bytes(dyrow + g.ow * oc, row_bytes);
+        if (k3) weights_row<3>(q, rows, dyrow, cpad, fw, fb);
+        else weights_row<0>(q, rows, dyrow, cpad, fw, fb);
+        if ((l - l0) % kFlushLines == kFlushLines - 1) flush();
       });
+      flush();
     } else {
       float* pw = fpart.data() + t * stride;
       generic_weights_lines(g, dy, x, l0, l1, pw, pw + wsize);
     }
   }
-  for (int64_t i = 0; i < stride; ++i) {
+  // Sum of the threads' partials of entry i (fast layout: tap i / C, channel i % C).
+  auto total = [&](int64_t i) {
     double s = 0.0;
-    for (int t = 0; t < used; ++t) s += fast ? part[t * stride + i] : fpart[t * stride + i];
-    if (i < wsize) dw[i] = (float)s;
-    else if (db) db[i - wsize] = (float)s;
-  }
+    const int64_t j = fast ? i / g.c * cpad + i % g.c : i;
+    for (int t = 0; t < used; ++t) s += fast ? part[t * stride + j] : fpart[t * stride + j];
+    return (float)s;
+  };
+  for (int64_t i = 0; i < wsize; ++i) dw[i] = total(i);
+  if (db)
+    for (int64_t o = 0; o < oc; ++o) db[o] = total(wsize + o);
 }
 
 }  // namespace fastconv::cpu::detail
