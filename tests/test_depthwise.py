@@ -1,0 +1,100 @@
+"""Depthwise conv kernels (groups == C, weights (KH, KW, 1, C*M)) against the float64 oracle.
+
+The fast paths (M == 1) split channels into 16-lane blocks with a masked tail, take the
+borders apart from the interior, flip the kernel for stride-1 backward data and stream large
+outputs; the cases below aim at each of those seams. Tolerances as in test_native_conv.py.
+"""
+import numpy as np
+import pytest
+
+from fastconv import _C
+from fastconv import reference as R
+
+
+def _close(got, ref):
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * scale)
+
+
+def _check(rng, n, h, w, c, m, k, strides, pads, dilation, bias=True):
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    wt = rng.standard_normal((k[0], k[1], 1, c * m)).astype(np.float32)
+    b = rng.standard_normal(c * m).astype(np.float32) if bias else None
+    args = (strides, pads, dilation, c)
+    x64, w64 = x.astype(np.float64), wt.astype(np.float64)
+    y = _C.conv2d_forward(x, wt, b, *args)
+    _close(y, R.conv2d_forward(x64, w64, None if b is None else b.astype(np.float64), *args))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
+    _close(dx, R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
+    dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, bias)
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, bias)
+    _close(dw, rdw)
+    if bias:
+        _close(db, rdb)
+
+
+# (n, h, w, c, m, (kh, kw), strides, (top, bottom, left, right), dilation)
+CASES = [
+    (2, 9, 11, 16, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    (1, 7, 5, 1, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    (1, 13, 9, 37, 1, (3, 3), (2, 2), (0, 1, 0, 1), (1, 1)),
+    (2, 8, 8, 80, 1, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    (1, 11, 7, 20, 1, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2)),
+    (1, 9, 10, 33, 1, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),
+    (2, 6, 7, 17, 1, (2, 2), (1, 1), (0, 1, 1, 0), (1, 1)),
+    (1, 7, 9, 15, 1, (3, 3), (1, 2), (3, 0, 0, 2), (1, 1)),
+    (1, 5, 5, 3, 1, (3, 3), (1, 1), (4, 3, 3, 4), (1, 1)),   # pads wider than the kernel
+    (1, 3, 4, 48, 1, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),  # no interior column
+    (1, 9, 7, 5, 2, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    (2, 8, 9, 19, 3, (3, 3), (2, 2), (0, 1, 0, 1), (1, 1)),
+    (1, 7, 7, 16, 2, (2, 2), (1, 1), (1, 0, 0, 1), (2, 1)),
+    (1, 12, 12, 64, 1, (7, 1), (1, 1), (3, 3, 0, 0), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
+@pytest.mark.parametrize("bias", [True, False])
+def test_depthwise_cases(case, bias):
+    _check(np.random.default_rng(3), *case, bias=bias)
+
+
+def test_depthwise_random_shapes():
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        k = [(3, 3), (5, 5), (2, 2), (3, 3)][rng.integers(4)]
+        s = int(rng.integers(1, 3))
+        d = int(rng.integers(1, 3)) if s == 1 else 1
+        pads = tuple(int(p) for p in rng.integers(0, 3, 4))
+        h, w = int(rng.integers(1, 12)) * 2 + 1, int(rng.integers(1, 12)) * 2 + 1
+        if h + pads[0] + pads[1] < (k[0] - 1) * d + 1 or w + pads[2] + pads[3] < (k[1] - 1) * d + 1:
+            continue
+        _check(rng, int(rng.integers(1, 3)), h, w, int(rng.integers(1, 81)), int(rng.integers(1, 4)),
+               k, (s, s), pads, (d, d), bias=bool(rng.integers(2)))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_depthwise_large_streamed(threads):
+    """Big enough to run threaded and above the streaming threshold when it is lowered."""
+    old_t, old_s = _C.get_num_threads(), _C.get_stream_threshold()
+    try:
+        _C.set_num_threads(threads)
+        _C.set_stream_threshold(1 << 12)
+        rng = np.random.default_rng(5)
+        _check(rng, 3, 17, 19, 40, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+        _check(rng, 3, 17, 19, 40, 1, (3, 3), (2, 2), (0, 1, 0, 1), (1, 1))
+    finally:
+        _C.set_num_threads(old_t)
+        _C.set_stream_threshold(old_s)
+
+
+def test_depthwise_deterministic():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((4, 30, 30, 48)).astype(np.float32)
+    dy = rng.standard_normal((4, 30, 30, 48)).astype(np.float32)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), 48)
+    first = _C.conv2d_backward_weights(dy, x, (3, 3, 1, 48), *args, True)
+    for _ in range(3):
+        again = _C.conv2d_backward_weights(dy, x, (3, 3, 1, 48), *args, True)
+        assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
