@@ -279,3 +279,30 @@ def test_fused_batch_norm_relu_training_gradients_equal_unfused():
     fc.set_fusion(True)
     for g_fused, g_plain in zip(*grads):
         _close(g_fused, g_plain)
+
+
+def test_zero_padding_becomes_the_conv_padding():
+    rng = np.random.default_rng(13)
+    m = models.Sequential([
+        layers.Input((9, 8, 3)),
+        layers.ZeroPadding2D(((1, 2), (0, 3)), name="zp"), layers.Conv2D(4, 3, strides=2, name="cv"),
+        layers.BatchNormalization(name="bn"), layers.ReLU(name="r"),
+        layers.ZeroPadding2D(1, name="zp2"), layers.Conv2D(4, 3, padding="same", name="cs"),  # 'same': not fused
+    ])
+    assert m.fusion_plan(False) == ["zp + cv + bn + r"]
+    assert m.fusion_plan(True) == ["zp + cv", "bn + r"]
+    _randomise_bn(m, rng)
+    x = rng.standard_normal((2, 9, 8, 3)).astype(np.float32)
+    for training in (False, True):
+        fused, plain = _outputs(m, x, training)
+        _close(fused, plain)
+    grads = []
+    for enabled in (True, False):
+        fc.set_fusion(enabled)
+        for v in m.trainable_weights:
+            v.grad = None
+        (m(x, training=True) ** 2).sum().backward()
+        grads.append([np.array(v.grad) for v in m.trainable_weights])
+    fc.set_fusion(True)
+    for g_fused, g_plain in zip(*grads):
+        _close(g_fused, g_plain)

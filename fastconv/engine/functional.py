@@ -121,7 +121,7 @@ class Functional(Model):
             if id(node) in plan:
                 continue
             run = [node]
-            while len(run) < 3 and run[-1] is not None:
+            while len(run) < 4 and run[-1] is not None:  # the longest chain: pad, conv, BN, ReLU
                 run.append(next_node(run[-1]))
             run = [n for n in run if n is not None]
             chain = fusion.chain_from(lambda j: (run[j].layer, run[j].kwargs) if j < len(run) else None,

@@ -3,6 +3,7 @@
 A chain of layers is run as one op when each link's output feeds only the next link (and is
 not a model output):
 
+- ``ZeroPadding2D -> Conv2D('valid')``: the padding becomes the conv's own (no padded copy).
 - ``Conv2D -> ReLU``: the activation runs inside the conv kernel (any mode).
 - ``Conv2D -> BatchNormalization [-> ReLU]`` at inference: the batch norm is folded into the
   convolution (kernel * s, (bias - mean) * s + beta with s = gamma / sqrt(var + eps)), so
@@ -20,6 +21,7 @@ Layers that run a list of sublayers themselves (the zoo's residual and dense blo
 from ..layers.activation import Activation, ReLU
 from ..layers.batch_normalization import BatchNormalization
 from ..layers.conv2d import Conv2D
+from ..layers.zero_padding2d import ZeroPadding2D
 
 
 _enabled = [True]
@@ -51,6 +53,10 @@ def _is_conv(layer):
     return type(layer) is Conv2D and layer.built and layer.activation == "linear"
 
 
+def _is_zero_padding(layer):
+    return type(layer) is ZeroPadding2D and layer.built
+
+
 def _is_bn(layer):
     return type(layer) is BatchNormalization and layer.built and layer._axis == layer._ndim - 1
 
@@ -60,18 +66,20 @@ class Chain:
 
     def __init__(self, links, training):
         self.links = links
-        head, kwargs = links[0]
         self.layers = [layer for layer, _ in links]
-        if _is_conv(head):
-            rest = self.layers[1:]
+        head, kwargs = links[0]
+        pad = head.padding if _is_zero_padding(head) else None
+        self.runner = self.layers[1] if pad else head  # the layer whose call runs the chain
+        if _is_conv(self.runner):
+            rest = self.layers[2 if pad else 1:]
             self.fold = rest[0] if rest and _is_bn(rest[0]) else None
-            self.call_kwargs = {"_fold": self.fold, "_activation": "relu" if _is_relu(self.layers[-1]) else None}
+            self.call_kwargs = {"_fold": self.fold, "_activation": "relu" if _is_relu(self.layers[-1]) else None,
+                                "_pads": pad}
         else:  # batch norm + relu
             self.call_kwargs = {"training": _bn_training(head, kwargs, training), "_activation": "relu"}
 
     def __call__(self, args, extra_args, kwargs):
-        head = self.layers[0]
-        return head(args, *extra_args, **{**kwargs, **self.call_kwargs})
+        return self.runner(args, *extra_args, **{**kwargs, **self.call_kwargs})
 
     def describe(self):
         return " + ".join(type(layer).__name__ for layer in self.layers)
@@ -93,6 +101,10 @@ def chain_from(links_at, single_consumer, training):
         return False
 
     head, kwargs = first
+    if _is_zero_padding(head):
+        if not extend(lambda l: _is_conv(l[0]) and l[0].padding == "valid"):
+            return None
+        head = links[-1][0]
     if _is_conv(head):
         if extend(lambda l: _is_bn(l[0]) and not _bn_training(l[0], l[1], training)):
             extend(lambda l: _is_relu(l[0]))

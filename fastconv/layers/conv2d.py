@@ -69,16 +69,17 @@ class Conv2D(Layer):
                                      regularizer=self.bias_regularizer) if self.use_bias else None)
         self._in_channels = cin
 
-    def call(self, inputs, _fold=None, _activation=None):
-        # _fold (a BatchNormalization at inference) and _activation come from a fused layer
-        # chain (engine/fusion.py), only on a conv whose own activation is linear.
+    def call(self, inputs, _fold=None, _activation=None, _pads=None):
+        # _fold (a BatchNormalization at inference), _activation and _pads (a ZeroPadding2D's
+        # ((top, bottom), (left, right)) on a 'valid' conv) come from a fused layer chain
+        # (engine/fusion.py), only on a conv whose own activation is linear.
         check_nhwc(self, inputs.shape, self._in_channels)
         kernel, bias = (self.kernel, self.bias) if _fold is None else _fold.folded_into(self.kernel, self.bias)
         activation = _activation or self.activation
         # Bias and the elementwise activations run inside the conv kernel (one pass over the
         # output); softmax or a callable follows as its own op.
         fused = act.fusable(activation)
-        y = ops.conv2d(inputs, kernel, bias, strides=self.strides, padding=self.padding,
+        y = ops.conv2d(inputs, kernel, bias, strides=self.strides, padding=_pads or self.padding,
                        dilation_rate=self.dilation_rate, groups=self.groups,
                        activation=activation if fused else "linear")
         return y if fused else act.apply(y, None, activation)
