@@ -93,21 +93,20 @@ void batch_norm_forward_inference(int64_t m, int64_t c, const float* x, const fl
 // Through a fused relu, dy becomes dy * (y > 0) with y = (x - mean) * gamma * inv_std + beta.
 namespace {
 
-// dy * (y > 0) for one run (a few hundred elements) into a per-thread buffer that stays in
-// L1, y recomputed as (x - mean) * slope + beta. Explicit vectors with an opaque load of dy:
-// written as a plain select, GCC turns it into a masked load that ran the pass 10x slower.
-const float* relu_masked(int64_t n, const float* gr, const float* xr, const float* mu,
-                         const float* slope, const float* beta) {
-  thread_local std::vector<float> buf;
-  if ((int64_t)buf.size() < n) buf.resize((size_t)n);
-  float* out = buf.data();
-  int64_t e = 0;
-  for (; e + kLanes <= n; e += kLanes) {
-    const f32x16 y = (load16(xr + e) - load16(mu + e)) * load16(slope + e) + load16(beta + e);
-    store16(out + e, y > splat16(0.f) ? load16_plain(gr + e) : splat16(0.f));
-  }
-  for (; e < n; ++e) out[e] = (xr[e] - mu[e]) * slope[e] + beta[e] > 0.f ? gr[e] : 0.f;
-  return out;
+// Through a fused relu, dy * (y > 0) with y = (x - mean) * slope + beta recomputed from x,
+// which both passes read anyway. Written with explicit vectors and an opaque load of dy: as a
+// plain select, GCC turns it into a masked load that ran the pass 10x slower. Returns the
+// masked gradient of 16 elements at e; d = x - mean is handed back for the caller's use.
+inline f32x16 relu_masked16(const float* gr, const float* xr, const float* mu, const float* slope,
+                            const float* beta, int64_t e, f32x16& d) {
+  d = load16(xr + e) - load16(mu + e);
+  const f32x16 y = d * load16(slope + e) + load16(beta + e);
+  return y > splat16(0.f) ? load16_plain(gr + e) : splat16(0.f);
+}
+
+inline float relu_masked1(const float* gr, const float* xr, const float* mu, const float* slope,
+                          const float* beta, int64_t e) {
+  return (xr[e] - mu[e]) * slope[e] + beta[e] > 0.f ? gr[e] : 0.f;
 }
 
 template <bool Relu>
@@ -128,10 +127,25 @@ void backward_impl(int64_t m, int64_t c, const float* dy, const float* x, const 
     const float* __restrict mu = mean_t.data();
     float* __restrict s_dy = acc;
     float* __restrict s_dyx = acc + stride;
-    const float* __restrict g = Relu ? relu_masked(rows * c, gr, xr, mu, slope_t.data(), beta_p) : gr;
-    for (int64_t e = 0; e < rows * c; ++e) {
-      s_dy[e] += g[e];
-      s_dyx[e] += g[e] * (xr[e] - mu[e]);
+    int64_t e = 0;
+    if constexpr (Relu) {
+      const float* __restrict k = slope_t.data();
+      for (; e + kLanes <= rows * c; e += kLanes) {
+        f32x16 d;
+        const f32x16 g = relu_masked16(gr, xr, mu, k, beta_p, e, d);
+        store16(s_dy + e, load16(s_dy + e) + g);
+        store16(s_dyx + e, load16(s_dyx + e) + g * d);
+      }
+      for (; e < rows * c; ++e) {
+        const float g = relu_masked1(gr, xr, mu, k, beta_p, e);
+        s_dy[e] += g;
+        s_dyx[e] += g * (xr[e] - mu[e]);
+      }
+      return;
+    }
+    for (; e < rows * c; ++e) {
+      s_dy[e] += gr[e];
+      s_dyx[e] += gr[e] * (xr[e] - mu[e]);
     }
   });
   // dx = k * (dy - a - (x - mean) * b) per channel.
@@ -151,8 +165,18 @@ void backward_impl(int64_t m, int64_t c, const float* dy, const float* x, const 
     const float* __restrict kk = slope_t.data();
     const float* __restrict aa = at.data();
     const float* __restrict bb = bt.data();
-    const float* __restrict g = Relu ? relu_masked(rows * c, gr, xr, mu, kk, beta_p) : gr;
-    for (int64_t e = 0; e < rows * c; ++e) out[e] = kk[e] * (g[e] - aa[e] - (xr[e] - mu[e]) * bb[e]);
+    int64_t e = 0;
+    if constexpr (Relu) {
+      for (; e + kLanes <= rows * c; e += kLanes) {
+        f32x16 d;
+        const f32x16 g = relu_masked16(gr, xr, mu, kk, beta_p, e, d);
+        store16(out + e, load16(kk + e) * (g - load16(aa + e) - d * load16(bb + e)));
+      }
+      for (; e < rows * c; ++e)
+        out[e] = kk[e] * (relu_masked1(gr, xr, mu, kk, beta_p, e) - aa[e] - (xr[e] - mu[e]) * bb[e]);
+      return;
+    }
+    for (; e < rows * c; ++e) out[e] = kk[e] * (gr[e] - aa[e] - (xr[e] - mu[e]) * bb[e]);
   });
 }
 
