@@ -112,6 +112,10 @@ void batch_norm_backward(int64_t m, int64_t c, const float* dy, const float* x,
                          const float* gamma, const float* mean, const float* inv_std, float* dx,
                          float* dgamma, float* dbeta, const float* relu_beta = nullptr);
 
+// ---- concatenation (concat.cpp): `parts` arrays viewed as (rows, widths[i]) -> (rows, sum) ----
+void concat_last(int64_t rows, int64_t parts, const float* const* in, const int64_t* widths,
+                 float* out);
+
 // ---- bias + activation (activation.cpp): x viewed as (m, c) ----
 // y = act(x + b); b may be null.
 void bias_act_forward(int64_t m, int64_t c, const float* x, const float* b, Activation act,

@@ -3,7 +3,7 @@ backend, split from fastconv/cuda.py for size and re-exported there (use fastcon
 from .cuda import _act, _channels, _f32, _labels, _rank, _ready, _shape, _vec
 from . import cuda as _c
 
-__all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward", "global_avg_pool2d_forward", "global_avg_pool2d_backward", "batch_norm_forward_train", "batch_norm_forward_inference", "batch_norm_backward", "bias_act_forward", "bias_act_backward", "softmax_forward", "softmax_backward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "sgd_update", "adam_update"]
+__all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward", "global_avg_pool2d_forward", "global_avg_pool2d_backward", "batch_norm_forward_train", "batch_norm_forward_inference", "batch_norm_backward", "bias_act_forward", "bias_act_backward", "softmax_forward", "softmax_backward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "sgd_update", "adam_update", "concat_last"]
 
 
 def _p(a):
@@ -218,3 +218,15 @@ def adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon, v_hat=None):
     m, v, v_hat = _state(cp, m, "m", w), _state(cp, v, "v", w), _state(cp, v_hat, "v_hat", w)
     K.adam_update(_p(w), _p(g), _p(m), _p(v), _p(v_hat), w.size, float(alpha), float(beta_1),
                    float(beta_2), float(epsilon), _s())
+
+
+def concat_last(arrays):
+    cp, _ = _ready()
+    arrays = [_f32(a, f"arrays[{i}]") for i, a in enumerate(arrays)]
+    if not arrays:
+        raise ValueError("arrays must hold at least one array")
+    for i, a in enumerate(arrays):
+        if a.ndim < 1 or a.shape[:-1] != arrays[0].shape[:-1]:
+            raise ValueError(f"arrays[{i}] has shape {a.shape}: every array must match arrays[0] "
+                             f"{arrays[0].shape} on all axes but the last")
+    return cp.concatenate(arrays, axis=-1)

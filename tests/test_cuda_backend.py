@@ -65,7 +65,8 @@ def test_cuda_module_implements_the_whole_kernel_interface():
         max_pool2d_forward max_pool2d_backward avg_pool2d_forward avg_pool2d_backward
         global_avg_pool2d_forward global_avg_pool2d_backward batch_norm_forward_train
         batch_norm_forward_inference batch_norm_backward bias_act_forward bias_act_backward
-        softmax_forward softmax_backward softmax_cross_entropy_forward softmax_cross_entropy_backward""".split()
+        softmax_forward softmax_backward softmax_cross_entropy_forward softmax_cross_entropy_backward
+        concat_last""".split()
     from fastconv import reference
     import inspect
     for name in names:

@@ -469,3 +469,36 @@ def test_global_avg_pool_long_sums_stay_accurate():
     # 112*112 pixels: float partial sums per 64 pixels, double across them.
     x = (RNG.standard_normal((2, 112, 112, 70)) + 100.0).astype(np.float32)
     close(_C.global_avg_pool2d_forward(x), R.global_avg_pool2d_forward(f64(x)), 1e-6, floor=False)
+
+
+@pytest.mark.parametrize("shapes", [[(2, 3, 4, 5), (2, 3, 4, 1)], [(7, 3)], [(1, 1, 1, 64), (1, 1, 1, 32), (1, 1, 1, 7)],
+                                    [(300, 40), (300, 200)], [(5,), (3,)]])
+def test_concat_last_matches_numpy(shapes):
+    rng = np.random.default_rng(len(shapes))
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    np.testing.assert_array_equal(_C.concat_last(arrays), np.concatenate(arrays, axis=-1))
+    np.testing.assert_array_equal(R.concat_last(arrays), np.concatenate(arrays, axis=-1))
+
+
+def test_concat_last_rejects_bad_input():
+    a = np.ones((2, 3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"arrays\[1\]"):
+        _C.concat_last([a, np.ones((2, 4, 4), np.float32)])
+    with pytest.raises(TypeError, match=r"arrays\[1\].*float32"):
+        _C.concat_last([a, np.ones((2, 3, 4))])
+    with pytest.raises(TypeError, match="C-contiguous"):
+        _C.concat_last([a, np.ones((2, 3, 8), np.float32)[..., ::2]])
+    with pytest.raises(ValueError, match="at least one"):
+        _C.concat_last([])
+    with pytest.raises(ValueError, match=r"arrays\[1\]"):
+        R.concat_last([a, np.ones((3, 3, 4))])
+
+
+def test_functional_concatenate_keeps_dtypes_and_other_axes():
+    from fastconv import functional as F
+    a, b = np.ones((2, 3), np.float64), np.zeros((2, 2), np.float64)
+    out = F.concatenate([a, b])
+    assert out.dtype == np.float64 and out.shape == (2, 5)  # not float32: numpy's own path
+    x, y = np.ones((2, 3), np.float32), np.arange(6, dtype=np.float32).reshape(2, 3)[:, ::-1]
+    np.testing.assert_array_equal(F.concatenate([x, y]), np.concatenate([x, y], -1))  # non-contiguous input
+    np.testing.assert_array_equal(F.concatenate([x, y], axis=0), np.concatenate([x, y], 0))

@@ -15,6 +15,7 @@ void bind_activation(py::module_& m);
 void bind_softmax(py::module_& m);
 void bind_optimizer(py::module_& m);
 void bind_index_check(py::module_& m);
+void bind_concat(py::module_& m);
 }  // namespace fastconv::bind
 
 PYBIND11_MODULE(_C, m) {
@@ -30,4 +31,5 @@ PYBIND11_MODULE(_C, m) {
   bind_softmax(m);
   bind_optimizer(m);
   bind_index_check(m);
+  bind_concat(m);
 }

@@ -1,0 +1,60 @@
+// Binding of concat_last: a list of float32 C-contiguous arrays that agree on every axis but
+// the last -> their concatenation along it.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "bindings/array_check.h"
+#include "kernels.h"
+
+namespace py = pybind11;
+
+namespace fastconv::bind {
+
+namespace {
+
+py::array_t<float> concat_last(const py::sequence& arrays) {
+  if (py::len(arrays) == 0) throw py::value_error("arrays must hold at least one array");
+  std::vector<py::array_t<float>> keep;
+  std::vector<const float*> ptrs;
+  std::vector<int64_t> widths;
+  std::vector<int64_t> lead;
+  int64_t total = 0;
+  for (size_t i = 0; i < py::len(arrays); ++i) {
+    const std::string name = "arrays[" + std::to_string(i) + "]";
+    keep.push_back(require_f32(arrays[i], name.c_str(), -1, "(..., C_i)"));
+    const auto& a = keep.back();
+    if (a.ndim() < 1) throw py::value_error(name + " must have at least one axis, got a scalar");
+    std::vector<int64_t> shape(a.shape(), a.shape() + a.ndim());
+    const std::vector<int64_t> head(shape.begin(), shape.end() - 1);
+    if (i == 0) lead = head;
+    if (head != lead)
+      throw py::value_error(name + " has shape " + shape_str(a) + ": every array must match arrays[0] " +
+                            "on all axes but the last");
+    ptrs.push_back(a.data());
+    widths.push_back(shape.back());
+    total += shape.back();
+  }
+  int64_t rows = 1;
+  for (int64_t d : lead) rows *= d;
+  std::vector<py::ssize_t> out_shape(lead.begin(), lead.end());
+  out_shape.push_back(total);
+  py::array_t<float> out(out_shape);
+  float* o = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::concat_last(rows, (int64_t)ptrs.size(), ptrs.data(), widths.data(), o);
+  }
+  return out;
+}
+
+}  // namespace
+
+void bind_concat(py::module_& m) {
+  m.def("concat_last", &concat_last, py::arg("arrays"),
+        "Concatenate float32 C-contiguous arrays along the last axis (all other axes equal).");
+}
+
+}  // namespace fastconv::bind
