@@ -222,11 +222,7 @@ def adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon, v_hat=None):
 
 def concat_last(arrays):
     cp, _ = _ready()
+    from .reference.array import check_concat_shapes
     arrays = [_f32(a, f"arrays[{i}]") for i, a in enumerate(arrays)]
-    if not arrays:
-        raise ValueError("arrays must hold at least one array")
-    for i, a in enumerate(arrays):
-        if a.ndim < 1 or a.shape[:-1] != arrays[0].shape[:-1]:
-            raise ValueError(f"arrays[{i}] has shape {a.shape}: every array must match arrays[0] "
-                             f"{arrays[0].shape} on all axes but the last")
+    check_concat_shapes(arrays)
     return cp.concatenate(arrays, axis=-1)

@@ -1,7 +1,7 @@
 """The direct small-channel convolution (csrc/cpu/direct_conv.cpp) against the float64 oracle.
 
 Every shape here is one the dispatcher sends to the direct path (asserted through
-_C._conv_uses_direct), so these exercise its edge handling: column tails (W not a multiple of
+conv_algorithm), so these exercise its edge handling: column tails (W not a multiple of
 16, W < 16), strides larger than the kernel, dilation, even kernels with asymmetric pads,
 pads wider than the kernel, all three passes with and without bias.
 """
@@ -11,6 +11,12 @@ from hypothesis import assume, given, settings, strategies as st
 
 from fastconv import _C
 from fastconv import reference as R
+
+
+def _uses_direct(*conv):
+    """True when every pass of this conv (x_shape, w_shape, strides, pads, dilation, groups)
+    runs on the direct kernel."""
+    return set(_C.conv_algorithm(*conv).values()) == {"direct"}
 
 
 def _close(got, ref):
@@ -32,7 +38,7 @@ def _run(x, w, b, dy, args, with_bias):
 
 def _check(seed, n, h, w, cin, cout, k, strides, pads, dilation, bias=True):
     args = (strides, pads, dilation, 1)
-    assert _C._conv_uses_direct((n, h, w, cin), (k[0], k[1], cin, cout), *args)
+    assert _uses_direct((n, h, w, cin), (k[0], k[1], cin, cout), *args)
     rng = np.random.default_rng(seed)
     x, wt = _rand(rng, (n, h, w, cin)), _rand(rng, (k[0], k[1], cin, cout))
     b = _rand(rng, (cout,)) if bias else None
@@ -143,12 +149,12 @@ def test_empty_batch():
     ((8, 32, 32, 4), (3, 3, 1, 4), (1, 1), 4, False),      # depthwise has its own kernel
 ])
 def test_eligibility(x_shape, w_shape, strides, groups, expected):
-    assert _C._conv_uses_direct(x_shape, w_shape, strides, (1, 1, 1, 1), (1, 1), groups) is expected
+    assert _uses_direct(x_shape, w_shape, strides, (1, 1, 1, 1), (1, 1), groups) is expected
 
 
 def test_pointwise_stays_on_gemm():
     # 1x1, stride 1, no pads: x is already the GEMM operand.
-    assert not _C._conv_uses_direct((8, 16, 16, 4), (1, 1, 4, 16), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    assert not _uses_direct((8, 16, 16, 4), (1, 1, 4, 16), (1, 1), (0, 0, 0, 0), (1, 1), 1)
 
 
 @pytest.mark.parametrize("name", ["lenet_conv1", "stride3_asym", "cin8_cout32"])
@@ -162,7 +168,7 @@ def test_forced_modes_agree(name):
     dy = _rand(rng, _C.conv2d_forward(x, wt, b, *args).shape)
     try:
         _C.set_conv_algorithm("im2col")
-        assert not _C._conv_uses_direct(x.shape, wt.shape, *args)
+        assert not _uses_direct(x.shape, wt.shape, *args)
         gemm = _run(x, wt, b, dy, args, True)
         _C.set_conv_algorithm("auto")
         direct = _run(x, wt, b, dy, args, True)
@@ -172,7 +178,7 @@ def test_forced_modes_agree(name):
         _close(a, c.astype(np.float64))
     try:
         _C.set_conv_algorithm("direct")
-        assert _C._conv_uses_direct((2, 9, 9, 16), (3, 3, 16, 80), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+        assert _uses_direct((2, 9, 9, 16), (3, 3, 16, 80), (1, 1), (1, 1, 1, 1), (1, 1), 1)
         _check(3, 2, 9, 9, 16, 80, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
     finally:
         _C.set_conv_algorithm("auto")

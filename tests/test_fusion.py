@@ -110,6 +110,20 @@ def _outputs(model, x, training):
     return out
 
 
+def _check_gradients_equal(model, x, training):
+    """Gradients of sum(model(x)**2) for every trainable weight, fusion on and off, agree."""
+    grads = []
+    for enabled in (True, False):
+        fc.set_fusion(enabled)
+        for v in model.trainable_weights:
+            v.grad = None
+        (model(x, training=training) ** 2).sum().backward()
+        grads.append([np.array(v.grad) for v in model.trainable_weights])
+    fc.set_fusion(True)
+    for g_fused, g_plain in zip(*grads):
+        _close(g_fused, g_plain)
+
+
 def _seq():
     return models.Sequential([
         layers.Input((9, 7, 3)),
@@ -149,16 +163,7 @@ def test_folded_batch_norm_still_trains_the_conv_weights():
     m = _seq()
     _randomise_bn(m, rng)
     x = rng.standard_normal((2, 9, 7, 3)).astype(np.float32)
-    grads = []
-    for enabled in (True, False):
-        fc.set_fusion(enabled)
-        for v in m.trainable_weights:
-            v.grad = None
-        (m(x, training=False) ** 2).sum().backward()
-        grads.append([np.array(v.grad) for v in m.trainable_weights])
-    fc.set_fusion(True)
-    for g_fused, g_plain in zip(*grads):
-        _close(g_fused, g_plain)
+    _check_gradients_equal(m, x, training=False)
 
 
 def test_functional_fuses_only_single_consumer_links():
@@ -269,16 +274,7 @@ def test_fused_batch_norm_relu_training_gradients_equal_unfused():
     m = _seq()
     _randomise_bn(m, rng)
     x = rng.standard_normal((3, 9, 7, 3)).astype(np.float32)
-    grads = []
-    for enabled in (True, False):
-        fc.set_fusion(enabled)
-        for v in m.trainable_weights:
-            v.grad = None
-        (m(x, training=True) ** 2).sum().backward()
-        grads.append([np.array(v.grad) for v in m.trainable_weights])
-    fc.set_fusion(True)
-    for g_fused, g_plain in zip(*grads):
-        _close(g_fused, g_plain)
+    _check_gradients_equal(m, x, training=True)
 
 
 def test_zero_padding_becomes_the_conv_padding():
@@ -296,13 +292,4 @@ def test_zero_padding_becomes_the_conv_padding():
     for training in (False, True):
         fused, plain = _outputs(m, x, training)
         _close(fused, plain)
-    grads = []
-    for enabled in (True, False):
-        fc.set_fusion(enabled)
-        for v in m.trainable_weights:
-            v.grad = None
-        (m(x, training=True) ** 2).sum().backward()
-        grads.append([np.array(v.grad) for v in m.trainable_weights])
-    fc.set_fusion(True)
-    for g_fused, g_plain in zip(*grads):
-        _close(g_fused, g_plain)
+    _check_gradients_equal(m, x, training=True)

@@ -110,6 +110,19 @@ inline py::array_t<float> empty_f32(const std::vector<int64_t>& shape) {
   return py::array_t<float>(s);
 }
 
+// strides (sh, sw), pads (top, bottom, left, right), dilation (dh, dw) -> a Window2d.
+inline Window2d make_window(const py::handle& strides, const py::handle& pads,
+                            const py::handle& dilation) {
+  const auto s = int_tuple<2>(strides, "strides", "(sh, sw)");
+  const auto p = int_tuple<4>(pads, "pads", "(top, bottom, left, right)");
+  const auto d = int_tuple<2>(dilation, "dilation", "(dh, dw)");
+  Window2d win;
+  win.sh = s[0]; win.sw = s[1];
+  win.pt = p[0]; win.pb = p[1]; win.pl = p[2]; win.pr = p[3];
+  win.dh = d[0]; win.dw = d[1];
+  return win;
+}
+
 // 'linear' | 'relu' | 'sigmoid' | 'tanh' -> the kernels' Activation (TypeError/ValueError).
 inline Activation parse_activation(const py::handle& obj) {
   if (!py::isinstance<py::str>(obj))

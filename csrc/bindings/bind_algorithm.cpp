@@ -17,15 +17,8 @@ py::dict conv_algorithm(py::handle x_shape, py::handle w_shape, py::handle strid
                         py::handle pads, py::handle dilation, int64_t groups) {
   const auto xs = int_tuple<4>(x_shape, "x_shape", "(N, H, W, C)");
   const auto ws = int_tuple<4>(w_shape, "w_shape", "(KH, KW, Cin/groups, Cout)");
-  const auto s = int_tuple<2>(strides, "strides", "(sh, sw)");
-  const auto p = int_tuple<4>(pads, "pads", "(top, bottom, left, right)");
-  const auto d = int_tuple<2>(dilation, "dilation", "(dh, dw)");
-  Window2d win;
-  win.sh = s[0]; win.sw = s[1];
-  win.pt = p[0]; win.pb = p[1]; win.pl = p[2]; win.pr = p[3];
-  win.dh = d[0]; win.dw = d[1];
-  const ConvGeometry g =
-      make_conv_geometry(xs[0], xs[1], xs[2], xs[3], ws[0], ws[1], ws[2], ws[3], win, groups);
+  const ConvGeometry g = make_conv_geometry(xs[0], xs[1], xs[2], xs[3], ws[0], ws[1], ws[2], ws[3],
+                                            make_window(strides, pads, dilation), groups);
   py::dict out;
   out["forward"] = cpu::conv_algorithm(g, cpu::ConvPass::Forward);
   out["backward_data"] = cpu::conv_algorithm(g, cpu::ConvPass::BackwardData);

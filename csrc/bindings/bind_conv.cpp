@@ -7,7 +7,6 @@
 #include <string>
 
 #include "bindings/array_check.h"
-#include "cpu/direct_conv.h"
 #include "kernels.h"
 
 namespace py = pybind11;
@@ -15,17 +14,6 @@ namespace py = pybind11;
 namespace fastconv::bind {
 
 namespace {
-
-Window2d make_window(const py::handle& strides, const py::handle& pads, const py::handle& dilation) {
-  const auto s = int_tuple<2>(strides, "strides", "(sh, sw)");
-  const auto p = int_tuple<4>(pads, "pads", "(top, bottom, left, right)");
-  const auto d = int_tuple<2>(dilation, "dilation", "(dh, dw)");
-  Window2d win;
-  win.sh = s[0]; win.sw = s[1];
-  win.pt = p[0]; win.pb = p[1]; win.pl = p[2]; win.pr = p[3];
-  win.dh = d[0]; win.dw = d[1];
-  return win;
-}
 
 ConvGeometry geometry(const std::array<int64_t, 4>& xs, const std::array<int64_t, 4>& ws,
                       const Window2d& win, int64_t groups) {
@@ -99,15 +87,6 @@ py::tuple conv2d_backward_weights(py::handle dy_, py::handle x_, py::handle w_sh
   return py::make_tuple(dw, db_obj);
 }
 
-// Whether the CPU kernels take the direct path (direct_conv.cpp) for this geometry; for tests.
-bool conv_uses_direct(py::handle x_shape, py::handle w_shape, py::handle strides, py::handle pads,
-                      py::handle dilation, int64_t groups) {
-  const auto xs = int_tuple<4>(x_shape, "x_shape", kX);
-  const auto ws = int_tuple<4>(w_shape, "w_shape", kW);
-  const ConvGeometry g = geometry(xs, ws, make_window(strides, pads, dilation), groups);
-  return !g.is_depthwise() && cpu::detail::direct_eligible(g);
-}
-
 }  // namespace
 
 void bind_conv(py::module_& m) {
@@ -124,9 +103,6 @@ void bind_conv(py::module_& m) {
         py::arg("w_shape"), py::arg("strides"), py::arg("pads"), py::arg("dilation"),
         py::arg("groups"), py::arg("with_bias"),
         "(dw (w_shape), db (Cout,) or None) = gradients of conv2d_forward with respect to w, b.");
-  m.def("_conv_uses_direct", &conv_uses_direct, py::arg("x_shape"), py::arg("w_shape"),
-        py::arg("strides"), py::arg("pads"), py::arg("dilation"), py::arg("groups"),
-        "True when the CPU conv kernels use the direct small-channel path for this geometry.");
 }
 
 }  // namespace fastconv::bind
