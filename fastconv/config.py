@@ -34,7 +34,7 @@ def set_conv_algorithm(name):
     """Choose how the cpu backend computes convolutions (all three passes).
 
     'auto' (default): the kernel measured fastest per layer: the direct kernel for few
-    channels (groups 1, Cin <= 8, Cout <= 64, not a plain 1x1), Winograd F(4x4, 3x3) for
+    channels (groups 1, Cin <= 8, Cout <= 64 forward / <= 32 backward, not a plain 1x1), Winograd F(4x4, 3x3) for
     3x3 stride-1 convs with at least 8 input and output channels and 8 tiles, im2col + GEMM
     otherwise. 'im2col': always im2col. 'winograd': wherever it applies (3x3, stride 1,
     dilation 1, groups 1, each pad <= 2, blocks within the workspace limit), the 'auto'

@@ -13,10 +13,12 @@ from fastconv import _C
 from fastconv import reference as R
 
 
-def _uses_direct(*conv):
-    """True when every pass of this conv (x_shape, w_shape, strides, pads, dilation, groups)
-    runs on the direct kernel."""
-    return set(_C.conv_algorithm(*conv).values()) == {"direct"}
+def _uses_direct(*conv, passes=("forward", "backward_data", "backward_weights")):
+    """True when the given passes of this conv (x_shape, w_shape, strides, pads, dilation,
+    groups) run on the direct kernel."""
+    algos = _C.conv_algorithm(*conv)
+    return all(algos[p] == "direct" for p in passes)
+
 
 
 def _close(got, ref):
@@ -37,6 +39,17 @@ def _run(x, w, b, dy, args, with_bias):
 
 
 def _check(seed, n, h, w, cin, cout, k, strides, pads, dilation, bias=True):
+    """All three passes on the direct kernel against the oracle. The cases include shapes
+    where 'auto' sends a backward pass to im2col, so the setting is 'direct' meanwhile."""
+    saved = _C.get_conv_algorithm()
+    _C.set_conv_algorithm("direct")
+    try:
+        _check_direct(seed, n, h, w, cin, cout, k, strides, pads, dilation, bias)
+    finally:
+        _C.set_conv_algorithm(saved)
+
+
+def _check_direct(seed, n, h, w, cin, cout, k, strides, pads, dilation, bias):
     args = (strides, pads, dilation, 1)
     assert _uses_direct((n, h, w, cin), (k[0], k[1], cin, cout), *args)
     rng = np.random.default_rng(seed)
@@ -142,14 +155,23 @@ def test_empty_batch():
     ((256, 28, 28, 1), (5, 5, 1, 6), (1, 1), 1, True),     # LeNet conv1
     ((256, 14, 14, 6), (5, 5, 6, 16), (1, 1), 1, True),    # LeNet conv2
     ((8, 32, 32, 3), (3, 3, 3, 32), (1, 1), 1, True),      # 3 -> 32 first layer
-    ((8, 224, 224, 3), (7, 7, 3, 64), (2, 2), 1, True),    # ResNet stem 3 -> 64
+    ((8, 32, 32, 8), (3, 3, 8, 64), (1, 1), 1, True),      # forward only: Cout 64
     ((8, 32, 32, 8), (3, 3, 8, 96), (1, 1), 1, False),     # Cout 96: GEMM
     ((8, 32, 32, 16), (3, 3, 16, 16), (1, 1), 1, False),   # Cin 16: GEMM
     ((8, 32, 32, 8), (3, 3, 4, 8), (1, 1), 2, False),      # grouped
     ((8, 32, 32, 4), (3, 3, 1, 4), (1, 1), 4, False),      # depthwise has its own kernel
 ])
 def test_eligibility(x_shape, w_shape, strides, groups, expected):
-    assert _uses_direct(x_shape, w_shape, strides, (1, 1, 1, 1), (1, 1), groups) is expected
+    assert _uses_direct(x_shape, w_shape, strides, (1, 1, 1, 1), (1, 1), groups, passes=("forward",)) is expected
+    # The backward passes stay direct up to Cout 32 (im2col wins from 64, see direct_conv.cpp).
+    backward = expected and w_shape[3] <= 32
+    assert _uses_direct(x_shape, w_shape, strides, (1, 1, 1, 1), (1, 1), groups,
+                        passes=("backward_data", "backward_weights")) is backward
+
+
+def test_resnet_stem_backward_passes_use_im2col():
+    algos = _C.conv_algorithm((8, 224, 224, 3), (7, 7, 3, 64), (2, 2), (2, 3, 2, 3), (1, 1), 1)
+    assert algos == {"forward": "direct", "backward_data": "im2col", "backward_weights": "im2col"}
 
 
 def test_pointwise_stays_on_gemm():

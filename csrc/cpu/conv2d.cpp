@@ -76,7 +76,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
                     float* y, Activation act) {
   // The direct kernels (depthwise, few channels) write y first; the activation follows.
   const bool depthwise = g.is_depthwise();
-  if (depthwise || detail::direct_eligible(g)) {
+  if (depthwise || detail::direct_eligible(g, ConvPass::Forward)) {
     if (depthwise) detail::depthwise_forward(g, x, w, b, y);
     else detail::direct_forward(g, x, w, b, y);
     return activation_inplace_parallel(g.output_size(), y, act);
@@ -108,7 +108,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
 
 void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   if (g.is_depthwise()) return detail::depthwise_backward_data(g, dy, w, dx);
-  if (detail::direct_eligible(g)) return detail::direct_backward_data(g, dy, w, dx);
+  if (detail::direct_eligible(g, ConvPass::BackwardData)) return detail::direct_backward_data(g, dy, w, dx);
   if (detail::use_winograd(g, ConvPass::BackwardData)) return detail::winograd_backward_data(g, dy, w, dx);
   const Plan p = make_plan(g);
   if (g.is_pointwise()) {  // dcol is dx itself: chunks write disjoint rows, nothing to scatter.
@@ -152,7 +152,7 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
 void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db) {
   if (g.is_depthwise()) return detail::depthwise_backward_weights(g, dy, x, dw, db);
-  if (detail::direct_eligible(g)) return detail::direct_backward_weights(g, dy, x, dw, db);
+  if (detail::direct_eligible(g, ConvPass::BackwardWeights)) return detail::direct_backward_weights(g, dy, x, dw, db);
   if (detail::use_winograd(g, ConvPass::BackwardWeights))
     return detail::winograd_backward_weights(g, dy, x, dw, db);
   const int64_t positions = g.n * g.oh * g.ow;

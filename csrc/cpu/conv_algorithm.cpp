@@ -33,7 +33,7 @@ std::string get_conv_algorithm() { return kAlgoNames[g_algo.load()]; }
 
 std::string conv_algorithm(const ConvGeometry& g, ConvPass pass) {
   if (g.is_depthwise()) return "depthwise";
-  if (detail::direct_eligible(g)) return "direct";
+  if (detail::direct_eligible(g, pass)) return "direct";
   return detail::use_winograd(g, pass) ? "winograd" : "im2col";
 }
 

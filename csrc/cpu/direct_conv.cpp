@@ -1,4 +1,5 @@
-// Direct convolution for few channels (groups == 1, Cin <= 8, Cout <= 64, not 1x1; the rule
+// Direct convolution for few channels (groups == 1, Cin <= 8, Cout <= 64 forward and <= 32
+// backward, not 1x1; the rule
 // and its basis are at direct_eligible below), NHWC activations, HWIO weights.
 //
 // Why: im2col + sgemm turns LeNet's conv1 (28x28x1 -> 6, 5x5) into GEMMs with N = Cout = 6
@@ -383,12 +384,19 @@ int tile_taps(int64_t cb) {
 // kernels target, left for a later measurement), Cout <= 64, and not the 1x1 stride-1
 // unpadded case.
 // Under the "winograd" setting, 3x3 convs Winograd can take go there instead.
-bool direct_eligible(const ConvGeometry& g) {
+// Since the GEMM became fastconv's own AVX-512 kernel (about twice OpenBLAS's Haswell path
+// above), im2col wins the backward passes from Cout = 64 (2 threads, ms direct/im2col,
+// 32x32 'same' 3x3 batch 32 unless noted): 3->64 b64 bwd-data 1.57/1.34, bwd-weights
+// 2.17/1.57; 8->64 1.17/1.15, 2.53/1.51; stem 8x224x224x3->64 7x7 s2 13.0/10.2, 11.3/8.3;
+// while Cout <= 32 still favours direct (3->32 0.33/0.52, 0.59/0.80; 8->32 0.51/0.86,
+// 1.05/1.04) and the forward does throughout (stem 6.2/6.7, 8->64 0.90/1.02).
+bool direct_eligible(const ConvGeometry& g, ConvPass pass) {
   const Algo algo = algorithm_setting();
   if (algo == Algo::Im2col || g.groups != 1) return false;
   if (algo == Algo::Direct) return true;
   if (algo == Algo::Winograd && winograd_eligible(g)) return false;
-  return g.c <= 8 && g.oc <= 64 && !g.is_pointwise();
+  const int64_t max_cout = pass == ConvPass::Forward ? 64 : 32;
+  return g.c <= 8 && g.oc <= max_cout && !g.is_pointwise();
 }
 
 void direct_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,

@@ -3,12 +3,13 @@
 // direct_eligible(g) holds; the rule and the measurements behind it are in direct_conv.cpp.
 #pragma once
 #include "common/geometry.h"
+#include "kernels.h"
 
 namespace fastconv::cpu::detail {
 
 // The rule under the current algorithm setting (conv_algorithm.h): by measurement under
 // "auto", every groups == 1 conv under "direct", never under "im2col".
-bool direct_eligible(const ConvGeometry& g);
+bool direct_eligible(const ConvGeometry& g, ConvPass pass);
 
 // Same contracts as conv2d_forward / conv2d_backward_data / conv2d_backward_weights.
 void direct_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
