@@ -1,6 +1,6 @@
 // Direct convolution for few channels (groups == 1, Cin <= 8, Cout <= 64 forward and <= 32
-// backward, not 1x1; the rule
-// and its basis are at direct_eligible below), NHWC activations, HWIO weights.
+// backward, not 1x1; the rule and its basis are at direct_eligible below), NHWC activations,
+// HWIO weights.
 //
 // Why: im2col + sgemm turns LeNet's conv1 (28x28x1 -> 6, 5x5) into GEMMs with N = Cout = 6
 // and K = 25, where OpenBLAS reaches ~5-10 GFLOP/s. Here the vector runs along the output
