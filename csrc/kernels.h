@@ -58,6 +58,8 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
 // OpenMP-parallel (epilogue.cpp).
 void activation_inplace(int64_t count, float* y, Activation act);
 void activation_inplace_parallel(int64_t count, float* y, Activation act);
+// y[0 .. count) = act(a + b) elementwise (a residual add and its activation), OpenMP-parallel.
+void add_activation(int64_t count, const float* a, const float* b, Activation act, float* y);
 // dx = conv_transpose(dy, w); dx is fully overwritten.
 void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx);
 // dw (and db if non-null) fully overwritten.

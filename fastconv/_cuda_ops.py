@@ -3,7 +3,7 @@ backend, split from fastconv/cuda.py for size and re-exported there (use fastcon
 from .cuda import _act, _channels, _f32, _labels, _rank, _ready, _shape, _vec
 from . import cuda as _c
 
-__all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward", "global_avg_pool2d_forward", "global_avg_pool2d_backward", "batch_norm_forward_train", "batch_norm_forward_inference", "batch_norm_backward", "bias_act_forward", "bias_act_backward", "softmax_forward", "softmax_backward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "sgd_update", "adam_update", "concat_last"]
+__all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward", "global_avg_pool2d_forward", "global_avg_pool2d_backward", "batch_norm_forward_train", "batch_norm_forward_inference", "batch_norm_backward", "bias_act_forward", "bias_act_backward", "softmax_forward", "softmax_backward", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "sgd_update", "adam_update", "concat_last", "add_act_forward"]
 
 
 def _p(a):
@@ -226,3 +226,14 @@ def concat_last(arrays):
     arrays = [_f32(a, f"arrays[{i}]") for i, a in enumerate(arrays)]
     check_concat_shapes(arrays)
     return cp.concatenate(arrays, axis=-1)
+
+
+def add_act_forward(a, b, activation):
+    cp, K = _ready()
+    a, b = _f32(a, "a"), _f32(b, "b")
+    _shape(b, "b", a.shape)
+    y = cp.add(a, b)
+    if a.size:
+        K.bias_act_forward(_p(y), 0, _act(activation), _p(y), a.size // a.shape[-1] if a.ndim else 1,
+                           a.shape[-1] if a.ndim else 1, _s())
+    return y

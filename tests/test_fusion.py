@@ -173,12 +173,12 @@ def test_functional_fuses_only_single_consumer_links():
     c = layers.ReLU(name="relu_a")(b)
     d = layers.Conv2D(4, 3, padding="same", name="d")(c)   # d feeds two layers: no chain from d
     e = layers.BatchNormalization(name="bn_d")(d)
-    out = layers.add([e, d])
+    out = layers.Add(name="join")([e, d])
     f = layers.ReLU(name="relu_out")(out)
     m = models.Model(inp, [f, layers.BatchNormalization(name="bn_c")(c)])
     # c, the chain's last output, may feed several layers; d's output feeds two, so d + bn_d
     # would need d's unnormalised output twice: no chain there.
-    assert m.fusion_plan(False) == ["a + bn_a + relu_a"]
+    assert m.fusion_plan(False) == ["a + bn_a + relu_a", "join + relu_out"]
     rng = np.random.default_rng(1)
     _randomise_bn(m, rng)
     x = rng.standard_normal((2, 8, 8, 3)).astype(np.float32)
@@ -293,3 +293,33 @@ def test_zero_padding_becomes_the_conv_padding():
         fused, plain = _outputs(m, x, training)
         _close(fused, plain)
     _check_gradients_equal(m, x, training=True)
+
+
+# ---- residual add + relu -------------------------------------------------------------------
+@pytest.mark.parametrize("act", ACTS)
+def test_add_activation_matches_the_composition(act):
+    rng = np.random.default_rng(21)
+    a, b = rng.standard_normal((3, 5, 4, 7)).astype(np.float32), rng.standard_normal((3, 5, 4, 7)).astype(np.float32)
+    ref = _NP_ACT[act](a.astype(np.float64) + b)
+    _close(F.add_activation(a, b, act), ref)
+    _close(_C.add_act_forward(np.zeros(0, np.float32), np.zeros(0, np.float32), act), np.zeros(0))
+    with fc.backend("numpy"):
+        _close(F.add_activation(a.astype(np.float64), b.astype(np.float64), act), ref)
+
+
+def test_add_activation_validates_shapes():
+    a = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match="b must have shape"):
+        _C.add_act_forward(a, np.ones((3, 2), np.float32), "relu")
+    with pytest.raises(ValueError, match="shape of a"):
+        F.add_activation(a, np.ones((2, 4), np.float32), "relu")
+
+
+def test_add_activation_gradients():
+    rng = np.random.default_rng(3)
+    a, b, dy = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4))
+    with fc.backend("numpy"):
+        ta, tb = Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)
+        (ops.add_activation(ta, tb, "tanh") * Tensor(dy)).sum().backward()
+        check_grad(lambda v: float((F.add_activation(v, b, "tanh") * dy).sum()), a, ta.grad, rtol=1e-5, atol=1e-7)
+        check_grad(lambda v: float((F.add_activation(a, v, "tanh") * dy).sum()), b, tb.grad, rtol=1e-5, atol=1e-7)

@@ -60,9 +60,27 @@ py::tuple backward(const py::handle& dy_obj, const py::handle& y_obj, const py::
   return py::make_tuple(dz, with_bias ? py::object(db) : py::object(py::none()));
 }
 
+py::array_t<float> add_forward(const py::handle& a_obj, const py::handle& b_obj,
+                               const py::handle& act_obj) {
+  const Activation act = parse_activation(act_obj);
+  auto a = require_f32(a_obj, "a", -1, "(...)");
+  auto b = require_f32(b_obj, "b", -1, "(...)");
+  const std::vector<int64_t> shape(a.shape(), a.shape() + a.ndim());
+  require_shape(b, "b", shape);
+  auto y = empty_f32(shape);
+  {
+    py::gil_scoped_release nogil;
+    cpu::add_activation((int64_t)a.size(), a.data(), b.data(), act, y.mutable_data());
+  }
+  return y;
+}
+
 }  // namespace
 
 void bind_activation(py::module_& m) {
+  m.def("add_act_forward", &add_forward, py::arg("a"), py::arg("b"), py::arg("activation"),
+        "y = activation(a + b) elementwise, a and b of one shape (a residual join); backward is "
+        "bias_act_backward on y.");
   m.def("bias_act_forward", &forward, py::arg("x"), py::arg("b"), py::arg("activation"),
         "y = activation(x + b) over the last axis; b may be None; activation in "
         "'linear' | 'relu' | 'sigmoid' | 'tanh'.");

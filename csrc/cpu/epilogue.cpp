@@ -1,3 +1,6 @@
+// add_activation: y = act(a + b), the residual join of a ResNet block and its relu in one
+// pass (numpy's single-threaded add plus a separate relu pass read the data three times).
+//
 // In-place activation over rows of an output the caller has just written (the conv epilogue):
 // applied chunk by chunk while the rows are still in cache, it saves the separate
 // bias+activation pass a layer would otherwise make over the whole output.
@@ -43,6 +46,21 @@ void activation_inplace_parallel(int64_t count, float* y, Activation act) {
 #pragma omp parallel for schedule(static) if (count >= kParallelGrain)
   for (int64_t i = 0; i < blocks; ++i)
     activation_inplace(std::min(kBlock, count - i * kBlock), y + i * kBlock, act);
+}
+
+void add_activation(int64_t count, const float* a, const float* b, Activation act, float* y) {
+  constexpr int64_t kBlock = 1 << 14;
+  const int64_t blocks = (count + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (count >= kParallelGrain)
+  for (int64_t i = 0; i < blocks; ++i) {
+    const int64_t e0 = i * kBlock, n = std::min(kBlock, count - e0);
+    const float* __restrict ai = a + e0;
+    const float* __restrict bi = b + e0;
+    float* __restrict yi = y + e0;
+#pragma omp simd
+    for (int64_t e = 0; e < n; ++e) yi[e] = ai[e] + bi[e];
+    activation_inplace(n, yi, act);  // on the block just written, still in L1/L2
+  }
 }
 
 }  // namespace fastconv::cpu

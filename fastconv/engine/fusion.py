@@ -9,6 +9,7 @@ not a model output):
   convolution (kernel * s, (bias - mean) * s + beta with s = gamma / sqrt(var + eps)), so
   predict() pays for one conv and nothing else. The fold is made of autograd ops, so a model
   run with training=False still gets gradients for its conv and BN weights.
+- ``Add -> ReLU``: the residual join and its activation in one pass.
 - ``BatchNormalization -> ReLU``: one batch-norm kernel that applies the ReLU (and, in
   training, masks its gradient by recomputing the sign instead of saving another array).
 
@@ -21,6 +22,7 @@ Layers that run a list of sublayers themselves (the zoo's residual and dense blo
 from ..layers.activation import Activation, ReLU
 from ..layers.batch_normalization import BatchNormalization
 from ..layers.conv2d import Conv2D
+from ..layers.merge import Add
 from ..layers.zero_padding2d import ZeroPadding2D
 
 
@@ -75,6 +77,8 @@ class Chain:
             self.fold = rest[0] if rest and _is_bn(rest[0]) else None
             self.call_kwargs = {"_fold": self.fold, "_activation": "relu" if _is_relu(self.layers[-1]) else None,
                                 "_pads": pad}
+        elif type(head) is Add:
+            self.call_kwargs = {"_activation": "relu"}
         else:  # batch norm + relu
             self.call_kwargs = {"training": _bn_training(head, kwargs, training), "_activation": "relu"}
 
@@ -110,7 +114,7 @@ def chain_from(links_at, single_consumer, training):
             extend(lambda l: _is_relu(l[0]))
         else:
             extend(lambda l: _is_relu(l[0]))
-    elif _is_bn(head):
+    elif _is_bn(head) or type(head) is Add:
         extend(lambda l: _is_relu(l[0]))
     return Chain(links, training) if len(links) > 1 else None
 

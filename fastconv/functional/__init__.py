@@ -7,7 +7,7 @@ to C-contiguous float32; on the numpy backend float64 is kept (for gradient chec
 """
 from ._args import array_module, conv_output_size, resolve_padding, same_padding  # noqa: F401
 from .activation import (  # noqa: F401
-    bias_activation, bias_activation_backward, softmax, softmax_backward, softmax_cross_entropy,
+    add_activation, bias_activation, bias_activation_backward, softmax, softmax_backward, softmax_cross_entropy,
     softmax_cross_entropy_backward)
 from .array import concatenate  # noqa: F401
 from .conv import (  # noqa: F401

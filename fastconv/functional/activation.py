@@ -26,6 +26,14 @@ def bias_activation(x, b=None, activation="linear"):
     return kernels().bias_act_forward(x, b, _activation_name(activation))
 
 
+def add_activation(a, b, activation="linear"):
+    """y = activation(a + b) in one pass, a and b of one shape (a residual join and its relu)."""
+    a, b = floats(a, "a"), floats(b, "b")
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"b must have the shape of a {tuple(a.shape)}, got {tuple(b.shape)}")
+    return kernels().add_act_forward(a, b, _activation_name(activation))
+
+
 def bias_activation_backward(dy, y, activation="linear", need_db=True):
     """(dz, db or None): dz = dy * activation'(z), computed from the output y."""
     dy, y = floats(dy, "dy"), floats(y, "y")

@@ -53,12 +53,16 @@ class Add(Layer):
                 raise ValueError(f"{self.name}: Add needs inputs of one shape, got {list(input_shape)}")
         return first
 
-    def call(self, inputs):
+    def call(self, inputs, _activation=None):
+        # _activation: a fused Add -> ReLU chain (engine/fusion.py): the last add and the
+        # relu run as one kernel.
         self.compute_output_shape([tuple(t.shape) for t in inputs])
         out = inputs[0]
-        for t in inputs[1:]:
+        for t in inputs[1:-1]:
             out = out + t
-        return out
+        if _activation is not None and len(inputs) > 1:
+            return ops.add_activation(out, inputs[-1], _activation)
+        return out + inputs[-1] if len(inputs) > 1 else out
 
 
 def concatenate(inputs, axis=-1, **kwargs):

@@ -5,7 +5,7 @@ dtype of the function's first array argument), written for clarity rather than s
 "numpy" backend and the reference every native kernel is tested against; `conv2d_forward_naive`
 (explicit loops) is the reference the im2col convolution here is tested against.
 """
-from .activation import bias_act_backward, bias_act_forward
+from .activation import add_act_forward, bias_act_backward, bias_act_forward
 from .array import concat_last
 from .conv import (conv2d_backward_data, conv2d_backward_weights, conv2d_forward,
                    conv2d_forward_naive)
@@ -27,5 +27,5 @@ __all__ = [
     "bias_act_forward", "bias_act_backward",
     "softmax_forward", "softmax_backward",
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
-    "concat_last",
+    "concat_last", "add_act_forward",
 ]

@@ -44,6 +44,15 @@ def bias_act_forward(x, b, activation):
     return np.ascontiguousarray(_FORWARD[activation](z), dtype=x.dtype)
 
 
+def add_act_forward(a, b, activation):
+    """y = activation(a + b) for a and b of one shape."""
+    a = float_array(a, "a", None, "(...)")
+    b = float_array(b, "b", None, "(...)", a.dtype)
+    require_shape(b, "b", a.shape)
+    check_activation(activation)
+    return np.ascontiguousarray(_FORWARD[activation](a + b), dtype=a.dtype)
+
+
 def bias_act_backward(dy, y, activation, with_bias):
     """(dz, db or None): dz = dy * act'(z), db = dz summed over every axis but the last."""
     dy = _channels(dy, "dy")

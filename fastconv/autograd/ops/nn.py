@@ -58,6 +58,18 @@ class BiasActivation(Function):
         return dz, db
 
 
+class AddActivation(Function):
+    # activation(a + b) for a and b of one shape; both get the same gradient dz.
+    def forward(self, a, b, activation="relu"):
+        self.activation = activation
+        self.y = F.add_activation(a, b, activation)
+        return self.y
+
+    def backward(self, g):
+        dz, _ = F.bias_activation_backward(g, self.y, self.activation, need_db=False)
+        return dz, dz
+
+
 class MaxPool2D(Function):
     # Keeps the uint8 argmax (a quarter of y's bytes) rather than x where the backend can;
     # the backward then never reads x.
@@ -191,6 +203,13 @@ def bias_activation(x, b=None, activation="linear"):
 
 
 def relu(x): return bias_activation(x, None, "relu")
+
+
+def add_activation(a, b, activation="relu"):
+    """activation(a + b) in one kernel (a and b of one shape); a plain add otherwise."""
+    if tuple(a.shape) != tuple(b.shape):
+        return bias_activation(a + b, None, activation)
+    return AddActivation.apply(a, b, activation=activation)
 def sigmoid(x): return bias_activation(x, None, "sigmoid")
 def tanh(x): return bias_activation(x, None, "tanh")
 

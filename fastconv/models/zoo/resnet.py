@@ -35,7 +35,7 @@ class ResidualBlock(Layer):
     def call(self, x, training=None):
         y = run_layers(self.path, x, training)
         shortcut = run_layers(self.proj, x, training) if self.proj else x
-        return ops.relu(y + shortcut)
+        return ops.add_activation(y, shortcut, "relu")
 
 
 class BottleneckBlock(ResidualBlock):
