@@ -157,13 +157,15 @@ def test_fused_sequential_equals_unfused(training):
     _close(fused, plain)
 
 
-def test_folded_batch_norm_still_trains_the_conv_weights():
-    # training=False folds BN into the conv; gradients must still reach kernel, gamma, beta.
+@pytest.mark.parametrize("training", [False, True])
+def test_fused_gradients_equal_unfused(training):
+    # training=False folds BN into the conv: gradients must still reach kernel, gamma, beta.
+    # training=True runs BN + ReLU as one kernel whose backward recomputes the relu mask.
     rng = np.random.default_rng(5)
     m = _seq()
     _randomise_bn(m, rng)
-    x = rng.standard_normal((2, 9, 7, 3)).astype(np.float32)
-    _check_gradients_equal(m, x, training=False)
+    x = rng.standard_normal((3, 9, 7, 3)).astype(np.float32)
+    _check_gradients_equal(m, x, training=training)
 
 
 def test_functional_fuses_only_single_consumer_links():
@@ -267,14 +269,6 @@ def test_batch_norm_relu_beta_is_validated():
         _C.batch_norm_backward(x, x, None, mean, inv, np.zeros(4, np.float32))
     with pytest.raises(ValueError, match="relu_beta"):
         F.batch_norm_backward(x, x, np.ones(3, np.float32), mean, inv, relu_beta=np.zeros(2, np.float32))
-
-
-def test_fused_batch_norm_relu_training_gradients_equal_unfused():
-    rng = np.random.default_rng(9)
-    m = _seq()
-    _randomise_bn(m, rng)
-    x = rng.standard_normal((3, 9, 7, 3)).astype(np.float32)
-    _check_gradients_equal(m, x, training=True)
 
 
 def test_zero_padding_becomes_the_conv_padding():
