@@ -198,11 +198,13 @@ void micro_kernel(int64_t kc, const float* __restrict ap, int64_t a_stride,
 
   for (int64_t p = 0; p < kc; ++p, ap += kRowsA ? 1 : a_stride, bp += b_step) {
     // In-place rows of A are 14 separate streams, more than the hardware prefetcher follows:
-    // fetch each row's cache line 4 lines ahead once per line.
+    // once per cache line, fetch each row 1 KiB ahead. Measured on a 25088x64x256 product
+    // streamed from memory (a 1x1 conv), one thread: no prefetch 165-193 GFLOP/s, 4 lines
+    // ahead 192-202, 8 lines 226-228, 16 lines 232-244 (Winograd's blocks gained too).
     if constexpr (kRowsA)
       if ((p & 15) == 0)
 #pragma GCC unroll 14
-        for (int i = 0; i < kMR; ++i) _mm_prefetch((const char*)(ap + i * a_stride + 64), _MM_HINT_T0);
+        for (int i = 0; i < kMR; ++i) _mm_prefetch((const char*)(ap + i * a_stride + 256), _MM_HINT_T0);
     __m512 bv[NV];
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(bp + 16 * v);
