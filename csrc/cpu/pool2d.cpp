@@ -83,7 +83,7 @@ inline void max_window16(const PoolGeometry& g, const float* xi, AxisRange rows,
       // Materialised once per cell (the empty asm): the selects below are then register
       // blends, not one GPR-to-vector broadcast per channel vector.
       i32x16 t = splat16((int32_t)((iy - row0) * kw + (ix - col0)));
-      asm("" : "+v"(t));
+      opaque(t);
       for (int v = 0; v < V; ++v) {
         const f32x16 val = load16_plain(cell + v * kLanes);
         const i32x16 win = val > best[v];

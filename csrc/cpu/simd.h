@@ -49,13 +49,25 @@ inline void narrow16(uint8_t* p, i32x16 v) {
   for (int k = 0; k < 16; ++k) p[k] = (uint8_t)v[k];
 #endif
 }
+// An empty asm that claims to modify v, so GCC keeps it in a register as computed (no folding
+// it into each use). Only where a 16-lane vector is one register (AVX-512); elsewhere there is
+// no such register for the operand, and nothing to prevent.
+template <typename V>
+inline void opaque(V& v) {
+#if defined(__AVX512F__)
+  asm("" : "+v"(v));
+#else
+  (void)v;
+#endif
+}
+
 // A plain (unmasked) load for a value that feeds a select `mask ? v : 0`. GCC folds such a
 // select into a masked load from memory (vmovups m, zmm{k}{z}); on this Zen 5 that made
 // relu backward 2x slower than the same loop without the select. The empty asm makes the
 // loaded value opaque, so the select stays a register operation.
 inline f32x16 load16_plain(const float* p) {
   f32x16 v = load16(p);
-  asm("" : "+v"(v));
+  opaque(v);
   return v;
 }
 
