@@ -72,8 +72,10 @@ class Model(Layer):
 
     # -- building and calling ----------------------------------------------------------------
     def fusion_plan(self, training=False):
-        """The layer chains this model runs as single ops in the given mode, e.g.
-        ['conv2d + batch_normalization + re_lu'] (engine/fusion.py); [] for subclassed models."""
+        """The layer chains this model's own graph runs as single ops in the given mode, e.g.
+        ['conv2d + batch_normalization + re_lu'] (engine/fusion.py); [] for subclassed models.
+        Blocks that run their own layer lists (the zoo's residual and dense blocks) fuse
+        inside as well; those chains are not listed here."""
         plan = self._fusion(bool(training)) if hasattr(self, "_fusion") else {}
         return [" + ".join(layer.name for layer in chain.layers) for chain in _chains(plan)]
 
