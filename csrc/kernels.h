@@ -51,11 +51,11 @@ void parallel_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
 
 // ---- convolution (conv2d.cpp, im2col.cpp, depthwise.cpp) ----
 // y = act(conv(x, w) + b); b may be null. The activation is applied chunk by chunk while
-// the output is in cache (epilogue.cpp).
+// the output is in cache (activation_inplace below).
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                     float* y, Activation act = Activation::Linear);
 // y[0 .. count) = act(y) in place: serial (for use inside a kernel's own threads) and
-// OpenMP-parallel (epilogue.cpp).
+// OpenMP-parallel (activation.cpp).
 void activation_inplace(int64_t count, float* y, Activation act);
 void activation_inplace_parallel(int64_t count, float* y, Activation act);
 // y[0 .. count) = act(a + b) elementwise (a residual add and its activation), OpenMP-parallel.
