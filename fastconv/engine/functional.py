@@ -125,7 +125,7 @@ class Functional(Model):
                 run.append(next_node(run[-1]))
             run = [n for n in run if n is not None]
             chain = fusion.chain_from(lambda j: (run[j].layer, run[j].kwargs) if j < len(run) else None,
-                                      lambda j: True, training)
+                                      training)
             if chain is not None:
                 members = run[:len(chain.links)]
                 plan[id(node)] = (chain, members[-1])

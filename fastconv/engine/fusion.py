@@ -89,16 +89,16 @@ class Chain:
         return " + ".join(type(layer).__name__ for layer in self.layers)
 
 
-def chain_from(links_at, single_consumer, training):
+def chain_from(links_at, training):
     """The longest fusable chain starting at position 0 of links_at (a callable i -> (layer,
-    kwargs) or None), where single_consumer(i) says link i's output feeds only link i + 1."""
+    kwargs) or None); the caller guarantees that link i's output feeds only link i + 1."""
     first = links_at(0)
     if first is None:
         return None
     links = [first]
 
     def extend(accept):
-        nxt = links_at(len(links)) if single_consumer(len(links) - 1) else None
+        nxt = links_at(len(links))
         if nxt is not None and accept(nxt):
             links.append(nxt)
             return True
@@ -124,7 +124,7 @@ def plan_layers(layers, training):
     plan, i = {}, 0
     while _enabled[0] and i < len(layers):
         chain = chain_from(lambda j, i=i: (layers[i + j], {}) if i + j < len(layers) else None,
-                           lambda j: True, training)
+                           training)
         if chain is not None:
             plan[i] = chain
         i += len(chain.links) if chain is not None else 1
