@@ -200,24 +200,27 @@ def _state(cp, a, name, like):
     return a
 
 
-def sgd_update(w, g, velocity, lr, momentum=0.0, nesterov=False):
-    """In place: w -= lr*g, or with velocity: v = momentum*v - lr*g; w += v (Nesterov: momentum*v - lr*g)."""
+def sgd_update(w, g, velocity, lr, momentum=0.0, nesterov=False, decay=0.0):
+    """In place: w -= w*decay, then w -= lr*g, or with velocity: v = momentum*v - lr*g;
+    w += v (Nesterov: momentum*v - lr*g). The signature of fastconv._C.sgd_update."""
     cp, K = _ready()
     w = _state(cp, w, "w", w)
     g = _state(cp, cp.ascontiguousarray(g, dtype=cp.float32), "g", w)
     velocity = _state(cp, velocity, "velocity", w)
-    K.sgd_update(_p(w), _p(g), _p(velocity), w.size, float(lr), float(momentum), bool(nesterov), _s())
+    K.sgd_update(_p(w), _p(g), _p(velocity), w.size, float(lr), float(momentum), bool(nesterov),
+                 float(decay), _s())
 
 
-def adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon, v_hat=None):
-    """In place, one fused pass: m, v (and v_hat for amsgrad) then w -= alpha*m/(sqrt(v)+eps);
-    alpha = lr*sqrt(1-beta_2^t)/(1-beta_1^t) is computed by the caller."""
+def adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon, v_hat=None, decay=0.0):
+    """In place, one fused pass: w -= w*decay; m, v (and v_hat for amsgrad) then
+    w -= alpha*m/(sqrt(v)+eps); alpha = lr*sqrt(1-beta_2^t)/(1-beta_1^t) is computed by the
+    caller. The signature of fastconv._C.adam_update."""
     cp, K = _ready()
     w = _state(cp, w, "w", w)
     g = _state(cp, cp.ascontiguousarray(g, dtype=cp.float32), "g", w)
     m, v, v_hat = _state(cp, m, "m", w), _state(cp, v, "v", w), _state(cp, v_hat, "v_hat", w)
     K.adam_update(_p(w), _p(g), _p(m), _p(v), _p(v_hat), w.size, float(alpha), float(beta_1),
-                   float(beta_2), float(epsilon), _s())
+                  float(beta_2), float(epsilon), float(decay), _s())
 
 
 def concat_last(arrays):

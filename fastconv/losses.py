@@ -15,7 +15,7 @@ import numpy as np
 
 from .autograd import Tensor, ops
 from .autograd.tensor import as_array
-from .functional import array_module
+from .functional import array_module, is_device_array
 
 EPSILON = 1e-7
 
@@ -63,6 +63,12 @@ def _clipped(p):
 
 def _check_sparse(labels, num_classes, name):
     xp = array_module(labels)
+    if labels.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: y_true must hold integer class indices, got dtype {labels.dtype}")
+    if is_device_array(labels):
+        # Checking values would read them back to the host every step; on the GPU an
+        # out-of-range or fractional label is trusted (an out-of-range one gives a NaN loss).
+        return labels.astype(xp.int64).reshape(-1)
     if labels.dtype.kind == "f" and not bool(xp.all(labels == xp.floor(labels))):
         raise ValueError(f"{name}: y_true must hold integer class indices")
     labels = labels.astype(np.int64).reshape(-1)

@@ -10,18 +10,25 @@ import re
 
 import numpy as np
 
+from .functional import array_module, is_device_array
 
-def _np(a):
-    if a is None:
-        return None
-    a = getattr(a, "data", a) if hasattr(a, "requires_grad") else a  # an autograd Tensor
-    if hasattr(a, "get") and not isinstance(a, (np.ndarray, dict)):  # cupy -> host
-        a = a.get()
-    return np.asarray(a)
+
+def _arrays(*values):
+    """The arrays on one device: all on the GPU when any is a device array (host ones are
+    copied there), else NumPy. Metrics then accumulate where the predictions are, so a
+    training step on the GPU never waits for a host read."""
+    values = [getattr(v, "data", v) if hasattr(v, "requires_grad") else v for v in values]
+    device = next((v for v in values if is_device_array(v)), None)
+    if device is None:
+        return [np.asarray(v) for v in values]
+    xp = array_module(device)
+    return [xp.asarray(v) for v in values]
 
 
 class Metric:
-    """Base: subclasses implement `update_state`; this class keeps a weighted mean."""
+    """Base: subclasses implement `update_state`; this class keeps a weighted mean.
+    `result()` is a float, or a 0-d device array for values given on the GPU (read it with
+    float() when needed: that waits for the GPU)."""
 
     def __init__(self, name=None, dtype=None):
         self.name = name or _snake(type(self).__name__)
@@ -32,22 +39,23 @@ class Metric:
         self.total, self.count = 0.0, 0.0
 
     def _add(self, values, sample_weight=None):
-        values = np.asarray(values, np.float64)
+        xp = array_module(values)
+        values = values.astype(np.float64)
         if sample_weight is None:
-            self.total += float(values.sum())
+            self.total = _accumulate(self.total, values.sum())
             self.count += float(values.size)
             return
-        w = np.asarray(_np(sample_weight), np.float64)
+        w = _arrays(values, sample_weight)[1].astype(np.float64)
         try:
-            w = np.broadcast_to(w.reshape(w.shape + (1,) * (values.ndim - w.ndim)), values.shape)
+            w = xp.broadcast_to(w.reshape(w.shape + (1,) * (values.ndim - w.ndim)), values.shape)
         except ValueError:
             raise ValueError(f"{self.name}: sample_weight of shape {w.shape} does not match values of "
                              f"shape {values.shape}") from None
-        self.total += float((values * w).sum())
-        self.count += float(w.sum())
+        self.total = _accumulate(self.total, (values * w).sum())
+        self.count = _accumulate(self.count, w.sum())
 
     def result(self):
-        return self.total / self.count if self.count else 0.0
+        return _mean(self.total, self.count)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         self.update_state(y_true, y_pred, sample_weight=sample_weight)
@@ -57,7 +65,23 @@ class Metric:
         return {"name": self.name}
 
     def __repr__(self):
-        return f"<{type(self).__name__} name={self.name!r} result={self.result():.4g}>"
+        return f"<{type(self).__name__} name={self.name!r} result={float(self.result()):.4g}>"
+
+
+def _accumulate(total, value):
+    """total + value: a float for host values, a 0-d device array for device ones."""
+    if is_device_array(value):
+        return value + total
+    return total + float(value)
+
+
+def _mean(total, count):
+    """total / count, 0 when nothing was counted; stays on the device for device sums."""
+    if not (is_device_array(total) or is_device_array(count)):
+        return total / count if count else 0.0
+    xp = array_module(total if is_device_array(total) else count)
+    seen = xp.asarray(count) > 0
+    return xp.where(seen, total, 0.0) / xp.where(seen, count, 1.0)
 
 
 def _snake(name):
@@ -71,7 +95,7 @@ class Mean(Metric):
         super().__init__(name, dtype)
 
     def update_state(self, values, sample_weight=None):
-        self._add(_np(values), sample_weight)
+        self._add(_arrays(values)[0], sample_weight)
 
 
 def _squeeze_labels(y_true, y_pred):
@@ -96,7 +120,7 @@ class Accuracy(Metric):
         super().__init__(name, dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = _np(y_true), _np(y_pred)
+        y_true, y_pred = _arrays(y_true, y_pred)
         _same_shape(self.name, y_true, y_pred)
         self._add(y_true == y_pred, sample_weight)
 
@@ -108,9 +132,9 @@ class SparseCategoricalAccuracy(Metric):
         super().__init__(name, dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = _np(y_true), _np(y_pred)
+        y_true, y_pred = _arrays(y_true, y_pred)
         y_true = _squeeze_labels(y_true, y_pred)
-        self._add(np.argmax(y_pred, -1) == y_true.astype(np.int64), sample_weight)
+        self._add(y_pred.argmax(-1) == y_true.astype(np.int64), sample_weight)
 
 
 class CategoricalAccuracy(Metric):
@@ -120,9 +144,9 @@ class CategoricalAccuracy(Metric):
         super().__init__(name, dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = _np(y_true), _np(y_pred)
+        y_true, y_pred = _arrays(y_true, y_pred)
         _same_shape(self.name, y_true, y_pred)
-        self._add(np.argmax(y_pred, -1) == np.argmax(y_true, -1), sample_weight)
+        self._add(y_pred.argmax(-1) == y_true.argmax(-1), sample_weight)
 
 
 class BinaryAccuracy(Metric):
@@ -134,7 +158,7 @@ class BinaryAccuracy(Metric):
         self.threshold = float(threshold)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = _np(y_true), _np(y_pred)
+        y_true, y_pred = _arrays(y_true, y_pred)
         if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
             y_true = y_true[..., None]
         _same_shape(self.name, y_true, y_pred)
@@ -144,7 +168,7 @@ class BinaryAccuracy(Metric):
 def _in_top_k(labels, y_pred, k):
     # TF's in_top_k: a label ties its way in, i.e. it is in the top k when fewer than k
     # classes score strictly higher.
-    target = np.take_along_axis(y_pred, labels.astype(np.int64)[..., None], -1)
+    target = array_module(y_pred).take_along_axis(y_pred, labels.astype(np.int64)[..., None], -1)
     return (y_pred > target).sum(-1) < k
 
 
@@ -156,9 +180,9 @@ class TopKCategoricalAccuracy(Metric):
         self.k = int(k)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = _np(y_true), _np(y_pred)
+        y_true, y_pred = _arrays(y_true, y_pred)
         _same_shape(self.name, y_true, y_pred)
-        self._add(_in_top_k(np.argmax(y_true, -1), y_pred, self.k), sample_weight)
+        self._add(_in_top_k(y_true.argmax(-1), y_pred, self.k), sample_weight)
 
 
 class SparseTopKCategoricalAccuracy(Metric):
@@ -169,7 +193,7 @@ class SparseTopKCategoricalAccuracy(Metric):
         self.k = int(k)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = _np(y_true), _np(y_pred)
+        y_true, y_pred = _arrays(y_true, y_pred)
         self._add(_in_top_k(_squeeze_labels(y_true, y_pred), y_pred, self.k), sample_weight)
 
 
@@ -178,7 +202,7 @@ class MeanSquaredError(Metric):
         super().__init__(name, dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = _np(y_true), _np(y_pred)
+        y_true, y_pred = _arrays(y_true, y_pred)
         self._add(((y_pred - y_true.reshape(y_pred.shape)) ** 2).reshape(len(y_pred), -1).mean(-1), sample_weight)
 
 
@@ -187,8 +211,8 @@ class MeanAbsoluteError(Metric):
         super().__init__(name, dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = _np(y_true), _np(y_pred)
-        self._add(np.abs(y_pred - y_true.reshape(y_pred.shape)).reshape(len(y_pred), -1).mean(-1), sample_weight)
+        y_true, y_pred = _arrays(y_true, y_pred)
+        self._add(abs(y_pred - y_true.reshape(y_pred.shape)).reshape(len(y_pred), -1).mean(-1), sample_weight)
 
 
 class _AutoAccuracy(Metric):
@@ -206,7 +230,7 @@ class _AutoAccuracy(Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         if self._impl is None:
-            yt, yp = _np(y_true), _np(y_pred)
+            yt, yp = _arrays(y_true, y_pred)
             if yp.shape[-1:] == (1,):
                 self._impl = BinaryAccuracy(self.name)
             elif yt.ndim < yp.ndim or yt.shape[-1:] == (1,):

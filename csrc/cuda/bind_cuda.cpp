@@ -212,15 +212,16 @@ PYBIND11_MODULE(_cuda, m) {
                                       mf(loss), mf(probs), st(stream));
   });
   m.def("sgd_update", [](uintptr_t w, uintptr_t g, uintptr_t velocity, int64_t n, float lr,
-                         float momentum, bool nesterov, uintptr_t stream) {
+                         float momentum, bool nesterov, float decay, uintptr_t stream) {
     py::gil_scoped_release nogil;
-    fc::sgd_update(n, mf(w), cf(g), mf(velocity), lr, momentum, nesterov, st(stream));
+    fc::sgd_update(n, mf(w), cf(g), mf(velocity), lr, momentum, nesterov, decay, st(stream));
   });
   m.def("adam_update", [](uintptr_t w, uintptr_t g, uintptr_t m_, uintptr_t v, uintptr_t v_hat,
                           int64_t n, float alpha, float beta_1, float beta_2, float eps,
-                          uintptr_t stream) {
+                          float decay, uintptr_t stream) {
     py::gil_scoped_release nogil;
-    fc::adam_update(n, mf(w), cf(g), mf(m_), mf(v), mf(v_hat), alpha, beta_1, beta_2, eps, st(stream));
+    fc::adam_update(n, mf(w), cf(g), mf(m_), mf(v), mf(v_hat), alpha, beta_1, beta_2, eps, decay,
+                    st(stream));
   });
   m.def("softmax_cross_entropy_backward", [](uintptr_t probs, uintptr_t labels, uintptr_t dloss,
                                              uintptr_t dlogits, int64_t n, int64_t c,

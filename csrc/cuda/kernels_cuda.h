@@ -71,13 +71,14 @@ void softmax_cross_entropy_backward(int64_t n, int64_t c, const float* probs,
                                     cudaStream_t s);
 
 // ---- fused optimizer updates (optimizer.cu), Keras formulas; n elements each ----
+// decay = lr * weight_decay (0: none) is applied to w first: w -= w*decay, as on the CPU.
 // velocity null: w -= lr*g. Else v = momentum*v - lr*g; w += v (or momentum*v - lr*g, Nesterov).
 void sgd_update(int64_t n, float* w, const float* g, float* velocity, float lr, float momentum,
-                bool nesterov, cudaStream_t s);
+                bool nesterov, float decay, cudaStream_t s);
 // m += (g-m)(1-b1); v += (g^2-v)(1-b2); v_hat (amsgrad, may be null) = max(v_hat, v);
 // w -= alpha * m / (sqrt(v or v_hat) + eps), alpha = lr*sqrt(1-b2^t)/(1-b1^t) from the caller.
 void adam_update(int64_t n, float* w, const float* g, float* m, float* v, float* v_hat,
-                 float alpha, float beta_1, float beta_2, float eps, cudaStream_t s);
+                 float alpha, float beta_1, float beta_2, float eps, float decay, cudaStream_t s);
 
 // Number of visible devices; throws std::runtime_error with CUDA's reason when none.
 int device_count();

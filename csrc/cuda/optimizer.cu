@@ -25,10 +25,13 @@ void launch_each(int64_t n, F f, cudaStream_t s, const char* what) {
 
 }  // namespace
 
+// `decay` is the decoupled weight decay (w -= w * decay), applied first as on the CPU.
 void sgd_update(int64_t n, float* w, const float* g, float* velocity, float lr, float momentum,
-                bool nesterov, cudaStream_t s) {
+                bool nesterov, float decay, cudaStream_t s) {
   if (!velocity) {
-    launch_each(n, [=] __device__(int64_t i) { w[i] -= lr * g[i]; }, s, "sgd_update");
+    launch_each(
+        n, [=] __device__(int64_t i) { w[i] = (w[i] - w[i] * decay) - lr * g[i]; }, s,
+        "sgd_update");
     return;
   }
   launch_each(
@@ -36,13 +39,13 @@ void sgd_update(int64_t n, float* w, const float* g, float* velocity, float lr, 
       [=] __device__(int64_t i) {
         const float v = velocity[i] * momentum - lr * g[i];
         velocity[i] = v;
-        w[i] += nesterov ? momentum * v - lr * g[i] : v;
+        w[i] = (w[i] - w[i] * decay) + (nesterov ? momentum * v - lr * g[i] : v);
       },
       s, "sgd_update");
 }
 
 void adam_update(int64_t n, float* w, const float* g, float* m, float* v, float* v_hat,
-                 float alpha, float beta_1, float beta_2, float eps, cudaStream_t s) {
+                 float alpha, float beta_1, float beta_2, float eps, float decay, cudaStream_t s) {
   launch_each(
       n,
       [=] __device__(int64_t i) {
@@ -55,7 +58,7 @@ void adam_update(int64_t n, float* w, const float* g, float* m, float* v, float*
           vi = fmaxf(v_hat[i], vi);
           v_hat[i] = vi;
         }
-        w[i] -= alpha * mi / (sqrtf(vi) + eps);
+        w[i] = (w[i] - w[i] * decay) - alpha * mi / (sqrtf(vi) + eps);
       },
       s, "adam_update");
 }

@@ -8,18 +8,22 @@ Three ways to make one, as in Keras:
   ``call(self, inputs, training=None)``; layers, lists of layers and nested models are tracked.
 
 `train_step` / `test_step` return the running values (since the last `reset_metrics()`) of the
-loss and the compiled metrics, as python floats; the loss is the batch-size weighted mean of
+loss and the compiled metrics, as python floats (0-d device arrays on the GPU, so a step
+never waits for a host read; `fit` reads them when it shows or logs them); the loss is the batch-size weighted mean of
 the total loss (data loss + regularisation), as Keras reports it. `fit/evaluate/predict` are
 the loop in `fastconv.training`.
 """
 import numpy as np
 
 from ..autograd import Tensor, no_grad
+from ..functional import is_device_array, scalar
+from ..metrics import _accumulate, _mean
 from ..layers.layer import Layer, flatten, map_structure
 
 
 class _LossTracker:
-    """Batch-size weighted running mean of the loss (Keras's loss tracker)."""
+    """Batch-size weighted running mean of the loss (Keras's loss tracker); a device loss is
+    summed on the device (no host read per step)."""
 
     name = "loss"
 
@@ -27,22 +31,25 @@ class _LossTracker:
         self.reset_state()
 
     def update_state(self, value, weight=1.0):
-        self.total += float(value) * weight
+        self.total = _accumulate(self.total, scalar(value) * weight)
         self.count += weight
 
     def result(self):
-        return self.total / self.count if self.count else 0.0
+        return _mean(self.total, self.count)
 
     def reset_state(self):
         self.total, self.count = 0.0, 0.0
 
 
 def _array(y):
+    """Targets and weights as arrays: device arrays stay where they are, the rest NumPy."""
     if y is None:
         return None
+    if isinstance(y, (list, tuple, dict)):
+        return map_structure(_array, y)
     if isinstance(y, Tensor):
-        return y.numpy()
-    return map_structure(np.asarray, y) if isinstance(y, (list, tuple, dict)) else np.asarray(y)
+        y = y.data
+    return y if is_device_array(y) else np.asarray(y)
 
 
 def _batch_size(x):
@@ -165,14 +172,14 @@ class Model(Layer):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None, loss=None):
         if loss is not None:
-            self._loss_tracker.update_state(float(np.ravel(loss.numpy())[0]), _batch_size(x))
+            self._loss_tracker.update_state(loss.data, _batch_size(x))
         pred = _array(y_pred)
         for m in self._compiled_metrics:
             if sample_weight is None:
                 m.update_state(y, pred)
             else:
                 m.update_state(y, pred, sample_weight=sample_weight)
-        return {m.name: float(np.ravel(np.asarray(m.result()))[0]) for m in self.metrics}
+        return {m.name: scalar(m.result()) for m in self.metrics}
 
     def train_step(self, x, y, sample_weight=None):
         """One optimisation step on a batch; returns the running loss/metric values."""

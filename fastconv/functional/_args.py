@@ -8,11 +8,23 @@ from ..backend import Backend, _current, kernels
 
 def array_module(x):
     """numpy, or cupy for CuPy arrays (without importing cupy when it is not in use)."""
-    mod = type(x).__module__
-    if mod.startswith("cupy"):
+    if is_device_array(x):
         import cupy
         return cupy
     return np
+
+
+def is_device_array(x):
+    """True for a CuPy (GPU) array; never imports cupy."""
+    return type(x).__module__.startswith("cupy")
+
+
+def scalar(a):
+    """A one-element value as a Python float, or as a 0-d device array for a GPU value (a
+    float() of it would wait for the GPU)."""
+    if is_device_array(a):
+        return a.reshape(())
+    return float(np.ravel(np.asarray(a))[0])
 
 
 def _is_int(v):
@@ -106,18 +118,20 @@ def floats(x, name):
 
 
 def labels_array(labels, n, num_classes):
-    """Sparse integer labels -> contiguous int64 (N,), checked against the class count."""
+    """Sparse integer labels -> contiguous int64 (N,), checked against the class count (on
+    the host; device labels are trusted, see fastconv.cuda.softmax_cross_entropy_forward)."""
     xp = array_module(labels)
     lab = xp.asarray(labels)
     if lab.ndim == 2 and lab.shape[1] == 1:
         lab = lab[:, 0]
     if lab.ndim != 1 or lab.shape[0] != n:
         raise ValueError(f"labels must have shape ({n},) to match logits, got {tuple(lab.shape)}")
-    if lab.dtype.kind == "f":
-        if not bool(xp.all(lab == xp.floor(lab))):
-            raise ValueError("labels must be integer class indices")
-    elif lab.dtype.kind not in "iu":
+    if lab.dtype.kind not in "fiu":
         raise TypeError(f"labels must be integer class indices, got dtype {lab.dtype}")
+    if is_device_array(lab):  # values are not checked: that would be a host read per call
+        return xp.ascontiguousarray(lab, dtype=xp.int64)
+    if lab.dtype.kind == "f" and not bool(xp.all(lab == xp.floor(lab))):
+        raise ValueError("labels must be integer class indices")
     lab = xp.ascontiguousarray(lab, dtype=xp.int64)
     if n and (int(lab.min()) < 0 or int(lab.max()) >= num_classes):
         raise ValueError(f"labels must be in [0, {num_classes}), got values in [{int(lab.min())}, {int(lab.max())}]")
@@ -129,4 +143,4 @@ def require_rank(x, name, ndim, layout):
         raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {tuple(x.shape)}")
 
 
-__all__ = ["array_module", "pair", "same_padding", "resolve_padding", "conv_output_size", "kernels"]
+__all__ = ["array_module", "is_device_array", "scalar", "pair", "same_padding", "resolve_padding", "conv_output_size", "kernels"]

@@ -2,7 +2,6 @@
 the square root), with the accumulator starting at `initial_accumulator_value`."""
 import numpy as np
 
-from .. import _C
 from .optimizer import Optimizer
 
 
@@ -23,10 +22,10 @@ class Adagrad(Optimizer):
         acc += grad * grad
         var.data -= lr * grad / np.sqrt(acc + self.epsilon)
 
-    _has_fused = True
+    _fused_backends = ("cpu",)
 
-    def _fused_update(self, w, grad, state, lr, step, decay):
-        _C.adagrad_update(w, grad, state["accumulator"], lr, self.epsilon, decay)
+    def _fused_update(self, kernels, w, grad, state, lr, step, decay):
+        kernels.adagrad_update(w, grad, state["accumulator"], lr, self.epsilon, decay)
 
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,

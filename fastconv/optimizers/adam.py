@@ -8,7 +8,6 @@ import math
 
 import numpy as np
 
-from .. import _C
 from .optimizer import Optimizer
 
 
@@ -29,10 +28,10 @@ class Adam(Optimizer):
     def _alpha(self, lr, step):
         return lr * math.sqrt(1.0 - self.beta_2 ** step) / (1.0 - self.beta_1 ** step)
 
-    _has_fused = True
+    _fused_backends = ("cpu", "cuda")
 
-    def _fused_update(self, w, grad, state, lr, step, decay):
-        _C.adam_update(w, grad, state["m"], state["v"], self._alpha(lr, step), self.beta_1, self.beta_2,
+    def _fused_update(self, kernels, w, grad, state, lr, step, decay):
+        kernels.adam_update(w, grad, state["m"], state["v"], self._alpha(lr, step), self.beta_1, self.beta_2,
                        self.epsilon, state.get("v_hat"), decay)
 
     def _update(self, var, grad, state, lr, step):

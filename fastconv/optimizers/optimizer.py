@@ -12,12 +12,12 @@ Keras 3 semantics: the schedule sees `iterations` before the increment (first st
 only one of clipnorm / clipvalue / global_clipnorm may be set; weight decay
 `w -= lr * weight_decay * w` is applied before the update.
 """
-import math
 import warnings
 
 import numpy as np
 
-from ..backend import get_backend
+from ..backend import get_backend, kernels
+from ..functional import array_module, is_device_array
 from .schedules import LearningRateSchedule
 
 
@@ -85,11 +85,12 @@ class Optimizer:
 
     # -- clipping -----------------------------------------------------------------------------
     def _clip(self, grads):
+        # Scales are computed where the gradients live, so clipping never reads back to the host.
         if self.clipnorm is not None:
-            return [g * (self.clipnorm / max(_norm(g), self.clipnorm)) for g in grads]
-        if self.global_clipnorm is not None:
-            total = math.sqrt(sum(_norm(g) ** 2 for g in grads))
-            scale = self.global_clipnorm / max(total, self.global_clipnorm)
+            return [g * _clip_scale(_norm(g), self.clipnorm) for g in grads]
+        if self.global_clipnorm is not None and grads:
+            total = array_module(grads[0]).sqrt(sum(_norm(g) ** 2 for g in grads))
+            scale = _clip_scale(total, self.global_clipnorm)
             return [g * scale for g in grads]
         if self.clipvalue is not None:
             return [g.clip(-self.clipvalue, self.clipvalue) for g in grads]
@@ -111,7 +112,7 @@ class Optimizer:
             if g is None:
                 warnings.warn(f"no gradient for variable {getattr(v, 'name', i)!r}; it is not updated")
                 continue
-            g = _as_like(g, v.data)
+            g = _as_like(g, v.data, getattr(v, "name", i))
             if g.shape != v.data.shape:
                 raise ValueError(f"gradient for variable {getattr(v, 'name', i)!r} has shape {g.shape}, "
                                  f"expected the variable's shape {v.data.shape}")
@@ -125,8 +126,9 @@ class Optimizer:
             if entry is None:
                 entry = self._state[id(v)] = (v, self._build_state(v))
             decay = lr * self.weight_decay if self.weight_decay else 0.0
-            if self._has_fused and _fusable(v.data, g, entry[1]):
-                self._fused_update(v.data, g, entry[1], lr, step, decay)
+            kernels = self._fused_kernels(v.data, g, entry[1])
+            if kernels is not None:
+                self._fused_update(kernels, v.data, g, entry[1], lr, step, decay)
                 continue
             if decay:
                 v.data -= v.data * decay
@@ -144,13 +146,21 @@ class Optimizer:
     def _update(self, var, grad, state, lr, step):
         raise NotImplementedError
 
-    # Subclasses with a native kernel (fastconv._C.*_update) set this and implement
-    # _fused_update(w, grad, state, lr, step, decay): the decay w -= w * decay and the step in
-    # one in-place pass, used on the cpu backend for float32 C-contiguous arrays (_fusable).
-    _has_fused = False
+    # Subclasses with a fused kernel (fastconv._C.*_update; fastconv.cuda's of the same name
+    # and signature) name the backends that have it and implement
+    # _fused_update(kernels, w, grad, state, lr, step, decay): the decay w -= w * decay and the
+    # step in one in-place pass on float32 C-contiguous arrays (_fusable).
+    _fused_backends = ()
 
-    def _fused_update(self, w, grad, state, lr, step, decay):
+    def _fused_update(self, kernels, w, grad, state, lr, step, decay):
         raise NotImplementedError
+
+    def _fused_kernels(self, w, grad, state):
+        """The kernel module to run this update fused, or None for the array formulas."""
+        backend = get_backend()
+        if backend not in self._fused_backends or not _fusable(w, grad, state, backend):
+            return None
+        return kernels()
 
     # -- config -------------------------------------------------------------------------------
     def get_config(self):
@@ -166,26 +176,38 @@ class Optimizer:
         return f"{type(self).__name__}(learning_rate={self._learning_rate!r})"
 
 
-def _fusable(w, grad, state):
-    """Whether the native fused update applies: cpu backend, and the parameter, gradient and
-    every slot are float32 C-contiguous NumPy arrays (the parameter and slots writeable).
-    Anything else (numpy backend, float64, cupy, views) keeps the NumPy formulas."""
-    if get_backend() != "cpu":
-        return False
-    slots = list(state.values())
-    for a in [w, grad] + slots:
-        if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous):
+def _fusable(w, grad, state, backend):
+    """Whether a fused update applies: the parameter, gradient and every slot are float32
+    C-contiguous arrays of the backend (NumPy arrays on cpu, the parameter and slots
+    writeable; device arrays on cuda). Anything else (float64, views, arrays of the other
+    kind) keeps the array formulas."""
+    arrays = [w, grad] + list(state.values())
+    on_device = backend == "cuda"
+    for a in arrays:
+        if is_device_array(a) != on_device or a.dtype != np.float32 or not a.flags.c_contiguous:
             return False
-    return all(a.flags.writeable for a in [w] + slots)
+    return on_device or all(a.flags.writeable for a in [w] + list(state.values()))
 
 
 def _norm(g):
-    return float(np.sqrt((g.astype(np.float64) ** 2).sum()))
+    """The L2 norm as a 0-d array where g lives (no host read on the GPU)."""
+    return array_module(g).sqrt((g.astype(np.float64) ** 2).sum())
 
 
-def _as_like(g, like):
-    """The gradient as an array of the variable's dtype (copying only when needed)."""
+def _clip_scale(norm, limit):
+    """limit / max(norm, limit), in the gradients' float type."""
+    return (limit / array_module(norm).maximum(norm, limit)).astype(np.float32)
+
+
+def _as_like(g, like, name):
+    """The gradient as an array of the variable's dtype and kind (copying only when needed)."""
     data = getattr(g, "data", g) if not isinstance(g, np.ndarray) and hasattr(g, "requires_grad") else g
-    if isinstance(like, np.ndarray):
-        return np.asarray(data, dtype=like.dtype)
-    return data.astype(like.dtype, copy=False)
+    if is_device_array(like):
+        if not is_device_array(data):
+            raise TypeError(f"variable {name!r} is on the GPU but its gradient is a "
+                            f"{type(data).__name__}; pass device gradients")
+        return data.astype(like.dtype, copy=False)
+    if is_device_array(data):
+        raise TypeError(f"variable {name!r} is a host array but its gradient is on the GPU: move "
+                        "the model with fastconv.cuda.model_to_device(model) before training")
+    return np.asarray(data, dtype=like.dtype)

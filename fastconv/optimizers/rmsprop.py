@@ -5,7 +5,6 @@
   momentum > 0: mom = momentum * mom + inc; w -= mom, else w -= inc."""
 import numpy as np
 
-from .. import _C
 from .optimizer import Optimizer
 
 
@@ -46,10 +45,10 @@ class RMSprop(Optimizer):
         else:
             var.data -= inc
 
-    _has_fused = True
+    _fused_backends = ("cpu",)
 
-    def _fused_update(self, w, grad, state, lr, step, decay):
-        _C.rmsprop_update(w, grad, state["velocity"], lr, self.rho, self.momentum, self.epsilon,
+    def _fused_update(self, kernels, w, grad, state, lr, step, decay):
+        kernels.rmsprop_update(w, grad, state["velocity"], lr, self.rho, self.momentum, self.epsilon,
                           state.get("average_gradient"), state.get("momentum"), decay)
 
     def get_config(self):

@@ -3,7 +3,6 @@ v = momentum * v - lr * g; plain momentum: w += v; Nesterov: w += momentum * v -
 (with the already updated v). Without momentum: w -= lr * g, and no state is kept."""
 import numpy as np
 
-from .. import _C
 from .optimizer import Optimizer
 
 
@@ -29,10 +28,10 @@ class SGD(Optimizer):
         else:
             var.data += v
 
-    _has_fused = True
+    _fused_backends = ("cpu", "cuda")
 
-    def _fused_update(self, w, grad, state, lr, step, decay):
-        _C.sgd_update(w, grad, state.get("momentum"), lr, self.momentum, self.nesterov, decay)
+    def _fused_update(self, kernels, w, grad, state, lr, step, decay):
+        kernels.sgd_update(w, grad, state.get("momentum"), lr, self.momentum, self.nesterov, decay)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}

@@ -11,12 +11,18 @@ Non-finite loss: fit stops (as Keras's TerminateOnNaN) after the batch that prod
 a RuntimeWarning naming the epoch and batch; that epoch (validation included) is still
 logged, then callbacks' on_train_end run (EarlyStopping(restore_best_weights=True) can put
 good weights back). It does not raise, so the History up to the failure is returned.
+
+On the GPU (cuda backend) a step's values stay on the device: batch logs hold 0-d device
+arrays, the progress bar reads them only when it redraws, and the epoch logs are read back
+once at the epoch's end; a non-finite loss is noticed there and stops training after that
+epoch. predict() gathers the outputs on the device and copies them back once.
 """
 import math
 import warnings
 
 import numpy as np
 
+from ..functional import array_module, is_device_array
 from .data import make_iterator, map_structure, train_validation_split, is_array_data
 
 
@@ -35,10 +41,11 @@ def _count(name, value, minimum):
 
 
 def _scalar(v):
+    """A step value as a float; a GPU value stays a 0-d device array (read it later)."""
     if hasattr(v, "requires_grad") and hasattr(v, "data"):
         v = v.data
-    if hasattr(v, "get") and not isinstance(v, (np.ndarray, dict)):
-        v = v.get()
+    if is_device_array(v):
+        return v.reshape(()) if v.size == 1 else v
     try:
         return float(np.ravel(np.asarray(v))[0])
     except (TypeError, ValueError, IndexError):
@@ -49,6 +56,21 @@ def _logs(out):
     if isinstance(out, dict):
         return {k: _scalar(v) for k, v in out.items()}
     return {"loss": _scalar(out)}
+
+
+def _host_logs(logs):
+    """Logs with every device value read back (one wait for the GPU, at epoch end)."""
+    return {k: float(v) if is_device_array(v) and v.size == 1 else v for k, v in logs.items()}
+
+
+def _check_loss(model, logs, epoch, step):
+    loss = logs.get("loss")
+    if isinstance(loss, float) and not math.isfinite(loss):
+        where = f"batch {step + 1}" if step is not None else "its end"
+        warnings.warn(f"fit: the loss became {loss} at epoch {epoch + 1}, {where}; "
+                      "training stopped (lower the learning rate or check the data)",
+                      RuntimeWarning, stacklevel=3)
+        model.stop_training = True
 
 
 def _step(fn, xb, yb, swb):
@@ -107,12 +129,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
             cbs.on_train_batch_begin(step)
             batch_logs = _step(model.train_step, xb, yb, swb)
             cbs.on_train_batch_end(step, batch_logs)
-            loss = batch_logs.get("loss")
-            if isinstance(loss, float) and not math.isfinite(loss):
-                warnings.warn(f"fit: the loss became {loss} at epoch {epoch + 1}, batch {step + 1}; "
-                              "training stopped (lower the learning rate or check the data)",
-                              RuntimeWarning, stacklevel=2)
-                model.stop_training = True
+            _check_loss(model, batch_logs, epoch, step)  # host values only: no GPU wait
             if model.stop_training:
                 break
         if batch_logs is None:
@@ -122,7 +139,9 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
                           "(a generator is consumed once: pass steps_per_epoch * epochs batches, "
                           "or a re-iterable object)", RuntimeWarning, stacklevel=2)
             break
-        epoch_logs = dict(batch_logs)
+        epoch_logs = _host_logs(batch_logs)
+        if not model.stop_training:  # GPU values are first read here
+            _check_loss(model, epoch_logs, epoch, None)
         if val is not None:
             val_logs = _evaluate_loop(model, val, cbs)
             epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
@@ -148,6 +167,7 @@ def _evaluate_loop(model, iterator, cbs):
         cbs.on_test_batch_end(step, logs)
     if logs is None:
         raise ValueError("evaluation data yielded no batches")
+    logs = _host_logs(logs)
     cbs.on_test_end(logs)
     return logs
 
@@ -169,12 +189,14 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
     return values[0] if len(values) == 1 else values
 
 
-def _to_numpy(a):
+def _device_or_host(a):
     if hasattr(a, "requires_grad") and hasattr(a, "data"):
         a = a.data
-    if hasattr(a, "get") and not isinstance(a, (np.ndarray, dict)):
-        a = a.get()
-    return np.asarray(a)
+    return a if is_device_array(a) else np.asarray(a)
+
+
+def _to_host(a):
+    return a.get() if is_device_array(a) else a
 
 
 def _concat(outputs):
@@ -183,7 +205,7 @@ def _concat(outputs):
         return type(first)(_concat([o[i] for o in outputs]) for i in range(len(first)))
     if isinstance(first, dict):
         return {k: _concat([o[k] for o in outputs]) for k in first}
-    return np.concatenate(outputs, axis=0)
+    return _to_host(array_module(first).concatenate(outputs, axis=0))
 
 
 def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
@@ -197,7 +219,7 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
     outputs = []
     for step, (xb, _, _) in enumerate(it):
         cbs.on_predict_batch_begin(step)
-        out = map_structure(_to_numpy, model.predict_step(xb))
+        out = map_structure(_device_or_host, model.predict_step(xb))
         outputs.append(out)
         cbs.on_predict_batch_end(step, {"outputs": out})
     cbs.on_predict_end()
