@@ -107,20 +107,34 @@ def to_host(x):
     return np.asarray(x)
 
 
-def model_to_device(model):
-    """Move every weight of a built model (trainable or not, e.g. BN moving statistics) to
-    the GPU, in place; run it once after building, before the first step on the cuda backend."""
+def free_memory():
+    """Free memory of the current GPU, in bytes."""
     require()
-    for v in model.weights:
-        v.data = cp.ascontiguousarray(cp.asarray(v.data))
+    return int(cp.cuda.Device().mem_info[0])
+
+
+def model_to_device(model):
+    """Move every weight of a model (trainable or not, e.g. BN moving statistics) and its
+    optimizer's slots to the GPU, in place. Layers built on the cuda backend already create
+    their weights there, and fit/evaluate/predict on the cuda backend call this themselves;
+    weights already on the GPU are not copied."""
+    require()
+    _move(model, lambda a: a if isinstance(a, cp.ndarray) else cp.ascontiguousarray(cp.asarray(a)))
     return model
 
 
 def model_to_host(model):
-    """Move every weight of a model back to NumPy arrays, in place."""
-    for v in model.weights:
-        v.data = to_host(v.data)
+    """Move every weight of a model and its optimizer's slots back to NumPy arrays, in place."""
+    _move(model, to_host)
     return model
+
+
+def _move(model, put):
+    for v in model.weights:
+        v.data = put(v.data)
+    for _, slots in getattr(getattr(model, "optimizer", None), "_state", {}).values():
+        for k, a in slots.items():
+            slots[k] = put(a)
 
 
 # ---- argument handling ----

@@ -77,10 +77,10 @@ def _accumulate(total, value):
 
 def _mean(total, count):
     """total / count, 0 when nothing was counted; stays on the device for device sums."""
-    if not (is_device_array(total) or is_device_array(count)):
-        return total / count if count else 0.0
-    xp = array_module(total if is_device_array(total) else count)
-    seen = xp.asarray(count) > 0
+    if not is_device_array(count):
+        return total / count if count else total * 0.0
+    xp = array_module(count)
+    seen = count > 0
     return xp.where(seen, total, 0.0) / xp.where(seen, count, 1.0)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 _seed = None
 _streams = {}
+_device_streams = {}
 
 
 def set_seed(seed):
@@ -22,6 +23,7 @@ def set_seed(seed):
         raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
     _seed = None if seed is None else int(seed)
     _streams.clear()
+    _device_streams.clear()
 
 
 def get_seed():
@@ -35,4 +37,15 @@ def generator(stream="default"):
         # crc32 gives every stream name a stable, distinct sub-seed (Python's hash() is salted).
         entropy = None if _seed is None else [_seed, zlib.crc32(stream.encode())]
         g = _streams[stream] = np.random.default_rng(entropy)
+    return g
+
+
+def device_generator(stream="default"):
+    """A CuPy Generator for draws made on the GPU (dropout masks of device arrays), seeded
+    from the host stream of the same name: set_seed repeats its draws too, though they are
+    not the host stream's numbers."""
+    g = _device_streams.get(stream)
+    if g is None:
+        import cupy
+        g = _device_streams[stream] = cupy.random.default_rng(int(generator(stream).integers(2 ** 63)))
     return g

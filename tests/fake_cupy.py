@@ -146,6 +146,8 @@ class ndarray(NDArrayOperatorsMixin):
         return (_wrap(self._a[i]) for i in range(len(self._a)))
 
     def __getattr__(self, name):
+        if name.startswith("__"):  # no __array_interface__ etc.: NumPy must not see through
+            raise AttributeError(name)
         attr = getattr(self._a, name)
         if not callable(attr):
             return _wrap(attr)
@@ -250,9 +252,27 @@ class _Random:
 random = types.SimpleNamespace(default_rng=lambda seed=None: _Random(seed))
 
 
+class _UFunc:
+    """A ufunc with CuPy's methods (`at` exists in CuPy 13 for add and a few others)."""
+
+    def __init__(self, uf):
+        self._uf, self.__name__ = uf, uf.__name__
+
+    def __call__(self, *args, **kwargs):
+        return _call(self._uf, args, kwargs)
+
+    def at(self, a, indices, b=None):
+        self._uf.at(_unwrap(a, "at"), _index(indices), *([] if b is None else [_unwrap(b, "at")]))
+
+    def reduce(self, a, axis=0, **kwargs):
+        return _call(self._uf.reduce, (a,), dict(axis=axis, **kwargs))
+
+
 def __getattr__(name):
     """cupy.X for any NumPy function / dtype / constant: the NumPy one on device arrays."""
     attr = getattr(np, name)
+    if isinstance(attr, np.ufunc):
+        return _UFunc(attr)
     if isinstance(attr, type) or not callable(attr):
         return attr
 

@@ -1,85 +1,33 @@
 """fastconv.cuda's Python layer (im2col chunking, grouped/pointwise GEMM paths, transposes,
-output allocation, argument order of every _cuda call) run on the CPU: NumPy stands in for
-CuPy and a fake `_cuda` computes each kernel with the same FC_HD functions the GPU runs
-(`fastconv._C._index_check`) or, for the reductions, with NumPy. Results are compared with
-the NumPy oracle, so a wrong transpose or a mis-ordered argument fails here without a GPU."""
+output allocation, argument order of every _cuda call) run on the CPU through
+tests/cuda_emulation.py (a strict NumPy-backed CuPy and host versions of the kernels).
+Results are compared with the NumPy oracle, so a wrong transpose or a mis-ordered argument
+fails here without a GPU."""
 import types
 
 import numpy as np
 import pytest
 
-import fastconv
 from fastconv import cuda as fcuda
 from fastconv import reference as R
-from fastconv.reference._checks import conv_geometry, pool_geometry
 
-IC = fastconv._C._index_check
+import cuda_emulation
 
 
-def _fake_kernels():
-    k = types.SimpleNamespace()
-    k.conv_output_shape = lambda xs, ws, s, p, d, g: (lambda G: [G.n, G.oh, G.ow, G.oc])(conv_geometry(xs, ws, s, p, d, g))
-    k.pool_output_shape = lambda xs, pool, s, p, what: (lambda G: [G.n, G.oh, G.ow, G.c])(pool_geometry(xs, pool, s, p, what))
+class _OnHost(types.SimpleNamespace):
+    """fastconv.cuda's functions with their device results copied back to NumPy."""
 
-    def put(out, val):
-        out[...] = np.asarray(val).reshape(out.shape)
-    k.im2col = lambda x, col, xs, ws, s, p, d, g, st: put(col, IC.im2col(x, ws, s, p, d, g))
-    k.col2im = lambda dcol, dx, xs, ws, s, p, d, g, st: put(dx, IC.col2im(dcol, xs, ws, s, p, d, g))
-    k.depthwise_forward = lambda x, w, b, y, xs, ws, s, p, d, st: put(y, IC.depthwise_forward(x, w, b, s, p, d))
-    k.depthwise_backward_data = lambda dy, w, dx, xs, ws, s, p, d, st: put(dx, IC.depthwise_backward_data(dy, w, xs, s, p, d))
+    def __getattr__(self, name):
+        fn = getattr(fcuda, name)
+        return lambda *a, **k: cuda_emulation.host(fn(*a, **k))
 
-    def dw_bwd(dy, x, dw, db, xs, ws, s, p, d, st):
-        put(dw, IC.depthwise_backward_weights(dy, x, ws, s, p, d))
-        if db is not None:
-            put(db, dy.reshape(-1, ws[3]).sum(0))
-    k.depthwise_backward_weights = dw_bwd
-    k.column_sums = lambda a, out, planes, rows, cols, scale, st: put(out, a.reshape(planes, rows, cols).sum(1) * scale)
-    k.max_pool2d_forward = lambda x, y, xs, pool, s, p, st: put(y, IC.max_pool2d_forward(x, pool, s, p))
-    k.max_pool2d_backward = lambda dy, x, dx, xs, pool, s, p, st: put(dx, IC.max_pool2d_backward(dy, x, pool, s, p))
-    k.avg_pool2d_forward = lambda x, y, xs, pool, s, p, st: put(y, IC.avg_pool2d_forward(x, pool, s, p))
-    k.avg_pool2d_backward = lambda dy, dx, xs, pool, s, p, st: put(dx, IC.avg_pool2d_backward(dy, xs, pool, s, p))
-    k.global_avg_pool2d_forward = lambda x, y, n, hw, c, st: put(y, x.reshape(n, hw, c).mean(1))
-    k.global_avg_pool2d_backward = lambda dy, dx, n, hw, c, st: put(dx, np.repeat(dy[:, None, :] / hw, hw, 1))
 
-    def bias_act_fwd(x, b, act, y, m, c, st):
-        put(y, IC.act_apply(x.reshape(m, c) + (0 if b is None else b), act))
-    k.bias_act_forward = bias_act_fwd
-
-    def bias_act_bwd(dy, y, act, dz, db, m, c, st):
-        put(dz, dy.reshape(m, c) * IC.act_grad_from_output(y.reshape(m, c), act))
-        if db is not None:
-            put(db, dz.reshape(m, c).sum(0))
-    k.bias_act_backward = bias_act_bwd
-
-    def bn_train(x, g, b, eps, y, mean, var, inv, m, c, st):
-        for out, val in zip((y, mean, var, inv), R.batch_norm_forward_train(x.reshape(m, c), g, b, eps)):
-            put(out, val)
-    k.batch_norm_forward_train = bn_train
-    k.batch_norm_forward_inference = lambda x, g, b, mu, var, eps, y, m, c, st: put(
-        y, R.batch_norm_forward_inference(x.reshape(m, c), g, b, mu, var, eps))
-
-    def bn_bwd(dy, x, g, mu, inv, dx, dg, db, m, c, st):
-        for out, val in zip((dx, dg, db), R.batch_norm_backward(dy.reshape(m, c), x.reshape(m, c), g, mu, inv)):
-            put(out, val)
-    k.batch_norm_backward = bn_bwd
-    k.softmax_forward = lambda x, y, n, c, st: put(y, R.softmax_forward(x))
-    k.softmax_backward = lambda dy, y, dx, n, c, st: put(dx, R.softmax_backward(dy, y))
-
-    def sce_fwd(logits, labels, loss, probs, n, c, st):
-        for out, val in zip((loss, probs), R.softmax_cross_entropy_forward(logits, labels)):
-            put(out, val)
-    k.softmax_cross_entropy_forward = sce_fwd
-    k.softmax_cross_entropy_backward = lambda probs, labels, dloss, dl, n, c, st: put(
-        dl, R.softmax_cross_entropy_backward(probs, labels, dloss))
-    return k
+gpu = _OnHost()
 
 
 @pytest.fixture
 def emulated(monkeypatch):
-    monkeypatch.setattr(fcuda, "cp", np)
-    monkeypatch.setattr(fcuda, "_K", _fake_kernels())
-    monkeypatch.setattr(fcuda, "_p", lambda a: a)  # "pointers" are the arrays themselves
-    monkeypatch.setattr(fcuda, "_s", lambda: 0)
+    cuda_emulation.install(monkeypatch)
     return monkeypatch
 
 
@@ -89,29 +37,29 @@ def test_norm_and_softmax_wrappers_pass_arguments_in_kernel_order(emulated):
     rng = np.random.default_rng(5)
     x, dy = rng.standard_normal((2, 3, 3, 4)).astype(np.float32), rng.standard_normal((2, 3, 3, 4)).astype(np.float32)
     g, b = rng.standard_normal(4).astype(np.float32), rng.standard_normal(4).astype(np.float32)
-    got = fcuda.batch_norm_forward_train(x, g, b, 1e-3)
+    got = gpu.batch_norm_forward_train(x, g, b, 1e-3)
     want = R.batch_norm_forward_train(x, g, b, 1e-3)
     assert got[0].shape == x.shape
     for a, w in zip(got, want):
         np.testing.assert_allclose(a, w, rtol=1e-6, atol=1e-6)
     mean, var = want[1], want[2] + 1
-    np.testing.assert_allclose(fcuda.batch_norm_forward_inference(x, g, b, mean, var, 1e-3),
+    np.testing.assert_allclose(gpu.batch_norm_forward_inference(x, g, b, mean, var, 1e-3),
                                R.batch_norm_forward_inference(x, g, b, mean, var, 1e-3), rtol=1e-6, atol=1e-6)
-    for a, w in zip(fcuda.batch_norm_backward(dy, x, g, want[1], want[3]), R.batch_norm_backward(dy, x, g, want[1], want[3])):
+    for a, w in zip(gpu.batch_norm_backward(dy, x, g, want[1], want[3]), R.batch_norm_backward(dy, x, g, want[1], want[3])):
         np.testing.assert_allclose(a, w, rtol=1e-6, atol=1e-6)
     logits, labels = rng.standard_normal((6, 5)).astype(np.float32), rng.integers(0, 5, 6)
-    p = fcuda.softmax_forward(logits)
+    p = gpu.softmax_forward(logits)
     np.testing.assert_allclose(p, R.softmax_forward(logits), rtol=1e-6)
-    np.testing.assert_allclose(fcuda.softmax_backward(logits, p), R.softmax_backward(logits, p), rtol=1e-6, atol=1e-7)
-    loss, probs = fcuda.softmax_cross_entropy_forward(logits, labels)
+    np.testing.assert_allclose(gpu.softmax_backward(logits, p), R.softmax_backward(logits, p), rtol=1e-6, atol=1e-7)
+    loss, probs = gpu.softmax_cross_entropy_forward(logits, labels)
     want_loss, want_probs = R.softmax_cross_entropy_forward(logits, labels)
     np.testing.assert_allclose(loss, want_loss, rtol=1e-6)
     np.testing.assert_allclose(probs, want_probs, rtol=1e-6)
     dloss = rng.standard_normal(6).astype(np.float32)
-    np.testing.assert_allclose(fcuda.softmax_cross_entropy_backward(probs, labels, dloss),
+    np.testing.assert_allclose(gpu.softmax_cross_entropy_backward(probs, labels, dloss),
                                R.softmax_cross_entropy_backward(probs, labels, dloss), rtol=1e-6)
     with pytest.raises(ValueError, match="gamma must have shape"):
-        fcuda.batch_norm_forward_train(x, g[:3], b, 1e-3)
+        gpu.batch_norm_forward_train(x, g[:3], b, 1e-3)
 
 
 CONV_CASES = [
@@ -134,11 +82,11 @@ def test_conv_orchestration_matches_the_oracle(emulated, xs, ws, strides, pads, 
     x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[3])
     tol = dict(rtol=1e-4, atol=1e-4)
     want = R.conv2d_forward(x, w, b, strides, pads, dil, groups)
-    np.testing.assert_allclose(fcuda.conv2d_forward(x, w, b, strides, pads, dil, groups), want, **tol)
+    np.testing.assert_allclose(gpu.conv2d_forward(x, w, b, strides, pads, dil, groups), want, **tol)
     dy = rng.standard_normal(want.shape)
-    np.testing.assert_allclose(fcuda.conv2d_backward_data(dy, w, xs, strides, pads, dil, groups),
+    np.testing.assert_allclose(gpu.conv2d_backward_data(dy, w, xs, strides, pads, dil, groups),
                                R.conv2d_backward_data(dy, w, xs, strides, pads, dil, groups), **tol)
-    dw, db = fcuda.conv2d_backward_weights(dy, x, ws, strides, pads, dil, groups, True)
+    dw, db = gpu.conv2d_backward_weights(dy, x, ws, strides, pads, dil, groups, True)
     want_dw, want_db = R.conv2d_backward_weights(dy, x, ws, strides, pads, dil, groups, True)
     np.testing.assert_allclose(dw, want_dw, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(db, want_db, rtol=1e-4, atol=1e-3)
@@ -147,28 +95,28 @@ def test_conv_orchestration_matches_the_oracle(emulated, xs, ws, strides, pads, 
 def test_dense_pool_and_activation_wrappers_match_the_oracle(emulated):
     rng = np.random.default_rng(3)
     x, w, b, dy = rng.standard_normal((5, 7)), rng.standard_normal((7, 3)), rng.standard_normal(3), rng.standard_normal((5, 3))
-    np.testing.assert_allclose(fcuda.dense_forward(x, w, b), R.dense_forward(x, w, b), rtol=1e-5, atol=1e-5)
-    for got, want in zip(fcuda.dense_backward(dy, x, w), R.dense_backward(dy, x, w)):
+    np.testing.assert_allclose(gpu.dense_forward(x, w, b), R.dense_forward(x, w, b), rtol=1e-5, atol=1e-5)
+    for got, want in zip(gpu.dense_backward(dy, x, w), R.dense_backward(dy, x, w)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     xs, pool, strides, pads = (2, 7, 6, 3), (3, 2), (2, 2), (1, 1, 0, 1)
     x = rng.standard_normal(xs).astype(np.float32)
-    y = fcuda.max_pool2d_forward(x, pool, strides, pads)
+    y = gpu.max_pool2d_forward(x, pool, strides, pads)
     np.testing.assert_array_equal(y, R.max_pool2d_forward(x, pool, strides, pads))
     g = rng.standard_normal(y.shape).astype(np.float32)
-    np.testing.assert_allclose(fcuda.max_pool2d_backward(g, x, pool, strides, pads), R.max_pool2d_backward(g, x, pool, strides, pads))
-    np.testing.assert_allclose(fcuda.avg_pool2d_forward(x, pool, strides, pads), R.avg_pool2d_forward(x, pool, strides, pads), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(fcuda.avg_pool2d_backward(g, xs, pool, strides, pads), R.avg_pool2d_backward(g, xs, pool, strides, pads), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(fcuda.global_avg_pool2d_forward(x), R.global_avg_pool2d_forward(x), rtol=1e-6)
+    np.testing.assert_allclose(gpu.max_pool2d_backward(g, x, pool, strides, pads), R.max_pool2d_backward(g, x, pool, strides, pads))
+    np.testing.assert_allclose(gpu.avg_pool2d_forward(x, pool, strides, pads), R.avg_pool2d_forward(x, pool, strides, pads), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gpu.avg_pool2d_backward(g, xs, pool, strides, pads), R.avg_pool2d_backward(g, xs, pool, strides, pads), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gpu.global_avg_pool2d_forward(x), R.global_avg_pool2d_forward(x), rtol=1e-6)
     gg = rng.standard_normal((2, 3)).astype(np.float32)
-    np.testing.assert_allclose(fcuda.global_avg_pool2d_backward(gg, xs), R.global_avg_pool2d_backward(gg, xs), rtol=1e-6)
+    np.testing.assert_allclose(gpu.global_avg_pool2d_backward(gg, xs), R.global_avg_pool2d_backward(gg, xs), rtol=1e-6)
     for act in ("linear", "relu", "sigmoid", "tanh"):
-        yb = fcuda.bias_act_forward(x, b[:3], act)
+        yb = gpu.bias_act_forward(x, b[:3], act)
         np.testing.assert_allclose(yb, R.bias_act_forward(x, b[:3].astype(np.float32), act), rtol=1e-6, atol=1e-6)
-        dz, dbb = fcuda.bias_act_backward(x, yb, act, True)
+        dz, dbb = gpu.bias_act_backward(x, yb, act, True)
         want_dz, want_db = R.bias_act_backward(x, yb, act, True)
         np.testing.assert_allclose(dz, want_dz, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(dbb, want_db, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="activation must be one of"):
-        fcuda.bias_act_forward(x, None, "gelu")
+        gpu.bias_act_forward(x, None, "gelu")
     with pytest.raises(ValueError, match="dy must have shape"):
-        fcuda.max_pool2d_backward(g[:1], x, pool, strides, pads)
+        gpu.max_pool2d_backward(g[:1], x, pool, strides, pads)

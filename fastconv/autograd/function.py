@@ -43,8 +43,9 @@ class Function:
 def _constant(value, like):
     # Python numbers are "weak" (as in numpy and torch): they take the tensor operand's float
     # dtype and device, so `float64_tensor * 1.0001` keeps float64 precision.
+    # xp.full, not xp.asarray: on the GPU a fill kernel, not a host->device copy.
     if like is not None and isinstance(value, (int, float)) and like.dtype.kind == "f":
-        return array_module(like).asarray(value, dtype=like.dtype)
+        return array_module(like).full((), value, dtype=like.dtype)
     return value
 
 

@@ -1,7 +1,9 @@
 """Dropout(rate, noise_shape=None, seed=None): during training zero each unit with
 probability `rate` and scale the rest by 1/(1-rate) (inverted dropout, as Keras); identity
 at inference. Masks come from `fastconv.random.generator("dropout")`, so `fastconv.set_seed`
-repeats them, or from a private Generator when `seed` is given.
+repeats them, or from a private Generator when `seed` is given. On the GPU the masks are
+drawn there, from `fastconv.random.device_generator("dropout")` (or a CuPy Generator of
+`seed`): repeatable, but not the same masks as on the CPU.
 
 >>> import numpy as np
 >>> from fastconv import layers
@@ -12,6 +14,7 @@ import numpy as np
 
 from .. import random
 from ..autograd import ops
+from ..functional import is_device_array
 from .layer import Layer
 
 
@@ -24,13 +27,24 @@ class Dropout(Layer):
             raise NotImplementedError("Dropout(noise_shape=...) is not supported")
         self.rate, self.seed = float(rate), seed
         self._rng = None if seed is None else np.random.default_rng(seed)
+        self._device_rng = None
 
     def call(self, inputs, training=None):
         if not training or self.rate == 0.0:
             return inputs
-        # Looked up per call: set_seed replaces the stream's Generator.
-        rng = self._rng if self._rng is not None else random.generator("dropout")
-        return ops.dropout(inputs, self.rate, rng, True)
+        return ops.dropout(inputs, self.rate, self._generator(inputs), True)
+
+    def _generator(self, inputs):
+        # Looked up per call: set_seed replaces the stream's Generator. Device inputs get
+        # masks drawn on the device (no host->device copy per step).
+        if not is_device_array(getattr(inputs, "data", inputs)):
+            return self._rng if self._rng is not None else random.generator("dropout")
+        if self.seed is None:
+            return random.device_generator("dropout")
+        if self._device_rng is None:
+            import cupy
+            self._device_rng = cupy.random.default_rng(self.seed)
+        return self._device_rng
 
     def compute_output_shape(self, input_shape):
         return input_shape

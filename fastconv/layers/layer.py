@@ -28,6 +28,8 @@ import numpy as np
 
 from .. import initializers, regularizers
 from ..autograd import Tensor, Variable, no_grad
+from ..backend import get_backend
+from ..functional import is_device_array
 
 _name_counts = Counter()
 _training_ctx = contextvars.ContextVar("fastconv_training", default=None)
@@ -155,6 +157,9 @@ class Layer:
         shape = tuple(int(s) for s in shape)
         init = initializers.get(initializer)
         value = np.asarray(init(shape, dtype), dtype=dtype).reshape(shape)
+        if get_backend() == "cuda":  # drawn on the host (same values as on the CPU), kept on the GPU
+            from .. import cuda
+            value = cuda.to_device(value)
         var = Variable(value, name=f"{self.name}/{name}", trainable=bool(trainable) and self._trainable)
         self._own_weights.append(var)
         self._weight_keys.append(name)  # the stable per-layer key used in weight files
@@ -315,7 +320,7 @@ class Layer:
     def _to_tensor(self, x):
         if isinstance(x, Tensor):
             return x
-        arr = np.asarray(x)
+        arr = x if is_device_array(x) else np.asarray(x)
         if arr.dtype.kind == "f" and arr.dtype != self.dtype:
             arr = arr.astype(self.dtype)
         return Tensor(arr)

@@ -6,14 +6,18 @@ shuffle, each epoch draws a fresh permutation from `fastconv.random.generator("s
 (so `fastconv.set_seed` fixes the batch order). An iterable (generator, list of batches,
 Keras-Sequence-like object with __len__/__getitem__) yields `x`, `(x,)`, `(x, y)` or
 `(x, y, sample_weight)` per batch; only tuples are unpacked (a list is multi-input x, as in
-Keras); such data is used in the order it comes (shuffle does not apply). `validation_split` keeps the LAST fraction of the arrays for validation (before any
-shuffling), as Keras does.
+Keras); such data is used in the order it comes (shuffle does not apply). `validation_split`
+keeps the LAST fraction of the arrays for validation (before any shuffling), as Keras does.
+On the cuda backend, arrays are copied to the GPU once when they fit (see
+`_stage_on_device`), so a training step copies no data.
 """
 import math
 
 import numpy as np
 
 from .. import random as _random
+from ..backend import get_backend
+from ..functional import array_module, is_device_array
 
 
 def map_structure(fn, s):
@@ -103,11 +107,24 @@ def train_validation_split(arrays, validation_split):
     return train, val
 
 
+def _stage_on_device(arrays, fraction=0.25):
+    """On the cuda backend, host arrays move to the GPU once, when together they take at most
+    `fraction` of its free memory; larger data stays on the host and each batch is copied
+    when it is used."""
+    from .. import cuda
+    host = [a for a in leaves(arrays) if not is_device_array(a)]
+    if not host or sum(np.asarray(a).nbytes for a in host) > fraction * cuda.free_memory():
+        return arrays
+    return map_structure(lambda a: a if is_device_array(a) else cuda.to_device(a), arrays)
+
+
 class ArrayAdapter:
     def __init__(self, x, y=None, sample_weight=None, batch_size=32, shuffle=False):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.x, self.y, self.sw = (map_structure(_host, s) for s in (x, y, sample_weight))
+        if get_backend() == "cuda":
+            self.x, self.y, self.sw = _stage_on_device((self.x, self.y, self.sw))
         self.n = num_samples(self.x, self.y, self.sw)
         if self.n == 0:
             raise ValueError("x has 0 samples; nothing to iterate over")
@@ -116,13 +133,24 @@ class ArrayAdapter:
 
     def epoch(self):
         order = _random.generator("shuffle").permutation(self.n) if self.shuffle else None
+        if order is not None:
+            # Sorted indices read memory in order; the batch content is still random.
+            for start in range(0, self.n, self.batch_size):
+                order[start:start + self.batch_size].sort()
+        # Device arrays are indexed with device indices, uploaded once per epoch.
+        device_order = None
+        if order is not None and any(is_device_array(a) for a in leaves((self.x, self.y, self.sw))):
+            device_order = array_module(next(a for a in leaves((self.x, self.y, self.sw))
+                                             if is_device_array(a))).asarray(order)
         for start in range(0, self.n, self.batch_size):
+            end = start + self.batch_size
             if order is None:
-                sel = slice(start, start + self.batch_size)
+                sel = dsel = slice(start, end)
             else:
-                # Sorted indices read memory in order; the batch content is still random.
-                sel = np.sort(order[start:start + self.batch_size])
-            yield tuple(map_structure(lambda a: a[sel], s) for s in (self.x, self.y, self.sw))
+                sel = order[start:end]
+                dsel = device_order[start:end] if device_order is not None else sel
+            yield tuple(map_structure(lambda a: a[dsel if is_device_array(a) else sel], s)
+                        for s in (self.x, self.y, self.sw))
 
 
 class IterableAdapter:

@@ -22,6 +22,7 @@ import warnings
 
 import numpy as np
 
+from ..backend import get_backend
 from ..functional import array_module, is_device_array
 from .data import make_iterator, map_structure, train_validation_split, is_array_data
 
@@ -83,6 +84,13 @@ def _reset(model):
         reset()
 
 
+def _place(model):
+    """On the cuda backend the model's weights live on the GPU (a no-op when they already do)."""
+    if get_backend() == "cuda" and hasattr(model, "weights"):
+        from .. import cuda
+        cuda.model_to_device(model)
+
+
 def _callback_list(model, callbacks, verbose, **params):
     from ..callbacks import CallbackList
     if callbacks is not None and not isinstance(callbacks, (list, tuple, CallbackList)):
@@ -108,6 +116,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     """Train `model`; returns the History (history['loss'], metric keys, 'val_' keys).
     batch_size defaults to 32 for arrays and is ignored for iterables of batches."""
     verbose = _verbose(verbose)
+    _place(model)
     epochs, initial_epoch = _count("epochs", epochs, 0), _count("initial_epoch", initial_epoch, 0)
     if validation_split and validation_data is None:
         if not is_array_data(x):
@@ -177,6 +186,7 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
     """Loss and metrics over the data: a dict with return_dict, else a list in
     `model.metrics_names` order (a bare float when there is only one value)."""
     verbose = _verbose(verbose)
+    _place(model)
     it = make_iterator(x, y, sample_weight, batch_size, False, steps)
     cbs = _callback_list(model, callbacks, verbose, epochs=1, steps=it.steps)
     logs = _evaluate_loop(model, it, cbs)
@@ -213,6 +223,7 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
     numpy arrays (the same structure as one step's output). Batches of an iterable may be
     x or tuples whose first element is x."""
     verbose = _verbose(verbose)
+    _place(model)
     it = make_iterator(x, batch_size=batch_size, shuffle=False, steps=steps)
     cbs = _callback_list(model, callbacks, verbose, epochs=1, steps=it.steps)
     cbs.on_predict_begin()
