@@ -107,6 +107,12 @@ def to_host(x):
     return np.asarray(x)
 
 
+def zeros(shape, dtype=np.float32):
+    """A cupy.ndarray of zeros on the current GPU."""
+    require()
+    return cp.zeros(shape, dtype)
+
+
 def free_memory():
     """Free memory of the current GPU, in bytes."""
     require()

@@ -18,7 +18,7 @@ import numpy as np
 from ..autograd import Tensor, no_grad
 from ..functional import is_device_array, scalar
 from ..metrics import _accumulate, _mean
-from ..layers.layer import Layer, flatten, map_structure
+from ..layers.layer import Layer, backend_zeros, flatten, map_structure
 
 
 class _LossTracker:
@@ -102,7 +102,7 @@ class Model(Layer):
         def zeros(shape):
             if any(s is None for s in tuple(shape)[1:]):
                 raise ValueError(f"{self.name}: build needs every non-batch dimension, got {tuple(shape)}")
-            return Tensor(np.zeros((1,) + tuple(shape)[1:], self.dtype))
+            return Tensor(backend_zeros((1,) + tuple(shape)[1:], self.dtype))
         dummy = [zeros(s) for s in shapes] if isinstance(shapes, list) else zeros(shapes)
         with no_grad():
             self(dummy, training=False)

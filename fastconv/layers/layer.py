@@ -91,6 +91,15 @@ def _function_accepts(fn, arg):
     return arg in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+
+def backend_zeros(shape, dtype):
+    """Zeros where the active backend keeps arrays (dry runs that infer shapes): on the GPU
+    for the cuda backend, so they meet device weights there."""
+    if get_backend() == "cuda":
+        from .. import cuda
+        return cuda.zeros(shape, dtype)
+    return np.zeros(shape, dtype)
+
 class Layer:
     """Base layer. Subclasses override `build`, `call` and `compute_output_shape`."""
 
@@ -277,7 +286,7 @@ class Layer:
             if any(s is None for s in shape[1:]):
                 raise ValueError(f"{self.name}: cannot infer the output shape of {type(self).__name__} "
                                  f"for input shape {shape} with unknown dimensions")
-            return Tensor(np.zeros((1,) + tuple(shape[1:]), self.dtype))
+            return Tensor(backend_zeros((1,) + tuple(shape[1:]), self.dtype))
         with no_grad():
             out = self(map_shapes(zeros, input_shape), training=False)
         return shape_of(out)
