@@ -2,6 +2,8 @@
 compile/fit/evaluate/predict give the cpu backend's numbers, weights and optimizer slots stay
 on the device, and nothing crosses between host and device inside a training step (counted
 by the fake CuPy: reads that would make the host wait for the GPU, copies onto it)."""
+import json
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,9 @@ import fake_cupy
 
 @pytest.fixture
 def gpu(monkeypatch):
-    return cuda_emulation.install(monkeypatch)
+    before = fastconv.get_backend()
+    yield cuda_emulation.install(monkeypatch)
+    fastconv.set_backend(before)  # the train command sets the backend for the process
 
 
 def _small_model():
@@ -168,3 +172,16 @@ def test_zoo_models_train_without_host_traffic_in_the_step(gpu, name):
     got, traffic = losses_on("cuda")
     assert traffic == {"to_host": 0, "to_device": 0}
     np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-3)
+
+
+def test_the_train_command_runs_on_the_cuda_backend(gpu, tmp_path, capsys):
+    from fastconv.__main__ import main
+    accuracy = {}
+    for backend in ("cpu", "cuda"):
+        out = tmp_path / backend
+        assert main(["train", "lenet5", "--dataset", "digits", "--epochs", "2", "--limit", "300",
+                     "--backend", backend, "--out", str(out), "--verbose", "0"]) == 0
+        accuracy[backend] = json.loads((out / "run.json").read_text())["test_accuracy"]
+        assert main(["evaluate", str(out / "best.weights.npz")]) == 0
+        assert f"test accuracy {accuracy[backend]:.4f}" in capsys.readouterr().out
+    assert abs(accuracy["cuda"] - accuracy["cpu"]) <= 1 / 300  # one image may flip on a near tie

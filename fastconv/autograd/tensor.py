@@ -227,7 +227,8 @@ class Variable(Tensor):
         if tuple(value.shape) != self.shape:
             raise ValueError(f"cannot assign a value of shape {tuple(value.shape)} to variable "
                              f"{self.name!r} of shape {self.shape}")
-        self.data[...] = value
+        # A host value goes to the variable's device explicitly (an upload on the GPU).
+        self.data[...] = array_module(self.data).asarray(value)
         return self
 
     def __repr__(self):
