@@ -103,6 +103,21 @@ def fc_model_step(name, batch, shape, classes):
     return step
 
 
+def fit_epoch_seconds(n=60000, batch=256):
+    from benchmarks.models import fastconv_model
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, 28, 28, 1)).astype(np.float32)
+    y = rng.integers(0, 10, n)
+    with fastconv.backend("cuda"):
+        model = fastconv_model("lenet5", (28, 28, 1), 10)
+        model.compile(fastconv.optimizers.SGD(0.01, momentum=0.9),
+                      fastconv.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
+        model.fit(x[:batch * 4], y[:batch * 4], batch_size=batch, epochs=1, verbose=0)  # warm up
+        t0 = time.perf_counter()
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # ends with a host read: synchronised
+        return time.perf_counter() - t0
+
+
 # ---- PyTorch cases (channels_last, cuDNN) ----
 def th_data(torch, shape, seed):
     return torch.from_numpy(np.random.default_rng(seed).standard_normal(shape).astype(np.float32)).cuda()
@@ -215,6 +230,12 @@ def main():
     cupy.cuda.Device().synchronize()
     results["lenet5_epoch_s"] = time.perf_counter() - t0
     lines += ["", f"LeNet-5 one epoch (60000 x 28x28x1, batch 256): {results['lenet5_epoch_s']:.2f} s (target < 2 s)"]
+    print(lines[-1])
+    # The same epoch the way a user runs it: model.fit on host arrays (staged on the GPU once,
+    # shuffled, metrics accumulated on the device, logs read back at the epoch's end).
+    results["lenet5_fit_epoch_s"] = fit_epoch_seconds()
+    lines.append(f"LeNet-5 one epoch through model.fit (host arrays, shuffle, accuracy metric): "
+                 f"{results['lenet5_fit_epoch_s']:.2f} s")
     print(lines[-1])
     (out / "bench_gpu.json").write_text(json.dumps(results, indent=1))
     (out / "bench_gpu.md").write_text("\n".join(lines) + "\n")

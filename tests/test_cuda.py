@@ -256,32 +256,53 @@ def test_small_model_trains_to_the_same_losses_on_cpu_and_cuda():
 
 
 def _zoo_steps(name, backend, steps=3):
-    from fastconv import losses, models, optimizers
-    fastconv.set_seed(0)
-    model = getattr(models, name)(input_shape=(32, 32, 3), classes=10)
+    """Keras train_step on the backend; on the GPU inside cupyx.allow_synchronize(False), so
+    any host read-back in the step (loss, metrics, labels, optimizer) raises."""
+    import contextlib
+    from fastconv import models, optimizers
     rng = np.random.default_rng(0)
     x = rng.standard_normal((8, 32, 32, 3)).astype(np.float32)
     y = rng.integers(0, 10, 8)
-    if backend == "cuda":
-        fcuda.model_to_device(model)
-        x, y = fcuda.to_device(x), fcuda.to_device(y)
-    opt, loss_fn = optimizers.SGD(0.01), losses.SparseCategoricalCrossentropy()
-    seen = []
     with fastconv.backend(backend):
-        for _ in range(steps):
-            loss = loss_fn(y, model(x, training=True))
-            for v in model.trainable_weights:
-                v.zero_grad()
-            loss.backward()
-            opt.apply_gradients([(v.grad, v) for v in model.trainable_weights])
-            seen.append(loss.data)  # left on the device: nothing in the loop reads it back
-    return model, [float(host(v)) for v in seen]
+        fastconv.set_seed(0)
+        model = getattr(models, name)(input_shape=(32, 32, 3), classes=10)
+        model.compile(optimizers.SGD(0.01, momentum=0.9), "sparse_categorical_crossentropy", ["accuracy"])
+        if backend == "cuda":
+            x, y = fcuda.to_device(x), fcuda.to_device(y)
+            import cupyx
+            no_sync = cupyx.allow_synchronize(False)
+        else:
+            no_sync = contextlib.nullcontext()
+        seen = []
+        with no_sync:
+            for _ in range(steps):
+                model.reset_metrics()
+                seen.append(model.train_step(x, y)["loss"])  # left on the device
+    return model, [float(v) for v in seen]
 
 
 @pytest.mark.parametrize("name", ["resnet18", "small_densenet"])
-def test_zoo_models_train_on_the_gpu_like_on_the_cpu(name):
+def test_zoo_models_train_on_the_gpu_like_on_the_cpu_without_host_sync(name):
     import cupy
     model, gpu = _zoo_steps(name, "cuda")
     assert all(isinstance(v.data, cupy.ndarray) for v in model.weights)
     _, cpu = _zoo_steps(name, "cpu")
     np.testing.assert_allclose(gpu, cpu, rtol=2e-3, atol=1e-3)
+
+
+def test_fit_on_host_arrays_matches_the_cpu():
+    from fastconv import layers, losses, models
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((64, 12, 12, 3)).astype(np.float32), rng.integers(0, 5, 64)
+    hist = {}
+    for backend in ("cpu", "cuda"):
+        with fastconv.backend(backend):
+            fastconv.set_seed(1)
+            model = models.Sequential([layers.Input((12, 12, 3)), layers.Conv2D(8, 3, activation="relu"),
+                                       layers.BatchNormalization(), layers.GlobalAveragePooling2D(),
+                                       layers.Dense(5)])
+            model.compile("adam", losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
+            fastconv.set_seed(2)
+            hist[backend] = model.fit(x, y, batch_size=16, epochs=3, verbose=0).history
+    for k in hist["cpu"]:
+        np.testing.assert_allclose(hist["cuda"][k], hist["cpu"][k], rtol=1e-3, atol=1e-4, err_msg=k)
