@@ -185,3 +185,37 @@ def test_the_train_command_runs_on_the_cuda_backend(gpu, tmp_path, capsys):
         assert main(["evaluate", str(out / "best.weights.npz")]) == 0
         assert f"test accuracy {accuracy[backend]:.4f}" in capsys.readouterr().out
     assert abs(accuracy["cuda"] - accuracy["cpu"]) <= 1 / 300  # one image may flip on a near tie
+
+
+def _functional_run(backend, tmp_path):
+    from fastconv import callbacks
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((32, 8, 8, 3)).astype(np.float32), rng.integers(0, 3, 32)
+    with fastconv.backend(backend):
+        fastconv.set_seed(4)
+        inp = layers.Input((8, 8, 3))
+        h = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(4, 3, padding="same")(inp)))
+        a = layers.Conv2D(4, 1)(h)
+        h = layers.Concatenate()([layers.Add()([h, a]), a])
+        out = layers.Dense(3, activation="softmax")(layers.Flatten()(layers.AveragePooling2D(2)(h)))
+        model = models.Model(inp, out)
+        model.compile("rmsprop", "sparse_categorical_crossentropy", ["accuracy", "sparse_top_k_categorical_accuracy"])
+        ckpt = tmp_path / f"{backend}.weights.npz"
+        cbs = [callbacks.EarlyStopping(monitor="loss", patience=1, restore_best_weights=True),
+               callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True),
+               callbacks.ReduceLROnPlateau(monitor="loss")]
+        fastconv.set_seed(5)
+        history = model.fit(x, y, batch_size=8, epochs=3, validation_split=0.25, callbacks=cbs,
+                            sample_weight=np.linspace(0.5, 1.5, 32), verbose=0).history
+        model.load_weights(str(ckpt))
+        model.set_weights(model.get_weights())
+        return history, model.evaluate(x, y, verbose=0)
+
+
+def test_functional_model_with_callbacks_and_weight_files_matches_the_cpu(gpu, tmp_path):
+    want_hist, want_eval = _functional_run("cpu", tmp_path)
+    got_hist, got_eval = _functional_run("cuda", tmp_path)
+    assert sorted(got_hist) == sorted(want_hist)
+    for k in want_hist:
+        np.testing.assert_allclose(got_hist[k], want_hist[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    np.testing.assert_allclose(got_eval, want_eval, rtol=1e-4, atol=1e-5)

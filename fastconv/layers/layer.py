@@ -236,7 +236,8 @@ class Layer:
         return int(sum(int(np.prod(w.shape)) for w in self.weights))
 
     def get_weights(self):
-        return [np.array(w.data, copy=True) for w in self.weights]
+        return [w.data.get() if is_device_array(w.data) else np.array(w.data, copy=True)
+                for w in self.weights]
 
     def set_weights(self, weights):
         mine = self.weights
