@@ -40,22 +40,23 @@ def _data(n=40):
     return rng.standard_normal((n, 10, 9, 3)).astype(np.float32), rng.integers(0, 4, n)
 
 
-def _fit(backend, x, y, epochs=3, **kw):
+def _fit(backend, x, y, epochs=3, verbose=0, **kw):
     with fastconv.backend(backend):
         model = _small_model()
         model.compile(optimizers.Adam(1e-2), losses.SparseCategoricalCrossentropy(from_logits=True),
                       ["accuracy"])
         fastconv.set_seed(5)
         with fake_cupy.counting() as traffic:
-            history = model.fit(x, y, batch_size=8, epochs=epochs, verbose=0, **kw)
+            history = model.fit(x, y, batch_size=8, epochs=epochs, verbose=verbose, **kw)
     return model, history.history, traffic
 
 
-def test_fit_matches_the_cpu_and_reads_back_once_per_epoch(gpu):
+@pytest.mark.parametrize("verbose", [0, 2])  # 2: a progress line per epoch, from the epoch logs
+def test_fit_matches_the_cpu_and_reads_back_once_per_epoch(gpu, verbose):
     x, y = _data()
     xv, yv = x[:16] + 0.5, y[:16]
     _, want, _ = _fit("cpu", x, y, validation_data=(xv, yv))
-    model, got, traffic = _fit("cuda", x, y, validation_data=(xv, yv))
+    model, got, traffic = _fit("cuda", x, y, verbose=verbose, validation_data=(xv, yv))
     assert sorted(got) == sorted(want)
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-5, err_msg=k)
