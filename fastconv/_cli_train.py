@@ -202,6 +202,9 @@ def cmd_train(args):
     fit_kw = dict(batch_size=args.batch_size, verbose=args.verbose, shuffle=True,
                   validation_data=(xv, yv) if len(xv) else None)
     aug = _augmenter(args, dname)
+    if args.backend == "cuda" and aug is None:  # onto the GPU once, not once per epoch's fit()
+        from .training.data import stage_on_device
+        x, y, fit_kw["validation_data"] = stage_on_device((x, y, fit_kw["validation_data"]))
     try:
         for epoch in range(state["epoch"], args.epochs):
             t0 = time.perf_counter()

@@ -9,7 +9,7 @@ Keras-Sequence-like object with __len__/__getitem__) yields `x`, `(x,)`, `(x, y)
 Keras); such data is used in the order it comes (shuffle does not apply). `validation_split`
 keeps the LAST fraction of the arrays for validation (before any shuffling), as Keras does.
 On the cuda backend, arrays are copied to the GPU once when they fit (see
-`_stage_on_device`), so a training step copies no data.
+`stage_on_device`), so a training step copies no data.
 """
 import math
 
@@ -107,7 +107,7 @@ def train_validation_split(arrays, validation_split):
     return train, val
 
 
-def _stage_on_device(arrays, fraction=0.25):
+def stage_on_device(arrays, fraction=0.25):
     """On the cuda backend, host arrays move to the GPU once, when together they take at most
     `fraction` of its free memory; larger data stays on the host and each batch is copied
     when it is used."""
@@ -124,7 +124,7 @@ class ArrayAdapter:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.x, self.y, self.sw = (map_structure(_host, s) for s in (x, y, sample_weight))
         if get_backend() == "cuda":
-            self.x, self.y, self.sw = _stage_on_device((self.x, self.y, self.sw))
+            self.x, self.y, self.sw = stage_on_device((self.x, self.y, self.sw))
         self.n = num_samples(self.x, self.y, self.sw)
         if self.n == 0:
             raise ValueError("x has 0 samples; nothing to iterate over")
