@@ -9,9 +9,9 @@ Three ways to make one, as in Keras:
 
 `train_step` / `test_step` return the running values (since the last `reset_metrics()`) of the
 loss and the compiled metrics, as python floats (0-d device arrays on the GPU, so a step
-never waits for a host read; `fit` reads them when it shows or logs them); the loss is the batch-size weighted mean of
-the total loss (data loss + regularisation), as Keras reports it. `fit/evaluate/predict` are
-the loop in `fastconv.training`.
+never waits for a host read; `fit` reads them when it shows or logs them); the loss is the
+batch-size weighted mean of the total loss (data loss + regularisation), as Keras reports it.
+`fit/evaluate/predict` are the loop in `fastconv.training`.
 """
 import numpy as np
 

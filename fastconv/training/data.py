@@ -138,10 +138,8 @@ class ArrayAdapter:
             for start in range(0, self.n, self.batch_size):
                 order[start:start + self.batch_size].sort()
         # Device arrays are indexed with device indices, uploaded once per epoch.
-        device_order = None
-        if order is not None and any(is_device_array(a) for a in leaves((self.x, self.y, self.sw))):
-            device_order = array_module(next(a for a in leaves((self.x, self.y, self.sw))
-                                             if is_device_array(a))).asarray(order)
+        device = next((a for a in leaves((self.x, self.y, self.sw)) if is_device_array(a)), None)
+        device_order = None if order is None or device is None else array_module(device).asarray(order)
         for start in range(0, self.n, self.batch_size):
             end = start + self.batch_size
             if order is None:
