@@ -16,7 +16,7 @@ batch-size weighted mean of the total loss (data loss + regularisation), as Kera
 import numpy as np
 
 from ..autograd import Tensor, no_grad
-from ..functional import is_device_array, scalar
+from ..functional import array_of, scalar
 from ..metrics import _accumulate, _mean
 from ..layers.layer import Layer, backend_zeros, flatten, map_structure
 
@@ -47,9 +47,7 @@ def _array(y):
         return None
     if isinstance(y, (list, tuple, dict)):
         return map_structure(_array, y)
-    if isinstance(y, Tensor):
-        y = y.data
-    return y if is_device_array(y) else np.asarray(y)
+    return array_of(y)
 
 
 def _batch_size(x):

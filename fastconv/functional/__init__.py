@@ -5,7 +5,7 @@ arguments ('same'/'valid' padding, int-or-pair strides) and dispatches to the ba
 with `fastconv.set_backend` / `fastconv.backend(...)`. On the cpu backend inputs are converted
 to C-contiguous float32; on the numpy backend float64 is kept (for gradient checks).
 """
-from ._args import array_module, conv_output_size, is_device_array, scalar, resolve_padding, same_padding  # noqa: F401
+from ._args import array_module, array_of, conv_output_size, is_device_array, scalar, resolve_padding, same_padding  # noqa: F401
 from .activation import (  # noqa: F401
     add_activation, bias_activation, bias_activation_backward, softmax, softmax_backward, softmax_cross_entropy,
     softmax_cross_entropy_backward)

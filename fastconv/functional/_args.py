@@ -19,6 +19,13 @@ def is_device_array(x):
     return type(x).__module__.startswith("cupy")
 
 
+def array_of(a):
+    """An autograd Tensor's data, a device array as it is, anything else as a NumPy array."""
+    if hasattr(a, "requires_grad") and hasattr(a, "data"):
+        a = a.data
+    return a if is_device_array(a) else np.asarray(a)
+
+
 def scalar(a):
     """A one-element value as a Python float, or as a 0-d device array for a GPU value (a
     float() of it would wait for the GPU)."""
@@ -143,4 +150,4 @@ def require_rank(x, name, ndim, layout):
         raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {tuple(x.shape)}")
 
 
-__all__ = ["array_module", "is_device_array", "scalar", "pair", "same_padding", "resolve_padding", "conv_output_size", "kernels"]
+__all__ = ["array_module", "array_of", "is_device_array", "scalar", "pair", "same_padding", "resolve_padding", "conv_output_size", "kernels"]

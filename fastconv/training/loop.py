@@ -23,7 +23,8 @@ import warnings
 import numpy as np
 
 from ..backend import get_backend
-from ..functional import array_module, is_device_array
+from ..cuda import to_host
+from ..functional import array_module, array_of, is_device_array
 from .data import make_iterator, map_structure, train_validation_split, is_array_data
 
 
@@ -199,23 +200,13 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
     return values[0] if len(values) == 1 else values
 
 
-def _device_or_host(a):
-    if hasattr(a, "requires_grad") and hasattr(a, "data"):
-        a = a.data
-    return a if is_device_array(a) else np.asarray(a)
-
-
-def _to_host(a):
-    return a.get() if is_device_array(a) else a
-
-
 def _concat(outputs):
     first = outputs[0]
     if isinstance(first, (list, tuple)):
         return type(first)(_concat([o[i] for o in outputs]) for i in range(len(first)))
     if isinstance(first, dict):
         return {k: _concat([o[k] for o in outputs]) for k in first}
-    return _to_host(array_module(first).concatenate(outputs, axis=0))
+    return to_host(array_module(first).concatenate(outputs, axis=0))
 
 
 def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
@@ -230,7 +221,7 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
     outputs = []
     for step, (xb, _, _) in enumerate(it):
         cbs.on_predict_batch_begin(step)
-        out = map_structure(_device_or_host, model.predict_step(xb))
+        out = map_structure(array_of, model.predict_step(xb))
         outputs.append(out)
         cbs.on_predict_batch_end(step, {"outputs": out})
     cbs.on_predict_end()
