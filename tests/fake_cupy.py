@@ -58,9 +58,9 @@ def _wrap(r):
     return r
 
 
-class _Pointer:
-    def __init__(self, owner):
-        self.ptr = owner  # the fake kernels take the array itself as its "pointer"
+class _MemoryPointer:
+    def __init__(self, a):
+        self.ptr = a.ctypes.data  # the host buffer stands in for device memory
 
 
 class ndarray(NDArrayOperatorsMixin):
@@ -78,8 +78,8 @@ class ndarray(NDArrayOperatorsMixin):
     itemsize = property(lambda self: self._a.itemsize)
     strides = property(lambda self: self._a.strides)
     flags = property(lambda self: self._a.flags)
-    data = property(lambda self: _Pointer(self))
     T = property(lambda self: ndarray(self._a.T))
+    data = property(lambda self: _MemoryPointer(self._a))  # .data.ptr, as CuPy's
 
     @property
     def __cuda_array_interface__(self):

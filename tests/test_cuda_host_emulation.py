@@ -1,8 +1,8 @@
-"""fastconv.cuda's Python layer (im2col chunking, grouped/pointwise GEMM paths, transposes,
-output allocation, argument order of every _cuda call) run on the CPU through
-tests/cuda_emulation.py (a strict NumPy-backed CuPy and host versions of the kernels).
-Results are compared with the NumPy oracle, so a wrong transpose or a mis-ordered argument
-fails here without a GPU."""
+"""The cuda backend's kernels and their Python wrappers (im2col chunking, grouped/pointwise
+GEMM paths, transposes, output allocation, argument order of every _cuda call) run on the
+CPU through tests/cuda_emulation.py (a strict NumPy-backed CuPy and the .cu kernels compiled
+for the host), against the NumPy oracle: a wrong transpose, a mis-ordered argument or a
+kernel bug fails here without a GPU."""
 import types
 
 import numpy as np

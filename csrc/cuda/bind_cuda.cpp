@@ -65,7 +65,12 @@ void require_rows(int64_t m, int64_t c, const char* what) {
 
 }  // namespace
 
-PYBIND11_MODULE(_cuda, m) {
+// FASTCONV_CUDA_MODULE: _cuda, or _cuda_emu for the CPU emulation build of the same kernels.
+#ifndef FASTCONV_CUDA_MODULE
+#define FASTCONV_CUDA_MODULE _cuda
+#endif
+
+PYBIND11_MODULE(FASTCONV_CUDA_MODULE, m) {
   namespace fc = fastconv::cuda;
   m.doc() = "fastconv CUDA kernels on raw device pointers (use fastconv.cuda, not this module).";
 

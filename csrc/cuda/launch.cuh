@@ -7,6 +7,16 @@
 #include <stdexcept>
 #include <string>
 
+// Launches are spelled FC_LAUNCH(kernel, grid, block, stream)(args...), which is
+// kernel<<<grid, block, 0, stream>>>(args...) under nvcc; the CPU emulation build
+// (emulation/cuda_runtime.h) runs the same kernels on the host. Kernels whose threads meet at
+// __syncthreads() or warp shuffles launch with FC_LAUNCH_SYNC (the emulation then runs the
+// threads of a block as fibers).
+#ifndef FC_LAUNCH
+#define FC_LAUNCH(kernel, grid, block, stream) kernel<<<grid, block, 0, stream>>>
+#define FC_LAUNCH_SYNC(kernel, grid, block, stream) kernel<<<grid, block, 0, stream>>>
+#endif
+
 namespace fastconv::cuda::detail {
 
 inline void check(cudaError_t err, const char* what) {
@@ -40,7 +50,7 @@ __global__ void map_kernel(int64_t total, F f, float* out) {
 template <class F>
 void launch_map(int64_t total, F f, float* out, cudaStream_t s, const char* what) {
   if (total <= 0) return;
-  map_kernel<<<grid_for(total), kThreads, 0, s>>>(total, f, out);
+  FC_LAUNCH(map_kernel<F>, grid_for(total), kThreads, s)(total, f, out);
   check_launch(what);
 }
 
@@ -109,12 +119,12 @@ void column_reduce(Term term, int64_t planes, int64_t rows, int64_t cols, Post p
   const int64_t per = (rows + splits - 1) / splits;
   double* partial = nullptr;
   check(cudaMallocAsync((void**)&partial, sizeof(double) * planes * splits * cols, s), what);
-  colsum_partial_kernel<<<dim3((unsigned)tiles, (unsigned)splits, (unsigned)planes),
-                          dim3(kColTile, kRowLanes), 0, s>>>(term, rows, cols, per, partial);
+  FC_LAUNCH_SYNC(colsum_partial_kernel<Term>, dim3((unsigned)tiles, (unsigned)splits, (unsigned)planes),
+                 dim3(kColTile, kRowLanes), s)(term, rows, cols, per, partial);
   cudaError_t err = cudaGetLastError();
   if (err == cudaSuccess) {
-    colsum_finish_kernel<<<grid_for(planes * cols), kThreads, 0, s>>>(planes, splits, cols,
-                                                                       partial, post);
+    FC_LAUNCH(colsum_finish_kernel<Post>, grid_for(planes * cols), kThreads, s)(planes, splits, cols,
+                                                                             partial, post);
     err = cudaGetLastError();
   }
   cudaFreeAsync(partial, s);

@@ -19,7 +19,7 @@ __global__ void for_each_kernel(int64_t n, F f) {
 template <class F>
 void launch_each(int64_t n, F f, cudaStream_t s, const char* what) {
   if (n <= 0) return;
-  for_each_kernel<<<detail::grid_for(n), detail::kThreads, 0, s>>>(n, f);
+  FC_LAUNCH(for_each_kernel<F>, detail::grid_for(n), detail::kThreads, s)(n, f);
   detail::check_launch(what);
 }
 

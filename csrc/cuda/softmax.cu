@@ -60,14 +60,14 @@ unsigned row_blocks(int64_t n) { return (unsigned)((n + kRowsPerBlock - 1) / kRo
 
 void softmax_forward(int64_t n, int64_t c, const float* x, float* y, cudaStream_t s) {
   if (n == 0) return;
-  softmax_rows_kernel<<<row_blocks(n), dim3(32, kRowsPerBlock), 0, s>>>(n, c, x, y, nullptr, nullptr);
+  FC_LAUNCH_SYNC(softmax_rows_kernel, row_blocks(n), dim3(32, kRowsPerBlock), s)(n, c, x, y, nullptr, nullptr);
   detail::check_launch("softmax_forward");
 }
 
 void softmax_backward(int64_t n, int64_t c, const float* dy, const float* y, float* dx,
                       cudaStream_t s) {
   if (n == 0) return;
-  softmax_backward_kernel<<<row_blocks(n), dim3(32, kRowsPerBlock), 0, s>>>(n, c, dy, y, dx);
+  FC_LAUNCH_SYNC(softmax_backward_kernel, row_blocks(n), dim3(32, kRowsPerBlock), s)(n, c, dy, y, dx);
   detail::check_launch("softmax_backward");
 }
 
@@ -75,8 +75,8 @@ void softmax_cross_entropy_forward(int64_t n, int64_t c, const float* logits,
                                    const int64_t* labels, float* loss, float* probs,
                                    cudaStream_t s) {
   if (n == 0) return;
-  softmax_rows_kernel<<<row_blocks(n), dim3(32, kRowsPerBlock), 0, s>>>(n, c, logits, probs,
-                                                                        labels, loss);
+  FC_LAUNCH_SYNC(softmax_rows_kernel, row_blocks(n), dim3(32, kRowsPerBlock), s)(n, c, logits, probs,
+                                                                                 labels, loss);
   detail::check_launch("softmax_cross_entropy_forward");
 }
 
