@@ -18,6 +18,7 @@ def install(monkeypatch):
     test (skipped when the build left the emulation out)."""
     emu = pytest.importorskip("fastconv._cuda_emu", reason="built with FASTCONV_CUDA_EMULATION=OFF")
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    monkeypatch.setitem(sys.modules, "cupyx", fake_cupy.cupyx)
     monkeypatch.setattr(fcuda, "cp", fake_cupy)
     monkeypatch.setattr(fcuda, "_K", emu)
     monkeypatch.setattr(fcuda, "_s", lambda: 0)

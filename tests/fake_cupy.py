@@ -9,7 +9,9 @@ reductions and integer indexing give 0-d device arrays, not Python scalars. Coun
 `float()`, `int()`, `bool()`, `.item()`, `.tolist()`, format), "to_device" for every copy
 of host data onto the device (`asarray(numpy)`, a NumPy index array).
 
-Not modelled: streams, asynchrony itself, memory limits, dtype promotion differences.
+`cupyx.allow_synchronize(False)` is modelled too: a host read inside it raises
+DeviceSynchronized. Not modelled: streams, asynchrony itself, memory limits, dtype promotion
+differences.
 """
 import contextlib
 import types
@@ -18,6 +20,27 @@ import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 traffic = {"to_host": 0, "to_device": 0}
+_sync_allowed = [True]
+
+
+class DeviceSynchronized(RuntimeError):
+    """What cupyx.allow_synchronize(False) raises when the host would wait for the device."""
+
+
+@contextlib.contextmanager
+def allow_synchronize(allow):
+    """cupyx.allow_synchronize: inside allow_synchronize(False), a host read raises."""
+    before = _sync_allowed[0]
+    _sync_allowed[0] = bool(allow)
+    try:
+        yield
+    finally:
+        _sync_allowed[0] = before
+
+
+# The `cupyx` module, as far as the tests use it.
+cupyx = types.ModuleType("cupyx")
+cupyx.allow_synchronize, cupyx.DeviceSynchronized = allow_synchronize, DeviceSynchronized
 
 
 def reset_traffic():
@@ -93,10 +116,11 @@ class ndarray(NDArrayOperatorsMixin):
 
     # -- host reads: each one is a device->host copy that waits for the device --
     def get(self, stream=None, out=None):
-        traffic["to_host"] += 1
-        return self._a.copy()
+        return self._read().copy()
 
     def _read(self):
+        if not _sync_allowed[0]:
+            raise DeviceSynchronized("a device-to-host read inside cupyx.allow_synchronize(False)")
         traffic["to_host"] += 1
         return self._a
 

@@ -1,6 +1,11 @@
-"""GPU tests of the cuda backend (``pytest -m gpu``): every CUDA kernel against the NumPy
-oracle on random shapes, determinism of the gather/reduction kernels, and models trained on
-cpu and cuda giving the same losses. Skipped when CuPy, fastconv._cuda or a GPU is missing.
+"""The cuda backend's suite: every CUDA kernel against the NumPy oracle on random shapes,
+determinism of the gather/reduction kernels, and models trained on cpu and cuda giving the
+same losses. Each test runs twice:
+
+- "gpu" (marked `gpu`, so `pytest -m gpu` selects it): on a real GPU, skipped when CuPy,
+  fastconv._cuda or a GPU is missing;
+- "emulated": on the CPU, through tests/cuda_emulation.py (the same .cu kernels compiled for
+  the host, a strict NumPy-backed CuPy), so CI runs this suite too.
 """
 import types
 
@@ -11,13 +16,24 @@ import fastconv
 from fastconv import cuda as fcuda
 from fastconv import reference as R
 
+import cuda_emulation
+
 _reason = ""
 try:
     fcuda.require()
 except RuntimeError as e:
     _reason = str(e)
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(bool(_reason), reason=_reason or "cuda available")]
+
+@pytest.fixture(autouse=True, params=[pytest.param("gpu", marks=pytest.mark.gpu), "emulated"])
+def device(request, monkeypatch):
+    if request.param == "gpu":
+        if _reason:
+            pytest.skip(_reason)
+    else:
+        cuda_emulation.install(monkeypatch)
+    return request.param
+
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -68,9 +84,16 @@ def test_conv2d_forward_and_backward_match_the_oracle(xs, ws, strides, pads, dil
     close(db, want_db)
 
 
-def test_conv_geometry_errors_are_value_errors():
+def test_bad_arguments_are_value_errors_naming_them():
     with pytest.raises(ValueError, match="channel mismatch"):
         fcuda.conv2d_forward(dev(np.zeros((1, 4, 4, 3))), dev(np.zeros((3, 3, 2, 4))), None, (1, 1), (0,) * 4, (1, 1), 1)
+    x = dev(np.zeros((2, 6, 6, 4)))
+    with pytest.raises(ValueError, match="gamma must have shape"):
+        fcuda.batch_norm_forward_train(x, dev(np.ones(3)), dev(np.zeros(4)), 1e-3)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        fcuda.bias_act_forward(x, None, "gelu")
+    with pytest.raises(ValueError, match="dy must have shape"):
+        fcuda.max_pool2d_backward(dev(np.zeros((1, 3, 3, 4))), x, (2, 2), (2, 2), (0,) * 4)
 
 
 @pytest.mark.parametrize("n,k,m", [(1, 1, 1), (17, 33, 9), (64, 256, 10)])
@@ -179,7 +202,9 @@ def test_backend_functional_api_returns_device_arrays():
     assert host(y)[0, 2, 2, 0] == 18.0
 
 
-def test_tf32_is_off_unless_allowed():
+def test_tf32_is_off_unless_allowed(device):
+    if device == "emulated":
+        pytest.skip("TF32 is a property of the GPU's GEMMs")
     # 1 + 2^-12 survives float32 but not TF32's 10-bit mantissa.
     a = dev(np.full((64, 64), 1 + 2.0 ** -12))
     b = dev(np.ones((64, 64)))
@@ -255,9 +280,10 @@ def test_small_model_trains_to_the_same_losses_on_cpu_and_cuda():
     assert gpu[-1] < gpu[0]
 
 
-def _zoo_steps(name, backend, steps=3):
+def _zoo_steps(name, backend, steps=3, emulated=False):
     """Keras train_step on the backend; on the GPU inside cupyx.allow_synchronize(False), so
-    any host read-back in the step (loss, metrics, labels, optimizer) raises."""
+    any host read-back in the step (loss, metrics, labels, optimizer) raises. Emulated, the
+    steps' host<->device traffic is counted as well (returned, else None)."""
     import contextlib
     from fastconv import models, optimizers
     rng = np.random.default_rng(0)
@@ -267,26 +293,32 @@ def _zoo_steps(name, backend, steps=3):
         fastconv.set_seed(0)
         model = getattr(models, name)(input_shape=(32, 32, 3), classes=10)
         model.compile(optimizers.SGD(0.01, momentum=0.9), "sparse_categorical_crossentropy", ["accuracy"])
+        watch = contextlib.nullcontext({})
         if backend == "cuda":
             x, y = fcuda.to_device(x), fcuda.to_device(y)
             import cupyx
             no_sync = cupyx.allow_synchronize(False)
+            if emulated:
+                import fake_cupy
+                watch = fake_cupy.counting()
         else:
             no_sync = contextlib.nullcontext()
         seen = []
-        with no_sync:
+        with no_sync, watch as traffic:
             for _ in range(steps):
                 model.reset_metrics()
                 seen.append(model.train_step(x, y)["loss"])  # left on the device
-    return model, [float(v) for v in seen]
+    return model, [float(v) for v in seen], traffic
 
 
 @pytest.mark.parametrize("name", ["resnet18", "small_densenet"])
-def test_zoo_models_train_on_the_gpu_like_on_the_cpu_without_host_sync(name):
+def test_zoo_models_train_on_the_gpu_like_on_the_cpu_without_host_sync(name, device):
     import cupy
-    model, gpu = _zoo_steps(name, "cuda")
+    model, gpu, traffic = _zoo_steps(name, "cuda", emulated=device == "emulated")
     assert all(isinstance(v.data, cupy.ndarray) for v in model.weights)
-    _, cpu = _zoo_steps(name, "cpu")
+    if device == "emulated":  # the emulation also counts uploads: none inside the steps
+        assert traffic == {"to_host": 0, "to_device": 0}
+    _, cpu, _ = _zoo_steps(name, "cpu")
     np.testing.assert_allclose(gpu, cpu, rtol=2e-3, atol=1e-3)
 
 
