@@ -11,12 +11,14 @@ import types
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import fastconv
 from fastconv import cuda as fcuda
 from fastconv import reference as R
 
 import cuda_emulation
+from test_native_conv import conv_configs
 
 _reason = ""
 try:
@@ -82,6 +84,30 @@ def test_conv2d_forward_and_backward_match_the_oracle(xs, ws, strides, pads, dil
     want_dw, want_db = R.conv2d_backward_weights(dy, x, ws, strides, pads, dil, groups, True)
     close(dw, want_dw)
     close(db, want_db)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(conv_configs(), st.booleans(), st.integers(0, 2**32 - 1))
+def test_conv_random_shapes_match_the_oracle(cfg, chunked, seed):
+    # odd sizes, batch 1, stride > kernel, even kernels, dilation, groups, depthwise
+    n, h, w, cin_g, cout_g, groups, k, strides, pads, dil = cfg
+    xs, ws = (n, h, w, cin_g * groups), (k[0], k[1], cin_g, cout_g * groups)
+    rng = np.random.default_rng(seed)
+    x, wt, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[3])
+    limit = fcuda._workspace_limit
+    try:
+        if chunked:
+            fcuda.set_workspace_limit(1)
+        want = R.conv2d_forward(x, wt, b, strides, pads, dil, groups)
+        close(fcuda.conv2d_forward(dev(x), dev(wt), dev(b), strides, pads, dil, groups), want)
+        dy = rng.standard_normal(want.shape)
+        close(fcuda.conv2d_backward_data(dev(dy), dev(wt), xs, strides, pads, dil, groups),
+              R.conv2d_backward_data(dy, wt, xs, strides, pads, dil, groups))
+        for got, ref in zip(fcuda.conv2d_backward_weights(dev(dy), dev(x), ws, strides, pads, dil, groups, True),
+                            R.conv2d_backward_weights(dy, x, ws, strides, pads, dil, groups, True)):
+            close(got, ref)
+    finally:
+        fcuda.set_workspace_limit(limit)
 
 
 def test_bad_arguments_are_value_errors_naming_them():
