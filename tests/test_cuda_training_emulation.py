@@ -197,3 +197,23 @@ def test_functional_model_with_callbacks_and_weight_files_matches_the_cpu(gpu, t
     for k in want_hist:
         np.testing.assert_allclose(got_hist[k], want_hist[k], rtol=1e-4, atol=1e-5, err_msg=k)
     np.testing.assert_allclose(got_eval, want_eval, rtol=1e-4, atol=1e-5)
+
+
+def test_the_gpu_benchmark_runs_its_fastconv_cases(gpu):
+    # GPU time is scarce: benchmarks/bench_gpu.py's fastconv side (every layer and op case,
+    # a model step, the fit epoch) runs here on shrunken sizes, so it cannot crash there.
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with fastconv.backend("cuda"):
+        for name, n, h, w, cin, cout, k, s, padding, groups in bench.CONV_LAYERS:
+            bench.fc_conv((name, 1, min(h, 9), min(w, 9), min(cin, 8), min(cout, 8), k, s, padding,
+                           min(groups, 8)))()
+        for name, kind, n, h, w, c, p, s, padding in bench.OTHER_OPS:
+            bench.fc_op((name, kind, 2, min(h, 8), min(w, 8), min(c, 16), min(p, 16) if kind == "dense" else p,
+                         s, padding))()
+        bench.fc_model_step("lenet5", 4, (28, 28, 1), 10)()
+    assert bench.fit_epoch_seconds(n=64, batch=16) > 0
