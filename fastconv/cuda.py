@@ -328,15 +328,18 @@ def conv2d_backward_weights(dy, x, w_shape, strides, pads, dilation, groups, wit
     if groups == 1 and _is_pointwise(w_shape, strides, pads):
         dw = cp.matmul(x.reshape(-1, x.shape[3]).T, dy2)
     else:
-        dw = cp.zeros((groups, k, cg), cp.float32)
+        dw = None
         for i0, i1 in _chunks(n, rows, groups * k):
             xs = x[i0:i1]
             col = cp.empty(((i1 - i0) * rows, groups * k), cp.float32)
             _K.im2col(_p(xs), _p(col), tuple(xs.shape), w_shape, *args, groups, _s())
             dyc = dy2[i0 * rows:i1 * rows]
-            dw += cp.matmul(_grouped(col, col.shape[0], groups, k).transpose(0, 2, 1),
-                            _grouped(dyc, dyc.shape[0], groups, cg))
-        dw = dw.transpose(1, 0, 2)
+            if groups == 1:  # a plain 2-D GEMM: cuBLAS reads col transposed in place
+                part = cp.matmul(col.T, dyc)
+            else:
+                part = cp.matmul(_grouped(col, col.shape[0], groups, k).transpose(0, 2, 1),
+                                 _grouped(dyc, dyc.shape[0], groups, cg)).transpose(1, 0, 2)
+            dw = part if dw is None else dw + part
     dw = cp.ascontiguousarray(dw).reshape(w_shape)
     if with_bias:
         _K.column_sums(_p(dy2), _p(db), 1, n * rows, oc, 1.0, _s())
