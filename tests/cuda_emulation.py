@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import fastconv
 from fastconv import cuda as fcuda
 
 import fake_cupy
@@ -22,6 +23,7 @@ def install(monkeypatch):
     monkeypatch.setattr(fcuda, "cp", fake_cupy)
     monkeypatch.setattr(fcuda, "_K", emu)
     monkeypatch.setattr(fcuda, "_s", lambda: 0)
+    monkeypatch.setattr(fastconv.random, "_device_streams", {})  # no real-CuPy generators
     fake_cupy.reset_traffic()
     return fake_cupy
 
