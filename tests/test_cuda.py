@@ -220,6 +220,38 @@ def test_gathers_and_reductions_are_deterministic():
         np.testing.assert_array_equal(a, b)
 
 
+def test_results_do_not_depend_on_the_order_blocks_run_in(device):
+    # On a GPU blocks run in any order and at once; the emulation runs them in order, or in
+    # reverse: a kernel whose blocks (or threads) race for an output would change here.
+    if device == "gpu":
+        pytest.skip("the order of blocks is the emulation's knob")
+    K = fcuda._K
+    rng = np.random.default_rng(3)
+    x, w = dev(rng.standard_normal((3, 13, 11, 8))), dev(rng.standard_normal((3, 3, 1, 16)))
+    dy = dev(rng.standard_normal((3, 7, 6, 16)))
+    wc = dev(rng.standard_normal((2, 3, 8, 5)))
+    logits, labels = dev(rng.standard_normal((19, 37)) * 4), fcuda.to_device(rng.integers(0, 37, 19))
+    dpool = dev(rng.standard_normal((3, 6, 5, 8)))
+    conv = ((2, 2), (1, 1, 1, 1), (1, 1))
+
+    def run():
+        return [host(a) for a in (
+            fcuda.conv2d_forward(x, wc, None, (1, 1), (0, 1, 2, 0), (1, 1), 1),
+            fcuda.conv2d_backward_data(dy, w, x.shape, *conv, 8),
+            *fcuda.conv2d_backward_weights(dy, x, w.shape, *conv, 8, True),
+            fcuda.max_pool2d_backward(dpool, x, (3, 3), (2, 2), (0, 1, 0, 1)),
+            *fcuda.batch_norm_forward_train(x, dev(np.ones(8)), dev(np.zeros(8)), 1e-3),
+            *fcuda.softmax_cross_entropy_forward(logits, labels))]
+    forward = run()
+    K._set_reverse_order(True)
+    try:
+        reverse = run()
+    finally:
+        K._set_reverse_order(False)
+    for a, b in zip(forward, reverse):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_backend_functional_api_returns_device_arrays():
     import cupy
     with fastconv.backend("cuda"):

@@ -236,4 +236,8 @@ PYBIND11_MODULE(FASTCONV_CUDA_MODULE, m) {
     fc::softmax_cross_entropy_backward(n, c, cf(probs), reinterpret_cast<const int64_t*>(labels),
                                        cf(dloss), mf(dlogits), st(stream));
   });
+#ifdef FASTCONV_CUDA_EMULATION
+  m.def("_set_reverse_order", &fastconv::emu::set_reverse_order,
+        "Emulation only: run blocks and threads in reverse order (a race shows as a change).");
+#endif
 }

@@ -45,6 +45,10 @@ float shfl_xor(float v, int lane_mask);     // __shfl_xor_sync(full mask, v, lan
 // Runs body(args...) once per (block, thread). cooperative: threads of a block are fibers.
 void run_grid(dim3 grid, dim3 block, bool cooperative, void (*thunk)(void*), void* closure);
 
+// Blocks, and threads within a block, run in reverse order when set: results that change
+// with it depend on the order a GPU happens to run them in (a race).
+void set_reverse_order(bool reverse);
+
 template <class... Args>
 struct Launch {
   dim3 grid, block;

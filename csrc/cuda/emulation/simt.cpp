@@ -32,6 +32,7 @@ struct Block {
 };
 
 thread_local Block* active = nullptr;  // set while a cooperative block runs
+bool reverse_order = false;
 thread_local std::vector<char> stacks;
 
 void fiber_main() {
@@ -68,7 +69,8 @@ void run_block_cooperatively(Block& b, int nthreads) {
   }
   for (int live = nthreads; live > 0 && !b.error;) {
     live = 0;
-    for (int i = 0; i < nthreads && !b.error; ++i) {
+    for (int k = 0; k < nthreads && !b.error; ++k) {
+      const int i = reverse_order ? nthreads - 1 - k : k;
       if (b.done[i]) continue;
       b.running = i;
       current = b.states[i];
@@ -120,29 +122,29 @@ void run_grid(dim3 grid, dim3 block, bool cooperative, void (*thunk)(void*), voi
   ThreadState t;
   t.block_dim = block;
   t.grid_dim = grid;
-  for (unsigned bz = 0; bz < grid.z; ++bz)
-    for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) {
-        t.block = dim3(bx, by, bz);
-        int i = 0;
-        for (unsigned tz = 0; tz < block.z; ++tz)
-          for (unsigned ty = 0; ty < block.y; ++ty)
-            for (unsigned tx = 0; tx < block.x; ++tx, ++i) {
-              t.thread = dim3(tx, ty, tz);
-              if (cooperative) {
-                b.states[i] = t;
-              } else {
-                current = t;
-                thunk(closure);
-              }
-            }
-        if (cooperative) {
-          active = &b;
-          run_block_cooperatively(b, nthreads);
-          active = nullptr;
-          if (b.error) std::rethrow_exception(b.error);
-        }
+  const int64_t blocks = (int64_t)grid.x * grid.y * grid.z;
+  for (int64_t k = 0; k < blocks; ++k) {
+    const int64_t l = reverse_order ? blocks - 1 - k : k;
+    t.block = dim3((unsigned)(l % grid.x), (unsigned)(l / grid.x % grid.y), (unsigned)(l / grid.x / grid.y));
+    for (int j = 0; j < nthreads; ++j) {
+      const int i = reverse_order && !cooperative ? nthreads - 1 - j : j;
+      t.thread = dim3(i % block.x, i / block.x % block.y, i / block.x / block.y);
+      if (cooperative) {
+        b.states[i] = t;
+      } else {
+        current = t;
+        thunk(closure);
       }
+    }
+    if (cooperative) {
+      active = &b;
+      run_block_cooperatively(b, nthreads);
+      active = nullptr;
+      if (b.error) std::rethrow_exception(b.error);
+    }
+  }
 }
+
+void set_reverse_order(bool reverse) { reverse_order = reverse; }
 
 }  // namespace fastconv::emu
