@@ -10,17 +10,17 @@ import re
 
 import numpy as np
 
-from .functional import array_module, is_device_array
+from .functional import array_module, array_of, is_device_array
 
 
 def _arrays(*values):
     """The arrays on one device: all on the GPU when any is a device array (host ones are
     copied there), else NumPy. Metrics then accumulate where the predictions are, so a
     training step on the GPU never waits for a host read."""
-    values = [getattr(v, "data", v) if hasattr(v, "requires_grad") else v for v in values]
+    values = [array_of(v) for v in values]
     device = next((v for v in values if is_device_array(v)), None)
     if device is None:
-        return [np.asarray(v) for v in values]
+        return values
     xp = array_module(device)
     return [xp.asarray(v) for v in values]
 
