@@ -376,7 +376,14 @@ def test_zoo_models_train_on_the_gpu_like_on_the_cpu_without_host_sync(name, dev
     assert all(isinstance(v.data, cupy.ndarray) for v in model.weights)
     if device == "emulated":  # the emulation also counts uploads: none inside the steps
         assert traffic == {"to_host": 0, "to_device": 0}
-    _, cpu, _ = _zoo_steps(name, "cpu")
+    # The cpu reference runs im2col + GEMM, as the GPU does: Winograd's ~1e-4 relative error
+    # is amplified by these few steps (8 samples, momentum 0.9) to ~2% by the third loss.
+    previous = fastconv.get_conv_algorithm()
+    fastconv.set_conv_algorithm("im2col")
+    try:
+        _, cpu, _ = _zoo_steps(name, "cpu")
+    finally:
+        fastconv.set_conv_algorithm(previous)
     np.testing.assert_allclose(gpu, cpu, rtol=2e-3, atol=1e-3)
 
 
