@@ -23,6 +23,7 @@ import functools
 import inspect
 import numbers
 import re
+import threading
 from collections import Counter
 
 import numpy as np
@@ -33,6 +34,10 @@ from ..backend import get_backend
 from ..functional import is_device_array
 
 _name_counts = Counter()
+# Building creates weights: two threads making a model's first calls at once must not both
+# build a layer (it would end up with two sets of weights). One lock for every layer, since
+# building is rare and nests (a model builds its layers); reentrant for that nesting.
+_build_lock = threading.RLock()
 _training_ctx = contextvars.ContextVar("fastconv_training", default=None)
 
 
@@ -302,10 +307,13 @@ class Layer:
         self.built = True
 
     def _maybe_build(self, input_shape):
-        if not self.built:
-            self._build_shape = input_shape
-            self.build(input_shape)
-            self.built = True
+        if self.built:
+            return
+        with _build_lock:
+            if not self.built:  # another thread may have built it while this one waited
+                self._build_shape = input_shape
+                self.build(input_shape)
+                self.built = True
 
     def call(self, inputs, training=None):
         raise NotImplementedError(f"{type(self).__name__} must implement call()")
