@@ -13,12 +13,17 @@ never waits for a host read; `fit` reads them when it shows or logs them); the l
 batch-size weighted mean of the total loss (data loss + regularisation), as Keras reports it.
 `fit/evaluate/predict` are the loop in `fastconv.training`.
 """
+import contextlib
+import contextvars
+import copy
+import threading
+
 import numpy as np
 
 from ..autograd import Tensor, no_grad
 from ..functional import array_of, scalar
 from ..metrics import _accumulate, _mean
-from ..layers.layer import Layer, backend_zeros, flatten, map_structure
+from ..layers.layer import Layer, _build_lock, backend_zeros, flatten, map_structure
 
 
 class _LossTracker:
@@ -48,6 +53,12 @@ def _array(y):
     if isinstance(y, (list, tuple, dict)):
         return map_structure(_array, y)
     return array_of(y)
+
+
+# (model, its metrics for the current evaluate call): per thread, as contextvars start empty
+# in a new thread.
+_scoped_metrics = contextvars.ContextVar("fastconv_scoped_metrics", default=None)
+_metrics_lock = threading.Lock()
 
 
 def _batch_size(x):
@@ -87,10 +98,13 @@ class Model(Layer):
     def _maybe_build(self, input_shape):
         if self.built:
             return
-        self._build_shape = input_shape
-        if type(self).build.__wrapped__ is not Model.build.__wrapped__:
-            self.build(input_shape)
-        self.built = True  # sublayers build themselves during the call that follows
+        with _build_lock:  # as Layer._maybe_build: one thread builds, others wait for it
+            if self.built:
+                return
+            self._build_shape = input_shape
+            if type(self).build.__wrapped__ is not Model.build.__wrapped__:
+                self.build(input_shape)
+            self.built = True  # sublayers build themselves during the call that follows
 
     def build(self, input_shape):
         """Build a subclassed model by a dry forward pass on zeros of `input_shape` (batch 1)."""
@@ -149,7 +163,32 @@ class Model(Layer):
 
     @property
     def metrics(self):
-        return [self._loss_tracker] + list(self._compiled_metrics) if self.compiled else []
+        """The loss tracker and the compiled metrics; inside an evaluate() call, that call's
+        own copies (_metrics_scope)."""
+        if not self.compiled:
+            return []
+        scoped = _scoped_metrics.get()
+        if scoped is not None and scoped[0] is self:
+            return scoped[1]
+        return [self._loss_tracker] + list(self._compiled_metrics)
+
+    @contextlib.contextmanager
+    def _metrics_scope(self):
+        """Give the calls inside (in this thread) fresh copies of the metrics, so that
+        concurrent evaluate() calls never mix their counts; on success the model's own metrics
+        then take the copies' state, so `model.metrics` reports the last finished call, as in
+        Keras. fastconv.training.evaluate runs in one."""
+        with _metrics_lock:  # a copy never sees another call's results half written
+            shared = self.metrics
+            fresh = [copy.deepcopy(m) for m in shared]
+        token = _scoped_metrics.set((self, fresh))
+        try:
+            yield fresh
+        finally:
+            _scoped_metrics.reset(token)
+        with _metrics_lock:
+            for mine, theirs in zip(shared, fresh):
+                vars(mine).update(vars(theirs))
 
     @property
     def metrics_names(self):
@@ -169,10 +208,11 @@ class Model(Layer):
         return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None, loss=None):
+        tracker, *compiled = self.metrics  # this call's own copies inside _metrics_scope
         if loss is not None:
-            self._loss_tracker.update_state(loss.data, _batch_size(x))
+            tracker.update_state(loss.data, _batch_size(x))
         pred = _array(y_pred)
-        for m in self._compiled_metrics:
+        for m in compiled:
             if sample_weight is None:
                 m.update_state(y, pred)
             else:

@@ -91,8 +91,16 @@ def resolve_padding(padding, in_hw, kernel, strides, dilation=(1, 1)):
 def conv_output_size(in_size, kernel, stride=1, padding="valid", dilation=1):
     """Output length of one spatial axis (TensorFlow rules).
 
+    Every layer's spatial output size comes from here, so this is where impossible geometry
+    (a window larger than the padded input, or an empty input) is refused: a ValueError naming
+    every number involved, rather than a zero-size output that fails only at predict time.
+
     >>> conv_output_size(28, 5, padding="same"), conv_output_size(14, 5), conv_output_size(224, 7, 2, "same")
     (28, 10, 112)
+    >>> conv_output_size(5, 7)
+    Traceback (most recent call last):
+    ...
+    ValueError: output size -1 < 1: input size 5, kernel 7, stride 1, padding 'valid', dilation 1 (window span 7 > padded input 5)
     """
     if isinstance(padding, str) and padding.lower() == "same":
         before, after = same_padding(in_size, kernel, stride, dilation)
@@ -100,8 +108,16 @@ def conv_output_size(in_size, kernel, stride=1, padding="valid", dilation=1):
         before = after = 0
     else:
         before, after = (padding, padding) if _is_int(padding) else padding
+    geometry = f"kernel {kernel}, stride {stride}, padding {padding!r}, dilation {dilation}"
+    if in_size < 1:
+        raise ValueError(f"input size {in_size} < 1 ({geometry})")
     span = (kernel - 1) * dilation + 1
-    return max((in_size + before + after - span) // stride + 1, 0)
+    padded = in_size + before + after
+    out = (padded - span) // stride + 1
+    if out < 1:
+        raise ValueError(f"output size {out} < 1: input size {in_size}, {geometry} "
+                         f"(window span {span} > padded input {padded})")
+    return out
 
 
 def floats(x, name):

@@ -20,10 +20,18 @@ def check_padding(padding):
     return padding.lower()
 
 
-def conv_out_hw(shape, kernel, strides, padding, dilation):
-    """(None, H, W, C) -> (H_out, W_out); unknown sizes stay None."""
-    return tuple(None if shape[1 + i] is None else
-                 conv_output_size(shape[1 + i], kernel[i], strides[i], padding, dilation[i]) for i in range(2))
+def conv_out_hw(layer, shape, kernel, strides, padding, dilation, window="kernel_size"):
+    """(None, H, W, C) -> (H_out, W_out); unknown sizes stay None.
+
+    The one place windowed layers get their output size: conv_output_size refuses a window
+    that does not fit, and this names the layer and its arguments in that error."""
+    try:
+        return tuple(None if shape[1 + i] is None else
+                     conv_output_size(shape[1 + i], kernel[i], strides[i], padding, dilation[i]) for i in range(2))
+    except ValueError as e:
+        dil = f", dilation_rate={tuple(dilation)}" if window == "kernel_size" else ""  # pools have none
+        raise ValueError(f"{layer.name} ({type(layer).__name__}): input shape {tuple(shape)} does not fit "
+                         f"{window}={tuple(kernel)}, strides={tuple(strides)}, padding={padding!r}{dil}: {e}") from None
 
 
 def check_nhwc(layer, shape, channels=None):
@@ -58,7 +66,7 @@ class Conv2D(Layer):
         self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
 
     def build(self, input_shape):
-        check_nhwc(self, input_shape)
+        self.compute_output_shape(input_shape)  # refuses impossible geometry now (as Keras 3), not at predict
         cin = input_shape[-1]
         if cin is None or cin % self.groups:
             raise ValueError(f"{self.name}: input channels ({cin}) must be known and divisible by "
@@ -86,7 +94,7 @@ class Conv2D(Layer):
 
     def compute_output_shape(self, input_shape):
         check_nhwc(self, input_shape)
-        h, w = conv_out_hw(input_shape, self.kernel_size, self.strides, self.padding, self.dilation_rate)
+        h, w = conv_out_hw(self, input_shape, self.kernel_size, self.strides, self.padding, self.dilation_rate)
         return (input_shape[0], h, w, self.filters)
 
     def get_config(self):

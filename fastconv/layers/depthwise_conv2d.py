@@ -32,7 +32,7 @@ class DepthwiseConv2D(Layer):
         self.depthwise_regularizer, self.bias_regularizer = depthwise_regularizer, bias_regularizer
 
     def build(self, input_shape):
-        check_nhwc(self, input_shape)
+        self.compute_output_shape(input_shape)  # refuses impossible geometry now, as Conv2D
         c = input_shape[-1]
         if c is None:
             raise ValueError(f"{self.name}: the channel axis must be known, got shape {tuple(input_shape)}")
@@ -50,7 +50,7 @@ class DepthwiseConv2D(Layer):
 
     def compute_output_shape(self, input_shape):
         check_nhwc(self, input_shape)
-        h, w = conv_out_hw(input_shape, self.kernel_size, self.strides, self.padding, self.dilation_rate)
+        h, w = conv_out_hw(self, input_shape, self.kernel_size, self.strides, self.padding, self.dilation_rate)
         c = input_shape[-1]
         return (input_shape[0], h, w, None if c is None else c * self.depth_multiplier)
 

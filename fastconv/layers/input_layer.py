@@ -12,7 +12,7 @@ produced it. Calling a layer on KerasTensors records a Node and returns new Kera
 """
 import numpy as np
 
-from .layer import Layer, flatten
+from .layer import Layer, check_dims, flatten
 
 
 class Node:
@@ -65,6 +65,7 @@ class InputLayer(Layer):
                 shape = (shape,)
             batch_shape = (batch_size,) + tuple(shape)
         self._batch_input_shape = tuple(batch_shape)
+        check_dims(self, self._batch_input_shape, "shape")
         self._build_shape = self._batch_input_shape
         self._output_shape = self._batch_input_shape
         self.built = True

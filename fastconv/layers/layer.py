@@ -21,7 +21,9 @@ its weights counted once. `trainable` is recursive as in Keras 3.
 import contextvars
 import functools
 import inspect
+import numbers
 import re
+import threading
 from collections import Counter
 
 import numpy as np
@@ -32,6 +34,10 @@ from ..backend import get_backend
 from ..functional import is_device_array
 
 _name_counts = Counter()
+# Building creates weights: two threads making a model's first calls at once must not both
+# build a layer (it would end up with two sets of weights). One lock for every layer, since
+# building is rare and nests (a model builds its layers); reentrant for that nesting.
+_build_lock = threading.RLock()
 _training_ctx = contextvars.ContextVar("fastconv_training", default=None)
 
 
@@ -92,6 +98,29 @@ def _function_accepts(fn, arg):
 
 
 
+def _shapes_in(structure):
+    """The shapes (tuples of ints/None) in a shape or a list/dict of shapes."""
+    if isinstance(structure, dict):
+        return [s for v in structure.values() for s in _shapes_in(v)]
+    if isinstance(structure, (list, tuple)) and all(d is None or isinstance(d, numbers.Integral) for d in structure):
+        return [tuple(structure)]
+    if isinstance(structure, (list, tuple)):
+        return [s for v in structure for s in _shapes_in(v)]
+    return []
+
+
+def check_dims(layer, shape, what="input shape", context=""):
+    """Refuse a known non-batch dimension < 1 in `shape` (a shape or a structure of shapes).
+
+    Run on every layer's build input and symbolic output, so that a zero-size tensor (Flatten
+    of nothing, Dense on 0 features, an empty Input) is an error where it arises, naming the
+    layer, instead of a model that builds and fails at predict time."""
+    for s in _shapes_in(shape):
+        if any(d is not None and d < 1 for d in s[1:]):
+            raise ValueError(f"{layer.name} ({type(layer).__name__}): {what} {s} has a dimension < 1"
+                             f"{context}; every dimension but the batch axis must be >= 1")
+
+
 def backend_zeros(shape, dtype):
     """Zeros where the active backend keeps arrays (dry runs that infer shapes): on the GPU
     for the cuda backend, so they meet device weights there."""
@@ -111,6 +140,8 @@ class Layer:
         if orig is not None and not getattr(orig, "_marks_built", False):
             @functools.wraps(orig)
             def build(self, *args, **kw):
+                if args:
+                    check_dims(self, args[0])
                 out = orig(self, *args, **kw)
                 self.built = True
                 if self._build_shape is None and args:
@@ -145,6 +176,8 @@ class Layer:
             self._batch_input_shape = (batch_size,) + tuple(input_shape)
         else:
             self._batch_input_shape = None
+        if self._batch_input_shape is not None:
+            check_dims(self, self._batch_input_shape, "input_shape")
 
     # -- sublayer tracking -------------------------------------------------------------------
     def _sublayers(self):
@@ -270,13 +303,17 @@ class Layer:
 
     # -- building and calling ----------------------------------------------------------------
     def build(self, input_shape):
+        check_dims(self, input_shape)
         self.built = True
 
     def _maybe_build(self, input_shape):
-        if not self.built:
-            self._build_shape = input_shape
-            self.build(input_shape)
-            self.built = True
+        if self.built:
+            return
+        with _build_lock:
+            if not self.built:  # another thread may have built it while this one waited
+                self._build_shape = input_shape
+                self.build(input_shape)
+                self.built = True
 
     def call(self, inputs, training=None):
         raise NotImplementedError(f"{type(self).__name__} must implement call()")
@@ -319,6 +356,7 @@ class Layer:
         in_shapes = map_structure(lambda t: t.shape, inputs)
         self._maybe_build(in_shapes)
         out_shapes = self.compute_output_shape(in_shapes)
+        check_dims(self, out_shapes, "output shape", f" for input shape {in_shapes}")
         self._output_shape = out_shapes
         node = Node(self, inputs, args, kwargs)
         outputs = map_shapes(lambda s: KerasTensor(s, self.dtype), out_shapes)

@@ -23,13 +23,16 @@ class _Pooling2D(Layer):
         self.strides = self.pool_size if strides is None else pair(strides, "strides")
         self.padding = check_padding(padding)
 
+    def build(self, input_shape):
+        self.compute_output_shape(input_shape)  # refuses impossible geometry now, as Conv2D
+
     def call(self, inputs):
         check_nhwc(self, inputs.shape)
         return type(self)._op(inputs, self.pool_size, self.strides, self.padding)
 
     def compute_output_shape(self, input_shape):
         check_nhwc(self, input_shape)
-        h, w = conv_out_hw(input_shape, self.pool_size, self.strides, self.padding, (1, 1))
+        h, w = conv_out_hw(self, input_shape, self.pool_size, self.strides, self.padding, (1, 1), "pool_size")
         return (input_shape[0], h, w, input_shape[3])
 
     def get_config(self):

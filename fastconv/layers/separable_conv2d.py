@@ -33,7 +33,7 @@ class SeparableConv2D(Layer):
         self._regs = (depthwise_regularizer, pointwise_regularizer, bias_regularizer)
 
     def build(self, input_shape):
-        check_nhwc(self, input_shape)
+        self.compute_output_shape(input_shape)  # refuses impossible geometry now, as Conv2D
         c = input_shape[-1]
         if c is None:
             raise ValueError(f"{self.name}: the channel axis must be known, got shape {tuple(input_shape)}")
@@ -55,7 +55,7 @@ class SeparableConv2D(Layer):
 
     def compute_output_shape(self, input_shape):
         check_nhwc(self, input_shape)
-        h, w = conv_out_hw(input_shape, self.kernel_size, self.strides, self.padding, self.dilation_rate)
+        h, w = conv_out_hw(self, input_shape, self.kernel_size, self.strides, self.padding, self.dilation_rate)
         return (input_shape[0], h, w, self.filters)
 
     def get_config(self):

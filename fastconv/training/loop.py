@@ -17,6 +17,7 @@ arrays, the progress bar reads them only when it redraws, and the epoch logs are
 once at the epoch's end; a non-finite loss is noticed there and stops training after that
 epoch. predict() gathers the outputs on the device and copies them back once.
 """
+import contextlib
 import math
 import warnings
 
@@ -26,6 +27,7 @@ from ..backend import get_backend
 from ..cuda import to_host
 from ..functional import array_module, array_of, is_device_array
 from .data import make_iterator, map_structure, train_validation_split, is_array_data
+from .threads import registered
 
 
 def _verbose(verbose):
@@ -111,11 +113,15 @@ def _validation_iterator(validation_data, batch_size, steps):
     return make_iterator(validation_data, batch_size=batch_size, steps=steps, name="validation_data")
 
 
+@registered("fit")
 def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
         validation_split=0.0, validation_data=None, shuffle=True, sample_weight=None,
         initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None):
     """Train `model`; returns the History (history['loss'], metric keys, 'val_' keys).
-    batch_size defaults to 32 for arrays and is ignored for iterables of batches."""
+    batch_size defaults to 32 for arrays and is ignored for iterables of batches.
+
+    Threads: fit refuses (RuntimeError) to overlap another thread's fit, evaluate or predict
+    on the same model, and they refuse to overlap it (training/threads.py)."""
     verbose = _verbose(verbose)
     _place(model)
     epochs, initial_epoch = _count("epochs", epochs, 0), _count("initial_epoch", initial_epoch, 0)
@@ -182,15 +188,22 @@ def _evaluate_loop(model, iterator, cbs):
     return logs
 
 
+@registered("evaluate")
 def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
              callbacks=None, return_dict=False):
     """Loss and metrics over the data: a dict with return_dict, else a list in
-    `model.metrics_names` order (a bare float when there is only one value)."""
+    `model.metrics_names` order (a bare float when there is only one value).
+
+    Threads: calls on one model may run concurrently (with each other and with predict):
+    each accumulates into its own copies of the metrics, and `model.metrics` then report the
+    last call to finish, as in Keras. Overlapping another thread's fit raises RuntimeError."""
     verbose = _verbose(verbose)
     _place(model)
     it = make_iterator(x, y, sample_weight, batch_size, False, steps)
     cbs = _callback_list(model, callbacks, verbose, epochs=1, steps=it.steps)
-    logs = _evaluate_loop(model, it, cbs)
+    scope = getattr(model, "_metrics_scope", None)  # a duck-typed model may have none
+    with scope() if scope is not None else contextlib.nullcontext():
+        logs = _evaluate_loop(model, it, cbs)
     if return_dict:
         return logs
     names = list(getattr(model, "metrics_names", None) or [])
@@ -209,10 +222,15 @@ def _concat(outputs):
     return to_host(array_module(first).concatenate(outputs, axis=0))
 
 
+@registered("predict")
 def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
     """Outputs of `model.predict_step` over every batch, concatenated along the batch axis as
     numpy arrays (the same structure as one step's output). Batches of an iterable may be
-    x or tuples whose first element is x."""
+    x or tuples whose first element is x.
+
+    Threads: calls on one model may run concurrently (with each other and with evaluate);
+    they share no state but the weights they read (a model's first call builds it under a
+    lock). Overlapping another thread's fit raises RuntimeError."""
     verbose = _verbose(verbose)
     _place(model)
     it = make_iterator(x, batch_size=batch_size, shuffle=False, steps=steps)
