@@ -1,4 +1,4 @@
-"""Shared test setup: hypothesis profiles (modest, for 2-core CI), backend fixtures, seeds."""
+"""Shared test setup: hypothesis profiles (modest, for 2-core CI; derandomized in CI) and backend fixtures."""
 import os
 
 import numpy as np

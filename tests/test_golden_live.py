@@ -7,10 +7,10 @@ import os
 
 import pytest
 
+import fastconv
+
 import goldens
 from test_golden import verify_batch_norm, verify_conv, verify_depthwise, verify_optimizer, verify_pool, verify_xent
-
-import fastconv
 
 
 def _make_golden():
