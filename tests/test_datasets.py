@@ -14,9 +14,11 @@ from fastconv.datasets.idx import parse_idx, read_idx, write_idx
 
 @pytest.fixture
 def no_home_data(tmp_path, monkeypatch):
-    """Isolate the search: empty HOME, no FASTCONV_DATA, no system directories, no network."""
+    """Isolate every search location: empty HOME, no FASTCONV_DATA, system directories under an
+    empty root (so Debian's dataset-fashion-mnist, when installed, is not found), no network."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("FASTCONV_DATA", raising=False)
+    monkeypatch.setattr(_files, "SYSTEM_ROOT", str(tmp_path / "sysroot"))
 
     def offline(url, timeout):
         raise OSError("network disabled in tests")
@@ -140,11 +142,30 @@ def test_missing_files_error_says_where_and_names_debian_package(no_home_data):
     msg = str(e.value)
     assert "train-images-idx3-ubyte.gz" in msg and "t10k-labels-idx1-ubyte.gz" in msg
     assert os.path.join(str(no_home_data), "home", ".fastconv", "datasets", "fashion-mnist") in msg
-    assert "/usr/share/datasets/fashion-mnist" in msg
+    # the system directory, as rerooted by the fixture
+    assert os.path.join(str(no_home_data), "sysroot", "usr", "share", "datasets", "fashion-mnist") in msg
     assert "apt-get install dataset-fashion-mnist" in msg
     assert "network disabled in tests" in msg
     with pytest.raises(FileNotFoundError, match="is not a directory"):
         mnist.load_data(path=no_home_data / "nope")
+
+
+def test_system_dirs_are_searched_last(no_home_data):
+    spec = _small_spec(system_dirs=("/usr/share/datasets/fake-mnist",))
+    assert _files.search_dirs(spec)[-1] == str(no_home_data / "sysroot/usr/share/datasets/fake-mnist")
+    sys_arrays = _fake_mnist(no_home_data / "sysroot/usr/share/datasets/fake-mnist")
+    (x, _), _ = _files.load(spec, download_if_missing=False)
+    np.testing.assert_array_equal(x, sys_arrays[0])
+    home_dir = no_home_data / "home" / ".keras" / "datasets" / "fake-mnist"
+    _fake_mnist(home_dir)
+    assert _files.find_files(spec)[0].startswith(str(home_dir))  # home beats system
+
+
+def test_real_system_dir_is_the_debian_location():
+    # with the real root the rerooting is the identity; Debian installs the files here
+    assert _files.SYSTEM_ROOT == os.sep
+    assert _files.system_dirs(fashion_mnist.SPEC) == ["/usr/share/datasets/fashion-mnist"]
+    assert fashion_mnist.SPEC.debian_package == "dataset-fashion-mnist"
 
 
 def test_wrong_shape_file_is_rejected(no_home_data):

@@ -12,15 +12,27 @@ from fastconv import functional as F
 from fastconv import reference as R
 from fastconv.backend import kernels
 
+import goldens
 
-@given(n=st.integers(1, 40), k=st.integers(1, 7), s=st.integers(1, 4), d=st.integers(1, 3))
-def test_same_padding_matches_tensorflow_rule(n, k, s, d):
-    before, after = F.same_padding(n, k, s, d)
-    out = -(-n // s)
-    total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
-    assert (before, after) == (total // 2, total - total // 2)
-    assert after - before in (0, 1)  # the extra cell goes at the end
-    assert F.conv_output_size(n, k, s, "same", d) == out
+
+def test_same_padding_matches_tensorflow_rule():
+    # Against TensorFlow itself, not a restatement of the formula: for each (n, k, s, d) of
+    # tests/golden's grid, TensorFlow's conv2d read input cell table[o, j] (1-based, 0 = a
+    # padding cell) at tap j of output o. Our output size and (before, after) must lay every
+    # window out the same way, and pad after exactly as far as the last window reaches.
+    tables = goldens.padding_tables()
+    assert len(tables) > 300
+    for (n, k, s, d, padding), table in tables:
+        case = (n, k, s, d, padding)
+        out = F.conv_output_size(n, k, s, padding, d)
+        assert out == table.shape[0], case
+        before, after = F.same_padding(n, k, s, d) if padding == "same" else (0, 0)
+        idx = np.arange(out)[:, None] * s + np.arange(k)[None, :] * d - before
+        np.testing.assert_array_equal(np.where((idx >= 0) & (idx < n), idx + 1, 0), table, err_msg=str(case))
+        assert after == max(int(idx.max()) - (n - 1), 0), case
+        if padding == "same":
+            assert after - before in (0, 1), case  # the extra cell goes at the end
+            assert F.resolve_padding("same", (n, n), (k, k), (s, s), (d, d)) == (before, after, before, after)
 
 
 @pytest.mark.parametrize("padding,expected", [

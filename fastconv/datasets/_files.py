@@ -25,6 +25,11 @@ import numpy as np
 
 from .idx import parse_idx, _read_bytes
 
+# The root under which ``Spec.system_dirs`` are looked up. A seam for tests: they point it at an
+# empty folder so that data installed on the machine (Debian's package) cannot leak into a test
+# that expects nothing to be found.
+SYSTEM_ROOT = os.sep
+
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -53,8 +58,14 @@ def search_dirs(spec, path=None):
     home = os.path.expanduser("~")
     dirs += [os.path.join(home, ".fastconv", "datasets", spec.name),
              os.path.join(home, ".keras", "datasets", spec.name)]
-    dirs += list(spec.system_dirs)
+    dirs += system_dirs(spec)
     return dirs
+
+
+def system_dirs(spec):
+    """`spec.system_dirs` placed under `SYSTEM_ROOT` (unchanged when it is the real root)."""
+    return [os.path.join(SYSTEM_ROOT, os.path.relpath(d, os.sep)) if os.path.isabs(d) else d
+            for d in spec.system_dirs]
 
 
 def _find_in(directory):
