@@ -115,13 +115,22 @@ def test_default_dataset_prefers_fashion_mnist_when_found(tmp_path, monkeypatch,
     np.testing.assert_array_equal(yt, arrays[3])
 
 
-class FakeModel:
+from fastconv.layers import Layer  # noqa: E402
+
+
+class FakeModel(Layer):
     """Softmax regression with the Keras methods the CLI uses; shuffles from the seeded stream,
-    so resuming is exact only if the CLI restores the random streams and the weights."""
+    so resuming is exact only if the CLI restores the random streams and the weights. A Layer
+    with one weight, so the CLI's resume state (keyed by weight paths) covers it."""
 
     def __init__(self, d, k):
-        self.w = np.zeros((d, k))
-        self.layers = []
+        super().__init__()
+        self.kernel = self.add_weight("w", (d, k), initializer="zeros", dtype="float64")
+        self.built = True
+
+    @property
+    def w(self):
+        return self.kernel.data
 
     def compile(self, **kw):
         pass
@@ -134,7 +143,7 @@ class FakeModel:
     def train_on_batch(self, x, y):
         p = self._probs(x)
         p[np.arange(len(y)), y] -= 1
-        self.w -= 0.5 * x.reshape(len(x), -1).T @ p / len(x)
+        self.w[...] -= 0.5 * x.reshape(len(x), -1).T @ p / len(x)
 
     def fit(self, x, y, epochs, initial_epoch=0, batch_size=32, validation_data=None, **kw):
         import fastconv.random as fr
@@ -157,7 +166,7 @@ class FakeModel:
         np.savez(path, w=self.w)
 
     def load_weights(self, path):
-        self.w = np.load(path)["w"]
+        self.kernel.assign(np.load(path)["w"])
 
 
 def _check_resume(tmp_path, monkeypatch, capsys, epochs=3):
@@ -200,7 +209,7 @@ def test_train_loop_resume_and_best_weights_with_a_fake_model(tmp_path, monkeypa
     run = json.loads((tmp_path / "full" / "run.json").read_text())
     assert run["best_val_accuracy"] == max(hist["val_accuracy"])
     # best.weights.npz holds the weights of the best validation epoch, and test accuracy uses them
-    m = FakeModel(1, 1)
+    m = FakeModel(28 * 28, 10)
     m.load_weights(tmp_path / "full" / "best.weights.npz")
     (_, _), (xt, yt), _ = load_dataset("digits", seed=4, limit=200)
     assert abs(float((m.predict(xt).argmax(1) == yt).mean()) - run["test_accuracy"]) < 1e-12
