@@ -191,6 +191,15 @@ def _augmenter(args, dataset):
     return Augment(shift=2, rotation=10.0, zoom=0.1, horizontal_flip=dataset == "fashion-mnist")
 
 
+def _check_out_folder(out):
+    """ValueError unless `out` is a folder or can be made one (no file in the way)."""
+    path = os.path.abspath(out)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise ValueError(f"cannot use {out} as the output folder: {path} is a file")
+
+
 def _resume_state(args, out, dname):
     """The saved state to continue from (None for a new run), after checking that this command
     continues the same run."""
@@ -219,8 +228,7 @@ def cmd_train(args):
     check_train_args(args)
     dname = resolve_dataset(args.dataset)
     out = args.out or os.path.join("runs", f"{args.model}-{os.path.basename(dname.rstrip('/'))}")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"output folder {out} is a file; pass --out a folder (or a new name)")
+    _check_out_folder(out)
     found = _resume_state(args, out, dname)
     fastconv.set_backend(args.backend)
     fastconv.set_seed(args.seed)
