@@ -121,6 +121,9 @@ def load_into(model, arrays, path):
     optimizer = getattr(model, "optimizer", None)
     slots = {k[len("optimizer/"):]: a for k, a in arrays.items() if k.startswith("optimizer/")}
     if optimizer is not None:
-        optimizer.load_state_arrays(names, slots)  # checks everything before changing anything
+        try:
+            optimizer.load_state_arrays(names, slots)  # checks everything before changing anything
+        except ValueError as e:
+            raise ValueError(f"cannot resume from {path}: {e}") from None
     for k, a in weights.items():
         names[k].assign(a)
