@@ -333,6 +333,9 @@ def test_resume_refuses_different_arguments_and_names_them(tmp_path, capsys):
     assert main(QUICK[:-4] + ["--verbose", "2", "--seed", "1", "--epochs", "2", "--out", str(out),
                               "--resume"]) == 0
     assert json.loads((out / "run.json").read_text())["epochs"] == 2
+    with pytest.raises(SystemExit):  # and --help says so
+        main(["train", "--help"])
+    assert "except --epochs (to extend it) and --verbose" in " ".join(capsys.readouterr().out.split())
 
 
 def test_resume_with_another_thread_count_warns(tmp_path, capsys):

@@ -161,3 +161,21 @@ def test_no_pickle_anywhere_in_fastconv():
                 text = open(os.path.join(folder, name)).read()
                 assert "import pickle" not in text and "allow_pickle=True" not in text, name
                 assert "pickle.load" not in text, name
+
+
+def test_every_file_is_written_through_atomic_write():
+    # A guard for new code: writing a file any other way could leave half a file behind.
+    import re
+    direct = re.compile(r"""open(er)?\(.*["'][wax][bt]?["']|os\.replace|mkstemp|\.tofile\(|np\.save\(|"""
+                        r"""savefig\((?!f,)|np\.savez\((?!f,)""")
+    root = os.path.dirname(fastconv.__file__)
+    found = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            if name.endswith(".py") and not path.endswith(os.path.join("saving", "atomic.py")):
+                for i, line in enumerate(open(path), 1):
+                    code = line.split("#")[0]
+                    if direct.search(code) and "zf.open(" not in code:  # members of an atomic zip
+                        found.append(f"{os.path.relpath(path, root)}:{i}: {line.strip()}")
+    assert not found, "\n".join(found)
