@@ -46,7 +46,15 @@ def test_load_weights_checks_every_array_before_assigning(tmp_path, bad):
     _assert_same(_weights(model), before)  # nothing was assigned
 
 
-@pytest.mark.parametrize("content", [b"", b"not a zip file at all", b"PK\x03\x04truncated"])
+def _npy_bytes():
+    import io
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(3))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip file at all", b"PK\x03\x04truncated", _npy_bytes()],
+                         ids=["empty", "text", "truncated zip", "lone .npy"])
 def test_load_weights_of_a_corrupt_file_is_a_value_error_naming_it(tmp_path, content):
     model = _model(0)
     before = _weights(model)

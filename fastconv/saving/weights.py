@@ -80,9 +80,10 @@ def read_npz(filepath, what="weights file"):
     if not os.path.isfile(filepath):
         raise FileNotFoundError(f"{what} {filepath!r} not found")
     try:
-        with np.load(filepath, allow_pickle=False) as f:
-            if not isinstance(f, np.lib.npyio.NpzFile):
-                raise ValueError("a single .npy array, not an .npz archive")
+        f = np.load(filepath, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):  # np.load also reads a lone .npy array
+            raise ValueError("a single .npy array, not an .npz archive")
+        with f:  # arrays are read (and checked) here, lazily, one by one
             return {k: f[k] for k in f.files}
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
         raise ValueError(f"cannot read {what} {filepath}: {e}") from None
