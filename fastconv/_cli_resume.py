@@ -98,6 +98,11 @@ def read_state(folder):
                           ("arguments", dict), ("random", dict)):
             if not isinstance(state.get(key), kind):
                 raise ValueError(f"{key!r} missing or not a {kind.__name__}")
+        epoch = state["epoch"]
+        if epoch < 0 or len(state["epoch_seconds"]) != epoch or any(
+                not isinstance(v, list) or len(v) != epoch or not all(isinstance(x, (int, float)) for x in v)
+                for v in state["history"].values()):
+            raise ValueError(f"history does not hold {epoch} epochs of numbers")
         state["best"] = -np.inf if state.get("best") is None else float(state["best"])
     except (OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as e:
         raise ValueError(f"cannot resume from {path}: corrupt or incomplete state ({e}); start "

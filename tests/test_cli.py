@@ -292,7 +292,7 @@ def _rewrite_zip(path, drop):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "no state.json", "no optimizer slots",
-                                    "missing weight", "bad json"])
+                                    "missing weight", "bad json", "short history"])
 def test_corrupt_or_incomplete_resume_state_is_one_line_error(tmp_path, capsys, damage):
     out = tmp_path / "run"
     assert main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
@@ -309,9 +309,12 @@ def test_corrupt_or_incomplete_resume_state_is_one_line_error(tmp_path, capsys, 
         _rewrite_zip(state, lambda n: n == "weights/model/dense/bias.npy")
     else:
         import zipfile
+        with zipfile.ZipFile(state) as zf:
+            doc = json.loads(zf.read("state.json"))
+        doc["history"]["loss"] = []
         _rewrite_zip(state, lambda n: n == "state.json")
         with zipfile.ZipFile(state, "a") as zf:
-            zf.writestr("state.json", "{not json")
+            zf.writestr("state.json", "{not json" if damage == "bad json" else json.dumps(doc))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     capsys.readouterr()
     assert main(QUICK + ["--epochs", "2", "--out", str(out), "--resume"]) == 2
