@@ -11,7 +11,12 @@ the training images for validation, fits with a progress bar (validation accurac
 keeps the best weights by validation accuracy (``best.weights.npz``), writes the history
 (``history.json``, ``history.csv``), the curves (``curves.png``, when matplotlib is installed)
 and ``run.json``, then reports test accuracy with the best weights. The state after each epoch
-goes to ``resume.pkl``: Ctrl-C stops cleanly, and ``--resume`` continues from there.
+goes to ``resume.npz`` (data only, never pickle): Ctrl-C stops cleanly, and ``--resume``
+continues from there. Every file is written atomically (an interrupted write keeps the old one).
+
+A bad argument, a missing or corrupt file, or too little memory ends the command with one line,
+``fastconv <command>: error: ...``, and exit status 2, before any output is written
+(``FASTCONV_DEBUG=1`` shows the traceback instead).
 """
 import argparse
 import os
@@ -29,7 +34,8 @@ def _build_parser():
     t.add_argument("--dataset", default=None,
                    help="fashion-mnist | mnist | digits | a directory of class sub-folders "
                         "(default: fashion-mnist when its files are found, else digits)")
-    t.add_argument("--epochs", type=int, default=15)
+    t.add_argument("--epochs", type=int, default=15,
+                   help="number of epochs (with --resume: the new total, to extend a run)")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--optimizer", default="adam", help="adam | sgd | rmsprop | adagrad | adamw")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
@@ -47,7 +53,9 @@ def _build_parser():
     t.add_argument("--augment", action="store_true",
                    help="random shifts (2 px), rotations (10 deg) and zooms (10%%) each epoch")
     t.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from --out/resume.pkl (same final weights)")
+                   help="continue an interrupted run from --out/resume.npz, with the same final "
+                        "weights on the same backend and thread count; every other argument must "
+                        "match the run's, except --epochs (to extend it) and --verbose")
     t.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
 
     e = sub.add_parser("evaluate", help="test accuracy of a checkpoint written by 'train'")
@@ -66,7 +74,11 @@ def _build_parser():
 
 
 def cmd_summary(args):
-    from ._cli_train import build_model
+    from ._cli_train import build_model, check_model_name
+    check_model_name(args.model)
+    if any(d < 1 for d in args.input_shape) or args.classes < 1:
+        raise ValueError(f"--input-shape and --classes must be positive, got "
+                         f"{' '.join(map(str, args.input_shape))} and {args.classes}")
     model = build_model(args.model, tuple(args.input_shape), args.classes)
     if not getattr(model, "built", True) and hasattr(model, "build"):
         model.build((None,) + tuple(args.input_shape))
@@ -149,10 +161,14 @@ def main(argv=None):
     args.argv = argv
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "summary": cmd_summary, "info": cmd_info}[args.command](args)
-    except (FileNotFoundError, ValueError, ImportError) as e:
+    except (OSError, ValueError, ImportError, MemoryError) as e:
         if os.environ.get("FASTCONV_DEBUG"):
             raise
-        print(f"fastconv {args.command}: error: {e}", file=sys.stderr)
+        # One line: multi-line messages (e.g. a strict load's key lists) are joined.
+        message = " ".join(str(e).split()) or type(e).__name__
+        if isinstance(e, MemoryError):
+            message = f"not enough memory ({message})"
+        print(f"fastconv {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -1,35 +1,49 @@
 """The ``fastconv train`` and ``fastconv evaluate`` commands (see :mod:`fastconv.__main__`).
 
-Training runs one ``fit`` call per epoch (``initial_epoch`` keeps Keras's numbering), so that
-after every epoch the whole run state -- model and optimizer (pickled together, which keeps the
-optimizer's per-variable slots attached to the right variables), the random streams, the best
-validation accuracy and the history -- can be written to ``resume.pkl``. ``--resume`` reloads it
-and continues with the next epoch, giving the same weights as an uninterrupted run. Ctrl-C
-during an epoch stops cleanly; the state of the last finished epoch is already on disk.
+Training runs one ``fit`` call per epoch, so that after every epoch the whole run state -- the
+model's weights, the optimizer's slots and step counter, the random streams, the best validation
+accuracy and the history -- can be written to ``resume.npz`` (data only: see
+:mod:`fastconv._cli_resume`). ``--resume`` rebuilds the model from the same arguments, loads that
+state and continues with the next epoch, giving the same weights as an uninterrupted run (on the
+same backend and thread count). Ctrl-C during an epoch stops cleanly; the state of the last
+finished epoch is already on disk.
+
+Arguments are checked before anything is read or written: a bad one is a ValueError (one line
+from the command, exit 2) and leaves no output folder behind.
 """
 import json
+import math
 import os
-import pickle
 import sys
 import time
+
+from . import _cli_resume as resume
+from .saving import atomic_write
 
 DATASETS = ("fashion-mnist", "mnist", "digits")
 
 
 # ----------------------------------------------------------------------------- data
+def resolve_dataset(name):
+    """The data set a --dataset value means (None: fashion-mnist when its files are found)."""
+    from .datasets import fashion_mnist
+    if name is not None:
+        if name not in DATASETS and not os.path.isdir(name):
+            raise ValueError(f"--dataset must be one of {', '.join(DATASETS)} or a directory, got {name!r}")
+        return name
+    if fashion_mnist.available():
+        return "fashion-mnist"
+    print("note: Fashion-MNIST files not found (apt-get install dataset-fashion-mnist, or "
+          "set FASTCONV_DATA); using the embedded UCI digits set, upscaled to 28x28", file=sys.stderr)
+    return "digits"
+
+
 def load_dataset(name, seed=0, limit=None, image_size=(28, 28), color_mode="grayscale"):
     """((x, y), (x_test, y_test), description) with x float32 NHWC in [0, 1], y int64."""
     import numpy as np
     from .datasets import digits, fashion_mnist, mnist
 
-    if name is None:
-        if fashion_mnist.available():
-            name = "fashion-mnist"
-        else:
-            print("note: Fashion-MNIST files not found (apt-get install dataset-fashion-mnist, or "
-                  "set FASTCONV_DATA); using the embedded UCI digits set, upscaled to 28x28",
-                  file=sys.stderr)
-            name = "digits"
+    name = resolve_dataset(name)
     if name == "fashion-mnist":
         (x, y), (xt, yt) = fashion_mnist.load_data()
     elif name == "mnist":
@@ -43,8 +57,6 @@ def load_dataset(name, seed=0, limit=None, image_size=(28, 28), color_mode="gray
                                               batch_size=None)
         (x, y), (xt, yt) = tr.as_arrays(), te.as_arrays()
         print(f"directory {name}: classes {tr.class_names}", file=sys.stderr)
-    else:
-        raise ValueError(f"--dataset must be one of {', '.join(DATASETS)} or a directory, got {name!r}")
     if limit is not None:
         x, y, xt, yt = x[:limit], y[:limit], xt[:limit], yt[:limit]
 
@@ -66,14 +78,22 @@ def split_validation(x, y, fraction, seed):
 
 
 # ----------------------------------------------------------------------------- model
+def model_names():
+    from .models import zoo
+    return [n for n in zoo.__all__ if n[0].islower()]
+
+
+def check_model_name(name):
+    if name not in model_names():
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(model_names())}")
+
+
 def build_model(name, input_shape, classes):
     """A zoo model (LeNet-5 in its modern variant), returning logits where the constructor allows."""
     import inspect
     from .models import zoo
-    fn = getattr(zoo, name, None) if name in zoo.__all__ and name[0].islower() else None
-    if fn is None:
-        raise ValueError(f"unknown model {name!r}; choose one of "
-                         f"{', '.join(n for n in zoo.__all__ if n[0].islower())}")
+    check_model_name(name)
+    fn = getattr(zoo, name)
     params = inspect.signature(fn).parameters
     kwargs = {"input_shape": tuple(input_shape), "classes": classes, "variant": "modern",
               "classifier_activation": None}
@@ -88,21 +108,42 @@ def make_loss(model):
     return SparseCategoricalCrossentropy(from_logits=logits)
 
 
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
+
+
 def make_optimizer(name, lr):
     from . import optimizers
-    classes = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
-    cls = getattr(optimizers, classes.get(name.lower(), name), None)
+    cls = getattr(optimizers, OPTIMIZERS.get(name.lower(), name), None)
     if cls is None:
-        raise ValueError(f"unknown --optimizer {name!r}; expected one of {', '.join(classes)}")
+        raise ValueError(f"unknown --optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
     return cls() if lr is None else cls(learning_rate=lr)
+
+
+def check_train_args(args):
+    """ValueError for any argument that cannot make a run; called before anything is written."""
+    def positive(flag, value):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    positive("--epochs", args.epochs)
+    positive("--batch-size", args.batch_size)
+    positive("--limit", args.limit)
+    for v in args.image_size:
+        positive("--image-size", v)
+    if not 0 <= args.val_split < 1:
+        raise ValueError(f"--val-split must be in [0, 1), got {args.val_split}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr >= 0):
+        raise ValueError(f"--lr must be a finite number >= 0, got {args.lr}")
+    check_model_name(args.model)
+    if args.optimizer.lower() not in OPTIMIZERS and args.optimizer not in OPTIMIZERS.values():
+        raise ValueError(f"unknown --optimizer {args.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
 
 
 # ----------------------------------------------------------------------------- train
 def _history_files(out, history, epoch_seconds):
-    with open(os.path.join(out, "history.json"), "w") as f:
+    with atomic_write(os.path.join(out, "history.json"), "w") as f:
         json.dump({"history": history, "epoch_seconds": epoch_seconds}, f, indent=1)
     keys = list(history)
-    with open(os.path.join(out, "history.csv"), "w") as f:
+    with atomic_write(os.path.join(out, "history.csv"), "w") as f:
         f.write(",".join(["epoch"] + keys) + "\n")
         for i in range(len(history[keys[0]]) if keys else 0):
             f.write(",".join([str(i + 1)] + [repr(float(history[k][i])) for k in keys]) + "\n")
@@ -143,23 +184,6 @@ def _fit_one_epoch(model, x, y, epoch, epochs, fit_kw):
     return {k: float(v[-1]) for k, v in hist.history.items()}
 
 
-def _rekey_optimizer(opt):
-    """The optimizer keys its slots by id(variable); unpickled variables have new ids, so rebuild
-    the keys from the (variable, slots) pairs it stores (otherwise the slots would restart at 0).
-    Belongs in Optimizer.__setstate__; kept here until the optimizer does it itself."""
-    st = getattr(opt, "_state", None)
-    if isinstance(st, dict) and all(isinstance(e, tuple) and len(e) == 2 for e in st.values()):
-        opt._state = {id(var): (var, slots) for var, slots in st.values()}
-
-
-def _save_state(path, state):
-    # write-then-rename: a Ctrl-C while saving never leaves a half-written resume file
-    tmp = path + ".part"
-    with open(tmp, "wb") as f:
-        pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
-
-
 def _augmenter(args, dataset):
     if not args.augment:
         return None
@@ -167,37 +191,67 @@ def _augmenter(args, dataset):
     return Augment(shift=2, rotation=10.0, zoom=0.1, horizontal_flip=dataset == "fashion-mnist")
 
 
+def _check_out_folder(out):
+    """ValueError unless `out` is a folder or can be made one (no file in the way)."""
+    path = os.path.abspath(out)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise ValueError(f"cannot use {out} as the output folder: {path} is a file")
+
+
+def _resume_state(args, out, dname):
+    """The saved state to continue from (None for a new run), after checking that this command
+    continues the same run."""
+    import fastconv
+    found = resume.read_state(out) if args.resume else None
+    if found is None:
+        if args.resume:
+            print(f"note: no {os.path.join(out, resume.STATE_FILE)} to resume from; starting a new run",
+                  file=sys.stderr)
+        return None
+    state, arrays = found
+    resume.check_same_run(state["arguments"], resume.run_arguments(args, dname), state["epoch"])
+    threads = fastconv.get_num_threads()
+    if state.get("threads") not in (None, threads):
+        print(f"warning: this run was trained with {state['threads']} threads and continues with "
+              f"{threads}, so its results will not repeat bit for bit (set OMP_NUM_THREADS="
+              f"{state['threads']} to match)", file=sys.stderr)
+    return state, arrays
+
+
 def cmd_train(args):
     import numpy as np
     import fastconv
     from . import random as fr
 
+    check_train_args(args)
+    dname = resolve_dataset(args.dataset)
+    out = args.out or os.path.join("runs", f"{args.model}-{os.path.basename(dname.rstrip('/'))}")
+    _check_out_folder(out)
+    found = _resume_state(args, out, dname)
     fastconv.set_backend(args.backend)
     fastconv.set_seed(args.seed)
-    (x, y), (xt, yt), dname = load_dataset(args.dataset, args.seed, args.limit,
-                                           args.image_size, args.color_mode)
+    (x, y), (xt, yt), dname = load_dataset(dname, args.seed, args.limit, args.image_size, args.color_mode)
     (x, y), (xv, yv) = split_validation(x, y, args.val_split, args.seed)
+    if not len(x):
+        raise ValueError(f"no training images left: {len(xv)} of {len(xv)} are held out for validation "
+                         "(lower --val-split or raise --limit)")
     classes = int(max(y.max(), yt.max() if len(yt) else 0)) + 1
-    out = args.out or os.path.join("runs", f"{args.model}-{os.path.basename(dname.rstrip('/'))}")
+    model = build_model(args.model, x.shape[1:], classes)
+    model.compile(optimizer=make_optimizer(args.optimizer, args.lr), loss=make_loss(model), metrics=["accuracy"])
+    state_file, best_file = os.path.join(out, resume.STATE_FILE), os.path.join(out, "best.weights.npz")
+    if found is None:
+        state = {"epoch": 0, "history": {}, "best": -np.inf, "epoch_seconds": []}
+    else:
+        state, arrays = found
+        resume.load_into(model, arrays, state_file)
+        fr.set_state(state["random"])  # continue every random stream where it stopped
     os.makedirs(out, exist_ok=True)
-    state_file, best_file = os.path.join(out, "resume.pkl"), os.path.join(out, "best.weights.npz")
     print(f"dataset {dname}: {len(x)} train, {len(xv)} validation, {len(xt)} test, "
           f"images {x.shape[1:]}, {classes} classes; backend {args.backend}; output {out}")
-
-    if args.resume and os.path.isfile(state_file):
-        with open(state_file, "rb") as f:
-            state = pickle.load(f)
-        model = state["model"]
-        _rekey_optimizer(getattr(model, "optimizer", None))
-        fr._seed, fr._streams = state["random"]  # continue every random stream where it stopped
+    if found is not None:
         print(f"resuming from {state_file} after epoch {state['epoch']}")
-    else:
-        if args.resume:
-            print(f"note: no {state_file} to resume from; starting a new run", file=sys.stderr)
-        model = build_model(args.model, x.shape[1:], classes)
-        model.compile(optimizer=make_optimizer(args.optimizer, args.lr),
-                      loss=make_loss(model), metrics=["accuracy"])
-        state = {"epoch": 0, "history": {}, "best": -np.inf, "epoch_seconds": []}
     monitor = "val_accuracy" if len(xv) else "accuracy"
     fit_kw = dict(batch_size=args.batch_size, verbose=args.verbose, shuffle=True,
                   validation_data=(xv, yv) if len(xv) else None)
@@ -205,6 +259,7 @@ def cmd_train(args):
     if args.backend == "cuda" and aug is None:  # onto the GPU once, not once per epoch's fit()
         from .training.data import stage_on_device
         x, y, fit_kw["validation_data"] = stage_on_device((x, y, fit_kw["validation_data"]))
+    state["arguments"] = resume.run_arguments(args, dname)
     try:
         for epoch in range(state["epoch"], args.epochs):
             t0 = time.perf_counter()
@@ -217,8 +272,8 @@ def cmd_train(args):
             if logs.get(monitor, -np.inf) > state["best"]:  # keep the best weights by validation accuracy
                 state["best"] = logs[monitor]
                 model.save_weights(best_file)
-            state.update(epoch=epoch + 1, model=model, random=(fr._seed, fr._streams))
-            _save_state(state_file, state)
+            state.update(epoch=epoch + 1, random=fr.get_state(), threads=fastconv.get_num_threads())
+            resume.save_state(state_file, model, state)
     except KeyboardInterrupt:
         _history_files(out, state["history"], state["epoch_seconds"])
         print(f"\ninterrupted during epoch {state['epoch'] + 1}: {state['epoch']} finished epochs are "
@@ -239,7 +294,7 @@ def cmd_train(args):
            "seed": args.seed, "limit": args.limit, "augment": args.augment, "classes": classes,
            "test_accuracy": test_acc, "best_" + monitor: float(state["best"]),
            "epoch_seconds": seconds, "command": "fastconv " + " ".join(args.argv)}
-    with open(os.path.join(out, "run.json"), "w") as f:
+    with atomic_write(os.path.join(out, "run.json"), "w") as f:
         json.dump(run, f, indent=1)
     mean_s = float(np.mean(seconds)) if seconds else float("nan")
     print(f"test accuracy {test_acc:.4f} ({len(xt)} images, best weights by {monitor}); "
@@ -255,8 +310,15 @@ def cmd_evaluate(args):
     if not os.path.isfile(run_file):
         raise FileNotFoundError(f"{run_file} not found: evaluate needs the run.json that "
                                 "'fastconv train' writes beside its checkpoints")
-    with open(run_file) as f:
-        run = json.load(f)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    try:
+        with open(run_file) as f:
+            run = json.load(f)
+        if not isinstance(run, dict) or not isinstance(run.get("model"), str) or not isinstance(run.get("dataset"), str):
+            raise ValueError("it does not name the model and data set")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {run_file}: {e}") from None
     import fastconv
     fastconv.set_backend(run.get("backend", "cpu"))
     _, (xt, yt), dname = load_dataset(args.dataset or run["dataset"], run.get("seed", 0), run.get("limit"))

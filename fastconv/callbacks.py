@@ -4,6 +4,7 @@ model through `self.model` and use only: `model.stop_training`, `model.optimizer
 (`model.save(path)` when ModelCheckpoint is asked for whole models and the model has one).
 """
 import csv
+import io
 import math
 import os
 import sys
@@ -11,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from .saving.atomic import atomic_write
 from .training.progbar import Progbar
 
 
@@ -388,33 +390,37 @@ class ReduceLROnPlateau(Callback):
 
 class CSVLogger(Callback):
     """Writes one row per epoch: 'epoch' then the log keys in sorted order. append=True adds
-    to an existing file without repeating its header."""
+    to an existing file without repeating its header. The file is rewritten whole (atomically)
+    after every epoch, so an interrupted run leaves a complete file, never half a row."""
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
         self.filename, self.sep, self.append = os.fspath(filename), separator, append
-        self._file, self._writer, self._keys = None, None, None
+        self._text, self._keys = None, None
 
     def on_train_begin(self, logs=None):
-        has_rows = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
-        self._write_header = not has_rows
-        self._file = open(self.filename, "a" if self.append else "w", newline="")
-        self._writer, self._keys = None, None
+        self._text = ""
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename, newline="") as f:
+                self._text = f.read()
+        self._write_header = not self._text
+        self._keys = None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        rows = io.StringIO()
+        writer = csv.writer(rows, delimiter=self.sep)
         if self._keys is None:
             self._keys = sorted(logs)
-            self._writer = csv.writer(self._file, delimiter=self.sep)
             if self._write_header:
-                self._writer.writerow(["epoch"] + self._keys)
-        self._writer.writerow([epoch] + [logs.get(k, "NA") for k in self._keys])
-        self._file.flush()
+                writer.writerow(["epoch"] + self._keys)
+        writer.writerow([epoch] + [logs.get(k, "NA") for k in self._keys])
+        self._text += rows.getvalue()
+        with atomic_write(self.filename, "w", newline="") as f:
+            f.write(self._text)
 
     def on_train_end(self, logs=None):
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._text = None
 
 
 class TerminateOnNaN(Callback):

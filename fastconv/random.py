@@ -49,3 +49,32 @@ def device_generator(stream="default"):
         import cupy
         g = _device_streams[stream] = cupy.random.default_rng(int(generator(stream).integers(2 ** 63)))
     return g
+
+
+def get_state():
+    """The seed and every host stream's bit-generator state, as JSON-compatible data (for
+    files: the CLI's resume state). Device streams are not included."""
+    return {"seed": _seed, "streams": {name: g.bit_generator.state for name, g in _streams.items()}}
+
+
+def set_state(state):
+    """Continue every host stream where `get_state()` left it (ValueError on a malformed state)."""
+    global _seed
+    try:
+        seed, streams = state["seed"], state["streams"]
+        restored = {}
+        for name, st in streams.items():
+            # Only the generator default_rng makes: a file cannot name an arbitrary class.
+            if not isinstance(st, dict) or st.get("bit_generator") != "PCG64":
+                raise ValueError(f"stream {name!r} is not a PCG64 state")
+            bit = np.random.PCG64()
+            bit.state = st
+            restored[str(name)] = np.random.Generator(bit)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise ValueError(f"malformed random state: {e}") from None
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"malformed random state: seed {seed!r}")
+    _seed = seed
+    _streams.clear()
+    _streams.update(restored)
+    _device_streams.clear()

@@ -5,7 +5,11 @@ ImportError saying so when it is missing. Figures are drawn on a private Agg can
 window opens and pyplot's global state is never touched. The array helpers
 (:func:`confusion_matrix`, :func:`tile`) need only numpy.
 """
+import os
+
 import numpy as np
+
+from .saving import atomic_write
 
 
 def _figure(figsize):
@@ -22,7 +26,11 @@ def _figure(figsize):
 
 def _save(fig, path):
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    # Into an atomic file object, so the format cannot come from the name: take it from the
+    # extension (PNG when there is none), as savefig(path) would.
+    fmt = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
+    with atomic_write(path) as f:
+        fig.savefig(f, format=fmt, dpi=100)
     return path
 
 

@@ -115,13 +115,22 @@ def test_default_dataset_prefers_fashion_mnist_when_found(tmp_path, monkeypatch,
     np.testing.assert_array_equal(yt, arrays[3])
 
 
-class FakeModel:
+from fastconv.layers import Layer  # noqa: E402
+
+
+class FakeModel(Layer):
     """Softmax regression with the Keras methods the CLI uses; shuffles from the seeded stream,
-    so resuming is exact only if the CLI restores the random streams and the weights."""
+    so resuming is exact only if the CLI restores the random streams and the weights. A Layer
+    with one weight, so the CLI's resume state (keyed by weight paths) covers it."""
 
     def __init__(self, d, k):
-        self.w = np.zeros((d, k))
-        self.layers = []
+        super().__init__()
+        self.kernel = self.add_weight("w", (d, k), initializer="zeros", dtype="float64")
+        self.built = True
+
+    @property
+    def w(self):
+        return self.kernel.data
 
     def compile(self, **kw):
         pass
@@ -134,7 +143,7 @@ class FakeModel:
     def train_on_batch(self, x, y):
         p = self._probs(x)
         p[np.arange(len(y)), y] -= 1
-        self.w -= 0.5 * x.reshape(len(x), -1).T @ p / len(x)
+        self.w[...] -= 0.5 * x.reshape(len(x), -1).T @ p / len(x)
 
     def fit(self, x, y, epochs, initial_epoch=0, batch_size=32, validation_data=None, **kw):
         import fastconv.random as fr
@@ -157,7 +166,7 @@ class FakeModel:
         np.savez(path, w=self.w)
 
     def load_weights(self, path):
-        self.w = np.load(path)["w"]
+        self.kernel.assign(np.load(path)["w"])
 
 
 def _check_resume(tmp_path, monkeypatch, capsys, epochs=3):
@@ -200,7 +209,7 @@ def test_train_loop_resume_and_best_weights_with_a_fake_model(tmp_path, monkeypa
     run = json.loads((tmp_path / "full" / "run.json").read_text())
     assert run["best_val_accuracy"] == max(hist["val_accuracy"])
     # best.weights.npz holds the weights of the best validation epoch, and test accuracy uses them
-    m = FakeModel(1, 1)
+    m = FakeModel(28 * 28, 10)
     m.load_weights(tmp_path / "full" / "best.weights.npz")
     (_, _), (xt, yt), _ = load_dataset("digits", seed=4, limit=200)
     assert abs(float((m.predict(xt).argmax(1) == yt).mean()) - run["test_accuracy"]) < 1e-12
@@ -223,3 +232,168 @@ def test_directory_dataset(tmp_path):
     assert x.shape == (8, 8, 8, 1) and xt.shape == (2, 8, 8, 1) and x.dtype == np.float32
     allx, ally = np.concatenate([x, xt]), np.concatenate([y, yt])
     np.testing.assert_allclose(allx[:, 0, 0, 0] * 255 // 100, ally)  # pixels agree with labels
+
+
+# ----------------------------------------------------------------------------- resume state
+QUICK = ["train", "lenet5", "--dataset", "digits", "--limit", "100", "--batch-size", "32",
+         "--verbose", "0", "--seed", "1"]
+
+
+def _one_error_line(capsys, command="train"):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"fastconv {command}: error: "), err
+    return err[0]
+
+
+def test_resume_state_is_data_only(tmp_path, capsys):
+    import zipfile
+    out = tmp_path / "run"
+    assert main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    assert not (out / "resume.pkl").exists()
+    with zipfile.ZipFile(out / "resume.npz") as zf:
+        state = json.loads(zf.read("state.json"))
+    assert state["epoch"] == 1 and state["arguments"]["model"] == "lenet5"
+    assert set(state["random"]["streams"]) and isinstance(state["threads"], int)
+    with np.load(out / "resume.npz", allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files if k != "state.json"}
+    assert "weights/model/conv2d/kernel" in arrays
+    assert "optimizer/model/conv2d/kernel/m" in arrays and int(arrays["optimizer/iterations"]) == 3
+    assert not any(a.dtype == object for a in arrays.values())
+
+
+class _Payload:
+    """Unpickling this creates a file: proof that loading the state ran code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_resume_never_unpickles_an_old_state(tmp_path, capsys):
+    import pickle
+    out, marker = tmp_path / "run", tmp_path / "code-ran"
+    out.mkdir()
+    (out / "resume.pkl").write_bytes(pickle.dumps({"model": _Payload(str(marker))}))
+    assert main(QUICK + ["--epochs", "1", "--out", str(out), "--resume"]) == 2
+    assert "resume.pkl" in _one_error_line(capsys)
+    assert not marker.exists() and sorted(os.listdir(out)) == ["resume.pkl"]
+
+
+def _rewrite_zip(path, drop):
+    import zipfile
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, data in members.items():
+            if not drop(n):
+                zf.writestr(n, data)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "no state.json", "no optimizer slots",
+                                    "missing weight", "bad json", "short history"])
+def test_corrupt_or_incomplete_resume_state_is_one_line_error(tmp_path, capsys, damage):
+    out = tmp_path / "run"
+    assert main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    state = out / "resume.npz"
+    if damage == "truncated":
+        state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    elif damage == "garbage":
+        state.write_bytes(b"\x80\x04not an archive")
+    elif damage == "no state.json":
+        _rewrite_zip(state, lambda n: n == "state.json")
+    elif damage == "no optimizer slots":
+        _rewrite_zip(state, lambda n: n.startswith("optimizer/") and n.endswith("/m.npy"))
+    elif damage == "missing weight":
+        _rewrite_zip(state, lambda n: n == "weights/model/dense/bias.npy")
+    else:
+        import zipfile
+        with zipfile.ZipFile(state) as zf:
+            doc = json.loads(zf.read("state.json"))
+        doc["history"]["loss"] = []
+        _rewrite_zip(state, lambda n: n == "state.json")
+        with zipfile.ZipFile(state, "a") as zf:
+            zf.writestr("state.json", "{not json" if damage == "bad json" else json.dumps(doc))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(QUICK + ["--epochs", "2", "--out", str(out), "--resume"]) == 2
+    _one_error_line(capsys)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing written
+
+
+def test_resume_refuses_different_arguments_and_names_them(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    run_json = (out / "run.json").read_bytes()
+    changed = [a if a != "32" else "16" for a in QUICK]  # --batch-size 16
+    capsys.readouterr()
+    assert main(changed + ["--epochs", "2", "--lr", "0.01", "--out", str(out), "--resume"]) == 2
+    line = _one_error_line(capsys)
+    assert "--batch-size 32 (now 16)" in line and "--lr None (now 0.01)" in line
+    assert (out / "run.json").read_bytes() == run_json
+    # --epochs (to extend the run) and --verbose may change
+    assert main(QUICK[:-4] + ["--verbose", "2", "--seed", "1", "--epochs", "2", "--out", str(out),
+                              "--resume"]) == 0
+    assert json.loads((out / "run.json").read_text())["epochs"] == 2
+    with pytest.raises(SystemExit):  # and --help says so
+        main(["train", "--help"])
+    assert "except --epochs (to extend it) and --verbose" in " ".join(capsys.readouterr().out.split())
+
+
+def test_resume_with_another_thread_count_warns(tmp_path, capsys):
+    import fastconv
+    out = tmp_path / "run"
+    n = fastconv.get_num_threads()
+    assert main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    fastconv.set_num_threads(n + 1)
+    try:
+        assert main(QUICK + ["--epochs", "2", "--out", str(out), "--resume"]) == 0
+    finally:
+        fastconv.set_num_threads(n)
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if "thread" in ln]
+    assert len(warnings) == 1 and f"{n} threads" in warnings[0] and "bit for bit" in warnings[0]
+
+
+# ----------------------------------------------------------------------------- errors, not tracebacks
+BAD_COMMANDS = {  # id: (arguments, what the error line must say)
+    "epochs 0": (["train", "lenet5", "--dataset", "digits", "--epochs", "0"], "--epochs"),
+    "limit 0": (["train", "lenet5", "--dataset", "digits", "--limit", "0"], "--limit"),
+    "limit -5": (["train", "lenet5", "--dataset", "digits", "--limit", "-5"], "--limit"),
+    "batch-size 0": (["train", "lenet5", "--dataset", "digits", "--batch-size", "0"], "--batch-size"),
+    "unknown model": (["train", "no_such_model", "--dataset", "digits"], "unknown model"),
+    "unknown optimizer": (["train", "lenet5", "--dataset", "digits", "--optimizer", "nope"], "--optimizer"),
+    "nothing to train on": (["train", "lenet5", "--dataset", "digits", "--limit", "2", "--val-split", "0.9"],
+                            "no training images"),
+    "out is a file": (["train", "lenet5", "--dataset", "digits", "--out", "a-file"], "a-file is a file"),
+    "out below a file": (["train", "lenet5", "--dataset", "digits", "--out", "a-file/below"], "a-file is a file"),
+    "huge input shape": (["summary", "lenet5", "--input-shape", "1000000", "1000000", "1"], "memory"),
+    "zero input shape": (["summary", "lenet5", "--input-shape", "0", "28", "1"], "--input-shape"),
+    "summary unknown model": (["summary", "no_such_model"], "unknown model"),
+    "corrupt checkpoint": (["evaluate", "run/corrupt.weights.npz"], "corrupt.weights.npz"),
+    "incomplete checkpoint": (["evaluate", "run/short.weights.npz"], "missing keys"),
+    "corrupt run.json": (["evaluate", "bad-run/w.weights.npz"], "run.json"),
+}
+
+
+@pytest.mark.parametrize("argv, says", BAD_COMMANDS.values(), ids=BAD_COMMANDS)
+def test_bad_arguments_and_files_end_with_one_line_and_write_nothing(tmp_path, monkeypatch, capsys, argv, says):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("keep me")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text(json.dumps(
+        {"model": "lenet5", "dataset": "digits", "limit": 20, "classes": 10}))
+    (tmp_path / "run" / "corrupt.weights.npz").write_bytes(b"PK\x03\x04 not really")
+    np.savez(tmp_path / "run" / "short.weights.npz", **{"model/conv2d/kernel": np.zeros((5, 5, 1, 6))})
+    (tmp_path / "bad-run").mkdir()
+    (tmp_path / "bad-run" / "run.json").write_text("{")
+    (tmp_path / "bad-run" / "w.weights.npz").write_bytes(b"")
+
+    def snapshot():
+        return {str(p.relative_to(tmp_path)): p.read_bytes() if p.is_file() else None
+                for p in tmp_path.rglob("*")}
+    before = snapshot()
+    assert main(argv) == 2
+    assert says in _one_error_line(capsys, argv[0])
+    assert snapshot() == before  # no folder, no file, nothing overwritten

@@ -217,3 +217,19 @@ def test_the_gpu_benchmark_runs_its_fastconv_cases(gpu):
                          s, padding))()
         bench.fc_model_step("lenet5", 4, (28, 28, 1), 10)()
     assert bench.fit_epoch_seconds(n=64, batch=16) > 0
+
+
+def test_the_train_command_resumes_on_the_cuda_backend(gpu, tmp_path):
+    # The resume state holds device weights and optimizer slots as host arrays; --resume puts
+    # them back on the device, and the run ends with the uninterrupted run's weights.
+    from fastconv.__main__ import main
+    base = ["train", "lenet5", "--dataset", "digits", "--limit", "40", "--batch-size", "16",
+            "--backend", "cuda", "--verbose", "0"]
+    assert main(base + ["--epochs", "2", "--out", str(tmp_path / "full")]) == 0
+    assert main(base + ["--epochs", "1", "--out", str(tmp_path / "cut")]) == 0
+    assert main(base + ["--epochs", "2", "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    full = np.load(tmp_path / "full" / "last.weights.npz")
+    cut = np.load(tmp_path / "cut" / "last.weights.npz")
+    assert sorted(full.files) == sorted(cut.files)
+    for k in full.files:
+        np.testing.assert_array_equal(full[k], cut[k], err_msg=k)

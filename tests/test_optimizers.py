@@ -211,3 +211,42 @@ def test_adam_amsgrad_match_torch():
             p.grad = torch.tensor(g)
             topt.step()
             np.testing.assert_allclose(o, p.detach().numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("make", [lambda: optimizers.Adam(0.1, amsgrad=True),
+                                  lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+                                  lambda: optimizers.RMSprop(0.1, momentum=0.5, centered=True),
+                                  lambda: optimizers.Adagrad(0.1)], ids=["adam", "sgd", "rmsprop", "adagrad"])
+def test_state_arrays_by_name_restore_exactly_into_new_variables(make):
+    a, b = Var(W0, "a"), Var([[1.0, 2.0]], "b")
+    opt = make()
+    for g in GRADS[:2]:
+        opt.apply_gradients([(g.astype(np.float32), a), (np.ones((1, 2), np.float32) * g[0], b)])
+    saved = opt.state_arrays({"model/a": a, "model/b": b})
+    assert int(saved["iterations"]) == 2 and all(isinstance(v, np.ndarray) for v in saved.values())
+    # a new optimizer and new variables (other ids), as in a resumed process
+    a2, b2 = Var(a.data, "a"), Var(b.data, "b")
+    opt2 = make()
+    opt2.load_state_arrays({"model/a": a2, "model/b": b2}, saved)
+    for o, x, y in ((opt, a, b), (opt2, a2, b2)):
+        o.apply_gradients([(GRADS[2].astype(np.float32), x), (np.full((1, 2), 0.3, np.float32), y)])
+    np.testing.assert_array_equal(a.data, a2.data)
+    np.testing.assert_array_equal(b.data, b2.data)
+    assert opt2.iterations == opt.iterations == 3
+
+
+def test_load_state_arrays_checks_everything_before_changing_anything():
+    a = Var(W0, "a")
+    opt = optimizers.Adam(0.1)
+    opt.apply_gradients([(GRADS[0].astype(np.float32), a)])
+    good = opt.state_arrays({"a": a})
+    target = optimizers.Adam(0.1)
+    target.apply_gradients([(GRADS[1].astype(np.float32), a)])
+    kept = {k: v.copy() for k, v in target.state_arrays({"a": a}).items()}
+    for bad, says in (({**good, "a/v": np.zeros(4)}, "a/v"), ({**good, "b/m": np.zeros(3)}, "'b'"),
+                      ({k: v for k, v in good.items() if k != "a/m"}, "slots"),
+                      ({**good, "a/m": np.full(3, "x")}, "a/m"), ({**good, "iterations": np.array(-1)}, "iterations")):
+        with pytest.raises(ValueError, match=says):
+            target.load_state_arrays({"a": a}, bad)
+        after = target.state_arrays({"a": a})
+        assert after.keys() == kept.keys() and all(np.array_equal(after[k], kept[k]) for k in kept)

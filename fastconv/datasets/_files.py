@@ -17,12 +17,12 @@ import dataclasses
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 
 import numpy as np
 
+from ..saving.atomic import atomic_write
 from .idx import parse_idx, _read_bytes
 
 # The root under which ``Spec.system_dirs`` are looked up. A seam for tests: they point it at an
@@ -134,11 +134,8 @@ def download(spec, dest=None, timeout=30):
                 except ValueError as e:  # a bad mirror: try the next one
                     errors.append(str(e))
                     continue
-                # write-then-rename so an interrupted download never leaves a half file behind
-                fd, tmp = tempfile.mkstemp(dir=dest, suffix=".part")
-                with os.fdopen(fd, "wb") as f:
+                with atomic_write(target) as f:  # an interrupted download leaves no half file
                     f.write(blob)
-                os.replace(tmp, target)
                 break
             else:
                 raise OSError("; ".join(errors) or "no mirrors configured")

@@ -19,6 +19,8 @@ import zlib
 
 import numpy as np
 
+from ..saving.atomic import atomic_write
+
 # dtype code -> big-endian numpy dtype (the IDX spec stores multi-byte values big-endian)
 _DTYPES = {
     0x08: np.dtype(">u1"),
@@ -91,6 +93,7 @@ def write_idx(path, array):
     code = _CODES[array.dtype]
     payload = (struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
                + np.ascontiguousarray(array, dtype=_DTYPES[code]).tobytes())
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "wb") as f:
+    if path.endswith(".gz"):
+        payload = gzip.compress(payload)
+    with atomic_write(path) as f:
         f.write(payload)

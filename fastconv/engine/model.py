@@ -297,13 +297,13 @@ class Model(Layer):
         (print_fn or print)(text)
 
     def save_weights(self, filepath, overwrite=True):
-        from .saving import save_weights
+        from ..saving import save_weights
         save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath, strict=True, skip_mismatch=False):
         """Load a save_weights file. strict (default): any missing, unexpected or wrongly shaped
         key is an error listing them all; strict=False / skip_mismatch=True loads what matches."""
-        from .saving import load_weights
+        from ..saving import load_weights
         return load_weights(self, filepath, strict=strict and not skip_mismatch)
 
 

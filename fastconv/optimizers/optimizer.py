@@ -83,6 +83,61 @@ class Optimizer:
     def variables(self):
         return [v for v, _ in self._state.values()]
 
+    # -- state as data (for files) -------------------------------------------------------------
+    # Slots are keyed in memory by id(variable), which means nothing in another process; these
+    # two methods name them by the caller's variable names (weight paths) instead, as plain
+    # arrays, so training state can be saved and resumed without pickling objects.
+    def state_arrays(self, named_variables):
+        """{"iterations": 0-d int64, "<name>/<slot>": host array for every slot} where
+        `named_variables` is {name: variable} (e.g. fastconv.saving.weight_paths(model))."""
+        names = {id(v): k for k, v in named_variables.items()}
+        out = {"iterations": np.asarray(self.iterations, np.int64)}
+        for key, (var, slots) in self._state.items():
+            if key not in names:
+                raise ValueError(f"the optimizer holds state for variable {getattr(var, 'name', '?')!r}, "
+                                 "which is not among the named variables")
+            for slot, a in slots.items():
+                out[f"{names[key]}/{slot}"] = a.get() if is_device_array(a) else np.array(a)
+        return out
+
+    def load_state_arrays(self, named_variables, arrays):
+        """Restore what `state_arrays` returned, onto the variables of `named_variables`. Every
+        array is checked (names, slots, shapes, dtypes) before anything changes; a mismatch is a
+        ValueError listing the problems."""
+        problems, given = [], {}
+        for key, a in arrays.items():
+            if key == "iterations":
+                continue
+            name, _, slot = key.rpartition("/")
+            if name not in named_variables:
+                problems.append(f"{key}: no variable named {name!r}")
+            else:
+                given.setdefault(name, {})[slot] = np.asarray(a)
+        iterations = np.asarray(arrays.get("iterations", -1))
+        if iterations.shape != () or iterations.dtype.kind not in "iu" or iterations < 0:
+            problems.append(f"iterations must be a non-negative integer, got {arrays.get('iterations')!r}")
+        state = {}
+        for name, var in named_variables.items():
+            if name not in given:
+                continue  # never updated yet (or an optimizer without slots)
+            slots = self._build_state(var)
+            if set(slots) != set(given[name]):
+                problems.append(f"{name}: slots {sorted(given[name])}, expected {sorted(slots)}")
+                continue
+            for slot, a in given[name].items():
+                want = slots[slot]
+                if a.shape != tuple(want.shape) or not np.can_cast(a.dtype, want.dtype, "same_kind"):
+                    problems.append(f"{name}/{slot}: {a.dtype}{list(a.shape)}, expected "
+                                    f"{want.dtype}{list(want.shape)}")
+            state[name] = (var, slots)
+        if problems:
+            raise ValueError(f"cannot restore {type(self).__name__} state: " + "; ".join(problems))
+        for name, (var, slots) in state.items():
+            for slot, target in slots.items():
+                target[...] = array_module(target).asarray(given[name][slot].astype(target.dtype))
+        self._state = {id(var): (var, slots) for var, slots in state.values()}
+        self.iterations = int(iterations)
+
     # -- clipping -----------------------------------------------------------------------------
     def _clip(self, grads):
         # Scales are computed where the gradients live, so clipping never reads back to the host.

@@ -5,15 +5,20 @@ Paths do not use the process-wide auto names (conv2d_7 in one run may be conv2d 
 like Keras 3 weight files, each child is named by its class in snake case, numbered per parent
 (`model/conv2d/kernel`, `model/conv2d_1/bias`, `model/sequential/dense/kernel`), so a file
 loads into any model of the same architecture. Loading is strict by default: the error lists
-every missing, unexpected and wrongly shaped key.
+every missing, unexpected and wrongly shaped key. Loading checks and converts every array
+before assigning any, so a bad file leaves the model as it was. Saving is atomic
+(`atomic_write`): an interrupted save leaves the previous file intact.
 """
 import os
+import zipfile
+import zlib
 from collections import Counter, namedtuple
 
 import numpy as np
 
 from ..layers.input_layer import InputLayer
 from ..layers.layer import to_snake_case
+from .atomic import atomic_write
 
 LoadStatus = namedtuple("LoadStatus", "missing unexpected mismatched")
 
@@ -52,22 +57,61 @@ def _require_built(model):
                          f"(model.build(input_shape) or call it on data)")
 
 
-def save_weights(model, filepath, overwrite=True):
+def weight_arrays(model):
+    """{path: host array} of every weight (what save_weights writes)."""
     _require_built(model)
+    return {k: np.asarray(v.numpy()) for k, v in weight_paths(model).items()}
+
+
+def save_weights(model, filepath, overwrite=True):
     filepath = os.fspath(filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False")
-    arrays = {k: np.asarray(v.numpy()) for k, v in weight_paths(model).items()}
+    arrays = weight_arrays(model)
     # A file object keeps the name exactly as given (np.savez would append .npz to a path).
-    with open(filepath, "wb") as f:
+    with atomic_write(filepath) as f:
         np.savez(f, **arrays)
 
 
+def read_npz(filepath, what="weights file"):
+    """Every array of an .npz as a dict, read with allow_pickle=False; a file that is not a
+    readable .npz (truncated, corrupt, pickled objects) is a ValueError naming it."""
+    filepath = os.fspath(filepath)
+    if not os.path.isfile(filepath):
+        raise FileNotFoundError(f"{what} {filepath!r} not found")
+    try:
+        f = np.load(filepath, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):  # np.load also reads a lone .npy array
+            raise ValueError("a single .npy array, not an .npz archive")
+        with f:  # arrays are read (and checked) here, lazily, one by one
+            return {k: f[k] for k in f.files}
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise ValueError(f"cannot read {what} {filepath}: {e}") from None
+
+
+def convert_arrays(named_variables, stored, source):
+    """{path: array converted to its variable's dtype} for every path of `stored`, after checking
+    that each converts (same kind of number: no strings, complex or objects). Raises ValueError
+    listing every array that does not, so that callers can assign all or nothing."""
+    out, bad = {}, []
+    for k, a in stored.items():
+        var = named_variables[k]
+        a = np.asarray(a)
+        if not np.can_cast(a.dtype, var.dtype, casting="same_kind"):
+            bad.append(f"{k} ({a.dtype})")
+            continue
+        out[k] = a.astype(var.dtype, copy=False)
+    if bad:
+        raise ValueError(f"cannot load {source}: arrays that do not convert to the weights' dtype: "
+                         + ", ".join(bad))
+    return out
+
+
 def load_weights(model, filepath, strict=True):
-    """Assign the file's arrays to the model's weights; returns LoadStatus of what did not match."""
+    """Assign the file's arrays to the model's weights; returns LoadStatus of what did not match.
+    Nothing is assigned unless every array to be loaded is valid."""
     _require_built(model)
-    with np.load(os.fspath(filepath), allow_pickle=False) as f:
-        stored = {k: f[k] for k in f.files}
+    stored = read_npz(filepath)
     mine = weight_paths(model)
     missing = [k for k in mine if k not in stored]
     unexpected = [k for k in stored if k not in mine]
@@ -84,7 +128,7 @@ def load_weights(model, filepath, strict=True):
                 f"{k} (file {fs}, model {ms})" for k, fs, ms in mismatched))
         raise ValueError("\n".join(parts))
     bad = {k for k, _, _ in mismatched}
-    for k, var in mine.items():
-        if k in stored and k not in bad:
-            var.assign(stored[k].astype(var.dtype, copy=False))
+    arrays = convert_arrays(mine, {k: a for k, a in stored.items() if k in mine and k not in bad}, filepath)
+    for k, a in arrays.items():
+        mine[k].assign(a)
     return LoadStatus(missing, unexpected, mismatched)

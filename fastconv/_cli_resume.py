@@ -1,0 +1,134 @@
+"""The state ``fastconv train`` saves after every epoch so that ``--resume`` can continue a run.
+
+It is data only, so resuming never runs code found in the run folder: one file, ``resume.npz``,
+a zip archive that ``np.load`` reads with ``allow_pickle=False``, holding
+
+- ``weights/<path>``: every weight of the model (non-trainable ones included), keyed by the
+  same paths as weight files;
+- ``optimizer/<path>/<slot>`` and ``optimizer/iterations``: the optimizer's slot arrays and its
+  step counter (``Optimizer.state_arrays``);
+- ``state.json``: the epoch, history, best monitored value, epoch times, the arguments of the
+  run, the random streams' bit-generator states and the thread count.
+
+One archive (not an .npz beside a .json) because it is written in one atomic step, so the
+arrays and the JSON always belong to the same epoch. ``--resume`` rebuilds the model from the
+arguments and loads this state into it; every array is checked before anything is assigned.
+"""
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from .saving import atomic_write
+from .saving.weights import convert_arrays, weight_arrays, weight_paths
+
+FORMAT = "fastconv-resume/1"
+STATE_FILE = "resume.npz"
+OLD_STATE_FILE = "resume.pkl"  # pickled by fastconv <= 0.1; never read (unpickling runs code)
+
+# Arguments that may change when resuming: more epochs extend the run; verbosity only prints.
+# Every other argument must match, or the resumed run would silently differ from its start.
+MAY_CHANGE_ON_RESUME = ("epochs", "verbose")
+RUN_ARGUMENTS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "backend", "seed",
+                 "limit", "val_split", "image_size", "color_mode", "augment", "verbose")
+
+
+def run_arguments(args, dataset):
+    """The arguments that define a run, as JSON data (`dataset`: the resolved data set name)."""
+    values = {k: getattr(args, k) for k in RUN_ARGUMENTS}
+    values["dataset"] = dataset
+    return json.loads(json.dumps(values))  # tuples become lists, as they come back from the file
+
+
+def check_same_run(saved, current, epochs_done):
+    """ValueError naming every argument that differs from the interrupted run's."""
+    differ = [f"--{k.replace('_', '-')} {_show(saved.get(k))} (now {_show(current[k])})"
+              for k in current if k not in MAY_CHANGE_ON_RESUME and saved.get(k) != current[k]]
+    if differ:
+        raise ValueError("--resume continues a run with its own arguments, and this one was started "
+                         "with " + ", ".join(differ) + "; use the same arguments (only --epochs and "
+                         "--verbose may change), or a new --out")
+    if current["epochs"] < epochs_done:
+        raise ValueError(f"--epochs {current['epochs']} is fewer than the {epochs_done} "
+                         "epochs this run has already finished")
+
+
+def _show(v):
+    return " ".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+def save_state(path, model, state):
+    """Write `state` (epoch, history, best, epoch_seconds, arguments, random, threads) and the
+    model's and its optimizer's arrays to `path`, atomically."""
+    arrays = {"weights/" + k: a for k, a in weight_arrays(model).items()}
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        named = weight_paths(model)
+        arrays.update(("optimizer/" + k, a) for k, a in optimizer.state_arrays(named).items())
+    doc = dict(state, format=FORMAT, best=None if state["best"] == -np.inf else state["best"])
+    with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        zf.writestr("state.json", json.dumps(doc, indent=1))
+        for key, a in arrays.items():
+            with zf.open(key + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(a, order="C"), allow_pickle=False)
+
+
+def read_state(folder):
+    """(state dict, {key: array}) from `folder`'s resume file, or None when there is none.
+    A file that is corrupt, incomplete or of another format is a one-line ValueError."""
+    path = os.path.join(folder, STATE_FILE)
+    if not os.path.isfile(path):
+        if os.path.exists(os.path.join(folder, OLD_STATE_FILE)):
+            raise ValueError(f"{os.path.join(folder, OLD_STATE_FILE)} is an old-format (pickled) resume "
+                             "state, which fastconv no longer reads because loading it could run code; "
+                             "start the run again without --resume, or in a new --out")
+        return None
+    try:
+        with zipfile.ZipFile(path) as zf:
+            state = json.loads(zf.read("state.json"))
+            arrays = {}
+            for name in zf.namelist():
+                if name.endswith(".npy"):
+                    with zf.open(name) as member:
+                        arrays[name[:-4]] = np.lib.format.read_array(member, allow_pickle=False)
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} state")
+        for key, kind in (("epoch", int), ("history", dict), ("epoch_seconds", list),
+                          ("arguments", dict), ("random", dict)):
+            if not isinstance(state.get(key), kind):
+                raise ValueError(f"{key!r} missing or not a {kind.__name__}")
+        epoch = state["epoch"]
+        if epoch < 0 or len(state["epoch_seconds"]) != epoch or any(
+                not isinstance(v, list) or len(v) != epoch or not all(isinstance(x, (int, float)) for x in v)
+                for v in state["history"].values()):
+            raise ValueError(f"history does not hold {epoch} epochs of numbers")
+        state["best"] = -np.inf if state.get("best") is None else float(state["best"])
+    except (OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"cannot resume from {path}: corrupt or incomplete state ({e}); start "
+                         "the run again without --resume, or in a new --out") from None
+    return state, arrays
+
+
+def load_into(model, arrays, path):
+    """Put the saved weights and optimizer state into a freshly built `model`, checking every
+    array first."""
+    names = weight_paths(model)
+    weights = {k[len("weights/"):]: a for k, a in arrays.items() if k.startswith("weights/")}
+    if set(weights) != set(names):
+        raise ValueError(f"cannot resume from {path}: its weights do not match the model "
+                         f"(missing {sorted(set(names) - set(weights))}, "
+                         f"unexpected {sorted(set(weights) - set(names))})")
+    shapes = [k for k in names if tuple(weights[k].shape) != tuple(names[k].shape)]
+    if shapes:
+        raise ValueError(f"cannot resume from {path}: wrongly shaped weights {shapes}")
+    weights = convert_arrays(names, weights, path)
+    optimizer = getattr(model, "optimizer", None)
+    slots = {k[len("optimizer/"):]: a for k, a in arrays.items() if k.startswith("optimizer/")}
+    if optimizer is not None:
+        try:
+            optimizer.load_state_arrays(names, slots)  # checks everything before changing anything
+        except ValueError as e:
+            raise ValueError(f"cannot resume from {path}: {e}") from None
+    for k, a in weights.items():
+        names[k].assign(a)
