@@ -222,6 +222,11 @@ def test_max_pool_of_a_window_holding_nan_is_nan():
         dx = call(name, "max_pool2d_backward", np.ones((1, 1, 1, 1), np.float32), x, (2, 2), (2, 2),
                   (0, 0, 0, 0))
         np.testing.assert_array_equal(dx.reshape(2, 2), [[0, 1], [0, 0]], err_msg=name)
+    # Two NaNs: the last in row-major order is the argmax (PyTorch's `val > max || isnan(val)`).
+    x = np.array([[np.nan, 5], [np.nan, 2]], np.float32).reshape(1, 2, 2, 1)
+    for name in ("numpy", "cpu"):
+        y, arg = call(name, "max_pool2d_forward_with_argmax", x, (2, 2), (2, 2), (0, 0, 0, 0))
+        assert np.isnan(y).all() and arg.item() == 2, name
 
 
 def _window_hits(bad, pool, strides, pads):

@@ -20,9 +20,10 @@ FC_HD float relu_nan(float z) { return z < 0.f ? 0.f : z; }
 FC_HD float max_nan(float a, float b) { return (a > b || a != a) ? a : b; }
 
 // True when candidate v replaces the running maximum `best` of a max-pool window: v is
-// larger, or v is the window's first NaN. Strict so ties keep the earlier cell; once best is
-// NaN nothing replaces it, so the first NaN in row-major window order wins (and receives the
-// gradient).
-FC_HD bool pool_beats(float v, float best) { return v > best || (v != v && best == best); }
+// larger, or v is NaN (PyTorch's rule). Strict, so ties keep the earlier cell; no number
+// replaces a NaN (v > NaN is false), so a window holding NaN pools to NaN and its LAST NaN in
+// row-major window order is the argmax that receives the gradient, as in PyTorch. Two
+// compares per cell, the same in the 16-lane loops.
+FC_HD bool pool_beats(float v, float best) { return v > best || v != v; }
 
 }  // namespace fastconv

@@ -23,7 +23,7 @@ FC_HD PoolOut pool_output_coords(const PoolGeometry& g, int64_t idx) {
 }
 
 // Flat (iy*w + ix) of the winning cell of output (n, oy, ox, ch): the first maximum in
-// row-major window order (strict >), so ties and padding follow the CPU kernel; the first NaN
+// row-major window order (strict >), so ties and padding follow the CPU kernel; the last NaN
 // of the window wins over any number (pool_beats), so the window pools to NaN and routes its
 // gradient there, as in the CPU kernel and the oracle.
 FC_HD int64_t max_pool_argmax(const PoolGeometry& g, const float* x, PoolOut o) {

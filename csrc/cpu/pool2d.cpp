@@ -62,8 +62,9 @@ namespace {
 // (iy - row0) * kw + (ix - col0) is a cell's position in the padded window; it goes to arg
 // (when kArg) as uint8. Starts from the first real cell; strict '>' keeps ties on the
 // earliest cell in row-major order, padded cells are never visited. A NaN wins over any
-// number and then stays (nan_math.h pool_beats): a window holding NaN pools to NaN and its
-// argmax is the first NaN cell. (`val > best` alone let a NaN win only as the first cell.)
+// number and no number replaces it (nan_math.h pool_beats): a window holding NaN pools to
+// NaN and its argmax is the last NaN cell. (`val > best` alone let a NaN win only as the
+// first cell.)
 //
 // V vectors (V * kLanes channels) are walked together: each one's compare-and-select chain
 // is serial, so interleaving V independent chains keeps the core busy and amortises the
@@ -89,7 +90,7 @@ inline void max_window16(const PoolGeometry& g, const float* xi, AxisRange rows,
       opaque(t);
       for (int v = 0; v < V; ++v) {
         const f32x16 val = load16_plain(cell + v * kLanes);
-        const i32x16 win = (val > best[v]) | ((val != val) & (best[v] == best[v]));
+        const i32x16 win = (val > best[v]) | (val != val);  // pool_beats
         best[v] = win ? val : best[v];
         if constexpr (kArg) which[v] = win ? t : which[v];
       }
@@ -263,7 +264,7 @@ void max_backward_task(const PoolGeometry& g, const float* dy, const float* x, f
     zero_rows_until(rows.hi);
     for (int64_t ox = 0; ox < g.ow; ++ox) {
       const AxisRange cols = pool_window(ox, w.sw, w.pl, w.kw, g.w);
-      // Recompute the forward's argmax with the same rule (first maximum, first NaN).
+      // Recompute the forward's argmax with the same rule (first maximum, last NaN).
       const int64_t base = rows.lo * g.w + cols.lo;
       for (int64_t c = 0; c < nc; ++c) {
         b[c] = xi[base * C + c];
