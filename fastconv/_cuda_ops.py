@@ -26,7 +26,7 @@ def _pool_out(K, x_shape, pool, strides, pads, what):
 def max_pool2d_forward(x, pool, strides, pads):
     cp, K = _ready()
     x = _f32(x, "x")
-    y = cp.empty(_pool_out(K, x.shape, pool, strides, pads, "max_pool2d"), cp.float32)
+    y = _c._empty(_pool_out(K, x.shape, pool, strides, pads, "max_pool2d"), cp.float32)
     K.max_pool2d_forward(_p(x), _p(y), tuple(x.shape), tuple(pool), tuple(strides), tuple(pads), _s())
     return y
 
@@ -35,7 +35,7 @@ def max_pool2d_backward(dy, x, pool, strides, pads):
     cp, K = _ready()
     dy, x = _f32(dy, "dy"), _f32(x, "x")
     _shape(dy, "dy", _pool_out(K, x.shape, pool, strides, pads, "max_pool2d"))
-    dx = cp.empty(x.shape, cp.float32)
+    dx = _c._empty(x.shape, cp.float32)
     K.max_pool2d_backward(_p(dy), _p(x), _p(dx), tuple(x.shape), tuple(pool), tuple(strides), tuple(pads), _s())
     return dx
 
@@ -43,7 +43,7 @@ def max_pool2d_backward(dy, x, pool, strides, pads):
 def avg_pool2d_forward(x, pool, strides, pads):
     cp, K = _ready()
     x = _f32(x, "x")
-    y = cp.empty(_pool_out(K, x.shape, pool, strides, pads, "avg_pool2d"), cp.float32)
+    y = _c._empty(_pool_out(K, x.shape, pool, strides, pads, "avg_pool2d"), cp.float32)
     K.avg_pool2d_forward(_p(x), _p(y), tuple(x.shape), tuple(pool), tuple(strides), tuple(pads), _s())
     return y
 
@@ -53,7 +53,7 @@ def avg_pool2d_backward(dy, x_shape, pool, strides, pads):
     dy = _f32(dy, "dy")
     x_shape = tuple(int(v) for v in x_shape)
     _shape(dy, "dy", _pool_out(K, x_shape, pool, strides, pads, "avg_pool2d"))
-    dx = cp.empty(x_shape, cp.float32)
+    dx = _c._empty(x_shape, cp.float32)
     K.avg_pool2d_backward(_p(dy), _p(dx), x_shape, tuple(pool), tuple(strides), tuple(pads), _s())
     return dx
 
@@ -63,7 +63,7 @@ def global_avg_pool2d_forward(x):
     x = _f32(x, "x")
     _rank(x, "x", 4, "(N, H, W, C)")
     n, h, w, c = x.shape
-    y = cp.empty((n, c), cp.float32)
+    y = _c._empty((n, c), cp.float32)
     K.global_avg_pool2d_forward(_p(x), _p(y), n, h * w, c, _s())
     return y
 
@@ -73,7 +73,7 @@ def global_avg_pool2d_backward(dy, x_shape):
     dy = _f32(dy, "dy")
     n, h, w, c = (int(v) for v in x_shape)
     _shape(dy, "dy", (n, c))
-    dx = cp.empty((n, h, w, c), cp.float32)
+    dx = _c._empty((n, h, w, c), cp.float32)
     K.global_avg_pool2d_backward(_p(dy), _p(dx), n, h * w, c, _s())
     return dx
 
@@ -85,8 +85,8 @@ def batch_norm_forward_train(x, gamma, beta, eps, relu=False):
     x = _f32(x, "x")
     m, c = _channels(x, "x")
     gamma, beta = _vec(gamma, "gamma", c), _vec(beta, "beta", c)
-    y = cp.empty(x.shape, cp.float32)
-    mean, var, inv_std = (cp.empty((c,), cp.float32) for _ in range(3))
+    y = _c._empty(x.shape, cp.float32)
+    mean, var, inv_std = (_c._empty((c,), cp.float32) for _ in range(3))
     K.batch_norm_forward_train(_p(x), _p(gamma), _p(beta), float(eps), _p(y), _p(mean), _p(var),
                                 _p(inv_std), m, c, _s())
     if relu:
@@ -99,7 +99,7 @@ def batch_norm_forward_inference(x, gamma, beta, mean, var, eps, relu=False):
     x = _f32(x, "x")
     m, c = _channels(x, "x")
     vs = [_vec(a, nm, c) for a, nm in ((gamma, "gamma"), (beta, "beta"), (mean, "mean"), (var, "var"))]
-    y = cp.empty(x.shape, cp.float32)
+    y = _c._empty(x.shape, cp.float32)
     K.batch_norm_forward_inference(_p(x), *(_p(v) for v in vs), float(eps), _p(y), m, c, _s())
     if relu:
         K.bias_act_forward(_p(y), 0, _act("relu"), _p(y), m, c, _s())
@@ -115,8 +115,8 @@ def batch_norm_backward(dy, x, gamma, mean, inv_std, relu_beta=None):
     if relu_beta is not None:  # through a fused relu: mask dy by the recomputed output's sign
         y = (x - mean) * (gamma * inv_std) + _vec(relu_beta, "relu_beta", c)
         dy = cp.ascontiguousarray(dy * (y > 0))
-    dx = cp.empty(dy.shape, cp.float32)
-    dgamma, dbeta = cp.empty((c,), cp.float32), cp.empty((c,), cp.float32)
+    dx = _c._empty(dy.shape, cp.float32)
+    dgamma, dbeta = _c._empty((c,), cp.float32), _c._empty((c,), cp.float32)
     K.batch_norm_backward(_p(dy), _p(x), _p(gamma), _p(mean), _p(inv_std), _p(dx), _p(dgamma),
                            _p(dbeta), m, c, _s())
     return dx, dgamma, dbeta
@@ -127,7 +127,7 @@ def bias_act_forward(x, b, activation):
     x = _f32(x, "x")
     m, c = _channels(x, "x")
     b = None if b is None else _vec(b, "b", c)
-    y = cp.empty(x.shape, cp.float32)
+    y = _c._empty(x.shape, cp.float32)
     K.bias_act_forward(_p(x), _p(b), _act(activation), _p(y), m, c, _s())
     return y
 
@@ -137,8 +137,8 @@ def bias_act_backward(dy, y, activation, with_bias):
     dy, y = _f32(dy, "dy"), _f32(y, "y")
     _shape(y, "y", dy.shape)
     m, c = _channels(dy, "dy")
-    dz = cp.empty(dy.shape, cp.float32)
-    db = cp.empty((c,), cp.float32) if with_bias else None
+    dz = _c._empty(dy.shape, cp.float32)
+    db = _c._empty((c,), cp.float32) if with_bias else None
     K.bias_act_backward(_p(dy), _p(y), _act(activation), _p(dz), _p(db), m, c, _s())
     return dz, db
 
@@ -154,7 +154,7 @@ def _rows(x, name):
 def softmax_forward(x):
     cp, K = _ready()
     x = _rows(x, "x")
-    y = cp.empty(x.shape, cp.float32)
+    y = _c._empty(x.shape, cp.float32)
     K.softmax_forward(_p(x), _p(y), x.shape[0], x.shape[1], _s())
     return y
 
@@ -163,7 +163,7 @@ def softmax_backward(dy, y):
     cp, K = _ready()
     dy, y = _rows(dy, "dy"), _rows(y, "y")
     _shape(y, "y", dy.shape)
-    dx = cp.empty(dy.shape, cp.float32)
+    dx = _c._empty(dy.shape, cp.float32)
     K.softmax_backward(_p(dy), _p(y), _p(dx), dy.shape[0], dy.shape[1], _s())
     return dx
 
@@ -175,7 +175,7 @@ def softmax_cross_entropy_forward(logits, labels):
     logits = _rows(logits, "logits")
     n, c = logits.shape
     labels = _labels(labels, n)
-    loss, probs = cp.empty((n,), cp.float32), cp.empty((n, c), cp.float32)
+    loss, probs = _c._empty((n,), cp.float32), _c._empty((n, c), cp.float32)
     K.softmax_cross_entropy_forward(_p(logits), _p(labels), _p(loss), _p(probs), n, c, _s())
     return loss, probs
 
@@ -185,7 +185,7 @@ def softmax_cross_entropy_backward(probs, labels, dloss):
     probs = _rows(probs, "probs")
     n, c = probs.shape
     labels, dloss = _labels(labels, n), _vec(dloss, "dloss", n)
-    dlogits = cp.empty((n, c), cp.float32)
+    dlogits = _c._empty((n, c), cp.float32)
     K.softmax_cross_entropy_backward(_p(probs), _p(labels), _p(dloss), _p(dlogits), n, c, _s())
     return dlogits
 

@@ -19,6 +19,7 @@ This module imports without CuPy, without ``fastconv._cuda`` and without a GPU; 
 then reports which of the three is missing (:func:`require`).
 """
 import importlib
+import os
 
 import numpy as np
 
@@ -28,6 +29,28 @@ _tf32 = False
 _workspace_limit = 1 << 30  # bytes of im2col buffer per convolution call
 
 _ACT = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+
+# Debug switch, the twin of fastconv._C._set_poison_outputs: every output buffer this backend
+# allocates for a kernel starts as NaN instead of cp.empty's leftovers, so a kernel that
+# leaves part of it unwritten fails the tests. FASTCONV_POISON_OUTPUTS=1 (read at import) or
+# _set_poison_outputs(True); tests/conftest.py turns it on for the test session.
+_poison = os.environ.get("FASTCONV_POISON_OUTPUTS") == "1"
+
+
+def _set_poison_outputs(on):
+    global _poison
+    _poison = bool(on)
+
+
+def _get_poison_outputs():
+    return _poison
+
+
+def _empty(shape, dtype=np.float32):
+    """cp.empty(shape, dtype) for a kernel's output, NaN-filled under the poison switch."""
+    if _poison:
+        return cp.full(shape, np.nan if np.dtype(dtype).kind == "f" else -1, dtype)
+    return cp.empty(shape, dtype)
 
 
 def require():
@@ -244,7 +267,7 @@ def conv2d_forward(x, w, b, strides, pads, dilation, groups, activation="linear"
     n, oh, ow, oc = _conv_shapes(x, w, strides, pads, dilation, groups)
     if b is not None:
         b = _vec(b, "b", oc)
-    y = cp.empty((n, oh, ow, oc), cp.float32)
+    y = _empty((n, oh, ow, oc), cp.float32)
     args = (tuple(strides), tuple(pads), tuple(dilation))
     if _is_depthwise(x.shape, w.shape, groups):
         _K.depthwise_forward(_p(x), _p(w), _p(b), _p(y), tuple(x.shape), tuple(w.shape), *args, _s())
@@ -259,7 +282,7 @@ def conv2d_forward(x, w, b, strides, pads, dilation, groups, activation="linear"
         rows = oh * ow
         for i0, i1 in _chunks(n, rows, groups * k):
             xs = x[i0:i1]
-            col = cp.empty(((i1 - i0) * rows, groups * k), cp.float32)
+            col = _empty(((i1 - i0) * rows, groups * k), cp.float32)
             _K.im2col(_p(xs), _p(col), tuple(xs.shape), tuple(w.shape), *args, groups, _s())
             yc = y[i0:i1].reshape(-1, oc)
             if groups == 1:
@@ -282,7 +305,7 @@ def conv2d_backward_data(dy, w, x_shape, strides, pads, dilation, groups):
                                      tuple(dilation), int(groups)))
     _shape(dy, "dy", out)
     n, oh, ow, oc = out
-    dx = cp.empty(x_shape, cp.float32)
+    dx = _empty(x_shape, cp.float32)
     args = (tuple(strides), tuple(pads), tuple(dilation))
     if _is_depthwise(x_shape, w.shape, groups):
         _K.depthwise_backward_data(_p(dy), _p(w), _p(dx), x_shape, tuple(w.shape), *args, _s())
@@ -316,10 +339,10 @@ def conv2d_backward_weights(dy, x, w_shape, strides, pads, dilation, groups, wit
                                      tuple(dilation), int(groups)))
     _shape(dy, "dy", out)
     n, oh, ow, oc = out
-    db = cp.empty((oc,), cp.float32) if with_bias else None
+    db = _empty((oc,), cp.float32) if with_bias else None
     args = (tuple(strides), tuple(pads), tuple(dilation))
     if _is_depthwise(x.shape, w_shape, groups):
-        dw = cp.empty(w_shape, cp.float32)
+        dw = _empty(w_shape, cp.float32)
         _K.depthwise_backward_weights(_p(dy), _p(x), _p(dw), _p(db), tuple(x.shape), w_shape, *args, _s())
         return dw, db
     kh, kw, cin_g, _ = w_shape
@@ -331,7 +354,7 @@ def conv2d_backward_weights(dy, x, w_shape, strides, pads, dilation, groups, wit
         dw = None
         for i0, i1 in _chunks(n, rows, groups * k):
             xs = x[i0:i1]
-            col = cp.empty(((i1 - i0) * rows, groups * k), cp.float32)
+            col = _empty(((i1 - i0) * rows, groups * k), cp.float32)
             _K.im2col(_p(xs), _p(col), tuple(xs.shape), w_shape, *args, groups, _s())
             dyc = dy2[i0 * rows:i1 * rows]
             if groups == 1:  # a plain 2-D GEMM: cuBLAS reads col transposed in place
@@ -366,7 +389,7 @@ def dense_backward(dy, x, w):
     _rank(x, "x", 2, "(N, K)")
     _rank(w, "w", 2, "(K, M)")
     _shape(dy, "dy", (x.shape[0], w.shape[1]))
-    db = cp.empty((w.shape[1],), cp.float32)
+    db = _empty((w.shape[1],), cp.float32)
     _K.column_sums(_p(dy), _p(db), 1, dy.shape[0], dy.shape[1], 1.0, _s())
     return cp.matmul(dy, w.T), cp.matmul(x.T, dy), db
 

@@ -8,8 +8,12 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -105,9 +109,34 @@ inline std::array<int64_t, N> int_tuple(const py::handle& obj, const char* name,
   return out;
 }
 
+// Debug switch "poison outputs": every output a binding allocates is filled with NaN (uint8
+// outputs with 0xFF) before its kernel runs, so a kernel that leaves part of its output
+// unwritten fails the tests instead of passing by luck of what np.empty's memory held.
+// Only fresh allocations: buffers a caller passes in (in-place optimizer updates) are never
+// touched. Set by FASTCONV_POISON_OUTPUTS=1 (read once, at the first allocation) or
+// _C._set_poison_outputs(bool); tests/conftest.py turns it on for the whole test session.
+// One flag per process: an inline function's static is shared by every binding file.
+inline std::atomic<bool>& poison_outputs() {
+  static std::atomic<bool> flag([] {
+    const char* env = std::getenv("FASTCONV_POISON_OUTPUTS");
+    return env != nullptr && std::string(env) == "1";
+  }());
+  return flag;
+}
+
 inline py::array_t<float> empty_f32(const std::vector<int64_t>& shape) {
   std::vector<py::ssize_t> s(shape.begin(), shape.end());
-  return py::array_t<float>(s);
+  py::array_t<float> a(s);
+  if (poison_outputs().load(std::memory_order_relaxed))
+    std::fill_n(a.mutable_data(), a.size(), std::numeric_limits<float>::quiet_NaN());
+  return a;
+}
+
+inline py::array_t<uint8_t> empty_u8(const std::vector<int64_t>& shape) {
+  std::vector<py::ssize_t> s(shape.begin(), shape.end());
+  py::array_t<uint8_t> a(s);
+  if (poison_outputs().load(std::memory_order_relaxed)) std::fill_n(a.mutable_data(), a.size(), 0xFF);
+  return a;
 }
 
 // strides (sh, sw), pads (top, bottom, left, right), dilation (dh, dw) -> a Window2d.

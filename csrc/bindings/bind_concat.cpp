@@ -39,9 +39,9 @@ py::array_t<float> concat_last(const py::sequence& arrays) {
   }
   int64_t rows = 1;
   for (int64_t d : lead) rows *= d;
-  std::vector<py::ssize_t> out_shape(lead.begin(), lead.end());
+  std::vector<int64_t> out_shape(lead.begin(), lead.end());
   out_shape.push_back(total);
-  py::array_t<float> out(out_shape);
+  auto out = empty_f32(out_shape);
   float* o = out.mutable_data();
   {
     py::gil_scoped_release nogil;

@@ -79,7 +79,7 @@ py::tuple max_forward_argmax(const py::handle& x_obj, const py::handle& pool,
   const PoolGeometry g = geometry(shape4(x), pool, strides, pads, "max_pool2d_forward_with_argmax");
   require_small_window(g, "max_pool2d_forward_with_argmax");
   auto y = empty_f32({g.n, g.oh, g.ow, g.c});
-  py::array_t<uint8_t> arg(std::vector<py::ssize_t>{g.n, g.oh, g.ow, g.c});
+  auto arg = empty_u8({g.n, g.oh, g.ow, g.c});
   if (g.n > 0) {
     py::gil_scoped_release nogil;
     cpu::max_pool2d_forward_argmax(g, x.data(), y.mutable_data(), arg.mutable_data());

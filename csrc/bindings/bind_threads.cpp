@@ -87,6 +87,10 @@ double fma_peak_gflops(double seconds, int repeats) {
 }  // namespace
 
 void bind_threads(py::module_& m) {
+  m.def("_set_poison_outputs", [](bool on) { poison_outputs().store(on); }, py::arg("on"),
+        "Debug: fill every freshly allocated kernel output with NaN (uint8: 0xFF) before the "
+        "kernel runs, so an unwritten region shows (array_check.h). Also FASTCONV_POISON_OUTPUTS=1.");
+  m.def("_get_poison_outputs", [] { return poison_outputs().load(); });
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"),
         "Set the OpenMP thread count of the native kernels (OpenBLAS stays single-threaded inside them).");
   m.def("get_num_threads", &cpu::get_num_threads);

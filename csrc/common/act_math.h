@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "common/hd.h"
+#include "common/nan_math.h"
 
 namespace fastconv {
 
@@ -12,7 +13,7 @@ enum ActCode : int { kActLinear = 0, kActRelu = 1, kActSigmoid = 2, kActTanh = 3
 
 FC_HD float act_apply(int act, float z) {
   switch (act) {
-    case kActRelu: return z > 0.f ? z : 0.f;
+    case kActRelu: return relu_nan(z);  // NaN stays NaN (nan_math.h)
     // exp(-z) overflows to inf for very negative z, giving 1/inf = 0: the right limit.
     case kActSigmoid: return 1.0f / (1.0f + expf(-z));
     case kActTanh: return tanhf(z);
@@ -20,6 +21,8 @@ FC_HD float act_apply(int act, float z) {
   }
 }
 
+// Multiplied into dy (dz = dy * grad), so a NaN or inf in dy still gives NaN where the relu is
+// off (TensorFlow's ReluGrad: dy * (y > 0)); relu'(NaN) = 0 as there.
 FC_HD float act_grad_from_output(int act, float y) {
   switch (act) {
     case kActRelu: return y > 0.f ? 1.f : 0.f;

@@ -111,7 +111,9 @@ FC_HD float depthwise_backward_data_value(const ConvGeometry& g, const float* dy
 }
 
 // One term of dw[tap, o] = sum over output positions p = (n, oy, ox) of
-// dy[p, o] * x[n, iy, ix, o / M]; 0 where the tap falls on padding.
+// dy[p, o] * x[n, iy, ix, o / M]; dy * 0 where the tap falls on padding: the padding is a
+// zero multiplied like any cell, so a NaN or inf dy makes the term NaN, as in the oracle and
+// the im2col paths (a plain 0 dropped it).
 FC_HD float depthwise_dw_term(const ConvGeometry& g, const float* dy, const float* x,
                               int64_t tap, int64_t o, int64_t p) {
   const Window2d& v = g.win;
@@ -119,8 +121,9 @@ FC_HD float depthwise_dw_term(const ConvGeometry& g, const float* dy, const floa
   const int64_t ox = p % g.ow, rest = p / g.ow;
   const int64_t oy = rest % g.oh, n = rest / g.oh;
   const int64_t iy = oy * v.sh - v.pt + ky * v.dh, ix = ox * v.sw - v.pl + kx * v.dw;
-  if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) return 0.0f;
-  return dy[p * g.oc + o] * x[((n * g.h + iy) * g.w + ix) * g.c + o / g.cout_g];
+  const float d = dy[p * g.oc + o];
+  if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) return d * 0.0f;
+  return d * x[((n * g.h + iy) * g.w + ix) * g.c + o / g.cout_g];
 }
 
 }  // namespace fastconv

@@ -7,6 +7,7 @@
 
 #include "common/geometry.h"
 #include "common/hd.h"
+#include "common/nan_math.h"
 #include "common/pool_index.h"
 
 namespace fastconv {
@@ -22,8 +23,9 @@ FC_HD PoolOut pool_output_coords(const PoolGeometry& g, int64_t idx) {
 }
 
 // Flat (iy*w + ix) of the winning cell of output (n, oy, ox, ch): the first maximum in
-// row-major window order (strict >), so ties and padding follow the CPU kernel. A NaN
-// never wins after the first cell, as in the CPU kernel's comparison.
+// row-major window order (strict >), so ties and padding follow the CPU kernel; the last NaN
+// of the window wins over any number (pool_beats), so the window pools to NaN and routes its
+// gradient there, as in the CPU kernel and the oracle.
 FC_HD int64_t max_pool_argmax(const PoolGeometry& g, const float* x, PoolOut o) {
   const AxisRange rows = pool_window(o.oy, g.win.sh, g.win.pt, g.win.kh, g.h);
   const AxisRange cols = pool_window(o.ox, g.win.sw, g.win.pl, g.win.kw, g.w);
@@ -33,7 +35,7 @@ FC_HD int64_t max_pool_argmax(const PoolGeometry& g, const float* x, PoolOut o) 
   for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
     for (int64_t ix = cols.lo; ix < cols.hi; ++ix) {
       const float v = xn[(iy * g.w + ix) * g.c];
-      if (v > bv) { bv = v; best = iy * g.w + ix; }
+      if (pool_beats(v, bv)) { bv = v; best = iy * g.w + ix; }
     }
   return best;
 }

@@ -10,6 +10,7 @@
 
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
+#include "common/nan_math.h"
 #include "cpu/fast_exp.h"
 #include "kernels.h"
 
@@ -22,7 +23,9 @@ inline float sigmoid(float z) { return 1.0f / (1.0f + exp_vec(-z)); }
 
 template <Activation A>
 inline float apply(float z) {
-  if constexpr (A == Activation::Relu) return z > 0.f ? z : 0.f;
+  // relu_nan: NaN stays NaN (`z > 0 ? z : 0` made it 0). GCC vectorises it as a compare and
+  // blend, which keeps that order.
+  if constexpr (A == Activation::Relu) return relu_nan(z);
   else if constexpr (A == Activation::Sigmoid) return sigmoid(z);
   else if constexpr (A == Activation::Tanh) return tanh_vec(z);
   else return z;
@@ -65,13 +68,16 @@ void forward(int64_t m, int64_t c, const float* x, const float* b, float* y) {
 
 // dz[e] = dy[e] * act'(y[e]) for e < n; acc[e] += dz[e] when kSum. Relu is written with
 // explicit vectors: its select would otherwise become a masked load (simd.h load16_plain).
+// Where the relu is off it yields dy * 0, not 0, so a NaN or inf in dy gives NaN there as in
+// TensorFlow's dy * (y > 0) and the oracle (a plain 0 dropped it).
 template <Activation A, bool kSum>
 inline void grad_run(int64_t n, const float* __restrict gr, const float* __restrict yr,
                      float* __restrict out, float* __restrict acc) {
   int64_t e = 0;
   if constexpr (A == Activation::Relu) {
     for (; e + kLanes <= n; e += kLanes) {
-      const f32x16 d = load16(yr + e) > splat16(0.f) ? load16_plain(gr + e) : splat16(0.f);
+      const f32x16 g = load16_plain(gr + e);
+      const f32x16 d = load16(yr + e) > splat16(0.f) ? g : g * 0.f;
       store16(out + e, d);
       if constexpr (kSum) store16(acc + e, load16(acc + e) + d);
     }

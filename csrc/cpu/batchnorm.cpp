@@ -12,6 +12,7 @@
 #include <cmath>
 #include <vector>
 
+#include "common/nan_math.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
 #include "kernels.h"
@@ -34,7 +35,7 @@ void affine_rows(int64_t m, int64_t c, const float* x, const float* center, cons
     const float* __restrict s = sc.data();
     const float* __restrict b = sh.data();
     if (relu)
-      for (int64_t e = 0; e < rows * c; ++e) yr[e] = std::max((xr[e] - cen[e]) * s[e] + b[e], 0.f);
+      for (int64_t e = 0; e < rows * c; ++e) yr[e] = relu_nan((xr[e] - cen[e]) * s[e] + b[e]);
     else
       for (int64_t e = 0; e < rows * c; ++e) yr[e] = (xr[e] - cen[e]) * s[e] + b[e];
   });
@@ -45,7 +46,13 @@ void affine_rows(int64_t m, int64_t c, const float* x, const float* center, cons
 void batch_norm_forward_train(int64_t m, int64_t c, const float* x, const float* gamma,
                               const float* beta, float eps, float* y, float* mean, float* var,
                               float* inv_std, bool relu) {
-  const float* pivot = x;  // row 0; m >= 1 is checked by the binding
+  // Row 0 (m >= 1 is checked by the binding), with 0 for a channel where it is inf or NaN:
+  // an infinite pivot would make x - pivot NaN for every row, so the mean of a channel
+  // holding +inf would come out NaN instead of inf (the oracle's and PyTorch's); with 0 the
+  // sums see the inf itself (a NaN pivot gives NaN sums either way).
+  std::vector<float> pivot_v(x, x + c);
+  for (float& p : pivot_v) p = p - p == 0.f ? p : 0.f;
+  const float* pivot = pivot_v.data();
   const std::vector<float> pivot_t = tile(pivot, c, row_group(c));
   std::vector<double> sums(2 * c);
   column_reduce(m, c, 2, sums.data(), nullptr,
@@ -97,16 +104,19 @@ namespace {
 // which both passes read anyway. Written with explicit vectors and an opaque load of dy: as a
 // plain select, GCC turns it into a masked load that ran the pass 10x slower. Returns the
 // masked gradient of 16 elements at e; d = x - mean is handed back for the caller's use.
+// Masked-off elements become dy * 0, not 0: a NaN or inf in dy stays NaN (the oracle's and
+// TensorFlow's dy * (y > 0)).
 inline f32x16 relu_masked16(const float* gr, const float* xr, const float* mu, const float* slope,
                             const float* beta, int64_t e, f32x16& d) {
   d = load16(xr + e) - load16(mu + e);
   const f32x16 y = d * load16(slope + e) + load16(beta + e);
-  return y > splat16(0.f) ? load16_plain(gr + e) : splat16(0.f);
+  const f32x16 g = load16_plain(gr + e);
+  return y > splat16(0.f) ? g : g * 0.f;
 }
 
 inline float relu_masked1(const float* gr, const float* xr, const float* mu, const float* slope,
                           const float* beta, int64_t e) {
-  return (xr[e] - mu[e]) * slope[e] + beta[e] > 0.f ? gr[e] : 0.f;
+  return (xr[e] - mu[e]) * slope[e] + beta[e] > 0.f ? gr[e] : gr[e] * 0.f;
 }
 
 template <bool Relu>

@@ -30,6 +30,7 @@
 
 #include "cpu/direct_conv.h"
 #include "cpu/im2col.h"
+#include "cpu/simd.h"
 #include "cpu/winograd.h"
 #include "kernels.h"
 
@@ -81,7 +82,9 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
     else detail::direct_forward(g, x, w, b, y);
     return activation_inplace_parallel(g.output_size(), y, act);
   }
-  if (detail::use_winograd(g, ConvPass::Forward)) return detail::winograd_forward(g, x, w, b, y, act);
+  // Winograd declines (false) an input holding NaN or inf (winograd.h); im2col redoes it.
+  if (detail::use_winograd(g, ConvPass::Forward) && detail::winograd_forward(g, x, w, b, y, act))
+    return;
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
@@ -109,7 +112,8 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
 void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   if (g.is_depthwise()) return detail::depthwise_backward_data(g, dy, w, dx);
   if (detail::direct_eligible(g, ConvPass::BackwardData)) return detail::direct_backward_data(g, dy, w, dx);
-  if (detail::use_winograd(g, ConvPass::BackwardData)) return detail::winograd_backward_data(g, dy, w, dx);
+  if (detail::use_winograd(g, ConvPass::BackwardData) && detail::winograd_backward_data(g, dy, w, dx))
+    return;
   const Plan p = make_plan(g);
   if (g.is_pointwise()) {  // dcol is dx itself: chunks write disjoint rows, nothing to scatter.
   #pragma omp parallel for schedule(dynamic) num_threads(p.threads)
@@ -149,12 +153,40 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
   }
 }
 
+namespace {
+
+void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                             float* db);
+
+}  // namespace
+
+// The fast weight passes differ from the oracle in which taps a NaN or inf reaches: the
+// direct kernel's pixel stream multiplies x by the zero dy of columns past OW (0 * NaN), the
+// depthwise kernel skips padded taps (where the oracle and im2col multiply a zero by dy),
+// and Winograd's transforms mix whole tiles. Each of these makes dw non-finite when such a
+// value enters at all, so a non-finite dw (a few KB to check) sends the pass to im2col,
+// whose products are the oracle's; finite inputs never pay more than the check.
 void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db) {
-  if (g.is_depthwise()) return detail::depthwise_backward_weights(g, dy, x, dw, db);
-  if (detail::direct_eligible(g, ConvPass::BackwardWeights)) return detail::direct_backward_weights(g, dy, x, dw, db);
-  if (detail::use_winograd(g, ConvPass::BackwardWeights))
-    return detail::winograd_backward_weights(g, dy, x, dw, db);
+  bool done = false;
+  if (g.is_depthwise()) {
+    detail::depthwise_backward_weights(g, dy, x, dw, db);
+    done = true;
+  } else if (detail::direct_eligible(g, ConvPass::BackwardWeights)) {
+    detail::direct_backward_weights(g, dy, x, dw, db);
+    done = true;
+  } else if (detail::use_winograd(g, ConvPass::BackwardWeights)) {
+    detail::winograd_backward_weights(g, dy, x, dw, db);
+    done = true;
+  }
+  if (done && all_finite(dw, g.weight_size())) return;
+  im2col_backward_weights(g, dy, x, dw, db);
+}
+
+namespace {
+
+void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                             float* db) {
   const int64_t positions = g.n * g.oh * g.ow;
   if (db) detail::column_sums(positions, g.oc, dy, db);
   const Plan p = make_plan(g);
@@ -191,5 +223,7 @@ void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float
     for (int64_t i = 0; i < wsize; ++i) dw[i] += pt[i];
   }
 }
+
+}  // namespace
 
 }  // namespace fastconv::cpu

@@ -12,6 +12,7 @@
 
 #include <cmath>
 
+#include "common/nan_math.h"
 #include "cpu/parallel.h"
 #include "kernels.h"
 
@@ -70,7 +71,7 @@ void adam_update(int64_t n, float* __restrict w, const float* __restrict g, floa
     m[i] = mi;
     v[i] = vi;
     if (ams) {
-      vi = v_hat[i] > vi ? v_hat[i] : vi;  // np.maximum(v_hat, v)
+      vi = max_nan(v_hat[i], vi);  // np.maximum(v_hat, v): a NaN in either stays NaN
       v_hat[i] = vi;
     }
     w[i] = wi - (alpha * mi) / (std::sqrt(vi) + epsilon);

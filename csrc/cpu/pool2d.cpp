@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/nan_math.h"
 #include "common/pool_index.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
@@ -60,7 +61,10 @@ namespace {
 // image and first channel). row0/col0: the unclipped window's top-left, so
 // (iy - row0) * kw + (ix - col0) is a cell's position in the padded window; it goes to arg
 // (when kArg) as uint8. Starts from the first real cell; strict '>' keeps ties on the
-// earliest cell in row-major order, padded cells are never visited.
+// earliest cell in row-major order, padded cells are never visited. A NaN wins over any
+// number and no number replaces it (nan_math.h pool_beats): a window holding NaN pools to
+// NaN and its argmax is the last NaN cell. (`val > best` alone let a NaN win only as the
+// first cell.)
 //
 // V vectors (V * kLanes channels) are walked together: each one's compare-and-select chain
 // is serial, so interleaving V independent chains keeps the core busy and amortises the
@@ -86,7 +90,7 @@ inline void max_window16(const PoolGeometry& g, const float* xi, AxisRange rows,
       opaque(t);
       for (int v = 0; v < V; ++v) {
         const f32x16 val = load16_plain(cell + v * kLanes);
-        const i32x16 win = val > best[v];
+        const i32x16 win = (val > best[v]) | (val != val);  // pool_beats
         best[v] = win ? val : best[v];
         if constexpr (kArg) which[v] = win ? t : which[v];
       }
@@ -109,7 +113,7 @@ inline void max_window_tail(const PoolGeometry& g, const float* xi, AxisRange ro
     for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
       for (int64_t ix = cols.lo; ix < cols.hi; ++ix) {
         const float v = xk[(iy * g.w + ix) * g.c];
-        if (v > best) {
+        if (pool_beats(v, best)) {
           best = v;
           which = (iy - row0) * g.win.kw + (ix - col0);
         }
@@ -260,7 +264,7 @@ void max_backward_task(const PoolGeometry& g, const float* dy, const float* x, f
     zero_rows_until(rows.hi);
     for (int64_t ox = 0; ox < g.ow; ++ox) {
       const AxisRange cols = pool_window(ox, w.sw, w.pl, w.kw, g.w);
-      // Recompute the forward's argmax with the same first-wins rule.
+      // Recompute the forward's argmax with the same rule (first maximum, last NaN).
       const int64_t base = rows.lo * g.w + cols.lo;
       for (int64_t c = 0; c < nc; ++c) {
         b[c] = xi[base * C + c];
@@ -271,7 +275,7 @@ void max_backward_task(const PoolGeometry& g, const float* dy, const float* x, f
           const Offset t = (Offset)((iy - rows.lo) * g.w + (ix - cols.lo));
           const float* cell = xi + (iy * g.w + ix) * C;
           for (int64_t c = 0; c < nc; ++c) {
-            const bool win = cell[c] > b[c];
+            const bool win = pool_beats(cell[c], b[c]);
             b[c] = win ? cell[c] : b[c];
             wh[c] = win ? t : wh[c];
           }

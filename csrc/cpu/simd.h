@@ -74,6 +74,19 @@ inline f32x16 load16_plain(const float* p) {
 inline f32x16 splat16(float x) { return f32x16{} + x; }
 inline i32x16 splat16(int32_t x) { return i32x16{} + x; }
 
+// True when p[0 .. n) holds no NaN and no inf: v * 0 is (+-)0 for a finite v and NaN for
+// the others, so the sum stays zero exactly when every value is finite (no branch per
+// element; vectorised). For the fast paths that must hand non-finite data to an exact one.
+inline bool all_finite(const float* p, int64_t n) {
+  f32x16 acc = splat16(0.f);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) acc += load16(p + i) * 0.f;
+  float s = 0.f;
+  for (int k = 0; k < (int)kLanes; ++k) s += acc[k];
+  for (; i < n; ++i) s += p[i] * 0.f;
+  return s == 0.f;
+}
+
 // ---- streaming (non-temporal) output ----
 // A plain store first reads the line it writes (read-for-ownership), so an op writing one
 // array moves it twice; non-temporal stores skip that read and leave the inputs in cache.

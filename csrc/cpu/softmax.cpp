@@ -22,6 +22,8 @@ constexpr int64_t kBlock = 1024;
 // y = exp(x - max(x)); returns (max, sum of y) for the row.
 inline void shifted_exp(int64_t c, const float* __restrict x, float* __restrict y,
                         float* row_max, double* sum) {
+  // A NaN may be skipped by this max (comparisons with NaN are false), but exp(NaN - mx) is
+  // NaN and makes the row's sum NaN, so the row's outputs and its loss are NaN all the same.
   float mx = x[0];
 #pragma omp simd reduction(max : mx)
   for (int64_t j = 1; j < c; ++j) mx = x[j] > mx ? x[j] : mx;

@@ -36,6 +36,7 @@
 
 #include "cpu/conv_algorithm.h"
 #include "cpu/im2col.h"
+#include "cpu/simd.h"
 #include "kernels.h"
 
 namespace fastconv::cpu {
@@ -400,22 +401,42 @@ void filter_transform(const float* w, int64_t L, bool flip, float* u, int64_t us
 
 // Blocks of tiles: input transform, alpha^2 GEMMs, output transform; ws holds every
 // thread's V and M. u_transposed: the slices U_p are stored (Cout x Cin) and used transposed.
+//
+// Returns false, leaving y partly written, when an input tile holds NaN or inf: the
+// transforms mix the tile's cells (B^T d B, then A^T M A), so such a value would reach every
+// output of its tile, also those whose receptive field does not hold it, and inf - inf
+// makes NaN where the exact sum is inf. The caller then runs the pass by im2col, whose
+// outputs are non-finite exactly where the oracle's are. Checking V costs alpha^2*Cin per
+// tile against the GEMMs' alpha^2*Cin*Cout; a NaN or inf in the weights needs no check (it
+// reaches every output of its channel, as in every algorithm).
 template <int M>
-void run_forward(const Problem& p, const Plan& pl, const float* x, const float* u,
+bool run_forward(const Problem& p, const Plan& pl, const float* x, const float* u,
                  int64_t ustride, bool u_transposed, const float* b, Activation act, float* y,
                  float* ws) {
   constexpr int AA = (M + 2) * (M + 2);
   const Grid<M> grid(p);
   const int64_t vstride = position_stride(pl.tb * p.cin);
   const int64_t mstride = position_stride(pl.tb * p.cout);
+  int nonfinite = 0;
 #pragma omp parallel num_threads(pl.threads)
   {
     float* v = ws + omp_get_thread_num() * block_floats(p, pl);
     float* mt = v + AA * vstride;
 #pragma omp for schedule(dynamic)
     for (int64_t blk = 0; blk < pl.nblocks; ++blk) {
+      int seen;
+#pragma omp atomic read
+      seen = nonfinite;
+      if (seen) continue;  // the pass will be redone: skip the remaining blocks
       const int64_t t0 = blk * pl.tb, cnt = std::min(pl.tb, grid.tiles - t0);
       for (int64_t j = 0; j < cnt; ++j) input_tile<M>(p, grid, x, t0 + j, v + j * p.cin, vstride);
+      bool finite = true;
+      for (int q = 0; q < AA && finite; ++q) finite = all_finite(v + q * vstride, cnt * p.cin);
+      if (!finite) {
+#pragma omp atomic write
+        nonfinite = 1;
+        continue;
+      }
       for (int q = 0; q < AA; ++q)
         sgemm(false, u_transposed, cnt, p.cout, p.cin, 1.f, v + q * vstride, p.cin,
               u + q * ustride, u_transposed ? p.cin : p.cout, 0.f, mt + q * mstride, p.cout);
@@ -423,20 +444,21 @@ void run_forward(const Problem& p, const Plan& pl, const float* x, const float* 
         output_tile<M>(p, grid, mt + j * p.cout, mstride, b, act, t0 + j, y);
     }
   }
+  return !nonfinite;
 }
 
 template <int M>
-void forward_impl(const Problem& p, const Plan& pl, const float* x, const float* w,
+bool forward_impl(const Problem& p, const Plan& pl, const float* x, const float* w,
                   const float* b, Activation act, float* y) {
   const int64_t ustride = position_stride(p.cin * p.cout);
   auto ws = workspace(workspace_floats(p, pl, ConvPass::Forward));
   float* u = ws.get();
   filter_transform<M>(w, p.cin * p.cout, false, u, ustride, pl.threads);
-  run_forward<M>(p, pl, x, u, ustride, false, b, act, y, u + filter_floats(p, pl));
+  return run_forward<M>(p, pl, x, u, ustride, false, b, act, y, u + filter_floats(p, pl));
 }
 
 template <int M>
-void backward_data_impl(const Problem& p, const Plan& pl, const float* dy, const float* w,
+bool backward_data_impl(const Problem& p, const Plan& pl, const float* dy, const float* w,
                         float* dx) {
   // p is backward_data_problem: its cin is the conv's Cout, its cout the conv's Cin.
   const int64_t L = p.cin * p.cout, ustride = position_stride(L);
@@ -447,8 +469,8 @@ void backward_data_impl(const Problem& p, const Plan& pl, const float* dy, const
   // formed (an explicit transpose measured 1-2 ms at 256 channels, more than the GEMMs of a
   // small batch).
   filter_transform<M>(w, L, true, u, ustride, pl.threads);
-  run_forward<M>(p, pl, dy, u, ustride, true, nullptr, Activation::Linear, dx,
-                 u + filter_floats(p, pl));
+  return run_forward<M>(p, pl, dy, u, ustride, true, nullptr, Activation::Linear, dx,
+                        u + filter_floats(p, pl));
 }
 
 template <int M>
@@ -540,19 +562,19 @@ bool use_winograd(const ConvGeometry& g, ConvPass pass) {
   return algo == Algo::Winograd || winograd_pays(p, pl);
 }
 
-void winograd_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+bool winograd_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                       float* y, Activation act) {
   const Problem p = forward_problem(g);
   const Plan pl = make_plan(p, ConvPass::Forward);
-  if (pl.m == 4) forward_impl<4>(p, pl, x, w, b, act, y);
-  else forward_impl<2>(p, pl, x, w, b, act, y);
+  if (pl.m == 4) return forward_impl<4>(p, pl, x, w, b, act, y);
+  return forward_impl<2>(p, pl, x, w, b, act, y);
 }
 
-void winograd_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+bool winograd_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   const Problem p = backward_data_problem(g);
   const Plan pl = make_plan(p, ConvPass::BackwardData);
-  if (pl.m == 4) backward_data_impl<4>(p, pl, dy, w, dx);
-  else backward_data_impl<2>(p, pl, dy, w, dx);
+  if (pl.m == 4) return backward_data_impl<4>(p, pl, dy, w, dx);
+  return backward_data_impl<2>(p, pl, dy, w, dx);
 }
 
 void winograd_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,

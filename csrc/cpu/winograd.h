@@ -23,9 +23,12 @@ bool use_winograd(const ConvGeometry& g, ConvPass pass);
 // conv2d_* kernels in kernels.h (outputs fully overwritten). They call the serial sgemm from
 // inside OpenMP regions (OpenBLAS itself stays single-threaded, threads.cpp).
 // y = act(conv(x, w) + b), the activation applied tile by tile while the output is in cache.
-void winograd_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+// The forward and backward-data passes return false (output partly written) when their input
+// holds NaN or inf, which the transforms would spread over whole tiles: the caller then runs
+// the pass by im2col. A non-finite dw from the weight pass is the caller's to check.
+bool winograd_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                       float* y, Activation act);
-void winograd_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx);
+bool winograd_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx);
 void winograd_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                                float* db);
 

@@ -2,6 +2,7 @@
 // parameter, gradient and state per step instead of one CuPy kernel per arithmetic op.
 #include <math.h>
 
+#include "common/nan_math.h"
 #include "cuda/kernels_cuda.h"
 #include "cuda/launch.cuh"
 
@@ -55,7 +56,7 @@ void adam_update(int64_t n, float* w, const float* g, float* m, float* v, float*
         m[i] = mi;
         v[i] = vi;
         if (v_hat) {
-          vi = fmaxf(v_hat[i], vi);
+          vi = max_nan(v_hat[i], vi);  // np.maximum: fmaxf would drop a NaN and keep going
           v_hat[i] = vi;
         }
         w[i] = (w[i] - w[i] * decay) - alpha * mi / (sqrtf(vi) + eps);

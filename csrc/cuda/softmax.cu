@@ -2,6 +2,7 @@
 // row, max-shifted, with warp-shuffle reductions (fixed order, deterministic).
 #include <math.h>
 
+#include "common/nan_math.h"
 #include "cuda/kernels_cuda.h"
 #include "cuda/launch.cuh"
 
@@ -11,8 +12,10 @@ namespace {
 
 constexpr int kRowsPerBlock = 8;  // 8 warps of 32 threads
 
+// max_nan, not fmaxf: a NaN logit makes the row's max NaN, as on the CPU and in the oracle
+// (the row's sum is NaN either way, so the outputs and the loss are NaN).
 __device__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  for (int o = 16; o > 0; o >>= 1) v = max_nan(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 
@@ -30,7 +33,7 @@ __global__ void softmax_rows_kernel(int64_t n, int64_t c, const float* x, float*
   const float* xr = x + row * c;
   float* yr = y + row * c;
   float mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j < c; j += 32) mx = fmaxf(mx, xr[j]);
+  for (int64_t j = threadIdx.x; j < c; j += 32) mx = max_nan(mx, xr[j]);
   mx = warp_max(mx);
   float sum = 0.f;
   for (int64_t j = threadIdx.x; j < c; j += 32) sum += expf(xr[j] - mx);

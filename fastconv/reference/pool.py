@@ -3,7 +3,8 @@
 Windows are gathered tap by tap like conv's im2col (pooling has no dilation). Max pool pads
 with -inf and picks the first *real* cell equal to the max, so a padded cell never wins even
 when the real cells are -inf; ties go to the first cell in row-major window order, and backward
-routes each output's gradient to that one cell. Average pool divides by the count of real
+routes each output's gradient to that one cell. A window holding NaN pools to NaN, its last NaN
+cell (row-major) being the winner that receives the gradient (PyTorch's rule). Average pool divides by the count of real
 cells in each window.
 """
 import numpy as np
@@ -25,12 +26,19 @@ def _real_cells(g):
 
 
 def _argmax_cells(x, g):
-    """Index (N, OH, OW, C) of the winning window cell: the first real cell holding the max."""
+    """Index (N, OH, OW, C) of the winning window cell: the last NaN cell if the window holds
+    one (the window pools to NaN and its gradient goes there, as in PyTorch), else the first
+    real cell holding the max."""
     cells = _windows_flat(_pad(x, g.pads, -np.inf), g)
     # Every window holds a real cell (pads < pool), so the max over -inf-padded cells is the
     # max over real ones; argmax of a bool array is its first True: the first real cell at max.
     best = cells.max(axis=3, keepdims=True)
-    return np.argmax(_real_cells(g) & (cells == best), axis=3)
+    first_max = np.argmax(_real_cells(g) & (cells == best), axis=3)
+    # A NaN window's max is NaN, equal to no cell: without this its "winner" was cell 0, a
+    # number (or a padded -inf), so NaN vanished from the output.
+    nan = np.isnan(cells)
+    last_nan = nan.shape[3] - 1 - np.argmax(nan[:, :, :, ::-1], axis=3)
+    return np.where(nan.any(axis=3), last_nan, first_max)
 
 
 def max_pool2d_forward(x, pool, strides, pads):
