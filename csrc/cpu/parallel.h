@@ -70,7 +70,7 @@ class ExceptionCaptor {
   std::exception_ptr error_;
 };
 
-// Test hook (_C._threads_used_last): the largest team any region has run with since the hook
+// Test hook (_C._threads_used): the largest team any region has run with since the hook
 // was last read, so the tests can check that a "threaded" case really ran on several threads.
 // Each region calls note_team() once per thread on entry; only the master records, with a
 // relaxed load and (when it grows) a store: a cost per region, never per iteration.
