@@ -9,6 +9,7 @@ import pytest
 
 from fastconv import _C
 from fastconv import reference as R
+from threads_used import conv_pass_threads
 
 
 def _close(got, ref):
@@ -83,7 +84,13 @@ def test_depthwise_large_streamed(threads):
         _C.set_stream_threshold(1 << 12)
         rng = np.random.default_rng(5)
         _check(rng, 3, 17, 19, 40, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
-        _check(rng, 3, 17, 19, 40, 1, (3, 3), (2, 2), (0, 1, 0, 1), (1, 1))
+        _check(rng, 3, 33, 37, 40, 1, (3, 3), (2, 2), (0, 1, 0, 1), (1, 1))
+        if threads > 1:  # every pass of both cases is above the kernels' kParallelGrain
+            for x_shape, s, p in (((3, 17, 19, 40), (1, 1), (1, 1, 1, 1)),
+                                  ((3, 33, 37, 40), (2, 2), (0, 1, 0, 1))):
+                used = conv_pass_threads(np.ones(x_shape, np.float32), np.ones((3, 3, 1, 40), np.float32),
+                                         s, p, (1, 1), 40)
+                assert min(used.values()) >= 2, (x_shape, used)
     finally:
         _C.set_num_threads(old_t)
         _C.set_stream_threshold(old_s)

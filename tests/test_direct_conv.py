@@ -11,6 +11,7 @@ from hypothesis import assume, given, settings, strategies as st
 
 from fastconv import _C
 from fastconv import reference as R
+from threads_used import conv_pass_threads
 
 
 def _uses_direct(*conv, passes=("forward", "backward_data", "backward_weights")):
@@ -121,13 +122,20 @@ def test_direct_random_shapes(cfg, bias, seed):
 
 
 def test_threaded_large():
-    """Big enough to run on every thread, with rows of several images per thread."""
+    """Big enough to run on every thread (>= 2^21 multiply-adds, the direct kernel's cutoff),
+    with rows of several images per thread."""
+    cases = [((32, 28, 28, 1), (5, 5, 1, 6), (1, 1), (2, 2, 2, 2)),
+             ((1, 160, 140, 3), (3, 3, 3, 8), (2, 1), (1, 1, 1, 1))]  # one image, split rows
     old = _C.get_num_threads()
     try:
         for t in (1, 2):
             _C.set_num_threads(t)
-            _check(5, 16, 28, 28, 1, 6, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1))
-            _check(5, 1, 64, 70, 3, 8, (3, 3), (2, 1), (1, 1, 1, 1), (1, 1))  # one image, split rows
+            for (n, h, w, cin), (kh, kw, _, cout), s, p in cases:
+                _check(5, n, h, w, cin, cout, (kh, kw), s, p, (1, 1))
+        for xs, ws, s, p in cases:
+            assert _uses_direct(xs, ws, s, p, (1, 1), 1)
+            used = conv_pass_threads(np.ones(xs, np.float32), np.ones(ws, np.float32), s, p, (1, 1), 1)
+            assert min(used.values()) >= 2, (xs, used)
     finally:
         _C.set_num_threads(old)
 

@@ -11,6 +11,7 @@ import fastconv
 from fastconv import functional as F
 from fastconv import reference as R
 from fastconv.backend import kernels
+from threads_used import threads_used
 
 import goldens
 
@@ -162,8 +163,16 @@ def test_backend_selection():
 
 def test_num_threads_knob():
     n = fastconv.get_num_threads()
-    fastconv.set_num_threads(1)
-    assert fastconv.get_num_threads() == 1
-    fastconv.set_num_threads(n)
+    # The knob reaches the kernels: a conv well above the serial cutoff (2^21 multiply-adds).
+    x, w = np.ones((8, 32, 32, 16), np.float32), np.ones((3, 3, 16, 16), np.float32)
+    try:
+        for t in (1, 3):
+            fastconv.set_num_threads(t)
+            assert fastconv.get_num_threads() == t
+            with fastconv.backend("cpu"), threads_used() as used:
+                F.conv2d(x, w)
+            assert (used.count >= 2) if t > 1 else (used.count == 1), (t, used.count)
+    finally:
+        fastconv.set_num_threads(n)
     with pytest.raises((TypeError, ValueError)):
         fastconv.set_num_threads(0)

@@ -9,6 +9,7 @@ from hypothesis import assume, given, settings, strategies as st
 
 from fastconv import _C
 from fastconv import reference as R
+from threads_used import conv_pass_threads
 
 
 def _close(got, ref):
@@ -149,15 +150,21 @@ def test_empty_batch(name):
 
 
 def test_thread_counts_agree():
-    cfg = CASES["groups"]
+    # The "groups" case, big enough (>= 2^21 multiply-adds, two chunks) that im2col's three
+    # passes run on both threads.
+    cfg = (4, 32, 32, 8, 8, 2, (3, 3), (2, 1), (1, 1, 1, 1), (1, 1))
     old = _C.get_num_threads()
     try:
         _C.set_num_threads(1)
         y1 = _check_conv(np.random.default_rng(5), *cfg)
         _C.set_num_threads(2)
         y2 = _check_conv(np.random.default_rng(5), *cfg)
+        x = np.ones((4, 32, 32, 16), np.float32)
+        used = conv_pass_threads(x, np.ones((3, 3, 8, 16), np.float32), (2, 1), (1, 1, 1, 1), (1, 1), 2)
     finally:
         _C.set_num_threads(old)
+    assert _C.conv_algorithm(x.shape, (3, 3, 8, 16), (2, 1), (1, 1, 1, 1), (1, 1), 2) == dict.fromkeys(used, "im2col")
+    assert min(used.values()) >= 2, used
     np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-5)
 
 

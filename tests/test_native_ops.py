@@ -14,6 +14,7 @@ from hypothesis import assume, given, strategies as st
 import fastconv
 from fastconv import _C
 from fastconv import reference as R
+from threads_used import threads_used
 
 import seeds
 
@@ -46,6 +47,14 @@ def close(actual, expected, rtol, floor=True, scale=None):
     atol = rtol * scale if floor else 0.0
     assert actual.dtype == np.float32 and actual.shape == expected.shape
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=max(atol, 1e-30))
+
+
+def on_threads(kernel, *args):
+    """kernel(*args), checking that it ran on more than one thread (tests of the threaded paths)."""
+    with threads_used() as used:
+        out = kernel(*args)
+    assert used.count >= 2, (kernel.__name__, used.count)
+    return out
 
 
 # ---------------------------------------------------------------- pooling
@@ -161,7 +170,8 @@ def test_pool_results_do_not_depend_on_thread_count():
         fastconv.set_num_threads(1)
         one = _C.max_pool2d_backward(dy, x, *args), _C.avg_pool2d_backward(dy, x.shape, *args)
         fastconv.set_num_threads(4)
-        four = _C.max_pool2d_backward(dy, x, *args), _C.avg_pool2d_backward(dy, x.shape, *args)
+        four = (on_threads(_C.max_pool2d_backward, dy, x, *args),
+                on_threads(_C.avg_pool2d_backward, dy, x.shape, *args))
     finally:
         fastconv.set_num_threads(old)
     for a, b in zip(one, four):
@@ -370,6 +380,22 @@ def test_batch_norm_none_gamma_beta_mean_scale_one_shift_zero():
         np.testing.assert_array_equal(a, b)
 
 
+def test_threads_used_hook():
+    # 0: no parallel region ran since the last read; 1: only serial ones (below kParallelGrain).
+    old = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(2)
+        _C._threads_used()
+        assert _C._threads_used() == 0
+        _C.softmax_forward(randn(4, 10))
+        assert _C._threads_used() == 1
+        _C.softmax_forward(randn(64, 1000))
+        _C.softmax_forward(randn(4, 10))  # the most threads since the last read, not the last call's
+        assert _C._threads_used() == 2
+    finally:
+        fastconv.set_num_threads(old)
+
+
 def test_multithreaded_paths_match_oracle():
     # Sizes above kParallelGrain, so the per-thread partial sums of column_reduce and the
     # parallel row loops run (hypothesis's small shapes stay on one thread).
@@ -378,26 +404,26 @@ def test_multithreaded_paths_match_oracle():
         fastconv.set_num_threads(3)  # uneven row split
         x = randn(4, 30, 30, 16) + np.float32(2.0)
         gamma, beta = randn(16), randn(16)
-        y, mean, var, inv_std = _C.batch_norm_forward_train(x, gamma, beta, 1e-3)
+        y, mean, var, inv_std = on_threads(_C.batch_norm_forward_train, x, gamma, beta, 1e-3)
         ry, rmean, rvar, _ = R.batch_norm_forward_train(f64(x), f64(gamma), f64(beta), 1e-3)
         close(mean, rmean, 1e-5)
         close(var, rvar, 1e-4)
         close(y, ry, 1e-4)
         dy = randn(*x.shape)
-        dx, dgamma, dbeta = _C.batch_norm_backward(dy, x, gamma, mean, inv_std)
+        dx, dgamma, dbeta = on_threads(_C.batch_norm_backward, dy, x, gamma, mean, inv_std)
         rdx, rdgamma, rdbeta = R.batch_norm_backward(f64(dy), f64(x), f64(gamma), f64(mean), f64(inv_std))
         close(dx, rdx, 1e-4, scale=float(np.abs(f64(dy) * f64(gamma * inv_std)).max()))
         close(dgamma, rdgamma, 1e-4)
         close(dbeta, rdbeta, 1e-4)
-        ya = _C.bias_act_forward(x, beta, "tanh")
+        ya = on_threads(_C.bias_act_forward, x, beta, "tanh")
         close(ya, R.bias_act_forward(f64(x), f64(beta), "tanh"), 1e-5)
-        dz, db = _C.bias_act_backward(dy, ya, "tanh", True)
+        dz, db = on_threads(_C.bias_act_backward, dy, ya, "tanh", True)
         rdz, rdb = R.bias_act_backward(f64(dy), f64(ya), "tanh", True)
         close(dz, rdz, 1e-5)
         close(db, rdb, 1e-5)
         logits = randn(64, 1000) * np.float32(5)
         labels = RNG.integers(0, 1000, 64)
-        loss, probs = _C.softmax_cross_entropy_forward(logits, labels)
+        loss, probs = on_threads(_C.softmax_cross_entropy_forward, logits, labels)
         rloss, rprobs = R.softmax_cross_entropy_forward(f64(logits), labels)
         np.testing.assert_allclose(loss, rloss, rtol=1e-5)
         close(probs, rprobs, 1e-5)

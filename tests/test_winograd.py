@@ -16,6 +16,7 @@ import fastconv
 from fastconv import _C
 from fastconv import functional as F
 from fastconv import reference as R
+from threads_used import conv_pass_threads
 
 TOL = 1e-4
 PASSES = ("forward", "backward_data", "backward_weights")
@@ -131,8 +132,17 @@ def test_fused_activation(winograd, activation):
 def test_many_blocks_per_thread(winograd, small_workspace):
     # A 64 KiB workspace forces blocks of a few tiles: several blocks per thread, so the
     # backward-weights partials accumulate (beta = 1) and the dynamic schedule interleaves.
+    # Passes under 2^21 multiply-adds run on one thread: this one has 2.3 M.
     _C.set_workspace_limit(1 << 16)
-    _check(np.random.default_rng(3), 3, 17, 19, 8, 8, (1, 1, 1, 1))
+    old = _C.get_num_threads()
+    try:
+        _C.set_num_threads(2)
+        _check(np.random.default_rng(3), 6, 25, 27, 8, 8, (1, 1, 1, 1))
+        used = conv_pass_threads(np.ones((6, 25, 27, 8), np.float32), np.ones((3, 3, 8, 8), np.float32),
+                                 (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    finally:
+        _C.set_num_threads(old)
+    assert min(used.values()) >= 2, used
 
 
 def test_workspace_limit_falls_back_to_im2col(winograd, small_workspace):

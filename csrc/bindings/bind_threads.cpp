@@ -9,6 +9,7 @@
 
 #include "array_check.h"
 #include "cpu/gemm.h"
+#include "cpu/parallel.h"
 #include "kernels.h"
 
 #include <cblas.h>
@@ -94,6 +95,9 @@ void bind_threads(py::module_& m) {
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"),
         "Set the OpenMP thread count of the native kernels (OpenBLAS stays single-threaded inside them).");
   m.def("get_num_threads", &cpu::get_num_threads);
+  m.def("_threads_used", &cpu::take_team_high_water,
+        "Test hook: the most OpenMP threads any parallel region of the native kernels ran with "
+        "since the previous call (0: none ran; 1: only single-threaded regions). Reading resets it.");
   m.def("set_workspace_limit", &cpu::set_workspace_limit, py::arg("bytes"),
         "Cap (bytes) on the im2col workspace of one conv call.");
   m.def("get_workspace_limit", &cpu::get_workspace_limit);

@@ -13,12 +13,16 @@ void concat_last(int64_t rows, int64_t parts, const float* const* in, const int6
                  float* out) {
   int64_t total = 0;
   for (int64_t i = 0; i < parts; ++i) total += widths[i];
-#pragma omp parallel for schedule(static) if (rows * total >= kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r) {
-    float* dst = out + r * total;
-    for (int64_t i = 0; i < parts; ++i) {
-      std::memcpy(dst, in[i] + r * widths[i], sizeof(float) * widths[i]);
-      dst += widths[i];
+#pragma omp parallel if (rows * total >= kParallelGrain)
+  {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      float* dst = out + r * total;
+      for (int64_t i = 0; i < parts; ++i) {
+        std::memcpy(dst, in[i] + r * widths[i], sizeof(float) * widths[i]);
+        dst += widths[i];
+      }
     }
   }
 }

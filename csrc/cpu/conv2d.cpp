@@ -30,6 +30,7 @@
 
 #include "cpu/direct_conv.h"
 #include "cpu/im2col.h"
+#include "cpu/parallel.h"
 #include "cpu/simd.h"
 #include "cpu/winograd.h"
 #include "kernels.h"
@@ -88,11 +89,13 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
+  ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
 #pragma omp parallel num_threads(p.threads)
   {
+    note_team();
     float* buf = ws.get() + (pointwise ? 0 : omp_get_thread_num() * p.chunk_floats);
 #pragma omp for schedule(dynamic)
-    for (int64_t c = 0; c < p.nchunks; ++c) {
+    for (int64_t c = 0; c < p.nchunks; ++c) errors.run([&] {
       const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
       const float* col = pointwise ? x + l0 * g.ow * g.c : buf;
       if (!pointwise) detail::im2col_lines(g, x, l0, l1, buf);
@@ -105,8 +108,9 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
         sgemm(false, false, rows, g.cout_g, p.k, 1.f, col + gi * p.k, p.ldcol,
               w + gi * g.cout_g, g.oc, b ? 1.f : 0.f, yc + gi * g.cout_g, g.oc);
       activation_inplace(rows * g.oc, yc, act);
-    }
+    });
   }
+  errors.rethrow();
 }
 
 void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
@@ -115,15 +119,20 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
   if (detail::use_winograd(g, ConvPass::BackwardData) && detail::winograd_backward_data(g, dy, w, dx))
     return;
   const Plan p = make_plan(g);
+  ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
   if (g.is_pointwise()) {  // dcol is dx itself: chunks write disjoint rows, nothing to scatter.
-  #pragma omp parallel for schedule(dynamic) num_threads(p.threads)
-    for (int64_t c = 0; c < p.nchunks; ++c) {
-      const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
-      for (int64_t gi = 0; gi < g.groups; ++gi)
-        sgemm(false, true, rows, g.cin_g, g.cout_g, 1.f, dy + l0 * g.ow * g.oc + gi * g.cout_g,
-              g.oc, w + gi * g.cout_g, g.oc, 0.f, dx + l0 * g.ow * g.c + gi * g.cin_g, g.c);
+#pragma omp parallel num_threads(p.threads)
+    {
+      note_team();
+#pragma omp for schedule(dynamic)
+      for (int64_t c = 0; c < p.nchunks; ++c) errors.run([&] {
+        const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
+        for (int64_t gi = 0; gi < g.groups; ++gi)
+          sgemm(false, true, rows, g.cin_g, g.cout_g, 1.f, dy + l0 * g.ow * g.oc + gi * g.cout_g,
+                g.oc, w + gi * g.cout_g, g.oc, 0.f, dx + l0 * g.ow * g.c + gi * g.cin_g, g.c);
+      });
     }
-    return;
+    return errors.rethrow();
   }
   // col2im accumulates into overlapping windows, so a thread owns whole images (their chunks
   // run in order on it). With a single image the GEMM alone is split across the threads.
@@ -147,10 +156,12 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
   }
 #pragma omp parallel num_threads(threads)
   {
+    note_team();
     float* dcol = ws.get() + omp_get_thread_num() * p.chunk_floats;
 #pragma omp for schedule(dynamic)
-    for (int64_t n = 0; n < g.n; ++n) image(n, dcol);
+    for (int64_t n = 0; n < g.n; ++n) errors.run([&] { image(n, dcol); });
   }
+  errors.rethrow();
 }
 
 namespace {
@@ -198,13 +209,15 @@ void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float
   auto ws = workspace(pointwise ? 1 : threads * p.chunk_floats);
   std::vector<float> part((size_t)((threads - 1) * wsize));
   std::vector<char> touched(threads, 0);
+  ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
 #pragma omp parallel num_threads(threads)
   {
+    note_team();
     const int t = omp_get_thread_num();
     float* buf = ws.get() + (pointwise ? 0 : t * p.chunk_floats);
     float* acc = t == 0 ? dw : part.data() + (t - 1) * wsize;
 #pragma omp for schedule(static, 1)
-    for (int64_t c = 0; c < p.nchunks; ++c) {
+    for (int64_t c = 0; c < p.nchunks; ++c) errors.run([&] {
       const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
       const float* col = pointwise ? x + l0 * g.ow * g.c : buf;
       if (!pointwise) detail::im2col_lines(g, x, l0, l1, buf);
@@ -214,8 +227,9 @@ void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float
         sgemm(true, false, p.k, g.cout_g, rows, 1.f, col + gi * p.k, p.ldcol, dyc + gi * g.cout_g,
               g.oc, beta, acc + gi * g.cout_g, g.oc);
       touched[t] = 1;
-    }
+    });
   }
+  errors.rethrow();
   if (!touched[0]) std::memset(dw, 0, sizeof(float) * wsize);  // empty batch
   for (int t = 1; t < threads; ++t) {
     if (!touched[t]) continue;

@@ -21,6 +21,7 @@ void column_sums(int64_t rows, int64_t cols, const float* a, float* out) {
   int used = 1;
 #pragma omp parallel num_threads(rows * cols >= kParallelGrain ? nthreads : 1)
   {
+    note_team();
     float* p = part.data() + omp_get_thread_num() * cols;
 #pragma omp single
     used = omp_get_num_threads();

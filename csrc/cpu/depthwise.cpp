@@ -233,19 +233,24 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
   const std::vector<float> zeros((size_t)(q.iw * q.c), 0.f);
   const bool stream = stream_output(lines * row_floats * (int64_t)sizeof(float));
   const bool k3 = q.kh == 3 && q.kw == 3;
+  ExceptionCaptor errors;  // scratch() may grow
 #pragma omp parallel if (lines * row_floats >= kParallelGrain)
   {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t l0 = lines * t / nt, l1 = lines * (t + 1) / nt;
-    float* buf = stream ? scratch(row_floats) : nullptr;
-    walk_lines(q, in, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows) {
-      float* dst = stream ? buf : out + l * row_floats;
-      if (k3) gather_row<3>(q, rows, w, bias, dst);
-      else gather_row<0>(q, rows, w, bias, dst);
-      if (stream) stream_copy(out + l * row_floats, dst, row_floats);
+    note_team();
+    errors.run([&] {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t l0 = lines * t / nt, l1 = lines * (t + 1) / nt;
+      float* buf = stream ? scratch(row_floats) : nullptr;
+      walk_lines(q, in, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows) {
+        float* dst = stream ? buf : out + l * row_floats;
+        if (k3) gather_row<3>(q, rows, w, bias, dst);
+        else gather_row<0>(q, rows, w, bias, dst);
+        if (stream) stream_copy(out + l * row_floats, dst, row_floats);
+      });
+      if (stream) stream_fence();
     });
-    if (stream) stream_fence();
   }
+  errors.rethrow();
 }
 
 // Backward weights, M == 1, one output row, channels [c0, c0 + n): part[tap*cpad + c] += sum
@@ -347,24 +352,28 @@ void generic_forward(const ConvGeometry& g, const float* x, const float* w, cons
                      float* y) {
   const Window2d& v = g.win;
   const int64_t m = g.cout_g, oc = g.oc;
-#pragma omp parallel for schedule(static) if (g.output_size() >= kParallelGrain)
-  for (int64_t l = 0; l < g.n * g.oh; ++l) {
-    const int64_t n = l / g.oh, oy = l % g.oh;
-    float* yl = y + l * g.ow * oc;
-    for (int64_t ox = 0; ox < g.ow; ++ox) {
-      if (b) std::memcpy(yl + ox * oc, b, sizeof(float) * oc);
-      else std::memset(yl + ox * oc, 0, sizeof(float) * oc);
-    }
-    for (int64_t ky = 0; ky < v.kh; ++ky) {
-      const int64_t iy = oy * v.sh - v.pt + ky * v.dh;
-      if (iy < 0 || iy >= g.h) continue;
-      const float* xrow = x + (n * g.h + iy) * g.w * g.c;
-      for (int64_t ox = 0; ox < g.ow; ++ox)
-        for (int64_t kx = 0; kx < v.kw; ++kx) {
-          const int64_t ix = ox * v.sw - v.pl + kx * v.dw;
-          if (ix < 0 || ix >= g.w) continue;
-          tap_fma(g.c, m, xrow + ix * g.c, w + (ky * v.kw + kx) * oc, yl + ox * oc);
-        }
+#pragma omp parallel if (g.output_size() >= kParallelGrain)
+  {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t l = 0; l < g.n * g.oh; ++l) {
+      const int64_t n = l / g.oh, oy = l % g.oh;
+      float* yl = y + l * g.ow * oc;
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        if (b) std::memcpy(yl + ox * oc, b, sizeof(float) * oc);
+        else std::memset(yl + ox * oc, 0, sizeof(float) * oc);
+      }
+      for (int64_t ky = 0; ky < v.kh; ++ky) {
+        const int64_t iy = oy * v.sh - v.pt + ky * v.dh;
+        if (iy < 0 || iy >= g.h) continue;
+        const float* xrow = x + (n * g.h + iy) * g.w * g.c;
+        for (int64_t ox = 0; ox < g.ow; ++ox)
+          for (int64_t kx = 0; kx < v.kw; ++kx) {
+            const int64_t ix = ox * v.sw - v.pl + kx * v.dw;
+            if (ix < 0 || ix >= g.w) continue;
+            tap_fma(g.c, m, xrow + ix * g.c, w + (ky * v.kw + kx) * oc, yl + ox * oc);
+          }
+      }
     }
   }
 }
@@ -374,33 +383,37 @@ void generic_backward_data(const ConvGeometry& g, const float* dy, const float* 
   const int64_t m = g.cout_g, oc = g.oc;
   // Gather per input line: input row iy receives from output row oy through kernel row ky
   // when oy*sh - pt + ky*dh == iy.
-#pragma omp parallel for schedule(static) if (g.input_size() >= kParallelGrain)
-  for (int64_t l = 0; l < g.n * g.h; ++l) {
-    const int64_t n = l / g.h, iy = l % g.h;
-    float* dxl = dx + l * g.w * g.c;
-    std::memset(dxl, 0, sizeof(float) * g.w * g.c);
-    for (int64_t ky = 0; ky < v.kh; ++ky) {
-      const int64_t t = iy + v.pt - ky * v.dh;
-      if (t < 0 || t % v.sh != 0 || t / v.sh >= g.oh) continue;
-      const float* dyrow = dy + (n * g.oh + t / v.sh) * g.ow * oc;
-      for (int64_t ox = 0; ox < g.ow; ++ox)
-        for (int64_t kx = 0; kx < v.kw; ++kx) {
-          const int64_t ix = ox * v.sw - v.pl + kx * v.dw;
-          if (ix < 0 || ix >= g.w) continue;
-          const float* d = dyrow + ox * oc;
-          const float* wk = w + (ky * v.kw + kx) * oc;
-          float* out = dxl + ix * g.c;
-          if (m == 1) {
+#pragma omp parallel if (g.input_size() >= kParallelGrain)
+  {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t l = 0; l < g.n * g.h; ++l) {
+      const int64_t n = l / g.h, iy = l % g.h;
+      float* dxl = dx + l * g.w * g.c;
+      std::memset(dxl, 0, sizeof(float) * g.w * g.c);
+      for (int64_t ky = 0; ky < v.kh; ++ky) {
+        const int64_t t = iy + v.pt - ky * v.dh;
+        if (t < 0 || t % v.sh != 0 || t / v.sh >= g.oh) continue;
+        const float* dyrow = dy + (n * g.oh + t / v.sh) * g.ow * oc;
+        for (int64_t ox = 0; ox < g.ow; ++ox)
+          for (int64_t kx = 0; kx < v.kw; ++kx) {
+            const int64_t ix = ox * v.sw - v.pl + kx * v.dw;
+            if (ix < 0 || ix >= g.w) continue;
+            const float* d = dyrow + ox * oc;
+            const float* wk = w + (ky * v.kw + kx) * oc;
+            float* out = dxl + ix * g.c;
+            if (m == 1) {
 #pragma omp simd
-            for (int64_t c = 0; c < g.c; ++c) out[c] += d[c] * wk[c];
-          } else {
-            for (int64_t c = 0; c < g.c; ++c) {
-              float s = 0.f;
-              for (int64_t j = 0; j < m; ++j) s += d[c * m + j] * wk[c * m + j];
-              out[c] += s;
+              for (int64_t c = 0; c < g.c; ++c) out[c] += d[c] * wk[c];
+            } else {
+              for (int64_t c = 0; c < g.c; ++c) {
+                float s = 0.f;
+                for (int64_t j = 0; j < m; ++j) s += d[c * m + j] * wk[c * m + j];
+                out[c] += s;
+              }
             }
           }
-        }
+      }
     }
   }
 }
@@ -471,13 +484,15 @@ void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const fl
   std::vector<float> fpart(fast ? 0 : (size_t)(max_threads * stride), 0.f);
   const std::vector<float> zeros(fast ? (size_t)(g.w * g.c) : 0, 0.f);
   int used = 1;
+  ExceptionCaptor errors;  // scratch() may grow
 #pragma omp parallel if (g.output_size() >= kParallelGrain)
   {
+    note_team();
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
 #pragma omp single
     used = nt;
     const int64_t l0 = lines * t / nt, l1 = lines * (t + 1) / nt;
-    if (fast) {
+    if (fast) errors.run([&] {
       // Rows add into float partials (whole vectors), folded into the thread's double
       // totals every kFlushLines lines: the float error stays that of a short sum.
       constexpr int64_t kFlushLines = 16;
@@ -499,11 +514,13 @@ void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const fl
         if ((l - l0) % kFlushLines == kFlushLines - 1) flush();
       });
       flush();
-    } else {
+    });
+    else {
       float* pw = fpart.data() + t * stride;
       generic_weights_lines(g, dy, x, l0, l1, pw, pw + wsize);
     }
   }
+  errors.rethrow();
   // Sum of the threads' partials of entry i (fast layout: tap i / C, channel i % C).
   auto total = [&](int64_t i) {
     double s = 0.0;

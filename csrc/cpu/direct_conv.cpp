@@ -50,6 +50,7 @@
 
 #include "cpu/conv_algorithm.h"
 #include "cpu/im2col.h"
+#include "cpu/parallel.h"
 #include "cpu/winograd.h"
 #include "kernels.h"
 
@@ -414,13 +415,17 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
   const TapBlockFn kernel = bs.kernel(cbk.cb);
   const int threads = pass_threads(g);
   const RowTasks tasks(g.n, g.oh, pk.rows_fit(g, kPackFloats), threads);
+  ExceptionCaptor errors;  // a buffer may not fit in memory (rows of a very wide image)
 #pragma omp parallel num_threads(threads)
   {
+    note_team();
     // Spare input for nr - 1 output rows: a last partial block of rows is computed whole,
     // the extra rows dropped.
-    std::vector<float> buf(pk.row * pk.in_rows(g, tasks.rows + bs.nr - 1));
+    std::vector<float> buf;
+    errors.run([&] { buf.resize(pk.row * pk.in_rows(g, tasks.rows + bs.nr - 1)); });
 #pragma omp for schedule(dynamic)
     for (int64_t i = 0; i < tasks.count; ++i) {
+      if (errors.failed()) continue;  // some thread has no buffer: the call raises
       int64_t n, oy0, oy1;
       tasks.get(i, n, oy0, oy1);
       pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, oy1 - oy0), buf.data());
@@ -443,6 +448,7 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
       }
     }
   }
+  errors.rethrow();
 }
 
 void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
@@ -501,12 +507,16 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
   int64_t fit = 1;
   while (fit < g.h && dy_rows(fit + 1) * row <= kPackFloats) ++fit;
   const RowTasks tasks(g.n, g.h, fit, threads);
+  ExceptionCaptor errors;  // a buffer may not fit in memory (rows of a very wide image)
 #pragma omp parallel num_threads(threads)
   {
+    note_team();
     // Spare dy for nr - 1 dx rows: a last partial block of rows is computed whole.
-    std::vector<float> buf(row * dy_rows(tasks.rows + bs.nr - 1));
+    std::vector<float> buf;
+    errors.run([&] { buf.resize(row * dy_rows(tasks.rows + bs.nr - 1)); });
 #pragma omp for schedule(dynamic)
     for (int64_t i = 0; i < tasks.count; ++i) {
+      if (errors.failed()) continue;  // some thread has no buffer: the call raises
       int64_t n, iy0, iy1;
       tasks.get(i, n, iy0, iy1);
       const int64_t oy_lo = floor_div(iy0 + v.pt - (v.kh - 1) * v.dh, v.sh);
@@ -537,6 +547,7 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
       }
     }
   }
+  errors.rethrow();
 }
 
 namespace {
@@ -634,19 +645,28 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
   const int64_t psize = wsize + g.oc;  // dw, then db
   std::vector<double> part((size_t)(threads * psize), 0.0);
   int used = 1;
+  ExceptionCaptor errors;  // the buffers may not fit in memory (rows of a very wide image)
 #pragma omp parallel num_threads(threads)
   {
+    note_team();
     const int t = omp_get_thread_num();
 #pragma omp single
     used = omp_get_num_threads();
     // Per-lane partial sums of this thread, (tap, co, lane), then (co, lane) for db: the
     // bias gradient is the lane sums of the packed dy (detail::column_sums on the NHWC dy
     // was 14% of conv1's weight pass, 6 columns).
-    std::vector<float> vacc((size_t)(psize * kLanes), 0.f);
-    float* vdb = vacc.data() + wsize * kLanes;
-    std::vector<float> xbuf(group * full.floats), dbuf(group * dfloats), planar(dfloats);
+    std::vector<float> vacc, xbuf, dbuf, planar;
+    float* vdb = nullptr;
+    errors.run([&] {
+      vacc.resize((size_t)(psize * kLanes), 0.f);
+      vdb = vacc.data() + wsize * kLanes;
+      xbuf.resize(group * full.floats);
+      dbuf.resize(group * dfloats);
+      planar.resize(dfloats);
+    });
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
+      if (errors.failed()) continue;  // some thread has no buffers: the call raises
       // Images [n0, n0 + nimg), output rows [oy0, oy1) of each. A short last row block keeps
       // the full item's layout (same tap offsets); only its stream is shorter.
       int64_t n0, oy0, oy1, nimg = 1;
@@ -679,9 +699,11 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
       }
     }
     double* acc = part.data() + t * psize;
-    for (int64_t k = 0; k < psize; ++k)
-      for (int i = 0; i < kLanes; ++i) acc[k] += vacc[k * kLanes + i];
+    if (!errors.failed())
+      for (int64_t k = 0; k < psize; ++k)
+        for (int i = 0; i < kLanes; ++i) acc[k] += vacc[k * kLanes + i];
   }
+  errors.rethrow();
   for (int64_t k = 0; k < psize; ++k) {
     double s = 0.0;
     for (int tt = 0; tt < used; ++tt) s += part[tt * psize + k];

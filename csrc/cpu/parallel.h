@@ -12,6 +12,8 @@
 // bias+relu backward ran at 34% of copy bandwidth). No sharing, no atomics; the partials are
 // summed in thread order, so the result is deterministic for a given thread count.
 //
+// ExceptionCaptor, note_team: see below.
+//
 // Row groups: with short rows (c = 64 is typical) a loop per row spends as long on its setup
 // as on its 4 vectors of work (bias+relu backward ran at 38% of copy bandwidth). So rows are
 // handled `row_group(c)` at a time as one flat run of group*c contiguous elements, with the
@@ -20,7 +22,9 @@
 #pragma once
 #include <omp.h>
 
+#include <atomic>
 #include <cstdint>
+#include <exception>
 #include <vector>
 
 #include "cpu/simd.h"
@@ -30,6 +34,57 @@ namespace fastconv::cpu {
 constexpr int64_t kParallelGrain = 1 << 15;
 
 constexpr int64_t kReduceRows = 64;
+
+// An exception that leaves an OpenMP parallel region, or a worksharing loop in one, calls
+// std::terminate: a bad_alloc of a per-thread buffer would abort the interpreter instead of
+// raising MemoryError. So every part of a region that can throw (allocations, vectors that
+// grow, thread_local scratch, sgemm's checks) runs through a captor:
+//   ExceptionCaptor errors;
+//   #pragma omp parallel ...
+//   { ... errors.run([&] { ...may throw... }); ... }
+//   errors.rethrow();  // on the calling thread, after the region
+// The first exception is kept and every later run() on any thread skips its body, so the team
+// winds down quickly, yet every thread still reaches the region's barriers and worksharing
+// loops as OpenMP requires (a thread that left early would hang the others). Outputs are
+// unspecified once it failed; the caller raises. No cost on the normal path but a relaxed load.
+class ExceptionCaptor {
+ public:
+  template <typename Fn>
+  void run(Fn&& fn) noexcept {
+    if (failed_.load(std::memory_order_relaxed)) return;
+    try {
+      fn();
+    } catch (...) {
+#pragma omp critical(fastconv_exception_captor)
+      if (!error_) error_ = std::current_exception();
+      failed_.store(true, std::memory_order_relaxed);
+    }
+  }
+  bool failed() const { return failed_.load(std::memory_order_relaxed); }
+  void rethrow() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+  std::exception_ptr error_;
+};
+
+// Test hook (_C._threads_used): the largest team any region has run with since the hook
+// was last read, so the tests can check that a "threaded" case really ran on several threads.
+// Each region calls note_team() once per thread on entry; only the master records, with a
+// relaxed load and (when it grows) a store: a cost per region, never per iteration.
+inline std::atomic<int> g_team_high_water{0};
+
+inline void note_team() {
+  if (omp_get_thread_num() != 0) return;
+  const int nt = omp_get_num_threads();
+  if (nt > g_team_high_water.load(std::memory_order_relaxed))
+    g_team_high_water.store(nt, std::memory_order_relaxed);
+}
+
+// 0 when no region ran since the last read.
+inline int take_team_high_water() { return g_team_high_water.exchange(0); }
 
 // Rows per flat run: at least 256 elements.
 inline int64_t row_group(int64_t c) { return c >= 256 ? 1 : (256 + c - 1) / c; }
@@ -50,18 +105,23 @@ template <typename RunFn>
 void for_each_run(int64_t m, int64_t c, float* out, RunFn fn) {
   const int64_t group = row_group(c);
   const bool stream = stream_output(m * c * (int64_t)sizeof(float));
+  ExceptionCaptor errors;
 #pragma omp parallel if (m * c >= kParallelGrain)
   {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t r0 = m * t / nt, r1 = m * (t + 1) / nt;
-    float* buf = stream ? scratch(group * c) : nullptr;
-    for (int64_t r = r0; r < r1; r += group) {
-      const int64_t rows = r + group < r1 ? group : r1 - r;
-      fn(r, rows, stream ? buf : out + r * c);
-      if (stream) stream_copy(out + r * c, buf, rows * c);
-    }
-    if (stream) stream_fence();
+    note_team();
+    errors.run([&] {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t r0 = m * t / nt, r1 = m * (t + 1) / nt;
+      float* buf = stream ? scratch(group * c) : nullptr;
+      for (int64_t r = r0; r < r1; r += group) {
+        const int64_t rows = r + group < r1 ? group : r1 - r;
+        fn(r, rows, stream ? buf : out + r * c);
+        if (stream) stream_copy(out + r * c, buf, rows * c);
+      }
+      if (stream) stream_fence();
+    });
   }
+  errors.rethrow();
 }
 
 // out[s*c + j] (s < k, j < c) = the sums over rows of what run_fn(r0, rows, acc, stride, dst)
@@ -77,32 +137,37 @@ void column_reduce(int64_t m, int64_t c, int k, double* out, float* written, Run
   const int max_threads = omp_get_max_threads();
   std::vector<double> part((size_t)max_threads * width, 0.0);
   int used = 1;
+  ExceptionCaptor errors;
 #pragma omp parallel if (m * c >= kParallelGrain)
   {
+    note_team();
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
 #pragma omp single
     used = nt;
-    double* __restrict total = part.data() + (int64_t)t * width;
-    std::vector<float> block((size_t)(k * stride));
-    float* __restrict acc = block.data();
-    const int64_t r0 = m * t / nt, r1 = m * (t + 1) / nt;
-    const bool stream = written && stream_output(m * c * (int64_t)sizeof(float));
-    float* buf = stream ? scratch(stride) : nullptr;
-    for (int64_t b0 = r0; b0 < r1; b0 += flush) {
-      const int64_t b1 = b0 + flush < r1 ? b0 + flush : r1;
-      for (int64_t e = 0; e < k * stride; ++e) acc[e] = 0.f;
-      for (int64_t r = b0; r < b1; r += group) {
-        const int64_t rows = r + group < b1 ? group : b1 - r;
-        float* dst = stream ? buf : written ? written + r * c : nullptr;
-        run_fn(r, rows, acc, stride, dst);
-        if (stream) stream_copy(written + r * c, buf, rows * c);
+    errors.run([&] {
+      double* __restrict total = part.data() + (int64_t)t * width;
+      std::vector<float> block((size_t)(k * stride));
+      float* __restrict acc = block.data();
+      const int64_t r0 = m * t / nt, r1 = m * (t + 1) / nt;
+      const bool stream = written && stream_output(m * c * (int64_t)sizeof(float));
+      float* buf = stream ? scratch(stride) : nullptr;
+      for (int64_t b0 = r0; b0 < r1; b0 += flush) {
+        const int64_t b1 = b0 + flush < r1 ? b0 + flush : r1;
+        for (int64_t e = 0; e < k * stride; ++e) acc[e] = 0.f;
+        for (int64_t r = b0; r < b1; r += group) {
+          const int64_t rows = r + group < b1 ? group : b1 - r;
+          float* dst = stream ? buf : written ? written + r * c : nullptr;
+          run_fn(r, rows, acc, stride, dst);
+          if (stream) stream_copy(written + r * c, buf, rows * c);
+        }
+        for (int s = 0; s < k; ++s)
+          for (int64_t q = 0; q < group; ++q)
+            for (int64_t j = 0; j < c; ++j) total[s * c + j] += (double)acc[s * stride + q * c + j];
       }
-      for (int s = 0; s < k; ++s)
-        for (int64_t q = 0; q < group; ++q)
-          for (int64_t j = 0; j < c; ++j) total[s * c + j] += (double)acc[s * stride + q * c + j];
-    }
-    if (stream) stream_fence();
+      if (stream) stream_fence();
+    });
   }
+  errors.rethrow();
   for (int64_t j = 0; j < width; ++j) out[j] = 0.0;
   for (int t = 0; t < used; ++t)
     for (int64_t j = 0; j < width; ++j) out[j] += part[(size_t)t * width + j];

@@ -43,11 +43,17 @@ template <typename Body>
 void for_each_task(int64_t n, int64_t c, int64_t work, Body body) {
   const ChannelBlocks cb = channel_blocks(n, c);
   const int64_t tasks = n * cb.count;
-#pragma omp parallel for schedule(static) if (work >= kParallelGrain)
-  for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t img = t / cb.count, c0 = (t % cb.count) * cb.size;
-    body(img, c0, std::min(c, c0 + cb.size));
+  ExceptionCaptor errors;  // bodies allocate per-task buffers
+#pragma omp parallel if (work >= kParallelGrain)
+  {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) errors.run([&] {
+      const int64_t img = t / cb.count, c0 = (t % cb.count) * cb.size;
+      body(img, c0, std::min(c, c0 + cb.size));
+    });
   }
+  errors.rethrow();
 }
 
 }  // namespace

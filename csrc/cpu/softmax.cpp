@@ -65,50 +65,66 @@ inline double dot(int64_t c, const float* __restrict a, const float* __restrict 
 }  // namespace
 
 void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
-#pragma omp parallel for schedule(static) if (n * c >= kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) {
-    float mx;
-    double s;
-    shifted_exp(c, x + i * c, y + i * c, &mx, &s);
-    const float inv = (float)(1.0 / s);
-    for (int64_t j = 0; j < c; ++j) y[i * c + j] *= inv;
+#pragma omp parallel if (n * c >= kParallelGrain)
+  {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      float mx;
+      double s;
+      shifted_exp(c, x + i * c, y + i * c, &mx, &s);
+      const float inv = (float)(1.0 / s);
+      for (int64_t j = 0; j < c; ++j) y[i * c + j] *= inv;
+    }
   }
 }
 
 // dx = y * (dy - sum(dy * y)) per row (Jacobian-vector product of softmax).
 void softmax_backward(int64_t n, int64_t c, const float* dy, const float* y, float* dx) {
-#pragma omp parallel for schedule(static) if (n * c >= kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) {
-    const float* g = dy + i * c;
-    const float* yr = y + i * c;
-    const float d = (float)dot(c, g, yr);
-    for (int64_t j = 0; j < c; ++j) dx[i * c + j] = yr[j] * (g[j] - d);
+#pragma omp parallel if (n * c >= kParallelGrain)
+  {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const float* g = dy + i * c;
+      const float* yr = y + i * c;
+      const float d = (float)dot(c, g, yr);
+      for (int64_t j = 0; j < c; ++j) dx[i * c + j] = yr[j] * (g[j] - d);
+    }
   }
 }
 
 void softmax_cross_entropy_forward(int64_t n, int64_t c, const float* logits,
                                    const int64_t* labels, float* loss, float* probs) {
-#pragma omp parallel for schedule(static) if (n * c >= kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) {
-    const float* x = logits + i * c;
-    float* p = probs + i * c;
-    float mx;
-    double s;
-    shifted_exp(c, x, p, &mx, &s);
-    const float inv = (float)(1.0 / s);
-    for (int64_t j = 0; j < c; ++j) p[j] *= inv;
-    // (x[label] - mx) first: both are large, their difference is exact-ish and small.
-    loss[i] = (float)(std::log(s) - ((double)x[labels[i]] - (double)mx));
+#pragma omp parallel if (n * c >= kParallelGrain)
+  {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const float* x = logits + i * c;
+      float* p = probs + i * c;
+      float mx;
+      double s;
+      shifted_exp(c, x, p, &mx, &s);
+      const float inv = (float)(1.0 / s);
+      for (int64_t j = 0; j < c; ++j) p[j] *= inv;
+      // (x[label] - mx) first: both are large, their difference is exact-ish and small.
+      loss[i] = (float)(std::log(s) - ((double)x[labels[i]] - (double)mx));
+    }
   }
 }
 
 void softmax_cross_entropy_backward(int64_t n, int64_t c, const float* probs,
                                     const int64_t* labels, const float* dloss, float* dlogits) {
-#pragma omp parallel for schedule(static) if (n * c >= kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = dloss[i];
-    for (int64_t j = 0; j < c; ++j) dlogits[i * c + j] = g * probs[i * c + j];
-    dlogits[i * c + labels[i]] -= g;
+#pragma omp parallel if (n * c >= kParallelGrain)
+  {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const float g = dloss[i];
+      for (int64_t j = 0; j < c; ++j) dlogits[i * c + j] = g * probs[i * c + j];
+      dlogits[i * c + labels[i]] -= g;
+    }
   }
 }
 

@@ -78,6 +78,7 @@ void parallel_copy(int64_t nbytes, const void* src, void* dst) {
   const int64_t pages = (nbytes + 4095) / 4096;
 #pragma omp parallel if (nbytes >= 4 * kParallelGrain)
   {
+    note_team();
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t b0 = std::min(nbytes, pages * t / nt * 4096);
     const int64_t b1 = std::min(nbytes, pages * (t + 1) / nt * 4096);
@@ -162,16 +163,22 @@ void parallel_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
   const int64_t len = split_rows ? m : n;
   const int64_t block = std::max<int64_t>(16, ((len + threads - 1) / threads + 15) / 16 * 16);
   const int64_t blocks = (len + block - 1) / block;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t i = 0; i < blocks; ++i) {
-    const int64_t s0 = i * block, s = std::min(block, len - s0);
-    if (split_rows)  // rows s0.. of op(A) and C
-      sgemm(trans_a, trans_b, s, n, k, alpha, trans_a ? a + s0 : a + s0 * lda, lda, b, ldb, beta,
-            c + s0 * ldc, ldc);
-    else  // columns s0.. of op(B) and C
-      sgemm(trans_a, trans_b, m, s, k, alpha, a, lda, trans_b ? b + s0 * ldb : b + s0, ldb, beta,
-            c + s0, ldc);
+  ExceptionCaptor errors;  // the native sgemm allocates its packing buffers per thread
+#pragma omp parallel num_threads(threads)
+  {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < blocks; ++i) errors.run([&] {
+      const int64_t s0 = i * block, s = std::min(block, len - s0);
+      if (split_rows)  // rows s0.. of op(A) and C
+        sgemm(trans_a, trans_b, s, n, k, alpha, trans_a ? a + s0 : a + s0 * lda, lda, b, ldb, beta,
+              c + s0 * ldc, ldc);
+      else  // columns s0.. of op(B) and C
+        sgemm(trans_a, trans_b, m, s, k, alpha, a, lda, trans_b ? b + s0 * ldb : b + s0, ldb, beta,
+              c + s0, ldc);
+    });
   }
+  errors.rethrow();
 }
 
 }  // namespace fastconv::cpu

@@ -36,6 +36,7 @@
 
 #include "cpu/conv_algorithm.h"
 #include "cpu/im2col.h"
+#include "cpu/parallel.h"
 #include "cpu/simd.h"
 #include "kernels.h"
 
@@ -385,14 +386,18 @@ void filter_transform(const float* w, int64_t L, bool flip, float* u, int64_t us
                       int threads) {
   constexpr int A = M + 2;
   const int64_t chunks = (L + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t l0 = c * kChunk;
-    const float* in[9];
-    float* out[A * A];
-    for (int q = 0; q < 9; ++q) in[q] = w + (flip ? 8 - q : q) * L + l0;
-    for (int q = 0; q < A * A; ++q) out[q] = u + q * ustride + l0;
-    transform2d<typename Wino<M>::G>(in, out, nullptr, std::min(kChunk, L - l0));
+#pragma omp parallel num_threads(threads)
+  {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t l0 = c * kChunk;
+      const float* in[9];
+      float* out[A * A];
+      for (int q = 0; q < 9; ++q) in[q] = w + (flip ? 8 - q : q) * L + l0;
+      for (int q = 0; q < A * A; ++q) out[q] = u + q * ustride + l0;
+      transform2d<typename Wino<M>::G>(in, out, nullptr, std::min(kChunk, L - l0));
+    }
   }
 }
 
@@ -418,16 +423,18 @@ bool run_forward(const Problem& p, const Plan& pl, const float* x, const float* 
   const int64_t vstride = position_stride(pl.tb * p.cin);
   const int64_t mstride = position_stride(pl.tb * p.cout);
   int nonfinite = 0;
+  ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
 #pragma omp parallel num_threads(pl.threads)
   {
+    note_team();
     float* v = ws + omp_get_thread_num() * block_floats(p, pl);
     float* mt = v + AA * vstride;
 #pragma omp for schedule(dynamic)
-    for (int64_t blk = 0; blk < pl.nblocks; ++blk) {
+    for (int64_t blk = 0; blk < pl.nblocks; ++blk) errors.run([&] {
       int seen;
 #pragma omp atomic read
       seen = nonfinite;
-      if (seen) continue;  // the pass will be redone: skip the remaining blocks
+      if (seen) return;  // the pass will be redone: skip the remaining blocks
       const int64_t t0 = blk * pl.tb, cnt = std::min(pl.tb, grid.tiles - t0);
       for (int64_t j = 0; j < cnt; ++j) input_tile<M>(p, grid, x, t0 + j, v + j * p.cin, vstride);
       bool finite = true;
@@ -435,15 +442,16 @@ bool run_forward(const Problem& p, const Plan& pl, const float* x, const float* 
       if (!finite) {
 #pragma omp atomic write
         nonfinite = 1;
-        continue;
+        return;
       }
       for (int q = 0; q < AA; ++q)
         sgemm(false, u_transposed, cnt, p.cout, p.cin, 1.f, v + q * vstride, p.cin,
               u + q * ustride, u_transposed ? p.cin : p.cout, 0.f, mt + q * mstride, p.cout);
       for (int64_t j = 0; j < cnt; ++j)
         output_tile<M>(p, grid, mt + j * p.cout, mstride, b, act, t0 + j, y);
-    }
+    });
   }
+  errors.rethrow();
   return !nonfinite;
 }
 
@@ -486,13 +494,15 @@ void backward_weights_impl(const Problem& p, const Plan& pl, const float* dy, co
   float* ws = buf.get();
   // Thread t owns blocks t, t+T, ... (static schedule) and its own dU; its first block
   // overwrites (beta = 0). Every thread has a block: make_plan keeps threads <= blocks.
+  ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
 #pragma omp parallel num_threads(pl.threads)
   {
+    note_team();
     float* du = ws + omp_get_thread_num() * per_thread;
     float* v = du + filter_floats(p, pl);
     float* yt = v + AA * vstride;
 #pragma omp for schedule(static, 1)
-    for (int64_t blk = 0; blk < pl.nblocks; ++blk) {
+    for (int64_t blk = 0; blk < pl.nblocks; ++blk) errors.run([&] {
       const int64_t t0 = blk * pl.tb, cnt = std::min(pl.tb, grid.tiles - t0);
       for (int64_t j = 0; j < cnt; ++j) {
         input_tile<M>(p, grid, x, t0 + j, v + j * p.cin, vstride);
@@ -502,27 +512,32 @@ void backward_weights_impl(const Problem& p, const Plan& pl, const float* dy, co
       for (int q = 0; q < AA; ++q)
         sgemm(true, false, p.cin, p.cout, cnt, 1.f, v + q * vstride, p.cin, yt + q * ystride,
               p.cout, beta, du + q * ustride, p.cout);
-    }
+    });
   }
+  errors.rethrow();
   // Partials added in thread order (deterministic), then dg = G^T dU G, kChunk values of
   // (ci, co) at a time; the chunks are independent, so they run in parallel.
   const int64_t chunks = (L + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) num_threads(pl.threads)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t l0 = c * kChunk, nc = std::min(kChunk, L - l0);
-    const float* in[AA];
-    float* out[9];
-    for (int q = 0; q < AA; ++q) {
-      float* acc = ws + q * ustride + l0;
-      for (int t = 1; t < pl.threads; ++t) {
-        const float* part = ws + t * per_thread + q * ustride + l0;
+#pragma omp parallel num_threads(pl.threads)
+  {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t l0 = c * kChunk, nc = std::min(kChunk, L - l0);
+      const float* in[AA];
+      float* out[9];
+      for (int q = 0; q < AA; ++q) {
+        float* acc = ws + q * ustride + l0;
+        for (int t = 1; t < pl.threads; ++t) {
+          const float* part = ws + t * per_thread + q * ustride + l0;
 #pragma omp simd
-        for (int64_t i = 0; i < nc; ++i) acc[i] += part[i];
+          for (int64_t i = 0; i < nc; ++i) acc[i] += part[i];
+        }
+        in[q] = acc;
       }
-      in[q] = acc;
+      for (int q = 0; q < 9; ++q) out[q] = dw + q * L + l0;
+      transform2d<Transposed<typename Wino<M>::G>>(in, out, nullptr, nc);
     }
-    for (int q = 0; q < 9; ++q) out[q] = dw + q * L + l0;
-    transform2d<Transposed<typename Wino<M>::G>>(in, out, nullptr, nc);
   }
 }
 

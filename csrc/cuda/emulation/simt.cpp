@@ -137,9 +137,13 @@ void run_grid(dim3 grid, dim3 block, bool cooperative, void (*thunk)(void*), voi
       }
     }
     if (cooperative) {
-      active = &b;
+      // Reset even when the fibers' stacks fail to allocate (bad_alloc, raised as MemoryError):
+      // a stale `active` would send a later plain launch's __syncthreads to a dead block.
+      struct Activate {
+        explicit Activate(Block* blk) { active = blk; }
+        ~Activate() { active = nullptr; }
+      } activate(&b);
       run_block_cooperatively(b, nthreads);
-      active = nullptr;
       if (b.error) std::rethrow_exception(b.error);
     }
   }
