@@ -166,6 +166,19 @@ def cases():
         yield ("batch_norm_forward_train", small, lambda: (ones(2, c), ones(c), ones(c)),
                lambda x, g, b: _C.batch_norm_forward_train(x, g, b, 1e-3),
                nbytes(2, c) + 3 * nbytes(c) + nbytes(c) + 2 * 2 * nbytes(c) + 2 * 2 * 2 * nbytes(c) + 8 * MiB)
+    elif family == "cuda-emulation":
+        # The cuda kernels' own scratch memory (column_reduce's double partial sums, 8 x C
+        # bytes): cudaMallocAsync's failure must be a MemoryError, as CuPy's out-of-memory is.
+        # The emulation's cudaMallocAsync is malloc, so RLIMIT_AS reaches it.
+        from fastconv import _cuda_emu
+
+        def column_sums(a, out):
+            _cuda_emu.column_sums(a.ctypes.data, out.ctypes.data, 1, a.shape[0], a.shape[1], 1.0, 0)
+            return out
+
+        c = 1 << 22
+        small = lambda: [column_sums(ones(3, 5), np.empty(5, np.float32))]
+        yield ("column_sums", small, lambda: (ones(1, c), np.empty(c, np.float32)), column_sums, 8 * MiB)
     else:
         raise SystemExit(f"unknown family {family}")
 
@@ -184,13 +197,20 @@ FAMILIES = {
     "pool": ["max_pool2d_backward", "global_avg_pool2d_forward"],
     "dense": ["dense_backward"],
     "batchnorm": ["batch_norm_forward_train"],
+    "cuda-emulation": ["column_sums"],
 }
+# What the MemoryError says: C++'s bad_alloc through pybind11 (not numpy failing to allocate an
+# output); the cuda kernels name the call and the CUDA error.
+MESSAGES = {"cuda-emulation": "fastconv._cuda.column_sums: CUDA error 2 (cudaErrorMemoryAllocation): "
+                              "cudaErrorMemoryAllocation"}
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
                     reason="needs RLIMIT_AS, /proc/self/statm and glibc's mallopt")
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_out_of_memory_raises_memory_error_and_the_process_lives(family):
+    if family == "cuda-emulation":
+        pytest.importorskip("fastconv._cuda_emu", reason="built with FASTCONV_CUDA_EMULATION=OFF")
     env = dict(os.environ)
     # The subprocess imports the same fastconv as this test (a source tree or an install).
     root = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
@@ -201,4 +221,5 @@ def test_out_of_memory_raises_memory_error_and_the_process_lives(family):
     report = f"returncode {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-2000:]}"
     assert proc.returncode == 0, report  # -6: SIGABRT, an exception left an OpenMP region
     lines = proc.stdout.splitlines()
-    assert lines == [f"{name}: MemoryError(std::bad_alloc), usable: True" for name in FAMILIES[family]], report
+    message = MESSAGES.get(family, "std::bad_alloc")
+    assert lines == [f"{name}: MemoryError({message}), usable: True" for name in FAMILIES[family]], report

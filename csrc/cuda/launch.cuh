@@ -4,8 +4,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <new>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 // Launches are spelled FC_LAUNCH(kernel, grid, block, stream)(args...), which is
 // kernel<<<grid, block, 0, stream>>>(args...) under nvcc; the CPU emulation build
@@ -19,11 +21,24 @@
 
 namespace fastconv::cuda::detail {
 
+// Out of device memory is a std::bad_alloc, which pybind11 turns into Python's MemoryError
+// (as CuPy's own OutOfMemoryError is one), so callers catch it the same way as on the cpu.
+class OutOfMemory : public std::bad_alloc {
+ public:
+  explicit OutOfMemory(std::string message) : message_(std::move(message)) {}
+  const char* what() const noexcept override { return message_.c_str(); }
+
+ private:
+  std::string message_;
+};
+
 inline void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("fastconv._cuda.") + what + ": CUDA error " +
-                             std::to_string((int)err) + " (" + cudaGetErrorName(err) + "): " +
-                             cudaGetErrorString(err));
+  if (err == cudaSuccess) return;
+  std::string message = std::string("fastconv._cuda.") + what + ": CUDA error " +
+                        std::to_string((int)err) + " (" + cudaGetErrorName(err) + "): " +
+                        cudaGetErrorString(err);
+  if (err == cudaErrorMemoryAllocation) throw OutOfMemory(std::move(message));
+  throw std::runtime_error(message);
 }
 
 // Call right after a launch: reports configuration errors and earlier asynchronous faults
