@@ -1,14 +1,13 @@
 """The ``fastconv`` command line: info, data set selection, and a real short training run."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from fastconv.__main__ import load_dataset, main, split_validation
 from fastconv.datasets import _files
+from fastconv_subprocess import run_python
 
 
 def test_info_reports_version_backends_and_blas(capsys):
@@ -23,10 +22,8 @@ def test_info_reports_version_backends_and_blas(capsys):
 
 def test_python_dash_m_entry_point(tmp_path):
     # Import the fastconv these tests import (installed or dev tree), never a stray source tree.
-    import fastconv
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastconv.__file__)))
-    r = subprocess.run([sys.executable, "-m", "fastconv", "--help"], capture_output=True, text=True,
-                       env=env, timeout=60, cwd=tmp_path)
+    r = run_python(["-m", "fastconv", "--help"], capture_output=True, text=True, timeout=60,
+                   cwd=tmp_path)
     assert r.returncode == 0 and "train" in r.stdout and "info" in r.stdout
 
 

@@ -430,15 +430,14 @@ def test_fit_stops_on_one_nan_pixel_and_predict_gives_nan(backend):
 # The poison switch (tests/conftest.py turns it on for the session)
 
 def test_poisoned_outputs_start_as_nan(monkeypatch):
-    import subprocess
-    import sys
+    from fastconv_subprocess import run_python
     assert fastconv._C._get_poison_outputs() and fcuda._get_poison_outputs()
     cuda_emulation.install(monkeypatch)
     assert np.isnan(fcuda.to_host(fcuda._empty((3, 4)))).all()
     code = "import fastconv._C as C, fastconv.cuda as K; print(C._get_poison_outputs(), K._get_poison_outputs())"
     for env, want in (("1", "True True"), ("0", "False False")):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                             env={**__import__("os").environ, "FASTCONV_POISON_OUTPUTS": env})
+        out = run_python(["-c", code], env={"FASTCONV_POISON_OUTPUTS": env}, capture_output=True,
+                         text=True, check=True)
         assert out.stdout.split() == want.split()
 
 

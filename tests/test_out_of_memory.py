@@ -15,14 +15,12 @@ kernels aborted; the others (workspaces allocated before the region) already rai
 Softmax, concat, dense forward, pooling forwards and the elementwise kernels allocate nothing
 but their outputs (numpy raises for those), so they are not here.
 """
-import os
 import platform
-import subprocess
 import sys
 
 import pytest
 
-import fastconv
+from fastconv_subprocess import run_python
 
 SCRIPT = r"""
 import ctypes, resource, sys
@@ -211,13 +209,8 @@ MESSAGES = {"cuda-emulation": "fastconv._cuda.column_sums: CUDA error 2 (cudaErr
 def test_out_of_memory_raises_memory_error_and_the_process_lives(family):
     if family == "cuda-emulation":
         pytest.importorskip("fastconv._cuda_emu", reason="built with FASTCONV_CUDA_EMULATION=OFF")
-    env = dict(os.environ)
-    # The subprocess imports the same fastconv as this test (a source tree or an install).
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    env["FASTCONV_KEEP_FREED_MEMORY"] = "0"
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, family], env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = run_python(["-c", SCRIPT, family], env={"FASTCONV_KEEP_FREED_MEMORY": "0"},
+                      capture_output=True, text=True, timeout=120)
     report = f"returncode {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-2000:]}"
     assert proc.returncode == 0, report  # -6: SIGABRT, an exception left an OpenMP region
     lines = proc.stdout.splitlines()

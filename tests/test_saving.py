@@ -2,8 +2,6 @@
 never leaves a model half-loaded."""
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 
 import fastconv
 from fastconv import layers, models
+from fastconv_subprocess import run_python
 
 
 def _model(seed):
@@ -146,9 +145,8 @@ def test_writes_that_fail_half_way_keep_the_previous_files(tmp_path):
         if content is not None:
             (tmp_path / name).write_bytes(content)
         old[name] = (tmp_path / name).read_bytes()
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastconv.__file__)), MPLBACKEND="Agg")
-    r = subprocess.run([sys.executable, "-c", WRITERS, str(tmp_path)], capture_output=True, text=True,
-                       env=env, timeout=300)
+    r = run_python(["-c", WRITERS, str(tmp_path)], env={"MPLBACKEND": "Agg"}, capture_output=True,
+                   text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["weights", "failed", "plot", "failed", "idx", "failed", "csv",
                                 "failed", "history", "failed"], r.stdout
