@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -24,13 +23,11 @@ namespace fastconv::bind {
 
 namespace py = pybind11;
 
+// std::to_string, not a stream: see dims_str in common/geometry.h.
 inline std::string shape_str(const py::array& a) {
-  std::ostringstream os;
-  os << "(";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) os << (i ? ", " : "") << a.shape(i);
-  if (a.ndim() == 1) os << ",";
-  os << ")";
-  return os.str();
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
 template <typename T>
@@ -79,11 +76,9 @@ inline void require_shape(const py::array& a, const char* name, const std::vecto
   bool ok = a.ndim() == (py::ssize_t)want.size();
   for (size_t i = 0; ok && i < want.size(); ++i) ok = a.shape(i) == want[i];
   if (!ok) {
-    std::ostringstream os;
-    os << name << " must have shape (";
-    for (size_t i = 0; i < want.size(); ++i) os << (i ? ", " : "") << want[i];
-    os << (want.size() == 1 ? ",)" : ")") << ", got " << shape_str(a);
-    throw py::value_error(os.str());
+    std::string msg = std::string(name) + " must have shape (";
+    for (size_t i = 0; i < want.size(); ++i) msg += (i ? ", " : "") + std::to_string(want[i]);
+    throw py::value_error(msg + (want.size() == 1 ? ",)" : ")") + ", got " + shape_str(a));
   }
 }
 

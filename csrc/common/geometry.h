@@ -6,7 +6,6 @@
 // TensorFlow's rule; the kernels only ever see explicit pads.
 #pragma once
 #include <cstdint>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -45,35 +44,39 @@ struct ConvGeometry {
   int64_t weight_size() const { return win.kh * win.kw * cin_g * oc; }
 };
 
+// Error messages are built with std::to_string and +, not std::ostringstream: streams format
+// numbers through the locale's num_put facet, and on the H200 machine (Ubuntu 24.04, GCC 13)
+// every message streamed this way segfaulted inside std::ostream::_M_insert<long> (found by
+// the first real-GPU run, 2026-12-04), in _C and _cuda alike. to_string needs no locale.
+inline std::string num_str(int64_t v) { return std::to_string(v); }
+
 inline std::string dims_str(std::initializer_list<int64_t> d) {
-  std::ostringstream os;
-  os << "(";
+  std::string s = "(";
   bool first = true;
   for (int64_t v : d) {
-    os << (first ? "" : ", ") << v;
+    s += (first ? "" : ", ") + num_str(v);
     first = false;
   }
-  os << ")";
-  return os.str();
+  return s + ")";
 }
 
 // Throws std::invalid_argument (ValueError in Python) naming every shape involved.
 inline void check_window(const Window2d& w, int64_t h, int64_t wd, const char* what) {
-  std::ostringstream os;
-  if (w.kh < 1 || w.kw < 1) os << what << ": window size must be >= 1, got " << dims_str({w.kh, w.kw});
-  else if (w.sh < 1 || w.sw < 1) os << what << ": strides must be >= 1, got " << dims_str({w.sh, w.sw});
-  else if (w.dh < 1 || w.dw < 1) os << what << ": dilation must be >= 1, got " << dims_str({w.dh, w.dw});
+  const std::string w_ = what;
+  std::string msg;
+  if (w.kh < 1 || w.kw < 1) msg = w_ + ": window size must be >= 1, got " + dims_str({w.kh, w.kw});
+  else if (w.sh < 1 || w.sw < 1) msg = w_ + ": strides must be >= 1, got " + dims_str({w.sh, w.sw});
+  else if (w.dh < 1 || w.dw < 1) msg = w_ + ": dilation must be >= 1, got " + dims_str({w.dh, w.dw});
   else if (w.pt < 0 || w.pb < 0 || w.pl < 0 || w.pr < 0)
-    os << what << ": pads must be >= 0, got (top, bottom, left, right) = " << dims_str({w.pt, w.pb, w.pl, w.pr});
+    msg = w_ + ": pads must be >= 0, got (top, bottom, left, right) = " + dims_str({w.pt, w.pb, w.pl, w.pr});
   else {
     const int64_t span_h = (w.kh - 1) * w.dh + 1, span_w = (w.kw - 1) * w.dw + 1;
     if (h + w.pt + w.pb < span_h || wd + w.pl + w.pr < span_w)
-      os << what << ": window " << dims_str({span_h, span_w}) << " (kernel " << dims_str({w.kh, w.kw})
-         << ", dilation " << dims_str({w.dh, w.dw}) << ") is larger than the padded input "
-         << dims_str({h + w.pt + w.pb, wd + w.pl + w.pr}) << " (input " << dims_str({h, wd})
-         << ", pads " << dims_str({w.pt, w.pb, w.pl, w.pr}) << ")";
+      msg = w_ + ": window " + dims_str({span_h, span_w}) + " (kernel " + dims_str({w.kh, w.kw}) +
+            ", dilation " + dims_str({w.dh, w.dw}) + ") is larger than the padded input " +
+            dims_str({h + w.pt + w.pb, wd + w.pl + w.pr}) + " (input " + dims_str({h, wd}) +
+            ", pads " + dims_str({w.pt, w.pb, w.pl, w.pr}) + ")";
   }
-  const std::string msg = os.str();
   if (!msg.empty()) throw std::invalid_argument(msg);
 }
 
@@ -85,20 +88,21 @@ inline ConvGeometry make_conv_geometry(int64_t n, int64_t h, int64_t w, int64_t 
   g.n = n; g.h = h; g.w = w; g.c = c; g.oc = oc; g.groups = groups; g.cin_g = cin_g;
   win.kh = kh; win.kw = kw;
   g.win = win;
-  std::ostringstream os;
+  std::string msg;
   if (n < 0 || h < 1 || w < 1 || c < 1)
-    os << "conv2d: input x must be (N, H, W, C) with H, W, C >= 1, got " << dims_str({n, h, w, c});
+    msg = "conv2d: input x must be (N, H, W, C) with H, W, C >= 1, got " + dims_str({n, h, w, c});
   else if (kh < 1 || kw < 1 || cin_g < 1 || oc < 1)
-    os << "conv2d: weights must be (KH, KW, Cin/groups, Cout) with all >= 1, got " << dims_str({kh, kw, cin_g, oc});
+    msg = "conv2d: weights must be (KH, KW, Cin/groups, Cout) with all >= 1, got " + dims_str({kh, kw, cin_g, oc});
   else if (groups < 1)
-    os << "conv2d: groups must be >= 1, got " << groups;
+    msg = "conv2d: groups must be >= 1, got " + num_str(groups);
   else if (c % groups != 0 || oc % groups != 0)
-    os << "conv2d: groups=" << groups << " must divide input channels " << c << " and output channels " << oc;
+    msg = "conv2d: groups=" + num_str(groups) + " must divide input channels " + num_str(c) +
+          " and output channels " + num_str(oc);
   else if (cin_g * groups != c)
-    os << "conv2d: channel mismatch: x " << dims_str({n, h, w, c}) << " has " << c
-       << " channels but weights " << dims_str({kh, kw, cin_g, oc}) << " expect " << cin_g
-       << " per group x groups=" << groups << " = " << cin_g * groups;
-  if (!os.str().empty()) throw std::invalid_argument(os.str());
+    msg = "conv2d: channel mismatch: x " + dims_str({n, h, w, c}) + " has " + num_str(c) +
+          " channels but weights " + dims_str({kh, kw, cin_g, oc}) + " expect " + num_str(cin_g) +
+          " per group x groups=" + num_str(groups) + " = " + num_str(cin_g * groups);
+  if (!msg.empty()) throw std::invalid_argument(msg);
   check_window(win, h, w, "conv2d");
   g.cout_g = oc / groups;
   g.oh = window_output_size(h, kh, win.sh, win.dh, win.pt, win.pb);
