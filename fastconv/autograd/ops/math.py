@@ -245,7 +245,13 @@ def getitem(a, index): return GetItem.apply(a, index=_plain_index(index))
 def sum(a, axis=None, keepdims=False): return Sum.apply(a, axis=axis, keepdims=keepdims)  # noqa: A001
 def max(a, axis=None, keepdims=False): return Max.apply(a, axis=axis, keepdims=keepdims)  # noqa: A001
 def maximum(a, b): return Maximum.apply(a, b)
-def minimum(a, b): return neg(maximum(neg(a), neg(b)))
+def minimum(a, b): return neg(maximum(_neg(a), _neg(b)))
+
+
+def _neg(v):
+    # A Python number stays a number (a weak constant that takes the tensor's dtype and device):
+    # neg(0.0) would make it a host array, which CuPy refuses to mix with device arrays.
+    return -v if isinstance(v, (int, float)) else neg(v)
 def square(a): return mul(a, a)
 
 
