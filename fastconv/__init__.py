@@ -38,6 +38,7 @@ for _module in (activations, callbacks, initializers, layers, losses, metrics, m
                 optimizers.schedules, regularizers, utils):
     _missing.install(_module)
 del _module
+_missing.install(config, hints=_missing.CONFIG_HINTS)
 __getattr__ = _missing.module_getattr(
     __name__, lazy={"applications": ".applications", "data": ".data", "datasets": ".datasets",
                     "preprocessing": ".preprocessing"},

@@ -33,6 +33,13 @@ TENSORFLOW_ONLY = {
     "device": "fastconv has no device scopes; use fastconv.set_backend('cpu' | 'cuda')",
 }
 
+# tf.config's everyday calls, reached as keras.config.X: fastconv.config is our own module.
+CONFIG_HINTS = dict.fromkeys(
+    ("list_physical_devices", "list_logical_devices", "set_visible_devices", "experimental",
+     "threading", "get_visible_devices"),
+    "fastconv has no tf.config: fastconv.cuda.is_available() says whether a GPU can be used, "
+    "fastconv.set_backend('cpu' | 'cuda') chooses it, fastconv.set_num_threads(n) sets CPU threads")
+
 _IMPORT_FROM = dis.opmap.get("IMPORT_FROM")
 
 
