@@ -13,7 +13,6 @@ Traceback (most recent call last):
 ...
 AttributeError: fastconv.layers does not provide 'Conv2d'. Did you mean 'Conv2D'?
 """
-import difflib
 import dis
 import importlib
 import sys
@@ -59,6 +58,8 @@ def _in_from_import():
 def nearest(name, candidates, similar=None):
     """The closest of `candidates` to `name`: a case-insensitive match first (Conv2d -> Conv2D),
     then difflib's nearest among `similar` (default: all candidates); None when none is close."""
+    import difflib  # only on an error: keeps `import fastconv` light
+
     candidates = sorted(set(candidates))
     same = [c for c in candidates if c.lower() == name.lower()]
     if same:
