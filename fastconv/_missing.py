@@ -39,6 +39,15 @@ CONFIG_HINTS = dict.fromkeys(
     "fastconv has no tf.config: fastconv.cuda.is_available() says whether a GPU can be used, "
     "fastconv.set_backend('cpu' | 'cuda') chooses it, fastconv.set_num_threads(n) sets CPU threads")
 
+# Keras 2 / TF 2.x sub-namespaces tutorials still type, by module.
+MODULE_HINTS = {
+    "fastconv.optimizers": {"legacy": "fastconv has one set of optimizers, accepting Keras 2 arguments: "
+                                      "use fastconv.optimizers.Adam, SGD, RMSprop, ..."},
+    "fastconv.layers": {"experimental": "Keras 2's layers.experimental.preprocessing layers are "
+                                        "fastconv.preprocessing.RandomFlip, RandomRotation, RandomZoom, "
+                                        "RandomTranslation"},
+}
+
 _IMPORT_FROM = dis.opmap.get("IMPORT_FROM")
 
 
@@ -108,6 +117,8 @@ def module_getattr(module_name, lazy=None, hints=None, every_hint=None):
 
 
 def install(module, lazy=None, hints=None):
-    """Give an already imported module (one whose file another change owns) the same hook."""
+    """Give an already imported module (one whose file another change owns) the same hook,
+    with MODULE_HINTS' entries for it."""
     if "__getattr__" not in module.__dict__:
+        hints = {**MODULE_HINTS.get(module.__name__, {}), **(hints or {})}
         module.__getattr__ = module_getattr(module.__name__, lazy, hints)

@@ -135,6 +135,8 @@ def test_load_model_names_the_weights_alternative():
     ("keras.config.list_physical_devices", "set_backend"),
     ("keras.preprocessing.image.ImageDataGenerator", "RandomFlip"),
     ("keras.activations.gleu", "Did you mean 'gelu'"),
+    ("keras.optimizers.legacy", "fastconv.optimizers.Adam"),
+    ("keras.layers.experimental", "RandomFlip"),
 ])
 def test_missing_names_say_fastconv_lacks_them(expr, says):
     with pytest.raises(AttributeError, match=says):
