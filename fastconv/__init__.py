@@ -32,7 +32,7 @@ from .config import (get_conv_algorithm, get_gemm_backend, get_num_threads, set_
 # Keras's face (`import fastconv as keras`): one missing-name hook per public module, set here so
 # the modules' own files stay free of it. Data sets, preprocessing and applications load on
 # first use: they are not needed to build and train a model.
-from . import _missing  # noqa: E402
+from . import _missing, config  # noqa: E402
 
 for _module in (activations, callbacks, initializers, layers, losses, metrics, models, optimizers,
                 optimizers.schedules, regularizers, utils):
