@@ -8,3 +8,6 @@ downloaded and verified), the embedded UCI digits set (no network needed), and t
 """
 from . import digits, fashion_mnist, idx, mnist  # noqa: F401
 from .idx import read_idx, write_idx  # noqa: F401
+from .._missing import module_getattr  # noqa: E402
+
+__getattr__ = module_getattr(__name__)

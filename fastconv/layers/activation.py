@@ -1,38 +1,35 @@
 """Activation, ReLU and Softmax layers, and the activation lookup the other layers share.
 
 'relu', 'sigmoid', 'tanh' and 'linear' (or None) fuse with a bias into one
-`ops.bias_activation` kernel pass; 'softmax' and callables run after it.
+`ops.bias_activation` kernel pass, whether given as strings or as the fastconv.activations
+functions; every other name of fastconv.activations ('gelu', 'elu', ...) and any callable
+runs after it, composed from differentiable ops.
 
 >>> import numpy as np
 >>> from fastconv import layers
 >>> layers.Activation("relu")(np.array([[-1.0, 2.0]], np.float32)).numpy()
 array([[0., 2.]], dtype=float32)
 """
+from .. import activations
 from ..autograd import ops
 from .layer import Layer
 
 FUSED = ("linear", "relu", "sigmoid", "tanh")
 
 
-def _softmax(x):
-    return ops.softmax(x, axis=-1)
-
-
-_PLAIN = {"softmax": _softmax}
-
-
 def resolve(activation):
-    """activation name | None | callable -> canonical name (str) or the callable itself."""
+    """activation name | None | callable -> canonical name (str) or the callable itself.
+
+    fastconv.activations' own functions become their names, so activation=activations.relu
+    takes the fused kernel path exactly as activation="relu" does."""
     if activation is None:
         return "linear"
     if callable(activation):
-        return activation
+        return activations.name_of(activation) or activation
     if isinstance(activation, str):
-        name = activation.lower()
-        if name in FUSED or name in _PLAIN:
-            return name
-    raise ValueError(f"unknown activation {activation!r}; expected one of "
-                     f"{list(FUSED) + list(_PLAIN)}, None or a callable")
+        return activations.get(activation).__name__  # unknown: ValueError naming the nearest
+    raise ValueError(f"unknown activation {activation!r}; expected a name of fastconv.activations, "
+                     "None or a callable")
 
 
 def fusable(activation):
@@ -48,7 +45,7 @@ def apply(y, bias, activation):
         return ops.bias_activation(y, bias, activation)
     if bias is not None:
         y = ops.bias_activation(y, bias, "linear")
-    return _PLAIN[activation](y) if isinstance(activation, str) else activation(y)
+    return activations.get(activation)(y)
 
 
 def serialize(activation):
@@ -56,7 +53,7 @@ def serialize(activation):
 
 
 class Activation(Layer):
-    """Applies an activation: 'relu' | 'sigmoid' | 'tanh' | 'softmax' | 'linear' | callable."""
+    """Applies an activation: a name of fastconv.activations ('relu', 'gelu', ...) or a callable."""
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)

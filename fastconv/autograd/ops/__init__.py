@@ -1,7 +1,7 @@
 """Differentiable operations on Tensors (see DESIGN.md, "Autograd")."""
 from .array import concatenate, dropout, pad, split  # noqa: F401
 from .math import (  # noqa: F401
-    abs, add, clip, div, exp, log, matmul, max, maximum, mean, minimum, mul, neg, power, reshape, sqrt,
+    abs, add, clip, div, erf, exp, log, matmul, max, maximum, mean, minimum, mul, neg, power, reshape, sqrt,
     square, sub, sum, transpose, where)
 from .nn import (  # noqa: F401
     add_activation, avg_pool2d, batch_norm, bias_activation, conv2d, dense, depthwise_conv2d, global_avg_pool2d,

@@ -1,4 +1,5 @@
-"""Keras-style random preprocessing layers, active only in training (identity otherwise).
+"""Keras-path preprocessing: ``preprocessing.image`` (loaded on first use) and the Keras-style
+random preprocessing layers, active only in training (identity otherwise).
 
 ``RandomFlip``, ``RandomRotation``, ``RandomZoom`` and ``RandomTranslation`` take NHWC batches
 and draw one transform per image from ``fastconv.random.generator("augment")`` (or a private
@@ -21,10 +22,11 @@ True
 """
 import numpy as np
 
-from . import augment
-from . import random as _random
-from .autograd import Tensor
-from .layers import Layer
+from .. import augment
+from .. import random as _random
+from .._missing import module_getattr
+from ..autograd import Tensor
+from ..layers import Layer
 
 
 def _pair(f, name):
@@ -121,3 +123,7 @@ class RandomTranslation(_RandomLayer):
     def get_config(self):
         return {**super().get_config(), "height_factor": self.height_factor,
                 "width_factor": self.width_factor}
+
+
+# preprocessing.image pulls in the image-folder pipeline: loaded on first use.
+__getattr__ = module_getattr(__name__, lazy={"image": ".image"})
