@@ -1,0 +1,310 @@
+"""Keras layers of classic CNN course code (issue 16): preprocessing (Rescaling,
+Normalization, Resizing, CenterCrop, RandomCrop, RandomContrast, RandomBrightness),
+activations (LeakyReLU, ELU, PReLU), ... Each: values against NumPy formulas written here,
+input and weight gradients by float64 central differences on the numpy backend, forward and
+backward agreement of the numpy, cpu and (emulated) cuda backends, parameter counts as Keras
+3 reports them, get_config round trips, NaN propagation and clear geometry errors."""
+import warnings
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+from fastconv import layers, losses, models, optimizers
+from fastconv.autograd import Tensor
+from fastconv.reference.gradcheck import check_grad
+
+import cuda_emulation
+
+
+def _reseed(layer):
+    # Random layers built with seed= redraw the same numbers after this (fixed draws for
+    # finite differences and for comparing backends).
+    if hasattr(layer, "_rng"):
+        layer._rng = None
+
+
+# id, factory, input shape, training, input transform (into the layer's domain)
+CASES = [
+    ("rescaling", lambda: layers.Rescaling(0.5, offset=-1.0), (2, 3, 3, 2), False, None),
+    ("rescaling_array", lambda: layers.Rescaling([1.0, 2.0], offset=[0.5, 0.0]), (2, 3, 2), False, None),
+    ("normalization", lambda: layers.Normalization(mean=[1.0, -1.0], variance=[4.0, 0.25]), (2, 3, 3, 2), False, None),
+    ("resize_bilinear_up", lambda: layers.Resizing(5, 7), (2, 3, 4, 2), False, None),
+    ("resize_bilinear_down", lambda: layers.Resizing(2, 3), (1, 5, 7, 2), False, None),
+    ("resize_nearest", lambda: layers.Resizing(5, 3, interpolation="nearest"), (1, 3, 4, 2), False, None),
+    ("resize_crop_aspect", lambda: layers.Resizing(2, 4, crop_to_aspect_ratio=True), (1, 5, 5, 1), False, None),
+    ("center_crop", lambda: layers.CenterCrop(2, 3), (2, 5, 6, 2), False, None),
+    ("center_crop_small", lambda: layers.CenterCrop(4, 4), (1, 3, 5, 1), False, None),
+    ("random_crop_train", lambda: layers.RandomCrop(2, 3, seed=4), (2, 5, 6, 2), True, None),
+    ("random_crop_infer", lambda: layers.RandomCrop(2, 3, seed=4), (2, 5, 6, 2), False, None),
+    ("random_contrast", lambda: layers.RandomContrast(0.4, seed=2), (3, 3, 4, 2), True, lambda x: 100 + 40 * x),
+    ("random_brightness", lambda: layers.RandomBrightness(0.1, seed=3), (3, 3, 4, 2), True, lambda x: 100 + 40 * x),
+    ("leaky_relu", lambda: layers.LeakyReLU(), (3, 5), False, None),
+    ("elu", lambda: layers.ELU(alpha=0.7), (3, 5), False, None),
+    ("prelu", lambda: layers.PReLU(alpha_initializer="ones"), (2, 3, 4), False, None),
+    ("prelu_shared", lambda: layers.PReLU(shared_axes=[1, 2]), (2, 3, 3, 2), False, None),
+]
+IDS = [c[0] for c in CASES]
+
+
+def _input(shape, transform, dtype):
+    x = np.random.default_rng(11).standard_normal(shape)
+    return (x if transform is None else transform(x)).astype(dtype)
+
+
+def _weights(layer, dtype):
+    # Non-trivial weights: zeros/ones initial values would hide errors.
+    rng = np.random.default_rng(2)
+    return [rng.uniform(0.2, 0.8, w.shape).astype(dtype) for w in layer.trainable_weights]
+
+
+def _run(make, x, training, to_device=lambda a: a, to_host=lambda a: a):
+    """Forward output, input gradient and trainable-weight gradients, for dy fixed by seed."""
+    layer = make()
+    layer.dtype = x.dtype.name
+    layer.build((None,) + x.shape[1:])
+    for w, v in zip(layer.trainable_weights, _weights(layer, x.dtype)):
+        w.assign(to_device(v))
+    _reseed(layer)
+    xt = Tensor(to_device(x), requires_grad=True)
+    y = layer(xt, training=training)
+    dy = np.random.default_rng(5).standard_normal(y.shape).astype(x.dtype)
+    (y * Tensor(to_device(dy))).sum().backward()
+    return to_host(y.data), to_host(xt.grad), [to_host(w.grad) for w in layer.trainable_weights], layer, dy
+
+
+@pytest.mark.parametrize("name, make, shape, training, transform", CASES, ids=IDS)
+def test_gradients_match_finite_differences(name, make, shape, training, transform, numpy_backend):
+    x = _input(shape, transform, np.float64)
+    _, dx, dws, layer, dy = _run(make, x, training)
+
+    def f(xv):
+        _reseed(layer)
+        return float(np.sum(layer(Tensor(xv), training=training).numpy() * dy))
+    check_grad(f, x, dx, rtol=1e-5, atol=1e-7, skip_kinks=True, name=f"{name}/input")
+    for w, dw in zip(layer.trainable_weights, dws):
+        orig = w.data.copy()
+
+        def fw(wv, w=w):
+            w.data[...] = wv
+            return f(x)
+        check_grad(fw, orig, dw, rtol=1e-5, atol=1e-7, skip_kinks=True, name=w.name)
+        w.data[...] = orig
+
+
+@pytest.mark.parametrize("name, make, shape, training, transform", CASES, ids=IDS)
+def test_backends_agree_forward_and_backward(name, make, shape, training, transform, monkeypatch):
+    x = _input(shape, transform, np.float32)
+    with fc.backend("numpy"):
+        ref = _run(make, x, training)
+    with fc.backend("cpu"):
+        cpu = _run(make, x, training)
+    cuda_emulation.install(monkeypatch)
+    from fastconv import cuda as fcuda
+    with fc.backend("cuda"):
+        gpu = _run(make, x, training, fcuda.to_device, cuda_emulation.host)
+    for other in (cpu, gpu):
+        np.testing.assert_allclose(other[0], ref[0], rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(other[1], ref[1], rtol=1e-5, atol=1e-4)
+        for a, b in zip(other[2], ref[2]):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("name, make, shape, training, transform", CASES, ids=IDS)
+def test_config_round_trip_and_output_shape(name, make, shape, training, transform, numpy_backend):
+    layer = make()
+    config = layer.get_config()
+    assert type(layer).from_config(config).get_config() == config
+    y = layer(_input(shape, transform, np.float32), training=training)
+    assert tuple(layer.compute_output_shape((None,) + shape[1:]))[1:] == y.shape[1:]
+
+
+@pytest.mark.parametrize("name, make, shape, training, transform", CASES, ids=IDS)
+def test_nan_propagates(name, make, shape, training, transform, numpy_backend):
+    x = _input(shape, transform, np.float32)
+    x.reshape(-1)[0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        y = make()(x, training=training).numpy()
+    # Every layer here either keeps the first element or (crops) may cut it away: never
+    # does a NaN become a number where it is still used.
+    crops = ("center_crop", "random_crop", "resize_crop_aspect", "resize_bilinear_down", "resize_nearest")
+    assert np.isnan(y).any() or name.startswith(crops)
+
+
+# -- parameter counts (as Keras 3's summary reports them) -----------------------------------
+@pytest.mark.parametrize("make, in_shape, params, nontrainable", [
+    # adapt()able Normalization: mean (C,) + variance (C,) + the scalar count Keras 3 keeps
+    # for old files = 2 * 3 + 1, none trainable.
+    (lambda: layers.Normalization(), (8, 8, 3), 7, 7),
+    (lambda: layers.Normalization(mean=0.0, variance=1.0), (8, 8, 3), 0, 0),  # constants
+    (lambda: layers.Rescaling(1 / 255), (8, 8, 3), 0, 0),
+    (lambda: layers.Resizing(4, 4), (8, 8, 3), 0, 0),
+    (lambda: layers.RandomContrast(0.1), (8, 8, 3), 0, 0),
+    (lambda: layers.PReLU(), (8, 8, 3), 8 * 8 * 3, 0),         # one alpha per input element
+    (lambda: layers.PReLU(shared_axes=[1, 2]), (8, 8, 3), 3, 0),  # one per channel
+    (lambda: layers.LeakyReLU(), (8, 8, 3), 0, 0),
+])
+def test_param_counts(make, in_shape, params, nontrainable, numpy_backend):
+    layer = make()
+    layer.build((None,) + in_shape)
+    assert layer.count_params() == params
+    assert sum(int(np.prod(w.shape)) for w in layer.non_trainable_weights) == nontrainable
+
+
+# -- preprocessing values ------------------------------------------------------------------
+def test_rescaling_and_normalization_values(numpy_backend, rng):
+    x = rng.uniform(0, 255, (4, 5, 5, 3))
+    np.testing.assert_allclose(layers.Rescaling(1 / 127.5, offset=-1, dtype="float64")(x).numpy(), x / 127.5 - 1)
+    n = layers.Normalization(dtype="float64")
+    n.adapt(x)
+    mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+    np.testing.assert_allclose(n(x).numpy(), (x - mean) / np.sqrt(var), rtol=1e-12)
+    np.testing.assert_allclose(n.mean.numpy(), mean)
+    assert int(n.count.numpy()) == 4 * 5 * 5
+    # A zero variance divides by epsilon (1e-7), not by zero.
+    z = layers.Normalization(mean=[1.0], variance=[0.0], dtype="float64")
+    np.testing.assert_allclose(z(np.array([[1.0 + 1e-7]])).numpy(), [[1.0]], rtol=1e-6)
+    inv = layers.Normalization(mean=[2.0], variance=[9.0], invert=True, dtype="float64")
+    np.testing.assert_allclose(inv(np.array([[1.0]])).numpy(), [[5.0]])
+    with pytest.raises(ValueError, match="both mean and variance"):
+        layers.Normalization(mean=1.0)
+
+
+def test_normalization_weights_are_saved(numpy_backend, rng, tmp_path):
+    x = rng.standard_normal((10, 3)).astype(np.float32) * 3 + 1
+    m = models.Sequential([layers.Input((3,)), layers.Normalization(), layers.Dense(2)])
+    m.layers[0].adapt(x)
+    m.save_weights(str(tmp_path / "w.weights.npz"))
+    m2 = models.Sequential([layers.Input((3,)), layers.Normalization(), layers.Dense(2)])
+    m2.load_weights(str(tmp_path / "w.weights.npz"))
+    np.testing.assert_allclose(m2.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-6)
+
+
+def _tf_bilinear(x, oh, ow):
+    """TensorFlow's half-pixel bilinear resize (antialias=False), element by element."""
+    n, h, w, c = x.shape
+    out = np.zeros((n, oh, ow, c))
+    for i in range(oh):
+        sy = (i + 0.5) * h / oh - 0.5
+        y0, y1, fy = max(int(np.floor(sy)), 0), min(int(np.ceil(sy)), h - 1), sy - np.floor(sy)
+        for j in range(ow):
+            sx = (j + 0.5) * w / ow - 0.5
+            x0, x1, fx = max(int(np.floor(sx)), 0), min(int(np.ceil(sx)), w - 1), sx - np.floor(sx)
+            top = x[:, y0, x0] + (x[:, y0, x1] - x[:, y0, x0]) * fx
+            bottom = x[:, y1, x0] + (x[:, y1, x1] - x[:, y1, x0]) * fx
+            out[:, i, j] = top + (bottom - top) * fy
+    return out
+
+
+@pytest.mark.parametrize("oh, ow", [(7, 5), (2, 3), (4, 4), (9, 2)])
+def test_resizing_matches_tensorflow_formulas(oh, ow, numpy_backend, rng):
+    x = rng.standard_normal((2, 4, 4, 3))
+    y = layers.Resizing(oh, ow, dtype="float64")(x).numpy()
+    np.testing.assert_allclose(y, _tf_bilinear(x, oh, ow), rtol=1e-12, atol=1e-12)
+    near = layers.Resizing(oh, ow, interpolation="nearest", dtype="float64")(x).numpy()
+    rows = np.minimum(np.floor((np.arange(oh) + 0.5) * 4 / oh), 3).astype(int)
+    cols = np.minimum(np.floor((np.arange(ow) + 0.5) * 4 / ow), 3).astype(int)
+    np.testing.assert_array_equal(near, x[:, rows][:, :, cols])
+    # crop_to_aspect_ratio: 4x4 -> 2x4 crops the centred 2x4 rows 1..2 first.
+    c = layers.Resizing(2, 4, crop_to_aspect_ratio=True, dtype="float64")(x).numpy()
+    np.testing.assert_allclose(c, x[:, 1:3])
+    with pytest.raises(ValueError, match="interpolation"):
+        layers.Resizing(2, 2, interpolation="bicubic")
+    with pytest.raises(ValueError, match="height"):
+        layers.Resizing(0, 2)
+
+
+def test_crops(numpy_backend, rng):
+    x = rng.standard_normal((3, 6, 7, 2))
+    np.testing.assert_array_equal(layers.CenterCrop(3, 4, dtype="float64")(x).numpy(), x[:, 1:4, 1:5])
+    rc = layers.RandomCrop(3, 4, seed=0, dtype="float64")
+    np.testing.assert_array_equal(rc(x).numpy(), x[:, 1:4, 1:5])  # inference: centre
+    seen = set()
+    for _ in range(30):
+        y = rc(x, training=True).numpy()
+        hits = [(t, l) for t in range(4) for l in range(4) if np.array_equal(y, x[:, t:t + 3, l:l + 4])]
+        assert len(hits) == 1
+        seen.add(hits[0])
+    assert len(seen) > 4  # offsets vary, within the 4 x 4 possible ones
+    a = layers.RandomCrop(3, 4, seed=9)(x, training=True).numpy()
+    np.testing.assert_array_equal(layers.RandomCrop(3, 4, seed=9)(x, training=True).numpy(), a)
+    fc.set_seed(1)
+    b = layers.RandomCrop(3, 4)(x, training=True).numpy()
+    fc.set_seed(1)
+    np.testing.assert_array_equal(layers.RandomCrop(3, 4)(x, training=True).numpy(), b)
+    # Smaller than the target: resized to it (Keras 3), never an error or a smaller output.
+    assert layers.CenterCrop(8, 8)(x).shape == (3, 8, 8, 2)
+
+
+def test_random_contrast_and_brightness_values(numpy_backend, rng):
+    x = rng.uniform(0, 255, (5, 4, 4, 3))
+    for layer in (layers.RandomContrast(0.5), layers.RandomBrightness(0.3)):
+        np.testing.assert_array_equal(layer(x).numpy(), x.astype(np.float32))  # inference: identity
+    c = layers.RandomContrast(0.5, seed=3, dtype="float64")
+    y = c(x, training=True).numpy()
+    factors = np.random.default_rng(3).uniform(0.5, 1.5, (5, 1, 1, 1))
+    m = x.mean(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(y, np.clip((x - m) * factors + m, 0, 255), rtol=1e-12)
+    b = layers.RandomBrightness((-0.2, 0.1), value_range=(0, 1), seed=4, dtype="float64")
+    xs = x / 255
+    delta = np.random.default_rng(4).uniform(-0.2, 0.1, (5, 1, 1, 1))
+    np.testing.assert_allclose(b(xs, training=True).numpy(), np.clip(xs + delta, 0, 1), rtol=1e-12)
+    with pytest.raises(ValueError, match="factor"):
+        layers.RandomBrightness(1.5)
+    with pytest.raises(ValueError, match="factor"):
+        layers.RandomContrast(-0.1)
+
+
+# -- activation layers ---------------------------------------------------------------------
+def test_activation_layer_values(numpy_backend):
+    x = np.array([[-3.0, -0.5, 0.0, 0.5, 800.0]])
+    np.testing.assert_allclose(layers.LeakyReLU(dtype="float64")(x).numpy(), np.where(x >= 0, x, 0.3 * x))
+    with pytest.warns(DeprecationWarning, match="negative_slope"):
+        old = layers.LeakyReLU(alpha=0.1, dtype="float64")
+    assert old.negative_slope == 0.1
+    np.testing.assert_allclose(layers.ELU(0.5, dtype="float64")(x).numpy(),
+                               np.where(x > 0, x, 0.5 * (np.exp(np.minimum(x, 0)) - 1)))
+    p = layers.PReLU(alpha_initializer="ones", dtype="float64")
+    p.build((None, 5))
+    p.alpha.assign(np.array([0.1, 0.2, 0.3, 0.4, 0.5]))
+    np.testing.assert_allclose(p(x).numpy(), np.where(x >= 0, x, x * [0.1, 0.2, 0.3, 0.4, 0.5]))
+    # ELU's gradient stays finite for large inputs (exp is never taken of them).
+    xt = Tensor(np.array([[800.0, -1.0]]), requires_grad=True)
+    layers.ELU(dtype="float64")(xt).sum().backward()
+    np.testing.assert_allclose(xt.grad, [[1.0, np.exp(-1.0)]])
+    with pytest.raises(ValueError, match="shared_axes"):
+        layers.PReLU(shared_axes=[4]).build((None, 3, 3, 2))
+
+
+# -- a model that uses them ----------------------------------------------------------------
+def test_small_model_with_the_new_layers_fits_one_step(numpy_backend, rng):
+    fc.set_seed(0)
+    x = rng.uniform(0, 255, (8, 12, 12, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 8)
+    norm = layers.Normalization()
+    norm.adapt(x / 255)
+    model = models.Sequential([
+        layers.Input((12, 12, 3)),
+        layers.RandomBrightness(0.1, seed=1),
+        layers.RandomContrast(0.1, seed=2),
+        layers.RandomCrop(10, 10, seed=3),
+        layers.Resizing(8, 8),
+        layers.Rescaling(1 / 255),
+        norm,
+        layers.Conv2D(4, 3),
+        layers.PReLU(shared_axes=[1, 2]),
+        layers.Conv2D(4, 3),
+        layers.LeakyReLU(),
+        layers.Conv2D(4, 1),
+        layers.ELU(),
+        layers.Flatten(),
+        layers.Dense(3),
+    ])
+    model.compile(optimizers.SGD(0.01), losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = [w.copy() for w in model.get_weights()]
+    hist = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"][0])
+    after = model.get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+    assert model.predict(x, verbose=0).shape == (8, 3)
