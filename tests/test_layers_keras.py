@@ -461,3 +461,124 @@ def test_small_model_with_the_reshaping_layers_fits_one_step(numpy_backend, rng)
     loss = model.fit(x, y, batch_size=6, epochs=1, verbose=0).history["loss"][0]
     assert np.isfinite(loss)
     assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+# -- merge layers and Lambda (group 4) -----------------------------------------------------
+MERGES = [
+    ("add", layers.Add, lambda a: sum(a)),
+    ("subtract", layers.Subtract, lambda a: a[0] - a[1]),
+    ("multiply", layers.Multiply, lambda a: np.prod(a, axis=0)),
+    ("average", layers.Average, lambda a: np.mean(a, axis=0)),
+    ("maximum", layers.Maximum, lambda a: np.max(a, axis=0)),
+    ("minimum", layers.Minimum, lambda a: np.min(a, axis=0)),
+]
+MERGE_IDS = [m[0] for m in MERGES]
+
+
+def _merge_inputs(name, dtype):
+    rng = np.random.default_rng(7)
+    return [rng.standard_normal((2, 3, 4)).astype(dtype) for _ in range(2 if name == "subtract" else 3)]
+
+
+def _merge_run(cls, xs, to_device=lambda a: a, to_host=lambda a: a):
+    ts = [Tensor(to_device(x), requires_grad=True) for x in xs]
+    y = cls(dtype=xs[0].dtype.name)(ts)
+    dy = np.random.default_rng(5).standard_normal(y.shape).astype(xs[0].dtype)
+    (y * Tensor(to_device(dy))).sum().backward()
+    return to_host(y.data), [to_host(t.grad) for t in ts], dy
+
+
+@pytest.mark.parametrize("name, cls, formula", MERGES, ids=MERGE_IDS)
+def test_merge_values_and_gradients(name, cls, formula, numpy_backend):
+    xs = _merge_inputs(name, np.float64)
+    y, grads, dy = _merge_run(cls, xs)
+    np.testing.assert_allclose(y, formula(np.stack(xs)), rtol=1e-12)
+    for i, g in enumerate(grads):
+        def f(v, i=i):
+            return float(np.sum(cls(dtype="float64")([v if j == i else x for j, x in enumerate(xs)]).numpy() * dy))
+        check_grad(f, xs[i], g, rtol=1e-5, atol=1e-7, skip_kinks=True, name=f"{name}/input{i}")
+    lower = getattr(layers, name)
+    np.testing.assert_allclose(lower([Tensor(x) for x in xs]).numpy(), y)
+    layer = cls(name=f"m_{name}")
+    assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
+    # NaN in one input: NaN out at that element (maximum/minimum included), nowhere else.
+    bad = [x.copy() for x in xs]
+    bad[-1][0, 0, 0] = np.nan
+    out = cls(dtype="float64")(bad).numpy()
+    assert np.isnan(out[0, 0, 0]) and np.isnan(out).sum() == 1
+
+
+@pytest.mark.parametrize("name, cls, formula", MERGES, ids=MERGE_IDS)
+def test_merge_backends_agree(name, cls, formula, monkeypatch):
+    xs = _merge_inputs(name, np.float32)
+    with fc.backend("numpy"):
+        ref = _merge_run(cls, xs)
+    with fc.backend("cpu"):
+        cpu = _merge_run(cls, xs)
+    cuda_emulation.install(monkeypatch)
+    from fastconv import cuda as fcuda
+    with fc.backend("cuda"):
+        gpu = _merge_run(cls, xs, fcuda.to_device, cuda_emulation.host)
+    for other in (cpu, gpu):
+        np.testing.assert_allclose(other[0], ref[0], rtol=1e-6, atol=1e-6)
+        for a, b in zip(other[1], ref[1]):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_merge_shape_errors_and_functional_api(numpy_backend):
+    a, b, c = layers.Input((4, 3)), layers.Input((4, 3)), layers.Input((4, 5))
+    assert layers.subtract([a, b]).shape == (None, 4, 3)
+    assert layers.Average()([a, b, a]).shape == (None, 4, 3)
+    with pytest.raises(ValueError, match="exactly 2"):
+        layers.Subtract()([a, b, a])
+    with pytest.raises(ValueError, match=r"Maximum needs inputs of one shape.*\(None, 4, 5\)"):
+        layers.Maximum()([a, c])
+    with pytest.raises(ValueError, match="at least 2"):
+        layers.Multiply()([a])
+
+
+def test_lambda_layer(numpy_backend, rng):
+    x = rng.standard_normal((3, 4))
+
+    def double_plus(t, offset=0.0):
+        return t * 2.0 + offset
+    lam = layers.Lambda(double_plus, arguments={"offset": 1.0}, dtype="float64")
+    np.testing.assert_allclose(lam(x).numpy(), 2 * x + 1)
+    xt = Tensor(x, requires_grad=True)
+    layers.Lambda(lambda t: (t * t).sum(axis=-1), dtype="float64")(xt).sum().backward()
+    np.testing.assert_allclose(xt.grad, 2 * x)  # gradients flow through the function's ops
+    # Output shapes: explicit, a function of the input shape, or a dry run.
+    inp = layers.Input((4, 6))
+    assert layers.Lambda(lambda t: t.reshape(t.shape[0], -1))(inp).shape == (None, 24)
+    assert layers.Lambda(lambda t: t, output_shape=(4, 6))(inp).shape == (None, 4, 6)
+    assert layers.Lambda(lambda t: t[:, :2], output_shape=lambda s: (s[0], 2, s[2]))(inp).shape == (None, 2, 6)
+    # Training flag reaches a function that asks for it.
+    seen = []
+    layers.Lambda(lambda t, training=None: seen.append(training) or t)(x, training=True)
+    assert seen == [True]
+    # Config holds the function's name only: rebuilding needs the function itself.
+    config = lam.get_config()
+    assert config["function"] == "double_plus" and config["arguments"] == {"offset": 1.0}
+    with pytest.raises(ValueError, match=r"only the name.*'double_plus'.*custom_objects"):
+        layers.Lambda.from_config(config)
+    again = layers.Lambda.from_config(config, custom_objects={"double_plus": double_plus})
+    assert again.get_config() == config
+    np.testing.assert_allclose(again(x).numpy(), lam(x).numpy())
+    with pytest.raises(TypeError, match="callable"):
+        layers.Lambda("x * 2")
+
+
+def test_functional_model_with_merges_and_lambda_fits_one_step(numpy_backend, rng):
+    fc.set_seed(0)
+    inp = layers.Input((6, 6, 2))
+    a = layers.Conv2D(3, 3, padding="same")(inp)
+    b = layers.Conv2D(3, 3, padding="same")(inp)
+    m = layers.average([layers.maximum([a, b]), layers.minimum([a, b]), layers.multiply([a, b])])
+    m = layers.subtract([m, layers.Lambda(lambda t: t * 0.5)(a)])
+    out = layers.Dense(2)(layers.Flatten()(m))
+    model = models.Model(inp, out)
+    model.compile(optimizers.SGD(0.01), "mse")
+    x, y = rng.standard_normal((4, 6, 6, 2)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
+    before = [w.copy() for w in model.get_weights()]
+    assert np.isfinite(model.fit(x, y, batch_size=4, epochs=1, verbose=0).history["loss"][0])
+    assert all(not np.array_equal(p, q) for p, q in zip(before, model.get_weights()))

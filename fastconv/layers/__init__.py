@@ -14,10 +14,13 @@ from .gaussian_noise import GaussianNoise  # noqa: F401
 from .global_pooling import (  # noqa: F401
     GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D, GlobalMaxPooling2D)
 from .input_layer import Input, InputLayer, KerasTensor  # noqa: F401
+from .lambda_layer import Lambda  # noqa: F401
 from .layer import Layer, clear_session  # noqa: F401
 from .layer_normalization import LayerNormalization  # noqa: F401
 from .leaky_relu import LeakyReLU  # noqa: F401
-from .merge import Add, Concatenate, add, concatenate  # noqa: F401
+from .merge import (  # noqa: F401
+    Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average, concatenate, maximum, minimum,
+    multiply, subtract)
 from .normalization import Normalization  # noqa: F401
 from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D  # noqa: F401
 from .prelu import PReLU  # noqa: F401
