@@ -297,7 +297,7 @@ def test_activation_layer_values(numpy_backend):
 
 
 # -- a model that uses them ----------------------------------------------------------------
-def test_small_model_with_the_new_layers_fits_one_step(numpy_backend, rng):
+def test_small_model_with_the_new_layers_fits_one_step(any_backend, rng):
     fc.set_seed(0)
     x = rng.uniform(0, 255, (8, 12, 12, 3)).astype(np.float32)
     y = rng.integers(0, 3, 8)
@@ -440,7 +440,7 @@ def test_conv2d_transpose_bad_arguments():
     assert layers.Convolution2DTranspose is layers.Conv2DTranspose
 
 
-def test_small_model_with_the_reshaping_layers_fits_one_step(numpy_backend, rng):
+def test_small_model_with_the_reshaping_layers_fits_one_step(any_backend, rng):
     fc.set_seed(0)
     x = rng.standard_normal((6, 8, 8, 2)).astype(np.float32)
     y = rng.standard_normal((6, 8, 8, 1)).astype(np.float32)
@@ -452,6 +452,7 @@ def test_small_model_with_the_reshaping_layers_fits_one_step(numpy_backend, rng)
         layers.SpatialDropout2D(0.25, seed=2),
         layers.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu"),  # 8 x 8
         layers.Cropping2D(1),                                  # 6 x 6
+        layers.Conv2DTranspose(3, 1),                          # on a strided view: 6 x 6
         layers.UpSampling2D(2),                                # 12 x 12
         layers.Conv2D(1, 5, strides=(2, 2), padding="valid"),  # 4 x 4
         layers.UpSampling2D(2, interpolation="bilinear"),      # 8 x 8
@@ -568,7 +569,7 @@ def test_lambda_layer(numpy_backend, rng):
         layers.Lambda("x * 2")
 
 
-def test_functional_model_with_merges_and_lambda_fits_one_step(numpy_backend, rng):
+def test_functional_model_with_merges_and_lambda_fits_one_step(any_backend, rng):
     fc.set_seed(0)
     inp = layers.Input((6, 6, 2))
     a = layers.Conv2D(3, 3, padding="same")(inp)

@@ -19,7 +19,7 @@ right), zero for 'valid'.
 (None, 14, 14, 8)
 """
 from ..autograd.function import Function
-from ..functional._args import kernels, pair
+from ..functional._args import floats, kernels, pair
 from . import activation as act
 from .conv2d import check_nhwc, check_padding
 from .layer import Layer
@@ -27,12 +27,15 @@ from .layer import Layer
 
 class _TransposedConv(Function):
     def forward(self, x, w, out_hw=None, strides=None, pads=None, dilation=None):
+        # floats(): the kernels take contiguous arrays of the backend's dtype (x may be a
+        # strided view, e.g. a Cropping2D output).
+        x, w = floats(x, "x"), floats(w, "w")
         self.x, self.w, self.conv = x, w, (strides, pads, dilation)
         shape = (x.shape[0],) + tuple(out_hw) + (w.shape[2],)
         return kernels().conv2d_backward_data(x, w, shape, strides, pads, dilation, 1)
 
     def backward(self, g):
-        k = kernels()
+        k, g = kernels(), floats(g, "dy")
         dx = k.conv2d_forward(g, self.w, None, *self.conv, 1) if self.needs[0] else None
         dw = None
         if len(self.needs) > 1 and self.needs[1]:

@@ -1,14 +1,19 @@
 """UpSampling2D(size=(2, 2), interpolation="nearest"): enlarge NHWC images by integer factors.
 'nearest' repeats each pixel size_h x size_w times; 'bilinear' is tf.image.resize's
-half-pixel bilinear to (H * size_h, W * size_w), as Keras 3. Built from gathers (resize of
-the preprocessing layers), so it is differentiable on every backend.
+half-pixel bilinear to (H * size_h, W * size_w), as Keras 3. 'nearest' is a broadcast
+multiply by ones (its backward a reduction, no scatter: it often sits mid-network, as in
+U-Nets); 'bilinear' is the preprocessing layers' gather-based resize. Differentiable on
+every backend.
 
 >>> from fastconv import layers
 >>> layers.UpSampling2D((2, 3)).compute_output_shape((None, 4, 5, 3))
 (None, 8, 15, 3)
 """
+import numpy as np
+
+from ..autograd import ops
 from ..functional._args import pair
-from ._preprocessing import resize
+from ._preprocessing import like, resize
 from .conv2d import check_nhwc
 from .layer import Layer
 
@@ -28,8 +33,12 @@ class UpSampling2D(Layer):
 
     def call(self, inputs):
         check_nhwc(self, inputs.shape)
-        h, w = inputs.shape[1] * self.size[0], inputs.shape[2] * self.size[1]
-        return resize(inputs, h, w, self.interpolation)
+        n, h, w, c = inputs.shape
+        sh, sw = self.size
+        if self.interpolation == "bilinear":
+            return resize(inputs, h * sh, w * sw, "bilinear")
+        x = ops.reshape(inputs, (n, h, 1, w, 1, c)) * like(inputs, np.ones((1, 1, sh, 1, sw, 1)))
+        return ops.reshape(x, (n, h * sh, w * sw, c))
 
     def compute_output_shape(self, input_shape):
         check_nhwc(self, input_shape)
