@@ -28,8 +28,8 @@ class GaussianNoise(Layer):
     def call(self, inputs, training=None):
         if not training or self.stddev == 0.0:
             return inputs
-        noise = self._generator(inputs).standard_normal(inputs.shape, dtype=inputs.dtype) * inputs.dtype.type(self.stddev)
-        return inputs + Tensor(noise)
+        noise = self._generator(inputs).standard_normal(inputs.shape, dtype=inputs.dtype)
+        return inputs + Tensor(noise * inputs.dtype.type(self.stddev))
 
     def _generator(self, inputs):
         if not is_device_array(inputs.data):
