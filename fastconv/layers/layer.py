@@ -388,6 +388,11 @@ class Layer:
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
 
+    @classmethod
+    def from_config(cls, config):
+        """The layer a get_config() describes (Keras's default: the config as keyword arguments)."""
+        return cls(**config)
+
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
 

@@ -1,4 +1,7 @@
-"""Merge layers: Concatenate(axis=-1) / concatenate(inputs) and Add / add(inputs).
+"""Merge layers: Concatenate(axis=-1) / concatenate(inputs), and the elementwise Add,
+Subtract (exactly 2 inputs), Multiply, Average, Maximum, Minimum (and their lower-case
+functions). The elementwise ones need inputs of one shape; Maximum and Minimum propagate NaN
+(np.maximum's rule), and their gradient goes to the first input on ties.
 
 >>> from fastconv import layers
 >>> a, b = layers.Input((4, 4, 3)), layers.Input((4, 4, 5))
@@ -44,14 +47,25 @@ class Concatenate(Layer):
         return {**super().get_config(), "axis": self.axis}
 
 
-class Add(Layer):
+class _Elementwise(Layer):
     def compute_output_shape(self, input_shape):
         _check_list(self, input_shape)
         first = tuple(input_shape[0])
         for s in input_shape[1:]:
             if len(s) != len(first) or any(None not in (a, b) and a != b for a, b in zip(s[1:], first[1:])):
-                raise ValueError(f"{self.name}: Add needs inputs of one shape, got {list(input_shape)}")
+                raise ValueError(f"{self.name}: {type(self).__name__} needs inputs of one shape, got "
+                                 f"{list(input_shape)}")
         return first
+
+    def call(self, inputs):
+        self.compute_output_shape([tuple(t.shape) for t in inputs])
+        out = inputs[0]
+        for t in inputs[1:]:
+            out = self._combine(out, t)
+        return out
+
+
+class Add(_Elementwise):
 
     def call(self, inputs, _activation=None):
         # _activation: a fused Add -> ReLU chain (engine/fusion.py): the last add and the
@@ -65,9 +79,63 @@ class Add(Layer):
         return out + inputs[-1] if len(inputs) > 1 else out
 
 
+class Subtract(_Elementwise):
+    def compute_output_shape(self, input_shape):
+        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
+            raise ValueError(f"{self.name}: Subtract needs exactly 2 inputs, got {input_shape!r}")
+        return super().compute_output_shape(input_shape)
+
+    @staticmethod
+    def _combine(a, b):
+        return a - b
+
+
+class Multiply(_Elementwise):
+    @staticmethod
+    def _combine(a, b):
+        return a * b
+
+
+class Maximum(_Elementwise):
+    _combine = staticmethod(ops.maximum)
+
+
+class Minimum(_Elementwise):
+    _combine = staticmethod(ops.minimum)
+
+
+class Average(_Elementwise):
+    def call(self, inputs):
+        return super().call(inputs) * (1.0 / len(inputs))
+
+    @staticmethod
+    def _combine(a, b):
+        return a + b
+
+
 def concatenate(inputs, axis=-1, **kwargs):
     return Concatenate(axis=axis, **kwargs)(inputs)
 
 
 def add(inputs, **kwargs):
     return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs, **kwargs):
+    return Minimum(**kwargs)(inputs)

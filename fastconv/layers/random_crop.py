@@ -1,0 +1,43 @@
+"""RandomCrop(height, width, seed=None): during training a height x width window at a random
+offset (one offset per batch, drawn uniformly from every position that fits, as Keras 3);
+at inference the centre crop (CenterCrop's rule, including its resize of images smaller
+than the target). Offsets come from `fastconv.random.generator("augment")`, or a private
+Generator when `seed` is given.
+
+>>> from fastconv import layers
+>>> layers.RandomCrop(3, 3).compute_output_shape((None, 8, 8, 3))
+(None, 3, 3, 3)
+"""
+
+from ._preprocessing import check_size, crop, generator
+from .center_crop import center_crop
+from .conv2d import check_nhwc
+from .layer import Layer
+
+
+class RandomCrop(Layer):
+    def __init__(self, height, width, seed=None, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"only data_format='channels_last' is supported, got {data_format!r}")
+        self.height, self.width = check_size(self, "height", height), check_size(self, "width", width)
+        self.seed, self._rng = seed, None
+
+    def call(self, inputs, training=None):
+        check_nhwc(self, inputs.shape)
+        h, w = inputs.shape[1], inputs.shape[2]
+        if not training or h < self.height or w < self.width:
+            return center_crop(inputs, self.height, self.width)
+        g = generator(self)
+        top = int(g.integers(0, h - self.height + 1))
+        left = int(g.integers(0, w - self.width + 1))
+        return crop(inputs, top, left, self.height, self.width)
+
+    def compute_output_shape(self, input_shape):
+        check_nhwc(self, input_shape)
+        return (input_shape[0], self.height, self.width, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width, "seed": self.seed}
+
+
