@@ -1,0 +1,121 @@
+"""Keras compatibility pieces of issue 16, one section per item: keras.utils helpers, Keras 2
+spellings, more learning-rate schedules, more callbacks."""
+import math
+import os
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import layers as L
+from fastconv import models, utils
+
+
+# --- 1. fastconv.utils --------------------------------------------------------------------------
+
+def test_to_categorical_values_and_shapes():
+    out = utils.to_categorical([2, 0, 1])
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, [[0, 0, 1], [1, 0, 0], [0, 1, 0]])
+    # (n, 1) labels lose their trailing axis, as in Keras
+    assert utils.to_categorical(np.array([[1], [3]]), 5).shape == (2, 5)
+    np.testing.assert_array_equal(utils.to_categorical(np.array([[1], [3]]), 5)[1], [0, 0, 0, 1, 0])
+    # other shapes gain a class axis
+    grid = utils.to_categorical(np.array([[0, 1], [1, 0]]), num_classes=2)
+    assert grid.shape == (2, 2, 2) and grid[0, 1].tolist() == [0.0, 1.0]
+    assert utils.to_categorical(np.array([1.0, 0.0]), 2).tolist() == [[0.0, 1.0], [1.0, 0.0]]
+
+
+def test_to_categorical_rejects_bad_labels():
+    with pytest.raises(ValueError, match=">= 0"):
+        utils.to_categorical([0, -1, 2])
+    with pytest.raises(ValueError, match="out of range for num_classes=3"):
+        utils.to_categorical([0, 3], num_classes=3)
+    with pytest.raises(ValueError, match="integer"):
+        utils.to_categorical([0.5, 1])
+
+
+def test_normalize():
+    x = np.array([[3.0, 4.0], [0.0, 0.0]])
+    np.testing.assert_allclose(utils.normalize(x), [[0.6, 0.8], [0.0, 0.0]])
+    np.testing.assert_allclose(utils.normalize(x, axis=0, order=1), [[1.0, 1.0], [0.0, 0.0]])
+
+
+def test_set_random_seed_is_set_seed():
+    utils.set_random_seed(3)
+    a = fastconv.random.generator("init").random()
+    fastconv.random.set_seed(3)
+    assert fastconv.random.generator("init").random() == a
+
+
+def _residual_model():
+    x = L.Input((8, 8, 3))
+    h = L.Conv2D(4, 3, padding="same", activation="relu")(x)
+    h = L.Conv2D(3, 3, padding="same")(h)
+    h = L.Activation("relu")(L.add([h, x]))
+    head = models.Sequential([L.GlobalAveragePooling2D(), L.Dense(2)], name="head")
+    return models.Model(x, head(h))
+
+
+def test_model_to_graph_follows_edges():
+    m = _residual_model()
+    nodes, edges = utils.model_to_graph(m)
+    names = [n["kind"] for n in nodes]
+    assert names == ["InputLayer", "Conv2D", "Conv2D", "Add", "Activation", "Sequential"]
+    # the shortcut input -> add is an edge, besides the main path
+    assert sorted(edges) == [(0, 1), (0, 3), (1, 2), (2, 3), (3, 4), (4, 5)]
+    assert nodes[3]["inputs"] == "(None, 8, 8, 3), (None, 8, 8, 3)" and nodes[5]["outputs"] == "(None, 2)"
+    seq_nodes, seq_edges = utils.model_to_graph(models.Sequential([L.Input((4,)), L.Dense(3), L.Dense(1)]))
+    assert [n["outputs"] for n in seq_nodes] == ["(None, 3)", "(None, 1)"] and seq_edges == [(0, 1)]
+
+
+def test_plot_model_draws_a_picture(tmp_path):
+    pytest.importorskip("matplotlib")
+    Image = pytest.importorskip("PIL.Image")
+    path = tmp_path / "model.png"
+    assert utils.plot_model(_residual_model(), to_file=str(path), show_shapes=True) == str(path)
+    assert path.stat().st_size > 10_000
+    img = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert img.shape[0] > img.shape[1] > 200  # six rows top to bottom
+    # not blank: a good share of the pixels are box fill, text or lines, not white background
+    assert (img.min(-1) < 250).mean() > 0.2
+    # six rows of boxes (one per depth; the two branches meet at the add): count the bands of
+    # image rows holding the boxes' fill colour
+    fill = (np.abs(img - [0xDD, 0xE8, 0xF5]) <= 3).all(-1).any(1)
+    assert np.count_nonzero(fill[1:] & ~fill[:-1]) + fill[0] == 6
+    seq = tmp_path / "seq.svg"
+    utils.plot_model(models.Sequential([L.Input((4,)), L.Dense(3)]), to_file=str(seq), rankdir="LR")
+    assert seq.read_text().lstrip().startswith("<?xml")
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_plot_model_without_matplotlib(monkeypatch, tmp_path):
+    import builtins
+    real = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with pytest.raises(ImportError, match=r'pip install "fastconv\[viz\]"'):
+        utils.plot_model(_residual_model(), to_file=str(tmp_path / "m.png"))
+
+
+def test_image_dataset_from_directory_prints_keras_lines(tmp_path, capsys):
+    Image = pytest.importorskip("PIL.Image")
+    for name, count in (("a", 3), ("b", 2)):
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / name / f"{i}.png")
+    assert utils.image_dataset_from_directory is fastconv.data.image_dataset_from_directory
+    utils.image_dataset_from_directory(tmp_path, image_size=(4, 4))
+    assert capsys.readouterr().out == "Found 5 files belonging to 2 classes.\n"
+    utils.image_dataset_from_directory(tmp_path, image_size=(4, 4), validation_split=0.4,
+                                       subset="both", seed=1)
+    assert capsys.readouterr().out == ("Found 5 files belonging to 2 classes.\n"
+                                       "Using 3 files for training.\nUsing 2 files for validation.\n")
+    utils.image_dataset_from_directory(tmp_path, image_size=(4, 4), validation_split=0.4,
+                                       subset="validation", seed=1)
+    assert capsys.readouterr().out.splitlines()[-1] == "Using 2 files for validation."
