@@ -119,3 +119,80 @@ def test_image_dataset_from_directory_prints_keras_lines(tmp_path, capsys):
     utils.image_dataset_from_directory(tmp_path, image_size=(4, 4), validation_split=0.4,
                                        subset="validation", seed=1)
     assert capsys.readouterr().out.splitlines()[-1] == "Using 2 files for validation."
+
+
+# --- 2. Keras 2 spellings -----------------------------------------------------------------------
+
+class _Var:
+    def __init__(self, values):
+        self.data, self.name = np.array(values, np.float32), "w"
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+def test_lr_is_learning_rate_with_a_deprecation_warning(name):
+    cls = getattr(fastconv.optimizers, name)
+    with pytest.warns(DeprecationWarning, match="lr= is the Keras 2 name"):
+        opt = cls(lr=0.123)
+    assert opt.learning_rate == 0.123
+    # the same updates as with learning_rate=
+    a, b = _Var([1.0, -2.0]), _Var([1.0, -2.0])
+    ref = cls(learning_rate=0.123)
+    for _ in range(3):
+        opt.apply_gradients([(np.array([0.5, 0.25], np.float32), a)])
+        ref.apply_gradients([(np.array([0.5, 0.25], np.float32), b)])
+    np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_decay_is_keras2_inverse_time_decay():
+    with pytest.warns(DeprecationWarning, match="decay="):
+        opt = fastconv.optimizers.SGD(learning_rate=0.1, decay=0.5)
+    w, expected = _Var([1.0]), 1.0
+    for step in range(4):
+        opt.apply_gradients([(np.array([1.0], np.float32), w)])
+        expected -= 0.1 / (1 + 0.5 * step)  # lr_t = lr / (1 + decay * iterations), before the step
+        np.testing.assert_allclose(w.data, [expected], rtol=1e-6)
+    assert opt.learning_rate == 0.1  # the base rate, as Keras 2's optimizer.lr
+    assert opt.get_config()["decay"] == 0.5
+    with pytest.raises(ValueError, match="decay"):
+        fastconv.optimizers.SGD(decay=-1.0)
+
+
+@pytest.mark.parametrize("alias, cls, config", [
+    ("uniform", "RandomUniform", {"minval": -0.05, "maxval": 0.05}),
+    ("normal", "RandomNormal", {"mean": 0.0, "stddev": 0.05}),
+    ("zero", "Zeros", {}), ("one", "Ones", {})])
+def test_keras2_initializer_names(alias, cls, config):
+    with pytest.warns(DeprecationWarning, match="Keras 2 name"):
+        init = fastconv.initializers.get(alias)
+    assert type(init).__name__ == cls
+    assert {k: init.get_config()[k] for k in config} == config
+    with pytest.warns(DeprecationWarning):
+        layer = L.Dense(3, kernel_initializer=alias)
+        layer.build((None, 2))
+    kernel = np.asarray(layer.get_weights()[0])
+    if alias in ("zero", "one"):
+        assert (kernel == (alias == "one")).all()
+    else:
+        assert np.abs(kernel).max() < (0.05 if alias == "uniform" else 0.5) and kernel.std() > 0
+
+
+def test_metric_reset_states_and_result_numpy():
+    m = fastconv.metrics.SparseCategoricalAccuracy()
+    m.update_state([0, 1], [[0.9, 0.1], [0.8, 0.2]])
+    r = m.result()
+    assert r == 0.5 and isinstance(r, float)
+    assert r.numpy() == np.float32(0.5) and r.numpy().dtype == np.float32
+    assert f"{r:.2f}" == "0.50" and repr(r) == "0.5"
+    with pytest.warns(DeprecationWarning, match="reset_state"):
+        m.reset_states()
+    assert m.result() == 0.0 and m.result().numpy() == 0.0
+    assert fastconv.metrics.get("accuracy").result().numpy() == 0.0
+
+
+def test_fit_logs_and_history_stay_plain_floats():
+    fastconv.set_seed(0)
+    m = models.Sequential([L.Input((3,)), L.Dense(2)])
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32), np.arange(8) % 2
+    h = m.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    assert all(type(v) is float for vs in h.history.values() for v in vs)
