@@ -196,3 +196,43 @@ def test_fit_logs_and_history_stay_plain_floats():
     x, y = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32), np.arange(8) % 2
     h = m.fit(x, y, epochs=2, batch_size=4, verbose=0)
     assert all(type(v) is float for vs in h.history.values() for v in vs)
+
+
+# --- 3. learning-rate schedules -----------------------------------------------------------------
+
+def test_inverse_time_decay():
+    from fastconv.optimizers.schedules import InverseTimeDecay
+    s = InverseTimeDecay(0.1, decay_steps=4, decay_rate=0.5)
+    for step in (0, 1, 4, 7, 100):
+        assert s(step) == pytest.approx(0.1 / (1 + 0.5 * step / 4))
+    st = InverseTimeDecay(0.1, decay_steps=4, decay_rate=0.5, staircase=True)
+    assert [st(k) for k in (0, 3, 4, 7, 8)] == pytest.approx([0.1, 0.1, 0.1 / 1.5, 0.1 / 1.5, 0.1 / 2])
+    again = InverseTimeDecay.from_config(st.get_config())
+    assert again.get_config() == st.get_config() and again(9) == st(9)
+    with pytest.raises(ValueError, match="decay_steps"):
+        InverseTimeDecay(0.1, 0, 0.5)
+
+
+def test_polynomial_decay():
+    from fastconv.optimizers.schedules import PolynomialDecay
+    s = PolynomialDecay(0.1, decay_steps=10, end_learning_rate=0.01, power=2.0)
+    for step in (0, 3, 10, 25):
+        t = min(step, 10)
+        assert s(step) == pytest.approx((0.1 - 0.01) * (1 - t / 10) ** 2 + 0.01)
+    assert PolynomialDecay(1.0, 10)(5) == pytest.approx((1.0 - 0.0001) * 0.5 + 0.0001)
+    cyc = PolynomialDecay(0.1, decay_steps=10, end_learning_rate=0.0, cycle=True)
+    # at step 15 the period is 20 (the next multiple of 10): (1 - 15/20) * 0.1
+    assert [cyc(k) for k in (0, 10, 15, 20, 21)] == pytest.approx(
+        [0.1, 0.0, 0.1 * (1 - 15 / 20), 0.0, 0.1 * (1 - 21 / 30)])
+    again = PolynomialDecay.from_config(cyc.get_config())
+    assert again.get_config() == cyc.get_config() and again(15) == cyc(15)
+
+
+def test_schedule_drives_an_optimizer():
+    from fastconv.optimizers.schedules import InverseTimeDecay
+    opt = fastconv.optimizers.SGD(learning_rate=InverseTimeDecay(0.1, 1, 0.5))
+    w, expected = _Var([0.0]), 0.0
+    for step in range(3):
+        opt.apply_gradients([(np.array([1.0], np.float32), w)])
+        expected -= 0.1 / (1 + 0.5 * step)  # the same steps as Keras 2's decay=0.5
+    np.testing.assert_allclose(w.data, [expected], rtol=1e-6)
