@@ -431,3 +431,43 @@ class TerminateOnNaN(Callback):
         if loss is not None and not math.isfinite(float(loss)):
             print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions, Keras's signatures: on_epoch_begin(epoch, logs),
+    on_epoch_end(epoch, logs), on_batch_begin(batch, logs), on_batch_end(batch, logs),
+    on_train_begin(logs), on_train_end(logs); any other hook by its name as a keyword
+    (e.g. on_test_end=...). Hooks not given do nothing."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_batch_begin=None, on_batch_end=None,
+                 on_train_begin=None, on_train_end=None, **kwargs):
+        super().__init__()
+        given = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end, on_batch_begin=on_batch_begin,
+                     on_batch_end=on_batch_end, on_train_begin=on_train_begin, on_train_end=on_train_end,
+                     **kwargs)
+        for hook, fn in given.items():
+            if hook not in _HOOKS and hook not in ("on_batch_begin", "on_batch_end"):
+                raise TypeError(f"LambdaCallback: unknown hook {hook!r}")
+            if fn is not None:
+                if not callable(fn):
+                    raise TypeError(f"LambdaCallback: {hook} must be callable, got {fn!r}")
+                # An instance attribute shadows the class's no-op method for this hook only.
+                setattr(self, hook, _with_logs(fn, hook))
+
+
+def _with_logs(fn, hook):
+    """`fn` called as Keras calls it: (index, logs) for epoch/batch hooks, (logs) otherwise,
+    with logs always passed (the loop omits it when there are none)."""
+    if "epoch" in hook or "batch" in hook:
+        def call(index, logs=None):
+            return fn(index, logs)
+    else:
+        def call(logs=None):
+            return fn(logs)
+    return call
+
+
+# Callbacks in modules of their own (bigger, or with optional dependencies); imported last
+# because they subclass Callback.
+from .callback_backup import BackupAndRestore  # noqa: E402,F401
+from .callback_tensorboard import TensorBoard  # noqa: E402,F401

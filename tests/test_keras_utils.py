@@ -236,3 +236,147 @@ def test_schedule_drives_an_optimizer():
         opt.apply_gradients([(np.array([1.0], np.float32), w)])
         expected -= 0.1 / (1 + 0.5 * step)  # the same steps as Keras 2's decay=0.5
     np.testing.assert_allclose(w.data, [expected], rtol=1e-6)
+
+
+# --- 4. callbacks -------------------------------------------------------------------------------
+
+from fastconv import callbacks as C  # noqa: E402
+
+
+def _data(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    return x, (x[:, 0] > 0).astype(np.int64)
+
+
+def _model(seed=0, dropout=True):
+    fastconv.set_seed(seed)
+    stack = [L.Input((6,)), L.Dense(8, activation="relu")] + ([L.Dropout(0.3)] if dropout else []) + [L.Dense(2)]
+    m = models.Sequential(stack)
+    m.compile(optimizer=fastconv.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+              metrics=["accuracy"])
+    return m
+
+
+def test_terminate_on_nan_stops_fit(capsys):
+    x, y = _data()
+    x[5, 0] = np.nan  # in the second batch of 4 (no shuffling)
+    m = _model()
+    with pytest.warns(RuntimeWarning, match="loss became nan"):
+        h = m.fit(x, y, epochs=3, batch_size=4, shuffle=False, verbose=0, callbacks=[C.TerminateOnNaN()])
+    assert "Batch 1: Invalid loss, terminating training" in capsys.readouterr().out
+    assert m.stop_training and len(h.history["loss"]) == 1 and math.isnan(h.history["loss"][0])
+
+
+def test_history_and_progbar_logger_are_keras_callbacks():
+    x, y = _data()
+    m = _model()
+    history = C.History()
+    out = m.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[history, C.ProgbarLogger()])
+    assert out is history and history.epoch == [0, 1] and len(history.history["accuracy"]) == 2
+
+
+def test_lambda_callback_calls_each_hook():
+    calls = []
+    cb = C.LambdaCallback(
+        on_train_begin=lambda logs: calls.append("train_begin"),
+        on_epoch_begin=lambda epoch, logs: calls.append(f"epoch_begin {epoch}"),
+        on_batch_end=lambda batch, logs: calls.append(f"batch_end {batch} {sorted(logs)}"),
+        on_epoch_end=lambda epoch, logs: calls.append(f"epoch_end {epoch} {logs['loss'] > 0}"),
+        on_train_end=lambda logs: calls.append("train_end"))
+    x, y = _data(8)
+    _model().fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[cb])
+    batch = "batch_end {} ['accuracy', 'loss']"
+    assert calls == ["train_begin", "epoch_begin 0", batch.format(0), batch.format(1), "epoch_end 0 True",
+                     "epoch_begin 1", batch.format(0), batch.format(1), "epoch_end 1 True", "train_end"]
+    with pytest.raises(TypeError, match="unknown hook"):
+        C.LambdaCallback(on_epoch_finish=print)
+
+
+class _Interrupt(C.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated interruption at epoch 3")
+
+
+def test_backup_and_restore_resumes_bit_for_bit(tmp_path):
+    x, y = _data(40)
+    fit = dict(x=x, y=y, batch_size=8, verbose=0)  # shuffled batches and dropout: random streams matter
+    reference = _model()
+    reference.fit(epochs=4, **fit)
+
+    backup = tmp_path / "backup"
+    m = _model()
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(epochs=4, callbacks=[C.BackupAndRestore(backup), _Interrupt()], **fit)
+    assert os.listdir(backup) == ["backup.npz"]  # two finished epochs saved
+    fastconv.set_seed(123)  # the restore brings back the random streams, whatever happened since
+    h = m.fit(epochs=4, callbacks=[C.BackupAndRestore(backup)], **fit)
+    assert h.epoch == [2, 3]  # resumed at epoch 3 (index 2)
+    for got, want in zip(m.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    assert m.optimizer.iterations == reference.optimizer.iterations == 20
+    assert os.listdir(backup) == []  # a finished run deletes its backup
+
+
+def test_backup_and_restore_in_a_fresh_model_and_bad_files(tmp_path):
+    x, y = _data(16)
+    m = _model(dropout=False)
+    m.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[C.BackupAndRestore(tmp_path, delete_checkpoint=False)])
+    assert os.path.isfile(tmp_path / "backup.npz")
+    fresh = _model(seed=5, dropout=False)  # as a new process would build it
+    h = fresh.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[C.BackupAndRestore(tmp_path)])
+    assert h.epoch == []  # both epochs were already done
+    for got, want in zip(fresh.get_weights(), m.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    (tmp_path / "backup.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="cannot restore from .*backup.npz.*delete it"):
+        _model().fit(x, y, epochs=1, verbose=0, callbacks=[C.BackupAndRestore(tmp_path)])
+    with pytest.raises(ValueError, match="save_freq='epoch' only"):
+        C.BackupAndRestore(tmp_path, save_freq=10)
+
+
+def _read_events(folder):
+    import struct
+    from tensorboardX.proto.event_pb2 import Event
+    [name] = os.listdir(folder)
+    assert "tfevents" in name
+    data, events = open(os.path.join(folder, name), "rb").read(), []
+    while data:
+        (n,) = struct.unpack("<Q", data[:8])
+        events.append(Event.FromString(data[12:12 + n]))
+        data = data[12 + n + 4:]
+    return events
+
+
+def test_tensorboard_writes_epoch_scalars(tmp_path):
+    pytest.importorskip("tensorboardX")
+    x, y = _data(16)
+    m = _model()
+    h = m.fit(x, y, epochs=3, batch_size=8, verbose=0, validation_data=(x[:8], y[:8]),
+              callbacks=[C.TensorBoard(log_dir=tmp_path / "logs")])
+    train = _read_events(tmp_path / "logs" / "train")
+    assert train[0].file_version == "brain.Event:2"
+    scalars = {}
+    for e in train[1:] + _read_events(tmp_path / "logs" / "validation")[1:]:
+        for v in e.summary.value:
+            scalars.setdefault(v.tag, []).append((e.step, v.simple_value))
+    assert sorted(scalars) == ["epoch_accuracy", "epoch_loss"]
+    losses = [(i, pytest.approx(v, rel=1e-6)) for i, v in enumerate(h.history["loss"])]
+    val = [(i, pytest.approx(v, rel=1e-6)) for i, v in enumerate(h.history["val_loss"])]
+    assert scalars["epoch_loss"] == losses + val
+    assert not [p for p in os.listdir(tmp_path / "logs" / "train") if p.endswith(".tmp")]
+
+
+def test_tensorboard_without_tensorboardx(monkeypatch):
+    import builtins
+    real = builtins.__import__
+
+    def missing(name, *args, **kwargs):
+        if name.startswith("tensorboardX"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", missing)
+    with pytest.raises(ImportError, match=r'pip install "fastconv\[tensorboard\]"'):
+        C.TensorBoard("logs")
