@@ -128,7 +128,11 @@ class ProgbarLogger(Callback):
     """Prints progress: verbose 1 a bar (redrawn in place on a terminal, one line per epoch
     otherwise), verbose 2 one line per epoch. Reads verbose/epochs/steps from params."""
 
-    def __init__(self, stream=None):
+    def __init__(self, count_mode="steps", stateful_metrics=None, stream=None):
+        # count_mode / stateful_metrics: Keras 2's arguments, accepted so its scripts run; the
+        # bar always counts steps and shows the running values fit reports.
+        if count_mode not in ("steps", "samples"):
+            raise ValueError(f"count_mode must be 'steps' or 'samples', got {count_mode!r}")
         super().__init__()
         self.stream = stream
         self._bar, self._in_fit, self._seen = None, False, 0

@@ -380,3 +380,31 @@ def test_tensorboard_without_tensorboardx(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", missing)
     with pytest.raises(ImportError, match=r'pip install "fastconv\[tensorboard\]"'):
         C.TensorBoard("logs")
+
+
+def test_loss_tracker_result_has_numpy():
+    x, y = _data(8)
+    m = _model()
+    m.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert [type(mt.result().numpy()) for mt in m.metrics] == [np.float32, np.float32]
+
+
+def test_progbar_logger_accepts_keras2_arguments():
+    x, y = _data(8)
+    import io
+    out = io.StringIO()
+    _model().fit(x, y, epochs=1, batch_size=4, verbose=2,
+                 callbacks=[C.ProgbarLogger(count_mode="samples", stream=out)])
+    assert "loss" in out.getvalue()
+
+
+def test_tensorboard_batch_scalars(tmp_path):
+    pytest.importorskip("tensorboardX")
+    x, y = _data(16)
+    _model().fit(x, y, epochs=2, batch_size=4, verbose=0,
+                 callbacks=[C.TensorBoard(log_dir=tmp_path, update_freq=2)])
+    steps = {}
+    for e in _read_events(tmp_path / "train")[1:]:
+        for v in e.summary.value:
+            steps.setdefault(v.tag, []).append(e.step)
+    assert steps["batch_loss"] == [2, 4, 6, 8] and steps["epoch_loss"] == [0, 1]
