@@ -408,3 +408,18 @@ def test_tensorboard_batch_scalars(tmp_path):
         for v in e.summary.value:
             steps.setdefault(v.tag, []).append(e.step)
     assert steps["batch_loss"] == [2, 4, 6, 8] and steps["epoch_loss"] == [0, 1]
+
+
+def test_model_to_graph_of_a_subclassed_model_is_one_box():
+    class Net(models.Model):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = L.Dense(3), L.Dense(1)
+
+        def call(self, x):
+            return self.b(self.a(x))
+
+    net = Net()
+    net.build((None, 4))
+    nodes, edges = utils.model_to_graph(net)
+    assert [n["kind"] for n in nodes] == ["Net"] and edges == []

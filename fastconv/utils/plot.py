@@ -44,7 +44,12 @@ def model_to_graph(model):
                 if edge not in edges:  # a layer fed the same tensor twice: one arrow
                     edges.append(edge)
         return layers, edges
-    # Sequential (or any model exposing .layers as a chain): each layer feeds the next.
+    from ..engine.sequential import Sequential
+    if not isinstance(model, Sequential):
+        # A subclassed model's call() is Python code, not a recorded graph: one box, as Keras.
+        add(model, _safe_shape(model, "input_shape"), _safe_shape(model, "output_shape"))
+        return layers, edges
+    # Sequential: each layer feeds the next.
     for layer in model.layers:
         inputs = _safe_shape(layer, "input_shape")
         i = add(layer, inputs, _safe_shape(layer, "output_shape"))
@@ -92,7 +97,7 @@ def _labels(layers, show_shapes, show_dtype, show_layer_names, show_layer_activa
 
 def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False, show_layer_names=True,
                rankdir="TB", expand_nested=False, dpi=96, show_layer_activations=False,
-               show_trainable=False, **kwargs):
+               show_trainable=False, layer_range=None):
     """Draw `model`'s layer graph to `to_file` (format from the extension: png, pdf, svg, ...;
     PNG when there is none) and return the path. Needs matplotlib (``pip install
     "fastconv[viz]"``); no system graphviz. expand_nested=True is not supported (nested
@@ -105,6 +110,8 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False, 
         raise ImportError('plot_model needs matplotlib: pip install "fastconv[viz]"') from None
     if rankdir not in ("TB", "LR"):
         raise ValueError(f"rankdir must be 'TB' or 'LR', got {rankdir!r}")
+    if layer_range is not None:
+        raise NotImplementedError("plot_model(layer_range=...) is not supported; the whole model is drawn")
     if expand_nested:
         raise NotImplementedError("plot_model(expand_nested=True) is not supported; nested models "
                                   "are drawn as one box")
