@@ -10,8 +10,8 @@ a zip archive that ``np.load`` reads with ``allow_pickle=False``, holding
 - ``state.json``: the epoch, history, best monitored value, epoch times, the arguments of the
   run, the random streams' bit-generator states and the thread count.
 
-One archive (not an .npz beside a .json) because it is written in one atomic step, so the
-arrays and the JSON always belong to the same epoch. ``--resume`` rebuilds the model from the
+The archive is written and read by fastconv/saving/training_state.py (shared with the
+BackupAndRestore callback). ``--resume`` rebuilds the model from the
 arguments and loads this state into it; every array is checked before anything is assigned.
 """
 import json
@@ -20,8 +20,7 @@ import zipfile
 
 import numpy as np
 
-from .saving import atomic_write
-from .saving.weights import convert_arrays, weight_arrays, weight_paths
+from .saving.training_state import load_training_state, read_training_state, save_training_state
 
 FORMAT = "fastconv-resume/1"
 STATE_FILE = "resume.npz"
@@ -61,17 +60,8 @@ def _show(v):
 def save_state(path, model, state):
     """Write `state` (epoch, history, best, epoch_seconds, arguments, random, threads) and the
     model's and its optimizer's arrays to `path`, atomically."""
-    arrays = {"weights/" + k: a for k, a in weight_arrays(model).items()}
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is not None:
-        named = weight_paths(model)
-        arrays.update(("optimizer/" + k, a) for k, a in optimizer.state_arrays(named).items())
     doc = dict(state, format=FORMAT, best=None if state["best"] == -np.inf else state["best"])
-    with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        zf.writestr("state.json", json.dumps(doc, indent=1))
-        for key, a in arrays.items():
-            with zf.open(key + ".npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asarray(a, order="C"), allow_pickle=False)
+    save_training_state(path, model, doc)
 
 
 def read_state(folder):
@@ -85,13 +75,7 @@ def read_state(folder):
                              "start the run again without --resume, or in a new --out")
         return None
     try:
-        with zipfile.ZipFile(path) as zf:
-            state = json.loads(zf.read("state.json"))
-            arrays = {}
-            for name in zf.namelist():
-                if name.endswith(".npy"):
-                    with zf.open(name) as member:
-                        arrays[name[:-4]] = np.lib.format.read_array(member, allow_pickle=False)
+        state, arrays = read_training_state(path)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} state")
         for key, kind in (("epoch", int), ("history", dict), ("epoch_seconds", list),
@@ -110,25 +94,5 @@ def read_state(folder):
     return state, arrays
 
 
-def load_into(model, arrays, path):
-    """Put the saved weights and optimizer state into a freshly built `model`, checking every
-    array first."""
-    names = weight_paths(model)
-    weights = {k[len("weights/"):]: a for k, a in arrays.items() if k.startswith("weights/")}
-    if set(weights) != set(names):
-        raise ValueError(f"cannot resume from {path}: its weights do not match the model "
-                         f"(missing {sorted(set(names) - set(weights))}, "
-                         f"unexpected {sorted(set(weights) - set(names))})")
-    shapes = [k for k in names if tuple(weights[k].shape) != tuple(names[k].shape)]
-    if shapes:
-        raise ValueError(f"cannot resume from {path}: wrongly shaped weights {shapes}")
-    weights = convert_arrays(names, weights, path)
-    optimizer = getattr(model, "optimizer", None)
-    slots = {k[len("optimizer/"):]: a for k, a in arrays.items() if k.startswith("optimizer/")}
-    if optimizer is not None:
-        try:
-            optimizer.load_state_arrays(names, slots)  # checks everything before changing anything
-        except ValueError as e:
-            raise ValueError(f"cannot resume from {path}: {e}") from None
-    for k, a in weights.items():
-        names[k].assign(a)
+# Put the saved weights and optimizer state into a freshly built model, checking every array first.
+load_into = load_training_state

@@ -128,7 +128,11 @@ class ProgbarLogger(Callback):
     """Prints progress: verbose 1 a bar (redrawn in place on a terminal, one line per epoch
     otherwise), verbose 2 one line per epoch. Reads verbose/epochs/steps from params."""
 
-    def __init__(self, stream=None):
+    def __init__(self, count_mode="steps", stateful_metrics=None, stream=None):
+        # count_mode / stateful_metrics: Keras 2's arguments, accepted so its scripts run; the
+        # bar always counts steps and shows the running values fit reports.
+        if count_mode not in ("steps", "samples"):
+            raise ValueError(f"count_mode must be 'steps' or 'samples', got {count_mode!r}")
         super().__init__()
         self.stream = stream
         self._bar, self._in_fit, self._seen = None, False, 0
@@ -431,3 +435,43 @@ class TerminateOnNaN(Callback):
         if loss is not None and not math.isfinite(float(loss)):
             print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions, Keras's signatures: on_epoch_begin(epoch, logs),
+    on_epoch_end(epoch, logs), on_batch_begin(batch, logs), on_batch_end(batch, logs),
+    on_train_begin(logs), on_train_end(logs); any other hook by its name as a keyword
+    (e.g. on_test_end=...). Hooks not given do nothing."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_batch_begin=None, on_batch_end=None,
+                 on_train_begin=None, on_train_end=None, **kwargs):
+        super().__init__()
+        given = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end, on_batch_begin=on_batch_begin,
+                     on_batch_end=on_batch_end, on_train_begin=on_train_begin, on_train_end=on_train_end,
+                     **kwargs)
+        for hook, fn in given.items():
+            if hook not in _HOOKS and hook not in ("on_batch_begin", "on_batch_end"):
+                raise TypeError(f"LambdaCallback: unknown hook {hook!r}")
+            if fn is not None:
+                if not callable(fn):
+                    raise TypeError(f"LambdaCallback: {hook} must be callable, got {fn!r}")
+                # An instance attribute shadows the class's no-op method for this hook only.
+                setattr(self, hook, _with_logs(fn, hook))
+
+
+def _with_logs(fn, hook):
+    """`fn` called as Keras calls it: (index, logs) for epoch/batch hooks, (logs) otherwise,
+    with logs always passed (the loop omits it when there are none)."""
+    if "epoch" in hook or "batch" in hook:
+        def call(index, logs=None):
+            return fn(index, logs)
+    else:
+        def call(logs=None):
+            return fn(logs)
+    return call
+
+
+# Callbacks in modules of their own (bigger, or with optional dependencies); imported last
+# because they subclass Callback.
+from .callback_backup import BackupAndRestore  # noqa: E402,F401
+from .callback_tensorboard import TensorBoard  # noqa: E402,F401

@@ -11,6 +11,7 @@ Fans (Keras): Dense kernel (in, out) -> fan_in=in, fan_out=out; conv kernel HWIO
 (dtype('float32'), True)
 """
 import math
+import warnings
 
 import numpy as np
 
@@ -192,6 +193,12 @@ _BY_NAME = {
 }
 
 
+# Keras 2 short names, still found in older scripts (Keras 2 defaults: uniform in
+# [-0.05, 0.05], normal with stddev 0.05 -- the same as ours).
+_KERAS2_NAMES = {"uniform": ("random_uniform", RandomUniform), "normal": ("random_normal", RandomNormal),
+                 "zero": ("zeros", Zeros), "one": ("ones", Ones)}
+
+
 def _snake(name):
     import re
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
@@ -208,6 +215,11 @@ def get(identifier):
             raise ValueError(f"Could not interpret initializer identifier: {identifier!r}")
         return cls(**identifier.get("config", {}))
     if isinstance(identifier, str):
+        if identifier in _KERAS2_NAMES:
+            modern, cls = _KERAS2_NAMES[identifier]
+            warnings.warn(f"initializer {identifier!r} is a Keras 2 name; use {modern!r}",
+                          DeprecationWarning, stacklevel=2)
+            return cls()
         key = identifier if identifier in _BY_NAME else _snake(identifier)
         cls = _BY_NAME.get(key)
         if cls is None:

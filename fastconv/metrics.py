@@ -1,12 +1,13 @@
 """Metrics on plain arrays, Keras names and semantics: `update_state(y_true, y_pred,
-sample_weight=None)` accumulates a (weighted) mean, `result()` returns it as a float,
-`reset_state()` clears it.
+sample_weight=None)` accumulates a (weighted) mean, `result()` returns it as a float (a
+`MetricResult`, which also has Keras's `.numpy()`), `reset_state()` clears it.
 
 >>> m = SparseCategoricalAccuracy()
 >>> m.update_state([0, 2], [[0.9, 0.1, 0.0], [0.2, 0.7, 0.1]]); m.result()
 0.5
 """
 import re
+import warnings
 
 import numpy as np
 
@@ -55,7 +56,13 @@ class Metric:
         self.count = _accumulate(self.count, w.sum())
 
     def result(self):
-        return _mean(self.total, self.count)
+        return _result(_mean(self.total, self.count))
+
+    def reset_states(self):
+        """Keras 2 name of `reset_state` (deprecated there too)."""
+        warnings.warn("Metric.reset_states() is the Keras 2 name; use reset_state()",
+                      DeprecationWarning, stacklevel=2)
+        self.reset_state()
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         self.update_state(y_true, y_pred, sample_weight=sample_weight)
@@ -66,6 +73,21 @@ class Metric:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} result={float(self.result()):.4g}>"
+
+
+class MetricResult(float):
+    """A metric's host result: a Python float (so logs, formatting, JSON and arithmetic treat
+    it as one) that also has Keras's `.numpy()`, which scripts call on `result()`."""
+
+    __slots__ = ()
+
+    def numpy(self):
+        return np.float32(self)
+
+
+def _result(value):
+    # Device values stay 0-d device arrays (reading them would wait for the GPU).
+    return value if is_device_array(value) else MetricResult(value)
 
 
 def _accumulate(total, value):
@@ -240,7 +262,7 @@ class _AutoAccuracy(Metric):
         self._impl.update_state(y_true, y_pred, sample_weight=sample_weight)
 
     def result(self):
-        return 0.0 if self._impl is None else self._impl.result()
+        return MetricResult(0.0) if self._impl is None else self._impl.result()
 
 
 _BY_NAME = {

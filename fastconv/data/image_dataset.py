@@ -173,6 +173,11 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     if not paths:
         raise ValueError(f"no images ({', '.join(ALLOWED_FORMATS)}) found under {os.fspath(directory)!r}")
     num_classes = len(names) if names is not None else (int(targets.max()) + 1 if targets is not None else 0)
+    # Keras prints these lines; ported scripts and notebooks are read against them.
+    if labels is None:
+        print(f"Found {len(paths)} files.")
+    else:
+        print(f"Found {len(paths)} files belonging to {num_classes} classes.")
     if label_mode == "binary" and num_classes != 2:
         raise ValueError(f"label_mode='binary' needs exactly 2 classes, found {num_classes}")
     if label_mode is None:
@@ -195,4 +200,8 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
         return make(slice(None))
     n_val = int(validation_split * len(paths))
     train, val = make(slice(0, len(paths) - n_val)), make(slice(len(paths) - n_val, None))
+    if subset in ("training", "both"):
+        print(f"Using {len(paths) - n_val} files for training.")
+    if subset in ("validation", "both"):
+        print(f"Using {n_val} files for validation.")
     return {"training": train, "validation": val, "both": (train, val)}[subset]

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..autograd import Tensor, no_grad
 from ..functional import array_of, scalar
-from ..metrics import _accumulate, _mean
+from ..metrics import _accumulate, _mean, _result
 from ..layers.layer import Layer, _build_lock, backend_zeros, flatten, map_structure
 
 
@@ -40,7 +40,7 @@ class _LossTracker:
         self.count += weight
 
     def result(self):
-        return _mean(self.total, self.count)
+        return _result(_mean(self.total, self.count))
 
     def reset_state(self):
         self.total, self.count = 0.0, 0.0

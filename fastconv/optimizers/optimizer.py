@@ -28,7 +28,19 @@ def _check_optional_positive(name, value):
 
 class Optimizer:
     def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None,
-                 weight_decay=None, name=None):
+                 weight_decay=None, name=None, lr=None, decay=None):
+        # Keras 2 spellings, still common in ported scripts: `lr` is `learning_rate`; `decay`
+        # is Keras 2's inverse-time decay, lr_t = lr / (1 + decay * iterations).
+        if lr is not None:
+            warnings.warn("lr= is the Keras 2 name; use learning_rate=", DeprecationWarning, stacklevel=3)
+            learning_rate = lr
+        if decay is not None and (isinstance(decay, bool) or not isinstance(decay, (int, float)) or decay < 0):
+            raise ValueError(f"decay must be a float >= 0, got {decay!r}")
+        if decay:
+            warnings.warn("decay= is the Keras 2 argument; use learning_rate=optimizers.schedules."
+                          "InverseTimeDecay(lr, decay_steps=1, decay_rate=decay)",
+                          DeprecationWarning, stacklevel=3)
+        self.decay = float(decay or 0.0)
         for arg, val in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
             _check_optional_positive(arg, val)
         if sum(v is not None for v in (clipnorm, clipvalue, global_clipnorm)) > 1:
@@ -175,6 +187,10 @@ class Optimizer:
             variables.append(v)
         grads = self._clip(grads)
         lr = self._current_lr()
+        if self.decay:
+            # Applied here, not in `learning_rate`, which stays the undecayed base rate (as
+            # Keras 2's `optimizer.lr`), so callbacks that read and set it do not compound it.
+            lr = lr / (1.0 + self.decay * self.iterations)
         step = self.iterations + 1
         for g, v in zip(grads, variables):
             entry = self._state.get(id(v))
@@ -220,8 +236,11 @@ class Optimizer:
     # -- config -------------------------------------------------------------------------------
     def get_config(self):
         lr = self._learning_rate
-        return dict(name=self.name, learning_rate=lr, clipnorm=self.clipnorm, clipvalue=self.clipvalue,
-                    global_clipnorm=self.global_clipnorm, weight_decay=self.weight_decay)
+        config = dict(name=self.name, learning_rate=lr, clipnorm=self.clipnorm, clipvalue=self.clipvalue,
+                      global_clipnorm=self.global_clipnorm, weight_decay=self.weight_decay)
+        if self.decay:
+            config["decay"] = self.decay
+        return config
 
     @classmethod
     def from_config(cls, config):

@@ -111,3 +111,58 @@ class CosineDecay(LearningRateSchedule):
         return dict(initial_learning_rate=self.initial_learning_rate, decay_steps=self.decay_steps,
                     alpha=self.alpha, name=self.name, warmup_target=self.warmup_target,
                     warmup_steps=self.warmup_steps)
+
+
+class InverseTimeDecay(LearningRateSchedule):
+    """lr = initial_learning_rate / (1 + decay_rate * step / decay_steps); with `staircase`
+    step / decay_steps is floored. (decay_steps=1 gives Keras 2's optimizer `decay=`.)"""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="InverseTimeDecay"):
+        _positive("decay_steps", decay_steps)
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.decay_steps = decay_steps
+        self.decay_rate = float(decay_rate)
+        self.staircase = bool(staircase)
+        self.name = name
+
+    def __call__(self, step):
+        p = float(step) / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate / (1.0 + self.decay_rate * p)
+
+    def get_config(self):
+        return dict(initial_learning_rate=self.initial_learning_rate, decay_steps=self.decay_steps,
+                    decay_rate=self.decay_rate, staircase=self.staircase, name=self.name)
+
+
+class PolynomialDecay(LearningRateSchedule):
+    """lr = (initial_learning_rate - end_learning_rate) * (1 - t / T) ** power + end_learning_rate
+    with T = decay_steps. Without `cycle`, t = min(step, T): the rate stays at
+    end_learning_rate after T steps. With `cycle`, t = step and T grows to the first multiple
+    of decay_steps >= step (decay_steps itself at step 0), so the rate jumps back up and
+    decays again, more slowly, each cycle."""
+
+    def __init__(self, initial_learning_rate, decay_steps, end_learning_rate=0.0001, power=1.0,
+                 cycle=False, name="PolynomialDecay"):
+        _positive("decay_steps", decay_steps)
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.decay_steps = decay_steps
+        self.end_learning_rate = float(end_learning_rate)
+        self.power = float(power)
+        self.cycle = bool(cycle)
+        self.name = name
+
+    def __call__(self, step):
+        step, total = float(step), float(self.decay_steps)
+        if self.cycle:
+            total *= max(math.ceil(step / total), 1)
+        else:
+            step = min(step, total)
+        frac = 1.0 - step / total
+        return (self.initial_learning_rate - self.end_learning_rate) * frac ** self.power + self.end_learning_rate
+
+    def get_config(self):
+        return dict(initial_learning_rate=self.initial_learning_rate, decay_steps=self.decay_steps,
+                    end_learning_rate=self.end_learning_rate, power=self.power, cycle=self.cycle,
+                    name=self.name)

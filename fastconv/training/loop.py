@@ -136,6 +136,10 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     cbs = _callback_list(model, callbacks, verbose, epochs=epochs, steps=train.steps)
     model.stop_training = False
     cbs.on_train_begin()
+    # A callback that restored an interrupted run (BackupAndRestore) says where it stopped.
+    resumed = model.__dict__.pop("_resume_initial_epoch", None)
+    if resumed is not None:
+        initial_epoch = max(initial_epoch, resumed)
     logs = {}
     for epoch in range(initial_epoch, epochs):
         _reset(model)
