@@ -78,3 +78,23 @@ def set_state(state):
     _streams.clear()
     _streams.update(restored)
     _device_streams.clear()
+
+
+def layer_generator(layer, stream, on_device=False):
+    """The Generator a random layer (Dropout, GaussianNoise, Random*) draws from: its own,
+    made once from `layer.seed`, or else the shared `stream` (looked up per call, since
+    set_seed replaces it). on_device: a CuPy Generator, so masks and noise for device inputs
+    are drawn there (no host->device copy per step). The layer keeps its own generators in
+    `_rng` / `_device_rng`."""
+    if on_device:
+        if layer.seed is None:
+            return device_generator(stream)
+        if getattr(layer, "_device_rng", None) is None:
+            import cupy
+            layer._device_rng = cupy.random.default_rng(layer.seed)
+        return layer._device_rng
+    if layer.seed is None:
+        return generator(stream)
+    if getattr(layer, "_rng", None) is None:
+        layer._rng = np.random.default_rng(layer.seed)
+    return layer._rng

@@ -14,11 +14,7 @@ from ..functional import array_module
 def generator(layer):
     """A layer's Generator: its private one when built with `seed`, else the shared
     "augment" stream (looked up per call, since set_seed replaces it)."""
-    if layer.seed is not None:
-        if getattr(layer, "_rng", None) is None:
-            layer._rng = np.random.default_rng(layer.seed)
-        return layer._rng
-    return random.generator("augment")
+    return random.layer_generator(layer, "augment")
 
 
 def like(x, host_array):

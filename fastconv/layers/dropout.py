@@ -10,7 +10,6 @@ drawn there, from `fastconv.random.device_generator("dropout")` (or a CuPy Gener
 >>> layers.Dropout(0.5)(np.ones((1, 4), np.float32)).numpy()  # training defaults to False
 array([[1., 1., 1., 1.]], dtype=float32)
 """
-import numpy as np
 
 from .. import random
 from ..autograd import ops
@@ -26,8 +25,7 @@ class Dropout(Layer):
         if noise_shape is not None:
             raise NotImplementedError("Dropout(noise_shape=...) is not supported")
         self.rate, self.seed = float(rate), seed
-        self._rng = None if seed is None else np.random.default_rng(seed)
-        self._device_rng = None
+        self._rng = self._device_rng = None  # made on first use (random.layer_generator)
 
     def call(self, inputs, training=None):
         if not training or self.rate == 0.0:
@@ -35,16 +33,7 @@ class Dropout(Layer):
         return ops.dropout(inputs, self.rate, self._generator(inputs), True)
 
     def _generator(self, inputs):
-        # Looked up per call: set_seed replaces the stream's Generator. Device inputs get
-        # masks drawn on the device (no host->device copy per step).
-        if not is_device_array(getattr(inputs, "data", inputs)):
-            return self._rng if self._rng is not None else random.generator("dropout")
-        if self.seed is None:
-            return random.device_generator("dropout")
-        if self._device_rng is None:
-            import cupy
-            self._device_rng = cupy.random.default_rng(self.seed)
-        return self._device_rng
+        return random.layer_generator(self, "dropout", is_device_array(getattr(inputs, "data", inputs)))
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -9,7 +9,6 @@ but not the host's numbers, so that no full-size array crosses to the GPU each s
 >>> layers.GaussianNoise(1.0)(np.zeros((1, 2), np.float32)).numpy()  # inference: identity
 array([[0., 0.]], dtype=float32)
 """
-import numpy as np
 
 from .. import random
 from ..autograd import Tensor
@@ -32,18 +31,7 @@ class GaussianNoise(Layer):
         return inputs + Tensor(noise * inputs.dtype.type(self.stddev))
 
     def _generator(self, inputs):
-        if not is_device_array(inputs.data):
-            if self.seed is None:
-                return random.generator("noise")
-            if self._rng is None:
-                self._rng = np.random.default_rng(self.seed)
-            return self._rng
-        if self.seed is None:
-            return random.device_generator("noise")
-        if self._device_rng is None:
-            import cupy
-            self._device_rng = cupy.random.default_rng(self.seed)
-        return self._device_rng
+        return random.layer_generator(self, "noise", is_device_array(inputs.data))
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -9,7 +9,6 @@ drawn on the host from `fastconv.random.generator("dropout")` (or a private Gene
 >>> layers.SpatialDropout2D(0.2).compute_output_shape((None, 8, 8, 3))
 (None, 8, 8, 3)
 """
-import numpy as np
 
 from .. import random
 from ._preprocessing import like
@@ -30,10 +29,7 @@ class SpatialDropout2D(Layer):
         check_nhwc(self, inputs.shape)
         if not training or self.rate == 0.0:
             return inputs
-        if self.seed is not None and self._rng is None:
-            self._rng = np.random.default_rng(self.seed)
-        g = self._rng if self.seed is not None else random.generator("dropout")
-        keep = g.random((inputs.shape[0], 1, 1, inputs.shape[3])) >= self.rate
+        keep = random.layer_generator(self, "dropout").random((inputs.shape[0], 1, 1, inputs.shape[3])) >= self.rate
         # A multiply, not a where(): a dropped NaN stays NaN (0 * NaN), as Dropout's does.
         return inputs * like(inputs, keep / (1.0 - self.rate))
 

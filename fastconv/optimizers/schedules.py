@@ -28,11 +28,11 @@ def _positive(name, value):
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """lr = initial_learning_rate * decay_rate ** (step / decay_steps); with `staircase` the
-    exponent is floored, so the rate drops in steps every `decay_steps`."""
+class _StepDecay(LearningRateSchedule):
+    """What ExponentialDecay and InverseTimeDecay share: their arguments and the decay
+    progress step / decay_steps (floored with `staircase`)."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="ExponentialDecay"):
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase, name):
         _positive("decay_steps", decay_steps)
         self.initial_learning_rate = float(initial_learning_rate)
         self.decay_steps = decay_steps
@@ -40,15 +40,25 @@ class ExponentialDecay(LearningRateSchedule):
         self.staircase = bool(staircase)
         self.name = name
 
-    def __call__(self, step):
+    def _progress(self, step):
         p = float(step) / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate * self.decay_rate ** p
+        return math.floor(p) if self.staircase else p
 
     def get_config(self):
         return dict(initial_learning_rate=self.initial_learning_rate, decay_steps=self.decay_steps,
                     decay_rate=self.decay_rate, staircase=self.staircase, name=self.name)
+
+
+class ExponentialDecay(_StepDecay):
+    """lr = initial_learning_rate * decay_rate ** (step / decay_steps); with `staircase` the
+    exponent is floored, so the rate drops in steps every `decay_steps`."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="ExponentialDecay"):
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
+
+    def __call__(self, step):
+        p = self._progress(step)
+        return self.initial_learning_rate * self.decay_rate ** p
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -113,27 +123,16 @@ class CosineDecay(LearningRateSchedule):
                     warmup_steps=self.warmup_steps)
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_StepDecay):
     """lr = initial_learning_rate / (1 + decay_rate * step / decay_steps); with `staircase`
     step / decay_steps is floored. (decay_steps=1 gives Keras 2's optimizer `decay=`.)"""
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="InverseTimeDecay"):
-        _positive("decay_steps", decay_steps)
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.decay_steps = decay_steps
-        self.decay_rate = float(decay_rate)
-        self.staircase = bool(staircase)
-        self.name = name
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def __call__(self, step):
-        p = float(step) / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
+        p = self._progress(step)
         return self.initial_learning_rate / (1.0 + self.decay_rate * p)
-
-    def get_config(self):
-        return dict(initial_learning_rate=self.initial_learning_rate, decay_steps=self.decay_steps,
-                    decay_rate=self.decay_rate, staircase=self.staircase, name=self.name)
 
 
 class PolynomialDecay(LearningRateSchedule):
