@@ -13,13 +13,22 @@ import warnings
 import numpy as np
 
 from .saving.atomic import atomic_write
+from .saving.serialization import RecordsArguments, arguments_config, from_config_arguments
 from .training.progbar import Progbar
 
 
-class Callback:
+class Callback(RecordsArguments):
     def __init__(self):
         self.model = None
         self.params = {}
+
+    def get_config(self):
+        """The constructor's arguments (a callback given a Python function cannot be saved)."""
+        return arguments_config(self)
+
+    @classmethod
+    def from_config(cls, config):
+        return from_config_arguments(cls, config)
 
     def set_model(self, model):
         self.model = model
@@ -202,16 +211,32 @@ def _missing(owner, monitor, logs):
                   RuntimeWarning, stacklevel=3)
 
 
+def checkpoint_extensions(save_weights_only):
+    """The file endings ModelCheckpoint can honour: whole models (model.save) or weights
+    (model.save_weights). Formats that become available (HDF5 weights) are added here."""
+    return (".npz",) if save_weights_only else (".keras",)
+
+
+def check_checkpoint_path(filepath, save_weights_only):
+    accepted = checkpoint_extensions(save_weights_only)
+    if not filepath.endswith(accepted):
+        what = "weights (save_weights_only=True)" if save_weights_only else "whole models (save_weights_only=False)"
+        raise ValueError(f"ModelCheckpoint: filepath {filepath!r} has an extension fastconv cannot write "
+                         f"{what} to; use one of {list(accepted)}")
+
+
 class ModelCheckpoint(Callback):
     """Saves after each epoch to `filepath.format(epoch=epoch + 1, **logs)` (e.g.
-    'w-{epoch:02d}-{val_loss:.2f}.npz'). With save_best_only, only when `monitor` improves on
-    the best seen (strictly; no min_delta, as Keras). save_weights_only: `model.save_weights`;
-    otherwise `model.save` if the model has one, else `save_weights`."""
+    'm-{epoch:02d}-{val_loss:.2f}.keras'). With save_best_only, only when `monitor` improves
+    on the best seen (strictly; no min_delta, as Keras). save_weights_only: `model.save_weights`
+    (a .npz path); otherwise the whole model, `model.save` (a .keras path). A path whose
+    extension does not fit raises at construction, not after the first epoch."""
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", initial_value_threshold=None):
         super().__init__()
         self.filepath, self.monitor, self.verbose = os.fspath(filepath), monitor, verbose
+        check_checkpoint_path(self.filepath, save_weights_only)
         self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
         self.mode = _monitor_op(mode, monitor, "ModelCheckpoint")
         if initial_value_threshold is not None:
@@ -250,7 +275,7 @@ class ModelCheckpoint(Callback):
         folder = os.path.dirname(path)
         if folder:
             os.makedirs(folder, exist_ok=True)
-        if not self.save_weights_only and hasattr(self.model, "save"):
+        if not self.save_weights_only:
             self.model.save(path)
         else:
             self.model.save_weights(path)

@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from . import random as _random
+from .saving.serialization import RecordsArguments, from_config_arguments
 
 
 def compute_fans(shape):
@@ -38,7 +39,7 @@ def _truncated_normal(rng, shape, mean, stddev):
     return out * stddev + mean
 
 
-class Initializer:
+class Initializer(RecordsArguments):
     def __init__(self, seed=None):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise ValueError(f"seed must be an int or None, got {seed!r}")
@@ -53,6 +54,10 @@ class Initializer:
 
     def get_config(self):
         return {"seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        return from_config_arguments(cls, config)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.get_config()})"

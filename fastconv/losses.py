@@ -16,11 +16,12 @@ import numpy as np
 from .autograd import Tensor, ops
 from .autograd.tensor import as_array
 from .functional import array_module, is_device_array
+from .saving.serialization import RecordsArguments, arguments_config, from_config_arguments
 
 EPSILON = 1e-7
 
 
-class Loss:
+class Loss(RecordsArguments):
     name = "loss"
 
     def __init__(self, name=None):
@@ -54,7 +55,11 @@ class Loss:
         raise NotImplementedError
 
     def get_config(self):
-        return {"name": self.name}
+        return {**arguments_config(self), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return from_config_arguments(cls, config)
 
 
 def _clipped(p):

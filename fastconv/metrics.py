@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from .functional import array_module, array_of, is_device_array
+from .saving.serialization import RecordsArguments, arguments_config, from_config_arguments
 
 
 def _arrays(*values):
@@ -26,7 +27,7 @@ def _arrays(*values):
     return [xp.asarray(v) for v in values]
 
 
-class Metric:
+class Metric(RecordsArguments):
     """Base: subclasses implement `update_state`; this class keeps a weighted mean.
     `result()` is a float, or a 0-d device array for values given on the GPU (read it with
     float() when needed: that waits for the GPU)."""
@@ -69,7 +70,11 @@ class Metric:
         return self.result()
 
     def get_config(self):
-        return {"name": self.name}
+        return {**arguments_config(self), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return from_config_arguments(cls, config)
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} result={float(self.result()):.4g}>"

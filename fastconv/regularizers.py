@@ -7,16 +7,19 @@ Keras 3 spells l1_l2 as an alias of L1L2 with both factors defaulting to 0.0 (tf
 """
 
 
-class Regularizer:
+from .saving.serialization import RecordsArguments, arguments_config, from_config_arguments
+
+
+class Regularizer(RecordsArguments):
     def __call__(self, x):
         raise NotImplementedError
 
     def get_config(self):
-        return {}
+        return arguments_config(self)
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return from_config_arguments(cls, config)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.get_config()})"

@@ -180,7 +180,7 @@ def _functional_run(backend, tmp_path):
         model.compile("rmsprop", "sparse_categorical_crossentropy", ["accuracy", "sparse_top_k_categorical_accuracy"])
         ckpt = tmp_path / f"{backend}.weights.npz"
         cbs = [callbacks.EarlyStopping(monitor="loss", patience=1, restore_best_weights=True),
-               callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True),
+               callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True, save_weights_only=True),
                callbacks.ReduceLROnPlateau(monitor="loss")]
         fastconv.set_seed(5)
         history = model.fit(x, y, batch_size=8, epochs=3, validation_split=0.25, callbacks=cbs,

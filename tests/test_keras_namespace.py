@@ -119,9 +119,9 @@ def test_to_categorical_path_when_present():
     assert to_categorical([0, 2], 3).tolist() == [[1, 0, 0], [0, 0, 1]]
 
 
-def test_load_model_names_the_weights_alternative():
-    with pytest.raises(NotImplementedError, match="save_weights.*load_weights"):
-        keras.models.load_model("m.keras")
+def test_load_model_refuses_hdf5_whole_models_naming_the_alternatives():
+    with pytest.raises(ValueError, match=r"HDF5.*'\.keras'.*save_weights"):
+        keras.models.load_model("m.h5")
 
 
 @pytest.mark.parametrize("expr, says", [

@@ -159,6 +159,9 @@ class StandIn:
         np.save(path, self.w) if path.endswith(".npy") else open(path, "w").write(repr(self.w.tolist()))
         self.saved.append(path)
 
+    def save(self, path):  # a whole-model checkpoint records its path the same way
+        self.save_weights(path)
+
 
 def drive(cb, values, key="val_loss"):
     """Run epochs; epoch e has weights [e, e] and logs {key: values[e]}. Returns epochs run."""
@@ -198,17 +201,17 @@ def test_early_stopping_stops_and_restores_best():
 
 
 def test_model_checkpoint_best_only(tmp_path):
-    pattern = str(tmp_path / "w-{epoch:02d}-{val_loss:.2f}.txt")
+    pattern = str(tmp_path / "w-{epoch:02d}-{val_loss:.2f}.npz")
     ck = callbacks.ModelCheckpoint(pattern, save_best_only=True, save_weights_only=True)
     model, _ = drive(ck, [0.5, 0.6, 0.4, 0.45])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["w-01-0.50.txt", "w-03-0.40.txt"]
-    assert (tmp_path / "w-03-0.40.txt").read_text() == "[2.0, 2.0]"
-    ck = callbacks.ModelCheckpoint(str(tmp_path / "all-{epoch}.txt"), save_weights_only=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w-01-0.50.npz", "w-03-0.40.npz"]
+    assert (tmp_path / "w-03-0.40.npz").read_text() == "[2.0, 2.0]"
+    ck = callbacks.ModelCheckpoint(str(tmp_path / "all-{epoch}.npz"), save_weights_only=True)
     drive(ck, [0.5, 0.6, 0.4])
-    assert len(list(tmp_path.glob("all-*.txt"))) == 3
-    ck = callbacks.ModelCheckpoint(str(tmp_path / "acc.txt"), monitor="val_acc", save_best_only=True)
+    assert len(list(tmp_path.glob("all-*.npz"))) == 3
+    ck = callbacks.ModelCheckpoint(str(tmp_path / "acc.keras"), monitor="val_acc", save_best_only=True)
     model, _ = drive(ck, [0.5, 0.4, 0.7, 0.6], key="val_acc")
-    assert model.saved == [str(tmp_path / "acc.txt")] * 2
+    assert model.saved == [str(tmp_path / "acc.keras")] * 2
 
 
 def test_reduce_lr_on_plateau():

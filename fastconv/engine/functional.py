@@ -147,6 +147,17 @@ class Functional(Model):
         plan = self._fusion(bool(_training_ctx.get() if training is None else training))
         return self._run(values, apply, plan)
 
+    def get_config(self):
+        """The graph as data (engine/graph_config.py): layers, their calls, inputs, outputs."""
+        from .graph_config import graph_config
+        return graph_config(self)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from .graph_config import rebuild_graph
+        inputs, outputs = rebuild_graph(config, custom_objects)
+        return cls(inputs, outputs, name=config.get("name"), trainable=config.get("trainable", True))
+
     def compute_output_shape(self, input_shape):
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
         values = {id(t): tuple(s) for t, s in zip(self._input_tensors, shapes)}

@@ -24,6 +24,7 @@ from ..autograd import Tensor, no_grad
 from ..functional import array_of, scalar
 from ..metrics import _accumulate, _mean, _result
 from ..layers.layer import Layer, _build_lock, backend_zeros, flatten, map_structure
+from ..saving.serialization import record_arguments
 
 
 class _LossTracker:
@@ -71,8 +72,11 @@ class Model(Layer):
         # Model(inputs, outputs) builds a graph model, as Keras does.
         if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
             from .functional import Functional
-            return object.__new__(Functional)
-        return object.__new__(cls)
+            obj = object.__new__(Functional)
+        else:
+            obj = object.__new__(cls)
+        record_arguments(obj, args, kwargs)  # the default get_config of subclassed models
+        return obj
 
     def __init__(self, *args, **kwargs):
         if args or "inputs" in kwargs or "outputs" in kwargs:
@@ -149,6 +153,7 @@ class Model(Layer):
         if loss_weights is not None:
             raise NotImplementedError("loss_weights (multi-output losses) is not supported")
         self.optimizer = optimizers.get(optimizer)
+        self._compile_arguments = {"loss": loss, "metrics": metrics}  # saved by model.save
         self.loss = loss
         self._loss_fn = None if loss is None else losses.get(loss)
         metrics = [] if metrics is None else (list(metrics) if isinstance(metrics, (list, tuple)) else [metrics])
@@ -295,6 +300,12 @@ class Model(Layer):
         from .summary import summary_text
         text = summary_text(self, line_length=line_length)
         (print_fn or print)(text)
+
+    def save(self, filepath, overwrite=True, include_optimizer=True):
+        """The whole model in one .keras file: architecture, weights, compile state and
+        optimizer slots (fastconv.saving.model_file); load it with fastconv.models.load_model."""
+        from ..saving.model_file import save_model
+        save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath, overwrite=True):
         from ..saving import save_weights

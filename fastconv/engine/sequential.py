@@ -72,6 +72,24 @@ class Sequential(Model):
     def call(self, inputs, training=None):
         return fusion.run_layers(self._tracked, inputs, training)
 
+    def get_config(self):
+        from ..saving.serialization import serialize
+        return {"name": self.name, "trainable": self.trainable, "dtype": self.dtype,
+                "input_shape": None if self._input_batch_shape is None else list(self._input_batch_shape),
+                "layers": [serialize(layer) for layer in self._tracked]}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from ..saving.serialization import deserialize
+        if not isinstance(config.get("layers"), list):
+            raise ValueError("corrupt Sequential config: 'layers' must be a list")
+        model = cls(name=config.get("name"), trainable=config.get("trainable", True), dtype=config.get("dtype"))
+        if config.get("input_shape") is not None:
+            model.add(InputLayer(batch_shape=tuple(config["input_shape"])))
+        for layer_config in config["layers"]:
+            model.add(deserialize(layer_config, custom_objects))
+        return model
+
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
         for layer in self._tracked:

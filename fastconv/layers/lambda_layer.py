@@ -5,9 +5,12 @@ keyword arguments, and a function with a `training` parameter receives the train
 Output shapes come from `output_shape` (a shape without the batch axis, or a function of the
 input shape), else from a dry run of the function on zeros.
 
-Configurations are data, never code: get_config stores only the function's name, and
-from_config rebuilds the layer only when `custom_objects` maps that name to the function;
-otherwise it raises a ValueError saying so (a model file cannot smuggle code in).
+Configurations are data, never code: get_config stores only the function's name (its
+registered "package>name" when registered with fastconv.saving.register_keras_serializable),
+and from_config rebuilds the layer only when `custom_objects`, a custom_object_scope or the
+registry maps that name to the function; otherwise it raises a ValueError saying so (a model
+file cannot smuggle code in). A function without a name to find it by (a `lambda`) cannot be
+saved at all: get_config refuses it.
 
 >>> import numpy as np
 >>> from fastconv import layers
@@ -16,7 +19,18 @@ array([[2., 2.]], dtype=float32)
 """
 import inspect
 
+from ..saving.serialization import get_registered_name, get_registered_object
 from .layer import Layer
+
+
+def _function_name(fn, layer, key):
+    name = get_registered_name(fn)
+    if not isinstance(name, str) or name == "<lambda>" or not name.isidentifier() and ">" not in name:
+        raise ValueError(f"Lambda layer {layer.name!r}: its {key} {fn!r} has no name to save it by, and "
+                         f"fastconv files hold data, never code; use a named function registered with "
+                         f"@fastconv.saving.register_keras_serializable() (or pass it as custom_objects "
+                         f"when loading), or rebuild the model in code and load only its weights")
+    return name
 
 
 class Lambda(Layer):
@@ -50,22 +64,24 @@ class Lambda(Layer):
 
     def get_config(self):
         shape = self.output_shape_arg
-        return {**super().get_config(), "function": getattr(self.function, "__name__", repr(self.function)),
-                "output_shape": getattr(shape, "__name__", shape) if callable(shape) else shape,
-                "arguments": self.arguments}
+        # Not Layer.get_config: its recorded arguments hold the function object itself.
+        return {"name": self.name, "trainable": self.trainable, "dtype": self.dtype,
+                "function": _function_name(self.function, self, "function"),
+                "output_shape": _function_name(shape, self, "output_shape") if callable(shape) else shape,
+                "mask": None, "arguments": self.arguments}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        objects = custom_objects or {}
         for key in ("function", "output_shape"):
             value = config.get(key)
             if isinstance(value, str):
-                if value not in objects:
+                found = get_registered_object(value, custom_objects)
+                if found is None:
                     raise ValueError(
                         f"Lambda layer {config.get('name')!r}: its configuration stores only the name of "
                         f"its {key} ({value!r}), not code (fastconv files are data, never code); pass the "
                         f"function itself: from_config(config, custom_objects={{{value!r}: fn}}), or "
                         f"rebuild the model in Python and load its weights")
-                config[key] = objects[value]
+                config[key] = found
         return cls(**config)

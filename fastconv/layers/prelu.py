@@ -42,6 +42,5 @@ class PReLU(Layer):
         return input_shape
 
     def get_config(self):
-        init = self.alpha_initializer
-        return {**super().get_config(), "alpha_initializer": init if isinstance(init, str) else type(init).__name__,
-                "alpha_regularizer": None, "alpha_constraint": None, "shared_axes": self.shared_axes}
+        # The recorded arguments (Layer.get_config) serialize initializer and regularizer objects.
+        return {**super().get_config(), "shared_axes": self.shared_axes}

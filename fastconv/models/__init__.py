@@ -5,16 +5,7 @@ from ..layers import Input  # noqa: F401
 from .zoo import *  # noqa: F401,F403,E402
 
 
-def load_model(filepath, *args, **kwargs):
-    """Keras's whole-model loader. Not provided yet: whole-model files (.keras) are future work.
-
-    Raises NotImplementedError naming today's alternative: rebuild the model in code, then
-    `model.load_weights(path)` on a file written by `model.save_weights(path)`.
-    """
-    raise NotImplementedError(
-        f"fastconv.models.load_model({filepath!r}): whole-model files are not provided yet. "
-        "Rebuild the model in code and restore its weights instead: model.save_weights('w.npz') "
-        "after training, model.load_weights('w.npz') on the rebuilt model.")
+from ..saving.model_file import load_model, save_model  # noqa: F401,E402
 
 
 __getattr__ = module_getattr(__name__)

@@ -8,19 +8,21 @@
 """
 import math
 
+from ..saving.serialization import RecordsArguments, arguments_config, from_config_arguments
 
-class LearningRateSchedule:
+
+class LearningRateSchedule(RecordsArguments):
     """Base class: subclasses implement `__call__(step) -> float` and `get_config()`."""
 
     def __call__(self, step):
         raise NotImplementedError
 
     def get_config(self):
-        raise NotImplementedError
+        return arguments_config(self)
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return from_config_arguments(cls, config)
 
 
 def _positive(name, value):

@@ -5,7 +5,7 @@ Used by ``fastconv train --resume`` (fastconv/_cli_resume.py) and by the BackupA
 callback. One archive (not an .npz beside a .json) because it is written in one atomic step,
 so the arrays and the JSON always belong to the same moment. Members:
 
-- ``state.json``: the caller's document;
+- ``state.json`` (or another name: model files use ``config.json``): the caller's document;
 - ``weights/<path>.npy``: every weight of the model (non-trainable ones included), keyed by
   the same paths as weight files;
 - ``optimizer/<path>/<slot>.npy`` and ``optimizer/iterations.npy``
@@ -20,25 +20,26 @@ from .atomic import atomic_write
 from .weights import convert_arrays, weight_arrays, weight_paths
 
 
-def save_training_state(path, model, doc):
-    """Write `doc` (JSON data) and the model's and its optimizer's arrays to `path`, atomically."""
+def save_training_state(path, model, doc, document="state.json", include_optimizer=True):
+    """Write `doc` (JSON data, as member `document`) and the model's and its optimizer's arrays
+    to `path`, atomically."""
     arrays = {"weights/" + k: a for k, a in weight_arrays(model).items()}
     optimizer = getattr(model, "optimizer", None)
-    if optimizer is not None:
+    if optimizer is not None and include_optimizer:
         named = weight_paths(model)
         arrays.update(("optimizer/" + k, a) for k, a in optimizer.state_arrays(named).items())
     with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        zf.writestr("state.json", json.dumps(doc, indent=1))
+        zf.writestr(document, json.dumps(doc, indent=1))
         for key, a in arrays.items():
             with zf.open(key + ".npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asarray(a, order="C"), allow_pickle=False)
 
 
-def read_training_state(path):
+def read_training_state(path, document="state.json"):
     """(document, {key: array}) from `path`. Errors (OSError, KeyError, ValueError,
     zipfile.BadZipFile, ...) propagate: callers word them for their own users."""
     with zipfile.ZipFile(path) as zf:
-        doc = json.loads(zf.read("state.json"))
+        doc = json.loads(zf.read(document))
         arrays = {}
         for name in zf.namelist():
             if name.endswith(".npy"):

@@ -16,8 +16,6 @@ from collections import Counter, namedtuple
 
 import numpy as np
 
-from ..layers.input_layer import InputLayer
-from ..layers.layer import to_snake_case
 from .atomic import atomic_write
 
 LoadStatus = namedtuple("LoadStatus", "missing unexpected mismatched")
@@ -25,6 +23,10 @@ LoadStatus = namedtuple("LoadStatus", "missing unexpected mismatched")
 
 def weight_paths(model, root="model"):
     """{path: Variable} in weights order; shared layers and weights appear once."""
+    # Imported here: layers import fastconv.saving (serialization), so saving cannot import
+    # layers while it loads.
+    from ..layers.input_layer import InputLayer
+    from ..layers.layer import to_snake_case
     out, seen_layers, seen_vars = {}, set(), set()
 
     def walk(layer, prefix):
