@@ -13,22 +13,22 @@ import warnings
 import numpy as np
 
 from .saving.atomic import atomic_write
-from .saving.serialization import RecordsArguments, arguments_config, from_config_arguments
+from .saving import serialization as _serialization
 from .training.progbar import Progbar
 
 
-class Callback(RecordsArguments):
+class Callback(_serialization.RecordsArguments):
     def __init__(self):
         self.model = None
         self.params = {}
 
     def get_config(self):
         """The constructor's arguments (a callback given a Python function cannot be saved)."""
-        return arguments_config(self)
+        return _serialization.arguments_config(self)
 
     @classmethod
     def from_config(cls, config):
-        return from_config_arguments(cls, config)
+        return _serialization.from_config_arguments(cls, config)
 
     def set_model(self, model):
         self.model = model

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from . import random as _random
-from .saving.serialization import RecordsArguments, from_config_arguments
+from .saving import serialization as _serialization
 
 
 def compute_fans(shape):
@@ -39,7 +39,7 @@ def _truncated_normal(rng, shape, mean, stddev):
     return out * stddev + mean
 
 
-class Initializer(RecordsArguments):
+class Initializer(_serialization.RecordsArguments):
     def __init__(self, seed=None):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise ValueError(f"seed must be an int or None, got {seed!r}")
@@ -57,7 +57,7 @@ class Initializer(RecordsArguments):
 
     @classmethod
     def from_config(cls, config):
-        return from_config_arguments(cls, config)
+        return _serialization.from_config_arguments(cls, config)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.get_config()})"

@@ -16,12 +16,12 @@ import numpy as np
 from .autograd import Tensor, ops
 from .autograd.tensor import as_array
 from .functional import array_module, is_device_array
-from .saving.serialization import RecordsArguments, arguments_config, from_config_arguments
+from .saving import serialization as _serialization
 
 EPSILON = 1e-7
 
 
-class Loss(RecordsArguments):
+class Loss(_serialization.RecordsArguments):
     name = "loss"
 
     def __init__(self, name=None):
@@ -55,11 +55,11 @@ class Loss(RecordsArguments):
         raise NotImplementedError
 
     def get_config(self):
-        return {**arguments_config(self), "name": self.name}
+        return {**_serialization.arguments_config(self), "name": self.name}
 
     @classmethod
     def from_config(cls, config):
-        return from_config_arguments(cls, config)
+        return _serialization.from_config_arguments(cls, config)
 
 
 def _clipped(p):

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from .functional import array_module, array_of, is_device_array
-from .saving.serialization import RecordsArguments, arguments_config, from_config_arguments
+from .saving import serialization as _serialization
 
 
 def _arrays(*values):
@@ -27,7 +27,7 @@ def _arrays(*values):
     return [xp.asarray(v) for v in values]
 
 
-class Metric(RecordsArguments):
+class Metric(_serialization.RecordsArguments):
     """Base: subclasses implement `update_state`; this class keeps a weighted mean.
     `result()` is a float, or a 0-d device array for values given on the GPU (read it with
     float() when needed: that waits for the GPU)."""
@@ -70,11 +70,11 @@ class Metric(RecordsArguments):
         return self.result()
 
     def get_config(self):
-        return {**arguments_config(self), "name": self.name}
+        return {**_serialization.arguments_config(self), "name": self.name}
 
     @classmethod
     def from_config(cls, config):
-        return from_config_arguments(cls, config)
+        return _serialization.from_config_arguments(cls, config)
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} result={float(self.result()):.4g}>"

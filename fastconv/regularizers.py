@@ -7,19 +7,19 @@ Keras 3 spells l1_l2 as an alias of L1L2 with both factors defaulting to 0.0 (tf
 """
 
 
-from .saving.serialization import RecordsArguments, arguments_config, from_config_arguments
+from .saving import serialization as _serialization
 
 
-class Regularizer(RecordsArguments):
+class Regularizer(_serialization.RecordsArguments):
     def __call__(self, x):
         raise NotImplementedError
 
     def get_config(self):
-        return arguments_config(self)
+        return _serialization.arguments_config(self)
 
     @classmethod
     def from_config(cls, config):
-        return from_config_arguments(cls, config)
+        return _serialization.from_config_arguments(cls, config)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.get_config()})"

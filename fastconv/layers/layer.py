@@ -32,7 +32,7 @@ from .. import initializers, regularizers
 from ..autograd import Tensor, Variable, no_grad
 from ..backend import get_backend
 from ..functional import is_device_array
-from ..saving.serialization import RecordsArguments, arguments_config, from_config_arguments
+from ..saving import serialization as _serialization
 
 _name_counts = Counter()
 # Building creates weights: two threads making a model's first calls at once must not both
@@ -130,7 +130,7 @@ def backend_zeros(shape, dtype):
         return cuda.zeros(shape, dtype)
     return np.zeros(shape, dtype)
 
-class Layer(RecordsArguments):
+class Layer(_serialization.RecordsArguments):
     """Base layer. Subclasses override `build`, `call` and `compute_output_shape`.
 
     get_config() defaults to the constructor's arguments (recorded by RecordsArguments) with
@@ -390,13 +390,14 @@ class Layer(RecordsArguments):
         return self._build_shape
 
     def get_config(self):
-        return {**arguments_config(self), "name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        return {**_serialization.arguments_config(self), "name": self.name, "trainable": self.trainable,
+                "dtype": self.dtype}
 
     @classmethod
     def from_config(cls, config):
         """The layer a get_config() describes (Keras's default: the config as keyword arguments,
         serialized objects in it such as initializers deserialized first)."""
-        return from_config_arguments(cls, config)
+        return _serialization.from_config_arguments(cls, config)
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..backend import get_backend, kernels
 from ..functional import array_module, is_device_array
-from ..saving.serialization import RecordsArguments, arguments_config, from_config_arguments, serialize_value
+from ..saving import serialization as _serialization
 from .schedules import LearningRateSchedule
 
 
@@ -27,7 +27,7 @@ def _check_optional_positive(name, value):
         raise ValueError(f"{name} must be a positive number or None, got {value!r}")
 
 
-class Optimizer(RecordsArguments):
+class Optimizer(_serialization.RecordsArguments):
     def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None,
                  weight_decay=None, name=None, lr=None, decay=None):
         # Keras 2 spellings, still common in ported scripts: `lr` is `learning_rate`; `decay`
@@ -238,9 +238,10 @@ class Optimizer(RecordsArguments):
     def get_config(self):
         """The constructor's arguments (momentum, betas, ...) with the current learning rate
         (callbacks may have changed it) and the Keras 2 `lr` folded into it."""
-        config = arguments_config(self)
+        config = _serialization.arguments_config(self)
         config.pop("lr", None)
-        config.update(name=self.name, learning_rate=serialize_value(self._learning_rate, "learning_rate"),
+        lr = _serialization.serialize_value(self._learning_rate, "learning_rate")
+        config.update(name=self.name, learning_rate=lr,
                       clipnorm=self.clipnorm, clipvalue=self.clipvalue, global_clipnorm=self.global_clipnorm,
                       weight_decay=self.weight_decay)
         config.pop("decay", None)
@@ -250,7 +251,7 @@ class Optimizer(RecordsArguments):
 
     @classmethod
     def from_config(cls, config):
-        return from_config_arguments(cls, config)
+        return _serialization.from_config_arguments(cls, config)
 
     def __repr__(self):
         return f"{type(self).__name__}(learning_rate={self._learning_rate!r})"

@@ -8,21 +8,21 @@
 """
 import math
 
-from ..saving.serialization import RecordsArguments, arguments_config, from_config_arguments
+from ..saving import serialization as _serialization
 
 
-class LearningRateSchedule(RecordsArguments):
+class LearningRateSchedule(_serialization.RecordsArguments):
     """Base class: subclasses implement `__call__(step) -> float` and `get_config()`."""
 
     def __call__(self, step):
         raise NotImplementedError
 
     def get_config(self):
-        return arguments_config(self)
+        return _serialization.arguments_config(self)
 
     @classmethod
     def from_config(cls, config):
-        return from_config_arguments(cls, config)
+        return _serialization.from_config_arguments(cls, config)
 
 
 def _positive(name, value):

@@ -38,7 +38,8 @@ def _pair(f, name):
 
 class _RandomLayer(Layer):
     def __init__(self, seed=None, fill_value=0.0, **kwargs):
-        super().__init__(trainable=False, **kwargs)
+        kwargs["trainable"] = False  # also when a config (which records trainable) rebuilds it
+        super().__init__(**kwargs)
         self.seed, self.fill_value = seed, float(fill_value)
         self._rng = None if seed is None else np.random.default_rng(seed)
 

@@ -158,7 +158,7 @@ def arguments_config(obj):
 # -- fastconv's own classes --------------------------------------------------------------------
 _PUBLIC_MODULES = ("fastconv.layers", "fastconv.models", "fastconv.optimizers", "fastconv.optimizers.schedules",
                    "fastconv.losses", "fastconv.metrics", "fastconv.regularizers", "fastconv.initializers",
-                   "fastconv.callbacks", "fastconv.activations")
+                   "fastconv.callbacks", "fastconv.activations", "fastconv.preprocessing")
 
 
 @functools.lru_cache(maxsize=None)
