@@ -156,7 +156,9 @@ INITIALIZERS = [initializers.Zeros(), initializers.Ones(), initializers.Constant
 CALLBACKS = [callbacks.EarlyStopping(monitor="loss", patience=3, min_delta=0.01, restore_best_weights=True),
              callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-4),
              callbacks.ModelCheckpoint("ck-{epoch}.keras", save_best_only=True),
-             callbacks.CSVLogger("log.csv", append=True), callbacks.TerminateOnNaN(), callbacks.History()]
+             callbacks.CSVLogger("log.csv", append=True), callbacks.TerminateOnNaN(), callbacks.History(),
+             callbacks.ProgbarLogger(), callbacks.BackupAndRestore("backup", delete_checkpoint=False),
+             callbacks.TensorBoard("logs", update_freq="batch")]
 OBJECTS = OPTIMIZERS + SCHEDULES + LOSSES + METRICS + REGULARIZERS + INITIALIZERS + CALLBACKS
 
 
@@ -196,10 +198,13 @@ def test_changed_learning_rate_is_what_the_config_keeps():
 
 
 def test_functions_are_refused_unless_registered():
-    def my_loss(y_true, y_pred):
-        return (y_pred - y_true).square().mean()
-    with pytest.raises(ValueError, match="cannot save the Python function 'my_loss'.*register_keras_serializable"):
-        serialize(callbacks.LearningRateScheduler(my_loss))
+    def my_schedule(epoch, lr):
+        return lr * 0.5
+    with pytest.raises(ValueError, match="cannot save the Python function 'my_schedule'.*register_keras_serializable"):
+        serialize(callbacks.LearningRateScheduler(my_schedule))
+    register_keras_serializable(package="test_config")(my_schedule)
+    again = deserialize(as_json(serialize(callbacks.LearningRateScheduler(my_schedule))))
+    assert again.schedule is my_schedule
 
 
 def test_unknown_class_names_say_how_to_register():

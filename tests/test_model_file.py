@@ -179,6 +179,14 @@ def _small_model():
     return model
 
 
+def test_to_json_and_model_from_json():
+    model = _small_model()
+    again = models.model_from_json(model.to_json())
+    assert again.to_json() == model.to_json() and again.count_params() == model.count_params()
+    with pytest.raises(ValueError, match="not a JSON string"):
+        models.model_from_json("{")
+
+
 def test_compile_false_and_include_optimizer_false(tmp_path):
     model = _small_model()
     path = str(tmp_path / "m.keras")

@@ -307,6 +307,12 @@ class Model(Layer):
         from ..saving.model_file import save_model
         save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
+    def to_json(self, **kwargs):
+        """The architecture as a JSON string (Keras's to_json; models.model_from_json reads it)."""
+        import json
+        from ..saving.serialization import serialize
+        return json.dumps(serialize(self), **kwargs)
+
     def save_weights(self, filepath, overwrite=True):
         from ..saving import save_weights
         save_weights(self, filepath, overwrite=overwrite)

@@ -5,7 +5,7 @@ from ..layers import Input  # noqa: F401
 from .zoo import *  # noqa: F401,F403,E402
 
 
-from ..saving.model_file import load_model, save_model  # noqa: F401,E402
+from ..saving.model_file import load_model, model_from_json, save_model  # noqa: F401,E402
 
 
 __getattr__ = module_getattr(__name__)

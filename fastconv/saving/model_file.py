@@ -14,6 +14,7 @@ tables and the registered/custom objects (saving/serialization.py): a model file
 never runs code. Keras's ``.h5`` whole-model files are refused with a message saying what to
 use instead (fastconv reads HDF5 weight files only).
 """
+import json
 import os
 import zipfile
 import zlib
@@ -61,6 +62,15 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
            "build_config": {"input_shape": serialize_value(model._build_shape)},
            "compile_config": compile_config(model) if include_optimizer else None}
     save_training_state(filepath, model, doc, document="config.json", include_optimizer=include_optimizer)
+
+
+def model_from_json(json_string, custom_objects=None):
+    """The (unbuilt-weights, freshly initialised) model a Model.to_json() string describes."""
+    try:
+        config = json.loads(json_string)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"model_from_json: not a JSON string ({e})") from None
+    return deserialize(config, custom_objects)
 
 
 def _shape(value):

@@ -30,7 +30,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["register_keras_serializable", "get_registered_name", "get_registered_object", "serialize",
+__all__ = ["register_keras_serializable", "get_custom_objects", "get_registered_name", "get_registered_object", "serialize",
            "deserialize", "custom_object_scope", "CustomObjectScope", "RecordsArguments", "arguments_config"]
 
 _REGISTERED = {}       # "package>name" -> class or function
@@ -55,6 +55,11 @@ def register_keras_serializable(package="Custom", name=None):
         _REGISTERED_NAMES[id(obj)] = registered
         return obj
     return decorator
+
+
+def get_custom_objects():
+    """The registry itself ({"package>name": object}), as Keras exposes it."""
+    return _REGISTERED
 
 
 def get_registered_name(obj):
