@@ -256,6 +256,12 @@ def test_corrupt_and_malicious_files_fail_clearly(tmp_path):
     _write_zip(bad, {"config.json": json.dumps(doc)})
     with pytest.raises(ValueError, match=r"unknown class 'system'.*register_keras_serializable"):
         models.load_model(str(bad))
+    # Right format, wrong content.
+    doc = json.loads(config)
+    doc["compile_config"] = ["not", "a", "dict"]
+    _write_zip(bad, {"config.json": json.dumps(doc)})
+    with pytest.raises(ValueError, match="malformed config.json"):
+        models.load_model(str(bad))
     # Weights of the wrong shape: refused before anything is assigned.
     members = dict(members)
     key = next(n for n in members if n.endswith("kernel.npy"))

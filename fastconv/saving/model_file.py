@@ -98,22 +98,35 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     if doc.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"cannot load model file {filepath}: format version {doc.get('format_version')!r}, "
                          f"this fastconv reads version {FORMAT_VERSION}")
-    model = deserialize(doc.get("model"), custom_objects)
-    from ..engine.model import Model
-    if not isinstance(model, Model):
-        raise ValueError(f"cannot load model file {filepath}: it describes a {type(model).__name__}, not a model")
-    if not model.built:
-        shape = _shape((doc.get("build_config") or {}).get("input_shape"))
-        if shape is None:
-            raise ValueError(f"cannot load model file {filepath}: the model was saved unbuilt")
-        model.build(shape)
-    settings = doc.get("compile_config")
-    if compile and settings:
-        model.compile(optimizer=deserialize(settings["optimizer"], custom_objects),
-                      loss=deserialize_value(settings.get("loss"), custom_objects),
-                      metrics=deserialize_value(settings.get("metrics"), custom_objects))
-    if not (compile and settings):
+    try:
+        model, settings = _rebuild(doc, custom_objects, compile)
+    except (TypeError, KeyError, AttributeError, IndexError) as e:
+        # A config of the right format but wrong content (a list where a dict belongs, ...).
+        raise ValueError(f"cannot load model file {filepath}: malformed config.json "
+                         f"({type(e).__name__}: {e})") from None
+    except ValueError as e:
+        raise ValueError(f"cannot load model file {filepath}: {e}") from None
+    if not settings:
         arrays = {k: a for k, a in arrays.items() if not k.startswith("optimizer/")}
     load_training_state(model, arrays, filepath)
     return model
+
+
+def _rebuild(doc, custom_objects, compile):
+    """(built model, compile settings used or None) from a config.json document."""
+    from ..engine.model import Model
+    model = deserialize(doc.get("model"), custom_objects)
+    if not isinstance(model, Model):
+        raise ValueError(f"it describes a {type(model).__name__}, not a model")
+    if not model.built:
+        shape = _shape((doc.get("build_config") or {}).get("input_shape"))
+        if shape is None:
+            raise ValueError("the model was saved unbuilt")
+        model.build(shape)
+    settings = doc.get("compile_config") if compile else None
+    if settings:
+        model.compile(optimizer=deserialize(settings["optimizer"], custom_objects),
+                      loss=deserialize_value(settings.get("loss"), custom_objects),
+                      metrics=deserialize_value(settings.get("metrics"), custom_objects))
+    return model, settings
 

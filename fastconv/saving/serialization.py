@@ -194,7 +194,9 @@ def _find_class(class_name, module, registered_name, custom_objects):
             found = get_registered_object(key, custom_objects)
             if found is not None:
                 return found
-    modules = [module] if module in _PUBLIC_MODULES else _PUBLIC_MODULES
+    # The module the file names first; then the others, so a class that moved between
+    # fastconv's modules still loads from older files.
+    modules = sorted(_PUBLIC_MODULES, key=lambda m: m != module)
     for module_name in modules:
         found = _builtin_table(module_name).get(class_name)
         if found is not None:
