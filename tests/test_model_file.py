@@ -310,3 +310,29 @@ def test_model_checkpoint_saves_whole_models(tmp_path):
 def test_model_checkpoint_refuses_extensions_at_construction(path, weights_only, accepted):
     with pytest.raises(ValueError, match=rf"filepath '{path}'.*{accepted}"):
         callbacks.ModelCheckpoint(path, save_weights_only=weights_only)
+
+
+def test_cuda_backend_files_load_anywhere(tmp_path, monkeypatch):
+    """Saved on the cuda backend (the CPU emulation of tests/cuda_emulation.py): loads on the
+    cpu backend with the same predictions, and on cuda continues with the same next step."""
+    import cuda_emulation
+    before = fc.get_backend()
+    cuda_emulation.install(monkeypatch)
+    try:
+        x = np.random.default_rng(0).random((4, 8, 8, 3)).astype(np.float32)
+        y = np.array([0, 1, 2, 0])
+        with fc.backend("cuda"):
+            fc.set_seed(0)
+            model = models.Sequential([layers.Input((8, 8, 3)), layers.Conv2D(4, 3, activation="relu"),
+                                       layers.BatchNormalization(), layers.GlobalAveragePooling2D(),
+                                       layers.Dense(3, activation="softmax")])
+            model.compile(optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+            roundtrip_and_step(model, x, y, str(tmp_path / "gpu.keras"))
+            model.save(str(tmp_path / "gpu.keras"))
+            want = model.predict(x, verbose=0)
+        with fc.backend("cpu"):
+            on_cpu = models.load_model(str(tmp_path / "gpu.keras"))
+            np.testing.assert_allclose(on_cpu.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+            assert on_cpu.optimizer.iterations == 2
+    finally:
+        fc.set_backend(before)
