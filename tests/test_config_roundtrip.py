@@ -232,6 +232,27 @@ def test_custom_objects_and_scope_find_user_classes():
         deserialize(config)  # the scope ended
 
 
+def test_user_get_config_overrides_decide_what_is_kept():
+    class WithCallable(layers.Layer):
+        def __init__(self, fn, scale=2.0, **kwargs):
+            super().__init__(**kwargs)
+            self.fn, self.scale = fn, scale
+
+        def get_config(self):  # leaves the function out, as a Keras user would
+            return {**super().get_config(), "scale": self.scale}
+    config = WithCallable(np.tanh, scale=3.0, name="wc").get_config()
+    assert config == {"scale": 3.0, "name": "wc", "trainable": True, "dtype": "float32"}
+
+    class NoOverride(layers.Layer):
+        def __init__(self, fn, **kwargs):
+            super().__init__(**kwargs)
+            self.fn = fn
+    with pytest.raises(ValueError, match="NoOverride.fn: cannot save the Python function"):
+        NoOverride(lambda t: t).get_config()
+    with pytest.raises(ValueError, match="Conv2D.kernel_regularizer: cannot save"):
+        layers.Conv2D(2, 3, kernel_regularizer=lambda w: w.sum()).get_config()  # fastconv's own: never dropped
+
+
 def test_registration_paths_match_keras():
     assert fc.utils.register_keras_serializable is register_keras_serializable
     assert fc.saving.register_keras_serializable is register_keras_serializable

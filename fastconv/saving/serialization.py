@@ -150,14 +150,34 @@ class RecordsArguments:
         return obj
 
 
+def _user_states_config(obj):
+    # A class outside fastconv with its own get_config (calling the base's through super(), as
+    # Keras code does) decides itself what its config holds.
+    method = getattr(type(obj), "get_config", None)
+    return not getattr(method, "__module__", "fastconv").startswith("fastconv")
+
+
 def arguments_config(obj):
-    """The recorded constructor arguments of `obj` as JSON data (nested objects serialized)."""
+    """The recorded constructor arguments of `obj` as JSON data (nested objects serialized).
+
+    An argument that cannot be data (a plain function, an arbitrary object) is an error, so a
+    config never silently loses part of an object; except for a user class with its own
+    get_config, which then leaves out what it cannot hold (Keras's contract for overrides)."""
     recorded = obj.__dict__.get("_init_arguments", {})
-    starred = [k for k in recorded if k.startswith("*")]
-    if starred:
-        raise ValueError(f"{type(obj).__name__} was given extra positional arguments ({starred[0]}), which a "
-                         f"config cannot hold; give it a get_config() of its own")
-    return {k: serialize_value(v, f"{type(obj).__name__}.{k}") for k, v in recorded.items()}
+    lenient = _user_states_config(obj)
+    out = {}
+    for k, v in recorded.items():
+        if k.startswith("*"):
+            if lenient:
+                continue
+            raise ValueError(f"{type(obj).__name__} was given extra positional arguments ({k}), which a "
+                             f"config cannot hold; give it a get_config() of its own")
+        try:
+            out[k] = serialize_value(v, f"{type(obj).__name__}.{k}")
+        except (TypeError, ValueError):
+            if not lenient:
+                raise
+    return out
 
 
 # -- fastconv's own classes --------------------------------------------------------------------
