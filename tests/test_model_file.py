@@ -104,6 +104,22 @@ def test_functional_graph_with_shared_layers_merges_and_nested_model(tmp_path):
     assert len(loaded.get_layer("shared").weights) == 2  # still shared: one set of weights
 
 
+def test_frozen_base_stays_frozen_after_loading(tmp_path):
+    # resnet20 creates its projection shortcuts in build(): they must come back frozen too.
+    fc.set_seed(0)
+    base = models.resnet20(input_shape=(16, 16, 3), include_top=False)
+    base.trainable = False
+    inputs = layers.Input((16, 16, 3))
+    x = layers.GlobalAveragePooling2D()(base(inputs, training=False))
+    model = models.Model(inputs, layers.Dense(3, activation="softmax")(x))
+    model.compile(optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    x = np.random.default_rng(3).random((4, 16, 16, 3)).astype(np.float32)
+    loaded = roundtrip_and_step(model, x, np.array([0, 1, 2, 0]), str(tmp_path / "frozen.keras"))
+    assert [w.name for w in loaded.trainable_weights] == [w.name for w in model.trainable_weights]
+    assert len(loaded.trainable_weights) == 2
+    assert len(loaded.non_trainable_weights) == len(model.non_trainable_weights) > 100
+
+
 @register_keras_serializable(package="test_model_file")
 class Block(models.Model):
     """A Keras model holding a list of layers, used as a block of a subclassed ResNet."""

@@ -147,6 +147,7 @@ class Layer(_serialization.RecordsArguments):
                 if args:
                     check_dims(self, args[0])
                 out = orig(self, *args, **kw)
+                _freeze_new_sublayers(self)
                 self.built = True
                 if self._build_shape is None and args:
                     self._build_shape = args[0]
@@ -308,6 +309,7 @@ class Layer(_serialization.RecordsArguments):
     # -- building and calling ----------------------------------------------------------------
     def build(self, input_shape):
         check_dims(self, input_shape)
+        _freeze_new_sublayers(self)
         self.built = True
 
     def _maybe_build(self, input_shape):
@@ -401,6 +403,13 @@ class Layer(_serialization.RecordsArguments):
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _freeze_new_sublayers(layer):
+    """A layer made with trainable=False (e.g. rebuilt from the config of a frozen block)
+    freezes what it creates in __init__ and build too, as the recursive setter would have."""
+    if not layer._trainable:
+        layer.trainable = False
 
 
 def map_shapes(fn, shape):
