@@ -294,7 +294,10 @@ class Model(Layer):
     def summary(self, line_length=None, print_fn=None, **kwargs):
         from .summary import summary_text
         text = summary_text(self, line_length=line_length)
-        (print_fn or print)(text)
+        if print_fn is None:
+            print(text, end="")
+        else:
+            print_fn(text)  # one call with the whole table, as Keras 3 does
 
     def save_weights(self, filepath, overwrite=True):
         from ..saving import save_weights

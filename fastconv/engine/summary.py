@@ -1,13 +1,37 @@
-"""Model.summary(): a Keras 3 style table (Layer (type), Output Shape, Param #, plus
-Connected to for non-sequential graphs) and the Total / Trainable / Non-trainable lines with
-byte sizes, counting shared weights once.
+"""Model.summary(): the table Keras 3 prints, character for character (checked against real
+Keras 3.15 output in tests/golden/keras_summaries/).
+
+What Keras 3 prints, and so what this prints:
+- Sequential and subclassed models list `model.layers`; a functional model lists its
+  operations, InputLayer first, ordered by depth from the output as Keras orders them.
+- "Connected to" appears when the graph is not a chain: a node with several inputs, two nodes
+  at one depth, or a layer called twice (shared weights, counted once).
+- Output shapes come from the graph (batch None). A subclassed model has no graph: Keras shows
+  the shape its layers were built for (the real batch size of the first call) for layers whose
+  class defines build(), "?" for the others and for anything not built yet.
+- Unbuilt layers count "0 (unbuilt)"; layers with nothing to build (Dropout, pooling) count 0.
+- Total / Trainable / Non-trainable lines with byte sizes; once the optimizer has state (after
+  a fit), an "Optimizer params" line, included in the total.
+- Default width 88 (108 with "Connected to"), narrowed to the terminal as Keras does; the
+  column widths, word wrapping and "…" truncation are those of the `rich` table Keras draws.
 
 >>> from fastconv import layers, models
 >>> m = models.Sequential([layers.BatchNormalization(input_shape=(64,))])
->>> print(summary_text(m).splitlines()[-2])
+>>> print(summary_text(m, line_length=88).splitlines()[-2])
  Trainable params: 128 (512.00 B)
 """
+import shutil
+
 import numpy as np
+
+# fastconv's built-in layers whose Keras 3 class defines build(): Keras records their build
+# shape (so a subclassed model's summary shows their output shape) and counts them
+# "0 (unbuilt)" before they are built; the other built-in layers are built from the start.
+_KERAS_BUILDS = frozenset((
+    "Dense", "Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D",
+    "BatchNormalization", "LayerNormalization", "Normalization", "PReLU", "Sequential",
+    "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
+))
 
 
 def readable_size(nbytes):
@@ -20,41 +44,47 @@ def readable_size(nbytes):
     return f"{size:.2f} PB"
 
 
-def _count(weights):
-    n = sum(int(np.prod(w.shape)) for w in weights)
-    nbytes = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in weights)
+def _count(arrays):
+    unique = list({id(a): a for a in arrays}.values())
+    n = sum(int(np.prod(a.shape)) for a in unique)
+    nbytes = sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in unique)
     return n, nbytes
 
 
-def _shape_str(shape):
-    if shape is None:
-        return "?"
-    if isinstance(shape, list):
-        return ", ".join(_shape_str(s) for s in shape)
-    return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+def _optimizer_count(model):
+    """Keras counts the optimizer's variables once it is built: its slots, the int64 iteration
+    counter and, unless a schedule drives it, the float32 learning rate. None before that."""
+    opt = getattr(model, "optimizer", None)
+    if not getattr(model, "compiled", False) or opt is None or not getattr(opt, "_state", None):
+        return None
+    slots = [a for _, state in opt._state.values() for a in state.values()]
+    n, nbytes = _count(slots)
+    n, nbytes = n + 1, nbytes + 8  # iterations
+    if not callable(getattr(opt, "learning_rate", None)):
+        n, nbytes = n + 1, nbytes + 4
+    return n, nbytes
 
 
-def _rows(model):
-    """(name (type), output shape, params, connected-to) per top-level layer."""
-    from .functional import Functional
-    nodes = getattr(model, "_nodes", []) if isinstance(model, Functional) else []
-    connected = not _is_chain(nodes)
-    rows = []
-    for layer in model.layers:
-        params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
-        mine = [n for n in nodes if n.layer is layer]
-        if mine:
-            shape = [t.shape for t in _outs(mine[0])]
-            shape = shape[0] if len(shape) == 1 else shape
-        else:
-            shape = layer._output_shape
-        links = []
-        for n in mine:
-            for t in _ins(n):
-                src, idx = t._history
-                links.append(f"{src.layer.name}[{_node_index(nodes, src)}][{idx}]")
-        rows.append([f"{layer.name} ({type(layer).__name__})", _shape_str(shape), params, ", ".join(links) or "-"])
-    return rows, connected
+# -- which class defines build, as Keras sees it -----------------------------------------------
+def _defines_build(layer):
+    from ..layers.layer import Layer
+    for cls in type(layer).__mro__:
+        if cls is Layer or cls.__module__.startswith("fastconv."):
+            return cls.__name__ in _KERAS_BUILDS
+        if "build" in vars(cls):
+            return True
+    return False
+
+
+def _has_sublayers(layer):
+    return bool(getattr(layer, "layers", None)) or bool(getattr(layer, "_tracked", None))
+
+
+# -- the graph of a functional model -----------------------------------------------------------
+def _ins(node):
+    from ..layers.input_layer import KerasTensor
+    from ..layers.layer import flatten
+    return [t for t in flatten(node.inputs) if isinstance(t, KerasTensor)]
 
 
 def _outs(node):
@@ -62,66 +92,187 @@ def _outs(node):
     return flatten(node.outputs)
 
 
-def _ins(node):
-    from ..layers.input_layer import KerasTensor
-    from ..layers.layer import flatten
-    return [t for t in flatten(node.inputs) if isinstance(t, KerasTensor)]
+def _graph(model):
+    """(operations in Keras's order, nodes by depth) of a functional model. Keras walks the
+    graph depth-first from the outputs, numbering each layer when first met; a node's depth
+    is its longest path to an output; layers are listed by decreasing depth, then number."""
+    numbers, post_order, seen = {}, [], set()
+
+    def visit(node):
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        numbers.setdefault(id(node.layer), len(numbers))
+        for t in _ins(node):
+            visit(t._history[0])
+        post_order.append(node)
+
+    for t in model._output_tensors:
+        visit(t._history[0])
+    node_depth, layer_depth = {}, {}
+    for node in reversed(post_order):
+        depth = max(node_depth.setdefault(id(node), 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = node_depth[id(node)] = depth
+        for t in _ins(node):
+            parent = t._history[0]
+            node_depth[id(parent)] = max(node_depth.get(id(parent), 0), depth + 1)
+    layers = {id(n.layer): n.layer for n in post_order}
+    order = sorted(layers, key=lambda k: (-layer_depth[k], numbers[k]))
+    by_depth = {}
+    for node in post_order:
+        by_depth.setdefault(node_depth[id(node)], []).append(node)
+    return [layers[k] for k in order], post_order, by_depth
 
 
-def _node_index(nodes, node):
-    return [n for n in nodes if n.layer is node.layer].index(node)
-
-
-def _is_chain(nodes):
-    """True when every node has at most one input, from the node just before it."""
-    for prev, node in zip(nodes, nodes[1:]):
-        ins = _ins(node)
-        if len(ins) != 1 or ins[0]._history[0] is not prev:
+def _is_chain(post_order, by_depth):
+    for nodes in by_depth.values():
+        if len(nodes) > 1 or (nodes and len(_ins(nodes[0])) > 1):
             return False
-    return all(len(_outs(n)) == 1 for n in nodes)
+    layers = [id(n.layer) for n in post_order]
+    return len(layers) == len(set(layers))
 
 
-def _table(header, rows, widths):
-    def line(left, mid, right, fill):
-        return left + mid.join(fill * (w + 2) for w in widths) + right
+# -- one row per layer -------------------------------------------------------------------------
+def _shape_str(shape):
+    if shape is None:
+        return "?"
+    if isinstance(shape, (list, dict)) or (isinstance(shape, tuple) and shape and isinstance(shape[0], (tuple, list))):
+        parts = [_shape_str(s) for s in (shape.values() if isinstance(shape, dict) else shape)]
+        return ("[" + ", ".join(parts) + "]") if isinstance(shape, list) else ("(" + ", ".join(parts) + ")")
+    return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ")"
 
-    def cells(vals, edge, sep):
+
+def _params(layer):
+    if layer.built:
+        return f"{layer.count_params():,}"
+    return "0 (unbuilt)" if _defines_build(layer) or _has_sublayers(layer) else "0"
+
+
+def _eager_shape(layer):
+    """A layer of a subclassed model: the output shape for its build shape, as Keras 3 shows."""
+    if not layer.built or layer._build_shape is None or not _defines_build(layer):
+        return None
+    build_shape = layer._build_shape
+    if layer._built_batch is not None and isinstance(build_shape, tuple) and build_shape:
+        build_shape = (int(layer._built_batch),) + tuple(build_shape[1:])
+    try:
+        return layer.compute_output_shape(build_shape)
+    except Exception:  # noqa: BLE001 - a shape Keras could not compute either prints "?"
+        return None
+
+
+def _rows(model):
+    """([name (type), output shape, params, connected to] per listed layer, connected?)"""
+    from .functional import Functional
+    from .sequential import Sequential
+    if isinstance(model, Functional):
+        layers, post_order, by_depth = _graph(model)
+        chain = _is_chain(post_order, by_depth)
+    else:
+        layers, post_order, chain = model.layers, [], True
+    rows = []
+    for layer in layers:
+        mine = [n for n in post_order if n.layer is layer]
+        if mine:
+            shapes = [t.shape for t in _outs(mine[-1])]
+            shape = shapes[0] if len(shapes) == 1 else shapes
+        elif isinstance(model, Sequential):
+            shape = layer._symbolic_output_shape if model.built else None
+        else:
+            shape = _eager_shape(layer)
+        links = []
+        for node in mine:
+            for t in _ins(node):
+                parent, index = t._history
+                calls = [n for n in post_order if n.layer is parent.layer]
+                links.append(f"{parent.layer.name}[{calls.index(parent)}][{index}]")
+        rows.append([f"{layer.name} ({type(layer).__name__})", _shape_str(shape), _params(layer),
+                     ", ".join(links) or "-"])
+    return rows, chain
+
+
+# -- drawing the table as rich draws it for Keras --------------------------------------------
+def _column_widths(line_length, positions):
+    """Cell widths (padding included) of rich's table for Keras's column positions: each column
+    asks for its share plus 2 padding, and rich takes the excess back evenly, left to right."""
+    widths, current = [], 0
+    for pos in positions:
+        width = int(pos * line_length) - current
+        if width < 4:
+            raise ValueError(f"summary(line_length={line_length}) is too narrow to print the table")
+        widths.append(width + 2)
+        current += width
+    excess = sum(widths) - (line_length - (len(widths) + 1))  # the borders take len + 1
+    shares = len(widths)
+    for i in range(len(widths)):
+        if excess <= 0:
+            break
+        cut = min(widths[i], round(excess / shares))
+        widths[i] -= cut
+        excess -= cut
+        shares -= 1
+    return widths
+
+
+def _wrap(text, width):
+    """Word-wrap at spaces; a word longer than the width is cut to width-1 and '…'."""
+    lines, line = [], ""
+    for word in text.split(" "):
+        candidate = f"{line} {word}" if line else word
+        if line and len(candidate) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    lines.append(line)
+    return [ln if len(ln) <= width else ln[:width - 1] + "…" for ln in lines]
+
+
+def _table(header, rows, widths, right):
+    def rule(left, mid, end, fill):
+        return left + mid.join(fill * w for w in widths) + end
+
+    def cells(values, edge):
+        columns = [_wrap(v, w - 2) for v, w in zip(values, widths)]
         out = []
-        for i, (v, w) in enumerate(zip(vals, widths)):
-            numeric = header[i] == "Param #"
-            out.append(" " + (v.rjust(w) if numeric else v.ljust(w)) + " ")
-        return edge + sep.join(out) + edge
+        for k in range(max(len(c) for c in columns)):
+            parts = []
+            for i, (col, w) in enumerate(zip(columns, widths)):
+                text = col[k] if k < len(col) else ""
+                parts.append(" " + (text.rjust(w - 2) if i in right else text.ljust(w - 2)) + " ")
+            out.append(edge + edge.join(parts) + edge)
+        return out
 
-    text = [line("┏", "┳", "┓", "━"), cells(header, "┃", "┃"), line("┡", "╇", "┩", "━")]
-    for i, r in enumerate(rows):
+    text = [rule("┏", "┳", "┓", "━")] + cells(header, "┃") + [rule("┡", "╇", "┩", "━")]
+    for i, row in enumerate(rows):
         if i:
-            text.append(line("├", "┼", "┤", "─"))
-        text.append(cells(r, "│", "│"))
-    text.append(line("└", "┴", "┘", "─"))
+            text.append(rule("├", "┼", "┤", "─"))
+        text.extend(cells(row, "│"))
+    text.append(rule("└", "┴", "┘", "─"))
     return text
 
 
 def summary_text(model, line_length=None):
-    if not model.built:
-        raise ValueError(f"model {model.name!r} has not been built yet, so its layers have no weights or "
-                         f"shapes to report. Build it first: call model.build(input_shape) or call it on "
-                         f"a batch of data, or give the first layer an input_shape / use layers.Input.")
-    rows, connected = _rows(model)
-    header = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if connected else [])
+    """The summary as one string (what summary(print_fn=...) hands to print_fn)."""
+    rows, chain = _rows(model)
+    if chain:
+        header, positions, default = ["Layer (type)", "Output Shape", "Param #"], [0.45, 0.80, 1.0], 88
+    else:
+        header, positions, default = ["Layer (type)", "Output Shape", "Param #", "Connected to"], \
+            [0.3, 0.56, 0.74, 1.0], 108
+    # As Keras: the default width shrinks to the terminal (80 columns when there is none).
+    line_length = line_length or min(default, shutil.get_terminal_size().columns - 4)
+    widths = _column_widths(int(line_length), positions)
     rows = [r[:len(header)] for r in rows]
-    widths = [max([len(header[i])] + [len(r[i]) for r in rows]) for i in range(len(header))]
-    widths[0], widths[1], widths[2] = max(widths[0], 31), max(widths[1], 22), max(widths[2], 13)
-    if line_length:
-        extra = line_length - (sum(widths) + 3 * len(widths) + 1)
-        if extra > 0:
-            widths[0] += extra
-    total, total_b = _count(model.weights)
     train, train_b = _count(model.trainable_weights)
     frozen, frozen_b = _count(model.non_trainable_weights)
-    lines = [f'Model: "{model.name}"'] + _table(header, rows, widths) + [
-        f" Total params: {total:,} ({readable_size(total_b)})",
+    optimizer = _optimizer_count(model)
+    opt_n, opt_b = optimizer or (0, 0)
+    lines = [f'Model: "{model.name}"'] + _table(header, rows, widths, right={2}) + [
+        f" Total params: {train + frozen + opt_n:,} ({readable_size(train_b + frozen_b + opt_b)})",
         f" Trainable params: {train:,} ({readable_size(train_b)})",
         f" Non-trainable params: {frozen:,} ({readable_size(frozen_b)})",
     ]
-    return "\n".join(lines)
-
+    if optimizer is not None:
+        lines.append(f" Optimizer params: {opt_n:,} ({readable_size(opt_b)})")
+    return "\n".join(lines) + "\n"

@@ -170,6 +170,8 @@ class Layer:
         self.built = False
         self._build_shape = None
         self._output_shape = None
+        self._symbolic_output_shape = None
+        self._built_batch = None
         if batch_input_shape is not None:
             self._batch_input_shape = tuple(batch_input_shape)
         elif input_shape is not None:
@@ -335,6 +337,8 @@ class Layer:
         if any(isinstance(t, KerasTensor) for t in flat):
             return self._symbolic_call(inputs, args, kwargs)
         inputs = map_structure(self._to_tensor, inputs)
+        if not self.built:  # summary() shows the batch size a subclassed model was built with, as Keras
+            self._built_batch = next((t.shape[0] for t in flatten(inputs) if len(t.shape)), None)
         self._maybe_build(shape_of(inputs))
         training = kwargs.pop("training", None)
         if training is None:
@@ -357,7 +361,9 @@ class Layer:
         self._maybe_build(in_shapes)
         out_shapes = self.compute_output_shape(in_shapes)
         check_dims(self, out_shapes, "output shape", f" for input shape {in_shapes}")
-        self._output_shape = out_shapes
+        # summary() reports the graph's shapes (batch None), which a later eager call on data
+        # would overwrite in _output_shape.
+        self._output_shape = self._symbolic_output_shape = out_shapes
         node = Node(self, inputs, args, kwargs)
         outputs = map_shapes(lambda s: KerasTensor(s, self.dtype), out_shapes)
         for i, t in enumerate(flatten(outputs)):
