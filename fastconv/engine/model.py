@@ -86,6 +86,22 @@ class Model(Layer):
         self._compiled_metrics = []
         self._loss_tracker = _LossTracker()
 
+    # -- the graph's own tensors (Keras's model.input / model.output) ---------------------------
+    @property
+    def input(self):
+        return self._own_tensors("inputs")
+
+    @property
+    def output(self):
+        return self._own_tensors("outputs")
+
+    def _own_tensors(self, what):
+        if not hasattr(type(self), what):  # Functional and Sequential define inputs/outputs
+            raise AttributeError(f"model {self.name!r} is subclassed: it has no graph, so no {what[:-1]} "
+                                 f"tensor (build a functional or Sequential model from keras.Input)")
+        tensors = getattr(self, what)
+        return tensors[0] if len(tensors) == 1 else tensors
+
     # -- building and calling ----------------------------------------------------------------
     def fusion_plan(self, training=False):
         """The layer chains this model's own graph runs as single ops in the given mode, e.g.

@@ -172,6 +172,7 @@ class Layer:
         self._output_shape = None
         self._symbolic_output_shape = None
         self._built_batch = None
+        self._inbound_nodes = []  # this layer's calls on graph tensors (keras.Input and after)
         if batch_input_shape is not None:
             self._batch_input_shape = tuple(batch_input_shape)
         elif input_shape is not None:
@@ -369,6 +370,7 @@ class Layer:
         for i, t in enumerate(flatten(outputs)):
             t._history = (node, i)
         node.outputs = outputs
+        self._inbound_nodes.append(node)
         return outputs
 
     def _to_tensor(self, x):
@@ -378,6 +380,24 @@ class Layer:
         if arr.dtype.kind == "f" and arr.dtype != self.dtype:
             arr = arr.astype(self.dtype)
         return Tensor(arr)
+
+    @property
+    def output(self):
+        """The graph tensor(s) this layer's latest call on graph tensors produced, as Keras's
+        layer.output: keras.Model(model.inputs, layer.output) is a feature extractor."""
+        return self._latest_node("output").outputs
+
+    @property
+    def input(self):
+        """The graph tensor(s) this layer's latest call on graph tensors took."""
+        return self._latest_node("input").inputs
+
+    def _latest_node(self, what):
+        if not self._inbound_nodes:
+            raise AttributeError(f"layer {self.name!r} has not been called on graph tensors (keras.Input "
+                                 f"and the layers after it), so it has no {what} tensor; build the model "
+                                 f"from keras.Input first")
+        return self._inbound_nodes[-1]
 
     @property
     def output_shape(self):
