@@ -82,3 +82,31 @@ def test_optimizer_line_counts_sgd_momentum_slots():
     lines = _our_summary(model).splitlines()
     assert lines[-1] == " Optimizer params: 17 (72.00 B)"  # 15*4 + 8 + 4 bytes
     assert lines[-4] == " Total params: 32 (132.00 B)"
+
+
+def test_subclassed_model_built_by_build_shows_batch_none():
+    # The one deliberate difference: Keras 3 leaves a subclass without build() unbuilt after
+    # model.build(shape) ("?" and "0 (unbuilt)"); fastconv builds it by a dry run, and prints
+    # the golden's counts with batch None rather than the dry run's batch of 1.
+    clear_session()
+
+    class MLP(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden1 = keras.layers.Dense(512, activation="relu")
+            self.dropout = keras.layers.Dropout(0.2)
+            self.hidden2 = keras.layers.Dense(256, activation="relu")
+            self.classifier = keras.layers.Dense(10, activation="softmax")
+
+        def call(self, x, training=False):
+            return self.classifier(self.hidden2(self.dropout(self.hidden1(x), training=training)))
+
+    model = MLP()
+    model.build((None, 784))
+    def cells(text):
+        return [[c.strip() for c in line.split("│")[1:4]] for line in text.splitlines() if line.startswith("│")]
+
+    ours, keras3 = cells(_our_summary(model)), cells(_keras_summary("mlp_subclassed"))
+    assert [(name, count) for name, _, count in ours] == [(name, count) for name, _, count in keras3]
+    assert [shape for _, shape, _ in ours] == ["(None, 512)", "?", "(None, 256)", "(None, 10)"]
+    assert [shape for _, shape, _ in keras3] == ["(2, 512)", "?", "(2, 256)", "(2, 10)"]

@@ -148,13 +148,15 @@ def _params(layer):
     return "0 (unbuilt)" if _defines_build(layer) or _has_sublayers(layer) else "0"
 
 
-def _eager_shape(layer):
-    """A layer of a subclassed model: the output shape for its build shape, as Keras 3 shows."""
+def _eager_shape(layer, batch):
+    """A layer of a subclassed model: the output shape for its build shape, as Keras 3 shows,
+    with the batch size of the model's first call (None when build(input_shape) built it: that
+    dry run's batch of 1 is not the user's)."""
     if not layer.built or layer._build_shape is None or not _defines_build(layer):
         return None
     build_shape = layer._build_shape
-    if layer._built_batch is not None and isinstance(build_shape, tuple) and build_shape:
-        build_shape = (int(layer._built_batch),) + tuple(build_shape[1:])
+    if isinstance(build_shape, tuple) and build_shape:
+        build_shape = (None if batch is None else int(batch),) + tuple(build_shape[1:])
     try:
         return layer.compute_output_shape(build_shape)
     except Exception:  # noqa: BLE001 - a shape Keras could not compute either prints "?"
@@ -179,7 +181,7 @@ def _rows(model):
         elif isinstance(model, Sequential):
             shape = layer._symbolic_output_shape if model.built else None
         else:
-            shape = _eager_shape(layer)
+            shape = _eager_shape(layer, model._built_batch)
         links = []
         for node in mine:
             for t in _ins(node):
