@@ -227,6 +227,23 @@ def lenet5_fitted(keras):
     return model
 
 
+def lenet5_frozen(keras):
+    """LeNet with its feature extractor (conv - pool - conv - pool) frozen for fine-tuning."""
+    model = lenet5(keras)
+    for layer in model.layers[:4]:
+        layer.trainable = False
+    return model
+
+
+def multi_output(keras):
+    """Two heads on one trunk, and a nested Sequential used as a layer."""
+    inputs = keras.Input(shape=(32,), name="features")
+    trunk = keras.Sequential([keras.layers.Dense(16, activation="relu"), keras.layers.Dense(8)], name="trunk")
+    h = trunk(inputs)
+    return keras.Model(inputs, [keras.layers.Dense(3, name="kind")(h), keras.layers.Dense(1, name="size")(h)],
+                       name="two_heads")
+
+
 SUMMARY_CASES = {
     "mlp_sequential": mlp_sequential,
     "mlp_functional": mlp_functional,
@@ -241,4 +258,16 @@ SUMMARY_CASES = {
     "mobilenet_like": mobilenet_like,
     "shared_layer": shared_layer,
     "l2_dropout_cnn": l2_dropout_cnn,
+    "lenet5_frozen": lenet5_frozen,
+    "multi_output": multi_output,
+}
+
+# Golden name -> (model case, summary() keyword arguments): Keras's other summary options.
+SUMMARY_OPTIONS = {
+    "lenet5_frozen_show_trainable": ("lenet5_frozen", {"show_trainable": True}),
+    "resnet_subclassed_expand_nested": ("resnet_subclassed", {"expand_nested": True}),
+    "multi_output_expand_nested": ("multi_output", {"expand_nested": True}),
+    "resnet_block_layer_range": ("resnet_block_functional", {"layer_range": ["conv2d_1", "add"]}),
+    "mlp_sequential_line_length_120": ("mlp_sequential", {"line_length": 120}),
+    "inception_block_positions": ("inception_block", {"positions": [0.4, 0.6, 0.7, 1.0]}),
 }

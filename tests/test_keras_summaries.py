@@ -46,6 +46,29 @@ def test_summary_matches_keras3(name):
     assert _our_summary(model).splitlines() == _keras_summary(name).splitlines()
 
 
+@pytest.mark.parametrize("name", sorted(course.SUMMARY_OPTIONS))
+def test_summary_options_match_keras3(name):
+    """show_trainable, expand_nested, layer_range, line_length, positions."""
+    case, options = course.SUMMARY_OPTIONS[name]
+    clear_session()
+    keras.set_seed(0)
+    model = course.SUMMARY_CASES[case](keras)
+    assert _our_summary(model, **options).splitlines() == _keras_summary(name).splitlines()
+
+
+def test_bad_summary_options_are_clear_errors():
+    clear_session()
+    model = course.resnet_block_functional(keras)
+    with pytest.raises(ValueError, match="does not match the model's layer names"):
+        model.summary(layer_range=["nothing_like_this", "add"])
+    with pytest.raises(ValueError, match="two layer names"):
+        model.summary(layer_range=["conv2d"])
+    with pytest.raises(ValueError, match="positions must give 4 column ends"):
+        model.summary(positions=[0.5, 1.0])
+    with pytest.raises(TypeError):
+        model.summary(no_such_option=True)  # no longer swallowed silently
+
+
 def test_summary_prints_once_without_a_trailing_blank_line(capsys):
     clear_session()
     course.mlp_sequential(keras).summary()

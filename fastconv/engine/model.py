@@ -307,9 +307,12 @@ class Model(Layer):
         raise ValueError(f"no layer named {name!r} in model {self.name!r}; layers: "
                          f"{[l.name for l in self.layers]}")
 
-    def summary(self, line_length=None, print_fn=None, **kwargs):
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
+        """Print the Keras 3 table of layers, output shapes and parameter counts (engine/summary.py)."""
         from .summary import summary_text
-        text = summary_text(self, line_length=line_length)
+        text = summary_text(self, line_length=line_length, positions=positions, expand_nested=expand_nested,
+                            show_trainable=show_trainable, layer_range=layer_range)
         if print_fn is None:
             print(text, end="")
         else:

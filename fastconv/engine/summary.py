@@ -14,12 +14,15 @@ What Keras 3 prints, and so what this prints:
   a fit), an "Optimizer params" line, included in the total.
 - Default width 88 (108 with "Connected to"), narrowed to the terminal as Keras does; the
   column widths, word wrapping and "…" truncation are those of the `rich` table Keras draws.
+- Keras's options: line_length, positions, show_trainable (a Y/N/- column), expand_nested
+  (nested models' layers indented under them) and layer_range (two name patterns).
 
 >>> from fastconv import layers, models
 >>> m = models.Sequential([layers.BatchNormalization(input_shape=(64,))])
 >>> print(summary_text(m, line_length=88).splitlines()[-2])
  Trainable params: 128 (512.00 B)
 """
+import re
 import shutil
 
 import numpy as np
@@ -163,34 +166,75 @@ def _eager_shape(layer, batch):
         return None
 
 
-def _rows(model):
-    """([name (type), output shape, params, connected to] per listed layer, connected?)"""
-    from .functional import Functional
-    from .sequential import Sequential
-    if isinstance(model, Functional):
-        layers, post_order, by_depth = _graph(model)
-        chain = _is_chain(post_order, by_depth)
-    else:
-        layers, post_order, chain = model.layers, [], True
-    rows = []
-    for layer in layers:
-        mine = [n for n in post_order if n.layer is layer]
-        if mine:
-            shapes = [t.shape for t in _outs(mine[-1])]
-            shape = shapes[0] if len(shapes) == 1 else shapes
-        elif isinstance(model, Sequential):
-            shape = layer._symbolic_output_shape if model.built else None
-        else:
-            shape = _eager_shape(layer, model._built_batch)
-        links = []
-        for node in mine:
+def _output_shape(layer, batch):
+    """Keras 3: the shape of the layer's latest call on graph tensors; for a layer only ever
+    called on data (inside a subclassed model), its build shape's output."""
+    if layer._inbound_nodes:
+        shapes = [t.shape for t in _outs(layer._inbound_nodes[-1])]
+        return shapes[0] if len(shapes) == 1 else shapes
+    return _eager_shape(layer, batch)
+
+
+def _connections(layer, graph_nodes):
+    links = []
+    for node in graph_nodes:
+        if node.layer is layer:
             for t in _ins(node):
                 parent, index = t._history
-                calls = [n for n in post_order if n.layer is parent.layer]
-                links.append(f"{parent.layer.name}[{calls.index(parent)}][{index}]")
-        rows.append([f"{layer.name} ({type(layer).__name__})", _shape_str(shape), _params(layer),
-                     ", ".join(links) or "-"])
+                links.append(f"{parent.layer.name}[{parent.layer._inbound_nodes.index(parent)}][{index}]")
+    return ", ".join(links) or "-"
+
+
+def _trainable_mark(layer):
+    if not layer.weights:
+        return "-"
+    return "Y" if layer.trainable else "N"
+
+
+def _rows(model, expand_nested=False, show_trainable=False, layer_range=None):
+    """([name (type), output shape, params, connected to(, trainable)] per row, chain?)"""
+    from .functional import Functional
+    if isinstance(model, Functional):
+        layers, graph_nodes, by_depth = _graph(model)
+        chain = _is_chain(graph_nodes, by_depth)
+    else:
+        layers, graph_nodes, chain = model.layers, [], True
+    first, last = _layer_bounds(layers, layer_range)
+    rows = []
+
+    def add(layer, level):
+        prefix = "   " * level + "└ " if level else ""
+        row = [f"{prefix}{layer.name} ({type(layer).__name__})", _shape_str(_output_shape(layer, model._built_batch)),
+               _params(layer)]
+        if not chain:
+            row.append(_connections(layer, graph_nodes))
+        if show_trainable:
+            row.append(_trainable_mark(layer))
+        rows.append(row)
+        if expand_nested and getattr(layer, "layers", None):
+            for inner in layer.layers:
+                add(inner, level + 1)
+
+    for layer in layers[first:last]:
+        add(layer, 0)
     return rows, chain
+
+
+def _layer_bounds(layers, layer_range):
+    """Keras's layer_range: [first, last] layer names (regular expressions, matched at the
+    start of the name); rows from the first match of the first to the last match of the last."""
+    if layer_range is None:
+        return 0, len(layers)
+    if len(layer_range) != 2 or not all(isinstance(n, str) for n in layer_range):
+        raise ValueError(f"layer_range must be two layer names (strings), got {layer_range!r}")
+    lower = [i for i, layer in enumerate(layers) if re.match(layer_range[0], layer.name)]
+    upper = [i for i, layer in enumerate(layers) if re.match(layer_range[1], layer.name)]
+    if not lower or not upper:
+        raise ValueError(f"layer_range {list(layer_range)} does not match the model's layer names "
+                         f"{[layer.name for layer in layers]}")
+    if min(lower) > max(upper):
+        return min(upper), max(lower) + 1
+    return min(lower), max(upper) + 1
 
 
 # -- drawing the table as rich draws it for Keras --------------------------------------------
@@ -217,20 +261,31 @@ def _column_widths(line_length, positions):
 
 
 def _wrap(text, width):
-    """Word-wrap at spaces; a word longer than the width is cut to width-1 and '…'."""
-    lines, line = [], ""
-    for word in text.split(" "):
-        candidate = f"{line} {word}" if line else word
-        if line and len(candidate) > width:
-            lines.append(line)
-            line = word
+    """rich's word wrap: a word (with the spaces before and after it) moves to the next line
+    when it does not fit; a word longer than the width is cut to width-1 and '…'."""
+    breaks, offset = [], 0
+    for match in re.finditer(r"\s*\S+\s*", text):
+        word = match.group()
+        if width - offset >= len(word.rstrip()):
+            offset += len(word)
         else:
-            line = candidate
-    lines.append(line)
-    return [ln if len(ln) <= width else ln[:width - 1] + "…" for ln in lines]
+            if match.start():
+                breaks.append(match.start())
+            offset = len(word)
+    lines = [text[a:b].rstrip() for a, b in zip([0] + breaks, breaks + [len(text)])]
+    return [line if len(line) <= width else line[:width - 1] + "…" for line in lines]
 
 
-def _table(header, rows, widths, right):
+def _align(text, width, right, centre):
+    if right:
+        return text.rjust(width)
+    if centre:
+        left = (width - len(text)) // 2
+        return " " * left + text + " " * (width - len(text) - left)
+    return text.ljust(width)
+
+
+def _table(header, rows, widths, right, centred):
     def rule(left, mid, end, fill):
         return left + mid.join(fill * w for w in widths) + end
 
@@ -238,10 +293,8 @@ def _table(header, rows, widths, right):
         columns = [_wrap(v, w - 2) for v, w in zip(values, widths)]
         out = []
         for k in range(max(len(c) for c in columns)):
-            parts = []
-            for i, (col, w) in enumerate(zip(columns, widths)):
-                text = col[k] if k < len(col) else ""
-                parts.append(" " + (text.rjust(w - 2) if i in right else text.ljust(w - 2)) + " ")
+            parts = [" " + _align(col[k] if k < len(col) else "", w - 2, i in right, i in centred) + " "
+                     for i, (col, w) in enumerate(zip(columns, widths))]
             out.append(edge + edge.join(parts) + edge)
         return out
 
@@ -254,23 +307,36 @@ def _table(header, rows, widths, right):
     return text
 
 
-def summary_text(model, line_length=None):
-    """The summary as one string (what summary(print_fn=...) hands to print_fn)."""
-    rows, chain = _rows(model)
+def summary_text(model, line_length=None, positions=None, expand_nested=False, show_trainable=False,
+                 layer_range=None):
+    """The summary as one string (what summary(print_fn=...) hands to print_fn); the options
+    are Keras 3's."""
+    rows, chain = _rows(model, expand_nested, show_trainable, layer_range)
+    header, right = ["Layer (type)", "Output Shape", "Param #"], {2}
     if chain:
-        header, positions, default = ["Layer (type)", "Output Shape", "Param #"], [0.45, 0.80, 1.0], 88
+        default, default_positions = 88, [0.45, 0.80, 1.0]
     else:
-        header, positions, default = ["Layer (type)", "Output Shape", "Param #", "Connected to"], \
-            [0.3, 0.56, 0.74, 1.0], 108
+        header.append("Connected to")
+        default, default_positions = 108, [0.3, 0.56, 0.74, 1.0]
+    positions = list(positions or default_positions)
+    centred = set()
+    if show_trainable:
+        default += 12
+        positions = [p * 0.9 for p in positions] + [1.0]
+        header.append("Trainable")
+        centred = {len(header) - 1}
+    if len(positions) != len(header):
+        raise ValueError(f"positions must give {len(header)} column ends for the columns {header}, "
+                         f"got {positions}")
     # As Keras: the default width shrinks to the terminal (80 columns when there is none).
     line_length = line_length or min(default, shutil.get_terminal_size().columns - 4)
     widths = _column_widths(int(line_length), positions)
-    rows = [r[:len(header)] for r in rows]
+    table = _table(header, rows, widths, right, centred)
     train, train_b = _count(model.trainable_weights)
     frozen, frozen_b = _count(model.non_trainable_weights)
     optimizer = _optimizer_count(model)
     opt_n, opt_b = optimizer or (0, 0)
-    lines = [f'Model: "{model.name}"'] + _table(header, rows, widths, right={2}) + [
+    lines = [f'Model: "{model.name}"'] + table + [
         f" Total params: {train + frozen + opt_n:,} ({readable_size(train_b + frozen_b + opt_b)})",
         f" Trainable params: {train:,} ({readable_size(train_b)})",
         f" Non-trainable params: {frozen:,} ({readable_size(frozen_b)})",

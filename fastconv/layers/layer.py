@@ -170,7 +170,6 @@ class Layer:
         self.built = False
         self._build_shape = None
         self._output_shape = None
-        self._symbolic_output_shape = None
         self._built_batch = None
         self._inbound_nodes = []  # this layer's calls on graph tensors (keras.Input and after)
         if batch_input_shape is not None:
@@ -362,9 +361,7 @@ class Layer:
         self._maybe_build(in_shapes)
         out_shapes = self.compute_output_shape(in_shapes)
         check_dims(self, out_shapes, "output shape", f" for input shape {in_shapes}")
-        # summary() reports the graph's shapes (batch None), which a later eager call on data
-        # would overwrite in _output_shape.
-        self._output_shape = self._symbolic_output_shape = out_shapes
+        self._output_shape = out_shapes
         node = Node(self, inputs, args, kwargs)
         outputs = map_shapes(lambda s: KerasTensor(s, self.dtype), out_shapes)
         for i, t in enumerate(flatten(outputs)):

@@ -19,16 +19,18 @@ import keras  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
-from keras_course_models import SUMMARY_CASES  # noqa: E402
+from keras_course_models import SUMMARY_CASES, SUMMARY_OPTIONS  # noqa: E402
 
 
 def main():
     keras.utils.set_random_seed(0)
-    for name, build in SUMMARY_CASES.items():
+    cases = {name: (name, {}) for name in SUMMARY_CASES}
+    cases.update(SUMMARY_OPTIONS)
+    for name, (case, options) in cases.items():
         keras.utils.clear_session()
-        model = build(keras)
+        model = SUMMARY_CASES[case](keras)
         captured = []
-        model.summary(print_fn=captured.append)
+        model.summary(print_fn=captured.append, **options)
         with open(os.path.join(HERE, f"{name}.txt"), "w", encoding="utf-8") as f:
             f.write(f"# keras {keras.__version__}, backend {keras.backend.backend()}\n")
             f.write("".join(captured))
