@@ -151,7 +151,8 @@ def _history_files(out, history, epoch_seconds):
         from . import viz
         viz.plot_history(history, os.path.join(out, "curves.png"))
     except ImportError:
-        pass  # matplotlib is optional
+        return False  # matplotlib is optional: cmd_train says so once
+    return True
 
 
 def _predict_classes(model, x, batch_size):
@@ -162,7 +163,8 @@ def _predict_classes(model, x, batch_size):
 
 
 def _pictures(model, x, y, pred, out):
-    """Confusion matrix, first-layer filters and its feature maps, when matplotlib is installed."""
+    """Confusion matrix, first-layer filters and its feature maps, when matplotlib is installed
+    (False when it is not)."""
     try:
         from . import viz
         viz.plot_confusion_matrix(y, pred, os.path.join(out, "confusion.png"))
@@ -172,7 +174,13 @@ def _pictures(model, x, y, pred, out):
             viz.plot_filters(convs[0].kernel.numpy(), os.path.join(out, "filters.png"))
             viz.plot_feature_maps(viz.layer_output(model, convs[0], x[:6]), os.path.join(out, "feature_maps.png"))
     except ImportError:
-        pass
+        return False
+    return True
+
+
+PICTURES_SKIPPED = ("pictures skipped (curves, feature maps, filters, confusion matrix): matplotlib is "
+                    "not installed; enable them with: pip install matplotlib Pillow "
+                    "(fastconv's viz extra, pip install \".[viz]\" in its source tree)")
 
 
 def _fit_one_epoch(model, x, y, epoch, epochs, fit_kw):
@@ -281,14 +289,14 @@ def cmd_train(args):
         return 130
     history, seconds = state["history"], state["epoch_seconds"]
     model.save_weights(os.path.join(out, "last.weights.npz"))
-    _history_files(out, history, seconds)
+    drawn = _history_files(out, history, seconds)
     if os.path.exists(best_file):
         model.load_weights(best_file)
     test_acc = float("nan")
     if len(xt):
         pred = _predict_classes(model, xt, max(args.batch_size, 256))
         test_acc = float(np.mean(pred == yt))
-        _pictures(model, xt, yt, pred, out)
+        drawn = _pictures(model, xt, yt, pred, out) and drawn
     run = {"model": args.model, "dataset": dname, "backend": args.backend, "epochs": args.epochs,
            "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
            "seed": args.seed, "limit": args.limit, "augment": args.augment, "classes": classes,
@@ -299,6 +307,8 @@ def cmd_train(args):
     mean_s = float(np.mean(seconds)) if seconds else float("nan")
     print(f"test accuracy {test_acc:.4f} ({len(xt)} images, best weights by {monitor}); "
           f"{mean_s:.2f} s/epoch; files in {out}")
+    if not drawn:  # matplotlib is an optional extra: one line on what was not drawn, and the fix
+        print(PICTURES_SKIPPED, file=sys.stderr)
     return 0
 
 

@@ -90,6 +90,22 @@ class Model(Layer):
         self._compiled_metrics = []
         self._loss_tracker = _LossTracker()
 
+    # -- the graph's own tensors (Keras's model.input / model.output) ---------------------------
+    @property
+    def input(self):
+        return self._own_tensors("inputs")
+
+    @property
+    def output(self):
+        return self._own_tensors("outputs")
+
+    def _own_tensors(self, what):
+        if not hasattr(type(self), what):  # Functional and Sequential define inputs/outputs
+            raise AttributeError(f"model {self.name!r} is subclassed: it has no graph, so no {what[:-1]} "
+                                 f"tensor (build a functional or Sequential model from keras.Input)")
+        tensors = getattr(self, what)
+        return tensors[0] if len(tensors) == 1 else tensors
+
     # -- building and calling ----------------------------------------------------------------
     def fusion_plan(self, training=False):
         """The layer chains this model's own graph runs as single ops in the given mode, e.g.
@@ -296,10 +312,16 @@ class Model(Layer):
         raise ValueError(f"no layer named {name!r} in model {self.name!r}; layers: "
                          f"{[l.name for l in self.layers]}")
 
-    def summary(self, line_length=None, print_fn=None, **kwargs):
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
+        """Print the Keras 3 table of layers, output shapes and parameter counts (engine/summary.py)."""
         from .summary import summary_text
-        text = summary_text(self, line_length=line_length)
-        (print_fn or print)(text)
+        text = summary_text(self, line_length=line_length, positions=positions, expand_nested=expand_nested,
+                            show_trainable=show_trainable, layer_range=layer_range)
+        if print_fn is None:
+            print(text, end="")
+        else:
+            print_fn(text)  # one call with the whole table, as Keras 3 does
 
     def save(self, filepath, overwrite=True, include_optimizer=True):
         """The whole model in one .keras file: architecture, weights, compile state and

@@ -9,7 +9,7 @@ layer is built and its output shape recorded (for summary()).
 >>> m.count_params(), m.output_shape
 (413410, (None, 10))
 """
-from ..layers.input_layer import InputLayer, KerasTensor
+from ..layers.input_layer import InputLayer, KerasTensor, Node
 from ..layers.layer import Layer
 from . import fusion
 from .model import Model
@@ -49,8 +49,12 @@ class Sequential(Model):
     def _build_graph(self):
         # A symbolic pass builds every layer and records its output shape.
         x = KerasTensor(self._input_batch_shape)
+        x._history = (Node(InputLayer(batch_shape=self._input_batch_shape, name=f"{self.name}_input"), []), 0)
+        x._history[0].outputs = x
+        self._graph = ([x], None)
         for layer in self._tracked:
             x = layer(x)
+        self._graph = (self._graph[0], [x])
         self.built = True
         self._build_shape = self._input_batch_shape
         self._output_shape = x.shape
@@ -62,6 +66,22 @@ class Sequential(Model):
             raise ValueError(f"{self.name}: build() needs an input_shape (the model has no Input)")
         self._input_batch_shape = (None,) + tuple(input_shape)[1:]
         self._build_graph()
+
+    @property
+    def inputs(self):
+        """The graph's input tensor, in a list (Keras's Sequential.inputs), once the input shape is known."""
+        return list(self._graph_tensors("inputs")[0])
+
+    @property
+    def outputs(self):
+        return list(self._graph_tensors("outputs")[1])
+
+    def _graph_tensors(self, what):
+        graph = getattr(self, "_graph", None)
+        if graph is None or graph[1] is None:
+            raise AttributeError(f"Sequential model {self.name!r} has no {what} yet: its input shape is "
+                                 f"unknown (start it with keras.Input(shape=...) or call build())")
+        return graph
 
     def _input_spec(self):
         return None if self._input_batch_shape is None or not self.built else [self._input_batch_shape]

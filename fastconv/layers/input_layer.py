@@ -70,9 +70,9 @@ class InputLayer(Layer):
         self._output_shape = self._batch_input_shape
         self.built = True
         node = Node(self, [])
-        self.output = KerasTensor(self._batch_input_shape, self.dtype, name=self.name)
-        self.output._history = (node, 0)
-        node.outputs = self.output
+        node.outputs = KerasTensor(self._batch_input_shape, self.dtype, name=self.name)
+        node.outputs._history = (node, 0)
+        self._inbound_nodes.append(node)  # so layer.output is the Input tensor, as in Keras
 
     def call(self, inputs, training=None):
         return inputs

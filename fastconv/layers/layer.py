@@ -175,6 +175,8 @@ class Layer(_serialization.RecordsArguments):
         self.built = False
         self._build_shape = None
         self._output_shape = None
+        self._built_batch = None
+        self._inbound_nodes = []  # this layer's calls on graph tensors (keras.Input and after)
         if batch_input_shape is not None:
             self._batch_input_shape = tuple(batch_input_shape)
         elif input_shape is not None:
@@ -341,6 +343,8 @@ class Layer(_serialization.RecordsArguments):
         if any(isinstance(t, KerasTensor) for t in flat):
             return self._symbolic_call(inputs, args, kwargs)
         inputs = map_structure(self._to_tensor, inputs)
+        if not self.built:  # summary() shows the batch size a subclassed model was built with, as Keras
+            self._built_batch = next((t.shape[0] for t in flatten(inputs) if len(t.shape)), None)
         self._maybe_build(shape_of(inputs))
         training = kwargs.pop("training", None)
         if training is None:
@@ -369,6 +373,7 @@ class Layer(_serialization.RecordsArguments):
         for i, t in enumerate(flatten(outputs)):
             t._history = (node, i)
         node.outputs = outputs
+        self._inbound_nodes.append(node)
         return outputs
 
     def _to_tensor(self, x):
@@ -378,6 +383,24 @@ class Layer(_serialization.RecordsArguments):
         if arr.dtype.kind == "f" and arr.dtype != self.dtype:
             arr = arr.astype(self.dtype)
         return Tensor(arr)
+
+    @property
+    def output(self):
+        """The graph tensor(s) this layer's latest call on graph tensors produced, as Keras's
+        layer.output: keras.Model(model.inputs, layer.output) is a feature extractor."""
+        return self._latest_node("output").outputs
+
+    @property
+    def input(self):
+        """The graph tensor(s) this layer's latest call on graph tensors took."""
+        return self._latest_node("input").inputs
+
+    def _latest_node(self, what):
+        if not self._inbound_nodes:
+            raise AttributeError(f"layer {self.name!r} has not been called on graph tensors (keras.Input "
+                                 f"and the layers after it), so it has no {what} tensor; build the model "
+                                 f"from keras.Input first")
+        return self._inbound_nodes[-1]
 
     @property
     def output_shape(self):
