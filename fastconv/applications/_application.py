@@ -1,7 +1,7 @@
 """What every Keras application constructor shares: Keras's signature, input-shape checks and
 `weights=` (None, "imagenet" from the Keras cache, or a weights file) on top of a zoo builder.
 
-Adding a family is a few lines: `application(zoo_builder, default_size, min_size, imagenet_file)`
+Adding a family is a few lines: `application(__name__, keras_name, zoo_builder, default_size, min_size, imagenet_file, ...)`
 in its module (see resnet.py), plus its preprocess_input mode.
 """
 import os
@@ -54,9 +54,10 @@ def _input_shape(keras_name, input_shape, input_tensor, include_top, weights, de
     return input_shape
 
 
-def application(keras_name, builder, default_size, min_size, imagenet_file, url_folder, doc):
-    """A Keras-named constructor over a zoo builder. imagenet_file(include_top, input_shape,
-    **extra) gives Keras's file name for weights='imagenet'."""
+def application(family, keras_name, builder, default_size, min_size, imagenet_file, url_folder, doc):
+    """A Keras-named constructor over a zoo builder, belonging to the `family` module (which has
+    its preprocess_input). imagenet_file(include_top, input_shape, **extra) gives Keras's file
+    name for weights='imagenet'."""
 
     def constructor(include_top=True, weights="imagenet", input_tensor=None, input_shape=None, pooling=None,
                     classes=1000, classifier_activation="softmax", name=None, **extra):
@@ -83,6 +84,7 @@ def application(keras_name, builder, default_size, min_size, imagenet_file, url_
         return model
 
     constructor.__name__ = constructor.__qualname__ = keras_name
+    constructor.__module__ = family
     constructor.__doc__ = (f"{doc}\n\nKeras's signature: include_top, weights (None, 'imagenet' from the Keras "
                            "cache, or a weights file: legacy .h5 or Keras 3 .weights.h5), input_tensor, input_shape "
                            "(NHWC), pooling (None, 'avg', 'max'), classes, classifier_activation.")

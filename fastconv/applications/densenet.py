@@ -10,11 +10,11 @@ def preprocess_input(x, data_format=None):
     return _preprocess_input(x, data_format=data_format, mode="torch")
 
 
-DenseNet121 = application("DenseNet121", densenet121, 224, 32, legacy_file("densenet121"), "densenet",
+DenseNet121 = application(__name__, "DenseNet121", densenet121, 224, 32, legacy_file("densenet121"), "densenet",
     "DenseNet-121, Keras's layer names.")
 
-DenseNet169 = application("DenseNet169", densenet169, 224, 32, legacy_file("densenet169"), "densenet",
+DenseNet169 = application(__name__, "DenseNet169", densenet169, 224, 32, legacy_file("densenet169"), "densenet",
     "DenseNet-169, Keras's layer names.")
 
-DenseNet201 = application("DenseNet201", densenet201, 224, 32, legacy_file("densenet201"), "densenet",
+DenseNet201 = application(__name__, "DenseNet201", densenet201, 224, 32, legacy_file("densenet201"), "densenet",
     "DenseNet-201, Keras's layer names.")

@@ -15,5 +15,5 @@ def preprocess_input(x, data_format=None):
     return _preprocess_input(x, data_format=data_format, mode="tf")
 
 
-MobileNet = application("MobileNet", mobilenet, 224, 32, _mobilenet_file, "mobilenet",
+MobileNet = application(__name__, "MobileNet", mobilenet, 224, 32, _mobilenet_file, "mobilenet",
     "MobileNet v1 (alpha, depth_multiplier, dropout as Keras), Keras's layer names.")

@@ -15,5 +15,5 @@ def preprocess_input(x, data_format=None):
     return _preprocess_input(x, data_format=data_format, mode="tf")
 
 
-MobileNetV2 = application("MobileNetV2", mobilenet_v2, 224, 32, _mobilenet_v2_file, "mobilenet_v2",
+MobileNetV2 = application(__name__, "MobileNetV2", mobilenet_v2, 224, 32, _mobilenet_v2_file, "mobilenet_v2",
     "MobileNet v2 (alpha as Keras), Keras's layer names.")

@@ -10,11 +10,11 @@ def preprocess_input(x, data_format=None):
     return _preprocess_input(x, data_format=data_format, mode="caffe")
 
 
-ResNet50 = application("ResNet50", resnet50, 224, 32, legacy_file("resnet50"), "resnet",
+ResNet50 = application(__name__, "ResNet50", resnet50, 224, 32, legacy_file("resnet50"), "resnet",
     "ResNet-50 (v1, Keras's layer names).")
 
-ResNet101 = application("ResNet101", resnet101, 224, 32, legacy_file("resnet101"), "resnet",
+ResNet101 = application(__name__, "ResNet101", resnet101, 224, 32, legacy_file("resnet101"), "resnet",
     "ResNet-101 (v1, Keras's layer names).")
 
-ResNet152 = application("ResNet152", resnet152, 224, 32, legacy_file("resnet152"), "resnet",
+ResNet152 = application(__name__, "ResNet152", resnet152, 224, 32, legacy_file("resnet152"), "resnet",
     "ResNet-152 (v1, Keras's layer names).")

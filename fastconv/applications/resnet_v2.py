@@ -10,11 +10,11 @@ def preprocess_input(x, data_format=None):
     return _preprocess_input(x, data_format=data_format, mode="tf")
 
 
-ResNet50V2 = application("ResNet50V2", resnet50_v2, 224, 32, legacy_file("resnet50v2"), "resnet",
+ResNet50V2 = application(__name__, "ResNet50V2", resnet50_v2, 224, 32, legacy_file("resnet50v2"), "resnet",
     "ResNet-50 v2 (pre-activation), Keras's layer names.")
 
-ResNet101V2 = application("ResNet101V2", resnet101_v2, 224, 32, legacy_file("resnet101v2"), "resnet",
+ResNet101V2 = application(__name__, "ResNet101V2", resnet101_v2, 224, 32, legacy_file("resnet101v2"), "resnet",
     "ResNet-101 v2 (pre-activation), Keras's layer names.")
 
-ResNet152V2 = application("ResNet152V2", resnet152_v2, 224, 32, legacy_file("resnet152v2"), "resnet",
+ResNet152V2 = application(__name__, "ResNet152V2", resnet152_v2, 224, 32, legacy_file("resnet152v2"), "resnet",
     "ResNet-152 v2 (pre-activation), Keras's layer names.")

@@ -10,5 +10,5 @@ def preprocess_input(x, data_format=None):
     return _preprocess_input(x, data_format=data_format, mode="caffe")
 
 
-VGG16 = application("VGG16", vgg16, 224, 32, legacy_file("vgg16"), "vgg16",
+VGG16 = application(__name__, "VGG16", vgg16, 224, 32, legacy_file("vgg16"), "vgg16",
     "VGG-16 (Simonyan & Zisserman 2014), Keras's layer names.")

@@ -10,5 +10,5 @@ def preprocess_input(x, data_format=None):
     return _preprocess_input(x, data_format=data_format, mode="caffe")
 
 
-VGG19 = application("VGG19", vgg19, 224, 32, legacy_file("vgg19"), "vgg19",
+VGG19 = application(__name__, "VGG19", vgg19, 224, 32, legacy_file("vgg19"), "vgg19",
     "VGG-19, Keras's layer names.")
