@@ -175,6 +175,7 @@ def load_keras_h5(model, filepath, by_name=False, skip_mismatch=False):
                          + ", ".join(f"{s.name or s.key} {[tuple(a.shape) for a in s.arrays]}" for s in extra))
         for mine_name, file_name, fs, ms in mismatched:
             parts.append(f"  layer {mine_name} (file {file_name}): file shapes {fs}, model shapes {ms}")
+        parts.append("  (by_name=True loads only the layers whose names match; skip_mismatch=True loads what fits)")
         raise ValueError("\n".join(parts))
     bad = {name for name, *_ in mismatched}
     variables, arrays = {}, {}
