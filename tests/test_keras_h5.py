@@ -170,3 +170,49 @@ def test_keras_loads_fastconv_weights_h5(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     rel = float(run.stdout.split("REL")[-1])
     assert rel <= RTOL
+
+
+def _branchy():
+    sys.path.insert(0, FIXTURE)
+    try:
+        import branchy
+    finally:
+        sys.path.remove(FIXTURE)
+    return branchy.build(fc.layers, fc.Input, fc.Model)
+
+
+# Keras 3.15.1's model.layers for tests/golden/keras_h5/branchy.py (printed by Keras itself).
+KERAS_ORDER = ["input_layer", "stem", "b2_1x1", "b3_1x1", "b2_bn", "b3_3x3a", "b4_pool", "b1_1x1", "b2_3x3",
+               "b3_3x3b", "b4_1x1", "mix", "shortcut", "add", "post_bn", "gap", "head"]
+
+
+def test_branchy_graph_is_numbered_in_keras_order(tmp_path):
+    from fastconv.saving.keras_order import keras_layer_order
+    model = _branchy()
+    assert [l.name for l in keras_layer_order(model)][1:] == KERAS_ORDER[1:]  # the input's name is auto
+    model.save_weights(tmp_path / "b.weights.h5")
+    with h5py.File(tmp_path / "b.weights.h5", "r") as f:
+        convs = [KERAS_ORDER[i] for i in range(len(KERAS_ORDER)) if KERAS_ORDER[i] not in (
+            "input_layer", "b2_bn", "b4_pool", "mix", "add", "post_bn", "gap", "head")]
+        for i, name in enumerate(convs):
+            assert f[f"layers/conv2d{'_' + str(i) if i else ''}/vars"].attrs["name"] == name
+
+
+def test_keras_loads_fastconv_branchy_weights(tmp_path):
+    exe = _peer_python()
+    model = _branchy()
+    path = tmp_path / "branchy.weights.h5"
+    model.save_weights(path)
+    x = np.random.default_rng(2).random((2, 16, 16, 3), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "want.npy", model.predict(x, verbose=0))
+    script = (
+        "import os, sys; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'; sys.path.insert(0, sys.argv[1])\n"
+        "import numpy as np, keras, branchy\n"
+        "m = branchy.build(keras.layers, keras.Input, keras.Model); m.load_weights(sys.argv[2])\n"
+        "want = np.load(sys.argv[4])\n"
+        "print('REL', float(np.abs(m.predict(np.load(sys.argv[3]), verbose=0) - want).max() / np.abs(want).max()))\n")
+    run = subprocess.run([exe, "-c", script, FIXTURE, str(path), str(tmp_path / "x.npy"), str(tmp_path / "want.npy")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert float(run.stdout.split("REL")[-1]) <= RTOL

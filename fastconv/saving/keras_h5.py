@@ -21,6 +21,7 @@ import numpy as np
 from ..layers.input_layer import InputLayer
 from ..layers.layer import to_snake_case
 from .atomic import atomic_write
+from .keras_order import keras_layer_order
 from .weights import LoadStatus, _require_built, convert_arrays
 
 # One weighted layer as the file stores it: its name (None where the file has none), its
@@ -55,17 +56,23 @@ def weighted_leaves(model):
     defines one, so that per-class numbering matches the flat Keras model). Shared layers once."""
     out, seen = [], set()
 
+    def children(layer):
+        if getattr(layer, "_keras_layer_order", None):
+            return layer._keras_layer_order()
+        if getattr(layer, "_nodes", None) is not None:  # a functional model: Keras's graph order
+            return keras_layer_order(layer)
+        return layer._sublayers()
+
     def walk(layer):
         if id(layer) in seen or isinstance(layer, InputLayer):
             return
         seen.add(id(layer))
         if layer._own_weights:
             out.append(layer)
-        order = getattr(layer, "_keras_layer_order", None)
-        for child in (order() if order else layer._sublayers()):
+        for child in children(layer):
             walk(child)
 
-    for top in model._sublayers():
+    for top in children(model):
         walk(top)
     return out
 
