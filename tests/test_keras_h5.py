@@ -216,3 +216,11 @@ def test_keras_loads_fastconv_branchy_weights(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert float(run.stdout.split("REL")[-1]) <= RTOL
+
+
+def test_by_name_refuses_ambiguous_names():
+    from fastconv import layers
+    inputs = layers.Input((4,))
+    model = fc.Model(inputs, layers.Dense(2, name="same")(layers.Dense(3, name="same")(inputs)))
+    with pytest.raises(ValueError, match="unique layer names.*'same'"):
+        model.load_weights(KERAS3, by_name=True)

@@ -142,7 +142,12 @@ def _pairs(model, stored, by_name, filepath):
     leaves = weighted_leaves(model)
     by_my_name = {l.name: l for l in leaves}
     named = all(s.name is not None for s in stored)
-    if by_name or (named and len(stored) == len(leaves) and all(s.name in by_my_name for s in stored)):
+    unique = len(by_my_name) == len(leaves)
+    if by_name and not unique:
+        twice = sorted({l.name for l in leaves if sum(m.name == l.name for m in leaves) > 1})
+        raise ValueError(f"by_name=True needs unique layer names, but model {model.name!r} has several "
+                         f"layers named {twice}")
+    if by_name or (named and unique and len(stored) == len(leaves) and all(s.name in by_my_name for s in stored)):
         if not named:
             raise ValueError(f"{filepath}: by_name=True, but the file does not store layer names")
         pairs = [(by_my_name[s.name], s) for s in stored if s.name in by_my_name]
