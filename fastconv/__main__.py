@@ -56,6 +56,14 @@ def _build_parser():
                    help="continue an interrupted run from --out/resume.npz, with the same final "
                         "weights on the same backend and thread count; every other argument must "
                         "match the run's, except --epochs (to extend it) and --verbose")
+    t.add_argument("--weights", default=None,
+                   help="fine-tune a pretrained fastconv.applications model (resnet50, vgg16, mobilenet_v2, "
+                        "...): 'imagenet' (Keras's file in ~/.keras/models) or a Keras .h5/.weights.h5 file; "
+                        "the model gets a new head for the data set's classes (needs --color-mode rgb)")
+    t.add_argument("--freeze-base", action="store_true", help="with --weights: train only the new head")
+    t.add_argument("--unfreeze-after", type=int, default=None, metavar="N",
+                   help="with --freeze-base: after N epochs unfreeze the base (BatchNormalization stays "
+                        "frozen) and continue at a 10x lower learning rate")
     t.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
 
     e = sub.add_parser("evaluate", help="test accuracy of a checkpoint written by 'train'")

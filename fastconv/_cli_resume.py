@@ -30,12 +30,13 @@ OLD_STATE_FILE = "resume.pkl"  # pickled by fastconv <= 0.1; never read (unpickl
 # Every other argument must match, or the resumed run would silently differ from its start.
 MAY_CHANGE_ON_RESUME = ("epochs", "verbose")
 RUN_ARGUMENTS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "backend", "seed",
-                 "limit", "val_split", "image_size", "color_mode", "augment", "verbose")
+                 "limit", "val_split", "image_size", "color_mode", "augment", "verbose",
+                 "weights", "freeze_base", "unfreeze_after")
 
 
 def run_arguments(args, dataset):
     """The arguments that define a run, as JSON data (`dataset`: the resolved data set name)."""
-    values = {k: getattr(args, k) for k in RUN_ARGUMENTS}
+    values = {k: getattr(args, k, None) for k in RUN_ARGUMENTS}  # None: an argument this command lacks
     values["dataset"] = dataset
     return json.loads(json.dumps(values))  # tuples become lists, as they come back from the file
 

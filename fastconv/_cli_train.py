@@ -100,6 +100,58 @@ def build_model(name, input_shape, classes):
     return fn(**{k: v for k, v in kwargs.items() if k in params})
 
 
+# ----------------------------------------------------------------------------- pretrained
+def application_for(name):
+    """The fastconv.applications constructor a model name means (zoo or Keras spelling:
+    resnet50, ResNet50, mobilenet_v2, MobileNetV2, ...); ValueError listing them otherwise."""
+    from . import applications
+    names = sorted(n for n in vars(applications) if n[:1].isupper() and callable(getattr(applications, n)))
+    for n in names:
+        if n.lower() == name.replace("_", "").lower():
+            return getattr(applications, n)
+    raise ValueError(f"--weights needs a model from fastconv.applications; {name!r} is not one of "
+                     f"{', '.join(names)}")
+
+
+def pretrained_preprocess(name):
+    """The family's preprocess_input for images in [0, 1] (the CLI's scale)."""
+    import importlib
+    module = importlib.import_module(application_for(name).__module__)
+    return lambda x: module.preprocess_input(x * 255.0)
+
+
+def build_pretrained(name, input_shape, classes, weights):
+    """(model, base layers): the application without its top (global average pooling), with
+    `weights` (a file, "imagenet" or None), and a new Dense head giving logits."""
+    from .engine import Model
+    from .layers import Dense
+    if input_shape[-1] != 3:
+        raise ValueError(f"pretrained {name} needs RGB images (3 channels), got images of shape "
+                         f"{tuple(input_shape)}: add --color-mode rgb")
+    base = application_for(name)(include_top=False, weights=weights, input_shape=tuple(input_shape), pooling="avg")
+    head = Dense(classes, name="predictions")
+    model = Model(base.inputs, head(base.outputs[0]), name=f"{base.name}_finetuned")
+    return model, [layer for layer in model.layers if layer is not head]
+
+
+def set_base_trainable(base_layers, trainable):
+    """Freeze or unfreeze the base. Unfreezing leaves BatchNormalization frozen (inference
+    mode), as Keras's fine-tuning guide advises: batch statistics of a small data set would
+    overwrite ImageNet's."""
+    from .layers import BatchNormalization
+
+    def leaves(layer):
+        children = layer._sublayers()
+        return [layer] if not children else [x for c in children for x in leaves(c)]
+
+    for layer in base_layers:
+        layer.trainable = trainable
+        if trainable:
+            for leaf in leaves(layer):
+                if isinstance(leaf, BatchNormalization):
+                    leaf.trainable = False
+
+
 def make_loss(model):
     """Fused softmax cross-entropy on logits when the model ends without a softmax."""
     from .losses import SparseCategoricalCrossentropy
@@ -133,7 +185,19 @@ def check_train_args(args):
         raise ValueError(f"--val-split must be in [0, 1), got {args.val_split}")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr >= 0):
         raise ValueError(f"--lr must be a finite number >= 0, got {args.lr}")
-    check_model_name(args.model)
+    if getattr(args, "weights", None) is not None:
+        application_for(args.model)
+        if args.weights != "imagenet" and not os.path.isfile(args.weights):
+            raise ValueError(f"--weights must be 'imagenet' or a weights file; {args.weights!r} is not a file")
+    else:
+        check_model_name(args.model)
+        if getattr(args, "freeze_base", False) or getattr(args, "unfreeze_after", None) is not None:
+            raise ValueError("--freeze-base and --unfreeze-after fine-tune a pretrained base: add --weights "
+                             "<file or imagenet>")
+    if getattr(args, "unfreeze_after", None) is not None:
+        positive("--unfreeze-after", args.unfreeze_after)
+        if not args.freeze_base:
+            raise ValueError("--unfreeze-after N unfreezes a frozen base: add --freeze-base")
     if args.optimizer.lower() not in OPTIMIZERS and args.optimizer not in OPTIMIZERS.values():
         raise ValueError(f"unknown --optimizer {args.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
 
@@ -246,8 +310,25 @@ def cmd_train(args):
         raise ValueError(f"no training images left: {len(xv)} of {len(xv)} are held out for validation "
                          "(lower --val-split or raise --limit)")
     classes = int(max(y.max(), yt.max() if len(yt) else 0)) + 1
-    model = build_model(args.model, x.shape[1:], classes)
+    base_layers, unfreeze_at = None, getattr(args, "unfreeze_after", None)
+    if getattr(args, "weights", None) is not None:  # fine-tuning: the family's input scaling, a new head
+        prep = pretrained_preprocess(args.model)
+        x, xv, xt = prep(x), prep(xv), prep(xt)
+        model, base_layers = build_pretrained(args.model, x.shape[1:], classes, args.weights)
+        if args.freeze_base:
+            set_base_trainable(base_layers, False)
+    else:
+        model = build_model(args.model, x.shape[1:], classes)
     model.compile(optimizer=make_optimizer(args.optimizer, args.lr), loss=make_loss(model), metrics=["accuracy"])
+
+    def unfreeze():
+        # Keras's recipe: unfreeze, recompile with a 10x lower learning rate.
+        set_base_trainable(base_layers, True)
+        lr = (args.lr if args.lr is not None else float(make_optimizer(args.optimizer, None).learning_rate)) / 10
+        model.compile(optimizer=make_optimizer(args.optimizer, lr), loss=make_loss(model), metrics=["accuracy"])
+        print(f"unfroze the base (BatchNormalization stays frozen) after epoch {unfreeze_at}; learning rate {lr:g}")
+    if found is not None and unfreeze_at is not None and found[0]["epoch"] >= unfreeze_at:
+        unfreeze()  # before the saved optimizer state is loaded into the recompiled model
     state_file, best_file = os.path.join(out, resume.STATE_FILE), os.path.join(out, "best.weights.npz")
     if found is None:
         state = {"epoch": 0, "history": {}, "best": -np.inf, "epoch_seconds": []}
@@ -270,6 +351,8 @@ def cmd_train(args):
     state["arguments"] = resume.run_arguments(args, dname)
     try:
         for epoch in range(state["epoch"], args.epochs):
+            if unfreeze_at is not None and epoch == unfreeze_at:
+                unfreeze()
             t0 = time.perf_counter()
             # augmentation makes a fresh copy per epoch, in chunks to keep temporaries small
             xe = x if aug is None else np.concatenate([aug(x[i:i + 4096])[0] for i in range(0, len(x), 4096)])
@@ -300,6 +383,8 @@ def cmd_train(args):
     run = {"model": args.model, "dataset": dname, "backend": args.backend, "epochs": args.epochs,
            "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
            "seed": args.seed, "limit": args.limit, "augment": args.augment, "classes": classes,
+           "weights": getattr(args, "weights", None), "image_size": list(x.shape[1:3]),
+           "color_mode": "rgb" if x.shape[-1] == 3 else "grayscale",
            "test_accuracy": test_acc, "best_" + monitor: float(state["best"]),
            "epoch_seconds": seconds, "command": "fastconv " + " ".join(args.argv)}
     with atomic_write(os.path.join(out, "run.json"), "w") as f:
@@ -331,8 +416,14 @@ def cmd_evaluate(args):
         raise ValueError(f"cannot read {run_file}: {e}") from None
     import fastconv
     fastconv.set_backend(run.get("backend", "cpu"))
-    _, (xt, yt), dname = load_dataset(args.dataset or run["dataset"], run.get("seed", 0), run.get("limit"))
-    model = build_model(run["model"], xt.shape[1:], int(run.get("classes", int(yt.max()) + 1)))
+    _, (xt, yt), dname = load_dataset(args.dataset or run["dataset"], run.get("seed", 0), run.get("limit"),
+                                      tuple(run.get("image_size", (28, 28))), run.get("color_mode", "grayscale"))
+    classes = int(run.get("classes", int(yt.max()) + 1))
+    if run.get("weights"):  # a fine-tuned application: same architecture, inputs scaled as in training
+        xt = pretrained_preprocess(run["model"])(xt)
+        model, _ = build_pretrained(run["model"], xt.shape[1:], classes, None)
+    else:
+        model = build_model(run["model"], xt.shape[1:], classes)
     model.load_weights(args.checkpoint)
     acc = float(np.mean(_predict_classes(model, xt, args.batch_size) == yt))
     print(f"{run['model']} on {dname}: test accuracy {acc:.4f} ({len(xt)} images)")

@@ -336,14 +336,19 @@ class Model(Layer):
         return json.dumps(serialize(self), **kwargs)
 
     def save_weights(self, filepath, overwrite=True):
+        """Write every weight: `.weights.h5`/`.h5` in Keras 3's HDF5 layout (Keras loads it),
+        anything else as fastconv's .npz."""
         from ..saving import save_weights
         save_weights(self, filepath, overwrite=overwrite)
 
-    def load_weights(self, filepath, strict=True, skip_mismatch=False):
-        """Load a save_weights file. strict (default): any missing, unexpected or wrongly shaped
-        key is an error listing them all; strict=False / skip_mismatch=True loads what matches."""
+    def load_weights(self, filepath, by_name=False, skip_mismatch=False, strict=True):
+        """Load a save_weights file, or a Keras HDF5 weights file (legacy application files and
+        Keras 3 `.weights.h5`). strict (default): any missing, unexpected or wrongly shaped
+        layer/key is an error listing them all and nothing is assigned; strict=False /
+        skip_mismatch=True loads what matches. by_name (HDF5 only, as Keras): load the layers
+        whose names match and leave the others."""
         from ..saving import load_weights
-        return load_weights(self, filepath, strict=strict and not skip_mismatch)
+        return load_weights(self, filepath, strict=strict and not skip_mismatch, by_name=by_name)
 
 
 def _chains(plan):

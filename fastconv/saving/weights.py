@@ -65,8 +65,16 @@ def weight_arrays(model):
     return {k: np.asarray(v.numpy()) for k, v in weight_paths(model).items()}
 
 
+def is_hdf5_path(filepath):
+    """Keras's HDF5 weight files: `.h5`, `.hdf5` (`.weights.h5` included)."""
+    return os.fspath(filepath).lower().endswith((".h5", ".hdf5"))
+
+
 def save_weights(model, filepath, overwrite=True):
     filepath = os.fspath(filepath)
+    if is_hdf5_path(filepath):
+        from .keras_h5 import save_keras_h5  # h5py is optional: imported only for HDF5 files
+        return save_keras_h5(model, filepath, overwrite=overwrite)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False")
     arrays = weight_arrays(model)
@@ -109,10 +117,17 @@ def convert_arrays(named_variables, stored, source):
     return out
 
 
-def load_weights(model, filepath, strict=True):
+def load_weights(model, filepath, strict=True, by_name=False):
     """Assign the file's arrays to the model's weights; returns LoadStatus of what did not match.
-    Nothing is assigned unless every array to be loaded is valid."""
+    Nothing is assigned unless every array to be loaded is valid. HDF5 files (.h5, .hdf5) are
+    read as Keras weight files (saving/keras_h5.py); by_name applies to those only."""
     _require_built(model)
+    if is_hdf5_path(filepath):
+        from .keras_h5 import load_keras_h5
+        return load_keras_h5(model, filepath, by_name=by_name, skip_mismatch=not strict)
+    if by_name:
+        raise ValueError(f"by_name=True applies to Keras HDF5 files (.h5); {os.fspath(filepath)} is an "
+                         ".npz, which is always matched by path")
     stored = read_npz(filepath)
     mine = weight_paths(model)
     missing = [k for k in mine if k not in stored]

@@ -4,13 +4,17 @@ from .densenet import DenseBlock, TransitionBlock, densenet121, densenet169, den
 from .googlenet import InceptionBlock, googlenet  # noqa: F401
 from .lenet import lenet5  # noqa: F401
 from .mobilenet import DepthwiseSeparableBlock, mobilenet  # noqa: F401
+from .mobilenet_v2 import InvertedResidualBlock, mobilenet_v2  # noqa: F401
 from .resnet import (  # noqa: F401
     BottleneckBlock, ResidualBlock, resnet18, resnet20, resnet32, resnet34, resnet50, resnet56, resnet101, resnet152)
+from .resnet_v2 import PreactBottleneckBlock, resnet50_v2, resnet101_v2, resnet152_v2  # noqa: F401
 from .vgg import vgg11, vgg13, vgg16, vgg19  # noqa: F401
 
 __all__ = [
-    "alexnet", "nin", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet", "lenet5", "mobilenet",
+    "alexnet", "nin", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet", "lenet5", "mobilenet", "mobilenet_v2",
+    "resnet50_v2", "resnet101_v2", "resnet152_v2",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20", "resnet32", "resnet56",
     "densenet121", "densenet169", "densenet201", "small_densenet",
     "ResidualBlock", "BottleneckBlock", "InceptionBlock", "DenseBlock", "TransitionBlock", "DepthwiseSeparableBlock",
+    "InvertedResidualBlock", "PreactBottleneckBlock",
 ]

@@ -17,6 +17,11 @@ def classifier_head(x, classes, include_top, pooling, activation="softmax", name
     return x
 
 
+def model_input(input_shape, input_tensor=None):
+    """The model's input: a new Input of input_shape, or the given Keras tensor (Keras's input_tensor)."""
+    return layers.Input(input_shape) if input_tensor is None else input_tensor
+
+
 def build(inputs, outputs, name):
     return Model(inputs, outputs, name=name)
 

@@ -3,7 +3,7 @@ from ... import layers
 from ...autograd import ops
 from ...engine.fusion import run_layers
 from ...layers import Layer
-from ._common import build, classifier_head
+from ._common import build, classifier_head, model_input
 
 
 class ResidualBlock(Layer):
@@ -21,16 +21,31 @@ class ResidualBlock(Layer):
         self.path = self.make_path()
         self.proj = None
 
-    def conv_bn(self, filters, kernel, strides=1):
-        return [layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=self.use_bias),
-                layers.BatchNormalization(epsilon=self.epsilon)]
+    def conv_bn(self, filters, kernel, strides=1, index=1):
+        # Keras applications' names (conv2_block1_1_conv, ..._0_conv for the projection), so
+        # that Keras weight files load by name.
+        return [layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=self.use_bias,
+                              name=f"{self.name}_{index}_conv"),
+                layers.BatchNormalization(epsilon=self.epsilon, name=f"{self.name}_{index}_bn")]
+
+    def relu(self, index):
+        return layers.ReLU(name=f"{self.name}_{index}_relu")
 
     def make_path(self):
-        return [*self.conv_bn(self.filters, 3, self.strides), layers.ReLU(), *self.conv_bn(self.filters, 3)]
+        return [*self.conv_bn(self.filters, 3, self.strides, 1), self.relu(1), *self.conv_bn(self.filters, 3, 1, 2)]
 
     def build(self, input_shape):
         if self.strides != 1 or input_shape[-1] != self.filters * self.expansion:
-            self.proj = self.conv_bn(self.filters * self.expansion, 1, self.strides)
+            self.proj = self.conv_bn(self.filters * self.expansion, 1, self.strides, index=0)
+
+    def _keras_layer_order(self):
+        """Sublayers in the order of Keras's flat model.layers (the projection's convolution
+        and BN sit between the last convolution's and the last BN's): Keras 3 weight files
+        number layers per class in that order."""
+        if not self.proj:
+            return list(self.path)
+        *head, conv, bn = self.path
+        return [*head, self.proj[0], conv, self.proj[1], bn]
 
     def call(self, x, training=None):
         y = run_layers(self.path, x, training)
@@ -49,40 +64,44 @@ class BottleneckBlock(ResidualBlock):
 
     def make_path(self):
         f = self.filters
-        return [*self.conv_bn(f, 1, self.strides), layers.ReLU(), *self.conv_bn(f, 3), layers.ReLU(),
-                *self.conv_bn(4 * f, 1)]
+        return [*self.conv_bn(f, 1, self.strides, 1), self.relu(1), *self.conv_bn(f, 3, 1, 2), self.relu(2),
+                *self.conv_bn(4 * f, 1, 1, 3)]
 
 
 def _stem(x, stem, filters, use_bias):
-    if stem == "imagenet":
-        x = layers.ZeroPadding2D(3)(x)
-        x = layers.Conv2D(filters, 7, strides=2, use_bias=use_bias)(x)
-        x = layers.BatchNormalization(epsilon=1.001e-5 if use_bias else 1e-5)(x)
-        x = layers.ReLU()(x)
-        x = layers.ZeroPadding2D(1)(x)
-        return layers.MaxPooling2D(3, 2)(x)
+    eps = 1.001e-5 if use_bias else 1e-5
+    if stem == "imagenet":  # Keras applications' layer names
+        x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
+        x = layers.Conv2D(filters, 7, strides=2, use_bias=use_bias, name="conv1_conv")(x)
+        x = layers.BatchNormalization(epsilon=eps, name="conv1_bn")(x)
+        x = layers.ReLU(name="conv1_relu")(x)
+        x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        return layers.MaxPooling2D(3, 2, name="pool1_pool")(x)
     if stem == "cifar":
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=use_bias)(x)
-        x = layers.BatchNormalization(epsilon=1.001e-5 if use_bias else 1e-5)(x)
-        return layers.ReLU()(x)
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=use_bias, name="conv1_conv")(x)
+        x = layers.BatchNormalization(epsilon=eps, name="conv1_bn")(x)
+        return layers.ReLU(name="conv1_relu")(x)
     raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
 
 
-def resnet(block, blocks_per_stage, widths, input_shape, classes, include_top, pooling, stem, name):
-    """A ResNet from a block class, blocks per stage and stage widths (stride 2 from stage 2)."""
+def resnet(block, blocks_per_stage, widths, input_shape, classes, include_top, pooling, stem, name,
+           classifier_activation="softmax", input_tensor=None):
+    """A ResNet from a block class, blocks per stage and stage widths (stride 2 from stage 2).
+    Blocks are named as Keras applications names them (conv2_block1, ...)."""
     use_bias = block is BottleneckBlock
-    inputs = layers.Input(input_shape)
+    inputs = model_input(input_shape, input_tensor)
     x = _stem(inputs, stem, widths[0] if stem == "cifar" and block is ResidualBlock else 64, use_bias)
     for stage, (n, width) in enumerate(zip(blocks_per_stage, widths)):
         for i in range(n):
-            x = block(width, strides=2 if stage > 0 and i == 0 else 1)(x)
-    return build(inputs, classifier_head(x, classes, include_top, pooling), name)
+            x = block(width, strides=2 if stage > 0 and i == 0 else 1, name=f"conv{stage + 2}_block{i + 1}")(x)
+    return build(inputs, classifier_head(x, classes, include_top, pooling, classifier_activation), name)
 
 
 def _imagenet_resnet(block, counts, doc_name):
     def constructor(input_shape=(224, 224, 3), classes=1000, include_top=True, pooling=None, stem="imagenet",
-                    name=doc_name):
-        return resnet(block, counts, (64, 128, 256, 512), input_shape, classes, include_top, pooling, stem, name)
+                    name=doc_name, classifier_activation="softmax", input_tensor=None):
+        return resnet(block, counts, (64, 128, 256, 512), input_shape, classes, include_top, pooling, stem, name,
+                      classifier_activation, input_tensor)
     constructor.__name__ = doc_name
     return constructor
 
