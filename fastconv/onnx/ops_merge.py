@@ -29,7 +29,8 @@ def _elementwise(g, layer, inputs):
     y = _fold(g, _OPS[type(layer)], [v.name for v in values], layer.name)
     if isinstance(layer, Average):
         y = g.op("Mul", [y, g.const(np.float32(1.0 / len(values)), f"{layer.name}/inv_n")], f"{layer.name}/mean")
-    return Value(y, values[0].layout, values[0].shape)
+    # Keras's Multiply/Add broadcast (e.g. a squeeze-and-excitation scale (N, 1, 1, C)); ONNX's too.
+    return Value(y, values[0].layout, layer.compute_output_shape([v.shape for v in values]))
 
 
 @register(Concatenate)

@@ -8,6 +8,7 @@ from ..engine.functional import Functional
 from ..engine.sequential import Sequential
 from ..layers.input_layer import InputLayer, KerasTensor
 from ..layers.layer import flatten, map_structure
+from ..models import zoo
 from ..models.zoo import DenseBlock, DepthwiseSeparableBlock, InceptionBlock, ResidualBlock, TransitionBlock
 from .graph import Value
 from .registry import export_layer, export_sequence, register, unsupported
@@ -89,3 +90,36 @@ def _transition(g, block, x):
 @register(DepthwiseSeparableBlock)
 def _depthwise_separable(g, block, x):
     return export_sequence(g, block.seq, x)
+
+
+def _add(g, a, b, name):
+    a, b = g.same_layout([a, b])
+    return Value(g.op("Add", [a.name, b.name], f"{name}/add"), a.layout, a.shape)
+
+
+def _inverted_residual(g, block, x):
+    """MobileNetV2's block: expand, pad, depthwise, project, plus the input when it fits."""
+    y = export_sequence(g, block.expand, x)
+    if block.pad is not None:
+        y = export_layer(g, block.pad, y)
+    y = export_sequence(g, block.project, export_sequence(g, block.depthwise, y))
+    return _add(g, x, y, block.name) if block.residual else y
+
+
+def _preact_bottleneck(g, block, x):
+    """ResNetV2's block: shared BN-ReLU pre-activation, shortcut conv / 1x1 max-pool / identity."""
+    pre = export_sequence(g, block.preact, x)
+    if block.conv_shortcut is not None:
+        shortcut = export_layer(g, block.conv_shortcut, pre)
+    elif block.pool_shortcut is not None:
+        shortcut = export_layer(g, block.pool_shortcut, x)
+    else:
+        shortcut = x
+    return _add(g, shortcut, export_sequence(g, block.path, pre), block.name)
+
+
+# Blocks of the Keras-applications families (MobileNetV2, ResNetV2), where the zoo has them.
+for _class_name, _exporter in (("InvertedResidualBlock", _inverted_residual),
+                               ("PreactBottleneckBlock", _preact_bottleneck)):
+    if hasattr(zoo, _class_name):
+        register(getattr(zoo, _class_name))(_exporter)
