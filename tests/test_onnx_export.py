@@ -182,6 +182,19 @@ LAYER_CASES = [
     ("softmax_axis1", lambda: layers.Softmax(axis=1), (4, 5, 3)),
     ("rescaling", lambda: layers.Rescaling(1 / 255.0, offset=-0.5), (4, 4, 3)),
     ("rescaling_per_channel", lambda: layers.Rescaling([1.0, 2.0, 0.5]), (4, 4, 3)),
+    ("layer_norm", lambda: layers.LayerNormalization(), (4, 5, 3)),
+    ("layer_norm_hw_axes", lambda: layers.LayerNormalization(axis=(1, 2), epsilon=1e-2), (4, 5, 3)),
+    ("layer_norm_vectors", lambda: layers.LayerNormalization(axis=-1), (7,)),
+    ("center_crop", lambda: layers.CenterCrop(3, 4), (6, 7, 2)),
+    ("center_crop_smaller_resizes", lambda: layers.CenterCrop(8, 5), (6, 7, 2)),
+    ("random_crop_at_inference", lambda: layers.RandomCrop(3, 3), (6, 5, 2)),
+    ("resizing_bilinear_down", lambda: layers.Resizing(4, 3), (7, 9, 2)),
+    ("resizing_bilinear_up", lambda: layers.Resizing(9, 11), (4, 5, 2)),
+    ("resizing_nearest", lambda: layers.Resizing(5, 7, interpolation="nearest"), (7, 4, 2)),
+    ("resizing_aspect_crop", lambda: layers.Resizing(4, 4, crop_to_aspect_ratio=True), (6, 9, 2)),
+    ("random_contrast_at_inference", lambda: layers.RandomContrast(0.5), (4, 4, 3)),
+    ("conv_softmax_channels", lambda: layers.Conv2D(4, 3, activation="softmax"), (5, 5, 2)),
+    ("conv_log_softmax_channels", lambda: layers.Conv2D(4, 1, activation="log_softmax"), (5, 5, 2)),
     ("normalization", lambda: layers.Normalization(mean=[0.1, 0.2, 0.3], variance=[1.0, 4.0, 0.25]), (4, 4, 3)),
 ]
 ACTIVATIONS = ["relu", "sigmoid", "tanh", "softmax", "log_softmax", "relu6", "elu", "selu", "leaky_relu",
@@ -193,6 +206,18 @@ ACTIVATIONS = ["relu", "sigmoid", "tanh", "softmax", "log_softmax", "relu6", "el
 @pytest.mark.parametrize("batch", [1, 3])
 def test_layer_round_trip(name, make, shape, batch, tmp_path):
     round_trip(one_layer(make(), shape), images(shape, seed_of(name), batch), tmp_path, seed=seed_of(name))
+
+
+IMAGE_CASES = [c for c in LAYER_CASES if len(c[2]) == 3]
+
+
+@pytest.mark.parametrize("name, make, shape", IMAGE_CASES, ids=[c[0] for c in IMAGE_CASES])
+def test_layer_after_conv_round_trip(name, make, shape, tmp_path):
+    """The same layers fed by a convolution, so their input is held in NCHW inside the graph
+    (axes, per-channel constants and crops must be mapped), not the graph's NHWC input."""
+    inputs = layers.Input(shape)
+    model = models.Model(inputs, make()(layers.Conv2D(shape[-1], 1)(inputs)))
+    round_trip(model, images(shape, seed_of(name, "conv")), tmp_path, seed=seed_of(name))
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -381,3 +406,27 @@ def test_import_fastconv_does_not_import_onnx():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime')))")
     result = run_python(["-c", code], capture_output=True, text=True)
     assert result.stdout.split("\n")[:2] == ["[]", "[]"], result.stdout + result.stderr
+
+
+def test_unknown_height_and_width(tmp_path):
+    """A fully convolutional model on Input((None, None, C)): 'same' becomes auto_pad
+    SAME_UPPER (TensorFlow's rule at run time); one file serves several image sizes."""
+    inputs = layers.Input((None, None, 3))
+    x = layers.Conv2D(4, 4, strides=2, padding="same", activation="relu")(inputs)
+    x = layers.MaxPooling2D(3, 2, padding="same")(x)
+    x = layers.DepthwiseConv2D(3, padding="same")(x)
+    model = models.Model(inputs, layers.GlobalAveragePooling2D()(layers.ZeroPadding2D(1)(x)))
+    randomize(model, 13)
+    fastconv.onnx.export(model, tmp_path / "any.onnx")
+    for size in ((9, 9), (12, 7)):
+        x = images(size + (3,), sum(size))
+        assert_close(run_onnx(tmp_path / "any.onnx", x)[0], model.predict(x, verbose=0))
+
+
+def test_bench_onnx_runs(capsys):
+    import sys
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # after site-packages
+    from benchmarks import bench_onnx
+    rows = bench_onnx.main(["--quick", "--threads", "1", "--repeats", "1", "--batches", "2"])
+    assert [r["case"] for r in rows] == ["LeNet-5 b2"] and rows[0]["max_abs_diff"] < 1e-4
+    assert "| LeNet-5 b2 |" in capsys.readouterr().out

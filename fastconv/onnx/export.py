@@ -19,7 +19,8 @@ from ..engine.model import Model
 from ..engine.sequential import Sequential
 from ..layers.layer import flatten
 from ..saving.atomic import atomic_write
-from . import ops_activation, ops_conv, ops_merge, ops_models, ops_norm, ops_pool, ops_shape  # noqa: F401 (registers)
+from . import (ops_activation, ops_conv, ops_merge, ops_models, ops_norm, ops_pool,  # noqa: F401 (they register)
+               ops_preprocessing, ops_shape)
 from .graph import GraphBuilder, Value
 from .ops_models import export_graph
 from .registry import export_sequence

@@ -1,5 +1,5 @@
 """Normalisation and rescaling at inference: BatchNormalization (moving statistics),
-Rescaling, Normalization.
+Rescaling, Normalization, and LayerNormalization.
 
 BatchNormalization on the channels of an image (or the features of a (N, C) batch) is ONNX's
 BatchNormalization node; on any other axis it is the same formula written as Mul and Add with
@@ -8,6 +8,7 @@ constants shaped to broadcast on that axis.
 import numpy as np
 
 from ..layers.batch_normalization import BatchNormalization
+from ..layers.layer_normalization import LayerNormalization
 from ..layers.normalization import EPSILON, Normalization
 from ..layers.rescaling import Rescaling
 from .graph import Value
@@ -57,4 +58,26 @@ def _normalization(g, layer, x):
         y = g.op("Add", [g.op("Mul", [x.name, std_c], f"{layer.name}/mul"), mean_c], f"{layer.name}/add")
     else:
         y = g.op("Div", [g.op("Sub", [x.name, mean_c], f"{layer.name}/sub"), std_c], f"{layer.name}/div")
+    return Value(y, x.layout, x.shape)
+
+
+@register(LayerNormalization)
+def _layer_normalization(g, layer, x):
+    # Written out (ReduceMean, not opset 17's LayerNormalization node) so that opsets 14-16
+    # and axes that are not the last ones work alike; the biased variance, as Keras.
+    name = layer.name
+    axes = sorted(x.nchw_axis(a) for a in layer._axes)
+    mean = g.op("ReduceMean", [x.name], f"{name}/mean", axes=axes, keepdims=1)
+    centred = g.op("Sub", [x.name, mean], f"{name}/centred")
+    var = g.op("ReduceMean", [g.op("Mul", [centred, centred], f"{name}/square")], f"{name}/var", axes=axes,
+               keepdims=1)
+    std = g.op("Sqrt", [g.op("Add", [var, g.const(np.float32(layer.epsilon), f"{name}/epsilon")], f"{name}/var_eps")],
+               f"{name}/std")
+    y = g.op("Div", [centred, std], f"{name}/normalised")
+    if layer.gamma is not None:
+        y = g.op("Mul", [y, g.broadcast_const(x, weights(layer.gamma).reshape(layer._bshape), f"{name}/gamma")],
+                 f"{name}/scale")
+    if layer.beta is not None:
+        y = g.op("Add", [y, g.broadcast_const(x, weights(layer.beta).reshape(layer._bshape), f"{name}/beta")],
+                 f"{name}/shift")
     return Value(y, x.layout, x.shape)
