@@ -430,3 +430,38 @@ def test_bench_onnx_runs(capsys):
     rows = bench_onnx.main(["--quick", "--threads", "1", "--repeats", "1", "--batches", "2"])
     assert [r["case"] for r in rows] == ["LeNet-5 b2"] and rows[0]["max_abs_diff"] < 1e-4
     assert "| LeNet-5 b2 |" in capsys.readouterr().out
+
+
+def test_shared_layer_weights_stored_once(tmp_path):
+    a, b = layers.Input((6, 6, 2)), layers.Input((6, 6, 2))
+    conv, dense = layers.Conv2D(3, 3, padding="same"), layers.Dense(4)
+    outs = [dense(layers.GlobalAveragePooling2D()(conv(t))) for t in (a, b)]
+    model = models.Model([a, b], layers.Subtract()(outs))
+    randomize(model, 14)
+    proto = fastconv.onnx.export(model, tmp_path / "siamese.onnx")
+    weights = [i for i in proto.graph.initializer if i.name.endswith(("/kernel", "/bias"))]
+    assert len(weights) == 4  # conv and dense kernel and bias, once each
+    xa, xb = images((6, 6, 2), 15), images((6, 6, 2), 16)
+    assert_close(run_onnx(tmp_path / "siamese.onnx", xa, xb)[0], model.predict([xa, xb], verbose=0))
+
+
+def test_register_an_exporter_for_a_custom_layer(tmp_path):
+    class Scale(layers.Layer):
+        def __init__(self, factor, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def call(self, x):
+            return x * self.factor
+
+        def compute_output_shape(self, shape):
+            return shape
+
+    @fastconv.onnx.register(Scale)
+    def _scale(g, layer, x):
+        y = g.op("Mul", [x.name, g.const(np.float32(layer.factor), f"{layer.name}/factor")], f"{layer.name}/mul")
+        return fastconv.onnx.Value(y, x.layout, x.shape)
+
+    inputs = layers.Input((5, 5, 2))
+    model = models.Model(inputs, Scale(3.0)(layers.Conv2D(2, 3)(inputs)))
+    round_trip(model, images((5, 5, 2), 17), tmp_path)

@@ -36,6 +36,7 @@ class GraphBuilder:
         self.nodes, self.initializers = [], []
         self._names = set()
         self._converted = {}  # (value name, layout) -> Value, so each transpose happens once
+        self._weights = {}  # (id(variable), form) -> initializer name: a shared layer's weights once
 
     def unique(self, base):
         base = "".join(c if c.isalnum() or c in "_./-" else "_" for c in str(base)) or "t"
@@ -51,6 +52,15 @@ class GraphBuilder:
         tensor = self.onnx.numpy_helper.from_array(array, self.unique(name))
         self.initializers.append(tensor)
         return tensor.name
+
+    def weight(self, variable, name, form="", convert=None):
+        """An initializer holding a layer's variable (optionally `convert`ed, e.g. HWIO -> OIHW,
+        `form` naming the conversion); a layer called several times stores it once."""
+        key = (id(variable), form)
+        if key not in self._weights:
+            array = np.asarray(variable.numpy(), np.float32)
+            self._weights[key] = self.const(array if convert is None else convert(array), name)
+        return self._weights[key]
 
     def ints(self, values, name):
         return self.const(np.asarray(values, np.int64), name, np.int64)

@@ -42,19 +42,25 @@ def _out_shape(layer, x):
     return layer.compute_output_shape(x.shape)
 
 
-def _conv(g, x, kernel_oihw, bias, attrs, name, group=1):
-    inputs = [x.name, g.const(kernel_oihw, f"{name}/kernel")]
-    if bias is not None:
-        inputs.append(g.const(bias, f"{name}/bias"))
+def _conv(g, x, kernel, bias, attrs, name, group=1):
+    """Conv of NCHW value x; kernel and bias are initializer names (bias may be None)."""
+    inputs = [x.name, kernel] + ([] if bias is None else [bias])
     return g.op("Conv", inputs, f"{name}/conv", group=group, **attrs)
+
+
+def _hwio_to_oihw(kernel):
+    return kernel.transpose(3, 2, 0, 1)  # groups split O as Keras does
+
+
+def _bias(g, layer):
+    return None if layer.bias is None else g.weight(layer.bias, f"{layer.name}/bias")
 
 
 @register(Conv2D)
 def _conv2d(g, layer, x):
     x = g.as_nchw(x, layer.name)
-    kernel = weights(layer.kernel).transpose(3, 2, 0, 1)  # HWIO -> OIHW (groups split O as Keras)
-    bias = None if layer.bias is None else weights(layer.bias)
-    y = _conv(g, x, kernel, bias, window_attrs(x, layer.kernel_size, layer.strides, layer.padding,
+    kernel = g.weight(layer.kernel, f"{layer.name}/kernel", "oihw", _hwio_to_oihw)
+    y = _conv(g, x, kernel, _bias(g, layer), window_attrs(x, layer.kernel_size, layer.strides, layer.padding,
                                                layer.dilation_rate), layer.name, layer.groups)
     return apply_activation(g, Value(y, "nchw", _out_shape(layer, x)), layer.activation, layer)
 
@@ -62,8 +68,9 @@ def _conv2d(g, layer, x):
 def _depthwise(g, layer, x, use_bias):
     kh, kw, c, m = layer.depthwise_kernel.shape
     # (kh, kw, C, M) -> (C*M, 1, kh, kw): output channel c*M + m, as Keras orders them.
-    kernel = weights(layer.depthwise_kernel).reshape(kh, kw, c * m).transpose(2, 0, 1)[:, None]
-    bias = weights(layer.bias) if use_bias and layer.bias is not None else None
+    kernel = g.weight(layer.depthwise_kernel, f"{layer.name}/depthwise_kernel", "oihw",
+                      lambda k: k.reshape(kh, kw, c * m).transpose(2, 0, 1)[:, None])
+    bias = _bias(g, layer) if use_bias else None
     attrs = window_attrs(x, layer.kernel_size, layer.strides, layer.padding, layer.dilation_rate)
     return _conv(g, x, kernel, bias, attrs, f"{layer.name}/depthwise", group=c)
 
@@ -80,9 +87,8 @@ def _separable_conv2d(g, layer, x):
     x = g.as_nchw(x, layer.name)
     shape = _out_shape(layer, x)
     depthwise = Value(_depthwise(g, layer, x, use_bias=False), "nchw", shape[:3] + (None,))
-    pointwise = weights(layer.pointwise_kernel).transpose(3, 2, 0, 1)
-    bias = None if layer.bias is None else weights(layer.bias)
-    y = _conv(g, depthwise, pointwise, bias, {"kernel_shape": [1, 1]}, f"{layer.name}/pointwise")
+    pointwise = g.weight(layer.pointwise_kernel, f"{layer.name}/pointwise_kernel", "oihw", _hwio_to_oihw)
+    y = _conv(g, depthwise, pointwise, _bias(g, layer), {"kernel_shape": [1, 1]}, f"{layer.name}/pointwise")
     return apply_activation(g, Value(y, "nchw", shape), layer.activation, layer)
 
 
@@ -104,9 +110,9 @@ def _conv2d_transpose(g, layer, x):
             pads.append((0, 0))
             extra.append(out - full)
     # Keras (kh, kw, filters, C_in) -> ONNX ConvTranspose (C_in, filters, kh, kw).
-    inputs = [x.name, g.const(weights(layer.kernel).transpose(3, 2, 0, 1), f"{layer.name}/kernel")]
+    inputs = [x.name, g.weight(layer.kernel, f"{layer.name}/kernel", "oihw", _hwio_to_oihw)]
     if layer.bias is not None:
-        inputs.append(g.const(weights(layer.bias), f"{layer.name}/bias"))
+        inputs.append(_bias(g, layer))
     attrs = {"kernel_shape": list(layer.kernel_size), "strides": list(layer.strides),
              "pads": [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]}
     if tuple(layer.dilation_rate) != (1, 1):
@@ -120,12 +126,12 @@ def _conv2d_transpose(g, layer, x):
 @register(Dense)
 def _dense(g, layer, x):
     x = g.as_keras(x)  # Dense acts on the last Keras axis
-    kernel = g.const(weights(layer.kernel), f"{layer.name}/kernel")
+    kernel = g.weight(layer.kernel, f"{layer.name}/kernel")
     if x.ndim == 2:
-        inputs = [x.name, kernel] + ([] if layer.bias is None else [g.const(weights(layer.bias), f"{layer.name}/bias")])
+        inputs = [x.name, kernel] + ([] if layer.bias is None else [_bias(g, layer)])
         y = g.op("Gemm", inputs, f"{layer.name}/gemm")
     else:
         y = g.op("MatMul", [x.name, kernel], f"{layer.name}/matmul")
         if layer.bias is not None:
-            y = g.op("Add", [y, g.const(weights(layer.bias), f"{layer.name}/bias")], f"{layer.name}/bias_add")
+            y = g.op("Add", [y, _bias(g, layer)], f"{layer.name}/bias_add")
     return apply_activation(g, Value(y, "keras", _out_shape(layer, x)), layer.activation, layer)
