@@ -31,7 +31,7 @@ from .config import (get_conv_algorithm, get_gemm_backend, get_num_threads, set_
 
 # Keras's face (`import fastconv as keras`): one missing-name hook per public module, set here so
 # the modules' own files stay free of it. Data sets, preprocessing and applications load on
-# first use: they are not needed to build and train a model.
+# first use: they are not needed to build and train a model (onnx needs the optional extra).
 from . import _missing, config  # noqa: E402
 
 for _module in (activations, callbacks, initializers, layers, losses, metrics, models, optimizers,
@@ -41,5 +41,5 @@ del _module
 _missing.install(config, hints=_missing.CONFIG_HINTS)
 __getattr__ = _missing.module_getattr(
     __name__, lazy={"applications": ".applications", "data": ".data", "datasets": ".datasets",
-                    "preprocessing": ".preprocessing"},
+                    "onnx": ".onnx", "preprocessing": ".preprocessing"},
     hints=_missing.TENSORFLOW_ONLY)

@@ -341,6 +341,14 @@ class Model(Layer):
         from ..saving import save_weights
         save_weights(self, filepath, overwrite=overwrite)
 
+    def export(self, filepath, format="onnx", opset=17, batch_size=None):
+        """Write the model for inference elsewhere. format="onnx" (the only one; Keras's
+        "tf_saved_model" needs TensorFlow): see fastconv.onnx.export."""
+        if format != "onnx":
+            raise ValueError(f"export: format must be 'onnx' (TensorFlow SavedModel is not provided), got {format!r}")
+        from .. import onnx
+        return onnx.export(self, filepath, opset=opset, batch_size=batch_size)
+
     def load_weights(self, filepath, by_name=False, skip_mismatch=False, strict=True):
         """Load a save_weights file, or a Keras HDF5 weights file (legacy application files and
         Keras 3 `.weights.h5`). strict (default): any missing, unexpected or wrongly shaped

@@ -1,0 +1,72 @@
+"""Preprocessing layers at inference: Resizing, CenterCrop, RandomCrop (a centre crop when not
+training, as in Keras), and the random augmentations, which are the identity at inference
+(RandomBrightness, RandomContrast, RandomFlip, RandomRotation, RandomZoom, RandomTranslation).
+
+Resizing is tf.image.resize without antialiasing: ONNX Resize with half-pixel centres for
+bilinear and floor((i + 0.5) * in / out) for nearest (tf_half_pixel_for_nn). The target size
+goes in as `sizes` (the batch axis read from the input at run time), never as a float scale
+that could round to the wrong length. Windows are cut from the static input size, so these
+layers need a known height and width.
+"""
+
+from ..layers._preprocessing import aspect_crop
+from ..layers.center_crop import CenterCrop
+from ..layers.random_brightness import RandomBrightness
+from ..layers.random_contrast import RandomContrast
+from ..layers.random_crop import RandomCrop
+from ..layers.resizing import Resizing
+from ..preprocessing import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
+from .graph import Value
+from .registry import register, unsupported
+
+
+def _static_hw(layer, x):
+    if None in x.shape[1:3]:
+        raise unsupported(layer, f"it needs a known input height and width, got input shape {x.shape}")
+    return x.shape[1], x.shape[2]
+
+
+def crop(g, x, top, left, height, width, name):
+    x = g.as_nchw(x, name)
+    y = g.op("Slice", [x.name, g.ints([top, left], f"{name}/starts"),
+                       g.ints([top + height, left + width], f"{name}/ends"), g.ints([2, 3], f"{name}/axes")],
+             f"{name}/crop")
+    return Value(y, "nchw", (x.shape[0], height, width, x.shape[3]))
+
+
+def resize(g, x, height, width, interpolation, name):
+    x = g.as_nchw(x, name)
+    batch_channels = g.op("Slice", [g.op("Shape", [x.name], f"{name}/shape"), g.ints([0], f"{name}/s0"),
+                                    g.ints([2], f"{name}/s2")], f"{name}/nc")
+    sizes = g.op("Concat", [batch_channels, g.ints([height, width], f"{name}/hw")], f"{name}/sizes", axis=0)
+    if interpolation == "bilinear":
+        attrs = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
+    else:
+        attrs = {"mode": "nearest", "coordinate_transformation_mode": "tf_half_pixel_for_nn", "nearest_mode": "floor"}
+    y = g.op("Resize", [x.name, "", "", sizes], f"{name}/resize", **attrs)
+    return Value(y, "nchw", (x.shape[0], height, width, x.shape[3]))
+
+
+def center_crop(g, layer, x):
+    h, w = _static_hw(layer, x)
+    if h >= layer.height and w >= layer.width:
+        return crop(g, x, (h - layer.height) // 2, (w - layer.width) // 2, layer.height, layer.width, layer.name)
+    x = crop(g, x, *aspect_crop(h, w, layer.height, layer.width), layer.name)
+    return resize(g, x, layer.height, layer.width, "bilinear", layer.name)
+
+
+register(CenterCrop, RandomCrop)(center_crop)
+
+
+@register(Resizing)
+def _resizing(g, layer, x):
+    if layer.crop_to_aspect_ratio:
+        x = crop(g, x, *aspect_crop(*_static_hw(layer, x), layer.height, layer.width), layer.name)
+    return resize(g, x, layer.height, layer.width, layer.interpolation, layer.name)
+
+
+@register(RandomBrightness, RandomContrast, RandomFlip, RandomRotation, RandomZoom, RandomTranslation)
+def _identity_at_inference(g, layer, x):
+    return x
+
+
