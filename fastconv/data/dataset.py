@@ -226,13 +226,15 @@ class Dataset:
             close = getattr(it, "close", None)
             if close is not None:
                 close()
-        spec = map_structure(_spec_of, first)
         stage = self
         while isinstance(stage, (_Prefetch, _Cache, _Repeat, _Take, _Skip, _Shuffle)):
             stage = stage._parent
-        if isinstance(stage, _Batch) and not stage.drop_remainder:
-            spec = map_structure(lambda s: TensorSpec((None,) + s.shape[1:], s.dtype), spec)
-        return spec
+        unknown_batch = isinstance(stage, _Batch) and not stage.drop_remainder
+
+        def spec(value):
+            s = _spec_of(value)
+            return TensorSpec((None,) + s.shape[1:], s.dtype) if unknown_batch else s
+        return map_structure(spec, first)
 
     def __repr__(self):
         n = self._cardinality()
@@ -278,7 +280,7 @@ class _Generator(Dataset):
         it = iter(self.generator())
         if self.signature is None:
             return (map_structure(np.asarray, e) for e in it)
-        dtypes = [s.dtype for s in leaves(self.signature)]
+        dtypes = [s.dtype for s in _spec_leaves(self.signature)]
 
         def cast(e):
             values = leaves(e)
@@ -288,6 +290,16 @@ class _Generator(Dataset):
             casts = iter(np.asarray(v, d) for v, d in zip(values, dtypes))
             return map_structure(lambda _: next(casts), e)
         return (cast(e) for e in it)
+
+
+def _spec_leaves(signature):
+    if isinstance(signature, TensorSpec):
+        return [signature]
+    if isinstance(signature, (tuple, list)):
+        return [s for v in signature for s in _spec_leaves(v)]
+    if isinstance(signature, dict):
+        return [s for v in signature.values() for s in _spec_leaves(v)]
+    raise TypeError(f"output_signature must be a structure of TensorSpec, got {type(signature).__name__}")
 
 
 class _Zip(Dataset):

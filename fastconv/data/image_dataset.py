@@ -26,7 +26,6 @@ import numpy as np
 from .. import random as _random
 from . import decode
 from .dataset import AUTOTUNE, Dataset
-from .parallel import default_workers
 
 ALLOWED_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
