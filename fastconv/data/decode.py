@@ -23,10 +23,18 @@ _PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
 SUPPORTED_INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3")
 
-try:
-    import simplejpeg as _simplejpeg
-except ImportError:  # optional: Pillow decodes JPEG too
-    _simplejpeg = None
+_simplejpeg = False  # not looked up yet: imported on the first decode (import fastconv stays light)
+
+
+def _jpeg_module():
+    global _simplejpeg
+    if _simplejpeg is False:
+        try:
+            import simplejpeg
+        except ImportError:  # optional: Pillow decodes JPEG too
+            simplejpeg = None
+        _simplejpeg = simplejpeg
+    return _simplejpeg
 
 
 class ImageDecodeError(ValueError):
@@ -61,11 +69,12 @@ def decode_image(data, channels=3):
     when they are not a readable image."""
     if channels not in _PIL_MODES:
         raise ValueError(f"channels must be 1, 3 or 4, got {channels!r}")
-    if _simplejpeg is not None and data[:2] == b"\xff\xd8" and channels != 4:
+    simplejpeg = _jpeg_module() if data[:2] == b"\xff\xd8" and channels != 4 else None
+    if simplejpeg is not None:
         try:
             # fastdct: TensorFlow's decode_jpeg default (INTEGER_FAST), so the pixels match
             # Keras's exactly (the accurate DCT differs by up to 4 levels)
-            a = _simplejpeg.decode_jpeg(data, colorspace="GRAY" if channels == 1 else "RGB", fastdct=True)
+            a = simplejpeg.decode_jpeg(data, colorspace="GRAY" if channels == 1 else "RGB", fastdct=True)
             return a if a.ndim == 3 else a[..., None]
         except ValueError:
             pass  # a JPEG simplejpeg cannot handle (or a corrupt one): Pillow decides
@@ -134,13 +143,10 @@ def _nearest(image, h, w):
 
 def crop_to_aspect_ratio(image, size):
     """The largest centred window of `image` with the aspect ratio of size=(height, width)
-    (Keras's smart_resize crop)."""
-    height, width = image.shape[:2]
-    th, tw = size
-    crop_h = min(height, int(float(width * th) / tw))
-    crop_w = min(width, int(float(height * tw) / th))
-    top, left = int(float(height - crop_h) / 2), int(float(width - crop_w) / 2)
-    return image[top:top + crop_h, left:left + crop_w]
+    (Keras's smart_resize crop; the same rule as the Resizing layer's)."""
+    from ..layers._preprocessing import aspect_crop
+    top, left, h, w = aspect_crop(image.shape[0], image.shape[1], *size)
+    return image[top:top + h, left:left + w]
 
 
 def resize_with_pad(image, size, interpolation="bilinear"):
