@@ -22,7 +22,7 @@ True
 """
 import numpy as np
 
-from .. import augment
+from ..data import augment
 from .. import random as _random
 from .._missing import module_getattr
 from ..autograd import Tensor
