@@ -253,3 +253,13 @@ def test_resume_refuses_another_rank_count():
     _check_same_ranks({}, 1)  # a state from before distributed runs: one process
     with pytest.raises(ValueError, match=r"trained on 2 process\(es\) and is continued on 4.*mpiexec -n 2"):
         _check_same_ranks({"ranks": 2}, 4)
+
+
+def test_scaling_model_is_the_ring_allreduce_formula():
+    from benchmarks.distribute_scale import BUCKET_BYTES, fit_local_link, ring_seconds
+    # 100 MB over 4 ranks at 1 GB/s: 2*3/4 * 0.1 s = 0.15 s, plus 2*3 messages x 4 buckets x 20 us.
+    assert ring_seconds(100_000_000, 4, 1e9) == pytest.approx(0.15 + 6 * 4 * 20e-6)
+    assert -(-100_000_000 // BUCKET_BYTES) == 4
+    rows = [{"bytes": b, "fastconv_s": b / 2e9 + 2 * 50e-6} for b in (1e3, 1e5, 1e7)]  # N=2: 2(N-1)/N = 1
+    bw, lat = fit_local_link(rows)
+    assert bw == pytest.approx(2e9, rel=1e-6) and lat == pytest.approx(50e-6, rel=1e-6)

@@ -128,3 +128,11 @@ def test_cli_train_two_ranks_then_resume_with_the_same_count_only(tmp_path):
     out, _ = mpirun(run + ["--epochs", "3", "--resume"], ranks=1)
     assert out.returncode == 2
     assert "trained on 2 process(es) and is continued on 1" in out.stderr
+
+
+def test_scaling_benchmark_quick_run(capsys):
+    from benchmarks import distribute_scale
+    assert distribute_scale.main(["--quick", "--steps", "1", "--mpiexec", MPIEXEC]) == 0
+    text = capsys.readouterr().out
+    assert "| 1024 |" in text and "2 ranks x 1 thread:" in text
+    assert text.count("%) |") == 3 * 6  # a row per rank count, a cell per network
