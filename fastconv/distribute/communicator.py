@@ -10,6 +10,9 @@ import time
 import numpy as np
 
 
+SPIN_S = 1.0
+
+
 class CollectiveTimeout(RuntimeError):
     """A collective did not complete within the strategy's timeout (another rank died, hangs
     or raised)."""
@@ -44,17 +47,21 @@ class MpiCommunicator:
         """Wait for every request; CollectiveTimeout after `timeout` seconds. Polling (Test)
         also drives MPI's progress for the other pending reductions."""
         requests = list(requests)
-        if self.MPI.Request.Testall(requests):
-            return
-        deadline, pause = time.monotonic() + self.timeout, 0.0
+        start = time.monotonic()
+        deadline, pause = start + self.timeout, 0.0
         while not self.MPI.Request.Testall(requests):
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise CollectiveTimeout(
                     f"rank {self.rank}: {what} did not complete within {self.timeout:g} s; another "
                     f"of the {self.size} ranks has died, hangs or raised (raise the strategy's "
                     "timeout= for very slow steps)")
-            time.sleep(pause)
-            pause = min(pause + 2e-5, 1e-3)  # spin first: most waits are short
+            # Spin first, as a blocking MPI call does (MPICH progresses a non-blocking
+            # reduction only inside MPI calls); after SPIN_S, back off so a rank waiting
+            # for a slow or dead peer does not burn a core.
+            if now - start > SPIN_S:
+                time.sleep(pause)
+                pause = min(pause + 1e-4, 1e-2)
 
     def progress(self, requests):
         """Let MPI move pending reductions forward (no wait)."""
