@@ -8,9 +8,15 @@ state and continues with the next epoch, giving the same weights as an uninterru
 same backend and thread count). Ctrl-C during an epoch stops cleanly; the state of the last
 finished epoch is already on disk.
 
+Started by an MPI launcher with several processes (``mpiexec -n 4 fastconv train ...``,
+``srun``), it trains data-parallel with fastconv.distribute.MultiWorkerMirroredStrategy
+(``--batch-size`` is the global batch); only rank 0 prints and writes files, and ``--resume``
+needs the same number of ranks as the run it continues.
+
 Arguments are checked before anything is read or written: a bad one is a ValueError (one line
 from the command, exit 2) and leaves no output folder behind.
 """
+import contextlib
 import json
 import math
 import os
@@ -272,6 +278,23 @@ def _check_out_folder(out):
         raise ValueError(f"cannot use {out} as the output folder: {path} is a file")
 
 
+def _launched_ranks():
+    """How many processes the MPI launcher started (1 when not launched by one): MPICH/Hydra
+    and Slurm's PMI set PMI_SIZE, Open MPI OMPI_COMM_WORLD_SIZE."""
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 1
+
+
+def _check_same_ranks(state, ranks):
+    saved = state.get("ranks", 1)
+    if saved != ranks:
+        raise ValueError(f"--resume: this run was trained on {saved} process(es) and is continued on "
+                         f"{ranks}; start it with the same count (mpiexec -n {saved}), or start a new run "
+                         "in a new --out (the data shards and the batch split depend on the count)")
+
+
 def _resume_state(args, out, dname):
     """The saved state to continue from (None for a new run), after checking that this command
     continues the same run."""
@@ -302,7 +325,16 @@ def cmd_train(args):
     out = args.out or os.path.join("runs", f"{args.model}-{os.path.basename(dname.rstrip('/'))}")
     _check_out_folder(out)
     found = _resume_state(args, out, dname)
+    ranks = _launched_ranks()
+    if found is not None:
+        _check_same_ranks(found[0], ranks)
     fastconv.set_backend(args.backend)
+    strategy = None
+    if ranks > 1:
+        from .distribute import MultiWorkerMirroredStrategy
+        strategy = MultiWorkerMirroredStrategy()
+        if not strategy.is_chief:
+            sys.stdout = open(os.devnull, "w")  # one log: rank 0's (errors still reach stderr)
     fastconv.set_seed(args.seed)
     (x, y), (xt, yt), dname = load_dataset(dname, args.seed, args.limit, args.image_size, args.color_mode)
     (x, y), (xv, yv) = split_validation(x, y, args.val_split, args.seed)
@@ -311,15 +343,17 @@ def cmd_train(args):
                          "(lower --val-split or raise --limit)")
     classes = int(max(y.max(), yt.max() if len(yt) else 0)) + 1
     base_layers, unfreeze_at = None, getattr(args, "unfreeze_after", None)
-    if getattr(args, "weights", None) is not None:  # fine-tuning: the family's input scaling, a new head
-        prep = pretrained_preprocess(args.model)
-        x, xv, xt = prep(x), prep(xv), prep(xt)
-        model, base_layers = build_pretrained(args.model, x.shape[1:], classes, args.weights)
-        if args.freeze_base:
-            set_base_trainable(base_layers, False)
-    else:
-        model = build_model(args.model, x.shape[1:], classes)
-    model.compile(optimizer=make_optimizer(args.optimizer, args.lr), loss=make_loss(model), metrics=["accuracy"])
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        if getattr(args, "weights", None) is not None:  # fine-tuning: the family's input scaling, a new head
+            prep = pretrained_preprocess(args.model)
+            x, xv, xt = prep(x), prep(xv), prep(xt)
+            model, base_layers = build_pretrained(args.model, x.shape[1:], classes, args.weights)
+            if args.freeze_base:
+                set_base_trainable(base_layers, False)
+        else:
+            model = build_model(args.model, x.shape[1:], classes)
+        model.compile(optimizer=make_optimizer(args.optimizer, args.lr), loss=make_loss(model), metrics=["accuracy"])
+    chief = strategy is None or strategy.is_chief
 
     def unfreeze():
         # Keras's recipe: unfreeze, recompile with a 10x lower learning rate.
@@ -336,7 +370,8 @@ def cmd_train(args):
         state, arrays = found
         resume.load_into(model, arrays, state_file)
         fr.set_state(state["random"])  # continue every random stream where it stopped
-    os.makedirs(out, exist_ok=True)
+    if chief:
+        os.makedirs(out, exist_ok=True)
     print(f"dataset {dname}: {len(x)} train, {len(xv)} validation, {len(xt)} test, "
           f"images {x.shape[1:]}, {classes} classes; backend {args.backend}; output {out}")
     if found is not None:
@@ -349,6 +384,7 @@ def cmd_train(args):
         from .training.data import stage_on_device
         x, y, fit_kw["validation_data"] = stage_on_device((x, y, fit_kw["validation_data"]))
     state["arguments"] = resume.run_arguments(args, dname)
+    state["ranks"] = ranks
     try:
         for epoch in range(state["epoch"], args.epochs):
             if unfreeze_at is not None and epoch == unfreeze_at:
@@ -362,14 +398,20 @@ def cmd_train(args):
                 state["history"].setdefault(k, []).append(v)
             if logs.get(monitor, -np.inf) > state["best"]:  # keep the best weights by validation accuracy
                 state["best"] = logs[monitor]
-                model.save_weights(best_file)
+                if chief:
+                    model.save_weights(best_file)
             state.update(epoch=epoch + 1, random=fr.get_state(), threads=fastconv.get_num_threads())
-            resume.save_state(state_file, model, state)
+            if chief:
+                resume.save_state(state_file, model, state)
     except KeyboardInterrupt:
+        if not chief:
+            return 130
         _history_files(out, state["history"], state["epoch_seconds"])
         print(f"\ninterrupted during epoch {state['epoch'] + 1}: {state['epoch']} finished epochs are "
               f"saved; continue with the same command plus --resume", file=sys.stderr)
         return 130
+    if not chief:
+        return 0  # the other ranks trained; rank 0 writes and tests
     history, seconds = state["history"], state["epoch_seconds"]
     model.save_weights(os.path.join(out, "last.weights.npz"))
     drawn = _history_files(out, history, seconds)

@@ -28,7 +28,6 @@ TENSORFLOW_ONLY = {
     "function": "fastconv has no graph compilation (tf.function); call the Python function directly",
     "mixed_precision": "fastconv computes in float32 (float64 accepted by the numpy backend); "
                        "mixed-precision policies are not provided",
-    "distribute": "fastconv has no distribution strategies yet; train on one device",
     "device": "fastconv has no device scopes; use fastconv.set_backend('cpu' | 'cuda')",
 }
 

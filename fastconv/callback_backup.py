@@ -21,6 +21,7 @@ BACKUP_FILE = "backup.npz"
 
 
 class BackupAndRestore(Callback):
+    chief_only = ("on_epoch_end", "on_train_end")  # every rank restores; the chief writes
     def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True, save_before_preemption=False):
         super().__init__()
         if not backup_dir:

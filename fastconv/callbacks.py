@@ -18,6 +18,10 @@ from .training.progbar import Progbar
 
 
 class Callback(_serialization.RecordsArguments):
+    # Data-parallel training (fastconv.distribute): True leaves the callback out on every rank
+    # but the chief; a tuple of hook names skips just those (the ones that write files).
+    chief_only = False
+
     def __init__(self):
         self.model = None
         self.params = {}
@@ -232,6 +236,8 @@ class ModelCheckpoint(Callback):
     (a .npz path); otherwise the whole model, `model.save` (a .keras path). A path whose
     extension does not fit raises at construction, not after the first epoch."""
 
+    chief_only = True  # writes files: only rank 0 under a distribution strategy
+
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", initial_value_threshold=None):
         super().__init__()
@@ -421,6 +427,8 @@ class CSVLogger(Callback):
     """Writes one row per epoch: 'epoch' then the log keys in sorted order. append=True adds
     to an existing file without repeating its header. The file is rewritten whole (atomically)
     after every epoch, so an interrupted run leaves a complete file, never half a row."""
+
+    chief_only = True  # writes files: only rank 0 under a distribution strategy
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()

@@ -25,6 +25,21 @@ def is_grad_enabled():
     return _grad_enabled.get()
 
 
+# Called with each leaf tensor the moment backward() has summed its final gradient (all its
+# uses lie earlier in the reverse order); data-parallel training starts reducing from here.
+_leaf_grad_hook = contextvars.ContextVar("fastconv_leaf_grad_hook", default=None)
+
+
+@contextlib.contextmanager
+def on_leaf_grad(hook):
+    """Inside this block, backward() calls `hook(leaf)` as soon as a leaf's .grad is final."""
+    token = _leaf_grad_hook.set(hook)
+    try:
+        yield
+    finally:
+        _leaf_grad_hook.reset(token)
+
+
 @contextlib.contextmanager
 def no_grad():
     """Inside this block ops record nothing (inference, optimizer updates)."""
@@ -112,7 +127,14 @@ class Tensor:
             raise RuntimeError("this graph was already backpropagated and its saved arrays freed; "
                                "run the forward pass again before calling backward()")
         grads = {id(self): grad}
-        for t in self._topological_order():
+        order, uses = self._topological_order()
+        hook = _leaf_grad_hook.get()
+
+        def finish_leaf(t, g):
+            t.grad = g if t.grad is None else t.grad + g
+            if hook is not None:
+                hook(t)
+        for t in order:
             g = grads.pop(id(t), None)
             if g is None:
                 continue
@@ -124,13 +146,24 @@ class Tensor:
                     raise RuntimeError("backward() reached a tensor whose graph was already "
                                        "backpropagated and freed; compute both outputs' loss "
                                        "first and call backward() once on their sum")
-                t.grad = g if t.grad is None else t.grad + g
+                finish_leaf(t, g)
                 continue
             for parent, pg in zip(node.parents, node.backward(g)):
-                if pg is None or not parent.requires_grad:
+                if not parent.requires_grad:
                     continue
-                prev = grads.get(id(parent))
-                grads[id(parent)] = pg if prev is None else prev + pg
+                if pg is not None:
+                    prev = grads.get(id(parent))
+                    grads[id(parent)] = pg if prev is None else prev + pg
+                if id(parent) in uses:
+                    # A leaf's gradient is final after its last use: finish it now, not at
+                    # its place in the order (often the very end), so a hook (data-parallel
+                    # reduction) can start while the rest of backward runs.
+                    uses[id(parent)] -= 1
+                    if uses[id(parent)] == 0:
+                        del uses[id(parent)]
+                        pg = grads.pop(id(parent), None)
+                        if pg is not None:
+                            finish_leaf(parent, pg)
             node.release()
             t._node = None
             t._is_leaf = False
@@ -138,7 +171,8 @@ class Tensor:
     _is_leaf = True
 
     def _topological_order(self):
-        order, seen, stack = [], set(), [(self, False)]
+        """(tensors in reverse topological order, {id(leaf): number of uses in the graph})."""
+        order, seen, stack, uses = [], set(), [(self, False)], {}
         while stack:
             t, expanded = stack.pop()
             if expanded:
@@ -149,8 +183,11 @@ class Tensor:
             seen.add(id(t))
             stack.append((t, True))
             if t._node is not None:
+                for p in t._node.parents:
+                    if p.requires_grad and p._node is None and p._is_leaf:
+                        uses[id(p)] = uses.get(id(p), 0) + 1
                 stack.extend((p, False) for p in t._node.parents if id(p) not in seen and p.requires_grad)
-        return reversed(order)
+        return reversed(order), uses
 
     # ---- operators (implemented in ops/math.py) ----
     def __add__(self, o): return _m().add(self, o)

@@ -175,6 +175,8 @@ class Model(Layer):
         metrics = [] if metrics is None else (list(metrics) if isinstance(metrics, (list, tuple)) else [metrics])
         self._compiled_metrics = [metrics_mod.get(m, loss=loss) for m in metrics]
         self._loss_tracker = _LossTracker()
+        from ..distribute.context import current_strategy
+        self._distribute_strategy = current_strategy()  # compiled in a strategy's scope: train with it
         self.compiled = True
 
     def _require_compiled(self):
@@ -251,7 +253,11 @@ class Model(Layer):
         variables = self.trainable_weights
         for v in variables:
             v.zero_grad()
-        loss.backward()
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is None:
+            loss.backward()
+        else:  # data parallel: gradients summed over the ranks during backward
+            strategy.backward(loss, variables)
         self.optimizer.apply_gradients([(v.grad, v) for v in variables if v.grad is not None])
         return self.compute_metrics(x, y, y_pred, sample_weight, loss)
 

@@ -17,6 +17,7 @@ from .input_layer import Input, InputLayer, KerasTensor  # noqa: F401
 from .lambda_layer import Lambda  # noqa: F401
 from .layer import Layer, clear_session  # noqa: F401
 from .layer_normalization import LayerNormalization  # noqa: F401
+from .sync_batch_normalization import SyncBatchNormalization  # noqa: F401
 from .leaky_relu import LeakyReLU  # noqa: F401
 from .merge import (  # noqa: F401
     Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average, concatenate, maximum, minimum,

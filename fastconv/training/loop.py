@@ -130,6 +130,10 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
             raise ValueError("validation_split needs array inputs; pass validation_data for iterables")
         (x, y, sample_weight), validation_data = train_validation_split((x, y, sample_weight), validation_split)
     train = make_iterator(x, y, sample_weight, batch_size, shuffle, steps_per_epoch)
+    strategy = getattr(model, "_distribute_strategy", None)
+    if strategy is not None:  # data parallel (fastconv/distribute): this rank's shard, chief-only output
+        train = strategy.shard(train, x)
+        verbose, callbacks = (verbose if strategy.is_chief else 0), strategy.chief_callbacks(callbacks)
     val = None
     if validation_data is not None:
         val = _validation_iterator(validation_data, validation_batch_size or batch_size, validation_steps)
@@ -140,6 +144,8 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     resumed = model.__dict__.pop("_resume_initial_epoch", None)
     if resumed is not None:
         initial_epoch = max(initial_epoch, resumed)
+    if strategy is not None:
+        strategy.prepare_fit(model, x)
     logs = {}
     for epoch in range(initial_epoch, epochs):
         _reset(model)
@@ -160,6 +166,8 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
                           "or a re-iterable object)", RuntimeWarning, stacklevel=2)
             break
         epoch_logs = _host_logs(batch_logs)
+        if strategy is not None:
+            epoch_logs = strategy.reduce_logs(epoch_logs, train.samples)
         if not model.stop_training:  # GPU values are first read here
             _check_loss(model, epoch_logs, epoch, None)
         if val is not None:

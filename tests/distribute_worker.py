@@ -1,0 +1,112 @@
+"""Training scenarios run under `mpiexec -n 2` by tests/test_distribute_mpi.py, and in one
+process by the same tests for the reference: `python tests/distribute_worker.py SCENARIO OUT`.
+
+Each scenario trains a small model from fixed seeds; rank 0 (or the single process) writes
+its weights to OUT/weights.npz. With a strategy, batch_size is the global batch.
+"""
+import os
+import sys
+import time
+
+import numpy as np
+
+import fastconv
+from fastconv import layers
+from fastconv.models import zoo
+
+GLOBAL_BATCH = 16
+
+
+def data(n, shape, classes, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n,) + shape).astype(np.float32)
+    y = rng.integers(0, classes, n)
+    return x, y
+
+
+def build(name):
+    if name == "lenet5":
+        return zoo.lenet5(), (28, 28, 1)
+    # ResNet-20 at 8x8 (a few steps on 2 cores); "resnet20_sync" with SyncBatchNormalization.
+    if name == "resnet20_sync":
+        original = layers.BatchNormalization
+        layers.BatchNormalization = layers.SyncBatchNormalization
+        try:
+            return zoo.resnet20(input_shape=(8, 8, 3)), (8, 8, 3)
+        finally:
+            layers.BatchNormalization = original
+    return zoo.resnet20(input_shape=(8, 8, 3)), (8, 8, 3)
+
+
+def train(name, out, strategy=None, n=48, epochs=1, callbacks=None):
+    """Train `name` on n samples (3 global steps of 16 per epoch); returns the History."""
+    fastconv.set_seed(7)
+    x, y = data(n, build_shape(name), 10, seed=3)
+    with strategy.scope() if strategy is not None else _nothing():
+        model, _ = build(name)
+        model.compile(optimizer=fastconv.optimizers.SGD(0.01, momentum=0.9),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if strategy is not None and strategy.rank != 0:
+        _perturb(model)  # the broadcast of rank 0's weights must undo this
+    hist = model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=epochs, verbose=0, callbacks=callbacks)
+    if strategy is None or strategy.is_chief:
+        np.savez(os.path.join(out, "weights.npz"), *[np.asarray(w) for w in model.get_weights()])
+        np.savez(os.path.join(out, "history.npz"), **{k: np.asarray(v) for k, v in hist.history.items()})
+    return hist
+
+
+def build_shape(name):
+    return (28, 28, 1) if name == "lenet5" else (8, 8, 3)
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _perturb(model):
+    for v in model.trainable_weights:
+        v.assign(v.numpy() + 1.0)
+
+
+def main(scenario, out):
+    from fastconv.distribute import MultiWorkerMirroredStrategy
+    if scenario in ("lenet5", "resnet20_sync", "resnet20_local"):
+        train(scenario.replace("_local", ""), out, MultiWorkerMirroredStrategy(bucket_mb=0.05))  # several buckets
+    elif scenario == "shards":
+        strategy = MultiWorkerMirroredStrategy()
+        from fastconv.training.data import make_iterator
+        fastconv.set_seed(11)
+        x = np.arange(37, dtype=np.float32)[:, None]
+        it = strategy.shard(make_iterator(x, x, batch_size=8, shuffle=True), x)
+        from fastconv import random as fr
+        fr.generator("shuffle")  # made equal on all ranks as fit does
+        seen = [np.asarray(xb[:, 0]) for xb, _, _ in it]
+        counts = strategy.communicator.allreduce_sum(np.array([it.samples], np.int64))
+        np.save(os.path.join(out, f"shard{strategy.rank}.npy"), np.concatenate(seen))
+        if strategy.is_chief:
+            np.save(os.path.join(out, "count.npy"), counts)
+    elif scenario == "callbacks":
+        strategy = MultiWorkerMirroredStrategy()
+        folder = os.path.join(out, f"rank{strategy.rank}")
+        os.makedirs(folder)
+        cbs = [fastconv.callbacks.CSVLogger(os.path.join(folder, "log.csv")),
+               fastconv.callbacks.ModelCheckpoint(os.path.join(folder, "w.weights.npz"), monitor="loss"),
+               fastconv.callbacks.EarlyStopping(monitor="loss", patience=5)]
+        train("lenet5", out, strategy, callbacks=cbs, epochs=2)
+    elif scenario in ("raise", "hang"):
+        strategy = MultiWorkerMirroredStrategy(timeout=5.0)
+        if strategy.rank == 1:
+            if scenario == "raise":
+                raise RuntimeError("rank 1 fails on purpose")
+            time.sleep(120)  # never joins the weight broadcast: rank 0 must time out
+        train("lenet5", out, strategy)
+    else:
+        raise SystemExit(f"unknown scenario {scenario!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
