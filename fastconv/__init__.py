@@ -41,5 +41,5 @@ del _module
 _missing.install(config, hints=_missing.CONFIG_HINTS)
 __getattr__ = _missing.module_getattr(
     __name__, lazy={"applications": ".applications", "data": ".data", "datasets": ".datasets",
-                    "preprocessing": ".preprocessing"},
+                    "image": ".image", "preprocessing": ".preprocessing"},
     hints=_missing.TENSORFLOW_ONLY)

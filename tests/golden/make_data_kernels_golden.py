@@ -17,6 +17,8 @@ AFFINE_PARAMS = ((30.0, 0.0, 0.0, 0.0, 1.0, 1.0), (0.0, 2.5, -3.0, 0.0, 1.0, 1.0
                  (-45.0, 1.5, 2.0, 10.0, 1.2, 0.9))
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 BRIGHTNESS = (0.5, 1.0, 1.7)
+PAD_SIZES = ((8, 8), (20, 10), (5, 16))
+ASPECT_SIZES = ((6, 6), (4, 12), (12, 5))
 
 
 def inputs(seed=19):
@@ -34,6 +36,16 @@ def compute(arrays):
     for m in ("bilinear", "nearest", "area"):
         for h, w in RESIZE_SIZES:
             out[f"resize_{m}_{h}_{w}"] = tf.image.resize(arrays["resize_x"], (h, w), method=m).numpy()
+    import keras
+    xf = arrays["resize_x"].astype(np.float32)
+    for h, w in PAD_SIZES:
+        for m in ("bilinear", "nearest"):
+            out[f"with_pad_{m}_{h}_{w}"] = tf.image.resize_with_pad(xf, h, w, method=m).numpy()
+    for h, w in ASPECT_SIZES:
+        out[f"crop_aspect_{h}_{w}"] = np.asarray(keras.ops.image.resize(xf, (h, w), crop_to_aspect_ratio=True))
+        out[f"pad_aspect_{h}_{w}"] = np.asarray(keras.ops.image.resize(xf, (h, w), pad_to_aspect_ratio=True,
+                                                                       fill_value=3.0))
+        out[f"smart_{h}_{w}"] = np.asarray(keras.preprocessing.image.smart_resize(xf[0], (h, w)))
     try:
         import scipy  # noqa: F401 - Keras's affine transform needs it
     except ImportError:
