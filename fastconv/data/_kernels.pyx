@@ -9,6 +9,7 @@ module is the oracle the tests hold these to.
 """
 from cython.parallel cimport prange
 from libc.math cimport floor, floorf, ceilf
+from libc.string cimport memcpy
 
 ctypedef fused pixel_t:
     unsigned char
@@ -32,31 +33,46 @@ def resize_bilinear(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out,
     """TensorFlow's half-pixel bilinear: taps and weights per row/column precomputed by the
     caller (they are the same for every image)."""
     cdef Py_ssize_t n = x.shape[0], oh = out.shape[1], ow = out.shape[2], ch = x.shape[3]
-    cdef Py_ssize_t b, i, j, c
-    cdef float tl, tr, bl, br, top, bot
+    cdef Py_ssize_t b, i, j, c, a0, a1
+    cdef const pixel_t* r0
+    cdef const pixel_t* r1
+    cdef float* o
+    cdef float tl, tr, bl, br, top, bot, wx, wy
     for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
         for i in range(oh):
+            r0 = &x[b, y0[i], 0, 0]
+            r1 = &x[b, y1[i], 0, 0]
+            o = &out[b, i, 0, 0]
+            wy = fy[i]
             for j in range(ow):
+                a0 = x0[j] * ch
+                a1 = x1[j] * ch
+                wx = fx[j]
                 for c in range(ch):
-                    tl = <float>x[b, y0[i], x0[j], c]
-                    tr = <float>x[b, y0[i], x1[j], c]
-                    bl = <float>x[b, y1[i], x0[j], c]
-                    br = <float>x[b, y1[i], x1[j], c]
-                    top = tl + (tr - tl) * fx[j]
-                    bot = bl + (br - bl) * fx[j]
-                    out[b, i, j, c] = top + (bot - top) * fy[i]
+                    tl = <float>r0[a0 + c]
+                    tr = <float>r0[a1 + c]
+                    bl = <float>r1[a0 + c]
+                    br = <float>r1[a1 + c]
+                    top = tl + (tr - tl) * wx
+                    bot = bl + (br - bl) * wx
+                    o[j * ch + c] = top + (bot - top) * wy
 
 
 def gather_rows_cols(const pixel_t[:, :, :, ::1] x, pixel_t[:, :, :, ::1] out,
                      const long long[::1] rows, const long long[::1] cols, int num_threads):
     """out[b, i, j] = x[b, rows[i], cols[j]]: nearest-neighbour resize."""
     cdef Py_ssize_t n = x.shape[0], oh = out.shape[1], ow = out.shape[2], ch = x.shape[3]
-    cdef Py_ssize_t b, i, j, c
+    cdef Py_ssize_t b, i, j, c, a
+    cdef const pixel_t* r
+    cdef pixel_t* o
     for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
         for i in range(oh):
+            r = &x[b, rows[i], 0, 0]
+            o = &out[b, i, 0, 0]
             for j in range(ow):
+                a = cols[j] * ch
                 for c in range(ch):
-                    out[b, i, j, c] = x[b, rows[i], cols[j], c]
+                    o[j * ch + c] = r[a + c]
 
 
 def resize_area(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, float sy, float sx, int num_threads):
@@ -67,6 +83,7 @@ def resize_area(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, float sy
     cdef Py_ssize_t b, i, j, c, yy, xx
     cdef float iy0, iy1, ix0, ix1, wy, wx, s, srow, norm = 1.0 / (sy * sx)
     cdef long long ys, ye, xs, xe
+    cdef const pixel_t* r
     for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
         for i in range(oh):
             iy0 = i * sy
@@ -82,27 +99,35 @@ def resize_area(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, float sy
                     s = 0
                     for yy in range(ys, ye):
                         wy = (yy + 1 if yy + 1 < iy1 else iy1) - (yy if yy > iy0 else iy0)
+                        r = &x[b, _clampi(yy, h), 0, 0]
                         srow = 0
                         for xx in range(xs, xe):
                             wx = (xx + 1 if xx + 1 < ix1 else ix1) - (xx if xx > ix0 else ix0)
-                            srow = srow + wx * <float>x[b, _clampi(yy, h), _clampi(xx, w), c]
+                            srow = srow + wx * <float>r[_clampi(xx, w) * ch + c]
                         s = s + wy * srow
                     out[b, i, j, c] = s * norm
 
 
 def crop_flip(const pixel_t[:, :, :, ::1] x, pixel_t[:, :, :, ::1] out, const long long[::1] top,
-              const long long[::1] left, const unsigned char[::1] hflip, const unsigned char[::1] vflip, int num_threads):
+              const long long[::1] left, const unsigned char[::1] hflip, const unsigned char[::1] vflip,
+              int num_threads):
     """out[b] = the (oh, ow) window of x[b] at (top[b], left[b]), mirrored left-right where
     hflip[b] and up-down where vflip[b] (one pass: cropping and flipping are both copies)."""
     cdef Py_ssize_t n = x.shape[0], oh = out.shape[1], ow = out.shape[2], ch = x.shape[3]
-    cdef Py_ssize_t b, i, j, c, si, sj
+    cdef Py_ssize_t b, i, j, c, si
+    cdef const pixel_t* r
+    cdef pixel_t* o
     for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
         for i in range(oh):
             si = top[b] + (oh - 1 - i if vflip[b] else i)
-            for j in range(ow):
-                sj = left[b] + (ow - 1 - j if hflip[b] else j)
-                for c in range(ch):
-                    out[b, i, j, c] = x[b, si, sj, c]
+            r = &x[b, si, left[b], 0]
+            o = &out[b, i, 0, 0]
+            if hflip[b]:
+                for j in range(ow):
+                    for c in range(ch):
+                        o[j * ch + c] = r[(ow - 1 - j) * ch + c]
+            else:
+                memcpy(o, r, ow * ch * sizeof(pixel_t))
 
 
 cdef inline double _wrap_coord(double v, Py_ssize_t n) noexcept nogil:
@@ -138,15 +163,19 @@ def warp_affine(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, const do
     cdef Py_ssize_t b, i, j, c
     cdef double sr, sc, fr, fc, v
     cdef long long r0, c0, r1, c1
+    cdef const pixel_t* img
+    cdef float* o
     for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        img = &x[b, 0, 0, 0]
         for i in range(oh):
+            o = &out[b, i, 0, 0]
             for j in range(ow):
                 sr = m[b, 0, 0] * i + m[b, 0, 1] * j + m[b, 0, 2]
                 sc = m[b, 1, 0] * i + m[b, 1, 1] * j + m[b, 1, 2]
                 if mode == CONSTANT:
                     if sr < 0 or sr > h - 1 or sc < 0 or sc > w - 1:
                         for c in range(ch):
-                            out[b, i, j, c] = <float>cval
+                            o[j * ch + c] = <float>cval
                         continue
                 elif mode == NEAREST:
                     sr = 0 if sr < 0 else (h - 1 if sr > h - 1 else sr)
@@ -170,10 +199,12 @@ def warp_affine(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, const do
                     r1 = _clampi(r1, h)
                     c0 = _clampi(c0, w)
                     c1 = _clampi(c1, w)
+                r0 = r0 * w
+                r1 = r1 * w
                 for c in range(ch):
-                    v = ((1 - fr) * ((1 - fc) * <double>x[b, r0, c0, c] + fc * <double>x[b, r0, c1, c])
-                         + fr * ((1 - fc) * <double>x[b, r1, c0, c] + fc * <double>x[b, r1, c1, c]))
-                    out[b, i, j, c] = <float>v
+                    v = ((1 - fr) * ((1 - fc) * <double>img[(r0 + c0) * ch + c] + fc * <double>img[(r0 + c1) * ch + c])
+                         + fr * ((1 - fc) * <double>img[(r1 + c0) * ch + c] + fc * <double>img[(r1 + c1) * ch + c]))
+                    o[j * ch + c] = <float>v
 
 
 def color_jitter(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, const float[::1] brightness,
@@ -181,29 +212,34 @@ def color_jitter(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, const f
     """out = clip((x - mean) * contrast[b] + mean + brightness[b], lo, hi), mean taken per image
     and channel (tf.image.adjust_contrast's rule, then adjust_brightness)."""
     cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], ch = x.shape[3]
-    cdef Py_ssize_t b, i, j, c
+    cdef Py_ssize_t b, p, c, npix = h * w
     cdef double acc
     cdef float mean, v
+    cdef const pixel_t* img
+    cdef float* o
     for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        img = &x[b, 0, 0, 0]
+        o = &out[b, 0, 0, 0]
         for c in range(ch):
             acc = 0
-            for i in range(h):
-                for j in range(w):
-                    acc = acc + <double>x[b, i, j, c]
-            mean = <float>(acc / (h * w))
-            for i in range(h):
-                for j in range(w):
-                    v = (<float>x[b, i, j, c] - mean) * contrast[b] + mean + brightness[b]
-                    out[b, i, j, c] = lo if v < lo else (hi if v > hi else v)
+            for p in range(npix):
+                acc = acc + <double>img[p * ch + c]
+            mean = <float>(acc / npix)
+            for p in range(npix):
+                v = (<float>img[p * ch + c] - mean) * contrast[b] + mean + brightness[b]
+                o[p * ch + c] = lo if v < lo else (hi if v > hi else v)
 
 
 def to_float(const unsigned char[:, :, :, ::1] x, float[:, :, :, ::1] out, float rescale,
              const float[::1] mean, const float[::1] inv_std, int num_threads):
     """out = (x * rescale - mean[c]) * inv_std[c]."""
     cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], ch = x.shape[3]
-    cdef Py_ssize_t b, i, j, c
+    cdef Py_ssize_t b, p, c, npix = h * w
+    cdef const unsigned char* img
+    cdef float* o
     for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-        for i in range(h):
-            for j in range(w):
-                for c in range(ch):
-                    out[b, i, j, c] = (<float>x[b, i, j, c] * rescale - mean[c]) * inv_std[c]
+        img = &x[b, 0, 0, 0]
+        o = &out[b, 0, 0, 0]
+        for p in range(npix):
+            for c in range(ch):
+                o[p * ch + c] = (<float>img[p * ch + c] * rescale - mean[c]) * inv_std[c]
