@@ -216,3 +216,13 @@ def test_color_jitter_and_to_float_formulas(impl):
 def test_bad_input_raises_clear_errors(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+def test_numpy_fallback_when_extension_missing(monkeypatch):
+    x = np.random.default_rng(5).integers(0, 256, (2, 6, 6, 3), dtype=np.uint8)
+    want = K.resize(x, (4, 5), implementation="numpy")
+    monkeypatch.setattr(K, "_compiled", None)
+    assert not K.compiled_available()
+    np.testing.assert_array_equal(K.resize(x, (4, 5)), want)  # "auto" falls back silently
+    with pytest.raises(ImportError, match="fastconv.data._kernels is not built"):
+        K.resize(x, (4, 5), implementation="cython")

@@ -280,6 +280,8 @@ def test_flow_from_directory_bad_input(tmp_path):
         it[0]
     with pytest.raises(ValueError, match="class_mode"):
         ImageDataGenerator().flow_from_directory(tmp_path, class_mode="onehot")
+    with pytest.raises(ValueError, match="interpolation must be one of"):
+        ImageDataGenerator().flow_from_directory(tmp_path, interpolation="cubic")
     with pytest.raises(ValueError, match="not sub-folders"):
         ImageDataGenerator().flow_from_directory(tmp_path, classes=["bad", "zebra"])
 

@@ -20,14 +20,16 @@ bilinear warps (``interpolation_order=1``) are supported.
 """
 import math
 import os
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .. import random as _random
 from . import kernels
 from .affine import keras_transform_matrix
-from .image_utils import img_to_array, load_img, save_img
+from .image_utils import PIL_INTERPOLATION, img_to_array, load_img, save_img
 
 WHITE_LIST_FORMATS = ("png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff")
 CLASS_MODES = ("categorical", "binary", "sparse", "input", None)
@@ -444,6 +446,19 @@ def _list_images(folder, follow_links):
     return sorted(out)
 
 
+_POOL = None
+_POOL_LOCK = threading.Lock()
+
+
+def _decoder_pool():
+    """One shared pool of image-decoding threads (created on first use)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="fastconv-decode")
+        return _POOL
+
+
 class DirectoryIterator(Iterator):
     """Batches of augmented images read from class sub-folders (flow_from_directory)."""
 
@@ -459,6 +474,8 @@ class DirectoryIterator(Iterator):
             raise ValueError(f"color_mode must be one of {tuple(_CHANNELS)}, got {color_mode!r}")
         if class_mode not in CLASS_MODES:
             raise ValueError(f"class_mode must be one of {CLASS_MODES}, got {class_mode!r}")
+        if interpolation not in PIL_INTERPOLATION:
+            raise ValueError(f"interpolation must be one of {PIL_INTERPOLATION}, got {interpolation!r}")
         self.target_size = kernels._size(target_size, "target_size")
         self.image_shape = self.target_size + (_CHANNELS[color_mode],)
         self.directory, self.color_mode, self.class_mode = directory, color_mode, class_mode
@@ -509,7 +526,8 @@ class DirectoryIterator(Iterator):
             raise OSError(f"cannot read image {path!r}: {e}") from None
 
     def _batch(self, sel, rng):
-        xb = np.stack([self._load(self.filepaths[j]) for j in sel])
+        # Pillow releases the GIL while decoding and resizing: a batch's files load in parallel
+        xb = np.stack(list(_decoder_pool().map(self._load, [self.filepaths[j] for j in sel])))
         xb = self._augment(xb, rng, int(sel[0]))
         if self.class_mode == "input":
             return xb, xb.copy()
