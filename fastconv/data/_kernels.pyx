@@ -145,6 +145,8 @@ cdef inline double _wrap_coord(double v, Py_ssize_t n) noexcept nogil:
 cdef inline long long _reflect_index(long long i, Py_ssize_t n) noexcept nogil:
     # half-sample symmetric: ... c b a | a b c | c b a ...
     cdef long long p = 2 * n
+    if 0 <= i < n:  # the common case: no division
+        return i
     if n <= 1:
         return 0
     i = i % p
