@@ -41,5 +41,6 @@ del _module
 _missing.install(config, hints=_missing.CONFIG_HINTS)
 __getattr__ = _missing.module_getattr(
     __name__, lazy={"applications": ".applications", "data": ".data", "datasets": ".datasets",
-                    "onnx": ".onnx", "preprocessing": ".preprocessing", "distribute": ".distribute"},
+                    "image": ".image", "onnx": ".onnx", "preprocessing": ".preprocessing",
+                    "distribute": ".distribute"},
     hints=_missing.TENSORFLOW_ONLY)

@@ -133,7 +133,7 @@ def test_load_model_refuses_hdf5_whole_models_naming_the_alternatives():
     ("keras.Layers", "Did you mean 'layers'"),
     ("keras.GradientTape", "backward"),
     ("keras.config.list_physical_devices", "set_backend"),
-    ("keras.preprocessing.image.ImageDataGenerator", "RandomFlip"),
+    ("keras.preprocessing.image.DataFrameIterator", "flow_from_directory"),
     ("keras.activations.gleu", "Did you mean 'gelu'"),
     ("keras.optimizers.legacy", "fastconv.optimizers.Adam"),
     ("keras.layers.experimental", "RandomFlip"),

@@ -1,15 +1,15 @@
-"""Keras's ``preprocessing.image`` path: ``image_dataset_from_directory`` (from fastconv.data).
-
-Keras's ``ImageDataGenerator`` is not provided; the same augmentations exist as layers
-(``fastconv.preprocessing.RandomFlip``/``RandomRotation``/``RandomZoom``/``RandomTranslation``)
-and as batch functions in ``fastconv.augment`` - the error for the name says so.
+"""Keras's ``preprocessing.image`` path (shims; the code lives in fastconv.data):
+``ImageDataGenerator`` and its iterators, ``load_img``, ``img_to_array``, ``array_to_img``,
+``save_img``, ``smart_resize``, and ``image_dataset_from_directory``.
 """
-from .._missing import module_getattr
 from ..data import image_dataset_from_directory  # noqa: F401
+from ..data.image_generator import (DirectoryIterator, ImageDataGenerator, Iterator,  # noqa: F401
+                                    NumpyArrayIterator, apply_brightness_shift, apply_channel_shift)
+from ..data.image_utils import array_to_img, img_to_array, load_img, save_img, smart_resize  # noqa: F401
+from .._missing import module_getattr
 
 __getattr__ = module_getattr(__name__, hints={
-    "ImageDataGenerator": "augment with the preprocessing layers at the model input "
-                          "(fastconv.preprocessing.RandomFlip, RandomRotation, RandomZoom, RandomTranslation) "
-                          "or the batch functions of fastconv.augment, and load folders with "
-                          "image_dataset_from_directory",
+    "DataFrameIterator": "flow_from_dataframe is not provided (fastconv does not depend on pandas): "
+                         "put the images in class sub-folders and use flow_from_directory, or load them "
+                         "with load_img and use flow",
 })

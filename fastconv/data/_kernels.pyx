@@ -1,0 +1,247 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Batch image kernels of the input pipeline, compiled (Cython, C++ mode, OpenMP).
+
+Every function works on C-contiguous NHWC batches, checks nothing (fastconv.data.kernels
+validates and calls these), releases the GIL and splits the batch over `num_threads` OpenMP
+threads (one image per iteration, so each image's arithmetic is the same whatever the thread
+count). The formulas are those of fastconv.data.kernels_numpy, operation for operation: that
+module is the oracle the tests hold these to.
+"""
+from cython.parallel cimport prange
+from libc.math cimport floor, floorf, ceilf
+from libc.string cimport memcpy
+
+ctypedef fused pixel_t:
+    unsigned char
+    float
+
+# fill modes of warp_affine (same numbering as kernels_numpy.FILL_MODES)
+cdef enum:
+    CONSTANT = 0
+    NEAREST = 1
+    REFLECT = 2
+    WRAP = 3
+
+
+cdef inline long long _clampi(long long i, long long n) noexcept nogil:
+    return 0 if i < 0 else (n - 1 if i > n - 1 else i)
+
+
+def resize_bilinear(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out,
+                    const long long[::1] y0, const long long[::1] y1, const float[::1] fy,
+                    const long long[::1] x0, const long long[::1] x1, const float[::1] fx, int num_threads):
+    """TensorFlow's half-pixel bilinear: taps and weights per row/column precomputed by the
+    caller (they are the same for every image)."""
+    cdef Py_ssize_t n = x.shape[0], oh = out.shape[1], ow = out.shape[2], ch = x.shape[3]
+    cdef Py_ssize_t b, i, j, c, a0, a1
+    cdef const pixel_t* r0
+    cdef const pixel_t* r1
+    cdef float* o
+    cdef float tl, tr, bl, br, top, bot, wx, wy
+    for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        for i in range(oh):
+            r0 = &x[b, y0[i], 0, 0]
+            r1 = &x[b, y1[i], 0, 0]
+            o = &out[b, i, 0, 0]
+            wy = fy[i]
+            for j in range(ow):
+                a0 = x0[j] * ch
+                a1 = x1[j] * ch
+                wx = fx[j]
+                for c in range(ch):
+                    tl = <float>r0[a0 + c]
+                    tr = <float>r0[a1 + c]
+                    bl = <float>r1[a0 + c]
+                    br = <float>r1[a1 + c]
+                    top = tl + (tr - tl) * wx
+                    bot = bl + (br - bl) * wx
+                    o[j * ch + c] = top + (bot - top) * wy
+
+
+def gather_rows_cols(const pixel_t[:, :, :, ::1] x, pixel_t[:, :, :, ::1] out,
+                     const long long[::1] rows, const long long[::1] cols, int num_threads):
+    """out[b, i, j] = x[b, rows[i], cols[j]]: nearest-neighbour resize."""
+    cdef Py_ssize_t n = x.shape[0], oh = out.shape[1], ow = out.shape[2], ch = x.shape[3]
+    cdef Py_ssize_t b, i, j, c, a
+    cdef const pixel_t* r
+    cdef pixel_t* o
+    for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        for i in range(oh):
+            r = &x[b, rows[i], 0, 0]
+            o = &out[b, i, 0, 0]
+            for j in range(ow):
+                a = cols[j] * ch
+                for c in range(ch):
+                    o[j * ch + c] = r[a + c]
+
+
+def resize_area(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, float sy, float sx, int num_threads):
+    """TensorFlow's area resize: each output pixel averages the input area it covers, with
+    fractional weights at the borders of that area."""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], ch = x.shape[3]
+    cdef Py_ssize_t oh = out.shape[1], ow = out.shape[2]
+    cdef Py_ssize_t b, i, j, c, yy, xx
+    cdef float iy0, iy1, ix0, ix1, wy, wx, s, srow, norm = 1.0 / (sy * sx)
+    cdef long long ys, ye, xs, xe
+    cdef const pixel_t* r
+    for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        for i in range(oh):
+            iy0 = i * sy
+            iy1 = (i + 1) * sy
+            ys = <long long>floorf(iy0)
+            ye = <long long>ceilf(iy1)
+            for j in range(ow):
+                ix0 = j * sx
+                ix1 = (j + 1) * sx
+                xs = <long long>floorf(ix0)
+                xe = <long long>ceilf(ix1)
+                for c in range(ch):
+                    s = 0
+                    for yy in range(ys, ye):
+                        wy = (yy + 1 if yy + 1 < iy1 else iy1) - (yy if yy > iy0 else iy0)
+                        r = &x[b, _clampi(yy, h), 0, 0]
+                        srow = 0
+                        for xx in range(xs, xe):
+                            wx = (xx + 1 if xx + 1 < ix1 else ix1) - (xx if xx > ix0 else ix0)
+                            srow = srow + wx * <float>r[_clampi(xx, w) * ch + c]
+                        s = s + wy * srow
+                    out[b, i, j, c] = s * norm
+
+
+def crop_flip(const pixel_t[:, :, :, ::1] x, pixel_t[:, :, :, ::1] out, const long long[::1] top,
+              const long long[::1] left, const unsigned char[::1] hflip, const unsigned char[::1] vflip,
+              int num_threads):
+    """out[b] = the (oh, ow) window of x[b] at (top[b], left[b]), mirrored left-right where
+    hflip[b] and up-down where vflip[b] (one pass: cropping and flipping are both copies)."""
+    cdef Py_ssize_t n = x.shape[0], oh = out.shape[1], ow = out.shape[2], ch = x.shape[3]
+    cdef Py_ssize_t b, i, j, c, si
+    cdef const pixel_t* r
+    cdef pixel_t* o
+    for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        for i in range(oh):
+            si = top[b] + (oh - 1 - i if vflip[b] else i)
+            r = &x[b, si, left[b], 0]
+            o = &out[b, i, 0, 0]
+            if hflip[b]:
+                for j in range(ow):
+                    for c in range(ch):
+                        o[j * ch + c] = r[(ow - 1 - j) * ch + c]
+            else:
+                memcpy(o, r, ow * ch * sizeof(pixel_t))
+
+
+cdef inline double _wrap_coord(double v, Py_ssize_t n) noexcept nogil:
+    # scipy.ndimage's 'wrap' (what Keras's ImageDataGenerator uses): period n - 1
+    cdef long long sz = n - 1
+    if n <= 1:
+        return 0
+    if v < 0:
+        v = v + sz * (<long long>(-v / sz) + 1)
+    elif v > n - 1:
+        v = v - sz * <long long>(v / sz)
+    return v
+
+
+cdef inline long long _reflect_index(long long i, Py_ssize_t n) noexcept nogil:
+    # half-sample symmetric: ... c b a | a b c | c b a ...
+    cdef long long p = 2 * n
+    if 0 <= i < n:  # the common case: no division
+        return i
+    if n <= 1:
+        return 0
+    i = i % p
+    if i < 0:
+        i = i + p
+    return i if i < n else p - 1 - i
+
+
+def warp_affine(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, const double[:, :, ::1] m,
+                int mode, double cval, int num_threads):
+    """Bilinear inverse-mapped affine warp: output pixel (r, c) samples input position
+    (m[b,0,0]*r + m[b,0,1]*c + m[b,0,2], m[b,1,0]*r + m[b,1,1]*c + m[b,1,2]); positions
+    outside the image follow `mode` as scipy.ndimage.affine_transform(order=1) does."""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], ch = x.shape[3]
+    cdef Py_ssize_t oh = out.shape[1], ow = out.shape[2]
+    cdef Py_ssize_t b, i, j, c
+    cdef double sr, sc, fr, fc, v
+    cdef long long r0, c0, r1, c1
+    cdef const pixel_t* img
+    cdef float* o
+    for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        img = &x[b, 0, 0, 0]
+        for i in range(oh):
+            o = &out[b, i, 0, 0]
+            for j in range(ow):
+                sr = m[b, 0, 0] * i + m[b, 0, 1] * j + m[b, 0, 2]
+                sc = m[b, 1, 0] * i + m[b, 1, 1] * j + m[b, 1, 2]
+                if mode == CONSTANT:
+                    if sr < 0 or sr > h - 1 or sc < 0 or sc > w - 1:
+                        for c in range(ch):
+                            o[j * ch + c] = <float>cval
+                        continue
+                elif mode == NEAREST:
+                    sr = 0 if sr < 0 else (h - 1 if sr > h - 1 else sr)
+                    sc = 0 if sc < 0 else (w - 1 if sc > w - 1 else sc)
+                elif mode == WRAP:
+                    sr = _wrap_coord(sr, h)
+                    sc = _wrap_coord(sc, w)
+                r0 = <long long>floor(sr)
+                c0 = <long long>floor(sc)
+                fr = sr - r0
+                fc = sc - c0
+                r1 = r0 + 1
+                c1 = c0 + 1
+                if mode == REFLECT:
+                    r0 = _reflect_index(r0, h)
+                    r1 = _reflect_index(r1, h)
+                    c0 = _reflect_index(c0, w)
+                    c1 = _reflect_index(c1, w)
+                else:  # in range already, except a weight-0 tap just past the last pixel
+                    r0 = _clampi(r0, h)
+                    r1 = _clampi(r1, h)
+                    c0 = _clampi(c0, w)
+                    c1 = _clampi(c1, w)
+                r0 = r0 * w
+                r1 = r1 * w
+                for c in range(ch):
+                    v = ((1 - fr) * ((1 - fc) * <double>img[(r0 + c0) * ch + c] + fc * <double>img[(r0 + c1) * ch + c])
+                         + fr * ((1 - fc) * <double>img[(r1 + c0) * ch + c] + fc * <double>img[(r1 + c1) * ch + c]))
+                    o[j * ch + c] = <float>v
+
+
+def color_jitter(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, const float[::1] brightness,
+                 const float[::1] contrast, float lo, float hi, int num_threads):
+    """out = clip((x - mean) * contrast[b] + mean + brightness[b], lo, hi), mean taken per image
+    and channel (tf.image.adjust_contrast's rule, then adjust_brightness)."""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], ch = x.shape[3]
+    cdef Py_ssize_t b, p, c, npix = h * w
+    cdef double acc
+    cdef float mean, v
+    cdef const pixel_t* img
+    cdef float* o
+    for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        img = &x[b, 0, 0, 0]
+        o = &out[b, 0, 0, 0]
+        for c in range(ch):
+            acc = 0
+            for p in range(npix):
+                acc = acc + <double>img[p * ch + c]
+            mean = <float>(acc / npix)
+            for p in range(npix):
+                v = (<float>img[p * ch + c] - mean) * contrast[b] + mean + brightness[b]
+                o[p * ch + c] = lo if v < lo else (hi if v > hi else v)
+
+
+def to_float(const unsigned char[:, :, :, ::1] x, float[:, :, :, ::1] out, float rescale,
+             const float[::1] mean, const float[::1] inv_std, int num_threads):
+    """out = (x * rescale - mean[c]) * inv_std[c]."""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], ch = x.shape[3]
+    cdef Py_ssize_t b, p, c, npix = h * w
+    cdef const unsigned char* img
+    cdef float* o
+    for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        img = &x[b, 0, 0, 0]
+        o = &out[b, 0, 0, 0]
+        for p in range(npix):
+            for c in range(ch):
+                o[p * ch + c] = (<float>img[p * ch + c] * rescale - mean[c]) * inv_std[c]

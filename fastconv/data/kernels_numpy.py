@@ -1,0 +1,138 @@
+"""The NumPy twins of the compiled batch image kernels (fastconv/data/_kernels.pyx).
+
+They are the fallback when the extension is not built and the oracle the tests hold the
+compiled kernels to, so they follow the same formulas in the same precision (float32 for
+resizing and colour, float64 for the affine warp, as scipy.ndimage does). Arguments are
+already validated by :mod:`fastconv.data.kernels`; every function takes an NHWC batch.
+
+Resizing follows ``tf.image.resize`` with ``antialias=False`` (half-pixel centres):
+
+- bilinear: source position ``(o + 0.5) * in/out - 0.5``, taps ``floor`` (clamped at 0) and
+  ``ceil`` (clamped at in - 1), weight ``pos - floor(pos)``;
+- nearest: source index ``min(floor((o + 0.5) * in/out), in - 1)``;
+- area: the mean of the input area ``[o * in/out, (o + 1) * in/out)``, border pixels weighted by
+  the fraction they cover.
+"""
+import numpy as np
+
+FILL_MODES = {"constant": 0, "nearest": 1, "reflect": 2, "wrap": 3}
+
+
+def bilinear_taps(n_in, n_out):
+    """(lower index, upper index, weight of the upper) per output position, TF's rule."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    pos = (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    lower = np.floor(pos)
+    lo = np.maximum(lower, 0).astype(np.int64)
+    hi = np.minimum(np.ceil(pos), n_in - 1).astype(np.int64)
+    return lo, hi, (pos - lower).astype(np.float32)
+
+
+def nearest_taps(n_in, n_out):
+    scale = np.float32(n_in) / np.float32(n_out)
+    pos = np.floor((np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale)
+    return np.minimum(pos, n_in - 1).astype(np.int64)
+
+
+def resize_bilinear(x, size):
+    y0, y1, fy = bilinear_taps(x.shape[1], size[0])
+    x0, x1, fx = bilinear_taps(x.shape[2], size[1])
+    fy, fx = fy[None, :, None, None], fx[None, None, :, None]
+    rows0, rows1 = x[:, y0].astype(np.float32), x[:, y1].astype(np.float32)
+    top = rows0[:, :, x0] + (rows0[:, :, x1] - rows0[:, :, x0]) * fx
+    bot = rows1[:, :, x0] + (rows1[:, :, x1] - rows1[:, :, x0]) * fx
+    return top + (bot - top) * fy
+
+
+def resize_nearest(x, size):
+    return x[:, nearest_taps(x.shape[1], size[0])][:, :, nearest_taps(x.shape[2], size[1])]
+
+
+def _area_weights(n_in, n_out):
+    """(n_out, n_in) float32 matrix: the share of each input cell in each output cell."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    wts = np.zeros((n_out, n_in), np.float32)
+    for o in range(n_out):
+        a, b = np.float32(o) * scale, np.float32(o + 1) * scale
+        for i in range(int(np.floor(a)), int(np.ceil(b))):
+            wts[o, min(max(i, 0), n_in - 1)] += np.float32(min(i + 1, b) - max(i, a))
+    return wts, scale
+
+
+def resize_area(x, size):
+    wy, sy = _area_weights(x.shape[1], size[0])
+    wx, sx = _area_weights(x.shape[2], size[1])
+    out = np.einsum("oh,nhwc->nowc", wy, x.astype(np.float32))
+    out = np.einsum("pw,nowc->nopc", wx, out)
+    return (out * (np.float32(1) / (sy * sx))).astype(np.float32)
+
+
+def crop_flip(x, top, left, size, hflip, vflip):
+    oh, ow = size
+    out = np.empty((len(x), oh, ow, x.shape[3]), x.dtype)
+    for b in range(len(x)):
+        win = x[b, top[b]:top[b] + oh, left[b]:left[b] + ow]
+        if hflip[b]:
+            win = win[:, ::-1]
+        if vflip[b]:
+            win = win[::-1]
+        out[b] = win
+    return out
+
+
+def _wrap_coord(v, n):
+    # scipy.ndimage's 'wrap' (Keras's fill_mode="wrap" goes through it): period n - 1
+    if n <= 1:
+        return np.zeros_like(v)
+    sz = n - 1
+    v = np.where(v < 0, v + sz * (np.trunc(-v / sz) + 1), v)
+    return np.where(v > n - 1, v - sz * np.trunc(v / sz), v)
+
+
+def _reflect_index(i, n):
+    if n <= 1:
+        return np.zeros_like(i)
+    i = np.mod(i, 2 * n)
+    return np.where(i < n, i, 2 * n - 1 - i)
+
+
+def warp_affine(x, matrices, size, fill_mode, cval):
+    """Bilinear warp: output (r, c) samples input position matrices[b] @ (r, c, 1)."""
+    n, h, w, ch = x.shape
+    oh, ow = size
+    r, c = np.meshgrid(np.arange(oh, dtype=np.float64), np.arange(ow, dtype=np.float64), indexing="ij")
+    m = np.asarray(matrices, np.float64)
+    sr = m[:, 0, 0, None, None] * r + m[:, 0, 1, None, None] * c + m[:, 0, 2, None, None]
+    sc = m[:, 1, 0, None, None] * r + m[:, 1, 1, None, None] * c + m[:, 1, 2, None, None]
+    outside = (sr < 0) | (sr > h - 1) | (sc < 0) | (sc > w - 1)
+    if fill_mode == "nearest":
+        sr, sc = np.clip(sr, 0, h - 1), np.clip(sc, 0, w - 1)
+    elif fill_mode == "wrap":
+        sr, sc = _wrap_coord(sr, h), _wrap_coord(sc, w)
+    r0, c0 = np.floor(sr), np.floor(sc)
+    fr, fc = (sr - r0)[..., None], (sc - c0)[..., None]
+    r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
+    r1, c1 = r0 + 1, c0 + 1
+    if fill_mode == "reflect":
+        fix_r, fix_c = (lambda i: _reflect_index(i, h)), (lambda i: _reflect_index(i, w))
+    else:
+        fix_r, fix_c = (lambda i: np.clip(i, 0, h - 1)), (lambda i: np.clip(i, 0, w - 1))
+    r0, r1, c0, c1 = fix_r(r0), fix_r(r1), fix_c(c0), fix_c(c1)
+    bi = np.arange(n)[:, None, None]
+    xd = x.astype(np.float64)
+    out = ((1 - fr) * ((1 - fc) * xd[bi, r0, c0] + fc * xd[bi, r0, c1])
+           + fr * ((1 - fc) * xd[bi, r1, c0] + fc * xd[bi, r1, c1]))
+    if fill_mode == "constant":
+        out[outside] = cval
+    return out.astype(np.float32)
+
+
+def color_jitter(x, brightness, contrast, value_range):
+    xf = x.astype(np.float32)
+    mean = x.astype(np.float64).mean(axis=(1, 2), keepdims=True).astype(np.float32)
+    out = (xf - mean) * contrast[:, None, None, None] + mean + brightness[:, None, None, None]
+    return np.clip(out, value_range[0], value_range[1]).astype(np.float32)
+
+
+def to_float(x, rescale, mean, inv_std):
+    return ((x.astype(np.float32) * np.float32(rescale) - mean) * inv_std).astype(np.float32)
