@@ -256,5 +256,7 @@ def test_user_get_config_overrides_decide_what_is_kept():
 def test_registration_paths_match_keras():
     assert fc.utils.register_keras_serializable is register_keras_serializable
     assert fc.saving.register_keras_serializable is register_keras_serializable
+    assert fc.utils.custom_object_scope is fc.saving.custom_object_scope
+    assert fc.utils.get_custom_objects() is fc.saving.get_custom_objects()
     with pytest.raises(ValueError, match="get_config"):
         register_keras_serializable()(type("NoConfig", (), {}))
