@@ -71,6 +71,8 @@ LAYERS = [
     (preprocessing.RandomTranslation, dict(height_factor=0.1, width_factor=0.2, seed=1), IMG),
     (preprocessing.RandomZoom, dict(height_factor=0.1, seed=1), IMG),
 ]
+if hasattr(layers, "SyncBatchNormalization"):  # comes with fastconv.distribute
+    LAYERS.append((layers.SyncBatchNormalization, dict(momentum=0.9, epsilon=1e-4), IMG))
 
 
 def test_every_public_layer_is_covered():

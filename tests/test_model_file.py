@@ -316,13 +316,17 @@ def test_model_checkpoint_saves_whole_models(tmp_path):
     last = models.load_model(str(tmp_path / "m-02.keras"))
     assert last.optimizer.iterations == model.optimizer.iterations == 4
     assert_same_weights(model, last)
-    weights = tmp_path / "w.npz"
-    model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.ModelCheckpoint(str(weights), save_weights_only=True)])
-    model.load_weights(str(weights))
+    for weights_only in (True, False):  # a .npz name gets the weights it names in both modes
+        weights = tmp_path / f"w-{weights_only}.npz"
+        model.fit(x, y, epochs=1, verbose=0,
+                  callbacks=[callbacks.ModelCheckpoint(str(weights), save_weights_only=weights_only)])
+        fresh = models.Sequential([layers.Input((4,)), layers.Dense(2, activation="softmax")])
+        fresh.load_weights(str(weights))
+        assert_same_weights(fresh, model)
 
 
 @pytest.mark.parametrize("path,weights_only,accepted", [
-    ("m.h5", False, ".keras"), ("m.npz", False, ".keras"), ("m.keras", True, ".npz"), ("w.weights.h5x", True, ".npz")])
+    ("m.h5", False, ".keras"), ("m.txt", False, ".keras"), ("m.keras", True, ".npz"), ("w.pkl", True, ".npz")])
 def test_model_checkpoint_refuses_extensions_at_construction(path, weights_only, accepted):
     with pytest.raises(ValueError, match=rf"filepath '{path}'.*{accepted}"):
         callbacks.ModelCheckpoint(path, save_weights_only=weights_only)
