@@ -356,3 +356,24 @@ def test_cuda_backend_files_load_anywhere(tmp_path, monkeypatch):
             assert on_cpu.optimizer.iterations == 2
     finally:
         fc.set_backend(before)
+
+
+def test_committed_file_still_loads_and_continues(tmp_path):
+    """tests/golden/model_file_v1.keras, written by tests/golden/make_model_file.py: its
+    predictions and next training step were computed on the NumPy reference backend; here the
+    cpu kernels must reproduce them from the committed file (float32 rounding apart)."""
+    import os
+    golden = os.path.join(os.path.dirname(__file__), "golden")
+    with np.load(os.path.join(golden, "model_file_v1.npz"), allow_pickle=False) as f:
+        data = {k: f[k] for k in f.files}
+    model = models.load_model(os.path.join(golden, "model_file_v1.keras"))
+    assert model.name == "golden_v1" and model.optimizer.iterations == 2
+    assert [l.name for l in model.layers] == ["image", "conv", "bn", "relu", "shortcut", "residual", "gap",
+                                              "dropout", "probs"]
+    np.testing.assert_allclose(model.predict(data["x"], verbose=0), data["predictions"], rtol=1e-5, atol=1e-6)
+    fc.set_seed(3)
+    model.train_on_batch(data["x"], data["y"])
+    after = model.get_weights()
+    assert len(after) == sum(k.startswith("after/") for k in data)
+    for i, w in enumerate(after):
+        np.testing.assert_allclose(w, data[f"after/{i}"], rtol=1e-4, atol=1e-5, err_msg=f"weight {i}")
