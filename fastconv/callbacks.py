@@ -216,9 +216,12 @@ def _missing(owner, monitor, logs):
 
 
 def checkpoint_extensions(save_weights_only):
-    """The file endings ModelCheckpoint can honour: whole models (model.save) or weights
-    (model.save_weights). Formats that become available (HDF5 weights) are added here."""
-    return (".npz",) if save_weights_only else (".keras",)
+    """The file endings ModelCheckpoint can honour. Weights (model.save_weights): fastconv's
+    .npz. Whole models (model.save): .keras, or a name that itself says weights (.npz), which
+    then gets the weights it names. Where HDF5 weights are available, add ".weights.h5", ".h5"
+    and ".hdf5" to the first tuple and ".weights.h5" to the second (never a plain ".h5" there:
+    Keras 2 wrote whole models under that name)."""
+    return (".npz",) if save_weights_only else (".keras", ".npz")
 
 
 def check_checkpoint_path(filepath, save_weights_only):
@@ -233,8 +236,9 @@ class ModelCheckpoint(Callback):
     """Saves after each epoch to `filepath.format(epoch=epoch + 1, **logs)` (e.g.
     'm-{epoch:02d}-{val_loss:.2f}.keras'). With save_best_only, only when `monitor` improves
     on the best seen (strictly; no min_delta, as Keras). save_weights_only: `model.save_weights`
-    (a .npz path); otherwise the whole model, `model.save` (a .keras path). A path whose
-    extension does not fit raises at construction, not after the first epoch."""
+    (a .npz path); otherwise the whole model, `model.save` (a .keras path; a weights path such
+    as .npz gets the weights). A path whose extension fastconv cannot honour raises at
+    construction, not after the first epoch (checkpoint_extensions)."""
 
     chief_only = True  # writes files: only rank 0 under a distribution strategy
 
@@ -281,7 +285,7 @@ class ModelCheckpoint(Callback):
         folder = os.path.dirname(path)
         if folder:
             os.makedirs(folder, exist_ok=True)
-        if not self.save_weights_only:
+        if not self.save_weights_only and path.endswith(".keras"):
             self.model.save(path)
         else:
             self.model.save_weights(path)

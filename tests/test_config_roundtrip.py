@@ -71,6 +71,8 @@ LAYERS = [
     (preprocessing.RandomTranslation, dict(height_factor=0.1, width_factor=0.2, seed=1), IMG),
     (preprocessing.RandomZoom, dict(height_factor=0.1, seed=1), IMG),
 ]
+if hasattr(layers, "SyncBatchNormalization"):  # comes with fastconv.distribute
+    LAYERS.append((layers.SyncBatchNormalization, dict(momentum=0.9, epsilon=1e-4), IMG))
 
 
 def test_every_public_layer_is_covered():
@@ -256,5 +258,7 @@ def test_user_get_config_overrides_decide_what_is_kept():
 def test_registration_paths_match_keras():
     assert fc.utils.register_keras_serializable is register_keras_serializable
     assert fc.saving.register_keras_serializable is register_keras_serializable
+    assert fc.utils.custom_object_scope is fc.saving.custom_object_scope
+    assert fc.utils.get_custom_objects() is fc.saving.get_custom_objects()
     with pytest.raises(ValueError, match="get_config"):
         register_keras_serializable()(type("NoConfig", (), {}))

@@ -316,13 +316,17 @@ def test_model_checkpoint_saves_whole_models(tmp_path):
     last = models.load_model(str(tmp_path / "m-02.keras"))
     assert last.optimizer.iterations == model.optimizer.iterations == 4
     assert_same_weights(model, last)
-    weights = tmp_path / "w.npz"
-    model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.ModelCheckpoint(str(weights), save_weights_only=True)])
-    model.load_weights(str(weights))
+    for weights_only in (True, False):  # a .npz name gets the weights it names in both modes
+        weights = tmp_path / f"w-{weights_only}.npz"
+        model.fit(x, y, epochs=1, verbose=0,
+                  callbacks=[callbacks.ModelCheckpoint(str(weights), save_weights_only=weights_only)])
+        fresh = models.Sequential([layers.Input((4,)), layers.Dense(2, activation="softmax")])
+        fresh.load_weights(str(weights))
+        assert_same_weights(fresh, model)
 
 
 @pytest.mark.parametrize("path,weights_only,accepted", [
-    ("m.h5", False, ".keras"), ("m.npz", False, ".keras"), ("m.keras", True, ".npz"), ("w.weights.h5x", True, ".npz")])
+    ("m.h5", False, ".keras"), ("m.txt", False, ".keras"), ("m.keras", True, ".npz"), ("w.pkl", True, ".npz")])
 def test_model_checkpoint_refuses_extensions_at_construction(path, weights_only, accepted):
     with pytest.raises(ValueError, match=rf"filepath '{path}'.*{accepted}"):
         callbacks.ModelCheckpoint(path, save_weights_only=weights_only)
@@ -352,3 +356,24 @@ def test_cuda_backend_files_load_anywhere(tmp_path, monkeypatch):
             assert on_cpu.optimizer.iterations == 2
     finally:
         fc.set_backend(before)
+
+
+def test_committed_file_still_loads_and_continues(tmp_path):
+    """tests/golden/model_file_v1.keras, written by tests/golden/make_model_file.py: its
+    predictions and next training step were computed on the NumPy reference backend; here the
+    cpu kernels must reproduce them from the committed file (float32 rounding apart)."""
+    import os
+    golden = os.path.join(os.path.dirname(__file__), "golden")
+    with np.load(os.path.join(golden, "model_file_v1.npz"), allow_pickle=False) as f:
+        data = {k: f[k] for k in f.files}
+    model = models.load_model(os.path.join(golden, "model_file_v1.keras"))
+    assert model.name == "golden_v1" and model.optimizer.iterations == 2
+    assert [l.name for l in model.layers] == ["image", "conv", "bn", "relu", "shortcut", "residual", "gap",
+                                              "dropout", "probs"]
+    np.testing.assert_allclose(model.predict(data["x"], verbose=0), data["predictions"], rtol=1e-5, atol=1e-6)
+    fc.set_seed(3)
+    model.train_on_batch(data["x"], data["y"])
+    after = model.get_weights()
+    assert len(after) == sum(k.startswith("after/") for k in data)
+    for i, w in enumerate(after):
+        np.testing.assert_allclose(w, data[f"after/{i}"], rtol=1e-4, atol=1e-5, err_msg=f"weight {i}")

@@ -107,7 +107,7 @@ custom_object_scope = CustomObjectScope
 
 
 # -- constructor arguments as the default config ------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=4096)  # bounded: classes made at run time are not kept forever
 def _init_signature(cls):
     try:
         return inspect.signature(cls.__init__)
