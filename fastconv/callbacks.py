@@ -217,11 +217,11 @@ def _missing(owner, monitor, logs):
 
 def checkpoint_extensions(save_weights_only):
     """The file endings ModelCheckpoint can honour. Weights (model.save_weights): fastconv's
-    .npz. Whole models (model.save): .keras, or a name that itself says weights (.npz), which
-    then gets the weights it names. Where HDF5 weights are available, add ".weights.h5", ".h5"
-    and ".hdf5" to the first tuple and ".weights.h5" to the second (never a plain ".h5" there:
-    Keras 2 wrote whole models under that name)."""
-    return (".npz",) if save_weights_only else (".keras", ".npz")
+    .npz or Keras's HDF5 (.weights.h5, .h5, .hdf5). Whole models (model.save): .keras, or a name
+    that itself says weights (.npz, .weights.h5), which then gets the weights it names; never a
+    plain ".h5" there, because Keras 2 wrote whole models under that name."""
+    weights = (".npz", ".weights.h5", ".h5", ".hdf5")
+    return weights if save_weights_only else (".keras", ".npz", ".weights.h5")
 
 
 def check_checkpoint_path(filepath, save_weights_only):

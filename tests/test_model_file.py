@@ -1,6 +1,7 @@
 """Whole-model files (model.save / load_model, .keras): every zoo model, Sequential,
 functional and subclassed models round-trip with identical predictions and an identical next
 training step (optimizer slots and step counter restored); bad files fail clearly."""
+import importlib.util
 import json
 import zipfile
 
@@ -316,8 +317,10 @@ def test_model_checkpoint_saves_whole_models(tmp_path):
     last = models.load_model(str(tmp_path / "m-02.keras"))
     assert last.optimizer.iterations == model.optimizer.iterations == 4
     assert_same_weights(model, last)
-    for weights_only in (True, False):  # a .npz name gets the weights it names in both modes
-        weights = tmp_path / f"w-{weights_only}.npz"
+    h5 = [".weights.h5"] if importlib.util.find_spec("h5py") else []  # Keras's layout needs h5py
+    for weights_only, ext in [(True, ".npz"), (False, ".npz")] + [(w, e) for e in h5 for w in (True, False)]:
+        # a weights name (.npz, .weights.h5) gets the weights it names in both modes
+        weights = tmp_path / f"w-{weights_only}{ext}"
         model.fit(x, y, epochs=1, verbose=0,
                   callbacks=[callbacks.ModelCheckpoint(str(weights), save_weights_only=weights_only)])
         fresh = models.Sequential([layers.Input((4,)), layers.Dense(2, activation="softmax")])
@@ -326,7 +329,8 @@ def test_model_checkpoint_saves_whole_models(tmp_path):
 
 
 @pytest.mark.parametrize("path,weights_only,accepted", [
-    ("m.h5", False, ".keras"), ("m.txt", False, ".keras"), ("m.keras", True, ".npz"), ("w.pkl", True, ".npz")])
+    ("m.h5", False, ".keras"), ("m.hdf5", False, ".keras"), ("m.txt", False, ".keras"),
+    ("m.keras", True, ".npz"), ("w.pkl", True, ".npz")])
 def test_model_checkpoint_refuses_extensions_at_construction(path, weights_only, accepted):
     with pytest.raises(ValueError, match=rf"filepath '{path}'.*{accepted}"):
         callbacks.ModelCheckpoint(path, save_weights_only=weights_only)

@@ -165,6 +165,11 @@ def test_no_pickle_anywhere_in_fastconv():
         for name in files:
             if name.endswith(".py"):
                 text = open(os.path.join(folder, name)).read()
+                if os.path.relpath(os.path.join(folder, name), root) == os.path.join("datasets", "_cifar.py"):
+                    # Keras's CIFAR cache is pickles: read by an unpickler that refuses every
+                    # global (tests/test_datasets_keras.py feeds it a crafted file)
+                    assert "def find_class" in text and "UnpicklingError" in text
+                    continue
                 assert "import pickle" not in text and "allow_pickle=True" not in text, name
                 assert "pickle.load" not in text, name
 
@@ -182,6 +187,7 @@ def test_every_file_is_written_through_atomic_write():
             if name.endswith(".py") and not path.endswith(os.path.join("saving", "atomic.py")):
                 for i, line in enumerate(open(path), 1):
                     code = line.split("#")[0]
-                    if direct.search(code) and "zf.open(" not in code:  # members of an atomic zip
+                    if direct.search(code) and "zf.open(" not in code and "os.devnull" not in code:
+                        # (members of an atomic zip and the null device are not files left behind)
                         found.append(f"{os.path.relpath(path, root)}:{i}: {line.strip()}")
     assert not found, "\n".join(found)
