@@ -310,6 +310,7 @@ def test_two_inputs_two_outputs(tmp_path):
     randomize(model, 9)
     proto = fastconv.onnx.export(model, tmp_path / "two.onnx")
     assert [i.name for i in proto.graph.input] == ["left", "right"]
+    assert [o.name for o in proto.graph.output] == ["flat", "image"]
     xa, xb = images((4, 4, 2), 10), images((4, 4, 2), 11)
     got, want = run_onnx(tmp_path / "two.onnx", xa, xb), model.predict([xa, xb], verbose=0)
     for g, w in zip(got, want):

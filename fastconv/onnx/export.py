@@ -91,7 +91,7 @@ def build_model_proto(model, opset=17, batch_size=None):
     graph_outputs = []
     for value, name in zip(outputs, names):
         # Every output leaves in the model's own layout, under its layer's name.
-        out = g.op("Identity", [g.as_keras(value).name], f"{name}/output")
+        out = g.op("Identity", [g.as_keras(value).name], f"{name}/output", output_name=name)
         graph_outputs.append(value_info(out, value.shape))
     graph = helper.make_graph(g.nodes, model.name, graph_inputs, graph_outputs, initializer=g.initializers)
     opsets = [helper.make_opsetid("", opset)]
