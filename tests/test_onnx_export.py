@@ -288,7 +288,7 @@ def test_opsets(opset, tmp_path):
     assert onnx.load(str(path)).opset_import[0].version == opset
 
 
-def test_model_export_method_and_nested_frozen_base(tmp_path):
+def test_model_export_method_and_nested_frozen_base(tmp_path, capsys):
     """The fine-tuning shape: a frozen base model called inside a new model, exported with
     model.export(path, format="onnx")."""
     base = zoo.resnet20(include_top=False)
@@ -298,7 +298,8 @@ def test_model_export_method_and_nested_frozen_base(tmp_path):
     x = layers.GlobalAveragePooling2D()(x)
     model = models.Model(inputs, layers.Dense(5, activation="softmax")(layers.Dropout(0.3)(x)))
     randomize(model, 8)
-    model.export(tmp_path / "fine.onnx", format="onnx")
+    model.export(tmp_path / "fine.onnx", format="onnx", verbose=True)
+    assert "Saved ONNX model (opset 17)" in capsys.readouterr().out
     x = images((32, 32, 3), 8)
     assert_close(run_onnx(tmp_path / "fine.onnx", x)[0], model.predict(x, verbose=0))
 
