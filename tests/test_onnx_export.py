@@ -160,6 +160,7 @@ LAYER_CASES = [
     ("batch_norm_images", lambda: layers.BatchNormalization(epsilon=1e-2), (5, 4, 3)),
     ("batch_norm_vectors", lambda: layers.BatchNormalization(), (6,)),
     ("batch_norm_axis1", lambda: layers.BatchNormalization(axis=1), (3, 4, 5)),
+    ("batch_norm_no_center_scale", lambda: layers.BatchNormalization(center=False, scale=False), (3, 4, 5)),
     ("max_pool_same", lambda: layers.MaxPooling2D(3, 2, padding="same"), (7, 8, 3)),
     ("max_pool_stride_gt_pool", lambda: layers.MaxPooling2D(2, 3), (10, 11, 2)),
     ("avg_pool_same", lambda: layers.AveragePooling2D(3, 2, padding="same"), (7, 6, 3)),
@@ -388,6 +389,15 @@ def test_bad_model_path_and_format(tmp_path):
         zoo.lenet5().export(tmp_path / "x", format="tf_saved_model")
     with pytest.raises(ValueError, match="has no input shape"):
         fastconv.onnx.export(models.Sequential([layers.Dense(2)]), tmp_path / "x.onnx")
+
+
+def test_weights_too_large_for_one_file(tmp_path, monkeypatch):
+    import importlib
+    export_module = importlib.import_module("fastconv.onnx.export")  # the module, not the function
+    monkeypatch.setattr(export_module, "MAX_WEIGHT_BYTES", 1000)
+    with pytest.raises(ValueError, match=r"model 'lenet5' has 0.00 GiB of weights; an ONNX file holds at most"):
+        fastconv.onnx.export(zoo.lenet5(), tmp_path / "x.onnx")
+    assert not os.listdir(tmp_path)
 
 
 def test_failed_export_keeps_previous_file(tmp_path):

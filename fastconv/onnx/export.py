@@ -27,6 +27,8 @@ from .ops_models import export_graph
 from .registry import export_sequence
 
 OPSETS = range(14, 18)  # what the exporter emits and tests; every onnxruntime since 1.14 runs them
+# A protobuf message is at most 2 GiB; larger weights would need ONNX's external-data files.
+MAX_WEIGHT_BYTES = 2 ** 31 - 2 ** 24
 
 
 def require_onnx():
@@ -94,6 +96,10 @@ def build_model_proto(model, opset=17, batch_size=None):
         # Every output leaves in the model's own layout, under its layer's name.
         out = g.op("Identity", [g.as_keras(value).name], f"{name}/output", output_name=name)
         graph_outputs.append(value_info(out, value.shape))
+    size = sum(len(t.raw_data) for t in g.initializers)
+    if size > MAX_WEIGHT_BYTES:
+        raise ValueError(f"export: model {model.name!r} has {size / 2 ** 30:.2f} GiB of weights; an ONNX file "
+                         "holds at most 2 GiB without external data files, which this exporter does not write")
     graph = helper.make_graph(g.nodes, model.name, graph_inputs, graph_outputs, initializer=g.initializers)
     opsets = [helper.make_opsetid("", opset)]
     from .. import __version__
