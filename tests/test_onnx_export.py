@@ -56,7 +56,7 @@ def round_trip(model, x, tmp_path, seed=0, **kwargs):
     randomize(model, seed)
     path = tmp_path / f"{model.name}.onnx"
     fastconv.onnx.export(model, path, **kwargs)
-    onnx.checker.check_model(onnx.load(str(path)))
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)  # with strict shape inference
     want = model.predict(x, verbose=0)
     (got,) = run_onnx(path, x)
     assert_close(got, want)
