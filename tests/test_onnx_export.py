@@ -478,3 +478,13 @@ def test_register_an_exporter_for_a_custom_layer(tmp_path):
     inputs = layers.Input((5, 5, 2))
     model = models.Model(inputs, Scale(3.0)(layers.Conv2D(2, 3)(inputs)))
     round_trip(model, images((5, 5, 2), 17), tmp_path)
+
+
+def test_missing_onnx_package_says_which_extra():
+    from fastconv_subprocess import run_python
+    code = ("import sys; sys.modules['onnx'] = None\n"  # what Python does for a package that is absent
+            "import fastconv\n"
+            "try:\n    fastconv.onnx.export(fastconv.models.lenet5(), 'never.onnx')\n"
+            "except ImportError as e:\n    print(e)\n")
+    result = run_python(["-c", code], capture_output=True, text=True)
+    assert "pip install 'fastconv[onnx]'" in result.stdout, result.stdout + result.stderr

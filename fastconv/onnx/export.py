@@ -26,7 +26,7 @@ from .graph import GraphBuilder, Value
 from .ops_models import export_graph
 from .registry import export_sequence
 
-OPSETS = range(14, 18)  # what the exporter emits and tests; every onnxruntime since 1.14 runs them
+OPSETS = range(14, 18)  # what the exporter emits and tests; onnxruntime >= 1.16 (the extra) runs them all
 # A protobuf message is at most 2 GiB; larger weights would need ONNX's external-data files.
 MAX_WEIGHT_BYTES = 2 ** 31 - 2 ** 24
 
