@@ -65,10 +65,13 @@ class GraphBuilder:
     def ints(self, values, name):
         return self.const(np.asarray(values, np.int64), name, np.int64)
 
-    def op(self, op_type, inputs, name, outputs=1, **attrs):
-        """Append one node; returns its output name (or names when outputs > 1)."""
+    def op(self, op_type, inputs, name, outputs=1, output_name=None, **attrs):
+        """Append one node; returns its output name (or names when outputs > 1). output_name:
+        the (single) output's name, e.g. a graph output's."""
         node_name = self.unique(name)
         outs = [self.unique(f"{node_name}:{i}" if outputs > 1 else f"{node_name}:out") for i in range(outputs)]
+        if output_name is not None:
+            outs = [self.unique(output_name)]
         self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), outs, name=node_name, **attrs))
         return outs if outputs > 1 else outs[0]
 

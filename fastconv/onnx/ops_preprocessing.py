@@ -3,7 +3,7 @@ training, as in Keras), and the random augmentations, which are the identity at 
 (RandomBrightness, RandomContrast, RandomFlip, RandomRotation, RandomZoom, RandomTranslation).
 
 Resizing is tf.image.resize without antialiasing: ONNX Resize with half-pixel centres for
-bilinear and floor((i + 0.5) * in / out) for nearest (tf_half_pixel_for_nn). The target size
+bilinear and floor((i + 0.5) * in / out) for nearest. The target size
 goes in as `sizes` (the batch axis read from the input at run time), never as a float scale
 that could round to the wrong length. Windows are cut from the static input size, so these
 layers need a known height and width.
@@ -42,7 +42,9 @@ def resize(g, x, height, width, interpolation, name):
     if interpolation == "bilinear":
         attrs = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
     else:
-        attrs = {"mode": "nearest", "coordinate_transformation_mode": "tf_half_pixel_for_nn", "nearest_mode": "floor"}
+        # floor((i + 0.5) * in / out) == round_prefer_ceil((i + 0.5) * in / out - 0.5), the
+        # half-pixel source coordinate (opset 13 dropped tf_half_pixel_for_nn, which says it directly).
+        attrs = {"mode": "nearest", "coordinate_transformation_mode": "half_pixel", "nearest_mode": "round_prefer_ceil"}
     y = g.op("Resize", [x.name, "", "", sizes], f"{name}/resize", **attrs)
     return Value(y, "nchw", (x.shape[0], height, width, x.shape[3]))
 
