@@ -117,8 +117,14 @@ class ArrayAdapter:
         # Device arrays are indexed with device indices, uploaded once per epoch.
         device = next((a for a in leaves((self.x, self.y, self.sw)) if is_device_array(a)), None)
         xp = None if order is None or device is None else array_module(device)
-        for sel in batch_selections(self.n, self.batch_size, order, sort_within_batch=True):
-            dsel = sel if xp is None else xp.asarray(sel)
+        sels = list(batch_selections(self.n, self.batch_size, order, sort_within_batch=True))
+        # the whole epoch's order goes to the device in one copy; each batch slices it there
+        flat = None if xp is None else xp.asarray(np.concatenate(sels))
+        start = 0
+        for sel in sels:
+            dsel = sel
+            if flat is not None:
+                dsel, start = flat[start:start + len(sel)], start + len(sel)
             yield tuple(map_structure(lambda a: a[dsel if is_device_array(a) else sel], s)
                         for s in (self.x, self.y, self.sw))
 
