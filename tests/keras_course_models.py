@@ -244,6 +244,13 @@ def multi_output(keras):
                        name="two_heads")
 
 
+def lenet5_feature_extractor(keras):
+    """The first conv block of LeNet as its own model, from layer outputs (feature maps)."""
+    model = lenet5(keras)
+    return keras.Model(inputs=model.inputs, outputs=model.get_layer("max_pooling2d").output,
+                       name="features")
+
+
 SUMMARY_CASES = {
     "mlp_sequential": mlp_sequential,
     "mlp_functional": mlp_functional,
@@ -260,6 +267,7 @@ SUMMARY_CASES = {
     "l2_dropout_cnn": l2_dropout_cnn,
     "lenet5_frozen": lenet5_frozen,
     "multi_output": multi_output,
+    "lenet5_feature_extractor": lenet5_feature_extractor,
 }
 
 # Golden name -> (model case, summary() keyword arguments): Keras's other summary options.

@@ -269,9 +269,11 @@ def test_functional_model_reuses_a_trained_base():
 
 def test_feature_extractor_from_layer_outputs_and_clear_errors():
     model = course.lenet5(keras)
+    # (Keras 3 refuses model.input on a Sequential never called on data; fastconv gives it.)
     assert model.input is model.inputs[0] and model.output is model.outputs[0]
     conv = model.get_layer("conv2d")
-    extractor = keras.Model(inputs=model.input, outputs=conv.output)
+    extractor = keras.Model(inputs=model.inputs, outputs=conv.output)
+    assert [layer.name for layer in extractor.layers] == ["input_layer", "conv2d"]
     x = digits(4)[0][0]
     maps = extractor.predict(x, verbose=0)
     assert maps.shape == (4, 28, 28, 6)

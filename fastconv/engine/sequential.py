@@ -9,7 +9,7 @@ layer is built and its output shape recorded (for summary()).
 >>> m.count_params(), m.output_shape
 (413410, (None, 10))
 """
-from ..layers.input_layer import InputLayer, KerasTensor, Node
+from ..layers.input_layer import InputLayer, KerasTensor
 from ..layers.layer import Layer
 from . import fusion
 from .model import Model
@@ -19,6 +19,8 @@ class Sequential(Model):
     def __init__(self, layers=None, name=None, trainable=True, **kwargs):
         super().__init__(name=name, trainable=trainable, **kwargs)
         self._input_batch_shape = None
+        self._input_layer = None  # the graph's InputLayer: the user's Input, or one made once
+        self._graph = None        # ([input tensor], [output tensor]) of the latest symbolic pass
         for layer in layers or []:
             self.add(layer)
 
@@ -29,6 +31,7 @@ class Sequential(Model):
             if self._tracked:
                 raise ValueError(f"{self.name}: an Input can only be added first, before any layer")
             self._input_batch_shape = layer._batch_input_shape
+            self._input_layer = layer
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"{self.name}: Sequential.add expects a Layer, got {type(layer).__name__}")
@@ -48,13 +51,13 @@ class Sequential(Model):
 
     def _build_graph(self):
         # A symbolic pass builds every layer and records its output shape.
-        x = KerasTensor(self._input_batch_shape)
-        x._history = (Node(InputLayer(batch_shape=self._input_batch_shape, name=f"{self.name}_input"), []), 0)
-        x._history[0].outputs = x
-        self._graph = ([x], None)
+        if self._input_layer is None or tuple(self._input_layer._batch_input_shape) != tuple(self._input_batch_shape):
+            # as Keras, an input_shape= or build() shape gets one InputLayer (named input_layer...)
+            self._input_layer = InputLayer(batch_shape=self._input_batch_shape)
+        x = inputs = self._input_layer.output
         for layer in self._tracked:
             x = layer(x)
-        self._graph = (self._graph[0], [x])
+        self._graph = ([inputs], [x])
         self.built = True
         self._build_shape = self._input_batch_shape
         self._output_shape = x.shape
@@ -77,8 +80,8 @@ class Sequential(Model):
         return list(self._graph_tensors("outputs")[1])
 
     def _graph_tensors(self, what):
-        graph = getattr(self, "_graph", None)
-        if graph is None or graph[1] is None:
+        graph = self._graph
+        if graph is None:
             raise AttributeError(f"Sequential model {self.name!r} has no {what} yet: its input shape is "
                                  f"unknown (start it with keras.Input(shape=...) or call build())")
         return graph
