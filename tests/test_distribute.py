@@ -288,3 +288,14 @@ def test_a_non_finite_loss_stops_every_rank_at_the_same_epoch_end():
                             shuffle=False, callbacks=[cb])
     assert steps == [0, 1, 2] and len(history.history["loss"]) == 1
     assert np.isnan(history.history["loss"][0])
+
+
+def test_iterable_batches_are_per_rank_and_their_global_count_is_summed():
+    strategy = fake_strategy(ranks=2)  # the fake's ranks hold equal batches: the sum is 2x
+    batches = [(np.zeros((5, 2), np.float32), np.zeros(5)), (np.zeros((3, 2), np.float32), np.zeros(3))]
+    it = ShardedIterator(make_iterator(batches), strategy, arrays=False)
+    counts = []
+    for xb, _, _ in it:
+        counts.append(strategy._step_counts)
+        assert len(xb) == counts[-1][0]
+    assert counts == [(5, 10), (3, 6)] and it.samples == 8
