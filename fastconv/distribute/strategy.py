@@ -118,7 +118,8 @@ class MultiWorkerMirroredStrategy:
             buckets = self._plans[key] = plan_buckets(variables, self.bucket_bytes)
         xp = array_module(variables[0].data) if variables else np
         comm = self._comm_for(variables[0].data) if variables else self.communicator
-        reducer = GradientReducer(comm, variables, buckets, xp=xp)
+        dtype = variables[0].dtype if variables else np.float32
+        reducer = GradientReducer(comm, variables, buckets, xp=xp, dtype=dtype)
         with on_leaf_grad(reducer.on_leaf):
             loss.backward(local / total)
         reducer.finish()
