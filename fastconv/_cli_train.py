@@ -17,6 +17,7 @@ Arguments are checked before anything is read or written: a bad one is a ValueEr
 from the command, exit 2) and leaves no output folder behind.
 """
 import contextlib
+import io
 import json
 import math
 import os
@@ -278,6 +279,13 @@ def _check_out_folder(out):
         raise ValueError(f"cannot use {out} as the output folder: {path} is a file")
 
 
+class _Discard(io.TextIOBase):
+    """Where the other ranks' prints go."""
+
+    def write(self, text):
+        return len(text)
+
+
 def _launched_ranks():
     """How many processes the MPI launcher started (1 when not launched by one): MPICH/Hydra
     and Slurm's PMI set PMI_SIZE, Open MPI OMPI_COMM_WORLD_SIZE."""
@@ -334,7 +342,7 @@ def cmd_train(args):
         from .distribute import MultiWorkerMirroredStrategy
         strategy = MultiWorkerMirroredStrategy()
         if not strategy.is_chief:
-            sys.stdout = open(os.devnull, "w")  # one log: rank 0's (errors still reach stderr)
+            sys.stdout = _Discard()  # one log: rank 0's (errors still reach stderr)
     fastconv.set_seed(args.seed)
     (x, y), (xt, yt), dname = load_dataset(dname, args.seed, args.limit, args.image_size, args.color_mode)
     (x, y), (xv, yv) = split_validation(x, y, args.val_split, args.seed)

@@ -97,11 +97,13 @@ def main(scenario, out):
                fastconv.callbacks.ModelCheckpoint(os.path.join(folder, "w.weights.npz"), monitor="loss"),
                fastconv.callbacks.EarlyStopping(monitor="loss", patience=5)]
         train("lenet5", out, strategy, callbacks=cbs, epochs=2)
-    elif scenario in ("raise", "hang"):
+    elif scenario in ("raise", "hang", "die"):
         strategy = MultiWorkerMirroredStrategy(timeout=5.0)
         if strategy.rank == 1:
             if scenario == "raise":
                 raise RuntimeError("rank 1 fails on purpose")
+            if scenario == "die":
+                os._exit(3)  # no exception, no MPI_Finalize: as a killed process
             time.sleep(120)  # never joins the weight broadcast: rank 0 must time out
         train("lenet5", out, strategy)
     else:

@@ -38,6 +38,12 @@ class FakeCommunicator:
     def allreduce_sum(self, array, what=""):
         return np.array(array, copy=True) * self.size
 
+    def broadcast(self, buf, root=0, what=""):
+        return buf  # every rank already holds the same
+
+    def broadcast_bytes(self, data, root=0, what=""):
+        return data
+
 
 def fake_strategy(ranks=2, rank=0, bucket_bytes=2 ** 20):
     s = object.__new__(MultiWorkerMirroredStrategy)  # no MPI: the machinery over a fake
@@ -263,3 +269,33 @@ def test_scaling_model_is_the_ring_allreduce_formula():
     rows = [{"bytes": b, "fastconv_s": b / 2e9 + 2 * 50e-6} for b in (1e3, 1e5, 1e7)]  # N=2: 2(N-1)/N = 1
     bw, lat = fit_local_link(rows)
     assert bw == pytest.approx(2e9, rel=1e-6) and lat == pytest.approx(50e-6, rel=1e-6)
+
+
+def test_a_non_finite_loss_stops_every_rank_at_the_same_epoch_end():
+    # A rank stopping mid-epoch on its own local loss would leave the others waiting in the
+    # next step's allreduce; under a strategy fit checks the reduced epoch loss instead.
+    strategy = fake_strategy(ranks=2)
+    fastconv.set_seed(5)
+    with strategy.scope():
+        model = fastconv.Sequential([layers.Input((6,)), layers.Dense(3)])
+        model.compile(optimizer=fastconv.optimizers.SGD(0.1), loss="mse")
+    x = np.ones((48, 6), np.float32)
+    x[20] = np.nan  # in rank 0's part of the second global batch of 16
+    steps = []
+    cb = fastconv.callbacks.LambdaCallback(on_batch_end=lambda batch, logs: steps.append(batch))
+    with pytest.warns(RuntimeWarning, match="epoch 1, batch|epoch 1, its end"):
+        history = model.fit(x, np.zeros((48, 3), np.float32), batch_size=16, epochs=3, verbose=0,
+                            shuffle=False, callbacks=[cb])
+    assert steps == [0, 1, 2] and len(history.history["loss"]) == 1
+    assert np.isnan(history.history["loss"][0])
+
+
+def test_iterable_batches_are_per_rank_and_their_global_count_is_summed():
+    strategy = fake_strategy(ranks=2)  # the fake's ranks hold equal batches: the sum is 2x
+    batches = [(np.zeros((5, 2), np.float32), np.zeros(5)), (np.zeros((3, 2), np.float32), np.zeros(3))]
+    it = ShardedIterator(make_iterator(batches), strategy, arrays=False)
+    counts = []
+    for xb, _, _ in it:
+        counts.append(strategy._step_counts)
+        assert len(xb) == counts[-1][0]
+    assert counts == [(5, 10), (3, 6)] and it.samples == 8

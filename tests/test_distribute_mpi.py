@@ -106,6 +106,7 @@ def test_only_the_chief_writes_files(tmp_path):
 @pytest.mark.parametrize("scenario, message", [
     ("raise", "rank 1 fails on purpose"),
     ("hang", "did not complete within 5 s"),
+    ("die", ""),  # the launcher ends the job, or rank 0 times out: either way, bounded
 ])
 def test_a_failing_rank_ends_the_job_within_a_bounded_time(tmp_path, scenario, message):
     out, seconds = worker(scenario, tmp_path, timeout=100)

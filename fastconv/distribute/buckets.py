@@ -15,7 +15,7 @@ def plan_buckets(variables, bucket_bytes):
     bucket of its own). Reverse order: the last layers' gradients are final first."""
     buckets, current, size = [], [], 0
     for i in reversed(range(len(variables))):
-        nbytes = int(np.prod(variables[i].shape)) * 4
+        nbytes = int(np.prod(variables[i].shape)) * np.dtype(variables[i].dtype).itemsize
         if current and size + nbytes > bucket_bytes:
             buckets.append(current)
             current, size = [], 0

@@ -44,6 +44,7 @@ class ShardedIterator:
             self.strategy._step_counts = (local, total)
             self.samples += local
             yield xb, yb, swb
+        self.strategy._step_counts = None  # train_on_batch after fit: equal local batches
 
 
 def _first(s):

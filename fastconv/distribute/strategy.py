@@ -9,7 +9,8 @@ What fit does under a strategy (training/loop.py calls the hooks below):
 - at its start, rank 0's weights and its "shuffle" stream are broadcast, so every replica
   starts equal and every rank draws the same permutation each epoch (sharding.py);
 - `batch_size` is the global batch, split evenly over the ranks (a last batch with fewer
-  samples than ranks is dropped everywhere);
+  samples than ranks is dropped everywhere); an iterable of batches is read by each rank as
+  its own data, and must give every rank the same number of batches per epoch;
 - each rank scales its loss by its share of the global batch, and the gradients are summed in
   buckets started during backward (buckets.py): the update equals one process training on the
   global batch, up to float32 summation order;
@@ -117,7 +118,8 @@ class MultiWorkerMirroredStrategy:
             buckets = self._plans[key] = plan_buckets(variables, self.bucket_bytes)
         xp = array_module(variables[0].data) if variables else np
         comm = self._comm_for(variables[0].data) if variables else self.communicator
-        reducer = GradientReducer(comm, variables, buckets, xp=xp)
+        dtype = variables[0].dtype if variables else np.float32
+        reducer = GradientReducer(comm, variables, buckets, xp=xp, dtype=dtype)
         with on_leaf_grad(reducer.on_leaf):
             loss.backward(local / total)
         reducer.finish()

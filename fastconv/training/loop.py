@@ -155,7 +155,8 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
             cbs.on_train_batch_begin(step)
             batch_logs = _step(model.train_step, xb, yb, swb)
             cbs.on_train_batch_end(step, batch_logs)
-            _check_loss(model, batch_logs, epoch, step)  # host values only: no GPU wait
+            if strategy is None:  # (with one, every rank checks the reduced epoch logs alike)
+                _check_loss(model, batch_logs, epoch, step)  # host values only: no GPU wait
             if model.stop_training:
                 break
         if batch_logs is None:
