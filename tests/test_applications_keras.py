@@ -25,10 +25,10 @@ NAMES = ["VGG16", "VGG19", "ResNet50", "ResNet101", "ResNet152", "ResNet50V2", "
          "DenseNet121", "DenseNet169", "DenseNet201", "MobileNet", "MobileNetV2"]
 
 
-def _keras_files(name, folder, seed=0):
+def _keras_files(name, folder, seed=0, size=SIZE):
     from keras.src.legacy.saving import legacy_h5_format
     keras.utils.set_random_seed(seed)
-    model = getattr(keras.applications, name)(weights=None, input_shape=(SIZE, SIZE, 3), classes=10,
+    model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=10,
                                               classifier_activation=None)
     rng = np.random.default_rng(seed)
     for layer in model.layers:
@@ -61,18 +61,18 @@ def _rel(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-def compare(name, folder):
+def compare(name, folder, size=SIZE):
     """{layout: max relative difference} for one application (and Keras reading our file)."""
-    kmodel, legacy, new = _keras_files(name, folder)
-    x = np.random.default_rng(1).uniform(-1, 1, (2, SIZE, SIZE, 3)).astype(np.float32)
+    kmodel, legacy, new = _keras_files(name, folder, size=size)
+    x = np.random.default_rng(1).uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
     want = kmodel.predict(x, verbose=0)
     out = {}
     for layout, path in (("legacy", legacy), ("keras3", new), ("legacy by order", _renamed_copy(legacy, folder))):
-        ours = getattr(apps, name)(weights=path, input_shape=(SIZE, SIZE, 3), classes=10, classifier_activation=None)
+        ours = getattr(apps, name)(weights=path, input_shape=(size, size, 3), classes=10, classifier_activation=None)
         out[layout] = _rel(ours.predict(x, verbose=0), want)
     mine = os.path.join(folder, f"{name}_fastconv.weights.h5")
     ours.save_weights(mine)
-    other = getattr(keras.applications, name)(weights=None, input_shape=(SIZE, SIZE, 3), classes=10,
+    other = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=10,
                                               classifier_activation=None)
     other.load_weights(mine)
     out["keras reads ours"] = _rel(other.predict(x, verbose=0), want)
@@ -82,6 +82,13 @@ def compare(name, folder):
 @pytest.mark.parametrize("name", NAMES)
 def test_application_matches_keras(name, tmp_path):
     diffs = compare(name, str(tmp_path))
+    assert all(d <= RTOL for d in diffs.values()), diffs
+
+
+@pytest.mark.parametrize("name", ["MobileNetV2", "MobileNet", "ResNet50V2"])
+def test_odd_input_size_matches_keras(name, tmp_path):
+    # Strided blocks pad by input parity (MobileNetV2's correct_pad; TF 'same' elsewhere).
+    diffs = compare(name, str(tmp_path), size=67)
     assert all(d <= RTOL for d in diffs.values()), diffs
 
 
