@@ -1,8 +1,8 @@
 """Merge layers: Concatenate(axis=-1) / concatenate(inputs), and the elementwise Add,
 Subtract (exactly 2 inputs), Multiply, Average, Maximum, Minimum (and their lower-case
 functions). The elementwise ones need inputs of one rank whose axes are equal or 1 (broadcast,
-as Keras); Maximum and Minimum propagate NaN
-(np.maximum's rule), and their gradient goes to the first input on ties.
+as Keras); Maximum and Minimum propagate NaN (np.maximum's rule), and their gradient goes to
+the first input on ties.
 
 >>> from fastconv import layers
 >>> a, b = layers.Input((4, 4, 3)), layers.Input((4, 4, 5))
