@@ -96,3 +96,18 @@ def test_decode_predictions():
     assert len(apps.imagenet_utils.class_index()) == 1000
     with pytest.raises(ValueError, match="\\(samples, 1000\\)"):
         apps.vgg16.decode_predictions(np.zeros((2, 10)))
+
+
+def test_inception_xception_efficientnet_are_wired(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5"):
+        apps.EfficientNetB0(include_top=False)
+    with pytest.raises(FileNotFoundError, match="keras-applications/xception/xception_weights_tf_dim_ordering_tf_kernels.h5"):
+        apps.Xception()
+    with pytest.raises(ValueError, match="at least 75"):
+        apps.InceptionV3(weights=None, input_shape=(64, 64, 3))
+    x = np.array([[[[0.0, 127.5, 255.0]]]], np.float32)
+    np.testing.assert_allclose(apps.inception_v3.preprocess_input(x)[0, 0, 0], [-1.0, 0.0, 1.0], atol=1e-7)
+    np.testing.assert_allclose(apps.xception.preprocess_input(x)[0, 0, 0], [-1.0, 0.0, 1.0], atol=1e-7)
+    np.testing.assert_array_equal(apps.efficientnet.preprocess_input(x), x)  # the model rescales itself
+    assert apps.InceptionV3.__module__ == "fastconv.applications.inception_v3"

@@ -21,10 +21,12 @@ def imagenet_weights_path(keras_name, file_name, url_folder):
     path = os.path.join(keras_cache_dir(), file_name)
     if os.path.isfile(path):
         return path
+    # url_folder: a folder under Keras's usual address, or a whole address (EfficientNet's differs).
+    url = (url_folder if url_folder.startswith("https://") else f"{KERAS_APPLICATIONS_URL}{url_folder}/") + file_name
     raise FileNotFoundError(
         f"{keras_name}(weights='imagenet') needs Keras's weight file {file_name}, which is not in the Keras "
         f"cache: put it at {path} (set KERAS_HOME to use another folder). fastconv does not download; get "
-        f"the file from {KERAS_APPLICATIONS_URL}{url_folder}/{file_name}, or run "
+        f"the file from {url}, or run "
         f"keras.applications.{keras_name}(weights='imagenet') once where Keras is installed (it saves it "
         f"there), or pass weights='path/to/{file_name}'.")
 

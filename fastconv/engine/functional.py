@@ -37,6 +37,31 @@ def _topological_nodes(outputs):
     return order
 
 
+def _keras_layer_order(nodes, outputs):
+    """The layers of `nodes` (parents before children) in Keras 3's order, so that layer lists,
+    weight order and files written by order match Keras's: by depth (the longest path to an
+    output) decreasing, ties broken by when a depth-first walk from the outputs, parents in
+    input order, first reaches the layer."""
+    first_seen, done = {}, set()
+    for out in outputs:
+        stack = [out._history[0]]
+        while stack:
+            node = stack.pop()
+            if id(node) in done:
+                continue
+            done.add(id(node))
+            first_seen.setdefault(id(node.layer), len(first_seen))
+            stack.extend(reversed(node.parents))
+    node_depth, layer_depth = {}, {}
+    for node in reversed(nodes):  # children before parents
+        depth = max(node_depth.get(id(node), 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = node_depth[id(node)] = depth
+        for parent in node.parents:
+            node_depth[id(parent)] = max(node_depth.get(id(parent), 0), depth + 1)
+    layers = {id(n.layer): n.layer for n in nodes}
+    return sorted(layers.values(), key=lambda l: (-layer_depth[id(l)], first_seen[id(l)]))
+
+
 class Functional(Model):
     def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
         Model.__init__(self, name=name, trainable=trainable, **kwargs)
@@ -58,11 +83,7 @@ class Functional(Model):
                 raise ValueError(f"graph disconnected: the outputs depend on input {node.layer.name!r}, "
                                  f"which is not among the model's inputs "
                                  f"{[t._history[0].layer.name for t in self._input_tensors]}")
-        layers = []
-        for node in self._nodes:
-            if not any(node.layer is l for l in layers):
-                layers.append(node.layer)
-        self._tracked = layers
+        self._tracked = _keras_layer_order(self._nodes, self._output_tensors)
         self.built = True
         self._build_shape = [t.shape for t in self._input_tensors]
         if len(self._build_shape) == 1:

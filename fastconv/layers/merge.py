@@ -1,7 +1,8 @@
 """Merge layers: Concatenate(axis=-1) / concatenate(inputs), and the elementwise Add,
 Subtract (exactly 2 inputs), Multiply, Average, Maximum, Minimum (and their lower-case
-functions). The elementwise ones need inputs of one shape; Maximum and Minimum propagate NaN
-(np.maximum's rule), and their gradient goes to the first input on ties.
+functions). The elementwise ones need inputs of one rank whose axes are equal or 1 (broadcast,
+as Keras); Maximum and Minimum propagate NaN (np.maximum's rule), and their gradient goes to
+the first input on ties.
 
 >>> from fastconv import layers
 >>> a, b = layers.Input((4, 4, 3)), layers.Input((4, 4, 5))
@@ -47,15 +48,28 @@ class Concatenate(Layer):
         return {**super().get_config(), "axis": self.axis}
 
 
+def _broadcast_dim(a, b):
+    """One axis of two equal-rank shapes under Keras's merge rule: equal, or one of them 1."""
+    if a == 1:
+        return b
+    if b == 1 or a == b:
+        return a
+    return None if None in (a, b) else False
+
+
 class _Elementwise(Layer):
     def compute_output_shape(self, input_shape):
+        # Inputs of one rank broadcast where an axis is 1 (Keras's rule: squeeze-and-excitation
+        # multiplies (N, H, W, C) by (N, 1, 1, C)).
         _check_list(self, input_shape)
-        first = tuple(input_shape[0])
+        out = tuple(input_shape[0])
         for s in input_shape[1:]:
-            if len(s) != len(first) or any(None not in (a, b) and a != b for a, b in zip(s[1:], first[1:])):
-                raise ValueError(f"{self.name}: {type(self).__name__} needs inputs of one shape, got "
-                                 f"{list(input_shape)}")
-        return first
+            dims = [_broadcast_dim(a, b) for a, b in zip(s[1:], out[1:])]
+            if len(s) != len(out) or any(d is False for d in dims):
+                raise ValueError(f"{self.name}: {type(self).__name__} needs inputs of one shape (or axes of "
+                                 f"size 1 that broadcast), got {list(input_shape)}")
+            out = (out[0],) + tuple(dims)
+        return out
 
     def call(self, inputs):
         self.compute_output_shape([tuple(t.shape) for t in inputs])

@@ -21,7 +21,6 @@ import numpy as np
 from ..layers.input_layer import InputLayer
 from ..layers.layer import to_snake_case
 from .atomic import atomic_write
-from .keras_order import keras_layer_order
 from .weights import LoadStatus, _require_built, convert_arrays
 
 # One weighted layer as the file stores it: its name (None where the file has none), its
@@ -57,11 +56,9 @@ def weighted_leaves(model):
     out, seen = [], set()
 
     def children(layer):
-        if getattr(layer, "_keras_layer_order", None):
-            return layer._keras_layer_order()
-        if getattr(layer, "_nodes", None) is not None:  # a functional model: Keras's graph order
-            return keras_layer_order(layer)
-        return layer._sublayers()
+        # A functional model tracks its layers in Keras's order already (engine/functional.py).
+        order = getattr(layer, "_keras_layer_order", None)
+        return order() if order else layer._sublayers()
 
     def walk(layer):
         if id(layer) in seen or isinstance(layer, InputLayer):

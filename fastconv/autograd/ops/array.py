@@ -58,14 +58,15 @@ def pad(x, pad_width, value=0.0):
     return Pad.apply(x, pad_width=pw, value=value)
 
 
-def dropout(x, rate, rng, training):
-    """Inverted dropout: zero with probability `rate`, scale the rest by 1/(1-rate)."""
+def dropout(x, rate, rng, training, noise_shape=None):
+    """Inverted dropout: zero with probability `rate`, scale the rest by 1/(1-rate).
+    noise_shape: the mask's shape, broadcast over x (1 on an axis shares a draw along it)."""
     if not training or rate == 0:
         return x if isinstance(x, Tensor) else Tensor(x)
     if not 0 <= rate < 1:
         raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
     xd = as_array(x)
-    keep = rng.random(xd.shape) >= rate
+    keep = rng.random(xd.shape if noise_shape is None else tuple(noise_shape)) >= rate
     xp = array_module(xd)
     mask = xp.asarray(keep, dtype=xd.dtype) * xd.dtype.type(1.0 / (1.0 - rate))
     return mul(x, mask)

@@ -45,8 +45,9 @@ class InvertedResidualBlock(Layer):
             self.expand = [layers.Conv2D(self.expansion * channels, 1, use_bias=False, name=p + "expand"),
                            _bn(p + "expand_BN"), layers.ReLU(6.0, name=p + "expand_relu")]
         if self.strides == 2:
-            odd = [1 - int(s) % 2 if s is not None else 1 for s in input_shape[1:3]]
-            self.pad = layers.ZeroPadding2D(((1 - odd[0], 1), (1 - odd[1], 1)), name=self.prefix + "pad")
+            # Keras's correct_pad: one row/column after for an even size, one on each side for odd.
+            adjust = [1 - int(s) % 2 if s is not None else 1 for s in input_shape[1:3]]
+            self.pad = layers.ZeroPadding2D(((1 - adjust[0], 1), (1 - adjust[1], 1)), name=self.prefix + "pad")
         self.residual = self.strides == 1 and channels == self.filters
 
     def call(self, x, training=None):
