@@ -1,10 +1,9 @@
 """Batching and shuffling of in-memory arrays: the ONE path that ``fit``'s array adapter,
 :class:`BatchLoader` and ``Dataset.from_tensor_slices(...).shuffle(...).batch(...)`` share.
 
-:func:`epoch_order` draws the permutation of an epoch, :func:`batch_bounds` and
-:func:`batch_selections` cut an
-order into per-batch index selections (contiguous slices when not shuffled, so taking a batch
-copies nothing).
+:func:`epoch_order` draws the permutation of an epoch; :func:`batch_bounds` and
+:func:`batch_selections` cut an order into per-batch index selections (contiguous slices when
+not shuffled, so taking a batch copies nothing).
 
 >>> import numpy as np, fastconv
 >>> fastconv.set_seed(0)
