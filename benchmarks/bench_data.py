@@ -3,6 +3,8 @@
 
 - the first epoch (every image decoded and resized),
 - ``.cache().prefetch()`` epochs after the first (replayed from memory),
+- fastconv's ``.cache(filename)`` epochs (replayed from disk) and how much the peak resident
+  memory grew while writing and reading that cache,
 
 for fastconv and, side by side, ``tf.keras.utils.image_dataset_from_directory`` (tf.data) when a
 Python with TensorFlow is given (``--tf-python``; default /work/peers-venv/bin/python when it
@@ -56,10 +58,23 @@ def run_fastconv(root, n, repeats, threads):
         root, image_size=(224, 224), batch_size=32, seed=1, verbose=False,
         num_parallel_calls=threads or AUTOTUNE)
     first = [_epoch_rate(make(), n) for _ in range(repeats)]
+    # on disk first, while the peak resident size is not yet that of a cache in memory
+    with tempfile.TemporaryDirectory() as tmp:
+        rss_before = _peak_rss_mib()
+        disk_ds = make().cache(os.path.join(tmp, "cache")).prefetch(2)
+        _epoch_rate(disk_ds, n)
+        disk = [_epoch_rate(disk_ds, n) for _ in range(repeats)]
+        disk_rss = _peak_rss_mib() - rss_before
     cached_ds = make().cache().prefetch(2)
     _epoch_rate(cached_ds, n)
     cached = [_epoch_rate(cached_ds, n) for _ in range(repeats)]
-    return {"first_epoch": statistics.median(first), "cached_epoch": statistics.median(cached)}
+    return {"first_epoch": statistics.median(first), "cached_epoch": statistics.median(cached),
+            "disk_cache_epoch": statistics.median(disk), "disk_cache_peak_rss_growth_mib": disk_rss}
+
+
+def _peak_rss_mib():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_tf(root, n, repeats, threads):
@@ -110,6 +125,9 @@ def main(argv=None):
     print(f"{'pipeline':<10} {'first epoch':>12} {'cached epoch':>13}")
     for name, r in rows.items():
         print(f"{name:<10} {r['first_epoch']:>12.0f} {r['cached_epoch']:>13.0f}")
+    r = rows["fastconv"]
+    print(f"fastconv cache(filename) epochs: {r['disk_cache_epoch']:.0f} images/s, peak resident memory grew "
+          f"{r['disk_cache_peak_rss_growth_mib']:.0f} MiB (the data: {args.images * 224 * 224 * 3 * 4 / 2**20:.0f} MiB)")
 
 
 if __name__ == "__main__":

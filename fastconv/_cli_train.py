@@ -266,7 +266,7 @@ def _fit_one_epoch(model, x, y, epoch, epochs, fit_kw):
 def _augmenter(args, dataset):
     if not args.augment:
         return None
-    from .augment import Augment
+    from .data.augment import Augment
     return Augment(shift=2, rotation=10.0, zoom=0.1, horizontal_flip=dataset == "fashion-mnist")
 
 
@@ -389,7 +389,7 @@ def cmd_train(args):
                   validation_data=(xv, yv) if len(xv) else None)
     aug = _augmenter(args, dname)
     if args.backend == "cuda" and aug is None:  # onto the GPU once, not once per epoch's fit()
-        from .training.data import stage_on_device
+        from .data.adapters import stage_on_device
         x, y, fit_kw["validation_data"] = stage_on_device((x, y, fit_kw["validation_data"]))
     state["arguments"] = resume.run_arguments(args, dname)
     state["ranks"] = ranks

@@ -1,11 +1,13 @@
 """fastconv.data.Dataset: every method against a plain-Python reference iteration of the same
 data, tf.data's cardinality rules, seeding, the file cache, threads, and fit/evaluate/predict."""
+import gc
 import itertools
 import json
 import os
 import signal
 import threading
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -206,6 +208,14 @@ def test_cache_to_files_is_data_only_and_reused(tmp_path):
         with np.load(tmp_path / "cache" / shard["file"], allow_pickle=False) as z:
             assert all(z[k].dtype != object for k in z.files)
     _same(cached, ref)
+    # replayed batches are freed as soon as the consumer drops them (no reference cycle keeps
+    # them for the cyclic collector: resident memory stays at a few batches)
+    gc.disable()
+    try:
+        alive = [weakref.ref(b["x"]) for b in cached]
+    finally:
+        gc.enable()
+    assert len(alive) == 3 and not any(r() is not None for r in alive)
     _same(ds.cache(str(prefix)), ref)  # a new Dataset finds the complete cache
     assert len(calls) == 9
     assert not [p for p in os.listdir(tmp_path / "cache") if p.endswith(".tmp")]

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..backend import get_backend
 from ..functional import array_module, is_device_array
-from .batching import batch_selections, check_batch_size, epoch_order
+from .batching import batch_bounds, check_batch_size, epoch_order
 from .dataset import INFINITE_CARDINALITY, Dataset
 from .structure import leaves, map_structure  # noqa: F401 (re-exported for the loop)
 
@@ -114,17 +114,16 @@ class ArrayAdapter:
 
     def epoch(self):
         order = epoch_order(self.n, self.shuffle)
+        if order is not None:
+            # Sorted indices read memory in order; the batch content is still random.
+            for start, end in batch_bounds(self.n, self.batch_size):
+                order[start:end].sort()
         # Device arrays are indexed with device indices, uploaded once per epoch.
         device = next((a for a in leaves((self.x, self.y, self.sw)) if is_device_array(a)), None)
-        xp = None if order is None or device is None else array_module(device)
-        sels = list(batch_selections(self.n, self.batch_size, order, sort_within_batch=True))
-        # the whole epoch's order goes to the device in one copy; each batch slices it there
-        flat = None if xp is None else xp.asarray(np.concatenate(sels))
-        start = 0
-        for sel in sels:
-            dsel = sel
-            if flat is not None:
-                dsel, start = flat[start:start + len(sel)], start + len(sel)
+        device_order = None if order is None or device is None else array_module(device).asarray(order)
+        for start, end in batch_bounds(self.n, self.batch_size):
+            sel = slice(start, end) if order is None else order[start:end]
+            dsel = sel if device_order is None else device_order[start:end]
             yield tuple(map_structure(lambda a: a[dsel if is_device_array(a) else sel], s)
                         for s in (self.x, self.y, self.sw))
 

@@ -1,9 +1,9 @@
 """Batching and shuffling of in-memory arrays: the ONE path that ``fit``'s array adapter,
 :class:`BatchLoader` and ``Dataset.from_tensor_slices(...).shuffle(...).batch(...)`` share.
 
-:func:`epoch_order` draws the permutation of an epoch, :func:`batch_selections` cuts an
-order into per-batch index selections (contiguous slices when not shuffled, so taking a batch
-copies nothing).
+:func:`epoch_order` draws the permutation of an epoch; :func:`batch_bounds` and
+:func:`batch_selections` cut an order into per-batch index selections (contiguous slices when
+not shuffled, so taking a batch copies nothing).
 
 >>> import numpy as np, fastconv
 >>> fastconv.set_seed(0)
@@ -38,17 +38,20 @@ def epoch_order(n, shuffle, rng=None):
     return rng.permutation(n)
 
 
-def batch_selections(n, batch_size, order=None, drop_remainder=False, sort_within_batch=False):
-    """Yield the index selection of each batch: slices for ``order=None``, else index arrays
-    cut from `order`. sort_within_batch: sort each batch's indices (reads memory in order;
-    the batch's content is still random)."""
+def batch_bounds(n, batch_size, drop_remainder=False):
+    """Yield (start, end) of each batch's positions in the epoch order."""
     for i in range(num_batches(n, batch_size, drop_remainder)):
-        start, end = i * batch_size, min((i + 1) * batch_size, n)
+        yield i * batch_size, min((i + 1) * batch_size, n)
+
+
+def batch_selections(n, batch_size, order=None, drop_remainder=False):
+    """Yield the index selection of each batch: slices for ``order=None``, else index arrays
+    cut from `order`."""
+    for start, end in batch_bounds(n, batch_size, drop_remainder):
         if order is None:
             yield slice(start, end)
         else:
-            sel = order[start:end]
-            yield np.sort(sel) if sort_within_batch else sel
+            yield order[start:end]
 
 
 class BatchLoader:

@@ -3,18 +3,21 @@ thread pool (every call here releases the GIL in its heavy part).
 
 Decoding: JPEG with simplejpeg (libjpeg-turbo) when it is installed, else Pillow; PNG, BMP,
 GIF (first frame, as tf's ``expand_animations=False``) and any JPEG simplejpeg refuses (CMYK,
-say) with Pillow. simplejpeg runs with TensorFlow's default DCT (fast integer), so JPEG pixels equal
-Keras's; Pillow's accurate DCT differs by up to 4 levels. Chosen by measurement on a 320x240 JPEG, one thread (2-core machine shared
-with other work; medians of 5 x 100): simplejpeg decode 0.38 ms, Pillow decode 0.56 ms; with the
-224x224 bilinear resize, simplejpeg 0.99 ms and Pillow 1.19 ms per image. Pillow's draft mode
-cannot help there (it only scales by powers of two down to at least the requested size, and
-320x240 -> 224x224 is less than a factor 2): 1.66 ms.
+say) with Pillow. simplejpeg runs with TensorFlow's default DCT (fast integer), so JPEG pixels
+equal Keras's; Pillow's accurate DCT differs by up to 4 levels. Chosen by measurement on a
+320x240 JPEG, one thread (2-core machine shared with other work; medians of 5 x 100):
+simplejpeg decode 0.38 ms, Pillow decode 0.56 ms; with the 224x224 bilinear resize, simplejpeg
+0.99 ms and Pillow 1.19 ms per image. Pillow's draft mode cannot help there (it only scales
+by powers of two down to at least the requested size, and 320x240 -> 224x224 is less than a
+factor 2): 1.66 ms.
 
-Resizing: :func:`resize` is the one call site of the resize kernel. Today it is Pillow's
-(``Image.resize`` releases the GIL); the planned uint8 Cython kernels (fastconv/data/_kernels)
-that follow ``tf.image.resize`` (half-pixel centres, no antialiasing) replace it there.
-Difference to Keras until then: Pillow antialiases when it shrinks an image (its filter widens
-with the scale), and rounds to uint8 (<= 0.5); enlarging, bilinear matches tf within rounding.
+Resizing: :func:`resize` is the one call site of the resize kernel: the compiled uint8 batch
+kernels (fastconv.data.kernels, Cython, GIL released; bilinear/nearest/area exactly as
+``tf.image.resize`` with half-pixel centres and no antialiasing) where the build has them, else
+Pillow's ``Image.resize`` (releases the GIL too). Difference to Keras with Pillow: it
+antialiases when it shrinks an image (its filter widens with the scale), and its fixed-point
+filter rounds to uint8 (within 1 level); enlarging, bilinear matches tf within that rounding.
+Nearest without the kernels is done here with tf's own arithmetic (exact).
 """
 import numpy as np
 
@@ -112,11 +115,27 @@ def _pil_resample(interpolation):
     return table[interpolation]
 
 
+def _batch_kernels():
+    """The compiled uint8 batch kernels (fastconv.data.kernels over the Cython extension, which
+    follow tf.image.resize exactly) when this build has them; None otherwise (Pillow then)."""
+    try:
+        from . import kernels
+    except ImportError:
+        return None
+    ok = callable(getattr(kernels, "compiled_available", None)) and kernels.compiled_available() \
+        and hasattr(kernels, "RESIZE_METHODS") and callable(getattr(kernels, "resize", None))
+    return kernels if ok else None
+
+
 def resize(image, size, interpolation="bilinear"):
-    """uint8 (H, W, C) resized to size=(height, width). THE resize call site of the pipeline."""
+    """uint8 (H, W, C) resized to size=(height, width): uint8 from Pillow, float32 from the
+    compiled kernels. THE resize call site of the pipeline."""
     h, w = size
     if image.shape[:2] == (h, w):
         return image
+    kernels = _batch_kernels()
+    if kernels is not None and interpolation in kernels.RESIZE_METHODS:
+        return kernels.resize(image[None], (h, w), interpolation)[0]  # float32 (uint8 for nearest)
     if interpolation == "nearest":
         return _nearest(image, h, w)
     Image = require_pillow()
@@ -157,14 +176,16 @@ def resize_with_pad(image, size, interpolation="bilinear"):
     ratio = max(width / tw, height / th)
     rh, rw = int(height / ratio), int(width / ratio)
     top, left = max(0, int((th - height / ratio) // 2)), max(0, int((tw - width / ratio) // 2))
-    out = np.zeros((th, tw, image.shape[2]), np.uint8)
-    out[top:top + rh, left:left + rw] = resize(image, (max(rh, 1), max(rw, 1)), interpolation)[:th - top, :tw - left]
+    resized = resize(image, (max(rh, 1), max(rw, 1)), interpolation)
+    out = np.zeros((th, tw, image.shape[2]), resized.dtype)
+    out[top:top + rh, left:left + rw] = resized[:th - top, :tw - left]
     return out
 
 
 def load_image(path, image_size, channels=3, interpolation="bilinear", crop_to_aspect=False,
                pad_to_aspect=False):
-    """uint8 (height, width, channels) of the image file at `path` (Keras's per-image steps)."""
+    """(height, width, channels) of the image file at `path`, uint8 or float32 (see resize)
+    (Keras's per-image steps)."""
     image = read_image(path, channels)
     if crop_to_aspect:
         image = crop_to_aspect_ratio(image, image_size)

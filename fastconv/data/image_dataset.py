@@ -106,7 +106,7 @@ class ImageDirectoryDataset(Dataset):
             if img is not None:
                 xs.append(img)
                 keep.append(i)
-        x = np.stack(xs).astype(np.float32) if xs else np.zeros((0,) + self._image_shape, np.float32)
+        x = np.stack(xs) if xs else np.zeros((0,) + self._image_shape, np.float32)
         y = None if self.labels is None else self.labels[keep]
         return x, y
 
@@ -196,8 +196,11 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
 
     def load_one(path):
         try:
-            return decode.load_image(path, tuple(image_size), channels, interpolation,
-                                     crop_to_aspect_ratio, pad_to_aspect_ratio)
+            image = decode.load_image(path, tuple(image_size), channels, interpolation,
+                                      crop_to_aspect_ratio, pad_to_aspect_ratio)
+            # float32 here, on the decoding thread (NumPy's cast releases the GIL): the batch
+            # step then only copies (a resize kernel that returns float32 costs nothing more)
+            return image.astype(np.float32, copy=False)
         except decode.ImageDecodeError as e:
             if bad_files == "raise":
                 raise
@@ -231,7 +234,7 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
 
 
 def _pipeline(paths, targets, label_mode, num_classes, load_one, batch_size, shuffle, seed, workers):
-    """paths (+ labels) -> shuffle -> decode on threads -> drop unreadable -> batch -> float32
+    """paths (+ labels) -> shuffle -> decode to float32 on threads -> drop unreadable -> batch
     -> prefetch (as Keras's pipeline, which prefetches too)."""
     if targets is None:
         ds = Dataset.from_tensor_slices(np.asarray(paths, dtype=str))
@@ -247,8 +250,7 @@ def _pipeline(paths, targets, label_mode, num_classes, load_one, batch_size, shu
                                     (lambda img: img is not None)), ds)
     if batch_size is not None:
         ds = ds.batch(batch_size)
-    to_float = (lambda x, y: (x.astype(np.float32), y)) if with_labels else (lambda x: x.astype(np.float32))
-    return ds.map(to_float).prefetch(AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
 
 
 class _KeepCardinality(Dataset):

@@ -36,19 +36,21 @@ def describe(s):
 
 def rebuild(description, values):
     """Inverse of (describe, leaves): the structure with the leaves taken in order from `values`."""
-    it = iter(values)
+    return _build(description, iter(values))
 
-    def build(d):
-        kind = d.get("type")
-        if kind == "leaf":
-            return next(it)
-        if kind in ("tuple", "list"):
-            items = [build(v) for v in d["items"]]
-            return tuple(items) if kind == "tuple" else items
-        if kind == "dict":
-            return {k: build(v) for k, v in zip(d["keys"], d["items"])}
-        raise ValueError(f"malformed structure description: {d!r}")
-    return build(description)
+
+def _build(d, it):
+    # a plain recursive function: a nested closure that calls itself would form a reference
+    # cycle holding the leaves, and large arrays would then wait for the cyclic collector
+    kind = d.get("type")
+    if kind == "leaf":
+        return next(it)
+    if kind in ("tuple", "list"):
+        items = [_build(v, it) for v in d["items"]]
+        return tuple(items) if kind == "tuple" else items
+    if kind == "dict":
+        return {k: _build(v, it) for k, v in zip(d["keys"], d["items"])}
+    raise ValueError(f"malformed structure description: {d!r}")
 
 
 def zip_structures(fn, structures):
