@@ -115,7 +115,9 @@ def resize(x, size, method="bilinear", implementation="auto"):
         _compiled.resize_bilinear(x, out, *_np_kernels.bilinear_taps(h, oh), *_np_kernels.bilinear_taps(w, ow),
                                   _threads())
     else:
-        _compiled.resize_area(x, out, np.float32(h) / np.float32(oh), np.float32(w) / np.float32(ow), _threads())
+        threads = _threads()
+        work = np.empty((threads, 2 * c), np.float32)  # per-thread sums, allocated here: no malloc in the loop
+        _compiled.resize_area(x, out, np.float32(h) / np.float32(oh), np.float32(w) / np.float32(ow), work, threads)
     return out
 
 
