@@ -27,35 +27,61 @@ cdef inline long long _clampi(long long i, long long n) noexcept nogil:
     return 0 if i < 0 else (n - 1 if i > n - 1 else i)
 
 
+cdef inline void _hlerp_row(const pixel_t* r, float* dst, const long long* x0, const long long* x1,
+                            const float* fx, Py_ssize_t ow, Py_ssize_t ch) noexcept nogil:
+    # one source row interpolated along x: TF's "top" (or "bottom") values for every output column
+    cdef Py_ssize_t j, c, a0, a1
+    cdef float left, right, wx
+    for j in range(ow):
+        a0 = x0[j] * ch
+        a1 = x1[j] * ch
+        wx = fx[j]
+        for c in range(ch):
+            left = <float>r[a0 + c]
+            right = <float>r[a1 + c]
+            dst[j * ch + c] = left + (right - left) * wx
+
+
 def resize_bilinear(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out,
                     const long long[::1] y0, const long long[::1] y1, const float[::1] fy,
-                    const long long[::1] x0, const long long[::1] x1, const float[::1] fx, int num_threads):
-    """TensorFlow's half-pixel bilinear: taps and weights per row/column precomputed by the
-    caller (they are the same for every image)."""
+                    const long long[::1] x0, const long long[::1] x1, const float[::1] fx,
+                    float[:, :, ::1] work, int num_threads):
+    """TensorFlow's half-pixel bilinear, separably: each needed source row is interpolated along
+    x once into a per-thread buffer (`work`: (num_threads, 2, out_w * C)), and output rows blend
+    two such rows along y - the same operations, in the same order, as TF's per-pixel formula.
+    Taps and weights per row/column are precomputed by the caller."""
     cdef Py_ssize_t n = x.shape[0], oh = out.shape[1], ow = out.shape[2], ch = x.shape[3]
-    cdef Py_ssize_t b, i, j, c, a0, a1
-    cdef const pixel_t* r0
-    cdef const pixel_t* r1
+    cdef Py_ssize_t b, i, k, m = ow * ch
+    cdef long long row_a, row_b, t
+    cdef float* buf_a
+    cdef float* buf_b
+    cdef float* tmp
     cdef float* o
-    cdef float tl, tr, bl, br, top, bot, wx, wy
+    cdef float wy
     for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        buf_a = &work[threadid(), 0, 0]
+        buf_b = &work[threadid(), 1, 0]
+        row_a = -1
+        row_b = -1
         for i in range(oh):
-            r0 = &x[b, y0[i], 0, 0]
-            r1 = &x[b, y1[i], 0, 0]
+            if y0[i] != row_a:
+                if y0[i] == row_b:  # moving down: the old lower row is the new upper row
+                    tmp = buf_a
+                    buf_a = buf_b
+                    buf_b = tmp
+                    t = row_a
+                    row_a = row_b
+                    row_b = t
+                else:
+                    _hlerp_row(&x[b, y0[i], 0, 0], buf_a, &x0[0], &x1[0], &fx[0], ow, ch)
+                    row_a = y0[i]
+            if y1[i] != row_b:
+                _hlerp_row(&x[b, y1[i], 0, 0], buf_b, &x0[0], &x1[0], &fx[0], ow, ch)
+                row_b = y1[i]
             o = &out[b, i, 0, 0]
             wy = fy[i]
-            for j in range(ow):
-                a0 = x0[j] * ch
-                a1 = x1[j] * ch
-                wx = fx[j]
-                for c in range(ch):
-                    tl = <float>r0[a0 + c]
-                    tr = <float>r0[a1 + c]
-                    bl = <float>r1[a0 + c]
-                    br = <float>r1[a1 + c]
-                    top = tl + (tr - tl) * wx
-                    bot = bl + (br - bl) * wx
-                    o[j * ch + c] = top + (bot - top) * wy
+            for k in range(m):
+                o[k] = buf_a[k] + (buf_b[k] - buf_a[k]) * wy
 
 
 def gather_rows_cols(const pixel_t[:, :, :, ::1] x, pixel_t[:, :, :, ::1] out,

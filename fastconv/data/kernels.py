@@ -112,8 +112,10 @@ def resize(x, size, method="bilinear", implementation="auto"):
         return out
     out = _empty((n, oh, ow, c), np.float32)
     if method == "bilinear":
+        threads = _threads()
+        work = np.empty((threads, 2, ow * c), np.float32)  # two x-interpolated rows per thread
         _compiled.resize_bilinear(x, out, *_np_kernels.bilinear_taps(h, oh), *_np_kernels.bilinear_taps(w, ow),
-                                  _threads())
+                                  work, threads)
     else:
         threads = _threads()
         work = np.empty((threads, 2 * c), np.float32)  # per-thread sums, allocated here: no malloc in the loop
