@@ -249,25 +249,32 @@ def warp_affine(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, const do
 
 
 def color_jitter(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, const float[::1] brightness,
-                 const float[::1] contrast, float lo, float hi, int num_threads):
+                 const float[::1] contrast, float lo, float hi, double[:, ::1] work, int num_threads):
     """out = clip((x - mean) * contrast[b] + mean + brightness[b], lo, hi), mean taken per image
-    and channel (tf.image.adjust_contrast's rule, then adjust_brightness)."""
+    and channel (tf.image.adjust_contrast's rule, then adjust_brightness). `work`:
+    (num_threads, 2 * C) scratch for the channel sums and means."""
     cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], ch = x.shape[3]
     cdef Py_ssize_t b, p, c, npix = h * w
-    cdef double acc
-    cdef float mean, v
+    cdef float v
+    cdef double* acc
+    cdef double* mean
     cdef const pixel_t* img
     cdef float* o
     for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        acc = &work[threadid(), 0]
+        mean = acc + ch
         img = &x[b, 0, 0, 0]
         o = &out[b, 0, 0, 0]
         for c in range(ch):
-            acc = 0
-            for p in range(npix):
-                acc = acc + <double>img[p * ch + c]
-            mean = <float>(acc / npix)
-            for p in range(npix):
-                v = (<float>img[p * ch + c] - mean) * contrast[b] + mean + brightness[b]
+            acc[c] = 0
+        for p in range(npix):
+            for c in range(ch):
+                acc[c] = acc[c] + <double>img[p * ch + c]
+        for c in range(ch):
+            mean[c] = <float>(acc[c] / npix)
+        for p in range(npix):
+            for c in range(ch):
+                v = (<float>img[p * ch + c] - <float>mean[c]) * contrast[b] + <float>mean[c] + brightness[b]
                 o[p * ch + c] = lo if v < lo else (hi if v > hi else v)
 
 

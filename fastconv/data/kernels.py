@@ -193,7 +193,8 @@ def color_jitter(x, brightness=0.0, contrast=1.0, value_range=(0.0, 255.0), impl
     if not _use_compiled(implementation):
         return _np_kernels.color_jitter(x, br, ct, (lo, hi))
     out = _empty(x.shape, np.float32)
-    _compiled.color_jitter(x, out, br, ct, lo, hi, _threads())
+    threads = _threads()
+    _compiled.color_jitter(x, out, br, ct, lo, hi, np.empty((threads, 2 * x.shape[3])), threads)
     return out
 
 
