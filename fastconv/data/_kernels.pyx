@@ -8,7 +8,7 @@ count). The formulas are those of fastconv.data.kernels_numpy, operation for ope
 module is the oracle the tests hold these to.
 """
 from cython.parallel cimport prange, threadid
-from libc.math cimport floor, floorf, ceilf
+from libc.math cimport floor
 from libc.string cimport memcpy
 
 ctypedef fused pixel_t:
@@ -101,16 +101,17 @@ def gather_rows_cols(const pixel_t[:, :, :, ::1] x, pixel_t[:, :, :, ::1] out,
                     o[j * ch + c] = r[a + c]
 
 
-def resize_area(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, float sy, float sx,
-                float[:, ::1] work, int num_threads):
-    """TensorFlow's area resize: each output pixel averages the input area it covers, with
-    fractional weights at the borders of that area (row sums first, then weighted by row, as
-    TF adds them). `work`: (num_threads, 2 * C) scratch, one row per thread."""
-    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], ch = x.shape[3]
-    cdef Py_ssize_t oh = out.shape[1], ow = out.shape[2]
-    cdef Py_ssize_t b, i, j, c, yy, xx, a
-    cdef float iy0, iy1, ix0, ix1, wy, wx, norm = 1.0 / (sy * sx)
-    cdef long long ys, ye, xs, xe
+def resize_area(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out,
+                const long long[:, ::1] yi, const float[:, ::1] yw, const long long[::1] yn,
+                const long long[:, ::1] xi, const float[:, ::1] xw, const long long[::1] xn,
+                float norm, float[:, ::1] work, int num_threads):
+    """TensorFlow's area resize: each output pixel averages the input area it covers, border
+    cells weighted by the fraction covered. Taps per output row/column (indices, weights,
+    counts) are precomputed by the caller; sums go row by row, then weighted by row, as TF adds
+    them. `work`: (num_threads, 2 * C) scratch."""
+    cdef Py_ssize_t n = x.shape[0], ch = x.shape[3], oh = out.shape[1], ow = out.shape[2]
+    cdef Py_ssize_t b, i, j, c, ky, kx, a
+    cdef float wy, wx
     cdef const pixel_t* r
     cdef float* acc
     cdef float* racc
@@ -119,26 +120,18 @@ def resize_area(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, float sy
         acc = &work[threadid(), 0]
         racc = acc + ch
         for i in range(oh):
-            iy0 = i * sy
-            iy1 = (i + 1) * sy
-            ys = <long long>floorf(iy0)
-            ye = <long long>ceilf(iy1)
             o = &out[b, i, 0, 0]
             for j in range(ow):
-                ix0 = j * sx
-                ix1 = (j + 1) * sx
-                xs = <long long>floorf(ix0)
-                xe = <long long>ceilf(ix1)
                 for c in range(ch):
                     acc[c] = 0
-                for yy in range(ys, ye):
-                    wy = (yy + 1 if yy + 1 < iy1 else iy1) - (yy if yy > iy0 else iy0)
-                    r = &x[b, _clampi(yy, h), 0, 0]
+                for ky in range(yn[i]):
+                    r = &x[b, yi[i, ky], 0, 0]
+                    wy = yw[i, ky]
                     for c in range(ch):
                         racc[c] = 0
-                    for xx in range(xs, xe):
-                        wx = (xx + 1 if xx + 1 < ix1 else ix1) - (xx if xx > ix0 else ix0)
-                        a = _clampi(xx, w) * ch
+                    for kx in range(xn[j]):
+                        a = xi[j, kx] * ch
+                        wx = xw[j, kx]
                         for c in range(ch):
                             racc[c] = racc[c] + wx * <float>r[a + c]
                     for c in range(ch):

@@ -119,7 +119,9 @@ def resize(x, size, method="bilinear", implementation="auto"):
     else:
         threads = _threads()
         work = np.empty((threads, 2 * c), np.float32)  # per-thread sums, allocated here: no malloc in the loop
-        _compiled.resize_area(x, out, np.float32(h) / np.float32(oh), np.float32(w) / np.float32(ow), work, threads)
+        yi, yw, yn, sy = _np_kernels.area_taps(h, oh)
+        xi, xw, xn, sx = _np_kernels.area_taps(w, ow)
+        _compiled.resize_area(x, out, yi, yw, yn, xi, xw, xn, np.float32(1) / (sy * sx), work, threads)
     return out
 
 
