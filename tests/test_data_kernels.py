@@ -115,7 +115,7 @@ def test_compiled_result_does_not_depend_on_thread_count():
         outs = []
         for t in (1, 2):
             fastconv.set_num_threads(t)
-            outs.append((K.resize(x, (31, 17), "area"), K.warp_affine(x, m, fill_mode="reflect")))
+            outs.append((K.resize(x, (31, 17), "area"), K.resize(x, (41, 13)), K.warp_affine(x, m, fill_mode="reflect")))
     finally:
         fastconv.set_num_threads(old)
     for a, b in zip(*outs):

@@ -5,6 +5,7 @@ expected arrays are built independently here (the CIFAR record layout written ou
 import io
 import os
 import pickle
+import struct
 import tarfile
 
 import numpy as np
@@ -30,10 +31,25 @@ def _images(n, seed):
     return x, rows
 
 
-def _py_batch(rows, labels, label_key="labels"):
-    # as the CIFAR site wrote them: Python 2 byte-string keys, labels a list, data a uint8 array
+def _py_batch(rows, labels, label_key="labels", protocol=2):
+    # the CIFAR batch contents: byte-string keys, labels a list, data a uint8 array
     return pickle.dumps({b"batch_label": b"batch", label_key.encode(): [int(v) for v in labels], b"data": rows,
-                         b"filenames": [b"f%d.png" % i for i in range(len(labels))]}, protocol=2)
+                         b"filenames": [b"f%d.png" % i for i in range(len(labels))]}, protocol=protocol)
+
+
+def _py2_batch(rows, labels):
+    """The byte stream Python 2's cPickle (protocol 2) wrote for the CIFAR site's batches:
+    SHORT_BINSTRING keys, GLOBAL numpy.core.multiarray._reconstruct, the pixels as one BINSTRING."""
+    def s(b):
+        return b"U" + bytes([len(b)]) + b
+    out = [b"\x80\x02}q\x01(", s(b"data"),
+           b"cnumpy.core.multiarray\n_reconstruct\nq\x02cnumpy\nndarray\nq\x03K\x00\x85U\x01b\x87R",
+           b"(K\x01K" + bytes([rows.shape[0]]) + b"M" + struct.pack("<H", rows.shape[1]) + b"\x86",
+           b"cnumpy\ndtype\nq\x04U\x02u1K\x00K\x01\x87R(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb",
+           b"\x89T" + struct.pack("<i", rows.nbytes) + rows.tobytes() + b"tb",
+           s(b"labels"), b"]q\x05(" + b"".join(b"K" + bytes([int(v)]) for v in labels) + b"e",
+           s(b"batch_label"), s(b"testing batch 1 of 1"), b"u."]
+    return b"".join(out)
 
 
 def _write_cifar10_python(folder, n=4):
@@ -42,7 +58,9 @@ def _write_cifar10_python(folder, n=4):
     for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
         x, rows = _images(n, i)
         y = (np.arange(n) + i) % 10
-        (folder / name).write_bytes(_py_batch(rows, y))
+        # the Python 2 stream of the real files, and what Python 3 writes with protocols 2, 4, 5
+        blob = _py2_batch(rows, y) if i in (0, 5) else _py_batch(rows, y, protocol=(2, 4, 5, 2, 2, 2)[i])
+        (folder / name).write_bytes(blob)
         xs.append(x)
         ys.append(y)
     return np.concatenate(xs[:5]), np.concatenate(ys[:5]), xs[5], ys[5]
@@ -130,6 +148,13 @@ def test_cifar_pickles_cannot_run_code(home, tmp_path):
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": _Boom(), b"labels": [0]}, protocol=2))
     with pytest.raises(ValueError, match="refusing to load (posix|os).system"):
         cifar10.load_data(path=tmp_path)
+    objs = np.array([1, "a"], dtype=object)
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": objs, b"labels": [0, 1]}, protocol=2))
+    with pytest.raises(ValueError, match="refusing a non-numeric dtype object"):
+        cifar10.load_data(path=tmp_path)
+    (folder / "test_batch").write_bytes(_py2_batch(np.zeros((2, 3072), np.uint8), [0, 1])[:-40])
+    with pytest.raises(ValueError, match="truncated data"):
+        cifar10.load_data(path=tmp_path)
     (folder / "test_batch").write_bytes(_py_batch(np.zeros((2, 5), np.uint8), [0, 1]))
     with pytest.raises(ValueError, match=r"'data' must be uint8 of shape \(N, 3072\), found uint8 \(2, 5\)"):
         cifar10.load_data(path=tmp_path)
@@ -206,3 +231,22 @@ def test_mnist_from_keras_npz(home):
     (xt, yt), (xs, ys) = mnist.load_data(download=False)
     np.testing.assert_array_equal(xt, arrays["x_train"])
     np.testing.assert_array_equal(ys, arrays["y_test"])
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_data_only_pickle_reader_matches_pickle_on_plain_data(protocol):
+    from fastconv.datasets import _pickled_data
+    value = {b"k": [1, -2, 300, 70000, -(2 ** 40), 2 ** 70, 1.5, None, True, False], "text": "héllo",
+             "t": (1, (2, 3), ()), "a": np.arange(12, dtype=">i2").reshape(3, 4),
+             "f": np.asfortranarray(np.linspace(0, 1, 6).reshape(2, 3)), "u8": np.arange(5, dtype=np.uint8),
+             "shared": [b"x"] * 3}
+    got = _pickled_data.read(pickle.dumps(value, protocol=protocol), "test")
+    want = pickle.loads(pickle.dumps(value, protocol=protocol))  # the oracle: the real unpickler
+    assert set(got) == set(want)
+    for k in want:
+        if isinstance(want[k], np.ndarray):
+            # same kind and size (numpy may hand back a big-endian array in native order)
+            assert got[k].dtype.str[1:] == want[k].dtype.str[1:] and got[k].shape == want[k].shape
+            np.testing.assert_array_equal(got[k], want[k])
+        else:
+            assert got[k] == want[k], k

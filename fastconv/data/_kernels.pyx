@@ -7,8 +7,8 @@ threads (one image per iteration, so each image's arithmetic is the same whateve
 count). The formulas are those of fastconv.data.kernels_numpy, operation for operation: that
 module is the oracle the tests hold these to.
 """
-from cython.parallel cimport prange
-from libc.math cimport floor, floorf, ceilf
+from cython.parallel cimport prange, threadid
+from libc.math cimport floor
 from libc.string cimport memcpy
 
 ctypedef fused pixel_t:
@@ -27,35 +27,61 @@ cdef inline long long _clampi(long long i, long long n) noexcept nogil:
     return 0 if i < 0 else (n - 1 if i > n - 1 else i)
 
 
+cdef inline void _hlerp_row(const pixel_t* r, float* dst, const long long* x0, const long long* x1,
+                            const float* fx, Py_ssize_t ow, Py_ssize_t ch) noexcept nogil:
+    # one source row interpolated along x: TF's "top" (or "bottom") values for every output column
+    cdef Py_ssize_t j, c, a0, a1
+    cdef float left, right, wx
+    for j in range(ow):
+        a0 = x0[j] * ch
+        a1 = x1[j] * ch
+        wx = fx[j]
+        for c in range(ch):
+            left = <float>r[a0 + c]
+            right = <float>r[a1 + c]
+            dst[j * ch + c] = left + (right - left) * wx
+
+
 def resize_bilinear(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out,
                     const long long[::1] y0, const long long[::1] y1, const float[::1] fy,
-                    const long long[::1] x0, const long long[::1] x1, const float[::1] fx, int num_threads):
-    """TensorFlow's half-pixel bilinear: taps and weights per row/column precomputed by the
-    caller (they are the same for every image)."""
+                    const long long[::1] x0, const long long[::1] x1, const float[::1] fx,
+                    float[:, :, ::1] work, int num_threads):
+    """TensorFlow's half-pixel bilinear, separably: each needed source row is interpolated along
+    x once into a per-thread buffer (`work`: (num_threads, 2, out_w * C)), and output rows blend
+    two such rows along y - the same operations, in the same order, as TF's per-pixel formula.
+    Taps and weights per row/column are precomputed by the caller."""
     cdef Py_ssize_t n = x.shape[0], oh = out.shape[1], ow = out.shape[2], ch = x.shape[3]
-    cdef Py_ssize_t b, i, j, c, a0, a1
-    cdef const pixel_t* r0
-    cdef const pixel_t* r1
+    cdef Py_ssize_t b, i, k, m = ow * ch
+    cdef long long row_a, row_b, t
+    cdef float* buf_a
+    cdef float* buf_b
+    cdef float* tmp
     cdef float* o
-    cdef float tl, tr, bl, br, top, bot, wx, wy
+    cdef float wy
     for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        buf_a = &work[threadid(), 0, 0]
+        buf_b = &work[threadid(), 1, 0]
+        row_a = -1
+        row_b = -1
         for i in range(oh):
-            r0 = &x[b, y0[i], 0, 0]
-            r1 = &x[b, y1[i], 0, 0]
+            if y0[i] != row_a:
+                if y0[i] == row_b:  # moving down: the old lower row is the new upper row
+                    tmp = buf_a
+                    buf_a = buf_b
+                    buf_b = tmp
+                    t = row_a
+                    row_a = row_b
+                    row_b = t
+                else:
+                    _hlerp_row(&x[b, y0[i], 0, 0], buf_a, &x0[0], &x1[0], &fx[0], ow, ch)
+                    row_a = y0[i]
+            if y1[i] != row_b:
+                _hlerp_row(&x[b, y1[i], 0, 0], buf_b, &x0[0], &x1[0], &fx[0], ow, ch)
+                row_b = y1[i]
             o = &out[b, i, 0, 0]
             wy = fy[i]
-            for j in range(ow):
-                a0 = x0[j] * ch
-                a1 = x1[j] * ch
-                wx = fx[j]
-                for c in range(ch):
-                    tl = <float>r0[a0 + c]
-                    tr = <float>r0[a1 + c]
-                    bl = <float>r1[a0 + c]
-                    br = <float>r1[a1 + c]
-                    top = tl + (tr - tl) * wx
-                    bot = bl + (br - bl) * wx
-                    o[j * ch + c] = top + (bot - top) * wy
+            for k in range(m):
+                o[k] = buf_a[k] + (buf_b[k] - buf_a[k]) * wy
 
 
 def gather_rows_cols(const pixel_t[:, :, :, ::1] x, pixel_t[:, :, :, ::1] out,
@@ -75,37 +101,43 @@ def gather_rows_cols(const pixel_t[:, :, :, ::1] x, pixel_t[:, :, :, ::1] out,
                     o[j * ch + c] = r[a + c]
 
 
-def resize_area(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, float sy, float sx, int num_threads):
-    """TensorFlow's area resize: each output pixel averages the input area it covers, with
-    fractional weights at the borders of that area."""
-    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], ch = x.shape[3]
-    cdef Py_ssize_t oh = out.shape[1], ow = out.shape[2]
-    cdef Py_ssize_t b, i, j, c, yy, xx
-    cdef float iy0, iy1, ix0, ix1, wy, wx, s, srow, norm = 1.0 / (sy * sx)
-    cdef long long ys, ye, xs, xe
+def resize_area(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out,
+                const long long[:, ::1] yi, const float[:, ::1] yw, const long long[::1] yn,
+                const long long[:, ::1] xi, const float[:, ::1] xw, const long long[::1] xn,
+                float norm, float[:, ::1] work, int num_threads):
+    """TensorFlow's area resize: each output pixel averages the input area it covers, border
+    cells weighted by the fraction covered. Taps per output row/column (indices, weights,
+    counts) are precomputed by the caller; sums go row by row, then weighted by row, as TF adds
+    them. `work`: (num_threads, 2 * C) scratch."""
+    cdef Py_ssize_t n = x.shape[0], ch = x.shape[3], oh = out.shape[1], ow = out.shape[2]
+    cdef Py_ssize_t b, i, j, c, ky, kx, a
+    cdef float wy, wx
     cdef const pixel_t* r
+    cdef float* acc
+    cdef float* racc
+    cdef float* o
     for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        acc = &work[threadid(), 0]
+        racc = acc + ch
         for i in range(oh):
-            iy0 = i * sy
-            iy1 = (i + 1) * sy
-            ys = <long long>floorf(iy0)
-            ye = <long long>ceilf(iy1)
+            o = &out[b, i, 0, 0]
             for j in range(ow):
-                ix0 = j * sx
-                ix1 = (j + 1) * sx
-                xs = <long long>floorf(ix0)
-                xe = <long long>ceilf(ix1)
                 for c in range(ch):
-                    s = 0
-                    for yy in range(ys, ye):
-                        wy = (yy + 1 if yy + 1 < iy1 else iy1) - (yy if yy > iy0 else iy0)
-                        r = &x[b, _clampi(yy, h), 0, 0]
-                        srow = 0
-                        for xx in range(xs, xe):
-                            wx = (xx + 1 if xx + 1 < ix1 else ix1) - (xx if xx > ix0 else ix0)
-                            srow = srow + wx * <float>r[_clampi(xx, w) * ch + c]
-                        s = s + wy * srow
-                    out[b, i, j, c] = s * norm
+                    acc[c] = 0
+                for ky in range(yn[i]):
+                    r = &x[b, yi[i, ky], 0, 0]
+                    wy = yw[i, ky]
+                    for c in range(ch):
+                        racc[c] = 0
+                    for kx in range(xn[j]):
+                        a = xi[j, kx] * ch
+                        wx = xw[j, kx]
+                        for c in range(ch):
+                            racc[c] = racc[c] + wx * <float>r[a + c]
+                    for c in range(ch):
+                        acc[c] = acc[c] + wy * racc[c]
+                for c in range(ch):
+                    o[j * ch + c] = acc[c] * norm
 
 
 def crop_flip(const pixel_t[:, :, :, ::1] x, pixel_t[:, :, :, ::1] out, const long long[::1] top,
@@ -210,25 +242,32 @@ def warp_affine(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, const do
 
 
 def color_jitter(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, const float[::1] brightness,
-                 const float[::1] contrast, float lo, float hi, int num_threads):
+                 const float[::1] contrast, float lo, float hi, double[:, ::1] work, int num_threads):
     """out = clip((x - mean) * contrast[b] + mean + brightness[b], lo, hi), mean taken per image
-    and channel (tf.image.adjust_contrast's rule, then adjust_brightness)."""
+    and channel (tf.image.adjust_contrast's rule, then adjust_brightness). `work`:
+    (num_threads, 2 * C) scratch for the channel sums and means."""
     cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], ch = x.shape[3]
     cdef Py_ssize_t b, p, c, npix = h * w
-    cdef double acc
-    cdef float mean, v
+    cdef float v
+    cdef double* acc
+    cdef double* mean
     cdef const pixel_t* img
     cdef float* o
     for b in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+        acc = &work[threadid(), 0]
+        mean = acc + ch
         img = &x[b, 0, 0, 0]
         o = &out[b, 0, 0, 0]
         for c in range(ch):
-            acc = 0
-            for p in range(npix):
-                acc = acc + <double>img[p * ch + c]
-            mean = <float>(acc / npix)
-            for p in range(npix):
-                v = (<float>img[p * ch + c] - mean) * contrast[b] + mean + brightness[b]
+            acc[c] = 0
+        for p in range(npix):
+            for c in range(ch):
+                acc[c] = acc[c] + <double>img[p * ch + c]
+        for c in range(ch):
+            mean[c] = <float>(acc[c] / npix)
+        for p in range(npix):
+            for c in range(ch):
+                v = (<float>img[p * ch + c] - <float>mean[c]) * contrast[b] + <float>mean[c] + brightness[b]
                 o[p * ch + c] = lo if v < lo else (hi if v > hi else v)
 
 

@@ -112,10 +112,16 @@ def resize(x, size, method="bilinear", implementation="auto"):
         return out
     out = _empty((n, oh, ow, c), np.float32)
     if method == "bilinear":
+        threads = _threads()
+        work = np.empty((threads, 2, ow * c), np.float32)  # two x-interpolated rows per thread
         _compiled.resize_bilinear(x, out, *_np_kernels.bilinear_taps(h, oh), *_np_kernels.bilinear_taps(w, ow),
-                                  _threads())
+                                  work, threads)
     else:
-        _compiled.resize_area(x, out, np.float32(h) / np.float32(oh), np.float32(w) / np.float32(ow), _threads())
+        threads = _threads()
+        work = np.empty((threads, 2 * c), np.float32)  # per-thread sums, allocated here: no malloc in the loop
+        yi, yw, yn, sy = _np_kernels.area_taps(h, oh)
+        xi, xw, xn, sx = _np_kernels.area_taps(w, ow)
+        _compiled.resize_area(x, out, yi, yw, yn, xi, xw, xn, np.float32(1) / (sy * sx), work, threads)
     return out
 
 
@@ -189,7 +195,8 @@ def color_jitter(x, brightness=0.0, contrast=1.0, value_range=(0.0, 255.0), impl
     if not _use_compiled(implementation):
         return _np_kernels.color_jitter(x, br, ct, (lo, hi))
     out = _empty(x.shape, np.float32)
-    _compiled.color_jitter(x, out, br, ct, lo, hi, _threads())
+    threads = _threads()
+    _compiled.color_jitter(x, out, br, ct, lo, hi, np.empty((threads, 2 * x.shape[3])), threads)
     return out
 
 

@@ -59,6 +59,24 @@ def _area_weights(n_in, n_out):
     return wts, scale
 
 
+def area_taps(n_in, n_out):
+    """(indices (n_out, K), weights (n_out, K) float32, counts (n_out,)) of each output cell's
+    input cells in order, TF's weights: the covered fraction, float32, indices clamped."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    rows = []
+    for o in range(n_out):
+        a, b = np.float32(o) * scale, np.float32(o + 1) * scale
+        rows.append([(min(max(i, 0), n_in - 1), np.float32(min(np.float32(i + 1), b) - max(np.float32(i), a)))
+                     for i in range(int(np.floor(a)), int(np.ceil(b)))])
+    k = max(len(r) for r in rows)
+    idx = np.zeros((n_out, k), np.int64)
+    wts = np.zeros((n_out, k), np.float32)
+    for o, r in enumerate(rows):
+        idx[o, :len(r)] = [t[0] for t in r]
+        wts[o, :len(r)] = [t[1] for t in r]
+    return idx, wts, np.array([len(r) for r in rows], np.int64), scale
+
+
 def resize_area(x, size):
     wy, sy = _area_weights(x.shape[1], size[0])
     wx, sx = _area_weights(x.shape[2], size[1])

@@ -10,45 +10,24 @@ Accepted, in each searched directory (first match wins):
   ``cifar-10-batches-bin/data_batch_1..5.bin, test_batch.bin``,
   ``cifar-100-binary/train.bin, test.bin``, or their ``.tar.gz``.
 
-The Python batches are pickles. They are read with an unpickler that refuses every global
-except the three NumPy needs to rebuild a plain array (``_reconstruct``, ``ndarray``,
-``dtype``; the batches' ``data`` entry is a uint8 array) and ``_codecs.encode`` (bytes as
-Python 3 pickles them), so a crafted file cannot run code;
-the arrays found are then checked for dtype and shape.
+The Python batches are pickles. fastconv never unpickles: :mod:`fastconv.datasets._pickled_data`
+reads the data-only subset of the format (dicts, lists, bytes, ints, numeric NumPy arrays)
+without the pickle module and refuses anything else, so a crafted file cannot run code; the
+arrays found are then checked for dtype and shape.
 """
-import io
 import os
-import pickle
 import tarfile
 
 import numpy as np
 
-from . import _files
+from . import _files, _pickled_data
 
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    # Python 3 writes bytes in protocol-2 pickles as _codecs.encode(text, "latin1"): a pure
-    # str -> bytes function (the Python 2 files of the CIFAR site do not need it)
-    ("_codecs", "encode"),
-}
 IMAGE_BYTES = 3 * 32 * 32
-
-
-class _DataOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR batch holds only dicts, "
-                                     f"lists, bytes and uint8 arrays (the file is corrupt or not a CIFAR batch)")
 
 
 def read_python_batch(blob, label_key, origin):
     """(images (N, 32, 32, 3) uint8, labels (N,) int64) from one pickled batch's bytes."""
-    try:
-        d = _DataOnlyUnpickler(io.BytesIO(blob), encoding="bytes").load()
-    except Exception as e:  # noqa: BLE001 - any failure means the file is not a readable batch
-        raise ValueError(f"{origin}: not a readable CIFAR python batch ({e})") from None
+    d = _pickled_data.read(blob, origin)
     if not isinstance(d, dict):
         raise ValueError(f"{origin}: a CIFAR batch is a dict, found {type(d).__name__}")
     d = {k.decode("utf8") if isinstance(k, bytes) else k: v for k, v in d.items()}
