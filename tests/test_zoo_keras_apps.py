@@ -2,15 +2,17 @@
 
 Golden data (tests/golden/keras_apps/, made by make_keras_apps.py with Keras 3.15): every layer
 in Keras's order with its class, weight shapes and inputs; the parameter counts; the output
-shapes without the top; and Keras's logits for 2 images under weights fixed by layer and weight
-names (seeded_weights.py, rebuilt here without TensorFlow) with BatchNormalization moving
-statistics calibrated on other images and perturbed (stored: 0.9 MB for the three models).
-Tolerance: max |diff| over max |Keras| <= 1e-4 (float32 through ~100 layers; measured 4e-6 to 3e-5).
+shapes without the top; and Keras's logits (float64) for 2 images under weights fixed by layer
+and weight names (seeded_weights.py, rebuilt here without TensorFlow) with BatchNormalization
+moving statistics calibrated on other images and perturbed (stored: 0.9 MB for three models).
+Tolerance: max |diff| over max |Keras| <= 1e-4 (float32 through ~100 layers; measured 2e-6 to
+2e-5, and 7e-5 for InceptionV3 on the cpu backend, whose Winograd 3x3 convolutions round more).
 
 The peer test rebuilds everything in Keras (its own random initialisation, BatchNormalization
-statistics calibrated and perturbed) in a subprocess of the peers' Python and copies the weights over by layer
-name; it runs where FASTCONV_PEERS_PYTHON names a Python with tensorflow (or this one has it),
-and is marked slow (about 70 s): `FASTCONV_PEERS_PYTHON=... pytest -m slow tests/test_zoo_keras_apps.py`.
+statistics calibrated and perturbed) in a subprocess of the peers' Python and copies the weights
+over by layer name; it runs where FASTCONV_PEERS_PYTHON names a Python with tensorflow (or this
+one has it), and is marked slow (about 70 s):
+`FASTCONV_PEERS_PYTHON=... pytest -m slow tests/test_zoo_keras_apps.py`.
 """
 import importlib.util
 import json

@@ -143,7 +143,11 @@ def _variant_builder(variant):
     return build
 
 
-efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3 = (_variant_builder(v) for v in ("b0", "b1", "b2", "b3"))
-efficientnet_b4, efficientnet_b5, efficientnet_b6, efficientnet_b7 = (_variant_builder(v) for v in ("b4", "b5", "b6", "b7"))
-EfficientNetB0, EfficientNetB1, EfficientNetB2, EfficientNetB3 = efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3
-EfficientNetB4, EfficientNetB5, EfficientNetB6, EfficientNetB7 = efficientnet_b4, efficientnet_b5, efficientnet_b6, efficientnet_b7
+efficientnet_b0 = EfficientNetB0 = _variant_builder("b0")
+efficientnet_b1 = EfficientNetB1 = _variant_builder("b1")
+efficientnet_b2 = EfficientNetB2 = _variant_builder("b2")
+efficientnet_b3 = EfficientNetB3 = _variant_builder("b3")
+efficientnet_b4 = EfficientNetB4 = _variant_builder("b4")
+efficientnet_b5 = EfficientNetB5 = _variant_builder("b5")
+efficientnet_b6 = EfficientNetB6 = _variant_builder("b6")
+efficientnet_b7 = EfficientNetB7 = _variant_builder("b7")

@@ -9,9 +9,9 @@ golden: keras_apps.json beside this file holds, per model at its smallest input 
 in Keras's order (name, class, weights as [name, shape], the layers feeding it), the parameter
 counts (also at the default 299/224 size, and EfficientNetB1-B7's), and the output shapes without
 the top (each pooling, two input sizes); keras_apps.npz holds 2 images per model and Keras's
-logits for them (classifier_activation=None) with the weights of seeded_weights.py (which the
-fastconv test rebuilds without TensorFlow) and BatchNormalization moving statistics calibrated
-on other images, then perturbed (`calibrate`; stored under "<model>/stats/<layer>/<weight>").
+logits for them (classifier_activation=None, computed in float64) with the weights of
+seeded_weights.py (which the fastconv test rebuilds without TensorFlow) and BatchNormalization
+moving statistics calibrated on other images, then perturbed (`calibrate`; stored under "<model>/stats/<layer>/<weight>").
 
 peer: DIR/<model>.npz with Keras's own random initialisation (gamma, beta, biases and the
 Normalization statistics randomised, BatchNormalization's calibrated as above), keyed
@@ -95,6 +95,21 @@ def calibrate(model, name, side):
             if w.name in ("moving_mean", "moving_variance")}
 
 
+def predict_float64(name, side, model, x):
+    """`model`'s logits for x computed by a float64 twin (same weights), so the goldens carry no
+    float32 rounding of Keras's own and the tests measure fastconv's alone."""
+    import keras
+    keras.config.set_floatx("float64")
+    try:
+        twin = _build(name, side, classifier_activation=None)
+        for src, dst in zip(model.layers, twin.layers):
+            dst.set_weights([w.astype(np.float64) if w.dtype == np.float32 else w for w in src.get_weights()])
+            _refresh(dst)
+        return np.asarray(twin.predict(x.astype(np.float64), verbose=0), np.float64)
+    finally:
+        keras.config.set_floatx("float32")
+
+
 def describe(model):
     return [[l.name, type(l).__name__, [[w.name, list(w.shape)] for w in l.weights], _inbound(l)]
             for l in model.layers]
@@ -131,7 +146,8 @@ def golden():
         arrays.update({f"{name}/stats/{k}": v for k, v in calibrate(model, name, side).items()})
         x = _images(name, side)
         arrays[f"{name}/images"] = x
-        arrays[f"{name}/logits"] = np.asarray(model.predict(x, verbose=0), np.float32)
+        arrays[f"{name}/logits"] = predict_float64(name, side, model, x)
+        float32_gap = np.abs(model.predict(x, verbose=0) - arrays[f"{name}/logits"]).max()
         spec["models"][name] = {
             "input_shape": [side, side, 3], "default_input_shape": [default_side, default_side, 3],
             "count_params": int(model.count_params()), "count_params_default": int(full.count_params()),
@@ -139,6 +155,7 @@ def golden():
             "layers": describe(model), "headless": _headless(name, side)}
         logits = arrays[f"{name}/logits"]
         print(name, spec["models"][name]["count_params_default"], "logits scale", float(np.abs(logits).max()),
+              "Keras float32 vs float64", float(float32_gap / np.abs(logits).max()),
               "image difference / scale", float(np.abs(logits[0] - logits[1]).max() / np.abs(logits).max()))
     with open(os.path.join(HERE, "keras_apps.json"), "w") as f:
         json.dump(spec, f, indent=None, separators=(",", ":"))
