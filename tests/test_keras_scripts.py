@@ -286,3 +286,33 @@ def test_feature_extractor_from_layer_outputs_and_clear_errors():
         _ = course.mlp_subclassed(keras).output
     with pytest.raises(AttributeError, match="input shape is unknown"):
         _ = course.mlp_unbuilt(keras).inputs
+
+
+# -- the fine-tuning course script: checkpoint whole models, load_model, freeze, retrain ------
+def test_checkpoint_load_model_freeze_and_retrain(tmp_path):
+    (x, y), (x_test, y_test) = digits(400)
+    model = course.lenet5(keras)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=3e-3),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    path = str(tmp_path / "lenet.keras")
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0,
+              callbacks=[keras.callbacks.ModelCheckpoint(path)])  # whole model, every epoch
+    loaded = keras.models.load_model(path)
+    check_against_keras(loaded, "lenet5")  # the same shapes and counts after the round trip
+    np.testing.assert_array_equal(loaded.predict(x_test[:16], verbose=0), model.predict(x_test[:16], verbose=0))
+    assert loaded.optimizer.iterations == model.optimizer.iterations  # compile state came back
+    # MNIST-C style: corrupted digits (shot noise), frozen features, retrained head.
+    for layer in loaded.layers[:4]:
+        layer.trainable = False
+    loaded.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3),
+                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    frozen = [w.numpy().copy() for w in loaded.non_trainable_weights]
+    noise = np.random.default_rng(0)
+    shifted, shifted_test = (np.clip(a + noise.normal(0, 0.35, a.shape), 0, 1).astype("float32")
+                             for a in (x, x_test))
+    _, before = loaded.evaluate(shifted_test, y_test, verbose=0)
+    loaded.fit(shifted, y, epochs=3, batch_size=32, verbose=0)
+    _, after = loaded.evaluate(shifted_test, y_test, verbose=0)
+    for old, w in zip(frozen, loaded.non_trainable_weights):
+        np.testing.assert_array_equal(w.numpy(), old)
+    assert after > before + 0.05, (before, after)
