@@ -2,7 +2,7 @@
 (:func:`image_dataset_from_directory`), batching (:class:`BatchLoader`, shared with ``fit``),
 augmentation (:mod:`fastconv.data.augment`) and image decoding (:mod:`fastconv.data.decode`).
 
-Modules: ``dataset`` (the pipeline), ``batching`` (the one shuffle+batch path), ``adapters``
+Modules: ``dataset`` (the pipeline's API) and ``stages`` (its steps), ``batching`` (the one shuffle+batch path), ``adapters``
 (what ``fit``/``evaluate``/``predict`` accept), ``parallel``/``prefetch`` (threads), ``cache``,
 ``decode`` (JPEG/PNG/BMP/GIF to arrays, resizing), ``image_dataset``, ``augment``.
 """
