@@ -18,7 +18,7 @@ import pytest
 
 import fastconv
 import image_folder
-from fastconv.data import Dataset, image_dataset_from_directory
+from fastconv.data import Dataset, TensorSpec, image_dataset_from_directory
 from fastconv.data import decode
 from fastconv.data.decode import ImageDecodeError
 
@@ -143,6 +143,7 @@ def test_seeded_epochs_and_pipeline_methods(tree):
     fastconv.set_seed(3)
     again = image_dataset_from_directory(tree, image_size=(6, 6), batch_size=4, seed=5, verbose=False)
     assert [yb.tolist() for _, yb in again] == a
+    assert ds.element_spec == (TensorSpec((None, 6, 6, 3), np.float32), TensorSpec((None,), np.int32))
     # the tf.data methods tutorials chain, and fit on the result
     cached = ds.cache().prefetch(2)
     first = [yb.tolist() for _, yb in cached]

@@ -80,6 +80,10 @@ class Dataset:
     """Base of every pipeline stage. Build one with :meth:`from_tensor_slices`,
     :meth:`from_generator`, :meth:`range` or :meth:`zip`, then chain the methods."""
 
+    # stages that pass elements through unchanged in shape (prefetch, cache, shuffle, ...):
+    # element_spec looks through them for the batch stage that decides the batch dimension
+    _keeps_element_shape = False
+
     def __init__(self, parent=None):
         self._parent = parent
 
@@ -223,8 +227,7 @@ class Dataset:
             if close is not None:
                 close()
         stage = self
-        while isinstance(stage, (stages.Prefetch, stages.Cache, stages.Repeat, stages.Take,
-                                 stages.Skip, stages.Shuffle)):
+        while stage._keeps_element_shape:
             stage = stage._parent
         unknown_batch = isinstance(stage, stages.Batch) and not stage.drop_remainder
 

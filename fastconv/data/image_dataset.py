@@ -83,6 +83,7 @@ def _encode_labels(targets, label_mode, num_classes):
 class ImageDirectoryDataset(Dataset):
     """The Dataset :func:`image_dataset_from_directory` returns: the pipeline plus Keras's
     ``class_names`` and ``file_paths`` attributes, and :meth:`as_arrays`."""
+    _keeps_element_shape = True
 
     def __init__(self, pipeline, file_paths, class_names, image_shape, load_one):
         super().__init__(pipeline)
@@ -256,6 +257,7 @@ def _pipeline(paths, targets, label_mode, num_classes, load_one, batch_size, shu
 class _KeepCardinality(Dataset):
     """A filter that only drops unreadable files: it reports the cardinality of the input, so
     len() of the image dataset stays the file count (tf's filter would make it unknown)."""
+    _keeps_element_shape = True
 
     def __init__(self, filtered, unfiltered):
         super().__init__(filtered)

@@ -110,6 +110,8 @@ class Map(Dataset):
 
 
 class Filter(Dataset):
+    _keeps_element_shape = True
+
     def __init__(self, parent, predicate):
         super().__init__(parent)
         self.predicate = predicate
@@ -171,6 +173,8 @@ class Unbatch(Dataset):
 
 
 class Shuffle(Dataset):
+    _keeps_element_shape = True
+
     def __init__(self, parent, buffer_size, seed, reshuffle):
         super().__init__(parent)
         self.buffer_size, self.seed, self.reshuffle = buffer_size, seed, reshuffle
@@ -208,6 +212,8 @@ class Shuffle(Dataset):
 
 
 class Cache(Dataset):
+    _keeps_element_shape = True
+
     def __init__(self, parent, filename):
         super().__init__(parent)
         self.store = _cache.FileCache(filename) if filename else _cache.MemoryCache()
@@ -220,6 +226,8 @@ class Cache(Dataset):
 
 
 class Prefetch(Dataset):
+    _keeps_element_shape = True
+
     def __init__(self, parent, depth):
         super().__init__(parent)
         self.depth = depth
@@ -239,6 +247,8 @@ class Prefetch(Dataset):
 
 
 class Repeat(Dataset):
+    _keeps_element_shape = True
+
     def __init__(self, parent, count):
         super().__init__(parent)
         self.count = count
@@ -264,6 +274,8 @@ class Repeat(Dataset):
 
 
 class Take(Dataset):
+    _keeps_element_shape = True
+
     def __init__(self, parent, count):
         super().__init__(parent)
         self.count = count
@@ -291,6 +303,8 @@ def _closing_islice(source, count):
 
 
 class Skip(Dataset):
+    _keeps_element_shape = True
+
     def __init__(self, parent, count):
         super().__init__(parent)
         self.count = count
