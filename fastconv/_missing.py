@@ -43,7 +43,7 @@ MODULE_HINTS = {
     "fastconv.optimizers": {"legacy": "fastconv has one set of optimizers, accepting Keras 2 arguments: "
                                       "use fastconv.optimizers.Adam, SGD, RMSprop, ..."},
     "fastconv.layers": {"experimental": "Keras 2's layers.experimental.preprocessing layers are "
-                                        "fastconv.preprocessing.RandomFlip, RandomRotation, RandomZoom, "
+                                        "fastconv.layers.RandomFlip, RandomRotation, RandomZoom, "
                                         "RandomTranslation"},
 }
 

@@ -28,6 +28,10 @@ from .prelu import PReLU  # noqa: F401
 from .random_brightness import RandomBrightness  # noqa: F401
 from .random_contrast import RandomContrast  # noqa: F401
 from .random_crop import RandomCrop  # noqa: F401
+from .random_flip import RandomFlip  # noqa: F401
+from .random_rotation import RandomRotation  # noqa: F401
+from .random_translation import RandomTranslation  # noqa: F401
+from .random_zoom import RandomZoom  # noqa: F401
 from .rescaling import Rescaling  # noqa: F401
 from .reshape import Reshape  # noqa: F401
 from .resizing import Resizing  # noqa: F401

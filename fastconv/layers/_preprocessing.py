@@ -9,6 +9,7 @@ import numpy as np
 from .. import random
 from ..autograd import Tensor
 from ..functional import array_module
+from .layer import Layer
 
 
 def generator(layer):
@@ -81,3 +82,35 @@ def resize(x, height, width, interpolation="bilinear"):
 
 def crop(x, top, left, height, width):
     return x[:, top:top + height, left:left + width, :]
+
+
+def factor_range(f, name):
+    lo, hi = (-f, f) if np.isscalar(f) else tuple(f)
+    if lo > hi:
+        raise ValueError(f"{name} range must be (low, high) with low <= high, got {f!r}")
+    return float(lo), float(hi)
+
+
+class HostAugmentLayer(Layer):
+    """Base of RandomFlip/Rotation/Zoom/Translation: one transform per image drawn on the host
+    and applied by fastconv.data.augment during training (identity otherwise). They belong at
+    the model input: their output carries no gradient back to their input."""
+
+    def __init__(self, seed=None, fill_value=0.0, **kwargs):
+        kwargs["trainable"] = False  # also when a config (which records trainable) rebuilds it
+        super().__init__(**kwargs)
+        self.seed, self.fill_value = seed, float(fill_value)
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        x = inputs.data if isinstance(inputs, Tensor) else np.asarray(inputs)
+        if x.ndim != 4:
+            raise ValueError(f"{type(self).__name__} expects NHWC input (N, H, W, C), got shape {x.shape}")
+        return Tensor(self.transform(x, generator(self)))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed, "fill_value": self.fill_value}
