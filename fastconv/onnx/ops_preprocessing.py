@@ -15,7 +15,7 @@ from ..layers.random_brightness import RandomBrightness
 from ..layers.random_contrast import RandomContrast
 from ..layers.random_crop import RandomCrop
 from ..layers.resizing import Resizing
-from ..preprocessing import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
+from ..layers import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 from .graph import Value
 from .registry import register, unsupported
 
