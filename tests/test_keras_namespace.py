@@ -103,6 +103,13 @@ def test_keras_import_paths():
     from fastconv.layers import Conv2D, Dense  # noqa: F401
     from fastconv.models import Model, Sequential, load_model  # noqa: F401
     from fastconv.preprocessing.image import image_dataset_from_directory  # noqa: F401
+    from fastconv.preprocessing import image_dataset_from_directory as from_preprocessing
+    from fastconv.utils import image_dataset_from_directory as from_utils
+    from fastconv.layers import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
+    from fastconv import preprocessing
+    assert from_preprocessing is from_utils is image_dataset_from_directory
+    assert (preprocessing.RandomFlip, preprocessing.RandomRotation, preprocessing.RandomTranslation,
+            preprocessing.RandomZoom) == (RandomFlip, RandomRotation, RandomTranslation, RandomZoom)
     from fastconv.datasets import fashion_mnist, mnist
     from fastconv.optimizers.schedules import ExponentialDecay  # noqa: F401
     from fastconv.activations import gelu, softmax  # noqa: F401

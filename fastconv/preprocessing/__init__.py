@@ -2,6 +2,7 @@
 scripts spell them, the random preprocessing layers (they live in fastconv.layers, as in Keras 3).
 """
 from .._missing import module_getattr
+from ..data import image_dataset_from_directory  # noqa: F401  (Keras 2.9+ path)
 from ..layers.random_flip import RandomFlip  # noqa: F401
 from ..layers.random_rotation import RandomRotation  # noqa: F401
 from ..layers.random_translation import RandomTranslation  # noqa: F401
