@@ -4,6 +4,7 @@ regularizer, initializer and callback, through JSON (what a model file stores).
 For each object: from_config(get_config()) gives the same config (after a JSON round trip,
 which turns tuples into lists), and a layer with weights, given the original's weights with
 set_weights, computes the same outputs (exactly: same kernels, same inputs)."""
+import importlib.util
 import inspect
 import json
 
@@ -159,8 +160,9 @@ CALLBACKS = [callbacks.EarlyStopping(monitor="loss", patience=3, min_delta=0.01,
              callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-4),
              callbacks.ModelCheckpoint("ck-{epoch}.keras", save_best_only=True),
              callbacks.CSVLogger("log.csv", append=True), callbacks.TerminateOnNaN(), callbacks.History(),
-             callbacks.ProgbarLogger(), callbacks.BackupAndRestore("backup", delete_checkpoint=False),
-             callbacks.TensorBoard("logs", update_freq="batch")]
+             callbacks.ProgbarLogger(), callbacks.BackupAndRestore("backup", delete_checkpoint=False)]
+if importlib.util.find_spec("tensorboardX"):  # the optional extra it needs
+    CALLBACKS.append(callbacks.TensorBoard("logs", update_freq="batch"))
 OBJECTS = OPTIMIZERS + SCHEDULES + LOSSES + METRICS + REGULARIZERS + INITIALIZERS + CALLBACKS
 
 
