@@ -1,9 +1,9 @@
-"""Max pooling at few channels (C < 16, the packed-pixel vector path of csrc/cpu/pool2d.cpp,
+"""Max and average pooling at few channels (C < 16, the packed-pixel vector path of csrc/cpu/pool2d.cpp,
 plus 16 and 17 on either side of it) against the NumPy oracle.
 
 Forward values and argmax must match exactly (they are selections, no arithmetic); dx sums
 at most ceil(kh/sh) * ceil(kw/sw) float32 terms, compared at rtol 1e-6 against the float64
-oracle. Shapes mix windows that fit the packed groups, clipped edge windows ('same' padding),
+oracle; average pooling at rtol 1e-5 (float32 sums of up to 9 cells). Shapes mix windows that fit the packed groups, clipped edge windows ('same' padding),
 strides above and below the pool, and widths that leave a partial group at the row's end.
 Inputs with small integers give many tied maxima (the first one wins); NaN inputs pool to NaN
 and route the gradient to the window's last NaN cell, as the oracle defines.
@@ -58,6 +58,23 @@ def test_max_pool_small_channels_match_oracle(geometry, c, kind):
     dx = _C.max_pool2d_backward_argmax(dy, arg, x.shape, pool, strides, pads)
     ref_dx = R.max_pool2d_backward_argmax(dy.astype(np.float64), ref_arg, x.shape, pool, strides, pads)
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: "x".join(map(str, g[:2])) + f"_p{g[2]}s{g[3]}")
+def test_avg_pool_small_channels_match_oracle(geometry, c):
+    h, w, pool, strides, pads = geometry
+    rng = np.random.default_rng(seeds.seed_of("small-c-avg", geometry, c))
+    x = rng.standard_normal((3, h, w, c)).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan  # propagates to the windows holding it, forward and backward
+    y = _C.avg_pool2d_forward(x, pool, strides, pads)
+    np.testing.assert_allclose(y, R.avg_pool2d_forward(x.astype(np.float64), pool, strides, pads),
+                               rtol=1e-5, atol=1e-6)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy[1, -1, -1, -1] = np.nan
+    dx = _C.avg_pool2d_backward(dy, x.shape, pool, strides, pads)
+    np.testing.assert_allclose(dx, R.avg_pool2d_backward(dy.astype(np.float64), x.shape, pool, strides, pads),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_small_channels_batch_splits_across_threads_agree():

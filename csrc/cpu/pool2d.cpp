@@ -315,10 +315,12 @@ inline void max_gather_tail(const PoolGeometry& g, const float* dyi, const uint8
 // span), they come from one masked load and a lane permute (rel = dy_off - base) instead of
 // two gathers: the case of windows that do not overlap, as LeNet's 2x2 stride 2 (1.6x faster
 // at C = 6).
+// ox_rel / ox_base / ox_span: the same for the lanes' output column ox, which indexes the
+// average pool's per-output 1/count.
 struct PackedSlot {
-  __m512i dy_off, tx, rel;
+  __m512i dy_off, tx, rel, ox_rel;
   __mmask16 valid;
-  int32_t base, span;
+  int32_t base, span, ox_base, ox_span;
 };
 
 std::vector<PackedSlot> packed_cover_table(const PoolGeometry& g, const std::vector<AxisRange>& cover_x,
@@ -343,11 +345,13 @@ std::vector<PackedSlot> packed_cover_table(const PoolGeometry& g, const std::vec
       for (int64_t j = 0; j < kLanes; ++j)
         if (valid & (1u << j)) lo = std::min(lo, off[j]), hi = std::max(hi, off[j]);
       if (hi < 0) lo = 0;
-      alignas(64) int32_t rel[kLanes] = {};
+      alignas(64) int32_t rel[kLanes] = {}, ox_rel[kLanes] = {};
+      const int32_t ox_lo = lo / (int32_t)C;
       for (int64_t j = 0; j < kLanes; ++j)
-        if (valid & (1u << j)) rel[j] = off[j] - lo;
+        if (valid & (1u << j)) rel[j] = off[j] - lo, ox_rel[j] = off[j] / (int32_t)C - ox_lo;
       table[gi * slots + s] = {_mm512_load_si512(off), _mm512_load_si512(tx), _mm512_load_si512(rel),
-                               valid, lo, hi - lo + 1};
+                               _mm512_load_si512(ox_rel), valid, lo, hi - lo + 1, ox_lo,
+                               hi < 0 ? 0 : hi / (int32_t)C - ox_lo + 1};
     }
   return table;
 }
@@ -539,10 +543,102 @@ inline void avg_window_tail(const PoolGeometry& g, const float* xi, AxisRange ro
 
 }  // namespace
 
+#if defined(__AVX512F__)
+namespace {
+
+// Average pool at few channels, packed as max_forward_task_packed: 16 / C output pixels per
+// vector, cells gathered, summed in the same row-major order as avg_window_tail (so the same
+// float result); groups whose windows are clipped along x go pixel by pixel.
+void avg_forward_task_packed(const PoolGeometry& g, const float* x, float* y, int64_t img) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c;
+  const PackedLanes pl = packed_lanes(C);
+  const float* xi = x + img * g.h * g.w * C;
+  alignas(64) int32_t lane_off[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) lane_off[j] = (int32_t)((j / C) * w.sw * C + j % C);
+  const __m512i off = _mm512_load_si512(lane_off);
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
+    int64_t ox = 0;
+    while (ox < g.ow) {
+      const int64_t col0 = ox * w.sw - w.pl;
+      float* out = y + ((img * g.oh + oy) * g.ow + ox) * C;
+      const bool fits = col0 >= 0 && ox + pl.pixels <= g.ow &&
+                        (ox + pl.pixels - 1) * w.sw - w.pl + w.kw <= g.w;
+      if (!fits) {
+        const AxisRange cols = pool_window(ox, w.sw, w.pl, w.kw, g.w);
+        avg_window_tail(g, xi, rows, cols, pool_inv_count(rows, cols), C, out);
+        ++ox;
+        continue;
+      }
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+        for (int64_t kx = 0; kx < w.kw; ++kx)
+          acc = _mm512_add_ps(acc, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), pl.mask, off,
+                                                            xi + (iy * g.w + col0 + kx) * C, 4));
+      const float scale = pool_inv_count(rows, AxisRange{col0, col0 + w.kw});
+      _mm512_mask_storeu_ps(out, pl.mask, _mm512_mul_ps(acc, _mm512_set1_ps(scale)));
+      ox += pl.pixels;
+    }
+  }
+}
+
+// Average pool backward at few channels: max_backward_argmax_packed's walk, each covering
+// output adding dy * 1/count (its 1/count fetched per lane like dy), in avg_pool2d_backward's
+// (oy, ox) order.
+void avg_backward_packed(const PoolGeometry& g, const float* dy, float* dx, const float* inv_count,
+                         const std::vector<AxisRange>& cover_y, const std::vector<AxisRange>& cover_x) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c, pixels = kLanes / C, groups = (g.w + pixels - 1) / pixels;
+  const int64_t slots = (w.kw + w.sw - 1) / w.sw, row_len = g.ow * C;
+  const std::vector<PackedSlot> table = packed_cover_table(g, cover_x, pixels, slots);
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t, int64_t) {
+    const float* dyi = dy + img * g.oh * row_len;
+    for (int64_t iy = 0; iy < g.h; ++iy) {
+      const AxisRange oys = cover_y[iy];
+      float* dx_row = dx + (img * g.h + iy) * g.w * C;
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        const int64_t lanes = std::min(pixels, g.w - gi * pixels) * C;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t oy = oys.lo; oy < oys.hi; ++oy) {
+          const float* dy_row = dyi + oy * row_len;
+          const float* scale_row = inv_count + oy * g.ow;
+          for (int64_t s = 0; s < slots; ++s) {
+            const PackedSlot& sl = table[gi * slots + s];
+            if (sl.valid == 0) continue;
+            __m512 d, scale;
+            if (sl.span <= kLanes) {
+              d = _mm512_permutexvar_ps(sl.rel, _mm512_maskz_loadu_ps((__mmask16)((1u << sl.span) - 1u), dy_row + sl.base));
+              scale = _mm512_permutexvar_ps(
+                  sl.ox_rel, _mm512_maskz_loadu_ps((__mmask16)((1u << sl.ox_span) - 1u), scale_row + sl.ox_base));
+            } else {
+              d = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), sl.valid, sl.dy_off, dy_row, 4);
+              scale = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), sl.valid,
+                                               _mm512_add_epi32(sl.ox_rel, _mm512_set1_epi32(sl.ox_base)),
+                                               scale_row, 4);
+            }
+            acc = _mm512_mask_add_ps(acc, sl.valid, acc, _mm512_mul_ps(d, scale));
+          }
+        }
+        _mm512_mask_storeu_ps(dx_row + gi * pixels * C, (__mmask16)((1u << lanes) - 1u), acc);
+      }
+    }
+  });
+}
+
+}  // namespace
+#endif
+
 void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
   const Window2d& w = g.win;
   const int64_t C = g.c;
   for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t c0, int64_t c1) {
+#if defined(__AVX512F__)
+    if (C < kLanes) {
+      avg_forward_task_packed(g, x, y, img);
+      return;
+    }
+#endif
     const float* xi = x + img * g.h * g.w * C;
     for (int64_t oy = 0; oy < g.oh; ++oy) {
       const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
@@ -594,6 +690,12 @@ void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx) {
     for (int64_t ox = 0; ox < g.ow; ++ox)
       inv_count[oy * g.ow + ox] = pool_inv_count(pool_window(oy, w.sh, w.pt, w.kh, g.h),
                                                  pool_window(ox, w.sw, w.pl, w.kw, g.w));
+#if defined(__AVX512F__)
+  if (C < kLanes) {
+    avg_backward_packed(g, dy, dx, inv_count.data(), cover_y, cover_x);
+    return;
+  }
+#endif
   for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t c0, int64_t c1) {
     for (int64_t iy = 0; iy < g.h; ++iy) {
       const AxisRange oys = cover_y[iy];
