@@ -1,4 +1,5 @@
-"""LeNet-5 (ReLU + max-pool, 'modern') training step and its few-channel max-pool kernels,
+"""LeNet-5 training steps (ReLU + max-pool 'modern', and the classic sigmoid + average-pool
+one of benchmarks/models.py) and the modern one's few-channel max-pool kernels,
 fastconv beside PyTorch (channels_last) in one process, one thread by default.
 
     PYTHONPATH=<repo> <python with torch> -m benchmarks.bench_small_channels [--threads 1] [--repeats 7]
@@ -34,6 +35,8 @@ def fastconv_cases(batch):
     model = fc.models.lenet5((28, 28, 1), 10, variant="modern", classifier_activation=None)
     model.compile(fc.optimizers.SGD(0.01, momentum=0.9), fc.losses.SparseCategoricalCrossentropy(from_logits=True))
     cases = {"LeNet-5 modern step": lambda: model.train_on_batch(x, y)}
+    from benchmarks.models import fastconv_step
+    cases["LeNet-5 classic step"] = fastconv_step("lenet5", batch, (28, 28, 1), 10)
     for shape in ((batch, 28, 28, 6), (batch, 10, 10, 16)):
         a = rng.standard_normal(shape).astype(np.float32)
         out, arg = _C.max_pool2d_forward_with_argmax(a, (2, 2), (2, 2), (0, 0, 0, 0))
@@ -60,6 +63,8 @@ def torch_cases(torch, batch):
         loss_fn(model(x), y).backward()
         opt.step()
     cases = {"LeNet-5 modern step": step}
+    from benchmarks.models import torch_step
+    cases["LeNet-5 classic step"] = torch_step(torch, "lenet5", batch, (28, 28, 1), 10)
     for shape in ((batch, 28, 28, 6), (batch, 10, 10, 16)):
         n, h, w, c = shape
         a = torch.randn(n, c, h, w).to(memory_format=torch.channels_last).requires_grad_()
