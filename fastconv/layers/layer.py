@@ -353,7 +353,8 @@ class Layer(_serialization.RecordsArguments):
         inputs = map_structure(self._to_tensor, inputs)
         if not self.built:  # summary() shows the batch size a subclassed model was built with, as Keras
             self._built_batch = next((t.shape[0] for t in flatten(inputs) if len(t.shape)), None)
-        self._maybe_build(shape_of(inputs))
+        if not self.built:
+            self._maybe_build(shape_of(inputs))
         training = kwargs.pop("training", None)
         if training is None:
             training = _training_ctx.get()
