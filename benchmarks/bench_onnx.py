@@ -5,6 +5,9 @@ and 64. fastconv is timed as `model.predict_on_batch(x)` (the graph call, no bat
 onnxruntime as `session.run` on the exported file; both on the same number of threads
 (intra-op, one inter-op). Interleaved repeats (harness.time_interleaved); medians and the
 ratio onnxruntime / fastconv (> 1: fastconv faster). Also checks the two outputs agree.
+Beside them: `model.predict(x, verbose=0)` (the Keras entry point, with its batching layer)
+and, where PyTorch imports, the same architecture in PyTorch eager (eval, no_grad,
+channels_last; benchmarks/models.py, own random weights).
 
     PYTHONPATH=. python benchmarks/bench_onnx.py [--threads N] [--repeats N] [--quick]
 """
@@ -22,10 +25,26 @@ from benchmarks.harness import machine_info, set_threads, summarize, time_interl
 
 def cases(quick):
     from fastconv.models import zoo
-    out = [("LeNet-5", zoo.lenet5, (28, 28, 1))]
+    out = [("LeNet-5", zoo.lenet5, (28, 28, 1), "lenet5")]
     if not quick:
-        out.append(("ResNet-18 CIFAR", lambda: zoo.resnet18((32, 32, 3), classes=10, stem="cifar"), (32, 32, 3)))
+        out.append(("ResNet-18 CIFAR", lambda: zoo.resnet18((32, 32, 3), classes=10, stem="cifar"), (32, 32, 3),
+                    "resnet18_cifar"))
     return out
+
+
+def torch_predict(name, shape):
+    """PyTorch eager inference of the same architecture, or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from benchmarks.models import torch_model
+    model = torch_model(torch, name, shape, 10).eval().to(memory_format=torch.channels_last)
+
+    def run(x):
+        with torch.no_grad():
+            return model(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
+    return run
 
 
 def main(argv=None):
@@ -44,8 +63,9 @@ def main(argv=None):
     options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for name, make, shape in cases(args.quick):
+        for name, make, shape, peer_name in cases(args.quick):
             model = make()
+            peer = torch_predict(peer_name, shape)
             path = os.path.join(folder, "model.onnx")
             fastconv.onnx.export(model, path)
             session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
@@ -53,20 +73,26 @@ def main(argv=None):
             for batch in args.batches:
                 x = np.random.default_rng(batch).standard_normal((batch,) + shape).astype(np.float32)
                 diff = np.max(np.abs(session.run(None, {feed: x})[0] - np.asarray(model.predict_on_batch(x))))
-                times = time_interleaved({"fastconv": lambda: model.predict_on_batch(x),
-                                          "onnxruntime": lambda: session.run(None, {feed: x})}, args.repeats)
-                fc, rt = summarize(times["fastconv"]), summarize(times["onnxruntime"])
-                rows.append({"case": f"{name} b{batch}", "fastconv_ms": fc["median_ms"],
-                             "onnxruntime_ms": rt["median_ms"], "ratio": rt["median_ms"] / fc["median_ms"],
+                runs = {"fastconv": lambda: model.predict_on_batch(x),
+                        "predict": lambda: model.predict(x, verbose=0),
+                        "onnxruntime": lambda: session.run(None, {feed: x})}
+                if peer is not None:
+                    runs["torch"] = lambda: peer(x)
+                times = time_interleaved(runs, args.repeats)
+                med = {k: summarize(v)["median_ms"] for k, v in times.items()}
+                rows.append({"case": f"{name} b{batch}", "fastconv_ms": med["fastconv"],
+                             "predict_ms": med["predict"], "torch_ms": med.get("torch", float("nan")),
+                             "onnxruntime_ms": med["onnxruntime"], "ratio": med["onnxruntime"] / med["fastconv"],
                              "max_abs_diff": float(diff)})
     info = machine_info(args.threads, {"onnxruntime": ort})
     print(f"machine: {info}")
     print(f"medians of {args.repeats} interleaved repeats, {args.threads} thread(s)")
-    print("| case | fastconv ms | onnxruntime ms | ort/fastconv | max abs diff |")
-    print("|---|---|---|---|---|")
+    print("| case | fastconv predict_on_batch ms | fastconv predict ms | torch eager ms | onnxruntime ms | "
+          "ort/fastconv | max abs diff |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['case']} | {r['fastconv_ms']:.3f} | {r['onnxruntime_ms']:.3f} | {r['ratio']:.2f} | "
-              f"{r['max_abs_diff']:.1e} |")
+        print(f"| {r['case']} | {r['fastconv_ms']:.3f} | {r['predict_ms']:.3f} | {r['torch_ms']:.3f} | "
+              f"{r['onnxruntime_ms']:.3f} | {r['ratio']:.2f} | {r['max_abs_diff']:.1e} |")
     return rows
 
 

@@ -131,10 +131,112 @@ inline void max_window_tail(const PoolGeometry& g, const float* xi, AxisRange ro
   }
 }
 
+// Forward of one output pixel (oy, ox) over channels [c0, c1) of image img.
+template <bool kArg>
+void max_forward_pixel(const PoolGeometry& g, const float* xi, float* y, uint8_t* arg,
+                       int64_t img, int64_t oy, int64_t ox, AxisRange rows, int64_t c0,
+                       int64_t c1, bool nan_possible) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c;
+  const AxisRange cols = pool_window(ox, w.sw, w.pl, w.kw, g.w);
+  const int64_t o = ((img * g.oh + oy) * g.ow + ox) * C;
+  const int64_t row0 = oy * w.sh - w.pt, col0 = ox * w.sw - w.pl;
+  auto block = [&](auto vectors, int64_t c) {
+    max_window16<decltype(vectors)::value, kArg>(g, xi + c, rows, cols, row0, col0, y + o + c,
+                                                  kArg ? arg + o + c : nullptr);
+  };
+  int64_t c = c0;
+  for (; c + 4 * kLanes <= c1; c += 4 * kLanes) block(std::integral_constant<int, 4>{}, c);
+  for (; c + kLanes <= c1; c += kLanes) block(std::integral_constant<int, 1>{}, c);
+  if (c < c1) {
+    if (nan_possible)
+      max_window_tail<kArg, true>(g, xi + c, rows, cols, row0, col0, c1 - c, y + o + c,
+                                  kArg ? arg + o + c : nullptr);
+    else
+      max_window_tail<kArg, false>(g, xi + c, rows, cols, row0, col0, c1 - c, y + o + c,
+                                   kArg ? arg + o + c : nullptr);
+  }
+}
+
+#if defined(__AVX512F__)
+// Few channels (C < 16): one vector holds P = 16 / C neighbouring output pixels, lane
+// p*C + k being channel k of pixel ox + p, instead of C scalar chains per pixel (LeNet's
+// 6- and 16-channel pools were 3x slower per byte than 64 channels). Each window cell is a
+// gather with the fixed lane offsets p*sw*C + k. Used for a group only when every pixel's
+// window is unclipped along x, so all lanes share the window position t; edge pixels take
+// max_forward_pixel. Same rule as max_window16: first maximum, last NaN.
+struct PackedLanes {
+  int64_t pixels;   // P
+  __mmask16 mask;   // the P*C used lanes
+};
+
+inline PackedLanes packed_lanes(int64_t c) {
+  const int64_t p = kLanes / c;
+  return {p, (__mmask16)((1u << (p * c)) - 1u)};
+}
+
+template <bool kArg>
+void max_forward_task_packed(const PoolGeometry& g, const float* x, float* y, uint8_t* arg,
+                             int64_t img) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c;
+  const PackedLanes pl = packed_lanes(C);
+  const float* xi = x + img * g.h * g.w * C;
+  alignas(64) int32_t lane_off[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) lane_off[j] = (int32_t)((j / C) * w.sw * C + j % C);
+  const __m512i off = _mm512_load_si512(lane_off);
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
+    const int64_t row0 = oy * w.sh - w.pt;
+    int64_t ox = 0;
+    while (ox < g.ow) {
+      const int64_t col0 = ox * w.sw - w.pl;
+      const bool fits = col0 >= 0 && ox + pl.pixels <= g.ow &&
+                        (ox + pl.pixels - 1) * w.sw - w.pl + w.kw <= g.w;
+      if (!fits) {
+        max_forward_pixel<kArg>(g, xi, y, arg, img, oy, ox, rows, 0, C, true);
+        ++ox;
+        continue;
+      }
+      __m512 best = _mm512_setzero_ps();
+      __m512i which = _mm512_setzero_si512();
+      bool first = true;
+      for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+        for (int64_t kx = 0; kx < w.kw; ++kx) {
+          const float* cell = xi + (iy * g.w + col0 + kx) * C;
+          const __m512 val = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), pl.mask, off, cell, 4);
+          const __m512i t = _mm512_set1_epi32((int32_t)((iy - row0) * w.kw + kx));
+          if (first) {
+            best = val;
+            which = t;
+            first = false;
+            continue;
+          }
+          // pool_beats: val > best, or val is NaN
+          const __mmask16 win = _mm512_cmp_ps_mask(val, best, _CMP_GT_OQ) |
+                                _mm512_cmp_ps_mask(val, val, _CMP_UNORD_Q);
+          best = _mm512_mask_mov_ps(best, win, val);
+          if constexpr (kArg) which = _mm512_mask_mov_epi32(which, win, t);
+        }
+      const int64_t o = ((img * g.oh + oy) * g.ow + ox) * C;
+      _mm512_mask_storeu_ps(y + o, pl.mask, best);
+      if constexpr (kArg) _mm512_mask_cvtepi32_storeu_epi8(arg + o, pl.mask, which);
+      ox += pl.pixels;
+    }
+  }
+}
+#endif
+
 // Forward over one (image, channel block) task; arg may be null when !kArg.
 template <bool kArg>
 void max_forward_task(const PoolGeometry& g, const float* x, float* y, uint8_t* arg,
                       int64_t img, int64_t c0, int64_t c1) {
+#if defined(__AVX512F__)
+  if (g.c < kLanes && c0 == 0 && c1 == g.c) {
+    max_forward_task_packed<kArg>(g, x, y, arg, img);
+    return;
+  }
+#endif
   const Window2d& w = g.win;
   const int64_t C = g.c;
   const float* xi = x + img * g.h * g.w * C;
@@ -143,26 +245,8 @@ void max_forward_task(const PoolGeometry& g, const float* x, float* y, uint8_t* 
   const bool nan_possible = (c1 - c0) % kLanes != 0 && !all_finite(xi, g.h * g.w * C);
   for (int64_t oy = 0; oy < g.oh; ++oy) {
     const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
-    for (int64_t ox = 0; ox < g.ow; ++ox) {
-      const AxisRange cols = pool_window(ox, w.sw, w.pl, w.kw, g.w);
-      const int64_t o = ((img * g.oh + oy) * g.ow + ox) * C;
-      const int64_t row0 = oy * w.sh - w.pt, col0 = ox * w.sw - w.pl;
-      auto block = [&](auto vectors, int64_t c) {
-        max_window16<decltype(vectors)::value, kArg>(g, xi + c, rows, cols, row0, col0,
-                                                      y + o + c, kArg ? arg + o + c : nullptr);
-      };
-      int64_t c = c0;
-      for (; c + 4 * kLanes <= c1; c += 4 * kLanes) block(std::integral_constant<int, 4>{}, c);
-      for (; c + kLanes <= c1; c += kLanes) block(std::integral_constant<int, 1>{}, c);
-      if (c < c1) {
-        if (nan_possible)
-          max_window_tail<kArg, true>(g, xi + c, rows, cols, row0, col0, c1 - c, y + o + c,
-                                      kArg ? arg + o + c : nullptr);
-        else
-          max_window_tail<kArg, false>(g, xi + c, rows, cols, row0, col0, c1 - c, y + o + c,
-                                       kArg ? arg + o + c : nullptr);
-      }
-    }
+    for (int64_t ox = 0; ox < g.ow; ++ox)
+      max_forward_pixel<kArg>(g, xi, y, arg, img, oy, ox, rows, c0, c1, nan_possible);
   }
 }
 
@@ -221,6 +305,117 @@ inline void max_gather_tail(const PoolGeometry& g, const float* dyi, const uint8
   }
 }
 
+#if defined(__AVX512F__)
+// Few channels (C < 16): the gather above for P = 16 / C neighbouring dx pixels in one vector
+// (lanes as in max_forward_task_packed). Along x a lane's pixel ix + p is covered by up to
+// S = ceil(kw / sw) outputs; slot s of the table holds, per lane, that output's dy offset in
+// the row, its position along the window (tx), and whether it exists. The same additions in
+// the same order (oy, then ox ascending) as max_gather_tail, so results are bit-identical.
+// When a slot's lanes read at most 16 consecutive dy (and argmax) entries, [base, base +
+// span), they come from one masked load and a lane permute (rel = dy_off - base) instead of
+// two gathers: the case of windows that do not overlap, as LeNet's 2x2 stride 2 (1.6x faster
+// at C = 6).
+// ox_rel / ox_base / ox_span: the same for the lanes' output column ox, which indexes the
+// average pool's per-output 1/count.
+struct PackedSlot {
+  __m512i dy_off, tx, rel, ox_rel;
+  __mmask16 valid;
+  int32_t base, span, ox_base, ox_span;
+};
+
+std::vector<PackedSlot> packed_cover_table(const PoolGeometry& g, const std::vector<AxisRange>& cover_x,
+                                           int64_t pixels, int64_t slots) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c, groups = (g.w + pixels - 1) / pixels;
+  std::vector<PackedSlot> table(groups * slots);
+  for (int64_t gi = 0; gi < groups; ++gi)
+    for (int64_t s = 0; s < slots; ++s) {
+      alignas(64) int32_t off[kLanes] = {}, tx[kLanes] = {};
+      __mmask16 valid = 0;
+      for (int64_t j = 0; j < pixels * C; ++j) {
+        const int64_t ix = gi * pixels + j / C;
+        if (ix >= g.w) continue;
+        const int64_t ox = cover_x[ix].lo + s;
+        if (ox >= cover_x[ix].hi) continue;
+        off[j] = (int32_t)(ox * C + j % C);
+        tx[j] = (int32_t)(ix - (ox * w.sw - w.pl));
+        valid |= (__mmask16)(1u << j);
+      }
+      int32_t lo = INT32_MAX, hi = -1;
+      for (int64_t j = 0; j < kLanes; ++j)
+        if (valid & (1u << j)) lo = std::min(lo, off[j]), hi = std::max(hi, off[j]);
+      if (hi < 0) lo = 0;
+      alignas(64) int32_t rel[kLanes] = {}, ox_rel[kLanes] = {};
+      const int32_t ox_lo = lo / (int32_t)C;
+      for (int64_t j = 0; j < kLanes; ++j)
+        if (valid & (1u << j)) rel[j] = off[j] - lo, ox_rel[j] = off[j] / (int32_t)C - ox_lo;
+      table[gi * slots + s] = {_mm512_load_si512(off), _mm512_load_si512(tx), _mm512_load_si512(rel),
+                               _mm512_load_si512(ox_rel), valid, lo, hi - lo + 1, ox_lo,
+                               hi < 0 ? 0 : hi / (int32_t)C - ox_lo + 1};
+    }
+  return table;
+}
+
+void max_backward_argmax_packed(const PoolGeometry& g, const float* dy, const uint8_t* arg,
+                                float* dx, const std::vector<AxisRange>& cover_y,
+                                const std::vector<AxisRange>& cover_x) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c, pixels = kLanes / C, groups = (g.w + pixels - 1) / pixels;
+  const int64_t slots = (w.kw + w.sw - 1) / w.sw, row_len = g.ow * C;
+  const std::vector<PackedSlot> table = packed_cover_table(g, cover_x, pixels, slots);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+  const bool gathers = std::any_of(table.begin(), table.end(), [](const PackedSlot& sl) { return sl.span > kLanes; });
+#else
+  const bool gathers = true;
+#endif
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t, int64_t) {
+    const float* dyi = dy + img * g.oh * g.ow * C;
+    const uint8_t* argi = arg + img * g.oh * g.ow * C;
+    // argmax rows widened to int32 for the gathers, one per output row, made on first use
+    int32_t* wide = reinterpret_cast<int32_t*>(scratch(g.oh * row_len));
+    int64_t widened = gathers ? 0 : g.oh;  // only the gather path reads the widened rows
+    for (int64_t iy = 0; iy < g.h; ++iy) {
+      const AxisRange oys = cover_y[iy];
+      for (; widened < oys.hi; ++widened)
+        for (int64_t j = 0; j < row_len; ++j) wide[widened * row_len + j] = argi[widened * row_len + j];
+      float* dx_row = dx + (img * g.h + iy) * g.w * C;
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        const int64_t lanes = std::min(pixels, g.w - gi * pixels) * C;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t oy = oys.lo; oy < oys.hi; ++oy) {
+          const __m512i ty = _mm512_set1_epi32((int32_t)((iy - (oy * w.sh - w.pt)) * w.kw));
+          const int32_t* arg_row = wide + oy * row_len;
+          const float* dy_row = dyi + oy * row_len;
+          for (int64_t s = 0; s < slots; ++s) {
+            const PackedSlot& sl = table[gi * slots + s];
+            if (sl.valid == 0) continue;
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+            if (sl.span <= kLanes) {
+              const __mmask16 span = (__mmask16)((1u << sl.span) - 1u);
+              const __m512i a = _mm512_permutexvar_epi32(
+                  sl.rel, _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(span, argi + oy * row_len + sl.base)));
+              const __mmask16 hit =
+                  sl.valid & _mm512_cmpeq_epi32_mask(a, _mm512_add_epi32(ty, sl.tx));
+              const __m512 d = _mm512_permutexvar_ps(sl.rel, _mm512_maskz_loadu_ps(span, dy_row + sl.base));
+              acc = _mm512_mask_add_ps(acc, hit, acc, d);
+              continue;
+            }
+#endif
+            const __m512i a = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), sl.valid,
+                                                          sl.dy_off, arg_row, 4);
+            const __mmask16 hit =
+                sl.valid & _mm512_cmpeq_epi32_mask(a, _mm512_add_epi32(ty, sl.tx));
+            const __m512 d = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), hit, sl.dy_off, dy_row, 4);
+            acc = _mm512_mask_add_ps(acc, hit, acc, d);
+          }
+        }
+        _mm512_mask_storeu_ps(dx_row + gi * pixels * C, (__mmask16)((1u << lanes) - 1u), acc);
+      }
+    }
+  });
+}
+#endif
+
 }  // namespace
 
 // Gather form, as the average-pool backward: each dx cell is written once, from the few dy
@@ -233,6 +428,12 @@ void max_pool2d_backward_argmax(const PoolGeometry& g, const float* dy, const ui
   std::vector<AxisRange> cover_y(g.h), cover_x(g.w);
   for (int64_t i = 0; i < g.h; ++i) cover_y[i] = pool_outputs_covering(i, w.sh, w.pt, w.kh, g.oh);
   for (int64_t i = 0; i < g.w; ++i) cover_x[i] = pool_outputs_covering(i, w.sw, w.pl, w.kw, g.ow);
+#if defined(__AVX512F__)
+  if (C < kLanes) {
+    max_backward_argmax_packed(g, dy, arg, dx, cover_y, cover_x);
+    return;
+  }
+#endif
   for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t c0, int64_t c1) {
     const float* dyi = dy + img * g.oh * g.ow * C;
     const uint8_t* argi = arg + img * g.oh * g.ow * C;
@@ -342,10 +543,102 @@ inline void avg_window_tail(const PoolGeometry& g, const float* xi, AxisRange ro
 
 }  // namespace
 
+#if defined(__AVX512F__)
+namespace {
+
+// Average pool at few channels, packed as max_forward_task_packed: 16 / C output pixels per
+// vector, cells gathered, summed in the same row-major order as avg_window_tail (so the same
+// float result); groups whose windows are clipped along x go pixel by pixel.
+void avg_forward_task_packed(const PoolGeometry& g, const float* x, float* y, int64_t img) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c;
+  const PackedLanes pl = packed_lanes(C);
+  const float* xi = x + img * g.h * g.w * C;
+  alignas(64) int32_t lane_off[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) lane_off[j] = (int32_t)((j / C) * w.sw * C + j % C);
+  const __m512i off = _mm512_load_si512(lane_off);
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
+    int64_t ox = 0;
+    while (ox < g.ow) {
+      const int64_t col0 = ox * w.sw - w.pl;
+      float* out = y + ((img * g.oh + oy) * g.ow + ox) * C;
+      const bool fits = col0 >= 0 && ox + pl.pixels <= g.ow &&
+                        (ox + pl.pixels - 1) * w.sw - w.pl + w.kw <= g.w;
+      if (!fits) {
+        const AxisRange cols = pool_window(ox, w.sw, w.pl, w.kw, g.w);
+        avg_window_tail(g, xi, rows, cols, pool_inv_count(rows, cols), C, out);
+        ++ox;
+        continue;
+      }
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+        for (int64_t kx = 0; kx < w.kw; ++kx)
+          acc = _mm512_add_ps(acc, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), pl.mask, off,
+                                                            xi + (iy * g.w + col0 + kx) * C, 4));
+      const float scale = pool_inv_count(rows, AxisRange{col0, col0 + w.kw});
+      _mm512_mask_storeu_ps(out, pl.mask, _mm512_mul_ps(acc, _mm512_set1_ps(scale)));
+      ox += pl.pixels;
+    }
+  }
+}
+
+// Average pool backward at few channels: max_backward_argmax_packed's walk, each covering
+// output adding dy * 1/count (its 1/count fetched per lane like dy), in avg_pool2d_backward's
+// (oy, ox) order.
+void avg_backward_packed(const PoolGeometry& g, const float* dy, float* dx, const float* inv_count,
+                         const std::vector<AxisRange>& cover_y, const std::vector<AxisRange>& cover_x) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c, pixels = kLanes / C, groups = (g.w + pixels - 1) / pixels;
+  const int64_t slots = (w.kw + w.sw - 1) / w.sw, row_len = g.ow * C;
+  const std::vector<PackedSlot> table = packed_cover_table(g, cover_x, pixels, slots);
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t, int64_t) {
+    const float* dyi = dy + img * g.oh * row_len;
+    for (int64_t iy = 0; iy < g.h; ++iy) {
+      const AxisRange oys = cover_y[iy];
+      float* dx_row = dx + (img * g.h + iy) * g.w * C;
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        const int64_t lanes = std::min(pixels, g.w - gi * pixels) * C;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t oy = oys.lo; oy < oys.hi; ++oy) {
+          const float* dy_row = dyi + oy * row_len;
+          const float* scale_row = inv_count + oy * g.ow;
+          for (int64_t s = 0; s < slots; ++s) {
+            const PackedSlot& sl = table[gi * slots + s];
+            if (sl.valid == 0) continue;
+            __m512 d, scale;
+            if (sl.span <= kLanes) {
+              d = _mm512_permutexvar_ps(sl.rel, _mm512_maskz_loadu_ps((__mmask16)((1u << sl.span) - 1u), dy_row + sl.base));
+              scale = _mm512_permutexvar_ps(
+                  sl.ox_rel, _mm512_maskz_loadu_ps((__mmask16)((1u << sl.ox_span) - 1u), scale_row + sl.ox_base));
+            } else {
+              d = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), sl.valid, sl.dy_off, dy_row, 4);
+              scale = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), sl.valid,
+                                               _mm512_add_epi32(sl.ox_rel, _mm512_set1_epi32(sl.ox_base)),
+                                               scale_row, 4);
+            }
+            acc = _mm512_mask_add_ps(acc, sl.valid, acc, _mm512_mul_ps(d, scale));
+          }
+        }
+        _mm512_mask_storeu_ps(dx_row + gi * pixels * C, (__mmask16)((1u << lanes) - 1u), acc);
+      }
+    }
+  });
+}
+
+}  // namespace
+#endif
+
 void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
   const Window2d& w = g.win;
   const int64_t C = g.c;
   for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t c0, int64_t c1) {
+#if defined(__AVX512F__)
+    if (C < kLanes) {
+      avg_forward_task_packed(g, x, y, img);
+      return;
+    }
+#endif
     const float* xi = x + img * g.h * g.w * C;
     for (int64_t oy = 0; oy < g.oh; ++oy) {
       const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
@@ -397,6 +690,12 @@ void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx) {
     for (int64_t ox = 0; ox < g.ow; ++ox)
       inv_count[oy * g.ow + ox] = pool_inv_count(pool_window(oy, w.sh, w.pt, w.kh, g.h),
                                                  pool_window(ox, w.sw, w.pl, w.kw, g.w));
+#if defined(__AVX512F__)
+  if (C < kLanes) {
+    avg_backward_packed(g, dy, dx, inv_count.data(), cover_y, cover_x);
+    return;
+  }
+#endif
   for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t c0, int64_t c1) {
     for (int64_t iy = 0; iy < g.h; ++iy) {
       const AxisRange oys = cover_y[iy];

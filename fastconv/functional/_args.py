@@ -35,7 +35,8 @@ def scalar(a):
 
 
 def _is_int(v):
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    # `type(v) is int` first: the ABC check costs ~0.5 us, paid on every op's arguments
+    return type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
 
 
 def pair(value, name, minimum=1):

@@ -8,6 +8,7 @@
 (None, 26, 26, 16)
 """
 from ..autograd import ops
+from ..autograd.tensor import is_grad_enabled
 from ..functional import conv_output_size
 from ..functional._args import pair
 from . import activation as act
@@ -82,6 +83,13 @@ class Conv2D(Layer):
         # ((top, bottom), (left, right)) on a 'valid' conv) come from a fused layer chain
         # (engine/fusion.py), only on a conv whose own activation is linear.
         check_nhwc(self, inputs.shape, self._in_channels)
+        if _fold is not None and not is_grad_enabled() and self.kernel.size > self._output_size(inputs.shape):
+            # Inference on few images (predict at batch 1): folding the batch norm rewrites the
+            # whole kernel at every call (ResNet-18's 11M weights: ~12 ms of a 35 ms predict),
+            # while normalising the output touches fewer values. Same result up to rounding.
+            y = ops.conv2d(inputs, self.kernel, self.bias, strides=self.strides, padding=_pads or self.padding,
+                           dilation_rate=self.dilation_rate, groups=self.groups)
+            return _fold(y, training=False, _activation=_activation)
         kernel, bias = (self.kernel, self.bias) if _fold is None else _fold.folded_into(self.kernel, self.bias)
         activation = _activation or self.activation
         # Bias and the elementwise activations run inside the conv kernel (one pass over the
@@ -91,6 +99,11 @@ class Conv2D(Layer):
                        dilation_rate=self.dilation_rate, groups=self.groups,
                        activation=activation if fused else "linear")
         return y if fused else act.apply(y, None, activation)
+
+    def _output_size(self, input_shape):
+        # about the output's element count ('same'-sized; exact enough to pick a strategy)
+        n, h, w, _ = input_shape
+        return n * -(-h // self.strides[0]) * -(-w // self.strides[1]) * self.filters
 
     def compute_output_shape(self, input_shape):
         check_nhwc(self, input_shape)

@@ -83,6 +83,14 @@ def shape_of(structure):
     return map_structure(lambda t: (None,) + tuple(t.shape[1:]), structure)
 
 
+@functools.lru_cache(maxsize=1)
+def _keras_tensor_class():
+    # input_layer imports this module: imported on first call, then cached (a function-level
+    # import statement costs ~1 us at every layer call, on the batch-1 predict path).
+    from .input_layer import KerasTensor
+    return KerasTensor
+
+
 def _accepts(fn, arg):
     # Asked at every layer call: cached per underlying function (inspect.signature costs
     # ~0.1 ms, about what a small layer's kernel takes).
@@ -338,14 +346,15 @@ class Layer(_serialization.RecordsArguments):
         return shape_of(out)
 
     def __call__(self, inputs, *args, **kwargs):
-        from .input_layer import KerasTensor
+        KerasTensor = _keras_tensor_class()
         flat = flatten(inputs)
         if any(isinstance(t, KerasTensor) for t in flat):
             return self._symbolic_call(inputs, args, kwargs)
         inputs = map_structure(self._to_tensor, inputs)
         if not self.built:  # summary() shows the batch size a subclassed model was built with, as Keras
             self._built_batch = next((t.shape[0] for t in flatten(inputs) if len(t.shape)), None)
-        self._maybe_build(shape_of(inputs))
+        if not self.built:
+            self._maybe_build(shape_of(inputs))
         training = kwargs.pop("training", None)
         if training is None:
             training = _training_ctx.get()
