@@ -50,7 +50,7 @@ def confusion(y_true, y_pred, weights, thresholds):
     # A NaN prediction fails every comparison: counted as negative, as Keras does.
     pos_w, neg_w = weights * y_true, weights * ~y_true
     tp, fp = positive @ pos_w, positive @ neg_w
-    return tp, fp, pos_w.sum() - tp, neg_w.sum() - fp
+    return tp, fp, neg_w.sum() - fp, pos_w.sum() - tp
 
 
 def divide_no_nan(a, b):
