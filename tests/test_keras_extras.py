@@ -440,3 +440,14 @@ def test_clone_subclassed_model(numpy_backend):
         models.clone_model(bad)
     with pytest.raises(ValueError, match="model must be a fastconv Model"):
         models.clone_model(layers.Dense(2))
+
+
+def test_confusion_metrics_take_device_arrays(monkeypatch, rng):
+    cuda_emulation.install(monkeypatch)
+    from fastconv import cuda as fcuda
+    y_true, y_pred = _binary_data(rng, 40)
+    for make in (metrics.Precision, metrics.Recall, metrics.AUC):
+        host, device = make(), make()
+        host.update_state(y_true, y_pred)
+        device.update_state(fcuda.to_device(y_true), fcuda.to_device(y_pred))
+        assert float(device.result()) == float(host.result())
