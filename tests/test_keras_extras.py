@@ -259,8 +259,24 @@ def test_auc_approaches_the_rank_statistic(rng):
     assert float(logits.result()) == pytest.approx(exact, abs=2e-3)
     with pytest.raises(ValueError, match="curve must be 'ROC' or 'PR'"):
         metrics.AUC(curve="XY")
-    with pytest.raises(ValueError, match="multi_label=True .* not supported"):
-        metrics.AUC(multi_label=True)
+    with pytest.raises(ValueError, match="label_weights must be >= 0"):
+        metrics.AUC(label_weights=[1.0, -1.0])
+
+
+@pytest.mark.parametrize("curve", ["ROC", "PR"])
+def test_auc_multi_label_is_the_labels_mean(curve, rng):
+    y_true = (rng.uniform(size=(50, 3)) < 0.4).astype(np.float32)
+    y_pred = rng.uniform(size=(50, 3)).astype(np.float32)
+    per_label = [_auc_numpy(y_true[:, j], y_pred[:, j], 30, curve, "interpolation") for j in range(3)]
+    m = metrics.AUC(num_thresholds=30, curve=curve, multi_label=True)
+    assert float(m.result()) == 0.0  # nothing seen yet
+    m.update_state(y_true, y_pred)
+    assert float(m.result()) == pytest.approx(np.mean(per_label), rel=1e-9)
+    weighted = metrics.AUC(num_thresholds=30, curve=curve, multi_label=True, num_labels=3, label_weights=[1, 0, 3])
+    weighted.update_state(y_true, y_pred)
+    assert float(weighted.result()) == pytest.approx((per_label[0] + 3 * per_label[2]) / 4, rel=1e-9)
+    with pytest.raises(ValueError, match="expected predictions with 3 labels"):
+        weighted.update_state(y_true[:, :2], y_pred[:, :2])
 
 
 def test_metrics_in_compile_by_object_and_keras_name(numpy_backend, rng):
@@ -295,6 +311,11 @@ PEER_METRICS = {
     "recall_class_id": (lambda: metrics.Recall(class_id=2), "keras.metrics.Recall(class_id=2)"),
     "auc_roc": (lambda: metrics.AUC(), "keras.metrics.AUC()"),
     "auc_pr": (lambda: metrics.AUC(curve="PR"), "keras.metrics.AUC(curve='PR')"),
+    "auc_multi_label": (lambda: metrics.AUC(multi_label=True), "keras.metrics.AUC(multi_label=True)"),
+    "auc_pr_label_weights": (lambda: metrics.AUC(curve="PR", label_weights=[0.5, 1.0, 2.0]),
+                             "keras.metrics.AUC(curve='PR', label_weights=[0.5, 1.0, 2.0])"),
+    "auc_multi_label_weights": (lambda: metrics.AUC(multi_label=True, label_weights=[0.5, 1.0, 2.0]),
+                                "keras.metrics.AUC(multi_label=True, label_weights=[0.5, 1.0, 2.0])"),
     "auc_roc_minoring": (lambda: metrics.AUC(num_thresholds=20, summation_method="minoring"),
                          "keras.metrics.AUC(num_thresholds=20, summation_method='minoring')"),
 }

@@ -6,7 +6,9 @@ and 1 + 1e-7 at the ends so that predictions of exactly 0 and 1 fall inside. The
 summed Riemann-style over the thresholds; 'interpolation' takes the trapezoid for ROC and, for
 PR, Davis & Goadrich's interpolation (precision varies along the line between two points of
 the curve in the space of counts), as Keras does. 'minoring'/'majoring' take the lower/upper
-of the two heights.
+of the two heights. With multi_label=True, y_pred is (samples, labels): one curve per label,
+their areas averaged (weighted by label_weights when given); otherwise every value counts as
+one prediction, label_weights weighting the values of each label.
 
 >>> m = AUC(); m.update_state([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]); round(m.result(), 4)
 0.75
@@ -28,9 +30,12 @@ class AUC(Metric):
         if str(summation_method).lower() not in ("interpolation", "minoring", "majoring"):
             raise ValueError(f"AUC: summation_method must be 'interpolation', 'minoring' or 'majoring', "
                              f"got {summation_method!r}")
-        if multi_label or label_weights is not None:
-            raise ValueError("AUC: multi_label=True and label_weights are not supported by fastconv; "
-                             "use one AUC per label (class_id-style slicing of y_true/y_pred)")
+        if num_labels is not None and (not isinstance(num_labels, int) or num_labels < 1):
+            raise ValueError(f"AUC: num_labels must be an int >= 1, got {num_labels!r}")
+        self._labels = num_labels  # multi_label without num_labels: taken from the first batch
+        self._label_weights = None if label_weights is None else np.asarray(label_weights, np.float64).reshape(-1)
+        if self._label_weights is not None and np.any(self._label_weights < 0):
+            raise ValueError(f"AUC: label_weights must be >= 0, got {label_weights!r}")
         self.curve, self.summation_method = str(curve).upper(), str(summation_method).lower()
         self.multi_label, self.num_labels, self.label_weights = multi_label, num_labels, label_weights
         self.from_logits = bool(from_logits)
@@ -47,12 +52,29 @@ class AUC(Metric):
         super().__init__(name, dtype)
 
     def reset_state(self):
-        zeros = np.zeros(len(self._thresholds))
+        if self.multi_label and self._labels is None:
+            self.true_positives = self.false_positives = self.true_negatives = self.false_negatives = None
+            return
+        zeros = np.zeros((len(self._thresholds),) + ((self._labels,) if self.multi_label else ()))
         self.true_positives, self.false_positives = zeros.copy(), zeros.copy()
         self.true_negatives, self.false_negatives = zeros.copy(), zeros.copy()
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        yt, yp, w = counts.prepare(self.name, y_true, y_pred, sample_weight)
+        labels = None
+        if self.multi_label:
+            if self._labels is None:
+                self._labels = int(np.shape(counts.host(y_pred))[-1])
+                self.reset_state()
+            labels = self._labels
+        if self._label_weights is not None and not self.multi_label:
+            y_pred_shape = np.shape(counts.host(y_pred))
+            if y_pred_shape[-1:] != self._label_weights.shape:
+                raise ValueError(f"{self.name}: label_weights has {self._label_weights.size} entries but y_pred "
+                                 f"has shape {y_pred_shape}")
+            base = np.ones(y_pred_shape) if sample_weight is None else counts.host(sample_weight)
+            base = np.asarray(base, np.float64)
+            sample_weight = base.reshape(base.shape + (1,) * (len(y_pred_shape) - base.ndim)) * self._label_weights
+        yt, yp, w = counts.prepare(self.name, y_true, y_pred, sample_weight, labels=labels)
         if self.from_logits:
             yp = 1.0 / (1.0 + np.exp(-yp))
         tp, fp, tn, fn = counts.confusion(yt, yp, w, self._thresholds)
@@ -70,13 +92,24 @@ class AUC(Metric):
         intercept = tp[1:] - slope * p[1:]
         both = (p[:-1] > 0) & (p[1:] > 0)
         ratio = np.where(both, counts.divide_no_nan(p[:-1], np.maximum(p[1:], 0)), 1.0)
-        return float(np.sum(counts.divide_no_nan(slope * (dtp + intercept * np.log(ratio)),
-                                                 np.maximum(tp[1:] + fn[1:], 0))))
+        return np.sum(counts.divide_no_nan(slope * (dtp + intercept * np.log(ratio)),
+                                           np.maximum(tp[1:] + fn[1:], 0)), axis=0)
+
+    def _average(self, by_label):
+        """One area, or the labels' areas averaged as Keras does."""
+        if not self.multi_label:
+            return MetricResult(float(by_label))
+        if self._label_weights is None:
+            return MetricResult(float(np.mean(by_label)))
+        return MetricResult(float(counts.divide_no_nan(np.sum(by_label * self._label_weights),
+                                                       np.sum(self._label_weights))))
 
     def result(self):
+        if self.true_positives is None:
+            return MetricResult(0.0)  # multi_label, nothing seen yet
         tp, fp, tn, fn = self.true_positives, self.false_positives, self.true_negatives, self.false_negatives
         if self.curve == "PR" and self.summation_method == "interpolation":
-            return MetricResult(self._interpolated_pr())
+            return self._average(self._interpolated_pr())
         recall = counts.divide_no_nan(tp, tp + fn)
         if self.curve == "ROC":
             x, y = counts.divide_no_nan(fp, fp + tn), recall
@@ -88,4 +121,4 @@ class AUC(Metric):
             heights = np.minimum(y[:-1], y[1:])
         else:
             heights = np.maximum(y[:-1], y[1:])
-        return MetricResult(float(np.sum((x[:-1] - x[1:]) * heights)))
+        return self._average(np.sum((x[:-1] - x[1:]) * heights, axis=0))

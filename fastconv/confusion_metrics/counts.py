@@ -16,8 +16,9 @@ def host(value):
     return np.asarray(value)
 
 
-def prepare(name, y_true, y_pred, sample_weight=None, top_k=None, class_id=None):
-    """(flat bool y_true, flat float y_pred, flat float64 weights) after top_k/class_id."""
+def prepare(name, y_true, y_pred, sample_weight=None, top_k=None, class_id=None, labels=None):
+    """(bool y_true, float y_pred, float64 weights) after top_k/class_id, flat, or of shape
+    (samples, labels) when `labels` is given (AUC's multi_label)."""
     y_true, y_pred = host(y_true), host(y_pred).astype(np.float64)
     if y_true.shape != y_pred.shape and y_true.size == y_pred.size:
         y_true = y_true.reshape(y_pred.shape)  # (N,) labels against (N, 1) predictions
@@ -41,16 +42,23 @@ def prepare(name, y_true, y_pred, sample_weight=None, top_k=None, class_id=None)
         if not -y_pred.shape[-1] <= class_id < y_pred.shape[-1]:
             raise ValueError(f"{name}: class_id {class_id} is out of range for {y_pred.shape[-1]} classes")
         y_true, y_pred, weights = y_true[..., class_id], y_pred[..., class_id], weights[..., class_id]
-    return y_true.reshape(-1).astype(bool), y_pred.reshape(-1), np.asarray(weights, np.float64).reshape(-1)
+    if labels is not None and y_pred.shape[-1:] != (labels,):
+        raise ValueError(f"{name}: expected predictions with {labels} labels on the last axis, got shape "
+                         f"{y_pred.shape}")
+    shape = (-1,) if labels is None else (-1, labels)
+    return (y_true.reshape(shape).astype(bool), y_pred.reshape(shape),
+            np.asarray(weights, np.float64).reshape(shape))
 
 
 def confusion(y_true, y_pred, weights, thresholds):
-    """(tp, fp, tn, fn), each of shape (len(thresholds),)."""
-    positive = y_pred[None, :] > np.asarray(thresholds, np.float64)[:, None]
+    """(tp, fp, tn, fn), each of shape (len(thresholds),) for flat inputs, (len(thresholds),
+    labels) for inputs of shape (samples, labels)."""
+    t = np.asarray(thresholds, np.float64).reshape((-1,) + (1,) * y_pred.ndim)
+    positive = y_pred[None] > t
     # A NaN prediction fails every comparison: counted as negative, as Keras does.
     pos_w, neg_w = weights * y_true, weights * ~y_true
-    tp, fp = positive @ pos_w, positive @ neg_w
-    return tp, fp, neg_w.sum() - fp, pos_w.sum() - tp
+    tp, fp = (positive * pos_w).sum(axis=1), (positive * neg_w).sum(axis=1)
+    return tp, fp, neg_w.sum(axis=0) - fp, pos_w.sum(axis=0) - tp
 
 
 def divide_no_nan(a, b):
