@@ -303,29 +303,27 @@ def _peer_data():
     return y_true, y_pred, w
 
 
-# name -> (fastconv factory, Keras constructor text); weighted with w.
+# name -> (class name, constructor arguments), the same in fastconv.metrics and keras.metrics;
+# every one is updated with the sample weights w.
 PEER_METRICS = {
-    "precision": (lambda: metrics.Precision(), "keras.metrics.Precision()"),
-    "recall_thresholds": (lambda: metrics.Recall(thresholds=[0.3, 0.6]), "keras.metrics.Recall(thresholds=[0.3, 0.6])"),
-    "precision_top_k": (lambda: metrics.Precision(top_k=1), "keras.metrics.Precision(top_k=1)"),
-    "recall_class_id": (lambda: metrics.Recall(class_id=2), "keras.metrics.Recall(class_id=2)"),
-    "auc_roc": (lambda: metrics.AUC(), "keras.metrics.AUC()"),
-    "auc_pr": (lambda: metrics.AUC(curve="PR"), "keras.metrics.AUC(curve='PR')"),
-    "auc_multi_label": (lambda: metrics.AUC(multi_label=True), "keras.metrics.AUC(multi_label=True)"),
-    "auc_pr_label_weights": (lambda: metrics.AUC(curve="PR", label_weights=[0.5, 1.0, 2.0]),
-                             "keras.metrics.AUC(curve='PR', label_weights=[0.5, 1.0, 2.0])"),
-    "auc_multi_label_weights": (lambda: metrics.AUC(multi_label=True, label_weights=[0.5, 1.0, 2.0]),
-                                "keras.metrics.AUC(multi_label=True, label_weights=[0.5, 1.0, 2.0])"),
-    "auc_roc_minoring": (lambda: metrics.AUC(num_thresholds=20, summation_method="minoring"),
-                         "keras.metrics.AUC(num_thresholds=20, summation_method='minoring')"),
+    "precision": ("Precision", {}),
+    "recall_thresholds": ("Recall", {"thresholds": [0.3, 0.6]}),
+    "precision_top_k": ("Precision", {"top_k": 1}),
+    "recall_class_id": ("Recall", {"class_id": 2}),
+    "auc_roc": ("AUC", {}),
+    "auc_pr": ("AUC", {"curve": "PR"}),
+    "auc_multi_label": ("AUC", {"multi_label": True}),
+    "auc_pr_label_weights": ("AUC", {"curve": "PR", "label_weights": [0.5, 1.0, 2.0]}),
+    "auc_multi_label_weights": ("AUC", {"multi_label": True, "label_weights": [0.5, 1.0, 2.0]}),
+    "auc_roc_minoring": ("AUC", {"num_thresholds": 20, "summation_method": "minoring"}),
 }
 
 
 def _fastconv_values():
     y_true, y_pred, w = _peer_data()
     out = {}
-    for name, (make, _) in PEER_METRICS.items():
-        m = make()
+    for name, (cls, kwargs) in PEER_METRICS.items():
+        m = getattr(metrics, cls)(**kwargs)
         m.update_state(y_true, y_pred, sample_weight=w)
         out[name] = np.atleast_1d(np.asarray(m.result(), np.float64)).tolist()
     out["huber"] = [float(losses.Huber(delta=0.3)(y_true, y_pred, sample_weight=w))]
@@ -350,8 +348,8 @@ import numpy as np, keras
 d = np.load(sys.argv[1])
 y_true, y_pred, w = d['y_true'], d['y_pred'], d['w']
 out = {}
-for name, text in json.loads(sys.argv[2]).items():
-    m = eval(text)  # the peer-side constructor text written in this test, not data from a file
+for name, (cls, kwargs) in json.loads(sys.argv[2]).items():
+    m = getattr(keras.metrics, cls)(**kwargs)
     m.update_state(y_true, y_pred, sample_weight=w)
     out[name] = np.atleast_1d(np.asarray(m.result(), np.float64)).tolist()
 out['huber'] = [float(keras.losses.Huber(delta=0.3)(y_true, y_pred, sample_weight=w))]
@@ -367,8 +365,8 @@ def keras_values(tmp_dir):
     y_true, y_pred, w = _peer_data()
     path = os.path.join(tmp_dir, "data.npz")
     np.savez(path, y_true=y_true, y_pred=y_pred, w=w)
-    texts = json.dumps({name: text for name, (_, text) in PEER_METRICS.items()})
-    run = subprocess.run([exe, "-c", PEER_SCRIPT, path, texts], capture_output=True, text=True, timeout=300)
+    run = subprocess.run([exe, "-c", PEER_SCRIPT, path, json.dumps(PEER_METRICS)],
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     return json.loads(run.stdout.split("JSON")[-1])
 
