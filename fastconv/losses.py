@@ -159,17 +159,50 @@ class MeanSquaredError(Loss):
         return sq.mean(axis=-1) if sq.ndim > 1 else sq
 
 
+class Huber(Loss):
+    """Huber loss: 0.5 * e**2 where |e| <= delta, else delta * (|e| - 0.5 * delta), for
+    e = y_pred - y_true, averaged over the last axis (Keras's formula)."""
+    name = "huber_loss"
+
+    def __init__(self, delta=1.0, name=None):
+        super().__init__(name)
+        if delta is None or not float(delta) >= 0:
+            raise ValueError(f"Huber: delta must be a float >= 0, got {delta!r}")
+        self.delta = float(delta)
+
+    def call(self, y_true, y_pred):
+        return _huber_per_sample(y_true, y_pred, self.delta)
+
+
+def _huber_per_sample(y_true, y_pred, delta):
+    error = y_pred - y_true.astype(y_pred.dtype).reshape(y_pred.shape)
+    size = error.abs()
+    # where() on the comparison: a NaN error fails it and stays NaN in the linear branch.
+    per = ops.where(size.data <= delta, error * error * 0.5, size * delta - 0.5 * delta * delta)
+    return per.mean(axis=-1) if per.ndim > 1 else per
+
+
+def huber(y_true, y_pred, delta=1.0):
+    """Keras's `losses.huber`: the per-sample Huber losses (last axis averaged), not reduced."""
+    y_pred = y_pred if isinstance(y_pred, Tensor) else Tensor(y_pred)
+    return _huber_per_sample(array_module(y_pred.data).asarray(as_array(y_true)), y_pred, float(delta))
+
+
 _ALIASES = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
     "mse": MeanSquaredError,
     "mean_squared_error": MeanSquaredError,
+    "huber": Huber,
+    "huber_loss": Huber,
 }
 
 
 def get(identifier):
     """A Loss from a Keras name, an instance, or any callable(y_true, y_pred)."""
+    if identifier is huber:  # the per-sample function: compile needs the batch-averaging class
+        return Huber()
     if isinstance(identifier, Loss) or (callable(identifier) and not isinstance(identifier, type)):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Loss):

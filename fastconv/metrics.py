@@ -270,6 +270,8 @@ class _AutoAccuracy(Metric):
         return MetricResult(0.0) if self._impl is None else self._impl.result()
 
 
+from .confusion_metrics import AUC, Precision, Recall  # noqa: E402 (they subclass Metric)
+
 _BY_NAME = {
     "accuracy": Accuracy, "sparse_categorical_accuracy": SparseCategoricalAccuracy,
     "categorical_accuracy": CategoricalAccuracy, "binary_accuracy": BinaryAccuracy,
@@ -277,6 +279,7 @@ _BY_NAME = {
     "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
     "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
     "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError, "mean": Mean,
+    "precision": Precision, "recall": Recall, "auc": AUC,
 }
 
 

@@ -45,6 +45,7 @@ LAYERS = [
     (layers.GaussianNoise, dict(stddev=0.1, seed=2), IMG),
     (layers.GlobalAveragePooling2D, dict(keepdims=True), IMG),
     (layers.GlobalMaxPooling2D, {}, IMG),
+    (layers.Identity, {}, IMG),
     (layers.LayerNormalization, dict(epsilon=1e-5), IMG),
     (layers.LeakyReLU, dict(negative_slope=0.2), IMG),
     (layers.MaxPooling2D, dict(pool_size=2), IMG),
@@ -52,11 +53,13 @@ LAYERS = [
     (layers.Minimum, {}, [IMG, IMG]),
     (layers.Multiply, {}, [IMG, IMG]),
     (layers.Normalization, dict(mean=[0.1, 0.2, 0.3], variance=[1.0, 2.0, 4.0]), IMG),
+    (layers.Permute, dict(dims=(3, 1, 2)), IMG),
     (layers.PReLU, dict(alpha_initializer=initializers.Constant(0.25), shared_axes=[1, 2]), IMG),
     (layers.RandomBrightness, dict(factor=0.2, value_range=(0, 1), seed=1), IMG),
     (layers.RandomContrast, dict(factor=0.3, seed=1), IMG),
     (layers.RandomCrop, dict(height=6, width=5, seed=1), IMG),
     (layers.ReLU, dict(max_value=6.0), IMG),
+    (layers.RepeatVector, dict(n=3), (None, 7)),
     (layers.Rescaling, dict(scale=1 / 255.0, offset=-0.5), IMG),
     (layers.Reshape, dict(target_shape=(64, 3)), IMG),
     (layers.Resizing, dict(height=4, width=4), IMG),
@@ -145,10 +148,13 @@ SCHEDULES = [
     schedules.PolynomialDecay(0.1, 100, end_learning_rate=0.01, power=2.0),
 ]
 LOSSES = [losses.SparseCategoricalCrossentropy(from_logits=True), losses.CategoricalCrossentropy(label_smoothing=0.1),
-          losses.BinaryCrossentropy(from_logits=True), losses.MeanSquaredError(name="mse_loss")]
+          losses.BinaryCrossentropy(from_logits=True), losses.MeanSquaredError(name="mse_loss"),
+          losses.Huber(delta=0.5)]
 METRICS = [metrics.Mean(name="m"), metrics.Accuracy(), metrics.SparseCategoricalAccuracy(),
            metrics.CategoricalAccuracy(), metrics.BinaryAccuracy(threshold=0.3), metrics.TopKCategoricalAccuracy(k=3),
-           metrics.SparseTopKCategoricalAccuracy(k=2), metrics.MeanSquaredError(), metrics.MeanAbsoluteError()]
+           metrics.SparseTopKCategoricalAccuracy(k=2), metrics.MeanSquaredError(), metrics.MeanAbsoluteError(),
+           metrics.Precision(thresholds=[0.3, 0.6]), metrics.Recall(top_k=2, class_id=1),
+           metrics.AUC(num_thresholds=50, curve="PR", from_logits=True)]
 REGULARIZERS = [regularizers.L1(0.1), regularizers.L2(0.2), regularizers.L1L2(0.3, 0.4)]
 INITIALIZERS = [initializers.Zeros(), initializers.Ones(), initializers.Constant(0.5),
                 initializers.RandomNormal(0.1, 0.2, seed=1), initializers.RandomUniform(-0.1, 0.3, seed=2),

@@ -13,6 +13,7 @@ from .flatten import Flatten  # noqa: F401
 from .gaussian_noise import GaussianNoise  # noqa: F401
 from .global_pooling import (  # noqa: F401
     GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D, GlobalMaxPooling2D)
+from .identity import Identity  # noqa: F401
 from .input_layer import Input, InputLayer, KerasTensor  # noqa: F401
 from .lambda_layer import Lambda  # noqa: F401
 from .layer import Layer, clear_session  # noqa: F401
@@ -24,6 +25,7 @@ from .merge import (  # noqa: F401
     multiply, subtract)
 from .normalization import Normalization  # noqa: F401
 from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D  # noqa: F401
+from .permute import Permute  # noqa: F401
 from .prelu import PReLU  # noqa: F401
 from .random_brightness import RandomBrightness  # noqa: F401
 from .random_contrast import RandomContrast  # noqa: F401
@@ -32,6 +34,7 @@ from .random_flip import RandomFlip  # noqa: F401
 from .random_rotation import RandomRotation  # noqa: F401
 from .random_translation import RandomTranslation  # noqa: F401
 from .random_zoom import RandomZoom  # noqa: F401
+from .repeat_vector import RepeatVector  # noqa: F401
 from .rescaling import Rescaling  # noqa: F401
 from .reshape import Reshape  # noqa: F401
 from .resizing import Resizing  # noqa: F401

@@ -1,5 +1,6 @@
-"""Shape and identity layers: ZeroPadding2D, Cropping2D, UpSampling2D, Flatten, Reshape, and
-the layers that are the identity at inference (Dropout, SpatialDropout2D, GaussianNoise).
+"""Shape and identity layers: ZeroPadding2D, Cropping2D, UpSampling2D, Flatten, Reshape, Permute,
+RepeatVector, and the layers that are the identity at inference (Identity, Dropout,
+SpatialDropout2D, GaussianNoise).
 
 Flatten and Reshape follow Keras's row-major NHWC order, so they act on the Keras layout (an
 NCHW value is transposed back first); padding, cropping and upsampling stay in NCHW.
@@ -10,6 +11,9 @@ from ..layers.cropping2d import Cropping2D
 from ..layers.dropout import Dropout
 from ..layers.flatten import Flatten
 from ..layers.gaussian_noise import GaussianNoise
+from ..layers.identity import Identity
+from ..layers.permute import Permute
+from ..layers.repeat_vector import RepeatVector
 from ..layers.reshape import Reshape
 from ..layers.spatial_dropout2d import SpatialDropout2D
 from ..layers.upsampling2d import UpSampling2D
@@ -18,7 +22,7 @@ from .graph import Value
 from .registry import register
 
 
-@register(Dropout, SpatialDropout2D, GaussianNoise)
+@register(Identity, Dropout, SpatialDropout2D, GaussianNoise)
 def _identity_at_inference(g, layer, x):
     return x
 
@@ -71,3 +75,19 @@ def _reshape(g, layer, x):
     shape = g.ints([0, *layer.target_shape], f"{layer.name}/shape")  # 0: keep the (dynamic) batch
     return Value(g.op("Reshape", [x.name, shape], f"{layer.name}/reshape"), "keras",
                  layer.compute_output_shape(x.shape))
+
+
+@register(Permute)
+def _permute(g, layer, x):
+    x = g.as_keras(x)  # dims number Keras's (NHWC) axes
+    y = g.op("Transpose", [x.name], f"{layer.name}/transpose", perm=[0, *layer.dims])
+    return Value(y, "keras", layer.compute_output_shape(x.shape))
+
+
+@register(RepeatVector)
+def _repeat_vector(g, layer, x):
+    x = g.as_keras(x)
+    row = g.op("Unsqueeze", [x.name, g.ints([1], f"{layer.name}/axis")], f"{layer.name}/unsqueeze")
+    # Expand broadcasts (N, 1, F) against (1, n, 1): the batch and features are kept.
+    y = g.op("Expand", [row, g.ints([1, layer.n, 1], f"{layer.name}/shape")], f"{layer.name}/expand")
+    return Value(y, "keras", layer.compute_output_shape(x.shape))
