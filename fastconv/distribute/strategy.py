@@ -184,9 +184,12 @@ def _abort_on_uncaught_exception(comm):
     previous = sys.excepthook
 
     def hook(exc_type, exc, tb):
-        previous(exc_type, exc, tb)
-        print(f"fastconv.distribute: rank {comm.rank} failed ({exc_type.__name__}); aborting all "
+        # The cause first, in one flushed line: another rank's abort may end this process
+        # while the (longer) traceback is still being written.
+        print(f"fastconv.distribute: rank {comm.rank} failed ({exc_type.__name__}: {exc}); aborting all "
               f"{comm.size} ranks", file=sys.stderr, flush=True)
+        previous(exc_type, exc, tb)
+        sys.stderr.flush()
         comm.abort(1)
     sys.excepthook = hook
     _hooked.append(hook)
