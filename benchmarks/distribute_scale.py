@@ -32,7 +32,10 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.append(ROOT)  # after site-packages: an installed fastconv comes first
+from benchmarks._source_tree import prefer_installed_fastconv  # noqa: E402
+
+prefer_installed_fastconv()  # a checkout not built in place: the installed fastconv (also in the workers)
 
 BUCKET_BYTES = 25 * 2 ** 20
 LATENCY_S = 20e-6

@@ -132,6 +132,7 @@ def test_cli_train_two_ranks_then_resume_with_the_same_count_only(tmp_path):
 
 
 def test_scaling_benchmark_quick_run(capsys):
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # after site-packages
     from benchmarks import distribute_scale
     assert distribute_scale.main(["--quick", "--steps", "1", "--mpiexec", MPIEXEC]) == 0
     text = capsys.readouterr().out
