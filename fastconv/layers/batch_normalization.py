@@ -65,16 +65,20 @@ class BatchNormalization(Layer):
         # The kernels normalise the last axis; any other feature axis is moved there and back.
         perm = tuple(i for i in range(self._ndim) if i != self._axis) + (self._axis,)
         x = inputs if last else inputs.transpose(*perm)
-        # _activation: a fused BatchNormalization -> ReLU chain (engine/fusion.py).
-        y = ops.batch_norm(x, self.gamma, self.beta, self.moving_mean, self.moving_variance,
-                           training, momentum=self.momentum, epsilon=self.epsilon,
-                           relu=_activation == "relu")
+        y = self._normalize(x, training, _activation)
         if last:
             return y
         inverse = [0] * self._ndim
         for i, p in enumerate(perm):
             inverse[p] = i
         return y.transpose(*inverse)
+
+    def _normalize(self, x, training, _activation):
+        """x with the features on the last axis. _activation: a fused BatchNormalization -> ReLU
+        chain (engine/fusion.py)."""
+        return ops.batch_norm(x, self.gamma, self.beta, self.moving_mean, self.moving_variance,
+                              training, momentum=self.momentum, epsilon=self.epsilon,
+                              relu=_activation == "relu")
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -37,19 +37,13 @@ class SyncBatchNormalization(BatchNormalization):
         from ..distribute.context import current_strategy
         self._strategy = current_strategy()
 
-    def call(self, inputs, training=None, _activation=None):
-        if not (training and self.trainable):
-            return super().call(inputs, training=training, _activation=_activation)
+    def _normalize(self, x, training, _activation):
+        if not training:
+            return super()._normalize(x, training, _activation)
         # One replica runs the same op with nothing to sum over, so that a single process and N
         # ranks differ only in the order of their float sums.
         strategy = self._strategy if self._strategy is not None else _ONE_REPLICA
         from ..distribute.collective_ops import sync_batch_norm
-        if inputs.ndim != self._ndim or inputs.shape[self._axis] != self.moving_mean.shape[0]:
-            raise ValueError(f"{self.name}: expected rank {self._ndim} inputs with {self.moving_mean.shape[0]} "
-                             f"features on axis {self._axis}, got shape {tuple(inputs.shape)}")
-        last = self._axis == self._ndim - 1
-        perm = tuple(i for i in range(self._ndim) if i != self._axis) + (self._axis,)
-        x = inputs if last else inputs.transpose(*perm)
         # The global count: this step's global batch times the positions per sample.
         counts = getattr(strategy, "_step_counts", None)
         global_batch = counts[1] if counts else x.shape[0] * strategy.num_replicas_in_sync
@@ -59,14 +53,7 @@ class SyncBatchNormalization(BatchNormalization):
         gamma = self.gamma if self.gamma is not None else xp.ones(c, x.dtype)
         beta = self.beta if self.beta is not None else xp.zeros(c, x.dtype)
         y = sync_batch_norm(x, gamma, beta, strategy, count, self.epsilon, self.name, self._update_moving)
-        if _activation == "relu":
-            y = ops.relu(y)
-        if last:
-            return y
-        inverse = [0] * self._ndim
-        for i, p in enumerate(perm):
-            inverse[p] = i
-        return y.transpose(*inverse)
+        return ops.relu(y) if _activation == "relu" else y
 
     def _update_moving(self, batch_mean, batch_variance):
         m = self.momentum  # Keras: moving = moving * momentum + batch * (1 - momentum)
