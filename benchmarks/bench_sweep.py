@@ -39,11 +39,9 @@ from fastconv import functional as F
 
 try:  # run as a script (benchmarks/ on sys.path) or imported from the package
     from bench_conv import run_times, sgemm_ceiling
-    from bench_ops import nbytes
     from harness import cpu_model
 except ImportError:
     from benchmarks.bench_conv import run_times, sgemm_ceiling
-    from benchmarks.bench_ops import nbytes
     from benchmarks.harness import cpu_model
 
 CHANNELS = (1, 3, 6, 16, 24, 32, 48, 64, 96, 128, 256, 512)
