@@ -12,7 +12,9 @@ Efficiency of a case:
 
 Grid: channels 1..512, spatial 7..112, batch 1/32/256 (--quick: a small subset). Cases whose
 largest tensor exceeds --max-tensor-mb (256) or whose estimated call time exceeds
---max-call-s are pruned (counted in the report). Each family measures its cases in a seeded
+--max-call-s are pruned, and so are cases the ceiling would finish in under --min-ideal-us (20 µs:
+there the few microseconds of a Python call, not the kernel, set the efficiency); both are
+counted in the report. Each family measures its cases in a seeded
 random order until --budget seconds are spent, so a tight budget still gives an unbiased sample;
 the report says how many cases of the grid were measured.
 
@@ -47,7 +49,7 @@ except ImportError:
 CHANNELS = (1, 3, 6, 16, 24, 32, 48, 64, 96, 128, 256, 512)
 SPATIAL = (7, 14, 28, 56, 112)
 BATCHES = (1, 32, 256)
-QUICK_CHANNELS, QUICK_SPATIAL, QUICK_BATCHES = (3, 16, 64), (7, 28), (1, 32)
+QUICK_CHANNELS, QUICK_SPATIAL, QUICK_BATCHES = (3, 16, 64), (14, 56), (1, 32)
 MiB = 1 << 20
 
 # Rough speeds used only to prune cases that would take too long (not part of any result).
@@ -326,7 +328,7 @@ def sweep(args, log=None):
     results, families = [], {}
     for family, build in all_families():
         metric = "FLOP/s vs sgemm" if family.startswith(("conv", "dense")) else "bytes/s vs copy"
-        planned, pruned = [], 0
+        planned, pruned, tiny = [], 0, 0
         for n in batches:
             for hw in spatial:
                 for c in channels:
@@ -334,6 +336,12 @@ def sweep(args, log=None):
                     est = flops / EST_FLOPS_PER_S + traffic / EST_BYTES_PER_S
                     if largest > args.max_tensor_mb * MiB or est > args.max_call_s:
                         pruned += 1
+                        continue
+                    # Time the work takes at the ceiling: below --min-ideal-us the case measures
+                    # the per-call overhead (a few microseconds of Python), not the kernel.
+                    ideal = flops / peak if flops else traffic / copy.bytes_per_second(traffic)
+                    if ideal < args.min_ideal_us * 1e-6:
+                        tiny += 1
                         continue
                     shape = f"N={n} {hw}x{hw} C={c}"
                     planned.append(Case(family, shape, make, flops, traffic, largest))
@@ -352,8 +360,12 @@ def sweep(args, log=None):
                 case.efficiency = case.traffic / case.seconds / copy.bytes_per_second(case.traffic)
             measured.append(case)
         effs = [c.efficiency for c in measured]
+        if not effs:  # every case pruned (e.g. a high --min-ideal-us): say so, rank nothing
+            families[family] = {"metric": metric, "grid": pruned + tiny, "pruned": pruned, "tiny": tiny,
+                                "measured": 0, "median": None, "min": None, "below_half": []}
+            continue
         med = statistics.median(effs)
-        families[family] = {"metric": metric, "grid": len(planned) + pruned, "pruned": pruned,
+        families[family] = {"metric": metric, "grid": len(planned) + pruned + tiny, "pruned": pruned, "tiny": tiny,
                             "measured": len(measured), "median": med, "min": min(effs),
                             "below_half": sorted((c for c in measured if c.efficiency < med / 2),
                                                  key=lambda c: c.efficiency)}
@@ -374,10 +386,13 @@ def report(results, families, ceilings, args):
              f"medians of {args.repeats}; sgemm ceiling {ceilings['sgemm_gflops']:.1f} GFLOP/s; "
              f"command: `python benchmarks/bench_sweep.py {' '.join(args.argv)}`".rstrip(), "",
              "## Per-family median efficiency", "",
-             "| family | metric | measured / grid (pruned) | median eff. | min eff. | below half median |",
+             "| family | metric | measured / grid (too big, too small) | median eff. | min eff. | below half median |",
              "|---|---|---:|---:|---:|---:|"]
     for name, f in families.items():
-        lines.append(f"| {name} | {f['metric']} | {f['measured']} / {f['grid']} ({f['pruned']}) | "
+        if f["median"] is None:
+            lines.append(f"| {name} | {f['metric']} | 0 / {f['grid']} ({f['pruned']}, {f['tiny']}) | - | - | - |")
+            continue
+        lines.append(f"| {name} | {f['metric']} | {f['measured']} / {f['grid']} ({f['pruned']}, {f['tiny']}) | "
                      f"{f['median']:.3f} | {f['min']:.3f} | {len(f['below_half'])} |")
     worst = sorted(results, key=lambda c: c.efficiency / families[c.family]["median"])[:10]
     lines += ["", "## Worst ten overall (efficiency / family median)", "",
@@ -405,6 +420,8 @@ def parse_args(argv):
                     help="seconds of measuring per family (default 12; --quick: 1)")
     ap.add_argument("--max-tensor-mb", type=float, default=256, help="prune cases with a larger tensor")
     ap.add_argument("--max-call-s", type=float, default=0.25, help="prune cases estimated slower than this")
+    ap.add_argument("--min-ideal-us", type=float, default=20,
+                    help="skip cases the ceiling would finish in under this many microseconds (0: keep all)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the case order within a family")
     ap.add_argument("--out", help="also write the markdown report to this file (atomically)")
     args = ap.parse_args(argv)
@@ -414,6 +431,8 @@ def parse_args(argv):
         ap.error(f"--threads must be >= 1, got {args.threads}")
     if args.budget is None:
         args.budget = 1.0 if args.quick else 12.0
+    if args.min_ideal_us < 0:
+        ap.error(f"--min-ideal-us must be >= 0, got {args.min_ideal_us}")
     if args.budget <= 0:
         ap.error(f"--budget must be > 0 seconds, got {args.budget}")
     args.argv = list(argv)
