@@ -1,0 +1,460 @@
+"""The "no pathologies" sweep (issue 18, target 3): every kernel family over channels, spatial
+size and batch, each case's efficiency against the machine's ceiling for that kind of kernel.
+
+Efficiency of a case:
+- convolutions and dense (compute-bound): FLOP/s over the sgemm ceiling measured in the same run
+  (bench_conv.sgemm_ceiling: _C.dense_forward on a large square matrix, the OpenBLAS sgemm the
+  kernels call);
+- everything else (memory-bound, depthwise included: ~9 flops per 8 bytes moved): compulsory
+  bytes/s (each input read once, each output written once) over the bytes/s of np.copyto moving
+  the same number of bytes (read + write). The copy is timed at that size, so a case that fits in
+  cache is held to cache speed, not to DRAM's.
+
+Grid: channels 1..512, spatial 7..112, batch 1/32/256 (--quick: a small subset). Cases whose
+largest tensor exceeds --max-tensor-mb (256) or whose estimated call time exceeds
+--max-call-s are pruned, and so are cases the ceiling would finish in under --min-ideal-us (20 µs:
+there the few microseconds of a Python call, not the kernel, set the efficiency); both are
+counted in the report. Each family measures its cases in a seeded
+random order until --budget seconds are spent, so a tight budget still gives an unbiased sample;
+the report says how many cases of the grid were measured.
+
+Report (markdown, stdout and --out FILE): per family the median efficiency and every case below
+half of it, plus the ten worst cases overall ranked by efficiency over their family's median.
+Times are medians of --repeats (>= 3) runs after a warm-up; 1 native thread unless --threads.
+
+Full run (about 7 minutes on 2 cores; the lead runs it on a quiet machine):
+    PYTHONPATH=. python benchmarks/bench_sweep.py --out sweep.md
+Quick check (about 30 s):
+    PYTHONPATH=. python benchmarks/bench_sweep.py --quick
+"""
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import fastconv
+from fastconv import functional as F
+
+try:  # run as a script (benchmarks/ on sys.path) or imported from the package
+    from bench_conv import run_times, sgemm_ceiling
+    from harness import cpu_model
+except ImportError:
+    from benchmarks.bench_conv import run_times, sgemm_ceiling
+    from benchmarks.harness import cpu_model
+
+CHANNELS = (1, 3, 6, 16, 24, 32, 48, 64, 96, 128, 256, 512)
+SPATIAL = (7, 14, 28, 56, 112)
+BATCHES = (1, 32, 256)
+QUICK_CHANNELS, QUICK_SPATIAL, QUICK_BATCHES = (3, 16, 64), (14, 56), (1, 32)
+MiB = 1 << 20
+
+# Rough speeds used only to prune cases that would take too long (not part of any result).
+EST_FLOPS_PER_S = 2e10
+EST_BYTES_PER_S = 4e9
+
+
+class Case:
+    """One measured call: `run` is the kernel call; `flops` or `traffic` (bytes) gives its work."""
+
+    def __init__(self, family, shape, run, flops=0.0, traffic=0, largest=0):
+        self.family, self.shape, self.run = family, shape, run
+        self.flops, self.traffic, self.largest = flops, traffic, largest
+        self.seconds = self.efficiency = None
+
+
+def _rng_arrays(seed, *shapes):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+
+
+def _numel(*shapes):
+    return [math.prod(s) for s in shapes]
+
+
+# ---- family builders: each yields (shape text, largest tensor bytes, work estimate, factory) ----
+# The factory allocates the tensors only when the case is actually measured.
+
+def conv_families(k, s):
+    def specs(n, hw, c):
+        oh = -(-hw // s)
+        x_shape, w_shape, y_shape = (n, hw, hw, c), (k, k, c, c), (n, oh, oh, c)
+        flops = 2.0 * n * oh * oh * k * k * c * c
+        largest = 4 * max(_numel(x_shape, y_shape, w_shape))
+        return x_shape, w_shape, y_shape, flops, largest
+
+    def forward(n, hw, c):
+        x_shape, w_shape, y_shape, flops, largest = specs(n, hw, c)
+
+        def make():
+            x, w, b = _rng_arrays(1, x_shape, w_shape, (c,))
+            return lambda: F.conv2d(x, w, b, strides=s, padding="same")
+        return largest, flops, 0, make
+
+    def backward_data(n, hw, c):
+        x_shape, w_shape, y_shape, flops, largest = specs(n, hw, c)
+
+        def make():
+            x, w, dy = _rng_arrays(2, x_shape, w_shape, y_shape)
+            # conv2d_backward gives dx and dw together; need_db=False and the dw pass is timed
+            # by its own family, so call the data kernel through the backend alone.
+            from fastconv.backend import kernels
+            strides, pads = (s, s), F.resolve_padding("same", x_shape[1:3], (k, k), (s, s))
+            return lambda: kernels().conv2d_backward_data(dy, w, x_shape, strides, pads, (1, 1), 1)
+        return largest, flops, 0, make
+
+    def backward_filter(n, hw, c):
+        x_shape, w_shape, y_shape, flops, largest = specs(n, hw, c)
+
+        def make():
+            x, w, dy = _rng_arrays(3, x_shape, w_shape, y_shape)
+            return lambda: F.conv2d_backward(dy, x, w, strides=s, padding="same", need_dx=False)
+        return largest, flops, 0, make
+
+    tag = f"conv {k}x{k} s{s}"
+    return [(f"{tag} fwd", forward), (f"{tag} bwd-data", backward_data), (f"{tag} bwd-filter", backward_filter)]
+
+
+def depthwise_families():
+    def shapes(n, hw, c):
+        x_shape, w_shape = (n, hw, hw, c), (3, 3, c, 1)
+        return x_shape, w_shape, 4 * max(_numel(x_shape, w_shape))
+
+    def forward(n, hw, c):
+        x_shape, w_shape, largest = shapes(n, hw, c)
+
+        def make():
+            x, w, b = _rng_arrays(4, x_shape, w_shape, (c,))
+            return lambda: F.depthwise_conv2d(x, w, b, padding="same")
+        return largest, 0, 2 * largest, make  # read x, write y
+
+    def backward(n, hw, c):
+        x_shape, w_shape, largest = shapes(n, hw, c)
+
+        def make():
+            x, w, dy = _rng_arrays(5, x_shape, w_shape, x_shape)
+            return lambda: F.depthwise_conv2d_backward(dy, x, w, padding="same")
+        return largest, 0, 3 * largest, make  # read dy (twice is not compulsory) and x, write dx
+
+    return [("depthwise 3x3 fwd", forward), ("depthwise 3x3 bwd", backward)]
+
+
+def pool_families():
+    def pooled(hw):
+        return max(hw // 2, 1)
+
+    def max_forward(n, hw, c):
+        x_shape, y_shape = (n, hw, hw, c), (n, pooled(hw), pooled(hw), c)
+
+        def make():
+            (x,) = _rng_arrays(6, x_shape)
+            return lambda: F.max_pool2d_with_argmax(x, 2)
+        # output y (float32) plus argmax (1 byte per output)
+        largest = 4 * math.prod(x_shape)
+        return largest, 0, largest + 5 * math.prod(y_shape), make
+
+    def max_backward(n, hw, c):
+        x_shape, y_shape = (n, hw, hw, c), (n, pooled(hw), pooled(hw), c)
+
+        def make():
+            (x,) = _rng_arrays(7, x_shape)
+            y, argmax = F.max_pool2d_with_argmax(x, 2)
+            dy = np.random.default_rng(8).standard_normal(y.shape, dtype=np.float32)
+            if argmax is None:  # backend without the argmax kernel: the x-reading backward
+                return lambda: F.max_pool2d_backward(dy, x, 2)
+            return lambda: F.max_pool2d_backward_argmax(dy, argmax, x_shape, 2)
+        largest = 4 * math.prod(x_shape)
+        return largest, 0, largest + 5 * math.prod(y_shape), make
+
+    def avg_forward(n, hw, c):
+        x_shape, y_shape = (n, hw, hw, c), (n, pooled(hw), pooled(hw), c)
+
+        def make():
+            (x,) = _rng_arrays(9, x_shape)
+            return lambda: F.avg_pool2d(x, 2)
+        largest = 4 * math.prod(x_shape)
+        return largest, 0, largest + 4 * math.prod(y_shape), make
+
+    def avg_backward(n, hw, c):
+        x_shape, y_shape = (n, hw, hw, c), (n, pooled(hw), pooled(hw), c)
+
+        def make():
+            (dy,) = _rng_arrays(10, y_shape)
+            return lambda: F.avg_pool2d_backward(dy, x_shape, 2)
+        largest = 4 * math.prod(x_shape)
+        return largest, 0, largest + 4 * math.prod(y_shape), make
+
+    return [("max_pool 2x2 fwd", max_forward), ("max_pool 2x2 bwd", max_backward),
+            ("avg_pool 2x2 fwd", avg_forward), ("avg_pool 2x2 bwd", avg_backward)]
+
+
+def pointwise_families():
+    def bn_forward(n, hw, c):
+        shape = (n, hw, hw, c)
+
+        def make():
+            x, gamma, beta = _rng_arrays(11, shape, (c,), (c,))
+            return lambda: F.batch_norm_train(x, gamma, beta)
+        size = 4 * math.prod(shape)
+        return size, 0, 2 * size, make
+
+    def bn_backward(n, hw, c):
+        shape = (n, hw, hw, c)
+
+        def make():
+            x, gamma, beta, dy = _rng_arrays(12, shape, (c,), (c,), shape)
+            _, mean, _, inv_std = F.batch_norm_train(x, gamma, beta)
+            return lambda: F.batch_norm_backward(dy, x, gamma, mean, inv_std)
+        size = 4 * math.prod(shape)
+        return size, 0, 3 * size, make
+
+    def bias_forward(n, hw, c):
+        shape = (n, hw, hw, c)
+
+        def make():
+            x, b = _rng_arrays(13, shape, (c,))
+            return lambda: F.bias_activation(x, b, "relu")
+        size = 4 * math.prod(shape)
+        return size, 0, 2 * size, make
+
+    def bias_backward(n, hw, c):
+        shape = (n, hw, hw, c)
+
+        def make():
+            x, b, dy = _rng_arrays(14, shape, (c,), shape)
+            y = F.bias_activation(x, b, "relu")
+            return lambda: F.bias_activation_backward(dy, y, "relu", True)
+        size = 4 * math.prod(shape)
+        return size, 0, 3 * size, make
+
+    # softmax over channels at every pixel (rows = N*H*W), as a per-pixel classifier uses it
+    def softmax_forward(n, hw, c):
+        shape = (n * hw * hw, c)
+
+        def make():
+            (x,) = _rng_arrays(15, shape)
+            return lambda: F.softmax(x)
+        size = 4 * math.prod(shape)
+        return size, 0, 2 * size, make
+
+    def softmax_backward(n, hw, c):
+        shape = (n * hw * hw, c)
+
+        def make():
+            x, dy = _rng_arrays(16, shape, shape)
+            y = F.softmax(x)
+            return lambda: F.softmax_backward(dy, y)
+        size = 4 * math.prod(shape)
+        return size, 0, 3 * size, make
+
+    return [("batch_norm fwd", bn_forward), ("batch_norm bwd", bn_backward),
+            ("bias+relu fwd", bias_forward), ("bias+relu bwd", bias_backward),
+            ("softmax fwd", softmax_forward), ("softmax bwd", softmax_backward)]
+
+
+def dense_families():
+    # rows = N*H (one image row of pixels per sample row), features in = out = channels: the
+    # sweep's three axes map onto M, K=N of the product without exploding its size.
+    def shapes(n, hw, c):
+        return (n * hw, c), (c, c), (n * hw, c)
+
+    def forward(n, hw, c):
+        x_shape, w_shape, y_shape = shapes(n, hw, c)
+
+        def make():
+            x, w, b = _rng_arrays(17, x_shape, w_shape, (c,))
+            return lambda: F.dense(x, w, b)
+        return 4 * max(_numel(x_shape, w_shape)), 2.0 * n * hw * c * c, 0, make
+
+    def backward(n, hw, c):
+        x_shape, w_shape, y_shape = shapes(n, hw, c)
+
+        def make():
+            x, w, dy = _rng_arrays(18, x_shape, w_shape, y_shape)
+            return lambda: F.dense_backward(dy, x, w)
+        return 4 * max(_numel(x_shape, w_shape)), 4.0 * n * hw * c * c, 0, make  # dx and dw
+
+    return [("dense fwd", forward), ("dense bwd", backward)]
+
+
+def all_families():
+    fams = []
+    for k, s in ((3, 1), (3, 2), (1, 1), (1, 2)):
+        fams += conv_families(k, s)
+    return fams + depthwise_families() + pool_families() + pointwise_families() + dense_families()
+
+
+# ---- measurement ----
+
+def median_seconds(fn, repeats):
+    return statistics.median(run_times(fn, repeats))
+
+
+class CopyReference:
+    """np.copyto timed per size (cached, sizes rounded to 1/8 octave): the bandwidth a plain
+    copy of the same number of bytes reaches, cache effects included."""
+
+    def __init__(self, repeats):
+        self.repeats, self.cache = repeats, {}
+
+    def bytes_per_second(self, traffic):
+        elems = max(int(traffic // 8), 256)  # copy moves 8 bytes per float32 (read + write)
+        key = round(8 * math.log2(elems))
+        if key not in self.cache:
+            n = int(2 ** (key / 8))
+            src = np.ones(n, np.float32)
+            dst = np.empty_like(src)
+            t = median_seconds(lambda: np.copyto(dst, src), max(self.repeats, 5))
+            self.cache[key] = 2 * src.nbytes / t
+        return self.cache[key]
+
+
+def grid(quick):
+    if quick:
+        return QUICK_BATCHES, QUICK_SPATIAL, QUICK_CHANNELS
+    return BATCHES, SPATIAL, CHANNELS
+
+
+def sweep(args, log=None):
+    """Measure every family; returns (cases measured, per-family info, ceilings)."""
+    fastconv.set_num_threads(args.threads)
+    peak = sgemm_ceiling(512 if args.quick else 2048) * 1e9  # FLOP/s
+    copy = CopyReference(args.repeats)
+    batches, spatial, channels = grid(args.quick)
+    rng = np.random.default_rng(args.seed)
+    results, families = [], {}
+    for family, build in all_families():
+        metric = "FLOP/s vs sgemm" if family.startswith(("conv", "dense")) else "bytes/s vs copy"
+        planned, pruned, tiny = [], 0, 0
+        for n in batches:
+            for hw in spatial:
+                for c in channels:
+                    largest, flops, traffic, make = build(n, hw, c)
+                    est = flops / EST_FLOPS_PER_S + traffic / EST_BYTES_PER_S
+                    if largest > args.max_tensor_mb * MiB or est > args.max_call_s:
+                        pruned += 1
+                        continue
+                    # Time the work takes at the ceiling: below --min-ideal-us the case measures
+                    # the per-call overhead (a few microseconds of Python), not the kernel.
+                    ideal = flops / peak if flops else traffic / copy.bytes_per_second(traffic)
+                    if ideal < args.min_ideal_us * 1e-6:
+                        tiny += 1
+                        continue
+                    shape = f"N={n} {hw}x{hw} C={c}"
+                    planned.append(Case(family, shape, make, flops, traffic, largest))
+        order = rng.permutation(len(planned))
+        start, measured = time.perf_counter(), []
+        for i in order:
+            if measured and time.perf_counter() - start > args.budget:
+                break
+            case = planned[i]
+            call = case.run()
+            case.seconds = median_seconds(call, args.repeats)
+            del call
+            if case.flops:
+                case.efficiency = case.flops / case.seconds / peak
+            else:
+                case.efficiency = case.traffic / case.seconds / copy.bytes_per_second(case.traffic)
+            measured.append(case)
+        effs = [c.efficiency for c in measured]
+        if not effs:  # every case pruned (e.g. a high --min-ideal-us): say so, rank nothing
+            families[family] = {"metric": metric, "grid": pruned + tiny, "pruned": pruned, "tiny": tiny,
+                                "measured": 0, "median": None, "min": None, "below_half": []}
+            continue
+        med = statistics.median(effs)
+        families[family] = {"metric": metric, "grid": len(planned) + pruned + tiny, "pruned": pruned, "tiny": tiny,
+                            "measured": len(measured), "median": med, "min": min(effs),
+                            "below_half": sorted((c for c in measured if c.efficiency < med / 2),
+                                                 key=lambda c: c.efficiency)}
+        results += measured
+        if log:
+            print(f"  {family:24s} {len(measured):4d} cases  median {med:.3f}", file=log, flush=True)
+    return results, families, {"sgemm_gflops": peak / 1e9}
+
+
+def work(case):
+    """The case's work, so that overhead-bound tiny cases are told apart from slow kernels."""
+    return f"{case.flops / 1e6:.3g} MFLOP" if case.flops else f"{case.traffic / 1e6:.3g} MB"
+
+
+def report(results, families, ceilings, args):
+    lines = [f"# Kernel sweep ({'quick' if args.quick else 'full'})", "",
+             f"Machine: {cpu_model()}, {os.cpu_count()} cores; threads={args.threads}; "
+             f"medians of {args.repeats}; sgemm ceiling {ceilings['sgemm_gflops']:.1f} GFLOP/s; "
+             f"command: `python benchmarks/bench_sweep.py {' '.join(args.argv)}`".rstrip(), "",
+             "## Per-family median efficiency", "",
+             "| family | metric | measured / grid (too big, too small) | median eff. | min eff. | below half median |",
+             "|---|---|---:|---:|---:|---:|"]
+    for name, f in families.items():
+        if f["median"] is None:
+            lines.append(f"| {name} | {f['metric']} | 0 / {f['grid']} ({f['pruned']}, {f['tiny']}) | - | - | - |")
+            continue
+        lines.append(f"| {name} | {f['metric']} | {f['measured']} / {f['grid']} ({f['pruned']}, {f['tiny']}) | "
+                     f"{f['median']:.3f} | {f['min']:.3f} | {len(f['below_half'])} |")
+    worst = sorted(results, key=lambda c: c.efficiency / families[c.family]["median"])[:10]
+    lines += ["", "## Worst ten overall (efficiency / family median)", "",
+              "| family | case | work | ms | efficiency | / family median |", "|---|---|---:|---:|---:|---:|"]
+    for c in worst:
+        lines.append(f"| {c.family} | {c.shape} | {work(c)} | {1e3 * c.seconds:.3f} | {c.efficiency:.3f} | "
+                     f"{c.efficiency / families[c.family]['median']:.2f} |")
+    lines += ["", "## Every case below half its family's median", ""]
+    below = [(name, c) for name, f in families.items() for c in f["below_half"]]
+    if not below:
+        lines.append("None.")
+    else:
+        lines += ["| family | case | work | ms | efficiency |", "|---|---|---:|---:|---:|"]
+        lines += [f"| {name} | {c.shape} | {work(c)} | {1e3 * c.seconds:.3f} | {c.efficiency:.3f} |"
+                  for name, c in below]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small grid (3 channels, 2 sizes, 2 batches)")
+    ap.add_argument("--threads", type=int, default=1, help="native thread count (default 1)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per case, median taken (>= 3)")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds of measuring per family (default 12; --quick: 1)")
+    ap.add_argument("--max-tensor-mb", type=float, default=256, help="prune cases with a larger tensor")
+    ap.add_argument("--max-call-s", type=float, default=0.25, help="prune cases estimated slower than this")
+    ap.add_argument("--min-ideal-us", type=float, default=20,
+                    help="skip cases the ceiling would finish in under this many microseconds (0: keep all)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the case order within a family")
+    ap.add_argument("--out", help="also write the markdown report to this file (atomically)")
+    args = ap.parse_args(argv)
+    if args.repeats < 3:
+        ap.error(f"--repeats must be >= 3 (a median of fewer is noise), got {args.repeats}")
+    if args.threads < 1:
+        ap.error(f"--threads must be >= 1, got {args.threads}")
+    if args.budget is None:
+        args.budget = 1.0 if args.quick else 12.0
+    if args.min_ideal_us < 0:
+        ap.error(f"--min-ideal-us must be >= 0, got {args.min_ideal_us}")
+    if args.budget <= 0:
+        ap.error(f"--budget must be > 0 seconds, got {args.budget}")
+    args.argv = list(argv)
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    threads_before = fastconv.get_num_threads()
+    try:
+        results, families, ceilings = sweep(args, log=sys.stderr)
+    finally:  # imported by a test or another benchmark: leave the thread count as found
+        fastconv.set_num_threads(threads_before)
+    text = report(results, families, ceilings, args)
+    print(text)
+    if args.out:
+        from fastconv.saving.atomic import atomic_write
+        with atomic_write(args.out, "w") as f:
+            f.write(text)
+    return results, families, text
+
+
+if __name__ == "__main__":
+    main()
