@@ -89,6 +89,19 @@ def test_blocking_boundaries(backend):
     _run(backend, True, False, 1031, 47, 270, alpha=1.0, beta=0.0, pads=(0, 5, 0))
 
 
+@pytest.mark.parametrize("tb", [False, True])
+def test_every_short_strip_row_count(tb):
+    # A block's last strip of 1..13 rows runs its own exact-rows kernel (gemm.cpp,
+    # short_strip_kernel); batch-1 convs are mostly such strips. Each row count, with a full
+    # and a half column strip, B read in place (tb False) or packed (tb True), beta 0 and not,
+    # and a k past one KC slice (the beta carried across slices).
+    backend = BACKENDS[-1]
+    for m in range(1, 30):
+        for j, (n, k) in enumerate([(45, 300), (16, 7), (33, 1)]):
+            _run(backend, m % 2 == 1, tb, m, n, k, alpha=1.25, beta=(0.0, 0.5)[(m + j) % 2],
+                 pads=(m % 3, j, 1), seed=m * 3 + j)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("beta", [0.0, 1.0, 0.5])
 def test_k_zero_gives_beta_c(backend, beta):
