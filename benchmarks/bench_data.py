@@ -17,7 +17,7 @@ for fastconv and, side by side, ``tf.keras.utils.image_dataset_from_directory`` 
 Python with TensorFlow is given (``--tf-python``; default /work/peers-venv/bin/python when it
 exists). Medians over `--repeats` runs. Usage:
 
-    PYTHONPATH=. python benchmarks/bench_data.py [--images 800] [--repeats 3] [--threads N]
+    PYTHONPATH=. python benchmarks/bench_data.py [--quick] [--images 800] [--repeats 3] [--threads N]
 """
 import argparse
 import json
@@ -124,12 +124,15 @@ def main(argv=None):
     p.add_argument("--images", type=int, default=800)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="decoding threads (0: one per CPU)")
+    p.add_argument("--quick", action="store_true", help="256 images, one repeat (a smoke run)")
     default_tf = "/work/peers-venv/bin/python"
     p.add_argument("--tf-python", default=default_tf if os.path.exists(default_tf) else "",
                    help="a Python with TensorFlow for the tf.data column ('' to skip)")
     p.add_argument("--only", choices=["fastconv", "tf"], help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.quick:
+        args.images, args.repeats = 256, 1
     if args.only:  # a child run on an existing folder: print one JSON line
         fn = run_fastconv if args.only == "fastconv" else run_tf
         print("RESULT " + json.dumps(fn(args.folder, args.images, args.repeats, args.threads)))
