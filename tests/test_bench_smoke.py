@@ -4,6 +4,8 @@ import json
 import os
 import sys
 
+import pytest
+
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # after site-packages
 
 from benchmarks.run import main  # noqa: E402
@@ -42,3 +44,13 @@ def test_bandwidth_bench_quick(capsys):
     assert all({"np.copyto", "native copy"} <= set(bw) for bw in out["copies"].values())
     table = capsys.readouterr().out
     assert "| op | MB moved | ms | GB/s | % copy | copy GB/s | page faults/call |" in table and "| copy np.copyto" in table
+
+
+def test_folder_training_bench_tiny(capsys):
+    # runs the script end to end (folder, three inputs, table); speed is not asserted
+    pytest.importorskip("PIL")
+    from benchmarks.bench_folder_training import main as folder_main
+    rows = folder_main(["--images", "32", "--size", "32", "--epochs", "1"])
+    assert set(rows) == {"arrays", "folder, cached", "folder, decoded each epoch"}
+    assert all(first > 0 and later > 0 for first, later in rows.values())
+    assert "folder, decoded each epoch" in capsys.readouterr().out

@@ -315,3 +315,31 @@ def test_fit_evaluate_predict_accept_datasets():
     assert len(seen) == 9
     with pytest.raises(ValueError, match="y and sample_weight must be None"):
         m.fit(train, Y, verbose=0)
+
+
+def _resident_mib():
+    """Current resident set size from /proc/self/statm (Linux; no psutil needed)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_cache_to_files_keeps_resident_memory_bounded(tmp_path):
+    # 64 batches of 4 MiB (256 MiB in all) made on the fly, so only the cache could hold them.
+    # Bound: the cache buffers one shard (~64 MiB) while writing and reads one array at a time
+    # back, so the resident set may grow by about one shard plus a few batches; 144 MiB
+    # (one shard + 20 batches of slack for the allocator) is generous and still well under the
+    # 256 MiB that keeping the batches (a memory cache, or a leak) would take.
+    batches, batch_shape = 64, (16, 128, 128, 4)
+    ds = Dataset.range(batches).map(lambda i: np.full(batch_shape, i, np.float32)).cache(str(tmp_path / "c"))
+    gc.collect()
+    base = _resident_mib()
+    for epoch in range(2):  # the writing pass, then the reading pass
+        peak, seen = 0.0, 0
+        for i, b in enumerate(ds):
+            assert b.shape == batch_shape and b[0, 0, 0, 0] == i and b[-1, -1, -1, -1] == i
+            seen += 1
+            peak = max(peak, _resident_mib() - base)
+            del b
+        assert seen == batches
+        assert peak < 144, f"pass {epoch}: resident memory grew {peak:.0f} MiB over 256 MiB of data"

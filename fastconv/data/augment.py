@@ -17,6 +17,7 @@ True
 import numpy as np
 
 from .. import random as _random
+from . import kernels
 
 
 def _check(x):
@@ -28,14 +29,15 @@ def _check(x):
 
 def random_flip(x, rng, horizontal=True, vertical=False, p=0.5):
     """Mirror each image left-right (and/or up-down) with probability `p`."""
-    x = _check(x).copy()
+    x = _check(x)
     n = len(x)
-    if horizontal:
-        m = rng.random(n) < p
-        x[m] = x[m, :, ::-1]
-    if vertical:
-        m = rng.random(n) < p
-        x[m] = x[m, ::-1]
+    h_mask = rng.random(n) < p if horizontal else np.zeros(n, bool)
+    v_mask = rng.random(n) < p if vertical else np.zeros(n, bool)
+    if x.dtype == np.float32:  # the compiled batch kernel: one pass, GIL released
+        return kernels.flip(x, h_mask, v_mask)
+    x = x.copy()
+    x[h_mask] = x[h_mask, :, ::-1]
+    x[v_mask] = x[v_mask, ::-1]
     return x
 
 
@@ -75,29 +77,29 @@ def random_brightness(x, rng, max_delta, value_range=(0.0, 1.0)):
 def affine(x, theta, scale, shift=None, fill=0.0):
     """Rotate each image by `theta[i]` radians (counter-clockwise), scale it by `scale[i]` (> 1
     enlarges) about its centre and move it by `shift[i]` = (dy, dx) pixels; bilinear, `fill`
-    outside the source image. theta, scale: (N,) arrays; shift: (N, 2) or None."""
+    outside the source image. theta, scale: (N,) arrays; shift: (N, 2) or None.
+
+    Runs on the batch warp kernel (fastconv.data.kernels.warp_affine: compiled, GIL released,
+    threaded). A source position between the border pixels and one pixel outside blends the
+    image with `fill` (a bilinear tap outside reads `fill`); that is neither of the kernel's
+    modes, so the batch gets a one-pixel `fill` frame and is warped with "nearest" clamping,
+    which clamps every farther position onto the frame."""
     x = _check(x)
     n, h, w, c = x.shape
     theta, scale = np.broadcast_to(theta, (n,)), np.broadcast_to(scale, (n,))
     ty, tx = (np.zeros(n), np.zeros(n)) if shift is None else np.asarray(shift, float).T
     cy, cx = (h - 1) / 2, (w - 1) / 2
-    yy, xx = np.meshgrid(np.arange(h) - cy, np.arange(w) - cx, indexing="ij")
-    cos, sin = (np.cos(theta) / scale)[:, None, None], (np.sin(theta) / scale)[:, None, None]
-    yy, xx = yy - ty[:, None, None], xx - tx[:, None, None]
-    # inverse map: for each output pixel, where it comes from in the source image; a positive
-    # angle turns the picture counter-clockwise as displayed (row 0 on top), as Keras does
-    sy = cos * yy + sin * xx + cy
-    sx = -sin * yy + cos * xx + cx
-    y0, x0 = np.floor(sy).astype(np.int64), np.floor(sx).astype(np.int64)
-    fy, fx = (sy - y0)[..., None], (sx - x0)[..., None]
+    a, b = np.cos(theta) / scale, np.sin(theta) / scale
+    # inverse map, output (row, col) -> source (row, col); a positive angle turns the picture
+    # counter-clockwise as displayed (row 0 on top), as Keras does. The +1 is the frame.
+    m = np.empty((n, 2, 3))
+    m[:, 0, 0], m[:, 0, 1] = a, b
+    m[:, 0, 2] = cy + 1 - a * (cy + ty) - b * (cx + tx)
+    m[:, 1, 0], m[:, 1, 1] = -b, a
+    m[:, 1, 2] = cx + 1 + b * (cy + ty) - a * (cx + tx)
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=fill)
-    bi = np.arange(n)[:, None, None]
-
-    def tap(yi, xi):  # out-of-range taps read the fill border
-        return padded[bi, np.clip(yi + 1, 0, h + 1), np.clip(xi + 1, 0, w + 1)]
-    out = ((1 - fy) * (1 - fx) * tap(y0, x0) + (1 - fy) * fx * tap(y0, x0 + 1)
-           + fy * (1 - fx) * tap(y0 + 1, x0) + fy * fx * tap(y0 + 1, x0 + 1))
-    return out.astype(x.dtype)
+    out = kernels.warp_affine(padded, m, size=(h, w), fill_mode="nearest")
+    return out if out.dtype == x.dtype else out.astype(x.dtype)
 
 
 def random_affine(x, rng, rotation=0.0, zoom=0.0, fill=0.0):
