@@ -171,4 +171,5 @@ def test_scaling_benchmark_quick_run(capsys):
     assert distribute_scale.main(["--quick", "--steps", "1", "--mpiexec", MPIEXEC]) == 0
     text = capsys.readouterr().out
     assert "| 1024 |" in text and "2 ranks x 1 thread:" in text
+    assert "with both ranks computing at once" in text and "exposed communication" in text
     assert text.count("%) |") == 3 * 6  # a row per rank count, a cell per network
