@@ -420,6 +420,7 @@ def cmd_train(args):
         return 130
     if not chief:
         return 0  # the other ranks trained; rank 0 writes and tests
+    model._distribute_strategy = None  # rank 0 tests alone: predict must not wait for the others
     history, seconds = state["history"], state["epoch_seconds"]
     model.save_weights(os.path.join(out, "last.weights.npz"))
     drawn = _history_files(out, history, seconds)

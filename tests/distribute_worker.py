@@ -72,6 +72,58 @@ def _perturb(model):
         v.assign(v.numpy() + 1.0)
 
 
+def evaluation(out, strategy=None):
+    """fit with validation data, then evaluate (with sample weights) and predict, on 37 samples
+    (a partial last batch); writes OUT/evaluation.npz from rank 0 (or the single process)."""
+    fastconv.set_seed(7)
+    x, y = data(48, (28, 28, 1), 10, seed=3)
+    xv, yv = data(37, (28, 28, 1), 10, seed=5)
+    weights = np.random.default_rng(6).uniform(0.0, 2.0, 37).astype(np.float32)
+    with strategy.scope() if strategy is not None else _nothing():
+        model = zoo.lenet5()
+        model.compile(optimizer=fastconv.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy", fastconv.metrics.SparseTopKCategoricalAccuracy(k=3)])
+    hist = model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, verbose=0, validation_data=(xv, yv),
+                     validation_batch_size=8)
+    logs = model.evaluate(xv, yv, sample_weight=weights, batch_size=8, verbose=0, return_dict=True)
+    predicted = model.predict(xv, batch_size=8, verbose=0)
+    few = model.predict(xv[:1], verbose=0)  # fewer samples than ranks: whole on every rank
+    if strategy is None or strategy.is_chief:
+        np.savez(os.path.join(out, "evaluation.npz"), predicted=predicted, few=few,
+                 **{"eval_" + k: v for k, v in logs.items()},
+                 **{k: np.asarray(v) for k, v in hist.history.items()})
+    if strategy is not None:  # every rank holds the whole prediction
+        np.save(os.path.join(out, f"predicted{strategy.rank}.npy"), predicted)
+
+
+class StopOnOneRank(fastconv.callbacks.Callback):
+    """Stops training on rank 1 only, from rank-local state (as EarlyStopping on local logs)."""
+
+    def __init__(self, rank, at_batch=None, at_epoch=None):
+        super().__init__()
+        self.rank, self.at_batch, self.at_epoch, self.batches = rank, at_batch, at_epoch, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+        if self.rank == 1 and batch == self.at_batch:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.rank == 1 and epoch == self.at_epoch:
+            self.model.stop_training = True
+
+
+def stop(out):
+    from fastconv.distribute import MultiWorkerMirroredStrategy
+    strategy = MultiWorkerMirroredStrategy(timeout=20.0)
+    counts = []
+    for kw in ({"at_batch": 1}, {"at_epoch": 0}):
+        cb = StopOnOneRank(strategy.rank, **kw)
+        hist = train("lenet5", out, strategy, epochs=3, callbacks=[cb])
+        counts += [cb.batches, len(hist.history["loss"])]
+    np.save(os.path.join(out, f"stop{strategy.rank}.npy"), np.array(counts))
+
+
 def main(scenario, out):
     from fastconv.distribute import MultiWorkerMirroredStrategy
     if scenario in ("lenet5", "resnet20_sync", "resnet20_local"):
@@ -97,6 +149,10 @@ def main(scenario, out):
                fastconv.callbacks.ModelCheckpoint(os.path.join(folder, "w.weights.npz"), monitor="loss"),
                fastconv.callbacks.EarlyStopping(monitor="loss", patience=5)]
         train("lenet5", out, strategy, callbacks=cbs, epochs=2)
+    elif scenario == "evaluation":
+        evaluation(out, MultiWorkerMirroredStrategy())
+    elif scenario == "stop":
+        stop(out)
     elif scenario in ("raise", "hang", "die"):
         strategy = MultiWorkerMirroredStrategy(timeout=5.0)
         if strategy.rank == 1:

@@ -164,6 +164,41 @@ def test_a_last_batch_smaller_than_the_rank_count_is_dropped_everywhere():
         assert [len(xb) for xb, _, _ in it] == [4]
 
 
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_evaluation_shards_are_contiguous_near_equal_and_in_order(ranks):
+    from fastconv.distribute.evaluation import shard_arrays
+    x = np.arange(23, dtype=np.float32)[:, None]
+    w = np.arange(23, dtype=np.float32) * 10
+    parts = [shard_arrays(fake_strategy(ranks, r), (x, x, w), 8, None) for r in range(ranks)]
+    assert [p[1] for p in parts] == [-(-8 // ranks)] * ranks  # the global batch split
+    xs = [p[0][0][:, 0] for p in parts]
+    assert np.array_equal(np.concatenate(xs), x[:, 0])  # contiguous, in rank order, complete
+    assert max(map(len, xs)) - min(map(len, xs)) <= 1
+    assert all(np.array_equal(p[0][2], p[0][0][:, 0] * 10) and p[0][1] is not None for p in parts)
+
+
+def test_evaluation_is_not_sharded_below_one_sample_a_rank_or_with_steps():
+    from fastconv.distribute.evaluation import shard_arrays
+    x = np.zeros((3, 2), np.float32)
+    assert shard_arrays(fake_strategy(4, 1), (x, None, None), 8, None) is None
+    assert shard_arrays(fake_strategy(2, 1), (x, None, None), 8, 1) is None
+    assert shard_arrays(fake_strategy(2, 1), (x, None, None), None, None)[1] == 16  # Keras's 32, split
+
+
+def test_evaluation_metric_states_are_summed_then_read():
+    from fastconv.distribute.evaluation import reduce_metrics
+    strategy = fake_strategy(ranks=2)  # both ranks identical: sums double, means unchanged
+    acc = fastconv.metrics.BinaryAccuracy()
+    acc.update_state(np.array([1, 0, 1, 1.0]), np.array([0.9, 0.2, 0.3, 0.8]))
+    precision = fastconv.metrics.Precision()
+    precision.update_state(np.array([1, 0, 1, 0.0]), np.array([0.9, 0.7, 0.3, 0.8]))
+    logs = reduce_metrics(strategy, [acc, precision], {"binary_accuracy": 0.75, "precision": 1 / 3,
+                                                       "custom": 2.0}, samples=4)
+    assert acc.total == 6.0 and acc.count == 8.0
+    assert np.array_equal(precision.true_positives, [2.0]) and np.array_equal(precision.false_positives, [4.0])
+    assert logs == pytest.approx({"binary_accuracy": 0.75, "precision": 1 / 3, "custom": 2.0})
+
+
 def test_logs_are_averaged_weighted_by_samples():
     strategy = fake_strategy(ranks=2)
     # Fake: both ranks report the same, so the weighted mean is the value itself.

@@ -103,6 +103,40 @@ def test_only_the_chief_writes_files(tmp_path):
     assert len(rows) == 3 and rows[0].startswith("epoch")
 
 
+def test_evaluate_predict_and_validation_are_sharded_and_equal_one_process(tmp_path):
+    # 37 validation samples: shards of 19 + 18, local batches of 4 with partial last ones.
+    (tmp_path / "mpi").mkdir()
+    (tmp_path / "one").mkdir()
+    out, _ = worker("evaluation", tmp_path / "mpi")
+    assert out.returncode == 0, out.stderr[-3000:]
+    import distribute_worker
+    distribute_worker.evaluation(str(tmp_path / "one"))
+    one, two = np.load(tmp_path / "one" / "evaluation.npz"), np.load(tmp_path / "mpi" / "evaluation.npz")
+    assert sorted(one.files) == sorted(two.files)
+    assert {"eval_loss", "eval_accuracy", "val_loss", "val_accuracy", "predicted"} <= set(one.files)
+    for key in one.files:  # weights equal to ~2e-6 after fit; sums in float64
+        np.testing.assert_allclose(two[key], one[key], rtol=2e-5, atol=1e-6, err_msg=key)
+    assert one["predicted"].shape == (37, 10)
+    np.testing.assert_array_equal(np.load(tmp_path / "mpi" / "predicted1.npy"), two["predicted"])
+    # the oracle: Keras's weighted loss, sum(w * -log p[y]) / 37, from the predictions
+    _, yv = distribute_worker.data(37, (28, 28, 1), 10, seed=5)
+    w = np.random.default_rng(6).uniform(0.0, 2.0, 37).astype(np.float32)
+    nll = -np.log(two["predicted"][np.arange(37), yv].astype(np.float64))
+    np.testing.assert_allclose(float(two["eval_loss"]), (w * nll).sum() / 37, rtol=1e-5)
+    assert abs(nll.mean() - (w * nll).sum() / 37) > 1e-3  # the weights do matter here
+    np.testing.assert_allclose(float(two["val_accuracy"][0]), (two["predicted"].argmax(1) == yv).mean(), atol=1e-7)
+
+
+def test_a_callback_stopping_one_rank_stops_all(tmp_path):
+    out, seconds = worker("stop", tmp_path, timeout=100)
+    assert out.returncode == 0, out.stderr[-3000:]
+    a, b = np.load(tmp_path / "stop0.npy"), np.load(tmp_path / "stop1.npy")
+    # [batches, epochs] of a stop at batch 1 (2 batches, 1 epoch), then at the end of epoch 0
+    # (3 batches of one epoch, since fit stops there on both ranks)
+    assert list(a) == list(b) == [2, 1, 3, 1]
+    assert seconds < 60
+
+
 @pytest.mark.parametrize("scenario, message", [
     ("raise", "rank 1 fails on purpose"),
     ("hang", "did not complete within 5 s"),
@@ -137,4 +171,5 @@ def test_scaling_benchmark_quick_run(capsys):
     assert distribute_scale.main(["--quick", "--steps", "1", "--mpiexec", MPIEXEC]) == 0
     text = capsys.readouterr().out
     assert "| 1024 |" in text and "2 ranks x 1 thread:" in text
+    assert "with both ranks computing at once" in text and "exposed communication" in text
     assert text.count("%) |") == 3 * 6  # a row per rank count, a cell per network

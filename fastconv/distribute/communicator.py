@@ -86,6 +86,15 @@ class MpiCommunicator:
         self.broadcast(buf, root, what)
         return buf.tobytes()
 
+    def allgather_bytes(self, local, counts, what="allgather"):
+        """Every rank's uint8 buffer `local` concatenated in rank order; counts[r] is rank r's
+        length (known to all)."""
+        counts = [int(c) for c in counts]
+        displs = [sum(counts[:r]) for r in range(self.size)]
+        out = np.empty(sum(counts), np.uint8)
+        self.wait([self.comm.Iallgatherv(local, [out, counts, displs, self.MPI.BYTE])], what)
+        return out
+
     def barrier(self, what="barrier"):
         self.wait([self.comm.Ibarrier()], what)
 

@@ -21,8 +21,14 @@ What fit does under a strategy (training/loop.py calls the hooks below):
   gives up after `timeout` seconds with CollectiveTimeout: a failed rank never leaves the
   others hanging.
 
-Validation data is evaluated in full on every rank (no reduction needed). BatchNormalization
-keeps local batch statistics (as Keras); layers.SyncBatchNormalization reduces them.
+- `model.stop_training` is agreed after every batch and epoch (one 8-byte allreduce): a
+  callback that stops one rank on rank-local state stops them all, never leaving a rank
+  waiting in the next step's reduction.
+
+evaluate, predict and fit's validation shard array data over the ranks and reduce exactly
+(evaluation.py): evaluate's logs equal one process's on all the data, predict returns the
+whole result, in input order, on every rank. BatchNormalization keeps local batch statistics
+(as Keras); layers.SyncBatchNormalization reduces them.
 """
 import contextlib
 import copy
@@ -132,6 +138,11 @@ class MultiWorkerMirroredStrategy:
         out = dict(logs)
         out.update({k: float(vec[i + 1] / vec[0]) for i, k in enumerate(keys)} if vec[0] > 0 else {})
         return out
+
+    def agree_to_stop(self, stop):
+        """True on every rank when any rank's `stop` is true."""
+        flag = np.array([1 if stop else 0], np.int64)
+        return bool(self.communicator.allreduce_sum(flag, "the stop_training agreement")[0])
 
     def chief_callbacks(self, callbacks):
         """On the chief, the callbacks unchanged; elsewhere, callbacks whose `chief_only` is

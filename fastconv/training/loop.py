@@ -104,9 +104,11 @@ def _callback_list(model, callbacks, verbose, **params):
                         verbose=verbose, **params)
 
 
-def _validation_iterator(validation_data, batch_size, steps):
+def _validation_iterator(validation_data, batch_size, steps, strategy=None):
     if isinstance(validation_data, tuple) and 2 <= len(validation_data) <= 3 and is_array_data(validation_data[0]):
-        return make_iterator(*validation_data, batch_size=batch_size, steps=steps, name="validation_data")
+        arrays = tuple(validation_data) + (None,) * (3 - len(validation_data))
+        arrays, batch_size = _evaluation_shard(strategy, arrays, batch_size, steps)
+        return make_iterator(*arrays, batch_size=batch_size, steps=steps, name="validation_data")
     if isinstance(validation_data, tuple) and len(validation_data) not in (2, 3):
         raise ValueError(f"validation_data must be (x, y), (x, y, sample_weight) or an iterable of batches; "
                          f"got a tuple of {len(validation_data)} elements")
@@ -136,7 +138,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
         verbose, callbacks = (verbose if strategy.is_chief else 0), strategy.chief_callbacks(callbacks)
     val = None
     if validation_data is not None:
-        val = _validation_iterator(validation_data, validation_batch_size or batch_size, validation_steps)
+        val = _validation_iterator(validation_data, validation_batch_size or batch_size, validation_steps, strategy)
     cbs = _callback_list(model, callbacks, verbose, epochs=epochs, steps=train.steps)
     model.stop_training = False
     cbs.on_train_begin()
@@ -157,6 +159,8 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
             cbs.on_train_batch_end(step, batch_logs)
             if strategy is None:  # (with one, every rank checks the reduced epoch logs alike)
                 _check_loss(model, batch_logs, epoch, step)  # host values only: no GPU wait
+            else:  # a callback may stop one rank only: all stop, or none (no rank left waiting)
+                model.stop_training = strategy.agree_to_stop(model.stop_training)
             if model.stop_training:
                 break
         if batch_logs is None:
@@ -175,6 +179,8 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
             val_logs = _evaluate_loop(model, val, cbs)
             epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
         cbs.on_epoch_end(epoch, epoch_logs)
+        if strategy is not None:
+            model.stop_training = strategy.agree_to_stop(model.stop_training)
         logs = epoch_logs
         if model.stop_training:
             break
@@ -189,16 +195,46 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
 def _evaluate_loop(model, iterator, cbs):
     _reset(model)
     cbs.on_test_begin()
-    logs = None
+    logs, samples = None, 0
     for step, (xb, yb, swb) in enumerate(iterator):
         cbs.on_test_batch_begin(step)
         logs = _step(model.test_step, xb, yb, swb)
+        samples += _batch_samples(xb)
         cbs.on_test_batch_end(step, logs)
     if logs is None:
         raise ValueError("evaluation data yielded no batches")
     logs = _host_logs(logs)
+    strategy = getattr(model, "_distribute_strategy", None)
+    if strategy is not None:  # each rank saw its shard: sum the metrics' states over the ranks
+        logs = _reduce_evaluation(model, strategy, logs, samples)
     cbs.on_test_end(logs)
     return logs
+
+
+def _evaluation_shard(strategy, arrays, batch_size, steps):
+    """This rank's contiguous part of (x, y, sample_weight) and its local batch size under a
+    strategy (fastconv/distribute/evaluation.py); the arguments unchanged otherwise."""
+    if strategy is None:
+        return arrays, batch_size
+    from ..distribute.evaluation import shard_arrays
+    part = shard_arrays(strategy, arrays, batch_size, steps)
+    return (arrays, batch_size) if part is None else part
+
+
+def _batch_samples(xb):
+    from ..data.adapters import num_samples
+    try:
+        return num_samples(xb)
+    except (TypeError, ValueError, IndexError):
+        return 1
+
+
+def _reduce_evaluation(model, strategy, logs, samples):
+    from ..distribute.evaluation import reduce_metrics
+    metrics = getattr(model, "metrics", None)
+    if not isinstance(metrics, list) or sorted(m.name for m in metrics) != sorted(logs):
+        metrics = []  # a duck-typed model: its logs averaged by samples
+    return reduce_metrics(strategy, metrics, logs, samples)
 
 
 @registered("evaluate")
@@ -212,6 +248,10 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
     last call to finish, as in Keras. Overlapping another thread's fit raises RuntimeError."""
     verbose = _verbose(verbose)
     _place(model)
+    strategy = getattr(model, "_distribute_strategy", None)
+    if strategy is not None:  # this rank's shard, the chief's progress bar
+        (x, y, sample_weight), batch_size = _evaluation_shard(strategy, (x, y, sample_weight), batch_size, steps)
+        verbose, callbacks = (verbose if strategy.is_chief else 0), strategy.chief_callbacks(callbacks)
     it = make_iterator(x, y, sample_weight, batch_size, False, steps)
     cbs = _callback_list(model, callbacks, verbose, epochs=1, steps=it.steps)
     scope = getattr(model, "_metrics_scope", None)  # a duck-typed model may have none
@@ -252,6 +292,13 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
     lock). Overlapping another thread's fit raises RuntimeError."""
     verbose = _verbose(verbose)
     _place(model)
+    strategy = getattr(model, "_distribute_strategy", None)
+    if strategy is not None and strategy.num_replicas_in_sync > 1:
+        return _predict_sharded(model, strategy, x, batch_size, verbose, steps, callbacks)
+    return _predict_local(model, x, batch_size, verbose, steps, callbacks)
+
+
+def _predict_local(model, x, batch_size, verbose, steps, callbacks):
     if _one_quiet_batch(x, batch_size, verbose, steps, callbacks):
         # One host array that fits one batch, no progress bar, no callbacks: the batch is x
         # itself, so the iterator and callback machinery (~0.1 ms a call, as much as LeNet's
@@ -270,3 +317,18 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
     if not outputs:
         raise ValueError("predict: the input yielded no batches")
     return _concat(outputs)
+
+
+def _predict_sharded(model, strategy, x, batch_size, verbose, steps, callbacks):
+    """Each rank predicts its shard; every rank returns the whole result in input order
+    (Keras's behaviour under MultiWorkerMirroredStrategy). Data not sharded (fewer samples
+    than ranks, steps=) is predicted whole on every rank."""
+    from ..distribute.evaluation import gather_outputs, shard_arrays
+    part = shard_arrays(strategy, (x, None, None), batch_size, steps)
+    callbacks = strategy.chief_callbacks(callbacks)
+    verbose = verbose if strategy.is_chief else 0
+    if part is None and is_array_data(x):
+        return _predict_local(model, x, batch_size, verbose, steps, callbacks)
+    if part is not None:
+        (x, _, _), batch_size = part
+    return gather_outputs(strategy, _predict_local(model, x, batch_size, verbose, steps, callbacks))
