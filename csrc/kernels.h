@@ -10,12 +10,13 @@
 #include <string>
 
 #include "common/geometry.h"
+#include "cpu/isa.h"
 
 namespace fastconv {
 
 enum class Activation { Linear, Relu, Sigmoid, Tanh };
 
-namespace cpu {
+namespace FASTCONV_CPU {
 
 // ---- threads (threads.cpp): one OpenMP pool; OpenBLAS stays single-threaded ----
 void set_num_threads(int n);

@@ -19,7 +19,7 @@
 
 #include "kernels.h"
 
-namespace fastconv::bind {
+namespace fastconv::FASTCONV_CPU::bind {
 
 namespace py = pybind11;
 

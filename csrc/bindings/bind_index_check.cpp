@@ -17,7 +17,7 @@
 #include "common/im2col_index.h"
 #include "common/pool_gather.h"
 
-namespace fastconv::bind {
+namespace fastconv::FASTCONV_CPU::bind {
 
 namespace py = pybind11;
 

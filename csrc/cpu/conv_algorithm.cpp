@@ -10,7 +10,7 @@
 #include "cpu/winograd.h"
 #include "kernels.h"
 
-namespace fastconv::cpu {
+namespace fastconv::FASTCONV_CPU {
 
 namespace {
 std::atomic<int> g_algo{(int)detail::Algo::Auto};

@@ -34,7 +34,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
-namespace fastconv::cpu {
+namespace fastconv::FASTCONV_CPU {
 
 #if defined(__AVX512F__)
 

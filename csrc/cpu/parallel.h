@@ -29,7 +29,7 @@
 
 #include "cpu/simd.h"
 
-namespace fastconv::cpu {
+namespace fastconv::FASTCONV_CPU {
 
 constexpr int64_t kParallelGrain = 1 << 15;
 

@@ -19,7 +19,7 @@
 #include "cpu/simd.h"
 #include "kernels.h"
 
-namespace fastconv::cpu {
+namespace fastconv::FASTCONV_CPU {
 
 namespace {
 
