@@ -51,6 +51,8 @@ def machine_info(threads, peers):
     except Exception:  # pragma: no cover - metadata missing in odd installs
         info["blas"] = "scipy-openblas32"
     info["blas"] += f" ({fastconv._C.blas_corename()} kernels)"
+    # The kernels' instruction-set level (baseline, avx2, avx512; FASTCONV_ISA forces one).
+    info["isa"] = fastconv._C.isa_level() if hasattr(fastconv._C, "isa_level") else "unknown (older build)"
     for name, mod in peers.items():
         info[name] = getattr(mod, "__version__", "?")
     return info

@@ -124,6 +124,14 @@ def _C_corename():
     return _C.blas_corename()
 
 
+def _isa():
+    """The kernels' instruction-set level in use, and the levels this CPU could run."""
+    from . import _C
+    forced = os.environ.get("FASTCONV_ISA")
+    chosen = _C.isa_level() + (" (forced by FASTCONV_ISA)" if forced else "")
+    return chosen, _C.isa_levels()
+
+
 def info():
     """A dict describing this installation (also printed by ``fastconv info``)."""
     import platform
@@ -143,12 +151,14 @@ def info():
         gpu = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
     except Exception:  # noqa: BLE001 - no cupy or no device
         pass
+    isa_level, isa_levels = _isa()
     return {"fastconv": fastconv.__version__, "python": platform.python_version(),
             "numpy": np.__version__, "default_backend": fastconv.get_backend(),
             "backends": backends, "threads": fastconv.get_num_threads(),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "blas": _blas_path(), "blas_kernels": _C_corename(),
             "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "cpu_features": _cpu_features(), "cuda_available": backends["cuda"] == "available",
+            "cpu_features": _cpu_features(), "isa_level": isa_level, "isa_levels": isa_levels,
+            "cuda_available": backends["cuda"] == "available",
             "gpu": gpu}
 
 

@@ -114,6 +114,14 @@ def test_default_is_the_best_level_the_cpu_runs():
     assert proc.stdout.split() == [RUNNABLE[-1]]
 
 
+def test_fastconv_info_shows_the_level(capsys):
+    from fastconv.__main__ import main
+    assert main(["info"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"isa_levels: {', '.join(RUNNABLE)}" in lines
+    assert any(ln.startswith(f"isa_level: {_C.isa_level()}") for ln in lines)
+
+
 @pytest.mark.parametrize("value", ["avx1024", "AVX2", "native-ish"])
 def test_unknown_level_is_an_import_error_naming_the_variable(value):
     proc = run_python(["-c", "import fastconv"], env={"FASTCONV_ISA": value},
