@@ -30,10 +30,18 @@ def _cpu_flags():
     return set()
 
 
+# FASTCONV_ISA (csrc/bindings/module.cpp) forces _C's kernels down to a lower x86-64 level,
+# to test and time what a CPU of that level runs; OpenBLAS then gets the kernels it picks on
+# such a CPU too (its Haswell ones are AVX2+FMA, Nehalem's SSE only).
+_CORETYPE_FOR_FORCED_ISA = {"avx2": "HASWELL", "baseline": "NEHALEM"}
+
+
 def blas_coretype_override():
     """The OPENBLAS_CORETYPE fastconv asks for on this CPU, or None to let OpenBLAS choose."""
     if "OPENBLAS_CORETYPE" in os.environ:
         return None
+    if os.environ.get("FASTCONV_ISA") in _CORETYPE_FOR_FORCED_ISA:
+        return _CORETYPE_FOR_FORCED_ISA[os.environ["FASTCONV_ISA"]]
     flags = _cpu_flags()
     return "SKYLAKEX" if all(f in flags for f in _AVX512_FLAGS) else None
 

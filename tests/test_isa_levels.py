@@ -12,6 +12,7 @@ instructions.
 import bisect
 import functools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ RUNNABLE = _C.isa_levels()
 # Runs in the subprocess: every kernel family on one level, errors relative to the oracle.
 _CHECK_LEVEL = r"""
 import json
+import os
 import numpy as np
 from fastconv import _C
 from fastconv import reference as R
@@ -89,7 +91,7 @@ errors["softmax"] = err(_C.softmax_forward(logits), R.softmax_forward(f64(logits
 x, w, b = rand(17, 40), rand(40, 23), rand(23)
 errors["dense"] = err(_C.dense_forward(x, w, b), R.dense_forward(f64(x), f64(w), f64(b)))
 
-print(json.dumps({"level": _C.isa_level(), "errors": errors}))
+print(json.dumps({"level": _C.isa_level(), "blas": _C.blas_corename(), "errors": errors}))
 """
 
 
@@ -102,6 +104,10 @@ def test_forced_level_is_reported_and_matches_the_oracle(level):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["level"] == level
+    # OpenBLAS runs the kernels it would pick on a CPU of that level (fastconv/_loader.py)
+    expected_blas = {"avx2": "haswell", "baseline": "nehalem"}.get(level)
+    if expected_blas and "OPENBLAS_CORETYPE" not in os.environ:
+        assert result["blas"].lower() == expected_blas
     bad = {name: e for name, e in result["errors"].items() if not e <= 1e-4}  # NaN fails too
     assert not bad, f"{level}: kernels off the oracle: {bad}"
     assert len(result["errors"]) == 4 * 4 * 3 + 8  # every case ran
