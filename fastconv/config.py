@@ -59,15 +59,17 @@ _GEMM_BACKENDS = ("auto", "openblas", "native")
 def set_gemm_backend(name):
     """Choose the serial matrix product under every conv/dense kernel.
 
-    'native' is fastconv's own AVX-512 SGEMM (only in builds for an AVX-512 CPU), 'openblas'
-    the bundled OpenBLAS, 'auto' (the default) native where it was compiled in. The
-    environment variable FASTCONV_GEMM sets the starting value.
+    'native' is fastconv's own AVX-512 SGEMM (where the avx512 kernel level runs, see
+    `fastconv info`), 'openblas' the bundled OpenBLAS, 'auto' (the default) native where it
+    runs. The environment variable FASTCONV_GEMM sets the starting value.
     """
     if name not in _GEMM_BACKENDS:
         raise ValueError(f"gemm backend must be one of {', '.join(map(repr, _GEMM_BACKENDS))}, got {name!r}")
     if name == "native" and not _C.has_native_gemm:
-        raise ValueError("gemm backend 'native' needs a build with AVX-512 (FASTCONV_NATIVE_ARCH=ON "
-                         "on an AVX-512 CPU); use 'auto' or 'openblas'")
+        level = _C.isa_level()
+        raise ValueError(f"gemm backend 'native' needs the avx512 kernel level, this process runs the "
+                         f"{level} level (the CPU lacks AVX-512, or FASTCONV_ISA chose a lower "
+                         "level); use 'auto' or 'openblas'")
     _C.set_gemm_backend(name)
 
 

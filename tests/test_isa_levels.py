@@ -91,7 +91,16 @@ errors["softmax"] = err(_C.softmax_forward(logits), R.softmax_forward(f64(logits
 x, w, b = rand(17, 40), rand(40, 23), rand(23)
 errors["dense"] = err(_C.dense_forward(x, w, b), R.dense_forward(f64(x), f64(w), f64(b)))
 
-print(json.dumps({"level": _C.isa_level(), "blas": _C.blas_corename(), "errors": errors}))
+import fastconv
+try:
+    fastconv.set_gemm_backend("native")
+    native_gemm = "ok"
+except ValueError as e:
+    native_gemm = str(e)
+fastconv.set_gemm_backend("auto")
+
+print(json.dumps({"level": _C.isa_level(), "blas": _C.blas_corename(), "native_gemm": native_gemm,
+                  "errors": errors}))
 """
 
 
@@ -108,6 +117,11 @@ def test_forced_level_is_reported_and_matches_the_oracle(level):
     expected_blas = {"avx2": "haswell", "baseline": "nehalem"}.get(level)
     if expected_blas and "OPENBLAS_CORETYPE" not in os.environ:
         assert result["blas"].lower() == expected_blas
+    # fastconv's own sgemm is AVX-512 code: below that level asking for it says why not
+    if level == "avx512":
+        assert result["native_gemm"] == "ok"
+    else:
+        assert "needs the avx512 kernel level" in result["native_gemm"] and level in result["native_gemm"]
     bad = {name: e for name, e in result["errors"].items() if not e <= 1e-4}  # NaN fails too
     assert not bad, f"{level}: kernels off the oracle: {bad}"
     assert len(result["errors"]) == 4 * 4 * 3 + 8  # every case ran

@@ -107,8 +107,8 @@ void set_gemm_backend(const std::string& name) {
                                 name + "'");
   if (b == GemmBackend::Native && !gemm_avx512_available())
     throw std::invalid_argument(
-        "set_gemm_backend: 'native' needs AVX-512, and fastconv was built without it (build "
-        "with FASTCONV_NATIVE_ARCH=ON on an AVX-512 CPU)");
+        "set_gemm_backend: 'native' needs AVX-512, and this kernel level was compiled without "
+        "it (_C.isa_level(): the CPU lacks AVX-512 or FASTCONV_ISA chose a lower level)");
   g_gemm_backend = b;
 }
 
