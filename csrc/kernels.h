@@ -10,13 +10,12 @@
 #include <string>
 
 #include "common/geometry.h"
-#include "cpu/isa.h"
 
 namespace fastconv {
 
 enum class Activation { Linear, Relu, Sigmoid, Tanh };
 
-namespace FASTCONV_CPU {
+namespace cpu {
 
 // ---- threads (threads.cpp): one OpenMP pool; OpenBLAS stays single-threaded ----
 void set_num_threads(int n);

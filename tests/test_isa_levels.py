@@ -170,7 +170,7 @@ _NEWER = re.compile(
     r"pmax(sb|sd|uw|ud)|ptest|pextr[dbq]|pinsr[dbq]|insertps|extractps|dpp[sd]|pmov[zs]x\w+|"
     r"pcmpeqq|pcmpgtq|pcmp[ei]str[im]|packusdw|pabs[bwd]|palignr|ph(add|sub)\w+|crc32|lddqu|movddup|"
     r"hadd\w+|hsub\w+|addsubp\w)\b")
-_LEVEL_CODE = ("cpu_avx2", "cpu_avx512")  # the namespaces of the higher levels' code
+_LEVEL_CODE = ("isa_avx2", "isa_avx512")  # the namespaces of the higher levels' code
 _FUNC = re.compile(r"^([0-9a-f]+) <(.+)>:$")
 _INSN = re.compile(r"^\s*([0-9a-f]+):\s+(\S+)\s*(.*)$")
 _REF = re.compile(r"\b([0-9a-f]+) <[^>]+>")
@@ -196,7 +196,7 @@ def _functions(so_path):
 # Where a baseline CPU's execution starts: the import (PyInit), static initialisers (they run
 # at load whatever the level), and the baseline level's own code.
 _BASELINE_ENTRY = ("PyInit_", "_GLOBAL__sub_I", "frame_dummy")
-_BASELINE_CODE = "cpu_baseline"
+_BASELINE_CODE = "isa_baseline"
 
 
 def newer_instructions_reachable(so_path, entry=_BASELINE_ENTRY, code=_BASELINE_CODE):
@@ -246,6 +246,6 @@ def test_no_newer_instructions_where_a_baseline_cpu_goes():
     assert walked > 300  # the walk did follow the calls
     assert not bad, f"newer instructions reachable from baseline code: {bad}"
     # and the check can fail: the pattern finds the avx2 level's own AVX code
-    avx2_code = [insns for name, insns in _functions(_C.__file__).values() if "cpu_avx2" in name]
+    avx2_code = [insns for name, insns in _functions(_C.__file__).values() if "isa_avx2" in name]
     assert sum(any(_NEWER.search(m) or _NEWER.search(o) for _, m, o in insns)
                for insns in avx2_code) > len(avx2_code) // 4

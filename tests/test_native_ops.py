@@ -435,7 +435,13 @@ def test_blas_coretype_override_respects_the_environment(monkeypatch):
     from fastconv import _loader
     monkeypatch.setattr(_loader, "_cpu_flags", lambda: {"avx2", *_loader._AVX512_FLAGS})
     monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    monkeypatch.delenv("FASTCONV_ISA", raising=False)  # CI reruns this file with it set
     assert _loader.blas_coretype_override() == "SKYLAKEX"
+    monkeypatch.setenv("FASTCONV_ISA", "avx2")  # a forced lower level gets that CPU's kernels
+    assert _loader.blas_coretype_override() == "HASWELL"
+    monkeypatch.setenv("FASTCONV_ISA", "baseline")
+    assert _loader.blas_coretype_override() == "NEHALEM"
+    monkeypatch.delenv("FASTCONV_ISA")
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")  # a site's own choice wins
     assert _loader.blas_coretype_override() is None
     monkeypatch.delenv("OPENBLAS_CORETYPE")

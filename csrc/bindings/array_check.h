@@ -19,7 +19,7 @@
 
 #include "kernels.h"
 
-namespace fastconv::FASTCONV_CPU::bind {
+namespace fastconv::bind {
 
 namespace py = pybind11;
 

@@ -11,7 +11,7 @@
 
 namespace py = pybind11;
 
-namespace fastconv::FASTCONV_CPU::bind {
+namespace fastconv::bind {
 
 namespace {
 

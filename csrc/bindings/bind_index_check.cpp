@@ -17,7 +17,7 @@
 #include "common/im2col_index.h"
 #include "common/pool_gather.h"
 
-namespace fastconv::FASTCONV_CPU::bind {
+namespace fastconv::bind {
 
 namespace py = pybind11;
 

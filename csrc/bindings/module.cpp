@@ -13,23 +13,23 @@
 
 namespace py = pybind11;
 
-// One register_all per compiled level (bindings/register_all.cpp); CMake defines
-// FASTCONV_HAVE_<LEVEL> for each level it builds.
+// One register_all per compiled level (bindings/register_all.cpp, in the level's namespace,
+// see cpu/isa.h); CMake defines FASTCONV_HAVE_<LEVEL> for each level it builds.
 #define FASTCONV_DECLARE_LEVEL(ns) \
   namespace fastconv::ns::bind {   \
   void register_all(py::module_& m); \
   }
 #ifdef FASTCONV_HAVE_BASELINE
-FASTCONV_DECLARE_LEVEL(cpu_baseline)
+FASTCONV_DECLARE_LEVEL(isa_baseline)
 #endif
 #ifdef FASTCONV_HAVE_AVX2
-FASTCONV_DECLARE_LEVEL(cpu_avx2)
+FASTCONV_DECLARE_LEVEL(isa_avx2)
 #endif
 #ifdef FASTCONV_HAVE_AVX512
-FASTCONV_DECLARE_LEVEL(cpu_avx512)
+FASTCONV_DECLARE_LEVEL(isa_avx512)
 #endif
 #ifdef FASTCONV_HAVE_NATIVE
-FASTCONV_DECLARE_LEVEL(cpu_native)
+FASTCONV_DECLARE_LEVEL(isa_native)
 #endif
 
 namespace {
@@ -64,16 +64,16 @@ struct Level {
 const std::vector<Level>& compiled_levels() {
   static const std::vector<Level> levels = {
 #ifdef FASTCONV_HAVE_BASELINE
-      {"baseline", runs_always, fastconv::cpu_baseline::bind::register_all},
+      {"baseline", runs_always, fastconv::isa_baseline::bind::register_all},
 #endif
 #ifdef FASTCONV_HAVE_AVX2
-      {"avx2", runs_avx2, fastconv::cpu_avx2::bind::register_all},
+      {"avx2", runs_avx2, fastconv::isa_avx2::bind::register_all},
 #endif
 #ifdef FASTCONV_HAVE_AVX512
-      {"avx512", runs_avx512, fastconv::cpu_avx512::bind::register_all},
+      {"avx512", runs_avx512, fastconv::isa_avx512::bind::register_all},
 #endif
 #ifdef FASTCONV_HAVE_NATIVE
-      {"native", runs_always, fastconv::cpu_native::bind::register_all},
+      {"native", runs_always, fastconv::isa_native::bind::register_all},
 #endif
   };
   return levels;

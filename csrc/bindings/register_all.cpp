@@ -1,13 +1,11 @@
-// Registers every kernel family of one ISA level (FASTCONV_CPU, see cpu/isa.h) on the _C
-// module; bindings/module.cpp calls the chosen level's copy. Each bind_*.cpp registers one
+// Registers every kernel family of one ISA level (its namespace: FASTCONV_ISA_NS, see
+// cpu/isa.h) on the _C module; bindings/module.cpp calls the chosen level's copy. Each bind_*.cpp registers one
 // family; C++ std::invalid_argument becomes ValueError (pybind11's default translation).
 #include <pybind11/pybind11.h>
 
-#include "cpu/isa.h"
-
 namespace py = pybind11;
 
-namespace fastconv::FASTCONV_CPU::bind {
+namespace fastconv::bind {
 void bind_threads(py::module_& m);
 void bind_algorithm(py::module_& m);
 void bind_conv(py::module_& m);
@@ -33,4 +31,4 @@ void register_all(py::module_& m) {
   bind_index_check(m);
   bind_concat(m);
 }
-}  // namespace fastconv::FASTCONV_CPU::bind
+}  // namespace fastconv::bind

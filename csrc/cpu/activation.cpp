@@ -14,7 +14,7 @@
 #include "cpu/fast_exp.h"
 #include "kernels.h"
 
-namespace fastconv::FASTCONV_CPU {
+namespace fastconv::cpu {
 
 namespace {
 

@@ -17,7 +17,7 @@
 #include "cpu/simd.h"
 #include "kernels.h"
 
-namespace fastconv::FASTCONV_CPU {
+namespace fastconv::cpu {
 
 namespace {
 

@@ -7,7 +7,7 @@
 #include "cpu/parallel.h"
 #include "kernels.h"
 
-namespace fastconv::FASTCONV_CPU {
+namespace fastconv::cpu {
 
 void concat_last(int64_t rows, int64_t parts, const float* const* in, const int64_t* widths,
                  float* out) {

@@ -37,7 +37,7 @@
 
 #include <cblas.h>
 
-namespace fastconv::FASTCONV_CPU {
+namespace fastconv::cpu {
 
 namespace {
 

@@ -10,7 +10,7 @@
 #include "cpu/winograd.h"
 #include "kernels.h"
 
-namespace fastconv::FASTCONV_CPU {
+namespace fastconv::cpu {
 
 namespace {
 std::atomic<int> g_algo{(int)detail::Algo::Auto};

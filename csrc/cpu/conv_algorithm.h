@@ -2,7 +2,7 @@
 // the eligibility rules of winograd.cpp and direct_conv.cpp.
 #pragma once
 
-namespace fastconv::FASTCONV_CPU::detail {
+namespace fastconv::cpu::detail {
 
 // "auto": each conv takes the kernel measured fastest for its geometry; "im2col": always the
 // im2col + GEMM path; "winograd": Winograd wherever it applies; "direct": the direct kernel for

@@ -44,7 +44,7 @@
 // Builds without AVX-512 pass f32x16 in memory; moot for these file-local helpers.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-namespace fastconv::FASTCONV_CPU::detail {
+namespace fastconv::cpu::detail {
 
 namespace {
 

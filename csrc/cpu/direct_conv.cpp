@@ -58,7 +58,7 @@
 // this differs from an AVX-512 caller's ABI is moot for these file-local helpers.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-namespace fastconv::FASTCONV_CPU::detail {
+namespace fastconv::cpu::detail {
 
 namespace {
 

@@ -5,7 +5,7 @@
 #include "common/geometry.h"
 #include "kernels.h"
 
-namespace fastconv::FASTCONV_CPU::detail {
+namespace fastconv::cpu::detail {
 
 // The rule under the current algorithm setting (conv_algorithm.h): by measurement under
 // "auto", every groups == 1 conv under "direct", never under "im2col".

@@ -11,7 +11,7 @@
 
 #include "cpu/simd.h"
 
-namespace fastconv::FASTCONV_CPU {
+namespace fastconv::cpu {
 
 inline float exp_vec(float x) {
   // Written so that NaN fails both comparisons and becomes a finite xc (the int conversion

@@ -34,7 +34,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
-namespace fastconv::FASTCONV_CPU {
+namespace fastconv::cpu {
 
 #if defined(__AVX512F__)
 

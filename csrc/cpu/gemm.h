@@ -5,7 +5,7 @@
 #pragma once
 #include <cstdint>
 
-namespace fastconv::FASTCONV_CPU {
+namespace fastconv::cpu {
 
 // True when gemm_avx512 was compiled with AVX-512 code (otherwise calling it throws).
 bool gemm_avx512_available();

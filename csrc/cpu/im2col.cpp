@@ -6,7 +6,7 @@
 
 #include "kernels.h"
 
-namespace fastconv::FASTCONV_CPU::detail {
+namespace fastconv::cpu::detail {
 
 int64_t lines_per_chunk(const ConvGeometry& g, int64_t budget_bytes) {
   const int64_t line_bytes = g.ow * col_width(g) * (int64_t)sizeof(float);

@@ -15,7 +15,7 @@
 
 #include "common/geometry.h"
 
-namespace fastconv::FASTCONV_CPU::detail {
+namespace fastconv::cpu::detail {
 
 // Columns of col (= groups * KH*KW*Cin_g).
 inline int64_t col_width(const ConvGeometry& g) { return g.groups * g.win.kh * g.win.kw * g.cin_g; }

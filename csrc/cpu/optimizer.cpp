@@ -16,7 +16,7 @@
 #include "cpu/parallel.h"
 #include "kernels.h"
 
-namespace fastconv::FASTCONV_CPU {
+namespace fastconv::cpu {
 
 namespace {
 

@@ -29,7 +29,7 @@
 
 #include "cpu/simd.h"
 
-namespace fastconv::FASTCONV_CPU {
+namespace fastconv::cpu {
 
 constexpr int64_t kParallelGrain = 1 << 15;
 

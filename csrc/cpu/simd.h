@@ -11,7 +11,7 @@
 #include <immintrin.h>
 #endif
 
-namespace fastconv::FASTCONV_CPU {
+namespace fastconv::cpu {
 
 constexpr int64_t kLanes = 16;
 typedef float f32x16 __attribute__((vector_size(64)));

@@ -10,7 +10,7 @@
 #include "cpu/parallel.h"
 #include "kernels.h"
 
-namespace fastconv::FASTCONV_CPU {
+namespace fastconv::cpu {
 
 namespace {
 

@@ -20,7 +20,7 @@
 
 #include <cblas.h>  // scipy-openblas32: symbols carry the scipy_ prefix
 
-namespace fastconv::FASTCONV_CPU {
+namespace fastconv::cpu {
 
 namespace {
 std::atomic<int64_t> g_workspace_limit{32ll << 20};

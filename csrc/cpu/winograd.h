@@ -9,7 +9,7 @@
 #include "common/geometry.h"
 #include "kernels.h"
 
-namespace fastconv::FASTCONV_CPU::detail {
+namespace fastconv::cpu::detail {
 
 // Geometry Winograd can compute at all: 3x3, stride 1, dilation 1, groups 1, pads in [0, 2],
 // a non-empty batch.
