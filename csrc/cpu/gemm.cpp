@@ -182,7 +182,8 @@ void pack_b(bool trans, const float* b, int64_t ldb, int64_t kc, int64_t nc, flo
 template <int NV, bool kRowsA, int MR = kMR>
 void micro_kernel(int64_t kc, const float* __restrict ap, int64_t a_stride,
                   const float* __restrict bp, int64_t b_step, float* c, int64_t ldc, int mr, int nr,
-                  float alpha, float beta) {
+                  float alpha, float beta, bool prefetch_next_strip = false,
+                  const char* panel_ahead = nullptr) {
   __m512 acc[MR][NV];
 #pragma GCC unroll 14
   for (int i = 0; i < MR; ++i)
@@ -212,6 +213,15 @@ void micro_kernel(int64_t kc, const float* __restrict ap, int64_t a_stride,
     if (b_step != kNR) {
       _mm_prefetch((const char*)(bp + 8 * b_step), _MM_HINT_T0);
       if constexpr (NV == 2) _mm_prefetch((const char*)(bp + 8 * b_step + 16), _MM_HINT_T0);
+      if (prefetch_next_strip) {
+        _mm_prefetch((const char*)(bp + kNR), _MM_HINT_T0);
+        _mm_prefetch((const char*)(bp + kNR + 16), _MM_HINT_T0);
+      }
+    }
+    // Two lines per step of the next B panel, streamed into L2 (see macro_kernel).
+    if (panel_ahead) {
+      _mm_prefetch(panel_ahead + p * 128, _MM_HINT_T1);
+      _mm_prefetch(panel_ahead + p * 128 + 64, _MM_HINT_T1);
     }
     __m512 bv[NV];
 #pragma GCC unroll 2
@@ -317,8 +327,12 @@ struct Block {
 };
 
 // All tiles of one A block (mc x kc) against one B panel (kc x nc).
+// `ahead` (null: none) is the next B panel read in place, `ahead_bytes` long: the first row
+// strip against each full column strip streams its share (kc x 128 bytes) into L2, so the
+// next slice finds its panel there instead of waiting on memory row by row.
 void macro_kernel(int64_t mc, int64_t nc, int64_t kc, bool trans_a, const Block& a,
-                  const Block& b, float alpha, float beta, float* c, int64_t ldc) {
+                  const Block& b, float alpha, float beta, float* c, int64_t ldc,
+                  const char* ahead = nullptr, int64_t ahead_bytes = 0) {
   for (int64_t j = 0; j < nc; j += kNR) {
     const int nr = (int)std::min<int64_t>(kNR, nc - j);
     const bool b_here = b.in_place && nr == kNR;
@@ -327,12 +341,17 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, bool trans_a, const Block&
     for (int64_t i = 0; i < mc; i += kMR) {
       const int mr = (int)std::min<int64_t>(kMR, mc - i);
       float* ct = c + i * ldc + j;
+      // B in place: the first row strip also fetches the next column strip of B (the next
+      // 128 bytes of each row) a whole strip ahead (see micro_kernel).
+      const bool next = b_here && i == 0 && j + 2 * kNR <= nc;
+      const int64_t share = j / kNR * kc * 128;
+      const char* pf = ahead && b_here && i == 0 && share < ahead_bytes ? ahead + share : nullptr;
       if (a.in_place && mr == kMR && !trans_a) {
         const float* as = a.in_place + i * a.ld;
         if (nr > 16)
-          micro_kernel<2, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta);
+          micro_kernel<2, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta, next, pf);
         else
-          micro_kernel<1, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta);
+          micro_kernel<1, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta, next, pf);
       } else {
         const bool a_here = a.in_place && mr == kMR;  // transposed A in place
         const float* as = a_here ? a.in_place + i : a.in_place ? a.packed : a.packed + i * kc;
@@ -340,7 +359,7 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, bool trans_a, const Block&
         if (mr < kMR)
           short_strip_kernel(mr, nr, kc, as, a_step, bs, b_step, ct, ldc, alpha, beta);
         else if (nr > 16)
-          micro_kernel<2, false>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta);
+          micro_kernel<2, false>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta, next, pf);
         else
           micro_kernel<1, false>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta);
       }
@@ -390,8 +409,13 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
                  abuf);  // the short last strip
         }
         const Block ablock{a_in_place ? a_block : nullptr, lda, abuf};
+        // B in place: while the first A block runs, stream the next slice's panel (rows
+        // pc + kc .. of this column panel, contiguous when the panel spans B's rows) to L2.
+        const int64_t next_rows = std::min(kc_max, k - pc - kc);
+        const bool stream = b_in_place && ic == 0 && next_rows > 0 && ldb <= 2 * nc;
         macro_kernel(mc, nc, kc, trans_a, ablock, bblock, alpha, beta_here, c + ic * ldc + jc,
-                     ldc);
+                     ldc, stream ? (const char*)(b_panel + kc * ldb) : nullptr,
+                     stream ? next_rows * ldb * (int64_t)sizeof(float) : 0);
       }
     }
   }
