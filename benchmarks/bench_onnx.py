@@ -12,12 +12,13 @@ and, where PyTorch imports, the same architecture in PyTorch eager (eval, no_gra
 channels_last; benchmarks/models.py, own random weights).
 
     PYTHONPATH=. python benchmarks/bench_onnx.py [--threads N] [--repeats N] [--quick]
-        [--batches 1 64] [--models ResNet-18 MobileNet]
+        [--batches 1 64] [--models ResNet-18 MobileNet] [--clock wall|cpu]
 """
 import argparse
 import os
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -59,6 +60,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--quick", action="store_true", help="LeNet only, for a smoke run")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: process CPU time per call (robust to other jobs; use with --threads 1)")
     parser.add_argument("--models", nargs="+", help="only the cases whose label contains one of these words "
                         "(e.g. ResNet-18 MobileNet)")
     args = parser.parse_args(argv)
@@ -88,7 +91,8 @@ def main(argv=None):
                         "onnxruntime": lambda: session.run(None, {feed: x})}
                 if peer is not None:
                     runs["torch"] = lambda: peer(x)
-                times = time_interleaved(runs, args.repeats)
+                times = time_interleaved(runs, args.repeats,
+                                         clock=time.process_time if args.clock == "cpu" else time.perf_counter)
                 med = {k: summarize(v)["median_ms"] for k, v in times.items()}
                 rows.append({"case": f"{name} b{batch}", "fastconv_ms": med["fastconv"],
                              "predict_ms": med["predict"], "torch_ms": med.get("torch", float("nan")),
@@ -96,7 +100,7 @@ def main(argv=None):
                              "max_abs_diff": float(diff)})
     info = machine_info(args.threads, {"onnxruntime": ort})
     print(f"machine: {info}")
-    print(f"medians of {args.repeats} interleaved repeats, {args.threads} thread(s)")
+    print(f"medians of {args.repeats} interleaved repeats, {args.threads} thread(s), {args.clock} clock")
     print("| case | fastconv predict_on_batch ms | fastconv predict ms | torch eager ms | onnxruntime ms | "
           "ort/fastconv | fastconv/ort | fastconv/torch | max abs diff |")
     print("|---|---|---|---|---|---|---|---|---|")
