@@ -62,8 +62,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="LeNet only, for a smoke run")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: process CPU time per call (robust to other jobs; use with --threads 1)")
-    parser.add_argument("--models", nargs="+", help="only the cases whose label contains one of these words "
-                        "(e.g. ResNet-18 MobileNet)")
+    parser.add_argument("--models", nargs="+", help="only the cases whose label starts with one of these "
+                        "(e.g. ResNet-18 MobileNet; ResNet: both ResNets)")
     args = parser.parse_args(argv)
     import onnxruntime as ort
 
@@ -75,7 +75,7 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name, make, shape, peer_name, classes in cases(args.quick):
-            if args.models and not any(word.lower() in name.lower() for word in args.models):
+            if args.models and not any(name.lower().startswith(word.lower()) for word in args.models):
                 continue
             model = make()
             peer = torch_predict(peer_name, shape, classes)
