@@ -9,17 +9,20 @@ import statistics
 import time
 
 
-def time_interleaved(cases, repeats, warmup=1):
-    """cases: {framework: callable}. Returns {framework: [seconds per repeat]}."""
+def time_interleaved(cases, repeats, warmup=1, clock=time.perf_counter):
+    """cases: {framework: callable}. Returns {framework: [seconds per repeat]}. clock:
+    time.perf_counter (wall) or time.process_time (CPU time of the process: on a machine
+    shared with other jobs it leaves out the time spent waiting for a core; a latency only
+    when every framework runs on one thread)."""
     for fn in cases.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in cases}
     for _ in range(repeats):
         for name, fn in cases.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     return times
 
 

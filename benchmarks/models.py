@@ -16,6 +16,8 @@ def fastconv_model(name, shape, classes):
         return models.resnet18(shape, classes, stem="cifar")
     if name == "small_densenet":
         return models.small_densenet(shape, classes)
+    if name == "mobilenet":
+        return models.mobilenet(shape, classes)
     return models.resnet50(shape, classes)
 
 
@@ -65,6 +67,17 @@ def torch_model(torch, name, shape, classes):
                 layers_.append(Block(cin, f, 2 if stage and not i else 1, bottleneck))
                 cin = 4 * f if bottleneck else f
         return nn.Sequential(*layers_, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes))
+
+    if name == "mobilenet":  # MobileNet v1 as fastconv.models.mobilenet (Keras applications) builds it
+        def unit(cin, cout, kernel, stride, groups=1):  # conv (TF 'same' padding) - BN - ReLU6
+            pad = [nn.ZeroPad2d((0, 1, 0, 1))] if stride == 2 else []
+            same = 0 if stride == 2 or kernel == 1 else 1
+            return pad + [nn.Conv2d(cin, cout, kernel, stride, same, groups=groups, bias=False), bn(cout), nn.ReLU6()]
+        mods, cin = unit(c, 32, 3, 2), 32
+        for f, s in [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]:
+            mods += unit(cin, cin, 3, s, groups=cin) + unit(cin, f, 1, 1)
+            cin = f
+        return nn.Sequential(*mods, nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, classes, 1), nn.Flatten(), nn.Softmax(1))
 
     class Dense(nn.Module):  # small DenseNet (d2l): BN-ReLU-conv3x3 layers, concatenated
         def __init__(self, cin, n, k=32):

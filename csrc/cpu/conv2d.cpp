@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "cpu/cout_split.h"
 #include "cpu/direct_conv.h"
 #include "cpu/im2col.h"
 #include "cpu/parallel.h"
@@ -86,6 +87,8 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   // Winograd declines (false) an input holding NaN or inf (winograd.h); im2col redoes it.
   if (detail::use_winograd(g, ConvPass::Forward) && detail::winograd_forward(g, x, w, b, y, act))
     return;
+  // Too few output lines to give each thread rows (batch-1 inference): split Cout instead.
+  if (detail::cout_split_forward(g, x, w, b, y, act)) return;
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);

@@ -84,6 +84,8 @@ class ReLU(Layer):
     def call(self, inputs):
         x = inputs
         if self.negative_slope == 0.0 and self.threshold == 0.0:
+            if self.max_value is not None:  # ReLU6 and kin: one pass
+                return ops.capped_relu(x, self.max_value)
             y = ops.relu(x)
         else:
             y = ops.where(x.data >= self.threshold, x, (x - self.threshold) * self.negative_slope)

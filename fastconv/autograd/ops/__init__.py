@@ -4,5 +4,5 @@ from .math import (  # noqa: F401
     abs, add, clip, div, erf, exp, log, matmul, max, maximum, mean, minimum, mul, neg, power, reshape, sqrt,
     square, sub, sum, transpose, where)
 from .nn import (  # noqa: F401
-    add_activation, avg_pool2d, batch_norm, bias_activation, conv2d, dense, depthwise_conv2d, global_avg_pool2d,
-    global_max_pool2d, log_softmax, max_pool2d, relu, sigmoid, softmax, softmax_cross_entropy, tanh)
+    add_activation, avg_pool2d, batch_norm, bias_activation, capped_relu, conv2d, dense, depthwise_conv2d,
+    global_avg_pool2d, global_max_pool2d, log_softmax, max_pool2d, relu, sigmoid, softmax, softmax_cross_entropy, tanh)

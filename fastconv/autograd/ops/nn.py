@@ -58,6 +58,18 @@ class BiasActivation(Function):
         return dz, db
 
 
+class CappedRelu(Function):
+    # min(max(x, 0), cap) (Keras ReLU(max_value), e.g. ReLU6) in one pass over x, where relu
+    # then minimum took five (and two masks) even at inference. The gradient mask is that
+    # composition's, 0 < x <= cap, built from the kept input only when backward runs.
+    def forward(self, x, cap=6.0):
+        self.x, self.cap = x, cap
+        return array_module(x).clip(x, 0, cap)
+
+    def backward(self, g):
+        return (g * ((self.x > 0) & (self.x <= self.cap)),)
+
+
 class AddActivation(Function):
     # activation(a + b) for a and b of one shape; both get the same gradient dz.
     def forward(self, a, b, activation="relu"):
@@ -130,18 +142,22 @@ class BatchNormInference(Function):
     # y = (x - mean) * inv_std * gamma + beta with fixed statistics: an affine map per channel
     # (then max(y, 0) when relu, whose gradient mask is kept from the output).
     def forward(self, x, gamma, beta, mean=None, var=None, epsilon=1e-3, relu=False):
+        # Only per-channel vectors and references are kept: the normalised input and the
+        # relu mask (full-size arrays) are made in backward, so predict() never builds them.
         xp = array_module(x)
-        self.scale = gamma / xp.sqrt(var + epsilon)
-        self.xhat = (x - mean) / xp.sqrt(var + epsilon)
+        self.inv_std = 1 / xp.sqrt(var + epsilon)
+        self.scale = gamma * self.inv_std
+        self.x, self.mean = x, mean
         y = F.batch_norm_inference(x, gamma, beta, mean, var, epsilon, relu=relu)
-        self.mask = y > 0 if relu else None
+        self.y = y if relu else None
         return y
 
     def backward(self, g):
-        if self.mask is not None:
-            g = g * self.mask
+        if self.y is not None:
+            g = g * (self.y > 0)
         axes = tuple(range(g.ndim - 1))
-        return g * self.scale, (g * self.xhat).sum(axis=axes), g.sum(axis=axes)
+        xhat = (self.x - self.mean) * self.inv_std
+        return g * self.scale, (g * xhat).sum(axis=axes), g.sum(axis=axes)
 
 
 class Softmax(Function):
@@ -203,6 +219,7 @@ def bias_activation(x, b=None, activation="linear"):
 
 
 def relu(x): return bias_activation(x, None, "relu")
+def capped_relu(x, cap): return CappedRelu.apply(x, cap=float(cap))
 
 
 def add_activation(a, b, activation="relu"):

@@ -1,0 +1,74 @@
+// Forward conv with the threads splitting Cout (see cout_split.h).
+//
+// conv2d.cpp's forward hands each thread whole chunks of output lines (~1 MiB of col each).
+// At batch 1 the deep layers of a network have a single chunk, so the second core idles
+// while one thread streams the whole weight matrix (ResNet-18's 4x4 512->512 conv: 9.4 MB of
+// weights for 16 output positions, memory-bound). Here the col matrix is built once, then
+// each thread multiplies it by its own block of W's columns: the weights are read once in
+// total, half by each core, and each thread writes its own columns of y.
+#include "cpu/cout_split.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "cpu/conv_algorithm.h"
+#include "cpu/im2col.h"
+#include "cpu/parallel.h"
+
+namespace fastconv::cpu::detail {
+
+namespace {
+
+// conv2d.cpp's per-thread col target and single-thread threshold, for the same reasons.
+constexpr int64_t kChunkBytes = 1 << 20;
+constexpr int64_t kParallelMacs = 1 << 21;
+// Column blocks are whole micro-tile strips of the GEMM (32 columns).
+constexpr int64_t kColumnUnit = 32;
+
+}  // namespace
+
+bool cout_split_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                        float* y, Activation act) {
+  const int threads = get_num_threads();
+  if (threads < 2 || g.groups != 1 || algorithm_setting() == Algo::Direct) return false;
+  const int64_t k = g.win.kh * g.win.kw * g.c;
+  const int64_t rows = g.n * g.oh * g.ow;
+  if (rows * g.oc * k < kParallelMacs || g.oc < 2 * kColumnUnit) return false;
+  // Enough lines for the row split to give every thread a chunk: conv2d.cpp's path.
+  const int64_t budget = std::min(get_workspace_limit() / threads, kChunkBytes);
+  const int64_t lines = g.n * g.oh;
+  if ((lines + lines_per_chunk(g, budget) - 1) / lines_per_chunk(g, budget) >= threads) return false;
+  // The whole col must fit the workspace limit (it is at most one chunk here, <= budget,
+  // unless a single line exceeds it; then the row path's own limits apply).
+  if (rows * k * (int64_t)sizeof(float) > get_workspace_limit()) return false;
+
+  const bool pointwise = g.is_pointwise();
+  std::unique_ptr<float[]> ws(pointwise ? nullptr : new float[rows * k]);
+  if (!pointwise) im2col_lines(g, x, 0, lines, ws.get());
+  const float* col = pointwise ? x : ws.get();
+  const int64_t units = (g.oc + kColumnUnit - 1) / kColumnUnit;
+  const int team = (int)std::min<int64_t>(threads, units);
+  ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
+#pragma omp parallel num_threads(team)
+  {
+    note_team();
+    const int t = omp_get_thread_num();
+    // Thread t owns units [t * units / team, (t + 1) * units / team) of 32 columns.
+    const int64_t c0 = std::min(g.oc, t * units / team * kColumnUnit);
+    const int64_t c1 = std::min(g.oc, (t + 1) * units / team * kColumnUnit);
+    if (c1 > c0) errors.run([&] {
+      if (b)
+        for (int64_t r = 0; r < rows; ++r)
+          std::memcpy(y + r * g.oc + c0, b + c0, sizeof(float) * (c1 - c0));
+      sgemm(false, false, rows, c1 - c0, k, 1.f, col, k, w + c0, g.oc, b ? 1.f : 0.f, y + c0, g.oc);
+      for (int64_t r = 0; r < rows; ++r) activation_inplace(c1 - c0, y + r * g.oc + c0, act);
+    });
+  }
+  errors.rethrow();
+  return true;
+}
+
+}  // namespace fastconv::cpu::detail
