@@ -79,6 +79,10 @@ void col2im_lines(const ConvGeometry& g, const float* dcol, int64_t l0, int64_t 
   const int64_t kcols = v.kh * v.kw * g.cin_g, ldcol = g.groups * kcols;
   const int64_t hwc = g.h * g.w * g.c;
   const int64_t n0 = l0 / g.oh, n1 = (l1 - 1) / g.oh + 1;
+  // As im2col_lines' row_copy: with groups == 1 and unit horizontal dilation, a kernel row's
+  // valid taps are KW*C contiguous floats in dcol and in dx, so one vector add per kernel row
+  // (the stem's C = 3 otherwise ran a 3-float loop per tap).
+  const bool row_add = g.groups == 1 && v.dw == 1;
   for (int64_t n = n0; n < n1; ++n) {
     float* dxn = dx + n * hwc;
     const int64_t la = std::max(l0, n * g.oh), lb = std::min(l1, (n + 1) * g.oh);
@@ -95,6 +99,13 @@ void col2im_lines(const ConvGeometry& g, const float* dcol, int64_t l0, int64_t 
         valid_taps(ix0, v.kw, v.dw, g.w, kx0, kx1);
         for (int64_t ky = ky0; ky < ky1; ++ky) {
           float* dxrow = dxn + (iy0 + ky * v.dh) * g.w * g.c;
+          if (row_add) {  // the valid taps of this kernel row: one contiguous run each side
+            const float* s = src + (ky * v.kw + kx0) * g.c;
+            float* d = dxrow + (ix0 + kx0) * g.c;
+            const int64_t len = (kx1 - kx0) * g.c;
+            for (int64_t i = 0; i < len; ++i) d[i] += s[i];
+            continue;
+          }
           for (int64_t kx = kx0; kx < kx1; ++kx) {
             float* d = dxrow + (ix0 + kx * v.dw) * g.c;
             for (int64_t gi = 0; gi < g.groups; ++gi) {
