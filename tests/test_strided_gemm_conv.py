@@ -135,3 +135,25 @@ def test_threaded_tap_passes_match_oracle():
             _close(dw, R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, False)[0])
     finally:
         _C.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("name", ["s2_same_odd_input", "asymmetric_wide_pads", "pointwise_transposed_dw"])
+def test_openblas_backend_takes_the_per_tap_products(name):
+    # cblas takes no leading dimension below the row length, so under OpenBLAS the strided
+    # forward runs one product per tap (K = C) instead of one per kernel row (K = KW*C).
+    saved = _C.get_gemm_backend()
+    _C.set_gemm_backend("openblas")
+    try:
+        rng, x, wt, b, args = _setup(13, *CASES[name])
+        x64, w64 = x.astype(np.float64), wt.astype(np.float64)
+        ref_y = R.conv2d_forward(x64, w64, b.astype(np.float64), *args)
+        _close(_C.conv2d_forward(x, wt, b, *args), ref_y)
+        dy = rng.standard_normal(ref_y.shape).astype(np.float32)
+        _close(_C.conv2d_backward_data(dy, wt, x.shape, *args),
+               R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
+        dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
+        rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, True)
+        _close(dw, rdw)
+        _close(db, rdb)
+    finally:
+        _C.set_gemm_backend(saved)

@@ -361,7 +361,7 @@ bool gemm_avx512_available() { return true; }
 
 void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                 int64_t ldc) {
+                 int64_t ldc, bool force_pack_a) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0.f) return scale_c(m, n, beta, c, ldc);
   PackBuffers& buf = pack_buffers();
@@ -371,7 +371,7 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
   // Packing an operand pays off only when the packed copy is reused enough: A is read in
   // place when the B panel has few strips, untransposed B when C has few rows. (Transposed B
   // is always packed: in place its NR values per step would be a strided gather.)
-  const bool a_in_place = nc_max <= kInPlaceAMaxN;
+  const bool a_in_place = !force_pack_a && nc_max <= kInPlaceAMaxN;
   const bool b_in_place = !trans_b && m <= kInPlaceBMaxM;
   float* const abuf = buf.a.get();
   float* const bbuf = buf.b.get();
@@ -427,7 +427,7 @@ int64_t fma_peak_loop(int64_t iters) {
 bool gemm_avx512_available() { return false; }
 
 void gemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                 const float*, int64_t, float, float*, int64_t) {
+                 const float*, int64_t, float, float*, int64_t, bool) {
   throw std::runtime_error("gemm_avx512: fastconv was built without AVX-512 support");
 }
 
