@@ -1,5 +1,6 @@
 """Chosen conv layers of the benchmark set: fastconv's three passes apart, and forward+backward
-side by side with PyTorch (channels_last) and TensorFlow, interleaved, medians.
+side by side with PyTorch (channels_last) and TensorFlow, interleaved, medians of wall and
+process CPU time.
 
     PYTHONPATH=. python -m benchmarks.bench_layer_passes [--layers "a,b"] [--repeats 7]
         [--threads 2] [--no-peers]
@@ -73,11 +74,28 @@ def main(argv=None):
         for name, (wall, cpu) in pass_times(spec, args.repeats).items():
             print(f"  {spec[0]:<22} {name:<17} {wall * 1e3:8.2f} ms  cpu {cpu * 1e3:8.2f} ms  "
                   f"{flop / wall / 1e9:6.0f} GFLOP/s  ({algos[name]})", flush=True)
-        times = harness.time_interleaved(op_cases("conv", spec, ["cpu"], peers), args.repeats)
-        med = {fw: 1e3 * statistics.median(t) for fw, t in times.items()}
-        ratios = "  ".join(f"fastconv/{fw} {med['fastconv'] / ms:.2f}" for fw, ms in med.items() if fw != "fastconv")
-        print(f"  {spec[0]:<22} step  " + "  ".join(f"{fw} {ms:8.2f} ms" for fw, ms in med.items()) + "  " + ratios,
-              flush=True)
+        wall, cpu = step_times(op_cases("conv", spec, ["cpu"], peers), args.repeats)
+        for label, times in (("step wall", wall), ("step cpu ", cpu)):
+            med = {fw: 1e3 * statistics.median(t) for fw, t in times.items()}
+            ratios = "  ".join(f"fastconv/{fw} {med['fastconv'] / ms:.2f}" for fw, ms in med.items() if fw != "fastconv")
+            print(f"  {spec[0]:<22} {label}  " + "  ".join(f"{fw} {ms:8.2f} ms" for fw, ms in med.items())
+                  + "  " + ratios, flush=True)
+
+
+def step_times(cases, repeats):
+    """As harness.time_interleaved, plus each call's process CPU time (all its threads): on a
+    machine shared with other jobs, CPU time shows the work done, wall time what a user waits."""
+    for fn in cases.values():
+        fn()
+    wall = {name: [] for name in cases}
+    cpu = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return wall, cpu
 
 
 if __name__ == "__main__":
