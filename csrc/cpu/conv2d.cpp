@@ -11,6 +11,10 @@
 //     still in L2 when the GEMM reads it and threads never wait on each other mid-call.
 // The pointwise case (1x1, stride 1, no pad) skips im2col: x is already the col matrix,
 // chunked the same way (one threaded GEMM after the bias loop measured 50 vs 130 GFLOP/s).
+// Strided ungrouped convs with >= 32 channels each side skip im2col too, in forward and
+// backward data ("tap GEMMs", below): per output line and kernel tap, x and dy are GEMM
+// operands in place. conv_algorithm still names them "im2col" (the GEMM family); the setting
+// "im2col" keeps them on the col path.
 
 // GEMM shapes per chunk of `rows` output positions and group gi (K = KH*KW*Cin_g):
 //   forward          y_g  (rows, Cout_g)  = col_g (rows, K) @ W_g (K, Cout_g)
@@ -28,8 +32,10 @@
 #include <stdexcept>
 #include <vector>
 
+#include "cpu/conv_algorithm.h"
 #include "cpu/cout_split.h"
 #include "cpu/direct_conv.h"
+#include "cpu/gemm.h"
 #include "cpu/im2col.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
@@ -73,6 +79,154 @@ Plan make_plan(const ConvGeometry& g) {
 
 std::unique_ptr<float[]> workspace(int64_t floats) { return std::unique_ptr<float[]>(new float[floats]); }
 
+// ---- strided convs without im2col ("tap GEMMs") -------------------------------------------
+// A strided conv (groups == 1) needs no col matrix in forward and backward data: for one
+// output line and one kernel tap (ky, kx), the inputs the tap reads are the rows of x at
+// stride sw*C, a plain GEMM operand with leading dimension sw*C, and the outputs of backward
+// data land at that same stride in dx. So each pass is a set of per-(line, tap) GEMMs reading
+// x, dy and the weights in place: no col written and read back (for 56x56 64->128 k3 s2 the
+// col is 2.25x the size of x) and no col2im scatter. Each tap's valid output columns are one
+// contiguous range (tap_columns), so padding costs no zero fills and no wasted multiplies.
+
+// sgemm with A packed where the native GEMM runs (gemm.h force_pack_a). For the strided
+// forward's x rows and the pointwise backward data's dy rows the driver would read A in place;
+// packed, on the shared 2-core Xeon (CPU-time medians of 4 alternating runs of 7): 56x56
+// 64->128 s2 forward 33.1 -> 32.0 ms, 28x28 256->64 1x1 backward data 8.6 -> 8.0 ms. (The
+// strided backward data's dy rows measured no better packed, so they stay in place.)
+inline void sgemm_a_packed(bool native, bool trans_b, int64_t m, int64_t n, int64_t k,
+                           const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                           float* c, int64_t ldc) {
+  if (native)
+    gemm_avx512(false, trans_b, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc, true);
+  else
+    sgemm(false, trans_b, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc);
+}
+
+// floor(a / b) for b > 0 and any sign of a.
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// Output columns ox in [lo, hi) whose input column ox*sw + offset lies in [0, width).
+inline void tap_columns(int64_t offset, int64_t sw, int64_t width, int64_t ow, int64_t& lo,
+                        int64_t& hi) {
+  lo = std::max<int64_t>(0, floor_div(-offset + sw - 1, sw));
+  hi = std::min<int64_t>(ow, floor_div(width - 1 - offset, sw) + 1);
+  if (hi < lo) hi = lo;
+}
+
+// Where the tap path replaces im2col: strided, ungrouped, with channel counts the GEMM
+// tiles fill (few-channel convs go to direct_conv.cpp; pointwise and stride-1 3x3 convs
+// have their own paths). Under the "im2col" setting the col path runs, as asked.
+bool use_tap_gemm(const ConvGeometry& g) {
+  return g.groups == 1 && (g.win.sh > 1 || g.win.sw > 1) && g.c >= 32 && g.oc >= 32 &&
+         detail::algorithm_setting() != detail::Algo::Im2col;
+}
+
+int tap_threads(const ConvGeometry& g) {
+  const int64_t macs = g.output_size() * g.win.kh * g.win.kw * g.c;
+  return macs < kParallelMacs ? 1 : std::max(1, get_num_threads());
+}
+
+// y line by line: bias (or zero), then += x_tap @ W_tap for every tap, then the activation
+// while the line is in cache. Lines are independent, so the team splits them freely.
+void tap_forward(const ConvGeometry& g, const float* x, const float* w, const float* b, float* y,
+                 Activation act) {
+  const Window2d& v = g.win;
+  const int64_t lines = g.n * g.oh, line_floats = g.ow * g.oc;
+  const bool native = active_gemm_backend() == "native", row_products = v.dw == 1 && native;
+  ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
+#pragma omp parallel num_threads(tap_threads(g))
+  {
+    note_team();
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t l = 0; l < lines; ++l) errors.run([&] {
+      const int64_t n = l / g.oh, oy = l % g.oh;
+      float* yl = y + l * line_floats;
+      if (b)
+        for (int64_t ox = 0; ox < g.ow; ++ox) std::memcpy(yl + ox * g.oc, b, sizeof(float) * g.oc);
+      else
+        std::memset(yl, 0, sizeof(float) * line_floats);
+      for (int64_t ky = 0; ky < v.kh; ++ky) {
+        const int64_t iy = oy * v.sh + ky * v.dh - v.pt;
+        if (iy < 0 || iy >= g.h) continue;
+        const float* xrow = x + (n * g.h + iy) * g.w * g.c;
+        const float* wrow = w + ky * v.kw * g.c * g.oc;
+        // Interior columns [in0, in1), where every kx of the kernel row is inside x: their
+        // taps read one contiguous run of KW*C floats, so the whole kernel row is one product
+        // with K = KW*C (fewer passes over y's line than K = C per tap: 28x128 outputs at
+        // K = 192 run at 130 GFLOP/s where K = 64 runs at 108). Its A rows overlap (leading
+        // dimension sw*C < K), which only fastconv's own GEMM accepts; cblas rejects it.
+        int64_t in0 = 0, in1 = 0, unused;
+        if (row_products) {
+          tap_columns(-v.pl, v.sw, g.w, g.ow, in0, unused);
+          tap_columns((v.kw - 1) - v.pl, v.sw, g.w, g.ow, unused, in1);
+          if (in0 < in1)
+            sgemm_a_packed(true, false, in1 - in0, g.oc, v.kw * g.c,
+                           xrow + (in0 * v.sw - v.pl) * g.c, v.sw * g.c, wrow, g.oc, 1.f,
+                           yl + in0 * g.oc, g.oc);
+          else
+            in0 = in1 = 0;
+        }
+        for (int64_t kx = 0; kx < v.kw; ++kx) {
+          const int64_t offset = kx * v.dw - v.pl;
+          int64_t lo, hi;
+          tap_columns(offset, v.sw, g.w, g.ow, lo, hi);
+          // The tap's columns outside the interior, before it and after it (all of them when
+          // there is no interior: in0 = in1 = 0).
+          const int64_t pieces[2][2] = {{lo, std::min(hi, in0)}, {std::max(lo, in1), hi}};
+          for (const auto& piece : pieces) {
+            const int64_t a = piece[0], e = piece[1];
+            if (a >= e) continue;
+            sgemm_a_packed(native, false, e - a, g.oc, g.c, xrow + (a * v.sw + offset) * g.c,
+                           v.sw * g.c, wrow + kx * g.c * g.oc, g.oc, 1.f, yl + a * g.oc, g.oc);
+          }
+        }
+      }
+      activation_inplace(line_floats, yl, act);
+    });
+  }
+  errors.rethrow();
+}
+
+// dx row by row (n, iy): the row is zeroed, then every (output line, tap) that reads it adds
+// dy_line @ W_tap^T into its columns at stride sw*C. A row is written by one thread only, so
+// the team splits rows freely (batch 1 included), with no per-thread dx and no reduction.
+void tap_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  const Window2d& v = g.win;
+  const int64_t taps = v.kh * v.kw, rows = g.n * g.h, row_floats = g.w * g.c;
+  // W_tap^T (Cout x C) per tap, so every product reads its B operand in place.
+  auto wt = workspace(taps * g.oc * g.c);
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t ci = 0; ci < g.c; ++ci)
+      for (int64_t co = 0; co < g.oc; ++co)
+        wt[(t * g.oc + co) * g.c + ci] = w[(t * g.c + ci) * g.oc + co];
+  ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
+#pragma omp parallel num_threads(tap_threads(g))
+  {
+    note_team();
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t r = 0; r < rows; ++r) errors.run([&] {
+      const int64_t n = r / g.h, iy = r % g.h;
+      float* dxr = dx + r * row_floats;
+      std::memset(dxr, 0, sizeof(float) * row_floats);
+      for (int64_t ky = 0; ky < v.kh; ++ky) {
+        const int64_t num = iy + v.pt - ky * v.dh;  // = oy * sh for the line that reads row iy
+        if (num < 0 || num % v.sh != 0 || num / v.sh >= g.oh) continue;
+        const float* dyl = dy + (n * g.oh + num / v.sh) * g.ow * g.oc;
+        for (int64_t kx = 0; kx < v.kw; ++kx) {
+          const int64_t offset = kx * v.dw - v.pl;
+          int64_t lo, hi;
+          tap_columns(offset, v.sw, g.w, g.ow, lo, hi);
+          if (lo >= hi) continue;
+          sgemm(false, false, hi - lo, g.c, g.oc, 1.f, dyl + lo * g.oc, g.oc,
+                wt.get() + (ky * v.kw + kx) * g.oc * g.c, g.c, 1.f,
+                dxr + (lo * v.sw + offset) * g.c, v.sw * g.c);
+        }
+      }
+    });
+  }
+  errors.rethrow();
+}
+
 }  // namespace
 
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
@@ -89,6 +243,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
     return;
   // Too few output lines to give each thread rows (batch-1 inference): split Cout instead.
   if (detail::cout_split_forward(g, x, w, b, y, act)) return;
+  if (use_tap_gemm(g)) return tap_forward(g, x, w, b, y, act);
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
@@ -121,9 +276,11 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
   if (detail::direct_eligible(g, ConvPass::BackwardData)) return detail::direct_backward_data(g, dy, w, dx);
   if (detail::use_winograd(g, ConvPass::BackwardData) && detail::winograd_backward_data(g, dy, w, dx))
     return;
+  if (use_tap_gemm(g)) return tap_backward_data(g, dy, w, dx);
   const Plan p = make_plan(g);
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
   if (g.is_pointwise()) {  // dcol is dx itself: chunks write disjoint rows, nothing to scatter.
+    const bool native = active_gemm_backend() == "native";
 #pragma omp parallel num_threads(p.threads)
     {
       note_team();
@@ -131,8 +288,8 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
       for (int64_t c = 0; c < p.nchunks; ++c) errors.run([&] {
         const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
         for (int64_t gi = 0; gi < g.groups; ++gi)
-          sgemm(false, true, rows, g.cin_g, g.cout_g, 1.f, dy + l0 * g.ow * g.oc + gi * g.cout_g,
-                g.oc, w + gi * g.cout_g, g.oc, 0.f, dx + l0 * g.ow * g.c + gi * g.cin_g, g.c);
+          sgemm_a_packed(native, true, rows, g.cin_g, g.cout_g, dy + l0 * g.ow * g.oc + gi * g.cout_g,
+                         g.oc, w + gi * g.cout_g, g.oc, 0.f, dx + l0 * g.ow * g.c + gi * g.cin_g, g.c);
       });
     }
     return errors.rethrow();
@@ -206,11 +363,20 @@ void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();  // x itself is the col matrix
   const int64_t wsize = g.weight_size();
+  // Which way round the product runs. dW_g (K x Cout_g) = col_g^T @ dy_g reads col in place
+  // with K rows of C; its transpose dW_g^T = dy_g^T @ col_g reads each col row as the B
+  // operand (whole 32-wide strips when K is a multiple of 32) and gives C only Cout_g rows.
+  // Measured per chunk on one thread (GFLOP/s, CPU time, the shared 2-core Xeon): K 576 x
+  // Cout 128 x 448 rows 123-127 -> 152 transposed; 256 x 64 x 1008 (1x1) 138-141 -> 153-154;
+  // but the stem's 147 x 64 x 1680 139-153 -> 127 (a 19-wide last strip), so only then.
+  const bool transposed = p.k % 32 == 0 && g.cout_g <= p.k;
   // Thread t accumulates chunks t, t+T, ... into its own dW (beta = 1 after its first chunk);
-  // the partials are then added in thread order, so results do not vary between runs.
+  // the partials are then added in thread order, so results do not vary between runs. The
+  // transposed form accumulates dW^T (Cout x K, group blocks of Cout_g rows) for every thread
+  // and transposes the sum into dw at the end.
   const int threads = (int)std::min<int64_t>(p.threads, std::max<int64_t>(p.nchunks, 1));
   auto ws = workspace(pointwise ? 1 : threads * p.chunk_floats);
-  std::vector<float> part((size_t)((threads - 1) * wsize));
+  std::vector<float> part((size_t)((threads - (transposed ? 0 : 1)) * wsize));
   std::vector<char> touched(threads, 0);
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
 #pragma omp parallel num_threads(threads)
@@ -218,7 +384,7 @@ void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float
     note_team();
     const int t = omp_get_thread_num();
     float* buf = ws.get() + (pointwise ? 0 : t * p.chunk_floats);
-    float* acc = t == 0 ? dw : part.data() + (t - 1) * wsize;
+    float* acc = transposed ? part.data() + t * wsize : t == 0 ? dw : part.data() + (t - 1) * wsize;
 #pragma omp for schedule(static, 1)
     for (int64_t c = 0; c < p.nchunks; ++c) errors.run([&] {
       const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
@@ -226,13 +392,29 @@ void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float
       if (!pointwise) detail::im2col_lines(g, x, l0, l1, buf);
       const float* dyc = dy + l0 * g.ow * g.oc;
       const float beta = touched[t] ? 1.f : 0.f;
-      for (int64_t gi = 0; gi < g.groups; ++gi)
-        sgemm(true, false, p.k, g.cout_g, rows, 1.f, col + gi * p.k, p.ldcol, dyc + gi * g.cout_g,
-              g.oc, beta, acc + gi * g.cout_g, g.oc);
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        if (transposed)
+          sgemm(true, false, g.cout_g, p.k, rows, 1.f, dyc + gi * g.cout_g, g.oc, col + gi * p.k,
+                p.ldcol, beta, acc + gi * g.cout_g * p.k, p.k);
+        else
+          sgemm(true, false, p.k, g.cout_g, rows, 1.f, col + gi * p.k, p.ldcol,
+                dyc + gi * g.cout_g, g.oc, beta, acc + gi * g.cout_g, g.oc);
+      }
       touched[t] = 1;
     });
   }
   errors.rethrow();
+  if (transposed) {
+    // dw[kk, co] = sum over threads (in order) of acc_t[co, kk].
+    std::memset(dw, 0, sizeof(float) * wsize);
+    for (int t = 0; t < threads; ++t) {
+      if (!touched[t]) continue;
+      const float* pt = part.data() + t * wsize;
+      for (int64_t co = 0; co < g.oc; ++co)
+        for (int64_t kk = 0; kk < p.k; ++kk) dw[kk * g.oc + co] += pt[co * p.k + kk];
+    }
+    return;
+  }
   if (!touched[0]) std::memset(dw, 0, sizeof(float) * wsize);  // empty batch
   for (int t = 1; t < threads; ++t) {
     if (!touched[t]) continue;

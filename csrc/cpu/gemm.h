@@ -15,9 +15,13 @@ bool gemm_avx512_available();
 // beta == 0 C's old contents are never read (NaN there does not propagate); with k == 0 or
 // alpha == 0 the result is beta * C and A, B are not read. Leading dimensions may exceed
 // the row length. No size limit beyond int64. Serial and thread-safe (per-thread buffers).
+// A is only read, so lda may also be below A's row length (overlapping rows: conv2d.cpp's
+// strided forward reads a kernel row of x per output column that way; cblas rejects it).
+// force_pack_a: pack A even where the driver would read it in place (conv2d.cpp's strided and
+// pointwise products, measured faster packed on the Intel machine).
 void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                 int64_t ldc);
+                 int64_t ldc, bool force_pack_a = false);
 
 // Runs `iters` rounds of independent 512-bit FMAs (24 chains) on the calling thread and
 // returns the number of floating-point operations done: the machine's FMA peak, timed by the

@@ -4,6 +4,10 @@
 #include <algorithm>
 #include <cstring>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "kernels.h"
 
 namespace fastconv::cpu::detail {
@@ -25,6 +29,36 @@ inline void valid_taps(int64_t origin, int64_t k, int64_t dil, int64_t size, int
   k0 = origin >= 0 ? 0 : std::min<int64_t>(k, (-origin + dil - 1) / dil);
   k1 = origin >= size ? 0 : std::min<int64_t>(k, (size - origin + dil - 1) / dil);
   if (k1 < k0) k1 = k0;
+}
+
+// Runs of a kernel row are short for few channels (the stem: 7 taps x 3 channels = 21
+// floats), where a memcpy/memset call per run cost more than the copy: im2col and libc's
+// memmove/memset were a quarter of the stem's weight pass. Masked 16-float moves instead
+// (masked-off lanes are never read, so a run ending at the end of x is safe).
+inline void copy_run(float* d, const float* s, int64_t len) {
+#if defined(__AVX512F__)
+  if (len <= 64) {
+    for (int64_t i = 0; i < len; i += 16) {
+      const __mmask16 m = len - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (len - i)) - 1);
+      _mm512_mask_storeu_ps(d + i, m, _mm512_maskz_loadu_ps(m, s + i));
+    }
+    return;
+  }
+#endif
+  std::memcpy(d, s, sizeof(float) * len);
+}
+
+inline void zero_run(float* d, int64_t len) {
+#if defined(__AVX512F__)
+  if (len <= 64) {
+    for (int64_t i = 0; i < len; i += 16) {
+      const __mmask16 m = len - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (len - i)) - 1);
+      _mm512_mask_storeu_ps(d + i, m, _mm512_setzero_ps());
+    }
+    return;
+  }
+#endif
+  std::memset(d, 0, sizeof(float) * len);
 }
 
 }  // namespace
@@ -53,10 +87,10 @@ void im2col_lines(const ConvGeometry& g, const float* x, int64_t l0, int64_t l1,
         const float* xrow = xn + (iy0 + ky * v.dh) * g.w * g.c;
         if (row_copy) {
           float* d = dst + ky * v.kw * g.c;
-          if (!row_ok) { std::memset(d, 0, sizeof(float) * v.kw * g.c); continue; }
-          std::memset(d, 0, sizeof(float) * kx0 * g.c);
-          std::memcpy(d + kx0 * g.c, xrow + (ix0 + kx0) * g.c, sizeof(float) * (kx1 - kx0) * g.c);
-          std::memset(d + kx1 * g.c, 0, sizeof(float) * (v.kw - kx1) * g.c);
+          if (!row_ok) { zero_run(d, v.kw * g.c); continue; }
+          if (kx0 > 0) zero_run(d, kx0 * g.c);
+          copy_run(d + kx0 * g.c, xrow + (ix0 + kx0) * g.c, (kx1 - kx0) * g.c);
+          if (kx1 < v.kw) zero_run(d + kx1 * g.c, (v.kw - kx1) * g.c);
           continue;
         }
         for (int64_t kx = 0; kx < v.kw; ++kx) {
@@ -64,8 +98,8 @@ void im2col_lines(const ConvGeometry& g, const float* x, int64_t l0, int64_t l1,
           const float* src = xrow + (ix0 + kx * v.dw) * g.c;
           for (int64_t gi = 0; gi < g.groups; ++gi) {
             float* d = dst + gi * kcols + (ky * v.kw + kx) * g.cin_g;
-            if (ok) std::memcpy(d, src + gi * g.cin_g, sizeof(float) * g.cin_g);
-            else std::memset(d, 0, sizeof(float) * g.cin_g);
+            if (ok) copy_run(d, src + gi * g.cin_g, g.cin_g);
+            else zero_run(d, g.cin_g);
           }
         }
       }
@@ -79,6 +113,10 @@ void col2im_lines(const ConvGeometry& g, const float* dcol, int64_t l0, int64_t 
   const int64_t kcols = v.kh * v.kw * g.cin_g, ldcol = g.groups * kcols;
   const int64_t hwc = g.h * g.w * g.c;
   const int64_t n0 = l0 / g.oh, n1 = (l1 - 1) / g.oh + 1;
+  // As im2col_lines' row_copy: with groups == 1 and unit horizontal dilation, a kernel row's
+  // valid taps are KW*C contiguous floats in dcol and in dx, so one vector add per kernel row
+  // (the stem's C = 3 otherwise ran a 3-float loop per tap).
+  const bool row_add = g.groups == 1 && v.dw == 1;
   for (int64_t n = n0; n < n1; ++n) {
     float* dxn = dx + n * hwc;
     const int64_t la = std::max(l0, n * g.oh), lb = std::min(l1, (n + 1) * g.oh);
@@ -95,6 +133,13 @@ void col2im_lines(const ConvGeometry& g, const float* dcol, int64_t l0, int64_t 
         valid_taps(ix0, v.kw, v.dw, g.w, kx0, kx1);
         for (int64_t ky = ky0; ky < ky1; ++ky) {
           float* dxrow = dxn + (iy0 + ky * v.dh) * g.w * g.c;
+          if (row_add) {  // the valid taps of this kernel row: one contiguous run each side
+            const float* s = src + (ky * v.kw + kx0) * g.c;
+            float* d = dxrow + (ix0 + kx0) * g.c;
+            const int64_t len = (kx1 - kx0) * g.c;
+            for (int64_t i = 0; i < len; ++i) d[i] += s[i];
+            continue;
+          }
           for (int64_t kx = kx0; kx < kx1; ++kx) {
             float* d = dxrow + (ix0 + kx * v.dw) * g.c;
             for (int64_t gi = 0; gi < g.groups; ++gi) {
