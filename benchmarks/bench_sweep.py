@@ -327,6 +327,8 @@ def sweep(args, log=None):
     rng = np.random.default_rng(args.seed)
     results, families = [], {}
     for family, build in all_families():
+        if args.families and not any(f in family for f in args.families):
+            continue
         metric = "FLOP/s vs sgemm" if family.startswith(("conv", "dense")) else "bytes/s vs copy"
         planned, pruned, tiny = [], 0, 0
         for n in batches:
@@ -422,6 +424,9 @@ def parse_args(argv):
     ap.add_argument("--max-call-s", type=float, default=0.25, help="prune cases estimated slower than this")
     ap.add_argument("--min-ideal-us", type=float, default=20,
                     help="skip cases the ceiling would finish in under this many microseconds (0: keep all)")
+    ap.add_argument("--families", type=lambda v: [f.strip() for f in v.split(",") if f.strip()], default=None,
+                    help="only the families whose name contains one of these comma-separated words "
+                         "(e.g. 'softmax,max_pool'); default: all")
     ap.add_argument("--seed", type=int, default=0, help="seed of the case order within a family")
     ap.add_argument("--out", help="also write the markdown report to this file (atomically)")
     args = ap.parse_args(argv)
@@ -435,6 +440,11 @@ def parse_args(argv):
         ap.error(f"--min-ideal-us must be >= 0, got {args.min_ideal_us}")
     if args.budget <= 0:
         ap.error(f"--budget must be > 0 seconds, got {args.budget}")
+    if args.families is not None:
+        names = [name for name, _ in all_families()]
+        unknown = [f for f in args.families if not any(f in name for name in names)]
+        if unknown or not args.families:
+            ap.error(f"--families: {unknown or args.families} match no family; families are {names}")
     args.argv = list(argv)
     return args
 

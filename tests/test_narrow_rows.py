@@ -1,0 +1,85 @@
+"""Kernels on (rows, C) data with few channels against the NumPy oracle: the paths of
+csrc/cpu that treat short rows as a flat or transposed problem (issue 18, item 3).
+
+- softmax forward/backward below 64 classes run 16 rows at a time in a transposed tile
+  (widths 1..16 compiled as constants), so the cases cover every width class: constants
+  (1, 2, 3, 5, 6, 15, 16), runtime widths (17, 33, 63) and the row path on either side (64,
+  65); row counts that are and are not multiples of 16; one threaded case each.
+- batch norm and bias+relu at few channels reduce over many rows per float accumulator.
+
+Tolerances: softmax at rtol 2e-6 / atol 1e-7 (exp_vec's few-ulp error and a float sum of < 64
+terms); batch norm at rtol 1e-5 / atol 1e-6 (float sums of 64 terms folded into double);
+gradients' column sums the same. NaN: a NaN logit makes its whole softmax row NaN and leaves
+the other rows alone; a NaN in batch norm's input makes its channel's outputs NaN.
+"""
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import _C
+from fastconv import reference as R
+
+import seeds
+from threads_used import threads_used
+
+WIDTHS = [1, 2, 3, 5, 6, 15, 16, 17, 33, 63, 64, 65]
+ROWS = [1, 15, 16, 37, 160]
+
+
+@pytest.fixture
+def two_threads():
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(2)
+    yield
+    fastconv.set_num_threads(before)
+
+
+def _rng(*parts):
+    return np.random.default_rng(seeds.seed_of("narrow_rows", *parts))
+
+
+@pytest.mark.parametrize("c", WIDTHS)
+@pytest.mark.parametrize("rows", ROWS)
+def test_softmax_forward_and_backward_match_oracle(rows, c):
+    rng = _rng("softmax", rows, c)
+    x = (3 * rng.standard_normal((rows, c))).astype(np.float32)
+    dy = rng.standard_normal((rows, c)).astype(np.float32)
+    y = _C.softmax_forward(x)
+    np.testing.assert_allclose(y, R.softmax_forward(x.astype(np.float64)), rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=2e-6)
+    dx = _C.softmax_backward(dy, y)
+    np.testing.assert_allclose(dx, R.softmax_backward(dy.astype(np.float64), y.astype(np.float64)),
+                               rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("c", [3, 6, 17])
+def test_softmax_threaded_matches_single_thread_and_oracle(c, two_threads):
+    rng = _rng("softmax-threads", c)
+    rows = 40_000 // c * 3 + 5  # > kParallelGrain elements, not a multiple of 16 rows
+    x = rng.standard_normal((rows, c)).astype(np.float32)
+    dy = rng.standard_normal((rows, c)).astype(np.float32)
+    with threads_used() as used:
+        y = _C.softmax_forward(x)
+        dx = _C.softmax_backward(dy, y)
+    assert used.count == 2
+    np.testing.assert_allclose(y, R.softmax_forward(x.astype(np.float64)), rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(dx, R.softmax_backward(dy.astype(np.float64), y.astype(np.float64)),
+                               rtol=2e-6, atol=1e-6)
+    fastconv.set_num_threads(1)
+    np.testing.assert_array_equal(_C.softmax_forward(x), y)  # rows are independent: same bits
+
+
+@pytest.mark.parametrize("c", [1, 3, 6, 16, 17, 63])
+def test_softmax_nan_fills_its_row_only_and_large_logits_stay_finite(c):
+    rng = _rng("softmax-nan", c)
+    x = rng.standard_normal((37, c)).astype(np.float32)
+    x[5, c // 2] = np.nan
+    x[20] *= 1e4  # exp of x - max: no overflow
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    y = _C.softmax_forward(x)
+    assert np.isnan(y[5]).all()
+    others = np.delete(np.arange(37), 5)
+    assert np.isfinite(y[others]).all()
+    np.testing.assert_allclose(y[others], R.softmax_forward(x[others].astype(np.float64)), rtol=2e-6, atol=1e-7)
+    dx = _C.softmax_backward(dy, y)
+    assert np.isnan(dx[5]).all() and np.isfinite(dx[others]).all()
