@@ -83,3 +83,56 @@ def test_softmax_nan_fills_its_row_only_and_large_logits_stay_finite(c):
     np.testing.assert_allclose(y[others], R.softmax_forward(x[others].astype(np.float64)), rtol=2e-6, atol=1e-7)
     dx = _C.softmax_backward(dy, y)
     assert np.isnan(dx[5]).all() and np.isfinite(dx[others]).all()
+
+
+# 20000 rows: past a flush of the float accumulators at every width (C = 1: 256 rows per group,
+# 64 groups per flush) and over the threading grain.
+BN_WIDTHS = [1, 2, 3, 5, 6, 15, 16, 17]
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("c", BN_WIDTHS)
+def test_batch_norm_few_channels_matches_oracle(c, relu):
+    rng = _rng("bn", c, relu)
+    m = 20_000
+    # |mean| >> std on some channels: the pivot keeps E[d^2] - E[d]^2 from cancelling
+    x = (rng.standard_normal((m, c)) * 0.5 + rng.uniform(-40, 40, c)).astype(np.float32)
+    gamma = rng.uniform(0.5, 2, c).astype(np.float32)
+    beta = rng.standard_normal(c).astype(np.float32)
+    dy = rng.standard_normal((m, c)).astype(np.float32)
+    y, mean, var, inv_std = _C.batch_norm_forward_train(x, gamma, beta, 1e-3, relu)
+    ry, rmean, rvar, rinv = R.batch_norm_forward_train(x.astype(np.float64), gamma, beta, 1e-3, relu)
+    np.testing.assert_allclose(mean, rmean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(var, rvar, rtol=1e-5)
+    np.testing.assert_allclose(y, ry, rtol=1e-5, atol=2e-5)
+    grads = _C.batch_norm_backward(dy, x, gamma, mean, inv_std, *([beta] if relu else []))
+    expected = R.batch_norm_backward(dy.astype(np.float64), x.astype(np.float64), gamma, mean.astype(np.float64),
+                                     inv_std.astype(np.float64), beta if relu else None)
+    for got, want, name in zip(grads, expected, ("dx", "dgamma", "dbeta")):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("c", [1, 3, 6])
+def test_batch_norm_nan_poisons_only_its_channel(c):
+    rng = _rng("bn-nan", c)
+    x = rng.standard_normal((20_000, c)).astype(np.float32)
+    x[12_345, c - 1] = np.nan
+    gamma, beta = np.ones(c, np.float32), np.zeros(c, np.float32)
+    y, mean, var, inv_std = _C.batch_norm_forward_train(x, gamma, beta, 1e-3, False)
+    assert np.isnan(mean[c - 1]) and np.isnan(y[:, c - 1]).all()
+    assert np.isfinite(y[:, : c - 1]).all() and np.isfinite(mean[: c - 1]).all()
+
+
+@pytest.mark.parametrize("c", BN_WIDTHS)
+def test_bias_relu_backward_bias_gradient_few_channels(c):
+    rng = _rng("bias", c)
+    m = 20_000
+    x = rng.standard_normal((m, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    dy = rng.standard_normal((m, c)).astype(np.float32)
+    y = _C.bias_act_forward(x, b, "relu")
+    np.testing.assert_allclose(y, R.bias_act_forward(x, b, "relu"), rtol=1e-6)
+    dz, db = _C.bias_act_backward(dy, y, "relu", True)
+    rdz, rdb = R.bias_act_backward(dy.astype(np.float64), y.astype(np.float64), "relu", True)
+    np.testing.assert_array_equal(dz, rdz.astype(np.float32))
+    np.testing.assert_allclose(db, rdb, rtol=1e-5, atol=1e-3)
