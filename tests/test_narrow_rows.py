@@ -136,3 +136,43 @@ def test_bias_relu_backward_bias_gradient_few_channels(c):
     rdz, rdb = R.bias_act_backward(dy.astype(np.float64), y.astype(np.float64), "relu", True)
     np.testing.assert_array_equal(dz, rdz.astype(np.float32))
     np.testing.assert_allclose(db, rdb, rtol=1e-5, atol=1e-3)
+
+
+# Pooling: channel counts >= 16 that are not multiples of 16 finish with one vector over the
+# last 16 channels (overlapping the previous one); with 2 threads a single image is split
+# into channel blocks of 16k channels plus a short last block (C = 40: 16, 16, 8).
+POOL_GEOMETRIES = [
+    (14, 14, (2, 2), (2, 2), (0, 0, 0, 0)),   # 7 outputs per row: a partial packed group at C < 16
+    (9, 13, (3, 3), (2, 2), (1, 1, 1, 1)),    # 'same': clipped windows at both edges
+    (7, 11, (3, 3), (1, 1), (1, 1, 1, 1)),    # stride 1, overlapping windows
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("c", [17, 24, 31, 40, 100])
+@pytest.mark.parametrize("geometry", POOL_GEOMETRIES, ids=lambda g: "x".join(map(str, g[:2])) + f"_s{g[3][0]}")
+def test_pool_channel_tails_match_oracle(geometry, c, threads):
+    h, w, pool, strides, pads = geometry
+    rng = _rng("pool-tail", geometry, c, threads)
+    x = rng.integers(-3, 4, (1 if threads == 2 else 2, h, w, c)).astype(np.float32)  # many ties
+    x[0, 1, 2, c - 1] = np.nan
+    x[-1, 3, 4, c - 20] = np.nan
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        y, arg = _C.max_pool2d_forward_with_argmax(x, pool, strides, pads)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dx = _C.max_pool2d_backward_argmax(dy, arg, x.shape, pool, strides, pads)
+        ya = _C.avg_pool2d_forward(x, pool, strides, pads)
+        dxa = _C.avg_pool2d_backward(dy, x.shape, pool, strides, pads)
+    finally:
+        fastconv.set_num_threads(before)
+    ref_y, ref_arg = R.max_pool2d_forward_with_argmax(x, pool, strides, pads)
+    np.testing.assert_array_equal(y, ref_y)
+    np.testing.assert_array_equal(arg, ref_arg)
+    np.testing.assert_allclose(dx, R.max_pool2d_backward_argmax(dy.astype(np.float64), ref_arg, x.shape, pool,
+                                                                strides, pads), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ya, R.avg_pool2d_forward(x.astype(np.float64), pool, strides, pads),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dxa, R.avg_pool2d_backward(dy.astype(np.float64), x.shape, pool, strides, pads),
+                               rtol=1e-5, atol=1e-6)
