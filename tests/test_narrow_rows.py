@@ -176,3 +176,29 @@ def test_pool_channel_tails_match_oracle(geometry, c, threads):
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(dxa, R.avg_pool2d_backward(dy.astype(np.float64), x.shape, pool, strides, pads),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("k, m", [(1, 1), (3, 3), (6, 1), (64, 2), (5, 15), (17, 63), (16, 64), (3, 65)])
+def test_dense_narrow_outputs_bias_and_bias_gradient(k, m, threads):
+    """m < 64 adds the bias after the product (tiled, flat runs); the bias gradient is
+    parallel.h's column reduction at every width."""
+    rng = _rng("dense", k, m, threads)
+    n = 5000 + 3
+    x, dy = rng.standard_normal((n, k)).astype(np.float32), rng.standard_normal((n, m)).astype(np.float32)
+    w, b = rng.standard_normal((k, m)).astype(np.float32), rng.standard_normal(m).astype(np.float32)
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        y = _C.dense_forward(x, w, b)
+        dx, dw, db = _C.dense_backward(dy, x, w)
+    finally:
+        fastconv.set_num_threads(before)
+    rx, rw, rdy = x.astype(np.float64), w.astype(np.float64), dy.astype(np.float64)
+    np.testing.assert_allclose(y, rx @ rw + b, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+    np.testing.assert_allclose(dx, rdy @ rw.T, rtol=1e-5, atol=1e-5 * np.sqrt(m))
+    np.testing.assert_allclose(dw, rx.T @ rdy, rtol=1e-5, atol=1e-5 * np.sqrt(n))
+    np.testing.assert_allclose(db, rdy.sum(axis=0), rtol=1e-5, atol=1e-5 * np.sqrt(n))
+    x[7, 0] = np.nan  # NaN propagates to its row of y
+    y = _C.dense_forward(x, w, b)
+    assert np.isnan(y[7]).all() and np.isfinite(np.delete(y, 7, axis=0)).all()
