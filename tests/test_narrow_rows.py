@@ -202,3 +202,20 @@ def test_dense_narrow_outputs_bias_and_bias_gradient(k, m, threads):
     x[7, 0] = np.nan  # NaN propagates to its row of y
     y = _C.dense_forward(x, w, b)
     assert np.isnan(y[7]).all() and np.isfinite(np.delete(y, 7, axis=0)).all()
+
+
+@pytest.mark.parametrize("widths", [(1, 1), (3, 3), (1, 15, 16, 17), (6, 1, 2), (64, 32, 1)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_concat_last_short_runs_match_numpy(widths, threads):
+    """Runs under 16 floats are copied inline, longer ones by memcpy; NaN is data, copied."""
+    rng = _rng("concat", widths, threads)
+    rows = 40_000 // sum(widths) + 7
+    arrays = [rng.standard_normal((rows, w)).astype(np.float32) for w in widths]
+    arrays[0][3, 0] = np.nan
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        got = _C.concat_last(arrays)
+    finally:
+        fastconv.set_num_threads(before)
+    np.testing.assert_array_equal(got, np.concatenate(arrays, axis=-1))
