@@ -26,7 +26,7 @@ it falls on (few-channel conv, small-M GEMM, 1x1 / stride-2 conv, few channels, 
 short call) and given its roofline efficiency: the time the sgemm and copy ceilings allow over
 the time taken (a conv or dense too narrow to use the sgemm ceiling is held to copy speed).
 
-Full run (about 7 minutes on 2 cores; the lead runs it on a quiet machine):
+Full run (about 8-9 minutes on 2 cores, 20 s per family; the lead runs it on a quiet machine):
     PYTHONPATH=. python benchmarks/bench_sweep.py --out sweep.md
 Quick check (about 30 s):
     PYTHONPATH=. python benchmarks/bench_sweep.py --quick
