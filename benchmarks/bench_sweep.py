@@ -3,8 +3,8 @@ size and batch, each case's efficiency against the machine's ceiling for that ki
 
 Efficiency of a case:
 - convolutions and dense (compute-bound): FLOP/s over the sgemm ceiling measured in the same run
-  (bench_conv.sgemm_ceiling: _C.dense_forward on a large square matrix, the OpenBLAS sgemm the
-  kernels call);
+  (bench_conv.sgemm_ceiling: _C.dense_forward on square matrices of 512, 1024 and 2048, the
+  best rate, the OpenBLAS sgemm the kernels call);
 - everything else (memory-bound, depthwise included: ~9 flops per 8 bytes moved): compulsory
   bytes/s (each input read once, each output written once) over the bytes/s of np.copyto moving
   the same number of bytes (read + write). The copy is timed at that size, so a case that fits in
@@ -20,9 +20,13 @@ the report says how many cases of the grid were measured.
 
 Report (markdown, stdout and --out FILE): per family the median efficiency and every case below
 half of it, plus the ten worst cases overall ranked by efficiency over their family's median.
-Times are medians of --repeats (>= 3) runs after a warm-up; 1 native thread unless --threads.
+Times are medians of --repeats (>= 3) runs after a warm-up, more (up to 25) for calls under
+50 ms in all; 1 native thread unless --threads. Each case is also classified by the kernel path
+it falls on (few-channel conv, small-M GEMM, 1x1 / stride-2 conv, few channels, memory-bound,
+short call) and given its roofline efficiency: the time the sgemm and copy ceilings allow over
+the time taken (a conv or dense too narrow to use the sgemm ceiling is held to copy speed).
 
-Full run (about 7 minutes on 2 cores; the lead runs it on a quiet machine):
+Full run (about 8-9 minutes on 2 cores, 20 s per family; the lead runs it on a quiet machine):
     PYTHONPATH=. python benchmarks/bench_sweep.py --out sweep.md
 Quick check (about 30 s):
     PYTHONPATH=. python benchmarks/bench_sweep.py --quick
@@ -58,12 +62,15 @@ EST_BYTES_PER_S = 4e9
 
 
 class Case:
-    """One measured call: `run` is the kernel call; `flops` or `traffic` (bytes) gives its work."""
+    """One measured call: `run` is the kernel call; `flops` (compute-bound families) and
+    `traffic` (compulsory bytes, every family) give its work; n, hw, c its grid point."""
 
-    def __init__(self, family, shape, run, flops=0.0, traffic=0, largest=0):
+    def __init__(self, family, shape, run, flops=0.0, traffic=0, largest=0, n=0, hw=0, c=0):
         self.family, self.shape, self.run = family, shape, run
         self.flops, self.traffic, self.largest = flops, traffic, largest
-        self.seconds = self.efficiency = None
+        self.n, self.hw, self.c = n, hw, c
+        self.seconds = self.efficiency = self.roofline = None
+        self.memory_bound = False
 
 
 def _rng_arrays(seed, *shapes):
@@ -84,18 +91,20 @@ def conv_families(k, s):
         x_shape, w_shape, y_shape = (n, hw, hw, c), (k, k, c, c), (n, oh, oh, c)
         flops = 2.0 * n * oh * oh * k * k * c * c
         largest = 4 * max(_numel(x_shape, y_shape, w_shape))
-        return x_shape, w_shape, y_shape, flops, largest
+        # each pass reads two of x, w, y (or their gradients) and writes the third
+        traffic = 4 * sum(_numel(x_shape, y_shape, w_shape))
+        return x_shape, w_shape, y_shape, flops, largest, traffic
 
     def forward(n, hw, c):
-        x_shape, w_shape, y_shape, flops, largest = specs(n, hw, c)
+        x_shape, w_shape, y_shape, flops, largest, traffic = specs(n, hw, c)
 
         def make():
             x, w, b = _rng_arrays(1, x_shape, w_shape, (c,))
             return lambda: F.conv2d(x, w, b, strides=s, padding="same")
-        return largest, flops, 0, make
+        return largest, flops, traffic, make
 
     def backward_data(n, hw, c):
-        x_shape, w_shape, y_shape, flops, largest = specs(n, hw, c)
+        x_shape, w_shape, y_shape, flops, largest, traffic = specs(n, hw, c)
 
         def make():
             x, w, dy = _rng_arrays(2, x_shape, w_shape, y_shape)
@@ -104,15 +113,15 @@ def conv_families(k, s):
             from fastconv.backend import kernels
             strides, pads = (s, s), F.resolve_padding("same", x_shape[1:3], (k, k), (s, s))
             return lambda: kernels().conv2d_backward_data(dy, w, x_shape, strides, pads, (1, 1), 1)
-        return largest, flops, 0, make
+        return largest, flops, traffic, make
 
     def backward_filter(n, hw, c):
-        x_shape, w_shape, y_shape, flops, largest = specs(n, hw, c)
+        x_shape, w_shape, y_shape, flops, largest, traffic = specs(n, hw, c)
 
         def make():
             x, w, dy = _rng_arrays(3, x_shape, w_shape, y_shape)
             return lambda: F.conv2d_backward(dy, x, w, strides=s, padding="same", need_dx=False)
-        return largest, flops, 0, make
+        return largest, flops, traffic, make
 
     tag = f"conv {k}x{k} s{s}"
     return [(f"{tag} fwd", forward), (f"{tag} bwd-data", backward_data), (f"{tag} bwd-filter", backward_filter)]
@@ -267,7 +276,7 @@ def dense_families():
         def make():
             x, w, b = _rng_arrays(17, x_shape, w_shape, (c,))
             return lambda: F.dense(x, w, b)
-        return 4 * max(_numel(x_shape, w_shape)), 2.0 * n * hw * c * c, 0, make
+        return 4 * max(_numel(x_shape, w_shape)), 2.0 * n * hw * c * c, 4 * sum(_numel(x_shape, w_shape, y_shape)), make
 
     def backward(n, hw, c):
         x_shape, w_shape, y_shape = shapes(n, hw, c)
@@ -275,7 +284,9 @@ def dense_families():
         def make():
             x, w, dy = _rng_arrays(18, x_shape, w_shape, y_shape)
             return lambda: F.dense_backward(dy, x, w)
-        return 4 * max(_numel(x_shape, w_shape)), 4.0 * n * hw * c * c, 0, make  # dx and dw
+        # dx and dw: reads dy, x, w; writes dx, dw
+        traffic = 4 * sum(_numel(y_shape, x_shape, w_shape, x_shape, w_shape))
+        return 4 * max(_numel(x_shape, w_shape)), 4.0 * n * hw * c * c, traffic, make
 
     return [("dense fwd", forward), ("dense bwd", backward)]
 
@@ -289,8 +300,20 @@ def all_families():
 
 # ---- measurement ----
 
+MIN_TIMED_S = 0.05  # short calls are repeated until this much time is spent ...
+MAX_RUNS = 25       # ... or this many runs
+
+
 def median_seconds(fn, repeats):
-    return statistics.median(run_times(fn, repeats))
+    """Median of at least `repeats` runs after a warm-up; a short call runs more often (up to
+    MAX_RUNS, until MIN_TIMED_S), so one scheduler stall of a few ms on a shared machine is
+    an outlier the median drops, not a third of the sample."""
+    times = run_times(fn, repeats)
+    while sum(times) < MIN_TIMED_S and len(times) < MAX_RUNS:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 class CopyReference:
@@ -321,12 +344,16 @@ def grid(quick):
 def sweep(args, log=None):
     """Measure every family; returns (cases measured, per-family info, ceilings)."""
     fastconv.set_num_threads(args.threads)
-    peak = sgemm_ceiling(512 if args.quick else 2048) * 1e9  # FLOP/s
+    # FLOP/s: the best of several sizes. 2048 alone measured 60-70 GFLOP/s on one core where
+    # 512 reached 160, and the dense cases then came out at 1.5-2x "the ceiling".
+    peak = max(sgemm_ceiling(size) for size in ((512,) if args.quick else (512, 1024, 2048))) * 1e9
     copy = CopyReference(args.repeats)
     batches, spatial, channels = grid(args.quick)
     rng = np.random.default_rng(args.seed)
     results, families = [], {}
     for family, build in all_families():
+        if args.families and not any(f in family for f in args.families):
+            continue
         metric = "FLOP/s vs sgemm" if family.startswith(("conv", "dense")) else "bytes/s vs copy"
         planned, pruned, tiny = [], 0, 0
         for n in batches:
@@ -339,12 +366,12 @@ def sweep(args, log=None):
                         continue
                     # Time the work takes at the ceiling: below --min-ideal-us the case measures
                     # the per-call overhead (a few microseconds of Python), not the kernel.
-                    ideal = flops / peak if flops else traffic / copy.bytes_per_second(traffic)
+                    ideal = max(flops / peak, traffic / copy.bytes_per_second(traffic))
                     if ideal < args.min_ideal_us * 1e-6:
                         tiny += 1
                         continue
                     shape = f"N={n} {hw}x{hw} C={c}"
-                    planned.append(Case(family, shape, make, flops, traffic, largest))
+                    planned.append(Case(family, shape, make, flops, traffic, largest, n, hw, c))
         order = rng.permutation(len(planned))
         start, measured = time.perf_counter(), []
         for i in order:
@@ -354,10 +381,16 @@ def sweep(args, log=None):
             call = case.run()
             case.seconds = median_seconds(call, args.repeats)
             del call
+            bandwidth_time = case.traffic / copy.bytes_per_second(case.traffic)
             if case.flops:
                 case.efficiency = case.flops / case.seconds / peak
             else:
-                case.efficiency = case.traffic / case.seconds / copy.bytes_per_second(case.traffic)
+                case.efficiency = bandwidth_time / case.seconds
+            # Roofline: the best time either ceiling allows over the time taken. Equal to the
+            # efficiency for bandwidth-bound families and for convs with enough channels; higher
+            # where a conv or dense moves more bytes than the sgemm ceiling could use.
+            case.roofline = max(case.flops / peak, bandwidth_time) / case.seconds
+            case.memory_bound = bool(case.flops) and bandwidth_time > case.flops / peak
             measured.append(case)
         effs = [c.efficiency for c in measured]
         if not effs:  # every case pruned (e.g. a high --min-ideal-us): say so, rank nothing
@@ -373,6 +406,38 @@ def sweep(args, log=None):
         if log:
             print(f"  {family:24s} {len(measured):4d} cases  median {med:.3f}", file=log, flush=True)
     return results, families, {"sgemm_gflops": peak / 1e9}
+
+
+SMALL_M = 256        # GEMM rows (N*OH*OW, or dense rows) below which the product is "small-M"
+FEW_CHANNELS = 16    # at most this many channels: the few-channel paths
+SHORT_CALL_S = 1e-4  # below this ideal time a case is dominated by the call's fixed costs
+
+
+def classify(case):
+    """Why a case may be slow, from its shape alone, so that the below-half and worst lists
+    read as a work list: each class names the kernel path (and so the owner) to look at."""
+    fam, c = case.family, case.c
+    if fam.startswith("conv"):
+        k, s = int(fam.split()[1].split("x")[0]), int(fam.split()[2][1:])
+        rows = case.n * (-(-case.hw // s)) ** 2
+        if c <= FEW_CHANNELS:
+            return f"few-channel conv (C <= {FEW_CHANNELS})"
+        if rows < SMALL_M:
+            return f"small-M GEMM (M = {rows})"
+        if k == 1 or s == 2:
+            return "1x1 / stride-2 conv"
+    elif fam.startswith("dense"):
+        if case.n * case.hw < SMALL_M:
+            return f"small-M GEMM (M = {case.n * case.hw})"
+        if c < FEW_CHANNELS:
+            return f"narrow GEMM (K = N = {c})"
+    elif c < FEW_CHANNELS:
+        return f"few channels (C < {FEW_CHANNELS})"
+    if case.memory_bound:
+        return f"memory-bound (roofline {case.roofline:.2f})"
+    if case.traffic and case.seconds * case.efficiency < SHORT_CALL_S and not case.flops:
+        return "short call (< 100 us at copy speed)"
+    return "-"
 
 
 def work(case):
@@ -396,17 +461,25 @@ def report(results, families, ceilings, args):
                      f"{f['median']:.3f} | {f['min']:.3f} | {len(f['below_half'])} |")
     worst = sorted(results, key=lambda c: c.efficiency / families[c.family]["median"])[:10]
     lines += ["", "## Worst ten overall (efficiency / family median)", "",
-              "| family | case | work | ms | efficiency | / family median |", "|---|---|---:|---:|---:|---:|"]
+              "Class: the kernel path a case falls on (bench_sweep.classify); roofline: the time the "
+              "sgemm and copy ceilings allow over the time taken.", "",
+              "| family | case | class | work | ms | efficiency | roofline | / family median |",
+              "|---|---|---|---:|---:|---:|---:|---:|"]
     for c in worst:
-        lines.append(f"| {c.family} | {c.shape} | {work(c)} | {1e3 * c.seconds:.3f} | {c.efficiency:.3f} | "
-                     f"{c.efficiency / families[c.family]['median']:.2f} |")
+        lines.append(f"| {c.family} | {c.shape} | {classify(c)} | {work(c)} | {1e3 * c.seconds:.3f} | "
+                     f"{c.efficiency:.3f} | {c.roofline:.3f} | {c.efficiency / families[c.family]['median']:.2f} |")
     lines += ["", "## Every case below half its family's median", ""]
     below = [(name, c) for name, f in families.items() for c in f["below_half"]]
     if not below:
         lines.append("None.")
     else:
-        lines += ["| family | case | work | ms | efficiency |", "|---|---|---:|---:|---:|"]
-        lines += [f"| {name} | {c.shape} | {work(c)} | {1e3 * c.seconds:.3f} | {c.efficiency:.3f} |"
+        counts = {}
+        for _, c in below:
+            key = classify(c).split(" (")[0]
+            counts[key] = counts.get(key, 0) + 1
+        lines += ["By class: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])), ""]
+        lines += ["| family | case | class | work | ms | efficiency |", "|---|---|---|---:|---:|---:|"]
+        lines += [f"| {name} | {c.shape} | {classify(c)} | {work(c)} | {1e3 * c.seconds:.3f} | {c.efficiency:.3f} |"
                   for name, c in below]
     return "\n".join(lines) + "\n"
 
@@ -417,11 +490,14 @@ def parse_args(argv):
     ap.add_argument("--threads", type=int, default=1, help="native thread count (default 1)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per case, median taken (>= 3)")
     ap.add_argument("--budget", type=float, default=None,
-                    help="seconds of measuring per family (default 12; --quick: 1)")
+                    help="seconds of measuring per family (default 20; --quick: 1)")
     ap.add_argument("--max-tensor-mb", type=float, default=256, help="prune cases with a larger tensor")
     ap.add_argument("--max-call-s", type=float, default=0.25, help="prune cases estimated slower than this")
     ap.add_argument("--min-ideal-us", type=float, default=20,
                     help="skip cases the ceiling would finish in under this many microseconds (0: keep all)")
+    ap.add_argument("--families", type=lambda v: [f.strip() for f in v.split(",") if f.strip()], default=None,
+                    help="only the families whose name contains one of these comma-separated words "
+                         "(e.g. 'softmax,max_pool'); default: all")
     ap.add_argument("--seed", type=int, default=0, help="seed of the case order within a family")
     ap.add_argument("--out", help="also write the markdown report to this file (atomically)")
     args = ap.parse_args(argv)
@@ -430,11 +506,16 @@ def parse_args(argv):
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
     if args.budget is None:
-        args.budget = 1.0 if args.quick else 12.0
+        args.budget = 1.0 if args.quick else 20.0
     if args.min_ideal_us < 0:
         ap.error(f"--min-ideal-us must be >= 0, got {args.min_ideal_us}")
     if args.budget <= 0:
         ap.error(f"--budget must be > 0 seconds, got {args.budget}")
+    if args.families is not None:
+        names = [name for name, _ in all_families()]
+        unknown = [f for f in args.families if not any(f in name for name in names)]
+        if unknown or not args.families:
+            ap.error(f"--families: {unknown or args.families} match no family; families are {names}")
     args.argv = list(argv)
     return args
 

@@ -61,3 +61,28 @@ def test_bad_arguments_are_refused_by_name(argv, message, capsys):
     with pytest.raises(SystemExit):
         bench_sweep.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_families_filter_and_unknown_family_refused(capsys):
+    args = bench_sweep.parse_args(["--families", "softmax,max_pool"])
+    assert args.families == ["softmax", "max_pool"]
+    with pytest.raises(SystemExit):
+        bench_sweep.parse_args(["--families", "no_such_kernel"])
+    assert "no_such_kernel" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family, n, hw, c, expected", [
+    ("conv 3x3 s1 fwd", 32, 28, 6, "few-channel conv"),
+    ("conv 3x3 s1 fwd", 1, 14, 64, "small-M GEMM (M = 196)"),
+    ("conv 1x1 s2 bwd-filter", 32, 56, 256, "1x1 / stride-2 conv"),
+    ("conv 3x3 s1 fwd", 32, 56, 64, "-"),
+    ("dense fwd", 1, 56, 256, "small-M GEMM (M = 56)"),
+    ("dense bwd", 32, 56, 3, "narrow GEMM"),
+    ("softmax fwd", 32, 56, 3, "few channels"),
+    ("batch_norm fwd", 32, 56, 64, "-"),
+])
+def test_classify_names_the_kernel_path(family, n, hw, c, expected):
+    case = bench_sweep.Case(family, "", None, flops=1e9 if family.startswith(("conv", "dense")) else 0.0,
+                            traffic=1 << 26, n=n, hw=hw, c=c)
+    case.seconds, case.efficiency, case.roofline = 0.1, 0.5, 0.5
+    assert bench_sweep.classify(case).startswith(expected)
