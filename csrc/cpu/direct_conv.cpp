@@ -401,7 +401,7 @@ bool direct_eligible(const ConvGeometry& g, ConvPass pass) {
 }
 
 void direct_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                    float* y) {
+                    float* y, Activation act) {
   const Window2d& v = g.win;
   const ChannelBlocks cbk(g.oc, kMaxBlock);
   const BlockShape bs(cbk.cb, g.ow, true);
@@ -446,6 +446,10 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
                    std::min<int64_t>(bs.nr, oy1 - oy), std::min(colw, g.ow - ox0));
           }
       }
+      // The activation on this item's rows while they are in cache (a separate pass over
+      // LeNet conv1's 256x28x28x6 output cost ~5% of its forward).
+      if (act != Activation::Linear)
+        activation_inplace((oy1 - oy0) * g.ow * g.oc, y + (n * g.oh + oy0) * g.ow * g.oc, act);
     }
   }
   errors.rethrow();
