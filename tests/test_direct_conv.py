@@ -212,3 +212,25 @@ def test_forced_modes_agree(name):
         _check(3, 2, 9, 9, 16, 80, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
     finally:
         _C.set_conv_algorithm("auto")
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh"])
+def test_forward_applies_the_activation_to_every_row_block(act):
+    """The direct forward applies the activation per work item (its rows of one image):
+    several images, and one image split into row blocks over 1 and 2 threads."""
+    fns = {"relu": lambda z: np.maximum(z, 0), "sigmoid": lambda z: 1 / (1 + np.exp(-z)), "tanh": np.tanh}
+    cases = [((5, 28, 28, 1), (5, 5, 1, 6), (1, 1), (2, 2, 2, 2)),
+             ((1, 160, 140, 3), (3, 3, 3, 8), (2, 1), (1, 1, 1, 1))]
+    rng = np.random.default_rng(17)
+    old = _C.get_num_threads()
+    try:
+        for t in (1, 2):
+            _C.set_num_threads(t)
+            for xs, ws, s, p in cases:
+                assert _uses_direct(xs, ws, s, p, (1, 1), 1, passes=("forward",))
+                x, w, b = _rand(rng, xs), _rand(rng, ws), _rand(rng, ws[3:])
+                ref = fns[act](R.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                                s, p, (1, 1), 1))
+                _close(_C.conv2d_forward(x, w, b, s, p, (1, 1), 1, act), ref)
+    finally:
+        _C.set_num_threads(old)

@@ -48,6 +48,10 @@
 #include <utility>
 #include <vector>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "cpu/conv_algorithm.h"
 #include "cpu/im2col.h"
 #include "cpu/parallel.h"
@@ -563,6 +567,8 @@ namespace {
 // vectors (columns ox >= OW meet dy = 0 and drop out). Per-row loops with LeNet conv2's
 // 10-column rows spent a third of the time in loop overhead, and 10 of 16 lanes worked;
 // the stream uses 10 of 14.
+struct DyGather;
+
 struct StreamPack {
   int64_t len, rows, plane, pixels, floats;
   StreamPack(const ConvGeometry& g, int64_t lines) {
@@ -591,25 +597,63 @@ struct StreamPack {
   }
   // dy rows oy0 .. oy0 + lines - 1 as the stream, in groups of oc vectors of 16 pixels:
   // dst[((p / 16)*oc + c)*16 + p % 16] = dy[pixel p, c], zero where p is no output pixel.
-  // Two vectorisable steps through `planar` (oc*pixels floats): channel planes, then
-  // 16-float copies; a direct scalar scatter was 40% of LeNet conv1's weight pass.
+  // With AVX-512: per vector of 16 stream pixels, one masked gather per channel (offsets
+  // from DyGather). Otherwise one pass in dy's order (contiguous reads, each pixel's oc
+  // values to oc lines of one block). The earlier pass per channel through a planar buffer
+  // (strided reads, then 16-float copies) was half of LeNet conv1's weight pass.
   void pack_dy(const ConvGeometry& g, const float* dy, int64_t n, int64_t oy0, int64_t lines,
-               float* planar, float* dst) const {
-    for (int64_t c = 0; c < g.oc; ++c) {
-      float* pc = planar + c * pixels;
-      for (int64_t l = 0; l < lines; ++l) {
-        const float* src = dy + (n * g.oh + oy0 + l) * g.ow * g.oc + c;
-        float* d = pc + l * len;
-        for (int64_t ox = 0; ox < g.ow; ++ox) d[ox] = src[ox * g.oc];
-        for (int64_t ox = g.ow; ox < len; ++ox) d[ox] = 0.f;
-      }
-      for (int64_t q = lines * len; q < pixels; ++q) pc[q] = 0.f;
+               const DyGather& gather, float* dst) const;
+};
+
+// Per vector of 16 stream pixels of a full work item: each lane's offset in the item's dy
+// rows (pixel (l, ox) at (l*OW + ox)*OC) and the mask of lanes that are output pixels.
+struct DyGather {
+  std::vector<int32_t> offset;
+  std::vector<uint16_t> valid;
+  DyGather(const ConvGeometry& g, const StreamPack& s, int64_t lines) {
+    const int64_t vecs = s.pixels / kLanes;
+    offset.assign((size_t)(vecs * kLanes), 0);
+    valid.assign((size_t)vecs, 0);
+    for (int64_t p = 0; p < vecs * kLanes; ++p) {
+      const int64_t l = p / s.len, ox = p % s.len;
+      if (l >= lines || ox >= g.ow) continue;
+      offset[p] = (int32_t)((l * g.ow + ox) * g.oc);
+      valid[p / kLanes] |= (uint16_t)(1u << (p % kLanes));
     }
-    for (int64_t vi = 0; vi < pixels / kLanes; ++vi)
-      for (int64_t c = 0; c < g.oc; ++c)
-        store(dst + (vi * g.oc + c) * kLanes, load(planar + c * pixels + vi * kLanes));
   }
 };
+
+void StreamPack::pack_dy(const ConvGeometry& g, const float* dy, int64_t n, int64_t oy0,
+                         int64_t lines, const DyGather& gather, float* dst) const {
+  const int64_t oc = g.oc;
+  const float* rows = dy + (n * g.oh + oy0) * g.ow * oc;
+#if defined(__AVX512F__)
+  // A short last block of rows: lanes from pixel lines*len on are no output pixels.
+  const int64_t end = lines * len;
+  for (int64_t vi = 0; vi < pixels / kLanes; ++vi) {
+    const int64_t left = end - vi * kLanes;
+    uint32_t m = gather.valid[vi];
+    if (left < kLanes) m &= left > 0 ? (1u << left) - 1 : 0u;
+    const __m512i off = _mm512_loadu_si512(gather.offset.data() + vi * kLanes);
+    float* d = dst + vi * oc * kLanes;
+    for (int64_t c = 0; c < oc; ++c)
+      _mm512_storeu_ps(d + c * kLanes,
+                       _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)m, off, rows + c, 4));
+  }
+#else
+  (void)gather;
+  std::memset(dst, 0, sizeof(float) * pixels * oc);
+  for (int64_t l = 0; l < lines; ++l) {
+    const float* src = rows + l * g.ow * oc;
+    for (int64_t ox = 0, p = l * len; ox < g.ow; ++ox, ++p) {
+      float* d = dst + (p / kLanes) * oc * kLanes + p % kLanes;
+      const float* s = src + ox * oc;
+      for (int64_t c = 0; c < oc; ++c) d[c * kLanes] = s[c];
+    }
+  }
+#endif
+}
+
 
 }  // namespace
 
@@ -627,6 +671,7 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
   }
   const RowTasks tasks(g.n, g.oh, fit, threads);
   const StreamPack full(g, tasks.rows);
+  const DyGather gather(g, full, tasks.rows);
   const int64_t dfloats = full.pixels * g.oc;
   // When whole images fit, a work item is a group of images, their streams back to back in
   // one kernel call: a call's fixed cost (24 partial-sum updates) over one 10x10 image was
@@ -659,14 +704,13 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
     // Per-lane partial sums of this thread, (tap, co, lane), then (co, lane) for db: the
     // bias gradient is the lane sums of the packed dy (detail::column_sums on the NHWC dy
     // was 14% of conv1's weight pass, 6 columns).
-    std::vector<float> vacc, xbuf, dbuf, planar;
+    std::vector<float> vacc, xbuf, dbuf;
     float* vdb = nullptr;
     errors.run([&] {
       vacc.resize((size_t)(psize * kLanes), 0.f);
       vdb = vacc.data() + wsize * kLanes;
       xbuf.resize(group * full.floats);
       dbuf.resize(group * dfloats);
-      planar.resize(dfloats);
     });
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
@@ -683,7 +727,7 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
       const int64_t lines = oy1 - oy0, nvec = round_up(lines * full.len, kLanes) / kLanes;
       for (int64_t b = 0; b < nimg; ++b) {
         full.pack_x(g, x, n0 + b, oy0, xbuf.data() + b * full.floats);
-        full.pack_dy(g, dy, n0 + b, oy0, lines, planar.data(), dbuf.data() + b * dfloats);
+        full.pack_dy(g, dy, n0 + b, oy0, lines, gather, dbuf.data() + b * dfloats);
       }
       if (db)
         for (int64_t c = 0; c < g.oc; ++c) {
