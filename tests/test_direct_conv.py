@@ -93,6 +93,10 @@ CASES = {
     "cout13_blocks": (1, 6, 20, 2, 13, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
     "stem_like": (1, 30, 30, 3, 24, (7, 7), (2, 2), (2, 3, 2, 3), (1, 1)),
     "window_barely_fits": (2, 4, 3, 2, 3, (5, 4), (1, 1), (1, 0, 0, 1), (1, 1)),
+    # Cout a multiple of 16 and OW mod 16 in 1..12: the forward runs vectorised over channels
+    "channels_dilation": (1, 13, 19, 3, 16, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2)),
+    "channels_col_blocks": (2, 5, 44, 2, 32, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    "channels_stride2_even": (1, 9, 15, 1, 16, (4, 4), (2, 2), (1, 2, 1, 2), (1, 1)),
 }
 
 
