@@ -762,8 +762,137 @@ void StreamPack::pack_dy(const ConvGeometry& g, const float* dy, int64_t n, int6
 
 }  // namespace
 
+namespace {
+
+// ---- the weight-gradient kernel vectorised over output channels (Cout % 16 == 0) ----
+
+// dw[tap, c0..c0+16] += sum over `lines` rows l and columns ox < P of
+//   x[l*xrstride + offs[t] + ox] * dy[l*dyrstride + ox*oc ..+16]
+// for the `real` first taps of a tile of T (dy already offset by c0): T accumulators, the
+// P dy vectors of a column block in registers, one broadcast of the packed input per FMA.
+// Every lane works (the stream kernel above runs its dy vectors along rows: LeNet conv2's
+// 10-column rows filled 10 of 14 lanes and its dy was transposed first); dy is read in
+// place from NHWC.
+template <int P, int T>
+void channel_dot(const float* x, int64_t xrstride, const int64_t* offs, int real, const float* dy,
+                 int64_t dyrstride, int64_t oc, int64_t lines, int64_t blocks, float* vout,
+                 int64_t vstride) {
+  v16 acc[T];
+#pragma GCC unroll 24
+  for (int t = 0; t < T; ++t) acc[t] = v16{};
+  for (int64_t l = 0; l < lines; ++l)
+    for (int64_t bk = 0; bk < blocks; ++bk) {
+      const float* xr = x + l * xrstride + bk * P;
+      const float* d = dy + l * dyrstride + bk * P * oc;
+      v16 dv[P];
+#pragma GCC unroll 8
+      for (int p = 0; p < P; ++p) {
+        dv[p] = load(d + p * oc);
+        pin(dv[p]);
+      }
+#pragma GCC unroll 24
+      for (int t = 0; t < T; ++t) {
+        const float* s = xr + offs[t];
+        for (int p = 0; p < P; ++p) acc[t] += splat(s[p]) * dv[p];
+      }
+    }
+#pragma GCC unroll 24
+  for (int t = 0; t < T; ++t) {
+    if (t >= real) break;
+    store(vout + t * vstride, load(vout + t * vstride) + acc[t]);
+  }
+}
+
+constexpr int kDotCols = 6, kDotTaps = 20;  // 20 accumulators + 6 dy vectors + 1 broadcast
+
+using ChannelDotFn = void (*)(const float*, int64_t, const int64_t*, int, const float*, int64_t,
+                              int64_t, int64_t, int64_t, float*, int64_t);
+
+template <size_t... I>
+constexpr std::array<ChannelDotFn, sizeof...(I)> channel_dot_table(std::index_sequence<I...>) {
+  return {&channel_dot<int(I) + 1, kDotTaps>...};
+}
+
+ChannelDotFn pick_channel_dot(int64_t cols) {
+  static constexpr auto table = channel_dot_table(std::make_index_sequence<kDotCols>());
+  return table[cols - 1];
+}
+
+// Work items of output rows as in the forward pass (InputPack); per thread (tap, channel)
+// partial vectors, summed in double in thread order at the end (deterministic for a fixed
+// thread count, as the stream kernel's).
+void direct_backward_weights_channels(const ConvGeometry& g, const float* dy, const float* x,
+                                      float* dw, float* db) {
+  const Window2d& v = g.win;
+  const int64_t ntaps = v.kh * v.kw * g.c, wsize = ntaps * g.oc;
+  const int64_t full = g.ow / kDotCols * kDotCols, tail = g.ow - full;
+  const InputPack pk(g, g.ow);
+  std::vector<int64_t> offs;
+  for (int64_t ky = 0; ky < v.kh; ++ky)
+    for (int64_t kx = 0; kx < v.kw; ++kx)
+      for (int64_t ci = 0; ci < g.c; ++ci) offs.push_back(pk.tap_offset(g, ky, kx, ci));
+  offs.resize((size_t)(ntaps + kDotTaps), offs.back());  // whole tiles; the extra dropped
+  const int threads = pass_threads(g);
+  const RowTasks tasks(g.n, g.oh, pk.rows_fit(g, kPackFloats), threads);
+  const int64_t psize = wsize + g.oc;  // dw, then db
+  std::vector<double> part((size_t)(threads * psize), 0.0);
+  int used = 1;
+  ExceptionCaptor errors;
+#pragma omp parallel num_threads(threads)
+  {
+    note_team();
+    const int t = omp_get_thread_num();
+#pragma omp single
+    used = omp_get_num_threads();
+    std::vector<float> vacc, buf;
+    errors.run([&] {
+      vacc.resize((size_t)psize, 0.f);
+      buf.resize(pk.row * pk.in_rows(g, tasks.rows));
+    });
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < tasks.count; ++i) {
+      if (errors.failed()) continue;
+      int64_t n, oy0, oy1;
+      tasks.get(i, n, oy0, oy1);
+      pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, oy1 - oy0), buf.data());
+      const float* drows = dy + (n * g.oh + oy0) * g.ow * g.oc;
+      const int64_t lines = oy1 - oy0, xr = v.sh * pk.row, dr = g.ow * g.oc;
+      for (int64_t c0 = 0; c0 < g.oc; c0 += kLanes) {
+        if (db) {
+          v16 s = load(vacc.data() + wsize + c0);
+          for (int64_t p = 0; p < lines * g.ow; ++p) s += load(drows + p * g.oc + c0);
+          store(vacc.data() + wsize + c0, s);
+        }
+        for (int64_t t0 = 0; t0 < ntaps; t0 += kDotTaps) {
+          const int real = (int)std::min<int64_t>(kDotTaps, ntaps - t0);
+          float* out = vacc.data() + t0 * g.oc + c0;
+          if (full)
+            pick_channel_dot(kDotCols)(buf.data(), xr, offs.data() + t0, real, drows + c0, dr,
+                                       g.oc, lines, full / kDotCols, out, g.oc);
+          if (tail)
+            pick_channel_dot(tail)(buf.data() + full, xr, offs.data() + t0, real,
+                                   drows + full * g.oc + c0, dr, g.oc, lines, 1, out, g.oc);
+        }
+      }
+    }
+    double* acc = part.data() + t * psize;
+    if (!errors.failed())
+      for (int64_t k = 0; k < psize; ++k) acc[k] += vacc[k];
+  }
+  errors.rethrow();
+  for (int64_t k = 0; k < psize; ++k) {
+    double s = 0.0;
+    for (int tt = 0; tt < used; ++tt) s += part[tt * psize + k];
+    if (k < wsize) dw[k] = (float)s;
+    else if (db) db[k - wsize] = (float)s;
+  }
+}
+
+}  // namespace
+
 void direct_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db) {
+  if (g.oc % kLanes == 0) return direct_backward_weights_channels(g, dy, x, dw, db);
   const Window2d& v = g.win;
   const int64_t ntaps = v.kh * v.kw * g.c, wsize = ntaps * g.oc;
   const int threads = pass_threads(g);
