@@ -23,6 +23,10 @@
 //                    register tiles of taps x Cout over one pixel stream per work item
 //                    (StreamPack); per-thread lane partials, summed in double in thread
 //                    order (deterministic for a fixed thread count). db in the same pass.
+// When Cout is a multiple of 16, the forward (for rows of OW % 16 in 1..12) and the weight
+// pass run vectorised over output channels instead (channel_block, channel_dot): every lane
+// works on short rows (LeNet conv2: 10 columns), dy is read in place, y written straight to
+// NHWC. The forward applies the activation to each work item's rows while in cache.
 //
 // Measured on the shared 2-core EPYC Zen 5 (AVX-512), median ms of interleaved runs in one
 // process (PYTHONPATH=. python benchmarks/bench_direct.py only=conv1,conv2,stem; gemm =
