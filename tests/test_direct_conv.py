@@ -93,6 +93,10 @@ CASES = {
     "cout13_blocks": (1, 6, 20, 2, 13, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
     "stem_like": (1, 30, 30, 3, 24, (7, 7), (2, 2), (2, 3, 2, 3), (1, 1)),
     "window_barely_fits": (2, 4, 3, 2, 3, (5, 4), (1, 1), (1, 0, 0, 1), (1, 1)),
+    # Cout a multiple of 16 and OW mod 16 in 1..12: the forward runs vectorised over channels
+    "channels_dilation": (1, 13, 19, 3, 16, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2)),
+    "channels_col_blocks": (2, 5, 44, 2, 32, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    "channels_stride2_even": (1, 9, 15, 1, 16, (4, 4), (2, 2), (1, 2, 1, 2), (1, 1)),
 }
 
 
@@ -212,3 +216,47 @@ def test_forced_modes_agree(name):
         _check(3, 2, 9, 9, 16, 80, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
     finally:
         _C.set_conv_algorithm("auto")
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh"])
+def test_forward_applies_the_activation_to_every_row_block(act):
+    """The direct forward applies the activation per work item (its rows of one image):
+    several images, and one image split into row blocks over 1 and 2 threads."""
+    fns = {"relu": lambda z: np.maximum(z, 0), "sigmoid": lambda z: 1 / (1 + np.exp(-z)), "tanh": np.tanh}
+    cases = [((5, 28, 28, 1), (5, 5, 1, 6), (1, 1), (2, 2, 2, 2)),
+             ((1, 160, 140, 3), (3, 3, 3, 8), (2, 1), (1, 1, 1, 1))]
+    rng = np.random.default_rng(17)
+    old = _C.get_num_threads()
+    try:
+        for t in (1, 2):
+            _C.set_num_threads(t)
+            for xs, ws, s, p in cases:
+                assert _uses_direct(xs, ws, s, p, (1, 1), 1, passes=("forward",))
+                x, w, b = _rand(rng, xs), _rand(rng, ws), _rand(rng, ws[3:])
+                ref = fns[act](R.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                                s, p, (1, 1), 1))
+                _close(_C.conv2d_forward(x, w, b, s, p, (1, 1), 1, act), ref)
+    finally:
+        _C.set_num_threads(old)
+
+
+def test_channel_vectorised_passes_threaded_and_deterministic():
+    """Cout 16 (LeNet conv2) and 32: the forward and weight passes vectorised over output
+    channels, on 1 and 2 threads against the oracle, and bit-identical when repeated."""
+    cases = [((32, 14, 14, 6), (5, 5, 6, 16), (1, 1), (0, 0, 0, 0)),
+             ((4, 23, 29, 3), (3, 3, 3, 32), (2, 1), (1, 1, 1, 1))]
+    old = _C.get_num_threads()
+    try:
+        for t in (1, 2):
+            _C.set_num_threads(t)
+            for (n, h, w, cin), (kh, kw, _, cout), s, p in cases:
+                _check(9, n, h, w, cin, cout, (kh, kw), s, p, (1, 1))
+                rng = np.random.default_rng(4)
+                x, wt = _rand(rng, (n, h, w, cin)), _rand(rng, (kh, kw, cin, cout))
+                args = (s, p, (1, 1), 1)
+                dy = _rand(rng, _C.conv2d_forward(x, wt, None, *args).shape)
+                first = _run(x, wt, None, dy, args, True)
+                for a, c in zip(first, _run(x, wt, None, dy, args, True)):
+                    assert np.array_equal(a, c)
+    finally:
+        _C.set_num_threads(old)

@@ -231,11 +231,13 @@ void tap_backward_data(const ConvGeometry& g, const float* dy, const float* w, f
 
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                     float* y, Activation act) {
-  // The direct kernels (depthwise, few channels) write y first; the activation follows.
+  // The depthwise kernel writes y first, the activation follows; the few-channel direct
+  // kernel applies it to each block of rows it has just written.
   const bool depthwise = g.is_depthwise();
-  if (depthwise || detail::direct_eligible(g, ConvPass::Forward)) {
-    if (depthwise) detail::depthwise_forward(g, x, w, b, y);
-    else detail::direct_forward(g, x, w, b, y);
+  if (!depthwise && detail::direct_eligible(g, ConvPass::Forward))
+    return detail::direct_forward(g, x, w, b, y, act);
+  if (depthwise) {
+    detail::depthwise_forward(g, x, w, b, y);
     return activation_inplace_parallel(g.output_size(), y, act);
   }
   // Winograd declines (false) an input holding NaN or inf (winograd.h); im2col redoes it.

@@ -23,6 +23,10 @@
 //                    register tiles of taps x Cout over one pixel stream per work item
 //                    (StreamPack); per-thread lane partials, summed in double in thread
 //                    order (deterministic for a fixed thread count). db in the same pass.
+// When Cout is a multiple of 16, the forward (for rows of OW % 16 in 1..12) and the weight
+// pass run vectorised over output channels instead (channel_block, channel_dot): every lane
+// works on short rows (LeNet conv2: 10 columns), dy is read in place, y written straight to
+// NHWC. The forward applies the activation to each work item's rows while in cache.
 //
 // Measured on the shared 2-core EPYC Zen 5 (AVX-512), median ms of interleaved runs in one
 // process (PYTHONPATH=. python benchmarks/bench_direct.py only=conv1,conv2,stem; gemm =
@@ -47,6 +51,10 @@
 #include <cstring>
 #include <utility>
 #include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "cpu/conv_algorithm.h"
 #include "cpu/im2col.h"
@@ -363,6 +371,57 @@ int tile_taps(int64_t cb) {
   return taps_per_tile((int)cb);
 }
 
+// ---- the forward micro-kernel vectorised over output channels ----
+
+// Where an output row is short and not a multiple of 16 (LeNet conv2: 10 columns, 6 of 16
+// lanes idle in tap_block) and Cout is a multiple of 16, the vector runs along the output
+// channels instead: R rows x P columns of pixels, each pixel's 16 channels c0.. in one
+// accumulator; per tap one weight vector and R*P broadcasts of the packed input (same
+// packing and tap offsets as tap_block). The block is written straight to NHWC (no
+// transpose). For each pixel (r, p), r < rows and p < cols:
+//   dst[r*dst_rstride + p*oc + c0 ..+16] = bias[c0..] + sum_t src[taps[t].off + r*rstride + p] * taps[t].w[c0..]
+template <int R, int P>
+void channel_block(const float* src, int64_t rstride, const Tap* taps, int64_t ntaps, int64_t c0,
+                   const float* bias, float* dst, int64_t dst_rstride, int64_t oc, int64_t rows,
+                   int64_t cols) {
+  v16 acc[R][P];
+  const v16 init = bias ? load(bias + c0) : v16{};
+#pragma GCC unroll 24
+  for (int r = 0; r < R; ++r)
+    for (int p = 0; p < P; ++p) acc[r][p] = init;
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const float* s = src + taps[t].off;
+    const v16 wv = load(taps[t].w + c0);
+#pragma GCC unroll 24
+    for (int r = 0; r < R; ++r)
+      for (int p = 0; p < P; ++p) acc[r][p] += splat(s[r * rstride + p]) * wv;
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t p = 0; p < cols; ++p) store(dst + r * dst_rstride + p * oc + c0, acc[r][p]);
+}
+
+using ChannelBlockFn = void (*)(const float*, int64_t, const Tap*, int64_t, int64_t, const float*,
+                               float*, int64_t, int64_t, int64_t, int64_t);
+constexpr int kMaxChannelCols = 12;  // R*P <= 24 accumulators, + the weight vector
+
+template <int R, size_t... I>
+constexpr std::array<ChannelBlockFn, sizeof...(I)> channel_block_table(std::index_sequence<I...>) {
+  return {&channel_block<R, int(I) + 1>...};
+}
+
+ChannelBlockFn pick_channel_block(int rows, int64_t cols) {
+  static constexpr auto t1 = channel_block_table<1>(std::make_index_sequence<kMaxChannelCols>());
+  static constexpr auto t2 = channel_block_table<2>(std::make_index_sequence<kMaxChannelCols>());
+  return (rows == 2 ? t2 : t1)[cols - 1];
+}
+
+// The channel-vectorised forward is used when Cout is a multiple of 16 and the row-
+// vectorised one would leave over a fifth of its lanes idle (OW mod 16 in 1..12).
+bool channel_vectorised(const ConvGeometry& g) {
+  const int64_t tail = g.ow % kLanes;
+  return g.oc % kLanes == 0 && tail != 0 && tail <= 12;
+}
+
 }  // namespace
 
 // The rule, from 1-thread timings of every pass forced through both paths (ms gemm/direct,
@@ -400,8 +459,62 @@ bool direct_eligible(const ConvGeometry& g, ConvPass pass) {
   return g.c <= 8 && g.oc <= max_cout && !g.is_pointwise();
 }
 
+namespace {
+
+// direct_forward with channel_block: work items, packing and the rows' tap ranges as there.
+void direct_forward_channels(const ConvGeometry& g, const float* x, const float* w,
+                             const float* b, float* y, Activation act) {
+  const Window2d& v = g.win;
+  // Columns per block: the whole row when it fits, else equal blocks of <= 12.
+  const int64_t col_blocks = (g.ow + kMaxChannelCols - 1) / kMaxChannelCols;
+  const int64_t pc = (g.ow + col_blocks - 1) / col_blocks;
+  const int nr = 2;  // 2 rows x <= 12 columns: <= 24 accumulators
+  const InputPack pk(g, round_up(g.ow, pc));
+  std::vector<Tap> taps;
+  for (int64_t ky = 0; ky < v.kh; ++ky)
+    for (int64_t kx = 0; kx < v.kw; ++kx)
+      for (int64_t ci = 0; ci < g.c; ++ci)
+        taps.push_back({pk.tap_offset(g, ky, kx, ci), w + ((ky * v.kw + kx) * g.c + ci) * g.oc});
+  const ChannelBlockFn kernel = pick_channel_block(nr, pc);
+  const int threads = pass_threads(g);
+  const RowTasks tasks(g.n, g.oh, pk.rows_fit(g, kPackFloats), threads);
+  ExceptionCaptor errors;
+#pragma omp parallel num_threads(threads)
+  {
+    note_team();
+    std::vector<float> buf;
+    errors.run([&] { buf.resize(pk.row * pk.in_rows(g, tasks.rows + nr - 1)); });
+#pragma omp for schedule(dynamic)
+    for (int64_t i = 0; i < tasks.count; ++i) {
+      if (errors.failed()) continue;
+      int64_t n, oy0, oy1;
+      tasks.get(i, n, oy0, oy1);
+      pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, oy1 - oy0), buf.data());
+      for (int64_t oy = oy0; oy < oy1; oy += nr) {
+        const float* base = buf.data() + (oy - oy0) * v.sh * pk.row;
+        const int64_t top = oy * v.sh - v.pt, bottom = (oy + nr - 1) * v.sh - v.pt;
+        const int64_t ky_lo = std::max<int64_t>(0, ceil_div(-bottom, v.dh));
+        const int64_t ky_hi = std::min<int64_t>(v.kh - 1, floor_div(g.h - 1 - top, v.dh));
+        const int64_t per_ky = v.kw * g.c;
+        const int64_t nt = ky_lo <= ky_hi ? (ky_hi - ky_lo + 1) * per_ky : 0;
+        for (int64_t ox0 = 0; ox0 < g.ow; ox0 += pc)
+          for (int64_t c0 = 0; c0 < g.oc; c0 += kLanes)
+            kernel(base + ox0, v.sh * pk.row, taps.data() + (nt ? ky_lo * per_ky : 0), nt, c0, b,
+                   y + ((n * g.oh + oy) * g.ow + ox0) * g.oc, g.ow * g.oc, g.oc,
+                   std::min<int64_t>(nr, oy1 - oy), std::min(pc, g.ow - ox0));
+      }
+      if (act != Activation::Linear)
+        activation_inplace((oy1 - oy0) * g.ow * g.oc, y + (n * g.oh + oy0) * g.ow * g.oc, act);
+    }
+  }
+  errors.rethrow();
+}
+
+}  // namespace
+
 void direct_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                    float* y) {
+                    float* y, Activation act) {
+  if (channel_vectorised(g)) return direct_forward_channels(g, x, w, b, y, act);
   const Window2d& v = g.win;
   const ChannelBlocks cbk(g.oc, kMaxBlock);
   const BlockShape bs(cbk.cb, g.ow, true);
@@ -446,6 +559,10 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
                    std::min<int64_t>(bs.nr, oy1 - oy), std::min(colw, g.ow - ox0));
           }
       }
+      // The activation on this item's rows while they are in cache (a separate pass over
+      // LeNet conv1's 256x28x28x6 output cost ~5% of its forward).
+      if (act != Activation::Linear)
+        activation_inplace((oy1 - oy0) * g.ow * g.oc, y + (n * g.oh + oy0) * g.ow * g.oc, act);
     }
   }
   errors.rethrow();
@@ -559,6 +676,8 @@ namespace {
 // vectors (columns ox >= OW meet dy = 0 and drop out). Per-row loops with LeNet conv2's
 // 10-column rows spent a third of the time in loop overhead, and 10 of 16 lanes worked;
 // the stream uses 10 of 14.
+struct DyGather;
+
 struct StreamPack {
   int64_t len, rows, plane, pixels, floats;
   StreamPack(const ConvGeometry& g, int64_t lines) {
@@ -587,30 +706,197 @@ struct StreamPack {
   }
   // dy rows oy0 .. oy0 + lines - 1 as the stream, in groups of oc vectors of 16 pixels:
   // dst[((p / 16)*oc + c)*16 + p % 16] = dy[pixel p, c], zero where p is no output pixel.
-  // Two vectorisable steps through `planar` (oc*pixels floats): channel planes, then
-  // 16-float copies; a direct scalar scatter was 40% of LeNet conv1's weight pass.
+  // With AVX-512: per vector of 16 stream pixels, one masked gather per channel (offsets
+  // from DyGather). Otherwise one pass in dy's order (contiguous reads, each pixel's oc
+  // values to oc lines of one block). The earlier pass per channel through a planar buffer
+  // (strided reads, then 16-float copies) was half of LeNet conv1's weight pass.
   void pack_dy(const ConvGeometry& g, const float* dy, int64_t n, int64_t oy0, int64_t lines,
-               float* planar, float* dst) const {
-    for (int64_t c = 0; c < g.oc; ++c) {
-      float* pc = planar + c * pixels;
-      for (int64_t l = 0; l < lines; ++l) {
-        const float* src = dy + (n * g.oh + oy0 + l) * g.ow * g.oc + c;
-        float* d = pc + l * len;
-        for (int64_t ox = 0; ox < g.ow; ++ox) d[ox] = src[ox * g.oc];
-        for (int64_t ox = g.ow; ox < len; ++ox) d[ox] = 0.f;
-      }
-      for (int64_t q = lines * len; q < pixels; ++q) pc[q] = 0.f;
+               const DyGather& gather, float* dst) const;
+};
+
+// Per vector of 16 stream pixels of a full work item: each lane's offset in the item's dy
+// rows (pixel (l, ox) at (l*OW + ox)*OC) and the mask of lanes that are output pixels.
+struct DyGather {
+  std::vector<int32_t> offset;
+  std::vector<uint16_t> valid;
+  DyGather(const ConvGeometry& g, const StreamPack& s, int64_t lines) {
+    const int64_t vecs = s.pixels / kLanes;
+    offset.assign((size_t)(vecs * kLanes), 0);
+    valid.assign((size_t)vecs, 0);
+    for (int64_t p = 0; p < vecs * kLanes; ++p) {
+      const int64_t l = p / s.len, ox = p % s.len;
+      if (l >= lines || ox >= g.ow) continue;
+      offset[p] = (int32_t)((l * g.ow + ox) * g.oc);
+      valid[p / kLanes] |= (uint16_t)(1u << (p % kLanes));
     }
-    for (int64_t vi = 0; vi < pixels / kLanes; ++vi)
-      for (int64_t c = 0; c < g.oc; ++c)
-        store(dst + (vi * g.oc + c) * kLanes, load(planar + c * pixels + vi * kLanes));
   }
 };
+
+void StreamPack::pack_dy(const ConvGeometry& g, const float* dy, int64_t n, int64_t oy0,
+                         int64_t lines, const DyGather& gather, float* dst) const {
+  const int64_t oc = g.oc;
+  const float* rows = dy + (n * g.oh + oy0) * g.ow * oc;
+#if defined(__AVX512F__)
+  // A short last block of rows: lanes from pixel lines*len on are no output pixels.
+  const int64_t end = lines * len;
+  for (int64_t vi = 0; vi < pixels / kLanes; ++vi) {
+    const int64_t left = end - vi * kLanes;
+    uint32_t m = gather.valid[vi];
+    if (left < kLanes) m &= left > 0 ? (1u << left) - 1 : 0u;
+    const __m512i off = _mm512_loadu_si512(gather.offset.data() + vi * kLanes);
+    float* d = dst + vi * oc * kLanes;
+    for (int64_t c = 0; c < oc; ++c)
+      _mm512_storeu_ps(d + c * kLanes,
+                       _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)m, off, rows + c, 4));
+  }
+#else
+  (void)gather;
+  std::memset(dst, 0, sizeof(float) * pixels * oc);
+  for (int64_t l = 0; l < lines; ++l) {
+    const float* src = rows + l * g.ow * oc;
+    for (int64_t ox = 0, p = l * len; ox < g.ow; ++ox, ++p) {
+      float* d = dst + (p / kLanes) * oc * kLanes + p % kLanes;
+      const float* s = src + ox * oc;
+      for (int64_t c = 0; c < oc; ++c) d[c * kLanes] = s[c];
+    }
+  }
+#endif
+}
+
+
+}  // namespace
+
+namespace {
+
+// ---- the weight-gradient kernel vectorised over output channels (Cout % 16 == 0) ----
+
+// dw[tap, c0..c0+16] += sum over `lines` rows l and columns ox < P of
+//   x[l*xrstride + offs[t] + ox] * dy[l*dyrstride + ox*oc ..+16]
+// for the `real` first taps of a tile of T (dy already offset by c0): T accumulators, the
+// P dy vectors of a column block in registers, one broadcast of the packed input per FMA.
+// Every lane works (the stream kernel above runs its dy vectors along rows: LeNet conv2's
+// 10-column rows filled 10 of 14 lanes and its dy was transposed first); dy is read in
+// place from NHWC.
+template <int P, int T>
+void channel_dot(const float* x, int64_t xrstride, const int64_t* offs, int real, const float* dy,
+                 int64_t dyrstride, int64_t oc, int64_t lines, int64_t blocks, float* vout,
+                 int64_t vstride) {
+  v16 acc[T];
+#pragma GCC unroll 24
+  for (int t = 0; t < T; ++t) acc[t] = v16{};
+  for (int64_t l = 0; l < lines; ++l)
+    for (int64_t bk = 0; bk < blocks; ++bk) {
+      const float* xr = x + l * xrstride + bk * P;
+      const float* d = dy + l * dyrstride + bk * P * oc;
+      v16 dv[P];
+#pragma GCC unroll 8
+      for (int p = 0; p < P; ++p) {
+        dv[p] = load(d + p * oc);
+        pin(dv[p]);
+      }
+#pragma GCC unroll 24
+      for (int t = 0; t < T; ++t) {
+        const float* s = xr + offs[t];
+        for (int p = 0; p < P; ++p) acc[t] += splat(s[p]) * dv[p];
+      }
+    }
+#pragma GCC unroll 24
+  for (int t = 0; t < T; ++t) {
+    if (t >= real) break;
+    store(vout + t * vstride, load(vout + t * vstride) + acc[t]);
+  }
+}
+
+constexpr int kDotCols = 6, kDotTaps = 20;  // 20 accumulators + 6 dy vectors + 1 broadcast
+
+using ChannelDotFn = void (*)(const float*, int64_t, const int64_t*, int, const float*, int64_t,
+                              int64_t, int64_t, int64_t, float*, int64_t);
+
+template <size_t... I>
+constexpr std::array<ChannelDotFn, sizeof...(I)> channel_dot_table(std::index_sequence<I...>) {
+  return {&channel_dot<int(I) + 1, kDotTaps>...};
+}
+
+ChannelDotFn pick_channel_dot(int64_t cols) {
+  static constexpr auto table = channel_dot_table(std::make_index_sequence<kDotCols>());
+  return table[cols - 1];
+}
+
+// Work items of output rows as in the forward pass (InputPack); per thread (tap, channel)
+// partial vectors, summed in double in thread order at the end (deterministic for a fixed
+// thread count, as the stream kernel's).
+void direct_backward_weights_channels(const ConvGeometry& g, const float* dy, const float* x,
+                                      float* dw, float* db) {
+  const Window2d& v = g.win;
+  const int64_t ntaps = v.kh * v.kw * g.c, wsize = ntaps * g.oc;
+  const int64_t full = g.ow / kDotCols * kDotCols, tail = g.ow - full;
+  const InputPack pk(g, g.ow);
+  std::vector<int64_t> offs;
+  for (int64_t ky = 0; ky < v.kh; ++ky)
+    for (int64_t kx = 0; kx < v.kw; ++kx)
+      for (int64_t ci = 0; ci < g.c; ++ci) offs.push_back(pk.tap_offset(g, ky, kx, ci));
+  offs.resize((size_t)(ntaps + kDotTaps), offs.back());  // whole tiles; the extra dropped
+  const int threads = pass_threads(g);
+  const RowTasks tasks(g.n, g.oh, pk.rows_fit(g, kPackFloats), threads);
+  const int64_t psize = wsize + g.oc;  // dw, then db
+  std::vector<double> part((size_t)(threads * psize), 0.0);
+  int used = 1;
+  ExceptionCaptor errors;
+#pragma omp parallel num_threads(threads)
+  {
+    note_team();
+    const int t = omp_get_thread_num();
+#pragma omp single
+    used = omp_get_num_threads();
+    std::vector<float> vacc, buf;
+    errors.run([&] {
+      vacc.resize((size_t)psize, 0.f);
+      buf.resize(pk.row * pk.in_rows(g, tasks.rows));
+    });
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < tasks.count; ++i) {
+      if (errors.failed()) continue;
+      int64_t n, oy0, oy1;
+      tasks.get(i, n, oy0, oy1);
+      pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, oy1 - oy0), buf.data());
+      const float* drows = dy + (n * g.oh + oy0) * g.ow * g.oc;
+      const int64_t lines = oy1 - oy0, xr = v.sh * pk.row, dr = g.ow * g.oc;
+      for (int64_t c0 = 0; c0 < g.oc; c0 += kLanes) {
+        if (db) {
+          v16 s = load(vacc.data() + wsize + c0);
+          for (int64_t p = 0; p < lines * g.ow; ++p) s += load(drows + p * g.oc + c0);
+          store(vacc.data() + wsize + c0, s);
+        }
+        for (int64_t t0 = 0; t0 < ntaps; t0 += kDotTaps) {
+          const int real = (int)std::min<int64_t>(kDotTaps, ntaps - t0);
+          float* out = vacc.data() + t0 * g.oc + c0;
+          if (full)
+            pick_channel_dot(kDotCols)(buf.data(), xr, offs.data() + t0, real, drows + c0, dr,
+                                       g.oc, lines, full / kDotCols, out, g.oc);
+          if (tail)
+            pick_channel_dot(tail)(buf.data() + full, xr, offs.data() + t0, real,
+                                   drows + full * g.oc + c0, dr, g.oc, lines, 1, out, g.oc);
+        }
+      }
+    }
+    double* acc = part.data() + t * psize;
+    if (!errors.failed())
+      for (int64_t k = 0; k < psize; ++k) acc[k] += vacc[k];
+  }
+  errors.rethrow();
+  for (int64_t k = 0; k < psize; ++k) {
+    double s = 0.0;
+    for (int tt = 0; tt < used; ++tt) s += part[tt * psize + k];
+    if (k < wsize) dw[k] = (float)s;
+    else if (db) db[k - wsize] = (float)s;
+  }
+}
 
 }  // namespace
 
 void direct_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db) {
+  if (g.oc % kLanes == 0) return direct_backward_weights_channels(g, dy, x, dw, db);
   const Window2d& v = g.win;
   const int64_t ntaps = v.kh * v.kw * g.c, wsize = ntaps * g.oc;
   const int threads = pass_threads(g);
@@ -623,6 +909,7 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
   }
   const RowTasks tasks(g.n, g.oh, fit, threads);
   const StreamPack full(g, tasks.rows);
+  const DyGather gather(g, full, tasks.rows);
   const int64_t dfloats = full.pixels * g.oc;
   // When whole images fit, a work item is a group of images, their streams back to back in
   // one kernel call: a call's fixed cost (24 partial-sum updates) over one 10x10 image was
@@ -655,14 +942,13 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
     // Per-lane partial sums of this thread, (tap, co, lane), then (co, lane) for db: the
     // bias gradient is the lane sums of the packed dy (detail::column_sums on the NHWC dy
     // was 14% of conv1's weight pass, 6 columns).
-    std::vector<float> vacc, xbuf, dbuf, planar;
+    std::vector<float> vacc, xbuf, dbuf;
     float* vdb = nullptr;
     errors.run([&] {
       vacc.resize((size_t)(psize * kLanes), 0.f);
       vdb = vacc.data() + wsize * kLanes;
       xbuf.resize(group * full.floats);
       dbuf.resize(group * dfloats);
-      planar.resize(dfloats);
     });
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items; ++i) {
@@ -679,7 +965,7 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
       const int64_t lines = oy1 - oy0, nvec = round_up(lines * full.len, kLanes) / kLanes;
       for (int64_t b = 0; b < nimg; ++b) {
         full.pack_x(g, x, n0 + b, oy0, xbuf.data() + b * full.floats);
-        full.pack_dy(g, dy, n0 + b, oy0, lines, planar.data(), dbuf.data() + b * dfloats);
+        full.pack_dy(g, dy, n0 + b, oy0, lines, gather, dbuf.data() + b * dfloats);
       }
       if (db)
         for (int64_t c = 0; c < g.oc; ++c) {

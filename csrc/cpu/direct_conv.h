@@ -12,8 +12,9 @@ namespace fastconv::cpu::detail {
 bool direct_eligible(const ConvGeometry& g, ConvPass pass);
 
 // Same contracts as conv2d_forward / conv2d_backward_data / conv2d_backward_weights.
+// The forward also applies `act` to each block of rows while it is in cache.
 void direct_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                    float* y);
+                    float* y, Activation act = Activation::Linear);
 void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx);
 void direct_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db);

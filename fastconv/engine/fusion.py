@@ -10,11 +10,15 @@ not a model output):
   predict() pays for one conv and nothing else. The fold is made of autograd ops, so a model
   run with training=False still gets gradients for its conv and BN weights.
 - ``Add -> ReLU``: the residual join and its activation in one pass.
+- ``Conv2D('relu') -> MaxPooling2D`` (or ``Conv2D -> ReLU -> MaxPooling2D``): one op whose
+  backward applies the ReLU mask to the pooled gradient (autograd/ops/conv_relu_max_pool.py),
+  a quarter of the conv output for 2x2 pooling, and keeps no conv output.
 - ``BatchNormalization -> ReLU``: one batch-norm kernel that applies the ReLU (and, in
   training, masks its gradient by recomputing the sign instead of saving another array).
 
 Only the exact built-in classes fuse (a subclass may override ``call``); ``ReLU`` only with its
-defaults; the conv only with a linear activation and the batch norm only on the last axis.
+defaults; the conv only with a linear activation (or ReLU when a max pool follows) and the batch norm
+only on the last axis.
 ``fastconv.set_fusion(False)`` turns it off; ``model.fusion_plan(training)`` lists the chains.
 Layers that run a list of sublayers themselves (the zoo's residual and dense blocks) use
 ``run_layers`` to get the same treatment.
@@ -23,6 +27,7 @@ from ..layers.activation import Activation, ReLU
 from ..layers.batch_normalization import BatchNormalization
 from ..layers.conv2d import Conv2D
 from ..layers.merge import Add
+from ..layers.pooling import MaxPooling2D
 from ..layers.zero_padding2d import ZeroPadding2D
 
 
@@ -55,6 +60,14 @@ def _is_conv(layer):
     return type(layer) is Conv2D and layer.built and layer.activation == "linear"
 
 
+def _is_relu_conv(layer):  # fuses only with a max pool after it
+    return type(layer) is Conv2D and layer.built and layer.activation == "relu"
+
+
+def _is_max_pool(layer):
+    return type(layer) is MaxPooling2D and layer.built
+
+
 def _is_zero_padding(layer):
     return type(layer) is ZeroPadding2D and layer.built
 
@@ -72,11 +85,14 @@ class Chain:
         head, kwargs = links[0]
         pad = head.padding if _is_zero_padding(head) else None
         self.runner = self.layers[1] if pad else head  # the layer whose call runs the chain
-        if _is_conv(self.runner):
+        if _is_conv(self.runner) or _is_relu_conv(self.runner):
             rest = self.layers[2 if pad else 1:]
             self.fold = rest[0] if rest and _is_bn(rest[0]) else None
+            pool = self.layers[-1] if _is_max_pool(self.layers[-1]) else None
             self.call_kwargs = {"_fold": self.fold, "_activation": "relu" if _is_relu(self.layers[-1]) else None,
                                 "_pads": pad}
+            if pool is not None:
+                self.call_kwargs = {"_pads": pad, "_max_pool": pool}
         elif type(head) is Add:
             self.call_kwargs = {"_activation": "relu"}
         else:  # batch norm + relu
@@ -112,8 +128,10 @@ def chain_from(links_at, training):
     if _is_conv(head):
         if extend(lambda l: _is_bn(l[0]) and not _bn_training(l[0], l[1], training)):
             extend(lambda l: _is_relu(l[0]))
-        else:
-            extend(lambda l: _is_relu(l[0]))
+        elif extend(lambda l: _is_relu(l[0])):
+            extend(lambda l: _is_max_pool(l[0]))
+    elif _is_relu_conv(head):
+        extend(lambda l: _is_max_pool(l[0]))
     elif _is_bn(head) or type(head) is Add:
         extend(lambda l: _is_relu(l[0]))
     return Chain(links, training) if len(links) > 1 else None

@@ -78,11 +78,17 @@ class Conv2D(Layer):
                                      regularizer=self.bias_regularizer) if self.use_bias else None)
         self._in_channels = cin
 
-    def call(self, inputs, _fold=None, _activation=None, _pads=None):
+    def call(self, inputs, _fold=None, _activation=None, _pads=None, _max_pool=None):
         # _fold (a BatchNormalization at inference), _activation and _pads (a ZeroPadding2D's
         # ((top, bottom), (left, right)) on a 'valid' conv) come from a fused layer chain
-        # (engine/fusion.py), only on a conv whose own activation is linear.
+        # (engine/fusion.py), only on a conv whose own activation is linear. _max_pool (a
+        # MaxPooling2D after this conv's ReLU) comes from one too, with no _fold.
         check_nhwc(self, inputs.shape, self._in_channels)
+        if _max_pool is not None:
+            return ops.conv2d_relu_max_pool(inputs, self.kernel, self.bias, strides=self.strides,
+                                            padding=_pads or self.padding, dilation_rate=self.dilation_rate,
+                                            groups=self.groups, pool_size=_max_pool.pool_size,
+                                            pool_strides=_max_pool.strides, pool_padding=_max_pool.padding)
         if _fold is not None and not is_grad_enabled() and self.kernel.size > self._output_size(inputs.shape):
             # Inference on few images (predict at batch 1): folding the batch norm rewrites the
             # whole kernel at every call (ResNet-18's 11M weights: ~12 ms of a 35 ms predict),
