@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import random
 from ..autograd import Tensor
+from ..data import kernels
 from ..functional import array_module
 from .layer import Layer
 
@@ -84,29 +85,52 @@ def crop(x, top, left, height, width):
     return x[:, top:top + height, left:left + width, :]
 
 
-def factor_range(f, name):
-    lo, hi = (-f, f) if np.isscalar(f) else tuple(f)
-    if lo > hi:
-        raise ValueError(f"{name} range must be (low, high) with low <= high, got {f!r}")
-    return float(lo), float(hi)
+def keras_factor(layer, f, name, low=-1.0, high=1.0, low_open=False):
+    """Keras 3's factor argument -> (lower, upper): a number f gives (-|f|, |f|), a pair is
+    sorted; every number must lie in [low, high] ((low, high] with low_open)."""
+    pair = tuple(f) if isinstance(f, (tuple, list)) else None
+    values = pair if pair is not None else (f,)
+    bad = (pair is not None and len(pair) != 2) or not all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values)
+    if not bad:
+        bad = any(v > high or v < low or (low_open and v == low) for v in values)
+    if bad:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{type(layer).__name__}: {name} must be a number or a pair of numbers in {interval}, "
+                         f"got {f!r}")
+    if pair is None:
+        return -abs(float(f)), abs(float(f))
+    lo, hi = sorted(float(v) for v in pair)
+    return lo, hi
+
+
+def check_channels_last(layer, data_format):
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"{type(layer).__name__}: only data_format='channels_last' is supported, "
+                         f"got {data_format!r}")
 
 
 class HostAugmentLayer(Layer):
     """Base of RandomFlip/Rotation/Zoom/Translation: one transform per image drawn on the host
-    and applied by fastconv.data.augment during training (identity otherwise). They belong at
-    the model input: their output carries no gradient back to their input."""
+    and applied by fastconv.data during training (identity otherwise). They belong at the model
+    input: their output carries no gradient back to their input. Like Keras 3's, they take one
+    image (H, W, C) as well as a batch."""
 
-    def __init__(self, seed=None, fill_value=0.0, **kwargs):
+    def __init__(self, seed=None, fill_value=0.0, data_format=None, **kwargs):
         kwargs["trainable"] = False  # also when a config (which records trainable) rebuilds it
         super().__init__(**kwargs)
+        check_channels_last(self, data_format)
         self.seed, self.fill_value = seed, float(fill_value)
 
     def call(self, inputs, training=None):
         if not training:
             return inputs
         x = inputs.data if isinstance(inputs, Tensor) else np.asarray(inputs)
-        if x.ndim != 4:
-            raise ValueError(f"{type(self).__name__} expects NHWC input (N, H, W, C), got shape {x.shape}")
+        if x.ndim not in (3, 4):
+            raise ValueError(f"{type(self).__name__} expects NHWC input (N, H, W, C) or one image (H, W, C), "
+                             f"got shape {x.shape}")
+        if x.ndim == 3:
+            return Tensor(self.transform(x[None], generator(self))[0])
         return Tensor(self.transform(x, generator(self)))
 
     def compute_output_shape(self, input_shape):
@@ -114,3 +138,41 @@ class HostAugmentLayer(Layer):
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed, "fill_value": self.fill_value}
+
+
+# Keras 3's fill modes as fastconv.data.kernels.warp_affine names them (scipy.ndimage's names:
+# Keras's "constant" blends the border with fill_value, its "wrap" has period H and W)
+KERAS_FILL_MODES = {"reflect": "reflect", "wrap": "grid-wrap", "constant": "grid-constant", "nearest": "nearest"}
+WARP_INTERPOLATIONS = ("bilinear", "nearest")
+
+
+class HostWarpLayer(HostAugmentLayer):
+    """RandomRotation/Zoom/Translation: an affine warp per image with Keras 3's fill_mode,
+    interpolation and fill_value (defaults "reflect", "bilinear", 0.0, as there)."""
+
+    def __init__(self, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0, **kwargs):
+        super().__init__(seed=seed, fill_value=fill_value, **kwargs)
+        if fill_mode not in KERAS_FILL_MODES:
+            raise ValueError(f"{type(self).__name__}: fill_mode must be one of {tuple(KERAS_FILL_MODES)}, "
+                             f"got {fill_mode!r}")
+        if interpolation not in WARP_INTERPOLATIONS:
+            raise ValueError(f"{type(self).__name__}: interpolation must be one of {WARP_INTERPOLATIONS}, "
+                             f"got {interpolation!r}")
+        self.fill_mode, self.interpolation = fill_mode, interpolation
+
+    def warp(self, x, linear, shift=None):
+        """Output pixel p = (row, col) samples ``linear @ (p - centre) + centre - shift`` with
+        centre ((H-1)/2, (W-1)/2): Keras 3's matrices written rows first. linear: (N, 2, 2),
+        shift: (N, 2) (rows, cols) or None."""
+        n, h, w = x.shape[:3]
+        centre = np.array([(h - 1) / 2, (w - 1) / 2])
+        m = np.empty((n, 2, 3))
+        m[:, :, :2] = linear
+        m[:, :, 2] = centre - linear @ centre
+        if shift is not None:
+            m[:, :, 2] -= shift
+        return kernels.warp_affine(x, m, fill_mode=KERAS_FILL_MODES[self.fill_mode], cval=self.fill_value,
+                                   interpolation=self.interpolation)
+
+    def get_config(self):
+        return {**super().get_config(), "fill_mode": self.fill_mode, "interpolation": self.interpolation}

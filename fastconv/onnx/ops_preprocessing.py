@@ -62,6 +62,8 @@ register(CenterCrop, RandomCrop)(center_crop)
 
 @register(Resizing)
 def _resizing(g, layer, x):
+    if getattr(layer, "pad_to_aspect_ratio", False):
+        raise unsupported(layer, "pad_to_aspect_ratio=True is not exported yet")
     if layer.crop_to_aspect_ratio:
         x = crop(g, x, *aspect_crop(*_static_hw(layer, x), layer.height, layer.width), layer.name)
     return resize(g, x, layer.height, layer.width, layer.interpolation, layer.name)
