@@ -101,6 +101,8 @@ def test_layers_accept_one_image_and_sorted_factor_pairs():
     np.testing.assert_array_equal(a, b)
     assert layers.RandomZoom((0.3, -0.1))._hr == (-0.1, 0.3)  # Keras sorts a pair
     assert layers.RandomRotation(-0.2)._range == (-0.2, 0.2)  # and takes |f| of a number
+    brightness = layers.RandomBrightness((0.4, -0.2))
+    assert (brightness._lower, brightness._upper) == (-0.2, 0.4)
 
 
 def test_config_round_trip_keeps_fill_arguments():
@@ -160,6 +162,7 @@ def test_compiled_grid_modes_match_numpy_twin(dtype):
     (lambda: layers.RandomTranslation(0.1, (0.1, 0.2, 0.3)), "width_factor must be"),
     (lambda: layers.RandomTranslation(0.1, "0.2"), "width_factor must be"),
     (lambda: layers.RandomFlip(data_format="channels_first"), "data_format='channels_last'"),
+    (lambda: layers.RandomBrightness(1.2), r"factor must be a number or a pair of numbers in \[-1, 1\]"),
     (lambda: layers.Resizing(4, 4, crop_to_aspect_ratio=True, pad_to_aspect_ratio=True), "only one of"),
     (lambda: layers.Resizing(4, 4, fill_mode="reflect"), "fill_mode must be 'constant'"),
     (lambda: K.warp_affine(np.zeros((1, 3, 3, 1)), np.eye(3)[:2], interpolation="cubic"),

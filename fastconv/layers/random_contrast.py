@@ -2,7 +2,8 @@
 contrast is scaled by a factor drawn uniformly from [1 - lower, 1 + upper] (factor a float
 f: lower = upper = f; or a pair (lower, upper)): y = (x - m) * c + m with m the image's
 per-channel mean over height and width, then clipped to value_range (Keras 3). Identity at
-inference. Draws come from `fastconv.random.generator("augment")` or a private Generator of
+inference. This is the range Keras 3 documents; Keras 3.15's code draws from [1, 1 + f] for a
+single float f (its factor bounds of (0, 1) clip the lower end to 0). Draws come from `fastconv.random.generator("augment")` or a private Generator of
 `seed`.
 
 >>> from fastconv import layers
