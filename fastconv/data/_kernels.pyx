@@ -259,9 +259,19 @@ def warp_affine(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, const do
                 c1 = _fix_index(c0 + 1, w, mode)
                 r0 = _fix_index(r0, h, mode)
                 c0 = _fix_index(c0, w, mode)
+                if r0 < 0 or r1 < 0 or c0 < 0 or c1 < 0:  # grid-constant at the border: taps read cval
+                    for c in range(ch):
+                        v = ((1 - fr) * ((1 - fc) * _tap(img, r0, c0, w, ch, c, cval)
+                                         + fc * _tap(img, r0, c1, w, ch, c, cval))
+                             + fr * ((1 - fc) * _tap(img, r1, c0, w, ch, c, cval)
+                                     + fc * _tap(img, r1, c1, w, ch, c, cval)))
+                        o[j * ch + c] = <float>v
+                    continue
+                r0 = r0 * w
+                r1 = r1 * w
                 for c in range(ch):
-                    v = ((1 - fr) * ((1 - fc) * _tap(img, r0, c0, w, ch, c, cval) + fc * _tap(img, r0, c1, w, ch, c, cval))
-                         + fr * ((1 - fc) * _tap(img, r1, c0, w, ch, c, cval) + fc * _tap(img, r1, c1, w, ch, c, cval)))
+                    v = ((1 - fr) * ((1 - fc) * <double>img[(r0 + c0) * ch + c] + fc * <double>img[(r0 + c1) * ch + c])
+                         + fr * ((1 - fc) * <double>img[(r1 + c0) * ch + c] + fc * <double>img[(r1 + c1) * ch + c]))
                     o[j * ch + c] = <float>v
 
 
