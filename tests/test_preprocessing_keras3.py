@@ -199,3 +199,14 @@ def test_live_keras3_on_fresh_inputs(tmp_path, backend):
     assert str(ref["keras_backend"]) == backend
     _check_against(ref, skip_modes=("wrap",) if backend == "tensorflow" else ())
     _check_resizing(ref)
+
+
+def test_onnx_export_refuses_pad_to_aspect_ratio(tmp_path):
+    pytest.importorskip("onnx")
+    import fastconv
+    from fastconv import models
+    inputs = layers.Input((6, 9, 2))
+    model = models.Model(inputs, layers.Resizing(4, 4, pad_to_aspect_ratio=True)(inputs))
+    with pytest.raises(fastconv.onnx.UnsupportedLayerError, match="pad_to_aspect_ratio"):
+        fastconv.onnx.export(model, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

@@ -1,5 +1,5 @@
-"""Preprocessing layers at inference: Resizing, CenterCrop, RandomCrop (a centre crop when not
-training, as in Keras), and the random augmentations, which are the identity at inference
+"""Preprocessing layers at inference: Resizing, CenterCrop, RandomCrop (Keras's smart_resize
+when not training), and the random augmentations, which are the identity at inference
 (RandomBrightness, RandomContrast, RandomFlip, RandomRotation, RandomZoom, RandomTranslation).
 
 Resizing is tf.image.resize without antialiasing: ONNX Resize with half-pixel centres for
@@ -57,7 +57,14 @@ def center_crop(g, layer, x):
     return resize(g, x, layer.height, layer.width, "bilinear", layer.name)
 
 
-register(CenterCrop, RandomCrop)(center_crop)
+register(CenterCrop)(center_crop)
+
+
+@register(RandomCrop)
+def _random_crop_at_inference(g, layer, x):
+    # Keras's smart_resize: the largest centred window of the target aspect ratio, resized
+    x = crop(g, x, *aspect_crop(*_static_hw(layer, x), layer.height, layer.width), layer.name)
+    return resize(g, x, layer.height, layer.width, "bilinear", layer.name)
 
 
 @register(Resizing)
