@@ -67,6 +67,21 @@ def _check_resizing(ref):
                                        err_msg=f"pad {h}x{w} {interp}")
 
 
+def _check_tf_resize(ref):
+    x = ref["x"]
+    for h, w in mk.TF_RESIZE_CASES:
+        for method in mk.TF_RESIZE_METHODS:
+            got = layers.Resizing(h, w, interpolation=method)(x).numpy()
+            # bicubic is TF's bit for bit here; area's float32 sums run in another order
+            np.testing.assert_allclose(got, ref[f"tf_resize_{method}_{h}_{w}"], rtol=0,
+                                       atol=ATOL if method == "bicubic" else 2e-3,
+                                       err_msg=f"{method} {h}x{w}")
+
+
+def test_resizing_bicubic_and_area_match_tensorflow_golden(golden):
+    _check_tf_resize(golden)
+
+
 def test_warping_layers_match_keras3_golden(golden, impl):
     _check_against(golden)
 
@@ -199,14 +214,18 @@ def test_live_keras3_on_fresh_inputs(tmp_path, backend):
     assert str(ref["keras_backend"]) == backend
     _check_against(ref, skip_modes=("wrap",) if backend == "tensorflow" else ())
     _check_resizing(ref)
+    _check_tf_resize(ref)
 
 
-def test_onnx_export_refuses_pad_to_aspect_ratio(tmp_path):
+@pytest.mark.parametrize("kwargs, match", [(dict(pad_to_aspect_ratio=True), "pad_to_aspect_ratio"),
+                                           (dict(interpolation="bicubic"), "interpolation='bicubic'"),
+                                           (dict(interpolation="area"), "interpolation='area'")])
+def test_onnx_export_refuses_what_it_cannot_write(tmp_path, kwargs, match):
     pytest.importorskip("onnx")
     import fastconv
     from fastconv import models
     inputs = layers.Input((6, 9, 2))
-    model = models.Model(inputs, layers.Resizing(4, 4, pad_to_aspect_ratio=True)(inputs))
-    with pytest.raises(fastconv.onnx.UnsupportedLayerError, match="pad_to_aspect_ratio"):
+    model = models.Model(inputs, layers.Resizing(4, 4, **kwargs)(inputs))
+    with pytest.raises(fastconv.onnx.UnsupportedLayerError, match=match):
         fastconv.onnx.export(model, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()

@@ -55,22 +55,70 @@ def _axis_weights(n_in, n_out, interpolation):
     return lo, hi, src - lo_f
 
 
+_CUBIC_TABLE = 1024  # TF samples the cubic kernel at multiples of 1/1024 (a lookup table)
+
+
+def _bicubic_taps(n_in, n_out):
+    """(indices (4, n_out), weights (4, n_out) float32): TF's half-pixel bicubic (Keys, a = -0.5),
+    the fraction rounded to 1/1024 as its table does; taps outside the image get weight 0 and
+    the rest are renormalised to sum to 1 (TF's rule since half_pixel_centers)."""
+    a = -0.5
+    scale = np.float32(n_in) / np.float32(n_out)
+    pos = (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    base = np.floor(pos)
+    step = np.rint((pos - base) * np.float32(_CUBIC_TABLE)).astype(np.int64)
+
+    def near(t):  # |t| <= 1, t a float32 table point, computed in double as TF's table is
+        t = t.astype(np.float64)
+        return (((a + 2) * t - (a + 3)) * t * t + 1).astype(np.float32)
+
+    def far(t):  # 1 < |t| < 2
+        t = (t + np.float32(1)).astype(np.float64)
+        return ((((a * t - 5 * a) * t + 8 * a) * t) - 4 * a).astype(np.float32)
+    t0 = (step / _CUBIC_TABLE).astype(np.float32)
+    t1 = ((_CUBIC_TABLE - step) / _CUBIC_TABLE).astype(np.float32)
+    weights = np.stack([far(t0), near(t0), near(t1), far(t1)])
+    idx = base.astype(np.int64)[None, :] + np.arange(-1, 3)[:, None]
+    inside = (idx >= 0) & (idx <= n_in - 1)
+    weights = np.where(inside, weights, np.float32(0))
+    total = weights.sum(axis=0, dtype=np.float32)
+    ok = np.abs(total) >= 1000 * np.finfo(np.float32).tiny
+    weights = np.where(ok, weights * (np.float32(1) / np.where(ok, total, 1)), weights)
+    return np.clip(idx, 0, n_in - 1), weights.astype(np.float32)
+
+
+def _area_taps(n_in, n_out):
+    """tf.image.resize "area": each output cell the mean of the input area it covers, border
+    cells weighted by the fraction covered (fastconv.data's area kernel's taps)."""
+    from ..data.kernels_numpy import area_taps
+    idx, wts, _, scale = area_taps(n_in, n_out)
+    return idx.T, (wts / scale).T.astype(np.float32)
+
+
 def _along(x, axis, n_out, interpolation):
     n_in = x.shape[axis]
-    if n_in == n_out and interpolation in ("nearest", "bilinear"):
-        return x  # half-pixel centres map every pixel onto itself
-    lo, hi, frac = _axis_weights(n_in, n_out, interpolation)
+    if n_in == n_out and interpolation != "bicubic":
+        return x  # half-pixel centres map every pixel onto itself (area: one full cell each)
     xp = array_module(x.data)
 
     def take(idx):
         index = [slice(None)] * 4
         index[axis] = xp.asarray(idx)
         return x[tuple(index)]
+
+    shape = [1, 1, 1, 1]
+    shape[axis] = n_out
+    if interpolation in ("bicubic", "area"):
+        idx, weights = (_bicubic_taps if interpolation == "bicubic" else _area_taps)(n_in, n_out)
+        out = None
+        for k in range(len(idx)):
+            term = take(idx[k]) * like(x, weights[k].reshape(shape))
+            out = term if out is None else out + term
+        return out
+    lo, hi, frac = _axis_weights(n_in, n_out, interpolation)
     low = take(lo)
     if hi is None:
         return low
-    shape = [1, 1, 1, 1]
-    shape[axis] = n_out
     # low + (high - low) * frac, TensorFlow's form: a NaN neighbour poisons its outputs even
     # at weight 0, as it does there.
     return low + (take(hi) - low) * like(x, frac.reshape(shape))

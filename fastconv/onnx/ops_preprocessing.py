@@ -71,6 +71,8 @@ def _random_crop_at_inference(g, layer, x):
 def _resizing(g, layer, x):
     if getattr(layer, "pad_to_aspect_ratio", False):
         raise unsupported(layer, "pad_to_aspect_ratio=True is not exported yet")
+    if layer.interpolation not in ("bilinear", "nearest"):
+        raise unsupported(layer, f"interpolation={layer.interpolation!r} is not exported yet (bilinear, nearest are)")
     if layer.crop_to_aspect_ratio:
         x = crop(g, x, *aspect_crop(*_static_hw(layer, x), layer.height, layer.width), layer.name)
     return resize(g, x, layer.height, layer.width, layer.interpolation, layer.name)

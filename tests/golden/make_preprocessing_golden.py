@@ -1,6 +1,7 @@
 """Writes tests/golden/preprocessing_layers.npz: Keras 3's RandomRotation, RandomZoom and
 RandomTranslation at fixed transforms (a factor pair (a, a) draws exactly a) for every fill_mode
-and interpolation, and Resizing with pad_to_aspect_ratio / crop_to_aspect_ratio, on small fixed
+and interpolation, Resizing with pad_to_aspect_ratio / crop_to_aspect_ratio, and tf.image.resize
+"bicubic"/"area" (when tensorflow is there too), on small fixed
 inputs: the reference for tests/test_preprocessing_keras3.py. Run with a Python that has Keras 3:
 
     KERAS_BACKEND=numpy python tests/golden/make_preprocessing_golden.py [out.npz [in.npz]]
@@ -29,6 +30,10 @@ CASES = (
     ("RandomTranslation", "shift_b", dict(height_factor=(-0.7, -0.7), width_factor=(0.8, 0.8))),
 )
 RESIZE_CASES = ((6, 6), (4, 12), (12, 5))
+# tf.image.resize (Keras 3's Resizing on the tensorflow backend; its torch backend's bicubic is
+# torch's, a = -0.75) for the methods beyond bilinear/nearest
+TF_RESIZE_CASES = ((6, 6), (4, 12), (12, 5), (20, 25), (9, 11))
+TF_RESIZE_METHODS = ("bicubic", "area")
 
 
 def inputs(seed=19):
@@ -54,6 +59,14 @@ def compute(arrays):
             out[f"resize_pad_{h}_{w}_{interp}"] = np.asarray(
                 keras.layers.Resizing(h, w, interpolation=interp, pad_to_aspect_ratio=True,
                                       fill_value=FILL_VALUE)(x))
+    try:
+        import tensorflow as tf
+    except ImportError:
+        print("tensorflow missing: the bicubic/area cases are not written", file=sys.stderr)
+    else:
+        for h, w in TF_RESIZE_CASES:
+            for method in TF_RESIZE_METHODS:
+                out[f"tf_resize_{method}_{h}_{w}"] = tf.image.resize(x, (h, w), method=method).numpy()
     out["keras_backend"] = np.array(keras.backend.backend())
     return out
 
