@@ -229,3 +229,21 @@ def test_onnx_export_refuses_what_it_cannot_write(tmp_path, kwargs, match):
     with pytest.raises(fastconv.onnx.UnsupportedLayerError, match=match):
         fastconv.onnx.export(model, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_an_older_compiled_extension_is_not_given_the_new_modes(monkeypatch):
+    """A _kernels built before WARP_API 2 takes (x, out, m, mode, cval, threads): it still runs
+    the scipy modes, and the grid- modes and nearest warps go to the NumPy twin."""
+    calls = []
+
+    def old_warp(x, out, m, mode, cval, threads):
+        calls.append(mode)
+        out[...] = 1.0
+
+    monkeypatch.setattr(K, "_compiled", type("OldKernels", (), {"warp_affine": staticmethod(old_warp)}))
+    x = np.random.default_rng(6).uniform(0, 255, (1, 4, 5, 1)).astype(np.float32)
+    m = np.array([[1.0, 0, 0.3], [0, 1, -0.7]])
+    assert (K.warp_affine(x, m, fill_mode="reflect") == 1.0).all() and calls == [2]
+    want = K.warp_affine(x, m, fill_mode="grid-wrap", interpolation="nearest", implementation="numpy")
+    np.testing.assert_array_equal(K.warp_affine(x, m, fill_mode="grid-wrap", interpolation="nearest"), want)
+    assert calls == [2]
