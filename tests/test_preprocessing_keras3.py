@@ -118,6 +118,10 @@ def test_layers_accept_one_image_and_sorted_factor_pairs():
     assert layers.RandomRotation(-0.2)._range == (-0.2, 0.2)  # and takes |f| of a number
     brightness = layers.RandomBrightness((0.4, -0.2))
     assert (brightness._lower, brightness._upper) == (-0.2, 0.4)
+    # one image: one shift for all of it (Keras 3), not one per row
+    mid = 100 + x / 10  # far enough from 0 and 255 that nothing clips
+    shifted = layers.RandomBrightness(0.3, seed=2)(mid, training=True).numpy() - mid
+    assert np.ptp(shifted) < 1e-4 and abs(shifted.flat[0]) > 0
 
 
 def test_config_round_trip_keeps_fill_arguments():

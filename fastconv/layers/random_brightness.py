@@ -26,9 +26,12 @@ class RandomBrightness(Layer):
     def call(self, inputs, training=None):
         if not training:
             return inputs
-        n = inputs.shape[0]
+        if inputs.ndim not in (3, 4):
+            raise ValueError(f"RandomBrightness expects NHWC input (N, H, W, C) or one image (H, W, C), "
+                             f"got shape {tuple(inputs.shape)}")
+        shape = (inputs.shape[0], 1, 1, 1) if inputs.ndim == 4 else (1, 1, 1)  # one shift per image
         span = self.value_range[1] - self.value_range[0]
-        delta = generator(self).uniform(self._lower, self._upper, size=(n,) + (1,) * (inputs.ndim - 1)) * span
+        delta = generator(self).uniform(self._lower, self._upper, size=shape) * span
         return ops.clip(inputs + like(inputs, delta), *self.value_range)
 
     def compute_output_shape(self, input_shape):
