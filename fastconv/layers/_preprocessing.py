@@ -219,8 +219,10 @@ class HostWarpLayer(HostAugmentLayer):
         m[:, :, 2] = centre - linear @ centre
         if shift is not None:
             m[:, :, 2] -= shift
-        return kernels.warp_affine(x, m, fill_mode=KERAS_FILL_MODES[self.fill_mode], cval=self.fill_value,
-                                   interpolation=self.interpolation)
+        out = kernels.warp_affine(x, m, fill_mode=KERAS_FILL_MODES[self.fill_mode], cval=self.fill_value,
+                                  interpolation=self.interpolation)
+        # float32 from the kernel; a float64 batch stays float64 (integer images become float32, as in Keras)
+        return out.astype(x.dtype) if x.dtype.kind == "f" and x.dtype != out.dtype else out
 
     def get_config(self):
         return {**super().get_config(), "fill_mode": self.fill_mode, "interpolation": self.interpolation}
