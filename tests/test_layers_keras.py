@@ -35,6 +35,7 @@ CASES = [
     ("resize_crop_aspect", lambda: layers.Resizing(2, 4, crop_to_aspect_ratio=True), (1, 5, 5, 1), False, None),
     ("resize_bicubic", lambda: layers.Resizing(4, 7, interpolation="bicubic"), (1, 5, 3, 2), False, None),
     ("resize_area", lambda: layers.Resizing(2, 4, interpolation="area"), (1, 5, 7, 1), False, None),
+    ("resize_lanczos3", lambda: layers.Resizing(6, 3, interpolation="lanczos3"), (1, 4, 7, 1), False, None),
     ("resize_pad_aspect", lambda: layers.Resizing(3, 6, pad_to_aspect_ratio=True, fill_value=0.5), (1, 4, 5, 1),
      False, None),
     ("center_crop", lambda: layers.CenterCrop(2, 3), (2, 5, 6, 2), False, None),
@@ -233,7 +234,7 @@ def test_resizing_matches_tensorflow_formulas(oh, ow, numpy_backend, rng):
     c = layers.Resizing(2, 4, crop_to_aspect_ratio=True, dtype="float64")(x).numpy()
     np.testing.assert_allclose(c, x[:, 1:3])
     with pytest.raises(ValueError, match="interpolation"):
-        layers.Resizing(2, 2, interpolation="lanczos3")
+        layers.Resizing(2, 2, interpolation="mitchellcubic")
     with pytest.raises(ValueError, match="height"):
         layers.Resizing(0, 2)
 

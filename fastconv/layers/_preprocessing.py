@@ -95,9 +95,36 @@ def _area_taps(n_in, n_out):
     return idx.T, (wts / scale).T.astype(np.float32)
 
 
+def _lanczos_taps(n_in, n_out, radius):
+    """tf.image.resize "lanczos3"/"lanczos5" without antialiasing (its scale_and_translate):
+    output o samples the input at s = (o + 0.5) * in / out (pixel centres at i + 0.5), taps i
+    with |i + 0.5 - s| within the radius, clamped to the image, weights the Lanczos window
+    renormalised to sum to 1. Returns (indices, weights), each (2 * radius + 1, n_out)."""
+    inv_scale = np.float32(1) / (np.float32(n_out) / np.float32(n_in))
+    span = min(2 * radius + 1, n_in)
+    idx = np.zeros((span, n_out), np.int64)
+    weights = np.zeros((span, n_out), np.float32)
+    for o in range(n_out):
+        sample = (np.float32(o) + np.float32(0.5)) * inv_scale
+        first = int(np.ceil(sample - np.float32(radius) - np.float32(0.5)))
+        last = int(np.floor(sample + np.float32(radius) - np.float32(0.5)))
+        first, last = min(max(first, 0), n_in - 1), min(max(last, 0), n_in - 1) + 1
+        t = np.abs(np.arange(first, last, dtype=np.float32) + np.float32(0.5) - sample).astype(np.float32)
+        pi = np.float32(3.14159265359)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = (np.float32(radius) * np.sin(pi * t) * np.sin(pi * t / np.float32(radius)) / (pi * pi * t * t))
+        w = np.where(t <= np.float32(1e-3), np.float32(1), np.where(t > radius, np.float32(0), w)).astype(np.float32)
+        total = w.sum(dtype=np.float32)
+        if abs(total) >= 1000 * np.finfo(np.float32).tiny:
+            w = w * (np.float32(1) / total)
+        idx[:last - first, o] = np.arange(first, last)
+        weights[:last - first, o] = w
+    return idx, weights
+
+
 def _along(x, axis, n_out, interpolation):
     n_in = x.shape[axis]
-    if n_in == n_out and interpolation != "bicubic":
+    if n_in == n_out and interpolation in ("bilinear", "nearest", "area"):
         return x  # half-pixel centres map every pixel onto itself (area: one full cell each)
     xp = array_module(x.data)
 
@@ -108,8 +135,11 @@ def _along(x, axis, n_out, interpolation):
 
     shape = [1, 1, 1, 1]
     shape[axis] = n_out
-    if interpolation in ("bicubic", "area"):
-        idx, weights = (_bicubic_taps if interpolation == "bicubic" else _area_taps)(n_in, n_out)
+    if interpolation in ("bicubic", "area", "lanczos3", "lanczos5"):
+        if interpolation.startswith("lanczos"):
+            idx, weights = _lanczos_taps(n_in, n_out, int(interpolation[-1]))
+        else:
+            idx, weights = (_bicubic_taps if interpolation == "bicubic" else _area_taps)(n_in, n_out)
         out = None
         for k in range(len(idx)):
             term = take(idx[k]) * like(x, weights[k].reshape(shape))

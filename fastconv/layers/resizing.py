@@ -6,7 +6,8 @@ Sampling follows TensorFlow's tf.image.resize (what Keras 3 uses) with antialias
 half-pixel centres, source coordinate (i + 0.5) * in / out - 0.5 for bilinear, clamped at
 the borders; nearest takes floor((i + 0.5) * in / out); bicubic is Keys' kernel (a = -0.5) on
 four taps, those outside the image dropped and the rest renormalised; area averages the input
-cells each output cell covers. With crop_to_aspect_ratio the
+cells each output cell covers; lanczos3/5 are tf.image.resize's (scale_and_translate, no
+antialiasing): the Lanczos window around each sample, renormalised. With crop_to_aspect_ratio the
 largest centred window of the target aspect ratio is cut out first, so nothing is
 stretched; with pad_to_aspect_ratio the image is centred on a fill_value canvas of the target
 aspect ratio first (Keras pads the same number of rows above and below, so an odd difference
@@ -21,7 +22,7 @@ from ._preprocessing import aspect_crop, check_size, crop, resize
 from .conv2d import check_nhwc
 from .layer import Layer
 
-INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area")  # Keras 3 also has lanczos3/5
+INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5")  # Keras 3's
 
 
 class Resizing(Layer):

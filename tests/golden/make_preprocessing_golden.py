@@ -33,7 +33,7 @@ RESIZE_CASES = ((6, 6), (4, 12), (12, 5))
 # tf.image.resize (Keras 3's Resizing on the tensorflow backend; its torch backend's bicubic is
 # torch's, a = -0.75) for the methods beyond bilinear/nearest
 TF_RESIZE_CASES = ((6, 6), (4, 12), (12, 5), (20, 25), (9, 11))
-TF_RESIZE_METHODS = ("bicubic", "area")
+TF_RESIZE_METHODS = ("bicubic", "area", "lanczos3", "lanczos5")
 
 
 def inputs(seed=19):
