@@ -221,8 +221,7 @@ def test_live_keras3_on_fresh_inputs(tmp_path, backend):
     _check_tf_resize(ref)
 
 
-@pytest.mark.parametrize("kwargs, match", [(dict(pad_to_aspect_ratio=True), "pad_to_aspect_ratio"),
-                                           (dict(interpolation="bicubic"), "interpolation='bicubic'"),
+@pytest.mark.parametrize("kwargs, match", [(dict(interpolation="bicubic"), "interpolation='bicubic'"),
                                            (dict(interpolation="area"), "interpolation='area'")])
 def test_onnx_export_refuses_what_it_cannot_write(tmp_path, kwargs, match):
     pytest.importorskip("onnx")

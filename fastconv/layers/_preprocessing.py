@@ -40,6 +40,13 @@ def aspect_crop(h, w, out_h, out_w):
     return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
+def aspect_pad(h, w, out_h, out_w):
+    """(top, left): the rows added above and below and the columns left and right of an h x w
+    image to reach the aspect ratio out_w / out_h (Keras's pad_to_aspect_ratio: the same count
+    on both sides, so an odd difference comes out one short)."""
+    return (max(h, int(w * out_h / out_w)) - h) // 2, (max(w, int(h * out_w / out_h)) - w) // 2
+
+
 def _axis_weights(n_in, n_out, interpolation):
     """Source indices and weights along one axis, TensorFlow's half-pixel centres
     (tf.image.resize with antialias=False)."""

@@ -18,7 +18,7 @@ gives one row less; likewise columns). Built from gathers and lerps (differentia
 (None, 4, 6, 3)
 """
 from ..autograd import ops
-from ._preprocessing import aspect_crop, check_size, crop, resize
+from ._preprocessing import aspect_crop, aspect_pad, check_size, crop, resize
 from .conv2d import check_nhwc
 from .layer import Layer
 
@@ -52,8 +52,7 @@ class Resizing(Layer):
         if self.crop_to_aspect_ratio:
             x = crop(x, *aspect_crop(h, w, self.height, self.width))
         elif self.pad_to_aspect_ratio:
-            top = (max(h, int(w * self.height / self.width)) - h) // 2
-            left = (max(w, int(h * self.width / self.height)) - w) // 2
+            top, left = aspect_pad(h, w, self.height, self.width)
             if top or left:
                 x = ops.pad(x, ((0, 0), (top, top), (left, left), (0, 0)), value=self.fill_value)
         return resize(x, self.height, self.width, self.interpolation)
