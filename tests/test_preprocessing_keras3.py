@@ -122,6 +122,11 @@ def test_layers_accept_one_image_and_sorted_factor_pairs():
     mid = 100 + x / 10  # far enough from 0 and 255 that nothing clips
     shifted = layers.RandomBrightness(0.3, seed=2)(mid, training=True).numpy() - mid
     assert np.ptp(shifted) < 1e-4 and abs(shifted.flat[0]) > 0
+    # RandomContrast on one image: one factor, the mean per channel over height and width
+    y = layers.RandomContrast(0.5, seed=3)(mid, training=True).numpy()
+    mean = mid.mean(axis=(0, 1))
+    factor = (y - mean) / (mid - mean)
+    assert np.ptp(factor) < 1e-3 and 0.5 <= factor.flat[0] <= 1.5
 
 
 def test_config_round_trip_keeps_fill_arguments():

@@ -35,10 +35,11 @@ class RandomContrast(Layer):
     def call(self, inputs, training=None):
         if not training:
             return inputs
-        check_nhwc(self, inputs.shape)
-        n = inputs.shape[0]
-        c = generator(self).uniform(1.0 - self._lower, 1.0 + self._upper, size=(n, 1, 1, 1))
-        m = ops.mean(inputs, axis=(1, 2), keepdims=True)
+        if inputs.ndim != 3:  # one image (H, W, C) is accepted too, as in Keras 3
+            check_nhwc(self, inputs.shape)
+        shape = (inputs.shape[0], 1, 1, 1) if inputs.ndim == 4 else (1, 1, 1)  # one factor per image
+        c = generator(self).uniform(1.0 - self._lower, 1.0 + self._upper, size=shape)
+        m = ops.mean(inputs, axis=(-3, -2), keepdims=True)
         y = (inputs - m) * like(inputs, c) + m
         return ops.clip(y, *self.value_range)
 
