@@ -198,6 +198,8 @@ LAYER_CASES = [
     ("resizing_nearest", lambda: layers.Resizing(5, 7, interpolation="nearest"), (7, 4, 2)),
     ("resizing_nearest_ties", lambda: layers.Resizing(3, 12, interpolation="nearest"), (6, 4, 2)),
     ("resizing_aspect_crop", lambda: layers.Resizing(4, 4, crop_to_aspect_ratio=True), (6, 9, 2)),
+    ("resizing_aspect_pad", lambda: layers.Resizing(4, 4, pad_to_aspect_ratio=True, fill_value=0.25), (6, 9, 2)),
+    ("resizing_aspect_pad_rows", lambda: layers.Resizing(6, 3, pad_to_aspect_ratio=True), (5, 4, 2)),
     ("random_contrast_at_inference", lambda: layers.RandomContrast(0.5), (4, 4, 3)),
     ("conv_softmax_channels", lambda: layers.Conv2D(4, 3, activation="softmax"), (5, 5, 2)),
     ("conv_log_softmax_channels", lambda: layers.Conv2D(4, 1, activation="log_softmax"), (5, 5, 2)),

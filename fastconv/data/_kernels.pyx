@@ -8,7 +8,7 @@ count). The formulas are those of fastconv.data.kernels_numpy, operation for ope
 module is the oracle the tests hold these to.
 """
 from cython.parallel cimport prange, threadid
-from libc.math cimport floor
+from libc.math cimport floor, round
 from libc.string cimport memcpy
 
 ctypedef fused pixel_t:
@@ -21,6 +21,12 @@ cdef enum:
     NEAREST = 1
     REFLECT = 2
     WRAP = 3
+    GRID_CONSTANT = 4
+    GRID_WRAP = 5
+
+# what fastconv.data.kernels checks before handing this module a fill mode or interpolation that
+# an older build lacks (2: the grid- modes and nearest-neighbour warps)
+WARP_API = 2
 
 
 cdef inline long long _clampi(long long i, long long n) noexcept nogil:
@@ -187,11 +193,31 @@ cdef inline long long _reflect_index(long long i, Py_ssize_t n) noexcept nogil:
     return i if i < n else p - 1 - i
 
 
+cdef inline long long _fix_index(long long i, Py_ssize_t n, int mode) noexcept nogil:
+    # an integer tap -> an index inside [0, n), or -1 for a tap that reads cval (grid-constant)
+    if mode == REFLECT:
+        return _reflect_index(i, n)
+    if mode == GRID_WRAP:
+        i = i % n
+        return i + n if i < 0 else i
+    if mode == GRID_CONSTANT and (i < 0 or i > n - 1):
+        return -1
+    return _clampi(i, n)
+
+
+cdef inline double _tap(const pixel_t* img, long long r, long long c, Py_ssize_t w, Py_ssize_t ch,
+                        Py_ssize_t k, double cval) noexcept nogil:
+    if r < 0 or c < 0:
+        return cval
+    return <double>img[(r * w + c) * ch + k]
+
+
 def warp_affine(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, const double[:, :, ::1] m,
-                int mode, double cval, int num_threads):
-    """Bilinear inverse-mapped affine warp: output pixel (r, c) samples input position
-    (m[b,0,0]*r + m[b,0,1]*c + m[b,0,2], m[b,1,0]*r + m[b,1,1]*c + m[b,1,2]); positions
-    outside the image follow `mode` as scipy.ndimage.affine_transform(order=1) does."""
+                int mode, double cval, int bilinear, int num_threads):
+    """Inverse-mapped affine warp: output pixel (r, c) samples input position
+    (m[b,0,0]*r + m[b,0,1]*c + m[b,0,2], m[b,1,0]*r + m[b,1,1]*c + m[b,1,2]), bilinear or (bilinear
+    = 0) nearest, the position rounded half away from zero; positions outside the image follow
+    `mode` (kernels_numpy.FILL_MODES: scipy.ndimage's names and order=1 rules)."""
     cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], ch = x.shape[3]
     cdef Py_ssize_t oh = out.shape[1], ow = out.shape[2]
     cdef Py_ssize_t b, i, j, c
@@ -217,22 +243,30 @@ def warp_affine(const pixel_t[:, :, :, ::1] x, float[:, :, :, ::1] out, const do
                 elif mode == WRAP:
                     sr = _wrap_coord(sr, h)
                     sc = _wrap_coord(sc, w)
+                if not bilinear:
+                    r0 = _fix_index(<long long>round(sr), h, mode)
+                    c0 = _fix_index(<long long>round(sc), w, mode)
+                    for c in range(ch):
+                        o[j * ch + c] = <float>_tap(img, r0, c0, w, ch, c, cval)
+                    continue
                 r0 = <long long>floor(sr)
                 c0 = <long long>floor(sc)
                 fr = sr - r0
                 fc = sc - c0
-                r1 = r0 + 1
-                c1 = c0 + 1
-                if mode == REFLECT:
-                    r0 = _reflect_index(r0, h)
-                    r1 = _reflect_index(r1, h)
-                    c0 = _reflect_index(c0, w)
-                    c1 = _reflect_index(c1, w)
-                else:  # in range already, except a weight-0 tap just past the last pixel
-                    r0 = _clampi(r0, h)
-                    r1 = _clampi(r1, h)
-                    c0 = _clampi(c0, w)
-                    c1 = _clampi(c1, w)
+                # in range already for constant/nearest/wrap, except a weight-0 tap just past
+                # the last pixel, which the clamp keeps inside
+                r1 = _fix_index(r0 + 1, h, mode)
+                c1 = _fix_index(c0 + 1, w, mode)
+                r0 = _fix_index(r0, h, mode)
+                c0 = _fix_index(c0, w, mode)
+                if r0 < 0 or r1 < 0 or c0 < 0 or c1 < 0:  # grid-constant at the border: taps read cval
+                    for c in range(ch):
+                        v = ((1 - fr) * ((1 - fc) * _tap(img, r0, c0, w, ch, c, cval)
+                                         + fc * _tap(img, r0, c1, w, ch, c, cval))
+                             + fr * ((1 - fc) * _tap(img, r1, c0, w, ch, c, cval)
+                                     + fc * _tap(img, r1, c1, w, ch, c, cval)))
+                        o[j * ch + c] = <float>v
+                    continue
                 r0 = r0 * w
                 r1 = r1 * w
                 for c in range(ch):

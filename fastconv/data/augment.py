@@ -80,10 +80,8 @@ def affine(x, theta, scale, shift=None, fill=0.0):
     outside the source image. theta, scale: (N,) arrays; shift: (N, 2) or None.
 
     Runs on the batch warp kernel (fastconv.data.kernels.warp_affine: compiled, GIL released,
-    threaded). A source position between the border pixels and one pixel outside blends the
-    image with `fill` (a bilinear tap outside reads `fill`); that is neither of the kernel's
-    modes, so the batch gets a one-pixel `fill` frame and is warped with "nearest" clamping,
-    which clamps every farther position onto the frame."""
+    threaded) in its "grid-constant" mode: a source position between the border pixels and one
+    pixel outside blends the image with `fill` (a bilinear tap outside reads `fill`)."""
     x = _check(x)
     n, h, w, c = x.shape
     theta, scale = np.broadcast_to(theta, (n,)), np.broadcast_to(scale, (n,))
@@ -91,14 +89,13 @@ def affine(x, theta, scale, shift=None, fill=0.0):
     cy, cx = (h - 1) / 2, (w - 1) / 2
     a, b = np.cos(theta) / scale, np.sin(theta) / scale
     # inverse map, output (row, col) -> source (row, col); a positive angle turns the picture
-    # counter-clockwise as displayed (row 0 on top), as Keras does. The +1 is the frame.
+    # counter-clockwise as displayed (row 0 on top), as Keras does.
     m = np.empty((n, 2, 3))
     m[:, 0, 0], m[:, 0, 1] = a, b
-    m[:, 0, 2] = cy + 1 - a * (cy + ty) - b * (cx + tx)
+    m[:, 0, 2] = cy - a * (cy + ty) - b * (cx + tx)
     m[:, 1, 0], m[:, 1, 1] = -b, a
-    m[:, 1, 2] = cx + 1 + b * (cy + ty) - a * (cx + tx)
-    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=fill)
-    out = kernels.warp_affine(padded, m, size=(h, w), fill_mode="nearest")
+    m[:, 1, 2] = cx + b * (cy + ty) - a * (cx + tx)
+    out = kernels.warp_affine(x, m, fill_mode="grid-constant", cval=fill)
     return out if out.dtype == x.dtype else out.astype(x.dtype)
 
 

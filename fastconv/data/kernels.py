@@ -22,7 +22,11 @@ except ImportError:  # pragma: no cover - depends on the build
     _compiled = None
 
 RESIZE_METHODS = ("bilinear", "nearest", "area")
-FILL_MODES = tuple(_np_kernels.FILL_MODES)
+# ImageDataGenerator's modes (scipy.ndimage.affine_transform(order=1) semantics) ...
+FILL_MODES = ("constant", "nearest", "reflect", "wrap")
+# ... and every mode warp_affine takes: also the two Keras 3's preprocessing layers need
+WARP_FILL_MODES = tuple(_np_kernels.FILL_MODES)
+WARP_INTERPOLATIONS = tuple(_np_kernels.INTERPOLATIONS)
 _DTYPES = (np.uint8, np.float32)
 
 
@@ -153,14 +157,23 @@ def flip(x, horizontal=False, vertical=False, implementation="auto"):
     return crop_flip(x, 0, 0, x.shape[1:3], horizontal, vertical, implementation)
 
 
-def warp_affine(x, matrices, size=None, fill_mode="nearest", cval=0.0, implementation="auto"):
-    """Bilinear affine warp, float32 out. matrices: (N, 2, 3) or (2, 3) (the same for all); the
-    output pixel (row, col) samples the input at ``M @ (row, col, 1)`` (rows first). Positions
-    outside the image follow `fill_mode` exactly as ``scipy.ndimage.affine_transform(order=1,
-    mode=fill_mode)`` - Keras's ImageDataGenerator uses it: "constant" gives `cval` outside
-    [0, H-1] x [0, W-1], "nearest" clamps, "reflect" mirrors (d c b a | a b c d), "wrap" is
-    periodic with scipy's period of H-1 and W-1. `size`: output (height, width), default the
-    input's."""
+def warp_affine(x, matrices, size=None, fill_mode="nearest", cval=0.0, interpolation="bilinear",
+                implementation="auto"):
+    """Affine warp, float32 out. matrices: (N, 2, 3) or (2, 3) (the same for all); the output
+    pixel (row, col) samples the input at ``M @ (row, col, 1)`` (rows first), bilinear or
+    "nearest" (the position rounded half away from zero). `size`: output (height, width),
+    default the input's.
+
+    Positions outside the image follow `fill_mode`, named as in scipy.ndimage:
+
+    - "constant", "nearest", "reflect", "wrap": exactly ``scipy.ndimage.affine_transform(order=1,
+      mode=fill_mode)``, which Keras's ImageDataGenerator uses: "constant" gives `cval` outside
+      [0, H-1] x [0, W-1], "nearest" clamps, "reflect" mirrors (d c b a | a b c d), "wrap" is
+      periodic with scipy's period of H-1 and W-1;
+    - "grid-constant": the image extended by `cval` (a bilinear tap outside reads `cval`, so
+      border pixels blend with it), "grid-wrap": periodic with period H and W. With "reflect" and
+      "nearest" these are the fill modes of Keras 3's RandomRotation/Zoom/Translation
+      (constant -> grid-constant, wrap -> grid-wrap)."""
     x = _batch(x)
     n, h, w, c = x.shape
     oh, ow = (h, w) if size is None else _size(size)
@@ -169,15 +182,24 @@ def warp_affine(x, matrices, size=None, fill_mode="nearest", cval=0.0, implement
         m = np.broadcast_to(m, (n, 2, 3))
     if m.shape != (n, 2, 3):
         raise ValueError(f"matrices must have shape (N, 2, 3) = ({n}, 2, 3) or (2, 3), got {m.shape}")
-    if fill_mode not in FILL_MODES:
-        raise ValueError(f"fill_mode must be one of {FILL_MODES}, got {fill_mode!r}")
+    if fill_mode not in WARP_FILL_MODES:
+        raise ValueError(f"fill_mode must be one of {WARP_FILL_MODES}, got {fill_mode!r}")
+    if interpolation not in WARP_INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {WARP_INTERPOLATIONS}, got {interpolation!r}")
     if not np.isfinite(m).all():
         raise ValueError("matrices must be finite")
     m = np.ascontiguousarray(m)
-    if not _use_compiled(implementation):
-        return _np_kernels.warp_affine(x, m, (oh, ow), fill_mode, float(cval))
+    # an extension built before the grid- modes and nearest warps (WARP_API 2) takes neither
+    compiled_new = getattr(_compiled, "WARP_API", 1) >= 2
+    old_ok = fill_mode in FILL_MODES and interpolation == "bilinear"
+    if not _use_compiled(implementation) or not (compiled_new or old_ok):
+        return _np_kernels.warp_affine(x, m, (oh, ow), fill_mode, float(cval), interpolation)
     out = _empty((n, oh, ow, c), np.float32)
-    _compiled.warp_affine(x, out, m, _np_kernels.FILL_MODES[fill_mode], float(cval), _threads())
+    if compiled_new:
+        _compiled.warp_affine(x, out, m, _np_kernels.FILL_MODES[fill_mode], float(cval),
+                              _np_kernels.INTERPOLATIONS[interpolation], _threads())
+    else:
+        _compiled.warp_affine(x, out, m, _np_kernels.FILL_MODES[fill_mode], float(cval), _threads())
     return out
 
 

@@ -15,7 +15,12 @@ Resizing follows ``tf.image.resize`` with ``antialias=False`` (half-pixel centre
 """
 import numpy as np
 
-FILL_MODES = {"constant": 0, "nearest": 1, "reflect": 2, "wrap": 3}
+# scipy.ndimage's names. The first four are scipy's modes for order=1 (ImageDataGenerator's);
+# the "grid-" two extend the image without scipy's quirks, as Keras 3's layers (and
+# tf.raw_ops.ImageProjectiveTransformV3) do: "grid-constant" blends border pixels with cval
+# (a tap outside the image reads cval), "grid-wrap" repeats the image with period n.
+FILL_MODES = {"constant": 0, "nearest": 1, "reflect": 2, "wrap": 3, "grid-constant": 4, "grid-wrap": 5}
+INTERPOLATIONS = {"bilinear": 1, "nearest": 0}
 
 
 def bilinear_taps(n_in, n_out):
@@ -114,8 +119,25 @@ def _reflect_index(i, n):
     return np.where(i < n, i, 2 * n - 1 - i)
 
 
-def warp_affine(x, matrices, size, fill_mode, cval):
-    """Bilinear warp: output (r, c) samples input position matrices[b] @ (r, c, 1)."""
+def round_half_away(v):
+    """C's round(): halves go away from zero (TensorFlow's nearest-neighbour warp rounds so)."""
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
+
+
+def _fix_index(i, n, fill_mode):
+    """Integer taps -> indices inside [0, n); also the mask of taps that read cval."""
+    if fill_mode == "reflect":
+        return _reflect_index(i, n), None
+    if fill_mode == "grid-wrap":
+        return np.mod(i, n), None
+    if fill_mode == "grid-constant":
+        return np.clip(i, 0, n - 1), (i < 0) | (i > n - 1)
+    return np.clip(i, 0, n - 1), None
+
+
+def warp_affine(x, matrices, size, fill_mode, cval, interpolation="bilinear"):
+    """Affine warp: output (r, c) samples input position matrices[b] @ (r, c, 1), bilinear or
+    nearest (the position rounded half away from zero)."""
     n, h, w, ch = x.shape
     oh, ow = size
     r, c = np.meshgrid(np.arange(oh, dtype=np.float64), np.arange(ow, dtype=np.float64), indexing="ij")
@@ -127,19 +149,28 @@ def warp_affine(x, matrices, size, fill_mode, cval):
         sr, sc = np.clip(sr, 0, h - 1), np.clip(sc, 0, w - 1)
     elif fill_mode == "wrap":
         sr, sc = _wrap_coord(sr, h), _wrap_coord(sc, w)
-    r0, c0 = np.floor(sr), np.floor(sc)
-    fr, fc = (sr - r0)[..., None], (sc - c0)[..., None]
-    r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
-    r1, c1 = r0 + 1, c0 + 1
-    if fill_mode == "reflect":
-        fix_r, fix_c = (lambda i: _reflect_index(i, h)), (lambda i: _reflect_index(i, w))
-    else:
-        fix_r, fix_c = (lambda i: np.clip(i, 0, h - 1)), (lambda i: np.clip(i, 0, w - 1))
-    r0, r1, c0, c1 = fix_r(r0), fix_r(r1), fix_c(c0), fix_c(c1)
     bi = np.arange(n)[:, None, None]
     xd = x.astype(np.float64)
-    out = ((1 - fr) * ((1 - fc) * xd[bi, r0, c0] + fc * xd[bi, r0, c1])
-           + fr * ((1 - fc) * xd[bi, r1, c0] + fc * xd[bi, r1, c1]))
+    if interpolation == "nearest":
+        (ri, rbad), (ci, cbad) = (_fix_index(round_half_away(sr).astype(np.int64), h, fill_mode),
+                                  _fix_index(round_half_away(sc).astype(np.int64), w, fill_mode))
+        out = xd[bi, ri, ci]
+        if fill_mode == "grid-constant":
+            out[rbad | cbad] = cval
+    else:
+        r0, c0 = np.floor(sr), np.floor(sc)
+        fr, fc = (sr - r0)[..., None], (sc - c0)[..., None]
+        r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
+        (r0, r0bad), (r1, r1bad) = _fix_index(r0, h, fill_mode), _fix_index(r0 + 1, h, fill_mode)
+        (c0, c0bad), (c1, c1bad) = _fix_index(c0, w, fill_mode), _fix_index(c0 + 1, w, fill_mode)
+
+        def tap(ri, rbad, ci, cbad):
+            v = xd[bi, ri, ci]
+            if rbad is not None:
+                v[rbad | cbad] = cval
+            return v
+        out = ((1 - fr) * ((1 - fc) * tap(r0, r0bad, c0, c0bad) + fc * tap(r0, r0bad, c1, c1bad))
+               + fr * ((1 - fc) * tap(r1, r1bad, c0, c0bad) + fc * tap(r1, r1bad, c1, c1bad)))
     if fill_mode == "constant":
         out[outside] = cval
     return out.astype(np.float32)

@@ -2,7 +2,8 @@
 contrast is scaled by a factor drawn uniformly from [1 - lower, 1 + upper] (factor a float
 f: lower = upper = f; or a pair (lower, upper)): y = (x - m) * c + m with m the image's
 per-channel mean over height and width, then clipped to value_range (Keras 3). Identity at
-inference. Draws come from `fastconv.random.generator("augment")` or a private Generator of
+inference. This is the range Keras 3 documents; Keras 3.15's code draws from [1, 1 + f] for a
+single float f (its factor bounds of (0, 1) clip the lower end to 0). Draws come from `fastconv.random.generator("augment")` or a private Generator of
 `seed`.
 
 >>> from fastconv import layers
@@ -34,10 +35,11 @@ class RandomContrast(Layer):
     def call(self, inputs, training=None):
         if not training:
             return inputs
-        check_nhwc(self, inputs.shape)
-        n = inputs.shape[0]
-        c = generator(self).uniform(1.0 - self._lower, 1.0 + self._upper, size=(n, 1, 1, 1))
-        m = ops.mean(inputs, axis=(1, 2), keepdims=True)
+        if inputs.ndim != 3:  # one image (H, W, C) is accepted too, as in Keras 3
+            check_nhwc(self, inputs.shape)
+        shape = (inputs.shape[0], 1, 1, 1) if inputs.ndim == 4 else (1, 1, 1)  # one factor per image
+        c = generator(self).uniform(1.0 - self._lower, 1.0 + self._upper, size=shape)
+        m = ops.mean(inputs, axis=(-3, -2), keepdims=True)
         y = (inputs - m) * like(inputs, c) + m
         return ops.clip(y, *self.value_range)
 

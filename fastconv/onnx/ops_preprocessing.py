@@ -1,15 +1,18 @@
-"""Preprocessing layers at inference: Resizing, CenterCrop, RandomCrop (a centre crop when not
-training, as in Keras), and the random augmentations, which are the identity at inference
+"""Preprocessing layers at inference: Resizing, CenterCrop, RandomCrop (Keras's smart_resize
+when not training), and the random augmentations, which are the identity at inference
 (RandomBrightness, RandomContrast, RandomFlip, RandomRotation, RandomZoom, RandomTranslation).
 
 Resizing is tf.image.resize without antialiasing: ONNX Resize with half-pixel centres for
-bilinear and floor((i + 0.5) * in / out) for nearest. The target size
+bilinear and floor((i + 0.5) * in / out) for nearest, after a Slice (crop_to_aspect_ratio) or a
+constant Pad with fill_value (pad_to_aspect_ratio); its other interpolations are refused. The target size
 goes in as `sizes` (the batch axis read from the input at run time), never as a float scale
 that could round to the wrong length. Windows are cut from the static input size, so these
 layers need a known height and width.
 """
 
-from ..layers._preprocessing import aspect_crop
+import numpy as np
+
+from ..layers._preprocessing import aspect_crop, aspect_pad
 from ..layers.center_crop import CenterCrop
 from ..layers.random_brightness import RandomBrightness
 from ..layers.random_contrast import RandomContrast
@@ -57,13 +60,31 @@ def center_crop(g, layer, x):
     return resize(g, x, layer.height, layer.width, "bilinear", layer.name)
 
 
-register(CenterCrop, RandomCrop)(center_crop)
+register(CenterCrop)(center_crop)
+
+
+@register(RandomCrop)
+def _random_crop_at_inference(g, layer, x):
+    # Keras's smart_resize: the largest centred window of the target aspect ratio, resized
+    x = crop(g, x, *aspect_crop(*_static_hw(layer, x), layer.height, layer.width), layer.name)
+    return resize(g, x, layer.height, layer.width, "bilinear", layer.name)
 
 
 @register(Resizing)
 def _resizing(g, layer, x):
+    if layer.interpolation not in ("bilinear", "nearest"):
+        raise unsupported(layer, f"interpolation={layer.interpolation!r} is not exported yet (bilinear, nearest are)")
     if layer.crop_to_aspect_ratio:
         x = crop(g, x, *aspect_crop(*_static_hw(layer, x), layer.height, layer.width), layer.name)
+    elif getattr(layer, "pad_to_aspect_ratio", False):
+        h, w = _static_hw(layer, x)
+        top, left = aspect_pad(h, w, layer.height, layer.width)
+        if top or left:
+            x = g.as_nchw(x, layer.name)
+            pads = g.ints([0, 0, top, left, 0, 0, top, left], f"{layer.name}/aspect_pads")
+            fill = g.const(np.float32(layer.fill_value), f"{layer.name}/fill_value")
+            y = g.op("Pad", [x.name, pads, fill], f"{layer.name}/aspect_pad", mode="constant")
+            x = Value(y, "nchw", (x.shape[0], h + 2 * top, w + 2 * left, x.shape[3]))
     return resize(g, x, layer.height, layer.width, layer.interpolation, layer.name)
 
 
