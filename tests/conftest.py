@@ -37,6 +37,15 @@ def any_backend(request):
 
 
 @pytest.fixture
+def two_threads():
+    """Run the test with two kernel threads (the thread splits are their own code paths)."""
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(2)
+    yield
+    fastconv.set_num_threads(before)
+
+
+@pytest.fixture
 def rng():
     """A fresh generator per test, always seeded the same: failures reproduce."""
     return np.random.default_rng(1234)

@@ -34,14 +34,6 @@ SHAPES = [
 ]
 
 
-@pytest.fixture
-def two_threads():
-    before = fastconv.get_num_threads()
-    fastconv.set_num_threads(2)
-    yield
-    fastconv.set_num_threads(before)
-
-
 @pytest.mark.parametrize("activation", ["linear", "relu"])
 def test_cout_split_matches_oracle_and_one_thread(two_threads, activation):
     rng = np.random.default_rng(41)

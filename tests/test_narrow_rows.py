@@ -26,14 +26,6 @@ WIDTHS = [1, 2, 3, 5, 6, 15, 16, 17, 33, 63, 64, 65]
 ROWS = [1, 15, 16, 37, 160]
 
 
-@pytest.fixture
-def two_threads():
-    before = fastconv.get_num_threads()
-    fastconv.set_num_threads(2)
-    yield
-    fastconv.set_num_threads(before)
-
-
 def _rng(*parts):
     return np.random.default_rng(seeds.seed_of("narrow_rows", *parts))
 
