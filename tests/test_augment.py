@@ -109,19 +109,40 @@ def test_affine_translation_is_an_integer_shift_when_integral():
     np.testing.assert_allclose(out[1, :, :-2], x[1, :, 2:], atol=1e-6)  # left by two columns
 
 
-def test_preprocessing_layers_train_only():
+def test_preprocessing_layers_augment_unless_told_otherwise():
+    # Keras 3: a direct call (no training argument, no fit/predict around it) augments;
+    # training=False, and predict, give the input back.
     P = pytest.importorskip("fastconv.preprocessing", reason="layers/autograd not merged yet")
     x = np.random.default_rng(0).random((4, 6, 6, 2)).astype(np.float32)
     for layer in (P.RandomFlip("horizontal", seed=0), P.RandomRotation(0.1, seed=0),
                   P.RandomZoom(0.2, seed=0), P.RandomTranslation(0.2, 0.2, seed=0)):
-        np.testing.assert_array_equal(np.asarray(layer(x).numpy()), x)       # inference: identity
-        y = layer(x, training=True).numpy()
-        assert y.shape == x.shape and not np.array_equal(y, x), type(layer).__name__
+        np.testing.assert_array_equal(np.asarray(layer(x, training=False).numpy()), x)
+        x16 = np.concatenate([x] * 4)  # 16 images: some flip, whatever the draws
+        for y in (layer(x16, training=True).numpy(), layer(x16).numpy()):
+            assert y.shape == x16.shape and not np.array_equal(y, x16), type(layer).__name__
     flipped = P.RandomFlip("horizontal", seed=1)(x, training=True).numpy()
     for i in range(4):
         assert np.array_equal(flipped[i], x[i]) or np.array_equal(flipped[i], x[i, :, ::-1])
     a = P.RandomRotation(0.1, seed=3)(x, training=True).numpy()
     np.testing.assert_array_equal(a, P.RandomRotation(0.1, seed=3)(x, training=True).numpy())
+
+
+def test_augmentation_default_reaches_layers_inside_models():
+    """An unset training mode passes through Sequential and functional models as unset, so the
+    augmentation layers inside augment (the Keras 3 guide's `ds.map(lambda x, y: (aug(x), y))`);
+    Dropout keeps its inference default; predict and training=False never augment."""
+    import fastconv as keras
+    from fastconv import layers
+    x = np.random.default_rng(1).random((3, 8, 8, 1)).astype(np.float32)
+    seq = keras.Sequential([layers.RandomRotation((0.2, 0.2)), layers.Dropout(0.5)])
+    y = seq(x).numpy()
+    rotated = layers.RandomRotation((0.2, 0.2))(x).numpy()
+    np.testing.assert_allclose(y, rotated, atol=1e-6)   # rotated, and no dropout applied
+    np.testing.assert_array_equal(seq(x, training=False).numpy(), x)
+    inp = keras.Input((8, 8, 1))
+    model = keras.Model(inp, layers.RandomRotation((0.2, 0.2))(inp))
+    np.testing.assert_allclose(model(x).numpy(), rotated, atol=1e-6)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), x)
 
 
 def _affine_loop_reference(x, theta, scale, shift, fill):

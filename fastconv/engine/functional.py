@@ -156,12 +156,15 @@ class Functional(Model):
     def call(self, inputs, training=None):
         given = flatten(inputs)
         values = {id(t): v for t, v in zip(self._input_tensors, given)}
+        # An unset mode (None in the call context) reaches the layers as None, so each takes its
+        # own default (the augmentation layers augment, as in Keras 3).
+        passed = training or _training_ctx.get()
 
         def apply(node, args, chain):
             kwargs = dict(node.kwargs)
             # training fixed at graph construction (e.g. a frozen base called with
             # training=False) wins over the training mode of this call.
-            kwargs.setdefault("training", training)
+            kwargs.setdefault("training", passed)
             if chain is not None:
                 return chain(args, node.args, kwargs)
             return node.layer(args, *node.args, **kwargs)

@@ -93,7 +93,10 @@ class Sequential(Model):
         return fusion.plan_layers(self._tracked, training)
 
     def call(self, inputs, training=None):
-        return fusion.run_layers(self._tracked, inputs, training)
+        from ..layers.layer import _training_ctx
+        # An unset mode (None in the call context) reaches the layers as None, so each takes its
+        # own default (the augmentation layers augment, as in Keras 3).
+        return fusion.run_layers(self._tracked, inputs, training or _training_ctx.get())
 
     def get_config(self):
         from ..saving.serialization import serialize

@@ -197,7 +197,8 @@ def check_channels_last(layer, data_format):
 
 class HostAugmentLayer(Layer):
     """Base of RandomFlip/Rotation/Zoom/Translation: one transform per image drawn on the host
-    and applied by fastconv.data during training (identity otherwise). They belong at the model
+    and applied by fastconv.data during training, and on a direct call without `training` (as
+    Keras 3); identity with training=False and in predict/evaluate. They belong at the model
     input: their output carries no gradient back to their input. Like Keras 3's, they take one
     image (H, W, C) as well as a batch."""
 
@@ -207,7 +208,7 @@ class HostAugmentLayer(Layer):
         check_channels_last(self, data_format)
         self.seed, self.fill_value = seed, float(fill_value)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=True):  # Keras 3: augments unless told otherwise
         if not training:
             return inputs
         x = inputs.data if isinstance(inputs, Tensor) else np.asarray(inputs)

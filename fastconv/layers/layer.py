@@ -6,7 +6,9 @@ A layer owns Variables created in `build(input_shape)` through `add_weight`, com
 - builds lazily from the first input's shape,
 - converts numpy arrays to Tensors (cast to the layer's dtype, as Keras autocasts),
 - passes `training` down to nested layers (an outer `model(x, training=True)` reaches every
-  sublayer that is called with training=None),
+  sublayer that is called with training=None); where nothing gave it (a direct call outside
+  fit/evaluate/predict), each layer takes the default of its own `call` signature, as Keras 3
+  does: the augmentation layers default to True, everything else to False,
 - and, given symbolic `KerasTensor`s (functional API), records a graph node instead of
   computing.
 
@@ -104,6 +106,16 @@ def _function_accepts(fn, arg):
     except (TypeError, ValueError):
         return False
     return arg in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+@functools.lru_cache(maxsize=4096)
+def _function_default_training(fn):
+    """The boolean default of `fn`'s `training` argument, False when it has none."""
+    try:
+        param = inspect.signature(fn).parameters.get("training")
+    except (TypeError, ValueError):
+        return False
+    return param is not None and param.default is True
 
 
 
@@ -358,11 +370,15 @@ class Layer(_serialization.RecordsArguments):
         training = kwargs.pop("training", None)
         if training is None:
             training = _training_ctx.get()
+        # Unset (None) stays unset for the sublayers, so each falls back to its own default.
+        passed_down = None if training is None else bool(training)
+        if training is None:
+            training = _function_default_training(getattr(self.call, "__func__", self.call))
         training = bool(training)
         if _accepts(self.call, "training"):
             kwargs["training"] = training
         self._activity_losses = []
-        token = _training_ctx.set(training)
+        token = _training_ctx.set(passed_down)
         try:
             out = self.call(inputs, *args, **kwargs)
         finally:

@@ -23,7 +23,7 @@ class RandomBrightness(Layer):
             raise ValueError(f"RandomBrightness: value_range must be (min, max) with min < max, got {value_range!r}")
         self.seed, self._rng = seed, None
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=True):  # Keras 3: augments unless told otherwise
         if not training:
             return inputs
         if inputs.ndim not in (3, 4):

@@ -32,7 +32,7 @@ class RandomContrast(Layer):
         self.value_range = tuple(float(v) for v in value_range)
         self.seed, self._rng = seed, None
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=True):  # Keras 3: augments unless told otherwise
         if not training:
             return inputs
         if inputs.ndim != 3:  # one image (H, W, C) is accepted too, as in Keras 3

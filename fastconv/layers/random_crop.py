@@ -27,7 +27,7 @@ class RandomCrop(Layer):
         self.height, self.width = check_size(self, "height", height), check_size(self, "width", width)
         self.seed, self._rng = seed, None
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=True):  # Keras 3: augments unless told otherwise
         check_nhwc(self, inputs.shape)
         h, w = inputs.shape[1], inputs.shape[2]
         if not training or h < self.height or w < self.width:
