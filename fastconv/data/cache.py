@@ -4,14 +4,16 @@ In memory: the elements are kept in a list and later passes yield read-only view
 (replaying costs no copy, and a consumer cannot change the cache by writing into a batch).
 On disk (``cache(filename)``): the first pass streams the elements into shards
 ``<filename>.shard-NNNNN.npz`` (data only: ``np.load(allow_pickle=False)`` reads them back,
-object arrays are refused) of at most ~64 MiB each, so resident memory stays bounded by one
-shard; ``<filename>.index.json`` is written last. Every file is written atomically; a pass
+object arrays are refused) of at most ~64 MiB each, written one element at a time, so resident memory stays bounded
+by about one element; ``<filename>.index.json`` is written last. Every file is written atomically; a pass
 that stops early writes no index, and the next pass starts the cache over (tf.data discards a
 partial cache too). An existing complete cache is used as it is, even by a new program run,
 as in tf.data: delete the files when the data changes.
 """
+import contextlib
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -87,33 +89,61 @@ class FileCache:
                     yield rebuild(desc["structure"], values)
 
     def _write(self, source):
-        shards, pending, size = [], [], 0
-        for element in source:
-            pending.append(element)
-            size += sum(np.asarray(a).nbytes for a in leaves(element))
-            if size >= _SHARD_BYTES or len(pending) >= _SHARD_ELEMENTS:
-                shards.append(self._write_shard(len(shards), pending))
-                pending, size = [], 0
-            yield element
-        if pending or not shards:
-            shards.append(self._write_shard(len(shards), pending))
+        shards, shard = [], None
+        try:
+            for element in source:
+                if shard is None:
+                    shard = _ShardWriter(self._shard_path(len(shards)))
+                shard.add(element)
+                if shard.nbytes >= _SHARD_BYTES or shard.count >= _SHARD_ELEMENTS:
+                    shards.append(shard.close())
+                    shard = None
+                yield element
+            if shard is not None or not shards:
+                shards.append((shard or _ShardWriter(self._shard_path(0))).close())
+                shard = None
+        finally:
+            if shard is not None:  # the pass stopped early: drop the unfinished shard
+                shard.discard()
         with atomic_write(self.index_path, "w") as f:
             json.dump({"format": _FORMAT, "version": 1, "shards": shards}, f)
 
-    def _write_shard(self, k, elements):
-        arrays, descs = {}, []
-        for i, element in enumerate(elements):
-            values = leaves(element)
-            for j, v in enumerate(values):
-                a = np.asarray(v)
-                if a.dtype == object:
-                    raise TypeError(f"cache(filename=...) stores data only; element {i} holds an object "
-                                    "array (strings, numbers and arrays of them are fine)")
-                arrays[f"e{i}_{j}"] = a
-            descs.append({"structure": describe(element), "leaves": len(values)})
-        path = self._shard_path(k)
-        with atomic_write(path, "wb") as f:
-            np.savez(f, allow_pickle=False, **arrays)
+
+class _ShardWriter:
+    """One ``.npz`` shard written element by element (no element is held after `add`), so a
+    file cache's resident memory stays at one element however large the shard grows; the
+    zip goes to a temporary file that `close` renames into place (an atomic write)."""
+
+    def __init__(self, path):
+        self.path, self.count, self.nbytes, self.descs = path, 0, 0, []
+        self._file_cm = atomic_write(path, "wb")
+        self._zip = zipfile.ZipFile(self._file_cm.__enter__(), "w", zipfile.ZIP_STORED, allowZip64=True)
+
+    def add(self, element):
+        values = leaves(element)
+        arrays = [np.asarray(v) for v in values]
+        for j, a in enumerate(arrays):
+            if a.dtype == object:
+                raise TypeError(f"cache(filename=...) stores data only; element {self.count} holds an object "
+                                "array (strings, numbers and arrays of them are fine)")
+        for j, a in enumerate(arrays):
+            with self._zip.open(f"e{self.count}_{j}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, a, allow_pickle=False)
+            self.nbytes += a.nbytes
+        self.descs.append({"structure": describe(element), "leaves": len(values)})
+        self.count += 1
+
+    def close(self):
+        self._zip.close()
+        self._file_cm.__exit__(None, None, None)
+        name, descs = os.path.basename(self.path), self.descs
         if descs and all(d == descs[0] for d in descs):  # the usual case: one description per shard
-            return {"file": os.path.basename(path), "count": len(descs), "element": descs[0]}
-        return {"file": os.path.basename(path), "elements": descs}
+            return {"file": name, "count": len(descs), "element": descs[0]}
+        return {"file": name, "elements": descs}
+
+    def discard(self):
+        with contextlib.suppress(Exception):
+            self._zip.close()
+        err = RuntimeError("unfinished cache shard")
+        with contextlib.suppress(RuntimeError):
+            self._file_cm.__exit__(RuntimeError, err, None)  # removes the temporary file
