@@ -140,6 +140,20 @@ def test_resize_independent_oracles(impl):
     np.testing.assert_allclose(up[:, 0], x[:, 0], atol=1e-4)  # clamped at the border
 
 
+def test_resize_writes_into_out(impl):
+    x = np.random.default_rng(4).integers(0, 256, (2, 9, 7, 3), dtype=np.uint8)
+    for method in ("bilinear", "area"):
+        batch = np.full((3, 5, 11, 3), -1, np.float32)
+        got = K.resize(x, (5, 11), method, implementation=impl, out=batch[1:])
+        assert got is not None and np.shares_memory(got, batch)
+        np.testing.assert_array_equal(batch[1:], K.resize(x, (5, 11), method, implementation=impl))
+        assert (batch[0] == -1).all()  # nothing written outside out
+    for bad in (np.zeros((2, 5, 11, 3), np.float64), np.zeros((2, 5, 10, 3), np.float32),
+                np.zeros((2, 5, 22, 3), np.float32)[:, :, ::2], "not an array"):
+        with pytest.raises(ValueError, match="out must be"):
+            K.resize(x, (5, 11), "bilinear", implementation=impl, out=bad)
+
+
 def test_resize_propagates_nan(impl):
     x = np.ones((1, 4, 4, 1), np.float32)
     x[0, 1, 1, 0] = np.nan

@@ -185,6 +185,24 @@ def test_corrupt_files_are_skipped_with_a_warning_or_raise(tmp_path):
         image_dataset_from_directory(str(tmp_path), bad_files="ignore")
 
 
+@pytest.mark.parametrize("batch_size", [1, 3, 5, 16])
+def test_batches_stay_full_around_skipped_files(tmp_path, batch_size):
+    # 14 files, 2 unreadable: the readable 12, in file order, cut into full batches but the last
+    # (the decoding threads write rows in place; after a skip the batches are cut again)
+    _write_bad_tree(str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ds = image_dataset_from_directory(str(tmp_path), image_size=(5, 7), batch_size=batch_size,
+                                          shuffle=False, verbose=False, num_parallel_calls=2)
+        batches = list(ds)
+        x_all, y_all = ds.as_arrays()
+    sizes = [len(xb) for xb, _ in batches]
+    assert sum(sizes) == 12 and all(n == batch_size for n in sizes[:-1]) and 0 < sizes[-1] <= batch_size
+    np.testing.assert_array_equal(np.concatenate([xb for xb, _ in batches]), x_all)
+    np.testing.assert_array_equal(np.concatenate([yb for _, yb in batches]), y_all)
+    assert all(xb.dtype == np.float32 and yb.shape == (len(xb),) for xb, yb in batches)
+
+
 def test_empty_inputs_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope"):
         image_dataset_from_directory(str(tmp_path / "nope"))

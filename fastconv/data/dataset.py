@@ -76,6 +76,17 @@ def _call(fn, element):
     return fn(*element) if isinstance(element, tuple) else fn(element)
 
 
+def resolve_parallel_calls(num_parallel_calls):
+    """A thread count from a ``num_parallel_calls`` argument (a positive int, or AUTOTUNE for
+    one thread per CPU)."""
+    n = _count_arg("num_parallel_calls", num_parallel_calls)
+    if n == AUTOTUNE:
+        return default_workers()
+    if n < 1:
+        raise ValueError(f"num_parallel_calls must be a positive int or AUTOTUNE, got {n}")
+    return n
+
+
 class Dataset:
     """Base of every pipeline stage. Build one with :meth:`from_tensor_slices`,
     :meth:`from_generator`, :meth:`range` or :meth:`zip`, then chain the methods."""
@@ -132,11 +143,7 @@ class Dataset:
         if not callable(map_func):
             raise TypeError(f"map_func must be callable, got {type(map_func).__name__}")
         if num_parallel_calls is not None:
-            num_parallel_calls = _count_arg("num_parallel_calls", num_parallel_calls)
-            if num_parallel_calls == AUTOTUNE:
-                num_parallel_calls = default_workers()
-            elif num_parallel_calls < 1:
-                raise ValueError(f"num_parallel_calls must be a positive int or AUTOTUNE, got {num_parallel_calls}")
+            num_parallel_calls = resolve_parallel_calls(num_parallel_calls)
         return stages.Map(self, map_func, num_parallel_calls)
 
     def filter(self, predicate):

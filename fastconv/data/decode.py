@@ -127,14 +127,18 @@ def _batch_kernels():
     return kernels if ok else None
 
 
-def resize(image, size, interpolation="bilinear"):
+def resize(image, size, interpolation="bilinear", out=None):
     """uint8 (H, W, C) resized to size=(height, width): uint8 from Pillow, float32 from the
-    compiled kernels. THE resize call site of the pipeline."""
+    compiled kernels. THE resize call site of the pipeline. `out` (float32, the result's shape):
+    where the compiled kernels may write the result directly (returned then); other paths
+    return their own array."""
     h, w = size
     if image.shape[:2] == (h, w):
         return image
     kernels = _batch_kernels()
     if kernels is not None and interpolation in kernels.RESIZE_METHODS:
+        if out is not None and interpolation != "nearest":
+            return kernels.resize(image[None], (h, w), interpolation, out=out[None])[0]
         return kernels.resize(image[None], (h, w), interpolation)[0]  # float32 (uint8 for nearest)
     if interpolation == "nearest":
         return _nearest(image, h, w)
@@ -183,12 +187,12 @@ def resize_with_pad(image, size, interpolation="bilinear"):
 
 
 def load_image(path, image_size, channels=3, interpolation="bilinear", crop_to_aspect=False,
-               pad_to_aspect=False):
+               pad_to_aspect=False, out=None):
     """(height, width, channels) of the image file at `path`, uint8 or float32 (see resize)
-    (Keras's per-image steps)."""
+    (Keras's per-image steps). `out`: passed to resize (it may or may not be the result)."""
     image = read_image(path, channels)
     if crop_to_aspect:
         image = crop_to_aspect_ratio(image, image_size)
     elif pad_to_aspect:
         return resize_with_pad(image, image_size, interpolation)
-    return resize(image, image_size, interpolation)
+    return resize(image, image_size, interpolation, out=out)

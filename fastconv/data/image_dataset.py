@@ -9,8 +9,8 @@ from one sub-folder per class, following Keras 3 step by step:
   which keeps the last ``int(validation_split * N)`` files for validation; the training set is
   then shuffled again each epoch with a buffer of ``8 * batch_size`` (unseeded: drawn from
   ``fastconv.random.generator("shuffle")``, so ``fastconv.set_seed`` repeats it);
-- images decoded on a thread pool (:mod:`fastconv.data.decode`), resized to `image_size`,
-  yielded as float32 (batch, height, width, channels) holding 0..255; labels int32
+- images decoded on a thread pool (:mod:`fastconv.data.decode`), each resized to `image_size`
+  straight into its row of the batch (:mod:`fastconv.data.image_batches`), yielded as float32 (batch, height, width, channels) holding 0..255; labels int32
   (``label_mode="int"``), one-hot float32 (``"categorical"``), float32 (N, 1) (``"binary"``);
 - Keras's messages: "Found N files belonging to K classes." and "Using M files for training."
 
@@ -25,7 +25,8 @@ import numpy as np
 
 from .. import random as _random
 from . import decode
-from .dataset import AUTOTUNE, Dataset
+from .dataset import AUTOTUNE, Dataset, resolve_parallel_calls
+from .image_batches import DecodedBatches
 
 ALLOWED_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
@@ -163,6 +164,7 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                 subset, shuffle, seed, crop_to_aspect_ratio, pad_to_aspect_ratio, bad_files)
     if data_format not in (None, "channels_last"):
         raise NotImplementedError(f"data_format={data_format!r}: fastconv images are channels_last (NHWC)")
+    num_parallel_calls = resolve_parallel_calls(num_parallel_calls)
     directory = os.fspath(directory)
     paths, targets, names = index_directory(directory, labels, class_names, follow_links)
     if not paths:
@@ -195,10 +197,10 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     channels = decode.CHANNELS[color_mode]
     image_shape = tuple(image_size) + (channels,)
 
-    def load_one(path):
+    def load_one(path, out=None):
         try:
             image = decode.load_image(path, tuple(image_size), channels, interpolation,
-                                      crop_to_aspect_ratio, pad_to_aspect_ratio)
+                                      crop_to_aspect_ratio, pad_to_aspect_ratio, out=out)
             # float32 here, on the decoding thread (NumPy's cast releases the GIL): the batch
             # step then only copies (a resize kernel that returns float32 costs nothing more)
             return image.astype(np.float32, copy=False)
@@ -211,7 +213,7 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     def make(sl, shuffled):
         sub_paths = paths[sl]
         sub_targets = None if targets is None else targets[sl]
-        ds = _pipeline(sub_paths, sub_targets, label_mode, num_classes, load_one, batch_size,
+        ds = _pipeline(sub_paths, sub_targets, label_mode, num_classes, load_one, batch_size, image_shape,
                        shuffled, seed, num_parallel_calls)
         out = ImageDirectoryDataset(ds, sub_paths, names, image_shape, load_one)
         out.labels = None if sub_targets is None else _encode_labels(sub_targets, label_mode, num_classes)
@@ -234,9 +236,10 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     return tuple(out) if subset == "both" else out[0]
 
 
-def _pipeline(paths, targets, label_mode, num_classes, load_one, batch_size, shuffle, seed, workers):
-    """paths (+ labels) -> shuffle -> decode to float32 on threads -> drop unreadable -> batch
-    -> prefetch (as Keras's pipeline, which prefetches too)."""
+def _pipeline(paths, targets, label_mode, num_classes, load_one, batch_size, image_shape, shuffle, seed,
+              workers):
+    """paths (+ labels) -> shuffle -> decode to float32 on threads, each image into its row of
+    its batch, unreadable files left out -> prefetch (as Keras's pipeline, which prefetches too)."""
     if targets is None:
         ds = Dataset.from_tensor_slices(np.asarray(paths, dtype=str))
     else:
@@ -245,12 +248,12 @@ def _pipeline(paths, targets, label_mode, num_classes, load_one, batch_size, shu
     if shuffle:
         ds = ds.shuffle(8 * batch_size if batch_size is not None else 1024, seed=seed)
     with_labels = targets is not None
+    if batch_size is not None:
+        return DecodedBatches(ds, load_one, batch_size, image_shape, workers, with_labels).prefetch(AUTOTUNE)
     ds = ds.map((lambda p, y: (load_one(str(p)), y)) if with_labels else (lambda p: load_one(str(p))),
                 num_parallel_calls=workers)
     ds = _KeepCardinality(ds.filter((lambda img, y: img is not None) if with_labels else
                                     (lambda img: img is not None)), ds)
-    if batch_size is not None:
-        ds = ds.batch(batch_size)
     return ds.prefetch(AUTOTUNE)
 
 

@@ -98,23 +98,34 @@ def _per_image(v, n, name, dtype):
     return np.ascontiguousarray(a)
 
 
-def resize(x, size, method="bilinear", implementation="auto"):
+def resize(x, size, method="bilinear", implementation="auto", out=None):
     """Resize a batch to `size` = (height, width) as ``tf.image.resize(x, size, method)`` does
     (``antialias=False``, half-pixel centres). Returns float32 for "bilinear" and "area" and the
-    input dtype for "nearest" (as TF does)."""
+    input dtype for "nearest" (as TF does). `out`: a C-contiguous array of the result's shape
+    and dtype to write into (and return), e.g. a row of a batch being filled."""
     x = _batch(x)
     oh, ow = _size(size)
     if method not in RESIZE_METHODS:
         raise ValueError(f"method must be one of {RESIZE_METHODS}, got {method!r}")
     n, h, w, c = x.shape
+    dtype = x.dtype if method == "nearest" else np.dtype(np.float32)
+    if out is not None:
+        if not isinstance(out, np.ndarray) or out.shape != (n, oh, ow, c) or out.dtype != dtype \
+                or not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError(f"out must be a writeable C-contiguous {dtype} array of shape {(n, oh, ow, c)}, got "
+                             f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
     if not _use_compiled(implementation):
-        return getattr(_np_kernels, "resize_" + method)(x, (oh, ow))
+        result = getattr(_np_kernels, "resize_" + method)(x, (oh, ow))
+        if out is None:
+            return result
+        out[...] = result
+        return out
+    if out is None:
+        out = _empty((n, oh, ow, c), dtype)
     if method == "nearest":
-        out = _empty((n, oh, ow, c), x.dtype)
         _compiled.gather_rows_cols(x, out, _np_kernels.nearest_taps(h, oh), _np_kernels.nearest_taps(w, ow),
                                    _threads())
         return out
-    out = _empty((n, oh, ow, c), np.float32)
     if method == "bilinear":
         threads = _threads()
         work = np.empty((threads, 2, ow * c), np.float32)  # two x-interpolated rows per thread
