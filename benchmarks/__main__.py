@@ -1,3 +1,3 @@
-from .run import main
+from fastconv.bench.run import main
 
 main()

@@ -18,10 +18,7 @@ import numpy as np
 from fastconv import _C
 from fastconv import reference as R
 
-try:  # run as a script (benchmarks/ on sys.path) or imported from the package
-    from specs import CONV_LAYERS as LAYERS
-except ImportError:
-    from benchmarks.specs import CONV_LAYERS as LAYERS
+from fastconv.bench.specs import CONV_LAYERS as LAYERS
 ORACLE_BUDGET_S = 20.0
 
 

@@ -33,10 +33,7 @@ import time
 
 import numpy as np
 
-try:  # run as a script (benchmarks/ on sys.path) or imported from the package
-    from harness import cpu_model
-except ImportError:
-    from benchmarks.harness import cpu_model
+from fastconv.bench.harness import cpu_model
 
 VARIANTS = ("classic", "modern")
 OPTIMIZERS = ("sgd", "adam")

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # `benchmarks` package; installed fastconv wins
-from benchmarks.models import _batch, torch_model  # noqa: E402
-from benchmarks.specs import CONV_LAYERS, OTHER_OPS  # noqa: E402
+from fastconv.bench.models import _batch, torch_model  # noqa: E402
+from fastconv.bench.specs import CONV_LAYERS, OTHER_OPS  # noqa: E402
 
 import fastconv  # noqa: E402
 from fastconv import cuda as fcuda  # noqa: E402
@@ -86,7 +86,7 @@ def fc_op(spec):
 
 
 def fc_model_step(name, batch, shape, classes):
-    from benchmarks.models import fastconv_model
+    from fastconv.bench.models import fastconv_model
     model = fcuda.model_to_device(fastconv_model(name, shape, classes))
     opt = fastconv.optimizers.SGD(0.01, momentum=0.9)
     loss_fn = fastconv.losses.SparseCategoricalCrossentropy(from_logits=name == "lenet5")
@@ -104,7 +104,7 @@ def fc_model_step(name, batch, shape, classes):
 
 
 def fit_epoch_seconds(n=60000, batch=256):
-    from benchmarks.models import fastconv_model
+    from fastconv.bench.models import fastconv_model
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, 28, 28, 1)).astype(np.float32)
     y = rng.integers(0, 10, n)

@@ -42,7 +42,7 @@ def _timed(fn, repeats, min_seconds=0.2):
 def _cases():
     import fastconv as fc
     from fastconv import _C
-    from benchmarks.models import _batch, fastconv_model, fastconv_step
+    from fastconv.bench.models import _batch, fastconv_model, fastconv_step
     rng = np.random.default_rng(0)
     x = rng.random((256, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, 256)

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from . import harness, ops, specs
+from fastconv.bench import harness, ops, specs
 
 DEFAULT_LAYERS = "stem 7x7 s2,56x56 64->64 k3,56x56 64->128 k3 s2,28x28 256->64 k1"
 
@@ -59,7 +59,7 @@ def main(argv=None):
     p.add_argument("--no-peers", action="store_true")
     args = p.parse_args(argv)
     import fastconv
-    from .run import op_cases
+    from fastconv.bench.run import op_cases
     peers = {} if args.no_peers else harness.load_peers({"torch", "tensorflow"})
     harness.set_threads(args.threads, peers)
     wanted = [name.strip() for name in args.layers.split(",")]

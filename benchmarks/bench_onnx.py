@@ -24,11 +24,11 @@ import numpy as np
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # after site-packages
 
-from benchmarks.harness import machine_info, set_threads, summarize, time_interleaved  # noqa: E402
+from fastconv.bench.harness import machine_info, set_threads, summarize, time_interleaved  # noqa: E402
 
 
 def cases(quick):
-    """(label, constructor, input shape, benchmarks.models name, classes), issue 18 item 4's set."""
+    """(label, constructor, input shape, fastconv.bench.models name, classes), issue 18 item 4's set."""
     from fastconv.models import zoo
     out = [("LeNet-5", zoo.lenet5, (28, 28, 1), "lenet5", 10)]
     if not quick:
@@ -45,7 +45,7 @@ def torch_predict(name, shape, classes):
         import torch
     except ImportError:
         return None
-    from benchmarks.models import torch_model
+    from fastconv.bench.models import torch_model
     model = torch_model(torch, name, shape, classes).eval().to(memory_format=torch.channels_last)
 
     def run(x):

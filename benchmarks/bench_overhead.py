@@ -29,7 +29,7 @@ def fastconv_cases():
     import fastconv as fc
     from fastconv import functional as F
     from fastconv.autograd import Tensor, ops
-    from benchmarks import models as bm
+    from fastconv.bench import models as bm
     x = np.ones((1, 4, 4, 1), np.float32)
     w = np.ones((3, 3, 1, 1), np.float32)
     dy = np.ones((1, 4, 4, 1), np.float32)
@@ -51,7 +51,7 @@ def fastconv_cases():
 
 
 def torch_cases(torch):
-    from benchmarks import models as bm
+    from fastconv.bench import models as bm
     x = torch.ones((1, 1, 4, 4)).to(memory_format=torch.channels_last)
     w = torch.ones((1, 1, 3, 3))
     xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()

@@ -35,7 +35,7 @@ def fastconv_cases(batch):
     model = fc.models.lenet5((28, 28, 1), 10, variant="modern", classifier_activation=None)
     model.compile(fc.optimizers.SGD(0.01, momentum=0.9), fc.losses.SparseCategoricalCrossentropy(from_logits=True))
     cases = {"LeNet-5 modern step": lambda: model.train_on_batch(x, y)}
-    from benchmarks.models import fastconv_step
+    from fastconv.bench.models import fastconv_step
     cases["LeNet-5 classic step"] = fastconv_step("lenet5", batch, (28, 28, 1), 10)
     for shape in ((batch, 28, 28, 6), (batch, 10, 10, 16)):
         a = rng.standard_normal(shape).astype(np.float32)
@@ -63,7 +63,7 @@ def torch_cases(torch, batch):
         loss_fn(model(x), y).backward()
         opt.step()
     cases = {"LeNet-5 modern step": step}
-    from benchmarks.models import torch_step
+    from fastconv.bench.models import torch_step
     cases["LeNet-5 classic step"] = torch_step(torch, "lenet5", batch, (28, 28, 1), 10)
     for shape in ((batch, 28, 28, 6), (batch, 10, 10, 16)):
         n, h, w, c = shape

@@ -43,12 +43,12 @@ import numpy as np
 import fastconv
 from fastconv import functional as F
 
+from fastconv.bench.harness import cpu_model
+
 try:  # run as a script (benchmarks/ on sys.path) or imported from the package
     from bench_conv import run_times, sgemm_ceiling
-    from harness import cpu_model
 except ImportError:
     from benchmarks.bench_conv import run_times, sgemm_ceiling
-    from benchmarks.harness import cpu_model
 
 CHANNELS = (1, 3, 6, 16, 24, 32, 48, 64, 96, 128, 256, 512)
 SPATIAL = (7, 14, 28, 56, 112)

@@ -5,6 +5,7 @@
     fastconv evaluate runs/digits/best.weights.npz
     fastconv summary lenet5 --input-shape 28 28 1
     fastconv info
+    fastconv bench --quick                      # the side-by-side benchmarks (fastconv.bench)
 
 ``train`` scales images to float32 in [0, 1], adds a channel axis, holds out ``--val-split`` of
 the training images for validation, fits with a progress bar (validation accuracy each epoch),
@@ -78,6 +79,8 @@ def _build_parser():
     s.add_argument("--classes", type=int, default=10)
 
     sub.add_parser("info", help="version, backends, BLAS, threads, CPU features, GPU")
+    sub.add_parser("bench", add_help=False, help="side-by-side benchmarks against the NumPy oracle, PyTorch and "
+                   "TensorFlow (fastconv bench --help)")
     return p
 
 
@@ -175,6 +178,9 @@ def cmd_info(args):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # its own parser (fastconv/bench/run.py) takes the rest
+        from .bench.run import main as bench_main
+        return bench_main(argv[1:])
     args = _build_parser().parse_args(argv)
     args.argv = argv
     try:

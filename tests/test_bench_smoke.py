@@ -8,7 +8,7 @@ import pytest
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # after site-packages
 
-from benchmarks.run import main  # noqa: E402
+from fastconv.bench.run import main  # noqa: E402
 
 
 def test_quick_run_writes_report(tmp_path, capsys):
@@ -16,6 +16,7 @@ def test_quick_run_writes_report(tmp_path, capsys):
     data = json.loads((tmp_path / "results.json").read_text())
     cases = {r["case"]: r for r in data["results"]}
     assert "56x56 64->64 k3" in cases and "max pool 3x3 s2 same" in cases and "lenet5 b4" in cases
+    assert "lenet5_maxpool b4" in cases and "resnet18_cifar b4" in cases
     for row in data["results"]:
         assert set(row["frameworks"]) >= {"fastconv"}
         assert row["frameworks"]["fastconv"]["median_ms"] > 0
@@ -23,6 +24,26 @@ def test_quick_run_writes_report(tmp_path, capsys):
     assert data["memory_mib"]["fastconv"] > 0
     md = (tmp_path / "results.md").read_text()
     assert "| op: lenet conv1 |" in md and "fastconv/numpy" in md
+
+
+def test_bench_command_in_the_package(capsys):
+    # `fastconv bench` hands its arguments to the suite's own parser (the suite ships inside the
+    # package, so it runs wherever fastconv is installed, not only from a checkout)
+    from fastconv.__main__ import main as cli_main
+    with pytest.raises(SystemExit) as e:
+        cli_main(["bench", "--help"])
+    assert e.value.code == 0 and "usage: fastconv bench" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        cli_main(["bench", "--no-such-option"])
+    assert e.value.code == 2 and "--no-such-option" in capsys.readouterr().err
+
+
+def test_maxpool_lenet_twins_match_the_zoo_model():
+    from fastconv.bench import models
+    model = models.fastconv_model("lenet5_maxpool", (28, 28, 1), 10)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("MaxPooling2D") == 2 and "AveragePooling2D" not in kinds
+    assert model.count_params() == 61706  # the PyTorch/TF twins' count (same layers as the classic)
 
 
 def test_overhead_bench_runs(capsys):

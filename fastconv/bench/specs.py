@@ -23,6 +23,7 @@ OTHER_OPS = [
 # name, batch, input shape (HWC), classes
 MODELS = [
     ("lenet5", 256, (28, 28, 1), 10),
+    ("lenet5_maxpool", 256, (28, 28, 1), 10),  # LeNet-5 as written today: ReLU + max pooling
     ("resnet18_cifar", 64, (32, 32, 3), 10),
     ("small_densenet", 64, (96, 96, 1), 10),
     ("resnet50", 16, (224, 224, 3), 1000),
@@ -36,4 +37,4 @@ def quick(spec_list, kind):
                 for n, N, H, W, Ci, Co, k, s, p, g in spec_list[:4] + spec_list[-1:]]
     if kind == "ops":
         return [(n, kd, 2, min(H, 16), min(W, 16), min(C, 64), p, s, pad) for n, kd, _, H, W, C, p, s, pad in spec_list]
-    return [(n, 4, (min(s[0], 32), min(s[1], 32), s[2]), c) for n, _, s, c in spec_list[:2]]
+    return [(n, 4, (min(s[0], 32), min(s[1], 32), s[2]), c) for n, _, s, c in spec_list[:3]]

@@ -1,12 +1,14 @@
 """Side-by-side benchmarks: fastconv (native), the NumPy oracle, PyTorch and TensorFlow (CPU).
 
-    python -m benchmarks [--quick] [--threads N] [--repeats R] [--no-peers] [--out DIR]
+    fastconv bench [--quick] [--threads N] [--repeats R] [--no-peers] [--out DIR]
+    (also python -m fastconv.bench, or python -m benchmarks in a checkout)
 
 Per op (forward + backward data and weights), per model (training step with SGD momentum),
 peak memory of a training step per framework (subprocesses) and, when Fashion-MNIST is
 installed, LeNet-5 time-to-accuracy. Every framework runs with the same thread count; cases
 are interleaved; medians, min and max of the repeats; ratios are fastconv / peer (< 1: faster).
-Writes results.md, results.json and ratios.png (matplotlib optional) into --out.
+Writes results.md, results.json and ratios.png (matplotlib optional) into --out
+(default: fastconv-bench-results in the current folder).
 """
 import argparse
 import os
@@ -19,7 +21,7 @@ from . import harness, models, ops, specs
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="fastconv bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes, a smoke run (well under 3 minutes)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every framework")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5; 3 with --quick)")
@@ -27,7 +29,7 @@ def parse_args(argv=None):
     p.add_argument("--skip-models", action="store_true")
     p.add_argument("--backends", default="cpu,numpy", help="fastconv backends to time (cpu,numpy)")
     p.add_argument("--epochs", type=int, default=5, help="epochs of the time-to-accuracy run")
-    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    p.add_argument("--out", default="fastconv-bench-results", help="folder for the report (created)")
     p.add_argument("--memory-child", nargs=4, metavar=("FRAMEWORK", "MODEL", "BATCH", "THREADS"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -80,9 +82,10 @@ def measure(section, label, cases, repeats, results, extra=None):
 
 def peak_memory(framework, model, batch, threads):
     """Peak resident MiB of a process that builds `model` and runs two training steps."""
-    # The repo root goes at the END of sys.path: an installed fastconv wins over the source tree.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = (f"import sys; sys.path.append({root!r}); from benchmarks.run import main; "
+    # The folder holding the fastconv package in use goes at the END of sys.path: the child
+    # imports the same fastconv (an in-place build under PYTHONPATH=. too) unless one is installed.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (f"import sys; sys.path.append({root!r}); from fastconv.bench.run import main; "
             f"main(['--memory-child', {framework!r}, {model!r}, '{batch}', '{threads}'])")
     # cwd elsewhere: `python -c` puts the cwd first on sys.path, which could shadow the install.
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir())

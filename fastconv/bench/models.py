@@ -10,8 +10,9 @@ def _batch(batch, shape, classes, seed=0):
 
 def fastconv_model(name, shape, classes):
     from fastconv import models
-    if name == "lenet5":
-        return models.lenet5(shape, classes, classifier_activation=None)
+    if name in ("lenet5", "lenet5_maxpool"):  # sigmoid + average pooling (d2l), ReLU + max pooling
+        return models.lenet5(shape, classes, variant="classic" if name == "lenet5" else "modern",
+                             classifier_activation=None)
     if name == "resnet18_cifar":
         return models.resnet18(shape, classes, stem="cifar")
     if name == "small_densenet":
@@ -24,7 +25,7 @@ def fastconv_model(name, shape, classes):
 def fastconv_step(name, batch, shape, classes):
     import fastconv as fc
     model = fastconv_model(name, shape, classes)
-    model.compile(fc.optimizers.SGD(0.01, momentum=0.9), fc.losses.SparseCategoricalCrossentropy(from_logits=name == "lenet5"))
+    model.compile(fc.optimizers.SGD(0.01, momentum=0.9), fc.losses.SparseCategoricalCrossentropy(from_logits=name.startswith("lenet5")))
     x, y = _batch(batch, shape, classes)
     return lambda: model.train_on_batch(x, y)
 
@@ -33,10 +34,11 @@ def fastconv_step(name, batch, shape, classes):
 def torch_model(torch, name, shape, classes):
     nn = torch.nn
     h, w, c = shape
-    if name == "lenet5":
-        return nn.Sequential(nn.Conv2d(c, 6, 5, padding=2), nn.Sigmoid(), nn.AvgPool2d(2), nn.Conv2d(6, 16, 5),
-                             nn.Sigmoid(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(16 * ((h // 2 - 4) // 2) ** 2, 120),
-                             nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(), nn.Linear(84, classes))
+    if name in ("lenet5", "lenet5_maxpool"):
+        act, pool = (nn.Sigmoid, nn.AvgPool2d) if name == "lenet5" else (nn.ReLU, nn.MaxPool2d)
+        return nn.Sequential(nn.Conv2d(c, 6, 5, padding=2), act(), pool(2), nn.Conv2d(6, 16, 5),
+                             act(), pool(2), nn.Flatten(), nn.Linear(16 * ((h // 2 - 4) // 2) ** 2, 120),
+                             act(), nn.Linear(120, 84), act(), nn.Linear(84, classes))
 
     def bn(ch):
         return nn.BatchNorm2d(ch, eps=1e-3, momentum=0.01)
@@ -124,14 +126,15 @@ def tf_model(tf, name, shape, classes):
         return tf.keras.applications.ResNet50(weights=None, input_shape=shape, classes=classes,
                                               classifier_activation=None)
     inputs = tf.keras.Input(shape)
-    if name == "lenet5":
-        x = L.Conv2D(6, 5, padding="same", activation="sigmoid")(inputs)
-        x = L.AveragePooling2D(2)(x)
-        x = L.Conv2D(16, 5, activation="sigmoid")(x)
-        x = L.AveragePooling2D(2)(x)
+    if name in ("lenet5", "lenet5_maxpool"):
+        act, pool = ("sigmoid", L.AveragePooling2D) if name == "lenet5" else ("relu", L.MaxPooling2D)
+        x = L.Conv2D(6, 5, padding="same", activation=act)(inputs)
+        x = pool(2)(x)
+        x = L.Conv2D(16, 5, activation=act)(x)
+        x = pool(2)(x)
         x = L.Flatten()(x)
-        x = L.Dense(120, activation="sigmoid")(x)
-        x = L.Dense(84, activation="sigmoid")(x)
+        x = L.Dense(120, activation=act)(x)
+        x = L.Dense(84, activation=act)(x)
         return tf.keras.Model(inputs, L.Dense(classes)(x))
 
     def conv_bn(x, f, k, s=1, relu=True):
