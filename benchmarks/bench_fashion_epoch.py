@@ -33,8 +33,6 @@ import time
 
 import numpy as np
 
-from fastconv.bench.harness import cpu_model
-
 VARIANTS = ("classic", "modern")
 OPTIMIZERS = ("sgd", "adam")
 BATCHES = (128, 256)
@@ -200,6 +198,7 @@ def parse_args(argv):
 
 
 def report(rows, source, args, torch_version):
+    from fastconv.bench.harness import cpu_model  # here: the PyTorch worker runs where fastconv is absent
     lines = ["# LeNet-5 Fashion-MNIST epoch: fastconv model.fit vs PyTorch", "",
              f"Machine: {cpu_model()}, {os.cpu_count()} cores; threads={args.threads}; "
              f"medians of {args.repeats}; data: {source}; PyTorch {torch_version or 'not run'}; "

@@ -40,7 +40,7 @@ def test_benchmarks_use_installed_fastconv_from_unbuilt_checkout(tmp_path):
     root = _unbuilt_tree(tmp_path)
     done = _run(root, INSTALLED)
     assert done.returncode == 0, done.stderr
-    assert "usage: python -m benchmarks" in done.stdout
+    assert "usage: fastconv bench" in done.stdout
 
 
 def test_benchmarks_without_any_built_fastconv_give_one_instruction(tmp_path):

@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 
+from fastconv.saving.atomic import atomic_write
+
 PEERS = ("torch", "tensorflow")
 
 
@@ -37,9 +39,9 @@ def write(out, info, results, memory, tta, quick=False):
         for fw, rows in tta.items():
             md += f"- {fw}: " + ", ".join(f"{s:.1f}s/{a:.3f}" for s, a in rows) + "\n"
     paths = [os.path.join(out, "results.md"), os.path.join(out, "results.json")]
-    with open(paths[0], "w") as f:
+    with atomic_write(paths[0], "w") as f:
         f.write(md)
-    with open(paths[1], "w") as f:
+    with atomic_write(paths[1], "w") as f:
         json.dump({"machine": info, "results": results, "memory_mib": memory, "time_to_accuracy": tta}, f, indent=1)
     png = _chart(out, results)
     return paths + ([png] if png else [])
@@ -70,7 +72,8 @@ def _chart(out, results):
     ax.legend()
     fig.tight_layout()
     path = os.path.join(out, "ratios.png")
-    fig.savefig(path, dpi=100)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
     return path
 

@@ -126,8 +126,9 @@ class _ShardWriter:
             if a.dtype == object:
                 raise TypeError(f"cache(filename=...) stores data only; element {self.count} holds an object "
                                 "array (strings, numbers and arrays of them are fine)")
+        zf = self._zip
         for j, a in enumerate(arrays):
-            with self._zip.open(f"e{self.count}_{j}.npy", "w", force_zip64=True) as member:
+            with zf.open(f"e{self.count}_{j}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, a, allow_pickle=False)
             self.nbytes += a.nbytes
         self.descs.append({"structure": describe(element), "leaves": len(values)})
