@@ -76,34 +76,53 @@ namespace {
 // is serial, so interleaving V independent chains keeps the core busy and amortises the
 // window bookkeeping (V = 4 at C = 64, data in cache: this walk ~10% faster, the backward
 // gather below 2.4x).
+//
+// The walk is in vectors of the level's register width (simd.h f32xR: S = 16 / width pieces
+// per 16 channels): at avx2 GCC 12 turned this compare-and-select on 16-lane vectors into
+// scalar compares and cmovs (LeNet's (256, 10, 10, 16) pool 15x slower than at avx512).
+typedef int32_t i32xR __attribute__((vector_size(4 * kRegLanes)));
+constexpr int kPieces = (int)kLanes / kRegLanes;
+
+inline f32xR load_piece(const float* p) {
+  f32xR v;
+  std::memcpy(&v, p, sizeof v);
+  opaque(v);  // as load16_plain: the select below stays a register operation
+  return v;
+}
+
 template <int V, bool kArg>
 inline void max_window16(const PoolGeometry& g, const float* xi, AxisRange rows, AxisRange cols,
                          int64_t row0, int64_t col0, float* out, uint8_t* arg) {
   const int64_t C = g.c, kw = g.win.kw;
+  constexpr int N = V * kPieces;
   const float* first = xi + (rows.lo * g.w + cols.lo) * C;
-  f32x16 best[V];
-  i32x16 which[V];
-  for (int v = 0; v < V; ++v) {
-    best[v] = load16(first + v * kLanes);
-    which[v] = splat16((int32_t)((rows.lo - row0) * kw + (cols.lo - col0)));
+  f32xR best[N];
+  i32xR which[N];
+  for (int v = 0; v < N; ++v) {
+    std::memcpy(&best[v], first + v * kRegLanes, sizeof best[v]);
+    which[v] = i32xR{} + (int32_t)((rows.lo - row0) * kw + (cols.lo - col0));
   }
   for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
     for (int64_t ix = cols.lo; ix < cols.hi; ++ix) {
       const float* cell = xi + (iy * g.w + ix) * C;
       // Materialised once per cell (the empty asm): the selects below are then register
       // blends, not one GPR-to-vector broadcast per channel vector.
-      i32x16 t = splat16((int32_t)((iy - row0) * kw + (ix - col0)));
+      i32xR t = i32xR{} + (int32_t)((iy - row0) * kw + (ix - col0));
       opaque(t);
-      for (int v = 0; v < V; ++v) {
-        const f32x16 val = load16_plain(cell + v * kLanes);
-        const i32x16 win = (val > best[v]) | (val != val);  // pool_beats
+      for (int v = 0; v < N; ++v) {
+        const f32xR val = load_piece(cell + v * kRegLanes);
+        const i32xR win = (val > best[v]) | (val != val);  // pool_beats
         best[v] = win ? val : best[v];
         if constexpr (kArg) which[v] = win ? t : which[v];
       }
     }
   for (int v = 0; v < V; ++v) {
-    store16(out + v * kLanes, best[v]);
-    if constexpr (kArg) narrow16(arg + v * kLanes, which[v]);
+    std::memcpy(out + v * kLanes, &best[v * kPieces], sizeof(float) * kLanes);
+    if constexpr (kArg) {
+      i32x16 w16;
+      std::memcpy(&w16, &which[v * kPieces], sizeof w16);
+      narrow16(arg + v * kLanes, w16);
+    }
   }
 }
 
@@ -291,20 +310,26 @@ template <int V>
 inline void max_gather16(const PoolGeometry& g, const float* dyi, const uint8_t* argi,
                          int64_t iy, int64_t ix, AxisRange oys, AxisRange oxs, float* out) {
   const Window2d& w = g.win;
-  f32x16 acc[V];
-  for (int v = 0; v < V; ++v) acc[v] = splat16(0.f);
+  constexpr int N = V * kPieces;  // register-wide pieces, as in max_window16
+  f32xR acc[N];
+  for (int v = 0; v < N; ++v) acc[v] = f32xR{};
   for (int64_t oy = oys.lo; oy < oys.hi; ++oy) {
     const int64_t ty = (iy - (oy * w.sh - w.pt)) * w.kw;
     for (int64_t ox = oxs.lo; ox < oxs.hi; ++ox) {
       const int64_t o = (oy * g.ow + ox) * g.c;
-      const i32x16 t = splat16((int32_t)(ty + ix - (ox * w.sw - w.pl)));
+      const i32xR t = i32xR{} + (int32_t)(ty + ix - (ox * w.sw - w.pl));
       for (int v = 0; v < V; ++v) {
-        const i32x16 mine = widen16(argi + o + v * kLanes) == t;
-        acc[v] += mine ? load16_plain(dyi + o + v * kLanes) : splat16(0.f);
+        i32xR a[kPieces];
+        const i32x16 a16 = widen16(argi + o + v * kLanes);
+        std::memcpy(a, &a16, sizeof a);
+        for (int p = 0; p < kPieces; ++p) {
+          const i32xR mine = a[p] == t;
+          acc[v * kPieces + p] += mine ? load_piece(dyi + o + v * kLanes + p * kRegLanes) : f32xR{};
+        }
       }
     }
   }
-  for (int v = 0; v < V; ++v) store16(out + v * kLanes, acc[v]);
+  for (int v = 0; v < N; ++v) std::memcpy(out + v * kRegLanes, &acc[v], sizeof acc[v]);
 }
 
 inline void max_gather_tail(const PoolGeometry& g, const float* dyi, const uint8_t* argi,
