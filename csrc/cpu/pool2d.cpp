@@ -262,6 +262,69 @@ void max_forward_task_packed(const PoolGeometry& g, const float* x, float* y, ui
     }
   }
 }
+#elif defined(__AVX2__)
+// Few channels at the avx2 level (C < 8): max_forward_task_packed with 8 lanes, P = 8 / C
+// pixels per vector, AVX2 gathers and blends; the same groups, edge rule and comparisons.
+template <bool kArg>
+void max_forward_task_packed8(const PoolGeometry& g, const float* x, float* y, uint8_t* arg,
+                              int64_t img) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c, pixels = 8 / C;
+  const float* xi = x + img * g.h * g.w * C;
+  int32_t lane_off[8];
+  for (int64_t j = 0; j < 8; ++j) lane_off[j] = (int32_t)((j / C) * w.sw * C + j % C);
+  const __m256i off = _mm256_loadu_si256((const __m256i*)lane_off);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const int64_t last_unclipped = (g.w + w.pl - w.kw) / w.sw;  // largest ox fully inside
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
+    const int64_t row0 = oy * w.sh - w.pt;
+    int64_t ox = 0;
+    while (ox < g.ow) {
+      const int64_t col0 = ox * w.sw - w.pl;
+      // as packed_group: up to P pixels whose windows are unclipped along x
+      int64_t q = 0;
+      if (col0 >= 0 && g.w + w.pl - w.kw >= 0)
+        q = std::max<int64_t>(0, std::min({pixels, g.ow - ox, last_unclipped - ox + 1}));
+      if (q == 0) {
+        max_forward_pixel<kArg>(g, xi, y, arg, img, oy, ox, rows, 0, C, true);
+        ++ox;
+        continue;
+      }
+      const int32_t lanes = (int32_t)(q * C);
+      const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), lane);
+      __m256 best = _mm256_setzero_ps();
+      __m256i which = _mm256_setzero_si256();
+      bool first = true;
+      for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+        for (int64_t kx = 0; kx < w.kw; ++kx) {
+          const float* cell = xi + (iy * g.w + col0 + kx) * C;
+          const __m256 val = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), cell, off,
+                                                      _mm256_castsi256_ps(mask), 4);
+          const __m256i t = _mm256_set1_epi32((int32_t)((iy - row0) * w.kw + kx));
+          if (first) {
+            best = val;
+            which = t;
+            first = false;
+            continue;
+          }
+          // pool_beats: val > best, or val is NaN
+          const __m256 win = _mm256_or_ps(_mm256_cmp_ps(val, best, _CMP_GT_OQ),
+                                          _mm256_cmp_ps(val, val, _CMP_UNORD_Q));
+          best = _mm256_blendv_ps(best, val, win);
+          if constexpr (kArg) which = _mm256_blendv_epi8(which, t, _mm256_castps_si256(win));
+        }
+      const int64_t o = ((img * g.oh + oy) * g.ow + ox) * C;
+      _mm256_maskstore_ps(y + o, mask, best);
+      if constexpr (kArg) {
+        int32_t wv[8];
+        _mm256_storeu_si256((__m256i*)wv, which);
+        for (int32_t j = 0; j < lanes; ++j) arg[o + j] = (uint8_t)wv[j];
+      }
+      ox += q;
+    }
+  }
+}
 #endif
 
 // Forward over one (image, channel block) task; arg may be null when !kArg.
@@ -271,6 +334,11 @@ void max_forward_task(const PoolGeometry& g, const float* x, float* y, uint8_t* 
 #if defined(__AVX512F__)
   if (g.c < kLanes && c0 == 0 && c1 == g.c) {
     max_forward_task_packed<kArg>(g, x, y, arg, img);
+    return;
+  }
+#elif defined(__AVX2__)
+  if (g.c < 8 && c0 == 0 && c1 == g.c) {
+    max_forward_task_packed8<kArg>(g, x, y, arg, img);
     return;
   }
 #endif
