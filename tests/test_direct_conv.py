@@ -97,6 +97,12 @@ CASES = {
     "channels_dilation": (1, 13, 19, 3, 16, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2)),
     "channels_col_blocks": (2, 5, 44, 2, 32, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
     "channels_stride2_even": (1, 9, 15, 1, 16, (4, 4), (2, 2), (1, 2, 1, 2), (1, 1)),
+    # The avx2 and baseline levels vectorise over 8 and 4 lanes (direct_conv.cpp, kLanes):
+    # Cout 8 or 24 with OW mod 8 in 1..6 take the channel path there, the row path at avx512;
+    # Cin 12 > the 6-channel blocks of 2-vector rows at avx2 (backward data's channel blocks)
+    "channels_lanes8_cout8": (2, 7, 11, 3, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    "channels_lanes8_cout24_s2": (1, 15, 27, 6, 24, (5, 5), (2, 2), (2, 2, 2, 2), (1, 1)),
+    "cin12_wide_rows": (1, 6, 21, 12, 5, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
 }
 
 

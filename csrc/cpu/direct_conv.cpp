@@ -59,28 +59,45 @@
 #include "cpu/conv_algorithm.h"
 #include "cpu/im2col.h"
 #include "cpu/parallel.h"
+#include "cpu/simd.h"
 #include "cpu/winograd.h"
 #include "kernels.h"
 
-// Builds without AVX-512 (FASTCONV_NATIVE_ARCH=OFF) pass v16 in memory; GCC's note that
-// this differs from an AVX-512 caller's ABI is moot for these file-local helpers.
+// GCC notes that vectors wider than a level's registers are passed differently across
+// levels; moot for these file-local helpers.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace fastconv::cpu::detail {
 
 namespace {
 
-constexpr int kLanes = 16;
-typedef float v16 __attribute__((vector_size(64)));  // one zmm with -march=native on AVX-512
+// One vector = one register of the level (simd.h): 16 floats in a zmm at avx512, 8 in a ymm
+// at avx2, 4 in an xmm at the baseline. Every register blocking below is sized from the
+// level's register count, so each level's copy keeps its accumulators in registers (the
+// blockings made for 32 zmm, split into ymm halves at avx2, spilled: LeNet conv2's forward
+// 18x slower than at avx512, see benchmarks/RESULTS.md). The arithmetic per output is the
+// same at every level; only how many outputs a call computes changes.
+constexpr int kLanes = kRegLanes;
+typedef f32xR vec;
+// Accumulators a micro-kernel may hold: 24 of 32 zmm (room for the inputs), 12 of 16 ymm/xmm.
+constexpr int kAccumulators = kVectorRegisters >= 32 ? 24 : 12;
+// Whether `acc` accumulators plus `inputs` operand vectors and one broadcast fit the registers.
+constexpr bool fits_registers(int acc, int inputs) {
+  return acc <= kAccumulators && acc + inputs + 1 <= kVectorRegisters;
+}
 
-inline v16 load(const float* p) {
-  v16 v;
+inline vec load(const float* p) {
+  vec v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
-inline v16 splat(float s) {  // one vbroadcastss (v16{} + s would cost an add: 0 + -0 is +0)
-  return v16{s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s};
+inline void store(float* p, vec v) { std::memcpy(p, &v, sizeof v); }
+template <size_t... I>
+inline vec splat_lanes(float s, std::index_sequence<I...>) {
+  return vec{((void)I, s)...};
+}
+inline vec splat(float s) {  // one vbroadcastss (vec{} + s would cost an add: 0 + -0 is +0)
+  return splat_lanes(s, std::make_index_sequence<kLanes>());
 }
 
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -129,9 +146,9 @@ void pack_row(const float* src, int64_t w, int64_t c, int64_t p, int64_t shift, 
 }
 
 // Keeps v in a register: an empty asm that claims to modify it, so GCC cannot fold its load
-// into every FMA that uses it. Only where v16 is one register (AVX-512).
-inline void pin(v16& v) {
-#if defined(__AVX512F__) && (defined(__x86_64__) || defined(__i386__))
+// into every FMA that uses it (vec is one register at every x86 level).
+inline void pin(vec& v) {
+#if defined(__x86_64__) || defined(__i386__)
   asm("" : "+v"(v));
 #else
   (void)v;
@@ -163,20 +180,20 @@ void tap_block(const float* src, int64_t rstride, const Tap* taps, int64_t ntaps
                int64_t rows, int64_t cols) {
   constexpr int NV = NR * NC;
   constexpr int K = CB * NV >= 8 ? 1 : (8 + CB * NV - 1) / (CB * NV);
-  v16 acc[K][CB][NV];
+  vec acc[K][CB][NV];
 #pragma GCC unroll 16
   for (int k = 0; k < K; ++k)
     for (int c = 0; c < CB; ++c)
-      for (int v = 0; v < NV; ++v) acc[k][c][v] = v16{};
-  auto step = [&](v16(&a)[CB][NV], const Tap& tap) {
+      for (int v = 0; v < NV; ++v) acc[k][c][v] = vec{};
+  auto step = [&](vec(&a)[CB][NV], const Tap& tap) {
     const float* s = src + tap.off;
     const float* w = tap.w + c0;
-    v16 xv[NV];
+    vec xv[NV];
     for (int r = 0; r < NR; ++r)
       for (int v = 0; v < NC; ++v) xv[r * NC + v] = load(s + r * rstride + v * kLanes);
 #pragma GCC unroll 16
     for (int c = 0; c < CB; ++c) {
-      const v16 wc = splat(w[c]);
+      const vec wc = splat(w[c]);
       for (int v = 0; v < NV; ++v) a[c][v] += xv[v] * wc;
     }
   };
@@ -189,7 +206,7 @@ void tap_block(const float* src, int64_t rstride, const Tap* taps, int64_t ntaps
 #pragma GCC unroll 16
   for (int c = 0; c < CB; ++c)
     for (int v = 0; v < NV; ++v) {
-      v16 sum = bias ? splat(bias[c0 + c]) : v16{};
+      vec sum = bias ? splat(bias[c0 + c]) : vec{};
       for (int k = 0; k < K; ++k) sum += acc[k][c][v];
       store(out[c] + v * kLanes, sum);
     }
@@ -204,7 +221,8 @@ void tap_block(const float* src, int64_t rstride, const Tap* taps, int64_t ntaps
 
 using TapBlockFn = void (*)(const float*, int64_t, const Tap*, int64_t, int64_t, const float*,
                            float*, int64_t, int64_t, int64_t, int64_t);
-// Channels per register block: CB*NR*NC accumulators plus the inputs fit the 32 registers.
+// Channels per register block (the kernel tables' size): CB*NR*NC accumulators plus the
+// inputs fit the registers (BlockShape::max_channels).
 constexpr int kMaxBlock = 12;
 
 template <int NR, int NC, size_t... I>
@@ -213,19 +231,30 @@ constexpr std::array<TapBlockFn, sizeof...(I)> tap_block_table(std::index_sequen
 }
 
 // Block of output rows x columns a kernel call computes: nr rows (1, 2 or 4) of nc vectors.
-// Two vectors per row when the row is wider than 16; then as many rows (where their taps
-// coincide) as bring CB*nr*nc to 12 or more (at most 24 accumulators): each weight
+// Two vectors per row when the row is wider than one; then as many rows (where their taps
+// coincide) as bring CB*nr*nc to half the accumulator budget or more (at avx512 12 of at
+// most 24; at avx2 and baseline 6 of 12, inputs included in the 16 registers): each weight
 // broadcast then feeds nr*nc FMAs. Measured, 1 thread: LeNet conv2 forward (10 columns,
 // CB 8) 1 row 1.29 ms, 2 rows 0.97 ms; its backward data (14 columns, CB 6) 1 row 1.90,
 // 2 rows 1.28, 4 rows 1.41 (24 accumulators + 4 inputs spill); conv1's backward data (28
 // columns, CB 1) 1 row 1.44, 4 rows 1.14.
 struct BlockShape {
   int nr, nc;
+  // Vectors per row for rows of `cols` columns, and the channels a block of them may hold.
+  static int row_vectors(int64_t cols) { return cols > kLanes ? 2 : 1; }
+  static int64_t max_channels(int64_t cols) {
+    const int nv = row_vectors(cols);
+    int64_t cb = kMaxBlock;
+    while (cb > 1 && !fits_registers((int)cb * nv, nv)) --cb;
+    return cb;
+  }
   BlockShape(int64_t cb, int64_t cols, bool rows_ok) {
-    nc = cols > kLanes ? 2 : 1;
+    nc = row_vectors(cols);
     nr = 1;
     if (rows_ok)
-      while (nr < 4 && cb * nr * nc < 12 && cb * 2 * nr * nc <= 24) nr *= 2;
+      while (nr < 4 && cb * nr * nc < kAccumulators / 2 &&
+             fits_registers((int)cb * 2 * nr * nc, 2 * nr * nc))
+        nr *= 2;
   }
   int64_t colw() const { return nc * kLanes; }
   TapBlockFn kernel(int64_t cb) const {
@@ -307,8 +336,13 @@ struct InputPack {
 // Taps per register tile for CB output channels: TT*CB accumulators (<= 24 zmm), plus the
 // CB dy vectors and one x vector, all in the 32 registers up to CB = 6. (CB = 8, TT = 3 did
 // not fit: the dy operands were re-read from memory for every tap, 27 loads per 24 FMAs.)
-constexpr int taps_per_tile(int cb) { return cb >= 6 ? 4 : cb >= 4 ? 6 : 8; }
-constexpr int kMaxDwBlock = 6;
+// With 16 registers (avx2, baseline): as many taps as leave room for the CB dy vectors and
+// the x vector, at most 8, and at most 4 channels (TT = 2 for CB = 4).
+constexpr int taps_per_tile(int cb) {
+  if (kVectorRegisters >= 32) return cb >= 6 ? 4 : cb >= 4 ? 6 : 8;
+  return std::max(1, std::min(8, (kVectorRegisters - 1 - cb) / cb));
+}
+constexpr int kMaxDwBlock = kVectorRegisters >= 32 ? 6 : 4;
 
 // vout[t*vstride + c*16 ..] += per-lane sums over `lines` rows l and nvec vectors vi of
 // columns of x[l*xstep + offs[t] + vi*16 ..] * d[(l*nvec + vi)*dvec + c*16 ..], for the
@@ -321,14 +355,14 @@ template <int CB>
 void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const float* d,
              int64_t dvec, int64_t lines, int64_t nvec, float* vout, int64_t vstride) {
   constexpr int TT = taps_per_tile(CB);
-  v16 acc[TT][CB];
+  vec acc[TT][CB];
 #pragma GCC unroll 32
   for (int t = 0; t < TT; ++t)
-    for (int c = 0; c < CB; ++c) acc[t][c] = v16{};
+    for (int c = 0; c < CB; ++c) acc[t][c] = vec{};
   for (int64_t l = 0; l < lines; ++l) {
     const float* xl = x + l * xstep;
     for (int64_t vi = 0; vi < nvec; ++vi, d += dvec) {
-      v16 dv[CB];
+      vec dv[CB];
 #pragma GCC unroll 8
       for (int c = 0; c < CB; ++c) {
         dv[c] = load(d + c * kLanes);
@@ -338,7 +372,7 @@ void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const
       }
 #pragma GCC unroll 8
       for (int t = 0; t < TT; ++t) {
-        v16 xv = load(xl + offs[t] + vi * kLanes);
+        vec xv = load(xl + offs[t] + vi * kLanes);
         pin(xv);  // likewise (with CB = 4 the x vector was re-read for each FMA)
         for (int c = 0; c < CB; ++c) acc[t][c] += xv * dv[c];
       }
@@ -384,14 +418,14 @@ template <int R, int P>
 void channel_block(const float* src, int64_t rstride, const Tap* taps, int64_t ntaps, int64_t c0,
                    const float* bias, float* dst, int64_t dst_rstride, int64_t oc, int64_t rows,
                    int64_t cols) {
-  v16 acc[R][P];
-  const v16 init = bias ? load(bias + c0) : v16{};
+  vec acc[R][P];
+  const vec init = bias ? load(bias + c0) : vec{};
 #pragma GCC unroll 24
   for (int r = 0; r < R; ++r)
     for (int p = 0; p < P; ++p) acc[r][p] = init;
   for (int64_t t = 0; t < ntaps; ++t) {
     const float* s = src + taps[t].off;
-    const v16 wv = load(taps[t].w + c0);
+    const vec wv = load(taps[t].w + c0);
 #pragma GCC unroll 24
     for (int r = 0; r < R; ++r)
       for (int p = 0; p < P; ++p) acc[r][p] += splat(s[r * rstride + p]) * wv;
@@ -402,7 +436,9 @@ void channel_block(const float* src, int64_t rstride, const Tap* taps, int64_t n
 
 using ChannelBlockFn = void (*)(const float*, int64_t, const Tap*, int64_t, int64_t, const float*,
                                float*, int64_t, int64_t, int64_t, int64_t);
-constexpr int kMaxChannelCols = 12;  // R*P <= 24 accumulators, + the weight vector
+// R*P <= 24 accumulators at avx512 (P <= 12), 12 with 16 registers (P <= 6), + the weight
+// vector and a broadcast
+constexpr int kMaxChannelCols = kAccumulators / 2;
 
 template <int R, size_t... I>
 constexpr std::array<ChannelBlockFn, sizeof...(I)> channel_block_table(std::index_sequence<I...>) {
@@ -415,11 +451,12 @@ ChannelBlockFn pick_channel_block(int rows, int64_t cols) {
   return (rows == 2 ? t2 : t1)[cols - 1];
 }
 
-// The channel-vectorised forward is used when Cout is a multiple of 16 and the row-
-// vectorised one would leave over a fifth of its lanes idle (OW mod 16 in 1..12).
+// The channel-vectorised forward is used when Cout is a multiple of the vector width and
+// the row-vectorised one would leave over a fifth of its lanes idle (OW mod 16 in 1..12 at
+// avx512; OW mod 8 in 1..6 at avx2).
 bool channel_vectorised(const ConvGeometry& g) {
   const int64_t tail = g.ow % kLanes;
-  return g.oc % kLanes == 0 && tail != 0 && tail <= 12;
+  return g.oc % kLanes == 0 && tail != 0 && tail <= kLanes * 3 / 4;
 }
 
 }  // namespace
@@ -468,7 +505,7 @@ void direct_forward_channels(const ConvGeometry& g, const float* x, const float*
   // Columns per block: the whole row when it fits, else equal blocks of <= 12.
   const int64_t col_blocks = (g.ow + kMaxChannelCols - 1) / kMaxChannelCols;
   const int64_t pc = (g.ow + col_blocks - 1) / col_blocks;
-  const int nr = 2;  // 2 rows x <= 12 columns: <= 24 accumulators
+  const int nr = 2;  // 2 rows x <= kMaxChannelCols columns: <= kAccumulators
   const InputPack pk(g, round_up(g.ow, pc));
   std::vector<Tap> taps;
   for (int64_t ky = 0; ky < v.kh; ++ky)
@@ -516,7 +553,7 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
                     float* y, Activation act) {
   if (channel_vectorised(g)) return direct_forward_channels(g, x, w, b, y, act);
   const Window2d& v = g.win;
-  const ChannelBlocks cbk(g.oc, kMaxBlock);
+  const ChannelBlocks cbk(g.oc, BlockShape::max_channels(g.ow));
   const BlockShape bs(cbk.cb, g.ow, true);
   const int64_t colw = bs.colw();
   const InputPack pk(g, round_up(g.ow, colw));
@@ -575,7 +612,7 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
   const int64_t jmax = (g.w + v.sw - 1) / v.sw;
   // Blocks as in the forward pass; several dx rows per block only when sh == 1 (then all
   // rows have the same taps, one dy row apart).
-  const ChannelBlocks cbk(g.c, kMaxBlock);
+  const ChannelBlocks cbk(g.c, BlockShape::max_channels(jmax));
   const BlockShape bs(cbk.cb, jmax, v.sh == 1);
   const int64_t colw = bs.colw(), cols = round_up(jmax, colw);
   int64_t cmin = INT64_MAX, cmax = INT64_MIN;
@@ -781,14 +818,14 @@ template <int P, int T>
 void channel_dot(const float* x, int64_t xrstride, const int64_t* offs, int real, const float* dy,
                  int64_t dyrstride, int64_t oc, int64_t lines, int64_t blocks, float* vout,
                  int64_t vstride) {
-  v16 acc[T];
+  vec acc[T];
 #pragma GCC unroll 24
-  for (int t = 0; t < T; ++t) acc[t] = v16{};
+  for (int t = 0; t < T; ++t) acc[t] = vec{};
   for (int64_t l = 0; l < lines; ++l)
     for (int64_t bk = 0; bk < blocks; ++bk) {
       const float* xr = x + l * xrstride + bk * P;
       const float* d = dy + l * dyrstride + bk * P * oc;
-      v16 dv[P];
+      vec dv[P];
 #pragma GCC unroll 8
       for (int p = 0; p < P; ++p) {
         dv[p] = load(d + p * oc);
@@ -807,7 +844,10 @@ void channel_dot(const float* x, int64_t xrstride, const int64_t* offs, int real
   }
 }
 
-constexpr int kDotCols = 6, kDotTaps = 20;  // 20 accumulators + 6 dy vectors + 1 broadcast
+// T accumulators + P dy vectors + 1 broadcast: 20 + 6 + 1 of 32 registers at avx512,
+// 10 + 5 + 1 of 16 at avx2 and baseline.
+constexpr int kDotCols = kVectorRegisters >= 32 ? 6 : 5;
+constexpr int kDotTaps = kVectorRegisters >= 32 ? 20 : 10;
 
 using ChannelDotFn = void (*)(const float*, int64_t, const int64_t*, int, const float*, int64_t,
                               int64_t, int64_t, int64_t, float*, int64_t);
@@ -863,7 +903,7 @@ void direct_backward_weights_channels(const ConvGeometry& g, const float* dy, co
       const int64_t lines = oy1 - oy0, xr = v.sh * pk.row, dr = g.ow * g.oc;
       for (int64_t c0 = 0; c0 < g.oc; c0 += kLanes) {
         if (db) {
-          v16 s = load(vacc.data() + wsize + c0);
+          vec s = load(vacc.data() + wsize + c0);
           for (int64_t p = 0; p < lines * g.ow; ++p) s += load(drows + p * g.oc + c0);
           store(vacc.data() + wsize + c0, s);
         }
@@ -969,7 +1009,7 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
       }
       if (db)
         for (int64_t c = 0; c < g.oc; ++c) {
-          v16 s = load(vdb + c * kLanes);
+          vec s = load(vdb + c * kLanes);
           for (int64_t vi = 0; vi < nimg * nvec; ++vi)
             s += load(dbuf.data() + (vi * g.oc + c) * kLanes);
           store(vdb + c * kLanes, s);

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <vector>
-#if defined(__AVX512F__)
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -15,6 +15,23 @@ namespace fastconv::cpu {
 
 constexpr int64_t kLanes = 16;
 typedef float f32x16 __attribute__((vector_size(64)));
+
+// The level's own register: the compute-bound kernels (direct_conv.cpp) block their
+// accumulators by its width and the number of such registers, so each level's code fits its
+// register file. A 16-lane vector at the avx2 level is two ymm out of 16, and GCC spilled the
+// blockings sized for 32 zmm (LeNet conv2's forward 18x slower than at avx512, slower than
+// the baseline's). AVX-512: 16 floats, 32 registers; AVX2: 8, 16; SSE2 (baseline): 4, 16.
+#if defined(__AVX512F__)
+constexpr int kRegLanes = 16;
+constexpr int kVectorRegisters = 32;
+#elif defined(__AVX__)
+constexpr int kRegLanes = 8;
+constexpr int kVectorRegisters = 16;
+#else
+constexpr int kRegLanes = 4;
+constexpr int kVectorRegisters = 16;
+#endif
+typedef float f32xR __attribute__((vector_size(4 * kRegLanes)));
 typedef int32_t i32x16 __attribute__((vector_size(64)));
 typedef uint8_t u8x16 __attribute__((vector_size(16)));
 
@@ -32,10 +49,17 @@ inline u8x16 load16(const uint8_t* p) {
 inline void store16(uint8_t* p, u8x16 v) { std::memcpy(p, &v, sizeof v); }
 // uint8 <-> int32 lanes. GCC 12 builds __builtin_convertvector(u8x16 -> i32x16) from 16
 // scalar extracts (measured: max-pool backward 3x slower than its traffic), so AVX-512 gets
-// the one-instruction intrinsics.
+// the one-instruction intrinsics, and AVX2 a two-instruction equivalent (the avx2 level
+// had the same 16 extracts).
 inline i32x16 widen16(const uint8_t* p) {
 #if defined(__AVX512F__)
   return (i32x16)_mm512_maskz_cvtepu8_epi32(0xFFFF, _mm_loadu_si128((const __m128i*)p));
+#elif defined(__AVX2__)
+  const __m128i b = _mm_loadu_si128((const __m128i*)p);
+  const __m256i halves[2] = {_mm256_cvtepu8_epi32(b), _mm256_cvtepu8_epi32(_mm_srli_si128(b, 8))};
+  i32x16 v;
+  std::memcpy(&v, halves, sizeof v);
+  return v;
 #else
   i32x16 v;
   for (int k = 0; k < 16; ++k) v[k] = p[k];
@@ -45,6 +69,14 @@ inline i32x16 widen16(const uint8_t* p) {
 inline void narrow16(uint8_t* p, i32x16 v) {
 #if defined(__AVX512F__)
   _mm_storeu_si128((__m128i*)p, _mm512_mask_cvtepi32_epi8(_mm_setzero_si128(), 0xFFFF, (__m512i)v));
+#elif defined(__AVX2__)
+  // lanes are 0..255 (window positions): saturating packs keep them; packus_epi32 works per
+  // 128-bit half (lanes 0-3, 8-11, 4-7, 12-15), the permute restores the order
+  __m256i halves[2];
+  std::memcpy(halves, &v, sizeof v);
+  const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(halves[0], halves[1]), 0xD8);
+  _mm_storeu_si128((__m128i*)p, _mm_packus_epi16(_mm256_castsi256_si128(w16),
+                                                 _mm256_extracti128_si256(w16, 1)));
 #else
   for (int k = 0; k < 16; ++k) p[k] = (uint8_t)v[k];
 #endif
