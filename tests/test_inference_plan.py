@@ -280,3 +280,22 @@ def test_unsupported_graph_falls_back_to_the_plain_forward():
     assert inference.predict(model, np.zeros((1, 28, 28, 1), np.int32)) is None  # not float
     out = model.predict_on_batch(np.zeros((1, 28, 28, 1), np.int32))
     assert out.shape == (1, 10)
+
+
+def test_relu6_kernel_activation_matches_the_clip_and_keeps_nan():
+    from fastconv import _C
+    if not inference._kernel_relu6(_C):
+        pytest.skip("this _C build predates activation 'relu6' (rebuild csrc)")
+    rng = np.random.default_rng(12)
+    x = (4 * rng.standard_normal((2, 5, 5, 3))).astype(np.float32)
+    x[0, 1, 1, 0] = np.nan
+    w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    linear = _C.conv2d_forward(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), 1, "linear")
+    capped = _C.conv2d_forward(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), 1, "relu6")
+    np.testing.assert_array_equal(capped, np.clip(linear, 0, 6))  # np.clip keeps NaN
+    assert np.isnan(capped).sum() == np.isnan(linear).sum() > 0
+    z = np.array([[-1.0, 0.5, 5.9, 6.5, np.nan]], np.float32)
+    np.testing.assert_array_equal(_C.bias_act_forward(z, None, "relu6"), np.clip(z, 0, 6))
+    dz, _ = _C.bias_act_backward(np.ones_like(z), np.clip(z, 0, 6), "relu6", False)
+    np.testing.assert_array_equal(dz[0, :4], [0, 1, 1, 0])

@@ -24,7 +24,8 @@ Fusions (a link only when its input feeds nothing else and is not a model output
 
 Any other layer runs as itself (``layer(x, training=False)`` under no_grad), so every model
 gets a plan and the plan computes what the plain forward computes (up to float32 rounding
-from the fold). ``set_fusion(False)`` (engine/fusion.py) also turns plans off.
+from the fold). ``set_inference_plan(False)`` turns plans off (predict then runs the autograd
+forward under no_grad, with engine/fusion.py's fusions); ``set_fusion(False)`` turns both off.
 """
 import numpy as np
 
@@ -49,6 +50,20 @@ _KERNEL_ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh")
 _MAX_PLANS = 8  # input shapes remembered per model (predict's last, smaller batch is a second)
 
 
+_enabled = [True]
+
+
+def set_inference_plan(enabled):
+    """Run predict / a no_grad call with training=False through prepared plans (default True)."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, got {enabled!r}")
+    _enabled[0] = enabled
+
+
+def get_inference_plan():
+    return _enabled[0]
+
+
 class Unsupported(Exception):
     """The model's graph has a shape the plan does not take; predict runs the plain forward."""
 
@@ -60,7 +75,7 @@ class Op:
         self.kind, self.layer, self.ins, self.out = kind, layer, list(ins), out
         self.single, self.args, self.kwargs = single, tuple(args), dict(kwargs or {})
         # filled by the fusion pass
-        self.pads, self.bn, self.activation, self.cap = None, None, None, None
+        self.pads, self.bn, self.activation, self.cap, self.relu = None, None, None, None, None
 
 
 def _defining_class(cls, name):
@@ -185,7 +200,7 @@ def fuse(ops, outputs):
         if nxt is not None and _plain(nxt):
             ok, cap = _relu_cap(nxt.layer)
             if ok:
-                head.activation, head.cap = "relu", cap
+                head.activation, head.cap, head.relu = "relu", cap, nxt.layer
                 absorb(head, nxt)
 
     for op in ops:
@@ -268,6 +283,28 @@ def _conv_weights(op):
     return weights
 
 
+_relu6_in_kernels = []
+
+
+def _kernel_relu6(k):
+    """Whether this build's kernels take activation 'relu6' (an older _C does not: then the cap
+    is an in-place minimum after the relu)."""
+    if not _relu6_in_kernels:
+        try:
+            k.bias_act_forward(np.zeros((1, 1), np.float32), None, "relu6")
+            _relu6_in_kernels.append(True)
+        except ValueError:
+            _relu6_in_kernels.append(False)
+    return _relu6_in_kernels[0]
+
+
+def _epilogue(activation, cap, k):
+    """(kernel activation, cap left for an in-place minimum or None)."""
+    if activation == "relu" and cap == 6.0 and _kernel_relu6(k):
+        return "relu6", None
+    return activation, cap
+
+
 def _conv_step(op, x, k):
     layer = op.layer
     depthwise = type(layer) is DepthwiseConv2D
@@ -276,9 +313,9 @@ def _conv_step(op, x, k):
     strides, dilation = pair(layer.strides, "strides"), pair(layer.dilation_rate, "dilation_rate")
     pads = op.pads or resolve_padding(layer.padding, x.shape[1:3], kernel.shape[:2], strides, dilation)
     groups = x.shape[3] if depthwise else layer.groups
-    activation, cap = op.activation, op.cap
-    if activation not in _KERNEL_ACTIVATIONS:  # softmax or a callable: the conv, then the layer's own
+    if op.activation not in _KERNEL_ACTIVATIONS:  # softmax or a callable: the conv, then the layer's own
         return None
+    activation, cap = _epilogue(op.activation, op.cap, k)
     conv = k.conv2d_forward
     i, o = op.ins[0], op.out
 
@@ -317,7 +354,8 @@ def _bn_step(op, x, k):
 
 
 def _add_step(op, k):
-    a, b, o, activation, cap = op.ins[0], op.ins[1], op.out, op.activation, op.cap
+    a, b, o = op.ins[0], op.ins[1], op.out
+    activation, cap = _epilogue(op.activation, op.cap, k)
     add = k.add_act_forward
 
     def step(r):
@@ -340,11 +378,10 @@ def _layer_step(op, x, k):
     if cls is ReLU or cls is Activation:
         ok, cap = _relu_cap(layer)
         if ok:
-            lo = 0.0
-
-            def step(r):
-                r[o] = k.bias_act_forward(r[i], None, "relu") if cap is None else np.clip(r[i], lo, cap)
-            return step
+            name, rest = _epilogue("relu", cap, k)
+            if rest is None:
+                return lambda r: r.__setitem__(o, k.bias_act_forward(r[i], None, name))
+            return lambda r: r.__setitem__(o, np.clip(r[i], 0.0, rest))
         if cls is Activation and layer.activation in ("sigmoid", "tanh"):
             name = layer.activation
             return lambda r: r.__setitem__(o, k.bias_act_forward(r[i], None, name))
@@ -434,8 +471,9 @@ class Plan:
         self.dead = [tuple(s for s in set(op.ins) if last_use[s] == n and s != out) for n, op in enumerate(self.ops)]
         self.steps = None
 
-    def describe(self):
-        """The steps in order, e.g. ['conv2d + batch_normalization + relu', 'add + relu', ...]."""
+    def describe(self, layer_names=False):
+        """The steps in order, e.g. ['conv2d + batch_normalization + relu', 'add + relu', ...]
+        (layer_names: the fused ReLU layer's own name in place of 'relu' / 'relu6')."""
         names = []
         for op in self.ops:
             parts = [op.layer.name if op.layer is not None else "add"]
@@ -444,7 +482,8 @@ class Plan:
             if op.bn is not None:
                 parts.append(op.bn.name)
             if op.activation == "relu":
-                parts.append("relu" if op.cap is None else f"relu{op.cap:g}")
+                relu = "relu" if op.cap is None else f"relu{op.cap:g}"
+                parts.append(op.relu.name if layer_names and op.relu is not None else relu)
             names.append(" + ".join(parts))
         return names
 
@@ -496,7 +535,7 @@ def predict(model, inputs):
     does not take); the caller then runs the plain forward."""
     from .functional import Functional
     from .sequential import Sequential
-    if type(model) not in (Functional, Sequential) or not model.built or not fusion.get_fusion():
+    if not (_enabled[0] and fusion.get_fusion()) or type(model) not in (Functional, Sequential) or not model.built:
         return None
     if get_backend() != "cpu" or getattr(model, "_inference_unsupported", False):
         return None
