@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fastconv  # noqa: E402
 from fastconv import _C  # noqa: E402
-from harness import time_interleaved  # noqa: E402
+from fastconv.bench.harness import time_interleaved  # noqa: E402
 
 # label, trans_a, trans_b, m, n, k   (C is m x n, reduction k)
 SERIAL_SHAPES = [

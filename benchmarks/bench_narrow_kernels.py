@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import cpu_model, load_peers, set_threads, time_interleaved  # noqa: E402
+from fastconv.bench.harness import cpu_model, load_peers, set_threads, time_interleaved  # noqa: E402
 
 from fastconv import functional as F  # noqa: E402
 

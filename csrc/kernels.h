@@ -13,7 +13,9 @@
 
 namespace fastconv {
 
-enum class Activation { Linear, Relu, Sigmoid, Tanh };
+// Relu6 = min(max(z, 0), 6) (Keras ReLU(6.0), MobileNet's): the inference plan runs it in the
+// conv epilogue (engine/inference.py); NaN stays NaN.
+enum class Activation { Linear, Relu, Sigmoid, Tanh, Relu6 };
 
 namespace cpu {
 

@@ -24,6 +24,7 @@ from .autograd import Tensor, Variable, no_grad  # noqa: E402,F401
 from .engine import Model, Sequential  # noqa: E402,F401
 from .layers import Input  # noqa: E402,F401
 from .engine.fusion import get_fusion, set_fusion  # noqa: E402,F401
+from .engine.inference import get_inference_plan, set_inference_plan  # noqa: E402,F401
 
 __version__ = "0.1.0"
 from .config import (get_conv_algorithm, get_gemm_backend, get_num_threads, set_conv_algorithm,  # noqa: E402,F401

@@ -147,17 +147,18 @@ inline Window2d make_window(const py::handle& strides, const py::handle& pads,
   return win;
 }
 
-// 'linear' | 'relu' | 'sigmoid' | 'tanh' -> the kernels' Activation (TypeError/ValueError).
+// 'linear' | 'relu' | 'sigmoid' | 'tanh' | 'relu6' -> the kernels' Activation (TypeError/ValueError).
 inline Activation parse_activation(const py::handle& obj) {
   if (!py::isinstance<py::str>(obj))
-    throw py::type_error("activation must be a str, one of 'linear', 'relu', 'sigmoid', 'tanh', got " +
+    throw py::type_error("activation must be a str, one of 'linear', 'relu', 'sigmoid', 'tanh', 'relu6', got " +
                          std::string(py::str(py::type::of(obj))));
   const std::string name = obj.cast<std::string>();
   if (name == "linear") return Activation::Linear;
   if (name == "relu") return Activation::Relu;
   if (name == "sigmoid") return Activation::Sigmoid;
   if (name == "tanh") return Activation::Tanh;
-  throw py::value_error("activation must be one of 'linear', 'relu', 'sigmoid', 'tanh', got '" +
+  if (name == "relu6") return Activation::Relu6;
+  throw py::value_error("activation must be one of 'linear', 'relu', 'sigmoid', 'tanh', 'relu6', got '" +
                         name + "'");
 }
 

@@ -1,7 +1,7 @@
 // y = act(x + b) on x viewed as (m, c), and its backward from the saved output y.
 //
 // Backward works from y, not z = x + b, so the forward input need not be kept:
-// relu' = (y > 0), sigmoid' = y (1 - y), tanh' = 1 - y^2. OpenMP over rows; the bias
+// relu' = (y > 0), sigmoid' = y (1 - y), tanh' = 1 - y^2, relu6' = (0 < y < 6). OpenMP over rows; the bias
 // gradient is a per-channel column sum (parallel.h).
 #include <algorithm>
 #include <cmath>
@@ -26,6 +26,7 @@ inline float apply(float z) {
   // relu_nan: NaN stays NaN (`z > 0 ? z : 0` made it 0). GCC vectorises it as a compare and
   // blend, which keeps that order.
   if constexpr (A == Activation::Relu) return relu_nan(z);
+  else if constexpr (A == Activation::Relu6) return z > 6.f ? 6.f : relu_nan(z);  // NaN > 6 is false
   else if constexpr (A == Activation::Sigmoid) return sigmoid(z);
   else if constexpr (A == Activation::Tanh) return tanh_vec(z);
   else return z;
@@ -34,6 +35,7 @@ inline float apply(float z) {
 template <Activation A>
 inline float derivative_from_y(float y) {
   if constexpr (A == Activation::Relu) return y > 0.f ? 1.f : 0.f;
+  else if constexpr (A == Activation::Relu6) return y > 0.f && y < 6.f ? 1.f : 0.f;
   else if constexpr (A == Activation::Sigmoid) return y * (1.f - y);
   else if constexpr (A == Activation::Tanh) return 1.f - y * y;
   else return 1.f;
@@ -114,6 +116,7 @@ void with_activation(Activation act, Fn fn) {
     case Activation::Relu: return fn(std::integral_constant<Activation, Activation::Relu>());
     case Activation::Sigmoid: return fn(std::integral_constant<Activation, Activation::Sigmoid>());
     case Activation::Tanh: return fn(std::integral_constant<Activation, Activation::Tanh>());
+    case Activation::Relu6: return fn(std::integral_constant<Activation, Activation::Relu6>());
   }
 }
 
@@ -162,6 +165,7 @@ void bias_act_forward(int64_t m, int64_t c, const float* x, const float* b, Acti
     case Activation::Relu: return forward<Activation::Relu>(m, c, x, b, y);
     case Activation::Sigmoid: return forward<Activation::Sigmoid>(m, c, x, b, y);
     case Activation::Tanh: return forward<Activation::Tanh>(m, c, x, b, y);
+    case Activation::Relu6: return forward<Activation::Relu6>(m, c, x, b, y);
   }
 }
 
@@ -172,6 +176,7 @@ void bias_act_backward(int64_t m, int64_t c, const float* dy, const float* y, Ac
     case Activation::Relu: return backward<Activation::Relu>(m, c, dy, y, dz, db);
     case Activation::Sigmoid: return backward<Activation::Sigmoid>(m, c, dy, y, dz, db);
     case Activation::Tanh: return backward<Activation::Tanh>(m, c, dy, y, dz, db);
+    case Activation::Relu6: return backward<Activation::Relu6>(m, c, dy, y, dz, db);
   }
 }
 

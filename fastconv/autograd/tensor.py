@@ -247,6 +247,20 @@ class Variable(Tensor):
         # A copy: the variable owns its storage (updated in place by optimizers).
         super().__init__(as_array(initial_value, dtype).copy(), requires_grad=trainable, name=name)
 
+    # Every read of `data` from outside counts as a possible write (optimizers, assign,
+    # set_weights and users all change the storage in place through it): `_version` goes up,
+    # so caches derived from the value (the inference plan's folded conv + batch-norm
+    # kernels, engine/inference.py) know when to rebuild. They read `_storage`, which does not.
+    @property
+    def data(self):
+        self._version = self.__dict__.get("_version", 0) + 1
+        return self._storage
+
+    @data.setter
+    def data(self, value):
+        self._version = self.__dict__.get("_version", 0) + 1
+        self._storage = value
+
     @property
     def trainable(self):
         return self.requires_grad

@@ -21,10 +21,12 @@ import threading
 import numpy as np
 
 from ..autograd import Tensor, no_grad
+from ..autograd.tensor import is_grad_enabled
 from ..functional import array_of, scalar
 from ..metrics import _accumulate, _mean, _result
 from ..layers.layer import Layer, _build_lock, backend_zeros, flatten, map_structure
 from ..saving.serialization import record_arguments
+from . import inference
 
 
 class _LossTracker:
@@ -144,6 +146,15 @@ class Model(Layer):
         return None
 
     def __call__(self, inputs, *args, **kwargs):
+        if kwargs.get("training") is False and len(kwargs) == 1 and not args and not is_grad_enabled():
+            # inference with nothing to differentiate: the model's prepared plan (engine/inference.py)
+            out = inference.predict(self, inputs)
+            if out is not None:
+                return Tensor(out)
+        self._check_input_spec(inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def _check_input_spec(self, inputs):
         spec = self._input_spec()
         if spec is not None:
             from ..layers.input_layer import KerasTensor
@@ -157,7 +168,6 @@ class Model(Layer):
                                                   for s, w in zip(shape[1:], want[1:])):
                     raise ValueError(f"input {i} of model {self.name!r} is incompatible: expected shape "
                                      f"{tuple(want)}, got shape {shape}")
-        return super().__call__(inputs, *args, **kwargs)
 
     def call(self, inputs, training=None):
         raise NotImplementedError(f"{type(self).__name__} must implement call(inputs, training=None)")
@@ -271,7 +281,8 @@ class Model(Layer):
 
     def predict_step(self, x):
         with no_grad():
-            return _array(self(x, training=False))
+            out = inference.predict(self, x)  # the prepared plan; None where it does not apply
+            return _array(self(x, training=False)) if out is None else out
 
     # -- batch-level API (Keras) -------------------------------------------------------------
     def _batch_logs(self, logs, return_dict):

@@ -27,6 +27,10 @@ class DepthwiseSeparableBlock(Layer):
     def call(self, x, training=None):
         return run_layers(self.seq, x, training)
 
+    def _inference_graph(self, graph, x):
+        """call() described to an inference plan (engine/inference.py)."""
+        return graph.layers(self.seq, x)
+
 
 def mobilenet(input_shape=(224, 224, 3), classes=1000, alpha=1.0, depth_multiplier=1, dropout=1e-3,
               include_top=True, pooling=None, name="mobilenet", classifier_activation="softmax", input_tensor=None):

@@ -52,6 +52,12 @@ class ResidualBlock(Layer):
         shortcut = run_layers(self.proj, x, training) if self.proj else x
         return ops.add_activation(y, shortcut, "relu")
 
+    def _inference_graph(self, graph, x):
+        """call() described to an inference plan (engine/inference.py): slots, not arrays."""
+        y = graph.layers(self.path, x)
+        shortcut = graph.layers(self.proj, x) if self.proj else x
+        return graph.add_activation(y, shortcut, "relu")
+
 
 class BottleneckBlock(ResidualBlock):
     """Bottleneck block: 1x1 (stride) → 3x3 → 1x1 with 4x expansion, as Keras applications

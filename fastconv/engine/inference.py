@@ -1,0 +1,563 @@
+"""Inference plans: `predict` as a flat list of prepared kernel calls (cpu backend, no autograd).
+
+A predict on one image must not pay for machinery sized for batches or for training. The
+first predict of a model on a given input shape walks its graph once -- nested Sequential and
+functional models and the zoo's blocks (which describe themselves through
+``_inference_graph``) are flattened into one list of layer calls -- fuses what can run as one
+kernel call, and records one prepared step per remaining call. Later predicts on that shape
+run the steps over a list of slots: no autograd tape, no Tensor wrappers, no per-layer
+argument checks or padding arithmetic (the kernels still check their arrays), and every
+intermediate is dropped after its last use.
+
+Fusions (a link only when its input feeds nothing else and is not a model output):
+
+- ``ZeroPadding2D -> Conv2D/DepthwiseConv2D('valid')``: the padding becomes the conv's own.
+- ``Conv2D/DepthwiseConv2D -> BatchNormalization``: the batch norm's moving statistics are
+  folded into the kernel and bias once (kernel * s, (bias - mean) * s + beta with
+  s = gamma / sqrt(var + eps)) and cached; the cache is rebuilt when any of those variables
+  changed (their `_version` goes up on every outside read of `.data`: optimizer steps,
+  `assign`, `set_weights`, `load_weights`, in-place edits through `.data`).
+- ``... -> ReLU / ReLU(max_value) / Activation('relu')``: the ReLU runs in the conv kernel's
+  output pass; a cap (ReLU6) is one in-place minimum after it.
+- ``Add -> ReLU`` (and the residual blocks' joins): one add + relu kernel.
+- ``BatchNormalization -> ReLU``: the inference batch-norm kernel with its ReLU.
+
+Any other layer runs as itself (``layer(x, training=False)`` under no_grad), so every model
+gets a plan and the plan computes what the plain forward computes (up to float32 rounding
+from the fold). ``set_inference_plan(False)`` turns plans off (predict then runs the autograd
+forward under no_grad, with engine/fusion.py's fusions); ``set_fusion(False)`` turns both off.
+"""
+import numpy as np
+
+from ..autograd import Tensor, no_grad
+from ..backend import get_backend, kernels_for
+from ..functional._args import pair, resolve_padding
+from ..layers.activation import Activation, ReLU
+from ..layers.batch_normalization import BatchNormalization
+from ..layers.conv2d import Conv2D
+from ..layers.depthwise_conv2d import DepthwiseConv2D
+from ..layers.dense import Dense
+from ..layers.dropout import Dropout
+from ..layers.flatten import Flatten
+from ..layers.global_pooling import GlobalAveragePooling2D
+from ..layers.input_layer import InputLayer, KerasTensor
+from ..layers.merge import Add
+from ..layers.pooling import AveragePooling2D, MaxPooling2D
+from ..layers.zero_padding2d import ZeroPadding2D
+from . import fusion
+
+_KERNEL_ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh")
+_MAX_PLANS = 8  # input shapes remembered per model (predict's last, smaller batch is a second)
+
+
+_enabled = [True]
+
+
+def set_inference_plan(enabled):
+    """Run predict / a no_grad call with training=False through prepared plans (default True)."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, got {enabled!r}")
+    _enabled[0] = enabled
+
+
+def get_inference_plan():
+    return _enabled[0]
+
+
+class Unsupported(Exception):
+    """The model's graph has a shape the plan does not take; predict runs the plain forward."""
+
+
+class Op:
+    """One layer call in the flattened graph: inputs and output are slot numbers."""
+
+    def __init__(self, kind, layer, ins, out, single=True, args=(), kwargs=None):
+        self.kind, self.layer, self.ins, self.out = kind, layer, list(ins), out
+        self.single, self.args, self.kwargs = single, tuple(args), dict(kwargs or {})
+        # filled by the fusion pass
+        self.pads, self.bn, self.activation, self.cap, self.relu = None, None, None, None, None
+
+
+def _defining_class(cls, name):
+    return next((k for k in cls.__mro__ if name in vars(k)), None)
+
+
+class Graph:
+    """Records a model as Ops over numbered slots; blocks call back into it."""
+
+    def __init__(self):
+        self.ops, self.slots = [], 0
+
+    def new_slot(self):
+        self.slots += 1
+        return self.slots - 1
+
+    def layers(self, layer_list, x):
+        """x through a list of layers, each feeding the next (what run_layers runs)."""
+        for layer in layer_list:
+            x = self.call(layer, [x])
+        return x
+
+    def add_activation(self, a, b, activation="relu"):
+        """activation(a + b) (ops.add_activation in a block's call)."""
+        out = self.new_slot()
+        op = Op("add", None, [a, b], out)
+        op.activation = activation
+        self.ops.append(op)
+        return out
+
+    def call(self, layer, ins, single=True, args=(), kwargs=None):
+        from .functional import Functional
+        from .sequential import Sequential
+        # training=False fixed at construction is what a plan runs anyway; training=True is kept
+        kwargs = {k: v for k, v in (kwargs or {}).items() if not (k == "training" and not v)}
+        if kwargs.get("training"):
+            return self._record(layer, ins, single, args, kwargs)  # a layer fixed in training mode
+        cls = type(layer)
+        own_graph = _defining_class(cls, "_inference_graph")
+        if own_graph is not None and own_graph is _defining_class(cls, "call") and single and not args:
+            return layer._inference_graph(self, ins[0])
+        if cls is Sequential and single and not args and not kwargs:
+            return self.layers(layer._tracked, ins[0])
+        if cls is Functional and not args and not kwargs:
+            return self.functional(layer, ins)
+        return self._record(layer, ins, single, args, kwargs)
+
+    def _record(self, layer, ins, single, args, kwargs):
+        out = self.new_slot()
+        self.ops.append(Op("layer", layer, ins, out, single, args, kwargs))
+        return out
+
+    def functional(self, model, ins):
+        """The nodes of a functional model, its inputs at slots `ins`; returns its output slot."""
+        if len(ins) != len(model._input_tensors) or len(model._output_tensors) != 1:
+            raise Unsupported("a nested functional model with several outputs")
+        slot_of = {id(t): s for t, s in zip(model._input_tensors, ins)}
+        for node in model._nodes:
+            if isinstance(node.layer, InputLayer):
+                continue
+            if not isinstance(node.outputs, KerasTensor):
+                raise Unsupported(f"layer {node.layer.name!r} returns several tensors")
+            single = isinstance(node.inputs, KerasTensor)
+            inputs = [node.inputs] if single else node.inputs
+            if not isinstance(inputs, (list, tuple)) or not all(isinstance(t, KerasTensor) for t in inputs):
+                raise Unsupported(f"layer {node.layer.name!r} takes a nested structure")
+            slot_of[id(node.outputs)] = self.call(node.layer, [slot_of[id(t)] for t in inputs], single,
+                                                  node.args, node.kwargs)
+        return slot_of[id(model._output_tensors[0])]
+
+
+# -- fusion over the flat list ---------------------------------------------------------------
+
+def _plain(op):
+    return op.kind == "layer" and not op.args and not op.kwargs and op.single
+
+
+def _relu_cap(layer):
+    """(True, cap or None) for a ReLU the kernels can apply; (False, None) otherwise."""
+    if type(layer) is ReLU and layer.built and layer.negative_slope == 0.0 and layer.threshold == 0.0:
+        return True, None if layer.max_value is None else float(layer.max_value)
+    if type(layer) is Activation and layer.activation == "relu":
+        return True, None
+    return False, None
+
+
+def _is_bn(layer):
+    return type(layer) is BatchNormalization and layer.built and layer._axis == layer._ndim - 1
+
+
+def _is_conv(layer):
+    return type(layer) in (Conv2D, DepthwiseConv2D) and layer.built
+
+
+def fuse(ops, outputs):
+    """Merge chains into their head op (conv, batch norm or add); returns the new op list."""
+    users = {}
+    for op in ops:
+        for s in op.ins:
+            users[s] = users.get(s, 0) + 1
+    for s in outputs:
+        users[s] = users.get(s, 0) + 1
+    producer = {op.out: op for op in ops}
+    consumer = {}
+    for op in ops:
+        for s in op.ins:
+            consumer[s] = op
+    dropped = set()
+
+    def next_op(op):
+        nxt = consumer.get(op.out)
+        if users.get(op.out) != 1 or nxt is None or len(nxt.ins) != 1 or id(nxt) in dropped:
+            return None
+        return nxt
+
+    def absorb(head, link):
+        dropped.add(id(link))
+        head.out = link.out
+
+    def take_relu(head):
+        nxt = next_op(head)
+        if nxt is not None and _plain(nxt):
+            ok, cap = _relu_cap(nxt.layer)
+            if ok:
+                head.activation, head.cap, head.relu = "relu", cap, nxt.layer
+                absorb(head, nxt)
+
+    for op in ops:
+        if id(op) in dropped or not _plain(op) and op.kind != "add":
+            continue
+        layer = op.layer
+        if op.kind == "add":
+            if op.activation == "linear":
+                take_relu(op)
+            continue
+        if type(layer) is ZeroPadding2D and layer.built:
+            nxt = next_op(op)
+            if nxt is not None and _plain(nxt) and _is_conv(nxt.layer) and nxt.layer.padding == "valid":
+                # the conv takes the padding: it becomes the head, reading the padding's input
+                (top, bottom), (left, right) = layer.padding
+                nxt.pads, nxt.ins = (top, bottom, left, right), list(op.ins)
+                dropped.add(id(op))
+            continue
+        if _is_conv(layer):
+            op.kind = "conv"
+            op.activation = layer.activation
+            if layer.activation == "linear":
+                nxt = next_op(op)
+                if nxt is not None and _plain(nxt) and _is_bn(nxt.layer):
+                    op.bn = nxt.layer
+                    absorb(op, nxt)
+                take_relu(op)
+        elif _is_bn(layer):
+            op.kind, op.activation = "bn", "linear"
+            take_relu(op)
+        elif type(layer) is Add and len(op.ins) == 2 and not op.single:
+            op.kind, op.activation = "add", "linear"
+            take_relu(op)
+    del producer
+    return [op for op in ops if id(op) not in dropped]
+
+
+# -- steps -------------------------------------------------------------------------------------
+
+def _bn_scale_shift(bn, bias):
+    """(s, shift) in float64: y_bn = y * s + shift for y = conv without bias, bias added."""
+    var = bn.moving_variance._storage.astype(np.float64)
+    s = 1.0 / np.sqrt(var + bn.epsilon)
+    if bn.gamma is not None:
+        s = s * bn.gamma._storage
+    shift = -bn.moving_mean._storage.astype(np.float64)
+    if bias is not None:
+        shift = shift + bias._storage
+    shift = shift * s
+    if bn.beta is not None:
+        shift = shift + bn.beta._storage
+    return s, shift
+
+
+def _conv_weights(op):
+    """A callable () -> (kernel HWIO for the kernel, bias or None), the fold cached by version."""
+    layer, bn = op.layer, op.bn
+    depthwise = type(layer) is DepthwiseConv2D
+    kernel_var = layer.depthwise_kernel if depthwise else layer.kernel
+    bias_var = layer.bias
+    # What the conv reads: a depthwise kernel (KH, KW, C, M) is the grouped (KH, KW, 1, C*M).
+    shape = kernel_var.shape
+    grouped = (shape[0], shape[1], 1, shape[2] * shape[3]) if depthwise else shape
+    if bn is None:
+        return lambda: (kernel_var._storage.reshape(grouped),
+                        None if bias_var is None else bias_var._storage)
+    variables = [v for v in (kernel_var, bias_var, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)
+                 if v is not None]
+    cache = {"versions": None}
+
+    def weights():
+        versions = [v.__dict__.get("_version", 0) for v in variables]
+        if versions != cache["versions"]:
+            s, shift = _bn_scale_shift(bn, bias_var)
+            kernel = kernel_var._storage.reshape(grouped)
+            cache["w"] = np.ascontiguousarray((kernel * s).astype(np.float32))
+            cache["b"] = shift.astype(np.float32)
+            cache["versions"] = versions
+        return cache["w"], cache["b"]
+    return weights
+
+
+_relu6_in_kernels = []
+
+
+def _kernel_relu6(k):
+    """Whether this build's kernels take activation 'relu6' (an older _C does not: then the cap
+    is an in-place minimum after the relu)."""
+    if not _relu6_in_kernels:
+        try:
+            k.bias_act_forward(np.zeros((1, 1), np.float32), None, "relu6")
+            _relu6_in_kernels.append(True)
+        except ValueError:
+            _relu6_in_kernels.append(False)
+    return _relu6_in_kernels[0]
+
+
+def _epilogue(activation, cap, k):
+    """(kernel activation, cap left for an in-place minimum or None)."""
+    if activation == "relu" and cap == 6.0 and _kernel_relu6(k):
+        return "relu6", None
+    return activation, cap
+
+
+def _conv_step(op, x, k):
+    layer = op.layer
+    depthwise = type(layer) is DepthwiseConv2D
+    weights = _conv_weights(op)
+    kernel, _ = weights()
+    strides, dilation = pair(layer.strides, "strides"), pair(layer.dilation_rate, "dilation_rate")
+    pads = op.pads or resolve_padding(layer.padding, x.shape[1:3], kernel.shape[:2], strides, dilation)
+    groups = x.shape[3] if depthwise else layer.groups
+    if op.activation not in _KERNEL_ACTIVATIONS:  # softmax or a callable: the conv, then the layer's own
+        return None
+    activation, cap = _epilogue(op.activation, op.cap, k)
+    conv = k.conv2d_forward
+    i, o = op.ins[0], op.out
+
+    if cap is None:
+        def step(r):
+            w, b = weights()
+            r[o] = conv(r[i], w, b, strides, pads, dilation, groups, activation)
+    else:
+        def step(r):
+            w, b = weights()
+            y = conv(r[i], w, b, strides, pads, dilation, groups, activation)
+            np.minimum(y, cap, out=y)  # NaN stays NaN
+            r[o] = y
+    return step
+
+
+def _bn_step(op, x, k):
+    bn, cap = op.layer, op.cap
+    relu = op.activation == "relu"
+    run = k.batch_norm_forward_inference
+    i, o = op.ins[0], op.out
+    ones = zeros = None
+    if bn.gamma is None:
+        ones = np.ones(bn.moving_mean.shape, np.float32)
+    if bn.beta is None:
+        zeros = np.zeros(bn.moving_mean.shape, np.float32)
+
+    def step(r):
+        y = run(r[i], ones if bn.gamma is None else bn.gamma._storage,
+                zeros if bn.beta is None else bn.beta._storage,
+                bn.moving_mean._storage, bn.moving_variance._storage, bn.epsilon, relu)
+        if cap is not None:
+            np.minimum(y, cap, out=y)
+        r[o] = y
+    return step
+
+
+def _add_step(op, k):
+    a, b, o = op.ins[0], op.ins[1], op.out
+    activation, cap = _epilogue(op.activation, op.cap, k)
+    add = k.add_act_forward
+
+    def step(r):
+        if r[a].shape != r[b].shape:  # broadcasting: numpy, then the activation
+            y = r[a] + r[b]
+            r[o] = y if activation == "linear" else k.bias_act_forward(y, None, activation)
+        else:
+            r[o] = add(r[a], r[b], activation)
+        if cap is not None:
+            np.minimum(r[o], cap, out=r[o])
+    return step
+
+
+def _layer_step(op, x, k):
+    """A prepared call for the simple layers; None where the layer runs as itself."""
+    layer, i, o = op.layer, op.ins[0], op.out
+    cls = type(layer)
+    if not _plain(op):
+        return None
+    if cls is ReLU or cls is Activation:
+        ok, cap = _relu_cap(layer)
+        if ok:
+            name, rest = _epilogue("relu", cap, k)
+            if rest is None:
+                return lambda r: r.__setitem__(o, k.bias_act_forward(r[i], None, name))
+            return lambda r: r.__setitem__(o, np.clip(r[i], 0.0, rest))
+        if cls is Activation and layer.activation in ("sigmoid", "tanh"):
+            name = layer.activation
+            return lambda r: r.__setitem__(o, k.bias_act_forward(r[i], None, name))
+        if cls is Activation and layer.activation == "softmax" and x.ndim == 2:
+            return lambda r: r.__setitem__(o, k.softmax_forward(r[i]))
+        return None
+    if cls is Dense and x.ndim == 2 and layer.activation in _KERNEL_ACTIVATIONS + ("softmax",):
+        name = layer.activation
+        dense = k.dense_forward
+
+        def step(r):
+            y = dense(r[i], layer.kernel._storage, None if layer.bias is None else layer.bias._storage)
+            if name == "softmax":
+                y = k.softmax_forward(y)
+            elif name != "linear":
+                y = k.bias_act_forward(y, None, name)
+            r[o] = y
+        return step
+    if cls in (MaxPooling2D, AveragePooling2D) and x.ndim == 4:
+        pool = pair(layer.pool_size, "pool_size")
+        strides = pool if layer.strides is None else pair(layer.strides, "strides")
+        pads = resolve_padding(layer.padding, x.shape[1:3], pool, strides)
+        run = k.max_pool2d_forward if cls is MaxPooling2D else k.avg_pool2d_forward
+        return lambda r: r.__setitem__(o, run(r[i], pool, strides, pads))
+    if cls is GlobalAveragePooling2D and x.ndim == 4:
+        run, keep = k.global_avg_pool2d_forward, layer.keepdims
+
+        def step(r):
+            y = run(r[i])
+            r[o] = y.reshape(y.shape[0], 1, 1, y.shape[1]) if keep else y
+        return step
+    if cls is Flatten:
+        return lambda r: r.__setitem__(o, r[i].reshape(r[i].shape[0], -1))
+    if cls is Dropout:  # inference: the identity
+        return lambda r: r.__setitem__(o, r[i])
+    return None
+
+
+def _fallback_step(op):
+    """The layer as itself, on Tensors, in inference mode."""
+    layer, ins, o, single, args = op.layer, op.ins, op.out, op.single, op.args
+    kwargs = {"training": False, **op.kwargs}
+
+    def step(r):
+        xs = [Tensor(r[s]) for s in ins]
+        y = layer(xs[0] if single else xs, *args, **kwargs)
+        if not isinstance(y, Tensor):
+            raise Unsupported(f"layer {layer.name!r} returns {type(y).__name__}, not one tensor")
+        r[o] = y.data
+    return step
+
+
+def _make_step(op, regs, k):
+    x = regs[op.ins[0]] if op.ins else None
+    step = None
+    if op.kind == "conv":
+        step = _conv_step(op, x, k)
+        if step is None:
+            raise Unsupported(f"{op.layer.name}: activation {op.activation!r}")
+    elif op.kind == "bn":
+        step = _bn_step(op, x, k)
+    elif op.kind == "add":
+        step = _add_step(op, k)
+    else:
+        step = _layer_step(op, x, k)
+    return step or _fallback_step(op)
+
+
+class Plan:
+    """The prepared steps of one model on one input signature; built by its first run."""
+
+    def __init__(self, model):
+        graph = Graph()
+        if hasattr(model, "_nodes"):
+            inputs = [graph.new_slot() for _ in model._input_tensors]
+            out = graph.functional(model, inputs)
+        else:
+            inputs = [graph.new_slot()]
+            out = graph.layers(model._tracked, inputs[0])
+        self.inputs, self.output, self.slots = inputs, out, graph.slots
+        self.ops = fuse(graph.ops, [out])
+        last_use = {}
+        for n, op in enumerate(self.ops):
+            for s in op.ins:
+                last_use[s] = n
+        # slots to drop after each op (never the output)
+        self.dead = [tuple(s for s in set(op.ins) if last_use[s] == n and s != out) for n, op in enumerate(self.ops)]
+        self.steps = None
+
+    def describe(self, layer_names=False):
+        """The steps in order, e.g. ['conv2d + batch_normalization + relu', 'add + relu', ...]
+        (layer_names: the fused ReLU layer's own name in place of 'relu' / 'relu6')."""
+        names = []
+        for op in self.ops:
+            parts = [op.layer.name if op.layer is not None else "add"]
+            if op.pads is not None:
+                parts.insert(0, "pad")
+            if op.bn is not None:
+                parts.append(op.bn.name)
+            if op.activation == "relu":
+                relu = "relu" if op.cap is None else f"relu{op.cap:g}"
+                parts.append(op.relu.name if layer_names and op.relu is not None else relu)
+            names.append(" + ".join(parts))
+        return names
+
+    def run(self, arrays):
+        regs = [None] * self.slots
+        for s, a in zip(self.inputs, arrays):
+            regs[s] = a
+        if self.steps is None:  # the first run prepares each step from its real input
+            k, steps = kernels_for("cpu"), []
+            for op, dead in zip(self.ops, self.dead):
+                step = _make_step(op, regs, k)
+                step(regs)
+                steps.append(step)
+                for s in dead:
+                    regs[s] = None
+            self.steps = list(zip(steps, self.dead))
+        else:
+            for step, dead in self.steps:
+                step(regs)
+                for s in dead:
+                    regs[s] = None
+        return regs[self.output]
+
+
+def _input_arrays(model, inputs):
+    """The inputs as C-contiguous float32 arrays, or None when the plan does not take them."""
+    flat = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    arrays = []
+    for x in flat:
+        a = x.data if isinstance(x, Tensor) else x
+        if not isinstance(a, np.ndarray):
+            if isinstance(a, KerasTensor) or not isinstance(a, (list, tuple, float, int)):
+                return None
+            a = np.asarray(a)
+        if a.dtype.kind != "f":
+            return None
+        arrays.append(np.ascontiguousarray(a, dtype=np.float32))
+    return arrays
+
+
+def _signature(model, arrays):
+    structure = tuple(map(id, model._tracked)) if not hasattr(model, "_nodes") else ()
+    return tuple(a.shape for a in arrays), structure
+
+
+def predict(model, inputs):
+    """The model's inference output for `inputs` through its plan (a NumPy array), or None
+    where no plan applies (another backend, fusion off, a non-float input, a graph the plan
+    does not take); the caller then runs the plain forward."""
+    from .functional import Functional
+    from .sequential import Sequential
+    if not (_enabled[0] and fusion.get_fusion()) or type(model) not in (Functional, Sequential) or not model.built:
+        return None
+    if get_backend() != "cpu" or getattr(model, "_inference_unsupported", False):
+        return None
+    if any(layer.dtype != "float32" for layer in model._tracked if hasattr(layer, "dtype")):
+        return None
+    arrays = _input_arrays(model, inputs)
+    if arrays is None or len(arrays) != (len(model._input_tensors) if hasattr(model, "_nodes") else 1):
+        return None
+    plans = model.__dict__.setdefault("_inference_plans", {})
+    key = _signature(model, arrays)
+    plan = plans.get(key)
+    with no_grad():
+        if plan is None:
+            model._check_input_spec(inputs)  # the plain call's shape errors, once per shape
+            try:
+                plan = Plan(model)
+                out = plan.run(arrays)
+            except Unsupported:
+                model._inference_unsupported = True
+                return None
+            if len(plans) >= _MAX_PLANS:
+                plans.pop(next(iter(plans)))
+            plans[key] = plan
+            return out
+        return plan.run(arrays)

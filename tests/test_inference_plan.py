@@ -1,0 +1,301 @@
+"""The inference plan behind predict (engine/inference.py) against the plain forward.
+
+Reference: the same model's forward on the NumPy oracle backend (`fastconv.backend("numpy")`,
+where no plan runs: every layer alone, float64-accumulating reference kernels). The plan
+folds batch norm into the conv kernels (a float32 rounding of kernel * s), so the tolerance is
+rtol 1e-4 plus atol 1e-4 times the output's magnitude. Batch-norm statistics are random (not
+the 0/1 of a fresh model), so a fold that is wrong or stale shows.
+"""
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import layers
+from fastconv.models import zoo
+from fastconv.engine import inference
+
+
+def _randomise_bn(model, seed):
+    rng = np.random.default_rng(seed)
+    for layer in _all_layers(model):
+        if type(layer) is layers.BatchNormalization and layer.built:
+            c = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.5, c).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c).astype(np.float32))
+            if layer.gamma is not None:
+                layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
+            if layer.beta is not None:
+                layer.beta.assign(rng.normal(0, 0.3, c).astype(np.float32))
+
+
+def _all_layers(layer):
+    """The layer and every layer reachable through its attributes (blocks' sublayers too)."""
+    seen, out = set(), []
+    stack = [layer]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        out.append(current)
+        for value in vars(current).values():
+            items = value if isinstance(value, (list, tuple)) else [value]
+            stack.extend(v for v in items if isinstance(v, layers.Layer))
+    return out
+
+
+def _oracle(model, x):
+    with fastconv.backend("numpy"):
+        return np.asarray(model.predict_on_batch(x))
+
+
+def _plan_of(model):
+    plans = model.__dict__.get("_inference_plans", {})
+    assert plans, "predict did not go through an inference plan"
+    return list(plans.values())[-1]
+
+
+def _close(got, ref):
+    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
+    np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-4, atol=1e-4 * scale)
+
+
+def _x(shape, batch, seed=0):
+    return np.random.default_rng(seed).standard_normal((batch,) + shape).astype(np.float32)
+
+
+ZOO = {
+    "resnet20": (lambda: zoo.resnet20((16, 16, 3), classes=5), (16, 16, 3)),
+    "resnet18_cifar": (lambda: zoo.resnet18((16, 16, 3), classes=5, stem="cifar"), (16, 16, 3)),
+    "resnet50": (lambda: zoo.resnet50((32, 32, 3), classes=5), (32, 32, 3)),
+    "mobilenet": (lambda: zoo.mobilenet((32, 32, 3), classes=5, alpha=0.25), (32, 32, 3)),
+    "mobilenet_v2": (lambda: zoo.mobilenet_v2((32, 32, 3), classes=5, alpha=0.35), (32, 32, 3)),
+    "small_densenet": (lambda: zoo.small_densenet((16, 16, 3), classes=5), (16, 16, 3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_models_with_batch_norm_match_the_oracle(name):
+    make, shape = ZOO[name]
+    fastconv.set_seed(1)
+    model = make()
+    _randomise_bn(model, 2)
+    x = _x(shape, 2)
+    got = model.predict_on_batch(x)
+    _close(got, _oracle(model, x))
+    assert isinstance(got, np.ndarray) and got.dtype == np.float32
+    _close(model.predict(x, verbose=0), _oracle(model, x))
+
+
+def test_resnet_and_mobilenet_plans_fold_and_fuse():
+    fastconv.set_seed(1)
+    resnet = zoo.resnet18((16, 16, 3), classes=5, stem="cifar")
+    resnet.predict_on_batch(_x((16, 16, 3), 1))
+    steps = _plan_of(resnet).describe()
+    assert "conv2_block1_1_conv + conv2_block1_1_bn + relu" in steps
+    assert "conv2_block1_2_conv + conv2_block1_2_bn" in steps and "add + relu" in steps
+    assert not any("_bn" in s and "conv" not in s for s in steps)  # every BN folded
+    mobile = zoo.mobilenet((32, 32, 3), classes=5, alpha=0.25)
+    mobile.predict_on_batch(_x((32, 32, 3), 1))
+    assert "pad + conv_dw_2 + conv_dw_2_bn + relu6" in _plan_of(mobile).describe()
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+def test_batch_1_and_64(batch):
+    fastconv.set_seed(3)
+    model = zoo.resnet20((8, 8, 3), classes=4)
+    _randomise_bn(model, 4)
+    x = _x((8, 8, 3), batch, seed=batch)
+    _close(model.predict_on_batch(x), _oracle(model, x))
+    lenet = zoo.lenet5()
+    xl = _x((28, 28, 1), batch, seed=batch)
+    _close(lenet.predict_on_batch(xl), _oracle(lenet, xl))
+
+
+def _conv_bn_net(seed=5):
+    fastconv.set_seed(seed)
+    inp = layers.Input((6, 6, 4))
+    h = layers.Conv2D(8, 3, padding="same", name="c1")(inp)
+    h = layers.BatchNormalization(name="bn1")(h)
+    h = layers.ReLU(6.0, name="r1")(h)
+    h = layers.DepthwiseConv2D(3, padding="same", name="dw")(h)
+    h = layers.BatchNormalization(name="bn2")(h)
+    h = layers.ReLU(name="r2")(h)
+    h = layers.GlobalAveragePooling2D()(h)
+    out = layers.Dense(3, activation="softmax", name="head")(h)
+    model = fastconv.Model(inp, out)
+    _randomise_bn(model, seed)
+    return model
+
+
+def test_training_steps_reach_the_next_predict():
+    model = _conv_bn_net()
+    x = _x((6, 6, 4), 8)
+    y = np.eye(3, dtype=np.float32)[np.arange(8) % 3]
+    first = model.predict_on_batch(x)
+    _close(first, _oracle(model, x))
+    model.compile(optimizer=fastconv.optimizers.SGD(0.5), loss="categorical_crossentropy")
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0)  # moves weights and BN moving statistics
+    second = model.predict_on_batch(x)
+    _close(second, _oracle(model, x))
+    assert np.abs(second - first).max() > 1e-3
+
+
+def test_set_weights_load_weights_and_in_place_edits_reach_the_next_predict(tmp_path):
+    model = _conv_bn_net()
+    x = _x((6, 6, 4), 2)
+    first = model.predict_on_batch(x)
+    saved = model.get_weights()
+    bn = model.get_layer("bn1")
+    bn.set_weights([w * 1.7 + 0.1 for w in bn.get_weights()])
+    second = model.predict_on_batch(x)
+    _close(second, _oracle(model, x))
+    assert np.abs(second - first).max() > 1e-3
+    model.get_layer("c1").kernel.data[...] *= -1.0  # in place through the storage
+    third = model.predict_on_batch(x)
+    _close(third, _oracle(model, x))
+    assert np.abs(third - second).max() > 1e-3
+    model.get_layer("bn2").moving_variance.assign(np.full(8, 3.0, np.float32))
+    _close(model.predict_on_batch(x), _oracle(model, x))
+    path = str(tmp_path / "w.weights.npz")
+    other = _conv_bn_net(seed=9)
+    other.set_weights(saved)
+    other.save_weights(path)
+    model.load_weights(path)
+    _close(model.predict_on_batch(x), first)
+
+
+def test_frozen_batch_norm_and_batch_norm_not_after_a_conv():
+    fastconv.set_seed(6)
+    inp = layers.Input((5, 5, 3))
+    h = layers.BatchNormalization(name="bn_in")(inp)          # after the input: no conv to fold into
+    a = layers.Conv2D(6, 3, padding="same", name="c1")(h)
+    b = layers.BatchNormalization(name="bn_a")(a)              # c1 also feeds the add: no fold
+    s = layers.Add(name="join")([a, b])
+    s = layers.BatchNormalization(name="bn_add")(s)            # after an add: runs alone (+ relu)
+    s = layers.ReLU()(s)
+    f = layers.Flatten()(s)
+    d = layers.Dense(7, name="d")(f)
+    out = layers.BatchNormalization(name="bn_dense")(d)        # after a dense
+    model = fastconv.Model(inp, out)
+    _randomise_bn(model, 7)
+    model.get_layer("bn_a").trainable = False
+    x = _x((5, 5, 3), 3)
+    _close(model.predict_on_batch(x), _oracle(model, x))
+    steps = _plan_of(model).describe()
+    assert "c1" in steps and "bn_a" in steps and "bn_in" in steps  # each alone
+    assert "bn_add + relu" in steps
+
+
+def test_conv_output_that_is_a_model_output_is_not_folded():
+    fastconv.set_seed(8)
+    inp = layers.Input((4, 4, 2))
+    a = layers.Conv2D(3, 3, name="c")(inp)
+    b = layers.BatchNormalization(name="bn")(a)
+    model = fastconv.Model(inp, [a, b])
+    _randomise_bn(model, 8)
+    x = _x((4, 4, 2), 2)
+    got = model.predict_on_batch(x)  # several outputs: the plain path answers
+    with fastconv.backend("numpy"):
+        ref = model.predict_on_batch(x)
+    for g, r in zip(got, ref):
+        _close(g, np.asarray(r))
+    assert np.abs(got[0] - got[1]).max() > 1e-2  # the conv output is not the normalised one
+
+
+def test_shared_layers():
+    fastconv.set_seed(10)
+    conv = layers.Conv2D(4, 3, padding="same", name="shared")
+    bn = layers.BatchNormalization(name="bn")
+    inp = layers.Input((6, 6, 4))
+    h = layers.ReLU()(bn(conv(inp)))
+    h = bn(conv(h))  # the same conv and BN again
+    model = fastconv.Model(inp, layers.GlobalAveragePooling2D()(h))
+    _randomise_bn(model, 10)
+    x = _x((6, 6, 4), 2)
+    _close(model.predict_on_batch(x), _oracle(model, x))
+    assert _plan_of(model).describe()[:2] == ["shared + bn + relu", "shared + bn"]
+
+
+def test_batch_norm_fixed_in_training_mode_uses_batch_statistics():
+    fastconv.set_seed(11)
+    inp = layers.Input((4, 4, 3))
+    h = layers.Conv2D(5, 3, padding="same")(inp)
+    h = layers.BatchNormalization(name="bn")(h, training=True)
+    model = fastconv.Model(inp, h)
+    _randomise_bn(model, 11)
+    x = _x((4, 4, 3), 4)
+    got = model.predict_on_batch(x)
+    # batch statistics: every channel of the output has mean beta over the batch
+    np.testing.assert_allclose(got.mean(axis=(0, 1, 2)), model.get_layer("bn").beta.numpy(), atol=1e-4)
+
+
+def test_nan_propagates():
+    model = _conv_bn_net()
+    x = _x((6, 6, 4), 2)
+    x[0, 2, 3, 1] = np.nan
+    got = model.predict_on_batch(x)
+    assert np.isnan(got[0]).all()        # the NaN reaches every output through the pooling
+    assert np.isfinite(got[1]).all()
+    relu6 = fastconv.Sequential([layers.Input((3, 3, 2)), layers.Conv2D(2, 1), layers.ReLU(6.0)])
+    y = relu6.predict_on_batch(np.array(np.full((1, 3, 3, 2), np.nan), np.float32))
+    assert np.isnan(y).all()
+
+
+def test_call_with_training_false_under_no_grad_uses_the_plan_and_keeps_gradients_otherwise():
+    model = _conv_bn_net()
+    x = _x((6, 6, 4), 2)
+    with fastconv.no_grad():
+        out = model(x, training=False)
+    assert isinstance(out, fastconv.Tensor)
+    _close(out.data, _oracle(model, x))
+    y = model(fastconv.Tensor(x), training=False)  # grad enabled: the autograd forward
+    y.sum().backward()
+    assert model.get_layer("c1").kernel.grad is not None
+
+
+def test_fusion_off_turns_plans_off():
+    model = _conv_bn_net()
+    x = _x((6, 6, 4), 1)
+    fastconv.set_fusion(False)
+    try:
+        ref = model.predict_on_batch(x)
+        assert not model.__dict__.get("_inference_plans")
+    finally:
+        fastconv.set_fusion(True)
+    _close(model.predict_on_batch(x), ref)
+
+
+def test_wrong_input_shape_is_a_clear_error():
+    model = _conv_bn_net()
+    with pytest.raises(ValueError, match="incompatible"):
+        model.predict_on_batch(_x((5, 5, 4), 1))
+    model.predict_on_batch(_x((6, 6, 4), 1))
+    with pytest.raises(ValueError, match="incompatible"):
+        model.predict_on_batch(_x((6, 6, 3), 1))
+
+
+def test_unsupported_graph_falls_back_to_the_plain_forward():
+    model = zoo.lenet5()
+    assert inference.predict(model, np.zeros((1, 28, 28, 1), np.int32)) is None  # not float
+    out = model.predict_on_batch(np.zeros((1, 28, 28, 1), np.int32))
+    assert out.shape == (1, 10)
+
+
+def test_relu6_kernel_activation_matches_the_clip_and_keeps_nan():
+    from fastconv import _C
+    if not inference._kernel_relu6(_C):
+        pytest.skip("this _C build predates activation 'relu6' (rebuild csrc)")
+    rng = np.random.default_rng(12)
+    x = (4 * rng.standard_normal((2, 5, 5, 3))).astype(np.float32)
+    x[0, 1, 1, 0] = np.nan
+    w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    linear = _C.conv2d_forward(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), 1, "linear")
+    capped = _C.conv2d_forward(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), 1, "relu6")
+    np.testing.assert_array_equal(capped, np.clip(linear, 0, 6))  # np.clip keeps NaN
+    assert np.isnan(capped).sum() == np.isnan(linear).sum() > 0
+    z = np.array([[-1.0, 0.5, 5.9, 6.5, np.nan]], np.float32)
+    np.testing.assert_array_equal(_C.bias_act_forward(z, None, "relu6"), np.clip(z, 0, 6))
+    dz, _ = _C.bias_act_backward(np.ones_like(z), np.clip(z, 0, 6), "relu6", False)
+    np.testing.assert_array_equal(dz[0, :4], [0, 1, 1, 0])
