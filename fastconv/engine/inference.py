@@ -430,7 +430,9 @@ def _fallback_step(op):
         y = layer(xs[0] if single else xs, *args, **kwargs)
         if not isinstance(y, Tensor):
             raise Unsupported(f"layer {layer.name!r} returns {type(y).__name__}, not one tensor")
-        r[o] = y.data
+        d = y.data
+        # a layer may return a view (a crop's slice); the kernels of the next steps take C order
+        r[o] = d if d.flags.c_contiguous else d.copy()
     return step
 
 
