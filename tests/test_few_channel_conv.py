@@ -64,6 +64,8 @@ def test_pointwise_long_rows_and_tails(cin, cout):
     for w in (1, 3, 4, 17, 33, 70):
         for stride in (1, 2):
             _check(w + stride, 1, 3, w, cin, cout, 1, stride, "same")
+    # stride 1: the weight pass cuts the pixel stream into runs of 512, here 765 pixels
+    _check(7, 3, 15, 17, cin, cout, 1, 1, "valid")
 
 
 def test_pointwise_threaded_matches_oracle():
