@@ -63,6 +63,12 @@ inline v16 load_channels(const float* p, int64_t n, const float* end) {
   return load16(t);
 }
 
+// Pixels p (oc floats each from dy) whose 16-float load dy + p*oc .. +16 ends by `end`.
+inline int64_t safe_pixels(const float* dy, int64_t oc, const float* end) {
+  const int64_t room = end - dy - 16;
+  return room < 0 ? 0 : room / oc + 1;
+}
+
 // Below this many floats moved a pass runs on the calling thread (~20 us at copy speed:
 // waking the team costs more).
 constexpr int64_t kParallelFloats = 1 << 16;
@@ -153,12 +159,15 @@ void dot_pixels(const float* x, int64_t x_step, const float* dy, int64_t oc, int
   v16 a[kSets][IN];
   for (int k = 0; k < kSets; ++k)
     for (int i = 0; i < IN; ++i) a[k][i] = v16{};
+  // The main loop loads 16 lanes of dy unchecked; the pixels whose load would pass dy_end
+  // go through load_channels after it (with its branch in the loop, GCC stored all IN
+  // accumulators to the stack at every pixel: the C=16 weight pass ran at half speed).
+  const int64_t safe = std::min(count, safe_pixels(dy, oc, dy_end));
   int64_t p = 0;
-  for (; p + kSets <= count; p += kSets) {
+  for (; p + kSets <= safe; p += kSets) {
 #pragma GCC unroll 4
     for (int k = 0; k < kSets; ++k) {
-      const float* d = dy + (p + k) * oc;
-      const v16 dv = load_channels(d, oc, dy_end);
+      const v16 dv = load16(dy + (p + k) * oc);
       const float* xs = x + (p + k) * x_step;
 #pragma GCC unroll 16
       for (int i = 0; i < IN; ++i) a[k][i] += splat16(xs[i]) * dv;
@@ -201,12 +210,13 @@ void sum_pixels(const float* dy, int64_t oc, int64_t count, const float* dy_end,
     return;
   }
   v16 s0 = v16{}, s1 = v16{};
+  const int64_t safe = std::min(count, safe_pixels(dy, oc, dy_end));
   int64_t p = 0;
-  for (; p + 2 <= count; p += 2) {
-    s0 += load_channels(dy + p * oc, oc, dy_end);
-    s1 += load_channels(dy + (p + 1) * oc, oc, dy_end);
+  for (; p + 2 <= safe; p += 2) {
+    s0 += load16(dy + p * oc);
+    s1 += load16(dy + (p + 1) * oc);
   }
-  if (p < count) s0 += load_channels(dy + p * oc, oc, dy_end);
+  for (; p < count; ++p) s0 += load_channels(dy + p * oc, oc, dy_end);
   sum += s0 + s1;
 }
 
