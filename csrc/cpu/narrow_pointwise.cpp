@@ -18,7 +18,10 @@
 //                    Cin accumulators of 16 lanes; each output row's float sums are added to
 //                    the thread's double partials, the partials summed in thread order
 //                    (deterministic for a fixed thread count); db from the same rows.
-// Cin = Cout = 1 at stride 1 is a plain scaled copy and runs as one (vectorised over pixels).
+// Work items are output rows, except at stride 1, where x, y (and dy, dx) are each one pixel
+// stream and items are runs of 1024 (map) or 512 (weight pass) pixels whatever the rows: a
+// call and a flush per row of 7..28 pixels cost more than the row's work.
+// Cin = Cout = 1 is a plain scaled copy and runs as one (vectorised over pixels at stride 1).
 // The vector type is the 16-lane one at every ISA level (two ymm at avx2, four xmm at the
 // baseline): the arithmetic per output is the same at each level.
 #include "cpu/narrow_pointwise.h"
