@@ -193,8 +193,11 @@ def test_resnet_stem_backward_passes_use_im2col():
 
 
 def test_pointwise_stays_on_gemm():
-    # 1x1, stride 1, no pads: x is already the GEMM operand.
-    assert not _uses_direct((8, 16, 16, 4), (1, 1, 4, 16), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    # 1x1, stride 1, no pads, more than 16 channels on a side: x is already the GEMM operand.
+    assert not _uses_direct((8, 16, 16, 4), (1, 1, 4, 32), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    assert not _uses_direct((8, 16, 16, 24), (1, 1, 24, 16), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    # <= 16 each side: the per-pixel map (narrow_pointwise.cpp, tests/test_few_channel_conv.py)
+    assert _uses_direct((8, 16, 16, 4), (1, 1, 4, 16), (1, 1), (0, 0, 0, 0), (1, 1), 1)
 
 
 @pytest.mark.parametrize("name", ["lenet_conv1", "stride3_asym", "cin8_cout32"])

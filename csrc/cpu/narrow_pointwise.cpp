@@ -1,0 +1,359 @@
+// 1x1 convolutions with at most 16 channels on each side (groups == 1, no padding: 'same'
+// and 'valid' alike for a 1x1 window), NHWC activations, HWIO weights.
+//
+// Why: such a conv is a per-pixel map y[p] = b + x[p'] @ W with a W of at most 16 x 16, so
+// it is bound by the bytes it moves, not by FLOPs. The GEMM path ran it as a GEMM of K or N
+// = 1..16 (OpenBLAS: tens of ns per pixel), and at stride 2 the direct kernel packed every
+// row into planes first: N=256 56x56 C=1 -> 1 took 5-17 ms where a copy of its bytes takes
+// 0.3 ms (issue 18, item 3; the measurements are in benchmarks/RESULTS.md). Here each output
+// pixel is one 16-lane vector of channels: the bias, plus one broadcast of each input channel
+// times that channel's weight row; the pixel is stored straight into NHWC. Four pixels are in
+// flight at once so that the FMA latency is hidden when Cin is small. Stride just steps the
+// input pointer by sw pixels and skips rows, so nothing is repacked.
+//
+//   forward          y[n, oy, ox, :]  = b + sum_ci x[n, oy*sh, ox*sw, ci] * w[ci, :]
+//   backward data    dx[n, oy*sh, ox*sw, :] = sum_co dy[n, oy, ox, co] * w[:, co]
+//                    (the same map with w transposed); pixels off the stride grid are zero
+//   backward weights dw[ci, :] = sum over output pixels of x[pixel', ci] * dy[pixel, :]:
+//                    Cin accumulators of 16 lanes; each output row's float sums are added to
+//                    the thread's double partials, the partials summed in thread order
+//                    (deterministic for a fixed thread count); db from the same rows.
+// Work items are output rows, except at stride 1, where x, y (and dy, dx) are each one pixel
+// stream and items are runs of 1024 (map) or 512 (weight pass) pixels whatever the rows: a
+// call and a flush per row of 7..28 pixels cost more than the row's work.
+// Cin = Cout = 1 is a plain scaled copy and runs as one (vectorised over pixels at stride 1).
+// The vector type is the 16-lane one at every ISA level (two ymm at avx2, four xmm at the
+// baseline): the arithmetic per output is the same at each level.
+#include "cpu/narrow_pointwise.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "cpu/parallel.h"
+#include "cpu/simd.h"
+#include "kernels.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace fastconv::cpu::detail {
+
+namespace {
+
+typedef f32x16 v16;  // the channels of one pixel (<= 16), zero or don't-care beyond
+
+inline v16 load16(const float* p) {
+  v16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <size_t... I>
+inline v16 splat_lanes(float s, std::index_sequence<I...>) {
+  return v16{((void)I, s)...};
+}
+inline v16 splat16(float s) { return splat_lanes(s, std::make_index_sequence<16>()); }
+
+// `n` floats at p as a vector, without reading past `end` (the lanes beyond n are then zero;
+// otherwise they hold the next pixels' values, which the callers ignore).
+inline v16 load_channels(const float* p, int64_t n, const float* end) {
+  if (p + 16 <= end) return load16(p);
+  alignas(64) float t[16] = {};
+  std::memcpy(t, p, sizeof(float) * n);
+  return load16(t);
+}
+
+// Pixels p (oc floats each from dy) whose 16-float load dy + p*oc .. +16 ends by `end`.
+inline int64_t safe_pixels(const float* dy, int64_t oc, const float* end) {
+  const int64_t room = end - dy - 16;
+  return room < 0 ? 0 : room / oc + 1;
+}
+
+// Below this many floats moved a pass runs on the calling thread (~20 us at copy speed:
+// waking the team costs more).
+constexpr int64_t kParallelFloats = 1 << 16;
+// Pixels per work item of a stride-1 map (a few tens of KB of x and y: stays in L1/L2).
+constexpr int64_t kMapRun = 1024;
+
+int pass_threads(const ConvGeometry& g) {
+  return g.input_size() + g.output_size() < kParallelFloats ? 1 : std::max(1, get_num_threads());
+}
+
+// A per-pixel linear map of `in` -> OUT channels: row i of w holds the weights from input
+// channel i to the OUT outputs (zero lanes beyond).
+struct PixelMap {
+  alignas(64) float w[kNarrowPointwiseMax][16] = {};
+  alignas(64) float bias[16] = {};
+  int64_t in = 0;
+};
+
+// dst[p*dst_step + o] = bias[o] + sum_i src[p*src_step + i] * m.w[i][o], o < OUT, p < count.
+template <int OUT>
+void map_pixels(const float* src, int64_t src_step, float* dst, int64_t dst_step, int64_t count,
+                const PixelMap& m) {
+  const int64_t in = m.in;
+  if (OUT == 1 && in == 1) {  // a scaled copy: GCC vectorises the unit-stride loop
+    const float w0 = m.w[0][0], b0 = m.bias[0];
+    if (src_step == 1 && dst_step == 1) {
+      for (int64_t p = 0; p < count; ++p) dst[p] = src[p] * w0 + b0;
+    } else {
+      for (int64_t p = 0; p < count; ++p) dst[p * dst_step] = src[p * src_step] * w0 + b0;
+    }
+    return;
+  }
+  const v16 bias = load16(m.bias);
+  int64_t p = 0;
+  for (; p + 4 <= count; p += 4) {
+    const float* s = src + p * src_step;
+    v16 a0 = bias, a1 = bias, a2 = bias, a3 = bias;
+    for (int64_t i = 0; i < in; ++i) {
+      const v16 wi = load16(m.w[i]);
+      a0 += splat16(s[i]) * wi;
+      a1 += splat16(s[src_step + i]) * wi;
+      a2 += splat16(s[2 * src_step + i]) * wi;
+      a3 += splat16(s[3 * src_step + i]) * wi;
+    }
+    float* d = dst + p * dst_step;
+    std::memcpy(d, &a0, sizeof(float) * OUT);
+    std::memcpy(d + dst_step, &a1, sizeof(float) * OUT);
+    std::memcpy(d + 2 * dst_step, &a2, sizeof(float) * OUT);
+    std::memcpy(d + 3 * dst_step, &a3, sizeof(float) * OUT);
+  }
+  for (; p < count; ++p) {
+    const float* s = src + p * src_step;
+    v16 a = bias;
+    for (int64_t i = 0; i < in; ++i) a += splat16(s[i]) * load16(m.w[i]);
+    std::memcpy(dst + p * dst_step, &a, sizeof(float) * OUT);
+  }
+}
+
+using MapFn = void (*)(const float*, int64_t, float*, int64_t, int64_t, const PixelMap&);
+
+template <size_t... I>
+constexpr std::array<MapFn, sizeof...(I)> map_table(std::index_sequence<I...>) {
+  return {&map_pixels<int(I) + 1>...};
+}
+
+MapFn pick_map(int64_t out) {
+  static constexpr auto table = map_table(std::make_index_sequence<kNarrowPointwiseMax>());
+  return table[out - 1];
+}
+
+// acc[i][o] += sum_p x[p*x_step + i] * dy[p*oc + o] for p < count (lanes o >= oc are
+// don't-care). IN accumulator vectors per set; with few input channels the pixels alternate
+// between sets so that consecutive FMAs into one accumulator do not wait on each other.
+template <int IN>
+void dot_pixels(const float* x, int64_t x_step, const float* dy, int64_t oc, int64_t count,
+                const float* dy_end, v16* acc) {
+  constexpr int kSets = IN >= 8 ? 1 : IN >= 4 ? 2 : 4;
+  if (IN == 1 && oc == 1 && x_step == 1) {  // both unit-stride streams: vectorise over pixels
+    v16 s = v16{};
+    int64_t p = 0;
+    for (; p + 16 <= count; p += 16) s += load16(x + p) * load16(dy + p);
+    float total = 0.f;
+    for (int l = 0; l < 16; ++l) total += s[l];
+    for (; p < count; ++p) total += x[p] * dy[p];
+    acc[0][0] += total;
+    return;
+  }
+  v16 a[kSets][IN];
+  for (int k = 0; k < kSets; ++k)
+    for (int i = 0; i < IN; ++i) a[k][i] = v16{};
+  // The main loop loads 16 lanes of dy unchecked; the pixels whose load would pass dy_end
+  // go through load_channels after it (with its branch in the loop, GCC stored all IN
+  // accumulators to the stack at every pixel: the C=16 weight pass ran at half speed).
+  const int64_t safe = std::min(count, safe_pixels(dy, oc, dy_end));
+  int64_t p = 0;
+  for (; p + kSets <= safe; p += kSets) {
+#pragma GCC unroll 4
+    for (int k = 0; k < kSets; ++k) {
+      const v16 dv = load16(dy + (p + k) * oc);
+      const float* xs = x + (p + k) * x_step;
+#pragma GCC unroll 16
+      for (int i = 0; i < IN; ++i) a[k][i] += splat16(xs[i]) * dv;
+    }
+  }
+  for (; p < count; ++p) {
+    const v16 dv = load_channels(dy + p * oc, oc, dy_end);
+    const float* xs = x + p * x_step;
+    for (int i = 0; i < IN; ++i) a[0][i] += splat16(xs[i]) * dv;
+  }
+  for (int i = 0; i < IN; ++i) {
+    v16 s = a[0][i];
+    for (int k = 1; k < kSets; ++k) s += a[k][i];
+    acc[i] += s;
+  }
+}
+
+using DotFn = void (*)(const float*, int64_t, const float*, int64_t, int64_t, const float*, v16*);
+
+template <size_t... I>
+constexpr std::array<DotFn, sizeof...(I)> dot_table(std::index_sequence<I...>) {
+  return {&dot_pixels<int(I) + 1>...};
+}
+
+DotFn pick_dot(int64_t in) {
+  static constexpr auto table = dot_table(std::make_index_sequence<kNarrowPointwiseMax>());
+  return table[in - 1];
+}
+
+// Sum over `count` pixels of their oc channels, into lanes 0..oc-1 of `sum`.
+void sum_pixels(const float* dy, int64_t oc, int64_t count, const float* dy_end, v16& sum) {
+  if (oc == 1) {
+    v16 s = v16{};
+    int64_t p = 0;
+    for (; p + 16 <= count; p += 16) s += load16(dy + p);
+    float total = 0.f;
+    for (int l = 0; l < 16; ++l) total += s[l];
+    for (; p < count; ++p) total += dy[p];
+    sum[0] += total;
+    return;
+  }
+  v16 s0 = v16{}, s1 = v16{};
+  const int64_t safe = std::min(count, safe_pixels(dy, oc, dy_end));
+  int64_t p = 0;
+  for (; p + 2 <= safe; p += 2) {
+    s0 += load16(dy + p * oc);
+    s1 += load16(dy + (p + 1) * oc);
+  }
+  for (; p < count; ++p) s0 += load_channels(dy + p * oc, oc, dy_end);
+  sum += s0 + s1;
+}
+
+}  // namespace
+
+bool narrow_pointwise_shape(const ConvGeometry& g) {
+  const Window2d& v = g.win;
+  return g.groups == 1 && v.kh == 1 && v.kw == 1 && v.pt == 0 && v.pb == 0 && v.pl == 0 &&
+         v.pr == 0 && g.c >= 1 && g.oc >= 1 && g.c <= kNarrowPointwiseMax &&
+         g.oc <= kNarrowPointwiseMax;
+}
+
+void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float* w,
+                              const float* b, float* y, Activation act) {
+  PixelMap m;
+  m.in = g.c;
+  for (int64_t ci = 0; ci < g.c; ++ci)
+    for (int64_t co = 0; co < g.oc; ++co) m.w[ci][co] = w[ci * g.oc + co];
+  if (b) std::memcpy(m.bias, b, sizeof(float) * g.oc);
+  const MapFn map = pick_map(g.oc);
+  const int64_t sh = g.win.sh, sw = g.win.sw;
+  // Work items: output rows; at stride 1 x and y are each one pixel stream, cut into runs of
+  // kMapRun pixels (rows of 28 pixels cost ~8 ns each in calls: N=256 28x28 C=1 took 62 us).
+  const bool stream = sh == 1 && sw == 1;
+  const int64_t pixels = g.n * g.oh * g.ow;
+  const int64_t items = stream ? (pixels + kMapRun - 1) / kMapRun : g.n * g.oh;
+#pragma omp parallel num_threads(pass_threads(g))
+  {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t l = 0; l < items; ++l) {
+      const int64_t p0 = stream ? l * kMapRun : l * g.ow;
+      const int64_t count = stream ? std::min(kMapRun, pixels - p0) : g.ow;
+      const float* src = stream ? x + p0 * g.c  // else row l: image l / OH, row (l % OH)*sh
+                                : x + ((l / g.oh) * g.h + (l % g.oh) * sh) * g.w * g.c;
+      map(src, sw * g.c, y + p0 * g.oc, g.oc, count, m);
+      activation_inplace(count * g.oc, y + p0 * g.oc, act);
+    }
+  }
+}
+
+void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, const float* w,
+                                    float* dx) {
+  PixelMap m;  // dx pixel = dy pixel @ w^T: input channel co, output channel ci
+  m.in = g.oc;
+  for (int64_t ci = 0; ci < g.c; ++ci)
+    for (int64_t co = 0; co < g.oc; ++co) m.w[co][ci] = w[ci * g.oc + co];
+  const MapFn map = pick_map(g.c);
+  const int64_t lines = g.n * g.h, sh = g.win.sh, sw = g.win.sw, row = g.w * g.c;
+  if (sh == 1 && sw == 1) {  // no stride, no pads: dy and dx are one pixel stream each
+    const int64_t pixels = g.n * g.h * g.w, items = (pixels + kMapRun - 1) / kMapRun;
+#pragma omp parallel num_threads(pass_threads(g))
+    {
+      note_team();
+#pragma omp for schedule(static)
+      for (int64_t l = 0; l < items; ++l) {
+        const int64_t p0 = l * kMapRun;
+        map(dy + p0 * g.oc, g.oc, dx + p0 * g.c, g.c, std::min(kMapRun, pixels - p0), m);
+      }
+    }
+    return;
+  }
+#pragma omp parallel num_threads(pass_threads(g))
+  {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t l = 0; l < lines; ++l) {
+      const int64_t n = l / g.h, iy = l % g.h;
+      float* dxrow = dx + l * row;
+      // Input rows and columns off the stride grid (or past the last output) get no gradient.
+      if (iy % sh != 0 || iy / sh >= g.oh) {
+        std::memset(dxrow, 0, sizeof(float) * row);
+        continue;
+      }
+      if (sw != 1 || g.ow != g.w) std::memset(dxrow, 0, sizeof(float) * row);
+      map(dy + (n * g.oh + iy / sh) * g.ow * g.oc, g.oc, dxrow, sw * g.c, g.ow, m);
+    }
+  }
+}
+
+void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
+                                       float* dw, float* db) {
+  const int threads = pass_threads(g);
+  constexpr int64_t kPart = kNarrowPointwiseMax * 16 + 16;  // dw rows of 16 lanes, then db
+  std::vector<double> parts((size_t)(threads * kPart), 0.0);
+  const DotFn dot = pick_dot(g.c);
+  const int64_t sh = g.win.sh, sw = g.win.sw;
+  // Work items: output rows; at stride 1 x and dy are each one pixel stream, so items are
+  // runs of kRun pixels instead (rows of 7..28 pixels paid a call and a flush per row: N=256
+  // 28x28 C=3 took 0.63 ms where a copy of its bytes takes ~0.16).
+  constexpr int64_t kRun = 512;
+  const bool stream = sh == 1 && sw == 1;
+  const int64_t pixels = g.n * g.oh * g.ow;
+  const int64_t lines = stream ? (pixels + kRun - 1) / kRun : g.n * g.oh;
+  const float* dy_end = dy + g.output_size();
+#pragma omp parallel num_threads(threads)
+  {
+    note_team();
+    double* part = parts.data() + omp_get_thread_num() * kPart;
+#pragma omp for schedule(static)
+    for (int64_t l = 0; l < lines; ++l) {
+      const float *xrow, *dyrow;
+      int64_t count;
+      if (stream) {
+        count = std::min(kRun, pixels - l * kRun);
+        xrow = x + l * kRun * g.c;
+        dyrow = dy + l * kRun * g.oc;
+      } else {
+        const int64_t n = l / g.oh, iy = (l % g.oh) * sh;
+        count = g.ow;
+        xrow = x + (n * g.h + iy) * g.w * g.c;
+        dyrow = dy + l * g.ow * g.oc;
+      }
+      v16 acc[kNarrowPointwiseMax + 1] = {};  // one item's sums in float: dw rows, db
+      dot(xrow, sw * g.c, dyrow, g.oc, count, dy_end, acc);
+      if (db) sum_pixels(dyrow, g.oc, count, dy_end, acc[kNarrowPointwiseMax]);
+      for (int64_t ci = 0; ci < g.c; ++ci)
+        for (int64_t co = 0; co < g.oc; ++co) part[ci * 16 + co] += acc[ci][co];
+      for (int64_t co = 0; co < g.oc; ++co)
+        part[kNarrowPointwiseMax * 16 + co] += acc[kNarrowPointwiseMax][co];
+    }
+  }
+  for (int64_t ci = 0; ci < g.c; ++ci)
+    for (int64_t co = 0; co < g.oc; ++co) {
+      double s = 0.0;
+      for (int t = 0; t < threads; ++t) s += parts[t * kPart + ci * 16 + co];
+      dw[ci * g.oc + co] = (float)s;
+    }
+  if (db)
+    for (int64_t co = 0; co < g.oc; ++co) {
+      double s = 0.0;
+      for (int t = 0; t < threads; ++t) s += parts[t * kPart + kNarrowPointwiseMax * 16 + co];
+      db[co] = (float)s;
+    }
+}
+
+}  // namespace fastconv::cpu::detail
