@@ -258,6 +258,9 @@ def _print_profile(variants, samples, heads):
             if v == ref:
                 print(f"| {case} | {head} | {t:.2f} | {f:.2f} | {o:.2f} | | | | | |")
                 continue
+            if f0 == 0 or o0 == 0:  # e.g. predict's inference plan: its kernels bypass _C's names
+                print(f"| {case} | {head} | {t:.2f} | {f:.2f} | {o:.2f} | {t / t0:.2f} | not split | | | |")
+                continue
             r = _best_sgemm(samples, ref) / _best_sgemm(samples, v)
             limit = (o0 + r * f0) / t0
             print(f"| {case} | {head} | {t:.2f} | {f:.2f} | {o:.2f} | {t / t0:.2f} | {f / f0:.2f} | "
