@@ -4,12 +4,17 @@ step and predict, serial sgemm 1024^3 (the selected backend: fastconv's AVX-512 
 avx512 level, OpenBLAS below; and OpenBLAS alone, with the kernels it picks for the level).
 
     python -m benchmarks.bench_isa_levels [--build NAME=FOLDER ...] [--rounds 5] [--threads 1]
+        [--profile STEPS]
 
 A variant is a build (a folder holding a `fastconv` package with its _C; default: the imported
 one, named "this") at one level (FASTCONV_ISA; each level the build runs, or the build's only
 level for a single-level one). Each variant runs in its own process, round robin over
 --rounds rounds, so a shared machine's drift hits all alike; each figure is the median over
 rounds of the per-process median. Ratios are against the first variant.
+
+Also printed: the hardware ceiling per level (one core's multiply-add peak at each vector
+width the level runs, and the serial sgemm as a fraction of it), and with --profile each
+step split by kernel class with the best ratio the vector width allows.
 """
 import argparse
 import json
@@ -67,13 +72,68 @@ def _cases():
     }
 
 
-def worker(threads, repeats):
+# The kernels whose work is multiply-adds (GEMM, direct and Winograd convs, dense): their
+# speed follows the FMA width. Every other _C call (pooling, activations, BN, softmax,
+# optimizer updates, copies) moves memory, and the rest of a step is Python.
+FMA_BOUND = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_weights", "dense_forward",
+             "dense_backward")
+
+
+def op_profile(fn, steps):
+    """ms per call of fn, split by _C kernel: {"total": ..., "ops": {name: ms}}. Every public
+    _C function is wrapped with a timer while fn runs `steps` times (the kernels are looked up
+    on _C at call time, fastconv/backend.py), then restored."""
+    from fastconv import _C
+    spent = {}
+    saved = {}
+
+    def timer(name, f):
+        def call(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return f(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
+        return call
+
+    fn()  # warm: first-call allocations and plans out of the profile
+    for name in dir(_C):
+        f = getattr(_C, name)
+        if not name.startswith("_") and callable(f) and not isinstance(f, type):
+            saved[name] = f
+            setattr(_C, name, timer(name, f))
+    try:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        total = time.perf_counter() - t0
+    finally:
+        for name, f in saved.items():
+            setattr(_C, name, f)
+    return {"total": total / steps * 1e3, "ops": {k: v / steps * 1e3 for k, v in spent.items()}}
+
+
+def _ceiling(threads):
+    """Per-width multiply-add peak of one core (GFLOP/s, _C._fma_peak_gflops) at this level."""
+    from fastconv import _C
+    if not hasattr(_C, "_fma_peak_widths"):
+        return {}
+    return {str(bits): _C._fma_peak_gflops(0.3, 10, bits) for bits in _C._fma_peak_widths()}
+
+
+def worker(threads, repeats, profile_steps):
     import fastconv as fc
     from fastconv import _C
     fc.set_num_threads(threads)
-    times = {name: _timed(fn, repeats) for name, fn in _cases().items()}
+    peaks = _ceiling(threads)  # before the cases: a quiet core, one thread
+    cases = _cases()
+    times = {name: _timed(fn, repeats) for name, fn in cases.items()}
+    profiles = {}
+    if profile_steps:
+        profiles = {name: op_profile(fn, profile_steps) for name, fn in cases.items() if "sgemm" not in name}
     level = _C.isa_level() if hasattr(_C, "isa_level") else "native (no levels)"
-    print(json.dumps({"level": level, "blas": _C.blas_corename(), "ms": times}))
+    print(json.dumps({"level": level, "blas": _C.blas_corename(), "ms": times, "peaks": peaks,
+                      "profiles": profiles}))
 
 
 def _run_worker(folder, level, args):
@@ -82,7 +142,8 @@ def _run_worker(folder, level, args):
     if level:
         env["FASTCONV_ISA"] = level
     proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_isa_levels", "--worker",
-                           "--threads", str(args.threads), "--repeats", str(args.repeats)],
+                           "--threads", str(args.threads), "--repeats", str(args.repeats),
+                           "--profile", str(args.profile)],
                           env=env, cwd="/", capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -103,10 +164,14 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=5, help="timings per case per process")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="also time each case's _C kernels over STEPS calls and split every step "
+                         "into multiply-add-bound and other work, with the best ratio to the first "
+                         "variant the hardware allows (0: off)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        return worker(args.threads, args.repeats)
+        return worker(args.threads, args.repeats, args.profile)
     import fastconv
     builds = [b.split("=", 1) for b in args.build] or [
         ["this", os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))]]
@@ -127,6 +192,85 @@ def main(argv=None):
         med = [statistics.median(s["ms"][case] for s in samples[v]) for v in variants]
         cells = [f"{m:.2f}" if i == 0 else f"{m:.2f} ({m / med[0]:.2f})" for i, m in enumerate(med)]
         print(f"| {case} | " + " | ".join(cells) + " |")
+    _print_ceiling(variants, samples, heads)
+    if args.profile:
+        _print_profile(variants, samples, heads)
+
+
+SGEMM_FLOP = 2 * 1024 ** 3
+
+
+def _median(values):
+    values = list(values)
+    return statistics.median(values) if values else float("nan")
+
+
+def _sgemm_gflops(samples, v, case):
+    return SGEMM_FLOP / _median(s["ms"][case] for s in samples[v]) * 1e-6
+
+
+def _best_sgemm(samples, v):
+    return max(_sgemm_gflops(samples, v, c) for c in ("sgemm 1024^3 (1 thread)", "sgemm 1024^3 OpenBLAS (1 thread)"))
+
+
+def _print_ceiling(variants, samples, heads):
+    """The hardware ceiling per level: one core's multiply-add peak at each vector width the
+    level runs, and the serial sgemm 1024^3 (selected backend, OpenBLAS) as a fraction of the
+    level's widest peak."""
+    print("\nHardware ceiling per level (1 thread, GFLOP/s; multiply-add loop, 24 or 12 chains, "
+          "_C._fma_peak_gflops; sgemm 1024^3 as % of the level's widest peak):")
+    print("| variant | 128-bit | 256-bit | 512-bit | sgemm selected | sgemm OpenBLAS |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for head, v in zip(heads, variants):
+        peaks = {bits: _median(s["peaks"][bits] for s in samples[v])
+                 for bits in samples[v][0].get("peaks", {})}
+        widest = peaks[max(peaks, key=int)] if peaks else float("nan")
+        cells = [f"{peaks[b]:.0f}" if b in peaks else "-" for b in ("128", "256", "512")]
+        for case in ("sgemm 1024^3 (1 thread)", "sgemm 1024^3 OpenBLAS (1 thread)"):
+            g = _sgemm_gflops(samples, v, case)
+            cells.append(f"{g:.0f} ({100 * g / widest:.0f}%)")
+        print(f"| {head} | " + " | ".join(cells) + " |")
+
+
+def _print_profile(variants, samples, heads):
+    """Each profiled step split into multiply-add-bound kernels (FMA_BOUND) and the rest, and
+    the best ratio to the first variant the hardware allows: the multiply-add work scaled by
+    the ratio of the two variants' best serial sgemm throughput (each level's GEMM at the
+    fraction of its own peak it reaches), the rest unchanged."""
+    ref = variants[0]
+    cases = list(samples[ref][0]["profiles"])
+    split = {}
+    for v in variants:
+        for case in cases:
+            rows = [s["profiles"][case] for s in samples[v]]
+            fma = _median(sum(ms for op, ms in r["ops"].items() if op in FMA_BOUND) for r in rows)
+            total = _median(r["total"] for r in rows)
+            split[v, case] = (total, fma, total - fma)
+    print(f"\nSteps by kernel class (ms per call, profiled; multiply-add-bound = {', '.join(FMA_BOUND)}; "
+          "other = every other kernel and Python). 'limit': the ratio to the first variant if the "
+          "multiply-add work ran at the sgemm-throughput ratio of the two levels and the rest did not change.")
+    print("| case | variant | total | multiply-add | other | ratio | multiply-add ratio | other ratio | sgemm ratio | limit |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for case in cases:
+        t0, f0, o0 = split[ref, case]
+        for head, v in zip(heads, variants):
+            t, f, o = split[v, case]
+            if v == ref:
+                print(f"| {case} | {head} | {t:.2f} | {f:.2f} | {o:.2f} | | | | | |")
+                continue
+            if f0 == 0 or o0 == 0:  # e.g. predict's inference plan: its kernels bypass _C's names
+                print(f"| {case} | {head} | {t:.2f} | {f:.2f} | {o:.2f} | {t / t0:.2f} | not split | | | |")
+                continue
+            r = _best_sgemm(samples, ref) / _best_sgemm(samples, v)
+            limit = (o0 + r * f0) / t0
+            print(f"| {case} | {head} | {t:.2f} | {f:.2f} | {o:.2f} | {t / t0:.2f} | {f / f0:.2f} | "
+                  f"{o / o0:.2f} | {r:.2f} | {limit:.2f} |")
+    print("\nPer kernel (ms per step, first round), largest first:")
+    for case in cases:
+        for head, v in zip(heads, variants):
+            ops = samples[v][0]["profiles"][case]["ops"]
+            top = sorted(ops.items(), key=lambda kv: -kv[1])[:8]
+            print(f"- {case}, {head}: " + ", ".join(f"{k} {ms:.2f}" for k, ms in top))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """LeNet-5 training steps (ReLU + max-pool 'modern', and the classic sigmoid + average-pool
-one of benchmarks/models.py) and the modern one's few-channel max-pool kernels,
+one of benchmarks/models.py) and their few-channel max- and average-pool kernels,
 fastconv beside PyTorch (channels_last) in one process, one thread by default.
 
     PYTHONPATH=<repo> <python with torch> -m benchmarks.bench_small_channels [--threads 1] [--repeats 7]
@@ -44,6 +44,9 @@ def fastconv_cases(batch):
         cases[f"maxpool fwd {shape}"] = lambda a=a: _C.max_pool2d_forward_with_argmax(a, (2, 2), (2, 2), (0, 0, 0, 0))
         cases[f"maxpool bwd {shape}"] = lambda dy=dy, arg=arg, s=shape: _C.max_pool2d_backward_argmax(
             dy, arg, s, (2, 2), (2, 2), (0, 0, 0, 0))
+        # the classic variant's pools
+        cases[f"avgpool fwd {shape}"] = lambda a=a: _C.avg_pool2d_forward(a, (2, 2), (2, 2), (0, 0, 0, 0))
+        cases[f"avgpool bwd {shape}"] = lambda dy=dy, s=shape: _C.avg_pool2d_backward(dy, s, (2, 2), (2, 2), (0, 0, 0, 0))
     return cases
 
 
@@ -72,6 +75,9 @@ def torch_cases(torch, batch):
         dy = torch.randn_like(out)
         cases[f"maxpool fwd {shape}"] = lambda a=a: torch.nn.functional.max_pool2d(a.detach(), 2, return_indices=True)
         cases[f"maxpool bwd {shape}"] = lambda a=a, out=out, dy=dy: torch.autograd.grad(out, a, dy, retain_graph=True)
+        avg = torch.nn.functional.avg_pool2d(a, 2)
+        cases[f"avgpool fwd {shape}"] = lambda a=a: torch.nn.functional.avg_pool2d(a.detach(), 2)
+        cases[f"avgpool bwd {shape}"] = lambda a=a, avg=avg, dy=dy: torch.autograd.grad(avg, a, dy, retain_graph=True)
     return cases
 
 

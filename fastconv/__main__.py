@@ -135,6 +135,16 @@ def _isa():
     return chosen, _C.isa_levels()
 
 
+def _fma_peaks():
+    """One core's multiply-add peak at each vector width the chosen level runs (a ~10 ms probe
+    per width: the ceiling the kernels' GFLOP/s are measured against)."""
+    from . import _C
+    if not hasattr(_C, "_fma_peak_widths"):
+        return "unknown"
+    peaks = [f"{bits}-bit {_C._fma_peak_gflops(0.01, 3, bits):.0f}" for bits in _C._fma_peak_widths()]
+    return ", ".join(peaks) + " GFLOP/s (1 thread)"
+
+
 def info():
     """A dict describing this installation (also printed by ``fastconv info``)."""
     import platform
@@ -161,6 +171,7 @@ def info():
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "blas": _blas_path(), "blas_kernels": _C_corename(),
             "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "cpu_features": _cpu_features(), "isa_level": isa_level, "isa_levels": isa_levels,
+            "fma_peak": _fma_peaks(),
             "cuda_available": backends["cuda"] == "available",
             "gpu": gpu}
 

@@ -93,3 +93,48 @@ def test_small_channels_batch_splits_across_threads_agree():
         np.testing.assert_array_equal(dx[i:i + 1], dxi)
     # every dy lands on exactly one cell of its non-overlapping window
     np.testing.assert_allclose(dx.sum(axis=(1, 2)), dy.sum(axis=(1, 2)), rtol=1e-5, atol=1e-4)
+
+
+_SAME_FLOATS = """
+import json, sys
+import numpy as np
+from fastconv import _C
+rng = np.random.default_rng(int(sys.argv[1]))
+out = {}
+for c in (1, 2, 3, 4, 5, 6, 7):
+    for h, w, pool, strides, pads in [(28, 28, (2, 2), (2, 2), (0, 0, 0, 0)),
+                                      (9, 13, (3, 3), (2, 2), (1, 1, 1, 1)),
+                                      (8, 17, (2, 3), (1, 2), (0, 1, 1, 1))]:
+        x = rng.standard_normal((5, h, w, c)).astype(np.float32)
+        x[1, 2, 3, 0] = np.nan
+        y = _C.avg_pool2d_forward(x, pool, strides, pads)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dx = _C.avg_pool2d_backward(dy, x.shape, pool, strides, pads)
+        out[f"c{c}_{h}x{w}"] = [y.tobytes().hex(), dx.tobytes().hex()]
+print(json.dumps({"level": _C.isa_level(), "out": out}))
+"""
+
+
+def test_avg_pool_few_channels_same_floats_at_every_level():
+    """C < 8: the avx512 level's 16-lane packed path, the avx2 level's 8-lane one (masked loads
+    at P = 1, gathers below) and the baseline's scalar windows add the same terms in the same
+    order (the backward multiplies each dy by 1/count, then adds, with no FMA contraction), so
+    every level this CPU runs must give the same bytes, NaN included. The baseline's scalar path
+    is checked against the oracle above; a lane or offset slip in a packed path shows here."""
+    from fastconv_subprocess import run_python
+    import json
+    levels = _C.isa_levels()
+    if len(levels) < 2:
+        pytest.skip(f"this CPU or build runs one level only ({levels})")
+    results = {}
+    for level in levels:
+        proc = run_python(["-c", _SAME_FLOATS, str(seeds.seed_of("avg-levels"))],
+                          env={"FASTCONV_ISA": level}, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert result["level"] == level
+        results[level] = result["out"]
+    first = levels[0]
+    for level in levels[1:]:
+        differ = [k for k in results[first] if results[first][k] != results[level][k]]
+        assert not differ, f"{level} differs from {first} on {differ}"

@@ -1,13 +1,16 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <algorithm>
 #include <chrono>
 #include <climits>
 #include <string>
 #include <stdexcept>
+#include <vector>
 
 #include "array_check.h"
+#include "cpu/fma_peak.h"
 #include "cpu/gemm.h"
 #include "cpu/parallel.h"
 #include "kernels.h"
@@ -67,18 +70,27 @@ void sgemm_hook(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
   }
 }
 
-// GFLOP/s of a 512-bit FMA loop on the calling thread (0 without AVX-512): the peak the GEMM
-// is measured against. Best of `repeats` runs of ~`seconds` / repeats each.
-double fma_peak_gflops(double seconds, int repeats) {
+// GFLOP/s of a multiply-add loop on `bits`-bit vectors on the calling thread (cpu/fma_peak.h;
+// bits 0: the widest this level has): the peak the GEMM is measured against. Best of
+// `repeats` runs of ~`seconds` / repeats each.
+double fma_peak_gflops(double seconds, int repeats, int bits) {
+  const std::vector<int> widths = cpu::fma_peak_widths();
+  if (bits == 0) bits = widths.back();
+  if (std::find(widths.begin(), widths.end(), bits) == widths.end()) {
+    std::string have;
+    for (int w : widths) have += (have.empty() ? "" : ", ") + std::to_string(w);
+    throw py::value_error("bits must be 0 or a vector width this kernel level runs (" + have +
+                          "), got " + std::to_string(bits));
+  }
   using clock = std::chrono::steady_clock;
   double best = 0;
   const int64_t iters = 1 << 20;
+  py::gil_scoped_release nogil;
   const auto end = clock::now() + std::chrono::duration<double>(seconds);
   for (int r = 0; r < repeats || clock::now() < end; ++r) {
     const auto t0 = clock::now();
-    const int64_t flops = cpu::fma_peak_loop(iters);
+    const int64_t flops = cpu::fma_peak_loop(bits, iters);
     const double dt = std::chrono::duration<double>(clock::now() - t0).count();
-    if (flops == 0) return 0;
     best = std::max(best, flops / dt * 1e-9);
     if (r >= repeats && clock::now() >= end) break;
   }
@@ -114,7 +126,11 @@ void bind_threads(py::module_& m) {
         py::arg("beta"), py::arg("c"), py::arg("ldc"), py::arg("backend") = "",
         "Test hook: cblas-style row-major sgemm on flat float32 buffers, c updated in place.");
   m.def("_fma_peak_gflops", &fma_peak_gflops, py::arg("seconds") = 0.2, py::arg("repeats") = 20,
-        "GFLOP/s of a 512-bit FMA loop on one thread (0 without AVX-512).");
+        py::arg("bits") = 0,
+        "GFLOP/s of a multiply-add loop on one thread on `bits`-bit vectors (0: the widest "
+        "the kernel level has; FMA from avx2 up, mul+add at the baseline level).");
+  m.def("_fma_peak_widths", &cpu::fma_peak_widths,
+        "Vector widths (bits) _fma_peak_gflops can measure at this kernel level.");
   m.def("set_stream_threshold", &cpu::set_stream_threshold, py::arg("bytes"),
         "Outputs of at least this many bytes (default 16 MiB) are written with non-temporal "
         "stores by the bandwidth-bound kernels (0: always; a huge value: never).");

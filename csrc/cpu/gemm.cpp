@@ -481,24 +481,6 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
   }
 }
 
-int64_t fma_peak_loop(int64_t iters) {
-  // 24 independent chains: enough to cover FMA latency x throughput on current cores.
-  __m512 acc[24];
-  for (int i = 0; i < 24; ++i) acc[i] = _mm512_set1_ps(1.f + i * 1e-3f);
-  const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
-  for (int64_t t = 0; t < iters; ++t) {
-#pragma GCC unroll 24
-    for (int i = 0; i < 24; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
-  }
-  __m512 s = acc[0];
-  for (int i = 1; i < 24; ++i) s = _mm512_add_ps(s, acc[i]);
-  alignas(64) float lanes[16];  // keeps the chains live
-  _mm512_store_ps(lanes, s);
-  volatile float sink = lanes[0];
-  (void)sink;
-  return iters * 24 * 16 * 2;
-}
-
 #else  // no AVX-512 at compile time
 
 bool gemm_avx512_available() { return false; }
@@ -507,8 +489,6 @@ void gemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int
                  const float*, int64_t, float, float*, int64_t, bool) {
   throw std::runtime_error("gemm_avx512: fastconv was built without AVX-512 support");
 }
-
-int64_t fma_peak_loop(int64_t) { return 0; }
 
 #endif
 

@@ -23,9 +23,4 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                  int64_t ldc, bool force_pack_a = false);
 
-// Runs `iters` rounds of independent 512-bit FMAs (24 chains) on the calling thread and
-// returns the number of floating-point operations done: the machine's FMA peak, timed by the
-// caller. Returns 0 without AVX-512.
-int64_t fma_peak_loop(int64_t iters);
-
 }  // namespace fastconv::cpu

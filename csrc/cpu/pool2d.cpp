@@ -263,44 +263,68 @@ void max_forward_task_packed(const PoolGeometry& g, const float* x, float* y, ui
   }
 }
 #elif defined(__AVX2__)
-// Few channels at the avx2 level (C < 8): max_forward_task_packed with 8 lanes, P = 8 / C
-// pixels per vector, AVX2 gathers and blends; the same groups, edge rule and comparisons.
+// Few channels at the avx2 level (C < 8): 8-lane vectors holding P = 8 / C neighbouring
+// pixels, lane p*C + k being channel k of pixel ox + p (the avx512 level's packed paths with
+// half the lanes). The helpers below are shared by the max and average pools.
+
+// Lanes [0, n) set: the mask of AVX2's masked loads, stores and gathers.
+inline __m256i lanes_below(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// Gather offsets of one window cell's lanes: p*sw*C + k.
+inline __m256i packed_offsets8(const PoolGeometry& g) {
+  int32_t off[8];
+  for (int64_t j = 0; j < 8; ++j) off[j] = (int32_t)((j / g.c) * g.win.sw * g.c + j % g.c);
+  return _mm256_loadu_si256((const __m256i*)off);
+}
+
+// Pixels in the group starting at output column ox, as packed_group: up to `pixels`, fewer at
+// the row's end or before the first window clipped on the right; 0 when ox's own window is
+// clipped along x (that pixel goes alone through the scalar path).
+inline int64_t packed_group8(const PoolGeometry& g, int64_t pixels, int64_t ox) {
+  const Window2d& w = g.win;
+  if (ox * w.sw - w.pl < 0 || g.w + w.pl - w.kw < 0) return 0;
+  const int64_t last_unclipped = (g.w + w.pl - w.kw) / w.sw;  // largest ox fully inside
+  return std::max<int64_t>(0, std::min({pixels, g.ow - ox, last_unclipped - ox + 1}));
+}
+
+// One window cell's lanes. At P = 1 (C = 5..7, LeNet's 6) they are the pixel's C contiguous
+// channels: one masked load instead of a gather (LeNet's average pool forward 1.4x faster).
+inline __m256 load_cell8(const float* cell, __m256i off, __m256i mask, bool contiguous) {
+  if (contiguous) return _mm256_maskload_ps(cell, mask);
+  return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), cell, off, _mm256_castsi256_ps(mask), 4);
+}
+
+// max_forward_task_packed at the avx2 level: the same groups, edge rule and comparisons.
 template <bool kArg>
 void max_forward_task_packed8(const PoolGeometry& g, const float* x, float* y, uint8_t* arg,
                               int64_t img) {
   const Window2d& w = g.win;
   const int64_t C = g.c, pixels = 8 / C;
   const float* xi = x + img * g.h * g.w * C;
-  int32_t lane_off[8];
-  for (int64_t j = 0; j < 8; ++j) lane_off[j] = (int32_t)((j / C) * w.sw * C + j % C);
-  const __m256i off = _mm256_loadu_si256((const __m256i*)lane_off);
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const int64_t last_unclipped = (g.w + w.pl - w.kw) / w.sw;  // largest ox fully inside
+  const __m256i off = packed_offsets8(g);
   for (int64_t oy = 0; oy < g.oh; ++oy) {
     const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
     const int64_t row0 = oy * w.sh - w.pt;
     int64_t ox = 0;
     while (ox < g.ow) {
       const int64_t col0 = ox * w.sw - w.pl;
-      // as packed_group: up to P pixels whose windows are unclipped along x
-      int64_t q = 0;
-      if (col0 >= 0 && g.w + w.pl - w.kw >= 0)
-        q = std::max<int64_t>(0, std::min({pixels, g.ow - ox, last_unclipped - ox + 1}));
+      const int64_t q = packed_group8(g, pixels, ox);
       if (q == 0) {
         max_forward_pixel<kArg>(g, xi, y, arg, img, oy, ox, rows, 0, C, true);
         ++ox;
         continue;
       }
       const int32_t lanes = (int32_t)(q * C);
-      const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), lane);
+      const __m256i mask = lanes_below(lanes);
       __m256 best = _mm256_setzero_ps();
       __m256i which = _mm256_setzero_si256();
       bool first = true;
       for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
         for (int64_t kx = 0; kx < w.kw; ++kx) {
           const float* cell = xi + (iy * g.w + col0 + kx) * C;
-          const __m256 val = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), cell, off,
-                                                      _mm256_castsi256_ps(mask), 4);
+          const __m256 val = load_cell8(cell, off, mask, pixels == 1);
           const __m256i t = _mm256_set1_epi32((int32_t)((iy - row0) * w.kw + kx));
           if (first) {
             best = val;
@@ -526,26 +550,23 @@ void max_backward_argmax_packed(const PoolGeometry& g, const float* dy, const ui
   });
 }
 #elif defined(__AVX2__)
-// Few channels at the avx2 level (C < 8): the packed gather above with 8 lanes, P = 8 / C
-// pixels per vector, always by two gathers (AVX2 has no masked permute-load). The channel
-// loop below would leave these to max_gather_tail, one scalar chain per channel (LeNet's
-// (256, 28, 28, 6) pool: 8.1 ms at avx2 against 0.58 at avx512). Lanes add the same terms in
-// the same order as max_gather_tail (a missed lane adds the gather's +0 to a sum that is never
-// -0), so results are bit-identical.
+// The avx2 level's cover table (C < 8), as packed_cover_table with 8 lanes and P = 8 / C
+// pixels per vector. ox: each lane's output column (the average pool's 1/count index);
+// first_ox: the first valid lane's, which at P = 1 is every valid lane's (one pixel: its C
+// lanes are contiguous in dy, read by one masked load at first_ox * C instead of a gather).
 struct PackedSlot8 {
-  __m256i dy_off, tx, valid;  // valid: all-ones lanes where the slot's output exists
+  __m256i dy_off, tx, valid, ox;  // valid: all-ones lanes where the slot's output exists
+  int32_t first_ox;
 };
 
-void max_backward_argmax_packed8(const PoolGeometry& g, const float* dy, const uint8_t* arg,
-                                 float* dx, const std::vector<AxisRange>& cover_y,
-                                 const std::vector<AxisRange>& cover_x) {
+std::vector<PackedSlot8> packed_cover_table8(const PoolGeometry& g, const std::vector<AxisRange>& cover_x,
+                                             int64_t pixels, int64_t slots) {
   const Window2d& w = g.win;
-  const int64_t C = g.c, pixels = 8 / C, groups = (g.w + pixels - 1) / pixels;
-  const int64_t slots = (w.kw + w.sw - 1) / w.sw, row_len = g.ow * C;
+  const int64_t C = g.c, groups = (g.w + pixels - 1) / pixels;
   std::vector<PackedSlot8> table(groups * slots);
   for (int64_t gi = 0; gi < groups; ++gi)
     for (int64_t s = 0; s < slots; ++s) {
-      int32_t off[8] = {}, tx[8] = {}, valid[8] = {};
+      int32_t off[8] = {}, tx[8] = {}, valid[8] = {}, oxs[8] = {}, first_ox = -1;
       for (int64_t j = 0; j < pixels * C; ++j) {
         const int64_t ix = gi * pixels + j / C;
         if (ix >= g.w) continue;
@@ -554,11 +575,30 @@ void max_backward_argmax_packed8(const PoolGeometry& g, const float* dy, const u
         off[j] = (int32_t)(ox * C + j % C);
         tx[j] = (int32_t)(ix - (ox * w.sw - w.pl));
         valid[j] = -1;
+        oxs[j] = (int32_t)ox;
+        if (first_ox < 0) first_ox = (int32_t)ox;
       }
       table[gi * slots + s] = {_mm256_loadu_si256((const __m256i*)off),
                                _mm256_loadu_si256((const __m256i*)tx),
-                               _mm256_loadu_si256((const __m256i*)valid)};
+                               _mm256_loadu_si256((const __m256i*)valid),
+                               _mm256_loadu_si256((const __m256i*)oxs), first_ox};
     }
+  return table;
+}
+
+// Few channels at the avx2 level (C < 8): max_backward_argmax_packed with 8 lanes, by two
+// gathers (AVX2 has no masked permute-load), or two masked loads at P = 1. The channel loop
+// below would leave these to max_gather_tail, one scalar chain per channel (LeNet's
+// (256, 28, 28, 6) pool: 8.1 ms at avx2 against 0.58 at avx512). Lanes add the same terms in
+// the same order as max_gather_tail (a missed lane adds +0 to a sum that is never -0), so
+// results are bit-identical.
+void max_backward_argmax_packed8(const PoolGeometry& g, const float* dy, const uint8_t* arg,
+                                 float* dx, const std::vector<AxisRange>& cover_y,
+                                 const std::vector<AxisRange>& cover_x) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c, pixels = 8 / C, groups = (g.w + pixels - 1) / pixels;
+  const int64_t slots = (w.kw + w.sw - 1) / w.sw, row_len = g.ow * C;
+  const std::vector<PackedSlot8> table = packed_cover_table8(g, cover_x, pixels, slots);
   for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t, int64_t) {
     const float* dyi = dy + img * g.oh * g.ow * C;
     const uint8_t* argi = arg + img * g.oh * g.ow * C;
@@ -579,6 +619,14 @@ void max_backward_argmax_packed8(const PoolGeometry& g, const float* dy, const u
           const float* dy_row = dyi + oy * row_len;
           for (int64_t s = 0; s < slots; ++s) {
             const PackedSlot8& sl = table[gi * slots + s];
+            if (pixels == 1) {
+              if (sl.first_ox < 0) continue;
+              const int64_t at = sl.first_ox * C;
+              const __m256i a = _mm256_maskload_epi32(arg_row + at, sl.valid);
+              const __m256i hit = _mm256_and_si256(sl.valid, _mm256_cmpeq_epi32(a, _mm256_add_epi32(ty, sl.tx)));
+              acc = _mm256_add_ps(acc, _mm256_maskload_ps(dy_row + at, hit));
+              continue;
+            }
             const __m256i a = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), arg_row, sl.dy_off,
                                                           sl.valid, 4);
             const __m256i hit = _mm256_and_si256(sl.valid, _mm256_cmpeq_epi32(a, _mm256_add_epi32(ty, sl.tx)));
@@ -586,9 +634,7 @@ void max_backward_argmax_packed8(const PoolGeometry& g, const float* dy, const u
                                                               _mm256_castsi256_ps(hit), 4));
           }
         }
-        const __m256i store_mask =
-            _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        _mm256_maskstore_ps(dx_row + gi * pixels * C, store_mask, acc);
+        _mm256_maskstore_ps(dx_row + gi * pixels * C, lanes_below(lanes), acc);
       }
     }
   });
@@ -705,17 +751,27 @@ namespace {
 
 // Mean over the real cells of one window for V * kLanes channels at xi (offset to the image
 // and the block's first channel), summed in row-major order like the CUDA twin.
+// In register-wide pieces (f32xR, as max_window16): 16-lane vectors at the avx2 level went
+// through the stack (LeNet's (256, 10, 10, 16) pool 5x slower than at avx512).
 template <int V>
 inline void avg_window16(const PoolGeometry& g, const float* xi, AxisRange rows, AxisRange cols,
                          float scale, float* out) {
-  f32x16 acc[V];
-  for (int v = 0; v < V; ++v) acc[v] = splat16(0.f);
+  constexpr int N = V * kPieces;
+  f32xR acc[N];
+  for (int v = 0; v < N; ++v) acc[v] = f32xR{};
   for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
     for (int64_t ix = cols.lo; ix < cols.hi; ++ix) {
       const float* cell = xi + (iy * g.w + ix) * g.c;
-      for (int v = 0; v < V; ++v) acc[v] += load16(cell + v * kLanes);
+      for (int v = 0; v < N; ++v) {
+        f32xR piece;
+        std::memcpy(&piece, cell + v * kRegLanes, sizeof piece);
+        acc[v] += piece;
+      }
     }
-  for (int v = 0; v < V; ++v) store16(out + v * kLanes, acc[v] * scale);
+  for (int v = 0; v < N; ++v) {
+    const f32xR r = acc[v] * scale;
+    std::memcpy(out + v * kRegLanes, &r, sizeof r);
+  }
 }
 
 inline void avg_window_tail(const PoolGeometry& g, const float* xi, AxisRange rows,
@@ -813,6 +869,93 @@ void avg_backward_packed(const PoolGeometry& g, const float* dy, float* dx, cons
 }
 
 }  // namespace
+#elif defined(__AVX2__)
+namespace {
+
+// Average pool at few channels (C < 8) at the avx2 level: avg_forward_task_packed with 8
+// lanes, P = 8 / C pixels per vector (masked loads at P = 1), the same groups and the same
+// additions in the same order, so the avx2 and avx512 levels give the same floats. Before it,
+// C < 16 took avg_window_tail, one scalar chain per channel: LeNet's (256, 28, 28, 6) pool
+// 0.99 ms forward at avx2 against 0.45 at avx512.
+void avg_forward_task_packed8(const PoolGeometry& g, const float* x, float* y, int64_t img) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c, pixels = 8 / C;
+  const float* xi = x + img * g.h * g.w * C;
+  const __m256i off = packed_offsets8(g);
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
+    int64_t ox = 0;
+    while (ox < g.ow) {
+      const int64_t col0 = ox * w.sw - w.pl;
+      float* out = y + ((img * g.oh + oy) * g.ow + ox) * C;
+      const int64_t q = packed_group8(g, pixels, ox);
+      if (q == 0) {
+        const AxisRange cols = pool_window(ox, w.sw, w.pl, w.kw, g.w);
+        avg_window_tail(g, xi, rows, cols, pool_inv_count(rows, cols), C, out);
+        ++ox;
+        continue;
+      }
+      const __m256i mask = lanes_below(q * C);
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+        for (int64_t kx = 0; kx < w.kw; ++kx)
+          acc = _mm256_add_ps(acc, load_cell8(xi + (iy * g.w + col0 + kx) * C, off, mask, pixels == 1));
+      const float scale = pool_inv_count(rows, AxisRange{col0, col0 + w.kw});
+      _mm256_maskstore_ps(out, mask, _mm256_mul_ps(acc, _mm256_set1_ps(scale)));
+      ox += q;
+    }
+  }
+}
+
+// Average pool backward at few channels (C < 8) at the avx2 level: avg_backward_packed with
+// 8 lanes over packed_cover_table8 (dy and 1/count gathered per lane, or at P = 1 one masked
+// load of dy and one 1/count for the pixel), the same products and additions in the same
+// order. Before it: 3.04 ms at avx2 against 0.65 at avx512 on LeNet's (256, 28, 28, 6).
+void avg_backward_packed8(const PoolGeometry& g, const float* dy, float* dx, const float* inv_count,
+                          const std::vector<AxisRange>& cover_y, const std::vector<AxisRange>& cover_x) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c, pixels = 8 / C, groups = (g.w + pixels - 1) / pixels;
+  const int64_t slots = (w.kw + w.sw - 1) / w.sw, row_len = g.ow * C;
+  const std::vector<PackedSlot8> table = packed_cover_table8(g, cover_x, pixels, slots);
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t, int64_t) {
+    const float* dyi = dy + img * g.oh * row_len;
+    for (int64_t iy = 0; iy < g.h; ++iy) {
+      const AxisRange oys = cover_y[iy];
+      float* dx_row = dx + (img * g.h + iy) * g.w * C;
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        const int64_t lanes = std::min(pixels, g.w - gi * pixels) * C;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t oy = oys.lo; oy < oys.hi; ++oy) {
+          const float* dy_row = dyi + oy * row_len;
+          const float* scale_row = inv_count + oy * g.ow;
+          for (int64_t s = 0; s < slots; ++s) {
+            const PackedSlot8& sl = table[gi * slots + s];
+            if (sl.first_ox < 0) continue;  // no lane has this slot's output
+            __m256 d, scale;
+            if (pixels == 1) {
+              d = _mm256_maskload_ps(dy_row + sl.first_ox * C, sl.valid);
+              scale = _mm256_set1_ps(scale_row[sl.first_ox]);
+            } else {
+              const __m256 valid = _mm256_castsi256_ps(sl.valid);
+              d = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), dy_row, sl.dy_off, valid, 4);
+              scale = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), scale_row, sl.ox, valid, 4);
+            }
+            // invalid lanes: d is +0 (masked load), so they add +0 (* 1/count) to a sum that
+            // is never -0: the avx512 path's masked add, to the bit. The product is rounded
+            // before the add (the empty asm hides it: GCC would fuse the two into an FMA, as the avx512
+            // level's masked add is not, and the levels' results would differ in the last bit)
+            __m256 term = _mm256_mul_ps(d, scale);
+            asm("" : "+x"(term));
+            acc = _mm256_add_ps(acc, term);
+          }
+        }
+        _mm256_maskstore_ps(dx_row + gi * pixels * C, lanes_below(lanes), acc);
+      }
+    }
+  });
+}
+
+}  // namespace
 #endif
 
 void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
@@ -822,6 +965,11 @@ void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
 #if defined(__AVX512F__)
     if (C < kLanes) {
       avg_forward_task_packed(g, x, y, img);
+      return;
+    }
+#elif defined(__AVX2__)
+    if (C < 8) {
+      avg_forward_task_packed8(g, x, y, img);
       return;
     }
 #endif
@@ -851,15 +999,20 @@ namespace {
 template <int V>
 inline void avg_gather16(const PoolGeometry& g, const float* dyi, const float* inv_count,
                          AxisRange oys, AxisRange oxs, float* out) {
-  f32x16 acc[V];
-  for (int v = 0; v < V; ++v) acc[v] = splat16(0.f);
+  constexpr int N = V * kPieces;  // register-wide pieces, as avg_window16
+  f32xR acc[N];
+  for (int v = 0; v < N; ++v) acc[v] = f32xR{};
   for (int64_t oy = oys.lo; oy < oys.hi; ++oy)
     for (int64_t ox = oxs.lo; ox < oxs.hi; ++ox) {
-      const f32x16 scale = splat16(inv_count[oy * g.ow + ox]);
+      const float scale = inv_count[oy * g.ow + ox];
       const float* src = dyi + (oy * g.ow + ox) * g.c;
-      for (int v = 0; v < V; ++v) acc[v] += load16(src + v * kLanes) * scale;
+      for (int v = 0; v < N; ++v) {
+        f32xR piece;
+        std::memcpy(&piece, src + v * kRegLanes, sizeof piece);
+        acc[v] += piece * scale;
+      }
     }
-  for (int v = 0; v < V; ++v) store16(out + v * kLanes, acc[v]);
+  for (int v = 0; v < N; ++v) std::memcpy(out + v * kRegLanes, &acc[v], sizeof acc[v]);
 }
 
 }  // namespace
@@ -881,6 +1034,11 @@ void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx) {
 #if defined(__AVX512F__)
   if (C < kLanes) {
     avg_backward_packed(g, dy, dx, inv_count.data(), cover_y, cover_x);
+    return;
+  }
+#elif defined(__AVX2__)
+  if (C < 8) {
+    avg_backward_packed8(g, dy, dx, inv_count.data(), cover_y, cover_x);
     return;
   }
 #endif
