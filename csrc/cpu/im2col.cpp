@@ -20,6 +20,23 @@ int64_t lines_per_chunk(const ConvGeometry& g, int64_t budget_bytes) {
   return std::max<int64_t>(1, std::min(lines, g.n * g.oh));
 }
 
+bool init_output_rows(int64_t rows, int64_t cols, int64_t ld, const float* bias,
+                      const float* residual, float* y) {
+  if (!bias && !residual) return false;
+  for (int64_t r = 0; r < rows; ++r) {
+    float* yr = y + r * ld;
+    if (!residual) {
+      std::memcpy(yr, bias, sizeof(float) * cols);
+    } else if (!bias) {
+      std::memcpy(yr, residual + r * ld, sizeof(float) * cols);
+    } else {
+      const float* rr = residual + r * ld;
+      for (int64_t j = 0; j < cols; ++j) yr[j] = rr[j] + bias[j];
+    }
+  }
+  return true;
+}
+
 namespace {
 
 // Valid kernel taps along one axis: taps k in [k0, k1) land inside [0, size).

@@ -31,6 +31,13 @@ void im2col_lines(const ConvGeometry& g, const float* x, int64_t l0, int64_t l1,
 // one image overlap, so concurrent callers must work on different images.
 void col2im_lines(const ConvGeometry& g, const float* dcol, int64_t l0, int64_t l1, float* dx);
 
+// What a forward GEMM accumulates onto (beta = 1): rows [0, rows) x cols of y (leading
+// dimension ld; residual, when given, has the same layout) set to bias + residual, either of
+// which may be null. Returns false, writing nothing, when both are null (the GEMM then runs
+// with beta = 0 and never reads y). Serial.
+bool init_output_rows(int64_t rows, int64_t cols, int64_t ld, const float* bias,
+                      const float* residual, float* y);
+
 // Depthwise (groups == C, Cin_g == 1, multiplier M = Cout_g) direct kernels, depthwise.cpp.
 void depthwise_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                        float* y);
