@@ -253,9 +253,8 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
     return add_residual();
   }
   if (depthwise) {
-    detail::depthwise_forward(g, x, w, b, y);
-    if (residual) return add_residual();
-    return activation_inplace_parallel(g.output_size(), y, act);
+    detail::depthwise_forward(g, x, w, b, y, own);
+    return add_residual();
   }
   // Winograd declines (false) an input holding NaN or inf (winograd.h); im2col redoes it.
   if (detail::use_winograd(g, ConvPass::Forward) && detail::winograd_forward(g, x, w, b, y, own))
@@ -277,14 +276,12 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
       const float* col = pointwise ? x + l0 * g.ow * g.c : buf;
       if (!pointwise) detail::im2col_lines(g, x, l0, l1, buf);
       float* yc = y + l0 * g.ow * g.oc;
-      // Bias (+ residual) is written first and the GEMM accumulates onto it (beta = 1),
-      // chunk by chunk while y's rows are in cache.
-      const bool init = detail::init_output_rows(rows, g.oc, g.oc, b,
-                                                 residual ? residual + l0 * g.ow * g.oc : nullptr, yc);
+      const float* rc = residual ? residual + l0 * g.ow * g.oc : nullptr;
+      // Bias, residual and activation go with each group's product (forward_product).
       for (int64_t gi = 0; gi < g.groups; ++gi)
-        sgemm(false, false, rows, g.cout_g, p.k, 1.f, col + gi * p.k, p.ldcol,
-              w + gi * g.cout_g, g.oc, init ? 1.f : 0.f, yc + gi * g.cout_g, g.oc);
-      activation_inplace(rows * g.oc, yc, act);
+        detail::forward_product(rows, g.cout_g, p.k, col + gi * p.k, p.ldcol, w + gi * g.cout_g, g.oc,
+                                b ? b + gi * g.cout_g : nullptr, rc ? rc + gi * g.cout_g : nullptr, act,
+                                yc + gi * g.cout_g, g.oc);
     });
   }
   errors.rethrow();
