@@ -52,10 +52,13 @@ void parallel_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                     float* c, int64_t ldc);
 
 // ---- convolution (conv2d.cpp, im2col.cpp, depthwise.cpp) ----
-// y = act(conv(x, w) + b); b may be null. The activation is applied chunk by chunk while
-// the output is in cache (activation_inplace below).
+// y = act(conv(x, w) + b + residual); b and residual (y's shape, not aliasing y) may be null.
+// The activation is applied chunk by chunk while the output is in cache (activation_inplace
+// below); the GEMM paths start each chunk of y from bias + residual, so a residual block's
+// add + relu costs no pass of its own.
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                    float* y, Activation act = Activation::Linear);
+                    float* y, Activation act = Activation::Linear,
+                    const float* residual = nullptr);
 // y[0 .. count) = act(y) in place: serial (for use inside a kernel's own threads) and
 // OpenMP-parallel (activation.cpp).
 void activation_inplace(int64_t count, float* y, Activation act);

@@ -93,7 +93,8 @@ def test_resnet_and_mobilenet_plans_fold_and_fuse():
     resnet.predict_on_batch(_x((16, 16, 3), 1))
     steps = _plan_of(resnet).describe()
     assert "conv2_block1_1_conv + conv2_block1_1_bn + relu" in steps
-    assert "conv2_block1_2_conv + conv2_block1_2_bn" in steps and "add + relu" in steps
+    # the block's join runs inside its second conv: conv + folded BN + residual add + relu
+    assert "conv2_block1_2_conv + conv2_block1_2_bn + add + relu" in steps
     assert not any("_bn" in s and "conv" not in s for s in steps)  # every BN folded
     mobile = zoo.mobilenet((32, 32, 3), classes=5, alpha=0.25)
     mobile.predict_on_batch(_x((32, 32, 3), 1))
@@ -299,3 +300,80 @@ def test_relu6_kernel_activation_matches_the_clip_and_keeps_nan():
     np.testing.assert_array_equal(_C.bias_act_forward(z, None, "relu6"), np.clip(z, 0, 6))
     dz, _ = _C.bias_act_backward(np.ones_like(z), np.clip(z, 0, 6), "relu6", False)
     np.testing.assert_array_equal(dz[0, :4], [0, 1, 1, 0])
+
+
+def _residual_net(shortcut_first, relu_layer=True):
+    """x -> conv-bn -> relu -> conv-bn (+ shortcut: a 1x1 conv-bn or x itself) -> add -> relu
+    -> head; `shortcut_first` puts the shortcut's nodes before the main branch's."""
+    fastconv.set_seed(7)
+    inp = layers.Input((7, 6, 8))
+    short = None
+    if shortcut_first:
+        short = layers.BatchNormalization(name="s_bn")(layers.Conv2D(8, 1, name="s_conv")(inp))
+    h = layers.ReLU(name="m_relu")(layers.BatchNormalization(name="m1_bn")(layers.Conv2D(8, 3, padding="same",
+                                                                                        name="m1_conv")(inp)))
+    h = layers.BatchNormalization(name="m2_bn")(layers.Conv2D(8, 3, padding="same", name="m2_conv")(h))
+    joined = layers.Add(name="join")([short if short is not None else inp, h])
+    if relu_layer:
+        joined = layers.ReLU(name="join_relu")(joined)
+    out = layers.Dense(3, name="head")(layers.GlobalAveragePooling2D()(joined))
+    model = fastconv.Model(inp, out)
+    _randomise_bn(model, 8)
+    return model
+
+
+@pytest.mark.parametrize("shortcut_first", [True, False])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_residual_add_and_relu_run_inside_the_later_conv(shortcut_first, batch):
+    if not inference._kernel_residual():
+        pytest.skip("this _C build predates conv2d_forward's residual (rebuild csrc)")
+    model = _residual_net(shortcut_first)
+    x = _x((7, 6, 8), batch, seed=batch)
+    _close(model.predict_on_batch(x), _oracle(model, x))
+    steps = _plan_of(model).describe(layer_names=True)
+    assert "m2_conv + m2_bn + add + join_relu" in steps
+    assert not any(s.startswith("join") or s == "add + relu" for s in steps)
+    x[0, 3, 2, 5] = np.nan  # NaN through the fused add reaches the pooled outputs of its image
+    got = model.predict_on_batch(x)
+    assert np.isnan(got[0]).all() and np.isfinite(got[1:]).all()
+
+
+def test_residual_fusion_keeps_the_add_where_it_must():
+    # The add's later input is a conv followed by a ReLU (not linear): the add stays its own step.
+    fastconv.set_seed(9)
+    inp = layers.Input((5, 5, 4))
+    a = layers.Conv2D(4, 3, padding="same", name="a")(inp)
+    b = layers.Conv2D(4, 3, padding="same", activation="relu", name="b")(inp)
+    model = fastconv.Model(inp, layers.Add(name="join")([a, b]))
+    x = _x((5, 5, 4), 2)
+    _close(model.predict_on_batch(x), _oracle(model, x))
+    assert _plan_of(model).describe()[-1] == "join"
+    # A broadcasting add ((N, 1, 1, C) + the conv's (N, H, W, C)) fuses but adds after the kernel.
+    fastconv.set_seed(10)
+    inp = layers.Input((5, 6, 4))
+    pooled = layers.GlobalAveragePooling2D(keepdims=True)(inp)
+    conv = layers.Conv2D(4, 3, padding="same", name="c")(inp)
+    model = fastconv.Model(inp, layers.ReLU()(layers.Add()([pooled, conv])))
+    x = _x((5, 6, 4), 2)
+    _close(model.predict_on_batch(x), _oracle(model, x))
+    # The conv's output also used elsewhere (a second model output): no fusion.
+    fastconv.set_seed(11)
+    inp = layers.Input((5, 5, 4))
+    c = layers.Conv2D(4, 3, padding="same", name="c")(inp)
+    model = fastconv.Model(inp, layers.Add(name="join")([inp, c]))
+    model2 = fastconv.Model(inp, layers.Concatenate()([layers.Add(name="join2")([inp, c]), c]))
+    for m in (model, model2):
+        _close(m.predict_on_batch(x[:, :5, :5]), _oracle(m, x[:, :5, :5]))
+    assert "join2" in _plan_of(model2).describe()
+
+
+def test_reshape_is_a_view_step():
+    fastconv.set_seed(12)
+    model = fastconv.Sequential([layers.Input((4, 4, 6)), layers.Conv2D(8, 1), layers.GlobalAveragePooling2D(),
+                                 layers.Reshape((1, 1, 8)), layers.Conv2D(5, 1), layers.Reshape((-1,)),
+                                 layers.Activation("softmax")])
+    x = _x((4, 4, 6), 2)
+    _close(model.predict_on_batch(x), _oracle(model, x))
+    plan = _plan_of(model)
+    kinds = [step.__qualname__ for step, _ in plan.steps]
+    assert not any(name.startswith("_fallback_step") for name in kinds), kinds

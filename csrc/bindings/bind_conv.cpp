@@ -30,18 +30,23 @@ constexpr const char* kY = "(N, OH, OW, Cout)";
 
 py::array_t<float> conv2d_forward(py::handle x_, py::handle w_, py::handle b_, py::handle strides,
                                   py::handle pads, py::handle dilation, int64_t groups,
-                                  py::handle activation) {
+                                  py::handle activation, py::handle residual_) {
   const Activation act = parse_activation(activation);
   auto x = require_f32(x_, "x", 4, kX);
   auto w = require_f32(w_, "w", 4, kW);
   const ConvGeometry g = geometry(shape4(x), shape4(w), make_window(strides, pads, dilation), groups);
   py::array_t<float> b_keep;
   const float* b = optional_vec_f32(b_, "b", g.oc, b_keep);
+  py::array_t<float> residual;
+  if (!residual_.is_none()) {
+    residual = require_f32(residual_, "residual", 4, kY);
+    require_shape(residual, "residual", {g.n, g.oh, g.ow, g.oc});
+  }
   auto y = empty_f32({g.n, g.oh, g.ow, g.oc});
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    cpu::conv2d_forward(g, x.data(), w.data(), b, yp, act);
+    cpu::conv2d_forward(g, x.data(), w.data(), b, yp, act, residual_.is_none() ? nullptr : residual.data());
   }
   return y;
 }
@@ -92,10 +97,11 @@ py::tuple conv2d_backward_weights(py::handle dy_, py::handle x_, py::handle w_sh
 void bind_conv(py::module_& m) {
   m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("w"), py::arg("b"),
         py::arg("strides"), py::arg("pads"), py::arg("dilation"), py::arg("groups"),
-        py::arg("activation") = "linear",
-        "y = activation(conv2d(x, w) + b). x (N, H, W, C) float32, w (KH, KW, C/groups, Cout), "
+        py::arg("activation") = "linear", py::arg("residual") = py::none(),
+        "y = activation(conv2d(x, w) + b + residual). x (N, H, W, C) float32, w (KH, KW, C/groups, Cout), "
         "b (Cout,) or None, strides (sh, sw), pads (top, bottom, left, right), dilation (dh, dw), "
-        "activation 'linear' | 'relu' | 'sigmoid' | 'tanh'.");
+        "activation 'linear' | 'relu' | 'sigmoid' | 'tanh' | 'relu6', residual (N, OH, OW, Cout) or None "
+        "(a residual block's shortcut, added before the activation).");
   m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("dy"), py::arg("w"),
         py::arg("x_shape"), py::arg("strides"), py::arg("pads"), py::arg("dilation"),
         py::arg("groups"), "dx (x_shape) = gradient of conv2d_forward with respect to x.");

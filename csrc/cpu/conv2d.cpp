@@ -116,8 +116,19 @@ inline void tap_columns(int64_t offset, int64_t sw, int64_t width, int64_t ow, i
 // Where the tap path replaces im2col: strided, ungrouped, with channel counts the GEMM
 // tiles fill (few-channel convs go to direct_conv.cpp; pointwise and stride-1 3x3 convs
 // have their own paths). Under the "im2col" setting the col path runs, as asked.
+// Only while the weights stay in L2: each (line, tap) product streams its whole W_tap, so with
+// large weights the tap path reads them once per output line (14x14x1024 -> 7x7x2048 1x1 s2 at
+// batch 1: 8 MB of weights, 7 times). im2col then wins, gathering a chunk of lines into one
+// product. Measured, one thread, the shared Xeon (CPU ms, tap -> im2col), forward batch 32:
+// 3x3 s2 8x8 256->512 (4.7 MB of W) 40 -> 8.3, 14x14 512->512 158 -> 53, 16x16 128->256
+// (1.2 MB) 11.2 -> 9.4, 1x1 28x28 512->1024 (2 MB) 69 -> 52, but 1x1 56x56 256->512 (512 KiB)
+// 49.6 -> 56 and 3x3 56x56 64->128 (288 KiB) 31.5 -> 34; batch 1: 1x1 14x14 1024->2048 4.2 ->
+// 1.9; backward data batch 32: 8x8 256->512 k3 25.8 -> 17.0, 1x1 14x14 1024->2048 118 -> 61.
+constexpr int64_t kTapMaxWeightBytes = 512 << 10;
+
 bool use_tap_gemm(const ConvGeometry& g) {
   return g.groups == 1 && (g.win.sh > 1 || g.win.sw > 1) && g.c >= 32 && g.oc >= 32 &&
+         g.weight_size() * (int64_t)sizeof(float) <= kTapMaxWeightBytes &&
          detail::algorithm_setting() != detail::Algo::Im2col;
 }
 
@@ -129,7 +140,7 @@ int tap_threads(const ConvGeometry& g) {
 // y line by line: bias (or zero), then += x_tap @ W_tap for every tap, then the activation
 // while the line is in cache. Lines are independent, so the team splits them freely.
 void tap_forward(const ConvGeometry& g, const float* x, const float* w, const float* b, float* y,
-                 Activation act) {
+                 Activation act, const float* residual) {
   const Window2d& v = g.win;
   const int64_t lines = g.n * g.oh, line_floats = g.ow * g.oc;
   const bool native = active_gemm_backend() == "native", row_products = v.dw == 1 && native;
@@ -141,9 +152,7 @@ void tap_forward(const ConvGeometry& g, const float* x, const float* w, const fl
     for (int64_t l = 0; l < lines; ++l) errors.run([&] {
       const int64_t n = l / g.oh, oy = l % g.oh;
       float* yl = y + l * line_floats;
-      if (b)
-        for (int64_t ox = 0; ox < g.ow; ++ox) std::memcpy(yl + ox * g.oc, b, sizeof(float) * g.oc);
-      else
+      if (!detail::init_output_rows(g.ow, g.oc, g.oc, b, residual ? residual + l * line_floats : nullptr, yl))
         std::memset(yl, 0, sizeof(float) * line_floats);
       for (int64_t ky = 0; ky < v.kh; ++ky) {
         const int64_t iy = oy * v.sh + ky * v.dh - v.pt;
@@ -230,22 +239,29 @@ void tap_backward_data(const ConvGeometry& g, const float* dy, const float* w, f
 }  // namespace
 
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                    float* y, Activation act) {
+                    float* y, Activation act, const float* residual) {
   // The depthwise kernel writes y first, the activation follows; the few-channel direct
-  // kernel applies it to each block of rows it has just written.
+  // kernel applies it to each block of rows it has just written. Those and Winograd take no
+  // residual: with one, they run linear and one add + activation pass follows.
   const bool depthwise = g.is_depthwise();
-  if (!depthwise && detail::direct_eligible(g, ConvPass::Forward))
-    return detail::direct_forward(g, x, w, b, y, act);
+  const Activation own = residual ? Activation::Linear : act;
+  auto add_residual = [&] {
+    if (residual) add_activation(g.output_size(), y, residual, act, y);
+  };
+  if (!depthwise && detail::direct_eligible(g, ConvPass::Forward)) {
+    detail::direct_forward(g, x, w, b, y, own);
+    return add_residual();
+  }
   if (depthwise) {
-    detail::depthwise_forward(g, x, w, b, y);
-    return activation_inplace_parallel(g.output_size(), y, act);
+    detail::depthwise_forward(g, x, w, b, y, own);
+    return add_residual();
   }
   // Winograd declines (false) an input holding NaN or inf (winograd.h); im2col redoes it.
-  if (detail::use_winograd(g, ConvPass::Forward) && detail::winograd_forward(g, x, w, b, y, act))
-    return;
+  if (detail::use_winograd(g, ConvPass::Forward) && detail::winograd_forward(g, x, w, b, y, own))
+    return add_residual();
   // Too few output lines to give each thread rows (batch-1 inference): split Cout instead.
-  if (detail::cout_split_forward(g, x, w, b, y, act)) return;
-  if (use_tap_gemm(g)) return tap_forward(g, x, w, b, y, act);
+  if (detail::cout_split_forward(g, x, w, b, y, act, residual)) return;
+  if (use_tap_gemm(g)) return tap_forward(g, x, w, b, y, act, residual);
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
@@ -260,14 +276,12 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
       const float* col = pointwise ? x + l0 * g.ow * g.c : buf;
       if (!pointwise) detail::im2col_lines(g, x, l0, l1, buf);
       float* yc = y + l0 * g.ow * g.oc;
-      // Bias is written first and the GEMM accumulates onto it (beta = 1), chunk by chunk
-      // while y's rows are in cache.
-      if (b)
-        for (int64_t r = 0; r < rows; ++r) std::memcpy(yc + r * g.oc, b, sizeof(float) * g.oc);
+      const float* rc = residual ? residual + l0 * g.ow * g.oc : nullptr;
+      // Bias, residual and activation go with each group's product (forward_product).
       for (int64_t gi = 0; gi < g.groups; ++gi)
-        sgemm(false, false, rows, g.cout_g, p.k, 1.f, col + gi * p.k, p.ldcol,
-              w + gi * g.cout_g, g.oc, b ? 1.f : 0.f, yc + gi * g.cout_g, g.oc);
-      activation_inplace(rows * g.oc, yc, act);
+        detail::forward_product(rows, g.cout_g, p.k, col + gi * p.k, p.ldcol, w + gi * g.cout_g, g.oc,
+                                b ? b + gi * g.cout_g : nullptr, rc ? rc + gi * g.cout_g : nullptr, act,
+                                yc + gi * g.cout_g, g.oc);
     });
   }
   errors.rethrow();

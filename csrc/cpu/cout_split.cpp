@@ -31,7 +31,7 @@ constexpr int64_t kColumnUnit = 32;
 }  // namespace
 
 bool cout_split_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                        float* y, Activation act) {
+                        float* y, Activation act, const float* residual) {
   const int threads = get_num_threads();
   if (threads < 2 || g.groups != 1 || algorithm_setting() == Algo::Direct) return false;
   const int64_t k = g.win.kh * g.win.kw * g.c;
@@ -60,11 +60,8 @@ bool cout_split_forward(const ConvGeometry& g, const float* x, const float* w, c
     const int64_t c0 = std::min(g.oc, t * units / team * kColumnUnit);
     const int64_t c1 = std::min(g.oc, (t + 1) * units / team * kColumnUnit);
     if (c1 > c0) errors.run([&] {
-      if (b)
-        for (int64_t r = 0; r < rows; ++r)
-          std::memcpy(y + r * g.oc + c0, b + c0, sizeof(float) * (c1 - c0));
-      sgemm(false, false, rows, c1 - c0, k, 1.f, col, k, w + c0, g.oc, b ? 1.f : 0.f, y + c0, g.oc);
-      for (int64_t r = 0; r < rows; ++r) activation_inplace(c1 - c0, y + r * g.oc + c0, act);
+      forward_product(rows, c1 - c0, k, col, k, w + c0, g.oc, b ? b + c0 : nullptr,
+                      residual ? residual + c0 : nullptr, act, y + c0, g.oc);
     });
   }
   errors.rethrow();

@@ -7,11 +7,11 @@
 
 namespace fastconv::cpu::detail {
 
-// Runs y = act(conv(x, w) + b) with the threads on disjoint column blocks of W and y, and
+// Runs y = act(conv(x, w) + b + residual) (residual may be null) with the threads on disjoint column blocks of W and y, and
 // returns true; returns false (nothing written) when the split does not apply: one thread,
 // grouped conv, too little work, too few output channels, or enough rows for the row split
 // of conv2d.cpp. Results are bitwise those of the serial im2col path (same GEMM per column).
 bool cout_split_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                        float* y, Activation act);
+                        float* y, Activation act, const float* residual = nullptr);
 
 }  // namespace fastconv::cpu::detail

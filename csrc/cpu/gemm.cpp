@@ -201,6 +201,30 @@ struct PanelStream {
   }
 };
 
+// The stores of a tile under an epilogue (see gemm.h), its bias and residual pointers already
+// at the tile's first column and row. Out of line: the plain stores stay as they were.
+template <int NV, int MR>
+__attribute__((noinline)) void store_with_epilogue(const __m512 (&acc)[MR][NV], const __mmask16* mask,
+                                                   float* c, int64_t ldc, int mr, __m512 va, __m512 vb,
+                                                   float beta, const GemmEpilogue& ep) {
+  __m512 bias[NV];
+  for (int v = 0; v < NV; ++v)
+    bias[v] = ep.bias ? _mm512_maskz_loadu_ps(mask[v], ep.bias + 16 * v) : _mm512_setzero_ps();
+  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.f);
+  for (int i = 0; i < mr; ++i) {
+    float* ci = c + i * ldc;
+    for (int v = 0; v < NV; ++v) {
+      __m512 r = _mm512_fmadd_ps(acc[i][v], va, bias[v]);
+      if (beta != 0.f) r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask[v], ci + 16 * v), vb, r);
+      if (ep.residual) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask[v], ep.residual + i * ep.ldr + 16 * v));
+      // max/min return their second operand when either is NaN: NaN stays NaN.
+      if (ep.act != GemmEpilogue::kLinear) r = _mm512_max_ps(zero, r);
+      if (ep.act == GemmEpilogue::kRelu6) r = _mm512_min_ps(six, r);
+      _mm512_mask_storeu_ps(ci + 16 * v, mask[v], r);
+    }
+  }
+}
+
 // C[0:mr, 0:nr] = alpha * (A strip @ B strip) + beta * C[0:mr, 0:nr] for one MR-strip of A
 // and one NR-strip of B over kc steps. NV = number of 16-wide column vectors computed (2 for a
 // full strip, 1 when nr <= 16). beta == 0 never reads C.
@@ -213,7 +237,7 @@ template <int NV, bool kRowsA, int MR = kMR, bool kAhead = false>
 void micro_kernel(int64_t kc, const float* __restrict ap, int64_t a_stride,
                   const float* __restrict bp, int64_t b_step, float* c, int64_t ldc, int mr, int nr,
                   float alpha, float beta, bool prefetch_next_strip = false,
-                  PanelStream* ahead = nullptr) {
+                  PanelStream* ahead = nullptr, const GemmEpilogue* ep = nullptr) {
   __m512 acc[MR][NV];
 #pragma GCC unroll 14
   for (int i = 0; i < MR; ++i)
@@ -272,6 +296,7 @@ void micro_kernel(int64_t kc, const float* __restrict ap, int64_t a_stride,
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   __mmask16 mask[NV];
   for (int v = 0; v < NV; ++v) mask[v] = low_mask(nr - 16 * v);
+  if (ep) return store_with_epilogue<NV, MR>(acc, mask, c, ldc, mr, va, vb, beta, *ep);
 #pragma GCC unroll 14
   for (int i = 0; i < MR; ++i) {
     if (i >= mr) break;
@@ -290,26 +315,28 @@ void micro_kernel(int64_t kc, const float* __restrict ap, int64_t a_stride,
 // it. A conv at 4x4 output (16 rows = 14 + 2) spent 47% of its time on the 2-row strip.
 template <int R>
 void short_strip_rows(int nr, int64_t kc, const float* as, int64_t a_step, const float* bs,
-                      int64_t b_step, float* c, int64_t ldc, float alpha, float beta) {
+                      int64_t b_step, float* c, int64_t ldc, float alpha, float beta,
+                      const GemmEpilogue* ep) {
   if (nr > 16)
-    micro_kernel<2, false, R>(kc, as, a_step, bs, b_step, c, ldc, R, nr, alpha, beta);
+    micro_kernel<2, false, R>(kc, as, a_step, bs, b_step, c, ldc, R, nr, alpha, beta, false, nullptr, ep);
   else
-    micro_kernel<1, false, R>(kc, as, a_step, bs, b_step, c, ldc, R, nr, alpha, beta);
+    micro_kernel<1, false, R>(kc, as, a_step, bs, b_step, c, ldc, R, nr, alpha, beta, false, nullptr, ep);
 }
 
 template <int... Rs>
 void short_strip_dispatch(std::integer_sequence<int, Rs...>, int mr, int nr, int64_t kc,
                           const float* as, int64_t a_step, const float* bs, int64_t b_step,
-                          float* c, int64_t ldc, float alpha, float beta) {
+                          float* c, int64_t ldc, float alpha, float beta,
+                          const GemmEpilogue* ep) {
   // Exactly one R + 1 equals mr (1 <= mr < MR).
-  ((mr == Rs + 1 ? short_strip_rows<Rs + 1>(nr, kc, as, a_step, bs, b_step, c, ldc, alpha, beta)
+  ((mr == Rs + 1 ? short_strip_rows<Rs + 1>(nr, kc, as, a_step, bs, b_step, c, ldc, alpha, beta, ep)
                  : void()),
    ...);
 }
 
 void short_strip_kernel(int mr, int nr, int64_t kc, const float* as, int64_t a_step,
                         const float* bs, int64_t b_step, float* c, int64_t ldc, float alpha,
-                        float beta) {
+                        float beta, const GemmEpilogue* ep) {
   // A 13-row kernel is the 14-row one less a row, but GCC 12 (-O2) spills one of its B vectors
   // to the stack (13 extra loads per k step): 27-row products (the stride-2 conv's interior
   // columns, its backward data's last tap) ran at 112 GFLOP/s where 28 rows ran at 142 (one
@@ -317,13 +344,13 @@ void short_strip_kernel(int mr, int nr, int64_t kc, const float* as, int64_t a_s
   // 14-row kernel computes it exactly with one wasted row and stores only mr rows: 112 -> 136.
   if (mr == kMR - 1) {
     if (nr > 16)
-      micro_kernel<2, false>(kc, as, a_step, bs, b_step, c, ldc, mr, nr, alpha, beta);
+      micro_kernel<2, false>(kc, as, a_step, bs, b_step, c, ldc, mr, nr, alpha, beta, false, nullptr, ep);
     else
-      micro_kernel<1, false>(kc, as, a_step, bs, b_step, c, ldc, mr, nr, alpha, beta);
+      micro_kernel<1, false>(kc, as, a_step, bs, b_step, c, ldc, mr, nr, alpha, beta, false, nullptr, ep);
     return;
   }
   short_strip_dispatch(std::make_integer_sequence<int, kMR - 2>{}, mr, nr, kc, as, a_step, bs,
-                       b_step, c, ldc, alpha, beta);
+                       b_step, c, ldc, alpha, beta, ep);
 }
 
 // ---- driver -------------------------------------------------------------------------------
@@ -365,6 +392,17 @@ void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
   }
 }
 
+// The epilogue on its own (k == 0 or alpha == 0: C holds beta * C already).
+void apply_epilogue(int64_t m, int64_t n, float* c, int64_t ldc, const GemmEpilogue& ep) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      float r = c[i * ldc + j] + (ep.bias ? ep.bias[j] : 0.f) + (ep.residual ? ep.residual[i * ep.ldr + j] : 0.f);
+      if (ep.act != GemmEpilogue::kLinear) r = r < 0.f ? 0.f : r;  // NaN stays NaN
+      if (ep.act == GemmEpilogue::kRelu6) r = r > 6.f ? 6.f : r;
+      c[i * ldc + j] = r;
+    }
+}
+
 // An operand block as the macro-kernel sees it: strips read in place from `in_place` (null:
 // every strip packed at `packed`), with only a short last strip packed (at `packed`).
 struct Block {
@@ -377,9 +415,10 @@ struct Block {
 // `ahead` (null: none) is the next B panel read in place: the first row strip against each
 // full column strip streams its share (kc x 128 bytes, in row order) into L2, so the next
 // slice finds its panel there instead of waiting on memory row by row.
+// `ep` (null: none) is the epilogue at this block's first row and column.
 void macro_kernel(int64_t mc, int64_t nc, int64_t kc, bool trans_a, const Block& a,
                   const Block& b, float alpha, float beta, float* c, int64_t ldc,
-                  const PanelStream* ahead = nullptr) {
+                  const PanelStream* ahead = nullptr, const GemmEpilogue* ep = nullptr) {
   for (int64_t j = 0; j < nc; j += kNR) {
     const int nr = (int)std::min<int64_t>(kNR, nc - j);
     const bool b_here = b.in_place && nr == kNR;
@@ -396,26 +435,34 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, bool trans_a, const Block&
         share = PanelStream(ahead->row, (ahead->end - ahead->row) / ahead->ld_bytes, ahead->row_bytes,
                             ahead->ld_bytes, j / kNR * kc * 128);
       PanelStream* pf = share.row ? &share : nullptr;
+      GemmEpilogue tile_ep;  // the epilogue moved to this tile
+      const GemmEpilogue* te = nullptr;
+      if (ep) {
+        tile_ep = *ep;
+        if (tile_ep.bias) tile_ep.bias += j;
+        if (tile_ep.residual) tile_ep.residual += i * tile_ep.ldr + j;
+        te = &tile_ep;
+      }
       if (a.in_place && mr == kMR && !trans_a) {
         const float* as = a.in_place + i * a.ld;
         if (next || pf)  // (b_here: a full strip)
-          micro_kernel<2, true, kMR, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta, next, pf);
+          micro_kernel<2, true, kMR, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta, next, pf, te);
         else if (nr > 16)
-          micro_kernel<2, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta);
+          micro_kernel<2, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta, false, nullptr, te);
         else
-          micro_kernel<1, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta);
+          micro_kernel<1, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta, false, nullptr, te);
       } else {
         const bool a_here = a.in_place && mr == kMR;  // transposed A in place
         const float* as = a_here ? a.in_place + i : a.in_place ? a.packed : a.packed + i * kc;
         const int64_t a_step = a_here ? a.ld : kMR;
         if (mr < kMR)
-          short_strip_kernel(mr, nr, kc, as, a_step, bs, b_step, ct, ldc, alpha, beta);
+          short_strip_kernel(mr, nr, kc, as, a_step, bs, b_step, ct, ldc, alpha, beta, te);
         else if (next || pf)
-          micro_kernel<2, false, kMR, true>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta, next, pf);
+          micro_kernel<2, false, kMR, true>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta, next, pf, te);
         else if (nr > 16)
-          micro_kernel<2, false>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta);
+          micro_kernel<2, false>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta, false, nullptr, te);
         else
-          micro_kernel<1, false>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta);
+          micro_kernel<1, false>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta, false, nullptr, te);
       }
     }
   }
@@ -427,9 +474,13 @@ bool gemm_avx512_available() { return true; }
 
 void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                 int64_t ldc, bool force_pack_a) {
+                 int64_t ldc, bool force_pack_a, const GemmEpilogue* epilogue) {
   if (m <= 0 || n <= 0) return;
-  if (k <= 0 || alpha == 0.f) return scale_c(m, n, beta, c, ldc);
+  if (k <= 0 || alpha == 0.f) {
+    scale_c(m, n, beta, c, ldc);
+    if (epilogue) apply_epilogue(m, n, c, ldc, *epilogue);
+    return;
+  }
   PackBuffers& buf = pack_buffers();
   const int64_t kc_max = balanced_block(k, kKC, 1);
   const int64_t mc_max = balanced_block(m, kMC, kMR);
@@ -474,8 +525,14 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
         const PanelStream next((const char*)next_panel, next_rows,
                                (next_cols + kNR - 1) / kNR * kNR * (int64_t)sizeof(float),
                                ldb * (int64_t)sizeof(float), 0);
+        GemmEpilogue block_ep;  // the epilogue at this block, after the reduction's last slice
+        if (epilogue && last_slice) {
+          block_ep = *epilogue;
+          if (block_ep.bias) block_ep.bias += jc;
+          if (block_ep.residual) block_ep.residual += ic * block_ep.ldr + jc;
+        }
         macro_kernel(mc, nc, kc, trans_a, ablock, bblock, alpha, beta_here, c + ic * ldc + jc,
-                     ldc, stream ? &next : nullptr);
+                     ldc, stream ? &next : nullptr, epilogue && last_slice ? &block_ep : nullptr);
       }
     }
   }
@@ -486,7 +543,7 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
 bool gemm_avx512_available() { return false; }
 
 void gemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                 const float*, int64_t, float, float*, int64_t, bool) {
+                 const float*, int64_t, float, float*, int64_t, bool, const GemmEpilogue*) {
   throw std::runtime_error("gemm_avx512: fastconv was built without AVX-512 support");
 }
 

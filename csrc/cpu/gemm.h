@@ -19,8 +19,18 @@ bool gemm_avx512_available();
 // strided forward reads a kernel row of x per output column that way; cblas rejects it).
 // force_pack_a: pack A even where the driver would read it in place (conv2d.cpp's strided and
 // pointwise products, measured faster packed on the Intel machine).
+// epilogue (null: none): applied to each tile of C as it is stored after the last slice of
+// the reduction, C = act(alpha * op(A) @ op(B) + beta * C + bias[j] + residual[i, j]), so a
+// conv's bias, residual add and relu cost no pass over its output of their own.
+struct GemmEpilogue {
+  enum Act { kLinear, kRelu, kRelu6 };
+  const float* bias = nullptr;      // n values, or null
+  const float* residual = nullptr;  // m x n at leading dimension ldr, or null
+  int64_t ldr = 0;
+  Act act = kLinear;                // relu keeps NaN (max(0, NaN) = NaN), relu6 = min(relu, 6)
+};
 void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                 int64_t ldc, bool force_pack_a = false);
+                 int64_t ldc, bool force_pack_a = false, const GemmEpilogue* epilogue = nullptr);
 
 }  // namespace fastconv::cpu

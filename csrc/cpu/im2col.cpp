@@ -8,6 +8,7 @@
 #include <immintrin.h>
 #endif
 
+#include "cpu/gemm.h"
 #include "kernels.h"
 
 namespace fastconv::cpu::detail {
@@ -18,6 +19,42 @@ int64_t lines_per_chunk(const ConvGeometry& g, int64_t budget_bytes) {
   // A single line over the cap is still processed whole: it is the smallest unit whose rows
   // are contiguous in y, and it is at most OW*KH*KW*C floats.
   return std::max<int64_t>(1, std::min(lines, g.n * g.oh));
+}
+
+bool init_output_rows(int64_t rows, int64_t cols, int64_t ld, const float* bias,
+                      const float* residual, float* y) {
+  if (!bias && !residual) return false;
+  for (int64_t r = 0; r < rows; ++r) {
+    float* yr = y + r * ld;
+    if (!residual) {
+      std::memcpy(yr, bias, sizeof(float) * cols);
+    } else if (!bias) {
+      std::memcpy(yr, residual + r * ld, sizeof(float) * cols);
+    } else {
+      const float* rr = residual + r * ld;
+      for (int64_t j = 0; j < cols; ++j) yr[j] = rr[j] + bias[j];
+    }
+  }
+  return true;
+}
+
+void forward_product(int64_t rows, int64_t n, int64_t k, const float* col, int64_t ldcol,
+                     const float* w, int64_t ldw, const float* bias, const float* residual,
+                     Activation act, float* y, int64_t ldy) {
+  const bool fused = act == Activation::Linear || act == Activation::Relu || act == Activation::Relu6;
+  if (fused && active_gemm_backend() == "native") {
+    GemmEpilogue ep;
+    ep.bias = bias;
+    ep.residual = residual;
+    ep.ldr = ldy;
+    ep.act = act == Activation::Relu ? GemmEpilogue::kRelu
+             : act == Activation::Relu6 ? GemmEpilogue::kRelu6 : GemmEpilogue::kLinear;
+    return gemm_avx512(false, false, rows, n, k, 1.f, col, ldcol, w, ldw, 0.f, y, ldy, false, &ep);
+  }
+  const bool init = init_output_rows(rows, n, ldy, bias, residual, y);
+  sgemm(false, false, rows, n, k, 1.f, col, ldcol, w, ldw, init ? 1.f : 0.f, y, ldy);
+  if (act != Activation::Linear)
+    for (int64_t r = 0; r < rows; ++r) activation_inplace(n, y + r * ldy, act);
 }
 
 namespace {

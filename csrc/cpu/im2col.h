@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "common/geometry.h"
+#include "kernels.h"
 
 namespace fastconv::cpu::detail {
 
@@ -31,9 +32,27 @@ void im2col_lines(const ConvGeometry& g, const float* x, int64_t l0, int64_t l1,
 // one image overlap, so concurrent callers must work on different images.
 void col2im_lines(const ConvGeometry& g, const float* dcol, int64_t l0, int64_t l1, float* dx);
 
+// What a forward GEMM accumulates onto (beta = 1): rows [0, rows) x cols of y (leading
+// dimension ld; residual, when given, has the same layout) set to bias + residual, either of
+// which may be null. Returns false, writing nothing, when both are null (the GEMM then runs
+// with beta = 0 and never reads y). Serial.
+bool init_output_rows(int64_t rows, int64_t cols, int64_t ld, const float* bias,
+                      const float* residual, float* y);
+
+// y (rows x n, leading dimension ldy; residual the same layout) = act(col @ W + bias +
+// residual) for one chunk (and group) of a forward conv, col rows x k (ldcol), W k x n (ldw);
+// bias and residual may be null. The native GEMM applies bias, residual and a (capped) relu
+// as it stores each tile of y (gemm.h GemmEpilogue): no pass of their own over y. Otherwise
+// y starts from bias + residual, the GEMM accumulates onto it and the activation follows on
+// the chunk (still in cache). Serial.
+void forward_product(int64_t rows, int64_t n, int64_t k, const float* col, int64_t ldcol,
+                     const float* w, int64_t ldw, const float* bias, const float* residual,
+                     Activation act, float* y, int64_t ldy);
+
 // Depthwise (groups == C, Cin_g == 1, multiplier M = Cout_g) direct kernels, depthwise.cpp.
+// y = act(depthwise conv + b), the activation applied row by row while in cache.
 void depthwise_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                       float* y);
+                       float* y, Activation act);
 void depthwise_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx);
 void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
                                 float* dw, float* db);

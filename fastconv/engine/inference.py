@@ -20,6 +20,10 @@ Fusions (a link only when its input feeds nothing else and is not a model output
 - ``... -> ReLU / ReLU(max_value) / Activation('relu')``: the ReLU runs in the conv kernel's
   output pass; a cap (ReLU6) is one in-place minimum after it.
 - ``Add -> ReLU`` (and the residual blocks' joins): one add + relu kernel.
+- ``Conv2D(+ BatchNormalization) -> Add(-> ReLU)``: where the add's later-computed input is a
+  linear conv used nowhere else, the conv takes the other input as its residual (the kernel
+  starts its output from bias + residual and applies the ReLU in the same pass), so the add
+  costs no pass of its own.
 - ``BatchNormalization -> ReLU``: the inference batch-norm kernel with its ReLU.
 
 Any other layer runs as itself (``layer(x, training=False)`` under no_grad), so every model
@@ -43,6 +47,7 @@ from ..layers.global_pooling import GlobalAveragePooling2D
 from ..layers.input_layer import InputLayer, KerasTensor
 from ..layers.merge import Add
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
+from ..layers.reshape import Reshape
 from ..layers.zero_padding2d import ZeroPadding2D
 from . import fusion
 
@@ -74,8 +79,9 @@ class Op:
     def __init__(self, kind, layer, ins, out, single=True, args=(), kwargs=None):
         self.kind, self.layer, self.ins, self.out = kind, layer, list(ins), out
         self.single, self.args, self.kwargs = single, tuple(args), dict(kwargs or {})
-        # filled by the fusion pass
+        # filled by the fusion pass (residual: the conv's second input slot, added before the relu)
         self.pads, self.bn, self.activation, self.cap, self.relu = None, None, None, None, None
+        self.residual = None
 
 
 def _defining_class(cls, name):
@@ -203,8 +209,12 @@ def fuse(ops, outputs):
                 head.activation, head.cap, head.relu = "relu", cap, nxt.layer
                 absorb(head, nxt)
 
+    def add_layer(op):  # a Keras Add of two tensors (not single, so not _plain)
+        return (op.kind == "layer" and type(op.layer) is Add and len(op.ins) == 2 and not op.single
+                and not op.args and not op.kwargs)
+
     for op in ops:
-        if id(op) in dropped or not _plain(op) and op.kind != "add":
+        if id(op) in dropped or not (_plain(op) or op.kind == "add" or add_layer(op)):
             continue
         layer = op.layer
         if op.kind == "add":
@@ -231,10 +241,38 @@ def fuse(ops, outputs):
         elif _is_bn(layer):
             op.kind, op.activation = "bn", "linear"
             take_relu(op)
-        elif type(layer) is Add and len(op.ins) == 2 and not op.single:
+        elif add_layer(op):
             op.kind, op.activation = "add", "linear"
             take_relu(op)
     del producer
+    live = [op for op in ops if id(op) not in dropped]
+    return _fuse_residuals(live, outputs) if _kernel_residual() else live
+
+
+def _fuse_residuals(ops, outputs):
+    """Each add (+ relu) of two equal-shaped tensors whose later-computed input is a linear conv
+    with no other user becomes that conv's residual epilogue; returns the new op list.
+    Shapes are checked when the step is built (a broadcasting add keeps a separate add)."""
+    users, index = {}, {op.out: n for n, op in enumerate(ops)}
+    for op in ops:
+        for s in op.ins:
+            users[s] = users.get(s, 0) + 1
+    for s in outputs:
+        users[s] = users.get(s, 0) + 1
+    dropped = set()
+    for op in ops:
+        if op.kind != "add" or len(op.ins) != 2 or op.ins[0] == op.ins[1] or op.activation not in ("linear", "relu"):
+            continue
+        (late, s_late), (_, s_early) = sorted(((index.get(s, -1), s) for s in op.ins), reverse=True)
+        conv = ops[late] if late >= 0 else None
+        if (conv is None or conv.kind != "conv" or id(conv) in dropped or conv.residual is not None
+                or conv.activation != "linear" or conv.cap is not None or users.get(s_late) != 1):
+            continue
+        # The add's output now comes out of the conv, which runs after the other input exists.
+        conv.ins.append(s_early)
+        conv.residual, conv.activation, conv.cap, conv.relu = s_early, op.activation, op.cap, op.relu
+        conv.out = op.out
+        dropped.add(id(op))
     return [op for op in ops if id(op) not in dropped]
 
 
@@ -298,6 +336,17 @@ def _kernel_relu6(k):
     return _relu6_in_kernels[0]
 
 
+_residual_in_kernels = []
+
+
+def _kernel_residual():
+    """Whether this build's conv2d_forward takes a residual (an older _C does not)."""
+    if not _residual_in_kernels:
+        doc = getattr(kernels_for("cpu").conv2d_forward, "__doc__", "") or ""
+        _residual_in_kernels.append("residual" in doc)
+    return _residual_in_kernels[0]
+
+
 def _epilogue(activation, cap, k):
     """(kernel activation, cap left for an in-place minimum or None)."""
     if activation == "relu" and cap == 6.0 and _kernel_relu6(k):
@@ -305,7 +354,7 @@ def _epilogue(activation, cap, k):
     return activation, cap
 
 
-def _conv_step(op, x, k):
+def _conv_step(op, x, k, residual=None):
     layer = op.layer
     depthwise = type(layer) is DepthwiseConv2D
     weights = _conv_weights(op)
@@ -318,6 +367,8 @@ def _conv_step(op, x, k):
     activation, cap = _epilogue(op.activation, op.cap, k)
     conv = k.conv2d_forward
     i, o = op.ins[0], op.out
+    if op.residual is not None:
+        return _residual_conv_step(op, x, residual, k, weights, (strides, pads, dilation, groups), activation, cap)
 
     if cap is None:
         def step(r):
@@ -329,6 +380,31 @@ def _conv_step(op, x, k):
             y = conv(r[i], w, b, strides, pads, dilation, groups, activation)
             np.minimum(y, cap, out=y)  # NaN stays NaN
             r[o] = y
+    return step
+
+
+def _residual_conv_step(op, x, residual, k, weights, geometry, activation, cap):
+    """activation(conv(x) + residual), the add inside the conv's output pass; a residual whose
+    shape differs from the conv's output (a broadcasting add) is added by numpy after it."""
+    strides, pads, dilation, groups = geometry
+    conv = k.conv2d_forward
+    i, res, o = op.ins[0], op.residual, op.out
+    kernel, _ = weights()
+    size = [(x.shape[1 + a] + pads[2 * a] + pads[2 * a + 1] - dilation[a] * (kernel.shape[a] - 1) - 1) // strides[a] + 1
+            for a in range(2)]
+    fused = residual.shape == (x.shape[0], size[0], size[1], kernel.shape[3])
+
+    def step(r):
+        w, b = weights()
+        if fused:
+            y = conv(r[i], w, b, strides, pads, dilation, groups, activation, r[res])
+        else:
+            y = conv(r[i], w, b, strides, pads, dilation, groups, "linear") + r[res]
+            if activation != "linear":
+                y = k.bias_act_forward(y, None, activation)
+        if cap is not None:
+            np.minimum(y, cap, out=y)  # NaN stays NaN
+        r[o] = y
     return step
 
 
@@ -415,6 +491,9 @@ def _layer_step(op, x, k):
         return step
     if cls is Flatten:
         return lambda r: r.__setitem__(o, r[i].reshape(r[i].shape[0], -1))
+    if cls is Reshape:  # a view of the C-ordered input, its sample shape resolved once
+        shape = (x.shape[0],) + layer._resolve(x.shape[1:])
+        return lambda r: r.__setitem__(o, r[i].reshape(shape))
     if cls is Dropout:  # inference: the identity
         return lambda r: r.__setitem__(o, r[i])
     return None
@@ -440,7 +519,7 @@ def _make_step(op, regs, k):
     x = regs[op.ins[0]] if op.ins else None
     step = None
     if op.kind == "conv":
-        step = _conv_step(op, x, k)
+        step = _conv_step(op, x, k, None if op.residual is None else regs[op.residual])
         if step is None:
             raise Unsupported(f"{op.layer.name}: activation {op.activation!r}")
     elif op.kind == "bn":
@@ -483,6 +562,8 @@ class Plan:
                 parts.insert(0, "pad")
             if op.bn is not None:
                 parts.append(op.bn.name)
+            if op.residual is not None:
+                parts.append("add")
             if op.activation == "relu":
                 relu = "relu" if op.cap is None else f"relu{op.cap:g}"
                 parts.append(op.relu.name if layer_names and op.relu is not None else relu)
