@@ -12,16 +12,13 @@ import pytest
 from fastconv import _C
 from fastconv import functional as F
 from fastconv import reference as R
+from conv_oracle import check_conv_passes, close as _close
 from threads_used import conv_pass_threads
 
 CHANNELS = (1, 2, 3, 5, 16)
 PASSES = ("forward", "backward_data", "backward_weights")
 
 
-def _close(got, ref):
-    assert got.dtype == np.float32 and got.shape == ref.shape
-    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
-    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * scale)
 
 
 def _check(seed, n, h, w, cin, cout, k, stride, padding, bias=True):
@@ -31,19 +28,7 @@ def _check(seed, n, h, w, cin, cout, k, stride, padding, bias=True):
     x = rng.standard_normal((n, h, w, cin)).astype(np.float32)
     wt = rng.standard_normal((k, k, cin, cout)).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32) if bias else None
-    x64, w64 = x.astype(np.float64), wt.astype(np.float64)
-    ref_y = R.conv2d_forward(x64, w64, None if b is None else b.astype(np.float64), *args)
-    dy = rng.standard_normal(ref_y.shape).astype(np.float32)
-    _close(_C.conv2d_forward(x, wt, b, *args), ref_y)
-    _close(_C.conv2d_backward_data(dy, wt, x.shape, *args),
-           R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
-    dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, bias)
-    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, bias)
-    _close(dw, rdw)
-    if bias:
-        _close(db, rdb)
-    else:
-        assert db is None
+    check_conv_passes(rng, x, wt, b, args)
     return _C.conv_algorithm(x.shape, wt.shape, *args)
 
 

@@ -9,13 +9,10 @@ from hypothesis import assume, given, settings, strategies as st
 
 from fastconv import _C
 from fastconv import reference as R
+from conv_oracle import check_conv_passes, close as _close
 from threads_used import conv_pass_threads
 
 
-def _close(got, ref):
-    assert got.dtype == np.float32 and got.shape == ref.shape
-    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
-    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * scale)
 
 
 def _rand(rng, shape):
@@ -27,22 +24,7 @@ def _check_conv(rng, n, h, w, cin_g, cout_g, groups, k, strides, pads, dilation,
     x = _rand(rng, (n, h, w, cin_g * groups))
     wt = _rand(rng, (k[0], k[1], cin_g, cout_g * groups))
     b = _rand(rng, (cout_g * groups,)) if bias else None
-    x64, w64 = x.astype(np.float64), wt.astype(np.float64)
-    b64 = None if b is None else b.astype(np.float64)
-    args = (strides, pads, dilation, groups)
-    y = _C.conv2d_forward(x, wt, b, *args)
-    _close(y, R.conv2d_forward(x64, w64, b64, *args))
-    dy = _rand(rng, y.shape)
-    dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
-    _close(dx, R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
-    dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, bias)
-    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, bias)
-    _close(dw, rdw)
-    if bias:
-        _close(db, rdb)
-    else:
-        assert db is None and rdb is None
-    return y
+    return check_conv_passes(rng, x, wt, b, (strides, pads, dilation, groups))
 
 
 # name: (n, h, w, cin_g, cout_g, groups, (kh, kw), strides, (top, bottom, left, right), dilation)

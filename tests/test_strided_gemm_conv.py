@@ -14,6 +14,7 @@ import pytest
 from fastconv import _C
 from fastconv import reference as R
 from fastconv.functional._args import resolve_padding
+from conv_oracle import check_conv_passes, close as _close
 from threads_used import conv_pass_threads
 
 # name: (n, h, w, cin, cout, (kh, kw), strides, padding, dilation, groups)
@@ -45,10 +46,6 @@ def _setup(seed, n, h, w, cin, cout, k, strides, padding, dilation, groups, bias
     return rng, x, wt, b, args
 
 
-def _close(got, ref):
-    assert got.dtype == np.float32 and got.shape == ref.shape
-    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
-    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * scale)
 
 
 @pytest.mark.parametrize("algorithm", ["auto", "im2col"])
@@ -59,19 +56,7 @@ def test_against_float64_oracle(name, bias, algorithm):
     _C.set_conv_algorithm(algorithm)
     try:
         rng, x, wt, b, args = _setup(7, *CASES[name], bias=bias)
-        x64, w64 = x.astype(np.float64), wt.astype(np.float64)
-        ref_y = R.conv2d_forward(x64, w64, None if b is None else b.astype(np.float64), *args)
-        dy = rng.standard_normal(ref_y.shape).astype(np.float32)
-        _close(_C.conv2d_forward(x, wt, b, *args), ref_y)
-        _close(_C.conv2d_backward_data(dy, wt, x.shape, *args),
-               R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
-        dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, bias)
-        rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, bias)
-        _close(dw, rdw)
-        if bias:
-            _close(db, rdb)
-        else:
-            assert db is None
+        check_conv_passes(rng, x, wt, b, args)
     finally:
         _C.set_conv_algorithm(saved)
 

@@ -1,0 +1,32 @@
+"""The three passes of one native conv against the float64 NumPy reference, shared by the conv
+kernel tests: rtol 1e-4, and an absolute tolerance of 1e-5 times the output's magnitude."""
+import numpy as np
+
+from fastconv import _C
+from fastconv import reference as R
+
+
+def close(got, ref):
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * scale)
+
+
+def check_conv_passes(rng, x, wt, b, args):
+    """Forward, backward data and backward weights (args: strides, pads, dilation, groups);
+    dy is drawn from rng. Returns the forward output."""
+    x64, w64 = x.astype(np.float64), wt.astype(np.float64)
+    y = _C.conv2d_forward(x, wt, b, *args)
+    close(y, R.conv2d_forward(x64, w64, None if b is None else b.astype(np.float64), *args))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    close(_C.conv2d_backward_data(dy, wt, x.shape, *args),
+          R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
+    bias = b is not None
+    dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, bias)
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, bias)
+    close(dw, rdw)
+    if bias:
+        close(db, rdb)
+    else:
+        assert db is None and rdb is None
+    return y
