@@ -285,8 +285,6 @@ def test_unsupported_graph_falls_back_to_the_plain_forward():
 
 def test_relu6_kernel_activation_matches_the_clip_and_keeps_nan():
     from fastconv import _C
-    if not inference._kernel_relu6(_C):
-        pytest.skip("this _C build predates activation 'relu6' (rebuild csrc)")
     rng = np.random.default_rng(12)
     x = (4 * rng.standard_normal((2, 5, 5, 3))).astype(np.float32)
     x[0, 1, 1, 0] = np.nan
@@ -325,8 +323,6 @@ def _residual_net(shortcut_first, relu_layer=True):
 @pytest.mark.parametrize("shortcut_first", [True, False])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_residual_add_and_relu_run_inside_the_later_conv(shortcut_first, batch):
-    if not inference._kernel_residual():
-        pytest.skip("this _C build predates conv2d_forward's residual (rebuild csrc)")
     model = _residual_net(shortcut_first)
     x = _x((7, 6, 8), batch, seed=batch)
     _close(model.predict_on_batch(x), _oracle(model, x))

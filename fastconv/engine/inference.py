@@ -246,7 +246,7 @@ def fuse(ops, outputs):
             take_relu(op)
     del producer
     live = [op for op in ops if id(op) not in dropped]
-    return _fuse_residuals(live, outputs) if _kernel_residual() else live
+    return _fuse_residuals(live, outputs)
 
 
 def _fuse_residuals(ops, outputs):
@@ -321,35 +321,9 @@ def _conv_weights(op):
     return weights
 
 
-_relu6_in_kernels = []
-
-
-def _kernel_relu6(k):
-    """Whether this build's kernels take activation 'relu6' (an older _C does not: then the cap
-    is an in-place minimum after the relu)."""
-    if not _relu6_in_kernels:
-        try:
-            k.bias_act_forward(np.zeros((1, 1), np.float32), None, "relu6")
-            _relu6_in_kernels.append(True)
-        except ValueError:
-            _relu6_in_kernels.append(False)
-    return _relu6_in_kernels[0]
-
-
-_residual_in_kernels = []
-
-
-def _kernel_residual():
-    """Whether this build's conv2d_forward takes a residual (an older _C does not)."""
-    if not _residual_in_kernels:
-        doc = getattr(kernels_for("cpu").conv2d_forward, "__doc__", "") or ""
-        _residual_in_kernels.append("residual" in doc)
-    return _residual_in_kernels[0]
-
-
-def _epilogue(activation, cap, k):
+def _epilogue(activation, cap):
     """(kernel activation, cap left for an in-place minimum or None)."""
-    if activation == "relu" and cap == 6.0 and _kernel_relu6(k):
+    if activation == "relu" and cap == 6.0:
         return "relu6", None
     return activation, cap
 
@@ -364,7 +338,7 @@ def _conv_step(op, x, k, residual=None):
     groups = x.shape[3] if depthwise else layer.groups
     if op.activation not in _KERNEL_ACTIVATIONS:  # softmax or a callable: the conv, then the layer's own
         return None
-    activation, cap = _epilogue(op.activation, op.cap, k)
+    activation, cap = _epilogue(op.activation, op.cap)
     conv = k.conv2d_forward
     i, o = op.ins[0], op.out
     if op.residual is not None:
@@ -431,7 +405,7 @@ def _bn_step(op, x, k):
 
 def _add_step(op, k):
     a, b, o = op.ins[0], op.ins[1], op.out
-    activation, cap = _epilogue(op.activation, op.cap, k)
+    activation, cap = _epilogue(op.activation, op.cap)
     add = k.add_act_forward
 
     def step(r):
@@ -454,7 +428,7 @@ def _layer_step(op, x, k):
     if cls is ReLU or cls is Activation:
         ok, cap = _relu_cap(layer)
         if ok:
-            name, rest = _epilogue("relu", cap, k)
+            name, rest = _epilogue("relu", cap)
             if rest is None:
                 return lambda r: r.__setitem__(o, k.bias_act_forward(r[i], None, name))
             return lambda r: r.__setitem__(o, np.clip(r[i], 0.0, rest))
