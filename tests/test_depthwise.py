@@ -105,3 +105,70 @@ def test_depthwise_deterministic():
     for _ in range(3):
         again = _C.conv2d_backward_weights(dy, x, (3, 3, 1, 48), *args, True)
         assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+
+
+def _ref_forward(x, wt, b, args, activation):
+    """The float64 oracle's forward; relu6 (which it does not take) as min(relu, 6)."""
+    z = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None if b is None else b.astype(np.float64),
+                         *args, "relu" if activation == "relu6" else activation)
+    return np.minimum(z, 6.0) if activation == "relu6" else z
+
+
+# The forward's 3x3 stride-1/2 rows go in tiles of 4 columns (2 below AVX-512) with the
+# narrower last tile and the padded edges checked tap by tap, and apply relu/relu6 in
+# registers (other activations after each band of rows): widths 1..10 cover every tile
+# width and edge combination, C 1..33 full and masked blocks.
+@pytest.mark.parametrize("activation", ["linear", "relu", "relu6", "sigmoid", "tanh"])
+def test_depthwise_forward_tiles_and_activations(activation):
+    rng = np.random.default_rng(21)
+    for width in range(1, 11):
+        for s, pads in (((1, 1), (1, 1, 1, 1)), ((2, 2), (0, 1, 0, 1)), ((2, 2), (1, 1, 1, 1)),
+                        ((1, 1), (0, 0, 0, 0)), ((1, 2), (2, 0, 0, 2))):
+            h = int(rng.integers(3, 8))
+            c = int(rng.choice([1, 5, 16, 17, 32, 33]))
+            if width + pads[2] + pads[3] < 3 or h + pads[0] + pads[1] < 3:
+                continue
+            n = int(rng.integers(1, 3))
+            x = (3 * rng.standard_normal((n, h, width, c))).astype(np.float32)
+            wt = rng.standard_normal((3, 3, 1, c)).astype(np.float32)
+            b = rng.standard_normal(c).astype(np.float32) if rng.integers(2) else None
+            args = (s, pads, (1, 1), c)
+            y = _C.conv2d_forward(x, wt, b, *args, activation)
+            ref = _ref_forward(x, wt, b, args, activation)
+            _close(y, ref)
+            if activation == "relu6":  # the cap is reached: the clamp is exercised
+                assert (y == 6.0).any() or (ref < 6.0).all()
+
+
+@pytest.mark.parametrize("activation", ["relu", "relu6"])
+def test_depthwise_forward_activation_keeps_nan(activation):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 6, 9, 20)).astype(np.float32)
+    x[0, 2, 4, 3] = np.nan
+    wt = rng.standard_normal((3, 3, 1, 20)).astype(np.float32)
+    y = _C.conv2d_forward(x, wt, None, (1, 1), (1, 1, 1, 1), (1, 1), 20, activation)
+    nan = np.isnan(y)
+    assert nan[0, 1:4, 3:6, 3].all() and nan.sum() == 9  # the 3x3 outputs that read it
+    ref = _ref_forward(x, wt, None, ((1, 1), (1, 1, 1, 1), (1, 1), 20), activation)
+    _close(np.where(nan, 0, y), np.where(nan, 0, ref).astype(np.float64))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_depthwise_forward_bands_streamed(threads):
+    """Outputs of several bands (above 256 KiB), streamed and not, with each activation."""
+    old_t, old_s = _C.get_num_threads(), _C.get_stream_threshold()
+    rng = np.random.default_rng(8)
+    try:
+        _C.set_num_threads(threads)
+        for threshold in (old_s, 1 << 12):
+            _C.set_stream_threshold(threshold)
+            for s, pads in (((1, 1), (1, 1, 1, 1)), ((2, 2), (0, 1, 0, 1))):
+                x = (3 * rng.standard_normal((2, 45, 43, 36))).astype(np.float32)
+                wt = rng.standard_normal((3, 3, 1, 36)).astype(np.float32)
+                b = rng.standard_normal(36).astype(np.float32)
+                for activation in ("relu6", "sigmoid"):
+                    y = _C.conv2d_forward(x, wt, b, s, pads, (1, 1), 36, activation)
+                    _close(y, _ref_forward(x, wt, b, (s, pads, (1, 1), 36), activation))
+    finally:
+        _C.set_num_threads(old_t)
+        _C.set_stream_threshold(old_s)
