@@ -116,7 +116,7 @@ def _ref_forward(x, wt, b, args, activation):
 
 # The forward's 3x3 stride-1/2 rows go in tiles of 4 columns (2 below AVX-512) with the
 # narrower last tile and the padded edges checked tap by tap, and apply relu/relu6 in
-# registers (other activations after each band of rows): widths 1..10 cover every tile
+# registers (other activations on each row after it): widths 1..10 cover every tile
 # width and edge combination, C 1..33 full and masked blocks.
 @pytest.mark.parametrize("activation", ["linear", "relu", "relu6", "sigmoid", "tanh"])
 def test_depthwise_forward_tiles_and_activations(activation):
@@ -154,8 +154,8 @@ def test_depthwise_forward_activation_keeps_nan(activation):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_depthwise_forward_bands_streamed(threads):
-    """Outputs of several bands (above 256 KiB), streamed and not, with each activation."""
+def test_depthwise_forward_streamed(threads):
+    """Threaded and streamed (the activation on the row buffer before it is streamed out) or not."""
     old_t, old_s = _C.get_num_threads(), _C.get_stream_threshold()
     rng = np.random.default_rng(8)
     try:

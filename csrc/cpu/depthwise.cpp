@@ -154,7 +154,7 @@ void walk_lines(const Gather& q, const float* in, const float* zeros, int64_t l0
   }
 }
 
-// The activations applied in registers before the store (others run on the band after).
+// The activations applied in registers before the store (others on the row after).
 inline bool act_in_register(Activation a) {
   return a == Activation::Linear || a == Activation::Relu || a == Activation::Relu6;
 }
@@ -347,12 +347,8 @@ void gather_row(const Gather& q, const float* const* rows, const float* w, const
   if (c0 < q.c) gather_block<K, false, A>(q, rows, w, bias, c0, (int)(q.c - c0), q.lo, out);
 }
 
-// Lines of a band (their row pointers live on the stack) and its output bytes at most.
-constexpr int64_t kMaxBand = 32;
-constexpr int64_t kBandBytes = 256 << 10;
-
 // Calls fn(std::integral_constant<Activation, a>) for a in {Linear, Relu, Relu6} (the
-// activations fused into the stores; any other runs as Linear then a pass on the band).
+// activations fused into the stores; any other runs as Linear then a pass on the row).
 template <typename Fn>
 void with_register_act(Activation a, Fn fn) {
   switch (a) {
@@ -363,21 +359,15 @@ void with_register_act(Activation a, Fn fn) {
 }
 
 // out (n images of q.oh x q.ow x c) = act(the gather pass of `in` (n images of q.ih x q.iw x c)).
-// Relu and relu6 run in registers before the store; other activations on each band while
-// it is in L2 (a separate pass over y after the kernel cost MobileNet's 112x112x32
-// depthwise + ReLU6 at batch 1 a third of its time).
-// Lines go in bands of up to kBandBytes of output: the row pointers are set up per band, and
-// the streamed output and a non-register activation take a band at a time. (Going over a
-// band a channel chunk at a time, so that a chunk's kernel rows stay in L1 from one line to
-// the next, was measured slower: 0.10 against 0.12 ms on 112x112x32.)
+// Relu and relu6 run in registers before the store; other activations on each row while it
+// is in L1 (a separate pass over y after the kernel cost MobileNet's 112x112x32 depthwise +
+// ReLU6 at batch 1 a third of its time).
 void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, const float* bias,
                  float* out, Activation act = Activation::Linear) {
   const int64_t lines = n * q.oh, row_floats = q.ow * q.c;
   const std::vector<float> zeros((size_t)(q.iw * q.c), 0.f);
   const bool stream = stream_output(lines * row_floats * (int64_t)sizeof(float));
   const bool k3 = q.kh == 3 && q.kw == 3;
-  const int64_t band = std::clamp<int64_t>(kBandBytes / (row_floats * (int64_t)sizeof(float)), 1, kMaxBand);
-  const int64_t plane = q.ih * q.iw * q.c;
   ExceptionCaptor errors;  // scratch() may grow
 #pragma omp parallel if (lines * row_floats >= kParallelGrain)
   {
@@ -385,24 +375,16 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
     errors.run([&] {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
       const int64_t l0 = lines * t / nt, l1 = lines * (t + 1) / nt;
-      float* buf = stream ? scratch(band * row_floats) : nullptr;
-      const float* rows[kMaxBand * kMaxKh];
+      float* buf = stream ? scratch(row_floats) : nullptr;
       with_register_act(act, [&](auto a) {
         constexpr Activation A = decltype(a)::value;
-        for (int64_t b0 = l0; b0 < l1; b0 += band) {
-          const int64_t b1 = std::min(l1, b0 + band);
-          for (int64_t l = b0; l < b1; ++l)
-            tap_rows(q, in + l / q.oh * plane, zeros.data(), l % q.oh, rows + (l - b0) * q.kh);
-          float* dst = stream ? buf : out + b0 * row_floats;
-          for (int64_t l = b0; l < b1; ++l) {
-            const float* const* r = rows + (l - b0) * q.kh;
-            float* o = dst + (l - b0) * row_floats;
-            if (k3) gather_row<3, A>(q, r, w, bias, o);
-            else gather_row<0, A>(q, r, w, bias, o);
-          }
-          if (!act_in_register(act)) activation_inplace((b1 - b0) * row_floats, dst, act);
-          if (stream) stream_copy(out + b0 * row_floats, dst, (b1 - b0) * row_floats);
-        }
+        walk_lines(q, in, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows) {
+          float* dst = stream ? buf : out + l * row_floats;
+          if (k3) gather_row<3, A>(q, rows, w, bias, dst);
+          else gather_row<0, A>(q, rows, w, bias, dst);
+          if (!act_in_register(act)) activation_inplace(row_floats, dst, act);
+          if (stream) stream_copy(out + l * row_floats, dst, row_floats);
+        });
       });
       if (stream) stream_fence();
     });
