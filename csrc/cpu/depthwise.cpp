@@ -121,22 +121,39 @@ inline void prefetch_bytes(const void* p, int64_t bytes) {
   for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch((const char*)p + off, 0, 3);
 }
 
-// Requests the input rows of `next` that `cur` does not already use (each kh rows of one
-// output row). The next output row's new input row would otherwise be first touched by the
-// channel-block passes 64 bytes out of every C*4, a pattern the hardware prefetchers follow
-// poorly: measured, the forward ran at 17 GB/s against 37 GB/s for a copy on one core.
-inline void prefetch_new_rows(const Gather& q, const float* const* cur, const float* const* next,
-                              const float* zeros) {
-  const int64_t bytes = q.iw * q.c * (int64_t)sizeof(float);
+// The input rows of the next output row that the current one does not already use (each
+// kh rows of one output row), to be requested ahead. The next output row's new input row
+// would otherwise be first touched by the channel-block passes 64 bytes out of every C*4, a
+// pattern the hardware prefetchers follow poorly: measured, the forward ran at 17 GB/s
+// against 37 GB/s for a copy on one core.
+struct RowPrefetch {
+  const float* rows[kMaxKh];
+  int n = 0;
+  int64_t bytes = 0;  // of one row
+  // Requests bytes [bytes * a / total, bytes * b / total) of each row (a slice of the rows
+  // per slice of the current row's work keeps a steady trickle of requests).
+  void slice(int64_t a, int64_t b, int64_t total) const {
+    const int64_t lo = bytes * a / total / 64 * 64, hi = bytes * b / total;
+    for (int k = 0; k < n; ++k) prefetch_bytes((const char*)rows[k] + lo, hi - lo);
+  }
+  void all() const { slice(0, 1, 1); }
+};
+
+inline RowPrefetch new_rows(const Gather& q, const float* const* cur, const float* const* next,
+                            const float* zeros) {
+  RowPrefetch p;
+  p.bytes = q.iw * q.c * (int64_t)sizeof(float);
   for (int64_t k = 0; k < q.kh; ++k) {
     if (next[k] == zeros || std::find(cur, cur + q.kh, next[k]) != cur + q.kh) continue;
-    prefetch_bytes(next[k], bytes);
+    p.rows[p.n++] = next[k];
   }
+  return p;
 }
 
-// fn(l, rows) for the lines l in [l0, l1) (line = image * q.oh + output row) in order, with
-// rows = that line's kh input row pointers into `in` (n images of q.ih x q.iw x q.c);
-// before each line, the next line's new input rows are requested.
+// fn(l, rows, pf) for the lines l in [l0, l1) (line = image * q.oh + output row) in order,
+// with rows = that line's kh input row pointers into `in` (n images of q.ih x q.iw x q.c)
+// and pf the next line's new input rows, for fn to request while it works; an fn taking
+// (l, rows) only has them all requested before it runs.
 template <typename Fn>
 void walk_lines(const Gather& q, const float* in, const float* zeros, int64_t l0, int64_t l1,
                 Fn fn) {
@@ -146,11 +163,17 @@ void walk_lines(const Gather& q, const float* in, const float* zeros, int64_t l0
   if (l0 < l1) tap_rows(q, in + l0 / q.oh * plane, zeros, l0 % q.oh, next);
   for (int64_t l = l0; l < l1; ++l) {
     std::copy(next, next + q.kh, rows);
+    RowPrefetch pf;
     if (l + 1 < l1) {
       tap_rows(q, in + (l + 1) / q.oh * plane, zeros, (l + 1) % q.oh, next);
-      prefetch_new_rows(q, rows, next, zeros);
+      pf = new_rows(q, rows, next, zeros);
     }
-    fn(l, (const float* const*)rows);
+    if constexpr (std::is_invocable_v<Fn, int64_t, const float* const*, const RowPrefetch&>) {
+      fn(l, (const float* const*)rows, pf);
+    } else {
+      pf.all();
+      fn(l, (const float* const*)rows);
+    }
   }
 }
 
@@ -313,9 +336,10 @@ void tile3_all(const Gather& q, const float* const* rows, const float* w, const 
 // 14x14x512 layer ran at 2/3 of the per-byte speed of its 112x112x32.
 template <int SW, Activation A>
 void tiled_row3(const Gather& q, const float* const* rows, const float* w, const float* bias,
-                float* out) {
+                const RowPrefetch& pf, float* out) {
   for (int64_t ox = 0; ox < q.ow; ox += kTile) {
     const int p = (int)std::min<int64_t>(kTile, q.ow - ox);
+    pf.slice(ox, ox + p, q.ow);
     const bool checked = ox < q.lo || ox + p > q.hi;
     auto run = [&](auto pc) {
       constexpr int Pc = decltype(pc)::value;
@@ -337,11 +361,12 @@ void tiled_row3(const Gather& q, const float* const* rows, const float* w, const
 // the others block by block along the row (gather_block).
 template <int K, Activation A>
 void gather_row(const Gather& q, const float* const* rows, const float* w, const float* bias,
-                float* out) {
+                const RowPrefetch& pf, float* out) {
   if constexpr (K == 3) {
-    if (q.dw == 1 && q.sw == 1) return tiled_row3<1, A>(q, rows, w, bias, out);
-    if (q.dw == 1 && q.sw == 2) return tiled_row3<2, A>(q, rows, w, bias, out);
+    if (q.dw == 1 && q.sw == 1) return tiled_row3<1, A>(q, rows, w, bias, pf, out);
+    if (q.dw == 1 && q.sw == 2) return tiled_row3<2, A>(q, rows, w, bias, pf, out);
   }
+  pf.all();
   int64_t c0 = 0;
   for (; c0 + kLanes <= q.c; c0 += kLanes) gather_block<K, true, A>(q, rows, w, bias, c0, kLanes, q.lo, out);
   if (c0 < q.c) gather_block<K, false, A>(q, rows, w, bias, c0, (int)(q.c - c0), q.lo, out);
@@ -378,10 +403,10 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
       float* buf = stream ? scratch(row_floats) : nullptr;
       with_register_act(act, [&](auto a) {
         constexpr Activation A = decltype(a)::value;
-        walk_lines(q, in, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows) {
+        walk_lines(q, in, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows, const RowPrefetch& pf) {
           float* dst = stream ? buf : out + l * row_floats;
-          if (k3) gather_row<3, A>(q, rows, w, bias, dst);
-          else gather_row<0, A>(q, rows, w, bias, dst);
+          if (k3) gather_row<3, A>(q, rows, w, bias, pf, dst);
+          else gather_row<0, A>(q, rows, w, bias, pf, dst);
           if (!act_in_register(act)) activation_inplace(row_floats, dst, act);
           if (stream) stream_copy(out + l * row_floats, dst, row_floats);
         });
