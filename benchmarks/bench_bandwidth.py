@@ -199,12 +199,33 @@ def _optimizer_cases(size):
             ("Adam update", make(lambda: optimizers.Adam(1e-3), 2))]
 
 
+# MobileNet v1's depthwise layers at 224x224: (input size, channels, stride); stride 2 with
+# the (0, 1) padding of its ZeroPadding2D + 'valid'.
+MOBILENET_DEPTHWISE = [(112, 32, 1), (112, 64, 2), (56, 128, 1), (56, 128, 2), (28, 256, 1),
+                       (28, 256, 2), (14, 512, 1), (14, 512, 2), (7, 1024, 1)]
+
+
+def _depthwise_cases(n, layers):
+    """3x3 depthwise forward with bias and the relu6 inference fuses into it (the kernel's
+    inference path: issue 18 item 4). At batch 1 the tensors stay in L2/L3 between calls."""
+    cases = []
+    for h, c, s in layers:
+        def fwd(h=h, c=c, s=s):
+            x, w, b = _rand((n, h, h, c), 0), _rand((3, 3, 1, c), 1), _rand((c,), 2)
+            args = ((s, s), (1, 1, 1, 1) if s == 1 else (0, 1, 0, 1), (1, 1), c, "relu6", None)
+            y = _C.conv2d_forward(x, w, b, *args)
+            return (lambda: _C.conv2d_forward(x, w, b, *args)), (x, w, b), (y,), x.size
+        cases.append((f"depthwise 3x3/{s} + relu6 fwd {n}x{h}x{h}x{c}", fwd))
+    return cases
+
+
 def all_cases(quick):
     if quick:
         return (_pool_cases(2, 9, 8) + _bn_cases(2, 5, 8) + _act_cases(2, 5, 8)
-                + _softmax_cases(8, 10) + _optimizer_cases(1000))
+                + _softmax_cases(8, 10) + _optimizer_cases(1000) + _depthwise_cases(1, [(9, 20, 1), (9, 20, 2)]))
     return (_pool_cases(32, 112, 64) + _bn_cases(32, 56, 64) + _act_cases(32, 56, 64)
-            + _softmax_cases(4096, 1000) + _optimizer_cases(25_000_000))
+            + _softmax_cases(4096, 1000) + _optimizer_cases(25_000_000)
+            + _depthwise_cases(1, MOBILENET_DEPTHWISE) + _depthwise_cases(32, MOBILENET_DEPTHWISE))
 
 
 # ---------------------------------------------------------------- copy baseline
