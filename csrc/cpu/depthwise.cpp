@@ -177,9 +177,15 @@ void walk_lines(const Gather& q, const float* in, const float* zeros, int64_t l0
   }
 }
 
-// The activations applied in registers before the store (others on the row after).
+// The activations applied in registers before the store (others on the row after). Below
+// AVX-512 only the identity: the 16-lane compare-and-select of relu6 made the avx2 and SSE
+// stride-2 passes 1.4x slower than the separate pass over the row (activation.cpp).
 inline bool act_in_register(Activation a) {
+#if defined(__AVX512F__)
   return a == Activation::Linear || a == Activation::Relu || a == Activation::Relu6;
+#else
+  return a == Activation::Linear;
+#endif
 }
 
 // relu / relu6 of a vector; NaN stays NaN, as relu_nan.
@@ -203,7 +209,7 @@ inline f32x16 act16(f32x16 v) {
 // read from L1.
 template <int K, bool Full, Activation A>
 void gather_block(const Gather& q, const float* const* rows, const float* w,
-                  const float* bias, int64_t c0, int n, int64_t from, float* out) {
+                  const float* bias, int64_t c0, int n, float* out) {
   const int64_t kh = K ? K : q.kh, kw = K ? K : q.kw, C = q.c;
   const int64_t xs = q.sw * C, ts = q.dw * C;  // input step per output column, per tap
   f32x16 wv[K ? K * K : 1];
@@ -215,7 +221,7 @@ void gather_block(const Gather& q, const float* const* rows, const float* w,
   };
   const f32x16 b = bias ? ld<Full>(bias + c0, n) : f32x16{};
   const int64_t base = c0 - q.pl * C;  // offset of column 0's first tap (ox = 0, kx = 0)
-  int64_t ox = from;
+  int64_t ox = q.lo;
   if constexpr (K == 3) {
     if (q.sw == 1 && q.dw == 1 && ox < q.hi) {
       // Unit stride and dilation: output column ox+1 reads the columns of ox shifted by one,
@@ -228,32 +234,12 @@ void gather_block(const Gather& q, const float* const* rows, const float* w,
         a1[ky] = ld<Full>(rows[ky] + base + (ox + 1) * C, n);
       }
       for (; ox < q.hi; ++ox) {
-        // One chain of FMAs per kernel row: three independent chains of three.
         f32x16 acc[3] = {b, f32x16{}, f32x16{}};
         for (int ky = 0; ky < 3; ++ky) {
           const f32x16 a2 = ld<Full>(rows[ky] + base + (ox + 2) * C, n);
-          acc[ky] += a0[ky] * wv[3 * ky];
-          acc[ky] += a1[ky] * wv[3 * ky + 1];
-          acc[ky] += a2 * wv[3 * ky + 2];
+          acc[ky] += a0[ky] * wv[3 * ky] + a1[ky] * wv[3 * ky + 1] + a2 * wv[3 * ky + 2];
           a0[ky] = a1[ky];
           a1[ky] = a2;
-        }
-        st<Full>(out + ox * C + c0, act16<A>(acc[0] + acc[1] + acc[2]), n);
-      }
-    } else if (q.sw == 2 && q.dw == 1 && ox < q.hi) {
-      // Stride 2: column 2ox+2 is the first tap of ox+1 as well as the last of ox, so two
-      // new loads per kernel row and output instead of three.
-      f32x16 a0[3];
-      for (int ky = 0; ky < 3; ++ky) a0[ky] = ld<Full>(rows[ky] + base + 2 * ox * C, n);
-      for (; ox < q.hi; ++ox) {
-        f32x16 acc[3] = {b, f32x16{}, f32x16{}};
-        for (int ky = 0; ky < 3; ++ky) {
-          const float* p = rows[ky] + base + 2 * ox * C;
-          const f32x16 a1 = ld<Full>(p + C, n), a2 = ld<Full>(p + 2 * C, n);
-          acc[ky] += a0[ky] * wv[3 * ky];
-          acc[ky] += a1 * wv[3 * ky + 1];
-          acc[ky] += a2 * wv[3 * ky + 2];
-          a0[ky] = a2;
         }
         st<Full>(out + ox * C + c0, act16<A>(acc[0] + acc[1] + acc[2]), n);
       }
@@ -357,25 +343,38 @@ void tiled_row3(const Gather& q, const float* const* rows, const float* w, const
   }
 }
 
-// One output row of a gather pass: 3x3 kernels with stride 1 or 2 in tiles (tiled_row3),
-// the others block by block along the row (gather_block).
+// Which 3x3 strides take the tiles at this level (measured, MobileNet's nine layers at
+// batch 1, ms old -> tiled): avx2 stride 1 3.0 -> 1.3 (the 16-lane sliding window of
+// gather_block spills there) but stride 2 0.26 -> 0.48; baseline (SSE) both slower tiled
+// (1.27 -> 1.45, 0.38 -> 0.64), so there gather_block keeps them.
+#if defined(__AVX512F__)
+constexpr bool kTiledS1 = true, kTiledS2 = true;
+#elif defined(__AVX2__)
+constexpr bool kTiledS1 = true, kTiledS2 = false;
+#else
+constexpr bool kTiledS1 = false, kTiledS2 = false;
+#endif
+
+// One output row of a gather pass: 3x3 kernels with stride 1 or 2 in tiles (tiled_row3,
+// where kTiledS1/S2 say), the others block by block along the row (gather_block).
 template <int K, Activation A>
 void gather_row(const Gather& q, const float* const* rows, const float* w, const float* bias,
                 const RowPrefetch& pf, float* out) {
   if constexpr (K == 3) {
-    if (q.dw == 1 && q.sw == 1) return tiled_row3<1, A>(q, rows, w, bias, pf, out);
-    if (q.dw == 1 && q.sw == 2) return tiled_row3<2, A>(q, rows, w, bias, pf, out);
+    if (kTiledS1 && q.dw == 1 && q.sw == 1) return tiled_row3<1, A>(q, rows, w, bias, pf, out);
+    if (kTiledS2 && q.dw == 1 && q.sw == 2) return tiled_row3<2, A>(q, rows, w, bias, pf, out);
   }
   pf.all();
   int64_t c0 = 0;
-  for (; c0 + kLanes <= q.c; c0 += kLanes) gather_block<K, true, A>(q, rows, w, bias, c0, kLanes, q.lo, out);
-  if (c0 < q.c) gather_block<K, false, A>(q, rows, w, bias, c0, (int)(q.c - c0), q.lo, out);
+  for (; c0 + kLanes <= q.c; c0 += kLanes) gather_block<K, true, A>(q, rows, w, bias, c0, kLanes, out);
+  if (c0 < q.c) gather_block<K, false, A>(q, rows, w, bias, c0, (int)(q.c - c0), out);
 }
 
 // Calls fn(std::integral_constant<Activation, a>) for a in {Linear, Relu, Relu6} (the
-// activations fused into the stores; any other runs as Linear then a pass on the row).
+// activations fused into the stores); any other runs as Linear, then a pass on the row.
 template <typename Fn>
 void with_register_act(Activation a, Fn fn) {
+  if (!act_in_register(a)) return fn(std::integral_constant<Activation, Activation::Linear>());
   switch (a) {
     case Activation::Relu: return fn(std::integral_constant<Activation, Activation::Relu>());
     case Activation::Relu6: return fn(std::integral_constant<Activation, Activation::Relu6>());
