@@ -343,16 +343,14 @@ void tiled_row3(const Gather& q, const float* const* rows, const float* w, const
   }
 }
 
-// Which 3x3 strides take the tiles at this level (measured, MobileNet's nine layers at
-// batch 1, ms old -> tiled): avx2 stride 1 3.0 -> 1.3 (the 16-lane sliding window of
-// gather_block spills there) but stride 2 0.26 -> 0.48; baseline (SSE) both slower tiled
-// (1.27 -> 1.45, 0.38 -> 0.64), so there gather_block keeps them.
+// Which 3x3 strides take the tiles at this level. Measured on MobileNet's nine layers at
+// batch 1, one thread (ms, block walk -> tiled): avx2 stride 1 3.2 -> 1.0 (the 16-lane
+// sliding window of gather_block spills there), stride 2 no gain; baseline (SSE) stride 1
+// 1.38 -> 1.26, stride 2 0.30 -> 0.37, so stride 2 keeps the block walk below AVX-512.
 #if defined(__AVX512F__)
 constexpr bool kTiledS1 = true, kTiledS2 = true;
-#elif defined(__AVX2__)
-constexpr bool kTiledS1 = true, kTiledS2 = false;
 #else
-constexpr bool kTiledS1 = false, kTiledS2 = false;
+constexpr bool kTiledS1 = true, kTiledS2 = false;
 #endif
 
 // One output row of a gather pass: 3x3 kernels with stride 1 or 2 in tiles (tiled_row3,
