@@ -59,12 +59,22 @@ def test_bandwidth_bench_quick(capsys):
     names = [r["op"] for r in out["rows"]]
     for want in ("max pool 3x3 s2 same fwd", "max pool 3x3 s2 same bwd", "avg pool 2x2 bwd", "global avg pool fwd",
                  "batch norm train fwd", "batch norm bwd", "batch norm inference", "bias+tanh bwd",
-                 "softmax xent 8x10 fwd", "SGD momentum update", "Adam update"):
+                 "softmax xent 8x10 fwd", "SGD momentum update", "Adam update",
+                 "depthwise 3x3/1 + relu6 fwd 1x9x9x20", "depthwise 3x3/2 + relu6 fwd 1x9x9x20"):
         assert want in names
     assert all(r["ms"] > 0 and r["mb"] > 0 and r["gbs"] > 0 for r in out["rows"])
     assert all({"np.copyto", "native copy"} <= set(bw) for bw in out["copies"].values())
     table = capsys.readouterr().out
     assert "| op | MB moved | ms | GB/s | % copy | copy GB/s | page faults/call |" in table and "| copy np.copyto" in table
+
+
+def test_depthwise_ab_bench(capsys):
+    """The A/B bench with this build on both sides: every layer's row, and the two agree."""
+    from benchmarks.bench_depthwise_ab import main as ab_main
+    from fastconv import _C
+    ab_main(["--old-so", _C.__file__, "--repeats", "1", "--evict-mb", "1"])
+    table = capsys.readouterr().out
+    assert "| 1x112x112x32 /1 |" in table and "| 1x7x7x1024 /1 |" in table and "| total |" in table
 
 
 def test_folder_training_bench_tiny(capsys):
