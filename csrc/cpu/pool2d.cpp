@@ -44,15 +44,14 @@ void for_each_task(int64_t n, int64_t c, int64_t work, Body body) {
   const ChannelBlocks cb = channel_blocks(n, c);
   const int64_t tasks = n * cb.count;
   ExceptionCaptor errors;  // bodies allocate per-task buffers
-#pragma omp parallel if (work >= kParallelGrain)
-  {
+  parallel_region((work >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) errors.run([&] {
       const int64_t img = t / cb.count, c0 = (t % cb.count) * cb.size;
       body(img, c0, std::min(c, c0 + cb.size));
     });
-  }
+  });
   errors.rethrow();
 }
 
