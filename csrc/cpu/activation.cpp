@@ -158,6 +158,15 @@ void activation_inplace(int64_t count, float* y, Activation act) {
   with_activation(act, [&](auto a) { act_run<decltype(a)::value>(count, y, nullptr, y); });
 }
 
+void activation_backward_inplace(int64_t count, const float* y, float* dz, Activation act) {
+  if (act == Activation::Linear) return;
+  with_activation(act, [&](auto a) {
+    const float* __restrict yr = y;
+    // dz * act'(y), as grad_run computes it (a relu that is off gives dz * 0: NaN stays NaN)
+    for (int64_t e = 0; e < count; ++e) dz[e] = dz[e] * derivative_from_y<decltype(a)::value>(yr[e]);
+  });
+}
+
 void activation_inplace_parallel(int64_t count, float* y, Activation act) {
   if (act == Activation::Linear) return;
   const int64_t blocks = (count + kFlatBlock - 1) / kFlatBlock;
