@@ -204,3 +204,22 @@ def test_fallback_steps_run_without_a_tape():
     for _ in range(3):
         _close(model.predict_on_batch(x), _oracle(model, x), tol=1e-5)
     assert seen and not any(seen)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_cuda_dense_activation_on_the_emulated_device(monkeypatch, bias):
+    """The cuda backend's dense_forward takes the same activation (its kernels emulated)."""
+    import cuda_emulation
+    from fastconv import cuda as fcuda
+    fake = cuda_emulation.install(monkeypatch)
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((3, 11)).astype(np.float32)
+    w = (rng.standard_normal((11, 7)) / 3).astype(np.float32)
+    b = rng.standard_normal(7).astype(np.float32) if bias else None
+    for activation in ("linear", "relu", "sigmoid", "tanh"):
+        got = cuda_emulation.host(fcuda.dense_forward(fake.asarray(x), fake.asarray(w),
+                                                      None if b is None else fake.asarray(b), activation))
+        _close(got, R.dense_forward(x.astype(np.float64), w.astype(np.float64),
+                                    None if b is None else b.astype(np.float64), activation))
+    with pytest.raises(ValueError, match="activation"):
+        fcuda.dense_forward(fake.asarray(x), fake.asarray(w), None, "gelu")

@@ -49,6 +49,19 @@ class _LossTracker:
         self.total, self.count = 0.0, 0.0
 
 
+def _training():
+    """fastconv.training (imported on first use: it imports this module), kept: predict on
+    one image is a few tens of microseconds and the import statement cost one of them."""
+    global _training_module
+    if _training_module is None:
+        from .. import training
+        _training_module = training
+    return _training_module
+
+
+_training_module = None
+
+
 def _array(y):
     """Targets and weights as arrays: device arrays stay where they are, the rest NumPy."""
     if y is None:
@@ -319,8 +332,7 @@ class Model(Layer):
         return training.evaluate(self, x, y, **kwargs)
 
     def predict(self, x, **kwargs):
-        from .. import training
-        return training.predict(self, x, **kwargs)
+        return _training().predict(self, x, **kwargs)
 
     # -- inspection and weights I/O ----------------------------------------------------------
     def get_layer(self, name=None, index=None):

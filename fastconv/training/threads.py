@@ -15,37 +15,49 @@ _lock = threading.Lock()
 _calls = {}  # id(model) -> {(kind, thread id): calls in flight}
 
 
+def _enter(model, kind):
+    """Register a `kind` call on `model` by this thread; returns the key for _leave. Raises
+    RuntimeError when it would overlap another thread's call in a way the module doc forbids."""
+    me = threading.get_ident()
+    key = (kind, me)
+    with _lock:
+        calls = _calls.get(id(model))
+        if calls is None:
+            _calls[id(model)] = {key: 1}
+            return key
+        if calls:
+            others = sorted({k for k, t in calls if t != me and (kind == "fit" or k == "fit")})
+            if others:
+                _refuse(model, kind, others)
+        calls[key] = calls.get(key, 0) + 1
+    return key
+
+
+def _leave(model, key):
+    with _lock:
+        calls = _calls[id(model)]
+        calls[key] -= 1
+        if not calls[key]:
+            del calls[key]
+        if not calls:  # no call left: forget the model (ids are reused)
+            del _calls[id(model)]
+
+
 class loop_call:
     """Register a fit/evaluate/predict call on `model` for its duration (a context manager),
     or raise RuntimeError when it would overlap another thread's call in a way the module doc
-    forbids. A class, not a generator: predict on one image is a few tens of microseconds and
-    the generator's context manager cost 4 of them (3 times this)."""
+    forbids. Functions, not a generator's context manager: predict on one image takes a few
+    tens of microseconds, and that context manager cost 4 of them."""
     __slots__ = ("model", "kind", "key")
 
     def __init__(self, model, kind):
         self.model, self.kind = model, kind
 
     def __enter__(self):
-        kind, me = self.kind, threading.get_ident()
-        self.key = (kind, me)
-        with _lock:
-            calls = _calls.get(id(self.model))
-            if calls is None:
-                calls = _calls[id(self.model)] = {}
-            elif calls:
-                others = sorted({k for k, t in calls if t != me and (kind == "fit" or k == "fit")})
-                if others:
-                    _refuse(self.model, kind, others)
-            calls[self.key] = calls.get(self.key, 0) + 1
+        self.key = _enter(self.model, self.kind)
 
     def __exit__(self, *exc):
-        with _lock:
-            calls = _calls[id(self.model)]
-            calls[self.key] -= 1
-            if not calls[self.key]:
-                del calls[self.key]
-            if not calls:  # no call left: forget the model (ids are reused)
-                del _calls[id(self.model)]
+        _leave(self.model, self.key)
         return False
 
 
@@ -64,7 +76,10 @@ def registered(kind):
     def wrap(fn):
         @functools.wraps(fn)
         def run(model, *args, **kwargs):
-            with loop_call(model, kind):
+            key = _enter(model, kind)  # loop_call's work without its object
+            try:
                 return fn(model, *args, **kwargs)
+            finally:
+                _leave(model, key)
         return run
     return wrap
