@@ -799,6 +799,15 @@ void avg_forward_task_packed(const PoolGeometry& g, const float* x, float* y, in
   alignas(64) int32_t lane_off[kLanes];
   for (int64_t j = 0; j < kLanes; ++j) lane_off[j] = (int32_t)((j / C) * w.sw * C + j % C);
   const __m512i off = _mm512_load_si512(lane_off);
+  // Where a group's input row fits two registers (the 32 floats from its first column hold
+  // every cell: (P-1)*sw*C + kw*C <= 32; LeNet's C = 6 under a 2x2 pool: 24), two masked
+  // loads and a two-source permute per cell replace the gather: the same lanes added in the
+  // same order, so the same floats. (The 12-lane gathers made LeNet's (256, 28, 28, 6) pool
+  // forward cost as much as the conv before it.)
+  const bool permute = (pl.pixels - 1) * w.sw * C + w.kw * C <= 2 * kLanes;
+  __m512i cell[kLanes];  // the permute's lane sources, cell kx (kw <= 32 / C <= 16 here)
+  if (permute)
+    for (int64_t kx = 0; kx < w.kw; ++kx) cell[kx] = _mm512_add_epi32(off, _mm512_set1_epi32((int32_t)(kx * C)));
   for (int64_t oy = 0; oy < g.oh; ++oy) {
     const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
     int64_t ox = 0;
@@ -813,10 +822,25 @@ void avg_forward_task_packed(const PoolGeometry& g, const float* x, float* y, in
         continue;
       }
       __m512 acc = _mm512_setzero_ps();
-      for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
-        for (int64_t kx = 0; kx < w.kw; ++kx)
-          acc = _mm512_add_ps(acc, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), grp.mask, off,
-                                                            xi + (iy * g.w + col0 + kx) * C, 4));
+      if (permute) {
+        // floats left in the row from col0 (the group's windows end inside it)
+        const int64_t avail = (g.w - col0) * C;
+        const __mmask16 m0 = avail >= kLanes ? (__mmask16)0xFFFF : (__mmask16)((1u << avail) - 1u);
+        const __mmask16 m1 = avail >= 2 * kLanes ? (__mmask16)0xFFFF
+                             : avail <= kLanes   ? (__mmask16)0
+                                                 : (__mmask16)((1u << (avail - kLanes)) - 1u);
+        for (int64_t iy = rows.lo; iy < rows.hi; ++iy) {
+          const float* src = xi + (iy * g.w + col0) * C;
+          const __m512 lo = _mm512_maskz_loadu_ps(m0, src), hi = _mm512_maskz_loadu_ps(m1, src + kLanes);
+          for (int64_t kx = 0; kx < w.kw; ++kx)
+            acc = _mm512_add_ps(acc, _mm512_maskz_permutex2var_ps(grp.mask, lo, cell[kx], hi));
+        }
+      } else {
+        for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+          for (int64_t kx = 0; kx < w.kw; ++kx)
+            acc = _mm512_add_ps(acc, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), grp.mask, off,
+                                                              xi + (iy * g.w + col0 + kx) * C, 4));
+      }
       const float scale = pool_inv_count(rows, AxisRange{col0, col0 + w.kw});
       _mm512_mask_storeu_ps(out, grp.mask, _mm512_mul_ps(acc, _mm512_set1_ps(scale)));
       ox += grp.pixels;
