@@ -212,6 +212,37 @@ inline PackedLanes packed_group(const PoolGeometry& g, const PackedLanes& full, 
   return {q, (__mmask16)((1u << (q * g.c)) - 1u)};
 }
 
+// Gather-free cells for the packed forward pools: where a group's input row fits two
+// registers (the 32 floats from its first column hold every cell: (P-1)*sw*C + kw*C <= 32;
+// LeNet's C = 6 under a 2x2 pool: 24), two masked loads per row and a two-source permute per
+// cell give what the 12-lane gather gave (the same lanes, zero where masked), so the same
+// floats. (The gathers made LeNet's (256, 28, 28, 6) average pool forward cost as much as the
+// conv before it: 1.8 ms, 0.42 with the permutes.)
+struct PackedCells {
+  bool permute;
+  __m512i cell[2 * kLanes];  // cell kx's lane sources in (lo, hi) (kw <= 17 when permute: C = 1, sw = 1)
+
+  PackedCells(const PoolGeometry& g, const PackedLanes& pl, __m512i off)
+      : permute((pl.pixels - 1) * g.win.sw * g.c + g.win.kw * g.c <= 2 * kLanes) {
+    if (permute)
+      for (int64_t kx = 0; kx < g.win.kw; ++kx)
+        cell[kx] = _mm512_add_epi32(off, _mm512_set1_epi32((int32_t)(kx * g.c)));
+  }
+
+  // Row iy's 32 floats from column col0 (masked at the row's end: the group's windows end
+  // inside the row, so every lane a cell takes is a real one).
+  static void load_row(const PoolGeometry& g, const float* xi, int64_t iy, int64_t col0, __m512& lo, __m512& hi) {
+    const int64_t avail = (g.w - col0) * g.c;
+    const __mmask16 m0 = avail >= kLanes ? (__mmask16)0xFFFF : (__mmask16)((1u << avail) - 1u);
+    const __mmask16 m1 = avail >= 2 * kLanes ? (__mmask16)0xFFFF
+                         : avail <= kLanes   ? (__mmask16)0
+                                             : (__mmask16)((1u << (avail - kLanes)) - 1u);
+    const float* src = xi + (iy * g.w + col0) * g.c;
+    lo = _mm512_maskz_loadu_ps(m0, src);
+    hi = _mm512_maskz_loadu_ps(m1, src + kLanes);
+  }
+};
+
 template <bool kArg>
 void max_forward_task_packed(const PoolGeometry& g, const float* x, float* y, uint8_t* arg,
                              int64_t img) {
@@ -222,6 +253,7 @@ void max_forward_task_packed(const PoolGeometry& g, const float* x, float* y, ui
   alignas(64) int32_t lane_off[kLanes];
   for (int64_t j = 0; j < kLanes; ++j) lane_off[j] = (int32_t)((j / C) * w.sw * C + j % C);
   const __m512i off = _mm512_load_si512(lane_off);
+  const PackedCells cells(g, pl, off);
   for (int64_t oy = 0; oy < g.oh; ++oy) {
     const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
     const int64_t row0 = oy * w.sh - w.pt;
@@ -237,10 +269,14 @@ void max_forward_task_packed(const PoolGeometry& g, const float* x, float* y, ui
       __m512 best = _mm512_setzero_ps();
       __m512i which = _mm512_setzero_si512();
       bool first = true;
-      for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+      for (int64_t iy = rows.lo; iy < rows.hi; ++iy) {
+        __m512 lo, hi;
+        if (cells.permute) PackedCells::load_row(g, xi, iy, col0, lo, hi);
         for (int64_t kx = 0; kx < w.kw; ++kx) {
-          const float* cell = xi + (iy * g.w + col0 + kx) * C;
-          const __m512 val = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), grp.mask, off, cell, 4);
+          const __m512 val =
+              cells.permute ? _mm512_maskz_permutex2var_ps(grp.mask, lo, cells.cell[kx], hi)
+                            : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), grp.mask, off,
+                                                       xi + (iy * g.w + col0 + kx) * C, 4);
           const __m512i t = _mm512_set1_epi32((int32_t)((iy - row0) * w.kw + kx));
           if (first) {
             best = val;
@@ -254,6 +290,7 @@ void max_forward_task_packed(const PoolGeometry& g, const float* x, float* y, ui
           best = _mm512_mask_mov_ps(best, win, val);
           if constexpr (kArg) which = _mm512_mask_mov_epi32(which, win, t);
         }
+      }
       const int64_t o = ((img * g.oh + oy) * g.ow + ox) * C;
       _mm512_mask_storeu_ps(y + o, grp.mask, best);
       if constexpr (kArg) _mm512_mask_cvtepi32_storeu_epi8(arg + o, grp.mask, which);
@@ -799,15 +836,7 @@ void avg_forward_task_packed(const PoolGeometry& g, const float* x, float* y, in
   alignas(64) int32_t lane_off[kLanes];
   for (int64_t j = 0; j < kLanes; ++j) lane_off[j] = (int32_t)((j / C) * w.sw * C + j % C);
   const __m512i off = _mm512_load_si512(lane_off);
-  // Where a group's input row fits two registers (the 32 floats from its first column hold
-  // every cell: (P-1)*sw*C + kw*C <= 32; LeNet's C = 6 under a 2x2 pool: 24), two masked
-  // loads and a two-source permute per cell replace the gather: the same lanes added in the
-  // same order, so the same floats. (The 12-lane gathers made LeNet's (256, 28, 28, 6) pool
-  // forward cost as much as the conv before it.)
-  const bool permute = (pl.pixels - 1) * w.sw * C + w.kw * C <= 2 * kLanes;
-  __m512i cell[kLanes];  // the permute's lane sources, cell kx (kw <= 32 / C <= 16 here)
-  if (permute)
-    for (int64_t kx = 0; kx < w.kw; ++kx) cell[kx] = _mm512_add_epi32(off, _mm512_set1_epi32((int32_t)(kx * C)));
+  const PackedCells cells(g, pl, off);
   for (int64_t oy = 0; oy < g.oh; ++oy) {
     const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
     int64_t ox = 0;
@@ -822,18 +851,12 @@ void avg_forward_task_packed(const PoolGeometry& g, const float* x, float* y, in
         continue;
       }
       __m512 acc = _mm512_setzero_ps();
-      if (permute) {
-        // floats left in the row from col0 (the group's windows end inside it)
-        const int64_t avail = (g.w - col0) * C;
-        const __mmask16 m0 = avail >= kLanes ? (__mmask16)0xFFFF : (__mmask16)((1u << avail) - 1u);
-        const __mmask16 m1 = avail >= 2 * kLanes ? (__mmask16)0xFFFF
-                             : avail <= kLanes   ? (__mmask16)0
-                                                 : (__mmask16)((1u << (avail - kLanes)) - 1u);
+      if (cells.permute) {
         for (int64_t iy = rows.lo; iy < rows.hi; ++iy) {
-          const float* src = xi + (iy * g.w + col0) * C;
-          const __m512 lo = _mm512_maskz_loadu_ps(m0, src), hi = _mm512_maskz_loadu_ps(m1, src + kLanes);
+          __m512 lo, hi;
+          PackedCells::load_row(g, xi, iy, col0, lo, hi);
           for (int64_t kx = 0; kx < w.kw; ++kx)
-            acc = _mm512_add_ps(acc, _mm512_maskz_permutex2var_ps(grp.mask, lo, cell[kx], hi));
+            acc = _mm512_add_ps(acc, _mm512_maskz_permutex2var_ps(grp.mask, lo, cells.cell[kx], hi));
         }
       } else {
         for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
