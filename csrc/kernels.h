@@ -63,6 +63,9 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
 // OpenMP-parallel (activation.cpp).
 void activation_inplace(int64_t count, float* y, Activation act);
 void activation_inplace_parallel(int64_t count, float* y, Activation act);
+// dz[0 .. count) *= act'(y) in place, from the activation's output y (serial: a kernel's
+// epilogue on rows it has just written).
+void activation_backward_inplace(int64_t count, const float* y, float* dz, Activation act);
 // y[0 .. count) = act(a + b) elementwise (a residual add and its activation), OpenMP-parallel.
 void add_activation(int64_t count, const float* a, const float* b, Activation act, float* y);
 // dx = conv_transpose(dy, w); dx is fully overwritten.
@@ -99,7 +102,11 @@ void max_pool2d_backward_argmax(const PoolGeometry& g, const float* dy, const ui
                                 float* dx);
 // Average pool: divides by the number of real (unpadded) cells in each window.
 void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* y);
-void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx);
+// With y (the pool's input, an activation's output) and act: dx = the pooled gradient times
+// act'(y), the activation's backward applied to each row while it is in cache (one pass
+// over the input-sized arrays instead of two: LeNet's sigmoid + average pool).
+void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx, const float* y = nullptr,
+                         Activation act = Activation::Linear);
 // x (n, hw, c) -> y (n, c)
 void global_avg_pool2d_forward(int64_t n, int64_t hw, int64_t c, const float* x, float* y);
 void global_avg_pool2d_backward(int64_t n, int64_t hw, int64_t c, const float* dy, float* dx);

@@ -369,17 +369,18 @@ def conv2d_backward_weights(dy, x, w_shape, strides, pads, dilation, groups, wit
     return dw, db
 
 
-def dense_forward(x, w, b):
+def dense_forward(x, w, b, activation="linear"):
     _ready()
+    act = _act(activation)
     x, w = _f32(x, "x"), _f32(w, "w")
     _rank(x, "x", 2, "(N, K)")
     _rank(w, "w", 2, "(K, M)")
     if x.shape[1] != w.shape[0]:
         raise ValueError(f"dense: x {tuple(x.shape)} and w {tuple(w.shape)} disagree on K")
     y = cp.matmul(x, w)
-    if b is not None:
-        b = _vec(b, "b", w.shape[1])
-        _K.bias_act_forward(_p(y), _p(b), 0, _p(y), y.shape[0], y.shape[1], _s())
+    if b is not None or act != 0:  # bias and activation in one pass
+        b = None if b is None else _vec(b, "b", w.shape[1])
+        _K.bias_act_forward(_p(y), 0 if b is None else _p(b), act, _p(y), y.shape[0], y.shape[1], _s())
     return y
 
 

@@ -46,7 +46,9 @@ inline py::array_t<T> require_array(const py::handle& obj, const char* name, int
   if (ndim >= 0 && arr.ndim() != ndim)
     throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) + "-D " + expected +
                           ", got shape " + shape_str(arr));
-  return py::array_t<T>(arr);
+  // Checked above: the array is already what array_t<T> holds, so no conversion (constructing
+  // array_t from it ran numpy's PyArray_FromAny on every argument of every call).
+  return py::reinterpret_borrow<py::array_t<T>>(arr);
 }
 
 // float32, C-contiguous, given rank (-1: any rank). `expected` describes the layout, e.g.
@@ -86,19 +88,22 @@ inline void require_shape(const py::array& a, const char* name, const std::vecto
 // strides=(2, 2); `layout` names the entries in the message.
 template <size_t N>
 inline std::array<int64_t, N> int_tuple(const py::handle& obj, const char* name, const char* layout) {
-  const std::string want = std::string(name) + " must be a tuple of " + std::to_string(N) +
-                           " ints " + layout;
+  // The message only when it is raised: building it on every call was a visible share of a
+  // small kernel's call (string appends and allocations, four tuples per conv call).
+  const auto want = [&] {
+    return std::string(name) + " must be a tuple of " + std::to_string(N) + " ints " + layout;
+  };
   if (!py::isinstance<py::tuple>(obj) && !py::isinstance<py::list>(obj))
-    throw py::type_error(want + ", got " + std::string(py::str(py::type::of(obj))));
+    throw py::type_error(want() + ", got " + std::string(py::str(py::type::of(obj))));
   auto seq = py::reinterpret_borrow<py::sequence>(obj);
   if (seq.size() != N)
-    throw py::value_error(want + ", got " + std::to_string(seq.size()) + " values: " +
+    throw py::value_error(want() + ", got " + std::to_string(seq.size()) + " values: " +
                           std::string(py::repr(obj)));
   std::array<int64_t, N> out{};
   for (size_t i = 0; i < N; ++i) {
     py::handle v = seq[i];
     if (py::isinstance<py::bool_>(v) || !PyIndex_Check(v.ptr()))
-      throw py::type_error(want + ", got " + std::string(py::repr(obj)));
+      throw py::type_error(want() + ", got " + std::string(py::repr(obj)));
     out[i] = py::reinterpret_steal<py::object>(PyNumber_Index(v.ptr())).cast<int64_t>();
   }
   return out;

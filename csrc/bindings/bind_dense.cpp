@@ -13,7 +13,8 @@ namespace fastconv::bind {
 
 namespace {
 
-py::array_t<float> dense_forward(py::handle x_, py::handle w_, py::handle b_) {
+py::array_t<float> dense_forward(py::handle x_, py::handle w_, py::handle b_, py::handle act_) {
+  const Activation act = parse_activation(act_);
   auto x = require_f32(x_, "x", 2, "(N, K)");
   auto w = require_f32(w_, "w", 2, "(K, M)");
   const int64_t n = x.shape(0), k = x.shape(1), m = w.shape(1);
@@ -27,6 +28,9 @@ py::array_t<float> dense_forward(py::handle x_, py::handle w_, py::handle b_) {
   {
     py::gil_scoped_release nogil;
     cpu::dense_forward(n, k, m, x.data(), w.data(), b, yp);
+    // the activation while y is in cache, one call instead of two (a Python call costs
+    // more than a small layer's activation)
+    cpu::activation_inplace_parallel(n * m, yp, act);
   }
   return y;
 }
@@ -55,7 +59,9 @@ py::tuple dense_backward(py::handle dy_, py::handle x_, py::handle w_) {
 
 void bind_dense(py::module_& m) {
   m.def("dense_forward", &dense_forward, py::arg("x"), py::arg("w"), py::arg("b"),
-        "y (N, M) = x (N, K) @ w (K, M) + b (M,) (b may be None); float32, C-contiguous.");
+        py::arg("activation") = "linear",
+        "y (N, M) = activation(x (N, K) @ w (K, M) + b (M,)) (b may be None); float32, "
+        "C-contiguous; activation in 'linear' | 'relu' | 'sigmoid' | 'tanh' | 'relu6'.");
   m.def("dense_backward", &dense_backward, py::arg("dy"), py::arg("x"), py::arg("w"),
         "(dx (N, K), dw (K, M), db (M,)) for y = x @ w + b.");
 }

@@ -119,6 +119,23 @@ py::array_t<float> avg_backward(const py::handle& dy_obj, const py::handle& x_sh
   return dx;
 }
 
+// dz = avg_pool2d_backward(dy) * act'(y) for the pool's input y = act(z), in one pass.
+py::array_t<float> avg_backward_activation(const py::handle& dy_obj, const py::handle& y_obj,
+                                           const py::handle& pool, const py::handle& strides,
+                                           const py::handle& pads, const py::handle& act_obj) {
+  const Activation act = parse_activation(act_obj);
+  auto y = require_f32(y_obj, "y", 4, "(N, H, W, C)");
+  auto dy = require_f32(dy_obj, "dy", 4, "(N, OH, OW, C)");
+  const PoolGeometry g = geometry(shape4(y), pool, strides, pads, "avg_pool2d_backward_activation");
+  require_shape(dy, "dy", {g.n, g.oh, g.ow, g.c});
+  auto dx = empty_f32({g.n, g.h, g.w, g.c});
+  if (g.n > 0) {
+    py::gil_scoped_release nogil;
+    cpu::avg_pool2d_backward(g, dy.data(), dx.mutable_data(), y.data(), act);
+  }
+  return dx;
+}
+
 void check_global_shape(const std::array<int64_t, 4>& s, const char* name) {
   if (s[0] < 0 || s[1] < 1 || s[2] < 1 || s[3] < 1)
     throw py::value_error(std::string(name) + " must be (N, H, W, C) with H, W, C >= 1, got " +
@@ -180,6 +197,10 @@ void bind_pool(py::module_& m) {
       "Average pool on x (N, H, W, C), dividing by the count of real (unpadded) cells.");
   m.def("avg_pool2d_backward", &avg_backward, py::arg("dy"), py::arg("x_shape"), py::arg("pool"),
         py::arg("strides"), py::arg("pads"), "dx of avg_pool2d_forward for an input of x_shape.");
+  m.def("avg_pool2d_backward_activation", &avg_backward_activation, py::arg("dy"), py::arg("y"),
+        py::arg("pool"), py::arg("strides"), py::arg("pads"), py::arg("activation"),
+        "dz = avg_pool2d_backward(dy, y.shape, ...) * activation'(z) for the pool's input "
+        "y = activation(z), from y ('linear' | 'relu' | 'sigmoid' | 'tanh' | 'relu6'), in one pass.");
   m.def("global_avg_pool2d_forward", &global_forward, py::arg("x"),
         "Mean over H and W: (N, H, W, C) -> (N, C).");
   m.def("global_avg_pool2d_backward", &global_backward, py::arg("dy"), py::arg("x_shape"),

@@ -158,31 +158,38 @@ void activation_inplace(int64_t count, float* y, Activation act) {
   with_activation(act, [&](auto a) { act_run<decltype(a)::value>(count, y, nullptr, y); });
 }
 
+void activation_backward_inplace(int64_t count, const float* y, float* dz, Activation act) {
+  if (act == Activation::Linear) return;
+  with_activation(act, [&](auto a) {
+    const float* __restrict yr = y;
+    // dz * act'(y), as grad_run computes it (a relu that is off gives dz * 0: NaN stays NaN)
+    for (int64_t e = 0; e < count; ++e) dz[e] = dz[e] * derivative_from_y<decltype(a)::value>(yr[e]);
+  });
+}
+
 void activation_inplace_parallel(int64_t count, float* y, Activation act) {
   if (act == Activation::Linear) return;
   const int64_t blocks = (count + kFlatBlock - 1) / kFlatBlock;
-#pragma omp parallel if (count >= kParallelGrain)
-  {
+  parallel_region((count >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < blocks; ++i)
       activation_inplace(std::min(kFlatBlock, count - i * kFlatBlock), y + i * kFlatBlock, act);
-  }
+  });
 }
 
 // y = act(a + b): a ResNet block's residual join and its relu in one pass (numpy's
 // single-threaded add plus a separate relu pass read the data three times).
 void add_activation(int64_t count, const float* a, const float* b, Activation act, float* y) {
   const int64_t blocks = (count + kFlatBlock - 1) / kFlatBlock;
-#pragma omp parallel if (count >= kParallelGrain)
-  {
+  parallel_region((count >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < blocks; ++i) {
       const int64_t e0 = i * kFlatBlock, n = std::min(kFlatBlock, count - e0);
       with_activation(act, [&](auto k) { act_run<decltype(k)::value>(n, a + e0, b + e0, y + e0); });
     }
-  }
+  });
 }
 
 void bias_act_forward(int64_t m, int64_t c, const float* x, const float* b, Activation act,

@@ -145,8 +145,7 @@ void tap_forward(const ConvGeometry& g, const float* x, const float* w, const fl
   const int64_t lines = g.n * g.oh, line_floats = g.ow * g.oc;
   const bool native = active_gemm_backend() == "native", row_products = v.dw == 1 && native;
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
-#pragma omp parallel num_threads(tap_threads(g))
-  {
+  parallel_region(tap_threads(g), [&] {
     note_team();
 #pragma omp for schedule(dynamic, 4)
     for (int64_t l = 0; l < lines; ++l) errors.run([&] {
@@ -192,7 +191,7 @@ void tap_forward(const ConvGeometry& g, const float* x, const float* w, const fl
       }
       activation_inplace(line_floats, yl, act);
     });
-  }
+  });
   errors.rethrow();
 }
 
@@ -209,8 +208,7 @@ void tap_backward_data(const ConvGeometry& g, const float* dy, const float* w, f
       for (int64_t co = 0; co < g.oc; ++co)
         wt[(t * g.oc + co) * g.c + ci] = w[(t * g.c + ci) * g.oc + co];
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
-#pragma omp parallel num_threads(tap_threads(g))
-  {
+  parallel_region(tap_threads(g), [&] {
     note_team();
 #pragma omp for schedule(dynamic, 4)
     for (int64_t r = 0; r < rows; ++r) errors.run([&] {
@@ -232,7 +230,7 @@ void tap_backward_data(const ConvGeometry& g, const float* dy, const float* w, f
         }
       }
     });
-  }
+  });
   errors.rethrow();
 }
 
@@ -266,8 +264,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
-#pragma omp parallel num_threads(p.threads)
-  {
+  parallel_region(p.threads, [&] {
     note_team();
     float* buf = ws.get() + (pointwise ? 0 : omp_get_thread_num() * p.chunk_floats);
 #pragma omp for schedule(dynamic)
@@ -283,7 +280,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
                                 b ? b + gi * g.cout_g : nullptr, rc ? rc + gi * g.cout_g : nullptr, act,
                                 yc + gi * g.cout_g, g.oc);
     });
-  }
+  });
   errors.rethrow();
 }
 
@@ -297,8 +294,7 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
   if (g.is_pointwise()) {  // dcol is dx itself: chunks write disjoint rows, nothing to scatter.
     const bool native = active_gemm_backend() == "native";
-#pragma omp parallel num_threads(p.threads)
-    {
+    parallel_region(p.threads, [&] {
       note_team();
 #pragma omp for schedule(dynamic)
       for (int64_t c = 0; c < p.nchunks; ++c) errors.run([&] {
@@ -307,7 +303,7 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
           sgemm_a_packed(native, true, rows, g.cin_g, g.cout_g, dy + l0 * g.ow * g.oc + gi * g.cout_g,
                          g.oc, w + gi * g.cout_g, g.oc, 0.f, dx + l0 * g.ow * g.c + gi * g.cin_g, g.c);
       });
-    }
+    });
     return errors.rethrow();
   }
   // col2im accumulates into overlapping windows, so a thread owns whole images (their chunks
@@ -330,13 +326,12 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
     for (int64_t n = 0; n < g.n; ++n) image(n, ws.get());
     return;
   }
-#pragma omp parallel num_threads(threads)
-  {
+  parallel_region(threads, [&] {
     note_team();
     float* dcol = ws.get() + omp_get_thread_num() * p.chunk_floats;
 #pragma omp for schedule(dynamic)
     for (int64_t n = 0; n < g.n; ++n) errors.run([&] { image(n, dcol); });
-  }
+  });
   errors.rethrow();
 }
 
@@ -395,8 +390,7 @@ void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float
   std::vector<float> part((size_t)((threads - (transposed ? 0 : 1)) * wsize));
   std::vector<char> touched(threads, 0);
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
-#pragma omp parallel num_threads(threads)
-  {
+  parallel_region(threads, [&] {
     note_team();
     const int t = omp_get_thread_num();
     float* buf = ws.get() + (pointwise ? 0 : t * p.chunk_floats);
@@ -418,7 +412,7 @@ void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float
       }
       touched[t] = 1;
     });
-  }
+  });
   errors.rethrow();
   if (transposed) {
     // dw[kk, co] = sum over threads (in order) of acc_t[co, kk].

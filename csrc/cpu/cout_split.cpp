@@ -52,8 +52,7 @@ bool cout_split_forward(const ConvGeometry& g, const float* x, const float* w, c
   const int64_t units = (g.oc + kColumnUnit - 1) / kColumnUnit;
   const int team = (int)std::min<int64_t>(threads, units);
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
-#pragma omp parallel num_threads(team)
-  {
+  parallel_region(team, [&] {
     note_team();
     const int t = omp_get_thread_num();
     // Thread t owns units [t * units / team, (t + 1) * units / team) of 32 columns.
@@ -63,7 +62,7 @@ bool cout_split_forward(const ConvGeometry& g, const float* x, const float* w, c
       forward_product(rows, c1 - c0, k, col, k, w + c0, g.oc, b ? b + c0 : nullptr,
                       residual ? residual + c0 : nullptr, act, y + c0, g.oc);
     });
-  }
+  });
   errors.rethrow();
   return true;
 }

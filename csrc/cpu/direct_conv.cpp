@@ -522,8 +522,7 @@ void direct_forward_channels(const ConvGeometry& g, const float* x, const float*
   const int threads = pass_threads(g);
   const RowTasks tasks(g.n, g.oh, pk.rows_fit(g, kPackFloats), threads);
   ExceptionCaptor errors;
-#pragma omp parallel num_threads(threads)
-  {
+  parallel_region(threads, [&] {
     note_team();
     std::vector<float> buf;
     errors.run([&] { buf.resize(pk.row * pk.in_rows(g, tasks.rows + nr - 1)); });
@@ -549,7 +548,7 @@ void direct_forward_channels(const ConvGeometry& g, const float* x, const float*
       if (act != Activation::Linear)
         activation_inplace((oy1 - oy0) * g.ow * g.oc, y + (n * g.oh + oy0) * g.ow * g.oc, act);
     }
-  }
+  });
   errors.rethrow();
 }
 
@@ -573,8 +572,7 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
   const int threads = pass_threads(g);
   const RowTasks tasks(g.n, g.oh, pk.rows_fit(g, kPackFloats), threads);
   ExceptionCaptor errors;  // a buffer may not fit in memory (rows of a very wide image)
-#pragma omp parallel num_threads(threads)
-  {
+  parallel_region(threads, [&] {
     note_team();
     // Spare input for nr - 1 output rows: a last partial block of rows is computed whole,
     // the extra rows dropped.
@@ -608,7 +606,7 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
       if (act != Activation::Linear)
         activation_inplace((oy1 - oy0) * g.ow * g.oc, y + (n * g.oh + oy0) * g.ow * g.oc, act);
     }
-  }
+  });
   errors.rethrow();
 }
 
@@ -670,8 +668,7 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
   while (fit < g.h && dy_rows(fit + 1) * row <= kPackFloats) ++fit;
   const RowTasks tasks(g.n, g.h, fit, threads);
   ExceptionCaptor errors;  // a buffer may not fit in memory (rows of a very wide image)
-#pragma omp parallel num_threads(threads)
-  {
+  parallel_region(threads, [&] {
     note_team();
     // Spare dy for nr - 1 dx rows: a last partial block of rows is computed whole.
     std::vector<float> buf;
@@ -708,7 +705,7 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
         }
       }
     }
-  }
+  });
   errors.rethrow();
 }
 
@@ -890,8 +887,7 @@ void direct_backward_weights_channels(const ConvGeometry& g, const float* dy, co
   std::vector<double> part((size_t)(threads * psize), 0.0);
   int used = 1;
   ExceptionCaptor errors;
-#pragma omp parallel num_threads(threads)
-  {
+  parallel_region(threads, [&] {
     note_team();
     const int t = omp_get_thread_num();
 #pragma omp single
@@ -930,7 +926,7 @@ void direct_backward_weights_channels(const ConvGeometry& g, const float* dy, co
     double* acc = part.data() + t * psize;
     if (!errors.failed())
       for (int64_t k = 0; k < psize; ++k) acc[k] += vacc[k];
-  }
+  });
   errors.rethrow();
   for (int64_t k = 0; k < psize; ++k) {
     double s = 0.0;
@@ -982,8 +978,7 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
   std::vector<double> part((size_t)(threads * psize), 0.0);
   int used = 1;
   ExceptionCaptor errors;  // the buffers may not fit in memory (rows of a very wide image)
-#pragma omp parallel num_threads(threads)
-  {
+  parallel_region(threads, [&] {
     note_team();
     const int t = omp_get_thread_num();
 #pragma omp single
@@ -1037,7 +1032,7 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
     if (!errors.failed())
       for (int64_t k = 0; k < psize; ++k)
         for (int i = 0; i < kLanes; ++i) acc[k] += vacc[k * kLanes + i];
-  }
+  });
   errors.rethrow();
   for (int64_t k = 0; k < psize; ++k) {
     double s = 0.0;

@@ -246,8 +246,7 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
   const bool stream = sh == 1 && sw == 1;
   const int64_t pixels = g.n * g.oh * g.ow;
   const int64_t items = stream ? (pixels + kMapRun - 1) / kMapRun : g.n * g.oh;
-#pragma omp parallel num_threads(pass_threads(g))
-  {
+  parallel_region(pass_threads(g), [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t l = 0; l < items; ++l) {
@@ -258,7 +257,7 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
       map(src, sw * g.c, y + p0 * g.oc, g.oc, count, m);
       activation_inplace(count * g.oc, y + p0 * g.oc, act);
     }
-  }
+  });
 }
 
 void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, const float* w,
@@ -271,19 +270,17 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
   const int64_t lines = g.n * g.h, sh = g.win.sh, sw = g.win.sw, row = g.w * g.c;
   if (sh == 1 && sw == 1) {  // no stride, no pads: dy and dx are one pixel stream each
     const int64_t pixels = g.n * g.h * g.w, items = (pixels + kMapRun - 1) / kMapRun;
-#pragma omp parallel num_threads(pass_threads(g))
-    {
+    parallel_region(pass_threads(g), [&] {
       note_team();
 #pragma omp for schedule(static)
       for (int64_t l = 0; l < items; ++l) {
         const int64_t p0 = l * kMapRun;
         map(dy + p0 * g.oc, g.oc, dx + p0 * g.c, g.c, std::min(kMapRun, pixels - p0), m);
       }
-    }
+    });
     return;
   }
-#pragma omp parallel num_threads(pass_threads(g))
-  {
+  parallel_region(pass_threads(g), [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t l = 0; l < lines; ++l) {
@@ -297,7 +294,7 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
       if (sw != 1 || g.ow != g.w) std::memset(dxrow, 0, sizeof(float) * row);
       map(dy + (n * g.oh + iy / sh) * g.ow * g.oc, g.oc, dxrow, sw * g.c, g.ow, m);
     }
-  }
+  });
 }
 
 void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
@@ -315,8 +312,7 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
   const int64_t pixels = g.n * g.oh * g.ow;
   const int64_t lines = stream ? (pixels + kRun - 1) / kRun : g.n * g.oh;
   const float* dy_end = dy + g.output_size();
-#pragma omp parallel num_threads(threads)
-  {
+  parallel_region(threads, [&] {
     note_team();
     double* part = parts.data() + omp_get_thread_num() * kPart;
 #pragma omp for schedule(static)
@@ -341,7 +337,7 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
       for (int64_t co = 0; co < g.oc; ++co)
         part[kNarrowPointwiseMax * 16 + co] += acc[kNarrowPointwiseMax][co];
     }
-  }
+  });
   for (int64_t ci = 0; ci < g.c; ++ci)
     for (int64_t co = 0; co < g.oc; ++co) {
       double s = 0.0;

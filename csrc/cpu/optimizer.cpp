@@ -25,13 +25,12 @@ namespace {
 // (`omp parallel for simd` over the lambda compiled to gathers: 10x slower.)
 template <typename Body>
 void for_each_element(int64_t n, Body body) {
-#pragma omp parallel if (n >= kParallelGrain)
-  {
+  parallel_region((n >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
     for (int64_t i = i0; i < i1; ++i) body(i);
-  }
+  });
 }
 
 }  // namespace

@@ -40,8 +40,7 @@ constexpr int64_t kReduceRows = 64;
 // raising MemoryError. So every part of a region that can throw (allocations, vectors that
 // grow, thread_local scratch, sgemm's checks) runs through a captor:
 //   ExceptionCaptor errors;
-//   #pragma omp parallel ...
-//   { ... errors.run([&] { ...may throw... }); ... }
+//   parallel_region(threads, [&] { ... errors.run([&] { ...may throw... }); ... });
 //   errors.rethrow();  // on the calling thread, after the region
 // The first exception is kept and every later run() on any thread skips its body, so the team
 // winds down quickly, yet every thread still reaches the region's barriers and worksharing
@@ -86,6 +85,30 @@ inline void note_team() {
 // 0 when no region ran since the last read.
 inline int take_team_high_water() { return g_team_high_water.exchange(0); }
 
+// A parallel region of `threads` threads (0: the runtime's default team), or body() called
+// directly when the team would have one thread and no region is active. libgomp still wakes
+// its thread pool for a team of one (two futex system calls per region, seen with strace,
+// with OMP_NUM_THREADS=1 too): ~0.5 us, as much as a small kernel's whole work on one image
+// (LeNet-5's predict at batch 1 ran 13 of them). Called directly, the body sees what a team
+// of one sees (omp_get_thread_num() 0, omp_get_num_threads() 1; its worksharing loops run
+// whole, its barriers are no-ops). Inside an active region the pragma stays: a nested team of
+// one numbers its thread 0, which the outer team's numbering would not.
+// `#pragma omp parallel if (cond)` is parallel_region(cond ? 0 : 1, ...).
+template <typename Body>
+inline void parallel_region(int threads, Body&& body) {
+  if ((threads == 1 || (threads <= 0 && omp_get_max_threads() == 1)) && !omp_in_parallel()) {
+    body();
+    return;
+  }
+  if (threads > 0) {
+#pragma omp parallel num_threads(threads)
+    body();
+  } else {
+#pragma omp parallel
+    body();
+  }
+}
+
 // Rows per flat run: at least 256 elements.
 inline int64_t row_group(int64_t c) { return c >= 256 ? 1 : (256 + c - 1) / c; }
 
@@ -106,8 +129,7 @@ void for_each_run(int64_t m, int64_t c, float* out, RunFn fn) {
   const int64_t group = row_group(c);
   const bool stream = stream_output(m * c * (int64_t)sizeof(float));
   ExceptionCaptor errors;
-#pragma omp parallel if (m * c >= kParallelGrain)
-  {
+  parallel_region((m * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
     errors.run([&] {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -120,7 +142,7 @@ void for_each_run(int64_t m, int64_t c, float* out, RunFn fn) {
       }
       if (stream) stream_fence();
     });
-  }
+  });
   errors.rethrow();
 }
 
@@ -141,8 +163,7 @@ void column_reduce(int64_t m, int64_t c, int k, double* out, float* written, Run
   std::vector<double> part((size_t)max_threads * width, 0.0);
   int used = 1;
   ExceptionCaptor errors;
-#pragma omp parallel if (m * c >= kParallelGrain)
-  {
+  parallel_region((m * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
 #pragma omp single
@@ -169,7 +190,7 @@ void column_reduce(int64_t m, int64_t c, int k, double* out, float* written, Run
       }
       if (stream) stream_fence();
     });
-  }
+  });
   errors.rethrow();
   for (int64_t j = 0; j < width; ++j) out[j] = 0.0;
   for (int t = 0; t < used; ++t)

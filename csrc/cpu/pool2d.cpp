@@ -44,15 +44,14 @@ void for_each_task(int64_t n, int64_t c, int64_t work, Body body) {
   const ChannelBlocks cb = channel_blocks(n, c);
   const int64_t tasks = n * cb.count;
   ExceptionCaptor errors;  // bodies allocate per-task buffers
-#pragma omp parallel if (work >= kParallelGrain)
-  {
+  parallel_region((work >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) errors.run([&] {
       const int64_t img = t / cb.count, c0 = (t % cb.count) * cb.size;
       body(img, c0, std::min(c, c0 + cb.size));
     });
-  }
+  });
   errors.rethrow();
 }
 
@@ -213,6 +212,37 @@ inline PackedLanes packed_group(const PoolGeometry& g, const PackedLanes& full, 
   return {q, (__mmask16)((1u << (q * g.c)) - 1u)};
 }
 
+// Gather-free cells for the packed forward pools: where a group's input row fits two
+// registers (the 32 floats from its first column hold every cell: (P-1)*sw*C + kw*C <= 32;
+// LeNet's C = 6 under a 2x2 pool: 24), two masked loads per row and a two-source permute per
+// cell give what the 12-lane gather gave (the same lanes, zero where masked), so the same
+// floats. (The gathers made LeNet's (256, 28, 28, 6) average pool forward cost as much as the
+// conv before it: 1.8 ms, 0.42 with the permutes.)
+struct PackedCells {
+  bool permute;
+  __m512i cell[2 * kLanes];  // cell kx's lane sources in (lo, hi) (kw <= 17 when permute: C = 1, sw = 1)
+
+  PackedCells(const PoolGeometry& g, const PackedLanes& pl, __m512i off)
+      : permute((pl.pixels - 1) * g.win.sw * g.c + g.win.kw * g.c <= 2 * kLanes) {
+    if (permute)
+      for (int64_t kx = 0; kx < g.win.kw; ++kx)
+        cell[kx] = _mm512_add_epi32(off, _mm512_set1_epi32((int32_t)(kx * g.c)));
+  }
+
+  // Row iy's 32 floats from column col0 (masked at the row's end: the group's windows end
+  // inside the row, so every lane a cell takes is a real one).
+  static void load_row(const PoolGeometry& g, const float* xi, int64_t iy, int64_t col0, __m512& lo, __m512& hi) {
+    const int64_t avail = (g.w - col0) * g.c;
+    const __mmask16 m0 = avail >= kLanes ? (__mmask16)0xFFFF : (__mmask16)((1u << avail) - 1u);
+    const __mmask16 m1 = avail >= 2 * kLanes ? (__mmask16)0xFFFF
+                         : avail <= kLanes   ? (__mmask16)0
+                                             : (__mmask16)((1u << (avail - kLanes)) - 1u);
+    const float* src = xi + (iy * g.w + col0) * g.c;
+    lo = _mm512_maskz_loadu_ps(m0, src);
+    hi = _mm512_maskz_loadu_ps(m1, src + kLanes);
+  }
+};
+
 template <bool kArg>
 void max_forward_task_packed(const PoolGeometry& g, const float* x, float* y, uint8_t* arg,
                              int64_t img) {
@@ -223,6 +253,7 @@ void max_forward_task_packed(const PoolGeometry& g, const float* x, float* y, ui
   alignas(64) int32_t lane_off[kLanes];
   for (int64_t j = 0; j < kLanes; ++j) lane_off[j] = (int32_t)((j / C) * w.sw * C + j % C);
   const __m512i off = _mm512_load_si512(lane_off);
+  const PackedCells cells(g, pl, off);
   for (int64_t oy = 0; oy < g.oh; ++oy) {
     const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
     const int64_t row0 = oy * w.sh - w.pt;
@@ -238,10 +269,14 @@ void max_forward_task_packed(const PoolGeometry& g, const float* x, float* y, ui
       __m512 best = _mm512_setzero_ps();
       __m512i which = _mm512_setzero_si512();
       bool first = true;
-      for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+      for (int64_t iy = rows.lo; iy < rows.hi; ++iy) {
+        __m512 lo, hi;
+        if (cells.permute) PackedCells::load_row(g, xi, iy, col0, lo, hi);
         for (int64_t kx = 0; kx < w.kw; ++kx) {
-          const float* cell = xi + (iy * g.w + col0 + kx) * C;
-          const __m512 val = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), grp.mask, off, cell, 4);
+          const __m512 val =
+              cells.permute ? _mm512_maskz_permutex2var_ps(grp.mask, lo, cells.cell[kx], hi)
+                            : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), grp.mask, off,
+                                                       xi + (iy * g.w + col0 + kx) * C, 4);
           const __m512i t = _mm512_set1_epi32((int32_t)((iy - row0) * w.kw + kx));
           if (first) {
             best = val;
@@ -255,6 +290,7 @@ void max_forward_task_packed(const PoolGeometry& g, const float* x, float* y, ui
           best = _mm512_mask_mov_ps(best, win, val);
           if constexpr (kArg) which = _mm512_mask_mov_epi32(which, win, t);
         }
+      }
       const int64_t o = ((img * g.oh + oy) * g.ow + ox) * C;
       _mm512_mask_storeu_ps(y + o, grp.mask, best);
       if constexpr (kArg) _mm512_mask_cvtepi32_storeu_epi8(arg + o, grp.mask, which);
@@ -800,6 +836,7 @@ void avg_forward_task_packed(const PoolGeometry& g, const float* x, float* y, in
   alignas(64) int32_t lane_off[kLanes];
   for (int64_t j = 0; j < kLanes; ++j) lane_off[j] = (int32_t)((j / C) * w.sw * C + j % C);
   const __m512i off = _mm512_load_si512(lane_off);
+  const PackedCells cells(g, pl, off);
   for (int64_t oy = 0; oy < g.oh; ++oy) {
     const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
     int64_t ox = 0;
@@ -814,10 +851,19 @@ void avg_forward_task_packed(const PoolGeometry& g, const float* x, float* y, in
         continue;
       }
       __m512 acc = _mm512_setzero_ps();
-      for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
-        for (int64_t kx = 0; kx < w.kw; ++kx)
-          acc = _mm512_add_ps(acc, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), grp.mask, off,
-                                                            xi + (iy * g.w + col0 + kx) * C, 4));
+      if (cells.permute) {
+        for (int64_t iy = rows.lo; iy < rows.hi; ++iy) {
+          __m512 lo, hi;
+          PackedCells::load_row(g, xi, iy, col0, lo, hi);
+          for (int64_t kx = 0; kx < w.kw; ++kx)
+            acc = _mm512_add_ps(acc, _mm512_maskz_permutex2var_ps(grp.mask, lo, cells.cell[kx], hi));
+        }
+      } else {
+        for (int64_t iy = rows.lo; iy < rows.hi; ++iy)
+          for (int64_t kx = 0; kx < w.kw; ++kx)
+            acc = _mm512_add_ps(acc, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), grp.mask, off,
+                                                              xi + (iy * g.w + col0 + kx) * C, 4));
+      }
       const float scale = pool_inv_count(rows, AxisRange{col0, col0 + w.kw});
       _mm512_mask_storeu_ps(out, grp.mask, _mm512_mul_ps(acc, _mm512_set1_ps(scale)));
       ox += grp.pixels;
@@ -829,7 +875,8 @@ void avg_forward_task_packed(const PoolGeometry& g, const float* x, float* y, in
 // output adding dy * 1/count (its 1/count fetched per lane like dy), in avg_pool2d_backward's
 // (oy, ox) order.
 void avg_backward_packed(const PoolGeometry& g, const float* dy, float* dx, const float* inv_count,
-                         const std::vector<AxisRange>& cover_y, const std::vector<AxisRange>& cover_x) {
+                         const std::vector<AxisRange>& cover_y, const std::vector<AxisRange>& cover_x,
+                         const float* y, Activation act) {
   const Window2d& w = g.win;
   const int64_t C = g.c, pixels = kLanes / C, groups = (g.w + pixels - 1) / pixels;
   const int64_t slots = (w.kw + w.sw - 1) / w.sw, row_len = g.ow * C;
@@ -864,6 +911,7 @@ void avg_backward_packed(const PoolGeometry& g, const float* dy, float* dx, cons
         }
         _mm512_mask_storeu_ps(dx_row + gi * pixels * C, (__mmask16)((1u << lanes) - 1u), acc);
       }
+      if (y) activation_backward_inplace(g.w * C, y + (dx_row - dx), dx_row, act);
     }
   });
 }
@@ -912,7 +960,8 @@ void avg_forward_task_packed8(const PoolGeometry& g, const float* x, float* y, i
 // load of dy and one 1/count for the pixel), the same products and additions in the same
 // order. Before it: 3.04 ms at avx2 against 0.65 at avx512 on LeNet's (256, 28, 28, 6).
 void avg_backward_packed8(const PoolGeometry& g, const float* dy, float* dx, const float* inv_count,
-                          const std::vector<AxisRange>& cover_y, const std::vector<AxisRange>& cover_x) {
+                          const std::vector<AxisRange>& cover_y, const std::vector<AxisRange>& cover_x,
+                          const float* y, Activation act) {
   const Window2d& w = g.win;
   const int64_t C = g.c, pixels = 8 / C, groups = (g.w + pixels - 1) / pixels;
   const int64_t slots = (w.kw + w.sw - 1) / w.sw, row_len = g.ow * C;
@@ -951,6 +1000,7 @@ void avg_backward_packed8(const PoolGeometry& g, const float* dy, float* dx, con
         }
         _mm256_maskstore_ps(dx_row + gi * pixels * C, lanes_below(lanes), acc);
       }
+      if (y) activation_backward_inplace(g.w * C, y + (dx_row - dx), dx_row, act);
     }
   });
 }
@@ -1020,7 +1070,8 @@ inline void avg_gather16(const PoolGeometry& g, const float* dyi, const float* i
 // Gather form: each input cell sums dy/count over the outputs whose window covers it, so dx
 // is written once, with no zeroing pass and the same order of additions as the CUDA twin.
 // The per-axis ranges and the 1/count table are computed once per call, not per cell.
-void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx) {
+void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx, const float* y, Activation act) {
+  if (act == Activation::Linear) y = nullptr;  // nothing to apply
   const Window2d& w = g.win;
   const int64_t C = g.c;
   std::vector<AxisRange> cover_y(g.h), cover_x(g.w);
@@ -1033,12 +1084,12 @@ void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx) {
                                                  pool_window(ox, w.sw, w.pl, w.kw, g.w));
 #if defined(__AVX512F__)
   if (C < kLanes) {
-    avg_backward_packed(g, dy, dx, inv_count.data(), cover_y, cover_x);
+    avg_backward_packed(g, dy, dx, inv_count.data(), cover_y, cover_x, y, act);
     return;
   }
 #elif defined(__AVX2__)
   if (C < 8) {
-    avg_backward_packed8(g, dy, dx, inv_count.data(), cover_y, cover_x);
+    avg_backward_packed8(g, dy, dx, inv_count.data(), cover_y, cover_x, y, act);
     return;
   }
 #endif
@@ -1065,6 +1116,12 @@ void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx) {
               acc += dyi[(oy * g.ow + ox) * C + c] * inv_count[oy * g.ow + ox];
           out[c] = acc;
         }
+        // a task with part of the channels: its own cells only, pixel by pixel
+        if (y && c1 - c0 < C) activation_backward_inplace(c1 - c0, y + (out - dx) + c0, out + c0, act);
+      }
+      if (y && c1 - c0 == C) {  // the whole row, still in cache
+        const int64_t row = (img * g.h + iy) * g.w * C;
+        activation_backward_inplace(g.w * C, y + row, dx + row, act);
       }
     }
   });

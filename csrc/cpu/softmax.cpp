@@ -124,8 +124,7 @@ inline void from_tile(int64_t rows, W c, const float* __restrict tile, float* __
 template <typename Body>
 void for_each_tile(int64_t n, int64_t c, Body body) {
   const int64_t blocks = (n + kLanes - 1) / kLanes;
-#pragma omp parallel if (n * c >= kParallelGrain)
-  {
+  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
     alignas(64) float tile[2 * kNarrow * kLanes];
 #pragma omp for schedule(static)
@@ -133,7 +132,7 @@ void for_each_tile(int64_t n, int64_t c, Body body) {
       const int64_t r0 = b * kLanes;
       body(r0, std::min(kLanes, n - r0), tile);
     }
-  }
+  });
 }
 
 // Softmax of the 16 rows held in a tile, in place.
@@ -186,8 +185,7 @@ void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
     with_width(c, [&](auto w) { softmax_forward_narrow(n, w, x, y); });
     return;
   }
-#pragma omp parallel if (n * c >= kParallelGrain)
-  {
+  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
@@ -197,7 +195,7 @@ void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
       const float inv = (float)(1.0 / s);
       for (int64_t j = 0; j < c; ++j) y[i * c + j] *= inv;
     }
-  }
+  });
 }
 
 // dx = y * (dy - sum(dy * y)) per row (Jacobian-vector product of softmax).
@@ -206,8 +204,7 @@ void softmax_backward(int64_t n, int64_t c, const float* dy, const float* y, flo
     with_width(c, [&](auto w) { softmax_backward_narrow(n, w, dy, y, dx); });
     return;
   }
-#pragma omp parallel if (n * c >= kParallelGrain)
-  {
+  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
@@ -216,13 +213,12 @@ void softmax_backward(int64_t n, int64_t c, const float* dy, const float* y, flo
       const float d = (float)dot(c, g, yr);
       for (int64_t j = 0; j < c; ++j) dx[i * c + j] = yr[j] * (g[j] - d);
     }
-  }
+  });
 }
 
 void softmax_cross_entropy_forward(int64_t n, int64_t c, const float* logits,
                                    const int64_t* labels, float* loss, float* probs) {
-#pragma omp parallel if (n * c >= kParallelGrain)
-  {
+  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
@@ -236,13 +232,12 @@ void softmax_cross_entropy_forward(int64_t n, int64_t c, const float* logits,
       // (x[label] - mx) first: both are large, their difference is exact-ish and small.
       loss[i] = (float)(std::log(s) - ((double)x[labels[i]] - (double)mx));
     }
-  }
+  });
 }
 
 void softmax_cross_entropy_backward(int64_t n, int64_t c, const float* probs,
                                     const int64_t* labels, const float* dloss, float* dlogits) {
-#pragma omp parallel if (n * c >= kParallelGrain)
-  {
+  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
@@ -250,7 +245,7 @@ void softmax_cross_entropy_backward(int64_t n, int64_t c, const float* probs,
       for (int64_t j = 0; j < c; ++j) dlogits[i * c + j] = g * probs[i * c + j];
       dlogits[i * c + labels[i]] -= g;
     }
-  }
+  });
 }
 
 }  // namespace fastconv::cpu

@@ -76,14 +76,13 @@ int64_t get_stream_threshold() { return g_stream_threshold.load(std::memory_orde
 // of benchmarks/bench_bandwidth.py, with the same thread team as the kernels.
 void parallel_copy(int64_t nbytes, const void* src, void* dst) {
   const int64_t pages = (nbytes + 4095) / 4096;
-#pragma omp parallel if (nbytes >= 4 * kParallelGrain)
-  {
+  parallel_region((nbytes >= 4 * kParallelGrain) ? 0 : 1, [&] {
     note_team();
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t b0 = std::min(nbytes, pages * t / nt * 4096);
     const int64_t b1 = std::min(nbytes, pages * (t + 1) / nt * 4096);
     if (b1 > b0) std::memcpy((char*)dst + b0, (const char*)src + b0, (size_t)(b1 - b0));
-  }
+  });
 }
 
 void set_workspace_limit(int64_t bytes) {
@@ -164,8 +163,7 @@ void parallel_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
   const int64_t block = std::max<int64_t>(16, ((len + threads - 1) / threads + 15) / 16 * 16);
   const int64_t blocks = (len + block - 1) / block;
   ExceptionCaptor errors;  // the native sgemm allocates its packing buffers per thread
-#pragma omp parallel num_threads(threads)
-  {
+  parallel_region(threads, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < blocks; ++i) errors.run([&] {
@@ -177,7 +175,7 @@ void parallel_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
         sgemm(trans_a, trans_b, m, s, k, alpha, a, lda, trans_b ? b + s0 * ldb : b + s0, ldb, beta,
               c + s0, ldc);
     });
-  }
+  });
   errors.rethrow();
 }
 

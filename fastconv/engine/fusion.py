@@ -13,12 +13,15 @@ not a model output):
 - ``Conv2D('relu') -> MaxPooling2D`` (or ``Conv2D -> ReLU -> MaxPooling2D``): one op whose
   backward applies the ReLU mask to the pooled gradient (autograd/ops/conv_relu_max_pool.py),
   a quarter of the conv output for 2x2 pooling, and keeps no conv output.
+- ``Conv2D('relu' | 'sigmoid' | 'tanh') -> AveragePooling2D``: one op whose backward spreads the
+  pooled gradient and multiplies it by the activation's derivative in one pass
+  (autograd/ops/conv_act_avg_pool.py; LeNet-5's classic sigmoid + average pool).
 - ``BatchNormalization -> ReLU``: one batch-norm kernel that applies the ReLU (and, in
   training, masks its gradient by recomputing the sign instead of saving another array).
 
 Only the exact built-in classes fuse (a subclass may override ``call``); ``ReLU`` only with its
 defaults; the conv only with a linear activation (or ReLU when a max pool follows) and the batch norm
-only on the last axis.
+only on the last axis; a conv with its own relu, sigmoid or tanh fuses with an average pool after it.
 ``fastconv.set_fusion(False)`` turns it off; ``model.fusion_plan(training)`` lists the chains.
 Layers that run a list of sublayers themselves (the zoo's residual and dense blocks) use
 ``run_layers`` to get the same treatment.
@@ -27,7 +30,7 @@ from ..layers.activation import Activation, ReLU
 from ..layers.batch_normalization import BatchNormalization
 from ..layers.conv2d import Conv2D
 from ..layers.merge import Add
-from ..layers.pooling import MaxPooling2D
+from ..layers.pooling import AveragePooling2D, MaxPooling2D
 from ..layers.zero_padding2d import ZeroPadding2D
 
 
@@ -68,6 +71,14 @@ def _is_max_pool(layer):
     return type(layer) is MaxPooling2D and layer.built
 
 
+def _is_act_conv(layer):  # an activation the kernels differentiate from y: fuses with an average pool
+    return type(layer) is Conv2D and layer.built and layer.activation in ("relu", "sigmoid", "tanh")
+
+
+def _is_avg_pool(layer):
+    return type(layer) is AveragePooling2D and layer.built
+
+
 def _is_zero_padding(layer):
     return type(layer) is ZeroPadding2D and layer.built
 
@@ -85,7 +96,7 @@ class Chain:
         head, kwargs = links[0]
         pad = head.padding if _is_zero_padding(head) else None
         self.runner = self.layers[1] if pad else head  # the layer whose call runs the chain
-        if _is_conv(self.runner) or _is_relu_conv(self.runner):
+        if _is_conv(self.runner) or _is_act_conv(self.runner):
             rest = self.layers[2 if pad else 1:]
             self.fold = rest[0] if rest and _is_bn(rest[0]) else None
             pool = self.layers[-1] if _is_max_pool(self.layers[-1]) else None
@@ -93,6 +104,8 @@ class Chain:
                                 "_pads": pad}
             if pool is not None:
                 self.call_kwargs = {"_pads": pad, "_max_pool": pool}
+            elif _is_avg_pool(self.layers[-1]):
+                self.call_kwargs = {"_pads": pad, "_avg_pool": self.layers[-1]}
         elif type(head) is Add:
             self.call_kwargs = {"_activation": "relu"}
         else:  # batch norm + relu
@@ -131,7 +144,9 @@ def chain_from(links_at, training):
         elif extend(lambda l: _is_relu(l[0])):
             extend(lambda l: _is_max_pool(l[0]))
     elif _is_relu_conv(head):
-        extend(lambda l: _is_max_pool(l[0]))
+        extend(lambda l: _is_max_pool(l[0]) or _is_avg_pool(l[0]))
+    elif _is_act_conv(head):
+        extend(lambda l: _is_avg_pool(l[0]))
     elif _is_bn(head) or type(head) is Add:
         extend(lambda l: _is_relu(l[0]))
     return Chain(links, training) if len(links) > 1 else None

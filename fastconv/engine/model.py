@@ -49,6 +49,19 @@ class _LossTracker:
         self.total, self.count = 0.0, 0.0
 
 
+def _training():
+    """fastconv.training (imported on first use: it imports this module), kept: predict on
+    one image is a few tens of microseconds and the import statement cost one of them."""
+    global _training_module
+    if _training_module is None:
+        from .. import training
+        _training_module = training
+    return _training_module
+
+
+_training_module = None
+
+
 def _array(y):
     """Targets and weights as arrays: device arrays stay where they are, the rest NumPy."""
     if y is None:
@@ -280,9 +293,13 @@ class Model(Layer):
         return self.compute_metrics(x, y, y_pred, sample_weight, loss)
 
     def predict_step(self, x):
+        # The prepared plan (None where it does not apply) records nothing and enters no_grad
+        # where it calls a layer, so the hot path skips the context manager (~1 us a call).
+        out = inference.predict(self, x)
+        if out is not None:
+            return out
         with no_grad():
-            out = inference.predict(self, x)  # the prepared plan; None where it does not apply
-            return _array(self(x, training=False)) if out is None else out
+            return _array(self(x, training=False))
 
     # -- batch-level API (Keras) -------------------------------------------------------------
     def _batch_logs(self, logs, return_dict):
@@ -315,8 +332,7 @@ class Model(Layer):
         return training.evaluate(self, x, y, **kwargs)
 
     def predict(self, x, **kwargs):
-        from .. import training
-        return training.predict(self, x, **kwargs)
+        return _training().predict(self, x, **kwargs)
 
     # -- inspection and weights I/O ----------------------------------------------------------
     def get_layer(self, name=None, index=None):

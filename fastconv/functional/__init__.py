@@ -14,6 +14,6 @@ from .conv import (  # noqa: F401
     conv2d, conv2d_algorithm, conv2d_backward, dense, dense_backward, depthwise_conv2d, depthwise_conv2d_backward)
 from .norm import batch_norm_backward, batch_norm_inference, batch_norm_train  # noqa: F401
 from .pool import (  # noqa: F401
-    avg_pool2d, avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d,
+    avg_pool2d, avg_pool2d_backward, avg_pool2d_backward_activation, global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d,
     global_max_pool2d_backward, max_pool2d, max_pool2d_backward, max_pool2d_backward_argmax,
     max_pool2d_with_argmax)

@@ -68,6 +68,19 @@ def avg_pool2d_backward(dy, x_shape, pool_size=2, strides=None, padding="valid")
     return kernels().avg_pool2d_backward(dy, x_shape, *_pool_args(x_shape, pool_size, strides, padding))
 
 
+def avg_pool2d_backward_activation(dy, y, activation, pool_size=2, strides=None, padding="valid"):
+    """dz = avg_pool2d_backward(dy, y.shape, ...) * activation'(z) for the pool's input
+    y = activation(z): one pass where the backend has the kernel (cpu), else the two."""
+    from .activation import _activation_name
+    dy, y = floats(dy, "dy"), floats(y, "y")
+    args = _pool_args(y.shape, pool_size, strides, padding)
+    k, name = kernels(), _activation_name(activation)
+    if hasattr(k, "avg_pool2d_backward_activation"):
+        return k.avg_pool2d_backward_activation(dy, y, *args, name)
+    dx = k.avg_pool2d_backward(dy, tuple(int(s) for s in y.shape), *args)
+    return dx if name == "linear" else k.bias_act_backward(dx, y, name, False)[0]
+
+
 def global_avg_pool2d(x):
     """(N, H, W, C) -> (N, C) mean over H and W."""
     x = floats(x, "x")

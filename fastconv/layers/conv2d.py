@@ -78,12 +78,19 @@ class Conv2D(Layer):
                                      regularizer=self.bias_regularizer) if self.use_bias else None)
         self._in_channels = cin
 
-    def call(self, inputs, _fold=None, _activation=None, _pads=None, _max_pool=None):
+    def call(self, inputs, _fold=None, _activation=None, _pads=None, _max_pool=None, _avg_pool=None):
         # _fold (a BatchNormalization at inference), _activation and _pads (a ZeroPadding2D's
         # ((top, bottom), (left, right)) on a 'valid' conv) come from a fused layer chain
         # (engine/fusion.py), only on a conv whose own activation is linear. _max_pool (a
-        # MaxPooling2D after this conv's ReLU) comes from one too, with no _fold.
+        # MaxPooling2D after this conv's ReLU) comes from one too, with no _fold; so does _avg_pool
+        # (an AveragePooling2D after this conv's own relu, sigmoid or tanh).
         check_nhwc(self, inputs.shape, self._in_channels)
+        if _avg_pool is not None:
+            return ops.conv2d_activation_avg_pool(inputs, self.kernel, self.bias, strides=self.strides,
+                                                  padding=_pads or self.padding, dilation_rate=self.dilation_rate,
+                                                  groups=self.groups, activation=self.activation,
+                                                  pool_size=_avg_pool.pool_size, pool_strides=_avg_pool.strides,
+                                                  pool_padding=_avg_pool.padding)
         if _max_pool is not None:
             return ops.conv2d_relu_max_pool(inputs, self.kernel, self.bias, strides=self.strides,
                                             padding=_pads or self.padding, dilation_rate=self.dilation_rate,

@@ -1,10 +1,13 @@
 """Fully connected layer: y = x @ w + b with x (N, K), w (K, M), b (M,)."""
 import numpy as np
 
-from ._checks import float_array, optional_vector, require_shape
+from ._checks import check_activation, float_array, optional_vector, require_shape
+from .activation import bias_act_forward
 
 
-def dense_forward(x, w, b):
+def dense_forward(x, w, b, activation="linear"):
+    """activation(x @ w + b) (the activation as in bias_act_forward)."""
+    check_activation(activation)
     x = float_array(x, "x", 2, "(N, K)")
     w = float_array(w, "w", 2, "(K, M)", x.dtype)
     if w.shape[0] != x.shape[1]:
@@ -13,7 +16,8 @@ def dense_forward(x, w, b):
     y = x @ w
     if b is not None:
         y = y + b
-    return np.ascontiguousarray(y, dtype=x.dtype)
+    y = np.ascontiguousarray(y, dtype=x.dtype)
+    return y if activation == "linear" else bias_act_forward(y, None, activation)
 
 
 def dense_backward(dy, x, w):
