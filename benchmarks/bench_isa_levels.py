@@ -196,7 +196,7 @@ def collect(args):
     variants = []
     for name, folder in builds:
         levels = list(reversed(_levels(folder)))
-        if args.levels and levels != [""]:  # a single-level build keeps its one level
+        if args.levels and len(levels) > 1:  # a single-level build (e.g. native) keeps its one level
             levels = [lv for lv in levels if lv in args.levels]
         variants += [(name, folder, level) for level in levels]
     samples = {v: [] for v in variants}

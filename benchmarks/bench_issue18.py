@@ -309,7 +309,8 @@ def item5(ctx):
              + ", ".join(f"{bits}-bit {g:.0f}" for bits, g in sorted(p512.items(), key=lambda kv: int(kv[0])))
              + (f"; 256-bit / 512-bit = {p512['256'] / p512['512']:.2f}" if "256" in p512 and "512" in p512 else "")]
     if native is None:
-        notes.append("avx512 level against a -march=native build: not measured (no --native FOLDER given).")
+        notes.append("avx512 level against a -march=native build: not measured (no --native FOLDER given)."
+                     if not ctx.args.native else f"--native {ctx.args.native}: no variant ran from it.")
     notes.append("Split per step (ms, multiply-add kernels / other): " + "; ".join(
         f"{case}: avx512 {split[v512, case][1]:.2f} / {split[v512, case][2]:.2f}, "
         f"avx2 {split[v2, case][1]:.2f} / {split[v2, case][2]:.2f}" for case in ms[v512] if (v512, case) in split
@@ -423,10 +424,13 @@ def verdict(rows):
     return word, detail
 
 
-def render(ctx, results, started, load_before, command):
+def render(ctx, results, started, load_before, command, partial=False):
     load_after = os.getloadavg()
     lines = [f"# Issue 18 scorecard ({started:%Y-%m-%d %H:%M} UTC{', quick smoke run' if ctx.quick else ''})", "",
              f"Command: `{command}`", ""]
+    if partial:
+        lines += [f"**Partial: items {', '.join(map(str, results))} of {', '.join(map(str, ctx.args.items))} "
+                  "done; the run goes on.**", ""]
     lines += machine_lines(ctx)
     lines.append(f"- Load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in load_before)} at the start, "
                  f"{' '.join(f'{x:.2f}' for x in load_after)} at the end; "
@@ -474,6 +478,7 @@ def main(argv=None):
     import fastconv
     threads_before = fastconv.get_num_threads()
     ctx = Context(args)
+    command = ("PYTHONPATH=. python benchmarks/bench_issue18.py " + " ".join(argv)).rstrip()
     results = {}
     try:
         for item in sorted(set(args.items)):
@@ -489,16 +494,21 @@ def main(argv=None):
                                                           error or (notes[0] if notes else ""))
             results[item] = {"rows": rows, "notes": notes, "error": error, "verdict": word, "detail": detail,
                              "seconds": time.perf_counter() - t0}
+            if args.out and item != max(args.items):  # a long run leaves the items done so far
+                _write(args.out, render(ctx, results, started, load_before, command, partial=True))
     finally:
         fastconv.set_num_threads(threads_before)
-    command = "PYTHONPATH=. python benchmarks/bench_issue18.py " + " ".join(argv)
-    text = render(ctx, results, started, load_before, command.rstrip())
+    text = render(ctx, results, started, load_before, command)
     print(text)
     if args.out:
-        from fastconv.saving.atomic import atomic_write
-        with atomic_write(args.out, "w") as f:
-            f.write(text)
+        _write(args.out, text)
     return results, text
+
+
+def _write(path, text):
+    from fastconv.saving.atomic import atomic_write
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,14 @@ NO_PEERS = "no peers (--no-peers)"
 def in_process_card(tmp_path_factory):
     """Items 1-4 (in this process), one thread, one repeat."""
     out = tmp_path_factory.mktemp("card") / "card.md"
-    results, text = card.main(["--quick", "--no-peers", "--threads", "1", "--repeats", "1", "--items", "1", "2", "3",
-                               "4", "--sweep", SWEEP, "--out", str(out)])
-    return results, text, out
+    writes, write = [], card._write
+    card._write = lambda path, text: (writes.append(text), write(path, text))
+    try:
+        results, text = card.main(["--quick", "--no-peers", "--threads", "1", "--repeats", "1", "--items", "1", "2",
+                                   "3", "4", "--sweep", SWEEP, "--out", str(out)])
+    finally:
+        card._write = write
+    return results, text, out, writes
 
 
 def _summary_rows(text):
@@ -42,8 +47,13 @@ def _timed_rows_are_fastconv_only(rows, expected_refs):
 
 
 def test_report_has_machine_command_summary_and_a_section_per_item(in_process_card):
-    results, text, out = in_process_card
-    assert out.read_text() == text
+    results, text, out, writes = in_process_card
+    assert out.read_text() == text == writes[-1] and "Partial" not in text
+    # after each item but the last, the card so far replaces the file: a long run leaves its items
+    assert len(writes) == 4
+    for done, partial in enumerate(writes[:-1], 1):
+        assert f"**Partial: items {', '.join(map(str, range(1, done + 1)))} of 1, 2, 3, 4 done" in partial
+        assert _summary_rows(partial) == _summary_rows(text)[:done]
     assert list(results) == [1, 2, 3, 4]
     assert "Command: `PYTHONPATH=. python benchmarks/bench_issue18.py --quick --no-peers" in text
     for label in ("- CPU: ", "- ISA level: ", "FMA peak, 1 thread: ", "- Versions: ", "- Load average"):
@@ -57,7 +67,7 @@ def test_report_has_machine_command_summary_and_a_section_per_item(in_process_ca
 
 
 def test_peer_rows_say_no_peers_and_items_count_as_not_measured(in_process_card):
-    results, text, _ = in_process_card
+    results, text, _, _ = in_process_card
     steps = [r for r in results[1]["rows"] if "step" in r["case"]]
     assert [r["case"] for r in steps] == ["LeNet-5 modern step b32", "LeNet-5 classic step b32"]
     epochs = [r for r in results[1]["rows"] if "epoch" in r["case"]]
@@ -76,7 +86,7 @@ def test_peer_rows_say_no_peers_and_items_count_as_not_measured(in_process_card)
 
 
 def test_sweep_report_is_folded_in_as_item_3(in_process_card):
-    results, text, _ = in_process_card
+    results, text, _, _ = in_process_card
     with open(SWEEP) as f:
         report = f.read()
     block = report.split("## Per-family", 1)[1].split("\n## ", 1)[0]
