@@ -3,7 +3,8 @@ written as one markdown report (machine, command, a table per item with the meas
 the target and met / not met, and a summary).
 
     PYTHONPATH=. /work/peers-venv/bin/python benchmarks/bench_issue18.py [--threads 2] [--repeats 5]
-        [--quick] [--items 1 2 4 5] [--sweep FILE] [--native FOLDER] [--no-peers] [--out FILE]
+        [--epoch-repeats 3] [--rounds 2] [--quick] [--items 1 2 4 5] [--sweep FILE] [--native FOLDER]
+        [--no-peers] [--out FILE]
 
 Items (issue 18, "What to reach"); each reuses the benchmark script named, run here as a function:
   1. LeNet-5 training step b256, both variants, against PyTorch (bench_small_channels; at
@@ -27,8 +28,11 @@ Every figure is a median of interleaved repeats (fastconv and its peers take tur
 machine's drift hits all alike); ratios are fastconv / peer (< 1: fastconv faster). The summary
 counts the rows at --threads; 1-thread rows are shown for information. Without a peer (not
 installed, or --no-peers) its rows say so and the item counts as not measured.
-The full run takes about 12-15 minutes on 2 cores; --quick (tiny sizes, one configuration per
-item) well under 2 minutes: it checks the card, not the targets.
+The full run takes about 12-15 minutes on 2 quiet cores; --quick (tiny sizes, one configuration
+per item) well under 2 minutes: it checks the card, not the targets. With --out, the card so far
+is written after each item. On a machine shared with other jobs, 2 threads on 2 cores leave the
+peers' and fastconv's thread teams waiting for each other (PyTorch's LeNet epoch went from seconds
+to minutes at load 8): there, --threads 1 gives figures that mean something.
 """
 import argparse
 import datetime
@@ -146,7 +150,7 @@ def item1(ctx):
             rows.append(check(f"{name} b{batch}", threads, med["fastconv"], "PyTorch", med.get("torch"), 0.6,
                               primary=threads == ctx.threads, missing=ctx.why_no.get("torch")))
     ctx.set_threads(ctx.threads)
-    repeats = 1 if ctx.quick else max(1, min(3, ctx.args.repeats))
+    repeats = 1 if ctx.quick else ctx.args.epoch_repeats or min(3, ctx.args.repeats)
     argv = ["--threads", str(ctx.threads), "--repeats", str(repeats)]
     argv += ["--torch-python", sys.executable] if torch else ["--no-torch"]
     if ctx.quick:
@@ -276,7 +280,7 @@ def item5(ctx):
         return [], [f"This CPU runs the levels {levels}: the avx2 / avx512 comparison needs both."]
     argv = ["--threads", "1", "--levels", "avx512", "avx2"]
     argv += (["--rounds", "1", "--repeats", "1", "--profile", "1", "--quick"] if ctx.quick else
-             ["--rounds", "2", "--repeats", "3", "--profile", "2"])
+             ["--rounds", str(ctx.args.rounds), "--repeats", "3", "--profile", "2"])
     if ctx.args.native:
         argv += ["--build", f"native={ctx.args.native}", "--build", f"this={isa.this_build()}"]
     variants, samples, heads = isa.collect(isa.parse_args(argv))
@@ -453,6 +457,9 @@ def parse_args(argv):
     ap.add_argument("--threads", type=int, default=2, help="threads for every framework (default 2)")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats per case (default 5; epochs: "
                     "at most 3)")
+    ap.add_argument("--epoch-repeats", type=int, default=None,
+                    help="item 1: timed Fashion-MNIST epochs per side and configuration (default: --repeats, at most 3)")
+    ap.add_argument("--rounds", type=int, default=2, help="item 5: rounds of one process per level (default 2)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one configuration per item: a smoke run")
     ap.add_argument("--items", type=int, nargs="+", choices=ITEMS, default=list(ITEMS))
     ap.add_argument("--sweep", metavar="FILE", help="a bench_sweep.py report to fold in as item 3")
@@ -460,9 +467,10 @@ def parse_args(argv):
     ap.add_argument("--no-peers", action="store_true", help="fastconv only (every peer row says so)")
     ap.add_argument("--out", metavar="FILE", help="write the markdown scorecard here (atomically)")
     args = ap.parse_args(argv)
-    for name in ("threads", "repeats"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("threads", "repeats", "epoch_repeats", "rounds"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.sweep and not os.path.isfile(args.sweep):
         ap.error(f"--sweep: no such file {args.sweep}")
     if args.native and not os.path.isdir(os.path.join(args.native, "fastconv")):

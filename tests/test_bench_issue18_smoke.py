@@ -168,7 +168,8 @@ def test_check_and_verdict_arithmetic():
 
 def test_bad_arguments_are_refused_by_name(tmp_path, capsys):
     for argv, name in ((["--threads", "0"], "--threads"), (["--repeats", "0"], "--repeats"),
-                       (["--items", "7"], "--items"), (["--sweep", str(tmp_path / "none.md")], "--sweep"),
+                       (["--items", "7"], "--items"),
+                       (["--epoch-repeats", "0"], "--epoch-repeats"), (["--rounds", "0"], "--rounds"), (["--sweep", str(tmp_path / "none.md")], "--sweep"),
                        (["--native", str(tmp_path)], "--native")):
         with pytest.raises(SystemExit):
             card.parse_args(argv)
