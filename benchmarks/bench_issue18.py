@@ -371,7 +371,8 @@ def machine_lines(ctx):
                                 text=True).stdout.strip()
     except OSError:
         commit = ""
-    return [f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores; threads: {ctx.threads} (and 1 where marked)",
+    return [f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores; threads: {ctx.threads}"
+            + (" (and 1 where marked)" if ctx.threads != 1 else ""),
             f"- ISA level: {_C.isa_level()} (levels this CPU runs: {', '.join(_C.isa_levels())}); "
             f"FMA peak, 1 thread: {peaks or 'unknown'} GFLOP/s; OpenBLAS kernels {_C.blas_corename()}",
             f"- Versions: {', '.join(versions)}" + (f"; source {commit}" if commit else "")
