@@ -44,7 +44,8 @@ def _timed(fn, repeats, min_seconds=0.2):
     return statistics.median(samples)
 
 
-def _cases():
+def _cases(quick=False):
+    """quick: the LeNet steps and the sgemms only (no ResNet-18: a smoke run)."""
     import fastconv as fc
     from fastconv import _C
     from fastconv.bench.models import _batch, fastconv_model, fastconv_step
@@ -54,16 +55,20 @@ def _cases():
     modern = fc.models.lenet5((28, 28, 1), 10, variant="modern", classifier_activation=None)
     modern.compile(fc.optimizers.SGD(0.01, momentum=0.9),
                    fc.losses.SparseCategoricalCrossentropy(from_logits=True))
-    resnet = fastconv_model("resnet18_cifar", (32, 32, 3), 10)
-    xr, _ = _batch(64, (32, 32, 3), 10)
     n = 1024
     a, b = rng.random(n * n, dtype=np.float32), rng.random(n * n, dtype=np.float32)
     c = np.zeros(n * n, np.float32)
-    return {
+    cases = {
         "LeNet-5 modern step b256": lambda: modern.train_on_batch(x, y),
         "LeNet-5 classic step b256": fastconv_step("lenet5", 256, (28, 28, 1), 10),
-        "ResNet-18 CIFAR step b64": fastconv_step("resnet18_cifar", 64, (32, 32, 3), 10),
-        "ResNet-18 CIFAR predict b64": lambda: resnet.predict_on_batch(xr),
+    }
+    if not quick:
+        resnet = fastconv_model("resnet18_cifar", (32, 32, 3), 10)
+        xr, _ = _batch(64, (32, 32, 3), 10)
+        cases["ResNet-18 CIFAR step b64"] = fastconv_step("resnet18_cifar", 64, (32, 32, 3), 10)
+        cases["ResNet-18 CIFAR predict b64"] = lambda: resnet.predict_on_batch(xr)
+    return {
+        **cases,
         "sgemm 1024^3 (1 thread)": lambda: _C._sgemm(False, False, n, n, n, 1.0, a, n, b, n, 0.0, c, n, ""),
         # OpenBLAS with the kernels it picks for the level's CPU (fastconv/_loader.py): how
         # much the vector width alone is worth on this machine
@@ -121,12 +126,12 @@ def _ceiling(threads):
     return {str(bits): _C._fma_peak_gflops(0.3, 10, bits) for bits in _C._fma_peak_widths()}
 
 
-def worker(threads, repeats, profile_steps):
+def worker(threads, repeats, profile_steps, quick=False):
     import fastconv as fc
     from fastconv import _C
     fc.set_num_threads(threads)
     peaks = _ceiling(threads)  # before the cases: a quiet core, one thread
-    cases = _cases()
+    cases = _cases(quick)
     times = {name: _timed(fn, repeats) for name, fn in cases.items()}
     profiles = {}
     if profile_steps:
@@ -141,10 +146,12 @@ def _run_worker(folder, level, args):
     env.pop("FASTCONV_ISA", None)
     if level:
         env["FASTCONV_ISA"] = level
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_isa_levels", "--worker",
-                           "--threads", str(args.threads), "--repeats", str(args.repeats),
-                           "--profile", str(args.profile)],
-                          env=env, cwd="/", capture_output=True, text=True, check=True)
+    cmd = [sys.executable, "-m", "benchmarks.bench_isa_levels", "--worker", "--threads", str(args.threads),
+           "--repeats", str(args.repeats), "--profile", str(args.profile)] + (["--quick"] if args.quick else [])
+    proc = subprocess.run(cmd, env=env, cwd="/", capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench_isa_levels worker (FASTCONV_ISA={level or '-'}, {folder}) failed:\n"
+                           f"{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -157,7 +164,7 @@ def _levels(folder):
     return out.split() or [""]
 
 
-def main(argv=None):
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_isa_levels")
     ap.add_argument("--build", action="append", default=[], metavar="NAME=FOLDER",
                     help="a build to compare: a folder holding a fastconv package (repeatable)")
@@ -168,22 +175,50 @@ def main(argv=None):
                     help="also time each case's _C kernels over STEPS calls and split every step "
                          "into multiply-add-bound and other work, with the best ratio to the first "
                          "variant the hardware allows (0: off)")
+    ap.add_argument("--levels", nargs="+", metavar="LEVEL",
+                    help="only these levels of each multi-level build (e.g. avx512 avx2; default: all it runs)")
+    ap.add_argument("--quick", action="store_true", help="LeNet-5 steps and sgemms only (no ResNet-18)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args.worker:
-        return worker(args.threads, args.repeats, args.profile)
+    return ap.parse_args(argv)
+
+
+def this_build():
+    """The folder holding the imported fastconv package (a build to hand to --build)."""
     import fastconv
-    builds = [b.split("=", 1) for b in args.build] or [
-        ["this", os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))]]
-    variants = [(name, folder, level) for name, folder in builds
-                for level in reversed(_levels(folder))]
+    return os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
+
+
+def collect(args):
+    """Runs every variant's worker round robin -> (variants, samples, heads): variants are
+    (name, folder, level), samples[variant] the workers' JSON results (one per round), heads
+    the column names ("this avx512")."""
+    builds = [b.split("=", 1) for b in args.build] or [["this", this_build()]]
+    variants = []
+    for name, folder in builds:
+        levels = list(reversed(_levels(folder)))
+        if args.levels and len(levels) > 1:  # a single-level build (e.g. native) keeps its one level
+            levels = [lv for lv in levels if lv in args.levels]
+        variants += [(name, folder, level) for level in levels]
     samples = {v: [] for v in variants}
     for r in range(args.rounds):
         for v in variants:
             samples[v].append(_run_worker(v[1], v[2], args))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
-    cases = list(samples[variants[0]][0]["ms"])
     heads = [f"{name} {samples[(name, f, lv)][0]['level']}" for name, f, lv in variants]
+    return variants, samples, heads
+
+
+def case_medians(samples, v):
+    """{case: median ms over rounds} of one variant."""
+    return {case: statistics.median(s["ms"][case] for s in samples[v]) for case in samples[v][0]["ms"]}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        return worker(args.threads, args.repeats, args.profile, args.quick)
+    variants, samples, heads = collect(args)
+    cases = list(samples[variants[0]][0]["ms"])
     print(f"threads {args.threads}, {args.rounds} rounds, median ms (ratio to {heads[0]}); "
           "OpenBLAS kernels: " + ", ".join(f"{h}: {samples[v][0]['blas']}" for h, v in zip(heads, variants)))
     print("| case | " + " | ".join(heads) + " |")
@@ -232,6 +267,29 @@ def _print_ceiling(variants, samples, heads):
         print(f"| {head} | " + " | ".join(cells) + " |")
 
 
+def profile_split(variants, samples):
+    """{(variant, case): (total, multiply-add, other) ms per call}, medians over rounds."""
+    split = {}
+    for v in variants:
+        for case in samples[v][0]["profiles"]:
+            rows = [s["profiles"][case] for s in samples[v]]
+            fma = _median(sum(ms for op, ms in r["ops"].items() if op in FMA_BOUND) for r in rows)
+            total = _median(r["total"] for r in rows)
+            split[v, case] = (total, fma, total - fma)
+    return split
+
+
+def hardware_limit(samples, ref, v, ref_split):
+    """(sgemm ratio, limit): the best ratio of variant v's step to ref's the hardware allows,
+    ref's multiply-add work scaled by the ratio of the two variants' best serial sgemm and the
+    rest unchanged; limit None where the step does not split (no _C kernel names seen)."""
+    t0, f0, o0 = ref_split
+    r = _best_sgemm(samples, ref) / _best_sgemm(samples, v)
+    if f0 == 0 or o0 == 0:
+        return r, None
+    return r, (o0 + r * f0) / t0
+
+
 def _print_profile(variants, samples, heads):
     """Each profiled step split into multiply-add-bound kernels (FMA_BOUND) and the rest, and
     the best ratio to the first variant the hardware allows: the multiply-add work scaled by
@@ -239,13 +297,7 @@ def _print_profile(variants, samples, heads):
     fraction of its own peak it reaches), the rest unchanged."""
     ref = variants[0]
     cases = list(samples[ref][0]["profiles"])
-    split = {}
-    for v in variants:
-        for case in cases:
-            rows = [s["profiles"][case] for s in samples[v]]
-            fma = _median(sum(ms for op, ms in r["ops"].items() if op in FMA_BOUND) for r in rows)
-            total = _median(r["total"] for r in rows)
-            split[v, case] = (total, fma, total - fma)
+    split = profile_split(variants, samples)
     print(f"\nSteps by kernel class (ms per call, profiled; multiply-add-bound = {', '.join(FMA_BOUND)}; "
           "other = every other kernel and Python). 'limit': the ratio to the first variant if the "
           "multiply-add work ran at the sgemm-throughput ratio of the two levels and the rest did not change.")
@@ -258,11 +310,10 @@ def _print_profile(variants, samples, heads):
             if v == ref:
                 print(f"| {case} | {head} | {t:.2f} | {f:.2f} | {o:.2f} | | | | | |")
                 continue
-            if f0 == 0 or o0 == 0:  # e.g. predict's inference plan: its kernels bypass _C's names
+            r, limit = hardware_limit(samples, ref, v, split[ref, case])
+            if limit is None:  # e.g. predict's inference plan: its kernels bypass _C's names
                 print(f"| {case} | {head} | {t:.2f} | {f:.2f} | {o:.2f} | {t / t0:.2f} | not split | | | |")
                 continue
-            r = _best_sgemm(samples, ref) / _best_sgemm(samples, v)
-            limit = (o0 + r * f0) / t0
             print(f"| {case} | {head} | {t:.2f} | {f:.2f} | {o:.2f} | {t / t0:.2f} | {f / f0:.2f} | "
                   f"{o / o0:.2f} | {r:.2f} | {limit:.2f} |")
     print("\nPer kernel (ms per step, first round), largest first:")

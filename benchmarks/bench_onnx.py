@@ -66,6 +66,66 @@ def _without_plan(fastconv, model, x):
         fastconv.set_inference_plan(True)
 
 
+def measure(threads, repeats, batches=(1, 64), quick=False, models=None, clock="wall",
+            columns=("no plan", "predict"), peers=True):
+    """Rows of {"case", "fastconv_ms", ..., "max_abs_diff"}: medians of `repeats` interleaved
+    repeats per (model, batch). columns: which of fastconv's side figures to time beside
+    predict_on_batch ("no plan", "predict"); a side not measured is NaN. peers=False, or
+    onnxruntime / torch not importable: those columns are NaN (and onnxruntime's diff too).
+    Sets fastconv's threads to `threads` and leaves them so."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        ort = None
+    ort = ort if peers else None
+
+    import fastconv
+    set_threads(threads, {})
+    fastconv.set_seed(0)
+    if ort is not None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    nan = float("nan")
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name, make, shape, peer_name, classes in cases(quick):
+            if models and not any(name.lower().startswith(word.lower()) for word in models):
+                continue
+            model = make()
+            # The plan-off path runs on a copy: its autograd forward reads every weight through
+            # `.data`, which counts as a possible write and would make the plan refold.
+            twin = copy.deepcopy(model) if "no plan" in columns else None
+            peer = torch_predict(peer_name, shape, classes) if peers else None
+            session = None
+            if ort is not None:
+                path = os.path.join(folder, "model.onnx")
+                fastconv.onnx.export(model, path)
+                session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+                feed = session.get_inputs()[0].name
+            for batch in batches:
+                x = np.random.default_rng(batch).standard_normal((batch,) + shape).astype(np.float32)
+                runs = {"fastconv": lambda: model.predict_on_batch(x)}
+                if "no plan" in columns:
+                    runs["no plan"] = lambda: _without_plan(fastconv, twin, x)
+                if "predict" in columns:
+                    runs["predict"] = lambda: model.predict(x, verbose=0)
+                diff = nan
+                if session is not None:
+                    diff = float(np.max(np.abs(session.run(None, {feed: x})[0] - np.asarray(model.predict_on_batch(x)))))
+                    runs["onnxruntime"] = lambda: session.run(None, {feed: x})
+                if peer is not None:
+                    runs["torch"] = lambda: peer(x)
+                times = time_interleaved(runs, repeats,
+                                         clock=time.process_time if clock == "cpu" else time.perf_counter)
+                med = {k: summarize(v)["median_ms"] for k, v in times.items()}
+                rows.append({"case": f"{name} b{batch}", "model": name, "batch": batch,
+                             "fastconv_ms": med["fastconv"], "noplan_ms": med.get("no plan", nan),
+                             "predict_ms": med.get("predict", nan), "torch_ms": med.get("torch", nan),
+                             "onnxruntime_ms": med.get("onnxruntime", nan),
+                             "ratio": med.get("onnxruntime", nan) / med["fastconv"], "max_abs_diff": diff})
+    return rows, ort
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -77,43 +137,8 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", help="only the cases whose label starts with one of these "
                         "(e.g. ResNet-18 MobileNet; ResNet: both ResNets)")
     args = parser.parse_args(argv)
-    import onnxruntime as ort
-
-    import fastconv
-    set_threads(args.threads, {})
-    fastconv.set_seed(0)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
-    rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        for name, make, shape, peer_name, classes in cases(args.quick):
-            if args.models and not any(name.lower().startswith(word.lower()) for word in args.models):
-                continue
-            model = make()
-            # The plan-off path runs on a copy: its autograd forward reads every weight through
-            # `.data`, which counts as a possible write and would make the plan refold.
-            twin = copy.deepcopy(model)
-            peer = torch_predict(peer_name, shape, classes)
-            path = os.path.join(folder, "model.onnx")
-            fastconv.onnx.export(model, path)
-            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-            feed = session.get_inputs()[0].name
-            for batch in args.batches:
-                x = np.random.default_rng(batch).standard_normal((batch,) + shape).astype(np.float32)
-                diff = np.max(np.abs(session.run(None, {feed: x})[0] - np.asarray(model.predict_on_batch(x))))
-                runs = {"fastconv": lambda: model.predict_on_batch(x),
-                        "no plan": lambda: _without_plan(fastconv, twin, x),
-                        "predict": lambda: model.predict(x, verbose=0),
-                        "onnxruntime": lambda: session.run(None, {feed: x})}
-                if peer is not None:
-                    runs["torch"] = lambda: peer(x)
-                times = time_interleaved(runs, args.repeats,
-                                         clock=time.process_time if args.clock == "cpu" else time.perf_counter)
-                med = {k: summarize(v)["median_ms"] for k, v in times.items()}
-                rows.append({"case": f"{name} b{batch}", "fastconv_ms": med["fastconv"], "noplan_ms": med["no plan"],
-                             "predict_ms": med["predict"], "torch_ms": med.get("torch", float("nan")),
-                             "onnxruntime_ms": med["onnxruntime"], "ratio": med["onnxruntime"] / med["fastconv"],
-                             "max_abs_diff": float(diff)})
+    import onnxruntime as ort  # noqa: F401 - this script's comparison needs it: fail early, by name
+    rows, ort = measure(args.threads, args.repeats, args.batches, args.quick, args.models, args.clock)
     info = machine_info(args.threads, {"onnxruntime": ort})
     print(f"machine: {info}")
     print(f"medians of {args.repeats} interleaved repeats, {args.threads} thread(s), {args.clock} clock")

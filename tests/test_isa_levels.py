@@ -84,6 +84,17 @@ x, gamma, beta = rand(8, 5, 5, 24), rand(24), rand(24)
 y, mean, var, inv_std = _C.batch_norm_forward_train(x, gamma, beta, 1e-3)
 ry, rmean, rvar, _ = R.batch_norm_forward_train(f64(x), f64(gamma), f64(beta), 1e-3)
 errors["batch_norm"] = max(err(y, ry), err(mean, rmean), err(var, rvar))
+# backward, plain and through a fused relu (register-wide vectors below avx512, batchnorm.cpp):
+# c = 7 runs 37-row groups of 259 floats, so every level has a vector part and a scalar tail
+for shape in ((8, 5, 5, 24), (5, 9, 7, 7)):
+    x, gamma, beta, dy = rand(*shape), rand(shape[-1]), rand(shape[-1]), rand(*shape)
+    _, mean, _, inv_std = _C.batch_norm_forward_train(x, gamma, beta, 1e-3)
+    for relu_beta in (None, beta):
+        got = _C.batch_norm_backward(dy, x, gamma, mean, inv_std, relu_beta)
+        ref = R.batch_norm_backward(f64(dy), f64(x), f64(gamma), f64(mean), f64(inv_std),
+                                    None if relu_beta is None else f64(relu_beta))
+        name = f"batch_norm_backward{'_relu' if relu_beta is not None else ''}_c{shape[-1]}"
+        errors[name] = max(err(g, r) for g, r in zip(got, ref))
 
 logits = rand(33, 10) * 4
 errors["softmax"] = err(_C.softmax_forward(logits), R.softmax_forward(f64(logits)))
@@ -124,7 +135,7 @@ def test_forced_level_is_reported_and_matches_the_oracle(level):
         assert "needs the avx512 kernel level" in result["native_gemm"] and level in result["native_gemm"]
     bad = {name: e for name, e in result["errors"].items() if not e <= 1e-4}  # NaN fails too
     assert not bad, f"{level}: kernels off the oracle: {bad}"
-    assert len(result["errors"]) == 4 * 4 * 3 + 8  # every case ran
+    assert len(result["errors"]) == 4 * 4 * 3 + 8 + 4  # every case ran (+4: batch norm backward)
 
 
 def test_default_is_the_best_level_the_cpu_runs():

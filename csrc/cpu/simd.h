@@ -103,6 +103,21 @@ inline f32x16 load16_plain(const float* p) {
   return v;
 }
 
+// The same for one register of the level (f32xR): kernels whose loops must not put 16-lane
+// vectors through the stack at the avx2 and baseline levels (GCC 12 splits them into ymm/xmm
+// halves stored and reloaded) walk in these instead. At avx512 f32xR is f32x16.
+inline f32xR loadR(const float* p) {
+  f32xR v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void storeR(float* p, f32xR v) { std::memcpy(p, &v, sizeof v); }
+inline f32xR loadR_plain(const float* p) {
+  f32xR v = loadR(p);
+  opaque(v);
+  return v;
+}
+
 inline f32x16 splat16(float x) { return f32x16{} + x; }
 inline i32x16 splat16(int32_t x) { return i32x16{} + x; }
 
