@@ -56,9 +56,18 @@ void parallel_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
 // The activation is applied chunk by chunk while the output is in cache (activation_inplace
 // below); the GEMM paths start each chunk of y from bias + residual, so a residual block's
 // add + relu costs no pass of its own.
+// `prepared` (null: none) holds conv2d_prepare's output for this g and w.
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                     float* y, Activation act = Activation::Linear,
-                    const float* residual = nullptr);
+                    const float* residual = nullptr, const float* prepared = nullptr);
+// Forward weights prepared once for repeated calls on one geometry (inference plans): the
+// Winograd filter transform of a 3x3 stride-1 conv, which batch-1 passes would otherwise redo
+// on every call. conv2d_prepared_floats(g) is its size (0: g has no prepared form); whether
+// the forward pass would use it now (the algorithm setting, threads, workspace limit) is
+// conv2d_prepared_pays(g). A forward call that takes another path ignores it.
+int64_t conv2d_prepared_floats(const ConvGeometry& g);
+bool conv2d_prepared_pays(const ConvGeometry& g);
+void conv2d_prepare(const ConvGeometry& g, const float* w, float* prepared);
 // y[0 .. count) = act(y) in place: serial (for use inside a kernel's own threads) and
 // OpenMP-parallel (activation.cpp).
 void activation_inplace(int64_t count, float* y, Activation act);

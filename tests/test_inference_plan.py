@@ -373,3 +373,32 @@ def test_reshape_is_a_view_step():
     plan = _plan_of(model)
     kinds = [step.__qualname__ for step, _ in plan.steps]
     assert not any(name.startswith("_fallback_step") for name in kinds), kinds
+
+
+def test_winograd_filter_kept_by_the_plan_follows_weight_changes():
+    # A 3x3 stride-1 conv at batch 1 large enough for Winograd: the plan keeps its filter
+    # transform (conv2d_prepare) across predicts; every way the weights change must rebuild it.
+    fastconv.set_seed(12)
+    inp = layers.Input((12, 12, 16))
+    h = layers.Conv2D(16, 3, padding="same", name="c1")(inp)
+    h = layers.BatchNormalization(name="bn1")(h)
+    h = layers.ReLU(name="r1")(h)
+    h = layers.Conv2D(16, 3, padding="same", use_bias=False, name="c2")(h)  # no BN: the kernel itself
+    h = layers.GlobalAveragePooling2D()(h)
+    model = fastconv.Model(inp, h)
+    _randomise_bn(model, 12)
+    x = _x((12, 12, 16), 1)
+    from fastconv import _C
+    assert _C.conv2d_prepare(np.zeros((3, 3, 16, 16), np.float32), x.shape, (1, 1), (1, 1, 1, 1), (1, 1), 1) is not None
+    first = model.predict_on_batch(x)
+    _close(first, _oracle(model, x))
+    _close(model.predict_on_batch(x), first)  # the kept filters
+    model.get_layer("c2").kernel.data[...] *= -0.5  # in place, a conv without BN
+    second = model.predict_on_batch(x)
+    _close(second, _oracle(model, x))
+    assert np.abs(second - first).max() > 1e-3
+    bn = model.get_layer("bn1")
+    bn.set_weights([w * 1.3 + 0.2 for w in bn.get_weights()])  # the fold of c1 changes
+    third = model.predict_on_batch(x)
+    _close(third, _oracle(model, x))
+    assert np.abs(third - second).max() > 1e-3

@@ -271,3 +271,83 @@ def test_bench_winograd_quick():
     assert len(rows) == 1 and set(rows[0]["times"]) == set(PASSES)
     assert rows[0]["used"] == dict.fromkeys(PASSES, "winograd")
     assert all(e["winograd"] <= TOL for e in rows[0]["errors"].values())
+
+
+# ---- prepared filters (conv2d_prepare: the filter transform kept across forward calls) ----
+
+@pytest.mark.parametrize("n, h, w, cin, cout, pads, act", [
+    (1, 14, 13, 9, 11, (1, 1, 1, 1), "relu"),      # F(4x4): 4 x 4 tiles
+    (1, 5, 7, 12, 10, (1, 1, 0, 2), "linear"),     # F(2x2) on the clipped odd output
+    (2, 9, 11, 70, 65, (0, 2, 1, 0), "tanh"),      # two channel chunks each side
+])
+def test_prepared_filter_matches_the_oracle_and_the_unprepared_pass(winograd, n, h, w, cin, cout, pads, act):
+    rng = np.random.default_rng(cin * cout)
+    x, wt, b = _inputs(rng, n, h, w, cin, cout, True)
+    args = ((1, 1), pads, (1, 1), 1)
+    u = _C.conv2d_prepare(wt, x.shape, *args)
+    assert u is not None and u.dtype == np.float32 and u.ndim == 1
+    got = _C.conv2d_forward(x, wt, b, *args, act, None, u)
+    # The same transform code computes U either way: the outputs are identical.
+    np.testing.assert_array_equal(got, _C.conv2d_forward(x, wt, b, *args, act))
+    z = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
+    ref = {"relu": np.maximum(z, 0), "linear": z, "tanh": np.tanh(z)}[act]
+    assert np.abs(got - ref).max() <= TOL * np.abs(z).max()
+
+
+def test_prepared_filter_is_what_the_pass_reads(winograd):
+    # U of other weights gives that conv's output: the pass reads U, not w (so a stale U would
+    # show; the inference plan's version cache must rebuild it, see test_inference_plan.py).
+    rng = np.random.default_rng(3)
+    x, w1, b = _inputs(rng, 1, 10, 10, 8, 16, True)
+    w2 = rng.standard_normal(w1.shape).astype(np.float32)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    u2 = _C.conv2d_prepare(w2, x.shape, *args)
+    got = _C.conv2d_forward(x, w1, b, *args, "linear", None, u2)
+    np.testing.assert_array_equal(got, _C.conv2d_forward(x, w2, b, *args))
+    # With a residual the Winograd pass runs linear and the add follows: U still used.
+    res = rng.standard_normal(got.shape).astype(np.float32)
+    got = _C.conv2d_forward(x, w1, b, *args, "relu", res, u2)
+    np.testing.assert_allclose(got, np.maximum(_C.conv2d_forward(x, w2, b, *args) + res, 0), rtol=1e-6, atol=1e-5)
+
+
+def test_prepared_filter_none_where_winograd_does_not_run():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 12, 12, 16)).astype(np.float32)
+    w3 = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+    same = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    assert _C.conv_algorithm(x.shape, w3.shape, *same)["forward"] == "winograd"
+    assert _C.conv2d_prepare(w3, x.shape, *same) is not None
+    w1 = rng.standard_normal((1, 1, 16, 16)).astype(np.float32)
+    assert _C.conv2d_prepare(w1, x.shape, (1, 1), (0, 0, 0, 0), (1, 1), 1) is None  # pointwise
+    assert _C.conv2d_prepare(w3, x.shape, (2, 2), (1, 1, 1, 1), (1, 1), 1) is None  # strided
+    u = _C.conv2d_prepare(w3, x.shape, *same)
+    saved = fastconv.get_conv_algorithm()
+    fastconv.set_conv_algorithm("im2col")
+    try:
+        assert _C.conv2d_prepare(w3, x.shape, *same) is None
+        # A prepared filter given anyway is ignored by the im2col pass: still the right output.
+        got = _C.conv2d_forward(x, w3, None, *same, "linear", None, u)
+        ref = R.conv2d_forward(x.astype(np.float64), w3.astype(np.float64), None, *same)
+        assert _rel_err(got, ref) <= 1e-5
+    finally:
+        fastconv.set_conv_algorithm(saved)
+
+
+def test_prepared_filter_validation():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 12, 12, 16)).astype(np.float32)
+    w3 = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+    same = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    u = _C.conv2d_prepare(w3, x.shape, *same)
+    assert u is not None
+    with pytest.raises(ValueError, match="prepared"):
+        _C.conv2d_forward(x, w3, None, *same, "linear", None, u[:-1])
+    with pytest.raises(ValueError, match="prepared"):  # another output size: another tile size
+        _C.conv2d_forward(np.ascontiguousarray(x[:, :5, :5]), w3, None, *same, "linear", None, u)
+    w1 = rng.standard_normal((1, 1, 16, 16)).astype(np.float32)
+    with pytest.raises(ValueError, match="prepared"):  # a geometry with no prepared form
+        _C.conv2d_forward(x, w1, None, (1, 1), (0, 0, 0, 0), (1, 1), 1, "linear", None, u)
+    with pytest.raises((ValueError, TypeError)):
+        _C.conv2d_forward(x, w3, None, *same, "linear", None, u.reshape(1, -1))
+    with pytest.raises((ValueError, TypeError)):
+        _C.conv2d_prepare(w3, (1, 12, 12), *same)

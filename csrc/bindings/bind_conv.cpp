@@ -30,7 +30,7 @@ constexpr const char* kY = "(N, OH, OW, Cout)";
 
 py::array_t<float> conv2d_forward(py::handle x_, py::handle w_, py::handle b_, py::handle strides,
                                   py::handle pads, py::handle dilation, int64_t groups,
-                                  py::handle activation, py::handle residual_) {
+                                  py::handle activation, py::handle residual_, py::handle prepared_) {
   const Activation act = parse_activation(activation);
   auto x = require_f32(x_, "x", 4, kX);
   auto w = require_f32(w_, "w", 4, kW);
@@ -42,13 +42,41 @@ py::array_t<float> conv2d_forward(py::handle x_, py::handle w_, py::handle b_, p
     residual = require_f32(residual_, "residual", 4, kY);
     require_shape(residual, "residual", {g.n, g.oh, g.ow, g.oc});
   }
+  py::array_t<float> prepared;
+  if (!prepared_.is_none()) {
+    prepared = require_f32(prepared_, "prepared", 1, "(conv2d_prepare's size,)");
+    const int64_t want = cpu::conv2d_prepared_floats(g);
+    if (want == 0 || prepared.shape(0) != want)
+      throw py::value_error("conv2d_forward: prepared has " + std::to_string(prepared.shape(0)) +
+                            " values, this geometry's prepared weights have " + std::to_string(want) +
+                            " (pass what conv2d_prepare returned for the same w and geometry)");
+  }
   auto y = empty_f32({g.n, g.oh, g.ow, g.oc});
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    cpu::conv2d_forward(g, x.data(), w.data(), b, yp, act, residual_.is_none() ? nullptr : residual.data());
+    cpu::conv2d_forward(g, x.data(), w.data(), b, yp, act, residual_.is_none() ? nullptr : residual.data(),
+                        prepared_.is_none() ? nullptr : prepared.data());
   }
   return y;
+}
+
+// The prepared form of w for forward calls on this geometry, or None when the forward pass
+// would not use one now.
+py::object conv2d_prepare(py::handle w_, py::handle x_shape, py::handle strides, py::handle pads,
+                          py::handle dilation, int64_t groups) {
+  auto w = require_f32(w_, "w", 4, kW);
+  const auto xs = int_tuple<4>(x_shape, "x_shape", kX);
+  const ConvGeometry g = geometry(xs, shape4(w), make_window(strides, pads, dilation), groups);
+  const int64_t floats = cpu::conv2d_prepared_floats(g);
+  if (floats == 0 || !cpu::conv2d_prepared_pays(g)) return py::none();
+  auto out = empty_f32({floats});
+  float* op = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::conv2d_prepare(g, w.data(), op);
+  }
+  return std::move(out);
 }
 
 py::array_t<float> conv2d_backward_data(py::handle dy_, py::handle w_, py::handle x_shape,
@@ -97,11 +125,17 @@ py::tuple conv2d_backward_weights(py::handle dy_, py::handle x_, py::handle w_sh
 void bind_conv(py::module_& m) {
   m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("w"), py::arg("b"),
         py::arg("strides"), py::arg("pads"), py::arg("dilation"), py::arg("groups"),
-        py::arg("activation") = "linear", py::arg("residual") = py::none(),
+        py::arg("activation") = "linear", py::arg("residual") = py::none(), py::arg("prepared") = py::none(),
         "y = activation(conv2d(x, w) + b + residual). x (N, H, W, C) float32, w (KH, KW, C/groups, Cout), "
         "b (Cout,) or None, strides (sh, sw), pads (top, bottom, left, right), dilation (dh, dw), "
         "activation 'linear' | 'relu' | 'sigmoid' | 'tanh' | 'relu6', residual (N, OH, OW, Cout) or None "
-        "(a residual block's shortcut, added before the activation).");
+        "(a residual block's shortcut, added before the activation), prepared: conv2d_prepare's result "
+        "for this w and geometry, or None.");
+  m.def("conv2d_prepare", &conv2d_prepare, py::arg("w"), py::arg("x_shape"), py::arg("strides"),
+        py::arg("pads"), py::arg("dilation"), py::arg("groups"),
+        "w prepared for repeated conv2d_forward calls on inputs of x_shape (the Winograd filter transform "
+        "of a 3x3 stride-1 conv), a 1-D float32 array to pass as conv2d_forward's `prepared`; None when "
+        "the forward pass would not use one (under the current algorithm setting and threads).");
   m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("dy"), py::arg("w"),
         py::arg("x_shape"), py::arg("strides"), py::arg("pads"), py::arg("dilation"),
         py::arg("groups"), "dx (x_shape) = gradient of conv2d_forward with respect to x.");

@@ -236,8 +236,19 @@ void tap_backward_data(const ConvGeometry& g, const float* dy, const float* w, f
 
 }  // namespace
 
+int64_t conv2d_prepared_floats(const ConvGeometry& g) { return detail::winograd_filter_floats(g); }
+
+bool conv2d_prepared_pays(const ConvGeometry& g) {
+  return !g.is_depthwise() && !detail::direct_eligible(g, ConvPass::Forward) &&
+         detail::use_winograd(g, ConvPass::Forward);
+}
+
+void conv2d_prepare(const ConvGeometry& g, const float* w, float* prepared) {
+  if (conv2d_prepared_floats(g) > 0) detail::winograd_prepare_filter(g, w, prepared);
+}
+
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                    float* y, Activation act, const float* residual) {
+                    float* y, Activation act, const float* residual, const float* prepared) {
   // The depthwise kernel writes y first, the activation follows; the few-channel direct
   // kernel applies it to each block of rows it has just written. Those and Winograd take no
   // residual: with one, they run linear and one add + activation pass follows.
@@ -255,7 +266,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
     return add_residual();
   }
   // Winograd declines (false) an input holding NaN or inf (winograd.h); im2col redoes it.
-  if (detail::use_winograd(g, ConvPass::Forward) && detail::winograd_forward(g, x, w, b, y, own))
+  if (detail::use_winograd(g, ConvPass::Forward) && detail::winograd_forward(g, x, w, b, y, own, prepared))
     return add_residual();
   // Too few output lines to give each thread rows (batch-1 inference): split Cout instead.
   if (detail::cout_split_forward(g, x, w, b, y, act, residual)) return;

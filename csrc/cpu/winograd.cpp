@@ -455,10 +455,16 @@ bool run_forward(const Problem& p, const Plan& pl, const float* x, const float* 
   return !nonfinite;
 }
 
+// `prepared` (null: none) is U for this geometry from winograd_prepare_filter: the transform
+// is skipped and only the blocks are allocated.
 template <int M>
 bool forward_impl(const Problem& p, const Plan& pl, const float* x, const float* w,
-                  const float* b, Activation act, float* y) {
+                  const float* b, Activation act, float* y, const float* prepared) {
   const int64_t ustride = position_stride(p.cin * p.cout);
+  if (prepared) {
+    auto ws = workspace(pl.threads * block_floats(p, pl));
+    return run_forward<M>(p, pl, x, prepared, ustride, false, b, act, y, ws.get());
+  }
   auto ws = workspace(workspace_floats(p, pl, ConvPass::Forward));
   float* u = ws.get();
   filter_transform<M>(w, p.cin * p.cout, false, u, ustride, pl.threads);
@@ -578,11 +584,28 @@ bool use_winograd(const ConvGeometry& g, ConvPass pass) {
 }
 
 bool winograd_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                      float* y, Activation act) {
+                      float* y, Activation act, const float* prepared) {
   const Problem p = forward_problem(g);
   const Plan pl = make_plan(p, ConvPass::Forward);
-  if (pl.m == 4) return forward_impl<4>(p, pl, x, w, b, act, y);
-  return forward_impl<2>(p, pl, x, w, b, act, y);
+  if (pl.m == 4) return forward_impl<4>(p, pl, x, w, b, act, y, prepared);
+  return forward_impl<2>(p, pl, x, w, b, act, y, prepared);
+}
+
+int64_t winograd_filter_floats(const ConvGeometry& g) {
+  if (!winograd_eligible(g)) return 0;
+  const int alpha = tile_size(forward_problem(g)) + 2;
+  return (int64_t)alpha * alpha * position_stride(g.c * g.oc);
+}
+
+void winograd_prepare_filter(const ConvGeometry& g, const float* w, float* u) {
+  const Problem p = forward_problem(g);
+  const int64_t ustride = position_stride(p.cin * p.cout);
+  const int threads = std::max(1, get_num_threads());
+  // The skew between the position slices is never read; zero it so the array is defined.
+  const int alpha = tile_size(p) + 2;
+  for (int q = 0; q < alpha * alpha; ++q) std::fill_n(u + q * ustride + p.cin * p.cout, kSkew, 0.f);
+  if (alpha == 6) filter_transform<4>(w, p.cin * p.cout, false, u, ustride, threads);
+  else filter_transform<2>(w, p.cin * p.cout, false, u, ustride, threads);
 }
 
 bool winograd_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {

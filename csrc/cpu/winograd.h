@@ -26,8 +26,16 @@ bool use_winograd(const ConvGeometry& g, ConvPass pass);
 // The forward and backward-data passes return false (output partly written) when their input
 // holds NaN or inf, which the transforms would spread over whole tiles: the caller then runs
 // the pass by im2col. A non-finite dw from the weight pass is the caller's to check.
+// `prepared` (null: none) is the filter transform U of w for g, from winograd_prepare_filter
+// (an inference plan keeps it across calls): the pass then reads U instead of transforming w,
+// which at batch 1 costs as much as the GEMMs (U is 4x the weights, written and read back).
 bool winograd_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                      float* y, Activation act);
+                      float* y, Activation act, const float* prepared = nullptr);
+// Floats of U for g (0 when g is not winograd_eligible): it depends only on the channels and
+// the tile size, which the output size picks, not on threads or settings.
+int64_t winograd_filter_floats(const ConvGeometry& g);
+// u[0 .. winograd_filter_floats(g)) = the forward filter transform of w for g.
+void winograd_prepare_filter(const ConvGeometry& g, const float* w, float* u);
 bool winograd_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx);
 void winograd_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                                float* db);

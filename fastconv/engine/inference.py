@@ -303,14 +303,16 @@ def _conv_weights(op):
     shape = kernel_var.shape
     grouped = (shape[0], shape[1], 1, shape[2] * shape[3]) if depthwise else shape
     if bn is None:
-        return lambda: (kernel_var._storage.reshape(grouped),
-                        None if bias_var is None else bias_var._storage)
+        def weights():
+            return kernel_var._storage.reshape(grouped), None if bias_var is None else bias_var._storage
+        weights.variables = [v for v in (kernel_var, bias_var) if v is not None]
+        return weights
     variables = [v for v in (kernel_var, bias_var, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)
                  if v is not None]
     cache = {"versions": None}
 
     def weights():
-        versions = [v.__dict__.get("_version", 0) for v in variables]
+        versions = _versions(variables)
         if versions != cache["versions"]:
             s, shift = _bn_scale_shift(bn, bias_var)
             kernel = kernel_var._storage.reshape(grouped)
@@ -318,7 +320,34 @@ def _conv_weights(op):
             cache["b"] = shift.astype(np.float32)
             cache["versions"] = versions
         return cache["w"], cache["b"]
+    weights.variables = variables
     return weights
+
+
+def _versions(variables):
+    return [v.__dict__.get("_version", 0) for v in variables]
+
+
+def _prepared_weights(k, weights, x_shape, geometry):
+    """A callable () -> the kernel's prepared form of the conv's weights for this input shape
+    (conv2d_prepare: the Winograd filter transform, which a batch-1 pass would otherwise redo on
+    every call), or None; cached, like the fold, until one of the variables changes."""
+    prepare = getattr(k, "conv2d_prepare", None)
+    kernel, _ = weights()
+    strides, pads, dilation, groups = geometry
+    if prepare is None or kernel.shape[:2] != (3, 3) or tuple(strides) != (1, 1) or groups != 1:
+        return None  # only 3x3 stride-1 ungrouped convs have one (Winograd)
+    cache = {"versions": None}
+
+    def prepared():
+        versions = _versions(weights.variables)
+        if versions != cache["versions"]:
+            # Fold first: weights() reads the same versions, so the two caches agree.
+            w, _ = weights()
+            cache["prepared"] = prepare(w, x_shape, strides, pads, dilation, groups)
+            cache["versions"] = versions
+        return cache["prepared"]
+    return prepared
 
 
 def _epilogue(activation, cap):
@@ -344,7 +373,15 @@ def _conv_step(op, x, k, residual=None):
     if op.residual is not None:
         return _residual_conv_step(op, x, residual, k, weights, (strides, pads, dilation, groups), activation, cap)
 
-    if cap is None:
+    prepared = _prepared_weights(k, weights, x.shape, (strides, pads, dilation, groups))
+    if prepared is not None:
+        def step(r):
+            w, b = weights()
+            y = conv(r[i], w, b, strides, pads, dilation, groups, activation, None, prepared())
+            if cap is not None:
+                np.minimum(y, cap, out=y)  # NaN stays NaN
+            r[o] = y
+    elif cap is None:
         def step(r):
             w, b = weights()
             r[o] = conv(r[i], w, b, strides, pads, dilation, groups, activation)
@@ -367,13 +404,14 @@ def _residual_conv_step(op, x, residual, k, weights, geometry, activation, cap):
     size = [(x.shape[1 + a] + pads[2 * a] + pads[2 * a + 1] - dilation[a] * (kernel.shape[a] - 1) - 1) // strides[a] + 1
             for a in range(2)]
     fused = residual.shape == (x.shape[0], size[0], size[1], kernel.shape[3])
+    prepared = _prepared_weights(k, weights, x.shape, geometry) or (lambda: None)
 
     def step(r):
         w, b = weights()
         if fused:
-            y = conv(r[i], w, b, strides, pads, dilation, groups, activation, r[res])
+            y = conv(r[i], w, b, strides, pads, dilation, groups, activation, r[res], prepared())
         else:
-            y = conv(r[i], w, b, strides, pads, dilation, groups, "linear") + r[res]
+            y = conv(r[i], w, b, strides, pads, dilation, groups, "linear", None, prepared()) + r[res]
             if activation != "linear":
                 y = k.bias_act_forward(y, None, activation)
         if cap is not None:
