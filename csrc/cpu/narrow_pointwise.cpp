@@ -85,15 +85,17 @@ int pass_threads(const ConvGeometry& g) {
 // A per-pixel linear map of `in` -> OUT channels: row i of w holds the weights from input
 // channel i to the OUT outputs (zero lanes beyond).
 struct PixelMap {
-  alignas(64) float w[kNarrowPointwiseMax][16] = {};
-  alignas(64) float bias[16] = {};
+  alignas(64) float w[kNarrowMapMax][kNarrowMapMax] = {};
+  alignas(64) float bias[kNarrowMapMax] = {};
   int64_t in = 0;
 };
 
 // dst[p*dst_step + o] = bias[o] + sum_i src[p*src_step + i] * m.w[i][o], o < OUT, p < count.
+// A pixel's OUT channels are NV vectors of 16 (two from 17 to 32 channels).
 template <int OUT>
 void map_pixels(const float* src, int64_t src_step, float* dst, int64_t dst_step, int64_t count,
                 const PixelMap& m) {
+  constexpr int NV = (OUT + 15) / 16;
   const int64_t in = m.in;
   if (OUT == 1 && in == 1) {  // a scaled copy: GCC vectorises the unit-stride loop
     const float w0 = m.w[0][0], b0 = m.bias[0];
@@ -104,29 +106,37 @@ void map_pixels(const float* src, int64_t src_step, float* dst, int64_t dst_step
     }
     return;
   }
-  const v16 bias = load16(m.bias);
+  v16 bias[NV];
+  for (int v = 0; v < NV; ++v) bias[v] = load16(m.bias + 16 * v);
   int64_t p = 0;
   for (; p + 4 <= count; p += 4) {
     const float* s = src + p * src_step;
-    v16 a0 = bias, a1 = bias, a2 = bias, a3 = bias;
+    v16 a[4][NV];
+#pragma GCC unroll 8
+    for (int k = 0; k < 4; ++k)
+      for (int v = 0; v < NV; ++v) a[k][v] = bias[v];
     for (int64_t i = 0; i < in; ++i) {
-      const v16 wi = load16(m.w[i]);
-      a0 += splat16(s[i]) * wi;
-      a1 += splat16(s[src_step + i]) * wi;
-      a2 += splat16(s[2 * src_step + i]) * wi;
-      a3 += splat16(s[3 * src_step + i]) * wi;
+      v16 wi[NV];
+      for (int v = 0; v < NV; ++v) wi[v] = load16(m.w[i] + 16 * v);
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {
+        const v16 x = splat16(s[k * src_step + i]);
+        for (int v = 0; v < NV; ++v) a[k][v] += x * wi[v];
+      }
     }
     float* d = dst + p * dst_step;
-    std::memcpy(d, &a0, sizeof(float) * OUT);
-    std::memcpy(d + dst_step, &a1, sizeof(float) * OUT);
-    std::memcpy(d + 2 * dst_step, &a2, sizeof(float) * OUT);
-    std::memcpy(d + 3 * dst_step, &a3, sizeof(float) * OUT);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) std::memcpy(d + k * dst_step, a[k], sizeof(float) * OUT);
   }
   for (; p < count; ++p) {
     const float* s = src + p * src_step;
-    v16 a = bias;
-    for (int64_t i = 0; i < in; ++i) a += splat16(s[i]) * load16(m.w[i]);
-    std::memcpy(dst + p * dst_step, &a, sizeof(float) * OUT);
+    v16 a[NV];
+    for (int v = 0; v < NV; ++v) a[v] = bias[v];
+    for (int64_t i = 0; i < in; ++i) {
+      const v16 x = splat16(s[i]);
+      for (int v = 0; v < NV; ++v) a[v] += x * load16(m.w[i] + 16 * v);
+    }
+    std::memcpy(dst + p * dst_step, a, sizeof(float) * OUT);
   }
 }
 
@@ -138,7 +148,7 @@ constexpr std::array<MapFn, sizeof...(I)> map_table(std::index_sequence<I...>) {
 }
 
 MapFn pick_map(int64_t out) {
-  static constexpr auto table = map_table(std::make_index_sequence<kNarrowPointwiseMax>());
+  static constexpr auto table = map_table(std::make_index_sequence<kNarrowMapMax>());
   return table[out - 1];
 }
 
@@ -225,11 +235,11 @@ void sum_pixels(const float* dy, int64_t oc, int64_t count, const float* dy_end,
 
 }  // namespace
 
-bool narrow_pointwise_shape(const ConvGeometry& g) {
+bool narrow_pointwise_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
+  const int64_t max = pass == ConvPass::BackwardWeights ? kNarrowPointwiseMax : kNarrowMapMax;
   return g.groups == 1 && v.kh == 1 && v.kw == 1 && v.pt == 0 && v.pb == 0 && v.pl == 0 &&
-         v.pr == 0 && g.c >= 1 && g.oc >= 1 && g.c <= kNarrowPointwiseMax &&
-         g.oc <= kNarrowPointwiseMax;
+         v.pr == 0 && g.c >= 1 && g.oc >= 1 && g.c <= max && g.oc <= max;
 }
 
 void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float* w,
