@@ -129,7 +129,10 @@ def test_wide_pointwise_map(stride):
         n, h, w = (1, 9, 13) if i % 2 else (2, 7, 11)
         for padding in ("same", "valid"):
             algos = _check(10 * i + stride, n, h, w, cin, cout, 1, stride, padding, bias=i % 3 != 2)
-            assert algos["forward"] == "direct" and algos["backward_data"] == "direct", algos
+            assert algos["backward_data"] == "direct", (cin, cout, algos)
+            # a strided forward takes the map up to 24 channels (narrow_pointwise.cpp)
+            if stride == 1 or max(cin, cout) <= 24:
+                assert algos["forward"] == "direct", (cin, cout, algos)
             if max(cin, cout) <= 16:
                 assert algos["backward_weights"] == "direct", (cin, cout, algos)
 

@@ -159,6 +159,8 @@ void deinterleave_pixels(const float* src, int64_t c, int64_t p, int64_t count, 
 // stride-2 C=1 forward, 18 ms for N=256 56x56 where 1 ms was due).
 void pack_row_planes(const float* src, int64_t w, int64_t c, int64_t p, int64_t shift,
                      int64_t len, int64_t plane, float* dst) {
+  if (p == 1)  // no phases: spares the divisions below (a tenth of a 14x14 C=1 forward)
+    return deinterleave_pixels(src, c, 1, std::min(w, len - shift), dst + shift, plane);
   for (int64_t ph = 0; ph < p; ++ph) {
     const int64_t q0 = ((ph - shift) % p + p) % p;  // first column landing in phase ph
     const int64_t j0 = (q0 + shift) / p;
