@@ -37,6 +37,9 @@ Full run (about 8-9 minutes on 2 cores, 20 s per family; the lead runs it on a q
     PYTHONPATH=. python benchmarks/bench_sweep.py --out sweep.md
 Quick check (about 30 s):
     PYTHONPATH=. python benchmarks/bench_sweep.py --quick
+On a loaded shared machine, --clock cpu times every call (and the two ceilings) by the calling
+thread's CPU time instead of the wall clock (1 thread only), so that other jobs' preemption
+does not move the family medians between a before and an after run.
 """
 import argparse
 import math
