@@ -37,6 +37,9 @@ Full run (about 8-9 minutes on 2 cores, 20 s per family; the lead runs it on a q
     PYTHONPATH=. python benchmarks/bench_sweep.py --out sweep.md
 Quick check (about 30 s):
     PYTHONPATH=. python benchmarks/bench_sweep.py --quick
+On a loaded shared machine, --clock cpu times every call (and the two ceilings) by the calling
+thread's CPU time instead of the wall clock (1 thread only), so that other jobs' preemption
+does not move the family medians between a before and an after run.
 """
 import argparse
 import math
@@ -309,17 +312,21 @@ def all_families():
 
 MIN_TIMED_S = 0.05  # short calls are repeated until this much time is spent ...
 MAX_RUNS = 25       # ... or this many runs
+# --clock: wall time, or the calling thread's CPU time (1 native thread: every kernel runs on
+# that thread), which a shared machine's other jobs do not inflate by preempting this one.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+clock = CLOCKS["wall"]
 
 
 def median_seconds(fn, repeats):
     """Median of at least `repeats` runs after a warm-up; a short call runs more often (up to
     MAX_RUNS, until MIN_TIMED_S), so one scheduler stall of a few ms on a shared machine is
     an outlier the median drops, not a third of the sample."""
-    times = run_times(fn, repeats)
+    times = run_times(fn, repeats, clock=clock)
     while sum(times) < MIN_TIMED_S and len(times) < MAX_RUNS:
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return statistics.median(times)
 
 
@@ -350,10 +357,12 @@ def grid(quick):
 
 def sweep(args, log=None):
     """Measure every family; returns (cases measured, per-family info, ceilings)."""
+    global clock
+    clock = CLOCKS[args.clock]
     fastconv.set_num_threads(args.threads)
     # FLOP/s: the best of several sizes. 2048 alone measured 60-70 GFLOP/s on one core where
     # 512 reached 160, and the dense cases then came out at 1.5-2x "the ceiling".
-    peak = max(sgemm_ceiling(size) for size in ((512,) if args.quick else (512, 1024, 2048))) * 1e9
+    peak = max(sgemm_ceiling(size, clock=clock) for size in ((512,) if args.quick else (512, 1024, 2048))) * 1e9
     copy = CopyReference(args.repeats)
     batches, spatial, channels = grid(args.quick)
     rng = np.random.default_rng(args.seed)
@@ -455,7 +464,7 @@ def work(case):
 def report(results, families, ceilings, args):
     lines = [f"# Kernel sweep ({'quick' if args.quick else 'full'})", "",
              f"Machine: {cpu_model()}, {os.cpu_count()} cores; threads={args.threads}; "
-             f"medians of {args.repeats}; sgemm ceiling {ceilings['sgemm_gflops']:.1f} GFLOP/s; "
+             f"medians of {args.repeats}; {args.clock} clock; sgemm ceiling {ceilings['sgemm_gflops']:.1f} GFLOP/s; "
              f"command: `python benchmarks/bench_sweep.py {' '.join(args.argv)}`".rstrip(), "",
              "## Per-family median roofline efficiency", "",
              "| family | metric | measured / grid (too big, too small) | median roofline | min roofline | below half median |",
@@ -506,12 +515,17 @@ def parse_args(argv):
                     help="only the families whose name contains one of these comma-separated words "
                          "(e.g. 'softmax,max_pool'); default: all")
     ap.add_argument("--seed", type=int, default=0, help="seed of the case order within a family")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                    help="time each call by the wall clock (default) or by this thread's CPU time "
+                         "(--threads 1 only; for a loaded shared machine)")
     ap.add_argument("--out", help="also write the markdown report to this file (atomically)")
     args = ap.parse_args(argv)
     if args.repeats < 3:
         ap.error(f"--repeats must be >= 3 (a median of fewer is noise), got {args.repeats}")
     if args.threads < 1:
         ap.error(f"--threads must be >= 1, got {args.threads}")
+    if args.clock == "cpu" and args.threads != 1:
+        ap.error("--clock cpu times the calling thread only: it needs --threads 1")
     if args.budget is None:
         args.budget = 1.0 if args.quick else 20.0
     if args.min_ideal_us < 0:

@@ -117,3 +117,45 @@ def test_strided_packing_with_pads(stride, pads):
         rdw, _ = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64), wt.shape,
                                            *args, False)
         _close(dw, rdw)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_wide_pointwise_map(stride):
+    """1x1 convs with 17..32 channels on a side: the forward and backward-data maps of
+    narrow_pointwise.cpp (two 16-lane vectors per pixel) against the oracle, odd sizes, batch 1
+    and 2, stride 3 > the kernel (the weight pass takes the map up to 16 channels)."""
+    pairs = ((24, 24), (32, 32), (17, 5), (3, 29), (20, 16), (16, 31), (32, 1))
+    for i, (cin, cout) in enumerate(pairs):
+        n, h, w = (1, 9, 13) if i % 2 else (2, 7, 11)
+        for padding in ("same", "valid"):
+            algos = _check(10 * i + stride, n, h, w, cin, cout, 1, stride, padding, bias=i % 3 != 2)
+            assert algos["backward_data"] == "direct", (cin, cout, algos)
+            # a strided forward takes the map up to 24 channels (narrow_pointwise.cpp)
+            if stride == 1 or max(cin, cout) <= 24:
+                assert algos["forward"] == "direct", (cin, cout, algos)
+            if max(cin, cout) <= 16:
+                assert algos["backward_weights"] == "direct", (cin, cout, algos)
+
+
+def test_wide_pointwise_long_rows():
+    """Rows of every tail length past the 4-pixel groups, at 24 and 32 channels."""
+    for w in (1, 3, 5, 18, 37):
+        for stride in (1, 2):
+            _check(w + stride, 1, 2, w, 24, 32, 1, stride, "same")
+            _check(w + 7 * stride, 2, 3, w, 32, 24, 1, stride, "valid")
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_packing_every_channel_count(stride):
+    """The direct kernel's packing at each compiled channel count (Cin 1..8 deinterleaved in
+    one copy loop each, dy of Cout 1..8 streamed for the weight pass) and beyond (Cin 12, Cout
+    9 and 24: the generic loops); rows longer than a vector, so the dy stream crosses blocks
+    of 16 pixels mid-row; 3x3 'same' and 'valid', batch 1 and 2."""
+    pairs = [(c, c) for c in range(1, 9)] + [(7, 4), (4, 9), (12, 5), (6, 24), (8, 3)]
+    for i, (cin, cout) in enumerate(pairs):
+        n, h, w = (1, 6, 37) if i % 2 else (2, 5, 19)
+        for padding in ("same", "valid"):
+            algos = _check(100 + 10 * i + stride, n, h, w, cin, cout, 3, stride, padding,
+                           bias=i % 3 != 1)
+            if cin <= 8 and cout % 16:
+                assert all(algos[p] == "direct" for p in PASSES), (cin, cout, algos)

@@ -378,6 +378,9 @@ void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float
 
 namespace {
 
+// Output positions (GEMM rows) below which the weight product runs untransposed.
+constexpr int64_t kTransposedMinRows = 256;
+
 void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db) {
   const int64_t positions = g.n * g.oh * g.ow;
@@ -391,7 +394,10 @@ void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float
   // Measured per chunk on one thread (GFLOP/s, CPU time, the shared 2-core Xeon): K 576 x
   // Cout 128 x 448 rows 123-127 -> 152 transposed; 256 x 64 x 1008 (1x1) 138-141 -> 153-154;
   // but the stem's 147 x 64 x 1680 139-153 -> 127 (a 19-wide last strip), so only then.
-  const bool transposed = p.k % 32 == 0 && g.cout_g <= p.k;
+  // Not for a product of few rows (batch 1 at 7x7 or 14x14): there the per-thread dW^T
+  // (zeroed) and its strided transpose into dw cost more than the product (3x3 s2 N=1 7x7
+  // C=512, 16 rows: 19 ms for 75 MFLOP, helper C's sweep, benchmarks/RESULTS.md).
+  const bool transposed = p.k % 32 == 0 && g.cout_g <= p.k && positions >= kTransposedMinRows;
   // Thread t accumulates chunks t, t+T, ... into its own dW (beta = 1 after its first chunk);
   // the partials are then added in thread order, so results do not vary between runs. The
   // transposed form accumulates dW^T (Cout x K, group blocks of Cout_g rows) for every thread

@@ -1,7 +1,7 @@
 // Direct convolution for few channels (groups == 1, Cin <= 8, Cout <= 64 forward and <= 32
 // backward, not 1x1; the rule and its basis are at direct_eligible below), NHWC activations,
-// HWIO weights. Unpadded 1x1 convs with <= 16 channels each side are eligible too and go on
-// to narrow_pointwise.cpp (per-pixel maps, no packing).
+// HWIO weights. Unpadded 1x1 convs with few channels each side (narrow_pointwise.h) are
+// eligible too and go on to narrow_pointwise.cpp (per-pixel maps, no packing).
 //
 // Why: im2col + sgemm turns LeNet's conv1 (28x28x1 -> 6, 5x5) into GEMMs with N = Cout = 6
 // and K = 25, where OpenBLAS reaches ~5-10 GFLOP/s. Here the vector runs along the output
@@ -52,10 +52,6 @@
 #include <cstring>
 #include <utility>
 #include <vector>
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #include "cpu/conv_algorithm.h"
 #include "cpu/im2col.h"
@@ -117,27 +113,60 @@ int pass_threads(const ConvGeometry& g) {
   return work < kParallelWork ? 1 : std::max(1, get_num_threads());
 }
 
+// dst[ci*plane + k] = src[k*step + ci] for k < count, ci < c: `count` pixels `step` floats
+// apart (step = stride * c) as c planar rows. C and P are compile-time (the channel count and
+// the stride) for the common few-channel shapes so that the inner loop is straight copies;
+// with a runtime c and the bounds tested per column, packing took 4x the FMA kernel's time
+// in a 3x3 stride-2 C=3 forward (N=256 112x112, perf on Zen 5).
+template <int C, int P>
+void deinterleave(const float* src, int64_t count, float* dst, int64_t plane) {
+  if (C == 1 && P == 1) return (void)std::memcpy(dst, src, sizeof(float) * count);
+  for (int64_t k = 0; k < count; ++k)
+#pragma GCC unroll 8
+    for (int ci = 0; ci < C; ++ci) dst[ci * plane + k] = src[k * P * C + ci];
+}
+
+void deinterleave_any(const float* src, int64_t c, int64_t p, int64_t count, float* dst,
+                      int64_t plane) {
+  for (int64_t ci = 0; ci < c; ++ci) {
+    float* d = dst + ci * plane;
+    for (int64_t k = 0; k < count; ++k) d[k] = src[k * p * c + ci];
+  }
+}
+
+using DeinterleaveFn = void (*)(const float*, int64_t, float*, int64_t);
+// Channel counts with a compiled copy loop (the direct path takes Cin <= 8).
+constexpr int kDeinterleaveMax = 8;
+
+template <int P, size_t... I>
+constexpr std::array<DeinterleaveFn, sizeof...(I)> deinterleave_table(std::index_sequence<I...>) {
+  return {&deinterleave<int(I) + 1, P>...};
+}
+
+void deinterleave_pixels(const float* src, int64_t c, int64_t p, int64_t count, float* dst,
+                         int64_t plane) {
+  static constexpr auto t1 = deinterleave_table<1>(std::make_index_sequence<kDeinterleaveMax>());
+  static constexpr auto t2 = deinterleave_table<2>(std::make_index_sequence<kDeinterleaveMax>());
+  if (count <= 0) return;
+  if (c <= kDeinterleaveMax && p <= 2) return (p == 1 ? t1 : t2)[c - 1](src, count, dst, plane);
+  deinterleave_any(src, c, p, count, dst, plane);
+}
+
 // dst[(ph*c + ci)*plane + j] = src[(j*p + ph - shift)*c + ci] for the columns of src that
 // land at j < len: one NHWC row of w pixels as c planar rows per stride phase p, shifted
-// right by `shift` >= 0 (the left pad), written onto a zeroed destination.
+// right by `shift` >= 0 (the left pad), written onto a zeroed destination. Phase by phase,
+// so that no column costs an integer division (two per column made this loop 35% of a 3x3
+// stride-2 C=1 forward, 18 ms for N=256 56x56 where 1 ms was due).
 void pack_row_planes(const float* src, int64_t w, int64_t c, int64_t p, int64_t shift,
                      int64_t len, int64_t plane, float* dst) {
-  if (p == 1) {  // plane by plane: contiguous writes, reads strided by c (a few lines)
-    const int64_t n = std::max<int64_t>(0, std::min(w, len - shift));
-    if (c == 1) return (void)std::memcpy(dst + shift, src, sizeof(float) * n);
-    for (int64_t ci = 0; ci < c; ++ci) {
-      float* d = dst + ci * plane + shift;
-      for (int64_t q = 0; q < n; ++q) d[q] = src[q * c + ci];
-    }
-    return;
-  }
-  // Phase by phase, so that no column costs an integer division (two per column made this
-  // loop 35% of a 3x3 stride-2 C=1 forward, 18 ms for N=256 56x56 where 1 ms was due).
+  if (p == 1)  // no phases: spares the divisions below (a tenth of a 14x14 C=1 forward)
+    return deinterleave_pixels(src, c, 1, std::min(w, len - shift), dst + shift, plane);
   for (int64_t ph = 0; ph < p; ++ph) {
     const int64_t q0 = ((ph - shift) % p + p) % p;  // first column landing in phase ph
-    float* d = dst + ph * c * plane;
-    for (int64_t q = q0, j = (q0 + shift) / p; q < w && j < len; q += p, ++j)
-      for (int64_t ci = 0; ci < c; ++ci) d[ci * plane + j] = src[q * c + ci];
+    const int64_t j0 = (q0 + shift) / p;
+    if (q0 >= w || j0 >= len) continue;
+    const int64_t count = std::min((w - q0 + p - 1) / p, len - j0);
+    deinterleave_pixels(src + q0 * c, c, p, count, dst + ph * c * plane + j0, plane);
   }
 }
 
@@ -337,14 +366,16 @@ struct InputPack {
 
 // ---- the weight-gradient micro-kernel ----
 
-// Taps per register tile for CB output channels: TT*CB accumulators (<= 24 zmm), plus the
+// Taps per register tile for CB output channels: TT*CB accumulators (<= 27 zmm), plus the
 // CB dy vectors and one x vector, all in the 32 registers up to CB = 6. (CB = 8, TT = 3 did
 // not fit: the dy operands were re-read from memory for every tap, 27 loads per 24 FMAs.)
+// TT = 9 where it fits: a 3x3 kernel has 9*Cin taps, so tiles of 9 have no idle slot (tiles
+// of 8 computed 16 taps for a C=1 3x3's 9, and read each dy vector twice).
 // With 16 registers (avx2, baseline): as many taps as leave room for the CB dy vectors and
-// the x vector, at most 8, and at most 4 channels (TT = 2 for CB = 4).
+// the x vector, at most 9, and at most 4 channels (TT = 2 for CB = 4).
 constexpr int taps_per_tile(int cb) {
-  if (kVectorRegisters >= 32) return cb >= 6 ? 4 : cb >= 4 ? 6 : 8;
-  return std::max(1, std::min(8, (kVectorRegisters - 1 - cb) / cb));
+  if (kVectorRegisters >= 32) return cb >= 6 ? 4 : cb >= 4 ? 6 : 9;
+  return std::max(1, std::min(9, (kVectorRegisters - 1 - cb) / cb));
 }
 constexpr int kMaxDwBlock = kVectorRegisters >= 32 ? 6 : 4;
 
@@ -374,7 +405,7 @@ void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const
         // 24 FMAs with CB = 6, TT = 4: load-bound).
         pin(dv[c]);
       }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int t = 0; t < TT; ++t) {
         vec xv = load(xl + offs[t] + vi * kLanes);
         pin(xv);  // likewise (with CB = 4 the x vector was re-read for each FMA)
@@ -382,7 +413,7 @@ void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const
       }
     }
   }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int t = 0; t < TT; ++t) {
     if (t >= real) break;
     for (int c = 0; c < CB; ++c) {
@@ -496,8 +527,8 @@ bool direct_eligible(const ConvGeometry& g, ConvPass pass) {
   if (algo == Algo::Im2col || g.groups != 1) return false;
   if (algo == Algo::Direct) return true;
   if (algo == Algo::Winograd && winograd_eligible(g)) return false;
-  // 1x1 convs with <= 16 channels each side are per-pixel maps (narrow_pointwise.cpp).
-  if (narrow_pointwise_shape(g)) return true;
+  // Unpadded 1x1 convs with few channels each side are per-pixel maps (narrow_pointwise.cpp).
+  if (narrow_pointwise_shape(g, pass)) return true;
   const int64_t max_cout = pass == ConvPass::Forward ? 64 : 32;
   return g.c <= 8 && g.oc <= max_cout && !g.is_pointwise();
 }
@@ -556,7 +587,8 @@ void direct_forward_channels(const ConvGeometry& g, const float* x, const float*
 
 void direct_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                     float* y, Activation act) {
-  if (narrow_pointwise_shape(g)) return narrow_pointwise_forward(g, x, w, b, y, act);
+  if (narrow_pointwise_shape(g, ConvPass::Forward))
+    return narrow_pointwise_forward(g, x, w, b, y, act);
   if (channel_vectorised(g)) return direct_forward_channels(g, x, w, b, y, act);
   const Window2d& v = g.win;
   const ChannelBlocks cbk(g.oc, BlockShape::max_channels(g.ow));
@@ -611,7 +643,8 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
 }
 
 void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
-  if (narrow_pointwise_shape(g)) return narrow_pointwise_backward_data(g, dy, w, dx);
+  if (narrow_pointwise_shape(g, ConvPass::BackwardData))
+    return narrow_pointwise_backward_data(g, dy, w, dx);
   const Window2d& v = g.win;
   // dx column ix = j*sw + r (phase r); tap kx reaches it from dy column j + dc when
   // dc = (r + pl - kx*dw) / sw is exact. Packed dy rows cover columns [lo, lo + len).
@@ -718,8 +751,6 @@ namespace {
 // vectors (columns ox >= OW meet dy = 0 and drop out). Per-row loops with LeNet conv2's
 // 10-column rows spent a third of the time in loop overhead, and 10 of 16 lanes worked;
 // the stream uses 10 of 14.
-struct DyGather;
-
 struct StreamPack {
   int64_t len, rows, plane, pixels, floats;
   StreamPack(const ConvGeometry& g, int64_t lines) {
@@ -746,63 +777,48 @@ struct StreamPack {
                         buf + rho * v.sw * g.c * plane + j * len);
       }
   }
-  // dy rows oy0 .. oy0 + lines - 1 as the stream, in groups of oc vectors of 16 pixels:
-  // dst[((p / 16)*oc + c)*16 + p % 16] = dy[pixel p, c], zero where p is no output pixel.
-  // With AVX-512: per vector of 16 stream pixels, one masked gather per channel (offsets
-  // from DyGather). Otherwise one pass in dy's order (contiguous reads, each pixel's oc
-  // values to oc lines of one block). The earlier pass per channel through a planar buffer
-  // (strided reads, then 16-float copies) was half of LeNet conv1's weight pass.
+  // dy rows oy0 .. oy0 + lines - 1 as the stream, in groups of oc vectors of kLanes pixels:
+  // dst[((p / kLanes)*oc + c)*kLanes + p % kLanes] = dy[pixel p, c], zero where p is no
+  // output pixel. One pass in dy's order (contiguous reads, each pixel's oc values to oc
+  // lines of one block; a plain copy per row when oc == 1). The earlier pass per channel
+  // through a planar buffer (strided reads, then 16-float copies) was half of LeNet conv1's
+  // weight pass; one AVX-512 gather per channel and 16 pixels was 3/4 of a 3x3 C=1 weight
+  // pass (N=256 112x112, perf on Zen 5: the gathers ran at about one float per cycle).
   void pack_dy(const ConvGeometry& g, const float* dy, int64_t n, int64_t oy0, int64_t lines,
-               const DyGather& gather, float* dst) const;
+               float* dst) const;
 };
 
-// Per vector of 16 stream pixels of a full work item: each lane's offset in the item's dy
-// rows (pixel (l, ox) at (l*OW + ox)*OC) and the mask of lanes that are output pixels.
-struct DyGather {
-  std::vector<int32_t> offset;
-  std::vector<uint16_t> valid;
-  DyGather(const ConvGeometry& g, const StreamPack& s, int64_t lines) {
-    const int64_t vecs = s.pixels / kLanes;
-    offset.assign((size_t)(vecs * kLanes), 0);
-    valid.assign((size_t)vecs, 0);
-    for (int64_t p = 0; p < vecs * kLanes; ++p) {
-      const int64_t l = p / s.len, ox = p % s.len;
-      if (l >= lines || ox >= g.ow) continue;
-      offset[p] = (int32_t)((l * g.ow + ox) * g.oc);
-      valid[p / kLanes] |= (uint16_t)(1u << (p % kLanes));
+// Pixels [p, p + count) of the stream from `count` NHWC pixels of OC channels (one dy row):
+// pixel p's channel c at ((p / kLanes)*oc + c)*kLanes + p % kLanes. OC is compile-time for
+// the few-channel shapes (the copies unrolled), 0 for any other oc.
+template <int OC>
+void stream_row(const float* src, int64_t oc_any, int64_t p, int64_t count, float* dst) {
+  const int64_t oc = OC ? OC : oc_any;
+  if (oc == 1) return (void)std::memcpy(dst + p, src, sizeof(float) * count);
+  int64_t lane = p % kLanes;
+  float* d = dst + (p / kLanes) * oc * kLanes + lane;
+  for (int64_t q = 0; q < count; ++q, src += oc) {
+#pragma GCC unroll 8
+    for (int64_t c = 0; c < oc; ++c) d[c * kLanes] = src[c];
+    ++d;
+    if (++lane == kLanes) {  // next block of kLanes pixels
+      lane = 0;
+      d += (oc - 1) * kLanes;
     }
   }
-};
+}
 
 void StreamPack::pack_dy(const ConvGeometry& g, const float* dy, int64_t n, int64_t oy0,
-                         int64_t lines, const DyGather& gather, float* dst) const {
+                         int64_t lines, float* dst) const {
+  using RowFn = void (*)(const float*, int64_t, int64_t, int64_t, float*);
+  static constexpr RowFn rows_by_oc[] = {&stream_row<0>, &stream_row<1>, &stream_row<2>,
+                                         &stream_row<3>, &stream_row<4>, &stream_row<5>,
+                                         &stream_row<6>, &stream_row<7>, &stream_row<8>};
   const int64_t oc = g.oc;
+  const RowFn row = rows_by_oc[oc < 9 ? oc : 0];
   const float* rows = dy + (n * g.oh + oy0) * g.ow * oc;
-#if defined(__AVX512F__)
-  // A short last block of rows: lanes from pixel lines*len on are no output pixels.
-  const int64_t end = lines * len;
-  for (int64_t vi = 0; vi < pixels / kLanes; ++vi) {
-    const int64_t left = end - vi * kLanes;
-    uint32_t m = gather.valid[vi];
-    if (left < kLanes) m &= left > 0 ? (1u << left) - 1 : 0u;
-    const __m512i off = _mm512_loadu_si512(gather.offset.data() + vi * kLanes);
-    float* d = dst + vi * oc * kLanes;
-    for (int64_t c = 0; c < oc; ++c)
-      _mm512_storeu_ps(d + c * kLanes,
-                       _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)m, off, rows + c, 4));
-  }
-#else
-  (void)gather;
   std::memset(dst, 0, sizeof(float) * pixels * oc);
-  for (int64_t l = 0; l < lines; ++l) {
-    const float* src = rows + l * g.ow * oc;
-    for (int64_t ox = 0, p = l * len; ox < g.ow; ++ox, ++p) {
-      float* d = dst + (p / kLanes) * oc * kLanes + p % kLanes;
-      const float* s = src + ox * oc;
-      for (int64_t c = 0; c < oc; ++c) d[c * kLanes] = s[c];
-    }
-  }
-#endif
+  for (int64_t l = 0; l < lines; ++l) row(rows + l * g.ow * oc, oc, l * len, g.ow, dst);
 }
 
 
@@ -940,7 +956,8 @@ void direct_backward_weights_channels(const ConvGeometry& g, const float* dy, co
 
 void direct_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db) {
-  if (narrow_pointwise_shape(g)) return narrow_pointwise_backward_weights(g, dy, x, dw, db);
+  if (narrow_pointwise_shape(g, ConvPass::BackwardWeights))
+    return narrow_pointwise_backward_weights(g, dy, x, dw, db);
   if (g.oc % kLanes == 0) return direct_backward_weights_channels(g, dy, x, dw, db);
   const Window2d& v = g.win;
   const int64_t ntaps = v.kh * v.kw * g.c, wsize = ntaps * g.oc;
@@ -954,7 +971,6 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
   }
   const RowTasks tasks(g.n, g.oh, fit, threads);
   const StreamPack full(g, tasks.rows);
-  const DyGather gather(g, full, tasks.rows);
   const int64_t dfloats = full.pixels * g.oc;
   // When whole images fit, a work item is a group of images, their streams back to back in
   // one kernel call: a call's fixed cost (24 partial-sum updates) over one 10x10 image was
@@ -1009,7 +1025,7 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
       const int64_t lines = oy1 - oy0, nvec = round_up(lines * full.len, kLanes) / kLanes;
       for (int64_t b = 0; b < nimg; ++b) {
         full.pack_x(g, x, n0 + b, oy0, xbuf.data() + b * full.floats);
-        full.pack_dy(g, dy, n0 + b, oy0, lines, gather, dbuf.data() + b * dfloats);
+        full.pack_dy(g, dy, n0 + b, oy0, lines, dbuf.data() + b * dfloats);
       }
       if (db)
         for (int64_t c = 0; c < g.oc; ++c) {

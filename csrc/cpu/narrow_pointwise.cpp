@@ -1,5 +1,6 @@
-// 1x1 convolutions with at most 16 channels on each side (groups == 1, no padding: 'same'
-// and 'valid' alike for a 1x1 window), NHWC activations, HWIO weights.
+// 1x1 convolutions with few channels on each side (groups == 1, no padding: 'same' and
+// 'valid' alike for a 1x1 window), NHWC activations, HWIO weights: up to 32 channels each
+// side for the forward and backward-data maps, up to 16 for the weight pass.
 //
 // Why: such a conv is a per-pixel map y[p] = b + x[p'] @ W with a W of at most 16 x 16, so
 // it is bound by the bytes it moves, not by FLOPs. The GEMM path ran it as a GEMM of K or N
@@ -24,6 +25,12 @@
 // Cin = Cout = 1 is a plain scaled copy and runs as one (vectorised over pixels at stride 1).
 // The vector type is the 16-lane one at every ISA level (two ymm at avx2, four xmm at the
 // baseline): the arithmetic per output is the same at each level.
+//
+// 17..32 channels (issue 18 item 3, helper C): the maps hold a pixel in two vectors. There
+// the GEMM of K = N = 24 or 32 ran at 65-115 GFLOP/s (1 thread, Zen 5, sgemm 249); the map
+// at 24 and 32 channels, stride 1, 2.1-3.5x faster (benchmarks/RESULTS.md, 2026-12-06
+// few-channel sweep section). The weight pass would need 2 x Cin accumulators (64 at 32
+// channels): it stays on the GEMM there.
 #include "cpu/narrow_pointwise.h"
 
 #include <omp.h>
@@ -85,17 +92,56 @@ int pass_threads(const ConvGeometry& g) {
 // A per-pixel linear map of `in` -> OUT channels: row i of w holds the weights from input
 // channel i to the OUT outputs (zero lanes beyond).
 struct PixelMap {
-  alignas(64) float w[kNarrowPointwiseMax][16] = {};
-  alignas(64) float bias[16] = {};
+  alignas(64) float w[kNarrowMapMax][kNarrowMapMax] = {};
+  alignas(64) float bias[kNarrowMapMax] = {};
   int64_t in = 0;
 };
 
-// dst[p*dst_step + o] = bias[o] + sum_i src[p*src_step + i] * m.w[i][o], o < OUT, p < count.
+// R pixels of a map: dst[r*dst_step + o] = bias[o] + sum_i src[r*src_step + i] * m.w[i][o],
+// o < OUT, r < R. A pixel's OUT channels are NV vectors of 16 (two from 17 to 32 channels).
+// With fewer than 8 accumulators the input channels alternate between S sets, so that the
+// FMA latency is covered (a lone last pixel of 32 channels was a chain of 32 dependent FMAs:
+// the 2-pixel tails of 14-pixel rows made a 1x1 stride-2 C=32 map slower than the GEMM).
+template <int OUT, int R>
+inline void map_group(const float* src, int64_t src_step, float* dst, int64_t dst_step,
+                      const PixelMap& m, const v16* bias) {
+  constexpr int NV = (OUT + 15) / 16;
+  constexpr int S = R * NV >= 8 ? 1 : R * NV >= 4 ? 2 : 4;
+  const int64_t in = m.in;
+  v16 a[S][R][NV];
+#pragma GCC unroll 16
+  for (int k = 0; k < S; ++k)
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < NV; ++v) a[k][r][v] = k == 0 ? bias[v] : v16{};
+  auto step = [&](v16(&acc)[R][NV], int64_t i) {
+    v16 wi[NV];
+    for (int v = 0; v < NV; ++v) wi[v] = load16(m.w[i] + 16 * v);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const v16 x = splat16(src[r * src_step + i]);
+      for (int v = 0; v < NV; ++v) acc[r][v] += x * wi[v];
+    }
+  };
+  int64_t i = 0;
+  for (; i + S <= in; i += S)
+#pragma GCC unroll 4
+    for (int k = 0; k < S; ++k) step(a[k], i + k);
+  for (; i < in; ++i) step(a[0], i);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    for (int k = 1; k < S; ++k)
+      for (int v = 0; v < NV; ++v) a[0][r][v] += a[k][r][v];
+    std::memcpy(dst + r * dst_step, a[0][r], sizeof(float) * OUT);
+  }
+}
+
+// dst[p*dst_step + o] = bias[o] + sum_i src[p*src_step + i] * m.w[i][o], o < OUT, p < count:
+// groups of 4 pixels, then one group of the 1..3 left.
 template <int OUT>
 void map_pixels(const float* src, int64_t src_step, float* dst, int64_t dst_step, int64_t count,
                 const PixelMap& m) {
-  const int64_t in = m.in;
-  if (OUT == 1 && in == 1) {  // a scaled copy: GCC vectorises the unit-stride loop
+  constexpr int NV = (OUT + 15) / 16;
+  if (OUT == 1 && m.in == 1) {  // a scaled copy: GCC vectorises the unit-stride loop
     const float w0 = m.w[0][0], b0 = m.bias[0];
     if (src_step == 1 && dst_step == 1) {
       for (int64_t p = 0; p < count; ++p) dst[p] = src[p] * w0 + b0;
@@ -104,29 +150,18 @@ void map_pixels(const float* src, int64_t src_step, float* dst, int64_t dst_step
     }
     return;
   }
-  const v16 bias = load16(m.bias);
+  v16 bias[NV];
+  for (int v = 0; v < NV; ++v) bias[v] = load16(m.bias + 16 * v);
   int64_t p = 0;
-  for (; p + 4 <= count; p += 4) {
-    const float* s = src + p * src_step;
-    v16 a0 = bias, a1 = bias, a2 = bias, a3 = bias;
-    for (int64_t i = 0; i < in; ++i) {
-      const v16 wi = load16(m.w[i]);
-      a0 += splat16(s[i]) * wi;
-      a1 += splat16(s[src_step + i]) * wi;
-      a2 += splat16(s[2 * src_step + i]) * wi;
-      a3 += splat16(s[3 * src_step + i]) * wi;
-    }
-    float* d = dst + p * dst_step;
-    std::memcpy(d, &a0, sizeof(float) * OUT);
-    std::memcpy(d + dst_step, &a1, sizeof(float) * OUT);
-    std::memcpy(d + 2 * dst_step, &a2, sizeof(float) * OUT);
-    std::memcpy(d + 3 * dst_step, &a3, sizeof(float) * OUT);
-  }
-  for (; p < count; ++p) {
-    const float* s = src + p * src_step;
-    v16 a = bias;
-    for (int64_t i = 0; i < in; ++i) a += splat16(s[i]) * load16(m.w[i]);
-    std::memcpy(dst + p * dst_step, &a, sizeof(float) * OUT);
+  for (; p + 4 <= count; p += 4)
+    map_group<OUT, 4>(src + p * src_step, src_step, dst + p * dst_step, dst_step, m, bias);
+  const float* s = src + p * src_step;
+  float* d = dst + p * dst_step;
+  switch (count - p) {
+    case 3: return map_group<OUT, 3>(s, src_step, d, dst_step, m, bias);
+    case 2: return map_group<OUT, 2>(s, src_step, d, dst_step, m, bias);
+    case 1: return map_group<OUT, 1>(s, src_step, d, dst_step, m, bias);
+    default: return;
   }
 }
 
@@ -138,7 +173,7 @@ constexpr std::array<MapFn, sizeof...(I)> map_table(std::index_sequence<I...>) {
 }
 
 MapFn pick_map(int64_t out) {
-  static constexpr auto table = map_table(std::make_index_sequence<kNarrowPointwiseMax>());
+  static constexpr auto table = map_table(std::make_index_sequence<kNarrowMapMax>());
   return table[out - 1];
 }
 
@@ -225,11 +260,15 @@ void sum_pixels(const float* dy, int64_t oc, int64_t count, const float* dy_end,
 
 }  // namespace
 
-bool narrow_pointwise_shape(const ConvGeometry& g) {
+bool narrow_pointwise_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
+  int64_t max = pass == ConvPass::BackwardWeights ? kNarrowPointwiseMax : kNarrowMapMax;
+  // A strided forward map reads x in pieces of one pixel: at 32 channels it lost to the GEMM
+  // (1 thread, ms map/GEMM, 1x1 s2 N=256 28x28 2.02/1.83, N=32 112x112 4.67/3.44), at 24 it
+  // won (1.71/2.82, 3.40/5.81), as the backward-data map did at 32 (1.37/1.86, 1.92/2.80).
+  if (pass == ConvPass::Forward && (v.sh > 1 || v.sw > 1)) max = kNarrowStridedForwardMax;
   return g.groups == 1 && v.kh == 1 && v.kw == 1 && v.pt == 0 && v.pb == 0 && v.pl == 0 &&
-         v.pr == 0 && g.c >= 1 && g.oc >= 1 && g.c <= kNarrowPointwiseMax &&
-         g.oc <= kNarrowPointwiseMax;
+         v.pr == 0 && g.c >= 1 && g.oc >= 1 && g.c <= max && g.oc <= max;
 }
 
 void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float* w,

@@ -1,14 +1,18 @@
 // 1x1 convolutions with few channels on both sides (narrow_pointwise.cpp): groups == 1,
-// Cin <= 16 and Cout <= 16, any stride and pads. direct_conv.cpp hands these over.
+// no pads, any stride; Cin and Cout <= 32 for the forward (24 when strided) and backward-data
+// maps, <= 16 for the weight pass. direct_conv.cpp hands these over.
 #pragma once
 #include "common/geometry.h"
 #include "kernels.h"
 
 namespace fastconv::cpu::detail {
 
-constexpr int64_t kNarrowPointwiseMax = 16;
+constexpr int64_t kNarrowPointwiseMax = 16;  // channels each side, weight pass
+constexpr int64_t kNarrowMapMax = 32;        // channels each side, forward and backward data
+constexpr int64_t kNarrowStridedForwardMax = 24;  // ... but a strided forward
 
-bool narrow_pointwise_shape(const ConvGeometry& g);
+// Whether `pass` of this conv runs here.
+bool narrow_pointwise_shape(const ConvGeometry& g, ConvPass pass);
 
 // Same contracts as conv2d_forward / conv2d_backward_data / conv2d_backward_weights.
 void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float* w,
