@@ -16,6 +16,7 @@ from fastconv.autograd import Tensor, ops
 from fastconv.reference.gradcheck import check_grad
 
 import seeds
+from fusion_check import assert_fusion_keeps_gradients
 
 # (n, h, w, cin, cout, k, conv strides, conv padding, pool, pool strides, pool padding, activation)
 CASES = [
@@ -156,19 +157,7 @@ def test_lenet5_classic_fuses_and_keeps_its_gradients():
     names = [layer.name for layer in m.layers]
     assert m.fusion_plan(True) == [f"{names[0]} + {names[1]}", f"{names[2]} + {names[3]}"]
     x = np.random.default_rng(5).standard_normal((3, 28, 28, 1)).astype(np.float32)
-    results = []
-    try:
-        for enabled in (True, False):
-            fc.set_fusion(enabled)
-            for v in m.trainable_weights:
-                v.grad = None
-            y = m(x, training=True)
-            (y ** 2).sum().backward()
-            results.append([np.array(y.data)] + [np.array(v.grad) for v in m.trainable_weights])
-    finally:
-        fc.set_fusion(True)
-    for got, ref in zip(*results):
-        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    assert_fusion_keeps_gradients(m, x)
 
 
 def test_linear_conv_and_avg_pool_do_not_fuse():

@@ -15,6 +15,7 @@ from fastconv.autograd import Tensor, ops
 from fastconv.reference.gradcheck import check_grad
 
 import seeds
+from fusion_check import assert_fusion_keeps_gradients
 
 # (n, h, w, cin, cout, k, conv strides, conv padding, pool, pool strides, pool padding)
 CASES = [
@@ -133,19 +134,7 @@ def test_models_fuse_conv_relu_max_pool_and_keep_their_gradients(split_relu):
     first = "c1 + r1 + p1" if split_relu else "c1 + p1"
     assert m.fusion_plan(True) == [first, "c2 + p2"]
     x = np.random.default_rng(5).standard_normal((3, 12, 12, 1)).astype(np.float32)
-    results = []
-    try:
-        for enabled in (True, False):
-            fc.set_fusion(enabled)
-            for v in m.trainable_weights:
-                v.grad = None
-            y = m(x, training=True)
-            (y ** 2).sum().backward()
-            results.append([np.array(y.data)] + [np.array(v.grad) for v in m.trainable_weights])
-    finally:
-        fc.set_fusion(True)
-    for got, ref in zip(*results):
-        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    assert_fusion_keeps_gradients(m, x)
 
 
 def test_conv_with_other_activation_or_pool_does_not_fuse():
