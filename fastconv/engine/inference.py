@@ -31,8 +31,11 @@ gets a plan and the plan computes what the plain forward computes (up to float32
 from the fold). ``set_inference_plan(False)`` turns plans off (predict then runs the autograd
 forward under no_grad, with engine/fusion.py's fusions); ``set_fusion(False)`` turns both off.
 """
+from time import perf_counter
+
 import numpy as np
 
+from .. import _C
 from ..autograd import Tensor, no_grad
 from ..backend import get_backend, kernels_for
 from ..functional._args import pair, resolve_padding
@@ -56,6 +59,20 @@ _MAX_PLANS = 8  # input shapes remembered per model (predict's last, smaller bat
 
 
 _enabled = [True]
+
+# A multi-thread predict that starts after the OpenMP team has been idle a while. On a VM
+# whose idle vCPUs halt (cpuidle haltpoll, 2-vCPU Zen 5: benchmarks/bench_b1_idle.py), the
+# first 2-thread predict after >= 20-50 ms idle ran 2-4x slower than the same predict on one
+# thread (ResNet-18 CIFAR b1: 13.2 ms against 5.6; warm 3.6): every region of the predict
+# waited for a worker that had gone to sleep, and the next predict was warm again. Pre-waking
+# the team (a busy 2-thread copy, a 1-thread predict first) did not help, so after an idle
+# pause a plan runs on whichever of 2 threads / 1 thread its own cold runs measured faster
+# (each tried once, then a running mean of each, the slower one re-tried every _COLD_REPROBE
+# cold runs); on a machine without the cliff
+# that stays the full team. Warm runs (started within _IDLE_S of the last one) are untouched.
+_IDLE_S = 0.01
+_COLD_REPROBE = 16
+_last_team_run = [float("-inf")]  # perf_counter() at the end of the last multi-thread plan run
 
 
 def set_inference_plan(enabled):
@@ -601,12 +618,55 @@ class Plan:
             # the slots die in the few places they must (runs keyed by the step before them).
             self.flat = [(tuple(steps[a:b]), clear) for a, b, clear in _runs(self.dead)]
             return regs[self.output]
+        threads = _C.get_num_threads()
+        if threads > 1:
+            return self._run_team(regs, threads)
         for run, clear in self.flat:
             for step in run:
                 step(regs)
             for s in clear:
                 regs[s] = None
         return regs[self.output]
+
+    def _run_team(self, regs, threads):
+        """The steps with the thread knob at `threads` > 1, or at 1 when the team has been idle
+        and this plan's cold runs measured one thread faster (see _IDLE_S)."""
+        start = perf_counter()
+        cold = start - _last_team_run[0] > _IDLE_S
+        one = cold and self._cold_choice()
+        if one:
+            _C.set_num_threads(1)
+        try:
+            for run, clear in self.flat:
+                for step in run:
+                    step(regs)
+                for s in clear:
+                    regs[s] = None
+        finally:
+            if one:
+                _C.set_num_threads(threads)
+            end = perf_counter()
+            # also after a 1-thread run: the next call within _IDLE_S runs warm on the team
+            _last_team_run[0] = end
+        if cold:
+            # a running mean (halved weight per sample): after a pause MobileNet b1's team
+            # runs were bimodal (4.5 or 12-21 ms on the VM above), so one sample misleads
+            k, t = 1 if one else 0, end - start
+            self._cold[k] = t if self._cold[k] is None else 0.5 * (self._cold[k] + t)
+        return regs[self.output]
+
+    def _cold_choice(self):
+        """True: run this cold call on one thread. Tries the team, then one thread, then keeps
+        the faster, trying the other again every _COLD_REPROBE cold calls."""
+        cold = self.__dict__.setdefault("_cold", [None, None, 0])
+        team, one, n = cold
+        if team is None:
+            return False
+        if one is None:
+            return True
+        cold[2] = n + 1
+        faster_one = one < team
+        return faster_one != (cold[2] % _COLD_REPROBE == 0)
 
 
 def _runs(dead):
