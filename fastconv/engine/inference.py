@@ -62,14 +62,13 @@ _enabled = [True]
 
 # A multi-thread predict that starts after the OpenMP team has been idle a while. On a VM
 # whose idle vCPUs halt (cpuidle haltpoll, 2-vCPU Zen 5: benchmarks/bench_b1_idle.py), the
-# first 2-thread predict after >= 20-50 ms idle ran 2-4x slower than the same predict on one
-# thread (ResNet-18 CIFAR b1: 13.2 ms against 5.6; warm 3.6): every region of the predict
+# first 2-thread predict after 20-50 ms idle ran up to 2.4x slower than the same predict on
+# one thread (ResNet-18 CIFAR b1: 13.2 ms against 5.6; warm 3.6): every region of the predict
 # waited for a worker that had gone to sleep, and the next predict was warm again. Pre-waking
 # the team (a busy 2-thread copy, a 1-thread predict first) did not help, so after an idle
 # pause a plan runs on whichever of 2 threads / 1 thread its own cold runs measured faster
 # (each tried once, then a running mean of each, the slower one re-tried every _COLD_REPROBE
-# cold runs); on a machine without the cliff
-# that stays the full team. Warm runs (started within _IDLE_S of the last one) are untouched.
+# cold runs); on a machine without the cliff that stays the full team. Warm runs (started within _IDLE_S of the last one) are untouched.
 _IDLE_S = 0.01
 _COLD_REPROBE = 16
 _last_team_run = [float("-inf")]  # perf_counter() at the end of the last multi-thread plan run
