@@ -68,7 +68,8 @@ _enabled = [True]
 # the team (a busy 2-thread copy, a 1-thread predict first) did not help, so after an idle
 # pause a plan runs on whichever of 2 threads / 1 thread its own cold runs measured faster
 # (each tried once, then a running mean of each, the slower one re-tried every _COLD_REPROBE
-# cold runs); on a machine without the cliff that stays the full team. Warm runs (started within _IDLE_S of the last one) are untouched.
+# cold runs); on a machine without the cliff that stays the full team. Warm runs (started
+# within _IDLE_S of the last one) are untouched.
 _IDLE_S = 0.01
 _COLD_REPROBE = 16
 _last_team_run = [float("-inf")]  # perf_counter() at the end of the last multi-thread plan run
