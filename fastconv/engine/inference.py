@@ -621,12 +621,15 @@ class Plan:
         threads = _C.get_num_threads()
         if threads > 1:
             return self._run_team(regs, threads)
+        self._walk(regs)
+        return regs[self.output]
+
+    def _walk(self, regs):
         for run, clear in self.flat:
             for step in run:
                 step(regs)
             for s in clear:
                 regs[s] = None
-        return regs[self.output]
 
     def _run_team(self, regs, threads):
         """The steps with the thread knob at `threads` > 1, or at 1 when the team has been idle
@@ -637,11 +640,7 @@ class Plan:
         if one:
             _C.set_num_threads(1)
         try:
-            for run, clear in self.flat:
-                for step in run:
-                    step(regs)
-                for s in clear:
-                    regs[s] = None
+            self._walk(regs)
         finally:
             if one:
                 _C.set_num_threads(threads)
