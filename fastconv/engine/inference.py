@@ -310,6 +310,19 @@ def _bn_scale_shift(bn, bias):
     return s, shift
 
 
+def _shared_entry(op, shared):
+    """The model-wide record of one conv (+ folded batch norm) that every plan of the model
+    uses: its weights callable (one fold) and its prepared forms (keyed by their size: the
+    Winograd transform depends on the weights and the tile size, not on the batch or pads),
+    so a model's memory no longer grows with the number of input shapes it has seen."""
+    key = (id(op.layer), id(op.bn))
+    entry = shared.get(key)
+    # the layers are held by the entry, so an id is not reused while it lives; `is` checks anyway
+    if entry is None or entry["layer"] is not op.layer or entry["bn"] is not op.bn:
+        entry = shared[key] = {"layer": op.layer, "bn": op.bn, "weights": _conv_weights(op), "prepared": {}}
+    return key, entry
+
+
 def _conv_weights(op):
     """A callable () -> (kernel HWIO for the kernel, bias or None), the fold cached by version."""
     layer, bn = op.layer, op.bn
@@ -345,25 +358,33 @@ def _versions(variables):
     return [v.__dict__.get("_version", 0) for v in variables]
 
 
-def _prepared_weights(k, weights, x_shape, geometry):
+def _prepared_weights(k, weights, x_shape, geometry, store):
     """A callable () -> the kernel's prepared form of the conv's weights for this input shape
     (conv2d_prepare: the Winograd filter transform, which a batch-1 pass would otherwise redo on
-    every call), or None; cached, like the fold, until one of the variables changes."""
+    every call), or None; cached, like the fold, until one of the variables changes. `store`
+    (the conv's shared entry's "prepared" dict) keeps one prepared array per size for all the
+    model's plans: two batch sizes of one layer read the same array."""
     prepare = getattr(k, "conv2d_prepare", None)
     kernel, _ = weights()
     strides, pads, dilation, groups = geometry
     if prepare is None or kernel.shape[:2] != (3, 3) or tuple(strides) != (1, 1) or groups != 1:
         return None  # only 3x3 stride-1 ungrouped convs have one (Winograd)
-    cache = {"versions": None}
+    first = prepare(kernel, x_shape, strides, pads, dilation, groups)
+    if first is None:
+        return None
+    versions = _versions(weights.variables)
+    slot = store.setdefault(first.size, {"versions": None, "prepared": None})
+    if slot["versions"] != versions or slot["prepared"] is None:  # updated in place: plans share it
+        slot["versions"], slot["prepared"] = versions, first
 
     def prepared():
         versions = _versions(weights.variables)
-        if versions != cache["versions"]:
+        if versions != slot["versions"]:
             # Fold first: weights() reads the same versions, so the two caches agree.
             w, _ = weights()
-            cache["prepared"] = prepare(w, x_shape, strides, pads, dilation, groups)
-            cache["versions"] = versions
-        return cache["prepared"]
+            slot["prepared"] = prepare(w, x_shape, strides, pads, dilation, groups)
+            slot["versions"] = versions
+        return slot["prepared"]
     return prepared
 
 
@@ -374,10 +395,10 @@ def _epilogue(activation, cap):
     return activation, cap
 
 
-def _conv_step(op, x, k, residual=None):
+def _conv_step(op, x, k, residual, entry):
     layer = op.layer
     depthwise = type(layer) is DepthwiseConv2D
-    weights = _conv_weights(op)
+    weights = entry["weights"]
     kernel, _ = weights()
     strides, dilation = pair(layer.strides, "strides"), pair(layer.dilation_rate, "dilation_rate")
     pads = op.pads or resolve_padding(layer.padding, x.shape[1:3], kernel.shape[:2], strides, dilation)
@@ -388,9 +409,9 @@ def _conv_step(op, x, k, residual=None):
     conv = k.conv2d_forward
     i, o = op.ins[0], op.out
     if op.residual is not None:
-        return _residual_conv_step(op, x, residual, k, weights, (strides, pads, dilation, groups), activation, cap)
+        return _residual_conv_step(op, x, residual, k, entry, (strides, pads, dilation, groups), activation, cap)
 
-    prepared = _prepared_weights(k, weights, x.shape, (strides, pads, dilation, groups))
+    prepared = _prepared_weights(k, weights, x.shape, (strides, pads, dilation, groups), entry["prepared"])
     if prepared is not None:
         def step(r):
             w, b = weights()
@@ -411,17 +432,18 @@ def _conv_step(op, x, k, residual=None):
     return step
 
 
-def _residual_conv_step(op, x, residual, k, weights, geometry, activation, cap):
+def _residual_conv_step(op, x, residual, k, entry, geometry, activation, cap):
     """activation(conv(x) + residual), the add inside the conv's output pass; a residual whose
     shape differs from the conv's output (a broadcasting add) is added by numpy after it."""
     strides, pads, dilation, groups = geometry
     conv = k.conv2d_forward
     i, res, o = op.ins[0], op.residual, op.out
+    weights = entry["weights"]
     kernel, _ = weights()
     size = [(x.shape[1 + a] + pads[2 * a] + pads[2 * a + 1] - dilation[a] * (kernel.shape[a] - 1) - 1) // strides[a] + 1
             for a in range(2)]
     fused = residual.shape == (x.shape[0], size[0], size[1], kernel.shape[3])
-    prepared = _prepared_weights(k, weights, x.shape, geometry) or (lambda: None)
+    prepared = _prepared_weights(k, weights, x.shape, geometry, entry["prepared"]) or (lambda: None)
 
     def step(r):
         w, b = weights()
@@ -545,11 +567,15 @@ def _fallback_step(op):
     return step
 
 
-def _make_step(op, regs, k):
+def _make_step(op, regs, k, shared, used):
+    """The step for op; `shared` is the model's record of its convs (_shared_entry), and the
+    keys this plan reads are added to `used`."""
     x = regs[op.ins[0]] if op.ins else None
     step = None
     if op.kind == "conv":
-        step = _conv_step(op, x, k, None if op.residual is None else regs[op.residual])
+        key, entry = _shared_entry(op, shared)
+        used.add(key)
+        step = _conv_step(op, x, k, None if op.residual is None else regs[op.residual], entry)
         if step is None:
             raise Unsupported(f"{op.layer.name}: activation {op.activation!r}")
     elif op.kind == "bn":
@@ -565,6 +591,8 @@ class Plan:
     """The prepared steps of one model on one input signature; built by its first run."""
 
     def __init__(self, model):
+        # the model's conv records, shared by all its plans (_shared_entry); `used`: this plan's
+        self.shared, self.used = model.__dict__.setdefault("_inference_shared", {}), set()
         graph = Graph()
         if hasattr(model, "_nodes"):
             inputs = [graph.new_slot() for _ in model._input_tensors]
@@ -607,7 +635,7 @@ class Plan:
         if self.steps is None:  # the first run prepares each step from its real input
             k, steps = kernels_for("cpu"), []
             for op, dead in zip(self.ops, self.dead):
-                step = _make_step(op, regs, k)
+                step = _make_step(op, regs, k, self.shared, self.used)
                 step(regs)
                 steps.append(step)
                 for s in dead:
@@ -743,6 +771,10 @@ def predict(model, inputs):
             if len(plans) >= _MAX_PLANS:
                 plans.pop(next(iter(plans)))
             plans[key] = plan
+            # the shared conv records no remaining plan reads (an evicted plan's, a removed layer's)
+            live = set().union(*(p.used for p in plans.values()))
+            for stale in [s for s in plan.shared if s not in live]:
+                del plan.shared[stale]
         else:
             out = plan.run(arrays)
     if len(arrays) == 1 and plan.steps is not None:
