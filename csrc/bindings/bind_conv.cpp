@@ -134,7 +134,8 @@ void bind_conv(py::module_& m) {
   m.def("conv2d_prepare", &conv2d_prepare, py::arg("w"), py::arg("x_shape"), py::arg("strides"),
         py::arg("pads"), py::arg("dilation"), py::arg("groups"),
         "w prepared for repeated conv2d_forward calls on inputs of x_shape (the Winograd filter transform "
-        "of a 3x3 stride-1 conv), a 1-D float32 array to pass as conv2d_forward's `prepared`; None when "
+        "of a 3x3 stride-1 conv, the GEMM-packed weights of an ungrouped stride-1 unpadded 1x1 conv), a 1-D "
+        "float32 array to pass as conv2d_forward's `prepared`; None when "
         "the forward pass would not use one (under the current algorithm setting and threads).");
   m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("dy"), py::arg("w"),
         py::arg("x_shape"), py::arg("strides"), py::arg("pads"), py::arg("dilation"),

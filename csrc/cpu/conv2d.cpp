@@ -236,15 +236,32 @@ void tap_backward_data(const ConvGeometry& g, const float* dy, const float* w, f
 
 }  // namespace
 
-int64_t conv2d_prepared_floats(const ConvGeometry& g) { return detail::winograd_filter_floats(g); }
+// Two prepared forms, told apart by the geometry alone (so a prepared array checked in the
+// binding against conv2d_prepared_floats(g) is always the right kind): a 3x3 stride-1 conv
+// Winograd could run has the filter transform; an ungrouped stride-1 unpadded 1x1 conv has its
+// weights (Cin x Cout) packed for the native GEMM (gemm.h GemmPackedB). Whether the forward
+// reads it is decided per call (settings may change): a call taking another path ignores it.
+namespace {
+
+bool packed_pointwise(const ConvGeometry& g) { return g.is_pointwise() && g.groups == 1; }
+
+}  // namespace
+
+int64_t conv2d_prepared_floats(const ConvGeometry& g) {
+  if (detail::winograd_eligible(g)) return detail::winograd_filter_floats(g);
+  return packed_pointwise(g) ? gemm_packed_b_floats(g.c, g.oc) : 0;
+}
 
 bool conv2d_prepared_pays(const ConvGeometry& g) {
-  return !g.is_depthwise() && !detail::direct_eligible(g, ConvPass::Forward) &&
-         detail::use_winograd(g, ConvPass::Forward);
+  if (g.is_depthwise() || detail::direct_eligible(g, ConvPass::Forward)) return false;
+  if (detail::winograd_eligible(g)) return detail::use_winograd(g, ConvPass::Forward);
+  // 1x1: the GEMM reads B in place (few rows) or packs it per call (per chunk) otherwise.
+  return packed_pointwise(g) && active_gemm_backend() == "native";
 }
 
 void conv2d_prepare(const ConvGeometry& g, const float* w, float* prepared) {
-  if (conv2d_prepared_floats(g) > 0) detail::winograd_prepare_filter(g, w, prepared);
+  if (detail::winograd_eligible(g)) return detail::winograd_prepare_filter(g, w, prepared);
+  if (conv2d_prepared_floats(g) > 0) gemm_pack_b(g.c, g.oc, w, g.oc, prepared);
 }
 
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
@@ -268,8 +285,12 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   // Winograd declines (false) an input holding NaN or inf (winograd.h); im2col redoes it.
   if (detail::use_winograd(g, ConvPass::Forward) && detail::winograd_forward(g, x, w, b, y, own, prepared))
     return add_residual();
+  // A 1x1 conv's packed weights (the other prepared form) are read by forward_product.
+  const float* packed = prepared && packed_pointwise(g) ? prepared : nullptr;
+  GemmPackedB pb;
+  pb.data = packed, pb.n = g.oc;
   // Too few output lines to give each thread rows (batch-1 inference): split Cout instead.
-  if (detail::cout_split_forward(g, x, w, b, y, act, residual)) return;
+  if (detail::cout_split_forward(g, x, w, b, y, act, residual, packed)) return;
   if (use_tap_gemm(g)) return tap_forward(g, x, w, b, y, act, residual);
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();
@@ -289,7 +310,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
       for (int64_t gi = 0; gi < g.groups; ++gi)
         detail::forward_product(rows, g.cout_g, p.k, col + gi * p.k, p.ldcol, w + gi * g.cout_g, g.oc,
                                 b ? b + gi * g.cout_g : nullptr, rc ? rc + gi * g.cout_g : nullptr, act,
-                                yc + gi * g.cout_g, g.oc);
+                                yc + gi * g.cout_g, g.oc, packed ? &pb : nullptr);
     });
   });
   errors.rethrow();

@@ -31,7 +31,7 @@ constexpr int64_t kColumnUnit = 32;
 }  // namespace
 
 bool cout_split_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                        float* y, Activation act, const float* residual) {
+                        float* y, Activation act, const float* residual, const float* packed) {
   const int threads = get_num_threads();
   if (threads < 2 || g.groups != 1 || algorithm_setting() == Algo::Direct) return false;
   const int64_t k = g.win.kh * g.win.kw * g.c;
@@ -58,9 +58,11 @@ bool cout_split_forward(const ConvGeometry& g, const float* x, const float* w, c
     // Thread t owns units [t * units / team, (t + 1) * units / team) of 32 columns.
     const int64_t c0 = std::min(g.oc, t * units / team * kColumnUnit);
     const int64_t c1 = std::min(g.oc, (t + 1) * units / team * kColumnUnit);
+    GemmPackedB pb;
+    pb.data = packed, pb.n = g.oc, pb.col0 = c0;  // c0: whole 32-column strips
     if (c1 > c0) errors.run([&] {
       forward_product(rows, c1 - c0, k, col, k, w + c0, g.oc, b ? b + c0 : nullptr,
-                      residual ? residual + c0 : nullptr, act, y + c0, g.oc);
+                      residual ? residual + c0 : nullptr, act, y + c0, g.oc, packed ? &pb : nullptr);
     });
   });
   errors.rethrow();

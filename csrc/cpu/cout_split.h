@@ -11,7 +11,9 @@ namespace fastconv::cpu::detail {
 // returns true; returns false (nothing written) when the split does not apply: one thread,
 // grouped conv, too little work, too few output channels, or enough rows for the row split
 // of conv2d.cpp. Results are bitwise those of the serial im2col path (same GEMM per column).
+// packed (null: none): a pointwise conv's weights packed once (gemm_pack_b, conv2d_prepare).
 bool cout_split_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                        float* y, Activation act, const float* residual = nullptr);
+                        float* y, Activation act, const float* residual = nullptr,
+                        const float* packed = nullptr);
 
 }  // namespace fastconv::cpu::detail

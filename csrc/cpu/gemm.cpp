@@ -147,7 +147,8 @@ void pack_a(bool trans, const float* a, int64_t lda, int64_t mc, int64_t kc, flo
 
 // Packs op(B) reduction [0, kc) x columns [0, nc) into NR-wide strips: strip s, step p holds
 // op(B)(p, s*NR + j) at dst[(s * kc + p) * NR + j], zero past nc.
-// op(B)(p, j) = b[p * ldb + j], or b[j * ldb + p] when trans.
+// op(B)(p, j) = b[p * ldb + j], or b[j * ldb + p] when trans. Unaligned stores: gemm_pack_b's
+// destination is a NumPy array, which need not start on a 64-byte line.
 void pack_b(bool trans, const float* b, int64_t ldb, int64_t kc, int64_t nc, float* dst) {
   for (int64_t j0 = 0; j0 < nc; j0 += kNR, dst += kc * kNR) {
     const int64_t cols = std::min<int64_t>(kNR, nc - j0);
@@ -155,9 +156,9 @@ void pack_b(bool trans, const float* b, int64_t ldb, int64_t kc, int64_t nc, flo
       const __mmask16 m0 = low_mask(cols), m1 = low_mask(cols - 16);
       for (int64_t p = 0; p < kc; ++p) {
         const float* row = b + p * ldb + j0;
-        _mm512_store_ps(dst + p * kNR, _mm512_maskz_loadu_ps(m0, row));
-        _mm512_store_ps(dst + p * kNR + 16, cols > 16 ? _mm512_maskz_loadu_ps(m1, row + 16)
-                                                      : _mm512_setzero_ps());
+        _mm512_storeu_ps(dst + p * kNR, _mm512_maskz_loadu_ps(m0, row));
+        _mm512_storeu_ps(dst + p * kNR + 16, cols > 16 ? _mm512_maskz_loadu_ps(m1, row + 16)
+                                                       : _mm512_setzero_ps());
       }
     } else {  // columns of op(B) are rows of B: transpose 16 x 16 blocks, two per strip step
       __m512 col[16];
@@ -166,7 +167,7 @@ void pack_b(bool trans, const float* b, int64_t ldb, int64_t kc, int64_t nc, flo
         for (int h = 0; h < 2; ++h) {
           const int rows = (int)std::max<int64_t>(0, std::min<int64_t>(16, cols - 16 * h));
           transpose16(b + (j0 + 16 * h) * ldb + p0, ldb, rows, steps, col);
-          for (int c = 0; c < steps; ++c) _mm512_store_ps(dst + (p0 + c) * kNR + 16 * h, col[c]);
+          for (int c = 0; c < steps; ++c) _mm512_storeu_ps(dst + (p0 + c) * kNR + 16 * h, col[c]);
         }
       }
     }
@@ -279,10 +280,12 @@ void micro_kernel(int64_t kc, const float* __restrict ap, int64_t a_stride,
     // B read in place steps a whole row of B (ldb floats) per k step: a stride the hardware
     // prefetcher does not follow across the strip, so each step would wait on L3. Fetch the
     // row 8 steps ahead.
-    if (b_step != kNR) {
+    // B packed once (gemm_pack_b) is read from L3 or memory by the first row strip: the same
+    // 8 steps ahead, which runs on into the next strip (contiguous) at the strip's end.
+    if (b_step != kNR || (kAhead && prefetch_next_strip)) {
       _mm_prefetch((const char*)(bp + 8 * b_step), _MM_HINT_T0);
       if constexpr (NV == 2) _mm_prefetch((const char*)(bp + 8 * b_step + 16), _MM_HINT_T0);
-      if (kAhead && prefetch_next_strip) {
+      if (kAhead && prefetch_next_strip && b_step != kNR) {
         _mm_prefetch((const char*)(bp + kNR), _MM_HINT_T0);
         _mm_prefetch((const char*)(bp + kNR + 16), _MM_HINT_T0);
       }
@@ -417,6 +420,7 @@ struct Block {
   const float* in_place;
   int64_t ld;
   const float* packed;
+  bool prepacked = false;  // packed before the call (GemmPackedB): not in cache yet
 };
 
 // All tiles of one A block (mc x kc) against one B panel (kc x nc).
@@ -437,7 +441,8 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, bool trans_a, const Block&
       float* ct = c + i * ldc + j;
       // B in place: the first row strip also fetches the next column strip of B (the next
       // 128 bytes of each row) a whole strip ahead (see micro_kernel).
-      const bool next = b_here && i == 0 && j + 2 * kNR <= nc;
+      // (prepacked: the 32-wide kernels only, as for B in place, whose `next` needs a full strip)
+      const bool next = i == 0 && ((b_here && j + 2 * kNR <= nc) || (b.prepacked && nr > 16));
       PanelStream share;
       if (ahead && b_here && i == 0)
         share = PanelStream(ahead->row, (ahead->end - ahead->row) / ahead->ld_bytes, ahead->row_bytes,
@@ -480,9 +485,18 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, bool trans_a, const Block&
 
 bool gemm_avx512_available() { return true; }
 
+int64_t gemm_packed_b_floats(int64_t k, int64_t n) { return k * ((n + kNR - 1) / kNR * kNR); }
+
+void gemm_pack_b(int64_t k, int64_t n, const float* b, int64_t ldb, float* dst) {
+  const int64_t kc_max = balanced_block(k, kKC, 1), n_pad = (n + kNR - 1) / kNR * kNR;
+  for (int64_t pc = 0; pc < k; pc += kc_max)
+    pack_b(false, b + pc * ldb, ldb, std::min(kc_max, k - pc), n, dst + pc * n_pad);
+}
+
 void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                 int64_t ldc, bool force_pack_a, const GemmEpilogue* epilogue) {
+                 int64_t ldc, bool force_pack_a, const GemmEpilogue* epilogue,
+                 const GemmPackedB* packed_b) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0.f) {
     scale_c(m, n, beta, c, ldc);
@@ -497,20 +511,24 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
   // place when the B panel has few strips, untransposed B when C has few rows. (Transposed B
   // is always packed: in place its NR values per step would be a strided gather.)
   const bool a_in_place = !force_pack_a && nc_max <= kInPlaceAMaxN;
-  const bool b_in_place = !trans_b && m <= kInPlaceBMaxM;
+  const bool b_in_place = !packed_b && !trans_b && m <= kInPlaceBMaxM;
+  const int64_t packed_ld = packed_b ? (packed_b->n + kNR - 1) / kNR * kNR : 0;
   float* const abuf = buf.a.get();
   float* const bbuf = buf.b.get();
   for (int64_t jc = 0; jc < n; jc += nc_max) {
     const int64_t nc = std::min(nc_max, n - jc);
     for (int64_t pc = 0; pc < k; pc += kc_max) {
       const int64_t kc = std::min(kc_max, k - pc);
-      const float* b_panel = trans_b ? b + jc * ldb + pc : b + pc * ldb + jc;
-      if (!b_in_place) {
+      const float* b_panel = packed_b ? nullptr : trans_b ? b + jc * ldb + pc : b + pc * ldb + jc;
+      if (packed_b) {
+      } else if (!b_in_place) {
         pack_b(trans_b, b_panel, ldb, kc, nc, bbuf);
       } else if (const int64_t full = nc / kNR * kNR; full < nc) {
         pack_b(false, b_panel + full, ldb, kc, nc - full, bbuf);  // the short last strip
       }
-      const Block bblock{b_in_place ? b_panel : nullptr, ldb, bbuf};
+      // packed once: this slice's strips from column col0 + jc on (gemm.h GemmPackedB)
+      const Block bblock = packed_b ? Block{nullptr, 0, packed_b->data + pc * packed_ld + (packed_b->col0 + jc) * kc, true}
+                                    : Block{b_in_place ? b_panel : nullptr, ldb, bbuf};
       const float beta_here = pc == 0 ? beta : 1.f;  // later slices accumulate
       for (int64_t ic = 0; ic < m; ic += mc_max) {
         const int64_t mc = std::min(mc_max, m - ic);
@@ -528,7 +546,7 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
         const bool last_slice = pc + kc >= k;
         const int64_t next_rows = last_slice ? kc_max : std::min(kc_max, k - pc - kc);
         const int64_t next_cols = last_slice ? std::min(nc_max, n - jc - nc) : nc;
-        const float* next_panel = last_slice ? b + jc + nc : b_panel + kc * ldb;
+        const float* next_panel = !b_in_place ? nullptr : last_slice ? b + jc + nc : b_panel + kc * ldb;
         const bool stream = b_in_place && ic == 0 && next_cols > 0;
         const PanelStream next((const char*)next_panel, next_rows,
                                (next_cols + kNR - 1) / kNR * kNR * (int64_t)sizeof(float),
@@ -550,8 +568,15 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
 
 bool gemm_avx512_available() { return false; }
 
+int64_t gemm_packed_b_floats(int64_t, int64_t) { return 0; }
+
+void gemm_pack_b(int64_t, int64_t, const float*, int64_t, float*) {
+  throw std::runtime_error("gemm_pack_b: fastconv was built without AVX-512 support");
+}
+
 void gemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                 const float*, int64_t, float, float*, int64_t, bool, const GemmEpilogue*) {
+                 const float*, int64_t, float, float*, int64_t, bool, const GemmEpilogue*,
+                 const GemmPackedB*) {
   throw std::runtime_error("gemm_avx512: fastconv was built without AVX-512 support");
 }
 

@@ -29,8 +29,31 @@ struct GemmEpilogue {
   int64_t ldr = 0;
   Act act = kLinear;                // relu keeps NaN (max(0, NaN) = NaN), relu6 = min(relu, 6)
 };
+// B packed once for many products (an inference plan's 1x1 conv weights, conv2d_prepare):
+// the driver packs B on every call, or, with few rows of C, reads it in place row by row -- a
+// row of a 1024-wide B per 4 KiB page, so each k step of the micro-kernel touched a new page
+// and the strips did not stay in L1 (the same sets). Packed, a strip is kc x 32 contiguous.
+// Layout of gemm_pack_b's output for B (k x n): the reduction in the driver's slices (of
+// kc = the driver's slice depth for this k, the last one shorter), slice p0 starting at
+// p0 * n_pad (n_pad = n rounded up to 32), holding 32-wide column strips, strip s at
+// s * kc * 32, step p of it holding B(p0 + p, 32 s + j) at + p * 32 + j, zero past n.
+// A product may read columns [col0, col0 + its n) of it (col0 a multiple of 32): the threads
+// of cout_split.cpp each take their own columns.
+struct GemmPackedB {
+  const float* data = nullptr;
+  int64_t n = 0;     // the packed matrix's columns (its n_pad follows)
+  int64_t col0 = 0;  // the product's first column, a multiple of 32
+};
+// Floats gemm_pack_b writes for a k x n B; 0 where gemm_avx512 is not compiled in.
+int64_t gemm_packed_b_floats(int64_t k, int64_t n);
+// Packs B (k x n, row-major, leading dimension ldb, untransposed) as described above. Serial.
+void gemm_pack_b(int64_t k, int64_t n, const float* b, int64_t ldb, float* dst);
+
+// packed_b (null: none): B is read from it (b, ldb and trans_b are then ignored); it must
+// have been packed with this k and cover columns [col0, col0 + n).
 void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                 int64_t ldc, bool force_pack_a = false, const GemmEpilogue* epilogue = nullptr);
+                 int64_t ldc, bool force_pack_a = false, const GemmEpilogue* epilogue = nullptr,
+                 const GemmPackedB* packed_b = nullptr);
 
 }  // namespace fastconv::cpu

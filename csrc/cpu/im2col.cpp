@@ -40,7 +40,7 @@ bool init_output_rows(int64_t rows, int64_t cols, int64_t ld, const float* bias,
 
 void forward_product(int64_t rows, int64_t n, int64_t k, const float* col, int64_t ldcol,
                      const float* w, int64_t ldw, const float* bias, const float* residual,
-                     Activation act, float* y, int64_t ldy) {
+                     Activation act, float* y, int64_t ldy, const GemmPackedB* packed) {
   const bool fused = act == Activation::Linear || act == Activation::Relu || act == Activation::Relu6;
   if (fused && active_gemm_backend() == "native") {
     GemmEpilogue ep;
@@ -49,7 +49,7 @@ void forward_product(int64_t rows, int64_t n, int64_t k, const float* col, int64
     ep.ldr = ldy;
     ep.act = act == Activation::Relu ? GemmEpilogue::kRelu
              : act == Activation::Relu6 ? GemmEpilogue::kRelu6 : GemmEpilogue::kLinear;
-    return gemm_avx512(false, false, rows, n, k, 1.f, col, ldcol, w, ldw, 0.f, y, ldy, false, &ep);
+    return gemm_avx512(false, false, rows, n, k, 1.f, col, ldcol, w, ldw, 0.f, y, ldy, false, &ep, packed);
   }
   const bool init = init_output_rows(rows, n, ldy, bias, residual, y);
   sgemm(false, false, rows, n, k, 1.f, col, ldcol, w, ldw, init ? 1.f : 0.f, y, ldy);

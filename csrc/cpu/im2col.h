@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "common/geometry.h"
+#include "cpu/gemm.h"
 #include "kernels.h"
 
 namespace fastconv::cpu::detail {
@@ -44,10 +45,12 @@ bool init_output_rows(int64_t rows, int64_t cols, int64_t ld, const float* bias,
 // bias and residual may be null. The native GEMM applies bias, residual and a (capped) relu
 // as it stores each tile of y (gemm.h GemmEpilogue): no pass of their own over y. Otherwise
 // y starts from bias + residual, the GEMM accumulates onto it and the activation follows on
-// the chunk (still in cache). Serial.
+// the chunk (still in cache). Serial. packed (null: none): W packed once (gemm_pack_b of the
+// whole k x N weights, this product's columns from packed->col0), read instead of w where the
+// native GEMM runs with a fused epilogue; elsewhere w is read.
 void forward_product(int64_t rows, int64_t n, int64_t k, const float* col, int64_t ldcol,
                      const float* w, int64_t ldw, const float* bias, const float* residual,
-                     Activation act, float* y, int64_t ldy);
+                     Activation act, float* y, int64_t ldy, const GemmPackedB* packed = nullptr);
 
 // Depthwise (groups == C, Cin_g == 1, multiplier M = Cout_g) direct kernels, depthwise.cpp.
 // y = act(depthwise conv + b), the activation applied row by row while in cache.
