@@ -71,6 +71,10 @@ _enabled = [True]
 # cold runs); on a machine without the cliff that stays the full team. Warm runs (started
 # within _IDLE_S of the last one) are untouched.
 _IDLE_S = 0.01
+# A team run holds the team awake for its duration (threads.cpp, team keeper): SCHED_IDLE
+# threads spin on the idle CPUs, so the workers' CPUs do not halt between its parallel regions.
+# False: no hold (benchmarks/bench_b1_idle.py compares both).
+_HOLD_TEAM = False
 _COLD_REPROBE = 16
 _last_team_run = [float("-inf")]  # perf_counter() at the end of the last multi-thread plan run
 
@@ -637,13 +641,18 @@ class Plan:
         start = perf_counter()
         cold = start - _last_team_run[0] > _IDLE_S
         one = cold and self._cold_choice()
+        hold = _HOLD_TEAM and not one
         if one:
             _C.set_num_threads(1)
+        elif hold:
+            _C._team_hold_begin()
         try:
             self._walk(regs)
         finally:
             if one:
                 _C.set_num_threads(threads)
+            elif hold:
+                _C._team_hold_end()
             end = perf_counter()
             # also after a 1-thread run: the next call within _IDLE_S runs warm on the team
             _last_team_run[0] = end
