@@ -9,8 +9,8 @@ sleep ("after pause"), after 3 warm-up calls. ms, wall clock.
 
 --paired P1 P2 ...: one process, every variant interleaved call by call after each pause P
 (seconds, 0: hot, the call right after another): 1 thread, 2 threads without the team hold
-(inference._HOLD_TEAM False), 2 threads with it (the cold-call choice off in both, so each
-shows its own effect), and the default (hold and cold choice). Medians of --calls calls, and
+(inference._HOLD_TEAM False), 2 threads with it (the team-or-one choice off in both, so each
+shows its own effect), and the default (hold setting and choice as shipped). Medians of --calls calls, and
 the load. A paired comparison stays meaningful on a shared machine.
 
 --trees A B ...: run each case in a fresh process per checkout (PYTHONPATH=tree), the trees
@@ -48,21 +48,22 @@ def paired(name, pauses, calls):
     fastconv.set_seed(0)
     model = eval(MODELS[name][0])
     x = np.random.default_rng(0).standard_normal(MODELS[name][1]).astype(np.float32)
-    idle_s, hold = inference._IDLE_S, inference._HOLD_TEAM
+    hold, pick = inference._HOLD_TEAM, inference._pick_one
 
-    def variant(threads, hold_team, idle):
+    def variant(threads, hold_team, choose):
         def run():
             fastconv.set_num_threads(threads)
-            inference._HOLD_TEAM, inference._IDLE_S = hold_team, idle
+            inference._HOLD_TEAM = hold_team
+            inference._pick_one = pick if choose else (lambda choice: False)
             try:
                 t0 = time.perf_counter()
                 model.predict_on_batch(x)
                 return time.perf_counter() - t0
             finally:
-                inference._HOLD_TEAM, inference._IDLE_S = hold, idle_s
+                inference._HOLD_TEAM, inference._pick_one = hold, pick
         return run
-    variants = {"1 thread": variant(1, False, 1e9), "2 no hold": variant(2, False, 1e9),
-                "2 hold": variant(2, True, 1e9), "2 default": variant(2, hold, idle_s)}
+    variants = {"1 thread": variant(1, False, False), "2 no hold": variant(2, False, False),
+                "2 hold": variant(2, True, False), "2 default": variant(2, hold, True)}
     for run in variants.values():
         for _ in range(3):
             run()
