@@ -45,12 +45,13 @@ def paired(name, pauses, calls):
     import fastconv
     from fastconv.engine import inference
     from fastconv.models import zoo  # noqa: F401 (used by the constructor source)
-    fastconv.set_seed(0)
-    model = eval(MODELS[name][0])
     x = np.random.default_rng(0).standard_normal(MODELS[name][1]).astype(np.float32)
     hold, pick = inference._HOLD_TEAM, inference._pick_one
 
     def variant(threads, hold_team, choose):
+        fastconv.set_seed(0)
+        model = eval(MODELS[name][0])  # a model (and plan, with its own run record) per variant
+
         def run():
             fastconv.set_num_threads(threads)
             inference._HOLD_TEAM = hold_team

@@ -69,9 +69,9 @@ def test_cold_calls_try_the_team_then_one_thread_with_the_same_outputs(two_threa
     outs = [np.asarray(model.predict_on_batch(x)) for _ in range(3)]
     assert seen[:2] == [2, 1], seen  # the team first, then one thread, each timed
     team, one, _ = plan._choices[True]
-    assert team > 0 and one > 0
-    assert plan._choices[False] == [None, None, 0]  # no warm run yet
-    assert seen[2] == (1 if one < team else 2)
+    assert len(team) + len(one) == 3 and team[0] > 0 and one[0] > 0
+    assert plan._choices[False] == [[], [], 0]  # no warm run yet
+    assert seen[2] == (1 if one[0] < team[0] else 2)
     assert fastconv.get_num_threads() == 2
     for out in outs:
         _close(out, ref)
@@ -87,13 +87,26 @@ def test_the_faster_choice_is_kept_and_the_other_retried(two_threads, monkeypatc
     seen = _spy_threads(plan)
     # One thread "measured" far faster: every call keeps it, but the _REPROBE-th tries the
     # team again (and its new timing replaces the old).
-    plan._choice(cold)[:] = [1e9, 1e-9, 0]
+    plan._choice(cold)[:] = [[1e9] * 3, [1e-9], 0]
     for _ in range(inference._REPROBE):
         model.predict_on_batch(x)
     assert seen == [1] * (inference._REPROBE - 1) + [2], seen
-    assert plan._choice(cold)[0] < 0.51e9  # the new timing averaged in
-    assert plan._choice(not cold) == [None, None, 0]  # the other state's record untouched
+    team, one, _ = plan._choice(cold)
+    assert team[:3] == [1e9] * 3 and len(team) == 4 and team[3] < 1e3  # the new timing kept
+    assert len(one) == inference._KEEP and one[0] > 1e-9  # only the last _KEEP kept
+    assert plan._choice(not cold) == [[], [], 0]  # the other state's record untouched
     assert fastconv.get_num_threads() == 2
+
+
+def test_one_slow_team_run_does_not_move_the_choice(two_threads):
+    """The median of the last runs decides: one outlier among the team's times does not."""
+    model, x = _model_and_input(6)
+    model.predict_on_batch(x)
+    plan = _plan_of(model)
+    seen = _spy_threads(plan)
+    plan._choice(True)[:] = [[1.0, 1.0, 1e9], [2.0, 2.0], 1]
+    model.predict_on_batch(x)
+    assert seen == [2]
 
 
 def test_cold_and_warm_records_are_separate(monkeypatch):
@@ -105,8 +118,8 @@ def test_cold_and_warm_records_are_separate(monkeypatch):
         model, x = _model_and_input(2)
         model.predict_on_batch(x)
         plan = _plan_of(model)
-        plan._choice(True)[:] = [1e9, 1e-9, 0]  # one thread would win a cold call
-        plan._choice(False)[:] = [1e-9, 1e9, 0]  # the team wins warm ones
+        plan._choice(True)[:] = [[1e9], [1e-9], 0]  # one thread would win a cold call
+        plan._choice(False)[:] = [[1e-9], [1e9], 0]  # the team wins warm ones
         seen = _spy_threads(plan)
         for _ in range(3):
             model.predict_on_batch(x)
@@ -119,7 +132,7 @@ def test_the_thread_knob_is_restored_when_a_step_raises(two_threads):
     model, x = _model_and_input(3)
     model.predict_on_batch(x)
     plan = _plan_of(model)
-    plan._choice(True)[:] = [1e9, 1e-9, 0]  # the next cold call runs on one thread
+    plan._choice(True)[:] = [[1e9], [1e-9], 0]  # the next cold call runs on one thread
     (first, *rest), clear = plan.flat[0]
 
     def boom(regs):

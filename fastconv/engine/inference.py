@@ -69,9 +69,10 @@ _enabled = [True]
 #   worker to get a core, or for the master's barrier spin when the worker was woken onto the
 #   master's CPU (2-vCPU Emerald Rapids at load 4: ResNet-18 b1 17 ms on 2 threads, 7.7 on 1;
 #   LeNet-5 b64 4.0 / 1.3, and so right after an onnxruntime call, whose pool spins for ~50 ms).
-# So each plan keeps, per state (cold, warm), a running mean of its team runs and of its
-# one-thread runs (each tried once, then the faster one runs, the slower re-tried every
-# _REPROBE runs of that state). On an idle machine without the cliff that stays the team.
+# So each plan keeps, per state (cold, warm), the times of its last _KEEP team runs and of its
+# last _KEEP one-thread runs (each tried once, then the one with the lower median runs, the
+# other re-tried every _REPROBE runs of that state). On an idle machine without the cliff that
+# stays the team.
 _IDLE_S = 0.01
 # A team run holds the team awake for its duration (threads.cpp, team keeper): SCHED_IDLE
 # threads spin on the idle CPUs, so the workers' CPUs do not halt between its parallel regions.
@@ -79,6 +80,7 @@ _IDLE_S = 0.01
 # helper I); benchmarks/bench_b1_idle.py --paired measures it where the machine is quiet.
 _HOLD_TEAM = False
 _REPROBE = 16
+_KEEP = 5
 _last_team_run = [float("-inf")]  # perf_counter() at the end of the last multi-thread plan run
 
 
@@ -659,30 +661,39 @@ class Plan:
             end = perf_counter()
             # also after a 1-thread run: the next call within _IDLE_S is a warm one
             _last_team_run[0] = end
-        # a running mean (halved weight per sample): after a pause MobileNet b1's team runs were
-        # bimodal (4.5 or 12-21 ms on the Zen 5 VM), so one sample misleads
-        k, t = (1 if one else 0), end - start
-        choice[k] = t if choice[k] is None else 0.5 * (choice[k] + t)
+        # the last few of each (a median of them decides): after a pause MobileNet b1's team
+        # runs were bimodal (4.5 or 12-21 ms on the Zen 5 VM), and on a busy machine a single
+        # slow team run in a running mean sent LeNet-5 b64 to one thread for _REPROBE runs
+        record = choice[1 if one else 0]
+        record.append(end - start)
+        if len(record) > _KEEP:
+            del record[0]
         return regs[self.output]
 
     def _choice(self, cold):
-        """[team mean s, one-thread mean s, runs]: this plan's record for cold or warm runs."""
+        """[team run times, one-thread run times, runs]: this plan's record for cold or warm
+        runs (seconds, the last _KEEP of each)."""
         choices = self.__dict__.get("_choices")
         if choices is None:
-            choices = self._choices = {True: [None, None, 0], False: [None, None, 0]}
+            choices = self._choices = {True: [[], [], 0], False: [[], [], 0]}
         return choices[cold]
 
 
 def _pick_one(choice):
-    """True: run on one thread. Tries the team, then one thread, then keeps the faster, trying
-    the other again every _REPROBE runs."""
+    """True: run on one thread. Tries the team, then one thread, then runs the one with the
+    lower median, trying the other again every _REPROBE runs."""
     team, one, n = choice
-    if team is None:
+    if not team:
         return False
-    if one is None:
+    if not one:
         return True
     choice[2] = n + 1
-    return (one < team) != (choice[2] % _REPROBE == 0)
+    return (_median(one) < _median(team)) != (choice[2] % _REPROBE == 0)
+
+
+def _median(times):
+    s = sorted(times)
+    return s[len(s) // 2]
 
 
 def _runs(dead):
