@@ -50,7 +50,7 @@ def paired(name, pauses, calls):
 
     def variant(threads, hold_team, choose):
         fastconv.set_seed(0)
-        model = eval(MODELS[name][0])  # a model (and plan, with its own run record) per variant
+        model = eval(MODELS[name][0], {"zoo": zoo})  # a model (and plan, with its own run record) per variant
 
         def run():
             fastconv.set_num_threads(threads)
