@@ -22,6 +22,13 @@ namespace cpu {
 // ---- threads (threads.cpp): one OpenMP pool; OpenBLAS stays single-threaded ----
 void set_num_threads(int n);
 int get_num_threads();
+// Team keeper (threads.cpp): between team_hold_begin() and team_hold_end() (nestable, any
+// thread) up to get_num_threads() - 1 SCHED_IDLE threads spin on otherwise idle CPUs, so the
+// OpenMP workers' CPUs do not halt between the parallel regions of one inference call.
+// Parked (blocked, no CPU) otherwise. team_spinning(): how many spin right now (test hook).
+void team_hold_begin();
+void team_hold_end();
+int team_spinning();
 // Outputs of at least this many bytes are written with non-temporal stores (cpu/simd.h).
 void set_stream_threshold(int64_t bytes);
 int64_t get_stream_threshold();

@@ -107,6 +107,13 @@ void bind_threads(py::module_& m) {
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"),
         "Set the OpenMP thread count of the native kernels (OpenBLAS stays single-threaded inside them).");
   m.def("get_num_threads", &cpu::get_num_threads);
+  m.def("_team_hold_begin", &cpu::team_hold_begin,
+        "Open a hold: until the matching _team_hold_end, up to get_num_threads() - 1 SCHED_IDLE "
+        "threads spin on idle CPUs so the OpenMP workers' CPUs stay awake between parallel "
+        "regions (the inference plan holds the team for one predict call). Holds nest.");
+  m.def("_team_hold_end", &cpu::team_hold_end, "Close a hold (no-op when none is open).");
+  m.def("_team_spinning", &cpu::team_spinning,
+        "Test hook: how many keeper threads are spinning right now.");
   m.def("_threads_used", &cpu::take_team_high_water,
         "Test hook: the most OpenMP threads any parallel region of the native kernels ran with "
         "since the previous call (0: none ran; 1: only single-threaded regions). Reading resets it.");

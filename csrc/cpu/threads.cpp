@@ -5,13 +5,21 @@
 // step measured 105 ms with OpenBLAS at 2 threads against 21 ms with it pinned to 1 (2-core
 // EPYC, OpenMP at 2 threads in both). fastconv.set_num_threads(n) is the one knob.
 #include <omp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <system_error>
+#include <thread>
 
 #include "cpu/gemm.h"
 #include "cpu/parallel.h"
@@ -60,6 +68,105 @@ void set_num_threads(int n) {
 }
 
 int get_num_threads() { return omp_get_max_threads(); }
+
+// ---- team keeper ----
+// An inference call runs ~10-100 short parallel regions with Python between them. libgomp's
+// worker spins GOMP_SPINCOUNT (10000 pauses, ~0.1 ms here) after a region, then sleeps in the
+// kernel; its vCPU, idle, halts (cpuidle haltpoll with guest polling off), and the next region's
+// wake-up is a host round trip, or lands the worker on the master's CPU, where it waits out
+// the master's own barrier spin. The keeper keeps those CPUs running during one inference call
+// only: SCHED_IDLE threads that spin with `pause` while a hold is open. SCHED_IDLE yields to
+// every other thread at once (a wake-up preempts it), so it takes only cycles that would idle,
+// and it parks (blocks, no CPU) when the last hold ends, or after kMaxSpin if one never does.
+// Process-wide libgomp settings (GOMP_SPINCOUNT, read once at load) would make the workers
+// spin after every region of training too, at normal priority: on a busy machine that costs
+// the others a core (see _loader.py).
+namespace {
+constexpr auto kMaxSpin = std::chrono::seconds(2);
+constexpr int kMaxSpinners = 255;
+
+struct Keeper {
+  std::mutex mu;
+  std::condition_variable cv;
+  int holds = 0;                  // open holds (under mu)
+  int started = 0;                // spinner threads created (under mu)
+  std::atomic<int> wanted{0};     // spinners 0 .. wanted-1 spin during the current hold
+  std::atomic<unsigned> generation{0};  // + 1 each time holds goes 0 -> 1
+  std::atomic<bool> held{false};  // holds > 0
+  std::atomic<int> spinning{0};   // test hook
+  std::atomic<pid_t> owner{0};    // process that created the spinners (a fork child has none)
+};
+
+// Never destroyed: detached spinners still wait on its condition variable at process exit.
+Keeper& keeper() {
+  static Keeper* k = new Keeper;
+  return *k;
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+void spinner_main(Keeper* k, int index) {
+  sched_param param{};
+  if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) != 0) return;  // never spin at normal priority
+  unsigned done = k->generation.load();  // a hold open at creation is the one to spin for
+  done -= 1;
+  std::unique_lock<std::mutex> lock(k->mu);
+  for (;;) {
+    k->cv.wait(lock, [&] { return k->holds > 0 && k->generation.load() != done && index < k->wanted.load(); });
+    const unsigned gen = k->generation.load();
+    lock.unlock();
+    k->spinning.fetch_add(1);
+    const auto end = std::chrono::steady_clock::now() + kMaxSpin;
+    for (unsigned n = 1; k->held.load(std::memory_order_relaxed) && k->generation.load(std::memory_order_relaxed) == gen; ++n) {
+      cpu_relax();
+      if (n % 4096 == 0 && std::chrono::steady_clock::now() > end) break;
+    }
+    k->spinning.fetch_sub(1);
+    done = gen;
+    lock.lock();
+  }
+}
+
+// The CPUs this process may run on.
+int usable_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  return CPU_COUNT(&set);
+}
+}  // namespace
+
+void team_hold_begin() {
+  Keeper& k = keeper();
+  const pid_t pid = getpid();
+  pid_t owner = k.owner.load();
+  if (owner != 0 && owner != pid) return;  // a fork child: its parent's spinners do not exist here
+  std::lock_guard<std::mutex> lock(k.mu);
+  if (k.holds++ > 0) return;
+  const int want = std::min({get_num_threads(), usable_cpus(), kMaxSpinners + 1}) - 1;
+  k.wanted.store(want);
+  k.generation.fetch_add(1);
+  k.held.store(true);
+  k.owner.store(pid);
+  try {
+    for (; k.started < want; ++k.started) std::thread(spinner_main, &k, k.started).detach();
+  } catch (const std::system_error&) {  // no thread: run without (the keeper only saves time)
+  }
+  k.cv.notify_all();
+}
+
+void team_hold_end() {
+  Keeper& k = keeper();
+  if (k.owner.load() != getpid()) return;
+  std::lock_guard<std::mutex> lock(k.mu);
+  if (k.holds == 0) return;
+  if (--k.holds == 0) k.held.store(false);
+}
+
+int team_spinning() { return keeper().spinning.load(); }
 
 namespace {
 std::atomic<int64_t> g_stream_threshold{16 << 20};

@@ -60,18 +60,27 @@ _MAX_PLANS = 8  # input shapes remembered per model (predict's last, smaller bat
 
 _enabled = [True]
 
-# A multi-thread predict that starts after the OpenMP team has been idle a while. On a VM
-# whose idle vCPUs halt (cpuidle haltpoll, 2-vCPU Zen 5: benchmarks/bench_b1_idle.py), the
-# first 2-thread predict after 20-50 ms idle ran up to 2.4x slower than the same predict on
-# one thread (ResNet-18 CIFAR b1: 13.2 ms against 5.6; warm 3.6): every region of the predict
-# waited for a worker that had gone to sleep, and the next predict was warm again. Pre-waking
-# the team (a busy 2-thread copy, a 1-thread predict first) did not help, so after an idle
-# pause a plan runs on whichever of 2 threads / 1 thread its own cold runs measured faster
-# (each tried once, then a running mean of each, the slower one re-tried every _COLD_REPROBE
-# cold runs); on a machine without the cliff that stays the full team. Warm runs (started
-# within _IDLE_S of the last one) are untouched.
+# Team or one thread. A multi-thread predict can be slower than the same predict on one thread:
+# - after an idle pause (>= _IDLE_S, "cold"): on a VM whose idle vCPUs halt (cpuidle haltpoll,
+#   2-vCPU Zen 5: benchmarks/bench_b1_idle.py) the first 2-thread predict after 20-50 ms idle
+#   ran up to 2.4x slower than on one thread (ResNet-18 CIFAR b1: 13.2 ms against 5.6; warm
+#   3.6): every region waited for a worker that had gone to sleep.
+# - back to back ("warm") when another job holds a core: every region then waits for the
+#   worker to get a core, or for the master's barrier spin when the worker was woken onto the
+#   master's CPU (2-vCPU Emerald Rapids at load 4: ResNet-18 b1 17 ms on 2 threads, 7.7 on 1;
+#   LeNet-5 b64 4.0 / 1.3, and so right after an onnxruntime call, whose pool spins for ~50 ms).
+# So each plan keeps, per state (cold, warm), the times of its last _KEEP team runs and of its
+# last _KEEP one-thread runs (each tried once, then the one with the lower median runs, the
+# other re-tried every _REPROBE runs of that state). On an idle machine without the cliff that
+# stays the team.
 _IDLE_S = 0.01
-_COLD_REPROBE = 16
+# A team run holds the team awake for its duration (threads.cpp, team keeper): SCHED_IDLE
+# threads spin on the idle CPUs, so the workers' CPUs do not halt between its parallel regions.
+# Off: on the shared 2-vCPU VM it made no run faster (benchmarks/RESULTS.md, issue 18 item 4,
+# helper I); benchmarks/bench_b1_idle.py --paired measures it where the machine is quiet.
+_HOLD_TEAM = False
+_REPROBE = 16
+_KEEP = 5
 _last_team_run = [float("-inf")]  # perf_counter() at the end of the last multi-thread plan run
 
 
@@ -664,40 +673,59 @@ class Plan:
                 regs[s] = None
 
     def _run_team(self, regs, threads):
-        """The steps with the thread knob at `threads` > 1, or at 1 when the team has been idle
-        and this plan's cold runs measured one thread faster (see _IDLE_S)."""
+        """The steps with the thread knob at `threads` > 1, or at 1 when this plan's runs in
+        the same state (cold or warm, see _IDLE_S) measured one thread faster."""
         start = perf_counter()
-        cold = start - _last_team_run[0] > _IDLE_S
-        one = cold and self._cold_choice()
+        choice = self._choice(start - _last_team_run[0] > _IDLE_S)
+        one = _pick_one(choice)
+        hold = _HOLD_TEAM and not one
         if one:
             _C.set_num_threads(1)
+        elif hold:
+            _C._team_hold_begin()
         try:
             self._walk(regs)
         finally:
             if one:
                 _C.set_num_threads(threads)
+            elif hold:
+                _C._team_hold_end()
             end = perf_counter()
-            # also after a 1-thread run: the next call within _IDLE_S runs warm on the team
+            # also after a 1-thread run: the next call within _IDLE_S is a warm one
             _last_team_run[0] = end
-        if cold:
-            # a running mean (halved weight per sample): after a pause MobileNet b1's team
-            # runs were bimodal (4.5 or 12-21 ms on the VM above), so one sample misleads
-            k, t = 1 if one else 0, end - start
-            self._cold[k] = t if self._cold[k] is None else 0.5 * (self._cold[k] + t)
+        # the last few of each (a median of them decides): after a pause MobileNet b1's team
+        # runs were bimodal (4.5 or 12-21 ms on the Zen 5 VM), and on a busy machine a single
+        # slow team run in a running mean sent LeNet-5 b64 to one thread for _REPROBE runs
+        record = choice[1 if one else 0]
+        record.append(end - start)
+        if len(record) > _KEEP:
+            del record[0]
         return regs[self.output]
 
-    def _cold_choice(self):
-        """True: run this cold call on one thread. Tries the team, then one thread, then keeps
-        the faster, trying the other again every _COLD_REPROBE cold calls."""
-        cold = self.__dict__.setdefault("_cold", [None, None, 0])
-        team, one, n = cold
-        if team is None:
-            return False
-        if one is None:
-            return True
-        cold[2] = n + 1
-        faster_one = one < team
-        return faster_one != (cold[2] % _COLD_REPROBE == 0)
+    def _choice(self, cold):
+        """[team run times, one-thread run times, runs]: this plan's record for cold or warm
+        runs (seconds, the last _KEEP of each)."""
+        choices = self.__dict__.get("_choices")
+        if choices is None:
+            choices = self._choices = {True: [[], [], 0], False: [[], [], 0]}
+        return choices[cold]
+
+
+def _pick_one(choice):
+    """True: run on one thread. Tries the team, then one thread, then runs the one with the
+    lower median, trying the other again every _REPROBE runs."""
+    team, one, n = choice
+    if not team:
+        return False
+    if not one:
+        return True
+    choice[2] = n + 1
+    return (_median(one) < _median(team)) != (choice[2] % _REPROBE == 0)
+
+
+def _median(times):
+    s = sorted(times)
+    return s[len(s) // 2]
 
 
 def _runs(dead):
