@@ -29,18 +29,25 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# The clock of every timing in a worker: wall (perf_counter) or this process's CPU time
+# (--clock cpu; at 1 thread it leaves out the time other jobs on a shared machine hold the
+# core: at load 7 on 2 cores the wall-clock LeNet steps ran at 2-3x their quiet time).
+_clock = [time.perf_counter]
+
+
 def _timed(fn, repeats, min_seconds=0.2):
     """Median ms of `repeats` timings, each the mean of enough calls to last min_seconds."""
+    clock = _clock[0]
     fn()
-    t0 = time.perf_counter()
+    t0 = clock()
     fn()
-    inner = max(1, int(min_seconds / max(time.perf_counter() - t0, 1e-6)))
+    inner = max(1, int(min_seconds / max(clock() - t0, 1e-6)))
     samples = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(inner):
             fn()
-        samples.append((time.perf_counter() - t0) / inner * 1e3)
+        samples.append((clock() - t0) / inner * 1e3)
     return statistics.median(samples)
 
 
@@ -105,14 +112,15 @@ def op_profile(fn, steps):
     from fastconv import _C
     spent = {}
     saved = {}
+    clock = _clock[0]
 
     def timer(name, f):
         def call(*args, **kwargs):
-            t0 = time.perf_counter()
+            t0 = clock()
             try:
                 return f(*args, **kwargs)
             finally:
-                spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
+                spent[name] = spent.get(name, 0.0) + clock() - t0
         return call
 
     fn()  # warm: first-call allocations and plans out of the profile
@@ -127,10 +135,10 @@ def op_profile(fn, steps):
             rebuild()
             fn()  # the new plan's first run prepares its steps: not part of the profile
             spent.clear()
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(steps):
             fn()
-        total = time.perf_counter() - t0
+        total = clock() - t0
     finally:
         for name, f in saved.items():
             setattr(_C, name, f)
@@ -147,9 +155,11 @@ def _ceiling(threads):
     return {str(bits): _C._fma_peak_gflops(0.3, 10, bits) for bits in _C._fma_peak_widths()}
 
 
-def worker(threads, repeats, profile_steps, quick=False):
+def worker(threads, repeats, profile_steps, quick=False, clock="wall"):
     import fastconv as fc
     from fastconv import _C
+    if clock == "cpu":
+        _clock[0] = time.process_time
     fc.set_num_threads(threads)
     peaks = _ceiling(threads)  # before the cases: a quiet core, one thread
     cases = _cases(quick)
@@ -168,7 +178,8 @@ def _run_worker(folder, level, args):
     if level:
         env["FASTCONV_ISA"] = level
     cmd = [sys.executable, "-m", "benchmarks.bench_isa_levels", "--worker", "--threads", str(args.threads),
-           "--repeats", str(args.repeats), "--profile", str(args.profile)] + (["--quick"] if args.quick else [])
+           "--repeats", str(args.repeats), "--profile", str(args.profile), "--clock", args.clock]
+    cmd += ["--quick"] if args.quick else []
     proc = subprocess.run(cmd, env=env, cwd="/", capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"bench_isa_levels worker (FASTCONV_ISA={level or '-'}, {folder}) failed:\n"
@@ -199,6 +210,9 @@ def parse_args(argv=None):
     ap.add_argument("--levels", nargs="+", metavar="LEVEL",
                     help="only these levels of each multi-level build (e.g. avx512 avx2; default: all it runs)")
     ap.add_argument("--quick", action="store_true", help="LeNet-5 steps and sgemms only (no ResNet-18)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall clock, or the process's CPU time (for --threads 1 on a shared machine: "
+                         "time other jobs hold the core is left out)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -237,10 +251,10 @@ def case_medians(samples, v):
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
-        return worker(args.threads, args.repeats, args.profile, args.quick)
+        return worker(args.threads, args.repeats, args.profile, args.quick, args.clock)
     variants, samples, heads = collect(args)
     cases = list(samples[variants[0]][0]["ms"])
-    print(f"threads {args.threads}, {args.rounds} rounds, median ms (ratio to {heads[0]}); "
+    print(f"threads {args.threads}, {args.rounds} rounds, median ms ({args.clock} clock; ratio to {heads[0]}); "
           "OpenBLAS kernels: " + ", ".join(f"{h}: {samples[v][0]['blas']}" for h, v in zip(heads, variants)))
     print("| case | " + " | ".join(heads) + " |")
     print("|---" * (len(heads) + 1) + "|")
