@@ -177,7 +177,9 @@ def _run_worker(folder, level, args):
     env.pop("FASTCONV_ISA", None)
     if level:
         env["FASTCONV_ISA"] = level
-    cmd = [sys.executable, "-m", "benchmarks.bench_isa_levels", "--worker", "--threads", str(args.threads),
+    # this file's worker for every build (by path: a build folder's own benchmarks/ may be
+    # older), so all variants time the same cases with the same options
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--threads", str(args.threads),
            "--repeats", str(args.repeats), "--profile", str(args.profile), "--clock", args.clock]
     cmd += ["--quick"] if args.quick else []
     proc = subprocess.run(cmd, env=env, cwd="/", capture_output=True, text=True)
