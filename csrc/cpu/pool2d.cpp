@@ -340,6 +340,7 @@ void max_forward_task_packed8(const PoolGeometry& g, const float* x, float* y, u
   const Window2d& w = g.win;
   const int64_t C = g.c, pixels = 8 / C;
   const float* xi = x + img * g.h * g.w * C;
+  const int64_t image_end = (img + 1) * g.oh * g.ow * C;  // this image's argmax ends here
   const __m256i off = packed_offsets8(g);
   for (int64_t oy = 0; oy < g.oh; ++oy) {
     const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
@@ -378,9 +379,19 @@ void max_forward_task_packed8(const PoolGeometry& g, const float* x, float* y, u
       const int64_t o = ((img * g.oh + oy) * g.ow + ox) * C;
       _mm256_maskstore_ps(y + o, mask, best);
       if constexpr (kArg) {
-        int32_t wv[8];
-        _mm256_storeu_si256((__m256i*)wv, which);
-        for (int32_t j = 0; j < lanes; ++j) arg[o + j] = (uint8_t)wv[j];
+        // window positions < 256: the saturating packs keep them. 8 bytes where the image's
+        // argmax has room (the bytes past `lanes` belong to later pixels of this image, which
+        // write theirs afterwards); a scalar store per lane was a third of this pass (LeNet's
+        // (256, 28, 28, 6): 0.63 ms with the argmax, 0.44 without).
+        const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(which), _mm256_extracti128_si256(which, 1));
+        const __m128i w8 = _mm_packus_epi16(w16, w16);
+        if (o + 8 <= image_end) {
+          _mm_storel_epi64((__m128i*)(arg + o), w8);
+        } else {
+          uint8_t bytes[16];
+          _mm_storeu_si128((__m128i*)bytes, w8);
+          std::memcpy(arg + o, bytes, (size_t)lanes);
+        }
       }
       ox += q;
     }
