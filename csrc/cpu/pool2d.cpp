@@ -727,7 +727,10 @@ struct TiledRows8 {
   }
   static bool applies(const PoolGeometry& g) {
     const Window2d& w = g.win;
-    return g.c < 8 && w.kw == w.sw && w.kh == w.sh && w.pt == 0 && w.pl == 0 && w.kh * w.kw <= 255;
+    // every window inside the input: no padding on any side, so also no clipped last window
+    // (its cells would lie past the row: covered = ow*sw*C must stay <= W*C)
+    return g.c < 8 && w.kw == w.sw && w.kh == w.sh && w.pt == 0 && w.pl == 0 && w.pb == 0 &&
+           w.pr == 0 && g.ow * w.sw <= g.w && g.oh * w.sh <= g.h && w.kh * w.kw <= 255;
   }
 };
 
@@ -1115,6 +1118,50 @@ void avg_backward_packed8(const PoolGeometry& g, const float* dy, float* dx, con
   });
 }
 
+// Average pool backward over windows that tile the input (TiledRows8): every window is whole
+// (no padding), so dx = +0 + dy * (1/count) of the one window covering the cell, or +0 outside
+// all windows; along the contiguous dx row, one load and one permute per 8 floats. The same
+// product (rounded, then added to +0) as avg_backward_packed8: the same floats.
+void avg_backward_tiled8(const PoolGeometry& g, const TiledRows8& tab, const float* dy, float* dx,
+                         const float* y, Activation act) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c, row_len = g.ow * C, dx_row = g.w * C, covered = g.ow * w.sw * C;
+  const int64_t per_period = tab.vectors * 8 / w.sw;
+  const float inv = 1.0f / (float)(w.kh * w.kw);
+  const __m256 scale = _mm256_set1_ps(inv);
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t, int64_t) {
+    for (int64_t iy = 0; iy < g.h; ++iy) {
+      float* out = dx + (img * g.h + iy) * dx_row;
+      const int64_t oy = iy / w.sh;
+      int64_t e = 0;
+      if (oy < g.oh) {
+        const float* dy_row = dy + (img * g.oh + oy) * row_len;
+        for (int64_t period = 0; e < covered; ++period)
+          for (int64_t j = 0; j < tab.vectors && e < covered; ++j, e += 8) {
+            const int64_t q = period * per_period + tab.base[j];
+            const __m256i rel = _mm256_loadu_si256((const __m256i*)tab.rel[j].data());
+            const int64_t avail = std::min<int64_t>(8, row_len - q);  // >= 1: lane 0's entry
+            const __m256 d = _mm256_permutevar8x32_ps(
+                avail == 8 ? _mm256_loadu_ps(dy_row + q) : _mm256_maskload_ps(dy_row + q, lanes_below(avail)), rel);
+            __m256 term = _mm256_mul_ps(d, scale);
+            asm("" : "+x"(term));  // rounded before the add, as avg_backward_packed8
+            const __m256 v = _mm256_add_ps(_mm256_setzero_ps(), term);
+            if (e + 8 <= covered) {
+              _mm256_storeu_ps(out + e, v);
+            } else {  // lanes past the covered floats are not stored
+              float last[8];
+              _mm256_storeu_ps(last, v);
+              std::memcpy(out + e, last, sizeof(float) * (size_t)(covered - e));
+            }
+          }
+        e = covered;
+      }
+      for (; e < dx_row; ++e) out[e] = 0.f;
+      if (y) activation_backward_inplace(dx_row, y + (out - dx), out, act);
+    }
+  });
+}
+
 }  // namespace
 #endif
 
@@ -1198,6 +1245,10 @@ void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx, cons
     return;
   }
 #elif defined(__AVX2__)
+  if (TiledRows8::applies(g)) {
+    const TiledRows8 tab(g);
+    if (tab.vectors > 0) return avg_backward_tiled8(g, tab, dy, dx, y, act);
+  }
   if (C < 8) {
     avg_backward_packed8(g, dy, dx, inv_count.data(), cover_y, cover_x, y, act);
     return;
