@@ -29,18 +29,25 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# The clock of every timing in a worker: wall (perf_counter) or this process's CPU time
+# (--clock cpu; at 1 thread it leaves out the time other jobs on a shared machine hold the
+# core: at load 7 on 2 cores the wall-clock LeNet steps ran at 2-3x their quiet time).
+_clock = [time.perf_counter]
+
+
 def _timed(fn, repeats, min_seconds=0.2):
     """Median ms of `repeats` timings, each the mean of enough calls to last min_seconds."""
+    clock = _clock[0]
     fn()
-    t0 = time.perf_counter()
+    t0 = clock()
     fn()
-    inner = max(1, int(min_seconds / max(time.perf_counter() - t0, 1e-6)))
+    inner = max(1, int(min_seconds / max(clock() - t0, 1e-6)))
     samples = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(inner):
             fn()
-        samples.append((time.perf_counter() - t0) / inner * 1e3)
+        samples.append((clock() - t0) / inner * 1e3)
     return statistics.median(samples)
 
 
@@ -66,7 +73,13 @@ def _cases(quick=False):
         resnet = fastconv_model("resnet18_cifar", (32, 32, 3), 10)
         xr, _ = _batch(64, (32, 32, 3), 10)
         cases["ResNet-18 CIFAR step b64"] = fastconv_step("resnet18_cifar", 64, (32, 32, 3), 10)
-        cases["ResNet-18 CIFAR predict b64"] = lambda: resnet.predict_on_batch(xr)
+        predict = lambda: resnet.predict_on_batch(xr)
+        # predict runs an inference plan whose steps hold the _C functions they call, taken
+        # when the plan is built (engine/inference.py): op_profile drops the plan after
+        # wrapping _C, so the rebuilt one calls the timed wrappers (no hook in the plan, so
+        # no cost when not profiling)
+        predict.rebuild = lambda: _drop_plans(resnet)
+        cases["ResNet-18 CIFAR predict b64"] = predict
     return {
         **cases,
         "sgemm 1024^3 (1 thread)": lambda: _C._sgemm(False, False, n, n, n, 1.0, a, n, b, n, 0.0, c, n, ""),
@@ -75,6 +88,12 @@ def _cases(quick=False):
         "sgemm 1024^3 OpenBLAS (1 thread)": lambda: _C._sgemm(False, False, n, n, n, 1.0, a, n, b, n, 0.0, c, n,
                                                             "openblas"),
     }
+
+
+def _drop_plans(model):
+    """Forget the model's inference plans: its next predict builds one from _C as it is now."""
+    model.__dict__.pop("_inference_plans", None)
+    model.__dict__.pop("_inference_last", None)
 
 
 # The kernels whose work is multiply-adds (GEMM, direct and Winograd convs, dense): their
@@ -87,18 +106,21 @@ FMA_BOUND = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_weights"
 def op_profile(fn, steps):
     """ms per call of fn, split by _C kernel: {"total": ..., "ops": {name: ms}}. Every public
     _C function is wrapped with a timer while fn runs `steps` times (the kernels are looked up
-    on _C at call time, fastconv/backend.py), then restored."""
+    on _C at call time, fastconv/backend.py), then restored. A case that keeps _C functions
+    across calls (predict's inference plan) carries `fn.rebuild`, called after the wrapping
+    and before an untimed warm call, so that it takes the wrappers, and again at the end."""
     from fastconv import _C
     spent = {}
     saved = {}
+    clock = _clock[0]
 
     def timer(name, f):
         def call(*args, **kwargs):
-            t0 = time.perf_counter()
+            t0 = clock()
             try:
                 return f(*args, **kwargs)
             finally:
-                spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
+                spent[name] = spent.get(name, 0.0) + clock() - t0
         return call
 
     fn()  # warm: first-call allocations and plans out of the profile
@@ -107,14 +129,21 @@ def op_profile(fn, steps):
         if not name.startswith("_") and callable(f) and not isinstance(f, type):
             saved[name] = f
             setattr(_C, name, timer(name, f))
+    rebuild = getattr(fn, "rebuild", None)
     try:
-        t0 = time.perf_counter()
+        if rebuild is not None:
+            rebuild()
+            fn()  # the new plan's first run prepares its steps: not part of the profile
+            spent.clear()
+        t0 = clock()
         for _ in range(steps):
             fn()
-        total = time.perf_counter() - t0
+        total = clock() - t0
     finally:
         for name, f in saved.items():
             setattr(_C, name, f)
+        if rebuild is not None:
+            rebuild()  # later calls must not run the wrappers
     return {"total": total / steps * 1e3, "ops": {k: v / steps * 1e3 for k, v in spent.items()}}
 
 
@@ -126,9 +155,11 @@ def _ceiling(threads):
     return {str(bits): _C._fma_peak_gflops(0.3, 10, bits) for bits in _C._fma_peak_widths()}
 
 
-def worker(threads, repeats, profile_steps, quick=False):
+def worker(threads, repeats, profile_steps, quick=False, clock="wall"):
     import fastconv as fc
     from fastconv import _C
+    if clock == "cpu":
+        _clock[0] = time.process_time
     fc.set_num_threads(threads)
     peaks = _ceiling(threads)  # before the cases: a quiet core, one thread
     cases = _cases(quick)
@@ -146,8 +177,11 @@ def _run_worker(folder, level, args):
     env.pop("FASTCONV_ISA", None)
     if level:
         env["FASTCONV_ISA"] = level
-    cmd = [sys.executable, "-m", "benchmarks.bench_isa_levels", "--worker", "--threads", str(args.threads),
-           "--repeats", str(args.repeats), "--profile", str(args.profile)] + (["--quick"] if args.quick else [])
+    # this file's worker for every build (by path: a build folder's own benchmarks/ may be
+    # older), so all variants time the same cases with the same options
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--threads", str(args.threads),
+           "--repeats", str(args.repeats), "--profile", str(args.profile), "--clock", args.clock]
+    cmd += ["--quick"] if args.quick else []
     proc = subprocess.run(cmd, env=env, cwd="/", capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"bench_isa_levels worker (FASTCONV_ISA={level or '-'}, {folder}) failed:\n"
@@ -178,6 +212,9 @@ def parse_args(argv=None):
     ap.add_argument("--levels", nargs="+", metavar="LEVEL",
                     help="only these levels of each multi-level build (e.g. avx512 avx2; default: all it runs)")
     ap.add_argument("--quick", action="store_true", help="LeNet-5 steps and sgemms only (no ResNet-18)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall clock, or the process's CPU time (for --threads 1 on a shared machine: "
+                         "time other jobs hold the core is left out)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -216,10 +253,10 @@ def case_medians(samples, v):
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
-        return worker(args.threads, args.repeats, args.profile, args.quick)
+        return worker(args.threads, args.repeats, args.profile, args.quick, args.clock)
     variants, samples, heads = collect(args)
     cases = list(samples[variants[0]][0]["ms"])
-    print(f"threads {args.threads}, {args.rounds} rounds, median ms (ratio to {heads[0]}); "
+    print(f"threads {args.threads}, {args.rounds} rounds, median ms ({args.clock} clock; ratio to {heads[0]}); "
           "OpenBLAS kernels: " + ", ".join(f"{h}: {samples[v][0]['blas']}" for h, v in zip(heads, variants)))
     print("| case | " + " | ".join(heads) + " |")
     print("|---" * (len(heads) + 1) + "|")
@@ -311,7 +348,7 @@ def _print_profile(variants, samples, heads):
                 print(f"| {case} | {head} | {t:.2f} | {f:.2f} | {o:.2f} | | | | | |")
                 continue
             r, limit = hardware_limit(samples, ref, v, split[ref, case])
-            if limit is None:  # e.g. predict's inference plan: its kernels bypass _C's names
+            if limit is None:  # no _C kernel seen, or no multiply-add kernel
                 print(f"| {case} | {head} | {t:.2f} | {f:.2f} | {o:.2f} | {t / t0:.2f} | not split | | | |")
                 continue
             print(f"| {case} | {head} | {t:.2f} | {f:.2f} | {o:.2f} | {t / t0:.2f} | {f / f0:.2f} | "

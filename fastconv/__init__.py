@@ -13,7 +13,7 @@ array([4., 6., 6., 6., 4.], dtype=float32)
 from . import _loader
 
 _loader.preload_openblas()
-with _loader.openmp_environment():
+with _loader.openmp_environment(), _loader.blas_environment():
     from . import _C  # noqa: E402
 from .backend import Backend, backend, get_backend, set_backend  # noqa: E402,F401
 from . import functional  # noqa: E402,F401

@@ -74,6 +74,14 @@ def openmp_environment():
     return _env_while_loading("GOMP_SPINCOUNT", None if untouched else _GOMP_SPINCOUNT)
 
 
+def blas_environment():
+    """Context for importing _C: OPENBLAS_CORETYPE as blas_coretype_override() asks, for a
+    library that _C's RPATH loads (no importable scipy_openblas32, so preload_openblas did not
+    load it; e.g. a venv that lacks the wheel: there FASTCONV_ISA=avx2 ran OpenBLAS's AVX-512
+    kernels, and the avx2 level's GEMMs timed as fast as the avx512 level's)."""
+    return _env_while_loading("OPENBLAS_CORETYPE", blas_coretype_override())
+
+
 def preload_openblas():
     spec = importlib.util.find_spec("scipy_openblas32")
     if spec is None or not spec.submodule_search_locations:

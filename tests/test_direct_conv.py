@@ -103,6 +103,10 @@ CASES = {
     "channels_lanes8_cout8": (2, 7, 11, 3, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
     "channels_lanes8_cout24_s2": (1, 15, 27, 6, 24, (5, 5), (2, 2), (2, 2, 2, 2), (1, 1)),
     "cin12_wide_rows": (1, 6, 21, 12, 5, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    # Cout % 16 == 0 below AVX-512: two channel vectors per pixel, one row per block; OW 13
+    # (5 columns over 8-lane vectors; the row path at avx512) and 20 (blocks of 5 and 5 of 6)
+    "channels_two_vectors_cout48": (2, 9, 13, 5, 48, (5, 3), (1, 1), (2, 2, 1, 1), (1, 1)),
+    "channels_two_vectors_col_blocks": (1, 7, 20, 4, 32, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
 }
 
 

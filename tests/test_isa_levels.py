@@ -138,6 +138,22 @@ def test_forced_level_is_reported_and_matches_the_oracle(level):
     assert len(result["errors"]) == 4 * 4 * 3 + 8 + 4  # every case ran (+4: batch norm backward)
 
 
+@pytest.mark.skipif("OPENBLAS_CORETYPE" in os.environ, reason="the environment picks OpenBLAS's kernels")
+def test_forced_level_picks_blas_kernels_without_the_wheel_importable():
+    """Where scipy_openblas32 is not importable (_C's RPATH loads the library: a venv without
+    the wheel), FASTCONV_ISA=avx2 still gets OpenBLAS's Haswell kernels, not AVX-512 ones."""
+    if "avx2" not in RUNNABLE:
+        pytest.skip(f"this CPU or build does not run the avx2 level (runs {RUNNABLE})")
+    code = ("import importlib.util, sys\n"
+            "find = importlib.util.find_spec\n"
+            "importlib.util.find_spec = lambda name, *a: None if name == 'scipy_openblas32' else find(name, *a)\n"
+            "from fastconv import _C\n"
+            "print(_C.isa_level(), _C.blas_corename())")
+    proc = run_python(["-c", code], env={"FASTCONV_ISA": "avx2"}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-2:] == ["avx2", "Haswell"]
+
+
 def test_default_is_the_best_level_the_cpu_runs():
     proc = run_python(["-c", "from fastconv import _C; print(_C.isa_level())"],
                       env={"FASTCONV_ISA": ""}, capture_output=True, text=True, timeout=60)

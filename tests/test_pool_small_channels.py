@@ -27,6 +27,12 @@ GEOMETRIES = [
     (8, 17, (2, 3), (1, 2), (0, 1, 1, 1)),    # asymmetric pads, partial last group
     (6, 9, (2, 2), (3, 3), (0, 0, 0, 0)),     # stride above the pool: uncovered cells
     (5, 1, (2, 1), (1, 1), (0, 0, 0, 0)),     # one column
+    # windows that tile without overlap (pool == strides, no pads: the avx2 level's row path
+    # for C < 8): odd sizes leave a last row / column in no window; 3x3 tiles, 1x2 tiles
+    (9, 11, (2, 2), (2, 2), (0, 0, 0, 0)),
+    (10, 23, (3, 3), (3, 3), (0, 0, 0, 0)),
+    (3, 37, (1, 2), (1, 2), (0, 0, 0, 0)),
+    (7, 9, (2, 2), (2, 2), (0, 1, 0, 1)),     # 'same': a clipped last window (not the row path)
 ]
 
 

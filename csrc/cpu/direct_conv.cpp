@@ -444,46 +444,62 @@ int tile_taps(int64_t cb) {
 
 // Where an output row is short and not a multiple of 16 (LeNet conv2: 10 columns, 6 of 16
 // lanes idle in tap_block) and Cout is a multiple of 16, the vector runs along the output
-// channels instead: R rows x P columns of pixels, each pixel's 16 channels c0.. in one
-// accumulator; per tap one weight vector and R*P broadcasts of the packed input (same
+// channels instead: R rows x P columns of pixels, each pixel's CV*kLanes channels c0.. in CV
+// accumulators; per tap CV weight vectors and R*P broadcasts of the packed input (same
 // packing and tap offsets as tap_block). The block is written straight to NHWC (no
 // transpose). For each pixel (r, p), r < rows and p < cols:
-//   dst[r*dst_rstride + p*oc + c0 ..+16] = bias[c0..] + sum_t src[taps[t].off + r*rstride + p] * taps[t].w[c0..]
-template <int R, int P>
+//   dst[r*dst_rstride + p*oc + c0 ..+CV*kLanes] =
+//       bias[c0..] + sum_t src[taps[t].off + r*rstride + p] * taps[t].w[c0..]
+// CV = 2 below AVX-512 where Cout is a multiple of 16 (LeNet conv2's 16 channels are two
+// ymm): each broadcast then feeds two FMAs, where one channel vector per call broadcast
+// every input twice (one call per half: 11 loads per 10 FMAs).
+template <int R, int P, int CV>
 void channel_block(const float* src, int64_t rstride, const Tap* taps, int64_t ntaps, int64_t c0,
                    const float* bias, float* dst, int64_t dst_rstride, int64_t oc, int64_t rows,
                    int64_t cols) {
-  vec acc[R][P];
-  const vec init = bias ? load(bias + c0) : vec{};
+  vec acc[R][P][CV];
+  vec init[CV];
+  for (int v = 0; v < CV; ++v) init[v] = bias ? load(bias + c0 + v * kLanes) : vec{};
 #pragma GCC unroll 24
   for (int r = 0; r < R; ++r)
-    for (int p = 0; p < P; ++p) acc[r][p] = init;
+    for (int p = 0; p < P; ++p)
+      for (int v = 0; v < CV; ++v) acc[r][p][v] = init[v];
   for (int64_t t = 0; t < ntaps; ++t) {
     const float* s = src + taps[t].off;
-    const vec wv = load(taps[t].w + c0);
+    vec wv[CV];
+    for (int v = 0; v < CV; ++v) wv[v] = load(taps[t].w + c0 + v * kLanes);
 #pragma GCC unroll 24
     for (int r = 0; r < R; ++r)
-      for (int p = 0; p < P; ++p) acc[r][p] += splat(s[r * rstride + p]) * wv;
+      for (int p = 0; p < P; ++p) {
+        const vec x = splat(s[r * rstride + p]);
+        for (int v = 0; v < CV; ++v) acc[r][p][v] += x * wv[v];
+      }
   }
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t p = 0; p < cols; ++p) store(dst + r * dst_rstride + p * oc + c0, acc[r][p]);
+    for (int64_t p = 0; p < cols; ++p)
+      for (int v = 0; v < CV; ++v) store(dst + r * dst_rstride + p * oc + c0 + v * kLanes, acc[r][p][v]);
 }
 
 using ChannelBlockFn = void (*)(const float*, int64_t, const Tap*, int64_t, int64_t, const float*,
                                float*, int64_t, int64_t, int64_t, int64_t);
-// R*P <= 24 accumulators at avx512 (P <= 12), 12 with 16 registers (P <= 6), + the weight
-// vector and a broadcast
+// R*P*CV <= 24 accumulators at avx512 (P <= 12), 12 with 16 registers (P <= 6), + the CV
+// weight vectors and a broadcast
 constexpr int kMaxChannelCols = kAccumulators / 2;
+// Channel vectors per pixel: 2 where a vector is narrower than 16 floats (see channel_block).
+constexpr int kChannelVectors = kLanes < 16 ? 2 : 1;
 
-template <int R, size_t... I>
+template <int R, int CV, size_t... I>
 constexpr std::array<ChannelBlockFn, sizeof...(I)> channel_block_table(std::index_sequence<I...>) {
-  return {&channel_block<R, int(I) + 1>...};
+  return {&channel_block<R, int(I) + 1, CV>...};
 }
 
-ChannelBlockFn pick_channel_block(int rows, int64_t cols) {
-  static constexpr auto t1 = channel_block_table<1>(std::make_index_sequence<kMaxChannelCols>());
-  static constexpr auto t2 = channel_block_table<2>(std::make_index_sequence<kMaxChannelCols>());
-  return (rows == 2 ? t2 : t1)[cols - 1];
+// rows 2, cv 1: P <= kMaxChannelCols; rows 1, cv = kChannelVectors: the same bound.
+ChannelBlockFn pick_channel_block(int rows, int cv, int64_t cols) {
+  static constexpr auto t1 = channel_block_table<1, 1>(std::make_index_sequence<kMaxChannelCols>());
+  static constexpr auto t2 = channel_block_table<2, 1>(std::make_index_sequence<kMaxChannelCols>());
+  static constexpr auto tv =
+      channel_block_table<1, kChannelVectors>(std::make_index_sequence<kMaxChannelCols>());
+  return (cv > 1 ? tv : rows == 2 ? t2 : t1)[cols - 1];
 }
 
 // The channel-vectorised forward is used when Cout is a multiple of the vector width and
@@ -539,17 +555,21 @@ namespace {
 void direct_forward_channels(const ConvGeometry& g, const float* x, const float* w,
                              const float* b, float* y, Activation act) {
   const Window2d& v = g.win;
-  // Columns per block: the whole row when it fits, else equal blocks of <= 12.
+  // Columns per block: the whole row when it fits, else equal blocks of <= 12 (<= 6 at avx2).
   const int64_t col_blocks = (g.ow + kMaxChannelCols - 1) / kMaxChannelCols;
   const int64_t pc = (g.ow + col_blocks - 1) / col_blocks;
-  const int nr = 2;  // 2 rows x <= kMaxChannelCols columns: <= kAccumulators
+  // 2 rows x <= kMaxChannelCols columns x 1 vector, or 1 row x 2 channel vectors (below
+  // AVX-512, Cout % 16 == 0): <= kAccumulators
+  const int cv = g.oc % (kChannelVectors * kLanes) == 0 ? kChannelVectors : 1;
+  const int nr = cv > 1 ? 1 : 2;
+  const int64_t cstep = cv * kLanes;
   const InputPack pk(g, round_up(g.ow, pc));
   std::vector<Tap> taps;
   for (int64_t ky = 0; ky < v.kh; ++ky)
     for (int64_t kx = 0; kx < v.kw; ++kx)
       for (int64_t ci = 0; ci < g.c; ++ci)
         taps.push_back({pk.tap_offset(g, ky, kx, ci), w + ((ky * v.kw + kx) * g.c + ci) * g.oc});
-  const ChannelBlockFn kernel = pick_channel_block(nr, pc);
+  const ChannelBlockFn kernel = pick_channel_block(nr, cv, pc);
   const int threads = pass_threads(g);
   const RowTasks tasks(g.n, g.oh, pk.rows_fit(g, kPackFloats), threads);
   ExceptionCaptor errors;
@@ -571,7 +591,7 @@ void direct_forward_channels(const ConvGeometry& g, const float* x, const float*
         const int64_t per_ky = v.kw * g.c;
         const int64_t nt = ky_lo <= ky_hi ? (ky_hi - ky_lo + 1) * per_ky : 0;
         for (int64_t ox0 = 0; ox0 < g.ow; ox0 += pc)
-          for (int64_t c0 = 0; c0 < g.oc; c0 += kLanes)
+          for (int64_t c0 = 0; c0 < g.oc; c0 += cstep)
             kernel(base + ox0, v.sh * pk.row, taps.data() + (nt ? ky_lo * per_ky : 0), nt, c0, b,
                    y + ((n * g.oh + oy) * g.ow + ox0) * g.oc, g.ow * g.oc, g.oc,
                    std::min<int64_t>(nr, oy1 - oy), std::min(pc, g.ow - ox0));

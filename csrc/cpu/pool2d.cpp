@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <type_traits>
 #include <cstdint>
@@ -339,6 +340,7 @@ void max_forward_task_packed8(const PoolGeometry& g, const float* x, float* y, u
   const Window2d& w = g.win;
   const int64_t C = g.c, pixels = 8 / C;
   const float* xi = x + img * g.h * g.w * C;
+  const int64_t image_end = (img + 1) * g.oh * g.ow * C;  // this image's argmax ends here
   const __m256i off = packed_offsets8(g);
   for (int64_t oy = 0; oy < g.oh; ++oy) {
     const AxisRange rows = pool_window(oy, w.sh, w.pt, w.kh, g.h);
@@ -377,9 +379,19 @@ void max_forward_task_packed8(const PoolGeometry& g, const float* x, float* y, u
       const int64_t o = ((img * g.oh + oy) * g.ow + ox) * C;
       _mm256_maskstore_ps(y + o, mask, best);
       if constexpr (kArg) {
-        int32_t wv[8];
-        _mm256_storeu_si256((__m256i*)wv, which);
-        for (int32_t j = 0; j < lanes; ++j) arg[o + j] = (uint8_t)wv[j];
+        // window positions < 256: the saturating packs keep them. 8 bytes where the image's
+        // argmax has room (the bytes past `lanes` belong to later pixels of this image, which
+        // write theirs afterwards); a scalar store per lane was a third of this pass (LeNet's
+        // (256, 28, 28, 6): 0.63 ms with the argmax, 0.44 without).
+        const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(which), _mm256_extracti128_si256(which, 1));
+        const __m128i w8 = _mm_packus_epi16(w16, w16);
+        if (o + 8 <= image_end) {
+          _mm_storel_epi64((__m128i*)(arg + o), w8);
+        } else {
+          uint8_t bytes[16];
+          _mm_storeu_si128((__m128i*)bytes, w8);
+          std::memcpy(arg + o, bytes, (size_t)lanes);
+        }
       }
       ox += q;
     }
@@ -675,6 +687,103 @@ void max_backward_argmax_packed8(const PoolGeometry& g, const float* dy, const u
     }
   });
 }
+
+// Windows that tile the input without overlap or padding (kw == sw, kh == sh; LeNet's 2x2
+// stride 2) at C < 8: every dx cell has at most one window, so dx row iy is dy row iy / sh
+// with each pixel repeated sw times, kept in the lanes whose saved argmax is this cell. Run
+// along the contiguous dx row instead of one pixel (C of 8 lanes) per vector: the dy (and
+// argmax) entries of 8 consecutive dx floats lie within 8 consecutive entries, so each is one
+// load and one lane permute, by a per-lane table periodic in lcm(8, sw*C) dx floats. The
+// pixel path above also widened every argmax row to int32 first (LeNet's (256, 28, 28, 6):
+// 1.11 -> 0.88 ms with a scalar row tail, see benchmarks/RESULTS.md for the final figure).
+// Each dx is +0 + (its dy or +0), as the pixel path's sum, so the bytes are the same.
+struct TiledRows8 {
+  int64_t vectors;                 // per period: lcm(8, sw*C) / 8
+  std::vector<int32_t> base;       // per vector: first dy entry (from the period's)
+  std::vector<std::array<int32_t, 8>> rel, tx;  // per vector and lane: dy entry - base, window column
+
+  explicit TiledRows8(const PoolGeometry& g) {
+    const int64_t run = g.win.sw * g.c;
+    int64_t period = 8;
+    while (period % run != 0) period += 8;
+    vectors = period / 8;
+    for (int64_t j = 0; j < vectors; ++j) {
+      int32_t src[8], col[8], lo = INT32_MAX, hi = 0;
+      for (int64_t l = 0; l < 8; ++l) {
+        const int64_t e = 8 * j + l, ix = e / g.c;
+        src[l] = (int32_t)((ix / g.win.sw) * g.c + e % g.c);
+        col[l] = (int32_t)(ix % g.win.sw);
+        lo = std::min(lo, src[l]), hi = std::max(hi, src[l]);
+      }
+      if (hi - lo > 7) {  // not expected (8 dx floats reach 8 dy entries at most): not used
+        vectors = 0;
+        return;
+      }
+      base.push_back(lo);
+      rel.emplace_back();
+      tx.emplace_back();
+      for (int64_t l = 0; l < 8; ++l) rel.back()[l] = src[l] - lo, tx.back()[l] = col[l];
+    }
+  }
+  static bool applies(const PoolGeometry& g) {
+    const Window2d& w = g.win;
+    // every window inside the input: no padding on any side, so also no clipped last window
+    // (its cells would lie past the row: covered = ow*sw*C must stay <= W*C)
+    return g.c < 8 && w.kw == w.sw && w.kh == w.sh && w.pt == 0 && w.pl == 0 && w.pb == 0 &&
+           w.pr == 0 && g.ow * w.sw <= g.w && g.oh * w.sh <= g.h && w.kh * w.kw <= 255;
+  }
+};
+
+// tab.vectors > 0
+void max_backward_argmax_tiled8(const PoolGeometry& g, const TiledRows8& tab, const float* dy,
+                                const uint8_t* arg, float* dx) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c, row_len = g.ow * C, dx_row = g.w * C;
+  const int64_t covered = g.ow * w.sw * C;  // dx floats of a row inside some window
+  const int64_t per_period = tab.vectors * 8 / w.sw;  // dy entries per period
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t, int64_t) {
+    for (int64_t iy = 0; iy < g.h; ++iy) {
+      float* out = dx + (img * g.h + iy) * dx_row;
+      const int64_t oy = iy / w.sh;
+      if (oy >= g.oh) {  // below the last window
+        std::memset(out, 0, sizeof(float) * dx_row);
+        continue;
+      }
+      const float* dy_row = dy + (img * g.oh + oy) * row_len;
+      const uint8_t* arg_row = arg + (img * g.oh + oy) * row_len;
+      const __m256i ty = _mm256_set1_epi32((int32_t)((iy % w.sh) * w.kw));
+      int64_t e = 0;
+      for (int64_t period = 0; e < covered; ++period)
+        for (int64_t j = 0; j < tab.vectors && e < covered; ++j, e += 8) {
+          const int64_t q = period * per_period + tab.base[j];
+          const __m256i rel = _mm256_loadu_si256((const __m256i*)tab.rel[j].data());
+          const __m256i tx = _mm256_add_epi32(ty, _mm256_loadu_si256((const __m256i*)tab.tx[j].data()));
+          if (e + 8 <= covered && q + 8 <= row_len) {
+            const __m256i a = _mm256_permutevar8x32_epi32(
+                _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(arg_row + q))), rel);
+            const __m256 d = _mm256_permutevar8x32_ps(_mm256_loadu_ps(dy_row + q), rel);
+            const __m256 hit = _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, tx));
+            _mm256_storeu_ps(out + e, _mm256_add_ps(_mm256_setzero_ps(), _mm256_and_ps(hit, d)));
+            continue;
+          }
+          // The row's last vector: the entries it reads past the dy row feed only lanes past
+          // the covered floats, which are not stored.
+          const int64_t avail = std::min<int64_t>(8, row_len - q), n = std::min<int64_t>(8, covered - e);
+          uint8_t bytes[16] = {};
+          std::memcpy(bytes, arg_row + q, (size_t)avail);
+          const __m256i a = _mm256_permutevar8x32_epi32(
+              _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)bytes)), rel);
+          const __m256 d = _mm256_permutevar8x32_ps(_mm256_maskload_ps(dy_row + q, lanes_below(avail)), rel);
+          const __m256 hit = _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, tx));
+          float last[8];
+          _mm256_storeu_ps(last, _mm256_add_ps(_mm256_setzero_ps(), _mm256_and_ps(hit, d)));
+          std::memcpy(out + e, last, sizeof(float) * (size_t)n);
+        }
+      e = covered;
+      for (; e < dx_row; ++e) out[e] = 0.f;
+    }
+  });
+}
 #endif
 
 }  // namespace
@@ -695,6 +804,10 @@ void max_pool2d_backward_argmax(const PoolGeometry& g, const float* dy, const ui
     return;
   }
 #elif defined(__AVX2__)
+  if (TiledRows8::applies(g)) {
+    const TiledRows8 tab(g);
+    if (tab.vectors > 0) return max_backward_argmax_tiled8(g, tab, dy, arg, dx);
+  }
   if (C < 8) {
     max_backward_argmax_packed8(g, dy, arg, dx, cover_y, cover_x);
     return;
@@ -1005,6 +1118,50 @@ void avg_backward_packed8(const PoolGeometry& g, const float* dy, float* dx, con
   });
 }
 
+// Average pool backward over windows that tile the input (TiledRows8): every window is whole
+// (no padding), so dx = +0 + dy * (1/count) of the one window covering the cell, or +0 outside
+// all windows; along the contiguous dx row, one load and one permute per 8 floats. The same
+// product (rounded, then added to +0) as avg_backward_packed8: the same floats.
+void avg_backward_tiled8(const PoolGeometry& g, const TiledRows8& tab, const float* dy, float* dx,
+                         const float* y, Activation act) {
+  const Window2d& w = g.win;
+  const int64_t C = g.c, row_len = g.ow * C, dx_row = g.w * C, covered = g.ow * w.sw * C;
+  const int64_t per_period = tab.vectors * 8 / w.sw;
+  const float inv = 1.0f / (float)(w.kh * w.kw);
+  const __m256 scale = _mm256_set1_ps(inv);
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t, int64_t) {
+    for (int64_t iy = 0; iy < g.h; ++iy) {
+      float* out = dx + (img * g.h + iy) * dx_row;
+      const int64_t oy = iy / w.sh;
+      int64_t e = 0;
+      if (oy < g.oh) {
+        const float* dy_row = dy + (img * g.oh + oy) * row_len;
+        for (int64_t period = 0; e < covered; ++period)
+          for (int64_t j = 0; j < tab.vectors && e < covered; ++j, e += 8) {
+            const int64_t q = period * per_period + tab.base[j];
+            const __m256i rel = _mm256_loadu_si256((const __m256i*)tab.rel[j].data());
+            const int64_t avail = std::min<int64_t>(8, row_len - q);  // >= 1: lane 0's entry
+            const __m256 d = _mm256_permutevar8x32_ps(
+                avail == 8 ? _mm256_loadu_ps(dy_row + q) : _mm256_maskload_ps(dy_row + q, lanes_below(avail)), rel);
+            __m256 term = _mm256_mul_ps(d, scale);
+            asm("" : "+x"(term));  // rounded before the add, as avg_backward_packed8
+            const __m256 v = _mm256_add_ps(_mm256_setzero_ps(), term);
+            if (e + 8 <= covered) {
+              _mm256_storeu_ps(out + e, v);
+            } else {  // lanes past the covered floats are not stored
+              float last[8];
+              _mm256_storeu_ps(last, v);
+              std::memcpy(out + e, last, sizeof(float) * (size_t)(covered - e));
+            }
+          }
+        e = covered;
+      }
+      for (; e < dx_row; ++e) out[e] = 0.f;
+      if (y) activation_backward_inplace(dx_row, y + (out - dx), out, act);
+    }
+  });
+}
+
 }  // namespace
 #endif
 
@@ -1088,6 +1245,10 @@ void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx, cons
     return;
   }
 #elif defined(__AVX2__)
+  if (TiledRows8::applies(g)) {
+    const TiledRows8 tab(g);
+    if (tab.vectors > 0) return avg_backward_tiled8(g, tab, dy, dx, y, act);
+  }
   if (C < 8) {
     avg_backward_packed8(g, dy, dx, inv_count.data(), cover_y, cover_x, y, act);
     return;
