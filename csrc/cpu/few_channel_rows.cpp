@@ -1,0 +1,466 @@
+// 3x3 convolutions with C = 1..4 channels in and out, stride 1 or 2, NHWC rows as the vector.
+//
+// Why: the direct path (direct_conv.cpp) packs input rows into planar phase rows and writes
+// its planar results back to NHWC one float at a time. With 9 to 36 multiply-adds per output
+// value those copies are the work: a 3x3 C=1 forward (N=256 112x112) ran at 0.12 of copy
+// speed, C=3 cases at 0.2-0.35 of the FMA ceiling (benchmarks/sweep_2026-12-06_zen5_after.md).
+//
+// The flat-row formulation: output float f = ox*C + co of one output row. Kernel column kx
+// and input channel ci read the input row, split into SW pixel phases (phase kx % SW, pixel
+// ox + kx / SW), at float f + o with o = (kx / SW)*C + (ci - co): a fixed offset per
+// (phase, o) for all lanes, with a weight VECTOR whose lane i holds w[ky, kx, ci, co] for the
+// (kx, ci) that o means for lane i's channel co = i % C (0 where it means none). So a row is
+// plain unaligned loads times weight vectors, 4C - 1 of them per kernel row at stride 1
+// (C = 3: 11 FMAs where 9 taps x 3 channels are due, 0.82 of the lanes useful). A vector
+// covers S = 16 floats, or 15 for C = 3 (5 whole pixels, so every vector starts at channel 0
+// and one weight table serves all of them). The input rows are copied (stride 1) or split
+// into pixel phases (stride 2) with zero margins for the padding; the output is stored whole.
+//
+//   forward          y row = sum over ky, (phase, o) of packed x row [f + o] * W[ky, phase, o]
+//   backward data    the forward on dy with the kernel flipped and in/out channels swapped,
+//                    pads 2 - p; at stride 2 on dy zero-stuffed in columns (a row packed with
+//                    every other pixel zero) and rows (odd rows skipped): half the column
+//                    FMAs multiply zeros, and the FMAs were never the cost here.
+//   backward weights per (ky, phase, o) one lane vector summing packed x [f + o] * dy[f]
+//                    over the pixels; lane i of it belongs to one (kx, ci, co) or to none
+//                    (dropped). Per-thread partials, summed in double in thread order.
+//
+// A zero weight lane still multiplies a neighbouring input (0 * inf is NaN where the
+// reference has a number), so a call whose x (forward, weights), dy (backward data) or
+// weights hold a non-finite value returns false and the direct path recomputes it; the check
+// runs on rows as they are packed (one extra read from L1).
+#include "cpu/few_channel_rows.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "cpu/parallel.h"
+#include "cpu/simd.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace fastconv::cpu::detail {
+
+namespace {
+
+constexpr int L = kRegLanes;  // one register of the level (simd.h)
+typedef f32xR vec;
+
+inline vec load(const float* p) {
+  vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(float* p, vec v) { std::memcpy(p, &v, sizeof v); }
+
+// Floats a vector covers: the lanes, less the ones that would split a pixel (C = 3).
+constexpr int step_of(int C) { return L - L % C; }
+// The last pixel offset kx / SW of phase ph's kernel columns (kx = ph, ph + SW, ... <= 2).
+constexpr int last_q(int sw, int ph) { return (sw == 1 ? 2 : 2 - ph) / sw; }
+// Offsets o of phase ph: -(C - 1) .. last_q*C + C - 1.
+constexpr int offsets_in(int C, int sw, int ph) { return last_q(sw, ph) * C + 2 * C - 1; }
+constexpr int taps_per_ky(int C, int sw) {
+  return sw == 1 ? offsets_in(C, 1, 0) : offsets_in(C, 2, 0) + offsets_in(C, 2, 1);
+}
+// Vectors per step of the row kernels: accumulators that leave registers for the C = 1
+// weights (9) and the operands.
+constexpr int vectors_per_step(int C) {
+  return kVectorRegisters >= 32 ? (C == 1 ? 8 : 4) : (C == 1 ? 4 : 2);
+}
+constexpr int64_t kMargin = L;  // zeros before each packed row's column 0 (>= C - 1 needed)
+
+// As direct_conv.cpp: below this many multiply-adds a pass runs on the calling thread; packed
+// rows of one work item within kPackFloats floats (64 KiB).
+constexpr int64_t kParallelWork = 1 << 21;
+constexpr int64_t kPackFloats = 1 << 14;
+
+int threads_for(int64_t macs) {
+  return macs < kParallelWork ? 1 : std::max(1, get_num_threads());
+}
+int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+bool all_finite(const float* p, int64_t n) {
+  vec chk{};
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    const vec v = load(p + i);
+    chk += v - v;  // 0, or NaN for an infinity or a NaN
+  }
+  float s = 0.f;
+  for (; i < n; ++i) s += p[i] - p[i];
+  for (int k = 0; k < L; ++k) s += chk[k];
+  return s == 0.f;
+}
+
+// The weight vectors, 3 x taps_per_ky(C, SW), in the kernels' order (ky, phase, o); w is
+// HWIO 3x3xCxC. For lane i < S (channel co = i % C) and offset o: (kx / SW)*C + ci = o + co.
+template <int C, int SW>
+std::vector<vec> weight_table(const float* w) {
+  constexpr int S = step_of(C), NT = taps_per_ky(C, SW);
+  std::vector<vec> t(3 * NT);
+  for (int ky = 0; ky < 3; ++ky) {
+    int k = 0;
+    for (int ph = 0; ph < SW; ++ph)
+      for (int oi = 0; oi < offsets_in(C, SW, ph); ++oi, ++k) {
+        vec v{};
+        for (int i = 0; i < S; ++i) {
+          const int co = i % C, q = oi - (C - 1) + co;
+          if (q < 0) continue;
+          const int kx = q / C * SW + ph, ci = q % C;
+          if (kx <= 2) v[i] = w[((ky * 3 + kx) * C + ci) * C + co];
+        }
+        t[ky * NT + k] = v;
+      }
+  }
+  return t;
+}
+
+// The inverse map for the weight pass: adds each lane of vacc (laid out as weight_table's,
+// then one vector of bias-gradient lanes) to its dw entry, or drops it.
+template <int C, int SW>
+void add_lanes(const vec* vacc, double* out) {
+  constexpr int S = step_of(C), NT = taps_per_ky(C, SW);
+  for (int ky = 0; ky < 3; ++ky) {
+    int k = 0;
+    for (int ph = 0; ph < SW; ++ph)
+      for (int oi = 0; oi < offsets_in(C, SW, ph); ++oi, ++k)
+        for (int i = 0; i < S; ++i) {
+          const int co = i % C, q = oi - (C - 1) + co;
+          if (q < 0) continue;
+          const int kx = q / C * SW + ph, ci = q % C;
+          if (kx <= 2) out[((ky * 3 + kx) * C + ci) * C + co] += vacc[ky * NT + k][i];
+        }
+  }
+  for (int i = 0; i < S; ++i) out[9 * C * C + i % C] += vacc[3 * NT][i];
+}
+
+// One input row (w pixels) as SW phase rows of plen floats, zero-padded: phase ph's column j
+// (at dst + ph*plen + kMargin + j*C) is padded column j*SW + ph, input pixel j*SW + ph - pl.
+// STUFFED (SW 1): padded column p is pixel (p - pl) / 2 when p - pl is even, else zero.
+template <int C, int SW, bool STUFFED>
+void pack_row(const float* src, int64_t w, int64_t pl, int64_t plen, float* dst) {
+  const int64_t cols = (plen - kMargin) / C;  // pixels a phase row holds
+  if (STUFFED) {
+    std::memset(dst, 0, sizeof(float) * plen);
+    float* d = dst + kMargin;
+    for (int64_t ix = 0; ix < w && pl + 2 * ix < cols; ++ix)
+#pragma GCC unroll 4
+      for (int ci = 0; ci < C; ++ci) d[(pl + 2 * ix) * C + ci] = src[ix * C + ci];
+    return;
+  }
+  for (int ph = 0; ph < SW; ++ph) {
+    float* d = dst + ph * plen + kMargin;
+    const int64_t j0 = std::min(cols, std::max<int64_t>(0, (pl - ph + SW - 1) / SW));
+    const int64_t ix0 = j0 * SW + ph - pl;
+    const int64_t count = ix0 < w ? std::max<int64_t>(0, std::min((w - ix0 + SW - 1) / SW, cols - j0)) : 0;
+    std::memset(d - kMargin, 0, sizeof(float) * (kMargin + j0 * C));
+    if (SW == 1) {
+      std::memcpy(d + j0 * C, src + ix0 * C, sizeof(float) * count * C);
+    } else {
+      const float* s = src + ix0 * C;
+      float* o = d + j0 * C;
+      for (int64_t k = 0; k < count; ++k)
+#pragma GCC unroll 4
+        for (int ci = 0; ci < C; ++ci) o[k * C + ci] = s[k * SW * C + ci];
+    }
+    std::memset(d + (j0 + count) * C, 0, sizeof(float) * (plen - kMargin - (j0 + count) * C));
+  }
+}
+
+// acc[j] += packed[r + o + j*S] * W[o] for phase PH's offsets (r already at f - (C - 1)),
+// unrolled over the offsets by the index sequence.
+template <int C, int NV, size_t... O>
+inline void phase_taps(vec (&acc)[NV], const float* r, const vec* wk, std::index_sequence<O...>) {
+  constexpr int S = step_of(C);
+  auto tap = [&](int oi) {
+    const vec wv = wk[oi];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) acc[j] += load(r + oi + j * S) * wv;
+  };
+  (tap((int)O), ...);
+}
+template <int C, int SW, int PH, int NV>
+inline void phase_taps(vec (&acc)[NV], const float* r, const vec* wk) {
+  phase_taps<C, NV>(acc, r, wk, std::make_index_sequence<offsets_in(C, SW, PH)>());
+}
+
+// One output row of nf = OW*C floats from rows[ky*SW + ph] (packed phase rows at column 0,
+// nullptr: a zero row).
+template <int C, int SW, int NV>
+void conv_row(const float* const* rows, const vec* W, vec bias, float* out, int64_t nf) {
+  constexpr int S = step_of(C), NT = taps_per_ky(C, SW), N0 = offsets_in(C, SW, 0);
+  vec wl[3 * NT];  // a local copy: for C = 1 its 9 vectors stay in registers across the row
+  for (int k = 0; k < 3 * NT; ++k) wl[k] = W[k];
+  for (int64_t f = 0; f < nf; f += NV * S) {
+    vec acc[NV];
+    for (int j = 0; j < NV; ++j) acc[j] = bias;
+#pragma GCC unroll 3
+    for (int ky = 0; ky < 3; ++ky) {
+      const float* const* rk = rows + ky * SW;
+      if (!rk[0]) continue;
+      phase_taps<C, SW, 0, NV>(acc, rk[0] + f - (C - 1), wl + ky * NT);
+      if constexpr (SW == 2) phase_taps<C, SW, 1, NV>(acc, rk[1] + f - (C - 1), wl + ky * NT + N0);
+    }
+    // Whole vectors while the last one ends inside the row (with S = 15 each store writes one
+    // float of the next vector's, rewritten by it); the row's end through a buffer.
+    if (f + (NV - 1) * S + L <= nf) {
+      for (int j = 0; j < NV; ++j) store(out + f + j * S, acc[j]);
+    } else {
+      float tmp[NV * S + L];
+      for (int j = 0; j < NV; ++j) store(tmp + j * S, acc[j]);
+      std::memcpy(out + f, tmp, sizeof(float) * std::min<int64_t>(NV * S, nf - f));
+    }
+  }
+}
+
+// A forward-shaped pass: output rows oh x ow from input rows ih x iw (for STUFFED, dy's, seen
+// zero-stuffed to 2*ih - 1 x 2*iw - 1), window pads pt, pl.
+struct RowsGeom {
+  int64_t n, ih, iw, oh, ow, pt, pl;
+};
+
+// Work items: blocks of R output rows of one image, their input rows packed once.
+struct Items {
+  int64_t rows, per_image, count;
+  Items(int64_t n, int64_t oh, int64_t fit, int threads) {
+    const int64_t spread = threads > 1 ? std::max<int64_t>(1, n * oh / (4 * threads)) : oh;
+    rows = std::max<int64_t>(1, std::min({fit, oh, spread}));
+    per_image = (oh + rows - 1) / rows;
+    count = n * per_image;
+  }
+};
+
+template <int C, int SW, bool STUFFED>
+bool run_rows(const RowsGeom& rg, const float* x, const std::vector<vec>& W, vec bias, float* y,
+              Activation act, int threads) {
+  constexpr int S = step_of(C), NV = vectors_per_step(C);
+  constexpr int64_t sh = STUFFED ? 1 : SW;
+  const int64_t nf = rg.ow * C;
+  const int64_t plen = kMargin + round_up(nf + NV * S + L + 3 * C, L), prow = SW * plen;
+  const int64_t vh = STUFFED ? 2 * rg.ih - 1 : rg.ih;  // input rows as the window sees them
+  const int64_t fit = std::max<int64_t>(1, (kPackFloats / prow - 3) / sh + 1);
+  const Items items(rg.n, rg.oh, fit, threads);
+  const int64_t in_rows = (items.rows - 1) * sh + 3;
+  std::atomic<bool> bad{false};
+  ExceptionCaptor errors;  // the buffer may not fit in memory (a very wide row)
+  parallel_region(threads, [&] {
+    note_team();
+    std::vector<float> buf;
+    std::vector<const float*> ptrs;
+    errors.run([&] {
+      buf.resize((size_t)(in_rows * prow));
+      ptrs.resize((size_t)(in_rows * SW));
+    });
+#pragma omp for schedule(dynamic)
+    for (int64_t i = 0; i < items.count; ++i) {
+      if (errors.failed() || bad.load(std::memory_order_relaxed)) continue;
+      const int64_t n = i / items.per_image, oy0 = (i % items.per_image) * items.rows;
+      const int64_t oy1 = std::min(rg.oh, oy0 + items.rows), iy0 = oy0 * sh - rg.pt;
+      bool ok = true;
+      for (int64_t k = 0; k < (oy1 - oy0 - 1) * sh + 3; ++k) {
+        const int64_t q = iy0 + k;
+        const float* src = nullptr;
+        if (q >= 0 && q < vh && (!STUFFED || q % 2 == 0))
+          src = x + (n * rg.ih + (STUFFED ? q / 2 : q)) * rg.iw * C;
+        for (int ph = 0; ph < SW; ++ph)
+          ptrs[k * SW + ph] = src ? buf.data() + k * prow + ph * plen + kMargin : nullptr;
+        if (!src) continue;
+        ok = ok && all_finite(src, rg.iw * C);
+        pack_row<C, SW, STUFFED>(src, rg.iw, rg.pl, plen, buf.data() + k * prow);
+      }
+      if (!ok) {
+        bad.store(true, std::memory_order_relaxed);
+        continue;
+      }
+      for (int64_t oy = oy0; oy < oy1; ++oy)
+        conv_row<C, SW, NV>(ptrs.data() + (oy - oy0) * sh * SW, W.data(), bias,
+                            y + (n * rg.oh + oy) * nf, nf);
+      // The activation on this item's rows while they are in cache.
+      if (act != Activation::Linear)
+        activation_inplace((oy1 - oy0) * nf, y + (n * rg.oh + oy0) * nf, act);
+    }
+  });
+  errors.rethrow();
+  return !bad.load();
+}
+
+template <int C, int SW>
+bool forward_c(const ConvGeometry& g, const float* x, const float* w, const float* b, float* y,
+               Activation act) {
+  constexpr int S = step_of(C);
+  const std::vector<vec> W = weight_table<C, SW>(w);
+  vec bias{};
+  if (b)
+    for (int i = 0; i < S; ++i) bias[i] = b[i % C];
+  const RowsGeom rg{g.n, g.h, g.w, g.oh, g.ow, g.win.pt, g.win.pl};
+  return run_rows<C, SW, false>(rg, x, W, bias, y, act, threads_for(g.n * g.oh * g.ow * 9 * C * C));
+}
+
+template <int C, int SW>
+bool backward_data_c(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  // dx is the stride-1 forward of dy (zero-stuffed at stride 2) with the kernel flipped and
+  // in/out channels swapped: wt[ky, kx, co, ci] = w[2 - ky, 2 - kx, ci, co], pads 2 - p.
+  std::vector<float> wt(9 * C * C);
+  for (int ky = 0; ky < 3; ++ky)
+    for (int kx = 0; kx < 3; ++kx)
+      for (int ci = 0; ci < C; ++ci)
+        for (int co = 0; co < C; ++co)
+          wt[((ky * 3 + kx) * C + co) * C + ci] = w[(((2 - ky) * 3 + 2 - kx) * C + ci) * C + co];
+  const std::vector<vec> W = weight_table<C, 1>(wt.data());
+  const RowsGeom rg{g.n, g.oh, g.ow, g.h, g.w, 2 - g.win.pt, 2 - g.win.pl};
+  const int threads = threads_for(g.n * g.oh * g.ow * 9 * C * C);
+  return run_rows<C, 1, SW == 2>(rg, dy, W, vec{}, dx, Activation::Linear, threads);
+}
+
+// acc[o] += packed[r + o] * d for phase PH's offsets (r already at f - (C - 1)).
+template <size_t... O>
+inline void dw_taps(vec* acc, const float* r, vec d, std::index_sequence<O...>) {
+  ((acc[O] += load(r + O) * d), ...);
+}
+template <int C, int SW, int PH>
+inline void dw_phase(vec* acc, const float* r, vec d) {
+  dw_taps(acc, r, d, std::make_index_sequence<offsets_in(C, SW, PH)>());
+}
+
+// vacc[ky*NT + t] += lane sums over `lines` output rows of one work item: rows[(l*SW + ky)*SW
+// + ph] the packed x rows, dyp + l*dlen the dy row (nb vectors, zero past the row).
+template <int C, int SW>
+void dw_lines(const float* const* rows, int64_t lines, const float* dyp, int64_t dlen,
+              int64_t nb, vec* vacc) {
+  constexpr int S = step_of(C), NT = taps_per_ky(C, SW), N0 = offsets_in(C, SW, 0);
+  for (int ky = 0; ky < 3; ++ky) {
+    vec acc[NT];
+#pragma GCC unroll 32
+    for (int t = 0; t < NT; ++t) acc[t] = vec{};
+    for (int64_t l = 0; l < lines; ++l) {
+      const float* const* rk = rows + (l * SW + ky) * SW;
+      if (!rk[0]) continue;
+      const float* dl = dyp + l * dlen;
+      for (int64_t b = 0; b < nb; ++b) {
+        const vec d = load(dl + b * S);
+        dw_phase<C, SW, 0>(acc, rk[0] + b * S - (C - 1), d);
+        if constexpr (SW == 2) dw_phase<C, SW, 1>(acc + N0, rk[1] + b * S - (C - 1), d);
+      }
+    }
+#pragma GCC unroll 32
+    for (int t = 0; t < NT; ++t) vacc[ky * NT + t] += acc[t];
+  }
+}
+
+template <int C, int SW>
+bool backward_weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                        float* db) {
+  constexpr int S = step_of(C), NT = taps_per_ky(C, SW);
+  const int64_t nf = g.ow * C, nb = (nf + S - 1) / S, dlen = nb * S + L;
+  const int64_t plen = kMargin + round_up(nb * S + L + 3 * C, L), prow = SW * plen;
+  const int64_t fit = std::max<int64_t>(1, (kPackFloats / prow - 3) / SW + 1);
+  const int threads = threads_for(g.n * g.oh * g.ow * 9 * C * C);
+  const Items items(g.n, g.oh, std::max<int64_t>(1, std::min(fit, kPackFloats / dlen)), threads);
+  const int64_t in_rows = (items.rows - 1) * SW + 3, psize = 9 * C * C + C;
+  std::vector<double> part((size_t)(threads * psize), 0.0);
+  int used = 1;
+  std::atomic<bool> bad{false};
+  ExceptionCaptor errors;
+  parallel_region(threads, [&] {
+    note_team();
+    const int t = omp_get_thread_num();
+#pragma omp single
+    used = omp_get_num_threads();
+    std::vector<float> buf, dbuf;
+    std::vector<const float*> ptrs;
+    std::vector<vec> vacc;
+    errors.run([&] {
+      buf.resize((size_t)(in_rows * prow));
+      dbuf.resize((size_t)(items.rows * dlen));
+      ptrs.resize((size_t)(in_rows * SW));
+      vacc.assign(3 * NT + 1, vec{});
+    });
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < items.count; ++i) {
+      if (errors.failed() || bad.load(std::memory_order_relaxed)) continue;
+      const int64_t n = i / items.per_image, oy0 = (i % items.per_image) * items.rows;
+      const int64_t lines = std::min(g.oh, oy0 + items.rows) - oy0, iy0 = oy0 * SW - g.win.pt;
+      bool ok = true;
+      for (int64_t k = 0; k < (lines - 1) * SW + 3; ++k) {
+        const int64_t iy = iy0 + k;
+        const float* src = iy >= 0 && iy < g.h ? x + (n * g.h + iy) * g.w * C : nullptr;
+        for (int ph = 0; ph < SW; ++ph)
+          ptrs[k * SW + ph] = src ? buf.data() + k * prow + ph * plen + kMargin : nullptr;
+        if (!src) continue;
+        ok = ok && all_finite(src, g.w * C);
+        pack_row<C, SW, false>(src, g.w, g.win.pl, plen, buf.data() + k * prow);
+      }
+      if (!ok) {
+        bad.store(true, std::memory_order_relaxed);
+        continue;
+      }
+      vec vdb = vacc[3 * NT];
+      for (int64_t l = 0; l < lines; ++l) {
+        float* d = dbuf.data() + l * dlen;
+        std::memcpy(d, dy + ((n * g.oh + oy0 + l) * g.ow) * C, sizeof(float) * nf);
+        std::memset(d + nf, 0, sizeof(float) * (dlen - nf));
+        for (int64_t b = 0; b < nb; ++b) vdb += load(d + b * S);
+      }
+      vacc[3 * NT] = vdb;
+      dw_lines<C, SW>(ptrs.data(), lines, dbuf.data(), dlen, nb, vacc.data());
+    }
+    if (!errors.failed()) add_lanes<C, SW>(vacc.data(), part.data() + t * psize);
+  });
+  errors.rethrow();
+  if (bad.load()) return false;
+  for (int64_t k = 0; k < psize; ++k) {
+    double s = 0.0;
+    for (int tt = 0; tt < used; ++tt) s += part[tt * psize + k];
+    if (k < 9 * C * C) dw[k] = (float)s;
+    else if (db) db[k - 9 * C * C] = (float)s;
+  }
+  return true;
+}
+
+// One call per (C, stride) instance.
+#define FASTCONV_FEW_ROWS_DISPATCH(fn, ...)                               \
+  switch (g.c * 2 + g.win.sh - 1) {                                       \
+    case 2: return fn<1, 1>(__VA_ARGS__);                                 \
+    case 3: return fn<1, 2>(__VA_ARGS__);                                 \
+    case 4: return fn<2, 1>(__VA_ARGS__);                                 \
+    case 5: return fn<2, 2>(__VA_ARGS__);                                 \
+    case 6: return fn<3, 1>(__VA_ARGS__);                                 \
+    case 7: return fn<3, 2>(__VA_ARGS__);                                 \
+    case 8: return fn<4, 1>(__VA_ARGS__);                                 \
+    case 9: return fn<4, 2>(__VA_ARGS__);                                 \
+    default: return false;                                                \
+  }
+
+}  // namespace
+
+bool few_channel_rows_shape(const ConvGeometry& g) {
+  const Window2d& v = g.win;
+  return g.groups == 1 && g.c == g.oc && g.c >= 1 && g.c <= 4 && v.kh == 3 && v.kw == 3 &&
+         v.dh == 1 && v.dw == 1 && v.sh == v.sw && (v.sh == 1 || v.sh == 2) && v.pt >= 0 &&
+         v.pt <= 2 && v.pl >= 0 && v.pl <= 2 && g.n > 0 && g.oh > 0 && g.ow > 0 && g.h > 0 &&
+         g.w > 0;
+}
+
+bool few_channel_rows_forward(const ConvGeometry& g, const float* x, const float* w,
+                              const float* b, float* y, Activation act) {
+  if (!all_finite(w, 9 * g.c * g.c)) return false;
+  FASTCONV_FEW_ROWS_DISPATCH(forward_c, g, x, w, b, y, act)
+}
+
+bool few_channel_rows_backward_data(const ConvGeometry& g, const float* dy, const float* w,
+                                    float* dx) {
+  if (!all_finite(w, 9 * g.c * g.c)) return false;
+  FASTCONV_FEW_ROWS_DISPATCH(backward_data_c, g, dy, w, dx)
+}
+
+bool few_channel_rows_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
+                                       float* dw, float* db) {
+  FASTCONV_FEW_ROWS_DISPATCH(backward_weights_c, g, dy, x, dw, db)
+}
+
+}  // namespace fastconv::cpu::detail
