@@ -84,17 +84,32 @@ int threads_for(int64_t macs) {
 }
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
-bool all_finite(const float* p, int64_t n) {
-  vec chk{};
+// chk += v - v over p[0, n): its lanes stay 0 while every value is finite, a lane turns NaN at
+// an infinity or a NaN. Summed across lanes once per thread (a horizontal sum per row, 16
+// dependent adds, was a third of a 28x28 C=1 forward).
+inline void finite_check(const float* p, int64_t n, vec& chk) {
   int64_t i = 0;
   for (; i + L <= n; i += L) {
     const vec v = load(p + i);
-    chk += v - v;  // 0, or NaN for an infinity or a NaN
+    chk += v - v;
   }
+  if (i == n) return;
+  if (n >= L) {
+    const vec v = load(p + n - L);  // the last L floats again
+    chk += v - v;
+  } else {
+    for (; i < n; ++i) chk[0] += p[i] - p[i];
+  }
+}
+inline bool finite_lanes(vec chk) {
   float s = 0.f;
-  for (; i < n; ++i) s += p[i] - p[i];
   for (int k = 0; k < L; ++k) s += chk[k];
   return s == 0.f;
+}
+bool all_finite(const float* p, int64_t n) {
+  vec chk{};
+  finite_check(p, n, chk);
+  return finite_lanes(chk);
 }
 
 // The weight vectors, 3 x taps_per_ky(C, SW), in the kernels' order (ky, phase, o); w is
@@ -139,81 +154,177 @@ void add_lanes(const vec* vacc, double* out) {
   for (int i = 0; i < S; ++i) out[9 * C * C + i % C] += vacc[3 * NT][i];
 }
 
-// One input row (w pixels) as SW phase rows of plen floats, zero-padded: phase ph's column j
-// (at dst + ph*plen + kMargin + j*C) is padded column j*SW + ph, input pixel j*SW + ph - pl.
-// STUFFED (SW 1): padded column p is pixel (p - pl) / 2 when p - pl is even, else zero.
+// dst[0, n) = src[0, n), with finite_check's chk on the way (rows shorter than a vector: a
+// scalar chain, at most L - 1 adds).
+inline void copy_checked(const float* src, float* dst, int64_t n, vec& chk) {
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    const vec v = load(src + i);
+    chk += v - v;
+    store(dst + i, v);
+  }
+  if (i == n) return;
+  if (n >= L) {  // the last L floats again, overlapping
+    const vec v = load(src + n - L);
+    chk += v - v;
+    store(dst + n - L, v);
+    return;
+  }
+  for (; i < n; ++i) {
+    chk[0] += src[i] - src[i];
+    dst[i] = src[i];
+  }
+}
+
+// Pixel phase ph of a stride-2 row: dst[k*C + ci] = src[2k*C + ci] for k < count, with the
+// check. When C divides the lanes, L output floats are one two-source permute of 2L input
+// floats (the scalar copy was most of a 3x3 stride-2 C=1 pass); the source is read only up to
+// its last pixel used.
+template <int C>
+void split_phase(const float* src, float* dst, int64_t count, vec& chk) {
+  int64_t k = 0;
+  if constexpr (L % C == 0) {
+    typedef int32_t ivec __attribute__((vector_size(4 * L)));
+    ivec mask;
+    for (int i = 0; i < L; ++i) mask[i] = 2 * C * (i / C) + i % C;
+    constexpr int64_t P = L / C;  // pixels per output vector
+    // The 2L floats read end at pixel 2k + 2P - 1; the row is known to reach pixel
+    // 2*count - 2 only, hence k + P < count.
+    for (; k + P < count; k += P) {
+      const vec a = load(src + 2 * k * C), b = load(src + 2 * k * C + L);
+      const vec v = __builtin_shuffle(a, b, mask);
+      chk += v - v;
+      store(dst + k * C, v);
+    }
+  }
+  for (; k < count; ++k)
+#pragma GCC unroll 4
+    for (int ci = 0; ci < C; ++ci) {
+      const float v = src[2 * k * C + ci];
+      chk[0] += v - v;
+      dst[k * C + ci] = v;
+    }
+}
+
+// One input row (w pixels) into SW phase rows of plen floats: phase ph's column j (at dst +
+// ph*plen + kMargin + j*C) is padded column j*SW + ph, input pixel j*SW + ph - pl; STUFFED
+// (SW 1): padded column p is pixel (p - pl) / 2 when p - pl is even. Only the pixels are
+// written: every other float of a row slot is the same zero for every row (the buffers are
+// zeroed once; three memsets per row were a fifth of a 28x28 C=1 forward). Adds the row to
+// chk (finite_check).
 template <int C, int SW, bool STUFFED>
-void pack_row(const float* src, int64_t w, int64_t pl, int64_t plen, float* dst) {
+void pack_row(const float* src, int64_t w, int64_t pl, int64_t plen, float* dst, vec& chk) {
   const int64_t cols = (plen - kMargin) / C;  // pixels a phase row holds
   if (STUFFED) {
-    std::memset(dst, 0, sizeof(float) * plen);
     float* d = dst + kMargin;
     for (int64_t ix = 0; ix < w && pl + 2 * ix < cols; ++ix)
 #pragma GCC unroll 4
-      for (int ci = 0; ci < C; ++ci) d[(pl + 2 * ix) * C + ci] = src[ix * C + ci];
+      for (int ci = 0; ci < C; ++ci) {
+        const float v = src[ix * C + ci];
+        d[(pl + 2 * ix) * C + ci] = v;
+      }
+    finite_check(src, w * C, chk);
     return;
   }
   for (int ph = 0; ph < SW; ++ph) {
     float* d = dst + ph * plen + kMargin;
     const int64_t j0 = std::min(cols, std::max<int64_t>(0, (pl - ph + SW - 1) / SW));
     const int64_t ix0 = j0 * SW + ph - pl;
-    const int64_t count = ix0 < w ? std::max<int64_t>(0, std::min((w - ix0 + SW - 1) / SW, cols - j0)) : 0;
-    std::memset(d - kMargin, 0, sizeof(float) * (kMargin + j0 * C));
-    if (SW == 1) {
-      std::memcpy(d + j0 * C, src + ix0 * C, sizeof(float) * count * C);
-    } else {
-      const float* s = src + ix0 * C;
-      float* o = d + j0 * C;
-      for (int64_t k = 0; k < count; ++k)
-#pragma GCC unroll 4
-        for (int ci = 0; ci < C; ++ci) o[k * C + ci] = s[k * SW * C + ci];
-    }
-    std::memset(d + (j0 + count) * C, 0, sizeof(float) * (plen - kMargin - (j0 + count) * C));
+    const int64_t count =
+        ix0 < w ? std::max<int64_t>(0, std::min((w - ix0 + SW - 1) / SW, cols - j0)) : 0;
+    if (SW == 1) copy_checked(src + ix0 * C, d + j0 * C, count * C, chk);
+    else split_phase<C>(src + ix0 * C, d + j0 * C, count, chk);
   }
 }
 
-// acc[j] += packed[r + o + j*S] * W[o] for phase PH's offsets (r already at f - (C - 1)),
-// unrolled over the offsets by the index sequence.
-template <int C, int NV, size_t... O>
-inline void phase_taps(vec (&acc)[NV], const float* r, const vec* wk, std::index_sequence<O...>) {
+// acc[o % K][j] += packed[r + o + j*S] * W[o] for phase PH's offsets (r already at
+// f - (C - 1)), unrolled over the offsets by the index sequence. K partial sums per vector:
+// with 2 FMA pipes of 4 cycles latency 8 independent chains keep them busy (one chain of 33
+// FMAs per vector made a C=3 row tail latency-bound, 4x slower than its FMA count).
+template <int C, int NV, int K, size_t... O>
+inline void phase_taps(vec (&acc)[K][NV], const float* r, const vec* wk, std::index_sequence<O...>) {
   constexpr int S = step_of(C);
   auto tap = [&](int oi) {
     const vec wv = wk[oi];
 #pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) acc[j] += load(r + oi + j * S) * wv;
+    for (int j = 0; j < NV; ++j) acc[oi % K][j] += load(r + oi + j * S) * wv;
   };
   (tap((int)O), ...);
 }
-template <int C, int SW, int PH, int NV>
-inline void phase_taps(vec (&acc)[NV], const float* r, const vec* wk) {
-  phase_taps<C, NV>(acc, r, wk, std::make_index_sequence<offsets_in(C, SW, PH)>());
+template <int C, int SW, int PH, int NV, int K>
+inline void phase_taps(vec (&acc)[K][NV], const float* r, const vec* wk) {
+  phase_taps<C, NV, K>(acc, r, wk, std::make_index_sequence<offsets_in(C, SW, PH)>());
 }
 
-// One output row of nf = OW*C floats from rows[ky*SW + ph] (packed phase rows at column 0,
-// nullptr: a zero row).
+// The first n < L floats of v to p.
+inline void store_first(float* p, vec v, int64_t n) {
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
+#else
+  float t[L];
+  store(t, v);
+  for (int64_t i = 0; i < n; ++i) p[i] = t[i];
+#endif
+}
+
+// Vectors f, f + S, ..., f + (NV - 1)*S of one output row from rows[ky*SW + ph] (packed
+// phase rows at column 0, nullptr: a zero row), the bias included.
+template <int C, int SW, int NV, int K>
+inline void conv_step(const float* const* rows, const vec* wl, vec bias, int64_t f,
+                      vec (&out)[NV]) {
+  constexpr int NT = taps_per_ky(C, SW), N0 = offsets_in(C, SW, 0);
+  vec acc[K][NV];
+#pragma GCC unroll 8
+  for (int k = 0; k < K; ++k)
+    for (int j = 0; j < NV; ++j) acc[k][j] = k ? vec{} : bias;
+#pragma GCC unroll 3
+  for (int ky = 0; ky < 3; ++ky) {
+    const float* const* rk = rows + ky * SW;
+    if (!rk[0]) continue;
+    phase_taps<C, SW, 0, NV, K>(acc, rk[0] + f - (C - 1), wl + ky * NT);
+    if constexpr (SW == 2)
+      phase_taps<C, SW, 1, NV, K>(acc, rk[1] + f - (C - 1), wl + ky * NT + N0);
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < NV; ++j) {
+    out[j] = acc[0][j];
+    for (int k = 1; k < K; ++k) out[j] += acc[k][j];
+  }
+}
+
+// Vectors a step in the row body, with K chains each, and in the row's tail (two vectors,
+// four chains each, the second maybe past the row: packed rows have room for it).
+constexpr int kTailVectors = 2;
+template <int NV>
+constexpr int chains() { return NV >= 8 ? 1 : 8 / NV; }
+
+// One output row of nf = OW*C floats. The stores: whole vectors while they end inside the
+// row (with S = 15 each writes one float of the next vector's, which that one rewrites),
+// then only the row's floats.
 template <int C, int SW, int NV>
 void conv_row(const float* const* rows, const vec* W, vec bias, float* out, int64_t nf) {
-  constexpr int S = step_of(C), NT = taps_per_ky(C, SW), N0 = offsets_in(C, SW, 0);
-  vec wl[3 * NT];  // a local copy: for C = 1 its 9 vectors stay in registers across the row
-  for (int k = 0; k < 3 * NT; ++k) wl[k] = W[k];
-  for (int64_t f = 0; f < nf; f += NV * S) {
+  constexpr int S = step_of(C), NT = taps_per_ky(C, SW);
+  // For C = 1 a local copy of the 9 weight vectors, so they can stay in registers across the
+  // row (the stores to `out` may alias W as far as the compiler knows); wider tables are read
+  // from L1 by the FMAs.
+  vec local[C == 1 ? 3 * NT : 1];
+  const vec* wl = W;
+  if constexpr (C == 1) {
+    for (int k = 0; k < 3 * NT; ++k) local[k] = W[k];
+    wl = local;
+  }
+  int64_t f = 0;
+  for (; f + (NV - 1) * S + L <= nf; f += NV * S) {
     vec acc[NV];
-    for (int j = 0; j < NV; ++j) acc[j] = bias;
-#pragma GCC unroll 3
-    for (int ky = 0; ky < 3; ++ky) {
-      const float* const* rk = rows + ky * SW;
-      if (!rk[0]) continue;
-      phase_taps<C, SW, 0, NV>(acc, rk[0] + f - (C - 1), wl + ky * NT);
-      if constexpr (SW == 2) phase_taps<C, SW, 1, NV>(acc, rk[1] + f - (C - 1), wl + ky * NT + N0);
-    }
-    // Whole vectors while the last one ends inside the row (with S = 15 each store writes one
-    // float of the next vector's, rewritten by it); the row's end through a buffer.
-    if (f + (NV - 1) * S + L <= nf) {
-      for (int j = 0; j < NV; ++j) store(out + f + j * S, acc[j]);
-    } else {
-      float tmp[NV * S + L];
-      for (int j = 0; j < NV; ++j) store(tmp + j * S, acc[j]);
-      std::memcpy(out + f, tmp, sizeof(float) * std::min<int64_t>(NV * S, nf - f));
+    conv_step<C, SW, NV, chains<NV>()>(rows, wl, bias, f, acc);
+    for (int j = 0; j < NV; ++j) store(out + f + j * S, acc[j]);
+  }
+  for (; f < nf; f += kTailVectors * S) {
+    vec acc[kTailVectors];
+    conv_step<C, SW, kTailVectors, chains<kTailVectors>()>(rows, wl, bias, f, acc);
+    for (int j = 0; j < kTailVectors && f + j * S < nf; ++j) {
+      if (f + j * S + L <= nf) store(out + f + j * S, acc[j]);
+      else store_first(out + f + j * S, acc[j], nf - f - j * S);
     }
   }
 }
@@ -238,10 +349,10 @@ struct Items {
 template <int C, int SW, bool STUFFED>
 bool run_rows(const RowsGeom& rg, const float* x, const std::vector<vec>& W, vec bias, float* y,
               Activation act, int threads) {
-  constexpr int S = step_of(C), NV = vectors_per_step(C);
+  constexpr int NV = vectors_per_step(C);
   constexpr int64_t sh = STUFFED ? 1 : SW;
   const int64_t nf = rg.ow * C;
-  const int64_t plen = kMargin + round_up(nf + NV * S + L + 3 * C, L), prow = SW * plen;
+  const int64_t plen = kMargin + round_up(nf + kTailVectors * L + 3 * C, L), prow = SW * plen;
   const int64_t vh = STUFFED ? 2 * rg.ih - 1 : rg.ih;  // input rows as the window sees them
   const int64_t fit = std::max<int64_t>(1, (kPackFloats / prow - 3) / sh + 1);
   const Items items(rg.n, rg.oh, fit, threads);
@@ -252,8 +363,9 @@ bool run_rows(const RowsGeom& rg, const float* x, const std::vector<vec>& W, vec
     note_team();
     std::vector<float> buf;
     std::vector<const float*> ptrs;
+    vec chk{};
     errors.run([&] {
-      buf.resize((size_t)(in_rows * prow));
+      buf.assign((size_t)(in_rows * prow), 0.f);  // zeroed once: pack_row writes only pixels
       ptrs.resize((size_t)(in_rows * SW));
     });
 #pragma omp for schedule(dynamic)
@@ -261,7 +373,6 @@ bool run_rows(const RowsGeom& rg, const float* x, const std::vector<vec>& W, vec
       if (errors.failed() || bad.load(std::memory_order_relaxed)) continue;
       const int64_t n = i / items.per_image, oy0 = (i % items.per_image) * items.rows;
       const int64_t oy1 = std::min(rg.oh, oy0 + items.rows), iy0 = oy0 * sh - rg.pt;
-      bool ok = true;
       for (int64_t k = 0; k < (oy1 - oy0 - 1) * sh + 3; ++k) {
         const int64_t q = iy0 + k;
         const float* src = nullptr;
@@ -269,13 +380,7 @@ bool run_rows(const RowsGeom& rg, const float* x, const std::vector<vec>& W, vec
           src = x + (n * rg.ih + (STUFFED ? q / 2 : q)) * rg.iw * C;
         for (int ph = 0; ph < SW; ++ph)
           ptrs[k * SW + ph] = src ? buf.data() + k * prow + ph * plen + kMargin : nullptr;
-        if (!src) continue;
-        ok = ok && all_finite(src, rg.iw * C);
-        pack_row<C, SW, STUFFED>(src, rg.iw, rg.pl, plen, buf.data() + k * prow);
-      }
-      if (!ok) {
-        bad.store(true, std::memory_order_relaxed);
-        continue;
+        if (src) pack_row<C, SW, STUFFED>(src, rg.iw, rg.pl, plen, buf.data() + k * prow, chk);
       }
       for (int64_t oy = oy0; oy < oy1; ++oy)
         conv_row<C, SW, NV>(ptrs.data() + (oy - oy0) * sh * SW, W.data(), bias,
@@ -284,6 +389,7 @@ bool run_rows(const RowsGeom& rg, const float* x, const std::vector<vec>& W, vec
       if (act != Activation::Linear)
         activation_inplace((oy1 - oy0) * nf, y + (n * rg.oh + oy0) * nf, act);
     }
+    if (!finite_lanes(chk)) bad.store(true, std::memory_order_relaxed);
   });
   errors.rethrow();
   return !bad.load();
@@ -328,27 +434,35 @@ inline void dw_phase(vec* acc, const float* r, vec d) {
 }
 
 // vacc[ky*NT + t] += lane sums over `lines` output rows of one work item: rows[(l*SW + ky)*SW
-// + ph] the packed x rows, dyp + l*dlen the dy row (nb vectors, zero past the row).
+// + ph] the packed x rows (a zero row for padding), dyp + l*dlen the dy row (nb vectors, zero
+// past the row). KG kernel rows at once where their KG*NT accumulators fit the registers
+// (C = 1: all 9 taps; one kernel row's 3 chains of one FMA per dy vector were
+// latency-bound).
 template <int C, int SW>
 void dw_lines(const float* const* rows, int64_t lines, const float* dyp, int64_t dlen,
               int64_t nb, vec* vacc) {
   constexpr int S = step_of(C), NT = taps_per_ky(C, SW), N0 = offsets_in(C, SW, 0);
-  for (int ky = 0; ky < 3; ++ky) {
-    vec acc[NT];
+  constexpr int KG = 3 * NT + 2 <= kVectorRegisters ? 3 : 1;
+  for (int ky0 = 0; ky0 < 3; ky0 += KG) {
+    vec acc[KG * NT];
 #pragma GCC unroll 32
-    for (int t = 0; t < NT; ++t) acc[t] = vec{};
+    for (int t = 0; t < KG * NT; ++t) acc[t] = vec{};
     for (int64_t l = 0; l < lines; ++l) {
-      const float* const* rk = rows + (l * SW + ky) * SW;
-      if (!rk[0]) continue;
+      const float* r[KG][SW];
+      for (int k = 0; k < KG; ++k)
+        for (int ph = 0; ph < SW; ++ph) r[k][ph] = rows[(l * SW + ky0 + k) * SW + ph] - (C - 1);
       const float* dl = dyp + l * dlen;
       for (int64_t b = 0; b < nb; ++b) {
         const vec d = load(dl + b * S);
-        dw_phase<C, SW, 0>(acc, rk[0] + b * S - (C - 1), d);
-        if constexpr (SW == 2) dw_phase<C, SW, 1>(acc + N0, rk[1] + b * S - (C - 1), d);
+#pragma GCC unroll 3
+        for (int k = 0; k < KG; ++k) {
+          dw_phase<C, SW, 0>(acc + k * NT, r[k][0] + b * S, d);
+          if constexpr (SW == 2) dw_phase<C, SW, 1>(acc + k * NT + N0, r[k][1] + b * S, d);
+        }
       }
     }
 #pragma GCC unroll 32
-    for (int t = 0; t < NT; ++t) vacc[ky * NT + t] += acc[t];
+    for (int t = 0; t < KG * NT; ++t) vacc[ky0 * NT + t] += acc[t];
   }
 }
 
@@ -374,8 +488,9 @@ bool backward_weights_c(const ConvGeometry& g, const float* dy, const float* x, 
     std::vector<float> buf, dbuf;
     std::vector<const float*> ptrs;
     std::vector<vec> vacc;
+    vec chk{};
     errors.run([&] {
-      buf.resize((size_t)(in_rows * prow));
+      buf.assign((size_t)((in_rows + 1) * prow), 0.f);  // + a zero row for the padding
       dbuf.resize((size_t)(items.rows * dlen));
       ptrs.resize((size_t)(in_rows * SW));
       vacc.assign(3 * NT + 1, vec{});
@@ -385,19 +500,12 @@ bool backward_weights_c(const ConvGeometry& g, const float* dy, const float* x, 
       if (errors.failed() || bad.load(std::memory_order_relaxed)) continue;
       const int64_t n = i / items.per_image, oy0 = (i % items.per_image) * items.rows;
       const int64_t lines = std::min(g.oh, oy0 + items.rows) - oy0, iy0 = oy0 * SW - g.win.pt;
-      bool ok = true;
       for (int64_t k = 0; k < (lines - 1) * SW + 3; ++k) {
         const int64_t iy = iy0 + k;
         const float* src = iy >= 0 && iy < g.h ? x + (n * g.h + iy) * g.w * C : nullptr;
         for (int ph = 0; ph < SW; ++ph)
-          ptrs[k * SW + ph] = src ? buf.data() + k * prow + ph * plen + kMargin : nullptr;
-        if (!src) continue;
-        ok = ok && all_finite(src, g.w * C);
-        pack_row<C, SW, false>(src, g.w, g.win.pl, plen, buf.data() + k * prow);
-      }
-      if (!ok) {
-        bad.store(true, std::memory_order_relaxed);
-        continue;
+          ptrs[k * SW + ph] = buf.data() + (src ? k : in_rows) * prow + ph * plen + kMargin;
+        if (src) pack_row<C, SW, false>(src, g.w, g.win.pl, plen, buf.data() + k * prow, chk);
       }
       vec vdb = vacc[3 * NT];
       for (int64_t l = 0; l < lines; ++l) {
@@ -409,6 +517,7 @@ bool backward_weights_c(const ConvGeometry& g, const float* dy, const float* x, 
       vacc[3 * NT] = vdb;
       dw_lines<C, SW>(ptrs.data(), lines, dbuf.data(), dlen, nb, vacc.data());
     }
+    if (!finite_lanes(chk)) bad.store(true, std::memory_order_relaxed);
     if (!errors.failed()) add_lanes<C, SW>(vacc.data(), part.data() + t * psize);
   });
   errors.rethrow();
