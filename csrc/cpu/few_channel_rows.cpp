@@ -176,12 +176,12 @@ inline void copy_checked(const float* src, float* dst, int64_t n, vec& chk) {
   }
 }
 
-// Pixel phase ph of a stride-2 row: dst[k*C + ci] = src[2k*C + ci] for k < count, with the
-// check. When C divides the lanes, L output floats are one two-source permute of 2L input
-// floats (the scalar copy was most of a 3x3 stride-2 C=1 pass); the source is read only up to
-// its last pixel used.
+// Pixel phase ph of a stride-2 row: dst[k*C + ci] = src[2k*C + ci] for k < count. When C
+// divides the lanes, L output floats are one two-source permute of 2L input floats (the
+// scalar copy was most of a 3x3 stride-2 C=1 pass); the source is read only up to its last
+// pixel used. (No finiteness check in here: a per-float check is a dependent chain.)
 template <int C>
-void split_phase(const float* src, float* dst, int64_t count, vec& chk) {
+void split_phase(const float* src, float* dst, int64_t count) {
   int64_t k = 0;
   if constexpr (L % C == 0) {
     typedef int32_t ivec __attribute__((vector_size(4 * L)));
@@ -190,20 +190,12 @@ void split_phase(const float* src, float* dst, int64_t count, vec& chk) {
     constexpr int64_t P = L / C;  // pixels per output vector
     // The 2L floats read end at pixel 2k + 2P - 1; the row is known to reach pixel
     // 2*count - 2 only, hence k + P < count.
-    for (; k + P < count; k += P) {
-      const vec a = load(src + 2 * k * C), b = load(src + 2 * k * C + L);
-      const vec v = __builtin_shuffle(a, b, mask);
-      chk += v - v;
-      store(dst + k * C, v);
-    }
+    for (; k + P < count; k += P)
+      store(dst + k * C, __builtin_shuffle(load(src + 2 * k * C), load(src + 2 * k * C + L), mask));
   }
   for (; k < count; ++k)
 #pragma GCC unroll 4
-    for (int ci = 0; ci < C; ++ci) {
-      const float v = src[2 * k * C + ci];
-      chk[0] += v - v;
-      dst[k * C + ci] = v;
-    }
+    for (int ci = 0; ci < C; ++ci) dst[k * C + ci] = src[2 * k * C + ci];
 }
 
 // One input row (w pixels) into SW phase rows of plen floats: phase ph's column j (at dst +
@@ -233,8 +225,9 @@ void pack_row(const float* src, int64_t w, int64_t pl, int64_t plen, float* dst,
     const int64_t count =
         ix0 < w ? std::max<int64_t>(0, std::min((w - ix0 + SW - 1) / SW, cols - j0)) : 0;
     if (SW == 1) copy_checked(src + ix0 * C, d + j0 * C, count * C, chk);
-    else split_phase<C>(src + ix0 * C, d + j0 * C, count, chk);
+    else split_phase<C>(src + ix0 * C, d + j0 * C, count);
   }
+  if (SW == 2) finite_check(src, w * C, chk);
 }
 
 // acc[o % K][j] += packed[r + o + j*S] * W[o] for phase PH's offsets (r already at
