@@ -1,5 +1,6 @@
-"""The flat-row kernel for 3x3 convs with C = 1..4 channels in and out (csrc/cpu/few_channel_rows.cpp):
-all three passes against the float64 reference on odd shapes (widths below one vector, not
+"""The flat-row kernel for 3x3 convs with C = 1..4 channels in and out (csrc/cpu/few_channel_rows.cpp;
+it takes stride 2, and stride 1 with C = 1 from 28 columns and C = 2's weight pass; the other
+shapes here check the dispatch's hand-back to the direct path): all three passes against the float64 reference on odd shapes (widths below one vector, not
 multiples of 5 pixels, 'same', 'valid' and uneven explicit pads up to 2, strides 1 and 2, batch
 1), threaded runs, the fused activation, non-finite inputs (the kernel hands those back to the
 direct path, which must give the reference's NaN and inf pattern), and float64 central
@@ -102,7 +103,7 @@ def test_nonfinite_inputs_match_reference(c, stride, bad):
     """A NaN or inf in x, dy or w: the reference's pattern exactly (0 * inf is NaN only where
     the reference multiplies them). The kernel's zero weight lanes would otherwise spread them."""
     rng = np.random.default_rng(3)
-    n, h, w = 1, 7, 21
+    n, h, w = 1, 7, 29  # 29 columns: stride 1 with C = 1 runs the kernel from 28
     pads = tuple(F.resolve_padding("same", (h, w), (3, 3), (stride, stride)))
     args = ((stride, stride), pads, (1, 1), 1)
     x, wt, b = _data(rng, n, h, w, c)
@@ -139,12 +140,12 @@ def test_autograd_gradients_by_central_differences(c, stride, padding):
     """Gradients of sum(conv2d(x, w, b) * dy) through the autograd op (native float32 kernels)
     against float64 central differences of the reference forward."""
     rng = np.random.default_rng(21 + c)
-    x, wt, b = _data(rng, 1, 5, 9, c)
+    x, wt, b = _data(rng, 1, 4, 29, c)
     xt, wt_t, bt = (Tensor(a, requires_grad=True) for a in (x, wt, b))
     out = ops.conv2d(xt, wt_t, bt, strides=stride, padding=padding)
     dy = rng.standard_normal(out.shape)
     (out * Tensor(dy.astype(np.float32))).sum().backward()
-    pads = tuple(F.resolve_padding(padding, (5, 9), (3, 3), (stride, stride)))
+    pads = tuple(F.resolve_padding(padding, (4, 29), (3, 3), (stride, stride)))
     args = ((stride, stride), pads, (1, 1), 1)
     x64, w64, b64 = (a.astype(np.float64) for a in (x, wt, b))
 

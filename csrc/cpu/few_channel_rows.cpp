@@ -84,6 +84,18 @@ int threads_for(int64_t macs) {
 }
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
+// 0 if p[0, n) is all finite, else NaN: exponent bits or-ed (a float add chain here, 4 cycles
+// a float, was a fifth of a 14x14 C=1 forward).
+inline float scalar_check(const float* p, int64_t n) {
+  uint32_t all_ones = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, p + i, 4);
+    all_ones |= (u & 0x7f800000u) == 0x7f800000u;
+  }
+  return all_ones ? __builtin_nanf("") : 0.f;
+}
+
 // chk += v - v over p[0, n): its lanes stay 0 while every value is finite, a lane turns NaN at
 // an infinity or a NaN. Summed across lanes once per thread (a horizontal sum per row, 16
 // dependent adds, was a third of a 28x28 C=1 forward).
@@ -98,7 +110,7 @@ inline void finite_check(const float* p, int64_t n, vec& chk) {
     const vec v = load(p + n - L);  // the last L floats again
     chk += v - v;
   } else {
-    for (; i < n; ++i) chk[0] += p[i] - p[i];
+    chk[0] += scalar_check(p, n);
   }
 }
 inline bool finite_lanes(vec chk) {
@@ -170,10 +182,8 @@ inline void copy_checked(const float* src, float* dst, int64_t n, vec& chk) {
     store(dst + n - L, v);
     return;
   }
-  for (; i < n; ++i) {
-    chk[0] += src[i] - src[i];
-    dst[i] = src[i];
-  }
+  std::memcpy(dst, src, sizeof(float) * n);
+  chk[0] += scalar_check(src, n);
 }
 
 // Pixel phase ph of a stride-2 row: dst[k*C + ci] = src[2k*C + ci] for k < count. When C
@@ -524,45 +534,81 @@ bool backward_weights_c(const ConvGeometry& g, const float* dy, const float* x, 
   return true;
 }
 
-// One call per (C, stride) instance.
-#define FASTCONV_FEW_ROWS_DISPATCH(fn, ...)                               \
-  switch (g.c * 2 + g.win.sh - 1) {                                       \
-    case 2: return fn<1, 1>(__VA_ARGS__);                                 \
-    case 3: return fn<1, 2>(__VA_ARGS__);                                 \
-    case 4: return fn<2, 1>(__VA_ARGS__);                                 \
-    case 5: return fn<2, 2>(__VA_ARGS__);                                 \
-    case 6: return fn<3, 1>(__VA_ARGS__);                                 \
-    case 7: return fn<3, 2>(__VA_ARGS__);                                 \
-    case 8: return fn<4, 1>(__VA_ARGS__);                                 \
-    case 9: return fn<4, 2>(__VA_ARGS__);                                 \
-    default: return false;                                                \
-  }
+// One call per (C, stride) the rule below admits for the pass.
+#define FASTCONV_FEW_ROWS_CASE(C, SW, fn, ...) \
+  case C * 2 + SW - 1:                         \
+    return fn<C, SW>(__VA_ARGS__);
 
 }  // namespace
 
-bool few_channel_rows_shape(const ConvGeometry& g) {
+// The rule, from 1-thread timings against the direct path (benchmarks/bench_sweep.py
+// --families "conv 3x3" --channels 1,3 --all-cases, before/after builds alternately, CPU
+// clock, Emerald Rapids; ms direct/here, N=256 unless noted):
+//                     forward              backward data        backward weights
+//   C=1 s2 56x56      0.582/0.390          0.752/0.349          0.645/0.431
+//   C=3 s2 56x56      1.906/1.542          1.684/1.717          2.173/2.028
+//   C=3 s2 28x28      0.551/0.470          0.772/0.409          0.615/0.480
+//   C=2 s2 28x28      0.576/0.262          0.442/0.252          0.442/0.268
+//   C=4 s2 28x28      0.964/0.818          0.922/0.909          1.064/0.843
+//   C=4 s2 N=32 112   0.940/1.117          1.012/1.594          1.258/1.284
+//   C=1 s1 112x112    2.560/2.017          2.465/1.987          2.914/2.357
+//   C=1 s1 28x28      0.172/0.134          0.206/0.150          0.186/0.190
+//   C=1 s1 14x14      0.074/0.086          0.070/0.084          0.080/0.088
+//   C=2 s1 56x56      1.752/2.122          1.582/1.761          2.370/1.892
+//   C=3 s1 56x56      2.547/3.857          2.529/3.831          3.551/4.913
+// At stride 2 the direct path's phase split and planar-to-NHWC writes cost most; at stride 1
+// its planar kernel wastes no lane while this one's 4C - 1 weight vectors per kernel row
+// (each FMA with its own unaligned load) lose from C = 2 on, and short C = 1 rows lose to the
+// per-row costs. Hence: stride 2 for C <= 3, and C = 4 up to 64 columns; stride 1 for C = 1
+// from 28 columns, and C = 2's weight pass.
+bool few_channel_rows_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
-  return g.groups == 1 && g.c == g.oc && g.c >= 1 && g.c <= 4 && v.kh == 3 && v.kw == 3 &&
-         v.dh == 1 && v.dw == 1 && v.sh == v.sw && (v.sh == 1 || v.sh == 2) && v.pt >= 0 &&
-         v.pt <= 2 && v.pl >= 0 && v.pl <= 2 && g.n > 0 && g.oh > 0 && g.ow > 0 && g.h > 0 &&
-         g.w > 0;
+  const bool eligible = g.groups == 1 && g.c == g.oc && g.c >= 1 && g.c <= 4 && v.kh == 3 &&
+                        v.kw == 3 && v.dh == 1 && v.dw == 1 && v.sh == v.sw &&
+                        (v.sh == 1 || v.sh == 2) && v.pt >= 0 && v.pt <= 2 && v.pl >= 0 &&
+                        v.pl <= 2 && g.n > 0 && g.oh > 0 && g.ow > 0 && g.h > 0 && g.w > 0;
+  if (!eligible) return false;
+  if (v.sh == 2) return g.c <= 3 || g.w <= 64;
+  return (g.c == 1 && g.w >= 28) || (g.c == 2 && pass == ConvPass::BackwardWeights);
 }
 
 bool few_channel_rows_forward(const ConvGeometry& g, const float* x, const float* w,
                               const float* b, float* y, Activation act) {
   if (!all_finite(w, 9 * g.c * g.c)) return false;
-  FASTCONV_FEW_ROWS_DISPATCH(forward_c, g, x, w, b, y, act)
+  switch (g.c * 2 + g.win.sh - 1) {
+    FASTCONV_FEW_ROWS_CASE(1, 1, forward_c, g, x, w, b, y, act)
+    FASTCONV_FEW_ROWS_CASE(1, 2, forward_c, g, x, w, b, y, act)
+    FASTCONV_FEW_ROWS_CASE(2, 2, forward_c, g, x, w, b, y, act)
+    FASTCONV_FEW_ROWS_CASE(3, 2, forward_c, g, x, w, b, y, act)
+    FASTCONV_FEW_ROWS_CASE(4, 2, forward_c, g, x, w, b, y, act)
+    default: return false;
+  }
 }
 
 bool few_channel_rows_backward_data(const ConvGeometry& g, const float* dy, const float* w,
                                     float* dx) {
   if (!all_finite(w, 9 * g.c * g.c)) return false;
-  FASTCONV_FEW_ROWS_DISPATCH(backward_data_c, g, dy, w, dx)
+  switch (g.c * 2 + g.win.sh - 1) {
+    FASTCONV_FEW_ROWS_CASE(1, 1, backward_data_c, g, dy, w, dx)
+    FASTCONV_FEW_ROWS_CASE(1, 2, backward_data_c, g, dy, w, dx)
+    FASTCONV_FEW_ROWS_CASE(2, 2, backward_data_c, g, dy, w, dx)
+    FASTCONV_FEW_ROWS_CASE(3, 2, backward_data_c, g, dy, w, dx)
+    FASTCONV_FEW_ROWS_CASE(4, 2, backward_data_c, g, dy, w, dx)
+    default: return false;
+  }
 }
 
 bool few_channel_rows_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
                                        float* dw, float* db) {
-  FASTCONV_FEW_ROWS_DISPATCH(backward_weights_c, g, dy, x, dw, db)
+  switch (g.c * 2 + g.win.sh - 1) {
+    FASTCONV_FEW_ROWS_CASE(1, 1, backward_weights_c, g, dy, x, dw, db)
+    FASTCONV_FEW_ROWS_CASE(1, 2, backward_weights_c, g, dy, x, dw, db)
+    FASTCONV_FEW_ROWS_CASE(2, 1, backward_weights_c, g, dy, x, dw, db)
+    FASTCONV_FEW_ROWS_CASE(2, 2, backward_weights_c, g, dy, x, dw, db)
+    FASTCONV_FEW_ROWS_CASE(3, 2, backward_weights_c, g, dy, x, dw, db)
+    FASTCONV_FEW_ROWS_CASE(4, 2, backward_weights_c, g, dy, x, dw, db)
+    default: return false;
+  }
 }
 
 }  // namespace fastconv::cpu::detail

@@ -1,6 +1,6 @@
 // 3x3 convolutions with the same few channels in and out (C = 1..4), stride 1 or 2, no
-// dilation (few_channel_rows.cpp): the NHWC row is the vector, no planar repack. direct_conv.cpp
-// hands these over first; a call that meets a non-finite input or weight returns false and the
+// dilation (few_channel_rows.cpp): the NHWC row is the vector, no planar repack. Where
+// measured faster, direct_conv.cpp hands these over first; a call that meets a non-finite input or weight returns false and the
 // direct path recomputes it (the kernel multiplies some zero weights by neighbouring inputs,
 // see the .cpp).
 #pragma once
@@ -9,8 +9,8 @@
 
 namespace fastconv::cpu::detail {
 
-// Whether this conv runs here (every pass has the same rule).
-bool few_channel_rows_shape(const ConvGeometry& g);
+// Whether this pass of this conv runs here (the rule and its measurements are in the .cpp).
+bool few_channel_rows_shape(const ConvGeometry& g, ConvPass pass);
 
 // Same contracts as conv2d_forward / conv2d_backward_data / conv2d_backward_weights, but
 // false (outputs unspecified) when x, dy or w holds a NaN or an infinity.
