@@ -541,26 +541,29 @@ bool backward_weights_c(const ConvGeometry& g, const float* dy, const float* x, 
 
 }  // namespace
 
-// The rule, from 1-thread timings against the direct path (benchmarks/bench_sweep.py
-// --families "conv 3x3" --channels 1,3 --all-cases, before/after builds alternately, CPU
-// clock, Emerald Rapids; ms direct/here, N=256 unless noted):
+// The rule, from 1-thread timings against the direct path (bench_sweep.py --families "conv
+// 3x3" --all-cases, CPU clock, before/after builds, Emerald Rapids at load 0.2-2; C = 2 and 4
+// from the same passes timed alone; ms direct/here, N=256 unless noted):
 //                     forward              backward data        backward weights
-//   C=1 s2 56x56      0.582/0.390          0.752/0.349          0.645/0.431
-//   C=3 s2 56x56      1.906/1.542          1.684/1.717          2.173/2.028
-//   C=3 s2 28x28      0.551/0.470          0.772/0.409          0.615/0.480
+//   C=1 s2 56x56      0.627/0.375          0.796/0.284          0.594/0.407
+//   C=1 s2 112x112    1.598/1.181          2.823/1.165          1.659/1.244
+//   C=3 s2 28x28      0.514/0.498          0.503/0.454          0.602/0.462
+//   C=3 s2 56x56      1.941/1.554          1.604/1.509          2.021/1.664
+//   C=3 s2 112x112    7.442/7.248          5.830/6.923          7.580/10.546
 //   C=2 s2 28x28      0.576/0.262          0.442/0.252          0.442/0.268
 //   C=4 s2 28x28      0.964/0.818          0.922/0.909          1.064/0.843
 //   C=4 s2 N=32 112   0.940/1.117          1.012/1.594          1.258/1.284
-//   C=1 s1 112x112    2.560/2.017          2.465/1.987          2.914/2.357
-//   C=1 s1 28x28      0.172/0.134          0.206/0.150          0.186/0.190
+//   C=1 s1 112x112    2.352/2.148          2.455/1.988          2.921/2.276
+//   C=1 s1 56x56      0.649/0.590          0.586/0.608          0.670/0.656
+//   C=1 s1 28x28      0.166/0.148          0.146/0.133          0.175/0.216
 //   C=1 s1 14x14      0.074/0.086          0.070/0.084          0.080/0.088
 //   C=2 s1 56x56      1.752/2.122          1.582/1.761          2.370/1.892
 //   C=3 s1 56x56      2.547/3.857          2.529/3.831          3.551/4.913
 // At stride 2 the direct path's phase split and planar-to-NHWC writes cost most; at stride 1
 // its planar kernel wastes no lane while this one's 4C - 1 weight vectors per kernel row
 // (each FMA with its own unaligned load) lose from C = 2 on, and short C = 1 rows lose to the
-// per-row costs. Hence: stride 2 for C <= 3, and C = 4 up to 64 columns; stride 1 for C = 1
-// from 28 columns, and C = 2's weight pass.
+// per-row costs; rows of 112 x 3 floats and more lose at stride 2 too (C = 3 and 4, except
+// C = 3's forward). Hence the rule below.
 bool few_channel_rows_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
   const bool eligible = g.groups == 1 && g.c == g.oc && g.c >= 1 && g.c <= 4 && v.kh == 3 &&
@@ -568,8 +571,9 @@ bool few_channel_rows_shape(const ConvGeometry& g, ConvPass pass) {
                         (v.sh == 1 || v.sh == 2) && v.pt >= 0 && v.pt <= 2 && v.pl >= 0 &&
                         v.pl <= 2 && g.n > 0 && g.oh > 0 && g.ow > 0 && g.h > 0 && g.w > 0;
   if (!eligible) return false;
-  if (v.sh == 2) return g.c <= 3 || g.w <= 64;
-  return (g.c == 1 && g.w >= 28) || (g.c == 2 && pass == ConvPass::BackwardWeights);
+  if (v.sh == 2) return g.c <= 2 || g.w <= 64 || (g.c == 3 && pass == ConvPass::Forward);
+  if (g.c == 1) return g.w >= (pass == ConvPass::BackwardWeights ? 56 : 28);
+  return g.c == 2 && pass == ConvPass::BackwardWeights;
 }
 
 bool few_channel_rows_forward(const ConvGeometry& g, const float* x, const float* w,
