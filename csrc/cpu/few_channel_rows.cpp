@@ -28,7 +28,13 @@
 // A zero weight lane still multiplies a neighbouring input (0 * inf is NaN where the
 // reference has a number), so a call whose x (forward, weights), dy (backward data) or
 // weights hold a non-finite value returns false and the direct path recomputes it; the check
-// runs on rows as they are packed (one extra read from L1).
+// runs on rows as they are packed (fused into the stride-1 copy, one vector pass from L1 at
+// stride 2).
+//
+// Where it runs: stride 2 (phase split and NHWC writes were the direct path's cost), stride 1
+// only for C = 1 (and C = 2's weight pass): at C >= 2 the direct path's planar kernel wastes
+// no lane while this one's FMAs each need their own unaligned load. The rule and its
+// measurements are at few_channel_rows_shape.
 #include "cpu/few_channel_rows.h"
 
 #include <omp.h>
