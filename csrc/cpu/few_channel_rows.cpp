@@ -578,7 +578,7 @@ bool few_channel_rows_shape(const ConvGeometry& g, ConvPass pass) {
                         v.pl <= 2 && g.n > 0 && g.oh > 0 && g.ow > 0 && g.h > 0 && g.w > 0;
   if (!eligible) return false;
   if (v.sh == 2) return g.c <= 2 || g.w <= 64 || (g.c == 3 && pass == ConvPass::Forward);
-  if (g.c == 1) return g.w >= (pass == ConvPass::BackwardWeights ? 56 : 28);
+  if (g.c == 1) return g.w >= (pass == ConvPass::BackwardWeights ? 64 : 28);
   return g.c == 2 && pass == ConvPass::BackwardWeights;
 }
 
