@@ -365,6 +365,8 @@ def sweep(args, log=None):
     peak = max(sgemm_ceiling(size, clock=clock) for size in ((512,) if args.quick else (512, 1024, 2048))) * 1e9
     copy = CopyReference(args.repeats)
     batches, spatial, channels = grid(args.quick)
+    if args.channels:  # a narrower run over some channel counts (while iterating on one path)
+        channels = tuple(args.channels)
     rng = np.random.default_rng(args.seed)
     results, families = [], {}
     for family, build in all_families():
@@ -497,6 +499,11 @@ def report(results, families, ceilings, args):
         lines += ["| family | case | class | work | ms | efficiency | roofline |", "|---|---|---|---:|---:|---:|---:|"]
         lines += [f"| {name} | {c.shape} | {classify(c)} | {work(c)} | {1e3 * c.seconds:.3f} | {c.efficiency:.3f} | "
                   f"{c.roofline:.3f} |" for name, c in below]
+    if getattr(args, "all_cases", False):  # every measured case, for before/after comparisons
+        lines += ["", "## Every measured case", "", "| family | case | class | work | ms | efficiency | roofline |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {c.family} | {c.shape} | {classify(c)} | {work(c)} | {1e3 * c.seconds:.3f} | "
+                  f"{c.efficiency:.3f} | {c.roofline:.3f} |" for c in sorted(results, key=lambda c: (c.family, c.shape))]
     return "\n".join(lines) + "\n"
 
 
@@ -514,6 +521,10 @@ def parse_args(argv):
     ap.add_argument("--families", type=lambda v: [f.strip() for f in v.split(",") if f.strip()], default=None,
                     help="only the families whose name contains one of these comma-separated words "
                          "(e.g. 'softmax,max_pool'); default: all")
+    ap.add_argument("--channels", type=lambda v: [int(c) for c in v.split(",") if c.strip()], default=None,
+                    help="only these channel counts (comma-separated, e.g. '1,3'); default: the grid's. "
+                         "The family medians are then those of this subset")
+    ap.add_argument("--all-cases", action="store_true", help="also list every measured case")
     ap.add_argument("--seed", type=int, default=0, help="seed of the case order within a family")
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                     help="time each call by the wall clock (default) or by this thread's CPU time "

@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "cpu/conv_algorithm.h"
+#include "cpu/few_channel_rows.h"
 #include "cpu/im2col.h"
 #include "cpu/narrow_pointwise.h"
 #include "cpu/parallel.h"
@@ -609,6 +610,7 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
                     float* y, Activation act) {
   if (narrow_pointwise_shape(g, ConvPass::Forward))
     return narrow_pointwise_forward(g, x, w, b, y, act);
+  if (few_channel_rows_shape(g, ConvPass::Forward) && few_channel_rows_forward(g, x, w, b, y, act)) return;
   if (channel_vectorised(g)) return direct_forward_channels(g, x, w, b, y, act);
   const Window2d& v = g.win;
   const ChannelBlocks cbk(g.oc, BlockShape::max_channels(g.ow));
@@ -665,6 +667,7 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
 void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   if (narrow_pointwise_shape(g, ConvPass::BackwardData))
     return narrow_pointwise_backward_data(g, dy, w, dx);
+  if (few_channel_rows_shape(g, ConvPass::BackwardData) && few_channel_rows_backward_data(g, dy, w, dx)) return;
   const Window2d& v = g.win;
   // dx column ix = j*sw + r (phase r); tap kx reaches it from dy column j + dc when
   // dc = (r + pl - kx*dw) / sw is exact. Packed dy rows cover columns [lo, lo + len).
@@ -978,6 +981,7 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
                              float* db) {
   if (narrow_pointwise_shape(g, ConvPass::BackwardWeights))
     return narrow_pointwise_backward_weights(g, dy, x, dw, db);
+  if (few_channel_rows_shape(g, ConvPass::BackwardWeights) && few_channel_rows_backward_weights(g, dy, x, dw, db)) return;
   if (g.oc % kLanes == 0) return direct_backward_weights_channels(g, dy, x, dw, db);
   const Window2d& v = g.win;
   const int64_t ntaps = v.kh * v.kw * g.c, wsize = ntaps * g.oc;
