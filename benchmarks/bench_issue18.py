@@ -249,7 +249,7 @@ def item4(ctx):
     for threads, batches in runs:
         ctx.set_threads(threads)
         measured, _ = bench_onnx.measure(threads, ctx.args.repeats, batches, quick=ctx.quick, columns=("predict",),
-                                         peers=not ctx.args.no_peers)
+                                         peers=not ctx.args.no_peers, rounds=ctx.args.rounds)
         for r in measured:
             note = f"predict() {r['predict_ms']:.3f} ms"
             if r["max_abs_diff"] == r["max_abs_diff"]:
@@ -262,7 +262,11 @@ def item4(ctx):
                               missing=ctx.why_no.get("onnxruntime")))
     ctx.set_threads(ctx.threads)
     notes = ["fastconv = `model.predict_on_batch(x)` (the inference plan); PyTorch eager: eval, no_grad, "
-             "channels_last; onnxruntime: intra-op threads as fastconv, one inter-op thread. Wall clock."]
+             "channels_last; onnxruntime: intra-op threads as fastconv, one inter-op thread. Wall clock. "
+             f"Medians of {ctx.args.rounds} rounds of blocks of {ctx.args.repeats} back-to-back calls per "
+             "framework, blocks alternating and each after a 0.2 s pause (harness.time_blocks): a loop of "
+             "calls, each framework warm in its own turn. Until stop 28 the card interleaved single calls, "
+             "which timed each framework just after another's (onnxruntime's pool spins ~50 ms after a run)."]
     return rows, notes
 
 
@@ -462,7 +466,7 @@ def parse_args(argv):
                     "at most 3)")
     ap.add_argument("--epoch-repeats", type=int, default=None,
                     help="item 1: timed Fashion-MNIST epochs per side and configuration (default: --repeats, at most 3)")
-    ap.add_argument("--rounds", type=int, default=2, help="item 5: rounds of one process per level (default 2)")
+    ap.add_argument("--rounds", type=int, default=2, help="item 4: rounds of call blocks per framework; item 5: rounds of one process per level (default 2)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one configuration per item: a smoke run")
     ap.add_argument("--items", type=int, nargs="+", choices=ITEMS, default=list(ITEMS))
     ap.add_argument("--sweep", metavar="FILE", help="a bench_sweep.py report to fold in as item 3")

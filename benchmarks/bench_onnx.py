@@ -4,7 +4,8 @@ Cases (issue 18 item 4): LeNet-5 (28x28x1), ResNet-18 with the CIFAR stem (32x32
 classes), ResNet-50 and MobileNet v1 at 224x224x3 (1000 classes), at batch 1 and 64.
 fastconv is timed as `model.predict_on_batch(x)` (the graph call, no batching loop),
 onnxruntime as `session.run` on the exported file; both on the same number of threads
-(intra-op, one inter-op). Interleaved repeats (harness.time_interleaved); medians and the
+(intra-op, one inter-op). Timed in blocks of back-to-back calls per framework, the blocks
+alternating over rounds (harness.time_blocks; --order interleaved: call by call); medians and the
 ratios fastconv / onnxruntime and fastconv / PyTorch (the issue's targets: <= 1.0 and
 <= 0.8). Also checks the two outputs agree.
 Beside them: the same predict_on_batch with the inference plan off (`set_inference_plan(False)`:
@@ -13,7 +14,7 @@ and, where PyTorch imports, the same architecture in PyTorch eager (eval, no_gra
 channels_last; benchmarks/models.py, own random weights).
 
     PYTHONPATH=. python benchmarks/bench_onnx.py [--threads N] [--repeats N] [--quick]
-        [--batches 1 64] [--models ResNet-18 MobileNet] [--clock wall|cpu]
+        [--batches 1 64] [--models ResNet-18 MobileNet] [--clock wall|cpu] [--order blocks|interleaved]
 """
 import argparse
 import copy
@@ -26,7 +27,7 @@ import numpy as np
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # after site-packages
 
-from fastconv.bench.harness import machine_info, set_threads, summarize, time_interleaved  # noqa: E402
+from fastconv.bench.harness import machine_info, set_threads, summarize, time_blocks, time_interleaved  # noqa: E402
 
 
 def cases(quick):
@@ -67,9 +68,10 @@ def _without_plan(fastconv, model, x):
 
 
 def measure(threads, repeats, batches=(1, 64), quick=False, models=None, clock="wall",
-            columns=("no plan", "predict"), peers=True):
-    """Rows of {"case", "fastconv_ms", ..., "max_abs_diff"}: medians of `repeats` interleaved
-    repeats per (model, batch). columns: which of fastconv's side figures to time beside
+            columns=("no plan", "predict"), peers=True, order="blocks", rounds=2):
+    """Rows of {"case", "fastconv_ms", ..., "max_abs_diff"}: per (model, batch), medians of
+    `rounds` blocks of `repeats` back-to-back calls per framework (order "blocks"), or of
+    `repeats` interleaved calls (order "interleaved"). columns: which of fastconv's side figures to time beside
     predict_on_batch ("no plan", "predict"); a side not measured is NaN. peers=False, or
     onnxruntime / torch not importable: those columns are NaN (and onnxruntime's diff too).
     Sets fastconv's threads to `threads` and leaves them so."""
@@ -115,8 +117,9 @@ def measure(threads, repeats, batches=(1, 64), quick=False, models=None, clock="
                     runs["onnxruntime"] = lambda: session.run(None, {feed: x})
                 if peer is not None:
                     runs["torch"] = lambda: peer(x)
-                times = time_interleaved(runs, repeats,
-                                         clock=time.process_time if clock == "cpu" else time.perf_counter)
+                timer = time.process_time if clock == "cpu" else time.perf_counter
+                times = (time_blocks(runs, repeats, rounds, clock=timer) if order == "blocks"
+                         else time_interleaved(runs, repeats, clock=timer))
                 med = {k: summarize(v)["median_ms"] for k, v in times.items()}
                 rows.append({"case": f"{name} b{batch}", "model": name, "batch": batch,
                              "fastconv_ms": med["fastconv"], "noplan_ms": med.get("no plan", nan),
@@ -136,12 +139,19 @@ def main(argv=None):
                         help="cpu: process CPU time per call (robust to other jobs; use with --threads 1)")
     parser.add_argument("--models", nargs="+", help="only the cases whose label starts with one of these "
                         "(e.g. ResNet-18 MobileNet; ResNet: both ResNets)")
+    parser.add_argument("--order", choices=["blocks", "interleaved"], default="blocks",
+                        help="blocks (default): each framework's calls back to back, blocks alternating "
+                        "over --rounds; interleaved: one call of each in turn")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of blocks (--order blocks)")
     args = parser.parse_args(argv)
     import onnxruntime as ort  # noqa: F401 - this script's comparison needs it: fail early, by name
-    rows, ort = measure(args.threads, args.repeats, args.batches, args.quick, args.models, args.clock)
+    rows, ort = measure(args.threads, args.repeats, args.batches, args.quick, args.models, args.clock,
+                        order=args.order, rounds=args.rounds)
     info = machine_info(args.threads, {"onnxruntime": ort})
     print(f"machine: {info}")
-    print(f"medians of {args.repeats} interleaved repeats, {args.threads} thread(s), {args.clock} clock")
+    how = (f"{args.rounds} rounds of {args.repeats}-call blocks" if args.order == "blocks"
+           else f"{args.repeats} interleaved repeats")
+    print(f"medians of {how}, {args.threads} thread(s), {args.clock} clock")
     print("| case | fastconv predict_on_batch ms | without inference plan ms | fastconv predict ms | torch eager ms | "
           "onnxruntime ms | ort/fastconv | fastconv/ort | fastconv/torch | max abs diff |")
     print("|---|---|---|---|---|---|---|---|---|---|")
