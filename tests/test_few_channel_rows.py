@@ -160,3 +160,112 @@ def test_autograd_gradients_by_central_differences(c, stride, padding):
     check_grad(lambda v: loss(v, w64, b64), x64, xt.grad, name="x", **tol)
     check_grad(lambda v: loss(x64, v, b64), w64, wt_t.grad, name="w", **tol)
     check_grad(lambda v: loss(x64, w64, v), b64, bt.grad, name="b", **tol)
+
+
+# ---- the direct path's register transposes (csrc/cpu/pixel_transpose.h) ----
+# C = 2..8 in and out at stride 1 (and Cin != Cout) run the planar kernel of direct_conv.cpp,
+# whose NHWC <-> planar copies go a register of pixels at a time (16 at avx512, 8 at avx2, 4
+# at the baseline) with the remaining columns one by one: widths below, at and around
+# multiples of 16 and of 8, rows of several blocks, batch 1 and 2.
+TRANSPOSE_SIZES = ((3, 4), (5, 8), (4, 15), (3, 16), (6, 17), (2, 31), (3, 33), (2, 48), (3, 50))
+
+
+@pytest.mark.parametrize("c, stride, padding",
+                         list(itertools.product((2, 3, 5, 6, 7, 8), (1, 2), ("same", "valid"))))
+def test_transposed_rows_against_reference(c, stride, padding):
+    rng = np.random.default_rng(1000 + 100 * c + 10 * stride + (padding == "same"))
+    for i, (h, w) in enumerate(TRANSPOSE_SIZES):
+        if padding == "valid" and (h < 3 or w < 3):
+            continue
+        pads = tuple(F.resolve_padding(padding, (h, w), (3, 3), (stride, stride)))
+        args = ((stride, stride), pads, (1, 1), 1)
+        x, wt, b = _data(rng, 1 + i % 2, h, w, c, bias=i % 3 != 0)
+        check_conv_passes(rng, x, wt, b, args)
+        assert _C.conv_algorithm(x.shape, wt.shape, *args)["forward"] == "direct"
+
+
+@pytest.mark.parametrize("cin, cout", [(3, 6), (6, 3), (2, 8), (8, 5)])
+def test_transposed_rows_uneven_channels(cin, cout):
+    """Cin != Cout: the packing transposes Cin channels, the write-back Cout (or Cin for
+    backward data); 5x5 kernels too."""
+    rng = np.random.default_rng(cin * 10 + cout)
+    for k in (3, 5):
+        for h, w in ((4, 19), (3, 35)):
+            x = rng.standard_normal((2, h, w, cin)).astype(np.float32)
+            wt = rng.standard_normal((k, k, cin, cout)).astype(np.float32)
+            b = rng.standard_normal(cout).astype(np.float32)
+            pads = tuple(F.resolve_padding("same", (h, w), (k, k), (1, 1)))
+            check_conv_passes(rng, x, wt, b, ((1, 1), pads, (1, 1), 1))
+
+
+# the float64 reference itself computes 0 * inf (NaN, as it should): numpy warns about it
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("c", (3, 6))
+@pytest.mark.parametrize("bad", (np.nan, np.inf, -np.inf))
+def test_transposed_rows_nonfinite(c, bad):
+    """A NaN or infinity inside a transposed register block (column 9 of 35) and in the scalar
+    tail (column 33) reaches exactly the outputs the reference's does."""
+    rng = np.random.default_rng(40 + c)
+    h, w = 5, 35
+    pads = tuple(F.resolve_padding("same", (h, w), (3, 3), (1, 1)))
+    args = ((1, 1), pads, (1, 1), 1)
+    x, wt, b = _data(rng, 1, h, w, c)
+    x[0, 2, 9, c - 1] = bad
+    x[0, 4, 33, 0] = bad
+    x64, w64 = x.astype(np.float64), wt.astype(np.float64)
+    y = _C.conv2d_forward(x, wt, b, *args)
+    _same_nonfinite(y, R.conv2d_forward(x64, w64, b.astype(np.float64), *args))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
+    _same_nonfinite(dw, R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, True)[0])
+    dy[0, 1, 20, 1] = bad
+    dy[0, 3, 34, c - 1] = bad
+    dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
+    _same_nonfinite(dx, R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
+    _, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
+    assert not np.isfinite(db[[1, c - 1]]).any() and np.isfinite(np.delete(db, [1, c - 1])).all()
+
+
+def test_transposed_rows_threaded_and_deterministic():
+    """2 threads (row blocks of several images): reference values, and the same bits twice."""
+    old = _C.get_num_threads()
+    try:
+        _C.set_num_threads(2)
+        rng = np.random.default_rng(55)
+        for c in (3, 6, 7):
+            x, wt, b = _data(rng, 8, 30, 41, c)
+            pads = tuple(F.resolve_padding("same", (30, 41), (3, 3), (1, 1)))
+            args = ((1, 1), pads, (1, 1), 1)
+            y = check_conv_passes(rng, x, wt, b, args)
+            assert np.array_equal(y, _C.conv2d_forward(x, wt, b, *args))
+            dy = rng.standard_normal(y.shape).astype(np.float32)
+            d1 = _C.conv2d_backward_data(dy, wt, x.shape, *args)
+            assert np.array_equal(d1, _C.conv2d_backward_data(dy, wt, x.shape, *args))
+            a = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
+            a2 = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
+            assert np.array_equal(a[0], a2[0]) and np.array_equal(a[1], a2[1])
+    finally:
+        _C.set_num_threads(old)
+
+
+@pytest.mark.parametrize("c, padding", [(3, "same"), (6, "valid"), (5, "same")])
+def test_transposed_rows_gradients_by_central_differences(c, padding):
+    """Stride 1 with 3, 5 and 6 channels: autograd gradients (float32 kernels) against float64
+    central differences of the reference forward; 19 columns (one register block and a tail)."""
+    rng = np.random.default_rng(77 + c)
+    x, wt, b = _data(rng, 1, 4, 19, c)
+    xt, wt_t, bt = (Tensor(a, requires_grad=True) for a in (x, wt, b))
+    out = ops.conv2d(xt, wt_t, bt, strides=1, padding=padding, activation="tanh")
+    dy = rng.standard_normal(out.shape)
+    (out * Tensor(dy.astype(np.float32))).sum().backward()
+    pads = tuple(F.resolve_padding(padding, (4, 19), (3, 3), (1, 1)))
+    args = ((1, 1), pads, (1, 1), 1)
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, wt, b))
+
+    def loss(xv, wv, bv):
+        return float((np.tanh(R.conv2d_forward(xv, wv, bv, *args)) * dy).sum())
+
+    tol = dict(rtol=5e-4, atol=5e-4)
+    check_grad(lambda v: loss(v, w64, b64), x64, xt.grad, name="x", **tol)
+    check_grad(lambda v: loss(x64, v, b64), w64, wt_t.grad, name="w", **tol)
+    check_grad(lambda v: loss(x64, w64, v), b64, bt.grad, name="b", **tol)

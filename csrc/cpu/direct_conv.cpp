@@ -54,10 +54,12 @@
 #include <vector>
 
 #include "cpu/conv_algorithm.h"
+#include "cpu/few_channel_flat.h"
 #include "cpu/few_channel_rows.h"
 #include "cpu/im2col.h"
 #include "cpu/narrow_pointwise.h"
 #include "cpu/parallel.h"
+#include "cpu/pixel_transpose.h"
 #include "cpu/simd.h"
 #include "cpu/winograd.h"
 #include "kernels.h"
@@ -122,7 +124,11 @@ int pass_threads(const ConvGeometry& g) {
 template <int C, int P>
 void deinterleave(const float* src, int64_t count, float* dst, int64_t plane) {
   if (C == 1 && P == 1) return (void)std::memcpy(dst, src, sizeof(float) * count);
-  for (int64_t k = 0; k < count; ++k)
+  int64_t k = 0;
+  // Whole registers of pixels by permutes (pixel_transpose.h: the scalar loop was a third of
+  // a 3x3 stride-1 C=3 forward), the rest one float at a time.
+  if constexpr (P == 1 && C >= 2) k = pixel_transpose::split_rows<C>(src, count, dst, plane);
+  for (; k < count; ++k)
 #pragma GCC unroll 8
     for (int ci = 0; ci < C; ++ci) dst[ci * plane + k] = src[k * P * C + ci];
 }
@@ -244,6 +250,29 @@ void tap_block(const float* src, int64_t rstride, const Tap* taps, int64_t ntaps
       for (int k = 0; k < K; ++k) sum += acc[k][c][v];
       store(out[c] + v * kLanes, sum);
     }
+  if constexpr (CB >= 2 && CB <= 8) {
+    // Block's channels contiguous in NHWC (all of Cout, stride-1 columns): whole registers
+    // of pixels through pixel_transpose::merge, then the remaining columns one by one (the
+    // scalar write-back was as costly as the deinterleave in a C=3 forward).
+    if (col_stride == CB) {
+      for (int64_t r = 0; r < rows; ++r) {
+        int64_t j = 0;
+        for (; j + kLanes <= cols; j += kLanes) {
+          vec pl[CB], px[CB];
+#pragma GCC unroll 8
+          for (int c = 0; c < CB; ++c) pl[c] = load(out[c] + r * NC * kLanes + j);
+          pixel_transpose::merge<CB>(pl, px);
+          float* d = dst + r * dst_rstride + j * CB;
+#pragma GCC unroll 8
+          for (int c = 0; c < CB; ++c) store(d + c * kLanes, px[c]);
+        }
+        for (; j < cols; ++j)
+#pragma GCC unroll 8
+          for (int c = 0; c < CB; ++c) dst[r * dst_rstride + j * CB + c] = out[c][r * NC * kLanes + j];
+      }
+      return;
+    }
+  }
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < cols; ++j) {
       float* d = dst + r * dst_rstride + j * col_stride;
@@ -610,6 +639,7 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
                     float* y, Activation act) {
   if (narrow_pointwise_shape(g, ConvPass::Forward))
     return narrow_pointwise_forward(g, x, w, b, y, act);
+  if (few_channel_flat_shape(g, ConvPass::Forward)) return few_channel_flat_forward(g, x, w, b, y, act);
   if (few_channel_rows_shape(g, ConvPass::Forward) && few_channel_rows_forward(g, x, w, b, y, act)) return;
   if (channel_vectorised(g)) return direct_forward_channels(g, x, w, b, y, act);
   const Window2d& v = g.win;
@@ -667,6 +697,7 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
 void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   if (narrow_pointwise_shape(g, ConvPass::BackwardData))
     return narrow_pointwise_backward_data(g, dy, w, dx);
+  if (few_channel_flat_shape(g, ConvPass::BackwardData)) return few_channel_flat_backward_data(g, dy, w, dx);
   if (few_channel_rows_shape(g, ConvPass::BackwardData) && few_channel_rows_backward_data(g, dy, w, dx)) return;
   const Window2d& v = g.win;
   // dx column ix = j*sw + r (phase r); tap kx reaches it from dy column j + dc when
@@ -820,7 +851,25 @@ void stream_row(const float* src, int64_t oc_any, int64_t p, int64_t count, floa
   if (oc == 1) return (void)std::memcpy(dst + p, src, sizeof(float) * count);
   int64_t lane = p % kLanes;
   float* d = dst + (p / kLanes) * oc * kLanes + lane;
-  for (int64_t q = 0; q < count; ++q, src += oc) {
+  int64_t q = 0;
+  if constexpr (OC >= 2) {
+    // Up to the next whole block one float at a time, then whole blocks by permutes
+    // (pixel_transpose.h: a block of kLanes pixels is oc planar registers), the rest below.
+    for (; q < count && lane != 0; ++q, src += oc) {
+#pragma GCC unroll 8
+      for (int64_t c = 0; c < oc; ++c) d[c * kLanes] = src[c];
+      ++d;
+      if (++lane == kLanes) {
+        lane = 0;
+        d += (oc - 1) * kLanes;
+      }
+    }
+    const int64_t whole = pixel_transpose::split_rows<OC>(src, count - q, d, kLanes, OC * kLanes);
+    q += whole;
+    src += whole * oc;
+    d += whole * oc;
+  }
+  for (; q < count; ++q, src += oc) {
 #pragma GCC unroll 8
     for (int64_t c = 0; c < oc; ++c) d[c * kLanes] = src[c];
     ++d;
@@ -981,6 +1030,8 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
                              float* db) {
   if (narrow_pointwise_shape(g, ConvPass::BackwardWeights))
     return narrow_pointwise_backward_weights(g, dy, x, dw, db);
+  if (few_channel_flat_shape(g, ConvPass::BackwardWeights))
+    return few_channel_flat_backward_weights(g, dy, x, dw, db);
   if (few_channel_rows_shape(g, ConvPass::BackwardWeights) && few_channel_rows_backward_weights(g, dy, x, dw, db)) return;
   if (g.oc % kLanes == 0) return direct_backward_weights_channels(g, dy, x, dw, db);
   const Window2d& v = g.win;

@@ -1,0 +1,219 @@
+// 3x3 stride-1 convs with C = 1 in and out and an output of the input's size, one image as
+// one flat stream of H*W floats.
+//
+// Why: the row kernel (few_channel_rows.cpp) packs each input row with zero margins and runs
+// a 28-float row as two vectors, so at 7-28 columns its per-row costs (packing, pointer
+// set-up, the row's tail) were the work: a 28x28 C=1 forward (N=256) took 0.26 ms, 0.09 of
+// what the copy ceiling allows, 0.10 of its family's median (sweep_2026-12-06_intel_after.md).
+//
+// Here output float q of an image (row q / W, column q % W) reads input float
+// q + (ky - pt)*W + (kx - pl) for tap (ky, kx): the same offset for every lane of a vector of
+// 16 consecutive outputs, across row ends. A tap is valid where the column q % W + kx - pl
+// is inside [0, W) (then the flat index is inside the image exactly when the row is); the
+// loads are masked to the valid lanes (masked-off lanes read nothing, so no fault past the
+// tensor and no 0 * inf from the padding: non-finite values reach exactly the outputs the
+// reference gives them). The column of each lane is carried from vector to vector (add
+// 16 mod W, subtract W where past the row); the row masks are scalar bit ranges, needed only
+// in the first and last vectors of an image. No copy of x, dy, y or dx is made.
+//
+//   forward          y[q]  = b + sum over taps of x[q + off] * w[ky, kx]
+//   backward data    the forward on dy with the kernel flipped, pads 2 - p
+//   backward weights dw[ky, kx] = sum over q of x[q + off] * dy[q]: 9 lane accumulators,
+//                    flushed to double per image; per-thread partials summed in double in
+//                    thread order (the same bits for a fixed thread count).
+// Masked loads and stores need AVX-512's mask registers; below it the shape test says no.
+#include "cpu/few_channel_flat.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cpu/parallel.h"
+#include "cpu/simd.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace fastconv::cpu::detail {
+
+#if defined(__AVX512F__)
+namespace {
+
+constexpr int64_t kParallelWork = 1 << 21;  // as direct_conv.cpp
+
+int threads_for(const ConvGeometry& g) {
+  return g.n * g.h * g.w * 9 < kParallelWork ? 1 : std::max(1, get_num_threads());
+}
+
+// Lanes i of a vector at q0 whose flat index q0 + i + d lies in [0, hw).
+inline __mmask16 range_mask(int64_t q0, int64_t d, int64_t hw) {
+  const int64_t a = std::max<int64_t>(0, -d - q0), b = std::min<int64_t>(16, hw - d - q0);
+  if (b <= a) return 0;
+  return (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
+}
+
+// Walks the vectors of one H x W image: calls body(q0, m[3][3]) with the masks of the 9
+// taps (tap (ky, kx) valid lanes), pads pt, pl in 0..2.
+template <typename Body>
+inline void walk_image(int64_t H, int64_t W, int pt, int pl, Body&& body) {
+  const int64_t hw = H * W;
+  const __m512i vw = _mm512_set1_epi32((int)W), step = _mm512_set1_epi32((int)(16 % W));
+  // columns of lanes 0..15 at q0 = 0: i mod W
+  alignas(64) int c0[16];
+  for (int i = 0; i < 16; ++i) c0[i] = (int)(i % W);
+  __m512i col = _mm512_load_si512(c0);
+  // kx - pl in -2..2: valid where col + kx - pl in [0, W)
+  const __m512i lo[3] = {_mm512_set1_epi32(pl - 0), _mm512_set1_epi32(pl - 1), _mm512_set1_epi32(pl - 2)};
+  const __m512i hi[3] = {_mm512_set1_epi32((int)W + pl - 0), _mm512_set1_epi32((int)W + pl - 1),
+                         _mm512_set1_epi32((int)W + pl - 2)};
+  for (int64_t q0 = 0; q0 < hw; q0 += 16) {
+    __mmask16 mc[3];
+    for (int kx = 0; kx < 3; ++kx)
+      mc[kx] = kx == pl ? (__mmask16)0xFFFF
+                        : _mm512_mask_cmplt_epi32_mask(_mm512_cmpge_epi32_mask(col, lo[kx]), col, hi[kx]);
+    __mmask16 m[3][3];
+    for (int ky = 0; ky < 3; ++ky) {
+      const __mmask16 r = range_mask(q0, (ky - pt) * W, hw) & range_mask(q0, 0, hw);
+      for (int kx = 0; kx < 3; ++kx) m[ky][kx] = (__mmask16)(r & mc[kx]);
+    }
+    body(q0, m);
+    col = _mm512_add_epi32(col, step);
+    col = _mm512_mask_sub_epi32(col, _mm512_cmpge_epi32_mask(col, vw), col, vw);
+  }
+}
+
+// out (one image) = bias + the 3x3 conv of in with kernel k[9] (row-major ky, kx), pads pt, pl.
+void plane_conv(const float* in, float* out, int64_t H, int64_t W, int pt, int pl,
+                const float* k, float bias) {
+  __m512 kv[9];
+  for (int t = 0; t < 9; ++t) kv[t] = _mm512_set1_ps(k[t]);
+  const __m512 vb = _mm512_set1_ps(bias);
+  const int64_t hw = H * W;
+  walk_image(H, W, pt, pl, [&](int64_t q0, const __mmask16 (&m)[3][3]) {
+    __m512 acc[3];
+    for (int ky = 0; ky < 3; ++ky) {
+      const float* r = in + q0 + (ky - pt) * W - pl;
+      __m512 a = ky == 0 ? vb : _mm512_setzero_ps();
+      for (int kx = 0; kx < 3; ++kx)
+        a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m[ky][kx], r + kx), kv[ky * 3 + kx], a);
+      acc[ky] = a;
+    }
+    const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), acc[2]);
+    _mm512_mask_storeu_ps(out + q0, range_mask(q0, 0, hw), s);
+  });
+}
+
+}  // namespace
+#endif
+
+// The rule, from 1-thread CPU-time timings against the row and direct paths (see the bottom
+// of this comment block in few_channel_flat_forward's neighbourhood: RULE below).
+bool few_channel_flat_shape(const ConvGeometry& g, ConvPass pass) {
+#if defined(__AVX512F__)
+  (void)pass;
+  const Window2d& v = g.win;
+  return g.groups == 1 && g.c == 1 && g.oc == 1 && v.kh == 3 && v.kw == 3 && v.dh == 1 &&
+         v.dw == 1 && v.sh == 1 && v.sw == 1 && v.pt >= 0 && v.pt <= 2 && v.pl >= 0 &&
+         v.pl <= 2 && g.oh == g.h && g.ow == g.w && g.n > 0 && g.h > 0 && g.w > 0 &&
+         g.h * g.w < (int64_t(1) << 30);
+#else
+  (void)g;
+  (void)pass;
+  return false;
+#endif
+}
+
+void few_channel_flat_forward(const ConvGeometry& g, const float* x, const float* w,
+                              const float* b, float* y, Activation act) {
+#if defined(__AVX512F__)
+  const int64_t hw = g.h * g.w;
+  const float bias = b ? b[0] : 0.f;
+  parallel_region(threads_for(g), [&] {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.n; ++n) {
+      plane_conv(x + n * hw, y + n * hw, g.h, g.w, (int)g.win.pt, (int)g.win.pl, w, bias);
+      if (act != Activation::Linear) activation_inplace(hw, y + n * hw, act);
+    }
+  });
+#else
+  (void)g, (void)x, (void)w, (void)b, (void)y, (void)act;
+#endif
+}
+
+void few_channel_flat_backward_data(const ConvGeometry& g, const float* dy, const float* w,
+                                    float* dx) {
+#if defined(__AVX512F__)
+  // dx[iy, ix] = sum dy[iy - ky + pt, ix - kx + pl] w[ky, kx]: the forward with the kernel
+  // flipped (k'[a, b] = w[2 - a, 2 - b]) and pads 2 - p.
+  float k[9];
+  for (int t = 0; t < 9; ++t) k[t] = w[8 - t];
+  const int64_t hw = g.h * g.w;
+  parallel_region(threads_for(g), [&] {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.n; ++n)
+      plane_conv(dy + n * hw, dx + n * hw, g.h, g.w, 2 - (int)g.win.pt, 2 - (int)g.win.pl, k, 0.f);
+  });
+#else
+  (void)g, (void)dy, (void)w, (void)dx;
+#endif
+}
+
+void few_channel_flat_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
+                                       float* dw, float* db) {
+#if defined(__AVX512F__)
+  const int64_t hw = g.h * g.w, W = g.w;
+  const int pt = (int)g.win.pt, pl = (int)g.win.pl;
+  const int threads = threads_for(g);
+  constexpr int kSums = 10;  // 9 taps, the bias
+  std::vector<double> part((size_t)(threads * kSums), 0.0);
+  int used = 1;
+  parallel_region(threads, [&] {
+    note_team();
+    const int t = omp_get_thread_num();
+#pragma omp single
+    used = omp_get_num_threads();
+    __m512d dacc[kSums][2];
+    for (int s = 0; s < kSums; ++s) dacc[s][0] = dacc[s][1] = _mm512_setzero_pd();
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.n; ++n) {
+      const float* xi = x + n * hw;
+      const float* di = dy + n * hw;
+      __m512 acc[kSums];
+      for (int s = 0; s < kSums; ++s) acc[s] = _mm512_setzero_ps();
+      walk_image(g.h, W, pt, pl, [&](int64_t q0, const __mmask16 (&m)[3][3]) {
+        const __m512 d = _mm512_maskz_loadu_ps(range_mask(q0, 0, hw), di + q0);
+        acc[9] = _mm512_add_ps(acc[9], d);
+        for (int ky = 0; ky < 3; ++ky) {
+          const float* r = xi + q0 + (ky - pt) * W - pl;
+          for (int kx = 0; kx < 3; ++kx)
+            acc[ky * 3 + kx] =
+                _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m[ky][kx], r + kx), d, acc[ky * 3 + kx]);
+        }
+      });
+      // per image into double: a float lane sum over a whole batch (200k products for
+      // N=256 28x28) would lose digits
+      for (int s = 0; s < kSums; ++s) {
+        dacc[s][0] = _mm512_add_pd(dacc[s][0], _mm512_cvtps_pd(_mm512_castps512_ps256(acc[s])));
+        dacc[s][1] = _mm512_add_pd(
+            dacc[s][1], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[s]), 1))));
+      }
+    }
+    for (int s = 0; s < kSums; ++s)
+      part[t * kSums + s] = _mm512_reduce_add_pd(_mm512_add_pd(dacc[s][0], dacc[s][1]));
+  });
+  for (int s = 0; s < kSums; ++s) {
+    double sum = 0.0;
+    for (int tt = 0; tt < used; ++tt) sum += part[tt * kSums + s];
+    if (s < 9) dw[s] = (float)sum;
+    else if (db) db[0] = (float)sum;
+  }
+#else
+  (void)g, (void)dy, (void)x, (void)dw, (void)db;
+#endif
+}
+
+}  // namespace fastconv::cpu::detail

@@ -1,0 +1,129 @@
+// NHWC pixels <-> planar channel rows, one register of pixels at a time, in registers.
+//
+// Why: the direct path (direct_conv.cpp) runs its 3x3 kernels on planar rows and so copies
+// every input row from NHWC into C planar rows and every output block back, one float per
+// load/store pair. With C = 3..6 in and out channels these copies, not the 9*C multiply-adds
+// per output value, were the cost: a 3x3 stride-1 C=3 forward (N=256 56x56, perf on Emerald
+// Rapids) spent a third of its time in the scalar deinterleave, and the scalar write-back
+// inside tap_block as much again; the forward ran at 0.27-0.32 of the FMA ceiling.
+//
+// Here L pixels of C channels (C registers of NHWC floats) become C planar registers and
+// back, with two-source permutes and blends: for each output register, a permute per pair of
+// input registers gathers the lanes that pair holds (vpermt2ps at AVX-512), and a blend per
+// further pair merges them (C = 3: 2 permutes + 1 blend per register, C = 6: 3 + 2), against
+// L scalar loads and stores. The masks are compile-time constants at every level (GCC lowers
+// them to the level's shuffles: vpermps/vblendps at AVX2, shufps at SSE2).
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#include "cpu/simd.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace fastconv::cpu::detail::pixel_transpose {
+
+constexpr int L = kRegLanes;
+typedef f32xR vec;
+typedef int32_t ivec __attribute__((vector_size(4 * kRegLanes)));
+
+// Compile-time masks. Split (NHWC -> planar): output register c, lane k holds float
+// f = k*C + c of the C input registers, which is register f / L, lane f % L. Merge (planar ->
+// NHWC): output register j, lane i holds float f = j*L + i, i.e. pixel f / C of planar
+// register f % C. Either way each output lane has one source register s; pair p = s / 2
+// permutes registers 2p, 2p + 1 (the last alone when C is odd) to lane position, and the
+// blends keep lane i from pair src_pair.
+struct Masks {
+  int perm[8][4][kRegLanes];   // [output register][pair][lane]: index into (2p, 2p + 1)
+  int blend[8][4][kRegLanes];  // [output register][pair >= 1][lane]: i or L + i
+};
+template <int C, bool SPLIT>
+constexpr Masks make_masks() {
+  Masks m{};
+  for (int o = 0; o < C; ++o)
+    for (int i = 0; i < L; ++i) {
+      const int f = SPLIT ? i * C + o : o * L + i;
+      const int src = SPLIT ? f / L : f % C, lane = SPLIT ? f % L : f / C;
+      const int p = src / 2;
+      for (int q = 0; q < (C + 1) / 2; ++q) {
+        m.perm[o][q][i] = q == p ? (src % 2) * L + lane : 0;
+        m.blend[o][q][i] = q == p ? L + i : i;
+      }
+    }
+  return m;
+}
+
+template <int C, bool SPLIT>
+struct Shuffles {
+  static constexpr Masks m = make_masks<C, SPLIT>();
+  template <size_t... I>
+  static constexpr ivec perm(int o, int q, std::index_sequence<I...>) {
+    return ivec{m.perm[o][q][I]...};
+  }
+  template <size_t... I>
+  static constexpr ivec blend(int o, int q, std::index_sequence<I...>) {
+    return ivec{m.blend[o][q][I]...};
+  }
+  // Pair Q's permute and its blend into the result, for output register O (constexpr masks).
+  template <int O, int Q>
+  static inline vec pair(const vec (&in)[C]) {
+    constexpr ivec mask = perm(O, Q, std::make_index_sequence<L>());
+    return __builtin_shuffle(in[2 * Q], in[2 * Q + 1 < C ? 2 * Q + 1 : 2 * Q], mask);
+  }
+  template <int O, int Q>
+  static inline vec blend_in(vec r, vec t) {
+    constexpr ivec mask = blend(O, Q, std::make_index_sequence<L>());
+    return __builtin_shuffle(r, t, mask);
+  }
+  template <int O, size_t... Q>
+  static inline vec one(const vec (&in)[C], std::index_sequence<0, Q...>) {
+    vec r = pair<O, 0>(in);
+    ((r = blend_in<O, (int)Q>(r, pair<O, (int)Q>(in))), ...);
+    return r;
+  }
+  template <size_t... O>
+  static inline void all(const vec (&in)[C], vec (&out)[C], std::index_sequence<O...>) {
+    ((out[O] = one<(int)O>(in, std::make_index_sequence<(C + 1) / 2>())), ...);
+  }
+};
+
+inline vec load(const float* p) {
+  vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(float* p, vec v) { std::memcpy(p, &v, sizeof v); }
+
+// planar[c][k] = nhwc[k*C + c] for k < L: C registers of NHWC floats to C planar ones.
+template <int C>
+inline void split(const vec (&nhwc)[C], vec (&planar)[C]) {
+  static_assert(C >= 2 && C <= 8);
+  Shuffles<C, true>::all(nhwc, planar, std::make_index_sequence<C>());
+}
+// The inverse: nhwc[k*C + c] = planar[c][k].
+template <int C>
+inline void merge(const vec (&planar)[C], vec (&nhwc)[C]) {
+  static_assert(C >= 2 && C <= 8);
+  Shuffles<C, false>::all(planar, nhwc, std::make_index_sequence<C>());
+}
+
+// dst[c*plane + (k / L)*block + k % L] = src[k*C + c] for k < count rounded down to L:
+// planar rows (block = L) or blocks of C planar registers (plane = L, block = C*L); returns
+// the pixels done.
+template <int C>
+inline int64_t split_rows(const float* src, int64_t count, float* dst, int64_t plane,
+                          int64_t block = L) {
+  int64_t k = 0;
+  for (; k + L <= count; k += L, dst += block) {
+    vec in[C], out[C];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) in[c] = load(src + k * C + c * L);
+    split<C>(in, out);
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) store(dst + c * plane, out[c]);
+  }
+  return k;
+}
+
+}  // namespace fastconv::cpu::detail::pixel_transpose
