@@ -56,14 +56,23 @@ inline __mmask16 range_mask(int64_t q0, int64_t d, int64_t hw) {
 
 // Walks the vectors of one H x W image: calls body(q0, m[3][3]) with the masks of the 9
 // taps (tap (ky, kx) valid lanes), pads pt, pl in 0..2.
-template <typename Body>
-inline void walk_image(int64_t H, int64_t W, int pt, int pl, Body&& body) {
-  const int64_t hw = H * W;
-  const __m512i vw = _mm512_set1_epi32((int)W), step = _mm512_set1_epi32((int)(16 % W));
-  // columns of lanes 0..15 at q0 = 0: i mod W
+// The columns of lanes 0..15 at an image's start: i mod W (once per call: 16 divisions per
+// image were a tenth of a 28x28 forward).
+inline __m512i first_columns(int64_t W) {
   alignas(64) int c0[16];
   for (int i = 0; i < 16; ++i) c0[i] = (int)(i % W);
-  __m512i col = _mm512_load_si512(c0);
+  return _mm512_load_si512(c0);
+}
+
+// Lanes of the vector at q0 inside the image.
+inline __mmask16 tail_mask(int64_t q0, int64_t hw) {
+  return q0 + 16 <= hw ? (__mmask16)0xFFFF : (__mmask16)((1u << (hw - q0)) - 1);
+}
+
+template <typename Body>
+inline void walk_image(int64_t H, int64_t W, int pt, int pl, __m512i col, Body&& body) {
+  const int64_t hw = H * W;
+  const __m512i vw = _mm512_set1_epi32((int)W), step = _mm512_set1_epi32((int)(16 % W));
   // kx - pl in -2..2: valid where col + kx - pl in [0, W)
   const __m512i lo[3] = {_mm512_set1_epi32(pl - 0), _mm512_set1_epi32(pl - 1), _mm512_set1_epi32(pl - 2)};
   const __m512i hi[3] = {_mm512_set1_epi32((int)W + pl - 0), _mm512_set1_epi32((int)W + pl - 1),
@@ -74,9 +83,16 @@ inline void walk_image(int64_t H, int64_t W, int pt, int pl, Body&& body) {
       mc[kx] = kx == pl ? (__mmask16)0xFFFF
                         : _mm512_mask_cmplt_epi32_mask(_mm512_cmpge_epi32_mask(col, lo[kx]), col, hi[kx]);
     __mmask16 m[3][3];
-    for (int ky = 0; ky < 3; ++ky) {
-      const __mmask16 r = range_mask(q0, (ky - pt) * W, hw) & range_mask(q0, 0, hw);
-      for (int kx = 0; kx < 3; ++kx) m[ky][kx] = (__mmask16)(r & mc[kx]);
+    if (q0 >= pt * W && q0 + 16 + (2 - pt) * W <= hw) {
+      // every row of the 16 outputs has its rows above and below (the scalar row masks for
+      // every vector were half of a 28x28 forward)
+      for (int ky = 0; ky < 3; ++ky)
+        for (int kx = 0; kx < 3; ++kx) m[ky][kx] = mc[kx];
+    } else {
+      for (int ky = 0; ky < 3; ++ky) {
+        const __mmask16 r = range_mask(q0, (ky - pt) * W, hw) & range_mask(q0, 0, hw);
+        for (int kx = 0; kx < 3; ++kx) m[ky][kx] = (__mmask16)(r & mc[kx]);
+      }
     }
     body(q0, m);
     col = _mm512_add_epi32(col, step);
@@ -86,12 +102,12 @@ inline void walk_image(int64_t H, int64_t W, int pt, int pl, Body&& body) {
 
 // out (one image) = bias + the 3x3 conv of in with kernel k[9] (row-major ky, kx), pads pt, pl.
 void plane_conv(const float* in, float* out, int64_t H, int64_t W, int pt, int pl,
-                const float* k, float bias) {
+                const float* k, float bias, __m512i col0) {
   __m512 kv[9];
   for (int t = 0; t < 9; ++t) kv[t] = _mm512_set1_ps(k[t]);
   const __m512 vb = _mm512_set1_ps(bias);
   const int64_t hw = H * W;
-  walk_image(H, W, pt, pl, [&](int64_t q0, const __mmask16 (&m)[3][3]) {
+  walk_image(H, W, pt, pl, col0, [&](int64_t q0, const __mmask16 (&m)[3][3]) {
     __m512 acc[3];
     for (int ky = 0; ky < 3; ++ky) {
       const float* r = in + q0 + (ky - pt) * W - pl;
@@ -101,7 +117,7 @@ void plane_conv(const float* in, float* out, int64_t H, int64_t W, int pt, int p
       acc[ky] = a;
     }
     const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), acc[2]);
-    _mm512_mask_storeu_ps(out + q0, range_mask(q0, 0, hw), s);
+    _mm512_mask_storeu_ps(out + q0, tail_mask(q0, hw), s);
   });
 }
 
@@ -130,11 +146,12 @@ void few_channel_flat_forward(const ConvGeometry& g, const float* x, const float
 #if defined(__AVX512F__)
   const int64_t hw = g.h * g.w;
   const float bias = b ? b[0] : 0.f;
+  const __m512i col0 = first_columns(g.w);
   parallel_region(threads_for(g), [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.n; ++n) {
-      plane_conv(x + n * hw, y + n * hw, g.h, g.w, (int)g.win.pt, (int)g.win.pl, w, bias);
+      plane_conv(x + n * hw, y + n * hw, g.h, g.w, (int)g.win.pt, (int)g.win.pl, w, bias, col0);
       if (act != Activation::Linear) activation_inplace(hw, y + n * hw, act);
     }
   });
@@ -151,11 +168,13 @@ void few_channel_flat_backward_data(const ConvGeometry& g, const float* dy, cons
   float k[9];
   for (int t = 0; t < 9; ++t) k[t] = w[8 - t];
   const int64_t hw = g.h * g.w;
+  const __m512i col0 = first_columns(g.w);
   parallel_region(threads_for(g), [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.n; ++n)
-      plane_conv(dy + n * hw, dx + n * hw, g.h, g.w, 2 - (int)g.win.pt, 2 - (int)g.win.pl, k, 0.f);
+      plane_conv(dy + n * hw, dx + n * hw, g.h, g.w, 2 - (int)g.win.pt, 2 - (int)g.win.pl, k, 0.f,
+                 col0);
   });
 #else
   (void)g, (void)dy, (void)w, (void)dx;
@@ -167,6 +186,7 @@ void few_channel_flat_backward_weights(const ConvGeometry& g, const float* dy, c
 #if defined(__AVX512F__)
   const int64_t hw = g.h * g.w, W = g.w;
   const int pt = (int)g.win.pt, pl = (int)g.win.pl;
+  const __m512i col0 = first_columns(W);
   const int threads = threads_for(g);
   constexpr int kSums = 10;  // 9 taps, the bias
   std::vector<double> part((size_t)(threads * kSums), 0.0);
@@ -184,8 +204,8 @@ void few_channel_flat_backward_weights(const ConvGeometry& g, const float* dy, c
       const float* di = dy + n * hw;
       __m512 acc[kSums];
       for (int s = 0; s < kSums; ++s) acc[s] = _mm512_setzero_ps();
-      walk_image(g.h, W, pt, pl, [&](int64_t q0, const __mmask16 (&m)[3][3]) {
-        const __m512 d = _mm512_maskz_loadu_ps(range_mask(q0, 0, hw), di + q0);
+      walk_image(g.h, W, pt, pl, col0, [&](int64_t q0, const __mmask16 (&m)[3][3]) {
+        const __m512 d = _mm512_maskz_loadu_ps(tail_mask(q0, hw), di + q0);
         acc[9] = _mm512_add_ps(acc[9], d);
         for (int ky = 0; ky < 3; ++ky) {
           const float* r = xi + q0 + (ky - pt) * W - pl;
