@@ -124,8 +124,15 @@ void plane_conv(const float* in, float* out, int64_t H, int64_t W, int pt, int p
 }  // namespace
 #endif
 
-// The rule, from 1-thread CPU-time timings against the row and direct paths (see the bottom
-// of this comment block in few_channel_flat_forward's neighbourhood: RULE below).
+// The rule: every same-size 3x3 stride-1 C=1 conv at AVX-512. 1-thread CPU-time medians of
+// 3 interleaved rounds against the previous build (rows kernel from 28 columns, direct path
+// below; Emerald Rapids, load 0.5-3), ms before/here:
+//                     forward        backward data  backward weights
+//   N=256 7x7         0.034/0.012    0.035/0.012    0.031/0.014
+//   N=256 14x14       0.066/0.026    0.065/0.030    0.060/0.029
+//   N=256 28x28       0.160/0.089    0.150/0.087    0.167/0.089
+//   N=256 56x56       0.578/0.367    0.587/0.360    0.665/0.367
+//   N=32 112x112      0.263/0.180    0.283/0.171    0.312/0.190
 bool few_channel_flat_shape(const ConvGeometry& g, ConvPass pass) {
 #if defined(__AVX512F__)
   (void)pass;
