@@ -37,6 +37,7 @@
 #include "cpu/direct_conv.h"
 #include "cpu/gemm.h"
 #include "cpu/im2col.h"
+#include "cpu/item_team.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
 #include "cpu/winograd.h"
@@ -53,6 +54,9 @@ constexpr int64_t kChunkBytes = 1 << 20;
 // Below this many multiply-adds a pass runs on one thread: a LeNet conv at batch 8 (~1 M)
 // takes tens of microseconds, less than waking a team costs on a busy machine.
 constexpr int64_t kParallelMacs = 1 << 21;
+
+// Elements per item of a one-image residual add (below kParallelGrain: a serial call).
+constexpr int64_t kAddBlock = kParallelGrain / 2;
 
 struct Plan {
   int threads;
@@ -272,7 +276,15 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   const bool depthwise = g.is_depthwise();
   const Activation own = residual ? Activation::Linear : act;
   auto add_residual = [&] {
-    if (residual) add_activation(g.output_size(), y, residual, act, y);
+    if (!residual) return;
+    const int64_t size = g.output_size();
+    if (g.n > 1 || size < kParallelGrain) return add_activation(size, y, residual, act, y);
+    // One image: blocks small enough that add_activation runs each on its caller, shared
+    // out by the join-free item team (an OpenMP region here cost more than the add, below).
+    run_items((size + kAddBlock - 1) / kAddBlock, [&](int64_t i, int) {
+      const int64_t e0 = i * kAddBlock;
+      add_activation(std::min(kAddBlock, size - e0), y + e0, residual + e0, act, y + e0);
+    });
   };
   if (!depthwise && detail::direct_eligible(g, ConvPass::Forward)) {
     detail::direct_forward(g, x, w, b, y, own);
@@ -295,23 +307,29 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
+  // Chunk c on the col buffer of participant `slot`.
+  auto chunk = [&](int64_t c, int slot) {
+    float* buf = ws.get() + (pointwise ? 0 : slot * p.chunk_floats);
+    const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
+    const float* col = pointwise ? x + l0 * g.ow * g.c : buf;
+    if (!pointwise) detail::im2col_lines(g, x, l0, l1, buf);
+    float* yc = y + l0 * g.ow * g.oc;
+    const float* rc = residual ? residual + l0 * g.ow * g.oc : nullptr;
+    // Bias, residual and activation go with each group's product (forward_product).
+    for (int64_t gi = 0; gi < g.groups; ++gi)
+      detail::forward_product(rows, g.cout_g, p.k, col + gi * p.k, p.ldcol, w + gi * g.cout_g, g.oc,
+                              b ? b + gi * g.cout_g : nullptr, rc ? rc + gi * g.cout_g : nullptr, act,
+                              yc + gi * g.cout_g, g.oc, packed ? &pb : nullptr);
+  };
+  // One image: the join-free item team (item_team.h), which never waits for a helper to wake
+  // or leave a barrier; its slots index the col buffers, so no more of them than p.threads.
+  if (g.n == 1 && p.threads > 1 && run_items_slots() <= p.threads) return run_items(p.nchunks, chunk);
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
   parallel_region(p.threads, [&] {
     note_team();
-    float* buf = ws.get() + (pointwise ? 0 : omp_get_thread_num() * p.chunk_floats);
+    const int slot = omp_get_thread_num();
 #pragma omp for schedule(dynamic)
-    for (int64_t c = 0; c < p.nchunks; ++c) errors.run([&] {
-      const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
-      const float* col = pointwise ? x + l0 * g.ow * g.c : buf;
-      if (!pointwise) detail::im2col_lines(g, x, l0, l1, buf);
-      float* yc = y + l0 * g.ow * g.oc;
-      const float* rc = residual ? residual + l0 * g.ow * g.oc : nullptr;
-      // Bias, residual and activation go with each group's product (forward_product).
-      for (int64_t gi = 0; gi < g.groups; ++gi)
-        detail::forward_product(rows, g.cout_g, p.k, col + gi * p.k, p.ldcol, w + gi * g.cout_g, g.oc,
-                                b ? b + gi * g.cout_g : nullptr, rc ? rc + gi * g.cout_g : nullptr, act,
-                                yc + gi * g.cout_g, g.oc, packed ? &pb : nullptr);
-    });
+    for (int64_t c = 0; c < p.nchunks; ++c) errors.run([&] { chunk(c, slot); });
   });
   errors.rethrow();
 }
