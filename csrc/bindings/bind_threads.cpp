@@ -118,7 +118,7 @@ void bind_threads(py::module_& m) {
   m.def("_threads_used", &cpu::take_team_high_water,
         "Test hook: the most OpenMP threads any parallel region of the native kernels ran with "
         "since the previous call (0: none ran; 1: only single-threaded regions). Reading resets it.");
-  m.def("_item_team_selftest", &cpu::item_team_selftest, py::arg("count"), py::arg("item_us"),
+  m.def("_item_team_selftest", &cpu::item_team_selftest, py::arg("count"), py::arg("item_us"), py::arg("throw_item") = -1,
         "Test hook: run `count` sleeping items through the join-free item team "
         "(cpu/item_team.h); per item the slot that ran it (0: caller, >0: a helper, <0: error).",
         py::call_guard<py::gil_scoped_release>());

@@ -35,7 +35,8 @@ void run_items(int64_t count, Fn&& fn) {
 int64_t take_helper_items();
 
 // Test hook: runs `count` items of `item_us` microseconds (sleeping) through run_items and
-// returns, per item, the slot that ran it (-1: never ran, < -1: ran more than once).
-std::vector<int> item_team_selftest(int64_t count, int64_t item_us);
+// returns, per item, the slot that ran it (-1: never ran, < -1: ran more than once); item
+// `throw_item` (-1: none) throws std::invalid_argument instead.
+std::vector<int> item_team_selftest(int64_t count, int64_t item_us, int64_t throw_item);
 
 }  // namespace fastconv::cpu
