@@ -3,8 +3,8 @@
 The item team runs every item exactly once, on the caller or on a helper that happens to be
 awake; the caller never waits for a helper to wake. Checked through a C++ hook (sleeping
 items, so a helper gets a CPU on a busy machine too), then through the one-image conv paths
-that use it: Winograd forward, im2col row chunks, the Cout split and the residual add after
-Winograd. Each is compared with the float64 NumPy oracle (rtol 1e-4, atol 1e-5 times the
+that use it: Winograd forward, im2col row chunks, strided tap GEMMs, the Cout split and the
+residual add after Winograd. Each is compared with the float64 NumPy oracle (rtol 1e-4, atol 1e-5 times the
 output's magnitude: float32 sums of up to ~5000 products) and with the same call at one
 thread, which takes the serial path of the same kernel (same products per output: equal
 within rounding; Winograd's blocks hold different tiles, so only close).
@@ -66,7 +66,7 @@ def test_an_item_error_reaches_the_caller(threads):
         fastconv.set_num_threads(before)
 
 
-# (h, w, cin, cout, kernel, pads, algorithm): batch-1 convs that take the item team at 2 threads.
+# (h, w, cin, cout, kernel, pads, algorithm[, stride]): batch-1 convs that take the item team at 2 threads.
 SHAPES = [
     (32, 32, 64, 64, 3, (1, 1, 1, 1), "auto"),       # Winograd F(4x4), 64 tiles
     (17, 13, 40, 32, 3, (1, 1, 1, 1), "auto"),       # Winograd, odd sizes, clipped tiles
@@ -74,20 +74,22 @@ SHAPES = [
     (45, 37, 16, 40, 5, (2, 2, 2, 2), "auto"),       # 5x5: im2col row chunks
     (61, 29, 33, 50, 3, (1, 1, 1, 1), "im2col"),     # im2col row chunks, odd channels
     (6, 5, 300, 136, 3, (0, 0, 0, 0), "auto"),       # Cout split, odd sizes
+    (57, 41, 48, 40, 3, (0, 1, 0, 1), "auto", 2),    # stride 2: tap GEMMs per output line
 ]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"{s[0]}x{s[1]}x{s[2]}-{s[3]}k{s[4]}{s[6]}" for s in SHAPES])
 @pytest.mark.parametrize("residual", [False, True])
 def test_batch1_convs_match_oracle_and_one_thread(threads2, shape, residual):
-    h, w, cin, cout, k, pads, algo = shape
+    h, w, cin, cout, k, pads, algo = shape[:7]
+    s = shape[7] if len(shape) > 7 else 1
     rng = np.random.default_rng(h * 1000 + w)
     x = rng.standard_normal((1, h, w, cin)).astype(np.float32)
     wt = (rng.standard_normal((k, k, cin, cout)) / np.sqrt(k * k * cin)).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32)
-    oh, ow = h + pads[0] + pads[1] - k + 1, w + pads[2] + pads[3] - k + 1
+    oh, ow = (h + pads[0] + pads[1] - k) // s + 1, (w + pads[2] + pads[3] - k) // s + 1
     res = rng.standard_normal((1, oh, ow, cout)).astype(np.float32) if residual else None
-    args = ((1, 1), pads, (1, 1), 1, "relu", res)
+    args = ((s, s), pads, (1, 1), 1, "relu", res)
     fastconv.set_conv_algorithm(algo)
     try:
         _C._threads_used()
@@ -99,7 +101,7 @@ def test_batch1_convs_match_oracle_and_one_thread(threads2, shape, residual):
         fastconv.set_conv_algorithm("auto")
         fastconv.set_num_threads(2)
     f64 = lambda v: v.astype(np.float64)  # noqa: E731
-    ref = R.conv2d_forward(f64(x), f64(wt), f64(b), (1, 1), pads, (1, 1), 1)
+    ref = R.conv2d_forward(f64(x), f64(wt), f64(b), (s, s), pads, (1, 1), 1)
     if residual:
         ref = ref + f64(res)
     ref = np.maximum(ref, 0.0)

@@ -148,53 +148,57 @@ void tap_forward(const ConvGeometry& g, const float* x, const float* w, const fl
   const Window2d& v = g.win;
   const int64_t lines = g.n * g.oh, line_floats = g.ow * g.oc;
   const bool native = active_gemm_backend() == "native", row_products = v.dw == 1 && native;
-  ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
-  parallel_region(tap_threads(g), [&] {
-    note_team();
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t l = 0; l < lines; ++l) errors.run([&] {
-      const int64_t n = l / g.oh, oy = l % g.oh;
-      float* yl = y + l * line_floats;
-      if (!detail::init_output_rows(g.ow, g.oc, g.oc, b, residual ? residual + l * line_floats : nullptr, yl))
-        std::memset(yl, 0, sizeof(float) * line_floats);
-      for (int64_t ky = 0; ky < v.kh; ++ky) {
-        const int64_t iy = oy * v.sh + ky * v.dh - v.pt;
-        if (iy < 0 || iy >= g.h) continue;
-        const float* xrow = x + (n * g.h + iy) * g.w * g.c;
-        const float* wrow = w + ky * v.kw * g.c * g.oc;
-        // Interior columns [in0, in1), where every kx of the kernel row is inside x: their
-        // taps read one contiguous run of KW*C floats, so the whole kernel row is one product
-        // with K = KW*C (fewer passes over y's line than K = C per tap: 28x128 outputs at
-        // K = 192 run at 130 GFLOP/s where K = 64 runs at 108). Its A rows overlap (leading
-        // dimension sw*C < K), which only fastconv's own GEMM accepts; cblas rejects it.
-        int64_t in0 = 0, in1 = 0, unused;
-        if (row_products) {
-          tap_columns(-v.pl, v.sw, g.w, g.ow, in0, unused);
-          tap_columns((v.kw - 1) - v.pl, v.sw, g.w, g.ow, unused, in1);
-          if (in0 < in1)
-            sgemm_a_packed(true, false, in1 - in0, g.oc, v.kw * g.c,
-                           xrow + (in0 * v.sw - v.pl) * g.c, v.sw * g.c, wrow, g.oc, 1.f,
-                           yl + in0 * g.oc, g.oc);
-          else
-            in0 = in1 = 0;
-        }
-        for (int64_t kx = 0; kx < v.kw; ++kx) {
-          const int64_t offset = kx * v.dw - v.pl;
-          int64_t lo, hi;
-          tap_columns(offset, v.sw, g.w, g.ow, lo, hi);
-          // The tap's columns outside the interior, before it and after it (all of them when
-          // there is no interior: in0 = in1 = 0).
-          const int64_t pieces[2][2] = {{lo, std::min(hi, in0)}, {std::max(lo, in1), hi}};
-          for (const auto& piece : pieces) {
-            const int64_t a = piece[0], e = piece[1];
-            if (a >= e) continue;
-            sgemm_a_packed(native, false, e - a, g.oc, g.c, xrow + (a * v.sw + offset) * g.c,
-                           v.sw * g.c, wrow + kx * g.c * g.oc, g.oc, 1.f, yl + a * g.oc, g.oc);
-          }
+  auto line = [&](int64_t l) {
+    const int64_t n = l / g.oh, oy = l % g.oh;
+    float* yl = y + l * line_floats;
+    if (!detail::init_output_rows(g.ow, g.oc, g.oc, b, residual ? residual + l * line_floats : nullptr, yl))
+      std::memset(yl, 0, sizeof(float) * line_floats);
+    for (int64_t ky = 0; ky < v.kh; ++ky) {
+      const int64_t iy = oy * v.sh + ky * v.dh - v.pt;
+      if (iy < 0 || iy >= g.h) continue;
+      const float* xrow = x + (n * g.h + iy) * g.w * g.c;
+      const float* wrow = w + ky * v.kw * g.c * g.oc;
+      // Interior columns [in0, in1), where every kx of the kernel row is inside x: their
+      // taps read one contiguous run of KW*C floats, so the whole kernel row is one product
+      // with K = KW*C (fewer passes over y's line than K = C per tap: 28x128 outputs at
+      // K = 192 run at 130 GFLOP/s where K = 64 runs at 108). Its A rows overlap (leading
+      // dimension sw*C < K), which only fastconv's own GEMM accepts; cblas rejects it.
+      int64_t in0 = 0, in1 = 0, unused;
+      if (row_products) {
+        tap_columns(-v.pl, v.sw, g.w, g.ow, in0, unused);
+        tap_columns((v.kw - 1) - v.pl, v.sw, g.w, g.ow, unused, in1);
+        if (in0 < in1)
+          sgemm_a_packed(true, false, in1 - in0, g.oc, v.kw * g.c,
+                         xrow + (in0 * v.sw - v.pl) * g.c, v.sw * g.c, wrow, g.oc, 1.f,
+                         yl + in0 * g.oc, g.oc);
+        else
+          in0 = in1 = 0;
+      }
+      for (int64_t kx = 0; kx < v.kw; ++kx) {
+        const int64_t offset = kx * v.dw - v.pl;
+        int64_t lo, hi;
+        tap_columns(offset, v.sw, g.w, g.ow, lo, hi);
+        // The tap's columns outside the interior, before it and after it (all of them when
+        // there is no interior: in0 = in1 = 0).
+        const int64_t pieces[2][2] = {{lo, std::min(hi, in0)}, {std::max(lo, in1), hi}};
+        for (const auto& piece : pieces) {
+          const int64_t a = piece[0], e = piece[1];
+          if (a >= e) continue;
+          sgemm_a_packed(native, false, e - a, g.oc, g.c, xrow + (a * v.sw + offset) * g.c,
+                         v.sw * g.c, wrow + kx * g.c * g.oc, g.oc, 1.f, yl + a * g.oc, g.oc);
         }
       }
-      activation_inplace(line_floats, yl, act);
-    });
+    }
+    activation_inplace(line_floats, yl, act);
+  };
+  const int threads = tap_threads(g);
+  // One image: lines shared out by the join-free item team (item_team.h).
+  if (g.n == 1 && threads > 1) return run_items(lines, [&](int64_t l, int) { line(l); });
+  ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
+  parallel_region(threads, [&] {
+    note_team();
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t l = 0; l < lines; ++l) errors.run([&] { line(l); });
   });
   errors.rethrow();
 }
