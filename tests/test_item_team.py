@@ -134,3 +134,24 @@ def test_batch1_predict_two_threads_matches_one(threads2):
     one = model.predict_on_batch(x)
     for y in two:
         np.testing.assert_allclose(y, one, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_batch1_depthwise_matches_oracle_and_one_thread(threads2, stride):
+    """Depthwise forward at batch 1 (line blocks through the item team), odd sizes, relu6."""
+    rng = np.random.default_rng(11 + stride)
+    c = 64  # stride 2: 29x22x64 outputs, above the single-thread grain
+    x = rng.standard_normal((1, 57, 43, c)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 1, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    pads = (1, 1, 1, 1)
+    args = ((stride, stride), pads, (1, 1), c, "relu6")
+    _C._threads_used()
+    got = _C.conv2d_forward(x, wt, b, *args)
+    assert _C._threads_used() == 2
+    fastconv.set_num_threads(1)
+    one = _C.conv2d_forward(x, wt, b, *args)
+    f64 = lambda v: v.astype(np.float64)  # noqa: E731
+    ref = np.clip(R.conv2d_forward(f64(x), f64(wt), f64(b), (stride, stride), pads, (1, 1), c), 0.0, 6.0)
+    _close(got, ref)
+    np.testing.assert_array_equal(got, one)  # the same per-line arithmetic either way
