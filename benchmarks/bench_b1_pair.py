@@ -9,8 +9,11 @@ pair this is what a call's latency comes down to) and the process's CPU time (al
 spinning included). ms. With --trees: a fresh process per tree, trees alternating over
 --rounds rounds (a before/after comparison on one machine), one JSON line per run.
 
+--steps: instead, every step of the model's inference plan timed alone (wall clock), whole
+passes at 1 and 2 threads alternating, medians of --calls passes: which layers fail to scale.
+
     PYTHONPATH=. python benchmarks/bench_b1_pair.py [--models resnet18 mobilenet resnet50]
-        [--calls 15] [--rounds 3] [--trees /tmp/before /work/tree]
+        [--calls 15] [--rounds 3] [--trees /tmp/before /work/tree] [--steps]
 """
 import argparse
 import json
@@ -55,14 +58,55 @@ def measure(name, calls):
     return out
 
 
+def steps(name, calls):
+    """Per-step wall ms of the plan at 1 and 2 threads (a table)."""
+    import numpy as np
+
+    import fastconv
+    from fastconv.models import zoo
+    fastconv.set_seed(0)
+    model = eval(MODELS[name][0], {"zoo": zoo})
+    x = np.random.default_rng(0).standard_normal(MODELS[name][1]).astype(np.float32)
+    model.predict_on_batch(x)
+    plan = model._inference_last[2]
+    fns = [s for s, _ in plan.steps]
+
+    def one_pass():
+        regs = [None] * plan.slots
+        regs[plan.inputs[0]] = x
+        times = []
+        for f in fns:
+            t0 = time.perf_counter()
+            f(regs)
+            times.append(time.perf_counter() - t0)
+        return times
+    runs = {1: [], 2: []}
+    for _ in range(calls):
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            one_pass()  # warm at this thread count
+            runs[threads].append(one_pass())
+    med = {t: [statistics.median(c) * 1e3 for c in zip(*v)] for t, v in runs.items()}
+    print(f"{name}, load {os.getloadavg()[0]:.1f}, wall ms, medians of {calls}")
+    print("| step | 1 thread | 2 threads |\n|---|---:|---:|")
+    for n, a, b in zip(plan.describe(), med[1], med[2]):
+        print(f"| {n} | {a:.3f} | {b:.3f} |")
+    print(f"| total | {sum(med[1]):.3f} | {sum(med[2]):.3f} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["resnet18", "mobilenet", "resnet50"], choices=list(MODELS))
     ap.add_argument("--calls", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--trees", nargs="+")
+    ap.add_argument("--steps", action="store_true", help="per-step times instead (this process)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one model in this process
     args = ap.parse_args()
+    if args.steps:
+        for name in args.models:
+            steps(name, args.calls)
+        return
     if args.one:
         print(json.dumps(measure(args.one, args.calls)))
         return
