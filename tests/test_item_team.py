@@ -10,6 +10,8 @@ thread, which takes the serial path of the same kernel (same products per output
 within rounding; Winograd's blocks hold different tiles, so only close).
 """
 import os
+import select
+import signal
 
 import numpy as np
 import pytest
@@ -155,3 +157,29 @@ def test_batch1_depthwise_matches_oracle_and_one_thread(threads2, stride):
     ref = np.clip(R.conv2d_forward(f64(x), f64(wt), f64(b), (stride, stride), pads, (1, 1), c), 0.0, 6.0)
     _close(got, ref)
     np.testing.assert_array_equal(got, one)  # the same per-line arithmetic either way
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_runs_items_alone(threads2):
+    """A fork child has no helper threads (only the forking thread survives) but inherits the
+    team's state: its items must all run on its caller, and a call must not wait for the
+    parent's helpers (a hang, caught by the timeout below)."""
+    assert min(_C._item_team_selftest(8, 0)) >= 0  # helpers exist in this process now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report the slots, exit without running pytest's teardown
+        try:
+            os.write(write, bytes(s + 10 for s in _C._item_team_selftest(12, 100)))
+        finally:
+            os._exit(0)
+    os.close(write)
+    data = b""
+    try:
+        while select.select([read], [], [], 20.0)[0] and (chunk := os.read(read, 64)):
+            data += chunk
+    finally:
+        os.close(read)
+        if len(data) < 12:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert [b - 10 for b in data] == [0] * 12
