@@ -8,7 +8,6 @@
 // total, half by each core, and each thread writes its own columns of y.
 #include "cpu/cout_split.h"
 
-#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -17,7 +16,6 @@
 #include "cpu/conv_algorithm.h"
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
-#include "cpu/parallel.h"
 
 namespace fastconv::cpu::detail {
 
