@@ -64,3 +64,15 @@ def test_stride2_cases_take_the_direct_path():
     for c, width in itertools.product((1, 3, 6, 8), (35, 112)):
         algos = _C.conv_algorithm((2, 9, width, c), (3, 3, c, c), (2, 2), (1, 1, 1, 1), (1, 1), 1)
         assert algos["forward"] == "direct"
+
+
+@pytest.mark.parametrize("cin, cout", list(itertools.product(range(1, 5), range(1, 5))))
+@pytest.mark.parametrize("stride", (1, 2))
+def test_pointwise_planar_weight_pass(cin, cout, stride):
+    """1x1 convs of 1..4 channels each side: the weight pass runs whole registers of pixels
+    on planar registers (narrow_pointwise_planar.h), the rest pixel by pixel. Rows of 65 and
+    70 columns (at stride 2 the last register must stay within the row), 3 images, and a
+    pixel stream of 3*15*17 at stride 1 (runs of 512 pixels)."""
+    for w in (65, 70):
+        _check(w + cin, 3, 5, w, cin, cout, (1, 1), (stride, stride), (0, 0, 0, 0), (1, 1))
+    _check(cout, 3, 15, 17, cin, cout, (1, 1), (stride, stride), (0, 0, 0, 0), (1, 1))
