@@ -68,9 +68,10 @@ def test_stride2_cases_take_the_direct_path():
 
 @pytest.mark.parametrize("cin, cout", list(itertools.product(range(1, 5), range(1, 5))))
 @pytest.mark.parametrize("stride", (1, 2))
-def test_pointwise_planar_weight_pass(cin, cout, stride):
-    """1x1 convs of 1..4 channels each side: the weight pass runs whole registers of pixels
-    on planar registers (narrow_pointwise_planar.h), the rest pixel by pixel. Rows of 65 and
+def test_pointwise_planar_passes(cin, cout, stride):
+    """1x1 convs of 1..4 channels each side: the forward map, backward data's map (stride 1)
+    and the weight pass run whole registers of pixels on planar registers
+    (narrow_pointwise_planar.h), the rest pixel by pixel. Rows of 65 and
     70 columns (at stride 2 the last register must stay within the row), 3 images, and a
     pixel stream of 3*15*17 at stride 1 (runs of 512 pixels)."""
     for w in (65, 70):

@@ -92,7 +92,10 @@ constexpr int64_t kMapRun = 1024;
 // the loads of x). Rows kAhead items on are touched as each item starts; 1 thread, ms with /
 // without, medians on the loaded Zen 4: 1x1 s2 fwd N=256 28x28 C=16 0.41/0.55, N=256 56x56
 // C=3 0.55/0.69, weight pass N=256 56x56 C=3 0.95/1.11 (issue 18 item 3, helper C).
+// Short rows are left to the hardware: N=256 28x28 C=3 (84 floats a row) took 0.115 ->
+// 0.140 ms with the prefetches.
 constexpr int64_t kAhead = 2;  // rows ahead
+constexpr int64_t kPrefetchRow = 128;  // floats of an input row, at least
 inline void prefetch_floats(const float* p, int64_t floats) {
   for (int64_t i = 0; i < floats; i += 16) __builtin_prefetch(p + i);
 }
@@ -292,6 +295,10 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
   if (b) std::memcpy(m.bias, b, sizeof(float) * g.oc);
   const MapFn map = pick_map(g.oc);
   const int64_t sh = g.win.sh, sw = g.win.sw;
+  // 1..4 channels each side at stride 1 or 2: whole registers of pixels on planar registers
+  // (narrow_pointwise_planar.h), the rest pixel by pixel.
+  const planar_dot::MapFn planar = planar_dot::pick_map(g.c, g.oc, sw);
+  const bool prefetch = sh > 1 && g.w * g.c >= kPrefetchRow;
   // Work items: output rows; at stride 1 x and y are each one pixel stream, cut into runs of
   // kMapRun pixels (rows of 28 pixels cost ~8 ns each in calls: N=256 28x28 C=1 took 62 us).
   const bool stream = sh == 1 && sw == 1;
@@ -305,9 +312,14 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
       const int64_t count = stream ? std::min(kMapRun, pixels - p0) : g.ow;
       const float* src = stream ? x + p0 * g.c  // else row l: image l / OH, row (l % OH)*sh
                                 : x + ((l / g.oh) * g.h + (l % g.oh) * sh) * g.w * g.c;
-      if (!stream && sh > 1 && l + kAhead < items)  // a later row's input
+      if (!stream && prefetch && l + kAhead < items)  // a later row's input
         prefetch_floats(x + (((l + kAhead) / g.oh) * g.h + ((l + kAhead) % g.oh) * sh) * g.w * g.c, g.w * g.c);
-      map(src, sw * g.c, y + p0 * g.oc, g.oc, count, m);
+      // At stride 2 a register of pixels reads 2L of x: whole ones within the row only.
+      const int64_t whole = sw == 1 ? count : std::min(count, g.w / 2);
+      const int64_t done = planar && whole >= planar_dot::L
+                               ? planar(src, y + p0 * g.oc, whole, &m.w[0][0], kNarrowMapMax, m.bias)
+                               : 0;
+      map(src + done * sw * g.c, sw * g.c, y + (p0 + done) * g.oc, g.oc, count - done, m);
       activation_inplace(count * g.oc, y + p0 * g.oc, act);
     }
   });
@@ -322,13 +334,15 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
   const MapFn map = pick_map(g.c);
   const int64_t lines = g.n * g.h, sh = g.win.sh, sw = g.win.sw, row = g.w * g.c;
   if (sh == 1 && sw == 1) {  // no stride, no pads: dy and dx are one pixel stream each
+    const planar_dot::MapFn planar = planar_dot::pick_map(g.oc, g.c, 1);  // as in the forward
     const int64_t pixels = g.n * g.h * g.w, items = (pixels + kMapRun - 1) / kMapRun;
     parallel_region(pass_threads(g), [&] {
       note_team();
 #pragma omp for schedule(static)
       for (int64_t l = 0; l < items; ++l) {
-        const int64_t p0 = l * kMapRun;
-        map(dy + p0 * g.oc, g.oc, dx + p0 * g.c, g.c, std::min(kMapRun, pixels - p0), m);
+        const int64_t p0 = l * kMapRun, count = std::min(kMapRun, pixels - p0);
+        const int64_t done = planar ? planar(dy + p0 * g.oc, dx + p0 * g.c, count, &m.w[0][0], kNarrowMapMax, m.bias) : 0;
+        map(dy + (p0 + done) * g.oc, g.oc, dx + (p0 + done) * g.c, g.c, count - done, m);
       }
     });
     return;
@@ -360,6 +374,7 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
   // 1..4 channels each side at stride 1 or 2: whole registers of pixels on planar registers
   // (narrow_pointwise_planar.h), the rest pixel by pixel.
   const planar_dot::DotFn planar = planar_dot::pick(g.c, g.oc, sw);
+  const bool prefetch = sh > 1 && g.w * g.c >= kPrefetchRow;
   // Work items: output rows; at stride 1 x and dy are each one pixel stream, so items are
   // runs of kRun pixels instead (rows of 7..28 pixels paid a call and a flush per row: N=256
   // 28x28 C=3 took 0.63 ms where a copy of its bytes takes ~0.16).
@@ -384,13 +399,13 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
         count = g.ow;
         xrow = x + (n * g.h + iy) * g.w * g.c;
         dyrow = dy + l * g.ow * g.oc;
-        if (sh > 1 && l + kAhead < lines)  // a later row's input
+        if (prefetch && l + kAhead < lines)  // a later row's input
           prefetch_floats(x + (((l + kAhead) / g.oh) * g.h + ((l + kAhead) % g.oh) * sh) * g.w * g.c, g.w * g.c);
       }
       v16 acc[kNarrowPointwiseMax + 1] = {};  // one item's sums in float: dw rows, db
       // At stride 2 a register of pixels reads 2L of x: whole ones within the row only.
-      const int64_t done =
-          planar ? planar(xrow, dyrow, stream || sw == 1 ? count : std::min(count, g.w / 2), acc) : 0;
+      const int64_t whole = stream || sw == 1 ? count : std::min(count, g.w / 2);
+      const int64_t done = planar && whole >= planar_dot::L ? planar(xrow, dyrow, whole, acc) : 0;
       dot(xrow + done * sw * g.c, sw * g.c, dyrow + done * g.oc, g.oc, count - done, dy_end, acc);
       if (db) sum_pixels(dyrow, g.oc, count, dy_end, acc[kNarrowPointwiseMax]);
       for (int64_t ci = 0; ci < g.c; ++ci)
