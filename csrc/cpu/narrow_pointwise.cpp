@@ -23,6 +23,9 @@
 // stream and items are runs of 1024 (map) or 512 (weight pass) pixels whatever the rows: a
 // call and a flush per row of 7..28 pixels cost more than the row's work.
 // Cin = Cout = 1 is a plain scaled copy and runs as one (vectorised over pixels at stride 1).
+// 1..4 channels each side at stride 1 or 2 (issue 18 item 3, helper C): whole registers of
+// pixels run on planar registers instead (narrow_pointwise_planar.h: the forward map, backward
+// data's at stride 1, the weight pass), the pixels left over as below.
 // The vector type is the 16-lane one at every ISA level (two ymm at avx2, four xmm at the
 // baseline): the arithmetic per output is the same at each level.
 //

@@ -8,6 +8,10 @@
 // per pixel. Here a register of L pixels costs Cin*Cout FMAs and Cin + Cout loads plus the
 // permutes (Cin = Cout = 3: 9 FMAs per 16 pixels where the vector form issued 48). The
 // sweep's 1x1 C=3 weight passes ran at 0.09-0.14 of their roofline (issue 18 item 3).
+// The forward map (and backward data's at stride 1) the same way: Cin planar registers in,
+// Cout accumulators, merged back to NHWC. 1 thread, ms before/after, the loaded Zen 4
+// (benchmarks/RESULTS.md, helper C): C=3 N=256 28x28 fwd 0.325/0.087, bwd-data 0.326/0.091,
+// weights 0.494/0.202; stride 2 N=256 56x56 C=3 fwd 1.03/0.52, weights 1.44/0.97.
 #pragma once
 #include <cstdint>
 
