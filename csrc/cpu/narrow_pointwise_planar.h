@@ -39,13 +39,13 @@ inline void load_planar(const float* src, vec (&out)[C]) {
     vec a[C], b[C];
     load_planar<C, 1>(src, a);
     load_planar<C, 1>(src + C * L, b);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int c = 0; c < C; ++c) out[c] = __builtin_shuffle(a[c], b[c], stride2::me);
   } else if constexpr (C == 1) {
     out[0] = load(src);
   } else {
     vec in[C];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int c = 0; c < C; ++c) in[c] = load(src + c * L);
     pixel_transpose::split<C>(in, out);
   }
@@ -86,10 +86,10 @@ int64_t map(const float* src, float* dst, int64_t count, const float* w, int64_t
   for (; p + L <= count; p += L) {
     vec xp[IN], y[OUT];
     load_planar<IN, SW>(src + p * SW * IN, xp);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int o = 0; o < OUT; ++o) {
       y[o] = bv[o];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int i = 0; i < IN; ++i) y[o] += xp[i] * wv[i * OUT + o];
     }
     float* d = dst + p * OUT;
@@ -98,7 +98,7 @@ int64_t map(const float* src, float* dst, int64_t count, const float* w, int64_t
     } else {
       vec out[OUT];
       pixel_transpose::merge<OUT>(y, out);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int o = 0; o < OUT; ++o) pixel_transpose::store(d + o * L, out[o]);
     }
   }
@@ -119,9 +119,30 @@ constexpr MapFn pick_map_in(int in, int out, std::integer_sequence<int, IN...>) 
   return t[in - 1](out, std::make_integer_sequence<int, kMaxChannels>());
 }
 
+// 5..8 channels: Cin == Cout only (the sweep's shapes), to bound the instantiations. At
+// AVX-512 only 5 and 6 at stride 1: 1 thread, ms per-pixel/planar on the loaded Zen 4, C=6
+// N=256 28x28 fwd 0.568/0.377, bwd-data 0.535/0.325, C=5 N=32 56x56 0.250/0.127, but C=8
+// N=32 56x56 0.261/0.286 and stride 2 C=6 N=32 112x112 0.36/0.41. Below AVX-512 the per-pixel
+// map runs its 16-lane vectors as 2 or 4 registers and loses everywhere (avx2: C=6 N=256
+// 28x28 7.16/0.62, C=8 N=32 56x56 3.19/0.44, s2 C=6 N=32 112x112 4.23/1.06).
+constexpr int kMaxDiagonal = 8;
+constexpr bool diagonal_planar(int64_t c, int64_t sw) {
+  return kVectorRegisters >= 32 ? c <= 6 && sw == 1 : true;
+}
+template <int SW, int... C>
+constexpr MapFn pick_map_diagonal(int c, std::integer_sequence<int, C...>) {
+  constexpr MapFn t[] = {&map<C + kMaxChannels + 1, C + kMaxChannels + 1, SW>...};
+  return t[c - kMaxChannels - 1];
+}
+
 // The map for in -> out channels at stride sw; nullptr where none is compiled (1 -> 1 has
 // narrow_pointwise.cpp's scaled copy).
 inline MapFn pick_map(int64_t in, int64_t out, int64_t sw) {
+  if (in == out && in > kMaxChannels && in <= kMaxDiagonal && (sw == 1 || sw == 2)) {
+    if (!diagonal_planar(in, sw)) return nullptr;
+    const auto seq = std::make_integer_sequence<int, kMaxDiagonal - kMaxChannels>();
+    return sw == 1 ? pick_map_diagonal<1>((int)in, seq) : pick_map_diagonal<2>((int)in, seq);
+  }
   if (in < 1 || in > kMaxChannels || out < 1 || out > kMaxChannels || sw < 1 || sw > 2) return nullptr;
   if (in == 1 && out == 1) return nullptr;
   const auto seq = std::make_integer_sequence<int, kMaxChannels>();
