@@ -62,6 +62,7 @@
 
 #include "cpu/conv_algorithm.h"
 #include "cpu/few_channel_flat.h"
+#include "cpu/few_channel_planes.h"
 #include "cpu/few_channel_rows.h"
 #include "cpu/im2col.h"
 #include "cpu/narrow_pointwise.h"
@@ -670,6 +671,8 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
   if (narrow_pointwise_shape(g, ConvPass::Forward))
     return narrow_pointwise_forward(g, x, w, b, y, act);
   if (few_channel_flat_shape(g, ConvPass::Forward)) return few_channel_flat_forward(g, x, w, b, y, act);
+  if (few_channel_planes_shape(g, ConvPass::Forward))
+    return few_channel_planes_forward(g, x, w, b, y, act);
   if (few_channel_rows_shape(g, ConvPass::Forward) && few_channel_rows_forward(g, x, w, b, y, act)) return;
   if (channel_vectorised(g)) return direct_forward_channels(g, x, w, b, y, act);
   const Window2d& v = g.win;
@@ -728,6 +731,8 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
   if (narrow_pointwise_shape(g, ConvPass::BackwardData))
     return narrow_pointwise_backward_data(g, dy, w, dx);
   if (few_channel_flat_shape(g, ConvPass::BackwardData)) return few_channel_flat_backward_data(g, dy, w, dx);
+  if (few_channel_planes_shape(g, ConvPass::BackwardData))
+    return few_channel_planes_backward_data(g, dy, w, dx);
   if (few_channel_rows_shape(g, ConvPass::BackwardData) && few_channel_rows_backward_data(g, dy, w, dx)) return;
   const Window2d& v = g.win;
   // dx column ix = j*sw + r (phase r); tap kx reaches it from dy column j + dc when

@@ -1,0 +1,201 @@
+// 3x3 stride-1 same-size convs with C = 2..8 channels in and out, each image as C flat planes.
+//
+// Why: the direct path (direct_conv.cpp) runs these on planar rows, 16 output columns a
+// vector: a 7x7 image fills 7 of 16 lanes (and 8 rows computed for 7), 14x14 14 of 16, the
+// wider rows 7/8 (28 -> 32, 56 -> 64); every row is packed with zero margins and written back
+// on its own. The sweep on Zen 4 (sgemm ceiling 98.6 GFLOP/s) had the C=3 forward at 0.16
+// (7x7), 0.35 (14x14) and 0.44-0.54 (28..112) of the roofline where its family's median is
+// 1.11, C=6 7x7 at 0.33.
+//
+// Here an image is one stream (few_channel_flat.cpp does this for C = 1): its C*H*W NHWC
+// floats are split into C planes of H*W floats by register permutes (pixel_transpose.h: the
+// image is contiguous, so no row ends), output position q (row q / W, column q % W) of plane
+// co reads plane ci at q + (ky - pt)*W + (kx - pl) for tap (ky, kx), a fixed offset for every
+// lane, with the lane masks of flat_masks.h (masked-off lanes read nothing: no padding, no
+// 0 * inf). NV vectors of 16 positions x C output channels are held in registers over all
+// 9*C taps (one masked load per tap and vector, one weight broadcast per tap and channel
+// feeding NV FMAs), then merged back to NHWC in registers and stored whole.
+//
+//   forward          y[q, co] = b[co] + sum over (ky, kx, ci) of x_ci[q + off] * w[ky, kx, ci, co]
+//   backward data    the forward on dy with the kernel flipped and ci, co swapped, pads 2 - p
+#include "cpu/few_channel_planes.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "cpu/flat_masks.h"
+#include "cpu/parallel.h"
+#include "cpu/pixel_transpose.h"
+#include "cpu/simd.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace fastconv::cpu::detail {
+
+#if defined(__AVX512F__)
+namespace {
+
+constexpr int64_t kParallelWork = 1 << 21;  // as direct_conv.cpp
+// Floats of one image's planes (a thread's workspace): 512 KiB, past it the direct path.
+constexpr int64_t kMaxPlaneFloats = int64_t(1) << 17;
+
+int threads_for(const ConvGeometry& g) {
+  return g.n * g.h * g.w * 9 * g.c * g.oc < kParallelWork ? 1 : std::max(1, get_num_threads());
+}
+
+// Vectors of 16 positions per register block: NV*C accumulators (12 for C = 2..3, 24 for
+// C = 4..6, 16 for C = 8) + NV inputs + a broadcast within 32 zmm.
+constexpr int vectors_for(int C) { return C <= 3 ? 4 : C <= 6 ? 4 : 2; }
+
+// planes[ci*hw + q] = img[q*C + ci]: whole registers by permutes, the tail one float at a time.
+template <int C>
+void split_image(const float* img, int64_t hw, float* planes) {
+  int64_t q = pixel_transpose::split_rows<C>(img, hw, planes, hw);
+  for (; q < hw; ++q)
+    for (int ci = 0; ci < C; ++ci) planes[ci * hw + q] = img[q * C + ci];
+}
+
+// One image: out (NHWC, C channels) = bias + 3x3 conv of the planes with HWIO weights w
+// (3x3xCxC), pads pt, pl.
+template <int C>
+void image_conv(const float* planes, float* out, int64_t H, int64_t W, int pt, int pl,
+                const float* w, const float* b, const int* col0) {
+  constexpr int NV = vectors_for(C);
+  const int64_t hw = H * W;
+  flat::Walk walk(H, W, pt, pl, _mm512_loadu_si512(col0));
+  for (int64_t q0 = 0; q0 < hw; q0 += 16 * NV) {
+    __mmask16 m[NV][3][3];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) walk.masks(q0 + 16 * v, m[v]);  // zero past the image
+    __m512 acc[NV][C];
+#pragma GCC unroll 8
+    for (int co = 0; co < C; ++co) {
+      const __m512 bv = b ? _mm512_set1_ps(b[co]) : _mm512_setzero_ps();
+      for (int v = 0; v < NV; ++v) acc[v][co] = bv;
+    }
+    for (int ky = 0; ky < 3; ++ky)
+#pragma GCC unroll 3
+      for (int kx = 0; kx < 3; ++kx) {
+        const float* src = planes + q0 + (ky - pt) * W + (kx - pl);
+        const float* wt = w + (ky * 3 + kx) * C * C;
+#pragma GCC unroll 8
+        for (int ci = 0; ci < C; ++ci) {
+          __m512 xv[NV];
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v)
+            xv[v] = _mm512_maskz_loadu_ps(m[v][ky][kx], src + ci * hw + 16 * v);
+#pragma GCC unroll 8
+          for (int co = 0; co < C; ++co) {
+            const __m512 wv = _mm512_set1_ps(wt[ci * C + co]);
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; ++v) acc[v][co] = _mm512_fmadd_ps(xv[v], wv, acc[v][co]);
+          }
+        }
+      }
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const int64_t q = q0 + 16 * v;
+      if (q >= hw) break;
+      pixel_transpose::vec pl_[C], px[C];
+      for (int co = 0; co < C; ++co) std::memcpy(&pl_[co], &acc[v][co], sizeof(__m512));
+      pixel_transpose::merge<C>(pl_, px);
+      if (q + 16 <= hw) {
+        for (int co = 0; co < C; ++co) pixel_transpose::store(out + q * C + co * 16, px[co]);
+      } else {  // the image's last pixels
+        float tmp[16 * C];
+        for (int co = 0; co < C; ++co) pixel_transpose::store(tmp + co * 16, px[co]);
+        std::memcpy(out + q * C, tmp, sizeof(float) * (hw - q) * C);
+      }
+    }
+  }
+}
+
+using ImageConvFn = void (*)(const float*, float*, int64_t, int64_t, int, int, const float*,
+                             const float*, const int*);
+using SplitFn = void (*)(const float*, int64_t, float*);
+
+template <size_t... I>
+constexpr std::array<ImageConvFn, sizeof...(I)> conv_table(std::index_sequence<I...>) {
+  return {&image_conv<int(I) + 2>...};
+}
+template <size_t... I>
+constexpr std::array<SplitFn, sizeof...(I)> split_table(std::index_sequence<I...>) {
+  return {&split_image<int(I) + 2>...};
+}
+
+// Every image of src (NHWC, C channels) through image_conv with weights w into dst.
+void run_images(const ConvGeometry& g, const float* src, const float* w, const float* b,
+                float* dst, int pt, int pl, Activation act) {
+  static constexpr auto convs = conv_table(std::make_index_sequence<7>());
+  static constexpr auto splits = split_table(std::make_index_sequence<7>());
+  const int64_t C = g.c, hw = g.h * g.w;
+  const ImageConvFn conv = convs[C - 2];
+  const SplitFn split = splits[C - 2];
+  int col0[16];  // the columns of an image's first 16 positions
+  for (int i = 0; i < 16; ++i) col0[i] = (int)(i % g.w);
+  ExceptionCaptor errors;
+  parallel_region(threads_for(g), [&] {
+    note_team();
+    std::vector<float> planes;
+    errors.run([&] { planes.resize((size_t)(C * hw)); });
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.n; ++n) {
+      if (errors.failed()) continue;
+      split(src + n * hw * C, hw, planes.data());
+      conv(planes.data(), dst + n * hw * C, g.h, g.w, pt, pl, w, b, col0);
+      if (act != Activation::Linear) activation_inplace(hw * C, dst + n * hw * C, act);
+    }
+  });
+  errors.rethrow();
+}
+
+}  // namespace
+#endif
+
+bool few_channel_planes_shape(const ConvGeometry& g, ConvPass pass) {
+#if defined(__AVX512F__)
+  const Window2d& v = g.win;
+  if (pass == ConvPass::BackwardWeights) return false;
+  return g.groups == 1 && g.c == g.oc && g.c >= 2 && g.c <= 8 && v.kh == 3 && v.kw == 3 &&
+         v.dh == 1 && v.dw == 1 && v.sh == 1 && v.sw == 1 && v.pt >= 0 && v.pt <= 2 &&
+         v.pl >= 0 && v.pl <= 2 && g.oh == g.h && g.ow == g.w && g.n > 0 && g.h > 0 &&
+         g.w > 0 && g.c * g.h * g.w <= kMaxPlaneFloats;
+#else
+  (void)g;
+  (void)pass;
+  return false;
+#endif
+}
+
+void few_channel_planes_forward(const ConvGeometry& g, const float* x, const float* w,
+                                const float* b, float* y, Activation act) {
+#if defined(__AVX512F__)
+  run_images(g, x, w, b, y, (int)g.win.pt, (int)g.win.pl, act);
+#else
+  (void)g, (void)x, (void)w, (void)b, (void)y, (void)act;
+#endif
+}
+
+void few_channel_planes_backward_data(const ConvGeometry& g, const float* dy, const float* w,
+                                      float* dx) {
+#if defined(__AVX512F__)
+  // dx[iy, ix, ci] = sum dy[iy - ky + pt, ix - kx + pl, co] w[ky, kx, ci, co]: the forward
+  // with k'[a, b, co, ci] = w[2 - a, 2 - b, ci, co] and pads 2 - p.
+  const int64_t C = g.c;
+  std::vector<float> k((size_t)(9 * C * C));
+  for (int64_t t = 0; t < 9; ++t)
+    for (int64_t ci = 0; ci < C; ++ci)
+      for (int64_t co = 0; co < C; ++co) k[(t * C + co) * C + ci] = w[((8 - t) * C + ci) * C + co];
+  run_images(g, dy, k.data(), nullptr, dx, 2 - (int)g.win.pt, 2 - (int)g.win.pl,
+             Activation::Linear);
+#else
+  (void)g, (void)dy, (void)w, (void)dx;
+#endif
+}
+
+}  // namespace fastconv::cpu::detail
