@@ -50,7 +50,7 @@ int threads_for(const ConvGeometry& g) {
 
 // Vectors of 16 positions per register block: NV*C accumulators (12 for C = 2..3, 24 for
 // C = 4..6, 16 for C = 8) + NV inputs + a broadcast within 32 zmm.
-constexpr int vectors_for(int C) { return C <= 3 ? 4 : C <= 6 ? 4 : 2; }
+constexpr int vectors_for(int C) { return C <= 3 ? 4 : 2; }
 
 // planes[ci*hw + q] = img[q*C + ci]: whole registers by permutes, the tail one float at a time.
 template <int C>
@@ -58,6 +58,40 @@ void split_image(const float* img, int64_t hw, float* planes) {
   int64_t q = pixel_transpose::split_rows<C>(img, hw, planes, hw);
   for (; q < hw; ++q)
     for (int ci = 0; ci < C; ++ci) planes[ci * hw + q] = img[q * C + ci];
+}
+
+// acc[v][co] += the 9*C taps of the NV vectors at q0 (kernel column outermost). m[v][ky][kx]:
+// the valid lanes of tap (ky, kx) in vector v; ROWS = false where every vector's rows above
+// and below are in the image, so that only m[v][0][kx] is read: NV masks live per kernel
+// column (with all 9*NV of them live GCC moved masks between the stack and the mask
+// registers for every load; a third of a 14x14 C=3 forward).
+template <int C, int NV, bool ROWS>
+inline void accumulate(const float* planes, int64_t hw, int64_t q0, int64_t W, int pt, int pl,
+                       const __mmask16 (&m)[NV][3][3], const float* w, __m512 (&acc)[NV][C]) {
+#pragma GCC unroll 3
+  for (int kx = 0; kx < 3; ++kx) {
+    __mmask16 mk[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) mk[v] = m[v][0][kx];
+#pragma GCC unroll 3
+    for (int ky = 0; ky < 3; ++ky) {
+      const float* src = planes + q0 + (ky - pt) * W + (kx - pl);
+      const float* wt = w + (ky * 3 + kx) * C * C;
+#pragma GCC unroll 8
+      for (int ci = 0; ci < C; ++ci) {
+        __m512 xv[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v)
+          xv[v] = _mm512_maskz_loadu_ps(ROWS ? m[v][ky][kx] : mk[v], src + ci * hw + 16 * v);
+#pragma GCC unroll 8
+        for (int co = 0; co < C; ++co) {
+          const __m512 wv = _mm512_set1_ps(wt[ci * C + co]);
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v) acc[v][co] = _mm512_fmadd_ps(xv[v], wv, acc[v][co]);
+        }
+      }
+    }
+  }
 }
 
 // One image: out (NHWC, C channels) = bias + 3x3 conv of the planes with HWIO weights w
@@ -78,25 +112,10 @@ void image_conv(const float* planes, float* out, int64_t H, int64_t W, int pt, i
       const __m512 bv = b ? _mm512_set1_ps(b[co]) : _mm512_setzero_ps();
       for (int v = 0; v < NV; ++v) acc[v][co] = bv;
     }
-    for (int ky = 0; ky < 3; ++ky)
-#pragma GCC unroll 3
-      for (int kx = 0; kx < 3; ++kx) {
-        const float* src = planes + q0 + (ky - pt) * W + (kx - pl);
-        const float* wt = w + (ky * 3 + kx) * C * C;
-#pragma GCC unroll 8
-        for (int ci = 0; ci < C; ++ci) {
-          __m512 xv[NV];
-#pragma GCC unroll 8
-          for (int v = 0; v < NV; ++v)
-            xv[v] = _mm512_maskz_loadu_ps(m[v][ky][kx], src + ci * hw + 16 * v);
-#pragma GCC unroll 8
-          for (int co = 0; co < C; ++co) {
-            const __m512 wv = _mm512_set1_ps(wt[ci * C + co]);
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; ++v) acc[v][co] = _mm512_fmadd_ps(xv[v], wv, acc[v][co]);
-          }
-        }
-      }
+    if (q0 >= pt * W && q0 + 16 * NV + (2 - pt) * W <= hw)
+      accumulate<C, NV, false>(planes, hw, q0, W, pt, pl, m, w, acc);
+    else
+      accumulate<C, NV, true>(planes, hw, q0, W, pt, pl, m, w, acc);
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
       const int64_t q = q0 + 16 * v;
