@@ -1090,6 +1090,8 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
     return narrow_pointwise_backward_weights(g, dy, x, dw, db);
   if (few_channel_flat_shape(g, ConvPass::BackwardWeights))
     return few_channel_flat_backward_weights(g, dy, x, dw, db);
+  if (few_channel_planes_shape(g, ConvPass::BackwardWeights))
+    return few_channel_planes_backward_weights(g, dy, x, dw, db);
   if (few_channel_rows_shape(g, ConvPass::BackwardWeights) && few_channel_rows_backward_weights(g, dy, x, dw, db)) return;
   if (g.oc % kLanes == 0) return direct_backward_weights_channels(g, dy, x, dw, db);
   const Window2d& v = g.win;

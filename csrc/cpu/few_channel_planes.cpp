@@ -173,13 +173,149 @@ void run_images(const ConvGeometry& g, const float* src, const float* w, const f
   errors.rethrow();
 }
 
+// ---- the weight pass ----
+
+// Input channels per tile of the weight pass: a tile is one kernel row ky, its 3 columns and
+// CIB input channels, against all C output channels: 3*CIB*C accumulators + C dy vectors + an
+// input vector within 32 zmm (C = 3: 27 + 3 + 1). C = 8 would need 24 + 8 + 1 (not taken).
+constexpr int ci_block(int C) { return C == 2 || C == 3 ? C : C == 4 ? 2 : 1; }
+
+// acc[kx][cb][co] += sum over the positions q of one image of
+//   x_{c0 + cb}[q + (ky - pt)*W + kx - pl] * dy_co[q]   (masked: taps outside the image add 0)
+// masks: per vector the 9 taps' lanes, then the lanes inside the image (computed once per
+// call: the walk per vector and tile was most of a C=6 7x7 pass).
+template <int C>
+void tile_pass(const float* xp, const float* dp, int64_t H, int64_t W, int pt, int pl,
+               const __mmask16* masks, int ky, int c0, __m512 (&acc_io)[3][ci_block(C)][C]) {
+  constexpr int CIB = ci_block(C);
+  const int64_t hw = H * W;
+  __m512 acc[3][CIB][C];  // a local copy, so that GCC keeps it in registers
+#pragma GCC unroll 32
+  for (int k = 0; k < 3 * CIB * C; ++k) (&acc[0][0][0])[k] = (&acc_io[0][0][0])[k];
+  const float* src = xp + (ky - pt) * W - pl + c0 * hw;
+  for (int64_t q0 = 0; q0 < hw; q0 += 16, masks += 10) {
+    const __mmask16 tail = masks[9];
+    __m512 dv[C];
+#pragma GCC unroll 8
+    for (int co = 0; co < C; ++co) dv[co] = _mm512_maskz_loadu_ps(tail, dp + co * hw + q0);
+#pragma GCC unroll 3
+    for (int kx = 0; kx < 3; ++kx)
+#pragma GCC unroll 4
+      for (int cb = 0; cb < CIB; ++cb) {
+        const __m512 xv = _mm512_maskz_loadu_ps(masks[ky * 3 + kx], src + q0 + kx + cb * hw);
+#pragma GCC unroll 8
+        for (int co = 0; co < C; ++co) acc[kx][cb][co] = _mm512_fmadd_ps(xv, dv[co], acc[kx][cb][co]);
+      }
+  }
+#pragma GCC unroll 32
+  for (int k = 0; k < 3 * CIB * C; ++k) (&acc_io[0][0][0])[k] = (&acc[0][0][0])[k];
+}
+
+inline double lane_sum(__m512 v) {  // in double: the lanes hold sums of many products
+  const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+  const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+}
+
+// Images in groups of about kGroupPositions positions (7x7: 83 images), planes of x and dy
+// split once per group; each tile's accumulators stay in registers over the whole group and
+// are summed into the thread's double partials once per group (a float lane then sums at
+// most 256 products). Per-thread partials summed in double in thread order (the same bits
+// for a fixed thread count).
+constexpr int64_t kGroupPositions = 4096;
+
+template <int C>
+void weights_pass(const ConvGeometry& g, const float* dy, const float* x, float* dw, float* db) {
+  constexpr int CIB = ci_block(C);
+  const int64_t hw = g.h * g.w, img = C * hw;
+  const int pt = (int)g.win.pt, pl = (int)g.win.pl;
+  std::vector<__mmask16> masks((size_t)((hw + 15) / 16 * 10));
+  {
+    alignas(64) int col0[16];
+    for (int i = 0; i < 16; ++i) col0[i] = (int)(i % g.w);
+    flat::Walk walk(g.h, g.w, pt, pl, _mm512_load_si512(col0));
+    for (int64_t q0 = 0, k = 0; q0 < hw; q0 += 16, k += 10) {
+      __mmask16 m[3][3];
+      walk.masks(q0, m);
+      for (int t = 0; t < 9; ++t) masks[k + t] = m[t / 3][t % 3];
+      masks[k + 9] = flat::tail_mask(q0, hw);
+    }
+  }
+  const int threads = threads_for(g);
+  const int64_t group = std::max<int64_t>(
+      1, std::min(kGroupPositions / hw, (g.n + 4 * threads - 1) / (4 * threads)));
+  const int64_t groups = (g.n + group - 1) / group;
+  constexpr int64_t kSums = 9 * C * C + C;  // dw (HWIO), then db
+  std::vector<double> part((size_t)(threads * kSums), 0.0);
+  int used = 1;
+  ExceptionCaptor errors;
+  parallel_region(threads, [&] {
+    note_team();
+    const int t = omp_get_thread_num();
+#pragma omp single
+    used = omp_get_num_threads();
+    std::vector<float> xb, dbuf;
+    errors.run([&] {
+      xb.resize((size_t)(group * img));
+      dbuf.resize((size_t)(group * img));
+    });
+    double* sums = part.data() + t * kSums;
+#pragma omp for schedule(static)
+    for (int64_t gi = 0; gi < groups; ++gi) {
+      if (errors.failed()) continue;
+      const int64_t n0 = gi * group, nimg = std::min(group, g.n - n0);
+      for (int64_t b = 0; b < nimg; ++b) {
+        split_image<C>(x + (n0 + b) * img, hw, xb.data() + b * img);
+        split_image<C>(dy + (n0 + b) * img, hw, dbuf.data() + b * img);
+      }
+      for (int ky = 0; ky < 3; ++ky)
+        for (int c0 = 0; c0 < C; c0 += CIB) {
+          __m512 acc[3][CIB][C];
+          for (int kx = 0; kx < 3; ++kx)
+            for (int cb = 0; cb < CIB; ++cb)
+              for (int co = 0; co < C; ++co) acc[kx][cb][co] = _mm512_setzero_ps();
+          for (int64_t b = 0; b < nimg; ++b)
+            tile_pass<C>(xb.data() + b * img, dbuf.data() + b * img, g.h, g.w, pt, pl,
+                         masks.data(), ky, c0, acc);
+          for (int kx = 0; kx < 3; ++kx)
+            for (int cb = 0; cb < CIB; ++cb)
+              for (int co = 0; co < C; ++co)
+                sums[((ky * 3 + kx) * C + c0 + cb) * C + co] += lane_sum(acc[kx][cb][co]);
+        }
+      if (db)
+        for (int co = 0; co < C; ++co) {
+          __m512 s = _mm512_setzero_ps();
+          for (int64_t b = 0; b < nimg; ++b) {
+            const float* d = dbuf.data() + b * img + co * hw;
+            for (int64_t q = 0; q < hw; q += 16)
+              s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(flat::tail_mask(q, hw), d + q));
+          }
+          sums[9 * C * C + co] += lane_sum(s);
+        }
+    }
+  });
+  errors.rethrow();
+  for (int64_t k = 0; k < kSums; ++k) {
+    double s = 0.0;
+    for (int tt = 0; tt < used; ++tt) s += part[tt * kSums + k];
+    if (k < 9 * C * C) dw[k] = (float)s;
+    else if (db) db[k - 9 * C * C] = (float)s;
+  }
+}
+
+using WeightsFn = void (*)(const ConvGeometry&, const float*, const float*, float*, float*);
+template <size_t... I>
+constexpr std::array<WeightsFn, sizeof...(I)> weights_table(std::index_sequence<I...>) {
+  return {&weights_pass<int(I) + 2>...};
+}
+
 }  // namespace
 #endif
 
 bool few_channel_planes_shape(const ConvGeometry& g, ConvPass pass) {
 #if defined(__AVX512F__)
   const Window2d& v = g.win;
-  if (pass == ConvPass::BackwardWeights) return false;
+  if (pass == ConvPass::BackwardWeights && g.c > 7) return false;  // see ci_block
   return g.groups == 1 && g.c == g.oc && g.c >= 2 && g.c <= 8 && v.kh == 3 && v.kw == 3 &&
          v.dh == 1 && v.dw == 1 && v.sh == 1 && v.sw == 1 && v.pt >= 0 && v.pt <= 2 &&
          v.pl >= 0 && v.pl <= 2 && g.oh == g.h && g.ow == g.w && g.n > 0 && g.h > 0 &&
@@ -217,4 +353,15 @@ void few_channel_planes_backward_data(const ConvGeometry& g, const float* dy, co
 #endif
 }
 
+void few_channel_planes_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
+                                         float* dw, float* db) {
+#if defined(__AVX512F__)
+  static constexpr auto table = weights_table(std::make_index_sequence<6>());
+  table[g.c - 2](g, dy, x, dw, db);
+#else
+  (void)g, (void)dy, (void)x, (void)dw, (void)db;
+#endif
+}
+
 }  // namespace fastconv::cpu::detail
+

@@ -17,5 +17,7 @@ void few_channel_planes_forward(const ConvGeometry& g, const float* x, const flo
                                 const float* b, float* y, Activation act);
 void few_channel_planes_backward_data(const ConvGeometry& g, const float* dy, const float* w,
                                       float* dx);
+void few_channel_planes_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
+                                         float* dw, float* db);
 
 }  // namespace fastconv::cpu::detail
