@@ -98,7 +98,7 @@ inline void accumulate(const float* planes, int64_t hw, int64_t q0, int64_t W, i
 // (3x3xCxC), pads pt, pl.
 template <int C>
 void image_conv(const float* planes, float* out, int64_t H, int64_t W, int pt, int pl,
-                const float* w, const float* b, const int* col0) {
+                const float* w, const float* b, const int* col0, const float* next) {
   constexpr int NV = vectors_for(C);
   const int64_t hw = H * W;
   flat::Walk walk(H, W, pt, pl, _mm512_loadu_si512(col0));
@@ -112,6 +112,11 @@ void image_conv(const float* planes, float* out, int64_t H, int64_t W, int pt, i
       const __m512 bv = b ? _mm512_set1_ps(b[co]) : _mm512_setzero_ps();
       for (int v = 0; v < NV; ++v) acc[v][co] = bv;
     }
+    // The next image's NHWC floats, as many lines as this block's (it is split after this
+    // one: images past the caches were read at DRAM latency in the split).
+    if (next)
+      for (int k = 0; k < NV * C && q0 * C + 16 * k < hw * C; ++k)
+        _mm_prefetch((const char*)(next + q0 * C + 16 * k), _MM_HINT_T0);
     if (q0 >= pt * W && q0 + 16 * NV + (2 - pt) * W <= hw)
       accumulate<C, NV, false>(planes, hw, q0, W, pt, pl, m, w, acc);
     else
@@ -135,7 +140,7 @@ void image_conv(const float* planes, float* out, int64_t H, int64_t W, int pt, i
 }
 
 using ImageConvFn = void (*)(const float*, float*, int64_t, int64_t, int, int, const float*,
-                             const float*, const int*);
+                             const float*, const int*, const float*);
 using SplitFn = void (*)(const float*, int64_t, float*);
 
 template <size_t... I>
@@ -166,7 +171,9 @@ void run_images(const ConvGeometry& g, const float* src, const float* w, const f
     for (int64_t n = 0; n < g.n; ++n) {
       if (errors.failed()) continue;
       split(src + n * hw * C, hw, planes.data());
-      conv(planes.data(), dst + n * hw * C, g.h, g.w, pt, pl, w, b, col0);
+      // the next image is this thread's next (static schedule)
+      conv(planes.data(), dst + n * hw * C, g.h, g.w, pt, pl, w, b, col0,
+           n + 1 < g.n ? src + (n + 1) * hw * C : nullptr);
       if (act != Activation::Linear) activation_inplace(hw * C, dst + n * hw * C, act);
     }
   });
