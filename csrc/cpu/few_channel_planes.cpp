@@ -319,10 +319,28 @@ constexpr std::array<WeightsFn, sizeof...(I)> weights_table(std::index_sequence<
 }  // namespace
 #endif
 
+// The rule: every same-size 3x3 stride-1 conv with C = 2..8 in and out at AVX-512 whose image
+// fits kMaxPlaneFloats, but the weight pass of C = 6 (on par with the direct path's tap_dot:
+// 0.94-1.02) and C = 8 (no tile fits the registers). 1-thread CPU-time medians of 2-3
+// interleaved rounds against the previous build (direct path; Zen 4, load 7-10), ms
+// before/here:
+//                     forward        backward data  backward weights
+//   C=3 N=256 7x7     0.096/0.044    0.094/0.053    0.080/0.048
+//   C=3 N=256 14x14   0.204/0.151    0.205/0.191    0.244/0.148
+//   C=3 N=256 28x28   0.634/0.466                   0.741/0.565
+//   C=3 N=256 56x56   2.88/2.13      2.96/2.03      3.48/3.21
+//   C=3 N=32 112x112  1.38/0.93      1.44/1.23      1.72/1.47
+//   C=6 N=256 7x7     0.255/0.140    0.250/0.126    0.194/0.199
+//   C=6 N=256 14x14   0.552/0.455                   0.622/0.609
+//   C=6 N=256 28x28   2.43/1.98                     2.51/2.48
+//   C=2 N=256 14x14                                 0.170/0.077 (rows kernel before)
+//   C=4 N=256 14x14   0.322/0.224                   0.337/0.247
+//   C=5, 7 N=256 14x14 0.454/0.340, 0.707/0.611     0.480/0.374, 0.845/0.745
+//   C=8 N=256 14x14   0.870/0.817    0.834/0.816
 bool few_channel_planes_shape(const ConvGeometry& g, ConvPass pass) {
 #if defined(__AVX512F__)
   const Window2d& v = g.win;
-  if (pass == ConvPass::BackwardWeights && g.c > 7) return false;  // see ci_block
+  if (pass == ConvPass::BackwardWeights && (g.c == 6 || g.c > 7)) return false;
   return g.groups == 1 && g.c == g.oc && g.c >= 2 && g.c <= 8 && v.kh == 3 && v.kw == 3 &&
          v.dh == 1 && v.dw == 1 && v.sh == 1 && v.sw == 1 && v.pt >= 0 && v.pt <= 2 &&
          v.pl >= 0 && v.pl <= 2 && g.oh == g.h && g.ow == g.w && g.n > 0 && g.h > 0 &&
