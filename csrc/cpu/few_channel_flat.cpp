@@ -40,6 +40,7 @@ namespace fastconv::cpu::detail {
 namespace {
 
 constexpr int64_t kParallelWork = 1 << 21;  // as direct_conv.cpp
+constexpr int64_t kMaskTable = int64_t(1) << 16;  // positions: a table of 72 KiB at most
 
 int threads_for(const ConvGeometry& g) {
   return g.n * g.h * g.w * 9 < kParallelWork ? 1 : std::max(1, get_num_threads());
@@ -156,6 +157,15 @@ void few_channel_flat_backward_weights(const ConvGeometry& g, const float* dy, c
   const __m512i col0 = first_columns(W);
   const int threads = threads_for(g);
   constexpr int kSums = 10;  // 9 taps, the bias
+  // The taps' masks of every vector, computed once per call for images up to kMaskTable
+  // positions (the walk per vector and image was a third of a 28x28 weight pass).
+  std::vector<__mmask16> table;
+  if (hw <= kMaskTable) {
+    table.resize((size_t)((hw + 15) / 16 * 9));
+    walk_image(g.h, W, pt, pl, col0, [&](int64_t q0, const __mmask16 (&m)[3][3]) {
+      for (int k = 0; k < 9; ++k) table[q0 / 16 * 9 + k] = m[k / 3][k % 3];
+    });
+  }
   std::vector<double> part((size_t)(threads * kSums), 0.0);
   int used = 1;
   parallel_region(threads, [&] {
@@ -171,7 +181,7 @@ void few_channel_flat_backward_weights(const ConvGeometry& g, const float* dy, c
       const float* di = dy + n * hw;
       __m512 acc[kSums];
       for (int s = 0; s < kSums; ++s) acc[s] = _mm512_setzero_ps();
-      walk_image(g.h, W, pt, pl, col0, [&](int64_t q0, const __mmask16 (&m)[3][3]) {
+      auto body = [&](int64_t q0, const __mmask16 (&m)[3][3]) {
         const __m512 d = _mm512_maskz_loadu_ps(tail_mask(q0, hw), di + q0);
         acc[9] = _mm512_add_ps(acc[9], d);
         for (int ky = 0; ky < 3; ++ky) {
@@ -180,7 +190,17 @@ void few_channel_flat_backward_weights(const ConvGeometry& g, const float* dy, c
             acc[ky * 3 + kx] =
                 _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m[ky][kx], r + kx), d, acc[ky * 3 + kx]);
         }
-      });
+      };
+      if (table.empty()) {
+        walk_image(g.h, W, pt, pl, col0, body);
+      } else {
+        const __mmask16* tm = table.data();
+        for (int64_t q0 = 0; q0 < hw; q0 += 16, tm += 9) {
+          __mmask16 m[3][3];
+          for (int k = 0; k < 9; ++k) m[k / 3][k % 3] = tm[k];
+          body(q0, m);
+        }
+      }
       // per image into double: a float lane sum over a whole batch (200k products for
       // N=256 28x28) would lose digits
       for (int s = 0; s < kSums; ++s) {
