@@ -37,10 +37,12 @@ def test_passes_against_reference(c):
         check_conv_passes(rng, x, wt, b, ((1, 1), pads, (1, 1), 1))
 
 
-@pytest.mark.parametrize("c, n, hw", [(3, 100, 7), (2, 45, 10), (5, 23, 14), (3, 3, 60)])
+@pytest.mark.parametrize("c, n, hw", [(3, 100, 7), (2, 45, 10), (5, 23, 14), (3, 3, 60), (3, 9, 70),
+                                      (4, 2, 70)])
 def test_weight_pass_groups(c, n, hw):
     """Batches that make several groups of images (about 4096 positions a group: 83 images of
-    7x7), the last one short, and single images larger than a group."""
+    7x7), the last one short, images larger than a group one a group (N >= 8), and below
+    N = 8 the direct path's weight pass for those."""
     rng = np.random.default_rng(c * 1000 + n)
     x, wt, b = _data(rng, n, hw, hw, c)
     check_conv_passes(rng, x, wt, b, ((1, 1), (1, 1, 1, 1), (1, 1), 1))

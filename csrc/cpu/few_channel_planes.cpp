@@ -337,10 +337,15 @@ constexpr std::array<WeightsFn, sizeof...(I)> weights_table(std::index_sequence<
 //   C=4 N=256 14x14   0.322/0.224                   0.337/0.247
 //   C=5, 7 N=256 14x14 0.454/0.340, 0.707/0.611     0.480/0.374, 0.845/0.745
 //   C=8 N=256 14x14   0.870/0.817    0.834/0.816
+// The weight pass also not for images past one group with N < 8 (one image a group, the mask
+// table and the planes not amortised): C=3 112x112 N=1 0.035/0.040, N=2 0.072/0.073, N=4
+// 0.143/0.144, N=32 1.67/1.39.
 bool few_channel_planes_shape(const ConvGeometry& g, ConvPass pass) {
 #if defined(__AVX512F__)
   const Window2d& v = g.win;
-  if (pass == ConvPass::BackwardWeights && (g.c == 6 || g.c > 7)) return false;
+  if (pass == ConvPass::BackwardWeights &&
+      (g.c == 6 || g.c > 7 || (g.h * g.w > kGroupPositions && g.n < 8)))
+    return false;
   return g.groups == 1 && g.c == g.oc && g.c >= 2 && g.c <= 8 && v.kh == 3 && v.kw == 3 &&
          v.dh == 1 && v.dw == 1 && v.sh == 1 && v.sw == 1 && v.pt >= 0 && v.pt <= 2 &&
          v.pl >= 0 && v.pl <= 2 && g.oh == g.h && g.ow == g.w && g.n > 0 && g.h > 0 &&
