@@ -34,7 +34,8 @@
 // interleaved rounds on Emerald Rapids: C=3 56x56 N=256 fwd 2.46/2.33, bwd-data 2.34/2.19,
 // bwd-weights 2.97/2.39; C=6 28x28 N=256 1.73/1.34, 1.81/1.33, 2.12/2.21 (noise, 1.10 in a
 // later round); C=8 28x28 N=256 2.64/2.14, 2.59/2.19, 4.11/3.69. Same-size 3x3 s1 C=1 convs
-// go to few_channel_flat.cpp first (AVX-512).
+// go to few_channel_flat.cpp first (AVX-512), those with C = 2..8 in and out to
+// few_channel_planes.cpp (AVX-512; its rule leaves the weight pass of C = 6 and 8 here).
 //
 // Measured on the shared 2-core EPYC Zen 5 (AVX-512), median ms of interleaved runs in one
 // process (PYTHONPATH=. python benchmarks/bench_direct.py only=conv1,conv2,stem; gemm =
@@ -62,6 +63,7 @@
 
 #include "cpu/conv_algorithm.h"
 #include "cpu/few_channel_flat.h"
+#include "cpu/few_channel_planes.h"
 #include "cpu/few_channel_rows.h"
 #include "cpu/few_channel_s2.h"
 #include "cpu/im2col.h"
@@ -699,6 +701,8 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
   if (narrow_pointwise_shape(g, ConvPass::Forward))
     return narrow_pointwise_forward(g, x, w, b, y, act);
   if (few_channel_flat_shape(g, ConvPass::Forward)) return few_channel_flat_forward(g, x, w, b, y, act);
+  if (few_channel_planes_shape(g, ConvPass::Forward))
+    return few_channel_planes_forward(g, x, w, b, y, act);
   if (few_channel_rows_shape(g, ConvPass::Forward) && few_channel_rows_forward(g, x, w, b, y, act)) return;
   if (channel_vectorised(g)) return direct_forward_channels(g, x, w, b, y, act);
   const Window2d& v = g.win;
@@ -757,6 +761,8 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
   if (narrow_pointwise_shape(g, ConvPass::BackwardData))
     return narrow_pointwise_backward_data(g, dy, w, dx);
   if (few_channel_flat_shape(g, ConvPass::BackwardData)) return few_channel_flat_backward_data(g, dy, w, dx);
+  if (few_channel_planes_shape(g, ConvPass::BackwardData))
+    return few_channel_planes_backward_data(g, dy, w, dx);
   if (few_channel_rows_shape(g, ConvPass::BackwardData) && few_channel_rows_backward_data(g, dy, w, dx)) return;
   const Window2d& v = g.win;
   // dx column ix = j*sw + r (phase r); tap kx reaches it from dy column j + dc when
@@ -1114,6 +1120,8 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
     return narrow_pointwise_backward_weights(g, dy, x, dw, db);
   if (few_channel_flat_shape(g, ConvPass::BackwardWeights))
     return few_channel_flat_backward_weights(g, dy, x, dw, db);
+  if (few_channel_planes_shape(g, ConvPass::BackwardWeights))
+    return few_channel_planes_backward_weights(g, dy, x, dw, db);
   if (few_channel_rows_shape(g, ConvPass::BackwardWeights) && few_channel_rows_backward_weights(g, dy, x, dw, db)) return;
   if (g.oc % kLanes == 0) return direct_backward_weights_channels(g, dy, x, dw, db);
   const Window2d& v = g.win;

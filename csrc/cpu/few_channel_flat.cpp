@@ -32,9 +32,7 @@
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "cpu/flat_masks.h"
 
 namespace fastconv::cpu::detail {
 
@@ -42,61 +40,24 @@ namespace fastconv::cpu::detail {
 namespace {
 
 constexpr int64_t kParallelWork = 1 << 21;  // as direct_conv.cpp
+constexpr int64_t kMaskTable = int64_t(1) << 16;  // positions: a table of 72 KiB at most
 
 int threads_for(const ConvGeometry& g) {
   return g.n * g.h * g.w * 9 < kParallelWork ? 1 : std::max(1, get_num_threads());
 }
 
-// Lanes i of a vector at q0 whose flat index q0 + i + d lies in [0, hw).
-inline __mmask16 range_mask(int64_t q0, int64_t d, int64_t hw) {
-  const int64_t a = std::max<int64_t>(0, -d - q0), b = std::min<int64_t>(16, hw - d - q0);
-  if (b <= a) return 0;
-  return (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
-}
+using flat::first_columns;
+using flat::tail_mask;
 
 // Walks the vectors of one H x W image: calls body(q0, m[3][3]) with the masks of the 9
 // taps (tap (ky, kx) valid lanes), pads pt, pl in 0..2.
-// The columns of lanes 0..15 at an image's start: i mod W (once per call: 16 divisions per
-// image were a tenth of a 28x28 forward).
-inline __m512i first_columns(int64_t W) {
-  alignas(64) int c0[16];
-  for (int i = 0; i < 16; ++i) c0[i] = (int)(i % W);
-  return _mm512_load_si512(c0);
-}
-
-// Lanes of the vector at q0 inside the image.
-inline __mmask16 tail_mask(int64_t q0, int64_t hw) {
-  return q0 + 16 <= hw ? (__mmask16)0xFFFF : (__mmask16)((1u << (hw - q0)) - 1);
-}
-
 template <typename Body>
 inline void walk_image(int64_t H, int64_t W, int pt, int pl, __m512i col, Body&& body) {
-  const int64_t hw = H * W;
-  const __m512i vw = _mm512_set1_epi32((int)W), step = _mm512_set1_epi32((int)(16 % W));
-  // kx - pl in -2..2: valid where col + kx - pl in [0, W)
-  const __m512i lo[3] = {_mm512_set1_epi32(pl - 0), _mm512_set1_epi32(pl - 1), _mm512_set1_epi32(pl - 2)};
-  const __m512i hi[3] = {_mm512_set1_epi32((int)W + pl - 0), _mm512_set1_epi32((int)W + pl - 1),
-                         _mm512_set1_epi32((int)W + pl - 2)};
-  for (int64_t q0 = 0; q0 < hw; q0 += 16) {
-    __mmask16 mc[3];
-    for (int kx = 0; kx < 3; ++kx)
-      mc[kx] = kx == pl ? (__mmask16)0xFFFF
-                        : _mm512_mask_cmplt_epi32_mask(_mm512_cmpge_epi32_mask(col, lo[kx]), col, hi[kx]);
+  flat::Walk walk(H, W, pt, pl, col);
+  for (int64_t q0 = 0; q0 < walk.hw; q0 += 16) {
     __mmask16 m[3][3];
-    if (q0 >= pt * W && q0 + 16 + (2 - pt) * W <= hw) {
-      // every row of the 16 outputs has its rows above and below (the scalar row masks for
-      // every vector were half of a 28x28 forward)
-      for (int ky = 0; ky < 3; ++ky)
-        for (int kx = 0; kx < 3; ++kx) m[ky][kx] = mc[kx];
-    } else {
-      for (int ky = 0; ky < 3; ++ky) {
-        const __mmask16 r = range_mask(q0, (ky - pt) * W, hw) & range_mask(q0, 0, hw);
-        for (int kx = 0; kx < 3; ++kx) m[ky][kx] = (__mmask16)(r & mc[kx]);
-      }
-    }
+    walk.masks(q0, m);
     body(q0, m);
-    col = _mm512_add_epi32(col, step);
-    col = _mm512_mask_sub_epi32(col, _mm512_cmpge_epi32_mask(col, vw), col, vw);
   }
 }
 
@@ -196,6 +157,15 @@ void few_channel_flat_backward_weights(const ConvGeometry& g, const float* dy, c
   const __m512i col0 = first_columns(W);
   const int threads = threads_for(g);
   constexpr int kSums = 10;  // 9 taps, the bias
+  // The taps' masks of every vector, computed once per call for images up to kMaskTable
+  // positions (the walk per vector and image was a third of a 28x28 weight pass).
+  std::vector<__mmask16> table;
+  if (hw <= kMaskTable) {
+    table.resize((size_t)((hw + 15) / 16 * 9));
+    walk_image(g.h, W, pt, pl, col0, [&](int64_t q0, const __mmask16 (&m)[3][3]) {
+      for (int k = 0; k < 9; ++k) table[q0 / 16 * 9 + k] = m[k / 3][k % 3];
+    });
+  }
   std::vector<double> part((size_t)(threads * kSums), 0.0);
   int used = 1;
   parallel_region(threads, [&] {
@@ -211,7 +181,7 @@ void few_channel_flat_backward_weights(const ConvGeometry& g, const float* dy, c
       const float* di = dy + n * hw;
       __m512 acc[kSums];
       for (int s = 0; s < kSums; ++s) acc[s] = _mm512_setzero_ps();
-      walk_image(g.h, W, pt, pl, col0, [&](int64_t q0, const __mmask16 (&m)[3][3]) {
+      auto body = [&](int64_t q0, const __mmask16 (&m)[3][3]) {
         const __m512 d = _mm512_maskz_loadu_ps(tail_mask(q0, hw), di + q0);
         acc[9] = _mm512_add_ps(acc[9], d);
         for (int ky = 0; ky < 3; ++ky) {
@@ -220,7 +190,17 @@ void few_channel_flat_backward_weights(const ConvGeometry& g, const float* dy, c
             acc[ky * 3 + kx] =
                 _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m[ky][kx], r + kx), d, acc[ky * 3 + kx]);
         }
-      });
+      };
+      if (table.empty()) {
+        walk_image(g.h, W, pt, pl, col0, body);
+      } else {
+        const __mmask16* tm = table.data();
+        for (int64_t q0 = 0; q0 < hw; q0 += 16, tm += 9) {
+          __mmask16 m[3][3];
+          for (int k = 0; k < 9; ++k) m[k / 3][k % 3] = tm[k];
+          body(q0, m);
+        }
+      }
       // per image into double: a float lane sum over a whole batch (200k products for
       // N=256 28x28) would lose digits
       for (int s = 0; s < kSums; ++s) {

@@ -1,0 +1,397 @@
+// 3x3 stride-1 same-size convs with C = 2..8 channels in and out, each image as C flat planes.
+//
+// Why: the direct path (direct_conv.cpp) runs these on planar rows, 16 output columns a
+// vector: a 7x7 image fills 7 of 16 lanes (and 8 rows computed for 7), 14x14 14 of 16, the
+// wider rows 7/8 (28 -> 32, 56 -> 64); every row is packed with zero margins and written back
+// on its own. The sweep on Zen 4 (sgemm ceiling 98.6 GFLOP/s) had the C=3 forward at 0.16
+// (7x7), 0.35 (14x14) and 0.44-0.54 (28..112) of the roofline where its family's median is
+// 1.11, C=6 7x7 at 0.33.
+//
+// Here an image is one stream (few_channel_flat.cpp does this for C = 1): its C*H*W NHWC
+// floats are split into C planes of H*W floats by register permutes (pixel_transpose.h: the
+// image is contiguous, so no row ends), output position q (row q / W, column q % W) of plane
+// co reads plane ci at q + (ky - pt)*W + (kx - pl) for tap (ky, kx), a fixed offset for every
+// lane, with the lane masks of flat_masks.h (masked-off lanes read nothing: no padding, no
+// 0 * inf). NV vectors of 16 positions x C output channels are held in registers over all
+// 9*C taps (one masked load per tap and vector, one weight broadcast per tap and channel
+// feeding NV FMAs), then merged back to NHWC in registers and stored whole.
+//
+//   forward          y[q, co] = b[co] + sum over (ky, kx, ci) of x_ci[q + off] * w[ky, kx, ci, co]
+//   backward data    the forward on dy with the kernel flipped and ci, co swapped, pads 2 - p
+#include "cpu/few_channel_planes.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "cpu/flat_masks.h"
+#include "cpu/parallel.h"
+#include "cpu/pixel_transpose.h"
+#include "cpu/simd.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace fastconv::cpu::detail {
+
+#if defined(__AVX512F__)
+namespace {
+
+constexpr int64_t kParallelWork = 1 << 21;  // as direct_conv.cpp
+// Floats of one image's planes (a thread's workspace): 512 KiB, past it the direct path.
+constexpr int64_t kMaxPlaneFloats = int64_t(1) << 17;
+
+int threads_for(const ConvGeometry& g) {
+  return g.n * g.h * g.w * 9 * g.c * g.oc < kParallelWork ? 1 : std::max(1, get_num_threads());
+}
+
+// Vectors of 16 positions per register block: NV*C accumulators (12 for C = 2..3, 24 for
+// C = 4..6, 16 for C = 8) + NV inputs + a broadcast within 32 zmm.
+constexpr int vectors_for(int C) { return C <= 3 ? 4 : 2; }
+
+// planes[ci*hw + q] = img[q*C + ci]: whole registers by permutes, the tail one float at a time.
+template <int C>
+void split_image(const float* img, int64_t hw, float* planes) {
+  int64_t q = pixel_transpose::split_rows<C>(img, hw, planes, hw);
+  for (; q < hw; ++q)
+    for (int ci = 0; ci < C; ++ci) planes[ci * hw + q] = img[q * C + ci];
+}
+
+// acc[v][co] += the 9*C taps of the NV vectors at q0 (kernel column outermost). m[v][ky][kx]:
+// the valid lanes of tap (ky, kx) in vector v; ROWS = false where every vector's rows above
+// and below are in the image, so that only m[v][0][kx] is read: NV masks live per kernel
+// column (with all 9*NV of them live GCC moved masks between the stack and the mask
+// registers for every load; a third of a 14x14 C=3 forward).
+template <int C, int NV, bool ROWS>
+inline void accumulate(const float* planes, int64_t hw, int64_t q0, int64_t W, int pt, int pl,
+                       const __mmask16 (&m)[NV][3][3], const float* w, __m512 (&acc)[NV][C]) {
+#pragma GCC unroll 3
+  for (int kx = 0; kx < 3; ++kx) {
+    __mmask16 mk[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) mk[v] = m[v][0][kx];
+#pragma GCC unroll 3
+    for (int ky = 0; ky < 3; ++ky) {
+      const float* src = planes + q0 + (ky - pt) * W + (kx - pl);
+      const float* wt = w + (ky * 3 + kx) * C * C;
+#pragma GCC unroll 8
+      for (int ci = 0; ci < C; ++ci) {
+        __m512 xv[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v)
+          xv[v] = _mm512_maskz_loadu_ps(ROWS ? m[v][ky][kx] : mk[v], src + ci * hw + 16 * v);
+#pragma GCC unroll 8
+        for (int co = 0; co < C; ++co) {
+          const __m512 wv = _mm512_set1_ps(wt[ci * C + co]);
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v) acc[v][co] = _mm512_fmadd_ps(xv[v], wv, acc[v][co]);
+        }
+      }
+    }
+  }
+}
+
+// One image: out (NHWC, C channels) = bias + 3x3 conv of the planes with HWIO weights w
+// (3x3xCxC), pads pt, pl.
+template <int C>
+void image_conv(const float* planes, float* out, int64_t H, int64_t W, int pt, int pl,
+                const float* w, const float* b, const int* col0, const float* next) {
+  constexpr int NV = vectors_for(C);
+  const int64_t hw = H * W;
+  flat::Walk walk(H, W, pt, pl, _mm512_loadu_si512(col0));
+  for (int64_t q0 = 0; q0 < hw; q0 += 16 * NV) {
+    __mmask16 m[NV][3][3];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) walk.masks(q0 + 16 * v, m[v]);  // zero past the image
+    __m512 acc[NV][C];
+#pragma GCC unroll 8
+    for (int co = 0; co < C; ++co) {
+      const __m512 bv = b ? _mm512_set1_ps(b[co]) : _mm512_setzero_ps();
+      for (int v = 0; v < NV; ++v) acc[v][co] = bv;
+    }
+    // The next image's NHWC floats, as many lines as this block's (it is split after this
+    // one: images past the caches were read at DRAM latency in the split).
+    if (next)
+      for (int k = 0; k < NV * C && q0 * C + 16 * k < hw * C; ++k)
+        _mm_prefetch((const char*)(next + q0 * C + 16 * k), _MM_HINT_T0);
+    if (q0 >= pt * W && q0 + 16 * NV + (2 - pt) * W <= hw)
+      accumulate<C, NV, false>(planes, hw, q0, W, pt, pl, m, w, acc);
+    else
+      accumulate<C, NV, true>(planes, hw, q0, W, pt, pl, m, w, acc);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const int64_t q = q0 + 16 * v;
+      if (q >= hw) break;
+      pixel_transpose::vec pl_[C], px[C];
+      for (int co = 0; co < C; ++co) std::memcpy(&pl_[co], &acc[v][co], sizeof(__m512));
+      pixel_transpose::merge<C>(pl_, px);
+      if (q + 16 <= hw) {
+        for (int co = 0; co < C; ++co) pixel_transpose::store(out + q * C + co * 16, px[co]);
+      } else {  // the image's last pixels
+        float tmp[16 * C];
+        for (int co = 0; co < C; ++co) pixel_transpose::store(tmp + co * 16, px[co]);
+        std::memcpy(out + q * C, tmp, sizeof(float) * (hw - q) * C);
+      }
+    }
+  }
+}
+
+using ImageConvFn = void (*)(const float*, float*, int64_t, int64_t, int, int, const float*,
+                             const float*, const int*, const float*);
+using SplitFn = void (*)(const float*, int64_t, float*);
+
+template <size_t... I>
+constexpr std::array<ImageConvFn, sizeof...(I)> conv_table(std::index_sequence<I...>) {
+  return {&image_conv<int(I) + 2>...};
+}
+template <size_t... I>
+constexpr std::array<SplitFn, sizeof...(I)> split_table(std::index_sequence<I...>) {
+  return {&split_image<int(I) + 2>...};
+}
+
+// Every image of src (NHWC, C channels) through image_conv with weights w into dst.
+void run_images(const ConvGeometry& g, const float* src, const float* w, const float* b,
+                float* dst, int pt, int pl, Activation act) {
+  static constexpr auto convs = conv_table(std::make_index_sequence<7>());
+  static constexpr auto splits = split_table(std::make_index_sequence<7>());
+  const int64_t C = g.c, hw = g.h * g.w;
+  const ImageConvFn conv = convs[C - 2];
+  const SplitFn split = splits[C - 2];
+  int col0[16];  // the columns of an image's first 16 positions
+  for (int i = 0; i < 16; ++i) col0[i] = (int)(i % g.w);
+  ExceptionCaptor errors;
+  parallel_region(threads_for(g), [&] {
+    note_team();
+    std::vector<float> planes;
+    errors.run([&] { planes.resize((size_t)(C * hw)); });
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.n; ++n) {
+      if (errors.failed()) continue;
+      split(src + n * hw * C, hw, planes.data());
+      // the next image is this thread's next (static schedule)
+      conv(planes.data(), dst + n * hw * C, g.h, g.w, pt, pl, w, b, col0,
+           n + 1 < g.n ? src + (n + 1) * hw * C : nullptr);
+      if (act != Activation::Linear) activation_inplace(hw * C, dst + n * hw * C, act);
+    }
+  });
+  errors.rethrow();
+}
+
+// ---- the weight pass ----
+
+// Input channels per tile of the weight pass: a tile is one kernel row ky, its 3 columns and
+// CIB input channels, against all C output channels: 3*CIB*C accumulators + C dy vectors + an
+// input vector within 32 zmm (C = 3: 27 + 3 + 1). C = 8 would need 24 + 8 + 1 (not taken).
+constexpr int ci_block(int C) { return C == 2 || C == 3 ? C : C == 4 ? 2 : 1; }
+
+// acc[kx][cb][co] += sum over the positions q of one image of
+//   x_{c0 + cb}[q + (ky - pt)*W + kx - pl] * dy_co[q]   (masked: taps outside the image add 0)
+// masks: per vector the 9 taps' lanes, then the lanes inside the image (computed once per
+// call: the walk per vector and tile was most of a C=6 7x7 pass).
+template <int C>
+void tile_pass(const float* xp, const float* dp, int64_t H, int64_t W, int pt, int pl,
+               const __mmask16* masks, int ky, int c0, __m512 (&acc_io)[3][ci_block(C)][C]) {
+  constexpr int CIB = ci_block(C);
+  const int64_t hw = H * W;
+  __m512 acc[3][CIB][C];  // a local copy, so that GCC keeps it in registers
+#pragma GCC unroll 32
+  for (int k = 0; k < 3 * CIB * C; ++k) (&acc[0][0][0])[k] = (&acc_io[0][0][0])[k];
+  const float* src = xp + (ky - pt) * W - pl + c0 * hw;
+  for (int64_t q0 = 0; q0 < hw; q0 += 16, masks += 10) {
+    const __mmask16 tail = masks[9];
+    __m512 dv[C];
+#pragma GCC unroll 8
+    for (int co = 0; co < C; ++co) dv[co] = _mm512_maskz_loadu_ps(tail, dp + co * hw + q0);
+#pragma GCC unroll 3
+    for (int kx = 0; kx < 3; ++kx)
+#pragma GCC unroll 4
+      for (int cb = 0; cb < CIB; ++cb) {
+        const __m512 xv = _mm512_maskz_loadu_ps(masks[ky * 3 + kx], src + q0 + kx + cb * hw);
+#pragma GCC unroll 8
+        for (int co = 0; co < C; ++co) acc[kx][cb][co] = _mm512_fmadd_ps(xv, dv[co], acc[kx][cb][co]);
+      }
+  }
+#pragma GCC unroll 32
+  for (int k = 0; k < 3 * CIB * C; ++k) (&acc_io[0][0][0])[k] = (&acc[0][0][0])[k];
+}
+
+inline double lane_sum(__m512 v) {  // in double: the lanes hold sums of many products
+  const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+  const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+}
+
+// Images in groups of about kGroupPositions positions (7x7: 83 images), planes of x and dy
+// split once per group; each tile's accumulators stay in registers over the whole group and
+// are summed into the thread's double partials once per group (a float lane then sums at
+// most 256 products). Per-thread partials summed in double in thread order (the same bits
+// for a fixed thread count).
+constexpr int64_t kGroupPositions = 4096;
+
+template <int C>
+void weights_pass(const ConvGeometry& g, const float* dy, const float* x, float* dw, float* db) {
+  constexpr int CIB = ci_block(C);
+  const int64_t hw = g.h * g.w, img = C * hw;
+  const int pt = (int)g.win.pt, pl = (int)g.win.pl;
+  std::vector<__mmask16> masks((size_t)((hw + 15) / 16 * 10));
+  {
+    alignas(64) int col0[16];
+    for (int i = 0; i < 16; ++i) col0[i] = (int)(i % g.w);
+    flat::Walk walk(g.h, g.w, pt, pl, _mm512_load_si512(col0));
+    for (int64_t q0 = 0, k = 0; q0 < hw; q0 += 16, k += 10) {
+      __mmask16 m[3][3];
+      walk.masks(q0, m);
+      for (int t = 0; t < 9; ++t) masks[k + t] = m[t / 3][t % 3];
+      masks[k + 9] = flat::tail_mask(q0, hw);
+    }
+  }
+  const int threads = threads_for(g);
+  const int64_t group = std::max<int64_t>(
+      1, std::min(kGroupPositions / hw, (g.n + 4 * threads - 1) / (4 * threads)));
+  const int64_t groups = (g.n + group - 1) / group;
+  constexpr int64_t kSums = 9 * C * C + C;  // dw (HWIO), then db
+  std::vector<double> part((size_t)(threads * kSums), 0.0);
+  int used = 1;
+  ExceptionCaptor errors;
+  parallel_region(threads, [&] {
+    note_team();
+    const int t = omp_get_thread_num();
+#pragma omp single
+    used = omp_get_num_threads();
+    std::vector<float> xb, dbuf;
+    errors.run([&] {
+      xb.resize((size_t)(group * img));
+      dbuf.resize((size_t)(group * img));
+    });
+    double* sums = part.data() + t * kSums;
+#pragma omp for schedule(static)
+    for (int64_t gi = 0; gi < groups; ++gi) {
+      if (errors.failed()) continue;
+      const int64_t n0 = gi * group, nimg = std::min(group, g.n - n0);
+      for (int64_t b = 0; b < nimg; ++b) {
+        split_image<C>(x + (n0 + b) * img, hw, xb.data() + b * img);
+        split_image<C>(dy + (n0 + b) * img, hw, dbuf.data() + b * img);
+      }
+      for (int ky = 0; ky < 3; ++ky)
+        for (int c0 = 0; c0 < C; c0 += CIB) {
+          __m512 acc[3][CIB][C];
+          for (int kx = 0; kx < 3; ++kx)
+            for (int cb = 0; cb < CIB; ++cb)
+              for (int co = 0; co < C; ++co) acc[kx][cb][co] = _mm512_setzero_ps();
+          for (int64_t b = 0; b < nimg; ++b)
+            tile_pass<C>(xb.data() + b * img, dbuf.data() + b * img, g.h, g.w, pt, pl,
+                         masks.data(), ky, c0, acc);
+          for (int kx = 0; kx < 3; ++kx)
+            for (int cb = 0; cb < CIB; ++cb)
+              for (int co = 0; co < C; ++co)
+                sums[((ky * 3 + kx) * C + c0 + cb) * C + co] += lane_sum(acc[kx][cb][co]);
+        }
+      if (db)
+        for (int co = 0; co < C; ++co) {
+          __m512 s = _mm512_setzero_ps();
+          for (int64_t b = 0; b < nimg; ++b) {
+            const float* d = dbuf.data() + b * img + co * hw;
+            for (int64_t q = 0; q < hw; q += 16)
+              s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(flat::tail_mask(q, hw), d + q));
+          }
+          sums[9 * C * C + co] += lane_sum(s);
+        }
+    }
+  });
+  errors.rethrow();
+  for (int64_t k = 0; k < kSums; ++k) {
+    double s = 0.0;
+    for (int tt = 0; tt < used; ++tt) s += part[tt * kSums + k];
+    if (k < 9 * C * C) dw[k] = (float)s;
+    else if (db) db[k - 9 * C * C] = (float)s;
+  }
+}
+
+using WeightsFn = void (*)(const ConvGeometry&, const float*, const float*, float*, float*);
+template <size_t... I>
+constexpr std::array<WeightsFn, sizeof...(I)> weights_table(std::index_sequence<I...>) {
+  return {&weights_pass<int(I) + 2>...};
+}
+
+}  // namespace
+#endif
+
+// The rule: every same-size 3x3 stride-1 conv with C = 2..8 in and out at AVX-512 whose image
+// fits kMaxPlaneFloats, but the weight pass of C = 6 (on par with the direct path's tap_dot:
+// 0.94-1.02) and C = 8 (no tile fits the registers). 1-thread CPU-time medians of 2-3
+// interleaved rounds against the previous build (direct path; Zen 4, load 7-10), ms
+// before/here:
+//                     forward        backward data  backward weights
+//   C=3 N=256 7x7     0.096/0.044    0.094/0.053    0.080/0.048
+//   C=3 N=256 14x14   0.204/0.151    0.205/0.191    0.244/0.148
+//   C=3 N=256 28x28   0.634/0.466                   0.741/0.565
+//   C=3 N=256 56x56   2.88/2.13      2.96/2.03      3.48/3.21
+//   C=3 N=32 112x112  1.38/0.93      1.44/1.23      1.72/1.47
+//   C=6 N=256 7x7     0.255/0.140    0.250/0.126    0.194/0.199
+//   C=6 N=256 14x14   0.552/0.455                   0.622/0.609
+//   C=6 N=256 28x28   2.43/1.98                     2.51/2.48
+//   C=2 N=256 14x14                                 0.170/0.077 (rows kernel before)
+//   C=4 N=256 14x14   0.322/0.224                   0.337/0.247
+//   C=5, 7 N=256 14x14 0.454/0.340, 0.707/0.611     0.480/0.374, 0.845/0.745
+//   C=8 N=256 14x14   0.870/0.817    0.834/0.816
+// The weight pass also not for images past one group with N < 8 (one image a group, the mask
+// table and the planes not amortised): C=3 112x112 N=1 0.035/0.040, N=2 0.072/0.073, N=4
+// 0.143/0.144, N=32 1.67/1.39.
+bool few_channel_planes_shape(const ConvGeometry& g, ConvPass pass) {
+#if defined(__AVX512F__)
+  const Window2d& v = g.win;
+  if (pass == ConvPass::BackwardWeights &&
+      (g.c == 6 || g.c > 7 || (g.h * g.w > kGroupPositions && g.n < 8)))
+    return false;
+  return g.groups == 1 && g.c == g.oc && g.c >= 2 && g.c <= 8 && v.kh == 3 && v.kw == 3 &&
+         v.dh == 1 && v.dw == 1 && v.sh == 1 && v.sw == 1 && v.pt >= 0 && v.pt <= 2 &&
+         v.pl >= 0 && v.pl <= 2 && g.oh == g.h && g.ow == g.w && g.n > 0 && g.h > 0 &&
+         g.w > 0 && g.c * g.h * g.w <= kMaxPlaneFloats;
+#else
+  (void)g;
+  (void)pass;
+  return false;
+#endif
+}
+
+void few_channel_planes_forward(const ConvGeometry& g, const float* x, const float* w,
+                                const float* b, float* y, Activation act) {
+#if defined(__AVX512F__)
+  run_images(g, x, w, b, y, (int)g.win.pt, (int)g.win.pl, act);
+#else
+  (void)g, (void)x, (void)w, (void)b, (void)y, (void)act;
+#endif
+}
+
+void few_channel_planes_backward_data(const ConvGeometry& g, const float* dy, const float* w,
+                                      float* dx) {
+#if defined(__AVX512F__)
+  // dx[iy, ix, ci] = sum dy[iy - ky + pt, ix - kx + pl, co] w[ky, kx, ci, co]: the forward
+  // with k'[a, b, co, ci] = w[2 - a, 2 - b, ci, co] and pads 2 - p.
+  const int64_t C = g.c;
+  std::vector<float> k((size_t)(9 * C * C));
+  for (int64_t t = 0; t < 9; ++t)
+    for (int64_t ci = 0; ci < C; ++ci)
+      for (int64_t co = 0; co < C; ++co) k[(t * C + co) * C + ci] = w[((8 - t) * C + ci) * C + co];
+  run_images(g, dy, k.data(), nullptr, dx, 2 - (int)g.win.pt, 2 - (int)g.win.pl,
+             Activation::Linear);
+#else
+  (void)g, (void)dy, (void)w, (void)dx;
+#endif
+}
+
+void few_channel_planes_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
+                                         float* dw, float* db) {
+#if defined(__AVX512F__)
+  static constexpr auto table = weights_table(std::make_index_sequence<6>());
+  table[g.c - 2](g, dy, x, dw, db);
+#else
+  (void)g, (void)dy, (void)x, (void)dw, (void)db;
+#endif
+}
+
+}  // namespace fastconv::cpu::detail
+
