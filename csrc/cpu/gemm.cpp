@@ -62,7 +62,7 @@ int gemm_width_for(const std::string& vendor, int family, const char* env) {
 namespace {
 // CPUID's vendor string and display family (base family, plus the extended family when the
 // base is 0xF), or ("", 0) where CPUID is unavailable.
-std::pair<std::string, int> cpu_vendor_family() {
+[[maybe_unused]] std::pair<std::string, int> cpu_vendor_family() {
 #if defined(__x86_64__) || defined(__i386__)
   unsigned a, b, c, d;
   if (!__get_cpuid(0, &a, &b, &c, &d)) return {"", 0};
