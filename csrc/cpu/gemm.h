@@ -13,8 +13,8 @@ bool gemm_avx512_available();
 
 // The vector width, 512 or 256 bits, of the micro-kernels gemm_avx512 runs on a CPU of this
 // CPUID vendor string and display family, with FASTCONV_GEMM_WIDTH set to env (null or empty:
-// unset; otherwise "256" or "512", anything else throws std::invalid_argument). 256 on AMD
-// family 0x19 (Zen 4: 512-bit operations split in two), 512 elsewhere.
+// unset; otherwise "256" or "512", anything else throws std::invalid_argument). 512 on every
+// CPU so far: the 256-bit kernels measured slower on Zen 4 too (gemm.cpp).
 int gemm_width_for(const std::string& vendor, int family, const char* env);
 // This process's choice (CPUID and the environment, read once); 0 where gemm_avx512 is not
 // compiled in.
