@@ -21,7 +21,9 @@
 // fill the 32 registers. Per k step it does 28 FMAs for 2 vector loads and 14 broadcasts, so
 // the two 512-bit FMA pipes of Zen 4/5 (and Skylake-X) stay busy and each accumulator chain
 // has 14 cycles between its FMAs (FMA latency 4). A strip only 1..16 columns wide runs the
-// 14 x 16 variant instead of computing a half-empty 32-wide tile.
+// 14 x 16 variant instead of computing a half-empty 32-wide tile. The kernels are written over
+// the vector type (Z, Y below): FASTCONV_GEMM_WIDTH=256 runs each strip as two 14 x 16 ymm
+// halves instead (gemm_width_for says why that is not the default anywhere).
 #include "cpu/gemm.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -55,8 +57,9 @@ int gemm_width_for(const std::string& vendor, int family, const char* env) {
   }
   // Zen 4 (AMD family 0x19 with AVX-512; Zen 3, the same family, has none and never runs this
   // level) executes each 512-bit FMA as two 256-bit halves, so the 256-bit kernel was a
-  // candidate there; measured on the 2-core Zen 4 guest it was 0-10% slower than the 512-bit
-  // one on ResNet-18's conv products and the 1024^3 (a 7 x 32 ymm tile, 17% slower at worst;
+  // candidate there; measured on the 2-core Zen 4 guest it was 0-9% slower than the 512-bit
+  // one on ResNet-18's conv products and the 1024^3, and 4% / 11% on its training step /
+  // predict (a 7 x 32 ymm tile instead of two 14 x 16 halves: up to 17% slower;
   // benchmarks/RESULTS.md, 2026-12-06 Zen 4), so every CPU runs 512-bit unless told otherwise.
   // The vendor and family stay parameters: the rule to change if another part measures so.
   (void)vendor;
