@@ -694,9 +694,12 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
           if (block_ep.bias) block_ep.bias += jc;
           if (block_ep.residual) block_ep.residual += ic * block_ep.ldr + jc;
         }
-        (wide ? macro_kernel<Z> : macro_kernel<Y>)(
-            mc, nc, kc, trans_a, ablock, bblock, alpha, beta_here, c + ic * ldc + jc, ldc,
-            stream ? &next : nullptr, epilogue && last_slice ? &block_ep : nullptr);
+        const PanelStream* ahead = stream ? &next : nullptr;
+        const GemmEpilogue* ep = epilogue && last_slice ? &block_ep : nullptr;
+        if (wide)  // two direct calls, not a pointer: each may be inlined as before
+          macro_kernel<Z>(mc, nc, kc, trans_a, ablock, bblock, alpha, beta_here, c + ic * ldc + jc, ldc, ahead, ep);
+        else
+          macro_kernel<Y>(mc, nc, kc, trans_a, ablock, bblock, alpha, beta_here, c + ic * ldc + jc, ldc, ahead, ep);
       }
     }
   }
