@@ -172,9 +172,10 @@ def worker(threads, repeats, profile_steps, quick=False, clock="wall"):
                       "profiles": profiles}))
 
 
-def _run_worker(folder, level, args):
+def _run_worker(folder, level, args, extra_env=None):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([folder, REPO]))
     env.pop("FASTCONV_ISA", None)
+    env.update(extra_env or {})
     if level:
         env["FASTCONV_ISA"] = level
     # this file's worker for every build (by path: a build folder's own benchmarks/ may be
@@ -202,6 +203,9 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_isa_levels")
     ap.add_argument("--build", action="append", default=[], metavar="NAME=FOLDER",
                     help="a build to compare: a folder holding a fastconv package (repeatable)")
+    ap.add_argument("--build-env", action="append", default=[], nargs=2, metavar=("NAME", "VAR=VALUE"),
+                    help="an environment variable for build NAME's workers (repeatable), e.g. "
+                         "--build w512=. --build-env w512 FASTCONV_GEMM_WIDTH=512")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=5, help="timings per case per process")
     ap.add_argument("--threads", type=int, default=1)
@@ -236,10 +240,14 @@ def collect(args):
         if args.levels and len(levels) > 1:  # a single-level build (e.g. native) keeps its one level
             levels = [lv for lv in levels if lv in args.levels]
         variants += [(name, folder, level) for level in levels]
+    extra = {}
+    for name, assignment in args.build_env:
+        var, _, value = assignment.partition("=")
+        extra.setdefault(name, {})[var] = value
     samples = {v: [] for v in variants}
     for r in range(args.rounds):
         for v in variants:
-            samples[v].append(_run_worker(v[1], v[2], args))
+            samples[v].append(_run_worker(v[1], v[2], args, extra.get(v[0])))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     heads = [f"{name} {samples[(name, f, lv)][0]['level']}" for name, f, lv in variants]
     return variants, samples, heads

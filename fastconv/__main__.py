@@ -145,6 +145,16 @@ def _fma_peaks():
     return ", ".join(peaks) + " GFLOP/s (1 thread)"
 
 
+def _gemm_kernels():
+    """Which sgemm the convolutions' products run: fastconv's own (with its micro-kernels'
+    vector width, chosen by CPU model, FASTCONV_GEMM_WIDTH overriding) or OpenBLAS."""
+    from . import _C
+    if _C.active_gemm_backend() == "openblas":
+        return "openblas"
+    forced = " (forced by FASTCONV_GEMM_WIDTH)" if os.environ.get("FASTCONV_GEMM_WIDTH") else ""
+    return f"{_C.gemm_width()}-bit native{forced}"
+
+
 def info():
     """A dict describing this installation (also printed by ``fastconv info``)."""
     import platform
@@ -171,7 +181,7 @@ def info():
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "blas": _blas_path(), "blas_kernels": _C_corename(),
             "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "cpu_features": _cpu_features(), "isa_level": isa_level, "isa_levels": isa_levels,
-            "fma_peak": _fma_peaks(),
+            "fma_peak": _fma_peaks(), "gemm_kernels": _gemm_kernels(),
             "cuda_available": backends["cuda"] == "available",
             "gpu": gpu}
 

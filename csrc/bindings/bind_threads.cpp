@@ -135,6 +135,14 @@ void bind_threads(py::module_& m) {
   m.def("active_gemm_backend", &cpu::active_gemm_backend,
         "The sgemm that runs now: 'native' or 'openblas' ('auto' resolved).");
   m.attr("has_native_gemm") = cpu::gemm_avx512_available();
+  m.def("gemm_width", &cpu::gemm_width,
+        "Vector width in bits of the native sgemm's micro-kernels (512 or 256: chosen by CPU model, "
+        "FASTCONV_GEMM_WIDTH overrides); 0 where the native sgemm is not compiled in.");
+  m.def("_gemm_width_for", [](const std::string& vendor, int family, const std::string& env) {
+          return cpu::gemm_width_for(vendor, family, env.c_str());
+        }, py::arg("vendor"), py::arg("family"), py::arg("env") = "",
+        "Test hook: the width gemm_width picks for a CPUID vendor string and display family, with "
+        "FASTCONV_GEMM_WIDTH = env ('' = unset).");
   m.def("_sgemm", &sgemm_hook, py::arg("trans_a"), py::arg("trans_b"), py::arg("m"), py::arg("n"),
         py::arg("k"), py::arg("alpha"), py::arg("a"), py::arg("lda"), py::arg("b"), py::arg("ldb"),
         py::arg("beta"), py::arg("c"), py::arg("ldc"), py::arg("backend") = "",

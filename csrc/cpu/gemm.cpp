@@ -21,14 +21,22 @@
 // fill the 32 registers. Per k step it does 28 FMAs for 2 vector loads and 14 broadcasts, so
 // the two 512-bit FMA pipes of Zen 4/5 (and Skylake-X) stay busy and each accumulator chain
 // has 14 cycles between its FMAs (FMA latency 4). A strip only 1..16 columns wide runs the
-// 14 x 16 variant instead of computing a half-empty 32-wide tile.
+// 14 x 16 variant instead of computing a half-empty 32-wide tile. The kernels are written over
+// the vector type (Z, Y below): FASTCONV_GEMM_WIDTH=256 runs each strip as two 14 x 16 ymm
+// halves instead (gemm_width_for says why that is not the default anywhere).
 #include "cpu/gemm.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
+#include <string>
+#include <type_traits>
 #include <utility>
 
 #if defined(__AVX512F__)
@@ -36,9 +44,62 @@
 // GCC 12's AVX-512 headers build masked loads from an uninitialised vector and then warn
 // about it at every use (a known false positive); the loads here are all zero-masked.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"  // the same, where the template inlines it
 #endif
 
 namespace fastconv::cpu {
+
+int gemm_width_for(const std::string& vendor, int family, const char* env) {
+  if (env && *env) {
+    const std::string e = env;
+    if (e == "256" || e == "512") return std::stoi(e);
+    throw std::invalid_argument("FASTCONV_GEMM_WIDTH must be '256' or '512', got '" + e + "'");
+  }
+  // Zen 4 (AMD family 0x19 with AVX-512; Zen 3, the same family, has none and never runs this
+  // level) executes each 512-bit FMA as two 256-bit halves, so the 256-bit kernel was a
+  // candidate there; measured on the 2-core Zen 4 guest it was 0-9% slower than the 512-bit
+  // one on ResNet-18's conv products and the 1024^3, and 4% / 11% on its training step /
+  // predict (a 7 x 32 ymm tile instead of two 14 x 16 halves: up to 17% slower;
+  // benchmarks/RESULTS.md, 2026-12-06 Zen 4), so every CPU runs 512-bit unless told otherwise.
+  // The vendor and family stay parameters: the rule to change if another part measures so.
+  (void)vendor;
+  (void)family;
+  return 512;
+}
+
+namespace {
+// CPUID's vendor string and display family (base family, plus the extended family when the
+// base is 0xF), or ("", 0) where CPUID is unavailable.
+[[maybe_unused]] std::pair<std::string, int> cpu_vendor_family() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a, b, c, d;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return {"", 0};
+  char vendor[13];
+  std::memcpy(vendor, &b, 4);
+  std::memcpy(vendor + 4, &d, 4);
+  std::memcpy(vendor + 8, &c, 4);
+  vendor[12] = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return {vendor, 0};
+  const int base = (a >> 8) & 0xF;
+  return {vendor, base == 0xF ? base + (int)((a >> 20) & 0xFF) : base};
+#else
+  return {"", 0};
+#endif
+}
+}  // namespace
+
+#if defined(__AVX512F__)
+int gemm_width() {
+  // Read once: the environment variable is a process-wide override like FASTCONV_ISA.
+  static const int width = [] {
+    const auto vf = cpu_vendor_family();
+    return gemm_width_for(vf.first, vf.second, std::getenv("FASTCONV_GEMM_WIDTH"));
+  }();
+  return width;
+}
+#else
+int gemm_width() { return 0; }
+#endif
 
 #if defined(__AVX512F__)
 
@@ -123,6 +184,44 @@ inline __mmask16 low_mask(int64_t count) {  // the first min(count, 16) lanes
   return count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << count) - 1);
 }
 
+// The micro-kernel's vector: 512-bit (Z) or 256-bit (Y, with AVX-512VL's masks and its 32
+// registers). Zen 4 runs a 512-bit FMA as two 256-bit halves, so the 256-bit kernel has the
+// same peak there (see gemm_width_for for which one runs).
+struct Z {
+  using V = __m512;
+  using M = __mmask16;
+  static constexpr int L = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V maskz_load(M m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+  static void mask_store(float* p, M m, V v) { _mm512_mask_storeu_ps(p, m, v); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V max(V a, V b) { return _mm512_max_ps(a, b); }
+  static V min(V a, V b) { return _mm512_min_ps(a, b); }
+  static M mask(int64_t count) { return low_mask(count); }  // count >= 1
+};
+struct Y {
+  using V = __m256;
+  using M = __mmask8;
+  static constexpr int L = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static V maskz_load(M m, const float* p) { return _mm256_maskz_loadu_ps(m, p); }
+  static void mask_store(float* p, M m, V v) { _mm256_mask_storeu_ps(p, m, v); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static V min(V a, V b) { return _mm256_min_ps(a, b); }
+  static M mask(int64_t count) {  // any count: the first clamp(count, 0, 8) lanes
+    return count >= 8 ? (M)0xFF : count <= 0 ? (M)0 : (M)((1u << count) - 1);
+  }
+};
+
 // Packs op(A) rows [0, mc) x reduction [0, kc) into MR-tall strips: strip s, step p holds
 // op(A)(s*MR + i, p) for i < MR at dst[(s * kc + p) * MR + i], zero for rows past mc.
 // op(A)(i, p) = a[i * lda + p], or a[p * lda + i] when trans.
@@ -204,24 +303,26 @@ struct PanelStream {
 
 // The stores of a tile under an epilogue (see gemm.h), its bias and residual pointers already
 // at the tile's first column and row. Out of line: the plain stores stay as they were.
-template <int NV, int MR>
-__attribute__((noinline)) void store_with_epilogue(const __m512 (&acc)[MR][NV], const __mmask16* mask,
-                                                   float* c, int64_t ldc, int mr, __m512 va, __m512 vb,
+template <class T, int NV, int MR>
+__attribute__((noinline)) void store_with_epilogue(const typename T::V (&acc)[MR][NV],
+                                                   const typename T::M* mask, float* c, int64_t ldc,
+                                                   int mr, typename T::V va, typename T::V vb,
                                                    float beta, const GemmEpilogue& ep) {
-  __m512 bias[NV];
-  for (int v = 0; v < NV; ++v)
-    bias[v] = ep.bias ? _mm512_maskz_loadu_ps(mask[v], ep.bias + 16 * v) : _mm512_setzero_ps();
-  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.f);
+  using V = typename T::V;
+  constexpr int L = T::L;
+  V bias[NV];
+  for (int v = 0; v < NV; ++v) bias[v] = ep.bias ? T::maskz_load(mask[v], ep.bias + L * v) : T::zero();
+  const V zero = T::zero(), six = T::set1(6.f);
   for (int i = 0; i < mr; ++i) {
     float* ci = c + i * ldc;
     for (int v = 0; v < NV; ++v) {
-      __m512 r = _mm512_fmadd_ps(acc[i][v], va, bias[v]);
-      if (beta != 0.f) r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask[v], ci + 16 * v), vb, r);
-      if (ep.residual) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask[v], ep.residual + i * ep.ldr + 16 * v));
+      V r = T::fmadd(acc[i][v], va, bias[v]);
+      if (beta != 0.f) r = T::fmadd(T::maskz_load(mask[v], ci + L * v), vb, r);
+      if (ep.residual) r = T::add(r, T::maskz_load(mask[v], ep.residual + i * ep.ldr + L * v));
       // max/min return their second operand when either is NaN: NaN stays NaN.
-      if (ep.act != GemmEpilogue::kLinear) r = _mm512_max_ps(zero, r);
-      if (ep.act == GemmEpilogue::kRelu6) r = _mm512_min_ps(six, r);
-      _mm512_mask_storeu_ps(ci + 16 * v, mask[v], r);
+      if (ep.act != GemmEpilogue::kLinear) r = T::max(zero, r);
+      if (ep.act == GemmEpilogue::kRelu6) r = T::min(six, r);
+      T::mask_store(ci + L * v, mask[v], r);
     }
   }
 }
@@ -234,23 +335,25 @@ __attribute__((noinline)) void store_with_epilogue(const __m512 (&acc)[MR][NV], 
 // a_stride = MR, or transposed A in place, a_stride = lda).
 // B strip: NR contiguous values per step, step p at bp + p * b_step (packed, b_step = NR, or
 // untransposed B in place, b_step = ldb).
-template <int NV, bool kRowsA, int MR = kMR, bool kAhead = false>
+template <class T, int NV, bool kRowsA, int MR = kMR, bool kAhead = false>
 void micro_kernel(int64_t kc, const float* __restrict ap, int64_t a_stride,
                   const float* __restrict bp, int64_t b_step, float* c, int64_t ldc, int mr, int nr,
                   float alpha, float beta, bool prefetch_next_strip = false,
                   PanelStream* ahead = nullptr, const GemmEpilogue* ep = nullptr) {
-  __m512 acc[MR][NV];
+  using V = typename T::V;
+  constexpr int L = T::L;
+  V acc[MR][NV];
 #pragma GCC unroll 14
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+    for (int v = 0; v < NV; ++v) acc[i][v] = T::zero();
   // The C tile is touched only after the k loop: start fetching it now so its misses overlap
   // the FMAs instead of stalling the stores.
 #pragma GCC unroll 14
   for (int i = 0; i < MR; ++i) {
     if (i >= mr) break;
     _mm_prefetch((const char*)(c + i * ldc), _MM_HINT_T0);
-    _mm_prefetch((const char*)(c + i * ldc + 16 * NV - 1), _MM_HINT_T0);
+    _mm_prefetch((const char*)(c + i * ldc + L * NV - 1), _MM_HINT_T0);
   }
   // Likewise the epilogue's residual tile (a residual block's shortcut, read once and, at
   // batch 64, from memory). One thread, batch 16, 1x1 + residual + relu, GFLOP/s: 56x56
@@ -258,7 +361,7 @@ void micro_kernel(int64_t kc, const float* __restrict ap, int64_t a_stride,
   if (ep && ep->residual)
     for (int i = 0; i < mr; ++i) {
       _mm_prefetch((const char*)(ep->residual + i * ep->ldr), _MM_HINT_T0);
-      _mm_prefetch((const char*)(ep->residual + i * ep->ldr + 16 * NV - 1), _MM_HINT_T0);
+      _mm_prefetch((const char*)(ep->residual + i * ep->ldr + L * NV - 1), _MM_HINT_T0);
     }
 
   for (int64_t p = 0; p < kc; ++p, ap += kRowsA ? 1 : a_stride, bp += b_step) {
@@ -284,7 +387,7 @@ void micro_kernel(int64_t kc, const float* __restrict ap, int64_t a_stride,
     // 8 steps ahead, which runs on into the next strip (contiguous) at the strip's end.
     if (b_step != kNR || (kAhead && prefetch_next_strip)) {
       _mm_prefetch((const char*)(bp + 8 * b_step), _MM_HINT_T0);
-      if constexpr (NV == 2) _mm_prefetch((const char*)(bp + 8 * b_step + 16), _MM_HINT_T0);
+      if constexpr (NV * L > 16) _mm_prefetch((const char*)(bp + 8 * b_step + 16), _MM_HINT_T0);
       if (kAhead && prefetch_next_strip && b_step != kNR) {
         _mm_prefetch((const char*)(bp + kNR), _MM_HINT_T0);
         _mm_prefetch((const char*)(bp + kNR + 16), _MM_HINT_T0);
@@ -293,30 +396,61 @@ void micro_kernel(int64_t kc, const float* __restrict ap, int64_t a_stride,
     // Two lines per step of the next B panel, streamed into L2 (see macro_kernel).
     if constexpr (kAhead)
       if (ahead) ahead->fetch_two_lines();
-    __m512 bv[NV];
+    V bv[NV];
 #pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(bp + 16 * v);
+    for (int v = 0; v < NV; ++v) bv[v] = T::load(bp + L * v);
 #pragma GCC unroll 14
     for (int i = 0; i < MR; ++i) {
-      const __m512 ai = _mm512_set1_ps(kRowsA ? ap[i * a_stride] : ap[i]);
+      const V ai = T::set1(kRowsA ? ap[i * a_stride] : ap[i]);
 #pragma GCC unroll 2
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = T::fmadd(ai, bv[v], acc[i][v]);
     }
   }
 
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  __mmask16 mask[NV];
-  for (int v = 0; v < NV; ++v) mask[v] = low_mask(nr - 16 * v);
-  if (ep) return store_with_epilogue<NV, MR>(acc, mask, c, ldc, mr, va, vb, beta, *ep);
+  const V va = T::set1(alpha), vb = T::set1(beta);
+  typename T::M mask[NV];
+  for (int v = 0; v < NV; ++v) mask[v] = T::mask(nr - L * v);
+  if (ep) return store_with_epilogue<T, NV, MR>(acc, mask, c, ldc, mr, va, vb, beta, *ep);
 #pragma GCC unroll 14
   for (int i = 0; i < MR; ++i) {
     if (i >= mr) break;
     float* ci = c + i * ldc;
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) {
-      __m512 r = _mm512_mul_ps(acc[i][v], va);
-      if (beta != 0.f) r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask[v], ci + 16 * v), vb, r);
-      _mm512_mask_storeu_ps(ci + 16 * v, mask[v], r);
+      V r = T::mul(acc[i][v], va);
+      if (beta != 0.f) r = T::fmadd(T::maskz_load(mask[v], ci + L * v), vb, r);
+      T::mask_store(ci + L * v, mask[v], r);
+    }
+  }
+}
+
+// One tile: at Z, one micro-kernel of NV 16-wide vectors (NV = 2: a 32-wide strip, 1: up to
+// 16 columns). At Y, the same columns as 16-wide halves, each a kernel of two ymm per row
+// (MR x 2 accumulators, as many registers as the zmm kernel's: a 14 x 32 tile of ymm would
+// need 56), so the A strip is read once per half (from L1 the second time). Only the first
+// half streams the next panel (`ahead`: its share is counted per strip).
+template <class T, int NV, bool kRowsA, int MR = kMR, bool kAhead = false>
+void tile(int64_t kc, const float* ap, int64_t a_stride, const float* bp, int64_t b_step,
+          float* c, int64_t ldc, int mr, int nr, float alpha, float beta,
+          bool prefetch_next_strip = false, PanelStream* ahead = nullptr,
+          const GemmEpilogue* ep = nullptr) {
+  if constexpr (std::is_same_v<T, Z>) {
+    micro_kernel<Z, NV, kRowsA, MR, kAhead>(kc, ap, a_stride, bp, b_step, c, ldc, mr, nr, alpha,
+                                            beta, prefetch_next_strip, ahead, ep);
+  } else {
+    micro_kernel<Y, 2, kRowsA, MR, kAhead>(kc, ap, a_stride, bp, b_step, c, ldc, mr,
+                                           std::min(nr, 16), alpha, beta, prefetch_next_strip,
+                                           ahead, ep);
+    if (NV == 2 && nr > 16) {
+      GemmEpilogue right;  // the epilogue moved 16 columns on
+      if (ep) {
+        right = *ep;
+        if (right.bias) right.bias += 16;
+        if (right.residual) right.residual += 16;
+      }
+      micro_kernel<Y, 2, kRowsA, MR, kAhead>(kc, ap, a_stride, bp + 16, b_step, c + 16, ldc, mr,
+                                             nr - 16, alpha, beta, prefetch_next_strip, nullptr,
+                                             ep ? &right : nullptr);
     }
   }
 }
@@ -324,27 +458,28 @@ void micro_kernel(int64_t kc, const float* __restrict ap, int64_t a_stride,
 // A packed strip of mr < MR rows (the last strip of a block; at batch 1 often the only one)
 // runs a kernel computing exactly mr rows: the 14-row kernel would spend 14 rows of FMAs on
 // it. A conv at 4x4 output (16 rows = 14 + 2) spent 47% of its time on the 2-row strip.
-template <int R>
+template <class T, int R>
 void short_strip_rows(int nr, int64_t kc, const float* as, int64_t a_step, const float* bs,
                       int64_t b_step, float* c, int64_t ldc, float alpha, float beta,
                       const GemmEpilogue* ep) {
   if (nr > 16)
-    micro_kernel<2, false, R>(kc, as, a_step, bs, b_step, c, ldc, R, nr, alpha, beta, false, nullptr, ep);
+    tile<T, 2, false, R>(kc, as, a_step, bs, b_step, c, ldc, R, nr, alpha, beta, false, nullptr, ep);
   else
-    micro_kernel<1, false, R>(kc, as, a_step, bs, b_step, c, ldc, R, nr, alpha, beta, false, nullptr, ep);
+    tile<T, 1, false, R>(kc, as, a_step, bs, b_step, c, ldc, R, nr, alpha, beta, false, nullptr, ep);
 }
 
-template <int... Rs>
+template <class T, int... Rs>
 void short_strip_dispatch(std::integer_sequence<int, Rs...>, int mr, int nr, int64_t kc,
                           const float* as, int64_t a_step, const float* bs, int64_t b_step,
                           float* c, int64_t ldc, float alpha, float beta,
                           const GemmEpilogue* ep) {
   // Exactly one R + 1 equals mr (1 <= mr < MR).
-  ((mr == Rs + 1 ? short_strip_rows<Rs + 1>(nr, kc, as, a_step, bs, b_step, c, ldc, alpha, beta, ep)
+  ((mr == Rs + 1 ? short_strip_rows<T, Rs + 1>(nr, kc, as, a_step, bs, b_step, c, ldc, alpha, beta, ep)
                  : void()),
    ...);
 }
 
+template <class T>
 void short_strip_kernel(int mr, int nr, int64_t kc, const float* as, int64_t a_step,
                         const float* bs, int64_t b_step, float* c, int64_t ldc, float alpha,
                         float beta, const GemmEpilogue* ep) {
@@ -355,12 +490,12 @@ void short_strip_kernel(int mr, int nr, int64_t kc, const float* as, int64_t a_s
   // 14-row kernel computes it exactly with one wasted row and stores only mr rows: 112 -> 136.
   if (mr == kMR - 1) {
     if (nr > 16)
-      micro_kernel<2, false>(kc, as, a_step, bs, b_step, c, ldc, mr, nr, alpha, beta, false, nullptr, ep);
+      tile<T, 2, false>(kc, as, a_step, bs, b_step, c, ldc, mr, nr, alpha, beta, false, nullptr, ep);
     else
-      micro_kernel<1, false>(kc, as, a_step, bs, b_step, c, ldc, mr, nr, alpha, beta, false, nullptr, ep);
+      tile<T, 1, false>(kc, as, a_step, bs, b_step, c, ldc, mr, nr, alpha, beta, false, nullptr, ep);
     return;
   }
-  short_strip_dispatch(std::make_integer_sequence<int, kMR - 2>{}, mr, nr, kc, as, a_step, bs,
+  short_strip_dispatch<T>(std::make_integer_sequence<int, kMR - 2>{}, mr, nr, kc, as, a_step, bs,
                        b_step, c, ldc, alpha, beta, ep);
 }
 
@@ -428,6 +563,7 @@ struct Block {
 // full column strip streams its share (kc x 128 bytes, in row order) into L2, so the next
 // slice finds its panel there instead of waiting on memory row by row.
 // `ep` (null: none) is the epilogue at this block's first row and column.
+template <class T>
 void macro_kernel(int64_t mc, int64_t nc, int64_t kc, bool trans_a, const Block& a,
                   const Block& b, float alpha, float beta, float* c, int64_t ldc,
                   const PanelStream* ahead = nullptr, const GemmEpilogue* ep = nullptr) {
@@ -459,23 +595,23 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, bool trans_a, const Block&
       if (a.in_place && mr == kMR && !trans_a) {
         const float* as = a.in_place + i * a.ld;
         if (next || pf)  // (b_here: a full strip)
-          micro_kernel<2, true, kMR, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta, next, pf, te);
+          tile<T, 2, true, kMR, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta, next, pf, te);
         else if (nr > 16)
-          micro_kernel<2, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta, false, nullptr, te);
+          tile<T, 2, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta, false, nullptr, te);
         else
-          micro_kernel<1, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta, false, nullptr, te);
+          tile<T, 1, true>(kc, as, a.ld, bs, b_step, ct, ldc, mr, nr, alpha, beta, false, nullptr, te);
       } else {
         const bool a_here = a.in_place && mr == kMR;  // transposed A in place
         const float* as = a_here ? a.in_place + i : a.in_place ? a.packed : a.packed + i * kc;
         const int64_t a_step = a_here ? a.ld : kMR;
         if (mr < kMR)
-          short_strip_kernel(mr, nr, kc, as, a_step, bs, b_step, ct, ldc, alpha, beta, te);
+          short_strip_kernel<T>(mr, nr, kc, as, a_step, bs, b_step, ct, ldc, alpha, beta, te);
         else if (next || pf)
-          micro_kernel<2, false, kMR, true>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta, next, pf, te);
+          tile<T, 2, false, kMR, true>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta, next, pf, te);
         else if (nr > 16)
-          micro_kernel<2, false>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta, false, nullptr, te);
+          tile<T, 2, false>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta, false, nullptr, te);
         else
-          micro_kernel<1, false>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta, false, nullptr, te);
+          tile<T, 1, false>(kc, as, a_step, bs, b_step, ct, ldc, mr, nr, alpha, beta, false, nullptr, te);
       }
     }
   }
@@ -503,6 +639,7 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
     if (epilogue) apply_epilogue(m, n, c, ldc, *epilogue);
     return;
   }
+  const bool wide = gemm_width() == 512;
   PackBuffers& buf = pack_buffers();
   const int64_t kc_max = balanced_block(k, kKC, 1);
   const int64_t mc_max = balanced_block(m, kMC, kMR);
@@ -557,8 +694,12 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
           if (block_ep.bias) block_ep.bias += jc;
           if (block_ep.residual) block_ep.residual += ic * block_ep.ldr + jc;
         }
-        macro_kernel(mc, nc, kc, trans_a, ablock, bblock, alpha, beta_here, c + ic * ldc + jc,
-                     ldc, stream ? &next : nullptr, epilogue && last_slice ? &block_ep : nullptr);
+        const PanelStream* ahead = stream ? &next : nullptr;
+        const GemmEpilogue* ep = epilogue && last_slice ? &block_ep : nullptr;
+        if (wide)  // two direct calls, not a pointer: each may be inlined as before
+          macro_kernel<Z>(mc, nc, kc, trans_a, ablock, bblock, alpha, beta_here, c + ic * ldc + jc, ldc, ahead, ep);
+        else
+          macro_kernel<Y>(mc, nc, kc, trans_a, ablock, bblock, alpha, beta_here, c + ic * ldc + jc, ldc, ahead, ep);
       }
     }
   }

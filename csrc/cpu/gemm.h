@@ -4,11 +4,21 @@
 // AVX-512 CPU); gemm_avx512_available() says whether it was.
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace fastconv::cpu {
 
 // True when gemm_avx512 was compiled with AVX-512 code (otherwise calling it throws).
 bool gemm_avx512_available();
+
+// The vector width, 512 or 256 bits, of the micro-kernels gemm_avx512 runs on a CPU of this
+// CPUID vendor string and display family, with FASTCONV_GEMM_WIDTH set to env (null or empty:
+// unset; otherwise "256" or "512", anything else throws std::invalid_argument). 512 on every
+// CPU so far: the 256-bit kernels measured slower on Zen 4 too (gemm.cpp).
+int gemm_width_for(const std::string& vendor, int family, const char* env);
+// This process's choice (CPUID and the environment, read once); 0 where gemm_avx512 is not
+// compiled in.
+int gemm_width();
 
 // C = alpha * op(A) @ op(B) + beta * C, row-major, cblas semantics: op(A) is m x k (A is
 // stored k x m when trans_a), op(B) is k x n (stored n x k when trans_b), C is m x n. With
