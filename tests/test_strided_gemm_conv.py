@@ -126,6 +126,20 @@ def test_tap_forward_edge_columns_in_blocks(threads):
         _C.set_num_threads(saved)
 
 
+def test_tap_forward_one_image_item_team():
+    # Batch 1 at 2 threads shares the blocks of lines out through the item team, each
+    # participant gathering edge columns into its own scratch (slot-indexed).
+    saved = _C.get_num_threads()
+    _C.set_num_threads(2)
+    try:
+        rng, x, wt, b, args = _setup(23, 1, 61, 45, 48, 64, (3, 3), (2, 2), "same", (1, 1), 1)
+        ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
+        residual = rng.standard_normal(ref.shape).astype(np.float32)
+        _close(_C.conv2d_forward(x, wt, b, *args, "relu", residual), np.maximum(ref + residual, 0.0))
+    finally:
+        _C.set_num_threads(saved)
+
+
 def test_threaded_tap_passes_match_oracle():
     # Large enough for every pass to take both threads (kParallelMacs), batch 1 included: the
     # tap backward data splits dx rows, not images.

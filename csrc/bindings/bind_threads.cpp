@@ -12,6 +12,7 @@
 #include "array_check.h"
 #include "cpu/fma_peak.h"
 #include "cpu/gemm.h"
+#include "cpu/item_team.h"
 #include "cpu/parallel.h"
 #include "kernels.h"
 
@@ -117,6 +118,12 @@ void bind_threads(py::module_& m) {
   m.def("_threads_used", &cpu::take_team_high_water,
         "Test hook: the most OpenMP threads any parallel region of the native kernels ran with "
         "since the previous call (0: none ran; 1: only single-threaded regions). Reading resets it.");
+  m.def("_item_team_selftest", &cpu::item_team_selftest, py::arg("count"), py::arg("item_us"), py::arg("throw_item") = -1,
+        "Test hook: run `count` sleeping items through the join-free item team "
+        "(cpu/item_team.h); per item the slot that ran it (0: caller, >0: a helper, <0: error).",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("_helper_items", &cpu::take_helper_items,
+        "Test hook: tasks in which an item-team helper ran items since the previous call.");
   m.def("set_workspace_limit", &cpu::set_workspace_limit, py::arg("bytes"),
         "Cap (bytes) on the im2col workspace of one conv call.");
   m.def("get_workspace_limit", &cpu::get_workspace_limit);

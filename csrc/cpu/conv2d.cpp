@@ -37,6 +37,7 @@
 #include "cpu/direct_conv.h"
 #include "cpu/gemm.h"
 #include "cpu/im2col.h"
+#include "cpu/item_team.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
 #include "cpu/winograd.h"
@@ -53,6 +54,9 @@ constexpr int64_t kChunkBytes = 1 << 20;
 // Below this many multiply-adds a pass runs on one thread: a LeNet conv at batch 8 (~1 M)
 // takes tens of microseconds, less than waking a team costs on a busy machine.
 constexpr int64_t kParallelMacs = 1 << 21;
+
+// Elements per item of a one-image residual add (below kParallelGrain: a serial call).
+constexpr int64_t kAddBlock = kParallelGrain / 2;
 
 struct Plan {
   int threads;
@@ -188,48 +192,56 @@ void tap_forward(const ConvGeometry& g, const float* x, const float* w, const fl
     if (in0 >= in1) in0 = in1 = 0;
   }
   const bool gather_edges = in0 < in1;  // else every column runs per tap
+  const int64_t edge_floats = gather_edges ? block * kwin : 0;
+  // Block bi of lines; edge: the caller's scratch of edge_floats.
+  auto run_block = [&](int64_t bi, float* edge) {
+    const int64_t l0 = bi * block, l1 = std::min(lines, l0 + block);
+    for (int64_t l = l0; l < l1; ++l) {
+      const int64_t n = l / g.oh, oy = l % g.oh;
+      float* yl = y + l * line_floats;
+      if (!detail::init_output_rows(g.ow, g.oc, g.oc, b, residual ? residual + l * line_floats : nullptr, yl))
+        std::memset(yl, 0, sizeof(float) * line_floats);
+      for (int64_t ky = 0; ky < v.kh; ++ky) {
+        const int64_t iy = oy * v.sh + ky * v.dh - v.pt;
+        if (iy < 0 || iy >= g.h) continue;
+        const float* xrow = x + (n * g.h + iy) * g.w * g.c;
+        const float* wrow = w + ky * v.kw * g.c * g.oc;
+        if (gather_edges) {
+          sgemm_a_packed(true, false, in1 - in0, g.oc, v.kw * g.c, xrow + (in0 * v.sw - v.pl) * g.c,
+                         v.sw * g.c, wrow, g.oc, 1.f, yl + in0 * g.oc, g.oc);
+          continue;
+        }
+        for (int64_t kx = 0; kx < v.kw; ++kx) {
+          const int64_t offset = kx * v.dw - v.pl;
+          int64_t lo, hi;
+          tap_columns(offset, v.sw, g.w, g.ow, lo, hi);
+          if (lo < hi)
+            sgemm_a_packed(native, false, hi - lo, g.oc, g.c, xrow + (lo * v.sw + offset) * g.c,
+                           v.sw * g.c, wrow + kx * g.c * g.oc, g.oc, 1.f, yl + lo * g.oc, g.oc);
+        }
+      }
+    }
+    if (gather_edges)
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        if (ox == in0) ox = in1;  // skip the interior
+        if (ox >= g.ow) break;
+        for (int64_t l = l0; l < l1; ++l) window_row(g, x, l, ox, edge + (l - l0) * kwin);
+        sgemm_a_packed(true, false, l1 - l0, g.oc, kwin, edge, kwin, w, g.oc, 1.f,
+                       y + l0 * line_floats + ox * g.oc, line_floats);
+      }
+    activation_inplace((l1 - l0) * line_floats, y + l0 * line_floats, act);
+  };
+  // One image: blocks shared out by the join-free item team (item_team.h), scratch per slot.
+  if (g.n == 1 && threads > 1) {
+    auto edges = workspace(std::max<int64_t>(1, run_items_slots() * edge_floats));
+    return run_items(blocks, [&](int64_t bi, int slot) { run_block(bi, edges.get() + slot * edge_floats); });
+  }
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
   parallel_region(threads, [&] {
     note_team();
-    std::unique_ptr<float[]> edge(gather_edges ? new float[block * kwin] : nullptr);
+    std::unique_ptr<float[]> edge(new float[std::max<int64_t>(1, edge_floats)]);
 #pragma omp for schedule(dynamic)
-    for (int64_t bi = 0; bi < blocks; ++bi) errors.run([&] {
-      const int64_t l0 = bi * block, l1 = std::min(lines, l0 + block);
-      for (int64_t l = l0; l < l1; ++l) {
-        const int64_t n = l / g.oh, oy = l % g.oh;
-        float* yl = y + l * line_floats;
-        if (!detail::init_output_rows(g.ow, g.oc, g.oc, b, residual ? residual + l * line_floats : nullptr, yl))
-          std::memset(yl, 0, sizeof(float) * line_floats);
-        for (int64_t ky = 0; ky < v.kh; ++ky) {
-          const int64_t iy = oy * v.sh + ky * v.dh - v.pt;
-          if (iy < 0 || iy >= g.h) continue;
-          const float* xrow = x + (n * g.h + iy) * g.w * g.c;
-          const float* wrow = w + ky * v.kw * g.c * g.oc;
-          if (gather_edges) {
-            sgemm_a_packed(true, false, in1 - in0, g.oc, v.kw * g.c, xrow + (in0 * v.sw - v.pl) * g.c,
-                           v.sw * g.c, wrow, g.oc, 1.f, yl + in0 * g.oc, g.oc);
-            continue;
-          }
-          for (int64_t kx = 0; kx < v.kw; ++kx) {
-            const int64_t offset = kx * v.dw - v.pl;
-            int64_t lo, hi;
-            tap_columns(offset, v.sw, g.w, g.ow, lo, hi);
-            if (lo < hi)
-              sgemm_a_packed(native, false, hi - lo, g.oc, g.c, xrow + (lo * v.sw + offset) * g.c,
-                             v.sw * g.c, wrow + kx * g.c * g.oc, g.oc, 1.f, yl + lo * g.oc, g.oc);
-          }
-        }
-      }
-      if (gather_edges)
-        for (int64_t ox = 0; ox < g.ow; ++ox) {
-          if (ox == in0) ox = in1;  // skip the interior
-          if (ox >= g.ow) break;
-          for (int64_t l = l0; l < l1; ++l) window_row(g, x, l, ox, edge.get() + (l - l0) * kwin);
-          sgemm_a_packed(true, false, l1 - l0, g.oc, kwin, edge.get(), kwin, w, g.oc, 1.f,
-                         y + l0 * line_floats + ox * g.oc, line_floats);
-        }
-      activation_inplace((l1 - l0) * line_floats, y + l0 * line_floats, act);
-    });
+    for (int64_t bi = 0; bi < blocks; ++bi) errors.run([&] { run_block(bi, edge.get()); });
   });
   errors.rethrow();
 }
@@ -311,7 +323,16 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   const bool depthwise = g.is_depthwise();
   const Activation own = residual ? Activation::Linear : act;
   auto add_residual = [&] {
-    if (residual) add_activation(g.output_size(), y, residual, act, y);
+    if (!residual) return;
+    const int64_t size = g.output_size();
+    if (g.n > 1 || size < kParallelGrain) return add_activation(size, y, residual, act, y);
+    // One image: blocks small enough that add_activation runs each on its caller, shared
+    // out by the join-free item team (at ResNet-18 CIFAR b1 load 6, with OpenMP regions the
+    // 0.35 ms Winograd + add step took 2.3-4.7 ms at 2 threads; benchmarks/RESULTS.md, helper A).
+    run_items((size + kAddBlock - 1) / kAddBlock, [&](int64_t i, int) {
+      const int64_t e0 = i * kAddBlock;
+      add_activation(std::min(kAddBlock, size - e0), y + e0, residual + e0, act, y + e0);
+    });
   };
   if (!depthwise && detail::direct_eligible(g, ConvPass::Forward)) {
     detail::direct_forward(g, x, w, b, y, own);
@@ -334,23 +355,29 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
+  // Chunk c on the col buffer of participant `slot`.
+  auto chunk = [&](int64_t c, int slot) {
+    float* buf = ws.get() + (pointwise ? 0 : slot * p.chunk_floats);
+    const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
+    const float* col = pointwise ? x + l0 * g.ow * g.c : buf;
+    if (!pointwise) detail::im2col_lines(g, x, l0, l1, buf);
+    float* yc = y + l0 * g.ow * g.oc;
+    const float* rc = residual ? residual + l0 * g.ow * g.oc : nullptr;
+    // Bias, residual and activation go with each group's product (forward_product).
+    for (int64_t gi = 0; gi < g.groups; ++gi)
+      detail::forward_product(rows, g.cout_g, p.k, col + gi * p.k, p.ldcol, w + gi * g.cout_g, g.oc,
+                              b ? b + gi * g.cout_g : nullptr, rc ? rc + gi * g.cout_g : nullptr, act,
+                              yc + gi * g.cout_g, g.oc, packed ? &pb : nullptr);
+  };
+  // One image: the join-free item team (item_team.h), which never waits for a helper to wake
+  // or leave a barrier; its slots index the col buffers, so no more of them than p.threads.
+  if (g.n == 1 && p.threads > 1 && run_items_slots() <= p.threads) return run_items(p.nchunks, chunk);
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
   parallel_region(p.threads, [&] {
     note_team();
-    float* buf = ws.get() + (pointwise ? 0 : omp_get_thread_num() * p.chunk_floats);
+    const int slot = omp_get_thread_num();
 #pragma omp for schedule(dynamic)
-    for (int64_t c = 0; c < p.nchunks; ++c) errors.run([&] {
-      const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
-      const float* col = pointwise ? x + l0 * g.ow * g.c : buf;
-      if (!pointwise) detail::im2col_lines(g, x, l0, l1, buf);
-      float* yc = y + l0 * g.ow * g.oc;
-      const float* rc = residual ? residual + l0 * g.ow * g.oc : nullptr;
-      // Bias, residual and activation go with each group's product (forward_product).
-      for (int64_t gi = 0; gi < g.groups; ++gi)
-        detail::forward_product(rows, g.cout_g, p.k, col + gi * p.k, p.ldcol, w + gi * g.cout_g, g.oc,
-                                b ? b + gi * g.cout_g : nullptr, rc ? rc + gi * g.cout_g : nullptr, act,
-                                yc + gi * g.cout_g, g.oc, packed ? &pb : nullptr);
-    });
+    for (int64_t c = 0; c < p.nchunks; ++c) errors.run([&] { chunk(c, slot); });
   });
   errors.rethrow();
 }

@@ -8,7 +8,6 @@
 // total, half by each core, and each thread writes its own columns of y.
 #include "cpu/cout_split.h"
 
-#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -16,7 +15,7 @@
 
 #include "cpu/conv_algorithm.h"
 #include "cpu/im2col.h"
-#include "cpu/parallel.h"
+#include "cpu/item_team.h"
 
 namespace fastconv::cpu::detail {
 
@@ -27,12 +26,15 @@ constexpr int64_t kChunkBytes = 1 << 20;
 constexpr int64_t kParallelMacs = 1 << 21;
 // Column blocks are whole micro-tile strips of the GEMM (32 columns).
 constexpr int64_t kColumnUnit = 32;
+// Work blocks: at least kItemColumns wide, about kItemsPerThread per participant.
+constexpr int64_t kItemColumns = 64;
+constexpr int64_t kItemsPerThread = 4;
 
 }  // namespace
 
 bool cout_split_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                         float* y, Activation act, const float* residual, const float* packed) {
-  const int threads = get_num_threads();
+  const int threads = run_items_slots();
   if (threads < 2 || g.groups != 1 || algorithm_setting() == Algo::Direct) return false;
   const int64_t k = g.win.kh * g.win.kw * g.c;
   const int64_t rows = g.n * g.oh * g.ow;
@@ -49,23 +51,22 @@ bool cout_split_forward(const ConvGeometry& g, const float* x, const float* w, c
   std::unique_ptr<float[]> ws(pointwise ? nullptr : new float[rows * k]);
   if (!pointwise) im2col_lines(g, x, 0, lines, ws.get());
   const float* col = pointwise ? x : ws.get();
+  // Column blocks shared out by run_items (item_team.h): the caller starts on them at once
+  // and a helper that is awake takes some, so an asleep or descheduled helper delays
+  // nothing. Several blocks per participant, so a helper that joins late still takes a
+  // share; not narrower than kItemColumns, each block reads col once more.
   const int64_t units = (g.oc + kColumnUnit - 1) / kColumnUnit;
-  const int team = (int)std::min<int64_t>(threads, units);
-  ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
-  parallel_region(team, [&] {
-    note_team();
-    const int t = omp_get_thread_num();
-    // Thread t owns units [t * units / team, (t + 1) * units / team) of 32 columns.
-    const int64_t c0 = std::min(g.oc, t * units / team * kColumnUnit);
-    const int64_t c1 = std::min(g.oc, (t + 1) * units / team * kColumnUnit);
+  const int64_t min_units = units >= 2 * threads * (kItemColumns / kColumnUnit) ? kItemColumns / kColumnUnit : 1;
+  const int64_t per_item = std::max<int64_t>(min_units, units / (kItemsPerThread * threads));
+  const int64_t items = (units + per_item - 1) / per_item;
+  run_items(items, [&](int64_t i, int) {
+    const int64_t c0 = std::min(g.oc, i * per_item * kColumnUnit);
+    const int64_t c1 = std::min(g.oc, (i + 1) * per_item * kColumnUnit);
     GemmPackedB pb;
     pb.data = packed, pb.n = g.oc, pb.col0 = c0;  // c0: whole 32-column strips
-    if (c1 > c0) errors.run([&] {
-      forward_product(rows, c1 - c0, k, col, k, w + c0, g.oc, b ? b + c0 : nullptr,
-                      residual ? residual + c0 : nullptr, act, y + c0, g.oc, packed ? &pb : nullptr);
-    });
+    forward_product(rows, c1 - c0, k, col, k, w + c0, g.oc, b ? b + c0 : nullptr,
+                    residual ? residual + c0 : nullptr, act, y + c0, g.oc, packed ? &pb : nullptr);
   });
-  errors.rethrow();
   return true;
 }
 

@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "cpu/im2col.h"
+#include "cpu/item_team.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
 
@@ -397,25 +398,37 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
   const std::vector<float> zeros((size_t)(q.iw * q.c), 0.f);
   const bool stream = stream_output(lines * row_floats * (int64_t)sizeof(float));
   const bool k3 = q.kh == 3 && q.kw == 3;
+  // Output lines [l0, l1).
+  auto range = [&](int64_t l0, int64_t l1) {
+    float* buf = stream ? scratch(row_floats) : nullptr;
+    with_register_act(act, [&](auto a) {
+      constexpr Activation A = decltype(a)::value;
+      walk_lines(q, in, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows, const RowPrefetch& pf) {
+        float* dst = stream ? buf : out + l * row_floats;
+        if (k3) gather_row<3, A>(q, rows, w, bias, pf, dst);
+        else gather_row<0, A>(q, rows, w, bias, pf, dst);
+        if (!act_in_register(act)) activation_inplace(row_floats, dst, act);
+        if (stream) stream_copy(out + l * row_floats, dst, row_floats);
+      });
+    });
+    if (stream) stream_fence();
+  };
+  const bool parallel = lines * row_floats >= kParallelGrain;
+  // One image (batch-1 inference): line blocks shared out by the join-free item team
+  // (item_team.h), which never waits for a helper to wake or leave a barrier; a few blocks
+  // per participant so that a helper joining late still takes a share.
+  const int slots = n == 1 && parallel ? run_items_slots() : 1;
+  if (slots > 1) {
+    const int64_t items = std::min<int64_t>(lines, 4 * slots);
+    return run_items(items, [&](int64_t i, int) { range(lines * i / items, lines * (i + 1) / items); });
+  }
   ExceptionCaptor errors;  // scratch() may grow
-#pragma omp parallel if (lines * row_floats >= kParallelGrain)
+#pragma omp parallel if (parallel)
   {
     note_team();
     errors.run([&] {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      const int64_t l0 = lines * t / nt, l1 = lines * (t + 1) / nt;
-      float* buf = stream ? scratch(row_floats) : nullptr;
-      with_register_act(act, [&](auto a) {
-        constexpr Activation A = decltype(a)::value;
-        walk_lines(q, in, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows, const RowPrefetch& pf) {
-          float* dst = stream ? buf : out + l * row_floats;
-          if (k3) gather_row<3, A>(q, rows, w, bias, pf, dst);
-          else gather_row<0, A>(q, rows, w, bias, pf, dst);
-          if (!act_in_register(act)) activation_inplace(row_floats, dst, act);
-          if (stream) stream_copy(out + l * row_floats, dst, row_floats);
-        });
-      });
-      if (stream) stream_fence();
+      range(lines * t / nt, lines * (t + 1) / nt);
     });
   }
   errors.rethrow();

@@ -63,6 +63,7 @@
 #include "cpu/conv_algorithm.h"
 #include "cpu/few_channel_flat.h"
 #include "cpu/few_channel_rows.h"
+#include "cpu/few_channel_s2.h"
 #include "cpu/im2col.h"
 #include "cpu/narrow_pointwise.h"
 #include "cpu/parallel.h"
@@ -183,12 +184,40 @@ void pack_row_planes(const float* src, int64_t w, int64_t c, int64_t p, int64_t 
                      int64_t len, int64_t plane, float* dst) {
   if (p == 1)  // no phases: spares the divisions below (a tenth of a 14x14 C=1 forward)
     return deinterleave_pixels(src, c, 1, std::min(w, len - shift), dst + shift, plane);
+  // Stride 2: column pairs (qs + 2k, qs + 2k + 1) land at index js + k of phases 0 and 1;
+  // whole registers of pairs by permutes (few_channel_s2.h), the last register again,
+  // overlapping, and the columns outside [js, js + done) one float at a time below.
+  int64_t js = 0, done = 0;
+  if (p == 2 && shift >= 0 && c <= 8) {
+    const int64_t qs = shift & 1;
+    js = (qs + shift) / 2;
+    const int64_t pairs = std::min((w - qs) / 2, len - js);
+    if (pairs >= stride2::L) {
+      float* even = dst + js;
+      float* odd = dst + c * plane + js;
+      done = stride2::split_pairs_any(src + qs * c, c, pairs, even, odd, plane);
+      if (done < pairs) {
+        const int64_t back = pairs - stride2::L;
+        stride2::split_pairs_any(src + (qs + 2 * back) * c, c, stride2::L, even + back, odd + back, plane);
+        done = pairs;
+      }
+    }
+  }
   for (int64_t ph = 0; ph < p; ++ph) {
     const int64_t q0 = ((ph - shift) % p + p) % p;  // first column landing in phase ph
     const int64_t j0 = (q0 + shift) / p;
     if (q0 >= w || j0 >= len) continue;
     const int64_t count = std::min((w - q0 + p - 1) / p, len - j0);
-    deinterleave_pixels(src + q0 * c, c, p, count, dst + ph * c * plane + j0, plane);
+    float* d = dst + ph * c * plane + j0;
+    if (done == 0) {
+      deinterleave_pixels(src + q0 * c, c, p, count, d, plane);
+      continue;
+    }
+    // [j0, js) before the permuted pairs, [js + done, j0 + count) after them.
+    const int64_t before = std::min(count, js - j0), after0 = js + done - j0;
+    if (before > 0) deinterleave_pixels(src + q0 * c, c, p, before, d, plane);
+    if (after0 < count)
+      deinterleave_pixels(src + (q0 + after0 * p) * c, c, p, count - after0, d + after0, plane);
   }
 }
 

@@ -36,6 +36,7 @@
 
 #include "cpu/conv_algorithm.h"
 #include "cpu/im2col.h"
+#include "cpu/item_team.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
 #include "kernels.h"
@@ -276,6 +277,10 @@ Plan make_plan(const Problem& p, ConvPass /*pass: same plan for all three*/) {
   const int64_t per_thread = free_floats / threads - 2 * kSkew * aa;  // see block_floats
   pl.tb = std::max<int64_t>(1, std::min(kBlockTiles, per_thread / tile_floats));
   pl.tb = std::min(pl.tb, (pl.tiles + threads - 1) / threads);
+  // One image (batch-1 inference): two blocks per thread where they keep >= 8 tiles, so a
+  // helper that joins run_items late (run_forward) still takes a share.
+  if (p.n == 1 && threads > 1)
+    pl.tb = std::min(pl.tb, std::max<int64_t>(8, (pl.tiles + 2 * threads - 1) / (2 * threads)));
   pl.nblocks = (pl.tiles + pl.tb - 1) / pl.tb;
   pl.nblocks = (pl.nblocks + threads - 1) / threads * threads;
   pl.tb = (pl.tiles + pl.nblocks - 1) / pl.nblocks;
@@ -422,37 +427,43 @@ bool run_forward(const Problem& p, const Plan& pl, const float* x, const float* 
   const Grid<M> grid(p);
   const int64_t vstride = position_stride(pl.tb * p.cin);
   const int64_t mstride = position_stride(pl.tb * p.cout);
-  int nonfinite = 0;
+  std::atomic<int> nonfinite{0};
+  // Block blk on the buffers of participant `slot`.
+  auto block = [&](int64_t blk, int slot) {
+    float* v = ws + slot * block_floats(p, pl);
+    float* mt = v + AA * vstride;
+    if (nonfinite.load(std::memory_order_relaxed)) return;  // the pass will be redone: skip
+    const int64_t t0 = blk * pl.tb, cnt = std::min(pl.tb, grid.tiles - t0);
+    for (int64_t j = 0; j < cnt; ++j) input_tile<M>(p, grid, x, t0 + j, v + j * p.cin, vstride);
+    bool finite = true;
+    for (int q = 0; q < AA && finite; ++q) finite = all_finite(v + q * vstride, cnt * p.cin);
+    if (!finite) {
+      nonfinite.store(1);
+      return;
+    }
+    for (int q = 0; q < AA; ++q)
+      sgemm(false, u_transposed, cnt, p.cout, p.cin, 1.f, v + q * vstride, p.cin,
+            u + q * ustride, u_transposed ? p.cin : p.cout, 0.f, mt + q * mstride, p.cout);
+    for (int64_t j = 0; j < cnt; ++j)
+      output_tile<M>(p, grid, mt + j * p.cout, mstride, b, act, t0 + j, y);
+  };
+  // One image: the join-free item team (item_team.h), which never waits for a helper to wake
+  // or to leave a barrier; its slots index the per-thread buffers, so it needs no more
+  // participants than the plan has buffers.
+  if (p.n == 1 && pl.threads > 1 && run_items_slots() <= pl.threads) {
+    run_items(pl.nblocks, block);
+    return !nonfinite.load();
+  }
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
 #pragma omp parallel num_threads(pl.threads)
   {
     note_team();
-    float* v = ws + omp_get_thread_num() * block_floats(p, pl);
-    float* mt = v + AA * vstride;
+    const int slot = omp_get_thread_num();
 #pragma omp for schedule(dynamic)
-    for (int64_t blk = 0; blk < pl.nblocks; ++blk) errors.run([&] {
-      int seen;
-#pragma omp atomic read
-      seen = nonfinite;
-      if (seen) return;  // the pass will be redone: skip the remaining blocks
-      const int64_t t0 = blk * pl.tb, cnt = std::min(pl.tb, grid.tiles - t0);
-      for (int64_t j = 0; j < cnt; ++j) input_tile<M>(p, grid, x, t0 + j, v + j * p.cin, vstride);
-      bool finite = true;
-      for (int q = 0; q < AA && finite; ++q) finite = all_finite(v + q * vstride, cnt * p.cin);
-      if (!finite) {
-#pragma omp atomic write
-        nonfinite = 1;
-        return;
-      }
-      for (int q = 0; q < AA; ++q)
-        sgemm(false, u_transposed, cnt, p.cout, p.cin, 1.f, v + q * vstride, p.cin,
-              u + q * ustride, u_transposed ? p.cin : p.cout, 0.f, mt + q * mstride, p.cout);
-      for (int64_t j = 0; j < cnt; ++j)
-        output_tile<M>(p, grid, mt + j * p.cout, mstride, b, act, t0 + j, y);
-    });
+    for (int64_t blk = 0; blk < pl.nblocks; ++blk) errors.run([&] { block(blk, slot); });
   }
   errors.rethrow();
-  return !nonfinite;
+  return !nonfinite.load();
 }
 
 // `prepared` (null: none) is U for this geometry from winograd_prepare_filter: the transform

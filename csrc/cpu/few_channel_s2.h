@@ -1,0 +1,88 @@
+// Stride-2 NHWC rows of few channels -> planar rows of the two column phases, a register of
+// column pairs at a time.
+//
+// Why: the direct path (direct_conv.cpp) packs every input row a stride-2 conv reads into
+// planar rows split by column phase (even columns, odd columns). That copy ran one float per
+// load/store pair (pixel_transpose.h's register transposes cover stride 1 only), and in a
+// 3x3 stride-2 conv with C = 3..6 channels each side it cost more than the 9*C multiply-adds
+// per output that follow it: the few-channel stride-2 passes were the sweep's worst cases
+// (benchmarks/RESULTS.md, issue 18 item 3, helper C).
+//
+// Here 2L pixels of C channels (2C registers) are split into C planar registers per half
+// (pixel_transpose::split), then each channel's two halves into its even and odd columns by
+// one two-source permute each (vpermt2ps at AVX-512; GCC lowers the constant masks to the
+// level's shuffles at avx2 and the baseline).
+#pragma once
+#include <cstdint>
+#include <utility>
+
+#include "cpu/pixel_transpose.h"
+#include "cpu/simd.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace fastconv::cpu::detail::stride2 {
+
+using pixel_transpose::ivec;
+using pixel_transpose::L;
+using pixel_transpose::load;
+using pixel_transpose::store;
+using pixel_transpose::vec;
+
+// Lanes 2i + PHASE of the two sources (a, b): the even (0) or odd (1) columns of 2L.
+template <int PHASE>
+struct PhaseMask {
+  template <size_t... I>
+  static constexpr ivec make(std::index_sequence<I...>) {
+    return ivec{(2 * (int)I + PHASE)...};
+  }
+};
+// At namespace scope: as locals of the function template below they crash GCC 12.
+inline constexpr ivec me = PhaseMask<0>::make(std::make_index_sequence<L>());
+inline constexpr ivec mo = PhaseMask<1>::make(std::make_index_sequence<L>());
+
+// even[c*plane + j] = src[(2j)*C + c], odd[c*plane + j] = src[(2j + 1)*C + c] for j < pairs
+// rounded down to L; returns the pairs done.
+template <int C>
+inline int64_t split_pairs(const float* src, int64_t pairs, float* even, float* odd, int64_t plane) {
+  int64_t j = 0;
+  for (; j + L <= pairs; j += L) {
+    const float* s = src + 2 * j * C;
+    vec a[C], b[C];
+    if constexpr (C == 1) {
+      a[0] = load(s);
+      b[0] = load(s + L);
+    } else {
+      vec in[C];
+#pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) in[c] = load(s + c * L);
+      pixel_transpose::split<C>(in, a);
+#pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) in[c] = load(s + (C + c) * L);
+      pixel_transpose::split<C>(in, b);
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) {
+      store(even + c * plane + j, __builtin_shuffle(a[c], b[c], me));
+      store(odd + c * plane + j, __builtin_shuffle(a[c], b[c], mo));
+    }
+  }
+  return j;
+}
+
+using SplitPairsFn = int64_t (*)(const float*, int64_t, float*, float*, int64_t);
+
+template <size_t... I>
+constexpr SplitPairsFn pick(int64_t c, std::index_sequence<I...>) {
+  constexpr SplitPairsFn table[] = {&split_pairs<int(I) + 1>...};
+  return table[c - 1];
+}
+
+// split_pairs for a runtime channel count 1..8; the other counts do nothing (returns 0).
+inline int64_t split_pairs_any(const float* src, int64_t c, int64_t pairs, float* even, float* odd,
+                               int64_t plane) {
+  if (c < 1 || c > 8) return 0;
+  return pick(c, std::make_index_sequence<8>())(src, pairs, even, odd, plane);
+}
+
+}  // namespace fastconv::cpu::detail::stride2

@@ -1,0 +1,176 @@
+// The weight pass of a 1x1 conv with 1..4 channels each side over planar registers: a
+// register of pixels of x and of dy at a time is split into channel planes
+// (pixel_transpose.h; at stride 2 the even pixels of two registers, few_channel_s2.h), and
+// dw[ci, co] gathers Cin*Cout lane sums of whole registers.
+//
+// Why: narrow_pointwise.cpp's weight pass holds one pixel's Cout channels in a 16-lane vector
+// (3 of 16 lanes used at Cout = 3) and broadcasts each x value: Cin FMAs and Cin + 1 loads
+// per pixel. Here a register of L pixels costs Cin*Cout FMAs and Cin + Cout loads plus the
+// permutes (Cin = Cout = 3: 9 FMAs per 16 pixels where the vector form issued 48). The
+// sweep's 1x1 C=3 weight passes ran at 0.09-0.14 of their roofline (issue 18 item 3).
+// The forward map (and backward data's at stride 1) the same way: Cin planar registers in,
+// Cout accumulators, merged back to NHWC. 1 thread, ms before/after, the loaded Zen 4
+// (benchmarks/RESULTS.md, helper C): C=3 N=256 28x28 fwd 0.325/0.087, bwd-data 0.326/0.091,
+// weights 0.494/0.202; stride 2 N=256 56x56 C=3 fwd 1.03/0.52, weights 1.44/0.97.
+#pragma once
+#include <cstdint>
+
+#include "cpu/few_channel_s2.h"
+#include "cpu/pixel_transpose.h"
+#include "cpu/simd.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace fastconv::cpu::detail::planar_dot {
+
+using pixel_transpose::L;
+using pixel_transpose::load;
+using pixel_transpose::vec;
+
+constexpr int kMaxChannels = 4;
+// Accumulators that leave room for the operands: 24 of 32 zmm, 9 of 16 ymm/xmm (the
+// permutes of a split hold up to 2*Cin registers).
+constexpr int kAccumulators = kVectorRegisters >= 32 ? 24 : 9;
+
+// L pixels of C channels at src as C planar registers; SW = 2: the even pixels of 2L.
+template <int C, int SW>
+inline void load_planar(const float* src, vec (&out)[C]) {
+  if constexpr (SW == 2) {
+    vec a[C], b[C];
+    load_planar<C, 1>(src, a);
+    load_planar<C, 1>(src + C * L, b);
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) out[c] = __builtin_shuffle(a[c], b[c], stride2::me);
+  } else if constexpr (C == 1) {
+    out[0] = load(src);
+  } else {
+    vec in[C];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) in[c] = load(src + c * L);
+    pixel_transpose::split<C>(in, out);
+  }
+}
+
+// acc[i][o] += sum over pixels p < count rounded down to L of x[p*SW*IN + i] * dy[p*OC + o];
+// returns the pixels done. At SW = 2 x's pixels up to 2*count - 1 are read.
+template <int IN, int OC, int SW>
+int64_t dot(const float* x, const float* dy, int64_t count, f32x16* acc) {
+  vec a[IN * OC] = {};
+  int64_t p = 0;
+  for (; p + L <= count; p += L) {
+    vec xp[IN], dp[OC];
+    load_planar<IN, SW>(x + p * SW * IN, xp);
+    load_planar<OC, 1>(dy + p * OC, dp);
+#pragma GCC unroll 16
+    for (int i = 0; i < IN * OC; ++i) a[i] += xp[i / OC] * dp[i % OC];
+  }
+  for (int i = 0; i < IN * OC; ++i) {
+    float s = 0.f;
+    for (int l = 0; l < L; ++l) s += a[i][l];
+    acc[i / OC][i % OC] += s;
+  }
+  return p;
+}
+
+// dst[p*OUT + o] = bias[o] + sum_i src[p*SW*IN + i] * w[i*ldw + o] for p < count rounded
+// down to L (the forward map, and backward data's at stride 1 with w transposed): IN planar
+// registers in, OUT accumulators, merged back to NHWC (pixel_transpose.h); returns the pixels
+// done. At SW = 2 src's pixels up to 2*count - 1 are read.
+template <int IN, int OUT, int SW>
+int64_t map(const float* src, float* dst, int64_t count, const float* w, int64_t ldw,
+            const float* bias) {
+  vec wv[IN * OUT], bv[OUT];
+  for (int i = 0; i < IN * OUT; ++i) wv[i] = vec{} + w[(i / OUT) * ldw + i % OUT];
+  for (int o = 0; o < OUT; ++o) bv[o] = vec{} + bias[o];
+  int64_t p = 0;
+  for (; p + L <= count; p += L) {
+    vec xp[IN], y[OUT];
+    load_planar<IN, SW>(src + p * SW * IN, xp);
+#pragma GCC unroll 8
+    for (int o = 0; o < OUT; ++o) {
+      y[o] = bv[o];
+#pragma GCC unroll 8
+      for (int i = 0; i < IN; ++i) y[o] += xp[i] * wv[i * OUT + o];
+    }
+    float* d = dst + p * OUT;
+    if constexpr (OUT == 1) {
+      pixel_transpose::store(d, y[0]);
+    } else {
+      vec out[OUT];
+      pixel_transpose::merge<OUT>(y, out);
+#pragma GCC unroll 8
+      for (int o = 0; o < OUT; ++o) pixel_transpose::store(d + o * L, out[o]);
+    }
+  }
+  return p;
+}
+
+using MapFn = int64_t (*)(const float*, float*, int64_t, const float*, int64_t, const float*);
+
+template <int IN, int SW, int... OUT>
+constexpr MapFn pick_map_out(int out, std::integer_sequence<int, OUT...>) {
+  constexpr MapFn t[] = {&map<IN, OUT + 1, SW>...};
+  return t[out - 1];
+}
+template <int SW, int... IN>
+constexpr MapFn pick_map_in(int in, int out, std::integer_sequence<int, IN...>) {
+  constexpr MapFn (*t[])(int, std::make_integer_sequence<int, kMaxChannels>) = {
+      &pick_map_out<IN + 1, SW>...};
+  return t[in - 1](out, std::make_integer_sequence<int, kMaxChannels>());
+}
+
+// 5..8 channels: Cin == Cout only (the sweep's shapes), to bound the instantiations. At
+// AVX-512 only 5 and 6 at stride 1: 1 thread, ms per-pixel/planar on the loaded Zen 4, C=6
+// N=256 28x28 fwd 0.568/0.377, bwd-data 0.535/0.325, C=5 N=32 56x56 0.250/0.127, but C=8
+// N=32 56x56 0.261/0.286 and stride 2 C=6 N=32 112x112 0.36/0.41. Below AVX-512 the per-pixel
+// map runs its 16-lane vectors as 2 or 4 registers and loses everywhere (avx2: C=6 N=256
+// 28x28 7.16/0.62, C=8 N=32 56x56 3.19/0.44, s2 C=6 N=32 112x112 4.23/1.06).
+constexpr int kMaxDiagonal = 8;
+constexpr bool diagonal_planar(int64_t c, int64_t sw) {
+  return kVectorRegisters >= 32 ? c <= 6 && sw == 1 : true;
+}
+template <int SW, int... C>
+constexpr MapFn pick_map_diagonal(int c, std::integer_sequence<int, C...>) {
+  constexpr MapFn t[] = {&map<C + kMaxChannels + 1, C + kMaxChannels + 1, SW>...};
+  return t[c - kMaxChannels - 1];
+}
+
+// The map for in -> out channels at stride sw; nullptr where none is compiled (1 -> 1 has
+// narrow_pointwise.cpp's scaled copy).
+inline MapFn pick_map(int64_t in, int64_t out, int64_t sw) {
+  if (in == out && in > kMaxChannels && in <= kMaxDiagonal && (sw == 1 || sw == 2)) {
+    if (!diagonal_planar(in, sw)) return nullptr;
+    const auto seq = std::make_integer_sequence<int, kMaxDiagonal - kMaxChannels>();
+    return sw == 1 ? pick_map_diagonal<1>((int)in, seq) : pick_map_diagonal<2>((int)in, seq);
+  }
+  if (in < 1 || in > kMaxChannels || out < 1 || out > kMaxChannels || sw < 1 || sw > 2) return nullptr;
+  if (in == 1 && out == 1) return nullptr;
+  const auto seq = std::make_integer_sequence<int, kMaxChannels>();
+  return sw == 1 ? pick_map_in<1>((int)in, (int)out, seq) : pick_map_in<2>((int)in, (int)out, seq);
+}
+
+using DotFn = int64_t (*)(const float*, const float*, int64_t, f32x16*);
+
+template <int IN, int SW, int... OC>
+constexpr DotFn pick_oc(int oc, std::integer_sequence<int, OC...>) {
+  constexpr DotFn t[] = {(IN * (OC + 1) <= kAccumulators ? &dot<IN, OC + 1, SW> : nullptr)...};
+  return t[oc - 1];
+}
+template <int SW, int... IN>
+constexpr DotFn pick_in(int in, int oc, std::integer_sequence<int, IN...>) {
+  constexpr DotFn (*t[])(int, std::make_integer_sequence<int, kMaxChannels>) = {
+      &pick_oc<IN + 1, SW>...};
+  return t[in - 1](oc, std::make_integer_sequence<int, kMaxChannels>());
+}
+
+// The kernel for Cin = in, Cout = oc, stride sw; nullptr where none is compiled.
+inline DotFn pick(int64_t in, int64_t oc, int64_t sw) {
+  // 1 -> 1 at stride 1 keeps narrow_pointwise.cpp's unit-stride loop (one accumulator here
+  // waits on its FMA latency: 0.14 -> 0.16 ms for N=256 56x56).
+  if (in == 1 && oc == 1 && sw == 1) return nullptr;
+  if (in < 1 || in > kMaxChannels || oc < 1 || oc > kMaxChannels || sw < 1 || sw > 2) return nullptr;
+  const auto seq = std::make_integer_sequence<int, kMaxChannels>();
+  return sw == 1 ? pick_in<1>((int)in, (int)oc, seq) : pick_in<2>((int)in, (int)oc, seq);
+}
+
+}  // namespace fastconv::cpu::detail::planar_dot
