@@ -100,6 +100,46 @@ def test_nan_propagates_like_the_oracle():
     assert np.array_equal(np.isnan(dx), np.isnan(ref_dx)) and np.isnan(dx).any()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tap_forward_edge_columns_in_blocks(threads):
+    # The tap forward gathers the edge columns (windows leaving x: here ox = 0 and the last) of
+    # up to 14 lines into one product whose rows are a line apart in y; 5 images of 13 lines
+    # make blocks (14 lines on 1 thread, 8 on 2) that cross images and a short last block. A NaN in x's first column (read
+    # only by edge column 0) and in its last one (read by interior and edge columns) must reach
+    # exactly the outputs the oracle's do, under a residual and relu.
+    saved = _C.get_num_threads()
+    _C.set_num_threads(threads)
+    try:
+        rng, x, wt, b, args = _setup(21, 5, 25, 27, 32, 48, (3, 3), (2, 2), "same", (1, 1), 1)
+        x[1, 6, 0, 5] = np.nan
+        x[4, 11, 26, 9] = np.nan
+        x64, w64 = x.astype(np.float64), wt.astype(np.float64)
+        ref = R.conv2d_forward(x64, w64, b.astype(np.float64), *args)
+        residual = rng.standard_normal(ref.shape).astype(np.float32)
+        ref = np.maximum(ref + residual, 0.0)
+        y = _C.conv2d_forward(x, wt, b, *args, "relu", residual)
+        nan = np.isnan(ref)
+        assert nan[1, :, 0].any() and nan[4, :, -1].any() and not nan[0].any()
+        assert np.array_equal(np.isnan(y), nan)
+        _close(np.where(nan, 0, y).astype(np.float32), np.where(nan, 0, ref))
+    finally:
+        _C.set_num_threads(saved)
+
+
+def test_tap_forward_one_image_item_team():
+    # Batch 1 at 2 threads shares the blocks of lines out through the item team, each
+    # participant gathering edge columns into its own scratch (slot-indexed).
+    saved = _C.get_num_threads()
+    _C.set_num_threads(2)
+    try:
+        rng, x, wt, b, args = _setup(23, 1, 61, 45, 48, 64, (3, 3), (2, 2), "same", (1, 1), 1)
+        ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
+        residual = rng.standard_normal(ref.shape).astype(np.float32)
+        _close(_C.conv2d_forward(x, wt, b, *args, "relu", residual), np.maximum(ref + residual, 0.0))
+    finally:
+        _C.set_num_threads(saved)
+
+
 def test_threaded_tap_passes_match_oracle():
     # Large enough for every pass to take both threads (kParallelMacs), batch 1 included: the
     # tap backward data splits dx rows, not images.

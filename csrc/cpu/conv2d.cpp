@@ -141,64 +141,107 @@ int tap_threads(const ConvGeometry& g) {
   return macs < kParallelMacs ? 1 : std::max(1, get_num_threads());
 }
 
-// y line by line: bias (or zero), then += x_tap @ W_tap for every tap, then the activation
-// while the line is in cache. Lines are independent, so the team splits them freely.
+// The full window of output column ox of line l (KH*KW*C floats, zeros where it leaves x):
+// one im2col row.
+void window_row(const ConvGeometry& g, const float* x, int64_t l, int64_t ox, float* dst) {
+  const Window2d& v = g.win;
+  const int64_t n = l / g.oh, oy = l % g.oh;
+  for (int64_t ky = 0; ky < v.kh; ++ky) {
+    const int64_t iy = oy * v.sh + ky * v.dh - v.pt;
+    for (int64_t kx = 0; kx < v.kw; ++kx, dst += g.c) {
+      const int64_t ix = ox * v.sw + kx * v.dw - v.pl;
+      if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w)
+        std::memset(dst, 0, sizeof(float) * g.c);
+      else
+        std::memcpy(dst, x + ((n * g.h + iy) * g.w + ix) * g.c, sizeof(float) * g.c);
+    }
+  }
+}
+
+// Lines per block of tap_forward: the edge columns of a block's lines form one product of
+// this many rows (one micro-tile strip of gemm.cpp), at most; fewer when there are too few
+// lines to give every thread several blocks.
+constexpr int64_t kTapBlockLines = 14;
+
+// y in blocks of lines: bias (or zero), then += x_tap @ W_tap per line and kernel row over
+// the interior columns, then the edge columns of the whole block in one product, then the
+// activation while the block is in cache. Blocks are independent, so the team splits them.
+// Interior columns [in0, in1) are those where every kx of the kernel row is inside x: their
+// taps read one contiguous run of KW*C floats, so a kernel row is one product with K = KW*C
+// (fewer passes over y's line than K = C per tap: 28x128 outputs at K = 192 run at 130
+// GFLOP/s where K = 64 runs at 108). Its A rows overlap (leading dimension sw*C < K), which
+// only fastconv's own GEMM accepts; cblas rejects it, so other backends run per tap.
+// Edge columns (outside [in0, in1): one or two per line with "same" padding) were products of
+// one row per tap, K = C: on the Zen 4 guest (1 thread, CPU time, 56x56 64->128 s2 batch 32,
+// medians of 6 alternating runs) they took 7% of the forward (48.5 ms; 45.2 without them).
+// Gathered instead, the window of one edge column in each line of the block is a row of a
+// small zero-padded matrix (block x KH*KW*C floats), and y's rows for that column are
+// line_floats apart: one product with 14 rows per edge column and block.
 void tap_forward(const ConvGeometry& g, const float* x, const float* w, const float* b, float* y,
                  Activation act, const float* residual) {
   const Window2d& v = g.win;
-  const int64_t lines = g.n * g.oh, line_floats = g.ow * g.oc;
+  const int64_t lines = g.n * g.oh, line_floats = g.ow * g.oc, kwin = v.kh * v.kw * g.c;
   const bool native = active_gemm_backend() == "native", row_products = v.dw == 1 && native;
-  auto line = [&](int64_t l) {
-    const int64_t n = l / g.oh, oy = l % g.oh;
-    float* yl = y + l * line_floats;
-    if (!detail::init_output_rows(g.ow, g.oc, g.oc, b, residual ? residual + l * line_floats : nullptr, yl))
-      std::memset(yl, 0, sizeof(float) * line_floats);
-    for (int64_t ky = 0; ky < v.kh; ++ky) {
-      const int64_t iy = oy * v.sh + ky * v.dh - v.pt;
-      if (iy < 0 || iy >= g.h) continue;
-      const float* xrow = x + (n * g.h + iy) * g.w * g.c;
-      const float* wrow = w + ky * v.kw * g.c * g.oc;
-      // Interior columns [in0, in1), where every kx of the kernel row is inside x: their
-      // taps read one contiguous run of KW*C floats, so the whole kernel row is one product
-      // with K = KW*C (fewer passes over y's line than K = C per tap: 28x128 outputs at
-      // K = 192 run at 130 GFLOP/s where K = 64 runs at 108). Its A rows overlap (leading
-      // dimension sw*C < K), which only fastconv's own GEMM accepts; cblas rejects it.
-      int64_t in0 = 0, in1 = 0, unused;
-      if (row_products) {
-        tap_columns(-v.pl, v.sw, g.w, g.ow, in0, unused);
-        tap_columns((v.kw - 1) - v.pl, v.sw, g.w, g.ow, unused, in1);
-        if (in0 < in1)
-          sgemm_a_packed(true, false, in1 - in0, g.oc, v.kw * g.c,
-                         xrow + (in0 * v.sw - v.pl) * g.c, v.sw * g.c, wrow, g.oc, 1.f,
-                         yl + in0 * g.oc, g.oc);
-        else
-          in0 = in1 = 0;
-      }
-      for (int64_t kx = 0; kx < v.kw; ++kx) {
-        const int64_t offset = kx * v.dw - v.pl;
-        int64_t lo, hi;
-        tap_columns(offset, v.sw, g.w, g.ow, lo, hi);
-        // The tap's columns outside the interior, before it and after it (all of them when
-        // there is no interior: in0 = in1 = 0).
-        const int64_t pieces[2][2] = {{lo, std::min(hi, in0)}, {std::max(lo, in1), hi}};
-        for (const auto& piece : pieces) {
-          const int64_t a = piece[0], e = piece[1];
-          if (a >= e) continue;
-          sgemm_a_packed(native, false, e - a, g.oc, g.c, xrow + (a * v.sw + offset) * g.c,
-                         v.sw * g.c, wrow + kx * g.c * g.oc, g.oc, 1.f, yl + a * g.oc, g.oc);
+  const int threads = tap_threads(g);
+  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(kTapBlockLines, lines / (4 * threads)));
+  const int64_t blocks = (lines + block - 1) / block;
+  int64_t in0 = 0, in1 = 0, unused;  // interior columns (none without row products)
+  if (row_products) {
+    tap_columns(-v.pl, v.sw, g.w, g.ow, in0, unused);
+    tap_columns((v.kw - 1) - v.pl, v.sw, g.w, g.ow, unused, in1);
+    if (in0 >= in1) in0 = in1 = 0;
+  }
+  const bool gather_edges = in0 < in1;  // else every column runs per tap
+  const int64_t edge_floats = gather_edges ? block * kwin : 0;
+  // Block bi of lines; edge: the caller's scratch of edge_floats.
+  auto run_block = [&](int64_t bi, float* edge) {
+    const int64_t l0 = bi * block, l1 = std::min(lines, l0 + block);
+    for (int64_t l = l0; l < l1; ++l) {
+      const int64_t n = l / g.oh, oy = l % g.oh;
+      float* yl = y + l * line_floats;
+      if (!detail::init_output_rows(g.ow, g.oc, g.oc, b, residual ? residual + l * line_floats : nullptr, yl))
+        std::memset(yl, 0, sizeof(float) * line_floats);
+      for (int64_t ky = 0; ky < v.kh; ++ky) {
+        const int64_t iy = oy * v.sh + ky * v.dh - v.pt;
+        if (iy < 0 || iy >= g.h) continue;
+        const float* xrow = x + (n * g.h + iy) * g.w * g.c;
+        const float* wrow = w + ky * v.kw * g.c * g.oc;
+        if (gather_edges) {
+          sgemm_a_packed(true, false, in1 - in0, g.oc, v.kw * g.c, xrow + (in0 * v.sw - v.pl) * g.c,
+                         v.sw * g.c, wrow, g.oc, 1.f, yl + in0 * g.oc, g.oc);
+          continue;
+        }
+        for (int64_t kx = 0; kx < v.kw; ++kx) {
+          const int64_t offset = kx * v.dw - v.pl;
+          int64_t lo, hi;
+          tap_columns(offset, v.sw, g.w, g.ow, lo, hi);
+          if (lo < hi)
+            sgemm_a_packed(native, false, hi - lo, g.oc, g.c, xrow + (lo * v.sw + offset) * g.c,
+                           v.sw * g.c, wrow + kx * g.c * g.oc, g.oc, 1.f, yl + lo * g.oc, g.oc);
         }
       }
     }
-    activation_inplace(line_floats, yl, act);
+    if (gather_edges)
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        if (ox == in0) ox = in1;  // skip the interior
+        if (ox >= g.ow) break;
+        for (int64_t l = l0; l < l1; ++l) window_row(g, x, l, ox, edge + (l - l0) * kwin);
+        sgemm_a_packed(true, false, l1 - l0, g.oc, kwin, edge, kwin, w, g.oc, 1.f,
+                       y + l0 * line_floats + ox * g.oc, line_floats);
+      }
+    activation_inplace((l1 - l0) * line_floats, y + l0 * line_floats, act);
   };
-  const int threads = tap_threads(g);
-  // One image: lines shared out by the join-free item team (item_team.h).
-  if (g.n == 1 && threads > 1) return run_items(lines, [&](int64_t l, int) { line(l); });
+  // One image: blocks shared out by the join-free item team (item_team.h), scratch per slot.
+  if (g.n == 1 && threads > 1) {
+    auto edges = workspace(std::max<int64_t>(1, run_items_slots() * edge_floats));
+    return run_items(blocks, [&](int64_t bi, int slot) { run_block(bi, edges.get() + slot * edge_floats); });
+  }
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
   parallel_region(threads, [&] {
     note_team();
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t l = 0; l < lines; ++l) errors.run([&] { line(l); });
+    std::unique_ptr<float[]> edge(new float[std::max<int64_t>(1, edge_floats)]);
+#pragma omp for schedule(dynamic)
+    for (int64_t bi = 0; bi < blocks; ++bi) errors.run([&] { run_block(bi, edge.get()); });
   });
   errors.rethrow();
 }
