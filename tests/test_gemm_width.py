@@ -10,6 +10,8 @@ from fastconv import _C
 
 from fastconv_subprocess import run_python
 
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
 native = pytest.mark.skipif(not _C.has_native_gemm, reason="native sgemm not compiled in at this level")
 
 
@@ -54,8 +56,11 @@ def test_forced_width_is_used_and_results_match(width):
     r = run_python(["-c", "from fastconv import _C; assert _C.gemm_width() == %s" % width],
                    env={"FASTCONV_GEMM_WIDTH": width}, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    r = run_python(["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/test_gemm.py",
-                    "tests/test_conv_residual.py", "tests/test_conv_prepared_pointwise.py"],
+    # absolute paths: run_python's working directory is the imported package's folder
+    # (site-packages in CI), not the repository root
+    files = [os.path.join(TESTS, name) for name in
+             ("test_gemm.py", "test_conv_residual.py", "test_conv_prepared_pointwise.py")]
+    r = run_python(["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *files],
                    env={"FASTCONV_GEMM_WIDTH": width}, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
 
