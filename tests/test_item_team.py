@@ -183,3 +183,40 @@ def test_forked_child_runs_items_alone(threads2):
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     assert [b - 10 for b in data] == [0] * 12
+
+
+_SWITCH_CODE = """
+import numpy as np, fastconv
+from fastconv import functional as F
+from fastconv import reference as R
+fastconv.set_num_threads(2)
+rng = np.random.default_rng(7)
+for (hw, c, oc, k, s) in [(17, 64, 64, 3, 1), (15, 48, 96, 3, 2), (9, 128, 256, 1, 1)]:
+    x = rng.standard_normal((1, hw, hw, c)).astype(np.float32)
+    w = (rng.standard_normal((k, k, c, oc)) / np.sqrt(k * k * c)).astype(np.float32)
+    b = rng.standard_normal(oc).astype(np.float32)
+    got = np.asarray(F.conv2d(x, w, b, strides=s, padding="same"))
+    pads = F.resolve_padding("same", x.shape[1:3], (k, k), (s, s))
+    ref = R.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), (s, s), pads, (1, 1), 1)
+    scale = max(1.0, float(np.abs(ref).max()))
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * scale)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("value", ["0", "1"])
+def test_item_team_switch_gives_the_oracle_at_batch_1(value):
+    # FASTCONV_ITEM_TEAM=0 sends batch-1 layers back to OpenMP regions: same results
+    from fastconv_subprocess import run_python
+    r = run_python(["-c", _SWITCH_CODE], env={"FASTCONV_ITEM_TEAM": value}, capture_output=True, text=True)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+def test_item_team_switch_rejects_other_values():
+    from fastconv_subprocess import run_python
+    code = ("import numpy as np, fastconv; from fastconv import functional as F\n"
+            "fastconv.set_num_threads(2)\n"
+            "x = np.ones((1, 16, 16, 64), np.float32); w = np.ones((3, 3, 64, 64), np.float32)\n"
+            "F.conv2d(x, w, np.zeros(64, np.float32), padding='same')\n")
+    r = run_python(["-c", code], env={"FASTCONV_ITEM_TEAM": "yes"}, capture_output=True, text=True)
+    assert r.returncode != 0 and "FASTCONV_ITEM_TEAM must be 0 or 1" in r.stderr, r.stderr[-2000:]

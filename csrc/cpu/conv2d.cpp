@@ -232,7 +232,7 @@ void tap_forward(const ConvGeometry& g, const float* x, const float* w, const fl
     activation_inplace((l1 - l0) * line_floats, y + l0 * line_floats, act);
   };
   // One image: blocks shared out by the join-free item team (item_team.h), scratch per slot.
-  if (g.n == 1 && threads > 1) {
+  if (g.n == 1 && threads > 1 && item_team_enabled()) {
     auto edges = workspace(std::max<int64_t>(1, run_items_slots() * edge_floats));
     return run_items(blocks, [&](int64_t bi, int slot) { run_block(bi, edges.get() + slot * edge_floats); });
   }
@@ -325,7 +325,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   auto add_residual = [&] {
     if (!residual) return;
     const int64_t size = g.output_size();
-    if (g.n > 1 || size < kParallelGrain) return add_activation(size, y, residual, act, y);
+    if (g.n > 1 || size < kParallelGrain || !item_team_enabled()) return add_activation(size, y, residual, act, y);
     // One image: blocks small enough that add_activation runs each on its caller, shared
     // out by the join-free item team (at ResNet-18 CIFAR b1 load 6, with OpenMP regions the
     // 0.35 ms Winograd + add step took 2.3-4.7 ms at 2 threads; benchmarks/RESULTS.md, helper A).
@@ -371,7 +371,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   };
   // One image: the join-free item team (item_team.h), which never waits for a helper to wake
   // or leave a barrier; its slots index the col buffers, so no more of them than p.threads.
-  if (g.n == 1 && p.threads > 1 && run_items_slots() <= p.threads) return run_items(p.nchunks, chunk);
+  if (g.n == 1 && p.threads > 1 && item_team_enabled() && run_items_slots() <= p.threads) return run_items(p.nchunks, chunk);
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
   parallel_region(p.threads, [&] {
     note_team();

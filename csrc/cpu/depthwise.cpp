@@ -417,7 +417,7 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
   // One image (batch-1 inference): line blocks shared out by the join-free item team
   // (item_team.h), which never waits for a helper to wake or leave a barrier; a few blocks
   // per participant so that a helper joining late still takes a share.
-  const int slots = n == 1 && parallel ? run_items_slots() : 1;
+  const int slots = n == 1 && parallel && item_team_enabled() ? run_items_slots() : 1;
   if (slots > 1) {
     const int64_t items = std::min<int64_t>(lines, 4 * slots);
     return run_items(items, [&](int64_t i, int) { range(lines * i / items, lines * (i + 1) / items); });

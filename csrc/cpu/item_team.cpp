@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <chrono>
 #include <climits>
@@ -152,6 +153,16 @@ int run_items_slots() {
   const pid_t owner = team().owner.load();
   if (owner != 0 && owner != getpid()) return 1;  // a fork child: no helpers here
   return std::max(1, std::min({get_num_threads(), usable_cpus(), kMaxHelpers + 1}));
+}
+
+bool item_team_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("FASTCONV_ITEM_TEAM");
+    if (v == nullptr || std::string(v) == "1") return true;
+    if (std::string(v) == "0") return false;
+    throw std::invalid_argument("FASTCONV_ITEM_TEAM must be 0 or 1, got '" + std::string(v) + "'");
+  }();
+  return enabled;
 }
 
 void run_items_raw(int64_t count, ItemFn fn, void* ctx) {

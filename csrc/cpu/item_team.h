@@ -25,6 +25,11 @@ void run_items_raw(int64_t count, ItemFn fn, void* ctx);
 // child, whose parent's helpers do not exist there, and inside an OpenMP region).
 int run_items_slots();
 
+// Whether batch-1 layers use the item team rather than OpenMP regions: FASTCONV_ITEM_TEAM=1
+// or 0 (read once), default on. A switch because the two measured differently on a busy and
+// on a quiet machine (benchmarks/RESULTS.md, 2026-12-06 Zen 4, lead).
+bool item_team_enabled();
+
 template <typename Fn>
 void run_items(int64_t count, Fn&& fn) {
   run_items_raw(count, [](void* ctx, int64_t item, int slot) { (*static_cast<std::remove_reference_t<Fn>*>(ctx))(item, slot); },

@@ -450,7 +450,7 @@ bool run_forward(const Problem& p, const Plan& pl, const float* x, const float* 
   // One image: the join-free item team (item_team.h), which never waits for a helper to wake
   // or to leave a barrier; its slots index the per-thread buffers, so it needs no more
   // participants than the plan has buffers.
-  if (p.n == 1 && pl.threads > 1 && run_items_slots() <= pl.threads) {
+  if (p.n == 1 && pl.threads > 1 && item_team_enabled() && run_items_slots() <= pl.threads) {
     run_items(pl.nblocks, block);
     return !nonfinite.load();
   }
