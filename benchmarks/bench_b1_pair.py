@@ -29,6 +29,8 @@ MODELS = {  # name: (constructor source, input shape)
     "resnet50": ("zoo.resnet50()", (1, 224, 224, 3)),
     "resnet18_b64": ("zoo.resnet18((32, 32, 3), classes=10, stem='cifar')", (64, 32, 32, 3)),
     "lenet": ("zoo.lenet5()", (1, 28, 28, 1)),
+    "lenet_b64": ("zoo.lenet5()", (64, 28, 28, 1)),
+    "mobilenet_b64": ("zoo.mobilenet()", (64, 224, 224, 3)),
 }
 
 

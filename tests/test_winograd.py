@@ -319,7 +319,9 @@ def test_prepared_filter_none_where_winograd_does_not_run():
     assert _C.conv2d_prepare(w3, x.shape, *same) is not None
     w1 = rng.standard_normal((1, 1, 16, 16)).astype(np.float32)
     assert _C.conv2d_prepare(w1, x.shape, (1, 1), (0, 0, 0, 0), (1, 1), 1) is None  # pointwise
-    assert _C.conv2d_prepare(w3, x.shape, (2, 2), (1, 1, 1, 1), (1, 1), 1) is None  # strided
+    # strided: no filter transform (the GEMM-packed weights, where the native GEMM runs)
+    strided = _C.conv2d_prepare(w3, x.shape, (2, 2), (1, 1, 1, 1), (1, 1), 1)
+    assert strided is None or strided.size == 9 * 16 * 32
     u = _C.conv2d_prepare(w3, x.shape, *same)
     saved = fastconv.get_conv_algorithm()
     fastconv.set_conv_algorithm("im2col")

@@ -289,30 +289,52 @@ void tap_backward_data(const ConvGeometry& g, const float* dy, const float* w, f
 
 // Two prepared forms, told apart by the geometry alone (so a prepared array checked in the
 // binding against conv2d_prepared_floats(g) is always the right kind): a 3x3 stride-1 conv
-// Winograd could run has the filter transform; an ungrouped stride-1 unpadded 1x1 conv has its
-// weights (Cin x Cout) packed for the native GEMM (gemm.h GemmPackedB). Whether the forward
-// reads it is decided per call (settings may change): a call taking another path ignores it.
+// where Winograd pays has the filter transform; every other ungrouped conv has its weights
+// (KH*KW*Cin x Cout) packed for the native GEMM (gemm.h GemmPackedB). At batch 1 the deep
+// layers are weight streams (ResNet-18's 4x4 512->512 conv reads 9.4 MB for 16 output
+// positions): read in place, each 32-column strip steps a whole weight row per k, a stride
+// the hardware prefetcher does not follow; packed, the strip is one sequential run.
+// Whether the forward reads it is decided per call (settings may change): a call taking
+// another path ignores it.
 namespace {
 
-bool packed_pointwise(const ConvGeometry& g) { return g.is_pointwise() && g.groups == 1; }
+enum class PreparedForm { None, WinogradFilter, PackedWeights };
+
+PreparedForm prepared_form(const ConvGeometry& g) {
+  if (g.groups != 1) return PreparedForm::None;
+  if (detail::winograd_worth_preparing(g)) return PreparedForm::WinogradFilter;
+  return PreparedForm::PackedWeights;
+}
 
 }  // namespace
 
 int64_t conv2d_prepared_floats(const ConvGeometry& g) {
-  if (detail::winograd_eligible(g)) return detail::winograd_filter_floats(g);
-  return packed_pointwise(g) ? gemm_packed_b_floats(g.c, g.oc) : 0;
+  switch (prepared_form(g)) {
+    case PreparedForm::WinogradFilter: return detail::winograd_filter_floats(g);
+    case PreparedForm::PackedWeights: return gemm_packed_b_floats(g.win.kh * g.win.kw * g.c, g.oc);
+    default: return 0;
+  }
 }
 
 bool conv2d_prepared_pays(const ConvGeometry& g) {
   if (g.is_depthwise() || detail::direct_eligible(g, ConvPass::Forward)) return false;
-  if (detail::winograd_eligible(g)) return detail::use_winograd(g, ConvPass::Forward);
-  // 1x1: the GEMM reads B in place (few rows) or packs it per call (per chunk) otherwise.
-  return packed_pointwise(g) && active_gemm_backend() == "native";
+  switch (prepared_form(g)) {
+    case PreparedForm::WinogradFilter: return detail::use_winograd(g, ConvPass::Forward);
+    // Without it the GEMM reads B in place (few rows) or packs it per call (per chunk). The
+    // strided tap GEMMs read w itself (their weights are small, kTapMaxWeightBytes).
+    case PreparedForm::PackedWeights: return active_gemm_backend() == "native" && !use_tap_gemm(g);
+    default: return false;
+  }
 }
 
 void conv2d_prepare(const ConvGeometry& g, const float* w, float* prepared) {
-  if (detail::winograd_eligible(g)) return detail::winograd_prepare_filter(g, w, prepared);
-  if (conv2d_prepared_floats(g) > 0) gemm_pack_b(g.c, g.oc, w, g.oc, prepared);
+  switch (prepared_form(g)) {
+    case PreparedForm::WinogradFilter: return detail::winograd_prepare_filter(g, w, prepared);
+    case PreparedForm::PackedWeights:
+      if (conv2d_prepared_floats(g) > 0) gemm_pack_b(g.win.kh * g.win.kw * g.c, g.oc, w, g.oc, prepared);
+      return;
+    default: return;
+  }
 }
 
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
@@ -343,10 +365,12 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
     return add_residual();
   }
   // Winograd declines (false) an input holding NaN or inf (winograd.h); im2col redoes it.
-  if (detail::use_winograd(g, ConvPass::Forward) && detail::winograd_forward(g, x, w, b, y, own, prepared))
+  const PreparedForm form = prepared ? prepared_form(g) : PreparedForm::None;
+  if (detail::use_winograd(g, ConvPass::Forward) &&
+      detail::winograd_forward(g, x, w, b, y, own, form == PreparedForm::WinogradFilter ? prepared : nullptr))
     return add_residual();
-  // A 1x1 conv's packed weights (the other prepared form) are read by forward_product.
-  const float* packed = prepared && packed_pointwise(g) ? prepared : nullptr;
+  // The packed weights (the other prepared form) are read by forward_product.
+  const float* packed = form == PreparedForm::PackedWeights ? prepared : nullptr;
   GemmPackedB pb;
   pb.data = packed, pb.n = g.oc;
   // Too few output lines to give each thread rows (batch-1 inference): split Cout instead.

@@ -585,6 +585,13 @@ bool winograd_eligible(const ConvGeometry& g) {
          w.dh == 1 && w.dw == 1 && pad_ok(w.pt) && pad_ok(w.pb) && pad_ok(w.pl) && pad_ok(w.pr);
 }
 
+bool winograd_worth_preparing(const ConvGeometry& g) {
+  if (!winograd_eligible(g)) return false;
+  const Problem p = forward_problem(g);
+  const int64_t m = tile_size(p);
+  return std::min(p.cin, p.cout) >= 8 && p.n * ((p.oh + m - 1) / m) * ((p.ow + m - 1) / m) >= 8;
+}
+
 bool use_winograd(const ConvGeometry& g, ConvPass pass) {
   const Algo algo = algorithm_setting();
   if (algo == Algo::Im2col || algo == Algo::Direct || !winograd_eligible(g)) return false;

@@ -31,6 +31,10 @@ bool use_winograd(const ConvGeometry& g, ConvPass pass);
 // which at batch 1 costs as much as the GEMMs (U is 4x the weights, written and read back).
 bool winograd_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                       float* y, Activation act, const float* prepared = nullptr);
+// Geometry alone (no thread count or setting): eligible, and enough tiles and channels that
+// Winograd pays. An inference plan keeps the filter transform for these; for the rest of
+// the ungrouped convs it keeps the GEMM-packed weights (conv2d.cpp).
+bool winograd_worth_preparing(const ConvGeometry& g);
 // Floats of U for g (0 when g is not winograd_eligible): it depends only on the channels and
 // the tile size, which the output size picks, not on threads or settings.
 int64_t winograd_filter_floats(const ConvGeometry& g);

@@ -1,0 +1,107 @@
+"""Prepared weights of the ungrouped convs Winograd does not take (conv2d_prepare: the
+KH*KW*Cin x Cout weight matrix packed once for the native GEMM, gemm.h GemmPackedB) against
+the unprepared forward and the float64 NumPy reference.
+
+The packed copy feeds the same micro-kernel in the same reduction slices as the weights read
+in place, so the outputs are identical; against the reference the tolerance is the im2col one,
+max|err| <= 2e-5 * max|ref| (float32 GEMM sums of up to a few thousand products).
+"""
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import _C
+from fastconv import reference as R
+
+NATIVE = _C.has_native_gemm
+
+CASES = [  # (x shape, (kh, kw, cout), strides, pads, dilation): batch 1 deep layers and others
+    ((1, 4, 4, 96), (3, 3, 160), (1, 1), (1, 1, 1, 1), (1, 1)),    # ResNet conv5 in small: one Winograd tile
+    ((1, 7, 7, 64), (3, 3, 70), (1, 1), (1, 1, 1, 1), (1, 1)),     # Cout not a multiple of 32
+    ((1, 8, 8, 256), (3, 3, 64), (2, 2), (0, 1, 0, 1), (1, 1)),    # strided, 2.4 MB of weights (no tap GEMM)
+    ((1, 9, 11, 40), (5, 5, 96), (1, 1), (2, 2, 2, 2), (1, 1)),    # 5x5 'same'
+    ((1, 9, 9, 33), (3, 3, 65), (1, 1), (2, 2, 2, 2), (2, 2)),     # dilation 2
+    ((1, 6, 6, 64), (1, 1, 96), (1, 1), (1, 1, 1, 1), (1, 1)),     # a padded 1x1
+    ((3, 5, 7, 48), (2, 2, 64), (1, 1), (0, 1, 0, 1), (1, 1)),     # batch 3, even kernel 'same'
+    ((1, 3, 3, 600), (3, 3, 64), (1, 1), (0, 0, 0, 0), (1, 1)),    # K = 5400: several reduction slices
+]
+
+
+def _ref(x, w, b, strides, pads, dilation, act, res=None):
+    z = R.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), strides, pads, dilation, 1)
+    if res is not None:
+        z = z + res
+    return {"linear": z, "relu": np.maximum(z, 0)}[act]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape, kernel, strides, pads, dilation", CASES)
+def test_prepared_packed_equals_unprepared_and_reference(shape, kernel, strides, pads, dilation, threads):
+    rng = np.random.default_rng(sum(shape) * 31 + sum(kernel))
+    x = rng.standard_normal(shape).astype(np.float32)
+    kh, kw, cout = kernel
+    w = rng.standard_normal((kh, kw, shape[3], cout)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    args = (strides, pads, dilation, 1)
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        p = _C.conv2d_prepare(w, x.shape, *args)
+        if not NATIVE:
+            assert p is None
+            return
+        assert p is not None and p.dtype == np.float32 and p.ndim == 1
+        assert p.size == kh * kw * shape[3] * ((cout + 31) // 32 * 32)
+        y = _C.conv2d_forward(x, w, b, *args, "linear")
+        res = rng.standard_normal(y.shape).astype(np.float32)
+        for act, r in (("linear", None), ("relu", res)):
+            got = _C.conv2d_forward(x, w, b, *args, act, r, p)
+            np.testing.assert_array_equal(got, _C.conv2d_forward(x, w, b, *args, act, r))
+            ref = _ref(x, w, b, strides, pads, dilation, act, r)
+            assert np.abs(got - ref).max() <= 2e-5 * np.abs(ref).max(), act
+    finally:
+        fastconv.set_num_threads(before)
+
+
+@pytest.mark.skipif(not NATIVE, reason="no native GEMM at this ISA level: no packed form")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_packed_weights_are_what_the_pass_reads(threads):
+    # The pass reads the packed copy, not w: a copy of other weights gives their output.
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((1, 4, 4, 128)).astype(np.float32)
+    w1, w2 = (rng.standard_normal((3, 3, 128, 192)).astype(np.float32) for _ in range(2))
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        p2 = _C.conv2d_prepare(w2, x.shape, *args)
+        np.testing.assert_array_equal(_C.conv2d_forward(x, w1, None, *args, "relu", None, p2),
+                                      _C.conv2d_forward(x, w2, None, *args, "relu"))
+    finally:
+        fastconv.set_num_threads(before)
+
+
+def test_forms_follow_the_geometry():
+    rng = np.random.default_rng(22)
+    w = rng.standard_normal((3, 3, 64, 64)).astype(np.float32)
+    same = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    winograd = _C.conv2d_prepare(w, (1, 32, 32, 64), *same)  # 64 tiles: the filter transform
+    assert winograd is not None and winograd.size != 9 * 64 * 64
+    small = _C.conv2d_prepare(w, (1, 4, 4, 64), *same)  # one tile: Winograd does not pay
+    assert (small is None) if not NATIVE else small.size == 9 * 64 * 64
+    # a strided conv with small weights runs the tap GEMMs, which read w in place
+    assert _C.conv2d_prepare(w, (1, 16, 16, 64), (2, 2), (0, 1, 0, 1), (1, 1), 1) is None
+    # few channels: the direct kernels
+    assert _C.conv2d_prepare(np.ascontiguousarray(w[:, :, :3, :]), (1, 16, 16, 3), *same) is None
+
+
+@pytest.mark.skipif(not NATIVE, reason="no native GEMM at this ISA level: no packed form")
+def test_nan_propagates_through_the_packed_pass():
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal((1, 4, 4, 64)).astype(np.float32)
+    x[0, 0, 0, 5] = np.nan
+    w = rng.standard_normal((3, 3, 64, 64)).astype(np.float32)
+    args = ((1, 1), (0, 0, 0, 0), (1, 1), 1)  # valid: output 2x2, only y[0, 0] reads x[0, 0]
+    p = _C.conv2d_prepare(w, x.shape, *args)
+    y = _C.conv2d_forward(x, w, None, *args, "relu", None, p)
+    assert np.isnan(y[0, 0, 0]).all() and np.isfinite(y[0, 1:, :]).all() and np.isfinite(y[0, 0, 1]).all()
