@@ -55,7 +55,7 @@ def paired(name, pauses, calls):
         def run():
             fastconv.set_num_threads(threads)
             inference._HOLD_TEAM = hold_team
-            inference._pick_one = pick if choose else (lambda choice: False)
+            inference._pick_one = pick if choose else (lambda choice, cold=True: False)
             try:
                 t0 = time.perf_counter()
                 model.predict_on_batch(x)

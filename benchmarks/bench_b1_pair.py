@@ -40,7 +40,7 @@ def measure(name, calls):
     import fastconv
     from fastconv.engine import inference
     from fastconv.models import zoo
-    inference._pick_one = lambda choice: False  # the team on every 2-thread call
+    inference._pick_one = lambda choice, cold=True: False  # the team on every 2-thread call
     fastconv.set_seed(0)
     model = eval(MODELS[name][0], {"zoo": zoo})
     x = np.random.default_rng(0).standard_normal(MODELS[name][1]).astype(np.float32)

@@ -56,7 +56,7 @@ def _close(got, ref):
     np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-5, atol=1e-5 * scale)
 
 
-def test_cold_calls_try_the_team_then_one_thread_with_the_same_outputs(two_threads):
+def test_cold_calls_try_the_team_twice_then_one_thread_with_the_same_outputs(two_threads):
     model, x = _model_and_input()
     inference.set_inference_plan(False)
     try:
@@ -66,12 +66,15 @@ def test_cold_calls_try_the_team_then_one_thread_with_the_same_outputs(two_threa
     model.predict_on_batch(x)  # builds the plan (its first run prepares the steps)
     plan = _plan_of(model)
     seen = _spy_threads(plan)
-    outs = [np.asarray(model.predict_on_batch(x)) for _ in range(3)]
-    assert seen[:2] == [2, 1], seen  # the team first, then one thread, each timed
+    outs = [np.asarray(model.predict_on_batch(x)) for _ in range(4)]
+    assert seen[:3] == [2, 2, 1], seen  # the team twice, then one thread, each timed
     team, one, _ = plan._choices[True]
-    assert len(team) + len(one) == 3 and team[0] > 0 and one[0] > 0
+    assert len(team) + len(one) == 4 and min(team) > 0 and one[0] > 0
     assert plan._choices[False] == [[], [], 0]  # no warm run yet
-    assert seen[2] == (1 if one[0] < team[0] else 2)
+    if len(team) == 2:  # the fourth call's choice, by the medians (cold): sorted(team)[1]
+        assert seen[3] == 1 and one[0] < max(team[:2])
+    else:
+        assert seen[3] == 2 and not one[0] < max(team[:2])
     assert fastconv.get_num_threads() == 2
     for out in outs:
         _close(out, ref)
@@ -107,6 +110,22 @@ def test_one_slow_team_run_does_not_move_the_choice(two_threads):
     plan._choice(True)[:] = [[1.0, 1.0, 1e9], [2.0, 2.0], 1]
     model.predict_on_batch(x)
     assert seen == [2]
+
+
+def test_warm_calls_go_by_the_fastest_run(two_threads, monkeypatch):
+    """A warm record goes by each side's fastest run: a stalled team run (a descheduled vCPU)
+    does not send warm calls to one thread, where the median of the same times would."""
+    monkeypatch.setattr(inference, "_IDLE_S", 1e9)  # every call is a warm one
+    model, x = _model_and_input(7)
+    model.predict_on_batch(x)
+    plan = _plan_of(model)
+    seen = _spy_threads(plan)
+    plan._choice(False)[:] = [[5.0, 5.0, 0.5], [1.0, 1.0, 1.0], 1]  # median: one thread; min: team
+    model.predict_on_batch(x)
+    plan._choice(True)[:] = [[5.0, 5.0, 0.5], [1.0, 1.0, 1.0], 1]  # cold: the median decides
+    monkeypatch.setattr(inference, "_IDLE_S", -1.0)  # every call is a cold one
+    model.predict_on_batch(x)
+    assert seen == [2, 1], seen
 
 
 def test_cold_and_warm_records_are_separate(monkeypatch):
@@ -176,7 +195,7 @@ def test_team_hold_outputs_are_identical_and_nothing_spins_afterwards(monkeypatc
     before = fastconv.get_num_threads()
     fastconv.set_num_threads(threads)
     try:
-        monkeypatch.setattr(inference, "_pick_one", lambda choice: False)  # always the team
+        monkeypatch.setattr(inference, "_pick_one", lambda choice, cold=True: False)  # always the team
         model, x = _model_and_input(5)
         monkeypatch.setattr(inference, "_HOLD_TEAM", False)
         model.predict_on_batch(x)

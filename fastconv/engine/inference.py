@@ -70,9 +70,14 @@ _enabled = [True]
 #   master's CPU (2-vCPU Emerald Rapids at load 4: ResNet-18 b1 17 ms on 2 threads, 7.7 on 1;
 #   LeNet-5 b64 4.0 / 1.3, and so right after an onnxruntime call, whose pool spins for ~50 ms).
 # So each plan keeps, per state (cold, warm), the times of its last _KEEP team runs and of its
-# last _KEEP one-thread runs (each tried once, then the one with the lower median runs, the
-# other re-tried every _REPROBE runs of that state). On an idle machine without the cliff that
-# stays the team.
+# last _KEEP one-thread runs (the team tried twice and one thread once, then the faster one
+# runs, the other re-tried every _REPROBE runs of that state). On an idle machine without the
+# cliff that stays the team. Which statistic decides differs by state:
+# - cold runs are bimodal by nature (the wake-up either hits or not): the median;
+# - warm runs are steady, but a host that deschedules a vCPU for a tick stalls a rare team run
+#   by ~5 ms (2-vCPU Zen 4: LeNet-5 b64 0.55-0.65 ms, stalls of 4.8-5.0 ms): the fastest run
+#   of each, since such noise only ever adds time. With the median, one early stall sent the
+#   plan to one thread for _REPROBE runs (ResNet-18 CIFAR b1: 10.3 ms on one thread, team 7).
 _IDLE_S = 0.01
 # A team run holds the team awake for its duration (threads.cpp, team keeper): SCHED_IDLE
 # threads spin on the idle CPUs, so the workers' CPUs do not halt between its parallel regions.
@@ -80,6 +85,7 @@ _IDLE_S = 0.01
 # helper I); benchmarks/bench_b1_idle.py --paired measures it where the machine is quiet.
 _HOLD_TEAM = False
 _REPROBE = 16
+_FIRST_TEAM_RUNS = 2  # the first team run of a process also starts its threads
 _KEEP = 5
 _last_team_run = [float("-inf")]  # perf_counter() at the end of the last multi-thread plan run
 
@@ -676,8 +682,9 @@ class Plan:
         """The steps with the thread knob at `threads` > 1, or at 1 when this plan's runs in
         the same state (cold or warm, see _IDLE_S) measured one thread faster."""
         start = perf_counter()
-        choice = self._choice(start - _last_team_run[0] > _IDLE_S)
-        one = _pick_one(choice)
+        cold = start - _last_team_run[0] > _IDLE_S
+        choice = self._choice(cold)
+        one = _pick_one(choice, cold)
         hold = _HOLD_TEAM and not one
         if one:
             _C.set_num_threads(1)
@@ -711,16 +718,18 @@ class Plan:
         return choices[cold]
 
 
-def _pick_one(choice):
-    """True: run on one thread. Tries the team, then one thread, then runs the one with the
-    lower median, trying the other again every _REPROBE runs."""
+def _pick_one(choice, cold=True):
+    """True: run on one thread. Tries the team twice, then one thread, then runs the faster
+    one (cold: lower median, warm: lower minimum; see _IDLE_S), trying the other again every
+    _REPROBE runs."""
     team, one, n = choice
-    if not team:
+    if len(team) < _FIRST_TEAM_RUNS and not one:
         return False
     if not one:
         return True
     choice[2] = n + 1
-    return (_median(one) < _median(team)) != (choice[2] % _REPROBE == 0)
+    stat = _median if cold else min
+    return (stat(one) < stat(team)) != (choice[2] % _REPROBE == 0)
 
 
 def _median(times):
