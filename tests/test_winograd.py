@@ -353,3 +353,59 @@ def test_prepared_filter_validation():
         _C.conv2d_forward(x, w3, None, *same, "linear", None, u.reshape(1, -1))
     with pytest.raises((ValueError, TypeError)):
         _C.conv2d_prepare(w3, (1, 12, 12), *same)
+
+
+# ---- one image on several threads: the Cout split (run_forward_cout_split) ----
+# Taken where n == 1, at >= 2 threads, with at most 8 tiles a thread, Cout >= 128 and U over
+# 1 MiB (36 * Cin * Cout * 4 bytes at F(4,3)); both passes built on run_forward use it (the
+# forward, and the backward data pass with the roles of Cin and Cout swapped).
+@pytest.mark.parametrize("h, w, cin, cout, pads, act", [
+    (10, 9, 96, 128, (1, 1, 1, 1), "relu"),       # 3 x 3 tiles, two 64-column items
+    (14, 14, 64, 200, (1, 1, 1, 1), "linear"),    # 16 tiles, a short last item (200 = 3*64 + 8)
+    (7, 11, 130, 129, (0, 2, 1, 0), "tanh"),      # asymmetric pads, channel chunk edges
+])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_one_image_cout_split_matches_the_oracle(winograd, h, w, cin, cout, pads, act, threads):
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(h * w + cin)
+        args = ((1, 1), pads, (1, 1), 1)
+        x, wt, b = _inputs(rng, 1, h, w, cin, cout, True)
+        z = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
+        ref = {"relu": np.maximum(z, 0), "linear": z, "tanh": np.tanh(z)}[act]
+        u = _C.conv2d_prepare(wt, x.shape, *args)
+        for prepared in (None, u):
+            got = _C.conv2d_forward(x, wt, b, *args, act, None, prepared)
+            assert np.abs(got - ref).max() <= TOL * np.abs(z).max()
+        # backward data: its problem has Cin and Cout swapped (cin >= 128 here uses the split)
+        dy = rng.standard_normal(z.shape).astype(np.float32)
+        dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
+        assert _rel_err(dx, R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x.shape, *args)) <= TOL
+    finally:
+        fastconv.set_num_threads(before)
+
+
+@pytest.mark.parametrize("where", ["x", "w"])
+def test_one_image_cout_split_propagates_nan(winograd, where):
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(17)
+        args = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+        x, wt, b = _inputs(rng, 1, 12, 12, 96, 128, False)
+        if where == "x":
+            x[0, 5, 6, 7] = np.nan  # reaches exactly the 3x3 window of outputs around it
+        else:
+            wt[1, 1, 3, 40] = np.nan  # reaches every output of channel 40
+        y = _C.conv2d_forward(x, wt, None, *args)
+        nan = np.isnan(y[0])
+        if where == "x":
+            expect = np.zeros((12, 12, 128), bool)
+            expect[4:7, 5:8, :] = True
+        else:
+            expect = np.zeros((12, 12, 128), bool)
+            expect[:, :, 40] = True
+        np.testing.assert_array_equal(nan, expect)
+    finally:
+        fastconv.set_num_threads(before)

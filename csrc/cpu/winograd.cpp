@@ -334,10 +334,11 @@ void input_tile(const Problem& p, const Grid<M>& grid, const float* x, int64_t t
 }
 
 // y_tile = act(A^T M A + b), for the cells of the tile inside y (the rest go to a scratch
-// vector).
+// vector), output channels [c_begin, c_end) (-1: to Cout).
 template <int M>
 void output_tile(const Problem& p, const Grid<M>& grid, const float* mt, int64_t mstride,
-                 const float* b, Activation act, int64_t t, float* y) {
+                 const float* b, Activation act, int64_t t, float* y, int64_t c_begin = 0,
+                 int64_t c_end = -1) {
   constexpr int A = M + 2;
   alignas(64) float scratch[kChunk];
   int64_t n, oy, ox;
@@ -350,10 +351,11 @@ void output_tile(const Problem& p, const Grid<M>& grid, const float* mt, int64_t
     }
   const float* in[A * A];
   float* out[M * M];
-  for (int64_t c0 = 0; c0 < p.cout; c0 += kChunk) {
+  if (c_end < 0) c_end = p.cout;
+  for (int64_t c0 = c_begin; c0 < c_end; c0 += kChunk) {
     for (int q = 0; q < A * A; ++q) in[q] = mt + q * mstride + c0;
     for (int q = 0; q < M * M; ++q) out[q] = cell[q] ? cell[q] + c0 : scratch;
-    const int64_t nc = std::min(kChunk, p.cout - c0);
+    const int64_t nc = std::min(kChunk, c_end - c0);
     transform2d<typename Wino<M>::AT>(in, out, b ? b + c0 : nullptr, nc);
     if (act != Activation::Linear)
       for (int q = 0; q < M * M; ++q)
@@ -409,6 +411,49 @@ void filter_transform(const float* w, int64_t L, bool flip, float* u, int64_t us
 // ---------------------------------------------------------------------------------------
 // Passes.
 
+// One image on several threads, U larger than a core's L2: the threads split Cout instead
+// of the tiles. A 14x14 output has 16 tiles at F(4,3): split by tiles, every thread
+// multiplies its few tiles by all of U (4x the weights, 9.4 MB at 256->256), so U is streamed
+// once per thread: ResNet-50's 14x14 256->256 took 2.6-3.0 CPU-ms at 2 threads against 1.8 at
+// 1 (U from memory; 2.1-2.6 with this split). Here the input transform of every tile runs once (items: tiles), then each
+// item multiplies all of V by one block of U's columns and transforms its columns of M, so U
+// is read once in total. Returns false (y partly written) on a non-finite input tile, like
+// run_forward; `done` false: the split does not apply (too big for the workspace limit).
+constexpr int64_t kSplitColumns = 64;  // Cout per item: two 32-wide micro-tile strips
+constexpr int64_t kSplitMinUBytes = 1 << 20;
+// With more tiles the tile split wins: 28x28 128->128 (49 tiles, U 2.4 MB), 2 threads,
+// process CPU ms over three runs: tiles 1.12-1.44, Cout 1.52-1.72.
+constexpr int64_t kSplitMaxTilesPerThread = 8;
+
+template <int M>
+bool run_forward_cout_split(const Problem& p, const float* x, const float* u, int64_t ustride,
+                            bool u_transposed, const float* b, Activation act, float* y, bool& done) {
+  constexpr int AA = (M + 2) * (M + 2);
+  const Grid<M> grid(p);
+  const int64_t vstride = position_stride(grid.tiles * p.cin);
+  const int64_t mstride = position_stride(grid.tiles * p.cout);
+  done = AA * (vstride + mstride) * (int64_t)sizeof(float) <= get_workspace_limit();
+  if (!done) return false;
+  auto ws = workspace(AA * (vstride + mstride));
+  float* v = ws.get();
+  float* mt = v + AA * vstride;
+  run_items(grid.tiles, [&](int64_t t, int) { input_tile<M>(p, grid, x, t, v + t * p.cin, vstride); });
+  for (int q = 0; q < AA; ++q)
+    if (!all_finite(v + q * vstride, grid.tiles * p.cin)) return false;
+  const int64_t items = (p.cout + kSplitColumns - 1) / kSplitColumns;
+  run_items(items, [&](int64_t i, int) {
+    const int64_t c0 = i * kSplitColumns, cols = std::min(kSplitColumns, p.cout - c0);
+    // U_p is Cin x Cout (forward) or Cout x Cin used transposed (backward data).
+    const int64_t ld = u_transposed ? p.cin : p.cout, offset = u_transposed ? c0 * p.cin : c0;
+    for (int q = 0; q < AA; ++q)
+      sgemm(false, u_transposed, grid.tiles, cols, p.cin, 1.f, v + q * vstride, p.cin,
+            u + q * ustride + offset, ld, 0.f, mt + q * mstride + c0, p.cout);
+    for (int64_t t = 0; t < grid.tiles; ++t)
+      output_tile<M>(p, grid, mt + t * p.cout, mstride, b, act, t, y, c0, c0 + cols);
+  });
+  return true;
+}
+
 // Blocks of tiles: input transform, alpha^2 GEMMs, output transform; ws holds every
 // thread's V and M. u_transposed: the slices U_p are stored (Cout x Cin) and used transposed.
 //
@@ -427,6 +472,13 @@ bool run_forward(const Problem& p, const Plan& pl, const float* x, const float* 
   const Grid<M> grid(p);
   const int64_t vstride = position_stride(pl.tb * p.cin);
   const int64_t mstride = position_stride(pl.tb * p.cout);
+  if (p.n == 1 && pl.threads > 1 && item_team_enabled() && run_items_slots() > 1 &&
+      pl.tiles <= kSplitMaxTilesPerThread * pl.threads && p.cout >= 2 * kSplitColumns &&
+      AA * p.cin * p.cout * (int64_t)sizeof(float) > kSplitMinUBytes) {
+    bool done = false;
+    const bool finite = run_forward_cout_split<M>(p, x, u, ustride, u_transposed, b, act, y, done);
+    if (done) return finite;
+  }
   std::atomic<int> nonfinite{0};
   // Block blk on the buffers of participant `slot`.
   auto block = [&](int64_t blk, int slot) {
