@@ -277,7 +277,7 @@ def test_bench_winograd_quick():
 
 @pytest.mark.parametrize("n, h, w, cin, cout, pads, act", [
     (1, 14, 13, 9, 11, (1, 1, 1, 1), "relu"),      # F(4x4): 4 x 4 tiles
-    (1, 5, 7, 12, 10, (1, 1, 0, 2), "linear"),     # F(2x2) on the clipped odd output
+    (1, 5, 5, 12, 10, (1, 1, 1, 2), "linear"),     # F(2x2) on the clipped odd output (5 x 6: 3 x 3 tiles)
     (2, 9, 11, 70, 65, (0, 2, 1, 0), "tanh"),      # two channel chunks each side
 ])
 def test_prepared_filter_matches_the_oracle_and_the_unprepared_pass(winograd, n, h, w, cin, cout, pads, act):
@@ -286,6 +286,7 @@ def test_prepared_filter_matches_the_oracle_and_the_unprepared_pass(winograd, n,
     args = ((1, 1), pads, (1, 1), 1)
     u = _C.conv2d_prepare(wt, x.shape, *args)
     assert u is not None and u.dtype == np.float32 and u.ndim == 1
+    assert u.size != 9 * cin * ((cout + 31) // 32 * 32)  # the filter transform, not packed weights
     got = _C.conv2d_forward(x, wt, b, *args, act, None, u)
     # The same transform code computes U either way: the outputs are identical.
     np.testing.assert_array_equal(got, _C.conv2d_forward(x, wt, b, *args, act))
