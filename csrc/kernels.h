@@ -68,11 +68,14 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
                     float* y, Activation act = Activation::Linear,
                     const float* residual = nullptr, const float* prepared = nullptr);
 // Forward weights prepared once for repeated calls on one geometry (inference plans): the
-// Winograd filter transform of a 3x3 stride-1 conv, which batch-1 passes would otherwise redo
-// on every call, or an unpadded stride-1 1x1 conv's weights packed for the native GEMM
-// (GemmPackedB, gemm.h), read once per call instead of in place. conv2d_prepared_floats(g) is its size (0: g has no prepared form); whether
-// the forward pass would use it now (the algorithm setting, threads, workspace limit) is
+// Winograd filter transform of a 3x3 stride-1 conv where Winograd pays, which batch-1 passes
+// would otherwise redo on every call, or any other ungrouped conv's weights packed for the
+// native GEMM (GemmPackedB, gemm.h), read once per call instead of in place. The geometry
+// alone picks the form (conv2d_prepared_form: "winograd", "packed" or "" for none);
+// conv2d_prepared_floats(g) is its size (0: g has no prepared form); whether the forward pass
+// would use it now (the algorithm setting, threads, workspace limit) is
 // conv2d_prepared_pays(g). A forward call that takes another path ignores it.
+const char* conv2d_prepared_form(const ConvGeometry& g);
 int64_t conv2d_prepared_floats(const ConvGeometry& g);
 bool conv2d_prepared_pays(const ConvGeometry& g);
 void conv2d_prepare(const ConvGeometry& g, const float* w, float* prepared);

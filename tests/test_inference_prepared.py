@@ -125,3 +125,29 @@ def test_evicted_plans_release_their_shared_records():
     _close(model.predict_on_batch(x), _oracle(model, x))
     live = set().union(*(p.used for p in model._inference_plans.values()))
     assert set(model._inference_shared) == live
+
+
+def test_two_forms_of_one_size_are_kept_apart():
+    """One conv at two input sizes whose prepared forms differ but are equally large (16 -> 17
+    channels: the F(2x2) transform at 6x6 and the packed 3x3 weights at 2x2 are both 4608
+    floats): each plan reads its own form."""
+    fastconv.set_seed(8)
+    inp = layers.Input((None, None, 16))
+    h = layers.Conv2D(17, 3, padding="same", name="c")(inp)
+    model = fastconv.Model(inp, layers.GlobalAveragePooling2D()(h))
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    w = model.get_layer("c").kernel.numpy()
+    forms = {hw: _C.conv2d_prepared_form(w.shape, (1, hw, hw, 16), *args) for hw in (6, 2)}
+    sizes = {hw: _C.conv2d_prepare(w, (1, hw, hw, 16), *args) for hw in (6, 2)}
+    if any(p is None for p in sizes.values()):
+        pytest.skip("no prepared form for one of the sizes here (another GEMM backend or ISA level)")
+    assert forms == {6: "winograd", 2: "packed"} and sizes[6].size == sizes[2].size
+    for hw, seed in ((6, 1), (2, 2), (6, 3), (2, 4)):
+        x = _x((hw, hw, 16), 1, seed)
+        _close(model.predict_on_batch(x), _oracle(model, x))
+    (entry,) = model._inference_shared.values()
+    n = sizes[6].size
+    assert set(entry["prepared"]) == {("winograd", n), ("packed", n)}
+    for (form, _), slot in entry["prepared"].items():  # each slot holds what its form's prepare gives
+        hw = 6 if form == "winograd" else 2
+        np.testing.assert_array_equal(slot["prepared"], _C.conv2d_prepare(w, (1, hw, hw, 16), *args))

@@ -79,6 +79,16 @@ py::object conv2d_prepare(py::handle w_, py::handle x_shape, py::handle strides,
   return std::move(out);
 }
 
+// Which prepared form conv2d_prepare gives for this geometry: "winograd", "packed" or None.
+py::object conv2d_prepared_form(py::handle w_shape, py::handle x_shape, py::handle strides,
+                                py::handle pads, py::handle dilation, int64_t groups) {
+  const auto xs = int_tuple<4>(x_shape, "x_shape", kX);
+  const auto ws = int_tuple<4>(w_shape, "w_shape", kW);
+  const ConvGeometry g = geometry(xs, ws, make_window(strides, pads, dilation), groups);
+  const std::string form = cpu::conv2d_prepared_form(g);
+  return form.empty() ? py::none() : py::object(py::str(form));
+}
+
 py::array_t<float> conv2d_backward_data(py::handle dy_, py::handle w_, py::handle x_shape,
                                         py::handle strides, py::handle pads, py::handle dilation,
                                         int64_t groups) {
@@ -134,9 +144,14 @@ void bind_conv(py::module_& m) {
   m.def("conv2d_prepare", &conv2d_prepare, py::arg("w"), py::arg("x_shape"), py::arg("strides"),
         py::arg("pads"), py::arg("dilation"), py::arg("groups"),
         "w prepared for repeated conv2d_forward calls on inputs of x_shape (the Winograd filter transform "
-        "of a 3x3 stride-1 conv, the GEMM-packed weights of an ungrouped stride-1 unpadded 1x1 conv), a 1-D "
+        "of a 3x3 stride-1 conv where Winograd pays, else an ungrouped conv's GEMM-packed weights), a 1-D "
         "float32 array to pass as conv2d_forward's `prepared`; None when "
         "the forward pass would not use one (under the current algorithm setting and threads).");
+  m.def("conv2d_prepared_form", &conv2d_prepared_form, py::arg("w_shape"), py::arg("x_shape"),
+        py::arg("strides"), py::arg("pads"), py::arg("dilation"), py::arg("groups"),
+        "'winograd' or 'packed': the form conv2d_prepare gives for this geometry (by the geometry alone), "
+        "or None where it has none. Two geometries of one conv with prepared arrays of equal size may "
+        "still hold different forms.");
   m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("dy"), py::arg("w"),
         py::arg("x_shape"), py::arg("strides"), py::arg("pads"), py::arg("dilation"),
         py::arg("groups"), "dx (x_shape) = gradient of conv2d_forward with respect to x.");

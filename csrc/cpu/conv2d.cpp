@@ -308,6 +308,14 @@ PreparedForm prepared_form(const ConvGeometry& g) {
 
 }  // namespace
 
+const char* conv2d_prepared_form(const ConvGeometry& g) {
+  switch (prepared_form(g)) {
+    case PreparedForm::WinogradFilter: return "winograd";
+    case PreparedForm::PackedWeights: return conv2d_prepared_floats(g) > 0 ? "packed" : "";
+    default: return "";
+  }
+}
+
 int64_t conv2d_prepared_floats(const ConvGeometry& g) {
   switch (prepared_form(g)) {
     case PreparedForm::WinogradFilter: return detail::winograd_filter_floats(g);

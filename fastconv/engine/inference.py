@@ -376,23 +376,24 @@ def _versions(variables):
 def _prepared_weights(k, weights, x_shape, geometry, store):
     """A callable () -> the kernel's prepared form of the conv's weights for this input shape
     (conv2d_prepare: the Winograd filter transform, which a batch-1 pass would otherwise redo on
-    every call; a 1x1 conv's weights packed for the GEMM, which would otherwise read them in
-    place at a page per k step or pack them per call), or None; cached, like the fold, until
-    one of the variables changes. `store`
-    (the conv's shared entry's "prepared" dict) keeps one prepared array per size for all the
-    model's plans: two batch sizes of one layer read the same array."""
+    every call; other ungrouped convs' weights packed for the GEMM, which would otherwise read
+    them in place at a page per k step or pack them per call), or None where the kernel keeps
+    none for this geometry; cached, like the fold, until one of the variables changes. `store`
+    (the conv's shared entry's "prepared" dict) keeps one prepared array per form and size for
+    all the model's plans: two batch sizes of one layer read the same array. (The geometry picks
+    the form, and the two forms of one conv can have the same size: a Winograd F(2x2) transform
+    of 8 -> 16 channels and the packed 3x3 weights are both 2304 floats.)"""
     prepare = getattr(k, "conv2d_prepare", None)
+    if prepare is None:
+        return None
     kernel, _ = weights()
     strides, pads, dilation, groups = geometry
-    window = kernel.shape[:2]
-    if (prepare is None or tuple(strides) != (1, 1) or groups != 1
-            or not (window == (3, 3) or (window == (1, 1) and not any(pads)))):
-        return None  # only 3x3 (Winograd) and unpadded 1x1 stride-1 ungrouped convs have one
     first = prepare(kernel, x_shape, strides, pads, dilation, groups)
     if first is None:
         return None
+    form = k.conv2d_prepared_form(kernel.shape, x_shape, strides, pads, dilation, groups)
     versions = _versions(weights.variables)
-    slot = store.setdefault(first.size, {"versions": None, "prepared": None})
+    slot = store.setdefault((form, first.size), {"versions": None, "prepared": None})
     if slot["versions"] != versions or slot["prepared"] is None:  # updated in place: plans share it
         slot["versions"], slot["prepared"] = versions, first
 
