@@ -37,6 +37,8 @@
 // measurements are at few_channel_rows_shape.
 #include "cpu/few_channel_rows.h"
 
+#include "cpu/few_channel_s2_planes.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -584,10 +586,10 @@ bool few_channel_rows_shape(const ConvGeometry& g, ConvPass pass) {
 
 bool few_channel_rows_forward(const ConvGeometry& g, const float* x, const float* w,
                               const float* b, float* y, Activation act) {
+  if (g.c == 1 && g.win.sh == 2) return s2_planes_forward(g, x, w, b, y, act), true;
   if (!all_finite(w, 9 * g.c * g.c)) return false;
   switch (g.c * 2 + g.win.sh - 1) {
     FASTCONV_FEW_ROWS_CASE(1, 1, forward_c, g, x, w, b, y, act)
-    FASTCONV_FEW_ROWS_CASE(1, 2, forward_c, g, x, w, b, y, act)
     FASTCONV_FEW_ROWS_CASE(2, 2, forward_c, g, x, w, b, y, act)
     FASTCONV_FEW_ROWS_CASE(3, 2, forward_c, g, x, w, b, y, act)
     FASTCONV_FEW_ROWS_CASE(4, 2, forward_c, g, x, w, b, y, act)
@@ -598,9 +600,9 @@ bool few_channel_rows_forward(const ConvGeometry& g, const float* x, const float
 bool few_channel_rows_backward_data(const ConvGeometry& g, const float* dy, const float* w,
                                     float* dx) {
   if (!all_finite(w, 9 * g.c * g.c)) return false;
+  if (g.c == 1 && g.win.sh == 2) return s2_planes_backward_data(g, dy, w, dx), true;
   switch (g.c * 2 + g.win.sh - 1) {
     FASTCONV_FEW_ROWS_CASE(1, 1, backward_data_c, g, dy, w, dx)
-    FASTCONV_FEW_ROWS_CASE(1, 2, backward_data_c, g, dy, w, dx)
     FASTCONV_FEW_ROWS_CASE(2, 2, backward_data_c, g, dy, w, dx)
     FASTCONV_FEW_ROWS_CASE(3, 2, backward_data_c, g, dy, w, dx)
     FASTCONV_FEW_ROWS_CASE(4, 2, backward_data_c, g, dy, w, dx)
@@ -610,9 +612,9 @@ bool few_channel_rows_backward_data(const ConvGeometry& g, const float* dy, cons
 
 bool few_channel_rows_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
                                        float* dw, float* db) {
+  if (g.c == 1 && g.win.sh == 2) return s2_planes_backward_weights(g, dy, x, dw, db), true;
   switch (g.c * 2 + g.win.sh - 1) {
     FASTCONV_FEW_ROWS_CASE(1, 1, backward_weights_c, g, dy, x, dw, db)
-    FASTCONV_FEW_ROWS_CASE(1, 2, backward_weights_c, g, dy, x, dw, db)
     FASTCONV_FEW_ROWS_CASE(2, 1, backward_weights_c, g, dy, x, dw, db)
     FASTCONV_FEW_ROWS_CASE(2, 2, backward_weights_c, g, dy, x, dw, db)
     FASTCONV_FEW_ROWS_CASE(3, 2, backward_weights_c, g, dy, x, dw, db)

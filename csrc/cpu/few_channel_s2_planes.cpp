@@ -1,0 +1,353 @@
+// 3x3 stride-2 convolutions with C = 1 in and out: a block of output rows as one flat stream.
+//
+// Why: the row kernel (few_channel_rows.cpp) ran these one output row at a time, each row
+// of 28 floats (56x56 input) two vectors long, and each input row packed into two phase rows
+// with a scalar tail; per-row costs were the work. In the sweep on Zen 4
+// (sweep_2026-12-06_zen4_final.md) the C = 1 stride-2 passes were 0.11-0.19 of their family's
+// median: N=256 56x56 forward 0.467 ms, weights 0.530 ms, for 1.8 M multiply-adds.
+//
+// Here the padded input xp of a block of R output rows is split into six planes of R + 1 rows
+// and OW columns (pitch OW): P[a][k][i][j] = xp[2(oy0 + i) + a][2j + k] for row parity
+// a = 0, 1 and column k = 0, 1, 2 (k = 2 is plane k = 0 one column on). Then
+//   y[oy0 + i][j] = sum over (ky, kx) of w[ky][kx] * P[ky % 2][kx][i + ky / 2][j],
+// the same flat offset (ky / 2)*OW into one plane for every lane of a vector of consecutive
+// outputs, across row ends: 9 loads and 9 multiply-adds per vector of outputs, no lane
+// wasted, no mask. The planes hold the padding as zeros and only real taps are multiplied,
+// so NaN and inf reach exactly the outputs the reference gives them (no hand-back).
+//
+//   forward          y (block, flat) = b + sum over taps of plane[p + off] * w[tap]
+//   backward weights dw[tap] = sum over the block's p of plane[p + off] * dy[p]: 9 lane
+//                    accumulators per block (its last partial vector loaded with its lanes
+//                    past the block zeroed), flushed to per-thread doubles per block, summed
+//                    in thread order (the same bits for a fixed thread count).
+//
+// A row is split with few_channel_s2.h's pair split, straight from x when the 2*pairs floats
+// it reads lie inside x (the columns outside the row then zeroed one by one), else through a
+// zero-margined copy of the row.
+#include "cpu/few_channel_s2_planes.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "cpu/few_channel_s2.h"
+#include "cpu/parallel.h"
+#include "cpu/pixel_transpose.h"
+#include "cpu/simd.h"
+
+namespace fastconv::cpu::detail {
+
+namespace {
+
+using stride2::L;
+using stride2::load;
+using stride2::store;
+using stride2::vec;
+
+// As few_channel_rows.cpp: below this many multiply-adds a pass runs on the calling thread;
+// the planes of one block within kPackFloats floats (64 KiB, L2-resident).
+constexpr int64_t kParallelWork = 1 << 21;
+constexpr int64_t kPackFloats = 1 << 14;
+
+int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+// The first n lanes of p, the rest 0 (reads nothing past p + n).
+inline vec load_first(const float* p, int64_t n) {
+  vec v{};
+  std::memcpy(&v, p, sizeof(float) * n);
+  return v;
+}
+
+// Blocks of `rows` output rows of one image, their 6*C planes within kPackFloats.
+struct Blocks {
+  int64_t rows, per_image, count;
+  Blocks(const ConvGeometry& g, int threads) {
+    const int64_t fit = std::max<int64_t>(1, kPackFloats / (6 * g.c * g.ow) - 1);
+    const int64_t spread =
+        threads > 1 ? std::max<int64_t>(1, g.n * g.oh / (4 * threads)) : g.oh;
+    rows = std::max<int64_t>(1, std::min({fit, g.oh, spread}));
+    per_image = (g.oh + rows - 1) / rows;
+    count = g.n * per_image;
+  }
+};
+
+// One thread's 6*C planes (plane (a, ci, k) at ((a*C + ci)*3 + k)*stride_) and row copy.
+template <int C>
+class Planes {
+ public:
+  Planes(const ConvGeometry& g, int64_t rows)
+      : g_(g), pairs_(round_up(g.ow + 1, L)), stride_((rows + 1) * g.ow + pairs_ + 2 * L) {}
+
+  void allocate() { buf_.assign((size_t)(6 * C * stride_ + 2 * pairs_ * C + L), 0.f); }
+
+  // The planes of output rows oy0 .. oy0 + rows - 1 of image img (its h*w*C floats), x the
+  // whole tensor [xbeg, xend).
+  void pack(const float* img, const float* xbeg, const float* xend, int64_t oy0, int64_t rows) {
+    const int64_t ow = g_.ow;
+    for (int a = 0; a < 2; ++a)
+      for (int64_t i = 0; i < rows + (a == 0); ++i) {
+        const int64_t r = 2 * (oy0 + i) + a - g_.win.pt;
+        if (r < 0 || r >= g_.h) {
+          for (int ci = 0; ci < C; ++ci)
+            for (int k = 0; k < 3; ++k) std::memset(plane(a, ci, k) + i * ow, 0, sizeof(float) * ow);
+          continue;
+        }
+        split_row(img + r * g_.w * C, xbeg, xend, plane(a, 0, 0) + i * ow, plane(a, 0, 1) + i * ow);
+        for (int ci = 0; ci < C; ++ci) {
+          const float* p0 = plane(a, ci, 0) + i * ow;
+          float* p2 = plane(a, ci, 2) + i * ow;
+          for (int64_t j = 0; j < ow; j += L) store(p2 + j, load(p0 + 1 + j));
+        }
+      }
+  }
+
+  // Tap t = ky*3 + kx, channel ci: the plane float under the block's output p is tap(t, ci)[p].
+  const float* tap(int t, int ci) const {
+    const int ky = t / 3, kx = t % 3;
+    return buf_.data() + (((ky % 2) * C + ci) * 3 + kx) * stride_ + (ky / 2) * g_.ow;
+  }
+
+ private:
+  float* plane(int a, int ci, int k) { return buf_.data() + ((a * C + ci) * 3 + k) * stride_; }
+  float* row_copy() { return buf_.data() + 6 * C * stride_; }
+
+  // Channel ci's p0[j] = xp[2j], p1[j] = xp[2j + 1] of one padded row (src its first real
+  // pixel), at ci*3*stride_ from p0, p1, for j < pairs_ (writing past the row's OW floats into
+  // the next row's place, written later).
+  void split_row(const float* src, const float* xbeg, const float* xend, float* p0, float* p1) {
+    const int64_t pl = g_.win.pl, w = g_.w, cs = 3 * stride_;
+    const float* start = src - pl * C;
+    if (start >= xbeg && start + 2 * pairs_ * C <= xend) {
+      stride2::split_pairs<C>(start, pairs_, p0, p1, cs);
+      // Columns of the padding read from x: zero them (columns up to 2*OW are read).
+      auto zero = [&](int64_t c) {
+        for (int ci = 0; ci < C; ++ci) (c % 2 ? p1 : p0)[ci * cs + c / 2] = 0.f;
+      };
+      for (int64_t c = 0; c < pl; ++c) zero(c);
+      for (int64_t c = pl + w; c <= 2 * g_.ow; ++c) zero(c);
+      return;
+    }
+    // The copy's other floats stay the zeros allocate() wrote.
+    float* t = row_copy();
+    std::memcpy(t + pl * C, src, sizeof(float) * C * std::min(w, 2 * pairs_ - pl));
+    stride2::split_pairs<C>(t, pairs_, p0, p1, cs);
+  }
+
+  const ConvGeometry& g_;
+  const int64_t pairs_, stride_;
+  std::vector<float> buf_;
+};
+
+template <int C, typename Body>
+void run_blocks(const ConvGeometry& g, const float* x, int threads, bool dynamic, Body&& body) {
+  const Blocks bl(g, threads);
+  const int64_t image = g.h * g.w * C;
+  const float* xend = x + g.n * image;
+  ExceptionCaptor errors;  // the planes may not fit in memory (a very wide row)
+  parallel_region(threads, [&] {
+    note_team();
+    Planes<C> pl(g, bl.rows);
+    errors.run([&] { pl.allocate(); });
+    auto item = [&](int64_t i) {
+      if (errors.failed()) return;
+      const int64_t n = i / bl.per_image, oy0 = (i % bl.per_image) * bl.rows;
+      const int64_t rows = std::min(g.oh - oy0, bl.rows);
+      pl.pack(x + n * image, x, xend, oy0, rows);
+      body(pl, (n * g.oh + oy0) * g.ow, rows * g.ow);
+    };
+    if (dynamic) {
+#pragma omp for schedule(dynamic)
+      for (int64_t i = 0; i < bl.count; ++i) item(i);
+    } else {
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < bl.count; ++i) item(i);
+    }
+  });
+  errors.rethrow();
+}
+
+int threads_for(const ConvGeometry& g) {
+  return g.n * g.oh * g.ow * 9 * g.c * g.oc < kParallelWork ? 1 : std::max(1, get_num_threads());
+}
+
+// Output vectors a step: V*C accumulators over the 9*C taps (C = 1: 4 independent chains of
+// 9 multiply-adds, one chain is latency-bound).
+template <int C>
+constexpr int vectors_for() {
+  return C == 1 ? 4 : (C <= 3 || kVectorRegisters >= 32) ? 2 : 1;
+}
+
+// V vectors of outputs from block pixel p, stored NHWC at out: bias + the 9*C taps per
+// channel (q[t*C + ci]: tap t's plane of channel ci; wv[(t*C + ci)*C + co]: its weight).
+template <int C, int V>
+inline void forward_vectors(const float* const* q, const vec* wv, const vec* bias, int64_t p,
+                            float* out) {
+  vec acc[V][C];
+#pragma GCC unroll 4
+  for (int v = 0; v < V; ++v)
+#pragma GCC unroll 8
+    for (int co = 0; co < C; ++co) acc[v][co] = bias[co];
+#pragma GCC unroll 9
+  for (int t = 0; t < 9 * C; ++t)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) {
+      const vec xv = load(q[t] + p + v * L);
+#pragma GCC unroll 8
+      for (int co = 0; co < C; ++co) acc[v][co] += xv * wv[t * C + co];
+    }
+#pragma GCC unroll 4
+  for (int v = 0; v < V; ++v) {
+    if constexpr (C == 1) {
+      store(out + v * L, acc[v][0]);
+    } else {
+      vec o[C];
+      pixel_transpose::merge<C>(acc[v], o);
+#pragma GCC unroll 8
+      for (int j = 0; j < C; ++j) store(out + v * L * C + j * L, o[j]);
+    }
+  }
+}
+
+template <int C>
+void forward_c(const ConvGeometry& g, const float* x, const float* w, const float* b, float* y,
+               Activation act) {
+  constexpr int V = vectors_for<C>();
+  vec wv[9 * C * C], bias[C];
+  for (int k = 0; k < 9 * C * C; ++k) wv[k] = vec{} + w[k];  // HWIO: (t*C + ci)*C + co
+  for (int co = 0; co < C; ++co) bias[co] = vec{} + (b ? b[co] : 0.f);
+  run_blocks<C>(g, x, threads_for(g), true, [&](const Planes<C>& pl, int64_t off, int64_t total) {
+    const float* q[9 * C];
+    for (int t = 0; t < 9; ++t)
+      for (int ci = 0; ci < C; ++ci) q[t * C + ci] = pl.tap(t, ci);
+    float* yb = y + off * C;
+    int64_t p = 0;
+    for (; p + V * L <= total; p += V * L) forward_vectors<C, V>(q, wv, bias, p, yb + p * C);
+    for (; p + L <= total; p += L) forward_vectors<C, 1>(q, wv, bias, p, yb + p * C);
+    if (p < total) {
+      if (total >= L) {  // the last L pixels again (same values)
+        forward_vectors<C, 1>(q, wv, bias, total - L, yb + (total - L) * C);
+      } else {  // lanes past the block read the planes' slack; not stored
+        float tmp[L * C];
+        forward_vectors<C, 1>(q, wv, bias, 0, tmp);
+        std::memcpy(yb, tmp, sizeof(float) * total * C);
+      }
+    }
+    if (act != Activation::Linear) activation_inplace(total * C, yb, act);
+  });
+}
+
+}  // namespace
+
+void s2_planes_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                       float* y, Activation act) {
+  switch (g.c) {
+    case 1: return forward_c<1>(g, x, w, b, y, act);
+    case 2: return forward_c<2>(g, x, w, b, y, act);
+    case 3: return forward_c<3>(g, x, w, b, y, act);
+    case 4: return forward_c<4>(g, x, w, b, y, act);
+    case 6: return forward_c<6>(g, x, w, b, y, act);
+  }
+}
+
+// Backward data, by parity (sub-pixel): padded dx pixel (2i + a, 2j + b) gets the taps with
+// ky % 2 == a, kx % 2 == b from dy[i - ky / 2][j - kx / 2]: 4, 2, 2 or 1 of them, the 9 taps
+// once per 2x2 quad of pixels. A block of plane rows i0 .. i0 + rows - 1 copies dy rows
+// i0 - 1 .. i0 + rows - 1 at pitch P = OW + 1, a zero column before each row (it is dy's
+// column -1 and, the next row's, column OW; zero rows outside dy), so every tap is the same
+// flat offset into the copy D: the four parity planes come from 4 loads (D[q], D[q + 1],
+// D[q + P], D[q + P + 1]) and 9 multiply-adds per vector, then each dx row is its two planes
+// interleaved (few_channel_s2.h's merge_pairs), cropped by the left pad.
+void s2_planes_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  const int64_t P = g.ow + 1, pt = g.win.pt, pl = g.win.pl;
+  const int64_t I = (g.h - 1 + pt) / 2 + 1;                   // plane rows of the padded dx
+  const int64_t pairs = round_up((pl + g.w + 1) / 2, L);      // merged columns >= pl + W
+  const int threads = threads_for(g);
+  const int64_t spread = threads > 1 ? std::max<int64_t>(1, g.n * I / (4 * threads)) : I;
+  const int64_t R = std::max<int64_t>(1, std::min({kPackFloats / (5 * P) - 2, I, spread}));
+  const int64_t per_image = (I + R - 1) / R, dsize = (R + 2) * P + 2 * L;
+  const int64_t psize = R * P + pairs + 2 * L;
+  vec wv[9];
+  for (int t = 0; t < 9; ++t) wv[t] = vec{} + w[t];
+  ExceptionCaptor errors;
+  parallel_region(threads, [&] {
+    note_team();
+    std::vector<float> buf;
+    errors.run([&] { buf.assign((size_t)(dsize + 4 * psize + 2 * pairs + L), 0.f); });
+    float* D = buf.data();
+    float* E[2] = {D + dsize, D + dsize + psize};
+    float* O[2] = {D + dsize + 2 * psize, D + dsize + 3 * psize};
+    float* merged = D + dsize + 4 * psize;
+#pragma omp for schedule(dynamic)
+    for (int64_t it = 0; it < g.n * per_image; ++it) {
+      if (errors.failed()) continue;
+      const int64_t n = it / per_image, i0 = (it % per_image) * R;
+      const int64_t rows = std::min(I - i0, R);
+      for (int64_t r = 0; r <= rows; ++r) {  // D row r: dy row i0 - 1 + r
+        const int64_t oy = i0 - 1 + r;
+        if (oy >= 0 && oy < g.oh)
+          std::memcpy(D + r * P + 1, dy + (n * g.oh + oy) * g.ow, sizeof(float) * g.ow);
+        else
+          std::memset(D + r * P, 0, sizeof(float) * P);
+      }
+      // Whole vectors past rows*P: the planes' slack, never merged.
+      for (int64_t q = 0; q < rows * P; q += L) {
+        const vec d00 = load(D + q), d01 = load(D + q + 1);
+        const vec d10 = load(D + q + P), d11 = load(D + q + P + 1);
+        store(E[0] + q, wv[0] * d11 + wv[2] * d10 + wv[6] * d01 + wv[8] * d00);
+        store(O[0] + q, wv[1] * d11 + wv[7] * d01);
+        store(E[1] + q, wv[3] * d11 + wv[5] * d10);
+        store(O[1] + q, wv[4] * d11);
+      }
+      for (int64_t i = i0; i < i0 + rows; ++i)
+        for (int a = 0; a < 2; ++a) {
+          const int64_t iy = 2 * i + a - pt;
+          if (iy < 0 || iy >= g.h) continue;
+          const int64_t q = (i - i0) * P;
+          stride2::merge_pairs(E[a] + q, O[a] + q, pairs, merged);
+          std::memcpy(dx + (n * g.h + iy) * g.w, merged + pl, sizeof(float) * g.w);
+        }
+    }
+  });
+  errors.rethrow();
+}
+
+void s2_planes_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
+                                float* dw, float* db) {
+  const int threads = threads_for(g);
+  std::vector<double> part((size_t)threads * 10, 0.0);  // a thread without blocks adds 0
+  run_blocks<1>(g, x, threads, false, [&](const Planes<1>& pl, int64_t off, int64_t total) {
+    const int t0 = omp_get_thread_num();
+    const float* q[9];
+    for (int t = 0; t < 9; ++t) q[t] = pl.tap(t, 0);
+    const float* d0 = dy + off;
+    vec acc[10] = {};
+    int64_t p = 0;
+    for (; p + L <= total; p += L) {
+      const vec d = load(d0 + p);
+#pragma GCC unroll 9
+      for (int t = 0; t < 9; ++t) acc[t] += load(q[t] + p) * d;
+      acc[9] += d;
+    }
+    if (p < total) {  // lanes past the block zero in both factors (a plane's could be inf)
+      const vec d = load_first(d0 + p, total - p);
+      for (int t = 0; t < 9; ++t) acc[t] += load_first(q[t] + p, total - p) * d;
+      acc[9] += d;
+    }
+    double* mine = part.data() + t0 * 10;
+    for (int t = 0; t < 10; ++t) {
+      double s = 0.0;
+      for (int k = 0; k < L; ++k) s += acc[t][k];
+      mine[t] += s;
+    }
+  });
+  for (int t = 0; t < 10; ++t) {
+    double s = 0.0;
+    for (int k = 0; k < threads; ++k) s += part[k * 10 + t];
+    if (t < 9) dw[t] = (float)s;
+    else if (db) db[0] = (float)s;
+  }
+}
+
+}  // namespace fastconv::cpu::detail
