@@ -1,6 +1,6 @@
-"""3x3 stride-2 convs with one channel in and out on the column-phase planes
-(csrc/cpu/few_channel_s2_planes.cpp, reached through few_channel_rows.cpp): all three passes
-against the float64 oracle (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the largest
+"""3x3 stride-2 convs on the column-phase planes (csrc/cpu/few_channel_s2_planes.cpp: all
+three passes for one channel in and out, the forward for C = 2..4 and 6 up to 32 columns; the
+rest of each _check runs on the row and direct kernels): against the float64 oracle (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the largest
 value).
 
 The kernel runs blocks of output rows (forward, weights: planes of (R + 1) x OW, R = 16384 /
@@ -10,7 +10,9 @@ inside a vector (a partial last vector: the forward repeats the last full one, t
 zero the lanes past the block), several blocks per image (200 and more columns), odd and
 even sizes, every pad 0..2 on each side (the split reads straight from x or through a padded
 row copy, and zeroes the pad columns it read), batch 1 and 3, threads, and NaN/inf at the
-image's edges and corners landing where the reference puts them."""
+image's edges and corners landing where the reference puts them. The forward with C
+channels stores its planar results to NHWC through pixel_transpose::merge, so C = 2, 3, 4, 6
+cover every merge width it uses."""
 import itertools
 
 import numpy as np
@@ -124,3 +126,42 @@ def test_nonfinite_lands_where_the_reference_puts_it(bad, where, pads):
     rdx = R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args)
     assert not np.isfinite(rdx).all()
     _same_nonfinite(dx, rdx)
+
+
+@pytest.mark.parametrize("c", (2, 3, 4, 6))
+@pytest.mark.parametrize("h, w", ((3, 2), (7, 7), (8, 9), (13, 30), (11, 31), (5, 66)))
+@pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (2, 0, 1, 2)))
+def test_forward_channels(c, h, w, pads):
+    if h + pads[0] + pads[1] < 3 or w + pads[2] + pads[3] < 3:
+        pytest.skip("window larger than the padded input")
+    _check(c * 100 + h + w, 1 if w % 2 else 3, h, w, c, c, (3, 3), (2, 2), pads, (1, 1),
+           bias=h % 2 == 1)
+
+
+@pytest.mark.parametrize("c, h, w", ((3, 61, 203), (2, 40, 400), (6, 30, 31)))
+def test_forward_channels_several_blocks(c, h, w):
+    # C = 3, 203 columns: blocks of 7 output rows; C = 2, 400: 9; C = 6, 31: 15.
+    _check(c + h + w, 2, h, w, c, c, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("c", (2, 3, 6))
+@pytest.mark.parametrize("bad", (np.nan, np.inf))
+def test_forward_channels_nonfinite(c, bad):
+    """A non-finite x value at an edge and one inside, then a non-finite weight: the
+    reference's NaN/inf pattern exactly (it multiplies the padding's zeros too)."""
+    rng = np.random.default_rng(c)
+    args = ((2, 2), (1, 1, 1, 1), (1, 1), 1)
+    x = rng.standard_normal((2, 9, 23, c)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, c, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    x[0, 0, 22, c - 1] = bad
+    x[1, 4, 9, 0] = -bad
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
+    assert not np.isfinite(ref).all()
+    _same_nonfinite(_C.conv2d_forward(x, wt, b, *args), ref)
+    x = rng.standard_normal((2, 9, 23, c)).astype(np.float32)
+    wt[2, 0, c - 1, 0] = bad
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
+    assert not np.isfinite(ref).all()
+    _same_nonfinite(_C.conv2d_forward(x, wt, b, *args), ref)

@@ -138,10 +138,16 @@ class Planes {
   const ConvGeometry& g_;
   const int64_t pairs_, stride_;
   std::vector<float> buf_;
+
+ public:
+  mutable std::vector<vec> sums;  // the weight pass's lane accumulators
+  mutable int64_t pending = 0;         // pixels in them
 };
 
-template <int C, typename Body>
-void run_blocks(const ConvGeometry& g, const float* x, int threads, bool dynamic, Body&& body) {
+// body(planes, first output pixel, pixels) per block; finish(planes) per thread at the end.
+template <int C, typename Body, typename Finish>
+void run_blocks(const ConvGeometry& g, const float* x, int threads, bool dynamic, Body&& body,
+                Finish&& finish) {
   const Blocks bl(g, threads);
   const int64_t image = g.h * g.w * C;
   const float* xend = x + g.n * image;
@@ -154,8 +160,10 @@ void run_blocks(const ConvGeometry& g, const float* x, int threads, bool dynamic
       if (errors.failed()) return;
       const int64_t n = i / bl.per_image, oy0 = (i % bl.per_image) * bl.rows;
       const int64_t rows = std::min(g.oh - oy0, bl.rows);
-      pl.pack(x + n * image, x, xend, oy0, rows);
-      body(pl, (n * g.oh + oy0) * g.ow, rows * g.ow);
+      errors.run([&] {
+        pl.pack(x + n * image, x, xend, oy0, rows);
+        body(pl, (n * g.oh + oy0) * g.ow, rows * g.ow);
+      });
     };
     if (dynamic) {
 #pragma omp for schedule(dynamic)
@@ -164,6 +172,7 @@ void run_blocks(const ConvGeometry& g, const float* x, int threads, bool dynamic
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < bl.count; ++i) item(i);
     }
+    errors.run([&] { finish(pl); });
   });
   errors.rethrow();
 }
@@ -235,10 +244,36 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
       }
     }
     if (act != Activation::Linear) activation_inplace(total * C, yb, act);
-  });
+  }, [](const Planes<C>&) {});
 }
 
 }  // namespace
+
+// The rule, from paired 1-thread timings against the kernels before (few_channel_rows.cpp,
+// and the direct path for C = 6; benchmarks/bench_pair_s2c.py, CPU time, medians of 5
+// alternating rounds, Zen 4 at load 4; ms before/after, 'same' pads, N=256 unless noted):
+//                  forward                               backward data  backward weights
+//   C=1 56x56      0.614/0.248                           0.618/0.326    0.561/0.298
+//   C=1 N=32 112   0.205/0.117                           0.251/0.136    0.169/0.125
+//   C=1 7x7        0.068/0.031                           0.049/0.028    0.047/0.032
+//   C=2 / 3 / 4 28x28    0.346/0.202 0.733/0.352 0.835/0.510
+//   C=2 / 3 / 4 56x56    1.416/1.008 2.630/2.047 3.860/3.695
+//   C=2 / 3 / 4 7x7      0.083/0.056 0.103/0.088 0.123/0.096
+//   C=6            28x28 1.298/0.914, 14x14 0.479/0.401, 56x56 5.174/6.035, N=32 112 2.378/2.263
+// The weight pass over planes for C = 2..4 (tap groups of 9*C*C/3 or C*C accumulators, dy
+// split to planes) lost to the row kernel at 7..28 columns (C = 3 7x7 0.073/0.106, N=32 112
+// 0.549/0.764) and is not here; the backward data pass is C = 1 only (its parity planes
+// interleave one channel). C = 6 forward up to 32 columns, where it was measured to win.
+bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
+  const Window2d& v = g.win;
+  const bool eligible = g.groups == 1 && g.c == g.oc && v.kh == 3 && v.kw == 3 && v.dh == 1 &&
+                        v.dw == 1 && v.sh == 2 && v.sw == 2 && v.pt >= 0 && v.pt <= 2 &&
+                        v.pl >= 0 && v.pl <= 2 && g.n > 0 && g.oh > 0 && g.ow > 0 && g.h > 0 &&
+                        g.w > 0;
+  if (!eligible) return false;
+  if (pass != ConvPass::Forward) return g.c == 1;
+  return (g.c >= 1 && g.c <= 4) || (g.c == 6 && g.w <= 32);
+}
 
 void s2_planes_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                        float* y, Activation act) {
@@ -259,7 +294,8 @@ void s2_planes_forward(const ConvGeometry& g, const float* x, const float* w, co
 // flat offset into the copy D: the four parity planes come from 4 loads (D[q], D[q + 1],
 // D[q + P], D[q + P + 1]) and 9 multiply-adds per vector, then each dx row is its two planes
 // interleaved (few_channel_s2.h's merge_pairs), cropped by the left pad.
-void s2_planes_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+bool s2_planes_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  if (!all_finite(w, 9)) return false;
   const int64_t P = g.ow + 1, pt = g.win.pt, pl = g.win.pl;
   const int64_t I = (g.h - 1 + pt) / 2 + 1;                   // plane rows of the padded dx
   const int64_t pairs = round_up((pl + g.w + 1) / 2, L);      // merged columns >= pl + W
@@ -311,41 +347,58 @@ void s2_planes_backward_data(const ConvGeometry& g, const float* dy, const float
     }
   });
   errors.rethrow();
+  return true;
 }
 
+namespace {
+
+inline double lane_sum(vec v) {
+  double s = 0.0;
+  for (int k = 0; k < L; ++k) s += v[k];
+  return s;
+}
+
+}  // namespace
+
+// The weight gradient: per block, sums[t] += plane t times dy over the block's pixels (9
+// independent chains, 10 loads per 9 multiply-adds), sums[9] += dy; the block's last partial
+// vector is loaded with its lanes past the block zeroed in both factors (a plane's could be
+// inf). The lanes are summed in float over a thread's blocks up to kFlushPixels pixels (4096
+// terms a lane), then into its doubles: 10 lane sums per block were a fifth of a 7x7 image.
 void s2_planes_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
                                 float* dw, float* db) {
+  constexpr int64_t kFlushPixels = int64_t(1) << 16;
   const int threads = threads_for(g);
   std::vector<double> part((size_t)threads * 10, 0.0);  // a thread without blocks adds 0
+  auto flush = [&](const Planes<1>& pl) {
+    double* mine = part.data() + omp_get_thread_num() * 10;
+    for (int k = 0; k < 10 && pl.pending; ++k) mine[k] += lane_sum(pl.sums[k]), pl.sums[k] = vec{};
+    pl.pending = 0;
+  };
   run_blocks<1>(g, x, threads, false, [&](const Planes<1>& pl, int64_t off, int64_t total) {
-    const int t0 = omp_get_thread_num();
+    if (pl.sums.size() < 10) pl.sums.assign(10, vec{});
+    vec acc[10];
+    for (int t = 0; t < 10; ++t) acc[t] = pl.sums[t];
     const float* q[9];
     for (int t = 0; t < 9; ++t) q[t] = pl.tap(t, 0);
-    const float* d0 = dy + off;
-    vec acc[10] = {};
-    int64_t p = 0;
-    for (; p + L <= total; p += L) {
-      const vec d = load(d0 + p);
+    const float* d = dy + off;
+    auto step = [&](int64_t p, auto&& ld) {
+      const vec dv = ld(d + p);
 #pragma GCC unroll 9
-      for (int t = 0; t < 9; ++t) acc[t] += load(q[t] + p) * d;
-      acc[9] += d;
-    }
-    if (p < total) {  // lanes past the block zero in both factors (a plane's could be inf)
-      const vec d = load_first(d0 + p, total - p);
-      for (int t = 0; t < 9; ++t) acc[t] += load_first(q[t] + p, total - p) * d;
-      acc[9] += d;
-    }
-    double* mine = part.data() + t0 * 10;
-    for (int t = 0; t < 10; ++t) {
-      double s = 0.0;
-      for (int k = 0; k < L; ++k) s += acc[t][k];
-      mine[t] += s;
-    }
-  });
-  for (int t = 0; t < 10; ++t) {
+      for (int t = 0; t < 9; ++t) acc[t] += ld(q[t] + p) * dv;
+      acc[9] += dv;
+    };
+    int64_t p = 0;
+    for (; p + L <= total; p += L) step(p, [](const float* a) { return load(a); });
+    if (p < total) step(p, [n = total - p](const float* a) { return load_first(a, n); });
+    for (int t = 0; t < 10; ++t) pl.sums[t] = acc[t];
+    pl.pending += total;
+    if (pl.pending >= kFlushPixels) flush(pl);
+  }, flush);
+  for (int k = 0; k < 10; ++k) {
     double s = 0.0;
-    for (int k = 0; k < threads; ++k) s += part[k * 10 + t];
-    if (t < 9) dw[t] = (float)s;
+    for (int t = 0; t < threads; ++t) s += part[t * 10 + k];
+    if (k < 9) dw[k] = (float)s;
     else if (db) db[0] = (float)s;
   }
 }
