@@ -1,6 +1,7 @@
 """3x3 stride-2 convs on the column-phase planes (csrc/cpu/few_channel_s2_planes.cpp: all
-three passes for one channel in and out, the forward for C = 2..4 and 6 up to 32 columns; the
-rest of each _check runs on the row and direct kernels): against the float64 oracle (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the largest
+three passes for one channel in and out, the forward for C = 2..4 and 6 up to 32 columns, the
+backward data pass for C = 2..4 from 14 columns; the rest of each _check runs on the row and
+direct kernels): against the float64 oracle (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the largest
 value).
 
 The kernel runs blocks of output rows (forward, weights: planes of (R + 1) x OW, R = 16384 /
@@ -12,7 +13,8 @@ even sizes, every pad 0..2 on each side (the split reads straight from x or thro
 row copy, and zeroes the pad columns it read), batch 1 and 3, threads, and NaN/inf at the
 image's edges and corners landing where the reference puts them. The forward with C
 channels stores its planar results to NHWC through pixel_transpose::merge, so C = 2, 3, 4, 6
-cover every merge width it uses."""
+cover every merge width it uses; the backward data pass merges 2C planar rows (a pixel
+pair's channels), C = 2..4."""
 import itertools
 
 import numpy as np
@@ -165,3 +167,27 @@ def test_forward_channels_nonfinite(c, bad):
     ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
     assert not np.isfinite(ref).all()
     _same_nonfinite(_C.conv2d_forward(x, wt, b, *args), ref)
+
+
+@pytest.mark.parametrize("c", (2, 3, 4))
+@pytest.mark.parametrize("h, w", ((5, 14), (14, 15), (9, 33), (4, 64)))
+@pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (2, 1, 1, 2)))
+def test_backward_data_channels(c, h, w, pads):
+    _check(c * 1000 + h * w, 1 if w % 2 else 2, h, w, c, c, (3, 3), (2, 2), pads, (1, 1))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("c", (2, 3, 4))
+@pytest.mark.parametrize("bad", (np.nan, np.inf))
+def test_backward_data_channels_nonfinite(c, bad):
+    """A non-finite dy value at a corner and one inside: the reference's pattern exactly."""
+    rng = np.random.default_rng(c + 20)
+    args = ((2, 2), (1, 1, 1, 1), (1, 1), 1)
+    x_shape = (2, 15, 29, c)
+    dy = rng.standard_normal((2, 8, 15, c)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, c, c)).astype(np.float32)
+    dy[0, 7, 14, c - 1] = bad
+    dy[1, 3, 6, 0] = -bad
+    ref = R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x_shape, *args)
+    assert not np.isfinite(ref).all()
+    _same_nonfinite(_C.conv2d_backward_data(dy, wt, x_shape, *args), ref)

@@ -260,10 +260,14 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
 //   C=2 / 3 / 4 56x56    1.416/1.008 2.630/2.047 3.860/3.695
 //   C=2 / 3 / 4 7x7      0.083/0.056 0.103/0.088 0.123/0.096
 //   C=6            28x28 1.298/0.914, 14x14 0.479/0.401, 56x56 5.174/6.035, N=32 112 2.378/2.263
+//   backward data  C=2 / 3 / 4 56x56    1.191/1.047 2.467/2.350 3.741/2.817
+//                  C=2 / 3 / 4 N=32 112 0.475/0.351 0.956/0.610 1.460/1.487
+//                  C=2 / 3 / 4 14x14    0.106/0.102 0.219/0.152 0.277/0.208
+//                  C=2 / 3 / 4 7x7      0.054/0.052 0.073/0.080 0.084/0.108
 // The weight pass over planes for C = 2..4 (tap groups of 9*C*C/3 or C*C accumulators, dy
 // split to planes) lost to the row kernel at 7..28 columns (C = 3 7x7 0.073/0.106, N=32 112
-// 0.549/0.764) and is not here; the backward data pass is C = 1 only (its parity planes
-// interleave one channel). C = 6 forward up to 32 columns, where it was measured to win.
+// 0.549/0.764) and is not here. Backward data for C >= 2 from 14 columns (C = 4 up to 64),
+// the forward for C = 6 up to 32 columns: where they were measured to win.
 bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
   const bool eligible = g.groups == 1 && g.c == g.oc && v.kh == 3 && v.kw == 3 && v.dh == 1 &&
@@ -271,6 +275,8 @@ bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
                         v.pl >= 0 && v.pl <= 2 && g.n > 0 && g.oh > 0 && g.ow > 0 && g.h > 0 &&
                         g.w > 0;
   if (!eligible) return false;
+  if (pass == ConvPass::BackwardData)
+    return g.c == 1 || (g.c <= 3 && g.w >= 14) || (g.c == 4 && g.w >= 14 && g.w <= 64);
   if (pass != ConvPass::Forward) return g.c == 1;
   return (g.c >= 1 && g.c <= 4) || (g.c == 6 && g.w <= 32);
 }
@@ -294,27 +300,51 @@ void s2_planes_forward(const ConvGeometry& g, const float* x, const float* w, co
 // flat offset into the copy D: the four parity planes come from 4 loads (D[q], D[q + 1],
 // D[q + P], D[q + P + 1]) and 9 multiply-adds per vector, then each dx row is its two planes
 // interleaved (few_channel_s2.h's merge_pairs), cropped by the left pad.
-bool s2_planes_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
-  if (!all_finite(w, 9)) return false;
+namespace {
+
+// dst[j*2C + b*C + ci] = (b ? odd : even)[ci*cs + j] for j < pairs (a multiple of L): the
+// 2C planar rows of a pixel pair's channels back to NHWC, whole registers (merge_pairs for
+// C = 1, pixel_transpose::merge of 2C "channels" above).
+template <int C>
+void merge_parities(const float* even, const float* odd, int64_t cs, int64_t pairs, float* dst) {
+  if constexpr (C == 1) {
+    stride2::merge_pairs(even, odd, pairs, dst);
+  } else {
+    for (int64_t j = 0; j < pairs; j += L) {
+      vec planar[2 * C], nhwc[2 * C];
+#pragma GCC unroll 8
+      for (int ci = 0; ci < C; ++ci) {
+        planar[ci] = load(even + ci * cs + j);
+        planar[C + ci] = load(odd + ci * cs + j);
+      }
+      pixel_transpose::merge<2 * C>(planar, nhwc);
+#pragma GCC unroll 8
+      for (int k = 0; k < 2 * C; ++k) store(dst + 2 * C * j + k * L, nhwc[k]);
+    }
+  }
+}
+
+template <int C>
+void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   const int64_t P = g.ow + 1, pt = g.win.pt, pl = g.win.pl;
   const int64_t I = (g.h - 1 + pt) / 2 + 1;                   // plane rows of the padded dx
   const int64_t pairs = round_up((pl + g.w + 1) / 2, L);      // merged columns >= pl + W
   const int threads = threads_for(g);
   const int64_t spread = threads > 1 ? std::max<int64_t>(1, g.n * I / (4 * threads)) : I;
-  const int64_t R = std::max<int64_t>(1, std::min({kPackFloats / (5 * P) - 2, I, spread}));
+  const int64_t R = std::max<int64_t>(1, std::min({kPackFloats / (5 * C * P) - 2, I, spread}));
   const int64_t per_image = (I + R - 1) / R, dsize = (R + 2) * P + 2 * L;
   const int64_t psize = R * P + pairs + 2 * L;
-  vec wv[9];
-  for (int t = 0; t < 9; ++t) wv[t] = vec{} + w[t];
+  vec wv[9 * C * C];  // [t][ci][co]
+  for (int k = 0; k < 9 * C * C; ++k) wv[k] = vec{} + w[k];
   ExceptionCaptor errors;
   parallel_region(threads, [&] {
     note_team();
     std::vector<float> buf;
-    errors.run([&] { buf.assign((size_t)(dsize + 4 * psize + 2 * pairs + L), 0.f); });
-    float* D = buf.data();
-    float* E[2] = {D + dsize, D + dsize + psize};
-    float* O[2] = {D + dsize + 2 * psize, D + dsize + 3 * psize};
-    float* merged = D + dsize + 4 * psize;
+    errors.run([&] { buf.assign((size_t)(C * dsize + 4 * C * psize + 2 * C * pairs + L), 0.f); });
+    float* D = buf.data();  // channel co at co*dsize
+    float* E[2] = {D + C * dsize, D + C * dsize + C * psize};  // channel ci at ci*psize
+    float* O[2] = {D + C * dsize + 2 * C * psize, D + C * dsize + 3 * C * psize};
+    float* merged = D + C * dsize + 4 * C * psize;
 #pragma omp for schedule(dynamic)
     for (int64_t it = 0; it < g.n * per_image; ++it) {
       if (errors.failed()) continue;
@@ -322,32 +352,70 @@ bool s2_planes_backward_data(const ConvGeometry& g, const float* dy, const float
       const int64_t rows = std::min(I - i0, R);
       for (int64_t r = 0; r <= rows; ++r) {  // D row r: dy row i0 - 1 + r
         const int64_t oy = i0 - 1 + r;
-        if (oy >= 0 && oy < g.oh)
-          std::memcpy(D + r * P + 1, dy + (n * g.oh + oy) * g.ow, sizeof(float) * g.ow);
-        else
-          std::memset(D + r * P, 0, sizeof(float) * P);
+        if (oy < 0 || oy >= g.oh) {
+          for (int co = 0; co < C; ++co) std::memset(D + co * dsize + r * P, 0, sizeof(float) * P);
+          continue;
+        }
+        const float* src = dy + (n * g.oh + oy) * g.ow * C;
+        float* dst = D + r * P + 1;
+        if constexpr (C == 1) {
+          std::memcpy(dst, src, sizeof(float) * g.ow);
+        } else {
+          int64_t k = pixel_transpose::split_rows<C>(src, g.ow, dst, dsize);
+          for (; k < g.ow; ++k)
+            for (int co = 0; co < C; ++co) dst[co * dsize + k] = src[k * C + co];
+        }
       }
       // Whole vectors past rows*P: the planes' slack, never merged.
       for (int64_t q = 0; q < rows * P; q += L) {
-        const vec d00 = load(D + q), d01 = load(D + q + 1);
-        const vec d10 = load(D + q + P), d11 = load(D + q + P + 1);
-        store(E[0] + q, wv[0] * d11 + wv[2] * d10 + wv[6] * d01 + wv[8] * d00);
-        store(O[0] + q, wv[1] * d11 + wv[7] * d01);
-        store(E[1] + q, wv[3] * d11 + wv[5] * d10);
-        store(O[1] + q, wv[4] * d11);
+        vec d00[C], d01[C], d10[C], d11[C];
+#pragma GCC unroll 8
+        for (int co = 0; co < C; ++co) {
+          const float* d = D + co * dsize + q;
+          d00[co] = load(d), d01[co] = load(d + 1), d10[co] = load(d + P), d11[co] = load(d + P + 1);
+        }
+#pragma GCC unroll 8
+        for (int ci = 0; ci < C; ++ci) {
+          vec e0{}, o0{}, e1{}, o1{};
+          const vec* k = wv + ci * C;  // tap t, channel co: k[t*C*C + co]
+#pragma GCC unroll 8
+          for (int co = 0; co < C; ++co) {
+            e0 += k[0 * C * C + co] * d11[co] + k[2 * C * C + co] * d10[co] +
+                  k[6 * C * C + co] * d01[co] + k[8 * C * C + co] * d00[co];
+            o0 += k[1 * C * C + co] * d11[co] + k[7 * C * C + co] * d01[co];
+            e1 += k[3 * C * C + co] * d11[co] + k[5 * C * C + co] * d10[co];
+            o1 += k[4 * C * C + co] * d11[co];
+          }
+          store(E[0] + ci * psize + q, e0);
+          store(O[0] + ci * psize + q, o0);
+          store(E[1] + ci * psize + q, e1);
+          store(O[1] + ci * psize + q, o1);
+        }
       }
       for (int64_t i = i0; i < i0 + rows; ++i)
         for (int a = 0; a < 2; ++a) {
           const int64_t iy = 2 * i + a - pt;
           if (iy < 0 || iy >= g.h) continue;
           const int64_t q = (i - i0) * P;
-          stride2::merge_pairs(E[a] + q, O[a] + q, pairs, merged);
-          std::memcpy(dx + (n * g.h + iy) * g.w, merged + pl, sizeof(float) * g.w);
+          merge_parities<C>(E[a] + q, O[a] + q, psize, pairs, merged);
+          std::memcpy(dx + (n * g.h + iy) * g.w * C, merged + pl * C, sizeof(float) * g.w * C);
         }
     }
   });
   errors.rethrow();
-  return true;
+}
+
+}  // namespace
+
+bool s2_planes_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  if (!all_finite(w, 9 * g.c * g.c)) return false;
+  switch (g.c) {
+    case 1: return backward_data_c<1>(g, dy, w, dx), true;
+    case 2: return backward_data_c<2>(g, dy, w, dx), true;
+    case 3: return backward_data_c<3>(g, dy, w, dx), true;
+    case 4: return backward_data_c<4>(g, dy, w, dx), true;
+  }
+  return false;
 }
 
 namespace {

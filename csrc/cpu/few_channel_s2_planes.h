@@ -1,5 +1,5 @@
 // 3x3 stride-2 convolutions with C channels in and out (the forward for C = 1..4 and 6, the
-// backward passes for C = 1), each block of output rows one flat stream over column-phase
+// backward data pass for C = 1..4, the weight pass for C = 1), each block of output rows one flat stream over column-phase
 // planes (few_channel_s2_planes.cpp). direct_conv.cpp hands these over first. Every level;
 // the forward and weight passes never hand back (the planes hold the padding's zeros and
 // only real taps are multiplied).
