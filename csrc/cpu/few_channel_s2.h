@@ -53,8 +53,8 @@ inline constexpr ivec mlo = PairMask<0>::make(std::make_index_sequence<L>());
 inline constexpr ivec mhi = PairMask<1>::make(std::make_index_sequence<L>());
 
 // even[c*plane + j] = src[(2j)*C + c], odd[c*plane + j] = src[(2j + 1)*C + c] for j < pairs
-// rounded down to L; returns the pairs done.
-template <int C>
+// rounded down to L; returns the pairs done. ODD false: the even columns only (odd unused).
+template <int C, bool ODD = true>
 inline int64_t split_pairs(const float* src, int64_t pairs, float* even, float* odd, int64_t plane) {
   int64_t j = 0;
   for (; j + L <= pairs; j += L) {
@@ -75,7 +75,7 @@ inline int64_t split_pairs(const float* src, int64_t pairs, float* even, float* 
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) {
       store(even + c * plane + j, __builtin_shuffle(a[c], b[c], me));
-      store(odd + c * plane + j, __builtin_shuffle(a[c], b[c], mo));
+      if constexpr (ODD) store(odd + c * plane + j, __builtin_shuffle(a[c], b[c], mo));
     }
   }
   return j;

@@ -1,29 +1,31 @@
-// 3x3 stride-2 convolutions with C = 1 in and out: a block of output rows as one flat stream.
+// 3x3 stride-2 convolutions with C channels in and out: a block of output rows as one flat
+// stream over column-phase planes.
 //
 // Why: the row kernel (few_channel_rows.cpp) ran these one output row at a time, each row
-// of 28 floats (56x56 input) two vectors long, and each input row packed into two phase rows
-// with a scalar tail; per-row costs were the work. In the sweep on Zen 4
+// of 28 floats (56x56 input, C = 1) two vectors long, and each input row packed into two
+// phase rows with a scalar tail; per-row costs were the work. In the sweep on Zen 4
 // (sweep_2026-12-06_zen4_final.md) the C = 1 stride-2 passes were 0.11-0.19 of their family's
-// median: N=256 56x56 forward 0.467 ms, weights 0.530 ms, for 1.8 M multiply-adds.
+// median (N=256 56x56 forward 0.467 ms, weights 0.530 ms, for 1.8 M multiply-adds), C = 3
+// and 6 0.19-0.5.
 //
-// Here the padded input xp of a block of R output rows is split into six planes of R + 1 rows
-// and OW columns (pitch OW): P[a][k][i][j] = xp[2(oy0 + i) + a][2j + k] for row parity
-// a = 0, 1 and column k = 0, 1, 2 (k = 2 is plane k = 0 one column on). Then
-//   y[oy0 + i][j] = sum over (ky, kx) of w[ky][kx] * P[ky % 2][kx][i + ky / 2][j],
+// Here the padded input xp of a block of R output rows is split into 6*C planes of R + 1
+// rows and OW columns (pitch OW): P[a][ci][k][i][j] = xp[2(oy0 + i) + a][2j + k][ci] for row
+// parity a = 0, 1 and column k = 0, 1, 2 (k = 2 is plane k = 0 one column on). Then
+//   y[oy0 + i][j][co] = sum over (ky, kx, ci) of w[ky][kx][ci][co] * P[ky % 2][ci][kx][i + ky / 2][j],
 // the same flat offset (ky / 2)*OW into one plane for every lane of a vector of consecutive
-// outputs, across row ends: 9 loads and 9 multiply-adds per vector of outputs, no lane
-// wasted, no mask. The planes hold the padding as zeros and only real taps are multiplied,
-// so NaN and inf reach exactly the outputs the reference gives them (no hand-back).
+// outputs, across row ends: 9*C loads and 9*C*C multiply-adds per C vectors of outputs, no
+// lane wasted, no mask. The planes hold the padding as zeros and only real taps are
+// multiplied, so NaN and inf reach exactly the outputs the reference gives them.
 //
-//   forward          y (block, flat) = b + sum over taps of plane[p + off] * w[tap]
-//   backward weights dw[tap] = sum over the block's p of plane[p + off] * dy[p]: 9 lane
-//                    accumulators per block (its last partial vector loaded with its lanes
-//                    past the block zeroed), flushed to per-thread doubles per block, summed
-//                    in thread order (the same bits for a fixed thread count).
+//   forward          y (block, flat) = b + sum over taps of plane[p + off] * w[tap]: V
+//                    vectors x C channels held over the 9*C taps, merged to NHWC in
+//                    registers (pixel_transpose.h) and stored whole
+//   backward data    by parity, see backward_data_c
+//   backward weights (C = 1) dw[tap] = sum over the block's p of plane[p + off] * dy[p]
 //
-// A row is split with few_channel_s2.h's pair split, straight from x when the 2*pairs floats
-// it reads lie inside x (the columns outside the row then zeroed one by one), else through a
-// zero-margined copy of the row.
+// A row is split with few_channel_s2.h's pair split, straight from x when the 2*pairs*C
+// floats it reads lie inside x (the columns outside the row then zeroed one by one), else
+// through a zero-margined copy of the row.
 #include "cpu/few_channel_s2_planes.h"
 
 #include <omp.h>
@@ -80,7 +82,7 @@ class Planes {
   Planes(const ConvGeometry& g, int64_t rows)
       : g_(g), pairs_(round_up(g.ow + 1, L)), stride_((rows + 1) * g.ow + pairs_ + 2 * L) {}
 
-  void allocate() { buf_.assign((size_t)(6 * C * stride_ + 2 * pairs_ * C + L), 0.f); }
+  void allocate() { buf_.assign((size_t)(6 * C * stride_ + 2 * (pairs_ + 1) * C + L), 0.f); }
 
   // The planes of output rows oy0 .. oy0 + rows - 1 of image img (its h*w*C floats), x the
   // whole tensor [xbeg, xend).
@@ -94,12 +96,14 @@ class Planes {
             for (int k = 0; k < 3; ++k) std::memset(plane(a, ci, k) + i * ow, 0, sizeof(float) * ow);
           continue;
         }
-        split_row(img + r * g_.w * C, xbeg, xend, plane(a, 0, 0) + i * ow, plane(a, 0, 1) + i * ow);
-        for (int ci = 0; ci < C; ++ci) {
-          const float* p0 = plane(a, ci, 0) + i * ow;
-          float* p2 = plane(a, ci, 2) + i * ow;
-          for (int64_t j = 0; j < ow; j += L) store(p2 + j, load(p0 + 1 + j));
-        }
+        split_row(img + r * g_.w * C, xbeg, xend, plane(a, 0, 0) + i * ow,
+                  plane(a, 0, 1) + i * ow, plane(a, 0, 2) + i * ow);
+        if constexpr (C > 1)
+          for (int ci = 0; ci < C; ++ci) {
+            const float* p0 = plane(a, ci, 0) + i * ow;
+            float* p2 = plane(a, ci, 2) + i * ow;
+            for (int64_t j = 0; j < ow; j += L) store(p2 + j, load(p0 + 1 + j));
+          }
       }
   }
 
@@ -113,17 +117,30 @@ class Planes {
   float* plane(int a, int ci, int k) { return buf_.data() + ((a * C + ci) * 3 + k) * stride_; }
   float* row_copy() { return buf_.data() + 6 * C * stride_; }
 
-  // Channel ci's p0[j] = xp[2j], p1[j] = xp[2j + 1] of one padded row (src its first real
-  // pixel), at ci*3*stride_ from p0, p1, for j < pairs_ (writing past the row's OW floats into
-  // the next row's place, written later).
-  void split_row(const float* src, const float* xbeg, const float* xend, float* p0, float* p1) {
+  // Channel ci's p0[j] = xp[2j], p1[j] = xp[2j + 1], p2[j] = xp[2j + 2] of one padded row
+  // (src its first real pixel), at ci*3*stride_ from p0, p1, p2, for j < pairs_ (writing past
+  // the row's OW floats into the next row's place, written later). p2 is p0 one column on:
+  // for C = 1 split from the row again, one pair on (copied from p0 + 1, its loads straddled
+  // two stores just made, no store forwarding: 36% of a 56x56 C=1 forward's cycles in perf;
+  // the second split made it 0.63-0.85 of the time, paired); for C >= 3 the second split (a
+  // full channel transpose) was 1.12-1.17 of the time at 28x28 and 56x56, so pack() copies.
+  void split_row(const float* src, const float* xbeg, const float* xend, float* p0, float* p1,
+                 float* p2) {
     const int64_t pl = g_.win.pl, w = g_.w, cs = 3 * stride_;
     const float* start = src - pl * C;
-    if (start >= xbeg && start + 2 * pairs_ * C <= xend) {
+    if (start >= xbeg && start + 2 * (pairs_ + (C == 1)) * C <= xend) {
       stride2::split_pairs<C>(start, pairs_, p0, p1, cs);
+      if constexpr (C == 1) stride2::split_pairs<C, false>(start + 2 * C, pairs_, p2, nullptr, cs);
       // Columns of the padding read from x: zero them (columns up to 2*OW are read).
       auto zero = [&](int64_t c) {
-        for (int ci = 0; ci < C; ++ci) (c % 2 ? p1 : p0)[ci * cs + c / 2] = 0.f;
+        for (int ci = 0; ci < C; ++ci) {
+          if (c % 2) {
+            p1[ci * cs + c / 2] = 0.f;
+          } else {
+            p0[ci * cs + c / 2] = 0.f;
+            if (C == 1 && c >= 2) p2[ci * cs + c / 2 - 1] = 0.f;
+          }
+        }
       };
       for (int64_t c = 0; c < pl; ++c) zero(c);
       for (int64_t c = pl + w; c <= 2 * g_.ow; ++c) zero(c);
@@ -133,6 +150,7 @@ class Planes {
     float* t = row_copy();
     std::memcpy(t + pl * C, src, sizeof(float) * C * std::min(w, 2 * pairs_ - pl));
     stride2::split_pairs<C>(t, pairs_, p0, p1, cs);
+    if constexpr (C == 1) stride2::split_pairs<C, false>(t + 2 * C, pairs_, p2, nullptr, cs);
   }
 
   const ConvGeometry& g_;
@@ -292,14 +310,6 @@ void s2_planes_forward(const ConvGeometry& g, const float* x, const float* w, co
   }
 }
 
-// Backward data, by parity (sub-pixel): padded dx pixel (2i + a, 2j + b) gets the taps with
-// ky % 2 == a, kx % 2 == b from dy[i - ky / 2][j - kx / 2]: 4, 2, 2 or 1 of them, the 9 taps
-// once per 2x2 quad of pixels. A block of plane rows i0 .. i0 + rows - 1 copies dy rows
-// i0 - 1 .. i0 + rows - 1 at pitch P = OW + 1, a zero column before each row (it is dy's
-// column -1 and, the next row's, column OW; zero rows outside dy), so every tap is the same
-// flat offset into the copy D: the four parity planes come from 4 loads (D[q], D[q + 1],
-// D[q + P], D[q + P + 1]) and 9 multiply-adds per vector, then each dx row is its two planes
-// interleaved (few_channel_s2.h's merge_pairs), cropped by the left pad.
 namespace {
 
 // dst[j*2C + b*C + ci] = (b ? odd : even)[ci*cs + j] for j < pairs (a multiple of L): the
@@ -324,6 +334,15 @@ void merge_parities(const float* even, const float* odd, int64_t cs, int64_t pai
   }
 }
 
+// Backward data, by parity (sub-pixel): padded dx pixel (2i + a, 2j + b) gets the taps with
+// ky % 2 == a, kx % 2 == b from dy[i - ky / 2][j - kx / 2]: 4, 2, 2 or 1 of them, the 9 taps
+// once per 2x2 quad of pixels. A block of plane rows i0 .. i0 + rows - 1 copies dy rows
+// i0 - 1 .. i0 + rows - 1, split to C planes, at pitch P = OW + 1, a zero column before each
+// row (it is dy's column -1 and, the next row's, column OW; zero rows outside dy), so every
+// tap is the same flat offset into the copy D: the four parity planes of each channel come
+// from 4*C loads (D[q], D[q + 1], D[q + P], D[q + P + 1]) and 9*C*C multiply-adds per
+// vector, then each dx row is its 2C planes interleaved (merge_parities), cropped by the
+// left pad.
 template <int C>
 void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   const int64_t P = g.ow + 1, pt = g.win.pt, pl = g.win.pl;
