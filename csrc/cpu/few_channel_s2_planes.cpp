@@ -284,8 +284,11 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
 //                  C=2 / 3 / 4 7x7      0.054/0.052 0.073/0.080 0.084/0.108
 // The weight pass over planes for C = 2..4 (tap groups of 9*C*C/3 or C*C accumulators, dy
 // split to planes) lost to the row kernel at 7..28 columns (C = 3 7x7 0.073/0.106, N=32 112
-// 0.549/0.764) and is not here. Backward data for C >= 2 from 14 columns (C = 4 up to 64),
-// the forward for C = 6 up to 32 columns: where they were measured to win.
+// 0.549/0.764) and is not here. Backward data for C >= 2 from 14 columns (C = 4 up to 64)
+// and up to kMaxDataFloats of dx (N=256 112x112 C=3, 38 MB, past the 32 MB L3: 9.031/8.941,
+// 7.351/7.931, 8.058/8.538 in three runs; N=32 0.842/0.571), the forward for C = 6 up to 32
+// columns: where they were measured to win.
+constexpr int64_t kMaxDataFloats = int64_t(1) << 22;
 bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
   const bool eligible = g.groups == 1 && g.c == g.oc && v.kh == 3 && v.kw == 3 && v.dh == 1 &&
@@ -294,7 +297,8 @@ bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
                         g.w > 0;
   if (!eligible) return false;
   if (pass == ConvPass::BackwardData)
-    return g.c == 1 || (g.c <= 3 && g.w >= 14) || (g.c == 4 && g.w >= 14 && g.w <= 64);
+    return g.c == 1 || (g.c <= 4 && g.w >= 14 && (g.c < 4 || g.w <= 64) &&
+                        g.n * g.h * g.w * g.c <= kMaxDataFloats);
   if (pass != ConvPass::Forward) return g.c == 1;
   return (g.c >= 1 && g.c <= 4) || (g.c == 6 && g.w <= 32);
 }
