@@ -1,7 +1,8 @@
 """The flat-row kernel for 3x3 convs with C = 1..4 channels in and out (csrc/cpu/few_channel_rows.cpp;
-it takes stride 2 (C = 3 and 4 to 64 columns but C = 3's forward), and stride 1 with C = 1 from
-28 columns (64 for the weight pass) and C = 2's weight pass; the other shapes here check the
-hand-back to the direct path): all three passes against the float64 reference on odd shapes
+it takes the stride-2 backward passes of C = 2..4 that few_channel_s2_planes.cpp leaves (C = 3
+and 4 to 64 columns), and stride 1 with C = 1 from 28 columns (64 for the weight pass) and C = 2's
+weight pass; the other shapes here check the kernels that take them and the hand-back to the
+direct path): all three passes against the float64 reference on odd shapes
 (widths below one vector, not multiples of 5 pixels, 'same', 'valid' and uneven explicit pads up
 to 2, strides 1 and 2, batch 1), threaded runs, the fused activation, non-finite inputs (the
 kernel hands those back to the direct path, which must give the reference's NaN and inf

@@ -66,6 +66,7 @@
 #include "cpu/few_channel_planes.h"
 #include "cpu/few_channel_rows.h"
 #include "cpu/few_channel_s2.h"
+#include "cpu/few_channel_s2_planes.h"
 #include "cpu/im2col.h"
 #include "cpu/narrow_pointwise.h"
 #include "cpu/parallel.h"
@@ -703,6 +704,7 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
   if (few_channel_flat_shape(g, ConvPass::Forward)) return few_channel_flat_forward(g, x, w, b, y, act);
   if (few_channel_planes_shape(g, ConvPass::Forward))
     return few_channel_planes_forward(g, x, w, b, y, act);
+  if (s2_planes_shape(g, ConvPass::Forward)) return s2_planes_forward(g, x, w, b, y, act);
   if (few_channel_rows_shape(g, ConvPass::Forward) && few_channel_rows_forward(g, x, w, b, y, act)) return;
   if (channel_vectorised(g)) return direct_forward_channels(g, x, w, b, y, act);
   const Window2d& v = g.win;
@@ -763,6 +765,7 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
   if (few_channel_flat_shape(g, ConvPass::BackwardData)) return few_channel_flat_backward_data(g, dy, w, dx);
   if (few_channel_planes_shape(g, ConvPass::BackwardData))
     return few_channel_planes_backward_data(g, dy, w, dx);
+  if (s2_planes_shape(g, ConvPass::BackwardData) && s2_planes_backward_data(g, dy, w, dx)) return;
   if (few_channel_rows_shape(g, ConvPass::BackwardData) && few_channel_rows_backward_data(g, dy, w, dx)) return;
   const Window2d& v = g.win;
   // dx column ix = j*sw + r (phase r); tap kx reaches it from dy column j + dc when
@@ -1122,6 +1125,8 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
     return few_channel_flat_backward_weights(g, dy, x, dw, db);
   if (few_channel_planes_shape(g, ConvPass::BackwardWeights))
     return few_channel_planes_backward_weights(g, dy, x, dw, db);
+  if (s2_planes_shape(g, ConvPass::BackwardWeights))
+    return s2_planes_backward_weights(g, dy, x, dw, db);
   if (few_channel_rows_shape(g, ConvPass::BackwardWeights) && few_channel_rows_backward_weights(g, dy, x, dw, db)) return;
   if (g.oc % kLanes == 0) return direct_backward_weights_channels(g, dy, x, dw, db);
   const Window2d& v = g.win;

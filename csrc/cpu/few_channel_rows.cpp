@@ -31,10 +31,11 @@
 // runs on rows as they are packed (fused into the stride-1 copy, one vector pass from L1 at
 // stride 2).
 //
-// Where it runs: stride 2 (phase split and NHWC writes were the direct path's cost), stride 1
-// only for C = 1 (and C = 2's weight pass): at C >= 2 the direct path's planar kernel wastes
-// no lane while this one's FMAs each need their own unaligned load. The rule and its
-// measurements are at few_channel_rows_shape.
+// Where it runs: stride 2 (phase split and NHWC writes were the direct path's cost) for the
+// backward passes of C = 2..4 (the forward and C = 1 moved to few_channel_s2_planes.cpp, faster
+// there), stride 1 only for C = 1 (and C = 2's weight pass): at C >= 2 the direct path's
+// planar kernel wastes no lane while this one's FMAs each need their own unaligned load. The
+// rule and its measurements are at few_channel_rows_shape.
 #include "cpu/few_channel_rows.h"
 
 #include <omp.h>
@@ -577,7 +578,10 @@ bool few_channel_rows_shape(const ConvGeometry& g, ConvPass pass) {
                         (v.sh == 1 || v.sh == 2) && v.pt >= 0 && v.pt <= 2 && v.pl >= 0 &&
                         v.pl <= 2 && g.n > 0 && g.oh > 0 && g.ow > 0 && g.h > 0 && g.w > 0;
   if (!eligible) return false;
-  if (v.sh == 2) return g.c <= 2 || g.w <= 64 || (g.c == 3 && pass == ConvPass::Forward);
+  // Stride 2: the forward and C = 1 run on few_channel_s2_planes.cpp (faster in paired
+  // timings there); those shapes are no longer dispatched here.
+  if (v.sh == 2)
+    return g.c >= 2 && pass != ConvPass::Forward && (g.c == 2 || g.w <= 64);
   if (g.c == 1) return g.w >= (pass == ConvPass::BackwardWeights ? 64 : 28);
   return g.c == 2 && pass == ConvPass::BackwardWeights;
 }
@@ -587,10 +591,6 @@ bool few_channel_rows_forward(const ConvGeometry& g, const float* x, const float
   if (!all_finite(w, 9 * g.c * g.c)) return false;
   switch (g.c * 2 + g.win.sh - 1) {
     FASTCONV_FEW_ROWS_CASE(1, 1, forward_c, g, x, w, b, y, act)
-    FASTCONV_FEW_ROWS_CASE(1, 2, forward_c, g, x, w, b, y, act)
-    FASTCONV_FEW_ROWS_CASE(2, 2, forward_c, g, x, w, b, y, act)
-    FASTCONV_FEW_ROWS_CASE(3, 2, forward_c, g, x, w, b, y, act)
-    FASTCONV_FEW_ROWS_CASE(4, 2, forward_c, g, x, w, b, y, act)
     default: return false;
   }
 }
@@ -600,7 +600,6 @@ bool few_channel_rows_backward_data(const ConvGeometry& g, const float* dy, cons
   if (!all_finite(w, 9 * g.c * g.c)) return false;
   switch (g.c * 2 + g.win.sh - 1) {
     FASTCONV_FEW_ROWS_CASE(1, 1, backward_data_c, g, dy, w, dx)
-    FASTCONV_FEW_ROWS_CASE(1, 2, backward_data_c, g, dy, w, dx)
     FASTCONV_FEW_ROWS_CASE(2, 2, backward_data_c, g, dy, w, dx)
     FASTCONV_FEW_ROWS_CASE(3, 2, backward_data_c, g, dy, w, dx)
     FASTCONV_FEW_ROWS_CASE(4, 2, backward_data_c, g, dy, w, dx)
@@ -612,7 +611,6 @@ bool few_channel_rows_backward_weights(const ConvGeometry& g, const float* dy, c
                                        float* dw, float* db) {
   switch (g.c * 2 + g.win.sh - 1) {
     FASTCONV_FEW_ROWS_CASE(1, 1, backward_weights_c, g, dy, x, dw, db)
-    FASTCONV_FEW_ROWS_CASE(1, 2, backward_weights_c, g, dy, x, dw, db)
     FASTCONV_FEW_ROWS_CASE(2, 1, backward_weights_c, g, dy, x, dw, db)
     FASTCONV_FEW_ROWS_CASE(2, 2, backward_weights_c, g, dy, x, dw, db)
     FASTCONV_FEW_ROWS_CASE(3, 2, backward_weights_c, g, dy, x, dw, db)

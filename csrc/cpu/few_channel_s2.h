@@ -41,9 +41,20 @@ struct PhaseMask {
 inline constexpr ivec me = PhaseMask<0>::make(std::make_index_sequence<L>());
 inline constexpr ivec mo = PhaseMask<1>::make(std::make_index_sequence<L>());
 
+// The inverse: lane i of the low (HALF 0) or high (1) register of interleaved pairs (e, o).
+template <int HALF>
+struct PairMask {
+  template <size_t... I>
+  static constexpr ivec make(std::index_sequence<I...>) {
+    return ivec{(HALF * L / 2 + (int)I / 2 + ((int)I % 2) * L)...};
+  }
+};
+inline constexpr ivec mlo = PairMask<0>::make(std::make_index_sequence<L>());
+inline constexpr ivec mhi = PairMask<1>::make(std::make_index_sequence<L>());
+
 // even[c*plane + j] = src[(2j)*C + c], odd[c*plane + j] = src[(2j + 1)*C + c] for j < pairs
-// rounded down to L; returns the pairs done.
-template <int C>
+// rounded down to L; returns the pairs done. ODD false: the even columns only (odd unused).
+template <int C, bool ODD = true>
 inline int64_t split_pairs(const float* src, int64_t pairs, float* even, float* odd, int64_t plane) {
   int64_t j = 0;
   for (; j + L <= pairs; j += L) {
@@ -64,10 +75,20 @@ inline int64_t split_pairs(const float* src, int64_t pairs, float* even, float* 
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) {
       store(even + c * plane + j, __builtin_shuffle(a[c], b[c], me));
-      store(odd + c * plane + j, __builtin_shuffle(a[c], b[c], mo));
+      if constexpr (ODD) store(odd + c * plane + j, __builtin_shuffle(a[c], b[c], mo));
     }
   }
   return j;
+}
+
+// dst[2j] = even[j], dst[2j + 1] = odd[j] for j < pairs rounded up to L (one channel; reads
+// and writes whole registers past `pairs`).
+inline void merge_pairs(const float* even, const float* odd, int64_t pairs, float* dst) {
+  for (int64_t j = 0; j < pairs; j += L) {
+    const vec e = load(even + j), o = load(odd + j);
+    store(dst + 2 * j, __builtin_shuffle(e, o, mlo));
+    store(dst + 2 * j + L, __builtin_shuffle(e, o, mhi));
+  }
 }
 
 using SplitPairsFn = int64_t (*)(const float*, int64_t, float*, float*, int64_t);

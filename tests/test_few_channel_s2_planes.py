@@ -1,0 +1,193 @@
+"""3x3 stride-2 convs on the column-phase planes (csrc/cpu/few_channel_s2_planes.cpp: all
+three passes for one channel in and out, the forward for C = 2..4 and 6 up to 32 columns, the
+backward data pass for C = 2..4 from 14 columns; the rest of each _check runs on the row and
+direct kernels): against the float64 oracle (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the largest
+value).
+
+The kernel runs blocks of output rows (forward, weights: planes of (R + 1) x OW, R = 16384 /
+(6 OW) - 1; backward data: (R + 2) x (OW + 1), R = 16384 / (5 (OW + 1)) - 2) as flat vector
+streams: so the shapes cover blocks shorter than one vector (1x1, 3x2 outputs), block ends
+inside a vector (a partial last vector: the forward repeats the last full one, the weights
+zero the lanes past the block), several blocks per image (200 and more columns), odd and
+even sizes, every pad 0..2 on each side (the split reads straight from x or through a padded
+row copy, and zeroes the pad columns it read), batch 1 and 3, threads, and NaN/inf at the
+image's edges and corners landing where the reference puts them. The forward with C
+channels stores its planar results to NHWC through pixel_transpose::merge, so C = 2, 3, 4, 6
+cover every merge width it uses; the backward data pass merges 2C planar rows (a pixel
+pair's channels), C = 2..4."""
+import itertools
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+from fastconv import _C
+from fastconv import reference as R
+
+from test_direct_conv import _check, _close
+
+# (h, w): one output, under one vector of outputs, odd/even, a vector plus a little, long
+SIZES = ((1, 1), (3, 2), (4, 5), (7, 7), (8, 9), (13, 30), (11, 35), (9, 66), (5, 131))
+
+
+@pytest.mark.parametrize("h, w", SIZES)
+@pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (0, 0, 0, 0), (2, 0, 1, 2)))
+def test_passes_against_reference(h, w, pads):
+    if h + pads[0] + pads[1] < 3 or w + pads[2] + pads[3] < 3:
+        pytest.skip("window larger than the padded input")
+    _check(h * 1000 + w, 1 if (h + w) % 2 else 3, h, w, 1, 1, (3, 3), (2, 2), pads, (1, 1),
+           bias=w % 2 == 1)
+
+
+@pytest.mark.parametrize("pads", list(itertools.product((0, 1, 2), (0, 2), (0, 1, 2), (0, 1))))
+def test_every_pad(pads):
+    _check(sum(pads), 2, 9, 12, 1, 1, (3, 3), (2, 2), pads, (1, 1))
+
+
+@pytest.mark.parametrize("h, w", ((61, 203), (120, 240), (33, 1030)))
+def test_several_blocks_per_image(h, w):
+    # 203 columns: forward blocks of 79 rows of 102 outputs; 240 columns: 67 rows and
+    # backward-data blocks of 25 plane rows; 1030 columns: blocks of 1..2 rows.
+    _check(h + w, 1, h, w, 1, 1, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1))
+
+
+def test_threaded_and_deterministic():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((24, 150, 151, 1)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 1, 1)).astype(np.float32)
+    args = ((2, 2), (0, 1, 1, 1), (1, 1), 1)
+    dy = rng.standard_normal((24, 75, 76, 1)).astype(np.float32)
+    saved = fc.get_num_threads()
+    fc.set_num_threads(2)
+    try:
+        runs = [(_C.conv2d_forward(x, wt, None, *args),
+                 _C.conv2d_backward_data(dy, wt, x.shape, *args),
+                 _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)) for _ in range(2)]
+    finally:
+        fc.set_num_threads(saved)
+    (y, dx, (dw, db)), (y2, dx2, (dw2, db2)) = runs
+    for a, b in ((y, y2), (dx, dx2), (dw, dw2), (db, db2)):
+        assert np.array_equal(a, b)
+    x64, w64, dy64 = x.astype(np.float64), wt.astype(np.float64), dy.astype(np.float64)
+    _close(y, R.conv2d_forward(x64, w64, None, *args))
+    _close(dx, R.conv2d_backward_data(dy64, w64, x.shape, *args))
+    rdw, rdb = R.conv2d_backward_weights(dy64, x64, wt.shape, *args, True)
+    _close(dw, rdw)
+    _close(db, rdb)
+
+
+def test_fused_relu():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 17, 40, 1)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 1, 1)).astype(np.float32)
+    b = np.array([0.3], np.float32)
+    args = ((2, 2), (1, 1, 1, 1), (1, 1), 1)
+    y = _C.conv2d_forward(x, wt, b, *args, "relu")
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
+    assert (ref < 0).any()
+    _close(y, np.maximum(ref, 0.0))
+
+
+def _same_nonfinite(got, ref):
+    assert np.array_equal(np.isnan(got), np.isnan(ref))
+    assert np.array_equal(np.isposinf(got), np.isposinf(ref))
+    assert np.array_equal(np.isneginf(got), np.isneginf(ref))
+    fin = np.isfinite(ref)
+    _close(np.where(fin, got, 0).astype(np.float32), np.where(fin, ref, 0))
+
+
+# the float64 reference itself computes 0 * inf (NaN, as it should): numpy warns about it
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("bad", (np.nan, np.inf, -np.inf))
+@pytest.mark.parametrize("where", ((0, 0), (0, 36), (14, 0), (14, 36), (7, 17), (6, 18)))
+@pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (2, 2, 2, 2)))
+def test_nonfinite_lands_where_the_reference_puts_it(bad, where, pads):
+    """A non-finite x value (forward, weights) or dy value (data) at a corner, an edge or
+    inside: the same NaN/inf pattern as the reference (a wrong plane, offset or pad column
+    would move it or lose it), the rest close."""
+    rng = np.random.default_rng(11)
+    args = ((2, 2), pads, (1, 1), 1)
+    x = rng.standard_normal((2, 15, 37, 1)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(1).astype(np.float32)
+    x[1, where[0], where[1], 0] = bad
+    x64, w64 = x.astype(np.float64), wt.astype(np.float64)
+    y = _C.conv2d_forward(x, wt, b, *args)
+    ref = R.conv2d_forward(x64, w64, b.astype(np.float64), *args)
+    assert not np.isfinite(ref).all()
+    _same_nonfinite(y, ref)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, True)
+    assert not np.isfinite(rdw).all()
+    _same_nonfinite(dw, rdw)
+    _close(db, rdb)
+    oy, ox = min(where[0] // 2, y.shape[1] - 1), min(where[1] // 2, y.shape[2] - 1)
+    dy[1, oy, ox, 0] = bad
+    dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
+    rdx = R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args)
+    assert not np.isfinite(rdx).all()
+    _same_nonfinite(dx, rdx)
+
+
+@pytest.mark.parametrize("c", (2, 3, 4, 6))
+@pytest.mark.parametrize("h, w", ((3, 2), (7, 7), (8, 9), (13, 30), (11, 31), (5, 66)))
+@pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (2, 0, 1, 2)))
+def test_forward_channels(c, h, w, pads):
+    if h + pads[0] + pads[1] < 3 or w + pads[2] + pads[3] < 3:
+        pytest.skip("window larger than the padded input")
+    _check(c * 100 + h + w, 1 if w % 2 else 3, h, w, c, c, (3, 3), (2, 2), pads, (1, 1),
+           bias=h % 2 == 1)
+
+
+@pytest.mark.parametrize("c, h, w", ((3, 61, 203), (2, 40, 400), (6, 30, 31)))
+def test_forward_channels_several_blocks(c, h, w):
+    # C = 3, 203 columns: blocks of 7 output rows; C = 2, 400: 9; C = 6, 31: 15.
+    _check(c + h + w, 2, h, w, c, c, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("c", (2, 3, 6))
+@pytest.mark.parametrize("bad", (np.nan, np.inf))
+def test_forward_channels_nonfinite(c, bad):
+    """A non-finite x value at an edge and one inside, then a non-finite weight: the
+    reference's NaN/inf pattern exactly (it multiplies the padding's zeros too)."""
+    rng = np.random.default_rng(c)
+    args = ((2, 2), (1, 1, 1, 1), (1, 1), 1)
+    x = rng.standard_normal((2, 9, 23, c)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, c, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    x[0, 0, 22, c - 1] = bad
+    x[1, 4, 9, 0] = -bad
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
+    assert not np.isfinite(ref).all()
+    _same_nonfinite(_C.conv2d_forward(x, wt, b, *args), ref)
+    x = rng.standard_normal((2, 9, 23, c)).astype(np.float32)
+    wt[2, 0, c - 1, 0] = bad
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
+    assert not np.isfinite(ref).all()
+    _same_nonfinite(_C.conv2d_forward(x, wt, b, *args), ref)
+
+
+@pytest.mark.parametrize("c", (2, 3, 4))
+@pytest.mark.parametrize("h, w", ((5, 14), (14, 15), (9, 33), (4, 64)))
+@pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (2, 1, 1, 2)))
+def test_backward_data_channels(c, h, w, pads):
+    _check(c * 1000 + h * w, 1 if w % 2 else 2, h, w, c, c, (3, 3), (2, 2), pads, (1, 1))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("c", (2, 3, 4))
+@pytest.mark.parametrize("bad", (np.nan, np.inf))
+def test_backward_data_channels_nonfinite(c, bad):
+    """A non-finite dy value at a corner and one inside: the reference's pattern exactly."""
+    rng = np.random.default_rng(c + 20)
+    args = ((2, 2), (1, 1, 1, 1), (1, 1), 1)
+    x_shape = (2, 15, 29, c)
+    dy = rng.standard_normal((2, 8, 15, c)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, c, c)).astype(np.float32)
+    dy[0, 7, 14, c - 1] = bad
+    dy[1, 3, 6, 0] = -bad
+    ref = R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x_shape, *args)
+    assert not np.isfinite(ref).all()
+    _same_nonfinite(_C.conv2d_backward_data(dy, wt, x_shape, *args), ref)
