@@ -41,6 +41,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <numeric>
 #include <utility>
 #include <vector>
 
@@ -195,14 +196,16 @@ MapFn pick_map(int64_t out) {
   return table[out - 1];
 }
 
-// acc[i][o] += sum_p x[p*x_step + i] * dy[p*oc + o] for p < count (lanes o >= oc are
-// don't-care). IN accumulator vectors per set; with few input channels the pixels alternate
-// between sets so that consecutive FMAs into one accumulator do not wait on each other.
+// acc[i][o] += sum over rows r < rows and pixels p < count of x[r*xs + p*x_step + i] *
+// dy[r*ds + p*oc + o] (lanes o >= oc are don't-care). IN accumulator vectors per set; with few
+// input channels the pixels alternate between sets so that consecutive FMAs into one
+// accumulator do not wait on each other. Rows inside: output rows of 4..14 pixels (1x1 s2,
+// C = 16) paid a call and a flush each.
 template <int IN>
-void dot_pixels(const float* x, int64_t x_step, const float* dy, int64_t oc, int64_t count,
-                const float* dy_end, v16* acc) {
+void dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int64_t ds,
+                int64_t oc, int64_t rows, int64_t count, const float* dy_end, v16* acc) {
   constexpr int kSets = IN >= 8 ? 1 : IN >= 4 ? 2 : 4;
-  if (IN == 1 && oc == 1 && x_step == 1) {  // both unit-stride streams: vectorise over pixels
+  if (IN == 1 && oc == 1 && x_step == 1 && rows == 1) {  // unit-stride streams: over pixels
     v16 s = v16{};
     int64_t p = 0;
     for (; p + 16 <= count; p += 16) s += load16(x + p) * load16(dy + p);
@@ -215,24 +218,26 @@ void dot_pixels(const float* x, int64_t x_step, const float* dy, int64_t oc, int
   v16 a[kSets][IN];
   for (int k = 0; k < kSets; ++k)
     for (int i = 0; i < IN; ++i) a[k][i] = v16{};
-  // The main loop loads 16 lanes of dy unchecked; the pixels whose load would pass dy_end
-  // go through load_channels after it (with its branch in the loop, GCC stored all IN
-  // accumulators to the stack at every pixel: the C=16 weight pass ran at half speed).
-  const int64_t safe = std::min(count, safe_pixels(dy, oc, dy_end));
-  int64_t p = 0;
-  for (; p + kSets <= safe; p += kSets) {
+  for (int64_t r = 0; r < rows; ++r, x += xs, dy += ds) {
+    // The main loop loads 16 lanes of dy unchecked; the pixels whose load would pass dy_end
+    // go through load_channels after it (with its branch in the loop, GCC stored all IN
+    // accumulators to the stack at every pixel: the C=16 weight pass ran at half speed).
+    const int64_t safe = std::min(count, safe_pixels(dy, oc, dy_end));
+    int64_t p = 0;
+    for (; p + kSets <= safe; p += kSets) {
 #pragma GCC unroll 4
-    for (int k = 0; k < kSets; ++k) {
-      const v16 dv = load16(dy + (p + k) * oc);
-      const float* xs = x + (p + k) * x_step;
+      for (int k = 0; k < kSets; ++k) {
+        const v16 dv = load16(dy + (p + k) * oc);
+        const float* xs_ = x + (p + k) * x_step;
 #pragma GCC unroll 16
-      for (int i = 0; i < IN; ++i) a[k][i] += splat16(xs[i]) * dv;
+        for (int i = 0; i < IN; ++i) a[k][i] += splat16(xs_[i]) * dv;
+      }
     }
-  }
-  for (; p < count; ++p) {
-    const v16 dv = load_channels(dy + p * oc, oc, dy_end);
-    const float* xs = x + p * x_step;
-    for (int i = 0; i < IN; ++i) a[0][i] += splat16(xs[i]) * dv;
+    for (; p < count; ++p) {
+      const v16 dv = load_channels(dy + p * oc, oc, dy_end);
+      const float* xs_ = x + p * x_step;
+      for (int i = 0; i < IN; ++i) a[0][i] += splat16(xs_[i]) * dv;
+    }
   }
   for (int i = 0; i < IN; ++i) {
     v16 s = a[0][i];
@@ -241,7 +246,8 @@ void dot_pixels(const float* x, int64_t x_step, const float* dy, int64_t oc, int
   }
 }
 
-using DotFn = void (*)(const float*, int64_t, const float*, int64_t, int64_t, const float*, v16*);
+using DotFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
+                       int64_t, const float*, v16*);
 
 template <size_t... I>
 constexpr std::array<DotFn, sizeof...(I)> dot_table(std::index_sequence<I...>) {
@@ -253,27 +259,35 @@ DotFn pick_dot(int64_t in) {
   return table[in - 1];
 }
 
-// Sum over `count` pixels of their oc channels, into lanes 0..oc-1 of `sum`.
-void sum_pixels(const float* dy, int64_t oc, int64_t count, const float* dy_end, v16& sum) {
-  if (oc == 1) {
-    v16 s = v16{};
-    int64_t p = 0;
-    for (; p + 16 <= count; p += 16) s += load16(dy + p);
-    float total = 0.f;
-    for (int l = 0; l < 16; ++l) total += s[l];
-    for (; p < count; ++p) total += dy[p];
-    sum[0] += total;
-    return;
+// sum[o] += the sum of dy[f] over f < n with f % oc == o (dy: whole pixels of oc channels,
+// one contiguous run): K = oc / gcd(16, oc) vectors of 16 floats repeat the channel pattern.
+// It replaced a 16-lane load per pixel, which took as long as the products (perf, 1x1 C=3
+// N=256 28x28 weight pass on Zen 4).
+template <int K>
+void channel_sums(const float* dy, int64_t n, int64_t oc, v16& sum) {
+  v16 a[K] = {};
+  int64_t f = 0;
+  for (; f + 16 * K <= n; f += 16 * K)
+#pragma GCC unroll 16
+    for (int k = 0; k < K; ++k) a[k] += load16(dy + f + 16 * k);
+  float s[kNarrowPointwiseMax] = {};
+  for (int k = 0; k < K; ++k)
+    for (int l = 0; l < 16; ++l) s[(16 * k + l) % oc] += a[k][l];
+  for (; f < n; ++f) s[f % oc] += dy[f];  // f starts at a multiple of 16K, so of oc
+  for (int64_t o = 0; o < oc; ++o) sum[o] += s[o];
+}
+
+void channel_sums_any(const float* dy, int64_t n, int64_t oc, v16& sum) {
+  switch (oc / std::gcd<int64_t>(16, oc)) {
+    case 1: return channel_sums<1>(dy, n, oc, sum);
+    case 3: return channel_sums<3>(dy, n, oc, sum);
+    case 5: return channel_sums<5>(dy, n, oc, sum);
+    case 7: return channel_sums<7>(dy, n, oc, sum);
+    case 9: return channel_sums<9>(dy, n, oc, sum);
+    case 11: return channel_sums<11>(dy, n, oc, sum);
+    case 13: return channel_sums<13>(dy, n, oc, sum);
+    default: return channel_sums<15>(dy, n, oc, sum);
   }
-  v16 s0 = v16{}, s1 = v16{};
-  const int64_t safe = std::min(count, safe_pixels(dy, oc, dy_end));
-  int64_t p = 0;
-  for (; p + 2 <= safe; p += 2) {
-    s0 += load16(dy + p * oc);
-    s1 += load16(dy + (p + 1) * oc);
-  }
-  for (; p < count; ++p) s0 += load_channels(dy + p * oc, oc, dy_end);
-  sum += s0 + s1;
 }
 
 }  // namespace
@@ -373,44 +387,73 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
   constexpr int64_t kPart = kNarrowPointwiseMax * 16 + 16;  // dw rows of 16 lanes, then db
   std::vector<double> parts((size_t)(threads * kPart), 0.0);
   const DotFn dot = pick_dot(g.c);
-  const int64_t sh = g.win.sh, sw = g.win.sw;
-  // 1..4 channels each side at stride 1 or 2: whole registers of pixels on planar registers
+  const int64_t sh = g.win.sh, sw = g.win.sw, in_row = g.w * g.c;
+  // 1..4 channels each side at stride 1 or 2: registers of pixels on planar registers
   // (narrow_pointwise_planar.h), the rest pixel by pixel.
   const planar_dot::DotFn planar = planar_dot::pick(g.c, g.oc, sw);
-  const bool prefetch = sh > 1 && g.w * g.c >= kPrefetchRow;
-  // Work items: output rows; at stride 1 x and dy are each one pixel stream, so items are
-  // runs of kRun pixels instead (rows of 7..28 pixels paid a call and a flush per row: N=256
-  // 28x28 C=3 took 0.63 ms where a copy of its bytes takes ~0.16).
+  const bool prefetch = sh > 1 && in_row >= kPrefetchRow;
+  // Work items: at stride 1 x and dy are each one pixel stream, so items are runs of kRun
+  // pixels (rows of 7..28 pixels paid a call and a flush per row: N=256 28x28 C=3 took 0.63
+  // ms where a copy of its bytes takes ~0.16); strided, blocks of about kRun pixels of whole
+  // output rows of one image (x's rows then are sh rows apart).
   constexpr int64_t kRun = 512;
   const bool stream = sh == 1 && sw == 1;
   const int64_t pixels = g.n * g.oh * g.ow;
-  const int64_t lines = stream ? (pixels + kRun - 1) / kRun : g.n * g.oh;
+  const int64_t block_rows = stream ? 1 : std::max<int64_t>(1, std::min(g.oh, kRun / std::max<int64_t>(g.ow, 1)));
+  const int64_t blocks = (g.oh + block_rows - 1) / block_rows;
+  const int64_t items = stream ? (pixels + kRun - 1) / kRun : g.n * blocks;
+  const float* x_end = x + g.input_size();
   const float* dy_end = dy + g.output_size();
+  // Item l: rows of `count` pixels from x0 (rows xs apart) and dy0 (ds apart).
+  auto item = [&](int64_t l, const float*& x0, const float*& dy0, int64_t& rows, int64_t& count) {
+    if (stream) {
+      rows = 1, count = std::min(kRun, pixels - l * kRun);
+      x0 = x + l * kRun * g.c, dy0 = dy + l * kRun * g.oc;
+    } else {
+      const int64_t n = l / blocks, oy0 = (l % blocks) * block_rows;
+      rows = std::min(block_rows, g.oh - oy0), count = g.ow;
+      x0 = x + (n * g.h + oy0 * sh) * in_row, dy0 = dy + (n * g.oh + oy0) * g.ow * g.oc;
+    }
+  };
+  const int64_t xs = sh * in_row, ds = g.ow * g.oc;
   parallel_region(threads, [&] {
     note_team();
     double* part = parts.data() + omp_get_thread_num() * kPart;
 #pragma omp for schedule(static)
-    for (int64_t l = 0; l < lines; ++l) {
-      const float *xrow, *dyrow;
-      int64_t count;
-      if (stream) {
-        count = std::min(kRun, pixels - l * kRun);
-        xrow = x + l * kRun * g.c;
-        dyrow = dy + l * kRun * g.oc;
-      } else {
-        const int64_t n = l / g.oh, iy = (l % g.oh) * sh;
-        count = g.ow;
-        xrow = x + (n * g.h + iy) * g.w * g.c;
-        dyrow = dy + l * g.ow * g.oc;
-        if (prefetch && l + kAhead < lines)  // a later row's input
-          prefetch_floats(x + (((l + kAhead) / g.oh) * g.h + ((l + kAhead) % g.oh) * sh) * g.w * g.c, g.w * g.c);
+    for (int64_t l = 0; l < items; ++l) {
+      const float *x0, *dy0;
+      int64_t rows, count;
+      item(l, x0, dy0, rows, count);
+      if (prefetch && l + 1 < items) {  // the next item's input rows
+        const float *nx, *nd;
+        int64_t nrows, ncount;
+        item(l + 1, nx, nd, nrows, ncount);
+        for (int64_t r = 0; r < nrows; ++r) prefetch_floats(nx + r * xs, in_row);
       }
       v16 acc[kNarrowPointwiseMax + 1] = {};  // one item's sums in float: dw rows, db
-      // At stride 2 a register of pixels reads 2L of x: whole ones within the row only.
-      const int64_t whole = stream || sw == 1 ? count : std::min(count, g.w / 2);
-      const int64_t done = planar && whole >= planar_dot::L ? planar(xrow, dyrow, whole, acc) : 0;
-      dot(xrow + done * sw * g.c, sw * g.c, dyrow + done * g.oc, g.oc, count - done, dy_end, acc);
-      if (db) sum_pixels(dyrow, g.oc, count, dy_end, acc[kNarrowPointwiseMax]);
+      int64_t r = 0;
+      if (planar) {
+        // Rows whose every register, the masked tail's included, reads inside x and dy
+        // (all but at most the tensor's last rows); the others by whole registers only.
+        const int64_t tail0 = count / planar_dot::L * planar_dot::L;
+        auto reads_inside = [&](int64_t row) {
+          return x0 + row * xs + (tail0 + planar_dot::L) * sw * g.c <= x_end &&
+                 dy0 + row * ds + (tail0 + planar_dot::L) * g.oc <= dy_end;
+        };
+        int64_t ok = rows;
+        while (ok > 0 && !reads_inside(ok - 1)) --ok;
+        if (ok > 0) planar(x0, xs, dy0, ds, ok, count, true, acc);
+        for (r = ok; r < rows; ++r) {
+          const float *xr = x0 + r * xs, *dr = dy0 + r * ds;
+          // at stride 2 a whole register reads 2L pixels of x: inside the row only
+          const int64_t whole = sw == 1 ? count : std::min(count, g.w / 2);
+          const int64_t done = planar(xr, 0, dr, 0, 1, whole, false, acc);
+          dot(xr + done * sw * g.c, sw * g.c, 0, dr + done * g.oc, 0, g.oc, 1, count - done, dy_end, acc);
+        }
+      } else {
+        dot(x0, sw * g.c, xs, dy0, ds, g.oc, rows, count, dy_end, acc);
+      }
+      if (db) channel_sums_any(dy0, rows * count * g.oc, g.oc, acc[kNarrowPointwiseMax]);
       for (int64_t ci = 0; ci < g.c; ++ci)
         for (int64_t co = 0; co < g.oc; ++co) part[ci * 16 + co] += acc[ci][co];
       for (int64_t co = 0; co < g.oc; ++co)
