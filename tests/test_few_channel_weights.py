@@ -126,7 +126,7 @@ def test_pointwise_row_blocks(stride):
     under one register and not multiples of it, odd heights (an image's last row is not sh
     rows before the next image's first), batches whose rows make several blocks."""
     rng = np.random.default_rng(stride)
-    for cin, cout in itertools.chain(itertools.product((1, 2, 3, 4), repeat=2), ((5, 5), (6, 6), (16, 16), (3, 16))):
+    for cin, cout in itertools.chain(itertools.product((1, 2, 3, 4), repeat=2), ((5, 5), (6, 6), (7, 7), (8, 8), (16, 16), (3, 16))):
         for n, h, w in ((3, 7, 7), (2, 9, 30), (1, 1, 33), (4, 13, 3), (2, 57, 20)):
             _check_weights(rng, n, h, w, cin, cout, 1, stride, (0, 0, 0, 0), bias=(h + cin) % 2 == 1)
 
@@ -144,7 +144,7 @@ def test_pointwise_threaded_blocks():
     try:
         _C.set_num_threads(2)
         rng = np.random.default_rng(4)
-        for c, stride in ((3, 2), (16, 2), (3, 1), (6, 1)):
+        for c, stride in ((3, 2), (16, 2), (3, 1), (6, 1), (6, 2)):
             _check_weights(rng, 64, 28, 28, c, c, 1, stride, (0, 0, 0, 0))
     finally:
         _C.set_num_threads(old)

@@ -16,12 +16,15 @@
 //   backward data    dx[n, oy*sh, ox*sw, :] = sum_co dy[n, oy, ox, co] * w[:, co]
 //                    (the same map with w transposed); pixels off the stride grid are zero
 //   backward weights dw[ci, :] = sum over output pixels of x[pixel', ci] * dy[pixel, :]:
-//                    Cin accumulators of 16 lanes; each output row's float sums are added to
+//                    Cin accumulators of 16 lanes; each work item's float sums are added to
 //                    the thread's double partials, the partials summed in thread order
-//                    (deterministic for a fixed thread count); db from the same rows.
-// Work items are output rows, except at stride 1, where x, y (and dy, dx) are each one pixel
-// stream and items are runs of 1024 (map) or 512 (weight pass) pixels whatever the rows: a
-// call and a flush per row of 7..28 pixels cost more than the row's work.
+//                    (deterministic for a fixed thread count); db from the item's dy as one
+//                    contiguous run (channel_sums).
+// Work items of the maps are output rows, except at stride 1, where x, y (and dy, dx) are
+// each one pixel stream and items are runs of 1024 (map) or 512 (weight pass) pixels whatever
+// the rows: a call and a flush per row of 7..28 pixels cost more than the row's work. The
+// strided weight pass takes blocks of about 512 pixels of whole output rows of one image.
+// 5..8 channels each side in the weight pass (AVX-512): 16 / C pixels a vector (dot_packed).
 // Cin = Cout = 1 is a plain scaled copy and runs as one (vectorised over pixels at stride 1).
 // 1..4 channels each side at stride 1 or 2 (issue 18 item 3, helper C): whole registers of
 // pixels run on planar registers instead (narrow_pointwise_planar.h: the forward map, backward
@@ -97,7 +100,8 @@ constexpr int64_t kMapRun = 1024;
 // without, medians on the loaded Zen 4: 1x1 s2 fwd N=256 28x28 C=16 0.41/0.55, N=256 56x56
 // C=3 0.55/0.69, weight pass N=256 56x56 C=3 0.95/1.11 (issue 18 item 3, helper C).
 // Short rows are left to the hardware: N=256 28x28 C=3 (84 floats a row) took 0.115 ->
-// 0.140 ms with the prefetches.
+// 0.140 ms with the prefetches. The forward map only since the weight pass runs blocks of
+// rows (narrow_pointwise_backward_weights).
 constexpr int64_t kAhead = 2;  // rows ahead
 constexpr int64_t kPrefetchRow = 128;  // floats of an input row, at least
 inline void prefetch_floats(const float* p, int64_t floats) {
@@ -249,6 +253,80 @@ void dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int
 using DotFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
                        int64_t, const float*, v16*);
 
+// The weight pass with 5..8 channels each side (IN == OC, AVX-512): P = 16 / OC pixels a
+// vector. One load of dy gives pixels p..p+P-1 in lanes [k*OC, (k+1)*OC); for each input
+// channel i one two-source permute of x's floats puts x[p + k][i] in the same lanes, and one
+// FMA per channel adds all P pixels' products: IN permutes and IN FMAs per P pixels, where the
+// vector per pixel (dot_pixels) issued IN broadcasts and IN FMAs per pixel with OC of 16 lanes
+// used (C=6: 2 pixels, 12 lanes). A row's last pixels (and rows whose loads would pass the
+// end of x or dy) go through a zeroed copy of their floats: lanes past them are 0 * 0.
+template <int C, int SW>
+struct Packed {
+  static constexpr int P = 16 / C;
+  static constexpr int XF = (P - 1) * SW * C + C;  // x floats a group spans (<= 32)
+  template <size_t... L>
+  static constexpr i32x16 index(int i, std::index_sequence<L...>) {
+    return i32x16{((int)L / C < P ? ((int)L / C) * SW * C + i : 0)...};
+  }
+};
+
+template <int C, int SW>
+void dot_packed(const float* x, int64_t xs, const float* dy, int64_t ds, int64_t rows,
+                int64_t count, const float* x_end, const float* dy_end, v16* acc) {
+  using K = Packed<C, SW>;
+  constexpr int P = K::P;
+  i32x16 idx[C];
+#pragma GCC unroll 8
+  for (int i = 0; i < C; ++i) idx[i] = K::index(i, std::make_index_sequence<16>());
+  v16 a[2][C] = {};
+  auto group = [&](const float* xg, const float* dg, v16(&acc2)[C]) {
+    const v16 dv = load16(dg), xa = load16(xg), xb = K::XF > 16 ? load16(xg + 16) : xa;
+#pragma GCC unroll 8
+    for (int i = 0; i < C; ++i) acc2[i] += __builtin_shuffle(xa, xb, idx[i]) * dv;
+  };
+  for (int64_t r = 0; r < rows; ++r, x += xs, dy += ds) {
+    // groups whose loads (32 floats of x, 16 of dy) stay inside the tensors
+    const int64_t xroom = (x_end - x) - (K::XF > 16 ? 32 : 16), droom = (dy_end - dy) - 16;
+    int64_t whole = count / P * P;
+    if (xroom < 0 || droom < 0) whole = 0;
+    else whole = std::min({whole, (xroom / (SW * C) + 1) / P * P, (droom / C + 1) / P * P});
+    int64_t p = 0;
+    for (; p + 2 * P <= whole; p += 2 * P) {
+      group(x + p * SW * C, dy + p * C, a[0]);
+      group(x + (p + P) * SW * C, dy + (p + P) * C, a[1]);
+    }
+    for (; p < count; p += P) {  // at most a group of whole ones, then copies
+      if (p + P <= whole) {
+        group(x + p * SW * C, dy + p * C, a[0]);
+        continue;
+      }
+      const int64_t n = std::min<int64_t>(P, count - p);
+      alignas(64) float xt[32] = {}, dt[16] = {};
+      std::memcpy(xt, x + p * SW * C, sizeof(float) * ((n - 1) * SW * C + C));
+      std::memcpy(dt, dy + p * C, sizeof(float) * n * C);
+      group(xt, dt, a[0]);
+    }
+  }
+  for (int i = 0; i < C; ++i) {
+    const v16 s = a[0][i] + a[1][i];
+    for (int k = 0; k < P; ++k)
+      for (int o = 0; o < C; ++o) acc[i][o] += s[k * C + o];
+  }
+}
+
+using PackedFn = void (*)(const float*, int64_t, const float*, int64_t, int64_t, int64_t,
+                          const float*, const float*, v16*);
+
+// The packed kernel for in -> oc channels at stride sw, or nullptr (then dot_pixels). Only
+// with 32 vector registers (C index vectors + 2C accumulators).
+PackedFn pick_packed(int64_t in, int64_t oc, int64_t sw) {
+  if (kVectorRegisters < 32 || in != oc || in < 5 || in > 8 || sw < 1 || sw > 2) return nullptr;
+  static constexpr PackedFn t[2][4] = {{&dot_packed<5, 1>, &dot_packed<6, 1>, &dot_packed<7, 1>, &dot_packed<8, 1>},
+                                       {&dot_packed<5, 2>, &dot_packed<6, 2>, &dot_packed<7, 2>, &dot_packed<8, 2>}};
+  return t[sw - 1][in - 5];
+}
+
+
 template <size_t... I>
 constexpr std::array<DotFn, sizeof...(I)> dot_table(std::index_sequence<I...>) {
   return {&dot_pixels<int(I) + 1>...};
@@ -391,11 +469,15 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
   // 1..4 channels each side at stride 1 or 2: registers of pixels on planar registers
   // (narrow_pointwise_planar.h), the rest pixel by pixel.
   const planar_dot::DotFn planar = planar_dot::pick(g.c, g.oc, sw);
-  const bool prefetch = sh > 1 && in_row >= kPrefetchRow;
+  const PackedFn packed = pick_packed(g.c, g.oc, sw);  // 5..8 channels: P pixels a vector
   // Work items: at stride 1 x and dy are each one pixel stream, so items are runs of kRun
   // pixels (rows of 7..28 pixels paid a call and a flush per row: N=256 28x28 C=3 took 0.63
   // ms where a copy of its bytes takes ~0.16); strided, blocks of about kRun pixels of whole
-  // output rows of one image (x's rows then are sh rows apart).
+  // output rows of one image (x's rows then are sh rows apart). No software prefetch of the
+  // rows ahead here (the row-per-item pass had it, see kAhead): prefetching the next block's
+  // rows at each block's start was no faster, often slower (1 thread, ms with/without, 3
+  // interleaved rounds on the loaded Zen 4: 1x1 s2 N=256 56x56 C=3 0.42-0.55/0.32-0.47,
+  // N=32 112x112 C=6 0.30-0.32/0.22-0.26, N=256 112x112 C=3 4.2-5.4/4.2-5.1).
   constexpr int64_t kRun = 512;
   const bool stream = sh == 1 && sw == 1;
   const int64_t pixels = g.n * g.oh * g.ow;
@@ -424,12 +506,6 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
       const float *x0, *dy0;
       int64_t rows, count;
       item(l, x0, dy0, rows, count);
-      if (prefetch && l + 1 < items) {  // the next item's input rows
-        const float *nx, *nd;
-        int64_t nrows, ncount;
-        item(l + 1, nx, nd, nrows, ncount);
-        for (int64_t r = 0; r < nrows; ++r) prefetch_floats(nx + r * xs, in_row);
-      }
       v16 acc[kNarrowPointwiseMax + 1] = {};  // one item's sums in float: dw rows, db
       int64_t r = 0;
       if (planar) {
@@ -450,6 +526,8 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
           const int64_t done = planar(xr, 0, dr, 0, 1, whole, false, acc);
           dot(xr + done * sw * g.c, sw * g.c, 0, dr + done * g.oc, 0, g.oc, 1, count - done, dy_end, acc);
         }
+      } else if (packed) {
+        packed(x0, xs, dy0, ds, rows, count, x_end, dy_end, acc);
       } else {
         dot(x0, sw * g.c, xs, dy0, ds, g.oc, rows, count, dy_end, acc);
       }
