@@ -131,6 +131,19 @@ def test_pointwise_row_blocks(stride):
             _check_weights(rng, n, h, w, cin, cout, 1, stride, (0, 0, 0, 0), bias=(h + cin) % 2 == 1)
 
 
+@pytest.mark.parametrize("c", (17, 20, 23, 24))
+def test_pointwise_wide_weights(c):
+    """17..24 channels a side at stride 1 (AVX-512: two 16-lane passes per pixel; the GEMM
+    elsewhere and at stride 2): stream runs with a tail whose 16-lane dy loads would pass the
+    tensor's end, the bias's channel sums (oc / gcd(16, oc) up to 23 vectors)."""
+    rng = np.random.default_rng(c)
+    for stride, (n, h, w) in itertools.product((1, 2), ((1, 1, 1), (2, 5, 7), (3, 28, 28), (1, 33, 31))):
+        _check_weights(rng, n, h, w, c, c, 1, stride, (0, 0, 0, 0), bias=(n + h) % 2 == 1)
+    x = rng.standard_normal((2, 9, 11, c)).astype(np.float32)
+    algo = _C.conv_algorithm(x.shape, (1, 1, c, c), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    assert algo["backward_weights"] == ("direct" if _C.isa_level() == "avx512" else "im2col"), algo
+
+
 @pytest.mark.parametrize("oc", range(1, 17))
 def test_pointwise_bias_every_channel_count(oc):
     """The bias gradient's channel sums (oc / gcd(16, oc) vectors a period) and their tails."""
@@ -144,7 +157,7 @@ def test_pointwise_threaded_blocks():
     try:
         _C.set_num_threads(2)
         rng = np.random.default_rng(4)
-        for c, stride in ((3, 2), (16, 2), (3, 1), (6, 1), (6, 2)):
+        for c, stride in ((3, 2), (16, 2), (3, 1), (6, 1), (6, 2), (24, 1)):
             _check_weights(rng, 64, 28, 28, c, c, 1, stride, (0, 0, 0, 0))
     finally:
         _C.set_num_threads(old)

@@ -90,6 +90,13 @@ inline int64_t safe_pixels(const float* dy, int64_t oc, const float* end) {
 // Below this many floats moved a pass runs on the calling thread (~20 us at copy speed:
 // waking the team costs more).
 constexpr int64_t kParallelFloats = 1 << 16;
+// Channels each side of the weight pass: 17..24 (both sides, stride 1) only with 32 vector
+// registers, where a pixel's dy is two passes of 16 lanes over IN <= 24 accumulators
+// (dot_pixels). It took the 1x1 s1 C=24 weight passes from the GEMM (K = N = 24 and a
+// reduction of N*H*W; 1 thread, ms GEMM/here, medians of 3 interleaved rounds on the loaded
+// Zen 4: N=256 28x28 6.96/4.78, N=32 56x56 3.47/2.42, N=256 14x14 1.33-1.64/1.14-1.46,
+// N=32 112x112 13.8/9.9).
+constexpr int64_t kWeightsMax = kVectorRegisters >= 32 ? 24 : kNarrowPointwiseMax;
 // Pixels per work item of a stride-1 map (a few tens of KB of x and y: stays in L1/L2).
 constexpr int64_t kMapRun = 1024;
 
@@ -201,13 +208,15 @@ MapFn pick_map(int64_t out) {
 }
 
 // acc[i][o] += sum over rows r < rows and pixels p < count of x[r*xs + p*x_step + i] *
-// dy[r*ds + p*oc + o] (lanes o >= oc are don't-care). IN accumulator vectors per set; with few
+// dy[r*ds + p*oc + o], o < lanes (<= 16; the lanes beyond are don't-care: a pixel's channels
+// 16..23 are the pass over dy + 16 with lanes = oc - 16). IN accumulator vectors per set; with few
 // input channels the pixels alternate between sets so that consecutive FMAs into one
 // accumulator do not wait on each other. Rows inside: output rows of 4..14 pixels (1x1 s2,
 // C = 16) paid a call and a flush each.
 template <int IN>
 void dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int64_t ds,
-                int64_t oc, int64_t rows, int64_t count, const float* dy_end, v16* acc) {
+                int64_t oc, int64_t lanes, int64_t rows, int64_t count, const float* dy_end,
+                v16* acc) {
   constexpr int kSets = IN >= 8 ? 1 : IN >= 4 ? 2 : 4;
   if (IN == 1 && oc == 1 && x_step == 1 && rows == 1) {  // unit-stride streams: over pixels
     v16 s = v16{};
@@ -238,7 +247,7 @@ void dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int
       }
     }
     for (; p < count; ++p) {
-      const v16 dv = load_channels(dy + p * oc, oc, dy_end);
+      const v16 dv = load_channels(dy + p * oc, lanes, dy_end);
       const float* xs_ = x + p * x_step;
       for (int i = 0; i < IN; ++i) a[0][i] += splat16(xs_[i]) * dv;
     }
@@ -251,7 +260,7 @@ void dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int
 }
 
 using DotFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
-                       int64_t, const float*, v16*);
+                       int64_t, int64_t, const float*, v16*);
 
 // The weight pass with 5..8 channels each side (IN == OC, AVX-512): P = 16 / OC pixels a
 // vector. One load of dy gives pixels p..p+P-1 in lanes [k*OC, (k+1)*OC); for each input
@@ -333,7 +342,7 @@ constexpr std::array<DotFn, sizeof...(I)> dot_table(std::index_sequence<I...>) {
 }
 
 DotFn pick_dot(int64_t in) {
-  static constexpr auto table = dot_table(std::make_index_sequence<kNarrowPointwiseMax>());
+  static constexpr auto table = dot_table(std::make_index_sequence<kWeightsMax>());
   return table[in - 1];
 }
 
@@ -342,20 +351,20 @@ DotFn pick_dot(int64_t in) {
 // It replaced a 16-lane load per pixel, which took as long as the products (perf, 1x1 C=3
 // N=256 28x28 weight pass on Zen 4).
 template <int K>
-void channel_sums(const float* dy, int64_t n, int64_t oc, v16& sum) {
+void channel_sums(const float* dy, int64_t n, int64_t oc, float* sum) {
   v16 a[K] = {};
   int64_t f = 0;
   for (; f + 16 * K <= n; f += 16 * K)
 #pragma GCC unroll 16
     for (int k = 0; k < K; ++k) a[k] += load16(dy + f + 16 * k);
-  float s[kNarrowPointwiseMax] = {};
+  float s[kWeightsMax] = {};
   for (int k = 0; k < K; ++k)
     for (int l = 0; l < 16; ++l) s[(16 * k + l) % oc] += a[k][l];
   for (; f < n; ++f) s[f % oc] += dy[f];  // f starts at a multiple of 16K, so of oc
   for (int64_t o = 0; o < oc; ++o) sum[o] += s[o];
 }
 
-void channel_sums_any(const float* dy, int64_t n, int64_t oc, v16& sum) {
+void channel_sums_any(const float* dy, int64_t n, int64_t oc, float* sum) {
   switch (oc / std::gcd<int64_t>(16, oc)) {
     case 1: return channel_sums<1>(dy, n, oc, sum);
     case 3: return channel_sums<3>(dy, n, oc, sum);
@@ -364,7 +373,11 @@ void channel_sums_any(const float* dy, int64_t n, int64_t oc, v16& sum) {
     case 9: return channel_sums<9>(dy, n, oc, sum);
     case 11: return channel_sums<11>(dy, n, oc, sum);
     case 13: return channel_sums<13>(dy, n, oc, sum);
-    default: return channel_sums<15>(dy, n, oc, sum);
+    case 15: return channel_sums<15>(dy, n, oc, sum);
+    case 17: return channel_sums<17>(dy, n, oc, sum);
+    case 19: return channel_sums<19>(dy, n, oc, sum);
+    case 21: return channel_sums<21>(dy, n, oc, sum);
+    default: return channel_sums<23>(dy, n, oc, sum);  // oc / gcd(16, oc) is odd, <= 23
   }
 }
 
@@ -373,6 +386,12 @@ void channel_sums_any(const float* dy, int64_t n, int64_t oc, v16& sum) {
 bool narrow_pointwise_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
   int64_t max = pass == ConvPass::BackwardWeights ? kNarrowPointwiseMax : kNarrowMapMax;
+  // 17..24 channels in the weight pass: both sides (no other pair measured), stride 1 (at
+  // stride 2 the rows of 4..56 pixels, each run twice, lost to the GEMM or tied: 1 thread, ms
+  // GEMM/here, medians of 3 interleaved rounds on the loaded Zen 4, C=24 N=256 7x7 0.151/
+  // 0.207, 14x14 0.484/0.498, 28x28 3.72/3.81, N=32 56x56 1.01/0.91, 112x112 6.38/5.69).
+  if (pass == ConvPass::BackwardWeights && g.c > max && g.oc > max && v.sh == 1 && v.sw == 1)
+    max = kWeightsMax;
   // A strided forward map reads x in pieces of one pixel: at 32 channels it lost to the GEMM
   // (1 thread, ms map/GEMM, 1x1 s2 N=256 28x28 2.02/1.83, N=32 112x112 4.67/3.44), at 24 it
   // won (1.71/2.82, 3.40/5.81), as the backward-data map did at 32 (1.37/1.86, 1.92/2.80).
@@ -462,7 +481,7 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
 void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
                                        float* dw, float* db) {
   const int threads = pass_threads(g);
-  constexpr int64_t kPart = kNarrowPointwiseMax * 16 + 16;  // dw rows of 16 lanes, then db
+  constexpr int64_t kRow = 32, kPart = kWeightsMax * kRow + kRow;  // dw rows, then db
   std::vector<double> parts((size_t)(threads * kPart), 0.0);
   const DotFn dot = pick_dot(g.c);
   const int64_t sh = g.win.sh, sw = g.win.sw, in_row = g.w * g.c;
@@ -501,12 +520,24 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
   parallel_region(threads, [&] {
     note_team();
     double* part = parts.data() + omp_get_thread_num() * kPart;
+    // Sums in float of the items since the last flush into the double partials (once at
+    // least kRun pixels are in: per item, blocks of 16..28 pixels paid a flush of up to 600
+    // doubles each, 1x1 s2 7x7): dw rows of output channels 0..15, of 16..23, db.
+    v16 acc[kWeightsMax] = {}, hi[kWeightsMax] = {};
+    float dbs[kRow] = {};
+    int64_t pending = 0;
+    auto flush = [&] {
+      for (int64_t ci = 0; ci < g.c; ++ci)
+        for (int64_t co = 0; co < g.oc; ++co) part[ci * kRow + co] += co < 16 ? acc[ci][co] : hi[ci][co - 16];
+      for (int64_t co = 0; co < g.oc; ++co) part[kWeightsMax * kRow + co] += dbs[co];
+      std::memset(acc, 0, sizeof acc), std::memset(hi, 0, sizeof hi), std::memset(dbs, 0, sizeof dbs);
+      pending = 0;
+    };
 #pragma omp for schedule(static)
     for (int64_t l = 0; l < items; ++l) {
       const float *x0, *dy0;
       int64_t rows, count;
       item(l, x0, dy0, rows, count);
-      v16 acc[kNarrowPointwiseMax + 1] = {};  // one item's sums in float: dw rows, db
       int64_t r = 0;
       if (planar) {
         // Rows whose every register, the masked tail's included, reads inside x and dy
@@ -524,30 +555,31 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
           // at stride 2 a whole register reads 2L pixels of x: inside the row only
           const int64_t whole = sw == 1 ? count : std::min(count, g.w / 2);
           const int64_t done = planar(xr, 0, dr, 0, 1, whole, false, acc);
-          dot(xr + done * sw * g.c, sw * g.c, 0, dr + done * g.oc, 0, g.oc, 1, count - done, dy_end, acc);
+          dot(xr + done * sw * g.c, sw * g.c, 0, dr + done * g.oc, 0, g.oc, g.oc, 1, count - done,
+              dy_end, acc);
         }
       } else if (packed) {
         packed(x0, xs, dy0, ds, rows, count, x_end, dy_end, acc);
       } else {
-        dot(x0, sw * g.c, xs, dy0, ds, g.oc, rows, count, dy_end, acc);
+        dot(x0, sw * g.c, xs, dy0, ds, g.oc, std::min<int64_t>(g.oc, 16), rows, count, dy_end, acc);
+        if (g.oc > 16) dot(x0, sw * g.c, xs, dy0 + 16, ds, g.oc, g.oc - 16, rows, count, dy_end, hi);
       }
-      if (db) channel_sums_any(dy0, rows * count * g.oc, g.oc, acc[kNarrowPointwiseMax]);
-      for (int64_t ci = 0; ci < g.c; ++ci)
-        for (int64_t co = 0; co < g.oc; ++co) part[ci * 16 + co] += acc[ci][co];
-      for (int64_t co = 0; co < g.oc; ++co)
-        part[kNarrowPointwiseMax * 16 + co] += acc[kNarrowPointwiseMax][co];
+      if (db) channel_sums_any(dy0, rows * count * g.oc, g.oc, dbs);
+      pending += rows * count;
+      if (pending >= kRun) flush();
     }
+    flush();
   });
   for (int64_t ci = 0; ci < g.c; ++ci)
     for (int64_t co = 0; co < g.oc; ++co) {
       double s = 0.0;
-      for (int t = 0; t < threads; ++t) s += parts[t * kPart + ci * 16 + co];
+      for (int t = 0; t < threads; ++t) s += parts[t * kPart + ci * kRow + co];
       dw[ci * g.oc + co] = (float)s;
     }
   if (db)
     for (int64_t co = 0; co < g.oc; ++co) {
       double s = 0.0;
-      for (int t = 0; t < threads; ++t) s += parts[t * kPart + kNarrowPointwiseMax * 16 + co];
+      for (int t = 0; t < threads; ++t) s += parts[t * kPart + kWeightsMax * kRow + co];
       db[co] = (float)s;
     }
 }
