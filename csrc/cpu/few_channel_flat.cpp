@@ -250,7 +250,8 @@ void few_channel_flat_backward_weights(const ConvGeometry& g, const float* dy, c
       __m512 acc[kSums];
       for (int s = 0; s < kSums; ++s) acc[s] = _mm512_setzero_ps();
       if (!table.empty()) {
-        dot(xi, di, W, pl, 0, nvec, table.data(), last ? nullptr : xi + hw, last ? nullptr : di + hw, acc);
+        dot(xi, di, W, pl, 0, nvec, table.data(), last ? nullptr : xi + hw,
+            last ? nullptr : di + hw, acc);
       } else {
         flat::Walk walk(g.h, W, pt, pl, col0);
         for (int64_t v0 = 0; v0 < nvec; v0 += kMaskChunk) {

@@ -107,13 +107,11 @@ constexpr int64_t kMapRun = 1024;
 // without, medians on the loaded Zen 4: 1x1 s2 fwd N=256 28x28 C=16 0.41/0.55, N=256 56x56
 // C=3 0.55/0.69, weight pass N=256 56x56 C=3 0.95/1.11 (issue 18 item 3, helper C).
 // Short rows are left to the hardware: N=256 28x28 C=3 (84 floats a row) took 0.115 ->
-// 0.140 ms with the prefetches. The forward map only since the weight pass runs blocks of
-// rows (narrow_pointwise_backward_weights).
+// 0.140 ms with the prefetches. The weight pass's kernels touch row r + kAhead as each row
+// r of a block starts (their pf argument).
 constexpr int64_t kAhead = 2;  // rows ahead
 constexpr int64_t kPrefetchRow = 128;  // floats of an input row, at least
-inline void prefetch_floats(const float* p, int64_t floats) {
-  for (int64_t i = 0; i < floats; i += 16) __builtin_prefetch(p + i);
-}
+using planar_dot::prefetch_floats;
 
 int pass_threads(const ConvGeometry& g) {
   return g.input_size() + g.output_size() < kParallelFloats ? 1 : std::max(1, get_num_threads());
@@ -216,7 +214,7 @@ MapFn pick_map(int64_t out) {
 template <int IN>
 void dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int64_t ds,
                 int64_t oc, int64_t lanes, int64_t rows, int64_t count, const float* dy_end,
-                v16* acc) {
+                int64_t pf, v16* acc) {
   constexpr int kSets = IN >= 8 ? 1 : IN >= 4 ? 2 : 4;
   if (IN == 1 && oc == 1 && x_step == 1 && rows == 1) {  // unit-stride streams: over pixels
     v16 s = v16{};
@@ -232,6 +230,7 @@ void dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int
   for (int k = 0; k < kSets; ++k)
     for (int i = 0; i < IN; ++i) a[k][i] = v16{};
   for (int64_t r = 0; r < rows; ++r, x += xs, dy += ds) {
+    if (pf) prefetch_floats(x + kAhead * xs, pf);
     // The main loop loads 16 lanes of dy unchecked; the pixels whose load would pass dy_end
     // go through load_channels after it (with its branch in the loop, GCC stored all IN
     // accumulators to the stack at every pixel: the C=16 weight pass ran at half speed).
@@ -260,7 +259,7 @@ void dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int
 }
 
 using DotFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
-                       int64_t, int64_t, const float*, v16*);
+                       int64_t, int64_t, const float*, int64_t, v16*);
 
 // The weight pass with 5..8 channels each side (IN == OC, AVX-512): P = 16 / OC pixels a
 // vector. One load of dy gives pixels p..p+P-1 in lanes [k*OC, (k+1)*OC); for each input
@@ -281,7 +280,7 @@ struct Packed {
 
 template <int C, int SW>
 void dot_packed(const float* x, int64_t xs, const float* dy, int64_t ds, int64_t rows,
-                int64_t count, const float* x_end, const float* dy_end, v16* acc) {
+                int64_t count, const float* x_end, const float* dy_end, int64_t pf, v16* acc) {
   using K = Packed<C, SW>;
   constexpr int P = K::P;
   i32x16 idx[C];
@@ -294,8 +293,13 @@ void dot_packed(const float* x, int64_t xs, const float* dy, int64_t ds, int64_t
     for (int i = 0; i < C; ++i) acc2[i] += __builtin_shuffle(xa, xb, idx[i]) * dv;
   };
   for (int64_t r = 0; r < rows; ++r, x += xs, dy += ds) {
-    // groups whose loads (32 floats of x, 16 of dy) stay inside the tensors
-    const int64_t xroom = (x_end - x) - (K::XF > 16 ? 32 : 16), droom = (dy_end - dy) - 16;
+    if (pf) prefetch_floats(x + kAhead * xs, pf);
+    // groups whose loads (32 or 16 floats of x, 16 of dy) stay inside the tensors, and x's
+    // inside the row's floats (past them, at stride 2, an input row the conv skips: a line
+    // of it per row made N=256 56x56 C=6 2.31 -> 2.55 ms, DRAM-bound)
+    const int64_t xload = K::XF > 16 ? 32 : 16;
+    const int64_t xroom = std::min(x_end - x, (count - 1) * SW * C + C) - xload;
+    const int64_t droom = (dy_end - dy) - 16;
     int64_t whole = count / P * P;
     if (xroom < 0 || droom < 0) whole = 0;
     else whole = std::min({whole, (xroom / (SW * C) + 1) / P * P, (droom / C + 1) / P * P});
@@ -324,14 +328,15 @@ void dot_packed(const float* x, int64_t xs, const float* dy, int64_t ds, int64_t
 }
 
 using PackedFn = void (*)(const float*, int64_t, const float*, int64_t, int64_t, int64_t,
-                          const float*, const float*, v16*);
+                          const float*, const float*, int64_t, v16*);
 
 // The packed kernel for in -> oc channels at stride sw, or nullptr (then dot_pixels). Only
 // with 32 vector registers (C index vectors + 2C accumulators).
 PackedFn pick_packed(int64_t in, int64_t oc, int64_t sw) {
   if (kVectorRegisters < 32 || in != oc || in < 5 || in > 8 || sw < 1 || sw > 2) return nullptr;
-  static constexpr PackedFn t[2][4] = {{&dot_packed<5, 1>, &dot_packed<6, 1>, &dot_packed<7, 1>, &dot_packed<8, 1>},
-                                       {&dot_packed<5, 2>, &dot_packed<6, 2>, &dot_packed<7, 2>, &dot_packed<8, 2>}};
+  static constexpr PackedFn t[2][4] = {
+      {&dot_packed<5, 1>, &dot_packed<6, 1>, &dot_packed<7, 1>, &dot_packed<8, 1>},
+      {&dot_packed<5, 2>, &dot_packed<6, 2>, &dot_packed<7, 2>, &dot_packed<8, 2>}};
   return t[sw - 1][in - 5];
 }
 
@@ -489,18 +494,23 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
   // (narrow_pointwise_planar.h), the rest pixel by pixel.
   const planar_dot::DotFn planar = planar_dot::pick(g.c, g.oc, sw);
   const PackedFn packed = pick_packed(g.c, g.oc, sw);  // 5..8 channels: P pixels a vector
+  // Strided: x's row kAhead rows on is touched as each row starts (see kAhead). 1 thread, ms
+  // with/without, 4 interleaved rounds on the loaded Zen 4 (before: the row-per-item pass):
+  // 1x1 s2 N=256 56x56 C=6 0.82-1.13/1.20-1.85 (before 1.10-1.55), N=256 112x112 C=3
+  // 3.50-3.79/3.72-4.41 (3.64-4.34), N=256 28x28 C=16 0.33-0.36/0.35-0.58 (0.58-0.62).
+  const int64_t pf = sh > 1 && in_row >= kPrefetchRow ? in_row : 0;
   // Work items: at stride 1 x and dy are each one pixel stream, so items are runs of kRun
   // pixels (rows of 7..28 pixels paid a call and a flush per row: N=256 28x28 C=3 took 0.63
   // ms where a copy of its bytes takes ~0.16); strided, blocks of about kRun pixels of whole
-  // output rows of one image (x's rows then are sh rows apart). No software prefetch of the
-  // rows ahead here (the row-per-item pass had it, see kAhead): prefetching the next block's
-  // rows at each block's start was no faster, often slower (1 thread, ms with/without, 3
-  // interleaved rounds on the loaded Zen 4: 1x1 s2 N=256 56x56 C=3 0.42-0.55/0.32-0.47,
-  // N=32 112x112 C=6 0.30-0.32/0.22-0.26, N=256 112x112 C=3 4.2-5.4/4.2-5.1).
+  // output rows of one image (x's rows then are sh rows apart). Prefetching all of the next
+  // block's rows at each block's start instead of a row at a time was no faster, often slower
+  // (1 thread, ms with/without, 3 interleaved rounds on the loaded Zen 4: 1x1 s2 N=256 56x56
+  // C=3 0.42-0.55/0.32-0.47, N=32 112x112 C=6 0.30-0.32/0.22-0.26).
   constexpr int64_t kRun = 512;
   const bool stream = sh == 1 && sw == 1;
   const int64_t pixels = g.n * g.oh * g.ow;
-  const int64_t block_rows = stream ? 1 : std::max<int64_t>(1, std::min(g.oh, kRun / std::max<int64_t>(g.ow, 1)));
+  const int64_t block_rows =
+      stream ? 1 : std::max<int64_t>(1, std::min(g.oh, kRun / std::max<int64_t>(g.ow, 1)));
   const int64_t blocks = (g.oh + block_rows - 1) / block_rows;
   const int64_t items = stream ? (pixels + kRun - 1) / kRun : g.n * blocks;
   const float* x_end = x + g.input_size();
@@ -528,9 +538,11 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
     int64_t pending = 0;
     auto flush = [&] {
       for (int64_t ci = 0; ci < g.c; ++ci)
-        for (int64_t co = 0; co < g.oc; ++co) part[ci * kRow + co] += co < 16 ? acc[ci][co] : hi[ci][co - 16];
+        for (int64_t co = 0; co < g.oc; ++co)
+          part[ci * kRow + co] += co < 16 ? acc[ci][co] : hi[ci][co - 16];
       for (int64_t co = 0; co < g.oc; ++co) part[kWeightsMax * kRow + co] += dbs[co];
-      std::memset(acc, 0, sizeof acc), std::memset(hi, 0, sizeof hi), std::memset(dbs, 0, sizeof dbs);
+      std::memset(acc, 0, sizeof acc), std::memset(hi, 0, sizeof hi);
+      std::memset(dbs, 0, sizeof dbs);
       pending = 0;
     };
 #pragma omp for schedule(static)
@@ -549,20 +561,22 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
         };
         int64_t ok = rows;
         while (ok > 0 && !reads_inside(ok - 1)) --ok;
-        if (ok > 0) planar(x0, xs, dy0, ds, ok, count, true, acc);
+        if (ok > 0) planar(x0, xs, dy0, ds, ok, count, true, pf, kAhead, acc);
         for (r = ok; r < rows; ++r) {
           const float *xr = x0 + r * xs, *dr = dy0 + r * ds;
           // at stride 2 a whole register reads 2L pixels of x: inside the row only
           const int64_t whole = sw == 1 ? count : std::min(count, g.w / 2);
-          const int64_t done = planar(xr, 0, dr, 0, 1, whole, false, acc);
+          const int64_t done = planar(xr, 0, dr, 0, 1, whole, false, 0, 0, acc);
           dot(xr + done * sw * g.c, sw * g.c, 0, dr + done * g.oc, 0, g.oc, g.oc, 1, count - done,
-              dy_end, acc);
+              dy_end, 0, acc);
         }
       } else if (packed) {
-        packed(x0, xs, dy0, ds, rows, count, x_end, dy_end, acc);
+        packed(x0, xs, dy0, ds, rows, count, x_end, dy_end, pf, acc);
       } else {
-        dot(x0, sw * g.c, xs, dy0, ds, g.oc, std::min<int64_t>(g.oc, 16), rows, count, dy_end, acc);
-        if (g.oc > 16) dot(x0, sw * g.c, xs, dy0 + 16, ds, g.oc, g.oc - 16, rows, count, dy_end, hi);
+        dot(x0, sw * g.c, xs, dy0, ds, g.oc, std::min<int64_t>(g.oc, 16), rows, count, dy_end, pf,
+            acc);
+        if (g.oc > 16)
+          dot(x0, sw * g.c, xs, dy0 + 16, ds, g.oc, g.oc - 16, rows, count, dy_end, 0, hi);
       }
       if (db) channel_sums_any(dy0, rows * count * g.oc, g.oc, dbs);
       pending += rows * count;
