@@ -56,6 +56,15 @@ def test_c1_shapes_and_pads(pads):
         _check_weights(rng, 1 + i % 3, h, w, 1, 1, 3, 1, pads, bias=i % 2 == 0)
 
 
+@pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 2, 2, 0)))
+def test_c1_many_small_images(pads):
+    """Float sums carried over images and flushed to double every 4096 positions: 7x7 and
+    14x14 batches that flush mid-batch, and with a partial last stretch."""
+    rng = np.random.default_rng(pads[0] + 2)
+    for n, hw in ((300, 7), (97, 14), (9, 30)):
+        _check_weights(rng, n, hw, hw, 1, 1, 3, 1, pads)
+
+
 def test_c1_past_the_mask_table():
     """More than 65536 positions an image: masks per image in chunks of 256 vectors (a chunk
     boundary inside a row, a partial last chunk)."""
