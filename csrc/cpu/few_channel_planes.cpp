@@ -349,11 +349,13 @@ constexpr std::array<WeightsFn, sizeof...(I)> weights_table(std::index_sequence<
 #endif
 
 // The rule: every same-size 3x3 stride-1 conv with C = 2..8 in and out at AVX-512 whose image
-// fits kMaxPlaneFloats, but the weight pass of C = 6 below 14x14 (on par with the direct
-// path's tap_dot before the prefetch of the next group; with it, 1 thread, ms direct/here,
-// 4 interleaved rounds on the loaded Zen 4: N=256 56x56 10.3-11.6/7.0-8.2, N=32 112x112
-// 4.8-5.5/3.7-4.4, N=32 28x28 0.25-0.32/0.22-0.26, N=32 14x14 0.077-0.10/0.075-0.087, but
-// N=256 7x7 0.187-0.212/0.185-0.271) and C = 8 (no tile fits the registers). 1-thread
+// fits kMaxPlaneFloats, but the weight pass of C = 8 (no tile fits the registers). C = 6's
+// weight pass was on par with the direct path's tap_dot until the prefetch of the next group
+// and the tiles over a group's images in one call; with the prefetch, 1 thread, ms
+// direct/here, 4 interleaved rounds on the loaded Zen 4: N=256 56x56 10.3-11.6/7.0-8.2, N=32
+// 112x112 4.8-5.5/3.7-4.4, N=32 28x28 0.25-0.32/0.22-0.26, N=32 14x14 0.077-0.10/0.075-0.087,
+// N=256 7x7 0.187-0.212/0.185-0.271; with both, 5 rounds: N=256 7x7 0.176-0.219/0.151-0.177,
+// N=32 7x7 0.026-0.032/0.023-0.027, N=256 10x10 0.338-0.399/0.252-0.274. 1-thread
 // CPU-time medians of 2-3 interleaved rounds against the previous build (direct path; Zen 4,
 // load 7-10), ms before/here:
 //                     forward        backward data  backward weights
@@ -374,11 +376,9 @@ constexpr std::array<WeightsFn, sizeof...(I)> weights_table(std::index_sequence<
 // 0.143/0.144, N=32 1.67/1.39.
 bool few_channel_planes_shape(const ConvGeometry& g, ConvPass pass) {
 #if defined(__AVX512F__)
-  constexpr int64_t kMinPlanes6 = 14 * 14;  // positions an image, C = 6 weight pass
   const Window2d& v = g.win;
   if (pass == ConvPass::BackwardWeights &&
-      ((g.c == 6 && g.h * g.w < kMinPlanes6) || g.c > 7 ||
-       (g.h * g.w > kGroupPositions && g.n < 8)))
+      (g.c > 7 || (g.h * g.w > kGroupPositions && g.n < 8)))
     return false;
   return g.groups == 1 && g.c == g.oc && g.c >= 2 && g.c <= 8 && v.kh == 3 && v.kw == 3 &&
          v.dh == 1 && v.dw == 1 && v.sh == 1 && v.sw == 1 && v.pt >= 0 && v.pt <= 2 &&
