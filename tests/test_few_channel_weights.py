@@ -6,12 +6,16 @@ reference (conv_oracle.close: rtol 1e-4, atol 1e-5 x the largest magnitude):
   column, every pad split summing to 2, batch 1..3, images past the mask table (per-image mask
   chunks), two threads; NaN and inf in x or dy reach dw where the reference has them.
 - 3x3 stride-1 C=2..7 (few_channel_planes.cpp): groups of images with the next group's prefetch
-  (the last group short, one image a group) and C=6, now taken there.
-- 1x1 (narrow_pointwise.cpp): blocks of output rows with masked register tails at stride 2
-  (rows under one register, odd heights so that image boundaries break the row spacing, the
-  tensor's last rows whose tail would read past x or dy), the per-pixel rows for 5..16
-  channels, the bias gradient from the contiguous channel sums (every channel count 1..16),
-  two threads; NaN in x off the stride grid never reaches dw, NaN on it does.
+  and the tiles over a group's images (the last group short, one image a group) and C=6, now
+  taken there at every size.
+- 1x1 (narrow_pointwise.cpp): blocks of output rows with register tails (planar registers,
+  1..4 channels: rows under one register, odd heights so that image boundaries break the row
+  spacing, the tensor's last rows whose tail would read past x or dy), 4..8 channels a side
+  with 16 / C pixels a vector (AVX-512; row ends and the tensor's end through zeroed copies),
+  the per-pixel rows up to 16 channels, 17..24 channels both sides at stride 1 (AVX-512: two
+  16-lane passes), the bias gradient from the contiguous channel sums (every channel count
+  1..16, and 17, 20, 23, 24), two threads; NaN in x off the stride grid never reaches dw, NaN
+  on it does.
 
 At avx2 and the baseline the same shapes run the other levels' paths; the tests hold there too.
 """
@@ -131,11 +135,14 @@ def test_planes_c6_pads(pads):
 
 @pytest.mark.parametrize("stride", (1, 2))
 def test_pointwise_row_blocks(stride):
-    """Every channel pair 1..4 (registers with masked tails) and 5, 6, 16 (pixels): widths
-    under one register and not multiples of it, odd heights (an image's last row is not sh
-    rows before the next image's first), batches whose rows make several blocks."""
+    """Every channel pair 1..4 (planar registers with tails; 4 -> 4 packed), 5..8 (packed), 16
+    and 3 -> 16 (pixels): widths under one register and not multiples of it, odd heights (an
+    image's last row is not sh rows before the next image's first), batches whose rows make
+    several blocks."""
     rng = np.random.default_rng(stride)
-    for cin, cout in itertools.chain(itertools.product((1, 2, 3, 4), repeat=2), ((5, 5), (6, 6), (7, 7), (8, 8), (16, 16), (3, 16))):
+    pairs = itertools.chain(itertools.product((1, 2, 3, 4), repeat=2),
+                            ((5, 5), (6, 6), (7, 7), (8, 8), (16, 16), (3, 16)))
+    for cin, cout in pairs:
         for n, h, w in ((3, 7, 7), (2, 9, 30), (1, 1, 33), (4, 13, 3), (2, 57, 20)):
             _check_weights(rng, n, h, w, cin, cout, 1, stride, (0, 0, 0, 0), bias=(h + cin) % 2 == 1)
 

@@ -24,7 +24,7 @@
 // each one pixel stream and items are runs of 1024 (map) or 512 (weight pass) pixels whatever
 // the rows: a call and a flush per row of 7..28 pixels cost more than the row's work. The
 // strided weight pass takes blocks of about 512 pixels of whole output rows of one image.
-// 5..8 channels each side in the weight pass (AVX-512): 16 / C pixels a vector (dot_packed).
+// 4..8 channels each side in the weight pass (AVX-512): 16 / C pixels a vector (dot_packed).
 // Cin = Cout = 1 is a plain scaled copy and runs as one (vectorised over pixels at stride 1).
 // 1..4 channels each side at stride 1 or 2 (issue 18 item 3, helper C): whole registers of
 // pixels run on planar registers instead (narrow_pointwise_planar.h: the forward map, backward
@@ -261,7 +261,7 @@ void dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int
 using DotFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
                        int64_t, int64_t, const float*, int64_t, v16*);
 
-// The weight pass with 5..8 channels each side (IN == OC, AVX-512): P = 16 / OC pixels a
+// The weight pass with 4..8 channels each side (IN == OC, AVX-512): P = 16 / OC pixels a
 // vector. One load of dy gives pixels p..p+P-1 in lanes [k*OC, (k+1)*OC); for each input
 // channel i one two-source permute of x's floats puts x[p + k][i] in the same lanes, and one
 // FMA per channel adds all P pixels' products: IN permutes and IN FMAs per P pixels, where the
@@ -330,14 +330,19 @@ void dot_packed(const float* x, int64_t xs, const float* dy, int64_t ds, int64_t
 using PackedFn = void (*)(const float*, int64_t, const float*, int64_t, int64_t, int64_t,
                           const float*, const float*, int64_t, v16*);
 
-// The packed kernel for in -> oc channels at stride sw, or nullptr (then dot_pixels). Only
-// with 32 vector registers (C index vectors + 2C accumulators).
+// The packed kernel for in -> oc channels at stride sw, or nullptr (then the planar registers
+// or dot_pixels). Only with 32 vector registers (C index vectors + 2C accumulators). C = 4
+// too, ahead of the planar registers (4 pixels a vector, all 16 lanes): 1 thread, ms planar/
+// packed, medians of 5 interleaved rounds on Zen 4 (load ~1): s1 N=256 28x28 0.220/0.138, N=32
+// 56x56 0.108/0.069, N=32 112x112 0.441/0.282; s2 N=256 56x56 0.551/0.338, N=32 112x112
+// 0.230/0.139, N=256 28x28 0.210/0.212. Not C = 2, 3: planar as fast or faster (C=3 s1 N=256
+// 28x28 0.180/0.186, N=32 112x112 0.351/0.410; C=2 0.094/0.092).
 PackedFn pick_packed(int64_t in, int64_t oc, int64_t sw) {
-  if (kVectorRegisters < 32 || in != oc || in < 5 || in > 8 || sw < 1 || sw > 2) return nullptr;
-  static constexpr PackedFn t[2][4] = {
-      {&dot_packed<5, 1>, &dot_packed<6, 1>, &dot_packed<7, 1>, &dot_packed<8, 1>},
-      {&dot_packed<5, 2>, &dot_packed<6, 2>, &dot_packed<7, 2>, &dot_packed<8, 2>}};
-  return t[sw - 1][in - 5];
+  if (kVectorRegisters < 32 || in != oc || in < 4 || in > 8 || sw < 1 || sw > 2) return nullptr;
+  static constexpr PackedFn t[2][5] = {
+      {&dot_packed<4, 1>, &dot_packed<5, 1>, &dot_packed<6, 1>, &dot_packed<7, 1>, &dot_packed<8, 1>},
+      {&dot_packed<4, 2>, &dot_packed<5, 2>, &dot_packed<6, 2>, &dot_packed<7, 2>, &dot_packed<8, 2>}};
+  return t[sw - 1][in - 4];
 }
 
 
@@ -560,7 +565,7 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
       int64_t rows, count;
       item(l, x0, dy0, rows, count);
       int64_t r = 0;
-      if (planar) {
+      if (planar && !packed) {  // packed, where compiled, is ahead of planar (C = 4)
         // Rows whose every register, the masked tail's included, reads inside x and dy
         // (all but at most the tensor's last rows); the others by whole registers only.
         const int64_t tail0 = count / planar_dot::L * planar_dot::L;
