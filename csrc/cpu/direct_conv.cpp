@@ -35,7 +35,7 @@
 // bwd-weights 2.97/2.39; C=6 28x28 N=256 1.73/1.34, 1.81/1.33, 2.12/2.21 (noise, 1.10 in a
 // later round); C=8 28x28 N=256 2.64/2.14, 2.59/2.19, 4.11/3.69. Same-size 3x3 s1 C=1 convs
 // go to few_channel_flat.cpp first (AVX-512), those with C = 2..8 in and out to
-// few_channel_planes.cpp (AVX-512; its rule leaves the weight pass of C = 6 and 8 here).
+// few_channel_planes.cpp (AVX-512; its rule leaves the weight pass of C = 8 here).
 //
 // Measured on the shared 2-core EPYC Zen 5 (AVX-512), median ms of interleaved runs in one
 // process (PYTHONPATH=. python benchmarks/bench_direct.py only=conv1,conv2,stem; gemm =

@@ -191,31 +191,51 @@ constexpr int ci_block(int C) { return C == 2 || C == 3 ? C : C == 4 ? 2 : 1; }
 //   x_{c0 + cb}[q + (ky - pt)*W + kx - pl] * dy_co[q]   (masked: taps outside the image add 0)
 // masks: per vector the 9 taps' lanes, then the lanes inside the image (computed once per
 // call: the walk per vector and tile was most of a C=6 7x7 pass).
+// Prefetch: one cache line of each of two NHWC streams (x at pf.x, dy at pf.d) per vector,
+// while pf.x < pf.end (the caller's next group; see weights_pass).
+struct Prefetch {
+  const float *x = nullptr, *d = nullptr, *end = nullptr;
+};
+// Over the nimg images of a group (planes img floats apart) in one call: a call per image
+// (its accumulators copied in and out) cost as much as a 7x7 image's 4 vectors.
 template <int C>
-void tile_pass(const float* xp, const float* dp, int64_t H, int64_t W, int pt, int pl,
-               const __mmask16* masks, int ky, int c0, __m512 (&acc_io)[3][ci_block(C)][C]) {
+void tile_pass(const float* xp0, const float* dp0, int64_t nimg, int64_t img, int64_t H,
+               int64_t W, int pt, int pl, const __mmask16* masks0, int ky, int c0,
+               __m512 (&acc_io)[3][ci_block(C)][C], Prefetch& pf) {
   constexpr int CIB = ci_block(C);
   const int64_t hw = H * W;
   __m512 acc[3][CIB][C];  // a local copy, so that GCC keeps it in registers
 #pragma GCC unroll 32
   for (int k = 0; k < 3 * CIB * C; ++k) (&acc[0][0][0])[k] = (&acc_io[0][0][0])[k];
-  const float* src = xp + (ky - pt) * W - pl + c0 * hw;
-  for (int64_t q0 = 0; q0 < hw; q0 += 16, masks += 10) {
-    const __mmask16 tail = masks[9];
-    __m512 dv[C];
-#pragma GCC unroll 8
-    for (int co = 0; co < C; ++co) dv[co] = _mm512_maskz_loadu_ps(tail, dp + co * hw + q0);
-#pragma GCC unroll 3
-    for (int kx = 0; kx < 3; ++kx)
-#pragma GCC unroll 4
-      for (int cb = 0; cb < CIB; ++cb) {
-        const __m512 xv = _mm512_maskz_loadu_ps(masks[ky * 3 + kx], src + q0 + kx + cb * hw);
-#pragma GCC unroll 8
-        for (int co = 0; co < C; ++co) acc[kx][cb][co] = _mm512_fmadd_ps(xv, dv[co], acc[kx][cb][co]);
+  const float *pfx = pf.x, *pfd = pf.d;
+  for (int64_t b = 0; b < nimg; ++b) {
+    const float* src = xp0 + b * img + (ky - pt) * W - pl + c0 * hw;
+    const float* dp = dp0 + b * img;
+    const __mmask16* masks = masks0;
+    for (int64_t q0 = 0; q0 < hw; q0 += 16, masks += 10) {
+      if (pfx < pf.end) {
+        _mm_prefetch((const char*)pfx, _MM_HINT_T1);
+        _mm_prefetch((const char*)pfd, _MM_HINT_T1);
+        pfx += 16, pfd += 16;
       }
+      const __mmask16 tail = masks[9];
+      __m512 dv[C];
+#pragma GCC unroll 8
+      for (int co = 0; co < C; ++co) dv[co] = _mm512_maskz_loadu_ps(tail, dp + co * hw + q0);
+#pragma GCC unroll 3
+      for (int kx = 0; kx < 3; ++kx)
+#pragma GCC unroll 4
+        for (int cb = 0; cb < CIB; ++cb) {
+          const __m512 xv = _mm512_maskz_loadu_ps(masks[ky * 3 + kx], src + q0 + kx + cb * hw);
+#pragma GCC unroll 8
+          for (int co = 0; co < C; ++co)
+            acc[kx][cb][co] = _mm512_fmadd_ps(xv, dv[co], acc[kx][cb][co]);
+        }
+    }
   }
 #pragma GCC unroll 32
   for (int k = 0; k < 3 * CIB * C; ++k) (&acc_io[0][0][0])[k] = (&acc[0][0][0])[k];
+  pf.x = pfx, pf.d = pfd;
 }
 
 inline double lane_sum(__m512 v) {  // in double: the lanes hold sums of many products
@@ -275,15 +295,24 @@ void weights_pass(const ConvGeometry& g, const float* dy, const float* x, float*
         split_image<C>(x + (n0 + b) * img, hw, xb.data() + b * img);
         split_image<C>(dy + (n0 + b) * img, hw, dbuf.data() + b * img);
       }
+      // The next group's x and dy (this thread's next: static schedule) are fetched into L2
+      // during this group's tiles, a line of each per vector: the split of a group read
+      // them at L3/DRAM latency (perf, C=3 N=256 56x56: 40% of the pass in the split loops).
+      Prefetch pf;
+      if (gi + 1 < groups) {
+        const int64_t next = std::min(group, g.n - n0 - nimg);
+        pf.x = x + (n0 + nimg) * img;
+        pf.end = pf.x + next * img;
+        pf.d = dy + (n0 + nimg) * img;
+      }
       for (int ky = 0; ky < 3; ++ky)
         for (int c0 = 0; c0 < C; c0 += CIB) {
           __m512 acc[3][CIB][C];
           for (int kx = 0; kx < 3; ++kx)
             for (int cb = 0; cb < CIB; ++cb)
               for (int co = 0; co < C; ++co) acc[kx][cb][co] = _mm512_setzero_ps();
-          for (int64_t b = 0; b < nimg; ++b)
-            tile_pass<C>(xb.data() + b * img, dbuf.data() + b * img, g.h, g.w, pt, pl,
-                         masks.data(), ky, c0, acc);
+          tile_pass<C>(xb.data(), dbuf.data(), nimg, img, g.h, g.w, pt, pl, masks.data(), ky, c0,
+                       acc, pf);
           for (int kx = 0; kx < 3; ++kx)
             for (int cb = 0; cb < CIB; ++cb)
               for (int co = 0; co < C; ++co)
@@ -320,10 +349,15 @@ constexpr std::array<WeightsFn, sizeof...(I)> weights_table(std::index_sequence<
 #endif
 
 // The rule: every same-size 3x3 stride-1 conv with C = 2..8 in and out at AVX-512 whose image
-// fits kMaxPlaneFloats, but the weight pass of C = 6 (on par with the direct path's tap_dot:
-// 0.94-1.02) and C = 8 (no tile fits the registers). 1-thread CPU-time medians of 2-3
-// interleaved rounds against the previous build (direct path; Zen 4, load 7-10), ms
-// before/here:
+// fits kMaxPlaneFloats, but the weight pass of C = 8 (no tile fits the registers). C = 6's
+// weight pass was on par with the direct path's tap_dot until the prefetch of the next group
+// and the tiles over a group's images in one call; with the prefetch, 1 thread, ms
+// direct/here, 4 interleaved rounds on the loaded Zen 4: N=256 56x56 10.3-11.6/7.0-8.2, N=32
+// 112x112 4.8-5.5/3.7-4.4, N=32 28x28 0.25-0.32/0.22-0.26, N=32 14x14 0.077-0.10/0.075-0.087,
+// N=256 7x7 0.187-0.212/0.185-0.271; with both, 5 rounds: N=256 7x7 0.176-0.219/0.151-0.177,
+// N=32 7x7 0.026-0.032/0.023-0.027, N=256 10x10 0.338-0.399/0.252-0.274. 1-thread
+// CPU-time medians of 2-3 interleaved rounds against the previous build (direct path; Zen 4,
+// load 7-10), ms before/here:
 //                     forward        backward data  backward weights
 //   C=3 N=256 7x7     0.096/0.044    0.094/0.053    0.080/0.048
 //   C=3 N=256 14x14   0.204/0.151    0.205/0.191    0.244/0.148
@@ -344,7 +378,7 @@ bool few_channel_planes_shape(const ConvGeometry& g, ConvPass pass) {
 #if defined(__AVX512F__)
   const Window2d& v = g.win;
   if (pass == ConvPass::BackwardWeights &&
-      (g.c == 6 || g.c > 7 || (g.h * g.w > kGroupPositions && g.n < 8)))
+      (g.c > 7 || (g.h * g.w > kGroupPositions && g.n < 8)))
     return false;
   return g.groups == 1 && g.c == g.oc && g.c >= 2 && g.c <= 8 && v.kh == 3 && v.kw == 3 &&
          v.dh == 1 && v.dw == 1 && v.sh == 1 && v.sw == 1 && v.pt >= 0 && v.pt <= 2 &&

@@ -47,12 +47,19 @@ struct Walk {
       hi[kx] = _mm512_set1_epi32((int)W + pl - kx);
     }
   }
-  // Masks of the vector at q0 (the current column vector), then on to the next vector.
-  inline void masks(int64_t q0, __mmask16 (&m)[3][3]) {
-    __mmask16 mc[3];
+  // Column masks of the current vector: lanes whose column + kx - pl is in [0, W); then on
+  // to the next vector.
+  inline void columns(__mmask16 (&mc)[3]) {
     for (int kx = 0; kx < 3; ++kx)
       mc[kx] = kx == pl ? (__mmask16)0xFFFF
                         : _mm512_mask_cmplt_epi32_mask(_mm512_cmpge_epi32_mask(col, lo[kx]), col, hi[kx]);
+    col = _mm512_add_epi32(col, step);
+    col = _mm512_mask_sub_epi32(col, _mm512_cmpge_epi32_mask(col, vw), col, vw);
+  }
+  // Masks of the vector at q0 (the current column vector), then on to the next vector.
+  inline void masks(int64_t q0, __mmask16 (&m)[3][3]) {
+    __mmask16 mc[3];
+    columns(mc);
     if (q0 >= pt * W && q0 + 16 + (2 - pt) * W <= hw) {
       // every row of the 16 outputs has its rows above and below (the scalar row masks for
       // every vector were half of a 28x28 forward)
@@ -64,8 +71,6 @@ struct Walk {
         for (int kx = 0; kx < 3; ++kx) m[ky][kx] = (__mmask16)(r & mc[kx]);
       }
     }
-    col = _mm512_add_epi32(col, step);
-    col = _mm512_mask_sub_epi32(col, _mm512_cmpge_epi32_mask(col, vw), col, vw);
   }
 };
 

@@ -1,13 +1,14 @@
 // 1x1 convolutions with few channels on both sides (narrow_pointwise.cpp): groups == 1,
 // no pads, any stride; Cin and Cout <= 32 for the forward (24 when strided) and backward-data
-// maps, <= 16 for the weight pass. direct_conv.cpp hands these over.
+// maps, <= 16 for the weight pass (17..24 both sides too at AVX-512). direct_conv.cpp hands
+// these over.
 #pragma once
 #include "common/geometry.h"
 #include "kernels.h"
 
 namespace fastconv::cpu::detail {
 
-constexpr int64_t kNarrowPointwiseMax = 16;  // channels each side, weight pass
+constexpr int64_t kNarrowPointwiseMax = 16;  // channels each side, weight pass (but above)
 constexpr int64_t kNarrowMapMax = 32;        // channels each side, forward and backward data
 constexpr int64_t kNarrowStridedForwardMax = 24;  // ... but a strided forward
 
