@@ -82,6 +82,17 @@ def blas_environment():
     return _env_while_loading("OPENBLAS_CORETYPE", blas_coretype_override())
 
 
+# OpenBLAS starts its worker threads as it loads, and each spins on a core (~0.2 s here) waiting
+# for a first job before it sleeps. fastconv pins its OpenBLAS to one thread (threads.cpp), so
+# they never get one: loaded with one thread it starts none. With them, a process's first
+# ResNet-18 CIFAR b1 predicts on 2 threads took 9 ms instead of 6 for ~0.5 s (2-vCPU Zen 4),
+# the spinners holding the core fastconv's helper needs. Only our library's load: NumPy's
+# OpenBLAS and child processes keep their threads.
+def _blas_threads_while_loading():
+    keep = "OPENBLAS_NUM_THREADS" in os.environ or "GOTO_NUM_THREADS" in os.environ
+    return _env_while_loading("OPENBLAS_NUM_THREADS", None if keep else "1")
+
+
 def preload_openblas():
     spec = importlib.util.find_spec("scipy_openblas32")
     if spec is None or not spec.submodule_search_locations:
@@ -92,6 +103,6 @@ def preload_openblas():
     for name in sorted(os.listdir(lib_dir)):
         if name.startswith("libscipy_openblas") and ".so" in name:
             # Only for the load: child processes and other BLAS libraries keep theirs.
-            with _env_while_loading("OPENBLAS_CORETYPE", blas_coretype_override()):
+            with _env_while_loading("OPENBLAS_CORETYPE", blas_coretype_override()), _blas_threads_while_loading():
                 ctypes.CDLL(os.path.join(lib_dir, name), mode=os.RTLD_LOCAL)
             return
