@@ -9,7 +9,6 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = """
 import os, numpy
 before = len(os.listdir('/proc/self/task'))
@@ -23,9 +22,13 @@ def _new_threads(env_value):
     if env_value is not None:
         env["OPENBLAS_NUM_THREADS"] = env_value
     import fastconv
-    # the package folder's parent first, so the subprocess imports this fastconv
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(fastconv.__file__)), env.get("PYTHONPATH", "")])
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True)
+    # Run from the package folder's parent, first on the path too, so that the subprocess
+    # imports this fastconv (in CI the tests run from the checkout, whose source folder
+    # fastconv/ has no _C, and an installed package is meant).
+    home = os.path.dirname(os.path.dirname(fastconv.__file__))
+    env["PYTHONPATH"] = os.pathsep.join([home, env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=home, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
     started, left = out.stdout.split()
     return int(started), left
 
