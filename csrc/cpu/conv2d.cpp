@@ -55,8 +55,11 @@ constexpr int64_t kChunkBytes = 1 << 20;
 // takes tens of microseconds, less than waking a team costs on a busy machine.
 constexpr int64_t kParallelMacs = 1 << 21;
 
+// One image on several threads: line chunks a thread, and the weights up to which that many
+// chunks (each reading all of them) pay (see make_plan).
 constexpr int64_t kOneImageChunksPerThread = 4;
 constexpr int64_t kOneImageChunkMaxWeightBytes = 512 << 10;
+
 // Elements per item of a one-image residual add (below kParallelGrain: a serial call).
 constexpr int64_t kAddBlock = kParallelGrain / 2;
 

@@ -415,9 +415,9 @@ void filter_transform(const float* w, int64_t L, bool flip, float* u, int64_t us
 // of the tiles. A 14x14 output has 16 tiles at F(4,3): split by tiles, every thread
 // multiplies its few tiles by all of U (4x the weights, 9.4 MB at 256->256), so U is streamed
 // once per thread: ResNet-50's 14x14 256->256 took 2.6-3.0 CPU-ms at 2 threads against 1.8 at
-// 1 (U from memory; 2.1-2.6 with this split). Here the input transform of every tile runs once (items: tiles), then each
-// item multiplies all of V by one block of U's columns and transforms its columns of M, so U
-// is read once in total. Returns false (y partly written) on a non-finite input tile, like
+// 1 (U from memory; 2.1-2.6 with this split). Here the input transform of every tile runs
+// once (items: tiles), then each item multiplies all of V by one block of U's columns and
+// transforms its columns of M, so U is read once in total. Returns false (y partly written) on a non-finite input tile, like
 // run_forward; `done` false: the split does not apply (too big for the workspace limit).
 constexpr int64_t kSplitColumns = 64;  // Cout per item: two 32-wide micro-tile strips
 constexpr int64_t kSplitMinUBytes = 1 << 20;
@@ -639,9 +639,9 @@ bool winograd_eligible(const ConvGeometry& g) {
 
 bool winograd_worth_preparing(const ConvGeometry& g) {
   if (!winograd_eligible(g)) return false;
+  // winograd_pays reads the plan's tile count only, which no thread count or setting changes.
   const Problem p = forward_problem(g);
-  const int64_t m = tile_size(p);
-  return std::min(p.cin, p.cout) >= 8 && p.n * ((p.oh + m - 1) / m) * ((p.ow + m - 1) / m) >= 8;
+  return winograd_pays(p, make_plan(p, ConvPass::Forward));
 }
 
 bool use_winograd(const ConvGeometry& g, ConvPass pass) {
