@@ -27,6 +27,21 @@ def set_workspace_limit(nbytes):
     _C.set_workspace_limit(int(nbytes))
 
 
+def set_output_pool_limit(nbytes):
+    """Cap, in bytes, on freed kernel outputs kept for reuse (default 1 GiB; 0: none kept).
+
+    A model's forward allocates the same output sizes on every call; an output of 4 KiB or
+    more reuses a freed block of the same size instead of asking malloc, whose heap can grow
+    anew (pages faulted in and zeroed) when the largest outputs no longer fit its holes.
+    Past the cap the least recently freed blocks go back to malloc."""
+    _C.set_output_pool_limit(int(nbytes))
+
+
+def output_pool_stats():
+    """{'cached_bytes', 'cached_blocks', 'hits', 'misses', 'limit'} of the output pool."""
+    return dict(_C.output_pool_stats())
+
+
 _CONV_ALGORITHMS = ("auto", "im2col", "winograd", "direct")
 
 
@@ -90,6 +105,8 @@ _C.set_num_threads(int(_os.environ.get("OMP_NUM_THREADS", 0) or _C.get_num_threa
 # the heap lets a training step reuse the previous step's pages (2-core EPYC: batch-norm
 # backward in a ResNet-18 CIFAR b64 step 59 -> 13 ms, max-pool 3x3 s2 forward+backward on
 # 32x112x112x64 42 -> 16 ms). The cost: resident memory stays at its peak until exit.
-# FASTCONV_KEEP_FREED_MEMORY=0 leaves malloc as it was.
+# FASTCONV_KEEP_FREED_MEMORY=0 leaves malloc as it was and turns the output pool off.
 if _os.environ.get("FASTCONV_KEEP_FREED_MEMORY", "1") != "0":
     _C.keep_freed_memory()
+else:
+    set_output_pool_limit(0)

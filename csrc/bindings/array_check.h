@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "output_pool.h"
 
 namespace fastconv::bind {
 
@@ -131,7 +132,8 @@ inline std::atomic<bool>& poison_outputs() {
 // 16 bytes past a line -> on a line (GFLOP/s): 3136x256x64 (a 56x56 64->256 1x1 conv at
 // batch 1) 128-129 -> 204-213, 50176x256x64 113-123 -> 182-211, 12544x512x128 159-164 ->
 // 208-217, 3136x1024x256 157-200 -> 170-223. Smaller outputs keep numpy's allocation (an
-// aligned block and its owner object cost a few hundred ns per call).
+// aligned block and its owner object cost a few hundred ns per call). The larger ones come from
+// the output pool (output_pool.h), which hands a freed block of the same size back.
 constexpr size_t kAlignedOutputBytes = 4096;
 
 inline py::array_t<float> empty_f32(const std::vector<int64_t>& shape) {
@@ -140,9 +142,8 @@ inline py::array_t<float> empty_f32(const std::vector<int64_t>& shape) {
   for (int64_t d : shape) count *= (size_t)d;
   py::array_t<float> a;
   if (count * sizeof(float) >= kAlignedOutputBytes) {
-    void* p = std::aligned_alloc(64, (count * sizeof(float) + 63) / 64 * 64);
-    if (!p) throw std::bad_alloc();
-    py::capsule owner(p, [](void* q) { std::free(q); });
+    void* p = output_pool().take(count * sizeof(float));
+    py::capsule owner(p, [](void* q) { output_pool().give(q); });
     a = py::array_t<float>(s, static_cast<float*>(p), owner);
   } else {
     a = py::array_t<float>(s);

@@ -174,6 +174,21 @@ void bind_threads(py::module_& m) {
       },
       py::arg("dst"), py::arg("src"),
       "Copy src's bytes into dst (same byte size) with the OpenMP threads; a bandwidth baseline.");
+  m.def("set_output_pool_limit", [](int64_t bytes) {
+        if (bytes < 0) throw py::value_error("bytes must be >= 0, got " + std::to_string(bytes));
+        output_pool().set_limit((size_t)bytes);
+      }, py::arg("bytes"),
+      "Cap, in bytes, on freed kernel outputs kept for reuse by the next output of the same size "
+      "(0: none kept).");
+  m.def("output_pool_stats", [] {
+        const auto s = output_pool().stats();
+        py::dict d;
+        d["cached_bytes"] = s.cached_bytes; d["cached_blocks"] = s.cached_blocks;
+        d["hits"] = s.hits; d["misses"] = s.misses; d["limit"] = s.limit;
+        return d;
+      },
+      "The output pool: bytes and blocks cached now, allocations served from it (hits) or "
+      "not (misses) since import, and its limit.");
   m.def("blas_corename", [] { return std::string(scipy_openblas_get_corename()); },
         "The CPU kernel family OpenBLAS runs here (e.g. 'Haswell', 'SkylakeX').");
   m.def(

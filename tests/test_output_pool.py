@@ -1,0 +1,104 @@
+"""The output pool (csrc/bindings/output_pool.h): a freed kernel output of 4 KiB or more is
+handed to the next output of the same byte size; the cache stays within its limit, evicting
+the least recently freed blocks; outputs still hold the kernel's values."""
+import numpy as np
+import pytest
+
+from fastconv import _C, config
+from fastconv.reference import activation as ref_act
+
+
+def _address(a):
+    return a.__array_interface__["data"][0]
+
+
+def _relu(x):
+    return _C.bias_act_forward(x, np.zeros(x.shape[-1], np.float32), "relu")
+
+
+@pytest.fixture
+def pool_limit():
+    """Restores the process's limit (and empties the cache) after the test."""
+    before = config.output_pool_stats()["limit"]
+    yield config.set_output_pool_limit
+    config.set_output_pool_limit(0)
+    config.set_output_pool_limit(before)
+
+
+def test_freed_output_serves_the_next_of_its_size(pool_limit):
+    pool_limit(1 << 30)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 17, 19, 8)).astype(np.float32)  # 31 KiB: pooled
+    y = _relu(x)
+    addr = _address(y)
+    del y
+    hits = config.output_pool_stats()["hits"]
+    y2 = _relu(-x)
+    assert _address(y2) == addr
+    assert config.output_pool_stats()["hits"] == hits + 1
+    np.testing.assert_array_equal(y2, np.maximum(-x, 0))
+    # a live output is never handed out twice
+    y3 = _relu(x)
+    assert _address(y3) != _address(y2)
+    np.testing.assert_array_equal(y3, np.maximum(x, 0))
+
+
+def test_limit_zero_keeps_nothing(pool_limit):
+    pool_limit(0)
+    x = np.ones((4, 32, 32, 16), np.float32)
+    for _ in range(3):
+        _relu(x)
+    stats = config.output_pool_stats()
+    assert stats["cached_bytes"] == 0 and stats["cached_blocks"] == 0
+
+
+def test_cache_stays_within_limit_and_evicts_oldest(pool_limit):
+    kib = 1024
+    pool_limit(200 * kib)
+    outs = [_relu(np.ones((1, n, 1024 // 4), np.float32)) for n in (64, 80, 96)]  # 64/80/96 KiB
+    del outs[0]  # 64 KiB cached
+    del outs[0]  # 80 KiB cached: 144 KiB
+    assert config.output_pool_stats()["cached_bytes"] == 144 * kib
+    del outs[0]  # 96 KiB: over 200, the 64 KiB block (the oldest) goes
+    stats = config.output_pool_stats()
+    assert stats["cached_bytes"] == 176 * kib and stats["cached_blocks"] == 2
+    pool_limit(100 * kib)  # lowering the limit evicts at once: the 80 KiB block goes
+    assert config.output_pool_stats()["cached_bytes"] == 96 * kib
+    big = _relu(np.ones((1, 128, 256), np.float32))  # 128 KiB > limit: freed, never cached
+    del big
+    assert config.output_pool_stats()["cached_bytes"] == 96 * kib
+
+
+def test_small_outputs_bypass_the_pool(pool_limit):
+    pool_limit(1 << 30)
+    before = config.output_pool_stats()
+    y = _relu(np.ones((1, 2, 3, 4), np.float32))  # 96 bytes: numpy's own allocation
+    del y
+    after = config.output_pool_stats()
+    assert (after["hits"], after["misses"]) == (before["hits"], before["misses"])
+
+
+def test_reused_blocks_give_the_reference_results(pool_limit):
+    """A model-like sequence of same-size outputs, repeated: every result matches the reference
+    although each call after the first writes into blocks the last one freed."""
+    pool_limit(1 << 30)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 15, 13, 24)).astype(np.float32)
+    x[0, 3, 4, 5] = np.nan
+    b = rng.standard_normal(24).astype(np.float32)
+    want_y = ref_act.bias_act_forward(x, b, "relu")
+    want_z = ref_act.bias_act_forward(want_y, -b, "relu")
+    for _ in range(3):
+        y = _C.bias_act_forward(x, b, "relu")
+        z = _C.bias_act_forward(y, -b, "relu")
+        np.testing.assert_allclose(y, want_y, rtol=1e-6, atol=1e-6)  # NaN where the reference has it
+        np.testing.assert_allclose(z, want_z, rtol=1e-6, atol=1e-6)
+        assert np.isnan(z[0, 3, 4, 5])
+        del y, z
+
+
+def test_limit_must_be_non_negative():
+    with pytest.raises(ValueError, match="bytes must be >= 0"):
+        config.set_output_pool_limit(-1)
+    with pytest.raises(TypeError):
+        _C.set_output_pool_limit("1GB")
