@@ -105,8 +105,11 @@ _C.set_num_threads(int(_os.environ.get("OMP_NUM_THREADS", 0) or _C.get_num_threa
 # the heap lets a training step reuse the previous step's pages (2-core EPYC: batch-norm
 # backward in a ResNet-18 CIFAR b64 step 59 -> 13 ms, max-pool 3x3 s2 forward+backward on
 # 32x112x112x64 42 -> 16 ms). The cost: resident memory stays at its peak until exit.
-# FASTCONV_KEEP_FREED_MEMORY=0 leaves malloc as it was and turns the output pool off.
+# FASTCONV_KEEP_FREED_MEMORY=0 leaves malloc as it was and turns the output pool off;
+# FASTCONV_OUTPUT_POOL_LIMIT=<bytes> sets the pool's cap alone.
 if _os.environ.get("FASTCONV_KEEP_FREED_MEMORY", "1") != "0":
     _C.keep_freed_memory()
 else:
     set_output_pool_limit(0)
+if _os.environ.get("FASTCONV_OUTPUT_POOL_LIMIT"):
+    set_output_pool_limit(int(_os.environ["FASTCONV_OUTPUT_POOL_LIMIT"]))

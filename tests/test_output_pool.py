@@ -102,3 +102,21 @@ def test_limit_must_be_non_negative():
         config.set_output_pool_limit(-1)
     with pytest.raises(TypeError):
         _C.set_output_pool_limit("1GB")
+
+
+def test_max_pool_argmax_reuses_its_block(pool_limit):
+    """uint8 outputs (a max pool's argmax) come from the pool too."""
+    from fastconv.reference import pool as ref_pool
+    pool_limit(1 << 30)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 34, 30, 16)).astype(np.float32)  # argmax: 2*17*15*16 = 8 KiB
+    args = ((2, 2), (2, 2), (0, 0, 0, 0))
+    y, arg = _C.max_pool2d_forward_with_argmax(x, *args)
+    addr = _address(arg)
+    del y, arg
+    hits = config.output_pool_stats()["hits"]
+    y, arg = _C.max_pool2d_forward_with_argmax(x, *args)
+    assert _address(arg) == addr and config.output_pool_stats()["hits"] == hits + 2
+    want_y, want_arg = ref_pool.max_pool2d_forward_with_argmax(x, *args)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(arg, want_arg)

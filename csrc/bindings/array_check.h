@@ -155,7 +155,16 @@ inline py::array_t<float> empty_f32(const std::vector<int64_t>& shape) {
 
 inline py::array_t<uint8_t> empty_u8(const std::vector<int64_t>& shape) {
   std::vector<py::ssize_t> s(shape.begin(), shape.end());
-  py::array_t<uint8_t> a(s);
+  size_t count = 1;
+  for (int64_t d : shape) count *= (size_t)d;
+  py::array_t<uint8_t> a;
+  if (count >= kAlignedOutputBytes) {  // pooled like empty_f32's (a max pool's argmax)
+    void* p = output_pool().take(count);
+    py::capsule owner(p, [](void* q) { output_pool().give(q); });
+    a = py::array_t<uint8_t>(s, static_cast<uint8_t*>(p), owner);
+  } else {
+    a = py::array_t<uint8_t>(s);
+  }
   if (poison_outputs().load(std::memory_order_relaxed)) std::fill_n(a.mutable_data(), a.size(), 0xFF);
   return a;
 }
