@@ -7,7 +7,7 @@ runs). Prints one row per plan step with the onnxruntime nodes that do the same 
 (matched by the layer names the exporter gives its nodes), then the totals.
 
     PYTHONPATH=. python benchmarks/bench_inference_layers.py --model ResNet-18 [--batch 1]
-        [--threads 1] [--repeats 15] [--top 25]
+        [--threads 1] [--repeats 15] [--top 25] [--clock cpu|wall]
 """
 import argparse
 import json
@@ -24,14 +24,14 @@ from benchmarks.bench_onnx import cases  # noqa: E402
 from fastconv.bench.harness import machine_info, set_threads  # noqa: E402
 
 
-def plan_step_times(model, x, repeats):
-    """[(step name, median ms)] over `repeats` runs of the plan, each step timed alone."""
+def plan_step_times(model, x, repeats, clock=time.thread_time):
+    """[(step name, median ms)] over `repeats` runs of the plan, each step timed alone
+    (thread CPU time by default: one thread's work, whatever else runs on the machine)."""
     from fastconv.engine import inference
     model.predict_on_batch(x)
     plan = list(model._inference_plans.values())[-1]
     names = plan.describe(layer_names=True)
     samples = [[] for _ in names]
-    clock = time.thread_time
     for _ in range(repeats):
         regs = [None] * plan.slots
         for s, a in zip(plan.inputs, inference._input_arrays(model, x)):
@@ -72,6 +72,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--top", type=int, default=25, help="rows shown (the slowest steps)")
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                        help="per-step clock: the calling thread's CPU time (default; 1 thread) or "
+                             "wall time (several threads: a team's work is not the caller's CPU time)")
     args = parser.parse_args(argv)
     import fastconv
     set_threads(args.threads, {})
@@ -79,7 +82,8 @@ def main(argv=None):
     label, make, shape, _, _ = next(c for c in cases(False) if c[0].lower().startswith(args.model.lower()))
     model = make()
     x = np.random.default_rng(0).standard_normal((args.batch,) + shape).astype(np.float32)
-    steps = plan_step_times(model, x, args.repeats)
+    steps = plan_step_times(model, x, args.repeats,
+                            time.thread_time if args.clock == "cpu" else time.perf_counter)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "model.onnx")
         fastconv.onnx.export(model, path)

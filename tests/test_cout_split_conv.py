@@ -31,6 +31,7 @@ SHAPES = [
     (1, 9, 9, 1024, 96, 1, 2, (0, 0, 0, 0), 1),   # 1x1 stride 2
     (1, 6, 6, 128, 65, 3, 1, (2, 2, 2, 2), 2),    # dilation 2, 'same'
     (2, 3, 3, 256, 130, 3, 1, (1, 1, 1, 1), 1),   # two images, still one chunk
+    (1, 1, 1, 1024, 1000, 1, 1, (0, 0, 0, 0), 1),  # a classifier: few MACs, 4 MB of weights
 ]
 
 

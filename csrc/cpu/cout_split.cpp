@@ -24,6 +24,7 @@ namespace {
 // conv2d.cpp's per-thread col target and single-thread threshold, for the same reasons.
 constexpr int64_t kChunkBytes = 1 << 20;
 constexpr int64_t kParallelMacs = 1 << 21;
+constexpr int64_t kSplitWeightBytes = 1 << 20;
 // Column blocks are whole micro-tile strips of the GEMM (32 columns).
 constexpr int64_t kColumnUnit = 32;
 // Work blocks: at least kItemColumns wide, about kItemsPerThread per participant.
@@ -38,7 +39,10 @@ bool cout_split_forward(const ConvGeometry& g, const float* x, const float* w, c
   if (threads < 2 || g.groups != 1 || algorithm_setting() == Algo::Direct) return false;
   const int64_t k = g.win.kh * g.win.kw * g.c;
   const int64_t rows = g.n * g.oh * g.ow;
-  if (rows * g.oc * k < kParallelMacs || g.oc < 2 * kColumnUnit) return false;
+  // Few multiply-adds but a large weight matrix (MobileNet's classifier at batch 1: 1 row,
+  // 4 MB of weights) is a stream of W: two cores read it faster than one.
+  const bool weight_bound = g.oc * k * (int64_t)sizeof(float) >= kSplitWeightBytes;
+  if ((rows * g.oc * k < kParallelMacs && !weight_bound) || g.oc < 2 * kColumnUnit) return false;
   // Enough lines for the row split to give every thread a chunk: conv2d.cpp's path.
   const int64_t budget = std::min(get_workspace_limit() / threads, kChunkBytes);
   const int64_t lines = g.n * g.oh;
