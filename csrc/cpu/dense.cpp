@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cpu/im2col.h"
+#include "cpu/item_team.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
 #include "kernels.h"
@@ -22,9 +23,9 @@ constexpr int64_t kNarrowBias = 64;
 
 // One row of x is a matrix-vector product: the GEMM packs w (all k*m floats) on every call,
 // which cost more than the product (LeNet-5's 400x120 dense at batch 1: 3.5 us through the
-// GEMM). Up to kGemvWeights floats of w (1 MiB, the L2) each row streams w once, column
-// blocks of kGemvVecs registers accumulating over k; above that the GEMM's threads and
-// blocking win (a 2048x1000 classifier is read from memory either way).
+// GEMM). The row streams w once, column blocks of registers accumulating over k; up to
+// kGemvWeights floats of w (1 MiB, the L2) on the calling thread alone, above that shared
+// with the item team (gemv_row_split).
 constexpr int64_t kGemvWeights = 1 << 18;
 constexpr int kGemvVecs = 4;  // below AVX-512: registers per column block
 
@@ -84,6 +85,7 @@ inline void gemv_chunk(int v, int64_t k, int64_t m, const float* xi, const float
   gemv_block<V>(k, m, xi, w, b, j, last, yi);
 }
 
+// y = b + x @ w for n rows, each on its own: columns [0, m) in register blocks.
 void gemv_rows(int64_t n, int64_t k, int64_t m, const float* x, const float* w, const float* b, float* y) {
   for (int64_t i = 0; i < n; ++i) {
     const float* xi = x + i * k;
@@ -105,6 +107,57 @@ void gemv_rows(int64_t n, int64_t k, int64_t m, const float* x, const float* w, 
       for (int64_t t = 0; t < k; ++t)
         for (int64_t c = j; c < m; ++c) yi[c] += xi[t] * w[t * m + c];
     }
+  }
+}
+
+// part[0 .. m) = x[t0 .. t1) @ w[t0 .. t1, :), kGemvStreams rows of w at a time: each row is
+// read front to back, so w streams from memory in a few sequential runs (a pass per block of
+// columns down all k rows jumped 4 KB per step: 7.6 ms for a 4096x4096 w on one thread,
+// against the GEMM's 5.3; so do these block sums, 1 thread, Zen 4).
+constexpr int64_t kGemvStreams = 4;
+void gemv_row_block(int64_t m, const float* x, const float* w, int64_t t0, int64_t t1, float* part) {
+  std::fill(part, part + m, 0.f);
+  for (int64_t t = t0; t < t1; t += kGemvStreams) {
+    const int64_t rows = std::min(kGemvStreams, t1 - t);
+    float xs[kGemvStreams] = {};
+    const float* wr[kGemvStreams];
+    for (int64_t r = 0; r < kGemvStreams; ++r) {
+      xs[r] = r < rows ? x[t + r] : 0.f;
+      wr[r] = w + (t + std::min(r, rows - 1)) * m;  // a missing row: its x is 0
+    }
+    int64_t j = 0;
+    for (; j + kRegLanes <= m; j += kRegLanes) {
+      f32xR acc = loadR(part + j);
+      for (int64_t r = 0; r < kGemvStreams; ++r) acc += xs[r] * loadR(wr[r] + j);
+      storeR(part + j, acc);
+    }
+    for (; j < m; ++j)
+      for (int64_t r = 0; r < kGemvStreams; ++r) part[j] += xs[r] * wr[r][j];
+  }
+}
+
+// One row against a w too large for the L2 (a classifier at batch 1: ResNet-50's 2048x1000,
+// 8 MB): the GEMM would pack all of w first (0.76 ms for ResNet-50's on 2 threads of the
+// Zen 4). Blocks of kGemvItemRows rows of w are work items of the item team (item_team.h),
+// each summing its rows' products into its own partial row; the caller never waits for a
+// helper that is not awake, and two cores stream w faster than one. The partials are added
+// in block order, so the result does not depend on the thread count.
+constexpr int64_t kGemvItemRows = 256;
+void gemv_row_split(int64_t k, int64_t m, const float* x, const float* w, const float* b, float* y) {
+  const int64_t items = (k + kGemvItemRows - 1) / kGemvItemRows;
+  std::vector<float> parts((size_t)(items * m));  // k*m/256 floats: 1/256 of w
+  auto item = [&](int64_t i, int) {
+    gemv_row_block(m, x, w, i * kGemvItemRows, std::min(k, (i + 1) * kGemvItemRows), parts.data() + i * m);
+  };
+  if (item_team_enabled() && run_items_slots() > 1) {
+    run_items(items, item);
+  } else {
+    for (int64_t i = 0; i < items; ++i) item(i, 0);
+  }
+  for (int64_t j = 0; j < m; ++j) {
+    float sum = b ? b[j] : 0.f;
+    for (int64_t i = 0; i < items; ++i) sum += parts[(size_t)(i * m + j)];
+    y[j] = sum;
   }
 }
 }  // namespace
@@ -129,7 +182,10 @@ void column_sums(int64_t rows, int64_t cols, const float* a, float* out) {
 
 void dense_forward(int64_t n, int64_t k, int64_t m, const float* x, const float* w,
                    const float* b, float* y) {
-  if (n == 1 && k * m <= kGemvWeights) return gemv_rows(n, k, m, x, w, b, y);
+  if (n == 1) {
+    if (k * m <= kGemvWeights) return gemv_rows(1, k, m, x, w, b, y);
+    return gemv_row_split(k, m, x, w, b, y);
+  }
   if (b && m < kNarrowBias) {
     // Few outputs: the product first, then the bias over flat runs of rows (for_each_run, a
     // tiled bias). Seeding y with the bias and accumulating (beta = 1) made OpenBLAS's sgemm
