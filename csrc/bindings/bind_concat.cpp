@@ -1,5 +1,5 @@
-// Binding of concat_last: a list of float32 C-contiguous arrays that agree on every axis but
-// the last -> their concatenation along it.
+// Bindings of the array-movement kernels: concat_last (a list of float32 C-contiguous arrays
+// that agree on every axis but the last -> their concatenation along it) and zero_pad2d.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bindings/array_check.h"
+#include "cpu/pad2d.h"
 #include "kernels.h"
 
 namespace py = pybind11;
@@ -52,7 +53,26 @@ py::array_t<float> concat_last(const py::sequence& arrays) {
 
 }  // namespace
 
+py::array_t<float> zero_pad2d(const py::handle& x_obj, const py::handle& pads) {
+  const auto x = require_f32(x_obj, "x", 4, "(N, H, W, C)");
+  const auto p = int_tuple<4>(pads, "pads", "(top, bottom, left, right)");
+  for (int i = 0; i < 4; ++i)
+    if (p[i] < 0) throw py::value_error("pads must be >= 0, got " + std::string(py::repr(pads)));
+  const int64_t n = x.shape(0), h = x.shape(1), w = x.shape(2), c = x.shape(3);
+  auto y = empty_f32({n, p[0] + h + p[1], p[2] + w + p[3], c});
+  const float* src = x.data();
+  float* dst = y.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    cpu::zero_pad2d(n, h, w, c, p[0], p[1], p[2], p[3], src, dst);
+  }
+  return y;
+}
+
 void bind_concat(py::module_& m) {
+  m.def("zero_pad2d", &zero_pad2d, py::arg("x"), py::arg("pads"),
+        "y = x (N, H, W, C) float32 with pads = (top, bottom, left, right) rows and columns of "
+        "zeros around each image.");
   m.def("concat_last", &concat_last, py::arg("arrays"),
         "Concatenate float32 C-contiguous arrays along the last axis (all other axes equal).");
 }

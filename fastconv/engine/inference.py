@@ -560,6 +560,10 @@ def _layer_step(op, x, k):
             y = run(r[i])
             r[o] = y.reshape(y.shape[0], 1, 1, y.shape[1]) if keep else y
         return step
+    if cls is ZeroPadding2D and x.ndim == 4:  # one no conv took (ResNet-50's before its pool)
+        (top, bottom), (left, right) = layer.padding
+        pads, pad = (top, bottom, left, right), k.zero_pad2d
+        return lambda r: r.__setitem__(o, pad(r[i], pads))
     if cls is Flatten:
         return lambda r: r.__setitem__(o, r[i].reshape(r[i].shape[0], -1))
     if cls is Reshape:  # a view of the C-ordered input, its sample shape resolved once
