@@ -50,3 +50,20 @@ def test_plan_runs_zero_padding_before_a_pool():
         fastconv.set_inference_plan(True)
     np.testing.assert_array_equal(got, want)
     assert (got == 0).any()
+
+
+def test_functional_pad_takes_the_kernel_where_it_applies():
+    """F.pad: the kernel for NHWC float32 zeros around H and W, numpy.pad otherwise; the
+    same values either way, and the layer's gradient is the interior of dy."""
+    from fastconv import functional as F
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 5, 6, 3)).astype(np.float32)
+    for pw, value in [(((0, 0), (1, 2), (3, 0), (0, 0)), 0.0), (((1, 0), (1, 1), (0, 0), (0, 0)), 0.0),
+                      (((0, 0), (1, 1), (1, 1), (0, 0)), 2.5), (((0, 0), (0, 0), (1, 1), (0, 2)), 0.0)]:
+        np.testing.assert_array_equal(F.pad(x, pw, value), np.pad(x, pw, constant_values=value))
+    from fastconv.autograd import Tensor, ops
+    xt = Tensor(x, requires_grad=True)
+    y = ops.pad(xt, ((0, 0), (1, 2), (3, 0), (0, 0)))
+    np.testing.assert_array_equal(y.data, np.pad(x, ((0, 0), (1, 2), (3, 0), (0, 0))))
+    (y * y).sum().backward()
+    np.testing.assert_allclose(xt.grad, 2 * x, rtol=1e-6)

