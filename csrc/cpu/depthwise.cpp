@@ -45,6 +45,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/act_register.h"
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
@@ -194,22 +195,6 @@ inline bool act_in_register(Activation a) {
 #else
   return a == Activation::Linear;
 #endif
-}
-
-// relu / relu6 of a vector; NaN stays NaN, as relu_nan.
-template <Activation A>
-inline f32x16 act16(f32x16 v) {
-#if defined(__AVX512F__)
-  // max/min return their second operand when either is NaN: two instructions, where the
-  // compare-and-select below compiles to compares into mask registers and masked moves.
-  if constexpr (A == Activation::Relu || A == Activation::Relu6) v = (f32x16)_mm512_max_ps(_mm512_setzero_ps(), (__m512)v);
-  if constexpr (A == Activation::Relu6) v = (f32x16)_mm512_min_ps(_mm512_set1_ps(6.f), (__m512)v);
-#else
-  // Both compares are false for NaN.
-  if constexpr (A == Activation::Relu || A == Activation::Relu6) v = v < 0.f ? f32x16{} : v;
-  if constexpr (A == Activation::Relu6) v = v > 6.f ? splat16(6.f) : v;
-#endif
-  return v;
 }
 
 // One output row, channels [c0, c0 + n), of a gather pass, act A applied before the store.
