@@ -12,14 +12,16 @@
 //     whole row with its KH*KW weight vectors in registers (3x3) or L1 (gather_block);
 //   - a thread walks consecutive output rows, so the KH input rows each needs are still in
 //     L1/L2 from the previous row, and the next row's new input rows are prefetched a slice
-//     per tile while the current row runs;
+//     per tile and channel block while the current row runs (into L2 only when the input
+//     is too large to be in cache, RowPrefetch);
 //   - the forward's relu/relu6 (inference's folded BN + activation) is applied in registers
 //     before the store, other activations on the row while it is in L1;
 //   - no branch in a row's interior: kernel rows falling into the vertical padding read a
 //     row of zeros; only the few output columns whose window overlaps the left/right
 //     padding take a checked loop;
 //   - large outputs are filled a row at a time in a thread-local buffer and streamed out
-//     with non-temporal stores (simd.h), so writing y/dx costs no read-for-ownership.
+//     with non-temporal stores (simd.h), so writing y/dx costs no read-for-ownership (the
+//     AVX-512 3x3 tiles, C a multiple of 16, stream straight from their registers).
 // The passes in that form:
 //   forward             y[oy, ox] = b + sum_taps x[oy*sh - pt + ky*dh, ox*sw - pl + kx*dw] * w
 //   backward data, s=1  the same gather over dy with the kernel flipped and the pads
@@ -45,6 +47,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/act_register.h"
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
@@ -125,8 +128,14 @@ inline void tap_rows(const Gather& q, const float* in, const float* zeros, int64
   }
 }
 
-inline void prefetch_bytes(const void* p, int64_t bytes) {
-  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch((const char*)p + off, 0, 3);
+// Requests bytes [p, p + bytes) into L1 (Far: into L2 only; see RowPrefetch).
+// Always inlined, as RowPrefetch::slice: GCC 12 takes a function whose only effect is
+// __builtin_prefetch for one with no effect at all, and deleted the calls to slice from the
+// tiles, so the 3x3 forward ran with no request ahead (found in objdump: no prefetch left in
+// tiled_row3; adding them back is most of the gain measured at RowPrefetch).
+template <bool Far = false>
+__attribute__((always_inline)) inline void prefetch_bytes(const void* p, int64_t bytes) {
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch((const char*)p + off, 0, Far ? 2 : 3);
 }
 
 // The input rows of the next output row that the current one does not already use (each
@@ -134,22 +143,36 @@ inline void prefetch_bytes(const void* p, int64_t bytes) {
 // would otherwise be first touched by the channel-block passes 64 bytes out of every C*4, a
 // pattern the hardware prefetchers follow poorly: measured, the forward ran at 17 GB/s
 // against 37 GB/s for a copy on one core.
+// far: the input comes from memory (it is over the stream threshold, simd.h: larger than
+// what stays in cache). Then the requests go to L2 only (prefetcht1): each L1 request holds
+// one of L1's few miss buffers for a whole memory latency, and a burst of them stalled the
+// loads behind it. Measured on the 2-vCPU Zen 4, 1 thread, MobileNet's nine depthwise layers
+// + ReLU at batch 64, total ms, one run of alternating processes: no requests (what the
+// compiler had left, see prefetch_bytes) 102-106; into L1, one burst per tile 110; into L1,
+// a slice per tile and channel block (tile3_all) 74; into L2, per tile 71-77; into L2, per
+// block 62; the same two rows ahead instead of one 70. At batch 1 (inputs in L2/L3) requests
+// into L2 cost ~10% (0.75 -> 0.85 ms), so cache-resident inputs keep L1.
 struct RowPrefetch {
   const float* rows[kMaxKh];
   int n = 0;
+  bool far = false;
   int64_t bytes = 0;  // of one row
   // Requests bytes [bytes * a / total, bytes * b / total) of each row (a slice of the rows
   // per slice of the current row's work keeps a steady trickle of requests).
-  void slice(int64_t a, int64_t b, int64_t total) const {
+  __attribute__((always_inline)) void slice(int64_t a, int64_t b, int64_t total) const {
     const int64_t lo = bytes * a / total / 64 * 64, hi = bytes * b / total;
-    for (int k = 0; k < n; ++k) prefetch_bytes((const char*)rows[k] + lo, hi - lo);
+    for (int k = 0; k < n; ++k) {
+      if (far) prefetch_bytes<true>((const char*)rows[k] + lo, hi - lo);
+      else prefetch_bytes((const char*)rows[k] + lo, hi - lo);
+    }
   }
   void all() const { slice(0, 1, 1); }
 };
 
 inline RowPrefetch new_rows(const Gather& q, const float* const* cur, const float* const* next,
-                            const float* zeros) {
+                            const float* zeros, bool far) {
   RowPrefetch p;
+  p.far = far;
   p.bytes = q.iw * q.c * (int64_t)sizeof(float);
   for (int64_t k = 0; k < q.kh; ++k) {
     if (next[k] == zeros || std::find(cur, cur + q.kh, next[k]) != cur + q.kh) continue;
@@ -160,11 +183,11 @@ inline RowPrefetch new_rows(const Gather& q, const float* const* cur, const floa
 
 // fn(l, rows, pf) for the lines l in [l0, l1) (line = image * q.oh + output row) in order,
 // with rows = that line's kh input row pointers into `in` (n images of q.ih x q.iw x q.c)
-// and pf the next line's new input rows, for fn to request while it works; an fn taking
-// (l, rows) only has them all requested before it runs.
+// and pf the next line's new input rows, for fn to request while it works (far: see
+// RowPrefetch); an fn taking (l, rows) only has them all requested before it runs.
 template <typename Fn>
 void walk_lines(const Gather& q, const float* in, const float* zeros, int64_t l0, int64_t l1,
-                Fn fn) {
+                Fn fn, bool far = false) {
   const float* rows[kMaxKh];
   const float* next[kMaxKh];
   const int64_t plane = q.ih * q.iw * q.c;
@@ -174,7 +197,7 @@ void walk_lines(const Gather& q, const float* in, const float* zeros, int64_t l0
     RowPrefetch pf;
     if (l + 1 < l1) {
       tap_rows(q, in + (l + 1) / q.oh * plane, zeros, (l + 1) % q.oh, next);
-      pf = new_rows(q, rows, next, zeros);
+      pf = new_rows(q, rows, next, zeros, far);
     }
     if constexpr (std::is_invocable_v<Fn, int64_t, const float* const*, const RowPrefetch&>) {
       fn(l, (const float* const*)rows, pf);
@@ -194,22 +217,6 @@ inline bool act_in_register(Activation a) {
 #else
   return a == Activation::Linear;
 #endif
-}
-
-// relu / relu6 of a vector; NaN stays NaN, as relu_nan.
-template <Activation A>
-inline f32x16 act16(f32x16 v) {
-#if defined(__AVX512F__)
-  // max/min return their second operand when either is NaN: two instructions, where the
-  // compare-and-select below compiles to compares into mask registers and masked moves.
-  if constexpr (A == Activation::Relu || A == Activation::Relu6) v = (f32x16)_mm512_max_ps(_mm512_setzero_ps(), (__m512)v);
-  if constexpr (A == Activation::Relu6) v = (f32x16)_mm512_min_ps(_mm512_set1_ps(6.f), (__m512)v);
-#else
-  // Both compares are false for NaN.
-  if constexpr (A == Activation::Relu || A == Activation::Relu6) v = v < 0.f ? f32x16{} : v;
-  if constexpr (A == Activation::Relu6) v = v > 6.f ? splat16(6.f) : v;
-#endif
-  return v;
 }
 
 // One output row, channels [c0, c0 + n), of a gather pass, act A applied before the store.
@@ -283,7 +290,7 @@ void gather_block(const Gather& q, const float* const* rows, const float* w,
 // are skipped (they add 0); otherwise every tap is inside the row. Each kernel row's input
 // columns are loaded once for the P outputs; three accumulators per output (one per kernel
 // row) make 3 * P independent FMA chains.
-template <int SW, int P, bool Checked, bool Full, Activation A>
+template <int SW, int P, bool Checked, bool Full, Activation A, bool NT>
 inline void tile3(const Gather& q, const float* const* rows, const float* w, const float* bias,
                   int64_t c0, int n, int64_t ox, float* out) {
   constexpr int kCols = (P - 1) * SW + 3;
@@ -301,8 +308,16 @@ inline void tile3(const Gather& q, const float* const* rows, const float* w, con
     for (int p = 0; p < P; ++p)
       for (int kx = 0; kx < 3; ++kx) acc[p][ky] += col[p * SW + kx] * wv[3 * ky + kx];
   }
-  for (int p = 0; p < P; ++p)
-    st<Full>(out + (ox + p) * C + c0, act16<A>(acc[p][0] + acc[p][1] + acc[p][2]), n);
+  for (int p = 0; p < P; ++p) {
+    const f32x16 v = act16<A>(acc[p][0] + acc[p][1] + acc[p][2]);
+#if defined(__AVX512F__)
+    if constexpr (NT && Full) {
+      _mm512_stream_ps(out + (ox + p) * C + c0, (__m512)v);
+      continue;
+    }
+#endif
+    st<Full>(out + (ox + p) * C + c0, v, n);
+  }
 }
 
 // Output columns of a tile (tile3).
@@ -312,14 +327,23 @@ constexpr int kTile = 4;  // 12 accumulators + 9 weights: 21 of the 32 zmm regis
 constexpr int kTile = 2;  // f32x16 is two ymm registers here
 #endif
 
-// Columns [ox, ox + P) of one row, every channel block in turn.
-// Columns [ox, ox + P) of one row, every channel block in turn.
-template <int SW, int P, bool Checked, Activation A>
+// Columns [ox, ox + P) of one row, every channel block in turn, each block requesting its
+// share of the next row's new input (the row's work is q.ow * nb units, P per block; one
+// request burst per tile instead cost 10-50% at batch 64, RowPrefetch). NT: full blocks go
+// out by non-temporal stores (out 64-byte aligned, C a multiple of 16).
+template <int SW, int P, bool Checked, Activation A, bool NT>
 void tile3_all(const Gather& q, const float* const* rows, const float* w, const float* bias,
-               int64_t ox, float* out) {
-  int64_t c0 = 0;
-  for (; c0 + kLanes <= q.c; c0 += kLanes) tile3<SW, P, Checked, true, A>(q, rows, w, bias, c0, kLanes, ox, out);
-  if (c0 < q.c) tile3<SW, P, Checked, false, A>(q, rows, w, bias, c0, (int)(q.c - c0), ox, out);
+               const RowPrefetch& pf, int64_t ox, float* out) {
+  const int64_t nb = (q.c + kLanes - 1) / kLanes, units = q.ow * nb;
+  int64_t c0 = 0, u = ox * nb;
+  for (; c0 + kLanes <= q.c; c0 += kLanes, u += P) {
+    pf.slice(u, u + P, units);
+    tile3<SW, P, Checked, true, A, NT>(q, rows, w, bias, c0, kLanes, ox, out);
+  }
+  if (c0 < q.c) {
+    pf.slice(u, u + P, units);
+    tile3<SW, P, Checked, false, A, NT>(q, rows, w, bias, c0, (int)(q.c - c0), ox, out);
+  }
 }
 
 // One output row of a 3x3, stride-SW, undilated pass in tiles of kTile columns (the last
@@ -328,17 +352,16 @@ void tile3_all(const Gather& q, const float* const* rows, const float* w, const 
 // channels along the whole row instead (gather_block's sliding window) steps C*4 bytes per
 // column: for C >= 256 that revisits 4 or fewer of L1's 64 sets, and MobileNet's
 // 14x14x512 layer ran at 2/3 of the per-byte speed of its 112x112x32.
-template <int SW, Activation A>
+template <int SW, Activation A, bool NT = false>
 void tiled_row3(const Gather& q, const float* const* rows, const float* w, const float* bias,
                 const RowPrefetch& pf, float* out) {
   for (int64_t ox = 0; ox < q.ow; ox += kTile) {
     const int p = (int)std::min<int64_t>(kTile, q.ow - ox);
-    pf.slice(ox, ox + p, q.ow);
     const bool checked = ox < q.lo || ox + p > q.hi;
     auto run = [&](auto pc) {
       constexpr int Pc = decltype(pc)::value;
-      if (checked) tile3_all<SW, Pc, true, A>(q, rows, w, bias, ox, out);
-      else tile3_all<SW, Pc, false, A>(q, rows, w, bias, ox, out);
+      if (checked) tile3_all<SW, Pc, true, A, NT>(q, rows, w, bias, pf, ox, out);
+      else tile3_all<SW, Pc, false, A, NT>(q, rows, w, bias, pf, ox, out);
     };
     switch (p) {
       case 1: run(std::integral_constant<int, 1>()); break;
@@ -359,6 +382,13 @@ void tiled_row3(const Gather& q, const float* const* rows, const float* w, const
 constexpr bool kTiledS1 = true, kTiledS2 = true;
 #else
 constexpr bool kTiledS1 = true, kTiledS2 = false;
+#endif
+// Whether streamed outputs may be stored from the tiles' registers (gather_pass): AVX-512,
+// where both strides take the tiles (elsewhere stream_copy is a memcpy anyway).
+#if defined(__AVX512F__)
+constexpr bool kStreamTiles = true;
+#else
+constexpr bool kStreamTiles = false;
 #endif
 
 // One output row of a gather pass: 3x3 kernels with stride 1 or 2 in tiles (tiled_row3,
@@ -398,18 +428,31 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
   const std::vector<float> zeros((size_t)(q.iw * q.c), 0.f);
   const bool stream = stream_output(lines * row_floats * (int64_t)sizeof(float));
   const bool k3 = q.kh == 3 && q.kw == 3;
+  const bool far = stream_output(n * q.ih * q.iw * q.c * (int64_t)sizeof(float));
+  // Streamed tiles store straight from the registers when every pixel's channels start on
+  // a 64-byte line, which saves the row buffer's store and reload: MobileNet's streamed
+  // depthwise layers at batch 64, 1 thread, ms (requests into L2 per block either way):
+  // 56x56x128 s1 13.2 -> 11.6, 28x28x256 s1 6.8 -> 4.9, 14x14x512 s1 3.9 -> 3.2.
+  const bool direct_nt = kStreamTiles && stream && k3 && q.dw == 1 && (q.sw == 1 || q.sw == 2) &&
+                         q.c % kLanes == 0 && ((uintptr_t)out & 63) == 0 && act_in_register(act);
   // Output lines [l0, l1).
   auto range = [&](int64_t l0, int64_t l1) {
-    float* buf = stream ? scratch(row_floats) : nullptr;
+    float* buf = stream && !direct_nt ? scratch(row_floats) : nullptr;
     with_register_act(act, [&](auto a) {
       constexpr Activation A = decltype(a)::value;
+      if (kStreamTiles && direct_nt) {
+        return walk_lines(q, in, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows, const RowPrefetch& pf) {
+          if (q.sw == 1) tiled_row3<1, A, true>(q, rows, w, bias, pf, out + l * row_floats);
+          else tiled_row3<2, A, true>(q, rows, w, bias, pf, out + l * row_floats);
+        }, far);
+      }
       walk_lines(q, in, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows, const RowPrefetch& pf) {
         float* dst = stream ? buf : out + l * row_floats;
         if (k3) gather_row<3, A>(q, rows, w, bias, pf, dst);
         else gather_row<0, A>(q, rows, w, bias, pf, dst);
         if (!act_in_register(act)) activation_inplace(row_floats, dst, act);
         if (stream) stream_copy(out + l * row_floats, dst, row_floats);
-      });
+      }, far);
     });
     if (stream) stream_fence();
   };

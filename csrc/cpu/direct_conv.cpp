@@ -72,6 +72,7 @@
 #include "cpu/parallel.h"
 #include "cpu/pixel_transpose.h"
 #include "cpu/simd.h"
+#include "cpu/stem_conv.h"
 #include "cpu/winograd.h"
 #include "kernels.h"
 
@@ -705,6 +706,7 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
   if (few_channel_planes_shape(g, ConvPass::Forward))
     return few_channel_planes_forward(g, x, w, b, y, act);
   if (s2_planes_shape(g, ConvPass::Forward)) return s2_planes_forward(g, x, w, b, y, act);
+  if (stem_conv_shape(g, ConvPass::Forward)) return stem_conv_forward(g, x, w, b, y, act);
   if (few_channel_rows_shape(g, ConvPass::Forward) && few_channel_rows_forward(g, x, w, b, y, act)) return;
   if (channel_vectorised(g)) return direct_forward_channels(g, x, w, b, y, act);
   const Window2d& v = g.win;
