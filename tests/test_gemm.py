@@ -192,7 +192,7 @@ def test_shallow_products():
     # Untransposed A with k <= 64 runs the shallow kernel (gemm.cpp shallow_product: tiles of
     # 6 rows x up to 64 columns, A read in place): every row tail (1..5 rows past the 6-row
     # tiles), column counts around its 16-lane vectors and 64-wide groups, k at both sides of
-    # the 64 limit (65: the blocked path), B transposed (the blocked path) or not, beta 0 and
+    # the 64 limit (65: the blocked path), B transposed (packed first) or not, beta 0 and
     # not, leading dimensions past the row length.
     i = 0
     for k in (1, 5, 32, 63, 64, 65, 128):

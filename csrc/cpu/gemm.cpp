@@ -770,9 +770,20 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
     return;
   }
   const bool wide = gemm_width() == 512;
-  if (wide && !trans_a && !force_pack_a && (packed_b || !trans_b) && k <= kShallowMaxK)
-    return shallow_product(m, n, k, alpha, a, lda, b, ldb, packed_b, beta, c, ldc, epilogue);
   PackBuffers& buf = pack_buffers();
+  // Shallow products (see shallow_product) read A in place whatever force_pack_a says (it is
+  // about the blocked kernel's A strips); transposed B is packed first (k x n, at most the
+  // pack buffer: n <= 4096 at k = 64), as the blocked path would.
+  if (wide && !trans_a && k <= kShallowMaxK) {
+    if (packed_b || !trans_b)
+      return shallow_product(m, n, k, alpha, a, lda, b, ldb, packed_b, beta, c, ldc, epilogue);
+    if (gemm_packed_b_floats(k, n) <= kKC * kNC) {
+      pack_b(true, b, ldb, k, n, buf.b.get());
+      GemmPackedB pb;
+      pb.data = buf.b.get(), pb.n = n;
+      return shallow_product(m, n, k, alpha, a, lda, nullptr, 0, &pb, beta, c, ldc, epilogue);
+    }
+  }
   const int64_t kc_max = balanced_block(k, kKC, 1);
   const int64_t mc_max = balanced_block(m, kMC, kMR);
   const int64_t nc_max = balanced_block(n, kNC, kNR);
