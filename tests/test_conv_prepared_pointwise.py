@@ -130,3 +130,49 @@ def test_bad_prepared_weights_raise_naming_the_argument():
         _C.conv2d_forward(x, wt, b, *ARGS, "linear", None, p.reshape(1, -1))
     with pytest.raises((ValueError, TypeError), match="prepared"):
         _C.conv2d_forward(x, wt, b, *ARGS, "linear", None, p.astype(np.float64))
+
+
+# Cin <= 64 with Cout > 32 (so not the narrow per-pixel map): the GEMM's shallow kernel, which
+# applies bias, residual and activation in registers (gemm.cpp shallow_product).
+SHALLOW_SHAPES = [  # (n, h, w, cin, cout)
+    (1, 11, 13, 32, 64),     # MobileNet's conv_pw_1 in small, odd sizes (143 rows: 6-row tail 5)
+    (2, 7, 9, 64, 128),      # batch 2, two 64-wide column groups
+    (1, 5, 5, 64, 70),       # k at the limit, a 6-wide last column group
+    (3, 4, 3, 48, 33),       # batch 3, one row short of a tile per 6, two vectors (33 columns)
+]
+
+
+@pytest.mark.parametrize("n, h, w, cin, cout", SHALLOW_SHAPES)
+def test_shallow_pointwise_against_reference(n, h, w, cin, cout):
+    rng = np.random.default_rng(n * 7 + cin + cout)
+    x, wt, b = _case(rng, n, h, w, cin, cout)
+    res = rng.standard_normal((n, h, w, cout)).astype(np.float32)
+    p = _C.conv2d_prepare(wt, x.shape, *ARGS)
+    for act, r in (("linear", None), ("relu", None), ("relu6", res), ("relu", res)):
+        for prepared in (None, p):
+            got = _C.conv2d_forward(x, wt, b, *ARGS, act, r, prepared)
+            ref = _ref(x, wt, b, act, r)
+            assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max(), (act, prepared is None)
+    got = _C.conv2d_forward(x, wt, None, *ARGS, "linear", None, p)
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *ARGS)
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6", "linear"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_shallow_pointwise_propagates_nan_and_inf(act, bad):
+    # A non-finite input pixel gives its output pixel what the reference gives (NaN: NaN in
+    # every channel, relu and relu6 included; inf: +-inf per channel, which relu / relu6 then
+    # clip like any value), and no other pixel changes from the all-finite pass.
+    rng = np.random.default_rng(21)
+    x, wt, b = _case(rng, 2, 5, 7, 32, 64)
+    clean = _C.conv2d_forward(x, wt, b, *ARGS, act).reshape(-1, 64)
+    x[1, 3, 6, 9] = bad
+    row = 35 + 3 * 7 + 6
+    want = _ref(x, wt, b, act).reshape(-1, 64)[row].astype(np.float32)
+    assert np.isnan(want).all() if np.isnan(bad) else act != "linear" or np.isinf(want).all()
+    p = _C.conv2d_prepare(wt, x.shape, *ARGS)
+    for prepared in (None, p):
+        y = _C.conv2d_forward(x, wt, b, *ARGS, act, None, prepared).reshape(-1, 64)
+        np.testing.assert_array_equal(y[row], want)
+        np.testing.assert_array_equal(np.delete(y, row, axis=0), np.delete(clean, row, axis=0))

@@ -185,3 +185,36 @@ def test_backends_agree_through_the_kernels():
         fastconv.set_gemm_backend(saved)
     for got, want in zip(out["native"], out["openblas"]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.skipif(not _C.has_native_gemm, reason="built without AVX-512")
+def test_shallow_products():
+    # Untransposed A with k <= 64 runs the shallow kernel (gemm.cpp shallow_product: tiles of
+    # 6 rows x up to 64 columns, A read in place): every row tail (1..5 rows past the 6-row
+    # tiles), column counts around its 16-lane vectors and 64-wide groups, k at both sides of
+    # the 64 limit (65: the blocked path), B transposed (packed first) or not, beta 0 and
+    # not, leading dimensions past the row length.
+    i = 0
+    for k in (1, 5, 32, 63, 64, 65, 128):
+        for m in (1, 2, 3, 4, 5, 6, 7, 13, 20):
+            n = (1, 16, 17, 48, 64, 65, 100, 130, 33)[i % 9]
+            _run("native", False, i % 5 == 4, m, n, k, alpha=(1.0, 1.25)[i % 2],
+                 beta=(0.0, 0.5, 1.0)[i % 3], pads=(i % 3, (i + 1) % 4, 2 * (i % 2)), seed=100 + i)
+            i += 1
+
+
+@pytest.mark.skipif(not _C.has_native_gemm, reason="built without AVX-512")
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_shallow_product_propagates_nan_and_inf(bad):
+    # A NaN or inf in A reaches exactly its row of C (times B's nonzero entries: all of them
+    # here), whatever its row's place in the 6-row tile.
+    rng = np.random.default_rng(3)
+    m, n, k = 9, 70, 32
+    a = rng.uniform(0.5, 1, size=m * k).astype(np.float32)
+    b = rng.uniform(0.5, 1, size=k * n).astype(np.float32)
+    a[7 * k + 3] = bad
+    c = np.zeros(m * n, np.float32)
+    _C._sgemm(False, False, m, n, k, 1.0, a, k, b, n, 0.0, c, n, "native")
+    c = c.reshape(m, n)
+    want = np.isnan(c[7]).all() if np.isnan(bad) else np.isposinf(c[7]).all()
+    assert want and np.isfinite(np.delete(c, 7, axis=0)).all()

@@ -301,30 +301,45 @@ struct PanelStream {
   }
 };
 
-// The stores of a tile under an epilogue (see gemm.h), its bias and residual pointers already
-// at the tile's first column and row. Out of line: the plain stores stay as they were.
+// One row of a tile stored under an epilogue (see gemm.h): row i, its bias already at the
+// tile's first column, the residual at the tile's first row and column.
+template <class T, int NV>
+__attribute__((always_inline)) inline void epilogue_row(const typename T::V (&acc)[NV],
+                                                        const typename T::V (&bias)[NV],
+                                                        const typename T::M* mask, float* ci, int i,
+                                                        typename T::V va, typename T::V vb,
+                                                        float beta, const GemmEpilogue& ep) {
+  using V = typename T::V;
+  constexpr int L = T::L;
+  const V zero = T::zero(), six = T::set1(6.f);
+  for (int v = 0; v < NV; ++v) {
+    V r = T::fmadd(acc[v], va, bias[v]);
+    if (beta != 0.f) r = T::fmadd(T::maskz_load(mask[v], ci + L * v), vb, r);
+    if (ep.residual) r = T::add(r, T::maskz_load(mask[v], ep.residual + i * ep.ldr + L * v));
+    // max/min return their second operand when either is NaN: NaN stays NaN.
+    if (ep.act != GemmEpilogue::kLinear) r = T::max(zero, r);
+    if (ep.act == GemmEpilogue::kRelu6) r = T::min(six, r);
+    T::mask_store(ci + L * v, mask[v], r);
+  }
+}
+
+template <class T, int NV>
+__attribute__((always_inline)) inline void epilogue_bias(const typename T::M* mask,
+                                                         const GemmEpilogue& ep,
+                                                         typename T::V (&bias)[NV]) {
+  for (int v = 0; v < NV; ++v) bias[v] = ep.bias ? T::maskz_load(mask[v], ep.bias + T::L * v) : T::zero();
+}
+
+// The stores of a tile under an epilogue, its bias and residual pointers already at the
+// tile's first column and row. Out of line: the plain stores stay as they were.
 template <class T, int NV, int MR>
 __attribute__((noinline)) void store_with_epilogue(const typename T::V (&acc)[MR][NV],
                                                    const typename T::M* mask, float* c, int64_t ldc,
                                                    int mr, typename T::V va, typename T::V vb,
                                                    float beta, const GemmEpilogue& ep) {
-  using V = typename T::V;
-  constexpr int L = T::L;
-  V bias[NV];
-  for (int v = 0; v < NV; ++v) bias[v] = ep.bias ? T::maskz_load(mask[v], ep.bias + L * v) : T::zero();
-  const V zero = T::zero(), six = T::set1(6.f);
-  for (int i = 0; i < mr; ++i) {
-    float* ci = c + i * ldc;
-    for (int v = 0; v < NV; ++v) {
-      V r = T::fmadd(acc[i][v], va, bias[v]);
-      if (beta != 0.f) r = T::fmadd(T::maskz_load(mask[v], ci + L * v), vb, r);
-      if (ep.residual) r = T::add(r, T::maskz_load(mask[v], ep.residual + i * ep.ldr + L * v));
-      // max/min return their second operand when either is NaN: NaN stays NaN.
-      if (ep.act != GemmEpilogue::kLinear) r = T::max(zero, r);
-      if (ep.act == GemmEpilogue::kRelu6) r = T::min(six, r);
-      T::mask_store(ci + L * v, mask[v], r);
-    }
-  }
+  typename T::V bias[NV];
+  epilogue_bias<T, NV>(mask, ep, bias);
+  for (int i = 0; i < mr; ++i) epilogue_row<T, NV>(acc[i], bias, mask, c + i * ldc, i, va, vb, beta, ep);
 }
 
 // C[0:mr, 0:nr] = alpha * (A strip @ B strip) + beta * C[0:mr, 0:nr] for one MR-strip of A
@@ -499,6 +514,121 @@ void short_strip_kernel(int mr, int nr, int64_t kc, const float* as, int64_t a_s
                        b_step, c, ldc, alpha, beta, ep);
 }
 
+// ---- shallow products: whole rows of C per tile -----------------------------------------
+// A product with a short reduction (k <= kShallowMaxK: 1x1 convs of few input channels, such
+// as MobileNet's 112x112 32->64) does only k FMAs per accumulator, so what the 14 x 32 tile
+// costs beside them -- its C prefetches, the accumulators spilled for the out-of-line
+// epilogue, each A row read once per 32-column strip -- is a large share of it. Here a tile
+// is R rows x up to 64 columns (NV vectors), A read in place (R rows, one broadcast per row
+// and step), B (k x n) from L1/L2, and the epilogue applied in registers. Rows outermost:
+// each block of A rows is read from memory once for all of C's columns, and each row of C is
+// written whole. Measured on the 2-vCPU Zen 4 (1 thread, CPU time, medians of 5 alternating
+// runs, conv2d_forward 1x1 + bias + relu6 with packed weights, blocked -> shallow, ms):
+// 112x112 32->64 batch 64 48.6 -> 34.5, batch 1 0.64 -> 0.53; 56x56 64->128 batch 64 42.7 ->
+// 38.9, batch 1 0.53 -> 0.51; but k = 128 (56x56 128->128, 28x28 128->256) 0-10% slower at
+// batch 64 (B, 64 KiB and more, no longer in L1), so the limit is 64.
+#ifndef FASTCONV_GEMM_SHALLOW_MAX_K
+#define FASTCONV_GEMM_SHALLOW_MAX_K 64
+#endif
+constexpr int64_t kShallowMaxK = FASTCONV_GEMM_SHALLOW_MAX_K;
+constexpr int kShallowRows = 6;  // 6 x 4 accumulators + 4 B vectors + a broadcast
+constexpr int kShallowVecs = 4;
+
+// B of a shallow product: vector v of step p at col[v] + p * step (lanes past the mask zero).
+struct ShallowB {
+  const float* col[kShallowVecs];
+  int64_t step;
+  __mmask16 mask[kShallowVecs];
+};
+
+template <int R, int NV>
+void shallow_tile(int64_t k, const float* __restrict a, int64_t lda, const ShallowB& b, float* c,
+                  int64_t ldc, float alpha, float beta, const GemmEpilogue& ep) {
+  // B's pointers and masks in locals: read through `b` in the loop, GCC kept the accumulators
+  // in memory (a store of all of them per step).
+  const float* col[NV];
+  __mmask16 mask[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) col[v] = b.col[v], mask[v] = b.mask[v];
+  const int64_t step = b.step;
+  __m512 acc[R][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < k; ++p) {
+    __m512 bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], col[v] + p * step);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i * lda + p]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+    }
+  }
+  // The epilogue in registers: row by row, unrolled (a loop indexing acc kept it in memory).
+  __m512 bias[NV];
+  epilogue_bias<Z, NV>(mask, ep, bias);
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) epilogue_row<Z, NV>(acc[i], bias, mask, c + i * ldc, i, va, vb, beta, ep);
+}
+
+template <int R>
+void shallow_tile_nv(int nv, int64_t k, const float* a, int64_t lda, const ShallowB& b, float* c,
+                     int64_t ldc, float alpha, float beta, const GemmEpilogue& ep) {
+  switch (nv) {
+    case 1: return shallow_tile<R, 1>(k, a, lda, b, c, ldc, alpha, beta, ep);
+    case 2: return shallow_tile<R, 2>(k, a, lda, b, c, ldc, alpha, beta, ep);
+    case 3: return shallow_tile<R, 3>(k, a, lda, b, c, ldc, alpha, beta, ep);
+    default: return shallow_tile<R, 4>(k, a, lda, b, c, ldc, alpha, beta, ep);
+  }
+}
+
+template <int... Rs>
+void shallow_tail(std::integer_sequence<int, Rs...>, int mr, int nv, int64_t k, const float* a,
+                  int64_t lda, const ShallowB& b, float* c, int64_t ldc, float alpha, float beta,
+                  const GemmEpilogue& ep) {
+  // Exactly one R + 1 equals mr (1 <= mr < kShallowRows).
+  ((mr == Rs + 1 ? shallow_tile_nv<Rs + 1>(nv, k, a, lda, b, c, ldc, alpha, beta, ep) : void()), ...);
+}
+
+// C = act(alpha * A @ B + beta * C + bias + residual) for untransposed A (m x k, k <=
+// kShallowMaxK) read in place, B untransposed in place (packed_b null) or packed once.
+void shallow_product(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                     const float* b, int64_t ldb, const GemmPackedB* packed_b, float beta, float* c,
+                     int64_t ldc, const GemmEpilogue* epilogue) {
+  const GemmEpilogue none;
+  const int64_t width = kShallowVecs * 16;
+  for (int64_t i = 0; i < m; i += kShallowRows) {
+    const int mr = (int)std::min<int64_t>(kShallowRows, m - i);
+    for (int64_t j = 0; j < n; j += width) {
+      const int64_t nr = std::min(width, n - j);
+      const int nv = (int)((nr + 15) / 16);
+      ShallowB sb;
+      for (int v = 0; v < kShallowVecs; ++v) {
+        const int64_t col = j + 16 * v;
+        sb.mask[v] = v < nv ? low_mask(nr - 16 * v) : (__mmask16)0;
+        // packed: one slice (k <= kKC), 32-wide strips of k x 32 from column col0 on.
+        sb.col[v] = packed_b ? packed_b->data + (packed_b->col0 + col) / kNR * k * kNR + col % kNR
+                             : b + std::min(col, n - 1);
+      }
+      sb.step = packed_b ? kNR : ldb;
+      GemmEpilogue ep = epilogue ? *epilogue : none;
+      if (ep.bias) ep.bias += j;
+      if (ep.residual) ep.residual += i * ep.ldr + j;
+      const float* ai = a + i * lda;
+      float* ci = c + i * ldc + j;
+      if (mr == kShallowRows)
+        shallow_tile_nv<kShallowRows>(nv, k, ai, lda, sb, ci, ldc, alpha, beta, ep);
+      else
+        shallow_tail(std::make_integer_sequence<int, kShallowRows - 1>{}, mr, nv, k, ai, lda, sb, ci,
+                     ldc, alpha, beta, ep);
+    }
+  }
+}
+
 // ---- driver -------------------------------------------------------------------------------
 
 // Per-thread packing buffers, 64-byte aligned, sized for the largest blocks once
@@ -641,6 +771,22 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
   }
   const bool wide = gemm_width() == 512;
   PackBuffers& buf = pack_buffers();
+  // Shallow products (see shallow_product) read A in place whatever force_pack_a says (it is
+  // about the blocked kernel's A strips); transposed B is packed first, as the blocked path
+  // would, where C is one 64-column group: Winograd's backward data at <= 64 channels (3x3
+  // 32x32 64->64 N64, 1 thread, CPU time, medians of 5-9 alternating runs: 0.89-1.02x, three
+  // runs). The 28x28 256->64 1x1 backward data (n = 256, B 64 KiB packed per chunk) measured
+  // 0.98-1.02x in CPU time and 0.85x in bench_gemm's wall clock: it keeps the blocked path.
+  if (wide && !trans_a && k <= kShallowMaxK) {
+    if (packed_b || !trans_b)
+      return shallow_product(m, n, k, alpha, a, lda, b, ldb, packed_b, beta, c, ldc, epilogue);
+    if (n <= kShallowVecs * 16) {
+      pack_b(true, b, ldb, k, n, buf.b.get());
+      GemmPackedB pb;
+      pb.data = buf.b.get(), pb.n = n;
+      return shallow_product(m, n, k, alpha, a, lda, nullptr, 0, &pb, beta, c, ldc, epilogue);
+    }
+  }
   const int64_t kc_max = balanced_block(k, kKC, 1);
   const int64_t mc_max = balanced_block(m, kMC, kMR);
   const int64_t nc_max = balanced_block(n, kNC, kNR);

@@ -28,7 +28,8 @@ int gemm_width();
 // A is only read, so lda may also be below A's row length (overlapping rows: conv2d.cpp's
 // strided forward reads a kernel row of x per output column that way; cblas rejects it).
 // force_pack_a: pack A even where the driver would read it in place (conv2d.cpp's strided and
-// pointwise products, measured faster packed on the Intel machine).
+// pointwise products, measured faster packed on the Intel machine). Products with k <= 64
+// (gemm.cpp shallow_product) read A in place regardless: they have no packed A strips.
 // epilogue (null: none): applied to each tile of C as it is stored after the last slice of
 // the reduction, C = act(alpha * op(A) @ op(B) + beta * C + bias[j] + residual[i, j]), so a
 // conv's bias, residual add and relu cost no pass over its output of their own.
