@@ -192,8 +192,8 @@ def test_shallow_products():
     # Untransposed A with k <= 64 runs the shallow kernel (gemm.cpp shallow_product: tiles of
     # 6 rows x up to 64 columns, A read in place): every row tail (1..5 rows past the 6-row
     # tiles), column counts around its 16-lane vectors and 64-wide groups, k at both sides of
-    # the 64 limit (65: the blocked path), B transposed (packed first) or not, beta 0 and
-    # not, leading dimensions past the row length.
+    # the 64 limit (65: the blocked path), B transposed (packed first where n <= 64, else the
+    # blocked path) or not, beta 0 and not, leading dimensions past the row length.
     i = 0
     for k in (1, 5, 32, 63, 64, 65, 128):
         for m in (1, 2, 3, 4, 5, 6, 7, 13, 20):
