@@ -204,6 +204,19 @@ def test_shallow_products():
 
 
 @pytest.mark.skipif(not _C.has_native_gemm, reason="built without AVX-512")
+def test_narrow_panels_at_aliasing_row_strides():
+    # A panel of B at most 256 wide reads A in place, except untransposed A whose row stride
+    # is a multiple of 2 KiB (gemm.cpp rows_alias: 512, 1024, 2048 floats), which is packed:
+    # both sides of the rule, row tails past the 14-row strips, K past one 256-deep block.
+    i = 0
+    for k, pad in ((512, 0), (1024, 0), (1024, 3), (2048, 0), (500, 12), (256, 256)):
+        for m, n in ((1, 256), (15, 100), (49, 256), (30, 33)):
+            _run("native", False, i % 3 == 2, m, n, k, alpha=1.0, beta=(0.0, 1.0)[i % 2],
+                 pads=(pad, i % 2, 0), seed=300 + i)
+            i += 1
+
+
+@pytest.mark.skipif(not _C.has_native_gemm, reason="built without AVX-512")
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_shallow_product_propagates_nan_and_inf(bad):
     # A NaN or inf in A reaches exactly its row of C (times B's nonzero entries: all of them

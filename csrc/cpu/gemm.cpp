@@ -133,6 +133,10 @@ constexpr int64_t kNC = FASTCONV_GEMM_NC;  // a multiple of kNR
 #define FASTCONV_GEMM_INPLACE_A_MAX_N 256
 #endif
 constexpr int64_t kInPlaceAMaxN = FASTCONV_GEMM_INPLACE_A_MAX_N;
+// Untransposed A read in place: the micro-kernel's MR rows lie lda floats apart, and at a
+// stride that is a multiple of 2 KiB they fall into at most two of the L1's 64 sets (8 ways
+// each), evicting one another every step of k. Such A is packed whatever the panel width.
+inline bool rows_alias(int64_t lda) { return (lda * (int64_t)sizeof(float)) % 2048 == 0; }
 #ifndef FASTCONV_GEMM_INPLACE_B_MAX_M
 #define FASTCONV_GEMM_INPLACE_B_MAX_M 1024
 #endif
@@ -793,7 +797,7 @@ void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
   // Packing an operand pays off only when the packed copy is reused enough: A is read in
   // place when the B panel has few strips, untransposed B when C has few rows. (Transposed B
   // is always packed: in place its NR values per step would be a strided gather.)
-  const bool a_in_place = !force_pack_a && nc_max <= kInPlaceAMaxN;
+  const bool a_in_place = !force_pack_a && nc_max <= kInPlaceAMaxN && (trans_a || !rows_alias(lda));
   const bool b_in_place = !packed_b && !trans_b && m <= kInPlaceBMaxM;
   const int64_t packed_ld = packed_b ? (packed_b->n + kNR - 1) / kNR * kNR : 0;
   float* const abuf = buf.a.get();
