@@ -30,6 +30,8 @@ constexpr int64_t kColumnUnit = 32;
 // Work blocks: at least kItemColumns wide, about kItemsPerThread per participant.
 constexpr int64_t kItemColumns = 64;
 constexpr int64_t kItemsPerThread = 4;
+constexpr int64_t kWideItemABytes = 64 << 10;
+constexpr int64_t kWideItemUnits = 8;
 
 }  // namespace
 
@@ -61,7 +63,14 @@ bool cout_split_forward(const ConvGeometry& g, const float* x, const float* w, c
   // share; not narrower than kItemColumns, each block reads col once more.
   const int64_t units = (g.oc + kColumnUnit - 1) / kColumnUnit;
   const int64_t min_units = units >= 2 * threads * (kItemColumns / kColumnUnit) ? kItemColumns / kColumnUnit : 1;
-  const int64_t per_item = std::max<int64_t>(min_units, units / (kItemsPerThread * threads));
+  int64_t per_item = std::max<int64_t>(min_units, units / (kItemsPerThread * threads));
+  // Each block's product packs (or streams) all of A again: where A is large, blocks of at
+  // least kWideItemUnits strips, still one per participant at least. 2 threads, ms, 64-column
+  // blocks -> 256: 14x14 512->512 1x1 0.55-0.67 -> 0.50-0.57, 7x7 2048->512 1x1 0.56-0.69
+  // -> 0.49-0.51, 8x8 256->256 3x3 0.47-0.59 -> 0.45-0.55, 4x4 512->512 3x3 0.51-0.61 ->
+  // 0.46-0.54 (batch 1, prepared weights, three alternating rounds).
+  if (rows * k * (int64_t)sizeof(float) >= kWideItemABytes)
+    per_item = std::max<int64_t>(per_item, std::min<int64_t>(kWideItemUnits, units / threads));
   const int64_t items = (units + per_item - 1) / per_item;
   run_items(items, [&](int64_t i, int) {
     const int64_t c0 = std::min(g.oc, i * per_item * kColumnUnit);
