@@ -151,8 +151,9 @@ __attribute__((always_inline)) inline void prefetch_bytes(const void* p, int64_t
 // + ReLU at batch 64, total ms, one run of alternating processes: no requests (what the
 // compiler had left, see prefetch_bytes) 102-106; into L1, one burst per tile 110; into L1,
 // a slice per tile and channel block (tile3_all) 74; into L2, per tile 71-77; into L2, per
-// block 62; the same two rows ahead instead of one 70. At batch 1 (inputs in L2/L3) requests
-// into L2 cost ~10% (0.75 -> 0.85 ms), so cache-resident inputs keep L1.
+// block 62; the same two rows ahead instead of one 70. For inputs in cache (batch 1) L2
+// requests measured as noise (two runs of the nine layers disagreed in sign), so they keep
+// the L1 requests of the block walk (gather_block) and none in the tiles.
 struct RowPrefetch {
   const float* rows[kMaxKh];
   int n = 0;
