@@ -146,12 +146,14 @@ __attribute__((always_inline)) inline void prefetch_bytes(const void* p, int64_t
 // far: the input comes from memory (it is over the stream threshold, simd.h: larger than
 // what stays in cache). Then the requests go to L2 only (prefetcht1): each L1 request holds
 // one of L1's few miss buffers for a whole memory latency, and a burst of them stalled the
-// loads behind it. Measured on the 2-vCPU Zen 4, 1 thread, MobileNet's nine depthwise layers
+// loads behind it (and inputs in cache are not requested by the tiles at all, tile3_all).
+// Measured on the 2-vCPU Zen 4, 1 thread, MobileNet's nine depthwise layers
 // + ReLU at batch 64, total ms, one run of alternating processes: no requests (what the
 // compiler had left, see prefetch_bytes) 102-106; into L1, one burst per tile 110; into L1,
 // a slice per tile and channel block (tile3_all) 74; into L2, per tile 71-77; into L2, per
-// block 62; the same two rows ahead instead of one 70. At batch 1 (inputs in L2/L3) requests
-// into L2 cost ~10% (0.75 -> 0.85 ms), so cache-resident inputs keep L1.
+// block 62; the same two rows ahead instead of one 70. For inputs in cache (batch 1) L2
+// requests measured as noise (two runs of the nine layers disagreed in sign), so they keep
+// the L1 requests of the block walk (gather_block) and none in the tiles.
 struct RowPrefetch {
   const float* rows[kMaxKh];
   int n = 0;
@@ -328,20 +330,23 @@ constexpr int kTile = 2;  // f32x16 is two ymm registers here
 #endif
 
 // Columns [ox, ox + P) of one row, every channel block in turn, each block requesting its
-// share of the next row's new input (the row's work is q.ow * nb units, P per block; one
-// request burst per tile instead cost 10-50% at batch 64, RowPrefetch). NT: full blocks go
-// out by non-temporal stores (out 64-byte aligned, C a multiple of 16).
+// share of the next row's new input when that comes from memory (pf.far; the row's work is
+// q.ow * nb units, P per block; one request burst per tile instead cost 10-50% at batch 64,
+// RowPrefetch). Inputs in cache get no requests: with the previous layer's output in L2
+// (batch 1 in MobileNet's plan) requests into L1 made the 14x14x512 steps ~18% slower (0.052
+// -> 0.061 ms). NT: full blocks go out by non-temporal stores (out 64-byte aligned, C a
+// multiple of 16).
 template <int SW, int P, bool Checked, Activation A, bool NT>
 void tile3_all(const Gather& q, const float* const* rows, const float* w, const float* bias,
                const RowPrefetch& pf, int64_t ox, float* out) {
   const int64_t nb = (q.c + kLanes - 1) / kLanes, units = q.ow * nb;
   int64_t c0 = 0, u = ox * nb;
   for (; c0 + kLanes <= q.c; c0 += kLanes, u += P) {
-    pf.slice(u, u + P, units);
+    if (pf.far) pf.slice(u, u + P, units);
     tile3<SW, P, Checked, true, A, NT>(q, rows, w, bias, c0, kLanes, ox, out);
   }
   if (c0 < q.c) {
-    pf.slice(u, u + P, units);
+    if (pf.far) pf.slice(u, u + P, units);
     tile3<SW, P, Checked, false, A, NT>(q, rows, w, bias, c0, (int)(q.c - c0), ox, out);
   }
 }
