@@ -51,3 +51,15 @@ def test_one_row_propagates_nan_and_inf(two_threads):
     want = R.dense_forward(x.astype(np.float64), w.astype(np.float64), None)
     np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
     assert np.isinf(got[0, 5]) and np.isfinite(np.delete(got, 5)).all()
+
+
+def test_one_row_inf_in_a_last_short_group_of_rows(two_threads):
+    """k = 257: the last block has one row of w (not a whole group of 4); an inf there
+    reaches only its own column."""
+    rng = np.random.default_rng(4)
+    k, m = 257, 1100
+    x = rng.standard_normal((1, k)).astype(np.float32)
+    w = rng.standard_normal((k, m)).astype(np.float32)
+    w[256, 7] = np.inf
+    got = _C.dense_forward(x, w, None)
+    assert np.isinf(got[0, 7]) and np.isfinite(np.delete(got, 7)).all()

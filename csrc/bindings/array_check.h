@@ -136,37 +136,31 @@ inline std::atomic<bool>& poison_outputs() {
 // the output pool (output_pool.h), which hands a freed block of the same size back.
 constexpr size_t kAlignedOutputBytes = 4096;
 
-inline py::array_t<float> empty_f32(const std::vector<int64_t>& shape) {
+// An uninitialised C-ordered array: outputs of kAlignedOutputBytes or more from the output
+// pool, smaller ones from numpy; filled with `poison` in the poison-outputs mode.
+template <typename T>
+inline py::array_t<T> empty_output(const std::vector<int64_t>& shape, T poison) {
   std::vector<py::ssize_t> s(shape.begin(), shape.end());
   size_t count = 1;
   for (int64_t d : shape) count *= (size_t)d;
-  py::array_t<float> a;
-  if (count * sizeof(float) >= kAlignedOutputBytes) {
-    void* p = output_pool().take(count * sizeof(float));
+  py::array_t<T> a;
+  if (count * sizeof(T) >= kAlignedOutputBytes) {
+    void* p = output_pool().take(count * sizeof(T));
     py::capsule owner(p, [](void* q) { output_pool().give(q); });
-    a = py::array_t<float>(s, static_cast<float*>(p), owner);
+    a = py::array_t<T>(s, static_cast<T*>(p), owner);
   } else {
-    a = py::array_t<float>(s);
+    a = py::array_t<T>(s);
   }
-  if (poison_outputs().load(std::memory_order_relaxed))
-    std::fill_n(a.mutable_data(), a.size(), std::numeric_limits<float>::quiet_NaN());
+  if (poison_outputs().load(std::memory_order_relaxed)) std::fill_n(a.mutable_data(), a.size(), poison);
   return a;
 }
 
-inline py::array_t<uint8_t> empty_u8(const std::vector<int64_t>& shape) {
-  std::vector<py::ssize_t> s(shape.begin(), shape.end());
-  size_t count = 1;
-  for (int64_t d : shape) count *= (size_t)d;
-  py::array_t<uint8_t> a;
-  if (count >= kAlignedOutputBytes) {  // pooled like empty_f32's (a max pool's argmax)
-    void* p = output_pool().take(count);
-    py::capsule owner(p, [](void* q) { output_pool().give(q); });
-    a = py::array_t<uint8_t>(s, static_cast<uint8_t*>(p), owner);
-  } else {
-    a = py::array_t<uint8_t>(s);
-  }
-  if (poison_outputs().load(std::memory_order_relaxed)) std::fill_n(a.mutable_data(), a.size(), 0xFF);
-  return a;
+inline py::array_t<float> empty_f32(const std::vector<int64_t>& shape) {
+  return empty_output<float>(shape, std::numeric_limits<float>::quiet_NaN());
+}
+
+inline py::array_t<uint8_t> empty_u8(const std::vector<int64_t>& shape) {  // a max pool's argmax
+  return empty_output<uint8_t>(shape, 0xFF);
 }
 
 // strides (sh, sw), pads (top, bottom, left, right), dilation (dh, dw) -> a Window2d.

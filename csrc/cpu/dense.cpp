@@ -117,23 +117,22 @@ void gemv_rows(int64_t n, int64_t k, int64_t m, const float* x, const float* w, 
 constexpr int64_t kGemvStreams = 4;
 void gemv_row_block(int64_t m, const float* x, const float* w, int64_t t0, int64_t t1, float* part) {
   std::fill(part, part + m, 0.f);
-  for (int64_t t = t0; t < t1; t += kGemvStreams) {
-    const int64_t rows = std::min(kGemvStreams, t1 - t);
-    float xs[kGemvStreams] = {};
+  int64_t t = t0;
+  for (; t + kGemvStreams <= t1; t += kGemvStreams) {
     const float* wr[kGemvStreams];
-    for (int64_t r = 0; r < kGemvStreams; ++r) {
-      xs[r] = r < rows ? x[t + r] : 0.f;
-      wr[r] = w + (t + std::min(r, rows - 1)) * m;  // a missing row: its x is 0
-    }
+    for (int64_t r = 0; r < kGemvStreams; ++r) wr[r] = w + (t + r) * m;
     int64_t j = 0;
     for (; j + kRegLanes <= m; j += kRegLanes) {
       f32xR acc = loadR(part + j);
-      for (int64_t r = 0; r < kGemvStreams; ++r) acc += xs[r] * loadR(wr[r] + j);
+      for (int64_t r = 0; r < kGemvStreams; ++r) acc += x[t + r] * loadR(wr[r] + j);
       storeR(part + j, acc);
     }
     for (; j < m; ++j)
-      for (int64_t r = 0; r < kGemvStreams; ++r) part[j] += xs[r] * wr[r][j];
+      for (int64_t r = 0; r < kGemvStreams; ++r) part[j] += x[t + r] * wr[r][j];
   }
+  // The last rows one at a time (no padding rows: 0 * an inf weight would make NaN).
+  for (; t < t1; ++t)
+    for (int64_t j = 0; j < m; ++j) part[j] += x[t] * w[t * m + j];
 }
 
 // One row against a w too large for the L2 (a classifier at batch 1: ResNet-50's 2048x1000,

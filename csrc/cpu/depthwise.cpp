@@ -461,25 +461,7 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
     });
     if (stream) stream_fence();
   };
-  const bool parallel = lines * row_floats >= kParallelGrain;
-  // One image (batch-1 inference): line blocks shared out by the join-free item team
-  // (item_team.h), which never waits for a helper to wake or leave a barrier; a few blocks
-  // per participant so that a helper joining late still takes a share.
-  const int slots = n == 1 && parallel && item_team_enabled() ? run_items_slots() : 1;
-  if (slots > 1) {
-    const int64_t items = std::min<int64_t>(lines, 4 * slots);
-    return run_items(items, [&](int64_t i, int) { range(lines * i / items, lines * (i + 1) / items); });
-  }
-  ExceptionCaptor errors;  // scratch() may grow
-#pragma omp parallel if (parallel)
-  {
-    note_team();
-    errors.run([&] {
-      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      range(lines * t / nt, lines * (t + 1) / nt);
-    });
-  }
-  errors.rethrow();
+  split_lines(n, lines, lines * row_floats >= kParallelGrain, range);  // scratch() may throw
 }
 
 // Backward weights, M == 1, one output row, channels [c0, c0 + n): part[tap*cpad + c] += sum

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstring>
 
-#include "cpu/item_team.h"
 #include "cpu/parallel.h"
 
 namespace fastconv::cpu {
@@ -27,17 +26,7 @@ void zero_pad2d(int64_t n, int64_t h, int64_t w, int64_t c, int64_t pt, int64_t 
       std::memset(out + (pl + w) * c, 0, sizeof(float) * (size_t)(pr * c));
     }
   };
-  if (lines * line < kParallelGrain) return run(0, lines);
-  // One image: blocks of lines to the item team (the caller never waits for a sleeping
-  // helper); batches: an OpenMP region.
-  if (n == 1 && item_team_enabled() && run_items_slots() > 1) {
-    const int64_t items = std::min<int64_t>(lines, 4 * run_items_slots());
-    return run_items(items, [&](int64_t i, int) { run(lines * i / items, lines * (i + 1) / items); });
-  }
-  parallel_region(0, [&] {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    run(lines * t / nt, lines * (t + 1) / nt);
-  });
+  split_lines(n, lines, lines * line >= kParallelGrain, run);
 }
 
 }  // namespace fastconv::cpu

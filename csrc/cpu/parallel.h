@@ -22,11 +22,13 @@
 #pragma once
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <exception>
 #include <vector>
 
+#include "cpu/item_team.h"
 #include "cpu/simd.h"
 
 namespace fastconv::cpu {
@@ -107,6 +109,29 @@ inline void parallel_region(int threads, Body&& body) {
 #pragma omp parallel
     body();
   }
+}
+
+// range(l0, l1) over the output lines [0, lines) of `images` images, on one thread unless
+// `parallel`. One image (batch-1 inference): blocks shared out by the join-free item team
+// (item_team.h), which never waits for a helper to wake or leave a barrier, a few per
+// participant so that a helper joining late still takes a share. Several: one contiguous
+// share per OpenMP thread. An exception from range reaches the caller either way.
+template <typename Range>
+inline void split_lines(int64_t images, int64_t lines, bool parallel, Range&& range) {
+  const int slots = images == 1 && parallel && item_team_enabled() ? run_items_slots() : 1;
+  if (slots > 1) {
+    const int64_t items = std::min<int64_t>(lines, 4 * slots);
+    return run_items(items, [&](int64_t i, int) { range(lines * i / items, lines * (i + 1) / items); });
+  }
+  ExceptionCaptor errors;
+  parallel_region(parallel ? 0 : 1, [&] {
+    note_team();
+    errors.run([&] {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      range(lines * t / nt, lines * (t + 1) / nt);
+    });
+  });
+  errors.rethrow();
 }
 
 // Rows per flat run: at least 256 elements.

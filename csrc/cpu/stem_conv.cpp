@@ -142,18 +142,7 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
     }
     if (stream) stream_fence();
   };
-  const bool parallel = g.output_size() >= kParallelGrain;
-  // One image: lines shared out by the join-free item team, as depthwise.cpp's gather_pass.
-  const int slots = g.n == 1 && parallel && item_team_enabled() ? run_items_slots() : 1;
-  if (slots > 1) {
-    const int64_t items = std::min<int64_t>(lines, 4 * slots);
-    return run_items(items, [&](int64_t i, int) { range(lines * i / items, lines * (i + 1) / items); });
-  }
-  parallel_region(parallel ? 0 : 1, [&] {
-    note_team();
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    range(lines * t / nt, lines * (t + 1) / nt);
-  });
+  split_lines(g.n, lines, g.output_size() >= kParallelGrain, range);
 }
 
 template <int C>
