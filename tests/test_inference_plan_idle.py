@@ -190,6 +190,7 @@ def test_team_hold_outputs_are_identical_and_nothing_spins_afterwards(monkeypatc
     threads spin while a hold is open and none once the predict returned (the process then
     uses no CPU over a sleep). The keeper is set up through the hold hooks directly too."""
     import os
+    import time
     from fastconv import _C
     expect = min(threads, len(os.sched_getaffinity(0))) - 1  # keepers: threads - 1, CPUs - 1 at most
     before = fastconv.get_num_threads()
@@ -206,8 +207,11 @@ def test_team_hold_outputs_are_identical_and_nothing_spins_afterwards(monkeypatc
         spinning_inside = []
 
         def step(regs):
-            _wait_for(lambda: _C._team_spinning() == expect)  # the hold is open here
-            spinning_inside.append(_C._team_spinning())
+            # The count that satisfied the wait: a second read may come after the keeper's
+            # 2 s spin limit ran out (a SCHED_IDLE spinner starved on a busy machine).
+            seen = []
+            _wait_for(lambda: seen.append(_C._team_spinning()) or seen[-1] == expect)  # the hold is open here
+            spinning_inside.append(seen[-1])
             first(regs)
         plan.flat[0] = ((step, *rest), clear)
         outs = [np.asarray(model.predict_on_batch(x)) for _ in range(3)]
@@ -217,12 +221,15 @@ def test_team_hold_outputs_are_identical_and_nothing_spins_afterwards(monkeypatc
         assert _wait_for_no_spinner()
         assert _cpu_seconds_over(0.2) < 0.05  # nothing left burning a core
         # Direct: the hooks alone.
+        began = time.monotonic()  # no spinner can have started spinning before this
         _C._team_hold_begin()
         _C._team_hold_begin()  # holds nest
         try:
             _wait_for(lambda: _C._team_spinning() == expect)
             _C._team_hold_end()
-            assert _C._team_spinning() == expect  # one hold still open
+            # One hold is still open, so they spin on, unless the keeper's 2 s limit (kMaxSpin,
+            # threads.cpp) ran out, which a starved SCHED_IDLE spinner can reach here.
+            assert _C._team_spinning() == expect or time.monotonic() - began >= 2.0
         finally:
             _C._team_hold_end()
         assert _wait_for_no_spinner()
