@@ -1,0 +1,18 @@
+// Backward of max (argmax) and average pooling whose windows tile the input (pool_tiling.cpp).
+#pragma once
+#include <cstdint>
+
+#include "common/geometry.h"
+
+namespace fastconv::cpu::detail {
+
+// Windows side by side without gaps or overlap (kh == sh, kw == sw, no padding) and at least
+// a register of channels: the layout of 2x2 stride-2 pooling on even and odd sizes.
+bool pool_windows_tile(const PoolGeometry& g);
+
+// Same contracts as max_pool2d_backward_argmax and avg_pool2d_backward without an activation,
+// for the geometries pool_windows_tile admits.
+void max_backward_argmax_tiles(const PoolGeometry& g, const float* dy, const uint8_t* arg, float* dx);
+void avg_backward_tiles(const PoolGeometry& g, const float* dy, float* dx);
+
+}  // namespace fastconv::cpu::detail

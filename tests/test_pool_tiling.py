@@ -1,0 +1,108 @@
+"""Pooling backward where the windows tile the input (pool == strides, no padding) and there are
+16 channels or more: csrc/cpu/pool_tiling.cpp writes each dx cell once from its window's dy.
+
+Max: dx is a selection of dy (one window per cell, no sum), so it must equal the float64
+oracle's exactly, NaN cells included; average: dy * (1 / (kh*kw)) in float32 against the
+float64 oracle's dy / (kh*kw), rtol 1e-6. Shapes: odd sizes (a last row / column in no
+window, which must come out zero), non-square tiles, channel counts that are no multiple of 16
+(the last block overlaps the one before), batch 1 (channel blocks on two threads) and larger;
+the 'same' geometries with a clipped window stay on pool2d.cpp's path and are checked too.
+"""
+import numpy as np
+import pytest
+
+from fastconv import _C
+from fastconv import reference as R
+
+import seeds
+
+CHANNELS = [16, 17, 24, 31, 48, 64, 96]
+
+# (N, H, W, pool), strides = pool, no pads
+GEOMETRIES = [
+    (3, 28, 28, (2, 2)),
+    (2, 9, 11, (2, 2)),      # odd: row 8 and column 10 in no window
+    (1, 14, 15, (2, 2)),     # batch 1: channel blocks shared by the threads
+    (2, 10, 23, (3, 3)),
+    (2, 3, 37, (1, 2)),
+    (2, 8, 9, (2, 3)),
+    (1, 1, 1, (1, 1)),
+]
+
+
+def _input(rng, shape, kind):
+    if kind == "ties":
+        return rng.integers(-2, 3, shape).astype(np.float32)
+    x = rng.standard_normal(shape).astype(np.float32)
+    if kind == "nan":
+        x[rng.random(shape) < 0.05] = np.nan
+        x[rng.random(shape) < 0.02] = -np.inf
+    return x
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "nan"])
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: f"{g[0]}x{g[1]}x{g[2]}_p{g[3]}")
+def test_max_pool_tiling_backward_matches_oracle(geometry, c, kind):
+    n, h, w, pool = geometry
+    rng = np.random.default_rng(seeds.seed_of("tiling-max", geometry, c, kind))
+    x = _input(rng, (n, h, w, c), kind)
+    pads = (0, 0, 0, 0)
+    y, arg = _C.max_pool2d_forward_with_argmax(x, pool, pool, pads)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy.flat[::7] = np.nan  # a NaN gradient reaches exactly its winner
+    dx = _C.max_pool2d_backward_argmax(dy, arg, x.shape, pool, pool, pads)
+    ref = R.max_pool2d_backward_argmax(dy.astype(np.float64), arg, x.shape, pool, pool, pads)
+    np.testing.assert_array_equal(dx, ref.astype(np.float32))
+    rows, cols = y.shape[1] * pool[0], y.shape[2] * pool[1]
+    assert not dx[:, rows:].any() and not dx[:, :, cols:].any()
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: f"{g[0]}x{g[1]}x{g[2]}_p{g[3]}")
+def test_avg_pool_tiling_backward_matches_oracle(geometry, c):
+    n, h, w, pool = geometry
+    rng = np.random.default_rng(seeds.seed_of("tiling-avg", geometry, c))
+    y_shape = (n, h // pool[0], w // pool[1], c)
+    dy = rng.standard_normal(y_shape).astype(np.float32)
+    dy.flat[::11] = np.nan
+    dx = _C.avg_pool2d_backward(dy, (n, h, w, c), pool, pool, (0, 0, 0, 0))
+    ref = R.avg_pool2d_backward(dy.astype(np.float64), (n, h, w, c), pool, pool, (0, 0, 0, 0))
+    np.testing.assert_allclose(dx, ref, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("c", [16, 40])
+def test_clipped_same_windows_keep_the_general_path(c):
+    """'same' on an odd size pads the last window: not a tiling, pool2d.cpp's gather path."""
+    rng = np.random.default_rng(seeds.seed_of("tiling-same", c))
+    x = rng.standard_normal((2, 7, 9, c)).astype(np.float32)
+    pads = (0, 1, 0, 1)
+    y, arg = _C.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), pads)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = _C.max_pool2d_backward_argmax(dy, arg, x.shape, (2, 2), (2, 2), pads)
+    np.testing.assert_array_equal(dx, R.max_pool2d_backward_argmax(dy.astype(np.float64), arg, x.shape,
+                                                                   (2, 2), (2, 2), pads).astype(np.float32))
+    dxa = _C.avg_pool2d_backward(dy, x.shape, (2, 2), (2, 2), pads)
+    np.testing.assert_allclose(dxa, R.avg_pool2d_backward(dy.astype(np.float64), x.shape, (2, 2), (2, 2), pads),
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_tiling_backward_same_on_one_and_two_threads(two_threads):
+    """Batch 1 splits channels over the item team, a batch splits images over OpenMP: the
+    result must not depend on the thread count (each dx cell is written by one task)."""
+    import fastconv
+    rng = np.random.default_rng(seeds.seed_of("tiling-threads"))
+    for shape in [(1, 56, 56, 96), (8, 28, 28, 48)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        y, arg = _C.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), (0, 0, 0, 0))
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        two = (_C.max_pool2d_backward_argmax(dy, arg, shape, (2, 2), (2, 2), (0, 0, 0, 0)),
+               _C.avg_pool2d_backward(dy, shape, (2, 2), (2, 2), (0, 0, 0, 0)))
+        fastconv.set_num_threads(1)
+        try:
+            one = (_C.max_pool2d_backward_argmax(dy, arg, shape, (2, 2), (2, 2), (0, 0, 0, 0)),
+                   _C.avg_pool2d_backward(dy, shape, (2, 2), (2, 2), (0, 0, 0, 0)))
+        finally:
+            fastconv.set_num_threads(2)
+        for a, b in zip(one, two):
+            np.testing.assert_array_equal(a, b)
