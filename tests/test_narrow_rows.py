@@ -1,7 +1,8 @@
 """Kernels on (rows, C) data with few channels against the NumPy oracle: the paths of
 csrc/cpu that treat short rows as a flat or transposed problem (issue 18, item 3).
 
-- softmax forward/backward below 64 classes run 16 rows at a time in a transposed tile
+- softmax backward at 1..8 classes splits a register of rows into planar registers (pixel_transpose.h);
+  softmax forward below 64 classes and backward below 17 run 16 rows at a time in a transposed tile
   (widths 1..16 compiled as constants), so the cases cover every width class: constants
   (1, 2, 3, 5, 6, 15, 16), runtime widths (17, 33, 63) and the row path on either side (64,
   65); row counts that are and are not multiples of 16; one threaded case each.
@@ -22,7 +23,7 @@ from fastconv import reference as R
 import seeds
 from threads_used import threads_used
 
-WIDTHS = [1, 2, 3, 5, 6, 15, 16, 17, 33, 63, 64, 65]
+WIDTHS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 24, 33, 63, 64, 65]
 ROWS = [1, 15, 16, 37, 160]
 
 
