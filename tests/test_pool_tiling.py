@@ -1,5 +1,6 @@
-"""Pooling backward where the windows tile the input (pool == strides, no padding) and there are
-16 channels or more: csrc/cpu/pool_tiling.cpp writes each dx cell once from its window's dy.
+"""Pooling backward where the windows tile the input (pool == strides, no padding):
+csrc/cpu/pool_tiling.cpp writes each dx cell once from its window's dy, vectorised over channels
+from 16 channels on and (AVX-512) along the dx row below 16 through a permute table.
 
 Max: dx is a selection of dy (one window per cell, no sum), so it must equal the float64
 oracle's exactly, NaN cells included; average: dy * (1 / (kh*kw)) in float32 against the
@@ -16,7 +17,7 @@ from fastconv import reference as R
 
 import seeds
 
-CHANNELS = [16, 17, 24, 31, 48, 64, 96]
+CHANNELS = [1, 2, 3, 5, 6, 7, 8, 13, 15, 16, 17, 24, 31, 48, 64, 96]
 
 # (N, H, W, pool), strides = pool, no pads
 GEOMETRIES = [
