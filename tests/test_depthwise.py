@@ -213,3 +213,36 @@ def test_depthwise_forward_streamed_from_registers(threads, c):
     finally:
         _C.set_num_threads(old_t)
         _C.set_stream_threshold(old_s)
+
+
+# 3x3 stride-1 'same' with C < 16 (csrc/cpu/depthwise_flat.cpp at AVX-512: vectors along the
+# flat row, C / gcd(16, C) weight patterns, masked edge taps): every pattern count, rows
+# shorter than one vector (W*C < 16), odd sizes, batch 1 and 3.
+@pytest.mark.parametrize("c", [1, 2, 3, 5, 6, 7, 8, 12, 15])
+@pytest.mark.parametrize("nhw", [(1, 7, 5), (3, 9, 11), (2, 1, 2), (1, 16, 33)])
+def test_depthwise_flat_few_channels(c, nhw):
+    rng = np.random.default_rng(1000 * c + nhw[1] * 37 + nhw[2])
+    _check(rng, *nhw, c, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the oracle's 0 * inf
+@pytest.mark.parametrize("c", [3, 6])
+def test_depthwise_flat_inf_weight_and_nan_input_as_the_oracle(c):
+    """The padding is zeros multiplied like any input, as in the oracle and at every level:
+    an inf weight on a tap that reads the padding makes those border outputs NaN (0 * inf),
+    the others inf. A NaN input reaches exactly the 3x3 outputs around it. (Backward data
+    with an inf weight is left out: the oracle scatters, the kernels at every level gather
+    over a zero border, and the two disagree there.)"""
+    rng = np.random.default_rng(c)
+    x = rng.uniform(0.5, 1.0, (2, 6, 7, c)).astype(np.float32)
+    w = rng.uniform(0.5, 1.0, (3, 3, 1, c)).astype(np.float32)
+    w[0, 0, 0, c - 1] = np.inf  # tap (-1, -1): reads the padding in the first row and column
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), c)
+    y = _C.conv2d_forward(x, w, None, *args)
+    ref = R.conv2d_forward(x.astype(np.float64), w.astype(np.float64), None, *args)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    np.testing.assert_array_equal(np.isposinf(y), np.isposinf(ref))
+    assert np.isnan(y[:, 0, :, c - 1]).all() and np.isposinf(y[:, 1:, 1:, c - 1]).all()
+    x[1, 3, 4, 1] = np.nan
+    y = _C.conv2d_forward(x, np.where(np.isinf(w), 1.0, w).astype(np.float32), None, *args)
+    assert np.isnan(y[1, 2:5, 3:6, 1]).all() and np.isnan(y).sum() == 9

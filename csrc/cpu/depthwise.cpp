@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "cpu/act_register.h"
+#include "cpu/depthwise_flat.h"
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
@@ -662,6 +663,7 @@ void generic_weights_lines(const ConvGeometry& g, const float* dy, const float* 
 
 void depthwise_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                        float* y, Activation act) {
+  if (depthwise_flat_applies(g)) return depthwise_flat_forward(g, x, w, b, y, act);
   if (!fast_m1(g)) {
     generic_forward(g, x, w, b, y);
     return activation_inplace_parallel(g.output_size(), y, act);
@@ -670,6 +672,7 @@ void depthwise_forward(const ConvGeometry& g, const float* x, const float* w, co
 }
 
 void depthwise_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  if (depthwise_flat_applies(g)) return depthwise_flat_backward_data(g, dy, w, dx);
   const Window2d& v = g.win;
   if (!fast_m1(g) || v.sh != 1 || v.sw != 1) return generic_backward_data(g, dy, w, dx);
   // Stride 1: dx[iy] = sum_ky dy[iy + pt - ky*dh] * w[ky] is a forward gather over dy with

@@ -1,0 +1,18 @@
+// 3x3 stride-1 depthwise convolution with 'same' padding and fewer than 16 channels (M = 1),
+// vectorised along the flat NHWC row (depthwise_flat.cpp). AVX-512 only: elsewhere
+// depthwise_flat_applies is false.
+#pragma once
+#include "common/geometry.h"
+#include "kernels.h"
+
+namespace fastconv::cpu::detail {
+
+bool depthwise_flat_applies(const ConvGeometry& g);
+
+// The forward (b may be null; act applied after) and, with the taps flipped and no bias, the
+// backward data pass: the same gather at stride 1 with pads of 1.
+void depthwise_flat_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                            float* y, Activation act);
+void depthwise_flat_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx);
+
+}  // namespace fastconv::cpu::detail
