@@ -688,6 +688,7 @@ void depthwise_backward_data(const ConvGeometry& g, const float* dy, const float
 
 void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
                                 float* dw, float* db) {
+  if (depthwise_flat_applies(g)) return depthwise_flat_backward_weights(g, dy, x, dw, db);
   const int64_t oc = g.oc, wsize = g.weight_size(), lines = g.n * g.oh;
   const bool fast = fast_m1(g);
   const Gather q = forward_gather(g);

@@ -14,5 +14,8 @@ bool depthwise_flat_applies(const ConvGeometry& g);
 void depthwise_flat_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                             float* y, Activation act);
 void depthwise_flat_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx);
+// dw (9 x C) and db (C, or null).
+void depthwise_flat_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                                     float* db);
 
 }  // namespace fastconv::cpu::detail
