@@ -246,3 +246,11 @@ def test_depthwise_flat_inf_weight_and_nan_input_as_the_oracle(c):
     x[1, 3, 4, 1] = np.nan
     y = _C.conv2d_forward(x, np.where(np.isinf(w), 1.0, w).astype(np.float32), None, *args)
     assert np.isnan(y[1, 2:5, 3:6, 1]).all() and np.isnan(y).sum() == 9
+
+
+@pytest.mark.parametrize("c", [3, 6])
+def test_depthwise_flat_two_threads(c, two_threads):
+    """The flat path's lines split over two threads: the oracle on every pass, the weight
+    pass's thread partials included (large enough to run threaded: > 32K floats)."""
+    rng = np.random.default_rng(77 + c)
+    _check(rng, 4, 33, 29, c, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
