@@ -1,6 +1,6 @@
 """3x3 stride-2 convs on the column-phase planes (csrc/cpu/few_channel_s2_planes.cpp: all
 three passes for one channel in and out, the forward for C = 2..4 and 6 up to 32 columns, the
-backward data pass for C = 2..4 from 14 columns; the rest of each _check runs on the row and
+backward data pass for C = 2..4 from 14 columns, the weight pass for C = 2..4 and 6; the rest of each _check runs on the row and
 direct kernels): against the float64 oracle (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the largest
 value).
 
@@ -191,3 +191,68 @@ def test_backward_data_channels_nonfinite(c, bad):
     ref = R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x_shape, *args)
     assert not np.isfinite(ref).all()
     _same_nonfinite(_C.conv2d_backward_data(dy, wt, x_shape, *args), ref)
+
+
+@pytest.mark.parametrize("c", (2, 3, 4, 6))
+@pytest.mark.parametrize("n, h, w", ((1, 3, 2), (3, 7, 7), (1, 8, 9), (2, 13, 30), (1, 11, 33),
+                                     (2, 28, 28), (1, 5, 131)))
+@pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (2, 0, 1, 2)))
+def test_backward_weights_channels(c, n, h, w, pads):
+    """The weight pass for C > 1: register groups of (tap, ci) pairs x output channels over
+    the block's planes and its dy split to planes; blocks under one vector (3x2), partial last
+    vectors, whole 28x28 images, batch 1 and more (the _check covers all three passes)."""
+    if h + pads[0] + pads[1] < 3 or w + pads[2] + pads[3] < 3:
+        pytest.skip("window larger than the padded input")
+    _check(c * 10000 + n * 1000 + h * w, n, h, w, c, c, (3, 3), (2, 2), pads, (1, 1),
+           bias=(h + w) % 2 == 0)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("c", (2, 3, 4, 6))
+@pytest.mark.parametrize("bad", (np.nan, np.inf))
+def test_backward_weights_channels_nonfinite(c, bad):
+    """A non-finite x value at a corner and one inside, then a non-finite dy value: dw (and
+    db for dy) with the reference's NaN/inf pattern exactly (a lane past the block or a pad
+    column must not bring one in, a real tap must not lose it)."""
+    rng = np.random.default_rng(c + 40)
+    args = ((2, 2), (1, 1, 1, 1), (1, 1), 1)
+    x = rng.standard_normal((2, 15, 29, c)).astype(np.float32)
+    dy = rng.standard_normal((2, 8, 15, c)).astype(np.float32)
+    x[0, 14, 28, c - 1] = bad
+    x[1, 6, 9, 0] = -bad
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
+                                         (3, 3, c, c), *args, True)
+    assert not np.isfinite(rdw).all() and np.isfinite(rdw).any()
+    dw, db = _C.conv2d_backward_weights(dy, x, (3, 3, c, c), *args, True)
+    _same_nonfinite(dw, rdw)
+    _close(db, rdb)
+    x = rng.standard_normal((2, 15, 29, c)).astype(np.float32)
+    dy[1, 7, 14, c - 1] = bad
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
+                                         (3, 3, c, c), *args, True)
+    dw, db = _C.conv2d_backward_weights(dy, x, (3, 3, c, c), *args, True)
+    assert not np.isfinite(rdb).all()
+    _same_nonfinite(dw, rdw)
+    _same_nonfinite(db, rdb)
+
+
+@pytest.mark.parametrize("c", (3, 6))
+def test_backward_weights_channels_threaded_and_deterministic(c):
+    """Two threads, two runs: the same bits (per-thread sums added in thread order), close to
+    the reference; 20 images of 60x65 outputs pass the 65536-pixel float flush."""
+    rng = np.random.default_rng(c + 60)
+    x = rng.standard_normal((20, 120, 130, c)).astype(np.float32)
+    dy = rng.standard_normal((20, 60, 65, c)).astype(np.float32)
+    args = ((2, 2), (0, 1, 0, 1), (1, 1), 1)
+    saved = fc.get_num_threads()
+    fc.set_num_threads(2)
+    try:
+        runs = [_C.conv2d_backward_weights(dy, x, (3, 3, c, c), *args, True) for _ in range(2)]
+    finally:
+        fc.set_num_threads(saved)
+    (dw, db), (dw2, db2) = runs
+    assert np.array_equal(dw, dw2) and np.array_equal(db, db2)
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
+                                         (3, 3, c, c), *args, True)
+    _close(dw, rdw)
+    _close(db, rdb)

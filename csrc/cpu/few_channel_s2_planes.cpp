@@ -55,11 +55,17 @@ constexpr int64_t kPackFloats = 1 << 14;
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
-// The first n lanes of p, the rest 0 (reads nothing past p + n).
+// The first n lanes of p (0 < n < L), the rest 0 (reads nothing past p + n). A masked load
+// at AVX-512: the memcpy of a runtime length is a libc call, and the weight pass's 30 of them
+// per block tail were a large part of a 28x28 C=3 image's time.
 inline vec load_first(const float* p, int64_t n) {
+#if defined(__AVX512F__)
+  return (vec)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+#else
   vec v{};
   std::memcpy(&v, p, sizeof(float) * n);
   return v;
+#endif
 }
 
 // Blocks of `rows` output rows of one image, their 6*C planes within kPackFloats.
@@ -158,8 +164,9 @@ class Planes {
   std::vector<float> buf_;
 
  public:
-  mutable std::vector<vec> sums;  // the weight pass's lane accumulators
+  mutable std::vector<vec> sums;       // the weight pass's lane accumulators
   mutable int64_t pending = 0;         // pixels in them
+  mutable std::vector<float> scratch;  // the weight pass's planar dy (one block's)
 };
 
 // body(planes, first output pixel, pixels) per block; finish(planes) per thread at the end.
@@ -299,7 +306,7 @@ bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
   if (pass == ConvPass::BackwardData)
     return g.c == 1 || (g.c <= 4 && g.w >= 14 && (g.c < 4 || g.w <= 64) &&
                         g.n * g.h * g.w * g.c <= kMaxDataFloats);
-  if (pass != ConvPass::Forward) return g.c == 1;
+  if (pass != ConvPass::Forward) return g.c == 1 || g.c == 3;
   return (g.c >= 1 && g.c <= 4) || (g.c == 6 && g.w <= 32);
 }
 
@@ -420,8 +427,13 @@ void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, flo
           const int64_t iy = 2 * i + a - pt;
           if (iy < 0 || iy >= g.h) continue;
           const int64_t q = (i - i0) * P;
-          merge_parities<C>(E[a] + q, O[a] + q, psize, pairs, merged);
-          std::memcpy(dx + (n * g.h + iy) * g.w * C, merged + pl * C, sizeof(float) * g.w * C);
+          float* row = dx + (n * g.h + iy) * g.w * C;
+          // No left pad: the pairs' registers that lie inside the row merge straight into
+          // it, the rest through `merged` (the staging copy was a quarter of a C=3 56x56).
+          const int64_t direct = pl == 0 ? g.w / (2 * L) * L : 0;
+          merge_parities<C>(E[a] + q, O[a] + q, psize, direct, row);
+          merge_parities<C>(E[a] + q + direct, O[a] + q + direct, psize, pairs - direct, merged);
+          std::memcpy(row + 2 * direct * C, merged + pl * C, sizeof(float) * (g.w - 2 * direct) * C);
         }
     }
   });
@@ -449,48 +461,129 @@ inline double lane_sum(vec v) {
   return s;
 }
 
-}  // namespace
+// Register blocking of the weight pass: B output channels (dy planes) times A consecutive
+// (tap, ci) pairs (index t*C + ci, planes q[]) held as A*B accumulators over a block's pixels,
+// A + B loads per A*B multiply-adds: C = 3 takes 9 pairs x 3 channels (27 of 32 zmm, 12 loads
+// per 27 multiply-adds); one channel at a time (27 pairs, 28 loads per 27) ran into the load
+// ports. At 16 registers (avx2, baseline) at most 12 accumulators.
+template <int C>
+constexpr int dw_pairs() {  // the largest divisor of 9*C that fits: equal groups, no tail
+  int a = (kVectorRegisters >= 32 ? 27 : 12) / C;
+  while (9 * C % a) --a;
+  return a;
+}
 
-// The weight gradient: per block, sums[t] += plane t times dy over the block's pixels (9
-// independent chains, 10 loads per 9 multiply-adds), sums[9] += dy; the block's last partial
-// vector is loaded with its lanes past the block zeroed in both factors (a plane's could be
-// inf). The lanes are summed in float over a thread's blocks up to kFlushPixels pixels (4096
-// terms a lane), then into its doubles: 10 lane sums per block were a fifth of a 7x7 image.
-void s2_planes_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
-                                float* dw, float* db) {
+// sums[a*C + b] += sum over the block's p of q[a][p] * d[b][p] (a < A, b < B), and, with DB,
+// sums[9*C*C + b] += sum of d[b][p] (one channel: the bias sum in the same stream). The
+// block's last partial vector is loaded with its lanes past the block zeroed in both
+// factors (a plane's could be inf).
+template <int C, int A, int B, bool DB>
+void dw_group(const float* const* q, const float* const* d, int64_t total, vec* sums) {
+  vec acc[A][B], adb[B];
+#pragma GCC unroll 32
+  for (int a = 0; a < A; ++a)
+#pragma GCC unroll 4
+    for (int b = 0; b < B; ++b) acc[a][b] = sums[a * C + b];
+#pragma GCC unroll 4
+  for (int b = 0; b < B; ++b) adb[b] = DB ? sums[9 * C * C + b] : vec{};
+  auto step = [&](int64_t p, auto&& ld) {
+    vec dv[B];
+#pragma GCC unroll 4
+    for (int b = 0; b < B; ++b) dv[b] = ld(d[b] + p);
+#pragma GCC unroll 32
+    for (int a = 0; a < A; ++a) {
+      const vec xv = ld(q[a] + p);
+#pragma GCC unroll 4
+      for (int b = 0; b < B; ++b) acc[a][b] += xv * dv[b];
+    }
+    if constexpr (DB)
+#pragma GCC unroll 4
+      for (int b = 0; b < B; ++b) adb[b] += dv[b];
+  };
+  int64_t p = 0;
+  for (; p + L <= total; p += L) step(p, [](const float* s) { return load(s); });
+  if (p < total) step(p, [n = total - p](const float* s) { return load_first(s, n); });
+#pragma GCC unroll 32
+  for (int a = 0; a < A; ++a)
+#pragma GCC unroll 4
+    for (int b = 0; b < B; ++b) sums[a * C + b] = acc[a][b];
+  if constexpr (DB)
+#pragma GCC unroll 4
+    for (int b = 0; b < B; ++b) sums[9 * C * C + b] = adb[b];
+}
+
+// sums[9*C*C + b] += sum of d[b][p] over the block (the bias gradient where dw_group has no
+// registers left for it).
+inline void db_sums(const float* d, int64_t plane, int64_t total, int64_t c, vec* sums) {
+  for (int64_t b = 0; b < c; ++b) {
+    vec s = sums[b];
+    int64_t p = 0;
+    for (; p + L <= total; p += L) s += load(d + b * plane + p);
+    if (p < total) s += load_first(d + b * plane + p, total - p);
+    sums[b] = s;
+  }
+}
+
+// The weight gradient: per block, dw_group over every (channel block, pair group); for C > 1
+// the block's dy pixels (contiguous in NHWC) are first split into C planar rows
+// (pixel_transpose::split_rows). The lanes are summed in float over a thread's blocks up to
+// kFlushPixels pixels (4096 terms a lane), then into its doubles (C = 1: 10 lane sums per
+// block were a fifth of a 7x7 image); the threads' doubles are added in thread order (static
+// schedule: deterministic for a fixed thread count).
+template <int C>
+void backward_weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                        float* db) {
   constexpr int64_t kFlushPixels = int64_t(1) << 16;
+  constexpr int B = C, A = dw_pairs<C>(), K = 9 * C * C + C;
+  constexpr bool fold_db = A * B + 2 * B + 1 <= kVectorRegisters;
   const int threads = threads_for(g);
-  std::vector<double> part((size_t)threads * 10, 0.0);  // a thread without blocks adds 0
-  auto flush = [&](const Planes<1>& pl) {
-    double* mine = part.data() + omp_get_thread_num() * 10;
-    for (int k = 0; k < 10 && pl.pending; ++k) mine[k] += lane_sum(pl.sums[k]), pl.sums[k] = vec{};
+  std::vector<double> part((size_t)threads * K, 0.0);  // a thread without blocks adds 0
+  auto flush = [&](const Planes<C>& pl) {
+    double* mine = part.data() + omp_get_thread_num() * K;
+    for (int k = 0; k < K && pl.pending; ++k) mine[k] += lane_sum(pl.sums[k]), pl.sums[k] = vec{};
     pl.pending = 0;
   };
-  run_blocks<1>(g, x, threads, false, [&](const Planes<1>& pl, int64_t off, int64_t total) {
-    if (pl.sums.size() < 10) pl.sums.assign(10, vec{});
-    vec acc[10];
-    for (int t = 0; t < 10; ++t) acc[t] = pl.sums[t];
-    const float* q[9];
-    for (int t = 0; t < 9; ++t) q[t] = pl.tap(t, 0);
-    const float* d = dy + off;
-    auto step = [&](int64_t p, auto&& ld) {
-      const vec dv = ld(d + p);
-#pragma GCC unroll 9
-      for (int t = 0; t < 9; ++t) acc[t] += ld(q[t] + p) * dv;
-      acc[9] += dv;
-    };
-    int64_t p = 0;
-    for (; p + L <= total; p += L) step(p, [](const float* a) { return load(a); });
-    if (p < total) step(p, [n = total - p](const float* a) { return load_first(a, n); });
-    for (int t = 0; t < 10; ++t) pl.sums[t] = acc[t];
+  run_blocks<C>(g, x, threads, false, [&](const Planes<C>& pl, int64_t off, int64_t total) {
+    const int64_t plane = round_up(total, L);
+    if (pl.sums.size() < (size_t)K) pl.sums.assign(K, vec{});
+    const float* dp[C];
+    if constexpr (C == 1) {
+      dp[0] = dy + off;
+    } else {  // bounded by the block: C * (rows*OW rounded up to L) floats
+      if (pl.scratch.size() < (size_t)(C * plane)) pl.scratch.resize((size_t)(C * plane));
+      float* s = pl.scratch.data();
+      const float* src = dy + off * C;
+      for (int64_t k = pixel_transpose::split_rows<C>(src, total, s, plane); k < total; ++k)
+        for (int co = 0; co < C; ++co) s[co * plane + k] = src[k * C + co];
+      for (int co = 0; co < C; ++co) dp[co] = s + co * plane;
+    }
+    const float* q[9 * C];
+    for (int t = 0; t < 9; ++t)
+      for (int ci = 0; ci < C; ++ci) q[t * C + ci] = pl.tap(t, ci);
+    vec* sums = pl.sums.data();
+    for (int b0 = 0; b0 < C; b0 += B) {
+      dw_group<C, A, B, fold_db>(q, dp + b0, total, sums + b0);
+      for (int a0 = A; a0 < 9 * C; a0 += A) dw_group<C, A, B, false>(q + a0, dp + b0, total, sums + a0 * C + b0);
+    }
+    if constexpr (!fold_db) db_sums(dp[0], plane, total, C, sums + 9 * C * C);
     pl.pending += total;
     if (pl.pending >= kFlushPixels) flush(pl);
   }, flush);
-  for (int k = 0; k < 10; ++k) {
+  for (int k = 0; k < K; ++k) {
     double s = 0.0;
-    for (int t = 0; t < threads; ++t) s += part[t * 10 + k];
-    if (k < 9) dw[k] = (float)s;
-    else if (db) db[0] = (float)s;
+    for (int t = 0; t < threads; ++t) s += part[t * K + k];
+    if (k < 9 * C * C) dw[k] = (float)s;
+    else if (db) db[k - 9 * C * C] = (float)s;
+  }
+}
+
+}  // namespace
+
+void s2_planes_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
+                                float* dw, float* db) {
+  switch (g.c) {
+    case 1: return backward_weights_c<1>(g, dy, x, dw, db);
+    case 3: return backward_weights_c<3>(g, dy, x, dw, db);
   }
 }
 
