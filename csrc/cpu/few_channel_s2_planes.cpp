@@ -104,12 +104,6 @@ class Planes {
         }
         split_row(img + r * g_.w * C, xbeg, xend, plane(a, 0, 0) + i * ow,
                   plane(a, 0, 1) + i * ow, plane(a, 0, 2) + i * ow);
-        if constexpr (C > 1)
-          for (int ci = 0; ci < C; ++ci) {
-            const float* p0 = plane(a, ci, 0) + i * ow;
-            float* p2 = plane(a, ci, 2) + i * ow;
-            for (int64_t j = 0; j < ow; j += L) store(p2 + j, load(p0 + 1 + j));
-          }
       }
   }
 
@@ -125,18 +119,16 @@ class Planes {
 
   // Channel ci's p0[j] = xp[2j], p1[j] = xp[2j + 1], p2[j] = xp[2j + 2] of one padded row
   // (src its first real pixel), at ci*3*stride_ from p0, p1, p2, for j < pairs_ (writing past
-  // the row's OW floats into the next row's place, written later). p2 is p0 one column on:
-  // for C = 1 split from the row again, one pair on (copied from p0 + 1, its loads straddled
-  // two stores just made, no store forwarding: 36% of a 56x56 C=1 forward's cycles in perf;
-  // the second split made it 0.63-0.85 of the time, paired); for C >= 3 the second split (a
-  // full channel transpose) was 1.12-1.17 of the time at 28x28 and 56x56, so pack() copies.
+  // the row's OW floats into the next row's place, written later). p2 is p0 one column on,
+  // made in registers by the split (split_pairs' next). Before: for C = 1 a second split of
+  // the row one pair on (a copy from p0 + 1 stalled on store forwarding, 36% of a 56x56 C=1
+  // forward's cycles), for C >= 3 that copy (a second split was 1.12-1.17 of the time).
   void split_row(const float* src, const float* xbeg, const float* xend, float* p0, float* p1,
                  float* p2) {
     const int64_t pl = g_.win.pl, w = g_.w, cs = 3 * stride_;
     const float* start = src - pl * C;
-    if (start >= xbeg && start + 2 * (pairs_ + (C == 1)) * C <= xend) {
-      stride2::split_pairs<C>(start, pairs_, p0, p1, cs);
-      if constexpr (C == 1) stride2::split_pairs<C, false>(start + 2 * C, pairs_, p2, nullptr, cs);
+    if (start >= xbeg && start + 2 * pairs_ * C <= xend) {
+      stride2::split_pairs<C>(start, pairs_, p0, p1, cs, p2);
       // Columns of the padding read from x: zero them (columns up to 2*OW are read).
       auto zero = [&](int64_t c) {
         for (int ci = 0; ci < C; ++ci) {
@@ -144,7 +136,7 @@ class Planes {
             p1[ci * cs + c / 2] = 0.f;
           } else {
             p0[ci * cs + c / 2] = 0.f;
-            if (C == 1 && c >= 2) p2[ci * cs + c / 2 - 1] = 0.f;
+            if (c >= 2) p2[ci * cs + c / 2 - 1] = 0.f;
           }
         }
       };
@@ -155,8 +147,7 @@ class Planes {
     // The copy's other floats stay the zeros allocate() wrote.
     float* t = row_copy();
     std::memcpy(t + pl * C, src, sizeof(float) * C * std::min(w, 2 * pairs_ - pl));
-    stride2::split_pairs<C>(t, pairs_, p0, p1, cs);
-    if constexpr (C == 1) stride2::split_pairs<C, false>(t + 2 * C, pairs_, p2, nullptr, cs);
+    stride2::split_pairs<C>(t, pairs_, p0, p1, cs, p2);
   }
 
   const ConvGeometry& g_;
