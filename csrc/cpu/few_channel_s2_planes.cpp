@@ -201,7 +201,7 @@ int threads_for(const ConvGeometry& g) {
 // 9 multiply-adds, one chain is latency-bound).
 template <int C>
 constexpr int vectors_for() {
-  return C == 1 ? 4 : (C <= 3 || kVectorRegisters >= 32) ? 2 : 1;
+  return C == 1 ? 4 : kVectorRegisters >= 32 ? (C <= 4 ? 4 : 3) : C <= 3 ? 2 : 1;
 }
 
 // V vectors of outputs from block pixel p, stored NHWC at out: bias + the 9*C taps per
