@@ -41,7 +41,8 @@ struct PhaseMask {
 inline constexpr ivec me = PhaseMask<0>::make(std::make_index_sequence<L>());
 inline constexpr ivec mo = PhaseMask<1>::make(std::make_index_sequence<L>());
 
-// The inverse: lane i of the low (HALF 0) or high (1) register of interleaved pairs (e, o).
+// The inverse: lane i of the low (HALF 0) or high (1) register of interleaved pairs (e, o)
+// (few_channel_s2_planes.cpp's merge_parities for one channel).
 template <int HALF>
 struct PairMask {
   template <size_t... I>
@@ -99,16 +100,6 @@ inline int64_t split_pairs(const float* src, int64_t pairs, float* even, float* 
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) store(next + c * plane + j - L, __builtin_shuffle(prev[c], vec{}, mnext));
   return j;
-}
-
-// dst[2j] = even[j], dst[2j + 1] = odd[j] for j < pairs rounded up to L (one channel; reads
-// and writes whole registers past `pairs`).
-inline void merge_pairs(const float* even, const float* odd, int64_t pairs, float* dst) {
-  for (int64_t j = 0; j < pairs; j += L) {
-    const vec e = load(even + j), o = load(odd + j);
-    store(dst + 2 * j, __builtin_shuffle(e, o, mlo));
-    store(dst + 2 * j + L, __builtin_shuffle(e, o, mhi));
-  }
 }
 
 using SplitPairsFn = int64_t (*)(const float*, int64_t, float*, float*, int64_t);
