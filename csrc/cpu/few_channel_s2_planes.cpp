@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "cpu/few_channel_s2.h"
+#include "cpu/few_channel_s2_c1.h"
 #include "cpu/parallel.h"
 #include "cpu/pixel_transpose.h"
 #include "cpu/simd.h"
@@ -304,7 +305,7 @@ bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
 void s2_planes_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                        float* y, Activation act) {
   switch (g.c) {
-    case 1: return forward_c<1>(g, x, w, b, y, act);
+    case 1: return s2_c1_forward(g, x, w, b, y, act) ? void() : forward_c<1>(g, x, w, b, y, act);
     case 2: return forward_c<2>(g, x, w, b, y, act);
     case 3: return forward_c<3>(g, x, w, b, y, act);
     case 4: return forward_c<4>(g, x, w, b, y, act);

@@ -1,0 +1,127 @@
+// 3x3 stride-2 forward with one channel in and out, straight from the NHWC rows (AVX-512).
+//
+// Why: on the column-phase planes (few_channel_s2_planes.cpp) a C=1 forward spends most of
+// its time packing: each input row split into three planes (even columns, odd columns, even
+// columns one on) and stored, then loaded again by the 9 taps; the pack was 36% of an N=256
+// 56x56 forward's samples in perf, the 9 multiply-adds per 16 outputs little.
+//
+// Here a vector of 16 outputs of one row reads the 33 input columns it needs from each of
+// its 3 input rows as two (masked, at the row's ends) loads and one broadcast, splits them
+// in registers (even, odd, even one on: three two-source permutes) and multiplies the 9 taps
+// straight away; two output rows at once share their middle input row (5 rows split per 2
+// output rows), each output's ky rows in separate accumulators (6 chains of 3). Columns and
+// rows outside x are zeros that are multiplied like the reference's zero padding, so NaN and
+// inf land where the reference puts them. The last vector of a row is stored masked.
+#include "cpu/few_channel_s2_c1.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "cpu/few_channel_s2.h"
+#include "cpu/parallel.h"
+#include "cpu/simd.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace fastconv::cpu::detail {
+
+#if defined(__AVX512F__)
+
+namespace {
+
+using stride2::L;
+using stride2::vec;
+
+static_assert(L == 16, "one zmm of outputs");
+
+// Lanes [lo, hi) of 16, clipped.
+inline __mmask16 lanes(int64_t lo, int64_t hi) {
+  lo = std::max<int64_t>(lo, 0);
+  hi = std::min<int64_t>(hi, 16);
+  if (hi <= lo) return 0;
+  return (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+// Row r's columns base .. base + 2L split into (even, odd, next): even[i] = x[base + 2i],
+// odd[i] = x[base + 2i + 1], next[i] = x[base + 2i + 2]; columns outside [0, w) and rows
+// without data (row == nullptr) are 0.
+struct Split {
+  vec e, o, n;
+};
+inline Split split(const float* row, int64_t base, int64_t w) {
+  if (!row) return {vec{}, vec{}, vec{}};
+  const float* p = row + base;  // may lie before the row: the masked lanes are not read
+  vec a, b;
+  float last = 0.f;
+  if (base >= 0 && base + 2 * L < w) {
+    a = (vec)_mm512_loadu_ps(p);
+    b = (vec)_mm512_loadu_ps(p + L);
+    last = p[2 * L];
+  } else {
+    a = (vec)_mm512_maskz_loadu_ps(lanes(-base, w - base), p);
+    b = (vec)_mm512_maskz_loadu_ps(lanes(-base - L, w - base - L), p + L);
+    if (base + 2 * L >= 0 && base + 2 * L < w) last = p[2 * L];
+  }
+  const vec e = __builtin_shuffle(a, b, stride2::me);
+  const vec o = __builtin_shuffle(a, b, stride2::mo);
+  const vec n = __builtin_shuffle(e, vec{} + last, stride2::mnext);
+  return {e, o, n};
+}
+
+}  // namespace
+
+bool s2_c1_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                   float* y, Activation act) {
+  const int64_t pairs = (g.oh + 1) / 2, items = g.n * pairs;
+  const int threads =
+      items * g.ow * 9 < (int64_t(1) << 21) ? 1 : std::max(1, get_num_threads());
+  vec wv[9];
+  for (int t = 0; t < 9; ++t) wv[t] = vec{} + w[t];
+  const vec bias = vec{} + (b ? b[0] : 0.f);
+  parallel_region(threads, [&] {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t n = it / pairs, oy = (it % pairs) * 2;
+      const bool two = oy + 1 < g.oh;
+      const float* rows[5];
+      for (int k = 0; k < 5; ++k) {
+        const int64_t r = 2 * oy + k - g.win.pt;
+        rows[k] = r >= 0 && r < g.h && (k < 3 || two) ? x + (n * g.h + r) * g.w : nullptr;
+      }
+      float* y0 = y + (n * g.oh + oy) * g.ow;
+      for (int64_t ox = 0; ox < g.ow; ox += L) {
+        const int64_t base = 2 * ox - g.win.pl;
+        vec acc[2][3];
+        // Row k feeds output row 0 as ky = k (k <= 2) and output row 1 as ky = k - 2 (k >= 2):
+        // unrolled, each split is used at once (as an array of splits they went to the stack).
+#pragma GCC unroll 5
+        for (int k = 0; k < 5; ++k) {
+          const Split q = split(rows[k], base, g.w);
+          if (k <= 2) acc[0][k] = q.e * wv[k * 3] + q.o * wv[k * 3 + 1] + q.n * wv[k * 3 + 2];
+          if (k >= 2) acc[1][k - 2] = q.e * wv[(k - 2) * 3] + q.o * wv[(k - 2) * 3 + 1] + q.n * wv[(k - 2) * 3 + 2];
+        }
+        const __mmask16 m = lanes(0, g.ow - ox);
+        _mm512_mask_storeu_ps(y0 + ox, m, (__m512)(bias + acc[0][0] + acc[0][1] + acc[0][2]));
+        if (two)
+          _mm512_mask_storeu_ps(y0 + g.ow + ox, m, (__m512)(bias + acc[1][0] + acc[1][1] + acc[1][2]));
+      }
+      if (act != Activation::Linear) activation_inplace((1 + two) * g.ow, y0, act);
+    }
+  });
+  return true;
+}
+
+#else
+
+bool s2_c1_forward(const ConvGeometry&, const float*, const float*, const float*, float*,
+                   Activation) {
+  return false;
+}
+
+#endif
+
+}  // namespace fastconv::cpu::detail
