@@ -256,3 +256,39 @@ def test_backward_weights_channels_threaded_and_deterministic(c):
                                          (3, 3, c, c), *args, True)
     _close(dw, rdw)
     _close(db, rdb)
+
+
+@pytest.mark.parametrize("w", (31, 32, 33, 34, 35, 63, 64, 65, 66, 67, 97))
+@pytest.mark.parametrize("h", (1, 2, 5, 6))
+@pytest.mark.parametrize("pads", ((0, 1, 0, 1), (1, 1, 1, 1), (2, 2, 2, 0), (0, 0, 2, 2)))
+def test_c1_forward_row_edges(w, h, pads):
+    """The C=1 forward straight from the rows (few_channel_s2_c1.cpp, AVX-512): widths where
+    a vector's 33 input columns end just inside, at or past the row (the full-load and masked
+    paths, the broadcast 33rd column), odd and even output heights (a last output row alone),
+    every left pad 0..2; batch 1 and 2 (the _check covers all three passes)."""
+    if h + pads[0] + pads[1] < 3:
+        pytest.skip("window taller than the padded input")
+    _check(w * 10 + h, 1 + w % 2, h, w, 1, 1, (3, 3), (2, 2), pads, (1, 1), bias=h % 2 == 0)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("bad", (np.nan, np.inf))
+@pytest.mark.parametrize("where", ((0, 0), (0, 32), (0, 33), (8, 64), (9, 1), (4, 31)))
+def test_c1_forward_nonfinite_at_vector_edges(bad, where):
+    """A non-finite x value at the columns where a vector's loads split (32: the second
+    register's first lane, 33: the broadcast column, 64: past two vectors), at the top and
+    bottom rows: the reference's NaN/inf pattern exactly; then an inf weight, which the
+    reference multiplies by the padding's zeros too."""
+    rng = np.random.default_rng(70)
+    args = ((2, 2), (1, 1, 1, 1), (1, 1), 1)
+    x = rng.standard_normal((2, 10, 66, 1)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 1, 1)).astype(np.float32)
+    x[1, where[0], where[1], 0] = bad
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *args)
+    assert not np.isfinite(ref).all()
+    _same_nonfinite(_C.conv2d_forward(x, wt, None, *args), ref)
+    x = rng.standard_normal((2, 10, 66, 1)).astype(np.float32)
+    wt[0, 2, 0, 0] = bad
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *args)
+    assert not np.isfinite(ref).all()
+    _same_nonfinite(_C.conv2d_forward(x, wt, None, *args), ref)
