@@ -17,6 +17,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
+
+#include <omp.h>
 
 #include "cpu/few_channel_s2.h"
 #include "cpu/parallel.h"
@@ -115,7 +118,87 @@ bool s2_c1_forward(const ConvGeometry& g, const float* x, const float* w, const 
   return true;
 }
 
+// The weight gradient the same way: dw[ky*3 + kx] += split rows times dy, two output rows
+// (5 input rows) a step, 9 accumulators plus the bias sum. Lanes past a row's end are zeroed
+// in dy and in the splits (a real x column there could be inf). The lanes are summed in float
+// over a thread's items up to kFlushPixels pixels (4096 terms a lane), then into its doubles,
+// added in thread order (static schedule: deterministic for a fixed thread count).
+bool s2_c1_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                            float* db) {
+  constexpr int64_t kFlushPixels = int64_t(1) << 16;
+  const int64_t pairs = (g.oh + 1) / 2, items = g.n * pairs;
+  const int threads =
+      items * g.ow * 9 < (int64_t(1) << 21) ? 1 : std::max(1, get_num_threads());
+  std::vector<double> part((size_t)threads * 10, 0.0);
+  parallel_region(threads, [&] {
+    note_team();
+    vec sums[10] = {};
+    int64_t pending = 0;
+    auto flush = [&] {
+      double* mine = part.data() + omp_get_thread_num() * 10;
+      for (int k = 0; k < 10; ++k) {
+        double t = 0.0;
+        for (int l = 0; l < L; ++l) t += sums[k][l];
+        mine[k] += t;
+        sums[k] = vec{};
+      }
+      pending = 0;
+    };
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t n = it / pairs, oy = (it % pairs) * 2;
+      const bool two = oy + 1 < g.oh;
+      const float* rows[5];
+      for (int k = 0; k < 5; ++k) {
+        const int64_t r = 2 * oy + k - g.win.pt;
+        rows[k] = r >= 0 && r < g.h && (k < 3 || two) ? x + (n * g.h + r) * g.w : nullptr;
+      }
+      const float* d0 = dy + (n * g.oh + oy) * g.ow;
+      vec acc[10];
+      for (int k = 0; k < 10; ++k) acc[k] = sums[k];
+      for (int64_t ox = 0; ox < g.ow; ox += L) {
+        const int64_t base = 2 * ox - g.win.pl;
+        const __mmask16 m = lanes(0, g.ow - ox);
+        const vec dv0 = (vec)_mm512_maskz_loadu_ps(m, d0 + ox);
+        const vec dv1 = two ? (vec)_mm512_maskz_loadu_ps(m, d0 + g.ow + ox) : vec{};
+        acc[9] += dv0 + dv1;
+#pragma GCC unroll 5
+        for (int k = 0; k < 5; ++k) {
+          Split q = split(rows[k], base, g.w);
+          if (m != 0xFFFF) {
+            q.e = (vec)_mm512_maskz_mov_ps(m, (__m512)q.e);
+            q.o = (vec)_mm512_maskz_mov_ps(m, (__m512)q.o);
+            q.n = (vec)_mm512_maskz_mov_ps(m, (__m512)q.n);
+          }
+          if (k <= 2) {
+            acc[k * 3] += q.e * dv0, acc[k * 3 + 1] += q.o * dv0, acc[k * 3 + 2] += q.n * dv0;
+          }
+          if (k >= 2) {
+            const int t = (k - 2) * 3;
+            acc[t] += q.e * dv1, acc[t + 1] += q.o * dv1, acc[t + 2] += q.n * dv1;
+          }
+        }
+      }
+      for (int k = 0; k < 10; ++k) sums[k] = acc[k];
+      pending += (1 + two) * g.ow;
+      if (pending >= kFlushPixels) flush();
+    }
+    flush();
+  });
+  for (int k = 0; k < 10; ++k) {
+    double t = 0.0;
+    for (int th = 0; th < threads; ++th) t += part[th * 10 + k];
+    if (k < 9) dw[k] = (float)t;
+    else if (db) db[0] = (float)t;
+  }
+  return true;
+}
+
 #else
+
+bool s2_c1_backward_weights(const ConvGeometry&, const float*, const float*, float*, float*) {
+  return false;
+}
 
 bool s2_c1_forward(const ConvGeometry&, const float*, const float*, const float*, float*,
                    Activation) {

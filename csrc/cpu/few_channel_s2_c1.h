@@ -1,5 +1,6 @@
-// 3x3 stride-2 forward with one channel in and out straight from the NHWC rows
-// (few_channel_s2_c1.cpp); s2_planes_forward hands C = 1 here first.
+// 3x3 stride-2 convs with one channel in and out: the forward and the weight pass straight
+// from the NHWC rows (few_channel_s2_c1.cpp, AVX-512); s2_planes_forward and
+// s2_planes_backward_weights hand C = 1 here first.
 #pragma once
 #include "common/geometry.h"
 #include "kernels.h"
@@ -10,5 +11,8 @@ namespace fastconv::cpu::detail {
 // (nothing written) at a level without AVX-512.
 bool s2_c1_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                    float* y, Activation act);
+// Same contract as conv2d_backward_weights, likewise.
+bool s2_c1_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                            float* db);
 
 }  // namespace fastconv::cpu::detail

@@ -592,7 +592,9 @@ void backward_weights_c(const ConvGeometry& g, const float* dy, const float* x, 
 void s2_planes_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
                                 float* dw, float* db) {
   switch (g.c) {
-    case 1: return backward_weights_c<1>(g, dy, x, dw, db);
+    case 1:
+      if (!s2_c1_backward_weights(g, dy, x, dw, db)) backward_weights_c<1>(g, dy, x, dw, db);
+      return;
     case 3: return backward_weights_c<3>(g, dy, x, dw, db);
   }
 }
