@@ -262,10 +262,11 @@ def test_backward_weights_channels_threaded_and_deterministic(c):
 @pytest.mark.parametrize("h", (1, 2, 5, 6))
 @pytest.mark.parametrize("pads", ((0, 1, 0, 1), (1, 1, 1, 1), (2, 2, 2, 0), (0, 0, 2, 2)))
 def test_c1_forward_row_edges(w, h, pads):
-    """The C=1 forward straight from the rows (few_channel_s2_c1.cpp, AVX-512): widths where
+    """The C=1 passes straight from the rows (few_channel_s2_c1.cpp, AVX-512): widths where
     a vector's 33 input columns end just inside, at or past the row (the full-load and masked
-    paths, the broadcast 33rd column), odd and even output heights (a last output row alone),
-    every left pad 0..2; batch 1 and 2 (the _check covers all three passes)."""
+    paths, the broadcast 33rd column; the data pass's masked dx stores from column 2j - pl),
+    odd and even output heights (a last output row alone), every left pad 0..2; batch 1 and 2
+    (the _check covers all three passes)."""
     if h + pads[0] + pads[1] < 3:
         pytest.skip("window taller than the padded input")
     _check(w * 10 + h, 1 + w % 2, h, w, 1, 1, (3, 3), (2, 2), pads, (1, 1), bias=h % 2 == 0)
@@ -274,11 +275,13 @@ def test_c1_forward_row_edges(w, h, pads):
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("bad", (np.nan, np.inf))
 @pytest.mark.parametrize("where", ((0, 0), (0, 32), (0, 33), (8, 64), (9, 1), (4, 31)))
-def test_c1_forward_nonfinite_at_vector_edges(bad, where):
+def test_c1_nonfinite_at_vector_edges(bad, where):
     """A non-finite x value at the columns where a vector's loads split (32: the second
     register's first lane, 33: the broadcast column, 64: past two vectors), at the top and
-    bottom rows: the reference's NaN/inf pattern exactly; then an inf weight, which the
-    reference multiplies by the padding's zeros too."""
+    bottom rows: the reference's NaN/inf pattern exactly in y and dw; a non-finite dy value
+    at the matching place (dy column 16: a vector's first lane and the previous one's j - 1
+    load) in dx; then an inf weight in the forward, which the reference multiplies by the
+    padding's zeros too."""
     rng = np.random.default_rng(70)
     args = ((2, 2), (1, 1, 1, 1), (1, 1), 1)
     x = rng.standard_normal((2, 10, 66, 1)).astype(np.float32)
@@ -287,6 +290,17 @@ def test_c1_forward_nonfinite_at_vector_edges(bad, where):
     ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *args)
     assert not np.isfinite(ref).all()
     _same_nonfinite(_C.conv2d_forward(x, wt, None, *args), ref)
+    dy = rng.standard_normal(ref.shape).astype(np.float32)
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64), wt.shape,
+                                         *args, True)
+    assert not np.isfinite(rdw).all()
+    dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
+    _same_nonfinite(dw, rdw)
+    _close(db, rdb)
+    dy[1, min(where[0] // 2, 4), min(where[1] // 2, 32), 0] = bad
+    rdx = R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x.shape, *args)
+    assert not np.isfinite(rdx).all()
+    _same_nonfinite(_C.conv2d_backward_data(dy, wt, x.shape, *args), rdx)
     x = rng.standard_normal((2, 10, 66, 1)).astype(np.float32)
     wt[0, 2, 0, 0] = bad
     ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *args)

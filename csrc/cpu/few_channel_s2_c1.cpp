@@ -194,7 +194,55 @@ bool s2_c1_backward_weights(const ConvGeometry& g, const float* dy, const float*
   return true;
 }
 
+// Backward data by parity (as backward_data_c in few_channel_s2_planes.cpp), straight from
+// the dy rows: plane row i of the padded dx gives dx rows 2i - pt (taps ky = 0, 2 from dy rows
+// i, i - 1) and 2i + 1 - pt (ky = 1 from row i); per vector of 16 dy columns j, four loads
+// (dy[i][j], dy[i][j - 1], dy[i - 1][j], dy[i - 1][j - 1], masked to dy's columns), 9
+// multiply-adds into the four parity vectors, two interleaves per dx row and masked stores at
+// column 2j - pl (no dy row copies, no planar staging). The caller has checked that w is
+// finite: the zeros outside dy are multiplied by it.
+bool s2_c1_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  const int64_t pt = g.win.pt, pl = g.win.pl;
+  const int64_t I = (g.h - 1 + pt) / 2 + 1, items = g.n * I;
+  const int threads =
+      items * g.ow * 9 < (int64_t(1) << 21) ? 1 : std::max(1, get_num_threads());
+  vec k[9];
+  for (int t = 0; t < 9; ++t) k[t] = vec{} + w[t];
+  auto put = [&](float* row, int64_t col, vec e, vec o) {  // pairs (e, o) from column col
+    const vec lo = __builtin_shuffle(e, o, stride2::mlo), hi = __builtin_shuffle(e, o, stride2::mhi);
+    _mm512_mask_storeu_ps(row + col, lanes(-col, g.w - col), (__m512)lo);
+    _mm512_mask_storeu_ps(row + col + L, lanes(-col - L, g.w - col - L), (__m512)hi);
+  };
+  parallel_region(threads, [&] {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t n = it / I, i = it % I;
+      const int64_t y0 = 2 * i - pt, y1 = y0 + 1;  // the dx rows of parity 0 and 1
+      const float* r1 = i < g.oh ? dy + (n * g.oh + i) * g.ow : nullptr;
+      const float* r0 = i >= 1 && i - 1 < g.oh ? dy + (n * g.oh + i - 1) * g.ow : nullptr;
+      float* dx0 = y0 >= 0 && y0 < g.h ? dx + (n * g.h + y0) * g.w : nullptr;
+      float* dx1 = y1 >= 0 && y1 < g.h ? dx + (n * g.h + y1) * g.w : nullptr;
+      auto ld = [&](const float* r, int64_t j) {  // r[j .. j + L) inside dy's row, else 0
+        return r ? (vec)_mm512_maskz_loadu_ps(lanes(-j, g.ow - j), r + j) : vec{};
+      };
+      for (int64_t j = 0; 2 * j - pl < g.w; j += L) {
+        const vec d11 = ld(r1, j), d10 = ld(r1, j - 1), d01 = ld(r0, j), d00 = ld(r0, j - 1);
+        if (dx0) {
+          const vec e0 = k[0] * d11 + k[2] * d10 + k[6] * d01 + k[8] * d00;
+          const vec o0 = k[1] * d11 + k[7] * d01;
+          put(dx0, 2 * j - pl, e0, o0);
+        }
+        if (dx1) put(dx1, 2 * j - pl, k[3] * d11 + k[5] * d10, k[4] * d11);
+      }
+    }
+  });
+  return true;
+}
+
 #else
+
+bool s2_c1_backward_data(const ConvGeometry&, const float*, const float*, float*) { return false; }
 
 bool s2_c1_backward_weights(const ConvGeometry&, const float*, const float*, float*, float*) {
   return false;

@@ -455,7 +455,7 @@ void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, flo
 bool s2_planes_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   if (!all_finite(w, 9 * g.c * g.c)) return false;
   switch (g.c) {
-    case 1: return backward_data_c<1>(g, dy, w, dx), true;
+    case 1: return s2_c1_backward_data(g, dy, w, dx) || (backward_data_c<1>(g, dy, w, dx), true);
     case 2: return backward_data_c<2>(g, dy, w, dx), true;
     case 3: return backward_data_c<3>(g, dy, w, dx), true;
     case 4: return backward_data_c<4>(g, dy, w, dx), true;
