@@ -21,7 +21,9 @@
 //                    vectors x C channels held over the 9*C taps, merged to NHWC in
 //                    registers (pixel_transpose.h) and stored whole
 //   backward data    by parity, see backward_data_c
-//   backward weights (C = 1) dw[tap] = sum over the block's p of plane[p + off] * dy[p]
+//   backward weights (C = 1, 3) dw[tap, ci, co] = sum over the block's p of
+//                    plane[tap, ci][p + off] * dy[p, co], dy split to planes; register groups
+//                    of (tap, ci) pairs x output channels (dw_group)
 //
 // A row is split with few_channel_s2.h's pair split, straight from x when the 2*pairs*C
 // floats it reads lie inside x (the columns outside the row then zeroed one by one), else
@@ -284,9 +286,13 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
 //                  C=2 / 3 / 4 N=32 112 0.475/0.351 0.956/0.610 1.460/1.487
 //                  C=2 / 3 / 4 14x14    0.106/0.102 0.219/0.152 0.277/0.208
 //                  C=2 / 3 / 4 7x7      0.054/0.052 0.073/0.080 0.084/0.108
-// The weight pass over planes for C = 2..4 (tap groups of 9*C*C/3 or C*C accumulators, dy
-// split to planes) lost to the row kernel at 7..28 columns (C = 3 7x7 0.073/0.106, N=32 112
-// 0.549/0.764) and is not here. Backward data for C >= 2 from 14 columns (C = 4 up to 64)
+// An earlier weight pass over planes for C = 2..4 (tap groups of 9*C*C/3 or C*C accumulators)
+// lost to the row kernel at 7..28 columns (C = 3 7x7 0.073/0.106, N=32 112 0.549/0.764).
+// The one here (dw_group: 9 pairs x 3 channels, masked tails, p2 from the split's registers)
+// takes C = 3 (paired against the row kernel, 1 thread, CPU time, Zen 4 at load 2-4, ms:
+// N=256 56x56 1.94/1.20, 28x28 0.485/0.318, N=32 56x56 0.220/0.151, N=32 112x112
+// 0.748/0.562); for C = 6 it lost to the direct path (7x7 0.135/0.203, 14x14 0.303/0.816,
+// 56x56 4.79/7.24: the 6-channel pair split of x dominated) and C = 2, 4 stay on the rows. Backward data for C >= 2 from 14 columns (C = 4 up to 64)
 // and up to kMaxDataFloats of dx (N=256 112x112 C=3, 38 MB, past the 32 MB L3: 9.031/8.941,
 // 7.351/7.931, 8.058/8.538 in three runs; N=32 0.842/0.571), the forward for C = 6 up to 32
 // columns: where they were measured to win.
