@@ -1,8 +1,9 @@
 """3x3 stride-2 convs on the column-phase planes (csrc/cpu/few_channel_s2_planes.cpp: all
-three passes for one channel in and out, the forward for C = 2..4 and 6 up to 32 columns, the
-backward data pass for C = 2..4 from 14 columns, the weight pass for C = 2..4 and 6; the rest of each _check runs on the row and
-direct kernels): against the float64 oracle (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the largest
-value).
+three passes for one channel in and out (straight from the rows at AVX-512,
+few_channel_s2_c1.cpp), the forward for C = 2..4 and 6 up to 32 columns, the backward data
+pass for C = 2..4 from 14 columns, the weight pass for C = 3 from 14 columns; the rest of
+each _check runs on the row and direct kernels): against the float64 oracle
+(test_direct_conv._close: rtol 1e-4, atol 1e-5 of the largest value).
 
 The kernel runs blocks of output rows (forward, weights: planes of (R + 1) x OW, R = 16384 /
 (6 OW) - 1; backward data: (R + 2) x (OW + 1), R = 16384 / (5 (OW + 1)) - 2) as flat vector
@@ -198,9 +199,11 @@ def test_backward_data_channels_nonfinite(c, bad):
                                      (2, 28, 28), (1, 5, 131)))
 @pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (2, 0, 1, 2)))
 def test_backward_weights_channels(c, n, h, w, pads):
-    """The weight pass for C > 1: register groups of (tap, ci) pairs x output channels over
-    the block's planes and its dy split to planes; blocks under one vector (3x2), partial last
-    vectors, whole 28x28 images, batch 1 and more (the _check covers all three passes)."""
+    """The weight pass on the planes for C = 3 from 14 columns (register groups of (tap, ci)
+    pairs x output channels over the block's planes and its dy split to planes): partial last
+    vectors (30, 33, 131 columns), whole 28x28 images, batch 1 and more; the narrower shapes
+    and C = 2, 4, 6 check that the others stay on their kernels, correct (the _check covers
+    all three passes)."""
     if h + pads[0] + pads[1] < 3 or w + pads[2] + pads[3] < 3:
         pytest.skip("window larger than the padded input")
     _check(c * 10000 + n * 1000 + h * w, n, h, w, c, c, (3, 3), (2, 2), pads, (1, 1),

@@ -201,13 +201,13 @@ int threads_for(const ConvGeometry& g) {
 }
 
 // Output vectors a step: V*C accumulators over the 9*C taps (C = 1: 4 independent chains of
-// 9 multiply-adds, one chain is latency-bound). At 32 registers C = 2, 3 take 4 vectors and
-// C = 6 three (each weight vector loaded once per V vectors; paired, 1 thread, Zen 4: C=3
-// N=256 56x56 1.547/1.250 ms, C=6 14x14 0.350/0.302, the rest 0.93-0.99); C = 4 keeps 2
-// (4 were 1.07-1.18 of the time).
+// 9 multiply-adds, one chain is latency-bound). At 32 registers C = 2, 3 take 4 vectors
+// (each weight vector loaded once per 4 output vectors; paired, 1 thread, Zen 4: C=3 N=256
+// 56x56 1.547/1.250 ms, C=2 56x56 0.712/0.624); C = 4 keeps 2 (4 were 1.07-1.18 of the
+// time), C = 6 too (3 measured 0.86-0.98 in one run, 1.02-1.04 in the next: not kept).
 template <int C>
 constexpr int vectors_for() {
-  return C == 1 ? 4 : kVectorRegisters >= 32 ? (C <= 3 ? 4 : C == 6 ? 3 : 2) : C <= 3 ? 2 : 1;
+  return C == 1 ? 4 : kVectorRegisters >= 32 ? (C <= 3 ? 4 : 2) : C <= 3 ? 2 : 1;
 }
 
 // V vectors of outputs from block pixel p, stored NHWC at out: bias + the 9*C taps per
@@ -292,10 +292,12 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
 // takes C = 3 (paired against the row kernel, 1 thread, CPU time, Zen 4 at load 2-4, ms:
 // N=256 56x56 1.94/1.20, 28x28 0.485/0.318, N=32 56x56 0.220/0.151, N=32 112x112
 // 0.748/0.562); for C = 6 it lost to the direct path (7x7 0.135/0.203, 14x14 0.303/0.816,
-// 56x56 4.79/7.24: the 6-channel pair split of x dominated) and C = 2, 4 stay on the rows. Backward data for C >= 2 from 14 columns (C = 4 up to 64)
-// and up to kMaxDataFloats of dx (N=256 112x112 C=3, 38 MB, past the 32 MB L3: 9.031/8.941,
-// 7.351/7.931, 8.058/8.538 in three runs; N=32 0.842/0.571), the forward for C = 6 up to 32
-// columns: where they were measured to win.
+// 56x56 4.79/7.24: the 6-channel pair split of x dominated) and C = 2, 4 stay on the rows;
+// nor at 7x7 (0.070/0.073) or past kMaxDataFloats of x (N=256 112x112: 7.03/8.12).
+// Backward data for C >= 2 from 14 columns (C = 4 up to 64) and up to kMaxDataFloats of dx
+// (N=256 112x112 C=3, 38 MB, past the 32 MB L3: 9.031/8.941, 7.351/7.931, 8.058/8.538 in
+// three runs; N=32 0.842/0.571), the forward for C = 6 up to 32 columns: where they were
+// measured to win.
 constexpr int64_t kMaxDataFloats = int64_t(1) << 22;
 bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
@@ -307,7 +309,8 @@ bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
   if (pass == ConvPass::BackwardData)
     return g.c == 1 || (g.c <= 4 && g.w >= 14 && (g.c < 4 || g.w <= 64) &&
                         g.n * g.h * g.w * g.c <= kMaxDataFloats);
-  if (pass != ConvPass::Forward) return g.c == 1 || g.c == 3;
+  if (pass != ConvPass::Forward)
+    return g.c == 1 || (g.c == 3 && g.w >= 14 && g.n * g.h * g.w * g.c <= kMaxDataFloats);
   return (g.c >= 1 && g.c <= 4) || (g.c == 6 && g.w <= 32);
 }
 
