@@ -64,10 +64,10 @@ inline constexpr ivec mnext = NextMask::make(std::make_index_sequence<L>());
 
 // even[c*plane + j] = src[(2j)*C + c], odd[c*plane + j] = src[(2j + 1)*C + c] for j < pairs
 // rounded down to L; returns the pairs done. ODD false: the even columns only (odd unused).
-// With next: next[c*plane + j] = even[c*plane + j + 1] too, from the registers (the last lane
+// NEXT: next[c*plane + j] = even[c*plane + j + 1] too, from the registers (the last lane
 // of the last register 0): copied from memory after the split, its loads straddled two
 // stores just made (no store forwarding), 60% of the planes' pack in perf (C=3 28x28).
-template <int C, bool ODD = true>
+template <int C, bool ODD = true, bool NEXT = false>
 inline int64_t split_pairs(const float* src, int64_t pairs, float* even, float* odd, int64_t plane,
                            float* next = nullptr) {
   int64_t j = 0;
@@ -92,11 +92,13 @@ inline int64_t split_pairs(const float* src, int64_t pairs, float* even, float* 
       const vec e = __builtin_shuffle(a[c], b[c], me);
       store(even + c * plane + j, e);
       if constexpr (ODD) store(odd + c * plane + j, __builtin_shuffle(a[c], b[c], mo));
-      if (next && j) store(next + c * plane + j - L, __builtin_shuffle(prev[c], e, mnext));
-      prev[c] = e;
+      if constexpr (NEXT) {
+        if (j) store(next + c * plane + j - L, __builtin_shuffle(prev[c], e, mnext));
+        prev[c] = e;
+      }
     }
   }
-  if (next && j)
+  if (NEXT && j)
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) store(next + c * plane + j - L, __builtin_shuffle(prev[c], vec{}, mnext));
   return j;
