@@ -1,8 +1,9 @@
 """3x3 stride-2 convs on the column-phase planes (csrc/cpu/few_channel_s2_planes.cpp: all
-three passes for one channel in and out, the forward for C = 2..4 and 6 up to 32 columns, the
-backward data pass for C = 2..4 from 14 columns; the rest of each _check runs on the row and
-direct kernels): against the float64 oracle (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the largest
-value).
+three passes for one channel in and out (straight from the rows at AVX-512,
+few_channel_s2_c1.cpp), the forward for C = 2..4 and 6 up to 32 columns, the backward data
+pass for C = 2..4 from 14 columns, the weight pass for C = 3 from 14 columns; the rest of
+each _check runs on the row and direct kernels): against the float64 oracle
+(test_direct_conv._close: rtol 1e-4, atol 1e-5 of the largest value).
 
 The kernel runs blocks of output rows (forward, weights: planes of (R + 1) x OW, R = 16384 /
 (6 OW) - 1; backward data: (R + 2) x (OW + 1), R = 16384 / (5 (OW + 1)) - 2) as flat vector
@@ -191,3 +192,120 @@ def test_backward_data_channels_nonfinite(c, bad):
     ref = R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x_shape, *args)
     assert not np.isfinite(ref).all()
     _same_nonfinite(_C.conv2d_backward_data(dy, wt, x_shape, *args), ref)
+
+
+@pytest.mark.parametrize("c", (2, 3, 4, 6))
+@pytest.mark.parametrize("n, h, w", ((1, 3, 2), (3, 7, 7), (1, 8, 9), (2, 13, 30), (1, 11, 33),
+                                     (2, 28, 28), (1, 5, 131)))
+@pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (2, 0, 1, 2)))
+def test_backward_weights_channels(c, n, h, w, pads):
+    """The weight pass on the planes for C = 3 from 14 columns (register groups of (tap, ci)
+    pairs x output channels over the block's planes and its dy split to planes): partial last
+    vectors (30, 33, 131 columns), whole 28x28 images, batch 1 and more; the narrower shapes
+    and C = 2, 4, 6 check that the others stay on their kernels, correct (the _check covers
+    all three passes)."""
+    if h + pads[0] + pads[1] < 3 or w + pads[2] + pads[3] < 3:
+        pytest.skip("window larger than the padded input")
+    _check(c * 10000 + n * 1000 + h * w, n, h, w, c, c, (3, 3), (2, 2), pads, (1, 1),
+           bias=(h + w) % 2 == 0)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("c", (2, 3, 4, 6))
+@pytest.mark.parametrize("bad", (np.nan, np.inf))
+def test_backward_weights_channels_nonfinite(c, bad):
+    """A non-finite x value at a corner and one inside, then a non-finite dy value: dw (and
+    db for dy) with the reference's NaN/inf pattern exactly (a lane past the block or a pad
+    column must not bring one in, a real tap must not lose it)."""
+    rng = np.random.default_rng(c + 40)
+    args = ((2, 2), (1, 1, 1, 1), (1, 1), 1)
+    x = rng.standard_normal((2, 15, 29, c)).astype(np.float32)
+    dy = rng.standard_normal((2, 8, 15, c)).astype(np.float32)
+    x[0, 14, 28, c - 1] = bad
+    x[1, 6, 9, 0] = -bad
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
+                                         (3, 3, c, c), *args, True)
+    assert not np.isfinite(rdw).all() and np.isfinite(rdw).any()
+    dw, db = _C.conv2d_backward_weights(dy, x, (3, 3, c, c), *args, True)
+    _same_nonfinite(dw, rdw)
+    _close(db, rdb)
+    x = rng.standard_normal((2, 15, 29, c)).astype(np.float32)
+    dy[1, 7, 14, c - 1] = bad
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
+                                         (3, 3, c, c), *args, True)
+    dw, db = _C.conv2d_backward_weights(dy, x, (3, 3, c, c), *args, True)
+    assert not np.isfinite(rdb).all()
+    _same_nonfinite(dw, rdw)
+    _same_nonfinite(db, rdb)
+
+
+@pytest.mark.parametrize("c", (3, 6))
+def test_backward_weights_channels_threaded_and_deterministic(c):
+    """Two threads, two runs: the same bits (per-thread sums added in thread order), close to
+    the reference; 20 images of 60x65 outputs pass the 65536-pixel float flush."""
+    rng = np.random.default_rng(c + 60)
+    x = rng.standard_normal((20, 120, 130, c)).astype(np.float32)
+    dy = rng.standard_normal((20, 60, 65, c)).astype(np.float32)
+    args = ((2, 2), (0, 1, 0, 1), (1, 1), 1)
+    saved = fc.get_num_threads()
+    fc.set_num_threads(2)
+    try:
+        runs = [_C.conv2d_backward_weights(dy, x, (3, 3, c, c), *args, True) for _ in range(2)]
+    finally:
+        fc.set_num_threads(saved)
+    (dw, db), (dw2, db2) = runs
+    assert np.array_equal(dw, dw2) and np.array_equal(db, db2)
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
+                                         (3, 3, c, c), *args, True)
+    _close(dw, rdw)
+    _close(db, rdb)
+
+
+@pytest.mark.parametrize("w", (31, 32, 33, 34, 35, 63, 64, 65, 66, 67, 97))
+@pytest.mark.parametrize("h", (1, 2, 5, 6))
+@pytest.mark.parametrize("pads", ((0, 1, 0, 1), (1, 1, 1, 1), (2, 2, 2, 0), (0, 0, 2, 2)))
+def test_c1_forward_row_edges(w, h, pads):
+    """The C=1 passes straight from the rows (few_channel_s2_c1.cpp, AVX-512): widths where
+    a vector's 33 input columns end just inside, at or past the row (the full-load and masked
+    paths, the broadcast 33rd column; the data pass's masked dx stores from column 2j - pl),
+    odd and even output heights (a last output row alone), every left pad 0..2; batch 1 and 2
+    (the _check covers all three passes)."""
+    if h + pads[0] + pads[1] < 3:
+        pytest.skip("window taller than the padded input")
+    _check(w * 10 + h, 1 + w % 2, h, w, 1, 1, (3, 3), (2, 2), pads, (1, 1), bias=h % 2 == 0)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("bad", (np.nan, np.inf))
+@pytest.mark.parametrize("where", ((0, 0), (0, 32), (0, 33), (8, 64), (9, 1), (4, 31)))
+def test_c1_nonfinite_at_vector_edges(bad, where):
+    """A non-finite x value at the columns where a vector's loads split (32: the second
+    register's first lane, 33: the broadcast column, 64: past two vectors), at the top and
+    bottom rows: the reference's NaN/inf pattern exactly in y and dw; a non-finite dy value
+    at the matching place (dy column 16: a vector's first lane and the previous one's j - 1
+    load) in dx; then an inf weight in the forward, which the reference multiplies by the
+    padding's zeros too."""
+    rng = np.random.default_rng(70)
+    args = ((2, 2), (1, 1, 1, 1), (1, 1), 1)
+    x = rng.standard_normal((2, 10, 66, 1)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 1, 1)).astype(np.float32)
+    x[1, where[0], where[1], 0] = bad
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *args)
+    assert not np.isfinite(ref).all()
+    _same_nonfinite(_C.conv2d_forward(x, wt, None, *args), ref)
+    dy = rng.standard_normal(ref.shape).astype(np.float32)
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64), wt.shape,
+                                         *args, True)
+    assert not np.isfinite(rdw).all()
+    dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
+    _same_nonfinite(dw, rdw)
+    _close(db, rdb)
+    dy[1, min(where[0] // 2, 4), min(where[1] // 2, 32), 0] = bad
+    rdx = R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x.shape, *args)
+    assert not np.isfinite(rdx).all()
+    _same_nonfinite(_C.conv2d_backward_data(dy, wt, x.shape, *args), rdx)
+    x = rng.standard_normal((2, 10, 66, 1)).astype(np.float32)
+    wt[0, 2, 0, 0] = bad
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *args)
+    assert not np.isfinite(ref).all()
+    _same_nonfinite(_C.conv2d_forward(x, wt, None, *args), ref)

@@ -21,7 +21,9 @@
 //                    vectors x C channels held over the 9*C taps, merged to NHWC in
 //                    registers (pixel_transpose.h) and stored whole
 //   backward data    by parity, see backward_data_c
-//   backward weights (C = 1) dw[tap] = sum over the block's p of plane[p + off] * dy[p]
+//   backward weights (C = 1, 3) dw[tap, ci, co] = sum over the block's p of
+//                    plane[tap, ci][p + off] * dy[p, co], dy split to planes; register groups
+//                    of (tap, ci) pairs x output channels (dw_group)
 //
 // A row is split with few_channel_s2.h's pair split, straight from x when the 2*pairs*C
 // floats it reads lie inside x (the columns outside the row then zeroed one by one), else
@@ -35,6 +37,7 @@
 #include <vector>
 
 #include "cpu/few_channel_s2.h"
+#include "cpu/few_channel_s2_c1.h"
 #include "cpu/parallel.h"
 #include "cpu/pixel_transpose.h"
 #include "cpu/simd.h"
@@ -55,11 +58,17 @@ constexpr int64_t kPackFloats = 1 << 14;
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
-// The first n lanes of p, the rest 0 (reads nothing past p + n).
+// The first n lanes of p (0 < n < L), the rest 0 (reads nothing past p + n). A masked load
+// at AVX-512: the memcpy of a runtime length is a libc call, and the weight pass's 30 of them
+// per block tail were a large part of a 28x28 C=3 image's time.
 inline vec load_first(const float* p, int64_t n) {
+#if defined(__AVX512F__)
+  return (vec)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+#else
   vec v{};
   std::memcpy(&v, p, sizeof(float) * n);
   return v;
+#endif
 }
 
 // Blocks of `rows` output rows of one image, their 6*C planes within kPackFloats.
@@ -98,7 +107,7 @@ class Planes {
         }
         split_row(img + r * g_.w * C, xbeg, xend, plane(a, 0, 0) + i * ow,
                   plane(a, 0, 1) + i * ow, plane(a, 0, 2) + i * ow);
-        if constexpr (C > 1)
+        if constexpr (!kNextInRegisters)
           for (int ci = 0; ci < C; ++ci) {
             const float* p0 = plane(a, ci, 0) + i * ow;
             float* p2 = plane(a, ci, 2) + i * ow;
@@ -117,20 +126,23 @@ class Planes {
   float* plane(int a, int ci, int k) { return buf_.data() + ((a * C + ci) * 3 + k) * stride_; }
   float* row_copy() { return buf_.data() + 6 * C * stride_; }
 
+  // p2 from the split's registers up to C = 4; C = 6 copies it in pack() (its split holds 12
+  // input registers: with the 6 shifted ones too, its forward took 1.17-1.21 of the time at
+  // 14x14 and 28x28, paired).
+  static constexpr bool kNextInRegisters = C <= 4;
+
   // Channel ci's p0[j] = xp[2j], p1[j] = xp[2j + 1], p2[j] = xp[2j + 2] of one padded row
   // (src its first real pixel), at ci*3*stride_ from p0, p1, p2, for j < pairs_ (writing past
-  // the row's OW floats into the next row's place, written later). p2 is p0 one column on:
-  // for C = 1 split from the row again, one pair on (copied from p0 + 1, its loads straddled
-  // two stores just made, no store forwarding: 36% of a 56x56 C=1 forward's cycles in perf;
-  // the second split made it 0.63-0.85 of the time, paired); for C >= 3 the second split (a
-  // full channel transpose) was 1.12-1.17 of the time at 28x28 and 56x56, so pack() copies.
+  // the row's OW floats into the next row's place, written later). p2 is p0 one column on,
+  // made in registers by the split (split_pairs' next). Before: for C = 1 a second split of
+  // the row one pair on (a copy from p0 + 1 stalled on store forwarding, 36% of a 56x56 C=1
+  // forward's cycles), for C >= 3 that copy (a second split was 1.12-1.17 of the time).
   void split_row(const float* src, const float* xbeg, const float* xend, float* p0, float* p1,
                  float* p2) {
     const int64_t pl = g_.win.pl, w = g_.w, cs = 3 * stride_;
     const float* start = src - pl * C;
-    if (start >= xbeg && start + 2 * (pairs_ + (C == 1)) * C <= xend) {
-      stride2::split_pairs<C>(start, pairs_, p0, p1, cs);
-      if constexpr (C == 1) stride2::split_pairs<C, false>(start + 2 * C, pairs_, p2, nullptr, cs);
+    if (start >= xbeg && start + 2 * pairs_ * C <= xend) {
+      stride2::split_pairs<C, true, kNextInRegisters>(start, pairs_, p0, p1, cs, p2);
       // Columns of the padding read from x: zero them (columns up to 2*OW are read).
       auto zero = [&](int64_t c) {
         for (int ci = 0; ci < C; ++ci) {
@@ -138,7 +150,7 @@ class Planes {
             p1[ci * cs + c / 2] = 0.f;
           } else {
             p0[ci * cs + c / 2] = 0.f;
-            if (C == 1 && c >= 2) p2[ci * cs + c / 2 - 1] = 0.f;
+            if (kNextInRegisters && c >= 2) p2[ci * cs + c / 2 - 1] = 0.f;
           }
         }
       };
@@ -149,8 +161,7 @@ class Planes {
     // The copy's other floats stay the zeros allocate() wrote.
     float* t = row_copy();
     std::memcpy(t + pl * C, src, sizeof(float) * C * std::min(w, 2 * pairs_ - pl));
-    stride2::split_pairs<C>(t, pairs_, p0, p1, cs);
-    if constexpr (C == 1) stride2::split_pairs<C, false>(t + 2 * C, pairs_, p2, nullptr, cs);
+    stride2::split_pairs<C, true, kNextInRegisters>(t, pairs_, p0, p1, cs, p2);
   }
 
   const ConvGeometry& g_;
@@ -158,8 +169,9 @@ class Planes {
   std::vector<float> buf_;
 
  public:
-  mutable std::vector<vec> sums;  // the weight pass's lane accumulators
+  mutable std::vector<vec> sums;       // the weight pass's lane accumulators
   mutable int64_t pending = 0;         // pixels in them
+  mutable std::vector<float> scratch;  // the weight pass's planar dy (one block's)
 };
 
 // body(planes, first output pixel, pixels) per block; finish(planes) per thread at the end.
@@ -200,10 +212,13 @@ int threads_for(const ConvGeometry& g) {
 }
 
 // Output vectors a step: V*C accumulators over the 9*C taps (C = 1: 4 independent chains of
-// 9 multiply-adds, one chain is latency-bound).
+// 9 multiply-adds, one chain is latency-bound). At 32 registers C = 2, 3 take 4 vectors
+// (each weight vector loaded once per 4 output vectors; paired, 1 thread, Zen 4: C=3 N=256
+// 56x56 1.547/1.250 ms, C=2 56x56 0.712/0.624); C = 4 keeps 2 (4 were 1.07-1.18 of the
+// time), C = 6 too (3 measured 0.86-0.98 in one run, 1.02-1.04 in the next: not kept).
 template <int C>
 constexpr int vectors_for() {
-  return C == 1 ? 4 : (C <= 3 || kVectorRegisters >= 32) ? 2 : 1;
+  return C == 1 ? 4 : kVectorRegisters >= 32 ? (C <= 3 ? 4 : 2) : C <= 3 ? 2 : 1;
 }
 
 // V vectors of outputs from block pixel p, stored NHWC at out: bias + the 9*C taps per
@@ -282,12 +297,18 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
 //                  C=2 / 3 / 4 N=32 112 0.475/0.351 0.956/0.610 1.460/1.487
 //                  C=2 / 3 / 4 14x14    0.106/0.102 0.219/0.152 0.277/0.208
 //                  C=2 / 3 / 4 7x7      0.054/0.052 0.073/0.080 0.084/0.108
-// The weight pass over planes for C = 2..4 (tap groups of 9*C*C/3 or C*C accumulators, dy
-// split to planes) lost to the row kernel at 7..28 columns (C = 3 7x7 0.073/0.106, N=32 112
-// 0.549/0.764) and is not here. Backward data for C >= 2 from 14 columns (C = 4 up to 64)
-// and up to kMaxDataFloats of dx (N=256 112x112 C=3, 38 MB, past the 32 MB L3: 9.031/8.941,
-// 7.351/7.931, 8.058/8.538 in three runs; N=32 0.842/0.571), the forward for C = 6 up to 32
-// columns: where they were measured to win.
+// An earlier weight pass over planes for C = 2..4 (tap groups of 9*C*C/3 or C*C accumulators)
+// lost to the row kernel at 7..28 columns (C = 3 7x7 0.073/0.106, N=32 112 0.549/0.764).
+// The one here (dw_group: 9 pairs x 3 channels, masked tails, p2 from the split's registers)
+// takes C = 3 (paired against the row kernel, 1 thread, CPU time, Zen 4 at load 2-4, ms:
+// N=256 56x56 1.94/1.20, 28x28 0.485/0.318, N=32 56x56 0.220/0.151, N=32 112x112
+// 0.748/0.562); for C = 6 it lost to the direct path (7x7 0.135/0.203, 14x14 0.303/0.816,
+// 56x56 4.79/7.24: the 6-channel pair split of x dominated) and C = 2, 4 stay on the rows;
+// nor at 7x7 (0.070/0.073) or past kMaxDataFloats of x (N=256 112x112: 7.03/8.12).
+// Backward data for C >= 2 from 14 columns (C = 4 up to 64) and up to kMaxDataFloats of dx
+// (N=256 112x112 C=3, 38 MB, past the 32 MB L3: 9.031/8.941, 7.351/7.931, 8.058/8.538 in
+// three runs; N=32 0.842/0.571), the forward for C = 6 up to 32 columns: where they were
+// measured to win.
 constexpr int64_t kMaxDataFloats = int64_t(1) << 22;
 bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
@@ -299,14 +320,15 @@ bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
   if (pass == ConvPass::BackwardData)
     return g.c == 1 || (g.c <= 4 && g.w >= 14 && (g.c < 4 || g.w <= 64) &&
                         g.n * g.h * g.w * g.c <= kMaxDataFloats);
-  if (pass != ConvPass::Forward) return g.c == 1;
+  if (pass != ConvPass::Forward)
+    return g.c == 1 || (g.c == 3 && g.w >= 14 && g.n * g.h * g.w * g.c <= kMaxDataFloats);
   return (g.c >= 1 && g.c <= 4) || (g.c == 6 && g.w <= 32);
 }
 
 void s2_planes_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                        float* y, Activation act) {
   switch (g.c) {
-    case 1: return forward_c<1>(g, x, w, b, y, act);
+    case 1: return s2_c1_forward(g, x, w, b, y, act) ? void() : forward_c<1>(g, x, w, b, y, act);
     case 2: return forward_c<2>(g, x, w, b, y, act);
     case 3: return forward_c<3>(g, x, w, b, y, act);
     case 4: return forward_c<4>(g, x, w, b, y, act);
@@ -316,24 +338,42 @@ void s2_planes_forward(const ConvGeometry& g, const float* x, const float* w, co
 
 namespace {
 
-// dst[j*2C + b*C + ci] = (b ? odd : even)[ci*cs + j] for j < pairs (a multiple of L): the
-// 2C planar rows of a pixel pair's channels back to NHWC, whole registers (merge_pairs for
-// C = 1, pixel_transpose::merge of 2C "channels" above).
+// The first n floats of v to p (0 < n < L): a masked store at AVX-512.
+inline void store_first(float* p, vec v, int64_t n) {
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
+#else
+  std::memcpy(p, &v, sizeof(float) * n);
+#endif
+}
+
+// dst[j*2C + b*C + ci] = (b ? odd : even)[ci*cs + j] for j < pairs (a multiple of L), cut at
+// the first `count` floats of dst: the 2C planar rows of a pixel pair's channels back to NHWC,
+// whole registers (the pair masks for C = 1, pixel_transpose::merge of 2C "channels" above),
+// the last one stored in part. Into the dx row itself where no left pad is cropped: through a
+// staging row and memcpy, the copy's loads straddled the stores just made (no store
+// forwarding), 13% of a C=3 28x28 backward data pass in perf.
 template <int C>
-void merge_parities(const float* even, const float* odd, int64_t cs, int64_t pairs, float* dst) {
-  if constexpr (C == 1) {
-    stride2::merge_pairs(even, odd, pairs, dst);
-  } else {
-    for (int64_t j = 0; j < pairs; j += L) {
-      vec planar[2 * C], nhwc[2 * C];
+void merge_parities(const float* even, const float* odd, int64_t cs, int64_t pairs, float* dst,
+                    int64_t count) {
+  for (int64_t j = 0; j < pairs && 2 * C * j < count; j += L) {
+    vec planar[2 * C], nhwc[2 * C];
 #pragma GCC unroll 8
-      for (int ci = 0; ci < C; ++ci) {
-        planar[ci] = load(even + ci * cs + j);
-        planar[C + ci] = load(odd + ci * cs + j);
-      }
+    for (int ci = 0; ci < C; ++ci) {
+      planar[ci] = load(even + ci * cs + j);
+      planar[C + ci] = load(odd + ci * cs + j);
+    }
+    if constexpr (C == 1) {
+      nhwc[0] = __builtin_shuffle(planar[0], planar[1], stride2::mlo);
+      nhwc[1] = __builtin_shuffle(planar[0], planar[1], stride2::mhi);
+    } else {
       pixel_transpose::merge<2 * C>(planar, nhwc);
+    }
 #pragma GCC unroll 8
-      for (int k = 0; k < 2 * C; ++k) store(dst + 2 * C * j + k * L, nhwc[k]);
+    for (int k = 0; k < 2 * C; ++k) {
+      const int64_t off = 2 * C * j + k * L;
+      if (off + L <= count) store(dst + off, nhwc[k]);
+      else if (off < count) store_first(dst + off, nhwc[k], count - off);
     }
   }
 }
@@ -420,8 +460,13 @@ void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, flo
           const int64_t iy = 2 * i + a - pt;
           if (iy < 0 || iy >= g.h) continue;
           const int64_t q = (i - i0) * P;
-          merge_parities<C>(E[a] + q, O[a] + q, psize, pairs, merged);
-          std::memcpy(dx + (n * g.h + iy) * g.w * C, merged + pl * C, sizeof(float) * g.w * C);
+          float* row = dx + (n * g.h + iy) * g.w * C;
+          if (pl == 0) {  // straight into the row
+            merge_parities<C>(E[a] + q, O[a] + q, psize, pairs, row, g.w * C);
+          } else {
+            merge_parities<C>(E[a] + q, O[a] + q, psize, pairs, merged, 2 * pairs * C);
+            std::memcpy(row, merged + pl * C, sizeof(float) * g.w * C);
+          }
         }
     }
   });
@@ -433,7 +478,7 @@ void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, flo
 bool s2_planes_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   if (!all_finite(w, 9 * g.c * g.c)) return false;
   switch (g.c) {
-    case 1: return backward_data_c<1>(g, dy, w, dx), true;
+    case 1: return s2_c1_backward_data(g, dy, w, dx) || (backward_data_c<1>(g, dy, w, dx), true);
     case 2: return backward_data_c<2>(g, dy, w, dx), true;
     case 3: return backward_data_c<3>(g, dy, w, dx), true;
     case 4: return backward_data_c<4>(g, dy, w, dx), true;
@@ -449,48 +494,131 @@ inline double lane_sum(vec v) {
   return s;
 }
 
-}  // namespace
+// Register blocking of the weight pass: B output channels (dy planes) times A consecutive
+// (tap, ci) pairs (index t*C + ci, planes q[]) held as A*B accumulators over a block's pixels,
+// A + B loads per A*B multiply-adds: C = 3 takes 9 pairs x 3 channels (27 of 32 zmm, 12 loads
+// per 27 multiply-adds); one channel at a time (27 pairs, 28 loads per 27) ran into the load
+// ports. At 16 registers (avx2, baseline) at most 12 accumulators.
+template <int C>
+constexpr int dw_pairs() {  // the largest divisor of 9*C that fits: equal groups, no tail
+  int a = (kVectorRegisters >= 32 ? 27 : 12) / C;
+  while (9 * C % a) --a;
+  return a;
+}
 
-// The weight gradient: per block, sums[t] += plane t times dy over the block's pixels (9
-// independent chains, 10 loads per 9 multiply-adds), sums[9] += dy; the block's last partial
-// vector is loaded with its lanes past the block zeroed in both factors (a plane's could be
-// inf). The lanes are summed in float over a thread's blocks up to kFlushPixels pixels (4096
-// terms a lane), then into its doubles: 10 lane sums per block were a fifth of a 7x7 image.
-void s2_planes_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
-                                float* dw, float* db) {
+// sums[a*C + b] += sum over the block's p of q[a][p] * d[b][p] (a < A, b < B), and, with DB,
+// sums[9*C*C + b] += sum of d[b][p] (one channel: the bias sum in the same stream). The
+// block's last partial vector is loaded with its lanes past the block zeroed in both
+// factors (a plane's could be inf).
+template <int C, int A, int B, bool DB>
+void dw_group(const float* const* q, const float* const* d, int64_t total, vec* sums) {
+  vec acc[A][B], adb[B];
+#pragma GCC unroll 32
+  for (int a = 0; a < A; ++a)
+#pragma GCC unroll 4
+    for (int b = 0; b < B; ++b) acc[a][b] = sums[a * C + b];
+#pragma GCC unroll 4
+  for (int b = 0; b < B; ++b) adb[b] = DB ? sums[9 * C * C + b] : vec{};
+  auto step = [&](int64_t p, auto&& ld) {
+    vec dv[B];
+#pragma GCC unroll 4
+    for (int b = 0; b < B; ++b) dv[b] = ld(d[b] + p);
+#pragma GCC unroll 32
+    for (int a = 0; a < A; ++a) {
+      const vec xv = ld(q[a] + p);
+#pragma GCC unroll 4
+      for (int b = 0; b < B; ++b) acc[a][b] += xv * dv[b];
+    }
+    if constexpr (DB)
+#pragma GCC unroll 4
+      for (int b = 0; b < B; ++b) adb[b] += dv[b];
+  };
+  int64_t p = 0;
+  for (; p + L <= total; p += L) step(p, [](const float* s) { return load(s); });
+  if (p < total) step(p, [n = total - p](const float* s) { return load_first(s, n); });
+#pragma GCC unroll 32
+  for (int a = 0; a < A; ++a)
+#pragma GCC unroll 4
+    for (int b = 0; b < B; ++b) sums[a * C + b] = acc[a][b];
+  if constexpr (DB)
+#pragma GCC unroll 4
+    for (int b = 0; b < B; ++b) sums[9 * C * C + b] = adb[b];
+}
+
+// sums[9*C*C + b] += sum of d[b][p] over the block (the bias gradient where dw_group has no
+// registers left for it).
+inline void db_sums(const float* d, int64_t plane, int64_t total, int64_t c, vec* sums) {
+  for (int64_t b = 0; b < c; ++b) {
+    vec s = sums[b];
+    int64_t p = 0;
+    for (; p + L <= total; p += L) s += load(d + b * plane + p);
+    if (p < total) s += load_first(d + b * plane + p, total - p);
+    sums[b] = s;
+  }
+}
+
+// The weight gradient: per block, dw_group over every (channel block, pair group); for C > 1
+// the block's dy pixels (contiguous in NHWC) are first split into C planar rows
+// (pixel_transpose::split_rows). The lanes are summed in float over a thread's blocks up to
+// kFlushPixels pixels (4096 terms a lane), then into its doubles (C = 1: 10 lane sums per
+// block were a fifth of a 7x7 image); the threads' doubles are added in thread order (static
+// schedule: deterministic for a fixed thread count).
+template <int C>
+void backward_weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                        float* db) {
   constexpr int64_t kFlushPixels = int64_t(1) << 16;
+  constexpr int B = C, A = dw_pairs<C>(), K = 9 * C * C + C;
+  constexpr bool fold_db = A * B + 2 * B + 1 <= kVectorRegisters;
   const int threads = threads_for(g);
-  std::vector<double> part((size_t)threads * 10, 0.0);  // a thread without blocks adds 0
-  auto flush = [&](const Planes<1>& pl) {
-    double* mine = part.data() + omp_get_thread_num() * 10;
-    for (int k = 0; k < 10 && pl.pending; ++k) mine[k] += lane_sum(pl.sums[k]), pl.sums[k] = vec{};
+  std::vector<double> part((size_t)threads * K, 0.0);  // a thread without blocks adds 0
+  auto flush = [&](const Planes<C>& pl) {
+    double* mine = part.data() + omp_get_thread_num() * K;
+    for (int k = 0; k < K && pl.pending; ++k) mine[k] += lane_sum(pl.sums[k]), pl.sums[k] = vec{};
     pl.pending = 0;
   };
-  run_blocks<1>(g, x, threads, false, [&](const Planes<1>& pl, int64_t off, int64_t total) {
-    if (pl.sums.size() < 10) pl.sums.assign(10, vec{});
-    vec acc[10];
-    for (int t = 0; t < 10; ++t) acc[t] = pl.sums[t];
-    const float* q[9];
-    for (int t = 0; t < 9; ++t) q[t] = pl.tap(t, 0);
-    const float* d = dy + off;
-    auto step = [&](int64_t p, auto&& ld) {
-      const vec dv = ld(d + p);
-#pragma GCC unroll 9
-      for (int t = 0; t < 9; ++t) acc[t] += ld(q[t] + p) * dv;
-      acc[9] += dv;
-    };
-    int64_t p = 0;
-    for (; p + L <= total; p += L) step(p, [](const float* a) { return load(a); });
-    if (p < total) step(p, [n = total - p](const float* a) { return load_first(a, n); });
-    for (int t = 0; t < 10; ++t) pl.sums[t] = acc[t];
+  run_blocks<C>(g, x, threads, false, [&](const Planes<C>& pl, int64_t off, int64_t total) {
+    const int64_t plane = round_up(total, L);
+    if (pl.sums.size() < (size_t)K) pl.sums.assign(K, vec{});
+    const float* dp[C];
+    if constexpr (C == 1) {
+      dp[0] = dy + off;
+    } else {  // bounded by the block: C * (rows*OW rounded up to L) floats
+      if (pl.scratch.size() < (size_t)(C * plane)) pl.scratch.resize((size_t)(C * plane));
+      float* s = pl.scratch.data();
+      const float* src = dy + off * C;
+      for (int64_t k = pixel_transpose::split_rows<C>(src, total, s, plane); k < total; ++k)
+        for (int co = 0; co < C; ++co) s[co * plane + k] = src[k * C + co];
+      for (int co = 0; co < C; ++co) dp[co] = s + co * plane;
+    }
+    const float* q[9 * C];
+    for (int t = 0; t < 9; ++t)
+      for (int ci = 0; ci < C; ++ci) q[t * C + ci] = pl.tap(t, ci);
+    vec* sums = pl.sums.data();
+    for (int b0 = 0; b0 < C; b0 += B) {
+      dw_group<C, A, B, fold_db>(q, dp + b0, total, sums + b0);
+      for (int a0 = A; a0 < 9 * C; a0 += A) dw_group<C, A, B, false>(q + a0, dp + b0, total, sums + a0 * C + b0);
+    }
+    if constexpr (!fold_db) db_sums(dp[0], plane, total, C, sums + 9 * C * C);
     pl.pending += total;
     if (pl.pending >= kFlushPixels) flush(pl);
   }, flush);
-  for (int k = 0; k < 10; ++k) {
+  for (int k = 0; k < K; ++k) {
     double s = 0.0;
-    for (int t = 0; t < threads; ++t) s += part[t * 10 + k];
-    if (k < 9) dw[k] = (float)s;
-    else if (db) db[0] = (float)s;
+    for (int t = 0; t < threads; ++t) s += part[t * K + k];
+    if (k < 9 * C * C) dw[k] = (float)s;
+    else if (db) db[k - 9 * C * C] = (float)s;
+  }
+}
+
+}  // namespace
+
+void s2_planes_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
+                                float* dw, float* db) {
+  switch (g.c) {
+    case 1:
+      if (!s2_c1_backward_weights(g, dy, x, dw, db)) backward_weights_c<1>(g, dy, x, dw, db);
+      return;
+    case 3: return backward_weights_c<3>(g, dy, x, dw, db);
   }
 }
 
