@@ -96,11 +96,16 @@ void plane_conv(const float* in, float* out, int64_t H, int64_t W, int pt, int p
 // 20 0.054/0.050, 28 0.105/0.066; 64x40x40 0.051/0.034.
 constexpr int kBandRows = 4;
 constexpr int64_t kBandMinWidth = 9;
-// Outputs of at least this many bytes are written by streaming stores where the rows allow
-// (W a multiple of 16 and a 64-byte aligned output): past the caches a store first read
-// the line (N=256 112x112, 12.8 MB out: 1.21-1.26 ms with plain stores, 0.81-0.97 streamed;
-// N=32 112x112, 1.6 MB, stays cached: 0.092 plain, 0.101 streamed).
-constexpr int64_t kStreamStoreBytes = int64_t(8) << 20;
+// Tensors of at least kFarBytes (past the caches, with the other jobs of a shared machine):
+// each vector of a band prefetches its rows kAheadBands bands on into L2, and the output is
+// written by streaming stores where the rows allow (W a multiple of 16, a 64-byte aligned
+// output), where a plain store first reads its line. 1 thread, CPU-time medians, N=256
+// 112x112 (12.8 MB each way), loaded Zen 4: plain stores 1.21-1.26 ms, streamed 0.81-0.97;
+// then prefetch 1/2/4 bands ahead (4 rounds) 0.82-0.98/0.77-0.85/0.77-0.85, backward data
+// 0.78-0.92 without, 0.67-0.69 4 ahead. Cached sizes lose a little to either: N=32
+// 112x112 (1.6 MB) 0.092 plain/0.101 streamed; N=256 28x28 0.065/0.067 with the prefetch.
+constexpr int64_t kFarBytes = int64_t(8) << 20;
+constexpr int kAheadBands = 4;
 
 // Per vector i of a row (columns 16i..16i+15): the valid lanes of the 3 kernel columns, then
 // the lanes inside the row (the store mask).
@@ -119,13 +124,18 @@ std::vector<__mmask16> band_masks(int64_t W, int pl) {
 // Output rows r0..r0+R-1 of one image (in: the image's first float - pl; out: its first
 // float): acc[j] = bias + the taps of input rows r0 - pt + t, t = j..j+2, each loaded once per
 // kernel column. CLIP: the band's input rows reach outside the image. NT: streaming stores
-// (every vector whole and aligned).
+// (every vector whole and aligned). far: prefetch (a prefetch past the tensor never faults).
 template <int R, bool CLIP, bool NT>
 void band(const float* in, float* out, int64_t H, int64_t W, int64_t r0, int pt,
-          const __m512 (&kv)[9], __m512 vb, const __mmask16* masks, int64_t nv) {
+          const __m512 (&kv)[9], __m512 vb, const __mmask16* masks, int64_t nv, bool far) {
   const int64_t top = r0 - pt;  // the input row of t = 0
   for (int64_t i = 0; i < nv; ++i, masks += 4) {
     const float* src = in + top * W + 16 * i;
+    if (far) {  // the rows this band's vector will add kAheadBands bands on, into L2
+#pragma GCC unroll 8
+      for (int j = 0; j < R; ++j)
+        _mm_prefetch((const char*)(src + (kAheadBands * R + 2 + j) * W), _MM_HINT_T1);
+    }
     __m512 acc[R];
 #pragma GCC unroll 8
     for (int j = 0; j < R; ++j) acc[j] = vb;
@@ -158,17 +168,18 @@ void band(const float* in, float* out, int64_t H, int64_t W, int64_t r0, int pt,
 
 template <int R, bool NT>
 inline void band_any(const float* in, float* out, int64_t H, int64_t W, int64_t r0, int pt,
-                     const __m512 (&kv)[9], __m512 vb, const __mmask16* masks, int64_t nv) {
+                     const __m512 (&kv)[9], __m512 vb, const __mmask16* masks, int64_t nv,
+                     bool far) {
   if (r0 - pt >= 0 && r0 - pt + R + 2 <= H)
-    band<R, false, NT>(in, out, H, W, r0, pt, kv, vb, masks, nv);
+    band<R, false, NT>(in, out, H, W, r0, pt, kv, vb, masks, nv, far);
   else
-    band<R, true, NT>(in, out, H, W, r0, pt, kv, vb, masks, nv);
+    band<R, true, NT>(in, out, H, W, r0, pt, kv, vb, masks, nv, far);
 }
 
 // The same contract as plane_conv; NT: streaming stores (W % 16 == 0, out 64-byte aligned).
 template <bool NT>
 void band_conv(const float* in, float* out, int64_t H, int64_t W, int pt, int pl, const float* k,
-               float bias, const __mmask16* masks) {
+               float bias, const __mmask16* masks, bool far) {
   __m512 kv[9];
   for (int t = 0; t < 9; ++t) kv[t] = _mm512_set1_ps(k[t]);
   const __m512 vb = _mm512_set1_ps(bias);
@@ -176,36 +187,36 @@ void band_conv(const float* in, float* out, int64_t H, int64_t W, int pt, int pl
   in -= pl;
   int64_t r0 = 0;
   for (; r0 + kBandRows <= H; r0 += kBandRows)
-    band_any<kBandRows, NT>(in, out, H, W, r0, pt, kv, vb, masks, nv);
+    band_any<kBandRows, NT>(in, out, H, W, r0, pt, kv, vb, masks, nv, far);
   switch (H - r0) {
-    case 1: band<1, true, NT>(in, out, H, W, r0, pt, kv, vb, masks, nv); break;
-    case 2: band<2, true, NT>(in, out, H, W, r0, pt, kv, vb, masks, nv); break;
-    case 3: band<3, true, NT>(in, out, H, W, r0, pt, kv, vb, masks, nv); break;
+    case 1: band<1, true, NT>(in, out, H, W, r0, pt, kv, vb, masks, nv, far); break;
+    case 2: band<2, true, NT>(in, out, H, W, r0, pt, kv, vb, masks, nv, far); break;
+    case 3: band<3, true, NT>(in, out, H, W, r0, pt, kv, vb, masks, nv, far); break;
     default: break;
   }
 }
 
 // How a call runs its images: by bands (masks: band_masks) where the rows are wide enough,
-// else the flat stream; streamed stores per kStreamStoreBytes.
+// else the flat stream; prefetch and streamed stores per kFarBytes.
 struct ImagePlan {
   std::vector<__mmask16> masks;
   __m512i col0;
-  bool nt = false;
+  bool far = false, nt = false;
   ImagePlan(const ConvGeometry& g, int pl, const float* out, bool act) : col0(first_columns(g.w)) {
     if (g.w < kBandMinWidth) return;
     masks = band_masks(g.w, pl);
-    // (activations run over each image after the conv: not from memory)
-    nt = !act && g.w % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0 &&
-         g.n * g.h * g.w * (int64_t)sizeof(float) >= kStreamStoreBytes;
+    far = g.n * g.h * g.w * (int64_t)sizeof(float) >= kFarBytes;
+    // (an activation runs over each image after its conv: not from memory)
+    nt = far && !act && g.w % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0;
   }
   void run(const float* in, float* out, int64_t H, int64_t W, int pt, int pl, const float* k,
            float bias) const {
     if (masks.empty())
       plane_conv(in, out, H, W, pt, pl, k, bias, col0);
     else if (nt)
-      band_conv<true>(in, out, H, W, pt, pl, k, bias, masks.data());
+      band_conv<true>(in, out, H, W, pt, pl, k, bias, masks.data(), far);
     else
-      band_conv<false>(in, out, H, W, pt, pl, k, bias, masks.data());
+      band_conv<false>(in, out, H, W, pt, pl, k, bias, masks.data(), far);
   }
 };
 
