@@ -48,9 +48,13 @@ int threads_for(const ConvGeometry& g) {
   return g.n * g.h * g.w * 9 * g.c * g.oc < kParallelWork ? 1 : std::max(1, get_num_threads());
 }
 
-// Vectors of 16 positions per register block: NV*C accumulators (12 for C = 2..3, 24 for
-// C = 4..6, 16 for C = 8) + NV inputs + a broadcast within 32 zmm.
-constexpr int vectors_for(int C) { return C <= 3 ? 4 : 2; }
+// Vectors of 16 positions per register block: NV*C accumulators (8..16 for C = 2..4, 15 and
+// 18 for C = 5, 6, 14 and 16 for C = 7, 8) + NV inputs + a broadcast within 32 zmm. The more
+// vectors, the more FMAs per weight broadcast. 1 thread, CPU-time medians of 3 rounds on the
+// loaded Zen 4, ms NV = 2/3/4 (forward): C=6 N=32 14x14 0.062/0.057/0.057, N=256 7x7
+// 0.114/0.104/0.105, N=256 28x28 1.57-1.64/1.52-1.57/2.0-2.35 (24 accumulators: spills);
+// C=4 N=256 14x14 0.204/0.217/0.190.
+constexpr int vectors_for(int C) { return C <= 4 ? 4 : C <= 6 ? 3 : 2; }
 
 // planes[ci*hw + q] = img[q*C + ci]: whole registers by permutes, the tail one float at a time.
 template <int C>
@@ -162,36 +166,50 @@ void image_conv(const float* planes, float* out, int64_t H, int64_t W, int pt, i
 // C=6 7x7 one 64 for 49. Here a group of images is split into C planes of all its positions
 // (NHWC images are consecutive, so the split and the merged output are one run each) and
 // walked as one stream; a tap reaching into the neighbouring image is masked like the padding.
-// The lane masks repeat every lcm(H*W, 16) positions: one table per call.
-constexpr int64_t kStreamMaxHW = 1024;        // images up to 32x32 (see the rule below)
-constexpr int64_t kStreamPositions = 4096;    // about this many a group (C = 6: 96 KiB of planes)
+// The lane masks repeat every lcm(H*W, 16) positions (one table per call) and each group's
+// stream starts at the table's start. Only where an image by itself would leave at least
+// 1/kStreamMinWaste of its block's lanes idle: the table's masks cost more than the walk's
+// (C=3 N=32 28x28, 49 whole vectors, forward 0.063 -> 0.071 ms streamed).
+constexpr int64_t kStreamMaxHW = 1024;  // images up to 32x32 (a table of 1024 vectors at most)
+constexpr int64_t kStreamMinWaste = 10;
+// Planes of a forward group within L1 (C=6 28x28 N=256 in groups of 3920 positions, 94 KiB
+// of planes: 1.59 -> 1.85 ms; C=6 N=32 14x14 0.061 -> 0.066).
+constexpr int64_t kStreamBytes = 48 << 10;
 
 struct StreamTable {
-  int64_t period = 0;  // vectors of 16 positions before the masks repeat
-  int64_t group = 0;   // images a group: a whole number of periods
+  int64_t period = 0;  // vectors of 16 positions before the masks repeat; 0: no stream
   std::vector<__mmask16> m;  // 9 a vector (tap ky*3 + kx), period + kTableExtra vectors
 };
 constexpr int kTableExtra = 4;  // a block of NV <= 4 vectors starting in the period's last one
 
-// The table for H x W images with pads pt, pl; period 0 where the stream is not used.
-StreamTable stream_table(int64_t H, int64_t W, int pt, int pl) {
+// The table for H x W images with pads pt, pl where walking blocks of `block` positions image
+// by image wastes enough lanes.
+StreamTable stream_table(int64_t H, int64_t W, int pt, int pl, int64_t block) {
   StreamTable t;
   const int64_t hw = H * W;
-  if (hw > kStreamMaxHW) return t;
+  if (hw > kStreamMaxHW || ((hw + block - 1) / block * block - hw) * kStreamMinWaste < hw) return t;
   int64_t period_pos = hw;
   while (period_pos % 16) period_pos += hw;  // lcm(hw, 16) <= 16 * 1024
   t.period = period_pos / 16;
-  t.group = std::max<int64_t>(1, kStreamPositions / period_pos) * (period_pos / hw);
+  // built position by position with the row and column carried (the divisions per position
+  // and tap were a tenth of a C=6 N=32 14x14 forward)
   t.m.assign((size_t)(9 * (t.period + kTableExtra)), 0);
-  for (int64_t v = 0; v < t.period + kTableExtra; ++v)
+  int64_t row = 0, col = 0;
+  for (int64_t v = 0; v < t.period + kTableExtra; ++v) {
+    unsigned rows[3] = {0, 0, 0}, cols[3] = {0, 0, 0};  // lanes whose tap row / column is inside
     for (int lane = 0; lane < 16; ++lane) {
-      const int64_t q = (16 * v + lane) % hw, row = q / W, col = q % W;
-      for (int ky = 0; ky < 3; ++ky)
-        for (int kx = 0; kx < 3; ++kx) {
-          const int64_t r = row + ky - pt, c = col + kx - pl;
-          if (r >= 0 && r < H && c >= 0 && c < W) t.m[9 * v + ky * 3 + kx] |= (__mmask16)(1u << lane);
-        }
+      for (int k = 0; k < 3; ++k) {
+        if (row + k - pt >= 0 && row + k - pt < H) rows[k] |= 1u << lane;
+        if (col + k - pl >= 0 && col + k - pl < W) cols[k] |= 1u << lane;
+      }
+      if (++col == W) {
+        col = 0;
+        if (++row == H) row = 0;
+      }
     }
+    for (int ky = 0; ky < 3; ++ky)
+      for (int kx = 0; kx < 3; ++kx) t.m[9 * v + ky * 3 + kx] = (__mmask16)(rows[ky] & cols[kx]);
+  }
   return t;
 }
 
@@ -256,9 +274,10 @@ void run_images(const ConvGeometry& g, const float* src, const float* w, const f
   const ImageConvFn conv = convs[C - 2];
   const StreamConvFn stream = streams[C - 2];
   const SplitFn split = splits[C - 2];
-  const StreamTable st = stream_table(g.h, g.w, pt, pl);
-  // a group: one image, or st.group images of the stream
-  const int64_t group = st.period ? std::min(st.group, g.n) : 1;
+  const StreamTable st = stream_table(g.h, g.w, pt, pl, 16 * vectors_for((int)C));
+  // a group: one image, or the images of the stream whose planes fit kStreamBytes
+  const int64_t group =
+      st.period ? std::max<int64_t>(1, std::min(g.n, kStreamBytes / (4 * C * hw))) : 1;
   const int64_t groups = (g.n + group - 1) / group;
   int col0[16];  // the columns of an image's first 16 positions
   for (int i = 0; i < 16; ++i) col0[i] = (int)(i % g.w);
@@ -379,7 +398,7 @@ void weights_pass(const ConvGeometry& g, const float* dy, const float* x, float*
   const int pt = (int)g.win.pt, pl = (int)g.win.pl;
   // The images of a group as one stream where stream_table gives one (small images: every
   // lane of a vector at work), else image by image with the masks of one image.
-  const StreamTable st = stream_table(g.h, g.w, pt, pl);
+  const StreamTable st = stream_table(g.h, g.w, pt, pl, 16);
   const bool stream = st.period > 0;
   const int64_t period = stream ? st.period : (hw + 15) / 16;
   std::vector<__mmask16> masks((size_t)(period * 10));
