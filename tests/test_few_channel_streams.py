@@ -10,7 +10,8 @@ against the float64 reference (conv_oracle.close: rtol 1e-4, atol 1e-5 x the lar
   inf in x, dy and w reach exactly the outputs the reference gives them (no neighbouring row
   or column, no padding multiplied).
 - C = 2..8 with the images of a group as one stream (few_channel_planes.cpp stream_conv and the
-  weight pass's stream, AVX-512, images up to 32x32 = 1024 positions): batches that fill
+  weight pass's stream, AVX-512, images up to 32x32 = 1024 positions whose own blocks would
+  leave a tenth of their lanes idle): batches that fill
   several groups with a short last one, images of one row, one column, under one vector and
   not multiples of 16 positions (the mask table's period lcm(H*W, 16) over several images),
   every pad split; a NaN or inf in the last row or column of one image must not reach the
@@ -149,8 +150,8 @@ def test_stream_shapes_and_pads(c):
 @pytest.mark.parametrize("c, n, h, w", [(6, 170, 7, 7), (3, 45, 14, 14), (2, 7, 28, 28),
                                         (5, 33, 3, 17), (3, 21, 9, 10), (7, 90, 5, 5)])
 def test_stream_several_groups(c, n, h, w):
-    """Batches of several groups (about 4096 positions a group, a whole number of mask
-    periods: 80 images of 7x7, 20 of 14x14), the last group short."""
+    """Batches of several groups (forward: 48 KiB of planes a group, C=6 7x7: 41 images;
+    weight pass: about 4096 positions), the last group short."""
     rng = np.random.default_rng(c * 100 + n)
     for pads in ((1, 1, 1, 1), (2, 0, 0, 2)):
         x, wt, b = _data(rng, n, h, w, c)

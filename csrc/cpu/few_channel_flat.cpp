@@ -1,5 +1,6 @@
-// 3x3 stride-1 convs with C = 1 in and out and an output of the input's size, one image as
-// one flat stream of H*W floats.
+// 3x3 stride-1 convs with C = 1 in and out and an output of the input's size: the forward
+// and backward data by bands of 4 output rows (band_conv below) from 9 columns, narrower
+// images and the weight pass as one flat stream of H*W floats.
 //
 // Why: the row kernel (few_channel_rows.cpp) packs each input row with zero margins and runs
 // a 28-float row as two vectors, so at 7-28 columns its per-row costs (packing, pointer

@@ -18,6 +18,8 @@
 //
 //   forward          y[q, co] = b[co] + sum over (ky, kx, ci) of x_ci[q + off] * w[ky, kx, ci, co]
 //   backward data    the forward on dy with the kernel flipped and ci, co swapped, pads 2 - p
+// Small images (7x7, 14x14) run several to a stream (stream_conv, the weight pass likewise),
+// so that a vector's lanes are not left idle at every image's end.
 #include "cpu/few_channel_planes.h"
 
 #include <omp.h>
