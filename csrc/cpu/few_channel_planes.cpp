@@ -73,15 +73,18 @@ void split_image(const float* img, int64_t hw, float* planes) {
 // the image, so that NV masks live per kernel column (with all 9*NV of them live GCC moved
 // masks between the stack and the mask registers for every load; a third of a 14x14 C=3
 // forward); the stream of images reads them from its table.
-template <int C, int NV, typename TapMasks>
+// ROWS = false: the masks depend on kx alone (read once per kernel column, as before the
+// stream's table).
+template <int C, int NV, bool ROWS, typename TapMasks>
 inline void accumulate(const float* planes, int64_t len, int64_t q0, int64_t W, int pt, int pl,
                        TapMasks&& masks, const float* w, __m512 (&acc)[NV][C]) {
 #pragma GCC unroll 3
   for (int kx = 0; kx < 3; ++kx) {
+    __mmask16 mk[NV];
+    if (!ROWS) masks(0, kx, mk);
 #pragma GCC unroll 3
     for (int ky = 0; ky < 3; ++ky) {
-      __mmask16 mk[NV];
-      masks(ky, kx, mk);
+      if (ROWS) masks(ky, kx, mk);
       const float* src = planes + q0 + (ky - pt) * W + (kx - pl);
       const float* wt = w + (ky * 3 + kx) * C * C;
 #pragma GCC unroll 8
@@ -151,11 +154,11 @@ void image_conv(const float* planes, float* out, int64_t H, int64_t W, int pt, i
       for (int k = 0; k < NV * C && q0 * C + 16 * k < hw * C; ++k)
         _mm_prefetch((const char*)(next + q0 * C + 16 * k), _MM_HINT_T0);
     if (q0 >= pt * W && q0 + 16 * NV + (2 - pt) * W <= hw)
-      accumulate<C, NV>(planes, hw, q0, W, pt, pl, [&](int, int kx, __mmask16 (&mk)[NV]) {
+      accumulate<C, NV, false>(planes, hw, q0, W, pt, pl, [&](int, int kx, __mmask16 (&mk)[NV]) {
         for (int v = 0; v < NV; ++v) mk[v] = m[v][0][kx];
       }, w, acc);
     else
-      accumulate<C, NV>(planes, hw, q0, W, pt, pl, [&](int ky, int kx, __mmask16 (&mk)[NV]) {
+      accumulate<C, NV, true>(planes, hw, q0, W, pt, pl, [&](int ky, int kx, __mmask16 (&mk)[NV]) {
         for (int v = 0; v < NV; ++v) mk[v] = m[v][ky][kx];
       }, w, acc);
     store_block<C, NV>(acc, q0, hw, out);
@@ -233,13 +236,13 @@ void stream_conv(const float* planes, int64_t len, float* out, int64_t W, int pt
     for (int k = 0; k < NV * C && q0 * C + 16 * k < next_floats; ++k)
       _mm_prefetch((const char*)(next + q0 * C + 16 * k), _MM_HINT_T0);
     if (q0 + 16 * NV <= len) {
-      accumulate<C, NV>(planes, len, q0, W, pt, pl, [&](int ky, int kx, __mmask16 (&mk)[NV]) {
+      accumulate<C, NV, true>(planes, len, q0, W, pt, pl, [&](int ky, int kx, __mmask16 (&mk)[NV]) {
         for (int v = 0; v < NV; ++v) mk[v] = mt[9 * v + ky * 3 + kx];
       }, w, acc);
     } else {  // the stream's last block: lanes from len on read nothing
       __mmask16 tail[NV];
       for (int v = 0; v < NV; ++v) tail[v] = flat::tail_mask(q0 + 16 * v, len);
-      accumulate<C, NV>(planes, len, q0, W, pt, pl, [&](int ky, int kx, __mmask16 (&mk)[NV]) {
+      accumulate<C, NV, true>(planes, len, q0, W, pt, pl, [&](int ky, int kx, __mmask16 (&mk)[NV]) {
         for (int v = 0; v < NV; ++v) mk[v] = (__mmask16)(mt[9 * v + ky * 3 + kx] & tail[v]);
       }, w, acc);
     }
