@@ -281,14 +281,17 @@ void run_images(const ConvGeometry& g, const float* src, const float* w, const f
   const StreamConvFn stream = streams[C - 2];
   const SplitFn split = splits[C - 2];
   const StreamTable st = stream_table(g.h, g.w, pt, pl, 16 * vectors_for((int)C));
-  // a group: one image, or the images of the stream whose planes fit kStreamBytes
-  const int64_t group =
-      st.period ? std::max<int64_t>(1, std::min(g.n, kStreamBytes / (4 * C * hw))) : 1;
+  // a group: one image, or the images of the stream whose planes fit kStreamBytes; with
+  // several threads at least 4 groups a thread where the batch allows (as the weight pass),
+  // so that the threads' shares stay even
+  const int threads = threads_for(g);
+  int64_t group = st.period ? std::max<int64_t>(1, std::min(g.n, kStreamBytes / (4 * C * hw))) : 1;
+  if (threads > 1) group = std::max<int64_t>(1, std::min(group, (g.n + 4 * threads - 1) / (4 * threads)));
   const int64_t groups = (g.n + group - 1) / group;
   int col0[16];  // the columns of an image's first 16 positions
   for (int i = 0; i < 16; ++i) col0[i] = (int)(i % g.w);
   ExceptionCaptor errors;
-  parallel_region(threads_for(g), [&] {
+  parallel_region(threads, [&] {
     note_team();
     std::unique_ptr<float[]> planes;  // not zeroed: every lane read is split in first
     errors.run([&] { planes.reset(new float[(size_t)(C * hw * group)]); });
