@@ -1,6 +1,6 @@
 // 3x3 stride-1 convolutions with one channel in and out whose output has the input's size
-// ('same', or explicit pads summing to 2 each way), each image one flat stream of H*W floats
-// (few_channel_flat.cpp). AVX-512 only (the other levels answer false from the shape test and
+// ('same', or explicit pads summing to 2 each way): bands of 4 output rows, or each image one
+// flat stream of H*W floats (few_channel_flat.cpp). AVX-512 only (the other levels answer false from the shape test and
 // keep the row and direct kernels). No hand-back: the padding is never multiplied.
 #pragma once
 #include "common/geometry.h"

@@ -18,6 +18,8 @@
 //
 //   forward          y[q, co] = b[co] + sum over (ky, kx, ci) of x_ci[q + off] * w[ky, kx, ci, co]
 //   backward data    the forward on dy with the kernel flipped and ci, co swapped, pads 2 - p
+// Small images (7x7, 14x14) run several to a stream (stream_conv, the weight pass likewise),
+// so that a vector's lanes are not left idle at every image's end.
 #include "cpu/few_channel_planes.h"
 
 #include <omp.h>
@@ -25,6 +27,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -48,9 +51,13 @@ int threads_for(const ConvGeometry& g) {
   return g.n * g.h * g.w * 9 * g.c * g.oc < kParallelWork ? 1 : std::max(1, get_num_threads());
 }
 
-// Vectors of 16 positions per register block: NV*C accumulators (12 for C = 2..3, 24 for
-// C = 4..6, 16 for C = 8) + NV inputs + a broadcast within 32 zmm.
-constexpr int vectors_for(int C) { return C <= 3 ? 4 : 2; }
+// Vectors of 16 positions per register block: NV*C accumulators (8..16 for C = 2..4, 15 and
+// 18 for C = 5, 6, 14 and 16 for C = 7, 8) + NV inputs + a broadcast within 32 zmm. The more
+// vectors, the more FMAs per weight broadcast. 1 thread, CPU-time medians of 3 rounds on the
+// loaded Zen 4, ms NV = 2/3/4 (forward): C=6 N=32 14x14 0.062/0.057/0.057, N=256 7x7
+// 0.114/0.104/0.105, N=256 28x28 1.57-1.64/1.52-1.57/2.0-2.35 (24 accumulators: spills);
+// C=4 N=256 14x14 0.204/0.217/0.190.
+constexpr int vectors_for(int C) { return C <= 4 ? 4 : C <= 6 ? 3 : 2; }
 
 // planes[ci*hw + q] = img[q*C + ci]: whole registers by permutes, the tail one float at a time.
 template <int C>
@@ -60,29 +67,31 @@ void split_image(const float* img, int64_t hw, float* planes) {
     for (int ci = 0; ci < C; ++ci) planes[ci * hw + q] = img[q * C + ci];
 }
 
-// acc[v][co] += the 9*C taps of the NV vectors at q0 (kernel column outermost). m[v][ky][kx]:
-// the valid lanes of tap (ky, kx) in vector v; ROWS = false where every vector's rows above
-// and below are in the image, so that only m[v][0][kx] is read: NV masks live per kernel
-// column (with all 9*NV of them live GCC moved masks between the stack and the mask
-// registers for every load; a third of a 14x14 C=3 forward).
-template <int C, int NV, bool ROWS>
-inline void accumulate(const float* planes, int64_t hw, int64_t q0, int64_t W, int pt, int pl,
-                       const __mmask16 (&m)[NV][3][3], const float* w, __m512 (&acc)[NV][C]) {
+// acc[v][co] += the 9*C taps of the NV vectors at q0 of planes `len` floats apart (kernel
+// column outermost). masks(ky, kx, mk) gives mk[v], the valid lanes of tap (ky, kx) in vector
+// v. The image walk passes only m[v][0][kx] where every vector's rows above and below are in
+// the image, so that NV masks live per kernel column (with all 9*NV of them live GCC moved
+// masks between the stack and the mask registers for every load; a third of a 14x14 C=3
+// forward); the stream of images reads them from its table.
+// ROWS = false: the masks depend on kx alone (read once per kernel column, as before the
+// stream's table).
+template <int C, int NV, bool ROWS, typename TapMasks>
+inline void accumulate(const float* planes, int64_t len, int64_t q0, int64_t W, int pt, int pl,
+                       TapMasks&& masks, const float* w, __m512 (&acc)[NV][C]) {
 #pragma GCC unroll 3
   for (int kx = 0; kx < 3; ++kx) {
     __mmask16 mk[NV];
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) mk[v] = m[v][0][kx];
+    if (!ROWS) masks(0, kx, mk);
 #pragma GCC unroll 3
     for (int ky = 0; ky < 3; ++ky) {
+      if (ROWS) masks(ky, kx, mk);
       const float* src = planes + q0 + (ky - pt) * W + (kx - pl);
       const float* wt = w + (ky * 3 + kx) * C * C;
 #pragma GCC unroll 8
       for (int ci = 0; ci < C; ++ci) {
         __m512 xv[NV];
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v)
-          xv[v] = _mm512_maskz_loadu_ps(ROWS ? m[v][ky][kx] : mk[v], src + ci * hw + 16 * v);
+        for (int v = 0; v < NV; ++v) xv[v] = _mm512_maskz_loadu_ps(mk[v], src + ci * len + 16 * v);
 #pragma GCC unroll 8
         for (int co = 0; co < C; ++co) {
           const __m512 wv = _mm512_set1_ps(wt[ci * C + co]);
@@ -90,6 +99,37 @@ inline void accumulate(const float* planes, int64_t hw, int64_t q0, int64_t W, i
           for (int v = 0; v < NV; ++v) acc[v][co] = _mm512_fmadd_ps(xv[v], wv, acc[v][co]);
         }
       }
+    }
+  }
+}
+
+// acc[v][co] = b[co] (0 without a bias).
+template <int C, int NV>
+inline void init_bias(const float* b, __m512 (&acc)[NV][C]) {
+#pragma GCC unroll 8
+  for (int co = 0; co < C; ++co) {
+    const __m512 bv = b ? _mm512_set1_ps(b[co]) : _mm512_setzero_ps();
+    for (int v = 0; v < NV; ++v) acc[v][co] = bv;
+  }
+}
+
+// The NV vectors at q0 merged back to NHWC (C channels) and stored at out + q0*C, the
+// positions from len on left alone.
+template <int C, int NV>
+inline void store_block(const __m512 (&acc)[NV][C], int64_t q0, int64_t len, float* out) {
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    const int64_t q = q0 + 16 * v;
+    if (q >= len) break;
+    pixel_transpose::vec pl_[C], px[C];
+    for (int co = 0; co < C; ++co) std::memcpy(&pl_[co], &acc[v][co], sizeof(__m512));
+    pixel_transpose::merge<C>(pl_, px);
+    if (q + 16 <= len) {
+      for (int co = 0; co < C; ++co) pixel_transpose::store(out + q * C + co * 16, px[co]);
+    } else {  // the last pixels
+      float tmp[16 * C];
+      for (int co = 0; co < C; ++co) pixel_transpose::store(tmp + co * 16, px[co]);
+      std::memcpy(out + q * C, tmp, sizeof(float) * (len - q) * C);
     }
   }
 }
@@ -107,40 +147,113 @@ void image_conv(const float* planes, float* out, int64_t H, int64_t W, int pt, i
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) walk.masks(q0 + 16 * v, m[v]);  // zero past the image
     __m512 acc[NV][C];
-#pragma GCC unroll 8
-    for (int co = 0; co < C; ++co) {
-      const __m512 bv = b ? _mm512_set1_ps(b[co]) : _mm512_setzero_ps();
-      for (int v = 0; v < NV; ++v) acc[v][co] = bv;
-    }
+    init_bias<C, NV>(b, acc);
     // The next image's NHWC floats, as many lines as this block's (it is split after this
     // one: images past the caches were read at DRAM latency in the split).
     if (next)
       for (int k = 0; k < NV * C && q0 * C + 16 * k < hw * C; ++k)
         _mm_prefetch((const char*)(next + q0 * C + 16 * k), _MM_HINT_T0);
     if (q0 >= pt * W && q0 + 16 * NV + (2 - pt) * W <= hw)
-      accumulate<C, NV, false>(planes, hw, q0, W, pt, pl, m, w, acc);
+      accumulate<C, NV, false>(planes, hw, q0, W, pt, pl, [&](int, int kx, __mmask16 (&mk)[NV]) {
+        for (int v = 0; v < NV; ++v) mk[v] = m[v][0][kx];
+      }, w, acc);
     else
-      accumulate<C, NV, true>(planes, hw, q0, W, pt, pl, m, w, acc);
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
-      const int64_t q = q0 + 16 * v;
-      if (q >= hw) break;
-      pixel_transpose::vec pl_[C], px[C];
-      for (int co = 0; co < C; ++co) std::memcpy(&pl_[co], &acc[v][co], sizeof(__m512));
-      pixel_transpose::merge<C>(pl_, px);
-      if (q + 16 <= hw) {
-        for (int co = 0; co < C; ++co) pixel_transpose::store(out + q * C + co * 16, px[co]);
-      } else {  // the image's last pixels
-        float tmp[16 * C];
-        for (int co = 0; co < C; ++co) pixel_transpose::store(tmp + co * 16, px[co]);
-        std::memcpy(out + q * C, tmp, sizeof(float) * (hw - q) * C);
+      accumulate<C, NV, true>(planes, hw, q0, W, pt, pl, [&](int ky, int kx, __mmask16 (&mk)[NV]) {
+        for (int v = 0; v < NV; ++v) mk[v] = m[v][ky][kx];
+      }, w, acc);
+    store_block<C, NV>(acc, q0, hw, out);
+  }
+}
+
+// ---- small images as one stream ----
+//
+// A 14x14 image is 12.25 vectors of 16 positions, a 7x7 one 3.06: walked image by image in
+// blocks of 16*NV positions, a C=3 14x14 image took 256 lanes of work for 196 positions, a
+// C=6 7x7 one 64 for 49. Here a group of images is split into C planes of all its positions
+// (NHWC images are consecutive, so the split and the merged output are one run each) and
+// walked as one stream; a tap reaching into the neighbouring image is masked like the padding.
+// The lane masks repeat every lcm(H*W, 16) positions (one table per call) and each group's
+// stream starts at the table's start. Only where an image by itself would leave at least
+// 1/kStreamMinWaste of its block's lanes idle: the table's masks cost more than the walk's
+// (C=3 N=32 28x28, 49 whole vectors, forward 0.063 -> 0.071 ms streamed).
+constexpr int64_t kStreamMaxHW = 1024;  // images up to 32x32 (a table of 1024 vectors at most)
+constexpr int64_t kStreamMinWaste = 10;
+// Planes of a forward group within L1 (C=6 28x28 N=256 in groups of 3920 positions, 94 KiB
+// of planes: 1.59 -> 1.85 ms; C=6 N=32 14x14 0.061 -> 0.066).
+constexpr int64_t kStreamBytes = 48 << 10;
+
+struct StreamTable {
+  int64_t period = 0;  // vectors of 16 positions before the masks repeat; 0: no stream
+  std::vector<__mmask16> m;  // 9 a vector (tap ky*3 + kx), period + kTableExtra vectors
+};
+constexpr int kTableExtra = 4;  // a block of NV <= 4 vectors starting in the period's last one
+
+// The table for H x W images with pads pt, pl where walking blocks of `block` positions image
+// by image wastes enough lanes.
+StreamTable stream_table(int64_t H, int64_t W, int pt, int pl, int64_t block) {
+  StreamTable t;
+  const int64_t hw = H * W;
+  if (hw > kStreamMaxHW || ((hw + block - 1) / block * block - hw) * kStreamMinWaste < hw) return t;
+  int64_t period_pos = hw;
+  while (period_pos % 16) period_pos += hw;  // lcm(hw, 16) <= 16 * 1024
+  t.period = period_pos / 16;
+  // built position by position with the row and column carried (the divisions per position
+  // and tap were a tenth of a C=6 N=32 14x14 forward)
+  t.m.assign((size_t)(9 * (t.period + kTableExtra)), 0);
+  int64_t row = 0, col = 0;
+  for (int64_t v = 0; v < t.period + kTableExtra; ++v) {
+    unsigned rows[3] = {0, 0, 0}, cols[3] = {0, 0, 0};  // lanes whose tap row / column is inside
+    for (int lane = 0; lane < 16; ++lane) {
+      for (int k = 0; k < 3; ++k) {
+        if (row + k - pt >= 0 && row + k - pt < H) rows[k] |= 1u << lane;
+        if (col + k - pl >= 0 && col + k - pl < W) cols[k] |= 1u << lane;
+      }
+      if (++col == W) {
+        col = 0;
+        if (++row == H) row = 0;
       }
     }
+    for (int ky = 0; ky < 3; ++ky)
+      for (int kx = 0; kx < 3; ++kx) t.m[9 * v + ky * 3 + kx] = (__mmask16)(rows[ky] & cols[kx]);
+  }
+  return t;
+}
+
+// The stream of `len` positions (whole images) of the planes (len floats apart) into out
+// (NHWC); the next group's NHWC floats (next_floats of them at next) are prefetched.
+template <int C>
+void stream_conv(const float* planes, int64_t len, float* out, int64_t W, int pt, int pl,
+                 const float* w, const float* b, const StreamTable& st, const float* next,
+                 int64_t next_floats) {
+  constexpr int NV = vectors_for(C);
+  static_assert(NV <= kTableExtra, "the table's extra vectors cover a block");
+  int64_t v0 = 0;  // the table vector of the block's first
+  for (int64_t q0 = 0; q0 < len; q0 += 16 * NV, v0 += NV) {
+    if (v0 >= st.period) v0 -= st.period;
+    const __mmask16* mt = st.m.data() + 9 * v0;
+    __m512 acc[NV][C];
+    init_bias<C, NV>(b, acc);
+    for (int k = 0; k < NV * C && q0 * C + 16 * k < next_floats; ++k)
+      _mm_prefetch((const char*)(next + q0 * C + 16 * k), _MM_HINT_T0);
+    if (q0 + 16 * NV <= len) {
+      accumulate<C, NV, true>(planes, len, q0, W, pt, pl, [&](int ky, int kx, __mmask16 (&mk)[NV]) {
+        for (int v = 0; v < NV; ++v) mk[v] = mt[9 * v + ky * 3 + kx];
+      }, w, acc);
+    } else {  // the stream's last block: lanes from len on read nothing
+      __mmask16 tail[NV];
+      for (int v = 0; v < NV; ++v) tail[v] = flat::tail_mask(q0 + 16 * v, len);
+      accumulate<C, NV, true>(planes, len, q0, W, pt, pl, [&](int ky, int kx, __mmask16 (&mk)[NV]) {
+        for (int v = 0; v < NV; ++v) mk[v] = (__mmask16)(mt[9 * v + ky * 3 + kx] & tail[v]);
+      }, w, acc);
+    }
+    store_block<C, NV>(acc, q0, len, out);
   }
 }
 
 using ImageConvFn = void (*)(const float*, float*, int64_t, int64_t, int, int, const float*,
                              const float*, const int*, const float*);
+using StreamConvFn = void (*)(const float*, int64_t, float*, int64_t, int, int, const float*,
+                              const float*, const StreamTable&, const float*, int64_t);
 using SplitFn = void (*)(const float*, int64_t, float*);
 
 template <size_t... I>
@@ -148,33 +261,53 @@ constexpr std::array<ImageConvFn, sizeof...(I)> conv_table(std::index_sequence<I
   return {&image_conv<int(I) + 2>...};
 }
 template <size_t... I>
+constexpr std::array<StreamConvFn, sizeof...(I)> stream_conv_table(std::index_sequence<I...>) {
+  return {&stream_conv<int(I) + 2>...};
+}
+template <size_t... I>
 constexpr std::array<SplitFn, sizeof...(I)> split_table(std::index_sequence<I...>) {
   return {&split_image<int(I) + 2>...};
 }
 
-// Every image of src (NHWC, C channels) through image_conv with weights w into dst.
+// Every image of src (NHWC, C channels) through image_conv (or in groups through stream_conv)
+// with weights w into dst.
 void run_images(const ConvGeometry& g, const float* src, const float* w, const float* b,
                 float* dst, int pt, int pl, Activation act) {
   static constexpr auto convs = conv_table(std::make_index_sequence<7>());
+  static constexpr auto streams = stream_conv_table(std::make_index_sequence<7>());
   static constexpr auto splits = split_table(std::make_index_sequence<7>());
   const int64_t C = g.c, hw = g.h * g.w;
   const ImageConvFn conv = convs[C - 2];
+  const StreamConvFn stream = streams[C - 2];
   const SplitFn split = splits[C - 2];
+  const StreamTable st = stream_table(g.h, g.w, pt, pl, 16 * vectors_for((int)C));
+  // a group: one image, or the images of the stream whose planes fit kStreamBytes; with
+  // several threads at least 4 groups a thread where the batch allows (as the weight pass),
+  // so that the threads' shares stay even
+  const int threads = threads_for(g);
+  int64_t group = st.period ? std::max<int64_t>(1, std::min(g.n, kStreamBytes / (4 * C * hw))) : 1;
+  if (threads > 1) group = std::max<int64_t>(1, std::min(group, (g.n + 4 * threads - 1) / (4 * threads)));
+  const int64_t groups = (g.n + group - 1) / group;
   int col0[16];  // the columns of an image's first 16 positions
   for (int i = 0; i < 16; ++i) col0[i] = (int)(i % g.w);
   ExceptionCaptor errors;
-  parallel_region(threads_for(g), [&] {
+  parallel_region(threads, [&] {
     note_team();
-    std::vector<float> planes;
-    errors.run([&] { planes.resize((size_t)(C * hw)); });
+    std::unique_ptr<float[]> planes;  // not zeroed: every lane read is split in first
+    errors.run([&] { planes.reset(new float[(size_t)(C * hw * group)]); });
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < g.n; ++n) {
+    for (int64_t gi = 0; gi < groups; ++gi) {
       if (errors.failed()) continue;
-      split(src + n * hw * C, hw, planes.data());
-      // the next image is this thread's next (static schedule)
-      conv(planes.data(), dst + n * hw * C, g.h, g.w, pt, pl, w, b, col0,
-           n + 1 < g.n ? src + (n + 1) * hw * C : nullptr);
-      if (act != Activation::Linear) activation_inplace(hw * C, dst + n * hw * C, act);
+      const int64_t n0 = gi * group, len = std::min(group, g.n - n0) * hw;
+      split(src + n0 * hw * C, len, planes.get());
+      // the next group is this thread's next (static schedule)
+      const float* next = n0 + group < g.n ? src + (n0 + group) * hw * C : nullptr;
+      if (st.period)
+        stream(planes.get(), len, dst + n0 * hw * C, g.w, pt, pl, w, b, st, next,
+               next ? std::min(group, g.n - n0 - group) * hw * C : 0);
+      else
+        conv(planes.get(), dst + n0 * hw * C, g.h, g.w, pt, pl, w, b, col0, next);
+      if (act != Activation::Linear) activation_inplace(len * C, dst + n0 * hw * C, act);
     }
   });
   errors.rethrow();
@@ -196,41 +329,57 @@ constexpr int ci_block(int C) { return C == 2 || C == 3 ? C : C == 4 ? 2 : 1; }
 struct Prefetch {
   const float *x = nullptr, *d = nullptr, *end = nullptr;
 };
-// Over the nimg images of a group (planes img floats apart) in one call: a call per image
-// (its accumulators copied in and out) cost as much as a 7x7 image's 4 vectors.
+// Over the nseg segments of a group (seg floats apart, each C planes of len positions, len
+// floats apart: an image each, or the whole group as one stream) in one call: a call per image
+// (its accumulators copied in and out) cost as much as a 7x7 image's 4 vectors. masks0: 10 a
+// vector (the 9 taps, then the lanes inside the image), repeating every `period` vectors; the
+// lanes of a segment's last vector from len on are masked here.
 template <int C>
-void tile_pass(const float* xp0, const float* dp0, int64_t nimg, int64_t img, int64_t H,
-               int64_t W, int pt, int pl, const __mmask16* masks0, int ky, int c0,
+void tile_pass(const float* xp0, const float* dp0, int64_t nseg, int64_t seg, int64_t len,
+               int64_t W, int pt, int pl, const __mmask16* masks0, int64_t period, int ky, int c0,
                __m512 (&acc_io)[3][ci_block(C)][C], Prefetch& pf) {
   constexpr int CIB = ci_block(C);
-  const int64_t hw = H * W;
   __m512 acc[3][CIB][C];  // a local copy, so that GCC keeps it in registers
 #pragma GCC unroll 32
   for (int k = 0; k < 3 * CIB * C; ++k) (&acc[0][0][0])[k] = (&acc_io[0][0][0])[k];
   const float *pfx = pf.x, *pfd = pf.d;
-  for (int64_t b = 0; b < nimg; ++b) {
-    const float* src = xp0 + b * img + (ky - pt) * W - pl + c0 * hw;
-    const float* dp = dp0 + b * img;
+  const __mmask16* mend = masks0 + 10 * period;
+  for (int64_t b = 0; b < nseg; ++b) {
+    const float* src = xp0 + b * seg + (ky - pt) * W - pl + c0 * len;
+    const float* dp = dp0 + b * seg;
     const __mmask16* masks = masks0;
-    for (int64_t q0 = 0; q0 < hw; q0 += 16, masks += 10) {
+    auto step = [&](int64_t q0, __mmask16 mx0, __mmask16 mx1, __mmask16 mx2, __mmask16 tail) {
       if (pfx < pf.end) {
         _mm_prefetch((const char*)pfx, _MM_HINT_T1);
         _mm_prefetch((const char*)pfd, _MM_HINT_T1);
         pfx += 16, pfd += 16;
       }
-      const __mmask16 tail = masks[9];
+      const __mmask16 mx[3] = {mx0, mx1, mx2};
       __m512 dv[C];
 #pragma GCC unroll 8
-      for (int co = 0; co < C; ++co) dv[co] = _mm512_maskz_loadu_ps(tail, dp + co * hw + q0);
+      for (int co = 0; co < C; ++co) dv[co] = _mm512_maskz_loadu_ps(tail, dp + co * len + q0);
 #pragma GCC unroll 3
       for (int kx = 0; kx < 3; ++kx)
 #pragma GCC unroll 4
         for (int cb = 0; cb < CIB; ++cb) {
-          const __m512 xv = _mm512_maskz_loadu_ps(masks[ky * 3 + kx], src + q0 + kx + cb * hw);
+          const __m512 xv = _mm512_maskz_loadu_ps(mx[kx], src + q0 + kx + cb * len);
 #pragma GCC unroll 8
           for (int co = 0; co < C; ++co)
             acc[kx][cb][co] = _mm512_fmadd_ps(xv, dv[co], acc[kx][cb][co]);
         }
+    };
+    const __mmask16* mk = masks + ky * 3;
+    int64_t q0 = 0;
+    for (; q0 + 16 <= len; q0 += 16) {
+      step(q0, mk[0], mk[1], mk[2], masks[9]);
+      masks += 10;
+      if (masks == mend) masks = masks0;
+      mk = masks + ky * 3;
+    }
+    if (q0 < len) {
+      const __mmask16 t = flat::tail_mask(q0, len);
+      step(q0, (__mmask16)(mk[0] & t), (__mmask16)(mk[1] & t), (__mmask16)(mk[2] & t),
+           (__mmask16)(masks[9] & t));
     }
   }
 #pragma GCC unroll 32
@@ -256,8 +405,18 @@ void weights_pass(const ConvGeometry& g, const float* dy, const float* x, float*
   constexpr int CIB = ci_block(C);
   const int64_t hw = g.h * g.w, img = C * hw;
   const int pt = (int)g.win.pt, pl = (int)g.win.pl;
-  std::vector<__mmask16> masks((size_t)((hw + 15) / 16 * 10));
-  {
+  // The images of a group as one stream where stream_table gives one (small images: every
+  // lane of a vector at work), else image by image with the masks of one image.
+  const StreamTable st = stream_table(g.h, g.w, pt, pl, 16);
+  const bool stream = st.period > 0;
+  const int64_t period = stream ? st.period : (hw + 15) / 16;
+  std::vector<__mmask16> masks((size_t)(period * 10));
+  if (stream) {
+    for (int64_t v = 0; v < period; ++v) {
+      std::copy_n(st.m.data() + 9 * v, 9, masks.data() + 10 * v);
+      masks[10 * v + 9] = (__mmask16)0xFFFF;
+    }
+  } else {
     alignas(64) int col0[16];
     for (int i = 0; i < 16; ++i) col0[i] = (int)(i % g.w);
     flat::Walk walk(g.h, g.w, pt, pl, _mm512_load_si512(col0));
@@ -281,19 +440,21 @@ void weights_pass(const ConvGeometry& g, const float* dy, const float* x, float*
     const int t = omp_get_thread_num();
 #pragma omp single
     used = omp_get_num_threads();
-    std::vector<float> xb, dbuf;
+    std::unique_ptr<float[]> xb, dbuf;  // not zeroed (a 7x7 C=6 pass's zeroing: 5 us)
     errors.run([&] {
-      xb.resize((size_t)(group * img));
-      dbuf.resize((size_t)(group * img));
+      xb.reset(new float[(size_t)(group * img)]);
+      dbuf.reset(new float[(size_t)(group * img)]);
     });
     double* sums = part.data() + t * kSums;
 #pragma omp for schedule(static)
     for (int64_t gi = 0; gi < groups; ++gi) {
       if (errors.failed()) continue;
       const int64_t n0 = gi * group, nimg = std::min(group, g.n - n0);
-      for (int64_t b = 0; b < nimg; ++b) {
-        split_image<C>(x + (n0 + b) * img, hw, xb.data() + b * img);
-        split_image<C>(dy + (n0 + b) * img, hw, dbuf.data() + b * img);
+      // segments: one stream of nimg * hw positions, or an image each
+      const int64_t nseg = stream ? 1 : nimg, len = stream ? nimg * hw : hw;
+      for (int64_t b = 0; b < nseg; ++b) {
+        split_image<C>(x + (n0 + b) * img, len, xb.get() + b * img);
+        split_image<C>(dy + (n0 + b) * img, len, dbuf.get() + b * img);
       }
       // The next group's x and dy (this thread's next: static schedule) are fetched into L2
       // during this group's tiles, a line of each per vector: the split of a group read
@@ -311,8 +472,8 @@ void weights_pass(const ConvGeometry& g, const float* dy, const float* x, float*
           for (int kx = 0; kx < 3; ++kx)
             for (int cb = 0; cb < CIB; ++cb)
               for (int co = 0; co < C; ++co) acc[kx][cb][co] = _mm512_setzero_ps();
-          tile_pass<C>(xb.data(), dbuf.data(), nimg, img, g.h, g.w, pt, pl, masks.data(), ky, c0,
-                       acc, pf);
+          tile_pass<C>(xb.get(), dbuf.get(), nseg, img, len, g.w, pt, pl, masks.data(), period,
+                       ky, c0, acc, pf);
           for (int kx = 0; kx < 3; ++kx)
             for (int cb = 0; cb < CIB; ++cb)
               for (int co = 0; co < C; ++co)
@@ -321,10 +482,10 @@ void weights_pass(const ConvGeometry& g, const float* dy, const float* x, float*
       if (db)
         for (int co = 0; co < C; ++co) {
           __m512 s = _mm512_setzero_ps();
-          for (int64_t b = 0; b < nimg; ++b) {
-            const float* d = dbuf.data() + b * img + co * hw;
-            for (int64_t q = 0; q < hw; q += 16)
-              s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(flat::tail_mask(q, hw), d + q));
+          for (int64_t b = 0; b < nseg; ++b) {
+            const float* d = dbuf.get() + b * img + co * len;
+            for (int64_t q = 0; q < len; q += 16)
+              s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(flat::tail_mask(q, len), d + q));
           }
           sums[9 * C * C + co] += lane_sum(s);
         }
