@@ -490,29 +490,47 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
   // 1..4 channels each side at stride 1 or 2: whole registers of pixels on planar registers
   // (narrow_pointwise_planar.h), the rest pixel by pixel.
   const planar_dot::MapFn planar = planar_dot::pick_map(g.c, g.oc, sw);
-  const bool prefetch = sh > 1 && g.w * g.c >= kPrefetchRow;
-  // Work items: output rows; at stride 1 x and y are each one pixel stream, cut into runs of
-  // kMapRun pixels (rows of 28 pixels cost ~8 ns each in calls: N=256 28x28 C=1 took 62 us).
+  const int64_t in_row = g.w * g.c, pf = sh > 1 && in_row >= kPrefetchRow ? in_row : 0;
+  // Work items: at stride 1 x and y are each one pixel stream, cut into runs of kMapRun pixels
+  // (rows of 28 pixels cost ~8 ns each in calls: N=256 28x28 C=1 took 62 us); strided, blocks
+  // of about kMapRun pixels of whole output rows of one image (x's rows sh apart), one call of
+  // the planar map a block (it was a call per output row: see planar_dot::map).
   const bool stream = sh == 1 && sw == 1;
   const int64_t pixels = g.n * g.oh * g.ow;
-  const int64_t items = stream ? (pixels + kMapRun - 1) / kMapRun : g.n * g.oh;
+  const int64_t block_rows =
+      stream ? 1 : std::max<int64_t>(1, std::min(g.oh, kMapRun / std::max<int64_t>(g.ow, 1)));
+  const int64_t blocks = (g.oh + block_rows - 1) / block_rows;
+  const int64_t items = stream ? (pixels + kMapRun - 1) / kMapRun : g.n * blocks;
+  // At stride 2 a whole register of pixels reads 2L of x: whole ones within the row only
+  // (the tail register, reading only its pixels' floats, takes the rest).
+  const int64_t row_whole = sw == 1 ? g.ow : std::min(g.ow, g.w / 2);
   parallel_region(pass_threads(g), [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t l = 0; l < items; ++l) {
-      const int64_t p0 = stream ? l * kMapRun : l * g.ow;
-      const int64_t count = stream ? std::min(kMapRun, pixels - p0) : g.ow;
-      const float* src = stream ? x + p0 * g.c  // else row l: image l / OH, row (l % OH)*sh
-                                : x + ((l / g.oh) * g.h + (l % g.oh) * sh) * g.w * g.c;
-      if (!stream && prefetch && l + kAhead < items)  // a later row's input
-        prefetch_floats(x + (((l + kAhead) / g.oh) * g.h + ((l + kAhead) % g.oh) * sh) * g.w * g.c, g.w * g.c);
-      // At stride 2 a register of pixels reads 2L of x: whole ones within the row only.
-      const int64_t whole = sw == 1 ? count : std::min(count, g.w / 2);
-      const int64_t done = planar && (planar_dot::kMapTails || whole >= planar_dot::L)
-                               ? planar(src, y + p0 * g.oc, whole, &m.w[0][0], kNarrowMapMax, m.bias)
+      int64_t p0, count, rows;  // rows of count pixels from y + p0 * OC, x rows xs apart
+      const float* src;
+      if (stream) {
+        p0 = l * kMapRun, count = std::min(kMapRun, pixels - p0), rows = 1;
+        src = x + p0 * g.c;
+      } else {
+        const int64_t n = l / blocks, oy0 = (l % blocks) * block_rows;
+        rows = std::min(block_rows, g.oh - oy0), count = g.ow;
+        p0 = (n * g.oh + oy0) * g.ow;
+        src = x + (n * g.h + oy0 * sh) * in_row;
+      }
+      const int64_t xs = sh * in_row, whole = stream ? count : row_whole;
+      const int64_t done = planar && (planar_dot::kMapTails ? count >= planar_dot::kMinTail
+                                                             : whole >= planar_dot::L)
+                               ? planar(src, xs, y + p0 * g.oc, count * g.oc, rows, count, whole,
+                                        &m.w[0][0], kNarrowMapMax, m.bias, pf, kAhead)
                                : 0;
-      map(src + done * sw * g.c, sw * g.c, y + (p0 + done) * g.oc, g.oc, count - done, m);
-      activation_inplace(count * g.oc, y + p0 * g.oc, act);
+      for (int64_t r = 0; r < rows; ++r) {
+        if (!planar && pf) prefetch_floats(src + (r + kAhead) * xs, pf);  // a later row's input
+        map(src + r * xs + done * sw * g.c, sw * g.c, y + (p0 + r * count + done) * g.oc, g.oc,
+            count - done, m);
+      }
+      activation_inplace(rows * count * g.oc, y + p0 * g.oc, act);
     }
   });
 }
@@ -533,7 +551,9 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
 #pragma omp for schedule(static)
       for (int64_t l = 0; l < items; ++l) {
         const int64_t p0 = l * kMapRun, count = std::min(kMapRun, pixels - p0);
-        const int64_t done = planar ? planar(dy + p0 * g.oc, dx + p0 * g.c, count, &m.w[0][0], kNarrowMapMax, m.bias) : 0;
+        const int64_t done = planar ? planar(dy + p0 * g.oc, 0, dx + p0 * g.c, 0, 1, count, count,
+                                             &m.w[0][0], kNarrowMapMax, m.bias, 0, 0)
+                                    : 0;
         map(dy + (p0 + done) * g.oc, g.oc, dx + (p0 + done) * g.c, g.c, count - done, m);
       }
     });

@@ -190,15 +190,24 @@ constexpr bool kMapTails = true;
 #else
 constexpr bool kMapTails = false;
 #endif
+// Shorter tails go pixel by pixel (map_pixels' groups of 4): 1 thread, ms per-pixel/tail
+// register, 5 paired rounds, 1x1 s2 C=3: N=256 7x7 (rows of 4 pixels) 0.022/0.028, N=256
+// 14x14 (rows of 7) 0.053/0.041.
+constexpr int64_t kMinTail = 6;
 
-// dst[p*OUT + o] = bias[o] + sum_i src[p*SW*IN + i] * w[i*ldw + o] for p < count rounded
-// down to L, all of count where kMapTails (the forward map, and backward data's at stride 1
-// with w transposed): IN planar registers in, OUT accumulators, merged back to NHWC
-// (pixel_transpose.h); returns the pixels done. Whole registers at SW = 2 read src's pixels
-// up to 2*count - 1 (the tail only the floats of its pixels).
+// dst[r*dst_rs + p*OUT + o] = bias[o] + sum_i src[r*src_rs + p*SW*IN + i] * w[i*ldw + o] for
+// rows r < rows and p < min(count, reg_max) rounded down to L, all of count where kMapTails
+// (the forward map, and backward data's at stride 1 with w transposed): IN planar registers
+// in, OUT accumulators, merged back to NHWC (pixel_transpose.h); returns the pixels done in
+// each row. Whole registers at SW = 2 read a row's pixels up to 2*reg_max - 1 (the caller
+// keeps that in the row), the tail (at most L pixels) only the floats of its pixels. With pf > 0, pf floats of the src row `ahead` rows on are prefetched as each
+// row starts. Rows inside: the strided forward called this per output row, and with rows of
+// 7..28 pixels the weights' broadcasts and the call were most of the time (perf, 1x1 s2 N=256
+// 28x28 C=3: the 9 weight registers set up for one register of pixels).
 template <int IN, int OUT, int SW>
-int64_t map(const float* src, float* dst, int64_t count, const float* w, int64_t ldw,
-            const float* bias) {
+int64_t map(const float* src, int64_t src_rs, float* dst, int64_t dst_rs, int64_t rows,
+            int64_t count, int64_t reg_max, const float* w, int64_t ldw, const float* bias,
+            int64_t pf, int64_t ahead) {
   vec wv[IN * OUT], bv[OUT];
   for (int i = 0; i < IN * OUT; ++i) wv[i] = vec{} + w[(i / OUT) * ldw + i % OUT];
   for (int o = 0; o < OUT; ++o) bv[o] = vec{} + bias[o];
@@ -214,28 +223,31 @@ int64_t map(const float* src, float* dst, int64_t count, const float* w, int64_t
     if constexpr (OUT == 1) out[0] = y[0];
     else pixel_transpose::merge<OUT>(y, out);
   };
-  int64_t p = 0;
-  for (; p + L <= count; p += L) {
-    vec xp[IN], out[OUT];
-    load_planar<IN, SW>(src + p * SW * IN, xp);
-    pixels(xp, out);
-    float* d = dst + p * OUT;
+  const int64_t whole = std::min(count, reg_max) / L * L, rest = count - whole;
+  const bool tails = kMapTails && rest >= kMinTail;
+  for (int64_t r = 0; r < rows; ++r, src += src_rs, dst += dst_rs) {
+    if (pf) prefetch_floats(src + ahead * src_rs, pf);
+    for (int64_t p = 0; p < whole; p += L) {
+      vec xp[IN], out[OUT];
+      load_planar<IN, SW>(src + p * SW * IN, xp);
+      pixels(xp, out);
+      float* d = dst + p * OUT;
 #pragma GCC unroll 8
-    for (int o = 0; o < OUT; ++o) pixel_transpose::store(d + o * L, out[o]);
+      for (int o = 0; o < OUT; ++o) pixel_transpose::store(d + o * L, out[o]);
+    }
+    if (tails) {
+      vec raw[SW * IN], xp[IN], out[OUT];
+      load_prefix(src + whole * SW * IN, (rest - 1) * SW * IN + IN, raw);
+      planar_from<IN, SW>(raw, xp);
+      pixels(xp, out);
+      store_prefix(dst + whole * OUT, out, rest * OUT);
+    }
   }
-  if (kMapTails && p < count) {
-    const int64_t rest = count - p;
-    vec raw[SW * IN], xp[IN], out[OUT];
-    load_prefix(src + p * SW * IN, (rest - 1) * SW * IN + IN, raw);
-    planar_from<IN, SW>(raw, xp);
-    pixels(xp, out);
-    store_prefix(dst + p * OUT, out, rest * OUT);
-    p = count;
-  }
-  return p;
+  return tails ? count : whole;
 }
 
-using MapFn = int64_t (*)(const float*, float*, int64_t, const float*, int64_t, const float*);
+using MapFn = int64_t (*)(const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t,
+                         const float*, int64_t, const float*, int64_t, int64_t);
 
 template <int IN, int SW, int... OUT>
 constexpr MapFn pick_map_out(int out, std::integer_sequence<int, OUT...>) {
@@ -265,8 +277,7 @@ constexpr MapFn pick_map_diagonal(int c, std::integer_sequence<int, C...>) {
   return t[c - kMaxChannels - 1];
 }
 
-// The map for in -> out channels at stride sw; nullptr where none is compiled (1 -> 1 has
-// narrow_pointwise.cpp's scaled copy).
+// The map for in -> out channels at stride sw; nullptr where none is compiled.
 inline MapFn pick_map(int64_t in, int64_t out, int64_t sw) {
   if (in == out && in > kMaxChannels && in <= kMaxDiagonal && (sw == 1 || sw == 2)) {
     if (!diagonal_planar(in, sw)) return nullptr;
@@ -274,7 +285,9 @@ inline MapFn pick_map(int64_t in, int64_t out, int64_t sw) {
     return sw == 1 ? pick_map_diagonal<1>((int)in, seq) : pick_map_diagonal<2>((int)in, seq);
   }
   if (in < 1 || in > kMaxChannels || out < 1 || out > kMaxChannels || sw < 1 || sw > 2) return nullptr;
-  if (in == 1 && out == 1) return nullptr;
+  // 1 -> 1 at stride 1: narrow_pointwise.cpp's scaled copy (vectorised over pixels); at stride
+  // 2 that loop is scalar, and this takes it (measured: benchmarks/RESULTS.md, helper Y).
+  if (in == 1 && out == 1 && sw == 1) return nullptr;
   const auto seq = std::make_integer_sequence<int, kMaxChannels>();
   return sw == 1 ? pick_map_in<1>((int)in, (int)out, seq) : pick_map_in<2>((int)in, (int)out, seq);
 }
