@@ -40,6 +40,13 @@ def test_short_rows_and_tails_every_width(c, stride):
         assert all(algos[p] == "direct" for p in PASSES), (c, w, algos)
 
 
+@pytest.mark.parametrize("c", [1, 3, 6, 16, 24])
+def test_weight_pass_long_streams(c):
+    """Stride 1: the weight pass cuts the pixel stream into runs of 2048 pixels; 3034 pixels
+    here (a run and a partial one, tails of every kernel), with the bias gradient."""
+    _check(500 + c, 2, 37, 41, c, c, 1)
+
+
 @pytest.mark.parametrize("cin, cout", [(3, 1), (1, 4), (2, 3), (4, 2), (3, 6), (6, 3), (8, 5)])
 def test_unequal_channels_strided(cin, cout):
     for w in (14, 15, 28):
