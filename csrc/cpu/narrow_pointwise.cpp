@@ -20,10 +20,12 @@
 //                    the thread's double partials, the partials summed in thread order
 //                    (deterministic for a fixed thread count); db from the item's dy as one
 //                    contiguous run (channel_sums).
-// Work items of the maps are output rows, except at stride 1, where x, y (and dy, dx) are
-// each one pixel stream and items are runs of 1024 (map) or 512 (weight pass) pixels whatever
-// the rows: a call and a flush per row of 7..28 pixels cost more than the row's work. The
-// strided weight pass takes blocks of about 512 pixels of whole output rows of one image.
+// Work items at stride 1, where x, y (and dy, dx) are each one pixel stream: runs of 1024
+// (map) or 2048 (weight pass) pixels whatever the rows (a call and a flush per row of 7..28
+// pixels cost more than the row's work). Strided: the forward map and the weight pass take
+// blocks of about 1024 / 512 pixels of whole output rows of one image, backward data rows.
+// Tails (AVX-512): masked loads and stores (issue 18 item 3, helper Y; see load16_prefix,
+// store16_prefix, planar_dot::load_prefix / store_prefix).
 // 4..8 channels each side in the weight pass (AVX-512): 16 / C pixels a vector (dot_packed).
 // Cin = Cout = 1 is a plain scaled copy and runs as one (vectorised over pixels at stride 1).
 // 1..4 channels each side at stride 1 or 2 (issue 18 item 3, helper C): whole registers of
@@ -36,7 +38,8 @@
 // the GEMM of K = N = 24 or 32 ran at 65-115 GFLOP/s (1 thread, Zen 5, sgemm 249); the map
 // at 24 and 32 channels, stride 1, 2.1-3.5x faster (benchmarks/RESULTS.md, 2026-12-06
 // few-channel sweep section). The weight pass would need 2 x Cin accumulators (64 at 32
-// channels): it stays on the GEMM there.
+// channels): it stays on the GEMM there. At AVX-512 the strided forward map and the weight
+// pass at 17..24 (rows of >= 14 pixels) win on the Zen 4 too (narrow_pointwise_shape).
 #include "cpu/narrow_pointwise.h"
 
 #include <omp.h>
@@ -601,7 +604,7 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
   // 1x1 s2 N=256 56x56 C=6 0.82-1.13/1.20-1.85 (before 1.10-1.55), N=256 112x112 C=3
   // 3.50-3.79/3.72-4.41 (3.64-4.34), N=256 28x28 C=16 0.33-0.36/0.35-0.58 (0.58-0.62).
   const int64_t pf = sh > 1 && in_row >= kPrefetchRow ? in_row : 0;
-  // Work items: at stride 1 x and dy are each one pixel stream, so items are runs of kRun
+  // Work items: at stride 1 x and dy are each one pixel stream, so items are runs of kStreamRun
   // pixels (rows of 7..28 pixels paid a call and a flush per row: N=256 28x28 C=3 took 0.63
   // ms where a copy of its bytes takes ~0.16); strided, blocks of about kRun pixels of whole
   // output rows of one image (x's rows then are sh rows apart). Prefetching all of the next
