@@ -49,7 +49,7 @@ def test_pointwise_long_rows_and_tails(cin, cout):
     for w in (1, 3, 4, 17, 33, 70):
         for stride in (1, 2):
             _check(w + stride, 1, 3, w, cin, cout, 1, stride, "same")
-    # stride 1: the weight pass cuts the pixel stream into runs of 512, here 765 pixels
+    # stride 1: the weight pass cuts the pixel stream into runs (2048 pixels), here 765 pixels
     _check(7, 3, 15, 17, cin, cout, 1, 1, "valid")
 
 
@@ -130,7 +130,7 @@ def test_wide_pointwise_map(stride):
         for padding in ("same", "valid"):
             algos = _check(10 * i + stride, n, h, w, cin, cout, 1, stride, padding, bias=i % 3 != 2)
             assert algos["backward_data"] == "direct", (cin, cout, algos)
-            # a strided forward takes the map up to 24 channels (narrow_pointwise.cpp)
+            # a strided forward takes the map up to 24 channels (32 at AVX-512, narrow_pointwise.cpp)
             if stride == 1 or max(cin, cout) <= 24:
                 assert algos["forward"] == "direct", (cin, cout, algos)
             if max(cin, cout) <= 16:

@@ -20,10 +20,12 @@
 //                    the thread's double partials, the partials summed in thread order
 //                    (deterministic for a fixed thread count); db from the item's dy as one
 //                    contiguous run (channel_sums).
-// Work items of the maps are output rows, except at stride 1, where x, y (and dy, dx) are
-// each one pixel stream and items are runs of 1024 (map) or 512 (weight pass) pixels whatever
-// the rows: a call and a flush per row of 7..28 pixels cost more than the row's work. The
-// strided weight pass takes blocks of about 512 pixels of whole output rows of one image.
+// Work items at stride 1, where x, y (and dy, dx) are each one pixel stream: runs of 1024
+// (map) or 2048 (weight pass) pixels whatever the rows (a call and a flush per row of 7..28
+// pixels cost more than the row's work). Strided: the forward map and the weight pass take
+// blocks of about 1024 / 512 pixels of whole output rows of one image, backward data rows.
+// Tails (AVX-512): masked loads and stores (issue 18 item 3, helper Y; see load16_prefix,
+// store16_prefix, planar_dot::load_prefix / store_prefix).
 // 4..8 channels each side in the weight pass (AVX-512): 16 / C pixels a vector (dot_packed).
 // Cin = Cout = 1 is a plain scaled copy and runs as one (vectorised over pixels at stride 1).
 // 1..4 channels each side at stride 1 or 2 (issue 18 item 3, helper C): whole registers of
@@ -36,7 +38,8 @@
 // the GEMM of K = N = 24 or 32 ran at 65-115 GFLOP/s (1 thread, Zen 5, sgemm 249); the map
 // at 24 and 32 channels, stride 1, 2.1-3.5x faster (benchmarks/RESULTS.md, 2026-12-06
 // few-channel sweep section). The weight pass would need 2 x Cin accumulators (64 at 32
-// channels): it stays on the GEMM there.
+// channels): it stays on the GEMM there. At AVX-512 the strided forward map and the weight
+// pass at 17..24 (rows of >= 14 pixels) win on the Zen 4 too (narrow_pointwise_shape).
 #include "cpu/narrow_pointwise.h"
 
 #include <omp.h>
@@ -81,6 +84,34 @@ inline v16 load_channels(const float* p, int64_t n, const float* end) {
   return load16(t);
 }
 
+// The first n floats at p (n <= 0: none) as a vector, zero beyond; nothing past p + n is read.
+// AVX-512 (where dot_packed runs): a masked load. The zeroed copies by memcpy it replaced,
+// with the accumulators spilled around each call, were most of a 1x1 s2 C=6 weight pass
+// with rows of 14 pixels (4 of them through the copies).
+inline v16 load16_prefix(const float* p, int64_t n) {
+  n = std::min<int64_t>(std::max<int64_t>(n, 0), 16);
+#if defined(__AVX512F__)
+  return (v16)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+#else
+  alignas(64) float t[16] = {};
+  std::memcpy(t, p, sizeof(float) * n);
+  return load16(t);
+#endif
+}
+
+// The first n (1..16) lanes of v to p; nothing past p + n is written. AVX-512: one masked
+// store. The copy of n floats it replaced went through the stack (the vector stored, then
+// moved in 16- and 8-byte pieces): a fifth of map_pixels<6> in a 1x1 s2 C=6 forward (perf,
+// N=256 28x28 on the Zen 4).
+inline void store16_prefix(float* p, v16 v, int n) {
+  if (n == 16) return std::memcpy(p, &v, sizeof v), void();
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
+#else
+  std::memcpy(p, &v, sizeof(float) * std::min(n, 16));
+#endif
+}
+
 // Pixels p (oc floats each from dy) whose 16-float load dy + p*oc .. +16 ends by `end`.
 inline int64_t safe_pixels(const float* dy, int64_t oc, const float* end) {
   const int64_t room = end - dy - 16;
@@ -90,7 +121,7 @@ inline int64_t safe_pixels(const float* dy, int64_t oc, const float* end) {
 // Below this many floats moved a pass runs on the calling thread (~20 us at copy speed:
 // waking the team costs more).
 constexpr int64_t kParallelFloats = 1 << 16;
-// Channels each side of the weight pass: 17..24 (both sides, stride 1) only with 32 vector
+// Channels each side of the weight pass: 17..24 (both sides) only with 32 vector
 // registers, where a pixel's dy is two passes of 16 lanes over IN <= 24 accumulators
 // (dot_pixels). It took the 1x1 s1 C=24 weight passes from the GEMM (K = N = 24 and a
 // reduction of N*H*W; 1 thread, ms GEMM/here, medians of 3 interleaved rounds on the loaded
@@ -110,6 +141,13 @@ constexpr int64_t kMapRun = 1024;
 // 0.140 ms with the prefetches. The weight pass's kernels touch row r + kAhead as each row
 // r of a block starts (their pf argument).
 constexpr int64_t kAhead = 2;  // rows ahead
+// Whether the strided backward data writes a skipped pixel's zeros with the pixel before it
+// (PixelMap::fill): only where a store can stop at any lane (AVX-512 masked stores).
+#if defined(__AVX512F__)
+constexpr bool kStridedFill = true;
+#else
+constexpr bool kStridedFill = false;
+#endif
 constexpr int64_t kPrefetchRow = 128;  // floats of an input row, at least
 using planar_dot::prefetch_floats;
 
@@ -123,7 +161,16 @@ struct PixelMap {
   alignas(64) float w[kNarrowMapMax][kNarrowMapMax] = {};
   alignas(64) float bias[kNarrowMapMax] = {};
   int64_t in = 0;
+  // Floats stored per pixel: OUT, or (backward data at stride 2, OUT <= 8, AVX-512 only) up
+  // to 16: the pixel, then zeros over the skipped pixel after it (see the strided pass).
+  int fill = 0;
 };
+
+// v with the lanes from n on zero (0 * inf in the accumulators' zero-weight lanes is NaN).
+template <size_t... I>
+constexpr i32x16 lanes_below16(int n, std::index_sequence<I...>) {
+  return i32x16{((int)I < n ? -1 : 0)...};
+}
 
 // R pixels of a map: dst[r*dst_step + o] = bias[o] + sum_i src[r*src_step + i] * m.w[i][o],
 // o < OUT, r < R. A pixel's OUT channels are NV vectors of 16 (two from 17 to 32 channels).
@@ -159,7 +206,12 @@ inline void map_group(const float* src, int64_t src_step, float* dst, int64_t ds
   for (int r = 0; r < R; ++r) {
     for (int k = 1; k < S; ++k)
       for (int v = 0; v < NV; ++v) a[0][r][v] += a[k][r][v];
-    std::memcpy(dst + r * dst_step, a[0][r], sizeof(float) * OUT);
+    if (NV == 1 && m.fill > OUT) {
+      constexpr i32x16 keep = lanes_below16(OUT, std::make_index_sequence<16>());
+      store16_prefix(dst + r * dst_step, (v16)((i32x16)a[0][r][0] & keep), m.fill);
+      continue;
+    }
+    for (int v = 0; v < NV; ++v) store16_prefix(dst + r * dst_step + 16 * v, a[0][r][v], std::min(16, OUT - 16 * v));
   }
 }
 
@@ -173,6 +225,8 @@ void map_pixels(const float* src, int64_t src_step, float* dst, int64_t dst_step
     const float w0 = m.w[0][0], b0 = m.bias[0];
     if (src_step == 1 && dst_step == 1) {
       for (int64_t p = 0; p < count; ++p) dst[p] = src[p] * w0 + b0;
+    } else if (m.fill == 2 && src_step == 1 && dst_step == 2) {  // with the skipped zeros
+      for (int64_t p = 0; p < count; ++p) dst[2 * p] = src[p] * w0 + b0, dst[2 * p + 1] = 0.f;
     } else {
       for (int64_t p = 0; p < count; ++p) dst[p * dst_step] = src[p * src_step] * w0 + b0;
     }
@@ -217,11 +271,16 @@ void dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int
                 int64_t pf, v16* acc) {
   constexpr int kSets = IN >= 8 ? 1 : IN >= 4 ? 2 : 4;
   if (IN == 1 && oc == 1 && x_step == 1 && rows == 1) {  // unit-stride streams: over pixels
-    v16 s = v16{};
+    // four sums: one waited on its FMA latency every 16 pixels
+    v16 s[4] = {};
     int64_t p = 0;
-    for (; p + 16 <= count; p += 16) s += load16(x + p) * load16(dy + p);
+    for (; p + 64 <= count; p += 64)
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) s[k] += load16(x + p + 16 * k) * load16(dy + p + 16 * k);
+    for (; p + 16 <= count; p += 16) s[0] += load16(x + p) * load16(dy + p);
+    s[0] += s[1] + s[2] + s[3];
     float total = 0.f;
-    for (int l = 0; l < 16; ++l) total += s[l];
+    for (int l = 0; l < 16; ++l) total += s[0][l];
     for (; p < count; ++p) total += x[p] * dy[p];
     acc[0][0] += total;
     return;
@@ -287,10 +346,13 @@ void dot_packed(const float* x, int64_t xs, const float* dy, int64_t ds, int64_t
 #pragma GCC unroll 8
   for (int i = 0; i < C; ++i) idx[i] = K::index(i, std::make_index_sequence<16>());
   v16 a[2][C] = {};
-  auto group = [&](const float* xg, const float* dg, v16(&acc2)[C]) {
-    const v16 dv = load16(dg), xa = load16(xg), xb = K::XF > 16 ? load16(xg + 16) : xa;
+  auto products = [&](v16 dv, v16 xa, v16 xb, v16(&acc2)[C]) {
 #pragma GCC unroll 8
     for (int i = 0; i < C; ++i) acc2[i] += __builtin_shuffle(xa, xb, idx[i]) * dv;
+  };
+  auto group = [&](const float* xg, const float* dg, v16(&acc2)[C]) {
+    const v16 xa = load16(xg);
+    products(load16(dg), xa, K::XF > 16 ? load16(xg + 16) : xa, acc2);
   };
   for (int64_t r = 0; r < rows; ++r, x += xs, dy += ds) {
     if (pf) prefetch_floats(x + kAhead * xs, pf);
@@ -313,11 +375,9 @@ void dot_packed(const float* x, int64_t xs, const float* dy, int64_t ds, int64_t
         group(x + p * SW * C, dy + p * C, a[0]);
         continue;
       }
-      const int64_t n = std::min<int64_t>(P, count - p);
-      alignas(64) float xt[32] = {}, dt[16] = {};
-      std::memcpy(xt, x + p * SW * C, sizeof(float) * ((n - 1) * SW * C + C));
-      std::memcpy(dt, dy + p * C, sizeof(float) * n * C);
-      group(xt, dt, a[0]);
+      const int64_t n = std::min<int64_t>(P, count - p), xn = (n - 1) * SW * C + C;
+      products(load16_prefix(dy + p * C, n * C), load16_prefix(x + p * SW * C, xn),
+               load16_prefix(x + p * SW * C + 16, xn - 16), a[0]);
     }
   }
   for (int i = 0; i < C; ++i) {
@@ -368,8 +428,14 @@ void channel_sums(const float* dy, int64_t n, int64_t oc, float* sum) {
 #pragma GCC unroll 16
     for (int k = 0; k < K; ++k) a[k] += load16(dy + f + 16 * k);
   float s[kWeightsMax] = {};
+  // (16k + l) % oc stepped, not divided: 48 divisions a call at oc = 3 or 6 were most of the
+  // weight pass's own time outside its kernels (perf, 1x1 s1 N=256 28x28 C=3, Zen 4).
+  int64_t lane_channel = 0;
   for (int k = 0; k < K; ++k)
-    for (int l = 0; l < 16; ++l) s[(16 * k + l) % oc] += a[k][l];
+    for (int l = 0; l < 16; ++l) {
+      s[lane_channel] += a[k][l];
+      if (++lane_channel == oc) lane_channel = 0;
+    }
   for (; f < n; ++f) s[f % oc] += dy[f];  // f starts at a multiple of 16K, so of oc
   for (int64_t o = 0; o < oc; ++o) sum[o] += s[o];
 }
@@ -396,16 +462,24 @@ void channel_sums_any(const float* dy, int64_t n, int64_t oc, float* sum) {
 bool narrow_pointwise_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
   int64_t max = pass == ConvPass::BackwardWeights ? kNarrowPointwiseMax : kNarrowMapMax;
-  // 17..24 channels in the weight pass: both sides (no other pair measured), stride 1 (at
-  // stride 2 the rows of 4..56 pixels, each run twice, lost to the GEMM or tied: 1 thread, ms
-  // GEMM/here, medians of 3 interleaved rounds on the loaded Zen 4, C=24 N=256 7x7 0.151/
-  // 0.207, 14x14 0.484/0.498, 28x28 3.72/3.81, N=32 56x56 1.01/0.91, 112x112 6.38/5.69).
-  if (pass == ConvPass::BackwardWeights && g.c > max && g.oc > max && v.sh == 1 && v.sw == 1)
+  // 17..24 channels in the weight pass: both sides (no other pair measured); strided, with
+  // output rows of 14 pixels or more. At stride 2 the rows, each run twice, first lost to the
+  // GEMM or tied (ms GEMM/here, loaded Zen 4: C=24 N=256 7x7 0.151/0.207, 14x14 0.484/0.498,
+  // 28x28 3.72/3.81, N=32 112x112 6.38/5.69); since the weight pass's blocks of rows (one
+  // call per ~512 pixels) the rows of 14 and more win (2026-12-07, helper Y, 1 thread, ms
+  // GEMM/here, medians of 3 paired rounds: N=256 28x28 2.90/2.12, N=32 56x56 0.85/0.61, N=32
+  // 28x28 0.186/0.160, N=256 56x56 11.0/9.0), rows of 4 still lose (N=256 7x7 0.135/0.177).
+  if (pass == ConvPass::BackwardWeights && g.c > max && g.oc > max &&
+      ((v.sh == 1 && v.sw == 1) || g.ow >= 14))
     max = kWeightsMax;
-  // A strided forward map reads x in pieces of one pixel: at 32 channels it lost to the GEMM
-  // (1 thread, ms map/GEMM, 1x1 s2 N=256 28x28 2.02/1.83, N=32 112x112 4.67/3.44), at 24 it
-  // won (1.71/2.82, 3.40/5.81), as the backward-data map did at 32 (1.37/1.86, 1.92/2.80).
-  if (pass == ConvPass::Forward && (v.sh > 1 || v.sw > 1)) max = kNarrowStridedForwardMax;
+  // A strided forward map reads x one pixel at a time: at 32 channels it first lost to the
+  // GEMM on the Zen 5 (1 thread, ms map/GEMM, 1x1 s2 N=256 28x28 2.02/1.83, N=32 112x112
+  // 4.67/3.44). On the Zen 4 the GEMM (tap_forward's shallow products) is the slower one at
+  // 32: ms GEMM/map, medians of 5 paired rounds (2026-12-07, helper Y): N=256 28x28
+  // 3.45/2.69, N=32 56x56 1.05/0.72, N=32 112x112 6.55/4.54, N=256 56x56 12.9/10.5, N=256
+  // 7x7 0.151/0.093, 14x14 0.59/0.33; so the map takes every strided forward up to 32 there.
+  // Below AVX-512 (a pixel's 32 channels in 4 or 8 registers; not measured) it stays at 24.
+  if (pass == ConvPass::Forward && (v.sh > 1 || v.sw > 1) && kVectorRegisters < 32) max = 24;
   return g.groups == 1 && v.kh == 1 && v.kw == 1 && v.pt == 0 && v.pb == 0 && v.pl == 0 &&
          v.pr == 0 && g.c >= 1 && g.oc >= 1 && g.c <= max && g.oc <= max;
 }
@@ -422,29 +496,47 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
   // 1..4 channels each side at stride 1 or 2: whole registers of pixels on planar registers
   // (narrow_pointwise_planar.h), the rest pixel by pixel.
   const planar_dot::MapFn planar = planar_dot::pick_map(g.c, g.oc, sw);
-  const bool prefetch = sh > 1 && g.w * g.c >= kPrefetchRow;
-  // Work items: output rows; at stride 1 x and y are each one pixel stream, cut into runs of
-  // kMapRun pixels (rows of 28 pixels cost ~8 ns each in calls: N=256 28x28 C=1 took 62 us).
+  const int64_t in_row = g.w * g.c, pf = sh > 1 && in_row >= kPrefetchRow ? in_row : 0;
+  // Work items: at stride 1 x and y are each one pixel stream, cut into runs of kMapRun pixels
+  // (rows of 28 pixels cost ~8 ns each in calls: N=256 28x28 C=1 took 62 us); strided, blocks
+  // of about kMapRun pixels of whole output rows of one image (x's rows sh apart), one call of
+  // the planar map a block (it was a call per output row: see planar_dot::map).
   const bool stream = sh == 1 && sw == 1;
   const int64_t pixels = g.n * g.oh * g.ow;
-  const int64_t items = stream ? (pixels + kMapRun - 1) / kMapRun : g.n * g.oh;
+  const int64_t block_rows =
+      stream ? 1 : std::max<int64_t>(1, std::min(g.oh, kMapRun / std::max<int64_t>(g.ow, 1)));
+  const int64_t blocks = (g.oh + block_rows - 1) / block_rows;
+  const int64_t items = stream ? (pixels + kMapRun - 1) / kMapRun : g.n * blocks;
+  // At stride 2 a whole register of pixels reads 2L of x: whole ones within the row only
+  // (the tail register, reading only its pixels' floats, takes the rest).
+  const int64_t row_whole = sw == 1 ? g.ow : std::min(g.ow, g.w / 2);
   parallel_region(pass_threads(g), [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t l = 0; l < items; ++l) {
-      const int64_t p0 = stream ? l * kMapRun : l * g.ow;
-      const int64_t count = stream ? std::min(kMapRun, pixels - p0) : g.ow;
-      const float* src = stream ? x + p0 * g.c  // else row l: image l / OH, row (l % OH)*sh
-                                : x + ((l / g.oh) * g.h + (l % g.oh) * sh) * g.w * g.c;
-      if (!stream && prefetch && l + kAhead < items)  // a later row's input
-        prefetch_floats(x + (((l + kAhead) / g.oh) * g.h + ((l + kAhead) % g.oh) * sh) * g.w * g.c, g.w * g.c);
-      // At stride 2 a register of pixels reads 2L of x: whole ones within the row only.
-      const int64_t whole = sw == 1 ? count : std::min(count, g.w / 2);
-      const int64_t done = planar && whole >= planar_dot::L
-                               ? planar(src, y + p0 * g.oc, whole, &m.w[0][0], kNarrowMapMax, m.bias)
+      int64_t p0, count, rows;  // rows of count pixels from y + p0 * OC, x rows xs apart
+      const float* src;
+      if (stream) {
+        p0 = l * kMapRun, count = std::min(kMapRun, pixels - p0), rows = 1;
+        src = x + p0 * g.c;
+      } else {
+        const int64_t n = l / blocks, oy0 = (l % blocks) * block_rows;
+        rows = std::min(block_rows, g.oh - oy0), count = g.ow;
+        p0 = (n * g.oh + oy0) * g.ow;
+        src = x + (n * g.h + oy0 * sh) * in_row;
+      }
+      const int64_t xs = sh * in_row, whole = stream ? count : row_whole;
+      const int64_t done = planar && (planar_dot::kMapTails ? count >= planar_dot::kMinTail
+                                                             : whole >= planar_dot::L)
+                               ? planar(src, xs, y + p0 * g.oc, count * g.oc, rows, count, whole,
+                                        &m.w[0][0], kNarrowMapMax, m.bias, pf, kAhead)
                                : 0;
-      map(src + done * sw * g.c, sw * g.c, y + (p0 + done) * g.oc, g.oc, count - done, m);
-      activation_inplace(count * g.oc, y + p0 * g.oc, act);
+      for (int64_t r = 0; r < rows; ++r) {
+        if (!planar && pf) prefetch_floats(src + (r + kAhead) * xs, pf);  // a later row's input
+        map(src + r * xs + done * sw * g.c, sw * g.c, y + (p0 + r * count + done) * g.oc, g.oc,
+            count - done, m);
+      }
+      activation_inplace(rows * count * g.oc, y + p0 * g.oc, act);
     }
   });
 }
@@ -465,12 +557,20 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
 #pragma omp for schedule(static)
       for (int64_t l = 0; l < items; ++l) {
         const int64_t p0 = l * kMapRun, count = std::min(kMapRun, pixels - p0);
-        const int64_t done = planar ? planar(dy + p0 * g.oc, dx + p0 * g.c, count, &m.w[0][0], kNarrowMapMax, m.bias) : 0;
+        const int64_t done = planar ? planar(dy + p0 * g.oc, 0, dx + p0 * g.c, 0, 1, count, count,
+                                             &m.w[0][0], kNarrowMapMax, m.bias, 0, 0)
+                                    : 0;
         map(dy + (p0 + done) * g.oc, g.oc, dx + (p0 + done) * g.c, g.c, count - done, m);
       }
     });
     return;
   }
+  // Stride 2 across, with every column of dx on or just after a strided one (W = 2 OW) and a
+  // pixel pair in one vector (C <= 8): each pixel's store writes the zeros of the skipped
+  // pixel after it (masked stores, AVX-512), so dx's rows on the grid are written once, not
+  // zeroed first. 1 thread, ms before/after, paired, the loaded Zen 4: see kStridedFill.
+  const bool fill = kStridedFill && sw == 2 && g.w == 2 * g.ow && 2 * g.c <= 16;
+  if (fill) m.fill = (int)(2 * g.c);
   parallel_region(pass_threads(g), [&] {
     note_team();
 #pragma omp for schedule(static)
@@ -482,7 +582,7 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
         std::memset(dxrow, 0, sizeof(float) * row);
         continue;
       }
-      if (sw != 1 || g.ow != g.w) std::memset(dxrow, 0, sizeof(float) * row);
+      if (!fill && (sw != 1 || g.ow != g.w)) std::memset(dxrow, 0, sizeof(float) * row);
       map(dy + (n * g.oh + iy / sh) * g.ow * g.oc, g.oc, dxrow, sw * g.c, g.ow, m);
     }
   });
@@ -504,7 +604,7 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
   // 1x1 s2 N=256 56x56 C=6 0.82-1.13/1.20-1.85 (before 1.10-1.55), N=256 112x112 C=3
   // 3.50-3.79/3.72-4.41 (3.64-4.34), N=256 28x28 C=16 0.33-0.36/0.35-0.58 (0.58-0.62).
   const int64_t pf = sh > 1 && in_row >= kPrefetchRow ? in_row : 0;
-  // Work items: at stride 1 x and dy are each one pixel stream, so items are runs of kRun
+  // Work items: at stride 1 x and dy are each one pixel stream, so items are runs of kStreamRun
   // pixels (rows of 7..28 pixels paid a call and a flush per row: N=256 28x28 C=3 took 0.63
   // ms where a copy of its bytes takes ~0.16); strided, blocks of about kRun pixels of whole
   // output rows of one image (x's rows then are sh rows apart). Prefetching all of the next
@@ -512,19 +612,25 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
   // (1 thread, ms with/without, 3 interleaved rounds on the loaded Zen 4: 1x1 s2 N=256 56x56
   // C=3 0.42-0.55/0.32-0.47, N=32 112x112 C=6 0.30-0.32/0.22-0.26).
   constexpr int64_t kRun = 512;
+  // Stride 1: items of kStreamRun pixels (a call, a lane sum and the bias sums each; flushed
+  // at kFlush). 1 thread, ms 512/2048, paired rounds on the loaded Zen 4 (medians noisy, the
+  // minima lower in every case): C=3 N=256 28x28 0.146/0.130 (min 0.145/0.129), N=32 112x112
+  // 0.304/0.268, C=6 N=256 28x28 0.370/0.316, C=1 N=256 56x56 0.151/0.139, C=16 N=256 28x28
+  // 1.40/1.26; N=32 56x56 C=3 0.078/0.082 (min 0.077/0.070).
+  constexpr int64_t kStreamRun = 2048;
   const bool stream = sh == 1 && sw == 1;
   const int64_t pixels = g.n * g.oh * g.ow;
   const int64_t block_rows =
       stream ? 1 : std::max<int64_t>(1, std::min(g.oh, kRun / std::max<int64_t>(g.ow, 1)));
   const int64_t blocks = (g.oh + block_rows - 1) / block_rows;
-  const int64_t items = stream ? (pixels + kRun - 1) / kRun : g.n * blocks;
+  const int64_t items = stream ? (pixels + kStreamRun - 1) / kStreamRun : g.n * blocks;
   const float* x_end = x + g.input_size();
   const float* dy_end = dy + g.output_size();
   // Item l: rows of `count` pixels from x0 (rows xs apart) and dy0 (ds apart).
   auto item = [&](int64_t l, const float*& x0, const float*& dy0, int64_t& rows, int64_t& count) {
     if (stream) {
-      rows = 1, count = std::min(kRun, pixels - l * kRun);
-      x0 = x + l * kRun * g.c, dy0 = dy + l * kRun * g.oc;
+      rows = 1, count = std::min(kStreamRun, pixels - l * kStreamRun);
+      x0 = x + l * kStreamRun * g.c, dy0 = dy + l * kStreamRun * g.oc;
     } else {
       const int64_t n = l / blocks, oy0 = (l % blocks) * block_rows;
       rows = std::min(block_rows, g.oh - oy0), count = g.ow;

@@ -1,7 +1,6 @@
 // 1x1 convolutions with few channels on both sides (narrow_pointwise.cpp): groups == 1,
-// no pads, any stride; Cin and Cout <= 32 for the forward (24 when strided) and backward-data
-// maps, <= 16 for the weight pass (17..24 both sides too at AVX-512). direct_conv.cpp hands
-// these over.
+// no pads, any stride; Cin and Cout <= 32 for the forward and backward-data maps, <= 16 for
+// the weight pass (17..24 both sides too at AVX-512). direct_conv.cpp hands these over.
 #pragma once
 #include "common/geometry.h"
 #include "kernels.h"
@@ -10,7 +9,6 @@ namespace fastconv::cpu::detail {
 
 constexpr int64_t kNarrowPointwiseMax = 16;  // channels each side, weight pass (but above)
 constexpr int64_t kNarrowMapMax = 32;        // channels each side, forward and backward data
-constexpr int64_t kNarrowStridedForwardMax = 24;  // ... but a strided forward
 
 // Whether `pass` of this conv runs here.
 bool narrow_pointwise_shape(const ConvGeometry& g, ConvPass pass);

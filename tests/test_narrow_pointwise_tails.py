@@ -1,0 +1,129 @@
+"""1x1 convs of few channels (narrow_pointwise.cpp, narrow_pointwise_planar.h) against the float64
+oracle where the 2026-12-07 changes (issue 18 item 3, helper Y) run: rows shorter than a register
+and register tails (masked loads and stores at AVX-512: the planar forward map's tails, the
+weight pass's tails, the packed weight pass's last groups), the strided backward data that writes
+a skipped pixel's zeros with the pixel before it (W = 2 OW, C <= 8), the strided forward map at
+25..32 channels and the strided weight pass at 17..24 channels. Every ISA level runs the same
+tests (FASTCONV_ISA=avx2 / baseline keep the older paths, which must agree too).
+
+Tolerance: conv_oracle.close (rtol 1e-4, atol 1e-5 times the output's magnitude; float sums
+of a few thousand products). NaN/inf: a NaN in dy reaches exactly its dx pixel, never the
+zeros written beside it; an inf in x reaches exactly the weights of its input channel."""
+import numpy as np
+import pytest
+
+from fastconv import _C
+from conv_oracle import check_conv_passes
+
+PASSES = ("forward", "backward_data", "backward_weights")
+
+
+def _check(seed, n, h, w, cin, cout, stride, bias=True):
+    args = ((stride, stride), (0, 0, 0, 0), (1, 1), 1)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, cin)).astype(np.float32)
+    wt = rng.standard_normal((1, 1, cin, cout)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32) if bias else None
+    check_conv_passes(rng, x, wt, b, args)
+    return _C.conv_algorithm(x.shape, wt.shape, *args)
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_short_rows_and_tails_every_width(c, stride):
+    """Widths around one and two registers of pixels (16 at AVX-512) at either stride, even and
+    odd (at stride 2 an odd width leaves a last pixel without a skipped one after it), batch 1
+    and 3 (the tails at the end of the tensor)."""
+    for i, w in enumerate((2, 7, 14, 15, 28, 29, 31, 33, 56)):
+        n, h = (1, 3) if i % 2 else (3, 4)
+        algos = _check(1000 * c + 10 * w + stride, n, h, w, c, c, stride, bias=i % 3 != 1)
+        assert all(algos[p] == "direct" for p in PASSES), (c, w, algos)
+
+
+@pytest.mark.parametrize("c", [1, 3, 6, 16, 24])
+def test_weight_pass_long_streams(c):
+    """Stride 1: the weight pass cuts the pixel stream into runs of 2048 pixels; 3034 pixels
+    here (a run and a partial one, tails of every kernel), with the bias gradient."""
+    _check(500 + c, 2, 37, 41, c, c, 1)
+
+
+@pytest.mark.parametrize("cin, cout", [(3, 1), (1, 4), (2, 3), (4, 2), (3, 6), (6, 3), (8, 5)])
+def test_unequal_channels_strided(cin, cout):
+    for w in (14, 15, 28):
+        _check(cin * 100 + cout * 10 + w, 2, 5, w, cin, cout, 2)
+
+
+@pytest.mark.parametrize("c", [1, 3, 6, 8])
+def test_strided_backward_data_zeros_and_nan(c):
+    """dx of a 1x1 stride-2 conv with W = 2 OW: zero off the stride grid, a NaN in dy reaches
+    exactly its own dx pixel (all channels), the skipped pixels beside it stay 0; inf weights
+    the same way (0 * inf must not reach the zeros)."""
+    rng = np.random.default_rng(c)
+    n, h, w = 2, 6, 28
+    wt = rng.standard_normal((1, 1, c, c)).astype(np.float32)
+    dy = rng.standard_normal((n, h // 2, w // 2, c)).astype(np.float32)
+    args = ((2, 2), (0, 0, 0, 0), (1, 1), 1)
+    dx = _C.conv2d_backward_data(dy, wt, (n, h, w, c), *args)
+    assert (dx[:, 1::2] == 0).all() and (dx[:, :, 1::2] == 0).all()
+    assert np.isfinite(dx).all()
+    dy[1, 2, 13, c - 1] = np.nan
+    dx = _C.conv2d_backward_data(dy, wt, (n, h, w, c), *args)
+    assert np.isnan(dx[1, 4, 26]).all() and np.isnan(dx).sum() == c
+    wt[0, 0, 0, 0] = np.inf
+    dy[1, 2, 13, c - 1] = 1.0
+    dx = _C.conv2d_backward_data(dy, wt, (n, h, w, c), *args)
+    assert np.isinf(dx[:, ::2, ::2, 0]).all()
+    assert (dx[:, 1::2] == 0).all() and (dx[:, :, 1::2] == 0).all()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("c", [1, 3, 6])
+def test_weight_pass_inf_reaches_its_channel_only(stride, c):
+    rng = np.random.default_rng(40 + c)
+    x = rng.standard_normal((2, 8, 30, c)).astype(np.float32)
+    x[1, 6, 28, c - 1] = np.inf  # an even pixel of an even row: read at stride 2 too
+    args = ((stride, stride), (0, 0, 0, 0), (1, 1), 1)
+    oh, ow = 8 // stride, 30 // stride
+    dy = rng.standard_normal((2, oh, ow, c)).astype(np.float32)
+    dw, _ = _C.conv2d_backward_weights(dy, x, (1, 1, c, c), *args, False)
+    assert not np.isfinite(dw[0, 0, c - 1]).any()
+    assert np.isfinite(dw[0, 0, : c - 1]).all()
+    y = _C.conv2d_forward(x, rng.standard_normal((1, 1, c, c)).astype(np.float32), None, *args)
+    assert (~np.isfinite(y)).sum() == c and not np.isfinite(y[1, 6 // stride, 28 // stride]).any()
+
+
+@pytest.mark.parametrize("c", [24, 28, 32])
+def test_wide_strided_forward_and_weights(c):
+    """1x1 stride-2 forward at 25..32 channels on the map, the weight pass at 17..24 (AVX-512,
+    output rows of 14 pixels or more) through the per-pixel dot in blocks of rows: rows of
+    every tail length, batch 1 and 2."""
+    for i, w in enumerate((1, 5, 14, 15, 27, 28, 33)):
+        n, h = (1, 5) if i % 2 else (2, 4)
+        algos = _check(c * 10 + w, n, h, w, c, c, 2, bias=i % 2 == 0)
+        assert algos["backward_data"] == "direct", (c, algos)
+        if _C.isa_level() == "avx512":  # below, the GEMM keeps 25..32 and the weight pass
+            assert algos["forward"] == "direct", (c, algos)
+            want = c <= 24 and -(-w // 2) >= 14  # strided: output rows of 14 pixels or more
+            assert (algos["backward_weights"] == "direct") == want, (c, w, algos)
+
+
+def test_threaded_strided_matches_oracle_and_one_thread():
+    """Two threads over the strided paths (rows split between them); same results as one
+    thread for the maps (rows are independent)."""
+    old = _C.get_num_threads()
+    try:
+        rng = np.random.default_rng(7)
+        for c in (3, 6, 32):
+            x = rng.standard_normal((8, 56, 56, c)).astype(np.float32)
+            wt = rng.standard_normal((1, 1, c, c)).astype(np.float32)
+            args = ((2, 2), (0, 0, 0, 0), (1, 1), 1)
+            _C.set_num_threads(2)
+            check_conv_passes(rng, x, wt, None, args)
+            y2 = _C.conv2d_forward(x, wt, None, *args)
+            dy = rng.standard_normal(y2.shape).astype(np.float32)
+            dx2 = _C.conv2d_backward_data(dy, wt, x.shape, *args)
+            _C.set_num_threads(1)
+            np.testing.assert_array_equal(_C.conv2d_forward(x, wt, None, *args), y2)
+            np.testing.assert_array_equal(_C.conv2d_backward_data(dy, wt, x.shape, *args), dx2)
+    finally:
+        _C.set_num_threads(old)
