@@ -89,8 +89,11 @@ def test_forms_follow_the_geometry():
     assert winograd is not None and winograd.size != 9 * 64 * 64
     small = _C.conv2d_prepare(w, (1, 4, 4, 64), *same)  # one tile: Winograd does not pay
     assert (small is None) if not NATIVE else small.size == 9 * 64 * 64
-    # a strided conv with small weights runs the tap GEMMs, which read w in place
-    assert _C.conv2d_prepare(w, (1, 16, 16, 64), (2, 2), (0, 1, 0, 1), (1, 1), 1) is None
+    # a strided conv with small weights and rows of >= 16 outputs runs the tap GEMMs, which
+    # read w in place; with shorter rows the im2col GEMM, which reads the packed form
+    assert _C.conv2d_prepare(w, (1, 32, 32, 64), (2, 2), (0, 1, 0, 1), (1, 1), 1) is None
+    short = _C.conv2d_prepare(w, (1, 16, 16, 64), (2, 2), (0, 1, 0, 1), (1, 1), 1)
+    assert (short is None) if not NATIVE else short.size == 9 * 64 * 64
     # few channels: the direct kernels
     assert _C.conv2d_prepare(np.ascontiguousarray(w[:, :, :3, :]), (1, 16, 16, 3), *same) is None
 

@@ -142,10 +142,15 @@ inline void tap_columns(int64_t offset, int64_t sw, int64_t width, int64_t ow, i
 // 49.6 -> 56 and 3x3 56x56 64->128 (288 KiB) 31.5 -> 34; batch 1: 1x1 14x14 1024->2048 4.2 ->
 // 1.9; backward data batch 32: 8x8 256->512 k3 25.8 -> 17.0, 1x1 14x14 1024->2048 118 -> 61.
 constexpr int64_t kTapMaxWeightBytes = 512 << 10;
+// And only for output rows of 16 columns or more: a (line, tap) product has ow rows, and short
+// ones left the GEMM's 14-row tiles mostly empty. 3x3 s2 fwd, ms, tap -> im2col, one thread,
+// Zen 4: 7x7x96 (ow 4) batch 1 0.025 -> 0.018, batch 32 0.83 -> 0.48, 7x7x64 batch 256 2.9
+// -> 1.8, 14x14x96 (ow 7) batch 1 0.121 -> 0.083; from ow 28 the two were even there.
+constexpr int64_t kTapMinColumns = 16;
 
 bool use_tap_gemm(const ConvGeometry& g) {
   return g.groups == 1 && (g.win.sh > 1 || g.win.sw > 1) && g.c >= 32 && g.oc >= 32 &&
-         g.weight_size() * (int64_t)sizeof(float) <= kTapMaxWeightBytes &&
+         g.ow >= kTapMinColumns && g.weight_size() * (int64_t)sizeof(float) <= kTapMaxWeightBytes &&
          detail::algorithm_setting() != detail::Algo::Im2col;
 }
 
