@@ -97,7 +97,8 @@ def test_no_packed_form_where_the_pass_would_not_read_it():
     x, wt, b = _case(rng, 1, 8, 8, 16, 16)
     assert _C.conv2d_prepare(wt, x.shape, *ARGS) is None  # few channels: the per-pixel map
     x, wt, b = _case(rng, 1, 8, 8, 64, 64)
-    assert _C.conv2d_prepare(wt, x.shape, (2, 2), (0, 0, 0, 0), (1, 1), 1) is None  # strided
+    # strided, rows of >= 16 outputs: the tap GEMMs read w in place
+    assert _C.conv2d_prepare(wt, (1, 32, 32, 64), (2, 2), (0, 0, 0, 0), (1, 1), 1) is None
     # (a padded 1x1 runs im2col: it has the packed form of test_conv_prepared_packed.py)
     if not NATIVE:
         return
