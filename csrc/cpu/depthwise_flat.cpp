@@ -29,6 +29,25 @@ namespace {
 
 constexpr int kTaps = 9;
 
+// The input rows oy - 1, oy, oy + 1 of line (img, oy), null in the vertical padding.
+inline void tap_rows(const float* in, int64_t img, int64_t oy, int64_t H, int64_t L, const float* (&rows)[3]) {
+  for (int ky = 0; ky < 3; ++ky) {
+    const int64_t iy = oy + ky - 1;
+    rows[ky] = iy >= 0 && iy < H ? in + (img * H + iy) * L : nullptr;
+  }
+}
+
+// 16 floats of a tap: its row's floats [off, off + 16) in `lanes` (row_lanes), zeros in the
+// others (the horizontal padding) and everywhere for a row in the vertical padding (null).
+inline __mmask16 row_lanes(int64_t off, int64_t L) {  // lanes whose float lies in [0, L)
+  const int64_t lo = std::max<int64_t>(0, -off), hi = std::min<int64_t>(kLanes, L - off);
+  return hi <= lo ? (__mmask16)0 : (__mmask16)((0xFFFFu >> (kLanes - hi)) & (0xFFFFu << lo));
+}
+inline __m512 tap_load(const float* row, int64_t off, __mmask16 lanes) {
+  if (!row) return _mm512_setzero_ps();
+  return lanes == 0xFFFF ? _mm512_loadu_ps(row + off) : _mm512_maskz_loadu_ps(lanes, row + off);
+}
+
 void flat_pass(const ConvGeometry& g, const float* in, const float* w, const float* b, float* out) {
   const int64_t C = g.c, H = g.h, L = g.w * g.c;
   const int patterns = (int)(C / std::gcd<int64_t>(kLanes, C));
@@ -48,26 +67,16 @@ void flat_pass(const ConvGeometry& g, const float* in, const float* w, const flo
       const int64_t img = line / H, oy = line % H;
       float* y = out + line * L;
       const float* rows[3];
-      for (int ky = 0; ky < 3; ++ky) {
-        const int64_t iy = oy + ky - 1;
-        rows[ky] = iy >= 0 && iy < H ? in + (img * H + iy) * L : nullptr;
-      }
+      tap_rows(in, img, oy, H, L, rows);
       for (int64_t e0 = 0, j = 0; e0 < L; e0 += kLanes, ++j) {
         const float* pw = wv.data() + (j % patterns) * (kTaps + 1) * kLanes;
         const __mmask16 live = (__mmask16)(0xFFFFu >> (kLanes - std::min<int64_t>(kLanes, L - e0)));
         __m512 acc = _mm512_loadu_ps(pw + kTaps * kLanes);
         for (int kx = 0; kx < 3; ++kx) {
           const int64_t off = e0 + (kx - 1) * C;  // first input float of lane 0
-          // Lanes whose input float lies outside the row [0, L) read the padding: zero.
-          const int64_t lo = std::max<int64_t>(0, -off), hi = std::min<int64_t>(kLanes, L - off);
-          const bool inside = lo == 0 && hi == kLanes;
-          const __mmask16 m = hi <= lo ? (__mmask16)0 : (__mmask16)((0xFFFFu >> (kLanes - hi)) & (0xFFFFu << lo));
-          for (int ky = 0; ky < 3; ++ky) {
-            const __m512 v = !rows[ky] ? _mm512_setzero_ps()
-                             : inside  ? _mm512_loadu_ps(rows[ky] + off)
-                                       : _mm512_maskz_loadu_ps(m, rows[ky] + off);
-            acc = _mm512_fmadd_ps(v, _mm512_loadu_ps(pw + (ky * 3 + kx) * kLanes), acc);
-          }
+          const __mmask16 lanes = row_lanes(off, L);
+          for (int ky = 0; ky < 3; ++ky)
+            acc = _mm512_fmadd_ps(tap_load(rows[ky], off, lanes), _mm512_loadu_ps(pw + (ky * 3 + kx) * kLanes), acc);
         }
         _mm512_mask_storeu_ps(y + e0, live, acc);
       }
@@ -106,10 +115,7 @@ void flat_weights(const ConvGeometry& g, const float* dy, const float* x, float*
       const int64_t img = line / H, oy = line % H;
       const float* d = dy + line * L;
       const float* rows[3];
-      for (int ky = 0; ky < 3; ++ky) {
-        const int64_t iy = oy + ky - 1;
-        rows[ky] = iy >= 0 && iy < H ? x + (img * H + iy) * L : nullptr;
-      }
+      tap_rows(x, img, oy, H, L, rows);
       // One pattern at a time, its kSums sums in registers (all patterns' at once would be
       // 30 registers for C = 3, 6, and through memory they doubled the pass's time).
       for (int p = 0; p < patterns; ++p) {
@@ -118,18 +124,12 @@ void flat_weights(const ConvGeometry& g, const float* dy, const float* x, float*
         for (int64_t e0 = p * kLanes; e0 < L; e0 += patterns * kLanes) {
           const __mmask16 live = (__mmask16)(0xFFFFu >> (kLanes - std::min<int64_t>(kLanes, L - e0)));
           const __m512 dv = _mm512_maskz_loadu_ps(live, d + e0);  // lanes past the row: 0
+          // the padding's zeros are multiplied too (dy = inf there gives NaN, as the oracle)
           for (int kx = 0; kx < 3; ++kx) {
             const int64_t off = e0 + (kx - 1) * C;
-            const int64_t lo = std::max<int64_t>(0, -off), hi = std::min<int64_t>(kLanes, L - off);
-            const bool inside = lo == 0 && hi == kLanes;
-            const __mmask16 m = hi <= lo ? (__mmask16)0 : (__mmask16)((0xFFFFu >> (kLanes - hi)) & (0xFFFFu << lo));
-            for (int ky = 0; ky < 3; ++ky) {
-              // the padding's zeros are multiplied too (dy = inf there gives NaN, as the oracle)
-              const __m512 xv = !rows[ky] ? _mm512_setzero_ps()
-                                : inside  ? _mm512_loadu_ps(rows[ky] + off)
-                                          : _mm512_maskz_loadu_ps(m, rows[ky] + off);
-              acc[ky * 3 + kx] = _mm512_fmadd_ps(dv, xv, acc[ky * 3 + kx]);
-            }
+            const __mmask16 lanes = row_lanes(off, L);
+            for (int ky = 0; ky < 3; ++ky)
+              acc[ky * 3 + kx] = _mm512_fmadd_ps(dv, tap_load(rows[ky], off, lanes), acc[ky * 3 + kx]);
           }
           acc[kTaps] = _mm512_add_ps(acc[kTaps], dv);
         }

@@ -237,58 +237,55 @@ constexpr int64_t kMaskedRowsMax = 64;
 // chain, and interleaving four rows measured slower still). Per element the tile
 // path's operations: the max by '>' (a NaN may be skipped, but exp of it makes the row's sum
 // and so the whole row NaN), exp16 of x - max, a float sum, y = e * (1 / sum).
-void softmax_forward_masked_rows(int64_t n, int64_t c, const float* x, float* y) {
+// body(row i, chunks, mask of chunk k) for each row, rows split across the threads: a row of
+// c <= 64 floats is `chunks` registers, the last one masked.
+template <typename Body>
+void for_each_masked_row(int64_t n, int64_t c, Body body) {
   const int chunks = (int)((c + kLanes - 1) / kLanes);
   const __mmask16 last = (__mmask16)(0xFFFFu >> (chunks * kLanes - c));
+  auto mask = [=](int k) { return k == chunks - 1 ? last : (__mmask16)0xFFFF; };
   parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      const float* xr = x + i * c;
-      f32x16 v[4];
-      f32x16 mx = splat16(-INFINITY);
-      for (int k = 0; k < chunks; ++k) {
-        const __mmask16 m = k == chunks - 1 ? last : (__mmask16)0xFFFF;
-        v[k] = (f32x16)_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, xr + k * kLanes);
-        mx = v[k] > mx ? v[k] : mx;
-      }
-      const f32x16 shift = splat16(_mm512_reduce_max_ps((__m512)mx));
-      f32x16 sum = splat16(0.f);
-      for (int k = 0; k < chunks; ++k) {
-        const __mmask16 m = k == chunks - 1 ? last : (__mmask16)0xFFFF;
-        v[k] = (f32x16)_mm512_maskz_mov_ps(m, (__m512)exp16(v[k] - shift));  // lanes past c: 0
-        sum += v[k];
-      }
-      const f32x16 inv = splat16(1.f / _mm512_reduce_add_ps((__m512)sum));
-      for (int k = 0; k < chunks; ++k)
-        _mm512_mask_storeu_ps(y + i * c + k * kLanes, k == chunks - 1 ? last : (__mmask16)0xFFFF,
-                              (__m512)(v[k] * inv));
+    for (int64_t i = 0; i < n; ++i) body(i, chunks, mask);
+  });
+}
+
+void softmax_forward_masked_rows(int64_t n, int64_t c, const float* x, float* y) {
+  for_each_masked_row(n, c, [&](int64_t i, int chunks, auto mask) {
+    const float* xr = x + i * c;
+    f32x16 v[4];
+    f32x16 mx = splat16(-INFINITY);
+    for (int k = 0; k < chunks; ++k) {
+      v[k] = (f32x16)_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mask(k), xr + k * kLanes);
+      mx = v[k] > mx ? v[k] : mx;
     }
+    const f32x16 shift = splat16(_mm512_reduce_max_ps((__m512)mx));
+    f32x16 sum = splat16(0.f);
+    for (int k = 0; k < chunks; ++k) {
+      v[k] = (f32x16)_mm512_maskz_mov_ps(mask(k), (__m512)exp16(v[k] - shift));  // lanes past c: 0
+      sum += v[k];
+    }
+    const f32x16 inv = splat16(1.f / _mm512_reduce_add_ps((__m512)sum));
+    for (int k = 0; k < chunks; ++k)
+      _mm512_mask_storeu_ps(y + i * c + k * kLanes, mask(k), (__m512)(v[k] * inv));
   });
 }
 
 void softmax_backward_masked_rows(int64_t n, int64_t c, const float* dy, const float* y, float* dx) {
-  const int chunks = (int)((c + kLanes - 1) / kLanes);
-  const __mmask16 last = (__mmask16)(0xFFFFu >> (chunks * kLanes - c));
-  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
-    note_team();
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      const float* g = dy + i * c;
-      const float* yr = y + i * c;
-      __m512 gv[4], yv[4];
-      __m512 acc = _mm512_setzero_ps();
-      for (int k = 0; k < chunks; ++k) {
-        const __mmask16 m = k == chunks - 1 ? last : (__mmask16)0xFFFF;
-        gv[k] = _mm512_maskz_loadu_ps(m, g + k * kLanes);
-        yv[k] = _mm512_maskz_loadu_ps(m, yr + k * kLanes);
-        acc = _mm512_fmadd_ps(gv[k], yv[k], acc);
-      }
-      const __m512 d = _mm512_set1_ps(_mm512_reduce_add_ps(acc));
-      for (int k = 0; k < chunks; ++k)
-        _mm512_mask_storeu_ps(dx + i * c + k * kLanes, k == chunks - 1 ? last : (__mmask16)0xFFFF,
-                              _mm512_mul_ps(yv[k], _mm512_sub_ps(gv[k], d)));
+  for_each_masked_row(n, c, [&](int64_t i, int chunks, auto mask) {
+    const float* g = dy + i * c;
+    const float* yr = y + i * c;
+    __m512 gv[4], yv[4];
+    __m512 acc = _mm512_setzero_ps();
+    for (int k = 0; k < chunks; ++k) {
+      gv[k] = _mm512_maskz_loadu_ps(mask(k), g + k * kLanes);
+      yv[k] = _mm512_maskz_loadu_ps(mask(k), yr + k * kLanes);
+      acc = _mm512_fmadd_ps(gv[k], yv[k], acc);
     }
+    const __m512 d = _mm512_set1_ps(_mm512_reduce_add_ps(acc));
+    for (int k = 0; k < chunks; ++k)
+      _mm512_mask_storeu_ps(dx + i * c + k * kLanes, mask(k), _mm512_mul_ps(yv[k], _mm512_sub_ps(gv[k], d)));
   });
 }
 #endif
