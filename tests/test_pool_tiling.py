@@ -93,7 +93,9 @@ def test_tiling_backward_same_on_one_and_two_threads(two_threads):
     result must not depend on the thread count (each dx cell is written by one task)."""
     import fastconv
     rng = np.random.default_rng(seeds.seed_of("tiling-threads"))
-    for shape in [(1, 56, 56, 96), (8, 28, 28, 48)]:
+    # (1, 9, 8, 40): channel blocks of 16, 16 and 8 on the item team (the last one shorter than a
+    # vector, which must not write into its neighbour's channels)
+    for shape in [(1, 56, 56, 96), (8, 28, 28, 48), (1, 9, 8, 40)]:
         x = rng.standard_normal(shape).astype(np.float32)
         y, arg = _C.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), (0, 0, 0, 0))
         dy = rng.standard_normal(y.shape).astype(np.float32)
@@ -107,3 +109,5 @@ def test_tiling_backward_same_on_one_and_two_threads(two_threads):
             fastconv.set_num_threads(2)
         for a, b in zip(one, two):
             np.testing.assert_array_equal(a, b)
+        ref = R.max_pool2d_backward_argmax(dy.astype(np.float64), arg, shape, (2, 2), (2, 2), (0, 0, 0, 0))
+        np.testing.assert_array_equal(two[0], ref.astype(np.float32))

@@ -42,7 +42,7 @@ inline void max_cell16(const float* dy, const i32xR* arg, int32_t t, float* out)
   }
 }
 
-// Channels [c0, c1) of dx row `iy` = oy*kh + a of image `img`; c1 - c0 >= kLanes.
+// Channels [c0, c1) of dx row `iy` = oy*kh + a of image `img`.
 template <bool kMax>
 void tile_row(const PoolGeometry& g, const float* dyr, const uint8_t* argr, float scale, int64_t a,
               int64_t c0, int64_t c1, float* dxr) {
@@ -50,6 +50,12 @@ void tile_row(const PoolGeometry& g, const float* dyr, const uint8_t* argr, floa
   for (int64_t ox = 0; ox < g.ow; ++ox) {
     const float* d = dyr + ox * C;
     float* out = dxr + ox * kw * C;
+    if (c1 - c0 < kLanes) {  // a split image's short last block (pool_tasks.h): no vector may
+      for (int64_t b = 0; b < kw; ++b)  // reach into the channels of another task
+        for (int64_t c = c0; c < c1; ++c)
+          out[b * C + c] = kMax ? (argr[ox * C + c] == a * kw + b ? d[c] : 0.f) : d[c] * scale;
+      continue;
+    }
     for (int64_t c = c0; c < c1; c += kLanes) {
       const int64_t cc = std::min(c, c1 - kLanes);  // the last block overlaps the one before
       if constexpr (kMax) {
