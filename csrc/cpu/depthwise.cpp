@@ -672,7 +672,6 @@ void depthwise_forward(const ConvGeometry& g, const float* x, const float* w, co
 }
 
 void depthwise_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
-  if (depthwise_flat_applies(g)) return depthwise_flat_backward_data(g, dy, w, dx);
   const Window2d& v = g.win;
   if (!fast_m1(g) || v.sh != 1 || v.sw != 1) return generic_backward_data(g, dy, w, dx);
   // Stride 1: dx[iy] = sum_ky dy[iy + pt - ky*dh] * w[ky] is a forward gather over dy with
@@ -681,6 +680,8 @@ void depthwise_backward_data(const ConvGeometry& g, const float* dy, const float
   std::vector<float> flipped((size_t)(taps * g.c));
   for (int64_t i = 0; i < taps; ++i)
     std::memcpy(flipped.data() + (taps - 1 - i) * g.c, w + i * g.c, sizeof(float) * g.c);
+  // 'same' 3x3 (pads of 1 each side): the mirrored pads are 1 too, so the flat forward serves.
+  if (depthwise_flat_applies(g)) return depthwise_flat_forward(g, dy, flipped.data(), nullptr, dx, Activation::Linear);
   const Gather q = make_gather(g.oh, g.ow, g.h, g.w, g.c, v, (v.kh - 1) * v.dh - v.pt,
                                (v.kw - 1) * v.dw - v.pl);
   gather_pass(q, g.n, dy, flipped.data(), nullptr, dx);

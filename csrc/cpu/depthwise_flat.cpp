@@ -166,14 +166,6 @@ void depthwise_flat_forward(const ConvGeometry& g, const float* x, const float* 
   if (act != Activation::Linear) activation_inplace_parallel(g.output_size(), y, act);
 }
 
-void depthwise_flat_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
-  // dx[iy, ix] = sum dy[iy + 1 - ky, ix + 1 - kx] * w[ky, kx]: the forward with the taps flipped.
-  std::vector<float> flipped((size_t)(kTaps * g.c));
-  for (int t = 0; t < kTaps; ++t)
-    for (int64_t c = 0; c < g.c; ++c) flipped[(size_t)((kTaps - 1 - t) * g.c + c)] = w[t * g.c + c];
-  flat_pass(g, dy, flipped.data(), nullptr, dx);
-}
-
 void depthwise_flat_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                                      float* db) {
   flat_weights(g, dy, x, dw, db);
@@ -184,7 +176,6 @@ void depthwise_flat_backward_weights(const ConvGeometry& g, const float* dy, con
 bool depthwise_flat_applies(const ConvGeometry&) { return false; }
 void depthwise_flat_backward_weights(const ConvGeometry&, const float*, const float*, float*, float*) {}
 void depthwise_flat_forward(const ConvGeometry&, const float*, const float*, const float*, float*, Activation) {}
-void depthwise_flat_backward_data(const ConvGeometry&, const float*, const float*, float*) {}
 
 #endif
 

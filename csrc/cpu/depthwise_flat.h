@@ -9,11 +9,10 @@ namespace fastconv::cpu::detail {
 
 bool depthwise_flat_applies(const ConvGeometry& g);
 
-// The forward (b may be null; act applied after) and, with the taps flipped and no bias, the
-// backward data pass: the same gather at stride 1 with pads of 1.
+// The forward (b may be null; act applied after). With the taps flipped and no bias it is
+// also the backward data pass (depthwise.cpp flips them): the same gather with pads of 1.
 void depthwise_flat_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                             float* y, Activation act);
-void depthwise_flat_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx);
 // dw (9 x C) and db (C, or null).
 void depthwise_flat_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                                      float* db);

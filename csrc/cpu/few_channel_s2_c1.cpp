@@ -40,6 +40,16 @@ using stride2::vec;
 
 static_assert(L == 16, "one zmm of outputs");
 
+// The input rows 2*oy - pt + k (k < 5) of image n that output rows oy and oy + 1 read (the
+// last two only when `two`), null outside the image.
+inline void pair_rows(const ConvGeometry& g, const float* x, int64_t n, int64_t oy, bool two,
+                      const float* (&rows)[5]) {
+  for (int k = 0; k < 5; ++k) {
+    const int64_t r = 2 * oy + k - g.win.pt;
+    rows[k] = r >= 0 && r < g.h && (k < 3 || two) ? x + (n * g.h + r) * g.w : nullptr;
+  }
+}
+
 // Lanes [lo, hi) of 16, clipped.
 inline __mmask16 lanes(int64_t lo, int64_t hi) {
   lo = std::max<int64_t>(lo, 0);
@@ -91,10 +101,7 @@ bool s2_c1_forward(const ConvGeometry& g, const float* x, const float* w, const 
       const int64_t n = it / pairs, oy = (it % pairs) * 2;
       const bool two = oy + 1 < g.oh;
       const float* rows[5];
-      for (int k = 0; k < 5; ++k) {
-        const int64_t r = 2 * oy + k - g.win.pt;
-        rows[k] = r >= 0 && r < g.h && (k < 3 || two) ? x + (n * g.h + r) * g.w : nullptr;
-      }
+      pair_rows(g, x, n, oy, two, rows);
       float* y0 = y + (n * g.oh + oy) * g.ow;
       for (int64_t ox = 0; ox < g.ow; ox += L) {
         const int64_t base = 2 * ox - g.win.pl;
@@ -149,10 +156,7 @@ bool s2_c1_backward_weights(const ConvGeometry& g, const float* dy, const float*
       const int64_t n = it / pairs, oy = (it % pairs) * 2;
       const bool two = oy + 1 < g.oh;
       const float* rows[5];
-      for (int k = 0; k < 5; ++k) {
-        const int64_t r = 2 * oy + k - g.win.pt;
-        rows[k] = r >= 0 && r < g.h && (k < 3 || two) ? x + (n * g.h + r) * g.w : nullptr;
-      }
+      pair_rows(g, x, n, oy, two, rows);
       const float* d0 = dy + (n * g.oh + oy) * g.ow;
       vec acc[10];
       for (int k = 0; k < 10; ++k) acc[k] = sums[k];
