@@ -254,3 +254,37 @@ def test_depthwise_flat_two_threads(c, two_threads):
     pass's thread partials included (large enough to run threaded: > 32K floats)."""
     rng = np.random.default_rng(77 + c)
     _check(rng, 4, 33, 29, c, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+
+
+# The flat forward (and backward data, the same pass on dy) steps S floats, the largest
+# multiple of C up to 16 (C = 3: 15, C = 6: 12, C = 9: 9), plain loads in the row's interior
+# and masked ones where a tap reaches past either row end: rows of exactly one and two steps
+# (W*C = S, 2S), one float past a step, rows with no interior vector and with several.
+@pytest.mark.parametrize("c, w", [(3, 5), (3, 10), (3, 11), (3, 40), (6, 2), (6, 4), (6, 5), (6, 21),
+                                  (9, 1), (9, 3), (10, 8), (11, 3), (13, 5), (14, 9), (7, 2), (5, 3)])
+def test_depthwise_flat_steps(c, w):
+    rng = np.random.default_rng(31 * c + w)
+    _check(rng, 2, 5, w, c, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+
+
+@pytest.mark.parametrize("c, w", [(3, 11), (6, 5), (9, 3), (3, 1)])
+def test_depthwise_flat_nan_at_row_ends(c, w):
+    """A NaN input in a row's first or last pixel (the masked edge vectors) reaches exactly
+    the outputs whose 3x3 window holds it (2 columns x 3 rows, fewer at the image's edge), in
+    its own channel; an inf in dy reaches dx the same way."""
+    rng = np.random.default_rng(c + w)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), c)
+    wt = rng.uniform(0.5, 1.0, (3, 3, 1, c)).astype(np.float32)
+    for col in (0, w - 1):
+        x = rng.uniform(0.5, 1.0, (2, 5, w, c)).astype(np.float32)
+        x[1, 2, col, c - 1] = np.nan
+        y = _C.conv2d_forward(x, wt, None, *args)
+        ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *args)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+        assert np.isnan(y).sum() == 3 * min(w, 2 if w > 1 else 1) and np.isnan(y[1, 1:4, :, c - 1]).any()
+        dy = x.copy()
+        dy[1, 2, col, c - 1] = np.inf
+        dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
+        rdx = R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x.shape, *args)
+        np.testing.assert_array_equal(np.isposinf(dx), np.isposinf(rdx))
+        assert np.isposinf(dx).sum() == 3 * min(w, 2) and np.isfinite(dx[0]).all()

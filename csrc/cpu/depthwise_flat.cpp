@@ -2,10 +2,11 @@
 // over channels, so C = 3 filled 3 lanes of 16. Forward / backward data, ms, 1 thread, Zen 4:
 // N=256 28x28x3 1.19 / 1.14 -> 0.51 / 0.43, N=32 112x112x3 2.04 / 1.97 -> 0.79 / 0.81,
 // N=256 28x28x6 1.22 / 1.15 -> 0.80 / 0.76. The weight pass the same way: backward (data +
-// weights) N=256 28x28x3 2.4 -> 1.0, N=32 112x112x3 4.4 -> 2.3, N=256 28x28x6 3.0 -> 1.8. Here a vector is 16 consecutive floats of the flat output
-// row (pixels x channels): tap (ky, kx) reads the input row oy + ky - 1 shifted by (kx - 1)*C
-// floats, and its weights are a vector whose lane l holds w[tap, (e0 + l) % C], one of
-// C / gcd(16, C) patterns. Edges: a tap's lanes that fall outside the input row, and rows in
+// weights) N=256 28x28x3 2.4 -> 1.0, N=32 112x112x3 4.4 -> 2.3, N=256 28x28x6 3.0 -> 1.8.
+// Here a vector is consecutive floats of the flat output row (pixels x channels): tap
+// (ky, kx) reads the input row oy + ky - 1 shifted by (kx - 1)*C floats. The weight pass
+// steps 16 floats, its tap weights a vector whose lane l holds w[tap, (e0 + l) % C], one of
+// C / gcd(16, C) patterns; the forward steps whole pixels (flat_pass). Edges: a tap's lanes that fall outside the input row, and rows in
 // the vertical padding, read zeros and are multiplied like the rest, as in the oracle and
 // depthwise.cpp (0 * an inf weight is NaN there too).
 #include "cpu/depthwise_flat.h"
@@ -56,7 +57,14 @@ inline __m512 tap_load(const float* row, int64_t off, __mmask16 lanes) {
 // by the next vector (the row's last vector is masked to its row). The row's interior
 // vectors load plainly; only those whose taps reach past a row end take row_lanes masks, and
 // rows in the vertical padding read a zero row (so the padding's zeros are multiplied like
-// the rest, as in the oracle).
+// the rest, as in the oracle). The 16-float steps had each FMA read its weights from memory
+// and every tap through tap_load's mask and branches. Forward ms, 1 thread, thread CPU time,
+// medians of 3 alternating processes (loaded 2-vCPU Zen 4, load ~4), before -> after:
+// N=256 14x14x3 0.126 -> 0.110, N=256 14x14x6 0.285 -> 0.193, N=256 28x28x3 0.468 -> 0.350,
+// N=32 112x112x3 0.911 -> 0.698, N=32 28x28x6 0.105 -> 0.092, N=32 56x56x3 0.184 -> 0.152;
+// backward data alike. Tried and dropped: the same steps for the weight pass (C = 6 steps
+// 12 floats, 4/3 the FMAs: 10-20% slower), and copying each input row into a zero-padded
+// ring to drop the edge masks (the copy cost more than the masks saved, 112x112 20% slower).
 inline int64_t step_floats(int64_t C) { return kLanes / C * C; }
 
 void flat_pass(const ConvGeometry& g, const float* in, const float* w, const float* b, float* out) {
