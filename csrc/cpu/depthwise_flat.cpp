@@ -108,16 +108,20 @@ void flat_pass(const ConvGeometry& g, const float* in, const float* w, const flo
 }
 
 // dw[tap, c] = sum over pixels of dy[p, c] * x[p + tap, c] (the padding's zeros included)
-// and db[c] = sum dy[p, c], on the same flat rows: per line and pattern, float register sums
-// for each tap over the row's vectors of that pattern, folded into the thread's double totals every
+// and db[c] = sum dy[p, c], on the same flat rows: per line and pattern (the lanes of a
+// vector serve channels (e0 + l) % C), float register sums for each tap over the row's
+// vectors of that pattern, folded into the thread's double totals every
 // kFlushLines lines; the threads' totals are added in thread order (deterministic for a
 // thread count), then each pattern lane goes to its channel.
 void flat_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw, float* db) {
   const int64_t C = g.c, H = g.h, L = g.w * g.c, lines = g.n * H;
-  // Steps of S floats: 16, or 15 where that is whole pixels (C = 3, 5, 15: one pattern
-  // instead of C, at 16/15 the FMAs); C = 6 would step 12 floats, 4/3 the FMAs (measured
-  // 10-20% slower), so it keeps 16 and its three patterns.
-  const int64_t S = kLanes % C == 1 ? kLanes - 1 : kLanes;
+  // Steps of S floats: 16, or on rows of up to 256 floats 15 where that is whole pixels
+  // (C = 3, 5, 15: one pattern instead of C, so one flush of the sums a line instead of C, at
+  // 16/15 the FMAs). Weight pass ms, 1 thread, medians of 3-5 alternating processes (loaded
+  // Zen 4), C = 3: N=256 14x14 0.168 -> 0.121, N=256 28x28 0.52 -> 0.36, N=32 56x56 0.207 ->
+  // 0.152, N=256 56x56 2.36 -> 1.69, but N=32 112x112 (336 floats a row) 0.64 -> 0.70. C = 6
+  // would step 12 floats, 4/3 the FMAs (measured 10-20% slower), so it keeps 16.
+  const int64_t S = kLanes % C == 1 && L <= 256 ? kLanes - 1 : kLanes;
   const int patterns = (int)(C / std::gcd<int64_t>(S, C));
   constexpr int kSums = kTaps + 1;  // + db
   constexpr int64_t kFlushLines = 16;
