@@ -291,3 +291,21 @@ def test_depthwise_flat_nan_at_row_ends(c, w):
         np.testing.assert_array_equal(np.isposinf(dx), np.isposinf(rdx))
         assert np.isposinf(dx).sum() == 3 * min(w, 2) and np.isfinite(dx[0]).all()
 
+
+
+# The weight pass on rows under 16 pixels with C <= 32 keeps its sums over groups of up to
+# 64 pixels' rows (7x7: 9 rows, so groups straddle images; 13 wide: 4), flushing the float
+# partials before they would hold more than 16 rows: full and masked channel blocks, 3x3 and
+# other kernels, stride 2, a short last group.
+@pytest.mark.parametrize("n, h, w, c, k, s", [(5, 7, 7, 24, (3, 3), (1, 1)), (3, 7, 7, 16, (3, 3), (1, 1)),
+                                              (2, 13, 13, 32, (3, 3), (1, 1)), (4, 9, 5, 20, (5, 5), (1, 1)),
+                                              (3, 14, 14, 8, (3, 3), (2, 2))])
+def test_depthwise_weights_row_groups(n, h, w, c, k, s):
+    rng = np.random.default_rng(n * 1000 + h * 10 + c)
+    pads = ((k[0] - 1) // 2, k[0] // 2, (k[1] - 1) // 2, k[1] // 2)
+    _check(rng, n, h, w, c, 1, k, s, pads, (1, 1))
+
+
+def test_depthwise_weights_row_groups_two_threads(two_threads):
+    """Groups of rows within each thread's share of lines (over 32K floats: threaded)."""
+    _check(np.random.default_rng(9), 96, 7, 7, 24, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
