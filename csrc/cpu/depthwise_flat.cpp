@@ -149,24 +149,31 @@ void flat_weights(const ConvGeometry& g, const float* dy, const float* x, float*
       tap_rows(x, img, oy, H, L, rows);
       // One pattern at a time, its kSums sums in registers (all patterns' at once would be
       // 30 registers for C = 3, 6, and through memory they doubled the pass's time).
-      for (int p = 0; p < patterns; ++p) {
-        __m512 acc[kSums];
-        for (auto& v : acc) v = _mm512_setzero_ps();
-        for (int64_t e0 = p * S; e0 < L; e0 += patterns * S) {
-          const __mmask16 live = (__mmask16)(0xFFFFu >> (kLanes - std::min<int64_t>(S, L - e0)));
-          const __m512 dv = _mm512_maskz_loadu_ps(live, d + e0);  // lanes past the row: 0
-          // the padding's zeros are multiplied too (dy = inf there gives NaN, as the oracle)
-          for (int kx = 0; kx < 3; ++kx) {
-            const int64_t off = e0 + (kx - 1) * C;
-            const __mmask16 lanes = row_lanes(off, L);
-            for (int ky = 0; ky < 3; ++ky)
-              acc[ky * 3 + kx] = _mm512_fmadd_ps(dv, tap_load(rows[ky], off, lanes), acc[ky * 3 + kx]);
+      // The step a compile-time constant: with S at run time the C = 6 pass (16-float steps,
+      // the same work) measured 8-10% slower.
+      auto run = [&](auto step) {
+        constexpr int64_t kS = decltype(step)::value;
+        for (int p = 0; p < patterns; ++p) {
+          __m512 acc[kSums];
+          for (auto& v : acc) v = _mm512_setzero_ps();
+          for (int64_t e0 = p * kS; e0 < L; e0 += patterns * kS) {
+            const __mmask16 live = (__mmask16)(0xFFFFu >> (kLanes - std::min<int64_t>(kS, L - e0)));
+            const __m512 dv = _mm512_maskz_loadu_ps(live, d + e0);  // lanes past the row: 0
+            // the padding's zeros are multiplied too (dy = inf there gives NaN, as the oracle)
+            for (int kx = 0; kx < 3; ++kx) {
+              const int64_t off = e0 + (kx - 1) * C;
+              const __mmask16 lanes = row_lanes(off, L);
+              for (int ky = 0; ky < 3; ++ky)
+                acc[ky * 3 + kx] = _mm512_fmadd_ps(dv, tap_load(rows[ky], off, lanes), acc[ky * 3 + kx]);
+            }
+            acc[kTaps] = _mm512_add_ps(acc[kTaps], dv);
           }
-          acc[kTaps] = _mm512_add_ps(acc[kTaps], dv);
+          float* f = fsum.data() + p * kSums * kLanes;
+          for (int k = 0; k < kSums; ++k) _mm512_storeu_ps(f + k * kLanes, _mm512_add_ps(_mm512_loadu_ps(f + k * kLanes), acc[k]));
         }
-        float* f = fsum.data() + p * kSums * kLanes;
-        for (int k = 0; k < kSums; ++k) _mm512_storeu_ps(f + k * kLanes, _mm512_add_ps(_mm512_loadu_ps(f + k * kLanes), acc[k]));
-      }
+      };
+      if (S == kLanes) run(std::integral_constant<int64_t, kLanes>());
+      else run(std::integral_constant<int64_t, kLanes - 1>());
       if ((line - l0) % kFlushLines == kFlushLines - 1) flush();
     }
     flush();
