@@ -28,8 +28,9 @@
 //                       mirrored (pt' = (KH-1)*dh - pt; may be negative, which the row
 //                       set-up handles like any out-of-range row)
 //   backward weights    per row and block, KH*KW (+1 for db) register accumulators over the
-//                       row's pixels, added into per-thread double partials, which are
-//                       summed in thread order (deterministic for a given thread count).
+//                       row's pixels (over groups of rows on small images, C <= 32),
+//                       added into per-thread double partials, which are summed in thread
+//                       order (deterministic for a given thread count).
 // Everything else (M > 1, backward data with stride > 1, kernels over kMaxTaps taps) takes
 // the generic loops at the bottom: correct for any geometry, vectorised over channels, but
 // reading and writing through L1 per tap.

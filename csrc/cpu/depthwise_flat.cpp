@@ -5,8 +5,9 @@
 // weights) N=256 28x28x3 2.4 -> 1.0, N=32 112x112x3 4.4 -> 2.3, N=256 28x28x6 3.0 -> 1.8.
 // Here a vector is consecutive floats of the flat output row (pixels x channels): tap
 // (ky, kx) reads the input row oy + ky - 1 shifted by (kx - 1)*C floats. The weight pass
-// steps 16 floats, its tap weights a vector whose lane l holds w[tap, (e0 + l) % C], one of
-// C / gcd(16, C) patterns; the forward steps whole pixels (flat_pass). Edges: a tap's lanes that fall outside the input row, and rows in
+// steps 16 floats (15 for C = 3, 5, 15 on short rows), lane l of a vector at e0 serving
+// channel (e0 + l) % C, one of C / gcd(step, C) patterns; the forward steps whole pixels
+// (flat_pass). Edges: a tap's lanes that fall outside the input row, and rows in
 // the vertical padding, read zeros and are multiplied like the rest, as in the oracle and
 // depthwise.cpp (0 * an inf weight is NaN there too).
 #include "cpu/depthwise_flat.h"
