@@ -17,21 +17,21 @@
 #include <array>
 #include <cstring>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
+#include "common/nan_math.h"
 #include "common/pool_index.h"
 #include "cpu/pool_tasks.h"
+#include "cpu/pool_windows.h"
 #include "cpu/simd.h"
 
 namespace fastconv::cpu::detail {
 
 namespace {
-
-typedef int32_t i32xR __attribute__((vector_size(4 * kRegLanes)));
-constexpr int kPieces = (int)kLanes / kRegLanes;
 
 // The kLanes channels of one dx cell: dy where the window's winner is cell t, else 0.
 inline void max_cell16(const float* dy, const i32xR* arg, int32_t t, float* out) {
@@ -175,6 +175,114 @@ void backward_rows16(const PoolGeometry& g, const RowTable& tab, const float* dy
 }
 #endif
 
+// Forwards. Every window is whole and sits at (oy*kh, ox*kw), so the per-output window
+// bookkeeping of pool2d.cpp's general forwards (pool_window and pool_inv_count, a float
+// division, per output; per group of packed pixels a 64-bit division) is constant here. The
+// same cells in the same row-major order, so the same floats and argmax.
+template <bool kMax>
+void forward_channels(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
+  const int64_t C = g.c, kh = g.win.kh, kw = g.win.kw;
+  const float scale = pool_inv_count({0, kh}, {0, kw});
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t c0, int64_t c1) {
+    const float* xi = x + img * g.h * g.w * C;
+    for (int64_t oy = 0; oy < g.oh; ++oy) {
+      const AxisRange rows{oy * kh, oy * kh + kh};
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        const AxisRange cols{ox * kw, ox * kw + kw};
+        const int64_t o = ((img * g.oh + oy) * g.ow + ox) * C;
+        auto block = [&](auto vectors, int64_t c) {
+          constexpr int V = decltype(vectors)::value;
+          if constexpr (kMax) {
+            if (arg) max_window16<V, true>(g, xi + c, rows, cols, rows.lo, cols.lo, y + o + c, arg + o + c);
+            else max_window16<V, false>(g, xi + c, rows, cols, rows.lo, cols.lo, y + o + c, nullptr);
+          } else {
+            avg_window16<V>(g, xi + c, rows, cols, scale, y + o + c);
+          }
+        };
+        int64_t c = c0;
+        for (; c + 4 * kLanes <= c1; c += 4 * kLanes) block(std::integral_constant<int, 4>{}, c);
+        for (; c + kLanes <= c1; c += kLanes) block(std::integral_constant<int, 1>{}, c);
+        if (c < c1 && c1 - c0 >= kLanes) {  // the last vector overlaps the one before
+          block(std::integral_constant<int, 1>{}, c1 - kLanes);
+        } else {  // a split image's short last block (< 16 channels, pool_tasks.h)
+          for (; c < c1; ++c) {
+            float best = xi[(rows.lo * g.w + cols.lo) * C + c], acc = 0.f;
+            int64_t which = 0;
+            for (int64_t a = 0; a < kh; ++a)
+              for (int64_t b = 0; b < kw; ++b) {
+                const float v = xi[((rows.lo + a) * g.w + cols.lo + b) * C + c];
+                if (kMax && pool_beats(v, best)) best = v, which = a * kw + b;
+                acc += v;
+              }
+            y[o + c] = kMax ? best : acc * scale;
+            if (kMax && arg) arg[o + c] = (uint8_t)which;
+          }
+        }
+      }
+    }
+  });
+}
+
+#if defined(__AVX512F__)
+// Below 16 channels the vectors run along the input rows: P = min(16 / C, 32 / (kw*C))
+// neighbouring outputs per vector, lane p*C + k being channel k of output ox + p, whose
+// window column b is float (p*kw + b)*C + k of the kw*C*P floats from the group's first
+// cell; those fit two registers (lo, hi), so each cell is one two-source permute of the
+// row's two loads (pool2d.cpp's packed forward does the same per group, plus the bookkeeping).
+template <bool kMax>
+void forward_rows16(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
+  const int64_t C = g.c, kh = g.win.kh, kw = g.win.kw, x_row = g.w * C, y_row = g.ow * C;
+  const int64_t P = std::min(kLanes / C, 2 * kLanes / (kw * C));
+  const __m512 scale = _mm512_set1_ps(pool_inv_count({0, kh}, {0, kw}));
+  __m512i cell[2 * kLanes];  // window column b's lane sources in (lo, hi); kw <= 32 / C
+  for (int64_t b = 0; b < kw; ++b) {
+    alignas(64) int32_t idx[kLanes] = {};
+    for (int64_t l = 0; l < P * C; ++l) idx[l] = (int32_t)((l / C) * kw * C + b * C + l % C);
+    cell[b] = _mm512_load_si512(idx);
+  }
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t, int64_t) {
+    for (int64_t oy = 0; oy < g.oh; ++oy) {
+      const float* xr = x + (img * g.h + oy * kh) * x_row;
+      const int64_t o_row = (img * g.oh + oy) * y_row;
+      for (int64_t ox = 0; ox < g.ow; ox += P) {
+        const int64_t lanes = std::min(P, g.ow - ox) * C, e = ox * kw * C;
+        // the row's floats from e: whole registers but at the row's end, where the masks
+        // keep the loads inside the row (and the tensor); the lanes they zero are not used
+        const int64_t avail = x_row - e;
+        const __mmask16 m0 = avail >= kLanes ? (__mmask16)0xFFFF : (__mmask16)((1u << avail) - 1u);
+        const __mmask16 m1 = avail >= 2 * kLanes ? (__mmask16)0xFFFF
+                             : avail <= kLanes   ? (__mmask16)0
+                                                 : (__mmask16)((1u << (avail - kLanes)) - 1u);
+        __m512 best = _mm512_setzero_ps(), acc = _mm512_setzero_ps();
+        __m512i which = _mm512_setzero_si512();
+        for (int64_t a = 0; a < kh; ++a) {
+          const float* src = xr + a * x_row + e;
+          const __m512 lo = _mm512_maskz_loadu_ps(m0, src), hi = _mm512_maskz_loadu_ps(m1, src + kLanes);
+          for (int64_t b = 0; b < kw; ++b) {
+            const __m512 v = _mm512_permutex2var_ps(lo, cell[b], hi);
+            if constexpr (kMax) {
+              if (a == 0 && b == 0) {
+                best = v;
+                continue;
+              }
+              // pool_beats: v > best, or v is NaN
+              const __mmask16 win = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+              best = _mm512_mask_mov_ps(best, win, v);
+              which = _mm512_mask_mov_epi32(which, win, _mm512_set1_epi32((int32_t)(a * kw + b)));
+            } else {
+              acc = _mm512_add_ps(acc, v);
+            }
+          }
+        }
+        const __mmask16 m = (__mmask16)((1u << lanes) - 1u);
+        _mm512_mask_storeu_ps(y + o_row + ox * C, m, kMax ? best : _mm512_mul_ps(acc, scale));
+        if (kMax && arg) _mm512_mask_cvtepi32_storeu_epi8(arg + o_row + ox * C, m, which);
+      }
+    }
+  });
+}
+#endif
+
 }  // namespace
 
 bool pool_windows_tile(const PoolGeometry& g) {
@@ -207,6 +315,31 @@ void max_backward_argmax_tiles(const PoolGeometry& g, const float* dy, const uin
 
 void avg_backward_tiles(const PoolGeometry& g, const float* dy, float* dx) {
   backward<false>(g, dy, nullptr, dx);
+}
+
+bool pool_forward_tiles(const PoolGeometry& g) {
+  if (!pool_windows_tile(g)) return false;
+#if defined(__AVX512F__)
+  return g.c >= kLanes || g.win.kw * g.c <= 2 * kLanes;  // forward_rows16's two registers
+#else
+  return true;
+#endif
+}
+
+template <bool kMax>
+void forward(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
+#if defined(__AVX512F__)
+  if (g.c < kLanes) return forward_rows16<kMax>(g, x, y, arg);
+#endif
+  forward_channels<kMax>(g, x, y, arg);
+}
+
+void max_forward_tiles(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
+  forward<true>(g, x, y, arg);
+}
+
+void avg_forward_tiles(const PoolGeometry& g, const float* x, float* y) {
+  forward<false>(g, x, y, nullptr);
 }
 
 }  // namespace fastconv::cpu::detail
