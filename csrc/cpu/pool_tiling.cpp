@@ -125,6 +125,114 @@ struct RowTable {
   }
 };
 
+// The dx image as one flat run of floats (rows back to back) instead of row by row: with few
+// channels a row is a few vectors (C = 1 at 56 columns: 3.5), so backward_rows16 paid a partial
+// masked store and its loop entry per row, and a short row's write stream restarts every few
+// lines. Flat float E of a band of kh dx rows (one dy row, kh*W*C floats) lies in row a, column
+// ix; it takes dy entry (ix / kw)*C + c of the band's dy row (cell a*kw + ix % kw), or is 0 in
+// a column no window reaches. The pattern repeats every lcm(16, kh*W*C) floats (FlatTable's
+// period). A vector's lanes read at most two runs of 16 consecutive dy entries: run A, and run
+// B from the lane where the band's next dx row begins (its entries jump back to the dy row's
+// start): each run one load and one permute.
+struct FlatTable {
+  int64_t vectors = 0, period = 0, dy_per_period = 0;  // per period: vectors, dx floats, dy entries
+  std::vector<int32_t> base_a, base_b;                 // per vector: first dy entry of each run
+  std::vector<__mmask16> run_b, covered;               // per vector: run B's lanes; lanes in a window
+  std::vector<std::array<int32_t, kLanes>> rel_a, rel_b, cell;  // per lane: entry - base; cell or -1
+
+  explicit FlatTable(const PoolGeometry& g) {
+    const int64_t C = g.c, kh = g.win.kh, kw = g.win.kw, row = g.w * C, band = kh * row;
+    int64_t p = kLanes;
+    while (p % band != 0) p += kLanes;
+    if (p / kLanes > 4096) return;  // a table over 1 MB (wide rows): backward_rows16 instead
+    for (int64_t j = 0; j < p / kLanes; ++j) {
+      std::array<int32_t, kLanes> src{}, cl{}, ra{}, rb{};
+      __mmask16 in = 0, b_lanes = 0;
+      int64_t first_row = -1;
+      for (int64_t l = 0; l < kLanes; ++l) {
+        const int64_t E = j * kLanes + l, k = E / band, a = (E % band) / row, ix = (E % row) / C;
+        cl[l] = -1;
+        if (ix >= g.ow * kw) continue;  // in no window
+        src[l] = (int32_t)(k * g.ow * C + (ix / kw) * C + E % C), cl[l] = (int32_t)(a * kw + ix % kw);
+        in |= (__mmask16)(1u << l);
+        const int64_t r = E / row;  // dx row within the period
+        if (first_row < 0) first_row = r;
+        // run B: lanes of a later dx row of the same band (entries start over)
+        if (r != first_row && r / kh == first_row / kh) b_lanes |= (__mmask16)(1u << l);
+      }
+      int32_t lo_a = INT32_MAX, hi_a = INT32_MIN, lo_b = INT32_MAX, hi_b = INT32_MIN;
+      for (int64_t l = 0; l < kLanes; ++l) {
+        if (!(in & (1u << l))) continue;
+        if (b_lanes & (1u << l)) lo_b = std::min(lo_b, src[l]), hi_b = std::max(hi_b, src[l]);
+        else lo_a = std::min(lo_a, src[l]), hi_a = std::max(hi_a, src[l]);
+      }
+      if (lo_a == INT32_MAX) lo_a = hi_a = 0;
+      if (lo_b == INT32_MAX) lo_b = hi_b = 0;
+      if (hi_a - lo_a >= kLanes || hi_b - lo_b >= kLanes) return;  // not reached for C < 16
+      for (int64_t l = 0; l < kLanes; ++l)
+        if (in & (1u << l)) ((b_lanes & (1u << l)) ? rb[l] : ra[l]) = src[l] - ((b_lanes & (1u << l)) ? lo_b : lo_a);
+      base_a.push_back(lo_a), base_b.push_back(lo_b), run_b.push_back(b_lanes), covered.push_back(in);
+      rel_a.push_back(ra), rel_b.push_back(rb), cell.push_back(cl);
+    }
+    vectors = p / kLanes, period = p, dy_per_period = p / band * g.ow * C;
+  }
+};
+
+// 16 dy entries (max: and their argmax, widened) from q, permuted by rel; loads masked to the
+// image's `len` entries (the lanes they zero feed no stored lane).
+inline __m512 flat_dy(const float* dy, int64_t q, int64_t len, __m512i rel) {
+  return _mm512_permutexvar_ps(rel, q + kLanes <= len ? _mm512_loadu_ps(dy + q)
+                                                      : _mm512_maskz_loadu_ps((__mmask16)(0xFFFFu >> (kLanes - (len - q))), dy + q));
+}
+inline __m512i flat_arg(const uint8_t* arg, int64_t q, int64_t len, __m512i rel) {
+  const __m128i b = q + kLanes <= len ? _mm_loadu_si128((const __m128i*)(arg + q))
+                                      : _mm_maskz_loadu_epi8((__mmask16)(0xFFFFu >> (kLanes - (len - q))), arg + q);
+  return _mm512_permutexvar_epi32(rel, _mm512_cvtepu8_epi32(b));
+}
+
+template <bool kMax>
+void backward_flat16(const PoolGeometry& g, const FlatTable& tab, const float* dy, const uint8_t* arg,
+                     float* dx) {
+  const int64_t C = g.c, dy_len = g.oh * g.ow * C, dx_len = g.h * g.w * C;
+  const int64_t flat = g.oh * g.win.kh * g.w * C;  // dx floats of the bands; the rest is 0
+  const __m512 scale = _mm512_set1_ps(pool_inv_count({0, g.win.kh}, {0, g.win.kw}));
+  // the table's arrays in locals: the stores (may-alias vectors) would otherwise reload them
+  const int64_t vectors = tab.vectors, dy_per_period = tab.dy_per_period;
+  const int32_t *base_a = tab.base_a.data(), *base_b = tab.base_b.data();
+  const __mmask16 *run_b = tab.run_b.data(), *covered = tab.covered.data();
+  const std::array<int32_t, kLanes>*rel_as = tab.rel_a.data(), *rel_bs = tab.rel_b.data(), *cells = tab.cell.data();
+  for_each_task(g.n, C, g.n * dx_len, [=](int64_t img, int64_t, int64_t) {
+    const float* dyi = dy + img * dy_len;
+    const uint8_t* argi = kMax ? arg + img * dy_len : nullptr;
+    float* out = dx + img * dx_len;
+    int64_t E = 0;
+    for (int64_t d0 = 0; E < flat; d0 += dy_per_period)
+      for (int64_t j = 0; j < vectors && E < flat; ++j, E += kLanes) {
+        const __m512i rel_a = _mm512_loadu_si512(rel_as[j].data());
+        const int64_t qa = d0 + base_a[j], qb = d0 + base_b[j];
+        const __mmask16 b = run_b[j];
+        __m512 d = flat_dy(dyi, qa, dy_len, rel_a);
+        __m512 v;
+        if constexpr (kMax) {
+          __m512i at = flat_arg(argi, qa, dy_len, rel_a);
+          if (b) {
+            const __m512i rel_b = _mm512_loadu_si512(rel_bs[j].data());
+            d = _mm512_mask_mov_ps(d, b, flat_dy(dyi, qb, dy_len, rel_b));
+            at = _mm512_mask_mov_epi32(at, b, flat_arg(argi, qb, dy_len, rel_b));
+          }
+          // cell -1 (no window) never equals an argmax (0..255)
+          v = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_loadu_si512(cells[j].data())), d);
+        } else {
+          if (b) d = _mm512_mask_mov_ps(d, b, flat_dy(dyi, qb, dy_len, _mm512_loadu_si512(rel_bs[j].data())));
+          v = _mm512_maskz_mul_ps(covered[j], d, scale);
+        }
+        if (E + kLanes <= flat) _mm512_storeu_ps(out + E, v);
+        else _mm512_mask_storeu_ps(out + E, (__mmask16)(0xFFFFu >> (kLanes - (flat - E))), v);
+      }
+    std::memset(out + flat, 0, sizeof(float) * (size_t)(dx_len - flat));  // rows in no window
+  });
+}
+
 template <bool kMax>
 void backward_rows16(const PoolGeometry& g, const RowTable& tab, const float* dy, const uint8_t* arg,
                      float* dx) {
@@ -301,6 +409,8 @@ template <bool kMax>
 void backward(const PoolGeometry& g, const float* dy, const uint8_t* arg, float* dx) {
 #if defined(__AVX512F__)
   if (g.c < kLanes) {
+    const FlatTable flat(g);
+    if (flat.vectors > 0) return backward_flat16<kMax>(g, flat, dy, arg, dx);
     const RowTable tab(g);
     if (tab.vectors == 0) throw std::logic_error("pool_windows_tile: no row table for this geometry");
     return backward_rows16<kMax>(g, tab, dy, arg, dx);
