@@ -348,12 +348,13 @@ void forward_rows16(const PoolGeometry& g, const float* x, float* y, uint8_t* ar
     for (int64_t l = 0; l < P * C; ++l) idx[l] = (int32_t)((l / C) * kw * C + b * C + l % C);
     cell[b] = _mm512_load_si512(idx);
   }
-  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t, int64_t) {
-    for (int64_t oy = 0; oy < g.oh; ++oy) {
-      const float* xr = x + (img * g.h + oy * kh) * x_row;
-      const int64_t o_row = (img * g.oh + oy) * y_row;
-      for (int64_t ox = 0; ox < g.ow; ox += P) {
-        const int64_t lanes = std::min(P, g.ow - ox) * C, e = ox * kw * C;
+  const int64_t h = g.h, oh = g.oh, ow = g.ow;  // by value: the may-alias stores would reload g's
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [=, &cell](int64_t img, int64_t, int64_t) {
+    for (int64_t oy = 0; oy < oh; ++oy) {
+      const float* xr = x + (img * h + oy * kh) * x_row;
+      const int64_t o_row = (img * oh + oy) * y_row;
+      for (int64_t ox = 0; ox < ow; ox += P) {
+        const int64_t lanes = std::min(P, ow - ox) * C, e = ox * kw * C;
         // the row's floats from e: whole registers but at the row's end, where the masks
         // keep the loads inside the row (and the tensor); the lanes they zero are not used
         const int64_t avail = x_row - e;
