@@ -80,17 +80,26 @@ void backward_tiles(const PoolGeometry& g, const float* dy, const uint8_t* arg, 
   const int64_t C = g.c, kh = g.win.kh;
   // Every window is whole, so each divides by kh*kw, as pool_inv_count gives it.
   const float scale = pool_inv_count({0, kh}, {0, g.win.kw});
+  // A dx past the cache (simd.h stream_output) is written by non-temporal stores, a whole row at
+  // a time from a scratch row: plain stores read each line before writing it (2x2 max, (1, 112,
+  // 112, 512): see benchmarks/RESULTS.md 2026-12-07 helper P).
+  const bool stream = stream_output(g.n * g.h * g.w * C * (int64_t)sizeof(float));
   for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t c0, int64_t c1) {
+    const bool rows = stream && c0 == 0 && c1 == C;  // whole rows: this task's own
+    float* buf = rows ? scratch(g.w * C) : nullptr;
     for (int64_t iy = 0; iy < g.h; ++iy) {
       float* dxr = dx + (img * g.h + iy) * g.w * C;
+      float* to = rows ? buf : dxr;
       const int64_t oy = iy / kh;
       if (oy >= g.oh) {  // rows no window reaches
-        for (int64_t ix = 0; ix < g.w; ++ix) std::memset(dxr + ix * C + c0, 0, sizeof(float) * (size_t)(c1 - c0));
-        continue;
+        for (int64_t ix = 0; ix < g.w; ++ix) std::memset(to + ix * C + c0, 0, sizeof(float) * (size_t)(c1 - c0));
+      } else {
+        const int64_t o = (img * g.oh + oy) * g.ow * C;
+        tile_row<kMax>(g, dy + o, kMax ? arg + o : nullptr, scale, iy - oy * kh, c0, c1, to);
       }
-      const int64_t o = (img * g.oh + oy) * g.ow * C;
-      tile_row<kMax>(g, dy + o, kMax ? arg + o : nullptr, scale, iy - oy * kh, c0, c1, dxr);
+      if (rows) stream_copy(dxr, buf, g.w * C);
     }
+    if (rows) stream_fence();
   });
 }
 
