@@ -179,3 +179,21 @@ def test_few_channel_backward_long_rows(w):
     dxa = _C.avg_pool2d_backward(dy, shape, pool, pool, (0, 0, 0, 0))
     np.testing.assert_allclose(dxa, R.avg_pool2d_backward(dy.astype(np.float64), shape, pool, pool, (0, 0, 0, 0)),
                                rtol=1e-6, atol=0)
+
+
+def test_few_channel_forward_with_prefetch_matches_oracle():
+    """An input of 4 MiB or more takes forward_rows16's prefetching instantiation (AVX-512,
+    C < 16): odd sizes (a last row and column in no window), NaN and ties, against the oracle."""
+    rng = np.random.default_rng(seeds.seed_of("tiling-far"))
+    shape = (3, 223, 225, 7)  # 4.21 MB
+    x = _input(rng, shape, "nan")
+    x[1] = rng.integers(-2, 3, shape[1:]).astype(np.float32)
+    pads = (0, 0, 0, 0)
+    y, arg = _C.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), pads)
+    ref_y, ref_arg = R.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), pads)
+    np.testing.assert_array_equal(y, ref_y)
+    np.testing.assert_array_equal(arg, ref_arg)
+    ya = _C.avg_pool2d_forward(x, (2, 2), (2, 2), pads)
+    ref_a = R.avg_pool2d_forward(x.astype(np.float64), (2, 2), (2, 2), pads)
+    np.testing.assert_array_equal(np.isnan(ya), np.isnan(ref_a))
+    np.testing.assert_allclose(ya, ref_a, rtol=1e-6, atol=1e-6)
