@@ -181,11 +181,13 @@ def test_few_channel_backward_long_rows(w):
                                rtol=1e-6, atol=0)
 
 
-def test_few_channel_forward_with_prefetch_matches_oracle():
-    """An input of 4 MiB or more takes forward_rows16's prefetching instantiation (AVX-512,
-    C < 16): odd sizes (a last row and column in no window), NaN and ties, against the oracle."""
-    rng = np.random.default_rng(seeds.seed_of("tiling-far"))
-    shape = (3, 223, 225, 7)  # 4.21 MB
+@pytest.mark.parametrize("shape", [(3, 223, 225, 7), (2, 129, 131, 33)])
+def test_tiling_forward_with_prefetch_matches_oracle(shape):
+    """An input of 4 MiB or more (4.21 and 4.46 MB here) takes the forwards' prefetching
+    instantiations (forward_rows16 below 16 channels at AVX-512, forward_channels from 16, 33:
+    an overlapping last vector): odd sizes (a last row and column in no window), NaN and ties,
+    against the oracle."""
+    rng = np.random.default_rng(seeds.seed_of("tiling-far", shape))
     x = _input(rng, shape, "nan")
     x[1] = rng.integers(-2, 3, shape[1:]).astype(np.float32)
     pads = (0, 0, 0, 0)

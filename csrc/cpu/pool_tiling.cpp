@@ -296,7 +296,7 @@ void backward_rows16(const PoolGeometry& g, const RowTable& tab, const float* dy
 // bookkeeping of pool2d.cpp's general forwards (pool_window and pool_inv_count, a float
 // division, per output; per group of packed pixels a 64-bit division) is constant here. The
 // same cells in the same row-major order, so the same floats and argmax.
-template <bool kMax>
+template <bool kMax, bool kFar>
 void forward_channels(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
   const int64_t C = g.c, kh = g.win.kh, kw = g.win.kw;
   const float scale = pool_inv_count({0, kh}, {0, kw});
@@ -307,6 +307,11 @@ void forward_channels(const PoolGeometry& g, const float* x, float* y, uint8_t* 
       for (int64_t ox = 0; ox < g.ow; ++ox) {
         const AxisRange cols{ox * kw, ox * kw + kw};
         const int64_t o = ((img * g.oh + oy) * g.ow + ox) * C;
+        if (kFar && oy + 1 < g.oh)  // the next output row's window rows (forward's kFar)
+          for (int64_t a = 0; a < kh; ++a) {
+            const char* next = (const char*)(xi + ((rows.hi + a) * g.w + cols.lo) * C + c0);
+            for (int64_t k = 0; k < kw * C * (int64_t)sizeof(float); k += 64) __builtin_prefetch(next + k);
+          }
         auto block = [&](auto vectors, int64_t c) {
           constexpr int V = decltype(vectors)::value;
           if constexpr (kMax) {
@@ -452,19 +457,21 @@ bool pool_forward_tiles(const PoolGeometry& g) {
 
 template <bool kMax>
 void forward(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
+  // kFar: software prefetch one output row (kh input rows) ahead. The loads wait on memory
+  // (64% of the samples on them) as the input streams in kh interleaved runs of one row each,
+  // which the hardware prefetchers follow badly when rows are short. Worth it for an input from
+  // memory or a contended L3 (2x2 max, (32, 112, 112, 6): 1.24 -> 0.57 ms; average (256, 56, 56,
+  // 6): 2.67 -> 1.98; max (256, 28, 28, 16): 1.78 -> 0.91), not for one of a few MB still in
+  // cache ((32, 112, 112, 1): 0.068 -> 0.073 ms), nor with long rows (C = 512: no change).
+  const bool far = g.n * g.h * g.w * g.c * (int64_t)sizeof(float) >= ((int64_t)4 << 20);
 #if defined(__AVX512F__)
   if (g.c < kLanes) {
-    // kFar: software prefetch one output row (kh input rows) ahead. The loads wait on memory
-    // (64% of the samples on them) as the input streams in kh interleaved runs of one short
-    // row each, which the hardware prefetchers follow badly. Worth it for an input from memory
-    // or a contended L3 (2x2 max, (32, 112, 112, 6): 1.24 -> 0.57 ms; average (256, 56, 56, 6):
-    // 2.67 -> 1.98), not for one of a few MB still in cache ((32, 112, 112, 1): 0.068 -> 0.073).
-    if (g.n * g.h * g.w * g.c * (int64_t)sizeof(float) >= ((int64_t)4 << 20))
-      return forward_rows16<kMax, true>(g, x, y, arg);
+    if (far) return forward_rows16<kMax, true>(g, x, y, arg);
     return forward_rows16<kMax, false>(g, x, y, arg);
   }
 #endif
-  forward_channels<kMax>(g, x, y, arg);
+  if (far) return forward_channels<kMax, true>(g, x, y, arg);
+  forward_channels<kMax, false>(g, x, y, arg);
 }
 
 void max_forward_tiles(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
