@@ -163,16 +163,25 @@ def test_tiling_backward_streamed_output_matches_oracle(shape):
     assert np.isnan(dx).any() and np.isnan(dxa).any()
 
 
-@pytest.mark.parametrize("w", [8195, 8196])
-def test_few_channel_backward_long_rows(w):
-    """Below 16 channels the backward runs over the dx image as one flat run, by a table that
-    repeats every lcm(16, kh*W*C) floats; a band of odd length 8195 makes that table too long
-    (8195 vectors) and the row-by-row table takes over. Both against the oracle."""
-    rng = np.random.default_rng(seeds.seed_of("tiling-long", w))
-    shape, pool = (2, 3, w, 1), (1, 2)
+# (shape, pool): below 16 channels the backward runs over the dx image as one flat run when a
+# row has at most 192 floats, by a table that repeats every lcm(16, kh*W*C) floats, unless that
+# table would pass 4096 vectors; otherwise row by row (backward_rows16).
+LONG_ROWS = [
+    ((2, 3, 8196, 1), (1, 2)),   # rows of 8196 floats: row by row
+    ((2, 46, 191, 1), (23, 1)),  # band 23*191 = 4393 (odd): 4393 vectors, row by row
+    ((2, 46, 190, 1), (23, 1)),  # band 4370: 2185 vectors, the flat run with 23 rows a band
+    ((3, 9, 64, 3), (2, 2)),     # 192 floats a row: the longest flat rows
+]
+
+
+@pytest.mark.parametrize("shape,pool", LONG_ROWS)
+def test_few_channel_backward_flat_and_row_paths(shape, pool):
+    """Both few-channel backward paths at their limits, against the oracle."""
+    rng = np.random.default_rng(seeds.seed_of("tiling-long", shape, pool))
     x = _input(rng, shape, "ties")
     y, arg = _C.max_pool2d_forward_with_argmax(x, pool, pool, (0, 0, 0, 0))
     dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy.flat[::13] = np.nan
     dx = _C.max_pool2d_backward_argmax(dy, arg, shape, pool, pool, (0, 0, 0, 0))
     ref = R.max_pool2d_backward_argmax(dy.astype(np.float64), arg, shape, pool, pool, (0, 0, 0, 0))
     np.testing.assert_array_equal(dx, ref.astype(np.float32))

@@ -149,6 +149,7 @@ struct FlatTable {
   std::vector<__mmask16> run_b, covered;               // per vector: run B's lanes; lanes in a window
   std::vector<std::array<int32_t, kLanes>> rel_a, rel_b, cell;  // per lane: entry - base; cell or -1
 
+  FlatTable() = default;  // vectors == 0: not used
   explicit FlatTable(const PoolGeometry& g) {
     const int64_t C = g.c, kh = g.win.kh, kw = g.win.kw, row = g.w * C, band = kh * row;
     int64_t p = kLanes;
@@ -428,7 +429,12 @@ template <bool kMax>
 void backward(const PoolGeometry& g, const float* dy, const uint8_t* arg, float* dx) {
 #if defined(__AVX512F__)
   if (g.c < kLanes) {
-    const FlatTable flat(g);
+    // The flat run for rows of up to 12 vectors (W*C <= 192 floats), where backward_rows16's
+    // per-row costs weigh: 2x2, paired, 1 thread, ms: max (256, 56, 56, 1) 0.284 -> 0.177,
+    // (256, 28, 28, 3) 0.190 -> 0.136, average (256, 28, 28, 6) 0.289 -> 0.248. Longer rows
+    // keep backward_rows16 (W*C = 336: average (32, 56, 56, 6) 0.122 -> 0.141, (32, 112, 112,
+    // 3) 0.239 -> 0.261 flat; its table, 42 vectors a period there, crowds L1).
+    const FlatTable flat = g.w * g.c <= 12 * kLanes ? FlatTable(g) : FlatTable();
     if (flat.vectors > 0) return backward_flat16<kMax>(g, flat, dy, arg, dx);
     const RowTable tab(g);
     if (tab.vectors == 0) throw std::logic_error("pool_windows_tile: no row table for this geometry");
