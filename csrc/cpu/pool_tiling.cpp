@@ -206,38 +206,41 @@ void backward_flat16(const PoolGeometry& g, const FlatTable& tab, const float* d
   const int64_t C = g.c, dy_len = g.oh * g.ow * C, dx_len = g.h * g.w * C;
   const int64_t flat = g.oh * g.win.kh * g.w * C;  // dx floats of the bands; the rest is 0
   const __m512 scale = _mm512_set1_ps(pool_inv_count({0, g.win.kh}, {0, g.win.kw}));
-  // the table's arrays in locals: the stores (may-alias vectors) would otherwise reload them
-  const int64_t vectors = tab.vectors, dy_per_period = tab.dy_per_period;
-  const int32_t *base_a = tab.base_a.data(), *base_b = tab.base_b.data();
-  const __mmask16 *run_b = tab.run_b.data(), *covered = tab.covered.data();
-  const std::array<int32_t, kLanes>*rel_as = tab.rel_a.data(), *rel_bs = tab.rel_b.data(), *cells = tab.cell.data();
-  for_each_task(g.n, C, g.n * dx_len, [=](int64_t img, int64_t, int64_t) {
+  for_each_task(g.n, C, g.n * dx_len, [&](int64_t img, int64_t, int64_t) {
+    // the table in locals of the body: a may-alias vector store would otherwise make the
+    // compiler reload each of them (through the closure) after every store
+    const int64_t vectors = tab.vectors, dy_per_period = tab.dy_per_period, flat_n = flat;
+    const int32_t *base_a = tab.base_a.data(), *base_b = tab.base_b.data();
+    const __mmask16 *run_b = tab.run_b.data(), *covered = tab.covered.data();
+    const std::array<int32_t, kLanes>*rel_as = tab.rel_a.data(), *rel_bs = tab.rel_b.data(), *cells = tab.cell.data();
+    const int64_t dy_n = dy_len;
+    const __m512 scale_v = scale;
     const float* dyi = dy + img * dy_len;
     const uint8_t* argi = kMax ? arg + img * dy_len : nullptr;
     float* out = dx + img * dx_len;
     int64_t E = 0;
-    for (int64_t d0 = 0; E < flat; d0 += dy_per_period)
-      for (int64_t j = 0; j < vectors && E < flat; ++j, E += kLanes) {
+    for (int64_t d0 = 0; E < flat_n; d0 += dy_per_period)
+      for (int64_t j = 0; j < vectors && E < flat_n; ++j, E += kLanes) {
         const __m512i rel_a = _mm512_loadu_si512(rel_as[j].data());
         const int64_t qa = d0 + base_a[j], qb = d0 + base_b[j];
         const __mmask16 b = run_b[j];
-        __m512 d = flat_dy(dyi, qa, dy_len, rel_a);
+        __m512 d = flat_dy(dyi, qa, dy_n, rel_a);
         __m512 v;
         if constexpr (kMax) {
-          __m512i at = flat_arg(argi, qa, dy_len, rel_a);
+          __m512i at = flat_arg(argi, qa, dy_n, rel_a);
           if (b) {
             const __m512i rel_b = _mm512_loadu_si512(rel_bs[j].data());
-            d = _mm512_mask_mov_ps(d, b, flat_dy(dyi, qb, dy_len, rel_b));
-            at = _mm512_mask_mov_epi32(at, b, flat_arg(argi, qb, dy_len, rel_b));
+            d = _mm512_mask_mov_ps(d, b, flat_dy(dyi, qb, dy_n, rel_b));
+            at = _mm512_mask_mov_epi32(at, b, flat_arg(argi, qb, dy_n, rel_b));
           }
           // cell -1 (no window) never equals an argmax (0..255)
           v = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_loadu_si512(cells[j].data())), d);
         } else {
-          if (b) d = _mm512_mask_mov_ps(d, b, flat_dy(dyi, qb, dy_len, _mm512_loadu_si512(rel_bs[j].data())));
-          v = _mm512_maskz_mul_ps(covered[j], d, scale);
+          if (b) d = _mm512_mask_mov_ps(d, b, flat_dy(dyi, qb, dy_n, _mm512_loadu_si512(rel_bs[j].data())));
+          v = _mm512_maskz_mul_ps(covered[j], d, scale_v);
         }
-        if (E + kLanes <= flat) _mm512_storeu_ps(out + E, v);
-        else _mm512_mask_storeu_ps(out + E, (__mmask16)(0xFFFFu >> (kLanes - (flat - E))), v);
+        if (E + kLanes <= flat_n) _mm512_storeu_ps(out + E, v);
+        else _mm512_mask_storeu_ps(out + E, (__mmask16)(0xFFFFu >> (kLanes - (flat_n - E))), v);
       }
     std::memset(out + flat, 0, sizeof(float) * (size_t)(dx_len - flat));  // rows in no window
   });
