@@ -366,30 +366,37 @@ void forward_rows16(const PoolGeometry& g, const float* x, float* y, uint8_t* ar
     for (int64_t l = 0; l < P * C; ++l) idx[l] = (int32_t)((l / C) * kw * C + b * C + l % C);
     cell[b] = _mm512_load_si512(idx);
   }
-  const int64_t h = g.h, oh = g.oh, ow = g.ow;  // by value: the may-alias stores would reload g's
-  for_each_task(g.n, C, g.n * g.h * g.w * C, [=, &cell](int64_t img, int64_t, int64_t) {
+  const int64_t h0 = g.h, oh0 = g.oh, ow0 = g.ow;
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t, int64_t) {
+    // sizes in locals of the body: a may-alias vector store would otherwise make the compiler
+    // reload them (through the closure, or g) after every store
+    const int64_t h = h0, oh = oh0, ow = ow0, c = C, p = P, ky = kh, kx = kw, xr_n = x_row, yr_n = y_row;
+    const float* xs = x;
+    float* ys = y;
+    uint8_t* as = arg;
+    const __m512 sc = scale;
     for (int64_t oy = 0; oy < oh; ++oy) {
-      const float* xr = x + (img * h + oy * kh) * x_row;
-      const int64_t o_row = (img * oh + oy) * y_row;
-      for (int64_t ox = 0; ox < ow; ox += P) {
-        const int64_t lanes = std::min(P, ow - ox) * C, e = ox * kw * C;
+      const float* xr = xs + (img * h + oy * ky) * xr_n;
+      const int64_t o_row = (img * oh + oy) * yr_n;
+      for (int64_t ox = 0; ox < ow; ox += p) {
+        const int64_t lanes = std::min(p, ow - ox) * c, e = ox * kx * c;
         // the row's floats from e: whole registers but at the row's end, where the masks
         // keep the loads inside the row (and the tensor); the lanes they zero are not used
-        const int64_t avail = x_row - e;
+        const int64_t avail = xr_n - e;
         const __mmask16 m0 = avail >= kLanes ? (__mmask16)0xFFFF : (__mmask16)((1u << avail) - 1u);
         const __mmask16 m1 = avail >= 2 * kLanes ? (__mmask16)0xFFFF
                              : avail <= kLanes   ? (__mmask16)0
                                                  : (__mmask16)((1u << (avail - kLanes)) - 1u);
         __m512 best = _mm512_setzero_ps(), acc = _mm512_setzero_ps();
         __m512i which = _mm512_setzero_si512();
-        for (int64_t a = 0; a < kh; ++a) {
-          const float* src = xr + a * x_row + e;
+        for (int64_t a = 0; a < ky; ++a) {
+          const float* src = xr + a * xr_n + e;
           if constexpr (kFar) {  // the same floats of the next output row's window rows
-            _mm_prefetch((const char*)(src + kh * x_row), _MM_HINT_T0);
-            _mm_prefetch((const char*)(src + kh * x_row + kLanes), _MM_HINT_T0);
+            _mm_prefetch((const char*)(src + ky * xr_n), _MM_HINT_T0);
+            _mm_prefetch((const char*)(src + ky * xr_n + kLanes), _MM_HINT_T0);
           }
           const __m512 lo = _mm512_maskz_loadu_ps(m0, src), hi = _mm512_maskz_loadu_ps(m1, src + kLanes);
-          for (int64_t b = 0; b < kw; ++b) {
+          for (int64_t b = 0; b < kx; ++b) {
             const __m512 v = _mm512_permutex2var_ps(lo, cell[b], hi);
             if constexpr (kMax) {
               if (a == 0 && b == 0) {
@@ -399,15 +406,15 @@ void forward_rows16(const PoolGeometry& g, const float* x, float* y, uint8_t* ar
               // pool_beats: v > best, or v is NaN
               const __mmask16 win = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
               best = _mm512_mask_mov_ps(best, win, v);
-              which = _mm512_mask_mov_epi32(which, win, _mm512_set1_epi32((int32_t)(a * kw + b)));
+              which = _mm512_mask_mov_epi32(which, win, _mm512_set1_epi32((int32_t)(a * kx + b)));
             } else {
               acc = _mm512_add_ps(acc, v);
             }
           }
         }
         const __mmask16 m = (__mmask16)((1u << lanes) - 1u);
-        _mm512_mask_storeu_ps(y + o_row + ox * C, m, kMax ? best : _mm512_mul_ps(acc, scale));
-        if (kMax && arg) _mm512_mask_cvtepi32_storeu_epi8(arg + o_row + ox * C, m, which);
+        _mm512_mask_storeu_ps(ys + o_row + ox * c, m, kMax ? best : _mm512_mul_ps(acc, sc));
+        if (kMax && as) _mm512_mask_cvtepi32_storeu_epi8(as + o_row + ox * c, m, which);
       }
     }
   });
