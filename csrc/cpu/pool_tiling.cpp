@@ -11,6 +11,8 @@
 // pool2d.cpp's 8-lane version of it (TiledRows8) remains for the avx2 level. 2x2, ms, three
 // alternating runs: (256, 28, 28, 3) max 0.45-0.52 -> 0.19-0.30, average 0.22-0.35 ->
 // 0.17-0.26; (256, 28, 28, 6) max 0.55-0.71 -> 0.31-0.44, average 0.36-0.54 -> 0.27-0.39.
+// Rows of up to 192 floats run as one flat run over the whole dx image (FlatTable) instead.
+// The forwards over the same geometries are at the end (forward_channels, forward_rows16).
 #include "cpu/pool_tiling.h"
 
 #include <algorithm>
@@ -142,7 +144,9 @@ struct RowTable {
 // a column no window reaches. The pattern repeats every lcm(16, kh*W*C) floats (FlatTable's
 // period). A vector's lanes read at most two runs of 16 consecutive dy entries: run A, and run
 // B from the lane where the band's next dx row begins (its entries jump back to the dy row's
-// start): each run one load and one permute.
+// start): each run one load and one permute. 2x2, 1 thread, paired against backward_rows16:
+// max (256, 56, 56, 1) 0.284 -> 0.152 ms, (256, 28, 28, 1) 0.098 -> 0.056, average
+// (256, 28, 28, 3) 0.174 -> 0.100 (benchmarks/RESULTS.md 2026-12-07 helper P).
 struct FlatTable {
   int64_t vectors = 0, period = 0, dy_per_period = 0;  // per period: vectors, dx floats, dy entries
   std::vector<int32_t> base_a, base_b;                 // per vector: first dy entry of each run
