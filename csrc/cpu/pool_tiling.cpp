@@ -145,8 +145,8 @@ struct RowTable {
 // period). A vector's lanes read at most two runs of 16 consecutive dy entries: run A, and run
 // B from the lane where the band's next dx row begins (its entries jump back to the dy row's
 // start): each run one load and one permute. 2x2, 1 thread, paired against backward_rows16:
-// max (256, 56, 56, 1) 0.284 -> 0.152 ms, (256, 28, 28, 1) 0.098 -> 0.056, average
-// (256, 28, 28, 3) 0.174 -> 0.100 (benchmarks/RESULTS.md 2026-12-07 helper P).
+// max (256, 56, 56, 1) 0.285 -> 0.150 ms, (256, 28, 28, 1) 0.097 -> 0.047, average
+// (256, 28, 28, 3) 0.202 -> 0.096 (benchmarks/RESULTS.md 2026-12-07 helper P).
 struct FlatTable {
   int64_t vectors = 0, period = 0, dy_per_period = 0;  // per period: vectors, dx floats, dy entries
   std::vector<int32_t> base_a, base_b;                 // per vector: first dy entry of each run
@@ -444,10 +444,10 @@ void backward(const PoolGeometry& g, const float* dy, const uint8_t* arg, float*
 #if defined(__AVX512F__)
   if (g.c < kLanes) {
     // The flat run for rows of up to 12 vectors (W*C <= 192 floats), where backward_rows16's
-    // per-row costs weigh: 2x2, paired, 1 thread, ms: max (256, 56, 56, 1) 0.284 -> 0.177,
-    // (256, 28, 28, 3) 0.190 -> 0.136, average (256, 28, 28, 6) 0.289 -> 0.248. Longer rows
-    // keep backward_rows16 (W*C = 336: average (32, 56, 56, 6) 0.122 -> 0.141, (32, 112, 112,
-    // 3) 0.239 -> 0.261 flat; its table, 42 vectors a period there, crowds L1).
+    // per-row costs weigh: 2x2, paired, 1 thread, ms: max (256, 28, 28, 3) 0.189 -> 0.108,
+    // average (256, 28, 28, 6) 0.271 -> 0.173 (W*C = 168). Longer rows keep backward_rows16
+    // (W*C = 336: average (32, 56, 56, 6) 0.122 -> 0.141, (32, 112, 112, 3) 0.239 -> 0.261
+    // flat, before the body locals; its table, 42 vectors a period there, crowds L1).
     const FlatTable flat = g.w * g.c <= 12 * kLanes ? FlatTable(g) : FlatTable();
     if (flat.vectors > 0) return backward_flat16<kMax>(g, flat, dy, arg, dx);
     const RowTable tab(g);
