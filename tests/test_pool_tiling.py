@@ -164,19 +164,30 @@ def test_tiling_backward_streamed_output_matches_oracle(shape):
 
 
 # (shape, pool): below 16 channels the backward runs over the dx image as one flat run when a
-# row has at most 192 floats, by a table that repeats every lcm(16, kh*W*C) floats, unless that
-# table would pass 4096 vectors; otherwise row by row (backward_rows16).
+# row has at most 192 floats (512 for a dx under the stream threshold), by a table that repeats
+# every lcm(16, kh*W*C) floats, unless that table would pass 4096 vectors; otherwise row by row
+# (backward_rows16).
 LONG_ROWS = [
     ((2, 3, 8196, 1), (1, 2)),   # rows of 8196 floats: row by row
     ((2, 46, 191, 1), (23, 1)),  # band 23*191 = 4393 (odd): 4393 vectors, row by row
     ((2, 46, 190, 1), (23, 1)),  # band 4370: 2185 vectors, the flat run with 23 rows a band
-    ((3, 9, 64, 3), (2, 2)),     # 192 floats a row: the longest flat rows
+    ((3, 9, 64, 3), (2, 2)),     # 192 floats a row
+    ((3, 9, 112, 3), (2, 2)),    # 336 floats a row: flat below the stream threshold, else rows
 ]
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["cached", "streamed"])
 @pytest.mark.parametrize("shape,pool", LONG_ROWS)
-def test_few_channel_backward_flat_and_row_paths(shape, pool):
-    """Both few-channel backward paths at their limits, against the oracle."""
+def test_few_channel_backward_flat_and_row_paths(shape, pool, stream):
+    """Both few-channel backward paths at their limits, against the oracle (stream: the
+    threshold forced to 0, so rows over 192 floats take backward_rows16)."""
+    if stream:
+        old = _C.get_stream_threshold()
+        _C.set_stream_threshold(0)
+        try:
+            return test_few_channel_backward_flat_and_row_paths(shape, pool, False)
+        finally:
+            _C.set_stream_threshold(old)
     rng = np.random.default_rng(seeds.seed_of("tiling-long", shape, pool))
     x = _input(rng, shape, "ties")
     y, arg = _C.max_pool2d_forward_with_argmax(x, pool, pool, (0, 0, 0, 0))

@@ -445,10 +445,13 @@ void backward(const PoolGeometry& g, const float* dy, const uint8_t* arg, float*
   if (g.c < kLanes) {
     // The flat run for rows of up to 12 vectors (W*C <= 192 floats), where backward_rows16's
     // per-row costs weigh: 2x2, paired, 1 thread, ms: max (256, 28, 28, 3) 0.189 -> 0.108,
-    // average (256, 28, 28, 6) 0.271 -> 0.173 (W*C = 168). Longer rows keep backward_rows16
-    // (W*C = 336: average (32, 56, 56, 6) 0.122 -> 0.141, (32, 112, 112, 3) 0.239 -> 0.261
-    // flat, before the body locals; its table, 42 vectors a period there, crowds L1).
-    const FlatTable flat = g.w * g.c <= 12 * kLanes ? FlatTable(g) : FlatTable();
+    // average (256, 28, 28, 6) 0.271 -> 0.173 (W*C = 168); up to 32 vectors for a dx below
+    // the stream threshold (W*C = 336: max (32, 56, 56, 6) 0.143 -> 0.109, average
+    // (32, 112, 112, 3) 0.266 -> 0.212). For a dx past it backward_rows16 was faster at
+    // W*C = 336 (max (256, 56, 56, 6) 1.56 -> 2.21 flat, (256, 112, 112, 3) 4.07 -> 4.60).
+    const int64_t row = g.w * g.c;
+    const bool cached = !stream_output(g.n * g.h * row * (int64_t)sizeof(float));
+    const FlatTable flat = row <= 12 * kLanes || (row <= 32 * kLanes && cached) ? FlatTable(g) : FlatTable();
     if (flat.vectors > 0) return backward_flat16<kMax>(g, flat, dy, arg, dx);
     const RowTable tab(g);
     if (tab.vectors == 0) throw std::logic_error("pool_windows_tile: no row table for this geometry");
