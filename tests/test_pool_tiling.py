@@ -111,3 +111,111 @@ def test_tiling_backward_same_on_one_and_two_threads(two_threads):
             np.testing.assert_array_equal(a, b)
         ref = R.max_pool2d_backward_argmax(dy.astype(np.float64), arg, shape, (2, 2), (2, 2), (0, 0, 0, 0))
         np.testing.assert_array_equal(two[0], ref.astype(np.float32))
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "nan"])
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: f"{g[0]}x{g[1]}x{g[2]}_p{g[3]}")
+def test_tiling_forwards_match_oracle(geometry, c, kind):
+    """pool_tiling.cpp's forwards (channel vectors from 16 channels, along the rows below 16 at
+    AVX-512): max and its argmax are selections, so exactly the oracle's (NaN pools to NaN, the
+    last NaN cell wins, ties keep the first cell); the average sums the window in row-major
+    order in float32, rtol 1e-6 against the float64 oracle, NaN where the window holds one."""
+    n, h, w, pool = geometry
+    rng = np.random.default_rng(seeds.seed_of("tiling-forward", geometry, c, kind))
+    x = _input(rng, (n, h, w, c), kind)
+    pads = (0, 0, 0, 0)
+    y, arg = _C.max_pool2d_forward_with_argmax(x, pool, pool, pads)
+    ref_y, ref_arg = R.max_pool2d_forward_with_argmax(x, pool, pool, pads)
+    np.testing.assert_array_equal(y, ref_y)
+    np.testing.assert_array_equal(arg, ref_arg)
+    np.testing.assert_array_equal(_C.max_pool2d_forward(x, pool, pool, pads), ref_y)
+    ya = _C.avg_pool2d_forward(x, pool, pool, pads)
+    ref_a = R.avg_pool2d_forward(x.astype(np.float64), pool, pool, pads)
+    np.testing.assert_array_equal(np.isnan(ya), np.isnan(ref_a))
+    np.testing.assert_allclose(ya, ref_a, rtol=1e-6, atol=1e-6)
+    if kind == "nan" and x.size > 100:
+        assert np.isnan(y).any() and np.isnan(ya).any()
+
+
+@pytest.mark.parametrize("shape", [(1, 9, 11, 48), (2, 8, 10, 24), (2, 7, 6, 5)])
+def test_tiling_backward_streamed_output_matches_oracle(shape):
+    """A dx above the stream threshold (forced to 0 here) is written a row at a time from a
+    scratch row by non-temporal stores (backward_tiles, from 16 channels; below 16 the flat
+    path ignores it): the same values as the oracle, rows and columns in no window zero."""
+    old = _C.get_stream_threshold()
+    rng = np.random.default_rng(seeds.seed_of("tiling-stream", shape))
+    x = _input(rng, shape, "nan")
+    pads = (0, 0, 0, 0)
+    y, arg = _C.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), pads)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy.flat[::5] = np.nan
+    _C.set_stream_threshold(0)
+    try:
+        dx = _C.max_pool2d_backward_argmax(dy, arg, shape, (2, 2), (2, 2), pads)
+        dxa = _C.avg_pool2d_backward(dy, shape, (2, 2), (2, 2), pads)
+    finally:
+        _C.set_stream_threshold(old)
+    ref = R.max_pool2d_backward_argmax(dy.astype(np.float64), arg, shape, (2, 2), (2, 2), pads)
+    np.testing.assert_array_equal(dx, ref.astype(np.float32))
+    np.testing.assert_allclose(dxa, R.avg_pool2d_backward(dy.astype(np.float64), shape, (2, 2), (2, 2), pads),
+                               rtol=1e-6, atol=0)
+    assert np.isnan(dx).any() and np.isnan(dxa).any()
+
+
+# (shape, pool): below 16 channels the backward runs over the dx image as one flat run when a
+# row has at most 192 floats (512 for a dx under the stream threshold), by a table that repeats
+# every lcm(16, kh*W*C) floats, unless that table would pass 4096 vectors; otherwise row by row
+# (backward_rows16).
+LONG_ROWS = [
+    ((2, 3, 8196, 1), (1, 2)),   # rows of 8196 floats: row by row
+    ((2, 46, 191, 1), (23, 1)),  # band 23*191 = 4393 (odd): 4393 vectors, row by row
+    ((2, 46, 190, 1), (23, 1)),  # band 4370: 2185 vectors, the flat run with 23 rows a band
+    ((3, 9, 64, 3), (2, 2)),     # 192 floats a row
+    ((3, 9, 112, 3), (2, 2)),    # 336 floats a row: flat below the stream threshold, else rows
+]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["cached", "streamed"])
+@pytest.mark.parametrize("shape,pool", LONG_ROWS)
+def test_few_channel_backward_flat_and_row_paths(shape, pool, stream):
+    """Both few-channel backward paths at their limits, against the oracle (stream: the
+    threshold forced to 0, so rows over 192 floats take backward_rows16)."""
+    if stream:
+        old = _C.get_stream_threshold()
+        _C.set_stream_threshold(0)
+        try:
+            return test_few_channel_backward_flat_and_row_paths(shape, pool, False)
+        finally:
+            _C.set_stream_threshold(old)
+    rng = np.random.default_rng(seeds.seed_of("tiling-long", shape, pool))
+    x = _input(rng, shape, "ties")
+    y, arg = _C.max_pool2d_forward_with_argmax(x, pool, pool, (0, 0, 0, 0))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy.flat[::13] = np.nan
+    dx = _C.max_pool2d_backward_argmax(dy, arg, shape, pool, pool, (0, 0, 0, 0))
+    ref = R.max_pool2d_backward_argmax(dy.astype(np.float64), arg, shape, pool, pool, (0, 0, 0, 0))
+    np.testing.assert_array_equal(dx, ref.astype(np.float32))
+    dxa = _C.avg_pool2d_backward(dy, shape, pool, pool, (0, 0, 0, 0))
+    np.testing.assert_allclose(dxa, R.avg_pool2d_backward(dy.astype(np.float64), shape, pool, pool, (0, 0, 0, 0)),
+                               rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(3, 223, 225, 7), (2, 129, 131, 33)])
+def test_tiling_forward_with_prefetch_matches_oracle(shape):
+    """An input of 4 MiB or more (4.21 and 4.46 MB here) takes the forwards' prefetching
+    instantiations (forward_rows16 below 16 channels at AVX-512, forward_channels from 16, 33:
+    an overlapping last vector): odd sizes (a last row and column in no window), NaN and ties,
+    against the oracle."""
+    rng = np.random.default_rng(seeds.seed_of("tiling-far", shape))
+    x = _input(rng, shape, "nan")
+    x[1] = rng.integers(-2, 3, shape[1:]).astype(np.float32)
+    pads = (0, 0, 0, 0)
+    y, arg = _C.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), pads)
+    ref_y, ref_arg = R.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), pads)
+    np.testing.assert_array_equal(y, ref_y)
+    np.testing.assert_array_equal(arg, ref_arg)
+    ya = _C.avg_pool2d_forward(x, (2, 2), (2, 2), pads)
+    ref_a = R.avg_pool2d_forward(x.astype(np.float64), (2, 2), (2, 2), pads)
+    np.testing.assert_array_equal(np.isnan(ya), np.isnan(ref_a))
+    np.testing.assert_allclose(ya, ref_a, rtol=1e-6, atol=1e-6)

@@ -1,4 +1,4 @@
-// Backward of max (argmax) and average pooling whose windows tile the input (pool_tiling.cpp).
+// Max (argmax) and average pooling whose windows tile the input (pool_tiling.cpp).
 #pragma once
 #include <cstdint>
 
@@ -14,5 +14,12 @@ bool pool_windows_tile(const PoolGeometry& g);
 // for the geometries pool_windows_tile admits.
 void max_backward_argmax_tiles(const PoolGeometry& g, const float* dy, const uint8_t* arg, float* dx);
 void avg_backward_tiles(const PoolGeometry& g, const float* dy, float* dx);
+
+// Forwards over tiling windows: pool_windows_tile's geometries, below 16 channels (AVX-512)
+// those whose window row fits two registers (kw*C <= 32). Same contracts as
+// max_pool2d_forward(_argmax) (arg null: no argmax) and avg_pool2d_forward.
+bool pool_forward_tiles(const PoolGeometry& g);
+void max_forward_tiles(const PoolGeometry& g, const float* x, float* y, uint8_t* arg);
+void avg_forward_tiles(const PoolGeometry& g, const float* x, float* y);
 
 }  // namespace fastconv::cpu::detail
