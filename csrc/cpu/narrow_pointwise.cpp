@@ -51,6 +51,7 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/narrow_pointwise_flat.h"
 #include "cpu/narrow_pointwise_planar.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
@@ -150,6 +151,28 @@ constexpr bool kStridedFill = false;
 #endif
 constexpr int64_t kPrefetchRow = 128;  // floats of an input row, at least
 using planar_dot::prefetch_floats;
+
+// The register map for in -> out channels at stride sw, or nullptr: the flat map for 6 -> 6
+// at stride 1 (AVX-512, narrow_pointwise_flat.h), else the planar one where compiled.
+planar_dot::MapFn pick_register_map(int64_t in, int64_t out, int64_t sw) {
+#if defined(__AVX512F__)
+  if (in == 6 && out == 6 && sw == 1) return &flat_map::map<6, 6>;
+#endif
+  return planar_dot::pick_map(in, out, sw);
+}
+
+// The strided backward data's map of a whole dy row onto its dx row of pixel pairs (W = 2 OW,
+// the skipped pixel's zeros as channels C..2C-1: flat_map::Flat), or nullptr: C = 3 and 6 each
+// side at AVX-512 (the sweep's shapes), where the per-pixel map_group ran one broadcast and FMA
+// per channel and pixel and a masked store per pixel.
+planar_dot::MapFn pick_pair_map(int64_t in, int64_t out) {
+#if defined(__AVX512F__)
+  if (in == 3 && out == 3) return &flat_map::map<3, 6>;
+  if (in == 6 && out == 6) return &flat_map::map<6, 12>;
+#endif
+  (void)in, (void)out;
+  return nullptr;
+}
 
 int pass_threads(const ConvGeometry& g) {
   return g.input_size() + g.output_size() < kParallelFloats ? 1 : std::max(1, get_num_threads());
@@ -495,7 +518,7 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
   const int64_t sh = g.win.sh, sw = g.win.sw;
   // 1..4 channels each side at stride 1 or 2: whole registers of pixels on planar registers
   // (narrow_pointwise_planar.h), the rest pixel by pixel.
-  const planar_dot::MapFn planar = planar_dot::pick_map(g.c, g.oc, sw);
+  const planar_dot::MapFn planar = pick_register_map(g.c, g.oc, sw);
   const int64_t in_row = g.w * g.c, pf = sh > 1 && in_row >= kPrefetchRow ? in_row : 0;
   // Work items: at stride 1 x and y are each one pixel stream, cut into runs of kMapRun pixels
   // (rows of 28 pixels cost ~8 ns each in calls: N=256 28x28 C=1 took 62 us); strided, blocks
@@ -550,7 +573,7 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
   const MapFn map = pick_map(g.c);
   const int64_t lines = g.n * g.h, sh = g.win.sh, sw = g.win.sw, row = g.w * g.c;
   if (sh == 1 && sw == 1) {  // no stride, no pads: dy and dx are one pixel stream each
-    const planar_dot::MapFn planar = planar_dot::pick_map(g.oc, g.c, 1);  // as in the forward
+    const planar_dot::MapFn planar = pick_register_map(g.oc, g.c, 1);  // as in the forward
     const int64_t pixels = g.n * g.h * g.w, items = (pixels + kMapRun - 1) / kMapRun;
     parallel_region(pass_threads(g), [&] {
       note_team();
@@ -571,6 +594,27 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
   // zeroed first. 1 thread, ms before/after, paired, the loaded Zen 4: see kStridedFill.
   const bool fill = kStridedFill && sw == 2 && g.w == 2 * g.ow && 2 * g.c <= 16;
   if (fill) m.fill = (int)(2 * g.c);
+  if (const planar_dot::MapFn pairs = fill ? pick_pair_map(g.oc, g.c) : nullptr) {
+    // Items of about kMapRun dy pixels of whole rows of one image, a call each (the map sets
+    // up its weight registers per call: per 14-pixel row that setup was 3/4 of the pass),
+    // with the dx rows off the grid between them zeroed.
+    const int64_t block = std::max<int64_t>(1, std::min(g.oh, kMapRun / g.ow));
+    const int64_t blocks = (g.oh + block - 1) / block, items = g.n * blocks;
+    parallel_region(pass_threads(g), [&] {
+      note_team();
+#pragma omp for schedule(static)
+      for (int64_t it = 0; it < items; ++it) {
+        const int64_t n = it / blocks, oy0 = (it % blocks) * block, rows = std::min(block, g.oh - oy0);
+        const int64_t iy1 = oy0 + rows == g.oh ? g.h : (oy0 + rows) * sh;  // the last: to the end
+        float* dximg = dx + n * g.h * row;
+        for (int64_t iy = oy0 * sh; iy < iy1; ++iy)
+          if (iy % sh != 0 || iy / sh >= g.oh) std::memset(dximg + iy * row, 0, sizeof(float) * row);
+        pairs(dy + (n * g.oh + oy0) * g.ow * g.oc, g.ow * g.oc, dximg + oy0 * sh * row, sh * row,
+              rows, g.ow, g.ow, &m.w[0][0], kNarrowMapMax, m.bias, 0, 0);
+      }
+    });
+    return;
+  }
   parallel_region(pass_threads(g), [&] {
     note_team();
 #pragma omp for schedule(static)
