@@ -112,3 +112,24 @@ def test_flat_map_six_channels_nan_inf_stay_in_their_pixel():
     wt[0, 0, 2, 4] = np.inf  # input channel 2 -> output channel 4 only
     y = _C.conv2d_forward(x, wt, b, *args)
     assert (~np.isfinite(y[..., 4])).all() and np.isfinite(np.delete(y, 4, axis=3)).all()
+
+
+@pytest.mark.parametrize("n, h, w", [(1, 5, 2), (3, 6, 14), (2, 9, 28), (1, 60, 80), (2, 61, 34)])
+def test_strided_pair_map_three_channels(n, h, w):
+    """1x1 stride-2 backward data at C = 3 with W = 2 OW: dy rows onto dx rows of pixel pairs
+    (narrow_pointwise_flat.h map<3, 6>, AVX-512), items of whole dy rows (60x80: 25 rows of 40
+    pixels an item, two items an image; odd heights end on a row off the grid)."""
+    rng, x, wt, b = _pointwise(n * 100 + h + w, n, h, w, 3)
+    args = ((2, 2), (0, 0, 0, 0), (1, 1), 1)
+    check_conv_passes(rng, x, wt, b, args)
+    dy = rng.standard_normal((n, (h + 1) // 2, w // 2, 3)).astype(np.float32)
+    dy[n - 1, (h - 1) // 2, w // 2 - 1, 1] = np.nan  # the last pixel: in a masked tail
+    dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
+    bad = ~np.isfinite(dx)
+    assert bad[n - 1, 2 * ((h - 1) // 2), w - 2].all() and bad.sum() == 3
+    assert (dx[:, 1::2] == 0).all() and (dx[:, :, 1::2] == 0).all()
+    wt[0, 0, 1, 2] = np.inf  # dx channel 1 from dy channel 2: inf or NaN there, zeros stay 0
+    dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
+    assert (~np.isfinite(dx[:, ::2, ::2, 1])).all()
+    assert np.isfinite(dx[:, ::2, ::2, 0::2][np.isfinite(dy).all(axis=3)]).all()
+    assert (dx[:, 1::2] == 0).all() and (dx[:, :, 1::2] == 0).all()

@@ -161,14 +161,15 @@ planar_dot::MapFn pick_register_map(int64_t in, int64_t out, int64_t sw) {
   return planar_dot::pick_map(in, out, sw);
 }
 
-// The strided backward data's map of a whole dy row onto its dx row of pixel pairs (W = 2 OW,
-// the skipped pixel's zeros as channels C..2C-1: flat_map::Flat), or nullptr: C = 3 and 6 each
-// side at AVX-512 (the sweep's shapes), where the per-pixel map_group ran one broadcast and FMA
-// per channel and pixel and a masked store per pixel.
+// The strided backward data's map of dy rows onto their dx rows of pixel pairs (W = 2 OW,
+// the skipped pixel's zeros as channels C..2C-1: flat_map::Flat), or nullptr: C = 3 each side
+// at AVX-512, where the per-pixel map_group ran a broadcast and an FMA per channel and pixel
+// and a masked store per pixel. 1 thread, ms per-pixel/pairs, paired: N=256 28x28 0.132/0.075.
+// At C = 6 the pairs lost (12 registers of pixel pairs, 6 gathers each: N=256 14x14
+// 0.069/0.078, 28x28 0.174/0.213, N=32 112x112 0.49/1.23).
 planar_dot::MapFn pick_pair_map(int64_t in, int64_t out) {
 #if defined(__AVX512F__)
   if (in == 3 && out == 3) return &flat_map::map<3, 6>;
-  if (in == 6 && out == 6) return &flat_map::map<6, 12>;
 #endif
   (void)in, (void)out;
   return nullptr;
@@ -571,7 +572,7 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
   for (int64_t ci = 0; ci < g.c; ++ci)
     for (int64_t co = 0; co < g.oc; ++co) m.w[co][ci] = w[ci * g.oc + co];
   const MapFn map = pick_map(g.c);
-  const int64_t lines = g.n * g.h, sh = g.win.sh, sw = g.win.sw, row = g.w * g.c;
+  const int64_t sh = g.win.sh, sw = g.win.sw, row = g.w * g.c;
   if (sh == 1 && sw == 1) {  // no stride, no pads: dy and dx are one pixel stream each
     const planar_dot::MapFn planar = pick_register_map(g.oc, g.c, 1);  // as in the forward
     const int64_t pixels = g.n * g.h * g.w, items = (pixels + kMapRun - 1) / kMapRun;
@@ -594,40 +595,37 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
   // zeroed first. 1 thread, ms before/after, paired, the loaded Zen 4: see kStridedFill.
   const bool fill = kStridedFill && sw == 2 && g.w == 2 * g.ow && 2 * g.c <= 16;
   if (fill) m.fill = (int)(2 * g.c);
-  if (const planar_dot::MapFn pairs = fill ? pick_pair_map(g.oc, g.c) : nullptr) {
-    // Items of about kMapRun dy pixels of whole rows of one image, a call each (the map sets
-    // up its weight registers per call: per 14-pixel row that setup was 3/4 of the pass),
-    // with the dx rows off the grid between them zeroed.
-    const int64_t block = std::max<int64_t>(1, std::min(g.oh, kMapRun / g.ow));
-    const int64_t blocks = (g.oh + block - 1) / block, items = g.n * blocks;
-    parallel_region(pass_threads(g), [&] {
-      note_team();
-#pragma omp for schedule(static)
-      for (int64_t it = 0; it < items; ++it) {
-        const int64_t n = it / blocks, oy0 = (it % blocks) * block, rows = std::min(block, g.oh - oy0);
-        const int64_t iy1 = oy0 + rows == g.oh ? g.h : (oy0 + rows) * sh;  // the last: to the end
-        float* dximg = dx + n * g.h * row;
-        for (int64_t iy = oy0 * sh; iy < iy1; ++iy)
-          if (iy % sh != 0 || iy / sh >= g.oh) std::memset(dximg + iy * row, 0, sizeof(float) * row);
-        pairs(dy + (n * g.oh + oy0) * g.ow * g.oc, g.ow * g.oc, dximg + oy0 * sh * row, sh * row,
-              rows, g.ow, g.ow, &m.w[0][0], kNarrowMapMax, m.bias, 0, 0);
-      }
-    });
-    return;
-  }
+  const planar_dot::MapFn pairs = fill ? pick_pair_map(g.oc, g.c) : nullptr;
+  // Items of about kMapRun dy pixels: whole dy rows of one image and the dx rows from the
+  // first one's to the next item's, found without dividing (two divisions per dx row were a
+  // fifth of N=256 14x14 C=6, perf); the pair map a call per item (it sets up its weight
+  // registers per call: per 14-pixel row that setup was 3/4 of the pass).
+  const int64_t block = std::max<int64_t>(1, std::min(g.oh, kMapRun / g.ow));
+  const int64_t blocks = (g.oh + block - 1) / block, items = g.n * blocks;
   parallel_region(pass_threads(g), [&] {
     note_team();
 #pragma omp for schedule(static)
-    for (int64_t l = 0; l < lines; ++l) {
-      const int64_t n = l / g.h, iy = l % g.h;
-      float* dxrow = dx + l * row;
-      // Input rows and columns off the stride grid (or past the last output) get no gradient.
-      if (iy % sh != 0 || iy / sh >= g.oh) {
-        std::memset(dxrow, 0, sizeof(float) * row);
-        continue;
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t n = it / blocks, oy0 = (it % blocks) * block, oy1 = std::min(g.oh, oy0 + block);
+      const int64_t iy1 = oy1 == g.oh ? g.h : oy1 * sh;  // the last item: to the image's end
+      float* dximg = dx + n * g.h * row;
+      const float* dyimg = dy + n * g.oh * g.ow * g.oc;
+      if (pairs)
+        pairs(dyimg + oy0 * g.ow * g.oc, g.ow * g.oc, dximg + oy0 * sh * row, sh * row, oy1 - oy0,
+              g.ow, g.ow, &m.w[0][0], kNarrowMapMax, m.bias, 0, 0);
+      for (int64_t iy = oy0 * sh, oy = oy0; iy < iy1; ++iy) {
+        float* dxrow = dximg + iy * row;
+        // Input rows and columns off the stride grid (or past the last output) get no gradient.
+        if (oy >= oy1 || iy != oy * sh) {
+          std::memset(dxrow, 0, sizeof(float) * row);
+          continue;
+        }
+        if (!pairs) {
+          if (!fill && (sw != 1 || g.ow != g.w)) std::memset(dxrow, 0, sizeof(float) * row);
+          map(dyimg + oy * g.ow * g.oc, g.oc, dxrow, sw * g.c, g.ow, m);
+        }
+        ++oy;
       }
-      if (!fill && (sw != 1 || g.ow != g.w)) std::memset(dxrow, 0, sizeof(float) * row);
-      map(dy + (n * g.oh + iy / sh) * g.ow * g.oc, g.oc, dxrow, sw * g.c, g.ow, m);
     }
   });
 }
