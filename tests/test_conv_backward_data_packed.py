@@ -6,8 +6,9 @@
   counts off the GEMM's 32-column strips, one and two threads, NaN in dy;
 - the Winograd rule that sends a backward data over few tiles with a transformed filter past
   24 MB to im2col (the routing query only: the case itself is 925 MFLOP);
-- narrow_pointwise_flat.h's 6 -> 6 map at stride 1 (AVX-512; the other levels run the planar
-  or per-pixel maps, which must agree too): streams of several 1024-pixel runs and a tail of
+- narrow_pointwise_flat.h's 3 -> 3 and 6 -> 6 maps at stride 1 (AVX-512; the other levels run
+  the planar or per-pixel maps, which must agree too) and its 3-channel pixel pairs of the
+  strided backward data: streams of several 1024-pixel runs and a tail of
   fewer than 16 pixels, batch 1 and 2, NaN/inf reaching exactly their own pixel or channel.
 
 Tolerance: conv_oracle.close (rtol 1e-4, atol 1e-5 times the output's magnitude)."""
@@ -87,33 +88,35 @@ def _pointwise(seed, n, h, w, c):
     return rng, x, wt, b
 
 
+@pytest.mark.parametrize("c", [3, 6])
 @pytest.mark.parametrize("n, h, w", [(1, 1, 16), (1, 3, 17), (2, 37, 41), (1, 45, 46)])
-def test_flat_map_six_channels(n, h, w):
+def test_flat_map(c, n, h, w):
     """3034 pixels at (2, 37, 41): two full 1024-pixel runs, a partial one, a 10-pixel tail."""
-    rng, x, wt, b = _pointwise(n * 1000 + h * 10 + w, n, h, w, 6)
+    rng, x, wt, b = _pointwise(n * 1000 + h * 10 + w + c, n, h, w, c)
     args = ((1, 1), (0, 0, 0, 0), (1, 1), 1)
     check_conv_passes(rng, x, wt, b, args)
     check_conv_passes(rng, x, wt, None, args)
     assert _C.conv_algorithm(x.shape, wt.shape, *args)["forward"] == "direct"
 
 
-def test_flat_map_six_channels_nan_inf_stay_in_their_pixel():
-    rng, x, wt, b = _pointwise(66, 2, 9, 23, 6)
+@pytest.mark.parametrize("c", [3, 6])
+def test_flat_map_nan_inf_stay_in_their_pixel(c):
+    rng, x, wt, b = _pointwise(60 + c, 2, 9, 23, c)
     args = ((1, 1), (0, 0, 0, 0), (1, 1), 1)
-    x[1, 4, 5, 3] = np.nan  # pixel 9 * 23 + 4 * 23 + 5 of the stream: inside a register
+    x[1, 4, 5, c - 1] = np.nan  # pixel 9 * 23 + 4 * 23 + 5 of the stream: inside a register
     x[0, 8, 22, 0] = np.inf  # the last pixel of image 0
     y = _C.conv2d_forward(x, wt, b, *args)
     bad = ~np.isfinite(y)
-    assert bad[1, 4, 5].all() and bad[0, 8, 22].all() and bad.sum() == 12
+    assert bad[1, 4, 5].all() and bad[0, 8, 22].all() and bad.sum() == 2 * c
     dy = rng.standard_normal(y.shape).astype(np.float32)
-    dy[0, 2, 7, 5] = -np.inf
+    dy[0, 2, 7, c - 1] = -np.inf
     dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
     bad = ~np.isfinite(dx)
-    assert bad[0, 2, 7].all() and bad.sum() == 6
+    assert bad[0, 2, 7].all() and bad.sum() == c
     x[...] = rng.standard_normal(x.shape)
-    wt[0, 0, 2, 4] = np.inf  # input channel 2 -> output channel 4 only
+    wt[0, 0, 2, c - 2] = np.inf  # input channel 2 -> output channel c - 2 only
     y = _C.conv2d_forward(x, wt, b, *args)
-    assert (~np.isfinite(y[..., 4])).all() and np.isfinite(np.delete(y, 4, axis=3)).all()
+    assert (~np.isfinite(y[..., c - 2])).all() and np.isfinite(np.delete(y, c - 2, axis=3)).all()
 
 
 @pytest.mark.parametrize("n, h, w", [(1, 5, 2), (3, 6, 14), (2, 9, 28), (1, 60, 80), (2, 61, 34)])

@@ -152,11 +152,13 @@ constexpr bool kStridedFill = false;
 constexpr int64_t kPrefetchRow = 128;  // floats of an input row, at least
 using planar_dot::prefetch_floats;
 
-// The register map for in -> out channels at stride sw, or nullptr: the flat map for 6 -> 6
-// at stride 1 (AVX-512, narrow_pointwise_flat.h), else the planar one where compiled.
+// The register map for in -> out channels at stride sw, or nullptr: the flat map for 3 -> 3
+// and 6 -> 6 at stride 1 (AVX-512, narrow_pointwise_flat.h: 1.13-1.4x the planar map's speed,
+// paired), else the planar one where compiled.
 planar_dot::MapFn pick_register_map(int64_t in, int64_t out, int64_t sw) {
 #if defined(__AVX512F__)
   if (in == 6 && out == 6 && sw == 1) return &flat_map::map<6, 6>;
+  if (in == 3 && out == 3 && sw == 1) return &flat_map::map<3, 3>;
 #endif
   return planar_dot::pick_map(in, out, sw);
 }

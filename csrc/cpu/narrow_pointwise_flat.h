@@ -1,17 +1,19 @@
-// The per-pixel map of a 1x1 conv with C = 5..7 channels each side (16 % C != 0), stride 1,
-// on NHWC registers as they are (AVX-512 only): no split into channel planes and no merge
-// back.
+// The per-pixel map of a 1x1 conv with 3 or 6 channels each side at stride 1 on NHWC registers
+// as they are (AVX-512 only): no split into channel planes and no merge back. Also the strided
+// backward data's map of 3-channel dy pixels onto dx's pixel pairs (CO = 2 CI below).
 //
 // Why: the planar map (narrow_pointwise_planar.h, map<6, 6, 1>) splits each register of 16
 // pixels into 6 planes and merges the 6 result planes back: 36 two-source permutes and 24
 // blends for its 36 FMAs (pixel_transpose.h: 3 + 2 per register each way). The sweep's 1x1
-// s1 C=6 forward and backward data stayed at 0.36-0.40 of their roofline (threshold 0.42 /
+// s1 C=6 forward and backward data stayed at 0.32-0.41 of their roofline (threshold 0.42 /
 // 0.44; issue 18 item 3). Here output register j of a block of 16 pixels (16 C floats, C
 // registers in and out) is computed where it is stored: lane l holds channel o = (16 j + l)
 // % C of pixel q = (16 j + l) / C, and for each input channel i one permute of the input
 // registers puts x[q, i] in every lane l (from at most 3 neighbouring registers: 40 permutes
-// for C = 6), times a weight register whose lane l holds w[i, o]. 40 permutes and no blends
-// for the 36 FMAs; the weight and bias registers repeat every C / gcd(16, C) output registers.
+// for C = 6, 9 for C = 3), times a weight register whose lane l holds w[i, o]: no blends, and
+// the weight and bias registers repeat every C / gcd(16, C) output registers. 1 thread, ms
+// planar/flat, paired (benchmarks/RESULTS.md, helper Y stop 33): C=6 N=256 28x28 fwd
+// 0.351/0.252, N=256 14x14 bwd-data 0.088/0.063; C=3 N=32 112x112 fwd 0.186/0.150.
 // Every lane sums its own pixel's C products in the planar order (bias, then i = 0..C-1), so
 // a NaN or inf reaches only its pixel's outputs, as in the other maps.
 #pragma once
