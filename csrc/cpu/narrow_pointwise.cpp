@@ -597,7 +597,14 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
   // zeroed first. 1 thread, ms before/after, paired, the loaded Zen 4: see kStridedFill.
   const bool fill = kStridedFill && sw == 2 && g.w == 2 * g.ow && 2 * g.c <= 16;
   if (fill) m.fill = (int)(2 * g.c);
-  const planar_dot::MapFn pairs = fill ? pick_pair_map(g.oc, g.c) : nullptr;
+  // The pair map only while dx fits the L3 (a few MB): past it the two passes over each item's
+  // rows (the map's grid rows, then the memsets between them) lost to the per-pixel map's one
+  // pass in DRAM-bound calls. 1 thread, ms per-pixel/pairs, paired medians (5-9 rounds):
+  // N=32 112x112 (dx 4.8 MB) 0.173/0.098, N=256 56x56 (9.6 MB) 0.44/0.42 (bimodal: 0.26 or
+  // 0.5-0.8), N=256 112x112 (38.5 MB) 2.69/4.37.
+  constexpr int64_t kPairMaxBytes = 8 << 20;
+  const planar_dot::MapFn pairs =
+      fill && g.input_size() * (int64_t)sizeof(float) <= kPairMaxBytes ? pick_pair_map(g.oc, g.c) : nullptr;
   // Items of about kMapRun dy pixels: whole dy rows of one image and the dx rows from the
   // first one's to the next item's, found without dividing (two divisions per dx row were a
   // fifth of N=256 14x14 C=6, perf); the pair map a call per item (it sets up its weight
