@@ -459,14 +459,34 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
   const int threads = (int)std::min<int64_t>(p.threads, std::max<int64_t>(g.n, 1));
   auto ws = workspace(threads * p.chunk_floats);
   const int64_t image_bytes = g.h * g.w * g.c * (int64_t)sizeof(float);
+  // W^T packed once for all chunks (gemm.h GemmPackedB), where each chunk's product would pack
+  // it again: 3x3 s1 N=1 14x14 512->512 (9.4 MB of weights, 5 chunks of 3 lines) spent 28% of
+  // the pass in pack_b (perf, Zen 4, 1 thread). Only where the chunks' products are serial
+  // (one thread, or a thread per image); one image on several threads splits each product
+  // in parallel_sgemm as before. The packed copy is the size of the weights.
+  const bool serial_products = threads > 1 || p.threads == 1;
+  const int64_t packed_floats =
+      g.groups == 1 && p.nchunks > 1 && serial_products && active_gemm_backend() == "native"
+          ? gemm_packed_b_floats(g.oc, p.k) : 0;
+  std::unique_ptr<float[]> packed_w;
+  GemmPackedB packed;
+  if (packed_floats > 0) {
+    packed_w = workspace(packed_floats);
+    gemm_pack_b(g.oc, p.k, w, g.oc, packed_w.get(), true);
+    packed.data = packed_w.get(), packed.n = p.k;
+  }
   auto image = [&](int64_t n, float* dcol) {
     std::memset(dx + n * g.h * g.w * g.c, 0, image_bytes);
     for (int64_t l0 = n * g.oh; l0 < (n + 1) * g.oh; l0 += p.chunk) {
       const int64_t l1 = std::min((n + 1) * g.oh, l0 + p.chunk), rows = (l1 - l0) * g.ow;
       const float* dyc = dy + l0 * g.ow * g.oc;
-      for (int64_t gi = 0; gi < g.groups; ++gi)  // parallel_sgemm is serial inside a team
-        parallel_sgemm(false, true, rows, p.k, g.cout_g, 1.f, dyc + gi * g.cout_g, g.oc,
-                       w + gi * g.cout_g, g.oc, 0.f, dcol + gi * p.k, p.ldcol);
+      if (packed.data)
+        gemm_avx512(false, true, rows, p.k, g.oc, 1.f, dyc, g.oc, w, g.oc, 0.f, dcol, p.ldcol,
+                    false, nullptr, &packed);
+      else
+        for (int64_t gi = 0; gi < g.groups; ++gi)  // parallel_sgemm is serial inside a team
+          parallel_sgemm(false, true, rows, p.k, g.cout_g, 1.f, dyc + gi * g.cout_g, g.oc,
+                         w + gi * g.cout_g, g.oc, 0.f, dcol + gi * p.k, p.ldcol);
       detail::col2im_lines(g, dcol, l0, l1, dx);
     }
   };

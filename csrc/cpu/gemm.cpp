@@ -757,10 +757,10 @@ bool gemm_avx512_available() { return true; }
 
 int64_t gemm_packed_b_floats(int64_t k, int64_t n) { return k * ((n + kNR - 1) / kNR * kNR); }
 
-void gemm_pack_b(int64_t k, int64_t n, const float* b, int64_t ldb, float* dst) {
+void gemm_pack_b(int64_t k, int64_t n, const float* b, int64_t ldb, float* dst, bool trans) {
   const int64_t kc_max = balanced_block(k, kKC, 1), n_pad = (n + kNR - 1) / kNR * kNR;
   for (int64_t pc = 0; pc < k; pc += kc_max)
-    pack_b(false, b + pc * ldb, ldb, std::min(kc_max, k - pc), n, dst + pc * n_pad);
+    pack_b(trans, trans ? b + pc : b + pc * ldb, ldb, std::min(kc_max, k - pc), n, dst + pc * n_pad);
 }
 
 void gemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -861,7 +861,7 @@ bool gemm_avx512_available() { return false; }
 
 int64_t gemm_packed_b_floats(int64_t, int64_t) { return 0; }
 
-void gemm_pack_b(int64_t, int64_t, const float*, int64_t, float*) {
+void gemm_pack_b(int64_t, int64_t, const float*, int64_t, float*, bool) {
   throw std::runtime_error("gemm_pack_b: fastconv was built without AVX-512 support");
 }
 

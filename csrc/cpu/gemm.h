@@ -57,8 +57,9 @@ struct GemmPackedB {
 };
 // Floats gemm_pack_b writes for a k x n B; 0 where gemm_avx512 is not compiled in.
 int64_t gemm_packed_b_floats(int64_t k, int64_t n);
-// Packs B (k x n, row-major, leading dimension ldb, untransposed) as described above. Serial.
-void gemm_pack_b(int64_t k, int64_t n, const float* b, int64_t ldb, float* dst);
+// Packs B (k x n, row-major, leading dimension ldb, untransposed; trans: B stored n x k, as
+// gemm_avx512's trans_b) as described above. Serial.
+void gemm_pack_b(int64_t k, int64_t n, const float* b, int64_t ldb, float* dst, bool trans = false);
 
 // packed_b (null: none): B is read from it (b, ldb and trans_b are then ignored); it must
 // have been packed with this k and cover columns [col0, col0 + n).

@@ -654,8 +654,11 @@ bool use_winograd(const ConvGeometry& g, ConvPass pass) {
   // A weight pass over few tiles transforms an alpha^2 x Cin x Cout gradient for little GEMM
   // work: 512 -> 512 at 14x14, batch 1 (16 tiles), is 37.7 MB, past the 32 MB L3, and 37% of
   // the pass went to that transform; 13.6-14.2 ms against im2col's 11.5-11.8 (1 thread, Zen 4).
+  // Backward data likewise transforms the whole (flipped) filter, 37.7 MB there, for 16 tiles:
+  // 12.8-13.2 ms against im2col's 11.8 (im2col with W^T packed once: see RESULTS, helper Y
+  // stop 33), and 20.4 ms in a sweep on the loaded machine, whose other jobs share the L3.
   constexpr int64_t kFewTiles = 16, kLargeGradientBytes = 24 << 20;
-  if (pass == ConvPass::BackwardWeights && pl.tiles <= kFewTiles &&
+  if (pass != ConvPass::Forward && pl.tiles <= kFewTiles &&
       (int64_t)pl.alpha * pl.alpha * p.cin * p.cout * (int64_t)sizeof(float) > kLargeGradientBytes)
     return false;
   return winograd_pays(p, pl);

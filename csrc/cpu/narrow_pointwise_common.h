@@ -1,0 +1,123 @@
+// Helpers and constants shared by narrow_pointwise.cpp (the maps) and narrow_pointwise_weights.cpp
+// (the weight pass): the 16-lane pixel vector, its loads and stores, the work-item sizes and the
+// prefetch distance (their measurements are in the comments below and in narrow_pointwise.cpp's
+// head comment). Internal to those two files (an unnamed namespace: each keeps its own copy).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "common/geometry.h"
+#include "cpu/narrow_pointwise.h"
+#include "cpu/narrow_pointwise_planar.h"
+#include "cpu/parallel.h"
+#include "cpu/simd.h"
+#include "kernels.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace fastconv::cpu::detail {
+
+namespace {
+
+typedef f32x16 v16;  // the channels of one pixel (<= 16), zero or don't-care beyond
+
+inline v16 load16(const float* p) {
+  v16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <size_t... I>
+inline v16 splat_lanes(float s, std::index_sequence<I...>) {
+  return v16{((void)I, s)...};
+}
+inline v16 splat16(float s) { return splat_lanes(s, std::make_index_sequence<16>()); }
+
+// `n` floats at p as a vector, without reading past `end` (the lanes beyond n are then zero;
+// otherwise they hold the next pixels' values, which the callers ignore).
+inline v16 load_channels(const float* p, int64_t n, const float* end) {
+  if (p + 16 <= end) return load16(p);
+  alignas(64) float t[16] = {};
+  std::memcpy(t, p, sizeof(float) * n);
+  return load16(t);
+}
+
+// The first n floats at p (n <= 0: none) as a vector, zero beyond; nothing past p + n is read.
+// AVX-512 (where dot_packed runs): a masked load. The zeroed copies by memcpy it replaced,
+// with the accumulators spilled around each call, were most of a 1x1 s2 C=6 weight pass
+// with rows of 14 pixels (4 of them through the copies).
+inline v16 load16_prefix(const float* p, int64_t n) {
+  n = std::min<int64_t>(std::max<int64_t>(n, 0), 16);
+#if defined(__AVX512F__)
+  return (v16)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+#else
+  alignas(64) float t[16] = {};
+  std::memcpy(t, p, sizeof(float) * n);
+  return load16(t);
+#endif
+}
+
+// The first n (1..16) lanes of v to p; nothing past p + n is written. AVX-512: one masked
+// store. The copy of n floats it replaced went through the stack (the vector stored, then
+// moved in 16- and 8-byte pieces): a fifth of map_pixels<6> in a 1x1 s2 C=6 forward (perf,
+// N=256 28x28 on the Zen 4).
+inline void store16_prefix(float* p, v16 v, int n) {
+  if (n == 16) return std::memcpy(p, &v, sizeof v), void();
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
+#else
+  std::memcpy(p, &v, sizeof(float) * std::min(n, 16));
+#endif
+}
+
+// Pixels p (oc floats each from dy) whose 16-float load dy + p*oc .. +16 ends by `end`.
+inline int64_t safe_pixels(const float* dy, int64_t oc, const float* end) {
+  const int64_t room = end - dy - 16;
+  return room < 0 ? 0 : room / oc + 1;
+}
+
+// Below this many floats moved a pass runs on the calling thread (~20 us at copy speed:
+// waking the team costs more).
+constexpr int64_t kParallelFloats = 1 << 16;
+// Channels each side of the weight pass: 17..24 (both sides) only with 32 vector
+// registers, where a pixel's dy is two passes of 16 lanes over IN <= 24 accumulators
+// (dot_pixels). It took the 1x1 s1 C=24 weight passes from the GEMM (K = N = 24 and a
+// reduction of N*H*W; 1 thread, ms GEMM/here, medians of 3 interleaved rounds on the loaded
+// Zen 4: N=256 28x28 6.96/4.78, N=32 56x56 3.47/2.42, N=256 14x14 1.33-1.64/1.14-1.46,
+// N=32 112x112 13.8/9.9).
+constexpr int64_t kWeightsMax = kVectorRegisters >= 32 ? 24 : kNarrowPointwiseMax;
+// Pixels per work item of a stride-1 map (a few tens of KB of x and y: stays in L1/L2).
+constexpr int64_t kMapRun = 1024;
+
+// Touches the cache lines of [p, p + floats) ahead of use. A strided conv reads every sh-th
+// row of x: the hardware prefetchers, following one row, stop at each jump, so each row began
+// with a run of misses (perf: a 1x1 s2 N=256 56x56 C=3 weight pass spent most of its time on
+// the loads of x). Rows kAhead items on are touched as each item starts; 1 thread, ms with /
+// without, medians on the loaded Zen 4: 1x1 s2 fwd N=256 28x28 C=16 0.41/0.55, N=256 56x56
+// C=3 0.55/0.69, weight pass N=256 56x56 C=3 0.95/1.11 (issue 18 item 3, helper C).
+// Short rows are left to the hardware: N=256 28x28 C=3 (84 floats a row) took 0.115 ->
+// 0.140 ms with the prefetches. The weight pass's kernels touch row r + kAhead as each row
+// r of a block starts (their pf argument).
+constexpr int64_t kAhead = 2;  // rows ahead
+// Whether the strided backward data writes a skipped pixel's zeros with the pixel before it
+// (PixelMap::fill): only where a store can stop at any lane (AVX-512 masked stores).
+#if defined(__AVX512F__)
+constexpr bool kStridedFill = true;
+#else
+constexpr bool kStridedFill = false;
+#endif
+constexpr int64_t kPrefetchRow = 128;  // floats of an input row, at least
+using planar_dot::prefetch_floats;
+
+inline int pass_threads(const ConvGeometry& g) {
+  return g.input_size() + g.output_size() < kParallelFloats ? 1 : std::max(1, get_num_threads());
+}
+
+}  // namespace
+
+}  // namespace fastconv::cpu::detail

@@ -1,0 +1,358 @@
+// The weight pass of 1x1 convolutions with few channels each side (dw, db from x and dy; groups
+// == 1, no pads, any stride): narrow_pointwise.cpp's head comment describes it with the maps
+// (work items, the per-pixel dot, the packed 5..8-channel dot, the planar 1..4-channel dot of
+// narrow_pointwise_planar.h, the float-then-double partial sums). Split from narrow_pointwise.cpp
+// (stop 33) to keep each file readable; the code is unchanged.
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <numeric>
+#include <utility>
+#include <vector>
+
+#include "cpu/narrow_pointwise.h"
+#include "cpu/narrow_pointwise_common.h"
+#include "cpu/narrow_pointwise_planar.h"
+#include "cpu/parallel.h"
+#include "cpu/simd.h"
+#include "kernels.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace fastconv::cpu::detail {
+
+namespace {
+
+// acc[i][o] += sum over rows r < rows and pixels p < count of x[r*xs + p*x_step + i] *
+// dy[r*ds + p*oc + o], o < lanes (<= 16; the lanes beyond are don't-care: a pixel's channels
+// 16..23 are the pass over dy + 16 with lanes = oc - 16). IN accumulator vectors per set; with few
+// input channels the pixels alternate between sets so that consecutive FMAs into one
+// accumulator do not wait on each other. Rows inside: output rows of 4..14 pixels (1x1 s2,
+// C = 16) paid a call and a flush each.
+template <int IN>
+void dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int64_t ds,
+                int64_t oc, int64_t lanes, int64_t rows, int64_t count, const float* dy_end,
+                int64_t pf, v16* acc) {
+  constexpr int kSets = IN >= 8 ? 1 : IN >= 4 ? 2 : 4;
+  if (IN == 1 && oc == 1 && x_step == 1 && rows == 1) {  // unit-stride streams: over pixels
+    // four sums: one waited on its FMA latency every 16 pixels
+    v16 s[4] = {};
+    int64_t p = 0;
+    for (; p + 64 <= count; p += 64)
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) s[k] += load16(x + p + 16 * k) * load16(dy + p + 16 * k);
+    for (; p + 16 <= count; p += 16) s[0] += load16(x + p) * load16(dy + p);
+    s[0] += s[1] + s[2] + s[3];
+    float total = 0.f;
+    for (int l = 0; l < 16; ++l) total += s[0][l];
+    for (; p < count; ++p) total += x[p] * dy[p];
+    acc[0][0] += total;
+    return;
+  }
+  v16 a[kSets][IN];
+  for (int k = 0; k < kSets; ++k)
+    for (int i = 0; i < IN; ++i) a[k][i] = v16{};
+  for (int64_t r = 0; r < rows; ++r, x += xs, dy += ds) {
+    if (pf) prefetch_floats(x + kAhead * xs, pf);
+    // The main loop loads 16 lanes of dy unchecked; the pixels whose load would pass dy_end
+    // go through load_channels after it (with its branch in the loop, GCC stored all IN
+    // accumulators to the stack at every pixel: the C=16 weight pass ran at half speed).
+    const int64_t safe = std::min(count, safe_pixels(dy, oc, dy_end));
+    int64_t p = 0;
+    for (; p + kSets <= safe; p += kSets) {
+#pragma GCC unroll 4
+      for (int k = 0; k < kSets; ++k) {
+        const v16 dv = load16(dy + (p + k) * oc);
+        const float* xs_ = x + (p + k) * x_step;
+#pragma GCC unroll 16
+        for (int i = 0; i < IN; ++i) a[k][i] += splat16(xs_[i]) * dv;
+      }
+    }
+    for (; p < count; ++p) {
+      const v16 dv = load_channels(dy + p * oc, lanes, dy_end);
+      const float* xs_ = x + p * x_step;
+      for (int i = 0; i < IN; ++i) a[0][i] += splat16(xs_[i]) * dv;
+    }
+  }
+  for (int i = 0; i < IN; ++i) {
+    v16 s = a[0][i];
+    for (int k = 1; k < kSets; ++k) s += a[k][i];
+    acc[i] += s;
+  }
+}
+
+using DotFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
+                       int64_t, int64_t, const float*, int64_t, v16*);
+
+// The weight pass with 4..8 channels each side (IN == OC, AVX-512): P = 16 / OC pixels a
+// vector. One load of dy gives pixels p..p+P-1 in lanes [k*OC, (k+1)*OC); for each input
+// channel i one two-source permute of x's floats puts x[p + k][i] in the same lanes, and one
+// FMA per channel adds all P pixels' products: IN permutes and IN FMAs per P pixels, where the
+// vector per pixel (dot_pixels) issued IN broadcasts and IN FMAs per pixel with OC of 16 lanes
+// used (C=6: 2 pixels, 12 lanes). A row's last pixels (and rows whose loads would pass the
+// end of x or dy) go through a zeroed copy of their floats: lanes past them are 0 * 0.
+template <int C, int SW>
+struct Packed {
+  static constexpr int P = 16 / C;
+  static constexpr int XF = (P - 1) * SW * C + C;  // x floats a group spans (<= 32)
+  template <size_t... L>
+  static constexpr i32x16 index(int i, std::index_sequence<L...>) {
+    return i32x16{((int)L / C < P ? ((int)L / C) * SW * C + i : 0)...};
+  }
+};
+
+template <int C, int SW>
+void dot_packed(const float* x, int64_t xs, const float* dy, int64_t ds, int64_t rows,
+                int64_t count, const float* x_end, const float* dy_end, int64_t pf, v16* acc) {
+  using K = Packed<C, SW>;
+  constexpr int P = K::P;
+  i32x16 idx[C];
+#pragma GCC unroll 8
+  for (int i = 0; i < C; ++i) idx[i] = K::index(i, std::make_index_sequence<16>());
+  v16 a[2][C] = {};
+  auto products = [&](v16 dv, v16 xa, v16 xb, v16(&acc2)[C]) {
+#pragma GCC unroll 8
+    for (int i = 0; i < C; ++i) acc2[i] += __builtin_shuffle(xa, xb, idx[i]) * dv;
+  };
+  auto group = [&](const float* xg, const float* dg, v16(&acc2)[C]) {
+    const v16 xa = load16(xg);
+    products(load16(dg), xa, K::XF > 16 ? load16(xg + 16) : xa, acc2);
+  };
+  for (int64_t r = 0; r < rows; ++r, x += xs, dy += ds) {
+    if (pf) prefetch_floats(x + kAhead * xs, pf);
+    // groups whose loads (32 or 16 floats of x, 16 of dy) stay inside the tensors, and x's
+    // inside the row's floats (past them, at stride 2, an input row the conv skips: a line
+    // of it per row made N=256 56x56 C=6 2.31 -> 2.55 ms, DRAM-bound)
+    const int64_t xload = K::XF > 16 ? 32 : 16;
+    const int64_t xroom = std::min(x_end - x, (count - 1) * SW * C + C) - xload;
+    const int64_t droom = (dy_end - dy) - 16;
+    int64_t whole = count / P * P;
+    if (xroom < 0 || droom < 0) whole = 0;
+    else whole = std::min({whole, (xroom / (SW * C) + 1) / P * P, (droom / C + 1) / P * P});
+    int64_t p = 0;
+    for (; p + 2 * P <= whole; p += 2 * P) {
+      group(x + p * SW * C, dy + p * C, a[0]);
+      group(x + (p + P) * SW * C, dy + (p + P) * C, a[1]);
+    }
+    for (; p < count; p += P) {  // at most a group of whole ones, then copies
+      if (p + P <= whole) {
+        group(x + p * SW * C, dy + p * C, a[0]);
+        continue;
+      }
+      const int64_t n = std::min<int64_t>(P, count - p), xn = (n - 1) * SW * C + C;
+      products(load16_prefix(dy + p * C, n * C), load16_prefix(x + p * SW * C, xn),
+               load16_prefix(x + p * SW * C + 16, xn - 16), a[0]);
+    }
+  }
+  for (int i = 0; i < C; ++i) {
+    const v16 s = a[0][i] + a[1][i];
+    for (int k = 0; k < P; ++k)
+      for (int o = 0; o < C; ++o) acc[i][o] += s[k * C + o];
+  }
+}
+
+using PackedFn = void (*)(const float*, int64_t, const float*, int64_t, int64_t, int64_t,
+                          const float*, const float*, int64_t, v16*);
+
+// The packed kernel for in -> oc channels at stride sw, or nullptr (then the planar registers
+// or dot_pixels). Only with 32 vector registers (C index vectors + 2C accumulators). C = 4
+// too, ahead of the planar registers (4 pixels a vector, all 16 lanes): 1 thread, ms planar/
+// packed, medians of 5 interleaved rounds on Zen 4 (load ~1): s1 N=256 28x28 0.220/0.138, N=32
+// 56x56 0.108/0.069, N=32 112x112 0.441/0.282; s2 N=256 56x56 0.551/0.338, N=32 112x112
+// 0.230/0.139, N=256 28x28 0.210/0.212. Not C = 2, 3: planar as fast or faster (C=3 s1 N=256
+// 28x28 0.180/0.186, N=32 112x112 0.351/0.410; C=2 0.094/0.092).
+PackedFn pick_packed(int64_t in, int64_t oc, int64_t sw) {
+  if (kVectorRegisters < 32 || in != oc || in < 4 || in > 8 || sw < 1 || sw > 2) return nullptr;
+  static constexpr PackedFn t[2][5] = {
+      {&dot_packed<4, 1>, &dot_packed<5, 1>, &dot_packed<6, 1>, &dot_packed<7, 1>, &dot_packed<8, 1>},
+      {&dot_packed<4, 2>, &dot_packed<5, 2>, &dot_packed<6, 2>, &dot_packed<7, 2>, &dot_packed<8, 2>}};
+  return t[sw - 1][in - 4];
+}
+
+
+template <size_t... I>
+constexpr std::array<DotFn, sizeof...(I)> dot_table(std::index_sequence<I...>) {
+  return {&dot_pixels<int(I) + 1>...};
+}
+
+DotFn pick_dot(int64_t in) {
+  static constexpr auto table = dot_table(std::make_index_sequence<kWeightsMax>());
+  return table[in - 1];
+}
+
+// sum[o] += the sum of dy[f] over f < n with f % oc == o (dy: whole pixels of oc channels,
+// one contiguous run): K = oc / gcd(16, oc) vectors of 16 floats repeat the channel pattern.
+// It replaced a 16-lane load per pixel, which took as long as the products (perf, 1x1 C=3
+// N=256 28x28 weight pass on Zen 4).
+template <int K>
+void channel_sums(const float* dy, int64_t n, int64_t oc, float* sum) {
+  v16 a[K] = {};
+  int64_t f = 0;
+  for (; f + 16 * K <= n; f += 16 * K)
+#pragma GCC unroll 16
+    for (int k = 0; k < K; ++k) a[k] += load16(dy + f + 16 * k);
+  float s[kWeightsMax] = {};
+  // (16k + l) % oc stepped, not divided: 48 divisions a call at oc = 3 or 6 were most of the
+  // weight pass's own time outside its kernels (perf, 1x1 s1 N=256 28x28 C=3, Zen 4).
+  int64_t lane_channel = 0;
+  for (int k = 0; k < K; ++k)
+    for (int l = 0; l < 16; ++l) {
+      s[lane_channel] += a[k][l];
+      if (++lane_channel == oc) lane_channel = 0;
+    }
+  for (; f < n; ++f) s[f % oc] += dy[f];  // f starts at a multiple of 16K, so of oc
+  for (int64_t o = 0; o < oc; ++o) sum[o] += s[o];
+}
+
+void channel_sums_any(const float* dy, int64_t n, int64_t oc, float* sum) {
+  switch (oc / std::gcd<int64_t>(16, oc)) {
+    case 1: return channel_sums<1>(dy, n, oc, sum);
+    case 3: return channel_sums<3>(dy, n, oc, sum);
+    case 5: return channel_sums<5>(dy, n, oc, sum);
+    case 7: return channel_sums<7>(dy, n, oc, sum);
+    case 9: return channel_sums<9>(dy, n, oc, sum);
+    case 11: return channel_sums<11>(dy, n, oc, sum);
+    case 13: return channel_sums<13>(dy, n, oc, sum);
+    case 15: return channel_sums<15>(dy, n, oc, sum);
+    case 17: return channel_sums<17>(dy, n, oc, sum);
+    case 19: return channel_sums<19>(dy, n, oc, sum);
+    case 21: return channel_sums<21>(dy, n, oc, sum);
+    default: return channel_sums<23>(dy, n, oc, sum);  // oc / gcd(16, oc) is odd, <= 23
+  }
+}
+
+}  // namespace
+
+void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
+                                       float* dw, float* db) {
+  const int threads = pass_threads(g);
+  constexpr int64_t kRow = 32, kPart = kWeightsMax * kRow + kRow;  // dw rows, then db
+  std::vector<double> parts((size_t)(threads * kPart), 0.0);
+  const DotFn dot = pick_dot(g.c);
+  const int64_t sh = g.win.sh, sw = g.win.sw, in_row = g.w * g.c;
+  // 1..4 channels each side at stride 1 or 2: registers of pixels on planar registers
+  // (narrow_pointwise_planar.h), the rest pixel by pixel.
+  const planar_dot::DotFn planar = planar_dot::pick(g.c, g.oc, sw);
+  const PackedFn packed = pick_packed(g.c, g.oc, sw);  // 5..8 channels: P pixels a vector
+  // Strided: x's row kAhead rows on is touched as each row starts (see kAhead). 1 thread, ms
+  // with/without, 4 interleaved rounds on the loaded Zen 4 (before: the row-per-item pass):
+  // 1x1 s2 N=256 56x56 C=6 0.82-1.13/1.20-1.85 (before 1.10-1.55), N=256 112x112 C=3
+  // 3.50-3.79/3.72-4.41 (3.64-4.34), N=256 28x28 C=16 0.33-0.36/0.35-0.58 (0.58-0.62).
+  const int64_t pf = sh > 1 && in_row >= kPrefetchRow ? in_row : 0;
+  // Work items: at stride 1 x and dy are each one pixel stream, so items are runs of kStreamRun
+  // pixels (rows of 7..28 pixels paid a call and a flush per row: N=256 28x28 C=3 took 0.63
+  // ms where a copy of its bytes takes ~0.16); strided, blocks of about kRun pixels of whole
+  // output rows of one image (x's rows then are sh rows apart). Prefetching all of the next
+  // block's rows at each block's start instead of a row at a time was no faster, often slower
+  // (1 thread, ms with/without, 3 interleaved rounds on the loaded Zen 4: 1x1 s2 N=256 56x56
+  // C=3 0.42-0.55/0.32-0.47, N=32 112x112 C=6 0.30-0.32/0.22-0.26).
+  constexpr int64_t kRun = 512;
+  // Stride 1: items of kStreamRun pixels (a call, a lane sum and the bias sums each; flushed
+  // at kFlush). 1 thread, ms 512/2048, paired rounds on the loaded Zen 4 (medians noisy, the
+  // minima lower in every case): C=3 N=256 28x28 0.146/0.130 (min 0.145/0.129), N=32 112x112
+  // 0.304/0.268, C=6 N=256 28x28 0.370/0.316, C=1 N=256 56x56 0.151/0.139, C=16 N=256 28x28
+  // 1.40/1.26; N=32 56x56 C=3 0.078/0.082 (min 0.077/0.070).
+  constexpr int64_t kStreamRun = 2048;
+  const bool stream = sh == 1 && sw == 1;
+  const int64_t pixels = g.n * g.oh * g.ow;
+  const int64_t block_rows =
+      stream ? 1 : std::max<int64_t>(1, std::min(g.oh, kRun / std::max<int64_t>(g.ow, 1)));
+  const int64_t blocks = (g.oh + block_rows - 1) / block_rows;
+  const int64_t items = stream ? (pixels + kStreamRun - 1) / kStreamRun : g.n * blocks;
+  const float* x_end = x + g.input_size();
+  const float* dy_end = dy + g.output_size();
+  // Item l: rows of `count` pixels from x0 (rows xs apart) and dy0 (ds apart).
+  auto item = [&](int64_t l, const float*& x0, const float*& dy0, int64_t& rows, int64_t& count) {
+    if (stream) {
+      rows = 1, count = std::min(kStreamRun, pixels - l * kStreamRun);
+      x0 = x + l * kStreamRun * g.c, dy0 = dy + l * kStreamRun * g.oc;
+    } else {
+      const int64_t n = l / blocks, oy0 = (l % blocks) * block_rows;
+      rows = std::min(block_rows, g.oh - oy0), count = g.ow;
+      x0 = x + (n * g.h + oy0 * sh) * in_row, dy0 = dy + (n * g.oh + oy0) * g.ow * g.oc;
+    }
+  };
+  const int64_t xs = sh * in_row, ds = g.ow * g.oc;
+  parallel_region(threads, [&] {
+    note_team();
+    double* part = parts.data() + omp_get_thread_num() * kPart;
+    // Sums in float of the items since the last flush into the double partials (once at
+    // least kFlush pixels are in: per item, blocks of 16..28 pixels paid a flush of up to 600
+    // doubles each, 1x1 s2 7x7; and per 512-pixel run, the flush and the zeroing were a sixth
+    // of a 1x1 s1 C=3 pass, perf): dw rows of output channels 0..15, of 16..23, db.
+    constexpr int64_t kFlush = 4 * kRun;
+    v16 acc[kWeightsMax], hi[kWeightsMax];
+    float dbs[kRow];
+    int64_t pending = 0;
+    auto clear = [&] {
+      for (int64_t ci = 0; ci < g.c; ++ci) acc[ci] = hi[ci] = v16{};
+      for (int64_t co = 0; co < g.oc; ++co) dbs[co] = 0.f;
+      pending = 0;
+    };
+    auto flush = [&] {
+      const int64_t lo = std::min<int64_t>(g.oc, 16);
+      for (int64_t ci = 0; ci < g.c; ++ci) {
+        double* row = part + ci * kRow;
+        for (int64_t co = 0; co < lo; ++co) row[co] += acc[ci][co];
+        for (int64_t co = 16; co < g.oc; ++co) row[co] += hi[ci][co - 16];
+      }
+      for (int64_t co = 0; co < g.oc; ++co) part[kWeightsMax * kRow + co] += dbs[co];
+      clear();
+    };
+    clear();
+#pragma omp for schedule(static)
+    for (int64_t l = 0; l < items; ++l) {
+      const float *x0, *dy0;
+      int64_t rows, count;
+      item(l, x0, dy0, rows, count);
+      int64_t r = 0;
+      if (planar && !packed) {  // packed, where compiled, is ahead of planar (C = 4)
+        // Rows whose every register, the masked tail's included, reads inside x and dy
+        // (all but at most the tensor's last rows); the others by whole registers only.
+        const int64_t tail0 = count / planar_dot::L * planar_dot::L;
+        auto reads_inside = [&](int64_t row) {
+          return x0 + row * xs + (tail0 + planar_dot::L) * sw * g.c <= x_end &&
+                 dy0 + row * ds + (tail0 + planar_dot::L) * g.oc <= dy_end;
+        };
+        int64_t ok = rows;
+        while (ok > 0 && !reads_inside(ok - 1)) --ok;
+        if (ok > 0) planar(x0, xs, dy0, ds, ok, count, true, pf, kAhead, acc);
+        for (r = ok; r < rows; ++r) {
+          const float *xr = x0 + r * xs, *dr = dy0 + r * ds;
+          // at stride 2 a whole register reads 2L pixels of x: inside the row only
+          const int64_t whole = sw == 1 ? count : std::min(count, g.w / 2);
+          const int64_t done = planar(xr, 0, dr, 0, 1, whole, false, 0, 0, acc);
+          dot(xr + done * sw * g.c, sw * g.c, 0, dr + done * g.oc, 0, g.oc, g.oc, 1, count - done,
+              dy_end, 0, acc);
+        }
+      } else if (packed) {
+        packed(x0, xs, dy0, ds, rows, count, x_end, dy_end, pf, acc);
+      } else {
+        dot(x0, sw * g.c, xs, dy0, ds, g.oc, std::min<int64_t>(g.oc, 16), rows, count, dy_end, pf,
+            acc);
+        if (g.oc > 16)
+          dot(x0, sw * g.c, xs, dy0 + 16, ds, g.oc, g.oc - 16, rows, count, dy_end, 0, hi);
+      }
+      if (db) channel_sums_any(dy0, rows * count * g.oc, g.oc, dbs);
+      pending += rows * count;
+      if (pending >= kFlush) flush();
+    }
+    flush();
+  });
+  for (int64_t ci = 0; ci < g.c; ++ci)
+    for (int64_t co = 0; co < g.oc; ++co) {
+      double s = 0.0;
+      for (int t = 0; t < threads; ++t) s += parts[t * kPart + ci * kRow + co];
+      dw[ci * g.oc + co] = (float)s;
+    }
+  if (db)
+    for (int64_t co = 0; co < g.oc; ++co) {
+      double s = 0.0;
+      for (int t = 0; t < threads; ++t) s += parts[t * kPart + kWeightsMax * kRow + co];
+      db[co] = (float)s;
+    }
+}
+
+}  // namespace fastconv::cpu::detail
