@@ -170,8 +170,27 @@ class Planes {
   const ConvGeometry& g_;
   const int64_t pairs_, stride_;
   std::vector<float> buf_;
+  const char* pf_ = nullptr;  // the next block's rows of x not yet prefetched: [pf_, pf_end_)
+  const char* pf_end_ = nullptr;
 
  public:
+  // The input rows block (img, oy0, rows) reads, to prefetch while the block before it
+  // computes (prefetch_rate, prefetch).
+  void prefetch_next(const float* img, int64_t oy0, int64_t rows) {
+    const int64_t r0 = std::max<int64_t>(0, 2 * oy0 - g_.win.pt);
+    const int64_t r1 = std::min(g_.h, 2 * (oy0 + rows) + 1 - g_.win.pt);
+    pf_ = (const char*)(img + r0 * g_.w * C);
+    pf_end_ = (const char*)(img + std::max(r0, r1) * g_.w * C);
+  }
+  // Lines a step over `steps` steps.
+  int64_t prefetch_rate(int64_t steps) const {
+    return ((pf_end_ - pf_) / 64 + steps) / std::max<int64_t>(1, steps);
+  }
+  // The next `lines` cache lines into L2 (prefetcht1).
+  void prefetch(int64_t lines) {
+    for (; lines > 0 && pf_ < pf_end_; --lines, pf_ += 64) __builtin_prefetch(pf_, 0, 2);
+  }
+
   mutable std::vector<vec> sums;       // the weight pass's lane accumulators
   mutable int64_t pending = 0;         // pixels in them
   mutable std::vector<float> scratch;  // the weight pass's planar dy (one block's)
@@ -194,6 +213,10 @@ void run_blocks(const ConvGeometry& g, const float* x, int threads, bool dynamic
       const int64_t n = i / bl.per_image, oy0 = (i % bl.per_image) * bl.rows;
       const int64_t rows = std::min(g.oh - oy0, bl.rows);
       errors.run([&] {
+        if (i + 1 < bl.count) {
+          const int64_t oy1 = ((i + 1) % bl.per_image) * bl.rows;
+          pl.prefetch_next(x + (i + 1) / bl.per_image * image, oy1, std::min(g.oh - oy1, bl.rows));
+        }
         pl.pack(x + n * image, x, xend, oy0, rows);
         body(pl, (n * g.oh + oy0) * g.ow, rows * g.ow);
       });
@@ -262,13 +285,17 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
   vec wv[9 * C * C], bias[C];
   for (int k = 0; k < 9 * C * C; ++k) wv[k] = vec{} + w[k];  // HWIO: (t*C + ci)*C + co
   for (int co = 0; co < C; ++co) bias[co] = vec{} + (b ? b[co] : 0.f);
-  run_blocks<C>(g, x, threads_for(g), true, [&](const Planes<C>& pl, int64_t off, int64_t total) {
+  run_blocks<C>(g, x, threads_for(g), true, [&](Planes<C>& pl, int64_t off, int64_t total) {
     const float* q[9 * C];
     for (int t = 0; t < 9; ++t)
       for (int ci = 0; ci < C; ++ci) q[t * C + ci] = pl.tap(t, ci);
     float* yb = y + off * C;
     int64_t p = 0;
-    for (; p + V * L <= total; p += V * L) forward_vectors<C, V>(q, wv, bias, p, yb + p * C);
+    const int64_t rate = pl.prefetch_rate(total / (V * L));
+    for (; p + V * L <= total; p += V * L) {
+      pl.prefetch(rate);
+      forward_vectors<C, V>(q, wv, bias, p, yb + p * C);
+    }
     for (; p + L <= total; p += L) forward_vectors<C, 1>(q, wv, bias, p, yb + p * C);
     if (p < total) {
       if (total >= L) {  // the last L pixels again (same values)
@@ -513,8 +540,9 @@ constexpr int dw_pairs() {  // the largest divisor of 9*C that fits: equal group
 // sums[9*C*C + b] += sum of d[b][p] (one channel: the bias sum in the same stream). The
 // block's last partial vector is loaded with its lanes past the block zeroed in both
 // factors (a plane's could be inf).
-template <int C, int A, int B, bool DB>
-void dw_group(const float* const* q, const float* const* d, int64_t total, vec* sums) {
+template <int C, int A, int B, bool DB, typename Prefetch>
+void dw_group(const float* const* q, const float* const* d, int64_t total, vec* sums,
+              Prefetch&& prefetch) {
   vec acc[A][B], adb[B];
 #pragma GCC unroll 32
   for (int a = 0; a < A; ++a)
@@ -537,7 +565,10 @@ void dw_group(const float* const* q, const float* const* d, int64_t total, vec* 
       for (int b = 0; b < B; ++b) adb[b] += dv[b];
   };
   int64_t p = 0;
-  for (; p + L <= total; p += L) step(p, [](const float* s) { return load(s); });
+  for (; p + L <= total; p += L) {
+    prefetch();
+    step(p, [](const float* s) { return load(s); });
+  }
   if (p < total) step(p, [n = total - p](const float* s) { return load_first(s, n); });
 #pragma GCC unroll 32
   for (int a = 0; a < A; ++a)
@@ -579,7 +610,7 @@ void backward_weights_c(const ConvGeometry& g, const float* dy, const float* x, 
     for (int k = 0; k < K && pl.pending; ++k) mine[k] += lane_sum(pl.sums[k]), pl.sums[k] = vec{};
     pl.pending = 0;
   };
-  run_blocks<C>(g, x, threads, false, [&](const Planes<C>& pl, int64_t off, int64_t total) {
+  run_blocks<C>(g, x, threads, false, [&](Planes<C>& pl, int64_t off, int64_t total) {
     const int64_t plane = round_up(total, L);
     if (pl.sums.size() < (size_t)K) pl.sums.assign(K, vec{});
     const float* dp[C];
@@ -597,9 +628,12 @@ void backward_weights_c(const ConvGeometry& g, const float* dy, const float* x, 
     for (int t = 0; t < 9; ++t)
       for (int ci = 0; ci < C; ++ci) q[t * C + ci] = pl.tap(t, ci);
     vec* sums = pl.sums.data();
+    const int64_t rate = pl.prefetch_rate(9 * C / A * (C / B) * (total / L));
+    auto prefetch = [&] { pl.prefetch(rate); };
     for (int b0 = 0; b0 < C; b0 += B) {
-      dw_group<C, A, B, fold_db>(q, dp + b0, total, sums + b0);
-      for (int a0 = A; a0 < 9 * C; a0 += A) dw_group<C, A, B, false>(q + a0, dp + b0, total, sums + a0 * C + b0);
+      dw_group<C, A, B, fold_db>(q, dp + b0, total, sums + b0, prefetch);
+      for (int a0 = A; a0 < 9 * C; a0 += A)
+        dw_group<C, A, B, false>(q + a0, dp + b0, total, sums + a0 * C + b0, prefetch);
     }
     if constexpr (!fold_db) db_sums(dp[0], plane, total, C, sums + 9 * C * C);
     pl.pending += total;
