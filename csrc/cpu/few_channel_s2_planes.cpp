@@ -334,11 +334,14 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
 // N=256 56x56 1.94/1.20, 28x28 0.485/0.318, N=32 56x56 0.220/0.151, N=32 112x112
 // 0.748/0.562); for C = 6 it lost to the direct path (7x7 0.135/0.203, 14x14 0.303/0.816,
 // 56x56 4.79/7.24: the 6-channel pair split of x dominated) and C = 2, 4 stay on the rows;
-// nor at 7x7 (0.070/0.073) or past kMaxDataFloats of x (N=256 112x112: 7.03/8.12).
+// nor at 7x7 (0.070/0.073). Past kMaxDataFloats of x (N=256 112x112, 38 MB) it lost too
+// (7.03/8.12) until the next block's rows were prefetched (Planes::prefetch): 8.03/5.69
+// against the rows. With the prefetch C = 6 still loses (7x7 0.164/0.410, 56x56 5.98/8.20).
 // Backward data for C >= 2 from 14 columns (C = 4 up to 64) and up to kMaxDataFloats of dx
 // (N=256 112x112 C=3, 38 MB, past the 32 MB L3: 9.031/8.941, 7.351/7.931, 8.058/8.538 in
-// three runs; N=32 0.842/0.571), the forward for C = 6 up to 32 columns: where they were
-// measured to win.
+// three runs; N=32 0.842/0.571), the forward for C = 6 at every width (up to 32 columns
+// before; with the prefetch the planes beat the direct path at 56x56 5.19/4.00, N=32 112x112
+// 2.41/1.92, N=256 112x112 17.2/15.6): where they were measured to win.
 constexpr int64_t kMaxDataFloats = int64_t(1) << 22;
 bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
@@ -351,8 +354,8 @@ bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
     return g.c == 1 || (g.c <= 4 && g.w >= 14 && (g.c < 4 || g.w <= 64) &&
                         g.n * g.h * g.w * g.c <= kMaxDataFloats);
   if (pass != ConvPass::Forward)
-    return g.c == 1 || (g.c == 3 && g.w >= 14 && g.n * g.h * g.w * g.c <= kMaxDataFloats);
-  return (g.c >= 1 && g.c <= 4) || (g.c == 6 && g.w <= 32);
+    return g.c == 1 || (g.c == 3 && g.w >= 14);
+  return (g.c >= 1 && g.c <= 4) || g.c == 6;
 }
 
 void s2_planes_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
