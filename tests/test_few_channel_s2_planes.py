@@ -1,7 +1,8 @@
 """3x3 stride-2 convs on the column-phase planes (csrc/cpu/few_channel_s2_planes.cpp: all
 three passes for one channel in and out (straight from the rows at AVX-512,
 few_channel_s2_c1.cpp), the forward for C = 2..4 and 6, the backward data
-pass for C = 2..4 from 14 columns, the weight pass for C = 3 from 14 columns; the rest of
+pass for C = 2..4 from 14 columns (C = 4 up to 64), the weight pass for C = 3 from 14
+columns; the rest of
 each _check runs on the row and direct kernels): against the float64 oracle
 (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the largest value).
 
@@ -157,7 +158,7 @@ def test_forward_c6_wide(n, h, w, pads):
            bias=w % 2 == 1)
 
 
-def test_weights_c3_past_4m_floats():
+def test_c3_past_4m_floats():
     """The C = 3 weight pass on the planes past 4 M floats of x (before: the row kernel),
     each block prefetching the next one's rows (the last block of an image the next image's
     first): against the reference."""
@@ -171,6 +172,11 @@ def test_weights_c3_past_4m_floats():
                                          (3, 3, 3, 3), *args, True)
     _close(dw, rdw)
     _close(db, rdb)
+    # The data pass there too (before: the row kernel past 4 M floats of dx), each item's
+    # dx rows prefetched while the item before computes.
+    wt = rng.standard_normal((3, 3, 3, 3)).astype(np.float32)
+    dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
+    _close(dx, R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x.shape, *args))
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")

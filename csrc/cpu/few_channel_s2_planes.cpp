@@ -334,15 +334,15 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
 // N=256 56x56 1.94/1.20, 28x28 0.485/0.318, N=32 56x56 0.220/0.151, N=32 112x112
 // 0.748/0.562); for C = 6 it lost to the direct path (7x7 0.135/0.203, 14x14 0.303/0.816,
 // 56x56 4.79/7.24: the 6-channel pair split of x dominated) and C = 2, 4 stay on the rows;
-// nor at 7x7 (0.070/0.073). Past kMaxDataFloats of x (N=256 112x112, 38 MB) it lost too
+// nor at 7x7 (0.070/0.073). Past 4 M floats of x (N=256 112x112, 38 MB) it lost too
 // (7.03/8.12) until the next block's rows were prefetched (Planes::prefetch): 8.03/5.69
 // against the rows. With the prefetch C = 6 still loses (7x7 0.164/0.410, 56x56 5.98/8.20).
-// Backward data for C >= 2 from 14 columns (C = 4 up to 64) and up to kMaxDataFloats of dx
+// Backward data for C >= 2 from 14 columns (C = 4 up to 64); it stopped at 4 M floats of dx
 // (N=256 112x112 C=3, 38 MB, past the 32 MB L3: 9.031/8.941, 7.351/7.931, 8.058/8.538 in
-// three runs; N=32 0.842/0.571), the forward for C = 6 at every width (up to 32 columns
+// three runs) until the next item's dx rows were prefetched: now 8.86/5.60 there (C = 2
+// 4.39/3.63, C = 4 N=400 56x56 5.59/4.17). The forward for C = 6 at every width (up to 32 columns
 // before; with the prefetch the planes beat the direct path at 56x56 5.19/4.00, N=32 112x112
 // 2.41/1.92, N=256 112x112 17.2/15.6): where they were measured to win.
-constexpr int64_t kMaxDataFloats = int64_t(1) << 22;
 bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
   const bool eligible = g.groups == 1 && g.c == g.oc && v.kh == 3 && v.kw == 3 && v.dh == 1 &&
@@ -351,8 +351,7 @@ bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
                         g.w > 0;
   if (!eligible) return false;
   if (pass == ConvPass::BackwardData)
-    return g.c == 1 || (g.c <= 4 && g.w >= 14 && (g.c < 4 || g.w <= 64) &&
-                        g.n * g.h * g.w * g.c <= kMaxDataFloats);
+    return g.c == 1 || (g.c <= 4 && g.w >= 14 && (g.c < 4 || g.w <= 64));
   if (pass != ConvPass::Forward)
     return g.c == 1 || (g.c == 3 && g.w >= 14);
   return (g.c >= 1 && g.c <= 4) || g.c == 6;
@@ -462,8 +461,21 @@ void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, flo
             for (int co = 0; co < C; ++co) dst[co * dsize + k] = src[k * C + co];
         }
       }
+      // The next item's dx rows, prefetched for writing while this one computes, a few lines
+      // a vector: the merge's stores missed (paired, 1 thread, CPU time, Zen 4 at load 4.5,
+      // ms: N=256 56x56 C=3 1.90/1.48, 28x28 0.405/0.413, N=32 112x112 0.599/0.567).
+      const char *pf = nullptr, *pf_end = nullptr;
+      if (it + 1 < g.n * per_image) {
+        const int64_t n1 = (it + 1) / per_image, j0 = ((it + 1) % per_image) * R;
+        const int64_t r0 = std::max<int64_t>(0, 2 * j0 - pt);
+        const int64_t r1 = std::min(g.h, 2 * std::min(I, j0 + R) - pt);
+        pf = (const char*)(dx + (n1 * g.h + r0) * g.w * C);
+        pf_end = (const char*)(dx + (n1 * g.h + std::max(r0, r1)) * g.w * C);
+      }
+      const int64_t rate = ((pf_end - pf) / 64 + rows * P / L) / (rows * P / L + 1) + 1;
       // Whole vectors past rows*P: the planes' slack, never merged.
       for (int64_t q = 0; q < rows * P; q += L) {
+        for (int64_t k = 0; k < rate && pf < pf_end; ++k, pf += 64) __builtin_prefetch(pf, 1, 2);
         vec d00[C], d01[C], d10[C], d11[C];
 #pragma GCC unroll 8
         for (int co = 0; co < C; ++co) {
