@@ -170,25 +170,23 @@ class Planes {
   const ConvGeometry& g_;
   const int64_t pairs_, stride_;
   std::vector<float> buf_;
-  const char* pf_ = nullptr;  // the next block's rows of x not yet prefetched: [pf_, pf_end_)
-  const char* pf_end_ = nullptr;
+  const float* next_ = nullptr;  // the next block's input rows [next_, next_end_)
+  const float* next_end_ = nullptr;
 
  public:
-  // The input rows block (img, oy0, rows) reads, to prefetch while the block before it
-  // computes (prefetch_rate, prefetch).
-  void prefetch_next(const float* img, int64_t oy0, int64_t rows) {
+  // The input rows block (img, oy0, rows) reads: the block before it prefetches them while it
+  // computes (prefetch_over).
+  void next_block(const float* img, int64_t oy0, int64_t rows) {
     const int64_t r0 = std::max<int64_t>(0, 2 * oy0 - g_.win.pt);
     const int64_t r1 = std::min(g_.h, 2 * (oy0 + rows) + 1 - g_.win.pt);
-    pf_ = (const char*)(img + r0 * g_.w * C);
-    pf_end_ = (const char*)(img + std::max(r0, r1) * g_.w * C);
+    next_ = img + r0 * g_.w * C;
+    next_end_ = img + std::max(r0, r1) * g_.w * C;
   }
-  // Lines a step over `steps` steps.
-  int64_t prefetch_rate(int64_t steps) const {
-    return ((pf_end_ - pf_) / 64 + steps) / std::max<int64_t>(1, steps);
-  }
-  // The next `lines` cache lines into L2 (prefetcht1).
-  void prefetch(int64_t lines) {
-    for (; lines > 0 && pf_ < pf_end_; --lines, pf_ += 64) __builtin_prefetch(pf_, 0, 2);
+  // A prefetch of the next block's rows spread over `steps` steps.
+  stride2::LinePrefetch<> prefetch_over(int64_t steps) const {
+    stride2::LinePrefetch<> pf;
+    pf.set(next_, next_end_, steps);
+    return pf;
   }
 
   mutable std::vector<vec> sums;       // the weight pass's lane accumulators
@@ -215,7 +213,7 @@ void run_blocks(const ConvGeometry& g, const float* x, int threads, bool dynamic
       errors.run([&] {
         if (i + 1 < bl.count) {
           const int64_t oy1 = ((i + 1) % bl.per_image) * bl.rows;
-          pl.prefetch_next(x + (i + 1) / bl.per_image * image, oy1, std::min(g.oh - oy1, bl.rows));
+          pl.next_block(x + (i + 1) / bl.per_image * image, oy1, std::min(g.oh - oy1, bl.rows));
         }
         pl.pack(x + n * image, x, xend, oy0, rows);
         body(pl, (n * g.oh + oy0) * g.ow, rows * g.ow);
@@ -291,9 +289,9 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
       for (int ci = 0; ci < C; ++ci) q[t * C + ci] = pl.tap(t, ci);
     float* yb = y + off * C;
     int64_t p = 0;
-    const int64_t rate = pl.prefetch_rate(total / (V * L));
+    auto pf = pl.prefetch_over(total / (V * L));
     for (; p + V * L <= total; p += V * L) {
-      pl.prefetch(rate);
+      pf.step();
       forward_vectors<C, V>(q, wv, bias, p, yb + p * C);
     }
     for (; p + L <= total; p += L) forward_vectors<C, 1>(q, wv, bias, p, yb + p * C);
@@ -335,7 +333,7 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
 // 0.748/0.562); for C = 6 it lost to the direct path (7x7 0.135/0.203, 14x14 0.303/0.816,
 // 56x56 4.79/7.24: the 6-channel pair split of x dominated) and C = 2, 4 stay on the rows;
 // nor at 7x7 (0.070/0.073). Past 4 M floats of x (N=256 112x112, 38 MB) it lost too
-// (7.03/8.12) until the next block's rows were prefetched (Planes::prefetch): 8.03/5.69
+// (7.03/8.12) until the next block's rows were prefetched (Planes::prefetch_over): 8.03/5.69
 // against the rows. With the prefetch C = 6 still loses (7x7 0.164/0.410, 56x56 5.98/8.20).
 // Backward data for C >= 2 from 14 columns (C = 4 up to 64); it stopped at 4 M floats of dx
 // (N=256 112x112 C=3, 38 MB, past the 32 MB L3: 9.031/8.941, 7.351/7.931, 8.058/8.538 in
@@ -464,18 +462,16 @@ void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, flo
       // The next item's dx rows, prefetched for writing while this one computes, a few lines
       // a vector: the merge's stores missed (paired, 1 thread, CPU time, Zen 4 at load 4.5,
       // ms: N=256 56x56 C=3 1.90/1.48, 28x28 0.405/0.413, N=32 112x112 0.599/0.567).
-      const char *pf = nullptr, *pf_end = nullptr;
+      stride2::LinePrefetch<true> pf;
       if (it + 1 < g.n * per_image) {
         const int64_t n1 = (it + 1) / per_image, j0 = ((it + 1) % per_image) * R;
         const int64_t r0 = std::max<int64_t>(0, 2 * j0 - pt);
         const int64_t r1 = std::min(g.h, 2 * std::min(I, j0 + R) - pt);
-        pf = (const char*)(dx + (n1 * g.h + r0) * g.w * C);
-        pf_end = (const char*)(dx + (n1 * g.h + std::max(r0, r1)) * g.w * C);
+        pf.set(dx + (n1 * g.h + r0) * g.w * C, dx + (n1 * g.h + r1) * g.w * C, rows * P / L);
       }
-      const int64_t rate = ((pf_end - pf) / 64 + rows * P / L) / (rows * P / L + 1) + 1;
       // Whole vectors past rows*P: the planes' slack, never merged.
       for (int64_t q = 0; q < rows * P; q += L) {
-        for (int64_t k = 0; k < rate && pf < pf_end; ++k, pf += 64) __builtin_prefetch(pf, 1, 2);
+        pf.step();
         vec d00[C], d01[C], d10[C], d11[C];
 #pragma GCC unroll 8
         for (int co = 0; co < C; ++co) {
@@ -643,8 +639,8 @@ void backward_weights_c(const ConvGeometry& g, const float* dy, const float* x, 
     for (int t = 0; t < 9; ++t)
       for (int ci = 0; ci < C; ++ci) q[t * C + ci] = pl.tap(t, ci);
     vec* sums = pl.sums.data();
-    const int64_t rate = pl.prefetch_rate(9 * C / A * (C / B) * (total / L));
-    auto prefetch = [&] { pl.prefetch(rate); };
+    auto pf = pl.prefetch_over(9 * C / A * (C / B) * (total / L));
+    auto prefetch = [&] { pf.step(); };
     for (int b0 = 0; b0 < C; b0 += B) {
       dw_group<C, A, B, fold_db>(q, dp + b0, total, sums + b0, prefetch);
       for (int a0 = A; a0 < 9 * C; a0 += A)
