@@ -275,7 +275,7 @@ void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, flo
       // a vector: the merge's stores missed (paired, 1 thread, CPU time, Zen 4 at load 4.5,
       // ms: N=256 56x56 C=3 1.90/1.48, 28x28 0.405/0.413, N=32 112x112 0.599/0.567).
       stride2::LinePrefetch<true> pf;
-      if (it + 1 < g.n * per_image) {
+      if (it + 1 < g.n * per_image && 4 * g.n * g.h * g.w * C >= stride2::kPrefetchFromBytes) {
         const int64_t n1 = (it + 1) / per_image, j0 = ((it + 1) % per_image) * R;
         const int64_t r0 = std::max<int64_t>(0, 2 * j0 - pt);
         const int64_t r1 = std::min(g.h, 2 * std::min(I, j0 + R) - pt);
