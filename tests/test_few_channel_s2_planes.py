@@ -1,7 +1,8 @@
 """3x3 stride-2 convs on the column-phase planes (csrc/cpu/few_channel_s2_planes.cpp: all
 three passes for one channel in and out (straight from the rows at AVX-512,
-few_channel_s2_c1.cpp), the forward for C = 2..4 and 6 up to 32 columns, the backward data
-pass for C = 2..4 from 14 columns, the weight pass for C = 3 from 14 columns; the rest of
+few_channel_s2_c1.cpp), the forward for C = 2..4 and 6, the backward data
+pass for C = 2..4 from 14 columns (C = 4 up to 64), the weight pass for C = 3 from 14
+columns; the rest of
 each _check runs on the row and direct kernels): against the float64 oracle
 (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the largest value).
 
@@ -147,23 +148,54 @@ def test_forward_channels_several_blocks(c, h, w):
     _check(c + h + w, 2, h, w, c, c, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1))
 
 
+@pytest.mark.parametrize("n, h, w", ((2, 45, 131), (1, 57, 33), (3, 12, 64)))
+@pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (0, 0, 0, 0)))
+def test_forward_c6_wide(n, h, w, pads):
+    """C = 6 on the planes past 32 columns (before: the direct path): blocks of 3 output rows
+    at 131 columns (planes of 66 columns), one block per image at 33 and 64, odd and even
+    sizes, 'same', 'valid' and zero pads; the block after each prefetched while it computes."""
+    _check(n * 1000 + h + w + sum(pads), n, h, w, 6, 6, (3, 3), (2, 2), pads, (1, 1),
+           bias=w % 2 == 1)
+
+
+def test_c3_past_4m_floats():
+    """The C = 3 weight pass on the planes past 4 M floats of x (before: the row kernel),
+    each block prefetching the next one's rows (the last block of an image the next image's
+    first): against the reference."""
+    rng = np.random.default_rng(88)
+    args = ((2, 2), (0, 1, 0, 1), (1, 1), 1)
+    x = rng.standard_normal((9, 250, 625, 3)).astype(np.float32)  # 4.2 M floats
+    dy = rng.standard_normal((9, 125, 312, 3)).astype(np.float32)
+    assert x.size > 1 << 22
+    dw, db = _C.conv2d_backward_weights(dy, x, (3, 3, 3, 3), *args, True)
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
+                                         (3, 3, 3, 3), *args, True)
+    _close(dw, rdw)
+    _close(db, rdb)
+    # The data pass there too (before: the row kernel past 4 M floats of dx), each item's
+    # dx rows prefetched while the item before computes.
+    wt = rng.standard_normal((3, 3, 3, 3)).astype(np.float32)
+    dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
+    _close(dx, R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x.shape, *args))
+
+
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
-@pytest.mark.parametrize("c", (2, 3, 6))
+@pytest.mark.parametrize("c, w", ((2, 23), (3, 23), (6, 23), (6, 71)))
 @pytest.mark.parametrize("bad", (np.nan, np.inf))
-def test_forward_channels_nonfinite(c, bad):
+def test_forward_channels_nonfinite(c, w, bad):
     """A non-finite x value at an edge and one inside, then a non-finite weight: the
     reference's NaN/inf pattern exactly (it multiplies the padding's zeros too)."""
     rng = np.random.default_rng(c)
     args = ((2, 2), (1, 1, 1, 1), (1, 1), 1)
-    x = rng.standard_normal((2, 9, 23, c)).astype(np.float32)
+    x = rng.standard_normal((2, 9, w, c)).astype(np.float32)
     wt = rng.standard_normal((3, 3, c, c)).astype(np.float32)
     b = rng.standard_normal(c).astype(np.float32)
-    x[0, 0, 22, c - 1] = bad
+    x[0, 0, w - 1, c - 1] = bad
     x[1, 4, 9, 0] = -bad
     ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
     assert not np.isfinite(ref).all()
     _same_nonfinite(_C.conv2d_forward(x, wt, b, *args), ref)
-    x = rng.standard_normal((2, 9, 23, c)).astype(np.float32)
+    x = rng.standard_normal((2, 9, w, c)).astype(np.float32)
     wt[2, 0, c - 1, 0] = bad
     ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
     assert not np.isfinite(ref).all()

@@ -21,13 +21,21 @@
 //                    vectors x C channels held over the 9*C taps, merged to NHWC in
 //                    registers (pixel_transpose.h) and stored whole
 //   backward data    by parity, see backward_data_c
-//   backward weights (C = 1, 3) dw[tap, ci, co] = sum over the block's p of
-//                    plane[tap, ci][p + off] * dy[p, co], dy split to planes; register groups
-//                    of (tap, ci) pairs x output channels (dw_group)
+//   backward weights (C = 1, 3) few_channel_s2_weights.cpp, on the same planes
 //
 // A row is split with few_channel_s2.h's pair split, straight from x when the 2*pairs*C
 // floats it reads lie inside x (the columns outside the row then zeroed one by one), else
 // through a zero-margined copy of the row.
+//
+// Prefetch: a block's pack loaded x from L3 or DRAM with nothing in flight (no loads of x
+// while the block before computed, so the hardware prefetcher idled): split_pairs was 58% of
+// an N=256 56x56 C=3 forward's samples, 28% on its first load. The next block's input rows
+// (backward data: the next item's dx rows, for writing) are now prefetched into L2 a few
+// lines a vector while a block computes (stride2::LinePrefetch, tensors from 1 MiB). Paired,
+// 1 thread, CPU time, Zen 4 at load 5, ms before/after: C=3 N=256 56x56 forward 1.76/1.17,
+// data 1.63/1.15, weights 2.05/1.16; N=256 112x112 forward 7.36/5.22; and it moved the
+// limits of s2_planes_shape (below). For C = 1 (few_channel_s2_c1.cpp, items of two output
+// rows) the same prefetch lost: 1.12-1.33 at N=256 56x56, 0.86-0.92 only at 112x112.
 #include "cpu/few_channel_s2_planes.h"
 
 #include <omp.h>
@@ -37,6 +45,7 @@
 #include <vector>
 
 #include "cpu/few_channel_s2.h"
+#include "cpu/few_channel_s2_blocks.h"
 #include "cpu/few_channel_s2_c1.h"
 #include "cpu/parallel.h"
 #include "cpu/pixel_transpose.h"
@@ -46,170 +55,7 @@ namespace fastconv::cpu::detail {
 
 namespace {
 
-using stride2::L;
-using stride2::load;
-using stride2::store;
-using stride2::vec;
-
-// As few_channel_rows.cpp: below this many multiply-adds a pass runs on the calling thread;
-// the planes of one block within kPackFloats floats (64 KiB, L2-resident).
-constexpr int64_t kParallelWork = 1 << 21;
-constexpr int64_t kPackFloats = 1 << 14;
-
-int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
-
-// The first n lanes of p (0 < n < L), the rest 0 (reads nothing past p + n). A masked load
-// at AVX-512: the memcpy of a runtime length is a libc call, and the weight pass's 30 of them
-// per block tail were a large part of a 28x28 C=3 image's time.
-inline vec load_first(const float* p, int64_t n) {
-#if defined(__AVX512F__)
-  return (vec)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
-#else
-  vec v{};
-  std::memcpy(&v, p, sizeof(float) * n);
-  return v;
-#endif
-}
-
-// Blocks of `rows` output rows of one image, their 6*C planes within kPackFloats.
-struct Blocks {
-  int64_t rows, per_image, count;
-  Blocks(const ConvGeometry& g, int threads) {
-    const int64_t fit = std::max<int64_t>(1, kPackFloats / (6 * g.c * g.ow) - 1);
-    const int64_t spread =
-        threads > 1 ? std::max<int64_t>(1, g.n * g.oh / (4 * threads)) : g.oh;
-    rows = std::max<int64_t>(1, std::min({fit, g.oh, spread}));
-    per_image = (g.oh + rows - 1) / rows;
-    count = g.n * per_image;
-  }
-};
-
-// One thread's 6*C planes (plane (a, ci, k) at ((a*C + ci)*3 + k)*stride_) and row copy.
-template <int C>
-class Planes {
- public:
-  Planes(const ConvGeometry& g, int64_t rows)
-      : g_(g), pairs_(round_up(g.ow + 1, L)), stride_((rows + 1) * g.ow + pairs_ + 2 * L) {}
-
-  void allocate() { buf_.assign((size_t)(6 * C * stride_ + 2 * (pairs_ + 1) * C + L), 0.f); }
-
-  // The planes of output rows oy0 .. oy0 + rows - 1 of image img (its h*w*C floats), x the
-  // whole tensor [xbeg, xend).
-  void pack(const float* img, const float* xbeg, const float* xend, int64_t oy0, int64_t rows) {
-    const int64_t ow = g_.ow;
-    for (int a = 0; a < 2; ++a)
-      for (int64_t i = 0; i < rows + (a == 0); ++i) {
-        const int64_t r = 2 * (oy0 + i) + a - g_.win.pt;
-        if (r < 0 || r >= g_.h) {
-          for (int ci = 0; ci < C; ++ci)
-            for (int k = 0; k < 3; ++k) std::memset(plane(a, ci, k) + i * ow, 0, sizeof(float) * ow);
-          continue;
-        }
-        split_row(img + r * g_.w * C, xbeg, xend, plane(a, 0, 0) + i * ow,
-                  plane(a, 0, 1) + i * ow, plane(a, 0, 2) + i * ow);
-        if constexpr (!kNextInRegisters)
-          for (int ci = 0; ci < C; ++ci) {
-            const float* p0 = plane(a, ci, 0) + i * ow;
-            float* p2 = plane(a, ci, 2) + i * ow;
-            for (int64_t j = 0; j < ow; j += L) store(p2 + j, load(p0 + 1 + j));
-          }
-      }
-  }
-
-  // Tap t = ky*3 + kx, channel ci: the plane float under the block's output p is tap(t, ci)[p].
-  const float* tap(int t, int ci) const {
-    const int ky = t / 3, kx = t % 3;
-    return buf_.data() + (((ky % 2) * C + ci) * 3 + kx) * stride_ + (ky / 2) * g_.ow;
-  }
-
- private:
-  float* plane(int a, int ci, int k) { return buf_.data() + ((a * C + ci) * 3 + k) * stride_; }
-  float* row_copy() { return buf_.data() + 6 * C * stride_; }
-
-  // p2 from the split's registers up to C = 4; C = 6 copies it in pack() (its split holds 12
-  // input registers: with the 6 shifted ones too, its forward took 1.17-1.21 of the time at
-  // 14x14 and 28x28, paired).
-  static constexpr bool kNextInRegisters = C <= 4;
-
-  // Channel ci's p0[j] = xp[2j], p1[j] = xp[2j + 1], p2[j] = xp[2j + 2] of one padded row
-  // (src its first real pixel), at ci*3*stride_ from p0, p1, p2, for j < pairs_ (writing past
-  // the row's OW floats into the next row's place, written later). p2 is p0 one column on,
-  // made in registers by the split (split_pairs' next). Before: for C = 1 a second split of
-  // the row one pair on (a copy from p0 + 1 stalled on store forwarding, 36% of a 56x56 C=1
-  // forward's cycles), for C >= 3 that copy (a second split was 1.12-1.17 of the time).
-  void split_row(const float* src, const float* xbeg, const float* xend, float* p0, float* p1,
-                 float* p2) {
-    const int64_t pl = g_.win.pl, w = g_.w, cs = 3 * stride_;
-    const float* start = src - pl * C;
-    if (start >= xbeg && start + 2 * pairs_ * C <= xend) {
-      stride2::split_pairs<C, true, kNextInRegisters>(start, pairs_, p0, p1, cs, p2);
-      // Columns of the padding read from x: zero them (columns up to 2*OW are read).
-      auto zero = [&](int64_t c) {
-        for (int ci = 0; ci < C; ++ci) {
-          if (c % 2) {
-            p1[ci * cs + c / 2] = 0.f;
-          } else {
-            p0[ci * cs + c / 2] = 0.f;
-            if (kNextInRegisters && c >= 2) p2[ci * cs + c / 2 - 1] = 0.f;
-          }
-        }
-      };
-      for (int64_t c = 0; c < pl; ++c) zero(c);
-      for (int64_t c = pl + w; c <= 2 * g_.ow; ++c) zero(c);
-      return;
-    }
-    // The copy's other floats stay the zeros allocate() wrote.
-    float* t = row_copy();
-    std::memcpy(t + pl * C, src, sizeof(float) * C * std::min(w, 2 * pairs_ - pl));
-    stride2::split_pairs<C, true, kNextInRegisters>(t, pairs_, p0, p1, cs, p2);
-  }
-
-  const ConvGeometry& g_;
-  const int64_t pairs_, stride_;
-  std::vector<float> buf_;
-
- public:
-  mutable std::vector<vec> sums;       // the weight pass's lane accumulators
-  mutable int64_t pending = 0;         // pixels in them
-  mutable std::vector<float> scratch;  // the weight pass's planar dy (one block's)
-};
-
-// body(planes, first output pixel, pixels) per block; finish(planes) per thread at the end.
-template <int C, typename Body, typename Finish>
-void run_blocks(const ConvGeometry& g, const float* x, int threads, bool dynamic, Body&& body,
-                Finish&& finish) {
-  const Blocks bl(g, threads);
-  const int64_t image = g.h * g.w * C;
-  const float* xend = x + g.n * image;
-  ExceptionCaptor errors;  // the planes may not fit in memory (a very wide row)
-  parallel_region(threads, [&] {
-    note_team();
-    Planes<C> pl(g, bl.rows);
-    errors.run([&] { pl.allocate(); });
-    auto item = [&](int64_t i) {
-      if (errors.failed()) return;
-      const int64_t n = i / bl.per_image, oy0 = (i % bl.per_image) * bl.rows;
-      const int64_t rows = std::min(g.oh - oy0, bl.rows);
-      errors.run([&] {
-        pl.pack(x + n * image, x, xend, oy0, rows);
-        body(pl, (n * g.oh + oy0) * g.ow, rows * g.ow);
-      });
-    };
-    if (dynamic) {
-#pragma omp for schedule(dynamic)
-      for (int64_t i = 0; i < bl.count; ++i) item(i);
-    } else {
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < bl.count; ++i) item(i);
-    }
-    errors.run([&] { finish(pl); });
-  });
-  errors.rethrow();
-}
-
-int threads_for(const ConvGeometry& g) {
-  return g.n * g.oh * g.ow * 9 * g.c * g.oc < kParallelWork ? 1 : std::max(1, get_num_threads());
-}
+using namespace s2blocks;
 
 // Output vectors a step: V*C accumulators over the 9*C taps (C = 1: 4 independent chains of
 // 9 multiply-adds, one chain is latency-bound). At 32 registers C = 2, 3 take 4 vectors
@@ -259,13 +105,17 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
   vec wv[9 * C * C], bias[C];
   for (int k = 0; k < 9 * C * C; ++k) wv[k] = vec{} + w[k];  // HWIO: (t*C + ci)*C + co
   for (int co = 0; co < C; ++co) bias[co] = vec{} + (b ? b[co] : 0.f);
-  run_blocks<C>(g, x, threads_for(g), true, [&](const Planes<C>& pl, int64_t off, int64_t total) {
+  run_blocks<C>(g, x, threads_for(g), true, [&](Planes<C>& pl, int64_t off, int64_t total) {
     const float* q[9 * C];
     for (int t = 0; t < 9; ++t)
       for (int ci = 0; ci < C; ++ci) q[t * C + ci] = pl.tap(t, ci);
     float* yb = y + off * C;
     int64_t p = 0;
-    for (; p + V * L <= total; p += V * L) forward_vectors<C, V>(q, wv, bias, p, yb + p * C);
+    auto pf = pl.prefetch_over(total / (V * L));
+    for (; p + V * L <= total; p += V * L) {
+      pf.step();
+      forward_vectors<C, V>(q, wv, bias, p, yb + p * C);
+    }
     for (; p + L <= total; p += L) forward_vectors<C, 1>(q, wv, bias, p, yb + p * C);
     if (p < total) {
       if (total >= L) {  // the last L pixels again (same values)
@@ -304,12 +154,15 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
 // N=256 56x56 1.94/1.20, 28x28 0.485/0.318, N=32 56x56 0.220/0.151, N=32 112x112
 // 0.748/0.562); for C = 6 it lost to the direct path (7x7 0.135/0.203, 14x14 0.303/0.816,
 // 56x56 4.79/7.24: the 6-channel pair split of x dominated) and C = 2, 4 stay on the rows;
-// nor at 7x7 (0.070/0.073) or past kMaxDataFloats of x (N=256 112x112: 7.03/8.12).
-// Backward data for C >= 2 from 14 columns (C = 4 up to 64) and up to kMaxDataFloats of dx
+// nor at 7x7 (0.070/0.073). Past 4 M floats of x (N=256 112x112, 38 MB) it lost too
+// (7.03/8.12) until the next block's rows were prefetched (Planes::prefetch_over): 8.03/5.69
+// against the rows. With the prefetch C = 6 still loses (7x7 0.164/0.410, 56x56 5.98/8.20).
+// Backward data for C >= 2 from 14 columns (C = 4 up to 64); it stopped at 4 M floats of dx
 // (N=256 112x112 C=3, 38 MB, past the 32 MB L3: 9.031/8.941, 7.351/7.931, 8.058/8.538 in
-// three runs; N=32 0.842/0.571), the forward for C = 6 up to 32 columns: where they were
-// measured to win.
-constexpr int64_t kMaxDataFloats = int64_t(1) << 22;
+// three runs) until the next item's dx rows were prefetched: now 8.86/5.60 there (C = 2
+// 4.39/3.63, C = 4 N=400 56x56 5.59/4.17). The forward for C = 6 at every width (up to 32 columns
+// before; with the prefetch the planes beat the direct path at 56x56 5.19/4.00, N=32 112x112
+// 2.41/1.92, N=256 112x112 17.2/15.6): where they were measured to win.
 bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
   const bool eligible = g.groups == 1 && g.c == g.oc && v.kh == 3 && v.kw == 3 && v.dh == 1 &&
@@ -318,11 +171,10 @@ bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
                         g.w > 0;
   if (!eligible) return false;
   if (pass == ConvPass::BackwardData)
-    return g.c == 1 || (g.c <= 4 && g.w >= 14 && (g.c < 4 || g.w <= 64) &&
-                        g.n * g.h * g.w * g.c <= kMaxDataFloats);
+    return g.c == 1 || (g.c <= 4 && g.w >= 14 && (g.c < 4 || g.w <= 64));
   if (pass != ConvPass::Forward)
-    return g.c == 1 || (g.c == 3 && g.w >= 14 && g.n * g.h * g.w * g.c <= kMaxDataFloats);
-  return (g.c >= 1 && g.c <= 4) || (g.c == 6 && g.w <= 32);
+    return g.c == 1 || (g.c == 3 && g.w >= 14);
+  return (g.c >= 1 && g.c <= 4) || g.c == 6;
 }
 
 void s2_planes_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
@@ -429,8 +281,19 @@ void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, flo
             for (int co = 0; co < C; ++co) dst[co * dsize + k] = src[k * C + co];
         }
       }
+      // The next item's dx rows, prefetched for writing while this one computes, a few lines
+      // a vector: the merge's stores missed (paired, 1 thread, CPU time, Zen 4 at load 4.5,
+      // ms: N=256 56x56 C=3 1.90/1.48, 28x28 0.405/0.413, N=32 112x112 0.599/0.567).
+      stride2::LinePrefetch<true> pf;
+      if (it + 1 < g.n * per_image && 4 * g.n * g.h * g.w * C >= stride2::kPrefetchFromBytes) {
+        const int64_t n1 = (it + 1) / per_image, j0 = ((it + 1) % per_image) * R;
+        const int64_t r0 = std::max<int64_t>(0, 2 * j0 - pt);
+        const int64_t r1 = std::min(g.h, 2 * std::min(I, j0 + R) - pt);
+        pf.set(dx + (n1 * g.h + r0) * g.w * C, dx + (n1 * g.h + r1) * g.w * C, rows * P / L);
+      }
       // Whole vectors past rows*P: the planes' slack, never merged.
       for (int64_t q = 0; q < rows * P; q += L) {
+        pf.step();
         vec d00[C], d01[C], d10[C], d11[C];
 #pragma GCC unroll 8
         for (int co = 0; co < C; ++co) {
@@ -484,142 +347,6 @@ bool s2_planes_backward_data(const ConvGeometry& g, const float* dy, const float
     case 4: return backward_data_c<4>(g, dy, w, dx), true;
   }
   return false;
-}
-
-namespace {
-
-inline double lane_sum(vec v) {
-  double s = 0.0;
-  for (int k = 0; k < L; ++k) s += v[k];
-  return s;
-}
-
-// Register blocking of the weight pass: B output channels (dy planes) times A consecutive
-// (tap, ci) pairs (index t*C + ci, planes q[]) held as A*B accumulators over a block's pixels,
-// A + B loads per A*B multiply-adds: C = 3 takes 9 pairs x 3 channels (27 of 32 zmm, 12 loads
-// per 27 multiply-adds); one channel at a time (27 pairs, 28 loads per 27) ran into the load
-// ports. At 16 registers (avx2, baseline) at most 12 accumulators.
-template <int C>
-constexpr int dw_pairs() {  // the largest divisor of 9*C that fits: equal groups, no tail
-  int a = (kVectorRegisters >= 32 ? 27 : 12) / C;
-  while (9 * C % a) --a;
-  return a;
-}
-
-// sums[a*C + b] += sum over the block's p of q[a][p] * d[b][p] (a < A, b < B), and, with DB,
-// sums[9*C*C + b] += sum of d[b][p] (one channel: the bias sum in the same stream). The
-// block's last partial vector is loaded with its lanes past the block zeroed in both
-// factors (a plane's could be inf).
-template <int C, int A, int B, bool DB>
-void dw_group(const float* const* q, const float* const* d, int64_t total, vec* sums) {
-  vec acc[A][B], adb[B];
-#pragma GCC unroll 32
-  for (int a = 0; a < A; ++a)
-#pragma GCC unroll 4
-    for (int b = 0; b < B; ++b) acc[a][b] = sums[a * C + b];
-#pragma GCC unroll 4
-  for (int b = 0; b < B; ++b) adb[b] = DB ? sums[9 * C * C + b] : vec{};
-  auto step = [&](int64_t p, auto&& ld) {
-    vec dv[B];
-#pragma GCC unroll 4
-    for (int b = 0; b < B; ++b) dv[b] = ld(d[b] + p);
-#pragma GCC unroll 32
-    for (int a = 0; a < A; ++a) {
-      const vec xv = ld(q[a] + p);
-#pragma GCC unroll 4
-      for (int b = 0; b < B; ++b) acc[a][b] += xv * dv[b];
-    }
-    if constexpr (DB)
-#pragma GCC unroll 4
-      for (int b = 0; b < B; ++b) adb[b] += dv[b];
-  };
-  int64_t p = 0;
-  for (; p + L <= total; p += L) step(p, [](const float* s) { return load(s); });
-  if (p < total) step(p, [n = total - p](const float* s) { return load_first(s, n); });
-#pragma GCC unroll 32
-  for (int a = 0; a < A; ++a)
-#pragma GCC unroll 4
-    for (int b = 0; b < B; ++b) sums[a * C + b] = acc[a][b];
-  if constexpr (DB)
-#pragma GCC unroll 4
-    for (int b = 0; b < B; ++b) sums[9 * C * C + b] = adb[b];
-}
-
-// sums[9*C*C + b] += sum of d[b][p] over the block (the bias gradient where dw_group has no
-// registers left for it).
-inline void db_sums(const float* d, int64_t plane, int64_t total, int64_t c, vec* sums) {
-  for (int64_t b = 0; b < c; ++b) {
-    vec s = sums[b];
-    int64_t p = 0;
-    for (; p + L <= total; p += L) s += load(d + b * plane + p);
-    if (p < total) s += load_first(d + b * plane + p, total - p);
-    sums[b] = s;
-  }
-}
-
-// The weight gradient: per block, dw_group over every (channel block, pair group); for C > 1
-// the block's dy pixels (contiguous in NHWC) are first split into C planar rows
-// (pixel_transpose::split_rows). The lanes are summed in float over a thread's blocks up to
-// kFlushPixels pixels (4096 terms a lane), then into its doubles (C = 1: 10 lane sums per
-// block were a fifth of a 7x7 image); the threads' doubles are added in thread order (static
-// schedule: deterministic for a fixed thread count).
-template <int C>
-void backward_weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw,
-                        float* db) {
-  constexpr int64_t kFlushPixels = int64_t(1) << 16;
-  constexpr int B = C, A = dw_pairs<C>(), K = 9 * C * C + C;
-  constexpr bool fold_db = A * B + 2 * B + 1 <= kVectorRegisters;
-  const int threads = threads_for(g);
-  std::vector<double> part((size_t)threads * K, 0.0);  // a thread without blocks adds 0
-  auto flush = [&](const Planes<C>& pl) {
-    double* mine = part.data() + omp_get_thread_num() * K;
-    for (int k = 0; k < K && pl.pending; ++k) mine[k] += lane_sum(pl.sums[k]), pl.sums[k] = vec{};
-    pl.pending = 0;
-  };
-  run_blocks<C>(g, x, threads, false, [&](const Planes<C>& pl, int64_t off, int64_t total) {
-    const int64_t plane = round_up(total, L);
-    if (pl.sums.size() < (size_t)K) pl.sums.assign(K, vec{});
-    const float* dp[C];
-    if constexpr (C == 1) {
-      dp[0] = dy + off;
-    } else {  // bounded by the block: C * (rows*OW rounded up to L) floats
-      if (pl.scratch.size() < (size_t)(C * plane)) pl.scratch.resize((size_t)(C * plane));
-      float* s = pl.scratch.data();
-      const float* src = dy + off * C;
-      for (int64_t k = pixel_transpose::split_rows<C>(src, total, s, plane); k < total; ++k)
-        for (int co = 0; co < C; ++co) s[co * plane + k] = src[k * C + co];
-      for (int co = 0; co < C; ++co) dp[co] = s + co * plane;
-    }
-    const float* q[9 * C];
-    for (int t = 0; t < 9; ++t)
-      for (int ci = 0; ci < C; ++ci) q[t * C + ci] = pl.tap(t, ci);
-    vec* sums = pl.sums.data();
-    for (int b0 = 0; b0 < C; b0 += B) {
-      dw_group<C, A, B, fold_db>(q, dp + b0, total, sums + b0);
-      for (int a0 = A; a0 < 9 * C; a0 += A) dw_group<C, A, B, false>(q + a0, dp + b0, total, sums + a0 * C + b0);
-    }
-    if constexpr (!fold_db) db_sums(dp[0], plane, total, C, sums + 9 * C * C);
-    pl.pending += total;
-    if (pl.pending >= kFlushPixels) flush(pl);
-  }, flush);
-  for (int k = 0; k < K; ++k) {
-    double s = 0.0;
-    for (int t = 0; t < threads; ++t) s += part[t * K + k];
-    if (k < 9 * C * C) dw[k] = (float)s;
-    else if (db) db[k - 9 * C * C] = (float)s;
-  }
-}
-
-}  // namespace
-
-void s2_planes_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
-                                float* dw, float* db) {
-  switch (g.c) {
-    case 1:
-      if (!s2_c1_backward_weights(g, dy, x, dw, db)) backward_weights_c<1>(g, dy, x, dw, db);
-      return;
-    case 3: return backward_weights_c<3>(g, dy, x, dw, db);
-  }
 }
 
 }  // namespace fastconv::cpu::detail
