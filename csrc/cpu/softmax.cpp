@@ -184,45 +184,98 @@ void softmax_backward_narrow(int64_t n, W c, const float* dy, const float* y, fl
 }
 
 // C = 1..8 without the tile: a register of rows (C registers of the flat (n, c) array) is
-// split into C planar registers by pixel_transpose.h's permutes, dx is computed down the
-// planes in registers with the tile path's operations in the same order, and merged back.
-// The tile's scalar transposes were the cost: (256*14*14, 3) 0.10 ms, 1.8 GB of traffic a
-// second where a copy of the same bytes runs at ~40 (1 thread, Zen 4). Rows past the last
-// whole register take the tile path.
-template <int C>
-void softmax_backward_planes(int64_t n, const float* dy, const float* y, float* dx) {
-  namespace pt = detail::pixel_transpose;
+// split into C planar registers by pixel_transpose.h's permutes, the softmax or its gradient is
+// computed down the planes in registers with the tile path's operations in the same order, and
+// merged back. The tile's scalar transposes were the cost: backward (256*14*14, 3) 0.10 ms,
+// 1.8 GB of traffic a second where a copy of the same bytes runs at ~40; forward
+// (32*112*112, 3) 1.44 ms -> see RESULTS.md (1 thread, Zen 4). Rows past the last whole
+// register take the tile path.
+namespace pt = detail::pixel_transpose;
+
+// body(offset of the first float) for each whole register of rows, split across the
+// threads; returns the rows done.
+template <int C, typename Body>
+int64_t for_each_row_register(int64_t n, Body body) {
   const int64_t blocks = n / pt::L;
   parallel_region((n * C >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t off = b * pt::L * C;
-      pt::vec g[C], yv[C];
-#pragma GCC unroll 8
-      for (int j = 0; j < C; ++j) g[j] = pt::load(dy + off + j * pt::L), yv[j] = pt::load(y + off + j * pt::L);
-      if constexpr (C == 1) {
-        g[0] = yv[0] * (g[0] - g[0] * yv[0]);
-        pt::store(dx + off, g[0]);
-      } else {
-        pt::vec gp[C], yp[C];
-        pt::split<C>(g, gp);
-        pt::split<C>(yv, yp);
-        pt::vec d = pt::vec{};
-#pragma GCC unroll 8
-        for (int j = 0; j < C; ++j) d += gp[j] * yp[j];
-#pragma GCC unroll 8
-        for (int j = 0; j < C; ++j) gp[j] = yp[j] * (gp[j] - d);
-        pt::merge<C>(gp, g);
-#pragma GCC unroll 8
-        for (int j = 0; j < C; ++j) pt::store(dx + off + j * pt::L, g[j]);
-      }
-    }
+    for (int64_t b = 0; b < blocks; ++b) body(b * pt::L * C);
   });
-  const int64_t done = blocks * pt::L;
+  return blocks * pt::L;
+}
+
+// planes[j] lane k = src[k*C + j]: C registers of rows to C planar registers, and back.
+template <int C>
+inline void load_planes(const float* src, pt::vec (&planes)[C]) {
+  pt::vec in[C];
+#pragma GCC unroll 8
+  for (int j = 0; j < C; ++j) in[j] = pt::load(src + j * pt::L);
+  if constexpr (C == 1) {
+    planes[0] = in[0];
+  } else {
+    pt::split<C>(in, planes);
+  }
+}
+template <int C>
+inline void store_planes(float* dst, const pt::vec (&planes)[C]) {
+  pt::vec out[C];
+  if constexpr (C == 1) {
+    out[0] = planes[0];
+  } else {
+    pt::merge<C>(planes, out);
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < C; ++j) pt::store(dst + j * pt::L, out[j]);
+}
+
+template <int C>
+void softmax_forward_planes(int64_t n, const float* x, float* y) {
+  const int64_t done = for_each_row_register<C>(n, [&](int64_t off) {
+    pt::vec p[C];
+    load_planes<C>(x + off, p);
+    pt::vec mx = p[0];
+#pragma GCC unroll 8
+    for (int j = 1; j < C; ++j) mx = p[j] > mx ? p[j] : mx;
+    pt::vec sum = pt::vec{};
+#pragma GCC unroll 8
+    for (int j = 0; j < C; ++j) p[j] = exp_lanes(p[j] - mx), sum += p[j];
+    const pt::vec inv = 1.f / sum;
+#pragma GCC unroll 8
+    for (int j = 0; j < C; ++j) p[j] *= inv;
+    store_planes<C>(y + off, p);
+  });
+  if (done < n)
+    softmax_forward_narrow(n - done, std::integral_constant<int64_t, C>{}, x + done * C, y + done * C);
+}
+
+template <int C>
+void softmax_backward_planes(int64_t n, const float* dy, const float* y, float* dx) {
+  const int64_t done = for_each_row_register<C>(n, [&](int64_t off) {
+    pt::vec g[C], yp[C];
+    load_planes<C>(dy + off, g);
+    load_planes<C>(y + off, yp);
+    pt::vec d = pt::vec{};
+#pragma GCC unroll 8
+    for (int j = 0; j < C; ++j) d += g[j] * yp[j];
+#pragma GCC unroll 8
+    for (int j = 0; j < C; ++j) g[j] = yp[j] * (g[j] - d);
+    store_planes<C>(dx + off, g);
+  });
   if (done < n)
     softmax_backward_narrow(n - done, std::integral_constant<int64_t, C>{}, dy + done * C, y + done * C,
                             dx + done * C);
+}
+
+// Widths 1..8 as compile-time constants for the planes paths.
+template <typename Fn>
+void with_plane_width(int64_t c, Fn fn) {
+  with_width(c, [&](auto w) {
+    using W = decltype(w);
+    if constexpr (!std::is_integral_v<W>) {
+      if constexpr (W::value <= 8) fn(std::integral_constant<int, (int)W::value>{});
+    }
+  });
 }
 
 #if defined(__AVX512F__)
@@ -296,6 +349,7 @@ void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
 #if defined(__AVX512F__)
   if (c > 24 && c <= kMaskedRowsMax) return softmax_forward_masked_rows(n, c, x, y);
 #endif
+  if (c <= 8) return with_plane_width(c, [&](auto w) { softmax_forward_planes<decltype(w)::value>(n, x, y); });
   if (c < kNarrow) {
     with_width(c, [&](auto w) { softmax_forward_narrow(n, w, x, y); });
     return;
@@ -315,16 +369,7 @@ void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
 
 // dx = y * (dy - sum(dy * y)) per row (Jacobian-vector product of softmax).
 void softmax_backward(int64_t n, int64_t c, const float* dy, const float* y, float* dx) {
-  if (c <= 8) {
-    with_width(c, [&](auto w) {
-      using W = decltype(w);
-      if constexpr (!std::is_integral_v<W>) {
-        if constexpr (W::value <= 8) return softmax_backward_planes<(int)W::value>(n, dy, y, dx);
-      }
-      softmax_backward_narrow(n, w, dy, y, dx);  // not reached: 1..8 are constants
-    });
-    return;
-  }
+  if (c <= 8) return with_plane_width(c, [&](auto w) { softmax_backward_planes<decltype(w)::value>(n, dy, y, dx); });
 #if defined(__AVX512F__)
   if (c <= kMaskedRowsMax) return softmax_backward_masked_rows(n, c, dy, y, dx);
 #endif
