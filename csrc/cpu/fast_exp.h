@@ -11,6 +11,9 @@
 #include <cstring>
 
 #include "cpu/simd.h"
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace fastconv::cpu {
 
@@ -48,12 +51,21 @@ inline float exp_vec(float x) {
 // - round(x / ln2) is read from the bits of t = x / ln2 + 1.5 * 2^23 (they are
 //   0x4B400000 + n, and the 0x4B400000 shifts out of 32 bits below), not by an int
 //   conversion, which for a NaN n would be out of range.
-// 24 -> 19 vector operations per exp; softmax of (50176, 96) 1.27 -> see RESULTS.md.
+// 24 -> 19 vector operations per exp, 16 with AVX-512's vscalefps on 16 lanes (whose
+// results below FLT_MIN are subnormals, not 0); timings in RESULTS.md (2026-12-07, helper S).
 template <typename F>
 inline F exp_lanes(F x) {
+#if defined(__AVX512F__)
+  constexpr bool kScalef = sizeof(F) == 64;
+#else
+  constexpr bool kScalef = false;
+#endif
+  // vscalefps (below) rounds to subnormals where the exponent bits flush to 0, hence its
+  // lower clamp: 2^-150.04 = exp(-104) rounds to 0, and so does -inf.
+  constexpr float kLow = kScalef ? -104.f : -87.5f;
   typedef uint32_t U __attribute__((vector_size(sizeof(F))));
-  F xc = x < -87.5f ? F{} - 87.5f : x;  // -inf -> -87.5 (2^n underflows to 0)
-  xc = xc > 89.f ? F{} + 89.f : xc;     // +inf -> 89 (overflows to inf)
+  F xc = x < kLow ? F{} + kLow : x;  // -inf -> kLow (2^n underflows to 0)
+  xc = xc > 89.f ? F{} + 89.f : xc;  // +inf -> 89 (overflows to inf)
   const F shifter = F{} + 12582912.0f;
   const F t = xc * 1.44269504088896341f + shifter;
   const F n = t - shifter;
@@ -67,6 +79,10 @@ inline F exp_lanes(F x) {
   p = p * r + 0.5f;
   p = p * r + 1.f;
   p = p * r + 1.f;
+#if defined(__AVX512F__)
+  // p * 2^n in one instruction (overflow to inf) for the four steps below.
+  if constexpr (kScalef) return (F)_mm512_scalef_ps((__m512)p, (__m512)n);
+#endif
   const U bits = ((U)t + 126u) << 23;  // (n + 126) << 23: 2^(n-1), as exp_vec
   return p * (F)bits * 2.f;
 }

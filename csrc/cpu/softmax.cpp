@@ -283,7 +283,7 @@ void with_plane_width(int64_t c, Fn fn) {
 // float lanes summed by one horizontal add. The row path's loops (omp simd with a scalar
 // remainder, a double total) spent ~60 cycles on a row of 24: (50176, 24) 0.78 ms, 0.21 of a
 // copy's speed, and the tile's transposes were no faster at 16 (1 thread, Zen 4).
-constexpr int64_t kMaskedRowsMax = 64;
+constexpr int64_t kMaskedRowsMax = 64, kMaskedRowsMaxForward = 128;
 // The forward the same way at 25..64 classes, where the tile's transposes ran at runtime
 // widths, ms: (25088, 48) 1.39 -> 0.85, (50176, 32) 1.80 -> 1.31, (50176, 64) 4.2 -> 2.3 (1
 // thread, Zen 4); at 17..24 the two were even (a row's reductions are one long dependency
@@ -307,7 +307,7 @@ void for_each_masked_row(int64_t n, int64_t c, Body body) {
 void softmax_forward_masked_rows(int64_t n, int64_t c, const float* x, float* y) {
   for_each_masked_row(n, c, [&](int64_t i, int chunks, auto mask) {
     const float* xr = x + i * c;
-    f32x16 v[4];
+    f32x16 v[kMaskedRowsMaxForward / kLanes];
     f32x16 mx = splat16(-INFINITY);
     for (int k = 0; k < chunks; ++k) {
       v[k] = (f32x16)_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mask(k), xr + k * kLanes);
@@ -347,7 +347,7 @@ void softmax_backward_masked_rows(int64_t n, int64_t c, const float* dy, const f
 
 void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
 #if defined(__AVX512F__)
-  if (c > 24 && c <= kMaskedRowsMax) return softmax_forward_masked_rows(n, c, x, y);
+  if (c > 24 && c <= kMaskedRowsMaxForward) return softmax_forward_masked_rows(n, c, x, y);
 #endif
   if (c <= 8) return with_plane_width(c, [&](auto w) { softmax_forward_planes<decltype(w)::value>(n, x, y); });
   if (c < kNarrow) {
