@@ -284,14 +284,17 @@ void with_plane_width(int64_t c, Fn fn) {
 // remainder, a double total) spent ~60 cycles on a row of 24: (50176, 24) 0.78 ms, 0.21 of a
 // copy's speed, and the tile's transposes were no faster at 16 (1 thread, Zen 4).
 constexpr int64_t kMaskedRowsMax = 64, kMaskedRowsMaxForward = 128;
-// The forward the same way at 25..64 classes, where the tile's transposes ran at runtime
+// The forward the same way at 17..128 classes, where the tile's transposes ran at runtime
 // widths, ms: (25088, 48) 1.39 -> 0.85, (50176, 32) 1.80 -> 1.31, (50176, 64) 4.2 -> 2.3 (1
-// thread, Zen 4); at 17..24 the two were even (a row's reductions are one long dependency
-// chain, and interleaving four rows measured slower still). Per element the tile
-// path's operations: the max by '>' (a NaN may be skipped, but exp of it makes the row's sum
+// thread, Zen 4). With the cheaper exp_lanes (2026-12-07): 17..24 now ~10% faster here than
+// in the tile ((50176, 24) 1.34 -> 1.17 ms), while 16 stays in the tile (one register a
+// row is one long dependency chain: (100352, 16) 1.00 -> 1.66 ms); 65..128 were on the row
+// loop below ((12544, 96) 1.15 -> 0.62 ms); compile-time tiles of 24 and 32 were slower
+// still (0.70 and 0.81 ms against 0.63 and 0.56). Per element the tile path's operations:
+// the max by '>' (a NaN may be skipped, but exp of it makes the row's sum
 // and so the whole row NaN), exp16 of x - max, a float sum, y = e * (1 / sum).
 // body(row i, chunks, mask of chunk k) for each row, rows split across the threads: a row of
-// c <= 64 floats is `chunks` registers, the last one masked.
+// c <= 128 floats is `chunks` registers, the last one masked.
 template <typename Body>
 void for_each_masked_row(int64_t n, int64_t c, Body body) {
   const int chunks = (int)((c + kLanes - 1) / kLanes);
@@ -347,7 +350,7 @@ void softmax_backward_masked_rows(int64_t n, int64_t c, const float* dy, const f
 
 void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
 #if defined(__AVX512F__)
-  if (c > 24 && c <= kMaskedRowsMaxForward) return softmax_forward_masked_rows(n, c, x, y);
+  if (c > 16 && c <= kMaskedRowsMaxForward) return softmax_forward_masked_rows(n, c, x, y);
 #endif
   if (c <= 8) return with_plane_width(c, [&](auto w) { softmax_forward_planes<decltype(w)::value>(n, x, y); });
   if (c < kNarrow) {
