@@ -205,35 +205,11 @@ int64_t for_each_row_register(int64_t n, Body body) {
   return blocks * pt::L;
 }
 
-// planes[j] lane k = src[k*C + j]: C registers of rows to C planar registers, and back.
-template <int C>
-inline void load_planes(const float* src, pt::vec (&planes)[C]) {
-  pt::vec in[C];
-#pragma GCC unroll 8
-  for (int j = 0; j < C; ++j) in[j] = pt::load(src + j * pt::L);
-  if constexpr (C == 1) {
-    planes[0] = in[0];
-  } else {
-    pt::split<C>(in, planes);
-  }
-}
-template <int C>
-inline void store_planes(float* dst, const pt::vec (&planes)[C]) {
-  pt::vec out[C];
-  if constexpr (C == 1) {
-    out[0] = planes[0];
-  } else {
-    pt::merge<C>(planes, out);
-  }
-#pragma GCC unroll 8
-  for (int j = 0; j < C; ++j) pt::store(dst + j * pt::L, out[j]);
-}
-
 template <int C>
 void softmax_forward_planes(int64_t n, const float* x, float* y) {
   const int64_t done = for_each_row_register<C>(n, [&](int64_t off) {
     pt::vec p[C];
-    load_planes<C>(x + off, p);
+    pt::load_split<C>(x + off, p);
     pt::vec mx = p[0];
 #pragma GCC unroll 8
     for (int j = 1; j < C; ++j) mx = p[j] > mx ? p[j] : mx;
@@ -243,7 +219,7 @@ void softmax_forward_planes(int64_t n, const float* x, float* y) {
     const pt::vec inv = 1.f / sum;
 #pragma GCC unroll 8
     for (int j = 0; j < C; ++j) p[j] *= inv;
-    store_planes<C>(y + off, p);
+    pt::merge_store<C>(y + off, p);
   });
   if (done < n)
     softmax_forward_narrow(n - done, std::integral_constant<int64_t, C>{}, x + done * C, y + done * C);
@@ -253,14 +229,14 @@ template <int C>
 void softmax_backward_planes(int64_t n, const float* dy, const float* y, float* dx) {
   const int64_t done = for_each_row_register<C>(n, [&](int64_t off) {
     pt::vec g[C], yp[C];
-    load_planes<C>(dy + off, g);
-    load_planes<C>(y + off, yp);
+    pt::load_split<C>(dy + off, g);
+    pt::load_split<C>(y + off, yp);
     pt::vec d = pt::vec{};
 #pragma GCC unroll 8
     for (int j = 0; j < C; ++j) d += g[j] * yp[j];
 #pragma GCC unroll 8
     for (int j = 0; j < C; ++j) g[j] = yp[j] * (g[j] - d);
-    store_planes<C>(dx + off, g);
+    pt::merge_store<C>(dx + off, g);
   });
   if (done < n)
     softmax_backward_narrow(n - done, std::integral_constant<int64_t, C>{}, dy + done * C, y + done * C,
