@@ -269,24 +269,41 @@ constexpr int64_t kMaskedRowsMax = 64, kMaskedRowsMaxForward = 128;
 // still (0.70 and 0.81 ms against 0.63 and 0.56). Per element the tile path's operations:
 // the max by '>' (a NaN may be skipped, but exp of it makes the row's sum
 // and so the whole row NaN), exp16 of x - max, a float sum, y = e * (1 / sum).
-// body(row i, chunks, mask of chunk k) for each row, rows split across the threads: a row of
-// c <= 128 floats is `chunks` registers, the last one masked.
-template <typename Body>
-void for_each_masked_row(int64_t n, int64_t c, Body body) {
-  const int chunks = (int)((c + kLanes - 1) / kLanes);
-  const __mmask16 last = (__mmask16)(0xFFFFu >> (chunks * kLanes - c));
-  auto mask = [=](int k) { return k == chunks - 1 ? last : (__mmask16)0xFFFF; };
+// The chunk count is a compile-time constant (1..8): with a runtime count the row's registers
+// were arrays on the stack, stored and reloaded: backward (12544, 24) 0.088 -> 0.065 ms,
+// forward (25088, 24) 0.63 -> 0.45 ms (1 thread, Zen 4, paired).
+template <int K, typename Body>
+void masked_rows_of(int64_t n, int64_t c, Body& body) {
+  const __mmask16 last = (__mmask16)(0xFFFFu >> (K * kLanes - c));
+  auto mask = [=](int k) { return k == K - 1 ? last : (__mmask16)0xFFFF; };
   parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; ++i) body(i, chunks, mask);
+    for (int64_t i = 0; i < n; ++i) body(i, std::integral_constant<int, K>{}, mask);
   });
 }
 
+// body(row i, chunks, mask of chunk k) for each row, rows split across the threads: a row of
+// c <= 128 floats is `chunks` registers (std::integral_constant), the last one masked.
+template <typename Body>
+void for_each_masked_row(int64_t n, int64_t c, Body body) {
+  switch ((c + kLanes - 1) / kLanes) {
+    case 1: return masked_rows_of<1>(n, c, body);
+    case 2: return masked_rows_of<2>(n, c, body);
+    case 3: return masked_rows_of<3>(n, c, body);
+    case 4: return masked_rows_of<4>(n, c, body);
+    case 5: return masked_rows_of<5>(n, c, body);
+    case 6: return masked_rows_of<6>(n, c, body);
+    case 7: return masked_rows_of<7>(n, c, body);
+    default: return masked_rows_of<8>(n, c, body);  // c <= 128
+  }
+}
+
 void softmax_forward_masked_rows(int64_t n, int64_t c, const float* x, float* y) {
-  for_each_masked_row(n, c, [&](int64_t i, int chunks, auto mask) {
+  for_each_masked_row(n, c, [&](int64_t i, auto kc, auto mask) {
+    constexpr int chunks = decltype(kc)::value;
     const float* xr = x + i * c;
-    f32x16 v[kMaskedRowsMaxForward / kLanes];
+    f32x16 v[chunks];
     f32x16 mx = splat16(-INFINITY);
     for (int k = 0; k < chunks; ++k) {
       v[k] = (f32x16)_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mask(k), xr + k * kLanes);
@@ -305,10 +322,11 @@ void softmax_forward_masked_rows(int64_t n, int64_t c, const float* x, float* y)
 }
 
 void softmax_backward_masked_rows(int64_t n, int64_t c, const float* dy, const float* y, float* dx) {
-  for_each_masked_row(n, c, [&](int64_t i, int chunks, auto mask) {
+  for_each_masked_row(n, c, [&](int64_t i, auto kc, auto mask) {
+    constexpr int chunks = decltype(kc)::value;
     const float* g = dy + i * c;
     const float* yr = y + i * c;
-    __m512 gv[4], yv[4];
+    __m512 gv[chunks], yv[chunks];
     __m512 acc = _mm512_setzero_ps();
     for (int k = 0; k < chunks; ++k) {
       gv[k] = _mm512_maskz_loadu_ps(mask(k), g + k * kLanes);
