@@ -148,3 +148,28 @@ def test_dense_backward_unequal_narrow_widths_still_match():
     got = _C.dense_backward(dy, x, w)
     for g, r in zip(got, R.dense_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64))):
         np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("c", PLANES)
+@pytest.mark.parametrize("n", [16, 17, 1003, 40_005])
+def test_dense_forward_planes_match_oracle_and_propagate_nan(n, c, bias, threads):
+    """y = b + x @ w at k = m <= 8 on planes; a NaN in x makes its row of y NaN, and only it."""
+    rng = _rng("dense-fwd", n, c, bias, threads)
+    x = rng.standard_normal((n, c)).astype(np.float32)
+    w = rng.standard_normal((c, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32) if bias else None
+    x[n - 1, c - 1] = np.nan  # in the tail rows (n % 16 != 0) or the last register of rows
+    x[3, 0] = np.nan
+    before = _threads(threads)
+    try:
+        y = _C.dense_forward(x, w, b)
+    finally:
+        fastconv.set_num_threads(before)
+    want = R.dense_forward(x.astype(np.float64), w.astype(np.float64), b)
+    bad = [3, n - 1]
+    assert np.isnan(y[bad]).all()
+    ok = np.delete(np.arange(n), bad)
+    assert np.isfinite(y[ok]).all()
+    np.testing.assert_allclose(y[ok], want[ok], rtol=1e-5, atol=1e-5 * np.sqrt(c))

@@ -254,6 +254,37 @@ void dense_backward_planes(int64_t n, const float* dy, const float* x, const flo
     for (int j = 0; j < C; ++j) db[j] = (float)sum[(size_t)(C * C + j)];
 }
 
+// The forward at k = m = C <= 8 the same way: y = b + x @ w down the planes of L rows of x,
+// merged back; OpenBLAS plus the bias pass ran (28672, 6) in 0.13 ms, 0.16 of copy speed.
+template <int C>
+void dense_forward_planes(int64_t n, const float* x, const float* w, const float* b, float* y) {
+  namespace pt = detail::pixel_transpose;
+  auto rows = [&](const auto& xp, auto& o) {  // one row (floats), or L rows' planes
+#pragma GCC unroll 8
+    for (int t = 0; t < C; ++t) {
+      o[t] = xp[0] * w[t] + (b ? b[t] : 0.f);
+#pragma GCC unroll 8
+      for (int j = 1; j < C; ++j) o[t] += xp[j] * w[j * C + t];
+    }
+  };
+  parallel_region(n * C >= kParallelGrain ? 0 : 1, [&] {
+    note_team();
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t r0 = n * t / nt, r1 = n * (t + 1) / nt, whole = r0 + (r1 - r0) / pt::L * pt::L;
+    for (int64_t r = r0; r < whole; r += pt::L) {
+      pt::vec xp[C], o[C];
+      pt::load_split<C>(x + r * C, xp);
+      rows(xp, o);
+      pt::merge_store<C>(y + r * C, o);
+    }
+    for (int64_t r = whole; r < r1; ++r) {
+      float o[C];
+      rows(x + r * C, o);
+      std::memcpy(y + r * C, o, sizeof o);
+    }
+  });
+}
+
 // fn(std::integral_constant<int, C>) for C = 1..8; false for other widths.
 template <typename Fn>
 bool with_narrow_width(int64_t c, Fn fn) {
@@ -295,6 +326,9 @@ void dense_forward(int64_t n, int64_t k, int64_t m, const float* x, const float*
     if (k * m <= kGemvWeights) return gemv_rows(1, k, m, x, w, b, y);
     return gemv_row_split(k, m, x, w, b, y);
   }
+  if (k == m && n >= detail::pixel_transpose::L &&
+      with_narrow_width(k, [&](auto c) { dense_forward_planes<decltype(c)::value>(n, x, w, b, y); }))
+    return;
   if (b && m < kNarrowBias) {
     // Few outputs: the product first, then the bias over flat runs of rows (for_each_run, a
     // tiled bias). Seeding y with the bias and accumulating (beta = 1) made OpenBLAS's sgemm
