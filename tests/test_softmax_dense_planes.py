@@ -8,6 +8,8 @@
   AVX-512 (subnormal results, -104 lower clamp): rows with NaN, +inf, -inf, all -inf, and
   spreads of x - max down to -200 must match the oracle; sigmoid near exp's overflow (the old
   upper clamp at 88.5 returned exp(88.5) for x in (88.5, 88.72]: sigmoid(-88.6) 10% off).
+- softmax backward at 1..8 classes: d = sum(dy * y) per row from the split products, spread
+  back over the row's lanes by one permute per register (rows and tails, one and two threads).
 - dense backward with k = m <= 8: dx, dw and db in one pass on planes (float lane sums folded
   into double every 1024 rows), the last rows of each thread's share one by one.
 
@@ -47,12 +49,17 @@ def test_softmax_forward_matches_oracle(rows, c, threads):
     if threads == 2:
         rows = rows * 50 + 7  # over the threading grain (32768 elements) at most widths
     x = (4 * rng.standard_normal((rows, c))).astype(np.float32)
+    dy = rng.standard_normal((rows, c)).astype(np.float32)
     before = _threads(threads)
     try:
         y = _C.softmax_forward(x)
+        dx = _C.softmax_backward(dy, y)  # 1..8: d per row from the split products, expanded
     finally:
         fastconv.set_num_threads(before)
     np.testing.assert_allclose(y, R.softmax_forward(x.astype(np.float64)), rtol=2e-6, atol=1e-7)
+    # atol 2e-6: d is a float sum of up to 129 products (test_narrow_rows: 1e-6 up to 65)
+    np.testing.assert_allclose(dx, R.softmax_backward(dy.astype(np.float64), y.astype(np.float64)),
+                               rtol=2e-6, atol=2e-6)
     np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=2e-6)
     if threads == 2:
         np.testing.assert_array_equal(_C.softmax_forward(x), y)  # rows independent: same bits

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "cpu/fast_exp.h"
 #include "cpu/parallel.h"
@@ -225,18 +226,40 @@ void softmax_forward_planes(int64_t n, const float* x, float* y) {
     softmax_forward_narrow(n - done, std::integral_constant<int64_t, C>{}, x + done * C, y + done * C);
 }
 
+// The backward needs the planes only for d = sum(dy * y) per row: the products are split and
+// summed, and d is spread back over its row's C lanes by one single-register permute per
+// register (expand), so dx = y * (dy - d) runs on the rows as loaded: 36 permutes and blends per
+// register of rows at C = 6 instead of 90 (two splits and a merge).
+template <int C, int J, size_t... I>
+constexpr pt::ivec expand_mask(std::index_sequence<I...>) {
+  return pt::ivec{(int)((J * pt::L + (int)I) / C)...};
+}
+template <int C, size_t... J>
+inline void expand(pt::vec d, pt::vec (&rows)[C], std::index_sequence<J...>) {
+  ((rows[J] = __builtin_shuffle(d, expand_mask<C, (int)J>(std::make_index_sequence<pt::L>()))), ...);
+}
+
 template <int C>
 void softmax_backward_planes(int64_t n, const float* dy, const float* y, float* dx) {
   const int64_t done = for_each_row_register<C>(n, [&](int64_t off) {
-    pt::vec g[C], yp[C];
-    pt::load_split<C>(dy + off, g);
-    pt::load_split<C>(y + off, yp);
-    pt::vec d = pt::vec{};
+    pt::vec g[C], yv[C], p[C], d[C];
 #pragma GCC unroll 8
-    for (int j = 0; j < C; ++j) d += g[j] * yp[j];
+    for (int j = 0; j < C; ++j) {
+      g[j] = pt::load(dy + off + j * pt::L), yv[j] = pt::load(y + off + j * pt::L);
+      p[j] = g[j] * yv[j];
+    }
+    if constexpr (C == 1) {
+      d[0] = p[0];
+    } else {
+      pt::vec planes[C];
+      pt::split<C>(p, planes);
+      pt::vec sum = planes[0];
 #pragma GCC unroll 8
-    for (int j = 0; j < C; ++j) g[j] = yp[j] * (g[j] - d);
-    pt::merge_store<C>(dx + off, g);
+      for (int j = 1; j < C; ++j) sum += planes[j];
+      expand<C>(sum, d, std::make_index_sequence<C>());
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < C; ++j) pt::store(dx + off + j * pt::L, yv[j] * (g[j] - d[j]));
   });
   if (done < n)
     softmax_backward_narrow(n - done, std::integral_constant<int64_t, C>{}, dy + done * C, y + done * C,
