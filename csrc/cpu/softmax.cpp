@@ -11,6 +11,11 @@
 // sum and scaling run down the tile's columns, 16 rows per vector operation. The same
 // operations per element as the row path (exp16 is exp_vec's twin, max by the same '>'),
 // NaN the same way: a NaN logit makes its row's sum, hence the whole row, NaN.
+//
+// Forward routing (2026-12-07): 1..8 classes on pixel_transpose planes (no scalar tile
+// transposes), 9..16 the tile, 17..128 masked rows (AVX-512; the tile below 64 and the row
+// loop above at the other levels), the row loop from 129. Backward: planes to 8, masked rows
+// to 64 (AVX-512), the tile to 16, the row loop.
 #include <algorithm>
 #if defined(__AVX512F__)
 #include <immintrin.h>
