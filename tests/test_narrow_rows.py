@@ -2,8 +2,10 @@
 csrc/cpu that treat short rows as a flat or transposed problem (issue 18, item 3).
 
 - softmax backward at 1..8 classes splits a register of rows into planar registers (pixel_transpose.h),
-  at 9..64 (AVX-512) runs each row in masked registers, as the forward does at 25..64;
-  softmax forward below 64 classes and backward below 17 run 16 rows at a time in a transposed tile
+  as the forward does; backward at 9..64 (AVX-512) runs each row in masked registers, as the
+  forward does at 17..128 (test_softmax_dense_planes.py covers the forward's new paths);
+  softmax forward at 9..16 (below 64 at the other levels) and backward below 17 run 16 rows at a
+  time in a transposed tile
   (widths 1..16 compiled as constants), so the cases cover every width class: constants
   (1, 2, 3, 5, 6, 15, 16), runtime widths (17, 33, 63) and the row path on either side (64,
   65); row counts that are and are not multiples of 16; one threaded case each.

@@ -11,6 +11,9 @@
 #include <cstring>
 
 #include "cpu/simd.h"
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace fastconv::cpu {
 
@@ -18,7 +21,7 @@ inline float exp_vec(float x) {
   // Written so that NaN fails both comparisons and becomes a finite xc (the int conversion
   // below is then always defined); NaN is restored at the end. No libm calls: vectorisable.
   float xc = x > -87.5f ? x : -87.5f;
-  xc = xc < 88.5f ? xc : 88.5f;
+  xc = xc < 89.f ? xc : 89.f;  // n <= 128; above ln(FLT_MAX) = 88.72 the product overflows to inf
   // Round to nearest by the 1.5*2^23 trick: no libm call, so the loop stays vectorisable.
   const float shifter = 12582912.0f;
   const float n = (xc * 1.44269504088896341f + shifter) - shifter;
@@ -37,19 +40,35 @@ inline float exp_vec(float x) {
   const int32_t bits = ((int32_t)n + 126) << 23;
   const float scale = __builtin_bit_cast(float, bits);
   const float y = p * scale * 2.f;
-  return x > 88.7228f ? INFINITY : (x != x ? x : y);
+  return x != x ? x : y;
 }
 
-// exp_vec on vectors of any width F (the same operations, bit-identical results). GCC
-// if-converts the scalar version's clamps into masked arithmetic when it vectorises the loop;
-// spelled with vectors, the clamps are min/max and the loop runs ~25% faster (measured in L1).
+// exp_vec on vectors of any width F (the same operations, the same results; a NaN's payload
+// may differ). Spelled with vectors, the clamps are min/max (GCC if-converted the scalar
+// version's into masked arithmetic, ~25% slower in L1), and two more steps go:
+// - (c > x ? c : x) is maxps(c, x), which keeps x when it is NaN: a NaN runs through n, r
+//   and p into the result, and the final NaN select of exp_vec is not needed;
+// - round(x / ln2) is read from the bits of t = x / ln2 + 1.5 * 2^23 (they are
+//   0x4B400000 + n, and the 0x4B400000 shifts out of 32 bits below), not by an int
+//   conversion, which for a NaN n would be out of range.
+// 24 -> 19 vector operations per exp, 16 with AVX-512's vscalefps on 16 lanes (whose
+// results below FLT_MIN are subnormals, not 0); timings in RESULTS.md (2026-12-07, helper S).
 template <typename F>
 inline F exp_lanes(F x) {
-  using I = decltype(x < x);  // the int32 vector of the same width
-  F xc = x > -87.5f ? x : F{} - 87.5f;  // NaN -> -87.5; restored at the end
-  xc = xc < 88.5f ? xc : F{} + 88.5f;
+#if defined(__AVX512F__)
+  constexpr bool kScalef = sizeof(F) == 64;
+#else
+  constexpr bool kScalef = false;
+#endif
+  // vscalefps (below) rounds to subnormals where the exponent bits flush to 0, hence its
+  // lower clamp: 2^-150.04 = exp(-104) rounds to 0, and so does -inf.
+  constexpr float kLow = kScalef ? -104.f : -87.5f;
+  typedef uint32_t U __attribute__((vector_size(sizeof(F))));
+  F xc = x < kLow ? F{} + kLow : x;  // -inf -> kLow (2^n underflows to 0)
+  xc = xc > 89.f ? F{} + 89.f : xc;  // +inf -> 89 (overflows to inf)
   const F shifter = F{} + 12582912.0f;
-  const F n = (xc * 1.44269504088896341f + shifter) - shifter;
+  const F t = xc * 1.44269504088896341f + shifter;
+  const F n = t - shifter;
   F r = xc - n * 0.693145751953125f;
   r = r - n * 1.42860682030941723e-6f;
   F p = F{} + 1.f / 5040.f;
@@ -60,9 +79,12 @@ inline F exp_lanes(F x) {
   p = p * r + 0.5f;
   p = p * r + 1.f;
   p = p * r + 1.f;
-  const I bits = (__builtin_convertvector(n, I) + 126) << 23;
-  const F y = p * (F)bits * 2.f;
-  return x > 88.7228f ? F{} + INFINITY : (x != x ? x : y);
+#if defined(__AVX512F__)
+  // p * 2^n in one instruction (overflow to inf) for the four steps below.
+  if constexpr (kScalef) return (F)_mm512_scalef_ps((__m512)p, (__m512)n);
+#endif
+  const U bits = ((U)t + 126u) << 23;  // (n + 126) << 23: 2^(n-1), as exp_vec
+  return p * (F)bits * 2.f;
 }
 
 // fn applied to a 16-lane vector in pieces one register wide (simd.h f32xR): below AVX-512

@@ -134,8 +134,17 @@ inline void split_lines(int64_t images, int64_t lines, bool parallel, Range&& ra
   errors.rethrow();
 }
 
-// Rows per flat run: at least 256 elements.
-inline int64_t row_group(int64_t c) { return c >= 256 ? 1 : (256 + c - 1) / c; }
+// Rows per flat run: at least 256 elements, and a whole number of 16-float vectors where that
+// at most doubles the run (c = 6: 48 rows, not 43, whose 258 floats left 2 to a scalar tail
+// on every run; bias+relu backward (256*28*28, 6): see RESULTS.md 2026-12-07, helper S).
+inline int64_t row_group(int64_t c) {
+  if (c >= 256) return 1;
+  const int64_t group = (256 + c - 1) / c;
+  int64_t period = 16;  // rows per whole number of vectors: 16 / gcd(c, 16)
+  for (int64_t v = c; v % 2 == 0 && period > 1; v /= 2) period /= 2;
+  const int64_t aligned = (group + period - 1) / period * period;
+  return aligned <= 2 * group ? aligned : group;
+}
 
 // v[0 .. c) repeated `group` times.
 inline std::vector<float> tile(const float* v, int64_t c, int64_t group) {

@@ -108,6 +108,31 @@ inline void merge(const vec (&planar)[C], vec (&nhwc)[C]) {
   Shuffles<C, false>::all(planar, nhwc, std::make_index_sequence<C>());
 }
 
+// planes[c] lane k = src[k*C + c]: L pixels of C channels (C = 1..8) loaded and split; and
+// the inverse, merged and stored. C = 1 is a plain load / store.
+template <int C>
+inline void load_split(const float* src, vec (&planes)[C]) {
+  vec in[C];
+#pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) in[c] = load(src + c * L);
+  if constexpr (C == 1) {
+    planes[0] = in[0];
+  } else {
+    split<C>(in, planes);
+  }
+}
+template <int C>
+inline void merge_store(float* dst, const vec (&planes)[C]) {
+  vec out[C];
+  if constexpr (C == 1) {
+    out[0] = planes[0];
+  } else {
+    merge<C>(planes, out);
+  }
+#pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) store(dst + c * L, out[c]);
+}
+
 // dst[c*plane + (k / L)*block + k % L] = src[k*C + c] for k < count rounded down to L:
 // planar rows (block = L) or blocks of C planar registers (plane = L, block = C*L); returns
 // the pixels done.

@@ -11,6 +11,11 @@
 // sum and scaling run down the tile's columns, 16 rows per vector operation. The same
 // operations per element as the row path (exp16 is exp_vec's twin, max by the same '>'),
 // NaN the same way: a NaN logit makes its row's sum, hence the whole row, NaN.
+//
+// Forward routing (2026-12-07): 1..8 classes on pixel_transpose planes (no scalar tile
+// transposes), 9..16 the tile, 17..128 masked rows (AVX-512; the tile below 64 and the row
+// loop above at the other levels), the row loop from 129. Backward: planes to 8, masked rows
+// to 64 (AVX-512), the tile to 16, the row loop.
 #include <algorithm>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -18,6 +23,7 @@
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "cpu/fast_exp.h"
 #include "cpu/parallel.h"
@@ -184,45 +190,96 @@ void softmax_backward_narrow(int64_t n, W c, const float* dy, const float* y, fl
 }
 
 // C = 1..8 without the tile: a register of rows (C registers of the flat (n, c) array) is
-// split into C planar registers by pixel_transpose.h's permutes, dx is computed down the
-// planes in registers with the tile path's operations in the same order, and merged back.
-// The tile's scalar transposes were the cost: (256*14*14, 3) 0.10 ms, 1.8 GB of traffic a
-// second where a copy of the same bytes runs at ~40 (1 thread, Zen 4). Rows past the last
-// whole register take the tile path.
-template <int C>
-void softmax_backward_planes(int64_t n, const float* dy, const float* y, float* dx) {
-  namespace pt = detail::pixel_transpose;
+// split into C planar registers by pixel_transpose.h's permutes, the softmax or its gradient is
+// computed down the planes in registers with the tile path's operations in the same order, and
+// merged back. The tile's scalar transposes were the cost: backward (256*14*14, 3) 0.10 ms,
+// 1.8 GB of traffic a second where a copy of the same bytes runs at ~40; forward
+// (32*112*112, 3) 1.44 ms -> see RESULTS.md (1 thread, Zen 4). Rows past the last whole
+// register take the tile path.
+namespace pt = detail::pixel_transpose;
+
+// body(offset of the first float) for each whole register of rows, split across the
+// threads; returns the rows done.
+template <int C, typename Body>
+int64_t for_each_row_register(int64_t n, Body body) {
   const int64_t blocks = n / pt::L;
   parallel_region((n * C >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t off = b * pt::L * C;
-      pt::vec g[C], yv[C];
-#pragma GCC unroll 8
-      for (int j = 0; j < C; ++j) g[j] = pt::load(dy + off + j * pt::L), yv[j] = pt::load(y + off + j * pt::L);
-      if constexpr (C == 1) {
-        g[0] = yv[0] * (g[0] - g[0] * yv[0]);
-        pt::store(dx + off, g[0]);
-      } else {
-        pt::vec gp[C], yp[C];
-        pt::split<C>(g, gp);
-        pt::split<C>(yv, yp);
-        pt::vec d = pt::vec{};
-#pragma GCC unroll 8
-        for (int j = 0; j < C; ++j) d += gp[j] * yp[j];
-#pragma GCC unroll 8
-        for (int j = 0; j < C; ++j) gp[j] = yp[j] * (gp[j] - d);
-        pt::merge<C>(gp, g);
-#pragma GCC unroll 8
-        for (int j = 0; j < C; ++j) pt::store(dx + off + j * pt::L, g[j]);
-      }
-    }
+    for (int64_t b = 0; b < blocks; ++b) body(b * pt::L * C);
   });
-  const int64_t done = blocks * pt::L;
+  return blocks * pt::L;
+}
+
+template <int C>
+void softmax_forward_planes(int64_t n, const float* x, float* y) {
+  const int64_t done = for_each_row_register<C>(n, [&](int64_t off) {
+    pt::vec p[C];
+    pt::load_split<C>(x + off, p);
+    pt::vec mx = p[0];
+#pragma GCC unroll 8
+    for (int j = 1; j < C; ++j) mx = p[j] > mx ? p[j] : mx;
+    pt::vec sum = pt::vec{};
+#pragma GCC unroll 8
+    for (int j = 0; j < C; ++j) p[j] = exp_lanes(p[j] - mx), sum += p[j];
+    const pt::vec inv = 1.f / sum;
+#pragma GCC unroll 8
+    for (int j = 0; j < C; ++j) p[j] *= inv;
+    pt::merge_store<C>(y + off, p);
+  });
+  if (done < n)
+    softmax_forward_narrow(n - done, std::integral_constant<int64_t, C>{}, x + done * C, y + done * C);
+}
+
+// The backward needs the planes only for d = sum(dy * y) per row: the products are split and
+// summed, and d is spread back over its row's C lanes by one single-register permute per
+// register (expand), so dx = y * (dy - d) runs on the rows as loaded: 36 permutes and blends per
+// register of rows at C = 6 instead of 90 (two splits and a merge).
+template <int C, int J, size_t... I>
+constexpr pt::ivec expand_mask(std::index_sequence<I...>) {
+  return pt::ivec{(int)((J * pt::L + (int)I) / C)...};
+}
+template <int C, size_t... J>
+inline void expand(pt::vec d, pt::vec (&rows)[C], std::index_sequence<J...>) {
+  ((rows[J] = __builtin_shuffle(d, expand_mask<C, (int)J>(std::make_index_sequence<pt::L>()))), ...);
+}
+
+template <int C>
+void softmax_backward_planes(int64_t n, const float* dy, const float* y, float* dx) {
+  const int64_t done = for_each_row_register<C>(n, [&](int64_t off) {
+    pt::vec g[C], yv[C], p[C], d[C];
+#pragma GCC unroll 8
+    for (int j = 0; j < C; ++j) {
+      g[j] = pt::load(dy + off + j * pt::L), yv[j] = pt::load(y + off + j * pt::L);
+      p[j] = g[j] * yv[j];
+    }
+    if constexpr (C == 1) {
+      d[0] = p[0];
+    } else {
+      pt::vec planes[C];
+      pt::split<C>(p, planes);
+      pt::vec sum = planes[0];
+#pragma GCC unroll 8
+      for (int j = 1; j < C; ++j) sum += planes[j];
+      expand<C>(sum, d, std::make_index_sequence<C>());
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < C; ++j) pt::store(dx + off + j * pt::L, yv[j] * (g[j] - d[j]));
+  });
   if (done < n)
     softmax_backward_narrow(n - done, std::integral_constant<int64_t, C>{}, dy + done * C, y + done * C,
                             dx + done * C);
+}
+
+// Widths 1..8 as compile-time constants for the planes paths.
+template <typename Fn>
+void with_plane_width(int64_t c, Fn fn) {
+  with_width(c, [&](auto w) {
+    using W = decltype(w);
+    if constexpr (!std::is_integral_v<W>) {
+      if constexpr (W::value <= 8) fn(std::integral_constant<int, (int)W::value>{});
+    }
+  });
 }
 
 #if defined(__AVX512F__)
@@ -230,31 +287,51 @@ void softmax_backward_planes(int64_t n, const float* dy, const float* y, float* 
 // float lanes summed by one horizontal add. The row path's loops (omp simd with a scalar
 // remainder, a double total) spent ~60 cycles on a row of 24: (50176, 24) 0.78 ms, 0.21 of a
 // copy's speed, and the tile's transposes were no faster at 16 (1 thread, Zen 4).
-constexpr int64_t kMaskedRowsMax = 64;
-// The forward the same way at 25..64 classes, where the tile's transposes ran at runtime
+constexpr int64_t kMaskedRowsMax = 64, kMaskedRowsMaxForward = 128;
+// The forward the same way at 17..128 classes, where the tile's transposes ran at runtime
 // widths, ms: (25088, 48) 1.39 -> 0.85, (50176, 32) 1.80 -> 1.31, (50176, 64) 4.2 -> 2.3 (1
-// thread, Zen 4); at 17..24 the two were even (a row's reductions are one long dependency
-// chain, and interleaving four rows measured slower still). Per element the tile
-// path's operations: the max by '>' (a NaN may be skipped, but exp of it makes the row's sum
+// thread, Zen 4). With the cheaper exp_lanes (2026-12-07): 17..24 now ~10% faster here than
+// in the tile ((50176, 24) 1.34 -> 1.17 ms), while 16 stays in the tile (one register a
+// row is one long dependency chain: (100352, 16) 1.00 -> 1.66 ms); 65..128 were on the row
+// loop below ((12544, 96) 1.15 -> 0.62 ms); compile-time tiles of 24 and 32 were slower
+// still (0.70 and 0.81 ms against 0.63 and 0.56). Per element the tile path's operations:
+// the max by '>' (a NaN may be skipped, but exp of it makes the row's sum
 // and so the whole row NaN), exp16 of x - max, a float sum, y = e * (1 / sum).
-// body(row i, chunks, mask of chunk k) for each row, rows split across the threads: a row of
-// c <= 64 floats is `chunks` registers, the last one masked.
-template <typename Body>
-void for_each_masked_row(int64_t n, int64_t c, Body body) {
-  const int chunks = (int)((c + kLanes - 1) / kLanes);
-  const __mmask16 last = (__mmask16)(0xFFFFu >> (chunks * kLanes - c));
-  auto mask = [=](int k) { return k == chunks - 1 ? last : (__mmask16)0xFFFF; };
+// The chunk count is a compile-time constant (1..8): with a runtime count the row's registers
+// were arrays on the stack, stored and reloaded: backward (12544, 24) 0.088 -> 0.065 ms,
+// forward (25088, 24) 0.63 -> 0.45 ms (1 thread, Zen 4, paired).
+template <int K, typename Body>
+void masked_rows_of(int64_t n, int64_t c, Body& body) {
+  const __mmask16 last = (__mmask16)(0xFFFFu >> (K * kLanes - c));
+  auto mask = [=](int k) { return k == K - 1 ? last : (__mmask16)0xFFFF; };
   parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; ++i) body(i, chunks, mask);
+    for (int64_t i = 0; i < n; ++i) body(i, std::integral_constant<int, K>{}, mask);
   });
 }
 
+// body(row i, chunks, mask of chunk k) for each row, rows split across the threads: a row of
+// c <= 128 floats is `chunks` registers (std::integral_constant), the last one masked.
+template <typename Body>
+void for_each_masked_row(int64_t n, int64_t c, Body body) {
+  switch ((c + kLanes - 1) / kLanes) {
+    case 1: return masked_rows_of<1>(n, c, body);
+    case 2: return masked_rows_of<2>(n, c, body);
+    case 3: return masked_rows_of<3>(n, c, body);
+    case 4: return masked_rows_of<4>(n, c, body);
+    case 5: return masked_rows_of<5>(n, c, body);
+    case 6: return masked_rows_of<6>(n, c, body);
+    case 7: return masked_rows_of<7>(n, c, body);
+    default: return masked_rows_of<8>(n, c, body);  // c <= 128
+  }
+}
+
 void softmax_forward_masked_rows(int64_t n, int64_t c, const float* x, float* y) {
-  for_each_masked_row(n, c, [&](int64_t i, int chunks, auto mask) {
+  for_each_masked_row(n, c, [&](int64_t i, auto kc, auto mask) {
+    constexpr int chunks = decltype(kc)::value;
     const float* xr = x + i * c;
-    f32x16 v[4];
+    f32x16 v[chunks];
     f32x16 mx = splat16(-INFINITY);
     for (int k = 0; k < chunks; ++k) {
       v[k] = (f32x16)_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mask(k), xr + k * kLanes);
@@ -273,10 +350,11 @@ void softmax_forward_masked_rows(int64_t n, int64_t c, const float* x, float* y)
 }
 
 void softmax_backward_masked_rows(int64_t n, int64_t c, const float* dy, const float* y, float* dx) {
-  for_each_masked_row(n, c, [&](int64_t i, int chunks, auto mask) {
+  for_each_masked_row(n, c, [&](int64_t i, auto kc, auto mask) {
+    constexpr int chunks = decltype(kc)::value;
     const float* g = dy + i * c;
     const float* yr = y + i * c;
-    __m512 gv[4], yv[4];
+    __m512 gv[chunks], yv[chunks];
     __m512 acc = _mm512_setzero_ps();
     for (int k = 0; k < chunks; ++k) {
       gv[k] = _mm512_maskz_loadu_ps(mask(k), g + k * kLanes);
@@ -294,8 +372,9 @@ void softmax_backward_masked_rows(int64_t n, int64_t c, const float* dy, const f
 
 void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
 #if defined(__AVX512F__)
-  if (c > 24 && c <= kMaskedRowsMax) return softmax_forward_masked_rows(n, c, x, y);
+  if (c > 16 && c <= kMaskedRowsMaxForward) return softmax_forward_masked_rows(n, c, x, y);
 #endif
+  if (c <= 8) return with_plane_width(c, [&](auto w) { softmax_forward_planes<decltype(w)::value>(n, x, y); });
   if (c < kNarrow) {
     with_width(c, [&](auto w) { softmax_forward_narrow(n, w, x, y); });
     return;
@@ -315,16 +394,7 @@ void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
 
 // dx = y * (dy - sum(dy * y)) per row (Jacobian-vector product of softmax).
 void softmax_backward(int64_t n, int64_t c, const float* dy, const float* y, float* dx) {
-  if (c <= 8) {
-    with_width(c, [&](auto w) {
-      using W = decltype(w);
-      if constexpr (!std::is_integral_v<W>) {
-        if constexpr (W::value <= 8) return softmax_backward_planes<(int)W::value>(n, dy, y, dx);
-      }
-      softmax_backward_narrow(n, w, dy, y, dx);  // not reached: 1..8 are constants
-    });
-    return;
-  }
+  if (c <= 8) return with_plane_width(c, [&](auto w) { softmax_backward_planes<decltype(w)::value>(n, dy, y, dx); });
 #if defined(__AVX512F__)
   if (c <= kMaskedRowsMax) return softmax_backward_masked_rows(n, c, dy, y, dx);
 #endif
