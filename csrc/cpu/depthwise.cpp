@@ -1,4 +1,6 @@
 // Direct depthwise convolution (groups == C, Cin_g == 1, multiplier M = Cout_g), NHWC.
+// This file: the forward and backward data passes; the weight pass is in depthwise_weights.cpp,
+// the helpers both use (loads, gather geometry, row walk and its requests) in depthwise_gather.h.
 //
 // im2col would copy every input KH*KW times to feed a GEMM with a single reduction column
 // per channel, so here each tap is applied directly. The passes do ~9 multiply-adds per
@@ -27,13 +29,14 @@
 //   backward data, s=1  the same gather over dy with the kernel flipped and the pads
 //                       mirrored (pt' = (KH-1)*dh - pt; may be negative, which the row
 //                       set-up handles like any out-of-range row)
-//   backward weights    per row and block, KH*KW (+1 for db) register accumulators over the
-//                       row's pixels (over groups of rows on small images, C <= 32),
-//                       added into per-thread double partials, which are summed in thread
-//                       order (deterministic for a given thread count).
+//   backward weights    (depthwise_weights.cpp) per row and block, KH*KW (+1 for db)
+//                       register accumulators over the row's pixels (over groups of rows
+//                       on small images, C <= 32), added into per-thread double partials,
+//                       which are summed in thread order (deterministic for a given
+//                       thread count).
 // Everything else (M > 1, backward data with stride > 1, kernels over kMaxTaps taps) takes
-// the generic loops at the bottom: correct for any geometry, vectorised over channels, but
-// reading and writing through L1 per tap.
+// the generic loops at the bottom of each file: correct for any geometry, vectorised over
+// channels, but reading and writing through L1 per tap.
 // Measured (shared 2-core EPYC Zen 5, N=32 56x56x64 3x3 'same', best of 15, ms; fwd / bwd
 // data / bwd weights): 1 thread 7.1 / 5.8 / 8.4 -> 2.8 / 2.7 / 3.2, 2 threads 3.5 / 2.8 / 3.7
 // -> 1.4 / 1.3 / 1.6 (timings on that VM swing by ~1.5x with the host's memory traffic).
@@ -43,174 +46,20 @@
 // threads write the same memory; tensors under kParallelGrain elements run on one thread.
 #include <omp.h>
 
-#include <algorithm>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "cpu/act_register.h"
 #include "cpu/depthwise_flat.h"
+#include "cpu/depthwise_gather.h"
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
 
-// Builds without AVX-512 pass f32x16 in memory; moot for these file-local helpers.
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 namespace fastconv::cpu::detail {
 
 namespace {
-
-// Fast paths hold up to this many taps (accumulators / row pointers) in local arrays.
-constexpr int64_t kMaxTaps = 64;
-constexpr int64_t kMaxKh = 16;
-
-// Loads/stores of one channel block of n <= 16 floats; Full blocks are plain vector moves,
-// the tail block masked (zeros in the lanes >= n).
-template <bool Full>
-inline f32x16 ld(const float* p, int n) {
-  if constexpr (Full) {
-    (void)n;
-    return load16(p);
-  } else {
-#if defined(__AVX512F__)
-    return (f32x16)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
-#else
-    f32x16 v{};
-    std::memcpy(&v, p, sizeof(float) * (size_t)n);
-    return v;
-#endif
-  }
-}
-
-template <bool Full>
-inline void st(float* p, f32x16 v, int n) {
-  if constexpr (Full) {
-    (void)n;
-    store16(p, v);
-  } else {
-#if defined(__AVX512F__)
-    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
-#else
-    std::memcpy(p, &v, sizeof(float) * (size_t)n);
-#endif
-  }
-}
-
-inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
-// A gather-form pass over single-channel-per-output planes (M == 1): out (oh, ow, c) of one
-// image from in (ih, iw, c), out[oy, ox] = bias + sum in[oy*sh - pt + ky*dh,
-// ox*sw - pl + kx*dw] * w[ky, kx] (pads may be negative).
-struct Gather {
-  int64_t ih, iw, oh, ow, c;
-  int64_t kh, kw, sh, sw, dh, dw, pt, pl;
-  // Output columns [lo, hi) read no padding column.
-  int64_t lo, hi;
-};
-
-Gather make_gather(int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t c, const Window2d& v,
-                   int64_t pt, int64_t pl) {
-  Gather q{ih, iw, oh, ow, c, v.kh, v.kw, v.sh, v.sw, v.dh, v.dw, pt, pl, 0, 0};
-  // ox*sw - pl >= 0 and ox*sw - pl + (kw-1)*dw <= iw - 1.
-  q.lo = std::clamp<int64_t>(floor_div(pl + v.sw - 1, v.sw), 0, ow);
-  q.hi = std::clamp<int64_t>(floor_div(iw - 1 - (v.kw - 1) * v.dw + pl, v.sw) + 1, q.lo, ow);
-  return q;
-}
-
-// Input row pointers of output row oy (one image, input plane `in`). Kernel rows in the
-// vertical padding point at `zeros` (a zero row of iw*c floats), so every output row runs
-// the same branch-free loop, and a padding tap adds exactly 0 as in the definition.
-inline void tap_rows(const Gather& q, const float* in, const float* zeros, int64_t oy,
-                     const float** rows) {
-  for (int64_t ky = 0; ky < q.kh; ++ky) {
-    const int64_t iy = oy * q.sh - q.pt + ky * q.dh;
-    rows[ky] = iy >= 0 && iy < q.ih ? in + iy * q.iw * q.c : zeros;
-  }
-}
-
-// Requests bytes [p, p + bytes) into L1 (Far: into L2 only; see RowPrefetch).
-// Always inlined, as RowPrefetch::slice: GCC 12 takes a function whose only effect is
-// __builtin_prefetch for one with no effect at all, and deleted the calls to slice from the
-// tiles, so the 3x3 forward ran with no request ahead (found in objdump: no prefetch left in
-// tiled_row3; adding them back is most of the gain measured at RowPrefetch).
-template <bool Far = false>
-__attribute__((always_inline)) inline void prefetch_bytes(const void* p, int64_t bytes) {
-  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch((const char*)p + off, 0, Far ? 2 : 3);
-}
-
-// The input rows of the next output row that the current one does not already use (each
-// kh rows of one output row), to be requested ahead. The next output row's new input row
-// would otherwise be first touched by the channel-block passes 64 bytes out of every C*4, a
-// pattern the hardware prefetchers follow poorly: measured, the forward ran at 17 GB/s
-// against 37 GB/s for a copy on one core.
-// far: the input comes from memory (it is over the stream threshold, simd.h: larger than
-// what stays in cache). Then the requests go to L2 only (prefetcht1): each L1 request holds
-// one of L1's few miss buffers for a whole memory latency, and a burst of them stalled the
-// loads behind it (and inputs in cache are not requested by the tiles at all, tile3_all).
-// Measured on the 2-vCPU Zen 4, 1 thread, MobileNet's nine depthwise layers
-// + ReLU at batch 64, total ms, one run of alternating processes: no requests (what the
-// compiler had left, see prefetch_bytes) 102-106; into L1, one burst per tile 110; into L1,
-// a slice per tile and channel block (tile3_all) 74; into L2, per tile 71-77; into L2, per
-// block 62; the same two rows ahead instead of one 70. For inputs in cache (batch 1) L2
-// requests measured as noise (two runs of the nine layers disagreed in sign), so they keep
-// the L1 requests of the block walk (gather_block) and none in the tiles.
-struct RowPrefetch {
-  const float* rows[kMaxKh];
-  int n = 0;
-  bool far = false;
-  int64_t bytes = 0;  // of one row
-  // Requests bytes [bytes * a / total, bytes * b / total) of each row (a slice of the rows
-  // per slice of the current row's work keeps a steady trickle of requests).
-  __attribute__((always_inline)) void slice(int64_t a, int64_t b, int64_t total) const {
-    const int64_t lo = bytes * a / total / 64 * 64, hi = bytes * b / total;
-    for (int k = 0; k < n; ++k) {
-      if (far) prefetch_bytes<true>((const char*)rows[k] + lo, hi - lo);
-      else prefetch_bytes((const char*)rows[k] + lo, hi - lo);
-    }
-  }
-  void all() const { slice(0, 1, 1); }
-};
-
-inline RowPrefetch new_rows(const Gather& q, const float* const* cur, const float* const* next,
-                            const float* zeros, bool far) {
-  RowPrefetch p;
-  p.far = far;
-  p.bytes = q.iw * q.c * (int64_t)sizeof(float);
-  for (int64_t k = 0; k < q.kh; ++k) {
-    if (next[k] == zeros || std::find(cur, cur + q.kh, next[k]) != cur + q.kh) continue;
-    p.rows[p.n++] = next[k];
-  }
-  return p;
-}
-
-// fn(l, rows, pf) for the lines l in [l0, l1) (line = image * q.oh + output row) in order,
-// with rows = that line's kh input row pointers into `in` (n images of q.ih x q.iw x q.c)
-// and pf the next line's new input rows, for fn to request while it works (far: see
-// RowPrefetch); an fn taking (l, rows) only has them all requested before it runs.
-template <typename Fn>
-void walk_lines(const Gather& q, const float* in, const float* zeros, int64_t l0, int64_t l1,
-                Fn fn, bool far = false) {
-  const float* rows[kMaxKh];
-  const float* next[kMaxKh];
-  const int64_t plane = q.ih * q.iw * q.c;
-  if (l0 < l1) tap_rows(q, in + l0 / q.oh * plane, zeros, l0 % q.oh, next);
-  for (int64_t l = l0; l < l1; ++l) {
-    std::copy(next, next + q.kh, rows);
-    RowPrefetch pf;
-    if (l + 1 < l1) {
-      tap_rows(q, in + (l + 1) / q.oh * plane, zeros, (l + 1) % q.oh, next);
-      pf = new_rows(q, rows, next, zeros, far);
-    }
-    if constexpr (std::is_invocable_v<Fn, int64_t, const float* const*, const RowPrefetch&>) {
-      fn(l, (const float* const*)rows, pf);
-    } else {
-      pf.all();
-      fn(l, (const float* const*)rows);
-    }
-  }
-}
 
 // The activations applied in registers before the store (others on the row after). Below
 // AVX-512 only the identity: the 16-lane compare-and-select of relu6 made the avx2 and SSE
@@ -466,106 +315,11 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
   split_lines(n, lines, lines * row_floats >= kParallelGrain, range);  // scratch() may throw
 }
 
-// Backward weights, M == 1, `k` output rows (rows[j]: row j's kh input row pointers, dyrows[j]
-// its dy row), channels [c0, c0 + n): part[tap*cpad + c] += sum over the rows' pixels of
-// dy * x at the tap, dbpart[c] += sum of dy (cpad = C rounded up to a multiple of 16, so
-// every block adds whole vectors). The sums stay in registers over the k rows: on 7-pixel
-// rows adding them to part after every row cost 30 memory operations a row against 70 FMAs.
-template <int K, bool Full>
-void weights_block(const Gather& q, const float* const (*rows)[kMaxKh], const float* const* dyrows, int k,
-                   int64_t c0, int n, int64_t cpad, float* part, float* dbpart) {
-  const int64_t kh = K ? K : q.kh, kw = K ? K : q.kw, C = q.c;
-  const int64_t xs = q.sw * C, ts = q.dw * C;
-  f32x16 acc[K ? K * K : kMaxTaps];
-  for (int64_t i = 0; i < kh * kw; ++i) acc[i] = f32x16{};
-  f32x16 s{};
-  const int64_t base = c0 - q.pl * C;
-  for (int j = 0; j < k; ++j) {
-    const float* const* r = rows[j];
-    const float* dyrow = dyrows[j];
-    int64_t ox = q.lo;
-    if constexpr (K == 3) {
-      if (q.sw == 1 && q.dw == 1 && ox < q.hi) {  // sliding 3-column window, as in gather_block
-        f32x16 a0[3], a1[3];
-        for (int ky = 0; ky < 3; ++ky) {
-          a0[ky] = ld<Full>(r[ky] + base + ox * C, n);
-          a1[ky] = ld<Full>(r[ky] + base + (ox + 1) * C, n);
-        }
-        for (; ox < q.hi; ++ox) {
-          const f32x16 d = ld<Full>(dyrow + ox * C + c0, n);
-          s += d;
-          for (int ky = 0; ky < 3; ++ky) {
-            const f32x16 a2 = ld<Full>(r[ky] + base + (ox + 2) * C, n);
-            acc[3 * ky] += d * a0[ky];
-            acc[3 * ky + 1] += d * a1[ky];
-            acc[3 * ky + 2] += d * a2;
-            a0[ky] = a1[ky];
-            a1[ky] = a2;
-          }
-        }
-      }
-    }
-    for (; ox < q.hi; ++ox) {
-      const f32x16 d = ld<Full>(dyrow + ox * C + c0, n);
-      s += d;
-      for (int64_t ky = 0; ky < kh; ++ky) {
-        const float* p = r[ky] + (base + ox * xs);
-        for (int64_t kx = 0; kx < kw; ++kx) acc[ky * kw + kx] += d * ld<Full>(p + kx * ts, n);
-      }
-    }
-    auto edge = [&](int64_t ox) {
-      const f32x16 d = ld<Full>(dyrow + ox * C + c0, n);
-      s += d;
-      for (int64_t kx = 0; kx < kw; ++kx) {
-        const int64_t ix = ox * q.sw - q.pl + kx * q.dw;
-        if (ix < 0 || ix >= q.iw) continue;
-        for (int64_t ky = 0; ky < kh; ++ky)
-          acc[ky * kw + kx] += d * ld<Full>(r[ky] + ix * C + c0, n);
-      }
-    };
-    for (int64_t ox = 0; ox < q.lo; ++ox) edge(ox);
-    for (int64_t ox = q.hi; ox < q.ow; ++ox) edge(ox);
-  }
-  // Lanes >= n hold zeros (masked loads), so whole vectors are added to the padded rows.
-  for (int64_t i = 0; i < kh * kw; ++i) store16(part + i * cpad + c0, load16(part + i * cpad + c0) + acc[i]);
-  if (dbpart) store16(dbpart + c0, load16(dbpart + c0) + s);
-}
-
-template <int K>
-void weights_rows(const Gather& q, const float* const (*rows)[kMaxKh], const float* const* dyrows, int k,
-                  int64_t cpad, float* part, float* dbpart) {
-  int64_t c0 = 0;
-  for (; c0 + kLanes <= q.c; c0 += kLanes)
-    weights_block<K, true>(q, rows, dyrows, k, c0, kLanes, cpad, part, dbpart);
-  if (c0 < q.c) weights_block<K, false>(q, rows, dyrows, k, c0, (int)(q.c - c0), cpad, part, dbpart);
-}
-
-bool fast_m1(const ConvGeometry& g) {
-  return g.cout_g == 1 && g.win.kh <= kMaxKh && g.win.kh * g.win.kw <= kMaxTaps;
-}
-
-Gather forward_gather(const ConvGeometry& g) {
-  return make_gather(g.h, g.w, g.oh, g.ow, g.c, g.win, g.win.pt, g.win.pl);
-}
-
 }  // namespace
 
 // ---- generic loops (any M, stride, dilation, pads, kernel size) ----
 
 namespace {
-
-// acc[o] += a[o / M] * b[o] over all output channels o < C*M.
-inline void tap_fma(int64_t c, int64_t m, const float* a, const float* b, float* acc) {
-  if (m == 1) {
-#pragma omp simd
-    for (int64_t i = 0; i < c; ++i) acc[i] += a[i] * b[i];
-  } else {
-    for (int64_t i = 0; i < c; ++i) {
-      const float av = a[i];
-      for (int64_t j = 0; j < m; ++j) acc[i * m + j] += av * b[i * m + j];
-    }
-  }
-}
 
 void generic_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                      float* y) {
@@ -637,32 +391,6 @@ void generic_backward_data(const ConvGeometry& g, const float* dy, const float* 
   }
 }
 
-// Per-thread partials of dW (and db after it) for lines [l0, l1) of the generic path.
-void generic_weights_lines(const ConvGeometry& g, const float* dy, const float* x, int64_t l0,
-                           int64_t l1, float* pw, float* pb) {
-  const Window2d& v = g.win;
-  const int64_t m = g.cout_g, oc = g.oc;
-  for (int64_t l = l0; l < l1; ++l) {
-    const int64_t n = l / g.oh, oy = l % g.oh;
-    const float* dyl = dy + l * g.ow * oc;
-    for (int64_t ox = 0; ox < g.ow; ++ox) {
-      const float* d = dyl + ox * oc;
-#pragma omp simd
-      for (int64_t o = 0; o < oc; ++o) pb[o] += d[o];
-    }
-    for (int64_t ky = 0; ky < v.kh; ++ky) {
-      const int64_t iy = oy * v.sh - v.pt + ky * v.dh;
-      if (iy < 0 || iy >= g.h) continue;
-      const float* xrow = x + (n * g.h + iy) * g.w * g.c;
-      for (int64_t ox = 0; ox < g.ow; ++ox)
-        for (int64_t kx = 0; kx < v.kw; ++kx) {
-          const int64_t ix = ox * v.sw - v.pl + kx * v.dw;
-          if (ix < 0 || ix >= g.w) continue;
-          tap_fma(g.c, m, xrow + ix * g.c, dyl + ox * oc, pw + (ky * v.kw + kx) * oc);
-        }
-    }
-  }
-}
 
 }  // namespace
 
@@ -693,97 +421,4 @@ void depthwise_backward_data(const ConvGeometry& g, const float* dy, const float
                                (v.kw - 1) * v.dw - v.pl);
   gather_pass(q, g.n, dy, flipped.data(), nullptr, dx);
 }
-
-void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
-                                float* dw, float* db) {
-  if (depthwise_flat_applies(g)) return depthwise_flat_backward_weights(g, dy, x, dw, db);
-  const int64_t oc = g.oc, wsize = g.weight_size(), lines = g.n * g.oh;
-  const bool fast = fast_m1(g);
-  const Gather q = forward_gather(g);
-  // Per-thread partial sums (dW then db), reduced in thread order afterwards: no atomics,
-  // and the result is the same on every run with the same thread count. The fast path
-  // keeps them in double, (taps + 1) rows of cpad channels.
-  const int64_t taps = g.win.kh * g.win.kw, cpad = (g.c + kLanes - 1) / kLanes * kLanes;
-  const int64_t stride = fast ? (taps + 1) * cpad : wsize + oc;
-  const int max_threads = omp_get_max_threads();
-  std::vector<double> part(fast ? (size_t)(max_threads * stride) : 0, 0.0);
-  std::vector<float> fpart(fast ? 0 : (size_t)(max_threads * stride), 0.f);
-  const std::vector<float> zeros(fast ? (size_t)(g.w * g.c) : 0, 0.f);
-  int used = 1;
-  ExceptionCaptor errors;  // scratch() may grow
-#pragma omp parallel if (g.output_size() >= kParallelGrain)
-  {
-    note_team();
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-#pragma omp single
-    used = nt;
-    const int64_t l0 = lines * t / nt, l1 = lines * (t + 1) / nt;
-    if (fast) errors.run([&] {
-      // Rows add into float partials (whole vectors), folded into the thread's double
-      // totals every kFlushLines lines: the float error stays that of a short sum.
-      constexpr int64_t kFlushLines = 16;
-      float* fw = scratch(stride);
-      std::fill(fw, fw + stride, 0.f);
-      double* total = part.data() + t * stride;
-      auto flush = [&] {
-        for (int64_t i = 0; i < stride; ++i) total[i] += fw[i];
-        std::fill(fw, fw + stride, 0.f);
-      };
-      float* fb = db ? fw + taps * cpad : nullptr;
-      const bool k3 = g.win.kh == 3 && g.win.kw == 3;
-      const int64_t row_bytes = g.ow * oc * (int64_t)sizeof(float);
-      // Rows per call of weights_rows: up to 64 pixels' worth (7x7 images: 9 rows, within the
-      // kFlushLines of the float partials) on rows under 16 pixels with C <= 32, else one
-      // (walk_lines requests each next row ahead). Weight pass ms, 1 thread, medians of 4
-      // alternating processes: N=256 7x7x16 0.082 -> 0.067, but 7x7x64 0.28 -> 0.34 and
-      // 7x7x512 (N=32) 0.58 -> 1.08: a block's pass over 9 rows steps C*4 bytes a pixel
-      // through a few of L1's sets, and the rows evicted each other.
-      const int64_t group = q.ow >= 16 || q.c > 32 ? 1 : std::min<int64_t>(kFlushLines, 64 / q.ow);
-      if (group == 1) {
-        walk_lines(q, x, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows) {
-          const float* dyrow = dy + l * g.ow * oc;
-          if (l + 1 < l1) prefetch_bytes(dyrow + g.ow * oc, row_bytes);
-          const float* r[1][kMaxKh];
-          std::copy(rows, rows + q.kh, r[0]);
-          if (k3) weights_rows<3>(q, r, &dyrow, 1, cpad, fw, fb);
-          else weights_rows<0>(q, r, &dyrow, 1, cpad, fw, fb);
-          if ((l - l0) % kFlushLines == kFlushLines - 1) flush();
-        });
-      } else {
-        const int64_t plane = q.ih * q.iw * q.c;
-        const float* r[kFlushLines][kMaxKh];
-        const float* dyrows[kFlushLines];
-        int64_t since = 0;  // lines in the float partials
-        for (int64_t a = l0; a < l1; a += group) {
-          const int k = (int)std::min<int64_t>(group, l1 - a);
-          if (since + k > kFlushLines) flush(), since = 0;
-          since += k;
-          for (int j = 0; j < k; ++j) {
-            tap_rows(q, x + (a + j) / q.oh * plane, zeros.data(), (a + j) % q.oh, r[j]);
-            dyrows[j] = dy + (a + j) * g.ow * oc;
-          }
-          if (k3) weights_rows<3>(q, r, dyrows, k, cpad, fw, fb);
-          else weights_rows<0>(q, r, dyrows, k, cpad, fw, fb);
-        }
-      }
-      flush();
-    });
-    else {
-      float* pw = fpart.data() + t * stride;
-      generic_weights_lines(g, dy, x, l0, l1, pw, pw + wsize);
-    }
-  }
-  errors.rethrow();
-  // Sum of the threads' partials of entry i (fast layout: tap i / C, channel i % C).
-  auto total = [&](int64_t i) {
-    double s = 0.0;
-    const int64_t j = fast ? i / g.c * cpad + i % g.c : i;
-    for (int t = 0; t < used; ++t) s += fast ? part[t * stride + j] : fpart[t * stride + j];
-    return (float)s;
-  };
-  for (int64_t i = 0; i < wsize; ++i) dw[i] = total(i);
-  if (db)
-    for (int64_t o = 0; o < oc; ++o) db[o] = total(wsize + o);
-}
-
 }  // namespace fastconv::cpu::detail

@@ -1,0 +1,218 @@
+// The depthwise weight pass (dW, db), M == 1 fast path and the generic loops; the forward and
+// backward data passes are in depthwise.cpp (whose head comment has the design), the helpers
+// both use in depthwise_gather.h.
+//   per row and block, KH*KW (+1 for db) register accumulators over the row's pixels (over
+//   groups of rows on small images, C <= 32), added into per-thread double partials, which
+//   are summed in thread order (deterministic for a given thread count).
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cpu/depthwise_flat.h"
+#include "cpu/depthwise_gather.h"
+#include "cpu/im2col.h"
+#include "cpu/item_team.h"
+#include "cpu/parallel.h"
+#include "cpu/simd.h"
+
+namespace fastconv::cpu::detail {
+
+namespace {
+
+// Backward weights, M == 1, `k` output rows (rows[j]: row j's kh input row pointers, dyrows[j]
+// its dy row), channels [c0, c0 + n): part[tap*cpad + c] += sum over the rows' pixels of
+// dy * x at the tap, dbpart[c] += sum of dy (cpad = C rounded up to a multiple of 16, so
+// every block adds whole vectors). The sums stay in registers over the k rows: on 7-pixel
+// rows adding them to part after every row cost 30 memory operations a row against 70 FMAs.
+template <int K, bool Full>
+void weights_block(const Gather& q, const float* const (*rows)[kMaxKh], const float* const* dyrows, int k,
+                   int64_t c0, int n, int64_t cpad, float* part, float* dbpart) {
+  const int64_t kh = K ? K : q.kh, kw = K ? K : q.kw, C = q.c;
+  const int64_t xs = q.sw * C, ts = q.dw * C;
+  f32x16 acc[K ? K * K : kMaxTaps];
+  for (int64_t i = 0; i < kh * kw; ++i) acc[i] = f32x16{};
+  f32x16 s{};
+  const int64_t base = c0 - q.pl * C;
+  for (int j = 0; j < k; ++j) {
+    const float* const* r = rows[j];
+    const float* dyrow = dyrows[j];
+    int64_t ox = q.lo;
+    if constexpr (K == 3) {
+      if (q.sw == 1 && q.dw == 1 && ox < q.hi) {  // sliding 3-column window, as in gather_block
+        f32x16 a0[3], a1[3];
+        for (int ky = 0; ky < 3; ++ky) {
+          a0[ky] = ld<Full>(r[ky] + base + ox * C, n);
+          a1[ky] = ld<Full>(r[ky] + base + (ox + 1) * C, n);
+        }
+        for (; ox < q.hi; ++ox) {
+          const f32x16 d = ld<Full>(dyrow + ox * C + c0, n);
+          s += d;
+          for (int ky = 0; ky < 3; ++ky) {
+            const f32x16 a2 = ld<Full>(r[ky] + base + (ox + 2) * C, n);
+            acc[3 * ky] += d * a0[ky];
+            acc[3 * ky + 1] += d * a1[ky];
+            acc[3 * ky + 2] += d * a2;
+            a0[ky] = a1[ky];
+            a1[ky] = a2;
+          }
+        }
+      }
+    }
+    for (; ox < q.hi; ++ox) {
+      const f32x16 d = ld<Full>(dyrow + ox * C + c0, n);
+      s += d;
+      for (int64_t ky = 0; ky < kh; ++ky) {
+        const float* p = r[ky] + (base + ox * xs);
+        for (int64_t kx = 0; kx < kw; ++kx) acc[ky * kw + kx] += d * ld<Full>(p + kx * ts, n);
+      }
+    }
+    auto edge = [&](int64_t ox) {
+      const f32x16 d = ld<Full>(dyrow + ox * C + c0, n);
+      s += d;
+      for (int64_t kx = 0; kx < kw; ++kx) {
+        const int64_t ix = ox * q.sw - q.pl + kx * q.dw;
+        if (ix < 0 || ix >= q.iw) continue;
+        for (int64_t ky = 0; ky < kh; ++ky)
+          acc[ky * kw + kx] += d * ld<Full>(r[ky] + ix * C + c0, n);
+      }
+    };
+    for (int64_t ox = 0; ox < q.lo; ++ox) edge(ox);
+    for (int64_t ox = q.hi; ox < q.ow; ++ox) edge(ox);
+  }
+  // Lanes >= n hold zeros (masked loads), so whole vectors are added to the padded rows.
+  for (int64_t i = 0; i < kh * kw; ++i) store16(part + i * cpad + c0, load16(part + i * cpad + c0) + acc[i]);
+  if (dbpart) store16(dbpart + c0, load16(dbpart + c0) + s);
+}
+
+template <int K>
+void weights_rows(const Gather& q, const float* const (*rows)[kMaxKh], const float* const* dyrows, int k,
+                  int64_t cpad, float* part, float* dbpart) {
+  int64_t c0 = 0;
+  for (; c0 + kLanes <= q.c; c0 += kLanes)
+    weights_block<K, true>(q, rows, dyrows, k, c0, kLanes, cpad, part, dbpart);
+  if (c0 < q.c) weights_block<K, false>(q, rows, dyrows, k, c0, (int)(q.c - c0), cpad, part, dbpart);
+}
+
+// Per-thread partials of dW (and db after it) for lines [l0, l1) of the generic path.
+void generic_weights_lines(const ConvGeometry& g, const float* dy, const float* x, int64_t l0,
+                           int64_t l1, float* pw, float* pb) {
+  const Window2d& v = g.win;
+  const int64_t m = g.cout_g, oc = g.oc;
+  for (int64_t l = l0; l < l1; ++l) {
+    const int64_t n = l / g.oh, oy = l % g.oh;
+    const float* dyl = dy + l * g.ow * oc;
+    for (int64_t ox = 0; ox < g.ow; ++ox) {
+      const float* d = dyl + ox * oc;
+#pragma omp simd
+      for (int64_t o = 0; o < oc; ++o) pb[o] += d[o];
+    }
+    for (int64_t ky = 0; ky < v.kh; ++ky) {
+      const int64_t iy = oy * v.sh - v.pt + ky * v.dh;
+      if (iy < 0 || iy >= g.h) continue;
+      const float* xrow = x + (n * g.h + iy) * g.w * g.c;
+      for (int64_t ox = 0; ox < g.ow; ++ox)
+        for (int64_t kx = 0; kx < v.kw; ++kx) {
+          const int64_t ix = ox * v.sw - v.pl + kx * v.dw;
+          if (ix < 0 || ix >= g.w) continue;
+          tap_fma(g.c, m, xrow + ix * g.c, dyl + ox * oc, pw + (ky * v.kw + kx) * oc);
+        }
+    }
+  }
+}
+
+}  // namespace
+
+void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
+                                float* dw, float* db) {
+  if (depthwise_flat_applies(g)) return depthwise_flat_backward_weights(g, dy, x, dw, db);
+  const int64_t oc = g.oc, wsize = g.weight_size(), lines = g.n * g.oh;
+  const bool fast = fast_m1(g);
+  const Gather q = forward_gather(g);
+  // Per-thread partial sums (dW then db), reduced in thread order afterwards: no atomics,
+  // and the result is the same on every run with the same thread count. The fast path
+  // keeps them in double, (taps + 1) rows of cpad channels.
+  const int64_t taps = g.win.kh * g.win.kw, cpad = (g.c + kLanes - 1) / kLanes * kLanes;
+  const int64_t stride = fast ? (taps + 1) * cpad : wsize + oc;
+  const int max_threads = omp_get_max_threads();
+  std::vector<double> part(fast ? (size_t)(max_threads * stride) : 0, 0.0);
+  std::vector<float> fpart(fast ? 0 : (size_t)(max_threads * stride), 0.f);
+  const std::vector<float> zeros(fast ? (size_t)(g.w * g.c) : 0, 0.f);
+  int used = 1;
+  ExceptionCaptor errors;  // scratch() may grow
+#pragma omp parallel if (g.output_size() >= kParallelGrain)
+  {
+    note_team();
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#pragma omp single
+    used = nt;
+    const int64_t l0 = lines * t / nt, l1 = lines * (t + 1) / nt;
+    if (fast) errors.run([&] {
+      // Rows add into float partials (whole vectors), folded into the thread's double
+      // totals every kFlushLines lines: the float error stays that of a short sum.
+      constexpr int64_t kFlushLines = 16;
+      float* fw = scratch(stride);
+      std::fill(fw, fw + stride, 0.f);
+      double* total = part.data() + t * stride;
+      auto flush = [&] {
+        for (int64_t i = 0; i < stride; ++i) total[i] += fw[i];
+        std::fill(fw, fw + stride, 0.f);
+      };
+      float* fb = db ? fw + taps * cpad : nullptr;
+      const bool k3 = g.win.kh == 3 && g.win.kw == 3;
+      const int64_t row_bytes = g.ow * oc * (int64_t)sizeof(float);
+      // Rows per call of weights_rows: up to 64 pixels' worth (7x7 images: 9 rows, within the
+      // kFlushLines of the float partials) on rows under 16 pixels with C <= 32, else one
+      // (walk_lines requests each next row ahead). Weight pass ms, 1 thread, medians of 4
+      // alternating processes: N=256 7x7x16 0.082 -> 0.067, but 7x7x64 0.28 -> 0.34 and
+      // 7x7x512 (N=32) 0.58 -> 1.08: a block's pass over 9 rows steps C*4 bytes a pixel
+      // through a few of L1's sets, and the rows evicted each other.
+      const int64_t group = q.ow >= 16 || q.c > 32 ? 1 : std::min<int64_t>(kFlushLines, 64 / q.ow);
+      if (group == 1) {
+        walk_lines(q, x, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows) {
+          const float* dyrow = dy + l * g.ow * oc;
+          if (l + 1 < l1) prefetch_bytes(dyrow + g.ow * oc, row_bytes);
+          const float* r[1][kMaxKh];
+          std::copy(rows, rows + q.kh, r[0]);
+          if (k3) weights_rows<3>(q, r, &dyrow, 1, cpad, fw, fb);
+          else weights_rows<0>(q, r, &dyrow, 1, cpad, fw, fb);
+          if ((l - l0) % kFlushLines == kFlushLines - 1) flush();
+        });
+      } else {
+        const int64_t plane = q.ih * q.iw * q.c;
+        const float* r[kFlushLines][kMaxKh];
+        const float* dyrows[kFlushLines];
+        int64_t since = 0;  // lines in the float partials
+        for (int64_t a = l0; a < l1; a += group) {
+          const int k = (int)std::min<int64_t>(group, l1 - a);
+          if (since + k > kFlushLines) flush(), since = 0;
+          since += k;
+          for (int j = 0; j < k; ++j) {
+            tap_rows(q, x + (a + j) / q.oh * plane, zeros.data(), (a + j) % q.oh, r[j]);
+            dyrows[j] = dy + (a + j) * g.ow * oc;
+          }
+          if (k3) weights_rows<3>(q, r, dyrows, k, cpad, fw, fb);
+          else weights_rows<0>(q, r, dyrows, k, cpad, fw, fb);
+        }
+      }
+      flush();
+    });
+    else {
+      float* pw = fpart.data() + t * stride;
+      generic_weights_lines(g, dy, x, l0, l1, pw, pw + wsize);
+    }
+  }
+  errors.rethrow();
+  // Sum of the threads' partials of entry i (fast layout: tap i / C, channel i % C).
+  auto total = [&](int64_t i) {
+    double s = 0.0;
+    const int64_t j = fast ? i / g.c * cpad + i % g.c : i;
+    for (int t = 0; t < used; ++t) s += fast ? part[t * stride + j] : fpart[t * stride + j];
+    return (float)s;
+  };
+  for (int64_t i = 0; i < wsize; ++i) dw[i] = total(i);
+  if (db)
+    for (int64_t o = 0; o < oc; ++o) db[o] = total(wsize + o);
+}
+
+}  // namespace fastconv::cpu::detail
