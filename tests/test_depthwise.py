@@ -309,3 +309,48 @@ def test_depthwise_weights_row_groups(n, h, w, c, k, s):
 def test_depthwise_weights_row_groups_two_threads(two_threads):
     """Groups of rows within each thread's share of lines (over 32K floats: threaded)."""
     _check(np.random.default_rng(9), 96, 7, 7, 24, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+
+
+@pytest.mark.parametrize("c, w", [(3, 14), (6, 14), (3, 28), (6, 9), (5, 40)])
+def test_depthwise_flat_weights_nan_reaches_its_taps(c, w):
+    """The flat weight pass loads its row-interior vectors plainly and the row-end ones
+    masked: a NaN input in one pixel of channel c - 1 reaches exactly the taps that read it
+    (all 9 from a column inside the row, the 6 with kx <= 1 from the first column, kx >= 1
+    from the last), in its own channel only; db never sees x."""
+    rng = np.random.default_rng(7 * c + w)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), c)
+    for col, bad_kx in ((w // 2, []), (0, [2]), (w - 1, [0])):
+        x = rng.uniform(0.5, 1.0, (2, 5, w, c)).astype(np.float32)
+        x[1, 2, col, c - 1] = np.nan
+        dy = rng.uniform(0.5, 1.0, x.shape).astype(np.float32)
+        dw, db = _C.conv2d_backward_weights(dy, x, (3, 3, 1, c), *args, True)
+        nan = np.isnan(dw[:, :, 0, :])
+        expect = np.zeros_like(nan)
+        expect[:, :, c - 1] = True
+        for kx in bad_kx:
+            expect[:, kx, c - 1] = False
+        np.testing.assert_array_equal(nan, expect)
+        assert np.isfinite(db).all()
+        clean = np.where(np.isnan(x), 0.0, x).astype(np.float32)
+        rdw, _ = R.conv2d_backward_weights(dy.astype(np.float64), clean.astype(np.float64), (3, 3, 1, c), *args, True)
+        dwc, _ = _C.conv2d_backward_weights(dy, clean, (3, 3, 1, c), *args, True)
+        _close(dwc, rdw)
+
+
+# Rows of 16 to 256 floats run the flat forward / backward data as one stream per thread's
+# images (depthwise_flat.cpp image_stream): masks from each lane's place in its row and image,
+# plain row masks only where the 16 lanes have rows above and below. Both ends of the rule
+# (W*C = 16 and 256 stream, 258 takes the row walk), one-row images (every vector at an image
+# edge), steps of 12, 13, 15 floats ending mid-step, batch 1 and several images per stream.
+@pytest.mark.parametrize("n, h, w, c", [(1, 1, 16, 1), (3, 1, 17, 3), (2, 3, 64, 4), (1, 3, 86, 3), (5, 7, 7, 6),
+                                        (4, 2, 9, 2), (3, 5, 5, 13), (2, 4, 3, 15), (1, 9, 14, 3), (7, 3, 6, 5)])
+def test_depthwise_flat_image_stream(n, h, w, c):
+    rng = np.random.default_rng(n * 7 + h * 131 + w * 17 + c)
+    _check(rng, n, h, w, c, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+
+
+@pytest.mark.parametrize("c", [3, 6])
+def test_depthwise_flat_image_stream_two_threads(c, two_threads):
+    """Each thread streams its own images (over 32K floats: threaded); a thread's last vector
+    stores only its own lanes."""
+    _check(np.random.default_rng(5 + c), 67, 14, 14, c, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))

@@ -40,15 +40,14 @@ inline void tap_rows(const float* in, int64_t img, int64_t oy, int64_t H, int64_
   }
 }
 
-// 16 floats of a tap: its row's floats [off, off + 16) in `lanes` (row_lanes), zeros in the
-// others (the horizontal padding) and everywhere for a row in the vertical padding (null).
+// 16 floats of a tap at a row's end: its row's floats [off, off + 16) in `lanes` (row_lanes),
+// zeros in the others (the horizontal padding; rows in the vertical padding are a zero row).
 inline __mmask16 row_lanes(int64_t off, int64_t L) {  // lanes whose float lies in [0, L)
   const int64_t lo = std::max<int64_t>(0, -off), hi = std::min<int64_t>(kLanes, L - off);
   return hi <= lo ? (__mmask16)0 : (__mmask16)((0xFFFFu >> (kLanes - hi)) & (0xFFFFu << lo));
 }
 inline __m512 tap_load(const float* row, int64_t off, __mmask16 lanes) {
-  if (!row) return _mm512_setzero_ps();
-  return lanes == 0xFFFF ? _mm512_loadu_ps(row + off) : _mm512_maskz_loadu_ps(lanes, row + off);
+  return _mm512_maskz_loadu_ps(lanes, row + off);
 }
 
 // The forward steps S floats along the row, S = the largest multiple of C up to 16 (C = 3:
@@ -68,23 +67,104 @@ inline __m512 tap_load(const float* row, int64_t off, __mmask16 lanes) {
 // ring to drop the edge masks (the copy cost more than the masks saved, 112x112 20% slower).
 inline int64_t step_floats(int64_t C) { return kLanes / C * C; }
 
-void flat_pass(const ConvGeometry& g, const float* in, const float* w, const float* b, float* out) {
-  const int64_t C = g.c, H = g.h, L = g.w * g.c, S = step_floats(C), lines = g.n * H;
-  alignas(64) float tv[kTaps + 1][kLanes];  // taps, then the bias; lanes >= S: 0
+// The nine tap vectors and the bias (b may be null) of S-float steps: lane l < S serves
+// channel l % C, lanes >= S hold 0.
+inline void step_table(int64_t C, int64_t S, const float* w, const float* b, float (&tv)[kTaps + 1][kLanes]) {
   for (int64_t l = 0; l < kLanes; ++l) {
     for (int t = 0; t < kTaps; ++t) tv[t][l] = l < S ? w[t * C + l % C] : 0.f;
     tv[kTaps][l] = l < S && b ? b[l % C] : 0.f;
   }
+}
+
+// Short rows (image_stream_applies): each thread's images as one stream of S-float steps,
+// with no row ends. Lane l of the vector at float f of the stream carries f mod L (its place
+// in the row) and f mod H*L (in the image), added S per vector; tap (ky, kx) reads
+// f + (ky - 1)*L + (kx - 1)*C where that stays inside the row (kx) and the image (ky), masked
+// to zero elsewhere (the padding's zeros are multiplied like the rest, as in flat_pass; masked
+// lanes read nothing, so no fault at the tensor's ends and no read across images). The row
+// walk below spends its time at the row ends on such rows: at 14 pixels x 3 channels two of
+// its three vectors take the masked edge path, plus the row's set-up.
+void image_stream(const ConvGeometry& g, const float* in, const float* w, const float* b, float* out) {
+  alignas(64) float tv[kTaps + 1][kLanes];
+  step_table(g.c, step_floats(g.c), w, b, tv);
+  split_lines(g.n, g.n, g.n * g.h * g.w * g.c >= kParallelGrain, [&](int64_t i0, int64_t i1) {
+    // The sizes and pointers as locals of the body (body_locals).
+    const int64_t C = g.c, L = g.w * g.c, HL = g.h * L, S = step_floats(C), end = i1 * HL;
+    const float* const src = in;
+    float* const dst = out;
+    __m512 wv[kTaps];
+    for (int t = 0; t < kTaps; ++t) wv[t] = _mm512_load_ps(tv[t]);
+    const __m512 bias = _mm512_load_ps(tv[kTaps]);
+    const __m512i vS = _mm512_set1_epi32((int)S), vL = _mm512_set1_epi32((int)L),
+                  vHL = _mm512_set1_epi32((int)HL), vC = _mm512_set1_epi32((int)C),
+                  vLC = _mm512_set1_epi32((int)(L - C)), vHLL = _mm512_set1_epi32((int)(HL - L));
+    // place of lane l in its row and image at the stream's start (L >= 16: l itself)
+    __m512i r = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), s = r;
+    int64_t s0 = 0;  // lane 0's place in its image
+    for (int64_t e0 = i0 * HL; e0 < end; e0 += S) {
+      const __mmask16 hm[3] = {_mm512_cmpge_epi32_mask(r, vC), (__mmask16)0xFFFF, _mm512_cmplt_epi32_mask(r, vLC)};
+      // Inner: all 16 lanes have their rows above and below in the image (no row masks, so two
+      // masks live instead of nine).
+      auto vec = [&](auto inner) {
+        __mmask16 vm[3] = {0xFFFF, 0xFFFF, 0xFFFF};
+        if constexpr (!decltype(inner)::value) {
+          const __mmask16 live = e0 + kLanes <= end ? (__mmask16)0xFFFF : (__mmask16)((1u << (end - e0)) - 1);
+          vm[0] = _mm512_mask_cmpge_epi32_mask(live, s, vL);
+          vm[1] = live;
+          vm[2] = _mm512_mask_cmplt_epi32_mask(live, s, vHLL);
+        }
+        __m512 a[3] = {bias, _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int kx = 0; kx < 3; ++kx)
+          for (int ky = 0; ky < 3; ++ky) {
+            const float* p = src + e0 + (ky - 1) * L + (kx - 1) * C;
+            const __m512 xv = decltype(inner)::value && kx == 1 ? _mm512_loadu_ps(p)
+                              : _mm512_maskz_loadu_ps((__mmask16)(vm[ky] & hm[kx]), p);
+            a[ky] = _mm512_fmadd_ps(xv, wv[ky * 3 + kx], a[ky]);
+          }
+        const __m512 v = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), a[2]);
+        // lanes >= S are rewritten by the next vector; at the stream's end only its own lanes
+        if (e0 + kLanes <= end) _mm512_storeu_ps(dst + e0, v);
+        else _mm512_mask_storeu_ps(dst + e0, (__mmask16)(0xFFFFu >> (kLanes - std::min(S, end - e0))), v);
+      };
+      if (s0 >= L && s0 + kLanes <= HL - L && e0 + kLanes <= end) vec(std::true_type());
+      else vec(std::false_type());
+      r = _mm512_add_epi32(r, vS);
+      r = _mm512_mask_sub_epi32(r, _mm512_cmpge_epi32_mask(r, vL), r, vL);
+      s = _mm512_add_epi32(s, vS);
+      s = _mm512_mask_sub_epi32(s, _mm512_cmpge_epi32_mask(s, vHL), s, vHL);
+      s0 += S;
+      s0 -= s0 >= HL ? HL : 0;
+    }
+  });
+}
+
+// Rows of 16 to kStreamRowFloats floats take the image stream.
+constexpr int64_t kStreamRowFloats = 256;
+inline bool image_stream_applies(const ConvGeometry& g) {
+  const int64_t L = g.w * g.c;
+  return L >= kLanes && L <= kStreamRowFloats && g.h * L < (int64_t(1) << 30);
+}
+
+void flat_pass(const ConvGeometry& g, const float* in, const float* w, const float* b, float* out) {
+  if (image_stream_applies(g)) return image_stream(g, in, w, b, out);
+  const int64_t C = g.c, H = g.h, L = g.w * g.c, S = step_floats(C), lines = g.n * H;
+  alignas(64) float tv[kTaps + 1][kLanes];  // taps, then the bias; lanes >= S: 0
+  step_table(C, S, w, b, tv);
   const std::vector<float> zeros((size_t)L, 0.f);
   split_lines(g.n, lines, lines * L >= kParallelGrain, [&](int64_t l0, int64_t l1) {
+    // The sizes and pointers as locals of the body (body_locals).
+    const int64_t C = g.c, H = g.h, L = g.w * g.c, S = step_floats(C);
+    const float* const in_ = in;
+    float* const out_ = out;
+    const float* const zero = zeros.data();
     __m512 wv[kTaps];
     for (int t = 0; t < kTaps; ++t) wv[t] = _mm512_load_ps(tv[t]);
     const __m512 bias = _mm512_load_ps(tv[kTaps]);
     for (int64_t line = l0; line < l1; ++line) {
-      float* y = out + line * L;
+      float* y = out_ + line * L;
       const float* r[3];
-      tap_rows(in, line / H, line % H, H, L, r);
-      for (auto& row : r) row = row ? row : zeros.data();
+      tap_rows(in_, line / H, line % H, H, L, r);
+      for (auto& row : r) row = row ? row : zero;
       auto vec = [&](int64_t e0, auto edge) {
         // one accumulator per kernel row: three chains of three FMAs
         __m512 a[3] = {bias, _mm512_setzero_ps(), _mm512_setzero_ps()};
@@ -130,6 +210,7 @@ void flat_weights(const ConvGeometry& g, const float* dy, const float* x, float*
   const int max_threads = omp_get_max_threads();
   std::vector<double> part((size_t)(max_threads * stride), 0.0);
   int used = 1;
+  const std::vector<float> zeros((size_t)L, 0.f);  // the rows in the vertical padding
 #pragma omp parallel if (lines * L >= kParallelGrain)
   {
     note_team();
@@ -137,6 +218,12 @@ void flat_weights(const ConvGeometry& g, const float* dy, const float* x, float*
 #pragma omp single
     used = nt;
     const int64_t l0 = lines * t / nt, l1 = lines * (t + 1) / nt;
+    // The sizes and pointers as locals of the region (body_locals).
+    const int64_t C = g.c, H = g.h, L = g.w * g.c;
+    const int npat = patterns;
+    const float* const dy_ = dy;
+    const float* const x_ = x;
+    const float* const zero = zeros.data();
     double* total = part.data() + t * stride;
     std::vector<float> fsum((size_t)stride, 0.f);
     auto flush = [&] {
@@ -145,27 +232,34 @@ void flat_weights(const ConvGeometry& g, const float* dy, const float* x, float*
     };
     for (int64_t line = l0; line < l1; ++line) {
       const int64_t img = line / H, oy = line % H;
-      const float* d = dy + line * L;
+      const float* d = dy_ + line * L;
       const float* rows[3];
-      tap_rows(x, img, oy, H, L, rows);
+      tap_rows(x_, img, oy, H, L, rows);
+      for (auto& row : rows) row = row ? row : zero;
       // One pattern at a time, its kSums sums in registers (all patterns' at once would be
       // 30 registers for C = 3, 6, and through memory they doubled the pass's time).
       // The step a compile-time constant: with S at run time the C = 6 pass (16-float steps,
       // the same work) measured 8-10% slower.
       auto run = [&](auto step) {
         constexpr int64_t kS = decltype(step)::value;
-        for (int p = 0; p < patterns; ++p) {
+        for (int p = 0; p < npat; ++p) {
           __m512 acc[kSums];
           for (auto& v : acc) v = _mm512_setzero_ps();
-          for (int64_t e0 = p * kS; e0 < L; e0 += patterns * kS) {
+          for (int64_t e0 = p * kS; e0 < L; e0 += npat * kS) {
             const __mmask16 live = (__mmask16)(0xFFFFu >> (kLanes - std::min<int64_t>(kS, L - e0)));
             const __m512 dv = _mm512_maskz_loadu_ps(live, d + e0);  // lanes past the row: 0
             // the padding's zeros are multiplied too (dy = inf there gives NaN, as the oracle)
-            for (int kx = 0; kx < 3; ++kx) {
-              const int64_t off = e0 + (kx - 1) * C;
-              const __mmask16 lanes = row_lanes(off, L);
-              for (int ky = 0; ky < 3; ++ky)
-                acc[ky * 3 + kx] = _mm512_fmadd_ps(dv, tap_load(rows[ky], off, lanes), acc[ky * 3 + kx]);
+            if (e0 >= C && e0 + kLanes + C <= L) {  // every tap inside the row: plain loads
+              for (int kx = 0; kx < 3; ++kx)
+                for (int ky = 0; ky < 3; ++ky)
+                  acc[ky * 3 + kx] = _mm512_fmadd_ps(dv, _mm512_loadu_ps(rows[ky] + e0 + (kx - 1) * C), acc[ky * 3 + kx]);
+            } else {
+              for (int kx = 0; kx < 3; ++kx) {
+                const int64_t off = e0 + (kx - 1) * C;
+                const __mmask16 lanes = row_lanes(off, L);
+                for (int ky = 0; ky < 3; ++ky)
+                  acc[ky * 3 + kx] = _mm512_fmadd_ps(dv, tap_load(rows[ky], off, lanes), acc[ky * 3 + kx]);
+              }
             }
             acc[kTaps] = _mm512_add_ps(acc[kTaps], dv);
           }
