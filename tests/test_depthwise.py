@@ -311,9 +311,10 @@ def test_depthwise_weights_row_groups_two_threads(two_threads):
     _check(np.random.default_rng(9), 96, 7, 7, 24, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
 
 
-@pytest.mark.parametrize("c, w", [(3, 14), (6, 14), (3, 28), (6, 9), (5, 40)])
+@pytest.mark.parametrize("c, w", [(3, 14), (6, 14), (3, 28), (6, 9), (5, 40), (6, 20), (3, 90)])
 def test_depthwise_flat_weights_nan_reaches_its_taps(c, w):
-    """The flat weight pass loads its row-interior vectors plainly and the row-end ones
+    """The flat weight pass (the image stream for rows up to 256 floats, 96 for C = 6; the
+    row walk above, 6 x 20 and 3 x 90) loads its interior vectors plainly and the row-end ones
     masked: a NaN input in one pixel of channel c - 1 reaches exactly the taps that read it
     (all 9 from a column inside the row, the 6 with kx <= 1 from the first column, kx >= 1
     from the last), in its own channel only; db never sees x."""

@@ -76,14 +76,64 @@ inline void step_table(int64_t C, int64_t S, const float* w, const float* b, flo
   }
 }
 
+// Rows of 16 to kStreamRowFloats floats take the image stream.
+constexpr int64_t kStreamRowFloats = 256;
+inline bool image_stream_applies(const ConvGeometry& g) {
+  const int64_t L = g.w * g.c;
+  return L >= kLanes && L <= kStreamRowFloats && g.h * L < (int64_t(1) << 30);
+}
+
 // Short rows (image_stream_applies): each thread's images as one stream of S-float steps,
 // with no row ends. Lane l of the vector at float f of the stream carries f mod L (its place
 // in the row) and f mod H*L (in the image), added S per vector; tap (ky, kx) reads
 // f + (ky - 1)*L + (kx - 1)*C where that stays inside the row (kx) and the image (ky), masked
 // to zero elsewhere (the padding's zeros are multiplied like the rest, as in flat_pass; masked
-// lanes read nothing, so no fault at the tensor's ends and no read across images). The row
-// walk below spends its time at the row ends on such rows: at 14 pixels x 3 channels two of
-// its three vectors take the masked edge path, plus the row's set-up.
+// lanes read nothing, so no fault at the tensor's ends and no read across images). Vectors
+// whose 16 lanes all have their rows above and below ("inner") need the two column masks
+// only: with nine masks live per vector GCC moved them through memory and the stream was
+// slower than the row walk from 84-float rows up. The row walk spends its time at the row
+// ends on such rows (14 pixels x 3 channels: two of its three vectors take the masked edge
+// path, plus each row's set-up). Forward ms, 1 thread, medians of 4 alternating processes,
+// row walk -> stream (the first with the body locals, which alone gave 0.83-1.0):
+// N=256 14x14x3 0.113 -> 0.077, 14x14x6 0.199 -> 0.167, 28x28x3 0.348 -> 0.305,
+// 28x28x6 0.895 -> 0.708, 7x7x6 0.082 -> 0.051, N=32 28x28x6 0.100 -> 0.086, N=32 56x56x3
+// (168-float rows) 0.160 -> 0.155; backward data alike (0.64-0.95).
+struct StreamLanes {
+  int64_t L, HL, S, s0 = 0;  // s0: lane 0's place in its image
+  __m512i r, s, vS, vL, vHL, vC, vLC, vHLL;
+  StreamLanes(int64_t C, int64_t L_, int64_t HL_, int64_t S_) : L(L_), HL(HL_), S(S_) {
+    r = s = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);  // L >= 16
+    vS = _mm512_set1_epi32((int)S), vL = _mm512_set1_epi32((int)L), vHL = _mm512_set1_epi32((int)HL);
+    vC = _mm512_set1_epi32((int)C), vLC = _mm512_set1_epi32((int)(L - C)), vHLL = _mm512_set1_epi32((int)(HL - L));
+  }
+  bool inner(int64_t e0, int64_t end) const { return s0 >= L && s0 + kLanes <= HL - L && e0 + kLanes <= end; }
+  // Lanes whose tap kx stays inside the row.
+  void columns(__mmask16 (&hm)[3]) const {
+    hm[0] = _mm512_cmpge_epi32_mask(r, vC), hm[1] = 0xFFFF, hm[2] = _mm512_cmplt_epi32_mask(r, vLC);
+  }
+  // Lanes before `end` whose kernel row ky stays inside the image.
+  void rows(int64_t e0, int64_t end, __mmask16 (&vm)[3]) const {
+    const __mmask16 live = e0 + kLanes <= end ? (__mmask16)0xFFFF : (__mmask16)((1u << (end - e0)) - 1);
+    vm[0] = _mm512_mask_cmpge_epi32_mask(live, s, vL), vm[1] = live, vm[2] = _mm512_mask_cmplt_epi32_mask(live, s, vHLL);
+  }
+  void next() {
+    r = _mm512_add_epi32(r, vS);
+    r = _mm512_mask_sub_epi32(r, _mm512_cmpge_epi32_mask(r, vL), r, vL);
+    s = _mm512_add_epi32(s, vS);
+    s = _mm512_mask_sub_epi32(s, _mm512_cmpge_epi32_mask(s, vHL), s, vHL);
+    s0 += S;
+    s0 -= s0 >= HL ? HL : 0;
+  }
+};
+
+// Tap (ky, kx) of the stream vector at p (+ the tap's offset): plain for an inner vector's
+// middle column, else masked to the lanes that stay in the row and image.
+template <bool Inner>
+inline __m512 stream_tap(const float* p, int ky, int kx, const __mmask16 (&vm)[3], const __mmask16 (&hm)[3]) {
+  if (Inner && kx == 1) return _mm512_loadu_ps(p);
+  return _mm512_maskz_loadu_ps(Inner ? hm[kx] : (__mmask16)(vm[ky] & hm[kx]), p);
+}
+
 void image_stream(const ConvGeometry& g, const float* in, const float* w, const float* b, float* out) {
   alignas(64) float tv[kTaps + 1][kLanes];
   step_table(g.c, step_floats(g.c), w, b, tv);
@@ -95,30 +145,17 @@ void image_stream(const ConvGeometry& g, const float* in, const float* w, const 
     __m512 wv[kTaps];
     for (int t = 0; t < kTaps; ++t) wv[t] = _mm512_load_ps(tv[t]);
     const __m512 bias = _mm512_load_ps(tv[kTaps]);
-    const __m512i vS = _mm512_set1_epi32((int)S), vL = _mm512_set1_epi32((int)L),
-                  vHL = _mm512_set1_epi32((int)HL), vC = _mm512_set1_epi32((int)C),
-                  vLC = _mm512_set1_epi32((int)(L - C)), vHLL = _mm512_set1_epi32((int)(HL - L));
-    // place of lane l in its row and image at the stream's start (L >= 16: l itself)
-    __m512i r = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), s = r;
-    int64_t s0 = 0;  // lane 0's place in its image
+    StreamLanes lanes(C, L, HL, S);
     for (int64_t e0 = i0 * HL; e0 < end; e0 += S) {
-      const __mmask16 hm[3] = {_mm512_cmpge_epi32_mask(r, vC), (__mmask16)0xFFFF, _mm512_cmplt_epi32_mask(r, vLC)};
-      // Inner: all 16 lanes have their rows above and below in the image (no row masks, so two
-      // masks live instead of nine).
+      __mmask16 hm[3], vm[3] = {0xFFFF, 0xFFFF, 0xFFFF};
+      lanes.columns(hm);
       auto vec = [&](auto inner) {
-        __mmask16 vm[3] = {0xFFFF, 0xFFFF, 0xFFFF};
-        if constexpr (!decltype(inner)::value) {
-          const __mmask16 live = e0 + kLanes <= end ? (__mmask16)0xFFFF : (__mmask16)((1u << (end - e0)) - 1);
-          vm[0] = _mm512_mask_cmpge_epi32_mask(live, s, vL);
-          vm[1] = live;
-          vm[2] = _mm512_mask_cmplt_epi32_mask(live, s, vHLL);
-        }
+        constexpr bool kInner = decltype(inner)::value;
+        if (!kInner) lanes.rows(e0, end, vm);
         __m512 a[3] = {bias, _mm512_setzero_ps(), _mm512_setzero_ps()};
         for (int kx = 0; kx < 3; ++kx)
           for (int ky = 0; ky < 3; ++ky) {
-            const float* p = src + e0 + (ky - 1) * L + (kx - 1) * C;
-            const __m512 xv = decltype(inner)::value && kx == 1 ? _mm512_loadu_ps(p)
-                              : _mm512_maskz_loadu_ps((__mmask16)(vm[ky] & hm[kx]), p);
+            const __m512 xv = stream_tap<kInner>(src + e0 + (ky - 1) * L + (kx - 1) * C, ky, kx, vm, hm);
             a[ky] = _mm512_fmadd_ps(xv, wv[ky * 3 + kx], a[ky]);
           }
         const __m512 v = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), a[2]);
@@ -126,24 +163,78 @@ void image_stream(const ConvGeometry& g, const float* in, const float* w, const 
         if (e0 + kLanes <= end) _mm512_storeu_ps(dst + e0, v);
         else _mm512_mask_storeu_ps(dst + e0, (__mmask16)(0xFFFFu >> (kLanes - std::min(S, end - e0))), v);
       };
-      if (s0 >= L && s0 + kLanes <= HL - L && e0 + kLanes <= end) vec(std::true_type());
+      if (lanes.inner(e0, end)) vec(std::true_type());
       else vec(std::false_type());
-      r = _mm512_add_epi32(r, vS);
-      r = _mm512_mask_sub_epi32(r, _mm512_cmpge_epi32_mask(r, vL), r, vL);
-      s = _mm512_add_epi32(s, vS);
-      s = _mm512_mask_sub_epi32(s, _mm512_cmpge_epi32_mask(s, vHL), s, vHL);
-      s0 += S;
-      s0 -= s0 >= HL ? HL : 0;
+      lanes.next();
     }
   });
 }
 
-// Rows of 16 to kStreamRowFloats floats take the image stream.
-constexpr int64_t kStreamRowFloats = 256;
-inline bool image_stream_applies(const ConvGeometry& g) {
-  const int64_t L = g.w * g.c;
-  return L >= kLanes && L <= kStreamRowFloats && g.h * L < (int64_t(1) << 30);
+// The weight pass on the same stream (rows of 16 to 256 floats, image_stream_applies): the
+// forward's S-float steps, so one weight pattern (lane l: channel l % C, lanes >= S dropped),
+// ten float sums in registers over the stream, folded into the thread's double totals every
+// 16 rows' worth of vectors (the float error of the row walk's 16-line flushes).
+void weights_stream(const ConvGeometry& g, const float* dy, const float* x, float* dw, float* db) {
+  constexpr int kSums = kTaps + 1;  // + db
+  const int64_t C = g.c, S = step_floats(C), stride = kSums * kLanes;
+  const int max_threads = omp_get_max_threads();
+  std::vector<double> part((size_t)(max_threads * stride), 0.0);
+  int used = 1;
+#pragma omp parallel if (g.n * g.h * g.w * g.c >= kParallelGrain)
+  {
+    note_team();
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#pragma omp single
+    used = nt;
+    // The sizes and pointers as locals of the region (body_locals).
+    const int64_t C = g.c, L = g.w * g.c, HL = g.h * L, S = step_floats(C);
+    const int64_t end = g.n * (t + 1) / nt * HL, flush_every = std::max<int64_t>(1, 16 * L / S);
+    const float* const dyp = dy;
+    const float* const xp = x;
+    double* const total = part.data() + t * stride;
+    StreamLanes lanes(C, L, HL, S);
+    // Blocks of flush_every vectors, the sums in registers over a block (declared in the block
+    // and added to the totals after it: with a flush lambda called in the loop GCC kept them
+    // on the stack, a store and a reload per FMA, and the pass ran 1.2-2.5x slower).
+    for (int64_t e0 = g.n * t / nt * HL; e0 < end;) {
+      __m512 acc[kSums];
+      for (auto& v : acc) v = _mm512_setzero_ps();
+      for (const int64_t stop = std::min(end, e0 + flush_every * S); e0 < stop; e0 += S) {
+        __mmask16 hm[3], vm[3] = {0xFFFF, 0xFFFF, 0xFFFF};
+        lanes.columns(hm);
+        auto vec = [&](auto inner) {
+          constexpr bool kInner = decltype(inner)::value;
+          if (!kInner) lanes.rows(e0, end, vm);
+          // lanes >= S and past the end: 0 (the padding's zeros are multiplied by dy, as in
+          // the oracle: dy = inf there gives NaN)
+          const __m512 dv = _mm512_maskz_loadu_ps((__mmask16)(0xFFFFu >> (kLanes - std::min(S, end - e0))), dyp + e0);
+          for (int kx = 0; kx < 3; ++kx)
+            for (int ky = 0; ky < 3; ++ky) {
+              const __m512 xv = stream_tap<kInner>(xp + e0 + (ky - 1) * L + (kx - 1) * C, ky, kx, vm, hm);
+              acc[ky * 3 + kx] = _mm512_fmadd_ps(dv, xv, acc[ky * 3 + kx]);
+            }
+          acc[kTaps] = _mm512_add_ps(acc[kTaps], dv);
+        };
+        if (lanes.inner(e0, end)) vec(std::true_type());
+        else vec(std::false_type());
+        lanes.next();
+      }
+      for (int k = 0; k < kSums; ++k) {
+        double* tk = total + k * kLanes;
+        _mm512_storeu_pd(tk, _mm512_add_pd(_mm512_loadu_pd(tk), _mm512_cvtps_pd(_mm512_castps512_ps256(acc[k]))));
+        _mm512_storeu_pd(tk + 8, _mm512_add_pd(_mm512_loadu_pd(tk + 8), _mm512_cvtps_pd(_mm512_extractf32x8_ps(acc[k], 1))));
+      }
+    }
+  }
+  std::vector<double> sum((size_t)(kSums * C), 0.0);
+  for (int t = 0; t < used; ++t)
+    for (int s2 = 0; s2 < kSums; ++s2)
+      for (int64_t l = 0; l < S; ++l) sum[(size_t)(s2 * C + l % C)] += part[(size_t)(t * stride + s2 * kLanes + l)];
+  for (int64_t i = 0; i < kTaps * C; ++i) dw[i] = (float)sum[(size_t)i];
+  if (db)
+    for (int64_t c = 0; c < C; ++c) db[c] = (float)sum[(size_t)(kTaps * C + c)];
 }
+
 
 void flat_pass(const ConvGeometry& g, const float* in, const float* w, const float* b, float* out) {
   if (image_stream_applies(g)) return image_stream(g, in, w, b, out);
@@ -196,6 +287,13 @@ void flat_pass(const ConvGeometry& g, const float* in, const float* w, const flo
 // thread count), then each pattern lane goes to its channel.
 void flat_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw, float* db) {
   const int64_t C = g.c, H = g.h, L = g.w * g.c, lines = g.n * H;
+  // The stream's steps are the forward's: for C = 6, 7, 9..14 (12, 14, 9.. floats) more FMAs
+  // than the row walk's 16, which then wins past rows of ~96 floats. Weight pass ms, 1 thread,
+  // medians of 4 alternating processes, row walk -> stream: N=256 14x14x3 0.122 -> 0.089,
+  // 28x28x3 0.371 -> 0.324, N=32 56x56x3 0.168 -> 0.158, N=256 7x7x6 0.098 -> 0.057,
+  // 14x14x6 0.226 -> 0.207, but 28x28x6 0.82 -> 0.91 and N=32 28x28x6 0.078 -> 0.105.
+  if (image_stream_applies(g) && (step_floats(C) >= kLanes - 1 || L <= 96))
+    return weights_stream(g, dy, x, dw, db);
   // Steps of S floats: 16, or on rows of up to 256 floats 15 where that is whole pixels
   // (C = 3, 5, 15: one pattern instead of C, so one flush of the sums a line instead of C, at
   // 16/15 the FMAs). Weight pass ms, 1 thread, medians of 3-5 alternating processes (loaded
