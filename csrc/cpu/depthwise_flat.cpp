@@ -9,7 +9,15 @@
 // channel (e0 + l) % C, one of C / gcd(step, C) patterns; the forward steps whole pixels
 // (flat_pass). Edges: a tap's lanes that fall outside the input row, and rows in
 // the vertical padding, read zeros and are multiplied like the rest, as in the oracle and
-// depthwise.cpp (0 * an inf weight is NaN there too).
+// depthwise.cpp (0 * an inf weight is NaN there too). Rows of 16 to 256 floats run all three
+// passes as one stream over each thread's images instead (image_stream, weights_stream): no
+// row ends, each lane's place in its row and image carried from vector to vector.
+// body_locals: each thread's body copies the sizes and pointers it uses into its own locals.
+// Read through the lambda's references (or OpenMP's shared variables), every store (to y, or
+// to the sums), which may alias them as far as GCC knows, made it reload L and C in the vector
+// loop (objdump). Forward ms with that alone, 1 thread, medians of 5 alternating processes:
+// N=256 14x14x6 0.188 -> 0.171, N=32 28x28x6 0.091 -> 0.078, N=32 112x112x3 0.677 -> 0.498
+// (4 rounds), N=256 14x14x3 unchanged.
 #include "cpu/depthwise_flat.h"
 
 #include <omp.h>
@@ -347,7 +355,10 @@ void flat_weights(const ConvGeometry& g, const float* dy, const float* x, float*
             const __mmask16 live = (__mmask16)(0xFFFFu >> (kLanes - std::min<int64_t>(kS, L - e0)));
             const __m512 dv = _mm512_maskz_loadu_ps(live, d + e0);  // lanes past the row: 0
             // the padding's zeros are multiplied too (dy = inf there gives NaN, as the oracle)
-            if (e0 >= C && e0 + kLanes + C <= L) {  // every tap inside the row: plain loads
+            // Every tap inside the row: plain loads (a mask and a branch per tap before: weight
+            // pass ms, 5 alternating processes, N=32 112x112x3 0.725 -> 0.593, N=32 28x28x6
+            // 0.097 -> 0.077, N=256 28x28x6 0.741 -> 0.739, with the body locals).
+            if (e0 >= C && e0 + kLanes + C <= L) {
               for (int kx = 0; kx < 3; ++kx)
                 for (int ky = 0; ky < 3; ++ky)
                   acc[ky * 3 + kx] = _mm512_fmadd_ps(dv, _mm512_loadu_ps(rows[ky] + e0 + (kx - 1) * C), acc[ky * 3 + kx]);
