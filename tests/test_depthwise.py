@@ -338,9 +338,10 @@ def test_depthwise_flat_weights_nan_reaches_its_taps(c, w):
         _close(dwc, rdw)
 
 
-# Rows of 16 to 256 floats run the flat forward / backward data as one stream per thread's
-# images (depthwise_flat.cpp image_stream): masks from each lane's place in its row and image,
-# plain row masks only where the 16 lanes have rows above and below. Both ends of the rule
+# Rows of 16 to 256 floats run the flat forward, backward data and weight pass (C = 6 etc. up
+# to 96 floats) as one stream per thread's rows (depthwise_flat.cpp image_stream,
+# weights_stream): masks from each lane's place in its row and image, column masks only where
+# the 16 lanes have rows above and below. Both ends of the rule
 # (W*C = 16 and 256 stream, 258 takes the row walk), one-row images (every vector at an image
 # edge), steps of 12, 13, 15 floats ending mid-step, batch 1 and several images per stream.
 @pytest.mark.parametrize("n, h, w, c", [(1, 1, 16, 1), (3, 1, 17, 3), (2, 3, 64, 4), (1, 3, 86, 3), (5, 7, 7, 6),
@@ -351,7 +352,9 @@ def test_depthwise_flat_image_stream(n, h, w, c):
 
 
 @pytest.mark.parametrize("c", [3, 6])
-def test_depthwise_flat_image_stream_two_threads(c, two_threads):
-    """Each thread streams its own images (over 32K floats: threaded); a thread's last vector
-    stores only its own lanes."""
-    _check(np.random.default_rng(5 + c), 67, 14, 14, c, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+@pytest.mark.parametrize("n, h, w", [(67, 14, 14), (1, 301, 41), (3, 101, 15)])
+def test_depthwise_flat_image_stream_two_threads(n, h, w, c, two_threads):
+    """Each thread streams its own range of rows (over 32K floats: threaded), which may start
+    and end inside an image (batch 1: the item team's blocks of rows); a thread's last vector
+    stores, and its weight sums take, only its own lanes."""
+    _check(np.random.default_rng(5 + c + h), n, h, w, c, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))

@@ -10,7 +10,7 @@
 // (flat_pass). Edges: a tap's lanes that fall outside the input row, and rows in
 // the vertical padding, read zeros and are multiplied like the rest, as in the oracle and
 // depthwise.cpp (0 * an inf weight is NaN there too). Rows of 16 to 256 floats run all three
-// passes as one stream over each thread's images instead (image_stream, weights_stream): no
+// passes as one stream over each thread's rows instead (image_stream, weights_stream): no
 // row ends, each lane's place in its row and image carried from vector to vector.
 // body_locals: each thread's body copies the sizes and pointers it uses into its own locals.
 // Read through the lambda's references (or OpenMP's shared variables), every store (to y, or
@@ -91,7 +91,7 @@ inline bool image_stream_applies(const ConvGeometry& g) {
   return L >= kLanes && L <= kStreamRowFloats && g.h * L < (int64_t(1) << 30);
 }
 
-// Short rows (image_stream_applies): each thread's images as one stream of S-float steps,
+// Short rows (image_stream_applies): each thread's rows as one stream of S-float steps,
 // with no row ends. Lane l of the vector at float f of the stream carries f mod L (its place
 // in the row) and f mod H*L (in the image), added S per vector; tap (ky, kx) reads
 // f + (ky - 1)*L + (kx - 1)*C where that stays inside the row (kx) and the image (ky), masked
@@ -106,11 +106,14 @@ inline bool image_stream_applies(const ConvGeometry& g) {
 // N=256 14x14x3 0.113 -> 0.077, 14x14x6 0.199 -> 0.167, 28x28x3 0.348 -> 0.305,
 // 28x28x6 0.895 -> 0.708, 7x7x6 0.082 -> 0.051, N=32 28x28x6 0.100 -> 0.086, N=32 56x56x3
 // (168-float rows) 0.160 -> 0.155; backward data alike (0.64-0.95).
+// A stream starts at a row's first float, s0 = that row's place in its image (the threads take
+// contiguous ranges of rows, as the row walk, so that one image also splits).
 struct StreamLanes {
-  int64_t L, HL, S, s0 = 0;  // s0: lane 0's place in its image
+  int64_t L, HL, S, s0;  // s0: lane 0's place in its image
   __m512i r, s, vS, vL, vHL, vC, vLC, vHLL;
-  StreamLanes(int64_t C, int64_t L_, int64_t HL_, int64_t S_) : L(L_), HL(HL_), S(S_) {
-    r = s = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);  // L >= 16
+  StreamLanes(int64_t C, int64_t L_, int64_t HL_, int64_t S_, int64_t s0_) : L(L_), HL(HL_), S(S_), s0(s0_) {
+    r = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);  // L >= 16
+    s = _mm512_add_epi32(r, _mm512_set1_epi32((int)s0));
     vS = _mm512_set1_epi32((int)S), vL = _mm512_set1_epi32((int)L), vHL = _mm512_set1_epi32((int)HL);
     vC = _mm512_set1_epi32((int)C), vLC = _mm512_set1_epi32((int)(L - C)), vHLL = _mm512_set1_epi32((int)(HL - L));
   }
@@ -145,16 +148,16 @@ inline __m512 stream_tap(const float* p, int ky, int kx, const __mmask16 (&vm)[3
 void image_stream(const ConvGeometry& g, const float* in, const float* w, const float* b, float* out) {
   alignas(64) float tv[kTaps + 1][kLanes];
   step_table(g.c, step_floats(g.c), w, b, tv);
-  split_lines(g.n, g.n, g.n * g.h * g.w * g.c >= kParallelGrain, [&](int64_t i0, int64_t i1) {
+  split_lines(g.n, g.n * g.h, g.n * g.h * g.w * g.c >= kParallelGrain, [&](int64_t l0, int64_t l1) {
     // The sizes and pointers as locals of the body (body_locals).
-    const int64_t C = g.c, L = g.w * g.c, HL = g.h * L, S = step_floats(C), end = i1 * HL;
+    const int64_t C = g.c, L = g.w * g.c, HL = g.h * L, S = step_floats(C), end = l1 * L;
     const float* const src = in;
     float* const dst = out;
     __m512 wv[kTaps];
     for (int t = 0; t < kTaps; ++t) wv[t] = _mm512_load_ps(tv[t]);
     const __m512 bias = _mm512_load_ps(tv[kTaps]);
-    StreamLanes lanes(C, L, HL, S);
-    for (int64_t e0 = i0 * HL; e0 < end; e0 += S) {
+    StreamLanes lanes(C, L, HL, S, l0 % g.h * L);
+    for (int64_t e0 = l0 * L; e0 < end; e0 += S) {
       __mmask16 hm[3], vm[3] = {0xFFFF, 0xFFFF, 0xFFFF};
       lanes.columns(hm);
       auto vec = [&](auto inner) {
@@ -196,15 +199,16 @@ void weights_stream(const ConvGeometry& g, const float* dy, const float* x, floa
     used = nt;
     // The sizes and pointers as locals of the region (body_locals).
     const int64_t C = g.c, L = g.w * g.c, HL = g.h * L, S = step_floats(C);
-    const int64_t end = g.n * (t + 1) / nt * HL, flush_every = std::max<int64_t>(1, 16 * L / S);
+    const int64_t lines = g.n * g.h, l0 = lines * t / nt, end = lines * (t + 1) / nt * L;
+    const int64_t flush_every = std::max<int64_t>(1, 16 * L / S);
     const float* const dyp = dy;
     const float* const xp = x;
     double* const total = part.data() + t * stride;
-    StreamLanes lanes(C, L, HL, S);
+    StreamLanes lanes(C, L, HL, S, l0 % g.h * L);
     // Blocks of flush_every vectors, the sums in registers over a block (declared in the block
     // and added to the totals after it: with a flush lambda called in the loop GCC kept them
     // on the stack, a store and a reload per FMA, and the pass ran 1.2-2.5x slower).
-    for (int64_t e0 = g.n * t / nt * HL; e0 < end;) {
+    for (int64_t e0 = l0 * L; e0 < end;) {
       __m512 acc[kSums];
       for (auto& v : acc) v = _mm512_setzero_ps();
       for (const int64_t stop = std::min(end, e0 + flush_every * S); e0 < stop; e0 += S) {
