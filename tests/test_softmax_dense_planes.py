@@ -14,9 +14,10 @@
   back over the row's lanes by one permute per register (rows and tails, one and two threads).
 - dense backward with k = m <= 8: dx, dw and db in one pass on planes (float lane sums folded
   into double every 1024 rows), the last rows of each thread's share one by one.
-- dense forward and backward with k = m = 9..16 (AVX-512; the GEMMs elsewhere): a row one
-  register, w's rows or columns in registers, dw's K accumulators folded into double every 64
-  rows; rows past the last group of 8 and past each thread's whole registers one by one.
+- dense forward and backward with k = m = 5..16 (AVX-512; the planes to 8 and the GEMMs above
+  elsewhere): a row one register (256-bit to 8), w's rows or columns in registers, dw's K
+  accumulators (2 or 4 sets below 9) folded into double every 64 rows; rows past the last
+  group of 8, past each thread's whole registers and past the sets one by one.
 
 Tolerances: softmax at rtol 2e-6 / atol 1e-7 as test_narrow_rows.py (a few-ulp exp, float
 sums of < 129 terms); dense at rtol 1e-5 with atol 1e-5 * sqrt(terms) (float products of <= 8

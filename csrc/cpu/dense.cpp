@@ -7,7 +7,6 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
-#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -297,11 +296,13 @@ void dense_forward_planes(int64_t n, const float* x, const float* w, const float
 }
 
 #if defined(__AVX512F__)
-// k = m = K in 9..16 (AVX-512): a row of x, y, dy or dx is one register (K lanes), and w's K
+// k = m = K in 5..16 (AVX-512): a row of x, y, dy or dx is one register (K lanes), and w's K
 // rows (forward) or columns (dx = dy @ w^T) fit in K registers, so y = b + x @ w is K FMAs a
 // row with x's floats broadcast from memory ({1to16} operands), no GEMM, no packing, no bias
-// pass. sgemm + the bias pass ran (14336, 16) in 0.157 ms, 0.40 of the sgemm ceiling; the
-// backward's two GEMMs and column sums (3584, 16) in 0.085 ms, 0.38 (1 thread, Zen 4).
+// pass, no splits. sgemm + the bias pass ran (14336, 16) in 0.118 ms, 0.068 here; the
+// backward's two GEMMs and column sums (28672, 16) 0.50 ms, 0.27 here; K = 6 (planes before):
+// forward (28672, 6) 0.048 -> 0.033, backward 0.108 -> 0.081 (1 thread, Zen 4, paired; more
+// at with_register_width). Rows of the backward's dw, db sums: dense_backward_one_pass.
 // kRowsInFlight rows at a time: each row is a chain of K dependent FMAs, and Zen 4 needs ~4
 // in flight to issue one 512-bit FMA a cycle (8 rows: 16 + 8 + 1 registers of the 32).
 constexpr int kRowsInFlight = 8;
@@ -426,21 +427,34 @@ void register_backward_pass(int64_t b0, int64_t b1, const float* dy, const float
       load_rows<K>(wt, wr);
       register_rows<K>(s0, s1, dy, wr, RR::zero(), dx);
     }
-    V ab = RR::zero();
-    if (want_dw) {
-      V aw[K];
-      for (int i = 0; i < K; ++i) aw[i] = RR::zero();
-      for (int64_t r = s0; r < s1; ++r) {
-        const V g = RR::load(dy + r * K);
-#pragma GCC unroll 16
-        for (int i = 0; i < K; ++i) aw[i] = RR::fma(x[r * K + i], g, aw[i]);
-        ab = RR::add(ab, g);
-      }
-      for (int i = 0; i < K; ++i) RR::fold(aw[i], total + i * K);
-    } else {
-      for (int64_t r = s0; r < s1; ++r) ab = RR::add(ab, RR::load(dy + r * K));
+    // U rows' sums in separate registers: each accumulator takes one FMA a row, a chain of
+    // the FMA's latency (4 cycles), which at K <= 8 (K 256-bit FMAs a row) would bound the loop.
+    constexpr int U = K <= 4 ? 4 : K <= 8 ? 2 : 1;
+    V aw[U][K], ab[U];
+    for (int u = 0; u < U; ++u) {
+      ab[u] = RR::zero();
+      for (int i = 0; i < K; ++i) aw[u][i] = RR::zero();
     }
-    RR::fold(ab, total + K * K);
+    auto row = [&](int u, int64_t r) {
+      const V g = RR::load(dy + r * K);
+      if (want_dw) {
+#pragma GCC unroll 16
+        for (int i = 0; i < K; ++i) aw[u][i] = RR::fma(x[r * K + i], g, aw[u][i]);
+      }
+      ab[u] = RR::add(ab[u], g);
+    };
+    int64_t r = s0;
+    for (; r + U <= s1; r += U)
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) row(u, r + u);
+    for (; r < s1; ++r) row(0, r);
+    for (int u = 1; u < U; ++u) {
+      ab[0] = RR::add(ab[0], ab[u]);
+      for (int i = 0; i < K; ++i) aw[0][i] = RR::add(aw[0][i], aw[u][i]);
+    }
+    if (want_dw)
+      for (int i = 0; i < K; ++i) RR::fold(aw[0][i], total + i * K);
+    RR::fold(ab[0], total + K * K);
   }
 }
 
@@ -454,10 +468,16 @@ void dense_backward_registers(int64_t n, const float* dy, const float* x, const 
   });
 }
 
-// fn(std::integral_constant<int, K>) for K = 1..16; false for other widths.
+// fn(std::integral_constant<int, K>) for K = kRegisterMinWidth..16; false for other widths.
+// Below 5 the planes paths are as fast or faster, ms at (28672, K), planes / registers
+// (1 thread, Zen 4, medians of 3 alternated processes): forward K=3 0.017 / 0.019, K=4 0.025 /
+// 0.023, K=5 0.041 / 0.030, K=6 0.048 / 0.033, K=8 0.079 / 0.040; backward K=3 0.027 / 0.047,
+// K=4 0.045 / 0.057, K=5 0.075 / 0.071, K=6 0.108 / 0.081, K=7 0.190 / 0.091, K=8 0.285 /
+// 0.080 (the planes' splits of 7 and 8 registers spill).
+constexpr int64_t kRegisterMinWidth = 5;
 template <typename Fn>
 bool with_register_width(int64_t c, Fn fn) {
-  if (c <= 8 && !std::getenv("FC_DENSE_REG8")) return false;  // TEMP A/B
+  if (c < kRegisterMinWidth) return false;
   switch (c) {
 #define FASTCONV_WIDTH(k) \
   case k:                 \

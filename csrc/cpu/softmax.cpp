@@ -368,44 +368,10 @@ void for_each_masked_row(int64_t n, int64_t c, Body body) {
   }
 }
 
-// A row whose last chunk holds <= 8 classes (24, 40, ...): that chunk in a 256-bit register,
-// half the exp work of a masked 512-bit one (Zen 4 runs a 512-bit operation as two).
-template <int chunks>
-inline void softmax_row_half_last(int64_t c, const float* xr, float* yr) {
-  typedef float f32x8 __attribute__((vector_size(32)));
-  constexpr int full = chunks - 1;
-  const __mmask8 m8 = (__mmask8)((1u << (c - full * kLanes)) - 1u);
-  f32x16 v[full];
-  f32x16 mx = load16(xr);
-  for (int k = 0; k < full; ++k) {
-    v[k] = load16(xr + k * kLanes);
-    mx = v[k] > mx ? v[k] : mx;
-  }
-  f32x8 h = (f32x8)_mm256_mask_loadu_ps(_mm256_set1_ps(-INFINITY), m8, xr + full * kLanes);
-  const f32x16 hx = (f32x16)_mm512_insertf32x8(_mm512_set1_ps(-INFINITY), (__m256)h, 0);
-  mx = hx > mx ? hx : mx;
-  const float top = _mm512_reduce_max_ps((__m512)mx);
-  const f32x16 shift = splat16(top);
-  f32x16 sum = splat16(0.f);
-  for (int k = 0; k < full; ++k) {
-    v[k] = exp16(v[k] - shift);
-    sum += v[k];
-  }
-  h = (f32x8)_mm256_maskz_mov_ps(m8, (__m256)exp_lanes(h - top));  // lanes past c: 0
-  sum += (f32x16)_mm512_insertf32x8(_mm512_setzero_ps(), (__m256)h, 0);
-  const float inv = 1.f / _mm512_reduce_add_ps((__m512)sum);
-  for (int k = 0; k < full; ++k) store16(yr + k * kLanes, v[k] * inv);
-  _mm256_mask_storeu_ps(yr + full * kLanes, m8, (__m256)(h * inv));
-}
-
 void softmax_forward_masked_rows(int64_t n, int64_t c, const float* x, float* y) {
-  const bool half_last = c % kLanes != 0 && c % kLanes <= 8;
   for_each_masked_row(n, c, [&](int64_t i, auto kc, auto mask) {
     constexpr int chunks = decltype(kc)::value;
     const float* xr = x + i * c;
-    if constexpr (chunks > 1) {
-      if (half_last) return softmax_row_half_last<chunks>(c, xr, y + i * c);
-    }
     f32x16 v[chunks];
     f32x16 mx = splat16(-INFINITY);
     for (int k = 0; k < chunks; ++k) {
