@@ -1,11 +1,11 @@
 """The 2026-12-07 paths of softmax.cpp, fast_exp.h and dense.cpp against the NumPy oracle.
 
 - softmax forward at 1..8 classes on pixel_transpose planes (a register of rows split into C
-  planar registers; the rows past the last whole register take the tile path), at 9..16 on 16
-  rows transposed in registers (AVX-512, pixel_transpose.h transpose16; the tile elsewhere), at
-  17..128 classes in masked rows (AVX-512; the tile or the row loop at the other levels), the
-  last chunk of <= 8 classes (17..24, 33..40, ..., 65..72) in a 256-bit register, the row loop
-  from 129; row counts below, at and past a register of rows; one and two threads.
+  planar registers; the rows past the last whole register take the tile path), at 9..40 on 16
+  rows transposed in registers per block of 16 classes (AVX-512, pixel_transpose.h
+  transpose16; the rows past the last 16 take the tile or the masked rows), at 41..128 classes
+  in masked rows (AVX-512; the tile or the row loop at the other levels), the row loop from
+  129; row counts below, at and past a register of rows; one and two threads.
 - exp_lanes: NaN-propagating clamps (no final select), n from the shifter's bits, vscalefps on
   AVX-512 (subnormal results, -104 lower clamp): rows with NaN, +inf, -inf, all -inf, and
   spreads of x - max down to -200 must match the oracle; sigmoid near exp's overflow (the old
@@ -33,8 +33,8 @@ from fastconv import reference as R
 import seeds
 
 PLANES = [1, 2, 3, 4, 5, 6, 7, 8]
-TRANSPOSED = [9, 12, 15, 16]  # softmax forward; dense k = m in registers
-MASKED = [17, 20, 24, 40, 72, 96, 127, 128, 129]
+TRANSPOSED = [9, 12, 15, 16]  # softmax forward (with 17..40 below); dense k = m in registers
+MASKED = [17, 20, 24, 32, 33, 40, 41, 48, 72, 96, 127, 128, 129]
 ROWS = [1, 15, 16, 17, 33, 1003]
 
 
@@ -92,7 +92,7 @@ def test_softmax_forward_nan_and_inf_rows_as_oracle(c):
     np.testing.assert_allclose(y, want, rtol=2e-6, atol=1e-7)  # NaN where the oracle is NaN
 
 
-@pytest.mark.parametrize("c", [2, 6, 12, 16, 24, 40, 96])
+@pytest.mark.parametrize("c", [2, 6, 12, 16, 24, 33, 40, 96])
 def test_softmax_forward_wide_spreads_match_oracle(c):
     """x - max from 0 down to -200: exp's lower clamps (-87.5 / -104) and subnormal results."""
     rng = _rng("spread", c)
