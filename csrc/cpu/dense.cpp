@@ -301,7 +301,7 @@ void dense_forward_planes(int64_t n, const float* x, const float* w, const float
 // row with x's floats broadcast from memory ({1to16} operands), no GEMM, no packing, no bias
 // pass, no splits. sgemm + the bias pass ran (14336, 16) in 0.118 ms, 0.068 here; the
 // backward's two GEMMs and column sums (28672, 16) 0.50 ms, 0.27 here; K = 6 (planes before):
-// forward (28672, 6) 0.048 -> 0.033, backward 0.108 -> 0.081 (1 thread, Zen 4, paired; more
+// forward (28672, 6) 0.048 -> 0.033, backward 0.108 -> 0.064 (1 thread, Zen 4, paired; more
 // at with_register_width). Rows of the backward's dw, db sums: dense_backward_one_pass.
 // kRowsInFlight rows at a time: each row is a chain of K dependent FMAs, and Zen 4 needs ~4
 // in flight to issue one 512-bit FMA a cycle (8 rows: 16 + 8 + 1 registers of the 32).
@@ -340,8 +340,10 @@ struct RowReg {
   static V add(V a, V b) {
     if constexpr (kWide) return _mm512_add_ps(a, b); else return _mm256_add_ps(a, b);
   }
-  // total[0 .. K) += the first K lanes of v, in double.
-  static void fold(V v, double* total) {
+  // acc[0 .. 16) += v's lanes in double (lanes past K are 0). acc is a whole aligned line
+  // pair per register: masked read-modify-writes of the packed totals (K = 6: overlapping
+  // lines, each load waiting on the previous fold's store) took a quarter of the backward.
+  static void fold(V v, double* acc) {
     __m256 halves[2];
     if constexpr (kWide) {
       halves[0] = _mm512_maskz_extractf32x8_ps(0xFF, v, 0);  // (maskz forms: no GCC 12
@@ -349,12 +351,8 @@ struct RowReg {
     } else {
       halves[0] = v;
     }
-    for (int h = 0; h * 8 < K; ++h) {
-      const int lanes = K - 8 * h < 8 ? K - 8 * h : 8;
-      const __mmask8 m = (__mmask8)((1u << lanes) - 1u);
-      const __m512d d = _mm512_maskz_cvtps_pd(0xFF, halves[h]);
-      _mm512_mask_storeu_pd(total + 8 * h, m, _mm512_add_pd(_mm512_maskz_loadu_pd(m, total + 8 * h), d));
-    }
+    for (int h = 0; h < (kWide ? 2 : 1); ++h)
+      _mm512_store_pd(acc + 8 * h, _mm512_add_pd(_mm512_load_pd(acc + 8 * h), _mm512_maskz_cvtps_pd(0xFF, halves[h])));
   }
 };
 
@@ -420,6 +418,7 @@ void register_backward_pass(int64_t b0, int64_t b1, const float* dy, const float
                             float* dx, bool want_dw, double* __restrict total) {
   using RR = RowReg<K>;
   using V = typename RR::V;
+  alignas(64) double acc[K + 1][16] = {};  // dw's rows, then db; added into total at the end
   for (int64_t s0 = b0; s0 < b1; s0 += kFoldRows) {
     const int64_t s1 = std::min(b1, s0 + kFoldRows);
     if (dx) {
@@ -453,9 +452,11 @@ void register_backward_pass(int64_t b0, int64_t b1, const float* dy, const float
       for (int i = 0; i < K; ++i) aw[0][i] = RR::add(aw[0][i], aw[u][i]);
     }
     if (want_dw)
-      for (int i = 0; i < K; ++i) RR::fold(aw[0][i], total + i * K);
-    RR::fold(ab[0], total + K * K);
+      for (int i = 0; i < K; ++i) RR::fold(aw[0][i], acc[i]);
+    RR::fold(ab[0], acc[K]);
   }
+  for (int i = 0; i <= K; ++i)
+    for (int j = 0; j < K; ++j) total[i * K + j] += acc[i][j];
 }
 
 template <int K>
@@ -473,7 +474,8 @@ void dense_backward_registers(int64_t n, const float* dy, const float* x, const 
 // (1 thread, Zen 4, medians of 3 alternated processes): forward K=3 0.017 / 0.019, K=4 0.025 /
 // 0.023, K=5 0.041 / 0.030, K=6 0.048 / 0.033, K=8 0.079 / 0.040; backward K=3 0.027 / 0.047,
 // K=4 0.045 / 0.057, K=5 0.075 / 0.071, K=6 0.108 / 0.081, K=7 0.190 / 0.091, K=8 0.285 /
-// 0.080 (the planes' splits of 7 and 8 registers spill).
+// 0.080 (the planes' splits of 7 and 8 registers spill; backward times before the fold fix
+// in RowReg::fold, which took K = 6 from 0.081 to 0.064).
 constexpr int64_t kRegisterMinWidth = 5;
 template <typename Fn>
 bool with_register_width(int64_t c, Fn fn) {
