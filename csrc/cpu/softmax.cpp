@@ -286,18 +286,25 @@ void with_plane_width(int64_t c, Fn fn) {
 void softmax_forward_masked_rows(int64_t n, int64_t c, const float* x, float* y);
 
 // 9..40 classes: the tile path's operations on 16 rows at a time, its scalar transposes
-// replaced by pixel_transpose.h's register transpose, per block of 16 classes (16 masked row
-// loads and 64 shuffles each way). The tile ran (100352, 16) at ~600 cycles per 16 rows, most
-// of them its 512 scalar moves each way; the masked rows (one row at a time, two horizontal
-// reductions a row) 17..40. ms, before -> after (1 thread, Zen 4, paired): (100352, 16) 0.94
-// -> 0.77, (25088, 12) 0.26 -> 0.16, (50176, 24) 1.00 -> 0.62, (25088, 32) 0.44 -> 0.37,
-// (25088, 40) 0.63 -> 0.51; at 48 no faster (0.150 / 0.150 at (6272, 48): the 48 planes spill).
+// replaced by pixel_transpose.h's register transposes, per block of 16 classes (16 masked row
+// loads and 64 shuffles each way), a last block of <= 8 classes (17..24, 33..40) as a half
+// block (transpose16x8: 16 half-register loads, 24 shuffles; the 16x16 transposes' shuffles
+// bound the loop on Zen 4's two shuffle pipes). The tile ran (100352, 16) at ~600 cycles per
+// 16 rows, most of them its 512 scalar moves each way; the masked rows (one row at a time, two
+// horizontal reductions a row) 17..40. ms, before -> after (1 thread, Zen 4, paired): (100352,
+// 16) 0.95 -> 0.78, (25088, 12) 0.26 -> 0.16, (50176, 24) 1.04 -> 0.55 (0.62 with a whole
+// masked second block), (50176, 20) 0.92 -> 0.47, (25088, 32) 0.44 -> 0.38, (25088, 40) 0.66
+// -> 0.51; at 48 no faster (0.151 / 0.152 ms at (6272, 48): 48 planes spill).
 // Same operations in the same order as softmax_tile: the same results.
 constexpr int64_t kTransposedMax = 40;
 template <int C>
 void softmax_forward_transposed(int64_t n, const float* x, float* y) {
-  constexpr int NB = (C + 15) / 16;  // blocks of 16 classes, the last one masked
+  constexpr int NB = C / 16, H = C % 16;  // whole blocks of 16 classes, then H classes left
+  // H > 8: one more 16-class block, masked; 1..8 (and C > 16): a half block (transpose16x8).
+  constexpr bool kHalf = H > 0 && H <= 8 && C > 16;
+  constexpr int NF = NB + (H > 8 || (H > 0 && C < 16) ? 1 : 0);  // 16-lane blocks
   auto mask = [](int b) { return (__mmask16)(C - 16 * b >= 16 ? 0xFFFFu : (1u << (C - 16 * b)) - 1u); };
+  constexpr __mmask16 hlo = (__mmask16)((1u << H) - 1u), hhi = (__mmask16)(hlo << 8);
   const int64_t blocks = n / kLanes;
   parallel_region((n * C >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
@@ -305,14 +312,23 @@ void softmax_forward_transposed(int64_t n, const float* x, float* y) {
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const float* xb = x + blk * kLanes * C;
       float* yb = y + blk * kLanes * C;
-      __m512 r[NB][16];  // r[j / 16][j % 16]: class j of the 16 rows (after the transpose)
+      __m512 r[NF][16];  // r[j / 16][j % 16]: class j of the 16 rows (after the transpose)
+      __m512 h[8];       // kHalf: class 16 * NF + j in h[j]; rows i and 8 + i in h[i] before
 #pragma GCC unroll 3
-      for (int b = 0; b < NB; ++b) {
+      for (int b = 0; b < NF; ++b) {
 #pragma GCC unroll 16
         for (int i = 0; i < 16; ++i) r[b][i] = _mm512_maskz_loadu_ps(mask(b), xb + i * C + 16 * b);
         pt::transpose16(r[b]);
       }
-      auto cls = [&](int j) -> __m512& { return r[j / 16][j % 16]; };
+      if constexpr (kHalf) {
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) {  // row 8 + i's classes to lanes 8.. (masked lanes: no access)
+          h[i] = _mm512_maskz_loadu_ps(hlo, xb + i * C + 16 * NF);
+          h[i] = _mm512_mask_loadu_ps(h[i], hhi, xb + (8 + i) * C + 16 * NF - 8);
+        }
+        pt::transpose16x8(h);
+      }
+      auto cls = [&](int j) -> __m512& { return j < 16 * NF ? r[j / 16][j % 16] : h[j - 16 * NF]; };
       f32x16 mx = (f32x16)cls(0);
 #pragma GCC unroll 48
       for (int j = 1; j < C; ++j) mx = (f32x16)cls(j) > mx ? (f32x16)cls(j) : mx;
@@ -327,10 +343,18 @@ void softmax_forward_transposed(int64_t n, const float* x, float* y) {
 #pragma GCC unroll 48
       for (int j = 0; j < C; ++j) cls(j) = (__m512)((f32x16)cls(j) * inv);
 #pragma GCC unroll 3
-      for (int b = 0; b < NB; ++b) {
+      for (int b = 0; b < NF; ++b) {
         pt::transpose16(r[b]);
 #pragma GCC unroll 16
         for (int i = 0; i < 16; ++i) _mm512_mask_storeu_ps(yb + i * C + 16 * b, mask(b), r[b][i]);
+      }
+      if constexpr (kHalf) {
+        pt::transpose16x8(h);
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) {
+          _mm512_mask_storeu_ps(yb + i * C + 16 * NF, hlo, h[i]);
+          _mm512_mask_storeu_ps(yb + (8 + i) * C + 16 * NF - 8, hhi, h[i]);
+        }
       }
     }
   });
