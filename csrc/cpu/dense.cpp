@@ -1,6 +1,7 @@
 // Dense (fully connected) layer on sgemm: x (n, k), w (k, m), y (n, m), all row-major.
 // The products are split across OpenMP threads by parallel_sgemm (OpenBLAS itself stays
-// single-threaded, see threads.cpp).
+// single-threaded, see threads.cpp). Narrow layers with k = m (a per-pixel classifier) skip the
+// GEMMs: k = m = 5..16 rows in registers (AVX-512), k = m <= 8 otherwise on planes (below).
 #include <omp.h>
 
 #include <algorithm>
