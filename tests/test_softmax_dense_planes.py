@@ -1,9 +1,11 @@
 """The 2026-12-07 paths of softmax.cpp, fast_exp.h and dense.cpp against the NumPy oracle.
 
 - softmax forward at 1..8 classes on pixel_transpose planes (a register of rows split into C
-  planar registers; the rows past the last whole register take the tile path), at 17..128
-  classes in masked rows (AVX-512; the tile or the row loop at the other levels), the row loop
-  from 129; row counts below, at and past a register of rows; one and two threads.
+  planar registers; the rows past the last whole register take the tile path), at 9..40 on 16
+  rows transposed in registers per block of 16 classes (AVX-512, pixel_transpose.h
+  transpose16; the rows past the last 16 take the tile or the masked rows), at 41..128 classes
+  in masked rows (AVX-512; the tile or the row loop at the other levels), the row loop from
+  129; row counts below, at and past a register of rows; one and two threads.
 - exp_lanes: NaN-propagating clamps (no final select), n from the shifter's bits, vscalefps on
   AVX-512 (subnormal results, -104 lower clamp): rows with NaN, +inf, -inf, all -inf, and
   spreads of x - max down to -200 must match the oracle; sigmoid near exp's overflow (the old
@@ -12,6 +14,10 @@
   back over the row's lanes by one permute per register (rows and tails, one and two threads).
 - dense backward with k = m <= 8: dx, dw and db in one pass on planes (float lane sums folded
   into double every 1024 rows), the last rows of each thread's share one by one.
+- dense forward and backward with k = m = 5..16 (AVX-512; the planes to 8 and the GEMMs above
+  elsewhere): a row one register (256-bit to 8), w's rows or columns in registers, dw's K
+  accumulators (2 or 4 sets below 9) folded into double every 64 rows; rows past the last
+  group of 8, past each thread's whole registers and past the sets one by one.
 
 Tolerances: softmax at rtol 2e-6 / atol 1e-7 as test_narrow_rows.py (a few-ulp exp, float
 sums of < 129 terms); dense at rtol 1e-5 with atol 1e-5 * sqrt(terms) (float products of <= 8
@@ -27,7 +33,8 @@ from fastconv import reference as R
 import seeds
 
 PLANES = [1, 2, 3, 4, 5, 6, 7, 8]
-MASKED = [17, 24, 40, 96, 127, 128, 129]
+TRANSPOSED = [9, 12, 15, 16]  # softmax forward (with 17..40 below); dense k = m in registers
+MASKED = [17, 20, 24, 32, 33, 40, 41, 48, 72, 96, 127, 128, 129]
 ROWS = [1, 15, 16, 17, 33, 1003]
 
 
@@ -42,7 +49,7 @@ def _threads(n):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("c", PLANES + MASKED)
+@pytest.mark.parametrize("c", PLANES + TRANSPOSED + MASKED)
 @pytest.mark.parametrize("rows", ROWS)
 def test_softmax_forward_matches_oracle(rows, c, threads):
     rng = _rng("fwd", rows, c)
@@ -65,7 +72,7 @@ def test_softmax_forward_matches_oracle(rows, c, threads):
         np.testing.assert_array_equal(_C.softmax_forward(x), y)  # rows independent: same bits
 
 
-@pytest.mark.parametrize("c", PLANES + MASKED)
+@pytest.mark.parametrize("c", PLANES + TRANSPOSED + MASKED)
 def test_softmax_forward_nan_and_inf_rows_as_oracle(c):
     rng = _rng("special", c)
     rows = 53  # three registers of rows and a tail, at every register width
@@ -85,7 +92,7 @@ def test_softmax_forward_nan_and_inf_rows_as_oracle(c):
     np.testing.assert_allclose(y, want, rtol=2e-6, atol=1e-7)  # NaN where the oracle is NaN
 
 
-@pytest.mark.parametrize("c", [2, 6, 24, 96])
+@pytest.mark.parametrize("c", [2, 6, 12, 16, 24, 33, 40, 96])
 def test_softmax_forward_wide_spreads_match_oracle(c):
     """x - max from 0 down to -200: exp's lower clamps (-87.5 / -104) and subnormal results."""
     rng = _rng("spread", c)
@@ -112,7 +119,7 @@ def test_sigmoid_near_exp_overflow_matches_oracle():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("c", PLANES)
+@pytest.mark.parametrize("c", PLANES + TRANSPOSED)
 @pytest.mark.parametrize("n", [16, 17, 33, 1003, 40_005])
 def test_dense_backward_planes_match_oracle(n, c, threads):
     rng = _rng("dense", n, c, threads)
@@ -129,7 +136,7 @@ def test_dense_backward_planes_match_oracle(n, c, threads):
     np.testing.assert_allclose(db, rdb, rtol=1e-5, atol=1e-5 * np.sqrt(n))
 
 
-@pytest.mark.parametrize("c", [3, 6])
+@pytest.mark.parametrize("c", [3, 6, 12, 16])
 @pytest.mark.parametrize("row", [5, 1000])  # in a whole register of rows, and in the tail
 def test_dense_backward_planes_propagate_nan(c, row):
     rng = _rng("dense-nan", c, row)
@@ -159,7 +166,7 @@ def test_dense_backward_unequal_narrow_widths_still_match():
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("c", PLANES)
+@pytest.mark.parametrize("c", PLANES + TRANSPOSED)
 @pytest.mark.parametrize("n", [16, 17, 1003, 40_005])
 def test_dense_forward_planes_match_oracle_and_propagate_nan(n, c, bias, threads):
     """y = b + x @ w at k = m <= 8 on planes; a NaN in x makes its row of y NaN, and only it."""

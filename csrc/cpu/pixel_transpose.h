@@ -19,6 +19,9 @@
 #include <utility>
 
 #include "cpu/simd.h"
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #pragma GCC diagnostic ignored "-Wpsabi"
 
@@ -150,5 +153,73 @@ inline int64_t split_rows(const float* src, int64_t count, float* dst, int64_t p
   }
   return k;
 }
+
+#if defined(__AVX512F__)
+// 16 pixels of 9..16 channels: r[i] (pixel i's channels, one register each) <-> r[c] (channel c
+// of the 16 pixels), a 16x16 transpose in registers, its own inverse. 64 shuffles in four
+// stages: 32-bit interleaves of row pairs, 64-bit of pairs of pairs (r[4g + c], 128-bit lane
+// q: rows 4g..4g+3 of column 4q + c), then two rounds of 128-bit lane shuffles.
+__attribute__((always_inline)) inline void transpose16(__m512 (&r)[16]) {
+  __m512 t[16];
+#pragma GCC unroll 8
+  for (int q = 0; q < 8; ++q) {
+    t[2 * q] = _mm512_unpacklo_ps(r[2 * q], r[2 * q + 1]);
+    t[2 * q + 1] = _mm512_unpackhi_ps(r[2 * q], r[2 * q + 1]);
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {
+    const __m512d t0 = _mm512_castps_pd(t[4 * g]), t1 = _mm512_castps_pd(t[4 * g + 1]);
+    const __m512d t2 = _mm512_castps_pd(t[4 * g + 2]), t3 = _mm512_castps_pd(t[4 * g + 3]);
+    r[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {  // [A.q0 A.q2 B.q0 B.q2] and [A.q1 A.q3 B.q1 B.q3]
+    t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
+    t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);
+    t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+    t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+    r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
+    r[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
+    r[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xDD);
+  }
+}
+
+// 16 pixels of up to 8 channels in 8 registers, pixel i in r[i]'s lanes 0..7 and pixel 8 + i in
+// lanes 8..15 <-> r[c] = channel c of the 16 pixels: an 8x8 transpose in each 256-bit half (its
+// own inverse), 24 shuffles where transpose16 takes 64. Stages as transpose16's first two, then
+// r[c] and r[4 + c] gather their 128-bit quarters from u[c] and u[4 + c].
+__attribute__((always_inline)) inline void transpose16x8(__m512 (&r)[8]) {
+  __m512 t[8];
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; ++q) {
+    t[2 * q] = _mm512_unpacklo_ps(r[2 * q], r[2 * q + 1]);
+    t[2 * q + 1] = _mm512_unpackhi_ps(r[2 * q], r[2 * q + 1]);
+  }
+  __m512 u[8];
+#pragma GCC unroll 2
+  for (int g = 0; g < 2; ++g) {
+    const __m512d t0 = _mm512_castps_pd(t[4 * g]), t1 = _mm512_castps_pd(t[4 * g + 1]);
+    const __m512d t2 = _mm512_castps_pd(t[4 * g + 2]), t3 = _mm512_castps_pd(t[4 * g + 3]);
+    u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+  const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+  const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm512_permutex2var_ps(u[c], lo, u[4 + c]);
+    r[4 + c] = _mm512_permutex2var_ps(u[c], hi, u[4 + c]);
+  }
+}
+#endif
 
 }  // namespace fastconv::cpu::detail::pixel_transpose

@@ -13,8 +13,8 @@
 // NaN the same way: a NaN logit makes its row's sum, hence the whole row, NaN.
 //
 // Forward routing (2026-12-07): 1..8 classes on pixel_transpose planes (no scalar tile
-// transposes), 9..16 the tile, 17..128 masked rows (AVX-512; the tile below 64 and the row
-// loop above at the other levels), the row loop from 129. Backward: planes to 8, masked rows
+// transposes), 9..40 16 rows transposed in registers (AVX-512), 41..128 masked rows
+// (AVX-512); at the other levels the tile to 63 and the row loop above; the row loop from 129. Backward: planes to 8, masked rows
 // to 64 (AVX-512), the tile to 16, the row loop.
 #include <algorithm>
 #if defined(__AVX512F__)
@@ -283,12 +283,98 @@ void with_plane_width(int64_t c, Fn fn) {
 }
 
 #if defined(__AVX512F__)
+void softmax_forward_masked_rows(int64_t n, int64_t c, const float* x, float* y);
+
+// 9..40 classes: the tile path's operations on 16 rows at a time, its scalar transposes
+// replaced by pixel_transpose.h's register transposes, per block of 16 classes (16 masked row
+// loads and 64 shuffles each way), a last block of <= 8 classes (17..24, 33..40) as a half
+// block (transpose16x8: 16 half-register loads, 24 shuffles; the 16x16 transposes' shuffles
+// bound the loop on Zen 4's two shuffle pipes). The tile ran (100352, 16) at ~600 cycles per
+// 16 rows, most of them its 512 scalar moves each way; the masked rows (one row at a time, two
+// horizontal reductions a row) 17..40. ms, before -> after (1 thread, Zen 4, paired): (100352,
+// 16) 0.95 -> 0.78, (25088, 12) 0.26 -> 0.16, (50176, 24) 1.04 -> 0.55 (0.62 with a whole
+// masked second block), (50176, 20) 0.92 -> 0.47, (25088, 32) 0.44 -> 0.38, (25088, 40) 0.66
+// -> 0.51; at 48 no faster (0.151 / 0.152 ms at (6272, 48): 48 planes spill).
+// Same operations in the same order as softmax_tile: the same results.
+constexpr int64_t kTransposedMax = 40;
+template <int C>
+void softmax_forward_transposed(int64_t n, const float* x, float* y) {
+  constexpr int NB = C / 16, H = C % 16;  // whole blocks of 16 classes, then H classes left
+  // H > 8: one more 16-class block, masked; 1..8 (and C > 16): a half block (transpose16x8).
+  constexpr bool kHalf = H > 0 && H <= 8 && C > 16;
+  constexpr int NF = NB + (H > 8 || (H > 0 && C < 16) ? 1 : 0);  // 16-lane blocks
+  auto mask = [](int b) { return (__mmask16)(C - 16 * b >= 16 ? 0xFFFFu : (1u << (C - 16 * b)) - 1u); };
+  constexpr __mmask16 hlo = (__mmask16)((1u << H) - 1u), hhi = (__mmask16)(hlo << 8);
+  const int64_t blocks = n / kLanes;
+  parallel_region((n * C >= kParallelGrain) ? 0 : 1, [&] {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const float* xb = x + blk * kLanes * C;
+      float* yb = y + blk * kLanes * C;
+      __m512 r[NF][16];  // r[j / 16][j % 16]: class j of the 16 rows (after the transpose)
+      __m512 h[8];       // kHalf: class 16 * NF + j in h[j]; rows i and 8 + i in h[i] before
+#pragma GCC unroll 3
+      for (int b = 0; b < NF; ++b) {
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i) r[b][i] = _mm512_maskz_loadu_ps(mask(b), xb + i * C + 16 * b);
+        pt::transpose16(r[b]);
+      }
+      if constexpr (kHalf) {
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) {  // row 8 + i's classes to lanes 8.. (masked lanes: no access)
+          h[i] = _mm512_maskz_loadu_ps(hlo, xb + i * C + 16 * NF);
+          h[i] = _mm512_mask_loadu_ps(h[i], hhi, xb + (8 + i) * C + 16 * NF - 8);
+        }
+        pt::transpose16x8(h);
+      }
+      auto cls = [&](int j) -> __m512& { return j < 16 * NF ? r[j / 16][j % 16] : h[j - 16 * NF]; };
+      f32x16 mx = (f32x16)cls(0);
+#pragma GCC unroll 48
+      for (int j = 1; j < C; ++j) mx = (f32x16)cls(j) > mx ? (f32x16)cls(j) : mx;
+      f32x16 sum = splat16(0.f);
+#pragma GCC unroll 48
+      for (int j = 0; j < C; ++j) {
+        const f32x16 e = exp16((f32x16)cls(j) - mx);
+        cls(j) = (__m512)e;
+        sum += e;
+      }
+      const f32x16 inv = 1.f / sum;
+#pragma GCC unroll 48
+      for (int j = 0; j < C; ++j) cls(j) = (__m512)((f32x16)cls(j) * inv);
+#pragma GCC unroll 3
+      for (int b = 0; b < NF; ++b) {
+        pt::transpose16(r[b]);
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i) _mm512_mask_storeu_ps(yb + i * C + 16 * b, mask(b), r[b][i]);
+      }
+      if constexpr (kHalf) {
+        pt::transpose16x8(h);
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) {
+          _mm512_mask_storeu_ps(yb + i * C + 16 * NF, hlo, h[i]);
+          _mm512_mask_storeu_ps(yb + (8 + i) * C + 16 * NF - 8, hhi, h[i]);
+        }
+      }
+    }
+  });
+  const int64_t done = blocks * kLanes;
+  if (done >= n) return;
+  if constexpr (C <= 16) {
+    softmax_forward_narrow(n - done, std::integral_constant<int64_t, C>{}, x + done * C, y + done * C);
+  } else {
+    softmax_forward_masked_rows(n - done, C, x + done * C, y + done * C);
+  }
+}
+
 // 9..64 classes, one row at a time in up to four registers (the last one masked): the dot's
 // float lanes summed by one horizontal add. The row path's loops (omp simd with a scalar
 // remainder, a double total) spent ~60 cycles on a row of 24: (50176, 24) 0.78 ms, 0.21 of a
 // copy's speed, and the tile's transposes were no faster at 16 (1 thread, Zen 4).
 constexpr int64_t kMaskedRowsMax = 64, kMaskedRowsMaxForward = 128;
-// The forward the same way at 17..128 classes, where the tile's transposes ran at runtime
+// The forward the same way at 41..128 classes (17..40 since 2026-12-07 (2): transposed
+// above; a 256-bit last chunk of <= 8 classes, half its exp work, was slower: (50176, 24)
+// 1.00 -> 1.09 ms), where the tile's transposes ran at runtime
 // widths, ms: (25088, 48) 1.39 -> 0.85, (50176, 32) 1.80 -> 1.31, (50176, 64) 4.2 -> 2.3 (1
 // thread, Zen 4). With the cheaper exp_lanes (2026-12-07): 17..24 now ~10% faster here than
 // in the tile ((50176, 24) 1.34 -> 1.17 ms), while 16 stays in the tile (one register a
@@ -372,6 +458,21 @@ void softmax_backward_masked_rows(int64_t n, int64_t c, const float* dy, const f
 
 void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
 #if defined(__AVX512F__)
+  if (c > 8 && c <= kTransposedMax) {
+    switch (c) {
+#define FASTCONV_WIDTH(k) \
+  case k:                 \
+    return softmax_forward_transposed<k>(n, x, y);
+      FASTCONV_WIDTH(9) FASTCONV_WIDTH(10) FASTCONV_WIDTH(11) FASTCONV_WIDTH(12) FASTCONV_WIDTH(13)
+      FASTCONV_WIDTH(14) FASTCONV_WIDTH(15) FASTCONV_WIDTH(16) FASTCONV_WIDTH(17) FASTCONV_WIDTH(18)
+      FASTCONV_WIDTH(19) FASTCONV_WIDTH(20) FASTCONV_WIDTH(21) FASTCONV_WIDTH(22) FASTCONV_WIDTH(23)
+      FASTCONV_WIDTH(24) FASTCONV_WIDTH(25) FASTCONV_WIDTH(26) FASTCONV_WIDTH(27) FASTCONV_WIDTH(28)
+      FASTCONV_WIDTH(29) FASTCONV_WIDTH(30) FASTCONV_WIDTH(31) FASTCONV_WIDTH(32)
+      FASTCONV_WIDTH(33) FASTCONV_WIDTH(34) FASTCONV_WIDTH(35) FASTCONV_WIDTH(36)
+      FASTCONV_WIDTH(37) FASTCONV_WIDTH(38) FASTCONV_WIDTH(39) FASTCONV_WIDTH(40)
+#undef FASTCONV_WIDTH
+    }
+  }
   if (c > 16 && c <= kMaskedRowsMaxForward) return softmax_forward_masked_rows(n, c, x, y);
 #endif
   if (c <= 8) return with_plane_width(c, [&](auto w) { softmax_forward_planes<decltype(w)::value>(n, x, y); });
