@@ -7,7 +7,7 @@ oracle's exactly, NaN cells included; average: dy * (1 / (kh*kw)) in float32 aga
 float64 oracle's dy / (kh*kw), rtol 1e-6. Shapes: odd sizes (a last row / column in no
 window, which must come out zero), non-square tiles, channel counts that are no multiple of 16
 (the last block overlaps the one before), batch 1 (channel blocks on two threads) and larger;
-the 'same' geometries with a clipped window stay on pool2d.cpp's path and are checked too.
+the 'same' geometries with a clipped window stay on the general path (pool_max*.cpp, pool_avg.cpp) and are checked too.
 """
 import numpy as np
 import pytest
@@ -74,7 +74,7 @@ def test_avg_pool_tiling_backward_matches_oracle(geometry, c):
 
 @pytest.mark.parametrize("c", [16, 40])
 def test_clipped_same_windows_keep_the_general_path(c):
-    """'same' on an odd size pads the last window: not a tiling, pool2d.cpp's gather path."""
+    """'same' on an odd size pads the last window: not a tiling, the general gather path."""
     rng = np.random.default_rng(seeds.seed_of("tiling-same", c))
     x = rng.standard_normal((2, 7, 9, c)).astype(np.float32)
     pads = (0, 1, 0, 1)

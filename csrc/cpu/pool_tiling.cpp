@@ -2,13 +2,14 @@
 // dx cell lies in at most one window, so dx is written once, row after row, straight from
 // its window's dy (and, for max, the saved winner): dx[oy*kh + a, ox*kw + b] = dy[oy, ox]
 // where the winner is cell a*kw + b (max), or dy[oy, ox] / (kh*kw) (average), and zero in the
-// rows and columns past the last window. pool2d.cpp's general backward gathers, for each dx
-// cell, over the windows that may cover it and zeroes dx first: a 2x2 max-pool backward of
-// (1, 112, 112, 64) took 0.32 ms there (13 GB/s of compulsory traffic; 1 thread, Zen 4).
+// rows and columns past the last window. The general backwards (pool_max_backward.cpp,
+// pool_avg.cpp) gather, for each dx cell, over the windows that may cover it and zero dx
+// first: a 2x2 max-pool backward of (1, 112, 112, 64) took 0.32 ms there (13 GB/s of
+// compulsory traffic; 1 thread, Zen 4).
 // From 16 channels the vectors run over channels. Below (AVX-512 only) they run along the dx
 // row instead: 16 consecutive dx floats come from at most 16 consecutive dy entries, gathered
 // by one in-register permute whose pattern repeats every lcm(16, kw*C) floats (RowTable);
-// pool2d.cpp's 8-lane version of it (TiledRows8) remains for the avx2 level. 2x2, ms, three
+// pool_packed.h's 8-lane version of it (TiledRows8) remains for the avx2 level. 2x2, ms, three
 // alternating runs: (256, 28, 28, 3) max 0.45-0.52 -> 0.19-0.30, average 0.22-0.35 ->
 // 0.17-0.26; (256, 28, 28, 6) max 0.55-0.71 -> 0.31-0.44, average 0.36-0.54 -> 0.27-0.39.
 // Rows of up to 192 floats run as one flat run over the whole dx image (FlatTable) instead.
@@ -301,9 +302,10 @@ void backward_rows16(const PoolGeometry& g, const RowTable& tab, const float* dy
 #endif
 
 // Forwards. Every window is whole and sits at (oy*kh, ox*kw), so the per-output window
-// bookkeeping of pool2d.cpp's general forwards (pool_window and pool_inv_count, a float
-// division, per output; per group of packed pixels a 64-bit division) is constant here. The
-// same cells in the same row-major order, so the same floats and argmax.
+// bookkeeping of the general forwards in pool_max.cpp and pool_avg.cpp (pool_window and
+// pool_inv_count, a float division, per output; per group of packed pixels a 64-bit
+// division) is constant here. The same cells in the same row-major order, so the same
+// floats and argmax.
 template <bool kMax, bool kFar>
 void forward_channels(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
   const int64_t C = g.c, kh = g.win.kh, kw = g.win.kw;
@@ -358,7 +360,7 @@ void forward_channels(const PoolGeometry& g, const float* x, float* y, uint8_t* 
 // neighbouring outputs per vector, lane p*C + k being channel k of output ox + p, whose
 // window column b is float (p*kw + b)*C + k of the kw*C*P floats from the group's first
 // cell; those fit two registers (lo, hi), so each cell is one two-source permute of the
-// row's two loads (pool2d.cpp's packed forward does the same per group, plus the bookkeeping).
+// row's two loads (pool_max.cpp's packed forward does the same per group, plus the bookkeeping).
 template <bool kMax, bool kFar>
 void forward_rows16(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
   const int64_t C = g.c, kh = g.win.kh, kw = g.win.kw, x_row = g.w * C, y_row = g.ow * C;
