@@ -495,6 +495,10 @@ void forward(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
     return forward_rows16<kMax, false>(g, x, y, arg);
   }
 #endif
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  // the max pool from 16 channels cell by cell (pool_cells.cpp: up to 2.5x faster at C = 512)
+  if constexpr (kMax) return max_forward_cells(g, x, y, arg);
+#endif
   if (far) return forward_channels<kMax, true>(g, x, y, arg);
   forward_channels<kMax, false>(g, x, y, arg);
 }
