@@ -95,7 +95,7 @@ def test_tiling_backward_same_on_one_and_two_threads(two_threads):
     rng = np.random.default_rng(seeds.seed_of("tiling-threads"))
     # (1, 9, 8, 40): channel blocks of 16, 16 and 8 on the item team (the last one shorter than a
     # vector, which must not write into its neighbour's channels)
-    for shape in [(1, 56, 56, 96), (8, 28, 28, 48), (1, 9, 8, 40)]:
+    for shape in [(1, 56, 56, 96), (8, 28, 28, 48), (1, 9, 8, 40), (1, 10, 12, 520)]:
         x = rng.standard_normal(shape).astype(np.float32)
         y, arg = _C.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), (0, 0, 0, 0))
         dy = rng.standard_normal(y.shape).astype(np.float32)
@@ -264,3 +264,27 @@ def test_max_forward_cells_same_on_one_and_two_threads(two_threads):
         for a, b, r in zip(one, two, ref):
             np.testing.assert_array_equal(a, b)
             np.testing.assert_array_equal(b, r)
+
+
+@pytest.mark.parametrize("shape,pool", [((2, 9, 7, 128), (2, 2)), ((1, 6, 8, 136), (2, 2)),
+                                        ((2, 7, 10, 200), (3, 3)), ((2, 5, 9, 130), (1, 2))])
+def test_tiling_backward_long_cells_match_oracle(shape, pool):
+    """From 128 channels the backward writes each window cell's run whole, one column after the
+    other (pool_tiling.cpp tile_row): odd sizes (a last row and column in no window: zero), a
+    last channel vector overlapping the one before (136, 200, 130), NaN in dy reaching exactly
+    its winner (max) or its window's cells (average), against the oracle."""
+    rng = np.random.default_rng(seeds.seed_of("tiling-long-cells", shape, pool))
+    x = _input(rng, shape, "ties")
+    pads = (0, 0, 0, 0)
+    y, arg = _C.max_pool2d_forward_with_argmax(x, pool, pool, pads)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy.flat[::9] = np.nan
+    dx = _C.max_pool2d_backward_argmax(dy, arg, shape, pool, pool, pads)
+    np.testing.assert_array_equal(dx, R.max_pool2d_backward_argmax(dy.astype(np.float64), arg, shape, pool, pool,
+                                                                   pads).astype(np.float32))
+    dxa = _C.avg_pool2d_backward(dy, shape, pool, pool, pads)
+    np.testing.assert_allclose(dxa, R.avg_pool2d_backward(dy.astype(np.float64), shape, pool, pool, pads),
+                               rtol=1e-6, atol=0)
+    rows, cols = y.shape[1] * pool[0], y.shape[2] * pool[1]
+    assert not dx[:, rows:].any() and not dx[:, :, cols:].any() and not dxa[:, rows:].any()
+    assert np.isnan(dx).any() and np.isnan(dxa).any()
