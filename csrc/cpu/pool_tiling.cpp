@@ -13,7 +13,8 @@
 // alternating runs: (256, 28, 28, 3) max 0.45-0.52 -> 0.19-0.30, average 0.22-0.35 ->
 // 0.17-0.26; (256, 28, 28, 6) max 0.55-0.71 -> 0.31-0.44, average 0.36-0.54 -> 0.27-0.39.
 // Rows of up to 192 floats run as one flat run over the whole dx image (FlatTable) instead.
-// The forwards over the same geometries are at the end (forward_channels, forward_rows16).
+// The forwards over the same geometries are at the end (forward_channels, forward_rows16; the
+// max pool's from 16 channels at AVX-512 in pool_cells.cpp).
 #include "cpu/pool_tiling.h"
 
 #include <algorithm>
