@@ -46,8 +46,8 @@ inline void max_cell16(const float* dy, const i32xR* arg, int32_t t, float* out)
   }
 }
 
-// Channels [c0, c1) of dx row `iy` = oy*kh + a of image `img`.
-template <bool kMax>
+// Channels [c0, c1) of dx row `iy` = oy*kh + a of image `img`. kLong: from 128 channels (below).
+template <bool kMax, bool kLong>
 void tile_row(const PoolGeometry& g, const float* dyr, const uint8_t* argr, float scale, int64_t a,
               int64_t c0, int64_t c1, float* dxr) {
   const int64_t C = g.c, kw = g.win.kw;
@@ -67,8 +67,9 @@ void tile_row(const PoolGeometry& g, const float* dyr, const uint8_t* argr, floa
     // the stream threshold), max (1, 112, 112, 256) 1.62 -> 1.09, (32, 28, 28, 128) 1.68 ->
     // 0.68, average (32, 14, 14, 512) 1.15 -> 0.58. Not below: average (256, 28, 28, 16) 0.35
     // -> 0.44, (32, 56, 56, 64) 1.63 -> 1.74 (8 rounds: the column order loads and scales dy
-    // once per column).
-    if (C >= 128) {
+    // once per column; and as a run-time test inside this loop it made max (256, 7, 7, 16) 0.044
+    // -> 0.061 ms: a template parameter, so the block order's code is the one it was).
+    if constexpr (kLong) {
       for (int64_t b = 0; b < kw; ++b)
         for (int64_t c = c0; c < c1; c += kLanes) {
           const int64_t cc = std::min(c, c1 - kLanes);  // the last block overlaps the one before
@@ -102,7 +103,7 @@ void tile_row(const PoolGeometry& g, const float* dyr, const uint8_t* argr, floa
     std::memset(dxr + ix * C + c0, 0, sizeof(float) * (size_t)(c1 - c0));
 }
 
-template <bool kMax>
+template <bool kMax, bool kLong>
 void backward_tiles(const PoolGeometry& g, const float* dy, const uint8_t* arg, float* dx) {
   const int64_t C = g.c, kh = g.win.kh;
   // Every window is whole, so each divides by kh*kw, as pool_inv_count gives it.
@@ -122,7 +123,7 @@ void backward_tiles(const PoolGeometry& g, const float* dy, const uint8_t* arg, 
         for (int64_t ix = 0; ix < g.w; ++ix) std::memset(to + ix * C + c0, 0, sizeof(float) * (size_t)(c1 - c0));
       } else {
         const int64_t o = (img * g.oh + oy) * g.ow * C;
-        tile_row<kMax>(g, dy + o, kMax ? arg + o : nullptr, scale, iy - oy * kh, c0, c1, to);
+        tile_row<kMax, kLong>(g, dy + o, kMax ? arg + o : nullptr, scale, iy - oy * kh, c0, c1, to);
       }
       if (rows) stream_copy(dxr, buf, g.w * C);
     }
@@ -484,7 +485,8 @@ void backward(const PoolGeometry& g, const float* dy, const uint8_t* arg, float*
     return backward_rows16<kMax>(g, tab, dy, arg, dx);
   }
 #endif
-  backward_tiles<kMax>(g, dy, arg, dx);
+  if (g.c >= 128) return backward_tiles<kMax, true>(g, dy, arg, dx);
+  backward_tiles<kMax, false>(g, dy, arg, dx);
 }
 
 void max_backward_argmax_tiles(const PoolGeometry& g, const float* dy, const uint8_t* arg, float* dx) {
