@@ -111,7 +111,7 @@ void dense_forward(int64_t n, int64_t k, int64_t m, const float* x, const float*
 void dense_backward(int64_t n, int64_t k, int64_t m, const float* dy, const float* x,
                     const float* w, float* dx, float* dw, float* db);
 
-// ---- pooling (pool2d.cpp) ----
+// ---- pooling (cpu/pool_*.cpp) ----
 // Max pool: padded cells never win; ties go to the first cell in row-major window order.
 void max_pool2d_forward(const PoolGeometry& g, const float* x, float* y);
 void max_pool2d_backward(const PoolGeometry& g, const float* dy, const float* x, float* dx);

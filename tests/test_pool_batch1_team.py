@@ -1,4 +1,4 @@
-"""Pooling of one image on two threads (csrc/cpu/pool2d.cpp for_each_task): the channel
+"""Pooling of one image on two threads (csrc/cpu/pool_tasks.h for_each_task): the channel
 blocks go to the item team (item_team.h) instead of an OpenMP region. Values against the
 NumPy oracle (float64; max pool exactly, averages rtol 1e-6), the threads hook shows the
 split ran on two threads, and the results equal the one-thread ones bit for bit."""

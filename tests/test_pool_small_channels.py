@@ -1,5 +1,6 @@
-"""Max and average pooling at few channels (C < 16, the packed-pixel vector path of csrc/cpu/pool2d.cpp,
-plus 16 and 17 on either side of it) against the NumPy oracle.
+"""Max and average pooling at few channels (C < 16, the packed-pixel vector paths of
+csrc/cpu/pool_max.cpp, pool_max_backward.cpp and pool_avg.cpp, plus 16 and 17 on either side
+of it) against the NumPy oracle.
 
 Forward values and argmax must match exactly (they are selections, no arithmetic); dx sums
 at most ceil(kh/sh) * ceil(kw/sw) float32 terms, compared at rtol 1e-6 against the float64

@@ -7,7 +7,7 @@ oracle's exactly, NaN cells included; average: dy * (1 / (kh*kw)) in float32 aga
 float64 oracle's dy / (kh*kw), rtol 1e-6. Shapes: odd sizes (a last row / column in no
 window, which must come out zero), non-square tiles, channel counts that are no multiple of 16
 (the last block overlaps the one before), batch 1 (channel blocks on two threads) and larger;
-the 'same' geometries with a clipped window stay on pool2d.cpp's path and are checked too.
+the 'same' geometries with a clipped window stay on the general path (pool_max*.cpp, pool_avg.cpp) and are checked too.
 """
 import numpy as np
 import pytest
@@ -74,7 +74,7 @@ def test_avg_pool_tiling_backward_matches_oracle(geometry, c):
 
 @pytest.mark.parametrize("c", [16, 40])
 def test_clipped_same_windows_keep_the_general_path(c):
-    """'same' on an odd size pads the last window: not a tiling, pool2d.cpp's gather path."""
+    """'same' on an odd size pads the last window: not a tiling, the general gather path."""
     rng = np.random.default_rng(seeds.seed_of("tiling-same", c))
     x = rng.standard_normal((2, 7, 9, c)).astype(np.float32)
     pads = (0, 1, 0, 1)
@@ -95,7 +95,7 @@ def test_tiling_backward_same_on_one_and_two_threads(two_threads):
     rng = np.random.default_rng(seeds.seed_of("tiling-threads"))
     # (1, 9, 8, 40): channel blocks of 16, 16 and 8 on the item team (the last one shorter than a
     # vector, which must not write into its neighbour's channels)
-    for shape in [(1, 56, 56, 96), (8, 28, 28, 48), (1, 9, 8, 40)]:
+    for shape in [(1, 56, 56, 96), (8, 28, 28, 48), (1, 9, 8, 40), (1, 10, 12, 520)]:
         x = rng.standard_normal(shape).astype(np.float32)
         y, arg = _C.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), (0, 0, 0, 0))
         dy = rng.standard_normal(y.shape).astype(np.float32)
@@ -201,12 +201,13 @@ def test_few_channel_backward_flat_and_row_paths(shape, pool, stream):
                                rtol=1e-6, atol=0)
 
 
-@pytest.mark.parametrize("shape", [(3, 223, 225, 7), (2, 129, 131, 33)])
+@pytest.mark.parametrize("shape", [(3, 223, 225, 7), (2, 129, 131, 33), (2, 129, 65, 64)])
 def test_tiling_forward_with_prefetch_matches_oracle(shape):
-    """An input of 4 MiB or more (4.21 and 4.46 MB here) takes the forwards' prefetching
-    instantiations (forward_rows16 below 16 channels at AVX-512, forward_channels from 16, 33:
-    an overlapping last vector): odd sizes (a last row and column in no window), NaN and ties,
-    against the oracle."""
+    """An input of 4 MiB or more (4.21, 4.46 and 4.29 MB here) takes the forwards' prefetching
+    instantiations (forward_rows16 below 16 channels at AVX-512; from 16 the max pool's cell
+    order, pool_cells.cpp, up to 64 channels: 33 with a masked last channel, 64 without, and the
+    average's forward_channels, 33: an overlapping last vector): odd sizes (a last row and
+    column in no window), NaN and ties, against the oracle."""
     rng = np.random.default_rng(seeds.seed_of("tiling-far", shape))
     x = _input(rng, shape, "nan")
     x[1] = rng.integers(-2, 3, shape[1:]).astype(np.float32)
@@ -219,3 +220,71 @@ def test_tiling_forward_with_prefetch_matches_oracle(shape):
     ref_a = R.avg_pool2d_forward(x.astype(np.float64), (2, 2), (2, 2), pads)
     np.testing.assert_array_equal(np.isnan(ya), np.isnan(ref_a))
     np.testing.assert_allclose(ya, ref_a, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "nan"])
+@pytest.mark.parametrize("shape,pool", [((2, 9, 7, 100), (2, 2)), ((1, 6, 8, 520), (2, 2)),
+                                        ((3, 7, 10, 200), (3, 3)), ((2, 5, 9, 130), (1, 2))])
+def test_max_forward_cells_many_channels_match_oracle(shape, pool, kind):
+    """The max pool's cell order (pool_cells.cpp, AVX-512 from 16 channels) over many channel
+    vectors per cell, the running max and argmax kept in the output pixel between cells, and a
+    masked run of C % 16 channels (4, 8, 8, 2 here): values and argmax exactly the oracle's
+    (ties keep the first cell, a NaN pools to NaN with the last NaN cell as argmax, -inf
+    loses to any number); the argmax-free forward gives the same values."""
+    rng = np.random.default_rng(seeds.seed_of("tiling-cells", shape, pool, kind))
+    x = _input(rng, shape, kind)
+    pads = (0, 0, 0, 0)
+    y, arg = _C.max_pool2d_forward_with_argmax(x, pool, pool, pads)
+    ref_y, ref_arg = R.max_pool2d_forward_with_argmax(x, pool, pool, pads)
+    np.testing.assert_array_equal(y, ref_y)
+    np.testing.assert_array_equal(arg, ref_arg)
+    np.testing.assert_array_equal(_C.max_pool2d_forward(x, pool, pool, pads), ref_y)
+    if kind == "nan":
+        assert np.isnan(y).any()
+    if kind == "ties":
+        assert (ref_arg > 0).any() and (ref_arg == 0).any()
+
+
+def test_max_forward_cells_same_on_one_and_two_threads(two_threads):
+    """Batch 1 on two threads splits the channels into blocks of 16 (pool_tasks.h), the last
+    one shorter (520 = 2 x 256 + 8; 40 = 16 + 16 + 8: a block with only the masked run): the
+    cell order works on [c0, c1) of each pixel, so the result equals one thread's and the
+    oracle's."""
+    import fastconv
+    rng = np.random.default_rng(seeds.seed_of("tiling-cells-threads"))
+    for shape in [(1, 10, 12, 520), (1, 9, 8, 40), (4, 6, 6, 72)]:
+        x = _input(rng, shape, "nan")
+        two = _C.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), (0, 0, 0, 0))
+        fastconv.set_num_threads(1)
+        try:
+            one = _C.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), (0, 0, 0, 0))
+        finally:
+            fastconv.set_num_threads(2)
+        ref = R.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), (0, 0, 0, 0))
+        for a, b, r in zip(one, two, ref):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(b, r)
+
+
+@pytest.mark.parametrize("shape,pool", [((2, 9, 7, 128), (2, 2)), ((1, 6, 8, 136), (2, 2)),
+                                        ((2, 7, 10, 200), (3, 3)), ((2, 5, 9, 130), (1, 2))])
+def test_tiling_backward_long_cells_match_oracle(shape, pool):
+    """From 128 channels the backward writes each window cell's run whole, one column after the
+    other (pool_tiling.cpp tile_row): odd sizes (a last row and column in no window: zero), a
+    last channel vector overlapping the one before (136, 200, 130), NaN in dy reaching exactly
+    its winner (max) or its window's cells (average), against the oracle."""
+    rng = np.random.default_rng(seeds.seed_of("tiling-long-cells", shape, pool))
+    x = _input(rng, shape, "ties")
+    pads = (0, 0, 0, 0)
+    y, arg = _C.max_pool2d_forward_with_argmax(x, pool, pool, pads)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy.flat[::9] = np.nan
+    dx = _C.max_pool2d_backward_argmax(dy, arg, shape, pool, pool, pads)
+    np.testing.assert_array_equal(dx, R.max_pool2d_backward_argmax(dy.astype(np.float64), arg, shape, pool, pool,
+                                                                   pads).astype(np.float32))
+    dxa = _C.avg_pool2d_backward(dy, shape, pool, pool, pads)
+    np.testing.assert_allclose(dxa, R.avg_pool2d_backward(dy.astype(np.float64), shape, pool, pool, pads),
+                               rtol=1e-6, atol=0)
+    rows, cols = y.shape[1] * pool[0], y.shape[2] * pool[1]
+    assert not dx[:, rows:].any() and not dx[:, :, cols:].any() and not dxa[:, rows:].any()
+    assert np.isnan(dx).any() and np.isnan(dxa).any()

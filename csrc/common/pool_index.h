@@ -1,4 +1,4 @@
-// Per-element index math of 2-D pooling, shared by the CPU kernels (pool2d.cpp) and the CUDA
+// Per-element index math of 2-D pooling, shared by the CPU kernels (pool_*.cpp) and the CUDA
 // twins, so both walk exactly the same windows. One axis at a time; NHWC offsets are formed
 // by the caller.
 //

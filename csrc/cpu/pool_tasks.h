@@ -1,7 +1,7 @@
-// The parallel loop of the pooling kernels (pool2d.cpp, pool_tiling.cpp): (image, channel
-// block) tasks, which never write the same dx cell, so the backward passes need no atomics
-// and are deterministic; splitting channels as well as images keeps all threads busy for
-// small batches.
+// The parallel loop of the pooling kernels (pool_max.cpp, pool_max_backward.cpp,
+// pool_avg.cpp, pool_tiling.cpp): (image, channel block) tasks, which never write the same
+// dx cell, so the backward passes need no atomics and are deterministic; splitting channels
+// as well as images keeps all threads busy for small batches.
 #pragma once
 #include <omp.h>
 

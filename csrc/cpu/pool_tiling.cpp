@@ -2,17 +2,19 @@
 // dx cell lies in at most one window, so dx is written once, row after row, straight from
 // its window's dy (and, for max, the saved winner): dx[oy*kh + a, ox*kw + b] = dy[oy, ox]
 // where the winner is cell a*kw + b (max), or dy[oy, ox] / (kh*kw) (average), and zero in the
-// rows and columns past the last window. pool2d.cpp's general backward gathers, for each dx
-// cell, over the windows that may cover it and zeroes dx first: a 2x2 max-pool backward of
-// (1, 112, 112, 64) took 0.32 ms there (13 GB/s of compulsory traffic; 1 thread, Zen 4).
+// rows and columns past the last window. The general backwards (pool_max_backward.cpp,
+// pool_avg.cpp) gather, for each dx cell, over the windows that may cover it and zero dx
+// first: a 2x2 max-pool backward of (1, 112, 112, 64) took 0.32 ms there (13 GB/s of
+// compulsory traffic; 1 thread, Zen 4).
 // From 16 channels the vectors run over channels. Below (AVX-512 only) they run along the dx
 // row instead: 16 consecutive dx floats come from at most 16 consecutive dy entries, gathered
 // by one in-register permute whose pattern repeats every lcm(16, kw*C) floats (RowTable);
-// pool2d.cpp's 8-lane version of it (TiledRows8) remains for the avx2 level. 2x2, ms, three
+// pool_packed.h's 8-lane version of it (TiledRows8) remains for the avx2 level. 2x2, ms, three
 // alternating runs: (256, 28, 28, 3) max 0.45-0.52 -> 0.19-0.30, average 0.22-0.35 ->
 // 0.17-0.26; (256, 28, 28, 6) max 0.55-0.71 -> 0.31-0.44, average 0.36-0.54 -> 0.27-0.39.
 // Rows of up to 192 floats run as one flat run over the whole dx image (FlatTable) instead.
-// The forwards over the same geometries are at the end (forward_channels, forward_rows16).
+// The forwards over the same geometries are at the end (forward_channels, forward_rows16; the
+// max pool's from 16 channels at AVX-512 in pool_cells.cpp).
 #include "cpu/pool_tiling.h"
 
 #include <algorithm>
@@ -44,8 +46,8 @@ inline void max_cell16(const float* dy, const i32xR* arg, int32_t t, float* out)
   }
 }
 
-// Channels [c0, c1) of dx row `iy` = oy*kh + a of image `img`.
-template <bool kMax>
+// Channels [c0, c1) of dx row `iy` = oy*kh + a of image `img`. kLong: from 128 channels (below).
+template <bool kMax, bool kLong>
 void tile_row(const PoolGeometry& g, const float* dyr, const uint8_t* argr, float scale, int64_t a,
               int64_t c0, int64_t c1, float* dxr) {
   const int64_t C = g.c, kw = g.win.kw;
@@ -56,6 +58,30 @@ void tile_row(const PoolGeometry& g, const float* dyr, const uint8_t* argr, floa
       for (int64_t b = 0; b < kw; ++b)  // reach into the channels of another task
         for (int64_t c = c0; c < c1; ++c)
           out[b * C + c] = kMax ? (argr[ox * C + c] == a * kw + b ? d[c] : 0.f) : d[c] * scale;
+      continue;
+    }
+    // From 128 channels (cells of 512 bytes or more) each window column's cell is written
+    // whole, one after the other, instead of one vector block across the kw cells at a time
+    // (kw write streams interleaved a cell apart). 2x2, 1 thread, alternating processes,
+    // medians of 7 rounds, ms: average (1, 112, 112, 256) 1.62 -> 0.83 (12.8 MB of dx under
+    // the stream threshold), max (1, 112, 112, 256) 1.62 -> 1.09, (32, 28, 28, 128) 1.68 ->
+    // 0.68, average (32, 14, 14, 512) 1.15 -> 0.58. Not below: average (256, 28, 28, 16) 0.35
+    // -> 0.44, (32, 56, 56, 64) 1.63 -> 1.74 (8 rounds: the column order loads and scales dy
+    // once per column; and as a run-time test inside this loop it made max (256, 7, 7, 16) 0.044
+    // -> 0.061 ms: a template parameter, so the block order's code is the one it was).
+    if constexpr (kLong) {
+      for (int64_t b = 0; b < kw; ++b)
+        for (int64_t c = c0; c < c1; c += kLanes) {
+          const int64_t cc = std::min(c, c1 - kLanes);  // the last block overlaps the one before
+          if constexpr (kMax) {
+            i32xR arg[kPieces];
+            const i32x16 a16 = widen16(argr + ox * C + cc);
+            std::memcpy(arg, &a16, sizeof arg);
+            max_cell16(d + cc, arg, (int32_t)(a * kw + b), out + b * C + cc);
+          } else {
+            for (int p = 0; p < kPieces; ++p) storeR(out + b * C + cc + p * kRegLanes, loadR(d + cc + p * kRegLanes) * scale);
+          }
+        }
       continue;
     }
     for (int64_t c = c0; c < c1; c += kLanes) {
@@ -77,7 +103,7 @@ void tile_row(const PoolGeometry& g, const float* dyr, const uint8_t* argr, floa
     std::memset(dxr + ix * C + c0, 0, sizeof(float) * (size_t)(c1 - c0));
 }
 
-template <bool kMax>
+template <bool kMax, bool kLong>
 void backward_tiles(const PoolGeometry& g, const float* dy, const uint8_t* arg, float* dx) {
   const int64_t C = g.c, kh = g.win.kh;
   // Every window is whole, so each divides by kh*kw, as pool_inv_count gives it.
@@ -97,7 +123,7 @@ void backward_tiles(const PoolGeometry& g, const float* dy, const uint8_t* arg, 
         for (int64_t ix = 0; ix < g.w; ++ix) std::memset(to + ix * C + c0, 0, sizeof(float) * (size_t)(c1 - c0));
       } else {
         const int64_t o = (img * g.oh + oy) * g.ow * C;
-        tile_row<kMax>(g, dy + o, kMax ? arg + o : nullptr, scale, iy - oy * kh, c0, c1, to);
+        tile_row<kMax, kLong>(g, dy + o, kMax ? arg + o : nullptr, scale, iy - oy * kh, c0, c1, to);
       }
       if (rows) stream_copy(dxr, buf, g.w * C);
     }
@@ -301,9 +327,10 @@ void backward_rows16(const PoolGeometry& g, const RowTable& tab, const float* dy
 #endif
 
 // Forwards. Every window is whole and sits at (oy*kh, ox*kw), so the per-output window
-// bookkeeping of pool2d.cpp's general forwards (pool_window and pool_inv_count, a float
-// division, per output; per group of packed pixels a 64-bit division) is constant here. The
-// same cells in the same row-major order, so the same floats and argmax.
+// bookkeeping of the general forwards in pool_max.cpp and pool_avg.cpp (pool_window and
+// pool_inv_count, a float division, per output; per group of packed pixels a 64-bit
+// division) is constant here. The same cells in the same row-major order, so the same
+// floats and argmax.
 template <bool kMax, bool kFar>
 void forward_channels(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
   const int64_t C = g.c, kh = g.win.kh, kw = g.win.kw;
@@ -358,7 +385,7 @@ void forward_channels(const PoolGeometry& g, const float* x, float* y, uint8_t* 
 // neighbouring outputs per vector, lane p*C + k being channel k of output ox + p, whose
 // window column b is float (p*kw + b)*C + k of the kw*C*P floats from the group's first
 // cell; those fit two registers (lo, hi), so each cell is one two-source permute of the
-// row's two loads (pool2d.cpp's packed forward does the same per group, plus the bookkeeping).
+// row's two loads (pool_max.cpp's packed forward does the same per group, plus the bookkeeping).
 template <bool kMax, bool kFar>
 void forward_rows16(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
   const int64_t C = g.c, kh = g.win.kh, kw = g.win.kw, x_row = g.w * C, y_row = g.ow * C;
@@ -458,7 +485,8 @@ void backward(const PoolGeometry& g, const float* dy, const uint8_t* arg, float*
     return backward_rows16<kMax>(g, tab, dy, arg, dx);
   }
 #endif
-  backward_tiles<kMax>(g, dy, arg, dx);
+  if (g.c >= 128) return backward_tiles<kMax, true>(g, dy, arg, dx);
+  backward_tiles<kMax, false>(g, dy, arg, dx);
 }
 
 void max_backward_argmax_tiles(const PoolGeometry& g, const float* dy, const uint8_t* arg, float* dx) {
@@ -492,6 +520,10 @@ void forward(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
     if (far) return forward_rows16<kMax, true>(g, x, y, arg);
     return forward_rows16<kMax, false>(g, x, y, arg);
   }
+#endif
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  // the max pool from 16 channels cell by cell (pool_cells.cpp: up to 2.5x faster at C = 512)
+  if constexpr (kMax) return max_forward_cells(g, x, y, arg);
 #endif
   if (far) return forward_channels<kMax, true>(g, x, y, arg);
   forward_channels<kMax, false>(g, x, y, arg);

@@ -22,4 +22,9 @@ bool pool_forward_tiles(const PoolGeometry& g);
 void max_forward_tiles(const PoolGeometry& g, const float* x, float* y, uint8_t* arg);
 void avg_forward_tiles(const PoolGeometry& g, const float* x, float* y);
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+// max_forward_tiles from 16 channels (pool_cells.cpp), same contract.
+void max_forward_cells(const PoolGeometry& g, const float* x, float* y, uint8_t* arg);
+#endif
+
 }  // namespace fastconv::cpu::detail

@@ -1,6 +1,6 @@
-// The window walks of the pooling forwards over full channel vectors, shared by pool2d.cpp's
-// general forwards and pool_tiling.cpp's forwards of tiling windows: max (with the argmax)
-// and mean over one output's window for V * kLanes channels.
+// The window walks of the pooling forwards over full channel vectors, shared by the general
+// forwards (pool_max.cpp, pool_avg.cpp) and pool_tiling.cpp's forwards of tiling windows:
+// max (with the argmax) and mean over one output's window for V * kLanes channels.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -26,7 +26,7 @@ namespace fastconv::cpu::detail {
 // V vectors (V * kLanes channels) are walked together: each one's compare-and-select chain
 // is serial, so interleaving V independent chains keeps the core busy and amortises the
 // window bookkeeping (V = 4 at C = 64, data in cache: this walk ~10% faster, the backward
-// gather in pool2d.cpp 2.4x).
+// gather in pool_max_backward.cpp 2.4x).
 //
 // The walk is in vectors of the level's register width (simd.h f32xR: S = 16 / width pieces
 // per 16 channels): at avx2 GCC 12 turned this compare-and-select on 16-lane vectors into

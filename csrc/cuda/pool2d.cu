@@ -1,5 +1,6 @@
-// Pooling on the GPU (CPU twin: cpu/pool2d.cpp). Forward: one thread per output; backward:
-// one thread per input gathering its windows (common/pool_gather.h), so no atomics.
+// Pooling on the GPU (CPU twins: cpu/pool_max.cpp, pool_max_backward.cpp, pool_avg.cpp).
+// Forward: one thread per output; backward: one thread per input gathering its windows
+// (common/pool_gather.h), so no atomics.
 #include "common/pool_gather.h"
 #include "cuda/kernels_cuda.h"
 #include "cuda/launch.cuh"
