@@ -205,6 +205,8 @@ void pack_row_planes(const float* src, int64_t w, int64_t c, int64_t p, int64_t 
         stride2::split_pairs_any(src + (qs + 2 * back) * c, c, stride2::L, even + back, odd + back, plane);
         done = pairs;
       }
+    } else {  // a row shorter than one register of pairs (AVX-512 only; 0 elsewhere)
+      done = stride2::split_pairs_short_any(src + qs * c, c, pairs, dst + js, dst + c * plane + js, plane);
     }
   }
   for (int64_t ph = 0; ph < p; ++ph) {

@@ -171,7 +171,8 @@ bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
                         g.w > 0;
   if (!eligible) return false;
   if (pass == ConvPass::BackwardData)
-    return g.c == 1 || (g.c <= 4 && g.w >= 14 && (g.c < 4 || g.w <= 64));
+    return g.c == 1 || (g.c <= 4 && g.w >= 14 && (g.c < 4 || g.w <= 64)) ||
+           (g.c == 6 && kVectorRegisters >= 32);
   if (pass != ConvPass::Forward)
     return g.c == 1 || (g.c == 3 && g.w >= 14);
   return (g.c >= 1 && g.c <= 4) || g.c == 6;
@@ -218,8 +219,21 @@ void merge_parities(const float* even, const float* odd, int64_t cs, int64_t pai
     if constexpr (C == 1) {
       nhwc[0] = __builtin_shuffle(planar[0], planar[1], stride2::mlo);
       nhwc[1] = __builtin_shuffle(planar[0], planar[1], stride2::mhi);
-    } else {
+    } else if constexpr (2 * C <= 8) {
       pixel_transpose::merge<2 * C>(planar, nhwc);
+    } else {  // merge takes up to 8: each channel's pairs interleaved first, then L pixels
+      vec lo[C], hi[C], out[C];  // of C channels twice
+#pragma GCC unroll 8
+      for (int ci = 0; ci < C; ++ci) {
+        lo[ci] = __builtin_shuffle(planar[ci], planar[C + ci], stride2::mlo);
+        hi[ci] = __builtin_shuffle(planar[ci], planar[C + ci], stride2::mhi);
+      }
+      pixel_transpose::merge<C>(lo, out);
+#pragma GCC unroll 8
+      for (int k = 0; k < C; ++k) nhwc[k] = out[k];
+      pixel_transpose::merge<C>(hi, out);
+#pragma GCC unroll 8
+      for (int k = 0; k < C; ++k) nhwc[C + k] = out[k];
     }
 #pragma GCC unroll 8
     for (int k = 0; k < 2 * C; ++k) {
@@ -228,6 +242,26 @@ void merge_parities(const float* even, const float* odd, int64_t cs, int64_t pai
       else if (off < count) store_first(dst + off, nhwc[k], count - off);
     }
   }
+}
+
+// *p in every lane (x - 0 folds to x, and to a broadcast operand of the multiply-add at
+// AVX-512; vec{} + x kept a scalar add of 0 per weight).
+inline vec bcast(const float* p) { return *p - vec{}; }
+
+// dst[c*plane + k] = src[k*C + c] for k < n < L, whole registers stored: the lanes from n
+// on are zeros (dy's zero columns, or the places of rows written later). Before, one float
+// at a time: ~20% of a C=6 N=256 28x28 data pass (14 columns, all in the tail).
+template <int C>
+inline void split_tail(const float* src, int64_t n, float* dst, int64_t plane) {
+  vec in[C], out[C];
+#pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) {
+    const int64_t cnt = std::min<int64_t>(std::max<int64_t>(n * C - c * L, 0), L);
+    in[c] = cnt == L ? load(src + c * L) : cnt > 0 ? load_first(src + c * L, cnt) : vec{};
+  }
+  pixel_transpose::split<C>(in, out);
+#pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) store(dst + c * plane, out[c]);
 }
 
 // Backward data, by parity (sub-pixel): padded dx pixel (2i + a, 2j + b) gets the taps with
@@ -249,8 +283,6 @@ void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, flo
   const int64_t R = std::max<int64_t>(1, std::min({kPackFloats / (5 * C * P) - 2, I, spread}));
   const int64_t per_image = (I + R - 1) / R, dsize = (R + 2) * P + 2 * L;
   const int64_t psize = R * P + pairs + 2 * L;
-  vec wv[9 * C * C];  // [t][ci][co]
-  for (int k = 0; k < 9 * C * C; ++k) wv[k] = vec{} + w[k];
   ExceptionCaptor errors;
   parallel_region(threads, [&] {
     note_team();
@@ -276,9 +308,8 @@ void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, flo
         if constexpr (C == 1) {
           std::memcpy(dst, src, sizeof(float) * g.ow);
         } else {
-          int64_t k = pixel_transpose::split_rows<C>(src, g.ow, dst, dsize);
-          for (; k < g.ow; ++k)
-            for (int co = 0; co < C; ++co) dst[co * dsize + k] = src[k * C + co];
+          const int64_t k = pixel_transpose::split_rows<C>(src, g.ow, dst, dsize);
+          if (k < g.ow) split_tail<C>(src + k * C, g.ow - k, dst + k, dsize);
         }
       }
       // The next item's dx rows, prefetched for writing while this one computes, a few lines
@@ -302,16 +333,25 @@ void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, flo
         }
 #pragma GCC unroll 8
         for (int ci = 0; ci < C; ++ci) {
-          vec e0{}, o0{}, e1{}, o1{};
-          const vec* k = wv + ci * C;  // tap t, channel co: k[t*C*C + co]
+          vec e0{}, e0b{}, o0{}, e1{}, o1{};
+          const float* k = w + ci * C;  // tap t, channel co: k[t*C*C + co] (HWIO)
+          // One multiply-add per product, each weight broadcast from memory (at AVX-512 an
+          // operand of the multiply-add: no register, no full-vector load), the 4C products
+          // of e0 in two chains. As sums of products GCC multiplied the first of each sum and
+          // added the sum in (5 operations per 4 products).
 #pragma GCC unroll 8
           for (int co = 0; co < C; ++co) {
-            e0 += k[0 * C * C + co] * d11[co] + k[2 * C * C + co] * d10[co] +
-                  k[6 * C * C + co] * d01[co] + k[8 * C * C + co] * d00[co];
-            o0 += k[1 * C * C + co] * d11[co] + k[7 * C * C + co] * d01[co];
-            e1 += k[3 * C * C + co] * d11[co] + k[5 * C * C + co] * d10[co];
-            o1 += k[4 * C * C + co] * d11[co];
+            e0 += bcast(k + 0 * C * C + co) * d11[co];
+            e0 += bcast(k + 2 * C * C + co) * d10[co];
+            e0b += bcast(k + 6 * C * C + co) * d01[co];
+            e0b += bcast(k + 8 * C * C + co) * d00[co];
+            o0 += bcast(k + 1 * C * C + co) * d11[co];
+            o0 += bcast(k + 7 * C * C + co) * d01[co];
+            e1 += bcast(k + 3 * C * C + co) * d11[co];
+            e1 += bcast(k + 5 * C * C + co) * d10[co];
+            o1 += bcast(k + 4 * C * C + co) * d11[co];
           }
+          e0 += e0b;
           store(E[0] + ci * psize + q, e0);
           store(O[0] + ci * psize + q, o0);
           store(E[1] + ci * psize + q, e1);
@@ -345,6 +385,7 @@ bool s2_planes_backward_data(const ConvGeometry& g, const float* dy, const float
     case 2: return backward_data_c<2>(g, dy, w, dx), true;
     case 3: return backward_data_c<3>(g, dy, w, dx), true;
     case 4: return backward_data_c<4>(g, dy, w, dx), true;
+    case 6: return backward_data_c<6>(g, dy, w, dx), true;
   }
   return false;
 }
