@@ -153,14 +153,18 @@ inline int64_t split_pairs_any(const float* src, int64_t c, int64_t pairs, float
 
 // split_pairs for a row of 0 < pairs < L column pairs (AVX-512: masked loads of its
 // 2*pairs*C floats, masked stores of `pairs` lanes; nothing read or written outside them);
-// returns the pairs done, 0 at the other levels. Why: pack_row_planes (direct_conv.cpp) split
-// only rows of >= L pairs by permutes and shorter ones one float at a time
-// (deinterleave<6, 2>), 37% of a C=6 28x28 N=256 weight pass in perf (14 pairs a row).
+// returns the pairs done, 0 at the other levels and under kShortFrom pairs. Why:
+// pack_row_planes (direct_conv.cpp) split only rows of >= L pairs by permutes and shorter
+// ones one float at a time (deinterleave<6, 2>), 37% of a C=6 28x28 N=256 weight pass in
+// perf (14 pairs a row). Paired against that, 1 thread, CPU time, Zen 4 at load 5, C=6 N=256
+// weight pass: 28x28 (14 pairs) 1.011/0.809 ms, 14x14 (7) 0.291/0.265, 7x7 (3) 0.130/0.142
+// (the full split's permutes for 3 pairs cost more than the 36 scalar copies).
+inline constexpr int64_t kShortFrom = 6;
 template <int C>
 inline int64_t split_pairs_short(const float* src, int64_t pairs, float* even, float* odd,
                                  int64_t plane) {
 #if defined(__AVX512F__)
-  if (pairs <= 0 || pairs >= L) return 0;
+  if (pairs < kShortFrom || pairs >= L) return 0;
   static_assert(L == 16);
   const int64_t n = 2 * pairs * C;  // floats read
   vec in[2 * C];

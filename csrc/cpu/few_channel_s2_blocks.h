@@ -61,12 +61,9 @@ template <int C>
 class Planes {
  public:
   Planes(const ConvGeometry& g, int64_t rows)
-      : g_(g), rows_(rows), pairs_(round_up(g.ow + 1, L)), stride_((rows + 1) * g.ow + pairs_ + 2 * L) {}
+      : g_(g), pairs_(round_up(g.ow + 1, L)), stride_((rows + 1) * g.ow + pairs_ + 2 * L) {}
 
-  void allocate() {
-    buf_.assign((size_t)(6 * C * stride_ + 2 * (pairs_ + 1) * C + L), 0.f);
-    if constexpr (!kNextInRegisters) last_.assign((size_t)(2 * C * (rows_ + 1)), 0.f);
-  }
+  void allocate() { buf_.assign((size_t)(6 * C * stride_ + 2 * (pairs_ + 1) * C + L), 0.f); }
 
   // The planes of output rows oy0 .. oy0 + rows - 1 of image img (its h*w*C floats), x the
   // whole tensor [xbeg, xend).
@@ -84,10 +81,13 @@ class Planes {
         }
         split_row(img + r * g_.w * C, xbeg, xend, plane(a, 0, 0) + i * ow,
                   plane(a, 0, 1) + i * ow, plane(a, 0, 2) + i * ow);
-        if constexpr (!kNextInRegisters)  // p0's column OW, before the next row's split
-          for (int ci = 0; ci < C; ++ci) last_[(a * C + ci) * (rows + 1) + i] = plane(a, ci, 0)[i * ow + ow];
+        if constexpr (!kNextInRegisters)
+          for (int ci = 0; ci < C; ++ci) {
+            const float* p0 = plane(a, ci, 0) + i * ow;
+            float* p2 = plane(a, ci, 2) + i * ow;
+            for (int64_t j = 0; j < ow; j += L) store(p2 + j, load(p0 + 1 + j));
+          }
       }
-    if constexpr (!kNextInRegisters) copy_next(oy0, rows);
   }
 
   // Tap t = ky*3 + kx, channel ci: the plane float under the block's output p is tap(t, ci)[p].
@@ -99,29 +99,6 @@ class Planes {
  private:
   float* plane(int a, int ci, int k) { return buf_.data() + ((a * C + ci) * 3 + k) * stride_; }
   float* row_copy() { return buf_.data() + 6 * C * stride_; }
-
-  // p2 = p0 one column on, for C > 4, after the whole block's split: right after each row's
-  // split the copy's loads straddled the split's stores still in flight (no store
-  // forwarding), 33% of the pack's samples in a C=6 56x56 forward. Row by row in order (a
-  // row's last vector runs into the next row's place, rewritten next); p0's column OW (the
-  // next row's first column by now) from last_; rows outside x zeroed again.
-  void copy_next(int64_t oy0, int64_t rows) {
-    const int64_t ow = g_.ow;
-    for (int a = 0; a < 2; ++a)
-      for (int ci = 0; ci < C; ++ci) {
-        const float* p0 = plane(a, ci, 0);
-        float* p2 = plane(a, ci, 2);
-        for (int64_t i = 0; i < rows + (a == 0); ++i) {
-          const int64_t r = 2 * (oy0 + i) + a - g_.win.pt;
-          if (r < 0 || r >= g_.h) {
-            std::memset(p2 + i * ow, 0, sizeof(float) * ow);
-            continue;
-          }
-          for (int64_t j = 0; j < ow; j += L) store(p2 + i * ow + j, load(p0 + i * ow + 1 + j));
-          p2[i * ow + ow - 1] = last_[(a * C + ci) * (rows + 1) + i];
-        }
-      }
-  }
 
   // p2 from the split's registers up to C = 4; C = 6 copies it in pack() (its split holds 12
   // input registers: with the 6 shifted ones too, its forward took 1.17-1.21 of the time at
@@ -162,9 +139,8 @@ class Planes {
   }
 
   const ConvGeometry& g_;
-  const int64_t rows_, pairs_, stride_;
+  const int64_t pairs_, stride_;
   std::vector<float> buf_;
-  std::vector<float> last_;  // C > 4: p0's column OW per row (copy_next)
   const float* next_ = nullptr;  // the next block's input rows [next_, next_end_)
   const float* next_end_ = nullptr;
 
