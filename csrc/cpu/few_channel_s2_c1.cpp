@@ -91,11 +91,13 @@ bool s2_c1_forward(const ConvGeometry& g, const float* x, const float* w, const 
   const int64_t pairs = (g.oh + 1) / 2, items = g.n * pairs;
   const int threads =
       items * g.ow * 9 < (int64_t(1) << 21) ? 1 : std::max(1, get_num_threads());
-  vec wv[9];
-  for (int t = 0; t < 9; ++t) wv[t] = vec{} + w[t];
   const vec bias = vec{} + (b ? b[0] : 0.f);
   parallel_region(threads, [&] {
     note_team();
+    // The 9 weights in the thread's registers: an array outside the region is reached
+    // through the closure, its address reloaded after every store (y might alias it).
+    vec wv[9];
+    for (int t = 0; t < 9; ++t) wv[t] = vec{} + w[t];
 #pragma omp for schedule(static)
     for (int64_t it = 0; it < items; ++it) {
       const int64_t n = it / pairs, oy = (it % pairs) * 2;
@@ -210,8 +212,6 @@ bool s2_c1_backward_data(const ConvGeometry& g, const float* dy, const float* w,
   const int64_t I = (g.h - 1 + pt) / 2 + 1, items = g.n * I;
   const int threads =
       items * g.ow * 9 < (int64_t(1) << 21) ? 1 : std::max(1, get_num_threads());
-  vec k[9];
-  for (int t = 0; t < 9; ++t) k[t] = vec{} + w[t];
   // The masks of vector v (dy columns j = 16v): its loads at j and j - 1, its two dx stores
   // from column 2j - pl; the same for every row, so made once (per vector they were a
   // third of the loop's instructions: N=256 56x56 perf). Bounded: OW / 16 + 1 entries.
@@ -233,6 +233,8 @@ bool s2_c1_backward_data(const ConvGeometry& g, const float* dy, const float* w,
   };
   parallel_region(threads, [&] {
     note_team();
+    vec k[9];  // in registers, as s2_c1_forward's
+    for (int t = 0; t < 9; ++t) k[t] = vec{} + w[t];
 #pragma omp for schedule(static)
     for (int64_t it = 0; it < items; ++it) {
       const int64_t n = it / I, i = it % I;
