@@ -70,7 +70,7 @@ constexpr int vectors_for() {
 // V vectors of outputs from block pixel p, stored NHWC at out: bias + the 9*C taps per
 // channel (q[t*C + ci]: tap t's plane of channel ci; wv[(t*C + ci)*C + co]: its weight).
 template <int C, int V>
-inline void forward_vectors(const float* const* q, const vec* wv, const vec* bias, int64_t p,
+inline void forward_vectors(const float* const* q, const float* wv, const vec* bias, int64_t p,
                             float* out) {
   vec acc[V][C];
 #pragma GCC unroll 4
@@ -83,7 +83,7 @@ inline void forward_vectors(const float* const* q, const vec* wv, const vec* bia
     for (int v = 0; v < V; ++v) {
       const vec xv = load(q[t] + p + v * L);
 #pragma GCC unroll 8
-      for (int co = 0; co < C; ++co) acc[v][co] += xv * wv[t * C + co];
+      for (int co = 0; co < C; ++co) acc[v][co] += xv * (wv[t * C + co] - vec{});
     }
 #pragma GCC unroll 4
   for (int v = 0; v < V; ++v) {
@@ -102,8 +102,8 @@ template <int C>
 void forward_c(const ConvGeometry& g, const float* x, const float* w, const float* b, float* y,
                Activation act) {
   constexpr int V = vectors_for<C>();
-  vec wv[9 * C * C], bias[C];
-  for (int k = 0; k < 9 * C * C; ++k) wv[k] = vec{} + w[k];  // HWIO: (t*C + ci)*C + co
+  vec bias[C];
+  const float* wv = w;  // HWIO: (t*C + ci)*C + co, broadcast from memory
   for (int co = 0; co < C; ++co) bias[co] = vec{} + (b ? b[co] : 0.f);
   run_blocks<C>(g, x, threads_for(g), true, [&](Planes<C>& pl, int64_t off, int64_t total) {
     const float* q[9 * C];
