@@ -61,7 +61,9 @@ using namespace s2blocks;
 // 9 multiply-adds, one chain is latency-bound). At 32 registers C = 2, 3 take 4 vectors
 // (each weight vector loaded once per 4 output vectors; paired, 1 thread, Zen 4: C=3 N=256
 // 56x56 1.547/1.250 ms, C=2 56x56 0.712/0.624); C = 4 keeps 2 (4 were 1.07-1.18 of the
-// time), C = 6 too (3 measured 0.86-0.98 in one run, 1.02-1.04 in the next: not kept).
+// time), C = 6 too (3 measured 0.86-0.98 in one run, 1.02-1.04 in the next: not kept). With
+// the weights broadcast from memory (forward_c) C = 4 at 4 and C = 6 at 3 measured 1.04-1.34
+// and 0.99-1.16 of the time again: not kept.
 template <int C>
 constexpr int vectors_for() {
   return C == 1 ? 4 : kVectorRegisters >= 32 ? (C <= 3 ? 4 : 2) : C <= 3 ? 2 : 1;
@@ -103,7 +105,10 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
                Activation act) {
   constexpr int V = vectors_for<C>();
   vec bias[C];
-  const float* wv = w;  // HWIO: (t*C + ci)*C + co, broadcast from memory
+  // HWIO: (t*C + ci)*C + co, each weight broadcast from memory where it is used (before: a
+  // stack array of 9*C*C broadcast vectors, 5 KB at C = 3; paired, 1 thread, CPU time, Zen 4
+  // at load 5: 0.87-1.00 of the time, C=6 N=256 56x56 0.91, C=2 / 4 56x56 0.87 / 0.90).
+  const float* wv = w;
   for (int co = 0; co < C; ++co) bias[co] = vec{} + (b ? b[co] : 0.f);
   run_blocks<C>(g, x, threads_for(g), true, [&](Planes<C>& pl, int64_t off, int64_t total) {
     const float* q[9 * C];
@@ -163,6 +168,11 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
 // 4.39/3.63, C = 4 N=400 56x56 5.59/4.17). The forward for C = 6 at every width (up to 32 columns
 // before; with the prefetch the planes beat the direct path at 56x56 5.19/4.00, N=32 112x112
 // 2.41/1.92, N=256 112x112 17.2/15.6): where they were measured to win.
+// Backward data for C = 6 at AVX-512 at every width (its 24 dy vectors and 5 accumulators
+// fit 32 registers, the weights broadcast from memory; against the direct path, paired, 1
+// thread, CPU time, Zen 4 at load 5, N=256, ms: 7x7 0.162/0.123, 14x14 0.387/0.222, 28x28
+// 0.928/0.685, 56x56 3.70/2.82, 112x112 15.2/10.7, N=32 112x112 1.86/1.32). Not at 16
+// registers (avx2, baseline: unmeasured, it would spill).
 bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
   const bool eligible = g.groups == 1 && g.c == g.oc && v.kh == 3 && v.kw == 3 && v.dh == 1 &&
