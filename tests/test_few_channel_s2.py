@@ -2,8 +2,8 @@
 that packs their input rows, against the float64 oracle.
 
 The split handles whole registers of column pairs (16 at avx512, 8 at avx2, 4 at the
-baseline), the last register again overlapping, and the columns before and after one float
-at a time; so the widths here cover rows shorter than one register, exact multiples, one
+baseline), the last register again overlapping, rows of fewer pairs than a register by
+masked loads and stores (avx512), and the columns before and after one float at a time; so the widths here cover rows shorter than one register, exact multiples, one
 column over, and odd widths, with left pads 0..3 (the pair start and its phase flip with the
 pad's parity) and every channel count 1..8.
 """
@@ -15,11 +15,13 @@ import pytest
 from fastconv import _C
 from fastconv import reference as R
 
-from test_direct_conv import _check
+from test_direct_conv import _check, _close
 
 
 # (width, left pad): widths around 2 * 4, 2 * 8, 2 * 16 columns and longer odd rows
-WIDTHS_PADS = [(7, 1), (17, 0), (33, 1), (34, 2), (35, 3), (64, 0), (65, 1), (97, 2), (130, 3)]
+# (28..31 columns: 14 or 15 pairs, under one AVX-512 register: the masked short split)
+WIDTHS_PADS = [(7, 1), (17, 0), (28, 0), (30, 1), (31, 2), (33, 1), (34, 2), (35, 3), (64, 0),
+               (65, 1), (97, 2), (130, 3)]
 
 
 @pytest.mark.parametrize("c", range(1, 9))
@@ -89,3 +91,31 @@ def test_pointwise_planar_maps_5_to_8_channels(c, stride):
     for w in (65, 70):
         _check(w + c, 3, 5, w, c, c, (1, 1), (stride, stride), (0, 0, 0, 0), (1, 1))
     _check(c, 3, 15, 17, c, c, (1, 1), (stride, stride), (0, 0, 0, 0), (1, 1))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("c", (5, 6))
+@pytest.mark.parametrize("col", (0, 1, 14, 27, 28))
+def test_stride2_short_rows_nonfinite(c, col):
+    """Rows of 14 column pairs (29 columns, under one AVX-512 register: the masked short
+    split) with an inf in x at the first, an inner, the last paired and the unpaired last
+    column: y and dw (the direct weight pass packs the same rows) have the reference's
+    NaN/inf pattern exactly, the rest close."""
+    rng = np.random.default_rng(col + c)
+    args = ((2, 2), (1, 1, 1, 1), (1, 1), 1)
+    x = rng.standard_normal((2, 9, 29, c)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, c, c)).astype(np.float32)
+    x[1, 4, col, c - 1] = np.inf
+    x64, w64 = x.astype(np.float64), wt.astype(np.float64)
+    y, ref = _C.conv2d_forward(x, wt, None, *args), R.conv2d_forward(x64, w64, None, *args)
+    assert not np.isfinite(ref).all()
+    for f in (np.isnan, np.isposinf, np.isneginf):
+        assert np.array_equal(f(y), f(ref))
+    dy = rng.standard_normal((2, 5, 15, c)).astype(np.float32)
+    dw, _ = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
+    rdw, _ = R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, True)
+    assert not np.isfinite(rdw).all() and np.isfinite(rdw).any()
+    for f in (np.isnan, np.isposinf, np.isneginf):
+        assert np.array_equal(f(dw), f(rdw))
+    fin = np.isfinite(rdw)
+    _close(np.where(fin, dw, 0).astype(np.float32), np.where(fin, rdw, 0))

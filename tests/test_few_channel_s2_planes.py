@@ -1,7 +1,7 @@
 """3x3 stride-2 convs on the column-phase planes (csrc/cpu/few_channel_s2_planes.cpp: all
 three passes for one channel in and out (straight from the rows at AVX-512,
 few_channel_s2_c1.cpp), the forward for C = 2..4 and 6, the backward data
-pass for C = 2..4 from 14 columns (C = 4 up to 64), the weight pass for C = 3 from 14
+pass for C = 2..4 from 14 columns (C = 4 up to 64) and C = 6 at AVX-512, the weight pass for C = 3 from 14
 columns; the rest of
 each _check runs on the row and direct kernels): against the float64 oracle
 (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the largest value).
@@ -16,7 +16,7 @@ row copy, and zeroes the pad columns it read), batch 1 and 3, threads, and NaN/i
 image's edges and corners landing where the reference puts them. The forward with C
 channels stores its planar results to NHWC through pixel_transpose::merge, so C = 2, 3, 4, 6
 cover every merge width it uses; the backward data pass merges 2C planar rows (a pixel
-pair's channels), C = 2..4."""
+pair's channels), C = 2..4; C = 6 as two 6-channel merges."""
 import itertools
 
 import numpy as np
@@ -202,15 +202,45 @@ def test_forward_channels_nonfinite(c, w, bad):
     _same_nonfinite(_C.conv2d_forward(x, wt, b, *args), ref)
 
 
-@pytest.mark.parametrize("c", (2, 3, 4))
+@pytest.mark.parametrize("c", (2, 3, 4, 6))
 @pytest.mark.parametrize("h, w", ((5, 14), (14, 15), (9, 33), (4, 64)))
 @pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (2, 1, 1, 2)))
 def test_backward_data_channels(c, h, w, pads):
     _check(c * 1000 + h * w, 1 if w % 2 else 2, h, w, c, c, (3, 3), (2, 2), pads, (1, 1))
 
 
+@pytest.mark.parametrize("n, h, w", ((3, 7, 7), (2, 14, 14), (1, 8, 9), (1, 3, 2), (2, 28, 28),
+                                     (1, 45, 131), (1, 9, 250)))
+@pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (0, 0, 0, 0), (2, 2, 2, 1)))
+def test_backward_data_c6(n, h, w, pads):
+    """C = 6 backward data on the planes at AVX-512 (before: the direct path): its 12 planar
+    rows of a pixel pair merged as two 6-channel merges of pair-interleaved channels; images
+    under one vector (7x7, 3x2), one item per image, several items (131 and 250 columns: items
+    of 6 and 2 plane rows), 'same', 'valid', zero and wide pads, batch 1 and more."""
+    if h + pads[0] + pads[1] < 3 or w + pads[2] + pads[3] < 3:
+        pytest.skip("window larger than the padded input")
+    _check(n * 1000 + h * w + sum(pads), n, h, w, 6, 6, (3, 3), (2, 2), pads, (1, 1))
+
+
+def test_backward_data_c6_threaded_and_deterministic():
+    rng = np.random.default_rng(66)
+    args = ((2, 2), (0, 1, 0, 1), (1, 1), 1)
+    dy = rng.standard_normal((16, 28, 29, 6)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 6, 6)).astype(np.float32)
+    x_shape = (16, 56, 58, 6)
+    saved = fc.get_num_threads()
+    fc.set_num_threads(2)
+    try:
+        runs = [_C.conv2d_backward_data(dy, wt, x_shape, *args) for _ in range(2)]
+    finally:
+        fc.set_num_threads(saved)
+    assert np.array_equal(runs[0], runs[1])
+    _close(runs[0], R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x_shape,
+                                           *args))
+
+
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
-@pytest.mark.parametrize("c", (2, 3, 4))
+@pytest.mark.parametrize("c", (2, 3, 4, 6))
 @pytest.mark.parametrize("bad", (np.nan, np.inf))
 def test_backward_data_channels_nonfinite(c, bad):
     """A non-finite dy value at a corner and one inside: the reference's pattern exactly."""

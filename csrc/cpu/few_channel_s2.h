@@ -151,4 +151,64 @@ inline int64_t split_pairs_any(const float* src, int64_t c, int64_t pairs, float
   return pick(c, std::make_index_sequence<8>())(src, pairs, even, odd, plane);
 }
 
+// split_pairs for a row of 0 < pairs < L column pairs (AVX-512: masked loads of its
+// 2*pairs*C floats, masked stores of `pairs` lanes; nothing read or written outside them);
+// returns the pairs done, 0 at the other levels and under kShortFrom pairs. Why:
+// pack_row_planes (direct_conv.cpp) split only rows of >= L pairs by permutes and shorter
+// ones one float at a time (deinterleave<6, 2>), 37% of a C=6 28x28 N=256 weight pass in
+// perf (14 pairs a row). Paired against that, 1 thread, CPU time, Zen 4 at load 5, C=6 N=256
+// weight pass: 28x28 (14 pairs) 1.011/0.809 ms, 14x14 (7) 0.291/0.265, 7x7 (3) 0.130/0.142
+// (the full split's permutes for 3 pairs cost more than the 36 scalar copies).
+inline constexpr int64_t kShortFrom = 6;
+template <int C>
+inline int64_t split_pairs_short(const float* src, int64_t pairs, float* even, float* odd,
+                                 int64_t plane) {
+#if defined(__AVX512F__)
+  if (pairs < kShortFrom || pairs >= L) return 0;
+  static_assert(L == 16);
+  const int64_t n = 2 * pairs * C;  // floats read
+  vec in[2 * C];
+#pragma GCC unroll 16
+  for (int k = 0; k < 2 * C; ++k) {
+    const int64_t cnt = std::min<int64_t>(std::max<int64_t>(n - k * L, 0), L);
+    in[k] = cnt == L ? load(src + k * L)
+                     : (vec)_mm512_maskz_loadu_ps((__mmask16)((1u << cnt) - 1), src + k * L);
+  }
+  vec a[C], b[C];
+  if constexpr (C == 1) {
+    a[0] = in[0];
+    b[0] = in[1];
+  } else {
+    vec lo[C], hi[C];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) lo[c] = in[c], hi[c] = in[C + c];
+    pixel_transpose::split<C>(lo, a);
+    pixel_transpose::split<C>(hi, b);
+  }
+  const __mmask16 m = (__mmask16)((1u << pairs) - 1);
+#pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) {
+    _mm512_mask_storeu_ps(even + c * plane, m, (__m512)__builtin_shuffle(a[c], b[c], me));
+    _mm512_mask_storeu_ps(odd + c * plane, m, (__m512)__builtin_shuffle(a[c], b[c], mo));
+  }
+  return pairs;
+#else
+  (void)src, (void)pairs, (void)even, (void)odd, (void)plane;
+  return 0;
+#endif
+}
+
+template <size_t... I>
+constexpr SplitPairsFn pick_short(int64_t c, std::index_sequence<I...>) {
+  constexpr SplitPairsFn table[] = {&split_pairs_short<int(I) + 1>...};
+  return table[c - 1];
+}
+
+// split_pairs_short for a runtime channel count 1..8; the other counts do nothing (returns 0).
+inline int64_t split_pairs_short_any(const float* src, int64_t c, int64_t pairs, float* even,
+                                     float* odd, int64_t plane) {
+  if (c < 1 || c > 8) return 0;
+  return pick_short(c, std::make_index_sequence<8>())(src, pairs, even, odd, plane);
+}
+
 }  // namespace fastconv::cpu::detail::stride2

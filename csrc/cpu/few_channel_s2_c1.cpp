@@ -64,19 +64,38 @@ inline __mmask16 lanes(int64_t lo, int64_t hi) {
 struct Split {
   vec e, o, n;
 };
-inline Split split(const float* row, int64_t base, int64_t w) {
+// The masks of the vector of outputs from column ox (base = 2*ox - pl): its two loads, the
+// 33rd column's, its outputs'. The same for every row: made once per call (VectorMasks), not
+// per row and vector (s2_c1_backward_data measured 0.71-0.86 of the time so).
+struct SplitMasks {
+  __mmask16 a, b, out;
+  bool full, last;
+};
+inline SplitMasks split_masks(int64_t base, int64_t w, int64_t ox, int64_t ow) {
+  const bool full = base >= 0 && base + 2 * L < w;
+  return {full ? (__mmask16)0xFFFF : lanes(-base, w - base),
+          full ? (__mmask16)0xFFFF : lanes(-base - L, w - base - L), lanes(0, ow - ox), full,
+          base + 2 * L >= 0 && base + 2 * L < w};
+}
+// One SplitMasks per vector of an output row (OW / 16 + 1 at most).
+inline std::vector<SplitMasks> vector_masks(const ConvGeometry& g) {
+  std::vector<SplitMasks> m;
+  for (int64_t ox = 0; ox < g.ow; ox += L) m.push_back(split_masks(2 * ox - g.win.pl, g.w, ox, g.ow));
+  return m;
+}
+inline Split split(const float* row, int64_t base, const SplitMasks& m) {
   if (!row) return {vec{}, vec{}, vec{}};
   const float* p = row + base;  // may lie before the row: the masked lanes are not read
   vec a, b;
   float last = 0.f;
-  if (base >= 0 && base + 2 * L < w) {
+  if (m.full) {
     a = (vec)_mm512_loadu_ps(p);
     b = (vec)_mm512_loadu_ps(p + L);
     last = p[2 * L];
   } else {
-    a = (vec)_mm512_maskz_loadu_ps(lanes(-base, w - base), p);
-    b = (vec)_mm512_maskz_loadu_ps(lanes(-base - L, w - base - L), p + L);
-    if (base + 2 * L >= 0 && base + 2 * L < w) last = p[2 * L];
+    a = (vec)_mm512_maskz_loadu_ps(m.a, p);
+    b = (vec)_mm512_maskz_loadu_ps(m.b, p + L);
+    if (m.last) last = p[2 * L];
   }
   const vec e = __builtin_shuffle(a, b, stride2::me);
   const vec o = __builtin_shuffle(a, b, stride2::mo);
@@ -91,11 +110,14 @@ bool s2_c1_forward(const ConvGeometry& g, const float* x, const float* w, const 
   const int64_t pairs = (g.oh + 1) / 2, items = g.n * pairs;
   const int threads =
       items * g.ow * 9 < (int64_t(1) << 21) ? 1 : std::max(1, get_num_threads());
-  vec wv[9];
-  for (int t = 0; t < 9; ++t) wv[t] = vec{} + w[t];
   const vec bias = vec{} + (b ? b[0] : 0.f);
+  const std::vector<SplitMasks> masks = vector_masks(g);
   parallel_region(threads, [&] {
     note_team();
+    // The 9 weights in the thread's registers: an array outside the region is reached
+    // through the closure, its address reloaded after every store (y might alias it).
+    vec wv[9];
+    for (int t = 0; t < 9; ++t) wv[t] = vec{} + w[t];
 #pragma omp for schedule(static)
     for (int64_t it = 0; it < items; ++it) {
       const int64_t n = it / pairs, oy = (it % pairs) * 2;
@@ -105,16 +127,17 @@ bool s2_c1_forward(const ConvGeometry& g, const float* x, const float* w, const 
       float* y0 = y + (n * g.oh + oy) * g.ow;
       for (int64_t ox = 0; ox < g.ow; ox += L) {
         const int64_t base = 2 * ox - g.win.pl;
+        const SplitMasks& sm = masks[ox / L];
         vec acc[2][3];
         // Row k feeds output row 0 as ky = k (k <= 2) and output row 1 as ky = k - 2 (k >= 2):
         // unrolled, each split is used at once (as an array of splits they went to the stack).
 #pragma GCC unroll 5
         for (int k = 0; k < 5; ++k) {
-          const Split q = split(rows[k], base, g.w);
+          const Split q = split(rows[k], base, sm);
           if (k <= 2) acc[0][k] = q.e * wv[k * 3] + q.o * wv[k * 3 + 1] + q.n * wv[k * 3 + 2];
           if (k >= 2) acc[1][k - 2] = q.e * wv[(k - 2) * 3] + q.o * wv[(k - 2) * 3 + 1] + q.n * wv[(k - 2) * 3 + 2];
         }
-        const __mmask16 m = lanes(0, g.ow - ox);
+        const __mmask16 m = sm.out;
         _mm512_mask_storeu_ps(y0 + ox, m, (__m512)(bias + acc[0][0] + acc[0][1] + acc[0][2]));
         if (two)
           _mm512_mask_storeu_ps(y0 + g.ow + ox, m, (__m512)(bias + acc[1][0] + acc[1][1] + acc[1][2]));
@@ -137,6 +160,7 @@ bool s2_c1_backward_weights(const ConvGeometry& g, const float* dy, const float*
   const int threads =
       items * g.ow * 9 < (int64_t(1) << 21) ? 1 : std::max(1, get_num_threads());
   std::vector<double> part((size_t)threads * 10, 0.0);
+  const std::vector<SplitMasks> masks = vector_masks(g);
   parallel_region(threads, [&] {
     note_team();
     vec sums[10] = {};
@@ -162,13 +186,14 @@ bool s2_c1_backward_weights(const ConvGeometry& g, const float* dy, const float*
       for (int k = 0; k < 10; ++k) acc[k] = sums[k];
       for (int64_t ox = 0; ox < g.ow; ox += L) {
         const int64_t base = 2 * ox - g.win.pl;
-        const __mmask16 m = lanes(0, g.ow - ox);
+        const SplitMasks& sm = masks[ox / L];
+        const __mmask16 m = sm.out;
         const vec dv0 = (vec)_mm512_maskz_loadu_ps(m, d0 + ox);
         const vec dv1 = two ? (vec)_mm512_maskz_loadu_ps(m, d0 + g.ow + ox) : vec{};
         acc[9] += dv0 + dv1;
 #pragma GCC unroll 5
         for (int k = 0; k < 5; ++k) {
-          Split q = split(rows[k], base, g.w);
+          Split q = split(rows[k], base, sm);
           if (m != 0xFFFF) {
             q.e = (vec)_mm512_maskz_mov_ps(m, (__m512)q.e);
             q.o = (vec)_mm512_maskz_mov_ps(m, (__m512)q.o);
@@ -210,15 +235,29 @@ bool s2_c1_backward_data(const ConvGeometry& g, const float* dy, const float* w,
   const int64_t I = (g.h - 1 + pt) / 2 + 1, items = g.n * I;
   const int threads =
       items * g.ow * 9 < (int64_t(1) << 21) ? 1 : std::max(1, get_num_threads());
-  vec k[9];
-  for (int t = 0; t < 9; ++t) k[t] = vec{} + w[t];
-  auto put = [&](float* row, int64_t col, vec e, vec o) {  // pairs (e, o) from column col
+  // The masks of vector v (dy columns j = 16v): its loads at j and j - 1, its two dx stores
+  // from column 2j - pl; the same for every row, so made once (per vector they were a
+  // third of the loop's instructions: N=256 56x56 perf). Bounded: OW / 16 + 1 entries.
+  struct Masks {
+    __mmask16 d11, d10, lo, hi;
+  };
+  std::vector<Masks> masks;
+  for (int64_t j = 0; 2 * j - pl < g.w; j += L) {
+    const int64_t col = 2 * j - pl;
+    masks.push_back({lanes(-j, g.ow - j), lanes(1 - j, g.ow - j + 1), lanes(-col, g.w - col),
+                     lanes(-col - L, g.w - col - L)});
+  }
+  const int64_t nv = (int64_t)masks.size();
+  const Masks* mk = masks.data();
+  auto put = [&](float* row, int64_t col, const Masks& m, vec e, vec o) {  // pairs from col
     const vec lo = __builtin_shuffle(e, o, stride2::mlo), hi = __builtin_shuffle(e, o, stride2::mhi);
-    _mm512_mask_storeu_ps(row + col, lanes(-col, g.w - col), (__m512)lo);
-    _mm512_mask_storeu_ps(row + col + L, lanes(-col - L, g.w - col - L), (__m512)hi);
+    _mm512_mask_storeu_ps(row + col, m.lo, (__m512)lo);
+    _mm512_mask_storeu_ps(row + col + L, m.hi, (__m512)hi);
   };
   parallel_region(threads, [&] {
     note_team();
+    vec k[9];  // in registers, as s2_c1_forward's
+    for (int t = 0; t < 9; ++t) k[t] = vec{} + w[t];
 #pragma omp for schedule(static)
     for (int64_t it = 0; it < items; ++it) {
       const int64_t n = it / I, i = it % I;
@@ -227,17 +266,20 @@ bool s2_c1_backward_data(const ConvGeometry& g, const float* dy, const float* w,
       const float* r0 = i >= 1 && i - 1 < g.oh ? dy + (n * g.oh + i - 1) * g.ow : nullptr;
       float* dx0 = y0 >= 0 && y0 < g.h ? dx + (n * g.h + y0) * g.w : nullptr;
       float* dx1 = y1 >= 0 && y1 < g.h ? dx + (n * g.h + y1) * g.w : nullptr;
-      auto ld = [&](const float* r, int64_t j) {  // r[j .. j + L) inside dy's row, else 0
-        return r ? (vec)_mm512_maskz_loadu_ps(lanes(-j, g.ow - j), r + j) : vec{};
+      auto ld = [&](const float* r, int64_t j, __mmask16 m) {  // r[j .. j + L) in dy's row, else 0
+        return r ? (vec)_mm512_maskz_loadu_ps(m, r + j) : vec{};
       };
-      for (int64_t j = 0; 2 * j - pl < g.w; j += L) {
-        const vec d11 = ld(r1, j), d10 = ld(r1, j - 1), d01 = ld(r0, j), d00 = ld(r0, j - 1);
+      for (int64_t v = 0; v < nv; ++v) {
+        const int64_t j = v * L;
+        const Masks& m = mk[v];
+        const vec d11 = ld(r1, j, m.d11), d10 = ld(r1, j - 1, m.d10);
+        const vec d01 = ld(r0, j, m.d11), d00 = ld(r0, j - 1, m.d10);
         if (dx0) {
           const vec e0 = k[0] * d11 + k[2] * d10 + k[6] * d01 + k[8] * d00;
           const vec o0 = k[1] * d11 + k[7] * d01;
-          put(dx0, 2 * j - pl, e0, o0);
+          put(dx0, 2 * j - pl, m, e0, o0);
         }
-        if (dx1) put(dx1, 2 * j - pl, k[3] * d11 + k[5] * d10, k[4] * d11);
+        if (dx1) put(dx1, 2 * j - pl, m, k[3] * d11 + k[5] * d10, k[4] * d11);
       }
     }
   });

@@ -61,7 +61,9 @@ using namespace s2blocks;
 // 9 multiply-adds, one chain is latency-bound). At 32 registers C = 2, 3 take 4 vectors
 // (each weight vector loaded once per 4 output vectors; paired, 1 thread, Zen 4: C=3 N=256
 // 56x56 1.547/1.250 ms, C=2 56x56 0.712/0.624); C = 4 keeps 2 (4 were 1.07-1.18 of the
-// time), C = 6 too (3 measured 0.86-0.98 in one run, 1.02-1.04 in the next: not kept).
+// time), C = 6 too (3 measured 0.86-0.98 in one run, 1.02-1.04 in the next: not kept). With
+// the weights broadcast from memory (forward_c) C = 4 at 4 and C = 6 at 3 measured 1.04-1.34
+// and 0.99-1.16 of the time again: not kept.
 template <int C>
 constexpr int vectors_for() {
   return C == 1 ? 4 : kVectorRegisters >= 32 ? (C <= 3 ? 4 : 2) : C <= 3 ? 2 : 1;
@@ -70,7 +72,7 @@ constexpr int vectors_for() {
 // V vectors of outputs from block pixel p, stored NHWC at out: bias + the 9*C taps per
 // channel (q[t*C + ci]: tap t's plane of channel ci; wv[(t*C + ci)*C + co]: its weight).
 template <int C, int V>
-inline void forward_vectors(const float* const* q, const vec* wv, const vec* bias, int64_t p,
+inline void forward_vectors(const float* const* q, const float* wv, const vec* bias, int64_t p,
                             float* out) {
   vec acc[V][C];
 #pragma GCC unroll 4
@@ -83,7 +85,7 @@ inline void forward_vectors(const float* const* q, const vec* wv, const vec* bia
     for (int v = 0; v < V; ++v) {
       const vec xv = load(q[t] + p + v * L);
 #pragma GCC unroll 8
-      for (int co = 0; co < C; ++co) acc[v][co] += xv * wv[t * C + co];
+      for (int co = 0; co < C; ++co) acc[v][co] += xv * (wv[t * C + co] - vec{});
     }
 #pragma GCC unroll 4
   for (int v = 0; v < V; ++v) {
@@ -102,8 +104,11 @@ template <int C>
 void forward_c(const ConvGeometry& g, const float* x, const float* w, const float* b, float* y,
                Activation act) {
   constexpr int V = vectors_for<C>();
-  vec wv[9 * C * C], bias[C];
-  for (int k = 0; k < 9 * C * C; ++k) wv[k] = vec{} + w[k];  // HWIO: (t*C + ci)*C + co
+  vec bias[C];
+  // HWIO: (t*C + ci)*C + co, each weight broadcast from memory where it is used (before: a
+  // stack array of 9*C*C broadcast vectors, 5 KB at C = 3; paired, 1 thread, CPU time, Zen 4
+  // at load 5: 0.87-1.00 of the time, C=6 N=256 56x56 0.91, C=2 / 4 56x56 0.87 / 0.90).
+  const float* wv = w;
   for (int co = 0; co < C; ++co) bias[co] = vec{} + (b ? b[co] : 0.f);
   run_blocks<C>(g, x, threads_for(g), true, [&](Planes<C>& pl, int64_t off, int64_t total) {
     const float* q[9 * C];
@@ -163,6 +168,11 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
 // 4.39/3.63, C = 4 N=400 56x56 5.59/4.17). The forward for C = 6 at every width (up to 32 columns
 // before; with the prefetch the planes beat the direct path at 56x56 5.19/4.00, N=32 112x112
 // 2.41/1.92, N=256 112x112 17.2/15.6): where they were measured to win.
+// Backward data for C = 6 at AVX-512 at every width (its 24 dy vectors and 5 accumulators
+// fit 32 registers, the weights broadcast from memory; against the direct path, paired, 1
+// thread, CPU time, Zen 4 at load 5, N=256, ms: 7x7 0.162/0.123, 14x14 0.387/0.222, 28x28
+// 0.928/0.685, 56x56 3.70/2.82, 112x112 15.2/10.7, N=32 112x112 1.86/1.32). Not at 16
+// registers (avx2, baseline: unmeasured, it would spill).
 bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
   const bool eligible = g.groups == 1 && g.c == g.oc && v.kh == 3 && v.kw == 3 && v.dh == 1 &&
@@ -171,7 +181,8 @@ bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
                         g.w > 0;
   if (!eligible) return false;
   if (pass == ConvPass::BackwardData)
-    return g.c == 1 || (g.c <= 4 && g.w >= 14 && (g.c < 4 || g.w <= 64));
+    return g.c == 1 || (g.c <= 4 && g.w >= 14 && (g.c < 4 || g.w <= 64)) ||
+           (g.c == 6 && kVectorRegisters >= 32);
   if (pass != ConvPass::Forward)
     return g.c == 1 || (g.c == 3 && g.w >= 14);
   return (g.c >= 1 && g.c <= 4) || g.c == 6;
@@ -218,8 +229,25 @@ void merge_parities(const float* even, const float* odd, int64_t cs, int64_t pai
     if constexpr (C == 1) {
       nhwc[0] = __builtin_shuffle(planar[0], planar[1], stride2::mlo);
       nhwc[1] = __builtin_shuffle(planar[0], planar[1], stride2::mhi);
-    } else {
+    } else if constexpr (2 * C <= 8) {
       pixel_transpose::merge<2 * C>(planar, nhwc);
+    } else {  // merge takes up to 8: each channel's pairs interleaved first, then L pixels
+      vec lo[C], hi[C], out[C];  // of C channels twice
+#pragma GCC unroll 8
+      for (int ci = 0; ci < C; ++ci) {
+        lo[ci] = __builtin_shuffle(planar[ci], planar[C + ci], stride2::mlo);
+        hi[ci] = __builtin_shuffle(planar[ci], planar[C + ci], stride2::mhi);
+      }
+      pixel_transpose::merge<C>(lo, out);
+#pragma GCC unroll 8
+      for (int k = 0; k < C; ++k) nhwc[k] = out[k];
+      // The second L pixels only where the row needs them: C=6 7x7 (8 of 32 merged pixels
+      // needed) and 14x14 took 0.80-0.85 and 0.84-0.90 of the time with the skip, paired.
+      if (2 * C * j + C * L < count) {
+        pixel_transpose::merge<C>(hi, out);
+#pragma GCC unroll 8
+        for (int k = 0; k < C; ++k) nhwc[C + k] = out[k];
+      }
     }
 #pragma GCC unroll 8
     for (int k = 0; k < 2 * C; ++k) {
@@ -228,6 +256,26 @@ void merge_parities(const float* even, const float* odd, int64_t cs, int64_t pai
       else if (off < count) store_first(dst + off, nhwc[k], count - off);
     }
   }
+}
+
+// *p in every lane (x - 0 folds to x, and to a broadcast operand of the multiply-add at
+// AVX-512; vec{} + x kept a scalar add of 0 per weight).
+inline vec bcast(const float* p) { return *p - vec{}; }
+
+// dst[c*plane + k] = src[k*C + c] for k < n < L, whole registers stored: the lanes from n
+// on are zeros (dy's zero columns, or the places of rows written later). Before, one float
+// at a time: ~20% of a C=6 N=256 28x28 data pass (14 columns, all in the tail).
+template <int C>
+inline void split_tail(const float* src, int64_t n, float* dst, int64_t plane) {
+  vec in[C], out[C];
+#pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) {
+    const int64_t cnt = std::min<int64_t>(std::max<int64_t>(n * C - c * L, 0), L);
+    in[c] = cnt == L ? load(src + c * L) : cnt > 0 ? load_first(src + c * L, cnt) : vec{};
+  }
+  pixel_transpose::split<C>(in, out);
+#pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) store(dst + c * plane, out[c]);
 }
 
 // Backward data, by parity (sub-pixel): padded dx pixel (2i + a, 2j + b) gets the taps with
@@ -249,8 +297,6 @@ void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, flo
   const int64_t R = std::max<int64_t>(1, std::min({kPackFloats / (5 * C * P) - 2, I, spread}));
   const int64_t per_image = (I + R - 1) / R, dsize = (R + 2) * P + 2 * L;
   const int64_t psize = R * P + pairs + 2 * L;
-  vec wv[9 * C * C];  // [t][ci][co]
-  for (int k = 0; k < 9 * C * C; ++k) wv[k] = vec{} + w[k];
   ExceptionCaptor errors;
   parallel_region(threads, [&] {
     note_team();
@@ -276,9 +322,8 @@ void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, flo
         if constexpr (C == 1) {
           std::memcpy(dst, src, sizeof(float) * g.ow);
         } else {
-          int64_t k = pixel_transpose::split_rows<C>(src, g.ow, dst, dsize);
-          for (; k < g.ow; ++k)
-            for (int co = 0; co < C; ++co) dst[co * dsize + k] = src[k * C + co];
+          const int64_t k = pixel_transpose::split_rows<C>(src, g.ow, dst, dsize);
+          if (k < g.ow) split_tail<C>(src + k * C, g.ow - k, dst + k, dsize);
         }
       }
       // The next item's dx rows, prefetched for writing while this one computes, a few lines
@@ -302,16 +347,25 @@ void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, flo
         }
 #pragma GCC unroll 8
         for (int ci = 0; ci < C; ++ci) {
-          vec e0{}, o0{}, e1{}, o1{};
-          const vec* k = wv + ci * C;  // tap t, channel co: k[t*C*C + co]
+          vec e0{}, e0b{}, o0{}, e1{}, o1{};
+          const float* k = w + ci * C;  // tap t, channel co: k[t*C*C + co] (HWIO)
+          // One multiply-add per product, each weight broadcast from memory (at AVX-512 an
+          // operand of the multiply-add: no register, no full-vector load), the 4C products
+          // of e0 in two chains. As sums of products GCC multiplied the first of each sum and
+          // added the sum in (5 operations per 4 products).
 #pragma GCC unroll 8
           for (int co = 0; co < C; ++co) {
-            e0 += k[0 * C * C + co] * d11[co] + k[2 * C * C + co] * d10[co] +
-                  k[6 * C * C + co] * d01[co] + k[8 * C * C + co] * d00[co];
-            o0 += k[1 * C * C + co] * d11[co] + k[7 * C * C + co] * d01[co];
-            e1 += k[3 * C * C + co] * d11[co] + k[5 * C * C + co] * d10[co];
-            o1 += k[4 * C * C + co] * d11[co];
+            e0 += bcast(k + 0 * C * C + co) * d11[co];
+            e0 += bcast(k + 2 * C * C + co) * d10[co];
+            e0b += bcast(k + 6 * C * C + co) * d01[co];
+            e0b += bcast(k + 8 * C * C + co) * d00[co];
+            o0 += bcast(k + 1 * C * C + co) * d11[co];
+            o0 += bcast(k + 7 * C * C + co) * d01[co];
+            e1 += bcast(k + 3 * C * C + co) * d11[co];
+            e1 += bcast(k + 5 * C * C + co) * d10[co];
+            o1 += bcast(k + 4 * C * C + co) * d11[co];
           }
+          e0 += e0b;
           store(E[0] + ci * psize + q, e0);
           store(O[0] + ci * psize + q, o0);
           store(E[1] + ci * psize + q, e1);
@@ -327,7 +381,7 @@ void backward_data_c(const ConvGeometry& g, const float* dy, const float* w, flo
           if (pl == 0) {  // straight into the row
             merge_parities<C>(E[a] + q, O[a] + q, psize, pairs, row, g.w * C);
           } else {
-            merge_parities<C>(E[a] + q, O[a] + q, psize, pairs, merged, 2 * pairs * C);
+            merge_parities<C>(E[a] + q, O[a] + q, psize, pairs, merged, (pl + g.w) * C);
             std::memcpy(row, merged + pl * C, sizeof(float) * g.w * C);
           }
         }
@@ -345,6 +399,7 @@ bool s2_planes_backward_data(const ConvGeometry& g, const float* dy, const float
     case 2: return backward_data_c<2>(g, dy, w, dx), true;
     case 3: return backward_data_c<3>(g, dy, w, dx), true;
     case 4: return backward_data_c<4>(g, dy, w, dx), true;
+    case 6: return backward_data_c<6>(g, dy, w, dx), true;
   }
   return false;
 }

@@ -1,5 +1,5 @@
 // 3x3 stride-2 convolutions with C channels in and out (the forward for C = 1..4 and 6, the
-// backward data pass for C = 1..4, the weight pass for C = 1 and 3), each block of output rows
+// backward data pass for C = 1..4 and, at AVX-512, 6, the weight pass for C = 1 and 3), each block of output rows
 // one flat stream over column-phase planes (few_channel_s2_planes.cpp, the weight pass in
 // few_channel_s2_weights.cpp, the planes in few_channel_s2_blocks.h); C = 1 at AVX-512 goes
 // on to few_channel_s2_c1.cpp (straight from the rows). direct_conv.cpp hands these over first. Every level;
