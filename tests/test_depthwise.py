@@ -311,7 +311,8 @@ def test_depthwise_weights_row_groups_two_threads(two_threads):
     _check(np.random.default_rng(9), 96, 7, 7, 24, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
 
 
-# The weight pass for C > 32, 3x3 stride 1 (depthwise_weights.cpp weights_pair): consecutive
+# The weight pass for 3x3 stride 1 with C > 32, or C >= 16 on rows of 16 pixels and more
+# (depthwise_weights.cpp weights_pair; C < 16 is depthwise_flat.cpp's): consecutive
 # output rows in pairs sharing their input rows, a row whose next does not continue it (an
 # odd image height, the thread's last row) alone: odd and even heights, one-row images,
 # W = 1 and 2 (no interior column), 'same' (even and odd sizes), 'valid', pads wider than the
@@ -319,7 +320,8 @@ def test_depthwise_weights_row_groups_two_threads(two_threads):
 @pytest.mark.parametrize("n, h, w, c, pads", [
     (2, 7, 7, 33, (1, 1, 1, 1)), (1, 8, 5, 48, (1, 1, 1, 1)), (3, 1, 9, 40, (1, 1, 1, 1)),
     (2, 5, 1, 64, (1, 1, 1, 1)), (1, 6, 2, 47, (1, 1, 1, 1)), (2, 9, 11, 33, (0, 0, 0, 0)),
-    (1, 10, 12, 96, (0, 1, 0, 1)), (3, 2, 3, 35, (2, 2, 2, 2)), (1, 13, 6, 512, (1, 1, 1, 1))])
+    (1, 10, 12, 96, (0, 1, 0, 1)), (3, 2, 3, 35, (2, 2, 2, 2)), (1, 13, 6, 512, (1, 1, 1, 1)),
+    (1, 9, 17, 16, (1, 1, 1, 1)), (2, 5, 16, 24, (0, 1, 0, 1)), (1, 4, 20, 20, (1, 1, 1, 1))])
 @pytest.mark.parametrize("bias", [True, False])
 def test_depthwise_weights_row_pairs(n, h, w, c, pads, bias):
     rng = np.random.default_rng(n * 1000 + h * 10 + c + bias)

@@ -2,7 +2,8 @@
 // backward data passes are in depthwise.cpp (whose head comment has the design), the helpers
 // both use in depthwise_gather.h.
 //   per row and block, KH*KW (+1 for db) register accumulators over the row's pixels (over
-//   groups of rows on small images, C <= 32), added into per-thread double partials, which
+//   groups of rows on small images, C <= 32; over pairs of rows for 3x3 stride 1 otherwise,
+//   weights_pair), added into per-thread float partials flushed to double ones, which
 //   are summed in thread order (deterministic for a given thread count).
 #include <omp.h>
 
@@ -90,6 +91,12 @@ void weights_block(const Gather& q, const float* const (*rows)[kMaxKh], const fl
 // input row is loaded once for both rows (4 loads a pixel for 18 FMAs, not 3 for 9), and the
 // sums are added to part once per pair. N=32 7x7x512, where every load comes from L2 (a
 // row's 3 input rows and dy are 56 KB), the weight pass took twice the data pass's time.
+// Weight pass ms, 1 thread, CPU time, medians of 40 calls alternating the two builds in one
+// process (load 4.3), rows alone -> pairs: N=32 7x7x512 0.86 -> 0.57, N=1 28x28x512
+// 0.36 -> 0.23, N=1 56x56x512 1.78 -> 1.54, N=1 112x112x96 0.43 -> 0.35, N=256 7x7x96
+// 0.65 -> 0.57, N=32 7x7x256 0.198 -> 0.168, N=32 56x56x48 4.23 -> 3.61; and on rows of 16
+// pixels and more with C = 16..32: N=1 112x112x32 0.147 -> 0.113, N=32 28x28x24
+// 0.36 -> 0.20, N=32 56x56x16 0.76 -> 0.71.
 template <bool Full>
 void weights_pair(const Gather& q, const float* const* x4, const float* dya, const float* dyb,
                   int64_t c0, int n, int64_t cpad, float* part, float* dbpart) {
@@ -221,15 +228,16 @@ void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const fl
       const int64_t row_bytes = g.ow * oc * (int64_t)sizeof(float);
       // Rows per call of weights_rows: up to 64 pixels' worth (7x7 images: 9 rows, within the
       // kFlushLines of the float partials) on rows under 16 pixels with C <= 32, else one
-      // (walk_lines requests each next row ahead). Weight pass ms, 1 thread, medians of 4
+      // (walk_lines requests each next row ahead; 3x3 s1 rows in pairs). Weight pass ms, 1 thread, medians of 4
       // alternating processes: N=256 7x7x16 0.082 -> 0.067, but 7x7x64 0.28 -> 0.34 and
       // 7x7x512 (N=32) 0.58 -> 1.08: a block's pass over 9 rows steps C*4 bytes a pixel
       // through a few of L1's sets, and the rows evicted each other.
       const int64_t group = q.ow >= 16 || q.c > 32 ? 1 : std::min<int64_t>(kFlushLines, 64 / q.ow);
       if (group == 1) {
-        // 3x3 stride 1: consecutive rows of one image in pairs (weights_pair); a row whose
-        // next is in another image (or the thread's last) alone.
-        const bool pairs = k3 && q.sw == 1 && q.dw == 1 && q.sh == 1 && q.dh == 1 && q.c > 32;
+        // 3x3 stride 1: consecutive output rows in pairs (weights_pair) where the second's
+        // input rows continue the first's; a row whose next does not (another image's
+        // first, the thread's last) alone.
+        const bool pairs = k3 && q.sw == 1 && q.dw == 1 && q.sh == 1 && q.dh == 1;
         const float* held[1][kMaxKh];  // the row waiting for its pair (held_dy != nullptr)
         const float* held_dy = nullptr;
         int64_t since = 0;  // lines in the float partials
