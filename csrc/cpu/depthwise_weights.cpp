@@ -228,8 +228,8 @@ void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const fl
       const int64_t row_bytes = g.ow * oc * (int64_t)sizeof(float);
       // Rows per call of weights_rows: up to 64 pixels' worth (7x7 images: 9 rows, within the
       // kFlushLines of the float partials) on rows under 16 pixels with C <= 32, else one
-      // (walk_lines requests each next row ahead; 3x3 s1 rows in pairs). Weight pass ms, 1 thread, medians of 4
-      // alternating processes: N=256 7x7x16 0.082 -> 0.067, but 7x7x64 0.28 -> 0.34 and
+      // (walk_lines requests each next row ahead; 3x3 s1 rows in pairs). Weight pass ms,
+      // 1 thread, medians of 4 alternating processes: N=256 7x7x16 0.082 -> 0.067, but 7x7x64 0.28 -> 0.34 and
       // 7x7x512 (N=32) 0.58 -> 1.08: a block's pass over 9 rows steps C*4 bytes a pixel
       // through a few of L1's sets, and the rows evicted each other.
       const int64_t group = q.ow >= 16 || q.c > 32 ? 1 : std::min<int64_t>(kFlushLines, 64 / q.ow);
