@@ -146,7 +146,8 @@ void weights_pair(const Gather& q, const float* const* x4, const float* dya, con
 void weights_pairs(const Gather& q, const float* const* x4, const float* dya, const float* dyb,
                    int64_t cpad, float* part, float* dbpart) {
   int64_t c0 = 0;
-  for (; c0 + kLanes <= q.c; c0 += kLanes) weights_pair<true>(q, x4, dya, dyb, c0, kLanes, cpad, part, dbpart);
+  for (; c0 + kLanes <= q.c; c0 += kLanes)
+    weights_pair<true>(q, x4, dya, dyb, c0, kLanes, cpad, part, dbpart);
   if (c0 < q.c) weights_pair<false>(q, x4, dya, dyb, c0, (int)(q.c - c0), cpad, part, dbpart);
 }
 
