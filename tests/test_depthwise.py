@@ -311,6 +311,57 @@ def test_depthwise_weights_row_groups_two_threads(two_threads):
     _check(np.random.default_rng(9), 96, 7, 7, 24, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
 
 
+# The weight pass for 3x3 stride 1 with C > 32, or C >= 16 on rows of 16 pixels and more
+# (depthwise_weights.cpp weights_pair; C < 16 is depthwise_flat.cpp's): consecutive
+# output rows in pairs sharing their input rows, a row whose next does not continue it (an
+# odd image height, the thread's last row) alone: odd and even heights, one-row images,
+# W = 1 and 2 (no interior column), 'same' (even and odd sizes), 'valid', pads wider than the
+# kernel (zero rows paired across images), a masked tail block (C = 33, 47), with and without db.
+@pytest.mark.parametrize("n, h, w, c, pads", [
+    (2, 7, 7, 33, (1, 1, 1, 1)), (1, 8, 5, 48, (1, 1, 1, 1)), (3, 1, 9, 40, (1, 1, 1, 1)),
+    (2, 5, 1, 64, (1, 1, 1, 1)), (1, 6, 2, 47, (1, 1, 1, 1)), (2, 9, 11, 33, (0, 0, 0, 0)),
+    (1, 10, 12, 96, (0, 1, 0, 1)), (3, 2, 3, 35, (2, 2, 2, 2)), (1, 13, 6, 512, (1, 1, 1, 1)),
+    (1, 9, 17, 16, (1, 1, 1, 1)), (2, 5, 16, 24, (0, 1, 0, 1)), (1, 4, 20, 20, (1, 1, 1, 1))])
+@pytest.mark.parametrize("bias", [True, False])
+def test_depthwise_weights_row_pairs(n, h, w, c, pads, bias):
+    rng = np.random.default_rng(n * 1000 + h * 10 + c + bias)
+    _check(rng, n, h, w, c, 1, (3, 3), (1, 1), pads, (1, 1), bias)
+
+
+def test_depthwise_weights_row_pairs_two_threads(two_threads):
+    """The threads' shares of lines (35 lines: 17 and 18) start pairs mid-image."""
+    _check(np.random.default_rng(11), 5, 7, 7, 200, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+
+
+@pytest.mark.parametrize("row", [0, 2, 4])
+def test_depthwise_weights_row_pairs_nan_reaches_its_taps(row):
+    """A NaN input in one pixel of channel 39 (C = 40, the masked tail block) reaches exactly
+    the taps that read it, whether its output rows run as a pair's (rows 0-3 of a 5-row image)
+    or as the odd row alone (row 4); the clean input against the oracle."""
+    rng = np.random.default_rng(row)
+    c, w = 40, 6
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), c)
+    for col, bad_kx in ((w // 2, []), (0, [2]), (w - 1, [0])):
+        bad_ky = {0: [2], 4: [0]}.get(row, [])
+        x = rng.uniform(0.5, 1.0, (2, 5, w, c)).astype(np.float32)
+        x[1, row, col, c - 1] = np.nan
+        dy = rng.uniform(0.5, 1.0, x.shape).astype(np.float32)
+        dw, db = _C.conv2d_backward_weights(dy, x, (3, 3, 1, c), *args, True)
+        nan = np.isnan(dw[:, :, 0, :])
+        expect = np.zeros_like(nan)
+        expect[:, :, c - 1] = True
+        for kx in bad_kx:
+            expect[:, kx, c - 1] = False
+        for ky in bad_ky:
+            expect[ky, :, c - 1] = False
+        np.testing.assert_array_equal(nan, expect)
+        assert np.isfinite(db).all()
+        clean = np.where(np.isnan(x), 0.0, x).astype(np.float32)
+        rdw, _ = R.conv2d_backward_weights(dy.astype(np.float64), clean.astype(np.float64), (3, 3, 1, c), *args, True)
+        dwc, _ = _C.conv2d_backward_weights(dy, clean, (3, 3, 1, c), *args, True)
+        _close(dwc, rdw)
+
+
 @pytest.mark.parametrize("c, w", [(3, 14), (6, 14), (3, 28), (6, 9), (5, 40), (6, 20), (3, 90)])
 def test_depthwise_flat_weights_nan_reaches_its_taps(c, w):
     """The flat weight pass (the image stream for rows up to 256 floats, 96 for C = 6; the

@@ -2,7 +2,8 @@
 // backward data passes are in depthwise.cpp (whose head comment has the design), the helpers
 // both use in depthwise_gather.h.
 //   per row and block, KH*KW (+1 for db) register accumulators over the row's pixels (over
-//   groups of rows on small images, C <= 32), added into per-thread double partials, which
+//   groups of rows on small images, C <= 32; over pairs of rows for 3x3 stride 1 otherwise,
+//   weights_pair), added into per-thread float partials flushed to double ones, which
 //   are summed in thread order (deterministic for a given thread count).
 #include <omp.h>
 
@@ -85,6 +86,71 @@ void weights_block(const Gather& q, const float* const (*rows)[kMaxKh], const fl
   if (dbpart) store16(dbpart + c0, load16(dbpart + c0) + s);
 }
 
+// weights_block for two consecutive output rows of one image (3x3, stride and dilation 1):
+// x4 their four input rows (x4[ky + j] is row j's tap row ky), dya / dyb their dy rows. Each
+// input row is loaded once for both rows (4 loads a pixel for 18 FMAs, not 3 for 9), and the
+// sums are added to part once per pair. N=32 7x7x512, where every load comes from L2 (a
+// row's 3 input rows and dy are 56 KB), the weight pass took twice the data pass's time.
+// Weight pass ms, 1 thread, CPU time, medians of 40 calls alternating the two builds in one
+// process (load 4.3), rows alone -> pairs: N=32 7x7x512 0.86 -> 0.57, N=1 28x28x512
+// 0.36 -> 0.23, N=1 56x56x512 1.78 -> 1.54, N=1 112x112x96 0.43 -> 0.35, N=256 7x7x96
+// 0.65 -> 0.57, N=32 7x7x256 0.198 -> 0.168, N=32 56x56x48 4.23 -> 3.61; and on rows of 16
+// pixels and more with C = 16..32: N=1 112x112x32 0.147 -> 0.113, N=32 28x28x24
+// 0.36 -> 0.20, N=32 56x56x16 0.76 -> 0.71.
+template <bool Full>
+void weights_pair(const Gather& q, const float* const* x4, const float* dya, const float* dyb,
+                  int64_t c0, int n, int64_t cpad, float* part, float* dbpart) {
+  const int64_t C = q.c, base = c0 - q.pl * C;
+  f32x16 acc[9];
+  for (auto& a : acc) a = f32x16{};
+  f32x16 s{};
+  int64_t ox = q.lo;
+  if (ox < q.hi) {
+    f32x16 a0[4], a1[4];
+    for (int r = 0; r < 4; ++r) {
+      a0[r] = ld<Full>(x4[r] + base + ox * C, n);
+      a1[r] = ld<Full>(x4[r] + base + (ox + 1) * C, n);
+    }
+    for (; ox < q.hi; ++ox) {
+      const f32x16 da = ld<Full>(dya + ox * C + c0, n), db = ld<Full>(dyb + ox * C + c0, n);
+      s += da + db;
+      f32x16 a2[4];
+      for (int r = 0; r < 4; ++r) a2[r] = ld<Full>(x4[r] + base + (ox + 2) * C, n);
+      for (int ky = 0; ky < 3; ++ky) {
+        acc[3 * ky] += da * a0[ky] + db * a0[ky + 1];
+        acc[3 * ky + 1] += da * a1[ky] + db * a1[ky + 1];
+        acc[3 * ky + 2] += da * a2[ky] + db * a2[ky + 1];
+      }
+      for (int r = 0; r < 4; ++r) a0[r] = a1[r], a1[r] = a2[r];
+    }
+  }
+  auto edge = [&](int64_t ox, const float* const* r, const float* dyrow) {
+    const f32x16 d = ld<Full>(dyrow + ox * C + c0, n);
+    s += d;
+    for (int64_t kx = 0; kx < 3; ++kx) {
+      const int64_t ix = ox - q.pl + kx;
+      if (ix < 0 || ix >= q.iw) continue;
+      for (int64_t ky = 0; ky < 3; ++ky) acc[ky * 3 + kx] += d * ld<Full>(r[ky] + ix * C + c0, n);
+    }
+  };
+  for (int64_t e = 0; e < q.ow; ++e) {
+    if (e == q.lo) e = std::max(q.lo, q.hi);
+    if (e >= q.ow) break;
+    edge(e, x4, dya);
+    edge(e, x4 + 1, dyb);
+  }
+  for (int i = 0; i < 9; ++i) store16(part + i * cpad + c0, load16(part + i * cpad + c0) + acc[i]);
+  if (dbpart) store16(dbpart + c0, load16(dbpart + c0) + s);
+}
+
+void weights_pairs(const Gather& q, const float* const* x4, const float* dya, const float* dyb,
+                   int64_t cpad, float* part, float* dbpart) {
+  int64_t c0 = 0;
+  for (; c0 + kLanes <= q.c; c0 += kLanes)
+    weights_pair<true>(q, x4, dya, dyb, c0, kLanes, cpad, part, dbpart);
+  if (c0 < q.c) weights_pair<false>(q, x4, dya, dyb, c0, (int)(q.c - c0), cpad, part, dbpart);
+}
+
 template <int K>
 void weights_rows(const Gather& q, const float* const (*rows)[kMaxKh], const float* const* dyrows, int k,
                   int64_t cpad, float* part, float* dbpart) {
@@ -163,21 +229,46 @@ void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const fl
       const int64_t row_bytes = g.ow * oc * (int64_t)sizeof(float);
       // Rows per call of weights_rows: up to 64 pixels' worth (7x7 images: 9 rows, within the
       // kFlushLines of the float partials) on rows under 16 pixels with C <= 32, else one
-      // (walk_lines requests each next row ahead). Weight pass ms, 1 thread, medians of 4
-      // alternating processes: N=256 7x7x16 0.082 -> 0.067, but 7x7x64 0.28 -> 0.34 and
+      // (walk_lines requests each next row ahead; 3x3 s1 rows in pairs). Weight pass ms,
+      // 1 thread, medians of 4 alternating processes: N=256 7x7x16 0.082 -> 0.067, but 7x7x64 0.28 -> 0.34 and
       // 7x7x512 (N=32) 0.58 -> 1.08: a block's pass over 9 rows steps C*4 bytes a pixel
       // through a few of L1's sets, and the rows evicted each other.
       const int64_t group = q.ow >= 16 || q.c > 32 ? 1 : std::min<int64_t>(kFlushLines, 64 / q.ow);
       if (group == 1) {
+        // 3x3 stride 1: consecutive output rows in pairs (weights_pair) where the second's
+        // input rows continue the first's; a row whose next does not (another image's
+        // first, the thread's last) alone.
+        const bool pairs = k3 && q.sw == 1 && q.dw == 1 && q.sh == 1 && q.dh == 1;
+        const float* held[1][kMaxKh];  // the row waiting for its pair (held_dy != nullptr)
+        const float* held_dy = nullptr;
+        int64_t since = 0;  // lines in the float partials
+        auto single = [&](const float* const (*r)[kMaxKh], const float* dyrow) {
+          if (since + 1 > kFlushLines) flush(), since = 0;
+          ++since;
+          if (k3) weights_rows<3>(q, r, &dyrow, 1, cpad, fw, fb);
+          else weights_rows<0>(q, r, &dyrow, 1, cpad, fw, fb);
+        };
         walk_lines(q, x, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows) {
           const float* dyrow = dy + l * g.ow * oc;
           if (l + 1 < l1) prefetch_bytes(dyrow + g.ow * oc, row_bytes);
-          const float* r[1][kMaxKh];
-          std::copy(rows, rows + q.kh, r[0]);
-          if (k3) weights_rows<3>(q, r, &dyrow, 1, cpad, fw, fb);
-          else weights_rows<0>(q, r, &dyrow, 1, cpad, fw, fb);
-          if ((l - l0) % kFlushLines == kFlushLines - 1) flush();
+          if (!pairs) {
+            const float* r[1][kMaxKh];
+            std::copy(rows, rows + q.kh, r[0]);
+            return single(r, dyrow);
+          }
+          if (held_dy && rows[0] == held[0][1] && rows[1] == held[0][2]) {
+            const float* x4[4] = {held[0][0], held[0][1], held[0][2], rows[2]};
+            if (since + 2 > kFlushLines) flush(), since = 0;
+            since += 2;
+            weights_pairs(q, x4, held_dy, dyrow, cpad, fw, fb);
+            held_dy = nullptr;
+            return;
+          }
+          if (held_dy) single(held, held_dy);
+          std::copy(rows, rows + 3, held[0]);
+          held_dy = dyrow;
         });
+        if (held_dy) single(held, held_dy);
       } else {
         const int64_t plane = q.ih * q.iw * q.c;
         const float* r[kFlushLines][kMaxKh];
