@@ -90,7 +90,7 @@ constexpr int64_t kParallelFloats = 1 << 16;
 // reduction of N*H*W; 1 thread, ms GEMM/here, medians of 3 interleaved rounds on the loaded
 // Zen 4: N=256 28x28 6.96/4.78, N=32 56x56 3.47/2.42, N=256 14x14 1.33-1.64/1.14-1.46,
 // N=32 112x112 13.8/9.9).
-constexpr int64_t kWeightsMax = kVectorRegisters >= 32 ? 24 : kNarrowPointwiseMax;
+constexpr int64_t kWeightsMax = kVectorRegisters >= 32 ? 32 : kNarrowPointwiseMax;
 // Pixels per work item of a stride-1 map (a few tens of KB of x and y: stays in L1/L2).
 constexpr int64_t kMapRun = 1024;
 
