@@ -199,16 +199,14 @@ MapFn pick_map(int64_t out) {
 bool narrow_pointwise_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
   int64_t max = pass == ConvPass::BackwardWeights ? kNarrowPointwiseMax : kNarrowMapMax;
-  // 17..24 channels in the weight pass: both sides (no other pair measured); strided, with
-  // output rows of 14 pixels or more. At stride 2 the rows, each run twice, first lost to the
-  // GEMM or tied (ms GEMM/here, loaded Zen 4: C=24 N=256 7x7 0.151/0.207, 14x14 0.484/0.498,
-  // 28x28 3.72/3.81, N=32 112x112 6.38/5.69); since the weight pass's blocks of rows (one
-  // call per ~512 pixels) the rows of 14 and more win (2026-12-07, helper Y, 1 thread, ms
-  // GEMM/here, medians of 3 paired rounds: N=256 28x28 2.90/2.12, N=32 56x56 0.85/0.61, N=32
-  // 28x28 0.186/0.160, N=256 56x56 11.0/9.0), rows of 4 still lose (N=256 7x7 0.135/0.177).
-  if (pass == ConvPass::BackwardWeights && g.c > max && g.oc > max &&
-      ((v.sh == 1 && v.sw == 1) || g.ow >= 14))
-    max = kWeightsMax;
+  // 17..32 channels in the weight pass (AVX-512, kWeightsMax): both sides (no other pair
+  // measured). With dy's two halves run as two passes of dot_pixels (16 lanes each) it took
+  // 17..24 only, and at stride 2 only rows of >= 14 pixels (rows of 4 lost to the GEMM: N=256
+  // 7x7 0.135/0.177 ms). With dot_wide (stop 34) every row length and 25..32 channels win:
+  // 1 thread, ms GEMM/here, medians of 3 paired rounds on the loaded Zen 4: s2 C=24 N=256 14x14
+  // 0.367/0.173, 7x7 0.127/0.071; C=32 N=256 14x14 0.402/0.274, 7x7 0.134/0.103, N=32 14x14
+  // 0.055/0.041; N=1 28x28 C=24 0.0086 both (the s1 and s2 C=32 runs: benchmarks/RESULTS.md).
+  if (pass == ConvPass::BackwardWeights && g.c > max && g.oc > max) max = kWeightsMax;
   // A strided forward map reads x one pixel at a time: at 32 channels it first lost to the
   // GEMM on the Zen 5 (1 thread, ms map/GEMM, 1x1 s2 N=256 28x28 2.02/1.83, N=32 112x112
   // 4.67/3.44). On the Zen 4 the GEMM (tap_forward's shallow products) is the slower one at
