@@ -50,6 +50,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "cpu/narrow_pointwise_common.h"
@@ -107,46 +108,78 @@ constexpr i32x16 lanes_below16(int n, std::index_sequence<I...>) {
   return i32x16{((int)I < n ? -1 : 0)...};
 }
 
+// Channels 16..OUT-1 of a pixel: 16 lanes, or 8 where OUT <= 24. Both vectors of 16 lanes
+// at 17..24 channels spent a quarter of the FMAs on the 8 lanes past OUT (1x1 s2 C=24 forward:
+// 48 FMAs of 16 lanes per pixel for 576 multiply-adds; 24 + 24 of 8 lanes here).
+typedef float f32x8 __attribute__((vector_size(32)));
+template <int OUT>
+using HiVec = std::conditional_t<(OUT <= 24), f32x8, v16>;
+template <typename V>
+inline V load_hi(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+// The first n lanes of an 8-lane vector to p; nothing past p + n is written.
+inline void store_prefix(float* p, f32x8 v, int n) {
+  if (n >= 8) return std::memcpy(p, &v, sizeof v), void();
+#if defined(__AVX512F__)
+  _mm256_mask_storeu_ps(p, (__mmask8)((1u << n) - 1), (__m256)v);
+#else
+  std::memcpy(p, &v, sizeof(float) * n);
+#endif
+}
+inline void store_prefix(float* p, v16 v, int n) { store16_prefix(p, v, n); }
+
 // R pixels of a map: dst[r*dst_step + o] = bias[o] + sum_i src[r*src_step + i] * m.w[i][o],
-// o < OUT, r < R. A pixel's OUT channels are NV vectors of 16 (two from 17 to 32 channels).
+// o < OUT, r < R. A pixel's OUT channels are a vector of 16 and, from 17 channels, a HiVec.
 // With fewer than 8 accumulators the input channels alternate between S sets, so that the
 // FMA latency is covered (a lone last pixel of 32 channels was a chain of 32 dependent FMAs:
 // the 2-pixel tails of 14-pixel rows made a 1x1 stride-2 C=32 map slower than the GEMM).
 template <int OUT, int R>
 inline void map_group(const float* src, int64_t src_step, float* dst, int64_t dst_step,
                       const PixelMap& m, const v16* bias) {
-  constexpr int NV = (OUT + 15) / 16;
-  constexpr int S = R * NV >= 8 ? 1 : R * NV >= 4 ? 2 : 4;
+  constexpr bool HI = OUT > 16;
+  using H = HiVec<OUT>;
+  constexpr int S = R * (HI ? 2 : 1) >= 8 ? 1 : R * (HI ? 2 : 1) >= 4 ? 2 : 4;
   const int64_t in = m.in;
-  v16 a[S][R][NV];
+  v16 a[S][R];
+  H h[S][R];
+  const H bias_hi = HI ? load_hi<H>(m.bias + 16) : H{};
 #pragma GCC unroll 16
   for (int k = 0; k < S; ++k)
-    for (int r = 0; r < R; ++r)
-      for (int v = 0; v < NV; ++v) a[k][r][v] = k == 0 ? bias[v] : v16{};
-  auto step = [&](v16(&acc)[R][NV], int64_t i) {
-    v16 wi[NV];
-    for (int v = 0; v < NV; ++v) wi[v] = load16(m.w[i] + 16 * v);
+    for (int r = 0; r < R; ++r) {
+      a[k][r] = k == 0 ? bias[0] : v16{};
+      if (HI) h[k][r] = k == 0 ? bias_hi : H{};
+    }
+  auto step = [&](v16(&acc)[R], H(&acc_hi)[R], int64_t i) {
+    const v16 w0 = load16(m.w[i]);
+    const H w1 = HI ? load_hi<H>(m.w[i] + 16) : H{};
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-      const v16 x = splat16(src[r * src_step + i]);
-      for (int v = 0; v < NV; ++v) acc[r][v] += x * wi[v];
+      const float x = src[r * src_step + i];
+      acc[r] += x * w0;
+      if (HI) acc_hi[r] += x * w1;
     }
   };
   int64_t i = 0;
   for (; i + S <= in; i += S)
 #pragma GCC unroll 4
-    for (int k = 0; k < S; ++k) step(a[k], i + k);
-  for (; i < in; ++i) step(a[0], i);
+    for (int k = 0; k < S; ++k) step(a[k], h[k], i + k);
+  for (; i < in; ++i) step(a[0], h[0], i);
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
-    for (int k = 1; k < S; ++k)
-      for (int v = 0; v < NV; ++v) a[0][r][v] += a[k][r][v];
-    if (NV == 1 && m.fill > OUT) {
+    for (int k = 1; k < S; ++k) {
+      a[0][r] += a[k][r];
+      if (HI) h[0][r] += h[k][r];
+    }
+    if (!HI && m.fill > OUT) {
       constexpr i32x16 keep = lanes_below16(OUT, std::make_index_sequence<16>());
-      store16_prefix(dst + r * dst_step, (v16)((i32x16)a[0][r][0] & keep), m.fill);
+      store16_prefix(dst + r * dst_step, (v16)((i32x16)a[0][r] & keep), m.fill);
       continue;
     }
-    for (int v = 0; v < NV; ++v) store16_prefix(dst + r * dst_step + 16 * v, a[0][r][v], std::min(16, OUT - 16 * v));
+    store16_prefix(dst + r * dst_step, a[0][r], std::min(16, OUT));
+    if (HI) store_prefix(dst + r * dst_step + 16, h[0][r], OUT - 16);
   }
 }
 
@@ -155,7 +188,6 @@ inline void map_group(const float* src, int64_t src_step, float* dst, int64_t ds
 template <int OUT>
 void map_pixels(const float* src, int64_t src_step, float* dst, int64_t dst_step, int64_t count,
                 const PixelMap& m) {
-  constexpr int NV = (OUT + 15) / 16;
   if (OUT == 1 && m.in == 1) {  // a scaled copy: GCC vectorises the unit-stride loop
     const float w0 = m.w[0][0], b0 = m.bias[0];
     if (src_step == 1 && dst_step == 1) {
@@ -167,8 +199,7 @@ void map_pixels(const float* src, int64_t src_step, float* dst, int64_t dst_step
     }
     return;
   }
-  v16 bias[NV];
-  for (int v = 0; v < NV; ++v) bias[v] = load16(m.bias + 16 * v);
+  v16 bias[1] = {load16(m.bias)};
   int64_t p = 0;
   for (; p + 4 <= count; p += 4)
     map_group<OUT, 4>(src + p * src_step, src_step, dst + p * dst_step, dst_step, m, bias);
