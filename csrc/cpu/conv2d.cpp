@@ -40,6 +40,7 @@
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
+#include "cpu/weight_rows_product.h"
 #include "cpu/winograd.h"
 #include "kernels.h"
 
@@ -59,6 +60,11 @@ constexpr int64_t kParallelMacs = 1 << 21;
 // chunks (each reading all of them) pay (see make_plan).
 constexpr int64_t kOneImageChunksPerThread = 4;
 constexpr int64_t kOneImageChunkMaxWeightBytes = 512 << 10;
+
+// Backward data by weight_rows_product: at most this many output positions, weights of at
+// least this many floats.
+constexpr int64_t kWeightRowsMaxM = 16;
+constexpr int64_t kWeightRowsMinFloats = 1 << 16;
 
 // Elements per item of a one-image residual add (below kParallelGrain: a serial call).
 constexpr int64_t kAddBlock = kParallelGrain / 2;
@@ -453,6 +459,18 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
       });
     });
     return errors.rethrow();
+  }
+  // At most 16 output positions in all (batch 1, 4x4 outputs) against weights of 256 KB or
+  // more: dcol from W in place (weight_rows_product.h), no packed W^T.
+  const int64_t positions = g.n * g.oh * g.ow;
+  static const bool y_rows = getenv("Y_ROWS") ? atoi(getenv("Y_ROWS")) : 1;
+  if (y_rows && g.groups == 1 && positions <= kWeightRowsMaxM && g.oc % 16 == 0 &&
+      p.k * g.oc >= kWeightRowsMinFloats && p.nchunks == 1 && detail::weight_rows_product_available()) {
+    auto dcol = workspace(positions * p.ldcol);
+    detail::weight_rows_product(positions, p.k, g.oc, dy, g.oc, w, dcol.get(), p.ldcol, p.threads);
+    std::memset(dx, 0, sizeof(float) * g.input_size());
+    detail::col2im_lines(g, dcol.get(), 0, g.n * g.oh, dx);
+    return;
   }
   // col2im accumulates into overlapping windows, so a thread owns whole images (their chunks
   // run in order on it). With a single image the GEMM alone is split across the threads.
