@@ -461,13 +461,17 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
     return errors.rethrow();
   }
   // At most 16 output positions in all (batch 1, 4x4 outputs) against weights of 256 KB or
-  // more: dcol from W in place (weight_rows_product.h), no packed W^T.
+  // more: dcol from W in place (weight_rows_product.h), no packed W^T. 1 thread, ms GEMM/here,
+  // medians of 3 alternating runs on the loaded Zen 4 (stop 34): 3x3 s2 N=1 7x7 C=512
+  // 1.63/0.85, 256 0.265/0.197, 128 0.064/0.059, 96 0.037/0.036; 1x1 s2 N=1 7x7 512
+  // 0.135/0.092, 256 0.030/0.026. Below 64 K floats of weights (3x3 64 channels) not measured.
   const int64_t positions = g.n * g.oh * g.ow;
-  static const bool y_rows = getenv("Y_ROWS") ? atoi(getenv("Y_ROWS")) : 1;
-  if (y_rows && g.groups == 1 && positions <= kWeightRowsMaxM && g.oc % 16 == 0 &&
+  if (g.groups == 1 && positions <= kWeightRowsMaxM && g.oc % 16 == 0 &&
       p.k * g.oc >= kWeightRowsMinFloats && p.nchunks == 1 && detail::weight_rows_product_available()) {
+    const int64_t macs = positions * p.k * g.oc;
     auto dcol = workspace(positions * p.ldcol);
-    detail::weight_rows_product(positions, p.k, g.oc, dy, g.oc, w, dcol.get(), p.ldcol, p.threads);
+    detail::weight_rows_product(positions, p.k, g.oc, dy, g.oc, w, dcol.get(), p.ldcol,
+                                macs < kParallelMacs ? 1 : std::max(1, get_num_threads()));
     std::memset(dx, 0, sizeof(float) * g.input_size());
     detail::col2im_lines(g, dcol.get(), 0, g.n * g.oh, dx);
     return;
