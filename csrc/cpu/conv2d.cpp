@@ -61,11 +61,6 @@ constexpr int64_t kParallelMacs = 1 << 21;
 constexpr int64_t kOneImageChunksPerThread = 4;
 constexpr int64_t kOneImageChunkMaxWeightBytes = 512 << 10;
 
-// Backward data by weight_rows_product: at most this many output positions, weights of at
-// least this many floats.
-constexpr int64_t kWeightRowsMaxM = 16;
-constexpr int64_t kWeightRowsMinFloats = 1 << 16;
-
 // Elements per item of a one-image residual add (below kParallelGrain: a serial call).
 constexpr int64_t kAddBlock = kParallelGrain / 2;
 
@@ -116,22 +111,12 @@ std::unique_ptr<float[]> workspace(int64_t floats) { return std::unique_ptr<floa
 // packed, on the shared 2-core Xeon (CPU-time medians of 4 alternating runs of 7): 56x56
 // 64->128 s2 forward 33.1 -> 32.0 ms, 28x28 256->64 1x1 backward data 8.6 -> 8.0 ms. (The
 // strided backward data's dy rows measured no better packed, so they stay in place; on the
-// Zen 4 the pointwise backward data's are read in place too: gemm_or_sgemm.)
+// Zen 4 the pointwise backward data's are read in place too, pack = false.)
 inline void sgemm_a_packed(bool native, bool trans_b, int64_t m, int64_t n, int64_t k,
                            const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-                           float* c, int64_t ldc) {
+                           float* c, int64_t ldc, bool pack = true) {  // false: the driver's choice
   if (native)
-    gemm_avx512(false, trans_b, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc, true);
-  else
-    sgemm(false, trans_b, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc);
-}
-
-// The same product with the driver's own choice of packing A.
-inline void gemm_or_sgemm(bool native, bool trans_b, int64_t m, int64_t n, int64_t k,
-                          const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-                          float* c, int64_t ldc) {
-  if (native)
-    gemm_avx512(false, trans_b, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc);
+    gemm_avx512(false, trans_b, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc, pack);
   else
     sgemm(false, trans_b, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc);
 }
@@ -471,28 +456,18 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
           // medians of 3-5 alternating runs: N=32 28x28 256->64 10.13/9.78, 56x56 64->256
           // 43.4/32.9, 14x14 1024->256 33.7/33.0, 28x28 128->512 35.1/35.4, N=1 56x56 256->64
           // 1.03/1.06).
-          gemm_or_sgemm(native, true, rows, g.cin_g, g.cout_g, dy + l0 * g.ow * g.oc + gi * g.cout_g,
-                        g.oc, w + gi * g.cout_g, g.oc, 0.f, dx + l0 * g.ow * g.c + gi * g.cin_g, g.c);
+          sgemm_a_packed(native, true, rows, g.cin_g, g.cout_g, dy + l0 * g.ow * g.oc + gi * g.cout_g,
+                         g.oc, w + gi * g.cout_g, g.oc, 0.f, dx + l0 * g.ow * g.c + gi * g.cin_g, g.c,
+                         false);
       });
     });
     return errors.rethrow();
   }
-  // At most 16 output positions in all (batch 1, 4x4 outputs) against weights of 256 KB or
-  // more: dcol from W in place (weight_rows_product.h), no packed W^T. 1 thread, ms GEMM/here,
-  // medians of 3 alternating runs on the loaded Zen 4 (stop 34): 3x3 s2 N=1 7x7 C=512
-  // 1.63/0.85, 256 0.265/0.197, 128 0.064/0.059, 96 0.037/0.036; 1x1 s2 N=1 7x7 512
-  // 0.135/0.092, 256 0.030/0.026. Below 64 K floats of weights (3x3 64 channels) not measured.
-  const int64_t positions = g.n * g.oh * g.ow;
-  if (g.groups == 1 && positions <= kWeightRowsMaxM && g.oc % 16 == 0 &&
-      p.k * g.oc >= kWeightRowsMinFloats && p.nchunks == 1 && detail::weight_rows_product_available()) {
-    const int64_t macs = positions * p.k * g.oc;
-    auto dcol = workspace(positions * p.ldcol);
-    detail::weight_rows_product(positions, p.k, g.oc, dy, g.oc, w, dcol.get(), p.ldcol,
-                                macs < kParallelMacs ? 1 : std::max(1, get_num_threads()));
-    std::memset(dx, 0, sizeof(float) * g.input_size());
-    detail::col2im_lines(g, dcol.get(), 0, g.n * g.oh, dx);
+  // At most 16 output positions (batch 1, 4x4 outputs) against large weights: dcol from W in
+  // place (weight_rows_product.h), no packed W^T.
+  const int64_t macs = g.output_size() * p.k;
+  if (detail::weight_rows_backward_data(g, dy, w, dx, macs < kParallelMacs ? 1 : std::max(1, get_num_threads())))
     return;
-  }
   // col2im accumulates into overlapping windows, so a thread owns whole images (their chunks
   // run in order on it). With a single image the GEMM alone is split across the threads.
   const int threads = (int)std::min<int64_t>(p.threads, std::max<int64_t>(g.n, 1));

@@ -37,9 +37,11 @@
 // 17..32 channels (issue 18 item 3, helper C): the maps hold a pixel in two vectors. There
 // the GEMM of K = N = 24 or 32 ran at 65-115 GFLOP/s (1 thread, Zen 5, sgemm 249); the map
 // at 24 and 32 channels, stride 1, 2.1-3.5x faster (benchmarks/RESULTS.md, 2026-12-06
-// few-channel sweep section). The weight pass would need 2 x Cin accumulators (64 at 32
-// channels): it stays on the GEMM there. At AVX-512 the strided forward map and the weight
-// pass at 17..24 (rows of >= 14 pixels) win on the Zen 4 too (narrow_pointwise_shape).
+// few-channel sweep section). The weight pass needs 2 x Cin accumulators (64 at 32 channels):
+// at AVX-512 it runs the input channels in blocks of <= 13 (narrow_pointwise_weights.cpp
+// dot_wide, stop 34), below it stays on the GEMM. At AVX-512 the strided forward map wins on
+// the Zen 4 too (narrow_pointwise_shape). A pixel of 17..24 channels is a vector of 16 and one
+// of 8 (HiVec, stop 34).
 //
 // Files: the maps and the routing here; the weight pass in narrow_pointwise_weights.cpp; their
 // shared helpers in narrow_pointwise_common.h; the planar 1..4-channel kernels in

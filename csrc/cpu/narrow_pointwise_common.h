@@ -84,12 +84,13 @@ inline int64_t safe_pixels(const float* dy, int64_t oc, const float* end) {
 // Below this many floats moved a pass runs on the calling thread (~20 us at copy speed:
 // waking the team costs more).
 constexpr int64_t kParallelFloats = 1 << 16;
-// Channels each side of the weight pass: 17..24 (both sides) only with 32 vector
-// registers, where a pixel's dy is two passes of 16 lanes over IN <= 24 accumulators
-// (dot_pixels). It took the 1x1 s1 C=24 weight passes from the GEMM (K = N = 24 and a
+// Channels each side of the weight pass: 17..32 (both sides) only with 32 vector
+// registers (dot_wide, narrow_pointwise_weights.cpp). At 17..24 as two passes of dot_pixels
+// (16 lanes each) it took the 1x1 s1 C=24 weight passes from the GEMM (K = N = 24 and a
 // reduction of N*H*W; 1 thread, ms GEMM/here, medians of 3 interleaved rounds on the loaded
 // Zen 4: N=256 28x28 6.96/4.78, N=32 56x56 3.47/2.42, N=256 14x14 1.33-1.64/1.14-1.46,
-// N=32 112x112 13.8/9.9).
+// N=32 112x112 13.8/9.9); dot_wide (stop 34) again 1.8x at N=256 14x14 and N=32 56x56, and
+// took 25..32 from the GEMM (benchmarks/RESULTS.md).
 constexpr int64_t kWeightsMax = kVectorRegisters >= 32 ? 32 : kNarrowPointwiseMax;
 // Pixels per work item of a stride-1 map (a few tens of KB of x and y: stays in L1/L2).
 constexpr int64_t kMapRun = 1024;

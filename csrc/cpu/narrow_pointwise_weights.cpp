@@ -2,7 +2,8 @@
 // == 1, no pads, any stride): narrow_pointwise.cpp's head comment describes it with the maps
 // (work items, the per-pixel dot, the packed 5..8-channel dot, the planar 1..4-channel dot of
 // narrow_pointwise_planar.h, the float-then-double partial sums). Split from narrow_pointwise.cpp
-// (stop 33) to keep each file readable; the code is unchanged.
+// (stop 33) to keep each file readable. Stop 34: 17..32 channels each side in blocks of input
+// channels (dot_wide, AVX-512).
 #include <omp.h>
 
 #include <algorithm>

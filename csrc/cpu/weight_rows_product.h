@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "common/geometry.h"
+
 namespace fastconv::cpu::detail {
 
 // Whether weight_rows_product was compiled with its AVX-512 kernel (otherwise it does nothing).
@@ -13,5 +15,14 @@ bool weight_rows_product_available();
 // multiple of 16. Rows of W split between up to `threads` threads (disjoint columns of dcol).
 void weight_rows_product(int64_t m, int64_t n, int64_t k, const float* dy, int64_t ldy,
                          const float* w, float* dcol, int64_t ldc, int threads);
+
+// The backward data of an ungrouped conv with at most kWeightRowsMaxM output positions and at
+// least kWeightRowsMinFloats weights (Cout a multiple of 16, dcol within 1 MB, AVX-512): dx
+// from dcol = dy @ W^T by weight_rows_product and col2im; returns false (nothing written)
+// where it does not apply.
+constexpr int64_t kWeightRowsMaxM = 16;
+constexpr int64_t kWeightRowsMinFloats = 1 << 16;
+bool weight_rows_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx,
+                               int threads);
 
 }  // namespace fastconv::cpu::detail
