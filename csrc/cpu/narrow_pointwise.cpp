@@ -300,7 +300,7 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
                                         &m.w[0][0], kNarrowMapMax, m.bias, pf, kAhead)
                                : 0;
       for (int64_t r = 0; r < rows; ++r) {
-        if (!planar && pf) prefetch_floats(src + (r + kAhead) * xs, pf);  // a later row's input
+        if (!planar && pf) prefetch_row(src + (r + kAhead) * xs, pf, sw * g.c, count, g.c);  // a later row's input
         map(src + r * xs + done * sw * g.c, sw * g.c, y + (p0 + r * count + done) * g.oc, g.oc,
             count - done, m);
       }
