@@ -118,9 +118,10 @@ using planar_dot::prefetch_floats;
 // The lines of a later input row that its `count` pixels (`pixel` floats each, `step` apart)
 // read: at a stride with pixels of 16 floats or more only those lines (a 24-channel pixel pair
 // spans 3 lines of which the conv reads 2; at 16 channels every other line), else the whole
-// row (`row_floats`). 1 thread, ms whole row / pixels' lines, 5 alternating rounds on the
-// loaded Zen 4 (stop 34), 1x1 s2 forward: N=256 28x28 C=24 1.31/0.83, C=32 2.14/1.43, N=32
-// 112x112 C=24 3.63/3.29, N=256 56x56 C=16 4.05/3.77.
+// row (`row_floats`). 1 thread, ms whole row / pixels' lines, 5 alternating rounds in one
+// build on the loaded Zen 4 (stop 34), 1x1 s2 forward: N=256 28x28 C=24 1.31/0.83 (again
+// 1.43/1.17, 2.10/1.83), C=32 2.14/1.43 (2.58/1.49), N=32 112x112 C=24 3.63/3.29, N=256 56x56
+// C=16 4.05/3.77. The weight pass's kernels measured even with it: they keep whole rows.
 inline void prefetch_row(const float* row, int64_t row_floats, int64_t step, int64_t count,
                          int64_t pixel) {
   if (step <= pixel || pixel < 16) return prefetch_floats(row, row_floats);
