@@ -11,6 +11,11 @@
   strided backward data: streams of several 1024-pixel runs and a tail of
   fewer than 16 pixels, batch 1 and 2, NaN/inf reaching exactly their own pixel or channel.
 
+- stop 34: weight_rows_product (backward data with at most 16 output positions and >= 64 K
+  floats of weights: dcol from W in place): 3x3 stride 1 and 2, 1x1 stride 2, 'same' and
+  'valid', odd and even sizes, 1..16 positions (batch 1 and 2), Cout a multiple of 16 and
+  not (the GEMM then), one and two threads, NaN in dy reaching exactly its window.
+
 Tolerance: conv_oracle.close (rtol 1e-4, atol 1e-5 times the output's magnitude)."""
 import numpy as np
 import pytest
@@ -138,3 +143,67 @@ def test_strided_pair_map_three_channels(n, h, w):
     assert (~np.isfinite(dx[:, ::2, ::2, 1])).all()
     assert np.isfinite(dx[:, ::2, ::2, 0::2][np.isfinite(dy).all(axis=3)]).all()
     assert (dx[:, 1::2] == 0).all() and (dx[:, :, 1::2] == 0).all()
+
+
+def _rows_case(seed, k, stride, n, h, w, cin, cout, padding):
+    rng = np.random.default_rng(seed)
+    wt = rng.standard_normal((k, k, cin, cout)).astype(np.float32)
+    if padding == "same":
+        oh, ow = -(-h // stride), -(-w // stride)
+        ph, pw = max((oh - 1) * stride + k - h, 0), max((ow - 1) * stride + k - w, 0)
+        pads = (ph // 2, ph - ph // 2, pw // 2, pw - pw // 2)
+    else:
+        pads = (0, 0, 0, 0)
+        oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
+    dy = rng.standard_normal((n, oh, ow, cout)).astype(np.float32)
+    return dy, wt, (n, h, w, cin), ((stride, stride), pads, (1, 1), 1)
+
+
+ROWS_CASES = [  # k, stride, n, h, w, cin, cout, padding: 16 or fewer output positions
+    (3, 2, 1, 7, 7, 256, 256, "same"),    # 4x4 = 16 positions
+    (3, 2, 1, 7, 7, 160, 512, "valid"),   # 3x3
+    (3, 1, 1, 4, 5, 128, 144, "same"),    # 20 positions: the GEMM, as a check of the bound
+    (3, 1, 1, 3, 5, 200, 96, "same"),     # 15 positions
+    (3, 2, 2, 4, 4, 256, 256, "same"),    # 2 images of 2x2
+    (1, 2, 1, 7, 7, 512, 512, "same"),
+    (1, 2, 1, 1, 1, 256, 512, "valid"),   # one position
+    (3, 2, 1, 7, 6, 256, 200, "same"),    # Cout not a multiple of 16: the GEMM
+]
+
+
+@pytest.mark.parametrize("case", ROWS_CASES)
+def test_weight_rows_backward_data(case):
+    dy, wt, x_shape, args = _rows_case(sum(case[:7]), *case)
+    got = _C.conv2d_backward_data(dy, wt, x_shape, *args)
+    want = R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x_shape, *args)
+    close(got, want)
+
+
+def test_weight_rows_two_threads_and_nan():
+    """Two threads split W's rows (disjoint dcol columns): bitwise one thread's result at
+    AVX-512 (weight_rows_product), the oracle's everywhere. A NaN
+    in dy reaches exactly the dx pixels of its window (the oracle's NaN pattern), inf in W
+    its own input channel."""
+    dy, wt, x_shape, args = _rows_case(9, 3, 2, 1, 7, 7, 512, 256, "same")
+    old = _C.get_num_threads()
+    try:
+        _C.set_num_threads(1)
+        one = _C.conv2d_backward_data(dy, wt, x_shape, *args)
+        _C.set_num_threads(2)
+        two = _C.conv2d_backward_data(dy, wt, x_shape, *args)
+    finally:
+        _C.set_num_threads(old)
+    if _C.isa_level() == "avx512":  # below, the BLAS GEMM may split the product differently
+        np.testing.assert_array_equal(one, two)
+    close(two, R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x_shape, *args))
+    dy[0, 1, 2, 17] = np.nan
+    got = _C.conv2d_backward_data(dy, wt, x_shape, *args)
+    want = R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x_shape, *args)
+    assert np.isnan(got).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    dy[0, 1, 2, 17] = 1.0
+    wt[1, 1, 5, 3] = np.inf
+    got = _C.conv2d_backward_data(dy, wt, x_shape, *args)
+    want = R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x_shape, *args)
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+    assert not np.isfinite(got[..., 5]).all() and np.isfinite(np.delete(got, 5, axis=3)).all()

@@ -3,7 +3,8 @@ oracle where the 2026-12-07 changes (issue 18 item 3, helper Y) run: rows shorte
 and register tails (masked loads and stores at AVX-512: the planar forward map's tails, the
 weight pass's tails, the packed weight pass's last groups), the strided backward data that writes
 a skipped pixel's zeros with the pixel before it (W = 2 OW, C <= 8), the strided forward map at
-25..32 channels and the strided weight pass at 17..24 channels. Every ISA level runs the same
+25..32 channels and the strided weight pass at 17..24 channels; stop 34: the weight pass at
+17..32 channels each side (dot_wide) and the maps' 17..24-channel pixels in 16 + 8 lanes. Every ISA level runs the same
 tests (FASTCONV_ISA=avx2 / baseline keep the older paths, which must agree too).
 
 Tolerance: conv_oracle.close (rtol 1e-4, atol 1e-5 times the output's magnitude; float sums
@@ -77,7 +78,7 @@ def test_strided_backward_data_zeros_and_nan(c):
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("c", [1, 3, 6])
+@pytest.mark.parametrize("c", [1, 3, 6, 20, 24, 32])
 def test_weight_pass_inf_reaches_its_channel_only(stride, c):
     rng = np.random.default_rng(40 + c)
     x = rng.standard_normal((2, 8, 30, c)).astype(np.float32)
@@ -94,17 +95,32 @@ def test_weight_pass_inf_reaches_its_channel_only(stride, c):
 
 @pytest.mark.parametrize("c", [24, 28, 32])
 def test_wide_strided_forward_and_weights(c):
-    """1x1 stride-2 forward at 25..32 channels on the map, the weight pass at 17..24 (AVX-512,
-    output rows of 14 pixels or more) through the per-pixel dot in blocks of rows: rows of
-    every tail length, batch 1 and 2."""
+    """1x1 stride-2 forward at 25..32 channels on the map, the weight pass at 17..32 (AVX-512:
+    dot_wide, every row length since stop 34) in blocks of rows: rows of every tail length,
+    batch 1 and 2."""
     for i, w in enumerate((1, 5, 14, 15, 27, 28, 33)):
         n, h = (1, 5) if i % 2 else (2, 4)
         algos = _check(c * 10 + w, n, h, w, c, c, 2, bias=i % 2 == 0)
         assert algos["backward_data"] == "direct", (c, algos)
         if _C.isa_level() == "avx512":  # below, the GEMM keeps 25..32 and the weight pass
             assert algos["forward"] == "direct", (c, algos)
-            want = c <= 24 and -(-w // 2) >= 14  # strided: output rows of 14 pixels or more
-            assert (algos["backward_weights"] == "direct") == want, (c, w, algos)
+            assert algos["backward_weights"] == "direct", (c, w, algos)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("cin, cout", [(17, 17), (24, 24), (20, 31), (31, 20), (25, 32), (32, 32)])
+def test_wide_weight_pass_and_maps(stride, cin, cout):
+    """Stop 34 (AVX-512): the weight pass at 17..32 channels each side (dot_wide: input
+    channels in blocks of <= 13, dy's channels 16.. in 8 or 16 masked lanes) and the maps'
+    channels 16..23 in 8 lanes (HiVec, 17..24 outputs): rows of 1..29 pixels, batch 1 and 2,
+    with and without bias; a stride-1 stream of 2048-pixel runs and a partial one."""
+    for i, w in enumerate((1, 5, 7, 14, 15, 29)):
+        n, h = (1, 5) if i % 2 else (2, 3)
+        algos = _check(cin * 1000 + cout * 10 + w + stride, n, h, w, cin, cout, stride, bias=i % 2 == 0)
+        if _C.isa_level() == "avx512":
+            assert algos["backward_weights"] == "direct", (cin, cout, w, algos)
+    if stride == 1:
+        _check(cin + cout, 2, 33, 41, cin, cout, 1)
 
 
 def test_threaded_strided_matches_oracle_and_one_thread():

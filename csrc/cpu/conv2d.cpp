@@ -40,6 +40,7 @@
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
+#include "cpu/weight_rows_product.h"
 #include "cpu/winograd.h"
 #include "kernels.h"
 
@@ -109,12 +110,13 @@ std::unique_ptr<float[]> workspace(int64_t floats) { return std::unique_ptr<floa
 // forward's x rows and the pointwise backward data's dy rows the driver would read A in place;
 // packed, on the shared 2-core Xeon (CPU-time medians of 4 alternating runs of 7): 56x56
 // 64->128 s2 forward 33.1 -> 32.0 ms, 28x28 256->64 1x1 backward data 8.6 -> 8.0 ms. (The
-// strided backward data's dy rows measured no better packed, so they stay in place.)
+// strided backward data's dy rows measured no better packed, so they stay in place; on the
+// Zen 4 the pointwise backward data's are read in place too, pack = false.)
 inline void sgemm_a_packed(bool native, bool trans_b, int64_t m, int64_t n, int64_t k,
                            const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-                           float* c, int64_t ldc) {
+                           float* c, int64_t ldc, bool pack = true) {  // false: the driver's choice
   if (native)
-    gemm_avx512(false, trans_b, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc, true);
+    gemm_avx512(false, trans_b, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc, pack);
   else
     sgemm(false, trans_b, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc);
 }
@@ -448,12 +450,24 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
       for (int64_t c = 0; c < p.nchunks; ++c) errors.run([&] {
         const int64_t l0 = c * p.chunk, l1 = std::min(p.lines, l0 + p.chunk), rows = (l1 - l0) * g.ow;
         for (int64_t gi = 0; gi < g.groups; ++gi)
+          // dy's rows read in place where the driver would (gemm.cpp kInPlaceAMaxN): packed
+          // they measured faster on the shared Xeon (28x28 256->64 8.6 -> 8.0 ms, see
+          // sgemm_a_packed), slower on the Zen 4 (stop 34, 1 thread, CPU ms packed/in place,
+          // medians of 3-5 alternating runs: N=32 28x28 256->64 10.13/9.78, 56x56 64->256
+          // 43.4/32.9, 14x14 1024->256 33.7/33.0, 28x28 128->512 35.1/35.4, N=1 56x56 256->64
+          // 1.03/1.06).
           sgemm_a_packed(native, true, rows, g.cin_g, g.cout_g, dy + l0 * g.ow * g.oc + gi * g.cout_g,
-                         g.oc, w + gi * g.cout_g, g.oc, 0.f, dx + l0 * g.ow * g.c + gi * g.cin_g, g.c);
+                         g.oc, w + gi * g.cout_g, g.oc, 0.f, dx + l0 * g.ow * g.c + gi * g.cin_g, g.c,
+                         false);
       });
     });
     return errors.rethrow();
   }
+  // At most 16 output positions (batch 1, 4x4 outputs) against large weights: dcol from W in
+  // place (weight_rows_product.h), no packed W^T.
+  const int64_t macs = g.output_size() * p.k;
+  if (detail::weight_rows_backward_data(g, dy, w, dx, macs < kParallelMacs ? 1 : std::max(1, get_num_threads())))
+    return;
   // col2im accumulates into overlapping windows, so a thread owns whole images (their chunks
   // run in order on it). With a single image the GEMM alone is split across the threads.
   const int threads = (int)std::min<int64_t>(p.threads, std::max<int64_t>(g.n, 1));

@@ -37,9 +37,11 @@
 // 17..32 channels (issue 18 item 3, helper C): the maps hold a pixel in two vectors. There
 // the GEMM of K = N = 24 or 32 ran at 65-115 GFLOP/s (1 thread, Zen 5, sgemm 249); the map
 // at 24 and 32 channels, stride 1, 2.1-3.5x faster (benchmarks/RESULTS.md, 2026-12-06
-// few-channel sweep section). The weight pass would need 2 x Cin accumulators (64 at 32
-// channels): it stays on the GEMM there. At AVX-512 the strided forward map and the weight
-// pass at 17..24 (rows of >= 14 pixels) win on the Zen 4 too (narrow_pointwise_shape).
+// few-channel sweep section). The weight pass needs 2 x Cin accumulators (64 at 32 channels):
+// at AVX-512 it runs the input channels in blocks of <= 13 (narrow_pointwise_weights.cpp
+// dot_wide, stop 34), below it stays on the GEMM. At AVX-512 the strided forward map wins on
+// the Zen 4 too (narrow_pointwise_shape). A pixel of 17..24 channels is a vector of 16 and one
+// of 8 (HiVec, stop 34).
 //
 // Files: the maps and the routing here; the weight pass in narrow_pointwise_weights.cpp; their
 // shared helpers in narrow_pointwise_common.h; the planar 1..4-channel kernels in
@@ -50,6 +52,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "cpu/narrow_pointwise_common.h"
@@ -107,46 +110,78 @@ constexpr i32x16 lanes_below16(int n, std::index_sequence<I...>) {
   return i32x16{((int)I < n ? -1 : 0)...};
 }
 
+// Channels 16..OUT-1 of a pixel: 16 lanes, or 8 where OUT <= 24. Both vectors of 16 lanes
+// at 17..24 channels spent a quarter of the FMAs on the 8 lanes past OUT (1x1 s2 C=24 forward:
+// 48 FMAs of 16 lanes per pixel for 576 multiply-adds; 24 + 24 of 8 lanes here).
+typedef float f32x8 __attribute__((vector_size(32)));
+template <int OUT>
+using HiVec = std::conditional_t<(OUT <= 24), f32x8, v16>;
+template <typename V>
+inline V load_hi(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+// The first n lanes of an 8-lane vector to p; nothing past p + n is written.
+inline void store_prefix(float* p, f32x8 v, int n) {
+  if (n >= 8) return std::memcpy(p, &v, sizeof v), void();
+#if defined(__AVX512F__)
+  _mm256_mask_storeu_ps(p, (__mmask8)((1u << n) - 1), (__m256)v);
+#else
+  std::memcpy(p, &v, sizeof(float) * n);
+#endif
+}
+inline void store_prefix(float* p, v16 v, int n) { store16_prefix(p, v, n); }
+
 // R pixels of a map: dst[r*dst_step + o] = bias[o] + sum_i src[r*src_step + i] * m.w[i][o],
-// o < OUT, r < R. A pixel's OUT channels are NV vectors of 16 (two from 17 to 32 channels).
+// o < OUT, r < R. A pixel's OUT channels are a vector of 16 and, from 17 channels, a HiVec.
 // With fewer than 8 accumulators the input channels alternate between S sets, so that the
 // FMA latency is covered (a lone last pixel of 32 channels was a chain of 32 dependent FMAs:
 // the 2-pixel tails of 14-pixel rows made a 1x1 stride-2 C=32 map slower than the GEMM).
 template <int OUT, int R>
 inline void map_group(const float* src, int64_t src_step, float* dst, int64_t dst_step,
                       const PixelMap& m, const v16* bias) {
-  constexpr int NV = (OUT + 15) / 16;
-  constexpr int S = R * NV >= 8 ? 1 : R * NV >= 4 ? 2 : 4;
+  constexpr bool HI = OUT > 16;
+  using H = HiVec<OUT>;
+  constexpr int S = R * (HI ? 2 : 1) >= 8 ? 1 : R * (HI ? 2 : 1) >= 4 ? 2 : 4;
   const int64_t in = m.in;
-  v16 a[S][R][NV];
+  v16 a[S][R];
+  H h[S][R];
+  const H bias_hi = HI ? load_hi<H>(m.bias + 16) : H{};
 #pragma GCC unroll 16
   for (int k = 0; k < S; ++k)
-    for (int r = 0; r < R; ++r)
-      for (int v = 0; v < NV; ++v) a[k][r][v] = k == 0 ? bias[v] : v16{};
-  auto step = [&](v16(&acc)[R][NV], int64_t i) {
-    v16 wi[NV];
-    for (int v = 0; v < NV; ++v) wi[v] = load16(m.w[i] + 16 * v);
+    for (int r = 0; r < R; ++r) {
+      a[k][r] = k == 0 ? bias[0] : v16{};
+      if (HI) h[k][r] = k == 0 ? bias_hi : H{};
+    }
+  auto step = [&](v16(&acc)[R], H(&acc_hi)[R], int64_t i) {
+    const v16 w0 = load16(m.w[i]);
+    const H w1 = HI ? load_hi<H>(m.w[i] + 16) : H{};
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-      const v16 x = splat16(src[r * src_step + i]);
-      for (int v = 0; v < NV; ++v) acc[r][v] += x * wi[v];
+      const float x = src[r * src_step + i];
+      acc[r] += x * w0;
+      if (HI) acc_hi[r] += x * w1;
     }
   };
   int64_t i = 0;
   for (; i + S <= in; i += S)
 #pragma GCC unroll 4
-    for (int k = 0; k < S; ++k) step(a[k], i + k);
-  for (; i < in; ++i) step(a[0], i);
+    for (int k = 0; k < S; ++k) step(a[k], h[k], i + k);
+  for (; i < in; ++i) step(a[0], h[0], i);
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
-    for (int k = 1; k < S; ++k)
-      for (int v = 0; v < NV; ++v) a[0][r][v] += a[k][r][v];
-    if (NV == 1 && m.fill > OUT) {
+    for (int k = 1; k < S; ++k) {
+      a[0][r] += a[k][r];
+      if (HI) h[0][r] += h[k][r];
+    }
+    if (!HI && m.fill > OUT) {
       constexpr i32x16 keep = lanes_below16(OUT, std::make_index_sequence<16>());
-      store16_prefix(dst + r * dst_step, (v16)((i32x16)a[0][r][0] & keep), m.fill);
+      store16_prefix(dst + r * dst_step, (v16)((i32x16)a[0][r] & keep), m.fill);
       continue;
     }
-    for (int v = 0; v < NV; ++v) store16_prefix(dst + r * dst_step + 16 * v, a[0][r][v], std::min(16, OUT - 16 * v));
+    store16_prefix(dst + r * dst_step, a[0][r], std::min(16, OUT));
+    if (HI) store_prefix(dst + r * dst_step + 16, h[0][r], OUT - 16);
   }
 }
 
@@ -155,7 +190,6 @@ inline void map_group(const float* src, int64_t src_step, float* dst, int64_t ds
 template <int OUT>
 void map_pixels(const float* src, int64_t src_step, float* dst, int64_t dst_step, int64_t count,
                 const PixelMap& m) {
-  constexpr int NV = (OUT + 15) / 16;
   if (OUT == 1 && m.in == 1) {  // a scaled copy: GCC vectorises the unit-stride loop
     const float w0 = m.w[0][0], b0 = m.bias[0];
     if (src_step == 1 && dst_step == 1) {
@@ -167,8 +201,7 @@ void map_pixels(const float* src, int64_t src_step, float* dst, int64_t dst_step
     }
     return;
   }
-  v16 bias[NV];
-  for (int v = 0; v < NV; ++v) bias[v] = load16(m.bias + 16 * v);
+  v16 bias[1] = {load16(m.bias)};
   int64_t p = 0;
   for (; p + 4 <= count; p += 4)
     map_group<OUT, 4>(src + p * src_step, src_step, dst + p * dst_step, dst_step, m, bias);
@@ -199,16 +232,14 @@ MapFn pick_map(int64_t out) {
 bool narrow_pointwise_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
   int64_t max = pass == ConvPass::BackwardWeights ? kNarrowPointwiseMax : kNarrowMapMax;
-  // 17..24 channels in the weight pass: both sides (no other pair measured); strided, with
-  // output rows of 14 pixels or more. At stride 2 the rows, each run twice, first lost to the
-  // GEMM or tied (ms GEMM/here, loaded Zen 4: C=24 N=256 7x7 0.151/0.207, 14x14 0.484/0.498,
-  // 28x28 3.72/3.81, N=32 112x112 6.38/5.69); since the weight pass's blocks of rows (one
-  // call per ~512 pixels) the rows of 14 and more win (2026-12-07, helper Y, 1 thread, ms
-  // GEMM/here, medians of 3 paired rounds: N=256 28x28 2.90/2.12, N=32 56x56 0.85/0.61, N=32
-  // 28x28 0.186/0.160, N=256 56x56 11.0/9.0), rows of 4 still lose (N=256 7x7 0.135/0.177).
-  if (pass == ConvPass::BackwardWeights && g.c > max && g.oc > max &&
-      ((v.sh == 1 && v.sw == 1) || g.ow >= 14))
-    max = kWeightsMax;
+  // 17..32 channels in the weight pass (AVX-512, kWeightsMax): both sides (no other pair
+  // measured). With dy's two halves run as two passes of dot_pixels (16 lanes each) it took
+  // 17..24 only, and at stride 2 only rows of >= 14 pixels (rows of 4 lost to the GEMM: N=256
+  // 7x7 0.135/0.177 ms). With dot_wide (stop 34) every row length and 25..32 channels win:
+  // 1 thread, ms GEMM/here, medians of 3 paired rounds on the loaded Zen 4: s2 C=24 N=256 14x14
+  // 0.367/0.173, 7x7 0.127/0.071; C=32 N=256 14x14 0.402/0.274, 7x7 0.134/0.103, N=32 14x14
+  // 0.055/0.041; N=1 28x28 C=24 0.0086 both (the s1 and s2 C=32 runs: benchmarks/RESULTS.md).
+  if (pass == ConvPass::BackwardWeights && g.c > max && g.oc > max) max = kWeightsMax;
   // A strided forward map reads x one pixel at a time: at 32 channels it first lost to the
   // GEMM on the Zen 5 (1 thread, ms map/GEMM, 1x1 s2 N=256 28x28 2.02/1.83, N=32 112x112
   // 4.67/3.44). On the Zen 4 the GEMM (tap_forward's shallow products) is the slower one at
@@ -269,7 +300,7 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
                                         &m.w[0][0], kNarrowMapMax, m.bias, pf, kAhead)
                                : 0;
       for (int64_t r = 0; r < rows; ++r) {
-        if (!planar && pf) prefetch_floats(src + (r + kAhead) * xs, pf);  // a later row's input
+        if (!planar && pf) prefetch_row(src + (r + kAhead) * xs, pf, sw * g.c, count, g.c);  // a later row's input
         map(src + r * xs + done * sw * g.c, sw * g.c, y + (p0 + r * count + done) * g.oc, g.oc,
             count - done, m);
       }

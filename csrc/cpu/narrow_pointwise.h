@@ -1,6 +1,6 @@
 // 1x1 convolutions with few channels on both sides (narrow_pointwise.cpp): groups == 1,
 // no pads, any stride; Cin and Cout <= 32 for the forward and backward-data maps, <= 16 for
-// the weight pass (17..24 both sides too at AVX-512). direct_conv.cpp hands these over.
+// the weight pass (17..32 both sides too at AVX-512). direct_conv.cpp hands these over.
 #pragma once
 #include "common/geometry.h"
 #include "kernels.h"

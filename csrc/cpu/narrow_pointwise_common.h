@@ -84,13 +84,14 @@ inline int64_t safe_pixels(const float* dy, int64_t oc, const float* end) {
 // Below this many floats moved a pass runs on the calling thread (~20 us at copy speed:
 // waking the team costs more).
 constexpr int64_t kParallelFloats = 1 << 16;
-// Channels each side of the weight pass: 17..24 (both sides) only with 32 vector
-// registers, where a pixel's dy is two passes of 16 lanes over IN <= 24 accumulators
-// (dot_pixels). It took the 1x1 s1 C=24 weight passes from the GEMM (K = N = 24 and a
+// Channels each side of the weight pass: 17..32 (both sides) only with 32 vector
+// registers (dot_wide, narrow_pointwise_weights.cpp). At 17..24 as two passes of dot_pixels
+// (16 lanes each) it took the 1x1 s1 C=24 weight passes from the GEMM (K = N = 24 and a
 // reduction of N*H*W; 1 thread, ms GEMM/here, medians of 3 interleaved rounds on the loaded
 // Zen 4: N=256 28x28 6.96/4.78, N=32 56x56 3.47/2.42, N=256 14x14 1.33-1.64/1.14-1.46,
-// N=32 112x112 13.8/9.9).
-constexpr int64_t kWeightsMax = kVectorRegisters >= 32 ? 24 : kNarrowPointwiseMax;
+// N=32 112x112 13.8/9.9); dot_wide (stop 34) again 1.8x at N=256 14x14 and N=32 56x56, and
+// took 25..32 from the GEMM (benchmarks/RESULTS.md).
+constexpr int64_t kWeightsMax = kVectorRegisters >= 32 ? 32 : kNarrowPointwiseMax;
 // Pixels per work item of a stride-1 map (a few tens of KB of x and y: stays in L1/L2).
 constexpr int64_t kMapRun = 1024;
 
@@ -113,6 +114,22 @@ constexpr bool kStridedFill = false;
 #endif
 constexpr int64_t kPrefetchRow = 128;  // floats of an input row, at least
 using planar_dot::prefetch_floats;
+
+// The lines of a later input row that its `count` pixels (`pixel` floats each, `step` apart)
+// read: at a stride with pixels of 16 floats or more only those lines (a 24-channel pixel pair
+// spans 3 lines of which the conv reads 2; at 16 channels every other line), else the whole
+// row (`row_floats`). 1 thread, ms whole row / pixels' lines, 5 alternating rounds in one
+// build on the loaded Zen 4 (stop 34), 1x1 s2 forward: N=256 28x28 C=24 1.31/0.83 (again
+// 1.43/1.17, 2.10/1.83), C=32 2.14/1.43 (2.58/1.49), N=32 112x112 C=24 3.63/3.29, N=256 56x56
+// C=16 4.05/3.77. The weight pass's kernels measured even with it: they keep whole rows.
+inline void prefetch_row(const float* row, int64_t row_floats, int64_t step, int64_t count,
+                         int64_t pixel) {
+  if (step <= pixel || pixel < 16) return prefetch_floats(row, row_floats);
+  for (int64_t q = 0; q < count; ++q) {
+    __builtin_prefetch(row + q * step);
+    __builtin_prefetch(row + q * step + pixel - 1);
+  }
+}
 
 inline int pass_threads(const ConvGeometry& g) {
   return g.input_size() + g.output_size() < kParallelFloats ? 1 : std::max(1, get_num_threads());

@@ -2,13 +2,15 @@
 // == 1, no pads, any stride): narrow_pointwise.cpp's head comment describes it with the maps
 // (work items, the per-pixel dot, the packed 5..8-channel dot, the planar 1..4-channel dot of
 // narrow_pointwise_planar.h, the float-then-double partial sums). Split from narrow_pointwise.cpp
-// (stop 33) to keep each file readable; the code is unchanged.
+// (stop 33) to keep each file readable. Stop 34: 17..32 channels each side in blocks of input
+// channels (dot_wide, AVX-512).
 #include <omp.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
 #include <numeric>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -172,14 +174,85 @@ PackedFn pick_packed(int64_t in, int64_t oc, int64_t sw) {
 }
 
 
+#if defined(__AVX512F__)
+// The weight pass with 17..32 channels each side (AVX-512): a pixel's dy is one 16-lane
+// register of channels 0..15 and one of H = 8 or 16 lanes (a masked load: nothing past the
+// pixel's oc floats is read, the lanes beyond are zero) for 16..oc-1; the input channels run
+// in blocks of B <= 13 (2B accumulators), each block one pass over the item's pixels (the
+// second pass reads them from L1/L2). It replaced dot_pixels run twice per pixel, once per
+// half of dy in 16 lanes: at 24 channels the second pass's 24 zmm FMAs used 8 lanes each (96
+// ymm FMA slots per pixel for 576 multiply-adds, 72 here), and at 25..32 channels the pass
+// went to the GEMM (im2col's gather at stride 2, then K = N = 32: see narrow_pointwise_shape).
+template <int B, int H>
+void dot_wide_block(const float* x, int64_t x_step, int64_t xs, const float* dy, int64_t ds,
+                    int64_t oc, int64_t rows, int64_t count, int64_t pf, v16* acc, v16* hi) {
+  using Hi = std::conditional_t<H == 8, __m256, __m512>;
+  const __mmask16 m = (__mmask16)((1u << (oc - 16)) - 1);
+  __m512 a[B];
+  Hi h[B];
+  // every loop over the accumulators fully unrolled: with the first and last loops rolled GCC
+  // kept a[] and h[] in memory and stored all 2B of them at every pixel (perf: 2x slower)
+#pragma GCC unroll 16
+  for (int i = 0; i < B; ++i) {
+    a[i] = _mm512_setzero_ps();
+    if constexpr (H == 8) h[i] = _mm256_setzero_ps();
+    else h[i] = _mm512_setzero_ps();
+  }
+  for (int64_t r = 0; r < rows; ++r, x += xs, dy += ds) {
+    // the whole row, as the other kernels: its pixels' lines only (prefetch_row, as the
+    // forward map) measured even here (1x1 s2 C=24/32 N=256 28x28, N=32 112x112, stop 34)
+    if (pf) prefetch_floats(x + kAhead * xs, pf);
+    const float* xp = x;
+    const float* dp = dy;
+    for (int64_t p = 0; p < count; ++p, xp += x_step, dp += oc) {
+      const __m512 dl = _mm512_loadu_ps(dp);
+      Hi dh;
+      if constexpr (H == 8) dh = _mm256_maskz_loadu_ps((__mmask8)m, dp + 16);
+      else dh = _mm512_maskz_loadu_ps(m, dp + 16);
+#pragma GCC unroll 16
+      for (int i = 0; i < B; ++i) {
+        a[i] = _mm512_fmadd_ps(_mm512_set1_ps(xp[i]), dl, a[i]);
+        if constexpr (H == 8) h[i] = _mm256_fmadd_ps(_mm256_set1_ps(xp[i]), dh, h[i]);
+        else h[i] = _mm512_fmadd_ps(_mm512_set1_ps(xp[i]), dh, h[i]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < B; ++i) {
+    acc[i] += (v16)a[i];
+    if constexpr (H == 8) hi[i] += (v16)_mm512_zextps256_ps512(h[i]);
+    else hi[i] += (v16)h[i];
+  }
+}
+
+using WideFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
+                        int64_t, int64_t, v16*, v16*);
+
+// Input channels in ceil(in / 13) blocks of near-equal size (24: 12 + 12; 32: 11 + 11 + 10).
+void dot_wide(const float* x, int64_t x_step, int64_t xs, const float* dy, int64_t ds,
+              int64_t in, int64_t oc, int64_t rows, int64_t count, int64_t pf, v16* acc, v16* hi) {
+  static constexpr WideFn t[6][2] = {
+      {&dot_wide_block<8, 8>, &dot_wide_block<8, 16>},   {&dot_wide_block<9, 8>, &dot_wide_block<9, 16>},
+      {&dot_wide_block<10, 8>, &dot_wide_block<10, 16>}, {&dot_wide_block<11, 8>, &dot_wide_block<11, 16>},
+      {&dot_wide_block<12, 8>, &dot_wide_block<12, 16>}, {&dot_wide_block<13, 8>, &dot_wide_block<13, 16>}};
+  const int64_t blocks = (in + 12) / 13, base = in / blocks, extra = in % blocks;
+  for (int64_t j = 0, i0 = 0; j < blocks; ++j) {
+    const int64_t b = base + (j < extra);
+    t[b - 8][oc > 24](x + i0, x_step, xs, dy, ds, oc, rows, count, j == 0 ? pf : 0, acc + i0, hi + i0);
+    i0 += b;
+  }
+}
+#endif
+
 template <size_t... I>
 constexpr std::array<DotFn, sizeof...(I)> dot_table(std::index_sequence<I...>) {
   return {&dot_pixels<int(I) + 1>...};
 }
 
+// Per pixel up to 16 input channels; above, dot_wide (nullptr).
 DotFn pick_dot(int64_t in) {
-  static constexpr auto table = dot_table(std::make_index_sequence<kWeightsMax>());
-  return table[in - 1];
+  static constexpr auto table = dot_table(std::make_index_sequence<kNarrowPointwiseMax>());
+  return in <= kNarrowPointwiseMax ? table[in - 1] : nullptr;
 }
 
 // sum[o] += the sum of dy[f] over f < n with f % oc == o (dy: whole pixels of oc channels,
@@ -209,6 +282,7 @@ void channel_sums(const float* dy, int64_t n, int64_t oc, float* sum) {
 void channel_sums_any(const float* dy, int64_t n, int64_t oc, float* sum) {
   switch (oc / std::gcd<int64_t>(16, oc)) {
     case 1: return channel_sums<1>(dy, n, oc, sum);
+    case 2: return channel_sums<2>(dy, n, oc, sum);  // oc = 32
     case 3: return channel_sums<3>(dy, n, oc, sum);
     case 5: return channel_sums<5>(dy, n, oc, sum);
     case 7: return channel_sums<7>(dy, n, oc, sum);
@@ -219,7 +293,11 @@ void channel_sums_any(const float* dy, int64_t n, int64_t oc, float* sum) {
     case 17: return channel_sums<17>(dy, n, oc, sum);
     case 19: return channel_sums<19>(dy, n, oc, sum);
     case 21: return channel_sums<21>(dy, n, oc, sum);
-    default: return channel_sums<23>(dy, n, oc, sum);  // oc / gcd(16, oc) is odd, <= 23
+    case 23: return channel_sums<23>(dy, n, oc, sum);
+    case 25: return channel_sums<25>(dy, n, oc, sum);
+    case 27: return channel_sums<27>(dy, n, oc, sum);
+    case 29: return channel_sums<29>(dy, n, oc, sum);
+    default: return channel_sums<31>(dy, n, oc, sum);  // else oc / gcd(16, oc) is odd, <= 31
   }
 }
 
@@ -329,6 +407,10 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
         }
       } else if (packed) {
         packed(x0, xs, dy0, ds, rows, count, x_end, dy_end, pf, acc);
+      } else if (!dot) {  // 17..32 channels each side (AVX-512 only)
+#if defined(__AVX512F__)
+        dot_wide(x0, sw * g.c, xs, dy0, ds, g.c, g.oc, rows, count, pf, acc, hi);
+#endif
       } else {
         dot(x0, sw * g.c, xs, dy0, ds, g.oc, std::min<int64_t>(g.oc, 16), rows, count, dy_end, pf,
             acc);
