@@ -1,6 +1,6 @@
 """Dense forward of one row against a large w (csrc/cpu/dense.cpp gemv_row_split): blocks of
-256 rows of w summed into partial rows, on the item team when there are two threads, added in
-block order. Against the NumPy oracle in float64 (rtol 1e-5, atol 1e-5 times the row's
+256 rows of w summed into partial rows (16 rows of w side by side, the rest of a block by 4,
+then one at a time), on the item team when there are two threads, added in block order. Against the NumPy oracle in float64 (rtol 1e-5, atol 1e-5 times the row's
 magnitude: float32 sums of up to ~4000 products), bitwise the same on one and two threads,
 NaN and inf where the oracle has them."""
 import numpy as np
@@ -10,8 +10,9 @@ import fastconv
 from fastconv import _C
 from fastconv import reference as R
 
-# (k, m): w above 1 MiB; k not a multiple of the 256-row block, m not of the vector width
-SHAPES = [(2048, 1000), (1500, 1003), (257, 1100), (4096, 300)]
+# (k, m): w above 1 MiB; k not a multiple of the 256-row block, m not of the vector width;
+# 279 = 256 + 16 + 4 + 3 and 1500 = 5 * 256 + 13 * 16 + 3 * 4: every kind of pass in a block
+SHAPES = [(2048, 1000), (1500, 1003), (257, 1100), (4096, 300), (279, 1003)]
 
 
 def _close(got, ref):
@@ -63,3 +64,31 @@ def test_one_row_inf_in_a_last_short_group_of_rows(two_threads):
     w[256, 7] = np.inf
     got = _C.dense_forward(x, w, None)
     assert np.isinf(got[0, 7]) and np.isfinite(np.delete(got, 7)).all()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_row_nan_inf_in_every_kind_of_pass(two_threads, threads):
+    """k = 279: the last block has rows 256..271 (one pass of 16), 272..275 (a pass of 4) and
+    276..278 (one at a time). An inf of w in each reaches only its own column, a NaN of w
+    only its own; a NaN of x in the pass of 16 reaches every column."""
+    rng = np.random.default_rng(5)
+    k, m = 279, 1003
+    x = rng.standard_normal((1, k)).astype(np.float32)
+    w = rng.standard_normal((k, m)).astype(np.float32)
+    bad = {3: (256, np.inf), 500: (271, -np.inf), 17: (273, np.inf), 1002: (278, np.inf),
+           40: (260, np.nan), 999: (275, np.nan), 64: (277, np.nan)}
+    for col, (row, v) in bad.items():
+        w[row, col] = v
+    fastconv.set_num_threads(threads)
+    try:
+        got = _C.dense_forward(x, w, None)
+        want = R.dense_forward(x.astype(np.float64), w.astype(np.float64), None)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        assert sorted(np.flatnonzero(~np.isfinite(got[0]))) == sorted(bad)
+        ok = np.isfinite(want)
+        _close(got[ok], want[ok])
+        x[0, 263] = np.nan
+        assert np.isnan(_C.dense_forward(x, w, None)).all()
+    finally:
+        fastconv.set_num_threads(2)
