@@ -39,6 +39,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "cpu/pixel_transpose.h"
+
 #if defined(__AVX512F__)
 #include <immintrin.h>
 // GCC 12's AVX-512 headers build masked loads from an uninitialised vector and then warn
@@ -147,41 +149,14 @@ static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks must hold whole micro-ti
 
 // Transposes the rows x cols corner (rows, cols <= 16) of the row-major block at src (leading
 // dimension ld): out[c] holds column c, i.e. src[r * ld + c] in lane r, zero in lanes r >= rows.
-// Entries past cols are unspecified-but-finite (zero). Three shuffle stages: interleave pairs
-// of rows, then pairs of pairs (64-bit), then 128-bit lanes.
+// Entries past cols are unspecified-but-finite (zero). The shuffles are pixel_transpose.h's.
 inline void transpose16(const float* src, int64_t ld, int rows, int cols, __m512 out[16]) {
   const __mmask16 colmask = (__mmask16)((1u << cols) - 1);
   __m512 r[16];
   for (int i = 0; i < 16; ++i)
     r[i] = i < rows ? _mm512_maskz_loadu_ps(colmask, src + i * ld) : _mm512_setzero_ps();
-  // Per 128-bit lane (columns 4L..4L+3): t[2q] = rows 2q, 2q+1 interleaved at columns 0, 1 of
-  // the lane, t[2q+1] the same at columns 2, 3.
-  __m512 t[16];
-  for (int q = 0; q < 8; ++q) {
-    t[2 * q] = _mm512_unpacklo_ps(r[2 * q], r[2 * q + 1]);
-    t[2 * q + 1] = _mm512_unpackhi_ps(r[2 * q], r[2 * q + 1]);
-  }
-  // v[4g + c]: lane L holds rows 4g..4g+3 of column 4L + c.
-  __m512 v[16];
-  for (int g = 0; g < 4; ++g) {
-    const __m512d t0 = _mm512_castps_pd(t[4 * g]), t1 = _mm512_castps_pd(t[4 * g + 1]);
-    const __m512d t2 = _mm512_castps_pd(t[4 * g + 2]), t3 = _mm512_castps_pd(t[4 * g + 3]);
-    v[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
-    v[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
-    v[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
-    v[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
-  }
-  // Gather lane L of v[c], v[4 + c], v[8 + c], v[12 + c] into column 4L + c.
-  for (int c = 0; c < 4; ++c) {
-    const __m512 s0 = _mm512_shuffle_f32x4(v[c], v[4 + c], 0x44);   // v[c].L0 L1, v[4+c].L0 L1
-    const __m512 s1 = _mm512_shuffle_f32x4(v[c], v[4 + c], 0xEE);   // ... lanes 2, 3
-    const __m512 s2 = _mm512_shuffle_f32x4(v[8 + c], v[12 + c], 0x44);
-    const __m512 s3 = _mm512_shuffle_f32x4(v[8 + c], v[12 + c], 0xEE);
-    out[c] = _mm512_shuffle_f32x4(s0, s2, 0x88);
-    out[4 + c] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
-    out[8 + c] = _mm512_shuffle_f32x4(s1, s3, 0x88);
-    out[12 + c] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
-  }
+  detail::pixel_transpose::transpose16(r);
+  for (int c = 0; c < 16; ++c) out[c] = r[c];
 }
 
 inline __mmask16 low_mask(int64_t count) {  // the first min(count, 16) lanes
