@@ -99,8 +99,8 @@ struct PixelMap {
   alignas(64) float w[kNarrowMapMax][kNarrowMapMax] = {};
   alignas(64) float bias[kNarrowMapMax] = {};
   int64_t in = 0;
-  // Floats stored per pixel: OUT, or (backward data at stride 2, OUT <= 8, AVX-512 only) up
-  // to 16: the pixel, then zeros over the skipped pixel after it (see the strided pass).
+  // Floats stored per pixel: OUT, or (backward data at stride 2, OUT <= 16, AVX-512 only) up
+  // to 32: the pixel, then zeros over the skipped pixel after it (see the strided pass).
   int fill = 0;
 };
 
@@ -177,7 +177,12 @@ inline void map_group(const float* src, int64_t src_step, float* dst, int64_t ds
     }
     if (!HI && m.fill > OUT) {
       constexpr i32x16 keep = lanes_below16(OUT, std::make_index_sequence<16>());
-      store16_prefix(dst + r * dst_step, (v16)((i32x16)a[0][r] & keep), m.fill);
+      if constexpr (OUT <= 8) {  // fill <= 16: one store
+        store16_prefix(dst + r * dst_step, (v16)((i32x16)a[0][r] & keep), m.fill);
+      } else {  // fill = 2 OUT: the pixel and part of its zeros, then the rest of them
+        store16_prefix(dst + r * dst_step, (v16)((i32x16)a[0][r] & keep), 16);
+        store16_prefix(dst + r * dst_step + 16, v16{}, m.fill - 16);
+      }
       continue;
     }
     store16_prefix(dst + r * dst_step, a[0][r], std::min(16, OUT));
@@ -227,6 +232,71 @@ MapFn pick_map(int64_t out) {
   return table[out - 1];
 }
 
+// The strided forward map with C = 5..8 channels each side (AVX-512): P = 16 / C output
+// pixels a vector (Packed<C, 2>, narrow_pointwise_common.h), lane k*C + o output channel o of
+// pixel k: per input channel one permute of the group's x floats (two loads, the second masked
+// to the XF - 16 floats the group reads: nothing past its last pixel is read) and one FMA with
+// the register of w[i][o] repeated per pixel; one masked store of P*C floats. map_pixels ran
+// a broadcast and a 16-lane FMA per input channel and pixel (6 of 16 lanes used at C = 6: 6
+// FMAs a pixel, 3 here) and a 6-float store per pixel. A row's last count % P pixels: one
+// more group of masked loads and store. Each lane sums its own pixel's products (bias, then
+// i = 0..C-1): a NaN or inf reaches only its pixel's outputs.
+#if defined(__AVX512F__)
+template <int C>
+void map_packed(const float* src, int64_t src_rs, float* dst, int64_t dst_rs, int64_t rows,
+                int64_t count, const PixelMap& m, int64_t pf) {
+  using K = Packed<C, 2>;
+  constexpr int P = K::P;
+  static_assert(K::XF > 16 && K::XF <= 32);
+  i32x16 idx[C];
+  v16 wv[C], bv;
+#pragma GCC unroll 8
+  for (int i = 0; i < C; ++i) idx[i] = K::index(i, std::make_index_sequence<16>());
+  for (int l = 0; l < 16; ++l) {
+    const bool used = l < P * C;
+    bv[l] = used ? m.bias[l % C] : 0.f;
+    for (int i = 0; i < C; ++i) wv[i][l] = used ? m.w[i][l % C] : 0.f;
+  }
+  auto group = [&](v16 xa, v16 xb) {
+    v16 y = bv;
+#pragma GCC unroll 8
+    for (int i = 0; i < C; ++i) y += __builtin_shuffle(xa, xb, idx[i]) * wv[i];
+    return y;
+  };
+  const int64_t whole = count / P * P;
+  for (int64_t r = 0; r < rows; ++r, src += src_rs, dst += dst_rs) {
+    if (pf) prefetch_floats(src + kAhead * src_rs, pf);
+    int64_t p = 0;
+    for (; p < whole; p += P) {
+      const float* s = src + p * 2 * C;
+      store16_prefix(dst + p * C, group(load16(s), load16_prefix(s + 16, K::XF - 16)), P * C);
+    }
+    if (p < count) {  // n < P pixels
+      const int64_t n = count - p, xn = (n - 1) * 2 * C + C;
+      const float* s = src + p * 2 * C;
+      store16_prefix(dst + p * C, group(load16_prefix(s, xn), load16_prefix(s + 16, xn - 16)),
+                     (int)(n * C));
+    }
+  }
+}
+#endif
+
+using PackedMapFn = void (*)(const float*, int64_t, float*, int64_t, int64_t, int64_t,
+                             const PixelMap&, int64_t);
+
+// The packed strided forward map for in -> out channels at stride sw, or nullptr.
+PackedMapFn pick_packed_map(int64_t in, int64_t out, int64_t sw) {
+#if defined(__AVX512F__)
+  if (in == out && sw == 2 && in >= 5 && in <= 8) {
+    static constexpr PackedMapFn t[] = {&map_packed<5>, &map_packed<6>, &map_packed<7>,
+                                        &map_packed<8>};
+    return t[in - 5];
+  }
+#endif
+  (void)in, (void)out, (void)sw;
+  return nullptr;
+}
+
 }  // namespace
 
 bool narrow_pointwise_shape(const ConvGeometry& g, ConvPass pass) {
@@ -264,6 +334,7 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
   // 1..4 channels each side at stride 1 or 2: whole registers of pixels on planar registers
   // (narrow_pointwise_planar.h), the rest pixel by pixel.
   const planar_dot::MapFn planar = pick_register_map(g.c, g.oc, sw);
+  const PackedMapFn packed = pick_packed_map(g.c, g.oc, sw);  // 5..8 channels, stride 2
   const int64_t in_row = g.w * g.c, pf = sh > 1 && in_row >= kPrefetchRow ? in_row : 0;
   // Work items: at stride 1 x and y are each one pixel stream, cut into runs of kMapRun pixels
   // (rows of 28 pixels cost ~8 ns each in calls: N=256 28x28 C=1 took 62 us); strided, blocks
@@ -299,6 +370,11 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
                                ? planar(src, xs, y + p0 * g.oc, count * g.oc, rows, count, whole,
                                         &m.w[0][0], kNarrowMapMax, m.bias, pf, kAhead)
                                : 0;
+      if (packed) {
+        packed(src, xs, y + p0 * g.oc, count * g.oc, rows, count, m, pf);
+        activation_inplace(rows * count * g.oc, y + p0 * g.oc, act);
+        continue;
+      }
       for (int64_t r = 0; r < rows; ++r) {
         if (!planar && pf) prefetch_row(src + (r + kAhead) * xs, pf, sw * g.c, count, g.c);  // a later row's input
         map(src + r * xs + done * sw * g.c, sw * g.c, y + (p0 + r * count + done) * g.oc, g.oc,
@@ -334,10 +410,12 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
     return;
   }
   // Stride 2 across, with every column of dx on or just after a strided one (W = 2 OW) and a
-  // pixel pair in one vector (C <= 8): each pixel's store writes the zeros of the skipped
+  // pixel pair in one or two vectors (C <= 16): each pixel's store writes the zeros of the skipped
   // pixel after it (masked stores, AVX-512), so dx's rows on the grid are written once, not
   // zeroed first. 1 thread, ms before/after, paired, the loaded Zen 4: see kStridedFill.
-  const bool fill = kStridedFill && sw == 2 && g.w == 2 * g.ow && 2 * g.c <= 16;
+  // 9..16 channels too (stop 35: a second store of zeros; before, the grid rows were zeroed,
+  // then overwritten pixel by pixel: 1x1 s2 N=256 28x28 C=16 spent a quarter in memset, perf).
+  const bool fill = kStridedFill && sw == 2 && g.w == 2 * g.ow && g.c <= 16;
   if (fill) m.fill = (int)(2 * g.c);
   // The pair map only while dx fits the L3 (a few MB): past it the two passes over each item's
   // rows (the map's grid rows, then the memsets between them) lost to the per-pixel map's one

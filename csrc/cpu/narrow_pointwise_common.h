@@ -75,6 +75,21 @@ inline void store16_prefix(float* p, v16 v, int n) {
 #endif
 }
 
+// P = 16 / C pixels of C channels (C = 4..8) in one vector, lanes [k*C, (k+1)*C) pixel k:
+// index(i) gathers channel i of those P pixels (pixels SW apart in x, XF floats from the first
+// pixel's) into the lanes of their outputs, by a two-source permute of x's floats (lanes past
+// P*C: float 0, don't-care). The packed weight pass (dot_packed) and the packed strided forward
+// map (narrow_pointwise.cpp map_packed).
+template <int C, int SW>
+struct Packed {
+  static constexpr int P = 16 / C;
+  static constexpr int XF = (P - 1) * SW * C + C;  // x floats a group spans (<= 32)
+  template <size_t... L>
+  static constexpr i32x16 index(int i, std::index_sequence<L...>) {
+    return i32x16{((int)L / C < P ? ((int)L / C) * SW * C + i : 0)...};
+  }
+};
+
 // Pixels p (oc floats each from dy) whose 16-float load dy + p*oc .. +16 ends by `end`.
 inline int64_t safe_pixels(const float* dy, int64_t oc, const float* end) {
   const int64_t room = end - dy - 16;

@@ -90,68 +90,77 @@ using DotFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, in
 
 // The weight pass with 4..8 channels each side (IN == OC, AVX-512): P = 16 / OC pixels a
 // vector. One load of dy gives pixels p..p+P-1 in lanes [k*OC, (k+1)*OC); for each input
-// channel i one two-source permute of x's floats puts x[p + k][i] in the same lanes, and one
-// FMA per channel adds all P pixels' products: IN permutes and IN FMAs per P pixels, where the
-// vector per pixel (dot_pixels) issued IN broadcasts and IN FMAs per pixel with OC of 16 lanes
-// used (C=6: 2 pixels, 12 lanes). A row's last pixels (and rows whose loads would pass the
-// end of x or dy) go through a zeroed copy of their floats: lanes past them are 0 * 0.
-template <int C, int SW>
-struct Packed {
-  static constexpr int P = 16 / C;
-  static constexpr int XF = (P - 1) * SW * C + C;  // x floats a group spans (<= 32)
-  template <size_t... L>
-  static constexpr i32x16 index(int i, std::index_sequence<L...>) {
-    return i32x16{((int)L / C < P ? ((int)L / C) * SW * C + i : 0)...};
-  }
-};
-
+// channel i one two-source permute of x's floats (Packed<C, SW>::index, narrow_pointwise_common.h)
+// puts x[p + k][i] in the same lanes, and one FMA per channel adds all P pixels' products: IN
+// permutes and IN FMAs per P pixels, where the vector per pixel (dot_pixels) issued IN
+// broadcasts and IN FMAs per pixel with OC of 16 lanes used (C=6: 2 pixels, 12 lanes). A row's
+// last pixels (and rows whose loads would pass the end of x or dy) go through a zeroed copy of
+// their floats: lanes past them are 0 * 0.
+// The packed lanes stay in the caller's registers-worth `lanes` (C vectors, lane k*C + o of
+// row i: pixel k's x[i] * dy[o]) across calls and are folded into dw's rows at the flush
+// (fold_packed), not per call: the fold (C*P*C lane extractions) and the zeroing per call,
+// with the accumulators kept in memory around the lambdas of the loop body, were half of a
+// 1x1 s2 N=256 14x14 C=6 weight pass (rows of 7 pixels, an item per image; perf, stop 35).
 template <int C, int SW>
 void dot_packed(const float* x, int64_t xs, const float* dy, int64_t ds, int64_t rows,
-                int64_t count, const float* x_end, const float* dy_end, int64_t pf, v16* acc) {
+                int64_t count, const float* x_end, const float* dy_end, int64_t pf, v16* lanes) {
   using K = Packed<C, SW>;
   constexpr int P = K::P;
+  constexpr int64_t xload = K::XF > 16 ? 32 : 16;
   i32x16 idx[C];
+  v16 a[C], b[C];
 #pragma GCC unroll 8
-  for (int i = 0; i < C; ++i) idx[i] = K::index(i, std::make_index_sequence<16>());
-  v16 a[2][C] = {};
-  auto products = [&](v16 dv, v16 xa, v16 xb, v16(&acc2)[C]) {
-#pragma GCC unroll 8
-    for (int i = 0; i < C; ++i) acc2[i] += __builtin_shuffle(xa, xb, idx[i]) * dv;
-  };
-  auto group = [&](const float* xg, const float* dg, v16(&acc2)[C]) {
-    const v16 xa = load16(xg);
-    products(load16(dg), xa, K::XF > 16 ? load16(xg + 16) : xa, acc2);
-  };
+  for (int i = 0; i < C; ++i) {
+    idx[i] = K::index(i, std::make_index_sequence<16>());
+    a[i] = lanes[i];
+    b[i] = v16{};
+  }
   for (int64_t r = 0; r < rows; ++r, x += xs, dy += ds) {
     if (pf) prefetch_floats(x + kAhead * xs, pf);
     // groups whose loads (32 or 16 floats of x, 16 of dy) stay inside the tensors, and x's
     // inside the row's floats (past them, at stride 2, an input row the conv skips: a line
     // of it per row made N=256 56x56 C=6 2.31 -> 2.55 ms, DRAM-bound)
-    const int64_t xload = K::XF > 16 ? 32 : 16;
     const int64_t xroom = std::min(x_end - x, (count - 1) * SW * C + C) - xload;
     const int64_t droom = (dy_end - dy) - 16;
     int64_t whole = count / P * P;
     if (xroom < 0 || droom < 0) whole = 0;
     else whole = std::min({whole, (xroom / (SW * C) + 1) / P * P, (droom / C + 1) / P * P});
     int64_t p = 0;
-    for (; p + 2 * P <= whole; p += 2 * P) {
-      group(x + p * SW * C, dy + p * C, a[0]);
-      group(x + (p + P) * SW * C, dy + (p + P) * C, a[1]);
-    }
-    for (; p < count; p += P) {  // at most a group of whole ones, then copies
-      if (p + P <= whole) {
-        group(x + p * SW * C, dy + p * C, a[0]);
-        continue;
+    for (; p + 2 * P <= whole; p += 2 * P) {  // two groups, two sets of accumulators
+      const float* xg = x + p * SW * C;
+      const v16 xa = load16(xg), xb = K::XF > 16 ? load16(xg + 16) : xa;
+      const v16 xc = load16(xg + P * SW * C), xd = K::XF > 16 ? load16(xg + P * SW * C + 16) : xc;
+      const v16 dv = load16(dy + p * C), ev = load16(dy + (p + P) * C);
+#pragma GCC unroll 8
+      for (int i = 0; i < C; ++i) {
+        a[i] += __builtin_shuffle(xa, xb, idx[i]) * dv;
+        b[i] += __builtin_shuffle(xc, xd, idx[i]) * ev;
       }
+    }
+    for (; p < count; p += P) {  // at most a group of whole ones, then masked loads
       const int64_t n = std::min<int64_t>(P, count - p), xn = (n - 1) * SW * C + C;
-      products(load16_prefix(dy + p * C, n * C), load16_prefix(x + p * SW * C, xn),
-               load16_prefix(x + p * SW * C + 16, xn - 16), a[0]);
+      const float* xg = x + p * SW * C;
+      v16 xa, xb, dv;
+      if (p + P <= whole) {
+        xa = load16(xg), xb = K::XF > 16 ? load16(xg + 16) : xa, dv = load16(dy + p * C);
+      } else {
+        xa = load16_prefix(xg, xn), xb = load16_prefix(xg + 16, xn - 16);
+        dv = load16_prefix(dy + p * C, n * C);
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < C; ++i) a[i] += __builtin_shuffle(xa, xb, idx[i]) * dv;
     }
   }
-  for (int i = 0; i < C; ++i) {
-    const v16 s = a[0][i] + a[1][i];
-    for (int k = 0; k < P; ++k)
-      for (int o = 0; o < C; ++o) acc[i][o] += s[k * C + o];
+#pragma GCC unroll 8
+  for (int i = 0; i < C; ++i) lanes[i] = a[i] + b[i];
+}
+
+// acc[i][o] += the P pixels' lanes of packed row i (dot_packed's `lanes`); the lanes zeroed.
+void fold_packed(int64_t c, v16* lanes, v16* acc) {
+  for (int64_t i = 0; i < c; ++i) {
+    for (int64_t k = 0; k < 16 / c; ++k)
+      for (int64_t o = 0; o < c; ++o) acc[i][o] += lanes[i][k * c + o];
+    lanes[i] = v16{};
   }
 }
 
@@ -361,7 +370,7 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
     // doubles each, 1x1 s2 7x7; and per 512-pixel run, the flush and the zeroing were a sixth
     // of a 1x1 s1 C=3 pass, perf): dw rows of output channels 0..15, of 16..23, db.
     constexpr int64_t kFlush = 4 * kRun;
-    v16 acc[kWeightsMax], hi[kWeightsMax];
+    v16 acc[kWeightsMax], hi[kWeightsMax], pk[8] = {};  // pk: dot_packed's lanes
     float dbs[kRow];
     int64_t pending = 0;
     auto clear = [&] {
@@ -370,6 +379,7 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
       pending = 0;
     };
     auto flush = [&] {
+      if (packed) fold_packed(g.c, pk, acc);
       const int64_t lo = std::min<int64_t>(g.oc, 16);
       for (int64_t ci = 0; ci < g.c; ++ci) {
         double* row = part + ci * kRow;
@@ -406,7 +416,7 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
               dy_end, 0, acc);
         }
       } else if (packed) {
-        packed(x0, xs, dy0, ds, rows, count, x_end, dy_end, pf, acc);
+        packed(x0, xs, dy0, ds, rows, count, x_end, dy_end, pf, pk);
       } else if (!dot) {  // 17..32 channels each side (AVX-512 only)
 #if defined(__AVX512F__)
         dot_wide(x0, sw * g.c, xs, dy0, ds, g.c, g.oc, rows, count, pf, acc, hi);
