@@ -137,10 +137,13 @@ inline void keep_lanes(vec (&v)[C], ivec keep) {
 // Why rows: a strided conv's output rows of 4..28 pixels (1x1 s2, 7..56 columns) ran one call
 // and one flush each and, below L pixels, no register at all (N=256 28x28 C=3: 14 pixels a
 // row, 0.41 ms for 0.9 MFLOP, 0.08 of the roofline).
+// db (with tails, else nullptr): db[o] += the sum of dy[.., o] over the same pixels, from the
+// planar dy registers (OC adds a register): the weight pass's second pass over dy
+// (channel_sums) was a seventh of its time at C = 3 (perf, 1x1 s1 N=256 56x56, stop 35).
 template <int IN, int OC, int SW>
 int64_t dot_rows(const float* x, int64_t xs, const float* dy, int64_t ds, int64_t rows,
-                 int64_t count, bool tails, int64_t pf, int64_t ahead, f32x16* acc) {
-  vec a[IN * OC] = {};
+                 int64_t count, bool tails, int64_t pf, int64_t ahead, f32x16* acc, float* db) {
+  vec a[IN * OC] = {}, dsum[OC] = {};
   const int64_t whole = count / L * L, rest = count - whole;
   const ivec keep = lanes_below(rest, std::make_index_sequence<L>());
   auto block = [&](const vec (&xp)[IN], const float* db, bool masked) {
@@ -149,6 +152,8 @@ int64_t dot_rows(const float* x, int64_t xs, const float* dy, int64_t ds, int64_
     if (masked) keep_lanes<OC>(dp, keep);
 #pragma GCC unroll 16
     for (int i = 0; i < IN * OC; ++i) a[i] += xp[i / OC] * dp[i % OC];
+#pragma GCC unroll 8
+    for (int o = 0; o < OC; ++o) dsum[o] += dp[o];
   };
   for (int64_t r = 0; r < rows; ++r) {
     const float *xr = x + r * xs, *dr = dy + r * ds;
@@ -167,6 +172,8 @@ int64_t dot_rows(const float* x, int64_t xs, const float* dy, int64_t ds, int64_
   }
 #pragma GCC unroll 16
   for (int i = 0; i < IN * OC; ++i) acc[i / OC][i % OC] += lane_sum(a[i]);
+  if (db)
+    for (int o = 0; o < OC; ++o) db[o] += lane_sum(dsum[o]);
   return tails ? count : whole;
 }
 
@@ -297,7 +304,7 @@ inline MapFn pick_map(int64_t in, int64_t out, int64_t sw) {
 }
 
 using DotFn = int64_t (*)(const float*, int64_t, const float*, int64_t, int64_t, int64_t, bool,
-                         int64_t, int64_t, f32x16*);
+                         int64_t, int64_t, f32x16*, float*);
 
 template <int IN, int SW, int... OC>
 constexpr DotFn pick_oc(int oc, std::integer_sequence<int, OC...>) {

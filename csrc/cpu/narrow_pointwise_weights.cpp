@@ -103,12 +103,13 @@ using DotFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, in
 // 1x1 s2 N=256 14x14 C=6 weight pass (rows of 7 pixels, an item per image; perf, stop 35).
 template <int C, int SW>
 void dot_packed(const float* x, int64_t xs, const float* dy, int64_t ds, int64_t rows,
-                int64_t count, const float* x_end, const float* dy_end, int64_t pf, v16* lanes) {
+                int64_t count, const float* x_end, const float* dy_end, int64_t pf, v16* lanes,
+                v16* dlanes) {
   using K = Packed<C, SW>;
   constexpr int P = K::P;
   constexpr int64_t xload = K::XF > 16 ? 32 : 16;
   i32x16 idx[C];
-  v16 a[C], b[C];
+  v16 a[C], b[C], d = dlanes[0], e = v16{};  // d, e: dy's sums (the bias gradient)
 #pragma GCC unroll 8
   for (int i = 0; i < C; ++i) {
     idx[i] = K::index(i, std::make_index_sequence<16>());
@@ -131,6 +132,7 @@ void dot_packed(const float* x, int64_t xs, const float* dy, int64_t ds, int64_t
       const v16 xa = load16(xg), xb = K::XF > 16 ? load16(xg + 16) : xa;
       const v16 xc = load16(xg + P * SW * C), xd = K::XF > 16 ? load16(xg + P * SW * C + 16) : xc;
       const v16 dv = load16(dy + p * C), ev = load16(dy + (p + P) * C);
+      d += dv, e += ev;
 #pragma GCC unroll 8
       for (int i = 0; i < C; ++i) {
         a[i] += __builtin_shuffle(xa, xb, idx[i]) * dv;
@@ -147,25 +149,30 @@ void dot_packed(const float* x, int64_t xs, const float* dy, int64_t ds, int64_t
         xa = load16_prefix(xg, xn), xb = load16_prefix(xg + 16, xn - 16);
         dv = load16_prefix(dy + p * C, n * C);
       }
+      d += dv;
 #pragma GCC unroll 8
       for (int i = 0; i < C; ++i) a[i] += __builtin_shuffle(xa, xb, idx[i]) * dv;
     }
   }
 #pragma GCC unroll 8
   for (int i = 0; i < C; ++i) lanes[i] = a[i] + b[i];
+  dlanes[0] = d + e;
 }
 
-// acc[i][o] += the P pixels' lanes of packed row i (dot_packed's `lanes`); the lanes zeroed.
-void fold_packed(int64_t c, v16* lanes, v16* acc) {
-  for (int64_t i = 0; i < c; ++i) {
-    for (int64_t k = 0; k < 16 / c; ++k)
-      for (int64_t o = 0; o < c; ++o) acc[i][o] += lanes[i][k * c + o];
-    lanes[i] = v16{};
-  }
+// acc[i][o] += the P pixels' lanes of packed row i (dot_packed's `lanes`), db[o] += those
+// of dlanes; the lanes zeroed.
+void fold_packed(int64_t c, v16* lanes, v16& dlanes, v16* acc, float* db) {
+  for (int64_t k = 0; k < 16 / c; ++k)
+    for (int64_t o = 0; o < c; ++o) {
+      for (int64_t i = 0; i < c; ++i) acc[i][o] += lanes[i][k * c + o];
+      db[o] += dlanes[k * c + o];
+    }
+  for (int64_t i = 0; i < c; ++i) lanes[i] = v16{};
+  dlanes = v16{};
 }
 
 using PackedFn = void (*)(const float*, int64_t, const float*, int64_t, int64_t, int64_t,
-                          const float*, const float*, int64_t, v16*);
+                          const float*, const float*, int64_t, v16*, v16*);
 
 // The packed kernel for in -> oc channels at stride sw, or nullptr (then the planar registers
 // or dot_pixels). Only with 32 vector registers (C index vectors + 2C accumulators). C = 4
@@ -370,7 +377,7 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
     // doubles each, 1x1 s2 7x7; and per 512-pixel run, the flush and the zeroing were a sixth
     // of a 1x1 s1 C=3 pass, perf): dw rows of output channels 0..15, of 16..23, db.
     constexpr int64_t kFlush = 4 * kRun;
-    v16 acc[kWeightsMax], hi[kWeightsMax], pk[8] = {};  // pk: dot_packed's lanes
+    v16 acc[kWeightsMax], hi[kWeightsMax], pk[8] = {}, pdb = {};  // dot_packed's lanes
     float dbs[kRow];
     int64_t pending = 0;
     auto clear = [&] {
@@ -379,7 +386,7 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
       pending = 0;
     };
     auto flush = [&] {
-      if (packed) fold_packed(g.c, pk, acc);
+      if (packed) fold_packed(g.c, pk, pdb, acc, dbs);
       const int64_t lo = std::min<int64_t>(g.oc, 16);
       for (int64_t ci = 0; ci < g.c; ++ci) {
         double* row = part + ci * kRow;
@@ -396,6 +403,7 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
       int64_t rows, count;
       item(l, x0, dy0, rows, count);
       int64_t r = 0;
+      bool item_db = true;  // the bias gradient of this item still to sum (channel_sums)
       if (planar && !packed) {  // packed, where compiled, is ahead of planar (C = 4)
         // Rows whose every register, the masked tail's included, reads inside x and dy
         // (all but at most the tensor's last rows); the others by whole registers only.
@@ -406,17 +414,19 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
         };
         int64_t ok = rows;
         while (ok > 0 && !reads_inside(ok - 1)) --ok;
-        if (ok > 0) planar(x0, xs, dy0, ds, ok, count, true, pf, kAhead, acc);
+        if (ok > 0) planar(x0, xs, dy0, ds, ok, count, true, pf, kAhead, acc, ok == rows ? dbs : nullptr);
+        item_db = ok < rows;  // else summed by planar
         for (r = ok; r < rows; ++r) {
           const float *xr = x0 + r * xs, *dr = dy0 + r * ds;
           // at stride 2 a whole register reads 2L pixels of x: inside the row only
           const int64_t whole = sw == 1 ? count : std::min(count, g.w / 2);
-          const int64_t done = planar(xr, 0, dr, 0, 1, whole, false, 0, 0, acc);
+          const int64_t done = planar(xr, 0, dr, 0, 1, whole, false, 0, 0, acc, nullptr);
           dot(xr + done * sw * g.c, sw * g.c, 0, dr + done * g.oc, 0, g.oc, g.oc, 1, count - done,
               dy_end, 0, acc);
         }
       } else if (packed) {
-        packed(x0, xs, dy0, ds, rows, count, x_end, dy_end, pf, pk);
+        packed(x0, xs, dy0, ds, rows, count, x_end, dy_end, pf, pk, &pdb);
+        item_db = false;  // in pdb
       } else if (!dot) {  // 17..32 channels each side (AVX-512 only)
 #if defined(__AVX512F__)
         dot_wide(x0, sw * g.c, xs, dy0, ds, g.c, g.oc, rows, count, pf, acc, hi);
@@ -427,7 +437,7 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
         if (g.oc > 16)
           dot(x0, sw * g.c, xs, dy0 + 16, ds, g.oc, g.oc - 16, rows, count, dy_end, 0, hi);
       }
-      if (db) channel_sums_any(dy0, rows * count * g.oc, g.oc, dbs);
+      if (db && item_db) channel_sums_any(dy0, rows * count * g.oc, g.oc, dbs);
       pending += rows * count;
       if (pending >= kFlush) flush();
     }
