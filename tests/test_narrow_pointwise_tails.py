@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from fastconv import _C
-from conv_oracle import check_conv_passes
+from conv_oracle import check_conv_passes, close
+from fastconv import reference as R
 
 PASSES = ("forward", "backward_data", "backward_weights")
 
@@ -143,3 +144,98 @@ def test_threaded_strided_matches_oracle_and_one_thread():
             np.testing.assert_array_equal(_C.conv2d_backward_data(dy, wt, x.shape, *args), dx2)
     finally:
         _C.set_num_threads(old)
+
+
+# ---- stop 35 (helper Y): the packed strided forward map at 5..8 channels, the strided backward
+# data's pixel pairs at 9..16 channels (a pixel and its skipped neighbour's zeros in two stores),
+# the bias gradient summed from the planar and packed weight kernels' dy registers, and the
+# packed weight lanes kept across work items (folded at the flush).
+
+@pytest.mark.parametrize("c", [9, 12, 16])
+def test_strided_pairs_9_to_16_channels(c):
+    """Stride 2 at 9..16 channels each side, all three passes against the oracle: even widths
+    (W = 2 OW: dx rows written as pixel pairs) and odd ones (the zeroed rows), batch 1 and 2,
+    short rows and rows of several pixels."""
+    for i, w in enumerate((2, 7, 14, 15, 28, 29)):
+        n, h = (1, 5) if i % 2 else (2, 4)
+        algos = _check(c * 100 + w, n, h, w, c, c, 2, bias=i % 2 == 0)
+        assert algos["backward_data"] == "direct", (c, w, algos)
+
+
+@pytest.mark.parametrize("c", [9, 12, 16])
+def test_strided_pairs_9_to_16_zeros_and_nan(c):
+    """The pixel-pair stores at 9..16 channels: zeros off the grid, a NaN in dy reaches exactly
+    its own dx pixel, and 0 * inf never reaches the skipped pixel's zeros."""
+    test_strided_backward_data_zeros_and_nan(c)
+
+
+@pytest.mark.parametrize("c", [5, 6, 7, 8])
+@pytest.mark.parametrize("w", [13, 14, 28, 29])
+def test_packed_strided_forward_nonfinite_reaches_its_pixel_only(c, w):
+    """The packed stride-2 forward map (P = 16 // c pixels a vector, AVX-512): an inf in x at a
+    pixel the stride reads reaches all c outputs of its own output pixel and nothing else,
+    including in a row's last (masked) group; a NaN likewise; the odd pixels are never read."""
+    rng = np.random.default_rng(c * 10 + w)
+    n, h = 2, 6
+    oh, ow = h // 2, (w + 1) // 2
+    args = ((2, 2), (0, 0, 0, 0), (1, 1), 1)
+    wt = rng.standard_normal((1, 1, c, c)).astype(np.float32)
+    for (iy, ix, val) in ((2, 0, np.inf), (4, 2 * (ow - 1), np.nan), (0, 2 * (ow // 2), -np.inf)):
+        x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+        x[1, iy, ix, c - 1] = val
+        if ix + 1 < w:
+            x[0, iy, ix + 1, 0] = np.nan  # an odd pixel: the stride skips it
+        y = _C.conv2d_forward(x, wt, None, *args)
+        bad = ~np.isfinite(y)
+        assert bad[1, iy // 2, ix // 2].all() and bad.sum() == c, (iy, ix, np.argwhere(bad))
+        ok = x.copy()
+        ok[1, iy, ix, c - 1] = 0.0
+        fin = np.isfinite(y)
+        ref = ok[:, ::2, ::2].astype(np.float64) @ wt[0, 0].astype(np.float64)
+        np.testing.assert_allclose(y[fin], ref[fin], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("c", [3, 4, 6, 8])
+def test_weight_pass_bias_gradient_nan_reaches_its_channel_only(stride, c):
+    """db from the weight kernels' own dy registers (planar at 3, packed at 4..8, AVX-512): a
+    NaN in dy reaches db of its channel only, and dw's column of that channel only; with an
+    item that ends in a partial register (odd widths) and several items (N * H * W > 2048)."""
+    rng = np.random.default_rng(90 + c + stride)
+    n, h, w = 3, 24, 37
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    args = ((stride, stride), (0, 0, 0, 0), (1, 1), 1)
+    oh, ow = -(-h // stride), -(-w // stride)
+    dy = rng.standard_normal((n, oh, ow, c)).astype(np.float32)
+    dy[2, oh - 1, ow - 1, c - 1] = np.nan  # the tensor's last pixel: a masked tail
+    dw, db = _C.conv2d_backward_weights(dy, x, (1, 1, c, c), *args, True)
+    assert np.isnan(db[c - 1]) and np.isfinite(db[: c - 1]).all()
+    assert np.isnan(dw[0, 0, :, c - 1]).all() and np.isfinite(dw[0, 0, :, : c - 1]).all()
+    dy[2, oh - 1, ow - 1, c - 1] = 1.0
+    dy[0, 0, 0, 0] = np.inf
+    dw, db = _C.conv2d_backward_weights(dy, x, (1, 1, c, c), *args, True)
+    assert np.isinf(db[0]) and np.isfinite(db[1:]).all()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("c", [3, 4, 5, 6, 8])
+def test_weight_pass_many_items_with_bias(stride, c):
+    """Many work items between flushes (rows of 7 and 14 pixels at stride 2, an item per image:
+    the packed lanes and the fused bias sums carry across items), batch 40, with and without
+    the bias gradient, against the oracle."""
+    for hw in (14, 15, 28):
+        rng = np.random.default_rng(c * 7 + hw + stride)
+        x = rng.standard_normal((40, hw, hw, c)).astype(np.float32)
+        wt = rng.standard_normal((1, 1, c, c)).astype(np.float32)
+        args = ((stride, stride), (0, 0, 0, 0), (1, 1), 1)
+        y = _C.conv2d_forward(x, wt, None, *args)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        for bias in (True, False):
+            dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, bias)
+            rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
+                                                 wt.shape, *args, bias)
+            close(dw, rdw)
+            if bias:
+                close(db, rdb)
+            else:
+                assert db is None

@@ -33,25 +33,37 @@ namespace {
 // input channels the pixels alternate between sets so that consecutive FMAs into one
 // accumulator do not wait on each other. Rows inside: output rows of 4..14 pixels (1x1 s2,
 // C = 16) paid a call and a flush each.
+// Returns whether db[0] got the sum of dy too (db not null, the unit-stride 1 -> 1 streams:
+// in the same loop, where channel_sums was a second pass over the item's dy; stop 35).
 template <int IN>
-void dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int64_t ds,
+bool dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int64_t ds,
                 int64_t oc, int64_t lanes, int64_t rows, int64_t count, const float* dy_end,
-                int64_t pf, v16* acc) {
+                int64_t pf, v16* acc, float* db) {
   constexpr int kSets = IN >= 8 ? 1 : IN >= 4 ? 2 : 4;
   if (IN == 1 && oc == 1 && x_step == 1 && rows == 1) {  // unit-stride streams: over pixels
     // four sums: one waited on its FMA latency every 16 pixels
-    v16 s[4] = {};
+    v16 s[4] = {}, d[4] = {};
     int64_t p = 0;
     for (; p + 64 <= count; p += 64)
 #pragma GCC unroll 4
-      for (int k = 0; k < 4; ++k) s[k] += load16(x + p + 16 * k) * load16(dy + p + 16 * k);
-    for (; p + 16 <= count; p += 16) s[0] += load16(x + p) * load16(dy + p);
+      for (int k = 0; k < 4; ++k) {
+        const v16 dv = load16(dy + p + 16 * k);
+        s[k] += load16(x + p + 16 * k) * dv;
+        d[k] += dv;
+      }
+    for (; p + 16 <= count; p += 16) {
+      const v16 dv = load16(dy + p);
+      s[0] += load16(x + p) * dv;
+      d[0] += dv;
+    }
     s[0] += s[1] + s[2] + s[3];
-    float total = 0.f;
-    for (int l = 0; l < 16; ++l) total += s[0][l];
-    for (; p < count; ++p) total += x[p] * dy[p];
+    d[0] += d[1] + d[2] + d[3];
+    float total = 0.f, dtotal = 0.f;
+    for (int l = 0; l < 16; ++l) total += s[0][l], dtotal += d[0][l];
+    for (; p < count; ++p) total += x[p] * dy[p], dtotal += dy[p];
     acc[0][0] += total;
-    return;
+    if (db) db[0] += dtotal;
+    return db != nullptr;
   }
   v16 a[kSets][IN];
   for (int k = 0; k < kSets; ++k)
@@ -83,10 +95,11 @@ void dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int
     for (int k = 1; k < kSets; ++k) s += a[k][i];
     acc[i] += s;
   }
+  return false;
 }
 
-using DotFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
-                       int64_t, int64_t, const float*, int64_t, v16*);
+using DotFn = bool (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
+                       int64_t, int64_t, const float*, int64_t, v16*, float*);
 
 // The weight pass with 4..8 channels each side (IN == OC, AVX-512): P = 16 / OC pixels a
 // vector. One load of dy gives pixels p..p+P-1 in lanes [k*OC, (k+1)*OC); for each input
@@ -422,7 +435,7 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
           const int64_t whole = sw == 1 ? count : std::min(count, g.w / 2);
           const int64_t done = planar(xr, 0, dr, 0, 1, whole, false, 0, 0, acc, nullptr);
           dot(xr + done * sw * g.c, sw * g.c, 0, dr + done * g.oc, 0, g.oc, g.oc, 1, count - done,
-              dy_end, 0, acc);
+              dy_end, 0, acc, nullptr);
         }
       } else if (packed) {
         packed(x0, xs, dy0, ds, rows, count, x_end, dy_end, pf, pk, &pdb);
@@ -432,10 +445,10 @@ void narrow_pointwise_backward_weights(const ConvGeometry& g, const float* dy, c
         dot_wide(x0, sw * g.c, xs, dy0, ds, g.c, g.oc, rows, count, pf, acc, hi);
 #endif
       } else {
-        dot(x0, sw * g.c, xs, dy0, ds, g.oc, std::min<int64_t>(g.oc, 16), rows, count, dy_end, pf,
-            acc);
+        item_db = !dot(x0, sw * g.c, xs, dy0, ds, g.oc, std::min<int64_t>(g.oc, 16), rows, count,
+                       dy_end, pf, acc, db ? dbs : nullptr);
         if (g.oc > 16)
-          dot(x0, sw * g.c, xs, dy0 + 16, ds, g.oc, g.oc - 16, rows, count, dy_end, 0, hi);
+          dot(x0, sw * g.c, xs, dy0 + 16, ds, g.oc, g.oc - 16, rows, count, dy_end, 0, hi, nullptr);
       }
       if (db && item_db) channel_sums_any(dy0, rows * count * g.oc, g.oc, dbs);
       pending += rows * count;
