@@ -147,15 +147,14 @@ def test_threaded_strided_matches_oracle_and_one_thread():
 
 
 # ---- stop 35 (helper Y): the packed strided forward map at 5..8 channels, the strided backward
-# data's pixel pairs at 9..16 channels (a pixel and its skipped neighbour's zeros in two stores),
+# data at 9..16 channels (zeroed rows, then the map: pixel pairs in two stores measured slower),
 # the bias gradient summed from the planar and packed weight kernels' dy registers, and the
 # packed weight lanes kept across work items (folded at the flush).
 
 @pytest.mark.parametrize("c", [9, 12, 16])
 def test_strided_pairs_9_to_16_channels(c):
     """Stride 2 at 9..16 channels each side, all three passes against the oracle: even widths
-    (W = 2 OW: dx rows written as pixel pairs) and odd ones (the zeroed rows), batch 1 and 2,
-    short rows and rows of several pixels."""
+    (W = 2 OW) and odd ones, batch 1 and 2, short rows and rows of several pixels."""
     for i, w in enumerate((2, 7, 14, 15, 28, 29)):
         n, h = (1, 5) if i % 2 else (2, 4)
         algos = _check(c * 100 + w, n, h, w, c, c, 2, bias=i % 2 == 0)
@@ -164,8 +163,8 @@ def test_strided_pairs_9_to_16_channels(c):
 
 @pytest.mark.parametrize("c", [9, 12, 16])
 def test_strided_pairs_9_to_16_zeros_and_nan(c):
-    """The pixel-pair stores at 9..16 channels: zeros off the grid, a NaN in dy reaches exactly
-    its own dx pixel, and 0 * inf never reaches the skipped pixel's zeros."""
+    """At 9..16 channels: zeros off the grid, a NaN in dy reaches exactly its own dx pixel, and
+    0 * inf never reaches the skipped pixels' zeros."""
     test_strided_backward_data_zeros_and_nan(c)
 
 

@@ -99,8 +99,8 @@ struct PixelMap {
   alignas(64) float w[kNarrowMapMax][kNarrowMapMax] = {};
   alignas(64) float bias[kNarrowMapMax] = {};
   int64_t in = 0;
-  // Floats stored per pixel: OUT, or (backward data at stride 2, OUT <= 16, AVX-512 only) up
-  // to 32: the pixel, then zeros over the skipped pixel after it (see the strided pass).
+  // Floats stored per pixel: OUT, or (backward data at stride 2, OUT <= 8, AVX-512 only) up
+  // to 16: the pixel, then zeros over the skipped pixel after it (see the strided pass).
   int fill = 0;
 };
 
@@ -177,12 +177,7 @@ inline void map_group(const float* src, int64_t src_step, float* dst, int64_t ds
     }
     if (!HI && m.fill > OUT) {
       constexpr i32x16 keep = lanes_below16(OUT, std::make_index_sequence<16>());
-      if constexpr (OUT <= 8) {  // fill <= 16: one store
-        store16_prefix(dst + r * dst_step, (v16)((i32x16)a[0][r] & keep), m.fill);
-      } else {  // fill = 2 OUT: the pixel and part of its zeros, then the rest of them
-        store16_prefix(dst + r * dst_step, (v16)((i32x16)a[0][r] & keep), 16);
-        store16_prefix(dst + r * dst_step + 16, v16{}, m.fill - 16);
-      }
+      store16_prefix(dst + r * dst_step, (v16)((i32x16)a[0][r] & keep), m.fill);
       continue;
     }
     store16_prefix(dst + r * dst_step, a[0][r], std::min(16, OUT));
@@ -410,12 +405,12 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
     return;
   }
   // Stride 2 across, with every column of dx on or just after a strided one (W = 2 OW) and a
-  // pixel pair in one or two vectors (C <= 16): each pixel's store writes the zeros of the skipped
+  // pixel pair in one vector (C <= 8): each pixel's store writes the zeros of the skipped
   // pixel after it (masked stores, AVX-512), so dx's rows on the grid are written once, not
   // zeroed first. 1 thread, ms before/after, paired, the loaded Zen 4: see kStridedFill.
-  // 9..16 channels too (stop 35: a second store of zeros; before, the grid rows were zeroed,
-  // then overwritten pixel by pixel: 1x1 s2 N=256 28x28 C=16 spent a quarter in memset, perf).
-  const bool fill = kStridedFill && sw == 2 && g.w == 2 * g.ow && g.c <= 16;
+  // Not at 9..16 channels (a second store for the rest of the zeros): 1 thread, ms memset
+  // then map / pairs, 3 paired rounds in one process (stop 35): N=256 28x28 C=16 0.515/0.546.
+  const bool fill = kStridedFill && sw == 2 && g.w == 2 * g.ow && 2 * g.c <= 16;
   if (fill) m.fill = (int)(2 * g.c);
   // The pair map only while dx fits the L3 (a few MB): past it the two passes over each item's
   // rows (the map's grid rows, then the memsets between them) lost to the per-pixel map's one
