@@ -18,15 +18,17 @@
 //   backward weights dw[ci, :] = sum over output pixels of x[pixel', ci] * dy[pixel, :]:
 //                    Cin accumulators of 16 lanes; each work item's float sums are added to
 //                    the thread's double partials, the partials summed in thread order
-//                    (deterministic for a fixed thread count); db from the item's dy as one
-//                    contiguous run (channel_sums).
+//                    (deterministic for a fixed thread count); db summed by the planar,
+//                    packed and 1 -> 1 kernels from the dy registers they load (stop 35), by
+//                    the others from the item's dy as one contiguous run (channel_sums).
 // Work items at stride 1, where x, y (and dy, dx) are each one pixel stream: runs of 1024
 // (map) or 2048 (weight pass) pixels whatever the rows (a call and a flush per row of 7..28
 // pixels cost more than the row's work). Strided: the forward map and the weight pass take
 // blocks of about 1024 / 512 pixels of whole output rows of one image, backward data rows.
 // Tails (AVX-512): masked loads and stores (issue 18 item 3, helper Y; see load16_prefix,
 // store16_prefix, planar_dot::load_prefix / store_prefix).
-// 4..8 channels each side in the weight pass (AVX-512): 16 / C pixels a vector (dot_packed).
+// 4..8 channels each side in the weight pass (AVX-512): 16 / C pixels a vector (dot_packed);
+// 5..8 in the strided forward map likewise (map_packed, stop 35).
 // Cin = Cout = 1 is a plain scaled copy and runs as one (vectorised over pixels at stride 1).
 // 1..4 channels each side at stride 1 or 2 (issue 18 item 3, helper C): whole registers of
 // pixels run on planar registers instead (narrow_pointwise_planar.h: the forward map, backward
