@@ -549,6 +549,9 @@ void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float
 
 namespace {
 
+// The weight pass's col chunk where dW exceeds the col budget (im2col_backward_weights).
+constexpr int64_t kWeightColMaxBytes = 4 << 20;
+
 // Output positions (GEMM rows) below which the weight product runs untransposed.
 constexpr int64_t kTransposedMinRows = 256;
 
@@ -569,6 +572,23 @@ void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float
     p.chunk = std::max<int64_t>(p.chunk, std::min<int64_t>((p.lines + p.threads - 1) / p.threads,
                                                            INT_MAX / std::max<int64_t>(g.ow, 1)));
     p.nchunks = (p.lines + p.chunk - 1) / p.chunk;
+  }
+  // Weights larger than a chunk's col (batch 1 at 7x7..14x14 output with 512 channels): every
+  // chunk reads and writes all of dW (beta = 1), so the col budget made that traffic, not the
+  // product, the cost: 3x3 N=1 14x14 512->512 ran 5 chunks of 3 lines over 9.4 MB of dW. The
+  // col may then grow to the size of dW, up to kWeightColMaxBytes a thread. 1 thread, CPU time,
+  // ms, medians of 5-7 alternating calls in one process (env switch), budget chunks / 4x:
+  // 3x3 s1 N=1 14x14 C=512 12.3 / 9.8, 3x3 s2 N=1 28x28 C=512 12.8 / 9.8; even: 3x3 s1 N=4
+  // 14x14 C=512 24.4 / 24.0, N=1 7x7 C=512 3.11 / 3.13, 3x3 s2 N=1 14x14 C=512 3.15 / 3.09.
+  if (!g.is_pointwise()) {
+    const int64_t line_bytes = g.ow * p.ldcol * (int64_t)sizeof(float);
+    const int64_t cap = std::min<int64_t>(kWeightColMaxBytes, get_workspace_limit() / p.threads);
+    const int64_t want = std::min<int64_t>(cap, g.weight_size() * (int64_t)sizeof(float)) / std::max<int64_t>(line_bytes, 1);
+    if (want > p.chunk) {
+      p.chunk = std::max(p.chunk, std::min(want, (p.lines + p.threads - 1) / p.threads));
+      p.nchunks = (p.lines + p.chunk - 1) / p.chunk;
+      p.chunk_floats = std::max<int64_t>(1, p.chunk * g.ow * p.ldcol);
+    }
   }
   const bool pointwise = g.is_pointwise();  // x itself is the col matrix
   const int64_t wsize = g.weight_size();

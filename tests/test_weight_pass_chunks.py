@@ -1,9 +1,10 @@
-"""The pointwise (1x1, stride 1) weight pass on the GEMM path, which runs one chunk of output
-lines per thread (conv2d.cpp im2col_backward_weights: x is read in place, so no col buffer
-bounds a chunk), against the float64 NumPy oracle: rtol 1e-4, atol 1e-5 x the magnitude
-(conv_oracle.close). Channel counts above narrow_pointwise's 32 keep it on the GEMM path; both
-forms of the product run (dW^T when Cin is a multiple of 32 and Cout <= Cin, else dW), at 1 and
-2 threads, with line counts that do not split evenly between the threads."""
+"""The weight pass's chunks of output lines on the GEMM path (conv2d.cpp im2col_backward_weights)
+against the float64 NumPy oracle: rtol 1e-4, atol 1e-5 x the magnitude (conv_oracle.close).
+Pointwise (1x1, stride 1): one chunk per thread (x is read in place, no col buffer bounds a
+chunk); channel counts above narrow_pointwise's 32 keep it on the GEMM path; both forms of the
+product run (dW^T when Cin is a multiple of 32 and Cout <= Cin, else dW), at 1 and 2 threads,
+with line counts that do not split evenly between the threads. Weights larger than the 1 MiB col
+budget: chunks of col up to the size of dW (kWeightColMaxBytes)."""
 import numpy as np
 import pytest
 
@@ -85,3 +86,34 @@ def test_nonfinite_propagates(threads, shape, nthreads):
     np.testing.assert_array_equal(np.isinf(dw), np.isinf(rdw))
     finite = np.isfinite(rdw)
     close(np.where(finite, dw, 0).astype(np.float32), np.where(finite, rdw, 0))
+
+
+# (n, h, w, c, cout, k, stride, pads): dW of 1.3 MB > the 1 MiB col budget, so the col chunk
+# grows (11 -> 14 lines of a 28-line pass: two chunks), 'same' padding on odd sizes; and a
+# 'valid' one of 2.4 MB of weights at batch 1 (23 lines: 5 a chunk -> 11).
+BIG_WEIGHTS = [
+    (2, 27, 25, 192, 192, 3, 2, (1, 1, 1, 1)),
+    (1, 47, 45, 256, 256, 3, 2, (0, 0, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("case", BIG_WEIGHTS)
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_big_weights_match_oracle(threads, case, nthreads):
+    threads(nthreads)
+    n, h, w, c, cout, k, s, pads = case
+    args = ((s, s), pads, (1, 1), 1)
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    oh, ow = (h + pads[0] + pads[1] - k) // s + 1, (w + pads[2] + pads[3] - k) // s + 1
+    dy = rng.standard_normal((n, oh, ow, cout)).astype(np.float32)
+    wshape = (k, k, c, cout)
+    assert _C.conv_algorithm(x.shape, wshape, *args)["backward_weights"] == "im2col"
+    x[0, 2, 3, 7] = np.nan  # reaches the dw taps that read it, as in the oracle
+    dw, db = _C.conv2d_backward_weights(dy, x, wshape, *args, True)
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64), wshape, *args, True)
+    np.testing.assert_array_equal(np.isnan(dw), np.isnan(rdw))
+    assert np.isnan(dw).any()
+    finite = np.isfinite(rdw)
+    close(np.where(finite, dw, 0).astype(np.float32), np.where(finite, rdw, 0))
+    close(db, rdb)
