@@ -578,8 +578,10 @@ void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float
   // product, the cost: 3x3 N=1 14x14 512->512 ran 5 chunks of 3 lines over 9.4 MB of dW. The
   // col may then grow to the size of dW, up to kWeightColMaxBytes a thread. 1 thread, CPU time,
   // ms, medians of 5-7 alternating calls in one process (env switch), budget chunks / 4x:
-  // 3x3 s1 N=1 14x14 C=512 12.3 / 9.8, 3x3 s2 N=1 28x28 C=512 12.8 / 9.8; even: 3x3 s1 N=4
-  // 14x14 C=512 24.4 / 24.0, N=1 7x7 C=512 3.11 / 3.13, 3x3 s2 N=1 14x14 C=512 3.15 / 3.09.
+  // 3x3 s1 N=1 14x14 C=512 12.3 / 9.8, 3x3 s2 N=1 28x28 C=512 12.8 / 9.8; even: 3x3 s1 N=1
+  // 7x7 C=512 3.11 / 3.13, 3x3 s2 N=1 14x14 C=512 3.15 / 3.09. Against main's build (two builds
+  // in one process, benchmarks/RESULTS.md, helper W stop 35): 3x3 s2 N=32 14x14 C=512 1.26x,
+  // N=32 14x14 256->512 1.13x, N=256 14x14 C=256 1.08x, 3x3 s1 N=4 14x14 C=512 even.
   if (!g.is_pointwise()) {
     const int64_t line_bytes = g.ow * p.ldcol * (int64_t)sizeof(float);
     const int64_t cap = std::min<int64_t>(kWeightColMaxBytes, get_workspace_limit() / p.threads);
