@@ -549,6 +549,9 @@ void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float
 
 namespace {
 
+// The weight pass's col chunk where dW exceeds the col budget (im2col_backward_weights).
+constexpr int64_t kWeightColMaxBytes = 4 << 20;
+
 // Output positions (GEMM rows) below which the weight product runs untransposed.
 constexpr int64_t kTransposedMinRows = 256;
 
@@ -556,7 +559,39 @@ void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float
                              float* db) {
   const int64_t positions = g.n * g.oh * g.ow;
   if (db) detail::column_sums(positions, g.oc, dy, db);
-  const Plan p = make_plan(g);
+  Plan p = make_plan(g);
+  // Pointwise: x is the col matrix, read in place, so no col buffer bounds a chunk: one chunk
+  // per thread (each thread's product then runs its reduction as one GEMM call, whose driver
+  // streams the next slice of x into L2 while the current one computes; with chunks of the col
+  // budget every chunk's first slice started cold). 1 thread, CPU time, ms, medians of 7-9
+  // alternating calls in one process (env switch), N=32 28x28 256->64 (item 2): 8.81/8.33,
+  // 8.95/8.51, 8.98/8.48; 56x56 256->64 35.5/33.6, 56x56 64->64 11.3/10.8; even (+-1%):
+  // 56x56 64->256, 14x14 1024->256, 28x28 128->512, 7x7 512->2048, N=1 56x56 256->64.
+  if (g.is_pointwise()) {
+    // (at most INT_MAX rows: the OpenBLAS backend's limit, checked by make_plan)
+    p.chunk = std::max<int64_t>(p.chunk, std::min<int64_t>((p.lines + p.threads - 1) / p.threads,
+                                                           INT_MAX / std::max<int64_t>(g.ow, 1)));
+    p.nchunks = (p.lines + p.chunk - 1) / p.chunk;
+  }
+  // Weights larger than a chunk's col (batch 1 at 7x7..14x14 output with 512 channels): every
+  // chunk reads and writes all of dW (beta = 1), so the col budget made that traffic, not the
+  // product, the cost: 3x3 N=1 14x14 512->512 ran 5 chunks of 3 lines over 9.4 MB of dW. The
+  // col may then grow to the size of dW, up to kWeightColMaxBytes a thread. 1 thread, CPU time,
+  // ms, medians of 5-7 alternating calls in one process (env switch), budget chunks / 4x:
+  // 3x3 s1 N=1 14x14 C=512 12.3 / 9.8, 3x3 s2 N=1 28x28 C=512 12.8 / 9.8; even: 3x3 s1 N=1
+  // 7x7 C=512 3.11 / 3.13, 3x3 s2 N=1 14x14 C=512 3.15 / 3.09. Against main's build (two builds
+  // in one process, benchmarks/RESULTS.md, helper W stop 35): 3x3 s2 N=32 14x14 C=512 1.26x,
+  // N=32 14x14 256->512 1.13x, N=256 14x14 C=256 1.08x, 3x3 s1 N=4 14x14 C=512 even.
+  if (!g.is_pointwise()) {
+    const int64_t line_bytes = g.ow * p.ldcol * (int64_t)sizeof(float);
+    const int64_t cap = std::min<int64_t>(kWeightColMaxBytes, get_workspace_limit() / p.threads);
+    const int64_t want = std::min<int64_t>(cap, g.weight_size() * (int64_t)sizeof(float)) / std::max<int64_t>(line_bytes, 1);
+    if (want > p.chunk) {
+      p.chunk = std::max(p.chunk, std::min(want, (p.lines + p.threads - 1) / p.threads));
+      p.nchunks = (p.lines + p.chunk - 1) / p.chunk;
+      p.chunk_floats = std::max<int64_t>(1, p.chunk * g.ow * p.ldcol);
+    }
+  }
   const bool pointwise = g.is_pointwise();  // x itself is the col matrix
   const int64_t wsize = g.weight_size();
   // Which way round the product runs. dW_g (K x Cout_g) = col_g^T @ dy_g reads col in place
