@@ -409,3 +409,53 @@ def test_depthwise_flat_image_stream_two_threads(n, h, w, c, two_threads):
     and end inside an image (batch 1: the item team's blocks of rows); a thread's last vector
     stores, and its weight sums take, only its own lanes."""
     _check(np.random.default_rng(5 + c + h), n, h, w, c, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+
+
+# 3x3 stride 1 at AVX-512 (depthwise.cpp tiled_row3): each row first in wide tiles of 8
+# columns with one accumulator an output, the rest in tiles of 4 and narrower. Widths 8..26
+# end with every remainder 0..7 after one, two or three wide tiles; wide tiles checked at
+# both padded edges ('same', pads of 2 on one side) or not ('valid'); full and masked
+# channel blocks (C = 16, 33, 48); batch 1 and 3; forward with and without bias and with
+# relu6 in registers, backward data (the same tiles over dy with the flipped kernel).
+@pytest.mark.parametrize("c", [16, 33, 48])
+@pytest.mark.parametrize("pads", [(1, 1, 1, 1), (0, 0, 0, 0), (1, 1, 2, 0), (0, 2, 0, 2)])
+def test_depthwise_wide_tiles(c, pads):
+    rng = np.random.default_rng(c * 10 + sum(pads))
+    for width in range(8, 27):
+        if width + pads[2] + pads[3] < 3:
+            continue
+        n = 1 + 2 * (width % 2)
+        _check(rng, n, 5, width, c, 1, (3, 3), (1, 1), pads, (1, 1), bias=bool(width % 3))
+        x = (3 * rng.standard_normal((n, 4, width, c))).astype(np.float32)
+        wt = rng.standard_normal((3, 3, 1, c)).astype(np.float32)
+        b = rng.standard_normal(c).astype(np.float32)
+        args = ((1, 1), pads, (1, 1), c)
+        y = _C.conv2d_forward(x, wt, b, *args, "relu6")
+        ref = _ref_forward(x, wt, b, args, "relu6")
+        _close(y, ref)
+        assert (y == 6.0).any() and (y == 0.0).any()
+
+
+@pytest.mark.parametrize("width", [8, 16, 19])
+def test_depthwise_wide_tiles_nan_reaches_its_window(width):
+    """A NaN in x at each column of a wide tile (its first, interior and last column, and
+    the one past it) reaches exactly the 3x3 outputs around it, in its channel, and nothing
+    else; an inf in dy reaches its 3x3 window of dx (backward data) as inf."""
+    rng = np.random.default_rng(width)
+    c = 48
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), c)
+    wt = rng.uniform(0.5, 1.0, (3, 3, 1, c)).astype(np.float32)
+    for col in sorted({0, 3, 7, min(8, width - 1), width - 1}):
+        x = rng.uniform(0.5, 1.0, (2, 5, width, c)).astype(np.float32)
+        x[1, 2, col, 17] = np.nan
+        y = _C.conv2d_forward(x, wt, None, *args)
+        expect = np.zeros(y.shape, bool)
+        expect[1, 1:4, max(col - 1, 0):col + 2, 17] = True
+        np.testing.assert_array_equal(np.isnan(y), expect)
+        ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *args)
+        _close(np.where(expect, 0, y), np.where(expect, 0, ref))
+        dy = x.copy()
+        dy[1, 2, col, 17] = np.inf
+        dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
+        np.testing.assert_array_equal(np.isposinf(dx), expect)
+        assert np.isfinite(dx[~expect]).all()

@@ -57,6 +57,10 @@
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
 
+#ifndef FASTCONV_DW_WIDE
+#define FASTCONV_DW_WIDE 8
+#endif
+
 namespace fastconv::cpu::detail {
 
 namespace {
@@ -141,28 +145,35 @@ void gather_block(const Gather& q, const float* const* rows, const float* w,
 // Output columns [ox, ox + P) of one row, channels [c0, c0 + n), 3x3 kernel, column stride
 // SW, no dilation. Checked: some of the columns' taps fall in the left/right padding and
 // are skipped (they add 0); otherwise every tap is inside the row. Each kernel row's input
-// columns are loaded once for the P outputs; three accumulators per output (one per kernel
-// row) make 3 * P independent FMA chains.
+// columns are loaded once for the P outputs. Up to 4 outputs, three accumulators each (one
+// per kernel row) make 3 * P independent FMA chains; wider tiles (kWide) have enough
+// outputs for one chain each (P >= 8 chains of 4-cycle FMAs), which keeps the registers
+// for the outputs and saves the two adds an output.
 template <int SW, int P, bool Checked, bool Full, Activation A, bool NT>
 inline void tile3(const Gather& q, const float* const* rows, const float* w, const float* bias,
                   int64_t c0, int n, int64_t ox, float* out) {
-  constexpr int kCols = (P - 1) * SW + 3;
+  constexpr int kCols = (P - 1) * SW + 3, kAcc = P > 4 ? 1 : 3;
   const int64_t C = q.c, ix0 = ox * SW - q.pl;  // input column of the tile's first tap
   f32x16 wv[9];
   for (int i = 0; i < 9; ++i) wv[i] = ld<Full>(w + i * C + c0, n);
   const f32x16 b = bias ? ld<Full>(bias + c0, n) : f32x16{};
-  f32x16 acc[P][3];
-  for (int p = 0; p < P; ++p) acc[p][0] = b, acc[p][1] = acc[p][2] = f32x16{};
+  f32x16 acc[P][kAcc];
+  for (int p = 0; p < P; ++p) {
+    acc[p][0] = b;
+    for (int a = 1; a < kAcc; ++a) acc[p][a] = f32x16{};
+  }
   for (int ky = 0; ky < 3; ++ky) {
     const float* r = rows[ky] + c0 + ix0 * C;
     f32x16 col[kCols];
     for (int j = 0; j < kCols; ++j)
       col[j] = !Checked || (ix0 + j >= 0 && ix0 + j < q.iw) ? ld<Full>(r + j * C, n) : f32x16{};
     for (int p = 0; p < P; ++p)
-      for (int kx = 0; kx < 3; ++kx) acc[p][ky] += col[p * SW + kx] * wv[3 * ky + kx];
+      for (int kx = 0; kx < 3; ++kx) acc[p][ky % kAcc] += col[p * SW + kx] * wv[3 * ky + kx];
   }
   for (int p = 0; p < P; ++p) {
-    const f32x16 v = act16<A>(acc[p][0] + acc[p][1] + acc[p][2]);
+    f32x16 sum = acc[p][0];
+    for (int a = 1; a < kAcc; ++a) sum += acc[p][a];
+    const f32x16 v = act16<A>(sum);
 #if defined(__AVX512F__)
     if constexpr (NT && Full) {
       _mm512_stream_ps(out + (ox + p) * C + c0, (__m512)v);
@@ -176,8 +187,12 @@ inline void tile3(const Gather& q, const float* const* rows, const float* w, con
 // Output columns of a tile (tile3).
 #if defined(__AVX512F__)
 constexpr int kTile = 4;  // 12 accumulators + 9 weights: 21 of the 32 zmm registers
+// Stride 1 first takes tiles of kWide columns, one accumulator each (8 + 9 weights + the
+// columns in flight). WIDE_NOTE
+constexpr int kWide = FASTCONV_DW_WIDE;
 #else
 constexpr int kTile = 2;  // f32x16 is two ymm registers here
+constexpr int kWide = 0;
 #endif
 
 // Columns [ox, ox + P) of one row, every channel block in turn, each block requesting its
@@ -211,7 +226,14 @@ void tile3_all(const Gather& q, const float* const* rows, const float* w, const 
 template <int SW, Activation A, bool NT = false>
 void tiled_row3(const Gather& q, const float* const* rows, const float* w, const float* bias,
                 const RowPrefetch& pf, float* out) {
-  for (int64_t ox = 0; ox < q.ow; ox += kTile) {
+  int64_t ox = 0;
+  if constexpr (SW == 1 && kWide > kTile) {
+    for (; ox + kWide <= q.ow; ox += kWide) {
+      if (ox < q.lo || ox + kWide > q.hi) tile3_all<1, kWide, true, A, NT>(q, rows, w, bias, pf, ox, out);
+      else tile3_all<1, kWide, false, A, NT>(q, rows, w, bias, pf, ox, out);
+    }
+  }
+  for (; ox < q.ow; ox += kTile) {
     const int p = (int)std::min<int64_t>(kTile, q.ow - ox);
     const bool checked = ox < q.lo || ox + p > q.hi;
     auto run = [&](auto pc) {
