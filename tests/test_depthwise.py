@@ -411,19 +411,18 @@ def test_depthwise_flat_image_stream_two_threads(n, h, w, c, two_threads):
     _check(np.random.default_rng(5 + c + h), n, h, w, c, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
 
 
-# 3x3 stride 1 at AVX-512 (depthwise.cpp tiled_row3): each row first in wide tiles of 8
-# columns with one accumulator an output, the rest in tiles of 4 and narrower. Widths 8..26
-# end with every remainder 0..7 after one, two or three wide tiles; wide tiles checked at
-# both padded edges ('same', pads of 2 on one side) or not ('valid'); full and masked
-# channel blocks (C = 16, 33, 48); batch 1 and 3; forward with and without bias and with
-# relu6 in registers, backward data (the same tiles over dy with the flipped kernel).
+
+# 3x3 stride 1 rows in tiles (depthwise.cpp tiled_row3: 4 columns at AVX-512, 2 below, the
+# last narrower; tiles touching a padded edge checked tap by tap): widths 8..26 (every
+# remainder after several full tiles), 'same', 'valid' and pads of 2 on one side (a checked
+# tile with no tap in the left column); full and masked channel blocks (C = 16, 33, 48);
+# batch 1 and 3; forward with and without bias and with relu6 in registers, backward data
+# (the same tiles over dy with the flipped kernel) and weights.
 @pytest.mark.parametrize("c", [16, 33, 48])
 @pytest.mark.parametrize("pads", [(1, 1, 1, 1), (0, 0, 0, 0), (1, 1, 2, 0), (0, 2, 0, 2)])
-def test_depthwise_wide_tiles(c, pads):
+def test_depthwise_tiles_along_rows(c, pads):
     rng = np.random.default_rng(c * 10 + sum(pads))
     for width in range(8, 27):
-        if width + pads[2] + pads[3] < 3:
-            continue
         n = 1 + 2 * (width % 2)
         _check(rng, n, 5, width, c, 1, (3, 3), (1, 1), pads, (1, 1), bias=bool(width % 3))
         x = (3 * rng.standard_normal((n, 4, width, c))).astype(np.float32)
@@ -431,21 +430,20 @@ def test_depthwise_wide_tiles(c, pads):
         b = rng.standard_normal(c).astype(np.float32)
         args = ((1, 1), pads, (1, 1), c)
         y = _C.conv2d_forward(x, wt, b, *args, "relu6")
-        ref = _ref_forward(x, wt, b, args, "relu6")
-        _close(y, ref)
+        _close(y, _ref_forward(x, wt, b, args, "relu6"))
         assert (y == 6.0).any() and (y == 0.0).any()
 
 
 @pytest.mark.parametrize("width", [8, 16, 19])
-def test_depthwise_wide_tiles_nan_reaches_its_window(width):
-    """A NaN in x at each column of a wide tile (its first, interior and last column, and
-    the one past it) reaches exactly the 3x3 outputs around it, in its channel, and nothing
-    else; an inf in dy reaches its 3x3 window of dx (backward data) as inf."""
+def test_depthwise_tiles_nan_reaches_its_window(width):
+    """A NaN in x at a tile's first, interior and last column (and the next tile's first)
+    reaches exactly the 3x3 outputs around it, in its channel, and nothing else; an inf in
+    dy reaches its 3x3 window of dx (backward data) as inf."""
     rng = np.random.default_rng(width)
     c = 48
     args = ((1, 1), (1, 1, 1, 1), (1, 1), c)
     wt = rng.uniform(0.5, 1.0, (3, 3, 1, c)).astype(np.float32)
-    for col in sorted({0, 3, 7, min(8, width - 1), width - 1}):
+    for col in sorted({0, 3, 4, 7, width - 1}):
         x = rng.uniform(0.5, 1.0, (2, 5, width, c)).astype(np.float32)
         x[1, 2, col, 17] = np.nan
         y = _C.conv2d_forward(x, wt, None, *args)
@@ -459,3 +457,29 @@ def test_depthwise_wide_tiles_nan_reaches_its_window(width):
         dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
         np.testing.assert_array_equal(np.isposinf(dx), expect)
         assert np.isfinite(dx[~expect]).all()
+
+
+# Inputs of 4 MiB and more with C >= 64 (under the stream threshold) have the tiles request
+# the next row's input into L2 (depthwise.cpp gather_pass, far): both sides of the 4 MiB and
+# the C = 64 rule, forward and backward data against the oracle, a NaN in the last row of
+# the input (the last rows requested) reaching its window, batch 1 and 2.
+@pytest.mark.parametrize("shape", [(1, 128, 128, 64), (1, 128, 127, 64), (2, 64, 64, 128), (4, 64, 64, 48),
+                                   (1, 91, 89, 160)])
+def test_depthwise_large_inputs_requested_ahead(shape):
+    assert _C.get_stream_threshold() > 4 * int(np.prod(shape))  # not streamed
+    rng = np.random.default_rng(shape[2])
+    n, h, w, c = shape
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[n - 1, h - 1, w // 2, c - 1] = np.nan
+    wt = rng.standard_normal((3, 3, 1, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), c)
+    y = _C.conv2d_forward(x, wt, b, *args)
+    expect = np.zeros(y.shape, bool)
+    expect[n - 1, h - 2:, w // 2 - 1:w // 2 + 2, c - 1] = True
+    np.testing.assert_array_equal(np.isnan(y), expect)
+    x64 = np.where(np.isnan(x), 0, x).astype(np.float64)
+    _close(np.where(expect, 0, y), np.where(expect, 0, R.conv2d_forward(x64, wt.astype(np.float64), b.astype(np.float64), *args)))
+    dx = _C.conv2d_backward_data(x, wt, x.shape, *args)
+    np.testing.assert_array_equal(np.isnan(dx), expect)
+    _close(np.where(expect, 0, dx), np.where(expect, 0, R.conv2d_backward_data(x64, wt.astype(np.float64), x.shape, *args)))

@@ -57,10 +57,6 @@
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
 
-#ifndef FASTCONV_DW_WIDE
-#define FASTCONV_DW_WIDE 8
-#endif
-
 namespace fastconv::cpu::detail {
 
 namespace {
@@ -145,35 +141,28 @@ void gather_block(const Gather& q, const float* const* rows, const float* w,
 // Output columns [ox, ox + P) of one row, channels [c0, c0 + n), 3x3 kernel, column stride
 // SW, no dilation. Checked: some of the columns' taps fall in the left/right padding and
 // are skipped (they add 0); otherwise every tap is inside the row. Each kernel row's input
-// columns are loaded once for the P outputs. Up to 4 outputs, three accumulators each (one
-// per kernel row) make 3 * P independent FMA chains; wider tiles (kWide) have enough
-// outputs for one chain each (P >= 8 chains of 4-cycle FMAs), which keeps the registers
-// for the outputs and saves the two adds an output.
+// columns are loaded once for the P outputs; three accumulators per output (one per kernel
+// row) make 3 * P independent FMA chains.
 template <int SW, int P, bool Checked, bool Full, Activation A, bool NT>
 inline void tile3(const Gather& q, const float* const* rows, const float* w, const float* bias,
                   int64_t c0, int n, int64_t ox, float* out) {
-  constexpr int kCols = (P - 1) * SW + 3, kAcc = P > 4 ? 1 : 3;
+  constexpr int kCols = (P - 1) * SW + 3;
   const int64_t C = q.c, ix0 = ox * SW - q.pl;  // input column of the tile's first tap
   f32x16 wv[9];
   for (int i = 0; i < 9; ++i) wv[i] = ld<Full>(w + i * C + c0, n);
   const f32x16 b = bias ? ld<Full>(bias + c0, n) : f32x16{};
-  f32x16 acc[P][kAcc];
-  for (int p = 0; p < P; ++p) {
-    acc[p][0] = b;
-    for (int a = 1; a < kAcc; ++a) acc[p][a] = f32x16{};
-  }
+  f32x16 acc[P][3];
+  for (int p = 0; p < P; ++p) acc[p][0] = b, acc[p][1] = acc[p][2] = f32x16{};
   for (int ky = 0; ky < 3; ++ky) {
     const float* r = rows[ky] + c0 + ix0 * C;
     f32x16 col[kCols];
     for (int j = 0; j < kCols; ++j)
       col[j] = !Checked || (ix0 + j >= 0 && ix0 + j < q.iw) ? ld<Full>(r + j * C, n) : f32x16{};
     for (int p = 0; p < P; ++p)
-      for (int kx = 0; kx < 3; ++kx) acc[p][ky % kAcc] += col[p * SW + kx] * wv[3 * ky + kx];
+      for (int kx = 0; kx < 3; ++kx) acc[p][ky] += col[p * SW + kx] * wv[3 * ky + kx];
   }
   for (int p = 0; p < P; ++p) {
-    f32x16 sum = acc[p][0];
-    for (int a = 1; a < kAcc; ++a) sum += acc[p][a];
-    const f32x16 v = act16<A>(sum);
+    const f32x16 v = act16<A>(acc[p][0] + acc[p][1] + acc[p][2]);
 #if defined(__AVX512F__)
     if constexpr (NT && Full) {
       _mm512_stream_ps(out + (ox + p) * C + c0, (__m512)v);
@@ -187,12 +176,8 @@ inline void tile3(const Gather& q, const float* const* rows, const float* w, con
 // Output columns of a tile (tile3).
 #if defined(__AVX512F__)
 constexpr int kTile = 4;  // 12 accumulators + 9 weights: 21 of the 32 zmm registers
-// Stride 1 first takes tiles of kWide columns, one accumulator each (8 + 9 weights + the
-// columns in flight). WIDE_NOTE
-constexpr int kWide = FASTCONV_DW_WIDE;
 #else
 constexpr int kTile = 2;  // f32x16 is two ymm registers here
-constexpr int kWide = 0;
 #endif
 
 // Columns [ox, ox + P) of one row, every channel block in turn, each block requesting its
@@ -226,14 +211,7 @@ void tile3_all(const Gather& q, const float* const* rows, const float* w, const 
 template <int SW, Activation A, bool NT = false>
 void tiled_row3(const Gather& q, const float* const* rows, const float* w, const float* bias,
                 const RowPrefetch& pf, float* out) {
-  int64_t ox = 0;
-  if constexpr (SW == 1 && kWide > kTile) {
-    for (; ox + kWide <= q.ow; ox += kWide) {
-      if (ox < q.lo || ox + kWide > q.hi) tile3_all<1, kWide, true, A, NT>(q, rows, w, bias, pf, ox, out);
-      else tile3_all<1, kWide, false, A, NT>(q, rows, w, bias, pf, ox, out);
-    }
-  }
-  for (; ox < q.ow; ox += kTile) {
+  for (int64_t ox = 0; ox < q.ow; ox += kTile) {
     const int p = (int)std::min<int64_t>(kTile, q.ow - ox);
     const bool checked = ox < q.lo || ox + p > q.hi;
     auto run = [&](auto pc) {
@@ -306,7 +284,17 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
   const std::vector<float> zeros((size_t)(q.iw * q.c), 0.f);
   const bool stream = stream_output(lines * row_floats * (int64_t)sizeof(float));
   const bool k3 = q.kh == 3 && q.kw == 3;
-  const bool far = stream_output(n * q.ih * q.iw * q.c * (int64_t)sizeof(float));
+  // The input rows ahead are requested into L2 (RowPrefetch far) for inputs that are
+  // streamed from memory, and also for inputs of 4 MiB and more with C >= 64 below that: on
+  // the shared machine those live in L3 at best (other processes' data evict them), and the
+  // hardware prefetchers do not keep up with the three row streams. Paired in one process
+  // (benchmarks/ab_two_builds.py, 1 thread, CPU time, load 5-6), forward ms: N=256 7x7x128
+  // 1.70 -> 1.35, N=32 14x14x256 1.59 -> 1.35, N=1 112x112x96 0.96 -> 0.81, N=256 7x7x256
+  // 3.35 -> 2.85; backward data N=32 14x14x256 1.67 -> 1.39. At C = 24 and 32 (N=256
+  // 14x14, 4.8 and 6.4 MB) 1.03-1.08x slower in both runs, at 1.6-3.2 MB 1.0-1.07x: those
+  // keep the hardware prefetchers alone.
+  const int64_t in_bytes = n * q.ih * q.iw * q.c * (int64_t)sizeof(float);
+  const bool far = stream_output(in_bytes) || (in_bytes >= (int64_t{4} << 20) && q.c >= 64);
   // Streamed tiles store straight from the registers when every pixel's channels start on
   // a 64-byte line, which saves the row buffer's store and reload: MobileNet's streamed
   // depthwise layers at batch 64, 1 thread, ms (requests into L2 per block either way):
