@@ -483,3 +483,56 @@ def test_depthwise_large_inputs_requested_ahead(shape):
     dx = _C.conv2d_backward_data(x, wt, x.shape, *args)
     np.testing.assert_array_equal(np.isnan(dx), expect)
     _close(np.where(expect, 0, dx), np.where(expect, 0, R.conv2d_backward_data(x64, wt.astype(np.float64), x.shape, *args)))
+
+
+def _at_offset(a, offset):
+    """A copy of a whose data starts `offset` bytes past a 64-byte line."""
+    buf = np.empty(a.size + 32, np.float32)
+    start = ((-buf.ctypes.data) % 64 + offset) // 4
+    out = buf[start:start + a.size].reshape(a.shape)
+    out[...] = a
+    assert out.ctypes.data % 64 == offset
+    return out
+
+
+# AVX-512, 3x3, C a multiple of 16 from 256 channels: an input whose pixels start 16, 32 or
+# 48 bytes past a 64-byte line has the tiles take the 12, 8 or 4 channels before the line
+# apart (masked), then whole blocks from the line (depthwise.cpp gather_pass, Gather::head).
+# Every offset, forward (stride 1 and 2, bias, relu6 in registers) and backward data, bit-
+# identical across the offsets and against the oracle, a NaN in the first and the last
+# channel of a pixel reaching its window; the streamed path (direct stores) at every offset.
+@pytest.mark.parametrize("c", [256, 512, 48])
+def test_depthwise_misaligned_inputs(c):
+    rng = np.random.default_rng(c)
+    x0 = (3 * rng.standard_normal((2, 6, 9, c))).astype(np.float32)
+    x0[1, 2, 4, 0] = np.nan
+    x0[0, 5, 8, c - 1] = np.nan
+    wt = rng.standard_normal((3, 3, 1, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    old_s = _C.get_stream_threshold()
+    try:
+        for threshold in (old_s, 0):
+            _C.set_stream_threshold(threshold)
+            for s, pads in (((1, 1), (1, 1, 1, 1)), ((2, 2), (0, 1, 0, 1))):
+                args = (s, pads, (1, 1), c)
+                outs = []
+                for offset in (0, 16, 32, 48):
+                    x = _at_offset(x0, offset)
+                    y = _C.conv2d_forward(x, wt, b, *args, "relu6")
+                    dx = _C.conv2d_backward_data(x, wt, x.shape, *args) if s == (1, 1) else None
+                    outs.append((y, dx))
+                with np.errstate(invalid="ignore"):
+                    ref = _ref_forward(x0, wt, b, args, "relu6")
+                    rdx = R.conv2d_backward_data(x0.astype(np.float64), wt.astype(np.float64), x0.shape, *args) \
+                        if s == (1, 1) else None
+                for y, dx in outs:
+                    assert np.array_equal(y, outs[0][0], equal_nan=True)
+                    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+                    assert np.isnan(y[1, 1:4, 3:6, 0]).all() if s == (1, 1) else np.isnan(y).any()
+                    _close(np.where(np.isnan(ref), 0, y), np.where(np.isnan(ref), 0, ref))
+                    if dx is not None:
+                        assert np.array_equal(dx, outs[0][1], equal_nan=True)
+                        np.testing.assert_array_equal(np.isnan(dx), np.isnan(rdx))
+                        _close(np.where(np.isnan(rdx), 0, dx), np.where(np.isnan(rdx), 0, rdx))
+    finally:
+        _C.set_stream_threshold(old_s)

@@ -65,11 +65,14 @@ struct Gather {
   int64_t kh, kw, sh, sw, dh, dw, pt, pl;
   // Output columns [lo, hi) read no padding column.
   int64_t lo, hi;
+  // Channels before the first 64-byte line of every input pixel, taken apart by the 3x3
+  // tiles (depthwise.cpp gather_pass); 0: none.
+  int64_t head = 0;
 };
 
 Gather make_gather(int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t c, const Window2d& v,
                    int64_t pt, int64_t pl) {
-  Gather q{ih, iw, oh, ow, c, v.kh, v.kw, v.sh, v.sw, v.dh, v.dw, pt, pl, 0, 0};
+  Gather q{ih, iw, oh, ow, c, v.kh, v.kw, v.sh, v.sw, v.dh, v.dw, pt, pl, 0, 0, 0};
   // ox*sw - pl >= 0 and ox*sw - pl + (kw-1)*dw <= iw - 1.
   q.lo = std::clamp<int64_t>(floor_div(pl + v.sw - 1, v.sw), 0, ow);
   q.hi = std::clamp<int64_t>(floor_div(iw - 1 - (v.kw - 1) * v.dw + pl, v.sw) + 1, q.lo, ow);
