@@ -536,3 +536,40 @@ def test_depthwise_misaligned_inputs(c):
                         _close(np.where(np.isnan(rdx), 0, dx), np.where(np.isnan(rdx), 0, rdx))
     finally:
         _C.set_stream_threshold(old_s)
+
+
+# The weight pass with C >= 256 (a multiple of 16) on rows of 14 pixels and more, x and dy at
+# the same offset past a 64-byte line: the channels up to the line first, masked, the last
+# block ending past C in the partial rows (depthwise_weights.cpp, Gather::head). Every
+# offset, x and dy at different offsets (no head), rows of 7 (no head) and 14/15 pixels,
+# odd heights (the unpaired row), with and without db: bit-identical across the offsets and
+# against the oracle; a NaN in dy's first channel and in x's last reaching exactly the
+# taps (and db) of their channel.
+@pytest.mark.parametrize("n, h, w, c", [(1, 15, 14, 256), (2, 5, 15, 512), (3, 7, 7, 256)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_depthwise_weights_misaligned_inputs(n, h, w, c, bias):
+    rng = np.random.default_rng(n * 100 + w + bias)
+    x0 = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    dy0 = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    wshape, args = (3, 3, 1, c), ((1, 1), (1, 1, 1, 1), (1, 1), c)
+    rdw, rdb = R.conv2d_backward_weights(dy0.astype(np.float64), x0.astype(np.float64), wshape, *args, bias)
+    first = None
+    for ox, od in ((0, 0), (16, 16), (32, 32), (48, 48), (16, 48)):
+        dw, db = _C.conv2d_backward_weights(_at_offset(dy0, od), _at_offset(x0, ox), wshape, *args, bias)
+        _close(dw, rdw)
+        if bias:
+            _close(db, rdb)
+        if first is None:
+            first = (dw, db)
+        np.testing.assert_allclose(dw, first[0], rtol=1e-6, atol=1e-6)
+        if ox == od:  # same blocks of whole lines or not: each channel's sums in the same order
+            assert np.array_equal(dw, first[0])
+    x1, dy1 = x0.copy(), dy0.copy()
+    dy1[n - 1, h // 2, w // 2, 0] = np.nan
+    x1[0, 0, w - 1, c - 1] = np.nan
+    dw, db = _C.conv2d_backward_weights(_at_offset(dy1, 16), _at_offset(x1, 16), wshape, *args, bias)
+    nan = np.isnan(dw)
+    assert nan[:, :, 0, 0].all() and nan[:, :, 0, c - 1].any() and nan.sum() == 9 + nan[:, :, 0, c - 1].sum()
+    assert not nan[:, :, 0, 1:c - 1].any()
+    if bias:
+        assert np.isnan(db[0]) and np.isfinite(db[1:]).all()
