@@ -106,7 +106,7 @@ __attribute__((always_inline)) inline void prefetch_bytes(const void* p, int64_t
 // pattern the hardware prefetchers follow poorly: measured, the forward ran at 17 GB/s
 // against 37 GB/s for a copy on one core.
 // far: the input comes from memory (it is over the stream threshold, simd.h: larger than
-// what stays in cache). Then the requests go to L2 only (prefetcht1): each L1 request holds
+// what stays in cache; gather_pass also sets it for inputs of 4 MiB and more with C >= 64). Then the requests go to L2 only (prefetcht1): each L1 request holds
 // one of L1's few miss buffers for a whole memory latency, and a burst of them stalled the
 // loads behind it (and inputs in cache are not requested by the tiles at all, tile3_all).
 // Measured on the 2-vCPU Zen 4, 1 thread, MobileNet's nine depthwise layers
