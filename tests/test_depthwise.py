@@ -573,3 +573,25 @@ def test_depthwise_weights_misaligned_inputs(n, h, w, c, bias):
     assert not nan[:, :, 0, 1:c - 1].any()
     if bias:
         assert np.isnan(db[0]) and np.isfinite(db[1:]).all()
+
+
+def test_depthwise_misaligned_inputs_two_threads(two_threads):
+    """The head blocks (tiles and weight pass) with the lines split over two threads (each
+    thread's partial rows 16 floats longer): x and dy 16 bytes past a line, against the
+    oracle and bit-identical to the aligned inputs' dx and dw at the same thread count."""
+    rng = np.random.default_rng(3)
+    x0 = rng.standard_normal((2, 9, 16, 256)).astype(np.float32)
+    dy0 = rng.standard_normal((2, 9, 16, 256)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 1, 256)).astype(np.float32)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), 256)
+    got = []
+    for off in (0, 16):
+        x, dy = _at_offset(x0, off), _at_offset(dy0, off)
+        got.append((_C.conv2d_backward_data(dy, wt, x.shape, *args),
+                    *_C.conv2d_backward_weights(dy, x, wt.shape, *args, True)))
+    rdw, rdb = R.conv2d_backward_weights(dy0.astype(np.float64), x0.astype(np.float64), wt.shape, *args, True)
+    _close(got[1][0], R.conv2d_backward_data(dy0.astype(np.float64), wt.astype(np.float64), x0.shape, *args))
+    _close(got[1][1], rdw)
+    _close(got[1][2], rdb)
+    for a, b in zip(got[0], got[1]):
+        assert np.array_equal(a, b)
