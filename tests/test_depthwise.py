@@ -409,3 +409,189 @@ def test_depthwise_flat_image_stream_two_threads(n, h, w, c, two_threads):
     and end inside an image (batch 1: the item team's blocks of rows); a thread's last vector
     stores, and its weight sums take, only its own lanes."""
     _check(np.random.default_rng(5 + c + h), n, h, w, c, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+
+
+
+# 3x3 stride 1 rows in tiles (depthwise.cpp tiled_row3: 4 columns at AVX-512, 2 below, the
+# last narrower; tiles touching a padded edge checked tap by tap): widths 8..26 (every
+# remainder after several full tiles), 'same', 'valid' and pads of 2 on one side (a checked
+# tile with no tap in the left column); full and masked channel blocks (C = 16, 33, 48);
+# batch 1 and 3; forward with and without bias and with relu6 in registers, backward data
+# (the same tiles over dy with the flipped kernel) and weights.
+@pytest.mark.parametrize("c", [16, 33, 48])
+@pytest.mark.parametrize("pads", [(1, 1, 1, 1), (0, 0, 0, 0), (1, 1, 2, 0), (0, 2, 0, 2)])
+def test_depthwise_tiles_along_rows(c, pads):
+    rng = np.random.default_rng(c * 10 + sum(pads))
+    for width in range(8, 27):
+        n = 1 + 2 * (width % 2)
+        _check(rng, n, 5, width, c, 1, (3, 3), (1, 1), pads, (1, 1), bias=bool(width % 3))
+        x = (3 * rng.standard_normal((n, 4, width, c))).astype(np.float32)
+        wt = rng.standard_normal((3, 3, 1, c)).astype(np.float32)
+        b = rng.standard_normal(c).astype(np.float32)
+        args = ((1, 1), pads, (1, 1), c)
+        y = _C.conv2d_forward(x, wt, b, *args, "relu6")
+        _close(y, _ref_forward(x, wt, b, args, "relu6"))
+        assert (y == 6.0).any() and (y == 0.0).any()
+
+
+@pytest.mark.parametrize("width", [8, 16, 19])
+def test_depthwise_tiles_nan_reaches_its_window(width):
+    """A NaN in x at a tile's first, interior and last column (and the next tile's first)
+    reaches exactly the 3x3 outputs around it, in its channel, and nothing else; an inf in
+    dy reaches its 3x3 window of dx (backward data) as inf."""
+    rng = np.random.default_rng(width)
+    c = 48
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), c)
+    wt = rng.uniform(0.5, 1.0, (3, 3, 1, c)).astype(np.float32)
+    for col in sorted({0, 3, 4, 7, width - 1}):
+        x = rng.uniform(0.5, 1.0, (2, 5, width, c)).astype(np.float32)
+        x[1, 2, col, 17] = np.nan
+        y = _C.conv2d_forward(x, wt, None, *args)
+        expect = np.zeros(y.shape, bool)
+        expect[1, 1:4, max(col - 1, 0):col + 2, 17] = True
+        np.testing.assert_array_equal(np.isnan(y), expect)
+        ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *args)
+        _close(np.where(expect, 0, y), np.where(expect, 0, ref))
+        dy = x.copy()
+        dy[1, 2, col, 17] = np.inf
+        dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
+        np.testing.assert_array_equal(np.isposinf(dx), expect)
+        assert np.isfinite(dx[~expect]).all()
+
+
+# Inputs of 4 MiB and more with C >= 64 (under the stream threshold) have the tiles request
+# the next row's input into L2 (depthwise.cpp gather_pass, far): both sides of the 4 MiB and
+# the C = 64 rule, forward and backward data against the oracle, a NaN in the last row of
+# the input (the last rows requested) reaching its window, batch 1 and 2.
+@pytest.mark.parametrize("shape", [(1, 128, 128, 64), (1, 128, 127, 64), (2, 64, 64, 128), (4, 64, 64, 48),
+                                   (1, 91, 89, 160)])
+def test_depthwise_large_inputs_requested_ahead(shape):
+    assert _C.get_stream_threshold() > 4 * int(np.prod(shape))  # not streamed
+    rng = np.random.default_rng(shape[2])
+    n, h, w, c = shape
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[n - 1, h - 1, w // 2, c - 1] = np.nan
+    wt = rng.standard_normal((3, 3, 1, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), c)
+    y = _C.conv2d_forward(x, wt, b, *args)
+    expect = np.zeros(y.shape, bool)
+    expect[n - 1, h - 2:, w // 2 - 1:w // 2 + 2, c - 1] = True
+    np.testing.assert_array_equal(np.isnan(y), expect)
+    x64 = np.where(np.isnan(x), 0, x).astype(np.float64)
+    _close(np.where(expect, 0, y), np.where(expect, 0, R.conv2d_forward(x64, wt.astype(np.float64), b.astype(np.float64), *args)))
+    dx = _C.conv2d_backward_data(x, wt, x.shape, *args)
+    np.testing.assert_array_equal(np.isnan(dx), expect)
+    _close(np.where(expect, 0, dx), np.where(expect, 0, R.conv2d_backward_data(x64, wt.astype(np.float64), x.shape, *args)))
+
+
+def _at_offset(a, offset):
+    """A copy of a whose data starts `offset` bytes past a 64-byte line."""
+    buf = np.empty(a.size + 32, np.float32)
+    start = ((-buf.ctypes.data) % 64 + offset) // 4
+    out = buf[start:start + a.size].reshape(a.shape)
+    out[...] = a
+    assert out.ctypes.data % 64 == offset
+    return out
+
+
+# AVX-512, 3x3, C a multiple of 16 from 256 channels: an input whose pixels start 16, 32 or
+# 48 bytes past a 64-byte line has the tiles take the 12, 8 or 4 channels before the line
+# apart (masked), then whole blocks from the line (depthwise.cpp gather_pass, Gather::head).
+# Every offset, forward (stride 1 and 2, bias, relu6 in registers) and backward data, bit-
+# identical across the offsets and against the oracle, a NaN in the first and the last
+# channel of a pixel reaching its window; the streamed path (direct stores) at every offset.
+@pytest.mark.parametrize("c", [256, 512, 48])
+def test_depthwise_misaligned_inputs(c):
+    rng = np.random.default_rng(c)
+    x0 = (3 * rng.standard_normal((2, 6, 9, c))).astype(np.float32)
+    x0[1, 2, 4, 0] = np.nan
+    x0[0, 5, 8, c - 1] = np.nan
+    wt = rng.standard_normal((3, 3, 1, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    old_s = _C.get_stream_threshold()
+    try:
+        for threshold in (old_s, 0):
+            _C.set_stream_threshold(threshold)
+            for s, pads in (((1, 1), (1, 1, 1, 1)), ((2, 2), (0, 1, 0, 1))):
+                args = (s, pads, (1, 1), c)
+                outs = []
+                for offset in (0, 16, 32, 48):
+                    x = _at_offset(x0, offset)
+                    y = _C.conv2d_forward(x, wt, b, *args, "relu6")
+                    dx = _C.conv2d_backward_data(x, wt, x.shape, *args) if s == (1, 1) else None
+                    outs.append((y, dx))
+                with np.errstate(invalid="ignore"):
+                    ref = _ref_forward(x0, wt, b, args, "relu6")
+                    rdx = R.conv2d_backward_data(x0.astype(np.float64), wt.astype(np.float64), x0.shape, *args) \
+                        if s == (1, 1) else None
+                for y, dx in outs:
+                    assert np.array_equal(y, outs[0][0], equal_nan=True)
+                    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+                    assert np.isnan(y[1, 1:4, 3:6, 0]).all() if s == (1, 1) else np.isnan(y).any()
+                    _close(np.where(np.isnan(ref), 0, y), np.where(np.isnan(ref), 0, ref))
+                    if dx is not None:
+                        assert np.array_equal(dx, outs[0][1], equal_nan=True)
+                        np.testing.assert_array_equal(np.isnan(dx), np.isnan(rdx))
+                        _close(np.where(np.isnan(rdx), 0, dx), np.where(np.isnan(rdx), 0, rdx))
+    finally:
+        _C.set_stream_threshold(old_s)
+
+
+# The weight pass with C >= 256 (a multiple of 16) on rows of 14 pixels and more, x and dy at
+# the same offset past a 64-byte line: the channels up to the line first, masked, the last
+# block ending past C in the partial rows (depthwise_weights.cpp, Gather::head). Every
+# offset, x and dy at different offsets (no head), rows of 7 (no head) and 14/15 pixels,
+# odd heights (the unpaired row), with and without db: bit-identical across the offsets and
+# against the oracle; a NaN in dy's first channel and in x's last reaching exactly the
+# taps (and db) of their channel.
+@pytest.mark.parametrize("n, h, w, c", [(1, 15, 14, 256), (2, 5, 15, 512), (3, 7, 7, 256)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_depthwise_weights_misaligned_inputs(n, h, w, c, bias):
+    rng = np.random.default_rng(n * 100 + w + bias)
+    x0 = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    dy0 = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    wshape, args = (3, 3, 1, c), ((1, 1), (1, 1, 1, 1), (1, 1), c)
+    rdw, rdb = R.conv2d_backward_weights(dy0.astype(np.float64), x0.astype(np.float64), wshape, *args, bias)
+    first = None
+    for ox, od in ((0, 0), (16, 16), (32, 32), (48, 48), (16, 48)):
+        dw, db = _C.conv2d_backward_weights(_at_offset(dy0, od), _at_offset(x0, ox), wshape, *args, bias)
+        _close(dw, rdw)
+        if bias:
+            _close(db, rdb)
+        if first is None:
+            first = (dw, db)
+        np.testing.assert_allclose(dw, first[0], rtol=1e-6, atol=1e-6)
+        if ox == od:  # same blocks of whole lines or not: each channel's sums in the same order
+            assert np.array_equal(dw, first[0])
+    x1, dy1 = x0.copy(), dy0.copy()
+    dy1[n - 1, h // 2, w // 2, 0] = np.nan
+    x1[0, 0, w - 1, c - 1] = np.nan
+    dw, db = _C.conv2d_backward_weights(_at_offset(dy1, 16), _at_offset(x1, 16), wshape, *args, bias)
+    nan = np.isnan(dw)
+    assert nan[:, :, 0, 0].all() and nan[:, :, 0, c - 1].any() and nan.sum() == 9 + nan[:, :, 0, c - 1].sum()
+    assert not nan[:, :, 0, 1:c - 1].any()
+    if bias:
+        assert np.isnan(db[0]) and np.isfinite(db[1:]).all()
+
+
+def test_depthwise_misaligned_inputs_two_threads(two_threads):
+    """The head blocks (tiles and weight pass) with the lines split over two threads (each
+    thread's partial rows 16 floats longer): x and dy 16 bytes past a line, against the
+    oracle and bit-identical to the aligned inputs' dx and dw at the same thread count."""
+    rng = np.random.default_rng(3)
+    x0 = rng.standard_normal((2, 9, 16, 256)).astype(np.float32)
+    dy0 = rng.standard_normal((2, 9, 16, 256)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 1, 256)).astype(np.float32)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), 256)
+    got = []
+    for off in (0, 16):
+        x, dy = _at_offset(x0, off), _at_offset(dy0, off)
+        got.append((_C.conv2d_backward_data(dy, wt, x.shape, *args),
+                    *_C.conv2d_backward_weights(dy, x, wt.shape, *args, True)))
+    rdw, rdb = R.conv2d_backward_weights(dy0.astype(np.float64), x0.astype(np.float64), wt.shape, *args, True)
+    _close(got[1][0], R.conv2d_backward_data(dy0.astype(np.float64), wt.astype(np.float64), x0.shape, *args))
+    _close(got[1][1], rdw)
+    _close(got[1][2], rdb)
+    for a, b in zip(got[0], got[1]):
+        assert np.array_equal(a, b)

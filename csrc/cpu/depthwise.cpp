@@ -190,8 +190,13 @@ constexpr int kTile = 2;  // f32x16 is two ymm registers here
 template <int SW, int P, bool Checked, Activation A, bool NT>
 void tile3_all(const Gather& q, const float* const* rows, const float* w, const float* bias,
                const RowPrefetch& pf, int64_t ox, float* out) {
-  const int64_t nb = (q.c + kLanes - 1) / kLanes, units = q.ow * nb;
+  const int64_t nb = (q.c - q.head + kLanes - 1) / kLanes + (q.head > 0), units = q.ow * nb;
   int64_t c0 = 0, u = ox * nb;
+  if (q.head > 0) {  // the channels before the input's first 64-byte line (Gather::head)
+    if (pf.far) pf.slice(u, u + P, units);
+    tile3<SW, P, Checked, false, A, false>(q, rows, w, bias, 0, (int)q.head, ox, out);
+    c0 = q.head, u += P;
+  }
   for (; c0 + kLanes <= q.c; c0 += kLanes, u += P) {
     if (pf.far) pf.slice(u, u + P, units);
     tile3<SW, P, Checked, true, A, NT>(q, rows, w, bias, c0, kLanes, ox, out);
@@ -284,13 +289,39 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
   const std::vector<float> zeros((size_t)(q.iw * q.c), 0.f);
   const bool stream = stream_output(lines * row_floats * (int64_t)sizeof(float));
   const bool k3 = q.kh == 3 && q.kw == 3;
-  const bool far = stream_output(n * q.ih * q.iw * q.c * (int64_t)sizeof(float));
+  // The input rows ahead are requested into L2 (RowPrefetch far) for inputs that are
+  // streamed from memory, and also for inputs of 4 MiB and more with C >= 64 below that: on
+  // the shared machine those live in L3 at best (other processes' data evict them), and the
+  // hardware prefetchers do not keep up with the three row streams. Paired in one process
+  // (benchmarks/ab_two_builds.py, 1 thread, CPU time, load 5-6), forward ms: N=256 7x7x128
+  // 1.70 -> 1.35, N=32 14x14x256 1.59 -> 1.35, N=1 112x112x96 0.96 -> 0.81, N=256 7x7x256
+  // 3.35 -> 2.85; backward data N=32 14x14x256 1.67 -> 1.39. At C = 24 and 32 (N=256
+  // 14x14, 4.8 and 6.4 MB) 1.03-1.08x slower in both runs, at 1.6-3.2 MB 1.0-1.07x: those
+  // keep the hardware prefetchers alone.
+  const int64_t in_bytes = n * q.ih * q.iw * q.c * (int64_t)sizeof(float);
+  const bool far = stream_output(in_bytes) || (in_bytes >= (int64_t{4} << 20) && q.c >= 64);
   // Streamed tiles store straight from the registers when every pixel's channels start on
   // a 64-byte line, which saves the row buffer's store and reload: MobileNet's streamed
   // depthwise layers at batch 64, 1 thread, ms (requests into L2 per block either way):
   // 56x56x128 s1 13.2 -> 11.6, 28x28x256 s1 6.8 -> 4.9, 14x14x512 s1 3.9 -> 3.2.
   const bool direct_nt = kStreamTiles && stream && k3 && q.dw == 1 && (q.sw == 1 || q.sw == 2) &&
                          q.c % kLanes == 0 && ((uintptr_t)out & 63) == 0 && act_in_register(act);
+  // AVX-512, C a multiple of 16: every input pixel starts at the same place in a 64-byte
+  // line; where that is not the line's start (NumPy's large arrays start 16 bytes past it;
+  // fastconv's outputs are aligned), the tiles take the channels up to the line first,
+  // masked, so that the loads of the other blocks (3 * (P + 2) a tile) do not each split
+  // two lines (the stores split instead, one an output). Same build, same process, x at +16
+  // bytes against x aligned: the forward 1.16-1.38x slower. Paired (ab_two_builds.py,
+  // 1 thread, CPU time), after / before, forward and backward data: C = 512 N=1 28x28 0.60,
+  // 0.69, 0.76, 0.67; N=1 56x56 0.82, 0.80, 0.88, 0.74, 0.78, 0.87; N=1 14x14 0.73; N=32
+  // 14x14 0.91; N=32 7x7 1.04, 1.17, 0.95 and 1.22, 1.05 (its min 0.90-1.02); C = 256 0.85-1.08
+  // (mean 0.96); C = 96, 128 0.96-1.01; C = 32 1.13 (the masked head block is a third of
+  // the blocks there): hence C >= 256. The streamed tiles' direct stores keep C's blocks.
+  Gather qa = q;
+#if defined(__AVX512F__)
+  if (k3 && !direct_nt && q.dw == 1 && q.c >= 256 && q.c % kLanes == 0 && ((uintptr_t)in & 3) == 0)
+    qa.head = (int64_t)((64 - ((uintptr_t)in & 63)) & 63) / 4;
+#endif
   // Output lines [l0, l1).
   auto range = [&](int64_t l0, int64_t l1) {
     float* buf = stream && !direct_nt ? scratch(row_floats) : nullptr;
@@ -304,7 +335,7 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
       }
       walk_lines(q, in, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows, const RowPrefetch& pf) {
         float* dst = stream ? buf : out + l * row_floats;
-        if (k3) gather_row<3, A>(q, rows, w, bias, pf, dst);
+        if (k3) gather_row<3, A>(qa, rows, w, bias, pf, dst);
         else gather_row<0, A>(q, rows, w, bias, pf, dst);
         if (!act_in_register(act)) activation_inplace(row_floats, dst, act);
         if (stream) stream_copy(out + l * row_floats, dst, row_floats);

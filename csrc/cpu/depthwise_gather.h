@@ -65,11 +65,14 @@ struct Gather {
   int64_t kh, kw, sh, sw, dh, dw, pt, pl;
   // Output columns [lo, hi) read no padding column.
   int64_t lo, hi;
+  // Channels before the first 64-byte line of every input pixel, taken apart by the 3x3
+  // tiles (depthwise.cpp gather_pass); 0: none.
+  int64_t head = 0;
 };
 
 Gather make_gather(int64_t ih, int64_t iw, int64_t oh, int64_t ow, int64_t c, const Window2d& v,
                    int64_t pt, int64_t pl) {
-  Gather q{ih, iw, oh, ow, c, v.kh, v.kw, v.sh, v.sw, v.dh, v.dw, pt, pl, 0, 0};
+  Gather q{ih, iw, oh, ow, c, v.kh, v.kw, v.sh, v.sw, v.dh, v.dw, pt, pl, 0, 0, 0};
   // ox*sw - pl >= 0 and ox*sw - pl + (kw-1)*dw <= iw - 1.
   q.lo = std::clamp<int64_t>(floor_div(pl + v.sw - 1, v.sw), 0, ow);
   q.hi = std::clamp<int64_t>(floor_div(iw - 1 - (v.kw - 1) * v.dw + pl, v.sw) + 1, q.lo, ow);
@@ -103,7 +106,7 @@ __attribute__((always_inline)) inline void prefetch_bytes(const void* p, int64_t
 // pattern the hardware prefetchers follow poorly: measured, the forward ran at 17 GB/s
 // against 37 GB/s for a copy on one core.
 // far: the input comes from memory (it is over the stream threshold, simd.h: larger than
-// what stays in cache). Then the requests go to L2 only (prefetcht1): each L1 request holds
+// what stays in cache; gather_pass also sets it for inputs of 4 MiB and more with C >= 64). Then the requests go to L2 only (prefetcht1): each L1 request holds
 // one of L1's few miss buffers for a whole memory latency, and a burst of them stalled the
 // loads behind it (and inputs in cache are not requested by the tiles at all, tile3_all).
 // Measured on the 2-vCPU Zen 4, 1 thread, MobileNet's nine depthwise layers

@@ -146,6 +146,7 @@ void weights_pair(const Gather& q, const float* const* x4, const float* dya, con
 void weights_pairs(const Gather& q, const float* const* x4, const float* dya, const float* dyb,
                    int64_t cpad, float* part, float* dbpart) {
   int64_t c0 = 0;
+  if (q.head > 0) weights_pair<false>(q, x4, dya, dyb, 0, (int)q.head, cpad, part, dbpart), c0 = q.head;
   for (; c0 + kLanes <= q.c; c0 += kLanes)
     weights_pair<true>(q, x4, dya, dyb, c0, kLanes, cpad, part, dbpart);
   if (c0 < q.c) weights_pair<false>(q, x4, dya, dyb, c0, (int)(q.c - c0), cpad, part, dbpart);
@@ -155,6 +156,7 @@ template <int K>
 void weights_rows(const Gather& q, const float* const (*rows)[kMaxKh], const float* const* dyrows, int k,
                   int64_t cpad, float* part, float* dbpart) {
   int64_t c0 = 0;
+  if (q.head > 0) weights_block<K, false>(q, rows, dyrows, k, 0, (int)q.head, cpad, part, dbpart), c0 = q.head;
   for (; c0 + kLanes <= q.c; c0 += kLanes)
     weights_block<K, true>(q, rows, dyrows, k, c0, kLanes, cpad, part, dbpart);
   if (c0 < q.c) weights_block<K, false>(q, rows, dyrows, k, c0, (int)(q.c - c0), cpad, part, dbpart);
@@ -194,11 +196,27 @@ void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const fl
   if (depthwise_flat_applies(g)) return depthwise_flat_backward_weights(g, dy, x, dw, db);
   const int64_t oc = g.oc, wsize = g.weight_size(), lines = g.n * g.oh;
   const bool fast = fast_m1(g);
-  const Gather q = forward_gather(g);
+  Gather q = forward_gather(g);
+  // AVX-512, C >= 256 a multiple of 16, rows of 14 pixels and more, x and dy at the same
+  // place off a 64-byte line (NumPy's large arrays start 16 bytes past one): the channels up
+  // to the line first, masked (Gather::head, as the tiles of depthwise.cpp), so every other
+  // block's loads are whole lines (here no store splits: the sums stay in registers); the
+  // partial rows get 16 floats more for the last block, which then ends past C. Paired
+  // (ab_two_builds.py dww, 1 thread, CPU time), after / before: N=1 56x56x256 0.85, 0.87,
+  // 0.96; N=1 56x56x512 0.73, 0.88; N=32 14x14x256 0.93, 0.92; N=32 14x14x512 0.95; N=32
+  // 28x28x256 0.82; N=1 28x28x512 0.98, 0.99; N=1 112x112x256 1.07, 0.82; N=1 112x112x512
+  // 0.99; but 7-pixel rows 1.02-1.07 in all four runs (N=32 7x7x512, N=256 7x7x256: the
+  // extra block's edges, set-up and flush against 7 pixels), hence the 14.
+#if defined(__AVX512F__)
+  const uintptr_t mis = (uintptr_t)x & 63;
+  if (fast && g.c >= 256 && g.c % kLanes == 0 && q.ow >= 14 && ((uintptr_t)dy & 63) == mis && (mis & 3) == 0)
+    q.head = (int64_t)((64 - mis) & 63) / 4;
+#endif
   // Per-thread partial sums (dW then db), reduced in thread order afterwards: no atomics,
   // and the result is the same on every run with the same thread count. The fast path
   // keeps them in double, (taps + 1) rows of cpad channels.
-  const int64_t taps = g.win.kh * g.win.kw, cpad = (g.c + kLanes - 1) / kLanes * kLanes;
+  const int64_t taps = g.win.kh * g.win.kw,
+                cpad = (g.c + kLanes - 1) / kLanes * kLanes + (q.head > 0 ? kLanes : 0);
   const int64_t stride = fast ? (taps + 1) * cpad : wsize + oc;
   const int max_threads = omp_get_max_threads();
   std::vector<double> part(fast ? (size_t)(max_threads * stride) : 0, 0.0);
