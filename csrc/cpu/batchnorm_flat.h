@@ -12,8 +12,11 @@
 // block holds several independent vectors), plus `tail` rows left over (< rows_per). Position
 // q of a super-row belongs to channel q % c, so the parameters are tiled once per period and
 // a column block of W registers holds its parameters and accumulators across all super-rows.
-// Periods wider than one block (c = 256, 512, or an odd c > 128) are split in column blocks,
-// the super-rows walked in short chunks so the accesses stay close to sequential.
+// A period wider than a pass's block (at most 128 floats: in_registers; the dx pass at 96 or
+// fewer, avx2 / baseline at 32) is split in column blocks, each walked down a short chunk of
+// super-rows (kChunkFloats) or at most 64 super-rows (reduce). Wider periods keep the runs.
+// Paired against the runs (1 thread, Zen 4): forward 0.5-0.65x the time for c <= 96 and
+// (1, 112, 112, 128); backward 0.6-0.8x (benchmarks/RESULTS.md, helper P stop 35).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -114,14 +117,22 @@ inline void add_lanes(const f32xR (&a)[W], double* tot) {
     for (int l = 0; l < kRegLanes; ++l) tot[v * kRegLanes + l] += (double)a[v][l];
 }
 
+// Floats per chunk of write_chunks (2 KB): a period of two column blocks (the backward's dx
+// pass at c = 1, 16, 32, 128: 4 parameters a block, 96 floats at AVX-512) walks each block
+// down the chunk's super-rows, and over longer chunks its stores met the next rows' loads
+// 4 KB apart and the walk strayed from sequential. Backward, paired with the old runs, 1
+// thread, ratio new / old for chunks of 2048 / 1024 / 512 / 128 floats: (1, 112, 112, 128)
+// 1.11 / 0.81 / 0.84 / 0.94, (256, 14, 14, 128) (streamed) 1.18 / 1.10 / 0.86 / 0.79,
+// (256, 56, 56, 1) 0.79 / 0.64 / 0.70 / 0.90, (32, 28, 28, 16) 0.74 / 0.75 / 0.79 / 1.07.
+constexpr int64_t kChunkFloats = 512;
+
 // block(s0, rows, col, W, dst) over super-rows [s0, s0 + rows) for an (m, c) output `out`,
 // then tail(dst_tail) for the tail rows; dst is out itself or, for outputs past the streaming
-// threshold (simd.h stream_output), a scratch chunk streamed out after each call. Chunks of
-// about 2048 floats keep a wide period's column blocks close to sequential.
+// threshold (simd.h stream_output), a scratch chunk streamed out after each call.
 template <int MaxW, typename BlockFn, typename TailFn>
 void write_chunks(const Flat& f, int64_t m, float* out, BlockFn block, TailFn tail) {
   const bool stream = stream_output(m * f.c * (int64_t)sizeof(float));
-  const int64_t chunk = std::max<int64_t>(1, 2048 / f.period);
+  const int64_t chunk = std::max<int64_t>(1, kChunkFloats / f.period);
   on_team(f, m, [&](int t, int nt, int64_t s0, int64_t s1) {
     float* buf = stream ? scratch(chunk * f.period) : nullptr;
     for (int64_t b0 = s0; b0 < s1; b0 += chunk) {
