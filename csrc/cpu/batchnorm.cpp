@@ -65,7 +65,7 @@ template <bool Relu>
 void affine_impl(int64_t m, int64_t c, const float* x, const float* center, const float* scale,
                  const float* shift, float* y) {
   const Flat f = bn_flat::layout(m, c);
-  if (!bn_flat::in_registers(f)) {  // wide rows: parallel.h's runs, parameters tiled in memory
+  if (!bn_flat::forward_in_registers(f, m)) {  // parallel.h's runs, parameters tiled in memory
     const int64_t group = row_group(c);
     const std::vector<float> ct = tile(center, c, group), sc = tile(scale, c, group),
                              sh = tile(shift, c, group);
@@ -119,7 +119,7 @@ void batch_norm_forward_train(int64_t m, int64_t c, const float* x, const float*
   const float* pivot = pivot_v.data();
   const Flat f = bn_flat::layout(m, c);
   std::vector<double> sums(2 * c);
-  if (!bn_flat::in_registers(f)) {  // wide rows: parallel.h's runs, float sums in memory
+  if (!bn_flat::forward_in_registers(f, m)) {  // parallel.h's runs, float sums in memory
     const std::vector<float> pivot_r = tile(pivot, c, row_group(c));
     column_reduce(m, c, 2, sums.data(), nullptr,
                   [&](int64_t r0, int64_t rows, float* acc, int64_t stride, float*) {

@@ -49,6 +49,16 @@ inline Flat layout(int64_t m, int64_t c) {
 // block walk 1.7 -> 3.4 (paired, 1 thread); the row-major runs of parallel.h stay there.
 inline bool in_registers(const Flat& f) { return f.period <= kMaxPeriodDoubling; }
 
+// The forward also walks wider periods in registers while x is under the streaming threshold
+// (simd.h stream_output: it sits in L2/L3): its statistics pass only loads, and its chunked
+// write pass met no aliasing there. Paired with the runs (1 thread, two rounds, new / old):
+// (1, 56, 56, 512) 0.70 / 0.85, (32, 7, 7, 512) 0.81 / 0.86, (32, 14, 14, 256) 1.12 / 0.95;
+// past the threshold the strided walk from DRAM lost: (256, 14, 14, 256) 1.60 / 1.58,
+// (1, 112, 112, 512) 1.36 / 1.18.
+inline bool forward_in_registers(const Flat& f, int64_t m) {
+  return in_registers(f) || !stream_output(m * f.c * (int64_t)sizeof(float));
+}
+
 // fn(std::integral_constant<int, W>) with the compile-time W == w (1 <= w <= MaxW).
 template <int MaxW, typename Fn>
 inline void with_width(int w, Fn&& fn) {
