@@ -3,7 +3,8 @@
 The (m, c) array is walked as super-rows of `period` floats (lcm(c, 16), doubled up to 128
 floats) plus tail rows, in column blocks of up to 8 registers (fewer at avx2 / baseline and in
 the backward passes): the cases cover periods of one block (c = 1, 6, 16, 24, 96, 128), of
-several blocks with a narrower last one (c = 100: period 400; 129: 2064; 256, 300, 512), row
+several blocks with a narrower last one (c = 100: period 400; 129: 2064; 256, 300, 512: the
+forward's path while x is under the streaming threshold, the backward's runs), row
 counts with and without tail rows and with no whole super-row at all, more than 64 super-rows
 (a flush of the float accumulators), the fused relu, 3 threads, the streaming output, and
 NaN / inf in x and dy.
@@ -98,8 +99,11 @@ def test_batch_norm_blocks_three_threads(c, m):
         fastconv.set_num_threads(old)
 
 
-@pytest.mark.parametrize("c,m", [(6, 16 * 70 + 9), (300, 40)])
-def test_batch_norm_streamed_output_same_as_plain(c, m):
+# (300, 40): a wide period, whose forward walks in registers only under the streaming
+# threshold (forward_in_registers): streamed, it takes parallel.h's runs, another summation
+# order, so only the oracle judges it; (6, ...) keeps its path, so the values stay identical.
+@pytest.mark.parametrize("c,m,same_path", [(6, 16 * 70 + 9, True), (300, 40, False)])
+def test_batch_norm_streamed_output_matches(c, m, same_path):
     x, gamma, beta, dy = _data(c, m, "stream")
     plain = _check(x, gamma, beta, dy, True)
     old = _C.get_stream_threshold()
@@ -108,8 +112,9 @@ def test_batch_norm_streamed_output_same_as_plain(c, m):
         streamed = _check(x, gamma, beta, dy, True)
     finally:
         _C.set_stream_threshold(old)
-    for a, b in zip(plain, streamed):
-        np.testing.assert_array_equal(a, b)
+    if same_path:
+        for a, b in zip(plain, streamed):
+            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("c,m", [(6, 16 * 65 + 5), (100, 4 * 66 + 3), (512, 66)])
