@@ -50,11 +50,11 @@ inline Flat layout(int64_t m, int64_t c) {
 inline bool in_registers(const Flat& f) { return f.period <= kMaxPeriodDoubling; }
 
 // The forward also walks wider periods in registers while x is under the streaming threshold
-// (simd.h stream_output: it sits in L2/L3): its statistics pass only loads, and its chunked
-// write pass met no aliasing there. Paired with the runs (1 thread, two rounds, new / old):
-// (1, 56, 56, 512) 0.70 / 0.85, (32, 7, 7, 512) 0.81 / 0.86, (32, 14, 14, 256) 1.12 / 0.95;
-// past the threshold the strided walk from DRAM lost: (256, 14, 14, 256) 1.60 / 1.58,
-// (1, 112, 112, 512) 1.36 / 1.18.
+// (simd.h stream_output: it sits in L2/L3): its statistics pass only loads, and its write pass
+// goes row by row there (write_chunks). Paired with the runs (1 thread, two rounds, new / old):
+// (1, 112, 112, 256) 0.87 / 0.79, (256, 7, 7, 256) 0.86 / 0.80, (32, 14, 14, 256) 0.74 /
+// 0.77, (1, 56, 56, 512) 0.96 / 0.91, (32, 7, 7, 512) 0.80 / 0.79; past the threshold the
+// strided walk from DRAM lost: (256, 14, 14, 256) 1.60 / 1.58, (1, 112, 112, 512) 1.36 / 1.18.
 inline bool forward_in_registers(const Flat& f, int64_t m) {
   return in_registers(f) || !stream_output(m * f.c * (int64_t)sizeof(float));
 }
@@ -127,7 +127,8 @@ inline void add_lanes(const f32xR (&a)[W], double* tot) {
     for (int l = 0; l < kRegLanes; ++l) tot[v * kRegLanes + l] += (double)a[v][l];
 }
 
-// Floats per chunk of write_chunks (2 KB): a period of two column blocks (the backward's dx
+// Floats per chunk of write_chunks (2 KB; a period wider than in_registers goes row by row:
+// two rows of c = 256 a chunk made the forward 1.1-1.4x the runs' time): a period of two column blocks (the backward's dx
 // pass at c = 1, 16, 32, 128: 4 parameters a block, 96 floats at AVX-512) walks each block
 // down the chunk's super-rows, and over longer chunks its stores met the next rows' loads
 // 4 KB apart and the walk strayed from sequential. Backward, paired with the old runs, 1
@@ -142,7 +143,7 @@ constexpr int64_t kChunkFloats = 512;
 template <int MaxW, typename BlockFn, typename TailFn>
 void write_chunks(const Flat& f, int64_t m, float* out, BlockFn block, TailFn tail) {
   const bool stream = stream_output(m * f.c * (int64_t)sizeof(float));
-  const int64_t chunk = std::max<int64_t>(1, kChunkFloats / f.period);
+  const int64_t chunk = in_registers(f) ? std::max<int64_t>(1, kChunkFloats / f.period) : 1;
   on_team(f, m, [&](int t, int nt, int64_t s0, int64_t s1) {
     float* buf = stream ? scratch(chunk * f.period) : nullptr;
     for (int64_t b0 = s0; b0 < s1; b0 += chunk) {
