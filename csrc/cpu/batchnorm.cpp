@@ -341,12 +341,9 @@ void backward_runs(int64_t m, int64_t c, const float* dy, const float* x, const 
 }
 
 
-// From 64 channels the backward keeps the runs for arrays past the streaming threshold:
-// there the registers did not pay (paired with the runs, 1 thread, three rounds, new / old:
-// (256, 14, 14, 128) 1.08 / 1.05 / 1.04); in cache they did a little ((1, 56, 56, 128) 0.78 /
-// 0.78, (1, 112, 112, 128) 0.95 / 0.90, (32, 28, 28, 64) 0.95 / 0.97, (32, 28, 28, 96) 0.89 /
-// 1.07); below 64 channels 0.6-0.85. Periods past 128 floats lost in cache too ((1, 56, 56,
-// 512) 1.26 / 1.10, (32, 14, 14, 256) 1.11 / 1.23; not analysed further).
+// From 64 channels the backward keeps the runs: there the registers did not pay (paired with
+// the runs, 1 thread, three rounds, new / old: (32, 28, 28, 64) 0.95 / 0.92 / 1.07, (32, 28,
+// 28, 96) 1.09 / 1.01 / 1.01, (256, 14, 14, 128) 1.08 / 1.05 / 1.04), below it 0.67-0.84.
 constexpr int64_t kBackwardRunsFrom = 64;
 
 template <bool Relu>
@@ -354,8 +351,7 @@ void backward_impl(int64_t m, int64_t c, const float* dy, const float* x, const 
                    const float* mean, const float* inv_std, const float* relu_beta, float* dx,
                    float* dgamma, float* dbeta) {
   const Flat f = bn_flat::layout(m, c);
-  if (!bn_flat::in_registers(f) ||
-      (c >= kBackwardRunsFrom && stream_output(m * c * (int64_t)sizeof(float))))
+  if (!bn_flat::in_registers(f) || c >= kBackwardRunsFrom)
     return backward_runs<Relu>(m, c, dy, x, gamma, mean, inv_std, relu_beta, dx, dgamma, dbeta);
   std::vector<float> kv(c);  // gamma * inv_std: the output's slope per channel
   for (int64_t j = 0; j < c; ++j) kv[j] = (float)((double)gamma[j] * inv_std[j]);
