@@ -344,6 +344,8 @@ void backward_runs(int64_t m, int64_t c, const float* dy, const float* x, const 
 // From 64 channels the backward keeps the runs: there the registers did not pay (paired with
 // the runs, 1 thread, three rounds, new / old: (32, 28, 28, 64) 0.95 / 0.92 / 1.07, (32, 28,
 // 28, 96) 1.09 / 1.01 / 1.01, (256, 14, 14, 128) 1.08 / 1.05 / 1.04), below it 0.67-0.84.
+// Nor only in cache (under the streaming threshold): (1, 112, 112, 128) 0.95 / 0.90 then 1.13
+// / 1.20 / 0.95, (32, 28, 28, 64) 0.95 / 0.97 then 1.08 / 1.31 / 0.88.
 constexpr int64_t kBackwardRunsFrom = 64;
 
 template <bool Relu>

@@ -49,14 +49,15 @@ inline Flat layout(int64_t m, int64_t c) {
 // block walk 1.7 -> 3.4 (paired, 1 thread); the row-major runs of parallel.h stay there.
 inline bool in_registers(const Flat& f) { return f.period <= kMaxPeriodDoubling; }
 
-// The forward also walks wider periods in registers while x is under the streaming threshold
-// (simd.h stream_output: it sits in L2/L3): its statistics pass only loads, and its write pass
-// goes row by row there (write_chunks). Paired with the runs (1 thread, two rounds, new / old):
-// (1, 112, 112, 256) 0.87 / 0.79, (256, 7, 7, 256) 0.86 / 0.80, (32, 14, 14, 256) 0.74 /
-// 0.77, (1, 56, 56, 512) 0.96 / 0.91, (32, 7, 7, 512) 0.80 / 0.79; past the threshold the
-// strided walk from DRAM lost: (256, 14, 14, 256) 1.60 / 1.58, (1, 112, 112, 512) 1.36 / 1.18.
+// The forward also walks wider periods in registers while x is under half the streaming
+// threshold (simd.h stream_output; 8 MiB by default: it sits in L2/L3): its statistics pass
+// only loads, and its write pass goes row by row there (write_chunks). Paired with the runs
+// (1 thread, rounds of 21 calls, new / old): (1, 56, 56, 512) 0.96 / 0.91 / 0.80 / 1.06 /
+// 0.73, (32, 14, 14, 256) 0.74 / 0.77 / 0.67 / 0.59 / 0.68, (32, 7, 7, 512) 0.80 / 0.79 /
+// 0.68 / 0.71 / 0.78 (x 6.4 and 3.2 MB). At 12.8 MB it was a toss-up ((1, 112, 112, 256)
+// 0.87 / 0.79 then 1.08 / 1.05 / 1.05) and from DRAM it lost ((256, 14, 14, 256) 1.60 / 1.58).
 inline bool forward_in_registers(const Flat& f, int64_t m) {
-  return in_registers(f) || !stream_output(m * f.c * (int64_t)sizeof(float));
+  return in_registers(f) || !stream_output(2 * m * f.c * (int64_t)sizeof(float));
 }
 
 // fn(std::integral_constant<int, W>) with the compile-time W == w (1 <= w <= MaxW).
