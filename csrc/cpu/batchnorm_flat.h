@@ -47,7 +47,11 @@ inline Flat layout(int64_t m, int64_t c) {
 // a period per step, which the prefetchers followed badly, and its stores alias the next
 // loads 4 KB apart: (1, 56, 56, 512) backward 1.3 -> 2.3 ms, with 1 to 16 super-rows per
 // block walk 1.7 -> 3.4 (paired, 1 thread); the row-major runs of parallel.h stay there.
-inline bool in_registers(const Flat& f) { return f.period <= kMaxPeriodDoubling; }
+// Not at the baseline level (SSE2: 4-float registers, 16 of them, so blocks of 12 floats and
+// 11 blocks a period of 128): there the walk was slower than the runs (paired, new / old:
+// forward (1, 112, 112, 128) 1.22, (256, 28, 28, 6) 1.20, backward (256, 28, 28, 6) 1.56).
+constexpr bool kRegisterWalk = kRegLanes >= 8;
+inline bool in_registers(const Flat& f) { return kRegisterWalk && f.period <= kMaxPeriodDoubling; }
 
 // The forward also walks wider periods in registers while x is under half the streaming
 // threshold (simd.h stream_output; 8 MiB by default: it sits in L2/L3): its statistics pass
@@ -57,7 +61,7 @@ inline bool in_registers(const Flat& f) { return f.period <= kMaxPeriodDoubling;
 // 0.68 / 0.71 / 0.78 (x 6.4 and 3.2 MB). At 12.8 MB it was a toss-up ((1, 112, 112, 256)
 // 0.87 / 0.79 then 1.08 / 1.05 / 1.05) and from DRAM it lost ((256, 14, 14, 256) 1.60 / 1.58).
 inline bool forward_in_registers(const Flat& f, int64_t m) {
-  return in_registers(f) || !stream_output(2 * m * f.c * (int64_t)sizeof(float));
+  return in_registers(f) || (kRegisterWalk && !stream_output(2 * m * f.c * (int64_t)sizeof(float)));
 }
 
 // fn(std::integral_constant<int, W>) with the compile-time W == w (1 <= w <= MaxW).
