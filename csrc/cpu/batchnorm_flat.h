@@ -12,11 +12,13 @@
 // block holds several independent vectors), plus `tail` rows left over (< rows_per). Position
 // q of a super-row belongs to channel q % c, so the parameters are tiled once per period and
 // a column block of W registers holds its parameters and accumulators across all super-rows.
-// A period wider than a pass's block (at most 128 floats: in_registers; the dx pass at 96 or
-// fewer, avx2 / baseline at 32) is split in column blocks, each walked down a short chunk of
-// super-rows (kChunkFloats) or at most 64 super-rows (reduce). Wider periods keep the runs.
-// Paired against the runs (1 thread, Zen 4): forward 0.5-0.65x the time for c <= 96 and
-// (1, 112, 112, 128); backward 0.6-0.8x (benchmarks/RESULTS.md, helper P stop 35).
+// A period wider than a pass's block (blocks of at most 128 floats, the dx pass's of 96 at
+// AVX-512; 32 and 24 at avx2) is split in column blocks, each walked down a short chunk of
+// super-rows (kChunkFloats) or at most 64 super-rows (reduce). Periods past 128 floats keep
+// the runs (in_registers), but for the forward of an x in cache (forward_in_registers); the
+// backward keeps them from 64 channels (batchnorm.cpp), the baseline level everywhere.
+// Paired against the runs (1 thread, Zen 4): forward 0.45-0.7x the time for c <= 128,
+// backward 0.6-0.85x for c < 64 (benchmarks/RESULTS.md, helper P stop 35).
 #pragma once
 #include <algorithm>
 #include <cstdint>
