@@ -3,9 +3,10 @@
 // Training forward = two passes over x: (1) per-channel sums of d and d^2 with d = x - x[0]
 // (float within 64-row blocks, double across them: parallel.h; the shift by the first row
 // keeps E[d^2] - E[d]^2 from cancelling when |mean| >> std), (2) y = x*scale + shift. Backward = two passes over (dy, x): (1) sum(dy)
-// and sum(dy*(x-mean)), (2) dx. OpenMP over rows in both. Every pass walks x in
-// batchnorm_flat.h's super-rows with its parameters and float accumulators in registers
-// (stop 35: the tiled arrays in memory of parallel.h's runs made the passes L1-port bound).
+// and sum(dy*(x-mean)), (2) dx. OpenMP over rows in both. The passes walk x in
+// batchnorm_flat.h's super-rows with their parameters and float accumulators in registers
+// (stop 35: the tiled arrays in memory of parallel.h's runs made them L1-port bound) where
+// its rules say so (in_registers, forward_in_registers, kBackwardRunsFrom); else the runs.
 //
 // A following ReLU fuses in: the forward clamps in its write pass; the backward masks dy by
 // the sign of y, recomputed from x in both of its passes (x is read there anyway), so
