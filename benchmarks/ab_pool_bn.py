@@ -5,8 +5,8 @@ ab_two_builds.py: each build's _C loaded under its own name, calls alternating A
   python benchmarks/ab_pool_bn.py A.so B.so PASS "N,HW,C;N,HW,C" REPS
   PASS: mpf / mpb (max_pool 2x2 with argmax, forward / backward from argmax),
         apf / apb (avg_pool 2x2 forward / backward), bnf / bnb (batch_norm train fwd / bwd)
-Prints per case the medians of REPS calls of each build, B / A, and the roofline efficiency
-bench_sweep would give B (compulsory bytes over np.copyto of as many bytes, also paired).
+Prints per case the medians of REPS calls of each build, B / A, and both builds' roofline efficiency
+as bench_sweep computes it (np.copyto of the compulsory bytes, timed in the same process, over the median).
 """
 import statistics
 import sys
