@@ -224,7 +224,12 @@ def test_bias_act_matches_oracle(act, with_bias, shape, scale):
     dy = randn(*shape)
     dz, db = _C.bias_act_backward(dy, y, act, with_bias)
     rdz, rdb = R.bias_act_backward(f64(dy), f64(y), act, with_bias)
-    close(dz, rdz, 1e-5)
+    # tanh's dy*(1 - y*y) cancels where |y| is near 1: without FMA (the baseline level) y*y is
+    # rounded before the subtraction, an absolute error of ~1.2e-7 * |dy| (seen: 5e-8 on an
+    # element of 6e-4). Judge those elements on the scale of dy, 10x above that rounding.
+    atol = 1e-6 * float(np.abs(f64(dy)).max()) if act in ("tanh", "sigmoid") else 0.0
+    np.testing.assert_allclose(dz, rdz, rtol=1e-5, atol=max(atol, 1e-30))
+    assert dz.dtype == np.float32
     if with_bias:
         close(db, rdb, 1e-5)
     else:
