@@ -402,3 +402,33 @@ def test_winograd_filter_kept_by_the_plan_follows_weight_changes():
     third = model.predict_on_batch(x)
     _close(third, _oracle(model, x))
     assert np.abs(third - second).max() > 1e-3
+
+
+@pytest.mark.parametrize("activation,bias,bn", [("linear", True, False), ("relu", False, True), ("relu6", True, True),
+                                                 ("relu6", False, False), ("sigmoid", True, False)])
+def test_one_pixel_pointwise_conv_runs_as_a_dense_product(activation, bias, bn):
+    # MobileNet's classifier: a 1x1 conv on the pooled pixel of one image is the dense kernel's
+    # one-row product (_one_pixel_pointwise_step); at batch 2, or on more than one pixel, the conv.
+    fastconv.set_seed(13)
+    inp = layers.Input((5, 5, 6))
+    h = layers.Conv2D(40, 3, padding="same", name="c0")(inp)
+    h = layers.GlobalAveragePooling2D(keepdims=True)(h)
+    h = layers.Conv2D(37, 1, use_bias=bias, name="preds", activation=None if activation == "relu6" else activation)(h)
+    if bn:
+        h = layers.BatchNormalization(name="bn")(h)
+    if activation == "relu6":
+        h = layers.ReLU(max_value=6.0)(h)
+    model = fastconv.Model(inp, layers.Reshape((-1,))(h))
+    _randomise_bn(model, 13)
+    model.get_layer("preds").kernel.data[...] *= 100.0  # outputs past the cap of 6
+    for batch in (1, 2):
+        x = _x((5, 5, 6), batch, seed=batch)
+        got = model.predict_on_batch(x)
+        _close(got, _oracle(model, x))
+        kinds = [step.__qualname__ for step, _ in _plan_of(model).steps]
+        assert any(k.startswith("_one_pixel_pointwise_step") for k in kinds) == (batch == 1), kinds
+        if activation == "relu6" and not bn:  # (the batch norm rescales the outputs)
+            assert got.max() == 6.0 and got.min() == 0.0
+    x = _x((5, 5, 6), 1, seed=3)
+    x[0, 2, 2, 1] = np.nan  # reaches every pooled channel, then every output
+    assert np.isnan(model.predict_on_batch(x)).all()
