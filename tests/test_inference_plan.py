@@ -420,7 +420,10 @@ def test_one_pixel_pointwise_conv_runs_as_a_dense_product(activation, bias, bn):
         h = layers.ReLU(max_value=6.0)(h)
     model = fastconv.Model(inp, layers.Reshape((-1,))(h))
     _randomise_bn(model, 13)
-    model.get_layer("preds").kernel.data[...] *= 100.0  # outputs past the cap of 6
+    preds = model.get_layer("preds")
+    preds.kernel.data[...] *= 100.0  # outputs past the cap of 6
+    if bias:
+        preds.bias.data[...] = np.random.default_rng(14).standard_normal(37).astype(np.float32)
     for batch in (1, 2):
         x = _x((5, 5, 6), batch, seed=batch)
         got = model.predict_on_batch(x)
