@@ -435,3 +435,30 @@ def test_one_pixel_pointwise_conv_runs_as_a_dense_product(activation, bias, bn):
     x = _x((5, 5, 6), 1, seed=3)
     x[0, 2, 2, 1] = np.nan  # reaches every pooled channel, then every output
     assert np.isnan(model.predict_on_batch(x)).all()
+
+
+@pytest.mark.parametrize("activation,pads,fused", [
+    ("relu", ((1, 1), (1, 1)), True),       # ResNet-50's pool1_pad -> pool1_pool
+    ("relu", ((0, 2), (1, 0)), True),       # uneven padding, still inside every window
+    ("linear", ((1, 1), (1, 1)), False),    # negative outputs: the zeros win at the borders
+    ("relu", ((3, 0), (0, 0)), False),      # whole windows of padding (0 there, not the pool's)
+])
+def test_zero_padding_before_a_max_pool_of_a_relu_output(activation, pads, fused):
+    fastconv.set_seed(15)
+    inp = layers.Input((9, 8, 3))
+    h = layers.Conv2D(6, 3, padding="same", activation=activation, name="c")(inp)
+    h = layers.ZeroPadding2D(pads)(h)
+    h = layers.MaxPooling2D(3, strides=2, name="pool")(h)
+    model = fastconv.Model(inp, h)
+    for batch in (1, 2):
+        x = _x((9, 8, 3), batch, seed=batch)
+        got = model.predict_on_batch(x)
+        ref = _oracle(model, x)
+        assert got.shape == ref.shape
+        _close(got, ref)
+        assert ("pad + pool" in _plan_of(model).describe()) == fused
+    x = _x((9, 8, 3), 1)
+    x[0, 0, 0, :] = np.nan  # the conv's corner outputs, then the windows over them
+    got = model.predict_on_batch(x)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(_oracle(model, x)))
+    assert np.isnan(got).any()
