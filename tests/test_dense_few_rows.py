@@ -1,5 +1,6 @@
 """Dense backward with 1..8 rows (csrc/cpu/dense_few_rows.cpp; AVX2 and AVX-512 levels, k * m >=
-128 * 128, m <= 4096; other shapes and the baseline level take the GEMMs): dx = dy @ w^T from w's
+128 * 128, m <= 4096) and 9..16 rows (AVX-512, k * m >= 512 * 512); other shapes and the baseline
+level take the GEMMs: dx = dy @ w^T from w's
 rows against dy^T (eight rows of w in flight, the sums over m in blocks of 256), dw = x^T @ dy
 row by row, db the column sums. Against the NumPy oracle in float64 (rtol 1e-5, atol 1e-5 times
 the output's magnitude: float32 sums of up to 4096 products), bitwise the same on one and two
@@ -36,7 +37,7 @@ def _arrays(n, k, m, seed):
 
 
 @pytest.mark.parametrize("k,m", SHAPES)
-@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9])
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 12, 16, 17])
 def test_few_rows_backward_matches_oracle(two_threads, n, k, m):
     dy, x, w = _arrays(n, k, m, n * 1000 + k + m)
     got = _C.dense_backward(dy, x, w)
@@ -44,7 +45,8 @@ def test_few_rows_backward_matches_oracle(two_threads, n, k, m):
     for g, r in zip(got, ref):
         assert g.shape == r.shape and g.dtype == np.float32
         _close(g, r)
-    if n > 8 or m > 4096 or k * m < 128 * 128 or _C.isa_level() == "baseline":
+    wide = _C.isa_level() not in ("baseline", "avx2")  # 9..16 rows at AVX-512, from 512 x 512
+    if n > (16 if wide else 8) or m > 4096 or k * m < (128 * 128 if n <= 8 else 512 * 512) or _C.isa_level() == "baseline":
         return  # the GEMMs: their results may depend on the thread count
     fastconv.set_num_threads(1)
     try:
@@ -64,9 +66,9 @@ def test_few_rows_backward_functional_shapes():
         _close(g, r)
 
 
-@pytest.mark.parametrize("n", [1, 7])
-def test_few_rows_backward_propagates_nan_and_inf(two_threads, n):
-    k, m = 203, 300
+@pytest.mark.parametrize("n,k", [(1, 203), (7, 203), (13, 1003)])
+def test_few_rows_backward_propagates_nan_and_inf(two_threads, n, k):
+    m = 300
     dy, x, w = _arrays(n, k, m, 11)
     dy[n - 1, 77] = np.nan      # dx's last row, dw's column 77 and db[77] NaN
     w[150, 3] = np.inf          # dx[:, 150] inf (or NaN where dy's row holds the NaN)

@@ -1,4 +1,4 @@
-// The dense backward with few rows (n <= kFewRows: a classifier over one image's few rows, the
+// The dense backward with few rows (n <= kFewRows, 8 or 16: a classifier over one image's few rows, the
 // sweep's N=1 7x7 cases, a small training batch) without GEMMs. At n = 7, k = m = 512 the two
 // GEMMs took 0.19 ms (1 thread, Zen 4): OpenBLAS packs all of w (1 MB) for dx = dy @ w^T, an
 // M = 7 product that then runs a few steps per packed line, and dw = x^T @ dy has inner size 7.
@@ -26,48 +26,82 @@ namespace fastconv::cpu {
 #if defined(__AVX2__)
 namespace {
 
-constexpr int64_t kFewRows = 8;       // dy^T's rows are one 256-bit register
-constexpr int64_t kMaxOutputs = 4096;  // bounds dy^T's copy: m * 8 floats (128 KB)
+#if defined(__AVX512F__)
+constexpr int64_t kFewRows = 16;  // dy^T's rows are one register: 256-bit to 8 rows, 512-bit to 16
+#else
+constexpr int64_t kFewRows = 8;
+#endif
+constexpr int64_t kMaxOutputs = 4096;  // bounds dy^T's copy: m * 16 floats (256 KB)
 // Below k * m = 128 * 128 the GEMMs are as fast (a few us; n = 7, paired in one process, 1
 // thread, Zen 4, GEMMs / here: k = m = 512 0.157 / 0.096 ms, 256 0.034 / 0.032, 128 0.0100 /
 // 0.0093, 64 0.0043 / 0.0046, 24 0.0027 / 0.0030; n = 1, 1024 x 1000: 1.01 / 0.44).
 constexpr int64_t kMinWeights = 128 * 128;
+// 9..16 rows (512-bit dy^T rows, AVX-512) gain only on large w, GEMMs / here (same scheme):
+// n = 14, k = m = 512 0.220 / 0.178 ms, n = 16 0.244 / 0.206, n = 9 0.176 / 0.167, n = 16 and
+// 1024 x 1000 1.40 / 1.25; slower at n = 14, k = m = 256 0.052 / 0.058 and 128 0.014 / 0.017.
+constexpr int64_t kMinWeightsWide = 512 * 512;
 constexpr int kRowsInFlight = 8;
 // dx's sums over j run in float blocks of kSumBlock terms, the block sums added: one chain of
 // 4096 terms erred 1.4e-4 relative (k = 1000, m = 4096, against float64), as a GEMM's blocked
 // sums do not.
 constexpr int64_t kSumBlock = 256;
 
-// dx[., t] for t in [t0, t1): dyt is m rows of 8 floats (dy^T, lanes past n zero).
+// One row of dy^T (L floats, lanes past n zero) as a register: 256-bit to 8 rows, 512-bit to
+// 16 (AVX-512; on Zen 4 a 512-bit FMA costs two 256-bit ones, so 8 rows stay 256-bit).
+template <int L>
+struct ColumnReg;
+template <>
+struct ColumnReg<8> {
+  using V = __m256;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static V fma(float a, V b, V c) { return _mm256_fmadd_ps(_mm256_set1_ps(a), b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+};
+#if defined(__AVX512F__)
+template <>
+struct ColumnReg<16> {
+  using V = __m512;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V fma(float a, V b, V c) { return _mm512_fmadd_ps(_mm512_set1_ps(a), b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+};
+#endif
+
+// dx[., t] for t in [t0, t1): dyt is m rows of L floats (dy^T, lanes past n zero).
+template <int L>
 void dx_rows(int64_t t0, int64_t t1, int64_t n, int64_t k, int64_t m, const float* dyt, const float* w,
              float* dx) {
-  alignas(32) float out[kRowsInFlight][8];
+  using C = ColumnReg<L>;
+  using V = typename C::V;
+  alignas(64) float out[kRowsInFlight][L];
   int64_t t = t0;
   for (; t < t1; t += kRowsInFlight) {
     const int R = (int)std::min<int64_t>(kRowsInFlight, t1 - t);
-    __m256 acc[kRowsInFlight];
-    for (int r = 0; r < kRowsInFlight; ++r) acc[r] = _mm256_setzero_ps();
+    V acc[kRowsInFlight];
+    for (int r = 0; r < kRowsInFlight; ++r) acc[r] = C::zero();
     for (int64_t j0 = 0; j0 < m; j0 += kSumBlock) {  // block sums added: see kSumBlock
       const int64_t j1 = std::min(m, j0 + kSumBlock);
-      __m256 part[kRowsInFlight];
-      for (int r = 0; r < kRowsInFlight; ++r) part[r] = _mm256_setzero_ps();
+      V part[kRowsInFlight];
+      for (int r = 0; r < kRowsInFlight; ++r) part[r] = C::zero();
       if (R == kRowsInFlight) {
         const float* wr = w + t * m;
         for (int64_t j = j0; j < j1; ++j) {
-          const __m256 d = _mm256_loadu_ps(dyt + j * 8);
-          for (int r = 0; r < kRowsInFlight; ++r)
-            part[r] = _mm256_fmadd_ps(_mm256_set1_ps(wr[r * m + j]), d, part[r]);
+          const V d = C::load(dyt + j * L);
+          for (int r = 0; r < kRowsInFlight; ++r) part[r] = C::fma(wr[r * m + j], d, part[r]);
         }
       } else {
         for (int r = 0; r < R; ++r) {
           const float* wr = w + (t + r) * m;
-          for (int64_t j = j0; j < j1; ++j)
-            part[r] = _mm256_fmadd_ps(_mm256_set1_ps(wr[j]), _mm256_loadu_ps(dyt + j * 8), part[r]);
+          for (int64_t j = j0; j < j1; ++j) part[r] = C::fma(wr[j], C::load(dyt + j * L), part[r]);
         }
       }
-      for (int r = 0; r < kRowsInFlight; ++r) acc[r] = _mm256_add_ps(acc[r], part[r]);
+      for (int r = 0; r < kRowsInFlight; ++r) acc[r] = C::add(acc[r], part[r]);
     }
-    for (int r = 0; r < R; ++r) _mm256_store_ps(out[r], acc[r]);
+    for (int r = 0; r < R; ++r) C::store(out[r], acc[r]);
     for (int64_t i = 0; i < n; ++i)
       for (int r = 0; r < R; ++r) dx[i * k + t + r] = out[r][i];
   }
@@ -78,7 +112,7 @@ void dw_rows(int64_t t0, int64_t t1, int64_t n, int64_t k, int64_t m, const floa
              float* dw) {
   constexpr int B = 4;  // register blocks of a row in flight: B chains of n FMAs
   for (int64_t t = t0; t < t1; ++t) {
-    f32xR xb[kFewRows];
+    f32xR xb[kFewRows];  // (at most 16 of the 32 registers: below 8 at n <= 8)
     for (int64_t i = 0; i < n; ++i) xb[i] = f32xR{} + x[i * k + t];
     float* row = dw + t * m;
     int64_t j = 0;
@@ -107,21 +141,29 @@ void dw_rows(int64_t t0, int64_t t1, int64_t n, int64_t k, int64_t m, const floa
 
 namespace detail {
 
-// False (nothing done) outside its shapes: n in [1, kFewRows], m <= kMaxOutputs,
-// k * m >= kMinWeights, AVX2 or above.
+// False (nothing done) outside its shapes: n in [1, kFewRows], m <= kMaxOutputs, k * m at
+// least kMinWeights (kMinWeightsWide above 8 rows), AVX2 or above.
 bool dense_backward_few_rows(int64_t n, int64_t k, int64_t m, const float* dy, const float* x, const float* w,
                              float* dx, float* dw, float* db) {
 #if defined(__AVX2__)
-  if (n < 1 || n > kFewRows || m > kMaxOutputs || k * m < kMinWeights) return false;
+  if (n < 1 || n > kFewRows || m > kMaxOutputs || k * m < (n <= 8 ? kMinWeights : kMinWeightsWide)) return false;
+  const int64_t lanes = n <= 8 ? 8 : 16;
   std::vector<float> dyt;
   if (dx) {
-    dyt.assign((size_t)(m * 8), 0.f);
+    dyt.assign((size_t)(m * lanes), 0.f);
     for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < m; ++j) dyt[(size_t)(j * 8 + i)] = dy[i * m + j];
+      for (int64_t j = 0; j < m; ++j) dyt[(size_t)(j * lanes + i)] = dy[i * m + j];
   }
   const bool parallel = !omp_in_parallel() && get_num_threads() > 1 && n * k * m >= kParallelGrain * 8;
   split_lines(1, k, parallel, [&](int64_t t0, int64_t t1) {
-    if (dx) dx_rows(t0, t1, n, k, m, dyt.data(), w, dx);
+    if (dx) {
+#if defined(__AVX512F__)
+      if (lanes == 16)
+        dx_rows<16>(t0, t1, n, k, m, dyt.data(), w, dx);
+      else
+#endif
+        dx_rows<8>(t0, t1, n, k, m, dyt.data(), w, dx);
+    }
     if (dw) dw_rows(t0, t1, n, k, m, x, dy, dw);
   });
   if (db)  // in row order, in float: column_sums' result on one thread, on any thread count
