@@ -1,13 +1,14 @@
-// The dense backward with few rows (n <= kFewRows, 8 or 16: a classifier over one image's few rows, the
-// sweep's N=1 7x7 cases, a small training batch) without GEMMs. At n = 7, k = m = 512 the two
+// The dense backward with few rows (n <= kFewRows, 8 or 16: a classifier over one image's few
+// rows, the sweep's N=1 7x7 cases, a small training batch) without GEMMs. At n = 7, k = m = 512 the two
 // GEMMs took 0.19 ms (1 thread, Zen 4): OpenBLAS packs all of w (1 MB) for dx = dy @ w^T, an
 // M = 7 product that then runs a few steps per packed line, and dw = x^T @ dy has inner size 7.
 // Here nothing is packed:
-// - dx: w's rows stream once; a row t gives the n sums dx[., t] in the n lanes of one 256-bit
-//   register: w[t][j] broadcast times row j of dy^T (n floats, an L1-resident copy), summed over j
-//   in order. Eight rows of w in flight keep eight independent FMA chains.
+// - dx: w's rows stream once; a row t gives the n sums dx[., t] in the n lanes of one register
+//   (256-bit to 8 rows, 512-bit to 16): w[t][j] broadcast times row j of dy^T (an L1-resident
+//   copy), summed over j in blocks of kSumBlock. Eight rows of w in flight: eight FMA chains.
 // - dw: row t of dw = sum over i (in order) of x[i][t] * dy[i], x's n floats broadcast once a
-//   row, dy's n rows read from L1, four register blocks of dw's row in flight, each stored once.
+//   row, dy's n rows from an L1 copy of a column block (see dw_rows), four register blocks of
+//   dw's row in flight, each stored once.
 // - db: the column sums in row order (detail::column_sums' float sums of up to 64 rows).
 // Every output is computed by one thread, so the results do not depend on the thread count.
 #include <omp.h>
