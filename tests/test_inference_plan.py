@@ -402,3 +402,63 @@ def test_winograd_filter_kept_by_the_plan_follows_weight_changes():
     third = model.predict_on_batch(x)
     _close(third, _oracle(model, x))
     assert np.abs(third - second).max() > 1e-3
+
+
+@pytest.mark.parametrize("activation,bias,bn", [("linear", True, False), ("relu", False, True), ("relu6", True, True),
+                                                 ("relu6", False, False), ("sigmoid", True, False)])
+def test_one_pixel_pointwise_conv_runs_as_a_dense_product(activation, bias, bn):
+    # MobileNet's classifier: a 1x1 conv on the pooled pixel of one image is the dense kernel's
+    # one-row product (_one_pixel_pointwise_step); at batch 2, or on more than one pixel, the conv.
+    fastconv.set_seed(13)
+    inp = layers.Input((5, 5, 6))
+    h = layers.Conv2D(40, 3, padding="same", name="c0")(inp)
+    h = layers.GlobalAveragePooling2D(keepdims=True)(h)
+    h = layers.Conv2D(37, 1, use_bias=bias, name="preds", activation=None if activation == "relu6" else activation)(h)
+    if bn:
+        h = layers.BatchNormalization(name="bn")(h)
+    if activation == "relu6":
+        h = layers.ReLU(max_value=6.0)(h)
+    model = fastconv.Model(inp, layers.Reshape((-1,))(h))
+    _randomise_bn(model, 13)
+    preds = model.get_layer("preds")
+    preds.kernel.data[...] *= 100.0  # outputs past the cap of 6
+    if bias:
+        preds.bias.data[...] = np.random.default_rng(14).standard_normal(37).astype(np.float32)
+    for batch in (1, 2):
+        x = _x((5, 5, 6), batch, seed=batch)
+        got = model.predict_on_batch(x)
+        _close(got, _oracle(model, x))
+        kinds = [step.__qualname__ for step, _ in _plan_of(model).steps]
+        assert any(k.startswith("_one_pixel_pointwise_step") for k in kinds) == (batch == 1), kinds
+        if activation == "relu6" and not bn:  # (the batch norm rescales the outputs)
+            assert got.max() == 6.0 and got.min() == 0.0
+    x = _x((5, 5, 6), 1, seed=3)
+    x[0, 2, 2, 1] = np.nan  # reaches every pooled channel, then every output
+    assert np.isnan(model.predict_on_batch(x)).all()
+
+
+@pytest.mark.parametrize("activation,pads,fused", [
+    ("relu", ((1, 1), (1, 1)), True),       # ResNet-50's pool1_pad -> pool1_pool
+    ("relu", ((0, 2), (1, 0)), True),       # uneven padding, still inside every window
+    ("linear", ((1, 1), (1, 1)), False),    # negative outputs: the zeros win at the borders
+    ("relu", ((3, 0), (0, 0)), False),      # whole windows of padding (0 there, not the pool's)
+])
+def test_zero_padding_before_a_max_pool_of_a_relu_output(activation, pads, fused):
+    fastconv.set_seed(15)
+    inp = layers.Input((9, 8, 3))
+    h = layers.Conv2D(6, 3, padding="same", activation=activation, name="c")(inp)
+    h = layers.ZeroPadding2D(pads)(h)
+    h = layers.MaxPooling2D(3, strides=2, name="pool")(h)
+    model = fastconv.Model(inp, h)
+    for batch in (1, 2):
+        x = _x((9, 8, 3), batch, seed=batch)
+        got = model.predict_on_batch(x)
+        ref = _oracle(model, x)
+        assert got.shape == ref.shape
+        _close(got, ref)
+        assert ("pad + pool" in _plan_of(model).describe()) == fused
+    x = _x((9, 8, 3), 1)
+    x[0, 0, 0, :] = np.nan  # the conv's corner outputs, then the windows over them
+    got = model.predict_on_batch(x)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(_oracle(model, x)))
+    assert np.isnan(got).any()

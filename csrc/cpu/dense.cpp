@@ -532,6 +532,9 @@ bool with_narrow_width(int64_t c, Fn fn) {
 
 namespace detail {
 
+bool dense_backward_few_rows(int64_t n, int64_t k, int64_t m, const float* dy, const float* x, const float* w,
+                             float* dx, float* dw, float* db);  // dense_few_rows.cpp
+
 void column_sums(int64_t rows, int64_t cols, const float* a, float* out) {
   // parallel.h's column reduction: float accumulators folded into double every kReduceRows
   // rows, deterministic for a thread count, rows grouped so few columns still vectorise (a
@@ -594,6 +597,7 @@ void dense_backward(int64_t n, int64_t k, int64_t m, const float* dy, const floa
   if (k == m && n >= detail::pixel_transpose::L &&
       with_narrow_width(k, [&](auto c) { dense_backward_planes<decltype(c)::value>(n, dy, x, w, dx, dw, db); }))
     return;
+  if (detail::dense_backward_few_rows(n, k, m, dy, x, w, dx, dw, db)) return;
   if (dx) parallel_sgemm(false, true, n, k, m, 1.f, dy, m, w, m, 0.f, dx, k);
   if (dw) parallel_sgemm(true, false, k, m, n, 1.f, x, k, dy, m, 0.f, dw, m);
   if (db) detail::column_sums(n, m, dy, db);
