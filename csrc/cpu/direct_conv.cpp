@@ -1172,6 +1172,22 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
   const int64_t cb = (g.oc + nblocks - 1) / nblocks;
 
   const int64_t psize = wsize + g.oc;  // dw, then db
+  // The x and dy rows of item i: images [n0, n0 + nimg), output rows [oy0, oy1) of each.
+  auto item_rows = [&](int64_t i, int64_t& n0, int64_t& oy0, int64_t& oy1, int64_t& nimg) {
+    nimg = 1;
+    if (tasks.rows == g.oh) {
+      n0 = i * group, oy0 = 0, oy1 = g.oh;
+      nimg = std::min(group, g.n - n0);
+    } else {
+      tasks.get(i, n0, oy0, oy1);
+    }
+  };
+  // Stride 2: the next item's x and dy rows prefetched into L2 between the tap tiles of this
+  // one (stride2::LinePrefetch, as few_channel_s2_planes.cpp's blocks): the pack's pair split
+  // of x waited on L3 / DRAM (split_pairs<6> 39% of a C=6 N=256 56x56 weight pass in perf,
+  // tap_dot 25%). Not measured at stride 1 (left as it was).
+  const bool ahead = v.sh == 2 && 4 * g.n * g.h * g.w * g.c >= stride2::kPrefetchFromBytes;
+  const int64_t calls = (g.oc + cb - 1) / cb * ((ntaps + tile_taps(cb) - 1) / tile_taps(cb));
   std::vector<double> part((size_t)(threads * psize), 0.0);
   int used = 1;
   ExceptionCaptor errors;  // the buffers may not fit in memory (rows of a very wide image)
@@ -1196,12 +1212,18 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
       if (errors.failed()) continue;  // some thread has no buffers: the call raises
       // Images [n0, n0 + nimg), output rows [oy0, oy1) of each. A short last row block keeps
       // the full item's layout (same tap offsets); only its stream is shorter.
-      int64_t n0, oy0, oy1, nimg = 1;
-      if (tasks.rows == g.oh) {
-        n0 = i * group, oy0 = 0, oy1 = g.oh;
-        nimg = std::min(group, g.n - n0);
-      } else {
-        tasks.get(i, n0, oy0, oy1);
+      int64_t n0, oy0, oy1, nimg;
+      item_rows(i, n0, oy0, oy1, nimg);
+      stride2::LinePrefetch<> px, pd;
+      if (ahead && i + 1 < items) {
+        int64_t m0, py0, py1, mimg;
+        item_rows(i + 1, m0, py0, py1, mimg);
+        const int64_t r0 = std::max<int64_t>(0, py0 * v.sh - v.pt);
+        const int64_t r1 = std::min(g.h, (py1 - 1) * v.sh - v.pt + (v.kh - 1) * v.dh + 1);
+        const float* xi = x + m0 * g.h * g.w * g.c;
+        px.set(xi + r0 * g.w * g.c, xi + ((mimg - 1) * g.h + std::max(r0, r1)) * g.w * g.c, calls);
+        pd.set(dy + (m0 * g.oh + py0) * g.ow * g.oc,
+               dy + ((m0 + mimg - 1) * g.oh + py1) * g.ow * g.oc, calls);
       }
       const int64_t lines = oy1 - oy0, nvec = round_up(lines * full.len, kLanes) / kLanes;
       for (int64_t b = 0; b < nimg; ++b) {
@@ -1219,10 +1241,12 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
         const int64_t cn = std::min(cb, g.oc - c0);
         const TapDotFn kernel = pick_tap_dot(cn);
         const int64_t tt = tile_taps(cn);
-        for (int64_t t0 = 0; t0 < ntaps; t0 += tt)
+        for (int64_t t0 = 0; t0 < ntaps; t0 += tt) {
+          px.step(), pd.step();
           kernel(xbuf.data(), full.floats, offs.data() + t0, (int)std::min(tt, ntaps - t0),
                  dbuf.data() + c0 * kLanes, g.oc * kLanes, nimg, nvec,
                  vacc.data() + (t0 * g.oc + c0) * kLanes, g.oc * kLanes);
+        }
       }
     }
     double* acc = part.data() + t * psize;
