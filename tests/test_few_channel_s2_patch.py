@@ -1,0 +1,100 @@
+"""The C = 3 weight pass of 3x3 stride-2 convs straight from the NHWC rows
+(csrc/cpu/few_channel_s2_patch.cpp, AVX-512; at avx2 and the baseline the planes run these
+shapes): against the float64 oracle (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the
+largest value).
+
+Each output pixel's patch row is one masked load of 9 floats; the masks drop the padding's
+columns at both row ends (left pads 0..2, odd and even widths: the last pixel's third column
+in or out of the row) and whole rows outside x (top and bottom pads). So the shapes cover
+every pad, odd/even sizes, one output row or column, batch 1 and more, bias or not, 1 and 2
+threads (deterministic), more pixels than one lane flush (65536 a thread) and x over 1 MiB
+(the next rows prefetched), and NaN/inf at the edges reaching dw and db where the
+reference puts them."""
+import itertools
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+from fastconv import _C
+from fastconv import reference as R
+
+from test_direct_conv import _close
+
+def _run(x, dy, pads, bias=True):
+    args = ((2, 2), pads, (1, 1), 1)
+    got = _C.conv2d_backward_weights(dy, x, (3, 3, 3, 3), *args, bias)
+    ref = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64), (3, 3, 3, 3),
+                                    *args, bias)
+    return got, ref
+
+
+def _shapes(n, h, w, pads, seed):
+    rng = np.random.default_rng(seed)
+    oh, ow = (h + pads[0] + pads[1] - 3) // 2 + 1, (w + pads[2] + pads[3] - 3) // 2 + 1
+    x = rng.standard_normal((n, h, w, 3)).astype(np.float32)
+    dy = rng.standard_normal((n, oh, ow, 3)).astype(np.float32)
+    return x, dy
+
+
+@pytest.mark.parametrize("n, h, w", ((1, 14, 14), (3, 15, 29), (2, 28, 28), (1, 3, 57),
+                                     (2, 9, 113), (1, 56, 14), (3, 7, 16)))
+@pytest.mark.parametrize("pads", list(itertools.product((0, 1, 2), (0, 1), (0, 1, 2), (0, 1))))
+def test_weight_pass_against_reference(n, h, w, pads):
+    x, dy = _shapes(n, h, w, pads, n * 1000 + h * w + sum(pads))
+    bias = (h + w + sum(pads)) % 2 == 0
+    got, ref = _run(x, dy, pads, bias)
+    _close(got[0], ref[0])
+    if bias:
+        _close(got[1], ref[1])
+
+
+def test_threaded_deterministic_flush_and_prefetch():
+    # 40 images of 56x57: x 1.5 MB (its rows prefetched); 100 images of 30x56: 84k output
+    # pixels (a lane flush mid-pass at 1 thread).
+    for n, h, w in ((40, 56, 57), (100, 30, 56)):
+        x, dy = _shapes(n, h, w, (0, 1, 0, 1), n)
+        saved = fc.get_num_threads()
+        try:
+            runs = {}
+            for t in (1, 2):
+                fc.set_num_threads(t)
+                a, b = _run(x, dy, (0, 1, 0, 1))[0], _run(x, dy, (0, 1, 0, 1))[0]
+                assert all(np.array_equal(u, v) for u, v in zip(a, b))
+                runs[t] = a
+        finally:
+            fc.set_num_threads(saved)
+        _, ref = _run(x, dy, (0, 1, 0, 1))
+        for t in (1, 2):
+            _close(runs[t][0], ref[0])
+            _close(runs[t][1], ref[1])
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("bad", (np.nan, np.inf, -np.inf))
+@pytest.mark.parametrize("where", ((0, 0, 0), (0, 28, 2), (14, 0, 1), (14, 28, 0), (7, 17, 2),
+                                   (6, 18, 1)))
+@pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (2, 2, 2, 2), (0, 0, 0, 0)))
+def test_nonfinite_x_lands_where_the_reference_puts_it(bad, where, pads):
+    x, dy = _shapes(2, 15, 29, pads, 5)
+    x[1, where[0], where[1], where[2]] = bad
+    got, ref = _run(x, dy, pads)
+    for g, r in zip(got, ref):
+        assert np.array_equal(np.isnan(g), np.isnan(r))
+        assert np.array_equal(np.isposinf(g), np.isposinf(r))
+        assert np.array_equal(np.isneginf(g), np.isneginf(r))
+        fin = np.isfinite(r)
+        _close(np.where(fin, g, 0).astype(np.float32), np.where(fin, r, 0))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("bad", (np.nan, np.inf))
+def test_nonfinite_dy(bad):
+    x, dy = _shapes(2, 15, 30, (0, 1, 0, 1), 6)
+    dy[0, 0, 0, 2] = bad
+    dy[1, 6, 14, 0] = -bad
+    got, ref = _run(x, dy, (0, 1, 0, 1))
+    assert not np.isfinite(ref[0]).all() and not np.isfinite(ref[1]).all()
+    for g, r in zip(got, ref):
+        assert np.array_equal(np.isnan(g), np.isnan(r))
+        assert np.array_equal(np.isinf(g), np.isinf(r))
