@@ -1,14 +1,18 @@
-// 3x3 stride-2 convs with three channels in and out: the weight pass straight from the NHWC
-// rows, one masked load per output pixel's patch row (few_channel_s2_patch.cpp, AVX-512);
-// s2_planes_backward_weights hands C = 3 here first.
+// 3x3 stride-2 convs with 3 or 6 channels in and out: the weight pass straight from the NHWC
+// rows, masked loads of each output pixel's patch rows (few_channel_s2_patch.cpp, AVX-512);
+// s2_planes_backward_weights hands C = 3 here first, direct_conv.cpp C = 6.
 #pragma once
 #include "common/geometry.h"
 #include "kernels.h"
 
 namespace fastconv::cpu::detail {
 
-// Same contract as conv2d_backward_weights for the shapes s2_planes_shape admits with C = 3;
-// false (nothing written) at a level without AVX-512 or for another shape.
+// Whether the weight pass of this conv runs here: groups 1, Cin = Cout = 3 (from 14 columns)
+// or 6, 3x3, stride 2, dilation 1, pads 0..2 at the top and left; false below AVX-512.
+bool s2_patch_shape(const ConvGeometry& g);
+
+// Same contract as conv2d_backward_weights for the shapes s2_patch_shape admits; false
+// (nothing written) for any other.
 bool s2_patch_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                                float* db);
 
