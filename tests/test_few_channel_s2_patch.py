@@ -1,9 +1,10 @@
-"""The C = 3 weight pass of 3x3 stride-2 convs straight from the NHWC rows
-(csrc/cpu/few_channel_s2_patch.cpp, AVX-512; at avx2 and the baseline the planes run these
-shapes): against the float64 oracle (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the
+"""The C = 3 and C = 6 weight passes of 3x3 stride-2 convs straight from the NHWC rows
+(csrc/cpu/few_channel_s2_patch.cpp, AVX-512; at avx2 and the baseline the planes (C = 3) and
+the direct path (C = 6) run these shapes): against the float64 oracle (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the
 largest value).
 
-Each output pixel's patch row is one masked load of 9 floats; the masks drop the padding's
+Each output pixel's patch row is one masked load of 9 floats (C = 3), or of 16 plus the
+last 2 floats of the three rows merged into one vector (C = 6); the masks drop the padding's
 columns at both row ends (left pads 0..2, odd and even widths: the last pixel's third column
 in or out of the row) and whole rows outside x (top and bottom pads). So the shapes cover
 every pad, odd/even sizes, one output row or column, batch 1 and more, bias or not, 1 and 2
@@ -23,25 +24,32 @@ from test_direct_conv import _close
 
 def _run(x, dy, pads, bias=True):
     args = ((2, 2), pads, (1, 1), 1)
-    got = _C.conv2d_backward_weights(dy, x, (3, 3, 3, 3), *args, bias)
-    ref = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64), (3, 3, 3, 3),
+    c = x.shape[3]
+    got = _C.conv2d_backward_weights(dy, x, (3, 3, c, c), *args, bias)
+    ref = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64), (3, 3, c, c),
                                     *args, bias)
     return got, ref
 
 
-def _shapes(n, h, w, pads, seed):
+def _shapes(n, h, w, pads, seed, c=3):
     rng = np.random.default_rng(seed)
     oh, ow = (h + pads[0] + pads[1] - 3) // 2 + 1, (w + pads[2] + pads[3] - 3) // 2 + 1
-    x = rng.standard_normal((n, h, w, 3)).astype(np.float32)
-    dy = rng.standard_normal((n, oh, ow, 3)).astype(np.float32)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    dy = rng.standard_normal((n, oh, ow, c)).astype(np.float32)
     return x, dy
 
 
-@pytest.mark.parametrize("n, h, w", ((1, 14, 14), (3, 15, 29), (2, 28, 28), (1, 3, 57),
-                                     (2, 9, 113), (1, 56, 14), (3, 7, 16)))
+SHAPES = ((1, 14, 14), (3, 15, 29), (2, 28, 28), (1, 3, 57), (2, 9, 113), (1, 56, 14), (3, 7, 16))
+# C = 6 from any width: one output column (3x2, 4x4), 7x7 and 8x9 too
+SHAPES_C6 = SHAPES + ((2, 3, 2), (3, 7, 7), (1, 8, 9), (2, 4, 4))
+
+
+@pytest.mark.parametrize("c, n, h, w", [(3,) + s for s in SHAPES] + [(6,) + s for s in SHAPES_C6])
 @pytest.mark.parametrize("pads", list(itertools.product((0, 1, 2), (0, 1), (0, 1, 2), (0, 1))))
-def test_weight_pass_against_reference(n, h, w, pads):
-    x, dy = _shapes(n, h, w, pads, n * 1000 + h * w + sum(pads))
+def test_weight_pass_against_reference(c, n, h, w, pads):
+    if h + pads[0] + pads[1] < 3 or w + pads[2] + pads[3] < 3:
+        pytest.skip("window larger than the padded input")
+    x, dy = _shapes(n, h, w, pads, n * 1000 + h * w + sum(pads), c)
     bias = (h + w + sum(pads)) % 2 == 0
     got, ref = _run(x, dy, pads, bias)
     _close(got[0], ref[0])
@@ -49,11 +57,12 @@ def test_weight_pass_against_reference(n, h, w, pads):
         _close(got[1], ref[1])
 
 
-def test_threaded_deterministic_flush_and_prefetch():
+@pytest.mark.parametrize("c", (3, 6))
+def test_threaded_deterministic_flush_and_prefetch(c):
     # 40 images of 56x57: x 1.5 MB (its rows prefetched); 100 images of 30x56: 84k output
     # pixels (a lane flush mid-pass at 1 thread).
     for n, h, w in ((40, 56, 57), (100, 30, 56)):
-        x, dy = _shapes(n, h, w, (0, 1, 0, 1), n)
+        x, dy = _shapes(n, h, w, (0, 1, 0, 1), n, c)
         saved = fc.get_num_threads()
         try:
             runs = {}
@@ -75,9 +84,10 @@ def test_threaded_deterministic_flush_and_prefetch():
 @pytest.mark.parametrize("where", ((0, 0, 0), (0, 28, 2), (14, 0, 1), (14, 28, 0), (7, 17, 2),
                                    (6, 18, 1)))
 @pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (2, 2, 2, 2), (0, 0, 0, 0)))
-def test_nonfinite_x_lands_where_the_reference_puts_it(bad, where, pads):
-    x, dy = _shapes(2, 15, 29, pads, 5)
-    x[1, where[0], where[1], where[2]] = bad
+@pytest.mark.parametrize("c", (3, 6))
+def test_nonfinite_x_lands_where_the_reference_puts_it(bad, where, pads, c):
+    x, dy = _shapes(2, 15, 29, pads, 5, c)
+    x[1, where[0], where[1], where[2] + (c - 3) * (where[2] % 2)] = bad  # C = 6: ci 0, 4, 2
     got, ref = _run(x, dy, pads)
     for g, r in zip(got, ref):
         assert np.array_equal(np.isnan(g), np.isnan(r))
@@ -89,9 +99,10 @@ def test_nonfinite_x_lands_where_the_reference_puts_it(bad, where, pads):
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("bad", (np.nan, np.inf))
-def test_nonfinite_dy(bad):
-    x, dy = _shapes(2, 15, 30, (0, 1, 0, 1), 6)
-    dy[0, 0, 0, 2] = bad
+@pytest.mark.parametrize("c", (3, 6))
+def test_nonfinite_dy(bad, c):
+    x, dy = _shapes(2, 15, 30, (0, 1, 0, 1), 6, c)
+    dy[0, 0, 0, c - 1] = bad
     dy[1, 6, 14, 0] = -bad
     got, ref = _run(x, dy, (0, 1, 0, 1))
     assert not np.isfinite(ref[0]).all() and not np.isfinite(ref[1]).all()
