@@ -1147,7 +1147,7 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
     return few_channel_planes_backward_weights(g, dy, x, dw, db);
   if (s2_planes_shape(g, ConvPass::BackwardWeights))
     return s2_planes_backward_weights(g, dy, x, dw, db);
-  if (s2_patch_backward_weights(g, dy, x, dw, db)) return;  // C = 6 (C = 3 above)
+  if (s2_patch_backward_weights(g, dy, x, dw, db)) return;  // C = 6, C = 3 under 14 columns
   if (few_channel_rows_shape(g, ConvPass::BackwardWeights) && few_channel_rows_backward_weights(g, dy, x, dw, db)) return;
   if (g.oc % kLanes == 0) return direct_backward_weights_channels(g, dy, x, dw, db);
   const Window2d& v = g.win;

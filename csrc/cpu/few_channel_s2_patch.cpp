@@ -7,7 +7,10 @@
 // at 0.25-0.27 of the sgemm ceiling (sweep_2026-12-07d_zen4.md, threshold 0.36).
 //
 // C = 6 ran on direct_conv.cpp's generic path (pair split of x into planes, dy to a stream,
-// tap_dot): 0.24-0.31 in the same sweep.
+// tap_dot): 0.24-0.31 in the same sweep; C = 3 under 14 columns on few_channel_rows.cpp.
+// Paired, 1 thread, CPU time, Zen 4 at load 5-7, ms before/after: C=3 N=256 56x56 1.31/0.78,
+// 112x112 5.86/3.09, 28x28 0.30/0.18, 7x7 0.069/0.022; C=6 56x56 3.96/1.93, 112x112
+// 11.6/7.1, 14x14 0.265/0.132, 7x7 0.120/0.052 (benchmarks/ab_s2c.py).
 //
 // Here an output pixel (oy, ox)'s patch row ky is 3C contiguous floats of x (C = 3): columns
 // 2*ox - pl .. 2*ox - pl + 2, 3 channels each, lane k = kx*3 + ci. So
@@ -195,7 +198,7 @@ bool s2_patch_shape(const ConvGeometry& g) {
   return g.groups == 1 && g.c == g.oc && v.kh == 3 && v.kw == 3 && v.dh == 1 && v.dw == 1 &&
          v.sh == 2 && v.sw == 2 && v.pt >= 0 && v.pt <= 2 && v.pl >= 0 && v.pl <= 2 &&
          g.n > 0 && g.oh > 0 && g.ow > 0 && g.h > 0 && g.w > 0 &&
-         ((g.c == 3 && g.w >= 14) || g.c == 6);
+         (g.c == 3 || g.c == 6);
 }
 
 bool s2_patch_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,

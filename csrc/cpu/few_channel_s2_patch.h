@@ -1,14 +1,15 @@
 // 3x3 stride-2 convs with 3 or 6 channels in and out: the weight pass straight from the NHWC
 // rows, masked loads of each output pixel's patch rows (few_channel_s2_patch.cpp, AVX-512);
-// s2_planes_backward_weights hands C = 3 here first, direct_conv.cpp C = 6.
+// s2_planes_backward_weights hands C = 3 from 14 columns here first, direct_conv.cpp C = 6
+// and the narrower C = 3.
 #pragma once
 #include "common/geometry.h"
 #include "kernels.h"
 
 namespace fastconv::cpu::detail {
 
-// Whether the weight pass of this conv runs here: groups 1, Cin = Cout = 3 (from 14 columns)
-// or 6, 3x3, stride 2, dilation 1, pads 0..2 at the top and left; false below AVX-512.
+// Whether the weight pass of this conv runs here: groups 1, Cin = Cout = 3 or 6, 3x3,
+// stride 2, dilation 1, pads 0..2 at the top and left; false below AVX-512.
 bool s2_patch_shape(const ConvGeometry& g);
 
 // Same contract as conv2d_backward_weights for the shapes s2_patch_shape admits; false
