@@ -109,3 +109,24 @@ def test_nonfinite_dy(bad, c):
     for g, r in zip(got, ref):
         assert np.array_equal(np.isnan(g), np.isnan(r))
         assert np.array_equal(np.isinf(g), np.isinf(r))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("bad", (np.nan, np.inf))
+@pytest.mark.parametrize("where", ((0, 0, 0), (8, 60, 2), (4, 30, 1), (5, 33, 0), (1, 59, 2),
+                                   (7, 1, 1)))
+@pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (2, 2, 2, 2), (0, 0, 0, 0)))
+def test_nonfinite_x_packed_rows(bad, where, pads):
+    """C = 3 from 28 output columns: the three patch rows packed in two vectors (row 1
+    split across them): a non-finite x at the corners, the last columns and inside."""
+    x, dy = _shapes(2, 9, 61, pads, 7)
+    assert dy.shape[2] >= 28
+    x[0, where[0], where[1], where[2]] = bad
+    x[1, 8 - where[0], 60 - where[1], 2 - where[2]] = -bad
+    got, ref = _run(x, dy, pads)
+    for g, r in zip(got, ref):
+        assert np.array_equal(np.isnan(g), np.isnan(r))
+        assert np.array_equal(np.isposinf(g), np.isposinf(r))
+        assert np.array_equal(np.isneginf(g), np.isneginf(r))
+        fin = np.isfinite(r)
+        _close(np.where(fin, g, 0).astype(np.float32), np.where(fin, r, 0))

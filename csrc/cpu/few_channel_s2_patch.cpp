@@ -100,6 +100,44 @@ inline void row_pixels(const float* const* rows, const uint16_t* mask, const uin
   for (int k = 0; k < kA + kB; ++k) acc.a[k] = a[k];
 }
 
+// C = 3: the three 9-float patch rows packed in two vectors, 27 of 32 lanes (three vectors
+// of 9 lanes before): P[co] lanes 0..8 row 0, 9..15 row 1's floats 0..6; Q[co] lanes 0, 1
+// row 1's floats 7, 8, lanes 2..10 row 2: 4 masked loads (two merging), 3 broadcasts, 6
+// multiply-adds a pixel (9 before). acc.a[co] is P, acc.a[3 + co] Q. Paired against the 9-lane
+// rows (1 thread, CPU time, Zen 4 at load 5-9, three runs of 3-5 rounds): N=32 112x112
+// 0.92-0.93, N=32 56x56 0.95-0.97, N=256 56x56 0.94-1.00, N=256 112x112 0.97-1.00, but
+// 28x28 0.99-1.00 and 14x14 1.05 (the merging loads' latency over short rows): from 28
+// output columns.
+template <bool ALL_ROWS>
+inline void row_pixels3(const float* const* rows, const uint16_t* mask, const float* d,
+                        int64_t ow, const __mmask16* valid, Acc<3>& acc,
+                        stride2::LinePrefetch<>& pf) {
+  vec a[6];
+#pragma GCC unroll 6
+  for (int k = 0; k < 6; ++k) a[k] = acc.a[k];
+  for (int64_t ox = 0; ox < ow; ++ox, d += 3) {
+    pf.step();
+    const unsigned m = mask[ox];
+    const unsigned v0 = ALL_ROWS ? 0xffff : valid[0], v1 = ALL_ROWS ? 0xffff : valid[1],
+                   v2 = ALL_ROWS ? 0xffff : valid[2];
+    const float* r0 = rows[0] + 6 * ox;
+    const float* r1 = rows[1] + 6 * ox;
+    const float* r2 = rows[2] + 6 * ox;
+    vec pv = mload((__mmask16)(m & v0), r0);
+    pv = (vec)_mm512_mask_loadu_ps((__m512)pv, (__mmask16)(((m & 0x7f) << 9) & v1), r1 - 9);
+    vec qv = mload((__mmask16)(((m >> 7) & 3) & v1), r1 + 7);
+    qv = (vec)_mm512_mask_loadu_ps((__m512)qv, (__mmask16)((m << 2) & v2), r2 - 2);
+#pragma GCC unroll 3
+    for (int co = 0; co < 3; ++co) {
+      const vec dv = d[co] - vec{};
+      a[co] += pv * dv;
+      a[3 + co] += qv * dv;
+    }
+  }
+#pragma GCC unroll 6
+  for (int k = 0; k < 6; ++k) acc.a[k] = a[k];
+}
+
 template <int C>
 void weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw, float* db) {
   constexpr int kDw = 9 * C * C, kPart = kDw + C;  // a thread's doubles: dw, then db
@@ -118,6 +156,7 @@ void weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw
     const int64_t last = 2 * ox - pl + 2;
     tail[(size_t)ox] = last >= 0 && last < W ? 0x3f : 0;
   }
+  const bool packed = C == 3 && OW >= 28;  // row_pixels3
   const int threads = s2blocks::threads_for(g);
   // The x rows of the output row `ahead` rows on prefetched into L2 a line or so a pixel
   // (stride2::LinePrefetch; from 1 MiB of x): without it the passes over L3 and DRAM waited
@@ -134,9 +173,15 @@ void weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw
     int64_t pending = 0;
     auto flush = [&] {
       double* mine = part.data() + omp_get_thread_num() * kPart;
-      for (int ky = 0; ky < 3; ++ky)
+      if (packed) {  // float f of the 27 (ky*9 + k) at P lane f, Q lane f - 16
         for (int co = 0; co < C; ++co)
-          for (int k = 0; k < kLanesA; ++k) mine[(ky * 3 * C + k) * C + co] += acc.a[ky * C + co][k];
+          for (int f = 0; f < 27; ++f)
+            mine[f * C + co] += f < L ? acc.a[co][f] : acc.a[3 + co][f - L];
+      } else {
+        for (int ky = 0; ky < 3; ++ky)
+          for (int co = 0; co < C; ++co)
+            for (int k = 0; k < kLanesA; ++k) mine[(ky * 3 * C + k) * C + co] += acc.a[ky * C + co][k];
+      }
       for (int co = 0; co < kB; ++co)
         for (int ky = 0; ky < 3; ++ky)
           for (int j = 0; j < 2; ++j)
@@ -168,8 +213,15 @@ void weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw
         const int64_t r1 = std::min(H, 2 * oy1 + 3 - pt);
         pf.set(x + (n1 * H + r0) * W * C, x + (n1 * H + std::max(r0, r1)) * W * C, OW);
       }
-      if (all) row_pixels<C, true>(rows, mask.data(), tail.data(), d, OW, valid, acc, pf);
-      else row_pixels<C, false>(rows, mask.data(), tail.data(), d, OW, valid, acc, pf);
+      if constexpr (C == 3) {
+        if (packed && all) row_pixels3<true>(rows, mask.data(), d, OW, valid, acc, pf);
+        else if (packed) row_pixels3<false>(rows, mask.data(), d, OW, valid, acc, pf);
+        else if (all) row_pixels<C, true>(rows, mask.data(), tail.data(), d, OW, valid, acc, pf);
+        else row_pixels<C, false>(rows, mask.data(), tail.data(), d, OW, valid, acc, pf);
+      } else {
+        if (all) row_pixels<C, true>(rows, mask.data(), tail.data(), d, OW, valid, acc, pf);
+        else row_pixels<C, false>(rows, mask.data(), tail.data(), d, OW, valid, acc, pf);
+      }
       if (db) {  // lane l of dbv[j] sums channel (16 j + l) % C (48 = 16 C / gcd)
         const int64_t count = OW * C;
         int64_t q = 0;
