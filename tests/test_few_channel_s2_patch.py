@@ -1,7 +1,7 @@
 """The C = 3 and C = 6 weight passes of 3x3 stride-2 convs straight from the NHWC rows
 (csrc/cpu/few_channel_s2_patch.cpp, AVX-512; at avx2 and the baseline the planes (C = 3) and
-the direct path (C = 6) run these shapes): against the float64 oracle (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the
-largest value).
+the direct path (C = 6) run these shapes): against the float64 oracle (test_direct_conv._close:
+rtol 1e-4, atol 1e-5 of the largest value).
 
 Each output pixel's patch row is one masked load of 9 floats (C = 3), or of 16 plus the
 last 2 floats of the three rows merged into one vector (C = 6); the masks drop the padding's
@@ -39,12 +39,13 @@ def _shapes(n, h, w, pads, seed, c=3):
     return x, dy
 
 
-SHAPES = ((1, 14, 14), (3, 15, 29), (2, 28, 28), (1, 3, 57), (2, 9, 113), (1, 56, 14), (3, 7, 16))
-# any width (C = 3 under 14 columns from the row kernel): one output column (3x2, 4x4), 7x7, 8x9
-SHAPES_C6 = SHAPES + ((2, 3, 2), (3, 7, 7), (1, 8, 9), (2, 4, 4))
+# any width (C = 3 under 14 columns from the row kernel): one output column (3x2, 4x4), 7x7,
+# 8x9; from 28 output columns (57, 113) the packed C = 3 rows
+SHAPES = ((1, 14, 14), (3, 15, 29), (2, 28, 28), (1, 3, 57), (2, 9, 113), (1, 56, 14), (3, 7, 16),
+          (2, 3, 2), (3, 7, 7), (1, 8, 9), (2, 4, 4))
 
 
-@pytest.mark.parametrize("c, n, h, w", [(3,) + s for s in SHAPES_C6] + [(6,) + s for s in SHAPES_C6])
+@pytest.mark.parametrize("c, n, h, w", [(c,) + s for c in (3, 6) for s in SHAPES])
 @pytest.mark.parametrize("pads", list(itertools.product((0, 1, 2), (0, 1), (0, 1, 2), (0, 1))))
 def test_weight_pass_against_reference(c, n, h, w, pads):
     if h + pads[0] + pads[1] < 3 or w + pads[2] + pads[3] < 3:

@@ -18,9 +18,10 @@
 // with one masked load of those 9 floats per (pixel, ky) (lanes 9..15 masked off: zeros; at
 // the row ends the lanes of the padding's columns too) and dy[pixel, co] broadcast: per pixel
 // 3 loads, 3 broadcasts and 9 multiply-adds into 9 lane accumulators (ky, co), 9 of 16 lanes
-// working. C = 6: 18 floats a row, the first 16 as one vector, the last 2 of the three rows
-// in one more (Acc). The padding is never read (masked lanes and rows left out): NaN and inf in x or
-// dy reach dw exactly where the reference puts them.
+// working (from 28 output columns the three rows packed in two vectors: row_pixels3). C = 6:
+// 18 floats a row, the first 16 as one vector, the last 2 of the three rows in one more
+// (Acc). The padding is never read (masked lanes and rows left out): NaN and inf in x or dy
+// reach dw exactly where the reference puts them.
 //
 // Lane sums are flushed into doubles every kFlushPixels pixels per thread (as the planes'
 // weight pass), the threads' doubles added in thread order (static schedule: deterministic
@@ -89,7 +90,8 @@ inline void row_pixels(const float* const* rows, const uint16_t* mask, const uin
       vec t{};
 #pragma GCC unroll 3
       for (int ky = 0; ky < 3; ++ky) {
-        const __mmask16 mt = (__mmask16)(tail[ox] & (3u << (2 * ky)) & (ALL_ROWS ? 0xffffu : valid[ky]));
+        const unsigned rv = ALL_ROWS ? 0xffffu : valid[ky];
+        const __mmask16 mt = (__mmask16)(tail[ox] & (3u << (2 * ky)) & rv);
         t = (vec)_mm512_mask_loadu_ps((__m512)t, mt, rows[ky] + 2 * C * ox + L - 2 * ky);
       }
 #pragma GCC unroll 8
@@ -180,7 +182,8 @@ void weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw
       } else {
         for (int ky = 0; ky < 3; ++ky)
           for (int co = 0; co < C; ++co)
-            for (int k = 0; k < kLanesA; ++k) mine[(ky * 3 * C + k) * C + co] += acc.a[ky * C + co][k];
+            for (int k = 0; k < kLanesA; ++k)
+              mine[(ky * 3 * C + k) * C + co] += acc.a[ky * C + co][k];
       }
       for (int co = 0; co < kB; ++co)
         for (int ky = 0; ky < 3; ++ky)
