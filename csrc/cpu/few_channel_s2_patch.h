@@ -17,4 +17,10 @@ bool s2_patch_shape(const ConvGeometry& g);
 bool s2_patch_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                                float* db);
 
+// The forward for C = 6 under 8 output columns (few_channel_s2_patch_fwd.cpp), same contract
+// as conv2d_forward; false (nothing written) for any other shape, a non-finite weight, or
+// below AVX-512.
+bool s2_patch_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                      float* y, Activation act);
+
 }  // namespace fastconv::cpu::detail

@@ -47,6 +47,7 @@
 #include "cpu/few_channel_s2.h"
 #include "cpu/few_channel_s2_blocks.h"
 #include "cpu/few_channel_s2_c1.h"
+#include "cpu/few_channel_s2_patch.h"
 #include "cpu/parallel.h"
 #include "cpu/pixel_transpose.h"
 #include "cpu/simd.h"
@@ -197,7 +198,8 @@ void s2_planes_forward(const ConvGeometry& g, const float* x, const float* w, co
     case 2: return forward_c<2>(g, x, w, b, y, act);
     case 3: return forward_c<3>(g, x, w, b, y, act);
     case 4: return forward_c<4>(g, x, w, b, y, act);
-    case 6: return forward_c<6>(g, x, w, b, y, act);
+    case 6:  // under 8 output columns from the rows (few_channel_s2_patch_fwd.cpp)
+      return s2_patch_forward(g, x, w, b, y, act) ? void() : forward_c<6>(g, x, w, b, y, act);
   }
 }
 
