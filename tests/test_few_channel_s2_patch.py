@@ -131,3 +131,67 @@ def test_nonfinite_x_packed_rows(bad, where, pads):
         assert np.array_equal(np.isneginf(g), np.isneginf(r))
         fin = np.isfinite(r)
         _close(np.where(fin, g, 0).astype(np.float32), np.where(fin, r, 0))
+
+
+# The C = 6 forward under 8 output columns (few_channel_s2_patch_fwd.cpp): rows of 1..7
+# pixels (through the copy), every pad, odd/even, batch 1-3, bias or not.
+FWD_SHAPES = ((1, 3, 2), (3, 7, 7), (2, 14, 14), (1, 8, 9), (2, 4, 4), (1, 15, 13), (3, 9, 15),
+              (1, 1, 3))
+
+
+@pytest.mark.parametrize("n, h, w", FWD_SHAPES)
+@pytest.mark.parametrize("pads", list(itertools.product((0, 1, 2), (0, 1), (0, 1, 2), (0, 1))))
+def test_forward_c6_narrow(n, h, w, pads):
+    if h + pads[0] + pads[1] < 3 or w + pads[2] + pads[3] < 3:
+        pytest.skip("window larger than the padded input")
+    rng = np.random.default_rng(n * 100 + h * w + sum(pads))
+    x = rng.standard_normal((n, h, w, 6)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 6, 6)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32) if (h + w) % 2 else None
+    args = ((2, 2), pads, (1, 1), 1)
+    y = _C.conv2d_forward(x, wt, b, *args)
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64),
+                           None if b is None else b.astype(np.float64), *args)
+    _close(y, ref)
+
+
+def test_forward_c6_narrow_relu_threads_deterministic():
+    rng = np.random.default_rng(61)
+    x = rng.standard_normal((64, 14, 13, 6)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 6, 6)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    args = ((2, 2), (0, 1, 0, 1), (1, 1), 1)
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
+    assert (ref < 0).any()
+    saved = fc.get_num_threads()
+    try:
+        for t in (1, 2):
+            fc.set_num_threads(t)
+            a, c = (_C.conv2d_forward(x, wt, b, *args, "relu") for _ in range(2))
+            assert np.array_equal(a, c)
+            _close(a, np.maximum(ref, 0.0))
+    finally:
+        fc.set_num_threads(saved)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("bad", (np.nan, np.inf, -np.inf))
+@pytest.mark.parametrize("where", ((0, 0, 0), (0, 12, 5), (13, 0, 4), (13, 12, 1), (6, 7, 3)))
+@pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (2, 2, 2, 2)))
+def test_forward_c6_narrow_nonfinite(bad, where, pads):
+    """A non-finite x at corners, edges and inside (the last 2 floats' lanes at ci 4, 5): y
+    has NaN/inf exactly where the reference has; an inf weight (the planes run it) too."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 14, 13, 6)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 6, 6)).astype(np.float32)
+    x[1, where[0], where[1], where[2]] = bad
+    args = ((2, 2), pads, (1, 1), 1)
+    for weights in (wt, np.where(np.arange(wt.size).reshape(wt.shape) == 100, np.inf, wt)):
+        weights = weights.astype(np.float32)
+        y = _C.conv2d_forward(x, weights, None, *args)
+        ref = R.conv2d_forward(x.astype(np.float64), weights.astype(np.float64), None, *args)
+        assert np.array_equal(np.isnan(y), np.isnan(ref))
+        assert np.array_equal(np.isposinf(y), np.isposinf(ref))
+        assert np.array_equal(np.isneginf(y), np.isneginf(ref))
+        fin = np.isfinite(ref)
+        _close(np.where(fin, y, 0).astype(np.float32), np.where(fin, ref, 0))
