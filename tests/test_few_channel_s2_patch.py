@@ -133,8 +133,10 @@ def test_nonfinite_x_packed_rows(bad, where, pads):
         _close(np.where(fin, g, 0).astype(np.float32), np.where(fin, r, 0))
 
 
-# The C = 6 forward under 8 output columns (few_channel_s2_patch_fwd.cpp): rows of 1..7
-# pixels (through the copy), every pad, odd/even, batch 1-3, bias or not.
+# The C = 6 forward under 8 output columns (few_channel_s2_patch_fwd.cpp): rows of 5..7
+# pixels (a group per row, through a copy), up to 4 columns one stream per image across row
+# ends (whole groups, the last one again from the end, under 8 pixels through a copy), every
+# pad, odd/even, batch 1-3, bias or not.
 FWD_SHAPES = ((1, 3, 2), (3, 7, 7), (2, 14, 14), (1, 8, 9), (2, 4, 4), (1, 15, 13), (3, 9, 15),
               (1, 1, 3))
 
@@ -155,9 +157,10 @@ def test_forward_c6_narrow(n, h, w, pads):
     _close(y, ref)
 
 
-def test_forward_c6_narrow_relu_threads_deterministic():
+@pytest.mark.parametrize("h, w", ((14, 13), (7, 7), (5, 6)))
+def test_forward_c6_narrow_relu_threads_deterministic(h, w):
     rng = np.random.default_rng(61)
-    x = rng.standard_normal((64, 14, 13, 6)).astype(np.float32)
+    x = rng.standard_normal((64, h, w, 6)).astype(np.float32)
     wt = rng.standard_normal((3, 3, 6, 6)).astype(np.float32)
     b = rng.standard_normal(6).astype(np.float32)
     args = ((2, 2), (0, 1, 0, 1), (1, 1), 1)
@@ -176,15 +179,16 @@ def test_forward_c6_narrow_relu_threads_deterministic():
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("bad", (np.nan, np.inf, -np.inf))
-@pytest.mark.parametrize("where", ((0, 0, 0), (0, 12, 5), (13, 0, 4), (13, 12, 1), (6, 7, 3)))
+@pytest.mark.parametrize("where", ((0, 0, 0), (0, 1, 5), (1, 0, 4), (1, 1, 1), (0.5, 0.5, 3)))
 @pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (2, 2, 2, 2)))
-def test_forward_c6_narrow_nonfinite(bad, where, pads):
+@pytest.mark.parametrize("h, w", ((14, 13), (7, 7)))
+def test_forward_c6_narrow_nonfinite(bad, where, pads, h, w):
     """A non-finite x at corners, edges and inside (the last 2 floats' lanes at ci 4, 5): y
     has NaN/inf exactly where the reference has; an inf weight (the planes run it) too."""
     rng = np.random.default_rng(9)
-    x = rng.standard_normal((2, 14, 13, 6)).astype(np.float32)
+    x = rng.standard_normal((2, h, w, 6)).astype(np.float32)
     wt = rng.standard_normal((3, 3, 6, 6)).astype(np.float32)
-    x[1, where[0], where[1], where[2]] = bad
+    x[1, int(where[0] * (h - 1)), int(where[1] * (w - 1)), where[2]] = bad  # corners, inside
     args = ((2, 2), pads, (1, 1), 1)
     for weights in (wt, np.where(np.arange(wt.size).reshape(wt.shape) == 100, np.inf, wt)):
         weights = weights.astype(np.float32)
