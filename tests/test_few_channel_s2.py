@@ -119,3 +119,23 @@ def test_stride2_short_rows_nonfinite(c, col):
         assert np.array_equal(f(dw), f(rdw))
     fin = np.isfinite(rdw)
     _close(np.where(fin, dw, 0).astype(np.float32), np.where(fin, rdw, 0))
+
+
+@pytest.mark.parametrize("n, h, w, cin, cout, pads", [
+    (12, 61, 63, 6, 6, (1, 1, 1, 1)),    # items of output rows, odd sizes, x 1.1 MB
+    (300, 15, 15, 6, 6, (1, 1, 1, 1)),   # items of whole images (groups), x 1.6 MB
+    (8, 64, 66, 5, 7, (0, 1, 0, 1)),     # Cin != Cout, even sizes ('same' at stride 2)
+    (7, 65, 67, 6, 6, (0, 0, 0, 0)),     # 'valid'
+])
+def test_stride2_weight_pass_with_prefetch(n, h, w, cin, cout, pads):
+    """Stride-2 weight passes with x over 1 MiB, where the direct path prefetches the next
+    item's rows between tap tiles (a wrong item's rows would cost time, never values: this
+    checks the rows and images the items cover against the oracle, 1 and 2 threads)."""
+    import fastconv
+    prev = fastconv.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            _check(n + h, n, h, w, cin, cout, (3, 3), (2, 2), pads, (1, 1))
+    finally:
+        fastconv.set_num_threads(prev)

@@ -67,6 +67,7 @@
 #include "cpu/few_channel_planes.h"
 #include "cpu/few_channel_rows.h"
 #include "cpu/few_channel_s2.h"
+#include "cpu/few_channel_s2_patch.h"
 #include "cpu/few_channel_s2_planes.h"
 #include "cpu/im2col.h"
 #include "cpu/narrow_pointwise.h"
@@ -488,9 +489,16 @@ constexpr int kMaxDwBlock = kVectorRegisters >= 32 ? 6 : 4;
 // 8 pointers plus 3 tap pointers did not fit the registers: LeNet conv2 ran at 55 GFLOP/s).
 // The lanes are summed once at the end of the pass, not per call: with LeNet's 10x10 conv2
 // a call is only 10 vectors per tap.
+// pf (or null): the next work item's rows, prefetched a step per vector of pixels.
+struct NextItem {
+  stride2::LinePrefetch<> x, dy;
+  void step() { x.step(), dy.step(); }
+};
+
 template <int CB>
 void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const float* d,
-             int64_t dvec, int64_t lines, int64_t nvec, float* vout, int64_t vstride) {
+             int64_t dvec, int64_t lines, int64_t nvec, float* vout, int64_t vstride,
+             NextItem* pf) {
   constexpr int TT = taps_per_tile(CB);
   vec acc[TT][CB];
 #pragma GCC unroll 32
@@ -499,6 +507,7 @@ void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const
   for (int64_t l = 0; l < lines; ++l) {
     const float* xl = x + l * xstep;
     for (int64_t vi = 0; vi < nvec; ++vi, d += dvec) {
+      if (pf) pf->step();
       vec dv[CB];
 #pragma GCC unroll 8
       for (int c = 0; c < CB; ++c) {
@@ -526,7 +535,7 @@ void tap_dot(const float* x, int64_t xstep, const int64_t* offs, int real, const
 }
 
 using TapDotFn = void (*)(const float*, int64_t, const int64_t*, int, const float*, int64_t,
-                          int64_t, int64_t, float*, int64_t);
+                          int64_t, int64_t, float*, int64_t, NextItem*);
 
 template <size_t... I>
 constexpr std::array<TapDotFn, sizeof...(I)> tap_dot_table(std::index_sequence<I...>) {
@@ -1138,6 +1147,7 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
     return few_channel_planes_backward_weights(g, dy, x, dw, db);
   if (s2_planes_shape(g, ConvPass::BackwardWeights))
     return s2_planes_backward_weights(g, dy, x, dw, db);
+  if (s2_patch_backward_weights(g, dy, x, dw, db)) return;  // C = 6, C = 3 under 14 columns
   if (few_channel_rows_shape(g, ConvPass::BackwardWeights) && few_channel_rows_backward_weights(g, dy, x, dw, db)) return;
   if (g.oc % kLanes == 0) return direct_backward_weights_channels(g, dy, x, dw, db);
   const Window2d& v = g.win;
@@ -1172,6 +1182,23 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
   const int64_t cb = (g.oc + nblocks - 1) / nblocks;
 
   const int64_t psize = wsize + g.oc;  // dw, then db
+  // The x and dy rows of item i: images [n0, n0 + nimg), output rows [oy0, oy1) of each.
+  auto item_rows = [&](int64_t i, int64_t& n0, int64_t& oy0, int64_t& oy1, int64_t& nimg) {
+    nimg = 1;
+    if (tasks.rows == g.oh) {
+      n0 = i * group, oy0 = 0, oy1 = g.oh;
+      nimg = std::min(group, g.n - n0);
+    } else {
+      tasks.get(i, n0, oy0, oy1);
+    }
+  };
+  // Stride 2: the next item's x and dy rows prefetched into L2 while this one computes, a
+  // line or two per vector of tap_dot (stride2::LinePrefetch, as few_channel_s2_planes.cpp's
+  // blocks): the pack's pair split of x waited on L3 / DRAM (split_pairs<6> 39% of a C=6
+  // N=256 56x56 weight pass in perf, tap_dot 25%). A burst between the tap tiles instead
+  // stalled on the misses in flight (5% of the pass). Not measured at stride 1 (left as is).
+  const bool ahead = v.sh == 2 && 4 * g.n * g.h * g.w * g.c >= stride2::kPrefetchFromBytes;
+  const int64_t calls = (g.oc + cb - 1) / cb * ((ntaps + tile_taps(cb) - 1) / tile_taps(cb));
   std::vector<double> part((size_t)(threads * psize), 0.0);
   int used = 1;
   ExceptionCaptor errors;  // the buffers may not fit in memory (rows of a very wide image)
@@ -1196,14 +1223,21 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
       if (errors.failed()) continue;  // some thread has no buffers: the call raises
       // Images [n0, n0 + nimg), output rows [oy0, oy1) of each. A short last row block keeps
       // the full item's layout (same tap offsets); only its stream is shorter.
-      int64_t n0, oy0, oy1, nimg = 1;
-      if (tasks.rows == g.oh) {
-        n0 = i * group, oy0 = 0, oy1 = g.oh;
-        nimg = std::min(group, g.n - n0);
-      } else {
-        tasks.get(i, n0, oy0, oy1);
-      }
+      int64_t n0, oy0, oy1, nimg;
+      item_rows(i, n0, oy0, oy1, nimg);
       const int64_t lines = oy1 - oy0, nvec = round_up(lines * full.len, kLanes) / kLanes;
+      NextItem pf;
+      if (ahead && i + 1 < items) {
+        int64_t m0, py0, py1, mimg;
+        item_rows(i + 1, m0, py0, py1, mimg);
+        const int64_t r0 = std::max<int64_t>(0, py0 * v.sh - v.pt);
+        const int64_t r1 = std::min(g.h, (py1 - 1) * v.sh - v.pt + (v.kh - 1) * v.dh + 1);
+        const float* xi = x + m0 * g.h * g.w * g.c;
+        const int64_t steps = calls * nimg * nvec;
+        pf.x.set(xi + r0 * g.w * g.c, xi + ((mimg - 1) * g.h + std::max(r0, r1)) * g.w * g.c, steps);
+        pf.dy.set(dy + (m0 * g.oh + py0) * g.ow * g.oc,
+                  dy + ((m0 + mimg - 1) * g.oh + py1) * g.ow * g.oc, steps);
+      }
       for (int64_t b = 0; b < nimg; ++b) {
         full.pack_x(g, x, n0 + b, oy0, xbuf.data() + b * full.floats);
         full.pack_dy(g, dy, n0 + b, oy0, lines, dbuf.data() + b * dfloats);
@@ -1219,10 +1253,11 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
         const int64_t cn = std::min(cb, g.oc - c0);
         const TapDotFn kernel = pick_tap_dot(cn);
         const int64_t tt = tile_taps(cn);
-        for (int64_t t0 = 0; t0 < ntaps; t0 += tt)
+        for (int64_t t0 = 0; t0 < ntaps; t0 += tt) {
           kernel(xbuf.data(), full.floats, offs.data() + t0, (int)std::min(tt, ntaps - t0),
                  dbuf.data() + c0 * kLanes, g.oc * kLanes, nimg, nvec,
-                 vacc.data() + (t0 * g.oc + c0) * kLanes, g.oc * kLanes);
+                 vacc.data() + (t0 * g.oc + c0) * kLanes, g.oc * kLanes, ahead ? &pf : nullptr);
+        }
       }
     }
     double* acc = part.data() + t * psize;

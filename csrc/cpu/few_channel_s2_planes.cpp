@@ -47,6 +47,7 @@
 #include "cpu/few_channel_s2.h"
 #include "cpu/few_channel_s2_blocks.h"
 #include "cpu/few_channel_s2_c1.h"
+#include "cpu/few_channel_s2_patch.h"
 #include "cpu/parallel.h"
 #include "cpu/pixel_transpose.h"
 #include "cpu/simd.h"
@@ -168,6 +169,8 @@ void forward_c(const ConvGeometry& g, const float* x, const float* w, const floa
 // 4.39/3.63, C = 4 N=400 56x56 5.59/4.17). The forward for C = 6 at every width (up to 32 columns
 // before; with the prefetch the planes beat the direct path at 56x56 5.19/4.00, N=32 112x112
 // 2.41/1.92, N=256 112x112 17.2/15.6): where they were measured to win.
+// At AVX-512 the C = 3 weight pass goes on to few_channel_s2_patch.cpp (from the NHWC rows,
+// 0.53-0.64 of the time here; the planes stay for avx2 and the baseline).
 // Backward data for C = 6 at AVX-512 at every width (its 24 dy vectors and 5 accumulators
 // fit 32 registers, the weights broadcast from memory; against the direct path, paired, 1
 // thread, CPU time, Zen 4 at load 5, N=256, ms: 7x7 0.162/0.123, 14x14 0.387/0.222, 28x28
@@ -195,7 +198,8 @@ void s2_planes_forward(const ConvGeometry& g, const float* x, const float* w, co
     case 2: return forward_c<2>(g, x, w, b, y, act);
     case 3: return forward_c<3>(g, x, w, b, y, act);
     case 4: return forward_c<4>(g, x, w, b, y, act);
-    case 6: return forward_c<6>(g, x, w, b, y, act);
+    case 6:  // under 8 output columns from the rows (few_channel_s2_patch_fwd.cpp)
+      return s2_patch_forward(g, x, w, b, y, act) ? void() : forward_c<6>(g, x, w, b, y, act);
   }
 }
 

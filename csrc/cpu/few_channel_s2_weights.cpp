@@ -11,6 +11,7 @@
 
 #include "cpu/few_channel_s2_blocks.h"
 #include "cpu/few_channel_s2_c1.h"
+#include "cpu/few_channel_s2_patch.h"
 #include "cpu/few_channel_s2_planes.h"
 #include "cpu/pixel_transpose.h"
 #include "cpu/simd.h"
@@ -158,7 +159,9 @@ void s2_planes_backward_weights(const ConvGeometry& g, const float* dy, const fl
     case 1:
       if (!s2_c1_backward_weights(g, dy, x, dw, db)) backward_weights_c<1>(g, dy, x, dw, db);
       return;
-    case 3: return backward_weights_c<3>(g, dy, x, dw, db);
+    case 3:
+      if (!s2_patch_backward_weights(g, dy, x, dw, db)) backward_weights_c<3>(g, dy, x, dw, db);
+      return;
   }
 }
 

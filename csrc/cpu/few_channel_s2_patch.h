@@ -1,0 +1,26 @@
+// 3x3 stride-2 convs with 3 or 6 channels in and out: the weight pass straight from the NHWC
+// rows, masked loads of each output pixel's patch rows (few_channel_s2_patch.cpp, AVX-512);
+// s2_planes_backward_weights hands C = 3 from 14 columns here first, direct_conv.cpp C = 6
+// and the narrower C = 3.
+#pragma once
+#include "common/geometry.h"
+#include "kernels.h"
+
+namespace fastconv::cpu::detail {
+
+// Whether the weight pass of this conv runs here: groups 1, Cin = Cout = 3 or 6, 3x3,
+// stride 2, dilation 1, pads 0..2 at the top and left; false below AVX-512.
+bool s2_patch_shape(const ConvGeometry& g);
+
+// Same contract as conv2d_backward_weights for the shapes s2_patch_shape admits; false
+// (nothing written) for any other.
+bool s2_patch_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                               float* db);
+
+// The forward for C = 6 under 8 output columns (few_channel_s2_patch_fwd.cpp), same contract
+// as conv2d_forward; false (nothing written) for any other shape, a non-finite weight, or
+// below AVX-512.
+bool s2_patch_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                      float* y, Activation act);
+
+}  // namespace fastconv::cpu::detail
