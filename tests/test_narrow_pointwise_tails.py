@@ -238,3 +238,28 @@ def test_weight_pass_many_items_with_bias(stride, c):
                 close(db, rdb)
             else:
                 assert db is None
+
+
+# ---- stop 35 (helper Y2): the strided backward data at 1 -> 1 channel with W = 2 OW maps each
+# grid row inline (no map call per row), the rows off the grid zeroed as before.
+
+@pytest.mark.parametrize("h, w", [(4, 2), (3, 14), (14, 14), (7, 28), (28, 28), (29, 56), (56, 112)])
+@pytest.mark.parametrize("n", [1, 3])
+def test_strided_backward_data_one_channel_rows(n, h, w):
+    """1 -> 1 channel, stride 2, even widths (W = 2 OW), odd and even heights (an odd H ends on a
+    grid row), batch 1 and 3, rows of 1..56 pixels: against the float64 oracle; zeros off the
+    grid exactly; a NaN and an inf in dy reach exactly their own dx pixels."""
+    rng = np.random.default_rng(100 * h + w + n)
+    args = ((2, 2), (0, 0, 0, 0), (1, 1), 1)
+    wt = rng.standard_normal((1, 1, 1, 1)).astype(np.float32)
+    oh, ow = (h + 1) // 2, w // 2
+    dy = rng.standard_normal((n, oh, ow, 1)).astype(np.float32)
+    dx = _C.conv2d_backward_data(dy, wt, (n, h, w, 1), *args)
+    close(dx, R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), (n, h, w, 1), *args))
+    assert (dx[:, 1::2] == 0).all() and (dx[:, :, 1::2] == 0).all()
+    dy[n - 1, oh - 1, ow - 1, 0] = np.nan
+    dy[0, 0, 0, 0] = np.inf if (n, oh, ow) != (1, 1, 1) else np.nan
+    dx = _C.conv2d_backward_data(dy, wt, (n, h, w, 1), *args)
+    assert np.isnan(dx[n - 1, 2 * (oh - 1), 2 * (ow - 1), 0])
+    assert not np.isfinite(dx[0, 0, 0, 0])
+    assert (~np.isfinite(dx)).sum() == (2 if (n, oh, ow) != (1, 1, 1) else 1)
