@@ -210,6 +210,19 @@ inline f32xR grad(const float* gr, const BwdRegs<W>& p, int v, f32xR d) {
 
 inline float grad1(float g, float d, float k, float be) { return d * k + be > 0.f ? g : g * 0.f; }
 
+// From the per-channel sums of dy (sums[j]) and dy * (x - mean) (sums[c + j]): dbeta, dgamma,
+// and dx's coefficients a = mean(dy), b = mean(dy * (x - mean)) * inv_std^2.
+inline void backward_coefficients(int64_t m, int64_t c, const double* sums, const float* inv_std,
+                                  float* dbeta, float* dgamma, float* av, float* bv) {
+  for (int64_t j = 0; j < c; ++j) {
+    const double is = inv_std[j];
+    dbeta[j] = (float)sums[j];
+    dgamma[j] = (float)(sums[c + j] * is);
+    av[j] = (float)(sums[j] / (double)m);
+    bv[j] = (float)(sums[c + j] * is * is / (double)m);
+  }
+}
+
 // Float sums of dy and dy * (x - mean) over `rows` super-rows of W registers.
 template <int W, bool Relu>
 inline void grad_sums(const float* x, const float* gr, int64_t rows, int64_t period,
@@ -311,13 +324,7 @@ void backward_runs(int64_t m, int64_t c, const float* dy, const float* x, const 
   });
   // dx = k * (dy - a - (x - mean) * b) per channel.
   std::vector<float> av(c), bv(c);
-  for (int64_t j = 0; j < c; ++j) {
-    const double is = inv_std[j];
-    dbeta[j] = (float)sums[j];
-    dgamma[j] = (float)(sums[c + j] * is);
-    av[j] = (float)(sums[j] / (double)m);
-    bv[j] = (float)(sums[c + j] * is * is / (double)m);
-  }
+  backward_coefficients(m, c, sums.data(), inv_std, dbeta, dgamma, av.data(), bv.data());
   const std::vector<float> at = tile(av.data(), c, group), bt = tile(bv.data(), c, group);
   for_each_run(m, c, dx, [&](int64_t r0, int64_t rows, float* __restrict out) {
     const float* __restrict xr = x + r0 * c;
@@ -385,13 +392,7 @@ void backward_impl(int64_t m, int64_t c, const float* dy, const float* x, const 
       });
   // dx = k * (dy - a - (x - mean) * b) per channel.
   std::vector<float> av(c), bv(c);
-  for (int64_t j = 0; j < c; ++j) {
-    const double is = inv_std[j];
-    dbeta[j] = (float)sums[j];
-    dgamma[j] = (float)(sums[c + j] * is);
-    av[j] = (float)(sums[j] / (double)m);
-    bv[j] = (float)(sums[c + j] * is * is / (double)m);
-  }
+  backward_coefficients(m, c, sums.data(), inv_std, dbeta, dgamma, av.data(), bv.data());
   const std::vector<float> at = tile(av.data(), c, f.rows_per), bt = tile(bv.data(), c, f.rows_per);
   const float* aa = at.data();
   const float* bb = bt.data();
