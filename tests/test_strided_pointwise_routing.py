@@ -122,3 +122,19 @@ def test_nan_and_inf_in_x_reach_the_oracles_outputs(case):
     assert np.array_equal(~np.isfinite(y), bad)
     np.testing.assert_array_equal(y[bad], ref[bad].astype(np.float32))  # NaN for NaN, same inf
     close(np.where(bad, 0, y).astype(np.float32), np.where(bad, 0, ref))
+
+
+def test_streamed_pointwise_prepared_weights():
+    # Routed to im2col, the shape now takes the inference plan's packed weights
+    # (conv2d_prepare; the tap GEMMs read w itself): same result with and without them.
+    rng, x, w, b, args = _operands(7, *STREAMED["c48_odd_same"])
+    p = _C.conv2d_prepare(w, x.shape, *args)
+    if not _C.has_native_gemm:
+        assert p is None
+        return
+    assert p is not None and p.size == 48 * 64  # Cout 40 padded to 64
+    ref = _oracle(x, w, b, args)
+    residual = rng.standard_normal(ref.shape).astype(np.float32)
+    y = _forward(x, w, b, args, act="relu", residual=residual)
+    np.testing.assert_array_equal(_C.conv2d_forward(x, w, b, *args, "relu", residual, p), y)
+    close(y, np.maximum(ref + residual, 0.0))
