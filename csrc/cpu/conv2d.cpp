@@ -149,11 +149,26 @@ constexpr int64_t kTapMaxWeightBytes = 512 << 10;
 // Zen 4: 7x7x96 (ow 4) batch 1 0.025 -> 0.018, batch 32 0.83 -> 0.48, 7x7x64 batch 256 2.9
 // -> 1.8, 14x14x96 (ow 7) batch 1 0.121 -> 0.083; from ow 28 the two were even there.
 constexpr int64_t kTapMinColumns = 16;
+// Nor for the forward of a strided 1x1 conv of <= 64 input channels whose x (>= 16 MiB) comes
+// from memory: its products (K = C) read A's rows sw*C apart in x, where im2col first gathers
+// them into one contiguous col chunk. 1x1 s2 fwd, 1 thread, ms tap/im2col, medians of 9-11
+// alternating calls in one process (Zen 4, 2026-12-07, helper W2): C=48 N=32 56x56 (19 MB)
+// 2.72/2.26, 2.58/2.10, N=32 112x112 10.1/7.93, 9.55/7.78, N=256 56x56 20.2/16.3; C=64 N=32
+// 112x112 13.5/12.5, N=32 56x56 3.75/3.67; while the tap path kept cached x (C=48 N=1 112x112,
+// 2.4 MB: 0.193/0.203) and more channels (C=96 N=32 56x56 6.62/6.58, C=128 10.6/11.2). The
+// backward data keeps the tap path there (C=48 N=32 56x56 2.09/2.30, 112x112 8.82/9.49).
+// (im2col's col chunk stays bounded by make_plan, as for every other shape.)
+constexpr int64_t kStreamedPointwiseMaxChannels = 64;
+constexpr int64_t kStreamedPointwiseBytes = int64_t{16} << 20;
 
-bool use_tap_gemm(const ConvGeometry& g) {
+bool use_tap_gemm(const ConvGeometry& g, ConvPass pass) {
+  const bool streamed_pointwise =
+      pass == ConvPass::Forward && g.win.kh == 1 && g.win.kw == 1 &&
+      g.c <= kStreamedPointwiseMaxChannels &&
+      g.input_size() * (int64_t)sizeof(float) >= kStreamedPointwiseBytes;
   return g.groups == 1 && (g.win.sh > 1 || g.win.sw > 1) && g.c >= 32 && g.oc >= 32 &&
          g.ow >= kTapMinColumns && g.weight_size() * (int64_t)sizeof(float) <= kTapMaxWeightBytes &&
-         detail::algorithm_setting() != detail::Algo::Im2col;
+         !streamed_pointwise && detail::algorithm_setting() != detail::Algo::Im2col;
 }
 
 int tap_threads(const ConvGeometry& g) {
@@ -350,7 +365,8 @@ bool conv2d_prepared_pays(const ConvGeometry& g) {
     case PreparedForm::WinogradFilter: return detail::use_winograd(g, ConvPass::Forward);
     // Without it the GEMM reads B in place (few rows) or packs it per call (per chunk). The
     // strided tap GEMMs read w itself (their weights are small, kTapMaxWeightBytes).
-    case PreparedForm::PackedWeights: return active_gemm_backend() == "native" && !use_tap_gemm(g);
+    case PreparedForm::PackedWeights:
+      return active_gemm_backend() == "native" && !use_tap_gemm(g, ConvPass::Forward);
     default: return false;
   }
 }
@@ -403,7 +419,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   pb.data = packed, pb.n = g.oc;
   // Too few output lines to give each thread rows (batch-1 inference): split Cout instead.
   if (detail::cout_split_forward(g, x, w, b, y, act, residual, packed)) return;
-  if (use_tap_gemm(g)) return tap_forward(g, x, w, b, y, act, residual);
+  if (use_tap_gemm(g, ConvPass::Forward)) return tap_forward(g, x, w, b, y, act, residual);
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
@@ -439,7 +455,7 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
   if (detail::direct_eligible(g, ConvPass::BackwardData)) return detail::direct_backward_data(g, dy, w, dx);
   if (detail::use_winograd(g, ConvPass::BackwardData) && detail::winograd_backward_data(g, dy, w, dx))
     return;
-  if (use_tap_gemm(g)) return tap_backward_data(g, dy, w, dx);
+  if (use_tap_gemm(g, ConvPass::BackwardData)) return tap_backward_data(g, dy, w, dx);
   const Plan p = make_plan(g);
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
   if (g.is_pointwise()) {  // dcol is dx itself: chunks write disjoint rows, nothing to scatter.

@@ -315,6 +315,16 @@ bool narrow_pointwise_shape(const ConvGeometry& g, ConvPass pass) {
   // 7x7 0.151/0.093, 14x14 0.59/0.33; so the map takes every strided forward up to 32 there.
   // Below AVX-512 (a pixel's 32 channels in 4 or 8 registers; not measured) it stays at 24.
   if (pass == ConvPass::Forward && (v.sh > 1 || v.sw > 1) && kVectorRegisters < 32) max = 24;
+  // Except 29..32 channels with output rows of <= 14 pixels and >= 4 MiB of y (there the GEMM
+  // runs im2col: rows under tap_forward's 16): 1 thread, ms map/GEMM, medians of 9-11
+  // alternating calls in one process, 2026-12-07 (helper W2), N=256 28x28 C=32 3.87/3.01,
+  // 3.49/2.94, 2.91/2.73, 27x27 3.51/2.77; but the map kept C=28 (N=256 28x28 1.99/2.37),
+  // C=24 (2.49/2.52, 1.93/2.27), less y (N=512 14x14 C=32 1.13/1.40, N=128 28x28 0.92/1.06),
+  // rows of 28 (N=32 56x56 0.97/1.18; N=128 56x56 5.24/5.11, even) and 56 (N=32 112x112
+  // 5.13/5.19).
+  if (pass == ConvPass::Forward && (v.sh > 1 || v.sw > 1) && g.c > 28 && g.oc > 28 &&
+      g.ow <= 14 && g.output_size() * (int64_t)sizeof(float) >= (int64_t{4} << 20))
+    return false;
   return g.groups == 1 && v.kh == 1 && v.kw == 1 && v.pt == 0 && v.pb == 0 && v.pl == 0 &&
          v.pr == 0 && g.c >= 1 && g.oc >= 1 && g.c <= max && g.oc <= max;
 }
