@@ -23,4 +23,9 @@ bool s2_patch_backward_weights(const ConvGeometry& g, const float* dy, const flo
 bool s2_patch_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                       float* y, Activation act);
 
+// The forward for C = 3 (few_channel_s2_patch_fwd3.cpp), same contract as conv2d_forward;
+// false (nothing written) for any other shape, a non-finite weight, or below AVX-512.
+bool s2_patch_forward3(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                       float* y, Activation act);
+
 }  // namespace fastconv::cpu::detail

@@ -1,0 +1,181 @@
+// The forward of 3x3 stride-2 convs with C = 3 in and out, straight from the NHWC rows
+// (AVX-512): 16 output pixels of a row at once, their patches transposed in registers.
+//
+// Why: on the column-phase planes (few_channel_s2_planes.cpp) the C = 3 forward packed x into
+// 18 planes per block before its 27 loads and 81 multiply-adds per 16 outputs; the sweep
+// (sweep_2026-12-07d_zen4.md) had N=256 112x112 at 0.26, 56x56 0.34, 28x28 0.33, N=32 56x56
+// 0.32, 112x112 0.35 (threshold 0.37).
+//
+// Here, per output row and block of 16 output columns ox0.., the 33 input columns
+// 2*ox0 - pl .. 2*ox0 - pl + 32 of each of the 3 input rows are loaded as 6 vectors (32
+// pixels, masked at the image's edges: the padding is never read) plus the last pixel;
+// pixel_transpose::split<3> makes them 2 planar vectors per channel, and two-source permutes
+// pick the even columns (kx = 0), odd (kx = 1) and even one on (kx = 2, the last pixel
+// inserted into lane 15): 9 vectors a row, lane j = patch element of output pixel ox0 + j.
+// Each is multiplied by the 3 output channels' broadcast weights into 9 accumulators (one set
+// per row ky: 9 chains of 9, not 3 of 27 latency-bound ones), summed, bias added, merged to
+// NHWC (pixel_transpose::merge<3>) and stored whole (the last block of a row from the row's
+// end, overlapping; rows under 16 columns through a masked store). Input rows outside x are
+// skipped, so a non-finite weight would not meet the padding (the reference multiplies the
+// zeros: 0 * inf): such calls stay on the planes, as in few_channel_s2_patch_fwd.cpp.
+// The next output row's new input rows are prefetched a line per 16-float vector.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "cpu/few_channel_s2_blocks.h"
+#include "cpu/few_channel_s2_patch.h"
+#include "cpu/parallel.h"
+#include "cpu/pixel_transpose.h"
+#include "cpu/simd.h"
+
+namespace fastconv::cpu::detail {
+
+#if defined(__AVX512F__)
+
+namespace {
+
+constexpr int C = 3;
+constexpr int L = 16;
+using pvec = pixel_transpose::vec;
+
+inline __m512 mload(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+
+struct Idx {
+  __m512i even, odd, two;
+  Idx() {
+    alignas(64) int32_t e[16], o[16], t[16];
+    for (int j = 0; j < 16; ++j) e[j] = 2 * j, o[j] = 2 * j + 1, t[j] = std::min(2 * j + 2, 31);
+    even = _mm512_load_si512(e);
+    odd = _mm512_load_si512(o);
+    two = _mm512_load_si512(t);
+  }
+};
+
+// Block masks: m[k] for the 16 floats k*16.. of the 32 pixels (k < 6), m[6] for the 33rd
+// pixel's 3 floats; all-ones inside the image.
+struct BlockMask {
+  __mmask16 m[7];
+};
+
+// One input row's contribution: acc[co] += sum over (kx, ci) of patch * w[ky][kx][ci][co].
+template <bool FULL>
+inline void row(const float* p, const BlockMask& bm, const Idx& ix, const float* wk,
+                __m512* acc) {
+  pvec in[2][3], pl[2][3];
+#pragma GCC unroll 6
+  for (int k = 0; k < 6; ++k)
+    in[k / 3][k % 3] = (pvec)(FULL ? _mm512_loadu_ps(p + 16 * k) : mload(bm.m[k], p + 16 * k));
+  const __m512 last = mload(bm.m[6], p + 96);
+  pixel_transpose::split<3>(in[0], pl[0]);
+  pixel_transpose::split<3>(in[1], pl[1]);
+#pragma GCC unroll 3
+  for (int ci = 0; ci < C; ++ci) {
+    const __m512 a = (__m512)pl[0][ci], b = (__m512)pl[1][ci];
+    __m512 ph[3];
+    ph[0] = _mm512_permutex2var_ps(a, ix.even, b);
+    ph[1] = _mm512_permutex2var_ps(a, ix.odd, b);
+    ph[2] = _mm512_mask_permutexvar_ps(_mm512_permutex2var_ps(a, ix.two, b), (__mmask16)0x8000,
+                                       _mm512_set1_epi32(ci), last);
+#pragma GCC unroll 3
+    for (int kx = 0; kx < 3; ++kx)
+#pragma GCC unroll 3
+      for (int co = 0; co < C; ++co)
+        acc[co] = _mm512_fmadd_ps(ph[kx], _mm512_set1_ps(wk[(kx * C + ci) * C + co]), acc[co]);
+  }
+}
+
+}  // namespace
+
+bool s2_patch_forward3(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                       float* y, Activation act) {
+  if (g.c != C || !s2_patch_shape(g) || !all_finite(w, 9 * C * C)) return false;
+  static const Idx ix;
+  const int64_t W = g.w, H = g.h, OW = g.ow, OH = g.oh, pl = g.win.pl, pt = g.win.pt;
+  const int64_t nb = (OW + L - 1) / L;
+  // Block starts: every 16 columns, the last from the row's end when the row has 16 or more.
+  std::vector<int64_t> start((size_t)nb);
+  std::vector<BlockMask> masks((size_t)nb);
+  std::vector<uint8_t> full((size_t)nb);
+  for (int64_t k = 0; k < nb; ++k) {
+    const int64_t ox0 = OW >= L ? std::min(k * L, OW - L) : 0;
+    start[(size_t)k] = ox0;
+    bool f = true;
+    for (int v = 0; v < 7; ++v) {
+      unsigned m = 0;
+      for (int l = 0; l < (v < 6 ? 16 : 3); ++l) {
+        const int64_t col = 2 * ox0 - pl + (v * 16 + l) / C;
+        if (col >= 0 && col < W) m |= 1u << l;
+      }
+      masks[(size_t)k].m[v] = (__mmask16)m;
+      if (v < 6 && m != 0xffffu) f = false;
+    }
+    full[(size_t)k] = f;
+  }
+  __m512 bias[C];
+  for (int co = 0; co < C; ++co) bias[co] = _mm512_set1_ps(b ? b[co] : 0.f);
+  const __mmask16 last_m[3] = {
+      (__mmask16)((1u << std::min<int64_t>(16, OW * 3)) - 1),
+      (__mmask16)((1u << std::clamp<int64_t>(OW * 3 - 16, 0, 16)) - 1),
+      (__mmask16)((1u << std::clamp<int64_t>(OW * 3 - 32, 0, 16)) - 1)};
+  const float* xend = x + g.n * H * W * C;
+  parallel_region(s2blocks::threads_for(g), [&] {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < g.n * OH; ++it) {
+      const int64_t n = it / OH, oy = it % OH;
+      float* yr = y + it * OW * C;
+      // The next output row's two new input rows (the one after in x's flat order: the next
+      // image's when this is its last), a line per vector of them.
+      const float* pf[2];
+      for (int r = 0; r < 2; ++r) pf[r] = x + (n * H + 2 * oy + 3 + r - pt) * W * C;
+      for (int64_t k = 0; k < nb; ++k) {
+        const int64_t ox0 = start[(size_t)k];
+        const BlockMask& bm = masks[(size_t)k];
+        __m512 acc[3][C];
+        for (int ky = 0; ky < 3; ++ky)
+          for (int co = 0; co < C; ++co) acc[ky][co] = _mm512_setzero_ps();
+        for (int ky = 0; ky < 3; ++ky) {
+          const int64_t r = 2 * oy + ky - pt;
+          if (r < 0 || r >= H) continue;
+          const float* p = x + ((n * H + r) * W + 2 * ox0 - pl) * C;
+          const float* wk = w + ky * 3 * C * C;
+          if (full[(size_t)k]) row<true>(p, bm, ix, wk, acc[ky]);
+          else row<false>(p, bm, ix, wk, acc[ky]);
+        }
+        for (int r = 0; r < 2; ++r) {
+          const float* q = pf[r] + 2 * ox0 * C;
+          for (int v = 0; v < 6; ++v)
+            if (q + 16 * v >= x && q + 16 * v < xend) _mm_prefetch((const char*)(q + 16 * v), _MM_HINT_T0);
+        }
+        pvec pa[C], o[C];
+        for (int co = 0; co < C; ++co)
+          pa[co] = (pvec)_mm512_add_ps(_mm512_add_ps(acc[0][co], acc[1][co]),
+                                       _mm512_add_ps(acc[2][co], bias[co]));
+        pixel_transpose::merge<3>(pa, o);
+        float* out = yr + ox0 * C;
+        if (OW >= L) {
+          for (int j = 0; j < C; ++j) _mm512_storeu_ps(out + j * L, (__m512)o[j]);
+        } else {
+          for (int j = 0; j < C; ++j) _mm512_mask_storeu_ps(out + j * L, last_m[j], (__m512)o[j]);
+        }
+      }
+      if (act != Activation::Linear) activation_inplace(OW * C, yr, act);
+    }
+  });
+  return true;
+}
+
+#else
+
+bool s2_patch_forward3(const ConvGeometry&, const float*, const float*, const float*, float*,
+                       Activation) {
+  return false;
+}
+
+#endif
+
+}  // namespace fastconv::cpu::detail
