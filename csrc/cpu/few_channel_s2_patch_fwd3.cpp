@@ -63,8 +63,8 @@ struct BlockMask {
 
 // One input row's contribution: acc[co] += sum over (kx, ci) of patch * w[ky][kx][ci][co].
 template <bool FULL>
-inline void row(const float* p, const BlockMask& bm, const Idx& ix, const float* wk,
-                __m512* acc) {
+__attribute__((always_inline)) inline void row(const float* p, const BlockMask& bm,
+                                               const Idx& ix, const float* wk, __m512 (&acc)[C]) {
   pvec in[2][3], pl[2][3];
 #pragma GCC unroll 6
   for (int k = 0; k < 6; ++k)
@@ -132,19 +132,31 @@ bool s2_patch_forward3(const ConvGeometry& g, const float* x, const float* w, co
       // image's when this is its last), a line per vector of them.
       const float* pf[2];
       for (int r = 0; r < 2; ++r) pf[r] = x + (n * H + 2 * oy + 3 + r - pt) * W * C;
+      const float* rp[3];
+      bool in[3];
+      for (int ky = 0; ky < 3; ++ky) {
+        const int64_t r = 2 * oy + ky - pt;
+        in[ky] = r >= 0 && r < H;
+        rp[ky] = x + (n * H + (in[ky] ? r : 0)) * W * C;
+      }
       for (int64_t k = 0; k < nb; ++k) {
         const int64_t ox0 = start[(size_t)k];
         const BlockMask& bm = masks[(size_t)k];
-        __m512 acc[3][C];
-        for (int ky = 0; ky < 3; ++ky)
-          for (int co = 0; co < C; ++co) acc[ky][co] = _mm512_setzero_ps();
-        for (int ky = 0; ky < 3; ++ky) {
-          const int64_t r = 2 * oy + ky - pt;
-          if (r < 0 || r >= H) continue;
-          const float* p = x + ((n * H + r) * W + 2 * ox0 - pl) * C;
-          const float* wk = w + ky * 3 * C * C;
-          if (full[(size_t)k]) row<true>(p, bm, ix, wk, acc[ky]);
-          else row<false>(p, bm, ix, wk, acc[ky]);
+        // Three named accumulator sets (an indexed acc[ky] with the skipped rows stayed in
+        // memory: perf showed the multiply-adds reading and writing the stack).
+        __m512 a0[C], a1[C], a2[C];
+        for (int co = 0; co < C; ++co)
+          a0[co] = bias[co], a1[co] = _mm512_setzero_ps(), a2[co] = _mm512_setzero_ps();
+        const float* wk = w;
+        const int64_t shift = (2 * ox0 - pl) * C;
+        if (full[(size_t)k]) {
+          if (in[0]) row<true>(rp[0] + shift, bm, ix, wk, a0);
+          if (in[1]) row<true>(rp[1] + shift, bm, ix, wk + 9 * C, a1);
+          if (in[2]) row<true>(rp[2] + shift, bm, ix, wk + 18 * C, a2);
+        } else {
+          if (in[0]) row<false>(rp[0] + shift, bm, ix, wk, a0);
+          if (in[1]) row<false>(rp[1] + shift, bm, ix, wk + 9 * C, a1);
+          if (in[2]) row<false>(rp[2] + shift, bm, ix, wk + 18 * C, a2);
         }
         for (int r = 0; r < 2; ++r) {
           const float* q = pf[r] + 2 * ox0 * C;
@@ -153,8 +165,7 @@ bool s2_patch_forward3(const ConvGeometry& g, const float* x, const float* w, co
         }
         pvec pa[C], o[C];
         for (int co = 0; co < C; ++co)
-          pa[co] = (pvec)_mm512_add_ps(_mm512_add_ps(acc[0][co], acc[1][co]),
-                                       _mm512_add_ps(acc[2][co], bias[co]));
+          pa[co] = (pvec)_mm512_add_ps(_mm512_add_ps(a0[co], a1[co]), a2[co]);
         pixel_transpose::merge<3>(pa, o);
         float* out = yr + ox0 * C;
         if (OW >= L) {
