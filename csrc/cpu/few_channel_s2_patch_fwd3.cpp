@@ -63,9 +63,10 @@ struct BlockMask {
 };
 
 // One input row's contribution: acc[co] += sum over (kx, ci) of patch * w[ky][kx][ci][co].
-template <bool FULL>
+template <bool FULL, bool TWO>
 __attribute__((always_inline)) inline void row(const float* p, const BlockMask& bm,
-                                               const Idx& ix, const float* wk, __m512 (&acc)[C]) {
+                                               const Idx& ix, const float* wk, __m512 (&acc)[C],
+                                               const float* wk2, __m512 (&acc2)[C]) {
   pvec in[2][3], pl[2][3];
 #pragma GCC unroll 6
   for (int k = 0; k < 6; ++k)
@@ -85,7 +86,24 @@ __attribute__((always_inline)) inline void row(const float* p, const BlockMask& 
     for (int kx = 0; kx < 3; ++kx)
 #pragma GCC unroll 3
       for (int co = 0; co < C; ++co)
+      {
         acc[co] = _mm512_fmadd_ps(ph[kx], _mm512_set1_ps(wk[(kx * C + ci) * C + co]), acc[co]);
+        if constexpr (TWO)
+          acc2[co] = _mm512_fmadd_ps(ph[kx], _mm512_set1_ps(wk2[(kx * C + ci) * C + co]), acc2[co]);
+      }
+  }
+}
+
+// u + v (one output row's two accumulator sets) merged to NHWC and stored: 16 pixels, or
+// those of a narrower row (masks m).
+__attribute__((always_inline)) inline void put(const __m512 (&u)[C], const __m512 (&v)[C],
+                                               float* out, bool whole, const __mmask16* m) {
+  pvec pa[C], o[C];
+  for (int co = 0; co < C; ++co) pa[co] = (pvec)_mm512_add_ps(u[co], v[co]);
+  pixel_transpose::merge<3>(pa, o);
+  for (int j = 0; j < C; ++j) {
+    if (whole) _mm512_storeu_ps(out + j * L, (__m512)o[j]);
+    else _mm512_mask_storeu_ps(out + j * L, m[j], (__m512)o[j]);
   }
 }
 
@@ -123,10 +141,16 @@ bool s2_patch_forward3(const ConvGeometry& g, const float* x, const float* w, co
       (__mmask16)((1u << std::clamp<int64_t>(OW * 3 - 16, 0, 16)) - 1),
       (__mmask16)((1u << std::clamp<int64_t>(OW * 3 - 32, 0, 16)) - 1)};
   const float* xend = x + g.n * H * W * C;
+  const int64_t OP = (OH + 1) / 2;  // items: pairs of output rows
   // The prefetch of the next output row's input rows only for an x beyond the L3's share (16
   // MiB): paired against none, N=256 112x112 (38.5 MB) 0.73 of the time, but 56x56 (9.6 MB)
   // 1.10, 28x28 1.09, N=32 112x112 (4.8 MB) 1.02.
   const bool pref = (xend - x) * (int64_t)sizeof(float) >= (int64_t{16} << 20);
+  // x beyond the L3's share: items of one output row, prefetching. Else (x in L3) items of
+  // two output rows sharing the middle input row's split: paired against one row an item,
+  // 0.90-0.93 of the time at N=256 56x56 and 28x28, N=32 56x56; with the prefetch (4 rows
+  // ahead) N=256 112x112 took 1.21-1.57.
+  if (pref) {
   parallel_region(s2blocks::threads_for(g), [&] {
     note_team();
 #pragma omp for schedule(static)
@@ -155,19 +179,21 @@ bool s2_patch_forward3(const ConvGeometry& g, const float* x, const float* w, co
         const float* wk = w;
         const int64_t shift = (2 * ox0 - pl) * C;
         if (full[(size_t)k]) {
-          if (in[0]) row<true>(rp[0] + shift, bm, ix, wk, a0);
-          if (in[1]) row<true>(rp[1] + shift, bm, ix, wk + 9 * C, a1);
-          if (in[2]) row<true>(rp[2] + shift, bm, ix, wk + 18 * C, a2);
+          if (in[0]) row<true, false>(rp[0] + shift, bm, ix, wk, a0, wk, a0);
+          if (in[1]) row<true, false>(rp[1] + shift, bm, ix, wk + 9 * C, a1, wk, a1);
+          if (in[2]) row<true, false>(rp[2] + shift, bm, ix, wk + 18 * C, a2, wk, a2);
         } else {
-          if (in[0]) row<false>(rp[0] + shift, bm, ix, wk, a0);
-          if (in[1]) row<false>(rp[1] + shift, bm, ix, wk + 9 * C, a1);
-          if (in[2]) row<false>(rp[2] + shift, bm, ix, wk + 18 * C, a2);
+          if (in[0]) row<false, false>(rp[0] + shift, bm, ix, wk, a0, wk, a0);
+          if (in[1]) row<false, false>(rp[1] + shift, bm, ix, wk + 9 * C, a1, wk, a1);
+          if (in[2]) row<false, false>(rp[2] + shift, bm, ix, wk + 18 * C, a2, wk, a2);
         }
         for (int r = 0; r < (pref ? 2 : 0); ++r) {
           const float* q = pf[r] + 2 * ox0 * C;
           for (int v = 0; v < 6; ++v)
             if (q + 16 * v >= x && q + 16 * v < xend) _mm_prefetch((const char*)(q + 16 * v), _MM_HINT_T0);
         }
+        // Summed and stored here, not by put() (a1 + a2 first, then put: paired 1.06 of this
+        // time at N=256 112x112, twice).
         pvec pa[C], o[C];
         for (int co = 0; co < C; ++co)
           pa[co] = (pvec)_mm512_add_ps(_mm512_add_ps(a0[co], a1[co]), a2[co]);
@@ -180,6 +206,53 @@ bool s2_patch_forward3(const ConvGeometry& g, const float* x, const float* w, co
         }
       }
       if (act != Activation::Linear) activation_inplace(OW * C, yr, act);
+    }
+  });
+    return true;
+  }
+  parallel_region(s2blocks::threads_for(g), [&] {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < g.n * OP; ++it) {
+      // Two output rows an item: their 5 input rows, the middle one split once for both
+      // (ky = 2 of the first, ky = 0 of the second).
+      const int64_t n = it / OP, oy = 2 * (it % OP);
+      const bool two = oy + 1 < OH;
+      float* yr = y + (n * OH + oy) * OW * C;
+      const float* rp[5];
+      bool in[5];
+      for (int r = 0; r < 5; ++r) {
+        const int64_t ir = 2 * oy + r - pt;
+        in[r] = ir >= 0 && ir < H && (r < 3 || two);
+        rp[r] = x + (n * H + (in[r] ? ir : 0)) * W * C;
+      }
+      for (int64_t k = 0; k < nb; ++k) {
+        const int64_t ox0 = start[(size_t)k];
+        const BlockMask& bm = masks[(size_t)k];
+        const int64_t sh = (2 * ox0 - pl) * C;
+        __m512 a0[C], a1[C], b0[C], b1[C];
+        for (int co = 0; co < C; ++co)
+          a0[co] = b0[co] = bias[co], a1[co] = b1[co] = _mm512_setzero_ps();
+        constexpr int KY = 3 * C * C;  // one kernel row's weights
+        if (full[(size_t)k]) {
+          if (in[0]) row<true, false>(rp[0] + sh, bm, ix, w, a0, w, a0);
+          if (in[1]) row<true, false>(rp[1] + sh, bm, ix, w + KY, a1, w, a1);
+          if (in[2] && two) row<true, true>(rp[2] + sh, bm, ix, w + 2 * KY, a0, w, b0);
+          else if (in[2]) row<true, false>(rp[2] + sh, bm, ix, w + 2 * KY, a0, w, a0);
+          if (in[3]) row<true, false>(rp[3] + sh, bm, ix, w + KY, b1, w, b1);
+          if (in[4]) row<true, false>(rp[4] + sh, bm, ix, w + 2 * KY, b0, w, b0);
+        } else {
+          if (in[0]) row<false, false>(rp[0] + sh, bm, ix, w, a0, w, a0);
+          if (in[1]) row<false, false>(rp[1] + sh, bm, ix, w + KY, a1, w, a1);
+          if (in[2] && two) row<false, true>(rp[2] + sh, bm, ix, w + 2 * KY, a0, w, b0);
+          else if (in[2]) row<false, false>(rp[2] + sh, bm, ix, w + 2 * KY, a0, w, a0);
+          if (in[3]) row<false, false>(rp[3] + sh, bm, ix, w + KY, b1, w, b1);
+          if (in[4]) row<false, false>(rp[4] + sh, bm, ix, w + 2 * KY, b0, w, b0);
+        }
+        put(a0, a1, yr + ox0 * C, OW >= L, last_m);
+        if (two) put(b0, b1, yr + (OW + ox0) * C, OW >= L, last_m);
+      }
+      if (act != Activation::Linear) activation_inplace((two ? 2 : 1) * OW * C, yr, act);
     }
   });
   return true;
