@@ -19,7 +19,7 @@
 // skipped, so a non-finite weight would not meet the padding (the reference multiplies the
 // zeros: 0 * inf): such calls stay on the planes, as in few_channel_s2_patch_fwd.cpp.
 // For an x of 16 MiB or more the next output row's new input rows are prefetched a line per
-// 16-float vector (see pref); under it the items are pairs of output rows, the shared middle
+// 16-float vector into L2 (see pref); under it the items are pairs of output rows, the shared middle
 // input row split once.
 // Paired against the planes (benchmarks/ab_s2c.py, 1 thread, CPU time, Zen 4 at load 5.6),
 // ms before/after: N=256 112x112 5.17/4.01, 56x56 0.991/0.628, 28x28 0.235/0.172, N=32
@@ -151,7 +151,8 @@ bool s2_patch_forward3(const ConvGeometry& g, const float* x, const float* w, co
   const int64_t OP = (OH + 1) / 2;  // items: pairs of output rows
   // The prefetch of the next output row's input rows only for an x beyond the L3's share (16
   // MiB): paired against none, N=256 112x112 (38.5 MB) 0.73 of the time, but 56x56 (9.6 MB)
-  // 1.10, 28x28 1.09, N=32 112x112 (4.8 MB) 1.02.
+  // 1.10, 28x28 1.09, N=32 112x112 (4.8 MB) 1.02 (those with prefetches into L1). Into L2
+  // (_MM_HINT_T1) N=256 112x112 took 0.90 of the L1 prefetch's time (two runs).
   const bool pref = (xend - x) * (int64_t)sizeof(float) >= (int64_t{16} << 20);
   // x beyond the L3's share: items of one output row, prefetching. Else (x in L3) items of
   // two output rows sharing the middle input row's split: paired against one row an item,
@@ -197,7 +198,7 @@ bool s2_patch_forward3(const ConvGeometry& g, const float* x, const float* w, co
         for (int r = 0; r < (pref ? 2 : 0); ++r) {
           const float* q = pf[r] + 2 * ox0 * C;
           for (int v = 0; v < 6; ++v)
-            if (q + 16 * v >= x && q + 16 * v < xend) _mm_prefetch((const char*)(q + 16 * v), _MM_HINT_T0);
+            if (q + 16 * v >= x && q + 16 * v < xend) _mm_prefetch((const char*)(q + 16 * v), _MM_HINT_T1);
         }
         // Summed and stored here, not by put() (a1 + a2 first, then put: paired 1.06 of this
         // time at N=256 112x112, twice).
