@@ -18,15 +18,15 @@
 // end, overlapping; rows under 16 columns through a masked store). Input rows outside x are
 // skipped, so a non-finite weight would not meet the padding (the reference multiplies the
 // zeros: 0 * inf): such calls stay on the planes, as in few_channel_s2_patch_fwd.cpp.
-// For an x of 16 MiB or more the next output row's new input rows are prefetched a line per
-// 16-float vector into L2 (see pref); under it the items are pairs of output rows, the shared middle
-// input row split once.
+// For an x of 16 MiB or more the new input rows of the output row two on are prefetched a
+// line per 16-float vector into L2 (see pref); under it the items are pairs of output rows,
+// the shared middle input row split once.
 // Paired against the planes (benchmarks/ab_s2c.py, 1 thread, CPU time, Zen 4 at load 5.6),
 // ms before/after: N=256 112x112 5.17/4.01, 56x56 0.991/0.628, 28x28 0.235/0.172, N=32
 // 112x112 0.432/0.314, 56x56 0.120/0.078; every sweep size (7..112, N 1/32/256) 0.63-0.87.
-// Not kept: kx = 2 from a masked one-float load and valignd (1.06-1.15 of the time), the
-// prefetch a row further on (0.99-1.00), row pairs with the prefetch (1.21-1.57 at N=256
-// 112x112).
+// Not kept: kx = 2 from a masked one-float load and valignd (1.06-1.15 of the time), row
+// pairs with the prefetch (into L1 1.21-1.57, into L2 1.07-1.09 at N=256 112x112), the L2
+// prefetch from 4 MiB (N=256 56x56 1.11, N=32 112x112 1.13 of the row pairs' time).
 #include <omp.h>
 
 #include <algorithm>
@@ -165,10 +165,11 @@ bool s2_patch_forward3(const ConvGeometry& g, const float* x, const float* w, co
     for (int64_t it = 0; it < g.n * OH; ++it) {
       const int64_t n = it / OH, oy = it % OH;
       float* yr = y + it * OW * C;
-      // The next output row's two new input rows (the one after in x's flat order: the next
-      // image's when this is its last), a line per vector of them.
+      // The new input rows of the output row two on (in x's flat order: the next image's
+      // when this is near its last), a line per vector of them, into L2 (paired against the
+      // next output row's: 0.88-0.91 of the time at N=256 112x112; three on: 1.00).
       const float* pf[2];
-      for (int r = 0; r < 2; ++r) pf[r] = x + (n * H + 2 * oy + 3 + r - pt) * W * C;
+      for (int r = 0; r < 2; ++r) pf[r] = x + (n * H + 2 * oy + 5 + r - pt) * W * C;
       const float* rp[3];
       bool in[3];
       for (int ky = 0; ky < 3; ++ky) {
