@@ -196,11 +196,11 @@ bool s2_patch_forward3(const ConvGeometry& g, const float* x, const float* w, co
           if (in[1]) row<false, false>(rp[1] + shift, bm, ix, wk + 9 * C, a1, wk, a1);
           if (in[2]) row<false, false>(rp[2] + shift, bm, ix, wk + 18 * C, a2, wk, a2);
         }
-        for (int r = 0; r < (pref ? 2 : 0); ++r) {
-          const float* q = pf[r] + 2 * ox0 * C;
-          for (int v = 0; v < 6; ++v)
-            if (q + 16 * v >= x && q + 16 * v < xend) _mm_prefetch((const char*)(q + 16 * v), _MM_HINT_T1);
-        }
+        for (int r = 0; r < 2; ++r)
+          for (int v = 0; v < 6; ++v) {
+            const float* q = pf[r] + 2 * ox0 * C + 16 * v;
+            if (q >= x && q < xend) _mm_prefetch((const char*)q, _MM_HINT_T1);
+          }
         // Summed and stored here, not by put() (a1 + a2 first, then put: paired 1.06 of this
         // time at N=256 112x112, twice).
         pvec pa[C], o[C];
