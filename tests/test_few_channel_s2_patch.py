@@ -280,3 +280,34 @@ def test_forward_c3_rows_nonfinite(bad, where, pads, h, w):
         assert np.array_equal(np.isneginf(y), np.isneginf(ref))
         fin = np.isfinite(ref)
         _close(np.where(fin, y, 0).astype(np.float32), np.where(fin, ref, 0))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("n, h, w, pads", ((700, 45, 45, (1, 1, 1, 1)), (200, 66, 120, (0, 1, 0, 1))))
+def test_forward_c3_rows_big_x(n, h, w, pads):
+    """x of 16 MiB or more: the one-row items with the prefetch (the rows' last item reaches
+    past x's end), rows of 23 and 60 columns (the last block from the row's end), NaN and inf
+    in the last image, ReLU at 2 threads deterministic."""
+    assert n * h * w * 3 * 4 >= 16 << 20
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((n, h, w, 3)).astype(np.float32)
+    x[n - 1, h - 1, w - 1, 2] = np.nan
+    x[n - 1, h // 2, 17, 0] = np.inf
+    wt = rng.standard_normal((3, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    args = ((2, 2), pads, (1, 1), 1)
+    y = _C.conv2d_forward(x, wt, b, *args)
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64),
+                           *args)
+    assert np.isnan(ref).any() and np.array_equal(np.isnan(y), np.isnan(ref))
+    assert np.array_equal(np.isinf(y), np.isinf(ref))
+    fin = np.isfinite(ref)
+    _close(np.where(fin, y, 0).astype(np.float32), np.where(fin, ref, 0))
+    saved = fc.get_num_threads()
+    try:
+        fc.set_num_threads(2)
+        a, c = (_C.conv2d_forward(x, wt, b, *args, "relu") for _ in range(2))
+        assert np.array_equal(a, c, equal_nan=True)
+        assert np.array_equal(np.where(fin, a, 0), np.where(fin, np.maximum(y, 0), 0))
+    finally:
+        fc.set_num_threads(saved)
