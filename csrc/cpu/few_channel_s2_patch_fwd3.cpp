@@ -12,8 +12,9 @@
 // pixel_transpose::split<3> makes them 2 planar vectors per channel, and two-source permutes
 // pick the even columns (kx = 0), odd (kx = 1) and even one on (kx = 2, the last pixel
 // inserted into lane 15): 9 vectors a row, lane j = patch element of output pixel ox0 + j.
-// Each is multiplied by the 3 output channels' broadcast weights into 9 accumulators (one set
-// per row ky: 9 chains of 9, not 3 of 27 latency-bound ones), summed, bias added, merged to
+// Each is multiplied by the 3 output channels' broadcast weights into accumulator sets of 3
+// (one-row items: a set per ky, 9 chains of 9; row pairs: two sets an output row; not 3
+// latency-bound chains of 27), summed, bias added, merged to
 // NHWC (pixel_transpose::merge<3>) and stored whole (the last block of a row from the row's
 // end, overlapping; rows under 16 columns through a masked store). Input rows outside x are
 // skipped, so a non-finite weight would not meet the padding (the reference multiplies the
@@ -21,9 +22,9 @@
 // For an x of 16 MiB or more the new input rows of the output row two on are prefetched a
 // line per 16-float vector into L2 (see pref); under it the items are pairs of output rows,
 // the shared middle input row split once.
-// Paired against the planes (benchmarks/ab_s2c.py, 1 thread, CPU time, Zen 4 at load 5.6),
-// ms before/after: N=256 112x112 5.17/4.01, 56x56 0.991/0.628, 28x28 0.235/0.172, N=32
-// 112x112 0.432/0.314, 56x56 0.120/0.078; every sweep size (7..112, N 1/32/256) 0.63-0.87.
+// Paired against the planes (benchmarks/ab_s2c.py, 1 thread, CPU time, Zen 4 at load 4-5),
+// ms before/after: N=256 112x112 5.09/3.26, 56x56 0.953/0.600, 28x28 0.268/0.170, N=32
+// 112x112 0.447/0.316, 56x56 0.120/0.078; every sweep size (7..112, N 1/32/256) 0.63-0.85.
 // Not kept: kx = 2 from a masked one-float load and valignd (1.06-1.15 of the time), row
 // pairs with the prefetch (into L1 1.21-1.57, into L2 1.07-1.09 at N=256 112x112), the L2
 // prefetch from 4 MiB (N=256 56x56 1.11, N=32 112x112 1.13 of the row pairs' time).
