@@ -199,3 +199,115 @@ def test_forward_c6_narrow_nonfinite(bad, where, pads, h, w):
         assert np.array_equal(np.isneginf(y), np.isneginf(ref))
         fin = np.isfinite(ref)
         _close(np.where(fin, y, 0).astype(np.float32), np.where(fin, ref, 0))
+
+
+# The C = 3 forward from the rows (few_channel_s2_patch_fwd3.cpp): blocks of 16 output
+# columns, rows under 16 columns one masked block, 16 exact, over 16 the last block from the
+# row's end (overlapping), the 33rd input pixel of a block (lane 15 of kx = 2) inside and
+# outside the image; every pad, odd/even, batch 1-3, bias or not; the sweep's sizes at N = 1.
+FWD3_SHAPES = ((1, 3, 2), (3, 7, 7), (2, 14, 14), (1, 8, 9), (2, 31, 32), (1, 33, 33),
+               (3, 9, 35), (1, 5, 47), (2, 6, 64), (1, 1, 3), (1, 28, 28))
+
+
+def _fwd3_case(n, h, w, pads, bias, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, 3)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32) if bias else None
+    args = ((2, 2), pads, (1, 1), 1)
+    y = _C.conv2d_forward(x, wt, b, *args)
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64),
+                           None if b is None else b.astype(np.float64), *args)
+    _close(y, ref)
+
+
+@pytest.mark.parametrize("n, h, w", FWD3_SHAPES)
+@pytest.mark.parametrize("pads", list(itertools.product((0, 1, 2), (0, 1), (0, 1, 2), (0, 1))))
+def test_forward_c3_rows(n, h, w, pads):
+    if h + pads[0] + pads[1] < 3 or w + pads[2] + pads[3] < 3:
+        pytest.skip("window larger than the padded input")
+    _fwd3_case(n, h, w, pads, (h + w) % 2 == 1, n * 100 + h * w + sum(pads))
+
+
+@pytest.mark.parametrize("n, hw", ((1, 56), (1, 112), (2, 57)))
+def test_forward_c3_rows_sweep_sizes(n, hw):
+    tot = max(0, (-(-hw // 2) - 1) * 2 + 3 - hw)
+    _fwd3_case(n, hw, hw, (tot // 2, tot - tot // 2, tot // 2, tot - tot // 2), True, hw)
+
+
+@pytest.mark.parametrize("h, w", ((14, 13), (7, 7), (30, 41)))
+def test_forward_c3_rows_relu_threads_deterministic(h, w):
+    rng = np.random.default_rng(63)
+    x = rng.standard_normal((64, h, w, 3)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    args = ((2, 2), (0, 1, 0, 1), (1, 1), 1)
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
+    assert (ref < 0).any()
+    saved = fc.get_num_threads()
+    try:
+        for t in (1, 2):
+            fc.set_num_threads(t)
+            a, c = (_C.conv2d_forward(x, wt, b, *args, "relu") for _ in range(2))
+            assert np.array_equal(a, c)
+            _close(a, np.maximum(ref, 0.0))
+    finally:
+        fc.set_num_threads(saved)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("bad", (np.nan, np.inf, -np.inf))
+@pytest.mark.parametrize("where", ((0, 0, 0), (0, 1, 2), (1, 0, 1), (1, 1, 1), (0.5, 0.5, 0),
+                                   (0.5, 32, 2), (0.5, 31, 1), (0.5, 33, 0)))
+@pytest.mark.parametrize("pads", ((1, 1, 1, 1), (0, 1, 0, 1), (2, 2, 2, 2), (0, 0, 0, 0)))
+@pytest.mark.parametrize("h, w", ((14, 13), (9, 41)))
+def test_forward_c3_rows_nonfinite(bad, where, pads, h, w):
+    """A non-finite x at corners, edges, inside and around a block's 33rd input column
+    (columns 31-33: integer where[1] is a column): y has NaN/inf exactly where the reference
+    has; an inf weight (the planes run it) too."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, h, w, 3)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 3, 3)).astype(np.float32)
+    col = where[1] if isinstance(where[1], int) and where[1] > 1 else int(where[1] * (w - 1))
+    x[1, int(where[0] * (h - 1)), min(col, w - 1), where[2]] = bad
+    args = ((2, 2), pads, (1, 1), 1)
+    for weights in (wt, np.where(np.arange(wt.size).reshape(wt.shape) == 40, np.inf, wt)):
+        weights = weights.astype(np.float32)
+        y = _C.conv2d_forward(x, weights, None, *args)
+        ref = R.conv2d_forward(x.astype(np.float64), weights.astype(np.float64), None, *args)
+        assert np.array_equal(np.isnan(y), np.isnan(ref))
+        assert np.array_equal(np.isposinf(y), np.isposinf(ref))
+        assert np.array_equal(np.isneginf(y), np.isneginf(ref))
+        fin = np.isfinite(ref)
+        _close(np.where(fin, y, 0).astype(np.float32), np.where(fin, ref, 0))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("n, h, w, pads", ((700, 45, 45, (1, 1, 1, 1)), (200, 66, 120, (0, 1, 0, 1))))
+def test_forward_c3_rows_big_x(n, h, w, pads):
+    """x of 16 MiB or more: the one-row items with the prefetch (the rows' last item reaches
+    past x's end), rows of 23 and 60 columns (the last block from the row's end), NaN and inf
+    in the last image, ReLU at 2 threads deterministic."""
+    assert n * h * w * 3 * 4 >= 16 << 20
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((n, h, w, 3)).astype(np.float32)
+    x[n - 1, h - 1, w - 1, 2] = np.nan
+    x[n - 1, h // 2, 17, 0] = np.inf
+    wt = rng.standard_normal((3, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    args = ((2, 2), pads, (1, 1), 1)
+    y = _C.conv2d_forward(x, wt, b, *args)
+    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64),
+                           *args)
+    assert np.isnan(ref).any() and np.array_equal(np.isnan(y), np.isnan(ref))
+    assert np.array_equal(np.isinf(y), np.isinf(ref))
+    fin = np.isfinite(ref)
+    _close(np.where(fin, y, 0).astype(np.float32), np.where(fin, ref, 0))
+    saved = fc.get_num_threads()
+    try:
+        fc.set_num_threads(2)
+        a, c = (_C.conv2d_forward(x, wt, b, *args, "relu") for _ in range(2))
+        assert np.array_equal(a, c, equal_nan=True)
+        assert np.array_equal(np.where(fin, a, 0), np.where(fin, np.maximum(y, 0), 0))
+    finally:
+        fc.set_num_threads(saved)

@@ -1,7 +1,9 @@
 // 3x3 stride-2 convs with 3 or 6 channels in and out: the weight pass straight from the NHWC
 // rows, masked loads of each output pixel's patch rows (few_channel_s2_patch.cpp, AVX-512);
 // s2_planes_backward_weights hands C = 3 from 14 columns here first, direct_conv.cpp C = 6
-// and the narrower C = 3.
+// and the narrower C = 3. The forwards from the rows: C = 6 under 8 output columns
+// (few_channel_s2_patch_fwd.cpp), C = 3 (few_channel_s2_patch_fwd3.cpp); s2_planes_forward
+// hands them here first.
 #pragma once
 #include "common/geometry.h"
 #include "kernels.h"
@@ -22,5 +24,10 @@ bool s2_patch_backward_weights(const ConvGeometry& g, const float* dy, const flo
 // below AVX-512.
 bool s2_patch_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                       float* y, Activation act);
+
+// The forward for C = 3 (few_channel_s2_patch_fwd3.cpp), same contract as conv2d_forward;
+// false (nothing written) for any other shape, a non-finite weight, or below AVX-512.
+bool s2_patch_forward3(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                       float* y, Activation act);
 
 }  // namespace fastconv::cpu::detail
