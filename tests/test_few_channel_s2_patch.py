@@ -157,12 +157,13 @@ def test_forward_c6_narrow(n, h, w, pads):
     _close(y, ref)
 
 
-@pytest.mark.parametrize("h, w", ((14, 13), (7, 7), (5, 6)))
-def test_forward_c6_narrow_relu_threads_deterministic(h, w):
-    rng = np.random.default_rng(61)
-    x = rng.standard_normal((64, h, w, 6)).astype(np.float32)
-    wt = rng.standard_normal((3, 3, 6, 6)).astype(np.float32)
-    b = rng.standard_normal(6).astype(np.float32)
+# C = 6 under 8 output columns (few_channel_s2_patch_fwd.cpp), C = 3 at any width (_fwd3.cpp).
+@pytest.mark.parametrize("c, h, w", ((6, 14, 13), (6, 7, 7), (6, 5, 6), (3, 14, 13), (3, 7, 7), (3, 30, 41)))
+def test_forward_patch_relu_threads_deterministic(c, h, w):
+    rng = np.random.default_rng(61 if c == 6 else 63)
+    x = rng.standard_normal((64, h, w, c)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, c, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
     args = ((2, 2), (0, 1, 0, 1), (1, 1), 1)
     ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
     assert (ref < 0).any()
@@ -233,26 +234,6 @@ def test_forward_c3_rows(n, h, w, pads):
 def test_forward_c3_rows_sweep_sizes(n, hw):
     tot = max(0, (-(-hw // 2) - 1) * 2 + 3 - hw)
     _fwd3_case(n, hw, hw, (tot // 2, tot - tot // 2, tot // 2, tot - tot // 2), True, hw)
-
-
-@pytest.mark.parametrize("h, w", ((14, 13), (7, 7), (30, 41)))
-def test_forward_c3_rows_relu_threads_deterministic(h, w):
-    rng = np.random.default_rng(63)
-    x = rng.standard_normal((64, h, w, 3)).astype(np.float32)
-    wt = rng.standard_normal((3, 3, 3, 3)).astype(np.float32)
-    b = rng.standard_normal(3).astype(np.float32)
-    args = ((2, 2), (0, 1, 0, 1), (1, 1), 1)
-    ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
-    assert (ref < 0).any()
-    saved = fc.get_num_threads()
-    try:
-        for t in (1, 2):
-            fc.set_num_threads(t)
-            a, c = (_C.conv2d_forward(x, wt, b, *args, "relu") for _ in range(2))
-            assert np.array_equal(a, c)
-            _close(a, np.maximum(ref, 0.0))
-    finally:
-        fc.set_num_threads(saved)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")

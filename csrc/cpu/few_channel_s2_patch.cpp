@@ -145,19 +145,9 @@ void weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw
   constexpr int kDw = 9 * C * C, kPart = kDw + C;  // a thread's doubles: dw, then db
   constexpr int kA = 3 * C, kLanesA = 3 * C < L ? 3 * C : L, kB = Acc<C>::kB;
   const int64_t W = g.w, H = g.h, OW = g.ow, OH = g.oh, pl = g.win.pl, pt = g.win.pt;
-  // Pixel ox's lanes whose column lies in the row (bounded by OW).
-  std::vector<uint16_t> mask((size_t)OW);
-  std::vector<uint8_t> tail((size_t)OW);
-  for (int64_t ox = 0; ox < OW; ++ox) {
-    unsigned m = 0;
-    for (int k = 0; k < kLanesA; ++k) {
-      const int64_t col = 2 * ox - pl + k / C;
-      if (col >= 0 && col < W) m |= 1u << k;
-    }
-    mask[(size_t)ox] = (uint16_t)m;
-    const int64_t last = 2 * ox - pl + 2;
-    tail[(size_t)ox] = last >= 0 && last < W ? 0x3f : 0;
-  }
+  std::vector<uint16_t> mask;
+  std::vector<uint8_t> tail;
+  s2_patch_row_masks(g, C, kLanesA, mask, tail);
   const bool packed = C == 3 && OW >= 28;  // row_pixels3
   const int threads = s2blocks::threads_for(g);
   // The x rows of the output row `ahead` rows on prefetched into L2 a line or so a pixel

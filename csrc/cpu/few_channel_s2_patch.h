@@ -5,6 +5,9 @@
 // (few_channel_s2_patch_fwd.cpp), C = 3 (few_channel_s2_patch_fwd3.cpp); s2_planes_forward
 // hands them here first.
 #pragma once
+#include <cstdint>
+#include <vector>
+
 #include "common/geometry.h"
 #include "kernels.h"
 
@@ -29,5 +32,26 @@ bool s2_patch_forward(const ConvGeometry& g, const float* x, const float* w, con
 // false (nothing written) for any other shape, a non-finite weight, or below AVX-512.
 bool s2_patch_forward3(const ConvGeometry& g, const float* x, const float* w, const float* b,
                        float* y, Activation act);
+
+// The row masks of the patch kernels, one entry per output column ox: mask[ox] has lane k of
+// pixel ox's first `lanes` floats set where that float's column 2*ox - pl + k / c lies in the
+// row (0..w-1); tail[ox] is 0x3f where the window's last column 2*ox - pl + 2 does (C = 6's
+// last two floats of each patch row), else 0.
+inline void s2_patch_row_masks(const ConvGeometry& g, int c, int lanes, std::vector<uint16_t>& mask,
+                               std::vector<uint8_t>& tail) {
+  const int64_t W = g.w, OW = g.ow, pl = g.win.pl;
+  mask.assign((size_t)OW, 0);
+  tail.assign((size_t)OW, 0);
+  for (int64_t ox = 0; ox < OW; ++ox) {
+    unsigned m = 0;
+    for (int k = 0; k < lanes; ++k) {
+      const int64_t col = 2 * ox - pl + k / c;
+      if (col >= 0 && col < W) m |= 1u << k;
+    }
+    mask[(size_t)ox] = (uint16_t)m;
+    const int64_t last = 2 * ox - pl + 2;
+    tail[(size_t)ox] = last >= 0 && last < W ? 0x3f : 0;
+  }
+}
 
 }  // namespace fastconv::cpu::detail

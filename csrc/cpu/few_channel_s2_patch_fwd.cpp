@@ -174,18 +174,9 @@ bool s2_patch_forward(const ConvGeometry& g, const float* x, const float* w, con
   if (g.c != C || g.ow >= 8 || !s2_patch_shape(g) || !all_finite(w, 9 * C * C)) return false;
   static const Tree tr;
   const int64_t W = g.w, H = g.h, OW = g.ow, OH = g.oh, pl = g.win.pl, pt = g.win.pt;
-  std::vector<uint16_t> mask((size_t)OW);
-  std::vector<uint8_t> tail((size_t)OW);
-  for (int64_t ox = 0; ox < OW; ++ox) {
-    unsigned m = 0;
-    for (int k = 0; k < L; ++k) {
-      const int64_t col = 2 * ox - pl + k / C;
-      if (col >= 0 && col < W) m |= 1u << k;
-    }
-    mask[(size_t)ox] = (uint16_t)m;
-    const int64_t last = 2 * ox - pl + 2;
-    tail[(size_t)ox] = last >= 0 && last < W ? 0x3f : 0;
-  }
+  std::vector<uint16_t> mask;
+  std::vector<uint8_t> tail;
+  s2_patch_row_masks(g, C, L, mask, tail);
   vec wa[3 * C], wb[C], bias[3];
   for (int ky = 0; ky < 3; ++ky)
     for (int co = 0; co < C; ++co) {
