@@ -341,6 +341,12 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
   if (k3 && !direct_nt && q.dw == 1 && q.c >= 256 && q.c % kLanes == 0 && ((uintptr_t)in & 3) == 0)
     qa.head = (int64_t)((64 - ((uintptr_t)in & 63)) & 63) / 4;
 #endif
+  // Whether the tiles request the next output row (tiled_row3): not for C >= 512 under 1 MiB
+  // (MobileNet's 14x14x512 and 7x7x1024 layers): out of cache they gained nothing (paired,
+  // 0.97-1.02), and in the plan, where their output blocks are in cache, the requests made
+  // conv_dw_9..13 1.03-1.17x slower.
+  const bool request_out = kPrefetchOut && !stream &&
+                           (q.c < 512 || lines * row_floats * (int64_t)sizeof(float) >= (int64_t{1} << 20));
   // Output lines [l0, l1).
   auto range = [&](int64_t l0, int64_t l1) {
     float* buf = stream && !direct_nt ? scratch(row_floats) : nullptr;
@@ -354,7 +360,7 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
       }
       walk_lines(q, in, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows, const RowPrefetch& pf) {
         float* dst = stream ? buf : out + l * row_floats;
-        float* next = kPrefetchOut && !stream && l + 1 < l1 ? dst + row_floats : nullptr;  // tiled_row3
+        float* next = request_out && l + 1 < l1 ? dst + row_floats : nullptr;  // tiled_row3
         if (k3) gather_row<3, A>(qa, rows, w, bias, pf, dst, next);
         else gather_row<0, A>(q, rows, w, bias, pf, dst, next);
         if (!act_in_register(act)) activation_inplace(row_floats, dst, act);
