@@ -342,9 +342,10 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
     qa.head = (int64_t)((64 - ((uintptr_t)in & 63)) & 63) / 4;
 #endif
   // Whether the tiles request the next output row (tiled_row3): not for C >= 512 under 1 MiB
-  // (MobileNet's 14x14x512 and 7x7x1024 layers): out of cache they gained nothing (paired,
-  // 0.97-1.02), and in the plan, where their output blocks are in cache, the requests made
-  // conv_dw_9..13 1.03-1.17x slower.
+  // (MobileNet's 14x14x512 and 7x7x1024 layers): there the requests gained nothing with the
+  // output out of cache (0.97-1.02 against none), and without them 0.97-0.99 against
+  // requesting (paired in one process). In the plan those steps read 1.02-1.17x before's
+  // either way (RESULTS.md, helper Z2 stop 35).
   const bool request_out = kPrefetchOut && !stream &&
                            (q.c < 512 || lines * row_floats * (int64_t)sizeof(float) >= (int64_t{1} << 20));
   // Output lines [l0, l1).
