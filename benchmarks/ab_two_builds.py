@@ -5,10 +5,16 @@ to +-25% between processes (load, the SMT sibling's cache use); calls of the two
 interleaved in one process see the same load. Each build's .so is loaded under its own
 module name (a._C, b._C: loaded twice under one name, Python hands back the first module).
 
-  python benchmarks/ab_two_builds.py A.so B.so PASS "N,HW,C;N,HW,C" REPS
+  python benchmarks/ab_two_builds.py A.so B.so PASS "N,HW,C;N,HW,C" REPS [ring]
   PASS: dwf / dwd / dww (depthwise 3x3 'same' forward, backward data, backward weights + db),
         dwb (dwd then dww: the depthwise backward as the sweep's family runs it),
+        dwf1 / dwf2 (depthwise 3x3 forward + bias + relu6 as MobileNet's inference plan calls
+        it: stride 1 'same', stride 2 with the fused ZeroPadding2D's pads (0, 1, 0, 1)),
         cf (3x3 'same' conv forward, C in and out)
+  ring: each call's output is a block of the output pool that is out of cache, as in a
+        network's plan (the last 24 outputs are kept alive, so the pool hands back one
+        written 24 calls ago), and x is rewritten before each call (a previous layer's
+        output, in cache). Without it the pool hands back the block of two calls ago.
 Copy each build's fastconv/_C*.so somewhere first (the build overwrites it). Prints per case
 the medians of REPS thread-CPU-time calls of each build, B / A, and the minima.
 """
@@ -34,6 +40,8 @@ def main():
     a, b = load(sys.argv[1], "a"), load(sys.argv[2], "b")
     assert a is not b
     what, reps = sys.argv[3], int(sys.argv[5])
+    ring = len(sys.argv) > 6 and sys.argv[6] == "ring"
+    kept = []
     for case in sys.argv[4].split(";"):
         n, hw, c = (int(v) for v in case.split(","))
         rng = np.random.default_rng(0)
@@ -46,6 +54,8 @@ def main():
             "dwf": lambda k: k.conv2d_forward(x, wd, bias, one, pads, one, c),
             "dwd": lambda k: k.conv2d_backward_data(dy, wd, x.shape, one, pads, one, c),
             "dww": lambda k: k.conv2d_backward_weights(dy, x, wd.shape, one, pads, one, c, True),
+            "dwf1": lambda k: k.conv2d_forward(x, wd, bias, one, pads, one, c, "relu6"),
+            "dwf2": lambda k: k.conv2d_forward(x, wd, bias, (2, 2), (0, 1, 0, 1), one, c, "relu6"),
             "dwb": lambda k: (k.conv2d_backward_data(dy, wd, x.shape, one, pads, one, c),
                               k.conv2d_backward_weights(dy, x, wd.shape, one, pads, one, c, True)),
         }
@@ -53,15 +63,21 @@ def main():
             w = rng.standard_normal((3, 3, c, c), dtype=np.float32)
             calls["cf"] = lambda k: k.conv2d_forward(x, w, bias, one, pads, one, 1)
         f = calls[what]
+        x0 = x.copy()
         ta, tb = [], []
         f(a), f(b)
         for i in range(reps):
             for k, ts in ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta)):
+                if ring:
+                    np.copyto(x, x0)
                 t = time.thread_time()
-                f(k)
+                y = f(k)
                 ts.append(time.thread_time() - t)
+                if ring:
+                    kept.append(y)
+                    del kept[:-24]
         ma, mb = statistics.median(ta) * 1e3, statistics.median(tb) * 1e3
-        print(f"N={n} {hw}x{hw} C={c} {what}: A {ma:.3f} B {mb:.3f} ratio {mb / ma:.3f}"
+        print(f"N={n} {hw}x{hw} C={c} {what}{' ring' if ring else ''}: A {ma:.3f} B {mb:.3f} ratio {mb / ma:.3f}"
               f"  (min A {min(ta) * 1e3:.3f} B {min(tb) * 1e3:.3f}) ms", flush=True)
 
 

@@ -213,11 +213,24 @@ void tile3_all(const Gather& q, const float* const* rows, const float* w, const 
 // channels along the whole row instead (gather_block's sliding window) steps C*4 bytes per
 // column: for C >= 256 that revisits 4 or fewer of L1's 64 sets, and MobileNet's
 // 14x14x512 layer ran at 2/3 of the per-byte speed of its 112x112x32.
+//
+// next_out (or null): the next output row, requested into L2 (prefetcht1) a tile's share at a
+// time while this row runs. In an inference plan (and a training forward) the output is a
+// block the output pool hands back (bindings' output_pool.h), last written a whole network
+// ago and out of cache: each first store to a line waited for its read. Paired in one
+// process, 1 thread, CPU time, forward + relu6 with the output a pool block out of cache
+// (ab_two_builds.py dwf2/dwf1 ring), after / before: N=1 112x112x64 s2 0.78, 56x56x128 s2
+// 0.73, 56x56x128 s1 0.70, 28x28x256 s2 1.02 (in L2 anyway); with the output in cache
+// (the block of two calls ago) 1.00-1.03. prefetchw into L1 instead: 0.97-1.10 (no gain).
+// Non-temporal stores (stream threshold at 400 KB) instead: the depthwise steps of
+// MobileNet's batch-1 plan 0.200 -> 0.133 ms (conv_dw_2), but the pointwise conv after
+// each then read its input from memory (conv_pw_2 0.512 -> 0.595): the plan 1.01x slower.
 template <int SW, Activation A, bool NT = false>
 void tiled_row3(const Gather& q, const float* const* rows, const float* w, const float* bias,
-                const RowPrefetch& pf, float* out) {
+                const RowPrefetch& pf, float* out, float* next_out = nullptr) {
   for (int64_t ox = 0; ox < q.ow; ox += kTile) {
     const int p = (int)std::min<int64_t>(kTile, q.ow - ox);
+    if (next_out) prefetch_bytes<true>(next_out + ox * q.c, p * q.c * (int64_t)sizeof(float));
     const bool checked = ox < q.lo || ox + p > q.hi;
     auto run = [&](auto pc) {
       constexpr int Pc = decltype(pc)::value;
@@ -244,6 +257,12 @@ constexpr bool kTiledS1 = true, kTiledS2 = true;
 #else
 constexpr bool kTiledS1 = true, kTiledS2 = false;
 #endif
+// Whether the tiles request the next output row ahead (tiled_row3): measured at AVX-512 only.
+#if defined(__AVX512F__)
+constexpr bool kPrefetchOut = true;
+#else
+constexpr bool kPrefetchOut = false;
+#endif
 // Whether streamed outputs may be stored from the tiles' registers (gather_pass): AVX-512,
 // where both strides take the tiles (elsewhere stream_copy is a memcpy anyway).
 #if defined(__AVX512F__)
@@ -256,10 +275,10 @@ constexpr bool kStreamTiles = false;
 // where kTiledS1/S2 say), the others block by block along the row (gather_block).
 template <int K, Activation A>
 void gather_row(const Gather& q, const float* const* rows, const float* w, const float* bias,
-                const RowPrefetch& pf, float* out) {
+                const RowPrefetch& pf, float* out, float* next_out) {
   if constexpr (K == 3) {
-    if (kTiledS1 && q.dw == 1 && q.sw == 1) return tiled_row3<1, A>(q, rows, w, bias, pf, out);
-    if (kTiledS2 && q.dw == 1 && q.sw == 2) return tiled_row3<2, A>(q, rows, w, bias, pf, out);
+    if (kTiledS1 && q.dw == 1 && q.sw == 1) return tiled_row3<1, A>(q, rows, w, bias, pf, out, next_out);
+    if (kTiledS2 && q.dw == 1 && q.sw == 2) return tiled_row3<2, A>(q, rows, w, bias, pf, out, next_out);
   }
   pf.all();
   int64_t c0 = 0;
@@ -322,6 +341,13 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
   if (k3 && !direct_nt && q.dw == 1 && q.c >= 256 && q.c % kLanes == 0 && ((uintptr_t)in & 3) == 0)
     qa.head = (int64_t)((64 - ((uintptr_t)in & 63)) & 63) / 4;
 #endif
+  // Whether the tiles request the next output row (tiled_row3): not for C >= 512 under 1 MiB
+  // (MobileNet's 14x14x512 and 7x7x1024 layers): there the requests gained nothing with the
+  // output out of cache (0.97-1.02 against none), and without them 0.97-0.99 against
+  // requesting (paired in one process). In the plan those steps read 1.02-1.17x before's
+  // either way (RESULTS.md, helper Z2 stop 35).
+  const bool request_out = kPrefetchOut && !stream &&
+                           (q.c < 512 || lines * row_floats * (int64_t)sizeof(float) >= (int64_t{1} << 20));
   // Output lines [l0, l1).
   auto range = [&](int64_t l0, int64_t l1) {
     float* buf = stream && !direct_nt ? scratch(row_floats) : nullptr;
@@ -335,8 +361,9 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
       }
       walk_lines(q, in, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows, const RowPrefetch& pf) {
         float* dst = stream ? buf : out + l * row_floats;
-        if (k3) gather_row<3, A>(qa, rows, w, bias, pf, dst);
-        else gather_row<0, A>(q, rows, w, bias, pf, dst);
+        float* next = request_out && l + 1 < l1 ? dst + row_floats : nullptr;  // tiled_row3
+        if (k3) gather_row<3, A>(qa, rows, w, bias, pf, dst, next);
+        else gather_row<0, A>(q, rows, w, bias, pf, dst, next);
         if (!act_in_register(act)) activation_inplace(row_floats, dst, act);
         if (stream) stream_copy(out + l * row_floats, dst, row_floats);
       }, far);
