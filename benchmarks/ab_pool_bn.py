@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ab_two_builds import load
+from ab_two_builds import alternate, load
 from fastconv.functional.pool import _pool_args
 
 
@@ -51,13 +51,8 @@ def main():
             "bnb": (lambda k: k.batch_norm_backward(dyb, x, g, mean, inv_std), 3 * x.nbytes),
         }
         f, traffic = calls[what]
-        ta, tb = [], []
         f(a), f(b)
-        for i in range(reps):
-            for k, ts in ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta)):
-                t = time.thread_time()
-                f(k)
-                ts.append(time.thread_time() - t)
+        ta, tb = alternate(f, a, b, reps)
         ma, mb = statistics.median(ta), statistics.median(tb)
         cp = copy_time(traffic, max(5, reps // 2))
         print(f"N={n} {hw}x{hw} C={c} {what}: A {ma * 1e3:.3f} B {mb * 1e3:.3f} ms ratio {mb / ma:.3f}"

@@ -9,12 +9,11 @@ medians of each build, B / A, and the median over ROUNDS of the per-round B / A.
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ab_two_builds import load  # noqa: E402
+from ab_two_builds import alternate, load  # noqa: E402
 
 
 def main():
@@ -43,12 +42,7 @@ def main():
         ta, tb, ratios = [], [], []
         fn(a), fn(b)
         for _ in range(rounds):
-            ra, rb = [], []
-            for i in range(reps):
-                for k, ts in ((a, ra), (b, rb)) if i % 2 == 0 else ((b, rb), (a, ra)):
-                    t = time.thread_time()
-                    fn(k)
-                    ts.append(time.thread_time() - t)
+            ra, rb = alternate(fn, a, b, reps)
             ratios.append(statistics.median(rb) / statistics.median(ra))
             ta += ra
             tb += rb

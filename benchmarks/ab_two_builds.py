@@ -36,6 +36,23 @@ def load(path, tag):
     return mod
 
 
+def alternate(call, a, b, reps, prepare=None, keep=None):
+    """Times call(a) and call(b) in thread CPU time, alternating A, B, B, A... so that both
+    builds see the same load; returns the two lists of seconds. prepare() runs untimed before
+    each call, keep(result) untimed after it."""
+    ta, tb = [], []
+    for i in range(reps):
+        for k, ts in ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta)):
+            if prepare is not None:
+                prepare()
+            t = time.thread_time()
+            y = call(k)
+            ts.append(time.thread_time() - t)
+            if keep is not None:
+                keep(y)
+    return ta, tb
+
+
 def main():
     a, b = load(sys.argv[1], "a"), load(sys.argv[2], "b")
     assert a is not b
@@ -64,18 +81,14 @@ def main():
             calls["cf"] = lambda k: k.conv2d_forward(x, w, bias, one, pads, one, 1)
         f = calls[what]
         x0 = x.copy()
-        ta, tb = [], []
+
+        def keep(y):
+            kept.append(y)
+            del kept[:-24]
+
         f(a), f(b)
-        for i in range(reps):
-            for k, ts in ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta)):
-                if ring:
-                    np.copyto(x, x0)
-                t = time.thread_time()
-                y = f(k)
-                ts.append(time.thread_time() - t)
-                if ring:
-                    kept.append(y)
-                    del kept[:-24]
+        ta, tb = alternate(f, a, b, reps, (lambda: np.copyto(x, x0)) if ring else None,
+                           keep if ring else None)
         ma, mb = statistics.median(ta) * 1e3, statistics.median(tb) * 1e3
         print(f"N={n} {hw}x{hw} C={c} {what}{' ring' if ring else ''}: A {ma:.3f} B {mb:.3f} ratio {mb / ma:.3f}"
               f"  (min A {min(ta) * 1e3:.3f} B {min(tb) * 1e3:.3f}) ms", flush=True)
