@@ -131,6 +131,43 @@ def test_planes_c6_pads(pads):
         _check_weights(rng, 1 + i % 3, h, w, 6, 6, 3, 1, pads, bias=i % 2 == 0)
 
 
+@pytest.mark.parametrize("c", range(2, 8))
+@pytest.mark.parametrize("n, h, w", [(37, 7, 7), (3, 14, 14), (5, 13, 11), (2, 40, 36), (1, 9, 70)])
+def test_planes_db_in_the_tiles(c, n, h, w):
+    """db summed in the first C tiles' passes (one channel each) over the dy planes, for every
+    C = 2..7 with images as one stream (7x7, 14x14, 13x11) and image by image (40x36, 9x70),
+    batch 1 and more; the other passes' results are unchanged by it, and need_db=False still
+    gives no db. Values around 100 so that a dropped or doubled vector shows past the tolerance."""
+    rng = np.random.default_rng(c * 1000 + n * h + w)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    dy = (rng.standard_normal((n, h, w, c)) + 100.0 * (np.arange(c) + 1)).astype(np.float32)
+    args = ((1, 1), SAME3, (1, 1), 1)
+    dw, db, rdw, rdb = _weights(rng, dy, x, (3, 3, c, c), args)
+    close(dw, rdw)
+    close(db, rdb)
+    dw2, db2 = _C.conv2d_backward_weights(dy, x, (3, 3, c, c), *args, False)
+    assert db2 is None and np.array_equal(dw2, dw)
+
+
+@pytest.mark.parametrize("c", (3, 6, 7))
+@pytest.mark.parametrize("bad", (np.nan, np.inf))
+def test_planes_db_nonfinite_channel(c, bad):
+    """A NaN or inf in one channel of dy reaches that channel's db (summed in its own tile's
+    pass) and no other channel's."""
+    rng = np.random.default_rng(c)
+    n, h, w = 9, 14, 14
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    dy = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    co = c - 1
+    dy[4, 13, 13, co] = bad  # the last position of an image in the middle of the stream
+    args = ((1, 1), SAME3, (1, 1), 1)
+    dw, db, rdw, rdb = _weights(rng, dy, x, (3, 3, c, c), args)
+    assert not np.isfinite(db[co]) and not np.isfinite(rdb[co])
+    keep = np.arange(c) != co
+    close(db[keep], rdb[keep])
+    assert np.array_equal(np.isfinite(dw), np.isfinite(rdw))
+
+
 # ---- 1x1 ----
 
 @pytest.mark.parametrize("stride", (1, 2))
