@@ -52,6 +52,7 @@
 #include "cpu/act_register.h"
 #include "cpu/depthwise_flat.h"
 #include "cpu/depthwise_gather.h"
+#include "cpu/depthwise_narrow.h"
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
@@ -348,11 +349,19 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
   // either way (RESULTS.md, helper Z2 stop 35).
   const bool request_out = kPrefetchOut && !stream &&
                            (q.c < 512 || lines * row_floats * (int64_t)sizeof(float) >= (int64_t{1} << 20));
+  // 3x3 stride 1 with few channels, in cache: each block's sliding window along the row
+  // (depthwise_narrow.h).
+  const bool narrow = k3 && q.sh == 1 && q.sw == 1 && q.dh == 1 && q.dw == 1 && q.c <= kNarrowMaxC && !stream && !far;
   // Output lines [l0, l1).
   auto range = [&](int64_t l0, int64_t l1) {
     float* buf = stream && !direct_nt ? scratch(row_floats) : nullptr;
     with_register_act(act, [&](auto a) {
       constexpr Activation A = decltype(a)::value;
+      if (narrow) {
+        return narrow_lines<A>(q, in, zeros.data(), w, bias, l0, l1, out, [&](int64_t l) {
+          if (!act_in_register(act)) activation_inplace(row_floats, out + l * row_floats, act);
+        });
+      }
       if (kStreamTiles && direct_nt) {
         return walk_lines(q, in, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows, const RowPrefetch& pf) {
           if (q.sw == 1) tiled_row3<1, A, true>(q, rows, w, bias, pf, out + l * row_floats);
