@@ -1,5 +1,5 @@
 """Depthwise 3x3 stride 1 with few channels (csrc/cpu/depthwise_narrow.h, AVX-512, C <= 32 in
-cache): each channel block's sliding window along an output row, the input columns outside
+cache; C <= 64 on rows of up to 4096 floats): each channel block's sliding window along an output row, the input columns outside
 the row read as zero vectors, the channels past the last 16 in an 8-lane vector (C % 16 in
 1..8) or a masked 16-lane block (9..15). C < 16 with 'same' pads takes the flat path
 (depthwise_flat.cpp); other pads come here. The forward and the backward data (the same
@@ -12,7 +12,7 @@ import pytest
 from fastconv import _C
 from fastconv import reference as R
 
-CHANNELS = [1, 5, 8, 9, 15, 16, 17, 20, 23, 24, 25, 31, 32, 33]
+CHANNELS = [1, 5, 8, 9, 15, 16, 17, 20, 23, 24, 25, 31, 32, 33, 40, 48, 57, 64, 65]
 
 
 def _close(got, ref):
@@ -72,7 +72,7 @@ def test_narrow_rows_sweep_shapes(c, hw):
     _close(dx, R.conv2d_backward_data(x.astype(np.float64), wt.astype(np.float64), x.shape, *args))
 
 
-@pytest.mark.parametrize("c, ch", [(24, 20), (24, 3), (32, 31), (20, 19), (9, 8)])
+@pytest.mark.parametrize("c, ch", [(24, 20), (24, 3), (32, 31), (20, 19), (9, 8), (56, 50), (64, 47)])
 @pytest.mark.parametrize("act", ["linear", "relu", "relu6"])
 def test_narrow_rows_nan_reaches_its_window(c, ch, act):
     """A NaN in x at a row's first, interior and last column, in the 8-lane tail (c=24 ch 20,
@@ -106,11 +106,25 @@ def test_narrow_rows_nan_reaches_its_window(c, ch, act):
             np.testing.assert_array_equal(np.isnan(yv), ev)
 
 
+@pytest.mark.parametrize("c, width", [(64, 64), (64, 65), (48, 85), (48, 86), (33, 124), (33, 125), (32, 130)])
+def test_narrow_rows_width_rule(c, width):
+    """Both sides of the 4096-floats row rule for 32 < C <= 64 (the tiles past it), and a
+    C = 32 row past it (still here): forward with bias and relu, backward data."""
+    rng = np.random.default_rng(c * width)
+    x = rng.standard_normal((2, 3, width, c)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 1, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), c)
+    _close(_C.conv2d_forward(x, wt, b, *args, "relu"), _ref_forward(x, wt, b, args, "relu"))
+    dx = _C.conv2d_backward_data(x, wt, x.shape, *args)
+    _close(dx, R.conv2d_backward_data(x.astype(np.float64), wt.astype(np.float64), x.shape, *args))
+
+
 def test_narrow_rows_two_threads(two_threads):
     """Lines split over two threads (ranges starting inside an image): the oracle, and the
     same bits as one thread."""
     rng = np.random.default_rng(5)
-    for c in (16, 24, 32):
+    for c in (16, 24, 32, 56):
         x = rng.standard_normal((5, 15, 13, c)).astype(np.float32)
         wt = rng.standard_normal((3, 3, 1, c)).astype(np.float32)
         b = rng.standard_normal(c).astype(np.float32)

@@ -351,7 +351,8 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
                            (q.c < 512 || lines * row_floats * (int64_t)sizeof(float) >= (int64_t{1} << 20));
   // 3x3 stride 1 with few channels, in cache: each block's sliding window along the row
   // (depthwise_narrow.h).
-  const bool narrow = k3 && q.sh == 1 && q.sw == 1 && q.dh == 1 && q.dw == 1 && q.c <= kNarrowMaxC && !stream && !far;
+  const bool narrow = k3 && q.sh == 1 && q.sw == 1 && q.dh == 1 && q.dw == 1 && narrow_applies(q.c, q.iw) &&
+                      !stream && !far;
   // Output lines [l0, l1).
   auto range = [&](int64_t l0, int64_t l1) {
     float* buf = stream && !direct_nt ? scratch(row_floats) : nullptr;

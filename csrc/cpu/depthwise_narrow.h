@@ -1,4 +1,4 @@
-// Depthwise 3x3, stride 1, undilated, few channels (AVX-512, C <= kNarrowMaxC): one output
+// Depthwise 3x3, stride 1, undilated, few channels (AVX-512, narrow_applies): one output
 // row as each channel block's sliding window along the row (depthwise.cpp's gather_pass
 // calls narrow_row3 for these; its head comment has the pass as a whole).
 //
@@ -24,8 +24,18 @@ namespace fastconv::cpu::detail {
 namespace {
 
 #if defined(__AVX512F__)
-// C up to this many channels takes the rows here (see gather_row).
-constexpr int64_t kNarrowMaxC = 32;
+// Which rows come here (gather_pass): C <= 32, and C <= 64 with rows of up to 4096 floats
+// (16 KB: the three input rows a block walks stay in L1 while the next block walks them).
+// Paired in one process against the tiles (ab_two_builds.py, 1 thread, CPU time, two runs,
+// load ~7), forward: N=256 7x7x48 0.69, N=32 14x14x48 0.57, N=1 56x56x48 0.61, N=256
+// 14x14x48 0.93 / 0.97, N=256 7x7x64 0.81, N=32 14x14x64 0.78, N=1 56x56x64 0.77, N=1
+// 28x28x64 0.60; but N=1 112x112x48 1.11 / 1.49 and 112x112x64 1.03 / 1.19 (rows of 5376
+// and 7168 floats: each block re-reads the three rows from L2). At C <= 32 the 112-wide rows
+// gain too (N=1 112x112x32 0.79, x24 0.68, x16 0.50).
+constexpr int64_t kNarrowMaxC = 64, kNarrowAlwaysC = 32, kNarrowRowFloats = 4096;
+inline bool narrow_applies(int64_t c, int64_t iw) {
+  return c <= kNarrowAlwaysC || (c <= kNarrowMaxC && iw * c <= kNarrowRowFloats);
+}
 
 typedef float f32x8 __attribute__((vector_size(32)));
 
@@ -142,7 +152,7 @@ void narrow_lines(const Gather& q, const float* in, const float* zeros, const fl
 }
 #else
 // Below AVX-512 the tiles serve every C (gather_pass).
-constexpr int64_t kNarrowMaxC = 0;
+inline bool narrow_applies(int64_t, int64_t) { return false; }
 template <Activation A, typename Done>
 void narrow_lines(const Gather&, const float*, const float*, const float*, const float*, int64_t,
                   int64_t, float*, Done) {}
