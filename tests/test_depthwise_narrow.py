@@ -138,3 +138,26 @@ def test_narrow_rows_two_threads(two_threads):
         finally:
             _C.set_num_threads(old)
         np.testing.assert_array_equal(y1, y2)
+
+
+@pytest.mark.parametrize("c", [5, 6, 7, 9, 12, 15])
+@pytest.mark.parametrize("streamed", [False, True])
+def test_few_channels_same_flat_or_narrow(c, streamed):
+    """'same' 3x3 with C < 16: from C = 6 the narrow rows unless the output is streamed, then
+    (and below 6) the flat rows (depthwise_flat.cpp); the stream threshold forced down to
+    reach the flat pass on small arrays. Forward (bias, relu6) and backward data."""
+    old = _C.get_stream_threshold()
+    rng = np.random.default_rng(c + 100 * streamed)
+    x = (3 * rng.standard_normal((3, 9, 13, c))).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 1, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), c)
+    if streamed:
+        _C.set_stream_threshold(4096)
+    try:
+        y = _C.conv2d_forward(x, wt, b, *args, "relu6")
+        dx = _C.conv2d_backward_data(x, wt, x.shape, *args)
+    finally:
+        _C.set_stream_threshold(old)
+    _close(y, _ref_forward(x, wt, b, args, "relu6"))
+    _close(dx, R.conv2d_backward_data(x.astype(np.float64), wt.astype(np.float64), x.shape, *args))

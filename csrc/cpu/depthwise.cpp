@@ -466,7 +466,10 @@ void generic_backward_data(const ConvGeometry& g, const float* dy, const float* 
 
 void depthwise_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                        float* y, Activation act) {
-  if (depthwise_flat_applies(g)) return depthwise_flat_forward(g, x, w, b, y, act);
+  // C < 16 'same': the flat rows, or from 6 channels the narrow rows (depthwise_narrow.h).
+  const int64_t bytes = g.output_size() * (int64_t)sizeof(float);
+  if (depthwise_flat_applies(g) && !narrow_over_flat(g.c, bytes))
+    return depthwise_flat_forward(g, x, w, b, y, act);
   if (!fast_m1(g)) {
     generic_forward(g, x, w, b, y);
     return activation_inplace_parallel(g.output_size(), y, act);
@@ -484,7 +487,8 @@ void depthwise_backward_data(const ConvGeometry& g, const float* dy, const float
   for (int64_t i = 0; i < taps; ++i)
     std::memcpy(flipped.data() + (taps - 1 - i) * g.c, w + i * g.c, sizeof(float) * g.c);
   // 'same' 3x3 (pads of 1 each side): the mirrored pads are 1 too, so the flat forward serves.
-  if (depthwise_flat_applies(g)) return depthwise_flat_forward(g, dy, flipped.data(), nullptr, dx, Activation::Linear);
+  if (depthwise_flat_applies(g) && !narrow_over_flat(g.c, g.input_size() * (int64_t)sizeof(float)))
+    return depthwise_flat_forward(g, dy, flipped.data(), nullptr, dx, Activation::Linear);
   const Gather q = make_gather(g.oh, g.ow, g.h, g.w, g.c, v, (v.kh - 1) * v.dh - v.pt,
                                (v.kw - 1) * v.dw - v.pl);
   gather_pass(q, g.n, dy, flipped.data(), nullptr, dx);

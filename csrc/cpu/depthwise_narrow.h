@@ -36,6 +36,16 @@ constexpr int64_t kNarrowMaxC = 64, kNarrowAlwaysC = 32, kNarrowRowFloats = 4096
 inline bool narrow_applies(int64_t c, int64_t iw) {
   return c <= kNarrowAlwaysC || (c <= kNarrowMaxC && iw * c <= kNarrowRowFloats);
 }
+// 'same' 3x3 with C < 16 (depthwise_flat.cpp's pass: vectors along the flat row, S = 16 / C
+// * C floats a step) comes here from C = 6 when the pass is not streamed (gather_pass):
+// 6..8 channels in one 8-lane vector do the same FMA work per float as the flat steps (6 of
+// 8 lanes against 12 of 16) with a third of the loads and no edge masks. Paired in one
+// process, flat -> here, forward: N=32 28x28 C=4 1.13, C=5 0.90, C=6 0.55, C=7 0.63, C=8
+// 0.63, C=9 0.50, C=12 0.62, C=15 0.75; N=256 14x14 C=4 1.35, C=5 1.17, C=6 0.63, C=8 0.78,
+// C=12 0.86; N=1 112x112x6 0.68, N=32 56x56x6 0.85; backward data N=32 28x28x6 0.55, N=256
+// 14x14x6 0.68, N=256 7x7x6 0.88, but C = 3 1.34-1.63 (3 of 8 lanes).
+constexpr int64_t kNarrowOverFlatC = 6;
+inline bool narrow_over_flat(int64_t c, int64_t bytes) { return c >= kNarrowOverFlatC && !stream_output(bytes); }
 
 typedef float f32x8 __attribute__((vector_size(32)));
 
@@ -153,6 +163,7 @@ void narrow_lines(const Gather& q, const float* in, const float* zeros, const fl
 #else
 // Below AVX-512 the tiles serve every C (gather_pass).
 inline bool narrow_applies(int64_t, int64_t) { return false; }
+inline bool narrow_over_flat(int64_t, int64_t) { return false; }
 template <Activation A, typename Done>
 void narrow_lines(const Gather&, const float*, const float*, const float*, const float*, int64_t,
                   int64_t, float*, Done) {}
