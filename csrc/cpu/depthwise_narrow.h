@@ -109,22 +109,18 @@ inline void narrow_block_row(const Gather& q, const float* const* rows, const fl
     }
     T::template st<Full>(out + ox * C + c0, T::template act<A>(acc[0] + acc[1] + acc[2]), n);
   };
-  // Output columns whose new input column (ox - pl + 2) lies in [0, iw): [oa, ob).
+  // Output columns whose new input column (ox - pl + 2) lies in [0, iw): [oa, ob); before
+  // them it lies left of the row, after them right of it (the padding: zero vectors).
   const int64_t oa = std::clamp<int64_t>(pl - 2, 0, ow), ob = std::clamp<int64_t>(iw + pl - 2, oa, ow);
+  const V pad[3] = {V{}, V{}, V{}};
   int64_t ox = 0;
-  for (; ox < oa; ++ox) {
-    const V a2[3] = {colc(r0, ox - pl + 2), colc(r1, ox - pl + 2), colc(r2, ox - pl + 2)};
-    step(ox, a2);
-  }
+  for (; ox < oa; ++ox) step(ox, pad);
   for (; ox < ob; ++ox) {
     const int64_t o = (ox - pl + 2) * C;
     const V a2[3] = {T::template ld<Full>(r0 + o, n), T::template ld<Full>(r1 + o, n), T::template ld<Full>(r2 + o, n)};
     step(ox, a2);
   }
-  for (; ox < ow; ++ox) {
-    const V a2[3] = {colc(r0, ox - pl + 2), colc(r1, ox - pl + 2), colc(r2, ox - pl + 2)};
-    step(ox, a2);
-  }
+  for (; ox < ow; ++ox) step(ox, pad);
 }
 
 // One output row, all channels: 16-lane blocks, then the rest in 8-lane vectors (<= 8
