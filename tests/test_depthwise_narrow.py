@@ -161,3 +161,24 @@ def test_few_channels_same_flat_or_narrow(c, streamed):
         _C.set_stream_threshold(old)
     _close(y, _ref_forward(x, wt, b, args, "relu6"))
     _close(dx, R.conv2d_backward_data(x.astype(np.float64), wt.astype(np.float64), x.shape, *args))
+
+
+@pytest.mark.parametrize("c", [16, 24, 40])
+def test_narrow_rows_same_bits_as_the_tiles(c):
+    """The narrow rows form each sum as the tiles do (bias and kernel row 0, rows 1 and 2,
+    taps in kx order): the same bits as the tiles, reached here by streaming the output
+    (the stream threshold forced down), with relu6 in registers."""
+    old = _C.get_stream_threshold()
+    rng = np.random.default_rng(c)
+    x = (3 * rng.standard_normal((2, 11, 14, c))).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 1, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), c)
+    narrow = _C.conv2d_forward(x, wt, b, *args, "relu6")
+    _C.set_stream_threshold(4096)
+    try:
+        tiles = _C.conv2d_forward(x, wt, b, *args, "relu6")
+    finally:
+        _C.set_stream_threshold(old)
+    np.testing.assert_array_equal(narrow, tiles)
+    _close(narrow, _ref_forward(x, wt, b, args, "relu6"))

@@ -12,6 +12,9 @@
 //     nets) walk a row in tiles of a few output columns, each tile over every block in
 //     turn, so the loads go along memory (tile3); other kernels walk one block along the
 //     whole row with its KH*KW weight vectors in registers (3x3) or L1 (gather_block);
+//   - 3x3 stride 1 with few channels in cache (C <= 32, C <= 64 on rows up to 4096 floats,
+//     and 'same' C = 6..15 instead of depthwise_flat.cpp) runs each block's sliding window
+//     along the row, the tail of C % 16 <= 8 in 8-lane vectors (depthwise_narrow.h);
 //   - a thread walks consecutive output rows, so the KH input rows each needs are still in
 //     L1/L2 from the previous row, and the next row's new input rows are prefetched a slice
 //     per tile and channel block while the current row runs (into L2 only when the input

@@ -14,7 +14,14 @@
 // masked 16-lane block costs the FMA slots of a full one (a zmm FMA is two ymm FMAs on
 // Zen 4's 256-bit datapath), so the ymm tail does C = 24 in 3/4 of the FMA time.
 // Sums are formed as in tile3 (one accumulator per kernel row, bias in the first, taps in
-// kx order, then (r0 + r1) + r2), so both paths give the same bits.
+// kx order, then (r0 + r1) + r2), so both paths give the same bits (checked against main's
+// build at C = 16, 20, 24, 32, 48, and in tests/test_depthwise_narrow.py against the tiles).
+// Paired in one process against main's tiles (ab_two_builds.py, 1 thread, CPU time, 3 runs,
+// load 8-9), forward ms: N=256 14x14x16 0.65 -> 0.42, x24 1.34 -> 0.90, N=32 28x28x32 0.57
+// -> 0.49, N=256 7x7x32 0.29 -> 0.14, x16 0.18 -> 0.07; the backward data alike (RESULTS.md,
+// helper Z stop 36). Tried: requesting the next line's new input row (into L1, one row
+// ahead; into L2, two ahead): 1.02-1.09x and 1.0-1.2x slower.
+
 #pragma once
 #include "cpu/act_register.h"
 #include "cpu/depthwise_gather.h"
