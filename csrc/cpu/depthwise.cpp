@@ -12,6 +12,9 @@
 //     nets) walk a row in tiles of a few output columns, each tile over every block in
 //     turn, so the loads go along memory (tile3); other kernels walk one block along the
 //     whole row with its KH*KW weight vectors in registers (3x3) or L1 (gather_block);
+//   - 3x3 stride 1 with few channels in cache (C <= 32, C <= 64 on rows up to 4096 floats,
+//     and 'same' C = 6..15 instead of depthwise_flat.cpp) runs each block's sliding window
+//     along the row, the tail of C % 16 <= 8 in 8-lane vectors (depthwise_narrow.h);
 //   - a thread walks consecutive output rows, so the KH input rows each needs are still in
 //     L1/L2 from the previous row, and the next row's new input rows are prefetched a slice
 //     per tile and channel block while the current row runs (into L2 only when the input
@@ -52,6 +55,7 @@
 #include "cpu/act_register.h"
 #include "cpu/depthwise_flat.h"
 #include "cpu/depthwise_gather.h"
+#include "cpu/depthwise_narrow.h"
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
@@ -348,11 +352,20 @@ void gather_pass(const Gather& q, int64_t n, const float* in, const float* w, co
   // either way (RESULTS.md, helper Z2 stop 35).
   const bool request_out = kPrefetchOut && !stream &&
                            (q.c < 512 || lines * row_floats * (int64_t)sizeof(float) >= (int64_t{1} << 20));
+  // 3x3 stride 1 with few channels, in cache: each block's sliding window along the row
+  // (depthwise_narrow.h).
+  const bool narrow = k3 && q.sh == 1 && q.sw == 1 && q.dh == 1 && q.dw == 1 && narrow_applies(q.c, q.iw) &&
+                      !stream && !far;
   // Output lines [l0, l1).
   auto range = [&](int64_t l0, int64_t l1) {
     float* buf = stream && !direct_nt ? scratch(row_floats) : nullptr;
     with_register_act(act, [&](auto a) {
       constexpr Activation A = decltype(a)::value;
+      if (narrow) {
+        return narrow_lines<A>(q, in, zeros.data(), w, bias, l0, l1, out, [&](int64_t l) {
+          if (!act_in_register(act)) activation_inplace(row_floats, out + l * row_floats, act);
+        });
+      }
       if (kStreamTiles && direct_nt) {
         return walk_lines(q, in, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows, const RowPrefetch& pf) {
           if (q.sw == 1) tiled_row3<1, A, true>(q, rows, w, bias, pf, out + l * row_floats);
@@ -456,7 +469,10 @@ void generic_backward_data(const ConvGeometry& g, const float* dy, const float* 
 
 void depthwise_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                        float* y, Activation act) {
-  if (depthwise_flat_applies(g)) return depthwise_flat_forward(g, x, w, b, y, act);
+  // C < 16 'same': the flat rows, or from 6 channels the narrow rows (depthwise_narrow.h).
+  const int64_t bytes = g.output_size() * (int64_t)sizeof(float);
+  if (depthwise_flat_applies(g) && !narrow_over_flat(g.c, bytes))
+    return depthwise_flat_forward(g, x, w, b, y, act);
   if (!fast_m1(g)) {
     generic_forward(g, x, w, b, y);
     return activation_inplace_parallel(g.output_size(), y, act);
@@ -474,7 +490,8 @@ void depthwise_backward_data(const ConvGeometry& g, const float* dy, const float
   for (int64_t i = 0; i < taps; ++i)
     std::memcpy(flipped.data() + (taps - 1 - i) * g.c, w + i * g.c, sizeof(float) * g.c);
   // 'same' 3x3 (pads of 1 each side): the mirrored pads are 1 too, so the flat forward serves.
-  if (depthwise_flat_applies(g)) return depthwise_flat_forward(g, dy, flipped.data(), nullptr, dx, Activation::Linear);
+  if (depthwise_flat_applies(g) && !narrow_over_flat(g.c, g.input_size() * (int64_t)sizeof(float)))
+    return depthwise_flat_forward(g, dy, flipped.data(), nullptr, dx, Activation::Linear);
   const Gather q = make_gather(g.oh, g.ow, g.h, g.w, g.c, v, (v.kh - 1) * v.dh - v.pt,
                                (v.kw - 1) * v.dw - v.pl);
   gather_pass(q, g.n, dy, flipped.data(), nullptr, dx);
