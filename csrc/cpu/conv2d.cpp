@@ -40,6 +40,7 @@
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
+#include "cpu/strided_pointwise.h"
 #include "cpu/weight_rows_product.h"
 #include "cpu/winograd.h"
 #include "kernels.h"
@@ -360,7 +361,9 @@ int64_t conv2d_prepared_floats(const ConvGeometry& g) {
 }
 
 bool conv2d_prepared_pays(const ConvGeometry& g) {
-  if (g.is_depthwise() || detail::direct_eligible(g, ConvPass::Forward)) return false;
+  if (g.is_depthwise() || detail::strided_pointwise_shape(g) ||
+      detail::direct_eligible(g, ConvPass::Forward))
+    return false;
   switch (prepared_form(g)) {
     case PreparedForm::WinogradFilter: return detail::use_winograd(g, ConvPass::Forward);
     // Without it the GEMM reads B in place (few rows) or packs it per call (per chunk). The
@@ -400,6 +403,8 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
       add_activation(std::min(kAddBlock, size - e0), y + e0, residual + e0, act, y + e0);
     });
   };
+  // Strided 1x1 convs of 17..32 channels each side (AVX-512): register tiles of pixels.
+  if (!depthwise && detail::strided_pointwise_forward(g, x, w, b, y, own)) return add_residual();
   if (!depthwise && detail::direct_eligible(g, ConvPass::Forward)) {
     detail::direct_forward(g, x, w, b, y, own);
     return add_residual();

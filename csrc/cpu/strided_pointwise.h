@@ -1,0 +1,18 @@
+// The forward of a strided 1x1 conv with 17..32 channels each side on register tiles of
+// pixels (strided_pointwise.cpp, AVX-512 only). conv2d.cpp hands such convs here first.
+#pragma once
+#include "common/geometry.h"
+#include "kernels.h"
+
+namespace fastconv::cpu::detail {
+
+// Whether the forward of this conv runs here (false below AVX-512).
+bool strided_pointwise_shape(const ConvGeometry& g);
+
+// Runs conv2d_forward's contract (no residual: the caller adds it) and returns true, or
+// returns false without touching y where the shape, the ISA level or the algorithm setting
+// ("auto" only) is not this kernel's.
+bool strided_pointwise_forward(const ConvGeometry& g, const float* x, const float* w,
+                               const float* b, float* y, Activation act);
+
+}  // namespace fastconv::cpu::detail
