@@ -554,7 +554,9 @@ void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float
 void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db) {
   bool done = false;
-  if (g.is_depthwise()) {
+  if (detail::strided_pointwise_backward_weights(g, dy, x, dw, db)) {
+    done = true;
+  } else if (g.is_depthwise()) {
     detail::depthwise_backward_weights(g, dy, x, dw, db);
     done = true;
   } else if (detail::direct_eligible(g, ConvPass::BackwardWeights)) {

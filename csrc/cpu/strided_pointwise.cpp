@@ -26,11 +26,8 @@
 #include "cpu/conv_algorithm.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
+#include "cpu/strided_pointwise_common.h"
 #include "kernels.h"
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 namespace fastconv::cpu::detail {
 
@@ -38,80 +35,41 @@ namespace fastconv::cpu::detail {
 
 namespace {
 
-constexpr int64_t kMinChannels = 17, kMaxChannels = 32;
-constexpr int kTile = 12;                // pixels a tile: 12 x 2 accumulators, 2 weight vectors
-constexpr int64_t kItemPixels = 85 * kTile;  // output pixels a work item (~1000, whole tiles)
-constexpr int64_t kAheadPixels = 96;     // prefetch distance
-constexpr int64_t kParallelMacs = 1 << 21;  // as conv2d.cpp: below, one thread
+using namespace strided_pointwise;
 
-// The upper channels 16..Cout-1 of a pixel: 8 lanes (Cout <= 24) or 16.
-struct Hi8 {
-  using V = __m256;
-  static V load(const float* p) { return _mm256_load_ps(p); }
-  static V part(__m512 v) { return _mm512_castps512_ps256(v); }
-  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static void store(float* p, V v, __mmask16 m) { _mm256_mask_storeu_ps(p, (__mmask8)m, v); }
-};
-struct Hi16 {
-  using V = __m512;
-  static V load(const float* p) { return _mm512_load_ps(p); }
-  static V part(__m512 v) { return v; }
-  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  static void store(float* p, V v, __mmask16 m) { _mm512_mask_storeu_ps(p, m, v); }
-};
+constexpr int kTile = 6;                 // pixels a tile (see the head comment)
+constexpr int64_t kItemPixels = 170 * kTile;  // output pixels a work item (~1000, whole tiles)
 
 // dst[r * oc + o] = bias[o] + sum_k src[r][k] * wp[k * 32 + o] for r < valid, o < oc.
 template <class H>
 void run_tile(const float* const* src, int64_t cin, const float* wp, const float* bias,
               float* dst, int64_t oc, int valid, __mmask16 hi_mask) {
   const float* s[kTile];
-#pragma GCC unroll 12
+#pragma GCC unroll 8
   for (int r = 0; r < kTile; ++r) s[r] = src[r];
   __m512 lo[kTile];
   typename H::V hi[kTile];
   const __m512 b0 = _mm512_load_ps(bias);
   const typename H::V b1 = H::load(bias + 16);
-#pragma GCC unroll 12
+#pragma GCC unroll 8
   for (int r = 0; r < kTile; ++r) lo[r] = b0, hi[r] = b1;
   for (int64_t k = 0; k < cin; ++k) {
     const __m512 w0 = _mm512_load_ps(wp + k * 32);
     const typename H::V w1 = H::load(wp + k * 32 + 16);
-#pragma GCC unroll 12
+#pragma GCC unroll 8
     for (int r = 0; r < kTile; ++r) {
       const __m512 xv = _mm512_set1_ps(s[r][k]);
       lo[r] = _mm512_fmadd_ps(xv, w0, lo[r]);
       hi[r] = H::fma(H::part(xv), w1, hi[r]);
     }
   }
-#pragma GCC unroll 12
+#pragma GCC unroll 8
   for (int r = 0; r < kTile; ++r) {
     if (r >= valid) break;
     _mm512_storeu_ps(dst + r * oc, lo[r]);
     H::store(dst + r * oc + 16, hi[r], hi_mask);
   }
 }
-
-// Output pixel (n, oy, ox) and the x row its output row reads: pixels in y's order, across
-// rows and images.
-struct Cursor {
-  const float* row;
-  int64_t n, oy, ox;
-  Cursor(const ConvGeometry& g, const float* x, int64_t p)
-      : n(p / (g.oh * g.ow)), oy(p / g.ow % g.oh), ox(p % g.ow) {
-    row = x + ((n * g.h + oy * g.win.sh) * g.w) * g.c;
-  }
-  const float* at(int64_t step) const { return row + ox * step; }
-  void next(const ConvGeometry& g, int64_t row_step) {
-    if (++ox < g.ow) return;
-    ox = 0;
-    if (++oy < g.oh) {
-      row += row_step;
-    } else {  // the next image (its first row; H may be odd)
-      oy = 0, ++n;
-      row += row_step - (g.oh * g.win.sh - g.h) * g.w * g.c;
-    }
-  }
-};
 
 template <class H>
 void forward(const ConvGeometry& g, const float* x, const float* wp, const float* bias, float* y,

@@ -1,12 +1,13 @@
-// The forward of a strided 1x1 conv with 17..32 channels each side on register tiles of
-// pixels (strided_pointwise.cpp, AVX-512 only). conv2d.cpp hands such convs here first.
+// The forward and weight pass of a strided 1x1 conv with 17..32 channels each side on
+// register tiles (strided_pointwise.cpp, strided_pointwise_weights.cpp; AVX-512 only).
+// conv2d.cpp hands such convs here first.
 #pragma once
 #include "common/geometry.h"
 #include "kernels.h"
 
 namespace fastconv::cpu::detail {
 
-// Whether the forward of this conv runs here (false below AVX-512).
+// Whether the forward and the weight pass of this conv run here (false below AVX-512).
 bool strided_pointwise_shape(const ConvGeometry& g);
 
 // Runs conv2d_forward's contract (no residual: the caller adds it) and returns true, or
@@ -14,5 +15,10 @@ bool strided_pointwise_shape(const ConvGeometry& g);
 // ("auto" only) is not this kernel's.
 bool strided_pointwise_forward(const ConvGeometry& g, const float* x, const float* w,
                                const float* b, float* y, Activation act);
+
+// The weight pass (strided_pointwise_weights.cpp) on the same shapes: conv2d_backward_weights's
+// contract (db may be null), or false without touching dw and db.
+bool strided_pointwise_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
+                                        float* dw, float* db);
 
 }  // namespace fastconv::cpu::detail
