@@ -8,7 +8,8 @@ and > 1, Cin != Cout, both halves of the kernel's channel range (17..24: a ymm f
 16.., 25..32: a second zmm), pixel counts that leave a part-filled last tile and item (tiles
 of 6 pixels cross rows and images: odd H included), bias / no bias, relu and a residual, 1 and
 2 threads (the weight pass then bit-equal run to run); NaN and inf in x and dy reach exactly
-the oracle's outputs.
+the oracle's outputs. (Cached x stays on the narrow kernels: the forward of one image under
+4 MiB of x, the weight pass of <= 24 channels under 8 MiB; the cases include both sides.)
 """
 import numpy as np
 import pytest
@@ -59,6 +60,10 @@ CASES = {
     "c28_stride_2_1": (2, 11, 28, 28, (2, 1), "valid"),
     "c24_batch1_items": (1, 111, 24, 24, (2, 2), "same"),    # 3136 pixels: 4 items, tails
     "c32_batch1_odd": (1, 45, 32, 32, (2, 2), "valid"),
+    # x past the routing's cache limits (the forward at batch 1 from 4 MiB of x, the weight
+    # pass at <= 24 channels from 8 MiB: below them the narrow kernels keep these shapes)
+    "c24_batch1_large_x": (1, 241, 24, 24, (2, 2), "valid"),  # 5.6 MB
+    "c24_large_x": (12, 89, 24, 24, (2, 2), "same"),          # 9.1 MB
 }
 
 

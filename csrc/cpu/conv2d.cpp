@@ -361,7 +361,7 @@ int64_t conv2d_prepared_floats(const ConvGeometry& g) {
 }
 
 bool conv2d_prepared_pays(const ConvGeometry& g) {
-  if (g.is_depthwise() || detail::strided_pointwise_shape(g) ||
+  if (g.is_depthwise() || detail::strided_pointwise_shape(g, ConvPass::Forward) ||
       detail::direct_eligible(g, ConvPass::Forward))
     return false;
   switch (prepared_form(g)) {

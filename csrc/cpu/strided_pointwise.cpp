@@ -112,8 +112,23 @@ void forward(const ConvGeometry& g, const float* x, const float* wp, const float
 
 }  // namespace
 
-bool strided_pointwise_shape(const ConvGeometry& g) {
+// Cached x where the narrow kernels (narrow_pointwise*.cpp) stay ahead. 1 thread, ms,
+// before (narrow) / after (here), two builds in one process, medians of 9 (stop 36):
+// forward at batch 1: N=1 112x112 C=24 0.042/0.045, C=32 0.071/0.075, 56x56 C=32 0.0186/0.0188
+// (while N=256 7x7 C=32, 1.6 MB, 0.122/0.104 and N=32 14x14 C=32 0.049/0.043 gain); weight
+// pass at <= 24 channels under 8 MiB of x: N=256 14x14 C=24 (4.8 MB) 0.31/0.32 and 0.19/0.21,
+// N=32 28x28 C=24 0.119/0.130, N=1 112x112 C=24 0.057/0.062 (at 32 channels it gained or
+// was even: N=256 14x14 0.54/0.49, N=32 28x28 0.199/0.194, N=1 112x112 0.083 both).
+constexpr int64_t kBatch1CachedBytes = int64_t{4} << 20;
+constexpr int64_t kWeightsCachedBytes = int64_t{8} << 20;
+
+bool strided_pointwise_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
+  const int64_t x_bytes = g.input_size() * (int64_t)sizeof(float);
+  if (pass == ConvPass::BackwardData) return false;
+  if (pass == ConvPass::Forward && g.n == 1 && x_bytes < kBatch1CachedBytes) return false;
+  if (pass == ConvPass::BackwardWeights && g.c <= 24 && g.oc <= 24 && x_bytes < kWeightsCachedBytes)
+    return false;
   return algorithm_setting() == Algo::Auto && g.groups == 1 && v.kh == 1 && v.kw == 1 &&
          (v.sh > 1 || v.sw > 1) && !v.pt && !v.pb && !v.pl && !v.pr && g.c >= kMinChannels &&
          g.c <= kMaxChannels && g.oc >= kMinChannels && g.oc <= kMaxChannels;
@@ -121,7 +136,7 @@ bool strided_pointwise_shape(const ConvGeometry& g) {
 
 bool strided_pointwise_forward(const ConvGeometry& g, const float* x, const float* w,
                                const float* b, float* y, Activation act) {
-  if (!strided_pointwise_shape(g)) return false;
+  if (!strided_pointwise_shape(g, ConvPass::Forward)) return false;
   // W (Cin x Cout) as rows of 32 floats, zeros past Cout: the tile's two loads a step.
   alignas(64) float wp[kMaxChannels * 32] = {};
   alignas(64) float bias[32] = {};
@@ -136,7 +151,7 @@ bool strided_pointwise_forward(const ConvGeometry& g, const float* x, const floa
 
 #else
 
-bool strided_pointwise_shape(const ConvGeometry&) { return false; }
+bool strided_pointwise_shape(const ConvGeometry&, ConvPass) { return false; }
 
 bool strided_pointwise_forward(const ConvGeometry&, const float*, const float*, const float*,
                                float*, Activation) {

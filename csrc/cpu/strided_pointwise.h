@@ -7,8 +7,9 @@
 
 namespace fastconv::cpu::detail {
 
-// Whether the forward and the weight pass of this conv run here (false below AVX-512).
-bool strided_pointwise_shape(const ConvGeometry& g);
+// Whether this pass of this conv runs here (the forward and the weight pass; never below
+// AVX-512).
+bool strided_pointwise_shape(const ConvGeometry& g, ConvPass pass);
 
 // Runs conv2d_forward's contract (no residual: the caller adds it) and returns true, or
 // returns false without touching y where the shape, the ISA level or the algorithm setting

@@ -149,7 +149,7 @@ void weights(const ConvGeometry& g, const float* dy, const float* x, float* dw, 
 
 bool strided_pointwise_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
                                         float* dw, float* db) {
-  if (!strided_pointwise_shape(g)) return false;
+  if (!strided_pointwise_shape(g, ConvPass::BackwardWeights)) return false;
   if (g.oc <= 24)
     weights<Hi8>(g, dy, x, dw, db);
   else
