@@ -9,7 +9,8 @@ and > 1, Cin != Cout, both halves of the kernel's channel range (17..24: a ymm f
 of 6 pixels cross rows and images: odd H included), bias / no bias, relu and a residual, 1 and
 2 threads (the weight pass then bit-equal run to run); NaN and inf in x and dy reach exactly
 the oracle's outputs. (Cached x stays on the narrow kernels: the forward of one image under
-4 MiB of x, the weight pass of <= 24 channels under 8 MiB; the cases include both sides.)
+4 MiB of x, the weight pass under 8 MiB with output rows of >= 7 pixels; the cases include
+both sides.)
 """
 import numpy as np
 import pytest
@@ -61,9 +62,13 @@ CASES = {
     "c24_batch1_items": (1, 111, 24, 24, (2, 2), "same"),    # 3136 pixels: 4 items, tails
     "c32_batch1_odd": (1, 45, 32, 32, (2, 2), "valid"),
     # x past the routing's cache limits (the forward at batch 1 from 4 MiB of x, the weight
-    # pass at <= 24 channels from 8 MiB: below them the narrow kernels keep these shapes)
+    # pass from 8 MiB unless rows are short: below them the narrow kernels keep these shapes)
     "c24_batch1_large_x": (1, 241, 24, 24, (2, 2), "valid"),  # 5.6 MB
     "c24_large_x": (12, 89, 24, 24, (2, 2), "same"),          # 9.1 MB
+    "c32_to_20_large_x": (10, 91, 32, 20, (2, 2), "valid"),   # 10.6 MB
+    "c17_32_rows_of_3": (60, 5, 17, 32, (2, 2), "same"),      # rows of 3: the weight pass here
+    "c24_stride_2_1_rows_of_6": (50, 6, 24, 24, (2, 1), "valid"),
+    "c24_30_stride_1_2_rows_of_6": (30, 11, 24, 30, (1, 2), "same"),
 }
 
 

@@ -113,12 +113,13 @@ void forward(const ConvGeometry& g, const float* x, const float* wp, const float
 }  // namespace
 
 // Cached x where the narrow kernels (narrow_pointwise*.cpp) stay ahead. 1 thread, ms,
-// before (narrow) / after (here), two builds in one process, medians of 9 (stop 36):
+// before (narrow) / after (here), two builds in one process, medians of 9-15 (stop 36):
 // forward at batch 1: N=1 112x112 C=24 0.042/0.045, C=32 0.071/0.075, 56x56 C=32 0.0186/0.0188
-// (while N=256 7x7 C=32, 1.6 MB, 0.122/0.104 and N=32 14x14 C=32 0.049/0.043 gain); weight
-// pass at <= 24 channels under 8 MiB of x: N=256 14x14 C=24 (4.8 MB) 0.31/0.32 and 0.19/0.21,
-// N=32 28x28 C=24 0.119/0.130, N=1 112x112 C=24 0.057/0.062 (at 32 channels it gained or
-// was even: N=256 14x14 0.54/0.49, N=32 28x28 0.199/0.194, N=1 112x112 0.083 both).
+// (within the +-4% two copies of one build measured; while N=256 7x7 C=32, 1.6 MB,
+// 0.122/0.104 and N=32 14x14 C=32 0.049/0.043 gain); weight pass under 8 MiB of x with output
+// rows of 7 pixels or more: N=256 14x14 C=24 (4.8 MB) 0.31/0.32 and 0.19/0.21, C=32 (6.4 MB)
+// 0.38/0.40-0.42, N=32 28x28 C=24 0.119/0.130, C=32 0.193/0.209, N=1 112x112 C=24
+// 0.057/0.062; but rows of 4 gain here (N=256 7x7 C=24 0.091/0.081, C=32 0.133/0.101).
 constexpr int64_t kBatch1CachedBytes = int64_t{4} << 20;
 constexpr int64_t kWeightsCachedBytes = int64_t{8} << 20;
 
@@ -127,8 +128,7 @@ bool strided_pointwise_shape(const ConvGeometry& g, ConvPass pass) {
   const int64_t x_bytes = g.input_size() * (int64_t)sizeof(float);
   if (pass == ConvPass::BackwardData) return false;
   if (pass == ConvPass::Forward && g.n == 1 && x_bytes < kBatch1CachedBytes) return false;
-  if (pass == ConvPass::BackwardWeights && g.c <= 24 && g.oc <= 24 && x_bytes < kWeightsCachedBytes)
-    return false;
+  if (pass == ConvPass::BackwardWeights && g.ow >= 7 && x_bytes < kWeightsCachedBytes) return false;
   return algorithm_setting() == Algo::Auto && g.groups == 1 && v.kh == 1 && v.kw == 1 &&
          (v.sh > 1 || v.sw > 1) && !v.pt && !v.pb && !v.pl && !v.pr && g.c >= kMinChannels &&
          g.c <= kMaxChannels && g.oc >= kMinChannels && g.oc <= kMaxChannels;
