@@ -18,9 +18,9 @@ namespace fastconv::cpu::detail::strided_pointwise {
 constexpr int64_t kMinChannels = 17, kMaxChannels = 32;  // each side
 // x's pixels are prefetched (into L2) this many pixels before their use: a strided conv skips
 // rows and pixels, and the hardware prefetchers stop at every jump. 1 thread, ms, forward,
-// paired, distance 64 / 96 / 128 (prefetcht1): N=256 28x28 C=24 1.68/1.41/1.67, N=32 112x112
-// C=24 2.22/2.18/2.40, N=256 56x56 C=32 8.67/8.72/9.79; into L1 (prefetcht0) at 96 1.39-2.2,
-// 2.45, 8.91.
+// paired (stop 36), distance 64 / 96 / 128 (prefetcht1): N=256 28x28 C=24 1.68/1.41/1.67,
+// N=32 112x112 C=24 2.22/2.18/2.40, N=256 56x56 C=32 8.67/8.72/9.79; at 96 into L1
+// (prefetcht0) 1.12-1.24x the time, into L3 (prefetcht2) even.
 constexpr int64_t kAheadPixels = 96;
 constexpr int64_t kParallelMacs = 1 << 21;  // as conv2d.cpp: below, one thread
 
