@@ -9,15 +9,18 @@
 // the sweep's second-worst case) put most of map_pixels<24>'s samples on the FMAs with
 // broadcast memory operands, and in cache (N=8) it took 21 ns a pixel where its FMAs need ~10.
 //
-// Here an output tile is kTile pixels x Cout (a zmm and, at 17..24 channels, a ymm, else a
-// second zmm per pixel: 24 accumulators), built over Cin steps of one weight row (two loads
+// Here an output tile is kTile = 6 pixels x Cout (a zmm and, at 17..24 channels, a ymm, else
+// a second zmm per pixel: 12 accumulators), built over Cin steps of one weight row (two loads
 // from a packed 32-wide copy in L1) and one broadcast of each pixel's input channel. The
 // tile's pixels are taken in output order across output rows (a pointer per pixel), so rows
 // of 4..56 pixels leave no short tails; only an item's last tile is part-filled (its missing
 // pixels repeat the last one and are not stored). x is read in place: each pixel's lines are
 // prefetched kAheadPixels pixels before its tile (a strided conv skips rows and pixels, where
 // the hardware prefetchers stop at every jump). Bias in the accumulators; the activation on
-// each item's y while it is in cache.
+// each item's y while it is in cache. Tile sizes, 1 thread, paired (stop 36): 8 pixels took
+// 0.84-0.98x of 12's time (12 pointers and 24 accumulators: GCC spilled the pointers), 6
+// 0.76-1.0x of 8's, 4 0.95-0.99x of 6's at 24 channels but 1.12x at 32.
+// The same case after: 2.4-3.0 -> 0.8-1.5 ms (paired, load-dependent; benchmarks/RESULTS.md).
 #include "cpu/strided_pointwise.h"
 
 #include <algorithm>
@@ -37,7 +40,7 @@ namespace {
 
 using namespace strided_pointwise;
 
-constexpr int kTile = 6;                 // pixels a tile (see the head comment)
+constexpr int kTile = 6;                       // pixels a tile (see the head comment)
 constexpr int64_t kItemPixels = 170 * kTile;  // output pixels a work item (~1000, whole tiles)
 
 // dst[r * oc + o] = bias[o] + sum_k src[r][k] * wp[k * 32 + o] for r < valid, o < oc.
