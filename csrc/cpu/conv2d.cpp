@@ -62,6 +62,10 @@ constexpr int64_t kParallelMacs = 1 << 21;
 constexpr int64_t kOneImageChunksPerThread = 4;
 constexpr int64_t kOneImageChunkMaxWeightBytes = 512 << 10;
 
+// Rows a block of the pointwise products whose output is streamed out (conv2d_forward,
+// conv2d_backward_data): 10 micro-tiles of 14 rows (140 KB of scratch at 256 channels).
+constexpr int64_t kStreamRows = 140;
+
 // Elements per item of a one-image residual add (below kParallelGrain: a serial call).
 constexpr int64_t kAddBlock = kParallelGrain / 2;
 
@@ -428,6 +432,18 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
+  // A pointwise conv that widens a shallow product (Cin <= 64, Cout >= 2 Cin) with y past the
+  // cache (simd.h stream_output): each chunk's product in blocks of kStreamRows rows, written
+  // to a scratch and streamed out (no read-for-ownership of y's lines: with K <= 64 the
+  // stores were the bound). Several images only (the one-image item team keeps its path).
+  // 1 thread, CPU ms, two builds in one process, medians of 7-9 (stop 36): N=32 56x56 64->256
+  // 54.4/44.0 and 53.3/44.6, 64->128 24.4/20.7, 32->64 7.04/6.71, N=8 56x56 64->256 11.2/9.6,
+  // N=64 28x28 64->256 25.8/21.8, N=16 56x56 32->128 8.34/6.42; not where the product is deeper
+  // or y no wider (N=32 56x56 256->64 1.01x, N=32 28x28 128->512 1.01x, N=32 14x14 256->1024
+  // 1.035x, N=256 28x28 64->64 0.98-1.02x).
+  const bool stream_y = pointwise && g.groups == 1 && g.n > 1 && g.c <= 64 && g.oc >= 2 * g.c &&
+                        active_gemm_backend() == "native" &&
+                        stream_output(g.output_size() * (int64_t)sizeof(float));
   // Chunk c on the col buffer of participant `slot`.
   auto chunk = [&](int64_t c, int slot) {
     float* buf = ws.get() + (pointwise ? 0 : slot * p.chunk_floats);
@@ -437,6 +453,16 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
     float* yc = y + l0 * g.ow * g.oc;
     const float* rc = residual ? residual + l0 * g.ow * g.oc : nullptr;
     // Bias, residual and activation go with each group's product (forward_product).
+    if (stream_y) {
+      float* sbuf = scratch(kStreamRows * g.oc);
+      for (int64_t r0 = 0; r0 < rows; r0 += kStreamRows) {
+        const int64_t rr = std::min(kStreamRows, rows - r0);
+        detail::forward_product(rr, g.oc, p.k, col + r0 * p.ldcol, p.ldcol, w, g.oc, b,
+                                rc ? rc + r0 * g.oc : nullptr, act, sbuf, g.oc, packed ? &pb : nullptr);
+        stream_copy(yc + r0 * g.oc, sbuf, rr * g.oc);
+      }
+      return;
+    }
     for (int64_t gi = 0; gi < g.groups; ++gi)
       detail::forward_product(rows, g.cout_g, p.k, col + gi * p.k, p.ldcol, w + gi * g.cout_g, g.oc,
                               b ? b + gi * g.cout_g : nullptr, rc ? rc + gi * g.cout_g : nullptr, act,
@@ -451,6 +477,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
     const int slot = omp_get_thread_num();
 #pragma omp for schedule(dynamic)
     for (int64_t c = 0; c < p.nchunks; ++c) errors.run([&] { chunk(c, slot); });
+    if (stream_y) stream_fence();
   });
   errors.rethrow();
 }
@@ -476,7 +503,6 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
     // so only from 256 on either side.
     if (native && g.groups == 1 && std::max(g.c, g.oc) >= 256 &&
         stream_output(g.input_size() * (int64_t)sizeof(float))) {
-      constexpr int64_t kStreamRows = 140;  // 10 micro-tiles of 14 rows (140 KB at C = 256)
       auto packed_w = workspace(gemm_packed_b_floats(g.oc, g.c));
       gemm_pack_b(g.oc, g.c, w, g.oc, packed_w.get(), true);
       GemmPackedB packed;
