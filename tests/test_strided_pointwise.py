@@ -155,3 +155,18 @@ def test_nan_and_inf_reach_the_oracles_weight_gradients(name):
     bad = _assert_same_non_finite(dw, rdw)
     assert bad[0, 0, 3].all() and bad[0, 0, :, 20].all() and not bad[0, 0, 7, :20].any()
     _assert_same_non_finite(db, rdb)
+
+
+def test_algorithm_query_names_the_register_tiles_direct():
+    # conv_algorithm reports these passes as "direct" (a direct kernel, no GEMM) at AVX-512,
+    # and the backward data as the narrow maps' ("direct") or the GEMM's, as before.
+    _, x, w, _, args = _operands(7, *CASES["c32_to_20_large_x"])
+    algos = _C.conv_algorithm(x.shape, w.shape, *args)
+    if _C.isa_level() == "avx512":
+        assert algos["forward"] == "direct" and algos["backward_weights"] == "direct"
+    saved = _C.get_conv_algorithm()
+    _C.set_conv_algorithm("im2col")
+    try:
+        assert set(_C.conv_algorithm(x.shape, w.shape, *args).values()) == {"im2col"}
+    finally:
+        _C.set_conv_algorithm(saved)
