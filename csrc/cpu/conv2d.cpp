@@ -510,9 +510,9 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
       const int64_t rows_total = g.n * g.h * g.w, blocks = (rows_total + kStreamRows - 1) / kStreamRows;
       parallel_region(p.threads, [&] {
         note_team();
-        float* buf = scratch(kStreamRows * g.c);
 #pragma omp for schedule(static)
         for (int64_t bi = 0; bi < blocks; ++bi) errors.run([&] {
+          float* buf = scratch(kStreamRows * g.c);  // (may throw: inside the captor)
           const int64_t r0 = bi * kStreamRows, rows = std::min(kStreamRows, rows_total - r0);
           gemm_avx512(false, true, rows, g.c, g.oc, 1.f, dy + r0 * g.oc, g.oc, w, g.oc, 0.f, buf,
                       g.c, false, nullptr, &packed);
