@@ -6,6 +6,8 @@ call to the im2col GEMM (the same code on the same operands: any other path roun
 differently, so a call that kept the map or the tap GEMMs fails the equality):
 - narrow_pointwise_shape: 29..32 channels each side, output rows of <= 14 pixels and >= 4 MiB
   of y leave the per-pixel map (AVX-512) for the GEMM; fewer channels, less y keep the map.
+  (Since stop 36 the register tiles of strided_pointwise.cpp take these forwards at AVX-512
+  before this rule is asked: the bit-equality with 'im2col' holds below AVX-512 only.)
 - use_tap_gemm: a forward with <= 64 input channels and >= 16 MiB of x runs im2col instead of
   the per-(line, tap) GEMMs; its backward data keeps the tap GEMMs.
 Shapes: odd and even sizes, 'same' and 'valid', batch 1 (oracle only) and > 1, bias + relu
@@ -64,7 +66,11 @@ def test_narrow_short_rows_with_large_y_run_the_gemm(name):
     _, x, w, b, args = _operands(1, *GEMM_SIDE[name])
     y = _forward(x, w, b, args)
     close(y, _oracle(x, w, b, args))
-    assert np.array_equal(y, _forward(x, w, b, args, "im2col"))
+    # At AVX-512 every strided 1x1 forward of 17..32 channels each side now runs the register
+    # tiles of strided_pointwise.cpp first (stop 36, tests/test_strided_pointwise.py), ahead
+    # of this rule; below AVX-512 the GEMM.
+    if _C.isa_level() != "avx512":
+        assert np.array_equal(y, _forward(x, w, b, args, "im2col"))
 
 
 @pytest.mark.parametrize("name", sorted(MAP_SIDE))

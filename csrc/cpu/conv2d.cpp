@@ -39,7 +39,9 @@
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
+#include "cpu/pointwise_stream.h"
 #include "cpu/simd.h"
+#include "cpu/strided_pointwise.h"
 #include "cpu/weight_rows_product.h"
 #include "cpu/winograd.h"
 #include "kernels.h"
@@ -360,7 +362,9 @@ int64_t conv2d_prepared_floats(const ConvGeometry& g) {
 }
 
 bool conv2d_prepared_pays(const ConvGeometry& g) {
-  if (g.is_depthwise() || detail::direct_eligible(g, ConvPass::Forward)) return false;
+  if (g.is_depthwise() || detail::strided_pointwise_shape(g, ConvPass::Forward) ||
+      detail::direct_eligible(g, ConvPass::Forward))
+    return false;
   switch (prepared_form(g)) {
     case PreparedForm::WinogradFilter: return detail::use_winograd(g, ConvPass::Forward);
     // Without it the GEMM reads B in place (few rows) or packs it per call (per chunk). The
@@ -400,6 +404,8 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
       add_activation(std::min(kAddBlock, size - e0), y + e0, residual + e0, act, y + e0);
     });
   };
+  // Strided 1x1 convs of 17..32 channels each side (AVX-512): register tiles of pixels.
+  if (!depthwise && detail::strided_pointwise_forward(g, x, w, b, y, own)) return add_residual();
   if (!depthwise && detail::direct_eligible(g, ConvPass::Forward)) {
     detail::direct_forward(g, x, w, b, y, own);
     return add_residual();
@@ -423,6 +429,8 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   const Plan p = make_plan(g);
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
+  // A shallow pointwise product that widens, y past the cache: its output streamed out.
+  const bool stream_y = pointwise && detail::stream_pointwise_forward(g);
   // Chunk c on the col buffer of participant `slot`.
   auto chunk = [&](int64_t c, int slot) {
     float* buf = ws.get() + (pointwise ? 0 : slot * p.chunk_floats);
@@ -432,6 +440,8 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
     float* yc = y + l0 * g.ow * g.oc;
     const float* rc = residual ? residual + l0 * g.ow * g.oc : nullptr;
     // Bias, residual and activation go with each group's product (forward_product).
+    if (stream_y)
+      return detail::streamed_forward_product(g, rows, col, w, b, rc, act, yc, packed ? &pb : nullptr);
     for (int64_t gi = 0; gi < g.groups; ++gi)
       detail::forward_product(rows, g.cout_g, p.k, col + gi * p.k, p.ldcol, w + gi * g.cout_g, g.oc,
                               b ? b + gi * g.cout_g : nullptr, rc ? rc + gi * g.cout_g : nullptr, act,
@@ -446,6 +456,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
     const int slot = omp_get_thread_num();
 #pragma omp for schedule(dynamic)
     for (int64_t c = 0; c < p.nchunks; ++c) errors.run([&] { chunk(c, slot); });
+    if (stream_y) stream_fence();
   });
   errors.rethrow();
 }
@@ -460,6 +471,8 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
   if (g.is_pointwise()) {  // dcol is dx itself: chunks write disjoint rows, nothing to scatter.
     const bool native = active_gemm_backend() == "native";
+    // A dx past the cache with >= 256 channels a side: streamed out (pointwise_stream.h).
+    if (native && detail::streamed_pointwise_backward_data(g, dy, w, dx, p.threads)) return;
     parallel_region(p.threads, [&] {
       note_team();
 #pragma omp for schedule(dynamic)
@@ -549,7 +562,9 @@ void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float
 void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db) {
   bool done = false;
-  if (g.is_depthwise()) {
+  if (detail::strided_pointwise_backward_weights(g, dy, x, dw, db)) {
+    done = true;
+  } else if (g.is_depthwise()) {
     detail::depthwise_backward_weights(g, dy, x, dw, db);
     done = true;
   } else if (detail::direct_eligible(g, ConvPass::BackwardWeights)) {
