@@ -1,6 +1,7 @@
 """The output pool (csrc/bindings/output_pool.h): a freed kernel output of 4 KiB or more is
-handed to the next output of the same byte size; the cache stays within its limit, evicting
-the least recently freed blocks; outputs still hold the kernel's values."""
+handed to a later output of half to all of its byte size, the most recently freed such block
+first; the cache stays within its limit, evicting the least recently freed blocks; outputs
+still hold the kernel's values."""
 import numpy as np
 import pytest
 
@@ -120,3 +121,78 @@ def test_max_pool_argmax_reuses_its_block(pool_limit):
     want_y, want_arg = ref_pool.max_pool2d_forward_with_argmax(x, *args)
     np.testing.assert_array_equal(y, want_y)
     np.testing.assert_array_equal(arg, want_arg)
+
+
+def _cols(kib):
+    """An input whose relu output is `kib` KiB (rows of 1 KiB)."""
+    return np.ones((1, kib, 256), np.float32)
+
+
+def _fresh(pool_limit):
+    pool_limit(0)  # empty: earlier tests' blocks would serve these requests
+    pool_limit(1 << 30)
+
+
+def test_most_recently_freed_block_of_the_size_comes_first(pool_limit):
+    _fresh(pool_limit)
+    a, b = _relu(_cols(64)), _relu(_cols(64))
+    older, newer = _address(a), _address(b)
+    del a, b  # a freed first, then b
+    y = _relu(-_cols(64))
+    assert _address(y) == newer  # not the oldest block of the size
+    z = _relu(_cols(64))
+    assert _address(z) == older
+    np.testing.assert_array_equal(y, 0)
+    np.testing.assert_array_equal(z, 1)
+
+
+def test_a_block_serves_requests_of_half_to_all_its_size(pool_limit):
+    _fresh(pool_limit)
+    a, b = _relu(_cols(64)), _relu(_cols(96))
+    addr_a, addr_b = _address(a), _address(b)
+    del a, b  # cached: 64 KiB (older), 96 KiB (newer)
+    hits, misses = config.output_pool_stats()["hits"], config.output_pool_stats()["misses"]
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 48, 256)).astype(np.float32)
+    x[0, 47, 255] = np.nan  # the last element of the request: NaN stays NaN in a larger block
+    x[0, 0, 0] = np.inf
+    y = _relu(x)  # 48 KiB: both fit [48, 96]; the newer, the 96 KiB block
+    assert _address(y) == addr_b
+    want = ref_act.bias_act_forward(x, np.zeros(256, np.float32), "relu")
+    np.testing.assert_array_equal(y, want)
+    assert np.isnan(y[0, 47, 255]) and np.isinf(y[0, 0, 0])
+    small = _relu(_cols(31))  # 31 KiB: the 64 KiB block is more than twice as large, a new block
+    assert _address(small) not in (addr_a, addr_b)
+    z = _relu(_cols(33))  # 33 KiB: the 64 KiB block fits [33, 66]
+    assert _address(z) == addr_a
+    np.testing.assert_array_equal(z, 1)
+    stats = config.output_pool_stats()
+    assert (stats["hits"], stats["misses"]) == (hits + 2, misses + 1)
+    del y  # a block goes back with its own size (96 KiB), not the request's
+    assert config.output_pool_stats()["cached_bytes"] == 96 * 1024
+
+
+def test_a_repeated_sequence_settles_on_a_fixed_set_of_blocks(pool_limit):
+    """A forward-like chain whose sizes halve and double (as MobileNet's steps): after its
+    first repeat no call allocates, and the cache holds the same blocks after every repeat."""
+    _fresh(pool_limit)
+    sizes = [64, 64, 128, 32, 64, 64, 16, 32, 32, 8, 16, 16]
+
+    def forward():
+        prev = prev2 = None
+        for kib in sizes:
+            y = _relu(_cols(kib))
+            prev2, prev = prev, y  # each output lives for the next step (its consumer)
+            del prev2
+        return prev
+
+    seen = []
+    for _ in range(5):
+        out = forward()
+        np.testing.assert_array_equal(out, 1)
+        del out
+        stats = config.output_pool_stats()
+        seen.append((stats["misses"], stats["cached_blocks"], stats["cached_bytes"]))
+    assert seen[2] == seen[3] == seen[4]
+    assert seen[1][0] == seen[4][0]  # no allocation after the first repeat
+    assert seen[4][2] <= 2 * 128 * 1024 + 2 * 64 * 1024  # never more than the live peak, doubled

@@ -1,11 +1,12 @@
-// A cache of freed kernel outputs, reused by the next output of the same byte size.
+// A cache of freed kernel outputs, reused by a later output of half to all of their byte size.
 //
 // Why: a model's forward (a predict, a training step) allocates the same sequence of output
 // sizes on every call. Served by malloc, the largest blocks do not always fit the holes the
 // previous call left, so the heap grows again and the new pages fault in (zeroed) on first
 // touch: MobileNet b64 predict on the 2-core EPYC faulted 196 MiB (50k pages) on some calls,
-// 1.04 s against 0.91 s for calls without faults. With exact-size reuse every output of a
-// repeated call lands on pages that are already mapped.
+// 1.04 s against 0.91 s for calls without faults. With reuse every output of a repeated call
+// lands on pages that are already mapped (and, picking the most recently freed block, pages
+// that are still in cache: see pick()).
 //
 // Bounded: at most limit() bytes stay cached (default 1 GiB, set_output_pool_limit; 0 turns
 // the cache off). Past it the oldest cached blocks go back to malloc. Blocks are 64-byte
@@ -28,14 +29,14 @@ class OutputPool {
     size_t cached_bytes, cached_blocks, hits, misses, limit;
   };
 
-  // A 64-byte aligned block of at least `bytes`: a cached one of that size when there is
-  // one, else a fresh one. Its size is kept in the 64 bytes before it, for give().
+  // A 64-byte aligned block of at least `bytes`: a cached one of 1 to 2 times that size when
+  // there is one (pick), else a fresh one. Its size is kept in the 64 bytes before it, for give().
   void* take(size_t bytes) {
     bytes = (bytes + 63) / 64 * 64;
     void* base = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      auto it = by_size_.find(bytes);
+      auto it = pick(bytes);
       if (it != by_size_.end()) {
         base = it->second.block;
         erase(it);
@@ -87,6 +88,25 @@ class OutputPool {
     uint64_t age;
   };
   using BySize = std::multimap<size_t, Entry>;
+
+  // The most recently cached block among sizes [bytes, 2 * bytes].
+  // Why the most recent: it was last touched a step ago and is still in L2/L3, where the
+  // oldest of a size was last written a whole forward earlier. A kernel's first store to an
+  // output line that is not in cache waits for the line's read from memory: MobileNet b1's
+  // depthwise steps ran 2-3x their in-cache time on the oldest blocks (RESULTS.md, helper Z2,
+  // stop 35). Why up to twice the size: MobileNet's and ResNet's activations halve and double
+  // in size from step to step, so the block the previous step just read is often of another
+  // size (a stride-2 depthwise output, 0.8 MB, after a 1.6 MB pointwise output); the most
+  // recent block of the exact size gained about half as much (RESULTS.md, helper S, stop 36). A block serves at most twice its request, so a kept output pins at most twice its
+  // bytes; a call sequence that repeats still settles on a fixed set of blocks after its
+  // first repeat (MobileNet b1 predict: 12 blocks, 12.5 MB, against 17 and 18.9 MB exact).
+  BySize::iterator pick(size_t bytes) {
+    const size_t most = bytes <= SIZE_MAX / 2 ? 2 * bytes : SIZE_MAX;
+    auto best = by_size_.end();
+    for (auto it = by_size_.lower_bound(bytes); it != by_size_.end() && it->first <= most; ++it)
+      if (best == by_size_.end() || it->second.age > best->second.age) best = it;
+    return best;
+  }
 
   void erase(BySize::iterator it) {
     by_age_.erase(it->second.age);
