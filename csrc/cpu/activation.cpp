@@ -118,8 +118,62 @@ inline void grad_run(int64_t n, const float* __restrict gr, const float* __restr
   }
 }
 
+// The relu's dz = dy * (y > 0) of one register, as grad_run computes it (dy * 0 where off).
+inline f32xR relu_grad(const float* gr, const float* yr) {
+  const f32xR g = loadR_plain(gr);
+  return loadR(yr) > 0.f ? g : g * 0.f;
+}
+
+// Relu backward with db for c dividing a register (c = 1, 2, 4, 8, 16 at AVX-512): every
+// register of the flat (m, c) array starts on a row, so lane l is channel l % c throughout and
+// the column sums stay in 4 register accumulators (each lane sums at most kReduceRows terms
+// before it folds into the thread's doubles, parallel.h's bound) instead of column_reduce's
+// tiled float rows in memory (a load and a store of the accumulator per vector). For a dz in
+// cache (the streamed output keeps column_reduce).
+void relu_backward_lanes(int64_t m, int64_t c, const float* dy, const float* y, float* dz, float* db) {
+  constexpr int U = 4, R = kRegLanes;
+  const int max_threads = omp_get_max_threads();
+  std::vector<double> part((size_t)max_threads * R, 0.0);
+  ExceptionCaptor errors;
+  parallel_region(m * c >= kParallelGrain ? 0 : 1, [&] {
+    note_team();
+    errors.run([&] {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t e0 = m * t / nt * c, e1 = m * (t + 1) / nt * c;
+      double* tot = part.data() + (int64_t)t * R;
+      int64_t e = e0;
+      while (e + U * R <= e1) {  // blocks of at most kReduceRows registers per accumulator
+        const int64_t end = std::min(e1 - (U * R - 1), e + kReduceRows * U * R);
+        f32xR acc[U] = {};
+        for (; e < end; e += U * R)
+          for (int u = 0; u < U; ++u) {
+            const f32xR d = relu_grad(dy + e + u * R, y + e + u * R);
+            storeR(dz + e + u * R, d);
+            acc[u] += d;
+          }
+        for (int u = 0; u < U; ++u)
+          for (int l = 0; l < R; ++l) tot[l] += (double)acc[u][l];
+      }
+      for (; e < e1; ++e) {  // the last < U registers: element e is lane (e - e0) % R
+        const float d = dy[e] * (y[e] > 0.f ? 1.f : 0.f);
+        dz[e] = d;
+        tot[(e - e0) % R] += (double)d;
+      }
+    });
+  });
+  errors.rethrow();
+  std::vector<double> sums((size_t)c, 0.0);
+  for (int t = 0; t < max_threads; ++t)  // thread order: deterministic per thread count
+    for (int l = 0; l < R; ++l) sums[(size_t)(l % c)] += part[(size_t)(t * R + l)];
+  for (int64_t j = 0; j < c; ++j) db[j] = (float)sums[(size_t)j];
+}
+
 template <Activation A>
 void backward(int64_t m, int64_t c, const float* dy, const float* y, float* dz, float* db) {
+  if constexpr (A == Activation::Relu) {
+    if (db && kRegLanes % c == 0 && !stream_output(m * c * (int64_t)sizeof(float)))
+      return relu_backward_lanes(m, c, dy, y, dz, db);
+  }
   if (!db) {
     for_each_run(m, c, dz, [&](int64_t r0, int64_t rows, float* out) {
       grad_run<A, false>(rows * c, dy + r0 * c, y + r0 * c, out, nullptr);
