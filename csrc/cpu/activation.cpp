@@ -124,55 +124,75 @@ inline f32xR relu_grad(const float* gr, const float* yr) {
   return loadR(yr) > 0.f ? g : g * 0.f;
 }
 
-// Relu backward with db for c dividing a register (c = 1, 2, 4, 8, 16 at AVX-512): every
-// register of the flat (m, c) array starts on a row, so lane l is channel l % c throughout and
-// the column sums stay in 4 register accumulators (each lane sums at most kReduceRows terms
-// before it folds into the thread's doubles, parallel.h's bound) instead of column_reduce's
-// tiled float rows in memory (a load and a store of the accumulator per vector). For a dz in
-// cache (the streamed output keeps column_reduce).
+// Relu backward with db where a period of V registers holds whole rows: c dividing a register
+// (V = 1: c = 1, 2, 4, 8, 16 at AVX-512) or c = V registers (V <= 8: c = 32 .. 128 in steps of
+// 16 at AVX-512). Every register of the flat (m, c) array then starts on a row, so register v
+// of a period, lane l, is channel (v * kRegLanes + l) % c throughout, and the column sums stay
+// in U * V register accumulators (each lane sums at most kReduceRows terms before it folds
+// into the thread's doubles, parallel.h's bound) instead of column_reduce's tiled float rows
+// in memory (a load and a store of the accumulator per vector). For a dz in cache (the
+// streamed output keeps column_reduce).
+template <int V>
 void relu_backward_lanes(int64_t m, int64_t c, const float* dy, const float* y, float* dz, float* db) {
-  constexpr int U = 4, R = kRegLanes;
+  constexpr int R = kRegLanes, U = V >= 4 ? 1 : 4 / V, P = V * R;  // P: floats per period
+  constexpr int64_t B = (int64_t)U * P;                              // floats per step
   const int max_threads = omp_get_max_threads();
-  std::vector<double> part((size_t)max_threads * R, 0.0);
+  std::vector<double> part((size_t)max_threads * P, 0.0);
   ExceptionCaptor errors;
   parallel_region(m * c >= kParallelGrain ? 0 : 1, [&] {
     note_team();
     errors.run([&] {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
       const int64_t e0 = m * t / nt * c, e1 = m * (t + 1) / nt * c;
-      double* tot = part.data() + (int64_t)t * R;
+      double* tot = part.data() + (int64_t)t * P;
       int64_t e = e0;
-      while (e + U * R <= e1) {  // blocks of at most kReduceRows registers per accumulator
-        const int64_t end = std::min(e1 - (U * R - 1), e + kReduceRows * U * R);
-        f32xR acc[U] = {};
-        for (; e < end; e += U * R)
-          for (int u = 0; u < U; ++u) {
-            const f32xR d = relu_grad(dy + e + u * R, y + e + u * R);
-            storeR(dz + e + u * R, d);
-            acc[u] += d;
+      while (e + B <= e1) {  // blocks of at most kReduceRows steps
+        const int64_t end = std::min(e1 - (B - 1), e + kReduceRows * B);
+        f32xR acc[U * V] = {};
+        for (; e < end; e += B)
+          for (int k = 0; k < U * V; ++k) {
+            const f32xR d = relu_grad(dy + e + k * R, y + e + k * R);
+            storeR(dz + e + k * R, d);
+            acc[k] += d;
           }
-        for (int u = 0; u < U; ++u)
-          for (int l = 0; l < R; ++l) tot[l] += (double)acc[u][l];
+        for (int k = 0; k < U * V; ++k)
+          for (int l = 0; l < R; ++l) tot[(k % V) * R + l] += (double)acc[k][l];
       }
-      for (; e < e1; ++e) {  // the last < U registers: element e is lane (e - e0) % R
+      for (; e < e1; ++e) {  // the last < U periods: element e is at (e - e0) % P of its period
         const float d = dy[e] * (y[e] > 0.f ? 1.f : 0.f);
         dz[e] = d;
-        tot[(e - e0) % R] += (double)d;
+        tot[(e - e0) % P] += (double)d;
       }
     });
   });
   errors.rethrow();
   std::vector<double> sums((size_t)c, 0.0);
   for (int t = 0; t < max_threads; ++t)  // thread order: deterministic per thread count
-    for (int l = 0; l < R; ++l) sums[(size_t)(l % c)] += part[(size_t)(t * R + l)];
+    for (int q = 0; q < P; ++q) sums[(size_t)(q % c)] += part[(size_t)(t * P + q)];
   for (int64_t j = 0; j < c; ++j) db[j] = (float)sums[(size_t)j];
+}
+
+// relu_backward_lanes for c with a whole-row period of at most 8 registers; false otherwise.
+inline bool relu_backward_in_lanes(int64_t m, int64_t c, const float* dy, const float* y, float* dz,
+                                   float* db) {
+  if (stream_output(m * c * (int64_t)sizeof(float))) return false;
+  if (kRegLanes % c == 0) return relu_backward_lanes<1>(m, c, dy, y, dz, db), true;
+  if (c % kRegLanes != 0 || c > 8 * kRegLanes) return false;
+  switch (c / kRegLanes) {
+    case 2: return relu_backward_lanes<2>(m, c, dy, y, dz, db), true;
+    case 3: return relu_backward_lanes<3>(m, c, dy, y, dz, db), true;
+    case 4: return relu_backward_lanes<4>(m, c, dy, y, dz, db), true;
+    case 5: return relu_backward_lanes<5>(m, c, dy, y, dz, db), true;
+    case 6: return relu_backward_lanes<6>(m, c, dy, y, dz, db), true;
+    case 7: return relu_backward_lanes<7>(m, c, dy, y, dz, db), true;
+    default: return relu_backward_lanes<8>(m, c, dy, y, dz, db), true;
+  }
 }
 
 template <Activation A>
 void backward(int64_t m, int64_t c, const float* dy, const float* y, float* dz, float* db) {
   if constexpr (A == Activation::Relu) {
-    if (db && kRegLanes % c == 0 && !stream_output(m * c * (int64_t)sizeof(float)))
-      return relu_backward_lanes(m, c, dy, y, dz, db);
+    if (db && relu_backward_in_lanes(m, c, dy, y, dz, db)) return;
   }
   if (!db) {
     for_each_run(m, c, dz, [&](int64_t r0, int64_t rows, float* out) {
