@@ -1,15 +1,15 @@
-"""The relu backward with a bias gradient when a period of at most 8 registers holds whole
-rows (csrc/cpu/activation.cpp relu_backward_lanes: c dividing a register, or c = 2..8
-registers: c = 1, 2, 4, 8, 16, 32, 48, ..., 128 at AVX-512; 1, 2, 4, 8, 16, 24, ..., 64 at avx2;
-1, 2, 4, 8, 12, ..., 32 at the baseline level), against the float64 oracle.
+"""The relu backward with a bias gradient when a period of lcm(c, register) floats is at most
+8 registers (csrc/cpu/activation.cpp relu_backward_lanes: at AVX-512 c = 1, 2, 4, 8, 16 in one
+register, 3, 6, 12, 24, 48 in three, 32 .. 128 in c / 16, 40 and 80 in five, 7, 56 and 112 in
+seven; fewer at avx2 / baseline), against the float64 oracle.
 
-The column sums stay in register lanes (lane l is channel l % c), each lane folding into double
-after at most 64 terms, so db is judged at test_native_ops' bias tolerance (rtol 1e-5 of the
-sum of |dz| of the channel, the bound of a float sum of 64 terms folded in double); dz is
-exact (dy or dy * 0). Cases: element counts with and without a scalar tail, more than one
-fold block (64 steps of 4 to 8 registers per accumulator), channel counts off the path
-(3, 144: the column_reduce runs; 24 off it at AVX-512), 3 threads (uneven rows per thread, so a thread's share starts anywhere
-in a register), the streamed output (column_reduce), and NaN / inf in dy.
+The column sums stay in register lanes (lane l of register v is channel (16 v + l) % c), each
+lane folding into double after at most 64 terms, so db is judged at test_native_ops' bias
+tolerance (rtol 1e-5 of the sum of |dz| of the channel, the bound of a float sum of 64 terms
+folded in double); dz is exact (dy or dy * 0). Cases: element counts with and without a
+scalar tail, more than one fold block (64 steps per accumulator), channel counts off the path
+(9, 144: the column_reduce runs), 3 threads (the thread shares rounded to whole periods of
+rows), the streamed output (column_reduce), and NaN / inf in dy.
 """
 import numpy as np
 import pytest
@@ -42,7 +42,7 @@ def _check(dy, y):
 
 
 # m * c: below one register, a whole number of 4-register blocks, > 64 blocks with a tail
-@pytest.mark.parametrize("c", [1, 2, 4, 8, 16, 32, 48, 128, 3, 24, 144])
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 6, 7, 8, 16, 24, 32, 40, 48, 128, 9, 144])
 @pytest.mark.parametrize("m", [1, 7, 64, 4096 * 3 + 37, 20000 + 3])
 def test_relu_backward_bias_matches_oracle(c, m):
     _check(*_data(m, c, "plain"))
@@ -60,7 +60,7 @@ def test_relu_backward_bias_nhwc_batches():
         np.testing.assert_allclose(db, rdb, rtol=1e-5, atol=1e-5 * float(np.abs(rdz).sum()))
 
 
-@pytest.mark.parametrize("c,m", [(1, 100003), (4, 30011), (16, 9001), (48, 3001), (128, 1031), (3, 30011)])
+@pytest.mark.parametrize("c,m", [(1, 100003), (4, 30011), (6, 30011), (7, 20011), (24, 9001), (48, 3001), (128, 1031), (9, 30011)])
 def test_relu_backward_bias_three_threads(c, m):
     dy, y = _data(m, c, "threads")
     one = _check(dy, y)
@@ -77,7 +77,7 @@ def test_relu_backward_bias_three_threads(c, m):
     np.testing.assert_array_equal(one[0], three[0])
 
 
-@pytest.mark.parametrize("c", [1, 8, 64])
+@pytest.mark.parametrize("c", [1, 8, 24, 64])
 def test_relu_backward_bias_streamed_output(c):
     dy, y = _data(20011, c, "stream")
     plain = _check(dy, y)
@@ -90,7 +90,7 @@ def test_relu_backward_bias_streamed_output(c):
     np.testing.assert_array_equal(plain[0], streamed[0])
 
 
-@pytest.mark.parametrize("c", [1, 2, 8, 16, 48, 128])
+@pytest.mark.parametrize("c", [1, 2, 6, 8, 16, 24, 48, 128])
 def test_relu_backward_bias_nan_and_inf(c):
     m = 4096 + 5
     dy, y = _data(m, c, "nan")

@@ -124,14 +124,14 @@ inline f32xR relu_grad(const float* gr, const float* yr) {
   return loadR(yr) > 0.f ? g : g * 0.f;
 }
 
-// Relu backward with db where a period of V registers holds whole rows: c dividing a register
-// (V = 1: c = 1, 2, 4, 8, 16 at AVX-512) or c = V registers (V <= 8: c = 32 .. 128 in steps of
-// 16 at AVX-512). Every register of the flat (m, c) array then starts on a row, so register v
-// of a period, lane l, is channel (v * kRegLanes + l) % c throughout, and the column sums stay
-// in U * V register accumulators (each lane sums at most kReduceRows terms before it folds
-// into the thread's doubles, parallel.h's bound) instead of column_reduce's tiled float rows
-// in memory (a load and a store of the accumulator per vector). For a dz in cache (the
-// streamed output keeps column_reduce).
+// Relu backward with db where a period of V <= 8 registers holds whole rows: P = lcm(c,
+// kRegLanes) floats (at AVX-512 c = 1, 2, 4, 8, 16: one register; 3, 6, 12, 24, 48: three;
+// 32, 64, 96, 128: c / 16; 40, 80: five; 56, 112: seven). Each thread's rows start on a
+// period, so register v of a period, lane l, is channel (v * kRegLanes + l) % c throughout,
+// and the column sums stay in U * V register accumulators (each lane sums at most kReduceRows
+// terms before it folds into the thread's doubles, parallel.h's bound) instead of
+// column_reduce's tiled float rows in memory (a load and a store of the accumulator per
+// vector). For a dz in cache (the streamed output keeps column_reduce).
 template <int V>
 void relu_backward_lanes(int64_t m, int64_t c, const float* dy, const float* y, float* dz, float* db) {
   constexpr int R = kRegLanes, U = V >= 4 ? 1 : 4 / V, P = V * R;  // P: floats per period
@@ -143,7 +143,9 @@ void relu_backward_lanes(int64_t m, int64_t c, const float* dy, const float* y, 
     note_team();
     errors.run([&] {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      const int64_t e0 = m * t / nt * c, e1 = m * (t + 1) / nt * c;
+      const int64_t rows_per = P / c;  // rows per period: thread shares start on one
+      auto row_of = [&](int tt) { return tt == nt ? m : m * tt / nt / rows_per * rows_per; };
+      const int64_t e0 = row_of(t) * c, e1 = row_of(t + 1) * c;
       double* tot = part.data() + (int64_t)t * P;
       int64_t e = e0;
       while (e + B <= e1) {  // blocks of at most kReduceRows steps
@@ -172,20 +174,22 @@ void relu_backward_lanes(int64_t m, int64_t c, const float* dy, const float* y, 
   for (int64_t j = 0; j < c; ++j) db[j] = (float)sums[(size_t)j];
 }
 
-// relu_backward_lanes for c with a whole-row period of at most 8 registers; false otherwise.
+// relu_backward_lanes for c with a period of at most 8 registers; false otherwise.
 inline bool relu_backward_in_lanes(int64_t m, int64_t c, const float* dy, const float* y, float* dz,
                                    float* db) {
   if (stream_output(m * c * (int64_t)sizeof(float))) return false;
-  if (kRegLanes % c == 0) return relu_backward_lanes<1>(m, c, dy, y, dz, db), true;
-  if (c % kRegLanes != 0 || c > 8 * kRegLanes) return false;
-  switch (c / kRegLanes) {
+  int64_t period = c;  // lcm(c, kRegLanes)
+  while (period % kRegLanes != 0) period += c;
+  switch (period / kRegLanes) {
+    case 1: return relu_backward_lanes<1>(m, c, dy, y, dz, db), true;
     case 2: return relu_backward_lanes<2>(m, c, dy, y, dz, db), true;
     case 3: return relu_backward_lanes<3>(m, c, dy, y, dz, db), true;
     case 4: return relu_backward_lanes<4>(m, c, dy, y, dz, db), true;
     case 5: return relu_backward_lanes<5>(m, c, dy, y, dz, db), true;
     case 6: return relu_backward_lanes<6>(m, c, dy, y, dz, db), true;
     case 7: return relu_backward_lanes<7>(m, c, dy, y, dz, db), true;
-    default: return relu_backward_lanes<8>(m, c, dy, y, dz, db), true;
+    case 8: return relu_backward_lanes<8>(m, c, dy, y, dz, db), true;
+    default: return false;
   }
 }
 
