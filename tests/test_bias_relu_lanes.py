@@ -8,8 +8,7 @@ lane folding into double after at most 64 terms, so db is judged at test_native_
 tolerance (rtol 1e-5 of the sum of |dz| of the channel, the bound of a float sum of 64 terms
 folded in double); dz is exact (dy or dy * 0). Cases: element counts with and without a
 scalar tail, more than one fold block (64 steps per accumulator), channel counts off the path
-(9, 144: the column_reduce runs), 3 threads (the thread shares rounded to whole periods of
-rows), the streamed output (column_reduce), and NaN / inf in dy.
+(9, 144: the column_reduce runs), 3 threads (a thread share starting mid-period), the streamed output (column_reduce), and NaN / inf in dy.
 """
 import numpy as np
 import pytest

@@ -124,14 +124,15 @@ inline f32xR relu_grad(const float* gr, const float* yr) {
   return loadR(yr) > 0.f ? g : g * 0.f;
 }
 
-// Relu backward with db where a period of V <= 8 registers holds whole rows: P = lcm(c,
-// kRegLanes) floats (at AVX-512 c = 1, 2, 4, 8, 16: one register; 3, 6, 12, 24, 48: three;
-// 32, 64, 96, 128: c / 16; 40, 80: five; 56, 112: seven). Each thread's rows start on a
-// period, so register v of a period, lane l, is channel (v * kRegLanes + l) % c throughout,
-// and the column sums stay in U * V register accumulators (each lane sums at most kReduceRows
-// terms before it folds into the thread's doubles, parallel.h's bound) instead of
-// column_reduce's tiled float rows in memory (a load and a store of the accumulator per
-// vector). For a dz in cache (the streamed output keeps column_reduce).
+// Relu backward with db where a period of P = lcm(c, kRegLanes) floats is at most 8 registers
+// (at AVX-512 c = 1, 2, 4, 8, 16: one register; 3, 6, 12, 24, 48: three; 32, 64, 96, 128:
+// c / 16; 40, 80: five; 7, 56, 112: seven). A thread's share starts on a row (e0 is a
+// multiple of c, and so is P), so float q of every period counted from e0 (register
+// q / kRegLanes, lane q % kRegLanes) is channel q % c, and the column sums stay in U * V
+// register accumulators (each lane sums at most kReduceRows terms before it folds into the
+// thread's doubles, parallel.h's bound) instead of column_reduce's tiled float rows in memory
+// (a load and a store of the accumulator per vector). For a dz in cache (the streamed output
+// keeps column_reduce).
 template <int V>
 void relu_backward_lanes(int64_t m, int64_t c, const float* dy, const float* y, float* dz, float* db) {
   constexpr int R = kRegLanes, U = V >= 4 ? 1 : 4 / V, P = V * R;  // P: floats per period
@@ -143,9 +144,7 @@ void relu_backward_lanes(int64_t m, int64_t c, const float* dy, const float* y, 
     note_team();
     errors.run([&] {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      const int64_t rows_per = P / c;  // rows per period: thread shares start on one
-      auto row_of = [&](int tt) { return tt == nt ? m : m * tt / nt / rows_per * rows_per; };
-      const int64_t e0 = row_of(t) * c, e1 = row_of(t + 1) * c;
+      const int64_t e0 = m * t / nt * c, e1 = m * (t + 1) / nt * c;
       double* tot = part.data() + (int64_t)t * P;
       int64_t e = e0;
       while (e + B <= e1) {  // blocks of at most kReduceRows steps
