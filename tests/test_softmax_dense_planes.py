@@ -189,9 +189,9 @@ def test_dense_forward_planes_match_oracle_and_propagate_nan(n, c, bias, threads
     np.testing.assert_allclose(y[ok], want[ok], rtol=1e-5, atol=1e-5 * np.sqrt(c))
 
 
-# Softmax backward at c = 16 K + 8 (24, 40, 56; AVX-512): rows in pairs of 2 K + 1 whole
+# Softmax backward at c = 16 K + 8 (24, 40; AVX-512): rows in pairs of 2 K + 1 whole
 # registers, the middle one shared by the pair, both dots reduced at once; an odd last row in
-# the masked rows. Each row's dx must depend on its own row only: NaN / inf placed in the
+# the masked rows (56: the masked rows only, as a neighbour). Each row's dx must depend on its own row only: NaN / inf placed in the
 # shared register (row 0's last class, row 1's first) and at the far ends must stay in their
 # row, and an inf in dy gives that row's oracle values (inf * y, NaN where y - d cancels).
 @pytest.mark.parametrize("threads", [1, 3])
