@@ -2,7 +2,8 @@
 //
 // Backward works from y, not z = x + b, so the forward input need not be kept:
 // relu' = (y > 0), sigmoid' = y (1 - y), tanh' = 1 - y^2, relu6' = (0 < y < 6). OpenMP over rows; the bias
-// gradient is a per-channel column sum (parallel.h).
+// gradient is a per-channel column sum (parallel.h; the relu's in register lanes where
+// lcm(c, register) is at most 8 registers: relu_backward_lanes).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
