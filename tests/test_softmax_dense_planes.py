@@ -187,3 +187,49 @@ def test_dense_forward_planes_match_oracle_and_propagate_nan(n, c, bias, threads
     ok = np.delete(np.arange(n), bad)
     assert np.isfinite(y[ok]).all()
     np.testing.assert_allclose(y[ok], want[ok], rtol=1e-5, atol=1e-5 * np.sqrt(c))
+
+
+# Softmax backward at c = 16 K + 8 (24, 40; AVX-512): rows in pairs of 2 K + 1 whole
+# registers, the middle one shared by the pair, both dots reduced at once; an odd last row in
+# the masked rows (56: the masked rows only, as a neighbour). Each row's dx must depend on its own row only: NaN / inf placed in the
+# shared register (row 0's last class, row 1's first) and at the far ends must stay in their
+# row, and an inf in dy gives that row's oracle values (inf * y, NaN where y - d cancels).
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("c", [24, 40, 56])
+@pytest.mark.parametrize("rows", [1, 2, 3, 16, 1003, 20_004])
+def test_softmax_backward_row_pairs_match_oracle(rows, c, threads):
+    rng = _rng("bwd-pairs", rows, c)
+    x = (4 * rng.standard_normal((rows, c))).astype(np.float32)
+    dy = rng.standard_normal((rows, c)).astype(np.float32)
+    y = _C.softmax_forward(x)
+    before = _threads(threads)
+    try:
+        dx = _C.softmax_backward(dy, y)
+        again = _C.softmax_backward(dy, y)
+    finally:
+        fastconv.set_num_threads(before)
+    want = R.softmax_backward(dy.astype(np.float64), y.astype(np.float64))
+    np.testing.assert_allclose(dx, want, rtol=2e-6, atol=2e-6)
+    np.testing.assert_array_equal(dx, again)
+
+
+@pytest.mark.parametrize("c", [24, 40, 56])
+def test_softmax_backward_row_pairs_nan_and_inf_stay_in_their_row(c):
+    rows = 11  # pairs (0, 1) ... (8, 9), row 10 alone
+    rng = _rng("bwd-pairs-nan", c)
+    y = _C.softmax_forward((2 * rng.standard_normal((rows, c))).astype(np.float32))
+    dy = rng.standard_normal((rows, c)).astype(np.float32)
+    dy[0, c - 1] = np.nan  # row 0's last class: the shared register's low half
+    dy[3, 0] = np.nan  # row 3's first class: the shared register's high half
+    y[4, c - 1] = np.nan  # y itself
+    dy[7, c // 2] = np.inf
+    dy[10, 0] = np.nan  # the odd last row
+    dx = _C.softmax_backward(dy, y)
+    want = R.softmax_backward(dy.astype(np.float64), y.astype(np.float64))
+    np.testing.assert_array_equal(np.isnan(dx), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(dx), np.isinf(want))
+    for r in (0, 3, 4, 10):
+        assert np.isnan(dx[r]).all()
+    finite = np.isfinite(want).all(axis=1)
+    assert finite[[1, 2, 5, 6, 8, 9]].all()
+    np.testing.assert_allclose(dx[finite], want[finite], rtol=2e-6, atol=2e-6)

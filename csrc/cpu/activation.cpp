@@ -2,7 +2,8 @@
 //
 // Backward works from y, not z = x + b, so the forward input need not be kept:
 // relu' = (y > 0), sigmoid' = y (1 - y), tanh' = 1 - y^2, relu6' = (0 < y < 6). OpenMP over rows; the bias
-// gradient is a per-channel column sum (parallel.h).
+// gradient is a per-channel column sum (parallel.h; the relu's in register lanes where
+// lcm(c, register) is at most 8 registers: relu_backward_lanes).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -118,8 +119,85 @@ inline void grad_run(int64_t n, const float* __restrict gr, const float* __restr
   }
 }
 
+// The relu's dz = dy * (y > 0) of one register, as grad_run computes it (dy * 0 where off).
+inline f32xR relu_grad(const float* gr, const float* yr) {
+  const f32xR g = loadR_plain(gr);
+  return loadR(yr) > 0.f ? g : g * 0.f;
+}
+
+// Relu backward with db where a period of P = lcm(c, kRegLanes) floats is at most 8 registers
+// (at AVX-512 c = 1, 2, 4, 8, 16: one register; 3, 6, 12, 24, 48: three; 32, 64, 96, 128:
+// c / 16; 40, 80: five; 7, 56, 112: seven). A thread's share starts on a row (e0 is a
+// multiple of c, and so is P), so float q of every period counted from e0 (register
+// q / kRegLanes, lane q % kRegLanes) is channel q % c, and the column sums stay in U * V
+// register accumulators (each lane sums at most kReduceRows terms before it folds into the
+// thread's doubles, parallel.h's bound) instead of column_reduce's tiled float rows in memory
+// (a load and a store of the accumulator per vector). For a dz in cache (the streamed output
+// keeps column_reduce).
+template <int V>
+void relu_backward_lanes(int64_t m, int64_t c, const float* dy, const float* y, float* dz, float* db) {
+  constexpr int R = kRegLanes, U = V >= 4 ? 1 : 4 / V, P = V * R;  // P: floats per period
+  constexpr int64_t B = (int64_t)U * P;                              // floats per step
+  const int max_threads = omp_get_max_threads();
+  std::vector<double> part((size_t)max_threads * P, 0.0);
+  ExceptionCaptor errors;
+  parallel_region(m * c >= kParallelGrain ? 0 : 1, [&] {
+    note_team();
+    errors.run([&] {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t e0 = m * t / nt * c, e1 = m * (t + 1) / nt * c;
+      double* tot = part.data() + (int64_t)t * P;
+      int64_t e = e0;
+      while (e + B <= e1) {  // blocks of at most kReduceRows steps
+        const int64_t end = std::min(e1 - (B - 1), e + kReduceRows * B);
+        f32xR acc[U * V] = {};
+        for (; e < end; e += B)
+          for (int k = 0; k < U * V; ++k) {
+            const f32xR d = relu_grad(dy + e + k * R, y + e + k * R);
+            storeR(dz + e + k * R, d);
+            acc[k] += d;
+          }
+        for (int k = 0; k < U * V; ++k)
+          for (int l = 0; l < R; ++l) tot[(k % V) * R + l] += (double)acc[k][l];
+      }
+      for (; e < e1; ++e) {  // the last < U periods: element e is at (e - e0) % P of its period
+        const float d = dy[e] * (y[e] > 0.f ? 1.f : 0.f);
+        dz[e] = d;
+        tot[(e - e0) % P] += (double)d;
+      }
+    });
+  });
+  errors.rethrow();
+  std::vector<double> sums((size_t)c, 0.0);
+  for (int t = 0; t < max_threads; ++t)  // thread order: deterministic per thread count
+    for (int q = 0; q < P; ++q) sums[(size_t)(q % c)] += part[(size_t)(t * P + q)];
+  for (int64_t j = 0; j < c; ++j) db[j] = (float)sums[(size_t)j];
+}
+
+// relu_backward_lanes for c with a period of at most 8 registers; false otherwise.
+inline bool relu_backward_in_lanes(int64_t m, int64_t c, const float* dy, const float* y, float* dz,
+                                   float* db) {
+  if (stream_output(m * c * (int64_t)sizeof(float))) return false;
+  int64_t period = c;  // lcm(c, kRegLanes)
+  while (period % kRegLanes != 0) period += c;
+  switch (period / kRegLanes) {
+    case 1: return relu_backward_lanes<1>(m, c, dy, y, dz, db), true;
+    case 2: return relu_backward_lanes<2>(m, c, dy, y, dz, db), true;
+    case 3: return relu_backward_lanes<3>(m, c, dy, y, dz, db), true;
+    case 4: return relu_backward_lanes<4>(m, c, dy, y, dz, db), true;
+    case 5: return relu_backward_lanes<5>(m, c, dy, y, dz, db), true;
+    case 6: return relu_backward_lanes<6>(m, c, dy, y, dz, db), true;
+    case 7: return relu_backward_lanes<7>(m, c, dy, y, dz, db), true;
+    case 8: return relu_backward_lanes<8>(m, c, dy, y, dz, db), true;
+    default: return false;
+  }
+}
+
 template <Activation A>
 void backward(int64_t m, int64_t c, const float* dy, const float* y, float* dz, float* db) {
+  if constexpr (A == Activation::Relu) {
+    if (db && relu_backward_in_lanes(m, c, dy, y, dz, db)) return;
+  }
   if (!db) {
     for_each_run(m, c, dz, [&](int64_t r0, int64_t rows, float* out) {
       grad_run<A, false>(rows * c, dy + r0 * c, y + r0 * c, out, nullptr);

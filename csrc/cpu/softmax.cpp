@@ -15,7 +15,7 @@
 // Forward routing (2026-12-07): 1..8 classes on pixel_transpose planes (no scalar tile
 // transposes), 9..40 16 rows transposed in registers (AVX-512), 41..128 masked rows
 // (AVX-512); at the other levels the tile to 63 and the row loop above; the row loop from 129. Backward: planes to 8, masked rows
-// to 64 (AVX-512), the tile to 16, the row loop.
+// to 64 (AVX-512; 24 and 40 in row pairs, softmax_backward_row_pairs), the tile to 16, the row loop.
 #include <algorithm>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -435,7 +435,57 @@ void softmax_forward_masked_rows(int64_t n, int64_t c, const float* x, float* y)
   });
 }
 
+// c = 16 K + 8 (24, 40; at 56 no faster: (25088, 56) 1.01-1.03x the masked rows' time,
+// paired, 1 thread): two rows are 2 K + 1 whole registers, the middle one shared
+// (lanes 0..7 the first row's last 8 classes, 8..15 the second's first 8), so a row pair needs
+// no masked load or store, and its two dots share one horizontal reduction (a 256-bit fold
+// each, then three in-lane butterfly steps on both at once). The masked rows paid two masked
+// loads and a masked store per row in its half-empty last register, and a whole horizontal sum
+// per row: (25088, 24) 0.17 ms, 0.42 of a copy's speed (sweep 2026-12-07e). Each dot's lanes
+// are summed as in masked_rows (an FMA chain over the row's registers, then the lanes); the
+// pairing changes only the order of the lanes' final additions.
+template <int K>
+void softmax_backward_row_pairs(int64_t n, const float* dy, const float* y, float* dx) {
+  constexpr int64_t C = 16 * K + 8;
+  constexpr int R = 2 * K + 1;  // registers per pair of rows
+  const int64_t pairs = n / 2;
+  parallel_region((n * C >= kParallelGrain) ? 0 : 1, [&] {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < pairs; ++p) {
+      const float* g = dy + p * 2 * C;
+      const float* yr = y + p * 2 * C;
+      __m512 gv[R], yv[R];
+      for (int r = 0; r < R; ++r) gv[r] = _mm512_loadu_ps(g + r * kLanes), yv[r] = _mm512_loadu_ps(yr + r * kLanes);
+      __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+      for (int r = 0; r < K; ++r) a0 = _mm512_fmadd_ps(gv[r], yv[r], a0);
+      a0 = _mm512_mask3_fmadd_ps(gv[K], yv[K], a0, (__mmask16)0x00FF);  // the shared register's
+      a1 = _mm512_maskz_mul_ps((__mmask16)0xFF00, gv[K], yv[K]);        // halves: row 0, row 1
+      for (int r = K + 1; r < R; ++r) a1 = _mm512_fmadd_ps(gv[r], yv[r], a1);
+      // lanes 0..7: a0's two 256-bit halves added, 8..15 a1's; then each 8-lane half summed
+      // by butterflies, so lanes 0..7 hold row 0's dot and 8..15 row 1's
+      __m512 w = _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, 0x44), _mm512_shuffle_f32x4(a0, a1, 0xEE));
+      w = _mm512_add_ps(w, _mm512_shuffle_f32x4(w, w, 0xB1));
+      w = _mm512_add_ps(w, _mm512_permute_ps(w, 0x4E));
+      w = _mm512_add_ps(w, _mm512_permute_ps(w, 0xB1));
+      const __m512 d0 = _mm512_shuffle_f32x4(w, w, 0x00), d1 = _mm512_shuffle_f32x4(w, w, 0xFF);
+      float* out = dx + p * 2 * C;
+      for (int r = 0; r < R; ++r) {
+        const __m512 d = r < K ? d0 : r > K ? d1 : w;
+        _mm512_storeu_ps(out + r * kLanes, _mm512_mul_ps(yv[r], _mm512_sub_ps(gv[r], d)));
+      }
+    }
+  });
+}
+
 void softmax_backward_masked_rows(int64_t n, int64_t c, const float* dy, const float* y, float* dx) {
+  if ((c == 24 || c == 40) && n >= 2) {
+    const int64_t done = n / 2 * 2;
+    if (c == 24) softmax_backward_row_pairs<1>(done, dy, y, dx);
+    else softmax_backward_row_pairs<2>(done, dy, y, dx);
+    if (done == n) return;
+    dy += done * c, y += done * c, dx += done * c, n -= done;  // an odd last row
+  }
   for_each_masked_row(n, c, [&](int64_t i, auto kc, auto mask) {
     constexpr int chunks = decltype(kc)::value;
     const float* g = dy + i * c;
