@@ -108,3 +108,31 @@ def test_nonfinite_weight(c):
     wt[1, 2, 0, c - 1] = np.inf
     ref = _ref(dy, wt, x_shape, args)
     _same_nonfinite(_C.conv2d_backward_data(dy, wt, x_shape, *args), ref)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("c, n, hw, pads", ((3, 330, 33, (1, 1, 1, 1)), (6, 160, 34, (0, 1, 0, 1))))
+def test_wide_rows_from_4mib(c, n, hw, pads):
+    """17 dy columns (the row above loaded again, not shifted in registers) over a dx of
+    4 MiB (the wide kernel's limit; the next image's dx prefetched): odd and even sizes, NaN /
+    inf at the corners of the first, a middle and the last image and inside, 1 and 2 threads
+    (images split between them) bit-equal, the reference's values and NaN/inf pattern."""
+    dy, wt, x_shape, args = _case(c + n, n, hw, hw, c, pads)
+    assert 4 * np.prod(x_shape) >= 4 << 20
+    oh, ow = dy.shape[1], dy.shape[2]
+    assert ow == 17
+    for k, (img, i, j) in enumerate(((0, 0, 0), (n // 2, 0, ow - 1), (n // 2 + 1, oh - 1, 0),
+                                     (n - 1, oh - 1, ow - 1), (n // 3, 5, 8))):
+        dy[img, i, j, k % c] = (np.nan, np.inf, -np.inf)[k % 3]
+    ref = _ref(dy, wt, x_shape, args)
+    saved = fc.get_num_threads()
+    try:
+        fc.set_num_threads(1)
+        one = _C.conv2d_backward_data(dy, wt, x_shape, *args)
+        fc.set_num_threads(2)
+        two = _C.conv2d_backward_data(dy, wt, x_shape, *args)
+    finally:
+        fc.set_num_threads(saved)
+    _same_nonfinite(one, ref)
+    assert np.array_equal(np.nan_to_num(one), np.nan_to_num(two))
+    assert np.array_equal(np.isnan(one), np.isnan(two))

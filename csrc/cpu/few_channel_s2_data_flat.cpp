@@ -49,6 +49,14 @@ using stride2::vec;
 // *p in every lane (a broadcast operand of the multiply-add, see few_channel_s2_planes.cpp).
 inline vec bcast(const float* p) { return *p - vec{}; }
 
+// The mask table has one entry per vector of an image's period (OH*OW / gcd(OH*OW, 16)
+// vectors): at most kMaxPixels (16 KiB; 112x112 'same' has 3136 dy pixels). Wide rows from
+// a dx of kWideFromBytes: paired against the planes, 1 thread, CPU time (Zen 4 at load
+// 7-8), N=256 56x56 C=3 0.85, 112x112 0.94, C=6 0.89, 0.93, N=32 112x112 C=3 0.94, C=6
+// 0.97, but N=32 56x56 0.98 (C=3) and 1.03 (C=6), and N=1 112x112 1.11-1.17 (the table).
+constexpr int64_t kMaxPixels = 4096;
+constexpr int64_t kWideFromBytes = int64_t(4) << 20;
+
 inline vec shifted(__mmask16 m, vec prev, __m512i idx, vec cur) {
   return (vec)_mm512_maskz_permutex2var_ps(m, (__m512)prev, idx, (__m512)cur);
 }
@@ -58,7 +66,25 @@ inline __m512i shift_index(int64_t s) {  // lane l <- position l - s of (prev, c
                           _mm512_set1_epi32((int)(L - s)));
 }
 
+// L pixels of dy from src + q*C (positions q < 0 or >= end: zeros) split to planar.
 template <int C>
+inline void load_split(const float* src, int64_t q, int64_t end, vec (&out)[C]) {
+  vec in[C];
+  const int64_t lo = std::max<int64_t>(-q * C, 0), hi = (std::min<int64_t>(end, q + L) - q) * C;
+#pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) {
+    const int64_t a = std::max<int64_t>(lo - c * L, 0), b = std::min<int64_t>(hi - c * L, L);
+    in[c] = a == 0 && b == L ? stride2::load(src + q * C + c * L)
+            : a < b ? (vec)_mm512_maskz_loadu_ps((__mmask16)(((1u << b) - 1) & ~((1u << a) - 1)),
+                                                 src + q * C + c * L)
+                    : vec{};
+  }
+  pixel_transpose::split<C>(in, out);
+}
+
+// WIDE (OW + 1 > L): the row above loaded and split again (up[], its previous vector pup[]),
+// and the next image's dx prefetched into L2 while an image computes, a few lines a vector.
+template <int C, bool WIDE>
 void data_flat(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   const int64_t OH = g.oh, OW = g.ow, S = OH * OW, H = g.h, W = g.w;
   const int64_t pt = g.win.pt, pl = g.win.pl;
@@ -83,22 +109,25 @@ void data_flat(const ConvGeometry& g, const float* dy, const float* w, float* dx
     const int64_t n0 = g.n * t / T, n1 = g.n * (t + 1) / T;  // whole images a thread
     const int64_t total = (n1 - n0) * S;
     const float* src = dy + n0 * S * C;
-    vec prev[C], cur[C];
+    vec prev[C], cur[C], up[C], pup[C];
 #pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) prev[c] = vec{};
+    for (int c = 0; c < C; ++c) prev[c] = pup[c] = up[c] = vec{};
     int64_t n = n0, i = 0, j = 0, k = 0;  // dy pixel and mask of the vector's first lane
+    const int64_t image = H * W * C;
+    stride2::LinePrefetch<true> pf;
+    int64_t pf_image = -1;
     for (int64_t q0 = 0; q0 < total; q0 += L) {
       const int64_t left = std::min<int64_t>(L, total - q0);
-      {
-        vec in[C];
-#pragma GCC unroll 8
-        for (int c = 0; c < C; ++c) {
-          const int64_t cnt = std::min<int64_t>(std::max<int64_t>(left * C - c * L, 0), L);
-          in[c] = cnt == L ? stride2::load(src + q0 * C + c * L)
-                           : cnt > 0 ? s2blocks::load_first(src + q0 * C + c * L, cnt) : vec{};
+      if constexpr (WIDE) {
+        if (n != pf_image) {
+          pf_image = n;
+          if (n + 1 < n1) pf.set(dx + (n + 1) * image, dx + (n + 2) * image, (S + L - 1) / L);
+          else pf.clear();
         }
-        pixel_transpose::split<C>(in, cur);
+        pf.step();
       }
+      load_split<C>(src, q0, total, cur);
+      if constexpr (WIDE) load_split<C>(src, q0 - OW, total, up);
       const uint32_t m = masks[(size_t)k];
       k = k + 1 == period ? 0 : k + 1;
       const __mmask16 mc = (__mmask16)m, mr = (__mmask16)(m >> 16), mrc = mc & mr;
@@ -109,8 +138,14 @@ void data_flat(const ConvGeometry& g, const float* dy, const float* w, float* dx
 #pragma GCC unroll 8
       for (int co = 0; co < C; ++co) {
         const vec d11 = cur[co], d10 = shifted(mc, prev[co], i1, cur[co]);
-        const vec d01 = shifted(mr, prev[co], iw, cur[co]);
-        const vec d00 = shifted(mrc, prev[co], iw1, cur[co]);
+        vec d01, d00;
+        if constexpr (WIDE) {
+          d01 = (vec)_mm512_maskz_mov_ps(mr, (__m512)up[co]);
+          d00 = shifted(mrc, pup[co], i1, up[co]);
+        } else {
+          d01 = shifted(mr, prev[co], iw, cur[co]);
+          d00 = shifted(mrc, prev[co], iw1, cur[co]);
+        }
 #pragma GCC unroll 8
         for (int ci = 0; ci < C; ++ci) {
           const float* kk = w + ci * C + co;  // tap t: kk[t*C*C] (HWIO)
@@ -126,7 +161,7 @@ void data_flat(const ConvGeometry& g, const float* dy, const float* w, float* dx
         }
       }
 #pragma GCC unroll 8
-      for (int c = 0; c < C; ++c) prev[c] = cur[c];
+      for (int c = 0; c < C; ++c) prev[c] = cur[c], pup[c] = up[c];
       vec out[2][2 * C];
       {
         vec planar[2 * C];
@@ -178,13 +213,15 @@ bool s2_data_flat(const ConvGeometry& g, const float* dy, const float* w, float*
   const Window2d& v = g.win;
   const bool eligible = g.groups == 1 && g.c == g.oc && (g.c == 3 || g.c == 6) && v.kh == 3 &&
                         v.kw == 3 && v.dh == 1 && v.dw == 1 && v.sh == 2 && v.sw == 2 &&
-                        v.pt >= 0 && v.pl >= 0 && g.n > 0 && g.ow >= 1 && g.ow + 1 <= L &&
+                        v.pt >= 0 && v.pl >= 0 && g.n > 0 && g.ow >= 1 && g.oh * g.ow <= kMaxPixels &&
                         g.oh >= 1 && (v.pl + g.w - 1) / 2 + 1 == g.ow &&
                         (v.pt + g.h - 1) / 2 + 1 == g.oh &&
                         (g.c == 6 || g.ow >= 5);
   if (!eligible) return false;
-  if (g.c == 3) data_flat<3>(g, dy, w, dx);
-  else data_flat<6>(g, dy, w, dx);
+  const bool wide = g.ow + 1 > L;
+  if (wide && 4 * g.n * g.h * g.w * g.c < kWideFromBytes) return false;
+  if (g.c == 3) wide ? data_flat<3, true>(g, dy, w, dx) : data_flat<3, false>(g, dy, w, dx);
+  else wide ? data_flat<6, true>(g, dy, w, dx) : data_flat<6, false>(g, dy, w, dx);
   return true;
 }
 
