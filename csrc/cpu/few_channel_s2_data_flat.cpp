@@ -1,5 +1,6 @@
 // The backward data pass of 3x3 stride-2 convs with C = 3 or 6 channels in and out and
-// small images (up to 15 output columns), straight from dy's NHWC pixels (AVX-512).
+// 'same'-like padding, straight from dy's NHWC pixels (AVX-512): images up to 15 dy
+// columns (C = 3 from 5), and wider ones (up to 4096 dy pixels) from a dx of 4 MiB.
 //
 // Why: on the planes (few_channel_s2_planes.cpp, backward_data_c) every block of plane rows
 // is one flat stream at pitch OW + 1 (a zero column per row) within one image: at 7x7 (OW =
@@ -21,7 +22,18 @@
 // positions of one plane row at a time (the lanes of the left pad and past the row dropped).
 // Every dx pixel is written once (nothing zeroed first); the lanes zeroed by the masks meet
 // only finite weights (s2_planes_backward_data checks them first), so NaN and inf in dy reach
-// exactly the dx pixels the reference gives them.
+// exactly the dx pixels the reference gives them. Threads take whole images (deterministic).
+// From 16 dy columns (WIDE) the row above is a second load and split of dy (OW pixels back)
+// and the next image's dx is prefetched for writing into L2 a few lines a vector (without it
+// N=256 56x56 C=3 took 1.17 and 112x112 1.44 of the planes' time; with it 0.84-0.85 and
+// 0.93-0.97).
+//
+// Paired against the planes (benchmarks/ab_s2c.py, 1 thread, CPU time, Zen 4 at load 7-10),
+// time after / before: C=6 N=256 7x7 0.41-0.47, 14x14 0.65-0.79, N=32 7x7 0.48, 14x14 0.62,
+// 28x28 0.81-0.89; C=3 N=256 14x14 0.64-0.71, 28x28 0.76-0.87, N=32 14x14 0.62, 28x28 0.69.
+// C = 3 at 7x7 (4 columns, 16 positions a image: 81 multiply-adds against the merges and
+// the masked stores of 8 runs) drew 0.99-1.05: left on the planes. Tried, not kept: whole
+// registers loaded without the mask arithmetic when in range (1.02-1.09).
 #include <omp.h>
 
 #include <algorithm>

@@ -20,7 +20,8 @@
 //   forward          y (block, flat) = b + sum over taps of plane[p + off] * w[tap]: V
 //                    vectors x C channels held over the 9*C taps, merged to NHWC in
 //                    registers (pixel_transpose.h) and stored whole
-//   backward data    by parity, see backward_data_c
+//   backward data    by parity, see backward_data_c (C = 3 and 6 with 'same' pads at
+//                    AVX-512 first to few_channel_s2_data_flat.cpp, straight from dy)
 //   backward weights (C = 1, 3) few_channel_s2_weights.cpp, on the same planes
 //
 // A row is split with few_channel_s2.h's pair split, straight from x when the 2*pairs*C
