@@ -12,8 +12,8 @@ Shapes: every pad 0..2 on the top and left, 0..1 bottom and right (the flat kern
 those with (pt + h - 1) / 2 + 1 == oh and the same for columns: 'same' at odd and even sizes,
 and pads of 2); 1x1 .. 15-column dy (one position, under a vector, 7x7's 16 positions = one
 vector a image, 14x14's 49 = vectors straddling images, 15 columns: the shift by 16 = OW + 1);
-batch 1, 2, 3 and 5 (the image-aligned mask period: 16 / gcd); 2 threads bit-equal run to run
-(images split between threads); NaN/inf in dy at every image's corners and inside landing
+batch 1, 2, 3 and 5 (the image-aligned mask period: 16 / gcd); 2 threads (checked with
+_C._threads_used) bit-equal run to run (whole images a thread, odd counts); NaN/inf in dy at every image's corners and inside landing
 exactly where the reference puts them; an inf weight (the planes' fallback, the direct
 path). Wider shapes (23..112 columns) check that the rest stays right."""
 import itertools
@@ -26,6 +26,7 @@ from fastconv import _C
 from fastconv import reference as R
 
 from test_direct_conv import _close
+from threads_used import threads_used
 
 
 def _ref(dy, wt, x_shape, args):
@@ -57,16 +58,20 @@ def test_against_reference(c, n, h, w, pads):
     _close(got, _ref(dy, wt, x_shape, args))
 
 
-@pytest.mark.parametrize("c", (3, 6))
-@pytest.mark.parametrize("n, hw, pads", ((7, 14, (0, 1, 0, 1)), (9, 7, (1, 1, 1, 1))))
+@pytest.mark.parametrize("c, n, hw, pads", ((6, 141, 14, (0, 1, 0, 1)), (6, 411, 7, (1, 1, 1, 1)),
+                                        (3, 563, 14, (0, 1, 0, 1))))
 def test_threaded_and_deterministic(c, n, hw, pads):
+    """Over the 2M multiply-adds from which the pass runs on several threads (odd image
+    counts: the threads' shares differ), 2 threads really used, two runs bit-equal."""
     dy, wt, x_shape, args = _case(c + n, n, hw, hw, c, pads)
     saved = fc.get_num_threads()
     fc.set_num_threads(2)
     try:
-        runs = [_C.conv2d_backward_data(dy, wt, x_shape, *args) for _ in range(2)]
+        with threads_used() as used:
+            runs = [_C.conv2d_backward_data(dy, wt, x_shape, *args) for _ in range(2)]
     finally:
         fc.set_num_threads(saved)
+    assert used.count == 2
     assert np.array_equal(runs[0], runs[1])
     _close(runs[0], _ref(dy, wt, x_shape, args))
 
@@ -130,9 +135,11 @@ def test_wide_rows_from_4mib(c, n, hw, pads):
         fc.set_num_threads(1)
         one = _C.conv2d_backward_data(dy, wt, x_shape, *args)
         fc.set_num_threads(2)
-        two = _C.conv2d_backward_data(dy, wt, x_shape, *args)
+        with threads_used() as used:
+            two = _C.conv2d_backward_data(dy, wt, x_shape, *args)
     finally:
         fc.set_num_threads(saved)
+    assert used.count == 2
     _same_nonfinite(one, ref)
     assert np.array_equal(np.nan_to_num(one), np.nan_to_num(two))
     assert np.array_equal(np.isnan(one), np.isnan(two))
