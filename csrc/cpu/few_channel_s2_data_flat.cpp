@@ -1,6 +1,7 @@
 // The backward data pass of 3x3 stride-2 convs with C = 3 or 6 channels in and out and
 // 'same'-like padding, straight from dy's NHWC pixels (AVX-512): images up to 15 dy
-// columns (C = 3 from 5), and wider ones (up to 4096 dy pixels) from a dx of 4 MiB.
+// columns (C = 3 from 5, C = 6 up to 8), and wider ones (up to 4096 dy pixels) from a dx
+// of 4 MiB.
 //
 // Why: on the planes (few_channel_s2_planes.cpp, backward_data_c) every block of plane rows
 // is one flat stream at pitch OW + 1 (a zero column per row) within one image: at 7x7 (OW =
@@ -32,7 +33,8 @@
 // time after / before: C=6 N=256 7x7 0.41-0.47, 14x14 0.65-0.79, N=32 7x7 0.48, 14x14 0.62,
 // 28x28 0.81-0.89; C=3 N=256 14x14 0.64-0.71, 28x28 0.76-0.87, N=32 14x14 0.62, 28x28 0.69.
 // C = 3 at 7x7 (4 columns, 16 positions a image: 81 multiply-adds against the merges and
-// the masked stores of 8 runs) drew 0.99-1.05: left on the planes. Tried, not kept: whole
+// the masked stores of 8 runs) drew 0.99-1.05: left on the planes. C = 6 from 9 to 15
+// columns too: N=256 28x28 0.99-1.21 (1.00 with the wide rows' prefetch), N=32 0.81-0.91. Tried, not kept: whole
 // registers loaded without the mask arithmetic when in range (1.02-1.09).
 #include <omp.h>
 
@@ -228,7 +230,7 @@ bool s2_data_flat(const ConvGeometry& g, const float* dy, const float* w, float*
                         v.pt >= 0 && v.pl >= 0 && g.n > 0 && g.ow >= 1 && g.oh * g.ow <= kMaxPixels &&
                         g.oh >= 1 && (v.pl + g.w - 1) / 2 + 1 == g.ow &&
                         (v.pt + g.h - 1) / 2 + 1 == g.oh &&
-                        (g.c == 6 || g.ow >= 5);
+                        (g.c == 6 ? g.ow <= 8 || g.ow + 1 > L : g.ow >= 5);
   if (!eligible) return false;
   const bool wide = g.ow + 1 > L;
   if (wide && 4 * g.n * g.h * g.w * g.c < kWideFromBytes) return false;

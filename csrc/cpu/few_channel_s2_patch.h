@@ -34,9 +34,9 @@ bool s2_patch_forward3(const ConvGeometry& g, const float* x, const float* w, co
                        float* y, Activation act);
 
 // The backward data pass for C = 3 and 6 when the plane grid is dy's ('same' padding): dy
-// up to 15 columns (C = 3 from 5), or up to 4096 pixels an image with a dx from 4 MiB
-// (few_channel_s2_data_flat.cpp), straight from dy's pixels; same
-// contract as conv2d_backward_data for finite weights (the caller checks them); false
+// up to 15 columns (C = 3 from 5, C = 6 up to 8), or up to 4096 pixels an image with a dx
+// from 4 MiB (few_channel_s2_data_flat.cpp), straight from dy's pixels; same contract as
+// conv2d_backward_data for finite weights (the caller checks them); false
 // (nothing written) for any other shape or below AVX-512.
 bool s2_data_flat(const ConvGeometry& g, const float* dy, const float* w, float* dx);
 
