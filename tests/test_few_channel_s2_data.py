@@ -1,8 +1,9 @@
 """3x3 stride-2 backward data with C = 3 and 6 channels in and out: the flat kernel of
 csrc/cpu/few_channel_s2_data_flat.cpp (AVX-512; 'same'-like pads, where the plane grid is
-dy's own, and dy up to 15 columns; C = 3 from 5 columns): 16 consecutive dy pixels a vector
-across rows and images, the left / upper / upper-left neighbours as shifted registers with
-masks at the image's left column and top row, the four parity vectors merged to NHWC and
+dy's own; dy up to 15 columns, C = 3 from 5, C = 6 up to 8; wider rows from a dx of 4 MiB):
+16 consecutive dy pixels a vector across rows and images, the left / upper / upper-left
+neighbours as shifted registers (from 16 columns the row above loaded again) with masks at
+the image's left column and top row, the four parity vectors merged to NHWC and
 stored by masked stores one run of a plane row at a time (cropped at the left pad, the
 row's end, and dx rows outside dx). The other shapes here run on the planes
 (few_channel_s2_planes.cpp). Against the float64 oracle (test_direct_conv._close: rtol
