@@ -14,7 +14,8 @@ those with (pt + h - 1) / 2 + 1 == oh and the same for columns: 'same' at odd an
 and pads of 2); 1x1 .. 15-column dy (one position, under a vector, 7x7's 16 positions = one
 vector a image, 14x14's 49 = vectors straddling images, 15 columns: the shift by 16 = OW + 1);
 batch 1, 2, 3 and 5 (the image-aligned mask period: 16 / gcd); 2 threads (checked with
-_C._threads_used) bit-equal run to run (whole images a thread, odd counts); NaN/inf in dy at every image's corners and inside landing
+_C._threads_used) bit-equal run to run (whole images a thread, odd counts); NaN/inf in dy
+at every image's corners and inside landing
 exactly where the reference puts them; an inf weight (the planes' fallback, the direct
 path). Wider shapes (23..112 columns) check that the rest stays right."""
 import itertools

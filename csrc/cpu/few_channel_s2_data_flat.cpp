@@ -26,16 +26,17 @@
 // exactly the dx pixels the reference gives them. Threads take whole images (deterministic).
 // From 16 dy columns (WIDE) the row above is a second load and split of dy (OW pixels back)
 // and the next image's dx is prefetched for writing into L2 a few lines a vector (without it
-// N=256 56x56 C=3 took 1.17 and 112x112 1.44 of the planes' time; with it 0.84-0.85 and
-// 0.93-0.97).
+// N=256 56x56 C=3 took 1.17 and 112x112 1.44 of the planes' time; with it 0.84-0.91 and
+// 0.90-0.97; C=6 56x56 0.83-0.92, 112x112 0.93; N=32 112x112 0.92-1.02, a draw).
 //
-// Paired against the planes (benchmarks/ab_s2c.py, 1 thread, CPU time, Zen 4 at load 7-10),
-// time after / before: C=6 N=256 7x7 0.41-0.47, 14x14 0.65-0.79, N=32 7x7 0.48, 14x14 0.62,
-// 28x28 0.81-0.89; C=3 N=256 14x14 0.64-0.71, 28x28 0.76-0.87, N=32 14x14 0.62, 28x28 0.69.
-// C = 3 at 7x7 (4 columns, 16 positions a image: 81 multiply-adds against the merges and
-// the masked stores of 8 runs) drew 0.99-1.05: left on the planes. C = 6 from 9 to 15
-// columns too: N=256 28x28 0.99-1.21 (1.00 with the wide rows' prefetch), N=32 0.81-0.91. Tried, not kept: whole
-// registers loaded without the mask arithmetic when in range (1.02-1.09).
+// Paired against the planes (benchmarks/ab_s2c.py, 1 thread, CPU time, Zen 4 at load 7-11),
+// time after / before: C=6 N=256 7x7 0.41-0.47, 14x14 0.65-0.79, N=32 7x7 0.48, 14x14
+// 0.62-0.72; C=3 N=256 14x14 0.63-0.71, 28x28 0.74-0.87, N=32 14x14 0.62-0.69, 28x28
+// 0.69-0.80. C = 3 at 7x7 (4 columns, 16 positions a image: 81 multiply-adds against the
+// merges and the masked stores of 8 runs) drew 0.99-1.05: left on the planes; C = 6 from 9
+// to 15 columns too (N=256 28x28 0.99-1.21, 1.00 with the wide rows' prefetch; N=32
+// 0.81-0.98). Tried, not kept: whole registers loaded without the mask arithmetic when in
+// range (1.02-1.09).
 #include <omp.h>
 
 #include <algorithm>
@@ -191,7 +192,8 @@ void data_flat(const ConvGeometry& g, const float* dy, const float* w, float* dx
       for (int64_t r = 0, ri = i, rj = j, rn = n; r < left;) {
         const int64_t len = std::min(OW - rj, left - r);
         const int64_t shift = (2 * rj - pl) * C - 2 * C * r;
-        const int64_t flo = std::max(2 * C * r, -shift), fhi = std::min(2 * C * (r + len), W * C - shift);
+        const int64_t flo = std::max(2 * C * r, -shift);
+        const int64_t fhi = std::min(2 * C * (r + len), W * C - shift);
         const int64_t iy = 2 * ri - pt;  // parity 0's row; parity 1's the next
         const bool s0 = iy >= 0 && iy < H, s1 = iy + 1 >= 0 && iy + 1 < H;
         if (flo < fhi && (s0 || s1)) {
@@ -227,7 +229,8 @@ bool s2_data_flat(const ConvGeometry& g, const float* dy, const float* w, float*
   const Window2d& v = g.win;
   const bool eligible = g.groups == 1 && g.c == g.oc && (g.c == 3 || g.c == 6) && v.kh == 3 &&
                         v.kw == 3 && v.dh == 1 && v.dw == 1 && v.sh == 2 && v.sw == 2 &&
-                        v.pt >= 0 && v.pl >= 0 && g.n > 0 && g.ow >= 1 && g.oh * g.ow <= kMaxPixels &&
+                        v.pt >= 0 && v.pl >= 0 && g.n > 0 && g.ow >= 1 &&
+                        g.oh * g.ow <= kMaxPixels &&
                         g.oh >= 1 && (v.pl + g.w - 1) / 2 + 1 == g.ow &&
                         (v.pt + g.h - 1) / 2 + 1 == g.oh &&
                         (g.c == 6 ? g.ow <= 8 || g.ow + 1 > L : g.ow >= 5);
