@@ -33,6 +33,13 @@ bool s2_patch_forward(const ConvGeometry& g, const float* x, const float* w, con
 bool s2_patch_forward3(const ConvGeometry& g, const float* x, const float* w, const float* b,
                        float* y, Activation act);
 
+// The backward data pass for C = 3 and 6 when the plane grid is dy's ('same' padding): dy
+// up to 15 columns (C = 3 from 5, C = 6 up to 8), or up to 4096 pixels an image with a dx
+// from 4 MiB (few_channel_s2_data_flat.cpp), straight from dy's pixels; same contract as
+// conv2d_backward_data for finite weights (the caller checks them); false
+// (nothing written) for any other shape or below AVX-512.
+bool s2_data_flat(const ConvGeometry& g, const float* dy, const float* w, float* dx);
+
 // The row masks of the patch kernels, one entry per output column ox: mask[ox] has lane k of
 // pixel ox's first `lanes` floats set where that float's column 2*ox - pl + k / c lies in the
 // row (0..w-1); tail[ox] is 0x3f where the window's last column 2*ox - pl + 2 does (C = 6's

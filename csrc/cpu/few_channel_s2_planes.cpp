@@ -20,7 +20,8 @@
 //   forward          y (block, flat) = b + sum over taps of plane[p + off] * w[tap]: V
 //                    vectors x C channels held over the 9*C taps, merged to NHWC in
 //                    registers (pixel_transpose.h) and stored whole
-//   backward data    by parity, see backward_data_c
+//   backward data    by parity, see backward_data_c (C = 3 and 6 with 'same' pads at
+//                    AVX-512 first to few_channel_s2_data_flat.cpp, straight from dy)
 //   backward weights (C = 1, 3) few_channel_s2_weights.cpp, on the same planes
 //
 // A row is split with few_channel_s2.h's pair split, straight from x when the 2*pairs*C
@@ -216,11 +217,10 @@ inline void store_first(float* p, vec v, int64_t n) {
 }
 
 // dst[j*2C + b*C + ci] = (b ? odd : even)[ci*cs + j] for j < pairs (a multiple of L), cut at
-// the first `count` floats of dst: the 2C planar rows of a pixel pair's channels back to NHWC,
-// whole registers (the pair masks for C = 1, pixel_transpose::merge of 2C "channels" above),
-// the last one stored in part. Into the dx row itself where no left pad is cropped: through a
-// staging row and memcpy, the copy's loads straddled the stores just made (no store
-// forwarding), 13% of a C=3 28x28 backward data pass in perf.
+// the first `count` floats of dst: the 2C planar rows of a pixel pair's channels back to NHWC
+// (merge_pairs), the last register stored in part. Into the dx row itself where no left pad
+// is cropped: through a staging row and memcpy, the copy's loads straddled the stores just
+// made (no store forwarding), 13% of a C=3 28x28 backward data pass in perf.
 template <int C>
 void merge_parities(const float* even, const float* odd, int64_t cs, int64_t pairs, float* dst,
                     int64_t count) {
@@ -231,29 +231,7 @@ void merge_parities(const float* even, const float* odd, int64_t cs, int64_t pai
       planar[ci] = load(even + ci * cs + j);
       planar[C + ci] = load(odd + ci * cs + j);
     }
-    if constexpr (C == 1) {
-      nhwc[0] = __builtin_shuffle(planar[0], planar[1], stride2::mlo);
-      nhwc[1] = __builtin_shuffle(planar[0], planar[1], stride2::mhi);
-    } else if constexpr (2 * C <= 8) {
-      pixel_transpose::merge<2 * C>(planar, nhwc);
-    } else {  // merge takes up to 8: each channel's pairs interleaved first, then L pixels
-      vec lo[C], hi[C], out[C];  // of C channels twice
-#pragma GCC unroll 8
-      for (int ci = 0; ci < C; ++ci) {
-        lo[ci] = __builtin_shuffle(planar[ci], planar[C + ci], stride2::mlo);
-        hi[ci] = __builtin_shuffle(planar[ci], planar[C + ci], stride2::mhi);
-      }
-      pixel_transpose::merge<C>(lo, out);
-#pragma GCC unroll 8
-      for (int k = 0; k < C; ++k) nhwc[k] = out[k];
-      // The second L pixels only where the row needs them: C=6 7x7 (8 of 32 merged pixels
-      // needed) and 14x14 took 0.80-0.85 and 0.84-0.90 of the time with the skip, paired.
-      if (2 * C * j + C * L < count) {
-        pixel_transpose::merge<C>(hi, out);
-#pragma GCC unroll 8
-        for (int k = 0; k < C; ++k) nhwc[C + k] = out[k];
-      }
-    }
+    stride2::merge_pairs<C>(planar, nhwc, 2 * C * j + C * L < count);
 #pragma GCC unroll 8
     for (int k = 0; k < 2 * C; ++k) {
       const int64_t off = 2 * C * j + k * L;
@@ -402,9 +380,9 @@ bool s2_planes_backward_data(const ConvGeometry& g, const float* dy, const float
   switch (g.c) {
     case 1: return s2_c1_backward_data(g, dy, w, dx) || (backward_data_c<1>(g, dy, w, dx), true);
     case 2: return backward_data_c<2>(g, dy, w, dx), true;
-    case 3: return backward_data_c<3>(g, dy, w, dx), true;
+    case 3: return s2_data_flat(g, dy, w, dx) || (backward_data_c<3>(g, dy, w, dx), true);
     case 4: return backward_data_c<4>(g, dy, w, dx), true;
-    case 6: return backward_data_c<6>(g, dy, w, dx), true;
+    case 6: return s2_data_flat(g, dy, w, dx) || (backward_data_c<6>(g, dy, w, dx), true);
   }
   return false;
 }
