@@ -143,13 +143,17 @@ void weights_pair(const Gather& q, const float* const* x4, const float* dya, con
   if (dbpart) store16(dbpart + c0, load16(dbpart + c0) + s);
 }
 
+// pfx / pfd: the next pair's new input and dy rows, requested a slice per channel block.
 void weights_pairs(const Gather& q, const float* const* x4, const float* dya, const float* dyb,
-                   int64_t cpad, float* part, float* dbpart) {
-  int64_t c0 = 0;
-  if (q.head > 0) weights_pair<false>(q, x4, dya, dyb, 0, (int)q.head, cpad, part, dbpart), c0 = q.head;
+                   int64_t cpad, float* part, float* dbpart, const RowPrefetch& pfx,
+                   const RowPrefetch& pfd) {
+  const int64_t blocks = (q.head > 0) + (q.c - q.head + kLanes - 1) / kLanes;
+  int64_t c0 = 0, b = 0;
+  auto next = [&] { pfx.slice(b, b + 1, blocks), pfd.slice(b, b + 1, blocks), ++b; };
+  if (q.head > 0) weights_pair<false>(q, x4, dya, dyb, 0, (int)q.head, cpad, part, dbpart), c0 = q.head, next();
   for (; c0 + kLanes <= q.c; c0 += kLanes)
-    weights_pair<true>(q, x4, dya, dyb, c0, kLanes, cpad, part, dbpart);
-  if (c0 < q.c) weights_pair<false>(q, x4, dya, dyb, c0, (int)(q.c - c0), cpad, part, dbpart);
+    weights_pair<true>(q, x4, dya, dyb, c0, kLanes, cpad, part, dbpart), next();
+  if (c0 < q.c) weights_pair<false>(q, x4, dya, dyb, c0, (int)(q.c - c0), cpad, part, dbpart), next();
 }
 
 template <int K>
@@ -266,9 +270,25 @@ void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const fl
           if (k3) weights_rows<3>(q, r, &dyrow, 1, cpad, fw, fb);
           else weights_rows<0>(q, r, &dyrow, 1, cpad, fw, fb);
         };
-        walk_lines(q, x, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows) {
+        // Inputs of 4 MiB and more (which on this shared machine come from L3 at best, as in
+        // the forward's gather_pass) with the rows in pairs: the next pair's two new input rows
+        // and two dy rows are requested into L2 a slice per channel block (RowPrefetch far)
+        // instead of the next line's rows into L1 in one burst before each line. A block walks
+        // 64 bytes out of every C*4 of six rows, a pattern the hardware prefetchers follow
+        // poorly, and perf put most of weights_pair's samples on the loads of the new rows.
+        // Weight pass ms, 1 thread, CPU time, paired in one process (ab_two_builds.py dww,
+        // load 10-11), burst -> slices: N=1 56x56x512 1.82 -> 1.49 and 1.34 -> 1.01, N=32
+        // 14x14x512 3.98 -> 2.06 and 3.81 -> 1.89, N=32 28x28x128 3.86 -> 1.94, N=256 14x14x64
+        // 3.67 -> 1.54, N=256 7x7x96 1.99 -> 1.14, N=32 56x56x16 0.88 -> 0.66; but on inputs
+        // of 0.8-3.2 MB (N=1 28x28x512, N=32 7x7x256 and 7x7x512, N=1 112x112x32, N=32
+        // 28x28x32) 1.08-1.2x slower: those keep the burst.
+        const bool sliced = pairs && g.n * g.h * g.w * g.c * (int64_t)sizeof(float) >= (int64_t{4} << 20);
+        walk_lines(q, x, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows, const RowPrefetch& pf) {
           const float* dyrow = dy + l * g.ow * oc;
-          if (l + 1 < l1) prefetch_bytes(dyrow + g.ow * oc, row_bytes);
+          if (!sliced) {
+            pf.all();
+            if (l + 1 < l1) prefetch_bytes(dyrow + g.ow * oc, row_bytes);
+          }
           if (!pairs) {
             const float* r[1][kMaxKh];
             std::copy(rows, rows + q.kh, r[0]);
@@ -278,7 +298,19 @@ void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const fl
             const float* x4[4] = {held[0][0], held[0][1], held[0][2], rows[2]};
             if (since + 2 > kFlushLines) flush(), since = 0;
             since += 2;
-            weights_pairs(q, x4, held_dy, dyrow, cpad, fw, fb);
+            RowPrefetch px, pd;  // the next pair's (lines l + 1, l + 2) new rows
+            if (sliced) {
+              px.far = pd.far = true;
+              px.bytes = q.iw * q.c * (int64_t)sizeof(float);
+              pd.bytes = row_bytes;
+              for (int64_t k = 1; k <= 2 && l + k < l1; ++k) {
+                const float* r[kMaxKh];
+                tap_rows(q, x + (l + k) / q.oh * q.ih * q.iw * q.c, zeros.data(), (l + k) % q.oh, r);
+                if (r[2] != zeros.data()) px.rows[px.n++] = r[2];
+                pd.rows[pd.n++] = dyrow + k * g.ow * oc;
+              }
+            }
+            weights_pairs(q, x4, held_dy, dyrow, cpad, fw, fb, px, pd);
             held_dy = nullptr;
             return;
           }
