@@ -1,6 +1,6 @@
 """The depthwise 3x3 stride-1 weight pass on inputs of 4 MiB and more (csrc/cpu/depthwise_weights.cpp):
-rows in pairs (weights_pair) with the next pair's new input and dy rows requested into L2 a slice
-per channel block, instead of the next line's rows in one burst. The requests change no result:
+rows in pairs (weights_pair) with the next pair's new input and dy rows requested into L2 a line
+per row and pixel of each channel block, instead of the next line's rows in one burst. The requests change no result:
 dW and db against the float64 oracle on both sides of the 4 MiB rule, odd sizes ('same' and
 'valid', an odd number of output rows per image so that pairs break at image ends), C a multiple
 of 16 at and over 256 (the 64-byte head block) and not; NaN / inf propagation; two threads.
