@@ -280,29 +280,27 @@ void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const fl
           if (k3) weights_rows<3>(q, r, &dyrow, 1, cpad, fw, fb);
           else weights_rows<0>(q, r, &dyrow, 1, cpad, fw, fb);
         };
-        // Inputs of 4 MiB and more (which on this shared machine come from L3 at best, as in
-        // the forward's gather_pass) with the rows in pairs: the next pair's two new input rows
-        // and two dy rows are requested into L2 while the pair runs, a slice of each row per
-        // channel block and in the block's loop one line of each row per pixel (weights_pair's
-        // pf), instead of the next line's rows into L1 in one burst before each line. A block
-        // walks 64 bytes out of every C*4 of six rows, a pattern the hardware prefetchers
-        // follow poorly: perf put most of weights_pair's samples on the loads of the new rows
-        // (dy's most). Weight pass ms, 1 thread, CPU time, paired in one process
-        // (ab_two_builds.py dww, load 9-11), burst -> a burst of slice per block (first try)
-        // -> a line per pixel: N=1 56x56x512 1.82 -> 1.49, 2.01 -> 1.03 (2.28 -> 1.49 against
-        // the burst in the same run), N=32 14x14x512 3.98 -> 2.06 -> 2.13 (4.43 -> 2.34),
-        // N=32 28x28x128 3.86 -> 1.94 (4.56 -> 2.11), N=256 14x14x64 3.67 -> 1.54 (3.63 ->
-        // 1.39), N=32 56x56x24 2.40 -> 1.33, N=32 56x56x16 0.63 -> 0.37, N=256 7x7x96 1.65 ->
-        // 0.91; with the burst of slices, inputs of 0.8-3.2 MB (N=1 28x28x512, N=32 7x7x256,
-        // N=1 112x112x32, N=32 28x28x32) were 1.08-1.2x slower: those keep the burst.
-        const bool sliced = pairs && g.n * g.h * g.w * g.c * (int64_t)sizeof(float) >= (int64_t{4} << 20);
+        // Rows in pairs: the next pair's two new input rows and two dy rows are requested
+        // into L2 while the pair runs, a slice of each row per channel block and in the
+        // block's loop one line of each row per pixel (weights_pair's pf), instead of the next
+        // line's rows into L1 in one burst before each line. A block walks 64 bytes out of
+        // every C*4 of six rows, a pattern the hardware prefetchers follow poorly: perf put
+        // most of weights_pair's samples on the loads of the new rows (dy's most). Weight pass
+        // ms, 1 thread, CPU time, paired in one process (ab_two_builds.py dww, load 9-11),
+        // burst -> a burst of slice per block (first try) -> a line per pixel: N=1 56x56x512
+        // 1.82 -> 1.49, 2.01 -> 1.03 (2.28 -> 1.49 against the burst in the same run), N=32
+        // 14x14x512 3.98 -> 2.06 -> 2.13 (4.43 -> 2.34), N=32 28x28x128 3.86 -> 1.94 (4.56 ->
+        // 2.11), N=256 14x14x64 3.67 -> 1.54 (3.63 -> 1.39), N=32 56x56x24 2.40 -> 1.33, N=32
+        // 56x56x16 0.63 -> 0.37, N=256 7x7x96 1.65 -> 0.91. The burst of slices was 1.08-1.2x
+        // slower on inputs of 0.8-3.2 MB (N=1 28x28x512, N=32 7x7x256, N=1 112x112x32, N=32
+        // 28x28x32); a line per pixel is not (those and 13 more of 0.1-3.2 MB, two runs,
+        // against the burst: 0.72-1.04 but for one run of N=32 7x7x512 at 1.36, its others
+        // 0.72-1.01; N=256 7x7x64 0.72 and 0.51, N=1 28x28x256 0.80 and 0.97).
         walk_lines(q, x, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows, const RowPrefetch& pf) {
           const float* dyrow = dy + l * g.ow * oc;
-          if (!sliced) {
+          if (!pairs) {
             pf.all();
             if (l + 1 < l1) prefetch_bytes(dyrow + g.ow * oc, row_bytes);
-          }
-          if (!pairs) {
             const float* r[1][kMaxKh];
             std::copy(rows, rows + q.kh, r[0]);
             return single(r, dyrow);
@@ -311,18 +309,16 @@ void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const fl
             const float* x4[4] = {held[0][0], held[0][1], held[0][2], rows[2]};
             if (since + 2 > kFlushLines) flush(), since = 0;
             since += 2;
-            RowPrefetch pf;  // the next pair's (lines l + 1, l + 2) new rows
-            if (sliced) {
-              pf.far = true;
-              pf.bytes = std::max(q.iw * q.c, g.ow * oc) * (int64_t)sizeof(float);
-              for (int64_t k = 1; k <= 2 && l + k < l1; ++k) {
-                const float* r[kMaxKh];
-                tap_rows(q, x + (l + k) / q.oh * q.ih * q.iw * q.c, zeros.data(), (l + k) % q.oh, r);
-                if (r[2] != zeros.data()) pf.rows[pf.n++] = r[2];
-                pf.rows[pf.n++] = dyrow + k * g.ow * oc;
-              }
+            RowPrefetch next;  // the next pair's (lines l + 1, l + 2) new rows
+            next.far = true;
+            next.bytes = std::max(q.iw * q.c, g.ow * oc) * (int64_t)sizeof(float);
+            for (int64_t k = 1; k <= 2 && l + k < l1; ++k) {
+              const float* r[kMaxKh];
+              tap_rows(q, x + (l + k) / q.oh * q.ih * q.iw * q.c, zeros.data(), (l + k) % q.oh, r);
+              if (r[2] != zeros.data()) next.rows[next.n++] = r[2];
+              next.rows[next.n++] = dyrow + k * g.ow * oc;
             }
-            weights_pairs(q, x4, held_dy, dyrow, cpad, fw, fb, pf);
+            weights_pairs(q, x4, held_dy, dyrow, cpad, fw, fb, next);
             held_dy = nullptr;
             return;
           }
