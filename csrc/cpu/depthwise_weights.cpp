@@ -99,8 +99,14 @@ void weights_block(const Gather& q, const float* const (*rows)[kMaxKh], const fl
 // 0.36 -> 0.20, N=32 56x56x16 0.76 -> 0.71.
 template <bool Full>
 void weights_pair(const Gather& q, const float* const* x4, const float* dya, const float* dyb,
-                  int64_t c0, int n, int64_t cpad, float* part, float* dbpart) {
+                  int64_t c0, int n, int64_t cpad, float* part, float* dbpart, const RowPrefetch& pf,
+                  int64_t blk, int64_t blocks) {
   const int64_t C = q.c, base = c0 - q.pl * C;
+  // This block's slice of the rows in pf (none when pf.n == 0), a line of each row per pixel
+  // in the loop (spread among the FMAs; requested in one burst they stalled the loads), the
+  // rest of the slice after it.
+  const int64_t pf_lo = pf.bytes * blk / blocks / 64 * 64, pf_hi = pf.bytes * (blk + 1) / blocks;
+  int64_t pf_at = pf_lo;
   f32x16 acc[9];
   for (auto& a : acc) a = f32x16{};
   f32x16 s{};
@@ -116,6 +122,10 @@ void weights_pair(const Gather& q, const float* const* x4, const float* dya, con
       s += da + db;
       f32x16 a2[4];
       for (int r = 0; r < 4; ++r) a2[r] = ld<Full>(x4[r] + base + (ox + 2) * C, n);
+      if (pf_at < pf_hi) {
+        for (int k = 0; k < pf.n; ++k) __builtin_prefetch((const char*)pf.rows[k] + pf_at, 0, 2);
+        pf_at += 64;
+      }
       for (int ky = 0; ky < 3; ++ky) {
         acc[3 * ky] += da * a0[ky] + db * a0[ky + 1];
         acc[3 * ky + 1] += da * a1[ky] + db * a1[ky + 1];
@@ -139,17 +149,21 @@ void weights_pair(const Gather& q, const float* const* x4, const float* dya, con
     edge(e, x4, dya);
     edge(e, x4 + 1, dyb);
   }
+  for (int k = 0; k < pf.n && pf_at < pf_hi; ++k) prefetch_bytes<true>((const char*)pf.rows[k] + pf_at, pf_hi - pf_at);
   for (int i = 0; i < 9; ++i) store16(part + i * cpad + c0, load16(part + i * cpad + c0) + acc[i]);
   if (dbpart) store16(dbpart + c0, load16(dbpart + c0) + s);
 }
 
+// pf: the next pair's new input and dy rows, into L2 (see depthwise_backward_weights), block b
+// of `blocks` requesting slice b of each row.
 void weights_pairs(const Gather& q, const float* const* x4, const float* dya, const float* dyb,
-                   int64_t cpad, float* part, float* dbpart) {
-  int64_t c0 = 0;
-  if (q.head > 0) weights_pair<false>(q, x4, dya, dyb, 0, (int)q.head, cpad, part, dbpart), c0 = q.head;
+                   int64_t cpad, float* part, float* dbpart, const RowPrefetch& pf) {
+  const int64_t blocks = (q.head > 0) + (q.c - q.head + kLanes - 1) / kLanes;
+  int64_t c0 = 0, b = 0;
+  if (q.head > 0) weights_pair<false>(q, x4, dya, dyb, 0, (int)q.head, cpad, part, dbpart, pf, b++, blocks), c0 = q.head;
   for (; c0 + kLanes <= q.c; c0 += kLanes)
-    weights_pair<true>(q, x4, dya, dyb, c0, kLanes, cpad, part, dbpart);
-  if (c0 < q.c) weights_pair<false>(q, x4, dya, dyb, c0, (int)(q.c - c0), cpad, part, dbpart);
+    weights_pair<true>(q, x4, dya, dyb, c0, kLanes, cpad, part, dbpart, pf, b++, blocks);
+  if (c0 < q.c) weights_pair<false>(q, x4, dya, dyb, c0, (int)(q.c - c0), cpad, part, dbpart, pf, b++, blocks);
 }
 
 template <int K>
@@ -266,10 +280,27 @@ void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const fl
           if (k3) weights_rows<3>(q, r, &dyrow, 1, cpad, fw, fb);
           else weights_rows<0>(q, r, &dyrow, 1, cpad, fw, fb);
         };
-        walk_lines(q, x, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows) {
+        // Rows in pairs: the next pair's two new input rows and two dy rows are requested
+        // into L2 while the pair runs, a slice of each row per channel block and in the
+        // block's loop one line of each row per pixel (weights_pair's pf), instead of the next
+        // line's rows into L1 in one burst before each line. A block walks 64 bytes out of
+        // every C*4 of six rows, a pattern the hardware prefetchers follow poorly: perf put
+        // most of weights_pair's samples on the loads of the new rows (dy's most). Weight pass
+        // ms, 1 thread, CPU time, paired in one process (ab_two_builds.py dww, load 9-11),
+        // burst -> a burst of slice per block (first try) -> a line per pixel: N=1 56x56x512
+        // 1.82 -> 1.49, 2.01 -> 1.03 (2.28 -> 1.49 against the burst in the same run), N=32
+        // 14x14x512 3.98 -> 2.06 -> 2.13 (4.43 -> 2.34), N=32 28x28x128 3.86 -> 1.94 (4.56 ->
+        // 2.11), N=256 14x14x64 3.67 -> 1.54 (3.63 -> 1.39), N=32 56x56x24 2.40 -> 1.33, N=32
+        // 56x56x16 0.63 -> 0.37, N=256 7x7x96 1.65 -> 0.91. The burst of slices was 1.08-1.2x
+        // slower on inputs of 0.8-3.2 MB (N=1 28x28x512, N=32 7x7x256, N=1 112x112x32, N=32
+        // 28x28x32); a line per pixel is not (those and 13 more of 0.1-3.2 MB, two runs,
+        // against the burst: 0.72-1.04 but for one run of N=32 7x7x512 at 1.36, its others
+        // 0.72-1.01; N=256 7x7x64 0.72 and 0.51, N=1 28x28x256 0.80 and 0.97).
+        walk_lines(q, x, zeros.data(), l0, l1, [&](int64_t l, const float* const* rows, const RowPrefetch& pf) {
           const float* dyrow = dy + l * g.ow * oc;
-          if (l + 1 < l1) prefetch_bytes(dyrow + g.ow * oc, row_bytes);
           if (!pairs) {
+            pf.all();
+            if (l + 1 < l1) prefetch_bytes(dyrow + g.ow * oc, row_bytes);
             const float* r[1][kMaxKh];
             std::copy(rows, rows + q.kh, r[0]);
             return single(r, dyrow);
@@ -278,7 +309,16 @@ void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const fl
             const float* x4[4] = {held[0][0], held[0][1], held[0][2], rows[2]};
             if (since + 2 > kFlushLines) flush(), since = 0;
             since += 2;
-            weights_pairs(q, x4, held_dy, dyrow, cpad, fw, fb);
+            RowPrefetch next;  // the next pair's (lines l + 1, l + 2) new rows
+            next.far = true;
+            next.bytes = std::max(q.iw * q.c, g.ow * oc) * (int64_t)sizeof(float);
+            for (int64_t k = 1; k <= 2 && l + k < l1; ++k) {
+              const float* r[kMaxKh];
+              tap_rows(q, x + (l + k) / q.oh * q.ih * q.iw * q.c, zeros.data(), (l + k) % q.oh, r);
+              if (r[2] != zeros.data()) next.rows[next.n++] = r[2];
+              next.rows[next.n++] = dyrow + k * g.ow * oc;
+            }
+            weights_pairs(q, x4, held_dy, dyrow, cpad, fw, fb, next);
             held_dy = nullptr;
             return;
           }
