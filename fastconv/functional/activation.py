@@ -10,7 +10,15 @@ from ._args import array_module, floats, kernels, labels_array
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh")
 
 
+_NAMES = {a: a for a in ACTIVATIONS}
+
+
 def _activation_name(activation):
+    # an exact str is looked up (~0.1 us); the general path costs ~0.4 us a call
+    if type(activation) is str:
+        name = _NAMES.get(activation)
+        if name is not None:
+            return name
     name = "linear" if activation is None else str(activation).lower()
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
