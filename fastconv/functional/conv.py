@@ -95,8 +95,8 @@ def conv2d_backward(dy, x, w, *, strides=1, padding="valid", dilation_rate=1, gr
 def _conv2d_backward(dy, x, w, strides, padding, dilation_rate, groups, need_dx, need_db):
     strides, pads, dilation = _conv_args(x, w, strides, padding, dilation_rate, groups)
     k = kernels()
-    dx = k.conv2d_backward_data(dy, w, tuple(x.shape), strides, pads, dilation, groups) if need_dx else None
-    dw, db = k.conv2d_backward_weights(dy, x, tuple(w.shape), strides, pads, dilation, groups, need_db)
+    dx = k.conv2d_backward_data(dy, w, x.shape, strides, pads, dilation, groups) if need_dx else None
+    dw, db = k.conv2d_backward_weights(dy, x, w.shape, strides, pads, dilation, groups, need_db)
     return dx, dw, db
 
 
