@@ -9,7 +9,7 @@ test and (given OLD_FUNCTIONAL_DIR, a copy of another version's fastconv/functio
 /tmp/old/functional) the old wrapper alternate sample by sample in ONE process (rotating order),
 so all three see the same load. It is loaded as the package fastconv._functional_old (its
 `..backend` is this tree's, one _C for both). Prints per entry point the medians in us per
-call: bare, old - bare, new - bare.
+call: bare, old - bare, new - bare, then the same of the minima (the least disturbed samples).
 """
 import argparse
 import importlib.util
@@ -108,7 +108,8 @@ def main():
     fastconv.set_num_threads(1)
     mods = [F] + ([load_old(a.old)] if a.old else [])
     print(f"us per call, medians of {a.samples} samples of {a.batch} calls (thread CPU time, 1 thread)")
-    print(f"{'entry point':28s} {'bare':>7s} " + ("  old-bare" if a.old else "") + "  new-bare")
+    head = f"{'bare':>7s} " + ("  old-bare" if a.old else "") + "  new-bare"
+    print(f"{'entry point':28s} {head}   | minima: {head}")
     for name, make, bare in cases():
         calls = [bare] + [make(M) for M in reversed(mods)]  # bare, old, new
         ts = [[] for _ in calls]
@@ -119,8 +120,10 @@ def main():
             for j in list(range(k, len(calls))) + list(range(k)):
                 ts[j].append(per_call(calls[j], a.batch))
         med = [statistics.median(t) * 1e6 for t in ts]
+        low = [min(t) * 1e6 for t in ts]
         extra = "".join(f" {m - med[0]:9.2f}" for m in med[1:])
-        print(f"{name:28s} {med[0]:7.2f} {extra}", flush=True)
+        extra_min = "".join(f" {m - low[0]:9.2f}" for m in low[1:])
+        print(f"{name:28s} {med[0]:7.2f} {extra}   | {low[0]:7.2f} {extra_min}", flush=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ def _conv_args(x, w, strides, padding, dilation_rate, groups):
     # the checks and the 'same' split below were ~2 us of a ~4 us wrapper (1 thread, Zen 4).
     # Only values that passed every check are stored, so a hit is a call that would pass them.
     key = None
-    if plain(strides) and plain(padding) and plain(dilation_rate) and type(groups) is int:
+    # (the common int / str tested inline first: ~0.1 us less than three plain() calls)
+    if ((type(strides) is int or plain(strides)) and (type(padding) is str or plain(padding))
+            and (type(dilation_rate) is int or plain(dilation_rate)) and type(groups) is int):
         key = (x.shape, w.shape, strides, padding, dilation_rate, groups)
         hit = _conv_cache.get(key)
         if hit is not None:

@@ -19,7 +19,8 @@ _pool_cache, _pool_put = bounded_cache()
 def _pool_args(x_shape, pool_size, strides, padding):
     # cached by shape and plain arguments, as conv's _conv_args (~1 us of checks a call)
     key = None
-    if plain(pool_size) and plain(strides) and plain(padding):
+    if ((type(pool_size) is int or plain(pool_size)) and (strides is None or plain(strides))
+            and (type(padding) is str or plain(padding))):
         key = (x_shape, pool_size, strides, padding)
         hit = _pool_cache.get(key)
         if hit is not None:
