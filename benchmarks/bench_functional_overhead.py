@@ -2,6 +2,7 @@
 its bare fastconv._C call, on a tiny input, so that the difference is the wrapper.
 
   python benchmarks/bench_functional_overhead.py [OLD_FUNCTIONAL_DIR] [--samples S] [--batch B]
+  python benchmarks/bench_functional_overhead.py OLD_FUNCTIONAL_DIR --sweep "FAMILY:N,HW,C;..." [--samples S]
 
 Every sample times B calls in thread CPU time (1 thread); the bare call, the wrapper under
 test and (given OLD_FUNCTIONAL_DIR, a copy of another version's fastconv/functional, e.g.
@@ -10,6 +11,10 @@ test and (given OLD_FUNCTIONAL_DIR, a copy of another version's fastconv/functio
 so all three see the same load. It is loaded as the package fastconv._functional_old (its
 `..backend` is this tree's, one _C for both). Prints per entry point the medians in us per
 call: bare, old - bare, new - bare, then the same of the minima (the least disturbed samples).
+
+--sweep: bench_sweep.py's own cases (its make(), its arrays, its call), one call per sample,
+bench_sweep's module-level F set to the old or the new functional before each call, the two
+alternating (A, B, B, A...): per case the medians in us and new / old.
 """
 import argparse
 import importlib.util
@@ -99,13 +104,39 @@ def per_call(f, batch):
     return (time.thread_time() - t) / batch
 
 
+def sweep_cases(old, spec, samples):
+    sys.path.insert(0, __file__.rsplit("/", 1)[0])
+    import bench_sweep
+    fams = dict(bench_sweep.all_families())
+    for item in spec.split(";"):
+        fam, dims = item.rsplit(":", 1)
+        n, hw, c = (int(v) for v in dims.split(","))
+        call = fams[fam](n, hw, c)[3]()
+        for M in (F, old, F, old):
+            bench_sweep.F = M
+            call()
+        ts = {"old": [], "new": []}
+        for i in range(samples):
+            for tag in (("old", "new") if i % 2 == 0 else ("new", "old")):
+                bench_sweep.F = old if tag == "old" else F
+                t = time.thread_time()
+                call()
+                ts[tag].append(time.thread_time() - t)
+        bench_sweep.F = F
+        mo, mn = (statistics.median(ts[k]) * 1e6 for k in ("old", "new"))
+        print(f"{fam:24s} N={n} {hw}x{hw} C={c}: old {mo:8.1f} us  new {mn:8.1f} us  new/old {mn / mo:.3f}", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("old", nargs="?")
     p.add_argument("--samples", type=int, default=61)
     p.add_argument("--batch", type=int, default=200)
+    p.add_argument("--sweep")
     a = p.parse_args()
     fastconv.set_num_threads(1)
+    if a.sweep:
+        return sweep_cases(load_old(a.old), a.sweep, a.samples)
     mods = [F] + ([load_old(a.old)] if a.old else [])
     print(f"us per call, medians of {a.samples} samples of {a.batch} calls (thread CPU time, 1 thread)")
     head = f"{'bare':>7s} " + ("  old-bare" if a.old else "") + "  new-bare"

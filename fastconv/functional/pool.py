@@ -11,6 +11,7 @@ array([[ 5.,  7.],
        [13., 15.]], dtype=float32)
 """
 from ._args import bounded_cache, floats, kernels, pair, plain, require_rank, resolve_padding
+from .activation import _activation_name
 
 
 _pool_cache, _pool_put = bounded_cache()
@@ -82,7 +83,6 @@ def avg_pool2d_backward(dy, x_shape, pool_size=2, strides=None, padding="valid")
 def avg_pool2d_backward_activation(dy, y, activation, pool_size=2, strides=None, padding="valid"):
     """dz = avg_pool2d_backward(dy, y.shape, ...) * activation'(z) for the pool's input
     y = activation(z): one pass where the backend has the kernel (cpu), else the two."""
-    from .activation import _activation_name
     dy, y = floats(dy, "dy"), floats(y, "y")
     args = _pool_args(y.shape, pool_size, strides, padding)
     k, name = kernels(), _activation_name(activation)
