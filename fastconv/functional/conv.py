@@ -105,12 +105,15 @@ def _conv2d_backward(dy, x, w, strides, padding, dilation_rate, groups, need_dx,
 def _depthwise_as_grouped(x, w):
     # Keras's depthwise kernel (KH, KW, C, M) is a grouped HWIO kernel (KH, KW, 1, C*M) with
     # groups == C: output channel c*M + m reads input channel c. A reshape, no copy.
-    require_rank(w, "w", 4, "(KH, KW, C, depth_multiplier)")
-    require_rank(x, "x", 4, "(N, H, W, C)")
-    if w.shape[2] != x.shape[3]:
-        raise ValueError(f"depthwise kernel w {tuple(w.shape)} expects {w.shape[2]} input channels, "
-                         f"x {tuple(x.shape)} has {x.shape[3]}")
-    kh, kw, c, m = w.shape
+    # (each shape read once: an ndarray's .shape builds a new tuple on every read)
+    ws, xs = w.shape, x.shape
+    if len(ws) != 4:
+        require_rank(w, "w", 4, "(KH, KW, C, depth_multiplier)")
+    if len(xs) != 4:
+        require_rank(x, "x", 4, "(N, H, W, C)")
+    kh, kw, c, m = ws
+    if c != xs[3]:
+        raise ValueError(f"depthwise kernel w {tuple(ws)} expects {c} input channels, x {tuple(xs)} has {xs[3]}")
     return w.reshape(kh, kw, 1, c * m), c
 
 
