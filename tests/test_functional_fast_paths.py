@@ -205,3 +205,15 @@ def test_activation_names_and_backend_helpers():
     assert fastconv.get_backend() == "cpu" and type(fastconv.get_backend()) is str
     with fastconv.backend("numpy"):
         assert fastconv.get_backend() == "numpy"
+
+
+def test_depthwise_shape_errors():
+    x = _r(1, 5, 5, 3)
+    with pytest.raises(ValueError, match=r"depthwise kernel w \(3, 3, 2, 1\) expects 2 input channels, x \(1, 5, 5, 3\) has 3"):
+        F.depthwise_conv2d(x, _r(3, 3, 2, 1))
+    with pytest.raises(ValueError, match=r"w must be 4-D \(KH, KW, C, depth_multiplier\)"):
+        F.depthwise_conv2d(x, _r(3, 3, 3))
+    with pytest.raises(ValueError, match=r"x must be 4-D \(N, H, W, C\)"):
+        F.depthwise_conv2d_backward(_r(5, 5, 3), x[0], _r(3, 3, 3, 1))
+    y = F.depthwise_conv2d(x, _r(3, 3, 3, 2), padding="same")  # depth multiplier 2
+    _close(y, _ref(F.depthwise_conv2d, x, _r(3, 3, 3, 2), padding="same"))
