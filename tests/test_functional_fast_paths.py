@@ -217,3 +217,21 @@ def test_depthwise_shape_errors():
         F.depthwise_conv2d_backward(_r(5, 5, 3), x[0], _r(3, 3, 3, 1))
     y = F.depthwise_conv2d(x, _r(3, 3, 3, 2), padding="same")  # depth multiplier 2
     _close(y, _ref(F.depthwise_conv2d, x, _r(3, 3, 3, 2), padding="same"))
+
+
+@pytest.mark.parametrize("n", [1, 5, 32, 33, 100])  # <= 32: the Python min/max, else numpy's
+def test_labels_range_checked_both_ways(n):
+    logits = _r(n, 4)
+    labels = np.arange(n) % 4
+    loss, probs = F.softmax_cross_entropy(logits, labels)
+    ref_loss, ref_probs = _ref(F.softmax_cross_entropy, logits, labels)
+    _close((loss, probs), (ref_loss, ref_probs))
+    _close(F.softmax_cross_entropy_backward(probs, labels), _ref(F.softmax_cross_entropy_backward, ref_probs, labels))
+    for bad in (4, -1):
+        wrong = labels.copy()
+        wrong[n // 2] = bad
+        lo, hi = int(np.min(wrong)), int(np.max(wrong))
+        with pytest.raises(ValueError, match=rf"labels must be in \[0, 4\), got values in \[{lo}, {hi}\]"):
+            F.softmax_cross_entropy(logits, wrong)
+        with pytest.raises(ValueError, match=r"labels must be in \[0, 4\)"):
+            F.softmax_cross_entropy_backward(probs, wrong.astype(np.float64))

