@@ -235,3 +235,13 @@ def test_labels_range_checked_both_ways(n):
             F.softmax_cross_entropy(logits, wrong)
         with pytest.raises(ValueError, match=r"labels must be in \[0, 4\)"):
             F.softmax_cross_entropy_backward(probs, wrong.astype(np.float64))
+
+
+def test_scalar_first_element_in_c_order():
+    f = np.asfortranarray(np.arange(6.0).reshape(2, 3) + 1)[:, 1:]  # a non-contiguous view
+    for v in (np.array([1.5], np.float32), np.array(3), np.array([[2, 5]]), np.float32(0.1), 7, [4.0], f,
+              np.array([np.nan]), np.array([-np.inf], np.float32)):
+        got, want = F.scalar(v), float(np.ravel(np.asarray(v))[0])
+        assert type(got) is float and (got == want or (np.isnan(got) and np.isnan(want)))
+    with pytest.raises(IndexError):
+        F.scalar(np.zeros(0, np.float32))

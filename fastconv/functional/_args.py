@@ -33,6 +33,8 @@ def array_of(a):
 def scalar(a):
     """A one-element value as a Python float, or as a 0-d device array for a GPU value (a
     float() of it would wait for the GPU)."""
+    if type(a) is _ndarray and a.size:  # its first element in C order, ~0.1 us against ~0.5
+        return float(a.item(0))
     if is_device_array(a):
         return a.reshape(())
     return float(np.ravel(np.asarray(a))[0])
