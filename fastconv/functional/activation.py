@@ -10,7 +10,17 @@ from ._args import array_module, floats, kernels, labels_array
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh")
 
 
+_NAMES = {a: a for a in ACTIVATIONS}
+
+
 def _activation_name(activation):
+    # an exact str is looked up (~0.1 us); the general path costs ~0.4 us a call
+    if type(activation) is str:
+        name = _NAMES.get(activation)
+        if name is not None:
+            return name
+    elif activation is None:
+        return "linear"
     name = "linear" if activation is None else str(activation).lower()
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
@@ -29,7 +39,7 @@ def bias_activation(x, b=None, activation="linear"):
 def add_activation(a, b, activation="linear"):
     """y = activation(a + b) in one pass, a and b of one shape (a residual join and its relu)."""
     a, b = floats(a, "a"), floats(b, "b")
-    if tuple(a.shape) != tuple(b.shape):
+    if a.shape != b.shape:
         raise ValueError(f"b must have the shape of a {tuple(a.shape)}, got {tuple(b.shape)}")
     return kernels().add_act_forward(a, b, _activation_name(activation))
 
@@ -37,7 +47,7 @@ def add_activation(a, b, activation="linear"):
 def bias_activation_backward(dy, y, activation="linear", need_db=True):
     """(dz, db or None): dz = dy * activation'(z), computed from the output y."""
     dy, y = floats(dy, "dy"), floats(y, "y")
-    if tuple(dy.shape) != tuple(y.shape):
+    if dy.shape != y.shape:
         raise ValueError(f"dy must have the shape of y {tuple(y.shape)}, got {tuple(dy.shape)}")
     return kernels().bias_act_backward(dy, y, _activation_name(activation), bool(need_db))
 
@@ -51,13 +61,17 @@ def _rows(x):
 def softmax(x):
     """Softmax over the last axis (max-shifted, stable for large inputs)."""
     x = floats(x, "x")
+    if x.ndim == 2:  # rows already: no reshapes (~0.3 us each way)
+        return kernels().softmax_forward(x)
     return kernels().softmax_forward(_rows(x)).reshape(x.shape)
 
 
 def softmax_backward(dy, y):
     dy, y = floats(dy, "dy"), floats(y, "y")
-    if tuple(dy.shape) != tuple(y.shape):
+    if dy.shape != y.shape:
         raise ValueError(f"dy must have the shape of y {tuple(y.shape)}, got {tuple(dy.shape)}")
+    if y.ndim == 2:
+        return kernels().softmax_backward(dy, y)
     return kernels().softmax_backward(_rows(dy), _rows(y)).reshape(y.shape)
 
 

@@ -8,8 +8,9 @@ from ._args import floats, kernels
 def _check(x, name, c):
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis (..., C), got shape {tuple(x.shape)}")
+    shape = (c,)
     for arr, arg in name:
-        if arr is not None and tuple(arr.shape) != (c,):
+        if arr is not None and arr.shape != shape:
             raise ValueError(f"{arg} must have shape ({c},) to match x {tuple(x.shape)}, got {tuple(arr.shape)}")
 
 
@@ -39,7 +40,7 @@ def batch_norm_backward(dy, x, gamma, mean, inv_std, relu_beta=None):
     dy, x, gamma = floats(dy, "dy"), floats(x, "x"), floats(gamma, "gamma")
     mean, inv_std = floats(mean, "mean"), floats(inv_std, "inv_std")
     _check(x, [(gamma, "gamma"), (mean, "mean"), (inv_std, "inv_std")], x.shape[-1])
-    if tuple(dy.shape) != tuple(x.shape):
+    if dy.shape != x.shape:
         raise ValueError(f"dy must have the shape of x {tuple(x.shape)}, got {tuple(dy.shape)}")
     if relu_beta is not None:
         relu_beta = floats(relu_beta, "relu_beta")
