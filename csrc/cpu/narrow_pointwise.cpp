@@ -356,6 +356,11 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
   // At stride 2 a whole register of pixels reads 2L of x: whole ones within the row only
   // (the tail register, reading only its pixels' floats, takes the rest).
   const int64_t row_whole = sw == 1 ? g.ow : std::min(g.ow, g.w / 2);
+  // The per-pixel map's rows at a stride, x past the cache: each row's lines loaded first
+  // (touch_lines), when the x rows read and y come to kTouchBytes or more.
+  constexpr int64_t kTouchBytes = int64_t{8} << 20;
+  const bool touch = !planar && !packed && sh > 1 &&
+                     (g.n * g.oh * in_row + g.output_size()) * (int64_t)sizeof(float) >= kTouchBytes;
   parallel_region(pass_threads(g), [&] {
     note_team();
 #pragma omp for schedule(static)
@@ -383,6 +388,7 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
         continue;
       }
       for (int64_t r = 0; r < rows; ++r) {
+        if (touch) touch_lines(src + r * xs, in_row);
         if (!planar && pf) prefetch_row(src + (r + kAhead) * xs, pf, sw * g.c, count, g.c);  // a later row's input
         map(src + r * xs + done * sw * g.c, sw * g.c, y + (p0 + r * count + done) * g.oc, g.oc,
             count - done, m);
