@@ -356,6 +356,16 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
   // At stride 2 a whole register of pixels reads 2L of x: whole ones within the row only
   // (the tail register, reading only its pixels' floats, takes the rest).
   const int64_t row_whole = sw == 1 ? g.ow : std::min(g.ow, g.w / 2);
+  // The per-pixel map's rows at a stride with pixels of 16 or more channels, x past the
+  // cache: each row's lines loaded first (touch_lines), when the x rows read and y come to
+  // kTouchBytes or more. 1 thread, ms before/after, one process loading both builds, both
+  // orders (benchmarks/RESULTS.md, stop 36): 1x1 s2 N=256 56x56 C=16 5.24/4.84, 5.73/4.94
+  // (x 64-byte aligned: 7.12/5.07, 6.84/5.19), N=256 28x28 C=24 2.61/2.12, 3.10/2.42, N=256
+  // 56x56 C=24 10.1/7.8, 10.2/8.2. Not below 16 channels (C=12: 0.95-1.04x) nor under 8 MiB
+  // (N=32 56x56 C=16, 4.8 MB: 0.82x with the touch).
+  constexpr int64_t kTouchBytes = int64_t{8} << 20;
+  const bool touch = !planar && !packed && sh > 1 && g.c >= 16 &&
+                     (g.n * g.oh * in_row + g.output_size()) * (int64_t)sizeof(float) >= kTouchBytes;
   parallel_region(pass_threads(g), [&] {
     note_team();
 #pragma omp for schedule(static)
@@ -383,6 +393,7 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
         continue;
       }
       for (int64_t r = 0; r < rows; ++r) {
+        if (touch) touch_lines(src + r * xs, in_row);
         if (!planar && pf) prefetch_row(src + (r + kAhead) * xs, pf, sw * g.c, count, g.c);  // a later row's input
         map(src + r * xs + done * sw * g.c, sw * g.c, y + (p0 + r * count + done) * g.oc, g.oc,
             count - done, m);

@@ -146,6 +146,17 @@ inline void prefetch_row(const float* row, int64_t row_floats, int64_t step, int
   }
 }
 
+// Reads one float of each 64-byte line of [p, p + floats) and discards it. A strided map
+// that reads x a pixel at a time (map_pixels at stride 2, 16..32 channels) walks a row's lines
+// at the pace of its FMAs and skips every other row; past the cache the stream prefetcher
+// lost its track at each jumped row (at 16 channels with x 64-byte aligned, every other line
+// of a row: slower than reading all of them). These demand loads of the whole row just before
+// it is mapped fetch its lines together (see narrow_pointwise_forward's kTouchBytes).
+// Volatile reads without a use: each a load into a dead register, no chain between them.
+inline void touch_lines(const float* p, int64_t floats) {
+  for (int64_t i = 0; i < floats; i += 16) (void)*(volatile const float*)(p + i);
+}
+
 inline int pass_threads(const ConvGeometry& g) {
   return g.input_size() + g.output_size() < kParallelFloats ? 1 : std::max(1, get_num_threads());
 }
