@@ -14,8 +14,6 @@ slower).
 
 Prints each build's median and minimum (ms) and B / A; stops if the two outputs differ.
 """
-import importlib.machinery
-import importlib.util
 import os
 import statistics
 import sys
@@ -24,15 +22,7 @@ import time
 import numpy as np
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # after site-packages
-
-
-def load(path, tag):
-    name = tag + "._C"
-    loader = importlib.machinery.ExtensionFileLoader(name, path)
-    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
+from benchmarks.ab_two_builds import load  # noqa: E402
 
 
 def main(argv):

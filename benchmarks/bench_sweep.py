@@ -8,7 +8,9 @@ Efficiency of a case:
 - everything else (memory-bound, depthwise included: ~9 flops per 8 bytes moved): compulsory
   bytes/s (each input read once, each output written once) over the bytes/s of np.copyto moving
   the same number of bytes (read + write). The copy is timed at that size, so a case that fits in
-  cache is held to cache speed, not to DRAM's.
+  cache is held to cache speed, not to DRAM's; and right before and right after the case, the
+  faster of the two counting (CopyReference.adjacent), so the case and its reference see the
+  same moment of a shared machine.
 
 The below-half rule, the family medians and the worst-ten ranking all use the roofline efficiency
 (`Case.roofline`): max(flop time at the sgemm ceiling, compulsory-bytes time at copy speed) over
@@ -331,22 +333,43 @@ def median_seconds(fn, repeats):
 
 
 class CopyReference:
-    """np.copyto timed per size (cached, sizes rounded to 1/8 octave): the bandwidth a plain
-    copy of the same number of bytes reaches, cache effects included."""
+    """np.copyto of the same number of bytes: the bandwidth a plain copy reaches at that size,
+    cache effects included.
+
+    bytes_per_second (cached per 1/8 octave) only plans the grid (which cases are too short to
+    time). A measured case is judged by adjacent(): the copy timed right before and right after
+    the case, the faster of the two. A rate timed once per size, minutes away from the case,
+    moved 1.7x between runs on the shared host (a neighbour streaming through L3/DRAM slows the
+    case and the copy alike, but not at the same moment), and the cases of that size all moved
+    with it."""
 
     def __init__(self, repeats):
         self.repeats, self.cache = repeats, {}
 
-    def bytes_per_second(self, traffic):
+    @staticmethod
+    def _elements(traffic):
         elems = max(int(traffic // 8), 256)  # copy moves 8 bytes per float32 (read + write)
         key = round(8 * math.log2(elems))
+        return key, int(2 ** (key / 8))
+
+    def _time(self, n):
+        src = np.ones(n, np.float32)
+        dst = np.empty_like(src)
+        return 2 * src.nbytes / median_seconds(lambda: np.copyto(dst, src), max(self.repeats, 5))
+
+    def bytes_per_second(self, traffic):
+        key, n = self._elements(traffic)
         if key not in self.cache:
-            n = int(2 ** (key / 8))
-            src = np.ones(n, np.float32)
-            dst = np.empty_like(src)
-            t = median_seconds(lambda: np.copyto(dst, src), max(self.repeats, 5))
-            self.cache[key] = 2 * src.nbytes / t
+            self.cache[key] = self._time(n)
         return self.cache[key]
+
+    def adjacent(self, traffic, measure):
+        """measure() between two timings of the copy; returns (its result, the faster copy's
+        bytes/s): the stricter of two references taken within a second of the case."""
+        n = self._elements(traffic)[1]
+        before = self._time(n)
+        result = measure()
+        return result, max(before, self._time(n))
 
 
 def grid(quick):
@@ -397,9 +420,9 @@ def sweep(args, log=None):
                 break
             case = planned[i]
             call = case.run()
-            case.seconds = median_seconds(call, args.repeats)
+            case.seconds, copy_rate = copy.adjacent(case.traffic, lambda: median_seconds(call, args.repeats))
             del call
-            bandwidth_time = case.traffic / copy.bytes_per_second(case.traffic)
+            bandwidth_time = case.traffic / copy_rate
             if case.flops:
                 case.efficiency = case.flops / case.seconds / peak
             else:
