@@ -97,9 +97,10 @@ class OutputPool {
   // stop 35). Why up to twice the size: MobileNet's and ResNet's activations halve and double
   // in size from step to step, so the block the previous step just read is often of another
   // size (a stride-2 depthwise output, 0.8 MB, after a 1.6 MB pointwise output); the most
-  // recent block of the exact size gained about half as much (RESULTS.md, helper S, stop 36). A block serves at most twice its request, so a kept output pins at most twice its
-  // bytes; a call sequence that repeats still settles on a fixed set of blocks after its
-  // first repeat (MobileNet b1 predict: 12 blocks, 12.5 MB, against 17 and 18.9 MB exact).
+  // recent block of the exact size gained about half as much (RESULTS.md, helper S, stop 36).
+  // A block serves at most twice its request, so a kept output pins at most twice its bytes;
+  // a call sequence that repeats still settles on a fixed set of blocks after its first
+  // repeat (MobileNet b1 predict: 12 blocks, 12.5 MB, against 17 and 18.9 MB exact).
   BySize::iterator pick(size_t bytes) {
     const size_t most = bytes <= SIZE_MAX / 2 ? 2 * bytes : SIZE_MAX;
     auto best = by_size_.end();
