@@ -44,6 +44,19 @@ def test_below_half_lists_exactly_the_cases_under_half_the_median(quick_sweep):
         assert {id(c) for c in fam["below_half"]} == expected, name
 
 
+def test_cases_below_half_are_retimed_and_the_first_pass_count_is_kept(quick_sweep):
+    results, families, text, _ = quick_sweep
+    for name, fam in families.items():
+        mine = [c for c in results if c.family == name]
+        first = [c for c in mine if c.attempts > 1]
+        # every case of the first pass's below-half list (and only those) was timed 1 + --retime times
+        assert len(first) == fam["first_below"] and all(c.attempts == 3 for c in first), name
+        assert all(c.attempts == 1 for c in mine if c not in first), name
+        assert set(map(id, fam["below_half"])) <= set(map(id, first)), name
+        row = re.search(rf"^\| {re.escape(name)} \|.*\| {fam['first_below']} \| {len(fam['below_half'])} \|$", text, re.M)
+        assert row, name
+
+
 def test_markdown_report_has_family_table_and_worst_ten(quick_sweep):
     results, families, text, out = quick_sweep
     assert out.read_text() == text
@@ -58,6 +71,7 @@ def test_markdown_report_has_family_table_and_worst_ten(quick_sweep):
 
 
 @pytest.mark.parametrize("argv, message", [(["--repeats", "2"], "--repeats"), (["--budget", "0"], "--budget"),
+                                           (["--retime", "-1"], "--retime"),
                                            (["--threads", "0"], "--threads")])
 def test_bad_arguments_are_refused_by_name(argv, message, capsys):
     with pytest.raises(SystemExit):
