@@ -45,6 +45,18 @@ def two_threads():
     fastconv.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def restore_threads():
+    """Each test ends with the kernel thread count it started with: a benchmark's main() sets
+    it for its run and leaves it, and a later test in the same process then took other kernels
+    (test_distribute_mpi's reference ran at 1 thread after test_bench_smoke and no longer
+    matched the MPI ranks)."""
+    before = fastconv.get_num_threads()
+    yield
+    if fastconv.get_num_threads() != before:
+        fastconv.set_num_threads(before)
+
+
 @pytest.fixture
 def rng():
     """A fresh generator per test, always seeded the same: failures reproduce."""
