@@ -1,0 +1,147 @@
+// Max (with the argmax) and average pooling forwards over tiling windows (kh == sh, kw == sw,
+// no padding: 2x2 stride 2) at few channels (C < 8) for the avx2 level only: the vectors run
+// along the input rows, as the avx512 level's forward_rows16 (pool_tiling.cpp) does with 16
+// lanes. P = min(8 / C, 16 / (kw*C)) neighbouring outputs per 8-lane vector, lane p*C + k
+// being channel k of output ox + p; window column b of that lane is float (p*kw + b)*C + k of
+// the 16 floats from the group's first cell of the window row, i.e. of two plain loads (lo,
+// hi), so each cell is two in-register permutes (vpermps) and a blend.
+//
+// Why: pool_max.cpp / pool_avg.cpp's packed forward (max_forward_task_packed8,
+// avg_forward_task_packed8) gathers each cell with vgatherdps for C < 5 (P > 1). On a 2-vCPU
+// AMD EPYC without AVX-512 (family 25 model 1: Zen 3), 1 thread, thread CPU time, 86% of the
+// 2x2 max pool's samples sat on the gather: (256, 56, 56, 3) 8.7 ms against 0.70 ms for
+// np.copyto of its bytes, (256, 56, 56, 1) 1.7 ms; the average pool (256, 56, 56, 3) 7.8 ms.
+// See benchmarks/RESULTS.md, 2026-12-07 helper P (stop 37), for the paired figures.
+//
+// The same cells in the same row-major order with the same comparisons (pool_beats: first
+// maximum, last NaN) and the same additions from +0 with the same 1/count as the packed
+// forward, so the same floats and argmax.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "common/pool_index.h"
+#include "cpu/pool_tasks.h"
+#include "cpu/pool_tiling.h"
+#include "cpu/simd.h"
+
+namespace fastconv::cpu::detail {
+
+#if defined(__AVX2__) && !defined(__AVX512F__)
+
+bool pool_rows8_applies(const PoolGeometry& g) {
+  const Window2d& w = g.win;
+  return g.c >= 1 && g.c < 8 && w.kh == w.sh && w.kw == w.sw && w.pt == 0 && w.pb == 0 &&
+         w.pl == 0 && w.pr == 0 && w.dh == 1 && w.dw == 1 && w.kh >= 1 && w.kw >= 1 &&
+         g.oh * w.kh <= g.h && g.ow * w.kw <= g.w && w.kh * w.kw <= 255 && w.kw * g.c <= 16;
+}
+
+namespace {
+
+template <bool kMax>
+void forward_rows8(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
+  const int64_t C = g.c, kh = g.win.kh, kw = g.win.kw;
+  const int64_t P = std::min(8 / C, 16 / (kw * C));
+  // window column b's lane sources among the 16 floats (lo, hi): vpermps reads the low three
+  // bits of an index, so one index vector serves both registers; from_hi picks the register
+  __m256i cell[16];
+  __m256 from_hi[16];
+  for (int64_t b = 0; b < kw; ++b) {
+    int32_t idx[8] = {}, hi[8] = {};
+    for (int64_t l = 0; l < P * C; ++l) {
+      idx[l] = (int32_t)((l / C) * kw * C + b * C + l % C);
+      hi[l] = idx[l] >= 8 ? -1 : 0;
+    }
+    cell[b] = _mm256_loadu_si256((const __m256i*)idx);
+    from_hi[b] = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i*)hi));
+  }
+  const __m256 scale = _mm256_set1_ps(pool_inv_count({0, kh}, {0, kw}));
+  const int64_t h0 = g.h, oh0 = g.oh, ow0 = g.ow, x_row0 = g.w * C, y_row0 = g.ow * C;
+  const float* x_end0 = x + g.n * g.h * g.w * C;
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t, int64_t) {
+    // sizes, tables and pointers in locals of the body: a may-alias store would otherwise make
+    // the compiler reload them through the closure after each one (as forward_rows16)
+    const int64_t h = h0, oh = oh0, ow = ow0, c = C, p = P, ky = kh, kx = kw, xr_n = x_row0, yr_n = y_row0;
+    __m256i cells[16];
+    __m256 his[16];
+    for (int64_t b = 0; b < kx; ++b) cells[b] = cell[b], his[b] = from_hi[b];
+    const float* xs = x;
+    const float* x_end = x_end0;
+    float* ys = y;
+    uint8_t* as = arg;
+    const __m256 sc = scale;
+    const int64_t image_end = (img + 1) * oh * yr_n;  // this image's outputs end here
+    for (int64_t oy = 0; oy < oh; ++oy) {
+      const float* xr = xs + (img * h + oy * ky) * xr_n;
+      const int64_t o_row = (img * oh + oy) * yr_n;
+      for (int64_t ox = 0; ox < ow; ox += p) {
+        const int64_t lanes = std::min(p, ow - ox) * c, e = ox * kx * c;
+        __m256 best = _mm256_setzero_ps(), acc = _mm256_setzero_ps();
+        __m256i which = _mm256_setzero_si256();
+        for (int64_t a = 0; a < ky; ++a) {
+          const float* src = xr + a * xr_n + e;
+          __m256 lo, hi;
+          if (src + 16 <= x_end) {  // past the row's windows: floats of later rows, not used
+            lo = _mm256_loadu_ps(src), hi = _mm256_loadu_ps(src + 8);
+          } else {  // the tensor's last floats: no read past it
+            alignas(32) float buf[16] = {};
+            std::memcpy(buf, src, sizeof(float) * (size_t)(x_end - src));
+            lo = _mm256_load_ps(buf), hi = _mm256_load_ps(buf + 8);
+          }
+          for (int64_t b = 0; b < kx; ++b) {
+            const __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, cells[b]),
+                                              _mm256_permutevar8x32_ps(hi, cells[b]), his[b]);
+            if constexpr (kMax) {
+              if (a == 0 && b == 0) {
+                best = v;
+                continue;
+              }
+              // pool_beats: v > best, or v is NaN
+              const __m256 win = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+              best = _mm256_blendv_ps(best, v, win);
+              which = _mm256_blendv_epi8(which, _mm256_set1_epi32((int32_t)(a * kx + b)), _mm256_castps_si256(win));
+            } else {
+              acc = _mm256_add_ps(acc, v);
+            }
+          }
+        }
+        const int64_t o = o_row + ox * c;
+        const __m256 r = kMax ? best : _mm256_mul_ps(acc, sc);
+        // 8 floats where the image's outputs have room (lanes past `lanes` land on outputs
+        // written afterwards): AVX2's masked store is microcoded on AMD (pool_packed.h)
+        if (o + 8 <= image_end) {
+          _mm256_storeu_ps(ys + o, r);
+        } else {
+          alignas(32) float buf[8];
+          _mm256_store_ps(buf, r);
+          std::memcpy(ys + o, buf, sizeof(float) * (size_t)lanes);
+        }
+        if (kMax && as) {  // window positions < 256: the saturating packs keep them
+          const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(which), _mm256_extracti128_si256(which, 1));
+          const __m128i w8 = _mm_packus_epi16(w16, w16);
+          if (o + 8 <= image_end) {
+            _mm_storel_epi64((__m128i*)(as + o), w8);
+          } else {
+            alignas(16) uint8_t bytes[16];
+            _mm_store_si128((__m128i*)bytes, w8);
+            std::memcpy(as + o, bytes, (size_t)lanes);
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void max_forward_rows8(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
+  forward_rows8<true>(g, x, y, arg);
+}
+
+void avg_forward_rows8(const PoolGeometry& g, const float* x, float* y) {
+  forward_rows8<false>(g, x, y, nullptr);
+}
+
+#endif
+
+}  // namespace fastconv::cpu::detail
