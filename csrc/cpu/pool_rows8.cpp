@@ -38,12 +38,63 @@ bool pool_rows8_applies(const PoolGeometry& g) {
 
 namespace {
 
-template <bool kMax>
+// How a window row's cells come out of its floats (lo = 8 floats from the group's first cell,
+// hi = the next 8). kw == 2 modes: the two cells by one in-lane shuffle each (C = 1, 2),
+// whose lanes come out in the order of _mm256_shuffle_ps (each 128-bit half holds two outputs
+// of lo, then two of hi), put back in output order once per group (fix_order: every step in
+// between is lane by lane); or by 128-bit halves (C = 4: a window row is lo and hi exactly).
+// kDirect: one output per vector (C = 5..7), each cell one plain load of its C channels.
+// kPermute: the general table (two vpermps and a blend per cell).
+enum Mode { kPermute, kShuffle1, kShuffle2, kHalves, kDirect };
+
+inline __m256 fix_order(__m256 v) {
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8));
+}
+inline __m256i fix_order(__m256i v) { return _mm256_permute4x64_epi64(v, 0xD8); }
+
+// Window row `a`'s cells of one group into v[0 .. kx); src: the group's first cell of that row.
+template <int kMode, int KW>
+inline void row_cells(const float* src, const float* x_end, int64_t c, int64_t kx, const __m256i* cells,
+                      const __m256* his, __m256* v) {
+  if constexpr (kMode == kDirect) {
+    // cell b's 8 floats from src + b*c: the lanes past c are not used
+    const int64_t need = (kx - 1) * c + 8;
+    if (src + need <= x_end) {
+      for (int64_t b = 0; b < (KW ? KW : kx); ++b) v[b] = _mm256_loadu_ps(src + b * c);
+    } else {  // the tensor's last floats: no read past it
+      alignas(32) float buf[32] = {};
+      std::memcpy(buf, src, sizeof(float) * (size_t)(x_end - src));
+      for (int64_t b = 0; b < (KW ? KW : kx); ++b) v[b] = _mm256_loadu_ps(buf + b * c);
+    }
+    return;
+  }
+  __m256 lo, hi;
+  if (src + 16 <= x_end) {  // past the row's windows: floats of later rows, not used
+    lo = _mm256_loadu_ps(src), hi = _mm256_loadu_ps(src + 8);
+  } else {  // the tensor's last floats: no read past it
+    alignas(32) float buf[16] = {};
+    std::memcpy(buf, src, sizeof(float) * (size_t)(x_end - src));
+    lo = _mm256_load_ps(buf), hi = _mm256_load_ps(buf + 8);
+  }
+  if constexpr (kMode == kShuffle1) {
+    v[0] = _mm256_shuffle_ps(lo, hi, 0x88), v[1] = _mm256_shuffle_ps(lo, hi, 0xDD);
+  } else if constexpr (kMode == kShuffle2) {
+    v[0] = _mm256_shuffle_ps(lo, hi, 0x44), v[1] = _mm256_shuffle_ps(lo, hi, 0xEE);
+  } else if constexpr (kMode == kHalves) {
+    v[0] = _mm256_permute2f128_ps(lo, hi, 0x20), v[1] = _mm256_permute2f128_ps(lo, hi, 0x31);
+  } else {
+    for (int64_t b = 0; b < (KW ? KW : kx); ++b)
+      v[b] = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, cells[b]), _mm256_permutevar8x32_ps(hi, cells[b]), his[b]);
+  }
+}
+
+// KW, KH: the window's size at compile time (2x2: the cell loops unrolled), 0 at run time.
+template <bool kMax, int kMode, int KW, int KH>
 void forward_rows8(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
   const int64_t C = g.c, kh = g.win.kh, kw = g.win.kw;
   const int64_t P = std::min(8 / C, 16 / (kw * C));
-  // window column b's lane sources among the 16 floats (lo, hi): vpermps reads the low three
-  // bits of an index, so one index vector serves both registers; from_hi picks the register
+  // kPermute: window column b's lane sources among the 16 floats (lo, hi); vpermps reads the
+  // low three bits of an index, so one index vector serves both registers, his picks one
   __m256i cell[16];
   __m256 from_hi[16];
   for (int64_t b = 0; b < kw; ++b) {
@@ -61,10 +112,12 @@ void forward_rows8(const PoolGeometry& g, const float* x, float* y, uint8_t* arg
   for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t, int64_t) {
     // sizes, tables and pointers in locals of the body: a may-alias store would otherwise make
     // the compiler reload them through the closure after each one (as forward_rows16)
-    const int64_t h = h0, oh = oh0, ow = ow0, c = C, p = P, ky = kh, kx = kw, xr_n = x_row0, yr_n = y_row0;
+    const int64_t h = h0, oh = oh0, ow = ow0, c = C, p = P, xr_n = x_row0, yr_n = y_row0;
+    const int64_t ky = KH ? KH : kh, kx = KW ? KW : kw;
     __m256i cells[16];
     __m256 his[16];
-    for (int64_t b = 0; b < kx; ++b) cells[b] = cell[b], his[b] = from_hi[b];
+    if constexpr (kMode == kPermute)
+      for (int64_t b = 0; b < kx; ++b) cells[b] = cell[b], his[b] = from_hi[b];
     const float* xs = x;
     const float* x_end = x_end0;
     float* ys = y;
@@ -75,56 +128,50 @@ void forward_rows8(const PoolGeometry& g, const float* x, float* y, uint8_t* arg
       const float* xr = xs + (img * h + oy * ky) * xr_n;
       const int64_t o_row = (img * oh + oy) * yr_n;
       for (int64_t ox = 0; ox < ow; ox += p) {
-        const int64_t lanes = std::min(p, ow - ox) * c, e = ox * kx * c;
+        const int64_t e = ox * kx * c;
         __m256 best = _mm256_setzero_ps(), acc = _mm256_setzero_ps();
         __m256i which = _mm256_setzero_si256();
         for (int64_t a = 0; a < ky; ++a) {
-          const float* src = xr + a * xr_n + e;
-          __m256 lo, hi;
-          if (src + 16 <= x_end) {  // past the row's windows: floats of later rows, not used
-            lo = _mm256_loadu_ps(src), hi = _mm256_loadu_ps(src + 8);
-          } else {  // the tensor's last floats: no read past it
-            alignas(32) float buf[16] = {};
-            std::memcpy(buf, src, sizeof(float) * (size_t)(x_end - src));
-            lo = _mm256_load_ps(buf), hi = _mm256_load_ps(buf + 8);
-          }
+          __m256 v[16];
+          row_cells<kMode, KW>(xr + a * xr_n + e, x_end, c, kx, cells, his, v);
           for (int64_t b = 0; b < kx; ++b) {
-            const __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, cells[b]),
-                                              _mm256_permutevar8x32_ps(hi, cells[b]), his[b]);
             if constexpr (kMax) {
               if (a == 0 && b == 0) {
-                best = v;
+                best = v[0];
                 continue;
               }
               // pool_beats: v > best, or v is NaN
-              const __m256 win = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-              best = _mm256_blendv_ps(best, v, win);
+              const __m256 win = _mm256_or_ps(_mm256_cmp_ps(v[b], best, _CMP_GT_OQ), _mm256_cmp_ps(v[b], v[b], _CMP_UNORD_Q));
+              best = _mm256_blendv_ps(best, v[b], win);
               which = _mm256_blendv_epi8(which, _mm256_set1_epi32((int32_t)(a * kx + b)), _mm256_castps_si256(win));
             } else {
-              acc = _mm256_add_ps(acc, v);
+              acc = _mm256_add_ps(acc, v[b]);
             }
           }
         }
         const int64_t o = o_row + ox * c;
-        const __m256 r = kMax ? best : _mm256_mul_ps(acc, sc);
-        // 8 floats where the image's outputs have room (lanes past `lanes` land on outputs
+        __m256 r = kMax ? best : _mm256_mul_ps(acc, sc);
+        if constexpr (kMode == kShuffle1 || kMode == kShuffle2) r = fix_order(r);
+        // 8 floats where the image's outputs have room (lanes past the group land on outputs
         // written afterwards): AVX2's masked store is microcoded on AMD (pool_packed.h)
-        if (o + 8 <= image_end) {
+        const bool room = o + 8 <= image_end;
+        if (room) {
           _mm256_storeu_ps(ys + o, r);
         } else {
           alignas(32) float buf[8];
           _mm256_store_ps(buf, r);
-          std::memcpy(ys + o, buf, sizeof(float) * (size_t)lanes);
+          std::memcpy(ys + o, buf, sizeof(float) * (size_t)(std::min(p, ow - ox) * c));
         }
         if (kMax && as) {  // window positions < 256: the saturating packs keep them
+          if constexpr (kMode == kShuffle1 || kMode == kShuffle2) which = fix_order(which);
           const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(which), _mm256_extracti128_si256(which, 1));
           const __m128i w8 = _mm_packus_epi16(w16, w16);
-          if (o + 8 <= image_end) {
+          if (room) {
             _mm_storel_epi64((__m128i*)(as + o), w8);
           } else {
             alignas(16) uint8_t bytes[16];
             _mm_store_si128((__m128i*)bytes, w8);
-            std::memcpy(as + o, bytes, (size_t)lanes);
+            std::memcpy(as + o, bytes, (size_t)(std::min(p, ow - ox) * c));
           }
         }
       }
@@ -132,14 +179,29 @@ void forward_rows8(const PoolGeometry& g, const float* x, float* y, uint8_t* arg
   });
 }
 
+template <bool kMax>
+void forward(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
+  const int64_t C = g.c;
+  const bool two = g.win.kh == 2 && g.win.kw == 2;
+  if (two && C == 1) return forward_rows8<kMax, kShuffle1, 2, 2>(g, x, y, arg);
+  if (two && C == 2) return forward_rows8<kMax, kShuffle2, 2, 2>(g, x, y, arg);
+  if (two && C == 4) return forward_rows8<kMax, kHalves, 2, 2>(g, x, y, arg);
+  if (C > 4) {  // one output per vector
+    if (two) return forward_rows8<kMax, kDirect, 2, 2>(g, x, y, arg);
+    return forward_rows8<kMax, kDirect, 0, 0>(g, x, y, arg);
+  }
+  if (two) return forward_rows8<kMax, kPermute, 2, 2>(g, x, y, arg);
+  forward_rows8<kMax, kPermute, 0, 0>(g, x, y, arg);
+}
+
 }  // namespace
 
 void max_forward_rows8(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
-  forward_rows8<true>(g, x, y, arg);
+  forward<true>(g, x, y, arg);
 }
 
 void avg_forward_rows8(const PoolGeometry& g, const float* x, float* y) {
-  forward_rows8<false>(g, x, y, nullptr);
+  forward<false>(g, x, y, nullptr);
 }
 
 #endif
