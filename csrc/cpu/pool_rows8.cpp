@@ -209,6 +209,104 @@ void forward(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
   forward_mode<kMax, false>(g, x, y, arg);
 }
 
+// Backward over the same tiling windows with kw == 2 at C = 1, 2, 4 (V = 1) and C = 3, 6
+// (V = 3): dx row iy = oy*kh + a repeats each entry of dy row oy twice (window columns 0, 1),
+// C channels at a time; kept where the saved argmax is cell a*2 + b (max), scaled by 1/count
+// (average). Every 8V dx floats take 4V consecutive dy entries, vector k of such a period the
+// 8 entries from base[k] permuted by pat[k], so the V patterns (and the window columns) are
+// constants held in registers. TiledRows8 (pool_packed.h), which this replaces for those
+// channel counts, read its table through memory and took the row's last vector through a
+// masked load and a copy: 2x2 max, (256, 56, 56, 1), ~35 cycles per 8 dx floats.
+// The same values as TiledRows8: +0 + (dy or +0) for max, +0 + dy * (1 / (kh*kw)) rounded
+// before the add for average.
+template <bool kMax, int V>
+void backward_rows8(const PoolGeometry& g, const float* dy, const uint8_t* arg, float* dx) {
+  const int64_t C = g.c, kh = g.win.kh, kw = 2;
+  __m256i pat[V], col[V];
+  int64_t base[V];
+  for (int k = 0; k < V; ++k) {
+    int32_t src[8], cl[8];
+    for (int l = 0; l < 8; ++l) {
+      const int64_t e = 8 * k + l, ix = e / C;
+      src[l] = (int32_t)((ix / kw) * C + e % C), cl[l] = (int32_t)(ix % kw);
+    }
+    base[k] = *std::min_element(src, src + 8);
+    for (int l = 0; l < 8; ++l) src[l] -= (int32_t)base[k];  // < 8: C = 1, 2, 3, 4, 6
+    pat[k] = _mm256_loadu_si256((const __m256i*)src), col[k] = _mm256_loadu_si256((const __m256i*)cl);
+  }
+  const float inv = 1.0f / (float)(kh * kw);
+  const int64_t h0 = g.h, oh0 = g.oh, ow0 = g.ow, w0 = g.w;
+  const float* dy_end0 = dy + g.n * g.oh * g.ow * C;
+  for_each_task(g.n, C, g.n * g.h * g.w * C, [&](int64_t img, int64_t, int64_t) {
+    // sizes, tables and pointers in locals of the body (see forward_rows8)
+    const int64_t h = h0, oh = oh0, ow = ow0, c = C, ky = kh, dx_row = w0 * C, dy_row = ow0 * C;
+    const int64_t covered = ow * kw * c, periods = covered / (8 * V);
+    __m256i p[V], cl[V];
+    int64_t b[V];
+    for (int k = 0; k < V; ++k) p[k] = pat[k], cl[k] = col[k], b[k] = base[k];
+    const __m256 scale = _mm256_set1_ps(inv);
+    const float* dys = dy;
+    const float* dy_end = dy_end0;
+    const uint8_t* args = arg;
+    float* out = dx + img * h * dx_row;
+    for (int64_t iy = 0; iy < h; ++iy, out += dx_row) {
+      const int64_t oy = iy / ky;
+      if (oy >= oh) {  // below the last window
+        std::memset(out, 0, sizeof(float) * (size_t)dx_row);
+        continue;
+      }
+      const int64_t a = iy - oy * ky, o = (img * oh + oy) * dy_row;
+      const float* d_row = dys + o;
+      const uint8_t* a_row = kMax ? args + o : nullptr;
+      __m256i t[V];
+      for (int k = 0; k < V; ++k) t[k] = _mm256_add_epi32(cl[k], _mm256_set1_epi32((int32_t)(a * kw)));
+      for (int64_t q = 0; q < periods; ++q) {
+        const int64_t d0 = q * 4 * V;
+        for (int k = 0; k < V; ++k) {
+          const float* dp = d_row + d0 + b[k];
+          __m256 d;
+          __m256i am;
+          if (dp + 8 <= dy_end) {  // entries past the period feed no lane
+            d = _mm256_loadu_ps(dp);
+            if constexpr (kMax) am = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(a_row + d0 + b[k])));
+          } else {  // dy's (and the argmax's) last entries: no read past them
+            alignas(32) float fb[8] = {};
+            std::memcpy(fb, dp, sizeof(float) * (size_t)(dy_end - dp));
+            d = _mm256_load_ps(fb);
+            if constexpr (kMax) {
+              alignas(16) uint8_t ab[16] = {};
+              std::memcpy(ab, a_row + d0 + b[k], (size_t)(dy_end - dp));
+              am = _mm256_cvtepu8_epi32(_mm_load_si128((const __m128i*)ab));
+            }
+          }
+          d = _mm256_permutevar8x32_ps(d, p[k]);
+          __m256 v;
+          if constexpr (kMax) {
+            const __m256 hit = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_permutevar8x32_epi32(am, p[k]), t[k]));
+            v = _mm256_add_ps(_mm256_setzero_ps(), _mm256_and_ps(hit, d));
+          } else {
+            __m256 term = _mm256_mul_ps(d, scale);
+            asm("" : "+x"(term));  // rounded before the add, as avg_backward_tiled8
+            v = _mm256_add_ps(_mm256_setzero_ps(), term);
+          }
+          _mm256_storeu_ps(out + q * 8 * V + 8 * k, v);
+        }
+      }
+      for (int64_t e = periods * 8 * V; e < covered; ++e) {  // the row's last floats
+        const int64_t ix = e / c, k = e % c, src = (ix / kw) * c + k;
+        float v;
+        if constexpr (kMax) v = 0.f + (a_row[src] == a * kw + ix % kw ? d_row[src] : 0.f);
+        else {
+          volatile float term = d_row[src] * inv;  // rounded before the add
+          v = 0.f + term;
+        }
+        out[e] = v;
+      }
+      for (int64_t e = covered; e < dx_row; ++e) out[e] = 0.f;  // columns in no window
+    }
+  });
+}
+
 }  // namespace
 
 void max_forward_rows8(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
@@ -217,6 +315,20 @@ void max_forward_rows8(const PoolGeometry& g, const float* x, float* y, uint8_t*
 
 void avg_forward_rows8(const PoolGeometry& g, const float* x, float* y) {
   forward<false>(g, x, y, nullptr);
+}
+
+bool pool_rows8_backward_applies(const PoolGeometry& g) {
+  return pool_rows8_applies(g) && g.win.kw == 2 && (g.c <= 4 || g.c == 6);
+}
+
+void max_backward_rows8(const PoolGeometry& g, const float* dy, const uint8_t* arg, float* dx) {
+  if (g.c == 3 || g.c == 6) return backward_rows8<true, 3>(g, dy, arg, dx);
+  backward_rows8<true, 1>(g, dy, arg, dx);
+}
+
+void avg_backward_rows8(const PoolGeometry& g, const float* dy, float* dx) {
+  if (g.c == 3 || g.c == 6) return backward_rows8<false, 3>(g, dy, nullptr, dx);
+  backward_rows8<false, 1>(g, dy, nullptr, dx);
 }
 
 #endif

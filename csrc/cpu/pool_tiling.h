@@ -29,6 +29,11 @@ void avg_forward_tiles(const PoolGeometry& g, const float* x, float* y);
 bool pool_rows8_applies(const PoolGeometry& g);
 void max_forward_rows8(const PoolGeometry& g, const float* x, float* y, uint8_t* arg);
 void avg_forward_rows8(const PoolGeometry& g, const float* x, float* y);
+// Their backwards for kw == 2 at C = 1, 2, 3, 4, 6; same contracts as
+// max_backward_argmax_tiles and avg_backward_tiles.
+bool pool_rows8_backward_applies(const PoolGeometry& g);
+void max_backward_rows8(const PoolGeometry& g, const float* dy, const uint8_t* arg, float* dx);
+void avg_backward_rows8(const PoolGeometry& g, const float* dy, float* dx);
 #endif
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
