@@ -1,7 +1,12 @@
-"""Pooling forwards over tiling windows (pool == strides, no padding) at few channels (C < 8):
-at the avx2 level csrc/cpu/pool_rows8.cpp (two row loads and per-cell permutes instead of a
-gather per cell), at avx512 pool_tiling.cpp's forward_rows16, at the baseline the general
+"""Pooling over tiling windows (pool == strides, no padding) at few channels (C < 8): at the
+avx2 level csrc/cpu/pool_rows8.cpp (forwards: two row loads and per-cell permutes instead of a
+gather per cell; backwards with kw == 2 at C = 1, 2, 3, 4, 6: constant patterns in registers),
+at avx512 pool_tiling.cpp's forward_rows16 and flat backward, at the baseline the general
 paths. Run at every level (FASTCONV_ISA); the expectations are the same.
+
+Backward: max's dx is a selection of dy (exactly the oracle's, NaN gradients included, zero
+outside the winner and in rows / columns in no window); average's dy * (1 / (kh*kw)) against
+the float64 oracle, rtol 1e-6.
 
 Max and its argmax are selections, so they must equal the oracle's exactly: NaN pools to NaN
 and the last NaN cell wins, ties (and -0.0 against +0.0) keep the first cell in row-major
@@ -150,3 +155,90 @@ def test_few_channel_tiling_forward_reads_nothing_past_x():
         x = buf[:size].reshape(n, h, w, c)
         y, arg, ya = _check(x, (2, 2))
         assert not np.isnan(y).any() and not np.isnan(ya).any()
+
+
+# (N, H, W, C, pool) for the backwards: kw == 2 takes pool_rows8's backward at C = 1, 2, 3, 4, 6
+# (avx2); 5, 7 and kw != 2 the table path. Widths whose covered floats are no multiple of the
+# 8 (C = 1, 2, 4) or 24 (C = 3, 6) of a period end in the scalar tail.
+BACKWARD_CASES = [
+    (4, 56, 56, 1, (2, 2)),
+    (3, 28, 28, 6, (2, 2)),
+    (2, 56, 56, 3, (2, 2)),
+    (1, 112, 112, 3, (2, 2)),
+    (2, 28, 28, 2, (2, 2)),
+    (2, 28, 28, 4, (2, 2)),
+    (2, 9, 11, 1, (2, 2)),   # odd: row 8 and column 10 in no window; 5 outputs a row
+    (2, 9, 11, 2, (2, 2)),
+    (2, 9, 11, 3, (2, 2)),
+    (2, 9, 11, 4, (2, 2)),
+    (2, 9, 11, 5, (2, 2)),
+    (2, 9, 11, 6, (2, 2)),
+    (2, 9, 11, 7, (2, 2)),
+    (1, 7, 7, 6, (2, 2)),
+    (3, 6, 10, 3, (2, 2)),   # 5 outputs a row: 30 floats, one period of 24 and a tail of 6
+    (2, 5, 13, 3, (1, 2)),
+    (2, 9, 8, 6, (3, 2)),
+    (2, 8, 9, 1, (2, 1)),
+    (2, 10, 23, 2, (3, 3)),
+    (1, 2, 2, 1, (2, 2)),    # one window: dy's last entries are its first
+    (1, 2, 4, 3, (2, 2)),
+]
+
+
+@pytest.mark.parametrize("case", BACKWARD_CASES, ids=lambda c: f"{c[0]}x{c[1]}x{c[2]}x{c[3]}_p{c[4][0]}{c[4][1]}")
+@pytest.mark.parametrize("kind", ["normal", "ties", "nan"])
+def test_few_channel_tiling_backwards_match_oracle(case, kind):
+    n, h, w, c, pool = case
+    rng = np.random.default_rng(seeds.seed_of("rows8-backward", case, kind))
+    x = _input(rng, (n, h, w, c), kind)
+    y, arg = _C.max_pool2d_forward_with_argmax(x, pool, pool, PADS)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy.flat[::7] = np.nan  # a NaN gradient reaches exactly its winner (average: its window)
+    dy.flat[3::11] = -0.0
+    dx = _C.max_pool2d_backward_argmax(dy, arg, x.shape, pool, pool, PADS)
+    ref = R.max_pool2d_backward_argmax(dy.astype(np.float64), arg, x.shape, pool, pool, PADS)
+    np.testing.assert_array_equal(dx, ref.astype(np.float32))
+    rows, cols = y.shape[1] * pool[0], y.shape[2] * pool[1]
+    assert not dx[:, rows:].any() and not dx[:, :, cols:].any()
+    dxa = _C.avg_pool2d_backward(dy, x.shape, pool, pool, PADS)
+    refa = R.avg_pool2d_backward(dy.astype(np.float64), x.shape, pool, pool, PADS)
+    np.testing.assert_array_equal(np.isnan(dxa), np.isnan(refa))
+    np.testing.assert_allclose(dxa, refa, rtol=1e-6, atol=0)
+    assert not dxa[:, rows:].any() and not dxa[:, :, cols:].any()
+
+
+@pytest.mark.parametrize("c", [1, 3, 6])
+def test_few_channel_tiling_backwards_on_reused_outputs_and_threads(c):
+    """dx from the output pool holds an earlier call's values (NaN here): every float of it must
+    be written; 2 threads give the bytes of 1 thread; a dy that is the tail of a larger buffer
+    (NaN after it) is not read past."""
+    rng = np.random.default_rng(seeds.seed_of("rows8-backward-reuse", c))
+    shape = (3, 14, 15, c)
+    x = _input(rng, shape, "ties")
+    y, arg = _C.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), PADS)
+    buf = np.full(y.size + 64, np.nan, np.float32)
+    buf[:y.size] = rng.standard_normal(y.size).astype(np.float32)
+    dy = buf[:y.size].reshape(y.shape)
+    ref = R.max_pool2d_backward_argmax(dy.astype(np.float64), arg, shape, (2, 2), (2, 2), PADS).astype(np.float32)
+    refa = R.avg_pool2d_backward(dy.astype(np.float64), shape, (2, 2), (2, 2), PADS)
+    old = fastconv.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 1, 2):
+            fastconv.set_num_threads(threads)
+            filler = _C.avg_pool2d_backward(np.full(y.shape, np.nan, np.float32), shape, (2, 2), (2, 2), PADS)
+            del filler  # its block (all NaN) is the next dx of this size
+            dx = _C.max_pool2d_backward_argmax(dy, arg, shape, (2, 2), (2, 2), PADS)
+            np.testing.assert_array_equal(dx, ref)
+            filler = _C.max_pool2d_backward_argmax(np.full(y.shape, np.nan, np.float32), np.zeros_like(arg), shape,
+                                                   (2, 2), (2, 2), PADS)
+            del filler
+            dxa = _C.avg_pool2d_backward(dy, shape, (2, 2), (2, 2), PADS)
+            np.testing.assert_allclose(dxa, refa, rtol=1e-6, atol=0)
+            assert not np.isnan(dx).any() and not np.isnan(dxa).any()
+            results.append((dx, dxa))
+    finally:
+        fastconv.set_num_threads(old)
+    for dx, dxa in results[1:]:
+        np.testing.assert_array_equal(dx.view(np.uint32), results[0][0].view(np.uint32))
+        np.testing.assert_array_equal(dxa.view(np.uint32), results[0][1].view(np.uint32))
