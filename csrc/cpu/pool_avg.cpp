@@ -380,6 +380,10 @@ void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx, cons
     for (int64_t ox = 0; ox < g.ow; ++ox)
       inv_count[oy * g.ow + ox] = pool_inv_count(pool_window(oy, w.sh, w.pt, w.kh, g.h),
                                                  pool_window(ox, w.sw, w.pl, w.kw, g.w));
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  // kw == 2 at C = 1, 2, 3, 4, 6 without an activation: the patterns in registers (pool_rows8.cpp)
+  if (!y && detail::pool_rows8_backward_applies(g)) return detail::avg_backward_rows8(g, dy, dx);
+#endif
 #if defined(__AVX2__)
   // Tiling windows at C < 8 (LeNet's 2x2 stride 2) along the dx rows, at the avx512 level
   // too: its packed path took 0.91 ms on LeNet's (256, 28, 28, 6) with sigmoid, this one 0.54.

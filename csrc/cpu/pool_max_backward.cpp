@@ -275,6 +275,10 @@ void max_pool2d_backward_argmax(const PoolGeometry& g, const float* dy, const ui
   std::vector<AxisRange> cover_y(g.h), cover_x(g.w);
   for (int64_t i = 0; i < g.h; ++i) cover_y[i] = pool_outputs_covering(i, w.sh, w.pt, w.kh, g.oh);
   for (int64_t i = 0; i < g.w; ++i) cover_x[i] = pool_outputs_covering(i, w.sw, w.pl, w.kw, g.ow);
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  // kw == 2 at C = 1, 2, 3, 4, 6: the patterns in registers (pool_rows8.cpp)
+  if (detail::pool_rows8_backward_applies(g)) return detail::max_backward_rows8(g, dy, arg, dx);
+#endif
 #if defined(__AVX2__)
   if (TiledRows8::applies(g)) {
     const TiledRows8 tab(g);

@@ -498,6 +498,9 @@ void avg_backward_tiles(const PoolGeometry& g, const float* dy, float* dx) {
 }
 
 bool pool_forward_tiles(const PoolGeometry& g) {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  if (pool_rows8_applies(g)) return true;  // below 8 channels (pool_rows8.cpp)
+#endif
   if (!pool_windows_tile(g)) return false;
 #if defined(__AVX512F__)
   return g.c >= kLanes || g.win.kw * g.c <= 2 * kLanes;  // forward_rows16's two registers
@@ -515,6 +518,12 @@ void forward(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
   // 6): 2.67 -> 1.98; max (256, 28, 28, 16): 1.78 -> 0.91), not for one of a few MB still in
   // cache ((32, 112, 112, 1): 0.068 -> 0.073 ms), nor with long rows (C = 512: no change).
   const bool far = g.n * g.h * g.w * g.c * (int64_t)sizeof(float) >= ((int64_t)4 << 20);
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  if (pool_rows8_applies(g)) {
+    if constexpr (kMax) return max_forward_rows8(g, x, y, arg);
+    else return avg_forward_rows8(g, x, y);
+  }
+#endif
 #if defined(__AVX512F__)
   if (g.c < kLanes) {
     if (far) return forward_rows16<kMax, true>(g, x, y, arg);

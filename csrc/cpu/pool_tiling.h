@@ -22,6 +22,20 @@ bool pool_forward_tiles(const PoolGeometry& g);
 void max_forward_tiles(const PoolGeometry& g, const float* x, float* y, uint8_t* arg);
 void avg_forward_tiles(const PoolGeometry& g, const float* x, float* y);
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// The avx2 level's forwards over tiling windows below 8 channels (pool_rows8.cpp): the
+// windows of pool_windows_tile with kw*C <= 16; same contracts as max_forward_tiles and
+// avg_forward_tiles.
+bool pool_rows8_applies(const PoolGeometry& g);
+void max_forward_rows8(const PoolGeometry& g, const float* x, float* y, uint8_t* arg);
+void avg_forward_rows8(const PoolGeometry& g, const float* x, float* y);
+// Their backwards for kw == 2 at C = 1, 2, 3, 4, 6; same contracts as
+// max_backward_argmax_tiles and avg_backward_tiles.
+bool pool_rows8_backward_applies(const PoolGeometry& g);
+void max_backward_rows8(const PoolGeometry& g, const float* dy, const uint8_t* arg, float* dx);
+void avg_backward_rows8(const PoolGeometry& g, const float* dy, float* dx);
+#endif
+
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 // max_forward_tiles from 16 channels (pool_cells.cpp), same contract.
 void max_forward_cells(const PoolGeometry& g, const float* x, float* y, uint8_t* arg);
