@@ -42,6 +42,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -185,10 +186,13 @@ bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
                         g.w > 0;
   if (!eligible) return false;
   if (pass == ConvPass::BackwardData)
-    return g.c == 1 || (g.c <= 4 && g.w >= 14 && (g.c < 4 || g.w <= 64)) ||
+    return g.c == 1 || (g.c <= 4 && g.w >= (g.c == 3 && std::getenv("FCX_D3") ? std::atoi(std::getenv("FCX_D3")) : 14) && (g.c < 4 || g.w <= 64)) ||
            (g.c == 6 && kVectorRegisters >= 32);
+  // At 16 registers (avx2, the baseline) the planes' C = 3 weight pass (12 accumulators of
+  // 9 pairs x 3 channels do not fit: 4 pairs x 3) lost to the row kernel up to its 64
+  // columns (EXPERIMENT)
   if (pass != ConvPass::Forward)
-    return g.c == 1 || (g.c == 3 && g.w >= 14);
+    return g.c == 1 || (g.c == 3 && g.w >= (kVectorRegisters >= 32 ? 14 : (std::getenv("FCX_W3") ? std::atoi(std::getenv("FCX_W3")) : 65)));
   return (g.c >= 1 && g.c <= 4) || g.c == 6;
 }
 
