@@ -1,5 +1,5 @@
-"""3x3 stride-2 convs with one channel in and out straight from the NHWC rows at the avx2
-level (csrc/cpu/few_channel_s2_c1_avx2.cpp, 8 outputs a ymm; at AVX-512 the same shapes run
+"""3x3 stride-2 convs with few channels at the avx2 level. One channel in and out: straight
+from the NHWC rows (csrc/cpu/few_channel_s2_c1_avx2.cpp, 8 outputs a ymm; at AVX-512 the same shapes run
 few_channel_s2_c1.cpp, 16 a zmm, at the baseline the planes), all three passes, against the
 float64 oracle (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the largest value).
 
@@ -9,7 +9,9 @@ dy rows of 1..20 columns (the data pass's j - 1 loads and its two dx stores from
 2j - pl, the whole-register path from the second vector), odd and even output heights (a
 last output row alone), batch 1..3, two threads bit-equal run to run, a fused relu, and NaN /
 inf in x (forward, weight pass) and dy (data pass) at the columns where the 8-lane loads
-split, landing exactly where the reference puts them."""
+split, landing exactly where the reference puts them. C = 3: the weight pass at 14..16
+columns, on the row kernel below AVX-512 (few_channel_rows.cpp; the planes from 17 columns),
+around that width rule."""
 import itertools
 
 import numpy as np
@@ -157,3 +159,38 @@ def test_nonfinite_weight(bad):
     dy = rng.standard_normal(ref.shape).astype(np.float32)
     rdx = R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x.shape, *args)
     _same_nonfinite(_C.conv2d_backward_data(dy, wt, x.shape, *args), rdx)
+
+
+@pytest.mark.parametrize("w", (13, 14, 15, 16, 17, 18, 21))
+@pytest.mark.parametrize("pads", ((0, 1, 0, 1), (1, 1, 1, 1), (2, 0, 1, 1)))
+@pytest.mark.parametrize("n", (1, 3))
+def test_c3_weight_pass_width_rule(w, pads, n):
+    rng = np.random.default_rng(w * 7 + n + sum(pads))
+    args = ((2, 2), pads, (1, 1), 1)
+    h = w + 1 - n % 2
+    x = rng.standard_normal((n, h, w, 3)).astype(np.float32)
+    oh = (h + pads[0] + pads[1] - 3) // 2 + 1
+    ow = (w + pads[2] + pads[3] - 3) // 2 + 1
+    dy = rng.standard_normal((n, oh, ow, 3)).astype(np.float32)
+    dw, db = _C.conv2d_backward_weights(dy, x, (3, 3, 3, 3), *args, True)
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
+                                         (3, 3, 3, 3), *args, True)
+    _close(dw, rdw)
+    _close(db, rdb)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("bad", (np.nan, np.inf))
+@pytest.mark.parametrize("where", ((0, 0), (0, 15), (7, 8), (14, 14)))
+def test_c3_weight_pass_nonfinite(bad, where):
+    rng = np.random.default_rng(73)
+    args = ((2, 2), (0, 1, 0, 1), (1, 1), 1)
+    x = rng.standard_normal((2, 16, 16, 3)).astype(np.float32)
+    x[1, where[0], where[1], 1] = bad
+    dy = rng.standard_normal((2, 8, 8, 3)).astype(np.float32)
+    dw, db = _C.conv2d_backward_weights(dy, x, (3, 3, 3, 3), *args, True)
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
+                                         (3, 3, 3, 3), *args, True)
+    assert not np.isfinite(rdw).all()
+    _same_nonfinite(dw, rdw)
+    _close(db, rdb)
