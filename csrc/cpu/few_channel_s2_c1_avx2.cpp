@@ -12,7 +12,9 @@
 // odd, even one on) and multiplied at once; forward and weight pass take two output rows
 // per 5 input rows. Columns and rows outside x are zeros multiplied like the reference's
 // padding, so NaN and inf land where the reference puts them. The masks are made once per
-// call per vector of a row (a table of OW / 8 + 1 entries), not per row.
+// call per vector of a row (a table of OW / 8 + 1 entries), not per row. Paired against the
+// planes (1 thread, CPU time, that EPYC, N=256): forward 56x56 0.82, 112x112 0.65; backward
+// data 28x28 0.82, 56x56 0.63, 112x112 0.60; weights 28x28 0.57, 56x56 0.71, 112x112 0.63.
 #include "cpu/few_channel_s2_c1.h"
 
 #if defined(__AVX2__) && !defined(__AVX512F__)
