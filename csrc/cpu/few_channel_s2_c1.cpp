@@ -286,7 +286,7 @@ bool s2_c1_backward_data(const ConvGeometry& g, const float* dy, const float* w,
   return true;
 }
 
-#else
+#elif !defined(__AVX2__)  // avx2: few_channel_s2_c1_avx2.cpp
 
 bool s2_c1_backward_data(const ConvGeometry&, const float*, const float*, float*) { return false; }
 

@@ -187,8 +187,14 @@ bool s2_planes_shape(const ConvGeometry& g, ConvPass pass) {
   if (pass == ConvPass::BackwardData)
     return g.c == 1 || (g.c <= 4 && g.w >= 14 && (g.c < 4 || g.w <= 64)) ||
            (g.c == 6 && kVectorRegisters >= 32);
+  // At 16 registers (avx2, the baseline: dw_group's 4 pairs x 3 channels, not 9 x 3) the C = 3
+  // weight pass stays on the row kernel up to 16 columns (paired, 1 thread, AVX2-only EPYC,
+  // N=256, ms planes/rows: avx2 14x14 0.216-0.246/0.174-0.182, 17x17 0.306/0.254, 20x20
+  // 0.331/0.314, 24x24 0.312/0.493, 28x28 0.501/0.530; baseline 14x14 0.423/0.365, 20x20
+  // 0.383/0.515). Its backward data lost on the rows at every width (14x14 1.75, 56x56 1.56
+  // of the planes' time at avx2).
   if (pass != ConvPass::Forward)
-    return g.c == 1 || (g.c == 3 && g.w >= 14);
+    return g.c == 1 || (g.c == 3 && g.w >= (kVectorRegisters >= 32 ? 14 : 17));
   return (g.c >= 1 && g.c <= 4) || g.c == 6;
 }
 

@@ -1,5 +1,5 @@
-// The weight gradient of 3x3 stride-2 convs with C = 1 (few_channel_s2_c1.cpp at AVX-512, the
-// planes otherwise) and C = 3 channels in and out on the column-phase planes
+// The weight gradient of 3x3 stride-2 convs with C = 1 (few_channel_s2_c1*.cpp at AVX-512 and
+// avx2, the planes at the baseline) and C = 3 channels in and out on the column-phase planes
 // (few_channel_s2_blocks.h; s2_planes_shape in few_channel_s2_planes.cpp says which shapes
 // come here, with the measurements):
 //   dw[tap, ci, co] = sum over the block's p of plane[tap, ci][p + off] * dy[p, co],
