@@ -28,6 +28,7 @@
 #include "cpu/fast_exp.h"
 #include "cpu/parallel.h"
 #include "cpu/pixel_transpose.h"
+#include "cpu/softmax_rows.h"
 #include "kernels.h"
 
 namespace fastconv::cpu {
@@ -525,6 +526,7 @@ void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
   }
   if (c > 16 && c <= kMaskedRowsMaxForward) return softmax_forward_masked_rows(n, c, x, y);
 #endif
+  if (c > 8 && detail::softmax_forward_register_rows(n, c, x, y)) return;  // avx2 level
   if (c <= 8) return with_plane_width(c, [&](auto w) { softmax_forward_planes<decltype(w)::value>(n, x, y); });
   if (c < kNarrow) {
     with_width(c, [&](auto w) { softmax_forward_narrow(n, w, x, y); });
