@@ -1,9 +1,10 @@
 """Softmax forward with each row in registers (csrc/cpu/softmax_rows.cpp, the avx2 level's
-9..128 classes; at avx512 and baseline the same cases run softmax.cpp's own paths, against
-the same oracle).
+9..128 classes, and its three-pass wide rows from 129; at avx512 and baseline the same cases
+run softmax.cpp's own paths, against the same oracle).
 
 Every width 9..129 (each register count 2..16 with every tail of 1..8 lanes in the masked last
-register, and 129, past the path), row counts 1, 2, 7 and a few thousand; the sweep's shapes
+register), wide rows with and without a tail, over one and several 1024-float sum blocks (up
+to 2085), row counts 1, 2, 7 and a few thousand; the sweep's shapes
 scaled down through F.softmax on NHWC arrays (batch 1, odd sizes); 1 thread against 3 (rows
 are independent: the same bits); NaN, +inf and -inf in the masked last register and in whole
 registers, a row of -inf, large magnitudes, and spreads down to exp's underflow.
@@ -22,7 +23,7 @@ from fastconv import reference as R
 
 import seeds
 
-WIDTHS = list(range(9, 130))
+WIDTHS = list(range(9, 130)) + [136, 200, 256, 263, 512, 1000, 1024, 1031, 2048, 2085]
 RTOL, ATOL = 2e-6, 1e-7
 
 
@@ -55,7 +56,8 @@ def test_every_width_matches_oracle(c):
 
 @pytest.mark.parametrize("shape", [(1, 7, 7, 32), (2, 5, 3, 9), (1, 28, 28, 32), (3, 14, 14, 32),
                                    (1, 11, 13, 24), (2, 9, 9, 48), (1, 5, 7, 63), (1, 6, 6, 64),
-                                   (1, 3, 5, 96), (2, 3, 3, 127), (1, 4, 4, 128), (1, 1, 1, 17)])
+                                   (1, 3, 5, 96), (2, 3, 3, 127), (1, 4, 4, 128), (1, 1, 1, 17),
+                                   (1, 3, 3, 256), (2, 2, 3, 512), (1, 1, 1, 1000)])
 def test_sweep_shapes_scaled_down(shape):
     """The sweep's per-pixel softmax (rows N*H*W) through the functional call."""
     x = (4 * _rng("shape", shape).standard_normal(shape)).astype(np.float32)
@@ -64,7 +66,7 @@ def test_sweep_shapes_scaled_down(shape):
     np.testing.assert_allclose(y, _oracle(x), rtol=RTOL, atol=ATOL)
 
 
-@pytest.mark.parametrize("c", [9, 16, 17, 24, 31, 32, 33, 40, 57, 64, 65, 100, 128])
+@pytest.mark.parametrize("c", [9, 16, 17, 24, 31, 32, 33, 40, 57, 64, 65, 100, 128, 129, 1030])
 def test_threads_give_the_same_bits(c):
     rows = 40_000 // c + 13  # over the threading grain; shares end mid-way
     x = (4 * _rng("threads", c).standard_normal((rows, c))).astype(np.float32)
@@ -75,7 +77,7 @@ def test_threads_give_the_same_bits(c):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the oracle's inf - inf
-@pytest.mark.parametrize("c", [9, 15, 16, 23, 24, 32, 39, 47, 64, 71, 127, 128])
+@pytest.mark.parametrize("c", [9, 15, 16, 23, 24, 32, 39, 47, 64, 71, 127, 128, 129, 256, 1027])
 def test_nan_and_inf_in_whole_and_masked_registers(c):
     rng = _rng("special", c)
     x = rng.standard_normal((12, c)).astype(np.float32)
@@ -103,7 +105,7 @@ def test_nan_and_inf_in_whole_and_masked_registers(c):
     np.testing.assert_allclose(y, want, rtol=RTOL, atol=ATOL)  # NaN where the oracle is NaN
 
 
-@pytest.mark.parametrize("c", [12, 32, 45, 96])
+@pytest.mark.parametrize("c", [12, 32, 45, 96, 300, 1029])
 def test_wide_spreads_down_to_underflow(c):
     rng = _rng("spread", c)
     x = -rng.uniform(0, 200, (33, c)).astype(np.float32)

@@ -14,6 +14,7 @@
 // y = e * (1 / sum). Only the order of the sum's additions differs (lanes, then a tree).
 #include "cpu/softmax_rows.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "cpu/fast_exp.h"
@@ -79,10 +80,79 @@ void rows(int64_t n, int64_t c, const float* x, float* y) {
   });
 }
 
+// Rows wider than kRowsMax: softmax.cpp's row loop (shifted_exp: an omp-simd max, exp16 on
+// 16-lane vectors split into ymm halves through the stack, then a scaling pass) in ymm
+// registers: the max in four accumulators, exp stored to y while four float accumulators sum
+// it (blocks of kSumBlock floats, totals in double as shifted_exp's), then y scaled by
+// 1 / total. The lanes past the last whole register: -inf (max), 0 (sum), masked store.
+constexpr int64_t kSumBlock = 1024;
+
+void wide_rows(int64_t n, int64_t c, const float* x, float* y) {
+  const int64_t whole = c / 8 * 8;
+  const int tail = (int)(c - whole);
+  const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256 keepf = _mm256_castsi256_ps(keep);
+  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const float* xr = x + i * c;
+      float* yr = y + i * c;
+      f32xR m[4];
+      for (int a = 0; a < 4; ++a) m[a] = (f32xR)_mm256_set1_ps(-INFINITY);
+      int64_t j = 0;
+      for (; j + 32 <= whole; j += 32)
+        for (int a = 0; a < 4; ++a) {
+          const f32xR v = loadR(xr + j + 8 * a);
+          m[a] = v > m[a] ? v : m[a];
+        }
+      for (; j < whole; j += 8) {
+        const f32xR v = loadR(xr + j);
+        m[0] = v > m[0] ? v : m[0];
+      }
+      if (tail) {
+        const f32xR v = (f32xR)_mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(xr + whole, keep), keepf);
+        m[1] = v > m[1] ? v : m[1];
+      }
+      m[0] = m[1] > m[0] ? m[1] : m[0];
+      m[2] = m[3] > m[2] ? m[3] : m[2];
+      const f32xR shift = (f32xR)_mm256_set1_ps(hmax((__m256)(m[2] > m[0] ? m[2] : m[0])));
+      double total = 0.0;
+      for (int64_t j0 = 0; j0 < whole; j0 += kSumBlock) {
+        const int64_t j1 = std::min(whole, j0 + kSumBlock);
+        f32xR s[4] = {};
+        for (j = j0; j + 32 <= j1; j += 32)
+          for (int a = 0; a < 4; ++a) {
+            const f32xR e = exp_lanes(loadR(xr + j + 8 * a) - shift);
+            storeR(yr + j + 8 * a, e);
+            s[a] += e;
+          }
+        for (; j < j1; j += 8) {
+          const f32xR e = exp_lanes(loadR(xr + j) - shift);
+          storeR(yr + j, e);
+          s[0] += e;
+        }
+        total += hsum((__m256)((s[0] + s[1]) + (s[2] + s[3])));
+      }
+      f32xR last{};
+      if (tail) {
+        last = (f32xR)_mm256_and_ps((__m256)exp_lanes((f32xR)_mm256_maskload_ps(xr + whole, keep) - shift), keepf);
+        total += hsum((__m256)last);
+      }
+      const f32xR inv = (f32xR)_mm256_set1_ps((float)(1.0 / total));
+      for (j = 0; j + 32 <= whole; j += 32)
+        for (int a = 0; a < 4; ++a) storeR(yr + j + 8 * a, loadR(yr + j + 8 * a) * inv);
+      for (; j < whole; j += 8) storeR(yr + j, loadR(yr + j) * inv);
+      if (tail) _mm256_maskstore_ps(yr + whole, keep, (__m256)(last * inv));
+    }
+  });
+}
+
 }  // namespace
 
 bool softmax_forward_register_rows(int64_t n, int64_t c, const float* x, float* y) {
-  if (c < kRowsMin || c > kRowsMax) return false;
+  if (c > kRowsMax) return wide_rows(n, c, x, y), true;
+  if (c < kRowsMin) return false;
   switch ((c + 7) / 8) {
 #define FASTCONV_ROWS(k) \
   case k:                \

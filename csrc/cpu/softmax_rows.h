@@ -5,8 +5,8 @@
 namespace fastconv::cpu::detail {
 
 // y = softmax(x) over each row of (n, c) with the row held in ceil(c / 8) ymm registers, or
-// false (nothing written) where this path does not apply: only the avx2 level, 9..128 classes
-// (softmax_rows.cpp says why).
+// false (nothing written) where this path does not apply: only the avx2 level, from 9 classes
+// (past 128 a row in three passes over it; softmax_rows.cpp says why).
 bool softmax_forward_register_rows(int64_t n, int64_t c, const float* x, float* y);
 
 }  // namespace fastconv::cpu::detail
