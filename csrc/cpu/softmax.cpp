@@ -14,7 +14,8 @@
 //
 // Forward routing (2026-12-07): 1..8 classes on pixel_transpose planes (no scalar tile
 // transposes), 9..40 16 rows transposed in registers (AVX-512), 41..128 masked rows
-// (AVX-512); at the other levels the tile to 63 and the row loop above; the row loop from 129. Backward: planes to 8, masked rows
+// (AVX-512); at the avx2 level from 9 classes a row in ymm registers (softmax_rows.cpp), at
+// the baseline the tile to 63 and the row loop above; the row loop from 129. Backward: planes to 8, masked rows
 // to 64 (AVX-512; 24 and 40 in row pairs, softmax_backward_row_pairs), the tile to 16, the row loop.
 #include <algorithm>
 #if defined(__AVX512F__)
@@ -28,6 +29,7 @@
 #include "cpu/fast_exp.h"
 #include "cpu/parallel.h"
 #include "cpu/pixel_transpose.h"
+#include "cpu/softmax_rows.h"
 #include "kernels.h"
 
 namespace fastconv::cpu {
@@ -525,6 +527,7 @@ void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
   }
   if (c > 16 && c <= kMaskedRowsMaxForward) return softmax_forward_masked_rows(n, c, x, y);
 #endif
+  if (c > 8 && detail::softmax_forward_register_rows(n, c, x, y)) return;  // avx2 level
   if (c <= 8) return with_plane_width(c, [&](auto w) { softmax_forward_planes<decltype(w)::value>(n, x, y); });
   if (c < kNarrow) {
     with_width(c, [&](auto w) { softmax_forward_narrow(n, w, x, y); });

@@ -1,0 +1,12 @@
+// Row softmax in the avx2 level's own registers (softmax_rows.cpp), for softmax.cpp.
+#pragma once
+#include <cstdint>
+
+namespace fastconv::cpu::detail {
+
+// y = softmax(x) over each row of (n, c) with the row held in ceil(c / 8) ymm registers, or
+// false (nothing written) where this path does not apply: only the avx2 level, from 9 classes
+// (past 128 a row in three passes over it; softmax_rows.cpp says why).
+bool softmax_forward_register_rows(int64_t n, int64_t c, const float* x, float* y);
+
+}  // namespace fastconv::cpu::detail
