@@ -9,8 +9,8 @@
 // a second pass over the row. Its stride-1 tiles (tile3, three accumulators per output, for
 // AVX-512's 32 registers) spill likewise. Here a tile of P output columns takes every channel
 // block in turn (the loads walk along memory), each block with its 9 weights in registers
-// and one accumulator per output (9 + P + 1 column = 14 of the 16 ymm at P = 4), the
-// activation applied before the store:
+// and one accumulator per output plus one for the kernel row in progress (3 weights + 2P + 1
+// column = 12 of the 16 ymm at P = 4), the activation applied before the store:
 //   y[oy, ox] = act(b + sum_{ky, kx} x[S oy - pt + ky, S ox - pl + kx] * w[ky, kx])
 // Kernel rows in the vertical padding read a row of zeros (no branch per row); tiles whose
 // columns reach the left/right padding load zeros there (Checked).
@@ -41,8 +41,8 @@ namespace {
 using V = f32xR;
 constexpr int kR = kRegLanes;
 
-// Output columns per tile: with one accumulator per output, 9 weights + P accumulators + the
-// column being applied stay within the 16 vector registers of avx2 and SSE.
+// Output columns per tile: a kernel row's 3 weights, 2 accumulators per output and the column
+// being applied stay within the 16 vector registers of avx2 and SSE.
 constexpr int kP = 4;
 
 // Loads/stores of one channel block of n <= kR floats; Full blocks are plain vector moves,
@@ -112,20 +112,28 @@ inline void tile(const Geo& q, const float* const* rows, const float* w, const f
                  int n, int64_t ox, float* out) {
   constexpr int kCols = (P - 1) * S + 3;
   const int64_t C = q.c, ix0 = S * ox - q.pl;
-  V wv[9];
-  for (int i = 0; i < 9; ++i) wv[i] = ldv<Full>(w + i * C + c0, n);
-  V acc[P];
+  V acc[P], part[P];
   const V b = bias ? ldv<Full>(bias + c0, n) : V{};
   for (int p = 0; p < P; ++p) acc[p] = b;
   for (int ky = 0; ky < 3; ++ky) {
+    // Kernel row ky's sums apart, then added: (b + row 0) + row 1 + row 2, taps in kx order,
+    // as depthwise.cpp's tiles and block walk (and depthwise_narrow.h) form them, so a
+    // streamed output (which takes those) has the same bits.
+    V* sum = ky == 0 ? acc : part;
+    if (ky > 0)
+      for (int p = 0; p < P; ++p) part[p] = V{};
+    const V wk[3] = {ldv<Full>(w + (3 * ky) * C + c0, n), ldv<Full>(w + (3 * ky + 1) * C + c0, n),
+                     ldv<Full>(w + (3 * ky + 2) * C + c0, n)};
     const float* r = rows[ky] + c0 + ix0 * C;
     for (int j = 0; j < kCols; ++j) {
       const V col = !Checked || (ix0 + j >= 0 && ix0 + j < q.iw) ? ldv<Full>(r + j * C, n) : V{};
       for (int p = 0; p < P; ++p) {
         const int kx = j - S * p;
-        if (kx >= 0 && kx < 3) acc[p] += col * wv[3 * ky + kx];
+        if (kx >= 0 && kx < 3) sum[p] += col * wk[kx];
       }
     }
+    if (ky > 0)
+      for (int p = 0; p < P; ++p) acc[p] += part[p];
   }
   for (int p = 0; p < P; ++p) stv<Full>(out + (ox + p) * C + c0, act_r<A>(acc[p]), n);
 }
@@ -139,18 +147,42 @@ inline void tile_all(const Geo& q, const float* const* rows, const float* w, con
   if (c0 < q.c) tile<S, P, Checked, false, A>(q, rows, w, bias, c0, (int)(q.c - c0), ox, out);
 }
 
-// One output row: tiles of kP columns, the last ones single columns.
+// Output column ox (its window overlaps the left/right padding) of a stride-2 row, channels
+// [c0, c0 + n): one accumulator from the bias, the in-range columns' taps kx by kx, kernel rows
+// within, as depthwise.cpp's block walk (gather_block's edge) forms them, which the levels
+// below AVX-512 run for a streamed stride-2 output: the same bits either way.
+template <bool Full, Activation A>
+inline void edge_s2(const Geo& q, const float* const* rows, const float* w, const float* bias, int64_t c0,
+                    int n, int64_t ox, float* out) {
+  const int64_t C = q.c;
+  V acc = bias ? ldv<Full>(bias + c0, n) : V{};
+  for (int kx = 0; kx < 3; ++kx) {
+    const int64_t ix = 2 * ox - q.pl + kx;
+    if (ix < 0 || ix >= q.iw) continue;
+    for (int ky = 0; ky < 3; ++ky) acc += ldv<Full>(rows[ky] + ix * C + c0, n) * ldv<Full>(w + (3 * ky + kx) * C + c0, n);
+  }
+  stv<Full>(out + ox * C + c0, act_r<A>(acc), n);
+}
+
+// One output row: the edge columns one at a time (stride 2: edge_s2; stride 1: single-column
+// tiles, zeros for the padding, as depthwise.cpp's tiles form them), the interior in tiles of
+// kP columns, its last ones single columns.
 template <int S, Activation A>
 void row(const Geo& q, const float* const* rows, const float* w, const float* bias, float* out) {
-  int64_t ox = 0;
-  for (; ox + kP <= q.ow; ox += kP) {
-    if (ox < q.lo || ox + kP > q.hi) tile_all<S, kP, true, A>(q, rows, w, bias, ox, out);
-    else tile_all<S, kP, false, A>(q, rows, w, bias, ox, out);
-  }
-  for (; ox < q.ow; ++ox) {
-    if (ox < q.lo || ox + 1 > q.hi) tile_all<S, 1, true, A>(q, rows, w, bias, ox, out);
-    else tile_all<S, 1, false, A>(q, rows, w, bias, ox, out);
-  }
+  auto edge = [&](int64_t ox) {
+    if constexpr (S == 2) {
+      int64_t c0 = 0;
+      for (; c0 + kR <= q.c; c0 += kR) edge_s2<true, A>(q, rows, w, bias, c0, kR, ox, out);
+      if (c0 < q.c) edge_s2<false, A>(q, rows, w, bias, c0, (int)(q.c - c0), ox, out);
+    } else {
+      tile_all<S, 1, true, A>(q, rows, w, bias, ox, out);
+    }
+  };
+  for (int64_t ox = 0; ox < q.lo; ++ox) edge(ox);
+  int64_t ox = q.lo;
+  for (; ox + kP <= q.hi; ox += kP) tile_all<S, kP, false, A>(q, rows, w, bias, ox, out);
+  for (; ox < q.hi; ++ox) tile_all<S, 1, false, A>(q, rows, w, bias, ox, out);
+  for (ox = q.hi; ox < q.ow; ++ox) edge(ox);
 }
 
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
