@@ -1,5 +1,5 @@
 """3x3 depthwise forward at stride 1 and 2 in register-width tiles (csrc/cpu/depthwise_reg_tiles.cpp:
-the levels below AVX-512, stride 2 or stride 1 with C >= 32, inputs under 4 MiB; at AVX-512 and
+the levels below AVX-512, inputs under 4 MiB (stride 1 at SSE: rows of 14 outputs or more); at AVX-512 and
 for the other shapes the same calls take depthwise.cpp's paths, so this file checks whichever
 runs), against the float64 reference.
 
@@ -90,7 +90,7 @@ def test_forward_on_reused_outputs(threads, stride, pads, shape):
 def test_forward_nan_and_inf_reach_their_windows(threads, stride, pads, act, where):
     """A NaN (last channel: the masked tail block) and an inf (first channel) reach exactly the
     outputs whose window holds them, through relu and relu6 too (NaN stays NaN)."""
-    n, h, w_, c = 1, 14, 14, 13 if stride == 2 else 37  # stride 1 takes the tiles from 32 channels
+    n, h, w_, c = 1, 14, 14, 13 if stride == 2 else 37
     rng = np.random.default_rng(11)
     x = rng.standard_normal((n, h, w_, c)).astype(np.float32)
     w = rng.uniform(0.5, 1.5, (3, 3, 1, c)).astype(np.float32)  # positive: inf stays +inf
@@ -135,3 +135,18 @@ def test_two_threads_equal_one(stride):
     finally:
         _C.set_num_threads(old)
     np.testing.assert_array_equal(y1, y2)
+
+
+@pytest.mark.parametrize("strides, dilation", [((3, 3), (1, 1)), ((2, 1), (1, 1)), ((1, 2), (1, 1)), ((1, 1), (2, 2)),
+                                               ((2, 2), (1, 2))])
+def test_other_geometries_keep_their_paths(strides, dilation):
+    """Strides other than (1, 1) and (2, 2), and dilation, are not the tiles' (the gate): still
+    the reference's values."""
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((1, 13, 12, 24)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 1, 24)).astype(np.float32)
+    b = rng.standard_normal(24).astype(np.float32)
+    y = _C.conv2d_forward(x, w, b, strides, (1, 1, 1, 1), dilation, 24, "relu")
+    ref = R.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), strides,
+                           (1, 1, 1, 1), dilation, 24, "relu")
+    _close(y, ref)

@@ -17,7 +17,9 @@
 // Paired with main's build in one process (1 thread, Zen 3 EPYC at the avx2 level, forward +
 // relu6 as MobileNet's b1 plan calls it, output a pool block out of cache; RESULTS.md, helper
 // S stop 37): stride 1 112x112x32 0.60, 56x56x128 0.72, 28x28x256 0.66, 14x14x512 0.65,
-// 7x7x1024 0.88; stride 2 (pads 0, 1, 0, 1) 112x112x64 0.92, 56x56x128 0.95.
+// 7x7x1024 0.88; stride 2 (pads 0, 1, 0, 1) 112x112x64 0.92, 56x56x128 0.95. Few channels at
+// stride 1 (depthwise_narrow.h's rows in f32x16, or the block walk, below AVX-512): 56x56x8
+// 0.08, 56x56x24 0.16, 112x112x3 0.07-0.10, 112x112x16 0.56.
 // Requests for the next rows (into L1 or L2, input or output) measured 1.0-1.17x slower there.
 // At AVX-512 depthwise.cpp's tiles hold this walk in 32 registers; not routed there (not
 // measured on AVX-512 hardware in that session).
@@ -191,9 +193,9 @@ inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a +
 
 bool depthwise_reg_tiles_applies(const ConvGeometry& g) {
   const Window2d& v = g.win;
-  if (!(g.is_depthwise() && g.cout_g == 1 && v.kh == 3 && v.kw == 3 && v.sh == v.sw && v.dh == 1 && v.dw == 1))
+  if (!(g.is_depthwise() && g.cout_g == 1 && v.kh == 3 && v.kw == 3 && v.sh == v.sw && (v.sh == 1 || v.sh == 2) &&
+        v.dh == 1 && v.dw == 1))
     return false;
-  if (!(v.sh == 2 || (v.sh == 1 && g.c >= 32))) return false;
 #if !defined(__AVX__)
   // SSE, stride 1: rows of fewer than 14 outputs are mostly edge and single columns, whose
   // columns are read 3 times: MobileNet's 7x7x1024 step was 1.46x slower than depthwise.cpp's

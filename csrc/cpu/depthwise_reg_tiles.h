@@ -8,7 +8,7 @@
 
 namespace fastconv::cpu::detail {
 
-// Whether depthwise_reg_tiles_forward takes this forward: 3x3, stride 2 (or 1 with C >= 32),
+// Whether depthwise_reg_tiles_forward takes this forward: 3x3, stride 1 or 2,
 // no dilation, M = 1, pads up to 2, input under 4 MiB and the output not streamed.
 bool depthwise_reg_tiles_applies(const ConvGeometry& g);
 
