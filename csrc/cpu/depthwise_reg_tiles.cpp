@@ -8,19 +8,21 @@
 // once per block from L2 (a 112x112x64 row is 28 KB, three rows do not fit L1); relu6 runs as
 // a second pass over the row. Its stride-1 tiles (tile3, three accumulators per output, for
 // AVX-512's 32 registers) spill likewise. Here a tile of P output columns takes every channel
-// block in turn (the loads walk along memory), each block with its 9 weights in registers
-// and one accumulator per output plus one for the kernel row in progress (3 weights + 2P + 1
+// block in turn (the loads walk along memory), each block with a kernel row's 3 weights, one
+// accumulator per output and one for the kernel row in progress in registers (3 + 2P + 1
 // column = 12 of the 16 ymm at P = 4), the activation applied before the store:
 //   y[oy, ox] = act(b + sum_{ky, kx} x[S oy - pt + ky, S ox - pl + kx] * w[ky, kx])
-// Kernel rows in the vertical padding read a row of zeros (no branch per row); tiles whose
-// columns reach the left/right padding load zeros there (Checked).
+// Kernel rows in the vertical padding read a row of zeros (no branch per row); the columns
+// whose window reaches the left/right padding run one at a time (row()).
 // Paired with main's build in one process (1 thread, Zen 3 EPYC at the avx2 level, forward +
-// relu6 as MobileNet's b1 plan calls it, output a pool block out of cache; RESULTS.md, helper
-// S stop 37): stride 1 112x112x32 0.60, 56x56x128 0.72, 28x28x256 0.66, 14x14x512 0.65,
-// 7x7x1024 0.88; stride 2 (pads 0, 1, 0, 1) 112x112x64 0.92, 56x56x128 0.95. Few channels at
+// relu6 as MobileNet's b1 plan calls it, output a pool block out of cache, both load orders;
+// RESULTS.md, helper S stop 37): stride 1 112x112x32 0.62-0.64, 56x56x128 0.62-0.66, 28x28x256
+// 0.53-0.58, 14x14x512 0.58-0.65, 7x7x1024 0.76-0.78; stride 2 (pads 0, 1, 0, 1) 112x112x64
+// 0.74-0.79, 56x56x128 0.84-0.91, 28x28x256 0.69-0.72, 14x14x512 0.63-0.70. Few channels at
 // stride 1 (depthwise_narrow.h's rows in f32x16, or the block walk, below AVX-512): 56x56x8
-// 0.08, 56x56x24 0.16, 112x112x3 0.07-0.10, 112x112x16 0.56.
-// Requests for the next rows (into L1 or L2, input or output) measured 1.0-1.17x slower there.
+// 0.07, 56x56x24 0.18, 112x112x3 0.10, 112x112x16 0.55. MobileNet b1 predict 0.95.
+// Requests for the next rows (into L1 or L2, input or output) measured 1.0-1.17x slower there;
+// tiles of P = 2 or 3 columns no better, P = 6 spills (2-3x slower).
 // At AVX-512 depthwise.cpp's tiles hold this walk in 32 registers; not routed there (not
 // measured on AVX-512 hardware in that session).
 #include "cpu/depthwise_reg_tiles.h"
@@ -107,8 +109,9 @@ struct Geo {
   int64_t lo, hi;  // output columns [lo, hi) read no padding column
 };
 
-// Output columns [ox, ox + P) of one row, channels [c0, c0 + n). A tile reads 2P + 1 input
-// columns of each kernel row, each once; column j feeds outputs p with kx = j - 2p in [0, 3).
+// Output columns [ox, ox + P) of one row, channels [c0, c0 + n), stride S. A tile reads
+// (P - 1) S + 3 input columns of each kernel row, each once; column j feeds outputs p with
+// kx = j - S p in [0, 3). Checked: columns outside the row read as zeros (stride-1 edges).
 template <int S, int P, bool Checked, bool Full, Activation A>
 inline void tile(const Geo& q, const float* const* rows, const float* w, const float* bias, int64_t c0,
                  int n, int64_t ox, float* out) {
@@ -210,7 +213,7 @@ bool depthwise_reg_tiles_applies(const ConvGeometry& g) {
 }
 
 void depthwise_reg_tiles_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
-                          float* y, Activation act) {
+                                 float* y, Activation act) {
   const int64_t s = g.win.sh;
   Geo q{g.h, g.w, g.oh, g.ow, g.c, g.win.pt, g.win.pl, 0, 0};
   // ox*s - pl >= 0 and ox*s - pl + 2 <= iw - 1.
