@@ -56,6 +56,7 @@
 #include "cpu/depthwise_flat.h"
 #include "cpu/depthwise_gather.h"
 #include "cpu/depthwise_narrow.h"
+#include "cpu/depthwise_reg_tiles.h"
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
@@ -477,6 +478,10 @@ void depthwise_forward(const ConvGeometry& g, const float* x, const float* w, co
     generic_forward(g, x, w, b, y);
     return activation_inplace_parallel(g.output_size(), y, act);
   }
+#if !defined(__AVX512F__)
+  // 3x3 stride 1 or 2 in cache below AVX-512: register-width tiles (depthwise_reg_tiles.cpp).
+  if (depthwise_reg_tiles_applies(g)) return depthwise_reg_tiles_forward(g, x, w, b, y, act);
+#endif
   gather_pass(forward_gather(g), g.n, x, w, b, y, act);
 }
 
