@@ -2,7 +2,8 @@
 
 With OpenBLAS as the serial GEMM (CPUs without AVX-512, or set_gemm_backend("openblas") on any
 CPU) the per-(line, tap) products lost to im2col's chunk product: the forward then always takes
-the col path, and backward data keeps the tap products only from 48 output columns on. The
+the col path, and backward data keeps the tap products from 48 output columns on, and where
+there are fewer than 4 images a thread (im2col gives each thread whole images). The
 routing is checked by identity: where a pass takes the col path under "auto", its result is the
 one the "im2col" setting gives, bit for bit (the same code on the same operands). Every result
 is also checked against the float64 oracle (conv_oracle.close: rtol 1e-4, atol 1e-5 times the
@@ -22,10 +23,10 @@ from conv_oracle import close
 # name: (n, h, w, cin, cout, k, strides, padding); all tap-eligible by their channels
 # (>= 32 each side), >= 16 output columns and weights <= 512 KiB.
 CASES = {
-    # item 2's 56x56 64->128 k3 s2 'same' at batch 2 and 32x32 (ow 16: the narrowest tap shape)
-    "item2_scaled_32x32": (2, 32, 32, 64, 128, 3, (2, 2), "same"),
+    # item 2's 56x56 64->128 k3 s2 'same' at batch 8 and 32x32 (ow 16: the narrowest tap shape)
+    "item2_scaled_32x32": (8, 32, 32, 64, 128, 3, (2, 2), "same"),
     "odd_57x45_batch1": (1, 57, 45, 48, 40, 3, (2, 2), "same"),  # ow 23, pads (1, 1)
-    "valid_odd_37x41": (3, 37, 41, 32, 33, 3, (2, 2), "valid"),  # ow 20
+    "valid_odd_37x41": (4, 37, 41, 32, 33, 3, (2, 2), "valid"),  # ow 20: col at 1 thread only
     "pointwise_s2": (2, 34, 40, 64, 96, 1, (2, 2), "valid"),  # ow 20, no pads
     # ow >= 48: backward data keeps the tap products
     "wide_101x97_s2": (1, 101, 97, 32, 48, 3, (2, 2), "same"),  # ow 49
@@ -84,8 +85,21 @@ def test_openblas_matches_oracle_and_routes_to_im2col(name, threads):
     with settings(algorithm="im2col", threads=threads):
         y2, dx2, _, _ = _passes(x, wt, b, dy, args)
     np.testing.assert_array_equal(y, y2)  # the forward takes the col path
-    if name not in WIDE:
+    if name not in WIDE and x.shape[0] >= 4 * threads:
         np.testing.assert_array_equal(dx, dx2)  # so does backward data below 48 columns
+
+
+def test_few_images_a_thread_keep_the_tap_backward_data_split():
+    # Batch 1 and 3 on 2 threads: the tap products split dx rows over both threads.
+    from threads_used import conv_pass_threads
+    for n in (1, 3):
+        rng = np.random.default_rng(n)
+        x = rng.standard_normal((n, 33, 31, 64)).astype(np.float32)
+        wt = rng.standard_normal((3, 3, 64, 64)).astype(np.float32)
+        args = ((2, 2), resolve_padding("same", (33, 31), (3, 3), (2, 2), (1, 1)), (1, 1), 1)
+        with settings(threads=2):
+            used = conv_pass_threads(x, wt, *args)
+        assert used["backward_data"] == 2, used
 
 
 def test_item2_layer_scaled_fused_activation_and_residual():

@@ -176,6 +176,15 @@ constexpr int64_t kStreamedPointwiseBytes = int64_t{16} << 20;
 // col2im scatters over wider rows: 112x112 N=8 32->64 16.5/17.9, 32->32 9.1/9.6, 48->64
 // 24.2/24.2, N=4 32->64 8.9/8.9. So it keeps the tap path from kTapMinColumnsBlas columns.
 constexpr int64_t kTapMinColumnsBlas = 48;
+// And with few images a thread: im2col's backward data gives each thread whole images (col2im
+// overlaps windows) and one image only its GEMM split, where the tap products split dx rows
+// evenly (batch 1 to 3 on 2 threads). So im2col from kBlasImagesPerThread images a thread.
+constexpr int64_t kBlasImagesPerThread = 4;
+
+int tap_threads(const ConvGeometry& g) {
+  const int64_t macs = g.output_size() * g.win.kh * g.win.kw * g.c;
+  return macs < kParallelMacs ? 1 : std::max(1, get_num_threads());
+}
 
 bool use_tap_gemm(const ConvGeometry& g, ConvPass pass) {
   const bool streamed_pointwise =
@@ -183,16 +192,12 @@ bool use_tap_gemm(const ConvGeometry& g, ConvPass pass) {
       g.c <= kStreamedPointwiseMaxChannels &&
       g.input_size() * (int64_t)sizeof(float) >= kStreamedPointwiseBytes;
   if (active_gemm_backend() != "native" &&
-      (pass == ConvPass::Forward || g.ow < kTapMinColumnsBlas))
+      (pass == ConvPass::Forward ||
+       (g.ow < kTapMinColumnsBlas && g.n >= kBlasImagesPerThread * tap_threads(g))))
     return false;
   return g.groups == 1 && (g.win.sh > 1 || g.win.sw > 1) && g.c >= 32 && g.oc >= 32 &&
          g.ow >= kTapMinColumns && g.weight_size() * (int64_t)sizeof(float) <= kTapMaxWeightBytes &&
          !streamed_pointwise && detail::algorithm_setting() != detail::Algo::Im2col;
-}
-
-int tap_threads(const ConvGeometry& g) {
-  const int64_t macs = g.output_size() * g.win.kh * g.win.kw * g.c;
-  return macs < kParallelMacs ? 1 : std::max(1, get_num_threads());
 }
 
 // The full window of output column ox of line l (KH*KW*C floats, zeros where it leaves x):
