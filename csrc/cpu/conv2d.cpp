@@ -13,8 +13,9 @@
 // chunked the same way (one threaded GEMM after the bias loop measured 50 vs 130 GFLOP/s).
 // Strided ungrouped convs with >= 32 channels each side skip im2col too, in forward and
 // backward data ("tap GEMMs", below): per output line and kernel tap, x and dy are GEMM
-// operands in place. conv_algorithm still names them "im2col" (the GEMM family); the setting
-// "im2col" keeps them on the col path.
+// operands in place (with fastconv's own GEMM; under OpenBLAS the forward keeps im2col and
+// backward data mostly does, see use_tap_gemm). conv_algorithm still names them "im2col" (the
+// GEMM family); the setting "im2col" keeps them on the col path.
 
 // GEMM shapes per chunk of `rows` output positions and group gi (K = KH*KW*Cin_g):
 //   forward          y_g  (rows, Cout_g)  = col_g (rows, K) @ W_g (K, Cout_g)
