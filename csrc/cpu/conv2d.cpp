@@ -13,8 +13,9 @@
 // chunked the same way (one threaded GEMM after the bias loop measured 50 vs 130 GFLOP/s).
 // Strided ungrouped convs with >= 32 channels each side skip im2col too, in forward and
 // backward data ("tap GEMMs", below): per output line and kernel tap, x and dy are GEMM
-// operands in place. conv_algorithm still names them "im2col" (the GEMM family); the setting
-// "im2col" keeps them on the col path.
+// operands in place (with fastconv's own GEMM; under OpenBLAS the forward keeps im2col and
+// backward data mostly does, see use_tap_gemm). conv_algorithm still names them "im2col" (the
+// GEMM family); the setting "im2col" keeps them on the col path.
 
 // GEMM shapes per chunk of `rows` output positions and group gi (K = KH*KW*Cin_g):
 //   forward          y_g  (rows, Cout_g)  = col_g (rows, K) @ W_g (K, Cout_g)
@@ -162,20 +163,42 @@ constexpr int64_t kTapMinColumns = 16;
 // (im2col's col chunk stays bounded by make_plan, as for every other shape.)
 constexpr int64_t kStreamedPointwiseMaxChannels = 64;
 constexpr int64_t kStreamedPointwiseBytes = int64_t{16} << 20;
+// With OpenBLAS as the GEMM (CPUs without AVX-512, where the native GEMM is not compiled in, or
+// set_gemm_backend("openblas")) the tap products are one cblas call per (line, tap) with K = C
+// (forward) or N = C (backward data) and ow rows: each call packs its operands afresh for a
+// few dozen rows, and these ran at ~60 GFLOP/s where im2col's chunk product (hundreds of rows,
+// K = 9*C) ran at ~80 (Zen 3, avx2 level). 1 thread, thread CPU time, ms, tap / im2col,
+// medians of 7-9 alternating calls in one process (2026-12-07, helper W, stop 37): forward
+// 3x3 s2 N=32 56x56 64->128 59.5/50.2, N=4 9.85/8.04, N=8 112x112 32->64 16.6/13.7, N=32
+// 32x32 64->64 12.1/9.58, N=16 64x64 96->128 64.8/57.4, N=32 57x57 64->128 64.9/58.3, 1x1 s2
+// N=32 56x56 256->512 124/100. So the forward never takes the tap path there. Backward data
+// the same at ow 16..32 (N=32 56x56 64->128 72.1/58.7, 32->64 20.8/15.7, 48->96 N=16 20.8/17.3,
+// 1x1 s2 256->512 127/116), but not at ow 56, where the products are twice as long and im2col's
+// col2im scatters over wider rows: 112x112 N=8 32->64 16.5/17.9, 32->32 9.1/9.6, 48->64
+// 24.2/24.2, N=4 32->64 8.9/8.9. So it keeps the tap path from kTapMinColumnsBlas columns.
+constexpr int64_t kTapMinColumnsBlas = 48;
+// And with few images a thread: im2col's backward data gives each thread whole images (col2im
+// overlaps windows) and one image only its GEMM split, where the tap products split dx rows
+// evenly (batch 1 to 3 on 2 threads). So im2col from kBlasImagesPerThread images a thread.
+constexpr int64_t kBlasImagesPerThread = 4;
+
+int tap_threads(const ConvGeometry& g) {
+  const int64_t macs = g.output_size() * g.win.kh * g.win.kw * g.c;
+  return macs < kParallelMacs ? 1 : std::max(1, get_num_threads());
+}
 
 bool use_tap_gemm(const ConvGeometry& g, ConvPass pass) {
   const bool streamed_pointwise =
       pass == ConvPass::Forward && g.win.kh == 1 && g.win.kw == 1 &&
       g.c <= kStreamedPointwiseMaxChannels &&
       g.input_size() * (int64_t)sizeof(float) >= kStreamedPointwiseBytes;
+  if (active_gemm_backend() != "native" &&
+      (pass == ConvPass::Forward ||
+       (g.ow < kTapMinColumnsBlas && g.n >= kBlasImagesPerThread * tap_threads(g))))
+    return false;
   return g.groups == 1 && (g.win.sh > 1 || g.win.sw > 1) && g.c >= 32 && g.oc >= 32 &&
          g.ow >= kTapMinColumns && g.weight_size() * (int64_t)sizeof(float) <= kTapMaxWeightBytes &&
          !streamed_pointwise && detail::algorithm_setting() != detail::Algo::Im2col;
-}
-
-int tap_threads(const ConvGeometry& g) {
-  const int64_t macs = g.output_size() * g.win.kh * g.win.kw * g.c;
-  return macs < kParallelMacs ? 1 : std::max(1, get_num_threads());
 }
 
 // The full window of output column ox of line l (KH*KW*C floats, zeros where it leaves x):
