@@ -56,6 +56,7 @@
 #include "cpu/depthwise_flat.h"
 #include "cpu/depthwise_gather.h"
 #include "cpu/depthwise_narrow.h"
+#include "cpu/depthwise_regtile.h"
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
@@ -261,6 +262,9 @@ constexpr bool kTiledS1 = true, kTiledS2 = true;
 #else
 constexpr bool kTiledS1 = true, kTiledS2 = false;
 #endif
+#if !defined(__AVX512F__)
+constexpr bool kRegTileS2 = true;  // stride 2 in register tiles too (depthwise_regtile.h)
+#endif
 // Whether the tiles request the next output row ahead (tiled_row3): measured at AVX-512 only.
 #if defined(__AVX512F__)
 constexpr bool kPrefetchOut = true;
@@ -281,6 +285,13 @@ template <int K, Activation A>
 void gather_row(const Gather& q, const float* const* rows, const float* w, const float* bias,
                 const RowPrefetch& pf, float* out, float* next_out) {
   if constexpr (K == 3) {
+#if !defined(__AVX512F__)
+    // Below AVX-512: register tiles of the level's own vectors (depthwise_regtile.h).
+    if constexpr (A == Activation::Linear)
+      if (q.dw == 1 && q.sw == 1) return regtile_row3<1>(q, rows, w, bias, pf, out);
+    if constexpr (A == Activation::Linear)
+      if (kRegTileS2 && q.dw == 1 && q.sw == 2) return regtile_row3<2>(q, rows, w, bias, pf, out);
+#endif
     if (kTiledS1 && q.dw == 1 && q.sw == 1) return tiled_row3<1, A>(q, rows, w, bias, pf, out, next_out);
     if (kTiledS2 && q.dw == 1 && q.sw == 2) return tiled_row3<2, A>(q, rows, w, bias, pf, out, next_out);
   }
