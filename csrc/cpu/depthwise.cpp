@@ -15,6 +15,9 @@
 //   - 3x3 stride 1 with few channels in cache (C <= 32, C <= 64 on rows up to 4096 floats,
 //     and 'same' C = 6..15 instead of depthwise_flat.cpp) runs each block's sliding window
 //     along the row, the tail of C % 16 <= 8 in 8-lane vectors (depthwise_narrow.h);
+//   - below AVX-512 (avx2, baseline), 3x3 stride 1 runs register tiles of the level's own
+//     vectors instead (depthwise_regtile.h; the weight pass likewise, depthwise_weights_regs.h):
+//     16-lane vectors there are 2 or 4 registers, and the tiles sized for 32 zmm spilled;
 //   - a thread walks consecutive output rows, so the KH input rows each needs are still in
 //     L1/L2 from the previous row, and the next row's new input rows are prefetched a slice
 //     per tile and channel block while the current row runs (into L2 only when the input
@@ -262,9 +265,6 @@ constexpr bool kTiledS1 = true, kTiledS2 = true;
 #else
 constexpr bool kTiledS1 = true, kTiledS2 = false;
 #endif
-#if !defined(__AVX512F__)
-constexpr bool kRegTileS2 = true;  // stride 2 in register tiles too (depthwise_regtile.h)
-#endif
 // Whether the tiles request the next output row ahead (tiled_row3): measured at AVX-512 only.
 #if defined(__AVX512F__)
 constexpr bool kPrefetchOut = true;
@@ -287,10 +287,9 @@ void gather_row(const Gather& q, const float* const* rows, const float* w, const
   if constexpr (K == 3) {
 #if !defined(__AVX512F__)
     // Below AVX-512: register tiles of the level's own vectors (depthwise_regtile.h).
+    // Stride 1 only: stride 2 keeps the block walk (gather_block), as before.
     if constexpr (A == Activation::Linear)
       if (q.dw == 1 && q.sw == 1) return regtile_row3<1>(q, rows, w, bias, pf, out);
-    if constexpr (A == Activation::Linear)
-      if (kRegTileS2 && q.dw == 1 && q.sw == 2) return regtile_row3<2>(q, rows, w, bias, pf, out);
 #endif
     if (kTiledS1 && q.dw == 1 && q.sw == 1) return tiled_row3<1, A>(q, rows, w, bias, pf, out, next_out);
     if (kTiledS2 && q.dw == 1 && q.sw == 2) return tiled_row3<2, A>(q, rows, w, bias, pf, out, next_out);
