@@ -288,8 +288,10 @@ void gather_row(const Gather& q, const float* const* rows, const float* w, const
 #if !defined(__AVX512F__)
     // Below AVX-512: register tiles of the level's own vectors (depthwise_regtile.h).
     // Stride 1 only: stride 2 keeps the block walk (gather_block), as before.
-    if constexpr (A == Activation::Linear)
+    if constexpr (A == Activation::Linear) {
       if (q.dw == 1 && q.sw == 1) return regtile_row3<1>(q, rows, w, bias, pf, out);
+      if (q.dw == 1 && q.sw == 2) return regtile_row3<2>(q, rows, w, bias, pf, out);
+    }
 #endif
     if (kTiledS1 && q.dw == 1 && q.sw == 1) return tiled_row3<1, A>(q, rows, w, bias, pf, out, next_out);
     if (kTiledS2 && q.dw == 1 && q.sw == 2) return tiled_row3<2, A>(q, rows, w, bias, pf, out, next_out);
