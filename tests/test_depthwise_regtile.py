@@ -157,3 +157,39 @@ def test_regtile_two_threads():
         _C.set_num_threads(before)
     np.testing.assert_array_equal(y1, y2)
     _close(y1, _ref_forward(x, wt, None, args))
+
+
+@pytest.mark.parametrize("c", [3, 8, 16, 24, 40, 64])
+@pytest.mark.parametrize("pads", [(0, 1, 0, 1), (1, 1, 1, 1), (0, 0, 0, 0), (1, 0, 2, 1)])
+def test_regtile_stride2_forward(c, pads):
+    """Stride 2 (MobileNet's downsampling steps: pads (0, 1, 0, 1) after ZeroPadding2D), the
+    tiles reading 2 * P + 1 input columns, widths ending in every tile size, with relu6."""
+    rng = np.random.default_rng(c * 13 + sum(pads) + pads[2])
+    for width in (2, 3, 5, 8, 9, 11, 16, 17, 30):
+        n, h = 1 + width % 2, 5 + width % 3
+        if width + pads[2] + pads[3] < 3 or h + pads[0] + pads[1] < 3:
+            continue
+        args = ((2, 2), pads, (1, 1), c)
+        x = (3 * rng.standard_normal((n, h, width, c))).astype(np.float32)
+        wt = rng.standard_normal((3, 3, 1, c)).astype(np.float32)
+        b = rng.standard_normal(c).astype(np.float32) if width % 2 else None
+        for act in ("linear", "relu6"):
+            _close(_C.conv2d_forward(x, wt, b, *args, act), _ref_forward(x, wt, b, args, act))
+
+
+def test_regtile_stride2_nan():
+    """A NaN in x reaches exactly the stride-2 outputs whose window holds it."""
+    rng = np.random.default_rng(23)
+    c, width = 24, 17
+    args = ((2, 2), (1, 1, 1, 1), (1, 1), c)
+    wt = rng.uniform(0.5, 1.0, (3, 3, 1, c)).astype(np.float32)
+    for col in (0, 7, 8, 9, 16):
+        x = rng.uniform(0.5, 1.0, (1, 7, width, c)).astype(np.float32)
+        x[0, 3, col, 5] = np.nan
+        y = _C.conv2d_forward(x, wt, None, *args)
+        expect = np.zeros(y.shape, bool)
+        for oy in range(y.shape[1]):
+            for ox in range(y.shape[2]):
+                if 0 <= 3 - (2 * oy - 1) < 3 and 0 <= col - (2 * ox - 1) < 3:
+                    expect[0, oy, ox, 5] = True
+        np.testing.assert_array_equal(np.isnan(y), expect)
