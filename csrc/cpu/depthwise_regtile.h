@@ -70,7 +70,9 @@ __attribute__((always_inline)) inline void regtile3(const Gather& q, const float
                                                     const float* bias, int64_t c0, int n, int64_t ox, float* out) {
   constexpr int kCols = (P - 1) * SW + 3;
   const int64_t C = q.c, ix0 = ox * SW - q.pl;
-  auto ldn = [&](const float* p, int k) { return k + 1 < NR ? ldR<true>(p + k * kRegLanes, kRegLanes) : ldR<Full>(p + k * kRegLanes, n); };
+  auto ldn = [&](const float* p, int k) {  // register k of the group (the last may be partial)
+    return k + 1 < NR ? ldR<true>(p + k * kRegLanes, kRegLanes) : ldR<Full>(p + k * kRegLanes, n);
+  };
   f32xR acc[P][NR];
 #pragma GCC unroll 4
   for (int k = 0; k < NR; ++k) {
@@ -83,7 +85,8 @@ __attribute__((always_inline)) inline void regtile3(const Gather& q, const float
     f32xR w0[NR], w1[NR], w2[NR];
 #pragma GCC unroll 4
     for (int k = 0; k < NR; ++k)
-      w0[k] = ldn(w + (3 * ky) * C + c0, k), w1[k] = ldn(w + (3 * ky + 1) * C + c0, k), w2[k] = ldn(w + (3 * ky + 2) * C + c0, k);
+      w0[k] = ldn(w + (3 * ky) * C + c0, k), w1[k] = ldn(w + (3 * ky + 1) * C + c0, k),
+      w2[k] = ldn(w + (3 * ky + 2) * C + c0, k);
     const float* r = rows[ky] + c0 + ix0 * C;
     // Column j feeds output (j - kx) / SW through tap kx where that divides; for each
     // output the taps arrive in kx order.
