@@ -159,11 +159,12 @@ def test_regtile_two_threads():
     _close(y1, _ref_forward(x, wt, None, args))
 
 
-@pytest.mark.parametrize("c", [3, 8, 16, 24, 40, 64])
+@pytest.mark.parametrize("c", [3, 8, 16, 24, 40, 64, 72, 100])
 @pytest.mark.parametrize("pads", [(0, 1, 0, 1), (1, 1, 1, 1), (0, 0, 0, 0), (1, 0, 2, 1)])
 def test_regtile_stride2_forward(c, pads):
     """Stride 2 (MobileNet's downsampling steps: pads (0, 1, 0, 1) after ZeroPadding2D), the
-    tiles reading 2 * P + 1 input columns, widths ending in every tile size, with relu6."""
+    tiles reading 2 * P + 1 input columns (avx2, C >= 64; the block walk below), widths ending
+    in every tile size, with relu6."""
     rng = np.random.default_rng(c * 13 + sum(pads) + pads[2])
     for width in (2, 3, 5, 8, 9, 11, 16, 17, 30):
         n, h = 1 + width % 2, 5 + width % 3
@@ -180,7 +181,7 @@ def test_regtile_stride2_forward(c, pads):
 def test_regtile_stride2_nan():
     """A NaN in x reaches exactly the stride-2 outputs whose window holds it."""
     rng = np.random.default_rng(23)
-    c, width = 24, 17
+    c, width = 72, 17
     args = ((2, 2), (1, 1, 1, 1), (1, 1), c)
     wt = rng.uniform(0.5, 1.0, (3, 3, 1, c)).astype(np.float32)
     for col in (0, 7, 8, 9, 16):

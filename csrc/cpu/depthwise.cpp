@@ -287,12 +287,13 @@ void gather_row(const Gather& q, const float* const* rows, const float* w, const
   if constexpr (K == 3) {
 #if !defined(__AVX512F__)
     // Below AVX-512: register tiles of the level's own vectors (depthwise_regtile.h).
-    // Stride 2 at avx2 only: at baseline (4-lane registers) the tiles were 1.0-1.46x slower
-    // than the block walk on MobileNet's stride-2 steps (1.24 at 112x112x32, 1.46 at x64;
-    // paired, ab_dw_copies.py dwf2), at avx2 0.62-0.97.
+    // Stride 2 at avx2 only, C >= 64: at baseline (4-lane registers) the tiles were 1.0-1.46x
+    // slower than the block walk on MobileNet's stride-2 steps (1.24 at 112x112x32, 1.46 at
+    // x64; paired, ab_dw_copies.py dwf2); at avx2 0.62-0.90 from C = 64, but N=1 112x112x32
+    // 0.97, 1.19, 1.03, 0.99 and x16 1.03, 0.91 in four and two runs: no clear gain there.
     if constexpr (A == Activation::Linear) {
       if (q.dw == 1 && q.sw == 1) return regtile_row3<1>(q, rows, w, bias, pf, out);
-      if (kRegLanes == 8 && q.dw == 1 && q.sw == 2) return regtile_row3<2>(q, rows, w, bias, pf, out);
+      if (kRegLanes == 8 && q.dw == 1 && q.sw == 2 && q.c >= 64) return regtile_row3<2>(q, rows, w, bias, pf, out);
     }
 #endif
     if (kTiledS1 && q.dw == 1 && q.sw == 1) return tiled_row3<1, A>(q, rows, w, bias, pf, out, next_out);

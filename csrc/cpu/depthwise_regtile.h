@@ -1,7 +1,7 @@
-// Depthwise 3x3, stride 1 (and 2 at avx2), undilated, below AVX-512 (avx2, baseline): one
-// output row in register tiles of kRegTile = 4 output columns x two registers of channels
-// (f32xR: 8 lanes at avx2, 4 at baseline), called by depthwise.cpp's gather_row for the
-// forward and the stride-1 backward data (its head comment has the pass as a whole).
+// Depthwise 3x3, stride 1 (and 2 at avx2 from C = 64), undilated, below AVX-512 (avx2,
+// baseline): one output row in register tiles of kRegTile = 4 output columns x two registers
+// of channels (f32xR: 8 lanes at avx2, 4 at baseline), called by depthwise.cpp's gather_row
+// for the forward and the stride-1 backward data (its head comment has the pass as a whole).
 //
 // Why: the 16-lane tiles (tile3) are sized for 32 zmm registers. At avx2 a 16-lane vector is
 // two ymm of 16, and tile3's 9 weight vectors + 6 accumulators (2 columns) took 30 ymm, so
@@ -21,8 +21,8 @@
 // columns (into L1), of the next row's new input into L2 from 1 MiB (RowPrefetch far).
 // Stride 2 (MobileNet's downsampling steps, 2 * P + 1 columns a kernel row): at avx2 paired
 // against the block walk (gather_block), forward + relu6, N=1 112x112x32 0.97, x64 0.79,
-// 56x56x128 0.90, 28x28x256 0.62, 14x14x512 0.78, 7x7x1024 0.90; at baseline 1.0-1.46x
-// slower, so there stride 2 keeps the block walk (depthwise.cpp gather_row).
+// 56x56x128 0.90, 28x28x256 0.62, 14x14x512 0.78, 7x7x1024 0.90 (C < 64: no clear gain);
+// at baseline 1.0-1.46x slower: those keep the block walk (depthwise.cpp gather_row).
 // Sums: bias, then the taps in (ky, kx) order, one chain per output (tile3 adds three
 // per-row chains at the end): the same terms, float rounding apart.
 // The channels past the last pair of registers: one register at a time, the last partial
