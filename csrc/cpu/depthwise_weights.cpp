@@ -5,6 +5,7 @@
 //   groups of rows on small images, C <= 32; over pairs of rows for 3x3 stride 1 otherwise,
 //   weights_pair), added into per-thread float partials flushed to double ones, which
 //   are summed in thread order (deterministic for a given thread count).
+// Below AVX-512 the 3x3 blocks run in the level's own registers (depthwise_weights_regs.h).
 #include <omp.h>
 
 #include <algorithm>
