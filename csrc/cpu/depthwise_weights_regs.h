@@ -28,16 +28,22 @@ namespace fastconv::cpu::detail {
 namespace {
 
 #if !defined(__AVX512F__)
-// Loads of n <= kRegLanes floats: Full plain, else through a zeroed register.
+// Loads of n <= kRegLanes floats: Full plain, else masked (zeros in the other lanes; at
+// baseline through a zeroed register).
 template <bool Full>
 inline f32xR ldWR(const float* p, int n) {
   if constexpr (Full) {
     (void)n;
     return loadR(p);
   } else {
+#if defined(__AVX2__)
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return (f32xR)_mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes));
+#else
     f32xR v{};
     std::memcpy(&v, p, sizeof(float) * (size_t)n);
     return v;
+#endif
   }
 }
 
