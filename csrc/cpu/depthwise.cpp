@@ -15,6 +15,9 @@
 //   - 3x3 stride 1 with few channels in cache (C <= 32, C <= 64 on rows up to 4096 floats,
 //     and 'same' C = 6..15 instead of depthwise_flat.cpp) runs each block's sliding window
 //     along the row, the tail of C % 16 <= 8 in 8-lane vectors (depthwise_narrow.h);
+//   - below AVX-512 (avx2, baseline), 3x3 stride 1 runs register tiles of the level's own
+//     vectors instead (depthwise_regtile.h; the weight pass likewise, depthwise_weights_regs.h):
+//     16-lane vectors there are 2 or 4 registers, and the tiles sized for 32 zmm spilled;
 //   - a thread walks consecutive output rows, so the KH input rows each needs are still in
 //     L1/L2 from the previous row, and the next row's new input rows are prefetched a slice
 //     per tile and channel block while the current row runs (into L2 only when the input
@@ -57,6 +60,7 @@
 #include "cpu/depthwise_gather.h"
 #include "cpu/depthwise_narrow.h"
 #include "cpu/depthwise_reg_tiles.h"
+#include "cpu/depthwise_regtile.h"
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
@@ -282,6 +286,17 @@ template <int K, Activation A>
 void gather_row(const Gather& q, const float* const* rows, const float* w, const float* bias,
                 const RowPrefetch& pf, float* out, float* next_out) {
   if constexpr (K == 3) {
+#if !defined(__AVX512F__)
+    // Below AVX-512: register tiles of the level's own vectors (depthwise_regtile.h).
+    // Stride 2 at avx2 only, C >= 64: at baseline (4-lane registers) the tiles were 1.0-1.46x
+    // slower than the block walk on MobileNet's stride-2 steps (1.24 at 112x112x32, 1.46 at
+    // x64; paired, ab_dw_copies.py dwf2); at avx2 0.62-0.90 from C = 64, but N=1 112x112x32
+    // 0.97, 1.19, 1.03, 0.99 and x16 1.03, 0.91 in four and two runs: no clear gain there.
+    if constexpr (A == Activation::Linear) {
+      if (q.dw == 1 && q.sw == 1) return regtile_row3<1>(q, rows, w, bias, pf, out);
+      if (kRegLanes == 8 && q.dw == 1 && q.sw == 2 && q.c >= 64) return regtile_row3<2>(q, rows, w, bias, pf, out);
+    }
+#endif
     if (kTiledS1 && q.dw == 1 && q.sw == 1) return tiled_row3<1, A>(q, rows, w, bias, pf, out, next_out);
     if (kTiledS2 && q.dw == 1 && q.sw == 2) return tiled_row3<2, A>(q, rows, w, bias, pf, out, next_out);
   }

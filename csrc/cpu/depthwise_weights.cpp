@@ -5,6 +5,7 @@
 //   groups of rows on small images, C <= 32; over pairs of rows for 3x3 stride 1 otherwise,
 //   weights_pair), added into per-thread float partials flushed to double ones, which
 //   are summed in thread order (deterministic for a given thread count).
+// Below AVX-512 the 3x3 blocks run in the level's own registers (depthwise_weights_regs.h).
 #include <omp.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 
 #include "cpu/depthwise_flat.h"
 #include "cpu/depthwise_gather.h"
+#include "cpu/depthwise_weights_regs.h"
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
@@ -158,6 +160,17 @@ void weights_pair(const Gather& q, const float* const* x4, const float* dya, con
 // of `blocks` requesting slice b of each row.
 void weights_pairs(const Gather& q, const float* const* x4, const float* dya, const float* dyb,
                    int64_t cpad, float* part, float* dbpart, const RowPrefetch& pf) {
+#if !defined(__AVX512F__)
+  // Below AVX-512: in the level's own registers (depthwise_weights_regs.h).
+  {
+    const int64_t blocks = (q.c + kRegLanes - 1) / kRegLanes;
+    int64_t c0 = 0, b = 0;
+    for (; c0 + kRegLanes <= q.c; c0 += kRegLanes)
+      weights_pair_regs<true>(q, x4, dya, dyb, c0, kRegLanes, cpad, part, dbpart, pf, b++, blocks);
+    if (c0 < q.c) weights_pair_regs<false>(q, x4, dya, dyb, c0, (int)(q.c - c0), cpad, part, dbpart, pf, b++, blocks);
+    return;
+  }
+#endif
   const int64_t blocks = (q.head > 0) + (q.c - q.head + kLanes - 1) / kLanes;
   int64_t c0 = 0, b = 0;
   if (q.head > 0) weights_pair<false>(q, x4, dya, dyb, 0, (int)q.head, cpad, part, dbpart, pf, b++, blocks), c0 = q.head;
@@ -170,6 +183,14 @@ template <int K>
 void weights_rows(const Gather& q, const float* const (*rows)[kMaxKh], const float* const* dyrows, int k,
                   int64_t cpad, float* part, float* dbpart) {
   int64_t c0 = 0;
+#if !defined(__AVX512F__)
+  if constexpr (K == 3) {  // below AVX-512: in the level's own registers (depthwise_weights_regs.h)
+    for (; c0 + kRegLanes <= q.c; c0 += kRegLanes)
+      weights_block3_regs<true>(q, rows, dyrows, k, c0, kRegLanes, cpad, part, dbpart);
+    if (c0 < q.c) weights_block3_regs<false>(q, rows, dyrows, k, c0, (int)(q.c - c0), cpad, part, dbpart);
+    return;
+  }
+#endif
   if (q.head > 0) weights_block<K, false>(q, rows, dyrows, k, 0, (int)q.head, cpad, part, dbpart), c0 = q.head;
   for (; c0 + kLanes <= q.c; c0 += kLanes)
     weights_block<K, true>(q, rows, dyrows, k, c0, kLanes, cpad, part, dbpart);
