@@ -199,11 +199,14 @@ bool depthwise_reg_tiles_applies(const ConvGeometry& g) {
   if (!(g.is_depthwise() && g.cout_g == 1 && v.kh == 3 && v.kw == 3 && v.sh == v.sw && (v.sh == 1 || v.sh == 2) &&
         v.dh == 1 && v.dw == 1))
     return false;
-#if !defined(__AVX__)
-  // SSE, stride 1: rows of fewer than 14 outputs are mostly edge and single columns, whose
-  // columns are read 3 times: MobileNet's 7x7x1024 step was 1.46x slower than depthwise.cpp's
-  // tiles (14x14x512 0.82, 56x56x128 0.64).
-  if (v.sh == 1 && g.ow < 14) return false;
+  // depthwise.cpp's gather_row takes stride 1, and stride 2 from 64 channels at avx2, into
+  // depthwise_regtile.h's tiles, streamed output or not; those sum in another order than this
+  // kernel. Leaving them to it keeps a streamed output bit-identical to an unstreamed one
+  // (test_depthwise.py's streamed tests), and this kernel keeps the stride-2 cases it alone
+  // sped up (C < 64 at avx2, every C at baseline).
+  if (v.sh == 1) return false;
+#if defined(__AVX2__)
+  if (g.c >= 64) return false;
 #endif
   if (v.pt < 0 || v.pl < 0 || v.pt > 2 || v.pl > 2 || v.pb > 2 || v.pr > 2) return false;
   // Batch-1 inference sizes: input and output in cache. Larger ones (training batches) keep
