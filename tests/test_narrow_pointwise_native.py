@@ -124,3 +124,43 @@ def test_backward_data_nan_inf_reach_their_pixel_only(cin, cout, s):
     bad = _check_nonfinite(_C.conv2d_backward_data(dy, wt, x.shape, *args), ref)
     assert bad[0, s, 2 * s].all() and bad[1, (oh - 1) * s, (ow - 1) * s].all()
     assert bad.sum() == 2 * cin
+
+
+# The weight pass's per-pixel dot (dot_pixels; below AVX-512 dot_native: dy's channels as 1..4
+# registers, the input channels in blocks of <= 12 / registers): inputs 1..16, outputs 1..16.
+WEIGHT_PAIRS = [(4, 4), (5, 3), (6, 6), (7, 9), (8, 8), (9, 2), (10, 16), (12, 12), (13, 5),
+                (16, 16), (16, 7), (2, 16), (11, 13)]
+
+
+@pytest.mark.parametrize("s", [1, 2])
+@pytest.mark.parametrize("cin,cout", WEIGHT_PAIRS)
+def test_weight_pass_matches_oracle(cin, cout, s):
+    for k, (n, h, w) in enumerate(SIZES + [(4, 14, 14)]):
+        rng, x, wt, b, args = _operands(600 + k, n, h, w, cin, cout, s)
+        oh, ow = -(-h // s), -(-w // s)
+        dy = rng.standard_normal((n, oh, ow, cout)).astype(np.float32)
+        rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64), wt.shape, *args, True)
+        dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
+        close(dw, rdw)
+        close(db, rdb)
+        dw2, db2 = _C.conv2d_backward_weights(dy, x, wt.shape, *args, False)
+        assert db2 is None
+        np.testing.assert_array_equal(dw2, dw)
+
+
+@pytest.mark.parametrize("cin,cout", [(6, 6), (16, 9)])
+def test_weight_pass_nan_reaches_its_row_and_column(cin, cout):
+    # x NaN at a read pixel: dw's row of that input channel; dy NaN: dw's column (and db's
+    # channel). NaN in a skipped pixel reaches nothing.
+    rng, x, wt, b, args = _operands(700 + cin, 3, 9, 11, cin, cout, 2)
+    dy = rng.standard_normal((3, 5, 6, cout)).astype(np.float32)
+    x[1, 2, 4, 2] = np.nan   # read
+    x[2, 3, 3, 0] = np.nan   # skipped (odd row)
+    dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
+    assert np.isnan(dw[0, 0, 2]).all() and np.isfinite(np.delete(dw[0, 0], 2, axis=0)).all()
+    assert np.isfinite(db).all()
+    x[1, 2, 4, 2] = 0.0
+    dy[0, 1, 1, cout - 1] = np.nan
+    dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
+    assert np.isnan(dw[0, 0, :, cout - 1]).all() and np.isfinite(dw[0, 0, :, :cout - 1]).all()
+    assert np.isnan(db[cout - 1]) and np.isfinite(db[:cout - 1]).all()
