@@ -98,7 +98,10 @@ def test_streamed_pointwise_forward_runs_im2col(name, threads):
     residual = rng.standard_normal(ref.shape).astype(np.float32)
     y = _forward(x, w, b, args, threads=threads, act="relu", residual=residual)
     close(y, np.maximum(ref + residual, 0.0))
-    assert np.array_equal(y, _forward(x, w, b, args, "im2col", threads, "relu", residual))
+    # At avx2 strided 1x1 convs of 33..64 channels each side run the register tiles of
+    # strided_pointwise_wide.cpp first (stop 37, tests/test_strided_pointwise_wide.py).
+    if _C.isa_level() != "avx2":
+        assert np.array_equal(y, _forward(x, w, b, args, "im2col", threads, "relu", residual))
 
 
 @pytest.mark.parametrize("name", sorted(TAP_SIDE))
