@@ -34,7 +34,7 @@ namespace {
 // their own there, and with IN x kSets of them (12 at C = 6) GCC kept the accumulators in
 // memory (as narrow_pointwise.cpp map_group_native says for the maps). 1 thread, ms
 // before/after, paired, avx2 (stop 37, benchmarks/RESULTS.md): 1x1 s2 weight pass N=256 56x56
-// C=6 6.7/see RESULTS.
+// C=6 6.50/1.78, N=32 112x112 C=6 3.24/0.81, N=256 28x28 C=16 6.24/2.10.
 template <int IB, int NV>
 void dot_native_block(const float* x, int64_t x_step, int64_t xs, const float* dy, int64_t ds,
                       int64_t oc, int64_t lanes, int64_t rows, int64_t count, const float* dy_end,
@@ -373,6 +373,34 @@ DotFn pick_dot(int64_t in) {
 // N=256 28x28 weight pass on Zen 4).
 template <int K>
 void channel_sums(const float* dy, int64_t n, int64_t oc, float* sum) {
+  if constexpr (kVectorRegisters < 32) {
+    // Below AVX-512: the 16-lane sums as registers of the level's own width (with v16 GCC
+    // moved them through memory and general registers piece by piece: perf, 1x1 s2 N=256
+    // 28x28 C=16 weight pass at avx2, a third of the pass's time; as dot_native says).
+    constexpr int W = kRegLanes, NV = 16 / W;
+    f32xR a[K][NV] = {};
+    int64_t f = 0;
+    for (; f + 16 * K <= n; f += 16 * K)
+#pragma GCC unroll 16
+      for (int k = 0; k < K; ++k)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+          f32xR d;
+          std::memcpy(&d, dy + f + 16 * k + v * W, sizeof d);
+          a[k][v] += d;
+        }
+    alignas(64) float lanes[K * 16];
+    std::memcpy(lanes, a, sizeof lanes);
+    float s[kWeightsMax] = {};
+    int64_t lane_channel = 0;
+    for (int l = 0; l < K * 16; ++l) {
+      s[lane_channel] += lanes[l];
+      if (++lane_channel == oc) lane_channel = 0;
+    }
+    for (; f < n; ++f) s[f % oc] += dy[f];
+    for (int64_t o = 0; o < oc; ++o) sum[o] += s[o];
+    return;
+  }
   v16 a[K] = {};
   int64_t f = 0;
   for (; f + 16 * K <= n; f += 16 * K)
