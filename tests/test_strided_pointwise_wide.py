@@ -93,6 +93,29 @@ def test_backward_data_matches_oracle(name):
     assert np.all(dx[off] == 0.0)
 
 
+# The forward also takes 25..32 channels, and 17..24 with >= 8 MiB of x (n, h, cin, cout)
+FORWARD_NARROWER = {
+    "c32_14x14": (3, 14, 32, 32),
+    "c25_c30_odd": (2, 13, 25, 30),
+    "c28_batch1": (1, 27, 28, 28),
+    "c24_large_x": (112, 28, 24, 24),      # 8.4 MB of x
+    "c17_c20_large_x": (170, 29, 17, 20),  # 9.7 MB, odd size
+    "c20_small_x": (4, 15, 20, 20),        # the per-pixel map (below 8 MiB)
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORWARD_NARROWER))
+def test_forward_from_17_channels_matches_oracle(name):
+    n, hw, cin, cout = FORWARD_NARROWER[name]
+    rng, x, w, b, args = _operands(17, n, hw, cin, cout)
+    ref = _oracle_forward(x, w, b, args)
+    close(_C.conv2d_forward(x, w, b, *args, "relu"), np.maximum(ref, 0.0))
+    x[0, 2, 2, 0] = np.nan  # read
+    x[0, 3, 3, 0] = np.inf  # skipped
+    y = _C.conv2d_forward(x, w, b, *args)
+    assert np.isnan(y[0, 1, 1]).all() and np.isfinite(np.delete(y.reshape(-1, cout), (hw + 1) // 2 + 1, axis=0)).all()
+
+
 # Large enough for two threads (the kernels run one thread under 2M multiply-adds)
 THREADED = {
     "c48_28x28": (8, 28, 48, 48),

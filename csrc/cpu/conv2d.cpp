@@ -406,7 +406,8 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   };
   // Strided 1x1 convs of 17..32 channels each side (AVX-512): register tiles of pixels.
   if (!depthwise && detail::strided_pointwise_forward(g, x, w, b, y, own)) return add_residual();
-  // 33..64 channels each side at avx2 (strided_pointwise_wide.cpp): register tiles of 3 pixels.
+  // 25..64 channels each side at avx2 (17.. with x past the cache; strided_pointwise_wide.cpp):
+  // register tiles of 3 pixels.
   if (!depthwise && detail::strided_pointwise_wide_forward(g, x, w, b, y, own)) return add_residual();
   if (!depthwise && detail::direct_eligible(g, ConvPass::Forward)) {
     detail::direct_forward(g, x, w, b, y, own);

@@ -1,5 +1,6 @@
 // Forward and backward data of a strided 1x1 conv (groups == 1, no pads, stride > 1 on either
-// axis) with 33..64 channels each side, NHWC / HWIO, at the avx2 level (16 ymm; issue 18 item
+// axis) with 33..64 channels each side (the forward from 17 or 25: kForwardMin), NHWC / HWIO,
+// at the avx2 level (16 ymm; issue 18 item
 // 3, helper Y, stop 37).
 //
 // Why: these shapes ran on the GEMM (im2col's gather of the strided pixels, then a product of
@@ -37,7 +38,16 @@ namespace fastconv::cpu::detail {
 
 namespace {
 
-constexpr int64_t kWideMin = 33, kWideMax = 64;  // channels each side
+// Channels each side. The forward from 25 (there the GEMM ran C=32: 1 thread, ms before/after,
+// paired, stop 37: N=256 14x14 0.89/0.53, N=32 56x56 2.02/1.05, N=1 112x112 0.21/0.14, N=256
+// 7x7 0.26/0.17, N=256 28x28 C=28 4.81/2.48), and from 17 with >= 8 MiB of x (there the per-
+// pixel map ran it: N=256 28x28 C=24 1.94/1.47, N=256 56x56 7.12/5.10, N=32 112x112 3.08/2.58,
+// C=17 1.83/1.52; but in cache the map stays ahead: N=256 14x14 C=24 0.25/0.28, N=1 112x112
+// 0.049/0.062). The backward data from 33 (at 25..32 the map was even: N=256 28x28 C=28
+// 2.96/2.83, N=32 56x56 C=32 1.80/1.70, N=256 14x14 C=32 0.86/0.97).
+constexpr int64_t kWideMax = 64;
+constexpr int64_t kForwardMin = 25, kForwardLargeMin = 17, kBackwardDataMin = 33;
+constexpr int64_t kForwardLargeBytes = int64_t{8} << 20;
 constexpr int kTile = 3;                           // pixels a tile
 constexpr int kChunk = 4;                          // ymm of output channels a pass (32)
 constexpr int64_t kItemPixels = 256 * kTile;       // pixels a work item (whole tiles)
@@ -222,9 +232,11 @@ void backward_data(const ConvGeometry& g, const float* dy, const Packed& pk, flo
 bool strided_pointwise_wide_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
   if (pass == ConvPass::BackwardWeights) return false;
+  const bool large = g.input_size() * (int64_t)sizeof(float) >= kForwardLargeBytes;
+  const int64_t min = pass == ConvPass::Forward ? (large ? kForwardLargeMin : kForwardMin) : kBackwardDataMin;
   return algorithm_setting() == Algo::Auto && g.groups == 1 && v.kh == 1 && v.kw == 1 &&
-         (v.sh > 1 || v.sw > 1) && !v.pt && !v.pb && !v.pl && !v.pr && g.c >= kWideMin &&
-         g.c <= kWideMax && g.oc >= kWideMin && g.oc <= kWideMax;
+         (v.sh > 1 || v.sw > 1) && !v.pt && !v.pb && !v.pl && !v.pr && g.c >= min &&
+         g.c <= kWideMax && g.oc >= min && g.oc <= kWideMax;
 }
 
 bool strided_pointwise_wide_forward(const ConvGeometry& g, const float* x, const float* w,
