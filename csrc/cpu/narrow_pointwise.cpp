@@ -529,7 +529,10 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
   // the map's call per row (rows of 7..56 pixels, ~3 ns a call). 1 thread, ms before/after,
   // paired, both orders (stop 35, helper Y2): N=256 14x14 0.022/0.017, 28x28 0.042/0.039,
   // 56x56 0.093/0.089, N=32 112x112 0.035/0.033; N=256 112x112 (DRAM) even.
-  const bool unit_fill = fill && g.c == 1 && g.oc == 1;
+  // At every level (stop 37): the loop needs no masked store; below AVX-512 (no `fill`) the
+  // grid row was zeroed, then mapped by a strided scalar loop. 1 thread, ms before/after,
+  // paired, avx2: see benchmarks/RESULTS.md (stop 37). At AVX-512 the same condition as before.
+  const bool unit_fill = sw == 2 && g.w == 2 * g.ow && g.c == 1 && g.oc == 1;
   const float w0 = m.w[0][0];
   const int64_t block = std::max<int64_t>(1, std::min(g.oh, kMapRun / g.ow));
   const int64_t blocks = (g.oh + block - 1) / block, items = g.n * blocks;
