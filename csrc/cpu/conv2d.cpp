@@ -386,7 +386,7 @@ int64_t conv2d_prepared_floats(const ConvGeometry& g) {
 
 bool conv2d_prepared_pays(const ConvGeometry& g) {
   if (g.is_depthwise() || detail::strided_pointwise_shape(g, ConvPass::Forward) ||
-      detail::direct_eligible(g, ConvPass::Forward))
+      detail::strided_pointwise_wide_shape(g, ConvPass::Forward) || detail::direct_eligible(g, ConvPass::Forward))
     return false;
   switch (prepared_form(g)) {
     case PreparedForm::WinogradFilter: return detail::use_winograd(g, ConvPass::Forward);
@@ -429,6 +429,9 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   };
   // Strided 1x1 convs of 17..32 channels each side (AVX-512): register tiles of pixels.
   if (!depthwise && detail::strided_pointwise_forward(g, x, w, b, y, own)) return add_residual();
+  // 25..64 channels each side at avx2 (17.. with x past the cache; strided_pointwise_wide.cpp):
+  // register tiles of 3 pixels.
+  if (!depthwise && detail::strided_pointwise_wide_forward(g, x, w, b, y, own)) return add_residual();
   if (!depthwise && detail::direct_eligible(g, ConvPass::Forward)) {
     detail::direct_forward(g, x, w, b, y, own);
     return add_residual();
@@ -486,6 +489,8 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
 
 void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   if (g.is_depthwise()) return detail::depthwise_backward_data(g, dy, w, dx);
+  // Strided 1x1 convs of 33..64 channels each side at avx2: dx written once, zeros included.
+  if (detail::strided_pointwise_wide_backward_data(g, dy, w, dx)) return;
   if (detail::direct_eligible(g, ConvPass::BackwardData)) return detail::direct_backward_data(g, dy, w, dx);
   if (detail::use_winograd(g, ConvPass::BackwardData) && detail::winograd_backward_data(g, dy, w, dx))
     return;

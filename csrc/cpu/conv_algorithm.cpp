@@ -1,5 +1,6 @@
 // The global conv algorithm setting and the per-layer query. conv2d.cpp asks, in order:
-// depthwise? strided_pointwise_shape (its forward and weight pass: "direct")? direct_eligible?
+// depthwise? strided_pointwise_shape (its forward and weight pass: "direct")?
+// strided_pointwise_wide_shape (forward and backward data: "direct")? direct_eligible?
 // use_winograd? else im2col; the query gives the same answer.
 #include "cpu/conv_algorithm.h"
 
@@ -36,6 +37,7 @@ std::string get_conv_algorithm() { return kAlgoNames[g_algo.load()]; }
 std::string conv_algorithm(const ConvGeometry& g, ConvPass pass) {
   if (g.is_depthwise()) return "depthwise";
   if (detail::strided_pointwise_shape(g, pass)) return "direct";
+  if (detail::strided_pointwise_wide_shape(g, pass)) return "direct";
   if (detail::direct_eligible(g, pass)) return "direct";
   return detail::use_winograd(g, pass) ? "winograd" : "im2col";
 }

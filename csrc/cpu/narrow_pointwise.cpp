@@ -187,6 +187,71 @@ inline void map_group(const float* src, int64_t src_step, float* dst, int64_t ds
   }
 }
 
+// map_group below AVX-512 (avx2, baseline: 16 registers of 8 or 4 lanes): a pixel's OUT
+// channels as NV registers of the level's own width (f32xR), at most 12 accumulator registers
+// (a group of R pixels with more runs as two halves). Why: there map_group's 16-lane vectors
+// have no register of their own, and GCC kept the accumulators in memory, moving them through
+// general registers piece by piece (objdump of map_group<16, 4> at avx2: per FMA a store, two
+// 64-bit loads, vmovq + vpinsrq and a reload). 1 thread, ms before/after, paired, avx2 (stop
+// 37, benchmarks/RESULTS.md): 1x1 s2 backward data N=256 56x56 C=3 4.09/1.28, N=256 28x28 C=6
+// 1.74/0.54.
+template <int OUT, int R>
+inline void map_group_native(const float* src, int64_t src_step, float* dst, int64_t dst_step,
+                             const PixelMap& m) {
+  constexpr int W = kRegLanes, NV = (OUT + W - 1) / W;
+  if constexpr (R > 1 && R * NV > 12) {
+    constexpr int R1 = R / 2;
+    map_group_native<OUT, R1>(src, src_step, dst, dst_step, m);
+    map_group_native<OUT, R - R1>(src + R1 * src_step, src_step, dst + R1 * dst_step, dst_step, m);
+  } else {
+    // With fewer than 8 accumulator registers, S sets over alternating input channels.
+    constexpr int S = R * NV >= 8 ? 1 : R * NV >= 4 ? 2 : 4;
+    const int64_t in = m.in;
+    f32xR a[S][R][NV];
+#pragma GCC unroll 16
+    for (int k = 0; k < S; ++k)
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) a[k][r][v] = k == 0 ? load_hi<f32xR>(m.bias + v * W) : f32xR{};
+    int64_t i = 0;
+    for (; i + S <= in; i += S)
+#pragma GCC unroll 4
+      for (int k = 0; k < S; ++k) {
+        f32xR wv[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) wv[v] = load_hi<f32xR>(m.w[i + k] + v * W);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+          const float x = src[r * src_step + i + k];
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v) a[k][r][v] += x * wv[v];
+        }
+      }
+    for (; i < in; ++i) {
+      f32xR wv[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) wv[v] = load_hi<f32xR>(m.w[i] + v * W);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const float x = src[r * src_step + i];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) a[0][r][v] += x * wv[v];
+      }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        for (int k = 1; k < S; ++k) a[0][r][v] += a[k][r][v];
+        // OUT - v * W floats at most: nothing past the pixel is written
+        constexpr int kFull = W;
+        const int n = std::min(kFull, OUT - v * W);
+        std::memcpy(dst + r * dst_step + v * W, &a[0][r][v], sizeof(float) * n);
+      }
+  }
+}
+
 // dst[p*dst_step + o] = bias[o] + sum_i src[p*src_step + i] * m.w[i][o], o < OUT, p < count:
 // groups of 4 pixels, then one group of the 1..3 left.
 template <int OUT>
@@ -202,6 +267,19 @@ void map_pixels(const float* src, int64_t src_step, float* dst, int64_t dst_step
       for (int64_t p = 0; p < count; ++p) dst[p * dst_step] = src[p * src_step] * w0 + b0;
     }
     return;
+  }
+  if constexpr (kVectorRegisters < 32) {
+    int64_t p = 0;
+    for (; p + 4 <= count; p += 4)
+      map_group_native<OUT, 4>(src + p * src_step, src_step, dst + p * dst_step, dst_step, m);
+    const float* s = src + p * src_step;
+    float* d = dst + p * dst_step;
+    switch (count - p) {
+      case 3: return map_group_native<OUT, 3>(s, src_step, d, dst_step, m);
+      case 2: return map_group_native<OUT, 2>(s, src_step, d, dst_step, m);
+      case 1: return map_group_native<OUT, 1>(s, src_step, d, dst_step, m);
+      default: return;
+    }
   }
   v16 bias[1] = {load16(m.bias)};
   int64_t p = 0;
@@ -451,7 +529,10 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
   // the map's call per row (rows of 7..56 pixels, ~3 ns a call). 1 thread, ms before/after,
   // paired, both orders (stop 35, helper Y2): N=256 14x14 0.022/0.017, 28x28 0.042/0.039,
   // 56x56 0.093/0.089, N=32 112x112 0.035/0.033; N=256 112x112 (DRAM) even.
-  const bool unit_fill = fill && g.c == 1 && g.oc == 1;
+  // At every level (stop 37): the loop needs no masked store; below AVX-512 (no `fill`) the
+  // grid row was zeroed, then mapped by a strided scalar loop. 1 thread, ms before/after,
+  // paired, avx2: see benchmarks/RESULTS.md (stop 37). At AVX-512 the same condition as before.
+  const bool unit_fill = sw == 2 && g.w == 2 * g.ow && g.c == 1 && g.oc == 1;
   const float w0 = m.w[0][0];
   const int64_t block = std::max<int64_t>(1, std::min(g.oh, kMapRun / g.ow));
   const int64_t blocks = (g.oh + block - 1) / block, items = g.n * blocks;

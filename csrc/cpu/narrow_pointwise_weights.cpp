@@ -27,6 +27,79 @@ namespace fastconv::cpu::detail {
 
 namespace {
 
+// dot_pixels below AVX-512 (avx2, baseline: 16 registers of 8 or 4 lanes): the `lanes` (<= 16)
+// channels of a dy pixel as NV registers of the level's own width (f32xR) and the input
+// channels in blocks of at most 12 / NV accumulator rows (a block a pass over the item's rows,
+// which are in L1/L2 after the first). Why: dot_pixels' 16-lane vectors have no register of
+// their own there, and with IN x kSets of them (12 at C = 6) GCC kept the accumulators in
+// memory (as narrow_pointwise.cpp map_group_native says for the maps). 1 thread, ms
+// before/after, paired, avx2 (stop 37, benchmarks/RESULTS.md): 1x1 s2 weight pass N=256 56x56
+// C=6 6.50/1.78, N=32 112x112 C=6 3.24/0.81, N=256 28x28 C=16 6.24/2.10.
+template <int IB, int NV>
+void dot_native_block(const float* x, int64_t x_step, int64_t xs, const float* dy, int64_t ds,
+                      int64_t oc, int64_t lanes, int64_t rows, int64_t count, const float* dy_end,
+                      int64_t pf, v16* acc) {
+  constexpr int W = kRegLanes;
+  // With fewer than 8 accumulator registers, S sets over alternating pixels.
+  constexpr int S = IB * NV >= 8 ? 1 : IB * NV >= 4 ? 2 : 4;
+  f32xR a[S][IB][NV];
+#pragma GCC unroll 16
+  for (int k = 0; k < S; ++k)
+#pragma GCC unroll 16
+    for (int i = 0; i < IB; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) a[k][i][v] = f32xR{};
+  for (int64_t r = 0; r < rows; ++r, x += xs, dy += ds) {
+    if (pf) prefetch_floats(x + kAhead * xs, pf);
+    const int64_t safe = std::min(count, safe_pixels(dy, oc, dy_end));  // 16 floats loadable
+    int64_t p = 0;
+    for (; p + S <= safe; p += S)
+#pragma GCC unroll 4
+      for (int k = 0; k < S; ++k) {
+        f32xR dv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) std::memcpy(&dv[v], dy + (p + k) * oc + v * W, sizeof dv[v]);
+        const float* xp = x + (p + k) * x_step;
+#pragma GCC unroll 16
+        for (int i = 0; i < IB; ++i)
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) a[k][i][v] += xp[i] * dv[v];
+      }
+    for (; p < count; ++p) {
+      const v16 d16 = load_channels(dy + p * oc, lanes, dy_end);
+      f32xR dv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) std::memcpy(&dv[v], (const float*)&d16 + v * W, sizeof dv[v]);
+      const float* xp = x + p * x_step;
+      for (int i = 0; i < IB; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) a[0][i][v] += xp[i] * dv[v];
+    }
+  }
+  for (int i = 0; i < IB; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      f32xR t = a[0][i][v], o;
+      for (int k = 1; k < S; ++k) t += a[k][i][v];
+      float* lane = (float*)&acc[i] + v * W;
+      std::memcpy(&o, lane, sizeof o);
+      o += t;
+      std::memcpy(lane, &o, sizeof o);
+    }
+}
+
+// Input channels I0.. of IN in blocks of at most 12 / NV.
+template <int IN, int NV, int I0 = 0>
+void dot_native(const float* x, int64_t x_step, int64_t xs, const float* dy, int64_t ds, int64_t oc,
+                int64_t lanes, int64_t rows, int64_t count, const float* dy_end, int64_t pf,
+                v16* acc) {
+  constexpr int IB = std::min(std::max(1, 12 / NV), IN - I0);
+  dot_native_block<IB, NV>(x + I0, x_step, xs, dy, ds, oc, lanes, rows, count, dy_end,
+                           I0 == 0 ? pf : 0, acc + I0);
+  if constexpr (I0 + IB < IN)
+    dot_native<IN, NV, I0 + IB>(x, x_step, xs, dy, ds, oc, lanes, rows, count, dy_end, pf, acc);
+}
+
 // acc[i][o] += sum over rows r < rows and pixels p < count of x[r*xs + p*x_step + i] *
 // dy[r*ds + p*oc + o], o < lanes (<= 16; the lanes beyond are don't-care: a pixel's channels
 // 16..23 are the pass over dy + 16 with lanes = oc - 16). IN accumulator vectors per set; with few
@@ -64,6 +137,16 @@ bool dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int
     acc[0][0] += total;
     if (db) db[0] += dtotal;
     return db != nullptr;
+  }
+  if constexpr (kVectorRegisters < 32) {  // the level's own registers (dot_native)
+    constexpr int W = kRegLanes;
+    if (lanes <= W)
+      dot_native<IN, 1>(x, x_step, xs, dy, ds, oc, lanes, rows, count, dy_end, pf, acc);
+    else if (lanes <= 2 * W || W >= 8)
+      dot_native<IN, 16 / W >= 2 ? 2 : 1>(x, x_step, xs, dy, ds, oc, lanes, rows, count, dy_end, pf, acc);
+    else
+      dot_native<IN, 16 / W>(x, x_step, xs, dy, ds, oc, lanes, rows, count, dy_end, pf, acc);
+    return false;
   }
   v16 a[kSets][IN];
   for (int k = 0; k < kSets; ++k)
@@ -290,6 +373,34 @@ DotFn pick_dot(int64_t in) {
 // N=256 28x28 weight pass on Zen 4).
 template <int K>
 void channel_sums(const float* dy, int64_t n, int64_t oc, float* sum) {
+  if constexpr (kVectorRegisters < 32) {
+    // Below AVX-512: the 16-lane sums as registers of the level's own width (with v16 GCC
+    // moved them through memory and general registers piece by piece: perf, 1x1 s2 N=256
+    // 28x28 C=16 weight pass at avx2, a third of the pass's time; as dot_native says).
+    constexpr int W = kRegLanes, NV = 16 / W;
+    f32xR a[K][NV] = {};
+    int64_t f = 0;
+    for (; f + 16 * K <= n; f += 16 * K)
+#pragma GCC unroll 16
+      for (int k = 0; k < K; ++k)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+          f32xR d;
+          std::memcpy(&d, dy + f + 16 * k + v * W, sizeof d);
+          a[k][v] += d;
+        }
+    alignas(64) float lanes[K * 16];
+    std::memcpy(lanes, a, sizeof lanes);
+    float s[kWeightsMax] = {};
+    int64_t lane_channel = 0;
+    for (int l = 0; l < K * 16; ++l) {
+      s[lane_channel] += lanes[l];
+      if (++lane_channel == oc) lane_channel = 0;
+    }
+    for (; f < n; ++f) s[f % oc] += dy[f];
+    for (int64_t o = 0; o < oc; ++o) sum[o] += s[o];
+    return;
+  }
   v16 a[K] = {};
   int64_t f = 0;
   for (; f + 16 * K <= n; f += 16 * K)

@@ -22,4 +22,13 @@ bool strided_pointwise_forward(const ConvGeometry& g, const float* x, const floa
 bool strided_pointwise_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
                                         float* dw, float* db);
 
+// 33..64 channels each side (strided_pointwise_wide.cpp; the forward from 17 or 25): the forward and the backward data
+// on register tiles of 3 pixels at the avx2 level only (the weight pass stays on the GEMM).
+bool strided_pointwise_wide_shape(const ConvGeometry& g, ConvPass pass);
+bool strided_pointwise_wide_forward(const ConvGeometry& g, const float* x, const float* w,
+                                    const float* b, float* y, Activation act);
+// conv2d_backward_data's contract, or false without touching dx.
+bool strided_pointwise_wide_backward_data(const ConvGeometry& g, const float* dy, const float* w,
+                                          float* dx);
+
 }  // namespace fastconv::cpu::detail
