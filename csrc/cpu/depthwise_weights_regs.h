@@ -21,32 +21,13 @@
 #pragma once
 #include <algorithm>
 
-#include "cpu/depthwise_gather.h"
+#include "cpu/depthwise_regtile.h"  // ldR / stR: the level's masked loads and stores
 
 namespace fastconv::cpu::detail {
 
 namespace {
 
 #if !defined(__AVX512F__)
-// Loads of n <= kRegLanes floats: Full plain, else masked (zeros in the other lanes; at
-// baseline through a zeroed register).
-template <bool Full>
-inline f32xR ldWR(const float* p, int n) {
-  if constexpr (Full) {
-    (void)n;
-    return loadR(p);
-  } else {
-#if defined(__AVX2__)
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return (f32xR)_mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes));
-#else
-    f32xR v{};
-    std::memcpy(&v, p, sizeof(float) * (size_t)n);
-    return v;
-#endif
-  }
-}
-
 // weights_pair's contract: x4 the pair's four input rows, dya / dyb its dy rows, channels
 // [c0, c0 + n) (n <= kRegLanes); part[tap * cpad + c] += the tap's sums, dbpart[c] += the dy
 // sums (whole registers: lanes >= n hold zeros, and cpad covers c0 + kRegLanes); pf's slice
@@ -66,7 +47,7 @@ void weights_pair_regs(const Gather& q, const float* const* x4, const float* dya
   const float* r2 = x4[2] + base;
   const float* r3 = x4[3] + base;
   for (int64_t ox = q.lo; ox < q.hi; ++ox) {
-    const f32xR da = ldWR<Full>(dya + ox * C + c0, n), db = ldWR<Full>(dyb + ox * C + c0, n);
+    const f32xR da = ldR<Full>(dya + ox * C + c0, n), db = ldR<Full>(dyb + ox * C + c0, n);
     s += da;
     s += db;
     if (pf_at < pf_hi) {
@@ -77,23 +58,23 @@ void weights_pair_regs(const Gather& q, const float* const* x4, const float* dya
 #pragma GCC unroll 3
     for (int kx = 0; kx < 3; ++kx) {
       const int64_t ok = o + kx * C;
-      acc[kx] += da * ldWR<Full>(r0 + ok, n);
-      const f32xR t1 = ldWR<Full>(r1 + ok, n);
+      acc[kx] += da * ldR<Full>(r0 + ok, n);
+      const f32xR t1 = ldR<Full>(r1 + ok, n);
       acc[kx] += db * t1;
       acc[3 + kx] += da * t1;
-      const f32xR t2 = ldWR<Full>(r2 + ok, n);
+      const f32xR t2 = ldR<Full>(r2 + ok, n);
       acc[3 + kx] += db * t2;
       acc[6 + kx] += da * t2;
-      acc[6 + kx] += db * ldWR<Full>(r3 + ok, n);
+      acc[6 + kx] += db * ldR<Full>(r3 + ok, n);
     }
   }
   auto edge = [&](int64_t ox, const float* const* r, const float* dyrow) {
-    const f32xR d = ldWR<Full>(dyrow + ox * C + c0, n);
+    const f32xR d = ldR<Full>(dyrow + ox * C + c0, n);
     s += d;
     for (int64_t kx = 0; kx < 3; ++kx) {
       const int64_t ix = ox - q.pl + kx;
       if (ix < 0 || ix >= q.iw) continue;
-      for (int64_t ky = 0; ky < 3; ++ky) acc[ky * 3 + kx] += d * ldWR<Full>(r[ky] + ix * C + c0, n);
+      for (int64_t ky = 0; ky < 3; ++ky) acc[ky * 3 + kx] += d * ldR<Full>(r[ky] + ix * C + c0, n);
     }
   };
   for (int64_t e = 0; e < q.ow; ++e) {
@@ -124,23 +105,23 @@ void weights_block3_regs(const Gather& q, const float* const (*rows)[kMaxKh], co
     const float* r1 = r[1] + base;
     const float* r2 = r[2] + base;
     for (int64_t ox = q.lo; ox < q.hi; ++ox) {
-      const f32xR d = ldWR<Full>(dyrow + ox * C + c0, n);
+      const f32xR d = ldR<Full>(dyrow + ox * C + c0, n);
       s += d;
       const int64_t o = ox * xs;
 #pragma GCC unroll 3
       for (int kx = 0; kx < 3; ++kx) {
-        acc[kx] += d * ldWR<Full>(r0 + o + kx * ts, n);
-        acc[3 + kx] += d * ldWR<Full>(r1 + o + kx * ts, n);
-        acc[6 + kx] += d * ldWR<Full>(r2 + o + kx * ts, n);
+        acc[kx] += d * ldR<Full>(r0 + o + kx * ts, n);
+        acc[3 + kx] += d * ldR<Full>(r1 + o + kx * ts, n);
+        acc[6 + kx] += d * ldR<Full>(r2 + o + kx * ts, n);
       }
     }
     auto edge = [&](int64_t ox) {
-      const f32xR d = ldWR<Full>(dyrow + ox * C + c0, n);
+      const f32xR d = ldR<Full>(dyrow + ox * C + c0, n);
       s += d;
       for (int64_t kx = 0; kx < 3; ++kx) {
         const int64_t ix = ox * q.sw - q.pl + kx * q.dw;
         if (ix < 0 || ix >= q.iw) continue;
-        for (int64_t ky = 0; ky < 3; ++ky) acc[ky * 3 + kx] += d * ldWR<Full>(r[ky] + ix * C + c0, n);
+        for (int64_t ky = 0; ky < 3; ++ky) acc[ky * 3 + kx] += d * ldR<Full>(r[ky] + ix * C + c0, n);
       }
     };
     for (int64_t ox = 0; ox < q.lo; ++ox) edge(ox);
