@@ -46,7 +46,7 @@ def paired(name, pauses, calls):
     from fastconv.engine import inference
     from fastconv.models import zoo  # noqa: F401 (used by the constructor source)
     x = np.random.default_rng(0).standard_normal(MODELS[name][1]).astype(np.float32)
-    hold, pick = inference._HOLD_TEAM, inference._pick_one
+    hold, rule = inference._HOLD_TEAM, inference._TEAM_MIN_WORK
 
     def variant(threads, hold_team, choose):
         fastconv.set_seed(0)
@@ -55,13 +55,13 @@ def paired(name, pauses, calls):
         def run():
             fastconv.set_num_threads(threads)
             inference._HOLD_TEAM = hold_team
-            inference._pick_one = pick if choose else (lambda choice, cold=True: False)
+            inference._TEAM_MIN_WORK = rule if choose else 0  # 0: the plan (built by the first call) takes the team
             try:
                 t0 = time.perf_counter()
                 model.predict_on_batch(x)
                 return time.perf_counter() - t0
             finally:
-                inference._HOLD_TEAM, inference._pick_one = hold, pick
+                inference._HOLD_TEAM, inference._TEAM_MIN_WORK = hold, rule
         return run
     variants = {"1 thread": variant(1, False, False), "2 no hold": variant(2, False, False),
                 "2 hold": variant(2, True, False), "2 default": variant(2, hold, True)}

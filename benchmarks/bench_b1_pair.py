@@ -40,7 +40,7 @@ def measure(name, calls):
     import fastconv
     from fastconv.engine import inference
     from fastconv.models import zoo
-    inference._pick_one = lambda choice, cold=True: False  # the team on every 2-thread call
+    inference._TEAM_MIN_WORK = 0  # every plan takes the team on 2-thread calls
     fastconv.set_seed(0)
     model = eval(MODELS[name][0], {"zoo": zoo})
     x = np.random.default_rng(0).standard_normal(MODELS[name][1]).astype(np.float32)

@@ -34,8 +34,6 @@ gets a plan and the plan computes what the plain forward computes (up to float32
 from the fold). ``set_inference_plan(False)`` turns plans off (predict then runs the autograd
 forward under no_grad, with engine/fusion.py's fusions); ``set_fusion(False)`` turns both off.
 """
-from time import perf_counter
-
 import numpy as np
 
 from .. import _C
@@ -63,34 +61,25 @@ _MAX_PLANS = 8  # input shapes remembered per model (predict's last, smaller bat
 
 _enabled = [True]
 
-# Team or one thread. A multi-thread predict can be slower than the same predict on one thread:
-# - after an idle pause (>= _IDLE_S, "cold"): on a VM whose idle vCPUs halt (cpuidle haltpoll,
-#   2-vCPU Zen 5: benchmarks/bench_b1_idle.py) the first 2-thread predict after 20-50 ms idle
-#   ran up to 2.4x slower than on one thread (ResNet-18 CIFAR b1: 13.2 ms against 5.6; warm
-#   3.6): every region waited for a worker that had gone to sleep.
-# - back to back ("warm") when another job holds a core: every region then waits for the
-#   worker to get a core, or for the master's barrier spin when the worker was woken onto the
-#   master's CPU (2-vCPU Emerald Rapids at load 4: ResNet-18 b1 17 ms on 2 threads, 7.7 on 1;
-#   LeNet-5 b64 4.0 / 1.3, and so right after an onnxruntime call, whose pool spins for ~50 ms).
-# So each plan keeps, per state (cold, warm), the times of its last _KEEP team runs and of its
-# last _KEEP one-thread runs (the team tried twice and one thread once, then the faster one
-# runs, the other re-tried every _REPROBE runs of that state). On an idle machine without the
-# cliff that stays the team. Which statistic decides differs by state:
-# - cold runs are bimodal by nature (the wake-up either hits or not): the median;
-# - warm runs are steady, but a host that deschedules a vCPU for a tick stalls a rare team run
-#   by ~5 ms (2-vCPU Zen 4: LeNet-5 b64 0.55-0.65 ms, stalls of 4.8-5.0 ms): the fastest run
-#   of each, since such noise only ever adds time. With the median, one early stall sent the
-#   plan to one thread for _REPROBE runs (ResNet-18 CIFAR b1: 10.3 ms on one thread, team 7).
-_IDLE_S = 0.01
-# A team run holds the team awake for its duration (threads.cpp, team keeper): SCHED_IDLE
-# threads spin on the idle CPUs, so the workers' CPUs do not halt between its parallel regions.
-# Off: on the shared 2-vCPU VM it made no run faster (benchmarks/RESULTS.md, issue 18 item 4,
-# helper I); benchmarks/bench_b1_idle.py --paired measures it where the machine is quiet.
+# Team or one thread: a rule on the plan's work, never a timing. The kernels split their work by
+# the thread count (which algorithm, which blocks, which partial sums), so one plan run on the
+# team and on one thread sums in different orders and its outputs differ in the last bits.
+# Until stop 38 each plan timed its runs both ways and took the faster, so a model predicted
+# differently from one call to the next, and from its saved-and-loaded twin (3e-7 apart on a
+# Zen 3; tests/test_finetune_keras.py). Now a plan's thread count is fixed when it is built:
+# one thread where its steps average fewer than _TEAM_MIN_WORK multiply-adds (or, for the
+# memory-bound steps, output elements), the team otherwise. Below that a step is a few
+# microseconds of work, less than a parallel region's wake-up and join on a 2-vCPU VM (5-50 us,
+# more after an idle pause when idle vCPUs halt: benchmarks/bench_b1_idle.py), so the team
+# cannot win there; above it the team's half of each step is worth more than its cost
+# (benchmarks/bench_plan_threads.py measures both sides on the card's models).
+# Same thread knob, same model, same input: the same bits, every call.
+_TEAM_MIN_WORK = 1 << 20
+# A team run holds the team keeper for its duration (threads.cpp): SCHED_IDLE threads spin on
+# the idle CPUs, so the workers' CPUs do not halt between its parallel regions. Off: on the
+# shared 2-vCPU VM it made no run faster (benchmarks/RESULTS.md, issue 18 item 4, helper I);
+# benchmarks/bench_b1_idle.py --paired measures it where the machine is quiet.
 _HOLD_TEAM = False
-_REPROBE = 16
-_FIRST_TEAM_RUNS = 2  # the first team run of a process also starts its threads
-_KEEP = 5
-_last_team_run = [float("-inf")]  # perf_counter() at the end of the last multi-thread plan run
 
 
 def set_inference_plan(enabled):
@@ -696,24 +685,34 @@ class Plan:
         regs = [None] * self.slots
         for s, a in zip(self.inputs, arrays):
             regs[s] = a
-        if self.steps is None:  # the first run prepares each step from its real input
-            k, steps = kernels_for("cpu"), []
-            for op, dead in zip(self.ops, self.dead):
-                step = _make_step(op, regs, k, self.shared, self.used)
-                step(regs)
-                steps.append(step)
-                for s in dead:
-                    regs[s] = None
-            self.steps = list(zip(steps, self.dead))
-            # The loop's bookkeeping per step (a tuple unpacked, an empty loop over dead slots)
-            # is a tenth of a LeNet step at batch 1: the hot loop walks the steps alone, and
-            # the slots die in the few places they must (runs keyed by the step before them).
-            self.flat = [(tuple(steps[a:b]), clear) for a, b, clear in _runs(self.dead)]
-            return regs[self.output]
+        if self.steps is None:
+            return self._prepare(regs, arrays)
         threads = _C.get_num_threads()
         if threads > 1:
             return self._run_team(regs, threads)
         self._walk(regs)
+        return regs[self.output]
+
+    def _prepare(self, regs, arrays):
+        """The first run: prepares each step from its real input and sizes the plan's work,
+        which fixes its thread count (_TEAM_MIN_WORK)."""
+        k, steps, work = kernels_for("cpu"), [], 0
+        for op, dead in zip(self.ops, self.dead):
+            step = _make_step(op, regs, k, self.shared, self.used)
+            step(regs)
+            steps.append(step)
+            work += _work(op, regs[op.out])
+            for s in dead:
+                regs[s] = None
+        self.steps = list(zip(steps, self.dead))
+        # The loop's bookkeeping per step (a tuple unpacked, an empty loop over dead slots)
+        # is a tenth of a LeNet step at batch 1: the hot loop walks the steps alone, and
+        # the slots die in the few places they must (runs keyed by the step before them).
+        self.flat = [(tuple(steps[a:b]), clear) for a, b, clear in _runs(self.dead)]
+        self.work = work
+        self.one_thread = work < _TEAM_MIN_WORK * len(steps)
+        if self.one_thread and _C.get_num_threads() > 1:
+            return self.run(arrays)  # that run was the team's: every output is one thread's
         return regs[self.output]
 
     def _walk(self, regs):
@@ -724,12 +723,9 @@ class Plan:
                 regs[s] = None
 
     def _run_team(self, regs, threads):
-        """The steps with the thread knob at `threads` > 1, or at 1 when this plan's runs in
-        the same state (cold or warm, see _IDLE_S) measured one thread faster."""
-        start = perf_counter()
-        cold = start - _last_team_run[0] > _IDLE_S
-        choice = self._choice(cold)
-        one = _pick_one(choice, cold)
+        """The steps with the thread knob at `threads` > 1, or at 1 for a plan too small for a
+        team (_TEAM_MIN_WORK); the knob is back at `threads` afterwards, also when a step raises."""
+        one = self.one_thread
         hold = _HOLD_TEAM and not one
         if one:
             _C.set_num_threads(1)
@@ -742,44 +738,19 @@ class Plan:
                 _C.set_num_threads(threads)
             elif hold:
                 _C._team_hold_end()
-            end = perf_counter()
-            # also after a 1-thread run: the next call within _IDLE_S is a warm one
-            _last_team_run[0] = end
-        # the last few of each (a median of them decides): after a pause MobileNet b1's team
-        # runs were bimodal (4.5 or 12-21 ms on the Zen 5 VM), and on a busy machine a single
-        # slow team run in a running mean sent LeNet-5 b64 to one thread for _REPROBE runs
-        record = choice[1 if one else 0]
-        record.append(end - start)
-        if len(record) > _KEEP:
-            del record[0]
         return regs[self.output]
 
-    def _choice(self, cold):
-        """[team run times, one-thread run times, runs]: this plan's record for cold or warm
-        runs (seconds, the last _KEEP of each)."""
-        choices = self.__dict__.get("_choices")
-        if choices is None:
-            choices = self._choices = {True: [[], [], 0], False: [[], [], 0]}
-        return choices[cold]
 
-
-def _pick_one(choice, cold=True):
-    """True: run on one thread. Tries the team twice, then one thread, then runs the faster
-    one (cold: lower median, warm: lower minimum; see _IDLE_S), trying the other again every
-    _REPROBE runs."""
-    team, one, n = choice
-    if len(team) < _FIRST_TEAM_RUNS and not one:
-        return False
-    if not one:
-        return True
-    choice[2] = n + 1
-    stat = _median if cold else min
-    return (stat(one) < stat(team)) != (choice[2] % _REPROBE == 0)
-
-
-def _median(times):
-    s = sorted(times)
-    return s[len(s) // 2]
+def _work(op, out):
+    """A step's work for the thread rule: multiply-adds for a conv or dense layer (output
+    elements times the kernel's taps per output), output elements for any other step."""
+    layer, size = op.layer, getattr(out, "size", 0)
+    if isinstance(layer, DepthwiseConv2D):
+        kh, kw = layer.depthwise_kernel.shape[:2]
+        return size * kh * kw
+    if isinstance(layer, (Conv2D, Dense)):
+        return size * int(np.prod(layer.kernel.shape[:-1]))
+    return size
 
 
 def _runs(dead):
