@@ -1,0 +1,243 @@
+// 3x3 stride-1 'same' depthwise convolution with few channels at the avx2 level: vectors of 8
+// consecutive floats of the flat NHWC row (pixels x channels), as depthwise_flat.cpp does in
+// 16-float vectors at AVX-512 (its head comment has the scheme).
+//
+// Why: below AVX-512 these shapes ran depthwise.cpp's channel-block tiles, whose vectors span
+// channels: C = 3 filled 3 lanes of a 16-lane block (two ymm), so most FMAs multiplied zeros,
+// and each pixel paid a tile's loads and stores for 3 floats. They were the sweep's worst
+// depthwise cases (sweep_2026-12-07i_zen3.md: N=256 56x56x3 forward at 0.053 of its roofline,
+// the whole sweep's lowest). Here a vector steps S = 8 / C * C floats (C = 3: 6, C = 6: 6,
+// C = 1, 2, 4: 8), so lane l always serves channel l % C: the nine tap vectors and the bias
+// stay in 10 of the 16 ymm registers, and an output vector is 9 loads + 9 FMAs + 1 store.
+// Tap (ky, kx) of the vector at float e0 reads input row oy + ky - 1 at e0 + (kx - 1) * C.
+// Edges: only the vectors whose taps reach past a row end load through a lane mask (zeros
+// outside the row); rows in the vertical padding read a zero row. The padding's zeros are
+// multiplied like the rest, as in the oracle (0 * an inf weight is NaN there too).
+// Sums: one accumulator per kernel row (bias in the first, taps in kx order), then
+// (a0 + a1) + a2, as depthwise_flat.cpp.
+// The weight pass steps the same S floats: one lane pattern, the 9 tap sums and the db sum in
+// 10 registers over a line, flushed to the thread's double totals every 16 lines.
+#include "cpu/depthwise_flat8.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+#if defined(__AVX2__) && !defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "cpu/parallel.h"
+
+namespace fastconv::cpu::detail {
+
+#if defined(__AVX2__) && !defined(__AVX512F__)
+namespace {
+
+constexpr int kTaps = 9;
+constexpr int64_t kL8 = 8;  // lanes of a ymm register
+
+// Channels the flat8 passes take (the others keep depthwise.cpp's tiles): see depthwise_flat8_applies.
+constexpr int64_t kFlat8MaxC = 7;
+
+inline int64_t step8(int64_t C) { return kL8 / C * C; }
+
+// Lanes whose float off + l lies in [0, L) (all ones), else 0.
+inline __m256i row_mask(int64_t off, int64_t L) {
+  const __m256i idx = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)off));
+  return _mm256_and_si256(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(-1)), _mm256_cmpgt_epi32(_mm256_set1_epi32((int)L), idx));
+}
+// Lanes l < n.
+inline __m256i first_lanes(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// The nine tap vectors and the bias (b may be null) of S-float steps: lane l < S serves
+// channel l % C, lanes >= S hold 0.
+inline void step_table8(int64_t C, int64_t S, const float* w, const float* b, float (&tv)[kTaps + 1][kL8]) {
+  for (int64_t l = 0; l < kL8; ++l) {
+    for (int t = 0; t < kTaps; ++t) tv[t][l] = l < S ? w[t * C + l % C] : 0.f;
+    tv[kTaps][l] = l < S && b ? b[l % C] : 0.f;
+  }
+}
+
+template <Activation A>
+inline __m256 act8(__m256 v) {
+  if constexpr (A == Activation::Relu || A == Activation::Relu6) v = _mm256_max_ps(_mm256_setzero_ps(), v);
+  if constexpr (A == Activation::Relu6) v = _mm256_min_ps(_mm256_set1_ps(6.f), v);
+  return v;
+}
+
+// Lines [l0, l1) (line = image * H + row) of the forward; A applied before the store.
+template <Activation A>
+void flat8_lines(const ConvGeometry& g, const float* in, const float* zero, const float (&tv)[kTaps + 1][kL8],
+                 float* out, int64_t l0, int64_t l1) {
+  // The sizes and pointers as locals (depthwise_flat.cpp's body_locals: read through
+  // references, every store made GCC reload them in the vector loop).
+  const int64_t C = g.c, H = g.h, L = g.w * g.c, S = step8(C);
+  const float* const src = in;
+  float* const dst = out;
+  __m256 wv[kTaps];
+  for (int t = 0; t < kTaps; ++t) wv[t] = _mm256_loadu_ps(tv[t]);
+  const __m256 bias = _mm256_loadu_ps(tv[kTaps]);
+  const __m256i tail = first_lanes(std::min(S, L % S == 0 ? S : L % S));
+  int64_t img = l0 / H, oy = l0 % H;
+  for (int64_t line = l0; line < l1; ++line) {
+    float* y = dst + line * L;
+    const float* r[3];
+    for (int ky = 0; ky < 3; ++ky) {
+      const int64_t iy = oy + ky - 1;
+      r[ky] = iy >= 0 && iy < H ? src + (img * H + iy) * L : zero;
+    }
+    auto vec = [&](int64_t e0, auto edge) {
+      constexpr bool kEdge = decltype(edge)::value;
+      __m256 a[3] = {bias, _mm256_setzero_ps(), _mm256_setzero_ps()};
+      for (int kx = 0; kx < 3; ++kx) {
+        const int64_t off = e0 + (kx - 1) * C;
+        __m256i m;
+        if constexpr (kEdge) m = row_mask(off, L);
+        for (int ky = 0; ky < 3; ++ky) {
+          const __m256 v = kEdge ? _mm256_maskload_ps(r[ky] + off, m) : _mm256_loadu_ps(r[ky] + off);
+          a[ky] = _mm256_fmadd_ps(v, wv[ky * 3 + kx], a[ky]);
+        }
+      }
+      const __m256 v = act8<A>(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), a[2]));
+      // lanes >= S are rewritten by the next vector; the row's last one stores its own lanes
+      // only (never into the next row, which another thread may own)
+      if (e0 + kL8 <= L) _mm256_storeu_ps(y + e0, v);
+      else _mm256_maskstore_ps(y + e0, tail, v);
+    };
+    int64_t e0 = 0;
+    for (; e0 < L && e0 < C; e0 += S) vec(e0, std::true_type());  // reaches left of the row
+    for (; e0 + kL8 + C <= L; e0 += S) vec(e0, std::false_type());
+    for (; e0 < L; e0 += S) vec(e0, std::true_type());  // reaches right of the row
+    if (++oy == H) oy = 0, ++img;
+  }
+}
+
+void flat8_pass(const ConvGeometry& g, const float* in, const float* w, const float* b, float* out,
+                Activation act) {
+  const int64_t C = g.c, L = g.w * g.c, lines = g.n * g.h;
+  alignas(32) float tv[kTaps + 1][kL8];
+  step_table8(C, step8(C), w, b, tv);
+  const std::vector<float> zeros((size_t)L, 0.f);
+  const bool fused = act == Activation::Linear || act == Activation::Relu || act == Activation::Relu6;
+  split_lines(g.n, lines, lines * L >= kParallelGrain, [&](int64_t l0, int64_t l1) {
+    switch (act) {
+      case Activation::Relu: return flat8_lines<Activation::Relu>(g, in, zeros.data(), tv, out, l0, l1);
+      case Activation::Relu6: return flat8_lines<Activation::Relu6>(g, in, zeros.data(), tv, out, l0, l1);
+      default: return flat8_lines<Activation::Linear>(g, in, zeros.data(), tv, out, l0, l1);
+    }
+  });
+  if (!fused) activation_inplace_parallel(g.output_size(), out, act);
+}
+
+// dw[tap, c] = sum over pixels of dy[p, c] * x[p + tap, c] (the padding's zeros included),
+// db[c] = sum dy[p, c]: S-float steps, lane l serving channel l % C (lanes >= S: dy read as 0).
+void flat8_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw, float* db) {
+  constexpr int kSums = kTaps + 1;  // + db
+  constexpr int64_t kFlushLines = 16;
+  const int64_t lines = g.n * g.h, stride = kSums * kL8;
+  const int max_threads = omp_get_max_threads();
+  std::vector<double> part((size_t)(max_threads * stride), 0.0);
+  int used = 1;
+  const std::vector<float> zeros((size_t)(g.w * g.c), 0.f);  // the rows in the vertical padding
+#pragma omp parallel if (lines * g.w * g.c >= kParallelGrain)
+  {
+    note_team();
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#pragma omp single
+    used = nt;
+    const int64_t l0 = lines * t / nt, l1 = lines * (t + 1) / nt;
+    // The sizes and pointers as locals of the region (body_locals).
+    const int64_t C = g.c, H = g.h, L = g.w * g.c, S = step8(C);
+    const float* const dy_ = dy;
+    const float* const x_ = x;
+    const float* const zero = zeros.data();
+    double* const total = part.data() + t * stride;
+    const __m256i live = first_lanes(S);
+    const __m256 livef = _mm256_castsi256_ps(live);
+    int64_t img = l0 / H, oy = l0 % H;
+    // Blocks of kFlushLines lines, the sums in registers over a block (declared in the block,
+    // added to the totals after it, so GCC keeps them in registers).
+    for (int64_t line = l0; line < l1;) {
+      __m256 acc[kSums];
+      for (auto& v : acc) v = _mm256_setzero_ps();
+      for (const int64_t stop = std::min(l1, line + kFlushLines); line < stop; ++line) {
+        const float* d = dy_ + line * L;
+        const float* r[3];
+        for (int ky = 0; ky < 3; ++ky) {
+          const int64_t iy = oy + ky - 1;
+          r[ky] = iy >= 0 && iy < H ? x_ + (img * H + iy) * L : zero;
+        }
+        for (int64_t e0 = 0; e0 < L; e0 += S) {
+          if (e0 >= C && e0 + kL8 + C <= L) {  // every tap inside the row: plain loads
+            const __m256 dv = _mm256_and_ps(_mm256_loadu_ps(d + e0), livef);
+            for (int kx = 0; kx < 3; ++kx)
+              for (int ky = 0; ky < 3; ++ky)
+                acc[ky * 3 + kx] = _mm256_fmadd_ps(dv, _mm256_loadu_ps(r[ky] + e0 + (kx - 1) * C), acc[ky * 3 + kx]);
+            acc[kTaps] = _mm256_add_ps(acc[kTaps], dv);
+          } else {
+            const __m256 dv = _mm256_maskload_ps(d + e0, _mm256_and_si256(live, first_lanes(L - e0)));
+            for (int kx = 0; kx < 3; ++kx) {
+              const int64_t off = e0 + (kx - 1) * C;
+              const __m256i m = row_mask(off, L);
+              for (int ky = 0; ky < 3; ++ky)
+                acc[ky * 3 + kx] = _mm256_fmadd_ps(dv, _mm256_maskload_ps(r[ky] + off, m), acc[ky * 3 + kx]);
+            }
+            acc[kTaps] = _mm256_add_ps(acc[kTaps], dv);
+          }
+        }
+        if (++oy == H) oy = 0, ++img;
+      }
+      for (int k = 0; k < kSums; ++k) {
+        double* tk = total + k * kL8;
+        _mm256_storeu_pd(tk, _mm256_add_pd(_mm256_loadu_pd(tk), _mm256_cvtps_pd(_mm256_castps256_ps128(acc[k]))));
+        _mm256_storeu_pd(tk + 4, _mm256_add_pd(_mm256_loadu_pd(tk + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(acc[k], 1))));
+      }
+    }
+  }
+  // The threads' totals in thread order (deterministic for a thread count), each lane to its channel.
+  const int64_t C = g.c, S = step8(C);
+  std::vector<double> sum((size_t)(kSums * C), 0.0);
+  for (int t = 0; t < used; ++t)
+    for (int s2 = 0; s2 < kSums; ++s2)
+      for (int64_t l = 0; l < S; ++l) sum[(size_t)(s2 * C + l % C)] += part[(size_t)(t * stride + s2 * kL8 + l)];
+  for (int64_t i = 0; i < kTaps * C; ++i) dw[i] = (float)sum[(size_t)i];
+  if (db)
+    for (int64_t c = 0; c < C; ++c) db[c] = (float)sum[(size_t)(kTaps * C + c)];
+}
+
+bool flat8_geometry(const ConvGeometry& g) {
+  const Window2d& v = g.win;
+  return g.is_depthwise() && g.cout_g == 1 && g.c >= 1 && v.kh == 3 && v.kw == 3 && v.sh == 1 && v.sw == 1 &&
+         v.dh == 1 && v.dw == 1 && v.pt == 1 && v.pb == 1 && v.pl == 1 && v.pr == 1 && g.oh == g.h &&
+         g.ow == g.w && g.w * g.c < (int64_t(1) << 30);
+}
+
+}  // namespace
+
+bool depthwise_flat8_applies(const ConvGeometry& g) { return flat8_geometry(g) && g.c <= kFlat8MaxC; }
+bool depthwise_flat8_weights_applies(const ConvGeometry& g) { return flat8_geometry(g) && g.c <= kFlat8MaxC; }
+
+void depthwise_flat8_forward(const ConvGeometry& g, const float* x, const float* w, const float* b, float* y,
+                             Activation act) {
+  flat8_pass(g, x, w, b, y, act);
+}
+
+void depthwise_flat8_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                                      float* db) {
+  flat8_weights(g, dy, x, dw, db);
+}
+
+#else
+
+bool depthwise_flat8_applies(const ConvGeometry&) { return false; }
+bool depthwise_flat8_weights_applies(const ConvGeometry&) { return false; }
+void depthwise_flat8_forward(const ConvGeometry&, const float*, const float*, const float*, float*, Activation) {}
+void depthwise_flat8_backward_weights(const ConvGeometry&, const float*, const float*, float*, float*) {}
+
+#endif
+
+}  // namespace fastconv::cpu::detail
