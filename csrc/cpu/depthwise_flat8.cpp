@@ -209,9 +209,12 @@ void flat8_weights(const ConvGeometry& g, const float* dy, const float* x, float
     for (int64_t c = 0; c < C; ++c) db[c] = (float)sum[(size_t)(kTaps * C + c)];
 }
 
+// 3x3 stride-1 'same' with one kernel per channel: depthwise (M = 1), or a plain conv of one
+// channel in and out (groups 1: the same arithmetic, w of 9 floats).
 bool flat8_geometry(const ConvGeometry& g) {
   const Window2d& v = g.win;
-  return g.is_depthwise() && g.cout_g == 1 && g.c >= 1 && v.kh == 3 && v.kw == 3 && v.sh == 1 && v.sw == 1 &&
+  const bool one_channel = g.groups == 1 && g.c == 1 && g.oc == 1;
+  return (g.is_depthwise() || one_channel) && g.cout_g == 1 && g.c >= 1 && v.kh == 3 && v.kw == 3 && v.sh == 1 && v.sw == 1 &&
          v.dh == 1 && v.dw == 1 && v.pt == 1 && v.pb == 1 && v.pl == 1 && v.pr == 1 && g.oh == g.h &&
          g.ow == g.w && g.w * g.c < (int64_t(1) << 30);
 }
@@ -226,6 +229,15 @@ void depthwise_flat8_forward(const ConvGeometry& g, const float* x, const float*
   flat8_pass(g, x, w, b, y, act);
 }
 
+void depthwise_flat8_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
+  // dx[iy] = sum_ky dy[iy + 1 - ky] * w[ky]: the forward over dy with the taps flipped (the
+  // mirrored pads of 'same' 3x3 are 1 again), as depthwise.cpp's backward data.
+  std::vector<float> flipped((size_t)(kTaps * g.c));
+  for (int t = 0; t < kTaps; ++t)
+    std::copy(w + t * g.c, w + (t + 1) * g.c, flipped.begin() + (kTaps - 1 - t) * g.c);
+  flat8_pass(g, dy, flipped.data(), nullptr, dx, Activation::Linear);
+}
+
 void depthwise_flat8_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                                       float* db) {
   flat8_weights(g, dy, x, dw, db);
@@ -237,6 +249,7 @@ bool depthwise_flat8_applies(const ConvGeometry&) { return false; }
 bool depthwise_flat8_weights_applies(const ConvGeometry&) { return false; }
 void depthwise_flat8_forward(const ConvGeometry&, const float*, const float*, const float*, float*, Activation) {}
 void depthwise_flat8_backward_weights(const ConvGeometry&, const float*, const float*, float*, float*) {}
+void depthwise_flat8_backward_data(const ConvGeometry&, const float*, const float*, float*) {}
 
 #endif
 
