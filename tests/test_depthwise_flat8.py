@@ -132,3 +132,19 @@ def test_flat8_deterministic(c):
     bb = _C.conv2d_backward_weights(x, x, wt.shape, *ARGS(c), True)
     np.testing.assert_array_equal(a[0], bb[0])
     np.testing.assert_array_equal(a[1], bb[1])
+
+
+@pytest.mark.parametrize("n, h, w, c", [(67, 14, 14, 3), (1, 301, 21, 3), (33, 7, 7, 6), (9, 29, 64, 1), (5, 15, 9, 7)])
+def test_flat8_row_pairs_two_threads(n, h, w, c, two_threads):
+    """Rows of up to 64 floats run two output rows at a time (one image's); a thread's range
+    (or an item team block at batch 1) may start or end at an odd row, and an odd image
+    height leaves a single last row: each output as the oracle, and the same bits as at one
+    thread."""
+    import fastconv
+    rng = np.random.default_rng(n + h + w + c)
+    _check_all(rng, n, h, w, c, acts=("linear", "relu6"))
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 1, c)).astype(np.float32)
+    y2 = _C.conv2d_forward(x, wt, None, *ARGS(c))
+    fastconv.set_num_threads(1)
+    np.testing.assert_array_equal(_C.conv2d_forward(x, wt, None, *ARGS(c)), y2)
