@@ -1,11 +1,13 @@
-"""Depthwise 3x3 stride-1 'same' with few channels (C < 8) at the avx2 level
-(csrc/cpu/depthwise_flat8.cpp): 8-lane vectors along the flat NHWC row, stepping S = 8 // C * C
-floats (C = 3, 6: 6; C = 5: 5; C = 7: 7; C = 1, 2, 4: 8), plain loads in a row's interior and
-masked ones where a tap reaches past a row end, the row's last vector storing only its own
-lanes; relu / relu6 applied in registers; the weight pass on the same steps (lanes >= S read
-dy as zero). The forward, backward data (the same pass over dy, kernel flipped) and weight
-pass against the float64 oracle, at every ISA level (below avx2 the tiles run the same cases).
-Tolerances as in test_depthwise.py (1e-4 relative, 1e-5 of the magnitude absolute)."""
+"""Depthwise 3x3 stride-1 'same' with few channels (C <= 8) at the avx2 level, and the plain
+3x3 'same' conv of one channel in and out (groups 1) (csrc/cpu/depthwise_flat8.cpp): 8-lane
+vectors along the flat NHWC row, stepping S = 8 // C * C floats (C = 3, 6: 6; C = 5: 5; C = 7:
+7; C = 1, 2, 4, 8: 8), rows of up to 64 floats two output rows at a time, plain loads in a
+row's interior and masked ones where a tap reaches past a row end, the row's last vector
+storing only its own lanes; relu / relu6 applied in registers; the weight pass on the same
+steps (lanes >= S read dy as zero). The forward, backward data (the same pass over dy, kernel
+flipped) and weight pass against the float64 oracle, at every ISA level (below avx2 other
+kernels run the same cases). Tolerances as in test_depthwise.py (1e-4 relative, 1e-5 of the
+magnitude absolute)."""
 import numpy as np
 import pytest
 
@@ -45,7 +47,7 @@ def _check_all(rng, n, h, w, c, bias=True, acts=("linear",)):
 
 # Widths around the step: rows of one vector or less (W*C <= 8), exactly one or two steps,
 # one float past a step, rows with no interior vector and with many; odd heights, batch 1.
-@pytest.mark.parametrize("c", [1, 2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 5, 6, 7, 8])
 @pytest.mark.parametrize("w", [1, 2, 3, 4, 5, 7, 8, 9, 13, 17, 30])
 def test_flat8_widths(c, w):
     rng = np.random.default_rng(100 * c + w)
@@ -53,13 +55,13 @@ def test_flat8_widths(c, w):
 
 
 # The sweep's shapes (N=256/32, 7..112 square, C = 1, 3, 6) scaled down in batch and size.
-@pytest.mark.parametrize("c", [1, 3, 6])
+@pytest.mark.parametrize("c", [1, 3, 6, 8])
 @pytest.mark.parametrize("n, hw", [(3, 7), (2, 14), (2, 28), (1, 56), (1, 37)])
 def test_flat8_sweep_shapes(n, hw, c):
     _check_all(np.random.default_rng(n * hw + c), n, hw, hw, c, acts=("linear", "relu", "relu6", "sigmoid"))
 
 
-@pytest.mark.parametrize("c", [3, 5, 6, 7])
+@pytest.mark.parametrize("c", [3, 5, 6, 7, 8])
 def test_flat8_two_threads(c, two_threads):
     """Lines split over two threads (over 32K floats: threaded); the weight pass's thread
     partials added in thread order."""
@@ -72,7 +74,7 @@ def test_flat8_one_image_two_threads(c, two_threads):
     _check_all(np.random.default_rng(19 + c), 1, 131, 97, c)
 
 
-@pytest.mark.parametrize("c, w", [(3, 11), (6, 5), (5, 9), (7, 3), (1, 17), (3, 1), (6, 2)])
+@pytest.mark.parametrize("c, w", [(3, 11), (6, 5), (5, 9), (7, 3), (1, 17), (3, 1), (6, 2), (8, 6), (8, 1)])
 @pytest.mark.parametrize("act", ["linear", "relu", "relu6"])
 def test_flat8_nan_reaches_its_window(c, w, act):
     """A NaN in x at a row's first, interior and last pixel, in channel c - 1, reaches exactly
@@ -134,7 +136,7 @@ def test_flat8_deterministic(c):
     np.testing.assert_array_equal(a[1], bb[1])
 
 
-@pytest.mark.parametrize("n, h, w, c", [(67, 14, 14, 3), (1, 301, 21, 3), (33, 7, 7, 6), (9, 29, 64, 1), (5, 15, 9, 7)])
+@pytest.mark.parametrize("n, h, w, c", [(67, 14, 14, 3), (1, 301, 21, 3), (33, 7, 7, 6), (9, 29, 64, 1), (5, 15, 9, 7), (7, 9, 8, 8)])
 def test_flat8_row_pairs_two_threads(n, h, w, c, two_threads):
     """Rows of up to 64 floats run two output rows at a time (one image's); a thread's range
     (or an item team block at batch 1) may start or end at an odd row, and an odd image

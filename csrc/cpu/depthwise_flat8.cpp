@@ -1,14 +1,17 @@
-// 3x3 stride-1 'same' depthwise convolution with few channels at the avx2 level: vectors of 8
-// consecutive floats of the flat NHWC row (pixels x channels), as depthwise_flat.cpp does in
-// 16-float vectors at AVX-512 (its head comment has the scheme).
+// 3x3 stride-1 'same' depthwise convolution with few channels (C <= 8) at the avx2 level:
+// vectors of 8 consecutive floats of the flat NHWC row (pixels x channels), as
+// depthwise_flat.cpp does in 16-float vectors at AVX-512 (its head comment has the scheme).
+// conv2d.cpp also sends the plain 3x3 'same' conv of one channel in and out here (groups 1:
+// the same arithmetic), where its direct kernel would run.
 //
 // Why: below AVX-512 these shapes ran depthwise.cpp's channel-block tiles, whose vectors span
-// channels: C = 3 filled 3 lanes of a 16-lane block (two ymm), so most FMAs multiplied zeros,
-// and each pixel paid a tile's loads and stores for 3 floats. They were the sweep's worst
-// depthwise cases (sweep_2026-12-07i_zen3.md: N=256 56x56x3 forward at 0.053 of its roofline,
-// the whole sweep's lowest). Here a vector steps S = 8 / C * C floats (C = 3: 6, C = 6: 6,
-// C = 1, 2, 4: 8), so lane l always serves channel l % C: the nine tap vectors and the bias
-// stay in 10 of the 16 ymm registers, and an output vector is 9 loads + 9 FMAs + 1 store.
+// channels: C = 3 filled 3 lanes of a register, so most FMAs multiplied zeros, and each pixel
+// paid a tile's loads and stores for 3 floats. They were the sweep's worst depthwise cases
+// (sweep_2026-12-07i_zen3.md: N=256 56x56x3 forward at 0.053 of its roofline, the whole
+// sweep's lowest; 21 few-channel cases under half the family median). Here a vector steps
+// S = 8 / C * C floats (C = 3: 6, C = 6: 6, C = 5: 5, C = 7: 7, C = 1, 2, 4, 8: 8), so lane l
+// always serves channel l % C: the nine tap vectors and the bias stay in 10 of the 16 ymm
+// registers, and an output vector is 9 loads + 9 FMAs + 1 store.
 // Tap (ky, kx) of the vector at float e0 reads input row oy + ky - 1 at e0 + (kx - 1) * C.
 // Edges: only the vectors whose taps reach past a row end load through a lane mask (zeros
 // outside the row); rows in the vertical padding read a zero row. The padding's zeros are
@@ -17,6 +20,13 @@
 // (a0 + a1) + a2, as depthwise_flat.cpp.
 // The weight pass steps the same S floats: one lane pattern, the 9 tap sums and the db sum in
 // 10 registers over a line, flushed to the thread's double totals every 16 lines.
+// Paired against main's build in one process (1 thread, CPU time, Zen 3 at avx2; RESULTS.md,
+// helper D stop 38), after / before: forward N=256 56x56x3 0.16, N=32 112x112x3 0.18,
+// N=256 28x28x6 0.23, N=256 28x28x1 0.60 (the one-channel conv), x8 0.55; backward data
+// alike; weight pass 0.28-0.48 at C = 3, 0.50-0.74 at C = 6, 0.36-0.60 at C = 1.
+// Tried and dropped: the image stream of depthwise_flat.cpp for rows of 8 to 64 floats (inner
+// vectors' side taps zeroed by an AND): 1.06-1.9x slower than the row pairs below; row pairs
+// in the weight pass (12 x loads for 18 FMAs): 1.03-2.3x slower (14 registers live, spills).
 #include "cpu/depthwise_flat8.h"
 
 #include <omp.h>
@@ -39,7 +49,7 @@ constexpr int kTaps = 9;
 constexpr int64_t kL8 = 8;  // lanes of a ymm register
 
 // Channels the flat8 passes take (the others keep depthwise.cpp's tiles): see depthwise_flat8_applies.
-constexpr int64_t kFlat8MaxC = 7;
+constexpr int64_t kFlat8MaxC = 8;
 
 constexpr int64_t kPairMaxRow = 64;
 
