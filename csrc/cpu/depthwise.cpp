@@ -488,7 +488,7 @@ void depthwise_forward(const ConvGeometry& g, const float* x, const float* w, co
                        float* y, Activation act) {
   // C < 16 'same': the flat rows, or from 6 channels the narrow rows (depthwise_narrow.h).
   const int64_t bytes = g.output_size() * (int64_t)sizeof(float);
-  // avx2, C < 8 'same': the flat rows in 8-lane vectors (depthwise_flat8.cpp).
+  // avx2, C <= 8 'same': the flat rows in 8-lane vectors (depthwise_flat8.cpp).
   if (depthwise_flat8_applies(g)) return depthwise_flat8_forward(g, x, w, b, y, act);
   if (depthwise_flat_applies(g) && !narrow_over_flat(g.c, bytes))
     return depthwise_flat_forward(g, x, w, b, y, act);

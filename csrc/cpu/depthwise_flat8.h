@@ -1,4 +1,4 @@
-// 3x3 stride-1 'same' depthwise convolution with few channels (M = 1) at the avx2 level,
+// 3x3 stride-1 'same' depthwise convolution with C <= 8 channels (M = 1) at the avx2 level,
 // vectorised along the flat NHWC row in 8-lane registers (depthwise_flat8.cpp): the avx2
 // counterpart of depthwise_flat.cpp (AVX-512 only). Elsewhere depthwise_flat8_applies is false.
 #pragma once
