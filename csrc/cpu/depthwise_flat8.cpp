@@ -21,9 +21,10 @@
 // The weight pass steps the same S floats: one lane pattern, the 9 tap sums and the db sum in
 // 10 registers over a line, flushed to the thread's double totals every 16 lines.
 // Paired against main's build in one process (1 thread, CPU time, Zen 3 at avx2; RESULTS.md,
-// helper D stop 38), after / before: forward N=256 56x56x3 0.16, N=32 112x112x3 0.18,
-// N=256 28x28x6 0.23, N=256 28x28x1 0.60 (the one-channel conv), x8 0.55; backward data
-// alike; weight pass 0.28-0.48 at C = 3, 0.50-0.74 at C = 6, 0.36-0.60 at C = 1.
+// helper D stop 38), after / before: forward N=256 56x56x3 0.16, N=32 112x112x3 0.15-0.18,
+// N=256 28x28x6 0.23, N=256 28x28x1 0.60 (the one-channel conv), x8 0.52; backward data
+// alike; weight pass 0.28-0.48 at C = 3, 0.52-0.96 at C = 6 (N=32 56x56x6 0.82 and 0.96 in
+// two runs), 0.36-0.67 at C = 1.
 // Tried and dropped: the image stream of depthwise_flat.cpp for rows of 8 to 64 floats (inner
 // vectors' side taps zeroed by an AND): 1.06-1.9x slower than the row pairs below; row pairs
 // in the weight pass (12 x loads for 18 FMAs): 1.03-2.3x slower (14 registers live, spills).
