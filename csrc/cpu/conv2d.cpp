@@ -35,6 +35,7 @@
 
 #include "cpu/conv_algorithm.h"
 #include "cpu/cout_split.h"
+#include "cpu/depthwise_flat8.h"
 #include "cpu/direct_conv.h"
 #include "cpu/gemm.h"
 #include "cpu/im2col.h"
@@ -433,6 +434,12 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   // register tiles of 3 pixels.
   if (!depthwise && detail::strided_pointwise_wide_forward(g, x, w, b, y, own)) return add_residual();
   if (!depthwise && detail::direct_eligible(g, ConvPass::Forward)) {
+    // One channel in and out, 3x3 'same' stride 1, at avx2: the depthwise flat rows
+    // (depthwise_flat8.cpp; the same arithmetic, one 9-float kernel), a direct kernel too.
+    if (detail::depthwise_flat8_applies(g)) {
+      detail::depthwise_flat8_forward(g, x, w, b, y, own);
+      return add_residual();
+    }
     detail::direct_forward(g, x, w, b, y, own);
     return add_residual();
   }
@@ -491,7 +498,11 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
   if (g.is_depthwise()) return detail::depthwise_backward_data(g, dy, w, dx);
   // Strided 1x1 convs of 33..64 channels each side at avx2: dx written once, zeros included.
   if (detail::strided_pointwise_wide_backward_data(g, dy, w, dx)) return;
-  if (detail::direct_eligible(g, ConvPass::BackwardData)) return detail::direct_backward_data(g, dy, w, dx);
+  if (detail::direct_eligible(g, ConvPass::BackwardData)) {
+    // One channel in and out, 3x3 'same' stride 1, at avx2 (as the forward).
+    if (detail::depthwise_flat8_applies(g)) return detail::depthwise_flat8_backward_data(g, dy, w, dx);
+    return detail::direct_backward_data(g, dy, w, dx);
+  }
   if (detail::use_winograd(g, ConvPass::BackwardData) && detail::winograd_backward_data(g, dy, w, dx))
     return;
   if (use_tap_gemm(g, ConvPass::BackwardData)) return tap_backward_data(g, dy, w, dx);
@@ -596,7 +607,9 @@ void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float
     detail::depthwise_backward_weights(g, dy, x, dw, db);
     done = true;
   } else if (detail::direct_eligible(g, ConvPass::BackwardWeights)) {
-    detail::direct_backward_weights(g, dy, x, dw, db);
+    // One channel in and out, 3x3 'same' stride 1, at avx2 (as the forward).
+    if (detail::depthwise_flat8_weights_applies(g)) detail::depthwise_flat8_backward_weights(g, dy, x, dw, db);
+    else detail::direct_backward_weights(g, dy, x, dw, db);
     done = true;
   } else if (detail::use_winograd(g, ConvPass::BackwardWeights)) {
     detail::winograd_backward_weights(g, dy, x, dw, db);

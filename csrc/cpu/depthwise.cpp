@@ -57,6 +57,7 @@
 
 #include "cpu/act_register.h"
 #include "cpu/depthwise_flat.h"
+#include "cpu/depthwise_flat8.h"
 #include "cpu/depthwise_gather.h"
 #include "cpu/depthwise_narrow.h"
 #include "cpu/depthwise_reg_tiles.h"
@@ -487,6 +488,8 @@ void depthwise_forward(const ConvGeometry& g, const float* x, const float* w, co
                        float* y, Activation act) {
   // C < 16 'same': the flat rows, or from 6 channels the narrow rows (depthwise_narrow.h).
   const int64_t bytes = g.output_size() * (int64_t)sizeof(float);
+  // avx2, C <= 8 'same': the flat rows in 8-lane vectors (depthwise_flat8.cpp).
+  if (depthwise_flat8_applies(g)) return depthwise_flat8_forward(g, x, w, b, y, act);
   if (depthwise_flat_applies(g) && !narrow_over_flat(g.c, bytes))
     return depthwise_flat_forward(g, x, w, b, y, act);
   if (!fast_m1(g)) {
@@ -510,6 +513,7 @@ void depthwise_backward_data(const ConvGeometry& g, const float* dy, const float
   for (int64_t i = 0; i < taps; ++i)
     std::memcpy(flipped.data() + (taps - 1 - i) * g.c, w + i * g.c, sizeof(float) * g.c);
   // 'same' 3x3 (pads of 1 each side): the mirrored pads are 1 too, so the flat forward serves.
+  if (depthwise_flat8_applies(g)) return depthwise_flat8_forward(g, dy, flipped.data(), nullptr, dx, Activation::Linear);
   if (depthwise_flat_applies(g) && !narrow_over_flat(g.c, g.input_size() * (int64_t)sizeof(float)))
     return depthwise_flat_forward(g, dy, flipped.data(), nullptr, dx, Activation::Linear);
   const Gather q = make_gather(g.oh, g.ow, g.h, g.w, g.c, v, (v.kh - 1) * v.dh - v.pt,

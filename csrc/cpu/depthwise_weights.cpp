@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpu/depthwise_flat.h"
+#include "cpu/depthwise_flat8.h"
 #include "cpu/depthwise_gather.h"
 #include "cpu/depthwise_weights_regs.h"
 #include "cpu/im2col.h"
@@ -229,6 +230,8 @@ void generic_weights_lines(const ConvGeometry& g, const float* dy, const float* 
 void depthwise_backward_weights(const ConvGeometry& g, const float* dy, const float* x,
                                 float* dw, float* db) {
   if (depthwise_flat_applies(g)) return depthwise_flat_backward_weights(g, dy, x, dw, db);
+  // avx2, C <= 8 'same': the flat rows in 8-lane vectors (depthwise_flat8.cpp).
+  if (depthwise_flat8_weights_applies(g)) return depthwise_flat8_backward_weights(g, dy, x, dw, db);
   const int64_t oc = g.oc, wsize = g.weight_size(), lines = g.n * g.oh;
   const bool fast = fast_m1(g);
   Gather q = forward_gather(g);
