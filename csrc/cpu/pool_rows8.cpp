@@ -329,6 +329,7 @@ void max_forward_rows8(const PoolGeometry& g, const float* x, float* y, uint8_t*
 }
 
 void avg_forward_rows8(const PoolGeometry& g, const float* x, float* y) {
+  if (avg_c3_applies(g)) return avg_forward_c3(g, x, y);  // 2x2 at C = 3: pool_avg_c3.cpp
   forward<false>(g, x, y, nullptr);
 }
 
