@@ -1,7 +1,8 @@
 """Softmax backward with each row in registers (csrc/cpu/softmax_rows_backward.cpp, the avx2
 level's 9..64 classes: K = ceil(C / 8) registers, the last one the row's last 8 floats
-overlapping the one before unless C % 8 == 0); at avx512 and baseline the same cases run
-softmax.cpp's own paths, against the same oracle.
+overlapping the one before unless C % 8 == 0; and C = 6, four rows in three registers, the
+last n % 4 rows on the planes path); at avx512 and baseline the same cases run softmax.cpp's
+own paths, against the same oracle.
 
 Every width 5..72 (each register count 2..8 with every tail, and the neighbours on the planes
 path and the row loop), row counts 1, 2, 7 and a few hundred; the sweep's shapes scaled down
@@ -59,7 +60,7 @@ def _with_threads(n, fn):
 @pytest.mark.parametrize("c", WIDTHS)
 def test_every_width_matches_oracle(c):
     rng = _rng("width", c)
-    for rows in (1, 2, 7, 301):
+    for rows in (1, 2, 3, 4, 5, 7, 8, 301):
         dy, y = _pair(rng, (rows, c))
         dx = _C.softmax_backward(dy, y)
         assert dx.shape == (rows, c) and dx.dtype == np.float32
@@ -81,7 +82,7 @@ def test_sweep_shapes_scaled_down(shape):
     _check(dx, dy, y)
 
 
-@pytest.mark.parametrize("c", [9, 12, 15, 16, 17, 24, 31, 32, 33, 40, 57, 64])
+@pytest.mark.parametrize("c", [6, 9, 12, 15, 16, 17, 24, 31, 32, 33, 40, 57, 64])
 def test_threads_give_the_same_bits(c):
     rows = 40_000 // c + 13  # over the threading grain; shares end mid-way
     dy, y = _pair(_rng("threads", c), (rows, c))
@@ -91,7 +92,7 @@ def test_threads_give_the_same_bits(c):
     _check(one, dy, y)
 
 
-@pytest.mark.parametrize("c", [9, 13, 16, 23, 24, 25, 32, 39, 64])
+@pytest.mark.parametrize("c", [6, 9, 13, 16, 23, 24, 25, 32, 39, 64])
 @pytest.mark.parametrize("where", ["first", "overlap", "last", "dy_inf"])
 def test_nan_and_inf_make_their_row_nan(c, where):
     """A NaN in a row's dy or y: that row of dx is all NaN (d is NaN), as in the oracle; an inf

@@ -549,6 +549,11 @@ void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
 
 // dx = y * (dy - sum(dy * y)) per row (Jacobian-vector product of softmax).
 void softmax_backward(int64_t n, int64_t c, const float* dy, const float* y, float* dx) {
+  if (c == 6) {  // avx2 level: four rows in three registers (softmax_rows_backward.cpp)
+    const int64_t done = detail::softmax_backward_six(n, dy, y, dx);
+    dy += done * c, y += done * c, dx += done * c, n -= done;
+    if (n == 0) return;
+  }
   if (c <= 8) return with_plane_width(c, [&](auto w) { softmax_backward_planes<decltype(w)::value>(n, dy, y, dx); });
 #if defined(__AVX512F__)
   if (c <= kMaskedRowsMax) return softmax_backward_masked_rows(n, c, dy, y, dx);

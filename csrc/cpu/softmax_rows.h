@@ -15,4 +15,8 @@ bool softmax_forward_register_rows(int64_t n, int64_t c, const float* x, float* 
 // 9..64 classes.
 bool softmax_backward_register_rows(int64_t n, int64_t c, const float* dy, const float* y, float* dx);
 
+// The same at c == 6, four rows at a time in three registers (softmax_rows_backward.cpp): the
+// rows done (n rounded down to a multiple of 4; 0 below the avx2 level).
+int64_t softmax_backward_six(int64_t n, const float* dy, const float* y, float* dx);
+
 }  // namespace fastconv::cpu::detail
