@@ -17,7 +17,8 @@
 // (AVX-512); at the avx2 level from 9 classes a row in ymm registers (softmax_rows.cpp), at
 // the baseline the tile to 63 and the row loop above; the row loop from 129. Backward: planes to 8, masked rows
 // to 64 (AVX-512; 24 and 40 in row pairs, softmax_backward_row_pairs; at the avx2 level 9..64 a
-// row in ymm registers, softmax_rows_backward.cpp), the tile to 16, the row loop.
+// row in ymm registers and 6 four rows in three, softmax_rows_backward.cpp), the tile to 16,
+// the row loop.
 #include <algorithm>
 #if defined(__AVX512F__)
 #include <immintrin.h>
