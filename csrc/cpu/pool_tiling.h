@@ -34,6 +34,10 @@ void avg_forward_rows8(const PoolGeometry& g, const float* x, float* y);
 bool pool_rows8_backward_applies(const PoolGeometry& g);
 void max_backward_rows8(const PoolGeometry& g, const float* dy, const uint8_t* arg, float* dx);
 void avg_backward_rows8(const PoolGeometry& g, const float* dy, float* dx);
+// avg_forward_rows8's 2x2 windows at C = 3 with 8+ outputs a row (pool_avg_c3.cpp), same
+// contract and the same floats.
+bool avg_c3_applies(const PoolGeometry& g);
+void avg_forward_c3(const PoolGeometry& g, const float* x, float* y);
 #endif
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)

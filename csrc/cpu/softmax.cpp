@@ -16,7 +16,9 @@
 // transposes), 9..40 16 rows transposed in registers (AVX-512), 41..128 masked rows
 // (AVX-512); at the avx2 level from 9 classes a row in ymm registers (softmax_rows.cpp), at
 // the baseline the tile to 63 and the row loop above; the row loop from 129. Backward: planes to 8, masked rows
-// to 64 (AVX-512; 24 and 40 in row pairs, softmax_backward_row_pairs), the tile to 16, the row loop.
+// to 64 (AVX-512; 24 and 40 in row pairs, softmax_backward_row_pairs; at the avx2 level 9..64 a
+// row in ymm registers and 6 four rows in three, softmax_rows_backward.cpp), the tile to 16,
+// the row loop.
 #include <algorithm>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -548,10 +550,16 @@ void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
 
 // dx = y * (dy - sum(dy * y)) per row (Jacobian-vector product of softmax).
 void softmax_backward(int64_t n, int64_t c, const float* dy, const float* y, float* dx) {
+  if (c == 6) {  // avx2 level: four rows in three registers (softmax_rows_backward.cpp)
+    const int64_t done = detail::softmax_backward_six(n, dy, y, dx);
+    dy += done * c, y += done * c, dx += done * c, n -= done;
+    if (n == 0) return;
+  }
   if (c <= 8) return with_plane_width(c, [&](auto w) { softmax_backward_planes<decltype(w)::value>(n, dy, y, dx); });
 #if defined(__AVX512F__)
   if (c <= kMaskedRowsMax) return softmax_backward_masked_rows(n, c, dy, y, dx);
 #endif
+  if (detail::softmax_backward_register_rows(n, c, dy, y, dx)) return;  // avx2 level, 9..64
   if (c < kNarrowBackward) {
     with_width(c, [&](auto w) { softmax_backward_narrow(n, w, dy, y, dx); });
     return;

@@ -1,4 +1,5 @@
-// Row softmax in the avx2 level's own registers (softmax_rows.cpp), for softmax.cpp.
+// Row softmax and its backward in the avx2 level's own registers (softmax_rows.cpp,
+// softmax_rows_backward.cpp), for softmax.cpp.
 #pragma once
 #include <cstdint>
 
@@ -8,5 +9,14 @@ namespace fastconv::cpu::detail {
 // false (nothing written) where this path does not apply: only the avx2 level, from 9 classes
 // (past 128 a row in three passes over it; softmax_rows.cpp says why).
 bool softmax_forward_register_rows(int64_t n, int64_t c, const float* x, float* y);
+
+// dx = y * (dy - sum(dy * y)) over each row of (n, c) with the row in ceil(c / 8) ymm registers
+// of dy and of y (softmax_rows_backward.cpp), or false (nothing written): only the avx2 level,
+// 9..64 classes.
+bool softmax_backward_register_rows(int64_t n, int64_t c, const float* dy, const float* y, float* dx);
+
+// The same at c == 6, four rows at a time in three registers (softmax_rows_backward.cpp): the
+// rows done (n rounded down to a multiple of 4; 0 below the avx2 level).
+int64_t softmax_backward_six(int64_t n, const float* dy, const float* y, float* dx);
 
 }  // namespace fastconv::cpu::detail
