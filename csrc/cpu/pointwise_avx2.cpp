@@ -9,12 +9,18 @@
 //
 // Here a tile of up to 6 rows x 16 output columns is 12 ymm accumulators that start from the
 // bias, take one K step per iteration (a broadcast of each row's input, the two weight
-// vectors of the step from a 16-wide packed panel of W) and get the residual and the
-// activation in registers before their one store. A is read in place (the 6 rows are 6
-// sequential streams). W's panels (K x 16, zero past n) are packed into the thread's scratch
-// per call: all of them where they fit in L2 (kPackAllBytes; the row blocks then take every
-// panel in turn, their rows of A kept in L1/L2), else one panel at a time over all rows.
+// vectors of the step from a 16-wide packed panel of W) and get the activation in registers
+// before their one store. A is read in place (the 6 rows are 6 sequential streams). W's
+// panels (K x 16, zero past n) are packed into the thread's scratch per call, read a row of W
+// at a time; blocks of rows (kRowBlockBytes of A, in L1/L2) take every panel in turn. Only
+// where all of W packs into kPackAllBytes (L2): larger products are FMA-bound and the sgemm
+// was as fast or faster (below). With a residual, each block of y is first set to bias +
+// residual in order (init_output_rows) and the tiles start from it: reading the residual in
+// the tiles' stores (6 rows x 64 bytes a panel, 1 KiB apart at 256 channels) made
+// 56x56 64->256 + residual 1.2x the sgemm's time; from y, 0.80 (1 thread, paired).
 #include "cpu/pointwise_avx2.h"
+
+#include "cpu/im2col.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -32,8 +38,8 @@ namespace fastconv::cpu::detail {
 namespace {
 
 constexpr int kRows = 6;                               // rows a tile (12 accumulators of 16)
-constexpr int64_t kPackAllBytes = int64_t{256} << 10;  // W packed whole up to this
-constexpr int64_t kRowBlockBytes = int64_t{48} << 10;  // rows of A a block of the packed-whole walk
+constexpr int64_t kPackAllBytes = int64_t{256} << 10;  // W packed whole up to this, else the sgemm
+constexpr int64_t kRowBlockBytes = int64_t{48} << 10;  // rows of A a block (12 KiB: pw_1 0.92 vs 0.65)
 
 // Mask of the first `valid` (0..8) lanes.
 inline __m256i lanes(int valid) {
@@ -42,8 +48,8 @@ inline __m256i lanes(int valid) {
 }
 
 struct Tail {
-  int cols;           // valid columns of the panel, 1..16
-  __m256i m0, m1;     // their masks in the two halves
+  int cols;        // valid columns of the panel, 1..16
+  __m256i m0, m1;  // their masks in the two halves
 };
 
 template <Activation A>
@@ -54,37 +60,32 @@ inline __m256 act8(__m256 v) {
   return v;
 }
 
-// One row's 16 columns: + residual, activation, stored (masked past the panel's valid columns).
+// One row's 16 columns: activation, stored (masked past the panel's valid columns).
 template <Activation A>
-inline void store_row(__m256 v0, __m256 v1, const float* res, float* out, const Tail& t) {
+inline void store_row(__m256 v0, __m256 v1, float* out, const Tail& t) {
   if (t.cols == 16) {
-    if (res) v0 = _mm256_add_ps(v0, _mm256_loadu_ps(res)), v1 = _mm256_add_ps(v1, _mm256_loadu_ps(res + 8));
     _mm256_storeu_ps(out, act8<A>(v0));
     _mm256_storeu_ps(out + 8, act8<A>(v1));
     return;
   }
-  if (res) v0 = _mm256_add_ps(v0, _mm256_maskload_ps(res, t.m0)), v1 = _mm256_add_ps(v1, _mm256_maskload_ps(res + 8, t.m1));
   _mm256_maskstore_ps(out, t.m0, act8<A>(v0));
   if (t.cols > 8) _mm256_maskstore_ps(out + 8, t.m1, act8<A>(v1));
 }
 
-// out[r][0..cols) = act(bias + sum_p a[r][p] * panel[p][..] + res[r]) for r < R, over the
-// reduction's steps [0, k) of a and panel. A reduction in slices (kSlice): the first (first)
-// starts from the bias, the others from what the previous one stored; only the last (last)
-// adds the residual and applies the activation. The accumulators are named locals (an array of
-// them passed between helpers went to the stack at every step; strided_pointwise_wide.cpp).
+// out[r][0..cols) = act(init[r] + sum_p a[r][p] * panel[p][..]) for r < R, init the bias (null:
+// 0) or, from_y, out's own contents. The accumulators are named locals (an array of them
+// passed between helpers went to the stack at every step; strided_pointwise_wide.cpp).
 template <int R, Activation A>
 [[gnu::noinline]] void tile(int64_t k, const float* a, int64_t lda, const float* panel, const float* bias,
-                            const float* res, int64_t ldr, float* out, int64_t ldo, Tail t, bool first,
-                            bool last) {
+                            float* out, int64_t ldo, Tail t, bool from_y) {
   __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
-  if (first && bias) {
+  if (!from_y && bias) {
     if (t.cols == 16) b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
     else b0 = _mm256_maskload_ps(bias, t.m0), b1 = _mm256_maskload_ps(bias + 8, t.m1);
   }
   __m256 c00 = b0, c01 = b1, c10 = b0, c11 = b1, c20 = b0, c21 = b1;
   __m256 c30 = b0, c31 = b1, c40 = b0, c41 = b1, c50 = b0, c51 = b1;
-  if (!first) {
+  if (from_y) {
     auto ld = [&](int r, __m256& v0, __m256& v1) {
       const float* o = out + r * ldo;
       if (t.cols == 16) v0 = _mm256_loadu_ps(o), v1 = _mm256_loadu_ps(o + 8);
@@ -128,57 +129,41 @@ template <int R, Activation A>
       c50 = _mm256_fmadd_ps(s, w0, c50), c51 = _mm256_fmadd_ps(s, w1, c51);
     }
   }
-  if (!last) {  // a partial sum: stored as is
-    const Tail& tt = t;
-    auto st = [&](int r, __m256 v0, __m256 v1) { store_row<Activation::Linear>(v0, v1, nullptr, out + r * ldo, tt); };
-    st(0, c00, c01);
-    if constexpr (R > 1) st(1, c10, c11);
-    if constexpr (R > 2) st(2, c20, c21);
-    if constexpr (R > 3) st(3, c30, c31);
-    if constexpr (R > 4) st(4, c40, c41);
-    if constexpr (R > 5) st(5, c50, c51);
-    return;
-  }
-  store_row<A>(c00, c01, res, out, t);
-  if constexpr (R > 1) store_row<A>(c10, c11, res ? res + ldr : nullptr, out + ldo, t);
-  if constexpr (R > 2) store_row<A>(c20, c21, res ? res + 2 * ldr : nullptr, out + 2 * ldo, t);
-  if constexpr (R > 3) store_row<A>(c30, c31, res ? res + 3 * ldr : nullptr, out + 3 * ldo, t);
-  if constexpr (R > 4) store_row<A>(c40, c41, res ? res + 4 * ldr : nullptr, out + 4 * ldo, t);
-  if constexpr (R > 5) store_row<A>(c50, c51, res ? res + 5 * ldr : nullptr, out + 5 * ldo, t);
+  store_row<A>(c00, c01, out, t);
+  if constexpr (R > 1) store_row<A>(c10, c11, out + ldo, t);
+  if constexpr (R > 2) store_row<A>(c20, c21, out + 2 * ldo, t);
+  if constexpr (R > 3) store_row<A>(c30, c31, out + 3 * ldo, t);
+  if constexpr (R > 4) store_row<A>(c40, c41, out + 4 * ldo, t);
+  if constexpr (R > 5) store_row<A>(c50, c51, out + 5 * ldo, t);
 }
 
-// Panels [j0, j1) of W (panel j: columns [16 j, 16 j + 16), zero past n) as k x 16
-// contiguous floats each, panel j at dst + (j - j0) * k * 16. W is read a row at a time across
-// the panels: one panel alone steps a whole row of W (a page for 1024 columns) per 64 bytes,
-// a walk the prefetchers do not follow (conv_pw_13's 4 MiB: slower than the sgemm it replaced).
-void pack_panels(int64_t k, int64_t n, const float* w, int64_t ldw, int64_t j0, int64_t j1, float* dst) {
-  const int64_t pf = k * 16;
-  const int64_t full = std::min(j1, n / 16);  // panels without a tail
+// W's panels (panel j: columns [16 j, 16 j + 16), zero past n) as k x 16 contiguous floats
+// each, panel j at dst + j * k * 16. W is read a row at a time across the panels (one panel
+// alone steps a whole row of W per 64 bytes, a walk the prefetchers do not follow).
+void pack_panels(int64_t k, int64_t n, const float* w, int64_t ldw, float* dst) {
+  const int64_t pf = k * 16, full = n / 16;  // panels without a tail
   for (int64_t p = 0; p < k; ++p) {
     const float* wr = w + p * ldw;
-    for (int64_t j = j0; j < full; ++j) {
-      float* d = dst + (j - j0) * pf + p * 16;
+    for (int64_t j = 0; j < full; ++j) {
+      float* d = dst + j * pf + p * 16;
       _mm256_store_ps(d, _mm256_loadu_ps(wr + j * 16));
       _mm256_store_ps(d + 8, _mm256_loadu_ps(wr + j * 16 + 8));
     }
   }
-  if (full >= j1) return;
-  const int64_t cols = n - full * 16;  // the last panel's 1..15 columns
+  const int64_t cols = n - full * 16;  // the last panel's 0..15 columns
+  if (cols == 0) return;
   const __m256i m0 = lanes((int)std::min<int64_t>(cols, 8)), m1 = lanes((int)std::max<int64_t>(cols - 8, 0));
-  float* d = dst + (full - j0) * pf;
+  float* d = dst + full * pf;
   for (int64_t p = 0; p < k; ++p) {
     _mm256_store_ps(d + p * 16, _mm256_maskload_ps(w + p * ldw + full * 16, m0));
     _mm256_store_ps(d + p * 16 + 8, _mm256_maskload_ps(w + p * ldw + full * 16 + 8, m1));
   }
 }
 
+// Rows [r0, r1) of y's columns of panel j.
 template <Activation A>
-void rows_of_panel(int64_t r0, int64_t r1, int64_t n, int64_t p0, int64_t p1, int64_t k, const float* col,
-                   int64_t ldcol, const float* panel, int64_t j, const float* bias, const float* residual,
-                   float* y, int64_t ldy) {
-  // Steps [p0, p1) of the reduction's k.
-  const bool first = p0 == 0, last = p1 == k;
-  col += p0, panel += p0 * 16;
+void rows_of_panel(int64_t r0, int64_t r1, int64_t n, int64_t k, const float* col, int64_t ldcol,
+                   const float* panel, int64_t j, const float* bias, float* y, int64_t ldy, bool from_y) {
   const int64_t c0 = j * 16;
   Tail t;
   t.cols = (int)std::min<int64_t>(16, n - c0);
@@ -186,17 +171,15 @@ void rows_of_panel(int64_t r0, int64_t r1, int64_t n, int64_t p0, int64_t p1, in
   const float* bj = bias ? bias + c0 : nullptr;
   int64_t r = r0;
   for (; r + kRows <= r1; r += kRows)
-    tile<kRows, A>(p1 - p0, col + r * ldcol, ldcol, panel, bj, residual ? residual + r * ldy + c0 : nullptr, ldy,
-                   y + r * ldy + c0, ldy, t, first, last);
-  const float* res = residual ? residual + r * ldy + c0 : nullptr;
+    tile<kRows, A>(k, col + r * ldcol, ldcol, panel, bj, y + r * ldy + c0, ldy, t, from_y);
   const float* a = col + r * ldcol;
   float* out = y + r * ldy + c0;
   switch (r1 - r) {
-    case 5: return tile<5, A>(p1 - p0, a, ldcol, panel, bj, res, ldy, out, ldy, t, first, last);
-    case 4: return tile<4, A>(p1 - p0, a, ldcol, panel, bj, res, ldy, out, ldy, t, first, last);
-    case 3: return tile<3, A>(p1 - p0, a, ldcol, panel, bj, res, ldy, out, ldy, t, first, last);
-    case 2: return tile<2, A>(p1 - p0, a, ldcol, panel, bj, res, ldy, out, ldy, t, first, last);
-    case 1: return tile<1, A>(p1 - p0, a, ldcol, panel, bj, res, ldy, out, ldy, t, first, last);
+    case 5: return tile<5, A>(k, a, ldcol, panel, bj, out, ldy, t, from_y);
+    case 4: return tile<4, A>(k, a, ldcol, panel, bj, out, ldy, t, from_y);
+    case 3: return tile<3, A>(k, a, ldcol, panel, bj, out, ldy, t, from_y);
+    case 2: return tile<2, A>(k, a, ldcol, panel, bj, out, ldy, t, from_y);
+    case 1: return tile<1, A>(k, a, ldcol, panel, bj, out, ldy, t, from_y);
     default: return;
   }
 }
@@ -205,21 +188,18 @@ template <Activation A>
 void product(int64_t rows, int64_t n, int64_t k, const float* col, int64_t ldcol, const float* w,
              int64_t ldw, const float* bias, const float* residual, float* y, int64_t ldy) {
   const int64_t panels = (n + 15) / 16, panel_floats = k * 16;
-  {
-    // +16: the scratch aligned to 64 bytes for the aligned panel loads.
-    float* buf = scratch(panels * panel_floats + 16);
-    float* packed = (float*)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
-    pack_panels(k, n, w, ldw, 0, panels, packed);
-    const int64_t block = std::max<int64_t>(kRows, kRowBlockBytes / (k * (int64_t)sizeof(float)) / kRows * kRows);
-    for (int64_t r0 = 0; r0 < rows; r0 += block)
-      for (int64_t j = 0; j < panels; ++j)
-        rows_of_panel<A>(r0, std::min(rows, r0 + block), n, 0, k, k, col, ldcol, packed + j * panel_floats, j, bias,
-                         residual, y, ldy);
-    return;
+  // +16: the scratch aligned to 64 bytes for the aligned panel loads.
+  float* buf = scratch(panels * panel_floats + 16);
+  float* packed = (float*)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
+  pack_panels(k, n, w, ldw, packed);
+  const int64_t block = std::max<int64_t>(kRows, kRowBlockBytes / (k * (int64_t)sizeof(float)) / kRows * kRows);
+  for (int64_t r0 = 0; r0 < rows; r0 += block) {
+    const int64_t r1 = std::min(rows, r0 + block);
+    if (residual) init_output_rows(r1 - r0, n, ldy, bias, residual + r0 * ldy, y + r0 * ldy);
+    for (int64_t j = 0; j < panels; ++j)
+      rows_of_panel<A>(r0, r1, n, k, col, ldcol, packed + j * panel_floats, j, residual ? nullptr : bias, y, ldy,
+                       residual != nullptr);
   }
-  // Larger W: the sgemm (a panel at a time over all rows, with or without slices of the
-  // reduction, measured 1.01-1.13x the sgemm's time at 14x14 512->512, 7x7 512->1024 and
-  // 1024->1024: the products are FMA-bound there and the packing is the same).
 }
 
 }  // namespace
@@ -227,6 +207,10 @@ void product(int64_t rows, int64_t n, int64_t k, const float* col, int64_t ldcol
 bool pointwise_avx2_product(int64_t rows, int64_t n, int64_t k, const float* col, int64_t ldcol,
                             const float* w, int64_t ldw, const float* bias, const float* residual,
                             Activation act, float* y, int64_t ldy) {
+  // W packed whole up to kPackAllBytes. Above, the sgemm: a panel of W at a time over all rows,
+  // with or without slices of the reduction, measured 1.01-1.13x its time at 14x14 512->512,
+  // 7x7 512->1024 and 1024->1024 (FMA-bound products, the same packing), and all of W packed
+  // about even up to 2 MiB and 1.12x at 4 MiB.
   if (rows <= 0 || n <= 0 || k <= 0 || (n + 15) / 16 * 16 * k * (int64_t)sizeof(float) > kPackAllBytes) return false;
   switch (act) {
     case Activation::Linear: product<Activation::Linear>(rows, n, k, col, ldcol, w, ldw, bias, residual, y, ldy); return true;
