@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <cstdlib>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -40,8 +39,6 @@ bool init_output_rows(int64_t rows, int64_t cols, int64_t ld, const float* bias,
   return true;
 }
 
-static bool pw_enabled() { const char* e = std::getenv("FCPW"); return !e || e[0] != '0'; }
-
 void forward_product(int64_t rows, int64_t n, int64_t k, const float* col, int64_t ldcol,
                      const float* w, int64_t ldw, const float* bias, const float* residual,
                      Activation act, float* y, int64_t ldy, const GemmPackedB* packed) {
@@ -56,7 +53,7 @@ void forward_product(int64_t rows, int64_t n, int64_t k, const float* col, int64
     return gemm_avx512(false, false, rows, n, k, 1.f, col, ldcol, w, ldw, 0.f, y, ldy, false, &ep, packed);
   }
   // Below AVX-512: avx2 register tiles with the bias, residual and activation in registers.
-  if (fused && pw_enabled() && pointwise_avx2_product(rows, n, k, col, ldcol, w, ldw, bias, residual, act, y, ldy)) return;
+  if (fused && pointwise_avx2_product(rows, n, k, col, ldcol, w, ldw, bias, residual, act, y, ldy)) return;
   const bool init = init_output_rows(rows, n, ldy, bias, residual, y);
   sgemm(false, false, rows, n, k, 1.f, col, ldcol, w, ldw, init ? 1.f : 0.f, y, ldy);
   if (act != Activation::Linear)
