@@ -5,7 +5,7 @@
 // y first filled with the bias (init_output_rows), and the relu / relu6 was one more pass over
 // the chunk: three trips over y, and sgemm packs both A and B on each call. MobileNet's batch-1
 // pointwise convs are such products: conv_pw_1 (12544 x 32 -> 64, K = 32) is mostly those
-// passes and the packing; conv_pw_13 (49 x 1024 -> 1024) packs 4 MiB of weights per call.
+// passes and the packing.
 //
 // Here a tile of up to 6 rows x 16 output columns is 12 ymm accumulators that start from the
 // bias, take one K step per iteration (a broadcast of each row's input, the two weight
@@ -13,17 +13,16 @@
 // before their one store. A is read in place (the 6 rows are 6 sequential streams). W's
 // panels (K x 16, zero past n) are packed into the thread's scratch per call, read a row of W
 // at a time; blocks of rows (kRowBlockBytes of A, in L1/L2) take every panel in turn. Only
-// where all of W packs into kPackAllBytes (L2): larger products are FMA-bound and the sgemm
-// was as fast or faster (below). With a residual, each block of y is first set to bias +
-// residual in order (init_output_rows) and the tiles start from it: reading the residual in
-// the tiles' stores (6 rows x 64 bytes a panel, 1 KiB apart at 256 channels) made
-// 56x56 64->256 + residual 1.2x the sgemm's time; from y, 0.80 (1 thread, paired).
+// where all of W packs into kPackAllBytes: with K and N larger the products are FMA-bound
+// and the sgemm was as fast or faster (pointwise_avx2_product). With a residual, each block
+// of y is first set to bias + residual in order (init_output_rows) and the tiles start from
+// it: reading the residual in the tiles' stores (6 rows x 64 bytes a panel, 1 KiB apart at 256
+// channels) made 56x56 64->256 + residual 1.2x the sgemm's time; from y, 0.80 (1 thread).
 #include "cpu/pointwise_avx2.h"
 
 #include "cpu/im2col.h"
 
 #include <algorithm>
-#include <cstdlib>
 
 #if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
 #include <immintrin.h>
@@ -38,7 +37,7 @@ namespace fastconv::cpu::detail {
 namespace {
 
 constexpr int kRows = 6;                               // rows a tile (12 accumulators of 16)
-constexpr int64_t kPackAllBytes = int64_t{256} << 10;  // W packed whole up to this, else the sgemm
+constexpr int64_t kPackAllBytes = int64_t{64} << 10;  // W packed whole up to this, else the sgemm
 constexpr int64_t kRowBlockBytes = int64_t{48} << 10;  // rows of A a block (12 KiB: pw_1 0.92 vs 0.65)
 
 // Mask of the first `valid` (0..8) lanes.
@@ -207,10 +206,12 @@ void product(int64_t rows, int64_t n, int64_t k, const float* col, int64_t ldcol
 bool pointwise_avx2_product(int64_t rows, int64_t n, int64_t k, const float* col, int64_t ldcol,
                             const float* w, int64_t ldw, const float* bias, const float* residual,
                             Activation act, float* y, int64_t ldy) {
-  // W packed whole up to kPackAllBytes. Above, the sgemm: a panel of W at a time over all rows,
-  // with or without slices of the reduction, measured 1.01-1.13x its time at 14x14 512->512,
-  // 7x7 512->1024 and 1024->1024 (FMA-bound products, the same packing), and all of W packed
-  // about even up to 2 MiB and 1.12x at 4 MiB.
+  // W packed whole up to kPackAllBytes (64 KiB). Above, the sgemm: paired against it (1 thread,
+  // two builds in one process, both orders), 28x28 256->256 (256 KiB) 1.08 / 1.18, 128->256
+  // (128 KiB) 1.00 / 1.06, 512->128 0.96 / 1.03 (the same binary with a switch had read
+  // 0.90-0.96 on these); a panel of W at a time over all rows, with or without slices of the
+  // reduction, 1.01-1.13x at 14x14 512->512, 7x7 512->1024 and 1024->1024 (FMA-bound products:
+  // the sgemm's own kernel does as well, and it packs W as these do).
   if (rows <= 0 || n <= 0 || k <= 0 || (n + 15) / 16 * 16 * k * (int64_t)sizeof(float) > kPackAllBytes) return false;
   switch (act) {
     case Activation::Linear: product<Activation::Linear>(rows, n, k, col, ldcol, w, ldw, bias, residual, y, ldy); return true;
