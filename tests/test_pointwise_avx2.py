@@ -1,14 +1,14 @@
 """Forward conv products in avx2 register tiles (csrc/cpu/pointwise_avx2.cpp).
 
 Below AVX-512 (the avx2 level) conv2d_forward's GEMM products (the pointwise convs, im2col's
-chunks, the batch-1 Cout split) whose weights pack into 64 KiB run as 6-row x 16-column
+chunks, the batch-1 Cout split) with K <= 64 whose weights pack into 64 KiB run as 6-row x 16-column
 register tiles with the bias, the residual (set in y first) and relu / relu6 folded in; larger
 ones and other activations keep OpenBLAS's sgemm. At the other levels these cases take the
 sgemm or the native GEMM: the same checks hold there. Each case against the float64 oracle
 (reference.conv2d_forward, + residual, then the activation): rtol 1e-5 and atol 1e-5 times the
 output's magnitude. Shapes: column tails 1..15 past a 16-wide panel, rows not a multiple of the
 6-row tile (1..5 left), odd K, batch 1..3, MobileNet's and ResNet-50's batch-1 pointwise convs
-scaled down, the 64 KiB edge on both sides, grouped convs (col and W read at a stride), 1 and 2
+scaled down, the K and 64 KiB edges on both sides, grouped convs (col and W read at a stride), 1 and 2
 threads. NaN and inf in x reach exactly their own pixel's outputs.
 """
 import numpy as np
@@ -30,9 +30,10 @@ POINTWISE = [
     (1, 28, 28, 32, 64),    # conv_pw_1 at a quarter of the pixels
     (1, 14, 14, 64, 128),   # conv_pw_2
     (1, 7, 7, 128, 256),    # conv_pw_4
-    (1, 5, 5, 128, 128),    # 64 KiB of weights: the last size packed whole
-    (1, 5, 5, 129, 128),    # just past it: the sgemm
-    (1, 5, 7, 64, 250),     # 64 KiB with a 10-column tail panel
+    (1, 5, 7, 64, 250),     # 64 KiB of weights (K = 64), a 10-column tail panel: the last size
+    (1, 5, 7, 64, 257),     # just past it: the sgemm
+    (1, 5, 5, 65, 128),     # K = 65: the sgemm
+    (1, 5, 5, 128, 128),
     (1, 9, 7, 64, 256),     # ResNet-50's expansion
     (1, 9, 7, 256, 64),     # and its reduction
     (1, 1, 1, 32, 64),      # one row

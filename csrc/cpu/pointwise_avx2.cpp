@@ -13,7 +13,7 @@
 // before their one store. A is read in place (the 6 rows are 6 sequential streams). W's
 // panels (K x 16, zero past n) are packed into the thread's scratch per call, read a row of W
 // at a time; blocks of rows (kRowBlockBytes of A, in L1/L2) take every panel in turn. Only
-// where all of W packs into kPackAllBytes: with K and N larger the products are FMA-bound
+// with K <= 64 and all of W in kPackAllBytes: with K and N larger the products are FMA-bound
 // and the sgemm was as fast or faster (pointwise_avx2_product). With a residual, each block
 // of y is first set to bias + residual in order (init_output_rows) and the tiles start from
 // it: reading the residual in the tiles' stores (6 rows x 64 bytes a panel, 1 KiB apart at 256
@@ -38,6 +38,7 @@ namespace {
 
 constexpr int kRows = 6;                               // rows a tile (12 accumulators of 16)
 constexpr int64_t kPackAllBytes = int64_t{64} << 10;  // W packed whole up to this, else the sgemm
+constexpr int64_t kMaxK = 64;                          // reduction steps (see pointwise_avx2_product)
 constexpr int64_t kRowBlockBytes = int64_t{48} << 10;  // rows of A a block (12 KiB: pw_1 0.92 vs 0.65)
 
 // Mask of the first `valid` (0..8) lanes.
@@ -212,7 +213,12 @@ bool pointwise_avx2_product(int64_t rows, int64_t n, int64_t k, const float* col
   // 0.90-0.96 on these); a panel of W at a time over all rows, with or without slices of the
   // reduction, 1.01-1.13x at 14x14 512->512, 7x7 512->1024 and 1024->1024 (FMA-bound products:
   // the sgemm's own kernel does as well, and it packs W as these do).
-  if (rows <= 0 || n <= 0 || k <= 0 || (n + 15) / 16 * 16 * k * (int64_t)sizeof(float) > kPackAllBytes) return false;
+  // And K <= 64: at K = 128 and 256 the products are mostly FMAs, the passes over y saved are
+  // a small part, and the pairs were even (56x56 128->128 + relu6 0.93 / 0.98, 56x56 256->64
+  // + relu 0.94 / 1.01) or slower (8x28x28 128->128 linear 1.02 / 1.06); at K = 32 and 64 they
+  // gain (benchmarks/RESULTS.md, helper I, stop 38).
+  if (rows <= 0 || n <= 0 || k <= 0 || k > kMaxK) return false;
+  if ((n + 15) / 16 * 16 * k * (int64_t)sizeof(float) > kPackAllBytes) return false;
   switch (act) {
     case Activation::Linear: product<Activation::Linear>(rows, n, k, col, ldcol, w, ldw, bias, residual, y, ldy); return true;
     case Activation::Relu: product<Activation::Relu>(rows, n, k, col, ldcol, w, ldw, bias, residual, y, ldy); return true;
