@@ -1,5 +1,5 @@
 """The 3x3 stride-2 stem forward (csrc/cpu/stem_conv.cpp: 1..4 channels in, 32 out, no
-dilation, pads 0..2 each side; AVX-512 only, other levels take the direct path) against the
+dilation, pads 0..2 each side; AVX-512 and avx2, the baseline level takes the direct path) against the
 float64 oracle (test_direct_conv._close: rtol 1e-4, atol 1e-5 of the largest value).
 
 The kernel walks each output row in tiles of 8, 4, 2 and 1 interior pixels, and runs the

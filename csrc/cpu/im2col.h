@@ -45,7 +45,8 @@ bool init_output_rows(int64_t rows, int64_t cols, int64_t ld, const float* bias,
 // bias and residual may be null. The native GEMM applies bias, residual and a (capped) relu
 // as it stores each tile of y (gemm.h GemmEpilogue): no pass of their own over y. Otherwise
 // y starts from bias + residual, the GEMM accumulates onto it and the activation follows on
-// the chunk (still in cache). Serial. packed (null: none): W packed once (gemm_pack_b of the
+// the chunk (still in cache); at avx2, W up to 64 KiB and those activations, avx2 register
+// tiles take it (pointwise_avx2.h). Serial. packed (null: none): W packed once (gemm_pack_b of the
 // whole k x N weights, this product's columns from packed->col0), read instead of w where the
 // native GEMM runs with a fused epilogue; elsewhere w is read.
 void forward_product(int64_t rows, int64_t n, int64_t k, const float* col, int64_t ldcol,

@@ -30,8 +30,13 @@
 
 namespace fastconv::cpu::detail {
 
+// AVX-512, and avx2 (with FMA) in tiles of 3 pixels (kPixels below).
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#define FASTCONV_STEM_TILES 1
+#endif
+
 bool stem_conv_shape(const ConvGeometry& g, ConvPass pass) {
-#if defined(__AVX512F__)
+#if defined(FASTCONV_STEM_TILES)
   const Window2d& v = g.win;
   return pass == ConvPass::Forward && g.groups == 1 && g.c >= 1 && g.c <= 4 && g.oc == 32 &&
          v.kh == 3 && v.kw == 3 && v.sh == 2 && v.sw == 2 && v.dh == 1 && v.dw == 1 &&
@@ -43,15 +48,22 @@ bool stem_conv_shape(const ConvGeometry& g, ConvPass pass) {
 #endif
 }
 
-#if defined(__AVX512F__)
+#if defined(FASTCONV_STEM_TILES)
 
 namespace {
 
 constexpr int kOut = 32;    // output channels: two vectors per pixel
+#if defined(__AVX512F__)
 constexpr int kPixels = 8;  // pixels per tile: 16 accumulators
+#else
+// avx2 (issue 18 item 4, helper I, stop 38): 3 pixels are 12 ymm accumulators (tile below).
+// MobileNet's conv1 had run on direct_conv.cpp's path.
+constexpr int kPixels = 3;
+#endif
 
 // Output pixels [0, P) of a tile: r[ky] points at the tile's first input column (its first
 // tap) in kernel row ky; out at the tile's first output pixel.
+#if defined(__AVX512F__)
 template <int C, int P, Activation A, bool Stream>
 inline void tile(const float* const* r, const float* w, f32x16 b0, f32x16 b1, float* out) {
   f32x16 acc[P][2];
@@ -74,6 +86,67 @@ inline void tile(const float* const* r, const float* w, f32x16 b0, f32x16 b1, fl
       else store16(out + p * kOut + h * kLanes, v);
     }
 }
+
+#else
+template <Activation A>
+inline __m256 act8(__m256 v) {
+  // max/min return their second operand when either is NaN: NaN stays NaN.
+  if constexpr (A == Activation::Relu || A == Activation::Relu6) v = _mm256_max_ps(_mm256_setzero_ps(), v);
+  if constexpr (A == Activation::Relu6) v = _mm256_min_ps(_mm256_set1_ps(6.f), v);
+  return v;
+}
+
+template <Activation A, bool Stream>
+inline void put8(float* out, __m256 v) {
+  if constexpr (Stream) _mm256_stream_ps(out, act8<A>(v));
+  else _mm256_storeu_ps(out, act8<A>(v));
+}
+
+// avx2: the same tile in ymm, its accumulators named locals (GCC's f32x16 arrays, two ymm an
+// element, ran MobileNet's conv1 9x slower than this). P <= 3: 4 P accumulators, a
+// broadcast and the tap's 4 weight vectors (read from L1 as FMA operands where registers run out).
+template <int C, int P, Activation A, bool Stream>
+inline void tile(const float* const* r, const float* w, f32x16 b0, f32x16 b1, float* out) {
+  static_assert(P >= 1 && P <= 3);
+  __m256 bias[4];
+  std::memcpy(bias, &b0, sizeof b0);
+  std::memcpy(bias + 2, &b1, sizeof b1);
+  __m256 a00 = bias[0], a01 = bias[1], a02 = bias[2], a03 = bias[3];
+  __m256 a10 = bias[0], a11 = bias[1], a12 = bias[2], a13 = bias[3];
+  __m256 a20 = bias[0], a21 = bias[1], a22 = bias[2], a23 = bias[3];
+  for (int ky = 0; ky < 3; ++ky) {
+    const float* row = r[ky];
+    for (int kx = 0; kx < 3; ++kx)
+      for (int ci = 0; ci < C; ++ci) {
+        const float* wt = w + ((ky * 3 + kx) * C + ci) * kOut;
+        const __m256 w0 = _mm256_loadu_ps(wt), w1 = _mm256_loadu_ps(wt + 8);
+        const __m256 w2 = _mm256_loadu_ps(wt + 16), w3 = _mm256_loadu_ps(wt + 24);
+        __m256 xv = _mm256_broadcast_ss(row + kx * C + ci);
+        a00 = _mm256_fmadd_ps(xv, w0, a00), a01 = _mm256_fmadd_ps(xv, w1, a01);
+        a02 = _mm256_fmadd_ps(xv, w2, a02), a03 = _mm256_fmadd_ps(xv, w3, a03);
+        if constexpr (P > 1) {
+          xv = _mm256_broadcast_ss(row + (2 + kx) * C + ci);
+          a10 = _mm256_fmadd_ps(xv, w0, a10), a11 = _mm256_fmadd_ps(xv, w1, a11);
+          a12 = _mm256_fmadd_ps(xv, w2, a12), a13 = _mm256_fmadd_ps(xv, w3, a13);
+        }
+        if constexpr (P > 2) {
+          xv = _mm256_broadcast_ss(row + (4 + kx) * C + ci);
+          a20 = _mm256_fmadd_ps(xv, w0, a20), a21 = _mm256_fmadd_ps(xv, w1, a21);
+          a22 = _mm256_fmadd_ps(xv, w2, a22), a23 = _mm256_fmadd_ps(xv, w3, a23);
+        }
+      }
+  }
+  put8<A, Stream>(out, a00), put8<A, Stream>(out + 8, a01), put8<A, Stream>(out + 16, a02), put8<A, Stream>(out + 24, a03);
+  if constexpr (P > 1) {
+    float* o = out + kOut;
+    put8<A, Stream>(o, a10), put8<A, Stream>(o + 8, a11), put8<A, Stream>(o + 16, a12), put8<A, Stream>(o + 24, a13);
+  }
+  if constexpr (P > 2) {
+    float* o = out + 2 * kOut;
+    put8<A, Stream>(o, a20), put8<A, Stream>(o + 8, a21), put8<A, Stream>(o + 16, a22), put8<A, Stream>(o + 24, a23);
+  }
+}
+#endif
 
 struct Stem {
   const ConvGeometry& g;
@@ -113,8 +186,10 @@ void stem_row(const Stem& s, int64_t l, float* yrow) {
   int64_t ox = 0;
   for (; ox < s.lo; ++ox) edge(ox);
   for (; ox + kPixels <= s.hi; ox += kPixels) run(std::integral_constant<int, kPixels>(), ox);
-  if (ox + 4 <= s.hi) run(std::integral_constant<int, 4>(), ox), ox += 4;
-  if (ox + 2 <= s.hi) run(std::integral_constant<int, 2>(), ox), ox += 2;
+  if constexpr (kPixels > 4)
+    if (ox + 4 <= s.hi) run(std::integral_constant<int, 4>(), ox), ox += 4;
+  if constexpr (kPixels > 2)
+    if (ox + 2 <= s.hi) run(std::integral_constant<int, 2>(), ox), ox += 2;
   if (ox < s.hi) run(std::integral_constant<int, 1>(), ox), ++ox;
   for (; ox < g.ow; ++ox) edge(ox);
 }
@@ -169,7 +244,7 @@ void stem_conv_forward(const ConvGeometry& g, const float* x, const float* w, co
 
 #else
 
-// Never called: stem_conv_shape is false below AVX-512.
+// Never called: stem_conv_shape is false below avx2.
 void stem_conv_forward(const ConvGeometry&, const float*, const float*, const float*, float*,
                        Activation) {}
 

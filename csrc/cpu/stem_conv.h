@@ -1,7 +1,7 @@
 // The forward of a 3x3 stride-2 stem: 1..4 input channels -> 32 output channels (MobileNet's
 // conv1, 224x224x3 -> 112x112x32), NHWC in and out, HWIO weights, any pads of 0..2
-// (stem_conv.cpp). AVX-512 only: the other levels answer false from the shape test and keep
-// the direct path (direct_conv.cpp).
+// (stem_conv.cpp). AVX-512 and avx2: the baseline level answers false from the shape test and
+// keeps the direct path (direct_conv.cpp).
 #pragma once
 #include "common/geometry.h"
 #include "kernels.h"
