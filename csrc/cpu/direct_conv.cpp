@@ -66,6 +66,7 @@
 #include "cpu/few_channel_flat.h"
 #include "cpu/few_channel_planes.h"
 #include "cpu/few_channel_rows.h"
+#include "cpu/few_channel_weights8.h"
 #include "cpu/few_channel_s2.h"
 #include "cpu/few_channel_s2_patch.h"
 #include "cpu/few_channel_s2_planes.h"
@@ -1145,6 +1146,8 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
     return few_channel_flat_backward_weights(g, dy, x, dw, db);
   if (few_channel_planes_shape(g, ConvPass::BackwardWeights))
     return few_channel_planes_backward_weights(g, dy, x, dw, db);
+  // avx2 only (C = 1, 3, 6 'same'); false on a non-finite x or dy: recomputed below.
+  if (few_channel_weights8_shape(g) && few_channel_weights8(g, dy, x, dw, db)) return;
   if (s2_planes_shape(g, ConvPass::BackwardWeights))
     return s2_planes_backward_weights(g, dy, x, dw, db);
   if (s2_patch_backward_weights(g, dy, x, dw, db)) return;  // C = 6, C = 3 under 14 columns
