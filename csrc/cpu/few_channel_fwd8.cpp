@@ -209,9 +209,9 @@ bool finite_weights(const float* w, int64_t n) {
 // The rule: 3x3, stride 1, dilation 1, 'same' (pads 1), groups 1, C = 3 or 6 in and out;
 // from 14 columns, and the C = 3 forward under them too. Paired against the direct path (1
 // thread, CPU time, Zen 3 avx2, N=256; benchmarks/RESULTS.md, helper F, stop 38): forward
-// C=3 7x7 0.87, 14x14 0.72, 56x56 0.91; C=6 7x7 0.98, 28x28 0.96, 56x56 0.93; backward data
-// C=3 7x7 1.04 (left to the direct path), 14x14 0.82, 56x56 0.88; C=6 7x7 1.04 (left),
-// 28x28 0.93.
+// C=3 7x7 0.87, 14x14 0.71, 56x56 0.77; C=6 7x7 0.98 (left to the direct path), 14x14 0.88,
+// 56x56 0.80; backward data C=3 7x7 1.04 (left), 14x14 0.72, 56x56 0.75; C=6 7x7 1.04
+// (left), 28x28 0.85.
 bool few_channel_fwd8_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
   if (pass == ConvPass::BackwardWeights) return false;
