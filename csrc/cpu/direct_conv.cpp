@@ -66,6 +66,8 @@
 #include "cpu/few_channel_flat.h"
 #include "cpu/few_channel_planes.h"
 #include "cpu/few_channel_rows.h"
+#include "cpu/few_channel_fwd8.h"
+#include "cpu/few_channel_weights8.h"
 #include "cpu/few_channel_s2.h"
 #include "cpu/few_channel_s2_patch.h"
 #include "cpu/few_channel_s2_planes.h"
@@ -723,6 +725,9 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
   if (few_channel_flat_shape(g, ConvPass::Forward)) return few_channel_flat_forward(g, x, w, b, y, act);
   if (few_channel_planes_shape(g, ConvPass::Forward))
     return few_channel_planes_forward(g, x, w, b, y, act);
+  // avx2 only (C = 3, 6 'same'); false on a non-finite weight: computed below.
+  if (few_channel_fwd8_shape(g, ConvPass::Forward) && few_channel_fwd8_forward(g, x, w, b, y, act))
+    return;
   if (s2_planes_shape(g, ConvPass::Forward)) return s2_planes_forward(g, x, w, b, y, act);
   if (stem_conv_shape(g, ConvPass::Forward)) return stem_conv_forward(g, x, w, b, y, act);
   if (few_channel_rows_shape(g, ConvPass::Forward) && few_channel_rows_forward(g, x, w, b, y, act)) return;
@@ -785,6 +790,8 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
   if (few_channel_flat_shape(g, ConvPass::BackwardData)) return few_channel_flat_backward_data(g, dy, w, dx);
   if (few_channel_planes_shape(g, ConvPass::BackwardData))
     return few_channel_planes_backward_data(g, dy, w, dx);
+  if (few_channel_fwd8_shape(g, ConvPass::BackwardData) && few_channel_fwd8_backward_data(g, dy, w, dx))
+    return;
   if (s2_planes_shape(g, ConvPass::BackwardData) && s2_planes_backward_data(g, dy, w, dx)) return;
   if (few_channel_rows_shape(g, ConvPass::BackwardData) && few_channel_rows_backward_data(g, dy, w, dx)) return;
   const Window2d& v = g.win;
@@ -1145,6 +1152,8 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
     return few_channel_flat_backward_weights(g, dy, x, dw, db);
   if (few_channel_planes_shape(g, ConvPass::BackwardWeights))
     return few_channel_planes_backward_weights(g, dy, x, dw, db);
+  // avx2 only (C = 1, 3, 6 'same'); false on a non-finite x or dy: recomputed below.
+  if (few_channel_weights8_shape(g) && few_channel_weights8(g, dy, x, dw, db)) return;
   if (s2_planes_shape(g, ConvPass::BackwardWeights))
     return s2_planes_backward_weights(g, dy, x, dw, db);
   if (s2_patch_backward_weights(g, dy, x, dw, db)) return;  // C = 6, C = 3 under 14 columns
