@@ -40,6 +40,7 @@
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
+#include "cpu/pointwise_avx2.h"
 #include "cpu/pointwise_stream.h"
 #include "cpu/simd.h"
 #include "cpu/strided_pointwise.h"
@@ -501,6 +502,8 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
     const bool native = active_gemm_backend() == "native";
     // A dx past the cache with >= 256 channels a side: streamed out (pointwise_stream.h).
     if (native && detail::streamed_pointwise_backward_data(g, dy, w, dx, p.threads)) return;
+    // At avx2 under OpenBLAS: register tiles, dx written once (pointwise_avx2.h).
+    if (detail::pointwise_backward_data_avx2(g, dy, w, dx, p.threads)) return;
     parallel_region(p.threads, [&] {
       note_team();
 #pragma omp for schedule(dynamic)
