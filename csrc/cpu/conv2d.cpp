@@ -454,6 +454,8 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   if (detail::cout_split_forward(g, x, w, b, y, act, residual, packed)) return;
   if (use_tap_gemm(g, ConvPass::Forward)) return tap_forward(g, x, w, b, y, act, residual);
   const Plan p = make_plan(g);
+  // At avx2 under OpenBLAS: register tiles, y written once with the bias (pointwise_avx2.h).
+  if (!residual && !packed && detail::pointwise_forward_avx2(g, x, w, b, y, act, p.threads)) return;
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
   // A shallow pointwise product that widens, y past the cache: its output streamed out.
