@@ -1,6 +1,6 @@
 """Stride-1 1x1 convs (groups 1) on avx2 register tiles where the GEMM is OpenBLAS
 (csrc/cpu/pointwise_avx2.cpp, stop 38): the forward for Cout a multiple of 16, Cin <= 512 and
-Cin x Cout <= 64K (bias and activation in its blocks; with a residual, prepared packed weights,
+Cin x Cout <= 32K (bias and activation in its blocks; with a residual, prepared packed weights,
 or one image on 2+ threads the old paths), the backward data for Cout <= 128 and Cin a
 multiple of 16 from 128 on. At AVX-512, the baseline level, and for the other shapes here, the
 GEMM paths run the same calls, and these tests check those.
@@ -121,12 +121,13 @@ FWD_SHAPES = {
     "k64_c256": (2, 9, 9, 64, 256),
     "k128_c128": (2, 10, 10, 128, 128),
     "k128_c128_lines": (2, 24, 24, 128, 128),    # on 2 threads also cout_split.cpp (chunk budget)
-    "k512_c128": (1, 7, 7, 512, 128),            # the largest weights taken
+    "k512_c64": (1, 7, 7, 512, 64),              # the largest weights taken (32K)
+    "k512_c128_past": (1, 7, 7, 512, 128),       # weights past 32K: the GEMM
     "k1_c16": (2, 5, 5, 1, 16),                  # a one-step reduction, one panel
     "k3_c32": (2, 6, 7, 3, 32),
     "k100_c48": (2, 8, 8, 100, 48),              # K not a multiple of 8
     "k600_past": (1, 5, 5, 600, 64),             # past kFwdMaxK: the GEMM
-    "k256_c512_past": (1, 4, 4, 256, 512),       # weights past 64K: the GEMM
+    "k256_c256_past": (1, 4, 4, 256, 256),       # weights past 32K: the GEMM
     "c24_no_panels": (2, 6, 6, 64, 24),          # Cout not a multiple of 16: the GEMM
     "c40_no_panels": (1, 9, 9, 128, 40),
 }

@@ -34,9 +34,11 @@ constexpr int64_t kBlockTiles = 4;    // tiles a block: the block's rows share e
 constexpr int64_t kBlockRows = kRows * kBlockTiles;
 // Shapes: K (Cout) up to kMaxK, the panels of 16 need Cin % 16 == 0.
 constexpr int64_t kMaxK = 128;
-// The forward: K (Cin) and the weights' floats up to these (B packed, 256 KiB, stays in L2; with
-// 1 MiB, 14x14 1024->256, the tiles were even with OpenBLAS: 0.99x).
-constexpr int64_t kFwdMaxK = 512, kFwdMaxWeights = 256 * 256;
+// The forward: K (Cin) and the weights' floats up to these (B packed, 128 KiB: each tile reads
+// all its panels from L2). With 256 KiB OpenBLAS was as fast or faster (1 thread, paired: N=256
+// 7x7 256->256 1.04-1.07x, N=256 14x14 1.02x, N=32 28x28 512->128 0.99x), with 1 MiB even
+// (N=32 14x14 1024->256 0.99x).
+constexpr int64_t kFwdMaxK = 512, kFwdMaxWeights = 128 * 256;
 // The forward's tiles a block: one (x's rows from memory, the next tile's prefetched); two
 // measured the same.
 constexpr int64_t kFwdBlockTiles = 1;
