@@ -1,8 +1,8 @@
 """Stride-1 1x1 convs (groups 1) on avx2 register tiles where the GEMM is OpenBLAS
 (csrc/cpu/pointwise_avx2.cpp, stop 38): the forward for Cout a multiple of 16, Cin <= 512 and
 Cin x Cout <= 32K (bias and activation in its blocks; with a residual, prepared packed weights,
-or one image on 2+ threads the old paths), the backward data for Cout <= 128 and Cin a
-multiple of 16 from 128 on. At AVX-512, the baseline level, and for the other shapes here, the
+or one image on 2+ threads the old paths), the backward data for Cout <= 512, Cin a
+multiple of 16 and Cin x Cout <= 64K. At AVX-512, the baseline level, and for the other shapes here, the
 GEMM paths run the same calls, and these tests check those.
 
 Against the float64 oracle: every element within 1e-5 of the largest magnitude of the result
@@ -58,10 +58,15 @@ SHAPES = {
     "k100_c160": (1, 17, 5, 160, 100),          # K not a multiple of 8
     "k17_c144": (3, 5, 5, 144, 17),
     "k1_c128": (2, 6, 6, 128, 1),               # a one-step reduction
-    "k128_c1024": (1, 7, 7, 1024, 128),
-    "k129_past": (1, 9, 9, 256, 129),           # past kMaxK: the GEMM
-    "k192_past": (2, 5, 5, 128, 192),
-    "c112_no_panels": (2, 9, 9, 112, 64),       # Cin below 128: the GEMM
+    "k128_c1024_past": (1, 7, 7, 1024, 128),    # weights past 64K: the GEMM
+    "k256_c256": (1, 5, 7, 256, 256),
+    "k512_c128": (1, 4, 5, 128, 512),
+    "k600_past": (1, 3, 3, 32, 600),            # past kMaxK: the GEMM
+    "k192_c112": (2, 5, 5, 112, 192),
+    "c64_k64": (2, 9, 9, 64, 64),
+    "c48_k48_odd": (3, 7, 5, 48, 48),
+    "c16_k33": (2, 6, 6, 16, 33),
+    "c24_no_panels": (2, 9, 9, 24, 64),         # Cin not a multiple of 16: the GEMM
     "c136_partial_panel": (1, 10, 10, 136, 64),  # Cin not a multiple of 16: the GEMM
 }
 
@@ -83,7 +88,7 @@ def test_backward_data_threads_bit_equal(name):
     assert np.array_equal(one, two)
 
 
-@pytest.mark.parametrize("cin,cout", [(256, 64), (128, 128), (144, 17)])
+@pytest.mark.parametrize("cin,cout", [(256, 64), (128, 128), (144, 17), (48, 256)])
 def test_backward_data_nan_inf_reach_their_pixel_and_channel_only(cin, cout):
     n, h, w = 2, 11, 7
     dy, wt = _operands(13, n, h, w, cin, cout)

@@ -32,8 +32,12 @@ namespace {
 constexpr int kRows = 6;              // rows a tile (2 x kRows accumulators + 2 panel vectors)
 constexpr int64_t kBlockTiles = 4;    // tiles a block: the block's rows share each panel in L1
 constexpr int64_t kBlockRows = kRows * kBlockTiles;
-// Shapes: K (Cout) up to kMaxK, the panels of 16 need Cin % 16 == 0.
-constexpr int64_t kMaxK = 128;
+// The backward data: K (Cout) and the weights' floats up to these (the panels of 16 need
+// Cin % 16 == 0). With 512 KiB of weights OpenBLAS was faster (1 thread, paired: N=32 14x14
+// 256->512 1.09x, N=256 7x7 1.07x; N=32 14x14 1024->128 0.98x). Its dy rows are not prefetched
+// as the forward's x rows are: that measured slower here (N=32 28x28 256->64 0.79 -> 0.90x of
+// OpenBLAS, 56x56 64->64 0.68 -> 0.77x).
+constexpr int64_t kMaxK = 512, kMaxWeights = 256 * 256;
 // The forward: K (Cin) and the weights' floats up to these (B packed, 128 KiB: each tile reads
 // all its panels from L2). With 256 KiB OpenBLAS was as fast or faster (1 thread, paired: N=256
 // 7x7 256->256 1.04-1.07x, N=256 14x14 1.02x, N=32 28x28 512->128 0.99x), with 1 MiB even
@@ -137,7 +141,7 @@ bool pointwise_backward_data_avx2(const ConvGeometry& g, const float* dy, const 
                                   int threads) {
   const int64_t k = g.oc, n = g.c;
   if (g.groups != 1 || !g.is_pointwise() || active_gemm_backend() == "native" || k > kMaxK ||
-      n % 16 != 0 || n < 128)
+      n % 16 != 0 || n * k > kMaxWeights)
     return false;
   // W is Cin x Cout (HWIO, 1x1): panel j holds W^T's columns 16 j .. 16 j + 15, step p at p * 16.
   const int64_t panels = n / 16;
