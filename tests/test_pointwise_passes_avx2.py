@@ -1,5 +1,5 @@
 """Stride-1 1x1 convs (groups 1) on avx2 register tiles where the GEMM is OpenBLAS
-(csrc/cpu/pointwise_avx2.cpp, stop 38): the forward for Cout a multiple of 16, Cin <= 512 and
+(csrc/cpu/pointwise_passes_avx2.cpp, stop 38): the forward for Cout a multiple of 16, Cin <= 512 and
 Cin x Cout <= 32K (bias and activation in its blocks; with a residual, prepared packed weights,
 or one image on 2+ threads the old paths), the backward data for Cout <= 512, Cin a
 multiple of 16 and Cin x Cout <= 64K. At AVX-512, the baseline level, and for the other shapes here, the

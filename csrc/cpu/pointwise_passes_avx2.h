@@ -1,5 +1,5 @@
 // Stride-1 1x1 convs (groups == 1) at the avx2 level where the GEMM is OpenBLAS
-// (pointwise_avx2.cpp; issue 18 item 2, helper G, stop 38). conv2d.cpp asks these.
+// (pointwise_passes_avx2.cpp; issue 18 item 2, helper G, stop 38). conv2d.cpp asks these.
 #pragma once
 #include "common/geometry.h"
 #include "kernels.h"

@@ -1,5 +1,5 @@
 // Forward and backward data of stride-1 1x1 convs (groups == 1) at the avx2 level, where every
-// GEMM is OpenBLAS's (see pointwise_avx2.h; issue 18 item 2, helper G, stop 38).
+// GEMM is OpenBLAS's (see pointwise_passes_avx2.h; issue 18 item 2, helper G, stop 38).
 //
 // Why: dx = dy @ W^T is a shallow product (K = Cout, 64 for ResNet's 28x28 256->64) into a wide
 // dx. Through OpenBLAS with beta = 0 it first zeroes all of C (its beta pass: one more write of
@@ -14,7 +14,7 @@
 // x's rows come from memory there (K = Cin, 1 KiB a pixel at 256), so each tile prefetches
 // a share of the next tile's rows (without: 0.95x of OpenBLAS, with: 0.79-0.81x, item 2).
 // AVX-512 keeps its native GEMM paths (pointwise_stream.cpp); the baseline keeps OpenBLAS.
-#include "cpu/pointwise_avx2.h"
+#include "cpu/pointwise_passes_avx2.h"
 
 #include <algorithm>
 #include <cstdint>
