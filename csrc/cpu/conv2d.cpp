@@ -41,6 +41,7 @@
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
+#include "cpu/pointwise_passes_avx2.h"
 #include "cpu/pointwise_stream.h"
 #include "cpu/simd.h"
 #include "cpu/strided_pointwise.h"
@@ -460,6 +461,8 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   if (detail::cout_split_forward(g, x, w, b, y, act, residual, packed)) return;
   if (use_tap_gemm(g, ConvPass::Forward)) return tap_forward(g, x, w, b, y, act, residual);
   const Plan p = make_plan(g);
+  // At avx2 under OpenBLAS: register tiles, y written once with the bias (pointwise_passes_avx2.h).
+  if (!residual && !packed && detail::pointwise_forward_avx2(g, x, w, b, y, act, p.threads)) return;
   const bool pointwise = g.is_pointwise();
   auto ws = workspace(pointwise ? 1 : p.threads * p.chunk_floats);
   // A shallow pointwise product that widens, y past the cache: its output streamed out.
@@ -512,6 +515,8 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
     const bool native = active_gemm_backend() == "native";
     // A dx past the cache with >= 256 channels a side: streamed out (pointwise_stream.h).
     if (native && detail::streamed_pointwise_backward_data(g, dy, w, dx, p.threads)) return;
+    // At avx2 under OpenBLAS: register tiles, dx written once (pointwise_passes_avx2.h).
+    if (detail::pointwise_backward_data_avx2(g, dy, w, dx, p.threads)) return;
     parallel_region(p.threads, [&] {
       note_team();
 #pragma omp for schedule(dynamic)
