@@ -60,7 +60,8 @@ inline void act_run(int64_t n, const float* x, const float* __restrict bias, flo
         std::memcpy(&b, bias + e, sizeof b);
         z += b;
       }
-      const f32xR r = A == Activation::Sigmoid ? 1.0f / (1.0f + exp_lanes(-z)) : tanh_lanes(z);
+      // kMinMax256: the clamps as vmaxps / vminps at the avx2 level (fast_exp.h)
+      const f32xR r = A == Activation::Sigmoid ? 1.0f / (1.0f + exp_lanes<f32xR, true>(-z)) : tanh_lanes<f32xR, true>(z);
       std::memcpy(y + e, &r, sizeof r);
     }
   }
