@@ -60,7 +60,10 @@ inline void act_run(int64_t n, const float* x, const float* __restrict bias, flo
         std::memcpy(&b, bias + e, sizeof b);
         z += b;
       }
-      const f32xR r = A == Activation::Sigmoid ? 1.0f / (1.0f + exp_lanes(-z)) : tanh_lanes(z);
+      // kMinMax256: the clamps as vmaxps / vminps at the avx2 level (fast_exp.h); the other
+      // levels instantiate the same exp as before
+      constexpr bool kMM = kRegLanes == 8;
+      const f32xR r = A == Activation::Sigmoid ? 1.0f / (1.0f + exp_lanes<f32xR, kMM>(-z)) : tanh_lanes<f32xR, kMM>(z);
       std::memcpy(y + e, &r, sizeof r);
     }
   }

@@ -5,7 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
-#if defined(__AVX512F__)
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 #include <cstring>
@@ -30,7 +30,16 @@ constexpr int64_t kNarrowBias = 64;
 // kGemvWeights floats of w (1 MiB, the L2) on the calling thread alone, above that shared
 // with the item team (gemv_row_split).
 constexpr int64_t kGemvWeights = 1 << 18;
-constexpr int kGemvVecs = 4;  // below AVX-512: registers per column block
+// Below AVX-512, w of up to kGemvWideWeights floats (256 KiB: in Zen 3's 512 KiB L2 beside x
+// and y) goes in column blocks of up to 8 registers (gemv_chunk), the last one masked at avx2:
+// LeNet-5's 400 x 120 classifier at batch 1 ran as 3 blocks of 4 registers and 3 single-
+// register chains, each step of k of a single chain waiting out an FMA latency (paired, 1
+// thread, Zen 3, avx2: 8.4 -> 7.1 us; 120 x 84 4.2 -> 3.4; 576 x 10 6.6 -> 3.9). Larger w
+// streams from the L3, where 8-register blocks were faster at some widths and slower at
+// others (1024 x 250 0.82x, 2048 x 128 0.80x; 1600 x 160 1.09x, 1000 x 160 1.12x, 1200 x 200
+// 1.03x): there the blocks of kGemvVecs registers, then single ones, stay.
+constexpr int64_t kGemvWideWeights = 1 << 16;
+constexpr int kGemvVecs = 4;  // below AVX-512, w above kGemvWideWeights: registers per column block
 
 // Columns [j, j + V * kRegLanes) of y = b + x @ w for one row (xi: k floats), in registers;
 // the sums run over k in order, from the bias. `last` lanes of the last vector are real
@@ -53,6 +62,21 @@ inline void gemv_block(int64_t k, int64_t m, const float* xi, const float* w, co
   }
   for (int v = 0; v < V; ++v)
     _mm512_mask_storeu_ps(yi + j + v * 16, v == V - 1 ? tail : (__mmask16)0xFFFF, acc[v]);
+#elif defined(__AVX2__)
+  // As at AVX-512 with ymm registers: the last `last` lanes through a masked load and store
+  // (lanes past m read as 0 and are never written), so no column is left to a scalar tail.
+  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(last), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256 acc[V];
+  for (int v = 0; v < V - 1; ++v) acc[v] = b ? _mm256_loadu_ps(b + j + v * 8) : _mm256_setzero_ps();
+  acc[V - 1] = b ? _mm256_maskload_ps(b + j + (V - 1) * 8, tail) : _mm256_setzero_ps();
+  for (int64_t t = 0; t < k; ++t) {
+    const __m256 xv = _mm256_set1_ps(xi[t]);
+    const float* row = w + t * m + j;
+    for (int v = 0; v < V - 1; ++v) acc[v] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(row + v * 8), acc[v]);
+    acc[V - 1] = _mm256_fmadd_ps(xv, _mm256_maskload_ps(row + (V - 1) * 8, tail), acc[V - 1]);
+  }
+  for (int v = 0; v < V - 1; ++v) _mm256_storeu_ps(yi + j + v * 8, acc[v]);
+  _mm256_maskstore_ps(yi + j + (V - 1) * 8, tail, acc[V - 1]);
 #else
   (void)last;
   f32xR acc[V];
@@ -76,7 +100,8 @@ inline void gemv_block(int64_t k, int64_t m, const float* xi, const float* w, co
 }
 
 // Up to 8 registers of columns per pass over k: 8 independent FMA chains keep the FMA units
-// busy (one chain per register waits out the FMA latency on every step of k).
+// busy (one chain per register waits out the FMA latency on every step of k); below AVX-512
+// for w up to kGemvWideWeights floats.
 constexpr int kGemvMaxVecs = 8;
 
 template <int V = kGemvMaxVecs>
@@ -101,9 +126,25 @@ void gemv_rows(int64_t n, int64_t k, int64_t m, const float* x, const float* w, 
       gemv_chunk(vecs, k, m, xi, w, b, j, last, yi);
     }
 #else
-    for (; j + kGemvVecs * kRegLanes <= m; j += kGemvVecs * kRegLanes)
-      gemv_block<kGemvVecs>(k, m, xi, w, b, j, kRegLanes, yi);
-    for (; j + kRegLanes <= m; j += kRegLanes) gemv_block<1>(k, m, xi, w, b, j, kRegLanes, yi);
+    if (k * m <= kGemvWideWeights) {
+#if defined(__AVX2__)
+      for (; j < m; j += kGemvMaxVecs * kRegLanes) {  // the last vector of the last chunk masked
+        const int64_t cols = std::min<int64_t>(kGemvMaxVecs * kRegLanes, m - j);
+        const int vecs = (int)((cols + kRegLanes - 1) / kRegLanes), last = (int)(cols - (vecs - 1) * kRegLanes);
+        gemv_chunk(vecs, k, m, xi, w, b, j, last, yi);
+      }
+#else
+      while (j + kRegLanes <= m) {  // whole registers; the last m % kRegLanes columns below
+        const int vecs = (int)std::min<int64_t>(kGemvMaxVecs, (m - j) / kRegLanes);
+        gemv_chunk(vecs, k, m, xi, w, b, j, kRegLanes, yi);
+        j += vecs * kRegLanes;
+      }
+#endif
+    } else {
+      for (; j + kGemvVecs * kRegLanes <= m; j += kGemvVecs * kRegLanes)
+        gemv_block<kGemvVecs>(k, m, xi, w, b, j, kRegLanes, yi);
+      for (; j + kRegLanes <= m; j += kRegLanes) gemv_block<1>(k, m, xi, w, b, j, kRegLanes, yi);
+    }
 #endif
     if (j < m) {  // the last m % kRegLanes columns, summed in the same order
       for (int64_t c = j; c < m; ++c) yi[c] = b ? b[c] : 0.f;

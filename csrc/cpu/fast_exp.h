@@ -11,7 +11,7 @@
 #include <cstring>
 
 #include "cpu/simd.h"
-#if defined(__AVX512F__)
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -59,23 +59,33 @@ inline float exp_vec(float x) {
 // compare and a masked move (it does not match maxps(lo, x), whose NaN rule, "the second
 // operand", is the same): two operations per clamp where the intrinsic is one. Softmax forward
 // 1.07-1.13x, sigmoid 1.16x, tanh 1.13x (1 thread, Zen 4, paired, 2026-12-07). The 256-bit
-// intrinsics at the avx2 level measured mixed (softmax 0.93-1.09x), so only AVX-512 uses them.
-template <typename F>
+// intrinsics at the avx2 level measured mixed (softmax 0.93-1.09x), so there only callers
+// that measured faster ask for them (kMinMax256: sigmoid and tanh, activation.cpp act_run).
+// On 8 lanes GCC 12 emits a compare and a vblendvps per clamp, both on the chain of one exp,
+// whose loop is bound by latency (Zen 3: bias + sigmoid over 4704 floats in L1, 0.545 ->
+// 0.470 ns a float with vmaxps / vminps; the same bits, NaN and +-inf included).
+template <typename F, bool kMinMax256 = false>
 inline F clamp_low(F x, float lo) {
 #if defined(__AVX512F__)
   if constexpr (sizeof(F) == 64) return (F)_mm512_max_ps(_mm512_set1_ps(lo), (__m512)x);
 #endif
+#if defined(__AVX2__)
+  if constexpr (kMinMax256 && sizeof(F) == 32) return (F)_mm256_max_ps(_mm256_set1_ps(lo), (__m256)x);
+#endif
   return x < lo ? F{} + lo : x;
 }
-template <typename F>
+template <typename F, bool kMinMax256 = false>
 inline F clamp_high(F x, float hi) {
 #if defined(__AVX512F__)
   if constexpr (sizeof(F) == 64) return (F)_mm512_min_ps(_mm512_set1_ps(hi), (__m512)x);
 #endif
+#if defined(__AVX2__)
+  if constexpr (kMinMax256 && sizeof(F) == 32) return (F)_mm256_min_ps(_mm256_set1_ps(hi), (__m256)x);
+#endif
   return x > hi ? F{} + hi : x;
 }
 
-template <typename F>
+template <typename F, bool kMinMax256 = false>
 inline F exp_lanes(F x) {
 #if defined(__AVX512F__)
   constexpr bool kScalef = sizeof(F) == 64;
@@ -86,8 +96,8 @@ inline F exp_lanes(F x) {
   // lower clamp: 2^-150.04 = exp(-104) rounds to 0, and so does -inf.
   constexpr float kLow = kScalef ? -104.f : -87.5f;
   typedef uint32_t U __attribute__((vector_size(sizeof(F))));
-  F xc = clamp_low(x, kLow);  // -inf -> kLow (2^n underflows to 0)
-  xc = clamp_high(xc, 89.f);  // +inf -> 89 (overflows to inf)
+  F xc = clamp_low<F, kMinMax256>(x, kLow);  // -inf -> kLow (2^n underflows to 0)
+  xc = clamp_high<F, kMinMax256>(xc, 89.f);  // +inf -> 89 (overflows to inf)
   const F shifter = F{} + 12582912.0f;
   const F t = xc * 1.44269504088896341f + shifter;
   const F n = t - shifter;
@@ -157,7 +167,7 @@ inline float tanh_vec(float x) {
 // 16-lane twins of the activation formulas above (same operations, same results).
 inline f32x16 sigmoid16(f32x16 z) { return 1.0f / (1.0f + exp16(-z)); }
 
-template <typename F>
+template <typename F, bool kMinMax256 = false>
 inline F tanh_lanes(F x) {
   using I = decltype(x < x);
   const auto abs = [](F v) { return (F)((I)v & 0x7fffffff); };
@@ -165,7 +175,7 @@ inline F tanh_lanes(F x) {
     return (F)(((I)mag & 0x7fffffff) | ((I)sign & (int32_t)0x80000000));
   };
   const F ax = abs(x);
-  const F e = exp_lanes(2.f * ax);
+  const F e = exp_lanes<F, kMinMax256>(2.f * ax);
   const F big = copysign(1.f - 2.f / (e + 1.f), x);
   const F x2 = x * x;
   F p = F{} + 6404582.f / 10854718875.f;
