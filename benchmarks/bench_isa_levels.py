@@ -258,6 +258,54 @@ def case_medians(samples, v):
     return {case: statistics.median(s["ms"][case] for s in samples[v]) for case in samples[v][0]["ms"]}
 
 
+def paired_with(so_path, reps=15, quick=False):
+    """{case: (ms with this process's _C, ms with the _C at so_path)}: each case of _cases()
+    run with the two builds' kernels in ONE process, calls alternating A, B, B, A, 1 thread,
+    thread CPU time, medians. A process per build (collect) moved the same step by up to
+    1.3x on the shared 2-core host, more than codegen can differ between two builds of one
+    commit (stop 38: a "1.32" of the classic LeNet-5 step paired at 0.99-1.02). The functional
+    layer asks fastconv.backend for its kernel module on every call, so swapping that module
+    swaps the build. Each build gets its own set of cases (same seeds, so the same weights):
+    predict's plan keeps the module it was built with (engine/inference.py)."""
+    import fastconv as fc
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from ab_two_builds import alternate, load
+    backend = sys.modules["fastconv.backend"]  # fastconv.backend is also a function's name
+    own, other = backend.kernels(), load(so_path, "paired_other")
+    fc.set_num_threads(1)
+    other.set_num_threads(1)
+    cases = {}
+    for k in (own, other):
+        backend._cpu_module = k
+        try:
+            cases[k] = _cases(quick)
+        finally:
+            backend._cpu_module = own
+    n = 1024
+    rng = np.random.default_rng(0)
+    a, b = rng.random(n * n, dtype=np.float32), rng.random(n * n, dtype=np.float32)
+    c = np.zeros(n * n, np.float32)
+    out = {}
+    for case in cases[own]:
+        if case.startswith("sgemm"):
+            lib = "openblas" if "OpenBLAS" in case else ""
+
+            def call(k, lib=lib):
+                return k._sgemm(False, False, n, n, n, 1.0, a, n, b, n, 0.0, c, n, lib)
+        else:
+            def call(k, case=case):
+                backend._cpu_module = k
+                try:
+                    return cases[k][case]()
+                finally:
+                    backend._cpu_module = own
+        call(own), call(other)  # warm: plans built, buffers allocated
+        ta, tb = alternate(call, own, other, max(5, reps // 3) if case.startswith("ResNet") else reps)
+        out[case] = (1e3 * statistics.median(ta), 1e3 * statistics.median(tb))
+        print(f"paired {case}: this {out[case][0]:.3f} ms, other {out[case][1]:.3f} ms", file=sys.stderr, flush=True)
+    return out
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:

@@ -36,6 +36,7 @@ to minutes at load 8): there, --threads 1 gives figures that mean something.
 """
 import argparse
 import datetime
+import glob
 import os
 import platform
 import statistics
@@ -62,7 +63,7 @@ SOURCES = {
     2: "fastconv/bench/specs.py CONV_LAYERS, fastconv.bench.run.op_cases, benchmarks/bench_layer_passes.step_times",
     3: "a benchmarks/bench_sweep.py report",
     4: "benchmarks/bench_onnx.py measure()",
-    5: "benchmarks/bench_isa_levels.py collect() / profile_split() / hardware_limit()",
+    5: "benchmarks/bench_isa_levels.py paired_with() (against a native build) / collect() / profile_split() / hardware_limit()",
     6: "python -m fastconv bench --quick --no-peers --skip-models",
 }
 PEER_NAMES = {"torch": "PyTorch", "tensorflow": "TensorFlow", "onnxruntime": "onnxruntime"}
@@ -291,20 +292,24 @@ def item5(ctx):
     argv = ["--threads", "1", "--levels", *compared, "--clock", "cpu"]
     argv += (["--rounds", "1", "--repeats", "1", "--profile", "1", "--quick"] if ctx.quick else
              ["--rounds", str(ctx.args.rounds), "--repeats", "3", "--profile", "2"])
-    if ctx.args.native:
-        argv += ["--build", f"native={ctx.args.native}", "--build", f"this={isa.this_build()}"]
     variants, samples, heads = isa.collect(isa.parse_args(argv))
-    by_level = {samples[v][0]["level"]: v for v in variants if v[0] == "this" and samples[v][0]["level"] in levels}
-    native = next((v for v in variants if v[0] == "native"), None)
+    by_level = {samples[v][0]["level"]: v for v in variants if samples[v][0]["level"] in levels}
+    # The native build is held to this build's best level in ONE process, calls alternating
+    # (isa.paired_with): a process per build moved the same step by up to 1.3x here.
+    native = None
+    if ctx.args.native:
+        found = glob.glob(os.path.join(ctx.args.native, "fastconv", "_C*.so"))
+        native = isa.paired_with(found[0], quick=ctx.quick) if found else None
     vtop = by_level[top]
     ms = {v: isa.case_medians(samples, v) for v in variants}
     split = isa.profile_split(variants, samples)
     rows = []
     for case in ms[vtop]:
         sgemm = case.startswith("sgemm")
-        if native is not None:
-            rows.append(check(case, 1, ms[vtop][case], "native build", ms[native][case], 1.05, primary=not sgemm,
-                              note=f"{top} level / -march=native build"))
+        if native is not None and case in native:
+            this_ms, native_ms = native[case]
+            rows.append(check(case, 1, this_ms, "native build", native_ms, 1.05, primary=not sgemm,
+                              note=f"{top} level / -march=native build, paired in one process"))
         if top != "avx512":
             continue
         v512, v2 = vtop, by_level["avx2"]
@@ -330,7 +335,7 @@ def item5(ctx):
                      f"the {top} level is held to the native build instead.")
     if native is None:
         notes.append(f"{top} level against a -march=native build: not measured (no --native FOLDER given)."
-                     if not ctx.args.native else f"--native {ctx.args.native}: no variant ran from it.")
+                     if not ctx.args.native else f"--native {ctx.args.native}: no fastconv/_C*.so in it.")
     notes.append("Split per step (ms, multiply-add kernels / other): " + "; ".join(
         f"{case}: " + ", ".join(f"{lv} {split[by_level[lv], case][1]:.2f} / {split[by_level[lv], case][2]:.2f}"
                                 for lv in compared if (by_level[lv], case) in split)
@@ -476,7 +481,7 @@ def parse_args(argv):
                     "at most 3)")
     ap.add_argument("--epoch-repeats", type=int, default=None,
                     help="item 1: timed Fashion-MNIST epochs per side and configuration (default: --repeats, at most 3)")
-    ap.add_argument("--rounds", type=int, default=2, help="item 4: rounds of call blocks per framework; item 5: rounds of one process per level (default 2)")
+    ap.add_argument("--rounds", type=int, default=2, help="item 4: rounds of call blocks per framework; item 5: rounds of one process per level for the split (default 2)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one configuration per item: a smoke run")
     ap.add_argument("--items", type=int, nargs="+", choices=ITEMS, default=list(ITEMS))
     ap.add_argument("--sweep", metavar="FILE", help="a bench_sweep.py report to fold in as item 3")
