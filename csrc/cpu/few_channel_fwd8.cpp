@@ -34,6 +34,7 @@
 
 #include "cpu/parallel.h"
 #include "cpu/pixel_transpose.h"
+#include "cpu/plane_items8.h"
 #include "cpu/simd.h"
 
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -140,14 +141,9 @@ template <int C>
 void run(const ConvGeometry& g, const float* in, const float* wt, const float* bias,
          float* out, Activation act) {
   const int64_t H = g.h, W = g.w, P = W + 2;
-  const int64_t T = std::max<int64_t>(1, (kItemFloats / C - 2 * P) / (2 * P));
-  const int64_t per_item = std::max<int64_t>(1, (T + 1) / (H + 1));  // whole images an item
-  const int64_t R = std::min(H, T), per_image = (H + R - 1) / R;
-  const bool whole = per_item > 1 || R == H;
-  const int64_t count = whole ? (g.n + per_item - 1) / per_item : g.n * per_image;
-  const int64_t rows_max = whole ? per_item * (H + 1) - 1 : R;
+  const PlaneItems items(g.n, H, P, C, kItemFloats);
   // Slack: the last block of NV vectors runs past the rows; its x reads stay inside.
-  const int64_t YS = rows_max * P + NV * L, XS = (rows_max + 2) * P + NV * L + 2 * L;
+  const int64_t YS = items.rows_max * P + NV * L, XS = (items.rows_max + 2) * P + NV * L + 2 * L;
   const int threads =
       g.n * H * W * 9 * C * C < kParallelWork ? 1 : std::max(1, get_num_threads());
   ExceptionCaptor errors;
@@ -167,16 +163,10 @@ void run(const ConvGeometry& g, const float* in, const float* wt, const float* b
       to_planes<C>(in + (n * H + iy) * W * C, W, dst, XS);
     };
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < count; ++i) {
+    for (int64_t i = 0; i < items.count; ++i) {
       if (errors.failed()) continue;
-      int64_t n0, images, oy0, lines;
-      if (whole) {
-        n0 = i * per_item, images = std::min(per_item, g.n - n0), oy0 = 0, lines = H;
-      } else {
-        n0 = i / per_image, images = 1, oy0 = (i % per_image) * R;
-        lines = std::min(H, oy0 + R) - oy0;
-      }
-      const int64_t rows = images * (lines + 1) - 1;
+      const PlaneItem it = items[i];
+      const int64_t n0 = it.n0, images = it.images, oy0 = it.oy0, lines = it.lines, rows = it.rows();
       for (int64_t m = 0; m < images; ++m) {
         const int64_t b = m * (lines + 1);
         if (m == 0) x_row(0, n0, oy0 - 1);

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "cpu/parallel.h"
+#include "cpu/plane_items8.h"
 #include "cpu/simd.h"
 
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -179,26 +180,15 @@ void item_sums(const float* xp, int64_t XS, const float* dp, int64_t DS, int64_t
       }
 }
 
-// An item's rows: `images` whole images from image n0 (one zero row between two, which the
-// padding wants anyway), or rows [oy0, oy0 + lines) of image n0.
-struct Item {
-  int64_t n0, images, oy0, lines;
-};
-
 template <int C>
 bool weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw, float* db) {
   constexpr int KG = C == 1 ? 3 : 1, CB = C == 1 ? 1 : 3;
   // Rows of P = W + 2 floats: x column ix at 1 + ix, zeros at 0 and W + 1 (the padding
   // columns, and what an output lane past its row meets); dy column ox at ox, zeros past W.
   const int64_t H = g.h, W = g.w, P = W + 2;
-  // T output rows an item at most (x: T + 2 rows, dy: T), within kItemFloats.
-  const int64_t T = std::max<int64_t>(1, (kItemFloats / C - 2 * P) / (2 * P));
-  const int64_t per_item = std::max<int64_t>(1, (T + 1) / (H + 1));  // whole images an item
-  const int64_t R = std::min(H, T), per_image = (H + R - 1) / R;
-  const bool whole = per_item > 1 || R == H;
-  const int64_t count = whole ? (g.n + per_item - 1) / per_item : g.n * per_image;
-  const int64_t rows_max = whole ? per_item * (H + 1) - 1 : R;
-  const int64_t DS = rows_max * P + 2 * L, XS = (rows_max + 2) * P + 2 * L;
+  // Items of up to T output rows (x: T + 2 rows, dy: T) within kItemFloats (plane_items8.h).
+  const PlaneItems items(g.n, H, P, C, kItemFloats);
+  const int64_t DS = items.rows_max * P + 2 * L, XS = (items.rows_max + 2) * P + 2 * L;
   const int threads = g.n * H * W * 9 * C * C < kParallelWork ? 1 : std::max(1, get_num_threads());
   constexpr int64_t wsize = 9 * C * C, psize = wsize + C;
   std::vector<double> part((size_t)(threads * psize), 0.0);
@@ -248,13 +238,11 @@ bool weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw
       deinterleave<C>(src, W, dst, DS, chk);
     };
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < count; ++i) {
+    for (int64_t i = 0; i < items.count; ++i) {
       if (errors.failed() || bad.load(std::memory_order_relaxed)) continue;
-      Item it;
-      if (whole) it = {i * per_item, std::min(per_item, g.n - i * per_item), 0, H};
-      else it = {i / per_image, 1, (i % per_image) * R, std::min(H, (i % per_image) * R + R) - (i % per_image) * R};
+      const PlaneItem it = items[i];
       // Output rows of the item: rows of each image, a zero dy row between images.
-      const int64_t rows = it.images * (it.lines + 1) - 1;
+      const int64_t rows = it.rows();
       for (int64_t m = 0; m < it.images; ++m) {
         const int64_t n = it.n0 + m, b = m * (it.lines + 1);
         if (m == 0) x_row(0, n, it.oy0 - 1);
