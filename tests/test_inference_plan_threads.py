@@ -19,14 +19,6 @@ from fastconv.engine import inference
 from fastconv.models import zoo
 
 
-@pytest.fixture
-def two_threads():
-    before = fastconv.get_num_threads()
-    fastconv.set_num_threads(2)
-    yield
-    fastconv.set_num_threads(before)
-
-
 def _resnet18(seed=0):
     fastconv.set_seed(seed)
     model = zoo.resnet18((32, 32, 3), classes=10, stem="cifar")
