@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/dense_regs_avx2.h"
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
@@ -312,6 +313,31 @@ void dense_forward_planes(int64_t n, const float* x, const float* w, const float
   });
 }
 
+// k = m = 5..8 at avx2: rows in ymm registers (dense_regs_avx2.h). 1 thread, ms planes /
+// registers, paired, avx2 (stop 38, benchmarks/RESULTS.md): forward (28672, 6) 0.143/0.065,
+// (14336, 8) 0.124/0.038; backward (14336, 6) 0.108/0.046, (28672, 6) 0.217/0.087, (14336, 8)
+// 0.196/0.106. Below 5 the planes stay (not measured here).
+#if defined(__AVX2__) && !defined(__AVX512F__)
+constexpr int64_t kRegsMinWidth = 5;
+template <int C>
+void dense_forward_regs(int64_t n, const float* x, const float* w, const float* b, float* y) {
+  const detail::dense_regs::Padded<C> p(w, false, b);
+  parallel_region(n * C >= kParallelGrain ? 0 : 1, [&] {
+    note_team();
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    detail::dense_regs::forward_rows<C>(n * t / nt, n * (t + 1) / nt, x, p, y);
+  });
+}
+template <int C>
+void dense_backward_regs(int64_t n, const float* dy, const float* x, const float* w, float* dx, float* dw,
+                         float* db) {
+  const detail::dense_regs::Padded<C> p(w, true, nullptr);  // w's columns
+  dense_backward_one_pass<C>(n, dy, x, w, dx, dw, db, [&](int64_t b0, int64_t b1, double* total) {
+    detail::dense_regs::backward_rows<C>(b0, b1, n, dy, x, p, dx, dw != nullptr, total);
+  });
+}
+#endif
+
 #if defined(__AVX512F__)
 // k = m = K in 5..16 (AVX-512): a row of x, y, dy or dx is one register (K lanes), and w's K
 // rows (forward) or columns (dx = dy @ w^T) fit in K registers, so y = b + x @ w is K FMAs a
@@ -562,6 +588,11 @@ void dense_forward(int64_t n, int64_t k, int64_t m, const float* x, const float*
       with_register_width(k, [&](auto c) { dense_forward_registers<decltype(c)::value>(n, x, w, b, y); }))
     return;
 #endif
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  if (k == m && k >= kRegsMinWidth && n >= detail::pixel_transpose::L &&
+      with_narrow_width(k, [&](auto c) { dense_forward_regs<decltype(c)::value>(n, x, w, b, y); }))
+    return;
+#endif
   if (k == m && n >= detail::pixel_transpose::L &&
       with_narrow_width(k, [&](auto c) { dense_forward_planes<decltype(c)::value>(n, x, w, b, y); }))
     return;
@@ -592,6 +623,11 @@ void dense_backward(int64_t n, int64_t k, int64_t m, const float* dy, const floa
 #if defined(__AVX512F__)
   if (k == m && n >= detail::pixel_transpose::L &&
       with_register_width(k, [&](auto c) { dense_backward_registers<decltype(c)::value>(n, dy, x, w, dx, dw, db); }))
+    return;
+#endif
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  if (k == m && k >= kRegsMinWidth && n >= detail::pixel_transpose::L &&
+      with_narrow_width(k, [&](auto c) { dense_backward_regs<decltype(c)::value>(n, dy, x, w, dx, dw, db); }))
     return;
 #endif
   if (k == m && n >= detail::pixel_transpose::L &&
