@@ -1,4 +1,4 @@
-"""Dense layers with k = m = 5..8 (a per-pixel classifier; the sweep's (N*H, C) x (C, C)
+"""Dense layers with k = m = 3..8 (the backward 4..8; a per-pixel classifier; the sweep's (N*H, C) x (C, C)
 products) on the avx2 register rows (csrc/cpu/dense_regs_avx2.h, stop 38): a row in one ymm,
 8 rows in flight and the last n % 8 one at a time, each row's 8 lanes stored onto the next
 one and the last row of a thread's share exactly; the backward's dw / db sums in float over
@@ -6,8 +6,8 @@ one and the last row of a thread's share exactly; the backward's dw / db sums in
 levels the same shapes run the planes / AVX-512 register paths: these tests hold at every level.
 
 Against the float64 oracle (rtol 1e-5 relative to the largest magnitude for y and dx; dw and
-db, sums over n rows, 1e-5 of the sum of |terms|): widths 3..9 (3, 4, 9 the neighbours that
-stay on their paths), row counts leaving 0..7 rows after the groups of 8 and after each
+db, sums over n rows, 1e-5 of the sum of |terms|): widths 3..9 (the neighbours that
+stay on their paths: 9 on the GEMM, 3 in the backward on the planes), row counts leaving 0..7 rows after the groups of 8 and after each
 thread's share, one thread and two; no bias; NaN and inf in x and dy reaching exactly the
 oracle's rows and columns."""
 import numpy as np
@@ -64,7 +64,7 @@ def test_sweep_shapes_scaled_down(c):
         _check(x, w, rng.standard_normal(c).astype(np.float32), rng.standard_normal((n, c)).astype(np.float32))
 
 
-@pytest.mark.parametrize("c", [5, 6, 7, 8])
+@pytest.mark.parametrize("c", [3, 4, 5, 6, 7, 8])
 def test_nan_inf_reach_their_rows_and_columns(c):
     n = 37  # rows 0..31 in groups of 8, 32..36 one at a time; 36 the last (read through a copy)
     rng = np.random.default_rng(7 * c)

@@ -316,9 +316,11 @@ void dense_forward_planes(int64_t n, const float* x, const float* w, const float
 // k = m = 5..8 at avx2: rows in ymm registers (dense_regs_avx2.h). 1 thread, ms planes /
 // registers, paired, avx2 (stop 38, benchmarks/RESULTS.md): forward (28672, 6) 0.143/0.065,
 // (14336, 8) 0.124/0.038; backward (14336, 6) 0.108/0.046, (28672, 6) 0.217/0.087, (14336, 8)
-// 0.196/0.106. Below 5 the planes stay (not measured here).
+// 0.196/0.106; forward (14336, 3) 0.020/0.015, (28672, 3) 0.045/0.032, (14336, 4) 0.037/0.018;
+// backward (14336, 4) 0.048/0.033. The backward at k = 3 stays on the planes (even: 0.029/0.028,
+// (28672, 3) 0.056/0.056).
 #if defined(__AVX2__) && !defined(__AVX512F__)
-constexpr int64_t kRegsMinWidth = 5;
+constexpr int64_t kRegsMinWidth = 3, kRegsMinWidthBackward = 4;
 template <int C>
 void dense_forward_regs(int64_t n, const float* x, const float* w, const float* b, float* y) {
   const detail::dense_regs::Padded<C> p(w, false, b);
@@ -626,7 +628,7 @@ void dense_backward(int64_t n, int64_t k, int64_t m, const float* dy, const floa
     return;
 #endif
 #if defined(__AVX2__) && !defined(__AVX512F__)
-  if (k == m && k >= kRegsMinWidth && n >= detail::pixel_transpose::L &&
+  if (k == m && k >= kRegsMinWidthBackward && n >= detail::pixel_transpose::L &&
       with_narrow_width(k, [&](auto c) { dense_backward_regs<decltype(c)::value>(n, dy, x, w, dx, dw, db); }))
     return;
 #endif

@@ -1,4 +1,4 @@
-// Dense layers with k = m = K in 5..8 at avx2 (a per-pixel classifier over 6 features, the
+// Dense layers with k = m = K in 3..8 at avx2 (the backward 4..8; a per-pixel classifier over 6 features, the
 // sweep's (N*H, C) x (C, C) products): a row of x, y, dy or dx in one ymm register, as the
 // AVX-512 path (dense.cpp, dense_forward_registers / register_backward_pass) does with masked
 // registers. y = b + x @ w and dx = dy @ w^T are narrow_pointwise_regs.h's map (w's rows or
@@ -51,7 +51,7 @@ constexpr int64_t kFoldRows = 64;
 // The backward's rows [b0, b1) of n: dx = dy @ w^T (p: w's columns, zero bias) stored;
 // dw[i][j] += sum_r x[r][i] * dy[r][j] and db[j] += sum_r dy[r][j] added into total (double,
 // dw's K x K then db's K). A row of dy is loaded as 8 floats (lanes past K: the next row's,
-// never folded); the last row of the tensor, whose 8 would reach past it, through a copy.
+// never folded); the tensor's last row (K >= 4), whose 8 would reach past it, through a copy.
 template <int K>
 void backward_rows(int64_t b0, int64_t b1, int64_t n, const float* dy, const float* x, const Padded<K>& p,
                    float* dx, bool want_dw, double* __restrict total) {
@@ -59,7 +59,7 @@ void backward_rows(int64_t b0, int64_t b1, int64_t n, const float* dy, const flo
   // U rows' sums in separate registers: a register takes one FMA a row, a chain of the FMA's
   // latency; U (K + 1) accumulators, a row of dy and a broadcast within the 16 registers.
   constexpr int U = K <= 6 ? 2 : 1;
-  const int64_t safe = K < 8 ? n - 1 : n;  // rows whose 8-float load stays inside dy
+  const int64_t safe = n - (8 - K + K - 1) / K;  // rows whose 8-float load stays inside dy
   alignas(32) double acc[K + 1][8] = {};
   for (int64_t s0 = b0; s0 < b1; s0 += kFoldRows * U) {
     const int64_t s1 = std::min(b1, s0 + kFoldRows * U);
