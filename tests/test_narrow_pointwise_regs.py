@@ -107,3 +107,41 @@ def test_nan_inf_reach_their_pixel_only(c, s):
     rb = _bwd_ref(dy, wt, x.shape, args)
     bad = _check_nonfinite(_C.conv2d_backward_data(dy, wt, x.shape, *args), rb)
     assert bad.sum() == 3 * c
+
+
+# The 1 -> 1 weight pass at stride 1 (narrow_pointwise_weights.cpp dot_pixels' unit-stride
+# streams; below AVX-512 in the level's own registers, stop 38): dw = sum x * dy, db = sum dy
+# over every pixel, items of 2048 pixels, 4 sums of 8 (avx2) lanes, the last count % 32
+# pixels in registers of 8 and one by one. Tolerance: 1e-5 of the sum of |terms| (float sums).
+@pytest.mark.parametrize("threads", [1, 2])
+def test_weight_pass_one_channel(threads):
+    old = _C.get_num_threads()
+    _C.set_num_threads(threads)
+    try:
+        for k, (n, h, w) in enumerate([(1, 1, 1), (1, 1, 7), (1, 3, 5), (1, 5, 7), (1, 6, 11), (2, 33, 35),
+                                       (3, 28, 28), (1, 112, 112), (9, 56, 56)]):
+            rng, x, wt, b, args = _operands(1100 + k, n, h, w, 1, 1, 1)
+            dy = rng.standard_normal(x.shape).astype(np.float32)
+            dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
+            x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+            np.testing.assert_allclose(dw.ravel(), [(x64 * dy64).sum()], rtol=0,
+                                       atol=1e-5 * np.abs(x64 * dy64).sum())
+            np.testing.assert_allclose(db, [dy64.sum()], rtol=0, atol=1e-5 * np.abs(dy64).sum())
+            dw2, db2 = _C.conv2d_backward_weights(dy, x, wt.shape, *args, False)
+            assert db2 is None and dw2.shape == dw.shape
+            np.testing.assert_allclose(dw2, dw, rtol=0, atol=1e-5 * np.abs(x64 * dy64).sum())
+    finally:
+        _C.set_num_threads(old)
+
+
+@pytest.mark.parametrize("where", [0, 5, 31, 32, 40, 2047, 2048, 3000 - 1])
+def test_weight_pass_one_channel_nan(where):
+    rng, x, wt, b, args = _operands(1200, 1, 30, 100, 1, 1, 1)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    x.reshape(-1)[where] = np.nan
+    dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
+    assert np.isnan(dw).all() and np.isfinite(db).all()
+    x.reshape(-1)[where] = 1.0
+    dy.reshape(-1)[where] = np.inf
+    dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
+    assert np.isinf(dw).all() and np.isinf(db).all()
