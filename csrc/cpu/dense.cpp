@@ -562,6 +562,8 @@ namespace detail {
 
 bool dense_backward_few_rows(int64_t n, int64_t k, int64_t m, const float* dy, const float* x, const float* w,
                              float* dx, float* dw, float* db);  // dense_few_rows.cpp
+bool dense_forward_few_rows(int64_t n, int64_t k, int64_t m, const float* x, const float* w, const float* b,
+                            float* y);  // dense_few_rows_fwd.cpp (avx2)
 
 void column_sums(int64_t rows, int64_t cols, const float* a, float* out) {
   // parallel.h's column reduction: float accumulators folded into double every kReduceRows
@@ -598,6 +600,7 @@ void dense_forward(int64_t n, int64_t k, int64_t m, const float* x, const float*
   if (k == m && n >= detail::pixel_transpose::L &&
       with_narrow_width(k, [&](auto c) { dense_forward_planes<decltype(c)::value>(n, x, w, b, y); }))
     return;
+  if (detail::dense_forward_few_rows(n, k, m, x, w, b, y)) return;
   if (b && m < kNarrowBias) {
     // Few outputs: the product first, then the bias over flat runs of rows (for_each_run, a
     // tiled bias). Seeding y with the bias and accumulating (beta = 1) made OpenBLAS's sgemm
