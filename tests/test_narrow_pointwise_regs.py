@@ -3,7 +3,8 @@ map (csrc/cpu/narrow_pointwise_regs.h, stop 38): a pixel's channels in one ymm, 
 rows in registers, 8 pixels in flight, then the last count % 8 one at a time; where the pixels
 are contiguous each pixel's 8-lane store runs onto the next one, the last pixel of a call stores
 exactly its channels. At the other levels the same shapes run the planar / 16-lane maps: these
-tests hold at every level.
+tests hold at every level. The strided backward data with W = 2 OW writes each grid row as
+pixel pairs (the pixel, then the skipped pixel's zeros) instead of zeroing it first.
 
 Against the float64 oracle (conv_oracle.close: rtol 1e-4, atol 1e-5 x the largest magnitude):
 forward (bias, relu) and backward data at stride 1 and 2; pixel counts that leave 0..7 pixels
@@ -88,11 +89,14 @@ def _check_nonfinite(got, ref):
     return bad
 
 
+@pytest.mark.parametrize("width", [21, 22])
 @pytest.mark.parametrize("s", [1, 2])
 @pytest.mark.parametrize("c", CHANNELS)
-def test_nan_inf_reach_their_pixel_only(c, s):
-    # 1 x 5 x 21 (stride 1: pixels 0..104, groups of 8 and a tail of 1; stride 2: rows of 11)
-    rng, x, wt, b, args = _operands(1000 + c, 1, 5, 21, c, c, s)
+def test_nan_inf_reach_their_pixel_only(c, s, width):
+    # 1 x 5 x 21 (stride 1: pixels 0..104, groups of 8 and a tail of 1; stride 2: rows of 11);
+    # width 22 at stride 2: the backward data's rows of pixel pairs (each pixel, then the
+    # skipped one's zeros: narrow_pointwise_regs.h PAIRS)
+    rng, x, wt, b, args = _operands(1000 + c + width, 1, 5, width, c, c, s)
     for (h, w) in [(0, 0), (0, 7 * s if s == 1 else 14), (2, 10), (4, 20)]:
         x[0, h, w, c - 1] = np.nan
     x[0, 1, 3, 0] = np.inf

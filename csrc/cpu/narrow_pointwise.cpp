@@ -322,6 +322,28 @@ void map_regs(const float* src, int64_t src_step, float* dst, int64_t dst_step, 
 }
 #endif
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+template <int C>
+void map_regs_pairs(const float* src, int64_t src_step, float* dst, int64_t dst_step, int64_t count,
+                    const PixelMap& m) {
+  pixel_regs::map<C, C, true>(src, src_step, dst, dst_step, count, &m.w[0][0], kNarrowMapMax, m.bias);
+}
+#endif
+
+// The strided backward data's map of in -> out channels onto pixel pairs (each pixel, then the
+// skipped one's zeros) on the register map, or nullptr.
+MapFn pick_pair_regs(int64_t in, int64_t out) {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  if (regs_map(in, out, 2)) {
+    static constexpr MapFn t[] = {nullptr, nullptr, &map_regs_pairs<3>, nullptr, &map_regs_pairs<5>,
+                                  &map_regs_pairs<6>, &map_regs_pairs<7>, &map_regs_pairs<8>};
+    return t[in - 1];
+  }
+#endif
+  (void)in, (void)out;
+  return nullptr;
+}
+
 // The per-pixel map of in -> out channels at stride sw.
 MapFn pick_map(int64_t in, int64_t out, int64_t sw) {
 #if defined(__AVX2__) && !defined(__AVX512F__)
@@ -563,6 +585,12 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
   // grid row was zeroed, then mapped by a strided scalar loop. 1 thread, ms before/after,
   // paired, avx2: see benchmarks/RESULTS.md (stop 37). At AVX-512 the same condition as before.
   const bool unit_fill = sw == 2 && g.w == 2 * g.ow && g.c == 1 && g.oc == 1;
+  // avx2, the register map's channel counts: each grid row's pixels with the skipped pixels'
+  // zeros (narrow_pointwise_regs.h PAIRS), the row not zeroed first. 1 thread, ms before/after,
+  // paired, avx2 (stop 38, against the register map on zeroed rows): N=32 112x112 C=3
+  // 0.455/0.358, N=256 28x28 C=6 0.480/0.410, N=256 14x14 C=6 0.055/0.047, N=32 56x56 C=8
+  // 0.165/0.138.
+  const MapFn reg_pairs = !fill && sw == 2 && g.w == 2 * g.ow ? pick_pair_regs(g.oc, g.c) : nullptr;
   const float w0 = m.w[0][0];
   const int64_t block = std::max<int64_t>(1, std::min(g.oh, kMapRun / g.ow));
   const int64_t blocks = (g.oh + block - 1) / block, items = g.n * blocks;
@@ -587,6 +615,8 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
         if (unit_fill) {  // inline: a call per row of 7..56 pixels cost more than the row
           const float* src = dyimg + oy * g.ow;
           for (int64_t p = 0; p < g.ow; ++p) dxrow[2 * p] = src[p] * w0, dxrow[2 * p + 1] = 0.f;
+        } else if (reg_pairs) {
+          reg_pairs(dyimg + oy * g.ow * g.oc, g.oc, dxrow, 2 * g.c, g.ow, m);
         } else if (!pairs) {
           if (!fill && (sw != 1 || g.ow != g.w)) std::memset(dxrow, 0, sizeof(float) * row);
           map(dyimg + oy * g.ow * g.oc, g.oc, dxrow, sw * g.c, g.ow, m);

@@ -53,22 +53,40 @@ template <int N>
 
 // dst[p*dst_step + o] = bias[o] + sum_i src[p*src_step + i] * w[i*ldw + o], o < OUT, p < count.
 // w's rows and bias hold 8 readable floats each, zero from OUT on.
-template <int IN, int OUT>
+// PAIRS (a strided backward data's dx row with W = 2 OW): dst_step is 2 OUT, and each pixel
+// writes its OUT floats and the OUT zeros of the pixel the stride skips after it (lanes OUT..7
+// cleared, then zeros past the register), so that the row needs no zeroing first.
+template <int IN, int OUT, bool PAIRS = false>
 void map(const float* src, int64_t src_step, float* dst, int64_t dst_step, int64_t count,
          const float* w, int64_t ldw, const float* bias) {
   static_assert(IN >= 1 && IN <= 8 && OUT >= 1 && OUT <= 8 && kRegLanes == 8);
+  static_assert(!PAIRS || OUT >= 3);
   // IN weight registers, R accumulators, a broadcast (the bias reloaded where none is left)
   constexpr int R = IN <= 6 ? 8 : 6;
   f32xR wv[IN];
 #pragma GCC unroll 8
   for (int i = 0; i < IN; ++i) wv[i] = loadR(w + i * ldw);
   const f32xR b = loadR(bias);
-  const bool overlap = dst_step == OUT;
-  // pixels after a pixel that its whole store runs onto (2 at OUT = 3)
-  constexpr int kOnto = (8 - OUT + OUT - 1) / OUT;
+  // floats a pixel writes; pixels after a pixel that its whole store runs onto (2 at OUT = 3)
+  constexpr int P = PAIRS ? 2 * OUT : OUT;
+  constexpr int kOnto = P >= 8 ? 0 : (8 - P + P - 1) / P;
+  const bool overlap = PAIRS || dst_step == OUT;
+  if (PAIRS) dst_step = P;
+  const f32xR keep = (f32xR)_mm256_cmpgt_epi32(_mm256_set1_epi32(OUT), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   auto put = [&](float* d, f32xR v, bool whole) {
-    if (OUT < 8 && whole) return storeR(d, v);
-    store_first<OUT>(d, v);
+    if constexpr (PAIRS) {
+      v = (f32xR)_mm256_and_ps((__m256)v, (__m256)keep);  // exact zeros, whatever lanes OUT..7 held
+      if constexpr (P >= 8) {
+        storeR(d, v);
+        if constexpr (P > 8) store_first<P - 8>(d + 8, f32xR{});
+      } else {
+        if (whole) return storeR(d, v);
+        store_first<P>(d, v);
+      }
+    } else {
+      if (OUT < 8 && whole) return storeR(d, v);
+      store_first<OUT>(d, v);
+    }
   };
   int64_t p = 0;
   for (; p + R <= count; p += R) {
