@@ -9,14 +9,15 @@ Against the float64 oracle (rtol 1e-5 relative to the largest magnitude for y an
 db, sums over n rows, 1e-5 of the sum of |terms|): widths 3..9 (the neighbours that
 stay on their paths: 9 on the GEMM, 3 in the backward on the planes), row counts leaving 0..7 rows after the groups of 8 and after each
 thread's share, one thread and two; no bias; NaN and inf in x and dy reaching exactly the
-oracle's rows and columns."""
+oracle's rows and columns. The forward at k = m = 9..16 (two ymm a row, w's rows from an L1
+copy, 4 rows at a time, then one at a time; 17 the neighbour on the GEMM) likewise."""
 import numpy as np
 import pytest
 
 from fastconv import _C
 from fastconv import reference as R
 
-WIDTHS = [3, 4, 5, 6, 7, 8, 9]
+WIDTHS = [3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 17]
 ROWS = [8, 9, 15, 16, 17, 23, 63, 129, 1001, 5555]
 
 
@@ -64,7 +65,7 @@ def test_sweep_shapes_scaled_down(c):
         _check(x, w, rng.standard_normal(c).astype(np.float32), rng.standard_normal((n, c)).astype(np.float32))
 
 
-@pytest.mark.parametrize("c", [3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("c", [3, 4, 5, 6, 7, 8, 9, 16])
 def test_nan_inf_reach_their_rows_and_columns(c):
     n = 37  # rows 0..31 in groups of 8, 32..36 one at a time; 36 the last (read through a copy)
     rng = np.random.default_rng(7 * c)

@@ -330,6 +330,33 @@ void dense_forward_regs(int64_t n, const float* x, const float* w, const float* 
     detail::dense_regs::forward_rows<C>(n * t / nt, n * (t + 1) / nt, x, p, y);
   });
 }
+// k = m = 9..16 (forward): two ymm a row (dense_regs_avx2.h forward_rows_wide). 1 thread, ms
+// GEMM + bias / registers, paired, avx2 (stop 38): (3136, 16) 0.069/0.028, (14336, 16)
+// 0.182/0.079, (14336, 12) 0.126/0.058, (14336, 9) 0.134/0.057.
+template <int C>
+void dense_forward_regs_wide(int64_t n, const float* x, const float* w, const float* b, float* y) {
+  const detail::dense_regs::PaddedWide<C> p(w, b);
+  parallel_region(n * C >= kParallelGrain ? 0 : 1, [&] {
+    note_team();
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    detail::dense_regs::forward_rows_wide<C>(n * t / nt, n * (t + 1) / nt, x, p, y);
+  });
+}
+// fn(std::integral_constant<int, C>) for C = 9..16; false for other widths.
+template <typename Fn>
+bool with_wide_width(int64_t c, Fn fn) {
+  switch (c) {
+#define FASTCONV_WIDTH(k) \
+  case k:                 \
+    fn(std::integral_constant<int, k>{}); \
+    return true;
+    FASTCONV_WIDTH(9) FASTCONV_WIDTH(10) FASTCONV_WIDTH(11) FASTCONV_WIDTH(12)
+    FASTCONV_WIDTH(13) FASTCONV_WIDTH(14) FASTCONV_WIDTH(15) FASTCONV_WIDTH(16)
+#undef FASTCONV_WIDTH
+    default:
+      return false;
+  }
+}
 template <int C>
 void dense_backward_regs(int64_t n, const float* dy, const float* x, const float* w, float* dx, float* dw,
                          float* db) {
@@ -595,6 +622,9 @@ void dense_forward(int64_t n, int64_t k, int64_t m, const float* x, const float*
 #if defined(__AVX2__) && !defined(__AVX512F__)
   if (k == m && k >= kRegsMinWidth && n >= detail::pixel_transpose::L &&
       with_narrow_width(k, [&](auto c) { dense_forward_regs<decltype(c)::value>(n, x, w, b, y); }))
+    return;
+  if (k == m && n >= detail::pixel_transpose::L &&
+      with_wide_width(k, [&](auto c) { dense_forward_regs_wide<decltype(c)::value>(n, x, w, b, y); }))
     return;
 #endif
   if (k == m && n >= detail::pixel_transpose::L &&
