@@ -48,7 +48,8 @@
 // Files: the maps and the routing here; the weight pass in narrow_pointwise_weights.cpp; their
 // shared helpers in narrow_pointwise_common.h; the planar 1..4-channel kernels in
 // narrow_pointwise_planar.h; the 3- and 6-channel stride-1 maps and the strided backward data's
-// 3-channel pixel pairs on NHWC registers in narrow_pointwise_flat.h (stop 33).
+// 3-channel pixel pairs on NHWC registers in narrow_pointwise_flat.h (stop 33); at avx2 the
+// 5..8-channel maps (and 3 at stride 2) on ymm registers in narrow_pointwise_regs.h (stop 38).
 #include "cpu/narrow_pointwise.h"
 
 #include <algorithm>
