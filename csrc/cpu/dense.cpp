@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/dense_regs_avx2.h"
 #include "cpu/im2col.h"
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
@@ -353,6 +354,60 @@ void dense_forward_planes(int64_t n, const float* x, const float* w, const float
   });
 }
 
+// k = m = 5..8 at avx2: rows in ymm registers (dense_regs_avx2.h). 1 thread, ms planes /
+// registers, paired, avx2 (stop 38, benchmarks/RESULTS.md): forward (28672, 6) 0.143/0.065,
+// (14336, 8) 0.124/0.038; backward (14336, 6) 0.108/0.046, (28672, 6) 0.217/0.087, (14336, 8)
+// 0.196/0.106; forward (14336, 3) 0.020/0.015, (28672, 3) 0.045/0.032, (14336, 4) 0.037/0.018;
+// backward (14336, 4) 0.048/0.033. The backward at k = 3 stays on the planes (even: 0.029/0.028,
+// (28672, 3) 0.056/0.056).
+#if defined(__AVX2__) && !defined(__AVX512F__)
+constexpr int64_t kRegsMinWidth = 3, kRegsMinWidthBackward = 4;
+template <int C>
+void dense_forward_regs(int64_t n, const float* x, const float* w, const float* b, float* y) {
+  const detail::dense_regs::Padded<C> p(w, false, b);
+  parallel_region(n * C >= kParallelGrain ? 0 : 1, [&] {
+    note_team();
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    detail::dense_regs::forward_rows<C>(n * t / nt, n * (t + 1) / nt, x, p, y);
+  });
+}
+// k = m = 9..16 (forward): two ymm a row (dense_regs_avx2.h forward_rows_wide). 1 thread, ms
+// GEMM + bias / registers, paired, avx2 (stop 38): (3136, 16) 0.069/0.028, (14336, 16)
+// 0.182/0.079, (14336, 12) 0.126/0.058, (14336, 9) 0.134/0.057.
+template <int C>
+void dense_forward_regs_wide(int64_t n, const float* x, const float* w, const float* b, float* y) {
+  const detail::dense_regs::PaddedWide<C> p(w, b);
+  parallel_region(n * C >= kParallelGrain ? 0 : 1, [&] {
+    note_team();
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    detail::dense_regs::forward_rows_wide<C>(n * t / nt, n * (t + 1) / nt, x, p, y);
+  });
+}
+// fn(std::integral_constant<int, C>) for C = 9..16; false for other widths.
+template <typename Fn>
+bool with_wide_width(int64_t c, Fn fn) {
+  switch (c) {
+#define FASTCONV_WIDTH(k) \
+  case k:                 \
+    fn(std::integral_constant<int, k>{}); \
+    return true;
+    FASTCONV_WIDTH(9) FASTCONV_WIDTH(10) FASTCONV_WIDTH(11) FASTCONV_WIDTH(12)
+    FASTCONV_WIDTH(13) FASTCONV_WIDTH(14) FASTCONV_WIDTH(15) FASTCONV_WIDTH(16)
+#undef FASTCONV_WIDTH
+    default:
+      return false;
+  }
+}
+template <int C>
+void dense_backward_regs(int64_t n, const float* dy, const float* x, const float* w, float* dx, float* dw,
+                         float* db) {
+  const detail::dense_regs::Padded<C> p(w, true, nullptr);  // w's columns
+  dense_backward_one_pass<C>(n, dy, x, w, dx, dw, db, [&](int64_t b0, int64_t b1, double* total) {
+    detail::dense_regs::backward_rows<C>(b0, b1, n, dy, x, p, dx, dw != nullptr, total);
+  });
+}
+#endif
+
 #if defined(__AVX512F__)
 // k = m = K in 5..16 (AVX-512): a row of x, y, dy or dx is one register (K lanes), and w's K
 // rows (forward) or columns (dx = dy @ w^T) fit in K registers, so y = b + x @ w is K FMAs a
@@ -575,6 +630,8 @@ namespace detail {
 
 bool dense_backward_few_rows(int64_t n, int64_t k, int64_t m, const float* dy, const float* x, const float* w,
                              float* dx, float* dw, float* db);  // dense_few_rows.cpp
+bool dense_forward_few_rows(int64_t n, int64_t k, int64_t m, const float* x, const float* w, const float* b,
+                            float* y);  // dense_few_rows_fwd.cpp (avx2)
 
 void column_sums(int64_t rows, int64_t cols, const float* a, float* out) {
   // parallel.h's column reduction: float accumulators folded into double every kReduceRows
@@ -603,9 +660,18 @@ void dense_forward(int64_t n, int64_t k, int64_t m, const float* x, const float*
       with_register_width(k, [&](auto c) { dense_forward_registers<decltype(c)::value>(n, x, w, b, y); }))
     return;
 #endif
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  if (k == m && k >= kRegsMinWidth && n >= detail::pixel_transpose::L &&
+      with_narrow_width(k, [&](auto c) { dense_forward_regs<decltype(c)::value>(n, x, w, b, y); }))
+    return;
+  if (k == m && n >= detail::pixel_transpose::L &&
+      with_wide_width(k, [&](auto c) { dense_forward_regs_wide<decltype(c)::value>(n, x, w, b, y); }))
+    return;
+#endif
   if (k == m && n >= detail::pixel_transpose::L &&
       with_narrow_width(k, [&](auto c) { dense_forward_planes<decltype(c)::value>(n, x, w, b, y); }))
     return;
+  if (detail::dense_forward_few_rows(n, k, m, x, w, b, y)) return;
   if (b && m < kNarrowBias) {
     // Few outputs: the product first, then the bias over flat runs of rows (for_each_run, a
     // tiled bias). Seeding y with the bias and accumulating (beta = 1) made OpenBLAS's sgemm
@@ -633,6 +699,11 @@ void dense_backward(int64_t n, int64_t k, int64_t m, const float* dy, const floa
 #if defined(__AVX512F__)
   if (k == m && n >= detail::pixel_transpose::L &&
       with_register_width(k, [&](auto c) { dense_backward_registers<decltype(c)::value>(n, dy, x, w, dx, dw, db); }))
+    return;
+#endif
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  if (k == m && k >= kRegsMinWidthBackward && n >= detail::pixel_transpose::L &&
+      with_narrow_width(k, [&](auto c) { dense_backward_regs<decltype(c)::value>(n, dy, x, w, dx, dw, db); }))
     return;
 #endif
   if (k == m && n >= detail::pixel_transpose::L &&

@@ -48,7 +48,8 @@
 // Files: the maps and the routing here; the weight pass in narrow_pointwise_weights.cpp; their
 // shared helpers in narrow_pointwise_common.h; the planar 1..4-channel kernels in
 // narrow_pointwise_planar.h; the 3- and 6-channel stride-1 maps and the strided backward data's
-// 3-channel pixel pairs on NHWC registers in narrow_pointwise_flat.h (stop 33).
+// 3-channel pixel pairs on NHWC registers in narrow_pointwise_flat.h (stop 33); at avx2 the
+// 5..8-channel maps (and 3 at stride 2) on ymm registers in narrow_pointwise_regs.h (stop 38).
 #include "cpu/narrow_pointwise.h"
 
 #include <algorithm>
@@ -60,6 +61,7 @@
 #include "cpu/narrow_pointwise_common.h"
 #include "cpu/narrow_pointwise_flat.h"
 #include "cpu/narrow_pointwise_planar.h"
+#include "cpu/narrow_pointwise_regs.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
 #include "kernels.h"
@@ -70,6 +72,16 @@ namespace fastconv::cpu::detail {
 
 namespace {
 
+// Whether in -> out channels at stride sw run on narrow_pointwise_regs.h's map (avx2, the
+// forward and backward data) instead of the planar or the 16-lane per-pixel one: 5..8
+// channels each side, and 3 at stride 2. 1 thread, ms before/after, paired, avx2 (stop 38,
+// benchmarks/RESULTS.md): C=6 1x1 s1 fwd N=32 56x56 0.49/0.27, bwd-data N=256 14x14
+// 0.22/0.12, s2 fwd C=3 N=256 28x28 0.24/0.17. Not 3 at stride 1, where the planar map is
+// faster (fwd N=256 28x28 0.266/0.275, bwd-data N=32 56x56 0.133/0.158).
+constexpr bool regs_map(int64_t in, int64_t out, int64_t sw) {
+  return pixel_regs::kCompiled && in == out && ((in >= 5 && in <= 8) || (in == 3 && sw > 1));
+}
+
 // The register map for in -> out channels at stride sw, or nullptr: the flat map for 3 -> 3
 // and 6 -> 6 at stride 1 (AVX-512, narrow_pointwise_flat.h: 1.13-1.4x the planar map's speed,
 // paired), else the planar one where compiled.
@@ -78,6 +90,7 @@ planar_dot::MapFn pick_register_map(int64_t in, int64_t out, int64_t sw) {
   if (in == 6 && out == 6 && sw == 1) return &flat_map::map<6, 6>;
   if (in == 3 && out == 3 && sw == 1) return &flat_map::map<3, 3>;
 #endif
+  if (regs_map(in, out, sw)) return nullptr;
   return planar_dot::pick_map(in, out, sw);
 }
 
@@ -302,7 +315,47 @@ constexpr std::array<MapFn, sizeof...(I)> map_table(std::index_sequence<I...>) {
   return {&map_pixels<int(I) + 1>...};
 }
 
-MapFn pick_map(int64_t out) {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+template <int C>
+void map_regs(const float* src, int64_t src_step, float* dst, int64_t dst_step, int64_t count,
+              const PixelMap& m) {
+  pixel_regs::map<C, C>(src, src_step, dst, dst_step, count, &m.w[0][0], kNarrowMapMax, m.bias);
+}
+#endif
+
+#if defined(__AVX2__) && !defined(__AVX512F__)
+template <int C>
+void map_regs_pairs(const float* src, int64_t src_step, float* dst, int64_t dst_step, int64_t count,
+                    const PixelMap& m) {
+  pixel_regs::map<C, C, true>(src, src_step, dst, dst_step, count, &m.w[0][0], kNarrowMapMax, m.bias);
+}
+#endif
+
+// The strided backward data's map of in -> out channels onto pixel pairs (each pixel, then the
+// skipped one's zeros) on the register map, or nullptr.
+MapFn pick_pair_regs(int64_t in, int64_t out) {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  if (regs_map(in, out, 2)) {
+    static constexpr MapFn t[] = {nullptr, nullptr, &map_regs_pairs<3>, nullptr, &map_regs_pairs<5>,
+                                  &map_regs_pairs<6>, &map_regs_pairs<7>, &map_regs_pairs<8>};
+    return t[in - 1];
+  }
+#endif
+  (void)in, (void)out;
+  return nullptr;
+}
+
+// The per-pixel map of in -> out channels at stride sw.
+MapFn pick_map(int64_t in, int64_t out, int64_t sw) {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  if (regs_map(in, out, sw)) {
+    static constexpr MapFn t[] = {nullptr, nullptr, &map_regs<3>, nullptr, &map_regs<5>,
+                                  &map_regs<6>, &map_regs<7>, &map_regs<8>};
+    return t[in - 1];
+  }
+#else
+  (void)in, (void)sw;
+#endif
   static constexpr auto table = map_table(std::make_index_sequence<kNarrowMapMax>());
   return table[out - 1];
 }
@@ -414,7 +467,7 @@ void narrow_pointwise_forward(const ConvGeometry& g, const float* x, const float
   for (int64_t ci = 0; ci < g.c; ++ci)
     for (int64_t co = 0; co < g.oc; ++co) m.w[ci][co] = w[ci * g.oc + co];
   if (b) std::memcpy(m.bias, b, sizeof(float) * g.oc);
-  const MapFn map = pick_map(g.oc);
+  const MapFn map = pick_map(g.c, g.oc, g.win.sw);
   const int64_t sh = g.win.sh, sw = g.win.sw;
   // 1..4 channels each side at stride 1 or 2: whole registers of pixels on planar registers
   // (narrow_pointwise_planar.h), the rest pixel by pixel.
@@ -487,7 +540,7 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
   m.in = g.oc;
   for (int64_t ci = 0; ci < g.c; ++ci)
     for (int64_t co = 0; co < g.oc; ++co) m.w[co][ci] = w[ci * g.oc + co];
-  const MapFn map = pick_map(g.c);
+  const MapFn map = pick_map(g.oc, g.c, g.win.sw);
   const int64_t sh = g.win.sh, sw = g.win.sw, row = g.w * g.c;
   if (sh == 1 && sw == 1) {  // no stride, no pads: dy and dx are one pixel stream each
     const planar_dot::MapFn planar = pick_register_map(g.oc, g.c, 1);  // as in the forward
@@ -533,6 +586,12 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
   // grid row was zeroed, then mapped by a strided scalar loop. 1 thread, ms before/after,
   // paired, avx2: see benchmarks/RESULTS.md (stop 37). At AVX-512 the same condition as before.
   const bool unit_fill = sw == 2 && g.w == 2 * g.ow && g.c == 1 && g.oc == 1;
+  // avx2, the register map's channel counts: each grid row's pixels with the skipped pixels'
+  // zeros (narrow_pointwise_regs.h PAIRS), the row not zeroed first. 1 thread, ms before/after,
+  // paired, avx2 (stop 38, against the register map on zeroed rows): N=32 112x112 C=3
+  // 0.455/0.358, N=256 28x28 C=6 0.480/0.410, N=256 14x14 C=6 0.055/0.047, N=32 56x56 C=8
+  // 0.165/0.138.
+  const MapFn reg_pairs = !fill && sw == 2 && g.w == 2 * g.ow ? pick_pair_regs(g.oc, g.c) : nullptr;
   const float w0 = m.w[0][0];
   const int64_t block = std::max<int64_t>(1, std::min(g.oh, kMapRun / g.ow));
   const int64_t blocks = (g.oh + block - 1) / block, items = g.n * blocks;
@@ -557,6 +616,8 @@ void narrow_pointwise_backward_data(const ConvGeometry& g, const float* dy, cons
         if (unit_fill) {  // inline: a call per row of 7..56 pixels cost more than the row
           const float* src = dyimg + oy * g.ow;
           for (int64_t p = 0; p < g.ow; ++p) dxrow[2 * p] = src[p] * w0, dxrow[2 * p + 1] = 0.f;
+        } else if (reg_pairs) {
+          reg_pairs(dyimg + oy * g.ow * g.oc, g.oc, dxrow, 2 * g.c, g.ow, m);
         } else if (!pairs) {
           if (!fill && (sw != 1 || g.ow != g.w)) std::memset(dxrow, 0, sizeof(float) * row);
           map(dyimg + oy * g.ow * g.oc, g.oc, dxrow, sw * g.c, g.ow, m);

@@ -113,6 +113,36 @@ bool dot_pixels(const float* x, int64_t x_step, int64_t xs, const float* dy, int
                 int64_t oc, int64_t lanes, int64_t rows, int64_t count, const float* dy_end,
                 int64_t pf, v16* acc, float* db) {
   constexpr int kSets = IN >= 8 ? 1 : IN >= 4 ? 2 : 4;
+  if (IN == 1 && oc == 1 && x_step == 1 && rows == 1 && kVectorRegisters < 32) {
+    // The same in the level's own registers (f32xR: 8 lanes at avx2, 4 at the baseline). The
+    // 16-lane form's eight sums are 16 ymm at avx2: GCC kept them on the stack, moved through
+    // general registers (perf: stores, vpinsrq and reloads around every FMA). 1 thread, ms
+    // before/after, paired, avx2 (stop 38, benchmarks/RESULTS.md): 1x1 s1 N=256 56x56 C=1
+    // weight pass 0.413/0.178, N=32 112x112 0.199/0.078, N=256 28x28 0.102/0.039.
+    constexpr int W = kRegLanes;
+    f32xR s[4] = {}, d[4] = {};
+    int64_t p = 0;
+    for (; p + 4 * W <= count; p += 4 * W)
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {
+        const f32xR dv = loadR(dy + p + W * k);
+        s[k] += loadR(x + p + W * k) * dv;
+        d[k] += dv;
+      }
+    for (; p + W <= count; p += W) {
+      const f32xR dv = loadR(dy + p);
+      s[0] += loadR(x + p) * dv;
+      d[0] += dv;
+    }
+    s[0] += s[1] + s[2] + s[3];
+    d[0] += d[1] + d[2] + d[3];
+    float total = 0.f, dtotal = 0.f;
+    for (int l = 0; l < W; ++l) total += s[0][l], dtotal += d[0][l];
+    for (; p < count; ++p) total += x[p] * dy[p], dtotal += dy[p];
+    acc[0][0] += total;
+    if (db) db[0] += dtotal;
+    return db != nullptr;
+  }
   if (IN == 1 && oc == 1 && x_step == 1 && rows == 1) {  // unit-stride streams: over pixels
     // four sums: one waited on its FMA latency every 16 pixels
     v16 s[4] = {}, d[4] = {};
