@@ -60,6 +60,16 @@ inline v8 ld(const float* p) {
 }
 inline void st(float* p, v8 v) { std::memcpy(p, &v, sizeof v); }
 
+// acc += w * p[0..8), one vfmadd231ps with the row load as its memory operand, in program
+// order: written as vector arithmetic, GCC reordered the unrolled taps vector by vector
+// (all of one accumulator's 39 products first), keeping every weight vector live and
+// spilling them to the stack (1.4-2.3x the planes' time).
+inline void fma_row(v8& acc, v8 w, const float* p) {
+  asm volatile("vfmadd231ps %[m], %[w], %[a]"
+               : [a] "+x"(acc)
+               : [w] "x"(w), [m] "m"(*(const float(*)[8])p));
+}
+
 // The offsets d of the even (nE, from -(C-1) to (3C-1)/2) and odd (nO) floats a flat output
 // reads; 24 floats a period of the lanes' channels (three phases of weight vectors).
 template <int C>
@@ -102,6 +112,18 @@ class FlatRows {
       : g_(g), elen_((OFF + fcomp + Taps<C>::dmax + 1 + 7) / 8 * 8) {}
   void allocate() {
     buf_.assign((size_t)(2 * elen_ + 8 * elen_), 0.f);
+    // Per 8-float chunk of the padded row: 0 outside x, 1 inside, 2 masked (its lanes in x).
+    const int64_t n = C * std::max<int64_t>(0, std::min(g_.w, 2 * g_.ow + 1 - g_.win.pl));
+    kind_.assign((size_t)(2 * elen_ / 8), 0);
+    masks_.assign((size_t)(2 * elen_ / 8), _mm256_setzero_si256());
+    for (int64_t j = 0; j < 2 * elen_ / 8; ++j) {
+      const int64_t f0 = 8 * j - 2 * OFF - C * g_.win.pl;
+      alignas(32) int32_t m[8];
+      int cnt = 0;
+      for (int i = 0; i < 8; ++i) cnt += (m[i] = f0 + i >= 0 && f0 + i < n ? -1 : 0) != 0;
+      kind_[(size_t)j] = cnt == 0 ? 0 : cnt == 8 ? 1 : 2;
+      masks_[(size_t)j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(m));
+    }
     reset();
   }
   void reset() { tag_[0] = tag_[1] = tag_[2] = -1; }
@@ -119,13 +141,23 @@ class FlatRows {
     e = E + OFF, o = O + OFF;
     if (tag_[s] == r) return finite_[s];
     tag_[s] = r;
-    float* stage = buf_.data();
-    const int64_t pl = g_.win.pl, cols = std::min(g_.w, 2 * g_.ow + 1 - pl);
-    if (cols > 0) std::memcpy(stage + 2 * OFF + C * pl, img + r * g_.w * C, sizeof(float) * C * cols);
+    // Straight from x: chunk j of 8 floats is the padded row's flat floats 8j - 2*OFF ..,
+    // whole loads inside the row, masked ones (vmaskmovps loads: the masked lanes are not
+    // read) at its ends, zeros outside. Through a staging copy (memcpy, then loads at
+    // another alignment) the loads waited on store forwarding: ~15% of a 14x14 forward.
+    const float* src = img + r * g_.w * C;
     v8 chk{};
+    auto chunk = [&](int64_t j) -> __m256 {
+      const int64_t f0 = 8 * j - 2 * OFF - C * g_.win.pl;
+      const int kind = kind_[(size_t)j];
+      if (kind == 0) return _mm256_setzero_ps();
+      const __m256 v = kind == 1 ? _mm256_loadu_ps(src + f0)
+                                 : _mm256_maskload_ps(src + f0, masks_[(size_t)j]);
+      chk += (v8)v * 0.f;
+      return v;
+    };
     for (int64_t k = 0; k < elen_; k += L) {
-      const __m256 a = _mm256_loadu_ps(stage + 2 * k), b = _mm256_loadu_ps(stage + 2 * k + L);
-      chk += (v8)a * 0.f + (v8)b * 0.f;
+      const __m256 a = chunk(k / 4), b = chunk(k / 4 + 1);
       const __m256 ev = _mm256_shuffle_ps(a, b, 0x88), od = _mm256_shuffle_ps(a, b, 0xdd);
       _mm256_storeu_ps(E + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xd8)));
       _mm256_storeu_ps(O + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), 0xd8)));
@@ -140,7 +172,9 @@ class FlatRows {
 
   const ConvGeometry& g_;
   const int64_t elen_;
-  std::vector<float> buf_;  // stage (2*elen), three slots of E and O, a zero E and O
+  std::vector<float> buf_;  // (unused 2*elen), three slots of E and O, a zero E and O
+  std::vector<int> kind_;
+  std::vector<__m256i> masks_;
   int64_t tag_[3];
   bool finite_[3];
 };
@@ -150,40 +184,51 @@ class FlatRows {
 // item's rows from this one on: past the row they land where later rows are written), the
 // part below F of the others through the stack.
 template <int C, int G>
-inline void step(const float* const (&e)[3], const float* const (&o)[3], const float* wt,
+__attribute__((noinline)) void step(const float* const (&e)[3], const float* const (&o)[3], const float* wt,
                  const v8 (&bias)[3], int64_t q0, int64_t F, int64_t avail, float* yrow) {
   using T = Taps<C>;
+  // K independent chains per vector (one per ky, and per ky and parity for G <= 2): one
+  // chain per vector was bound by the multiply-add latency (a 28x28 C=3 forward 1.5-1.8x
+  // the planes' time); 12 accumulators at most, with the weight and a row load 14 registers.
+  constexpr int K = G >= 3 ? 3 : 6;
   for (int r = 0; r < 3; ++r) {
     if (q0 + 8 * r >= F) break;
-    v8 acc[G];
+    v8 acc[G][K];
 #pragma GCC unroll 8
-    for (int g = 0; g < G; ++g) acc[g] = bias[r];
+    for (int g = 0; g < G; ++g)
+#pragma GCC unroll 6
+      for (int k = 0; k < K; ++k) acc[g][k] = k ? v8{} : bias[r];
 #pragma GCC unroll 3
     for (int ky = 0; ky < 3; ++ky) {
       const float* wk = wt + (ky * 3 + r) * T::nT * L;
       const float* eq = e[ky] + q0 + 8 * r + T::dlo;
       const float* oq = o[ky] + q0 + 8 * r + T::dlo;
+      constexpr int per = K / 3;
 #pragma GCC unroll 28
       for (int t = 0; t < T::nE; ++t) {
         const v8 wv = ld(wk + t * L);
 #pragma GCC unroll 8
-        for (int g = 0; g < G; ++g) acc[g] += wv * ld(eq + 24 * g + t);
+        for (int g = 0; g < G; ++g) fma_row(acc[g][ky * per], wv, eq + 24 * g + t);
       }
 #pragma GCC unroll 28
       for (int t = 0; t < T::nO; ++t) {
         const v8 wv = ld(wk + (T::nE + t) * L);
 #pragma GCC unroll 8
-        for (int g = 0; g < G; ++g) acc[g] += wv * ld(oq + 24 * g + t);
+        for (int g = 0; g < G; ++g) fma_row(acc[g][ky * per + per - 1], wv, oq + 24 * g + t);
       }
     }
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g)
+#pragma GCC unroll 5
+      for (int k = 1; k < K; ++k) acc[g][0] += acc[g][k];
 #pragma GCC unroll 8
     for (int g = 0; g < G; ++g) {
       const int64_t qs = q0 + 24 * g + 8 * r;
       if (qs < F && qs + L <= avail) {
-        st(yrow + qs, acc[g]);
+        st(yrow + qs, acc[g][0]);
       } else if (qs < F) {
         float tmp[L];
-        st(tmp, acc[g]);
+        st(tmp, acc[g][0]);
         std::memcpy(yrow + qs, tmp, sizeof(float) * (F - qs));
       }
     }
@@ -223,6 +268,7 @@ void forward_flat(const ConvGeometry& g, const float* x, const float* w, const f
   for (int r = 0; r < 3; ++r)
     for (int l = 0; l < L; ++l) bias[r][l] = b ? b[(8 * r + l) % C] : 0.f;
   const int64_t image = g.h * g.w * C;
+  const bool ahead = 4 * g.n * image >= (int64_t(1) << 20);  // x past L2 (as stride2::LinePrefetch)
   ExceptionCaptor errors;
   parallel_region(threads, [&] {
     note_team();
@@ -245,6 +291,16 @@ void forward_flat(const ConvGeometry& g, const float* x, const float* w, const f
           plain_row<C>(g, img, w, b, oy, yrow);
           continue;
         }
+        // The two new input rows of output row oy + 2, into L2 while this row computes (the
+        // rows' first loads otherwise wait on L3 or DRAM: the hardware prefetcher sees no
+        // accesses to them in between).
+        if (ahead)
+          for (int k = 1; k <= 2; ++k) {
+            const int64_t r = 2 * (oy + 2) + k - g.win.pt;
+            if (r < 0 || r >= g.h || oy + 2 >= oy1) continue;
+            const char* p = (const char*)(img + r * g.w * C);
+            for (int64_t off = 0; off < 4 * g.w * C; off += 64) __builtin_prefetch(p + off, 0, 2);
+          }
         const int64_t avail = (oy1 - oy) * F;
         int64_t q0 = 0;
         for (; q0 + 96 <= F + 23; q0 += 96) step<C, 4>(e, o, wt.data(), bias, q0, F, avail, yrow);
