@@ -48,7 +48,6 @@
 #include "cpu/few_channel_s2.h"
 #include "cpu/few_channel_s2_blocks.h"
 #include "cpu/few_channel_s2_c1.h"
-#include "cpu/few_channel_s2_flat_avx2.h"
 #include "cpu/few_channel_s2_patch.h"
 #include "cpu/parallel.h"
 #include "cpu/pixel_transpose.h"
@@ -204,9 +203,8 @@ void s2_planes_forward(const ConvGeometry& g, const float* x, const float* w, co
   switch (g.c) {
     case 1: return s2_c1_forward(g, x, w, b, y, act) ? void() : forward_c<1>(g, x, w, b, y, act);
     case 2: return forward_c<2>(g, x, w, b, y, act);
-    case 3:  // from the rows (few_channel_s2_patch_fwd3.cpp; at avx2 few_channel_s2_flat_avx2.cpp)
-      if (s2_patch_forward3(g, x, w, b, y, act) || s2_flat_forward(g, x, w, b, y, act)) return;
-      return forward_c<3>(g, x, w, b, y, act);
+    case 3:  // from the rows (few_channel_s2_patch_fwd3.cpp)
+      return s2_patch_forward3(g, x, w, b, y, act) ? void() : forward_c<3>(g, x, w, b, y, act);
     case 4: return forward_c<4>(g, x, w, b, y, act);
     case 6:  // under 8 output columns from the rows (few_channel_s2_patch_fwd.cpp)
       return s2_patch_forward(g, x, w, b, y, act) ? void() : forward_c<6>(g, x, w, b, y, act);
