@@ -130,6 +130,20 @@ struct Split3 {
 };
 #endif
 
+// The even (PHASE 0) or odd (1) lanes of the 16 of (a, b): __builtin_shuffle with me / mo,
+// which GCC lowers at avx2 to two vpermd (each mask a load) and a blend; here one vshufps
+// (the pairs' even or odd floats of each 128-bit half) and one vpermpd (the halves' 64-bit
+// pieces in order).
+template <int PHASE>
+inline vec phase_of(vec a, vec b) {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  const __m256 t = _mm256_shuffle_ps((__m256)a, (__m256)b, PHASE ? 0xdd : 0x88);
+  return (vec)_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0xd8));
+#else
+  return __builtin_shuffle(a, b, PHASE ? mo : me);
+#endif
+}
+
 // even[c*plane + j] = src[(2j)*C + c], odd[c*plane + j] = src[(2j + 1)*C + c] for j < pairs
 // rounded down to L; returns the pairs done. ODD false: the even columns only (odd unused).
 // NEXT: next[c*plane + j] = even[c*plane + j + 1] too, from the registers (the last lane
@@ -165,9 +179,9 @@ inline int64_t split_pairs(const float* src, int64_t pairs, float* even, float* 
     }
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) {
-      const vec e = __builtin_shuffle(a[c], b[c], me);
+      const vec e = phase_of<0>(a[c], b[c]);
       store(even + c * plane + j, e);
-      if constexpr (ODD) store(odd + c * plane + j, __builtin_shuffle(a[c], b[c], mo));
+      if constexpr (ODD) store(odd + c * plane + j, phase_of<1>(a[c], b[c]));
       if constexpr (NEXT) {
         if (j) store(next + c * plane + j - L, __builtin_shuffle(prev[c], e, mnext));
         prev[c] = e;
