@@ -19,6 +19,9 @@
 
 #include "cpu/pixel_transpose.h"
 #include "cpu/simd.h"
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #pragma GCC diagnostic ignored "-Wpsabi"
 
@@ -95,6 +98,52 @@ inline void merge_pairs(const vec (&planar)[2 * C], vec (&nhwc)[2 * C], bool sec
   }
 }
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// avx2, C = 3: 8 pixels (3 ymm) to 3 planar ymm, two blends and one vpermps each. Lane k of
+// channel c is float 3k + c, register (3k + c) / 8, lane (3k + c) % 8, and as 3 and 8 are
+// coprime those lanes are 8 distinct ones: blending the three registers by them puts all 8
+// in one register, which one vpermps orders. pixel_transpose::split<3> (a two-source
+// permute per register pair, at avx2 two vpermps and a blend, plus a vpermps and a blend for
+// the third, the masks reloaded from memory) took about half the samples of an N=256 56x56
+// C=3 forward's pack on an AVX2-only EPYC.
+struct Split3 {
+  static constexpr int blend_mask(int c, int reg) {
+    int m = 0;
+    for (int k = 0; k < 8; ++k)
+      if ((3 * k + c) / 8 == reg) m |= 1 << ((3 * k + c) % 8);
+    return m;
+  }
+  template <int c>
+  static inline vec one(const vec (&in)[3]) {
+    const __m256 b1 = _mm256_blend_ps((__m256)in[0], (__m256)in[1], blend_mask(c, 1));
+    const __m256 b2 = _mm256_blend_ps(b1, (__m256)in[2], blend_mask(c, 2));
+    const __m256i idx = _mm256_setr_epi32((3 * 0 + c) % 8, (3 * 1 + c) % 8, (3 * 2 + c) % 8,
+                                          (3 * 3 + c) % 8, (3 * 4 + c) % 8, (3 * 5 + c) % 8,
+                                          (3 * 6 + c) % 8, (3 * 7 + c) % 8);
+    return (vec)_mm256_permutevar8x32_ps(b2, idx);
+  }
+  static inline void split(const vec (&in)[3], vec (&out)[3]) {
+    out[0] = one<0>(in);
+    out[1] = one<1>(in);
+    out[2] = one<2>(in);
+  }
+};
+#endif
+
+// The even (PHASE 0) or odd (1) lanes of the 16 of (a, b): __builtin_shuffle with me / mo,
+// which GCC lowers at avx2 to two vpermd (each mask a load) and a blend; here one vshufps
+// (the pairs' even or odd floats of each 128-bit half) and one vpermpd (the halves' 64-bit
+// pieces in order).
+template <int PHASE>
+inline vec phase_of(vec a, vec b) {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  const __m256 t = _mm256_shuffle_ps((__m256)a, (__m256)b, PHASE ? 0xdd : 0x88);
+  return (vec)_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0xd8));
+#else
+  return __builtin_shuffle(a, b, PHASE ? mo : me);
+#endif
+}
+
 // even[c*plane + j] = src[(2j)*C + c], odd[c*plane + j] = src[(2j + 1)*C + c] for j < pairs
 // rounded down to L; returns the pairs done. ODD false: the even columns only (odd unused).
 // NEXT: next[c*plane + j] = even[c*plane + j + 1] too, from the registers (the last lane
@@ -115,16 +164,24 @@ inline int64_t split_pairs(const float* src, int64_t pairs, float* even, float* 
       vec in[C];
 #pragma GCC unroll 8
       for (int c = 0; c < C; ++c) in[c] = load(s + c * L);
-      pixel_transpose::split<C>(in, a);
+#if defined(__AVX2__) && !defined(__AVX512F__)
+      if constexpr (C == 3) Split3::split(in, a);
+      else
+#endif
+        pixel_transpose::split<C>(in, a);
 #pragma GCC unroll 8
       for (int c = 0; c < C; ++c) in[c] = load(s + (C + c) * L);
-      pixel_transpose::split<C>(in, b);
+#if defined(__AVX2__) && !defined(__AVX512F__)
+      if constexpr (C == 3) Split3::split(in, b);
+      else
+#endif
+        pixel_transpose::split<C>(in, b);
     }
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) {
-      const vec e = __builtin_shuffle(a[c], b[c], me);
+      const vec e = phase_of<0>(a[c], b[c]);
       store(even + c * plane + j, e);
-      if constexpr (ODD) store(odd + c * plane + j, __builtin_shuffle(a[c], b[c], mo));
+      if constexpr (ODD) store(odd + c * plane + j, phase_of<1>(a[c], b[c]));
       if constexpr (NEXT) {
         if (j) store(next + c * plane + j - L, __builtin_shuffle(prev[c], e, mnext));
         prev[c] = e;
