@@ -47,9 +47,14 @@ void rows_of_panel(int64_t r0, int64_t r1, int64_t n, int64_t k, const float* co
   const Tail t = tail_of(n - c0);
   const float* bj = bias ? bias + c0 : nullptr;
   int64_t r = r0;
+  if (t.cols == 16) {
+    for (; r + kRows <= r1; r += kRows)
+      tile<kRows, A, true>(k, col + r * ldcol, ldcol, panel, bj, y + r * ldy + c0, ldy, t, from_y);
+    return tile_rows<A, true>(r1 - r, k, col + r * ldcol, ldcol, panel, bj, y + r * ldy + c0, ldy, t, from_y);
+  }
   for (; r + kRows <= r1; r += kRows)
-    tile<kRows, A>(k, col + r * ldcol, ldcol, panel, bj, y + r * ldy + c0, ldy, t, from_y);
-  tile_rows<A>(r1 - r, k, col + r * ldcol, ldcol, panel, bj, y + r * ldy + c0, ldy, t, from_y);
+    tile<kRows, A, false>(k, col + r * ldcol, ldcol, panel, bj, y + r * ldy + c0, ldy, t, from_y);
+  tile_rows<A, false>(r1 - r, k, col + r * ldcol, ldcol, panel, bj, y + r * ldy + c0, ldy, t, from_y);
 }
 
 template <Activation A>

@@ -78,8 +78,13 @@ void product(int64_t rows, const float* a, int64_t k, const float* bp, int64_t p
         if (pf)
           for (int64_t q = 0; q < share && done < next_bytes; ++q, done += 64)
             __builtin_prefetch(next + done, 0, 3);
-        tile_rows<A>(std::min<int64_t>(kRows, b0 + bn - t), k, a + t * k, k, bp + j * k * 16,
-                     bias ? bias + j * 16 : nullptr, out + t * ldc + j * 16, ldc, whole, false);
+        // Whole 6-row tiles called directly (no dispatch on the row count), the rest by count.
+        if (b0 + bn - t >= kRows)
+          tile<kRows, A, true>(k, a + t * k, k, bp + j * k * 16, bias ? bias + j * 16 : nullptr,
+                               out + t * ldc + j * 16, ldc, whole, false);
+        else
+          tile_rows<A, true>(b0 + bn - t, k, a + t * k, k, bp + j * k * 16, bias ? bias + j * 16 : nullptr,
+                             out + t * ldc + j * 16, ldc, whole, false);
       }
   }
 }
