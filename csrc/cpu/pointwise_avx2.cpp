@@ -18,6 +18,8 @@
 // of y is first set to bias + residual in order (init_output_rows) and the tiles start from
 // it: reading the residual in the tiles' stores (6 rows x 64 bytes a panel, 1 KiB apart at 256
 // channels) made 56x56 64->256 + residual 1.2x the sgemm's time; from y, 0.80 (1 thread).
+// The tile and the panel packing are pointwise_tile_avx2.h's, shared by pointwise_avx2.cpp and
+// pointwise_passes_avx2.cpp (helper U, stop 38).
 #include "cpu/pointwise_avx2.h"
 
 #include "cpu/im2col.h"

@@ -14,6 +14,8 @@
 // x's rows come from memory there (K = Cin, 1 KiB a pixel at 256), so each tile prefetches
 // a share of the next tile's rows (without: 0.95x of OpenBLAS, with: 0.79-0.81x, item 2).
 // AVX-512 keeps its native GEMM paths (pointwise_stream.cpp); the baseline keeps OpenBLAS.
+// The tile and the panel packing are pointwise_tile_avx2.h's, shared by pointwise_avx2.cpp and
+// pointwise_passes_avx2.cpp (helper U, stop 38).
 #include "cpu/pointwise_passes_avx2.h"
 
 #include <algorithm>
