@@ -14,26 +14,26 @@
 // x's rows come from memory there (K = Cin, 1 KiB a pixel at 256), so each tile prefetches
 // a share of the next tile's rows (without: 0.95x of OpenBLAS, with: 0.79-0.81x, item 2).
 // AVX-512 keeps its native GEMM paths (pointwise_stream.cpp); the baseline keeps OpenBLAS.
+// The tile and the panel packing are pointwise_tile_avx2.h's, shared by pointwise_avx2.cpp and
+// pointwise_passes_avx2.cpp (helper U, stop 38).
 #include "cpu/pointwise_passes_avx2.h"
 
 #include <algorithm>
 #include <cstdint>
 #include <memory>
 
-#if defined(__AVX2__) && !defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 #include "cpu/parallel.h"
+#include "cpu/pointwise_tile_avx2.h"
 #include "kernels.h"
 
 namespace fastconv::cpu::detail {
 
-#if defined(__AVX2__) && !defined(__AVX512F__)
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
 
 namespace {
 
-constexpr int kRows = 6;              // rows a tile (2 x kRows accumulators + 2 panel vectors)
+using namespace pw_tile;  // the tile (kRows rows x 16 columns) and the packing (pointwise_tile_avx2.h)
+
 constexpr int64_t kBlockTiles = 4;    // tiles a block: the block's rows share each panel in L1
 constexpr int64_t kBlockRows = kRows * kBlockTiles;
 // The backward data: K (Cout) and the weights' floats up to these (the panels of 16 need
@@ -52,37 +52,6 @@ constexpr int64_t kFwdMaxK = 512, kFwdMaxWeights = 128 * 256;
 constexpr int64_t kFwdBlockTiles = 1;
 constexpr int64_t kItemRows = 24 * kRows;  // rows a work item of the forward
 
-// c[r][0 .. 16) = bias[0 .. 16) + sum_p a[r * lda + p] * bp[p * 16 + 0 .. 16) for r < R (no
-// bias: null). The accumulators are
-// locals of this one function (no array passed between helpers: GCC spilled those, see
-// strided_pointwise_wide.cpp).
-template <int R>
-[[gnu::noinline]] void tile(const float* a, int64_t lda, const float* bp, int64_t k, const float* bias,
-                            float* c, int64_t ldc) {
-  const __m256 lo0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
-  const __m256 hi0 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
-  __m256 lo[R], hi[R];
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) lo[r] = lo0, hi[r] = hi0;
-  for (int64_t p = 0; p < k; ++p, bp += 16) {
-    const __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
-#pragma GCC unroll 6
-    for (int r = 0; r < R; ++r) {
-      const __m256 x = _mm256_broadcast_ss(a + r * lda + p);
-      lo[r] = _mm256_fmadd_ps(x, b0, lo[r]);
-      hi[r] = _mm256_fmadd_ps(x, b1, hi[r]);
-    }
-  }
-#pragma GCC unroll 6
-  for (int r = 0; r < R; ++r) {
-    _mm256_storeu_ps(c + r * ldc, lo[r]);
-    _mm256_storeu_ps(c + r * ldc + 8, hi[r]);
-  }
-}
-
-using TileFn = void (*)(const float*, int64_t, const float*, int64_t, const float*, float*, int64_t);
-constexpr TileFn kTiles[kRows + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
-
 // B (k x 16 panels, 32-byte aligned) for a product of `panels` panels: the packed floats.
 struct Panels {
   std::unique_ptr<float[]> buf;
@@ -92,11 +61,13 @@ struct Panels {
   }
 };
 
-// out[r][0 .. 16 panels) = bias + a[r] @ B for `rows` rows of a (leading dimension lda = k),
+// out[r][0 .. 16 panels) = act(bias + a[r] @ B) for `rows` rows of a (leading dimension lda = k),
 // in blocks of block_tiles tiles: a block's tiles share each panel while it is in L1.
+template <Activation A>
 void product(int64_t rows, const float* a, int64_t k, const float* bp, int64_t panels,
              const float* bias, float* out, int64_t ldc, int64_t block_tiles, bool pf) {
   const int64_t block_rows = kRows * block_tiles;
+  const Tail whole = tail_of(16);  // the panels are whole here (n % 16 == 0)
   for (int64_t b0 = 0; b0 < rows; b0 += block_rows) {
     const int64_t bn = std::min(block_rows, rows - b0);
     // The next block's rows of a, prefetched a share with each tile (a is read from memory).
@@ -109,9 +80,13 @@ void product(int64_t rows, const float* a, int64_t k, const float* bp, int64_t p
         if (pf)
           for (int64_t q = 0; q < share && done < next_bytes; ++q, done += 64)
             __builtin_prefetch(next + done, 0, 3);
-        kTiles[std::min<int64_t>(kRows, b0 + bn - t)](a + t * k, k, bp + j * k * 16, k,
-                                                      bias ? bias + j * 16 : nullptr,
-                                                      out + t * ldc + j * 16, ldc);
+        // Whole 6-row tiles called directly (no dispatch on the row count), the rest by count.
+        if (b0 + bn - t >= kRows)
+          tile<kRows, A, true>(k, a + t * k, k, bp + j * k * 16, bias ? bias + j * 16 : nullptr,
+                               out + t * ldc + j * 16, ldc, whole, false);
+        else
+          tile_rows<A, true>(b0 + bn - t, k, a + t * k, k, bp + j * k * 16, bias ? bias + j * 16 : nullptr,
+                             out + t * ldc + j * 16, ldc, whole, false);
       }
   }
 }
@@ -127,17 +102,24 @@ bool pointwise_forward_avx2(const ConvGeometry& g, const float* x, const float* 
   // W is Cin x Cout (HWIO, 1x1), B itself: panel j holds its columns 16 j .. 16 j + 15.
   const int64_t panels = n / 16;
   Panels bp(panels, k);
-  for (int64_t j = 0; j < panels; ++j)
-    for (int64_t p = 0; p < k; ++p)
-      for (int64_t i = 0; i < 16; ++i) bp.data[(j * k + p) * 16 + i] = w[p * n + j * 16 + i];
+  pack_panels(k, n, w, n, 1, bp.data);
   const int64_t rows_total = g.n * g.oh * g.ow, blocks = (rows_total + kItemRows - 1) / kItemRows;
   parallel_region(threads, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t bi = 0; bi < blocks; ++bi) {
       const int64_t r0 = bi * kItemRows, rows = std::min(kItemRows, rows_total - r0);
-      product(rows, x + r0 * k, k, bp.data, panels, b, y + r0 * n, n, kFwdBlockTiles, true);
-      activation_inplace(rows * n, y + r0 * n, act);
+      const float* xr = x + r0 * k;
+      float* yr = y + r0 * n;
+      // relu / relu6 in the tiles' registers; other activations a pass over the item's rows.
+      if (act == Activation::Relu) {
+        product<Activation::Relu>(rows, xr, k, bp.data, panels, b, yr, n, kFwdBlockTiles, true);
+      } else if (act == Activation::Relu6) {
+        product<Activation::Relu6>(rows, xr, k, bp.data, panels, b, yr, n, kFwdBlockTiles, true);
+      } else {
+        product<Activation::Linear>(rows, xr, k, bp.data, panels, b, yr, n, kFwdBlockTiles, true);
+        activation_inplace(rows * n, yr, act);
+      }
     }
   });
   return true;
@@ -152,16 +134,14 @@ bool pointwise_backward_data_avx2(const ConvGeometry& g, const float* dy, const 
   // W is Cin x Cout (HWIO, 1x1): panel j holds W^T's columns 16 j .. 16 j + 15, step p at p * 16.
   const int64_t panels = n / 16;
   Panels bp(panels, k);
-  for (int64_t j = 0; j < panels; ++j)
-    for (int64_t p = 0; p < k; ++p)
-      for (int64_t i = 0; i < 16; ++i) bp.data[(j * k + p) * 16 + i] = w[(j * 16 + i) * k + p];
+  pack_panels(k, n, w, 1, k, bp.data);
   const int64_t rows_total = g.n * g.h * g.w, blocks = (rows_total + kBlockRows - 1) / kBlockRows;
   parallel_region(threads, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t bi = 0; bi < blocks; ++bi) {
       const int64_t r0 = bi * kBlockRows, rows = std::min(kBlockRows, rows_total - r0);
-      product(rows, dy + r0 * k, k, bp.data, panels, nullptr, dx + r0 * n, n, kBlockTiles, false);
+      product<Activation::Linear>(rows, dy + r0 * k, k, bp.data, panels, nullptr, dx + r0 * n, n, kBlockTiles, false);
     }
   });
   return true;
