@@ -26,7 +26,7 @@ sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # 
 def _cases(quick):
     from fastconv.models import zoo
     """(label, constructor, input shape, largest batch): LeNet-5 crosses the threshold between
-    batch 16 and 32; the others are far above it from batch 1, so they stop at 8."""
+    batch 32 and 64; the others are far above it from batch 1, so they stop at 8."""
     out = [("LeNet-5", zoo.lenet5, (28, 28, 1), None),
            ("ResNet-18 CIFAR", lambda: zoo.resnet18((32, 32, 3), classes=10, stem="cifar"), (32, 32, 3), 8)]
     if not quick:

@@ -68,13 +68,14 @@ _enabled = [True]
 # differently from one call to the next, and from its saved-and-loaded twin (3e-7 apart on a
 # Zen 3; tests/test_finetune_keras.py). Now a plan's thread count is fixed when it is built:
 # one thread where its steps average fewer than _TEAM_MIN_WORK multiply-adds (or, for the
-# memory-bound steps, output elements), the team otherwise. Below that a step is a few
-# microseconds of work, less than a parallel region's wake-up and join on a 2-vCPU VM (5-50 us,
-# more after an idle pause when idle vCPUs halt: benchmarks/bench_b1_idle.py), so the team
-# cannot win there; above it the team's half of each step is worth more than its cost
-# (benchmarks/bench_plan_threads.py measures both sides on the card's models).
+# memory-bound steps, output elements), the team otherwise. Measured on the 2-vCPU Zen 3 VM
+# (benchmarks/bench_plan_threads.py, 2 threads, back-to-back calls): LeNet-5 b16 (8.4e5 a
+# step) 2.34 ms on the team against 0.48 on one thread, b32 (1.7e6) 2.02 against 0.83, b64
+# (3.4e6) 1.26 against 1.70; ResNet-18 CIFAR b1 (2.5e7) 10.8 against 18.2, MobileNet b1
+# (1.8e7) 12.6 against 19.8. Below the threshold a step's work is smaller than what its
+# parallel regions' wake-ups and joins cost on such a VM.
 # Same thread knob, same model, same input: the same bits, every call.
-_TEAM_MIN_WORK = 1 << 20
+_TEAM_MIN_WORK = 1 << 21
 # A team run holds the team keeper for its duration (threads.cpp): SCHED_IDLE threads spin on
 # the idle CPUs, so the workers' CPUs do not halt between its parallel regions. Off: on the
 # shared 2-vCPU VM it made no run faster (benchmarks/RESULTS.md, issue 18 item 4, helper I);
