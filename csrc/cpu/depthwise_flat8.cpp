@@ -269,10 +269,9 @@ void depthwise_flat8_forward(const ConvGeometry& g, const float* x, const float*
 void depthwise_flat8_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   // dx[iy] = sum_ky dy[iy + 1 - ky] * w[ky]: the forward over dy with the taps flipped (the
   // mirrored pads of 'same' 3x3 are 1 again), as depthwise.cpp's backward data.
-  std::vector<float> flipped((size_t)(kTaps * g.c));
-  for (int t = 0; t < kTaps; ++t)
-    std::copy(w + t * g.c, w + (t + 1) * g.c, flipped.begin() + (kTaps - 1 - t) * g.c);
-  flat8_pass(g, dy, flipped.data(), nullptr, dx, Activation::Linear);
+  float flipped[kTaps * kFlat8MaxC];  // c <= kFlat8MaxC (depthwise_flat8_applies): no heap per call
+  for (int t = 0; t < kTaps; ++t) std::copy(w + t * g.c, w + (t + 1) * g.c, flipped + (kTaps - 1 - t) * g.c);
+  flat8_pass(g, dy, flipped, nullptr, dx, Activation::Linear);
 }
 
 void depthwise_flat8_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
