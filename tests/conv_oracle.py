@@ -30,3 +30,21 @@ def check_conv_passes(rng, x, wt, b, args):
     else:
         assert db is None and rdb is None
     return y
+
+
+def same_nonfinite(got, ref):
+    """NaN where the reference has NaN, the same infinities, the finite rest close."""
+    assert np.array_equal(np.isnan(got), np.isnan(ref))
+    assert np.array_equal(np.isposinf(got), np.isposinf(ref))
+    assert np.array_equal(np.isneginf(got), np.isneginf(ref))
+    fin = np.isfinite(ref)
+    close(np.where(fin, got, 0).astype(np.float32), np.where(fin, ref, 0))
+
+
+def check_weight_pass(dy, x, wshape, args):
+    """The native weight pass (with the bias gradient) against the float64 reference."""
+    dw, db = _C.conv2d_backward_weights(dy, x, wshape, *args, True)
+    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
+                                         wshape, *args, True)
+    close(dw, rdw)
+    close(db, rdb)

@@ -13,7 +13,7 @@ import pytest
 from fastconv import _C
 from fastconv import functional as F
 from fastconv import reference as R
-from conv_oracle import check_conv_passes, close
+from conv_oracle import check_conv_passes, close, same_nonfinite
 
 # (h, w): one pixel, one row, one column, under one vector, 7x7 and 14x14 (LeNet-like), rows
 # not multiples of 16, an image of several register blocks with a partial last vector
@@ -76,15 +76,6 @@ def test_fused_activation(activation):
     close(y, ref)
 
 
-def _same_nonfinite(got, ref):
-    """NaN where the reference has NaN, the same infinities, the rest close."""
-    assert np.array_equal(np.isnan(got), np.isnan(ref))
-    assert np.array_equal(np.isposinf(got), np.isposinf(ref))
-    assert np.array_equal(np.isneginf(got), np.isneginf(ref))
-    fin = np.isfinite(ref)
-    close(np.where(fin, got, 0).astype(np.float32), np.where(fin, ref, 0))
-
-
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("c", (3, 6))
 @pytest.mark.parametrize("bad", (np.nan, np.inf, -np.inf))
@@ -102,19 +93,19 @@ def test_nonfinite_match_reference(c, bad):
     x[1, 0, w - 1, 0] = bad  # a corner: its row and column neighbours across the edges
     x64, w64 = x.astype(np.float64), wt.astype(np.float64)
     y = _C.conv2d_forward(x, wt, b, *args)
-    _same_nonfinite(y, R.conv2d_forward(x64, w64, b.astype(np.float64), *args))
+    same_nonfinite(y, R.conv2d_forward(x64, w64, b.astype(np.float64), *args))
     assert not np.isfinite(y).all()
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dw, _ = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
-    _same_nonfinite(dw, R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, True)[0])
+    same_nonfinite(dw, R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, True)[0])
     dy[1, h - 1, 0, 0] = bad
     dy[0, 2, 6, c - 1] = bad
     dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
-    _same_nonfinite(dx, R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
+    same_nonfinite(dx, R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
     x, wt, b = _data(rng, n, h, w, c)
     dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
     rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64), wt.shape, *args, True)
-    _same_nonfinite(db, rdb)
+    same_nonfinite(db, rdb)
     assert not np.isfinite(dw[~np.isfinite(rdw)]).any()
     close(dw[np.isfinite(rdw) & np.isfinite(dw)], rdw[np.isfinite(rdw) & np.isfinite(dw)])
     wt[1, 2, 0, c - 1] = bad

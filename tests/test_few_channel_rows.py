@@ -19,7 +19,7 @@ from fastconv import functional as F
 from fastconv import reference as R
 from fastconv.autograd import Tensor, ops
 from fastconv.reference.gradcheck import check_grad
-from conv_oracle import check_conv_passes, close
+from conv_oracle import check_conv_passes, close, same_nonfinite
 
 # (h, w): widths under 5, under 16, not multiples of 5, one vector plus a little, long rows
 SIZES = ((1, 1), (3, 2), (5, 7), (9, 13), (6, 17), (4, 31), (3, 46), (2, 67))
@@ -91,15 +91,6 @@ def test_fused_activation(activation):
         close(y, ref)
 
 
-def _same_nonfinite(got, ref):
-    """NaN where the reference has NaN, the same infinities, the rest close."""
-    assert np.array_equal(np.isnan(got), np.isnan(ref))
-    assert np.array_equal(np.isposinf(got), np.isposinf(ref))
-    assert np.array_equal(np.isneginf(got), np.isneginf(ref))
-    fin = np.isfinite(ref)
-    close(np.where(fin, got, 0).astype(np.float32), np.where(fin, ref, 0))
-
-
 # the float64 reference itself computes 0 * inf (NaN, as it should): numpy warns about it
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("c, stride", list(itertools.product((1, 3), (1, 2))))
@@ -115,14 +106,14 @@ def test_nonfinite_inputs_match_reference(c, stride, bad):
     x[0, 3, 9, c - 1] = bad
     x64, w64 = x.astype(np.float64), wt.astype(np.float64)
     y = _C.conv2d_forward(x, wt, b, *args)
-    _same_nonfinite(y, R.conv2d_forward(x64, w64, b.astype(np.float64), *args))
+    same_nonfinite(y, R.conv2d_forward(x64, w64, b.astype(np.float64), *args))
     assert np.isnan(y).any() or np.isinf(y).any()
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dw, _ = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
-    _same_nonfinite(dw, R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, True)[0])
+    same_nonfinite(dw, R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, True)[0])
     dy[0, 2, 4, 0] = bad
     dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
-    _same_nonfinite(dx, R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
+    same_nonfinite(dx, R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
     # A non-finite weight with finite data: the kernel hands the call to the direct path,
     # which multiplies padding zeros by it (NaN where the reference leaves the pad out); so
     # at least every output the reference makes non-finite is non-finite, the rest close.
@@ -215,14 +206,14 @@ def test_transposed_rows_nonfinite(c, bad):
     x[0, 4, 33, 0] = bad
     x64, w64 = x.astype(np.float64), wt.astype(np.float64)
     y = _C.conv2d_forward(x, wt, b, *args)
-    _same_nonfinite(y, R.conv2d_forward(x64, w64, b.astype(np.float64), *args))
+    same_nonfinite(y, R.conv2d_forward(x64, w64, b.astype(np.float64), *args))
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
-    _same_nonfinite(dw, R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, True)[0])
+    same_nonfinite(dw, R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, True)[0])
     dy[0, 1, 20, 1] = bad
     dy[0, 3, 34, c - 1] = bad
     dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
-    _same_nonfinite(dx, R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
+    same_nonfinite(dx, R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
     _, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
     assert not np.isfinite(db[[1, c - 1]]).any() and np.isfinite(np.delete(db, [1, c - 1])).all()
 

@@ -21,6 +21,7 @@ import fastconv as fc
 from fastconv import _C
 from fastconv import reference as R
 
+from conv_oracle import check_weight_pass, same_nonfinite
 from test_direct_conv import _check, _close
 from threads_used import threads_used
 
@@ -100,14 +101,6 @@ def test_fused_relu(w):
     _close(y, np.maximum(ref, 0.0))
 
 
-def _same_nonfinite(got, ref):
-    assert np.array_equal(np.isnan(got), np.isnan(ref))
-    assert np.array_equal(np.isposinf(got), np.isposinf(ref))
-    assert np.array_equal(np.isneginf(got), np.isneginf(ref))
-    fin = np.isfinite(ref)
-    _close(np.where(fin, got, 0).astype(np.float32), np.where(fin, ref, 0))
-
-
 # the float64 reference itself computes 0 * inf (NaN, as it should): numpy warns about it
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("bad", (np.nan, np.inf, -np.inf))
@@ -131,17 +124,17 @@ def test_nonfinite_at_vector_edges(bad, where, pads):
     # with pads (2, 0, 2, 0) the last row of x (row 9) is in no window
     reached = pads != (2, 0, 2, 0) or where[0] < 9
     assert np.isfinite(ref).all() != reached
-    _same_nonfinite(_C.conv2d_forward(x, wt, b, *args), ref)
+    same_nonfinite(_C.conv2d_forward(x, wt, b, *args), ref)
     dy = rng.standard_normal(ref.shape).astype(np.float32)
     rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, True)
     assert np.isfinite(rdw).all() != reached
     dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
-    _same_nonfinite(dw, rdw)
+    same_nonfinite(dw, rdw)
     _close(db, rdb)
     dy[1, min(where[0] // 2, dy.shape[1] - 1), min(where[1] // 2, dy.shape[2] - 1), 0] = bad
     rdx = R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args)
     assert not np.isfinite(rdx).all()
-    _same_nonfinite(_C.conv2d_backward_data(dy, wt, x.shape, *args), rdx)
+    same_nonfinite(_C.conv2d_backward_data(dy, wt, x.shape, *args), rdx)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
@@ -155,10 +148,10 @@ def test_nonfinite_weight(bad):
     wt = rng.standard_normal((3, 3, 1, 1)).astype(np.float32)
     wt[0, 2, 0, 0] = bad
     ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *args)
-    _same_nonfinite(_C.conv2d_forward(x, wt, None, *args), ref)
+    same_nonfinite(_C.conv2d_forward(x, wt, None, *args), ref)
     dy = rng.standard_normal(ref.shape).astype(np.float32)
     rdx = R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x.shape, *args)
-    _same_nonfinite(_C.conv2d_backward_data(dy, wt, x.shape, *args), rdx)
+    same_nonfinite(_C.conv2d_backward_data(dy, wt, x.shape, *args), rdx)
 
 
 @pytest.mark.parametrize("w", (13, 14, 15, 16, 17, 18, 21))
@@ -172,11 +165,7 @@ def test_c3_weight_pass_width_rule(w, pads, n):
     oh = (h + pads[0] + pads[1] - 3) // 2 + 1
     ow = (w + pads[2] + pads[3] - 3) // 2 + 1
     dy = rng.standard_normal((n, oh, ow, 3)).astype(np.float32)
-    dw, db = _C.conv2d_backward_weights(dy, x, (3, 3, 3, 3), *args, True)
-    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
-                                         (3, 3, 3, 3), *args, True)
-    _close(dw, rdw)
-    _close(db, rdb)
+    check_weight_pass(dy, x, (3, 3, 3, 3), args)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
@@ -192,5 +181,5 @@ def test_c3_weight_pass_nonfinite(bad, where):
     rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
                                          (3, 3, 3, 3), *args, True)
     assert not np.isfinite(rdw).all()
-    _same_nonfinite(dw, rdw)
+    same_nonfinite(dw, rdw)
     _close(db, rdb)

@@ -27,6 +27,7 @@ import fastconv as fc
 from fastconv import _C
 from fastconv import reference as R
 
+from conv_oracle import same_nonfinite
 from test_direct_conv import _close
 from threads_used import threads_used
 
@@ -78,14 +79,6 @@ def test_threaded_and_deterministic(c, n, hw, pads):
     _close(runs[0], _ref(dy, wt, x_shape, args))
 
 
-def _same_nonfinite(got, ref):
-    assert np.array_equal(np.isnan(got), np.isnan(ref))
-    assert np.array_equal(np.isposinf(got), np.isposinf(ref))
-    assert np.array_equal(np.isneginf(got), np.isneginf(ref))
-    fin = np.isfinite(ref)
-    _close(np.where(fin, got, 0), np.where(fin, ref, 0))
-
-
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("c", (3, 6))
 @pytest.mark.parametrize("bad", (np.nan, np.inf, -np.inf))
@@ -103,7 +96,7 @@ def test_nonfinite(c, bad, hw, pads, corner):
     dy[1, oh // 2, ow // 2, c - 1] = -bad
     ref = _ref(dy, wt, x_shape, args)
     assert not np.isfinite(ref).all()
-    _same_nonfinite(_C.conv2d_backward_data(dy, wt, x_shape, *args), ref)
+    same_nonfinite(_C.conv2d_backward_data(dy, wt, x_shape, *args), ref)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
@@ -114,7 +107,7 @@ def test_nonfinite_weight(c):
     dy, wt, x_shape, args = _case(c + 40, 2, 7, 7, c, (1, 1, 1, 1))
     wt[1, 2, 0, c - 1] = np.inf
     ref = _ref(dy, wt, x_shape, args)
-    _same_nonfinite(_C.conv2d_backward_data(dy, wt, x_shape, *args), ref)
+    same_nonfinite(_C.conv2d_backward_data(dy, wt, x_shape, *args), ref)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
@@ -142,6 +135,6 @@ def test_wide_rows_from_4mib(c, n, hw, pads):
     finally:
         fc.set_num_threads(saved)
     assert used.count == 2
-    _same_nonfinite(one, ref)
+    same_nonfinite(one, ref)
     assert np.array_equal(np.nan_to_num(one), np.nan_to_num(two))
     assert np.array_equal(np.isnan(one), np.isnan(two))

@@ -26,6 +26,7 @@ import fastconv as fc
 from fastconv import _C
 from fastconv import reference as R
 
+from conv_oracle import same_nonfinite
 from test_direct_conv import _check, _close
 
 # (h, w): one output, under one vector of outputs, odd/even, a vector plus a little, long
@@ -90,14 +91,6 @@ def test_fused_relu():
     _close(y, np.maximum(ref, 0.0))
 
 
-def _same_nonfinite(got, ref):
-    assert np.array_equal(np.isnan(got), np.isnan(ref))
-    assert np.array_equal(np.isposinf(got), np.isposinf(ref))
-    assert np.array_equal(np.isneginf(got), np.isneginf(ref))
-    fin = np.isfinite(ref)
-    _close(np.where(fin, got, 0).astype(np.float32), np.where(fin, ref, 0))
-
-
 # the float64 reference itself computes 0 * inf (NaN, as it should): numpy warns about it
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("bad", (np.nan, np.inf, -np.inf))
@@ -117,19 +110,19 @@ def test_nonfinite_lands_where_the_reference_puts_it(bad, where, pads):
     y = _C.conv2d_forward(x, wt, b, *args)
     ref = R.conv2d_forward(x64, w64, b.astype(np.float64), *args)
     assert not np.isfinite(ref).all()
-    _same_nonfinite(y, ref)
+    same_nonfinite(y, ref)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
     rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, True)
     assert not np.isfinite(rdw).all()
-    _same_nonfinite(dw, rdw)
+    same_nonfinite(dw, rdw)
     _close(db, rdb)
     oy, ox = min(where[0] // 2, y.shape[1] - 1), min(where[1] // 2, y.shape[2] - 1)
     dy[1, oy, ox, 0] = bad
     dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
     rdx = R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args)
     assert not np.isfinite(rdx).all()
-    _same_nonfinite(dx, rdx)
+    same_nonfinite(dx, rdx)
 
 
 @pytest.mark.parametrize("c", (2, 3, 4, 6))
@@ -194,12 +187,12 @@ def test_forward_channels_nonfinite(c, w, bad):
     x[1, 4, 9, 0] = -bad
     ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
     assert not np.isfinite(ref).all()
-    _same_nonfinite(_C.conv2d_forward(x, wt, b, *args), ref)
+    same_nonfinite(_C.conv2d_forward(x, wt, b, *args), ref)
     x = rng.standard_normal((2, 9, w, c)).astype(np.float32)
     wt[2, 0, c - 1, 0] = bad
     ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *args)
     assert not np.isfinite(ref).all()
-    _same_nonfinite(_C.conv2d_forward(x, wt, b, *args), ref)
+    same_nonfinite(_C.conv2d_forward(x, wt, b, *args), ref)
 
 
 @pytest.mark.parametrize("c", (2, 3, 4, 6))
@@ -253,7 +246,7 @@ def test_backward_data_channels_nonfinite(c, bad):
     dy[1, 3, 6, 0] = -bad
     ref = R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x_shape, *args)
     assert not np.isfinite(ref).all()
-    _same_nonfinite(_C.conv2d_backward_data(dy, wt, x_shape, *args), ref)
+    same_nonfinite(_C.conv2d_backward_data(dy, wt, x_shape, *args), ref)
 
 
 @pytest.mark.parametrize("c", (2, 3, 4, 6))
@@ -289,7 +282,7 @@ def test_backward_weights_channels_nonfinite(c, bad):
                                          (3, 3, c, c), *args, True)
     assert not np.isfinite(rdw).all() and np.isfinite(rdw).any()
     dw, db = _C.conv2d_backward_weights(dy, x, (3, 3, c, c), *args, True)
-    _same_nonfinite(dw, rdw)
+    same_nonfinite(dw, rdw)
     _close(db, rdb)
     x = rng.standard_normal((2, 15, 29, c)).astype(np.float32)
     dy[1, 7, 14, c - 1] = bad
@@ -297,8 +290,8 @@ def test_backward_weights_channels_nonfinite(c, bad):
                                          (3, 3, c, c), *args, True)
     dw, db = _C.conv2d_backward_weights(dy, x, (3, 3, c, c), *args, True)
     assert not np.isfinite(rdb).all()
-    _same_nonfinite(dw, rdw)
-    _same_nonfinite(db, rdb)
+    same_nonfinite(dw, rdw)
+    same_nonfinite(db, rdb)
 
 
 @pytest.mark.parametrize("c", (3, 6))
@@ -354,20 +347,20 @@ def test_c1_nonfinite_at_vector_edges(bad, where):
     x[1, where[0], where[1], 0] = bad
     ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *args)
     assert not np.isfinite(ref).all()
-    _same_nonfinite(_C.conv2d_forward(x, wt, None, *args), ref)
+    same_nonfinite(_C.conv2d_forward(x, wt, None, *args), ref)
     dy = rng.standard_normal(ref.shape).astype(np.float32)
     rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64), wt.shape,
                                          *args, True)
     assert not np.isfinite(rdw).all()
     dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
-    _same_nonfinite(dw, rdw)
+    same_nonfinite(dw, rdw)
     _close(db, rdb)
     dy[1, min(where[0] // 2, 4), min(where[1] // 2, 32), 0] = bad
     rdx = R.conv2d_backward_data(dy.astype(np.float64), wt.astype(np.float64), x.shape, *args)
     assert not np.isfinite(rdx).all()
-    _same_nonfinite(_C.conv2d_backward_data(dy, wt, x.shape, *args), rdx)
+    same_nonfinite(_C.conv2d_backward_data(dy, wt, x.shape, *args), rdx)
     x = rng.standard_normal((2, 10, 66, 1)).astype(np.float32)
     wt[0, 2, 0, 0] = bad
     ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *args)
     assert not np.isfinite(ref).all()
-    _same_nonfinite(_C.conv2d_forward(x, wt, None, *args), ref)
+    same_nonfinite(_C.conv2d_forward(x, wt, None, *args), ref)

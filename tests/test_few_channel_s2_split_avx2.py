@@ -17,6 +17,7 @@ import fastconv as fc
 from fastconv import _C
 from fastconv import reference as R
 
+from conv_oracle import check_weight_pass, same_nonfinite
 from test_direct_conv import _check, _close
 from threads_used import threads_used
 
@@ -104,14 +105,6 @@ def test_fused_relu(c, w):
     _close(_fwd(x, wt, b, args, "relu"), np.maximum(ref, 0.0))
 
 
-def _same_nonfinite(got, ref):
-    assert np.array_equal(np.isnan(got), np.isnan(ref))
-    assert np.array_equal(np.isposinf(got), np.isposinf(ref))
-    assert np.array_equal(np.isneginf(got), np.isneginf(ref))
-    fin = np.isfinite(ref)
-    _close(np.where(fin, got, 0).astype(np.float32), np.where(fin, ref, 0))
-
-
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("c", (3, 6))
 @pytest.mark.parametrize("bad", (np.nan, np.inf, -np.inf))
@@ -130,7 +123,7 @@ def test_nonfinite_x(c, bad, where, pads):
     ref = _ref(x, wt, b, args)
     reached = pads != (2, 0, 2, 0) or where[0] < 9
     assert np.isfinite(ref).all() != reached
-    _same_nonfinite(_fwd(x, wt, b, args), ref)
+    same_nonfinite(_fwd(x, wt, b, args), ref)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
@@ -144,7 +137,7 @@ def test_nonfinite_weight(c, bad, tap):
     x = rng.standard_normal((2, 9, 21, c)).astype(np.float32)
     wt = rng.standard_normal((3, 3, c, c)).astype(np.float32)
     wt[tap] = bad
-    _same_nonfinite(_fwd(x, wt, None, args), _ref(x, wt, None, args))
+    same_nonfinite(_fwd(x, wt, None, args), _ref(x, wt, None, args))
 
 
 @pytest.mark.parametrize("w", (17, 18, 19, 23, 24, 31, 32, 33, 47, 56, 57))
@@ -159,11 +152,7 @@ def test_c3_weight_pass(w, pads, n):
     oh = (h + pads[0] + pads[1] - 3) // 2 + 1
     ow = (w + pads[2] + pads[3] - 3) // 2 + 1
     dy = rng.standard_normal((n, oh, ow, 3)).astype(np.float32)
-    dw, db = _C.conv2d_backward_weights(dy, x, (3, 3, 3, 3), *args, True)
-    rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
-                                         (3, 3, 3, 3), *args, True)
-    _close(dw, rdw)
-    _close(db, rdb)
+    check_weight_pass(dy, x, (3, 3, 3, 3), args)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
@@ -179,7 +168,7 @@ def test_c3_weight_pass_nonfinite(bad, where):
     rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64),
                                          (3, 3, 3, 3), *args, True)
     assert not np.isfinite(rdw).all()
-    _same_nonfinite(dw, rdw)
+    same_nonfinite(dw, rdw)
     _close(db, rdb)
 
 

@@ -28,7 +28,7 @@ import pytest
 from fastconv import _C
 from fastconv import functional as F
 from fastconv import reference as R
-from conv_oracle import check_conv_passes, close
+from conv_oracle import check_conv_passes, close, same_nonfinite
 
 # (top, bottom, left, right) summing to 2 each way: the output has the input's size
 PADS = ((1, 1, 1, 1), (0, 2, 2, 0), (2, 0, 0, 2), (1, 1, 0, 2), (2, 0, 1, 1), (0, 2, 1, 1))
@@ -40,15 +40,6 @@ def _data(rng, n, h, w, c, bias=True):
     wt = rng.standard_normal((3, 3, c, c)).astype(np.float32)
     b = rng.standard_normal(c).astype(np.float32) if bias else None
     return x, wt, b
-
-
-def _same_nonfinite(got, ref):
-    """NaN where the reference has NaN, the same infinities, the rest close."""
-    assert np.array_equal(np.isnan(got), np.isnan(ref))
-    assert np.array_equal(np.isposinf(got), np.isposinf(ref))
-    assert np.array_equal(np.isneginf(got), np.isneginf(ref))
-    fin = np.isfinite(ref)
-    close(np.where(fin, got, 0).astype(np.float32), np.where(fin, ref, 0))
 
 
 # ---- C = 1, bands of rows ----
@@ -72,7 +63,7 @@ def test_c1_bands_streamed_stores(pads):
     x[1, 300, 16, 0] = np.nan
     x64, w64 = x.astype(np.float64), wt.astype(np.float64)
     y = _C.conv2d_forward(x, wt, b, *args)
-    _same_nonfinite(y, R.conv2d_forward(x64, w64, b.astype(np.float64), *args))
+    same_nonfinite(y, R.conv2d_forward(x64, w64, b.astype(np.float64), *args))
     dy = rng.standard_normal(y.shape).astype(np.float32)
     close(_C.conv2d_backward_data(dy, wt, x.shape, *args),
           R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
@@ -121,14 +112,14 @@ def test_c1_bands_nonfinite_match_reference(bad, pads):
     x[1, 5, 36, 0] = bad
     x64, w64 = x.astype(np.float64), wt.astype(np.float64)
     y = _C.conv2d_forward(x, wt, b, *args)
-    _same_nonfinite(y, R.conv2d_forward(x64, w64, b.astype(np.float64), *args))
+    same_nonfinite(y, R.conv2d_forward(x64, w64, b.astype(np.float64), *args))
     assert not np.isfinite(y).all()
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dy[1, 0, w - 1, 0] = bad
     dy[0, h - 1, 0, 0] = bad
     dy[0, 7, 32, 0] = bad
     dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
-    _same_nonfinite(dx, R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
+    same_nonfinite(dx, R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
     if _C.isa_level() != "avx512":
         return  # the row kernels of the other levels skip padded taps (0 * inf never made)
     x, wt, b = _data(rng, n, h, w, 1)
@@ -180,18 +171,18 @@ def test_stream_nonfinite_stays_in_its_image(c, bad):
         x64, w64 = x.astype(np.float64), wt.astype(np.float64)
         y = _C.conv2d_forward(x, wt, b, *args)
         ref = R.conv2d_forward(x64, w64, b.astype(np.float64), *args)
-        _same_nonfinite(y, ref)
+        same_nonfinite(y, ref)
         assert np.isfinite(y[1]).all() and np.isfinite(y[4]).all()
         dy = rng.standard_normal(y.shape).astype(np.float32)
         dy[1, h - 1, 0, 0] = bad
         dy[3, 0, 2, c - 1] = bad
         dx = _C.conv2d_backward_data(dy, wt, x.shape, *args)
-        _same_nonfinite(dx, R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
+        same_nonfinite(dx, R.conv2d_backward_data(dy.astype(np.float64), w64, x.shape, *args))
         assert np.isfinite(dx[0]).all() and np.isfinite(dx[2]).all() and np.isfinite(dx[4]).all()
         dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *args, True)
         rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x64, wt.shape, *args, True)
         assert not np.isfinite(dw[~np.isfinite(rdw)]).any()
-        _same_nonfinite(db, rdb)
+        same_nonfinite(db, rdb)
 
 
 def test_stream_threaded_and_deterministic():
