@@ -36,11 +36,13 @@ namespace fastconv::cpu::detail {
 
 namespace {
 
-constexpr int kRows = 6;            // dW rows (input channels) a tile: 12 accumulators of 16 columns
-constexpr int64_t kBlock = 128;    // pixels a block (a multiple of kFold)
+constexpr int kRows = 6;      // dW^T rows (output channels) a tile
+constexpr int kVecs = 2;      // ymm columns (8 input channels each) a tile
+constexpr int64_t kWidth = 8 * kVecs;
+constexpr int64_t kBlock = 128;     // pixels a block (a multiple of kFold)
 constexpr int64_t kFold = 64;       // db's float sums folded into double every kFold pixels
 constexpr int64_t kMaxCin = 1024;   // the packed block: kBlock x Cin floats (512 KiB at most)
-constexpr int64_t kMaxCout = 512;   // the panels: kBlock x Cout floats (256 KiB at most)
+constexpr int64_t kMaxCout = 512;
 
 // Mask of the first `valid` (0..8) lanes.
 inline __m256i lanes(int64_t valid) {
@@ -48,43 +50,48 @@ inline __m256i lanes(int64_t valid) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)std::min<int64_t>(valid, 8)), idx);
 }
 
-// A block's packing: sliver t holds dy[p][6 t .. 6 t + 5] at yp + t * sliver + 6 p (the tail
+// A block's packing: sliver t holds dy[p][R t .. R t + R - 1] at yp + t * sliver + R p (the tail
 // sliver's lanes past Cout are zero: its tile reads only the valid ones); panel j holds
-// x[p][16 j .. 16 j + 15] at xp + j * 16 * kBlock + 16 p.
+// x[p][W j .. W j + w_j - 1] at xp + j * W * kBlock + w_j p (W = kWidth; w_j = W but for the
+// last panel, Cin % W).
 struct Packing {
-  int64_t k, m, tiles, panels, sliver;
+  int64_t k, m, tiles, panels, tail_vecs, sliver;
   std::unique_ptr<float[]> buf;
   float *xp, *yp;
   Packing(int64_t k_, int64_t m_)
-      : k(k_), m(m_), tiles((m_ + kRows - 1) / kRows), panels(k_ / 16),
-        // each pixel's 6 floats are written as 8 (one store): 2 floats of slack at a sliver's end
-        sliver(kBlock * kRows + 2) {
-    buf.reset(new float[panels * 16 * kBlock + tiles * sliver + 16]);
+      : k(k_), m(m_), tiles((m_ + kRows - 1) / kRows), panels((k_ + kWidth - 1) / kWidth),
+        tail_vecs((k_ % kWidth) / 8),
+        // each pixel's R floats are written as 8 (one store): 8 - R floats of slack at the end
+        sliver(kBlock * kRows + 8) {
+    buf.reset(new float[panels * kWidth * kBlock + tiles * sliver + 16]);
     xp = buf.get() + ((8 - ((uintptr_t)buf.get() / 4) % 8) % 8);  // 32-byte aligned panel loads
-    yp = xp + panels * 16 * kBlock;
+    yp = xp + panels * kWidth * kBlock;
   }
 };
 
-// x's rows [0, pb) (leading dimension k) into the panels.
+// x's rows [0, pb) (leading dimension k, k % 8 == 0) into the panels.
 void pack_x(int64_t pb, const float* x, Packing& pk) {
-  const int64_t k = pk.k;
+  const int64_t k = pk.k, whole = k / kWidth;
   for (int64_t p = 0; p < pb; ++p) {
     const float* row = x + p * k;
-    float* dst = pk.xp + p * 16;
-    for (int64_t j = 0; j < pk.panels; ++j) {
-      _mm256_store_ps(dst + j * 16 * kBlock, _mm256_loadu_ps(row + j * 16));
-      _mm256_store_ps(dst + j * 16 * kBlock + 8, _mm256_loadu_ps(row + j * 16 + 8));
-    }
+    float* dst = pk.xp + p * kWidth;
+    for (int64_t j = 0; j < whole; ++j)
+#pragma GCC unroll 8
+      for (int v = 0; v < kVecs; ++v)
+        _mm256_store_ps(dst + j * kWidth * kBlock + 8 * v, _mm256_loadu_ps(row + j * kWidth + 8 * v));
+    float* tail = pk.xp + whole * kWidth * kBlock + p * 8 * pk.tail_vecs;
+    for (int64_t v = 0; v < pk.tail_vecs; ++v)
+      _mm256_store_ps(tail + 8 * v, _mm256_loadu_ps(row + whole * kWidth + 8 * v));
   }
 }
 
-// dy's rows [0, pb) (leading dimension m) into the slivers; with sums, their column sums added
-// to sums[0 .. m) (in float over at most kFold pixels, then in double).
+// dy's rows [0, pb) (leading dimension m, m % 8 == 0) into the slivers; with sums, their column
+// sums added to sums[0 .. m) (in float over at most kFold pixels, then in double).
 void pack_y(int64_t pb, const float* dy, Packing& pk, double* sums) {
   const int64_t m = pk.m, tiles = pk.tiles;
-  // Slivers whose 8-float load stays inside the row; the last one or two read masked.
-  const int64_t whole = m >= 8 ? std::min<int64_t>(tiles, (m - 8) / kRows + 1) : 0;
-  __m256i tail_mask[2];
+  // Slivers whose 8-float load stays inside the row; the last few read masked.
+  const int64_t whole = std::min<int64_t>(tiles, (m - 8) / kRows + 1);
+  __m256i tail_mask[8];
   for (int64_t t = whole; t < tiles; ++t) tail_mask[t - whole] = lanes(m - t * kRows);
   for (int64_t p = 0; p < pb; ++p) {
     const float* row = dy + p * m;
@@ -95,7 +102,7 @@ void pack_y(int64_t pb, const float* dy, Packing& pk, double* sums) {
       _mm256_storeu_ps(dst + t * pk.sliver, _mm256_maskload_ps(row + t * kRows, tail_mask[t - whole]));
   }
   if (!sums) return;
-  // The column sums over the block's rows (in L1 now), 8 columns at a time (Cout % 8 == 0).
+  // The column sums over the block's rows (in L1 now), 8 columns at a time.
   for (int64_t c = 0; c < m; c += 8)
     for (int64_t p0 = 0; p0 < pb; p0 += kFold) {
       const int64_t p1 = std::min(pb, p0 + kFold);
@@ -106,41 +113,56 @@ void pack_y(int64_t pb, const float* dy, Packing& pk, double* sums) {
     }
 }
 
-// c[r][0 .. 16) (leading dimension ldc) = (accumulate ? c : 0) + sum over the block's pb pixels
-// of a[p][r] * b[p][0 .. 16), for r < R.
-template <int R>
+// c[r][0 .. 8 V) (leading dimension ldc) = (accumulate ? c : 0) + sum over the block's pb pixels
+// of a[p][r] * b[p][0 .. 8 V), for r < R (a: kRows floats a pixel, b: 8 V, 32-byte aligned).
+template <int R, int V>
 inline void tile(int64_t pb, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
-  __m256 c0[R], c1[R];
+  __m256 acc[R][V];
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    c0[r] = accumulate ? _mm256_loadu_ps(c + r * ldc) : _mm256_setzero_ps();
-    c1[r] = accumulate ? _mm256_loadu_ps(c + r * ldc + 8) : _mm256_setzero_ps();
-  }
-  for (int64_t p = 0; p < pb; ++p, a += kRows, b += 16) {
-    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) acc[r][v] = accumulate ? _mm256_loadu_ps(c + r * ldc + 8 * v) : _mm256_setzero_ps();
+  for (int64_t p = 0; p < pb; ++p, a += kRows, b += 8 * V) {
+    __m256 bv[V];
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) bv[v] = _mm256_load_ps(b + 8 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m256 ar = _mm256_broadcast_ss(a + r);
-      c0[r] = _mm256_fmadd_ps(ar, b0, c0[r]);
-      c1[r] = _mm256_fmadd_ps(ar, b1, c1[r]);
+#pragma GCC unroll 8
+      for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(ar, bv[v], acc[r][v]);
     }
   }
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    _mm256_storeu_ps(c + r * ldc, c0[r]);
-    _mm256_storeu_ps(c + r * ldc + 8, c1[r]);
-  }
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) _mm256_storeu_ps(c + r * ldc + 8 * v, acc[r][v]);
 }
 
+template <int V>
 inline void tile_rows(int rows, int64_t pb, const float* a, const float* b, float* c, int64_t ldc,
                       bool accumulate) {
   switch (rows) {
-    case 6: return tile<6>(pb, a, b, c, ldc, accumulate);
-    case 5: return tile<5>(pb, a, b, c, ldc, accumulate);
-    case 4: return tile<4>(pb, a, b, c, ldc, accumulate);
-    case 3: return tile<3>(pb, a, b, c, ldc, accumulate);
-    case 2: return tile<2>(pb, a, b, c, ldc, accumulate);
-    default: return tile<1>(pb, a, b, c, ldc, accumulate);
+    case 1: return tile<1, V>(pb, a, b, c, ldc, accumulate);
+    case 2: if constexpr (kRows >= 2) return tile<2, V>(pb, a, b, c, ldc, accumulate); break;
+    case 3: if constexpr (kRows >= 3) return tile<3, V>(pb, a, b, c, ldc, accumulate); break;
+    case 4: if constexpr (kRows >= 4) return tile<4, V>(pb, a, b, c, ldc, accumulate); break;
+    case 5: if constexpr (kRows >= 5) return tile<5, V>(pb, a, b, c, ldc, accumulate); break;
+    case 6: if constexpr (kRows >= 6) return tile<6, V>(pb, a, b, c, ldc, accumulate); break;
+    default: break;
+  }
+}
+
+// A tile of `rows` rows and `vecs` vectors (the last panel's may be fewer than kVecs).
+inline void tile_any(int rows, int vecs, int64_t pb, const float* a, const float* b, float* c, int64_t ldc,
+                     bool accumulate) {
+  if (rows == kRows && vecs == kVecs) return tile<kRows, kVecs>(pb, a, b, c, ldc, accumulate);
+  switch (vecs) {
+    case 1: return tile_rows<1>(rows, pb, a, b, c, ldc, accumulate);
+    case 2: if constexpr (kVecs >= 2) return tile_rows<2>(rows, pb, a, b, c, ldc, accumulate); break;
+    case 3: if constexpr (kVecs >= 3) return tile_rows<3>(rows, pb, a, b, c, ldc, accumulate); break;
+    case 4: if constexpr (kVecs >= 4) return tile_rows<4>(rows, pb, a, b, c, ldc, accumulate); break;
+    default: break;
   }
 }
 
@@ -163,15 +185,15 @@ void weights_run(int64_t pixels, const float* x, const float* dy, float* dwt, do
     int64_t done = 0;
     const bool accumulate = p0 > 0;
     for (int64_t j = 0; j < pk.panels; ++j) {
-      const float* b = pk.xp + j * 16 * kBlock;
+      const float* panel = pk.xp + j * kWidth * kBlock;
+      const int vecs = (int)std::min<int64_t>(kVecs, (k - j * kWidth) / 8);
       for (int64_t t = 0; t < pk.tiles; ++t) {
         for (int64_t q = 0; q < share && done < next_lines; ++q, ++done)
           _mm_prefetch(next + done * 64, _MM_HINT_T0);
         const float* a = pk.yp + t * pk.sliver;
-        float* c = dwt + t * kRows * k + j * 16;
-        const int64_t rows = std::min<int64_t>(kRows, m - t * kRows);
-        if (rows == kRows) tile<kRows>(pb, a, b, c, k, accumulate);
-        else tile_rows((int)rows, pb, a, b, c, k, accumulate);
+        float* c = dwt + t * kRows * k + j * kWidth;
+        const int rows = (int)std::min<int64_t>(kRows, m - t * kRows);
+        tile_any(rows, vecs, pb, a, panel, c, k, accumulate);
       }
     }
   }
@@ -182,7 +204,7 @@ void weights_run(int64_t pixels, const float* x, const float* dy, float* dwt, do
 bool pointwise_backward_weights_avx2(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                                      float* db, int threads) {
   const int64_t k = g.c, m = g.oc;
-  if (g.groups != 1 || !g.is_pointwise() || active_gemm_backend() == "native" || k % 16 != 0 ||
+  if (g.groups != 1 || !g.is_pointwise() || active_gemm_backend() == "native" || k % 8 != 0 ||
       m % 8 != 0 || m > kMaxCout || k > kMaxCin)
     return false;
   const int64_t pixels = g.n * g.oh * g.ow, blocks = (pixels + kBlock - 1) / kBlock;
