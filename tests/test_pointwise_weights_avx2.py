@@ -1,7 +1,8 @@
 """The weight pass of stride-1 1x1 convs (groups 1) on avx2 register tiles where the GEMM is OpenBLAS
 (csrc/cpu/pointwise_weights_avx2.cpp, stop 39): Cin and Cout multiples of 8, Cin <= 1024, Cout <= 512;
-pixels in blocks of 128, x packed in panels of 16 input channels, dy in slivers of 6 output channels,
-6 x 16 tiles of dW^T, db summed from each block of dy. At AVX-512, the baseline level, and for the
+pixels in blocks of 128, the operand with more channels (x at a tie) packed in panels of 16 channels,
+the other in slivers of 6, 6 x 16 register tiles; up to 1024 pixels dy in panels (dW itself);
+db summed from each block of dy. At AVX-512, the baseline level, and for the
 other shapes here (Cin or Cout not a multiple of 8, past the limits) the GEMM path runs the same
 calls, and these tests check that one.
 
@@ -9,7 +10,7 @@ Against the float64 oracle: each element of dw within 1e-5 of its magnitude (the
 over the pixels: the largest its float32 rounding can reach), db within 1e-5 of sum |dy|. Shapes:
 item 2's layer scaled down (28x28 256->64 at N=2: 1568 pixels, 12 whole blocks and 32 pixels), the
 sweep's square shapes (C 16..512) at batch 1 and 2, odd H and W, one pixel, pixel counts of 127,
-128, 129 and 256 (a block's edges), Cout 8..72 (slivers of 2 and 4 rows at the end), Cin 8, 24,
+128, 129 and 256 (a block's edges), 1221..1568 (past 1024: either operand in panels), Cout 8..72 (slivers of 2 and 4 rows at the end), Cin 8, 24,
 40, 136 (a last panel of 8 channels), the limits (Cin 1024, Cout 512) and past them. With and without
 db; one and two threads (each against the oracle, two threads the same in repeated runs); every
 element written (the tests' outputs start as NaN, conftest.py); NaN and inf in x reach exactly
@@ -86,6 +87,10 @@ SHAPES = {
     "cout512": (1, 5, 5, 64, 512),
     "cin1032": (1, 4, 4, 1032, 16),             # past them: the GEMM
     "cout520": (1, 4, 4, 16, 520),
+    # past 1024 pixels: x in panels (dW^T, transposed at the end) unless Cout > Cin
+    "many_tails": (1, 33, 37, 136, 40),         # 1221 pixels: a panel of 8, a sliver of 4
+    "many_square": (2, 23, 29, 24, 24),         # 1334 pixels
+    "many_cout72": (1, 35, 35, 40, 72),         # dy in panels: a panel of 8, slivers of 5 (40)
     "cin100": (1, 6, 6, 100, 64),               # not multiples of 8: the GEMM
     "cout60": (1, 6, 6, 64, 60),
 }
@@ -108,7 +113,8 @@ def test_sweep_shapes_match_oracle(n, hw, c):
     _check(x, dy, dw, db)
 
 
-@pytest.mark.parametrize("name", ["item2_scaled", "batch1_odd", "px129", "c64_256", "cin24"])
+@pytest.mark.parametrize("name", ["item2_scaled", "batch1_odd", "px129", "c64_256", "cin24", "many_tails",
+                                  "many_cout72"])
 def test_two_threads(name):
     x, dy = _operands(3, *SHAPES[name])
     dw, db = _with_threads(2, lambda: _run(x, dy))
