@@ -47,6 +47,9 @@ constexpr int64_t kWidth = 8 * kVecs;
 constexpr int64_t kBlock = 128;     // pixels a block (a multiple of kFold)
 constexpr int64_t kFold = 64;       // db's float sums folded into double every kFold pixels
 constexpr int64_t kMaxChannels = 1024;  // either side: a packed block is 512 KiB at most
+// Operands of up to these channels are read in place (1 thread, paired, against packing them:
+// N=32 28x28 C=16 0.55, 24 0.75, 32 0.87; packing up to 64 channels instead: 48 1.10, 64 1.16).
+constexpr int64_t kPackMin = 32;
 constexpr int64_t kDirectMaxPixels = 1024;  // up to these, dy is the panel operand
 
 // Mask of the first `valid` (0..8) lanes.
@@ -123,16 +126,16 @@ void block_sums(int64_t pb, const float* dy, int64_t m, double* sums) {
 // c[r][0 .. 8 V) (leading dimension ldc) = (accumulate ? c : 0) + sum over the block's pb pixels
 // of a[p][r] * b[p][0 .. 8 V), for r < R (a: a sliver, kRows floats a pixel; b: a panel, 8 V).
 template <int R, int V>
-inline void tile(int64_t pb, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+inline void tile(int64_t pb, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
   __m256 acc[R][V];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
     for (int v = 0; v < V; ++v) acc[r][v] = accumulate ? _mm256_loadu_ps(c + r * ldc + 8 * v) : _mm256_setzero_ps();
-  for (int64_t p = 0; p < pb; ++p, a += kRows, b += 8 * V) {
+  for (int64_t p = 0; p < pb; ++p, a += lda, b += ldb) {
     __m256 bv[V];
 #pragma GCC unroll 8
-    for (int v = 0; v < V; ++v) bv[v] = _mm256_load_ps(b + 8 * v);
+    for (int v = 0; v < V; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m256 ar = _mm256_broadcast_ss(a + r);
@@ -147,28 +150,28 @@ inline void tile(int64_t pb, const float* a, const float* b, float* c, int64_t l
 }
 
 template <int V>
-inline void tile_rows(int rows, int64_t pb, const float* a, const float* b, float* c, int64_t ldc,
-                      bool accumulate) {
+inline void tile_rows(int rows, int64_t pb, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                      int64_t ldc, bool accumulate) {
   switch (rows) {
-    case 1: return tile<1, V>(pb, a, b, c, ldc, accumulate);
-    case 2: if constexpr (kRows >= 2) return tile<2, V>(pb, a, b, c, ldc, accumulate); break;
-    case 3: if constexpr (kRows >= 3) return tile<3, V>(pb, a, b, c, ldc, accumulate); break;
-    case 4: if constexpr (kRows >= 4) return tile<4, V>(pb, a, b, c, ldc, accumulate); break;
-    case 5: if constexpr (kRows >= 5) return tile<5, V>(pb, a, b, c, ldc, accumulate); break;
-    case 6: if constexpr (kRows >= 6) return tile<6, V>(pb, a, b, c, ldc, accumulate); break;
+    case 1: return tile<1, V>(pb, a, lda, b, ldb, c, ldc, accumulate);
+    case 2: if constexpr (kRows >= 2) return tile<2, V>(pb, a, lda, b, ldb, c, ldc, accumulate); break;
+    case 3: if constexpr (kRows >= 3) return tile<3, V>(pb, a, lda, b, ldb, c, ldc, accumulate); break;
+    case 4: if constexpr (kRows >= 4) return tile<4, V>(pb, a, lda, b, ldb, c, ldc, accumulate); break;
+    case 5: if constexpr (kRows >= 5) return tile<5, V>(pb, a, lda, b, ldb, c, ldc, accumulate); break;
+    case 6: if constexpr (kRows >= 6) return tile<6, V>(pb, a, lda, b, ldb, c, ldc, accumulate); break;
     default: break;
   }
 }
 
 // A tile of `rows` rows and `vecs` vectors (the last panel's may be fewer than kVecs).
-inline void tile_any(int rows, int vecs, int64_t pb, const float* a, const float* b, float* c, int64_t ldc,
-                     bool accumulate) {
-  if (rows == kRows && vecs == kVecs) return tile<kRows, kVecs>(pb, a, b, c, ldc, accumulate);
+inline void tile_any(int rows, int vecs, int64_t pb, const float* a, int64_t lda, const float* b, int64_t ldb,
+                     float* c, int64_t ldc, bool accumulate) {
+  if (rows == kRows && vecs == kVecs) return tile<kRows, kVecs>(pb, a, lda, b, ldb, c, ldc, accumulate);
   switch (vecs) {
-    case 1: return tile_rows<1>(rows, pb, a, b, c, ldc, accumulate);
-    case 2: if constexpr (kVecs >= 2) return tile_rows<2>(rows, pb, a, b, c, ldc, accumulate); break;
-    case 3: if constexpr (kVecs >= 3) return tile_rows<3>(rows, pb, a, b, c, ldc, accumulate); break;
-    case 4: if constexpr (kVecs >= 4) return tile_rows<4>(rows, pb, a, b, c, ldc, accumulate); break;
+    case 1: return tile_rows<1>(rows, pb, a, lda, b, ldb, c, ldc, accumulate);
+    case 2: if constexpr (kVecs >= 2) return tile_rows<2>(rows, pb, a, lda, b, ldb, c, ldc, accumulate); break;
+    case 3: if constexpr (kVecs >= 3) return tile_rows<3>(rows, pb, a, lda, b, ldb, c, ldc, accumulate); break;
+    case 4: if constexpr (kVecs >= 4) return tile_rows<4>(rows, pb, a, lda, b, ldb, c, ldc, accumulate); break;
     default: break;
   }
 }
@@ -185,16 +188,21 @@ void weights_run(int64_t pixels, const float* a, const float* b, const float* dy
   }
   for (int64_t p0 = 0; p0 < pixels; p0 += kBlock) {
     const int64_t pb = std::min(kBlock, pixels - p0);
-    pack_panels(pb, b + p0 * nb, pk);
-    pack_slivers(pb, a + p0 * na, pk);
+    // An operand of few channels is read in place (its block, 16 KiB at most, stays in L1).
+    const bool pack_b = nb > kPackMin, pack_a = na > kPackMin;
+    if (pack_b) pack_panels(pb, b + p0 * nb, pk);
+    if (pack_a) pack_slivers(pb, a + p0 * na, pk);
     if (sums) block_sums(pb, dy + p0 * m, m, sums);
     const bool accumulate = p0 > 0;
     for (int64_t j = 0; j < pk.panels; ++j) {
-      const float* panel = pk.pp + j * kWidth * kBlock;
+      const float* panel = pack_b ? pk.pp + j * kWidth * kBlock : b + p0 * nb + j * kWidth;
       const int vecs = (int)std::min<int64_t>(kVecs, (nb - j * kWidth) / 8);
+      const int64_t ldb = pack_b ? 8 * vecs : nb;
       for (int64_t t = 0; t < pk.tiles; ++t) {
         const int rows = (int)std::min<int64_t>(kRows, na - t * kRows);
-        tile_any(rows, vecs, pb, pk.sp + t * pk.sliver, panel, out + t * kRows * nb + j * kWidth, nb, accumulate);
+        const float* sliver = pack_a ? pk.sp + t * pk.sliver : a + p0 * na + t * kRows;
+        tile_any(rows, vecs, pb, sliver, pack_a ? kRows : na, panel, ldb, out + t * kRows * nb + j * kWidth, nb,
+                 accumulate);
       }
     }
   }
