@@ -46,7 +46,11 @@ constexpr int kVecs = 2;            // ymm columns (8 panel channels each) a til
 constexpr int64_t kWidth = 8 * kVecs;
 constexpr int64_t kBlock = 128;     // pixels a block (a multiple of kFold)
 constexpr int64_t kFold = 64;       // db's float sums folded into double every kFold pixels
-constexpr int64_t kMaxChannels = 1024;  // either side: a packed block is 512 KiB at most
+// Either side up to this: a packed block of 128 KiB, a dW of 256 KiB at most. Past it the block
+// and dW no longer share the L2 (each block reloads all of dW): 1 thread, paired, against
+// OpenBLAS, N=32 14x14 1024->256 1.17, 256->1024 1.09, 28x28 512->128 1.04, N=256 7x7 512->512
+// 1.10 (N=32 7x7 512->512 0.93, 28x28 128->512 1.00).
+constexpr int64_t kMaxChannels = 256;
 // Operands of up to these channels are read in place (1 thread, paired, against packing them:
 // N=32 28x28 C=16 0.55, 24 0.75, 32 0.87; packing up to 64 channels instead: 48 1.10, 64 1.16).
 constexpr int64_t kPackMin = 32;
