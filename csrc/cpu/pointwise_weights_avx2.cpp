@@ -14,8 +14,9 @@
 // Which operand is packed in panels: the one with more channels, x at a tie (dW^T = dy^T @ x,
 // transposed into dw at the end; 1 thread, paired, against dy in panels: 32x28x28 256->64 0.975,
 // 128->128 0.955, 32x7x7 512->512 0.958, 64->256 1.035), but dy at up to kDirectMaxPixels pixels
-// (dW itself, no transpose: at batch 1, 7x7 512->512 (49 pixels) the 1 MiB transpose cost a
-// third of the pass; 14x14 256->256 0.90, 28x28 256->256 0.94, 56x56 64->64 1.01).
+// (dW itself, no transpose: the transpose is a pass over dW, as long as the product at batch 1
+// (7x7 512->512, 49 pixels: a quarter of the time); 14x14 256->256 0.90, 28x28 256->256 0.94,
+// 56x56 64->64 1.01).
 // Threads take contiguous runs of blocks, each into its own product and double column sums;
 // these are added in thread order, so a thread count always gives the same result. Past 1x1,
 // stride 1 and Cin, Cout multiples of 8 the GEMM path runs (conv2d.cpp's im2col weights pass);
