@@ -42,6 +42,7 @@
 #include "cpu/item_team.h"
 #include "cpu/parallel.h"
 #include "cpu/pointwise_passes_avx2.h"
+#include "cpu/pointwise_weights_avx2.h"
 #include "cpu/pointwise_stream.h"
 #include "cpu/simd.h"
 #include "cpu/strided_pointwise.h"
@@ -635,8 +636,11 @@ constexpr int64_t kTransposedMinRows = 256;
 void im2col_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                              float* db) {
   const int64_t positions = g.n * g.oh * g.ow;
-  if (db) detail::column_sums(positions, g.oc, dy, db);
   Plan p = make_plan(g);
+  // At avx2 under OpenBLAS: register tiles over packed blocks of pixels, db summed while dy is
+  // packed (pointwise_weights_avx2.h).
+  if (detail::pointwise_backward_weights_avx2(g, dy, x, dw, db, p.threads)) return;
+  if (db) detail::column_sums(positions, g.oc, dy, db);
   // Pointwise: x is the col matrix, read in place, so no col buffer bounds a chunk: one chunk
   // per thread (each thread's product then runs its reduction as one GEMM call, whose driver
   // streams the next slice of x into L2 while the current one computes; with chunks of the col
