@@ -39,23 +39,29 @@ namespace fastconv::cpu::detail {
 namespace {
 
 constexpr int64_t kL8 = 8;
-// Widest row taken: the mask table is W / gcd(W, 8) entries of 64 bytes (at most 64 KB).
-constexpr int64_t kMaxW = 1024;
+// Widest rows taken (paired against depthwise_flat8's rows in one process, 1 thread, CPU
+// time, N=256, new / old): forward W = 8 0.65, 14 0.53, 21 0.54, 28 0.50, 32 0.90, 36 0.73,
+// 40 0.85, 48 0.90, 56 1.02 (112: 1.09); weights W = 14 0.57, 21 0.70, 28 0.77, 32 0.98,
+// 36 0.85, 40 1.02, 48 1.02. From 56 (and 40 for the weights) a row's edge vectors are few
+// and its loads aligned where W is a multiple of 8: the rows win there.
+constexpr int64_t kMaxWForward = 48;
+constexpr int64_t kMaxWWeights = 36;
 // Vectors summed in float before the weight pass adds its lanes to doubles.
-constexpr int64_t kFlushVectors = 512;
+constexpr int64_t kFlushVectors = 128;
 
-bool c1_geometry(const ConvGeometry& g) {
+bool c1_geometry(const ConvGeometry& g, int64_t max_w) {
   const Window2d& v = g.win;
   return g.groups == 1 && g.c == 1 && g.oc == 1 && v.kh == 3 && v.kw == 3 && v.sh == 1 && v.sw == 1 &&
          v.dh == 1 && v.dw == 1 && v.pt == 1 && v.pb == 1 && v.pl == 1 && v.pr == 1 && g.oh == g.h &&
-         g.ow == g.w && g.w >= 8 && g.w <= kMaxW && g.h >= 2 && g.n * g.h * g.w < (int64_t(1) << 31) - 64;
+         g.ow == g.w && g.w >= 4 && g.w <= max_w && g.h >= 2 && g.n * g.h * g.w < (int64_t(1) << 31) - 64;
 }
 
 inline __m256i iota8() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
 inline __m256i first_lanes(int64_t n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), iota8()); }
 
 // Entry k (16 floats): lanes of the vector at stream position 8k (mod W, the stream starting
-// at a row start) whose pixel has a left neighbour, then those with a right neighbour.
+// at a row start) whose pixel has a left neighbour, then those with a right neighbour
+// (W / gcd(W, 8) <= kMaxWForward entries).
 std::vector<float> side_masks(int64_t W) {
   const int64_t n = W / std::gcd(W, kL8);
   std::vector<float> t((size_t)(n * 16));
@@ -220,13 +226,13 @@ void weights_range(const float* dy, const float* x, int64_t s, int64_t e, int64_
 
 bool few_channel_s1_c1_forward(const ConvGeometry& g, const float* x, const float* w, const float* b, float* y,
                                Activation act) {
-  if (!c1_geometry(g) || !finite9(w)) return false;
+  if (!c1_geometry(g, kMaxWForward) || !finite9(w)) return false;
   c1_pass(g, x, w, b, y, act);
   return true;
 }
 
 bool few_channel_s1_c1_backward_data(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
-  if (!c1_geometry(g) || !finite9(w)) return false;
+  if (!c1_geometry(g, kMaxWForward) || !finite9(w)) return false;
   // dx[p] = sum over taps t of dy[p - offset(t)] * w[t]: the forward over dy with w reversed
   float flipped[9];
   for (int t = 0; t < 9; ++t) flipped[t] = w[8 - t];
@@ -236,7 +242,7 @@ bool few_channel_s1_c1_backward_data(const ConvGeometry& g, const float* dy, con
 
 bool few_channel_s1_c1_backward_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                                         float* db) {
-  if (!c1_geometry(g)) return false;
+  if (!c1_geometry(g, kMaxWWeights)) return false;
   constexpr int64_t kStride = 10 * kL8;
   const int64_t W = g.w, HW = g.h * g.w, lines = g.n * g.h;
   const std::vector<float> side = side_masks(W);
