@@ -222,7 +222,9 @@ bool finite_weights(const float* w, int64_t n) {
 // thread, CPU time, Zen 3 avx2, N=256; benchmarks/RESULTS.md, helper F, stop 38): forward
 // C=3 7x7 0.87, 14x14 0.71, 56x56 0.77; C=6 7x7 0.98 (left to the direct path), 14x14 0.88,
 // 56x56 0.80; backward data C=3 7x7 1.04 (left), 14x14 0.72, 56x56 0.75; C=6 7x7 1.04
-// (left), 28x28 0.85.
+// (left), 28x28 0.85. Rows under 8 columns for every pass since they are split and merged in
+// place (stop 39, helper C, against the direct path, N=256: backward data 7x7 C=3 0.74, C=6
+// 0.92, 5x5 C=3 0.67, 4x4 C=6 0.80; forward 7x7 C=6 0.87, 4x4 C=6 0.86).
 bool few_channel_fwd8_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
   if (pass == ConvPass::BackwardWeights) return false;
