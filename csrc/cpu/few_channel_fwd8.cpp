@@ -90,7 +90,7 @@ void to_planes(const float* src, int64_t W, float* dst, int64_t pitch, bool room
   if (ix < W) split8<C>(src, W - L, dst, pitch);
 }
 // The inverse: floats [0, W) of the planes into one NHWC row. A row under 8 pixels stores 8
-// where `room` (the pixels past the row belong to the next row, written after this one).
+// where `room` (the pixels past the row belong to the item's next rows, written after it).
 template <int C>
 void from_planes(const float* src, int64_t pitch, int64_t W, float* dst, bool room) {
   auto block = [&](int64_t ix, float* d) {
@@ -197,9 +197,9 @@ void run(const ConvGeometry& g, const float* in, const float* wt, const float* b
       item_conv<C>(xbuf.data(), XS, wt, bias, ybuf.data(), YS, P, nq);
       for (int64_t m = 0; m < images; ++m) {
         float* y0 = out + ((n0 + m) * H + oy0) * W * C;
-        for (int64_t l = 0; l < lines; ++l)  // the item's last row only its own pixels
+        for (int64_t l = 0; l < lines; ++l)  // 8 pixels where the item has them from the row's start
           from_planes<C>(ybuf.data() + (m * (lines + 1) + l) * P, YS, W, y0 + l * W * C,
-                         m + 1 < images || l + 1 < lines);
+                         ((images - m) * lines - l) * W >= L);
       }
       // The activation on this item's rows while they are in cache.
       if (act != Activation::Linear)
