@@ -9,12 +9,13 @@
 // Here, as in few_channel_weights8.cpp, a work item (a block of output rows of one image, or
 // whole small images with one zero row between two) deinterleaves its input rows into C
 // planes of rows of P = W + 2 floats: column ix at float 1 + ix, zeros at 0 and W + 1 (the
-// padding columns), zero rows for the padding rows. Output float q of a plane (row q / P)
+// padding columns; rows under 14 pixels: P = W + 1, the zero at 0 also the row before's
+// right padding), zero rows for the padding rows. Output float q of a plane (row q / P)
 // then reads input float q + ky*P + kx for tap (ky, kx) across the whole item, one flat
 // stream: per 3 vectors of 8 outputs and 3 output channels, 9 accumulators, 3 input loads
-// and 3 weight broadcasts a tap, 9 FMAs. The two lanes a row's slot has past its W outputs
-// compute garbage that is never written back; every output lane reads only its own row's
-// slots, so the padding is exactly the reference's zeros (non-finite inputs land where the
+// and 3 weight broadcasts a tap, 9 FMAs. The lanes a row's slot has past its W outputs
+// compute garbage that is never written back; every output lane reads only its window's
+// floats and zeros, so the padding is exactly the reference's zeros (non-finite inputs land where the
 // reference puts them; a non-finite weight would meet padding zeros, so such calls return
 // false). The planes go back to NHWC through pixel_transpose::merge.
 //
@@ -154,7 +155,13 @@ void item_conv(const float* xp, int64_t XS, const float* wt, const float* bias, 
 template <int C>
 void run(const ConvGeometry& g, const float* in, const float* wt, const float* bias,
          float* out, Activation act) {
-  const int64_t H = g.h, W = g.w, P = W + 2;
+  // Rows under 14 pixels: P = W + 1 floats, the one zero column between two rows being the
+  // right padding of the first and the left padding of the second (output float q reads
+  // q + ky*P + kx: column W - 1's kx = 2 tap lands on the next row's float 0). W + 2 (a
+  // zero column each side) costs 1 / (W + 1) more lanes: paired, W + 1 / W + 2 (stop 39,
+  // helper C, N=256): 7x7 C=3 forward 0.93-0.98, backward data 0.82-0.96, C=6 0.90 / 0.91;
+  // at 14x14 0.93-1.08 (noise), 56x56 C=3 1.02-1.04: wider rows keep W + 2.
+  const int64_t H = g.h, W = g.w, P = W < 14 ? W + 1 : W + 2;
   const PlaneItems items(g.n, H, P, C, kItemFloats);
   // Slack: the last block of NV vectors runs past the rows; its x reads stay inside.
   const int64_t YS = items.rows_max * P + NV * L, XS = (items.rows_max + 2) * P + NV * L + 2 * L;
