@@ -1,6 +1,6 @@
 """The 3x3 stride-1 'same' conv of one channel in and out (groups 1) at the avx2 level as one
 flat stream of the batch (csrc/cpu/few_channel_s1_c1.cpp, helper C, stop 39): forward, backward
-data (forward widths 4..48) and the weight pass with db (widths 4..36), against the float64
+data (forward widths 4..44) and the weight pass with db (widths 4..36), against the float64
 reference, max |got - ref| <= 1e-5 x max |ref| (the weight pass: float lanes flushed to double
 every 128 vectors; its sums over up to 200k pixels stay well inside that).
 

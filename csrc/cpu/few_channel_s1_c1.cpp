@@ -41,10 +41,11 @@ namespace {
 constexpr int64_t kL8 = 8;
 // Widest rows taken (paired against depthwise_flat8's rows in one process, 1 thread, CPU
 // time, N=256, new / old): forward W = 8 0.65, 14 0.53, 21 0.54, 28 0.50, 32 0.90, 36 0.73,
-// 40 0.85, 48 0.90, 56 1.02 (112: 1.09); weights W = 14 0.57, 21 0.70, 28 0.77, 32 0.98,
-// 36 0.85, 40 1.02, 48 1.02. From 56 (and 40 for the weights) a row's edge vectors are few
-// and its loads aligned where W is a multiple of 8: the rows win there.
-constexpr int64_t kMaxWForward = 48;
+// 40 0.85, 44 0.71, 48 0.90-1.08 (four runs, 1.0 on the whole), 56 1.02 (112: 1.09); weights
+// W = 14 0.57, 21 0.70, 28 0.77, 32 0.98, 36 0.78-0.85, 40 0.98-1.02, 48 1.02. From 48 (40
+// for the weights) a row's edge vectors are few and its loads aligned where W is a multiple
+// of 8: the rows are as fast or faster there.
+constexpr int64_t kMaxWForward = 44;
 constexpr int64_t kMaxWWeights = 36;
 // Vectors summed in float before the weight pass adds its lanes to doubles.
 constexpr int64_t kFlushVectors = 128;
