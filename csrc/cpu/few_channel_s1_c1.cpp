@@ -18,6 +18,13 @@
 // Sums per output: (kx = 0 taps, ky order) + (bias, kx = 1 taps) + (kx = 2 taps).
 // The weight pass streams the same way: dy ANDed with the two masks for the side columns,
 // 9 tap sums + db in 10 registers, flushed to the thread's doubles every kFlushVectors.
+// Paired against depthwise_flat8's rows (1 thread, CPU time, Zen 3 at avx2, N=256; RESULTS.md,
+// helper C, stop 39): forward 28x28 0.60, 14x14 0.54, 7x7 0.59; backward data 0.45-0.66;
+// weights 28x28 0.69, 14x14 0.54.
+// Tried and dropped (stop 39): row pairs in the stream (p and p + W sharing 6 of their 12
+// loads), with three sums an output (weights spilled, GCC's 17 pointer induction variables
+// on the stack) or one chain an output: 1.3-1.9x slower, also with the pointer made opaque;
+// the weight pass's interior vectors in tight runs (as the forward's): 0.98-1.03.
 #include "cpu/few_channel_s1_c1.h"
 
 #include <omp.h>
