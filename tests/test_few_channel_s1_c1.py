@@ -1,6 +1,6 @@
 """The 3x3 stride-1 'same' conv of one channel in and out (groups 1) at the avx2 level as one
 flat stream of the batch (csrc/cpu/few_channel_s1_c1.cpp, helper C, stop 39): forward, backward
-data (forward widths 4..44) and the weight pass with db (widths 4..36), against the float64
+data (forward widths 4..96) and the weight pass with db (widths 4..36), against the float64
 reference, max |got - ref| <= 1e-5 x max |ref| (the weight pass: float lanes flushed to double
 every 128 vectors; its sums over up to 200k pixels stay well inside that).
 
@@ -58,7 +58,7 @@ def test_odd_shapes():
     rng = np.random.default_rng(101)
     shapes = ((2, 4), (3, 5), (7, 7), (2, 8), (5, 9), (9, 13), (14, 14), (13, 15), (17, 21), (28, 28),
               (31, 17), (3, 29), (11, 33), (6, 36), (5, 37), (7, 40), (4, 47), (9, 48), (5, 49), (4, 56),
-              (3, 64), (2, 112), (1, 9), (9, 1), (1, 1), (2, 3))
+              (3, 64), (2, 95), (3, 96), (2, 97), (2, 112), (1, 9), (9, 1), (1, 1), (2, 3))
     for i, (h, w) in enumerate(shapes):
         _check(rng, 1 + i % 3, h, w, bias=i % 2 == 0)
 

@@ -48,11 +48,13 @@ namespace {
 constexpr int64_t kL8 = 8;
 // Widest rows taken (paired against depthwise_flat8's rows in one process, 1 thread, CPU
 // time, N=256, new / old): forward W = 8 0.65, 14 0.53, 21 0.54, 28 0.50, 32 0.90, 36 0.73,
-// 40 0.85, 44 0.71, 48 0.90-1.08 (four runs, 1.0 on the whole), 56 1.02 (112: 1.09); weights
-// W = 14 0.57, 21 0.70, 28 0.77, 32 0.98, 36 0.78-0.85, 40 0.98-1.02, 48 1.02. From 48 (40
-// for the weights) a row's edge vectors are few and its loads aligned where W is a multiple
-// of 8: the rows are as fast or faster there.
-constexpr int64_t kMaxWForward = 44;
+// 40 0.85, 44 0.71; with the interior runs (stop 39, later): 48 0.81-0.83, 56 0.87-0.89,
+// 96 0.88, N=32 64x64 0.85, N=32 112x112 0.91-0.93, N=256 112x112 0.93-1.03; backward data
+// 48 0.79-0.85, 56 0.89-0.91, 96 0.91, N=32 112x112 0.83-1.02, N=256 112x112 0.87-1.06: from
+// 112 (rows a whole number of vectors, few edge vectors) the rows hold their own, so they keep
+// those. Weights W = 14 0.57, 21 0.70, 28 0.77, 32 0.98, 36 0.78-0.85, 40 0.98-1.02, 48 1.02.
+// Mask table: W / gcd(W, 8) <= 96 entries of 64 bytes.
+constexpr int64_t kMaxWForward = 96;
 constexpr int64_t kMaxWWeights = 36;
 // Vectors summed in float before the weight pass adds its lanes to doubles.
 constexpr int64_t kFlushVectors = 128;
