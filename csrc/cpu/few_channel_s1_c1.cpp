@@ -6,7 +6,8 @@
 // floats on its own: at W = 28 a row is 4 vectors, two of which reach past a row end and load
 // all their taps through lane masks, and the last stores through a lane mask (vmaskmovps
 // stores are microcoded on Zen 3). N=256 28x28 ran at ~15 cycles per output vector for 9 FMAs
-// (sweep_2026-12-08_zen3.md: forward 0.28, backward data 0.18 of the family roofline).
+// (sweep_2026-12-08_zen3.md: forward 0.28 of the roofline; backward data, the same pass with
+// the taps flipped, 0.18 there in one slow timing).
 // Here a vector at flat position p reads its nine taps at p + (ky - 1) * W + (kx - 1) with
 // plain loads; the taps of column kx = 0 are summed in one accumulator and those of kx = 2 in
 // another, and each is ANDed with the lanes whose pixel has a left / right neighbour (a table
@@ -14,7 +15,8 @@
 // reads the previous row's last pixel and drops it: the reference's padding adds 0 * w, the
 // same value for a finite w (a non-finite weight: the caller's depthwise_flat8 path, which
 // multiplies the zeros). Vectors with a lane in an image's first or last row (or at the ends
-// of the range) load every tap through its full mask instead (zeros outside the image).
+// of the range) load every tap through its full mask instead (zeros outside the image); the
+// others go in tight runs that end where the mask table wraps.
 // Sums per output: (kx = 0 taps, ky order) + (bias, kx = 1 taps) + (kx = 2 taps).
 // The weight pass streams the same way: dy ANDed with the two masks for the side columns,
 // 9 tap sums + db in 10 registers, flushed to the thread's doubles every kFlushVectors.
