@@ -36,6 +36,7 @@
 #include "cpu/conv_algorithm.h"
 #include "cpu/cout_split.h"
 #include "cpu/depthwise_flat8.h"
+#include "cpu/few_channel_s1_c1.h"
 #include "cpu/direct_conv.h"
 #include "cpu/gemm.h"
 #include "cpu/im2col.h"
@@ -438,6 +439,8 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   if (!depthwise && detail::direct_eligible(g, ConvPass::Forward)) {
     // One channel in and out, 3x3 'same' stride 1, at avx2: the depthwise flat rows
     // (depthwise_flat8.cpp; the same arithmetic, one 9-float kernel), a direct kernel too.
+    // The batch as one flat stream first (few_channel_s1_c1.cpp; false for a non-finite weight).
+    if (detail::few_channel_s1_c1_forward(g, x, w, b, y, own)) return add_residual();
     if (detail::depthwise_flat8_applies(g)) {
       detail::depthwise_flat8_forward(g, x, w, b, y, own);
       return add_residual();
@@ -504,6 +507,7 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
   if (detail::strided_pointwise_wide_backward_data(g, dy, w, dx)) return;
   if (detail::direct_eligible(g, ConvPass::BackwardData)) {
     // One channel in and out, 3x3 'same' stride 1, at avx2 (as the forward).
+    if (detail::few_channel_s1_c1_backward_data(g, dy, w, dx)) return;
     if (detail::depthwise_flat8_applies(g)) return detail::depthwise_flat8_backward_data(g, dy, w, dx);
     return detail::direct_backward_data(g, dy, w, dx);
   }
@@ -613,8 +617,10 @@ void conv2d_backward_weights(const ConvGeometry& g, const float* dy, const float
     detail::depthwise_backward_weights(g, dy, x, dw, db);
     done = true;
   } else if (detail::direct_eligible(g, ConvPass::BackwardWeights)) {
-    // One channel in and out, 3x3 'same' stride 1, at avx2 (as the forward).
-    if (detail::depthwise_flat8_weights_applies(g)) detail::depthwise_flat8_backward_weights(g, dy, x, dw, db);
+    // One channel in and out, 3x3 'same' stride 1, at avx2 (as the forward): the flat batch
+    // stream (few_channel_s1_c1.cpp), else depthwise_flat8's rows.
+    if (detail::few_channel_s1_c1_backward_weights(g, dy, x, dw, db)) done = true;
+    else if (detail::depthwise_flat8_weights_applies(g)) detail::depthwise_flat8_backward_weights(g, dy, x, dw, db);
     else detail::direct_backward_weights(g, dy, x, dw, db);
     done = true;
   } else if (detail::use_winograd(g, ConvPass::BackwardWeights)) {

@@ -9,12 +9,13 @@
 // Here, as in few_channel_weights8.cpp, a work item (a block of output rows of one image, or
 // whole small images with one zero row between two) deinterleaves its input rows into C
 // planes of rows of P = W + 2 floats: column ix at float 1 + ix, zeros at 0 and W + 1 (the
-// padding columns), zero rows for the padding rows. Output float q of a plane (row q / P)
+// padding columns; rows under 14 pixels: P = W + 1, the zero at 0 also the row before's
+// right padding), zero rows for the padding rows. Output float q of a plane (row q / P)
 // then reads input float q + ky*P + kx for tap (ky, kx) across the whole item, one flat
 // stream: per 3 vectors of 8 outputs and 3 output channels, 9 accumulators, 3 input loads
-// and 3 weight broadcasts a tap, 9 FMAs. The two lanes a row's slot has past its W outputs
-// compute garbage that is never written back; every output lane reads only its own row's
-// slots, so the padding is exactly the reference's zeros (non-finite inputs land where the
+// and 3 weight broadcasts a tap, 9 FMAs. The lanes a row's slot has past its W outputs
+// compute garbage that is never written back; every output lane reads only its window's
+// floats and zeros, so the padding is exactly the reference's zeros (non-finite inputs land where the
 // reference puts them; a non-finite weight would meet padding zeros, so such calls return
 // false). The planes go back to NHWC through pixel_transpose::merge.
 //
@@ -62,12 +63,24 @@ inline void split8(const float* src, int64_t ix, float* dst, int64_t pitch) {
 #pragma GCC unroll 8
   for (int c = 0; c < C; ++c) store(dst + c * pitch + ix, pl[c]);
 }
-// One NHWC row of W pixels into the planes (floats [0, W) of each; a row under 8 pixels
-// through a zeroed copy, writing 8 floats a plane, zeros past the row; the last partial
-// vector as the last 8 pixels again).
+// One NHWC row of W pixels into the planes (floats [0, W) of each; the last partial vector as
+// the last 8 pixels again). A row under 8 pixels: where 8 pixels from src stay inside the
+// input (`room`), split straight from src, then floats [W, 8) of each plane zeroed: they are
+// this row's right padding and the next row's left padding (and data floats the next row,
+// split after this one, rewrites); else through a zeroed copy. Rows go in increasing order.
+// (7x7 C=3: the copy's memcpy and the tmp round trip were 28% of the pass, perf.)
 template <int C>
-void to_planes(const float* src, int64_t W, float* dst, int64_t pitch) {
+void to_planes(const float* src, int64_t W, float* dst, int64_t pitch, bool room) {
   if (W < L) {
+    if (room) {  // the lanes past the row zeroed in registers (a memset call a row was 4% of 7x7 C=3)
+      vec pl[C];
+      pixel_transpose::load_split<C>(src, pl);
+      const vec keep = (vec)_mm256_castsi256_ps(
+          _mm256_cmpgt_epi32(_mm256_set1_epi32((int)W), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+#pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) store(dst + c * pitch, (vec)_mm256_and_ps((__m256)pl[c], (__m256)keep));
+      return;
+    }
     float tmp[L * C] = {};
     std::memcpy(tmp, src, sizeof(float) * W * C);
     split8<C>(tmp, 0, dst, pitch);
@@ -77,9 +90,10 @@ void to_planes(const float* src, int64_t W, float* dst, int64_t pitch) {
   for (; ix + L <= W; ix += L) split8<C>(src, ix, dst, pitch);
   if (ix < W) split8<C>(src, W - L, dst, pitch);
 }
-// The inverse: floats [0, W) of the planes into one NHWC row.
+// The inverse: floats [0, W) of the planes into one NHWC row. A row under 8 pixels stores 8
+// where `room` (the pixels past the row belong to the item's next rows, written after it).
 template <int C>
-void from_planes(const float* src, int64_t pitch, int64_t W, float* dst) {
+void from_planes(const float* src, int64_t pitch, int64_t W, float* dst, bool room) {
   auto block = [&](int64_t ix, float* d) {
     vec pl[C];
 #pragma GCC unroll 8
@@ -87,6 +101,7 @@ void from_planes(const float* src, int64_t pitch, int64_t W, float* dst) {
     pixel_transpose::merge_store<C>(d, pl);
   };
   if (W < L) {
+    if (room) return block(0, dst);
     float tmp[L * C];
     block(0, tmp);
     std::memcpy(dst, tmp, sizeof(float) * W * C);
@@ -140,7 +155,13 @@ void item_conv(const float* xp, int64_t XS, const float* wt, const float* bias, 
 template <int C>
 void run(const ConvGeometry& g, const float* in, const float* wt, const float* bias,
          float* out, Activation act) {
-  const int64_t H = g.h, W = g.w, P = W + 2;
+  // Rows under 14 pixels: P = W + 1 floats, the one zero column between two rows being the
+  // right padding of the first and the left padding of the second (output float q reads
+  // q + ky*P + kx: column W - 1's kx = 2 tap lands on the next row's float 0). W + 2 (a
+  // zero column each side) costs 1 / (W + 1) more lanes: paired, W + 1 / W + 2 (stop 39,
+  // helper C, N=256): 7x7 C=3 forward 0.93-0.98, backward data 0.82-0.96, C=6 0.90 / 0.91;
+  // at 14x14 0.93-1.08 (noise), 56x56 C=3 1.02-1.04: wider rows keep W + 2.
+  const int64_t H = g.h, W = g.w, P = W < 14 ? W + 1 : W + 2;
   const PlaneItems items(g.n, H, P, C, kItemFloats);
   // Slack: the last block of NV vectors runs past the rows; its x reads stay inside.
   const int64_t YS = items.rows_max * P + NV * L, XS = (items.rows_max + 2) * P + NV * L + 2 * L;
@@ -157,10 +178,16 @@ void run(const ConvGeometry& g, const float* in, const float* wt, const float* b
     auto x_row = [&](int64_t r, int64_t n, int64_t iy) {
       float* dst = xbuf.data() + r * P + 1;
       if (iy < 0 || iy >= H) {
-        for (int c = 0; c < C; ++c) std::memset(dst + c * XS, 0, sizeof(float) * W);
+        // under 8 floats: 8 zeros (the floats past the row are padding or rewritten after)
+        if (W < L)
+          for (int c = 0; c < C; ++c) store(dst + c * XS, vec{});
+        else
+          for (int c = 0; c < C; ++c) std::memset(dst + c * XS, 0, sizeof(float) * W);
         return;
       }
-      to_planes<C>(in + (n * H + iy) * W * C, W, dst, XS);
+      // 8 pixels from the row's start inside the input
+      const bool room = (g.n * H - (n * H + iy)) * W >= L;
+      to_planes<C>(in + (n * H + iy) * W * C, W, dst, XS, room);
     };
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items.count; ++i) {
@@ -177,8 +204,9 @@ void run(const ConvGeometry& g, const float* in, const float* wt, const float* b
       item_conv<C>(xbuf.data(), XS, wt, bias, ybuf.data(), YS, P, nq);
       for (int64_t m = 0; m < images; ++m) {
         float* y0 = out + ((n0 + m) * H + oy0) * W * C;
-        for (int64_t l = 0; l < lines; ++l)
-          from_planes<C>(ybuf.data() + (m * (lines + 1) + l) * P, YS, W, y0 + l * W * C);
+        for (int64_t l = 0; l < lines; ++l)  // 8 pixels where the item has them from the row's start
+          from_planes<C>(ybuf.data() + (m * (lines + 1) + l) * P, YS, W, y0 + l * W * C,
+                         ((images - m) * lines - l) * W >= L);
       }
       // The activation on this item's rows while they are in cache.
       if (act != Activation::Linear)
@@ -201,11 +229,13 @@ bool finite_weights(const float* w, int64_t n) {
 // thread, CPU time, Zen 3 avx2, N=256; benchmarks/RESULTS.md, helper F, stop 38): forward
 // C=3 7x7 0.87, 14x14 0.71, 56x56 0.77; C=6 7x7 0.98 (left to the direct path), 14x14 0.88,
 // 56x56 0.80; backward data C=3 7x7 1.04 (left), 14x14 0.72, 56x56 0.75; C=6 7x7 1.04
-// (left), 28x28 0.85.
+// (left), 28x28 0.85. Rows under 8 columns for every pass since they are split and merged in
+// place (stop 39, helper C, against the direct path, N=256: backward data 7x7 C=3 0.74, C=6
+// 0.92, 5x5 C=3 0.67, 4x4 C=6 0.80; forward 7x7 C=6 0.87, 4x4 C=6 0.86).
 bool few_channel_fwd8_shape(const ConvGeometry& g, ConvPass pass) {
   const Window2d& v = g.win;
   if (pass == ConvPass::BackwardWeights) return false;
-  const bool wide = g.w >= 14 || (g.c == 3 && pass == ConvPass::Forward);
+  const bool wide = g.w >= 14 || g.w < L || (g.c == 3 && pass == ConvPass::Forward);
   return wide && g.groups == 1 && g.c == g.oc && (g.c == 3 || g.c == 6) && v.kh == 3 && v.kw == 3 &&
          v.sh == 1 && v.sw == 1 && v.dh == 1 && v.dw == 1 && v.pt == 1 && v.pb == 1 &&
          v.pl == 1 && v.pr == 1 && g.n > 0 && g.h > 0 && g.w > 0 && g.oh == g.h &&

@@ -127,15 +127,36 @@ inline void block8(const float* src, int64_t ix, float* dst, int64_t pitch, vec&
   else planes_of<C>(v, dst + ix, pitch, std::make_index_sequence<C>());
 }
 
+template <int C, size_t... K>
+inline void planes_kept(const __m256* v, __m256 keep, float* dst, int64_t pitch, std::index_sequence<K...>) {
+  ((_mm256_storeu_ps(dst + (int64_t)K * pitch,
+                     _mm256_and_ps(keep, plane_of<C, (int)K>(v, std::make_index_sequence<groups_of<C>()>())))),
+   ...);
+}
+
 // dst[k*pitch + ix] = src[ix*C + k] for ix < npix, k < C; chk += v - v over the floats read.
 // A row's last partial vector is its last 8 pixels again (the same floats rewritten); a row
-// under 8 pixels goes through a zeroed copy and writes 8 floats a plane, zeros past the row
-// (the planes have room, and want zeros there). (A scalar tail that added to chk through
-// memory was most of a 14x14 pass.)
+// under 8 pixels writes 8 floats a plane, zeros past the row (the planes have room, and want
+// zeros there): where 8 pixels from src lie inside the tensor (`room`; the pixels past the
+// row are the next row's, finite when it is) read in place, the lanes past the row zeroed
+// in registers, else through a zeroed copy (its memcpy call and round trip were ~10% of a
+// 7x7 C=3 pass). (A scalar tail that added to chk through memory was most of a 14x14 pass.)
 template <int C>
-void deinterleave(const float* src, int64_t npix, float* dst, int64_t pitch, vec& chk) {
+void deinterleave(const float* src, int64_t npix, float* dst, int64_t pitch, vec& chk, bool room) {
   vec c = chk;
-  if (npix < L) {
+  if (npix < L && room) {
+    __m256 v[C];
+#pragma GCC unroll 8
+    for (int s = 0; s < C; ++s) {
+      const vec u = load(src + s * L);
+      c += u - u;
+      v[s] = (__m256)u;
+    }
+    const __m256 keep =
+        _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)npix), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+    if constexpr (C == 1) _mm256_storeu_ps(dst, _mm256_and_ps(keep, v[0]));
+    else planes_kept<C>(v, keep, dst, pitch, std::make_index_sequence<C>());
+  } else if (npix < L) {
     float tmp[L * C] = {};
     std::memcpy(tmp, src, sizeof(float) * npix * C);
     block8<C>(tmp, 0, dst, pitch, c);
@@ -185,7 +206,9 @@ bool weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw
   constexpr int KG = C == 1 ? 3 : 1, CB = C == 1 ? 1 : 3;
   // Rows of P = W + 2 floats: x column ix at 1 + ix, zeros at 0 and W + 1 (the padding
   // columns, and what an output lane past its row meets); dy column ox at ox, zeros past W.
-  const int64_t H = g.h, W = g.w, P = W + 2;
+  // Rows under 14 pixels: P = W + 1, the zero at 0 also the row before's right padding
+  // (1 / (W + 1) fewer lanes; paired (stop 39, helper C, N=256): 7x7 C=3 0.96, C=6 0.91).
+  const int64_t H = g.h, W = g.w, P = W < 14 ? W + 1 : W + 2;
   // Items of up to T output rows (x: T + 2 rows, dy: T) within kItemFloats (plane_items8.h).
   const PlaneItems items(g.n, H, P, C, kItemFloats);
   const int64_t DS = items.rows_max * P + 2 * L, XS = (items.rows_max + 2) * P + 2 * L;
@@ -224,18 +247,26 @@ bool weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw
     auto x_row = [&](int64_t r, int64_t n, int64_t iy) {
       float* dst = xbuf.data() + r * P + 1;
       if (iy < 0 || iy >= H) {
-        for (int c = 0; c < C; ++c) std::memset(dst + c * XS, 0, sizeof(float) * W);
+        // under 8 floats: 8 zeros (the floats past the row are padding or rewritten after)
+        if (W < L)
+          for (int c = 0; c < C; ++c) store(dst + c * XS, vec{});
+        else
+          for (int c = 0; c < C; ++c) std::memset(dst + c * XS, 0, sizeof(float) * W);
         return;
       }
-      deinterleave<C>(x + (n * H + iy) * W * C, W, dst, XS, chk);
+      deinterleave<C>(x + (n * H + iy) * W * C, W, dst, XS, chk, (g.n * H - (n * H + iy)) * W >= L);
     };
-    auto dy_row = [&](int64_t r, const float* src) {
+    // dy row r of the item: line `line` of dy (image * H + row), or a zero row (line < 0).
+    auto dy_row = [&](int64_t r, int64_t line) {
       float* dst = dbuf.data() + r * P;
-      if (!src) {
-        for (int c = 0; c < C; ++c) std::memset(dst + c * DS, 0, sizeof(float) * W);
+      if (line < 0) {
+        if (W < L)
+          for (int c = 0; c < C; ++c) store(dst + c * DS, vec{});
+        else
+          for (int c = 0; c < C; ++c) std::memset(dst + c * DS, 0, sizeof(float) * W);
         return;
       }
-      deinterleave<C>(src, W, dst, DS, chk);
+      deinterleave<C>(dy + line * W * C, W, dst, DS, chk, (g.n * H - line) * W >= L);
     };
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < items.count; ++i) {
@@ -248,10 +279,10 @@ bool weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw
         if (m == 0) x_row(0, n, it.oy0 - 1);
         for (int64_t l = 0; l < it.lines; ++l) {
           x_row(b + 1 + l, n, it.oy0 + l);
-          dy_row(b + l, dy + (n * H + it.oy0 + l) * W * C);
+          dy_row(b + l, n * H + it.oy0 + l);
         }
         x_row(b + it.lines + 1, n, it.oy0 + it.lines);  // the next image's top padding too
-        if (m + 1 < it.images) dy_row(b + it.lines, nullptr);
+        if (m + 1 < it.images) dy_row(b + it.lines, -1);
       }
       // Past the last row to the vector's end: zero dy (x there is finite, zeros or old rows).
       const int64_t nq = (rows * P + L - 1) / L * L;
@@ -297,9 +328,11 @@ bool weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw
 
 bool few_channel_weights8_shape(const ConvGeometry& g) {
   const Window2d& v = g.win;
-  // Rows under 14 columns at C = 1 and 3 stay on the direct path: N=256 7x7 C=1 took 1.58x
-  // its time here, C=3 1.03x (N=32 1.19x); C = 6 gains at 7x7 too (0.81).
-  return g.groups == 1 && g.c == g.oc && (g.c == 6 || ((g.c == 1 || g.c == 3) && g.w >= 14)) &&
+  // Rows of 8..13 columns at C = 3 and under 14 at C = 1 stay on the direct path: N=256 7x7
+  // C=1 took 1.58x its time here, C=3 1.03x (N=32 1.19x); C = 6 gains at 7x7 too (0.81).
+  // Rows under 8 columns at C = 3 since short rows are split in place (stop 39, helper C,
+  // against the direct path: N=256 7x7 0.67, 5x5 0.66, N=32 7x7 0.81; C = 6 7x7 0.69).
+  return g.groups == 1 && g.c == g.oc && (g.c == 6 || ((g.c == 1 || g.c == 3) && (g.w >= 14 || (g.c == 3 && g.w < L)))) &&
          v.kh == 3 &&
          v.kw == 3 && v.sh == 1 && v.sw == 1 && v.dh == 1 && v.dw == 1 && v.pt == 1 &&
          v.pb == 1 && v.pl == 1 && v.pr == 1 && g.n > 0 && g.h > 0 && g.w > 0 &&
