@@ -35,6 +35,7 @@
 
 #include "cpu/conv_algorithm.h"
 #include "cpu/cout_split.h"
+#include "cpu/infer_packed_avx2.h"
 #include "cpu/depthwise_flat8.h"
 #include "cpu/direct_conv.h"
 #include "cpu/gemm.h"
@@ -381,7 +382,12 @@ const char* conv2d_prepared_form(const ConvGeometry& g) {
 int64_t conv2d_prepared_floats(const ConvGeometry& g) {
   switch (prepared_form(g)) {
     case PreparedForm::WinogradFilter: return detail::winograd_filter_floats(g);
-    case PreparedForm::PackedWeights: return gemm_packed_b_floats(g.win.kh * g.win.kw * g.c, g.oc);
+    case PreparedForm::PackedWeights: {
+      // gemm_pack_b's layout at AVX-512; at avx2, few-row products' 16-column panels
+      // (infer_packed_avx2.h); 0 (none) elsewhere.
+      const int64_t native = gemm_packed_b_floats(g.win.kh * g.win.kw * g.c, g.oc);
+      return native > 0 ? native : detail::infer_packed_floats(g);
+    }
     default: return 0;
   }
 }
@@ -395,7 +401,9 @@ bool conv2d_prepared_pays(const ConvGeometry& g) {
     // Without it the GEMM reads B in place (few rows) or packs it per call (per chunk). The
     // strided tap GEMMs read w itself (their weights are small, kTapMaxWeightBytes).
     case PreparedForm::PackedWeights:
-      return active_gemm_backend() == "native" && !use_tap_gemm(g, ConvPass::Forward);
+      // At avx2 the few-row products read it (forward_product -> infer_packed_product).
+      return (active_gemm_backend() == "native" || detail::infer_packed_floats(g) > 0) &&
+             !use_tap_gemm(g, ConvPass::Forward);
     default: return false;
   }
 }
@@ -404,7 +412,10 @@ void conv2d_prepare(const ConvGeometry& g, const float* w, float* prepared) {
   switch (prepared_form(g)) {
     case PreparedForm::WinogradFilter: return detail::winograd_prepare_filter(g, w, prepared);
     case PreparedForm::PackedWeights:
-      if (conv2d_prepared_floats(g) > 0) gemm_pack_b(g.win.kh * g.win.kw * g.c, g.oc, w, g.oc, prepared);
+      if (gemm_packed_b_floats(g.win.kh * g.win.kw * g.c, g.oc) > 0)
+        gemm_pack_b(g.win.kh * g.win.kw * g.c, g.oc, w, g.oc, prepared);
+      else if (detail::infer_packed_floats(g) > 0)
+        detail::infer_pack(g.win.kh * g.win.kw * g.c, g.oc, w, prepared);
       return;
     default: return;
   }
