@@ -20,8 +20,11 @@ namespace fastconv::cpu::detail {
 // AVX-512, an ungrouped conv of at most kInferPackedMaxRows output positions and weights of at
 // least kInferPackedMinBytes); 0 elsewhere.
 int64_t infer_packed_floats(const ConvGeometry& g);
-// Packs W (k x n, row-major, leading dimension n) into panels of 16 columns: panel j (columns
-// [16 j, 16 j + 16), zeros past n) at dst + j * k * 16, step p of it at + p * 16. Serial.
+// Packs W (k x n, row-major, leading dimension n) in reduction slices of 256 steps (the last
+// one shorter), each a run of 16-column panels: slice p0 (kc steps) at dst + p0 * n_pad (n
+// rounded up to 16), its panel j (columns [16 j, 16 j + 16), zeros past n) at + 16 j * kc,
+// step p of it at + 16 p. A block of columns [col0, col0 + n) with col0 a multiple of 16 is one
+// contiguous run of each slice. Serial.
 void infer_pack(int64_t k, int64_t n, const float* w, float* dst);
 // y[rows x n] (leading dimension ldy; residual the same layout, may be null) =
 // act(col @ W[:, col0 : col0 + n] + bias + residual) with W read from infer_pack's panels
