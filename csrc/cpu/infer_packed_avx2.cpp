@@ -16,6 +16,7 @@
 #include "cpu/infer_packed_avx2.h"
 
 #include <algorithm>
+#include <cstring>
 
 #if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
 #include <immintrin.h>
@@ -206,7 +207,8 @@ void infer_pack(int64_t k, int64_t n, const float* w, float* dst) {
         float* d = slice + j * 16 * kc + p * 16;
         const int64_t cn = std::min<int64_t>(16, n - j * 16);
         const float* wr = w + (p0 + p) * n + j * 16;
-        for (int64_t i = 0; i < 16; ++i) d[i] = i < cn ? wr[i] : 0.f;
+        std::memcpy(d, wr, sizeof(float) * cn);
+        std::fill(d + cn, d + 16, 0.f);
       }
   }
 }
