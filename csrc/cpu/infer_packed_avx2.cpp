@@ -76,12 +76,14 @@ inline void store16(float* out, __m256 v0, __m256 v1, const Cols& c) {
 // Rows [0, R) of out's 16 (c.n valid) columns: start from bias (+ residual) when `first`, else
 // from out's partial sums; add a[r][p] * panel[p][..] for p < k (a and panel already at the
 // slice); store act(sum) when `last`, else the plain sum. Accumulators are named locals (an
-// array of them goes to the stack).
+// array of them goes to the stack), and the lambdas that take them by reference are forced
+// inline: with twice the instantiations GCC left them out of line once, the accumulators went
+// to memory and every product took 2-2.7x as long.
 template <int R, Activation A>
 [[gnu::noinline]] void tile(int64_t k, const float* a, int64_t lda, const float* panel, const float* bias,
                             const float* residual, float* out, int64_t ldo, const Cols& c, bool first, bool last) {
   __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-  auto init = [&](int r, __m256& v0, __m256& v1) {
+  auto init = [&](int r, __m256& v0, __m256& v1) __attribute__((always_inline)) {
     if (!first) {
       v0 = load8(out + r * ldo, c, 0), v1 = load8(out + r * ldo + 8, c, 1);
       return;
@@ -133,7 +135,7 @@ template <int R, Activation A>
       c50 = _mm256_fmadd_ps(s, w0, c50), c51 = _mm256_fmadd_ps(s, w1, c51);
     }
   }
-  auto put = [&](int r, __m256 v0, __m256 v1) {
+  auto put = [&](int r, __m256 v0, __m256 v1) __attribute__((always_inline)) {
     if (last) store16<A>(out + r * ldo, v0, v1, c);
     else store16<Activation::Linear>(out + r * ldo, v0, v1, c);
   };
