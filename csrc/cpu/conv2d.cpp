@@ -356,7 +356,9 @@ void tap_backward_data(const ConvGeometry& g, const float* dy, const float* w, f
 // (KH*KW*Cin x Cout) packed for the native GEMM (gemm.h GemmPackedB). At batch 1 the deep
 // layers are weight streams (ResNet-18's 4x4 512->512 conv reads 9.4 MB for 16 output
 // positions): read in place, each 32-column strip steps a whole weight row per k, a stride
-// the hardware prefetcher does not follow; packed, the strip is one sequential run.
+// the hardware prefetcher does not follow; packed, the strip is one sequential run. Below
+// AVX-512 (OpenBLAS's sgemm, which packs W on every call) the avx2 level packs the weights of
+// few-row convs only, in its own layout (infer_packed_avx2.h; the same "packed" form name).
 // Whether the forward reads it is decided per call (settings may change): a call taking
 // another path ignores it.
 namespace {
