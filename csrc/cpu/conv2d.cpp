@@ -35,6 +35,7 @@
 
 #include "cpu/conv_algorithm.h"
 #include "cpu/cout_split.h"
+#include "cpu/infer_packed_avx2.h"
 #include "cpu/depthwise_flat8.h"
 #include "cpu/few_channel_s1_c1.h"
 #include "cpu/direct_conv.h"
@@ -357,7 +358,9 @@ void tap_backward_data(const ConvGeometry& g, const float* dy, const float* w, f
 // (KH*KW*Cin x Cout) packed for the native GEMM (gemm.h GemmPackedB). At batch 1 the deep
 // layers are weight streams (ResNet-18's 4x4 512->512 conv reads 9.4 MB for 16 output
 // positions): read in place, each 32-column strip steps a whole weight row per k, a stride
-// the hardware prefetcher does not follow; packed, the strip is one sequential run.
+// the hardware prefetcher does not follow; packed, the strip is one sequential run. Below
+// AVX-512 (OpenBLAS's sgemm, which packs W on every call) the avx2 level packs the weights of
+// few-row convs only, in its own layout (infer_packed_avx2.h; the same "packed" form name).
 // Whether the forward reads it is decided per call (settings may change): a call taking
 // another path ignores it.
 namespace {
@@ -383,7 +386,12 @@ const char* conv2d_prepared_form(const ConvGeometry& g) {
 int64_t conv2d_prepared_floats(const ConvGeometry& g) {
   switch (prepared_form(g)) {
     case PreparedForm::WinogradFilter: return detail::winograd_filter_floats(g);
-    case PreparedForm::PackedWeights: return gemm_packed_b_floats(g.win.kh * g.win.kw * g.c, g.oc);
+    case PreparedForm::PackedWeights: {
+      // gemm_pack_b's layout at AVX-512; at avx2, few-row products' 16-column panels
+      // (infer_packed_avx2.h); 0 (none) elsewhere.
+      const int64_t native = gemm_packed_b_floats(g.win.kh * g.win.kw * g.c, g.oc);
+      return native > 0 ? native : detail::infer_packed_floats(g);
+    }
     default: return 0;
   }
 }
@@ -397,7 +405,9 @@ bool conv2d_prepared_pays(const ConvGeometry& g) {
     // Without it the GEMM reads B in place (few rows) or packs it per call (per chunk). The
     // strided tap GEMMs read w itself (their weights are small, kTapMaxWeightBytes).
     case PreparedForm::PackedWeights:
-      return active_gemm_backend() == "native" && !use_tap_gemm(g, ConvPass::Forward);
+      // At avx2 the few-row products read it (forward_product -> infer_packed_product).
+      return (active_gemm_backend() == "native" || detail::infer_packed_floats(g) > 0) &&
+             !use_tap_gemm(g, ConvPass::Forward);
     default: return false;
   }
 }
@@ -406,7 +416,10 @@ void conv2d_prepare(const ConvGeometry& g, const float* w, float* prepared) {
   switch (prepared_form(g)) {
     case PreparedForm::WinogradFilter: return detail::winograd_prepare_filter(g, w, prepared);
     case PreparedForm::PackedWeights:
-      if (conv2d_prepared_floats(g) > 0) gemm_pack_b(g.win.kh * g.win.kw * g.c, g.oc, w, g.oc, prepared);
+      if (gemm_packed_b_floats(g.win.kh * g.win.kw * g.c, g.oc) > 0)
+        gemm_pack_b(g.win.kh * g.win.kw * g.c, g.oc, w, g.oc, prepared);
+      else if (detail::infer_packed_floats(g) > 0)
+        detail::infer_pack(g.win.kh * g.win.kw * g.c, g.oc, w, prepared);
       return;
     default: return;
   }

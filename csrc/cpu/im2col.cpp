@@ -9,6 +9,7 @@
 #endif
 
 #include "cpu/gemm.h"
+#include "cpu/infer_packed_avx2.h"
 #include "cpu/pointwise_avx2.h"
 #include "kernels.h"
 
@@ -52,6 +53,8 @@ void forward_product(int64_t rows, int64_t n, int64_t k, const float* col, int64
              : act == Activation::Relu6 ? GemmEpilogue::kRelu6 : GemmEpilogue::kLinear;
     return gemm_avx512(false, false, rows, n, k, 1.f, col, ldcol, w, ldw, 0.f, y, ldy, false, &ep, packed);
   }
+  // At avx2, W packed once by the plan for a few-row product (infer_packed_avx2.h).
+  if (fused && packed && infer_packed_product(rows, n, k, col, ldcol, *packed, bias, residual, act, y, ldy)) return;
   // At avx2, K <= 64 and W up to 64 KiB: register tiles with the bias and relu / relu6 in registers
   // (pointwise_avx2.h; false, nothing written, elsewhere).
   if (fused && pointwise_avx2_product(rows, n, k, col, ldcol, w, ldw, bias, residual, act, y, ldy)) return;
