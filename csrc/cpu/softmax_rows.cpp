@@ -153,6 +153,10 @@ void wide_rows(int64_t n, int64_t c, const float* x, float* y) {
 bool softmax_forward_register_rows(int64_t n, int64_t c, const float* x, float* y) {
   if (c > kRowsMax) return wide_rows(n, c, x, y), true;
   if (c < kRowsMin) return false;
+  // whole groups of 8 rows in blocks (softmax_fwd_blocks.cpp), the rest one row at a time
+  const int64_t done = softmax_forward_blocks(n, c, x, y);
+  n -= done, x += done * c, y += done * c;
+  if (n == 0) return true;
   switch ((c + 7) / 8) {
 #define FASTCONV_ROWS(k) \
   case k:                \
