@@ -1,0 +1,106 @@
+// Row softmax at 1..8 classes at the avx2 level, two registers of rows (16 rows) per step: the
+// planes path of softmax.cpp (softmax_forward_planes: C registers of 8 rows split into C
+// planes by pixel_transpose.h, max / exp / sum / 1 / sum / scale down the planes, merged
+// back) with two such blocks interleaved, and exp_nonpos (softmax_fwd_blocks.cpp's exp_lanes
+// with three operations fewer on x - max <= 0).
+//
+// Why: one block per step is one dependency chain (split, max, exp, sum, divide, scale,
+// merge), and perf put the largest share of softmax_forward's samples on the instruction after
+// the divide ((200704, 3), avx2, Zen 3): N=256 28x28 C=3 at 0.16 of a copy's speed and N=32
+// 28x28 C=6 at 0.18 after the wider widths moved up (helper S, stop 39: family median 0.377).
+//
+// The same operations per lane in the same order as softmax_forward_planes: the same bits.
+#include <cstdint>
+
+#include "cpu/parallel.h"
+#include "cpu/pixel_transpose.h"
+#include "cpu/simd.h"
+#include "cpu/softmax_rows.h"
+
+#if defined(__AVX2__) && !defined(__AVX512F__)
+#include <immintrin.h>
+
+namespace fastconv::cpu::detail {
+
+namespace {
+
+namespace pt = pixel_transpose;
+
+// exp_lanes for x <= 0 or NaN: see softmax_fwd_blocks.cpp (the same function)
+inline pt::vec exp_nonpos(pt::vec x) {
+  typedef uint32_t U __attribute__((vector_size(32)));
+  const pt::vec xc = (pt::vec)_mm256_max_ps(_mm256_set1_ps(-87.5f), (__m256)x);
+  const pt::vec shifter = pt::vec{} + (12582912.0f + 126.0f);
+  const pt::vec t = xc * 1.44269504088896341f + shifter;
+  const pt::vec n = t - shifter;
+  pt::vec r = xc - n * 0.693145751953125f;
+  r = r - n * 1.42860682030941723e-6f;
+  pt::vec p = pt::vec{} + 1.f / 5040.f;
+  p = p * r + 1.f / 720.f;
+  p = p * r + 1.f / 120.f;
+  p = p * r + 1.f / 24.f;
+  p = p * r + 1.f / 6.f;
+  p = p * r + 0.5f;
+  p = p * r + 1.f;
+  p = p * r + 1.f;
+  const U bits = (U)t << 23;
+  return p * (pt::vec)bits * 2.f;
+}
+
+template <int C>
+void pairs(int64_t steps, const float* x, float* y) {
+  constexpr int64_t kStep = 2 * pt::L * C;  // floats per step
+  parallel_region((steps * kStep >= kParallelGrain) ? 0 : 1, [&] {
+    note_team();
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t off = s * kStep;
+      pt::vec p[C], q[C];
+      pt::load_split<C>(x + off, p);
+      pt::load_split<C>(x + off + pt::L * C, q);
+      pt::vec mp = p[0], mq = q[0];
+#pragma GCC unroll 8
+      for (int j = 1; j < C; ++j) mp = p[j] > mp ? p[j] : mp, mq = q[j] > mq ? q[j] : mq;
+      pt::vec sp = pt::vec{}, sq = pt::vec{};
+#pragma GCC unroll 8
+      for (int j = 0; j < C; ++j) {
+        p[j] = exp_nonpos(p[j] - mp), q[j] = exp_nonpos(q[j] - mq);
+        sp += p[j], sq += q[j];
+      }
+      const pt::vec ip = 1.f / sp, iq = 1.f / sq;
+#pragma GCC unroll 8
+      for (int j = 0; j < C; ++j) p[j] *= ip, q[j] *= iq;
+      pt::merge_store<C>(y + off, p);
+      pt::merge_store<C>(y + off + pt::L * C, q);
+    }
+  });
+}
+
+}  // namespace
+
+int64_t softmax_forward_plane_pairs(int64_t n, int64_t c, const float* x, float* y) {
+  const int64_t steps = n / (2 * pt::L);
+  if (steps == 0) return 0;
+  switch (c) {
+#define FASTCONV_PAIRS(k) \
+  case k:                 \
+    return pairs<k>(steps, x, y), steps * 2 * pt::L;
+    FASTCONV_PAIRS(1) FASTCONV_PAIRS(2) FASTCONV_PAIRS(3) FASTCONV_PAIRS(4)
+    FASTCONV_PAIRS(5) FASTCONV_PAIRS(6) FASTCONV_PAIRS(7) FASTCONV_PAIRS(8)
+#undef FASTCONV_PAIRS
+    default:
+      return 0;
+  }
+}
+
+}  // namespace fastconv::cpu::detail
+
+#else
+
+namespace fastconv::cpu::detail {
+
+int64_t softmax_forward_plane_pairs(int64_t, int64_t, const float*, float*) { return 0; }
+
+}  // namespace fastconv::cpu::detail
+
+#endif
