@@ -15,9 +15,9 @@ bool softmax_forward_register_rows(int64_t n, int64_t c, const float* x, float* 
 // apply: only the avx2 level, 9..128 classes, n >= 8).
 int64_t softmax_forward_blocks(int64_t n, int64_t c, const float* x, float* y);
 
-// The planes path at 1..8 classes two registers of rows at a time (softmax_fwd_planes.cpp, the
-// same results bit for bit): the rows done (n rounded down to a multiple of 16; 0 below the
-// avx2 level).
+// The planes path at 1..8 classes 4 (to 4 classes) or 2 registers of rows at a time
+// (softmax_fwd_planes.cpp, the same results bit for bit): the rows done (n rounded down to a
+// multiple of 32 or 16; 0 below the avx2 level).
 int64_t softmax_forward_plane_pairs(int64_t n, int64_t c, const float* x, float* y);
 
 // dx = y * (dy - sum(dy * y)) over each row of (n, c) with the row in ceil(c / 8) ymm registers
