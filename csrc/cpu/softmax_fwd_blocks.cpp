@@ -14,7 +14,7 @@
 //
 // The same results, bit for bit, as rows<K>: the max is exact in any order (and a NaN makes
 // its row NaN either way: exp of it makes the sum NaN); the exp is exp_lanes' operations on
-// the same values (exp_nonpos below); each row's sum adds the same lanes in the same order
+// the same values (exp_nonpos, softmax_fwd_exp.h); each row's sum adds the same lanes in the same order
 // (the lanes of the registers in turn, then (l, l+4), (l, l+2), (l, l+1) as hsum: reduce8);
 // 1 / sum and e * (1 / sum) are the same IEEE operations. A row whose c is not a multiple of
 // 8 has its last register loaded as its last 8 floats (overlapping the one before) and
@@ -26,6 +26,7 @@
 
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
+#include "cpu/softmax_fwd_exp.h"
 #include "cpu/softmax_rows.h"
 
 #if defined(__AVX2__) && !defined(__AVX512F__)
@@ -34,34 +35,6 @@
 namespace fastconv::cpu::detail {
 
 namespace {
-
-// exp_lanes<f32xR> (fast_exp.h) for x <= 0 or NaN, softmax's x - max(row): the same bits with
-// three operations fewer. Its upper clamp (89) never applies; its lower one, (x < -87.5 ? -87.5
-// : x), is vmaxps(-87.5, x), which also keeps a NaN x (maxps returns its second operand when
-// either is NaN); and the +126 of its exponent bits moves into the rounding constant: t =
-// x / ln2 + (1.5 * 2^23 + 126) rounds exactly as t - 126 did (the two differ by an even
-// integer, and both stay in [2^23, 2^24): an ulp of 1), so n = t - that constant is the same
-// and t's bits are 0x4B400000 + n + 126, whose low 9 bits shifted left by 23 are exp_lanes'
-// (n + 126) << 23 (0 <= n + 126 <= 126 here).
-inline __m256 exp_nonpos(__m256 x) {
-  typedef uint32_t U __attribute__((vector_size(32)));
-  const f32xR xc = (f32xR)_mm256_max_ps(_mm256_set1_ps(-87.5f), x);
-  const f32xR shifter = f32xR{} + (12582912.0f + 126.0f);
-  const f32xR t = xc * 1.44269504088896341f + shifter;
-  const f32xR n = t - shifter;
-  f32xR r = xc - n * 0.693145751953125f;
-  r = r - n * 1.42860682030941723e-6f;
-  f32xR p = f32xR{} + 1.f / 5040.f;
-  p = p * r + 1.f / 720.f;
-  p = p * r + 1.f / 120.f;
-  p = p * r + 1.f / 24.f;
-  p = p * r + 1.f / 6.f;
-  p = p * r + 0.5f;
-  p = p * r + 1.f;
-  p = p * r + 1.f;
-  const U bits = (U)t << 23;  // 2^(n-1), as exp_lanes
-  return (__m256)(p * (f32xR)bits * 2.f);
-}
 
 // Eight rows' 8-lane vectors m[0..7] folded to one vector, lane i holding row i's
 // ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)) (or the max): softmax_rows.cpp hsum's order, one

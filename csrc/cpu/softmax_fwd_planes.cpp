@@ -1,8 +1,8 @@
 // Row softmax at 1..8 classes at the avx2 level, 4 registers of rows (32 rows) a step to 4
 // classes and 2 (16 rows) from 5: the planes path of softmax.cpp (softmax_forward_planes: C registers of 8 rows split into C
 // planes by pixel_transpose.h, max / exp / sum / 1 / sum / scale down the planes, merged
-// back) with 4 or 2 such blocks interleaved, and exp_nonpos (softmax_fwd_blocks.cpp's exp_lanes
-// with three operations fewer on x - max <= 0).
+// back) with 4 or 2 such blocks interleaved, and exp_nonpos (softmax_fwd_exp.h: exp_lanes with three
+// operations fewer on x - max <= 0).
 //
 // Why: one block per step is one dependency chain (split, max, exp, sum, divide, scale,
 // merge), and perf put the largest share of softmax_forward's samples on the instruction after
@@ -15,6 +15,7 @@
 #include "cpu/parallel.h"
 #include "cpu/pixel_transpose.h"
 #include "cpu/simd.h"
+#include "cpu/softmax_fwd_exp.h"
 #include "cpu/softmax_rows.h"
 
 #if defined(__AVX2__) && !defined(__AVX512F__)
@@ -25,27 +26,6 @@ namespace fastconv::cpu::detail {
 namespace {
 
 namespace pt = pixel_transpose;
-
-// exp_lanes for x <= 0 or NaN: see softmax_fwd_blocks.cpp (the same function)
-inline pt::vec exp_nonpos(pt::vec x) {
-  typedef uint32_t U __attribute__((vector_size(32)));
-  const pt::vec xc = (pt::vec)_mm256_max_ps(_mm256_set1_ps(-87.5f), (__m256)x);
-  const pt::vec shifter = pt::vec{} + (12582912.0f + 126.0f);
-  const pt::vec t = xc * 1.44269504088896341f + shifter;
-  const pt::vec n = t - shifter;
-  pt::vec r = xc - n * 0.693145751953125f;
-  r = r - n * 1.42860682030941723e-6f;
-  pt::vec p = pt::vec{} + 1.f / 5040.f;
-  p = p * r + 1.f / 720.f;
-  p = p * r + 1.f / 120.f;
-  p = p * r + 1.f / 24.f;
-  p = p * r + 1.f / 6.f;
-  p = p * r + 0.5f;
-  p = p * r + 1.f;
-  p = p * r + 1.f;
-  const U bits = (U)t << 23;
-  return p * (pt::vec)bits * 2.f;
-}
 
 template <int C, int G>
 void pairs(int64_t steps, const float* x, float* y) {
