@@ -1,5 +1,6 @@
 """Max pooling forward over tiling windows (pool == strides, no padding) at C = 8..64 in whole
-registers (csrc/cpu/pool_c24_pieces.cpp, the avx2 level; at avx512 and baseline the same calls
+registers (csrc/cpu/pool_c24_pieces.cpp, the avx2 level; past a multiple of 8 the last register
+overlapping the one before; at avx512 and baseline the same calls
 take pool_tiling.cpp / pool_max.cpp, against the same oracle). Run at every level (FASTCONV_ISA).
 
 Max and its argmax are selections: they must equal the oracle's exactly, bytes included: NaN
@@ -7,7 +8,7 @@ pools to NaN and the last NaN cell is the argmax, ties (and -0.0 against +0.0) k
 cell in row-major order; max_pool2d_forward (no argmax) gives the same bytes.
 
 Shapes: the sweep's 2x2 cases scaled down (56x56 C = 24, 28x28 C = 24 / 48 / 64), every C =
-8, 16, ..., 64 and the neighbours 12, 20, 72 (other paths), odd sizes (a last row and column in no
+8, 16, ..., 64, others in between (9, 12, 13, 17, 20, 31, 33, 44, 63), 72 (another path), odd sizes (a last row and column in no
 window), batch 1 on 1 and 2 threads (channel blocks of 16 and 8: a task of 1..8 registers),
 windows 1x1, 1x2, 2x1, 3x3, 2x4, 4x4; outputs from the pool holding earlier values; x the head
 of a buffer whose next floats are NaN (nothing read past x reaches a result).
@@ -37,8 +38,17 @@ CASES = [  # (N, H, W, C, pool)
     (2, 9, 11, 48, (2, 2)),
     (2, 9, 11, 56, (2, 2)),
     (2, 9, 11, 64, (2, 2)),
-    (2, 9, 11, 12, (2, 2)),   # not a multiple of 8: other paths
+    (2, 9, 11, 12, (2, 2)),   # not a multiple of 8: the last register overlaps the one before
     (2, 9, 11, 20, (2, 2)),
+    (2, 9, 11, 9, (2, 2)),
+    (2, 9, 11, 13, (2, 2)),
+    (2, 9, 11, 17, (2, 2)),
+    (2, 9, 11, 31, (2, 2)),
+    (2, 9, 11, 33, (2, 2)),
+    (2, 9, 11, 63, (2, 2)),
+    (3, 28, 28, 12, (2, 2)),
+    (2, 10, 23, 20, (3, 3)),
+    (2, 8, 9, 44, (2, 4)),
     (2, 7, 7, 72, (2, 2)),    # past 64: other paths
     (1, 13, 13, 24, (2, 2)),
     (2, 5, 13, 24, (1, 2)),
@@ -98,9 +108,11 @@ def test_max_pool_forward_matches_oracle(case, kind):
 
 
 @pytest.mark.parametrize("shape", [(1, 56, 56, 24), (1, 28, 28, 40), (1, 14, 14, 64), (3, 28, 28, 24),
-                                   (1, 9, 11, 56)])
+                                   (1, 9, 11, 56), (1, 28, 28, 44), (1, 28, 28, 20), (1, 28, 28, 36),
+                                   (1, 28, 28, 12)])
 def test_one_and_two_threads_give_the_same_bytes(shape):
-    """Batch 1 on 2 threads splits the channels into blocks of 16 and a last one of 8+."""
+    """Batch 1 on 2 threads splits the channels into blocks of 16 and a last one (44: 16, 16, 12;
+    a last block under 8, 20: 16 + 4, 36: 16, 16, 4, keeps the other paths)."""
     x = _input(np.random.default_rng(seeds.seed_of("pool_c24-threads", shape)), shape, "nan")
     one = _with_threads(1, lambda: _C.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), PADS))
     two = _with_threads(2, lambda: _C.max_pool2d_forward_with_argmax(x, (2, 2), (2, 2), PADS))
@@ -109,7 +121,7 @@ def test_one_and_two_threads_give_the_same_bytes(shape):
     _with_threads(2, lambda: _check(x, (2, 2)))
 
 
-@pytest.mark.parametrize("c", [8, 24, 64])
+@pytest.mark.parametrize("c", [8, 12, 24, 61, 64])
 def test_outputs_from_the_pool_are_all_rewritten(c):
     """Outputs from the output pool hold an earlier call's values: every float and byte is set."""
     rng = np.random.default_rng(seeds.seed_of("pool_c24-reuse", c))
@@ -123,7 +135,7 @@ def test_reads_nothing_past_x():
     """x is the head of a larger buffer whose following floats are NaN: a read past x's last
     window that reached a result would put NaN into it."""
     rng = np.random.default_rng(seeds.seed_of("pool_c24-end"))
-    for c, w in [(8, 6), (24, 5), (40, 4), (64, 2)]:
+    for c, w in [(8, 6), (24, 5), (40, 4), (64, 2), (12, 5), (57, 3)]:
         n, h = 2, 5
         size = n * h * w * c
         buf = np.full(size + 256, np.nan, np.float32)

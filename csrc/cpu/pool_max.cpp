@@ -255,7 +255,7 @@ void max_forward_task(const PoolGeometry& g, const float* x, float* y, uint8_t* 
 
 void max_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
 #if defined(__AVX2__) && !defined(__AVX512F__)
-  // tiling windows at C = 8..64 in whole registers (pool_c24_pieces.cpp)
+  // tiling windows at C = 8..64 in ymm registers (pool_c24_pieces.cpp)
   if (detail::pool_c24_applies(g)) return detail::max_forward_c24(g, x, y, nullptr);
 #endif
   if (detail::pool_forward_tiles(g)) return detail::max_forward_tiles(g, x, y, nullptr);
@@ -266,7 +266,7 @@ void max_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
 
 void max_pool2d_forward_argmax(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
 #if defined(__AVX2__) && !defined(__AVX512F__)
-  // tiling windows at C = 8..64 in whole registers (pool_c24_pieces.cpp)
+  // tiling windows at C = 8..64 in ymm registers (pool_c24_pieces.cpp)
   if (detail::pool_c24_applies(g)) return detail::max_forward_c24(g, x, y, arg);
 #endif
   if (detail::pool_forward_tiles(g)) return detail::max_forward_tiles(g, x, y, arg);
