@@ -254,6 +254,10 @@ void max_forward_task(const PoolGeometry& g, const float* x, float* y, uint8_t* 
 }  // namespace
 
 void max_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  // tiling windows at C = 8..64 in ymm registers (pool_c24_pieces.cpp)
+  if (detail::pool_c24_applies(g)) return detail::max_forward_c24(g, x, y, nullptr);
+#endif
   if (detail::pool_forward_tiles(g)) return detail::max_forward_tiles(g, x, y, nullptr);
   for_each_task(g.n, g.c, g.n * g.h * g.w * g.c, [&](int64_t img, int64_t c0, int64_t c1) {
     max_forward_task<false>(g, x, y, nullptr, img, c0, c1);
@@ -261,6 +265,10 @@ void max_pool2d_forward(const PoolGeometry& g, const float* x, float* y) {
 }
 
 void max_pool2d_forward_argmax(const PoolGeometry& g, const float* x, float* y, uint8_t* arg) {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  // tiling windows at C = 8..64 in ymm registers (pool_c24_pieces.cpp)
+  if (detail::pool_c24_applies(g)) return detail::max_forward_c24(g, x, y, arg);
+#endif
   if (detail::pool_forward_tiles(g)) return detail::max_forward_tiles(g, x, y, arg);
   for_each_task(g.n, g.c, g.n * g.h * g.w * g.c, [&](int64_t img, int64_t c0, int64_t c1) {
     max_forward_task<true>(g, x, y, arg, img, c0, c1);

@@ -38,6 +38,10 @@ void avg_backward_rows8(const PoolGeometry& g, const float* dy, float* dx);
 // contract and the same floats.
 bool avg_c3_applies(const PoolGeometry& g);
 void avg_forward_c3(const PoolGeometry& g, const float* x, float* y);
+// max_forward_tiles at C = 8..64 in ymm registers (pool_c24_pieces.cpp), same contract and
+// the same floats and argmax.
+bool pool_c24_applies(const PoolGeometry& g);
+void max_forward_c24(const PoolGeometry& g, const float* x, float* y, uint8_t* arg);
 #endif
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)

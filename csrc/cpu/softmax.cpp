@@ -530,6 +530,11 @@ void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
   if (c > 16 && c <= kMaskedRowsMaxForward) return softmax_forward_masked_rows(n, c, x, y);
 #endif
   if (c > 8 && detail::softmax_forward_register_rows(n, c, x, y)) return;  // avx2 level
+  if (c <= 8) {  // avx2 level: 32 or 16 rows a step (softmax_fwd_planes.cpp), the rest below
+    const int64_t done = detail::softmax_forward_plane_pairs(n, c, x, y);
+    x += done * c, y += done * c, n -= done;
+    if (n == 0) return;
+  }
   if (c <= 8) return with_plane_width(c, [&](auto w) { softmax_forward_planes<decltype(w)::value>(n, x, y); });
   if (c < kNarrow) {
     with_width(c, [&](auto w) { softmax_forward_narrow(n, w, x, y); });

@@ -20,6 +20,7 @@
 #include "cpu/fast_exp.h"
 #include "cpu/parallel.h"
 #include "cpu/simd.h"
+#include "cpu/softmax_fwd_exp.h"
 
 #if defined(__AVX2__) && !defined(__AVX512F__)
 #include <immintrin.h>
@@ -80,7 +81,8 @@ void rows(int64_t n, int64_t c, const float* x, float* y) {
   });
 }
 
-// Rows wider than kRowsMax: softmax.cpp's row loop (shifted_exp: an omp-simd max, exp16 on
+// Rows wider than kRowsMax (their exp: exp_nonpos, softmax_fwd_exp.h, exp_lanes' bits with three
+// operations fewer): softmax.cpp's row loop (shifted_exp: an omp-simd max, exp16 on
 // 16-lane vectors split into ymm halves through the stack, then a scaling pass) in ymm
 // registers: the max in four accumulators, exp stored to y while four float accumulators sum
 // it (blocks of kSumBlock floats, totals in double as shifted_exp's), then y scaled by
@@ -123,12 +125,12 @@ void wide_rows(int64_t n, int64_t c, const float* x, float* y) {
         f32xR s[4] = {};
         for (j = j0; j + 32 <= j1; j += 32)
           for (int a = 0; a < 4; ++a) {
-            const f32xR e = exp_lanes(loadR(xr + j + 8 * a) - shift);
+            const f32xR e = exp_nonpos(loadR(xr + j + 8 * a) - shift);
             storeR(yr + j + 8 * a, e);
             s[a] += e;
           }
         for (; j < j1; j += 8) {
-          const f32xR e = exp_lanes(loadR(xr + j) - shift);
+          const f32xR e = exp_nonpos(loadR(xr + j) - shift);
           storeR(yr + j, e);
           s[0] += e;
         }
@@ -136,7 +138,7 @@ void wide_rows(int64_t n, int64_t c, const float* x, float* y) {
       }
       f32xR last{};
       if (tail) {
-        last = (f32xR)_mm256_and_ps((__m256)exp_lanes((f32xR)_mm256_maskload_ps(xr + whole, keep) - shift), keepf);
+        last = (f32xR)_mm256_and_ps((__m256)exp_nonpos((f32xR)_mm256_maskload_ps(xr + whole, keep) - shift), keepf);
         total += hsum((__m256)last);
       }
       const f32xR inv = (f32xR)_mm256_set1_ps((float)(1.0 / total));
@@ -153,6 +155,10 @@ void wide_rows(int64_t n, int64_t c, const float* x, float* y) {
 bool softmax_forward_register_rows(int64_t n, int64_t c, const float* x, float* y) {
   if (c > kRowsMax) return wide_rows(n, c, x, y), true;
   if (c < kRowsMin) return false;
+  // whole groups of 8 rows in blocks (softmax_fwd_blocks.cpp), the rest one row at a time
+  const int64_t done = softmax_forward_blocks(n, c, x, y);
+  n -= done, x += done * c, y += done * c;
+  if (n == 0) return true;
   switch ((c + 7) / 8) {
 #define FASTCONV_ROWS(k) \
   case k:                \
