@@ -71,6 +71,7 @@
 #include "cpu/few_channel_s2.h"
 #include "cpu/few_channel_s2_patch.h"
 #include "cpu/few_channel_s2_planes.h"
+#include "cpu/few_channel_s2b.h"
 #include "cpu/im2col.h"
 #include "cpu/narrow_pointwise.h"
 #include "cpu/parallel.h"
@@ -792,6 +793,7 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
     return few_channel_planes_backward_data(g, dy, w, dx);
   if (few_channel_fwd8_shape(g, ConvPass::BackwardData) && few_channel_fwd8_backward_data(g, dy, w, dx))
     return;
+  if (s2b_data_flat8(g, dy, w, dx)) return;  // C = 3, 6 at avx2 (few_channel_s2b_data.cpp)
   if (s2_planes_shape(g, ConvPass::BackwardData) && s2_planes_backward_data(g, dy, w, dx)) return;
   if (few_channel_rows_shape(g, ConvPass::BackwardData) && few_channel_rows_backward_data(g, dy, w, dx)) return;
   const Window2d& v = g.win;
