@@ -177,6 +177,13 @@ void data_flat8(const ConvGeometry& g, const float* dy, const float* w, float* d
 
 }  // namespace
 
+// C = 6 from 28 columns is multiply-add bound on either path, and here the lanes of odd
+// columns idle on the B taps (3C multiply-adds per output vector against the direct path's
+// 2.25C): paired, 1 thread, CPU time, N=256 28x28 0.95, 56x56 1.11, N=32 28x28 1.05,
+// 112x112 1.03 of the direct path's time, against 0.51 at 7x7 and 0.66 at 14x14. C = 3 wins or
+// draws at every width (the planes' merge and spills: 0.45 at 7x7 .. 0.99 at 112x112).
+constexpr int64_t kMaxWidth6 = 20;
+
 bool s2b_data_flat8(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   const Window2d& v = g.win;
   const bool eligible = g.groups == 1 && g.c == g.oc && (g.c == 3 || g.c == 6) && v.kh == 3 &&
@@ -184,7 +191,8 @@ bool s2b_data_flat8(const ConvGeometry& g, const float* dy, const float* w, floa
                         v.pt >= 0 && v.pt <= 1 && v.pl >= 0 && v.pl <= 1 && g.n > 0 &&
                         g.h > 0 && g.w > 0 && g.oh >= 1 && g.ow >= 1 &&
                         (v.pl + g.w - 1) / 2 + 1 == g.ow && (v.pt + g.h - 1) / 2 + 1 == g.oh &&
-                        g.c * g.oh * g.ow <= (int64_t(1) << 18);  // the staged dy: 1 MiB
+                        g.c * g.oh * g.ow <= (int64_t(1) << 18) &&  // the staged dy: 1 MiB
+                        (g.c == 3 || g.w <= kMaxWidth6);
   if (!eligible || !all_finite(w, 9 * g.c * g.c)) return false;
   if (g.c == 3) data_flat8<3>(g, dy, w, dx);
   else data_flat8<6>(g, dy, w, dx);
