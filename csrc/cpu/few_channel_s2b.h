@@ -12,4 +12,10 @@ namespace fastconv::cpu::detail {
 // written) for any other shape, a non-finite weight, or a level other than avx2.
 bool s2b_data_flat8(const ConvGeometry& g, const float* dy, const float* w, float* dx);
 
+// The forward for C = 1 (3x3, stride 2, dilation 1, pads 0..2 at the top and left), from the
+// rows with in-lane shuffles (few_channel_s2b_c1.cpp); same contract as conv2d_forward; false
+// (nothing written) for any other shape or a level other than avx2.
+bool s2b_c1_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                    float* y, Activation act);
+
 }  // namespace fastconv::cpu::detail
