@@ -730,6 +730,7 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
   if (few_channel_fwd8_shape(g, ConvPass::Forward) && few_channel_fwd8_forward(g, x, w, b, y, act))
     return;
   if (s2b_c1_forward(g, x, w, b, y, act)) return;  // C = 1 at avx2 (few_channel_s2b_c1.cpp)
+  if (s2b_fwd_flat8(g, x, w, b, y, act)) return;  // C = 3, 6 at avx2 (few_channel_s2b_fwd.cpp)
   if (s2_planes_shape(g, ConvPass::Forward)) return s2_planes_forward(g, x, w, b, y, act);
   if (stem_conv_shape(g, ConvPass::Forward)) return stem_conv_forward(g, x, w, b, y, act);
   if (few_channel_rows_shape(g, ConvPass::Forward) && few_channel_rows_forward(g, x, w, b, y, act)) return;

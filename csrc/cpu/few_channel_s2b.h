@@ -18,4 +18,11 @@ bool s2b_data_flat8(const ConvGeometry& g, const float* dy, const float* w, floa
 bool s2b_c1_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                     float* y, Activation act);
 
+// The forward for C = 3 and 6 (3x3, stride 2, dilation 1, pads 0..2 at the top and left),
+// vectors along the flat NHWC output rows (few_channel_s2b_fwd.cpp); same contract as
+// conv2d_forward; false (nothing written) for any other shape, a non-finite weight, or a
+// level other than avx2.
+bool s2b_fwd_flat8(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                   float* y, Activation act);
+
 }  // namespace fastconv::cpu::detail
