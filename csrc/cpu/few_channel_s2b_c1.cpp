@@ -49,8 +49,7 @@ inline __m256i lanes8(int64_t lo, int64_t hi) {
 // base + 8, a2, b2 at base + 2 and base + 10; full: all four inside the row.
 struct Masks {
   __m256i a, b, a2, b2;
-  bool full, whole_out;
-  int nout;
+  bool full;
 };
 
 struct Cols {
@@ -72,14 +71,6 @@ inline Cols cols(const float* row, int64_t base, const Masks& m) {
           _mm256_shuffle_ps(a2, b2, 0x88)};
 }
 
-// Lanes [0, n) of v to p: through the stack, one float at a time (vmaskmovps's store form is
-// microcoded on AMD).
-inline void store_first(float* p, __m256 v, int n) {
-  alignas(32) float t[8];
-  _mm256_store_ps(t, v);
-  for (int i = 0; i < n; ++i) p[i] = t[i];
-}
-
 }  // namespace
 
 bool s2b_c1_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
@@ -87,8 +78,9 @@ bool s2b_c1_forward(const ConvGeometry& g, const float* x, const float* w, const
   const Window2d& v = g.win;
   if (!(g.groups == 1 && g.c == 1 && g.oc == 1 && v.kh == 3 && v.kw == 3 && v.dh == 1 &&
         v.dw == 1 && v.sh == 2 && v.sw == 2 && v.pt >= 0 && v.pt <= 2 && v.pl >= 0 &&
-        v.pl <= 2 && g.n > 0 && g.oh > 0 && g.ow > 0 && g.h > 0 && g.w > 0))
-    return false;
+        v.pl <= 2 && g.n > 0 && g.oh > 0 && g.w > 0 && g.h > 0 && g.ow >= 8))
+    return false;  // under 8 output columns (no vector to overlap): paired, N=256, 14x14
+                   // 1.03 and 7x7 1.01 of few_channel_s2_c1_avx2.cpp's time, left there
   const int64_t pairs = (g.oh + 1) / 2, items = g.n * pairs, W = g.w;
   const int threads =
       items * g.ow * 9 < (int64_t(1) << 21) ? 1 : std::max(1, get_num_threads());
@@ -101,14 +93,13 @@ bool s2b_c1_forward(const ConvGeometry& g, const float* x, const float* w, const
   // stack (~9% of the samples at N=256 56x56: 28 columns).
   std::vector<int64_t> xs;
   for (int64_t ox = 0; ox + 8 < g.ow; ox += 8) xs.push_back(ox);
-  xs.push_back(std::max<int64_t>(0, g.ow - 8));
+  xs.push_back(g.ow - 8);
   std::vector<Masks> masks;
   for (const int64_t ox : xs) {
     const int64_t base = 2 * ox - v.pl;
     masks.push_back({lanes8(-base, W - base), lanes8(-base - 8, W - base - 8),
                      lanes8(-base - 2, W - base - 2), lanes8(-base - 10, W - base - 10),
-                     base >= 0 && base + 18 <= W, ox + 8 <= g.ow,
-                     (int)std::min<int64_t>(8, g.ow - ox)});
+                     base >= 0 && base + 18 <= W});
   }
   parallel_region(threads, [&] {
     note_team();
@@ -149,13 +140,8 @@ bool s2b_c1_forward(const ConvGeometry& g, const float* x, const float* w, const
             _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_add_ps(acc0, acc0b)), 0xD8));
         const __m256 r1 = _mm256_castpd_ps(
             _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_add_ps(acc1, acc1b)), 0xD8));
-        if (m.whole_out) {
-          _mm256_storeu_ps(y0 + ox, r0);
-          if (two) _mm256_storeu_ps(y0 + g.ow + ox, r1);
-        } else {
-          store_first(y0 + ox, r0, m.nout);
-          if (two) store_first(y0 + g.ow + ox, r1, m.nout);
-        }
+        _mm256_storeu_ps(y0 + ox, r0);
+        if (two) _mm256_storeu_ps(y0 + g.ow + ox, r1);
       }
       if (act != Activation::Linear) activation_inplace((1 + two) * g.ow, y0, act);
     }
