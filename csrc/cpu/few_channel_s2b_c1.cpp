@@ -71,6 +71,12 @@ inline Cols cols(const float* row, int64_t base, const Masks& m) {
           _mm256_shuffle_ps(a2, b2, 0x88)};
 }
 
+// Up to 8 output columns (one vector, nothing to overlap) and from an x of 8 MiB (the pass
+// bound by memory) the kernel above stays: paired, 1 thread, CPU time, N=256, time / its:
+// 7x7 1.01, 14x14 0.98-1.03, 16x16 1.03, 112x112 0.99-1.03 (12.8 MB), against 56x56 0.80-0.83,
+// 28x28 0.70-0.77, N=32 112x112 0.84-0.87.
+constexpr int64_t kMaxInputBytes = int64_t(8) << 20;
+
 }  // namespace
 
 bool s2b_c1_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
@@ -78,9 +84,9 @@ bool s2b_c1_forward(const ConvGeometry& g, const float* x, const float* w, const
   const Window2d& v = g.win;
   if (!(g.groups == 1 && g.c == 1 && g.oc == 1 && v.kh == 3 && v.kw == 3 && v.dh == 1 &&
         v.dw == 1 && v.sh == 2 && v.sw == 2 && v.pt >= 0 && v.pt <= 2 && v.pl >= 0 &&
-        v.pl <= 2 && g.n > 0 && g.oh > 0 && g.w > 0 && g.h > 0 && g.ow >= 8))
-    return false;  // under 8 output columns (no vector to overlap): paired, N=256, 14x14
-                   // 1.03 and 7x7 1.01 of few_channel_s2_c1_avx2.cpp's time, left there
+        v.pl <= 2 && g.n > 0 && g.oh > 0 && g.w > 0 && g.h > 0 && g.ow > 8 &&
+        4 * g.n * g.h * g.w <= kMaxInputBytes))
+    return false;
   const int64_t pairs = (g.oh + 1) / 2, items = g.n * pairs, W = g.w;
   const int threads =
       items * g.ow * 9 < (int64_t(1) << 21) ? 1 : std::max(1, get_num_threads());
