@@ -90,7 +90,7 @@ def test_other_pads_hand_back(c, pads):
 def test_one_image_two_threads(c, hw):
     """One image with enough work for two threads (C = 3 at 331 x 330: 166 x 165 dy pixels)
     takes column ranges of it (no whole-vector spill over row ends there): bit-equal to one
-    thread and to the reference. C = 6 runs here only up to 20 columns: one thread."""
+    thread and to the reference. C = 6 runs here only up to 26 columns: one thread."""
     rng = np.random.default_rng(c)
     x_shape = (1, hw, hw - 1, c)
     pads = _pads(hw, hw - 1, 1, 0)

@@ -6,7 +6,7 @@
 
 namespace fastconv::cpu::detail {
 
-// The backward data pass for C = 3 and 6 with 'same'-like padding (pads 0..1 at the top and
+// The backward data pass for C = 3 and 6 (up to 26 columns) with 'same'-like padding (pads 0..1 at the top and
 // left, dy's grid the plane grid), vectors along the flat NHWC dx rows
 // (few_channel_s2b_data.cpp); same contract as conv2d_backward_data; false (nothing
 // written) for any other shape, a non-finite weight, or a level other than avx2.

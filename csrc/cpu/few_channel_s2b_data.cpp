@@ -187,10 +187,11 @@ void data_flat8(const ConvGeometry& g, const float* dy, const float* w, float* d
 
 // C = 6 from 28 columns is multiply-add bound on either path, and here the lanes of odd
 // columns idle on the B taps (3C multiply-adds per output vector against the direct path's
-// 2.25C): paired, 1 thread, CPU time, N=256 28x28 0.95, 56x56 1.11, N=32 28x28 1.05,
-// 112x112 1.03 of the direct path's time, against 0.51 at 7x7 and 0.66 at 14x14. C = 3 wins or
-// draws at every width (the planes' merge and spills: 0.45 at 7x7 .. 0.99 at 112x112).
-constexpr int64_t kMaxWidth6 = 20;
+// 2.25C): paired, 1 thread, CPU time, N=256 28x28 0.87-0.95, 56x56 1.11, N=32 28x28 1.05,
+// 112x112 1.03 of the direct path's time, against 0.50 at 7x7, 0.68 at 14x14, 0.75 at 20x20,
+// 0.83-0.87 at 22..26 (N=32 24x24 0.86-1.01). C = 3 wins or draws at every width (the
+// planes' merge and spills: 0.45 at 7x7 .. 0.94-0.97 at 112x112).
+constexpr int64_t kMaxWidth6 = 26;
 
 bool s2b_data_flat8(const ConvGeometry& g, const float* dy, const float* w, float* dx) {
   const Window2d& v = g.win;
