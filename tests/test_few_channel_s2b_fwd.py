@@ -17,6 +17,8 @@ import pytest
 from fastconv import _C
 from fastconv import reference as R
 
+from threads_used import threads_used
+
 PADS = ((0, 1, 0, 1), (1, 1, 1, 1), (2, 2, 2, 0), (0, 0, 2, 2), (1, 0, 0, 1), (2, 1, 1, 0),
         (0, 0, 0, 0), (1, 2, 2, 1))
 
@@ -90,7 +92,7 @@ def test_fused_activation(act, c):
 def test_threads_bit_equal(c):
     """Batches on two threads take whole images: bit-equal to one thread."""
     rng = np.random.default_rng(c)
-    x = rng.standard_normal((512, 9, 10, c)).astype(np.float32)
+    x = rng.standard_normal((1100, 9, 10, c)).astype(np.float32)  # enough work for 2 threads
     wt = rng.standard_normal((3, 3, c, c)).astype(np.float32)
     b = rng.standard_normal(c).astype(np.float32)
     pads = (1, 1, 0, 1)
@@ -99,9 +101,11 @@ def test_threads_bit_equal(c):
         _C.set_num_threads(1)
         one = _fwd(x, wt, b, pads)
         _C.set_num_threads(2)
-        two = _fwd(x, wt, b, pads)
+        with threads_used() as used:
+            two = _fwd(x, wt, b, pads)
     finally:
         _C.set_num_threads(saved)
+    assert used.count >= 2
     assert np.array_equal(one, two)
     _close(two, _ref(x, wt, b, pads))
 
