@@ -71,6 +71,7 @@
 #include "cpu/few_channel_s2.h"
 #include "cpu/few_channel_s2_patch.h"
 #include "cpu/few_channel_s2_planes.h"
+#include "cpu/few_channel_s2b.h"
 #include "cpu/im2col.h"
 #include "cpu/narrow_pointwise.h"
 #include "cpu/parallel.h"
@@ -728,6 +729,8 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
   // avx2 only (C = 3, 6 'same'); false on a non-finite weight: computed below.
   if (few_channel_fwd8_shape(g, ConvPass::Forward) && few_channel_fwd8_forward(g, x, w, b, y, act))
     return;
+  if (s2b_c1_forward(g, x, w, b, y, act)) return;  // C = 1 at avx2 (few_channel_s2b_c1.cpp)
+  if (s2b_fwd_flat8(g, x, w, b, y, act)) return;  // C = 3, 6 at avx2 (few_channel_s2b_fwd.cpp)
   if (s2_planes_shape(g, ConvPass::Forward)) return s2_planes_forward(g, x, w, b, y, act);
   if (stem_conv_shape(g, ConvPass::Forward)) return stem_conv_forward(g, x, w, b, y, act);
   if (few_channel_rows_shape(g, ConvPass::Forward) && few_channel_rows_forward(g, x, w, b, y, act)) return;
@@ -792,6 +795,7 @@ void direct_backward_data(const ConvGeometry& g, const float* dy, const float* w
     return few_channel_planes_backward_data(g, dy, w, dx);
   if (few_channel_fwd8_shape(g, ConvPass::BackwardData) && few_channel_fwd8_backward_data(g, dy, w, dx))
     return;
+  if (s2b_data_flat8(g, dy, w, dx)) return;  // C = 3, 6 at avx2 (few_channel_s2b_data.cpp)
   if (s2_planes_shape(g, ConvPass::BackwardData) && s2_planes_backward_data(g, dy, w, dx)) return;
   if (few_channel_rows_shape(g, ConvPass::BackwardData) && few_channel_rows_backward_data(g, dy, w, dx)) return;
   const Window2d& v = g.win;
