@@ -35,6 +35,18 @@ namespace fastconv::cpu {
 
 constexpr int64_t kParallelGrain = 1 << 15;
 
+// kTeamGrain: below this many elements a memory-bound kernel's OpenMP region runs on one
+// thread (kParallelGrain stays the bound of the join-free item team, which never waits for a
+// helper). libgomp's worker spins GOMP_SPINCOUNT (~250 us here) after a region, then sleeps on
+// a futex; on the 2-vCPU Zen 3 KVM guest (idle vCPUs halt: guest_halt_poll_ns 0) the next
+// region then waits for it: an empty region cost 1.7 us back to back, 45-90 us after 0.3-3 ms
+// of one-thread work on a quiet machine, 0.5-1 ms when another process ran on the other vCPU
+// (benchmarks/RESULTS.md, 2026-12-08, helper R). A region gains at most half its one-thread
+// time, so it must hold ~100 us of work: 2^18 floats (~100-150 us at 1-2 ns an element).
+// LeNet-5's average pools (b8-b32), SGD on its 400x120 dense kernel and its dense layers'
+// bias passes sat between 2^15 and 2^18 and each paid a wake-up in every training step.
+constexpr int64_t kTeamGrain = 1 << 18;
+
 constexpr int64_t kReduceRows = 64;
 
 // An exception that leaves an OpenMP parallel region, or a worksharing loop in one, calls
@@ -155,7 +167,7 @@ inline std::vector<float> tile(const float* v, int64_t c, int64_t group) {
 }
 
 // fn(r0, rows, dst) for consecutive runs of at most row_group(c) rows covering [0, m), rows
-// split across the OpenMP threads (contiguous share each) above kParallelGrain elements. fn
+// split across the OpenMP threads (contiguous share each) above kTeamGrain elements. fn
 // writes the run's rows*c outputs to dst[0 ..): out + r0*c itself, or, when the (m, c) output
 // is large (simd.h stream_output), a scratch buffer that is then streamed to out.
 template <typename RunFn>
@@ -163,7 +175,7 @@ void for_each_run(int64_t m, int64_t c, float* out, RunFn fn) {
   const int64_t group = row_group(c);
   const bool stream = stream_output(m * c * (int64_t)sizeof(float));
   ExceptionCaptor errors;
-  parallel_region((m * c >= kParallelGrain) ? 0 : 1, [&] {
+  parallel_region((m * c >= kTeamGrain) ? 0 : 1, [&] {
     note_team();
     errors.run([&] {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -197,7 +209,7 @@ void column_reduce(int64_t m, int64_t c, int k, double* out, float* written, Run
   std::vector<double> part((size_t)max_threads * width, 0.0);
   int used = 1;
   ExceptionCaptor errors;
-  parallel_region((m * c >= kParallelGrain) ? 0 : 1, [&] {
+  parallel_region((m * c >= kTeamGrain) ? 0 : 1, [&] {
     note_team();
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
 #pragma omp single
