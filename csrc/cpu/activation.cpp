@@ -144,7 +144,7 @@ void relu_backward_lanes(int64_t m, int64_t c, const float* dy, const float* y, 
   const int max_threads = omp_get_max_threads();
   std::vector<double> part((size_t)max_threads * P, 0.0);
   ExceptionCaptor errors;
-  parallel_region(m * c >= kTeamGrain ? 0 : 1, [&] {
+  parallel_region(m * c >= kParallelGrain ? 0 : 1, [&] {
     note_team();
     errors.run([&] {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -251,7 +251,7 @@ void activation_backward_inplace(int64_t count, const float* y, float* dz, Activ
 void activation_inplace_parallel(int64_t count, float* y, Activation act) {
   if (act == Activation::Linear) return;
   const int64_t blocks = (count + kFlatBlock - 1) / kFlatBlock;
-  parallel_region((count >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((count >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < blocks; ++i)
@@ -263,7 +263,7 @@ void activation_inplace_parallel(int64_t count, float* y, Activation act) {
 // single-threaded add plus a separate relu pass read the data three times).
 void add_activation(int64_t count, const float* a, const float* b, Activation act, float* y) {
   const int64_t blocks = (count + kFlatBlock - 1) / kFlatBlock;
-  parallel_region((count >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((count >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < blocks; ++i) {

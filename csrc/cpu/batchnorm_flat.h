@@ -90,11 +90,11 @@ inline void for_blocks(int64_t period, Fn&& fn) {
 }
 
 // body(t, nt, s0, s1): super-rows [s0, s1) of thread t of nt (contiguous shares; the tail
-// rows belong to thread nt - 1), on one thread below kTeamGrain elements (parallel.h).
+// rows belong to thread nt - 1), on one thread below kParallelGrain elements (parallel.h).
 template <typename Body>
 inline void on_team(const Flat& f, int64_t m, Body&& body) {
   ExceptionCaptor errors;
-  parallel_region(m * f.c >= kTeamGrain ? 0 : 1, [&] {
+  parallel_region(m * f.c >= kParallelGrain ? 0 : 1, [&] {
     note_team();
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     errors.run([&] { body(t, nt, f.supers * t / nt, f.supers * (t + 1) / nt); });

@@ -20,7 +20,7 @@ void concat_last(int64_t rows, int64_t parts, const float* const* in, const int6
                  float* out) {
   int64_t total = 0;
   for (int64_t i = 0; i < parts; ++i) total += widths[i];
-  parallel_region((rows * total >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((rows * total >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {

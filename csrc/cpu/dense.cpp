@@ -282,7 +282,7 @@ void dense_backward_one_pass(int64_t n, const float* dy, const float* x, const f
   constexpr int S = C * C + C;  // dw (C x C), then db
   std::vector<double> part((size_t)omp_get_max_threads() * S, 0.0);
   int used = 1;
-  parallel_region(n * C >= kTeamGrain ? 0 : 1, [&] {
+  parallel_region(n * C >= kParallelGrain ? 0 : 1, [&] {
     note_team();
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
 #pragma omp single
@@ -336,7 +336,7 @@ void dense_forward_planes(int64_t n, const float* x, const float* w, const float
       for (int j = 1; j < C; ++j) o[t] += xp[j] * w[j * C + t];
     }
   };
-  parallel_region(n * C >= kTeamGrain ? 0 : 1, [&] {
+  parallel_region(n * C >= kParallelGrain ? 0 : 1, [&] {
     note_team();
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t r0 = n * t / nt, r1 = n * (t + 1) / nt, whole = r0 + (r1 - r0) / pt::L * pt::L;
@@ -365,7 +365,7 @@ constexpr int64_t kRegsMinWidth = 3, kRegsMinWidthBackward = 4;
 template <int C>
 void dense_forward_regs(int64_t n, const float* x, const float* w, const float* b, float* y) {
   const detail::dense_regs::Padded<C> p(w, false, b);
-  parallel_region(n * C >= kTeamGrain ? 0 : 1, [&] {
+  parallel_region(n * C >= kParallelGrain ? 0 : 1, [&] {
     note_team();
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     detail::dense_regs::forward_rows<C>(n * t / nt, n * (t + 1) / nt, x, p, y);
@@ -377,7 +377,7 @@ void dense_forward_regs(int64_t n, const float* x, const float* w, const float* 
 template <int C>
 void dense_forward_regs_wide(int64_t n, const float* x, const float* w, const float* b, float* y) {
   const detail::dense_regs::PaddedWide<C> p(w, b);
-  parallel_region(n * C >= kTeamGrain ? 0 : 1, [&] {
+  parallel_region(n * C >= kParallelGrain ? 0 : 1, [&] {
     note_team();
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     detail::dense_regs::forward_rows_wide<C>(n * t / nt, n * (t + 1) / nt, x, p, y);
@@ -510,7 +510,7 @@ inline void load_rows(const float (&t)[K][16], V (&out)[K]) {
 template <int K>
 void dense_forward_registers(int64_t n, const float* x, const float* w, const float* b, float* y) {
   using RR = RowReg<K>;
-  parallel_region(n * K >= kTeamGrain ? 0 : 1, [&] {
+  parallel_region(n * K >= kParallelGrain ? 0 : 1, [&] {
     note_team();
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     alignas(64) float wm[K][16];

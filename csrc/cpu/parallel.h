@@ -43,8 +43,9 @@ constexpr int64_t kParallelGrain = 1 << 15;
 // of one-thread work on a quiet machine, 0.5-1 ms when another process ran on the other vCPU
 // (benchmarks/RESULTS.md, 2026-12-08, helper R). A region gains at most half its one-thread
 // time, so it must hold ~100 us of work: 2^18 floats (~100-150 us at 1-2 ns an element).
-// LeNet-5's average pools (b8-b32), SGD on its 400x120 dense kernel and its dense layers'
-// bias passes sat between 2^15 and 2^18 and each paid a wake-up in every training step.
+// LeNet-5's average pools (b8-b32) and SGD on its 400x120 dense kernel sat between 2^15 and
+// 2^18 and each paid a wake-up in every training step. Used by pool_tasks.h and optimizer.cpp
+// (the other kernels' regions keep kParallelGrain: not measured here).
 constexpr int64_t kTeamGrain = 1 << 18;
 
 constexpr int64_t kReduceRows = 64;
@@ -167,7 +168,7 @@ inline std::vector<float> tile(const float* v, int64_t c, int64_t group) {
 }
 
 // fn(r0, rows, dst) for consecutive runs of at most row_group(c) rows covering [0, m), rows
-// split across the OpenMP threads (contiguous share each) above kTeamGrain elements. fn
+// split across the OpenMP threads (contiguous share each) above kParallelGrain elements. fn
 // writes the run's rows*c outputs to dst[0 ..): out + r0*c itself, or, when the (m, c) output
 // is large (simd.h stream_output), a scratch buffer that is then streamed to out.
 template <typename RunFn>
@@ -175,7 +176,7 @@ void for_each_run(int64_t m, int64_t c, float* out, RunFn fn) {
   const int64_t group = row_group(c);
   const bool stream = stream_output(m * c * (int64_t)sizeof(float));
   ExceptionCaptor errors;
-  parallel_region((m * c >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((m * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
     errors.run([&] {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -209,7 +210,7 @@ void column_reduce(int64_t m, int64_t c, int k, double* out, float* written, Run
   std::vector<double> part((size_t)max_threads * width, 0.0);
   int used = 1;
   ExceptionCaptor errors;
-  parallel_region((m * c >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((m * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
 #pragma omp single

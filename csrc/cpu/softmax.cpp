@@ -139,7 +139,7 @@ inline void from_tile(int64_t rows, W c, const float* __restrict tile, float* __
 template <typename Body>
 void for_each_tile(int64_t n, int64_t c, Body body) {
   const int64_t blocks = (n + kLanes - 1) / kLanes;
-  parallel_region((n * c >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
     alignas(64) float tile[2 * kNarrow * kLanes];
 #pragma omp for schedule(static)
@@ -207,7 +207,7 @@ namespace pt = detail::pixel_transpose;
 template <int C, typename Body>
 int64_t for_each_row_register(int64_t n, Body body) {
   const int64_t blocks = n / pt::L;
-  parallel_region((n * C >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((n * C >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < blocks; ++b) body(b * pt::L * C);
@@ -310,7 +310,7 @@ void softmax_forward_transposed(int64_t n, const float* x, float* y) {
   auto mask = [](int b) { return (__mmask16)(C - 16 * b >= 16 ? 0xFFFFu : (1u << (C - 16 * b)) - 1u); };
   constexpr __mmask16 hlo = (__mmask16)((1u << H) - 1u), hhi = (__mmask16)(hlo << 8);
   const int64_t blocks = n / kLanes;
-  parallel_region((n * C >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((n * C >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t blk = 0; blk < blocks; ++blk) {
@@ -394,7 +394,7 @@ template <int K, typename Body>
 void masked_rows_of(int64_t n, int64_t c, Body& body) {
   const __mmask16 last = (__mmask16)(0xFFFFu >> (K * kLanes - c));
   auto mask = [=](int k) { return k == K - 1 ? last : (__mmask16)0xFFFF; };
-  parallel_region((n * c >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) body(i, std::integral_constant<int, K>{}, mask);
@@ -453,7 +453,7 @@ void softmax_backward_row_pairs(int64_t n, const float* dy, const float* y, floa
   constexpr int64_t C = 16 * K + 8;
   constexpr int R = 2 * K + 1;  // registers per pair of rows
   const int64_t pairs = n / 2;
-  parallel_region((n * C >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((n * C >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < pairs; ++p) {
@@ -535,7 +535,7 @@ void softmax_forward(int64_t n, int64_t c, const float* x, float* y) {
     with_width(c, [&](auto w) { softmax_forward_narrow(n, w, x, y); });
     return;
   }
-  parallel_region((n * c >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
@@ -564,7 +564,7 @@ void softmax_backward(int64_t n, int64_t c, const float* dy, const float* y, flo
     with_width(c, [&](auto w) { softmax_backward_narrow(n, w, dy, y, dx); });
     return;
   }
-  parallel_region((n * c >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
@@ -578,7 +578,7 @@ void softmax_backward(int64_t n, int64_t c, const float* dy, const float* y, flo
 
 void softmax_cross_entropy_forward(int64_t n, int64_t c, const float* logits,
                                    const int64_t* labels, float* loss, float* probs) {
-  parallel_region((n * c >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
@@ -597,7 +597,7 @@ void softmax_cross_entropy_forward(int64_t n, int64_t c, const float* logits,
 
 void softmax_cross_entropy_backward(int64_t n, int64_t c, const float* probs,
                                     const int64_t* labels, const float* dloss, float* dlogits) {
-  parallel_region((n * c >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {

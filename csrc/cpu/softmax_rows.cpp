@@ -52,7 +52,7 @@ void rows(int64_t n, int64_t c, const float* x, float* y) {
   const int tail = (int)(c - 8 * (K - 1));
   const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   const __m256 keepf = _mm256_castsi256_ps(keep);
-  parallel_region((n * c >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
@@ -92,7 +92,7 @@ void wide_rows(int64_t n, int64_t c, const float* x, float* y) {
   const int tail = (int)(c - whole);
   const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   const __m256 keepf = _mm256_castsi256_ps(keep);
-  parallel_region((n * c >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {

@@ -38,7 +38,7 @@ void back_rows(int64_t n, int64_t c, const float* dy, const float* y, float* dx)
   const __m256 own = _mm256_castsi256_ps(
       _mm256_cmpgt_epi32(_mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8), _mm256_set1_epi32(8 - tail)));
   const int64_t last_at = c - 8;  // the last register's first float in the row
-  parallel_region((n * c >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((n * c >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
@@ -89,7 +89,7 @@ void back_rows_of(int64_t n, int64_t c, const float* dy, const float* y, float* 
 // its six products summed (in another order than the planes path: float rounding only).
 int64_t softmax_backward_six(int64_t n, const float* dy, const float* y, float* dx) {
   const int64_t quads = n / 4;
-  parallel_region((n * 6 >= kTeamGrain) ? 0 : 1, [&] {
+  parallel_region((n * 6 >= kParallelGrain) ? 0 : 1, [&] {
     note_team();
     const __m256i e0 = _mm256_setr_epi32(0, 0, 0, 0, 0, 0, 1, 1);
     const __m256i e1 = _mm256_setr_epi32(1, 1, 1, 1, 4, 4, 4, 4);
