@@ -136,10 +136,10 @@ def test_direct_random_shapes(cfg, bias, seed):
 
 
 def test_threaded_large():
-    """Big enough to run on every thread (>= 2^21 multiply-adds, the direct kernel's cutoff),
+    """Big enough to run on every thread (>= 2^23 multiply-adds, the direct kernel's cutoff),
     with rows of several images per thread."""
-    cases = [((32, 28, 28, 1), (5, 5, 1, 6), (1, 1), (2, 2, 2, 2)),
-             ((1, 160, 140, 3), (3, 3, 3, 8), (2, 1), (1, 1, 1, 1))]  # one image, split rows
+    cases = [((96, 28, 28, 1), (5, 5, 1, 6), (1, 1), (2, 2, 2, 2)),
+             ((1, 560, 160, 3), (3, 3, 3, 8), (2, 1), (1, 1, 1, 1))]  # one image, split rows
     old = _C.get_num_threads()
     try:
         for t in (1, 2):

@@ -161,9 +161,9 @@ def test_global_avg_pool_matches_oracle(shape):
 
 
 def test_pool_results_do_not_depend_on_thread_count():
-    # Large enough (> kParallelGrain elements) that the kernels really use several threads.
-    x = RNG.integers(-3, 4, (3, 33, 33, 40)).astype(np.float32)
-    dy = randn(3, 17, 17, 40)
+    # Large enough (> kTeamGrain elements) that the kernels really use several threads.
+    x = RNG.integers(-3, 4, (3, 65, 65, 40)).astype(np.float32)
+    dy = randn(3, 33, 33, 40)
     args = ((3, 3), (2, 2), (1, 1, 1, 1))
     old = fastconv.get_num_threads()
     try:

@@ -78,6 +78,7 @@
 #include "cpu/pixel_transpose.h"
 #include "cpu/simd.h"
 #include "cpu/stem_conv.h"
+#include "cpu/team_buffers.h"
 #include "cpu/winograd.h"
 #include "kernels.h"
 
@@ -123,10 +124,14 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
 inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
 // Below this many multiply-adds a pass runs on the calling thread (the GEMM path's bound,
-// threads.cpp: waking the team costs more than the work).
-constexpr int64_t kParallelWork = 1 << 21;
+// threads.cpp: waking the team costs more than the work). 2^23: LeNet-5's 5x5 convs run
+// ~30 GMAC/s on one Zen 3 core, so 2^21 was ~70 us of work against a 45-90 us wake-up of a
+// worker that slept (kTeamGrain, parallel.h).
+constexpr int64_t kParallelWork = 1 << 23;
 // Packed rows of one work item, in floats (64 KiB: stays in L2 next to the other buffers).
 constexpr int64_t kPackFloats = 1 << 14;
+// Taps held on the stack by direct_forward (16 bytes each): 7x7 x 5 channels, 5x5 x 8.
+constexpr size_t kInlineTaps = 256;
 
 int pass_threads(const ConvGeometry& g) {
   const int64_t work = g.n * g.oh * g.ow * g.oc * g.win.kh * g.win.kw * g.c;
@@ -678,7 +683,7 @@ void direct_forward_channels(const ConvGeometry& g, const float* x, const float*
   const int nr = cv > 1 ? 1 : 2;
   const int64_t cstep = cv * kLanes;
   const InputPack pk(g, round_up(g.ow, pc));
-  std::vector<Tap> taps;
+  InlineVec<Tap, kInlineTaps> taps;  // on the stack up to 7x7 taps x 5 channels (no malloc a call)
   for (int64_t ky = 0; ky < v.kh; ++ky)
     for (int64_t kx = 0; kx < v.kw; ++kx)
       for (int64_t ci = 0; ci < g.c; ++ci)
@@ -689,16 +694,17 @@ void direct_forward_channels(const ConvGeometry& g, const float* x, const float*
   ExceptionCaptor errors;
   parallel_region(threads, [&] {
     note_team();
-    std::vector<float> buf;
-    errors.run([&] { buf.resize(pk.row * pk.in_rows(g, tasks.rows + nr - 1)); });
+    std::vector<float> spill;
+    float* buf = nullptr;
+    errors.run([&] { buf = pack_buffer(pk.row * pk.in_rows(g, tasks.rows + nr - 1), spill); });
 #pragma omp for schedule(dynamic)
     for (int64_t i = 0; i < tasks.count; ++i) {
       if (errors.failed()) continue;
       int64_t n, oy0, oy1;
       tasks.get(i, n, oy0, oy1);
-      pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, oy1 - oy0), buf.data());
+      pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, oy1 - oy0), buf);
       for (int64_t oy = oy0; oy < oy1; oy += nr) {
-        const float* base = buf.data() + (oy - oy0) * v.sh * pk.row;
+        const float* base = buf + (oy - oy0) * v.sh * pk.row;
         const int64_t top = oy * v.sh - v.pt, bottom = (oy + nr - 1) * v.sh - v.pt;
         const int64_t ky_lo = std::max<int64_t>(0, ceil_div(-bottom, v.dh));
         const int64_t ky_hi = std::min<int64_t>(v.kh - 1, floor_div(g.h - 1 - top, v.dh));
@@ -740,7 +746,7 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
   const BlockShape bs(cbk.cb, g.ow, true);
   const int64_t colw = bs.colw();
   const InputPack pk(g, round_up(g.ow, colw));
-  std::vector<Tap> taps;
+  InlineVec<Tap, kInlineTaps> taps;  // on the stack up to 7x7 taps x 5 channels (no malloc a call)
   for (int64_t ky = 0; ky < v.kh; ++ky)
     for (int64_t kx = 0; kx < v.kw; ++kx)
       for (int64_t ci = 0; ci < g.c; ++ci)
@@ -753,16 +759,18 @@ void direct_forward(const ConvGeometry& g, const float* x, const float* w, const
     note_team();
     // Spare input for nr - 1 output rows: a last partial block of rows is computed whole,
     // the extra rows dropped.
-    std::vector<float> buf;
-    errors.run([&] { buf.resize(pk.row * pk.in_rows(g, tasks.rows + bs.nr - 1)); });
+    // The packing buffer is the thread's reused one (team_buffers.h) up to 256 KiB.
+    std::vector<float> spill;
+    float* buf = nullptr;
+    errors.run([&] { buf = pack_buffer(pk.row * pk.in_rows(g, tasks.rows + bs.nr - 1), spill); });
 #pragma omp for schedule(dynamic)
     for (int64_t i = 0; i < tasks.count; ++i) {
       if (errors.failed()) continue;  // some thread has no buffer: the call raises
       int64_t n, oy0, oy1;
       tasks.get(i, n, oy0, oy1);
-      pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, oy1 - oy0), buf.data());
+      pk.pack(g, x, n, oy0 * v.sh - v.pt, pk.in_rows(g, oy1 - oy0), buf);
       for (int64_t oy = oy0; oy < oy1; oy += bs.nr) {
-        const float* base = buf.data() + (oy - oy0) * v.sh * pk.row;
+        const float* base = buf + (oy - oy0) * v.sh * pk.row;
         // Kernel rows that reach a real input row from some output row of the block (taps
         // are ordered by ky, kw*c per kernel row): padding rows cost nothing.
         const int64_t top = oy * v.sh - v.pt, bottom = (oy + bs.nr - 1) * v.sh - v.pt;

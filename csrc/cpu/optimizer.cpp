@@ -7,7 +7,7 @@
 // decoupled weight decay w -= w * (lr * weight_decay), applied first; 0 disables it. Factors
 // like 1 - beta_1 arrive already rounded from double, as NumPy rounds the Python float
 // (float 1 - 0.9f is 0.100000024, not 0.1f).
-// OpenMP over the elements above kParallelGrain.
+// OpenMP over the elements above kTeamGrain (parallel.h).
 #include <omp.h>
 
 #include <cmath>
@@ -25,7 +25,7 @@ namespace {
 // (`omp parallel for simd` over the lambda compiled to gathers: 10x slower.)
 template <typename Body>
 void for_each_element(int64_t n, Body body) {
-  parallel_region((n >= kParallelGrain) ? 0 : 1, [&] {
+  parallel_region((n >= kTeamGrain) ? 0 : 1, [&] {
     note_team();
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t i0 = n * t / nt, i1 = n * (t + 1) / nt;

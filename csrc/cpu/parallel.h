@@ -35,6 +35,19 @@ namespace fastconv::cpu {
 
 constexpr int64_t kParallelGrain = 1 << 15;
 
+// kTeamGrain: below this many elements a memory-bound kernel's OpenMP region runs on one
+// thread (kParallelGrain stays the bound of the join-free item team, which never waits for a
+// helper). libgomp's worker spins GOMP_SPINCOUNT (~250 us here) after a region, then sleeps on
+// a futex; on the 2-vCPU Zen 3 KVM guest (idle vCPUs halt: guest_halt_poll_ns 0) the next
+// region then waits for it: an empty region cost 1.7 us back to back, 45-90 us after 0.3-3 ms
+// of one-thread work on a quiet machine, 0.5-1 ms when another process ran on the other vCPU
+// (benchmarks/RESULTS.md, 2026-12-08, helper R). A region gains at most half its one-thread
+// time, so it must hold ~100 us of work: 2^18 floats (~100-150 us at 1-2 ns an element).
+// LeNet-5's average pools (b8-b32) and SGD on its 400x120 dense kernel sat between 2^15 and
+// 2^18 and each paid a wake-up in every training step. Used by pool_tasks.h and optimizer.cpp
+// (the other kernels' regions keep kParallelGrain: not measured here).
+constexpr int64_t kTeamGrain = 1 << 18;
+
 constexpr int64_t kReduceRows = 64;
 
 // An exception that leaves an OpenMP parallel region, or a worksharing loop in one, calls

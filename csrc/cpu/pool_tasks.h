@@ -46,7 +46,7 @@ inline void for_each_task(int64_t n, int64_t c, int64_t work, Body body) {
     return;
   }
   ExceptionCaptor errors;  // bodies allocate per-task buffers
-  parallel_region((work >= kParallelGrain) ? 0 : 1, [&] {
+  parallel_region((work >= kTeamGrain) ? 0 : 1, [&] {
     note_team();
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) errors.run([&] {

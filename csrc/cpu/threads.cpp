@@ -37,8 +37,10 @@ std::atomic<int64_t> g_workspace_limit{32ll << 20};
 const bool g_blas_pinned = (scipy_openblas_set_num_threads(1), true);
 
 // Below this many multiply-adds a product runs on the calling thread: waking the team costs
-// more than the work (a 256x120x84 dense layer is 2.6 M).
-constexpr int64_t kParallelGemmWork = 1 << 21;
+// more than the work. 2^23 (~200 us at OpenBLAS's 40 GMAC/s on one Zen 3 core): a worker
+// that slept costs 45-90 us to wake on a quiet 2-vCPU VM, 0.5-1 ms on a busy one (kTeamGrain,
+// parallel.h); with 2^21 LeNet-5's dense layers at b64 (64x400x120, 3.1 M) woke it each step.
+constexpr int64_t kParallelGemmWork = 1 << 23;
 
 // Which serial sgemm runs: fastconv's own AVX-512 kernel (gemm.cpp) or OpenBLAS.
 enum class GemmBackend { Auto, OpenBlas, Native };
