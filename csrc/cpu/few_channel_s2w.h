@@ -1,0 +1,21 @@
+// The weight pass of 3x3 stride-2 convs with C = 3 or 6 channels in and out at the avx2 level:
+// x split into column-phase planes of 8-float vectors, several small images an item
+// (few_channel_s2w_avx2.cpp). Below and above avx2 the shape test says no.
+#pragma once
+#include "common/geometry.h"
+#include "kernels.h"
+
+namespace fastconv::cpu::detail {
+
+// Whether this conv's weight pass runs here: groups 1, Cin = Cout = 3 or 6, 3x3, stride 2,
+// dilation 1, pads 0..2 at the top and left; false below and above avx2.
+bool s2w_avx2_shape(const ConvGeometry& g);
+
+// Same contract as conv2d_backward_weights for the shapes s2w_avx2_shape admits (false,
+// nothing written, for any other), for finite x and dy. A NaN or infinity in them makes dw
+// non-finite (possibly where the reference has a number: the zero lanes past a row's end are
+// multiplied too), which conv2d_backward_weights' finiteness check sends to im2col.
+bool s2w_avx2_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                      float* db);
+
+}  // namespace fastconv::cpu::detail
