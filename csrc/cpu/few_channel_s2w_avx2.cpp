@@ -62,6 +62,7 @@ constexpr int64_t kParallelWork = 1 << 21;  // as direct_conv.cpp
 constexpr int64_t kItemFloats = 6144;
 // Pixels a thread's float table takes before it is added to its doubles.
 constexpr int64_t kFlushPixels = 1 << 13;
+constexpr int64_t kPrefetchFrom = stride2::kPrefetchFromBytes;
 
 // Whole images (OH output rows and a zero separator row each, `per_item` of them) or bands
 // of `band` output rows of one image. An item of r output rows holds C*r*P dy floats and
@@ -197,8 +198,16 @@ void split_dy_row(const float* src, int64_t ow, float* dst, int64_t cs, const fl
   const int64_t nv = (ow + kBlock - 1) / kBlock * kBlock;
   if (src + nv * C <= dyend) {
     for (; k < nv; k += kBlock) {
-      if constexpr (C == 6) split16_6(src + k * C, dst + k, cs);
-      else pixel_transpose::split_rows<C>(src + k * C, L, dst + k, cs);
+      if constexpr (C == 6) {
+        split16_6(src + k * C, dst + k, cs);
+      } else {  // Split3: two blends and a vpermps a plane (pixel_transpose::split<3>: more)
+        vec in[3], out[3];
+#pragma GCC unroll 3
+        for (int c = 0; c < 3; ++c) in[c] = load(src + k * C + c * L);
+        stride2::Split3::split(in, out);
+#pragma GCC unroll 3
+        for (int c = 0; c < 3; ++c) store(dst + c * cs + k, out[c]);
+      }
     }
     k = ow;
   }
@@ -268,7 +277,7 @@ void weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw
   const int64_t XS = (items.rows_max + 2) * P + 2 * L, DS = (items.rows_max + 1) * P + 2 * L;
   const int threads =
       g.n * OH * OW * 9 * C * C < kParallelWork ? 1 : std::max(1, get_num_threads());
-  const bool far = 4 * g.n * H * W * C >= stride2::kPrefetchFromBytes;
+  const bool far = 4 * g.n * H * W * C >= kPrefetchFrom;
   constexpr int64_t wsize = 9 * C * C, psize = wsize + C;
   std::vector<double> part((size_t)(threads * psize), 0.0);
   int used = 1;
