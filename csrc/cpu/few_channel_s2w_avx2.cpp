@@ -135,6 +135,38 @@ int64_t split_pairs_c(const float* src, int64_t pairs, float* even, float* odd, 
   }
 }
 
+// 8 pixel pairs from s: e[c] lane i = s[(2i)*C + c], o[c] lane i = s[(2i + 1)*C + c].
+template <int C>
+inline void block_pairs(const float* s, __m256 (&e)[C], __m256 (&o)[C]) {
+  if constexpr (C == 6) {
+    __m256 pr[12];
+    pairs6(s, pr);
+#pragma GCC unroll 6
+    for (int c = 0; c < C; ++c) e[c] = pr[c], o[c] = pr[C + c];
+  } else {  // as stride2::split_pairs<3>
+    vec in[3], a[3], b[3];
+#pragma GCC unroll 3
+    for (int c = 0; c < 3; ++c) in[c] = load(s + c * L);
+    stride2::Split3::split(in, a);
+#pragma GCC unroll 3
+    for (int c = 0; c < 3; ++c) in[c] = load(s + (3 + c) * L);
+    stride2::Split3::split(in, b);
+#pragma GCC unroll 3
+    for (int c = 0; c < 3; ++c) {
+      e[c] = (__m256)stride2::phase_of<0>(a[c], b[c]);
+      o[c] = (__m256)stride2::phase_of<1>(a[c], b[c]);
+    }
+  }
+}
+
+// Lanes i of a register of pairs from jb with lo <= jb + i < hi, as a float mask.
+inline __m256 lane_range(int64_t jb, int64_t lo, int64_t hi) {
+  const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32((int)jb), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i ge = _mm256_cmpgt_epi32(idx, _mm256_set1_epi32((int)lo - 1));
+  const __m256i lt = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)hi), idx);
+  return _mm256_castsi256_ps(_mm256_and_si256(ge, lt));
+}
+
 // even[ci*cs + j] = xp[2j][ci], odd[ci*cs + j] = xp[2j + 1][ci] for j < p, xp[c] = src[c - pl]
 // for 0 <= c - pl < w, else 0 (src: one row of w pixels of C channels).
 template <int C>
@@ -153,15 +185,29 @@ void split_x_row(const float* src, int64_t w, int64_t pl, int64_t p, float* even
     }
   };
   // Where the registers' reads stay inside x: every pair by registers, reading the rows
-  // around (up to 15 pairs past p written into the next row's place, written after), then
-  // the pairs at the padding again one float at a time. (One float at a time for rows under
-  // 8 pairs, 7x7 and 14x14 inputs, was ...)
+  // around (up to 7 pairs past p written into the next row's place, written after), the
+  // lanes of columns outside the row (the padding) zeroed by masks in the first and last
+  // registers. Paired against one float at a time for the pairs at the padding and for rows
+  // under 8 pairs: ...
   const int64_t np = (p + L - 1) / L * L;
   const float* start = src - pl * C;
   if (start >= xbeg && start + 2 * np * C <= xend) {
-    split_pairs_c<C>(start, np, even, odd, cs);
-    for (int64_t j = 0; j < std::min(j0, p); ++j) one(j);
-    for (int64_t j = std::max(j0, j1); j < p; ++j) one(j);
+    // Valid pairs: even columns 0 <= 2j - pl < w, odd ones 0 <= 2j + 1 - pl < w.
+    const int64_t elo = (pl + 1) / 2, ehi = (w + pl + 1) / 2, olo = pl / 2, ohi = (w + pl) / 2;
+    for (int64_t jb = 0; jb < np; jb += L) {
+      __m256 e[C], o[C];
+      block_pairs<C>(start + 2 * jb * C, e, o);
+      if (jb < elo || jb + L > std::min(ehi, ohi)) {
+        const __m256 me = lane_range(jb, elo, ehi), mo = lane_range(jb, olo, ohi);
+#pragma GCC unroll 6
+        for (int c = 0; c < C; ++c) e[c] = _mm256_and_ps(e[c], me), o[c] = _mm256_and_ps(o[c], mo);
+      }
+#pragma GCC unroll 6
+      for (int c = 0; c < C; ++c) {
+        _mm256_storeu_ps(even + c * cs + jb, e[c]);
+        _mm256_storeu_ps(odd + c * cs + jb, o[c]);
+      }
+    }
     return;
   }
   if (j1 - j0 >= L) {
@@ -398,7 +444,11 @@ void weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw
 
 bool s2w_avx2_shape(const ConvGeometry& g) {
   const Window2d& v = g.win;
-  return g.groups == 1 && g.c == g.oc && (g.c == 3 || g.c == 6) && v.kh == 3 && v.kw == 3 &&
+  // C = 3 from 50 columns stays on the planes (few_channel_s2_weights.cpp): there their
+  // blocks of a whole image's rows won (paired, 1 thread: N=256 56x56 1.00-1.09 of their
+  // time here, N=32 56x56 1.16, N=32 112x112 1.04; 44x44 0.93, 28x28 0.86).
+  return g.groups == 1 && g.c == g.oc && (g.c == 6 || (g.c == 3 && g.w < 50)) && v.kh == 3 &&
+         v.kw == 3 &&
          v.sh == 2 && v.sw == 2 && v.dh == 1 && v.dw == 1 && v.pt >= 0 && v.pt <= 2 &&
          v.pl >= 0 && v.pl <= 2 && g.n > 0 && g.h > 0 && g.w > 0 && g.oh > 0 && g.ow > 0;
 }
