@@ -23,9 +23,17 @@
 // a per-thread float table per item, flushed to doubles every kFlushPixels pixels, the threads'
 // doubles added in thread order (the same bits for a fixed thread count).
 //
-// The split: pairs of pixels wholly inside the row by stride2::split_pairs (Split3 at C = 3),
-// a row's last partial register its last 8 pairs again; the pairs at the padding and rows
-// under 8 pairs one float at a time.
+// The split: 8 pixel pairs a register (block_pairs: Split3 and phase_of at C = 3, a 4x4
+// transpose per 128-bit half at C = 6), every register of a row read straight from x where
+// its reads stay inside x (past the row: the next row's floats, the padding's lanes zeroed
+// by masks); otherwise (the last rows of x) the pairs wholly inside the row by registers,
+// the rest one float at a time. dy rows likewise (Split3 at C = 3, the pairs' transpose and
+// an interleave at C = 6).
+//
+// Paired against main (1 thread, thread CPU time, the AVX2-only EPYC, benchmarks/RESULTS.md
+// helper A stop 39), ms before/after: C=3 N=256 14x14 0.176/0.104, 28x28 0.403/0.357; C=6
+// N=256 7x7 0.168/0.122, 14x14 0.407/0.305, 28x28 1.75/1.10, 56x56 5.88/3.93, 112x112
+// 19.9/15.8, N=32 28x28 0.166/0.108, N=1 112x112 0.070/0.050.
 //
 // Non-finite x or dy: the zeros of column OW and between images meet x's floats there, so a
 // NaN or inf gives dw a NaN where the reference may have a number; conv2d_backward_weights
@@ -188,7 +196,8 @@ void split_x_row(const float* src, int64_t w, int64_t pl, int64_t p, float* even
   // around (up to 7 pairs past p written into the next row's place, written after), the
   // lanes of columns outside the row (the padding) zeroed by masks in the first and last
   // registers. Paired against one float at a time for the pairs at the padding and for rows
-  // under 8 pairs: ...
+  // under 8 pairs (the 7x7 and 14x14 inputs' rows), N=256: 7x7 C=3 0.90, C=6 0.92, 14x14
+  // C=3, C=6, 28x28 C=3 even.
   const int64_t np = (p + L - 1) / L * L;
   const float* start = src - pl * C;
   if (start >= xbeg && start + 2 * np * C <= xend) {
@@ -398,9 +407,10 @@ void weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw
         if (q < nq) s0 += load(dp + q);
         vacc[wsize + co] = s0 + s1;
       }
-      // The next item's x and dy into L2 while this one computes (from 1 MiB of x: below,
-      // the tensors stay in L2 between calls): without it the split waited on x's loads
-      // (perf, N=256 28x28 C=6: split_x_row 29% of the samples, on its loads).
+      // The next item's x and dy into L2 while this one computes, from 1 MiB of x: without
+      // it the split waited on x's loads (perf, N=256 28x28 C=6: split_x_row 29% of the
+      // samples, on its loads; with it 0.82 of the time at 28x28, 0.57 at 56x56). From 0
+      // bytes it lost below (N=256 14x14 C=3 1.15, 7x7 C=6 1.20, N=32 28x28 C=6 1.29).
       stride2::LinePrefetch<> px, pd;
       if (far && i + 1 < items.count) {
         int64_t n1, images1, oy1, lines1;
