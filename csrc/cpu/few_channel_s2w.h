@@ -18,4 +18,10 @@ bool s2w_avx2_shape(const ConvGeometry& g);
 bool s2w_avx2_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                       float* db);
 
+// C = 3 straight from the NHWC rows (few_channel_s2w_rows3_avx2.cpp); same contract as
+// conv2d_backward_weights for the C = 3 shapes s2w_avx2_shape admits, false (nothing
+// written) for any other or below and above avx2.
+bool s2w_rows3_avx2(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                    float* db);
+
 }  // namespace fastconv::cpu::detail

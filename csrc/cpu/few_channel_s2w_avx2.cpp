@@ -454,11 +454,9 @@ void weights_c(const ConvGeometry& g, const float* dy, const float* x, float* dw
 
 bool s2w_avx2_shape(const ConvGeometry& g) {
   const Window2d& v = g.win;
-  // C = 3 from 50 columns stays on the planes (few_channel_s2_weights.cpp): there their
-  // blocks of a whole image's rows won (paired, 1 thread: N=256 56x56 1.00-1.09 of their
-  // time here, N=32 56x56 1.16, N=32 112x112 1.04; 44x44 0.93, 28x28 0.86).
-  return g.groups == 1 && g.c == g.oc && (g.c == 6 || (g.c == 3 && g.w < 50)) && v.kh == 3 &&
-         v.kw == 3 &&
+  // C = 3 runs on few_channel_s2w_rows3_avx2.cpp (the planes here, weights_c<3>, lost to
+  // few_channel_s2_weights.cpp's from 50 columns and to the rows kernel everywhere).
+  return g.groups == 1 && g.c == g.oc && (g.c == 3 || g.c == 6) && v.kh == 3 && v.kw == 3 &&
          v.sh == 2 && v.sw == 2 && v.dh == 1 && v.dw == 1 && v.pt >= 0 && v.pt <= 2 &&
          v.pl >= 0 && v.pl <= 2 && g.n > 0 && g.h > 0 && g.w > 0 && g.oh > 0 && g.ow > 0;
 }
@@ -466,8 +464,8 @@ bool s2w_avx2_shape(const ConvGeometry& g) {
 bool s2w_avx2_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                       float* db) {
   if (!s2w_avx2_shape(g)) return false;
-  if (g.c == 3) weights_c<3>(g, dy, x, dw, db);
-  else weights_c<6>(g, dy, x, dw, db);
+  if (g.c == 3) return s2w_rows3_avx2(g, dy, x, dw, db);
+  weights_c<6>(g, dy, x, dw, db);
   return true;
 }
 
