@@ -1,5 +1,6 @@
-// The weight pass of 3x3 stride-2 convs with C = 3 or 6 channels in and out, at the avx2
-// level (8-lane ymm, 16 registers).
+// The weight pass of 3x3 stride-2 convs with C = 6 channels in and out, at the avx2 level
+// (8-lane ymm, 16 registers); C = 3 goes on to few_channel_s2w_rows3_avx2.cpp (straight from
+// the rows, faster at every width: this file's templates take C = 3 too, measured below).
 //
 // Why: at avx2 C = 6 ran on direct_conv.cpp's generic weight pass (the AVX-512 kernel for it,
 // few_channel_s2_patch.cpp, needs mask registers), C = 3 on the column-phase planes
@@ -31,7 +32,7 @@
 // an interleave at C = 6).
 //
 // Paired against main (1 thread, thread CPU time, the AVX2-only EPYC, benchmarks/RESULTS.md
-// helper A stop 39), ms before/after: C=3 N=256 14x14 0.176/0.104, 28x28 0.403/0.357; C=6
+// helper A stop 39), ms before/after: C=3 (here) N=256 14x14 0.176/0.104, 28x28 0.403/0.357; C=6
 // N=256 7x7 0.168/0.122, 14x14 0.407/0.305, 28x28 1.75/1.10, 56x56 5.88/3.93, 112x112
 // 19.9/15.8, N=32 28x28 0.166/0.108, N=1 112x112 0.070/0.050.
 //
