@@ -24,4 +24,9 @@ bool s2w_avx2_weights(const ConvGeometry& g, const float* dy, const float* x, fl
 bool s2w_rows3_avx2(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                     float* db);
 
+// C = 6 straight from the NHWC rows (few_channel_s2w_rows6_avx2.cpp); same contract and
+// shapes as s2w_rows3_avx2 with C = 6.
+bool s2w_rows6_avx2(const ConvGeometry& g, const float* dy, const float* x, float* dw,
+                    float* db);
+
 }  // namespace fastconv::cpu::detail

@@ -466,6 +466,7 @@ bool s2w_avx2_weights(const ConvGeometry& g, const float* dy, const float* x, fl
                       float* db) {
   if (!s2w_avx2_shape(g)) return false;
   if (g.c == 3) return s2w_rows3_avx2(g, dy, x, dw, db);
+  if (s2w_rows6_avx2(g, dy, x, dw, db)) return true;
   weights_c<6>(g, dy, x, dw, db);
   return true;
 }
