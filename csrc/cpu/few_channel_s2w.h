@@ -1,6 +1,6 @@
-// The weight pass of 3x3 stride-2 convs with C = 3 or 6 channels in and out at the avx2 level:
-// x split into column-phase planes of 8-float vectors, several small images an item
-// (few_channel_s2w_avx2.cpp). Below and above avx2 the shape test says no.
+// The weight pass of 3x3 stride-2 convs with C = 3 or 6 channels in and out at the avx2 level,
+// straight from the NHWC rows (few_channel_s2w_avx2.cpp: the rule; few_channel_s2w_rows3_avx2
+// .cpp, few_channel_s2w_rows6_avx2.cpp). Below and above avx2 the shape test says no.
 #pragma once
 #include "common/geometry.h"
 #include "kernels.h"
@@ -12,9 +12,8 @@ namespace fastconv::cpu::detail {
 bool s2w_avx2_shape(const ConvGeometry& g);
 
 // Same contract as conv2d_backward_weights for the shapes s2w_avx2_shape admits (false,
-// nothing written, for any other), for finite x and dy. A NaN or infinity in them makes dw
-// non-finite (possibly where the reference has a number: the zero lanes past a row's end are
-// multiplied too), which conv2d_backward_weights' finiteness check sends to im2col.
+// nothing written, for any other). The lanes hold exactly the reference's taps, so NaN and
+// inf reach dw where the reference puts them.
 bool s2w_avx2_weights(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                       float* db);
 

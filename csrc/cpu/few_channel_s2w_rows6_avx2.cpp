@@ -1,9 +1,11 @@
 // The weight pass of 3x3 stride-2 convs with C = 6 channels in and out at avx2, straight from
 // the NHWC rows (no planes), as few_channel_s2w_rows3_avx2.cpp does C = 3.
 //
-// Why: on the planes (few_channel_s2w_avx2.cpp) the split of x costs shuffles, and the planes'
-// zero column and rows between images leave lanes idle: at 7x7 16 outputs take 25 lane rows
-// of 5 (64% of the FMAs real), at 14x14 78%.
+// Why: on column-phase planes (this stop's first version, few_channel_s2w_avx2.cpp at commit
+// cf4fd24) the split of x cost shuffles, and the planes' zero column and rows between images
+// left lanes idle: at 7x7 16 outputs took 25 lane rows of 5 (64% of the FMAs real), at 14x14
+// 78%. Paired against them (1 thread, CPU time, the AVX2-only EPYC): N=256 7x7 0.46, 14x14
+// 0.61, 28x28 0.82-0.88, 56x56 0.96, 112x112 0.86, N=32 28x28 0.72, N=1 112x112 0.64.
 //
 // Here output pixel (oy, ox)'s patch row ky is 18 contiguous floats of x (columns 2*ox - pl ..
 // + 2, 6 channels each: float f is kx = f / 6, ci = f % 6): two registers (floats 0..15) and
