@@ -1,11 +1,11 @@
 // The weight pass of 3x3 stride-2 convs with C = 3 channels in and out at avx2, straight from
 // the NHWC rows (no planes): few_channel_s2_patch.cpp's idea in 8-float registers.
 //
-// Why: on the planes (few_channel_s2_weights.cpp; few_channel_s2w_avx2.cpp's first version at
-// commit cf4fd24) the split of x
-// into column-phase planes cost about 40% of what the multiply-adds cost at C = 3 (perf,
-// N=256 14x14: split_x_row 30% of the samples), and the planes' zero column and rows between
-// images left 1/4 of the lanes idle at 14x14. Paired against the latter (1 thread, CPU
+// Why: on column-phase planes (few_channel_s2_weights.cpp; few_channel_s2w_avx2.cpp's first
+// version at commit cf4fd24) the split of x cost about 40% of what the multiply-adds cost at
+// C = 3 (perf, N=256 14x14: split_x_row 30% of the samples), and that version's zero column
+// and rows between images left 1/4 of the lanes idle at 14x14. Paired against the route
+// before (that version under 50 columns, few_channel_s2_weights.cpp from 50; 1 thread, CPU
 // time, the AVX2-only EPYC, N=256 unless given): 7x7 0.64, 14x14 0.85, 28x28 0.95, 44x44
 // 0.84, 56x56 0.73, 112x112 0.68, N=32 28x28 0.99, N=32 56x56 0.88, N=32 112x112 0.86.
 //
