@@ -1,14 +1,15 @@
 """The weight pass of 3x3 stride-2 convs with C = 3 or 6 channels in and out at the avx2 level
-(csrc/cpu/few_channel_s2w_avx2.cpp: x split into column-phase planes of pitch OW + 1, several
-whole small images an item with a zero dy row between two, or bands of rows of a large one;
-C = 3 under 50 columns). At AVX-512 the same shapes run few_channel_s2_patch.cpp, at the
-baseline the planes and the direct path: the cases hold at every level.
+(csrc/cpu/few_channel_s2w_avx2.cpp's rule; few_channel_s2w_rows3_avx2.cpp and
+few_channel_s2w_rows6_avx2.cpp: straight from the NHWC rows, masked loads where a patch crosses
+a row end, a zero row for the rows outside x). At AVX-512 the same shapes run
+few_channel_s2_patch.cpp, at the baseline the planes and the direct path: the cases hold at
+every level.
 
 Against the float64 reference (fastconv.reference), dw and db within 1e-5 of the reference's
 largest magnitude (atol, no rtol). Widths put a row's pairs at every place of the 8-pair
-registers and past them (1..41 columns, 47..57), heights 1..7, six pad sets (left and top
-pad 0..2, bottom / right 0..2), batch 1..3 (the last rows' registers then read past x's end:
-the one-float-at-a-time path); items of many images with a remainder, bands of one tall image;
+registers and past them (1..41 columns, 47..57), heights 1..7, seven pad sets (left and top
+pad 0..2, bottom / right 0..2), batch 1..3; many small images (and thread chunks / C = 6's
+row blocks crossing images), tall images;
 the sweep's shapes scaled down; two threads bit-equal run to run; NaN / inf in x (corners, row
 ends, a column no output reads) and in dy: exactly the reference's pattern."""
 import numpy as np
