@@ -68,6 +68,7 @@
 #include "cpu/few_channel_rows.h"
 #include "cpu/few_channel_fwd8.h"
 #include "cpu/few_channel_weights8.h"
+#include "cpu/few_channel_s2w.h"
 #include "cpu/few_channel_s2.h"
 #include "cpu/few_channel_s2_patch.h"
 #include "cpu/few_channel_s2_planes.h"
@@ -1166,6 +1167,8 @@ void direct_backward_weights(const ConvGeometry& g, const float* dy, const float
     return few_channel_planes_backward_weights(g, dy, x, dw, db);
   // avx2 only (C = 1, 3, 6 'same'); false on a non-finite x or dy: recomputed below.
   if (few_channel_weights8_shape(g) && few_channel_weights8(g, dy, x, dw, db)) return;
+  // avx2 only: 3x3 stride 2, C = 3 and 6 (few_channel_s2w_avx2.cpp).
+  if (s2w_avx2_weights(g, dy, x, dw, db)) return;
   if (s2_planes_shape(g, ConvPass::BackwardWeights))
     return s2_planes_backward_weights(g, dy, x, dw, db);
   if (s2_patch_backward_weights(g, dy, x, dw, db)) return;  // C = 6, C = 3 under 14 columns
