@@ -164,8 +164,9 @@ def test_lenet_pools_two_threads_same_bits(two_threads, n):
 @pytest.mark.skipif(not _two_cpus(), reason="needs 2 CPUs")
 @pytest.mark.parametrize("n, k, m", [(64, 400, 120), (256, 400, 120), (7, 33, 5)])
 def test_dense_threads(two_threads, n, k, m):
-    """LeNet-5's first dense layer at b64 (3.1 M multiply-adds: now one thread) and b256
-    (12 M: the team), forward and backward, against the oracle."""
+    """LeNet-5's first dense layer at b64 (3.1 M multiply-adds) and b256 (12 M), both over
+    the GEMM's 2^21 team bound, and a small one under it, forward and backward, against the
+    oracle."""
     rng = np.random.default_rng(n + k)
     x = rng.standard_normal((n, k)).astype(np.float32)
     w = (rng.standard_normal((k, m)) / np.sqrt(k)).astype(np.float32)

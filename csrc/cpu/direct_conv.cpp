@@ -125,10 +125,11 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
 inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
 // Below this many multiply-adds a pass runs on the calling thread (the GEMM path's bound,
-// threads.cpp: waking the team costs more than the work). 2^23: LeNet-5's 5x5 convs run
-// ~30 GMAC/s on one Zen 3 core, so 2^21 was ~70 us of work against a 45-90 us wake-up of a
-// worker that slept (kTeamGrain, parallel.h).
-constexpr int64_t kParallelWork = 1 << 23;
+// threads.cpp: waking the team costs more than the work). 2^21, not 2^23: with 2^23 LeNet-5's
+// 5x5 convs ran on one thread up to b128 and its training steps at 2 threads took 1.07-1.17x
+// as long on a quiet Zen 3 VM (benchmarks/RESULTS.md, stop 39 lead: a worker kept busy by
+// back-to-back regions wakes fast; one left asleep between one-thread regions does not).
+constexpr int64_t kParallelWork = 1 << 21;
 // Packed rows of one work item, in floats (64 KiB: stays in L2 next to the other buffers).
 constexpr int64_t kPackFloats = 1 << 14;
 // Taps held on the stack by direct_forward (16 bytes each): 7x7 x 5 channels, 5x5 x 8.

@@ -37,10 +37,11 @@ std::atomic<int64_t> g_workspace_limit{32ll << 20};
 const bool g_blas_pinned = (scipy_openblas_set_num_threads(1), true);
 
 // Below this many multiply-adds a product runs on the calling thread: waking the team costs
-// more than the work. 2^23 (~200 us at OpenBLAS's 40 GMAC/s on one Zen 3 core): a worker
-// that slept costs 45-90 us to wake on a quiet 2-vCPU VM, 0.5-1 ms on a busy one (kTeamGrain,
-// parallel.h); with 2^21 LeNet-5's dense layers at b64 (64x400x120, 3.1 M) woke it each step.
-constexpr int64_t kParallelGemmWork = 1 << 23;
+// more than the work. 2^21: 2^23 (~200 us of work) kept LeNet-5's dense layers and 5x5 convs
+// on one thread up to b128, and its training steps at 2 threads were 1.07-1.17x slower on a
+// quiet Zen 3 VM; the worker then slept between the model's remaining team regions
+// (benchmarks/RESULTS.md, stop 39 lead; kTeamGrain, parallel.h, for the memory-bound kernels).
+constexpr int64_t kParallelGemmWork = 1 << 21;
 
 // Which serial sgemm runs: fastconv's own AVX-512 kernel (gemm.cpp) or OpenBLAS.
 enum class GemmBackend { Auto, OpenBlas, Native };
