@@ -518,15 +518,26 @@ void conv2d_backward_data(const ConvGeometry& g, const float* dy, const float* w
   if (g.is_depthwise()) return detail::depthwise_backward_data(g, dy, w, dx);
   // Strided 1x1 convs of 33..64 channels each side at avx2: dx written once, zeros included.
   if (detail::strided_pointwise_wide_backward_data(g, dy, w, dx)) return;
+  // A NaN / inf weight in a direct-eligible (few-channel) conv takes the im2col GEMM below:
+  // the direct, planes and flat routes run dx as a correlation over zero-padded dy (or read
+  // padding lanes), and 0 * inf gave NaN to border pixels that the reference (dy's own
+  // pixels times w, scattered) leaves finite. The GEMM's dcol holds exactly the products
+  // dy * w and col2im drops the padded positions, as the reference does. Checking the
+  // 9 * C * Cout weights of these small convs is cheap; the finite path is unchanged.
+  bool gemm_only = false;
   if (detail::direct_eligible(g, ConvPass::BackwardData)) {
-    // One channel in and out, 3x3 'same' stride 1, at avx2 (as the forward).
-    if (detail::few_channel_s1_c1_backward_data(g, dy, w, dx)) return;
-    if (detail::depthwise_flat8_applies(g)) return detail::depthwise_flat8_backward_data(g, dy, w, dx);
-    return detail::direct_backward_data(g, dy, w, dx);
+    if (all_finite(w, g.weight_size())) {
+      // One channel in and out, 3x3 'same' stride 1, at avx2 (as the forward).
+      if (detail::few_channel_s1_c1_backward_data(g, dy, w, dx)) return;
+      if (detail::depthwise_flat8_applies(g)) return detail::depthwise_flat8_backward_data(g, dy, w, dx);
+      return detail::direct_backward_data(g, dy, w, dx);
+    }
+    gemm_only = true;
   }
-  if (detail::use_winograd(g, ConvPass::BackwardData) && detail::winograd_backward_data(g, dy, w, dx))
+  if (!gemm_only && detail::use_winograd(g, ConvPass::BackwardData) &&
+      detail::winograd_backward_data(g, dy, w, dx))
     return;
-  if (use_tap_gemm(g, ConvPass::BackwardData)) return tap_backward_data(g, dy, w, dx);
+  if (!gemm_only && use_tap_gemm(g, ConvPass::BackwardData)) return tap_backward_data(g, dy, w, dx);
   const Plan p = make_plan(g);
   ExceptionCaptor errors;  // sgemm may throw (its packing buffers)
   if (g.is_pointwise()) {  // dcol is dx itself: chunks write disjoint rows, nothing to scatter.
