@@ -8,8 +8,9 @@ the im2col GEMM (csrc/cpu/conv2d.cpp). Random shapes (odd sizes, batch 1 and 2, 
 weight at a random tap, fixed seeds; also NaN / inf in dy for the data and weight passes and
 in x for the forward. Finite values: |got - ref| <= 1e-5 of the largest finite |ref|.
 
-The forward with a non-finite weight is not compared: the reference multiplies the padding's
-zeros by it (NaN), the native routes skip the padding (inf or finite there)."""
+The forward with a non-finite weight: the reference multiplies the padding's zeros by it
+(NaN at the border); the direct routes at stride 1 skipped the padding (inf or finite
+there), so such weights take the plain im2col GEMM, whose columns hold those zeros."""
 import numpy as np
 import pytest
 
@@ -68,11 +69,27 @@ def test_data_nonfinite_weight(seed):
                    _ref_data(dy, wt, x_shape, args), close_abs)
 
 
+@pytest.mark.parametrize("seed", range(48))
+def test_forward_nonfinite_weight(seed):
+    x_shape, cout, args = _geometry(seed)
+    rng = np.random.default_rng(3000 + seed)
+    c = x_shape[3]
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    wt = rng.standard_normal((3, 3, c, cout)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32) if seed % 2 else None
+    wt[rng.integers(3), rng.integers(3), rng.integers(c), rng.integers(cout)] = BAD[seed % 3]
+    with np.errstate(invalid="ignore"):
+        ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64),
+                               None if b is None else b.astype(np.float64), *args)
+    same_nonfinite(_C.conv2d_forward(x, wt, b, *args), ref, close_abs)
+
+
 @pytest.mark.parametrize("bad", BAD)
 @pytest.mark.parametrize("c", (1, 3, 6))
 @pytest.mark.parametrize("s", (1, 2))
-def test_data_nonfinite_weight_every_tap(bad, c, s):
-    """Each of the 9 taps in turn (the border rows / columns each one reaches), 'same' pads."""
+def test_nonfinite_weight_every_tap(bad, c, s):
+    """Each of the 9 taps in turn (the border rows / columns each one reaches), 'same' pads:
+    backward data and forward."""
     rng = np.random.default_rng(c * 10 + s)
     x_shape = (1, 9, 11, c)
     args = ((s, s), _same(9, 11, s), (1, 1), 1)
@@ -82,6 +99,10 @@ def test_data_nonfinite_weight_every_tap(bad, c, s):
         wt[tap // 3, tap % 3, c - 1, 0] = bad
         same_nonfinite(_C.conv2d_backward_data(dy, wt, x_shape, *args),
                        _ref_data(dy, wt, x_shape, args), close_abs)
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        with np.errstate(invalid="ignore"):
+            ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *args)
+        same_nonfinite(_C.conv2d_forward(x, wt, None, *args), ref, close_abs)
 
 
 @pytest.mark.parametrize("seed", range(24))

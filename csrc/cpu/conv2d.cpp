@@ -449,7 +449,15 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   // 25..64 channels each side at avx2 (17.. with x past the cache; strided_pointwise_wide.cpp):
   // register tiles of 3 pixels.
   if (!depthwise && detail::strided_pointwise_wide_forward(g, x, w, b, y, own)) return add_residual();
-  if (!depthwise && detail::direct_eligible(g, ConvPass::Forward)) {
+  // A NaN / inf weight in a direct-eligible (few-channel) conv takes the plain im2col GEMM:
+  // its columns hold the padding's zeros, multiplied by w as the reference does (0 * inf =
+  // NaN at the border), where the direct routes at stride 1 skip the padding (inf or finite
+  // there). Checking the <= 9 * 8 * 64 weights is cheap; the finite path is unchanged.
+  bool plain_im2col = false;
+  if (!depthwise && detail::direct_eligible(g, ConvPass::Forward) &&
+      !all_finite(w, g.weight_size()))
+    plain_im2col = true;
+  else if (!depthwise && detail::direct_eligible(g, ConvPass::Forward)) {
     // One channel in and out, 3x3 'same' stride 1, at avx2: the depthwise flat rows
     // (depthwise_flat8.cpp; the same arithmetic, one 9-float kernel), a direct kernel too.
     // The batch as one flat stream first (few_channel_s1_c1.cpp; false for a non-finite weight).
@@ -467,7 +475,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   }
   // Winograd declines (false) an input holding NaN or inf (winograd.h); im2col redoes it.
   const PreparedForm form = prepared ? prepared_form(g) : PreparedForm::None;
-  if (detail::use_winograd(g, ConvPass::Forward) &&
+  if (!plain_im2col && detail::use_winograd(g, ConvPass::Forward) &&
       detail::winograd_forward(g, x, w, b, y, own, form == PreparedForm::WinogradFilter ? prepared : nullptr))
     return add_residual();
   // The packed weights (the other prepared form) are read by forward_product.
@@ -475,8 +483,8 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   GemmPackedB pb;
   pb.data = packed, pb.n = g.oc;
   // Too few output lines to give each thread rows (batch-1 inference): split Cout instead.
-  if (detail::cout_split_forward(g, x, w, b, y, act, residual, packed)) return;
-  if (use_tap_gemm(g, ConvPass::Forward)) return tap_forward(g, x, w, b, y, act, residual);
+  if (!plain_im2col && detail::cout_split_forward(g, x, w, b, y, act, residual, packed)) return;
+  if (!plain_im2col && use_tap_gemm(g, ConvPass::Forward)) return tap_forward(g, x, w, b, y, act, residual);
   const Plan p = make_plan(g);
   // At avx2 under OpenBLAS: register tiles, y written once with the bias (pointwise_passes_avx2.h).
   if (!residual && !packed && detail::pointwise_forward_avx2(g, x, w, b, y, act, p.threads)) return;
