@@ -18,12 +18,11 @@ sum of <= 128 terms: the observed error is ~3e-7 relative), row sums 1 to 1e-6.
 import numpy as np
 import pytest
 
-import fastconv
 from fastconv import _C
 from fastconv import functional as F
-from fastconv import reference as R
 
 import seeds
+from softmax_oracle import oracle, same_bits, threads_same_bits, with_threads
 
 RTOL, ATOL = 1e-6, 1e-7
 # rows: one group of 8, 8 + a row left over, a block of 64 (c <= 32) and 65, block sizes at the
@@ -35,28 +34,8 @@ def _rng(*parts):
     return np.random.default_rng(seeds.seed_of("softmax_fwd_blocks", *parts))
 
 
-def _oracle(x):
-    return R.softmax_forward(x.reshape(-1, x.shape[-1]).astype(np.float64)).reshape(x.shape)
-
-
 def _one_at_a_time(x):
     return np.concatenate([_C.softmax_forward(np.ascontiguousarray(x[i:i + 1])) for i in range(x.shape[0])])
-
-
-def _same_bits(a, b):
-    """Equal bits, NaN where NaN (a NaN's payload may differ)."""
-    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
-    ok = ~np.isnan(a)
-    np.testing.assert_array_equal(a[ok].view(np.uint32), b[ok].view(np.uint32))
-
-
-def _with_threads(n, fn):
-    before = fastconv.get_num_threads()
-    fastconv.set_num_threads(n)
-    try:
-        return fn()
-    finally:
-        fastconv.set_num_threads(before)
 
 
 @pytest.mark.parametrize("c", list(range(9, 129)))
@@ -64,11 +43,11 @@ def test_every_width_matches_oracle_and_the_row_path(c):
     rng = _rng("width", c)
     for rows in ROWS:
         x = (3 * rng.standard_normal((rows, c)) + rng.uniform(-20, 20, (rows, 1))).astype(np.float32)
-        y = _with_threads(1, lambda: _C.softmax_forward(x))
-        np.testing.assert_allclose(y, _oracle(x), rtol=RTOL, atol=ATOL)
+        y = with_threads(1, lambda: _C.softmax_forward(x))
+        np.testing.assert_allclose(y, oracle(x), rtol=RTOL, atol=ATOL)
         np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-6)
         if rows in (9, 71, 200):
-            _same_bits(y, _one_at_a_time(x))
+            same_bits(y, _one_at_a_time(x))
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28, 16), (2, 14, 14, 16), (3, 7, 7, 16), (1, 13, 11, 16),
@@ -79,19 +58,16 @@ def test_sweep_shapes_scaled_down(shape):
     x = (4 * _rng("shape", shape).standard_normal(shape)).astype(np.float32)
     y = F.softmax(x)
     assert y.shape == x.shape
-    np.testing.assert_allclose(y, _oracle(x), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(y, oracle(x), rtol=RTOL, atol=ATOL)
     if shape[0] * shape[1] * shape[2] <= 400:
-        _same_bits(y.reshape(-1, shape[-1]), _one_at_a_time(x.reshape(-1, shape[-1])))
+        same_bits(y.reshape(-1, shape[-1]), _one_at_a_time(x.reshape(-1, shape[-1])))
 
 
 @pytest.mark.parametrize("c", [9, 12, 16, 20, 24, 32, 33, 48, 64, 65, 100, 128])
 def test_threads_give_the_same_bits(c):
     rows = 60_000 // c + 13  # over the threading grain; blocks shared out, a partial one, a rest
     x = (4 * _rng("threads", c).standard_normal((rows, c))).astype(np.float32)
-    one = _with_threads(1, lambda: _C.softmax_forward(x))
-    three = _with_threads(3, lambda: _C.softmax_forward(x))
-    np.testing.assert_array_equal(one, three)
-    np.testing.assert_allclose(one, _oracle(x), rtol=RTOL, atol=ATOL)
+    threads_same_bits(x, RTOL, ATOL)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the oracle's inf - inf
@@ -113,8 +89,8 @@ def test_nan_and_inf_in_blocks(c):
     x[10, :] = 1e30  # equal huge logits: exactly uniform
     x[11, :last] = -1e30
     x[12, shared] = -np.inf
-    y = _with_threads(1, lambda: _C.softmax_forward(x))
-    _same_bits(y, _one_at_a_time(x))
+    y = with_threads(1, lambda: _C.softmax_forward(x))
+    same_bits(y, _one_at_a_time(x))
     for r in (0, 1, 2, 3, 4, 6, 7):
         assert np.isnan(y[r]).all(), r
     assert not np.isnan(y[8:]).any() and not np.isnan(y[5]).any()
@@ -122,7 +98,7 @@ def test_nan_and_inf_in_blocks(c):
     assert y[9, shared] == pytest.approx(1.0, rel=1e-6)
     np.testing.assert_allclose(y[10], 1.0 / c, rtol=1e-6)
     assert y[11, last] == 1.0 and (y[11, :last] == 0).all()
-    np.testing.assert_allclose(y, _oracle(x), rtol=RTOL, atol=ATOL)  # NaN where the oracle is NaN
+    np.testing.assert_allclose(y, oracle(x), rtol=RTOL, atol=ATOL)  # NaN where the oracle is NaN
 
 
 @pytest.mark.parametrize("c", [10, 16, 29, 32, 45, 96, 128])
@@ -132,8 +108,8 @@ def test_spreads_down_to_underflow(c):
     x[:, c - 1] = 0.0  # the max in the last register
     x[::4, 0] = 0.25
     x[1::4, c - 8] = 0.5  # in the repeated lanes
-    y = _with_threads(1, lambda: _C.softmax_forward(x))
-    np.testing.assert_allclose(y, _oracle(x), rtol=RTOL, atol=ATOL)
+    y = with_threads(1, lambda: _C.softmax_forward(x))
+    np.testing.assert_allclose(y, oracle(x), rtol=RTOL, atol=ATOL)
     assert (y >= 0).all() and np.isfinite(y).all()
     assert (y[x < -110] == 0).all()
-    _same_bits(y, _one_at_a_time(x))
+    same_bits(y, _one_at_a_time(x))

@@ -13,12 +13,11 @@ down to exp's underflow.
 import numpy as np
 import pytest
 
-import fastconv
 from fastconv import _C
 from fastconv import functional as F
-from fastconv import reference as R
 
 import seeds
+from softmax_oracle import oracle, same_bits, threads_same_bits, with_threads
 
 RTOL, ATOL = 1e-6, 1e-7
 ROWS = (1, 8, 15, 16, 17, 31, 32, 33, 47, 64, 100, 257)
@@ -28,28 +27,9 @@ def _rng(*parts):
     return np.random.default_rng(seeds.seed_of("softmax_fwd_planes", *parts))
 
 
-def _oracle(x):
-    return R.softmax_forward(x.reshape(-1, x.shape[-1]).astype(np.float64)).reshape(x.shape)
-
-
 def _in_small_calls(x):
     """Softmax in calls of at most 8 rows: the one-block planes path and the tile only."""
     return np.concatenate([_C.softmax_forward(np.ascontiguousarray(x[i:i + 8])) for i in range(0, x.shape[0], 8)])
-
-
-def _same_bits(a, b):
-    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
-    ok = ~np.isnan(a)
-    np.testing.assert_array_equal(a[ok].view(np.uint32), b[ok].view(np.uint32))
-
-
-def _with_threads(n, fn):
-    before = fastconv.get_num_threads()
-    fastconv.set_num_threads(n)
-    try:
-        return fn()
-    finally:
-        fastconv.set_num_threads(before)
 
 
 @pytest.mark.parametrize("c", list(range(1, 9)))
@@ -57,10 +37,10 @@ def test_every_width_matches_oracle_and_the_one_block_path(c):
     rng = _rng("width", c)
     for rows in ROWS:
         x = (3 * rng.standard_normal((rows, c)) + rng.uniform(-20, 20, (rows, 1))).astype(np.float32)
-        y = _with_threads(1, lambda: _C.softmax_forward(x))
-        np.testing.assert_allclose(y, _oracle(x), rtol=RTOL, atol=ATOL)
+        y = with_threads(1, lambda: _C.softmax_forward(x))
+        np.testing.assert_allclose(y, oracle(x), rtol=RTOL, atol=ATOL)
         np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-6)
-        _same_bits(y, _in_small_calls(x))
+        same_bits(y, _in_small_calls(x))
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28, 3), (2, 14, 14, 3), (1, 13, 11, 6), (3, 7, 7, 6), (1, 9, 9, 1),
@@ -69,19 +49,16 @@ def test_sweep_shapes_scaled_down(shape):
     x = (4 * _rng("shape", shape).standard_normal(shape)).astype(np.float32)
     y = F.softmax(x)
     assert y.shape == x.shape
-    np.testing.assert_allclose(y, _oracle(x), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(y, oracle(x), rtol=RTOL, atol=ATOL)
     c = shape[-1]
-    _same_bits(y.reshape(-1, c), _in_small_calls(x.reshape(-1, c)))
+    same_bits(y.reshape(-1, c), _in_small_calls(x.reshape(-1, c)))
 
 
 @pytest.mark.parametrize("c", list(range(1, 9)))
 def test_threads_give_the_same_bits(c):
     rows = 80_000 // c + 21  # over the threading grain; a rest of rows after the steps
     x = (4 * _rng("threads", c).standard_normal((rows, c))).astype(np.float32)
-    one = _with_threads(1, lambda: _C.softmax_forward(x))
-    three = _with_threads(3, lambda: _C.softmax_forward(x))
-    np.testing.assert_array_equal(one, three)
-    np.testing.assert_allclose(one, _oracle(x), rtol=RTOL, atol=ATOL)
+    threads_same_bits(x, RTOL, ATOL)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the oracle's inf - inf
@@ -98,8 +75,8 @@ def test_nan_and_inf(c):
     x[33, :] = np.nan  # in the rows left over (40 = 32 + 8 or 2 * 16 + 8)
     x[9, :] = 1e30  # equal huge logits: exactly uniform
     x[26, last] = 80.0
-    y = _with_threads(1, lambda: _C.softmax_forward(x))
-    _same_bits(y, _in_small_calls(x))
+    y = with_threads(1, lambda: _C.softmax_forward(x))
+    same_bits(y, _in_small_calls(x))
     for r in (0, 17, 3, 6, 33):
         assert np.isnan(y[r]).all(), r
     if c > 1:
@@ -108,7 +85,7 @@ def test_nan_and_inf(c):
     else:
         assert np.isnan(y[21]).all()  # its only class -inf: -inf - -inf
     np.testing.assert_allclose(y[9], 1.0 / c, rtol=1e-6)
-    np.testing.assert_allclose(y, _oracle(x), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(y, oracle(x), rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("c", [2, 3, 6, 8])
@@ -116,8 +93,8 @@ def test_spreads_down_to_underflow(c):
     rng = _rng("spread", c)
     x = -rng.uniform(0, 200, (96, c)).astype(np.float32)
     x[:, c - 1] = 0.0
-    y = _with_threads(1, lambda: _C.softmax_forward(x))
-    np.testing.assert_allclose(y, _oracle(x), rtol=RTOL, atol=ATOL)
+    y = with_threads(1, lambda: _C.softmax_forward(x))
+    np.testing.assert_allclose(y, oracle(x), rtol=RTOL, atol=ATOL)
     assert (y >= 0).all() and np.isfinite(y).all()
     assert (y[x < -110] == 0).all()
-    _same_bits(y, _in_small_calls(x))
+    same_bits(y, _in_small_calls(x))

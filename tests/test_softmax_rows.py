@@ -16,12 +16,11 @@ rtol 2e-6 (scaled by the largest class: ~1e-6 relative).
 import numpy as np
 import pytest
 
-import fastconv
 from fastconv import _C
 from fastconv import functional as F
-from fastconv import reference as R
 
 import seeds
+from softmax_oracle import oracle, threads_same_bits
 
 WIDTHS = list(range(9, 130)) + [136, 200, 256, 263, 512, 1000, 1024, 1031, 2048, 2085]
 RTOL, ATOL = 2e-6, 1e-7
@@ -31,26 +30,13 @@ def _rng(*parts):
     return np.random.default_rng(seeds.seed_of("softmax_rows", *parts))
 
 
-def _oracle(x):
-    return R.softmax_forward(x.reshape(-1, x.shape[-1]).astype(np.float64)).reshape(x.shape)
-
-
-def _with_threads(n, fn):
-    before = fastconv.get_num_threads()
-    fastconv.set_num_threads(n)
-    try:
-        return fn()
-    finally:
-        fastconv.set_num_threads(before)
-
-
 @pytest.mark.parametrize("c", WIDTHS)
 def test_every_width_matches_oracle(c):
     rng = _rng("width", c)
     for rows in (1, 2, 7, 301):
         x = (3 * rng.standard_normal((rows, c)) + rng.uniform(-20, 20, (rows, 1))).astype(np.float32)
         y = _C.softmax_forward(x)
-        np.testing.assert_allclose(y, _oracle(x), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(y, oracle(x), rtol=RTOL, atol=ATOL)
         np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=2e-6)
 
 
@@ -63,17 +49,14 @@ def test_sweep_shapes_scaled_down(shape):
     x = (4 * _rng("shape", shape).standard_normal(shape)).astype(np.float32)
     y = F.softmax(x)
     assert y.shape == x.shape
-    np.testing.assert_allclose(y, _oracle(x), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(y, oracle(x), rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("c", [9, 16, 17, 24, 31, 32, 33, 40, 57, 64, 65, 100, 128, 129, 1030])
 def test_threads_give_the_same_bits(c):
     rows = 40_000 // c + 13  # over the threading grain; shares end mid-way
     x = (4 * _rng("threads", c).standard_normal((rows, c))).astype(np.float32)
-    one = _with_threads(1, lambda: _C.softmax_forward(x))
-    three = _with_threads(3, lambda: _C.softmax_forward(x))
-    np.testing.assert_array_equal(one, three)
-    np.testing.assert_allclose(one, _oracle(x), rtol=RTOL, atol=ATOL)
+    threads_same_bits(x, RTOL, ATOL)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the oracle's inf - inf
@@ -94,7 +77,7 @@ def test_nan_and_inf_in_whole_and_masked_registers(c):
     x[8, :] = 1e30  # equal huge logits: exactly uniform
     x[9, :last] = -1e30
     y = _C.softmax_forward(x)
-    want = _oracle(x)
+    want = oracle(x)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
     for r in (0, 1, 2, 4, 5, 6):
         assert np.isnan(y[r]).all(), r
@@ -112,7 +95,7 @@ def test_wide_spreads_down_to_underflow(c):
     x[:, c - 1] = 0.0  # the max in the masked register
     x[::4, 0] = 0.25
     y = _C.softmax_forward(x)
-    np.testing.assert_allclose(y, _oracle(x), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(y, oracle(x), rtol=RTOL, atol=ATOL)
     assert (y >= 0).all() and np.isfinite(y).all()
     assert (y[x < -110] == 0).all()
 
@@ -122,6 +105,6 @@ def test_rows_stay_within_their_own_floats():
     c = 21
     x = (3 * _rng("view").standard_normal((50, c))).astype(np.float32)
     y = _C.softmax_forward(x[10:11])  # one row: the masked store's 3 lanes past the register
-    np.testing.assert_allclose(y, _oracle(x[10:11]), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(y, oracle(x[10:11]), rtol=RTOL, atol=ATOL)
     big = _C.softmax_forward(x)
     np.testing.assert_array_equal(big[10:11], y)
