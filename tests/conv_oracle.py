@@ -39,9 +39,38 @@ def close_abs(got, ref):
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * scale)
 
 
+def close_max(got, ref, tol=1e-5):
+    """max |got - ref| <= tol x max |ref| (no floor at 1: the few-channel stride-1 tests)."""
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    scale = float(np.abs(ref).max(initial=0.0))
+    err = float(np.abs(got.astype(np.float64) - ref).max(initial=0.0))
+    assert err <= tol * max(scale, 1e-30), (err, scale)
+
+
+def check_two_threads(x, wt, b, args, weights=True):
+    """The forward and the backward data pass (dy = x, the shapes allow it) on two threads give
+    the same bits as on one; with weights, the weight pass (with db) within 1e-6 of one's."""
+    old = _C.get_num_threads()
+    try:
+        _C.set_num_threads(1)
+        y1 = _C.conv2d_forward(x, wt, b, *args)
+        d1 = _C.conv2d_backward_data(x, wt, x.shape, *args)
+        if weights:
+            w1, b1 = _C.conv2d_backward_weights(x, x, wt.shape, *args, True)
+        _C.set_num_threads(2)
+        np.testing.assert_array_equal(_C.conv2d_forward(x, wt, b, *args), y1)
+        np.testing.assert_array_equal(_C.conv2d_backward_data(x, wt, x.shape, *args), d1)
+        if weights:
+            w2, b2 = _C.conv2d_backward_weights(x, x, wt.shape, *args, True)
+            close_max(w2, w1.astype(np.float64), 1e-6)
+            close_max(b2, b1.astype(np.float64), 1e-6)
+    finally:
+        _C.set_num_threads(old)
+
+
 def same_nonfinite(got, ref, check=close):
     """NaN where the reference has NaN, the same infinities, the finite rest close (check:
-    close, or close_abs for the tests without relative slack)."""
+    close, or close_abs / close_max for the tests without relative slack)."""
     assert np.array_equal(np.isnan(got), np.isnan(ref))
     assert np.array_equal(np.isposinf(got), np.isposinf(ref))
     assert np.array_equal(np.isneginf(got), np.isneginf(ref))

@@ -19,7 +19,7 @@ import pytest
 
 from fastconv import _C
 from fastconv import reference as R
-from conv_oracle import close
+from conv_oracle import check_two_threads, close, same_nonfinite
 
 SAME = (1, 1, 1, 1)
 ARGS = ((1, 1), SAME, (1, 1), 1)
@@ -78,24 +78,7 @@ def test_threads_same_bits(c):
     x = rng.standard_normal((64, 28, 28, c)).astype(np.float32)
     wt = rng.standard_normal((3, 3, c, c)).astype(np.float32)
     b = rng.standard_normal(c).astype(np.float32)
-    old = _C.get_num_threads()
-    try:
-        _C.set_num_threads(1)
-        y1 = _fwd(x, wt, b)
-        d1 = _C.conv2d_backward_data(x, wt, x.shape, *ARGS)
-        _C.set_num_threads(2)
-        np.testing.assert_array_equal(_fwd(x, wt, b), y1)
-        np.testing.assert_array_equal(_C.conv2d_backward_data(x, wt, x.shape, *ARGS), d1)
-    finally:
-        _C.set_num_threads(old)
-
-
-def _same_nan_inf(got, ref):
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
-    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(ref))
-    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(ref))
-    fin = np.isfinite(ref)
-    close(np.where(fin, got, 0).astype(np.float32), np.where(fin, ref, 0))
+    check_two_threads(x, wt, b, ARGS, weights=False)
 
 
 @pytest.mark.parametrize("c", (3, 6))
@@ -108,8 +91,8 @@ def test_non_finite_inputs(c, bad):
     x[1, 4, w - 1, c - 1] = bad  # the last column: the row's slot has garbage lanes next to it
     x[0, 0, 0, 0] = bad
     x[1, h - 1, 3, 1] = bad
-    _same_nan_inf(_fwd(x, wt, None), R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *ARGS))
-    _same_nan_inf(_C.conv2d_backward_data(x, wt, x.shape, *ARGS),
+    same_nonfinite(_fwd(x, wt, None), R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), None, *ARGS))
+    same_nonfinite(_C.conv2d_backward_data(x, wt, x.shape, *ARGS),
                   R.conv2d_backward_data(x.astype(np.float64), wt.astype(np.float64), x.shape, *ARGS))
 
 

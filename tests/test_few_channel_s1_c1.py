@@ -22,16 +22,10 @@ import pytest
 from fastconv import _C
 from fastconv import reference as R
 
+from conv_oracle import check_two_threads, close_max, same_nonfinite
+
 SAME = (1, 1, 1, 1)
 ARGS = ((1, 1), SAME, (1, 1), 1)
-TOL = 1e-5
-
-
-def _close(got, ref, tol=TOL):
-    assert got.dtype == np.float32 and got.shape == ref.shape
-    scale = float(np.abs(ref).max(initial=0.0))
-    err = float(np.abs(got.astype(np.float64) - ref).max(initial=0.0))
-    assert err <= tol * max(scale, 1e-30), (err, scale)
 
 
 def _fwd(x, w, b, act=None):
@@ -43,15 +37,15 @@ def _check(rng, n, h, w, bias=True, weights=True):
     wt = rng.standard_normal((3, 3, 1, 1)).astype(np.float32)
     b = rng.standard_normal(1).astype(np.float32) if bias else None
     x64, w64 = x.astype(np.float64), wt.astype(np.float64)
-    _close(_fwd(x, wt, b), R.conv2d_forward(x64, w64, None if b is None else b.astype(np.float64), *ARGS))
+    close_max(_fwd(x, wt, b), R.conv2d_forward(x64, w64, None if b is None else b.astype(np.float64), *ARGS))
     dy = rng.standard_normal(x.shape).astype(np.float32)
     dy64 = dy.astype(np.float64)
-    _close(_C.conv2d_backward_data(dy, wt, x.shape, *ARGS), R.conv2d_backward_data(dy64, w64, x.shape, *ARGS))
+    close_max(_C.conv2d_backward_data(dy, wt, x.shape, *ARGS), R.conv2d_backward_data(dy64, w64, x.shape, *ARGS))
     if weights:
         dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *ARGS, True)
         rdw, rdb = R.conv2d_backward_weights(dy64, x64, wt.shape, *ARGS, True)
-        _close(dw, rdw)
-        _close(db, rdb)
+        close_max(dw, rdw)
+        close_max(db, rdb)
 
 
 def test_odd_shapes():
@@ -76,8 +70,8 @@ def test_weights_long_sums():
     dy = (rng.standard_normal(x.shape) + 0.25).astype(np.float32)
     dw, db = _C.conv2d_backward_weights(dy, x, (3, 3, 1, 1), *ARGS, True)
     rdw, rdb = R.conv2d_backward_weights(dy.astype(np.float64), x.astype(np.float64), (3, 3, 1, 1), *ARGS, True)
-    _close(dw, rdw)  # avx2: 5e-8 here (the baseline level's direct path: 3e-6)
-    _close(db, rdb)
+    close_max(dw, rdw)  # avx2: 5e-8 here (the baseline level's direct path: 3e-6)
+    close_max(db, rdb)
     dw2, db2 = _C.conv2d_backward_weights(dy, x, (3, 3, 1, 1), *ARGS, False)
     np.testing.assert_array_equal(dw2, dw)
     assert db2 is None
@@ -92,7 +86,7 @@ def test_activation(act):
     ref = R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64), *ARGS)
     ref = {"relu": lambda r: np.maximum(r, 0), "relu6": lambda r: np.clip(r, 0, 6),
            "sigmoid": lambda r: 1 / (1 + np.exp(-r))}[act](ref)
-    _close(_fwd(x, wt, b, act), ref)
+    close_max(_fwd(x, wt, b, act), ref)
 
 
 @pytest.mark.parametrize("n,hw", ((64, 28), (1, 40), (200, 7), (3, 13)))
@@ -101,28 +95,7 @@ def test_threads_same_bits(n, hw):
     x = rng.standard_normal((n, hw, hw, 1)).astype(np.float32)
     wt = rng.standard_normal((3, 3, 1, 1)).astype(np.float32)
     b = rng.standard_normal(1).astype(np.float32)
-    old = _C.get_num_threads()
-    try:
-        _C.set_num_threads(1)
-        y1 = _fwd(x, wt, b)
-        d1 = _C.conv2d_backward_data(x, wt, x.shape, *ARGS)
-        w1, b1 = _C.conv2d_backward_weights(x, x, wt.shape, *ARGS, True)
-        _C.set_num_threads(2)
-        np.testing.assert_array_equal(_fwd(x, wt, b), y1)
-        np.testing.assert_array_equal(_C.conv2d_backward_data(x, wt, x.shape, *ARGS), d1)
-        w2, b2 = _C.conv2d_backward_weights(x, x, wt.shape, *ARGS, True)
-        _close(w2, w1.astype(np.float64), 1e-6)
-        _close(b2, b1.astype(np.float64), 1e-6)
-    finally:
-        _C.set_num_threads(old)
-
-
-def _same_nan_inf(got, ref):
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
-    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(ref))
-    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(ref))
-    fin = np.isfinite(ref)
-    _close(np.where(fin, got, 0).astype(np.float32), np.where(fin, ref, 0))
+    check_two_threads(x, wt, b, ARGS)
 
 
 @pytest.mark.parametrize("bad", (np.nan, np.inf, -np.inf))
@@ -137,14 +110,16 @@ def test_non_finite_inputs(bad, hw):
     x[0, 0, 0, 0] = bad
     x[2, h - 1, 3, 0] = bad
     x64, w64 = x.astype(np.float64), wt.astype(np.float64)
-    _same_nan_inf(_fwd(x, wt, None), R.conv2d_forward(x64, w64, None, *ARGS))
-    _same_nan_inf(_C.conv2d_backward_data(x, wt, x.shape, *ARGS), R.conv2d_backward_data(x64, w64, x.shape, *ARGS))
+    same_nonfinite(_fwd(x, wt, None), R.conv2d_forward(x64, w64, None, *ARGS),
+                   close_max)
+    same_nonfinite(_C.conv2d_backward_data(x, wt, x.shape, *ARGS), R.conv2d_backward_data(x64, w64, x.shape, *ARGS),
+                   close_max)
     dy = rng.standard_normal(x.shape).astype(np.float32)
     for a, b in ((dy, x), (x, dy)):  # non-finite x, then non-finite dy
         dw, db = _C.conv2d_backward_weights(a, b, wt.shape, *ARGS, True)
         rdw, rdb = R.conv2d_backward_weights(a.astype(np.float64), b.astype(np.float64), wt.shape, *ARGS, True)
-        _same_nan_inf(dw, rdw)
-        _same_nan_inf(db, rdb)
+        same_nonfinite(dw, rdw, close_max)
+        same_nonfinite(db, rdb, close_max)
 
 
 @pytest.mark.parametrize("bad", (np.nan, np.inf))
@@ -158,7 +133,7 @@ def test_non_finite_weight(bad):
     wt[0, 2, 0, 0] = bad
     x64, w64 = x.astype(np.float64), wt.astype(np.float64)
     y = _fwd(x, wt, None)
-    _same_nan_inf(y[:, 1:-1, 1:-1], R.conv2d_forward(x64, w64, None, *ARGS)[:, 1:-1, 1:-1])
+    same_nonfinite(y[:, 1:-1, 1:-1], R.conv2d_forward(x64, w64, None, *ARGS)[:, 1:-1, 1:-1], close_max)
     assert not np.isfinite(y[:, 0]).any()
     dx = _C.conv2d_backward_data(x, wt, x.shape, *ARGS)
-    _same_nan_inf(dx[:, 1:-1, 1:-1], R.conv2d_backward_data(x64, w64, x.shape, *ARGS)[:, 1:-1, 1:-1])
+    same_nonfinite(dx[:, 1:-1, 1:-1], R.conv2d_backward_data(x64, w64, x.shape, *ARGS)[:, 1:-1, 1:-1], close_max)

@@ -20,16 +20,10 @@ import pytest
 from fastconv import _C
 from fastconv import reference as R
 
+from conv_oracle import check_two_threads, close_max, same_nonfinite
+
 SAME = (1, 1, 1, 1)
 ARGS = ((1, 1), SAME, (1, 1), 1)
-TOL = 1e-5
-
-
-def _close(got, ref, tol=TOL):
-    assert got.dtype == np.float32 and got.shape == ref.shape
-    scale = float(np.abs(ref).max(initial=0.0))
-    err = float(np.abs(got.astype(np.float64) - ref).max(initial=0.0))
-    assert err <= tol * max(scale, 1e-30), (err, scale)
 
 
 def _check(rng, n, h, w, c, bias=True, act=None):
@@ -43,14 +37,14 @@ def _check(rng, n, h, w, c, bias=True, act=None):
     else:
         y = _C.conv2d_forward(x, wt, b, *ARGS, act)
         ref = np.maximum(ref, 0) if act == "relu" else np.clip(ref, 0, 6)
-    _close(y, ref)
+    close_max(y, ref)
     dy = rng.standard_normal(x.shape).astype(np.float32)
     dy64 = dy.astype(np.float64)
-    _close(_C.conv2d_backward_data(dy, wt, x.shape, *ARGS), R.conv2d_backward_data(dy64, w64, x.shape, *ARGS))
+    close_max(_C.conv2d_backward_data(dy, wt, x.shape, *ARGS), R.conv2d_backward_data(dy64, w64, x.shape, *ARGS))
     dw, db = _C.conv2d_backward_weights(dy, x, wt.shape, *ARGS, True)
     rdw, rdb = R.conv2d_backward_weights(dy64, x64, wt.shape, *ARGS, True)
-    _close(dw, rdw)
-    _close(db, rdb)
+    close_max(dw, rdw)
+    close_max(db, rdb)
 
 
 @pytest.mark.parametrize("c", (3, 6))
@@ -84,28 +78,7 @@ def test_threads(c):
     x = rng.standard_normal((256, 7, 7, c)).astype(np.float32)
     wt = rng.standard_normal((3, 3, c, c)).astype(np.float32)
     b = rng.standard_normal(c).astype(np.float32)
-    old = _C.get_num_threads()
-    try:
-        _C.set_num_threads(1)
-        y1 = _C.conv2d_forward(x, wt, b, *ARGS)
-        d1 = _C.conv2d_backward_data(x, wt, x.shape, *ARGS)
-        w1, b1 = _C.conv2d_backward_weights(x, x, wt.shape, *ARGS, True)
-        _C.set_num_threads(2)
-        np.testing.assert_array_equal(_C.conv2d_forward(x, wt, b, *ARGS), y1)
-        np.testing.assert_array_equal(_C.conv2d_backward_data(x, wt, x.shape, *ARGS), d1)
-        w2, b2 = _C.conv2d_backward_weights(x, x, wt.shape, *ARGS, True)
-        _close(w2, w1.astype(np.float64), 1e-6)
-        _close(b2, b1.astype(np.float64), 1e-6)
-    finally:
-        _C.set_num_threads(old)
-
-
-def _same_nan_inf(got, ref):
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
-    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(ref))
-    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(ref))
-    fin = np.isfinite(ref)
-    _close(np.where(fin, got, 0).astype(np.float32), np.where(fin, ref, 0))
+    check_two_threads(x, wt, b, ARGS)
 
 
 @pytest.mark.parametrize("c", (3, 6))
@@ -119,11 +92,13 @@ def test_non_finite(c, bad):
     x[2, h - 1, w - 1, c - 1] = bad  # an image's last pixel: the next image's first row reads past it
     x[n - 1, h - 1, 3, 0] = bad  # the tensor's last row
     x64, w64 = x.astype(np.float64), wt.astype(np.float64)
-    _same_nan_inf(_C.conv2d_forward(x, wt, None, *ARGS), R.conv2d_forward(x64, w64, None, *ARGS))
-    _same_nan_inf(_C.conv2d_backward_data(x, wt, x.shape, *ARGS), R.conv2d_backward_data(x64, w64, x.shape, *ARGS))
+    same_nonfinite(_C.conv2d_forward(x, wt, None, *ARGS), R.conv2d_forward(x64, w64, None, *ARGS),
+                   close_max)
+    same_nonfinite(_C.conv2d_backward_data(x, wt, x.shape, *ARGS), R.conv2d_backward_data(x64, w64, x.shape, *ARGS),
+                   close_max)
     dy = rng.standard_normal(x.shape).astype(np.float32)
     for a, b in ((dy, x), (x, dy)):
         dw, db = _C.conv2d_backward_weights(a, b, wt.shape, *ARGS, True)
         rdw, rdb = R.conv2d_backward_weights(a.astype(np.float64), b.astype(np.float64), wt.shape, *ARGS, True)
-        _same_nan_inf(dw, rdw)
-        _same_nan_inf(db, rdb)
+        same_nonfinite(dw, rdw, close_max)
+        same_nonfinite(db, rdb, close_max)
