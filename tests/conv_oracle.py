@@ -5,6 +5,8 @@ import numpy as np
 from fastconv import _C
 from fastconv import reference as R
 
+from threads_used import threads_used
+
 
 def close(got, ref):
     assert got.dtype == np.float32 and got.shape == ref.shape
@@ -45,6 +47,34 @@ def close_max(got, ref, tol=1e-5):
     scale = float(np.abs(ref).max(initial=0.0))
     err = float(np.abs(got.astype(np.float64) - ref).max(initial=0.0))
     assert err <= tol * max(scale, 1e-30), (err, scale)
+
+
+def forward_s2(x, wt, b, pads, act=None):
+    """The native 3x3 stride-2 forward (dilation 1, groups 1), act fused when given."""
+    args = ((2, 2), pads, (1, 1), 1)
+    return _C.conv2d_forward(x, wt, b, *args) if act is None else \
+        _C.conv2d_forward(x, wt, b, *args, act)
+
+
+def ref_forward_s2(x, wt, b, pads):
+    """forward_s2's float64 reference (no activation)."""
+    return R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64),
+                            None if b is None else b.astype(np.float64), (2, 2), pads, (1, 1), 1)
+
+
+def one_and_two_threads(call, runs_on_two=1):
+    """call() on one native thread, then runs_on_two times on two (the threads that worked
+    counted over those runs); the thread count restored. Returns (one, [two, ...], used)."""
+    saved = _C.get_num_threads()
+    try:
+        _C.set_num_threads(1)
+        one = call()
+        _C.set_num_threads(2)
+        with threads_used() as used:
+            twos = [call() for _ in range(runs_on_two)]
+    finally:
+        _C.set_num_threads(saved)
+    return one, twos, used
 
 
 def check_two_threads(x, wt, b, args, weights=True):

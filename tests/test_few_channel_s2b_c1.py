@@ -14,30 +14,10 @@ like the reference's)."""
 import numpy as np
 import pytest
 
-from fastconv import _C
-from fastconv import reference as R
-
-from threads_used import threads_used
+from conv_oracle import close_abs, forward_s2, one_and_two_threads, ref_forward_s2, same_nonfinite
 
 PADS = ((0, 1, 0, 1), (1, 1, 1, 1), (2, 2, 2, 0), (0, 0, 2, 2), (1, 0, 0, 1), (2, 1, 1, 0),
         (0, 0, 0, 0))
-
-
-def _close(got, ref):
-    assert got.dtype == np.float32 and got.shape == ref.shape
-    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * scale)
-
-
-def _fwd(x, wt, b, pads, act=None):
-    args = ((2, 2), pads, (1, 1), 1)
-    return _C.conv2d_forward(x, wt, b, *args) if act is None else \
-        _C.conv2d_forward(x, wt, b, *args, act)
-
-
-def _ref(x, wt, b, pads):
-    return R.conv2d_forward(x.astype(np.float64), wt.astype(np.float64),
-                            None if b is None else b.astype(np.float64), (2, 2), pads, (1, 1), 1)
 
 
 def _case(seed, n, h, w, pads, bias=True):
@@ -45,7 +25,7 @@ def _case(seed, n, h, w, pads, bias=True):
     x = rng.standard_normal((n, h, w, 1)).astype(np.float32)
     wt = rng.standard_normal((3, 3, 1, 1)).astype(np.float32)
     b = rng.standard_normal(1).astype(np.float32) if bias else None
-    _close(_fwd(x, wt, b, pads), _ref(x, wt, b, pads))
+    close_abs(forward_s2(x, wt, b, pads), ref_forward_s2(x, wt, b, pads))
 
 
 @pytest.mark.parametrize("w", list(range(1, 41)) + list(range(47, 58)))
@@ -79,9 +59,9 @@ def test_fused_activation(act):
     wt = rng.standard_normal((3, 3, 1, 1)).astype(np.float32)
     b = rng.standard_normal(1).astype(np.float32)
     pads = (1, 1, 0, 1)
-    ref = _ref(x, wt, b, pads)
+    ref = ref_forward_s2(x, wt, b, pads)
     ref = np.maximum(ref, 0) if act == "relu" else np.clip(ref, 0, 6)
-    _close(_fwd(x, wt, b, pads, act), ref)
+    close_abs(forward_s2(x, wt, b, pads, act), ref)
 
 
 def test_two_threads_bit_equal():
@@ -90,18 +70,10 @@ def test_two_threads_bit_equal():
     wt = rng.standard_normal((3, 3, 1, 1)).astype(np.float32)
     b = rng.standard_normal(1).astype(np.float32)
     pads = (1, 1, 0, 1)
-    saved = _C.get_num_threads()
-    try:
-        _C.set_num_threads(1)
-        one = _fwd(x, wt, b, pads)
-        _C.set_num_threads(2)
-        with threads_used() as used:
-            two = _fwd(x, wt, b, pads)
-    finally:
-        _C.set_num_threads(saved)
+    one, (two,), used = one_and_two_threads(lambda: forward_s2(x, wt, b, pads))
     assert used.count >= 2
     assert np.array_equal(one, two)
-    _close(two, _ref(x, wt, b, pads))
+    close_abs(two, ref_forward_s2(x, wt, b, pads))
 
 
 @pytest.mark.parametrize("bad", (np.nan, np.inf, -np.inf))
@@ -116,12 +88,8 @@ def test_nonfinite_x(bad, hw, pads):
         x[n, i, j, 0] = bad
     wt = rng.standard_normal((3, 3, 1, 1)).astype(np.float32)
     b = rng.standard_normal(1).astype(np.float32)
-    got, ref = _fwd(x, wt, b, pads), _ref(x, wt, b, pads)
-    assert np.array_equal(np.isnan(got), np.isnan(ref))
-    assert np.array_equal(np.isinf(got), np.isinf(ref))
-    fin = np.isfinite(ref)
-    scale = max(1.0, float(np.abs(ref[fin]).max(initial=0.0)))
-    np.testing.assert_allclose(got[fin], ref[fin], rtol=0, atol=1e-5 * scale)
+    got, ref = forward_s2(x, wt, b, pads), ref_forward_s2(x, wt, b, pads)
+    same_nonfinite(got, ref, close_abs)
 
 
 @pytest.mark.parametrize("bad", (np.nan, np.inf))
@@ -133,8 +101,4 @@ def test_nonfinite_weight(bad, pads):
     x = rng.standard_normal((2, 20, 21, 1)).astype(np.float32)
     wt = rng.standard_normal((3, 3, 1, 1)).astype(np.float32)
     wt[0, 2, 0, 0] = bad
-    got, ref = _fwd(x, wt, None, pads), _ref(x, wt, None, pads)
-    assert np.array_equal(np.isnan(got), np.isnan(ref))
-    fin = np.isfinite(ref)
-    np.testing.assert_allclose(got[fin], ref[fin], rtol=0,
-                               atol=1e-5 * max(1.0, float(np.abs(ref[fin]).max(initial=0.0))))
+    same_nonfinite(forward_s2(x, wt, None, pads), ref_forward_s2(x, wt, None, pads), close_abs)

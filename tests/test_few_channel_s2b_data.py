@@ -9,21 +9,15 @@ the 24-float period's three phases), heights 1..8, both left and top pads, batch
 sweep's square shapes scaled down, and some at full size; one image on two threads (column
 ranges of it) against one thread, bit-equal; NaN / inf in dy at corners, row ends and
 inside: exactly the reference's NaN pattern (the B taps of odd columns and column -1 are
-cleared by masks, never multiplied by a zero weight); an inf / NaN weight (handed back: the reference's pattern exactly)."""
+cleared by masks, never multiplied by a zero weight); an inf / NaN weight (handed back:
+the reference's pattern exactly)."""
 import numpy as np
 import pytest
 
 from fastconv import _C
 from fastconv import reference as R
 
-from conv_oracle import close_abs, same_nonfinite
-from threads_used import threads_used
-
-
-def _close(got, ref):
-    assert got.dtype == np.float32 and got.shape == ref.shape
-    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * scale)
+from conv_oracle import close_abs, one_and_two_threads, same_nonfinite
 
 
 def _pads(h, w, pt, pl):
@@ -51,7 +45,7 @@ def _case(seed, x_shape, pads):
     c = x_shape[3]
     dy = rng.standard_normal(_dy_shape(x_shape, pads)).astype(np.float32)
     wt = rng.standard_normal((3, 3, c, c)).astype(np.float32)
-    _close(_data(dy, wt, x_shape, pads), _ref(dy, wt, x_shape, pads))
+    close_abs(_data(dy, wt, x_shape, pads), _ref(dy, wt, x_shape, pads))
 
 
 @pytest.mark.parametrize("c", (3, 6))
@@ -97,21 +91,12 @@ def test_one_image_two_threads(c, hw):
     pads = _pads(hw, hw - 1, 1, 0)
     dy = rng.standard_normal(_dy_shape(x_shape, pads)).astype(np.float32)
     wt = rng.standard_normal((3, 3, c, c)).astype(np.float32)
-    saved = _C.get_num_threads()
-    try:
-        _C.set_num_threads(1)
-        one = _data(dy, wt, x_shape, pads)
-        _C.set_num_threads(2)
-        with threads_used() as used:
-            two = _data(dy, wt, x_shape, pads)
-        again = _data(dy, wt, x_shape, pads)
-    finally:
-        _C.set_num_threads(saved)
+    one, (two, again), used = one_and_two_threads(lambda: _data(dy, wt, x_shape, pads), 2)
     if c == 3:
         assert used.count >= 2
     assert np.array_equal(one, two)
     assert np.array_equal(two, again)
-    _close(two, _ref(dy, wt, x_shape, pads))
+    close_abs(two, _ref(dy, wt, x_shape, pads))
 
 
 @pytest.mark.parametrize("bad", (np.nan, np.inf, -np.inf))
@@ -129,12 +114,7 @@ def test_nonfinite_dy(bad, c, hw, pt, pl):
                          (1, oh - 1, ow - 1, 2), (0, oh // 2, ow // 2, c - 1), (1, 1, ow - 1, 0)):
         dy[n, i, j, k] = bad
     wt = rng.standard_normal((3, 3, c, c)).astype(np.float32)
-    got, ref = _data(dy, wt, x_shape, pads), _ref(dy, wt, x_shape, pads)
-    assert np.array_equal(np.isnan(got), np.isnan(ref))
-    assert np.array_equal(np.isinf(got), np.isinf(ref))
-    fin = np.isfinite(ref)
-    scale = max(1.0, float(np.abs(ref[fin]).max(initial=0.0)))
-    np.testing.assert_allclose(got[fin], ref[fin], rtol=0, atol=1e-5 * scale)
+    same_nonfinite(_data(dy, wt, x_shape, pads), _ref(dy, wt, x_shape, pads), close_abs)
 
 
 @pytest.mark.parametrize("bad", (np.nan, np.inf, -np.inf))

@@ -19,24 +19,11 @@ import fastconv as fc
 from fastconv import _C
 from fastconv import reference as R
 
+from conv_oracle import close_max, same_nonfinite
 from threads_used import threads_used
 
 PADS = ((0, 1, 0, 1), (1, 1, 1, 1), (2, 2, 2, 0), (0, 0, 2, 2), (1, 0, 0, 1), (2, 1, 1, 0),
         (0, 0, 0, 0))
-
-
-def _close(got, ref):
-    assert got.dtype == np.float32 and got.shape == ref.shape
-    scale = max(1e-30, float(np.abs(ref).max(initial=0.0)))
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * scale)
-
-
-def _same_nonfinite(got, ref):
-    assert np.array_equal(np.isnan(got), np.isnan(ref))
-    assert np.array_equal(np.isposinf(got), np.isposinf(ref))
-    assert np.array_equal(np.isneginf(got), np.isneginf(ref))
-    fin = np.isfinite(ref)
-    _close(np.where(fin, got, 0).astype(np.float32), np.where(fin, ref, 0))
 
 
 def _out(h, w, pads):
@@ -59,9 +46,9 @@ def _case(seed, n, h, w, c, pads, bias=True):
     x = rng.standard_normal((n, h, w, c)).astype(np.float32)
     dy = rng.standard_normal((n, oh, ow, c)).astype(np.float32)
     dw, db, rdw, rdb = _pass(x, dy, c, pads, bias)
-    _close(dw, rdw)
+    close_max(dw, rdw)
     if bias:
-        _close(db, rdb)
+        close_max(db, rdb)
 
 
 @pytest.mark.parametrize("c", (3, 6))
@@ -117,8 +104,8 @@ def test_threaded_and_deterministic(c):
         fc.set_num_threads(saved)
     assert used.count == 2
     assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][1], runs[1][1])
-    _close(runs[0][0], runs[0][2])
-    _close(runs[0][1], runs[0][3])
+    close_max(runs[0][0], runs[0][2])
+    close_max(runs[0][1], runs[0][3])
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
@@ -136,8 +123,8 @@ def test_nonfinite_x(c, bad, where, pads):
     oh, ow = _out(14, 14, pads)
     dy = rng.standard_normal((3, oh, ow, c)).astype(np.float32)
     dw, db, rdw, rdb = _pass(x, dy, c, pads)
-    _same_nonfinite(dw, rdw)
-    _close(db, rdb)
+    same_nonfinite(dw, rdw, close_max)
+    close_max(db, rdb)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
@@ -150,8 +137,8 @@ def test_nonfinite_dy(c, bad, where):
     dy = rng.standard_normal((3, 7, 7, c)).astype(np.float32)
     dy[where[0], where[1], where[2], 0] = bad
     dw, db, rdw, rdb = _pass(x, dy, c, (0, 1, 0, 1))
-    _same_nonfinite(dw, rdw)
-    _same_nonfinite(db, rdb)
+    same_nonfinite(dw, rdw, close_max)
+    same_nonfinite(db, rdb, close_max)
 
 
 @pytest.mark.parametrize("c", (3, 6))
@@ -160,4 +147,4 @@ def test_no_bias(c):
     x = rng.standard_normal((5, 14, 14, c)).astype(np.float32)
     dy = rng.standard_normal((5, 7, 7, c)).astype(np.float32)
     dw, db, rdw, _ = _pass(x, dy, c, (0, 1, 0, 1), bias=False)
-    _close(dw, rdw)
+    close_max(dw, rdw)
