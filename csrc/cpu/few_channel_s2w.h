@@ -2,6 +2,8 @@
 // straight from the NHWC rows (few_channel_s2w_avx2.cpp: the rule; few_channel_s2w_rows3_avx2
 // .cpp, few_channel_s2w_rows6_avx2.cpp). Below and above avx2 the shape test says no.
 #pragma once
+#include <cstddef>
+
 #include "common/geometry.h"
 #include "kernels.h"
 
@@ -27,5 +29,18 @@ bool s2w_rows3_avx2(const ConvGeometry& g, const float* dy, const float* x, floa
 // shapes as s2w_rows3_avx2 with C = 6.
 bool s2w_rows6_avx2(const ConvGeometry& g, const float* dy, const float* x, float* dw,
                     float* db);
+
+// The row kernels' last step: dw[k] (k < n_dw) and then db[k - n_dw] (when db) as the
+// double sum of the `used` threads' partial sums (row t at parts + t * n_part), in thread
+// order, so the result does not depend on which thread ran which rows.
+inline void s2w_sum_parts(const double* parts, int used, int n_part, int n_dw, float* dw,
+                          float* db) {
+  for (int k = 0; k < n_part; ++k) {
+    double s = 0.0;
+    for (int t = 0; t < used; ++t) s += parts[(size_t)t * n_part + k];
+    if (k < n_dw) dw[k] = (float)s;
+    else if (db) db[k - n_dw] = (float)s;
+  }
+}
 
 }  // namespace fastconv::cpu::detail

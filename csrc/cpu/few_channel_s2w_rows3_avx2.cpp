@@ -198,12 +198,7 @@ bool s2w_rows3_avx2(const ConvGeometry& g, const float* dy, const float* x, floa
       for (int co = 0; co < 3; ++co) acc.a[k][co] = a[k][co];
     flush();
   });
-  for (int k = 0; k < kPart; ++k) {
-    double s = 0.0;
-    for (int t = 0; t < used; ++t) s += part[(size_t)t * kPart + k];
-    if (k < kDw) dw[k] = (float)s;
-    else if (db) db[k - kDw] = (float)s;
-  }
+  s2w_sum_parts(part.data(), used, kPart, kDw, dw, db);
   return true;
 }
 

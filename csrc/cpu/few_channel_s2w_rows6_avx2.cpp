@@ -196,12 +196,7 @@ bool s2w_rows6_avx2(const ConvGeometry& g, const float* dy, const float* x, floa
     }
     flush();
   });
-  for (int k = 0; k < kPart; ++k) {
-    double s = 0.0;
-    for (int tt = 0; tt < used; ++tt) s += part[(size_t)tt * kPart + k];
-    if (k < kDw) dw[k] = (float)s;
-    else if (db) db[k - kDw] = (float)s;
-  }
+  s2w_sum_parts(part.data(), used, kPart, kDw, dw, db);
   return true;
 }
 
