@@ -453,11 +453,9 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
   // its columns hold the padding's zeros, multiplied by w as the reference does (0 * inf =
   // NaN at the border), where the direct routes at stride 1 skip the padding (inf or finite
   // there). Checking the <= 9 * 8 * 64 weights is cheap; the finite path is unchanged.
-  bool plain_im2col = false;
-  if (!depthwise && detail::direct_eligible(g, ConvPass::Forward) &&
-      !all_finite(w, g.weight_size()))
-    plain_im2col = true;
-  else if (!depthwise && detail::direct_eligible(g, ConvPass::Forward)) {
+  const bool direct = !depthwise && detail::direct_eligible(g, ConvPass::Forward);
+  const bool plain_im2col = direct && !all_finite(w, g.weight_size());
+  if (direct && !plain_im2col) {
     // One channel in and out, 3x3 'same' stride 1, at avx2: the depthwise flat rows
     // (depthwise_flat8.cpp; the same arithmetic, one 9-float kernel), a direct kernel too.
     // The batch as one flat stream first (few_channel_s1_c1.cpp; false for a non-finite weight).
